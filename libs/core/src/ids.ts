@@ -1,0 +1,26 @@
+import { randomBytes } from 'node:crypto';
+
+const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
+
+/** Random string over [0-9a-z] with rejection sampling, so every character is uniform. */
+export function randomString(length: number): string {
+  let out = '';
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      if (byte < 252) out += ALPHABET[byte % 36];
+      if (out.length === length) break;
+    }
+  }
+  return out;
+}
+
+export type IdPrefix = 'ten' | 'key' | 'con' | 'ca' | 'mcp' | 'exe' | 'aud' | 'snk' | 'dlv' | 'whk' | 'req';
+
+/** Opaque, prefixed, URL-safe id: `ca_3k9...` (20 random characters, ~103 bits). */
+export function newId(prefix: IdPrefix): string {
+  return `${prefix}_${randomString(20)}`;
+}
+
+export function hasPrefix(id: string, prefix: IdPrefix): boolean {
+  return id.startsWith(`${prefix}_`) && /^[a-z]+_[0-9a-z]{20}$/.test(id);
+}

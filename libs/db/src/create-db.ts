@@ -1,0 +1,58 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Database } from './database.ts';
+import { pglitePool } from './pglite-pool.ts';
+
+export type DbOptions =
+  | {
+      kind: 'postgres';
+      url: string;
+      poolSize?: number;
+      /** Fail a query that cannot get a connection within this time (ms). */
+      connectionTimeoutMs?: number;
+      statementTimeoutMs?: number;
+    }
+  | { kind: 'pglite'; dataDir: string | null };
+
+export interface Db {
+  readonly kysely: Kysely<Database>;
+  readonly kind: DbOptions['kind'];
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** `pglite` with `dataDir: null` keeps the database in memory (tests of the embedded path). */
+export async function createDb(options: DbOptions): Promise<Db> {
+  let dialect: PostgresDialect;
+  if (options.kind === 'postgres') {
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
+      statement_timeout: options.statementTimeoutMs ?? 30_000,
+      application_name: 'warden',
+    });
+    // An idle client that loses its server emits 'error' on the pool; without a
+    // listener that would crash the process. The next query reports the outage.
+    pool.on('error', () => {});
+    dialect = new PostgresDialect({ pool });
+  } else {
+    if (options.dataDir !== null) mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    const pglite = options.dataDir === null ? new PGlite() : new PGlite(options.dataDir);
+    await pglite.waitReady;
+    dialect = new PostgresDialect({ pool: pglitePool(pglite) });
+  }
+  const kysely = new Kysely<Database>({ dialect });
+  return {
+    kysely,
+    kind: options.kind,
+    async ping() {
+      await sql`select 1`.execute(kysely);
+    },
+    async close() {
+      await kysely.destroy();
+    },
+  };
+}

@@ -1,0 +1,99 @@
+import type { ColumnType, Insertable, Selectable, Updateable } from 'kysely';
+
+/** A timestamp column: read as Date, written as Date (or an ISO string), defaulted by the database. */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+/** jsonb: objects are written as JSON text so both pg and PGlite bind them the same way. */
+type Json<T> = ColumnType<T, string, string>;
+
+export interface TenantSettings {
+  /** Upstream request budget as `requests/seconds`, e.g. `1000/300`; unset = service default. */
+  budget?: string;
+  [key: string]: unknown;
+}
+
+export interface TenantsTable {
+  id: string;
+  name: string;
+  settings: Json<TenantSettings>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TenantApiKeysTable {
+  id: string;
+  tenant_id: string;
+  /** SHA-256 of the secret part of the key, hex. The key itself is never stored. */
+  secret_hash: string;
+  created_at: Timestamp;
+  revoked_at: NullableTimestamp;
+  last_used_at: NullableTimestamp;
+}
+
+export interface ConnectionsTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  provider: string;
+  created_at: Timestamp;
+}
+
+export type ConnectedAccountStatus = 'ACTIVE' | 'INVALID' | 'REVOKED';
+export type AuthorizationType = 'api_token' | 'global_api_key';
+export type TokenKind = 'user' | 'account';
+
+export interface CloudflareAccountRef {
+  id: string;
+  name: string;
+}
+
+export interface ConnectedAccountsTable {
+  id: string;
+  tenant_id: string;
+  connection_id: string;
+  identifier: string;
+  status: ConnectedAccountStatus;
+  authorization_type: AuthorizationType;
+  token_kind: TokenKind;
+  cf_user_id: string | null;
+  cf_accounts: Json<CloudflareAccountRef[]>;
+  cf_token_id: string | null;
+  token_status: string;
+  expires_on: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  last_used_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface SealedCredentialsTable {
+  connected_account_id: string;
+  tenant_id: string;
+  /** `local` or `aws`. */
+  key_provider: string;
+  /** The wrapping key: `local:v3` or a KMS key ARN. */
+  key_id: string;
+  wrapped_key: Uint8Array;
+  iv: Uint8Array;
+  /** AES-256-GCM ciphertext followed by its 16-byte tag. */
+  ciphertext: Uint8Array;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface Database {
+  tenants: TenantsTable;
+  tenant_api_keys: TenantApiKeysTable;
+  connections: ConnectionsTable;
+  connected_accounts: ConnectedAccountsTable;
+  sealed_credentials: SealedCredentialsTable;
+}
+
+export type Tenant = Selectable<TenantsTable>;
+export type TenantApiKey = Selectable<TenantApiKeysTable>;
+export type Connection = Selectable<ConnectionsTable>;
+export type ConnectedAccountRow = Selectable<ConnectedAccountsTable>;
+export type NewConnectedAccountRow = Insertable<ConnectedAccountsTable>;
+export type ConnectedAccountUpdate = Updateable<ConnectedAccountsTable>;
+export type SealedCredentialRow = Selectable<SealedCredentialsTable>;
+export type NewSealedCredentialRow = Insertable<SealedCredentialsTable>;

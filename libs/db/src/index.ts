@@ -1,0 +1,23 @@
+export { createDb } from './create-db.ts';
+export type { Db, DbOptions } from './create-db.ts';
+export { migrateToLatest } from './migrate.ts';
+export type { MigrationReport } from './migrate.ts';
+export { isDatabaseUnavailable, isUniqueViolation } from './errors.ts';
+export { decodeCursor, encodeCursor } from './cursor.ts';
+export type { PageCursor } from './cursor.ts';
+export type {
+  AuthorizationType,
+  CloudflareAccountRef,
+  ConnectedAccountRow,
+  ConnectedAccountStatus,
+  ConnectedAccountUpdate,
+  Connection,
+  Database,
+  NewConnectedAccountRow,
+  NewSealedCredentialRow,
+  SealedCredentialRow,
+  Tenant,
+  TenantApiKey,
+  TenantSettings,
+  TokenKind,
+} from './database.ts';

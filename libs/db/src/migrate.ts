@@ -1,0 +1,26 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FileMigrationProvider, Migrator } from 'kysely/migration';
+import type { Kysely } from 'kysely';
+import type { MigrationResultSet } from 'kysely/migration';
+
+export interface MigrationReport {
+  applied: string[];
+}
+
+/**
+ * Applies every pending migration in `folder`. Kysely takes a lock table row inside
+ * a transaction, so replicas starting together apply each migration once.
+ */
+export async function migrateToLatest(db: Kysely<unknown>, folder: string): Promise<MigrationReport> {
+  const migrator = new Migrator({
+    db,
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(folder) }),
+  });
+  const result: MigrationResultSet = await migrator.migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new Error(`migration ${failed} failed`, { cause: result.error });
+  }
+  return { applied: (result.results ?? []).map((r) => r.migrationName) };
+}

@@ -1,0 +1,54 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createDb, migrateToLatest } from '@warden/db';
+import type { Db } from '@warden/db';
+import { randomString } from '@warden/core';
+import pg from 'pg';
+
+export const MIGRATIONS_FOLDER = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../migrations',
+);
+
+export interface TestDatabase {
+  readonly db: Db;
+  /** Connection string of this test's own database. */
+  readonly url: string;
+  drop(): Promise<void>;
+}
+
+function serverUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('DATABASE_URL is not set (see vitest.global-setup.ts)');
+  return url;
+}
+
+/** A fresh, migrated database on the DATABASE_URL server, so test files can run in parallel. */
+export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<TestDatabase> {
+  const name = `warden_test_${randomString(12)}`;
+  const admin = new pg.Client({ connectionString: serverUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl());
+  url.pathname = `/${name}`;
+  const db = await createDb({ kind: 'postgres', url: url.toString(), poolSize: 5 });
+  if (options.migrate !== false) await migrateToLatest(db.kysely, MIGRATIONS_FOLDER);
+  return {
+    db,
+    url: url.toString(),
+    async drop() {
+      await db.close().catch(() => {});
+      const client = new pg.Client({ connectionString: serverUrl() });
+      await client.connect();
+      try {
+        await client.query(`drop database if exists ${name} with (force)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
