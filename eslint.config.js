@@ -26,7 +26,7 @@ export default tseslint.config(
   {
     // Libraries take typed options; only the service's config.ts reads the environment.
     files: ['libs/**/*.ts'],
-    ignores: ['libs/**/*.test.ts', 'libs/**/*.main.ts'],
+    ignores: ['libs/**/*.test.ts', 'libs/**/*.main.ts', 'libs/testing/**'],
     rules: {
       'no-restricted-syntax': [
         'error',

@@ -12,9 +12,9 @@ export interface MigrationReport {
  * Applies every pending migration in `folder`. Kysely takes a lock table row inside
  * a transaction, so replicas starting together apply each migration once.
  */
-export async function migrateToLatest(db: Kysely<unknown>, folder: string): Promise<MigrationReport> {
+export async function migrateToLatest<DB>(db: Kysely<DB>, folder: string): Promise<MigrationReport> {
   const migrator = new Migrator({
-    db,
+    db: db as unknown as Kysely<unknown>,
     provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(folder) }),
   });
   const result: MigrationResultSet = await migrator.migrateToLatest();
