@@ -1,3 +1,5 @@
+import { WardenError } from '@warden/core';
+
 /** A Cloudflare credential as the vault holds it. Never logged, never returned. */
 export type CloudflareCredential =
   | { readonly type: 'api_token'; readonly apiToken: string }
@@ -29,4 +31,40 @@ export function authHeaders(credential: CloudflareCredential): Record<string, st
 /** Every string of a credential, for leak checks (logs, errors, results). */
 export function credentialSecrets(credential: CloudflareCredential): string[] {
   return credential.type === 'api_token' ? [credential.apiToken] : [credential.apiKey];
+}
+
+const API_TOKEN_SHAPE = /^[A-Za-z0-9_-]{20,255}$/;
+const GLOBAL_API_KEY_SHAPE = /^[0-9a-f]{37}$/;
+const EMAIL_SHAPE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+function shapeError(field: string, message: string): WardenError {
+  return new WardenError('invalid_request', `${field}: ${message}`, { field });
+}
+
+/**
+ * Cheap shape checks before a credential is sent anywhere, with messages that name
+ * the field and the fix but never echo the value.
+ */
+export function assertCredentialShape(credential: CloudflareCredential): void {
+  if (credential.type === 'api_token') {
+    if (!API_TOKEN_SHAPE.test(credential.apiToken)) {
+      throw shapeError(
+        'authorization.api_token',
+        'does not look like a Cloudflare API token (20-255 characters of A-Z, a-z, 0-9, "-" and "_"); paste the token value, not its id or a "Bearer " header',
+      );
+    }
+    return;
+  }
+  if (!EMAIL_SHAPE.test(credential.email) || credential.email.length > 254) {
+    throw shapeError(
+      'authorization.email',
+      'must be the email address of the Cloudflare user that owns the Global API Key',
+    );
+  }
+  if (!GLOBAL_API_KEY_SHAPE.test(credential.apiKey)) {
+    throw shapeError(
+      'authorization.api_key',
+      'does not look like a Cloudflare Global API Key (37 lowercase hexadecimal characters); for an API token use {"type": "api_token"}',
+    );
+  }
 }

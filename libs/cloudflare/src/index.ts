@@ -1,4 +1,4 @@
-export { authHeaders, credentialSecrets } from './credential.ts';
+export { assertCredentialShape, authHeaders, credentialSecrets } from './credential.ts';
 export type { CloudflareAccount, CloudflareCredential, VerifiedCredential } from './credential.ts';
 export { createCloudflareClient } from './cloudflare.client.ts';
 export type {

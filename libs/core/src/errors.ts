@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'upstream_error',
   'upstream_timeout',
   'unavailable',
+  'integrity_failure',
   'internal',
 ] as const;
 
