@@ -1,6 +1,10 @@
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 
+// Millisecond precision, like the JavaScript Date every reader turns it into, so keyset
+// pagination cursors built from a Date compare exactly with the stored value.
+const TIMESTAMP = sql`timestamptz(3)`;
+
 // Migrations never import application code: they describe the schema as it was
 // on the day they were written.
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -9,8 +13,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('name', 'text', (c) => c.notNull())
     .addColumn('settings', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('created_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
 
   await db.schema
@@ -18,9 +22,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
     .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .addColumn('revoked_at', 'timestamptz')
-    .addColumn('last_used_at', 'timestamptz')
+    .addColumn('created_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('revoked_at', TIMESTAMP)
+    .addColumn('last_used_at', TIMESTAMP)
     .execute();
   await db.schema
     .createIndex('tenant_api_keys_tenant_idx')
@@ -34,7 +38,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
     .addColumn('name', 'text', (c) => c.notNull())
     .addColumn('provider', 'text', (c) => c.notNull())
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('created_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
     .addUniqueConstraint('connections_tenant_name_key', ['tenant_id', 'name'])
     .addUniqueConstraint('connections_tenant_id_key', ['tenant_id', 'id'])
     .execute();
@@ -54,11 +58,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('cf_accounts', 'jsonb', (c) => c.notNull().defaultTo(sql`'[]'::jsonb`))
     .addColumn('cf_token_id', 'text')
     .addColumn('token_status', 'text', (c) => c.notNull())
-    .addColumn('expires_on', 'timestamptz')
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .addColumn('last_used_at', 'timestamptz')
-    .addColumn('revoked_at', 'timestamptz')
+    .addColumn('expires_on', TIMESTAMP)
+    .addColumn('created_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('last_used_at', TIMESTAMP)
+    .addColumn('revoked_at', TIMESTAMP)
     // The connection must belong to the same tenant as the account.
     .addForeignKeyConstraint(
       'connected_accounts_connection_fk',
@@ -89,8 +93,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('wrapped_key', 'bytea', (c) => c.notNull())
     .addColumn('iv', 'bytea', (c) => c.notNull())
     .addColumn('ciphertext', 'bytea', (c) => c.notNull())
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('created_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
   await db.schema
     .createIndex('sealed_credentials_key_idx')

@@ -24,3 +24,8 @@ export function newId(prefix: IdPrefix): string {
 export function hasPrefix(id: string, prefix: IdPrefix): boolean {
   return id.startsWith(`${prefix}_`) && /^[a-z]+_[0-9a-z]{20}$/.test(id);
 }
+
+/** C0/C1 control characters and DEL: never valid in names, identifiers or paths. */
+export function hasControlCharacters(value: string): boolean {
+  return /\p{Cc}/u.test(value);
+}

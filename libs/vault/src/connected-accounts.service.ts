@@ -1,0 +1,412 @@
+import type { Clock } from '@warden/core';
+import { WardenError, hasControlCharacters, newId, notFound, systemClock } from '@warden/core';
+import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
+import { assertCredentialShape } from '@warden/cloudflare';
+import type {
+  AuthorizationType,
+  CloudflareAccountRef,
+  ConnectedAccountRow,
+  ConnectedAccountStatus,
+  Database,
+  TokenKind,
+} from '@warden/db';
+import { decodeCursor, encodeCursor } from '@warden/db';
+import type { Kysely, Transaction } from 'kysely';
+import type { Envelope, SealedSecret } from './envelope.ts';
+
+export interface ConnectedAccount {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly identifier: string;
+  readonly connectionName: string;
+  readonly status: ConnectedAccountStatus;
+  readonly authorizationType: AuthorizationType;
+  readonly tokenKind: TokenKind;
+  readonly cloudflare: {
+    readonly userId: string | null;
+    readonly accounts: readonly CloudflareAccountRef[];
+    readonly tokenId: string | null;
+    readonly tokenStatus: string;
+    readonly expiresOn: Date | null;
+  };
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly lastUsedAt: Date | null;
+}
+
+export type CredentialVerifier = (credential: CloudflareCredential) => Promise<VerifiedCredential>;
+
+export interface ListConnectedAccountsQuery {
+  readonly identifier?: string;
+  readonly connectionName?: string;
+  readonly status?: ConnectedAccountStatus;
+  readonly pageSize?: number;
+  readonly pageToken?: string;
+}
+
+export interface ConnectedAccountService {
+  create(
+    tenantId: string,
+    input: { identifier: string; connectionName?: string; credential: CloudflareCredential },
+  ): Promise<ConnectedAccount>;
+  get(tenantId: string, id: string): Promise<ConnectedAccount>;
+  list(
+    tenantId: string,
+    query: ListConnectedAccountsQuery,
+  ): Promise<{ items: ConnectedAccount[]; nextPageToken: string | null }>;
+  rotate(tenantId: string, id: string, credential: CloudflareCredential): Promise<ConnectedAccount>;
+  /** Crypto-shreds the credential and leaves a REVOKED tombstone. Idempotent. */
+  revoke(tenantId: string, id: string): Promise<ConnectedAccount>;
+  /** Opens the credential of an ACTIVE account, for the parent process to inject upstream. */
+  openCredential(
+    tenantId: string,
+    id: string,
+  ): Promise<{ account: ConnectedAccount; credential: CloudflareCredential }>;
+  setStatus(
+    tenantId: string,
+    id: string,
+    status: Exclude<ConnectedAccountStatus, 'REVOKED'>,
+  ): Promise<ConnectedAccount>;
+}
+
+const DEFAULT_CONNECTION = 'cloudflare';
+const MAX_PAGE_SIZE = 100;
+
+type Row = ConnectedAccountRow & { connection_name: string };
+
+function toAccount(row: Row): ConnectedAccount {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    identifier: row.identifier,
+    connectionName: row.connection_name,
+    status: row.status,
+    authorizationType: row.authorization_type,
+    tokenKind: row.token_kind,
+    cloudflare: {
+      userId: row.cf_user_id,
+      accounts: row.cf_accounts,
+      tokenId: row.cf_token_id,
+      tokenStatus: row.token_status,
+      expiresOn: row.expires_on,
+    },
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+export function validateIdentifier(identifier: unknown, field = 'identifier'): string {
+  if (typeof identifier !== 'string' || identifier.length === 0 || identifier.length > 256) {
+    throw new WardenError(
+      'invalid_request',
+      `${field}: must be a non-empty string of at most 256 characters`,
+      { field },
+    );
+  }
+  if (hasControlCharacters(identifier)) {
+    throw new WardenError('invalid_request', `${field}: must not contain control characters`, { field });
+  }
+  return identifier;
+}
+
+function serializeCredential(credential: CloudflareCredential): Buffer {
+  return Buffer.from(JSON.stringify(credential), 'utf8');
+}
+
+function parseCredential(plaintext: Buffer): CloudflareCredential {
+  try {
+    return JSON.parse(plaintext.toString('utf8')) as CloudflareCredential;
+  } finally {
+    plaintext.fill(0);
+  }
+}
+
+function sealedColumns(sealed: SealedSecret) {
+  return {
+    key_provider: sealed.keyProvider,
+    key_id: sealed.keyId,
+    wrapped_key: sealed.wrappedKey,
+    iv: sealed.iv,
+    ciphertext: sealed.ciphertext,
+  };
+}
+
+function verifiedColumns(verified: VerifiedCredential) {
+  return {
+    token_kind: verified.tokenKind,
+    cf_user_id: verified.userId,
+    cf_accounts: JSON.stringify(verified.accounts.map((a) => ({ id: a.id, name: a.name }))),
+    cf_token_id: verified.tokenId,
+    token_status: verified.tokenStatus,
+    expires_on: verified.expiresOn,
+  };
+}
+
+export function createConnectedAccountService(deps: {
+  db: Kysely<Database>;
+  envelope: Envelope;
+  verify: CredentialVerifier;
+  clock?: Clock;
+}): ConnectedAccountService {
+  const { db, envelope, verify } = deps;
+  const clock = deps.clock ?? systemClock;
+  const lastTouched = new Map<string, number>();
+
+  function baseQuery(executor: Kysely<Database> | Transaction<Database>, tenantId: string) {
+    return executor
+      .selectFrom('connected_accounts as ca')
+      .innerJoin('connections as c', (join) =>
+        join.onRef('c.id', '=', 'ca.connection_id').onRef('c.tenant_id', '=', 'ca.tenant_id'),
+      )
+      .selectAll('ca')
+      .select('c.name as connection_name')
+      .where('ca.tenant_id', '=', tenantId);
+  }
+
+  async function findRow(
+    executor: Kysely<Database> | Transaction<Database>,
+    tenantId: string,
+    id: string,
+    lock = false,
+  ): Promise<Row> {
+    let query = baseQuery(executor, tenantId).where('ca.id', '=', id);
+    if (lock) query = query.forUpdate('ca');
+    const row = await query.executeTakeFirst();
+    if (!row) throw notFound('connected account');
+    return row;
+  }
+
+  async function connectionId(tenantId: string, name: string): Promise<string> {
+    const row = await db
+      .selectFrom('connections')
+      .select('id')
+      .where('tenant_id', '=', tenantId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (row) return row.id;
+    const known = await db
+      .selectFrom('connections')
+      .select('name')
+      .where('tenant_id', '=', tenantId)
+      .orderBy('name')
+      .execute();
+    throw new WardenError(
+      'invalid_request',
+      `connection_name: unknown connection '${name}'; this tenant has: ${known.map((k) => k.name).join(', ') || 'none'}`,
+      { field: 'connection_name' },
+    );
+  }
+
+  return {
+    async create(tenantId, input) {
+      const identifier = validateIdentifier(input.identifier);
+      const connectionName = input.connectionName ?? DEFAULT_CONNECTION;
+      const connId = await connectionId(tenantId, connectionName);
+      assertCredentialShape(input.credential);
+      const verified = await verify(input.credential);
+
+      const duplicate = await baseQuery(db, tenantId)
+        .where('ca.identifier', '=', identifier)
+        .where('ca.connection_id', '=', connId)
+        .where('ca.status', '=', 'ACTIVE')
+        .where((eb) =>
+          verified.tokenId !== null
+            ? eb('ca.cf_token_id', '=', verified.tokenId)
+            : eb.and([eb('ca.cf_token_id', 'is', null), eb('ca.cf_user_id', '=', verified.userId)]),
+        )
+        .executeTakeFirst();
+      if (duplicate) {
+        throw new WardenError(
+          'conflict',
+          `this credential is already connected for '${identifier}' as ${duplicate.id}; rotate it with PUT /api/v1/connected_accounts/${duplicate.id}`,
+          { connectedAccountId: duplicate.id },
+        );
+      }
+
+      const id = newId('ca');
+      // KMS is called before the transaction: if it is down nothing has been written.
+      const sealed = await envelope.seal(
+        { tenantId, connectedAccountId: id },
+        serializeCredential(input.credential),
+      );
+      await db.transaction().execute(async (tx) => {
+        await tx
+          .insertInto('connected_accounts')
+          .values({
+            id,
+            tenant_id: tenantId,
+            connection_id: connId,
+            identifier,
+            status: 'ACTIVE',
+            authorization_type: input.credential.type,
+            ...verifiedColumns(verified),
+          })
+          .execute();
+        await tx
+          .insertInto('sealed_credentials')
+          .values({ connected_account_id: id, tenant_id: tenantId, ...sealedColumns(sealed) })
+          .execute();
+      });
+      return toAccount(await findRow(db, tenantId, id));
+    },
+
+    async get(tenantId, id) {
+      return toAccount(await findRow(db, tenantId, id));
+    },
+
+    async list(tenantId, query) {
+      const pageSize = query.pageSize ?? 20;
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
+        throw new WardenError('invalid_request', `page_size: must be an integer from 1 to ${MAX_PAGE_SIZE}`, {
+          field: 'page_size',
+        });
+      }
+      let q = baseQuery(db, tenantId);
+      if (query.identifier !== undefined)
+        q = q.where('ca.identifier', '=', validateIdentifier(query.identifier));
+      if (query.connectionName !== undefined)
+        q = q.where('ca.connection_id', '=', await connectionId(tenantId, query.connectionName));
+      if (query.status !== undefined) q = q.where('ca.status', '=', query.status);
+      if (query.pageToken !== undefined) {
+        const after = decodeCursor(query.pageToken);
+        q = q.where((eb) =>
+          eb.or([
+            eb('ca.created_at', '>', after.createdAt),
+            eb.and([eb('ca.created_at', '=', after.createdAt), eb('ca.id', '>', after.id)]),
+          ]),
+        );
+      }
+      const rows = await q
+        .orderBy('ca.created_at')
+        .orderBy('ca.id')
+        .limit(pageSize + 1)
+        .execute();
+      const items = rows.slice(0, pageSize).map(toAccount);
+      const last = items[items.length - 1];
+      return {
+        items,
+        nextPageToken:
+          rows.length > pageSize && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      };
+    },
+
+    async rotate(tenantId, id, credential) {
+      const current = await findRow(db, tenantId, id);
+      if (current.status === 'REVOKED') {
+        throw new WardenError(
+          'conflict',
+          'this connected account is revoked; create a new one with POST /api/v1/connected_accounts',
+        );
+      }
+      assertCredentialShape(credential);
+      const verified = await verify(credential);
+      const sealed = await envelope.seal(
+        { tenantId, connectedAccountId: id },
+        serializeCredential(credential),
+      );
+      await db.transaction().execute(async (tx) => {
+        const locked = await findRow(tx, tenantId, id, true);
+        if (locked.status === 'REVOKED') {
+          throw new WardenError(
+            'conflict',
+            'this connected account was revoked while rotating; create a new one',
+          );
+        }
+        const now = clock.now();
+        await tx
+          .updateTable('connected_accounts')
+          .set({
+            ...verifiedColumns(verified),
+            authorization_type: credential.type,
+            status: 'ACTIVE',
+            updated_at: now,
+          })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .execute();
+        await tx
+          .updateTable('sealed_credentials')
+          .set({ ...sealedColumns(sealed), updated_at: now })
+          .where('tenant_id', '=', tenantId)
+          .where('connected_account_id', '=', id)
+          .execute();
+      });
+      return toAccount(await findRow(db, tenantId, id));
+    },
+
+    async revoke(tenantId, id) {
+      await db.transaction().execute(async (tx) => {
+        const row = await findRow(tx, tenantId, id, true);
+        await tx
+          .deleteFrom('sealed_credentials')
+          .where('tenant_id', '=', tenantId)
+          .where('connected_account_id', '=', id)
+          .execute();
+        if (row.status !== 'REVOKED') {
+          const now = clock.now();
+          await tx
+            .updateTable('connected_accounts')
+            .set({ status: 'REVOKED', revoked_at: now, updated_at: now })
+            .where('tenant_id', '=', tenantId)
+            .where('id', '=', id)
+            .execute();
+        }
+      });
+      return toAccount(await findRow(db, tenantId, id));
+    },
+
+    async openCredential(tenantId, id) {
+      const row = await baseQuery(db, tenantId)
+        .innerJoin('sealed_credentials as s', (join) =>
+          join.onRef('s.connected_account_id', '=', 'ca.id').onRef('s.tenant_id', '=', 'ca.tenant_id'),
+        )
+        .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext'])
+        .where('ca.id', '=', id)
+        .executeTakeFirst();
+      if (!row) throw notFound('connected account');
+      if (row.status !== 'ACTIVE') {
+        throw new WardenError(
+          'conflict',
+          `connected account ${id} is ${row.status}; reconnect the credential`,
+          {
+            status: row.status,
+          },
+        );
+      }
+      const plaintext = await envelope.open(
+        { tenantId, connectedAccountId: id },
+        {
+          keyProvider: row.key_provider,
+          keyId: row.key_id,
+          wrappedKey: Buffer.from(row.wrapped_key),
+          iv: Buffer.from(row.iv),
+          ciphertext: Buffer.from(row.ciphertext),
+        },
+      );
+      const now = clock.now().getTime();
+      if ((lastTouched.get(id) ?? 0) < now - 60_000) {
+        lastTouched.set(id, now);
+        await db
+          .updateTable('connected_accounts')
+          .set({ last_used_at: new Date(now) })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .execute();
+      }
+      return { account: toAccount(row), credential: parseCredential(plaintext) };
+    },
+
+    async setStatus(tenantId, id, status) {
+      const result = await db
+        .updateTable('connected_accounts')
+        .set({ status, updated_at: clock.now() })
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .where('status', '!=', 'REVOKED')
+        .executeTakeFirst();
+      if (result.numUpdatedRows === 0n) await findRow(db, tenantId, id);
+      return toAccount(await findRow(db, tenantId, id));
+    },
+  };
+}

@@ -1,0 +1,15 @@
+export { DataKeyCache } from './data-key-cache.ts';
+export type { DataKeyCacheOptions } from './data-key-cache.ts';
+export { createEnvelope } from './envelope.ts';
+export type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
+export { DEFAULT_CONNECTION_NAME, createTenantService, validateTenantName } from './tenants.service.ts';
+export type { IssuedApiKey, TenantCaller, TenantService, TenantView } from './tenants.service.ts';
+export { createConnectedAccountService, validateIdentifier } from './connected-accounts.service.ts';
+export type {
+  ConnectedAccount,
+  ConnectedAccountService,
+  CredentialVerifier,
+  ListConnectedAccountsQuery,
+} from './connected-accounts.service.ts';
+export { createKeyRotationService } from './key-rotation.service.ts';
+export type { KeyRotationService, RewrapReport } from './key-rotation.service.ts';
