@@ -73,7 +73,10 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
   const maxBytes = options.maxResponseBytes ?? 10 * 1024 * 1024;
   const userAgent = options.userAgent ?? 'warden';
 
-  async function send(credential: CloudflareCredential, request: CloudflareRequest): Promise<CloudflareResponse> {
+  async function send(
+    credential: CloudflareCredential,
+    request: CloudflareRequest,
+  ): Promise<CloudflareResponse> {
     const url = new URL(base + request.path);
     for (const [k, v] of Object.entries(request.query ?? {})) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { 'user-agent': userAgent, accept: 'application/json' };
@@ -103,8 +106,14 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
       if (name === 'TimeoutError') {
         throw new WardenError('upstream_timeout', `Cloudflare did not answer within ${timeoutMs} ms`);
       }
-      if (name === 'AbortError') throw new WardenError('upstream_error', 'the request to Cloudflare was cancelled');
-      throw new WardenError('upstream_error', 'Cloudflare is unreachable; retry shortly', {}, { cause: error });
+      if (name === 'AbortError')
+        throw new WardenError('upstream_error', 'the request to Cloudflare was cancelled');
+      throw new WardenError(
+        'upstream_error',
+        'Cloudflare is unreachable; retry shortly',
+        {},
+        { cause: error },
+      );
     }
 
     const buffer = Buffer.from(await response.arrayBuffer());
@@ -123,7 +132,12 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
       } catch {
         json = undefined;
       }
-      if (json && typeof json === 'object' && !Array.isArray(json) && ('success' in json || 'result' in json)) {
+      if (
+        json &&
+        typeof json === 'object' &&
+        !Array.isArray(json) &&
+        ('success' in json || 'result' in json)
+      ) {
         const envelope = json as Record<string, unknown>;
         return {
           ...common,
@@ -135,8 +149,15 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
         };
       }
       // GraphQL answers `{data, errors}`; other JSON is passed through as the result.
-      const errors = json && typeof json === 'object' ? messages((json as Record<string, unknown>).errors) : [];
-      return { ...common, success: response.ok && errors.length === 0, result: json ?? null, errors, messages: [] };
+      const errors =
+        json && typeof json === 'object' ? messages((json as Record<string, unknown>).errors) : [];
+      return {
+        ...common,
+        success: response.ok && errors.length === 0,
+        result: json ?? null,
+        errors,
+        messages: [],
+      };
     }
     return {
       ...common,

@@ -13,21 +13,31 @@ function reason(response: CloudflareResponse): string {
 /** 5xx, 429 and transport failures are Cloudflare's problem, not the credential's: 502, nothing stored. */
 function assertReachable(response: CloudflareResponse, step: string): void {
   if (response.status >= 500 || response.status === 429) {
-    throw new WardenError('upstream_error', `Cloudflare answered ${response.status} to ${step}; retry shortly`, {
-      upstreamStatus: response.status,
-    });
+    throw new WardenError(
+      'upstream_error',
+      `Cloudflare answered ${response.status} to ${step}; retry shortly`,
+      {
+        upstreamStatus: response.status,
+      },
+    );
   }
 }
 
 function refused(field: string, response: CloudflareResponse): WardenError {
-  return new WardenError('invalid_credential', `Cloudflare refused the credential: ${reason(response)}`, { field });
+  return new WardenError('invalid_credential', `Cloudflare refused the credential: ${reason(response)}`, {
+    field,
+  });
 }
 
 function inactive(field: string, status: string): WardenError {
-  return new WardenError('invalid_credential', `Cloudflare reports the token as ${status}; only active tokens can be connected`, {
-    field,
-    tokenStatus: status,
-  });
+  return new WardenError(
+    'invalid_credential',
+    `Cloudflare reports the token as ${status}; only active tokens can be connected`,
+    {
+      field,
+      tokenStatus: status,
+    },
+  );
 }
 
 function parseDate(value: unknown): Date | null {
@@ -36,7 +46,10 @@ function parseDate(value: unknown): Date | null {
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
-async function listAccounts(client: CloudflareClient, credential: CloudflareCredential): Promise<CloudflareResponse & { accounts: CloudflareAccount[] }> {
+async function listAccounts(
+  client: CloudflareClient,
+  credential: CloudflareCredential,
+): Promise<CloudflareResponse & { accounts: CloudflareAccount[] }> {
   const accounts: CloudflareAccount[] = [];
   let last!: CloudflareResponse;
   for (let page = 1; page <= MAX_ACCOUNT_PAGES; page++) {
@@ -44,7 +57,8 @@ async function listAccounts(client: CloudflareClient, credential: CloudflareCred
     assertReachable(last, 'GET /accounts');
     if (!last.success || !Array.isArray(last.result)) break;
     for (const a of last.result as Array<Record<string, unknown>>) {
-      if (typeof a.id === 'string') accounts.push({ id: a.id, name: typeof a.name === 'string' ? a.name : a.id });
+      if (typeof a.id === 'string')
+        accounts.push({ id: a.id, name: typeof a.name === 'string' ? a.name : a.id });
     }
     const info = last.resultInfo as { total_pages?: number } | undefined;
     if (!info?.total_pages || page >= info.total_pages) break;
