@@ -1,0 +1,87 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { Container } from './container.ts';
+import { adminRoutes } from './http/admin.routes.ts';
+import { connectedAccountRoutes } from './http/connected-accounts.routes.ts';
+import { toWireError } from './http/error-mapper.ts';
+import { healthRoutes } from './http/health.routes.ts';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
+
+export interface AppOptions {
+  /** A pino logger instance (the container's); Fastify logs requests through it. */
+  readonly loggerInstance: NonNullable<FastifyServerOptions['loggerInstance']>;
+}
+
+/** Builds the HTTP app from a container. main.ts listens; tests use `app.inject`. */
+export async function buildApp(container: Container, options: AppOptions): Promise<FastifyInstance> {
+  const { config } = container;
+  const app = Fastify({
+    loggerInstance: options.loggerInstance,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    // Honour a well-formed id from a proxy so logs correlate; otherwise make one.
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const wire = toWireError(error, { requestId: request.id, bodyLimit: config.bodyLimitBytes });
+    if (wire.status >= 500) request.log.error({ err: error, code: wire.body.error.code }, 'request failed');
+    else request.log.info({ code: wire.body.error.code, field: wire.body.error.field }, 'request refused');
+    return reply.code(wire.status).headers(wire.headers).send(wire.body);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .send({
+        error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+      }),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Warden',
+        version: '1.0.0',
+        description: 'Credential vault and agent connector for the Cloudflare API.',
+      },
+      components: {
+        securitySchemes: {
+          tenantKey: { type: 'http', scheme: 'bearer', description: 'Tenant API key (wdn_sk_...)' },
+          adminToken: { type: 'http', scheme: 'bearer', description: 'WARDEN_ADMIN_TOKEN' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(async (scope) => healthRoutes(scope, container));
+  await app.register(async (scope) => adminRoutes(scope, container));
+  await app.register(async (scope) => connectedAccountRoutes(scope, container));
+  return app;
+}

@@ -1,0 +1,48 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { WardenError } from '@warden/core';
+import type { TenantCaller, TenantService } from '@warden/vault';
+import type { FastifyRequest } from 'fastify';
+
+const callers = new WeakMap<FastifyRequest, TenantCaller>();
+
+export function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (typeof header !== 'string') return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1] ?? null;
+}
+
+/** preHandler for /api/v1: resolves the tenant API key or answers 401. */
+export function tenantAuth(tenants: Pick<TenantService, 'authenticate'>) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const token = bearerToken(request);
+    if (!token) {
+      throw new WardenError('unauthenticated', 'send the tenant API key as `Authorization: Bearer <key>`');
+    }
+    const caller = await tenants.authenticate(token);
+    if (!caller) throw new WardenError('unauthenticated', 'the API key is unknown or revoked');
+    callers.set(request, caller);
+  };
+}
+
+export function tenantOf(request: FastifyRequest): TenantCaller {
+  const caller = callers.get(request);
+  if (!caller) throw new WardenError('internal', 'tenant authentication did not run for this route');
+  return caller;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+/** preHandler for /admin/v1: the admin API exists only when WARDEN_ADMIN_TOKEN is set. */
+export function adminAuth(adminToken: string | null) {
+  const expected = adminToken ? digest(adminToken) : null;
+  return async (request: FastifyRequest): Promise<void> => {
+    if (!expected) throw new WardenError('not_found', 'route not found');
+    const token = bearerToken(request);
+    if (!token || !timingSafeEqual(digest(token), expected)) {
+      throw new WardenError('unauthenticated', 'send WARDEN_ADMIN_TOKEN as `Authorization: Bearer <token>`');
+    }
+  };
+}

@@ -1,0 +1,157 @@
+import type { CloudflareCredential } from '@warden/cloudflare';
+import type { ConnectedAccount } from '@warden/vault';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Container } from '../container.ts';
+import { tenantAuth, tenantOf } from './auth.ts';
+import { authorizationInput, connectedAccount, errorResponses, pageSize } from './schemas.ts';
+
+export function connectedAccountJson(a: ConnectedAccount) {
+  return {
+    id: a.id,
+    identifier: a.identifier,
+    connection_name: a.connectionName,
+    status: a.status,
+    authorization_type: a.authorizationType,
+    token_kind: a.tokenKind,
+    cloudflare: {
+      user_id: a.cloudflare.userId,
+      account_ids: a.cloudflare.accounts.map((x) => x.id),
+      accounts: a.cloudflare.accounts.map((x) => ({ id: x.id, name: x.name })),
+      token_id: a.cloudflare.tokenId,
+      token_status: a.cloudflare.tokenStatus,
+      expires_on: a.cloudflare.expiresOn?.toISOString() ?? null,
+    },
+    created_at: a.createdAt.toISOString(),
+    updated_at: a.updatedAt.toISOString(),
+    last_used_at: a.lastUsedAt?.toISOString() ?? null,
+  };
+}
+
+function toCredential(input: z.infer<typeof authorizationInput>): CloudflareCredential {
+  return input.type === 'api_token'
+    ? { type: 'api_token', apiToken: input.api_token }
+    : { type: 'global_api_key', email: input.email, apiKey: input.api_key };
+}
+
+const idParams = z.object({ id: z.string().max(100) });
+const security = [{ tenantKey: [] }];
+
+export async function connectedAccountRoutes(
+  app: FastifyInstance,
+  deps: Pick<Container, 'tenants' | 'connectedAccounts'>,
+): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.addHook('preHandler', tenantAuth(deps.tenants));
+
+  r.post('/api/v1/connected_accounts', {
+    schema: {
+      tags: ['connected accounts'],
+      summary: "Vault an end user's Cloudflare credential (verified against Cloudflare first)",
+      security,
+      body: z.strictObject({
+        identifier: z.string().describe('Your id for the end user, e.g. an email or user id.'),
+        connection_name: z.string().optional().describe('Defaults to "cloudflare".'),
+        authorization: authorizationInput,
+      }),
+      response: { 201: z.object({ connected_account: connectedAccount }), ...errorResponses },
+    },
+    handler: async (request, reply) => {
+      const account = await deps.connectedAccounts.create(tenantOf(request).tenantId, {
+        identifier: request.body.identifier,
+        ...(request.body.connection_name !== undefined
+          ? { connectionName: request.body.connection_name }
+          : {}),
+        credential: toCredential(request.body.authorization),
+      });
+      return reply.code(201).send({ connected_account: connectedAccountJson(account) });
+    },
+  });
+
+  r.get('/api/v1/connected_accounts', {
+    schema: {
+      tags: ['connected accounts'],
+      summary: 'List connected accounts (credentials are never returned)',
+      security,
+      querystring: z.object({
+        identifier: z.string().optional(),
+        connection_name: z.string().optional(),
+        status: z.enum(['ACTIVE', 'INVALID', 'REVOKED']).optional(),
+        page_size: pageSize,
+        page_token: z.string().max(500).optional(),
+      }),
+      response: {
+        200: z.object({
+          connected_accounts: z.array(connectedAccount),
+          next_page_token: z.string().nullable(),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => {
+      const q = request.query;
+      const page = await deps.connectedAccounts.list(tenantOf(request).tenantId, {
+        ...(q.identifier !== undefined ? { identifier: q.identifier } : {}),
+        ...(q.connection_name !== undefined ? { connectionName: q.connection_name } : {}),
+        ...(q.status !== undefined ? { status: q.status } : {}),
+        ...(q.page_size !== undefined ? { pageSize: q.page_size } : {}),
+        ...(q.page_token !== undefined ? { pageToken: q.page_token } : {}),
+      });
+      return {
+        connected_accounts: page.items.map(connectedAccountJson),
+        next_page_token: page.nextPageToken,
+      };
+    },
+  });
+
+  r.get('/api/v1/connected_accounts/:id', {
+    schema: {
+      tags: ['connected accounts'],
+      summary: 'Get a connected account',
+      security,
+      params: idParams,
+      response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      connected_account: connectedAccountJson(
+        await deps.connectedAccounts.get(tenantOf(request).tenantId, request.params.id),
+      ),
+    }),
+  });
+
+  r.put('/api/v1/connected_accounts/:id', {
+    schema: {
+      tags: ['connected accounts'],
+      summary: 'Rotate the credential (the new one is verified first)',
+      security,
+      params: idParams,
+      body: z.strictObject({ authorization: authorizationInput }),
+      response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      connected_account: connectedAccountJson(
+        await deps.connectedAccounts.rotate(
+          tenantOf(request).tenantId,
+          request.params.id,
+          toCredential(request.body.authorization),
+        ),
+      ),
+    }),
+  });
+
+  r.delete('/api/v1/connected_accounts/:id', {
+    schema: {
+      tags: ['connected accounts'],
+      summary:
+        'Revoke: destroy the ciphertext and its data key; a REVOKED tombstone stays for the audit trail',
+      security,
+      params: idParams,
+      response: { 204: z.null().describe('Revoked'), ...errorResponses },
+    },
+    handler: async (request, reply) => {
+      await deps.connectedAccounts.revoke(tenantOf(request).tenantId, request.params.id);
+      return reply.code(204).send(null);
+    },
+  });
+}

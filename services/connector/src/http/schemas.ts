@@ -1,0 +1,66 @@
+import { z } from 'zod';
+
+/** Shared wire schemas. Field names are snake_case (API.md). */
+export const errorResponse = z
+  .object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      field: z.string().optional(),
+      request_id: z.string().optional(),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+export const errorResponses = {
+  400: errorResponse,
+  401: errorResponse,
+  404: errorResponse,
+  409: errorResponse,
+  500: errorResponse,
+  502: errorResponse,
+  503: errorResponse,
+  504: errorResponse,
+} as const;
+
+export const authorizationInput = z
+  .discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('api_token'),
+      api_token: z.string().describe('A Cloudflare API token (user- or account-owned).'),
+    }),
+    z.strictObject({
+      type: z.literal('global_api_key'),
+      email: z.string().describe('Email of the Cloudflare user owning the key.'),
+      api_key: z.string().describe('The Global API Key.'),
+    }),
+  ])
+  .meta({ id: 'Authorization' });
+
+export const connectedAccount = z
+  .object({
+    id: z.string(),
+    identifier: z.string(),
+    connection_name: z.string(),
+    status: z.enum(['ACTIVE', 'INVALID', 'REVOKED']),
+    authorization_type: z.enum(['api_token', 'global_api_key']),
+    token_kind: z.enum(['user', 'account']),
+    cloudflare: z.object({
+      user_id: z.string().nullable(),
+      account_ids: z.array(z.string()),
+      accounts: z.array(z.object({ id: z.string(), name: z.string() })),
+      token_id: z.string().nullable(),
+      token_status: z.string(),
+      expires_on: z.string().nullable(),
+    }),
+    created_at: z.string(),
+    updated_at: z.string(),
+    last_used_at: z.string().nullable(),
+  })
+  .meta({ id: 'ConnectedAccount' });
+
+export const tenant = z
+  .object({ id: z.string(), name: z.string(), created_at: z.string() })
+  .meta({ id: 'Tenant' });
+
+export const pageSize = z.coerce.number().int().min(1).max(100).optional();
