@@ -52,11 +52,9 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     return reply.code(wire.status).headers(wire.headers).send(wire.body);
   });
   app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .send({
-        error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-      }),
+    reply.code(404).send({
+      error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    }),
   );
 
   await app.register(swagger, {

@@ -93,10 +93,16 @@ function fromValidation(error: unknown): WardenError | null {
   const first = error.validation[0];
   const pointer = first?.instancePath?.replace(/^\//, '').replace(/\//g, '.') ?? '';
   // Body fields are named as they appear in the JSON (`authorization.api_token`);
-  // query and path parameters by their own names.
-  const field = pointer || (context === 'body' ? 'body' : context);
+  // query and path parameters by their own names. An unknown key is named itself.
+  const unknownKeys =
+    first?.keyword === 'unrecognized_keys' ? (first.params as { keys?: string[] }).keys : undefined;
+  const base = pointer || (context === 'body' ? 'body' : context);
+  const field = unknownKeys?.[0] ? (pointer ? `${pointer}.${unknownKeys[0]}` : unknownKeys[0]) : base;
+  const message = unknownKeys?.length
+    ? 'is not a recognised field; remove it or check its spelling'
+    : (first?.message ?? 'is invalid');
   const more = error.validation.length > 1 ? ` (and ${error.validation.length - 1} more problem(s))` : '';
-  return new WardenError('invalid_request', `${field}: ${first?.message ?? 'is invalid'}${more}`, { field });
+  return new WardenError('invalid_request', `${field}: ${message}${more}`, { field });
 }
 
 export function toWireError(error: unknown, options: { requestId: string; bodyLimit: number }): WireError {

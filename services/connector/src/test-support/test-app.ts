@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { createTestDatabase } from '@warden/testing';
+import type { TestDatabase } from '@warden/testing';
+import type { FastifyInstance } from 'fastify';
+import { expect } from 'vitest';
+import { buildApp } from '../app.ts';
+import { loadConfig } from '../config.ts';
+import { createContainer } from '../container.ts';
+import type { Container } from '../container.ts';
+import { asLibLogger, createLogger } from '../logger.ts';
+
+export interface TestApp {
+  readonly app: FastifyInstance;
+  readonly container: Container;
+  readonly db: TestDatabase;
+  readonly adminToken: string;
+  /** Every log line the service wrote, at trace level. */
+  readonly logs: string[];
+  /** Secrets this test handed to the service; none may ever show up in a log line. */
+  readonly secrets: Set<string>;
+  createTenant(name?: string): Promise<{ tenantId: string; apiKey: string }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The real service wiring (config → container → app) on a fresh PostgreSQL database,
+ * with the logger writing into memory so tests can prove credentials never reach it.
+ */
+export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const db = await createTestDatabase({ migrate: false });
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'warden-app-'));
+  const adminToken = randomBytes(32).toString('hex');
+  const config = loadConfig({
+    DATABASE_URL: db.url,
+    DATA_DIR: dataDir,
+    WARDEN_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: 'trace',
+    CLOUDFLARE_API_BASE: 'http://127.0.0.1:9/client/v4',
+    ...env,
+  });
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const logger = createLogger({ level: config.logLevel, destination });
+  const container = await createContainer(config, asLibLogger(logger));
+  const app = await buildApp(container, { loggerInstance: logger });
+  await app.ready();
+  const secrets = new Set<string>([adminToken]);
+
+  return {
+    app,
+    container,
+    db,
+    adminToken,
+    logs,
+    secrets,
+    async createTenant(name = 'Test tenant') {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/admin/v1/tenants',
+        headers: { authorization: `Bearer ${adminToken}` },
+        payload: { name },
+      });
+      expect(res.statusCode).toBe(201);
+      const body = res.json() as { tenant: { id: string }; api_key: string };
+      secrets.add(body.api_key);
+      return { tenantId: body.tenant.id, apiKey: body.api_key };
+    },
+    async close() {
+      await app.close();
+      await container.close();
+      await db.drop();
+      expect(logs.length).toBeGreaterThan(0);
+      const leaked = [...secrets].filter((secret) => logs.some((line) => line.includes(secret)));
+      expect(leaked, 'a credential reached the service logs').toEqual([]);
+    },
+  };
+}
