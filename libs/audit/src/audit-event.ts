@@ -1,0 +1,66 @@
+/**
+ * One audit record, as the API, exports and SIEM sinks see it. Records are written
+ * for every tool call (REST and MCP), every upstream request inside a call, and
+ * administrative events (offboarding, connected-account changes). Never credentials,
+ * never response bodies.
+ */
+export type AuditKind = 'tool_call' | 'upstream_request' | 'offboarding' | 'connected_account';
+
+export type AuditOutcome = 'success' | 'error' | 'refused' | 'rate_limited' | 'timeout';
+
+export type CallerType = 'api_key' | 'mcp_token' | 'admin' | 'system';
+
+export interface AuditCaller {
+  readonly type: CallerType;
+  /** Tenant API key id (`key_…`) or MCP token id (`mcp_…`); never the secret. */
+  readonly id: string | null;
+  /** MCP clientInfo, when the call came over MCP. */
+  readonly client_name: string | null;
+  readonly client_version: string | null;
+  /** Remote address as seen by the service (after trusted proxies). */
+  readonly ip: string | null;
+}
+
+export interface AuditUpstream {
+  readonly method: string;
+  /** The OpenAPI path template of the operation (`/zones/{zone_id}/dns_records`), when known. */
+  readonly path_template: string | null;
+  /** The actual path requested, without query string. */
+  readonly path: string;
+  /** HTTP status from Cloudflare; null when the request never reached it (refused, rate limited). */
+  readonly status: number | null;
+  /** Cloudflare's `cf-ray` id of the response. */
+  readonly cf_ray: string | null;
+}
+
+export interface AuditEvent {
+  /** Stable id (`aud_…`): SIEM sinks de-duplicate on it. */
+  readonly id: string;
+  readonly tenant_id: string;
+  /** Position in the tenant's hash chain (1, 2, 3, …). */
+  readonly seq: number;
+  readonly occurred_at: string;
+  readonly kind: AuditKind;
+  /** e.g. `tool.execute`, `cloudflare.request`, `identity.offboard`, `connected_account.deleted`. */
+  readonly action: string;
+  readonly outcome: AuditOutcome;
+  /** Links the upstream requests of one tool call to it (`exe_…`). */
+  readonly execution_id: string | null;
+  readonly identifier: string | null;
+  readonly caller: AuditCaller;
+  readonly agent_run_id: string | null;
+  readonly tool_name: string | null;
+  readonly connected_account_id: string | null;
+  readonly upstream: AuditUpstream | null;
+  readonly error: { readonly code: string; readonly message: string } | null;
+  readonly duration_ms: number | null;
+  readonly request_bytes: number | null;
+  readonly response_bytes: number | null;
+  /** SHA-256 (hex) of the submitted code. */
+  readonly code_sha256: string | null;
+  /** The submitted code itself, unless the tenant turned code capture off. */
+  readonly code: string | null;
+  /** Hex SHA-256 chaining this record to the previous one of the same tenant. */
+  readonly prev_hash: string;
+  readonly hash: string;
+}
