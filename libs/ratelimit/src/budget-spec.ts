@@ -1,0 +1,34 @@
+import { WardenError } from '@warden/core';
+import type { BudgetSpec } from './rate-budget.ts';
+
+/** Cloudflare's documented limit: 1,200 requests per 5 minutes per user. */
+export const DEFAULT_BUDGET: BudgetSpec = Object.freeze({ capacity: 1200, windowSeconds: 300 });
+
+const MAX_CAPACITY = 1_000_000_000;
+const MAX_WINDOW_SECONDS = 31 * 24 * 3600;
+
+/**
+ * Parses `"<requests>/<seconds>"` (the `CLOUDFLARE_BUDGET` format, also used for per-tenant
+ * overrides). `field` names the setting in the error, so operators see which value is wrong.
+ */
+export function parseBudget(value: string, field = 'CLOUDFLARE_BUDGET'): BudgetSpec {
+  const shown = JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  const fail = (why: string) =>
+    new WardenError('invalid_request', `${field}: ${why}, got ${shown}`, { field });
+  const match = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(value);
+  if (!match) throw fail('expected "<requests>/<seconds>" such as "1200/300"');
+  const capacity = Number(match[1]);
+  const windowSeconds = Number(match[2]);
+  if (capacity < 1 || capacity > MAX_CAPACITY) {
+    throw fail(`requests must be from 1 to ${MAX_CAPACITY}`);
+  }
+  if (windowSeconds < 1 || windowSeconds > MAX_WINDOW_SECONDS) {
+    throw fail(`seconds must be from 1 to ${MAX_WINDOW_SECONDS}`);
+  }
+  return { capacity, windowSeconds };
+}
+
+/** `"1200/300"`, for logs and the connected account's view. */
+export function formatBudget(spec: BudgetSpec): string {
+  return `${spec.capacity}/${spec.windowSeconds}`;
+}
