@@ -81,12 +81,38 @@ export interface SealedCredentialsTable {
   updated_at: Timestamp;
 }
 
+export interface McpTokensTable {
+  id: string;
+  tenant_id: string;
+  identifier: string;
+  /** Connections the token may use; null = all of the identifier's. */
+  connection_names: ColumnType<string[] | null, string | null, string | null>;
+  secret_hash: string;
+  /** The MCP endpoint URL the token is bound to. */
+  audience: string;
+  /** Tenant API key id that minted it. */
+  created_by: string | null;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+  created_at: Timestamp;
+  revoked_at: NullableTimestamp;
+  last_used_at: NullableTimestamp;
+}
+
+export interface IdentityPoliciesTable {
+  tenant_id: string;
+  identifier: string;
+  policy: Json<Record<string, unknown>>;
+  updated_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_api_keys: TenantApiKeysTable;
   connections: ConnectionsTable;
   connected_accounts: ConnectedAccountsTable;
   sealed_credentials: SealedCredentialsTable;
+  mcp_tokens: McpTokensTable;
+  identity_policies: IdentityPoliciesTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;
@@ -95,5 +121,6 @@ export type Connection = Selectable<ConnectionsTable>;
 export type ConnectedAccountRow = Selectable<ConnectedAccountsTable>;
 export type NewConnectedAccountRow = Insertable<ConnectedAccountsTable>;
 export type ConnectedAccountUpdate = Updateable<ConnectedAccountsTable>;
+export type McpTokenRow = Selectable<McpTokensTable>;
 export type SealedCredentialRow = Selectable<SealedCredentialsTable>;
 export type NewSealedCredentialRow = Insertable<SealedCredentialsTable>;

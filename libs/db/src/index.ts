@@ -13,6 +13,7 @@ export type {
   ConnectedAccountUpdate,
   Connection,
   Database,
+  McpTokenRow,
   NewConnectedAccountRow,
   NewSealedCredentialRow,
   SealedCredentialRow,

@@ -13,3 +13,10 @@ export type {
 } from './connected-accounts.service.ts';
 export { createKeyRotationService } from './key-rotation.service.ts';
 export type { KeyRotationService, RewrapReport } from './key-rotation.service.ts';
+export {
+  MAX_MCP_TOKEN_SECONDS,
+  MIN_MCP_TOKEN_SECONDS,
+  createMcpTokenService,
+  parseExpiry,
+} from './mcp-tokens.service.ts';
+export type { McpSession, McpToken, McpTokenService } from './mcp-tokens.service.ts';

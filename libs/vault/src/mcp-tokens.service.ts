@@ -1,0 +1,162 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Clock } from '@warden/core';
+import { WardenError, newId, notFound, systemClock } from '@warden/core';
+import type { Database, McpTokenRow } from '@warden/db';
+import type { Kysely } from 'kysely';
+
+const TOKEN_PREFIX = 'wdn_mcp_';
+export const MIN_MCP_TOKEN_SECONDS = 60;
+export const MAX_MCP_TOKEN_SECONDS = 30 * 24 * 3600;
+
+export interface McpToken {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly identifier: string;
+  readonly connectionNames: readonly string[] | null;
+  readonly audience: string;
+  readonly expiresAt: Date;
+  readonly createdAt: Date;
+  readonly revokedAt: Date | null;
+}
+
+export interface McpSession {
+  readonly tokenId: string;
+  readonly tenantId: string;
+  readonly identifier: string;
+  readonly connectionNames: readonly string[] | null;
+  readonly expiresAt: Date;
+}
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** `"3600s"`, `"90m"`, `"12h"`, `"7d"` or a number of seconds; 60 s to 30 days. */
+export function parseExpiry(value: unknown, field = 'expiry'): number {
+  let seconds: number | null = null;
+  if (typeof value === 'number' && Number.isInteger(value)) seconds = value;
+  else if (typeof value === 'string') {
+    const match = /^(\d{1,9})([smhd])?$/.exec(value.trim());
+    if (match) seconds = Number(match[1]) * (UNIT_SECONDS[match[2] ?? 's'] ?? 1);
+  }
+  if (seconds === null) {
+    throw new WardenError('invalid_request', `${field}: must be a duration like "3600s", "12h" or "7d"`, {
+      field,
+    });
+  }
+  if (seconds < MIN_MCP_TOKEN_SECONDS || seconds > MAX_MCP_TOKEN_SECONDS) {
+    throw new WardenError('invalid_request', `${field}: must be between 60s and 30d`, { field });
+  }
+  return seconds;
+}
+
+function hash(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+function toToken(row: McpTokenRow): McpToken {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    identifier: row.identifier,
+    connectionNames: row.connection_names,
+    audience: row.audience,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+    revokedAt: row.revoked_at,
+  };
+}
+
+export interface McpTokenService {
+  create(input: {
+    tenantId: string;
+    identifier: string;
+    connectionNames: readonly string[] | null;
+    expirySeconds: number;
+    audience: string;
+    createdBy: string | null;
+  }): Promise<{ token: string; record: McpToken }>;
+  /** Null for an unknown, revoked, expired or wrong-audience token. Checked on every request. */
+  authenticate(token: string, audience: string): Promise<McpSession | null>;
+  revoke(tenantId: string, id: string): Promise<void>;
+  /** Revokes every live token of an identifier; returns how many. */
+  revokeAllFor(tenantId: string, identifier: string): Promise<number>;
+}
+
+export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Clock }): McpTokenService {
+  const { db } = deps;
+  const clock = deps.clock ?? systemClock;
+  const lastTouched = new Map<string, number>();
+
+  return {
+    async create(input) {
+      const id = newId('mcp');
+      const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+      const expiresAt = new Date(clock.now().getTime() + input.expirySeconds * 1000);
+      const row = await db
+        .insertInto('mcp_tokens')
+        .values({
+          id,
+          tenant_id: input.tenantId,
+          identifier: input.identifier,
+          connection_names: input.connectionNames ? JSON.stringify(input.connectionNames) : null,
+          secret_hash: hash(token),
+          audience: input.audience,
+          created_by: input.createdBy,
+          expires_at: expiresAt,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return { token, record: toToken(row) };
+    },
+    async authenticate(token, audience) {
+      if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
+      const row = await db
+        .selectFrom('mcp_tokens')
+        .selectAll()
+        .where('secret_hash', '=', hash(token))
+        .executeTakeFirst();
+      const now = clock.now();
+      if (!row || row.revoked_at !== null || row.expires_at <= now || row.audience !== audience) return null;
+      if ((lastTouched.get(row.id) ?? 0) < now.getTime() - 60_000) {
+        lastTouched.set(row.id, now.getTime());
+        await db.updateTable('mcp_tokens').set({ last_used_at: now }).where('id', '=', row.id).execute();
+      }
+      return {
+        tokenId: row.id,
+        tenantId: row.tenant_id,
+        identifier: row.identifier,
+        connectionNames: row.connection_names,
+        expiresAt: row.expires_at,
+      };
+    },
+    async revoke(tenantId, id) {
+      const result = await db
+        .updateTable('mcp_tokens')
+        .set({ revoked_at: clock.now() })
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (result.numUpdatedRows === 0n) {
+        const exists = await db
+          .selectFrom('mcp_tokens')
+          .select('id')
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (!exists) throw notFound('MCP token');
+      }
+    },
+    async revokeAllFor(tenantId, identifier) {
+      const now = clock.now();
+      const result = await db
+        .updateTable('mcp_tokens')
+        .set({ revoked_at: now })
+        .where('tenant_id', '=', tenantId)
+        .where('identifier', '=', identifier)
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', now)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows);
+    },
+  };
+}
