@@ -105,6 +105,58 @@ export interface IdentityPoliciesTable {
   updated_at: Timestamp;
 }
 
+export interface AuditEventsTable {
+  id: string;
+  tenant_id: string;
+  seq: ColumnType<string, number | string, never>;
+  occurred_at: ColumnType<Date, Date | string, never>;
+  expires_on: ColumnType<Date, string, never>;
+  kind: string;
+  action: string;
+  outcome: string;
+  execution_id: string | null;
+  identifier: string | null;
+  caller_type: string;
+  caller_id: string | null;
+  client_name: string | null;
+  client_version: string | null;
+  caller_ip: string | null;
+  agent_run_id: string | null;
+  tool_name: string | null;
+  connected_account_id: string | null;
+  upstream_method: string | null;
+  upstream_path_template: string | null;
+  upstream_path: string | null;
+  upstream_status: number | null;
+  cf_ray: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  duration_ms: number | null;
+  request_bytes: number | null;
+  response_bytes: number | null;
+  code_sha256: string | null;
+  code: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditChainHeadsTable {
+  tenant_id: string;
+  seq: ColumnType<string, number | string, number | string>;
+  hash: string;
+}
+
+export interface AuditChainAnchorsTable {
+  tenant_id: string;
+  from_seq: ColumnType<string, number | string, never>;
+  to_seq: ColumnType<string, number | string, never>;
+  row_count: ColumnType<string, number | string, never>;
+  first_prev_hash: string;
+  last_hash: string;
+  expires_on: ColumnType<Date, string, never>;
+  dropped_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_api_keys: TenantApiKeysTable;
@@ -113,6 +165,9 @@ export interface Database {
   sealed_credentials: SealedCredentialsTable;
   mcp_tokens: McpTokensTable;
   identity_policies: IdentityPoliciesTable;
+  audit_events: AuditEventsTable;
+  audit_chain_heads: AuditChainHeadsTable;
+  audit_chain_anchors: AuditChainAnchorsTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;
@@ -122,5 +177,6 @@ export type ConnectedAccountRow = Selectable<ConnectedAccountsTable>;
 export type NewConnectedAccountRow = Insertable<ConnectedAccountsTable>;
 export type ConnectedAccountUpdate = Updateable<ConnectedAccountsTable>;
 export type McpTokenRow = Selectable<McpTokensTable>;
+export type AuditEventRow = Selectable<AuditEventsTable>;
 export type SealedCredentialRow = Selectable<SealedCredentialsTable>;
 export type NewSealedCredentialRow = Insertable<SealedCredentialsTable>;

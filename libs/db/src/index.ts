@@ -6,6 +6,7 @@ export { isDatabaseUnavailable, isUniqueViolation } from './errors.ts';
 export { decodeCursor, encodeCursor } from './cursor.ts';
 export type { PageCursor } from './cursor.ts';
 export type {
+  AuditEventRow,
   AuthorizationType,
   CloudflareAccountRef,
   ConnectedAccountRow,

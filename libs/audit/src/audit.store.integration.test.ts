@@ -1,0 +1,175 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '@warden/testing';
+import type { TestDatabase } from '@warden/testing';
+import type { AuditRecordInput } from './audit.store.ts';
+import { createAuditStore, expiryDay } from './audit.store.ts';
+import { verifyChain } from './audit-verify.ts';
+import { listPartitions, runAuditMaintenance } from './audit-retention.ts';
+
+function record(at: Date, overrides: Partial<AuditRecordInput> = {}): AuditRecordInput {
+  return {
+    occurred_at: at.toISOString(),
+    kind: 'tool_call',
+    action: 'tool.execute',
+    outcome: 'success',
+    execution_id: 'exe_1',
+    identifier: 'alice',
+    caller: { type: 'api_key', id: 'key_1', client_name: null, client_version: null, ip: '127.0.0.1' },
+    agent_run_id: null,
+    tool_name: 'cloudflare_execute',
+    connected_account_id: 'ca_1',
+    upstream: null,
+    error: null,
+    duration_ms: 12,
+    request_bytes: 10,
+    response_bytes: 20,
+    code_sha256: null,
+    code: null,
+    ...overrides,
+  };
+}
+
+describe('audit store', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await t.drop();
+  });
+
+  it('chains records per tenant and verifies them', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const now = new Date();
+    await runAuditMaintenance(t.db.kysely, { now, retentionDays: [90] });
+    const first = await store.append('ten_chain', [record(now), record(now, { outcome: 'refused' })], {
+      retentionDays: 90,
+    });
+    const second = await store.append('ten_chain', [record(now)], { retentionDays: 90 });
+    expect(first.map((e) => e.seq)).toEqual([1, 2]);
+    expect(second[0]?.prev_hash).toBe(first[1]?.hash);
+    await store.append('ten_other', [record(now)], { retentionDays: 90 });
+    expect(await verifyChain(t.db.kysely, 'ten_chain')).toMatchObject({ ok: true, checked: 3 });
+    const { rows } = await sql<{ n: string }>`select count(*)::text as n from audit_events_default`.execute(
+      t.db.kysely,
+    );
+    expect(rows[0]?.n).toBe('0');
+  });
+
+  it('keeps chains consistent under concurrent appends', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const now = new Date();
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        store.append('ten_conc', [record(now), record(now)], { retentionDays: 90 }),
+      ),
+    );
+    expect(await verifyChain(t.db.kysely, 'ten_conc')).toMatchObject({ ok: true, checked: 40 });
+  });
+
+  it('audit verify finds an edited record and a deleted record', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const now = new Date();
+    const events = await store.append('ten_tamper', [record(now), record(now), record(now), record(now)], {
+      retentionDays: 90,
+    });
+    await sql`update audit_events set outcome = 'success', error_code = null, upstream_status = 200, duration_ms = 1 where id = ${events[1]!.id}`.execute(
+      t.db.kysely,
+    );
+    let report = await verifyChain(t.db.kysely, 'ten_tamper');
+    expect(report.ok).toBe(false);
+    expect(report.problems).toContainEqual(expect.objectContaining({ seq: 2, kind: 'edited' }));
+
+    await sql`delete from audit_events where id = ${events[2]!.id}`.execute(t.db.kysely);
+    report = await verifyChain(t.db.kysely, 'ten_tamper');
+    expect(report.problems).toContainEqual(expect.objectContaining({ seq: 3, kind: 'missing' }));
+
+    await sql`delete from audit_events where id = ${events[3]!.id}`.execute(t.db.kysely);
+    report = await verifyChain(t.db.kysely, 'ten_tamper');
+    expect(report.problems).toContainEqual(expect.objectContaining({ kind: 'truncated' }));
+  });
+
+  it('pages through events with filters and streams a range in order', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const base = new Date('2030-01-01T00:00:00Z');
+    await runAuditMaintenance(t.db.kysely, { now: base, retentionDays: [90] });
+    const inputs = Array.from({ length: 25 }, (_, i) =>
+      record(new Date(base.getTime() + i * 1000), {
+        identifier: i % 2 ? 'bob' : 'alice',
+        outcome: i % 5 === 0 ? 'refused' : 'success',
+      }),
+    );
+    await store.append('ten_query', inputs, { retentionDays: 90 });
+    const seen: number[] = [];
+    let pageToken: string | undefined;
+    do {
+      const page = await store.query('ten_query', { pageSize: 7, ...(pageToken ? { pageToken } : {}) });
+      seen.push(...page.events.map((e) => e.seq));
+      pageToken = page.nextPageToken ?? undefined;
+    } while (pageToken);
+    expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    expect(
+      (await store.query('ten_query', { identifier: 'bob', outcome: 'refused' })).events.map((e) => e.seq),
+    ).toEqual([6, 16]);
+    const streamed: number[] = [];
+    for await (const e of store.stream(
+      'ten_query',
+      { from: new Date(base.getTime() + 5000), to: new Date(base.getTime() + 15000) },
+      3,
+    )) {
+      streamed.push(e.seq);
+    }
+    expect(streamed).toEqual([6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+  });
+
+  it('creates partitions ahead, rescues the default partition and drops expired days with anchors', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const day0 = new Date('2031-03-10T12:00:00Z');
+    // No partition yet for these rows: they land in the default partition.
+    const early = await store.append('ten_ret', [record(day0), record(day0)], { retentionDays: 1 });
+    expect(expiryDay(day0, 1)).toBe('2031-03-11');
+    let report = await runAuditMaintenance(t.db.kysely, { now: day0, retentionDays: [1] });
+    expect(report.rescued).toBe(2);
+    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).toContain('audit_events_p20310311');
+    expect(report.created).toContain('audit_events_p20310312');
+    const { rows } = await sql<{ n: string }>`select count(*)::text as n from audit_events_default`.execute(
+      t.db.kysely,
+    );
+    expect(rows[0]?.n).toBe('0');
+    await store.append('ten_ret', [record(new Date('2031-03-11T08:00:00Z'))], { retentionDays: 1 });
+
+    // Two days later the day-1 partition (expiring 2031-03-11) is dropped, not deleted from.
+    report = await runAuditMaintenance(t.db.kysely, {
+      now: new Date('2031-03-12T00:05:00Z'),
+      retentionDays: [1],
+    });
+    expect(report.dropped).toContain('audit_events_p20310311');
+    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).not.toContain('audit_events_p20310311');
+    const remaining = await store.query('ten_ret', {});
+    expect(remaining.events.map((e) => e.seq)).toEqual([3]);
+    const verify = await verifyChain(t.db.kysely, 'ten_ret');
+    expect(verify).toMatchObject({ ok: true, checked: 1, expired: 2 });
+    expect(early[1]?.hash).toBe(remaining.events[0]?.prev_hash);
+  });
+
+  it('the write probe succeeds without leaving a row and fails when inserts are impossible', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    await store.probe('ten_probe');
+    const { rows } = await sql<{
+      n: string;
+    }>`select count(*)::text as n from audit_events where tenant_id = 'ten_probe'`.execute(t.db.kysely);
+    expect(rows[0]?.n).toBe('0');
+    await sql`alter table audit_events_default rename to audit_events_default_off`.execute(t.db.kysely);
+    await sql`alter table audit_events detach partition audit_events_default_off`.execute(t.db.kysely);
+    try {
+      // A day with no partition and no default: the insert path is broken.
+      await expect(store.probe('ten_probe')).rejects.toMatchObject({ code: 'unavailable' });
+    } finally {
+      await sql`alter table audit_events attach partition audit_events_default_off default`.execute(
+        t.db.kysely,
+      );
+      await sql`alter table audit_events_default_off rename to audit_events_default`.execute(t.db.kysely);
+    }
+  });
+});
