@@ -1,5 +1,7 @@
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
+import { parseBudget } from '@warden/ratelimit';
+import type { BudgetSpec } from '@warden/ratelimit';
 import { z } from 'zod';
 
 /**
@@ -11,8 +13,6 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-
-const budget = z.string().regex(/^\d+\/\d+$/, 'must look like REQUESTS/SECONDS, e.g. 1200/300');
 
 const schema = z
   .object({
@@ -44,7 +44,11 @@ const schema = z
     CLOUDFLARE_TIMEOUT_MS: int(100, 300_000).default(30_000),
     CLOUDFLARE_SPEC_PATH: z.string().min(1).optional(),
     CLOUDFLARE_SPEC_URL: z.url().optional(),
-    CLOUDFLARE_BUDGET: budget.default('1200/300'),
+    CLOUDFLARE_BUDGET: z.string().default('1200/300'),
+    RATE_LIMIT_ON_REDIS_FAILURE: z.enum(['refuse', 'local']).default('refuse'),
+    WARDEN_REPLICAS: int(1, 1000).default(1),
+    MCP_ALLOWED_ORIGINS: z.string().optional(),
+    AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BODY_LIMIT_BYTES: int(1024, 50 * 1024 * 1024).default(1024 * 1024),
@@ -95,8 +99,13 @@ export interface Config {
     readonly timeoutMs: number;
     readonly specPath: string | null;
     readonly specUrl: string | null;
-    readonly budget: { readonly capacity: number; readonly windowSeconds: number };
+    readonly budget: BudgetSpec;
   };
+  /** What the rate budget does when Redis fails: refuse with 503, or a local bucket of capacity ÷ replicas. */
+  readonly rateLimit: { readonly onRedisFailure: 'refuse' | 'local'; readonly replicas: number };
+  /** Browser origins allowed to call /mcp (non-browser clients send none). */
+  readonly mcpAllowedOrigins: readonly string[];
+  readonly auditRetentionDays: number;
   readonly sandboxPoolSize: number;
   readonly logLevel: Env['LOG_LEVEL'];
   readonly bodyLimitBytes: number;
@@ -125,9 +134,11 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   }
   const env = parsed.data;
   const dataDir = path.resolve(env.DATA_DIR);
-  const [capacity, windowSeconds] = env.CLOUDFLARE_BUDGET.split('/').map(Number) as [number, number];
-  if (capacity < 1 || windowSeconds < 1) {
-    throw new ConfigError('invalid configuration:\n  CLOUDFLARE_BUDGET: both numbers must be at least 1');
+  let budget: BudgetSpec;
+  try {
+    budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
+  } catch (error) {
+    throw new ConfigError(`invalid configuration:\n  ${(error as Error).message}`);
   }
   return {
     host: env.HOST,
@@ -159,8 +170,14 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       timeoutMs: env.CLOUDFLARE_TIMEOUT_MS,
       specPath: env.CLOUDFLARE_SPEC_PATH ? path.resolve(env.CLOUDFLARE_SPEC_PATH) : null,
       specUrl: env.CLOUDFLARE_SPEC_PATH ? null : (env.CLOUDFLARE_SPEC_URL ?? DEFAULT_SPEC_URL),
-      budget: { capacity, windowSeconds },
+      budget,
     },
+    rateLimit: { onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE, replicas: env.WARDEN_REPLICAS },
+    mcpAllowedOrigins: (env.MCP_ALLOWED_ORIGINS ?? '')
+      .split(',')
+      .map((o) => o.trim().replace(/\/+$/, ''))
+      .filter(Boolean),
+    auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,
     logLevel: env.LOG_LEVEL,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,

@@ -14,6 +14,14 @@ import {
 import type { ConnectedAccountService, Envelope, KeyRotationService, TenantService } from '@warden/vault';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  createBudgetRedisClient,
+  createFallbackRateBudget,
+  createMemoryRateBudget,
+  createRedisRateBudget,
+} from '@warden/ratelimit';
+import type { FallbackRateBudget, RateBudget } from '@warden/ratelimit';
+import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
 
 export const MIGRATIONS_FOLDER = path.resolve(
@@ -21,10 +29,13 @@ export const MIGRATIONS_FOLDER = path.resolve(
   '../../../migrations',
 );
 
-/** A dependency `/readyz` checks; each throws when its dependency cannot serve. */
+/**
+ * A dependency `/readyz` checks: throws when it cannot serve; resolves 'degraded' when
+ * the service still works without it (e.g. the local rate-budget fallback).
+ */
 export interface ReadinessCheck {
   readonly name: string;
-  check(): Promise<void>;
+  check(): Promise<void | 'degraded'>;
 }
 
 export interface Container {
@@ -37,8 +48,51 @@ export interface Container {
   readonly tenants: TenantService;
   readonly connectedAccounts: ConnectedAccountService;
   readonly keyRotation: KeyRotationService;
+  readonly rateBudget: RateBudget;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
+}
+
+async function connectRedis(client: Redis, logger: Logger): Promise<void> {
+  try {
+    await client.connect();
+  } catch (error) {
+    // Keep starting: requests needing Redis answer 503 (or use the local fallback)
+    // until the client's background reconnect succeeds; /readyz reports it meanwhile.
+    logger.warn({ err: error }, 'Redis is unreachable at start-up; retrying in the background');
+  }
+}
+
+function createRateBudget(
+  config: Config,
+  logger: Logger,
+  redis: Redis | null,
+): { budget: RateBudget; check: ReadinessCheck } {
+  if (!redis) {
+    const budget = createMemoryRateBudget();
+    return { budget, check: { name: 'rate_budget', check: () => budget.health() } };
+  }
+  const budget: FallbackRateBudget = createFallbackRateBudget(createRedisRateBudget({ redis }), {
+    logger,
+    ...(config.rateLimit.onRedisFailure === 'local'
+      ? { fallback: { replicas: config.rateLimit.replicas } }
+      : {}),
+  });
+  return {
+    budget,
+    check: {
+      name: 'redis',
+      async check() {
+        try {
+          await redis.ping();
+          return undefined;
+        } catch (error) {
+          if (config.rateLimit.onRedisFailure === 'local') return 'degraded';
+          throw error;
+        }
+      },
+    },
+  };
 }
 
 export function createKeyProvider(config: Config): KeyProvider {
@@ -58,6 +112,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       ? { kind: 'postgres', url: config.database.url, poolSize: config.database.poolSize }
       : { kind: 'pglite', dataDir: config.database.dataDir },
   );
+  const closers: Array<() => Promise<void>> = [];
   try {
     if (config.migrateOnStart) {
       const { applied } = await migrateToLatest(db.kysely, MIGRATIONS_FOLDER);
@@ -77,6 +132,15 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       verify: (credential) => verifyCredential(cloudflare, credential),
     });
     const keyRotation = createKeyRotationService({ db: db.kysely, envelope });
+    const redis = config.redisUrl ? createBudgetRedisClient(config.redisUrl, { lazyConnect: true }) : null;
+    if (redis) {
+      redis.on('error', () => {});
+      await connectRedis(redis, logger);
+    }
+    closers.push(async () => {
+      await redis?.quit().catch(() => redis.disconnect());
+    });
+    const rate = createRateBudget(config, logger, redis);
     return {
       config,
       logger,
@@ -87,16 +151,20 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       tenants,
       connectedAccounts,
       keyRotation,
+      rateBudget: rate.budget,
       readiness: [
         { name: 'database', check: () => db.ping() },
         { name: 'kms', check: () => keys.ping() },
+        rate.check,
       ],
       async close() {
         envelope.cache.clear();
+        for (const close of closers.reverse()) await close();
         await db.close();
       },
     };
   } catch (error) {
+    for (const close of closers.reverse()) await close().catch(() => {});
     await db.close().catch(() => {});
     throw error;
   }

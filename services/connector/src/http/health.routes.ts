@@ -5,16 +5,16 @@ import type { ReadinessCheck } from '../container.ts';
 
 const CHECK_TIMEOUT_MS = 2_000;
 
-async function runCheck(check: ReadinessCheck): Promise<'ok' | 'unavailable'> {
+async function runCheck(check: ReadinessCheck): Promise<'ok' | 'degraded' | 'unavailable'> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
+    const result = await Promise.race([
       check.check(),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error('timeout')), CHECK_TIMEOUT_MS);
       }),
     ]);
-    return 'ok';
+    return result === 'degraded' ? 'degraded' : 'ok';
   } catch {
     return 'unavailable';
   } finally {
@@ -38,7 +38,7 @@ export async function healthRoutes(
 
   const readyBody = z.object({
     status: z.enum(['ready', 'unavailable']),
-    checks: z.record(z.string(), z.enum(['ok', 'unavailable'])),
+    checks: z.record(z.string(), z.enum(['ok', 'degraded', 'unavailable'])),
   });
   r.get('/readyz', {
     schema: {
@@ -51,7 +51,7 @@ export async function healthRoutes(
         deps.readiness.map(async (c) => [c.name, await runCheck(c)] as const),
       );
       const checks = Object.fromEntries(results);
-      const ready = results.every(([, v]) => v === 'ok');
+      const ready = results.every(([, v]) => v !== 'unavailable');
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', checks });
     },
   });
