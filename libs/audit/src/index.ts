@@ -1,0 +1,44 @@
+export type {
+  AuditCaller,
+  AuditEvent,
+  AuditKind,
+  AuditOutcome,
+  AuditUpstream,
+  CallerType,
+} from './audit-event.ts';
+export { toCefLine } from './cef-format.ts';
+export {
+  EXPORT_FORMATS,
+  exportContentType,
+  formatAuditLine,
+  isExportFormat,
+  toNdjsonLine,
+} from './export-formats.ts';
+export type { ExportFormat } from './export-formats.ts';
+export { createAuditExportStream, formatAuditEvents } from './export-stream.ts';
+export type { ExportStreamOptions } from './export-stream.ts';
+export type { FormatOptions } from './format-common.ts';
+export { OCSF_SCHEMA_VERSION, ocsfActivity, toOcsfEvent, toOcsfLine } from './ocsf-format.ts';
+export type { OcsfActivity, OcsfActivityId, OcsfApiActivityEvent } from './ocsf-format.ts';
+export {
+  DEFAULT_RETENTION_DAYS,
+  MAX_RETENTION_DAYS,
+  MIN_RETENTION_DAYS,
+  createAuditStore,
+  expiryDay,
+  rowToEvent,
+  sha256Hex,
+} from './audit.store.ts';
+export type { AuditQuery, AuditRecordInput, AuditStore } from './audit.store.ts';
+export { GENESIS_HASH, hashEvent } from './audit-hash.ts';
+export { verifyAllChains, verifyChain } from './audit-verify.ts';
+export type { ChainProblem, ChainReport } from './audit-verify.ts';
+export {
+  dropExpiredPartitions,
+  ensurePartitions,
+  listPartitions,
+  partitionName,
+  rescueDefaultPartition,
+  runAuditMaintenance,
+} from './audit-retention.ts';
+export type { AuditPartition, MaintenanceReport } from './audit-retention.ts';
