@@ -11,3 +11,31 @@ export {
 export type { Policy, PolicyDecision, PolicyMethod, PolicyRequest, PolicyRule } from './policy.ts';
 export { createPolicyStore } from './policy.store.ts';
 export type { PolicyStore } from './policy.store.ts';
+export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';
+export type {
+  ExecuteToolDeps,
+  ExecuteToolInput,
+  ExecuteToolResult,
+  ExecuteToolService,
+  TenantToolSettings,
+} from './execute-tool.service.ts';
+export { createScopedToolsService, definitionsFor } from './scoped-tools.service.ts';
+export type { ScopedTool, ScopedToolsService } from './scoped-tools.service.ts';
+export {
+  activeAccounts,
+  resolveAccount,
+  resolveCloudflareAccount,
+  upstreamPrincipal,
+} from './account-resolution.ts';
+export { TOOL_NAMES, auditCaller, isToolName } from './tool-caller.ts';
+export type { ToolCaller, ToolName } from './tool-caller.ts';
+export type {
+  CodeRunner,
+  OperationInfo,
+  SandboxOutcome,
+  SpecLookup,
+  ToolDefinition,
+  ToolDefinitionSource,
+  UpstreamRequest,
+  UpstreamResponse,
+} from './ports.ts';

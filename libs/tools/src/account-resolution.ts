@@ -1,0 +1,114 @@
+import { WardenError } from '@warden/core';
+import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
+import { validateIdentifier } from '@warden/vault';
+import type { ToolCaller } from './tool-caller.ts';
+
+/** The ACTIVE connected accounts an identifier may use now, honouring an MCP token's connection limit. */
+export async function activeAccounts(
+  accounts: Pick<ConnectedAccountService, 'list'>,
+  caller: ToolCaller,
+  identifier: string,
+  connectionNames: readonly string[] | null,
+): Promise<ConnectedAccount[]> {
+  validateIdentifier(identifier);
+  const all: ConnectedAccount[] = [];
+  let pageToken: string | undefined;
+  do {
+    const page = await accounts.list(caller.tenantId, {
+      identifier,
+      status: 'ACTIVE',
+      pageSize: 100,
+      ...(pageToken ? { pageToken } : {}),
+    });
+    all.push(...page.items);
+    pageToken = page.nextPageToken ?? undefined;
+  } while (pageToken);
+  return all.filter(
+    (a) =>
+      (connectionNames === null || connectionNames.includes(a.connectionName)) &&
+      (caller.connectionNames == null || caller.connectionNames.includes(a.connectionName)),
+  );
+}
+
+/** Picks the account a tool call runs against; every ambiguity is the caller's to resolve. */
+export async function resolveAccount(
+  accounts: Pick<ConnectedAccountService, 'list' | 'get'>,
+  caller: ToolCaller,
+  input: { identifier: string; connectionName?: string; connectedAccountId?: string },
+): Promise<ConnectedAccount> {
+  if (input.connectedAccountId !== undefined) {
+    const account = await accounts.get(caller.tenantId, input.connectedAccountId);
+    if (account.identifier !== input.identifier) {
+      throw new WardenError('not_found', 'connected account not found');
+    }
+    if (caller.connectionNames != null && !caller.connectionNames.includes(account.connectionName)) {
+      throw new WardenError('not_found', 'connected account not found');
+    }
+    if (account.status !== 'ACTIVE') {
+      throw new WardenError(
+        'conflict',
+        `connected account ${account.id} is ${account.status}; reconnect the credential`,
+      );
+    }
+    return account;
+  }
+  const candidates = await activeAccounts(
+    accounts,
+    caller,
+    input.identifier,
+    input.connectionName ? [input.connectionName] : null,
+  );
+  if (candidates.length === 0) {
+    throw new WardenError(
+      'not_found',
+      `no ACTIVE connected account for identifier '${input.identifier}'${input.connectionName ? ` on connection '${input.connectionName}'` : ''}; connect one with POST /api/v1/connected_accounts`,
+      { field: 'identifier' },
+    );
+  }
+  if (candidates.length > 1) {
+    throw new WardenError(
+      'conflict',
+      `identifier '${input.identifier}' has ${candidates.length} ACTIVE connected accounts; pass connected_account_id, one of: ${candidates
+        .map((c) => `${c.id} (${c.connectionName})`)
+        .join(', ')}`,
+      { field: 'connected_account_id' },
+    );
+  }
+  return candidates[0] as ConnectedAccount;
+}
+
+/**
+ * The Cloudflare account an execution is bound to. Account-owned tokens have theirs
+ * fixed; a user token reaching several accounts needs `account_id`.
+ */
+export function resolveCloudflareAccount(
+  account: ConnectedAccount,
+  requested: string | undefined,
+): string | undefined {
+  const available = account.cloudflare.accounts;
+  const listing = available.map((a) => `${a.id} (${a.name})`).join(', ');
+  if (requested !== undefined) {
+    if (!available.some((a) => a.id === requested)) {
+      throw new WardenError(
+        'invalid_request',
+        `params.account_id: this credential cannot reach account ${requested}; it can reach: ${listing || 'no accounts'}`,
+        { field: 'params.account_id' },
+      );
+    }
+    return requested;
+  }
+  if (available.length <= 1) return available[0]?.id;
+  throw new WardenError(
+    'invalid_request',
+    `params.account_id: this credential reaches ${available.length} accounts; choose one of: ${listing}`,
+    { field: 'params.account_id', accounts: available.map((a) => ({ id: a.id, name: a.name })) },
+  );
+}
+
+/** The principal Cloudflare counts requests against: the user, or the account for account-owned tokens. */
+export function upstreamPrincipal(account: ConnectedAccount): string {
+  if (account.tokenKind === 'account')
+    return `cf:account:${account.cloudflare.accounts[0]?.id ?? account.id}`;
+  if (account.cloudflare.userId) return `cf:user:${account.cloudflare.userId}`;
+  return `cf:token:${account.cloudflare.tokenId ?? account.id}`;
+}

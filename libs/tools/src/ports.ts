@@ -1,0 +1,74 @@
+/**
+ * What the use cases need from the Code Mode engine and the spec, stated here so the
+ * use cases do not depend on how the sandboxes are built.
+ */
+export interface UpstreamRequest {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  readonly path: string;
+  readonly query?: Readonly<Record<string, string | number | boolean>>;
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly rawBody?: string;
+}
+
+/** What `cloudflare.request()` resolves to inside the sandbox (API.md). */
+export interface UpstreamResponse {
+  readonly success: boolean;
+  readonly status: number;
+  readonly result: unknown;
+  readonly errors: readonly unknown[];
+  readonly messages: readonly unknown[];
+  readonly result_info?: unknown;
+}
+
+export type SandboxOutcome =
+  | {
+      readonly ok: true;
+      readonly result: unknown;
+      readonly logs: readonly string[];
+      readonly upstreamRequests: number;
+    }
+  | {
+      readonly ok: false;
+      readonly error: { readonly code: string; readonly message: string };
+      readonly logs: readonly string[];
+      readonly upstreamRequests: number;
+    };
+
+export interface CodeRunner {
+  /** `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation. */
+  search(code: string, options: { denied: ReadonlySet<string> }): Promise<SandboxOutcome>;
+  execute(
+    code: string,
+    options: {
+      accountId: string | undefined;
+      upstream: (request: UpstreamRequest) => Promise<UpstreamResponse>;
+      signal?: AbortSignal;
+    },
+  ): Promise<SandboxOutcome>;
+}
+
+export interface OperationInfo {
+  readonly method: string;
+  readonly pathTemplate: string;
+  /** Token permission groups the operation requires (`x-cfPermissionsRequired`), any one of which suffices. */
+  readonly permissions: readonly string[];
+}
+
+export interface SpecLookup {
+  /** The operation an actual request path belongs to, or null when the spec has none. */
+  findOperation(method: string, path: string): OperationInfo | null;
+  /** Every operation, for policy annotation; changes only on spec reload (compare `version`). */
+  operations(): readonly OperationInfo[];
+  readonly version: string;
+}
+
+export interface ToolDefinition {
+  readonly name: string;
+  readonly description: string;
+  readonly inputSchema: Record<string, unknown>;
+}
+
+export interface ToolDefinitionSource {
+  definitions(options: { readOnly: boolean; policySummary: string | null }): readonly ToolDefinition[];
+}

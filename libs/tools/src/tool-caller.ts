@@ -1,0 +1,31 @@
+import type { AuditCaller } from '@warden/audit';
+
+/** Who is calling a tool: a tenant's backend (API key) or an engineer's agent (MCP token). */
+export interface ToolCaller {
+  readonly tenantId: string;
+  readonly type: 'api_key' | 'mcp_token';
+  /** `key_…` or `mcp_…`. */
+  readonly id: string;
+  readonly clientName?: string | null;
+  readonly clientVersion?: string | null;
+  readonly ip?: string | null;
+  /** MCP tokens may be limited to some connections; null = all. */
+  readonly connectionNames?: readonly string[] | null;
+}
+
+export function auditCaller(caller: ToolCaller): AuditCaller {
+  return {
+    type: caller.type,
+    id: caller.id,
+    client_name: caller.clientName ?? null,
+    client_version: caller.clientVersion ?? null,
+    ip: caller.ip ?? null,
+  };
+}
+
+export const TOOL_NAMES = ['cloudflare_search', 'cloudflare_execute'] as const;
+export type ToolName = (typeof TOOL_NAMES)[number];
+
+export function isToolName(value: string): value is ToolName {
+  return (TOOL_NAMES as readonly string[]).includes(value);
+}
