@@ -10,3 +10,35 @@ export type {
   HttpMethod,
 } from './cloudflare.client.ts';
 export { verifyCredential } from './verify.ts';
+export {
+  CIRCULAR_REF_KEY,
+  OPENAPI_METHODS,
+  UNRESOLVED_REF_KEY,
+  createRefResolver,
+  processOpenApi,
+} from './spec/openapi-processor.ts';
+export type {
+  OpenApiMethod,
+  OpenApiProcessOptions,
+  OperationInfo,
+  ProcessedDocument,
+  ProcessedOpenApi,
+  ProcessedOperation,
+  ProcessedPathItem,
+} from './spec/openapi-processor.ts';
+export { createOperationMatcher } from './spec/operation-matcher.ts';
+export type { OperationMatch, OperationMatcher } from './spec/operation-matcher.ts';
+export {
+  CLOUDFLARE_PERMISSIONS_EXTENSION,
+  cloudflarePermissionsOf,
+  cloudflareProductOf,
+  processCloudflareSpec,
+} from './spec/cloudflare-spec.ts';
+export { DEFAULT_CLOUDFLARE_SPEC_URL, cloudflareSpecProcessor, createSpecStore } from './spec/spec-store.ts';
+export type {
+  LoadedSpec,
+  SpecProcessor,
+  SpecReload,
+  SpecStore,
+  SpecStoreOptions,
+} from './spec/spec-store.ts';
