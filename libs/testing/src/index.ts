@@ -2,3 +2,33 @@ export { MIGRATIONS_FOLDER, createTestDatabase } from './test-db.ts';
 export type { TestDatabase } from './test-db.ts';
 export { startFakeKms } from './fake-kms.ts';
 export type { FakeKms } from './fake-kms.ts';
+export { FAKE_CF_BASE_PATH, startFakeCloudflare } from './fake-cloudflare/fake-cloudflare.server.ts';
+export type {
+  FakeCloudflare,
+  FakeCloudflareOptions,
+  FakeRequestLogEntry,
+  FakeRoutePermission,
+} from './fake-cloudflare/fake-cloudflare.server.ts';
+export type {
+  CreateAccountTokenOptions,
+  CreateUserTokenOptions,
+  FakeAccount,
+  FakeClock,
+  FakeCloudflareState,
+  FakeDnsRecord,
+  FakeKvNamespace,
+  FakeToken,
+  FakeTokenInfo,
+  FakeTokenPolicy,
+  FakeTokenStatus,
+  FakeUser,
+  FakeZone,
+  FakeZoneStatus,
+} from './fake-cloudflare/fake-cloudflare.state.ts';
+export type { FakeCloudflareFaults, FakeUnreachableMode } from './fake-cloudflare/fake-cloudflare.faults.ts';
+export { DEFAULT_FAKE_BUDGET } from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
+export type { FakeBudget } from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
+export type { FakePrincipalKind } from './fake-cloudflare/fake-cloudflare.access.ts';
+export { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare/fake-cloudflare.permissions.ts';
+export { FAKE_CF_ALL_PERMISSIONS, seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
+export type { FakeDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';

@@ -1,0 +1,38 @@
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startFakeCloudflare } from './fake-cloudflare/fake-cloudflare.server.ts';
+import { seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const defaultSpec = resolve(repoRoot, '../shared/data/cloudflare-openapi.json');
+const specPath = process.env.FAKE_CF_SPEC_PATH || (existsSync(defaultSpec) ? defaultSpec : undefined);
+
+const fake = await startFakeCloudflare({
+  port: Number(process.env.PORT ?? 8787),
+  host: process.env.HOST ?? '127.0.0.1',
+  ...(specPath ? { specPath } : {}),
+});
+const demo = seedDemo(fake.state);
+
+// A local fake: printing its demo credentials is the point.
+console.log(`fake Cloudflare API listening on ${fake.url}`);
+console.log(`permissions: ${specPath ? `from ${specPath}` : 'built-in table (no OpenAPI document found)'}`);
+console.log(`CLOUDFLARE_API_BASE=${fake.url}`);
+console.log(`user          ${demo.user.email} (id ${demo.user.id})`);
+console.log(`global key    ${demo.user.globalApiKey}`);
+console.log(`user token    ${demo.userToken.value} (id ${demo.userToken.id}, full access)`);
+console.log(`account token ${demo.accountToken.value} (id ${demo.accountToken.id})`);
+console.log(`DNS read-only ${demo.readOnlyToken.value} (id ${demo.readOnlyToken.id})`);
+console.log(`account       ${demo.account.name} (id ${demo.account.id})`);
+console.log(`zone          ${demo.zone.name} (id ${demo.zone.id})`);
+console.log(
+  `worker        ${demo.workerName}; KV namespace ${demo.kvNamespace.title} (id ${demo.kvNamespace.id})`,
+);
+console.log(`try: curl -H "Authorization: Bearer ${demo.userToken.value}" ${fake.url}/user/tokens/verify`);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void fake.close().then(() => process.exit(0));
+  });
+}

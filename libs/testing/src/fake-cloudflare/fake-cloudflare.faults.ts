@@ -1,0 +1,71 @@
+/**
+ * `drop`: the connection is closed without an answer (a reset, as when a proxy dies).
+ * `hang`: the request is accepted and never answered (a black hole; the client times out).
+ */
+export type FakeUnreachableMode = 'drop' | 'hang';
+
+export interface FakeCloudflareFaults {
+  /** The next `count` requests answer `status` (a 5xx by default 503) before any other processing. */
+  failNext(count: number, status?: number): void;
+  /** Delay every answer by this many milliseconds (0 to stop). */
+  setLatencyMs(ms: number): void;
+  /** `true` means `drop`; `false` answers again (hung requests are then closed). */
+  setUnreachable(mode: boolean | FakeUnreachableMode): void;
+  /** Clears every fault. */
+  reset(): void;
+}
+
+export class FaultController implements FakeCloudflareFaults {
+  #failures: Array<{ status: number; remaining: number }> = [];
+  #latencyMs = 0;
+  #unreachable: FakeUnreachableMode | null = null;
+  readonly #onReachable: () => void;
+
+  constructor(onReachable: () => void) {
+    this.#onReachable = onReachable;
+  }
+
+  get latencyMs(): number {
+    return this.#latencyMs;
+  }
+
+  get unreachable(): FakeUnreachableMode | null {
+    return this.#unreachable;
+  }
+
+  failNext(count: number, status = 503): void {
+    if (!Number.isInteger(count) || count < 0)
+      throw new Error('fake Cloudflare: failNext count must be >= 0');
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw new Error('fake Cloudflare: failNext status must be an HTTP error status');
+    }
+    if (count > 0) this.#failures.push({ status, remaining: count });
+  }
+
+  setLatencyMs(ms: number): void {
+    if (!(ms >= 0)) throw new Error('fake Cloudflare: latency must be >= 0');
+    this.#latencyMs = ms;
+  }
+
+  setUnreachable(mode: boolean | FakeUnreachableMode): void {
+    const next = mode === true ? 'drop' : mode === false ? null : mode;
+    const wasUnreachable = this.#unreachable !== null;
+    this.#unreachable = next;
+    if (wasUnreachable && next === null) this.#onReachable();
+  }
+
+  reset(): void {
+    this.#failures = [];
+    this.#latencyMs = 0;
+    this.setUnreachable(false);
+  }
+
+  /** The status of the next injected failure, consuming it, or null. */
+  takeFailure(): number | null {
+    const first = this.#failures[0];
+    if (!first) return null;
+    first.remaining -= 1;
+    if (first.remaining === 0) this.#failures.shift();
+    return first.status;
+  }
+}
