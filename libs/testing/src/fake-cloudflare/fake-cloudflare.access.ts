@@ -91,21 +91,11 @@ export function seesAccount(
 }
 
 /**
- * User-level keys (user details, API tokens) apply to the owner whatever resources the policy
- * names. For an account-owned token the token keys apply to its account's tokens.
+ * User-level keys (user details, API tokens) apply to the token's owner whatever accounts or
+ * zones the policy names; account-owned tokens have no user.
  */
 export function canOnUser(principal: Principal, required: readonly string[]): boolean {
   if (principal.kind === 'global_api_key') return true;
   if (principal.kind === 'account_token') return false;
-  return principal.token.policies.some((p) => satisfies(p.granted, required));
-}
-
-export function canOnAccountTokens(
-  principal: Principal,
-  account: AccountRecord,
-  required: readonly string[],
-): boolean {
-  if (!ownerReachesAccount(principal, account)) return false;
-  if (principal.kind === 'global_api_key') return true;
   return principal.token.policies.some((p) => satisfies(p.granted, required));
 }

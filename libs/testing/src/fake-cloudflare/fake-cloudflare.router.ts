@@ -195,7 +195,7 @@ export class Router {
       const params = matchSegments(compiled.segments, parts);
       if (!params) continue;
       if (compiled.route.method === method) return { kind: 'found', route: compiled.route, params };
-      allowed.push(compiled.route.method);
+      if (!allowed.includes(compiled.route.method)) allowed.push(compiled.route.method);
     }
     return allowed.length > 0 ? { kind: 'wrong_method', allowed } : { kind: 'none' };
   }

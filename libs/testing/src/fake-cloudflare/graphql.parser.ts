@@ -332,6 +332,21 @@ class Parser {
   }
 }
 
+/** A literal from the document (variable defaults); variables inside read as null. */
+export function literalValue(value: GqlValue): unknown {
+  switch (value.kind) {
+    case 'variable':
+      return null;
+    case 'scalar':
+    case 'enum':
+      return value.value;
+    case 'list':
+      return value.values.map(literalValue);
+    case 'object':
+      return Object.fromEntries(Object.entries(value.fields).map(([k, v]) => [k, literalValue(v)]));
+  }
+}
+
 export function parseGraphql(source: string): GqlDocument {
   return new Parser(source).document();
 }

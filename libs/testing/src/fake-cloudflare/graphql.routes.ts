@@ -1,5 +1,5 @@
 import type { RouteDefinition, RouteResult } from './fake-cloudflare.router.ts';
-import { GqlSyntaxError, parseGraphql } from './graphql.parser.ts';
+import { GqlSyntaxError, literalValue, parseGraphql } from './graphql.parser.ts';
 import { executeQuery, GqlError } from './graphql.resolvers.ts';
 
 function errors(
@@ -69,7 +69,8 @@ export const graphqlRoutes: readonly RouteDefinition[] = [
         }
         const resolved: Record<string, unknown> = {};
         for (const name of operation.variableNames) {
-          resolved[name] = variables[name] ?? (operation.variableDefaults[name] ? undefined : null);
+          const fallback = operation.variableDefaults[name];
+          resolved[name] = variables[name] ?? (fallback ? literalValue(fallback) : null);
         }
         const env = {
           state: ctx.state,
@@ -79,9 +80,6 @@ export const graphqlRoutes: readonly RouteDefinition[] = [
           variables: resolved,
           fragments: document.fragments,
         };
-        for (const [name, value] of Object.entries(operation.variableDefaults)) {
-          if (resolved[name] === undefined && value.kind === 'scalar') resolved[name] = value.value;
-        }
         const data = executeQuery(operation.selections, env);
         return { kind: 'json', status: 200, body: { data, errors: null } };
       } catch (error) {
