@@ -20,6 +20,33 @@ export type { ExportStreamOptions } from './export-stream.ts';
 export type { FormatOptions } from './format-common.ts';
 export { OCSF_SCHEMA_VERSION, ocsfActivity, toOcsfEvent, toOcsfLine } from './ocsf-format.ts';
 export type { OcsfActivity, OcsfActivityId, OcsfApiActivityEvent } from './ocsf-format.ts';
+export { batchDeliveryId } from './audit-sink.ts';
+export type { AuditSink, DeliveryContext, SinkRuntimeOptions } from './audit-sink.ts';
+export { createAuditSink } from './siem-sinks.ts';
+export { SINK_TYPES, parseSinkConfig } from './sink-config.ts';
+export type {
+  SinkConfig,
+  SinkFieldError,
+  SinkType,
+  SinkValidationOptions,
+  SplunkHecSinkConfig,
+  SyslogSinkConfig,
+  WebhookSinkConfig,
+} from './sink-config.ts';
+export { deliverBatch, nextAttemptDelayMs } from './sink-delivery.ts';
+export type { BackoffOptions, DeliveryAttempt, DeliveryFailure, DeliveryOutcome } from './sink-delivery.ts';
+export { SinkDeliveryError, isSinkDeliveryError } from './sink-errors.ts';
+export { createSplunkHecSink } from './splunk-hec-sink.ts';
+export { DEFAULT_SYSLOG_FACILITY, SYSLOG_SD_ID, createSyslogSink, toSyslogMessage } from './syslog-sink.ts';
+export type { SyslogMessageOptions } from './syslog-sink.ts';
+export {
+  DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
+  WEBHOOK_DELIVERY_ID_HEADER,
+  WEBHOOK_SIGNATURE_HEADER,
+  createWebhookSink,
+  signWebhookPayload,
+  verifyWebhookSignature,
+} from './webhook-sink.ts';
 export {
   DEFAULT_RETENTION_DAYS,
   MAX_RETENTION_DAYS,
