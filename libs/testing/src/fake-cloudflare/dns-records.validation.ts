@@ -4,7 +4,7 @@ import { badRequest } from './fake-cloudflare.errors.ts';
 import type { CfError } from './fake-cloudflare.errors.ts';
 
 /** The record types the OpenAPI document lists for `type`. */
-export const DNS_RECORD_TYPES: ReadonlySet<string> = new Set([
+const DNS_RECORD_TYPES: ReadonlySet<string> = new Set([
   'A',
   'AAAA',
   'CAA',
@@ -72,7 +72,7 @@ function asciiHost(raw: string): string {
 }
 
 /** Cloudflare stores fully-qualified names: `@` is the apex, a relative name gets the zone appended. */
-export function normalizeDnsName(raw: unknown, zoneName: string): string {
+function normalizeDnsName(raw: unknown, zoneName: string): string {
   if (typeof raw !== 'string' || raw.trim() === '') throw invalid(9000, 'DNS name is invalid.');
   let name = raw.trim() === '@' ? zoneName : asciiHost(raw);
   if (name !== zoneName && !name.endsWith(`.${zoneName}`)) name = `${name}.${zoneName}`;

@@ -18,7 +18,7 @@ export interface SpecPermissionIndex {
 }
 
 /** `/accounts/{account_identifier}/x` and `/accounts/{account_id}/x` are the same route. */
-export function normalizeTemplate(pathTemplate: string): string {
+function normalizeTemplate(pathTemplate: string): string {
   return pathTemplate.replace(/\{[^}]+\}/g, '{}').replace(/\/+$/, '');
 }
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The shared Cloudflare OpenAPI document the tests drive permissions from (never copied into the repo). */
-export const SPEC_PATH = fileURLToPath(
+const SPEC_PATH = fileURLToPath(
   new URL('../../../../../shared/data/cloudflare-openapi.json', import.meta.url),
 );
 
@@ -31,7 +31,7 @@ export interface ApiResponse {
   readonly text: string;
 }
 
-export function authHeaders(credential: Credential): Record<string, string> {
+function authHeaders(credential: Credential): Record<string, string> {
   if (!credential) return {};
   return 'token' in credential
     ? { authorization: `Bearer ${credential.token}` }
@@ -44,7 +44,12 @@ export async function api(
   credential: Credential,
   method: string,
   path: string,
-  init: { body?: unknown; rawBody?: RequestBody; contentType?: string; headers?: Record<string, string> } = {},
+  init: {
+    body?: unknown;
+    rawBody?: RequestBody;
+    contentType?: string;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<ApiResponse> {
   const headers: Record<string, string> = { ...authHeaders(credential), ...init.headers };
   let body: RequestBody | undefined;

@@ -76,7 +76,7 @@ function included(
 }
 
 /** Flattens fragment spreads and inline fragments, dropping @skip/@include-excluded selections. */
-export function collectFields(selections: readonly GqlSelection[], env: GqlEnv, depth = 0): FieldSelection[] {
+function collectFields(selections: readonly GqlSelection[], env: GqlEnv, depth = 0): FieldSelection[] {
   if (depth > 20) throw new GqlError('fragments nest too deeply (a cycle?)', 'GRAPHQL_VALIDATION_FAILED');
   const out: FieldSelection[] = [];
   for (const s of selections) {
