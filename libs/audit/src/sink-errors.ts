@@ -54,7 +54,7 @@ export function networkFailure(sink: string, error: unknown): SinkDeliveryError 
 }
 
 /** Removes every occurrence of the sink's secrets from text that came from outside. */
-export function redact(text: string, secrets: readonly string[]): string {
+function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const secret of secrets) {
     if (secret.length > 0) out = out.split(secret).join('[redacted]');
@@ -71,7 +71,7 @@ export function responseExcerpt(body: string, secrets: readonly string[]): strin
   return safe.length > EXCERPT_CHARS ? `${safe.slice(0, EXCERPT_CHARS)}...` : safe;
 }
 
-export function parseRetryAfterMs(value: string | undefined, now: Date): number | null {
+function parseRetryAfterMs(value: string | undefined, now: Date): number | null {
   if (!value) return null;
   const seconds = Number(value);
   if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds * 1000);
