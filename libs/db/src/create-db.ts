@@ -37,6 +37,11 @@ export async function createDb(options: DbOptions): Promise<Db> {
     // An idle client that loses its server emits 'error' on the pool; without a
     // listener that would crash the process. The next query reports the outage.
     pool.on('error', () => {});
+    // A checked-out client whose server goes away between queries emits 'error' with no
+    // listener of the pool's attached; queries on it fail on their own, so swallow the event.
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+    });
     dialect = new PostgresDialect({ pool });
   } else {
     if (options.dataDir !== null) mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });

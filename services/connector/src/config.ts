@@ -38,6 +38,9 @@ const schema = z
     AWS_KMS_KEY_ID: z.string().min(1).optional(),
     AWS_REGION: z.string().min(1).optional(),
     AWS_KMS_ENDPOINT: z.url().optional(),
+    AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
+    AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    AWS_SESSION_TOKEN: z.string().min(1).optional(),
     DATA_KEY_CACHE_SIZE: int(0, 1_000_000).default(1000),
     DATA_KEY_CACHE_TTL_SECONDS: int(0, 86_400).default(300),
     CLOUDFLARE_API_BASE: z.url().default('https://api.cloudflare.com/client/v4'),
@@ -92,6 +95,8 @@ export interface Config {
         readonly keyId: string;
         readonly region?: string;
         readonly endpoint?: string;
+        /** Static credentials when both variables are set; otherwise the AWS SDK's default chain. */
+        readonly credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
       };
   readonly dataKeyCache: { readonly maxEntries: number; readonly ttlMs: number };
   readonly cloudflare: {
@@ -159,6 +164,15 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
             keyId: env.AWS_KMS_KEY_ID as string,
             ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
             ...(env.AWS_KMS_ENDPOINT ? { endpoint: env.AWS_KMS_ENDPOINT } : {}),
+            ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+              ? {
+                  credentials: {
+                    accessKeyId: env.AWS_ACCESS_KEY_ID,
+                    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+                    ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+                  },
+                }
+              : {}),
           }
         : {
             provider: 'local',

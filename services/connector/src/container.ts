@@ -101,6 +101,7 @@ export function createKeyProvider(config: Config): KeyProvider {
         keyId: config.kms.keyId,
         ...(config.kms.region ? { region: config.kms.region } : {}),
         ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
+        ...(config.kms.credentials ? { credentials: config.kms.credentials } : {}),
       })
     : createLocalKeyProvider({ keyFile: config.kms.keyFile });
 }

@@ -30,12 +30,20 @@ export interface TestApp {
  * The real service wiring (config → container → app) on a fresh PostgreSQL database,
  * with the logger writing into memory so tests can prove credentials never reach it.
  */
-export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(
+  env: Record<string, string> = {},
+  options: { viaProxyPort?: number } = {},
+): Promise<TestApp> {
   const db = await createTestDatabase({ migrate: false });
+  const databaseUrl = new URL(db.url);
+  if (options.viaProxyPort) {
+    databaseUrl.hostname = '127.0.0.1';
+    databaseUrl.port = String(options.viaProxyPort);
+  }
   const dataDir = mkdtempSync(path.join(tmpdir(), 'warden-app-'));
   const adminToken = randomBytes(32).toString('hex');
   const config = loadConfig({
-    DATABASE_URL: db.url,
+    DATABASE_URL: databaseUrl.toString(),
     DATA_DIR: dataDir,
     WARDEN_ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'trace',
