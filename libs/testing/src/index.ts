@@ -32,3 +32,5 @@ export type { FakePrincipalKind } from './fake-cloudflare/fake-cloudflare.access
 export { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare/fake-cloudflare.permissions.ts';
 export { FAKE_CF_ALL_PERMISSIONS, seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
 export type { FakeDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
+export { startTcpProxy } from './tcp-proxy.ts';
+export type { TcpProxy } from './tcp-proxy.ts';
