@@ -187,27 +187,29 @@ function fieldError(field: string, message: string): WardenError {
 
 /** Validates a policy document from the API; errors name the field. */
 export function parsePolicy(input: unknown, field = 'policy'): Policy {
-  if (typeof input !== 'object' || input === null || Array.isArray(input))
-    throw fieldError(field, 'must be an object');
+  const at = (key: string) => (field ? `${field}.${key}` : key);
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw fieldError(field || 'body', 'must be an object');
+  }
   const raw = input as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
     if (!['read_only', 'deny_writes_by_default', 'rules'].includes(key)) {
       throw fieldError(
-        `${field}.${key}`,
+        at(key),
         'is not a policy field; use read_only, deny_writes_by_default or rules',
       );
     }
   }
   for (const flag of ['read_only', 'deny_writes_by_default'] as const) {
     if (raw[flag] !== undefined && typeof raw[flag] !== 'boolean')
-      throw fieldError(`${field}.${flag}`, 'must be true or false');
+      throw fieldError(at(flag), 'must be true or false');
   }
   const rules: PolicyRule[] = [];
   if (raw.rules !== undefined) {
-    if (!Array.isArray(raw.rules)) throw fieldError(`${field}.rules`, 'must be an array of rules');
-    if (raw.rules.length > MAX_RULES) throw fieldError(`${field}.rules`, `at most ${MAX_RULES} rules`);
+    if (!Array.isArray(raw.rules)) throw fieldError(at('rules'), 'must be an array of rules');
+    if (raw.rules.length > MAX_RULES) throw fieldError(at('rules'), `at most ${MAX_RULES} rules`);
     for (const [i, r] of raw.rules.entries()) {
-      const f = `${field}.rules[${i}]`;
+      const f = at(`rules[${i}]`);
       if (typeof r !== 'object' || r === null)
         throw fieldError(f, 'must be an object {effect, methods, path, name?}');
       const rule = r as Record<string, unknown>;
