@@ -1,0 +1,47 @@
+/**
+ * Messages between the pool and its child processes (fork IPC, V8 serialization). The
+ * child is the less trusted side: the parent validates everything it asks for.
+ */
+import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
+
+export interface SpecLocation {
+  /** The processed document, V8-serialized (see `LoadedSpec.documentFile`). */
+  readonly file: string;
+  readonly version: string;
+}
+
+export type ParentMessage =
+  | { readonly type: 'load-spec'; readonly spec: SpecLocation; readonly searchMemoryMb: number }
+  | {
+      readonly type: 'search';
+      readonly id: number;
+      readonly code: string;
+      readonly access: SearchAccess | null;
+      readonly limits: SandboxLimits;
+    }
+  | {
+      readonly type: 'execute';
+      readonly id: number;
+      readonly code: string;
+      readonly accountId: string | null;
+      readonly limits: SandboxLimits;
+    }
+  | {
+      readonly type: 'upstream-outcome';
+      readonly id: number;
+      readonly seq: number;
+      readonly outcome: UpstreamOutcome;
+    }
+  | { readonly type: 'abort'; readonly id: number };
+
+export type ChildMessage =
+  | { readonly type: 'started' }
+  | { readonly type: 'spec-loaded'; readonly version: string }
+  | { readonly type: 'spec-failed'; readonly version: string; readonly message: string }
+  | { readonly type: 'result'; readonly id: number; readonly result: SandboxResult }
+  | { readonly type: 'upstream'; readonly id: number; readonly seq: number; readonly request: unknown };
+
+/** Settles a `cloudflare.request` inside the sandbox; never carries host stack traces. */
+export type UpstreamOutcome =
+  | { readonly ok: true; readonly response: unknown }
+  | { readonly ok: false; readonly code: string; readonly message: string };

@@ -1,0 +1,124 @@
+import type { ErrorCode } from '@warden/core';
+import type { HttpMethod } from '@warden/cloudflare';
+
+export interface SandboxLimits {
+  /** Heap of one execute isolate; a search isolate gets this on top of the spec it holds. */
+  readonly memoryMb: number;
+  /** CPU time the code may use in one call. */
+  readonly cpuMs: number;
+  /** Wall-clock deadline of one call, waiting for upstream included. */
+  readonly wallMs: number;
+  /** `cloudflare.request` calls one execution may make. */
+  readonly maxUpstreamRequests: number;
+  /** Results larger than this (estimated at 3 characters of JSON per token) are cut to fit. */
+  readonly resultTokenBudget: number;
+  /** Results whose JSON exceeds this many characters fail with `result_too_large` instead. */
+  readonly maxResultChars: number;
+  /** Captured console output kept per call. */
+  readonly maxLogChars: number;
+}
+
+export const DEFAULT_LIMITS: SandboxLimits = {
+  memoryMb: 128,
+  cpuMs: 10_000,
+  wallMs: 30_000,
+  maxUpstreamRequests: 50,
+  resultTokenBudget: 6_000,
+  maxResultChars: 8 * 1024 * 1024,
+  maxLogChars: 16 * 1024,
+};
+
+/** What search code may call, behind `allowed(method, path)`; per call, never shared. */
+export interface SearchAccess {
+  /** Only GET operations are allowed. */
+  readonly readOnly?: boolean;
+  /** Refused operations as `METHOD /path/template`, e.g. `DELETE /zones/{zone_id}`. */
+  readonly denied?: readonly string[];
+}
+
+/** One accepted `cloudflare.request`, validated, as handed to the caller's upstream. */
+export interface UpstreamRequest {
+  readonly method: HttpMethod;
+  /** Relative API path: starts with `/`, no scheme, host, `..` segments or control characters. */
+  readonly path: string;
+  readonly query?: Readonly<Record<string, string | number | boolean>>;
+  readonly body?: unknown;
+  readonly rawBody?: string;
+  readonly contentType?: string;
+}
+
+/** What `cloudflare.request` resolves to in the sandbox. */
+export interface UpstreamResponse {
+  readonly success: boolean;
+  readonly status: number;
+  readonly result: unknown;
+  readonly errors: readonly unknown[];
+  readonly messages: readonly unknown[];
+  readonly result_info?: unknown;
+}
+
+export interface UpstreamContext {
+  /** Aborted when the execution ends (done, timed out, aborted) before the request does. */
+  readonly signal: AbortSignal;
+  /** 1 for the execution's first request. */
+  readonly sequence: number;
+}
+
+/**
+ * Sends one request upstream: the caller adds policy, rate budget, the credential and audit.
+ * Reject with a `WardenError` to refuse; the sandboxed code sees an Error with its `code`.
+ */
+export type Upstream = (request: UpstreamRequest, context: UpstreamContext) => Promise<UpstreamResponse>;
+
+export type SandboxErrorCode =
+  | 'syntax_error'
+  | 'execution_error'
+  | 'timeout'
+  | 'memory_limit'
+  | 'too_many_requests'
+  | 'result_too_large'
+  | 'sandbox_crashed'
+  | 'aborted'
+  | ErrorCode;
+
+export interface SandboxStats {
+  readonly upstreamRequests: number;
+  readonly wallMs: number;
+  readonly cpuMs: number;
+}
+
+export interface Truncation {
+  /** Size of the complete result as JSON, in characters. */
+  readonly originalChars: number;
+  /** Estimated tokens of the complete result. */
+  readonly originalTokens: number;
+  /** Size of the result returned, as JSON. */
+  readonly keptChars: number;
+}
+
+export type SandboxResult =
+  | {
+      readonly ok: true;
+      /** JSON-safe; when `truncated` is set, a shortened but valid copy. */
+      readonly result: unknown;
+      readonly truncated?: Truncation;
+      readonly logs: readonly string[];
+      readonly stats: SandboxStats;
+    }
+  | {
+      readonly ok: false;
+      readonly error: { readonly code: SandboxErrorCode; readonly message: string };
+      readonly logs: readonly string[];
+      readonly stats: SandboxStats;
+    };
+
+export interface SearchOptions {
+  readonly access?: SearchAccess;
+}
+
+export interface ExecuteOptions {
+  readonly accountId?: string;
+  readonly upstream: Upstream;
+  readonly signal?: AbortSignal;
+  readonly limits?: Partial<SandboxLimits>;
+}

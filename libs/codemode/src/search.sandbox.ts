@@ -1,0 +1,142 @@
+/**
+ * Search runs in one warm context per child process that already holds the processed
+ * spec, deep-frozen together with every intrinsic: a call compiles the agent's code, runs
+ * it and leaves nothing behind. Per-call data (what the caller may call, its console)
+ * reaches the code as closure arguments, never through the shared global object.
+ */
+import { readFile } from 'node:fs/promises';
+import v8 from 'node:v8';
+import ivm from 'isolated-vm';
+import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
+import { CODE_FILENAME, LogBuffer, Watchdog, classifyFailure, toResult, wrapCode } from './sandbox-call.ts';
+import type { Failure, RunOutcome } from './sandbox-call.ts';
+import type { SpecLocation } from './sandbox.protocol.ts';
+import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
+
+interface WarmContext {
+  readonly isolate: ivm.Isolate;
+  readonly context: ivm.Context;
+  readonly run: ivm.Reference;
+  readonly makeAllowed: ivm.Reference;
+  readonly makeConsole: ivm.Reference;
+}
+
+const PRELUDE = 'const allowed=$0($2),console=$1($3);';
+
+/** Heap for the spec on top of the per-call allowance: measured at 4.2 bytes per serialized byte. */
+function specAllowanceMb(serializedBytes: number): number {
+  return Math.ceil((serializedBytes * 6) / (1024 * 1024)) + 16;
+}
+
+export class SearchSandbox {
+  readonly #onCatastrophicError: (message: string) => void;
+  #spec: SpecLocation | undefined;
+  #memoryMb = 128;
+  #context: Promise<WarmContext> | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(onCatastrophicError: (message: string) => void) {
+    this.#onCatastrophicError = onCatastrophicError;
+  }
+
+  /** Builds a context on the new spec before dropping the old one; searches queue meanwhile. */
+  load(spec: SpecLocation, memoryMb: number): Promise<void> {
+    return this.#serialized(async () => {
+      const next = this.#build(spec, memoryMb);
+      await next;
+      const previous = this.#context;
+      this.#spec = spec;
+      this.#memoryMb = memoryMb;
+      this.#context = next;
+      previous?.then((warm) => warm.isolate.dispose()).catch(() => undefined);
+    });
+  }
+
+  search(code: string, access: SearchAccess | null, limits: SandboxLimits): Promise<SandboxResult> {
+    return this.#serialized(() => this.#search(code, access, limits));
+  }
+
+  #serialized<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(task);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  async #build(spec: SpecLocation, memoryMb: number): Promise<WarmContext> {
+    const bytes = await readFile(spec.file);
+    const isolate = new ivm.Isolate({
+      memoryLimit: memoryMb + specAllowanceMb(bytes.length),
+      onCatastrophicError: this.#onCatastrophicError,
+    });
+    try {
+      const document = new ivm.ExternalCopy(v8.deserialize(bytes));
+      const context = await isolate.createContext();
+      const runtime = await context.evalClosure(
+        ISOLATE_RUNTIME_SOURCE,
+        ['search', document.copyInto({ release: true })],
+        { filename: 'warden-runtime.js', result: { reference: true } },
+      );
+      const [run, makeAllowed, makeConsole] = await Promise.all(
+        (['run', 'makeAllowed', 'makeConsole'] as const).map((name) =>
+          runtime.get(name, { reference: true }),
+        ),
+      );
+      runtime.release();
+      return {
+        isolate,
+        context,
+        run: run as ivm.Reference,
+        makeAllowed: makeAllowed as ivm.Reference,
+        makeConsole: makeConsole as ivm.Reference,
+      };
+    } catch (error) {
+      isolate.dispose();
+      throw error;
+    }
+  }
+
+  async #search(code: string, access: SearchAccess | null, limits: SandboxLimits): Promise<SandboxResult> {
+    const logs = new LogBuffer(limits.maxLogChars);
+    let warm: WarmContext;
+    try {
+      if (!this.#context || (await this.#context).isolate.isDisposed) {
+        if (!this.#spec) throw new Error('no spec loaded');
+        this.#context = this.#build(this.#spec, this.#memoryMb);
+      }
+      warm = await this.#context;
+    } catch {
+      this.#context = undefined;
+      return toResult(
+        { code: 'unavailable', message: 'the API description is not loaded yet; retry shortly' },
+        logs,
+        { cpuMs: 0, wallMs: 0 },
+        limits,
+      );
+    }
+    const watchdog = new Watchdog(warm.isolate, limits);
+    let outcome: RunOutcome | Failure;
+    try {
+      const value = await warm.context.evalClosure(
+        wrapCode(PRELUDE, code),
+        [
+          warm.makeAllowed.derefInto(),
+          warm.makeConsole.derefInto(),
+          new ivm.ExternalCopy(access).copyInto({ release: true }),
+          new ivm.Callback((level: unknown, text: unknown) => logs.add(level, text)),
+        ],
+        { filename: CODE_FILENAME, lineOffset: -1, result: { reference: true } },
+      );
+      outcome = (await warm.run.apply(
+        undefined,
+        [value.derefInto({ release: true }), limits.maxResultChars],
+        {
+          result: { promise: true, copy: true },
+        },
+      )) as RunOutcome;
+    } catch (error) {
+      outcome = classifyFailure(error, watchdog, limits);
+    }
+    // A disposed context (deadline, memory) is rebuilt by the next search.
+    return toResult(outcome, logs, watchdog.finish(), limits);
+  }
+}

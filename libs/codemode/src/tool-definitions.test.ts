@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getEncoding } from 'js-tiktoken';
+import { describe, expect, it } from 'vitest';
+import { processCloudflareSpec } from '@warden/cloudflare';
+import { toolDefinitions, toolsListJson } from './tool-definitions.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const realDocument = path.resolve(repoRoot, '../shared/data/cloudflare-openapi.json');
+const o200k = getEncoding('o200k_base');
+
+function tokens(definitions: ReturnType<typeof toolDefinitions>): number {
+  return o200k.encode(toolsListJson(definitions)).length;
+}
+
+describe('toolDefinitions', () => {
+  const { products } = processCloudflareSpec(JSON.parse(readFileSync(realDocument, 'utf8')));
+
+  it('describes both tools with their input schemas and every product of the document', () => {
+    const [search, execute] = toolDefinitions({ products });
+    expect(search.name).toBe('cloudflare_search');
+    expect(search.inputSchema).toEqual({
+      type: 'object',
+      properties: { code: { type: 'string', description: expect.any(String) } },
+      required: ['code'],
+      additionalProperties: false,
+    });
+    expect(execute.name).toBe('cloudflare_execute');
+    expect(Object.keys(execute.inputSchema.properties)).toEqual(['code', 'account_id']);
+    for (const product of products) expect(search.description).toContain(product);
+    expect(execute.description).toContain('cloudflare.request(');
+  });
+
+  it('costs at most 1,000 o200k tokens as tools/list sends them, even for a much larger API', () => {
+    expect(tokens(toolDefinitions({ products }))).toBeLessThanOrEqual(1_000);
+    const many = Array.from({ length: 400 }, (_, i) => `product_number_${i}`);
+    const large = toolDefinitions({
+      products: many,
+      readOnly: true,
+      policySummary: 'Policy for this identity: read-only (GET requests and GraphQL queries only).',
+    });
+    expect(large[0].description).toMatch(/and \d+ more/);
+    expect(tokens(large)).toBeLessThanOrEqual(1_000);
+  });
+
+  it('states read-only access and the policy summary in the execute description', () => {
+    const [, execute] = toolDefinitions({
+      products,
+      readOnly: true,
+      policySummary: 'Writes only to /zones/**.',
+    });
+    expect(execute.description).toContain('Read-only: only GET requests are allowed.');
+    expect(execute.description).toContain('Writes only to /zones/**.');
+  });
+});
