@@ -10,7 +10,14 @@ import { resolveAccount, resolveCloudflareAccount, upstreamPrincipal } from './a
 import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
 import type { Policy } from './policy.ts';
 import type { PolicyStore } from './policy.store.ts';
-import type { CodeRunner, SandboxOutcome, SpecLookup, UpstreamRequest, UpstreamResponse } from './ports.ts';
+import type {
+  CodeRunner,
+  SandboxOutcome,
+  SpecLookup,
+  TruncationInfo,
+  UpstreamRequest,
+  UpstreamResponse,
+} from './ports.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { auditCaller, isToolName } from './tool-caller.ts';
 
@@ -36,6 +43,9 @@ export interface ExecuteToolResult {
   readonly executionId: string;
   readonly data: unknown;
   readonly error: { readonly code: string; readonly message: string } | null;
+  readonly truncated: TruncationInfo | null;
+  /** What the code wrote with console.log, capped. */
+  readonly logs: readonly string[];
 }
 
 export interface ExecuteToolDeps {
@@ -129,8 +139,9 @@ function outcomeOf(code: string): AuditRecordInput['outcome'] {
  * thousands of operations per call would dominate a warm search.
  */
 function createDeniedCache(spec: SpecLookup, limit = 200) {
-  const cache = new Map<string, ReadonlySet<string>>();
-  return (tenant: Policy, identity: Policy): ReadonlySet<string> => {
+  const cache = new Map<string, readonly string[]>();
+  const none: readonly string[] = [];
+  return (tenant: Policy, identity: Policy): readonly string[] => {
     if (
       !tenant.rules &&
       !identity.rules &&
@@ -139,16 +150,16 @@ function createDeniedCache(spec: SpecLookup, limit = 200) {
       !tenant.deny_writes_by_default &&
       !identity.deny_writes_by_default
     ) {
-      return new Set();
+      return none;
     }
     const key = `${spec.version}|${JSON.stringify(tenant)}|${JSON.stringify(identity)}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const denied = new Set<string>();
+    const denied: string[] = [];
     for (const op of spec.operations()) {
       const request = { method: op.method, path: op.pathTemplate, graphqlQuery: false };
       if (!evaluatePolicy(tenant, identity, request).allowed)
-        denied.add(`${op.method.toUpperCase()} ${op.pathTemplate}`);
+        denied.push(`${op.method.toUpperCase()} ${op.pathTemplate}`);
     }
     if (cache.size >= limit) cache.delete(cache.keys().next().value as string);
     cache.set(key, denied);
@@ -224,7 +235,13 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     });
     // Written before the result is returned: if the trail cannot be written, the caller gets a 503, not a result.
     await deps.audit.append(caller.tenantId, records, { retentionDays: settings.retentionDays });
-    return { executionId, data: outcome.ok ? (outcome.result ?? null) : null, error };
+    return {
+      executionId,
+      data: outcome.ok ? (outcome.result ?? null) : null,
+      error,
+      truncated: outcome.ok ? (outcome.truncated ?? null) : null,
+      logs: outcome.logs,
+    };
   }
 
   async function upstreamCall(

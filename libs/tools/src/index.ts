@@ -35,6 +35,7 @@ export type {
   SandboxOutcome,
   SpecLookup,
   ToolDefinition,
+  TruncationInfo,
   ToolDefinitionSource,
   UpstreamRequest,
   UpstreamResponse,

@@ -194,10 +194,7 @@ export function parsePolicy(input: unknown, field = 'policy'): Policy {
   const raw = input as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
     if (!['read_only', 'deny_writes_by_default', 'rules'].includes(key)) {
-      throw fieldError(
-        at(key),
-        'is not a policy field; use read_only, deny_writes_by_default or rules',
-      );
+      throw fieldError(at(key), 'is not a policy field; use read_only, deny_writes_by_default or rules');
     }
   }
   for (const flag of ['read_only', 'deny_writes_by_default'] as const) {

@@ -21,10 +21,19 @@ export interface UpstreamResponse {
   readonly result_info?: unknown;
 }
 
+export interface TruncationInfo {
+  /** Size of the complete result as JSON, in characters, and its estimated tokens. */
+  readonly originalChars: number;
+  readonly originalTokens: number;
+  readonly keptChars: number;
+}
+
 export type SandboxOutcome =
   | {
       readonly ok: true;
       readonly result: unknown;
+      /** Set when the result was cut to the token budget; `result` is still valid JSON. */
+      readonly truncated?: TruncationInfo;
       readonly logs: readonly string[];
       readonly upstreamRequests: number;
     }
@@ -37,7 +46,7 @@ export type SandboxOutcome =
 
 export interface CodeRunner {
   /** `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation. */
-  search(code: string, options: { denied: ReadonlySet<string> }): Promise<SandboxOutcome>;
+  search(code: string, options: { denied: readonly string[] }): Promise<SandboxOutcome>;
   execute(
     code: string,
     options: {

@@ -14,6 +14,12 @@ import { adminRoutes } from './http/admin.routes.ts';
 import { connectedAccountRoutes } from './http/connected-accounts.routes.ts';
 import { toWireError } from './http/error-mapper.ts';
 import { healthRoutes } from './http/health.routes.ts';
+import { auditRoutes } from './http/audit.routes.ts';
+import { mcpTokenRoutes } from './http/mcp-tokens.routes.ts';
+import { policyRoutes } from './http/policy.routes.ts';
+import { settingsRoutes } from './http/settings.routes.ts';
+import { toolRoutes } from './http/tools.routes.ts';
+import { mcpRoutes } from './mcp/mcp.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -81,5 +87,30 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(async (scope) => healthRoutes(scope, container));
   await app.register(async (scope) => adminRoutes(scope, container));
   await app.register(async (scope) => connectedAccountRoutes(scope, container));
+  await app.register(async (scope) => toolRoutes(scope, container));
+  await app.register(async (scope) => policyRoutes(scope, container));
+  await app.register(async (scope) =>
+    settingsRoutes(scope, {
+      tenants: container.tenants,
+      tenantSettings: container.tenantSettings,
+      onRetentionChange: async () => {},
+    }),
+  );
+  await app.register(async (scope) => mcpTokenRoutes(scope, container));
+  await app.register(async (scope) => auditRoutes(scope, container));
+  await app.register(async (scope) =>
+    mcpRoutes(scope, {
+      accounts: container.connectedAccounts,
+      policies: container.policies,
+      definitions: container.codeMode.definitions,
+      executeTool: container.executeTool,
+      mcpTokens: container.mcpTokens,
+      bus: container.bus,
+      connections: container.mcpConnections,
+      publicUrl: config.publicUrl,
+      allowedOrigins: config.mcpAllowedOrigins,
+      logger: container.logger,
+    }),
+  );
   return app;
 }

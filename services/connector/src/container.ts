@@ -22,7 +22,19 @@ import {
 } from '@warden/ratelimit';
 import type { FallbackRateBudget, RateBudget } from '@warden/ratelimit';
 import type { Redis } from 'ioredis';
+import { createAuditStore } from '@warden/audit';
+import type { AuditStore } from '@warden/audit';
+import { createExecuteToolService, createPolicyStore, createScopedToolsService } from '@warden/tools';
+import type { ExecuteToolService, PolicyStore, ScopedToolsService, TenantToolSettings } from '@warden/tools';
+import { createMcpTokenService } from '@warden/vault';
+import type { McpTokenService } from '@warden/vault';
+import { parseBudget } from '@warden/ratelimit';
+import { createCodeMode } from './code-mode.ts';
+import type { CodeMode } from './code-mode.ts';
 import type { Config } from './config.ts';
+import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
+import type { EventBus } from './event-bus.ts';
+import { McpConnections } from './mcp/mcp-connections.ts';
 
 export const MIGRATIONS_FOLDER = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -49,6 +61,16 @@ export interface Container {
   readonly connectedAccounts: ConnectedAccountService;
   readonly keyRotation: KeyRotationService;
   readonly rateBudget: RateBudget;
+  readonly codeMode: CodeMode;
+  readonly policies: PolicyStore;
+  readonly audit: AuditStore;
+  readonly mcpTokens: McpTokenService;
+  readonly executeTool: ExecuteToolService;
+  readonly scopedTools: ScopedToolsService;
+  readonly tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
+  /** Cross-replica fan-out (Redis pub/sub, or in-process). */
+  readonly bus: EventBus;
+  readonly mcpConnections: McpConnections;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -106,6 +128,22 @@ export function createKeyProvider(config: Config): KeyProvider {
     : createLocalKeyProvider({ keyFile: config.kms.keyFile });
 }
 
+/** Tenant settings with the service defaults filled in. */
+function tenantSettingsReader(config: Config, tenants: TenantService) {
+  return async (tenantId: string): Promise<TenantToolSettings> => {
+    const { settings } = await tenants.get(tenantId);
+    const audit = (settings.audit ?? {}) as { retention_days?: number; capture_code?: boolean };
+    return {
+      budget:
+        typeof settings.budget === 'string'
+          ? parseBudget(settings.budget, 'budget')
+          : config.cloudflare.budget,
+      retentionDays: audit.retention_days ?? config.auditRetentionDays,
+      captureCode: audit.capture_code ?? true,
+    };
+  };
+}
+
 /** The composition root: explicit wiring of every dependency, nothing hidden on the Fastify instance. */
 export async function createContainer(config: Config, logger: Logger): Promise<Container> {
   const db = await createDb(
@@ -142,6 +180,39 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       await redis?.quit().catch(() => redis.disconnect());
     });
     const rate = createRateBudget(config, logger, redis);
+    const bus = config.redisUrl ? await createRedisEventBus(config.redisUrl, logger) : createLocalEventBus();
+    closers.push(() => bus.close());
+    const codeMode = await createCodeMode(config, logger);
+    closers.push(() => codeMode.close());
+    const policies = createPolicyStore({ db: db.kysely });
+    const audit = createAuditStore({ db: db.kysely });
+    const mcpTokens = createMcpTokenService({ db: db.kysely });
+    const tenantSettings = tenantSettingsReader(config, tenants);
+    const executeTool = createExecuteToolService({
+      accounts: connectedAccounts,
+      policies,
+      runner: codeMode.runner,
+      spec: codeMode.spec,
+      cloudflare,
+      budget: rate.budget,
+      audit,
+      tenantSettings,
+      isAccountActive: async (tenantId, id) => {
+        const row = await db.kysely
+          .selectFrom('connected_accounts')
+          .select('status')
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .executeTakeFirst();
+        return row?.status === 'ACTIVE';
+      },
+      logger,
+    });
+    const scopedTools = createScopedToolsService({
+      accounts: connectedAccounts,
+      policies,
+      definitions: codeMode.definitions,
+    });
     return {
       config,
       logger,
@@ -153,10 +224,20 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       connectedAccounts,
       keyRotation,
       rateBudget: rate.budget,
+      codeMode,
+      policies,
+      audit,
+      mcpTokens,
+      executeTool,
+      scopedTools,
+      tenantSettings,
+      bus,
+      mcpConnections: new McpConnections(),
       readiness: [
         { name: 'database', check: () => db.ping() },
         { name: 'kms', check: () => keys.ping() },
         rate.check,
+        codeMode.readiness,
       ],
       async close() {
         envelope.cache.clear();

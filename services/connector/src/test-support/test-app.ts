@@ -12,6 +12,7 @@ import { loadConfig } from '../config.ts';
 import { createContainer } from '../container.ts';
 import type { Container } from '../container.ts';
 import { asLibLogger, createLogger } from '../logger.ts';
+import { SPEC_PATH } from './paths.ts';
 
 export interface TestApp {
   readonly app: FastifyInstance;
@@ -48,6 +49,9 @@ export async function startTestApp(
     WARDEN_ADMIN_TOKEN: adminToken,
     LOG_LEVEL: 'trace',
     CLOUDFLARE_API_BASE: 'http://127.0.0.1:9/client/v4',
+    CLOUDFLARE_SPEC_PATH: SPEC_PATH,
+    SANDBOX_POOL_SIZE: '1',
+    REDIS_URL: process.env.REDIS_URL ?? '',
     ...env,
   });
   const logs: string[] = [];

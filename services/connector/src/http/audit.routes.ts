@@ -1,0 +1,150 @@
+import type { AuditEvent, AuditStore } from '@warden/audit';
+import { EXPORT_FORMATS, createAuditExportStream, exportContentType } from '@warden/audit';
+import { WardenError } from '@warden/core';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Container } from '../container.ts';
+import { tenantAuth, tenantOf } from './auth.ts';
+import { errorResponses, pageSize } from './schemas.ts';
+
+const security = [{ tenantKey: [] }];
+const MAX_EXPORT_RANGE_DAYS = 400;
+
+const auditEvent = z
+  .object({
+    id: z.string(),
+    tenant_id: z.string(),
+    seq: z.number(),
+    occurred_at: z.string(),
+    kind: z.string(),
+    action: z.string(),
+    outcome: z.string(),
+    execution_id: z.string().nullable(),
+    identifier: z.string().nullable(),
+    caller: z.object({
+      type: z.string(),
+      id: z.string().nullable(),
+      client_name: z.string().nullable(),
+      client_version: z.string().nullable(),
+      ip: z.string().nullable(),
+    }),
+    agent_run_id: z.string().nullable(),
+    tool_name: z.string().nullable(),
+    connected_account_id: z.string().nullable(),
+    upstream: z
+      .object({
+        method: z.string(),
+        path_template: z.string().nullable(),
+        path: z.string(),
+        status: z.number().nullable(),
+        cf_ray: z.string().nullable(),
+      })
+      .nullable(),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    duration_ms: z.number().nullable(),
+    request_bytes: z.number().nullable(),
+    response_bytes: z.number().nullable(),
+    code_sha256: z.string().nullable(),
+    code: z.string().nullable(),
+    prev_hash: z.string(),
+    hash: z.string(),
+  })
+  .meta({ id: 'AuditEvent' });
+
+const isoDate = (field: string) =>
+  z
+    .string()
+    .refine((v) => !Number.isNaN(Date.parse(v)), `must be an ISO 8601 time, e.g. 2026-01-31T00:00:00Z`)
+    .transform((v) => new Date(v))
+    .describe(`${field} (ISO 8601)`);
+
+function range(from: Date | undefined, to: Date | undefined): void {
+  if (from && to && from >= to)
+    throw new WardenError('invalid_request', 'to: must be after from', { field: 'to' });
+}
+
+export async function auditRoutes(
+  app: FastifyInstance,
+  deps: Pick<Container, 'tenants'> & { audit: AuditStore },
+): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.addHook('preHandler', tenantAuth(deps.tenants));
+
+  r.get('/api/v1/audit/events', {
+    schema: {
+      tags: ['audit'],
+      summary: 'Audit events of the tenant, oldest first',
+      security,
+      querystring: z.object({
+        from: isoDate('from').optional(),
+        to: isoDate('to').optional(),
+        identifier: z.string().optional(),
+        tool_name: z.string().optional(),
+        outcome: z.enum(['success', 'error', 'refused', 'rate_limited', 'timeout']).optional(),
+        kind: z.enum(['tool_call', 'upstream_request', 'offboarding', 'connected_account']).optional(),
+        execution_id: z.string().optional(),
+        page_size: pageSize,
+        page_token: z.string().max(500).optional(),
+      }),
+      response: {
+        200: z.object({ events: z.array(auditEvent), next_page_token: z.string().nullable() }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => {
+      const q = request.query;
+      range(q.from, q.to);
+      const page = await deps.audit.query(tenantOf(request).tenantId, {
+        ...(q.from ? { from: q.from } : {}),
+        ...(q.to ? { to: q.to } : {}),
+        ...(q.identifier !== undefined ? { identifier: q.identifier } : {}),
+        ...(q.tool_name !== undefined ? { toolName: q.tool_name } : {}),
+        ...(q.outcome !== undefined ? { outcome: q.outcome } : {}),
+        ...(q.kind !== undefined ? { kind: q.kind } : {}),
+        ...(q.execution_id !== undefined ? { executionId: q.execution_id } : {}),
+        ...(q.page_size !== undefined ? { pageSize: q.page_size } : {}),
+        ...(q.page_token !== undefined ? { pageToken: q.page_token } : {}),
+      });
+      return { events: page.events as AuditEvent[], next_page_token: page.nextPageToken };
+    },
+  });
+
+  r.get('/api/v1/audit/export', {
+    schema: {
+      tags: ['audit'],
+      summary: 'Stream audit events of a time range, one per line (NDJSON, OCSF 1.3 API Activity, or CEF)',
+      security,
+      querystring: z.object({
+        from: isoDate('from'),
+        to: isoDate('to'),
+        format: z.enum(EXPORT_FORMATS).default('ndjson'),
+      }),
+      response: { ...errorResponses },
+    },
+    handler: async (request, reply) => {
+      const { from, to, format } = request.query;
+      range(from, to);
+      if (to.getTime() - from.getTime() > MAX_EXPORT_RANGE_DAYS * 86_400_000) {
+        throw new WardenError(
+          'invalid_request',
+          `to: the range may span at most ${MAX_EXPORT_RANGE_DAYS} days`,
+          { field: 'to' },
+        );
+      }
+      const stream = createAuditExportStream(
+        deps.audit.stream(tenantOf(request).tenantId, { from, to }),
+        format,
+      );
+      stream.on('error', (err) => request.log.error({ err }, 'audit export failed mid-stream'));
+      // The body is a byte stream; Fastify sends it as is, with backpressure.
+      return (reply as FastifyReply)
+        .header('content-type', exportContentType(format))
+        .header(
+          'content-disposition',
+          `attachment; filename="warden-audit-${from.toISOString().slice(0, 10)}.${format === 'cef' ? 'cef' : 'ndjson'}"`,
+        )
+        .send(stream);
+    },
+  });
+}

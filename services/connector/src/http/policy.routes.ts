@@ -1,0 +1,124 @@
+import type { Policy, PolicyStore } from '@warden/tools';
+import { parsePolicy } from '@warden/tools';
+import { validateIdentifier } from '@warden/vault';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Container } from '../container.ts';
+import { tenantAuth, tenantOf } from './auth.ts';
+import { errorResponses } from './schemas.ts';
+
+const security = [{ tenantKey: [] }];
+
+const policyRule = z.object({
+  effect: z.enum(['allow', 'deny']),
+  methods: z.array(z.string()).describe('GET, POST, PUT, PATCH, DELETE or "*"'),
+  path: z
+    .string()
+    .describe('Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**'),
+  name: z.string().optional(),
+});
+export const policySchema = z
+  .object({
+    read_only: z.boolean().optional().describe('Only GET requests and GraphQL queries.'),
+    deny_writes_by_default: z.boolean().optional().describe('Writes need a matching allow rule.'),
+    rules: z.array(policyRule).optional(),
+  })
+  .meta({ id: 'Policy' });
+
+type PolicyJson = z.infer<typeof policySchema>;
+function policyJson(policy: Policy): PolicyJson {
+  return structuredClone(policy) as PolicyJson;
+}
+
+const identifierParams = z.object({ identifier: z.string().max(256) });
+
+export async function policyRoutes(
+  app: FastifyInstance,
+  deps: Pick<Container, 'tenants'> & { policies: PolicyStore },
+): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.addHook('preHandler', tenantAuth(deps.tenants));
+
+  r.get('/api/v1/policy', {
+    schema: {
+      tags: ['policy'],
+      summary: 'The tenant-wide policy',
+      security,
+      response: { 200: z.object({ policy: policySchema }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      policy: policyJson(await deps.policies.tenantPolicy(tenantOf(request).tenantId)),
+    }),
+  });
+
+  r.put('/api/v1/policy', {
+    schema: {
+      tags: ['policy'],
+      summary: 'Replace the tenant-wide policy (applies to every identifier, on every upstream request)',
+      security,
+      body: z.unknown(),
+      response: { 200: z.object({ policy: policySchema }), ...errorResponses },
+    },
+    handler: async (request) => {
+      const policy = parsePolicy(request.body, '');
+      await deps.policies.setTenantPolicy(tenantOf(request).tenantId, policy);
+      return { policy: policyJson(policy) };
+    },
+  });
+
+  r.get('/api/v1/identities/:identifier/policy', {
+    schema: {
+      tags: ['policy'],
+      summary: "An identifier's own policy (applied in addition to the tenant's)",
+      security,
+      params: identifierParams,
+      response: { 200: z.object({ policy: policySchema }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      policy: policyJson(
+        await deps.policies.identityPolicy(
+          tenantOf(request).tenantId,
+          validateIdentifier(request.params.identifier),
+        ),
+      ),
+    }),
+  });
+
+  r.put('/api/v1/identities/:identifier/policy', {
+    schema: {
+      tags: ['policy'],
+      summary: "Replace an identifier's policy",
+      security,
+      params: identifierParams,
+      body: z.unknown(),
+      response: { 200: z.object({ policy: policySchema }), ...errorResponses },
+    },
+    handler: async (request) => {
+      const policy = parsePolicy(request.body, '');
+      await deps.policies.setIdentityPolicy(
+        tenantOf(request).tenantId,
+        validateIdentifier(request.params.identifier),
+        policy,
+      );
+      return { policy: policyJson(policy) };
+    },
+  });
+
+  r.delete('/api/v1/identities/:identifier/policy', {
+    schema: {
+      tags: ['policy'],
+      summary: "Remove an identifier's policy (the tenant's still applies)",
+      security,
+      params: identifierParams,
+      response: { 204: z.null(), ...errorResponses },
+    },
+    handler: async (request, reply) => {
+      await deps.policies.deleteIdentityPolicy(
+        tenantOf(request).tenantId,
+        validateIdentifier(request.params.identifier),
+      );
+      return reply.code(204).send(null);
+    },
+  });
+}

@@ -1,0 +1,136 @@
+import type { ExecuteToolService, ScopedToolsService, ToolCaller } from '@warden/tools';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { tenantAuth, tenantOf } from './auth.ts';
+import type { Container } from '../container.ts';
+import { errorResponses, pageSize } from './schemas.ts';
+
+const security = [{ tenantKey: [] }];
+
+export function apiKeyCaller(request: FastifyRequest): ToolCaller {
+  const caller = tenantOf(request);
+  return { tenantId: caller.tenantId, type: 'api_key', id: caller.apiKeyId, ip: request.ip };
+}
+
+const toolDefinition = z
+  .object({
+    name: z.string(),
+    description: z.string(),
+    input_schema: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'ToolDefinition' });
+
+export async function toolRoutes(
+  app: FastifyInstance,
+  deps: Pick<Container, 'tenants'> & { scopedTools: ScopedToolsService; executeTool: ExecuteToolService },
+): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.addHook('preHandler', tenantAuth(deps.tenants));
+
+  r.get('/api/v1/tools/scoped', {
+    schema: {
+      tags: ['tools'],
+      summary: 'Tools the identifier may use now (list_scoped_tools)',
+      security,
+      querystring: z.object({
+        identifier: z.string().describe('Your id for the end user.'),
+        connection_names: z.string().optional().describe('Comma-separated connection names to include.'),
+        page_size: pageSize,
+        page_token: z.string().max(200).optional(),
+      }),
+      response: {
+        200: z.object({
+          tools: z.array(
+            z.object({
+              connection_name: z.string(),
+              connected_account_id: z.string(),
+              tool: z.object({ definition: toolDefinition }),
+            }),
+          ),
+          next_page_token: z.string().nullable(),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => {
+      const q = request.query;
+      const page = await deps.scopedTools.list(apiKeyCaller(request), {
+        identifier: q.identifier,
+        ...(q.connection_names !== undefined
+          ? {
+              connectionNames: q.connection_names
+                .split(',')
+                .map((s) => s.trim())
+                .filter(Boolean),
+            }
+          : {}),
+        ...(q.page_size !== undefined ? { pageSize: q.page_size } : {}),
+        ...(q.page_token !== undefined ? { pageToken: q.page_token } : {}),
+      });
+      return {
+        tools: page.tools.map((t) => ({
+          connection_name: t.connectionName,
+          connected_account_id: t.connectedAccountId,
+          tool: {
+            definition: {
+              name: t.definition.name,
+              description: t.definition.description,
+              input_schema: t.definition.inputSchema,
+            },
+          },
+        })),
+        next_page_token: page.nextPageToken,
+      };
+    },
+  });
+
+  r.post('/api/v1/execute_tool', {
+    schema: {
+      tags: ['tools'],
+      summary: 'Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)',
+      description:
+        'Tool failures (thrown errors, upstream errors, timeouts, policy refusals) answer 200 with `data: null` and `error`; only caller errors are 4xx.',
+      security,
+      body: z.strictObject({
+        tool_name: z.string().describe('cloudflare_search or cloudflare_execute'),
+        identifier: z.string(),
+        params: z
+          .record(z.string(), z.unknown())
+          .describe('{code} for search; {code, account_id?} for execute'),
+        connection_name: z.string().optional(),
+        connected_account_id: z.string().optional(),
+        agent_run_id: z
+          .string()
+          .max(200)
+          .optional()
+          .describe('Your id for the agent run, recorded in the audit trail.'),
+      }),
+      response: {
+        200: z.object({
+          data: z.unknown(),
+          error: z.object({ code: z.string(), message: z.string() }).optional(),
+          execution_id: z.string(),
+        }),
+        ...errorResponses,
+        429: errorResponses[400],
+      },
+    },
+    handler: async (request) => {
+      const b = request.body;
+      const result = await deps.executeTool.run(apiKeyCaller(request), {
+        toolName: b.tool_name,
+        identifier: b.identifier,
+        params: b.params,
+        ...(b.connection_name !== undefined ? { connectionName: b.connection_name } : {}),
+        ...(b.connected_account_id !== undefined ? { connectedAccountId: b.connected_account_id } : {}),
+        ...(b.agent_run_id !== undefined ? { agentRunId: b.agent_run_id } : {}),
+      });
+      return {
+        data: result.data ?? null,
+        ...(result.error ? { error: result.error } : {}),
+        execution_id: result.executionId,
+      };
+    },
+  });
+}

@@ -1,0 +1,75 @@
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { ExecuteToolService, PolicyStore, ToolCaller, ToolDefinitionSource } from '@warden/tools';
+import { activeAccounts, definitionsFor } from '@warden/tools';
+import type { ConnectedAccountService, McpSession } from '@warden/vault';
+import { codeModeTools } from './mcp-tools.ts';
+
+export interface McpDeps {
+  readonly accounts: Pick<ConnectedAccountService, 'list'>;
+  readonly policies: Pick<PolicyStore, 'effective'>;
+  readonly definitions: ToolDefinitionSource;
+  readonly executeTool: ExecuteToolService;
+}
+
+export const SERVER_INFO = { name: 'warden-cloudflare', version: '1.0.0' } as const;
+
+/**
+ * A new MCP server per request (streamable HTTP) or per SSE session: never shared
+ * between clients. Its tools are the same as /api/v1/tools/scoped for the token's identifier.
+ */
+export function createMcpServer(session: McpSession, deps: McpDeps, ip: string | null): Server {
+  const server = new Server(SERVER_INFO, {
+    capabilities: { tools: { listChanged: false } },
+    instructions:
+      'Cloudflare API through Warden. Use cloudflare_search to find operations in the OpenAPI spec, then cloudflare_execute to call them. Your credential is injected server-side; you never see it.',
+  });
+
+  function caller(): ToolCaller {
+    const client = server.getClientVersion();
+    return {
+      tenantId: session.tenantId,
+      type: 'mcp_token',
+      id: session.tokenId,
+      clientName: client?.name ?? null,
+      clientVersion: client?.version ?? null,
+      ip,
+      connectionNames: session.connectionNames,
+    };
+  }
+
+  async function tools() {
+    const c = caller();
+    const accounts = await activeAccounts(deps.accounts, c, session.identifier, null);
+    const first = accounts[0];
+    if (!first) return [];
+    const policy = await deps.policies.effective(session.tenantId, session.identifier);
+    return codeModeTools({
+      definitions: definitionsFor(deps.definitions, first, policy),
+      caller: c,
+      identifier: session.identifier,
+      executeTool: deps.executeTool,
+      connectedAccountIds: accounts.map((a) => a.id),
+    });
+  }
+
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({
+    tools: (await tools()).map((t) => ({
+      name: t.definition.name,
+      description: t.definition.description,
+      inputSchema: t.definition.inputSchema as { type: 'object'; [k: string]: unknown },
+    })),
+  }));
+
+  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    const tool = (await tools()).find((t) => t.definition.name === request.params.name);
+    if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
+    return tool.call(request.params.arguments ?? {});
+  });
+  return server;
+}

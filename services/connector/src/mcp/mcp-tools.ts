@@ -1,0 +1,73 @@
+import type { ExecuteToolService, ToolCaller, ToolDefinition } from '@warden/tools';
+import { isWardenError } from '@warden/core';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+
+/**
+ * Every MCP tool is declared through this helper, which makes it state the scopes it
+ * needs and how it is audited, so no tool can be added that skips either.
+ */
+export interface McpToolDeclaration {
+  readonly definition: ToolDefinition;
+  /** What the session token must allow; Warden's tokens carry `tools:call` for their identifier. */
+  readonly scopes: readonly ['tools:call'];
+  /** `execution`: recorded in the audit trail by the execute_tool use case, with its upstream requests. */
+  readonly audit: 'execution';
+  call(args: Record<string, unknown>): Promise<CallToolResult>;
+}
+
+export function defineMcpTool(declaration: McpToolDeclaration): McpToolDeclaration {
+  return declaration;
+}
+
+function text(value: string, isError = false): CallToolResult {
+  return { content: [{ type: 'text', text: value }], ...(isError ? { isError: true } : {}) };
+}
+
+/** The Code Mode pair for one MCP session, running through the same use case as REST. */
+export function codeModeTools(options: {
+  definitions: readonly ToolDefinition[];
+  caller: ToolCaller;
+  identifier: string;
+  executeTool: ExecuteToolService;
+  /** Several ACTIVE accounts: the tools take `connected_account_id`. */
+  connectedAccountIds: readonly string[];
+}): McpToolDeclaration[] {
+  const multiple = options.connectedAccountIds.length > 1;
+  return options.definitions.map((definition) => {
+    const schema = definition.inputSchema as { properties?: Record<string, unknown>; [k: string]: unknown };
+    const inputSchema = multiple
+      ? {
+          ...schema,
+          properties: {
+            ...schema.properties,
+            connected_account_id: {
+              type: 'string',
+              enum: options.connectedAccountIds,
+              description: 'Which of your connected Cloudflare credentials to use.',
+            },
+          },
+        }
+      : schema;
+    return defineMcpTool({
+      definition: { ...definition, inputSchema },
+      scopes: ['tools:call'],
+      audit: 'execution',
+      async call(args) {
+        const { connected_account_id: accountId, ...params } = args;
+        try {
+          const result = await options.executeTool.run(options.caller, {
+            toolName: definition.name,
+            identifier: options.identifier,
+            params,
+            ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
+          });
+          if (result.error) return text(`${result.error.code}: ${result.error.message}`, true);
+          return text(JSON.stringify(result.data ?? null));
+        } catch (error) {
+          if (isWardenError(error)) return text(`${error.code}: ${error.message}`, true);
+          throw error;
+        }
+      },
+    });
+  });
+}

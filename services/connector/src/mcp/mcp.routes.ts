@@ -1,0 +1,198 @@
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from '@warden/core';
+import type { McpSession, McpTokenService } from '@warden/vault';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { EventBus } from '../event-bus.ts';
+import { bearerToken } from '../http/auth.ts';
+import { MCP_REVOKE_CHANNEL, revocationMatcher } from './mcp-connections.ts';
+import type { McpRevocation, McpConnections } from './mcp-connections.ts';
+import type { McpDeps } from './mcp-server.ts';
+import { createMcpServer } from './mcp-server.ts';
+
+const SSE_CHANNEL = 'warden:mcp:sse';
+const SSE_KEEPALIVE_MS = 25_000;
+/** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
+const TOKEN_QUERY_PARAMS = ['token', 'access_token', 'api_key', 'apikey', 'key', 'auth', 'authorization'];
+
+interface SseForward {
+  readonly sessionId: string;
+  readonly tokenId: string;
+  readonly message: unknown;
+}
+
+function jsonRpcError(
+  reply: FastifyReply,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+) {
+  return reply
+    .code(status)
+    .headers(headers)
+    .send({ jsonrpc: '2.0', error: { code: -32000, message }, id: null });
+}
+
+export interface McpRouteDeps extends McpDeps {
+  readonly mcpTokens: McpTokenService;
+  readonly bus: EventBus;
+  readonly connections: McpConnections;
+  readonly publicUrl: string;
+  readonly allowedOrigins: readonly string[];
+  readonly logger: Logger;
+}
+
+export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promise<void> {
+  const audience = `${deps.publicUrl}/mcp`;
+  const ownOrigin = new URL(deps.publicUrl).origin;
+  const sseSessions = new Map<string, { transport: SSEServerTransport; session: McpSession }>();
+
+  await deps.bus.subscribe(MCP_REVOKE_CHANNEL, (message) => {
+    deps.connections.closeWhere(revocationMatcher(message as McpRevocation));
+  });
+  await deps.bus.subscribe(SSE_CHANNEL, (message) => {
+    const forward = message as SseForward;
+    const local = sseSessions.get(forward.sessionId);
+    if (local && local.session.tokenId === forward.tokenId) {
+      local.transport.handleMessage(forward.message).catch(() => {});
+    }
+  });
+
+  /** Origin (DNS rebinding), no token in the URL, and a live token bound to this endpoint. */
+  async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<McpSession | null> {
+    const origin = request.headers.origin;
+    if (origin !== undefined && origin !== ownOrigin && !deps.allowedOrigins.includes(origin)) {
+      await jsonRpcError(
+        reply,
+        403,
+        `origin ${origin} is not allowed; set MCP_ALLOWED_ORIGINS to allow a browser client`,
+      );
+      return null;
+    }
+    const query = request.query as Record<string, unknown>;
+    if (TOKEN_QUERY_PARAMS.some((p) => p in query)) {
+      await jsonRpcError(
+        reply,
+        400,
+        'tokens are not accepted in the URL; send `Authorization: Bearer <token>`',
+      );
+      return null;
+    }
+    const token = bearerToken(request);
+    const session = token ? await deps.mcpTokens.authenticate(token, audience) : null;
+    if (!session) {
+      await jsonRpcError(
+        reply,
+        401,
+        'missing, expired or revoked MCP token; mint one with POST /api/v1/mcp/tokens',
+        {
+          'www-authenticate': `Bearer realm="warden", resource="${audience}"`,
+        },
+      );
+      return null;
+    }
+    return session;
+  }
+
+  const notAllowed = async (_request: FastifyRequest, reply: FastifyReply) =>
+    jsonRpcError(reply, 405, 'this endpoint is stateless: use POST (or GET /sse for the older transport)', {
+      allow: 'POST',
+    });
+
+  app.post('/mcp', { schema: { hide: true } }, async (request, reply) => {
+    const session = await authenticate(request, reply);
+    if (!session) return reply;
+    reply.hijack();
+    const server = createMcpServer(session, deps, request.ip);
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: true,
+    });
+    const release = deps.connections.add(
+      { tenantId: session.tenantId, identifier: session.identifier, tokenId: session.tokenId },
+      () => {
+        void transport.close();
+        reply.raw.destroy();
+      },
+    );
+    reply.raw.on('close', () => {
+      release();
+      void transport.close();
+      void server.close();
+    });
+    try {
+      await server.connect(transport);
+      await transport.handleRequest(request.raw, reply.raw, request.body);
+    } catch (error) {
+      deps.logger.error({ err: error }, 'MCP request failed');
+      if (!reply.raw.headersSent) {
+        reply.raw.writeHead(500, { 'content-type': 'application/json' });
+        reply.raw.end(
+          JSON.stringify({ jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }),
+        );
+      }
+    }
+    return reply;
+  });
+  app.get('/mcp', { schema: { hide: true } }, notAllowed);
+  app.delete('/mcp', { schema: { hide: true } }, notAllowed);
+
+  app.get('/sse', { schema: { hide: true } }, async (request, reply) => {
+    const session = await authenticate(request, reply);
+    if (!session) return reply;
+    reply.hijack();
+    const transport = new SSEServerTransport('/messages', reply.raw);
+    const server = createMcpServer(session, deps, request.ip);
+    sseSessions.set(transport.sessionId, { transport, session });
+    const keepalive = setInterval(() => reply.raw.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+    const release = deps.connections.add(
+      { tenantId: session.tenantId, identifier: session.identifier, tokenId: session.tokenId },
+      () => {
+        void transport.close();
+        reply.raw.end();
+      },
+    );
+    reply.raw.on('close', () => {
+      clearInterval(keepalive);
+      release();
+      sseSessions.delete(transport.sessionId);
+      void server.close();
+    });
+    await server.connect(transport);
+    return reply;
+  });
+
+  app.post('/messages', { schema: { hide: true } }, async (request, reply) => {
+    const session = await authenticate(request, reply);
+    if (!session) return reply;
+    const sessionId = (request.query as { sessionId?: unknown }).sessionId;
+    if (typeof sessionId !== 'string' || sessionId.length > 100) {
+      return jsonRpcError(reply, 400, 'sessionId: missing; use the endpoint the /sse stream announced');
+    }
+    const local = sseSessions.get(sessionId);
+    if (local) {
+      if (local.session.tokenId !== session.tokenId) return jsonRpcError(reply, 404, 'unknown session');
+      reply.hijack();
+      await local.transport.handlePostMessage(request.raw, reply.raw, request.body);
+      return reply;
+    }
+    // The stream lives on another replica: hand the message to it.
+    const forward: SseForward = {
+      sessionId,
+      tokenId: session.tokenId,
+      message: request.body as JSONRPCMessage,
+    };
+    await deps.bus.publish(SSE_CHANNEL, forward);
+    return reply.code(202).send('Accepted');
+  });
+
+  app.addHook('onClose', async () => {
+    deps.connections.closeWhere(() => true);
+  });
+}
+
+/** Closes an identity's (or a token's) MCP connections on every replica. */
+export async function broadcastMcpRevocation(bus: EventBus, revocation: McpRevocation): Promise<void> {
+  await bus.publish(MCP_REVOKE_CHANNEL, revocation);
+}
