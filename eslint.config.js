@@ -52,7 +52,11 @@ export default tseslint.config(
   },
   {
     files: ['services/connector/src/**/*.ts'],
-    ignores: ['services/connector/src/config.ts', 'services/connector/src/**/*.test.ts'],
+    ignores: [
+      'services/connector/src/config.ts',
+      'services/connector/src/**/*.test.ts',
+      'services/connector/src/test-support/**',
+    ],
     rules: {
       'no-restricted-syntax': [
         'error',

@@ -13,7 +13,7 @@ import type {
 } from '@warden/tools';
 import path from 'node:path';
 import type { Config } from './config.ts';
-import type { ReadinessCheck } from './container.ts';
+import type { ReadinessCheck } from './readiness.ts';
 
 const RETRY_LOAD_MS = 60_000;
 const REFRESH_MS = 24 * 3600 * 1000;

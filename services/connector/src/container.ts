@@ -32,23 +32,17 @@ import { parseBudget } from '@warden/ratelimit';
 import { createCodeMode } from './code-mode.ts';
 import type { CodeMode } from './code-mode.ts';
 import type { Config } from './config.ts';
+import type { ReadinessCheck } from './readiness.ts';
 import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
 import type { EventBus } from './event-bus.ts';
 import { McpConnections } from './mcp/mcp-connections.ts';
+
+export type { ReadinessCheck } from './readiness.ts';
 
 export const MIGRATIONS_FOLDER = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   '../../../migrations',
 );
-
-/**
- * A dependency `/readyz` checks: throws when it cannot serve; resolves 'degraded' when
- * the service still works without it (e.g. the local rate-budget fallback).
- */
-export interface ReadinessCheck {
-  readonly name: string;
-  check(): Promise<void | 'degraded'>;
-}
 
 export interface Container {
   readonly config: Config;

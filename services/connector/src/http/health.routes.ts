@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ReadinessCheck } from '../container.ts';
+import type { ReadinessCheck } from '../readiness.ts';
 
 const CHECK_TIMEOUT_MS = 2_000;
 
