@@ -181,16 +181,16 @@ function requestPayload(request) {
 function setup(upstream, log, accountId) {
   const send = upstream.apply;
   const request = async function request(options) {
-    let pending;
+    let outcome;
     try {
-      pending = apply(send, upstream, [undefined, [requestPayload(options)], {
+      outcome = await apply(send, upstream, [undefined, [requestPayload(options)], {
         arguments: { copy: true },
         result: { promise: true, copy: true },
       }]);
     } catch (error) {
+      // The request could not be copied out (functions, BigInt, symbols): it is not plain data.
       throw raise('invalid_request', 'cloudflare.request: ' + describe(error).message);
     }
-    const outcome = await pending;
     if (outcome.ok) return outcome.response;
     throw raise(outcome.code, outcome.message);
   };

@@ -1,0 +1,302 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WardenError } from '@warden/core';
+import { createSandboxPool } from './sandbox-pool.ts';
+import type { SandboxPool } from './sandbox-pool.ts';
+import type { ExecuteOptions, Upstream, UpstreamRequest } from './sandbox.types.ts';
+import { HOST_DETAILS, echoUpstream, errorOf, ok, realSpecStore, resultOf } from './test-support/fixtures.ts';
+
+let pool: SandboxPool;
+
+beforeAll(async () => {
+  pool = createSandboxPool({
+    spec: await realSpecStore(),
+    size: 1,
+    limits: { memoryMb: 64, cpuMs: 1_000, wallMs: 3_000 },
+  });
+  await pool.ready();
+});
+
+afterAll(() => pool.close());
+
+function run(code: string, options: Partial<ExecuteOptions> = {}): ReturnType<SandboxPool['execute']> {
+  return pool.execute(code, { upstream: echoUpstream, ...options });
+}
+
+/** Every global a bare V8 context has under ECMAScript (plus V8's current proposals), none of the host. */
+const ECMASCRIPT_GLOBALS = [
+  'AggregateError',
+  'Array',
+  'ArrayBuffer',
+  'AsyncDisposableStack',
+  'BigInt',
+  'BigInt64Array',
+  'BigUint64Array',
+  'Boolean',
+  'DataView',
+  'Date',
+  'DisposableStack',
+  'Error',
+  'EvalError',
+  'Float16Array',
+  'Float32Array',
+  'Float64Array',
+  'Function',
+  'Infinity',
+  'Int16Array',
+  'Int32Array',
+  'Int8Array',
+  'Intl',
+  'Iterator',
+  'JSON',
+  'Map',
+  'Math',
+  'NaN',
+  'Number',
+  'Object',
+  'Promise',
+  'Proxy',
+  'RangeError',
+  'ReferenceError',
+  'Reflect',
+  'RegExp',
+  'Set',
+  'String',
+  'SuppressedError',
+  'Symbol',
+  'SyntaxError',
+  'TypeError',
+  'URIError',
+  'Uint16Array',
+  'Uint32Array',
+  'Uint8Array',
+  'Uint8ClampedArray',
+  'WeakMap',
+  'WeakSet',
+  'decodeURI',
+  'decodeURIComponent',
+  'encodeURI',
+  'encodeURIComponent',
+  'escape',
+  'eval',
+  'globalThis',
+  'isFinite',
+  'isNaN',
+  'parseFloat',
+  'parseInt',
+  'undefined',
+  'unescape',
+];
+
+describe('execute', () => {
+  it('exposes exactly cloudflare.request, accountId and console', async () => {
+    const result = await run(
+      `async () => ({
+      keys: Object.keys(globalThis),
+      extra: Object.getOwnPropertyNames(globalThis).filter((n) => !${JSON.stringify(ECMASCRIPT_GLOBALS)}.includes(n)),
+      cloudflare: Object.keys(cloudflare),
+      accountId,
+      absent: ['fetch', 'require', 'process', 'setTimeout', 'setInterval', 'queueMicrotask', 'WebAssembly', 'ivm', '_ivm', '$0']
+        .filter((n) => typeof globalThis[n] !== 'undefined'),
+    })`,
+      { accountId: 'acc_123' },
+    );
+    expect(resultOf(result)).toEqual({
+      keys: ['cloudflare', 'accountId', 'console'],
+      extra: ['cloudflare', 'accountId', 'console'],
+      cloudflare: ['request'],
+      accountId: 'acc_123',
+      absent: [],
+    });
+    expect(resultOf(await run('async () => typeof accountId'))).toBe('undefined');
+  });
+
+  it('sends validated requests upstream and returns copies of the responses', async () => {
+    const seen: UpstreamRequest[] = [];
+    const shared = { zones: [{ id: 'z1' }] };
+    const upstream: Upstream = async (request, context) => {
+      seen.push(request);
+      expect(context.signal.aborted).toBe(false);
+      return ok(shared);
+    };
+    const result = await run(
+      `async () => {
+        const body = { name: 'www', ttl: 60, when: new Date(0) };
+        const first = await cloudflare.request({ method: 'post', path: '/zones/z1/dns_records', body, query: { page: 1 } });
+        body.name = 'changed after the call';
+        first.result.zones[0].id = 'changed in the sandbox';
+        const second = await cloudflare.request({ method: 'GET', path: '/zones' });
+        console.log('status', first.status);
+        return [first.success, second.result.zones[0].id];
+      }`,
+      { upstream },
+    );
+    expect(resultOf(result)).toEqual([true, 'z1']);
+    expect(result.logs).toEqual(['status 200']);
+    expect(result.stats.upstreamRequests).toBe(2);
+    expect(shared.zones[0]?.id).toBe('z1');
+    expect(seen[0]).toEqual({
+      method: 'POST',
+      path: '/zones/z1/dns_records',
+      query: { page: 1 },
+      body: { name: 'www', ttl: 60, when: '1970-01-01T00:00:00.000Z' },
+    });
+  });
+
+  it('passes WardenError refusals through with their code, catchable or as the execution error', async () => {
+    const refuse: Upstream = async (request) => {
+      throw new WardenError('policy_denied', `${request.method} ${request.path} refused: read_only`);
+    };
+    const caught = await run(
+      "async () => { try { await cloudflare.request({ method: 'DELETE', path: '/zones/z1' }); } catch (e) { return [e instanceof Error, e.code, e.message]; } }",
+      { upstream: refuse },
+    );
+    expect(resultOf(caught)).toEqual([true, 'policy_denied', 'DELETE /zones/z1 refused: read_only']);
+    const uncaught = await run("async () => cloudflare.request({ method: 'DELETE', path: '/zones/z1' })", {
+      upstream: refuse,
+    });
+    expect(errorOf(uncaught)).toEqual({
+      code: 'policy_denied',
+      message: 'DELETE /zones/z1 refused: read_only',
+    });
+    const limited: Upstream = async () => {
+      throw new WardenError('rate_limited', 'the Cloudflare budget is exhausted; retry in 3 s', {
+        retryAfterSeconds: 3,
+      });
+    };
+    expect(
+      errorOf(
+        await run("async () => cloudflare.request({ method: 'GET', path: '/zones' })", { upstream: limited }),
+      ).code,
+    ).toBe('rate_limited');
+  });
+
+  it('does not let code forge an error code or see host errors', async () => {
+    expect(
+      errorOf(await run("async () => { throw Object.assign(new Error('x'), { code: 'policy_denied' }); }"))
+        .code,
+    ).toBe('execution_error');
+    const crashing: Upstream = async () => {
+      throw new Error('connect ECONNREFUSED at /work/main/services/connector/src/secret.ts:12');
+    };
+    const error = errorOf(
+      await run("async () => cloudflare.request({ method: 'GET', path: '/zones' })", { upstream: crashing }),
+    );
+    expect(error.code).toBe('upstream_error');
+    expect(error.message).not.toMatch(HOST_DETAILS);
+  });
+
+  it('refuses invalid requests before they reach the upstream', async () => {
+    let calls = 0;
+    const counting: Upstream = async (request) => {
+      calls++;
+      return ok(request);
+    };
+    const result = await run(
+      `async () => {
+        const outcomes = [];
+        for (const request of [
+          { method: 'GET', path: 'https://example.com/zones' },
+          { method: 'GET', path: '/zones', headers: { authorization: 'Bearer stolen' } },
+          { method: 'GET', path: '/zones', query: { f: () => 1 } },
+          { method: 'GET', path: '/zones', body: { n: 1n } },
+          'GET /zones',
+        ]) {
+          try { await cloudflare.request(request); outcomes.push('sent'); } catch (e) { outcomes.push(e.code); }
+        }
+        return outcomes;
+      }`,
+      { upstream: counting },
+    );
+    expect(resultOf(result)).toEqual(Array(5).fill('invalid_request'));
+    expect(calls).toBe(0);
+  });
+
+  it('stops at the per-execution request limit', async () => {
+    const result = await run(
+      "async () => { for (let i = 0; i < 10; i++) await cloudflare.request({ method: 'GET', path: '/zones' }); }",
+      { limits: { maxUpstreamRequests: 3 } },
+    );
+    expect(errorOf(result).code).toBe('too_many_requests');
+    expect(result.stats.upstreamRequests).toBe(3);
+  });
+
+  it.each([
+    ['the Function constructor via this', "async () => this.constructor.constructor('return process')()"],
+    [
+      'the Function constructor via a promise',
+      "async () => Promise.resolve().constructor.constructor('return process')()",
+    ],
+    ['require', "async () => require('child_process')"],
+    ['import()', "async () => import('fs')"],
+    ['the request function', "async () => cloudflare.request.constructor('return process')()"],
+  ])('contains escape attempts through %s', async (_name, code) => {
+    const error = errorOf(await run(code));
+    expect(error.code).toBe('execution_error');
+    expect(error.message).not.toMatch(HOST_DETAILS);
+  });
+
+  it.each([
+    ['a synchronous infinite loop', 'async () => { while (true) {} }', 'timeout'],
+    [
+      'an async infinite loop',
+      "async () => { while (true) await cloudflare.request({ method: 'GET', path: '/zones' }).catch(() => {}); }",
+      'timeout',
+    ],
+    [
+      'a microtask flood',
+      'async () => { const f = () => { Promise.resolve().then(f); }; f(); return 1; }',
+      'timeout',
+    ],
+    [
+      'a memory bomb',
+      'async () => { const keep = []; while (true) keep.push(new Array(1e6).fill(1.5)); }',
+      'memory_limit',
+    ],
+  ])('stops %s', async (_name, code, expected) => {
+    const result = await run(code, { limits: { maxUpstreamRequests: 1_000_000 } });
+    expect(errorOf(result).code).toBe(expected);
+    expect(errorOf(result).message).not.toMatch(HOST_DETAILS);
+  });
+
+  it('ends on the wall-clock deadline while waiting for the upstream, and cancels that request', async () => {
+    let signal: AbortSignal | undefined;
+    const hanging: Upstream = (_request, context) => {
+      signal = context.signal;
+      return new Promise(() => {});
+    };
+    const result = await run("async () => cloudflare.request({ method: 'GET', path: '/zones' })", {
+      upstream: hanging,
+      limits: { wallMs: 300 },
+    });
+    expect(errorOf(result)).toEqual({ code: 'timeout', message: 'the code did not finish within 300 ms' });
+    expect(signal?.aborted).toBe(true);
+  });
+
+  it('can be aborted by the caller', async () => {
+    const controller = new AbortController();
+    const hanging: Upstream = () => {
+      setTimeout(() => controller.abort(), 10);
+      return new Promise(() => {});
+    };
+    const result = await run("async () => cloudflare.request({ method: 'GET', path: '/zones' })", {
+      upstream: hanging,
+      signal: controller.signal,
+    });
+    expect(errorOf(result).code).toBe('aborted');
+    expect(errorOf(await run('async () => 1', { signal: controller.signal })).code).toBe('aborted');
+    expect(resultOf(await run('async () => 1'))).toBe(1);
+  });
+
+  it('truncates a huge result and reports syntax errors precisely', async () => {
+    const big = await run(
+      "async () => Array.from({ length: 5000 }, (_, i) => ({ id: i, name: 'record ' + i }))",
+    );
+    if (!big.ok) throw new Error(big.error.message);
+    expect((big.result as unknown[]).at(-1)).toMatch(/more items/);
+    expect(big.truncated?.originalChars).toBeGreaterThan(JSON.stringify(big.result).length);
+    expect(errorOf(await run('async () => {\n\n  return )\n}'))).toEqual({
+      code: 'syntax_error',
+      message: "SyntaxError: Unexpected token ')' (line 3, column 10)",
+    });
+  });
+});

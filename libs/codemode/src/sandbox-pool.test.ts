@@ -1,0 +1,260 @@
+import type * as ChildProcessModule from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, Server } from 'node:http';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import v8 from 'node:v8';
+import { afterEach, describe, expect, it } from 'vitest';
+import { randomString } from '@warden/core';
+import { createCloudflareClient, createSpecStore } from '@warden/cloudflare';
+import type { CloudflareCredential } from '@warden/cloudflare';
+import { createSandboxPool } from './sandbox-pool.ts';
+import type { SandboxPool } from './sandbox-pool.ts';
+import type { SandboxResult, Upstream } from './sandbox.types.ts';
+import {
+  echoUpstream,
+  errorOf,
+  ok,
+  realSpecStore,
+  repoRoot,
+  resultOf,
+  tempDir,
+} from './test-support/fixtures.ts';
+
+const pools: SandboxPool[] = [];
+const servers: Server[] = [];
+
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((pool) => pool.close()));
+  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+});
+
+async function startPool(options: Parameters<typeof createSandboxPool>[0]): Promise<SandboxPool> {
+  const pool = createSandboxPool(options);
+  pools.push(pool);
+  await pool.ready();
+  return pool;
+}
+
+interface Recorded {
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+async function listen(
+  handler: (url: string, headers: IncomingHttpHeaders) => unknown,
+): Promise<{ port: number; connections: () => number }> {
+  let connections = 0;
+  const server = createServer((req, res) => {
+    const body = JSON.stringify(handler(req.url ?? '', req.headers));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  });
+  server.on('connection', () => connections++);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as AddressInfo).port, connections: () => connections };
+}
+
+/** The front door's upstream, reduced to the essentials: credential injected in the parent, real HTTP. */
+function cloudflareUpstream(baseUrl: string, credential: CloudflareCredential): Upstream {
+  const client = createCloudflareClient({ baseUrl });
+  return async (request, context) => {
+    const response = await client.send(credential, { ...request, signal: context.signal });
+    return {
+      success: response.success,
+      status: response.status,
+      result: response.result,
+      errors: response.errors,
+      messages: response.messages,
+    };
+  };
+}
+
+describe('sandbox pool', () => {
+  it('never lets a request reach any host but the configured upstream, nor the credential reach a child', async () => {
+    const secret = `cfut_${randomString(40)}`;
+    process.env.WARDEN_TEST_CLOUDFLARE_TOKEN = secret;
+    // Record every message the parent sends to any child, at the fork that creates them.
+    const sent: Buffer[] = [];
+    const childProcess = createRequire(import.meta.url)('node:child_process') as typeof ChildProcessModule;
+    const originalFork = childProcess.fork;
+    childProcess.fork = ((...args: Parameters<typeof originalFork>) => {
+      const child: ChildProcess = originalFork(...args);
+      const send = child.send.bind(child) as (...sendArgs: unknown[]) => boolean;
+      child.send = ((message: unknown, ...rest: unknown[]) => {
+        sent.push(v8.serialize(message));
+        return send(message, ...rest);
+      }) as ChildProcess['send'];
+      return child;
+    }) as typeof originalFork;
+    syncBuiltinESMExports();
+    try {
+      const received: Recorded[] = [];
+      const upstreamServer = await listen((url, headers) => {
+        received.push({ url, headers });
+        return { success: true, result: { path: url }, errors: [], messages: [] };
+      });
+      const trap = await listen(() => ({ stolen: true }));
+      const pool = await startPool({ spec: await realSpecStore(), size: 2 });
+      const upstream = cloudflareUpstream(`http://127.0.0.1:${upstreamServer.port}/client/v4`, {
+        type: 'api_token',
+        apiToken: secret,
+      });
+      const trapHost = `127.0.0.1:${trap.port}`;
+      const attempts = [
+        { method: 'GET', path: `http://${trapHost}/steal` },
+        { method: 'GET', path: `//${trapHost}/steal` },
+        { method: 'GET', path: `/\\\\${trapHost}/steal` },
+        { method: 'GET', path: `/..%2F..%2F..%2F${trapHost}` },
+        { method: 'GET', path: `/zones%0d%0aHost:%20${trapHost}` },
+        { method: 'GET', path: '/zones', headers: { host: trapHost } },
+        { method: 'GET', path: '/zones', contentType: `text/plain\r\nHost: ${trapHost}` },
+        { method: 'GET', path: '/zones', query: { [`x\r\nHost: ${trapHost}`]: '1' } },
+        { method: 'CONNECT', path: trapHost },
+        { method: 'GET', path: `/@${trapHost}/steal` },
+        { method: 'GET', path: `/%2F%2F${trapHost}/steal` },
+        { method: 'GET', path: '/zones', query: { name: `http://${trapHost}/` } },
+      ];
+      const result = await pool.execute(
+        `async () => {
+          const outcomes = [];
+          for (const attempt of ${JSON.stringify(attempts)}) {
+            try {
+              const response = await cloudflare.request(attempt);
+              outcomes.push('sent ' + response.result.path);
+            } catch (e) {
+              outcomes.push(e.code);
+            }
+          }
+          outcomes.push(typeof fetch, typeof XMLHttpRequest, typeof WebSocket);
+          return outcomes;
+        }`,
+        { upstream },
+      );
+      expect(resultOf(result)).toEqual([
+        ...Array(9).fill('invalid_request'),
+        `sent /client/v4/@${trapHost}/steal`,
+        `sent /client/v4/%2F%2F${trapHost}/steal`,
+        `sent /client/v4/zones?name=http%3A%2F%2F${encodeURIComponent(trapHost)}%2F`,
+        'undefined',
+        'undefined',
+        'undefined',
+      ]);
+      expect(trap.connections()).toBe(0);
+      expect(received).toHaveLength(3);
+      for (const request of received) {
+        expect(request.headers.host).toBe(`127.0.0.1:${upstreamServer.port}`);
+        expect(request.headers.authorization).toBe(`Bearer ${secret}`);
+        expect(request.url.startsWith('/client/v4/')).toBe(true);
+      }
+
+      const needle = Buffer.from(secret);
+      expect(sent.length).toBeGreaterThan(0);
+      expect(sent.filter((message) => message.includes(needle))).toEqual([]);
+      for (const child of pool.stats().children) {
+        const environ = readFileSync(`/proc/${child.pid}/environ`);
+        const names = environ
+          .toString('utf8')
+          .split('\0')
+          .filter((entry) => entry !== '')
+          .map((entry) => entry.split('=')[0]);
+        expect(names.every((name) => name?.startsWith('NODE_CHANNEL_'))).toBe(true);
+        expect(environ.includes(needle)).toBe(false);
+        expect(readFileSync(`/proc/${child.pid}/cmdline`).includes(needle)).toBe(false);
+      }
+    } finally {
+      childProcess.fork = originalFork;
+      syncBuiltinESMExports();
+      delete process.env.WARDEN_TEST_CLOUDFLARE_TOKEN;
+    }
+  });
+
+  it("starts children under Node's permission model, reading only their code, isolated-vm and the spec", async () => {
+    const store = await realSpecStore();
+    const pool = await startPool({ spec: store, size: 1 });
+    const child = pool.stats().children[0];
+    const cmdline = readFileSync(`/proc/${child?.pid}/cmdline`, 'utf8').split('\0');
+    expect(cmdline).toContain('--permission');
+    expect(cmdline.filter((arg) => /^--allow-(fs-write|child-process|worker|wasi)/.test(arg))).toEqual([]);
+    const readable = cmdline.filter((arg) => arg.startsWith('--allow-fs-read=')).map((arg) => arg.slice(16));
+    expect(readable).toContain(`${path.dirname(store.current().documentFile)}${path.sep}`);
+    expect(readable).toContain(`${path.join(repoRoot, 'libs', 'codemode')}${path.sep}`);
+    for (const dir of readable) {
+      expect(dir).not.toBe('*');
+      expect(dir).not.toBe(`${repoRoot}${path.sep}`);
+      expect(dir.length).toBeGreaterThan(1);
+    }
+  });
+
+  it('fails only the calls of a child that dies, and replaces it', async () => {
+    const pool = await startPool({ spec: await realSpecStore(), size: 2 });
+    const releases: Array<() => void> = [];
+    let arrived: () => void = () => {};
+    const bothArrived = new Promise<void>((resolve) => {
+      arrived = () => releases.length === 2 && resolve();
+    });
+    const blocking: Upstream = () =>
+      new Promise((resolve) => {
+        releases.push(() => resolve(ok('done')));
+        arrived();
+      });
+    const code = "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result";
+    const calls = [pool.execute(code, { upstream: blocking }), pool.execute(code, { upstream: blocking })];
+    await bothArrived;
+    const [victim] = pool.stats().children;
+    process.kill(victim?.pid as number, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const release of releases) release();
+    const results: SandboxResult[] = await Promise.all(calls);
+
+    const crashed = results.filter((r) => !r.ok);
+    expect(crashed).toHaveLength(1);
+    expect(errorOf(crashed[0] as SandboxResult)).toEqual({
+      code: 'sandbox_crashed',
+      message: 'the sandbox process stopped while running this call; retry',
+    });
+    expect(results.filter((r) => r.ok).map(resultOf)).toEqual(['done']);
+
+    await pool.ready();
+    const stats = pool.stats();
+    expect(stats.alive).toBe(2);
+    expect(stats.restarts).toBe(1);
+    expect(stats.children.map((c) => c.pid)).not.toContain(victim?.pid);
+    expect(resultOf(await pool.search("async () => spec.paths['/zones'].get.summary"))).toBe('List Zones');
+    expect(
+      resultOf(await pool.execute('async () => accountId', { upstream: echoUpstream, accountId: 'a1' })),
+    ).toBe('a1');
+  });
+
+  it('reloads the spec without a restart', async () => {
+    const dir = tempDir('warden-codemode-reload-');
+    const file = path.join(dir, 'openapi.json');
+    const document = (route: string): string =>
+      JSON.stringify({ openapi: '3.0.3', paths: { [route]: { get: { summary: route, responses: {} } } } });
+    writeFileSync(file, document('/first'));
+    const store = createSpecStore({ path: file, cacheDir: path.join(dir, 'cache') });
+    await store.load();
+    const pool = await startPool({ spec: store, size: 2 });
+    const paths = 'async () => Object.keys(spec.paths)';
+    expect(resultOf(await pool.search(paths))).toEqual(['/first']);
+
+    writeFileSync(file, document('/second'));
+    const { spec } = await store.reload();
+    await pool.reloadSpec();
+    expect(pool.stats().specVersion).toBe(spec.version);
+    for (let i = 0; i < 4; i++) expect(resultOf(await pool.search(paths))).toEqual(['/second']);
+
+    const byPath = await startPool({ spec: spec.documentFile, size: 1 });
+    expect(resultOf(await byPath.search(paths))).toEqual(['/second']);
+  });
+
+  it('refuses calls once closed', async () => {
+    const pool = createSandboxPool({ spec: await realSpecStore(), size: 1 });
+    await pool.close();
+    expect(errorOf(await pool.search('async () => 1')).code).toBe('unavailable');
+    expect(pool.stats().alive).toBe(0);
+  });
+});
