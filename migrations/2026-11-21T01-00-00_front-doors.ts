@@ -18,6 +18,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('created_at', TIMESTAMP, (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('revoked_at', TIMESTAMP)
     .addColumn('last_used_at', TIMESTAMP)
+    // MCP clientInfo from the last initialize, so stateless requests on any replica can attribute calls.
+    .addColumn('client_name', 'text')
+    .addColumn('client_version', 'text')
     .execute();
   await db.schema
     .createIndex('mcp_tokens_identity_idx')

@@ -96,6 +96,8 @@ export interface McpTokensTable {
   created_at: Timestamp;
   revoked_at: NullableTimestamp;
   last_used_at: NullableTimestamp;
+  client_name: string | null;
+  client_version: string | null;
 }
 
 export interface IdentityPoliciesTable {

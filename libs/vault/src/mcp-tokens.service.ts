@@ -21,6 +21,9 @@ export interface McpToken {
 
 export interface McpSession {
   readonly tokenId: string;
+  /** clientInfo of the last MCP initialize made with this token. */
+  readonly clientName: string | null;
+  readonly clientVersion: string | null;
   readonly tenantId: string;
   readonly identifier: string;
   readonly connectionNames: readonly string[] | null;
@@ -77,6 +80,8 @@ export interface McpTokenService {
   /** Null for an unknown, revoked, expired or wrong-audience token. Checked on every request. */
   authenticate(token: string, audience: string): Promise<McpSession | null>;
   revoke(tenantId: string, id: string): Promise<void>;
+  /** Records the client that initialized a session with this token. */
+  recordClient(tokenId: string, client: { name: string; version: string }): Promise<void>;
   /** Revokes every live token of an identifier; returns how many. */
   revokeAllFor(tenantId: string, identifier: string): Promise<number>;
 }
@@ -122,6 +127,8 @@ export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Cloc
       }
       return {
         tokenId: row.id,
+        clientName: row.client_name,
+        clientVersion: row.client_version,
         tenantId: row.tenant_id,
         identifier: row.identifier,
         connectionNames: row.connection_names,
@@ -145,6 +152,13 @@ export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Cloc
           .executeTakeFirst();
         if (!exists) throw notFound('MCP token');
       }
+    },
+    async recordClient(tokenId, client) {
+      await db
+        .updateTable('mcp_tokens')
+        .set({ client_name: client.name.slice(0, 100), client_version: client.version.slice(0, 50) })
+        .where('id', '=', tokenId)
+        .execute();
     },
     async revokeAllFor(tenantId, identifier) {
       const now = clock.now();

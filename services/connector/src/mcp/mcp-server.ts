@@ -36,8 +36,8 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
       tenantId: session.tenantId,
       type: 'mcp_token',
       id: session.tokenId,
-      clientName: client?.name ?? null,
-      clientVersion: client?.version ?? null,
+      clientName: client?.name ?? session.clientName,
+      clientVersion: client?.version ?? session.clientVersion,
       ip,
       connectionNames: session.connectionNames,
     };

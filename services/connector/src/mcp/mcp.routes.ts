@@ -95,6 +95,24 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     return session;
   }
 
+  /**
+   * Stateless requests carry no clientInfo after `initialize`; keep it with the token so
+   * later calls (on any replica) are attributed to the client in the audit trail.
+   */
+  async function rememberClient(session: McpSession, body: unknown): Promise<void> {
+    const messages = Array.isArray(body) ? body : [body];
+    for (const message of messages) {
+      const m = message as {
+        method?: unknown;
+        params?: { clientInfo?: { name?: unknown; version?: unknown } };
+      };
+      const info = m?.method === 'initialize' ? m.params?.clientInfo : undefined;
+      if (info && typeof info.name === 'string' && typeof info.version === 'string') {
+        await deps.mcpTokens.recordClient(session.tokenId, { name: info.name, version: info.version });
+      }
+    }
+  }
+
   const notAllowed = async (_request: FastifyRequest, reply: FastifyReply) =>
     jsonRpcError(reply, 405, 'this endpoint is stateless: use POST (or GET /sse for the older transport)', {
       allow: 'POST',
@@ -103,6 +121,7 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   app.post('/mcp', { schema: { hide: true } }, async (request, reply) => {
     const session = await authenticate(request, reply);
     if (!session) return reply;
+    await rememberClient(session, request.body);
     reply.hijack();
     const server = createMcpServer(session, deps, request.ip);
     const transport = new StreamableHTTPServerTransport({
