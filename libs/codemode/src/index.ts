@@ -21,7 +21,6 @@ export type {
   UpstreamRequest,
   UpstreamResponse,
 } from './sandbox.types.ts';
-export { validateUpstreamRequest } from './request-validation.ts';
 export { CHARS_PER_TOKEN, estimateTokens, fitResult } from './result-budget.ts';
 export type { BudgetedResult } from './result-budget.ts';
 export { toolDefinitions, toolsListJson } from './tool-definitions.ts';

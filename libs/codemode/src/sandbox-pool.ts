@@ -334,15 +334,17 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     drain();
   }
 
+  /**
+   * A child runs one search at a time (its warm context is single-threaded), so a search
+   * only goes to a child with none in flight: a slow search never holds up others that an
+   * idle child could serve, and a call's deadline starts when it really starts.
+   */
   function pickChild(kind: Job['kind']): Child | undefined {
     let best: Child | undefined;
     for (const child of children) {
       if (!child.started || child.exited) continue;
-      if (kind === 'execute' && child.executions >= maxExecutions) continue;
-      const load = kind === 'search' ? child.searches * 1_000 + child.executions : child.executions;
-      const bestLoad =
-        best && (kind === 'search' ? best.searches * 1_000 + best.executions : best.executions);
-      if (!best || load < (bestLoad as number)) best = child;
+      if (kind === 'search' ? child.searches > 0 : child.executions >= maxExecutions) continue;
+      if (!best || child.executions < best.executions) best = child;
     }
     return best;
   }

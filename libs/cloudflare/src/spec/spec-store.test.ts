@@ -86,7 +86,8 @@ describe('spec store', () => {
     expect(list?.tags[0]).toBe('dns_records');
     expect(JSON.stringify(list)).not.toContain('$ref');
 
-    const match = spec.findOperation(
+    expect(store.products()).toBe(spec.products);
+    const match = store.findOperation(
       'DELETE',
       '/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records/372e67954025',
     );
@@ -162,6 +163,7 @@ describe('spec store', () => {
     const store = createSpecStore({ path: path.join(tempDir(), 'missing.json'), cacheDir: tempDir() });
     await expect(store.load()).rejects.toMatchObject({ code: 'unavailable' });
     expect(() => store.current()).toThrow(WardenError);
+    expect(() => store.findOperation('GET', '/zones')).toThrow(WardenError);
     expect(() => createSpecStore({ cacheDir: tempDir() })).toThrow(/exactly one/);
   });
 });

@@ -6,7 +6,7 @@ import { WardenError, noopLogger } from '@warden/core';
 import type { Logger } from '@warden/core';
 import { processCloudflareSpec } from './cloudflare-spec.ts';
 import { createOperationMatcher } from './operation-matcher.ts';
-import type { OperationMatcher } from './operation-matcher.ts';
+import type { OperationMatch, OperationMatcher } from './operation-matcher.ts';
 import type { OperationInfo, ProcessedOpenApi } from './openapi-processor.ts';
 
 /** The newest Cloudflare API document, published by Cloudflare. */
@@ -63,6 +63,10 @@ export interface SpecStore {
   reload(): Promise<SpecReload>;
   /** The loaded spec; throws before `load()` has succeeded. */
   current(): LoadedSpec;
+  /** `current().findOperation`: the operation a concrete request path belongs to. */
+  findOperation(method: string, path: string): OperationMatch | undefined;
+  /** `current().products`. */
+  products(): readonly string[];
   /** Called after a reload that changed the document. */
   onChange(listener: (spec: LoadedSpec) => void): () => void;
 }
@@ -292,6 +296,11 @@ export function createSpecStore(options: SpecStoreOptions): SpecStore {
     return { spec: next, changed: true };
   }
 
+  function loaded(): LoadedSpec {
+    if (!current) throw new WardenError('unavailable', 'the spec is not loaded yet', { dependency: 'spec' });
+    return current;
+  }
+
   function singleFlight(allowCacheFallback: boolean): Promise<SpecReload> {
     inFlight ??= refresh(allowCacheFallback).finally(() => {
       inFlight = undefined;
@@ -306,10 +315,12 @@ export function createSpecStore(options: SpecStoreOptions): SpecStore {
     reload() {
       return singleFlight(current === undefined);
     },
-    current() {
-      if (!current)
-        throw new WardenError('unavailable', 'the spec is not loaded yet', { dependency: 'spec' });
-      return current;
+    current: loaded,
+    findOperation(method, concretePath) {
+      return loaded().findOperation(method, concretePath);
+    },
+    products() {
+      return loaded().products;
     },
     onChange(listener) {
       listeners.add(listener);
