@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildApp } from './app.ts';
+import { loadConfig } from './config.ts';
+import { createContainer } from './container.ts';
+import { asLibLogger, createLogger } from './logger.ts';
+
+/**
+ * Warden's own OpenAPI document, exactly what `GET /openapi.json` serves, built from the
+ * real wiring (config → container → app) so the SDK's types can never describe routes
+ * the service does not register. The container runs on a throwaway embedded database
+ * (PGlite) and in-process budget: the environment is deliberately not read, so a
+ * developer's DATABASE_URL or REDIS_URL is never touched.
+ */
+export async function wardenOpenApiDocument(): Promise<Record<string, unknown>> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'warden-openapi-'));
+  try {
+    const config = loadConfig({
+      DATA_DIR: dataDir,
+      // A path that does not exist: the document must not depend on the Cloudflare
+      // spec, and without one Code Mode starts no sandbox process (it answers 503).
+      CLOUDFLARE_SPEC_PATH: path.join(dataDir, 'no-cloudflare-spec.json'),
+      CLOUDFLARE_API_BASE: 'http://127.0.0.1:9/client/v4',
+      // Configured like a deployment with the admin API on; a random value, never printed.
+      WARDEN_ADMIN_TOKEN: randomBytes(32).toString('hex'),
+      LOG_LEVEL: 'silent',
+      SANDBOX_POOL_SIZE: '1',
+      // Nothing queries the database while the document is built; migrating PGlite
+      // would only add seconds to every generation and to the freshness test.
+      MIGRATE_ON_START: 'false',
+    });
+    const logger = createLogger({ level: config.logLevel });
+    const container = await createContainer(config, asLibLogger(logger));
+    try {
+      const app = await buildApp(container, { loggerInstance: logger });
+      try {
+        await app.ready();
+        // A JSON round trip drops `undefined` members so the result equals the served bytes.
+        return JSON.parse(JSON.stringify(app.swagger())) as Record<string, unknown>;
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await container.close();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) {
+  const document = await wardenOpenApiDocument();
+  process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+}
