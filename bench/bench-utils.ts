@@ -1,0 +1,259 @@
+/**
+ * Shared pieces of the benchmark suites: argument parsing, percentiles, a fixed-duration
+ * timing loop, a closed-loop HTTP load generator over keep-alive sockets and an RSS sampler.
+ * Only node built-ins: the figures should not depend on which HTTP client happens to be hoisted.
+ */
+import { Agent, request as httpRequest } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { availableParallelism, loadavg } from 'node:os';
+
+/** `--name 3` or `--name=3`; the fallback when absent. Throws on a value that is not a positive number. */
+export function numberArg(args: readonly string[], name: string, fallback: number): number {
+  let raw: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === `--${name}`) raw = args[i + 1];
+    else if (arg.startsWith(`--${name}=`)) raw = arg.slice(name.length + 3);
+  }
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(`--${name}: expected a positive number, got ${raw}`);
+  return value;
+}
+
+/** `--name value` or `--name=value`, as a string. */
+export function stringArg(args: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === `--${name}`) return args[i + 1];
+    if (arg.startsWith(`--${name}=`)) return arg.slice(name.length + 3);
+  }
+  return undefined;
+}
+
+export function flagArg(args: readonly string[], name: string): boolean {
+  return args.includes(`--${name}`);
+}
+
+/** Nearest-rank percentile (p in 0..100) of unsorted samples; NaN when there are none. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return Number.NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] as number;
+}
+
+export function round(value: number, digits = 2): number {
+  return Number(value.toFixed(digits));
+}
+
+/**
+ * The machine is shared: every report carries the load and core count seen while it ran,
+ * so a figure is never read without the conditions it was measured under.
+ */
+export function machineInfo(prefix: string): Record<string, number | string> {
+  const [one, five] = loadavg();
+  return {
+    [`${prefix}_load_1m`]: round(one ?? 0),
+    [`${prefix}_load_5m`]: round(five ?? 0),
+  };
+}
+
+export function environmentInfo(): Record<string, number | string> {
+  return { node_version: process.version, cores: availableParallelism() };
+}
+
+export interface RateOptions {
+  /** Measured time. */
+  readonly seconds: number;
+  /** Unmeasured time first, so JIT tiers, caches and pools settle. */
+  readonly warmupSeconds: number;
+  /** Operations between clock reads: keeps `performance.now()` out of sub-microsecond loops. */
+  readonly batch?: number;
+}
+
+export interface RateResult {
+  readonly perSecond: number;
+  readonly operations: number;
+  readonly seconds: number;
+}
+
+async function loopFor(
+  op: () => unknown,
+  seconds: number,
+  batch: number,
+): Promise<{ operations: number; elapsed: number }> {
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  let operations = 0;
+  let now = started;
+  while (now < deadline) {
+    for (let i = 0; i < batch; i++) {
+      const result = op();
+      // Synchronous baselines stay synchronous: awaiting them would charge them a microtask.
+      if (result instanceof Promise) await result;
+    }
+    operations += batch;
+    now = performance.now();
+  }
+  return { operations, elapsed: (now - started) / 1000 };
+}
+
+/** Runs `op` back to back for a fixed time after a warm-up; one operation in flight at a time. */
+export async function measureRate(op: () => unknown, options: RateOptions): Promise<RateResult> {
+  const batch = options.batch ?? 1;
+  if (options.warmupSeconds > 0) await loopFor(op, options.warmupSeconds, batch);
+  const { operations, elapsed } = await loopFor(op, options.seconds, batch);
+  return { perSecond: operations / elapsed, operations, seconds: elapsed };
+}
+
+export interface LoadResult {
+  readonly concurrency: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+  readonly p50Ms: number;
+  readonly p95Ms: number;
+  readonly p99Ms: number;
+  /** The first failure seen, to show in the report rather than a bare count. */
+  readonly firstError: string | null;
+}
+
+/**
+ * A closed loop: `concurrency` workers each issue the next call as soon as the previous one
+ * answered, for a fixed time after a warm-up. Throughput and latency come from the same calls;
+ * failed calls are counted separately and excluded from both.
+ */
+export async function runLoad(
+  call: () => Promise<void>,
+  options: { concurrency: number; seconds: number; warmupSeconds: number },
+): Promise<LoadResult> {
+  const phase = async (seconds: number, record: boolean) => {
+    const latencies: number[] = [];
+    let failed = 0;
+    let firstError: string | null = null;
+    const started = performance.now();
+    const deadline = started + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: options.concurrency }, async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          try {
+            await call();
+            if (record) latencies.push(performance.now() - t0);
+          } catch (error) {
+            failed++;
+            firstError ??= error instanceof Error ? error.message : String(error);
+          }
+        }
+      }),
+    );
+    // The last calls may finish after the deadline: divide by the time actually spent.
+    return { latencies, failed, firstError, elapsed: (performance.now() - started) / 1000 };
+  };
+  if (options.warmupSeconds > 0) await phase(options.warmupSeconds, false);
+  const { latencies, failed, firstError, elapsed } = await phase(options.seconds, true);
+  return {
+    concurrency: options.concurrency,
+    completed: latencies.length,
+    failed,
+    seconds: elapsed,
+    perSecond: latencies.length / elapsed,
+    p50Ms: percentile(latencies, 50),
+    p95Ms: percentile(latencies, 95),
+    p99Ms: percentile(latencies, 99),
+    firstError,
+  };
+}
+
+/** Flat `<prefix>_p50_ms` etc. keys, as the runner's table view prefers. */
+export function loadFigures(prefix: string, result: LoadResult): Record<string, number | string> {
+  return {
+    [`${prefix}_p50_ms`]: round(result.p50Ms),
+    [`${prefix}_p95_ms`]: round(result.p95Ms),
+    [`${prefix}_p99_ms`]: round(result.p99Ms),
+    [`${prefix}_per_s`]: round(result.perSecond, 1),
+    [`${prefix}_calls`]: result.completed,
+    [`${prefix}_failed`]: result.failed,
+    ...(result.firstError ? { [`${prefix}_first_error`]: result.firstError } : {}),
+  };
+}
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+export interface HttpClient {
+  request(options: {
+    method: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: unknown;
+  }): Promise<HttpResponse>;
+  close(): void;
+}
+
+/**
+ * node:http over a keep-alive agent: connections are reused, so a figure measures requests,
+ * not TCP handshakes. `maxSockets` should be at least the concurrency, or calls queue in the agent.
+ */
+export function createHttpClient(origin: string, options: { maxSockets: number }): HttpClient {
+  const url = new URL(origin);
+  const agent = new Agent({
+    keepAlive: true,
+    maxSockets: options.maxSockets,
+    maxFreeSockets: options.maxSockets,
+  });
+  return {
+    request({ method, path, headers = {}, body }) {
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      return new Promise<HttpResponse>((resolve, reject) => {
+        const req = httpRequest(
+          {
+            agent,
+            host: url.hostname,
+            port: url.port,
+            method,
+            path,
+            headers: {
+              ...headers,
+              ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+            },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+            );
+            res.on('error', reject);
+          },
+        );
+        req.on('error', reject);
+        req.end(payload);
+      });
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+}
+
+/** Samples this process's RSS on a timer; `stop()` returns the peak in MB. */
+export function sampleRss(intervalMs = 20): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      peak = Math.max(peak, process.memoryUsage.rss());
+      return peak / 1024 / 1024;
+    },
+  };
+}
