@@ -1,5 +1,7 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
@@ -7,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { WardenError, isWardenError, noopLogger } from '@warden/core';
 import type { Logger } from '@warden/core';
 import { validateUpstreamRequest } from './request-validation.ts';
-import type { ChildMessage, ParentMessage, SpecLocation, UpstreamOutcome } from './sandbox.protocol.ts';
+import type { ChildMessage, ParentMessage, SpecPayload, UpstreamOutcome } from './sandbox.protocol.ts';
 import { DEFAULT_LIMITS } from './sandbox.types.ts';
 import type {
   ExecuteOptions,
@@ -101,7 +103,7 @@ interface Job {
 const CHILD_ENTRY = fileURLToPath(new URL('./sandbox.child.ts', import.meta.url));
 const PACKAGE_DIR = path.dirname(path.dirname(CHILD_ENTRY));
 
-/** Directories the child may read under Node's permission model: its own code and isolated-vm. */
+/** All a child may read under Node's permission model: its own code and isolated-vm. */
 function childReadableDirs(): string[] {
   const require = createRequire(import.meta.url);
   const ivmEntry = require.resolve('isolated-vm');
@@ -133,21 +135,34 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const readableDirs = childReadableDirs();
   const children = new Set<Child>();
   const queue: Job[] = [];
-  const readyWaiters = new Set<() => void>();
+  const readyWaiters = new Set<{ resolve: () => void; reject: (error: Error) => void }>();
   const specWaiters = new Map<Child, (error?: string) => void>();
   let nextId = 1;
   let restarts = 0;
   let failedStarts = 0;
   let closing = false;
-  let spec = locateSpec();
+  let specVersion: string | null = null;
+  let spec = readSpec();
 
-  function locateSpec(): SpecLocation | null {
-    if (typeof options.spec === 'string') return { file: path.resolve(options.spec), version: options.spec };
+  /**
+   * Children get the processed document from the parent (a few MB, once per start or
+   * reload), so they need no read access to the data directory at all.
+   */
+  async function readSpec(): Promise<SpecPayload | null> {
     try {
-      const current = options.spec.current();
-      return { file: current.documentFile, version: current.version };
+      let file = options.spec;
+      let version: string | undefined;
+      if (typeof file !== 'string') {
+        const current = file.current();
+        file = current.documentFile;
+        version = current.version;
+      }
+      const document = await readFile(file);
+      version ??= createHash('sha256').update(document).digest('hex').slice(0, 20);
+      specVersion = version;
+      return { version, document };
     } catch (error) {
-      logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'no spec loaded yet');
+      logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'no spec to load yet');
       return null;
     }
   }
@@ -167,7 +182,6 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   }
 
   function spawnChild(): void {
-    const specDir = spec ? [path.dirname(spec.file)] : [];
     const proc = fork(CHILD_ENTRY, [], {
       // Nothing of the parent's environment: no credentials, no connection strings.
       env: {},
@@ -176,7 +190,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         '--disable-warning=SecurityWarning',
         '--permission',
         '--allow-addons',
-        ...[...readableDirs, ...specDir].map((dir) => `--allow-fs-read=${dir}${path.sep}`),
+        ...readableDirs.map((dir) => `--allow-fs-read=${dir}${path.sep}`),
         // node-gyp-build probes this file to pick the isolated-vm binary.
         '--allow-fs-read=/etc/alpine-release',
       ],
@@ -237,7 +251,9 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     switch (message.type) {
       case 'started':
         child.started = true;
-        if (spec) post(child, { type: 'load-spec', spec, searchMemoryMb: limits.memoryMb });
+        void spec.then((payload) => {
+          if (payload) post(child, { type: 'load-spec', spec: payload, searchMemoryMb: limits.memoryMb });
+        });
         drain();
         notifyReady();
         return;
@@ -336,14 +352,21 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
 
   /**
    * A child runs one search at a time (its warm context is single-threaded), so a search
-   * only goes to a child with none in flight: a slow search never holds up others that an
-   * idle child could serve, and a call's deadline starts when it really starts.
+   * only goes to a child that holds a spec and has no search in flight: a slow search never
+   * holds up others that an idle child could serve, and a call's deadline starts when it
+   * really starts.
    */
   function pickChild(kind: Job['kind']): Child | undefined {
     let best: Child | undefined;
     for (const child of children) {
       if (!child.started || child.exited) continue;
-      if (kind === 'search' ? child.searches > 0 : child.executions >= maxExecutions) continue;
+      if (
+        kind === 'search'
+          ? child.searches > 0 || child.specVersion === null
+          : child.executions >= maxExecutions
+      ) {
+        continue;
+      }
       if (!best || child.executions < best.executions) best = child;
     }
     return best;
@@ -423,23 +446,21 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     });
   }
 
-  function isReady(): boolean {
-    const ready = [...children].filter(
-      (c) => c.started && !c.exited && c.specVersion === (spec?.version ?? null),
-    );
-    return ready.length >= size;
+  function isCurrent(child: Child): boolean {
+    return child.started && !child.exited && child.specVersion === specVersion;
   }
 
   function notifyReady(): void {
-    if (!isReady()) return;
-    for (const resolve of readyWaiters) resolve();
+    if ([...children].filter(isCurrent).length < size) return;
+    for (const waiter of readyWaiters) waiter.resolve();
     readyWaiters.clear();
   }
 
   for (let i = 0; i < size; i++) spawnChild();
 
   return {
-    search(code, searchOptions = {}) {
+    async search(code, searchOptions = {}) {
+      if (!(await spec)) return failed('unavailable', 'the API description is not loaded; retry shortly');
       return submit(
         'search',
         {
@@ -472,14 +493,16 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
 
     ready() {
       if (closing) return Promise.reject(new WardenError('unavailable', 'the sandbox pool is closed'));
-      if (isReady()) return Promise.resolve();
-      return new Promise((resolve) => readyWaiters.add(resolve));
+      return new Promise((resolve, reject) => {
+        readyWaiters.add({ resolve, reject });
+        notifyReady();
+      });
     },
 
     async reloadSpec() {
-      const next = locateSpec();
+      spec = readSpec();
+      const next = await spec;
       if (!next) throw new WardenError('unavailable', 'the spec is not loaded', { dependency: 'spec' });
-      spec = next;
       const results = await Promise.all(
         [...children]
           .filter((child) => child.started && !child.exited)
@@ -509,13 +532,13 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       return {
         size,
         alive: list.filter((c) => c.started && !c.exited).length,
-        ready: list.filter((c) => c.started && !c.exited && c.specVersion === (spec?.version ?? null)).length,
-        specVersion: spec?.version ?? null,
+        ready: list.filter(isCurrent).length,
+        specVersion,
         queued: queue.length,
         restarts,
         children: list.map((c) => ({
           pid: c.pid,
-          ready: c.started && c.specVersion === (spec?.version ?? null),
+          ready: isCurrent(c),
           specVersion: c.specVersion,
           searches: c.searches,
           executions: c.executions,
@@ -526,7 +549,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     async close() {
       if (closing) return;
       closing = true;
-      for (const job of [...queue]) settle(job, failed('unavailable', 'the sandbox pool is closed'));
+      const closed = new WardenError('unavailable', 'the sandbox pool is closed');
+      for (const waiter of readyWaiters) waiter.reject(closed);
+      readyWaiters.clear();
+      const pending = [...queue, ...[...children].flatMap((child) => [...child.jobs.values()])];
+      for (const job of pending) settle(job, failed('unavailable', closed.message, job.upstreamRequests));
       await Promise.all(
         [...children].map(
           (child) =>
@@ -537,8 +564,6 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
             }),
         ),
       );
-      for (const resolve of readyWaiters) resolve();
-      readyWaiters.clear();
     },
   };
 }

@@ -1,8 +1,9 @@
 /**
  * Entry point of a sandbox child process, forked by the pool with an empty environment and
- * Node's permission model (reads limited to this package, isolated-vm and the spec; no
- * writes, no child processes). It holds no credential and no database or Redis handle: it
- * runs isolates and relays `cloudflare.request` payloads to the parent, which decides.
+ * Node's permission model (reads limited to this package and isolated-vm; no writes, no
+ * child processes). It holds no credential and no database or Redis handle, and gets even
+ * the spec through its IPC channel: it runs isolates and relays `cloudflare.request`
+ * payloads to the parent, which decides.
  */
 import { ExecuteSandbox } from './execute.sandbox.ts';
 import { SearchSandbox } from './search.sandbox.ts';

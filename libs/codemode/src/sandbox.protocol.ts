@@ -4,14 +4,14 @@
  */
 import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
 
-export interface SpecLocation {
-  /** The processed document, V8-serialized (see `LoadedSpec.documentFile`). */
-  readonly file: string;
+/** The processed document as V8 serialization (the bytes of `LoadedSpec.documentFile`). */
+export interface SpecPayload {
   readonly version: string;
+  readonly document: Uint8Array;
 }
 
 export type ParentMessage =
-  | { readonly type: 'load-spec'; readonly spec: SpecLocation; readonly searchMemoryMb: number }
+  | { readonly type: 'load-spec'; readonly spec: SpecPayload; readonly searchMemoryMb: number }
   | {
       readonly type: 'search';
       readonly id: number;

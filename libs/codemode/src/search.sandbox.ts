@@ -4,13 +4,12 @@
  * it and leaves nothing behind. Per-call data (what the caller may call, its console)
  * reaches the code as closure arguments, never through the shared global object.
  */
-import { readFile } from 'node:fs/promises';
 import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
 import { CODE_FILENAME, LogBuffer, Watchdog, classifyFailure, toResult, wrapCode } from './sandbox-call.ts';
 import type { Failure, RunOutcome } from './sandbox-call.ts';
-import type { SpecLocation } from './sandbox.protocol.ts';
+import type { SpecPayload } from './sandbox.protocol.ts';
 import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
 
 interface WarmContext {
@@ -30,7 +29,7 @@ function specAllowanceMb(serializedBytes: number): number {
 
 export class SearchSandbox {
   readonly #onCatastrophicError: (message: string) => void;
-  #spec: SpecLocation | undefined;
+  #spec: SpecPayload | undefined;
   #memoryMb = 128;
   #context: Promise<WarmContext> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -40,7 +39,7 @@ export class SearchSandbox {
   }
 
   /** Builds a context on the new spec before dropping the old one; searches queue meanwhile. */
-  load(spec: SpecLocation, memoryMb: number): Promise<void> {
+  load(spec: SpecPayload, memoryMb: number): Promise<void> {
     return this.#serialized(async () => {
       const next = this.#build(spec, memoryMb);
       await next;
@@ -62,8 +61,8 @@ export class SearchSandbox {
     return result;
   }
 
-  async #build(spec: SpecLocation, memoryMb: number): Promise<WarmContext> {
-    const bytes = await readFile(spec.file);
+  async #build(spec: SpecPayload, memoryMb: number): Promise<WarmContext> {
+    const bytes = spec.document;
     const isolate = new ivm.Isolate({
       memoryLimit: memoryMb + specAllowanceMb(bytes.length),
       onCatastrophicError: this.#onCatastrophicError,
@@ -99,13 +98,9 @@ export class SearchSandbox {
     const logs = new LogBuffer(limits.maxLogChars);
     let warm: WarmContext;
     try {
-      if (!this.#context || (await this.#context).isolate.isDisposed) {
-        if (!this.#spec) throw new Error('no spec loaded');
-        this.#context = this.#build(this.#spec, this.#memoryMb);
-      }
-      warm = await this.#context;
+      warm = await (this.#context ?? Promise.reject(new Error('no spec loaded')));
     } catch {
-      this.#context = undefined;
+      this.#rebuild();
       return toResult(
         { code: 'unavailable', message: 'the API description is not loaded yet; retry shortly' },
         logs,
@@ -136,7 +131,15 @@ export class SearchSandbox {
     } catch (error) {
       outcome = classifyFailure(error, watchdog, limits);
     }
-    // A disposed context (deadline, memory) is rebuilt by the next search.
-    return toResult(outcome, logs, watchdog.finish(), limits);
+    const stats = watchdog.finish();
+    if (warm.isolate.isDisposed) this.#rebuild();
+    return toResult(outcome, logs, stats, limits);
+  }
+
+  /** After a deadline or the memory limit took the context down, builds the next one right away. */
+  #rebuild(): void {
+    if (!this.#spec) return;
+    this.#context = this.#build(this.#spec, this.#memoryMb);
+    this.#context.catch(() => undefined);
   }
 }
