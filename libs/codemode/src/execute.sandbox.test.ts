@@ -249,7 +249,7 @@ describe('execute', () => {
     ],
     [
       'a memory bomb',
-      'async () => { const keep = []; while (true) keep.push(new Array(1e6).fill(1.5)); }',
+      'async () => { const keep = []; while (true) keep.push(new Array(4e6).fill(1.5)); }',
       'memory_limit',
     ],
   ])('stops %s', async (_name, code, expected) => {

@@ -101,7 +101,7 @@ function describe(error) {
 
 function raise(code, message) {
   const error = new SafeError(message);
-  error.code = code;
+  defineProperty(error, 'code', { value: code, writable: true, enumerable: true, configurable: true });
   apply(weakMapSet, raised, [error, freeze({ code, message })]);
   return error;
 }
@@ -173,7 +173,9 @@ function requestPayload(request) {
     throw new SafeTypeError('expects an object {method, path, query?, body?, contentType?, rawBody?}');
   }
   const payload = {};
-  for (const key of keys(request)) payload[key] = request[key];
+  for (const key of keys(request)) {
+    defineProperty(payload, key, { value: request[key], writable: true, enumerable: true, configurable: true });
+  }
   if (payload.body !== undefined) payload.body = parse(stringify(payload.body));
   return payload;
 }

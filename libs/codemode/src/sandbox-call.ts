@@ -113,13 +113,13 @@ export function classifyFailure(error: unknown, watchdog: Watchdog, limits: Sand
   if (watchdog.reason === 'abort') return { code: 'aborted', message: 'the call was cancelled' };
   const name = error instanceof Error ? error.name : 'Error';
   const text = error instanceof Error ? error.message : String(error);
-  if (/memory limit/i.test(text)) {
+  if (/^Isolate was disposed during execution due to memory limit/.test(text)) {
     return {
       code: 'memory_limit',
       message: `the code used more than the ${limits.memoryMb} MB memory limit`,
     };
   }
-  if (/isolate (is|was) disposed|promise was abandoned/i.test(text)) {
+  if (/^(Isolate (is|was) disposed|Promise was abandoned)/.test(text)) {
     return { code: 'sandbox_crashed', message: 'the sandbox stopped unexpectedly; retry' };
   }
   const location = COMPILE_LOCATION.exec(text);

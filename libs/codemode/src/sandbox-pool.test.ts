@@ -207,7 +207,6 @@ describe('sandbox pool', () => {
     await bothArrived;
     const [victim] = pool.stats().children;
     process.kill(victim?.pid as number, 'SIGKILL');
-    await new Promise((resolve) => setTimeout(resolve, 200));
     for (const release of releases) release();
     const results: SandboxResult[] = await Promise.all(calls);
 

@@ -180,7 +180,7 @@ describe('search', () => {
     ],
     [
       'a memory bomb',
-      'async () => { const a = []; while (true) a.push(new Array(1e6).fill(1.5)); }',
+      'async () => { const a = []; while (true) a.push(new Array(4e6).fill(1.5)); }',
       'memory_limit',
     ],
   ])('stops %s and recovers', async (_name, code, expected) => {
