@@ -44,13 +44,16 @@ describe('toolDefinitions', () => {
     expect(tokens(large)).toBeLessThanOrEqual(1_000);
   });
 
-  it('states read-only access and the policy summary in the execute description', () => {
+  it('states read-only access, the policy summary and the real limits in the execute description', () => {
     const [, execute] = toolDefinitions({
       products,
       readOnly: true,
       policySummary: 'Writes only to /zones/**.',
+      limits: { maxUpstreamRequests: 20, wallMs: 10_000 },
     });
     expect(execute.description).toContain('Read-only: only GET requests are allowed.');
     expect(execute.description).toContain('Writes only to /zones/**.');
+    expect(execute.description).toContain('At most 20 requests and 10 s per call.');
+    expect(toolDefinitions({ products })[1].description).toContain('At most 50 requests and 30 s per call.');
   });
 });

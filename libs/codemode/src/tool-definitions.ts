@@ -1,7 +1,9 @@
 /**
  * The two Code Mode tools as MCP lists them. Every token here is paid on every agent turn,
- * so the text is terse: the types, the rules that are not obvious, one example each.
+ * so the text is terse: the types, the rules that are not obvious, short examples.
  */
+import { DEFAULT_LIMITS } from './sandbox.types.ts';
+import type { SandboxLimits } from './sandbox.types.ts';
 
 export interface JsonSchemaObject {
   readonly type: 'object';
@@ -23,6 +25,8 @@ export interface ToolDefinitionOptions {
   readonly readOnly?: boolean;
   /** One line on what this caller's policy allows, appended to the execute description. */
   readonly policySummary?: string;
+  /** The pool's limits, so the description states the real ones. */
+  readonly limits?: Partial<Pick<SandboxLimits, 'maxUpstreamRequests' | 'wallMs'>>;
 }
 
 const CODE_DESCRIPTION = 'JavaScript async arrow function, e.g. async () => ...';
@@ -51,19 +55,24 @@ allowed(method, path): false if this user may not call it.
 console.log(...): returned in logs.
 Return small JSON (big results are cut).
 Products: ${productList(products)}
-Example:
-async () => Object.entries(spec.paths).flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => op.tags[0] === 'dns_records').map(([m, op]) => ({ method: m.toUpperCase(), path, summary: op.summary, ok: allowed(m, path) })))`;
+Examples:
+async () => Object.entries(spec.paths).flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => op.tags[0] === 'dns_records').map(([m, op]) => ({ method: m.toUpperCase(), path, summary: op.summary, ok: allowed(m, path) })))
+async () => spec.paths['/zones/{zone_id}/dns_records'].post.requestBody`;
 }
 
-function executeDescription(readOnly: boolean, policySummary: string | undefined): string {
-  const notes = [readOnly ? 'Read-only: only GET requests are allowed.' : '', policySummary ?? '']
+function executeDescription(options: ToolDefinitionOptions): string {
+  const { maxUpstreamRequests, wallMs } = { ...DEFAULT_LIMITS, ...options.limits };
+  const notes = [
+    options.readOnly ? 'Read-only: only GET requests are allowed.' : '',
+    options.policySummary ?? '',
+  ]
     .filter((line) => line !== '')
     .join('\n');
   return `Call the Cloudflare API with JavaScript; find paths with cloudflare_search first. Globals:
 cloudflare.request({method: 'GET'|'POST'|'PUT'|'PATCH'|'DELETE', path, query?, body?, contentType?, rawBody?}) → Promise<{success, status, result, errors, messages, result_info?}>. path is the API path ('/zones/{zone_id}/...' filled in, no host); Warden adds credentials. Refusals reject with an Error whose code says why (policy_denied, rate_limited, ...).
 accountId: account_id, if given.
 console.log(...): returned in logs.
-At most 50 requests and 30 s per call. Return only what you need.${notes ? `\n${notes}` : ''}
+At most ${maxUpstreamRequests} requests and ${Math.round(wallMs / 1000)} s per call. Return only what you need.${notes ? `\n${notes}` : ''}
 Example:
 async () => {
   const zones = await cloudflare.request({ method: 'GET', path: '/zones', query: { name: 'example.com' } });
@@ -85,7 +94,7 @@ export function toolDefinitions(options: ToolDefinitionOptions): [ToolDefinition
     },
     {
       name: 'cloudflare_execute',
-      description: executeDescription(options.readOnly === true, options.policySummary),
+      description: executeDescription(options),
       inputSchema: {
         type: 'object',
         properties: {
