@@ -10,9 +10,10 @@ import { asLibLogger, createLogger } from './logger.ts';
 /**
  * Warden's own OpenAPI document, exactly what `GET /openapi.json` serves, built from the
  * real wiring (config → container → app) so the SDK's types can never describe routes
- * the service does not register. The container runs on a throwaway embedded database
- * (PGlite) and in-process budget: the environment is deliberately not read, so a
- * developer's DATABASE_URL or REDIS_URL is never touched.
+ * the service does not register. The container runs on a throwaway, migrated embedded
+ * database (PGlite; start-up tasks may query it) and the in-process budget: the
+ * environment is deliberately not read, so a developer's DATABASE_URL or REDIS_URL is
+ * never touched.
  */
 export async function wardenOpenApiDocument(): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'warden-openapi-'));
@@ -27,9 +28,6 @@ export async function wardenOpenApiDocument(): Promise<Record<string, unknown>> 
       WARDEN_ADMIN_TOKEN: randomBytes(32).toString('hex'),
       LOG_LEVEL: 'silent',
       SANDBOX_POOL_SIZE: '1',
-      // Nothing queries the database while the document is built; migrating PGlite
-      // would only add seconds to every generation and to the freshness test.
-      MIGRATE_ON_START: 'false',
     });
     const logger = createLogger({ level: config.logLevel });
     const container = await createContainer(config, asLibLogger(logger));
