@@ -75,12 +75,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // that the raised exception rolls back. It runs with the caller's privileges, so it
   // fails exactly when a real audit write would (privileges, locks, outage).
   await sql`
-    create function audit_write_probe(p_tenant text) returns void language plpgsql as $$
+    create function audit_write_probe(p_tenant text, p_expires_on date) returns void language plpgsql as $$
     begin
       begin
         insert into audit_events (id, tenant_id, seq, occurred_at, expires_on, kind, action, outcome,
                                   caller_type, prev_hash, hash)
-        values ('aud_probe', p_tenant, -1, now(), current_date, 'probe', 'probe', 'success', 'system', '', '');
+        values ('aud_probe', p_tenant, -1, now(), p_expires_on, 'probe', 'probe', 'success', 'system', '', '');
         raise exception using errcode = 'WP001';
       exception when sqlstate 'WP001' then
         return;
@@ -89,7 +89,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`drop function if exists audit_write_probe(text)`.execute(db);
+  await sql`drop function if exists audit_write_probe(text, date)`.execute(db);
   await db.schema.dropTable('audit_chain_anchors').ifExists().execute();
   await db.schema.dropTable('audit_chain_heads').ifExists().execute();
   await sql`drop table if exists audit_events cascade`.execute(db);

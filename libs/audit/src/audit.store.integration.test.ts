@@ -155,7 +155,7 @@ describe('audit store', () => {
 
   it('the write probe succeeds without leaving a row and fails when inserts are impossible', async () => {
     const store = createAuditStore({ db: t.db.kysely });
-    await store.probe('ten_probe');
+    await store.probe('ten_probe', { retentionDays: 90 });
     const { rows } = await sql<{
       n: string;
     }>`select count(*)::text as n from audit_events where tenant_id = 'ten_probe'`.execute(t.db.kysely);
@@ -163,8 +163,10 @@ describe('audit store', () => {
     await sql`alter table audit_events_default rename to audit_events_default_off`.execute(t.db.kysely);
     await sql`alter table audit_events detach partition audit_events_default_off`.execute(t.db.kysely);
     try {
-      // A day with no partition and no default: the insert path is broken.
-      await expect(store.probe('ten_probe')).rejects.toMatchObject({ code: 'unavailable' });
+      // A day with no partition (no maintenance ran for a 399-day retention) and no default: the insert path is broken.
+      await expect(store.probe('ten_probe', { retentionDays: 399 })).rejects.toMatchObject({
+        code: 'unavailable',
+      });
     } finally {
       await sql`alter table audit_events attach partition audit_events_default_off default`.execute(
         t.db.kysely,

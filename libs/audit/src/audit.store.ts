@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { AuditEvent, AuditKind, AuditOutcome } from './audit-event.ts';
 import { GENESIS_HASH, hashEvent } from './audit-hash.ts';
+import { enqueueOutbox } from './outbox.ts';
 
 /** What callers record; id, seq and the hash chain are assigned on append. */
 export type AuditRecordInput = Omit<AuditEvent, 'id' | 'tenant_id' | 'seq' | 'prev_hash' | 'hash'>;
@@ -125,8 +126,8 @@ export interface AuditStore {
     records: readonly AuditRecordInput[],
     options: { retentionDays: number },
   ): Promise<AuditEvent[]>;
-  /** Proves the write path works right now, leaving nothing behind. */
-  probe(tenantId: string): Promise<void>;
+  /** Proves the write path of a record written now works, leaving nothing behind. */
+  probe(tenantId: string, options: { retentionDays: number }): Promise<void>;
   query(tenantId: string, query: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string | null }>;
   /** Streams events in time order with keyset pages: constant memory whatever the range. */
   stream(tenantId: string, range: { from: Date; to: Date }, batchSize?: number): AsyncGenerator<AuditEvent>;
@@ -179,6 +180,25 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
             .set({ seq, hash: prev })
             .where('tenant_id', '=', tenantId)
             .execute();
+          // Transactional outbox: the tenant's SIEM sinks get every event that was committed, and only those.
+          const sinks = await tx
+            .selectFrom('audit_sinks')
+            .select('id')
+            .where('tenant_id', '=', tenantId)
+            .where('enabled', '=', true)
+            .execute();
+          await enqueueOutbox(
+            tx,
+            sinks.flatMap((sink) =>
+              events.map((event) => ({
+                tenantId,
+                destinationType: 'audit_sink' as const,
+                destinationId: sink.id,
+                eventId: event.id,
+                payload: event as unknown as Record<string, unknown>,
+              })),
+            ),
+          );
           return events;
         });
       } catch (error) {
@@ -186,9 +206,11 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
       }
     },
 
-    async probe(tenantId) {
+    async probe(tenantId, options) {
       try {
-        await sql`select audit_write_probe(${tenantId})`.execute(db);
+        await sql`select audit_write_probe(${tenantId}, ${expiryDay(new Date(), options.retentionDays)}::date)`.execute(
+          db,
+        );
       } catch (error) {
         throw storeUnavailable(error);
       }

@@ -69,3 +69,13 @@ export {
   runAuditMaintenance,
 } from './audit-retention.ts';
 export type { AuditPartition, MaintenanceReport } from './audit-retention.ts';
+export { createOutboxDispatcher, enqueueOutbox } from './outbox.ts';
+export type {
+  DeliveryTarget,
+  DestinationType,
+  DispatchReport,
+  OutboxDispatcher,
+  OutboxDispatcherOptions,
+  OutboxMessage,
+  TargetResolver,
+} from './outbox.ts';

@@ -159,6 +159,52 @@ export interface AuditChainAnchorsTable {
   dropped_at: Timestamp;
 }
 
+interface SealedColumns {
+  key_provider: string | null;
+  key_id: string | null;
+  wrapped_key: Uint8Array | null;
+  iv: Uint8Array | null;
+  ciphertext: Uint8Array | null;
+}
+
+export interface AuditSinksTable extends SealedColumns {
+  id: string;
+  tenant_id: string;
+  type: string;
+  name: string;
+  config: Json<Record<string, unknown>>;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TenantWebhooksTable extends SealedColumns {
+  tenant_id: string;
+  id: string;
+  url: string;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export type OutboxStatus = 'pending' | 'sending' | 'delivered' | 'failed';
+
+export interface OutboxTable {
+  id: ColumnType<string, never, never>;
+  tenant_id: string;
+  destination_type: 'audit_sink' | 'tenant_webhook';
+  destination_id: string;
+  event_id: string;
+  payload: Json<Record<string, unknown>>;
+  status: ColumnType<OutboxStatus, OutboxStatus | undefined, OutboxStatus>;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Timestamp;
+  delivery_id: string | null;
+  last_error: string | null;
+  created_at: Timestamp;
+  delivered_at: NullableTimestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_api_keys: TenantApiKeysTable;
@@ -170,6 +216,9 @@ export interface Database {
   audit_events: AuditEventsTable;
   audit_chain_heads: AuditChainHeadsTable;
   audit_chain_anchors: AuditChainAnchorsTable;
+  audit_sinks: AuditSinksTable;
+  tenant_webhooks: TenantWebhooksTable;
+  outbox: OutboxTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;

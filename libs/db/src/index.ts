@@ -17,6 +17,7 @@ export type {
   McpTokenRow,
   NewConnectedAccountRow,
   NewSealedCredentialRow,
+  OutboxStatus,
   SealedCredentialRow,
   Tenant,
   TenantApiKey,

@@ -57,6 +57,16 @@ export interface ExecuteToolDeps {
   readonly budget: RateBudget;
   readonly audit: AuditStore;
   readonly tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
+  /**
+   * Cloudflare answered 401 with this credential: the caller re-verifies it and marks the
+   * account INVALID if Cloudflare no longer accepts it (an endpoint a token may not use
+   * also answers 401, so one 401 alone proves nothing).
+   */
+  readonly onUnauthorized?: (
+    tenantId: string,
+    account: ConnectedAccount,
+    credential: CloudflareCredential,
+  ) => void;
   /** True while the account may still be used; checked before every upstream request. */
   readonly isAccountActive: (tenantId: string, connectedAccountId: string) => Promise<boolean>;
   readonly logger: Logger;
@@ -191,7 +201,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       deps.tenantSettings(caller.tenantId),
     ]);
     // No unaudited call: if the trail cannot be written, refuse before anything runs.
-    await deps.audit.probe(caller.tenantId);
+    await deps.audit.probe(caller.tenantId, { retentionDays: settings.retentionDays });
 
     const executionId = newId('exe');
     const started = clock.now();
@@ -335,6 +345,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       return refuse(wrapped);
     }
     const common = { status: response.status, cfRay: response.cfRay, responseBytes: response.responseBytes };
+    if (response.status === 401) deps.onUnauthorized?.(caller.tenantId, account, credential);
     if (response.status === 429) {
       const wait = response.retryAfterSeconds ?? 60;
       await deps.budget.block(principal, wait);

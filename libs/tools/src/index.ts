@@ -40,3 +40,7 @@ export type {
   UpstreamRequest,
   UpstreamResponse,
 } from './ports.ts';
+export { createDeliveryService } from './delivery.service.ts';
+export type { DeliveryOptions, DeliveryService, DeliveryView, SinkView } from './delivery.service.ts';
+export { createOffboardingService } from './offboarding.service.ts';
+export type { OffboardingResult, OffboardingService, UpstreamRevocation } from './offboarding.service.ts';

@@ -36,6 +36,21 @@ export interface ConnectedAccount {
 
 export type CredentialVerifier = (credential: CloudflareCredential) => Promise<VerifiedCredential>;
 
+export type ConnectedAccountEventType =
+  | 'connected_account.created'
+  | 'connected_account.updated'
+  | 'connected_account.status_updated'
+  | 'connected_account.deleted';
+
+/**
+ * Called inside the transaction of each change, so a transactional outbox can record
+ * the event with the change or not at all.
+ */
+export type ConnectedAccountEvents = (
+  tx: Transaction<Database>,
+  event: { type: ConnectedAccountEventType; account: ConnectedAccount },
+) => Promise<void>;
+
 export interface ListConnectedAccountsQuery {
   readonly identifier?: string;
   readonly connectionName?: string;
@@ -147,9 +162,11 @@ export function createConnectedAccountService(deps: {
   db: Kysely<Database>;
   envelope: Envelope;
   verify: CredentialVerifier;
+  events?: ConnectedAccountEvents;
   clock?: Clock;
 }): ConnectedAccountService {
   const { db, envelope, verify } = deps;
+  const emit = deps.events ?? (async () => {});
   const clock = deps.clock ?? systemClock;
   const lastTouched = new Map<string, number>();
 
@@ -230,7 +247,7 @@ export function createConnectedAccountService(deps: {
         { tenantId, connectedAccountId: id },
         serializeCredential(input.credential),
       );
-      await db.transaction().execute(async (tx) => {
+      return db.transaction().execute(async (tx) => {
         await tx
           .insertInto('connected_accounts')
           .values({
@@ -247,8 +264,10 @@ export function createConnectedAccountService(deps: {
           .insertInto('sealed_credentials')
           .values({ connected_account_id: id, tenant_id: tenantId, ...sealedColumns(sealed) })
           .execute();
+        const account = toAccount(await findRow(tx, tenantId, id));
+        await emit(tx, { type: 'connected_account.created', account });
+        return account;
       });
-      return toAccount(await findRow(db, tenantId, id));
     },
 
     async get(tenantId, id) {
@@ -305,7 +324,7 @@ export function createConnectedAccountService(deps: {
         { tenantId, connectedAccountId: id },
         serializeCredential(credential),
       );
-      await db.transaction().execute(async (tx) => {
+      return db.transaction().execute(async (tx) => {
         const locked = await findRow(tx, tenantId, id, true);
         if (locked.status === 'REVOKED') {
           throw new WardenError(
@@ -331,12 +350,16 @@ export function createConnectedAccountService(deps: {
           .where('tenant_id', '=', tenantId)
           .where('connected_account_id', '=', id)
           .execute();
+        const account = toAccount(await findRow(tx, tenantId, id));
+        await emit(tx, { type: 'connected_account.updated', account });
+        if (locked.status !== account.status)
+          await emit(tx, { type: 'connected_account.status_updated', account });
+        return account;
       });
-      return toAccount(await findRow(db, tenantId, id));
     },
 
     async revoke(tenantId, id) {
-      await db.transaction().execute(async (tx) => {
+      return db.transaction().execute(async (tx) => {
         const row = await findRow(tx, tenantId, id, true);
         await tx
           .deleteFrom('sealed_credentials')
@@ -352,8 +375,10 @@ export function createConnectedAccountService(deps: {
             .where('id', '=', id)
             .execute();
         }
+        const account = toAccount(await findRow(tx, tenantId, id));
+        if (row.status !== 'REVOKED') await emit(tx, { type: 'connected_account.deleted', account });
+        return account;
       });
-      return toAccount(await findRow(db, tenantId, id));
     },
 
     async openCredential(tenantId, id) {
@@ -398,15 +423,19 @@ export function createConnectedAccountService(deps: {
     },
 
     async setStatus(tenantId, id, status) {
-      const result = await db
-        .updateTable('connected_accounts')
-        .set({ status, updated_at: clock.now() })
-        .where('tenant_id', '=', tenantId)
-        .where('id', '=', id)
-        .where('status', '!=', 'REVOKED')
-        .executeTakeFirst();
-      if (result.numUpdatedRows === 0n) await findRow(db, tenantId, id);
-      return toAccount(await findRow(db, tenantId, id));
+      return db.transaction().execute(async (tx) => {
+        const before = await findRow(tx, tenantId, id, true);
+        if (before.status === 'REVOKED' || before.status === status) return toAccount(before);
+        await tx
+          .updateTable('connected_accounts')
+          .set({ status, updated_at: clock.now() })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .execute();
+        const account = toAccount(await findRow(tx, tenantId, id));
+        await emit(tx, { type: 'connected_account.status_updated', account });
+        return account;
+      });
     },
   };
 }

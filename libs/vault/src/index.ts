@@ -7,6 +7,8 @@ export type { IssuedApiKey, TenantCaller, TenantService, TenantView } from './te
 export { createConnectedAccountService, validateIdentifier } from './connected-accounts.service.ts';
 export type {
   ConnectedAccount,
+  ConnectedAccountEventType,
+  ConnectedAccountEvents,
   ConnectedAccountService,
   CredentialVerifier,
   ListConnectedAccountsQuery,
@@ -20,3 +22,4 @@ export {
   parseExpiry,
 } from './mcp-tokens.service.ts';
 export type { McpSession, McpToken, McpTokenService } from './mcp-tokens.service.ts';
+export { connectedAccountJson } from './connected-account.json.ts';

@@ -20,6 +20,7 @@ import { policyRoutes } from './http/policy.routes.ts';
 import { settingsRoutes } from './http/settings.routes.ts';
 import { toolRoutes } from './http/tools.routes.ts';
 import { mcpRoutes } from './mcp/mcp.routes.ts';
+import { deliveryRoutes } from './http/delivery.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -93,11 +94,12 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     settingsRoutes(scope, {
       tenants: container.tenants,
       tenantSettings: container.tenantSettings,
-      onRetentionChange: async () => {},
+      onRetentionChange: () => container.maintainAudit(),
     }),
   );
   await app.register(async (scope) => mcpTokenRoutes(scope, container));
   await app.register(async (scope) => auditRoutes(scope, container));
+  await app.register(async (scope) => deliveryRoutes(scope, container));
   await app.register(async (scope) =>
     mcpRoutes(scope, {
       accounts: container.connectedAccounts,

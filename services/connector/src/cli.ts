@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { migrateToLatest } from '@warden/db';
+import { listPartitions, verifyAllChains, verifyChain } from '@warden/audit';
 import { addKeyVersion, removeKeyVersion } from '@warden/kms';
 import { isWardenError, noopLogger } from '@warden/core';
 import { ConfigError, loadConfig } from './config.ts';
@@ -19,6 +20,8 @@ const USAGE = `usage: warden <command>
                                   no data key is wrapped under it
   keys status                     the current key and how many data keys each key wraps
   db migrate                      apply pending database migrations
+  audit verify [--tenant ID]      check every tenant's (or one tenant's) audit hash chain; exit 1 on a problem
+  audit maintain                  create upcoming audit partitions and drop expired ones now
 
 Configuration comes from the same environment variables as the service (see README).`;
 
@@ -54,6 +57,7 @@ async function run(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       all: { type: 'boolean', default: false },
+      tenant: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -134,6 +138,20 @@ async function run(argv: string[]): Promise<number> {
     case 'keys status':
       return withContainer(config, async (c) => {
         await keysStatus(c);
+        return 0;
+      });
+    case 'audit verify':
+      return withContainer({ ...config, migrateOnStart: false }, async (c) => {
+        const reports = values.tenant
+          ? [await verifyChain(c.db.kysely, values.tenant)]
+          : await verifyAllChains(c.db.kysely);
+        print({ ok: reports.every((r) => r.ok), tenants: reports });
+        return reports.every((r) => r.ok) ? 0 : 1;
+      });
+    case 'audit maintain':
+      return withContainer(config, async (c) => {
+        await c.maintainAudit();
+        print({ partitions: await listPartitions(c.db.kysely) });
         return 0;
       });
     case 'db migrate':

@@ -52,6 +52,8 @@ const schema = z
     WARDEN_REPLICAS: int(1, 1000).default(1),
     MCP_ALLOWED_ORIGINS: z.string().optional(),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
+    DELIVERY_ALLOW_INSECURE: bool.default(false),
+    OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BODY_LIMIT_BYTES: int(1024, 50 * 1024 * 1024).default(1024 * 1024),
@@ -111,6 +113,9 @@ export interface Config {
   /** Browser origins allowed to call /mcp (non-browser clients send none). */
   readonly mcpAllowedOrigins: readonly string[];
   readonly auditRetentionDays: number;
+  /** SIEM sinks and webhooks may use http:// and private addresses: tests and single-host demos only. */
+  readonly deliveryAllowInsecure: boolean;
+  readonly outboxIntervalMs: number;
   readonly sandboxPoolSize: number;
   readonly logLevel: Env['LOG_LEVEL'];
   readonly bodyLimitBytes: number;
@@ -192,6 +197,8 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       .map((o) => o.trim().replace(/\/+$/, ''))
       .filter(Boolean),
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
+    deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
+    outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,
     logLevel: env.LOG_LEVEL,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,

@@ -1,6 +1,7 @@
 import type { Logger } from '@warden/core';
+import { isWardenError } from '@warden/core';
 import { createCloudflareClient, verifyCredential } from '@warden/cloudflare';
-import type { CloudflareClient } from '@warden/cloudflare';
+import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
 import { createDb, migrateToLatest } from '@warden/db';
 import type { Db } from '@warden/db';
 import { createAwsKmsKeyProvider, createLocalKeyProvider } from '@warden/kms';
@@ -22,10 +23,24 @@ import {
 } from '@warden/ratelimit';
 import type { FallbackRateBudget, RateBudget } from '@warden/ratelimit';
 import type { Redis } from 'ioredis';
-import { createAuditStore } from '@warden/audit';
-import type { AuditStore } from '@warden/audit';
-import { createExecuteToolService, createPolicyStore, createScopedToolsService } from '@warden/tools';
-import type { ExecuteToolService, PolicyStore, ScopedToolsService, TenantToolSettings } from '@warden/tools';
+import { createAuditStore, createOutboxDispatcher, runAuditMaintenance } from '@warden/audit';
+import type { AuditStore, OutboxDispatcher } from '@warden/audit';
+import {
+  createDeliveryService,
+  createExecuteToolService,
+  createOffboardingService,
+  createPolicyStore,
+  createScopedToolsService,
+} from '@warden/tools';
+import type {
+  DeliveryService,
+  ExecuteToolService,
+  OffboardingService,
+  PolicyStore,
+  ScopedToolsService,
+  TenantToolSettings,
+} from '@warden/tools';
+import { sql } from 'kysely';
 import { createMcpTokenService } from '@warden/vault';
 import type { McpTokenService } from '@warden/vault';
 import { parseBudget } from '@warden/ratelimit';
@@ -35,7 +50,9 @@ import type { Config } from './config.ts';
 import type { ReadinessCheck } from './readiness.ts';
 import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
 import type { EventBus } from './event-bus.ts';
-import { McpConnections } from './mcp/mcp-connections.ts';
+import { McpConnections, MCP_REVOKE_CHANNEL } from './mcp/mcp-connections.ts';
+import { createBullScheduler, createLocalScheduler } from './workers/scheduler.ts';
+import type { Scheduler } from './workers/scheduler.ts';
 
 export type { ReadinessCheck } from './readiness.ts';
 
@@ -65,6 +82,12 @@ export interface Container {
   /** Cross-replica fan-out (Redis pub/sub, or in-process). */
   readonly bus: EventBus;
   readonly mcpConnections: McpConnections;
+  readonly delivery: DeliveryService;
+  readonly offboarding: OffboardingService;
+  readonly outbox: OutboxDispatcher;
+  readonly scheduler: Scheduler;
+  /** One audit maintenance pass (partitions ahead, stragglers, expired days), also run by the scheduler. */
+  maintainAudit(now?: Date): Promise<void>;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -122,6 +145,28 @@ export function createKeyProvider(config: Config): KeyProvider {
     : createLocalKeyProvider({ keyFile: config.kms.keyFile });
 }
 
+/** Re-verifies a credential Cloudflare answered 401 to (at most once a minute per account). */
+function reverifier(accounts: ConnectedAccountService, cloudflare: CloudflareClient, logger: Logger) {
+  const recent = new Map<string, number>();
+  return (tenantId: string, account: { id: string }, credential: CloudflareCredential) => {
+    const now = Date.now();
+    if ((recent.get(account.id) ?? 0) > now - 60_000) return;
+    recent.set(account.id, now);
+    verifyCredential(cloudflare, credential)
+      .then(() => undefined)
+      .catch(async (error: unknown) => {
+        if (isWardenError(error) && error.code === 'invalid_credential') {
+          await accounts.setStatus(tenantId, account.id, 'INVALID');
+          logger.warn(
+            { connected_account_id: account.id, reason: error.message },
+            'credential no longer valid; account marked INVALID',
+          );
+        }
+      })
+      .catch((err: unknown) => logger.warn({ err }, 'credential re-verification failed'));
+  };
+}
+
 /** Tenant settings with the service defaults filled in. */
 function tenantSettingsReader(config: Config, tenants: TenantService) {
   return async (tenantId: string): Promise<TenantToolSettings> => {
@@ -159,10 +204,16 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       userAgent: 'warden/0.1',
     });
     const tenants = createTenantService({ db: db.kysely });
+    const delivery = createDeliveryService({
+      db: db.kysely,
+      envelope,
+      options: { allowInsecureDestinations: config.deliveryAllowInsecure },
+    });
     const connectedAccounts = createConnectedAccountService({
       db: db.kysely,
       envelope,
       verify: (credential) => verifyCredential(cloudflare, credential),
+      events: delivery.accountEvents,
     });
     const keyRotation = createKeyRotationService({ db: db.kysely, envelope });
     const redis = config.redisUrl ? createBudgetRedisClient(config.redisUrl, { lazyConnect: true }) : null;
@@ -191,6 +242,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       budget: rate.budget,
       audit,
       tenantSettings,
+      onUnauthorized: reverifier(connectedAccounts, cloudflare, logger),
       isAccountActive: async (tenantId, id) => {
         const row = await db.kysely
           .selectFrom('connected_accounts')
@@ -207,6 +259,39 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       policies,
       definitions: codeMode.definitions,
     });
+    const offboarding = createOffboardingService({
+      accounts: connectedAccounts,
+      mcpTokens,
+      cloudflare,
+      audit,
+      tenantSettings,
+      closeSessions: (tenantId, identifier) => bus.publish(MCP_REVOKE_CHANNEL, { tenantId, identifier }),
+      logger,
+    });
+    const outbox = createOutboxDispatcher({ db: db.kysely, resolve: delivery.resolve, logger });
+    const maintainAudit = async (now = new Date()) => {
+      const { rows } = await sql<{ days: number | null }>`
+        select distinct (settings->'audit'->>'retention_days')::int as days from tenants`.execute(db.kysely);
+      const retentionDays = [
+        config.auditRetentionDays,
+        ...rows.map((r) => r.days).filter((d): d is number => typeof d === 'number'),
+      ];
+      const report = await runAuditMaintenance(db.kysely, { now, retentionDays });
+      const purged = await outbox.purgeDelivered();
+      if (report.created.length || report.dropped.length || report.rescued || purged) {
+        logger.info({ ...report, outbox_purged: purged }, 'audit maintenance');
+      }
+    };
+    await maintainAudit();
+    const scheduler = config.redisUrl
+      ? createBullScheduler(config.redisUrl, logger)
+      : createLocalScheduler(logger);
+    scheduler.every('outbox-dispatch', config.outboxIntervalMs, async () => {
+      await outbox.dispatchOnce();
+    });
+    scheduler.every('audit-maintenance', 3600_000, () => maintainAudit());
+    await scheduler.start();
+    closers.push(() => scheduler.close());
     return {
       config,
       logger,
@@ -227,6 +312,11 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       tenantSettings,
       bus,
       mcpConnections: new McpConnections(),
+      delivery,
+      offboarding,
+      outbox,
+      scheduler,
+      maintainAudit,
       readiness: [
         { name: 'database', check: () => db.ping() },
         { name: 'kms', check: () => keys.ping() },

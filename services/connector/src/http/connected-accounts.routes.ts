@@ -1,33 +1,11 @@
 import type { CloudflareCredential } from '@warden/cloudflare';
-import type { ConnectedAccount } from '@warden/vault';
+import { connectedAccountJson } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
 import { tenantAuth, tenantOf } from './auth.ts';
 import { authorizationInput, connectedAccount, errorResponses, pageSize } from './schemas.ts';
-
-export function connectedAccountJson(a: ConnectedAccount) {
-  return {
-    id: a.id,
-    identifier: a.identifier,
-    connection_name: a.connectionName,
-    status: a.status,
-    authorization_type: a.authorizationType,
-    token_kind: a.tokenKind,
-    cloudflare: {
-      user_id: a.cloudflare.userId,
-      account_ids: a.cloudflare.accounts.map((x) => x.id),
-      accounts: a.cloudflare.accounts.map((x) => ({ id: x.id, name: x.name })),
-      token_id: a.cloudflare.tokenId,
-      token_status: a.cloudflare.tokenStatus,
-      expires_on: a.cloudflare.expiresOn?.toISOString() ?? null,
-    },
-    created_at: a.createdAt.toISOString(),
-    updated_at: a.updatedAt.toISOString(),
-    last_used_at: a.lastUsedAt?.toISOString() ?? null,
-  };
-}
 
 function toCredential(input: z.infer<typeof authorizationInput>): CloudflareCredential {
   return input.type === 'api_token'

@@ -1,0 +1,327 @@
+import { randomBytes } from 'node:crypto';
+import type { DeliveryTarget, SinkConfig, TargetResolver } from '@warden/audit';
+import { createAuditSink, enqueueOutbox, parseSinkConfig } from '@warden/audit';
+import type { AuditEvent } from '@warden/audit';
+import { WardenError, newId, notFound } from '@warden/core';
+import type { Database } from '@warden/db';
+import type { ConnectedAccountEvents, Envelope, SealedSecret } from '@warden/vault';
+import { connectedAccountJson } from '@warden/vault';
+import type { Kysely } from 'kysely';
+
+/**
+ * SIEM sinks and the tenant's own webhook: configuration (secrets sealed like
+ * credentials), the outbox events for connected-account changes, and the delivery
+ * targets the outbox dispatcher sends through.
+ */
+export interface DeliveryOptions {
+  /** Accept http:// and private-network destinations: tests and single-host demos only. */
+  readonly allowInsecureDestinations: boolean;
+}
+
+export interface SinkView {
+  readonly id: string;
+  readonly type: string;
+  readonly name: string;
+  /** Without its secret. */
+  readonly config: Record<string, unknown>;
+  readonly enabled: boolean;
+  readonly createdAt: Date;
+}
+
+export interface DeliveryView {
+  readonly id: string;
+  readonly eventId: string;
+  readonly status: string;
+  readonly attempts: number;
+  readonly lastError: string | null;
+  readonly nextAttemptAt: Date;
+  readonly createdAt: Date;
+  readonly deliveredAt: Date | null;
+}
+
+type SealedRow = {
+  key_provider: string | null;
+  key_id: string | null;
+  wrapped_key: Uint8Array | null;
+  iv: Uint8Array | null;
+  ciphertext: Uint8Array | null;
+};
+
+function secretField(config: SinkConfig): 'secret' | 'token' | null {
+  if (config.type === 'webhook') return 'secret';
+  if (config.type === 'splunk_hec') return 'token';
+  return null;
+}
+
+export function createDeliveryService(deps: {
+  db: Kysely<Database>;
+  envelope: Envelope;
+  options: DeliveryOptions;
+}) {
+  const { db, envelope } = deps;
+  const validation = {
+    allowInsecureHttp: deps.options.allowInsecureDestinations,
+    allowPrivateNetwork: deps.options.allowInsecureDestinations,
+  };
+
+  async function seal(tenantId: string, rowId: string, secret: string) {
+    // The envelope binds the secret to its row: a sealed sink secret copied elsewhere does not open.
+    const sealed = await envelope.seal({ tenantId, connectedAccountId: rowId }, Buffer.from(secret, 'utf8'));
+    return {
+      key_provider: sealed.keyProvider,
+      key_id: sealed.keyId,
+      wrapped_key: sealed.wrappedKey,
+      iv: sealed.iv,
+      ciphertext: sealed.ciphertext,
+    };
+  }
+
+  async function open(tenantId: string, rowId: string, row: SealedRow): Promise<string | null> {
+    if (!row.ciphertext || !row.iv || !row.wrapped_key || !row.key_id || !row.key_provider) return null;
+    const sealed: SealedSecret = {
+      keyProvider: row.key_provider,
+      keyId: row.key_id,
+      wrappedKey: Buffer.from(row.wrapped_key),
+      iv: Buffer.from(row.iv),
+      ciphertext: Buffer.from(row.ciphertext),
+    };
+    const plaintext = await envelope.open({ tenantId, connectedAccountId: rowId }, sealed);
+    try {
+      return plaintext.toString('utf8');
+    } finally {
+      plaintext.fill(0);
+    }
+  }
+
+  function sinkTarget(config: SinkConfig): DeliveryTarget {
+    const sink = createAuditSink(config, validation);
+    return {
+      send: (payloads, context) => sink.send(payloads as unknown as readonly AuditEvent[], context),
+      close: () => sink.close(),
+    };
+  }
+
+  const resolve: TargetResolver = async ({ tenantId, type, id }) => {
+    if (type === 'audit_sink') {
+      const row = await db
+        .selectFrom('audit_sinks')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!row || !row.enabled) return null;
+      const config = { ...row.config } as Record<string, unknown>;
+      const field = secretField(config as unknown as SinkConfig);
+      if (field) config[field] = await open(tenantId, id, row);
+      return sinkTarget(config as unknown as SinkConfig);
+    }
+    const row = await db
+      .selectFrom('tenant_webhooks')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row || !row.enabled) return null;
+    const secret = await open(tenantId, id, row);
+    if (!secret) return null;
+    return sinkTarget({ type: 'webhook', url: row.url, secret });
+  };
+
+  /** Tenant webhook events, recorded in the transaction of the account change. */
+  const accountEvents: ConnectedAccountEvents = async (tx, event) => {
+    const hook = await tx
+      .selectFrom('tenant_webhooks')
+      .select('id')
+      .where('tenant_id', '=', event.account.tenantId)
+      .where('enabled', '=', true)
+      .executeTakeFirst();
+    if (!hook) return;
+    const id = newId('whk');
+    await enqueueOutbox(tx, [
+      {
+        tenantId: event.account.tenantId,
+        destinationType: 'tenant_webhook',
+        destinationId: hook.id,
+        eventId: id,
+        payload: {
+          id,
+          type: event.type,
+          created_at: new Date().toISOString(),
+          data: { connected_account: connectedAccountJson(event.account) },
+        },
+      },
+    ]);
+  };
+
+  function sinkView(row: {
+    id: string;
+    type: string;
+    name: string;
+    config: Record<string, unknown>;
+    enabled: boolean;
+    created_at: Date;
+  }): SinkView {
+    return {
+      id: row.id,
+      type: row.type,
+      name: row.name,
+      config: row.config,
+      enabled: row.enabled,
+      createdAt: row.created_at,
+    };
+  }
+
+  return {
+    resolve,
+    accountEvents,
+
+    async createSink(tenantId: string, input: { name?: unknown; config: unknown }): Promise<SinkView> {
+      const config = parseSinkConfig(input.config, { ...validation, fieldPrefix: 'config' });
+      const name =
+        typeof input.name === 'string' && input.name.trim() ? input.name.trim().slice(0, 100) : config.type;
+      const id = newId('snk');
+      const field = secretField(config);
+      const { [field ?? '_']: secret, ...publicConfig } = config as unknown as Record<string, unknown>;
+      const sealed = field && typeof secret === 'string' ? await seal(tenantId, id, secret) : {};
+      const row = await db
+        .insertInto('audit_sinks')
+        .values({
+          id,
+          tenant_id: tenantId,
+          type: config.type,
+          name,
+          config: JSON.stringify(publicConfig),
+          ...sealed,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return sinkView(row);
+    },
+
+    async listSinks(tenantId: string): Promise<SinkView[]> {
+      const rows = await db
+        .selectFrom('audit_sinks')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .orderBy('created_at')
+        .execute();
+      return rows.map(sinkView);
+    },
+
+    async deleteSink(tenantId: string, id: string): Promise<void> {
+      const result = await db
+        .deleteFrom('audit_sinks')
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (result.numDeletedRows === 0n) throw notFound('audit sink');
+    },
+
+    async deliveries(
+      tenantId: string,
+      destinationId: string,
+      query: { status?: 'pending' | 'sending' | 'delivered' | 'failed'; limit?: number },
+    ): Promise<DeliveryView[]> {
+      const owner =
+        (await db
+          .selectFrom('audit_sinks')
+          .select('id')
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', destinationId)
+          .executeTakeFirst()) ??
+        (await db
+          .selectFrom('tenant_webhooks')
+          .select('id')
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', destinationId)
+          .executeTakeFirst());
+      if (!owner) throw notFound('delivery destination');
+      let q = db
+        .selectFrom('outbox')
+        .select([
+          'id',
+          'event_id',
+          'status',
+          'attempts',
+          'last_error',
+          'next_attempt_at',
+          'created_at',
+          'delivered_at',
+        ])
+        .where('tenant_id', '=', tenantId)
+        .where('destination_id', '=', destinationId);
+      if (query.status) q = q.where('status', '=', query.status);
+      const rows = await q
+        .orderBy('id', 'desc')
+        .limit(Math.min(query.limit ?? 100, 500))
+        .execute();
+      return rows.map((r) => ({
+        id: String(r.id),
+        eventId: r.event_id,
+        status: r.status,
+        attempts: r.attempts,
+        lastError: r.last_error,
+        nextAttemptAt: r.next_attempt_at,
+        createdAt: r.created_at,
+        deliveredAt: r.delivered_at,
+      }));
+    },
+
+    /** Sets the tenant's webhook; returns the signing secret once (generated unless given). */
+    async setWebhook(tenantId: string, input: { url: unknown; secret?: unknown }) {
+      const secret =
+        input.secret === undefined
+          ? `whsec_${randomBytes(24).toString('base64url')}`
+          : typeof input.secret === 'string'
+            ? input.secret
+            : '';
+      if (secret.length < 16) {
+        throw new WardenError(
+          'invalid_request',
+          'secret: must be at least 16 characters (or leave it out to get one)',
+          { field: 'secret' },
+        );
+      }
+      const config = parseSinkConfig({ type: 'webhook', url: input.url, secret }, validation) as {
+        url: string;
+      };
+      const existing = await db
+        .selectFrom('tenant_webhooks')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
+      const id = existing?.id ?? newId('whk');
+      const sealed = await seal(tenantId, id, secret);
+      await db
+        .insertInto('tenant_webhooks')
+        .values({ tenant_id: tenantId, id, url: config.url, enabled: true, ...sealed })
+        .onConflict((oc) =>
+          oc
+            .column('tenant_id')
+            .doUpdateSet({ url: config.url, enabled: true, updated_at: new Date(), ...sealed }),
+        )
+        .execute();
+      return { id, url: config.url, secret };
+    },
+
+    async getWebhook(tenantId: string) {
+      const row = await db
+        .selectFrom('tenant_webhooks')
+        .select(['id', 'url', 'enabled', 'created_at'])
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
+      if (!row) throw notFound('webhook');
+      return row;
+    },
+
+    async deleteWebhook(tenantId: string): Promise<void> {
+      const result = await db
+        .deleteFrom('tenant_webhooks')
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
+      if (result.numDeletedRows === 0n) throw notFound('webhook');
+    },
+  };
+}
+
+export type DeliveryService = ReturnType<typeof createDeliveryService>;
