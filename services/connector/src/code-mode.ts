@@ -65,7 +65,12 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
     try {
       const spec = await specStore.load();
       if (closed) return;
-      pool = createSandboxPool({ size: config.sandboxPoolSize, spec: specStore, logger: log });
+      pool = createSandboxPool({
+        size: config.sandboxPoolSize,
+        spec: specStore,
+        limits: config.sandboxLimits,
+        logger: log,
+      });
       await pool.ready();
       log.info({ version: spec.version, operations: spec.operations.length }, 'Code Mode ready');
     } catch (error) {

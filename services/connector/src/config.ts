@@ -55,6 +55,9 @@ const schema = z
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
+    SANDBOX_TIMEOUT_MS: int(100, 300_000).default(30_000),
+    SANDBOX_MEMORY_MB: int(16, 4096).default(128),
+    SANDBOX_MAX_REQUESTS: int(1, 10_000).default(50),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BODY_LIMIT_BYTES: int(1024, 50 * 1024 * 1024).default(1024 * 1024),
     TRUST_PROXY: bool.default(false),
@@ -117,6 +120,13 @@ export interface Config {
   readonly deliveryAllowInsecure: boolean;
   readonly outboxIntervalMs: number;
   readonly sandboxPoolSize: number;
+  /** Wall-clock deadline (and CPU-time cap), memory per isolate and upstream requests per execution. */
+  readonly sandboxLimits: {
+    readonly wallMs: number;
+    readonly cpuMs: number;
+    readonly memoryMb: number;
+    readonly maxUpstreamRequests: number;
+  };
   readonly logLevel: Env['LOG_LEVEL'];
   readonly bodyLimitBytes: number;
   readonly trustProxy: boolean;
@@ -200,6 +210,12 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,
+    sandboxLimits: {
+      wallMs: env.SANDBOX_TIMEOUT_MS,
+      cpuMs: env.SANDBOX_TIMEOUT_MS,
+      memoryMb: env.SANDBOX_MEMORY_MB,
+      maxUpstreamRequests: env.SANDBOX_MAX_REQUESTS,
+    },
     logLevel: env.LOG_LEVEL,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     trustProxy: env.TRUST_PROXY,

@@ -33,9 +33,10 @@ export interface TestApp {
  */
 export async function startTestApp(
   env: Record<string, string> = {},
-  options: { viaProxyPort?: number } = {},
+  options: { viaProxyPort?: number; sharedDatabase?: TestDatabase } = {},
 ): Promise<TestApp> {
-  const db = await createTestDatabase({ migrate: false });
+  // A second replica shares the first one's database (and drops nothing on close).
+  const db = options.sharedDatabase ?? (await createTestDatabase({ migrate: false }));
   const databaseUrl = new URL(db.url);
   if (options.viaProxyPort) {
     databaseUrl.hostname = '127.0.0.1';
@@ -89,7 +90,7 @@ export async function startTestApp(
     async close() {
       await app.close();
       await container.close();
-      await db.drop();
+      if (!options.sharedDatabase) await db.drop();
       expect(logs.length).toBeGreaterThan(0);
       const leaked = [...secrets].filter((secret) => logs.some((line) => line.includes(secret)));
       expect(leaked, 'a credential reached the service logs').toEqual([]);
