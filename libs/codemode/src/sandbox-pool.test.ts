@@ -251,6 +251,17 @@ describe('sandbox pool', () => {
     expect(resultOf(await byPath.search(paths))).toEqual(['/second']);
   });
 
+  it('serves calls made before the children are ready once they are', async () => {
+    const pool = createSandboxPool({ spec: await realSpecStore(), size: 2 });
+    pools.push(pool);
+    const [search, execute] = await Promise.all([
+      pool.search("async () => spec.paths['/zones'].get.summary"),
+      pool.execute('async () => accountId', { upstream: echoUpstream, accountId: 'early' }),
+    ]);
+    expect(resultOf(search)).toBe('List Zones');
+    expect(resultOf(execute)).toBe('early');
+  });
+
   it('refuses calls once closed', async () => {
     const pool = createSandboxPool({ spec: await realSpecStore(), size: 1 });
     await pool.close();

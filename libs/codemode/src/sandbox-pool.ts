@@ -142,7 +142,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   let failedStarts = 0;
   let closing = false;
   let specVersion: string | null = null;
-  let spec = readSpec();
+  let spec = readSpec().then((payload) => {
+    specVersion ??= payload?.version ?? null;
+    return payload;
+  });
 
   /**
    * Children get the processed document from the parent (a few MB, once per start or
@@ -159,7 +162,6 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       }
       const document = await readFile(file);
       version ??= createHash('sha256').update(document).digest('hex').slice(0, 20);
-      specVersion = version;
       return { version, document };
     } catch (error) {
       logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'no spec to load yet');
@@ -261,6 +263,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         child.specVersion = message.version;
         specWaiters.get(child)?.();
         specWaiters.delete(child);
+        drain();
         notifyReady();
         return;
       case 'spec-failed':
@@ -500,9 +503,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     },
 
     async reloadSpec() {
-      spec = readSpec();
-      const next = await spec;
-      if (!next) throw new WardenError('unavailable', 'the spec is not loaded', { dependency: 'spec' });
+      const next = await readSpec();
+      if (!next) throw new WardenError('unavailable', 'the spec could not be read', { dependency: 'spec' });
+      spec = Promise.resolve(next);
+      specVersion = next.version;
       const results = await Promise.all(
         [...children]
           .filter((child) => child.started && !child.exited)
