@@ -2,31 +2,9 @@
  * What the use cases need from the Code Mode engine and the spec, stated here so the
  * use cases do not depend on how the sandboxes are built.
  */
-export interface UpstreamRequest {
-  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  readonly path: string;
-  readonly query?: Readonly<Record<string, string | number | boolean>>;
-  readonly body?: unknown;
-  readonly contentType?: string;
-  readonly rawBody?: string;
-}
-
-/** What `cloudflare.request()` resolves to inside the sandbox (API.md). */
-export interface UpstreamResponse {
-  readonly success: boolean;
-  readonly status: number;
-  readonly result: unknown;
-  readonly errors: readonly unknown[];
-  readonly messages: readonly unknown[];
-  readonly result_info?: unknown;
-}
-
-export interface TruncationInfo {
-  /** Size of the complete result as JSON, in characters, and its estimated tokens. */
-  readonly originalChars: number;
-  readonly originalTokens: number;
-  readonly keptChars: number;
-}
+// The request and response crossing the sandbox boundary are the engine's own contract.
+export type { Truncation as TruncationInfo, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
+import type { Truncation as TruncationInfo, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
 
 export type SandboxOutcome =
   | {

@@ -73,7 +73,12 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       headers: auth(),
     });
     return res.json().events as Array<
-      Record<string, unknown> & { kind: string; outcome: string; upstream: { status: number | null } | null }
+      Record<string, unknown> & {
+        kind: string;
+        outcome: string;
+        seq: number;
+        upstream: { status: number | null } | null;
+      }
     >;
   }
 
@@ -211,7 +216,7 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
     }).catch((e: { code: number; stdout: string }) => e);
     expect(bad).toMatchObject({ code: 1 });
     expect(JSON.parse((bad as { stdout: string }).stdout).tenants[0].problems).toContainEqual(
-      expect.objectContaining({ kind: 'edited', seq: (event as { seq: number }).seq }),
+      expect.objectContaining({ kind: 'edited', seq: event?.seq }),
     );
     await sql`update audit_events set outcome = ${event?.outcome as string} where id = ${event?.id as string}`.execute(
       t.db.db.kysely,
