@@ -3,9 +3,15 @@
  * timing loop, a closed-loop HTTP load generator over keep-alive sockets and an RSS sampler.
  * Only node built-ins: the figures should not depend on which HTTP client happens to be hoisted.
  */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { availableParallelism, loadavg } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** `--name 3` or `--name=3`; the fallback when absent. Throws on a value that is not a positive number. */
 export function numberArg(args: readonly string[], name: string, fallback: number): number {
@@ -60,8 +66,28 @@ export function machineInfo(prefix: string): Record<string, number | string> {
   };
 }
 
+/**
+ * What was measured: other people commit to and edit this working tree while suites run, so
+ * the commit and the number of uncommitted files go with every report.
+ */
 export function environmentInfo(): Record<string, number | string> {
-  return { node_version: process.version, cores: availableParallelism() };
+  const git = (...args: string[]) => {
+    try {
+      return execFileSync('git', args, {
+        cwd: REPO_ROOT,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    } catch {
+      return '';
+    }
+  };
+  return {
+    node_version: process.version,
+    cores: availableParallelism(),
+    git_commit: git('rev-parse', '--short', 'HEAD').trim() || 'unknown',
+    git_uncommitted_files: git('status', '--porcelain').split('\n').filter(Boolean).length,
+  };
 }
 
 export interface RateOptions {
@@ -256,4 +282,165 @@ export function sampleRss(intervalMs = 20): { stop(): number } {
       return peak / 1024 / 1024;
     },
   };
+}
+
+/** Linux `USER_HZ`: /proc reports CPU time in these ticks (100 on every mainstream kernel). */
+const CLOCK_TICKS_PER_S = 100;
+
+function procStatCpuMs(pid: number): number {
+  // Fields after the parenthesised command name (which may itself contain spaces).
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+}
+
+function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    if (text) pids.push(...text.split(/\s+/).map(Number));
+  }
+  return pids;
+}
+
+/**
+ * CPU time (ms) used so far by a process (`self`) and by all its live descendants
+ * (`descendants`: the connector's sandbox children). Linux only; null where /proc cannot be
+ * read, so figures are omitted rather than wrong.
+ */
+export function processTreeCpuMs(pid: number): { self: number; descendants: number } | null {
+  const tree = (p: number): number => {
+    let total = procStatCpuMs(p);
+    for (const child of childPids(p)) total += tree(child);
+    return total;
+  };
+  try {
+    const self = procStatCpuMs(pid);
+    return { self, descendants: childPids(pid).reduce((sum, child) => sum + tree(child), 0) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time (ms) used so far by every process whose command name is one of `names` (the
+ * PostgreSQL backends, Redis), read from /proc. Processes that exited meanwhile are missed,
+ * which only makes the "everything else" share look larger.
+ */
+export function cpuMsByCommand(names: readonly string[]): Record<string, number> {
+  const totals: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return totals;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (name in totals) totals[name] = (totals[name] as number) + procStatCpuMs(Number(entry));
+    } catch {
+      // The process exited between readdir and read.
+    }
+  }
+  return totals;
+}
+
+/** Whole-machine busy and total CPU time (ms, summed over cores) from /proc/stat. */
+function machineCpuMs(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] as string;
+    const values = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = values.reduce((a, b) => a + b, 0);
+    // idle + iowait are not busy; guest time is already inside user time, hence the slice.
+    const idle = (values[3] ?? 0) + (values[4] ?? 0);
+    return { busy: ((total - idle) * 1000) / CLOCK_TICKS_PER_S, total: (total * 1000) / CLOCK_TICKS_PER_S };
+  } catch {
+    return null;
+  }
+}
+
+/** Where the machine's CPU went during a measurement, in ms; null parts could not be read. */
+export interface CpuAccount {
+  readonly wallMs: number;
+  /** This process (load generator, in-process fakes). */
+  readonly benchMs: number;
+  /** The service process itself and its descendants (sandbox children). */
+  readonly serviceMs: number | null;
+  readonly sandboxMs: number | null;
+  readonly postgresMs: number;
+  readonly redisMs: number;
+  /** Whole machine, all cores; `otherMs` is what none of the above used: other people's work. */
+  readonly machineBusyMs: number | null;
+  readonly machineCapacityMs: number | null;
+  readonly otherMs: number | null;
+}
+
+const SERVER_COMMANDS = ['postgres', 'redis-server'] as const;
+
+/**
+ * Starts accounting CPU by owner: on a shared machine every throughput figure comes with how
+ * much CPU each part of the system used for it, and how much went to unrelated processes.
+ */
+export function startCpuAccount(servicePid: number | null = null): { stop(): CpuAccount } {
+  const wall = performance.now();
+  const bench = process.cpuUsage();
+  const service = servicePid === null ? null : processTreeCpuMs(servicePid);
+  const servers = cpuMsByCommand(SERVER_COMMANDS);
+  const machine = machineCpuMs();
+  return {
+    stop() {
+      const benchUsage = process.cpuUsage(bench);
+      const serviceNow = servicePid === null ? null : processTreeCpuMs(servicePid);
+      const serversNow = cpuMsByCommand(SERVER_COMMANDS);
+      const machineNow = machineCpuMs();
+      const benchMs = (benchUsage.user + benchUsage.system) / 1000;
+      const serviceMs = service && serviceNow ? serviceNow.self - service.self : null;
+      const sandboxMs =
+        service && serviceNow ? Math.max(0, serviceNow.descendants - service.descendants) : null;
+      const postgresMs = (serversNow.postgres ?? 0) - (servers.postgres ?? 0);
+      const redisMs = (serversNow['redis-server'] ?? 0) - (servers['redis-server'] ?? 0);
+      const machineBusyMs = machine && machineNow ? machineNow.busy - machine.busy : null;
+      const ours = benchMs + (serviceMs ?? 0) + (sandboxMs ?? 0) + postgresMs + redisMs;
+      return {
+        wallMs: performance.now() - wall,
+        benchMs,
+        serviceMs,
+        sandboxMs,
+        postgresMs,
+        redisMs,
+        machineBusyMs,
+        machineCapacityMs: machine && machineNow ? machineNow.total - machine.total : null,
+        otherMs: machineBusyMs === null ? null : Math.max(0, machineBusyMs - ours),
+      };
+    },
+  };
+}
+
+/**
+ * Flat figures of a CpuAccount: CPU ms per unit of work for each owner, plus how busy the
+ * machine was and the share unrelated processes took (both as % of all cores).
+ */
+export function cpuFigures(
+  prefix: string,
+  cpu: CpuAccount,
+  units: number,
+  unit: string,
+): Record<string, number> {
+  const per = (ms: number) => round(ms / Math.max(1, units), 3);
+  const out: Record<string, number> = {
+    [`${prefix}_bench_cpu_ms_per_${unit}`]: per(cpu.benchMs),
+    [`${prefix}_postgres_cpu_ms_per_${unit}`]: per(cpu.postgresMs),
+    [`${prefix}_redis_cpu_ms_per_${unit}`]: per(cpu.redisMs),
+  };
+  if (cpu.serviceMs !== null) out[`${prefix}_service_cpu_ms_per_${unit}`] = per(cpu.serviceMs);
+  if (cpu.sandboxMs !== null) out[`${prefix}_sandbox_cpu_ms_per_${unit}`] = per(cpu.sandboxMs);
+  if (cpu.machineBusyMs !== null && cpu.machineCapacityMs) {
+    out[`${prefix}_machine_busy_pct`] = round((100 * cpu.machineBusyMs) / cpu.machineCapacityMs, 1);
+    out[`${prefix}_other_processes_cpu_pct`] = round((100 * (cpu.otherMs ?? 0)) / cpu.machineCapacityMs, 1);
+  }
+  return out;
 }
