@@ -32,10 +32,16 @@ describe('@warden/sdk generated types', () => {
     // What `openapi-typescript` (the CLI run by `npm run sdk:generate`) writes, with its defaults.
     const fresh = `${COMMENT_HEADER}${astToString(await openapiTS(document as unknown as OpenAPI3, { silent: true }))}`;
     const committed = readFileSync(GENERATED, 'utf8');
-    expect(
-      fresh === committed,
-      'libs/sdk/src/generated/warden-api.ts is stale: run `npm run sdk:generate` and commit the result',
-    ).toBe(true);
+    if (fresh === committed) return;
+    const committedLines = committed.split('\n');
+    const freshLines = fresh.split('\n');
+    const line = freshLines.findIndex((text, i) => text !== committedLines[i]);
+    const at = line === -1 ? committedLines.length : line;
+    expect.fail(
+      `libs/sdk/src/generated/warden-api.ts is stale: run \`npm run sdk:generate\` and commit the result ` +
+        `(first difference at line ${at + 1}: committed ${JSON.stringify(committedLines[at] ?? '<end>')}, ` +
+        `served ${JSON.stringify(freshLines[at] ?? '<end>')})`,
+    );
   });
 });
 
