@@ -31,6 +31,7 @@ export interface CallOptions {
 }
 
 export interface ListScopedToolsOptions {
+  /** Only tools of these connections (`cloudflare` is the default connection). */
   readonly filter?: { readonly connectionNames?: readonly string[] };
   /** 1 to 100. */
   readonly pageSize?: number;
@@ -161,7 +162,10 @@ export function createWardenClient(options: WardenClientOptions): WardenClient {
         params: {
           query: defined({
             identifier,
-            connection_names: opts.filter?.connectionNames?.join(','),
+            // An empty list means no filter, like an absent one.
+            connection_names: opts.filter?.connectionNames?.length
+              ? opts.filter.connectionNames.join(',')
+              : undefined,
             page_size: opts.pageSize,
             page_token: opts.pageToken,
           }),
