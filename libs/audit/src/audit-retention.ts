@@ -9,6 +9,8 @@ import type { Kysely } from 'kysely';
  * a DROP, never a DELETE — after anchoring the dropped range of every chain.
  */
 const DAY_MS = 86_400_000;
+/** Advisory lock key for partition DDL (arbitrary constant, unique to this use). */
+const MAINTENANCE_LOCK = 744_201_117;
 
 function utcDay(date: Date): number {
   return Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
@@ -46,6 +48,8 @@ async function createPartition(db: Kysely<Database>, day: string): Promise<boole
   const name = partitionName(day);
   const next = isoDay(Date.parse(`${day}T00:00:00Z`) + DAY_MS);
   const moved = await db.transaction().execute(async (tx) => {
+    // Replicas starting together run maintenance together: serialize DDL on the table.
+    await sql`select pg_advisory_xact_lock(${MAINTENANCE_LOCK})`.execute(tx);
     const exists = await sql<{ n: number }>`select 1 as n from pg_class where relname = ${name}`.execute(tx);
     if (exists.rows.length > 0) return false;
     // Rows for this day may already sit in the default partition: attaching would fail,
@@ -112,6 +116,9 @@ export async function dropExpiredPartitions(db: Kysely<Database>, options: { now
   for (const partition of await listPartitions(db)) {
     if (partition.day >= today) continue;
     await db.transaction().execute(async (tx) => {
+      await sql`select pg_advisory_xact_lock(${MAINTENANCE_LOCK})`.execute(tx);
+      const still = await sql`select 1 from pg_class where relname = ${partition.name}`.execute(tx);
+      if (still.rows.length === 0) return;
       await sql`
         insert into audit_chain_anchors (tenant_id, from_seq, to_seq, row_count, first_prev_hash, last_hash, expires_on)
         select tenant_id, min(seq), max(seq), count(*),

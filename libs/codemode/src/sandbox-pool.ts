@@ -315,7 +315,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         if (isWardenError(error)) {
           outcome = { ok: false, code: error.code, message: error.message };
         } else {
-          logger.error({ err: error instanceof Error ? error.message : String(error) }, 'upstream failed');
+          logger.error({ err: error }, 'upstream failed');
           outcome = {
             ok: false,
             code: 'upstream_error',

@@ -1,7 +1,7 @@
 import type { AuditRecordInput, AuditStore } from '@warden/audit';
 import { sha256Hex } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
-import { WardenError, isWardenError, newId, systemClock } from '@warden/core';
+import { WardenError, isWardenError, newId, systemClock, unavailable } from '@warden/core';
 import type { CloudflareClient, CloudflareCredential, CloudflareResponse } from '@warden/cloudflare';
 import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
@@ -315,7 +315,13 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     };
 
     // Offboarding or revocation while the code runs stops its next request, on every replica.
-    if (!(await deps.isAccountActive(caller.tenantId, account.id))) {
+    let active: boolean;
+    try {
+      active = await deps.isAccountActive(caller.tenantId, account.id);
+    } catch (error) {
+      throw unavailable('the database', error);
+    }
+    if (!active) {
       refuse(
         new WardenError('forbidden', 'the connected account was revoked while this execution was running'),
       );
