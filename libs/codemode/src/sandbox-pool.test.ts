@@ -229,6 +229,21 @@ describe('sandbox pool', () => {
     ).toBe('a1');
   });
 
+  it('replaces a child after a number of executions without failing any call', async () => {
+    const pool = await startPool({ spec: await realSpecStore(), size: 1, recycleAfterExecutions: 3 });
+    const first = pool.stats().children[0]?.pid;
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => pool.execute(`async () => ${i}`, { upstream: echoUpstream })),
+    );
+    expect(results.map(resultOf)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    await pool.ready();
+    const stats = pool.stats();
+    expect(stats.recycled).toBeGreaterThanOrEqual(1);
+    expect(stats.restarts).toBe(0);
+    expect(stats.children.filter((c) => !c.retiring).map((c) => c.pid)).not.toContain(first);
+    expect(resultOf(await pool.search("async () => spec.paths['/zones'].get.summary"))).toBe('List Zones');
+  });
+
   it('reloads the spec without a restart', async () => {
     const dir = tempDir('warden-codemode-reload-');
     const file = path.join(dir, 'openapi.json');

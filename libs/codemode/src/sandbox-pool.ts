@@ -37,11 +37,17 @@ export interface SandboxPoolOptions {
   readonly maxExecutionsPerChild?: number;
   /** How long past a call's deadline the parent waits for its child before killing it. */
   readonly killGraceMs?: number;
+  /**
+   * Executions after which a child is replaced. isolated-vm keeps about a kilobyte of native
+   * memory per isolate it ever created; recycling bounds that.
+   */
+  readonly recycleAfterExecutions?: number;
 }
 
 export interface SandboxChildStats {
   readonly pid: number;
   readonly ready: boolean;
+  readonly retiring: boolean;
   readonly specVersion: string | null;
   readonly searches: number;
   readonly executions: number;
@@ -55,8 +61,10 @@ export interface SandboxPoolStats {
   readonly ready: number;
   readonly specVersion: string | null;
   readonly queued: number;
-  /** Children replaced since the pool started. */
+  /** Children replaced after they died. */
   readonly restarts: number;
+  /** Children replaced after `recycleAfterExecutions`. */
+  readonly recycled: number;
   readonly children: readonly SandboxChildStats[];
 }
 
@@ -79,9 +87,12 @@ interface Child {
   readonly jobs: Map<number, Job>;
   started: boolean;
   exited: boolean;
+  /** Takes no new calls and exits when its last one ends. */
+  retiring: boolean;
   specVersion: string | null;
   searches: number;
   executions: number;
+  executed: number;
 }
 
 interface Job {
@@ -132,6 +143,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const logger = (options.logger ?? noopLogger).child({ component: 'sandbox-pool' });
   const maxExecutions = options.maxExecutionsPerChild ?? 16;
   const killGraceMs = options.killGraceMs ?? 2_000;
+  const recycleAfter = options.recycleAfterExecutions ?? 5_000;
   const readableDirs = childReadableDirs();
   const children = new Set<Child>();
   const queue: Job[] = [];
@@ -139,6 +151,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const specWaiters = new Map<Child, (error?: string) => void>();
   let nextId = 1;
   let restarts = 0;
+  let recycled = 0;
   let failedStarts = 0;
   let closing = false;
   let specVersion: string | null = null;
@@ -205,9 +218,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       jobs: new Map(),
       started: false,
       exited: false,
+      retiring: false,
       specVersion: null,
       searches: 0,
       executions: 0,
+      executed: 0,
     };
     children.add(child);
     proc.stderr?.setEncoding('utf8');
@@ -239,7 +254,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         ),
       );
     }
-    if (closing) return;
+    if (closing || child.retiring) return;
     restarts++;
     failedStarts = child.started ? 0 : failedStarts + 1;
     logger.warn({ pid: child.pid, code, signal, failedStarts }, 'sandbox child exited; replacing it');
@@ -348,6 +363,12 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (child?.jobs.delete(job.id)) {
       if (job.kind === 'search') child.searches--;
       else child.executions--;
+      if (job.kind === 'execute' && ++child.executed >= recycleAfter && !child.retiring && !closing) {
+        child.retiring = true;
+        recycled++;
+        spawnChild();
+      }
+      if (child.retiring && child.jobs.size === 0 && child.process.connected) child.process.disconnect();
     }
     job.finish(result);
     drain();
@@ -362,7 +383,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   function pickChild(kind: Job['kind']): Child | undefined {
     let best: Child | undefined;
     for (const child of children) {
-      if (!child.started || child.exited) continue;
+      if (!child.started || child.exited || child.retiring) continue;
       if (
         kind === 'search'
           ? child.searches > 0 || child.specVersion === null
@@ -450,7 +471,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   }
 
   function isCurrent(child: Child): boolean {
-    return child.started && !child.exited && child.specVersion === specVersion;
+    return child.started && !child.exited && !child.retiring && child.specVersion === specVersion;
   }
 
   function notifyReady(): void {
@@ -509,7 +530,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       specVersion = next.version;
       const results = await Promise.all(
         [...children]
-          .filter((child) => child.started && !child.exited)
+          .filter((child) => child.started && !child.exited && !child.retiring)
           .map(
             (child) =>
               new Promise<string | undefined>((resolve) => {
@@ -535,14 +556,16 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       const list = [...children];
       return {
         size,
-        alive: list.filter((c) => c.started && !c.exited).length,
+        alive: list.filter((c) => c.started && !c.exited && !c.retiring).length,
         ready: list.filter(isCurrent).length,
         specVersion,
         queued: queue.length,
         restarts,
+        recycled,
         children: list.map((c) => ({
           pid: c.pid,
           ready: isCurrent(c),
+          retiring: c.retiring,
           specVersion: c.specVersion,
           searches: c.searches,
           executions: c.executions,
