@@ -1553,7 +1553,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["PolicyInput"];
                 };
             };
             responses: {
@@ -1765,7 +1765,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["PolicyInput"];
                 };
             };
             responses: {

@@ -10,7 +10,7 @@ import { errorResponses } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
 
-const policyRule = z.object({
+const policyRule = z.strictObject({
   effect: z.enum(['allow', 'deny']),
   methods: z.array(z.string()).describe('GET, POST, PUT, PATCH, DELETE or "*"'),
   path: z
@@ -19,7 +19,7 @@ const policyRule = z.object({
   name: z.string().optional(),
 });
 export const policySchema = z
-  .object({
+  .strictObject({
     read_only: z.boolean().optional().describe('Only GET requests and GraphQL queries.'),
     deny_writes_by_default: z.boolean().optional().describe('Writes need a matching allow rule.'),
     rules: z.array(policyRule).optional(),
@@ -57,7 +57,7 @@ export async function policyRoutes(
       tags: ['policy'],
       summary: 'Replace the tenant-wide policy (applies to every identifier, on every upstream request)',
       security,
-      body: z.unknown(),
+      body: policySchema,
       response: { 200: z.object({ policy: policySchema }), ...errorResponses },
     },
     handler: async (request) => {
@@ -91,7 +91,7 @@ export async function policyRoutes(
       summary: "Replace an identifier's policy",
       security,
       params: identifierParams,
-      body: z.unknown(),
+      body: policySchema,
       response: { 200: z.object({ policy: policySchema }), ...errorResponses },
     },
     handler: async (request) => {
