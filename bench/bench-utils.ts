@@ -148,12 +148,12 @@ export interface LoadResult {
 }
 
 /**
- * A closed loop: `concurrency` workers each issue the next call as soon as the previous one
- * answered, for a fixed time after a warm-up. Throughput and latency come from the same calls;
+ * A closed loop: `concurrency` workers (numbered, so a call can pick its tenant or connection)
+ * each issue the next call as soon as the previous one answered, for a fixed time after a warm-up. Throughput and latency come from the same calls;
  * failed calls are counted separately and excluded from both.
  */
 export async function runLoad(
-  call: () => Promise<void>,
+  call: (worker: number) => Promise<void>,
   options: { concurrency: number; seconds: number; warmupSeconds: number },
 ): Promise<LoadResult> {
   const phase = async (seconds: number, record: boolean) => {
@@ -163,11 +163,11 @@ export async function runLoad(
     const started = performance.now();
     const deadline = started + seconds * 1000;
     await Promise.all(
-      Array.from({ length: options.concurrency }, async () => {
+      Array.from({ length: options.concurrency }, async (_, worker) => {
         while (performance.now() < deadline) {
           const t0 = performance.now();
           try {
-            await call();
+            await call(worker);
             if (record) latencies.push(performance.now() - t0);
           } catch (error) {
             failed++;
@@ -324,29 +324,39 @@ export function processTreeCpuMs(pid: number): { self: number; descendants: numb
 }
 
 /**
- * CPU time (ms) used so far by every process whose command name is one of `names` (the
- * PostgreSQL backends, Redis), read from /proc. Processes that exited meanwhile are missed,
- * which only makes the "everything else" share look larger.
+ * CPU time (ms) used so far by each PostgreSQL and Redis server process, by pid. With a
+ * `database`, PostgreSQL backends of other databases are left out (the server is shared with
+ * other people's tests); background processes (WAL writer, checkpointer…) are kept, since they
+ * work for every database. Redis is a single shared process and is counted whole.
  */
-export function cpuMsByCommand(names: readonly string[]): Record<string, number> {
-  const totals: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+function serverCpuMs(database: string | null): Map<number, { kind: 'postgres' | 'redis'; ms: number }> {
+  const out = new Map<number, { kind: 'postgres' | 'redis'; ms: number }>();
   let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {
-    return totals;
+    return out;
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (name in totals) totals[name] = (totals[name] as number) + procStatCpuMs(Number(entry));
+      if (name === 'redis-server') out.set(pid, { kind: 'redis', ms: procStatCpuMs(pid) });
+      if (name !== 'postgres') continue;
+      if (database !== null) {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+        // Backends show their client as `host(port)` or `[local]`; background processes do not.
+        const backend = /\(\d+\)|\[local\]/.test(cmdline);
+        if (backend && !cmdline.includes(` ${database} `)) continue;
+      }
+      out.set(pid, { kind: 'postgres', ms: procStatCpuMs(pid) });
     } catch {
       // The process exited between readdir and read.
     }
   }
-  return totals;
+  return out;
 }
 
 /** Whole-machine busy and total CPU time (ms, summed over cores) from /proc/stat. */
@@ -379,30 +389,52 @@ export interface CpuAccount {
   readonly otherMs: number | null;
 }
 
-const SERVER_COMMANDS = ['postgres', 'redis-server'] as const;
-
 /**
  * Starts accounting CPU by owner: on a shared machine every throughput figure comes with how
  * much CPU each part of the system used for it, and how much went to unrelated processes.
+ * `servicePid` is the process under test (its descendants are reported apart); a process that
+ * exits before `stop()` can report its own CPU time there instead.
  */
-export function startCpuAccount(servicePid: number | null = null): { stop(): CpuAccount } {
+export function startCpuAccount(options: { servicePid?: number | null; database?: string | null } = {}): {
+  stop(overrides?: { serviceMs?: number }): CpuAccount;
+} {
+  const servicePid = options.servicePid ?? null;
+  const database = options.database ?? null;
   const wall = performance.now();
   const bench = process.cpuUsage();
   const service = servicePid === null ? null : processTreeCpuMs(servicePid);
-  const servers = cpuMsByCommand(SERVER_COMMANDS);
+  const servers = serverCpuMs(database);
+  // Connections opened and closed within the measurement (an export child's pool) exit before
+  // stop(): polling keeps the last CPU time seen of every server process, exited ones included.
+  const lastSeen = new Map(servers);
+  const poll = () => {
+    for (const [pid, seen] of serverCpuMs(database)) lastSeen.set(pid, seen);
+  };
+  const poller = setInterval(poll, 500);
+  poller.unref();
   const machine = machineCpuMs();
   return {
-    stop() {
+    stop(overrides = {}) {
+      clearInterval(poller);
       const benchUsage = process.cpuUsage(bench);
       const serviceNow = servicePid === null ? null : processTreeCpuMs(servicePid);
-      const serversNow = cpuMsByCommand(SERVER_COMMANDS);
+      poll();
+      const serversNow = lastSeen;
       const machineNow = machineCpuMs();
       const benchMs = (benchUsage.user + benchUsage.system) / 1000;
-      const serviceMs = service && serviceNow ? serviceNow.self - service.self : null;
+      const serviceMs =
+        overrides.serviceMs ?? (service && serviceNow ? serviceNow.self - service.self : null);
       const sandboxMs =
         service && serviceNow ? Math.max(0, serviceNow.descendants - service.descendants) : null;
-      const postgresMs = (serversNow.postgres ?? 0) - (servers.postgres ?? 0);
-      const redisMs = (serversNow['redis-server'] ?? 0) - (servers['redis-server'] ?? 0);
+      // Per process, so one that exited meanwhile (a closed connection) cannot make a total go
+      // negative; one that started meanwhile counts whole (up to its last poll if it exited).
+      let postgresMs = 0;
+      let redisMs = 0;
+      for (const [pid, now] of serversNow) {
+        const used = now.ms - (servers.get(pid)?.ms ?? 0);
+        if (now.kind === 'postgres') postgresMs += used;
+        else redisMs += used;
+      }
       const machineBusyMs = machine && machineNow ? machineNow.busy - machine.busy : null;
       const ours = benchMs + (serviceMs ?? 0) + (sandboxMs ?? 0) + postgresMs + redisMs;
       return {

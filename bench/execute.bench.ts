@@ -159,12 +159,12 @@ interface Phase {
 async function measure(
   call: () => Promise<void>,
   options: { concurrency: number; seconds: number; warmupSeconds: number },
-  servicePid: number | null,
+  accounting: { servicePid: number | null; database: string },
 ): Promise<Phase> {
   if (options.warmupSeconds > 0) {
     await runLoad(call, { ...options, seconds: options.warmupSeconds, warmupSeconds: 0 });
   }
-  const cpu = startCpuAccount(servicePid);
+  const cpu = startCpuAccount(accounting);
   const load = await runLoad(call, { ...options, warmupSeconds: 0 });
   return { load, cpu: cpu.stop() };
 }
@@ -202,6 +202,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     db = await createTestDatabase({ migrate: false });
     // The bench needs no connection of its own: the service migrates and uses it.
     await db.db.close();
+    // PostgreSQL CPU is counted for this database's backends only: the server is shared.
+    const database = new URL(db.url).pathname.slice(1);
     const profileDir = path.join(dir, 'cpu-profiles');
     connector = await startConnector(
       dir,
@@ -282,20 +284,24 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const figures: Record<string, unknown> = {};
     const timing = { seconds, warmupSeconds };
     // The baseline right before the c1 run it is subtracted from, so both see the same machine.
-    const directC1 = await measure(directGet, { concurrency: 1, ...timing }, null);
+    const directC1 = await measure(directGet, { concurrency: 1, ...timing }, { servicePid: null, database });
     Object.assign(figures, phaseFigures('direct', directC1));
     const upstreamBefore = cf.requestCount();
     let executeCalls = 0;
     const executeLevels = new Map<number, Phase>();
     for (const concurrency of levels) {
-      const phase = await measure(execute, { concurrency, ...timing }, servicePid);
+      const phase = await measure(execute, { concurrency, ...timing }, { servicePid, database });
       executeLevels.set(concurrency, phase);
       executeCalls += phase.load.completed;
       Object.assign(figures, phaseFigures(`c${concurrency}_execute`, phase));
     }
     // Every call (warm-ups included) should reach Cloudflare exactly once.
     const warmupCalls = cf.requestCount() - upstreamBefore - executeCalls;
-    const directC16 = await measure(directGet, { concurrency: 16, ...timing }, null);
+    const directC16 = await measure(
+      directGet,
+      { concurrency: 16, ...timing },
+      { servicePid: null, database },
+    );
     Object.assign(figures, phaseFigures('direct_c16', directC16));
 
     const c1 = executeLevels.get(1) as Phase;
