@@ -23,7 +23,14 @@ import { startFakeKms } from '@warden/testing';
 import type { FakeKms } from '@warden/testing';
 import { createEnvelope } from '@warden/vault';
 import type { SealIdentity } from '@warden/vault';
-import { environmentInfo, machineInfo, measureRate, numberArg, round } from './bench-utils.ts';
+import {
+  environmentInfo,
+  machineInfo,
+  measureRate,
+  numberArg,
+  round,
+  startCpuAccount,
+} from './bench-utils.ts';
 import type { RateOptions } from './bench-utils.ts';
 
 const IDENTITY: SealIdentity = { tenantId: 'ten_bench0000000000', connectedAccountId: 'ca_bench00000000000' };
@@ -119,6 +126,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const kms = await startFakeKms();
   try {
     const before = machineInfo('start');
+    // The machine is shared: how busy it was, and how much of it other people's processes took.
+    const cpu = startCpuAccount();
     const baseline = await baselineFigures(timing);
     const local = await providerFigures(
       'local',
@@ -140,6 +149,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       timing,
       kms,
     );
+    const account = cpu.stop();
+    const capacity = account.machineCapacityMs ?? 0;
     const decryptBaseline = baseline.aes_gcm_decrypt_per_s as number;
     return {
       ...environmentInfo(),
@@ -156,6 +167,16 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         decryptBaseline / (aws.aws_kms_fake_open_cold_per_s as number),
         1,
       ),
+      ...(capacity > 0
+        ? {
+            machine_busy_pct: round((100 * (account.machineBusyMs ?? 0)) / capacity, 1),
+            // Everything here runs in this process: any other busy time is someone else's.
+            other_processes_cpu_pct: round(
+              (100 * Math.max(0, (account.machineBusyMs ?? 0) - account.benchMs)) / capacity,
+              1,
+            ),
+          }
+        : {}),
       ...machineInfo('end'),
     };
   } finally {
