@@ -222,8 +222,17 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       const { credential } = await deps.accounts.openCredential(caller.tenantId, account.id);
       outcome = await deps.runner.execute(params.code, {
         accountId: cfAccountId,
-        upstream: (request) =>
-          upstreamCall(caller, account, credential, policy, settings, request, records, base),
+        upstream: (request, context) =>
+          upstreamCall(
+            caller,
+            account,
+            credential,
+            policy,
+            settings,
+            { ...request, signal: context.signal },
+            records,
+            base,
+          ),
       });
     }
 
@@ -260,7 +269,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     credential: CloudflareCredential,
     policy: { tenant: Policy; identity: Policy },
     settings: TenantToolSettings,
-    request: UpstreamRequest,
+    request: UpstreamRequest & { signal?: AbortSignal },
     records: AuditRecordInput[],
     base: Pick<
       AuditRecordInput,

@@ -29,7 +29,8 @@ export interface CodeRunner {
     code: string,
     options: {
       accountId: string | undefined;
-      upstream: (request: UpstreamRequest) => Promise<UpstreamResponse>;
+      /** `signal` aborts when the execution ends (timeout, abort) before the request does. */
+      upstream: (request: UpstreamRequest, context: { signal: AbortSignal }) => Promise<UpstreamResponse>;
       signal?: AbortSignal;
     },
   ): Promise<SandboxOutcome>;

@@ -143,7 +143,7 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
         return toOutcome(
           await loaded().pool.execute(code, {
             ...(options.accountId !== undefined ? { accountId: options.accountId } : {}),
-            upstream: (request) => options.upstream(request),
+            upstream: (request, context) => options.upstream(request, { signal: context.signal }),
             ...(options.signal ? { signal: options.signal } : {}),
           }),
         );
@@ -154,6 +154,7 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
         const products = pool ? specStore.current().products : [];
         return toolDefinitions({
           products,
+          limits: config.sandboxLimits,
           ...(options.policySummary ? { policySummary: options.policySummary } : {}),
         }).map((d) => ({
           name: d.name,
