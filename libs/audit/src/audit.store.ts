@@ -145,16 +145,15 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
       if (records.length === 0) return [];
       try {
         return await db.transaction().execute(async (tx) => {
-          await tx
+          // One round trip creates the chain head if needed and locks it (the no-op update
+          // takes the row lock), so appends of a tenant are serialized.
+          const head = await tx
             .insertInto('audit_chain_heads')
             .values({ tenant_id: tenantId, seq: 0, hash: GENESIS_HASH })
-            .onConflict((oc) => oc.column('tenant_id').doNothing())
-            .execute();
-          const head = await tx
-            .selectFrom('audit_chain_heads')
-            .select(['seq', 'hash'])
-            .where('tenant_id', '=', tenantId)
-            .forUpdate()
+            .onConflict((oc) =>
+              oc.column('tenant_id').doUpdateSet((eb) => ({ tenant_id: eb.ref('excluded.tenant_id') })),
+            )
+            .returning(['seq', 'hash'])
             .executeTakeFirstOrThrow();
           let seq = Number(head.seq);
           let prev = head.hash;
@@ -229,11 +228,10 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
       if (q.pageToken) {
         const after = decodeCursor(q.pageToken);
         const afterSeq = Number(after.id);
-        query = query.where((eb) =>
-          eb.or([
-            eb('occurred_at', '>', after.createdAt),
-            eb.and([eb('occurred_at', '=', after.createdAt), eb('seq', '>', String(afterSeq))]),
-          ]),
+        // A row comparison, so PostgreSQL starts the index scan at the cursor instead of
+        // filtering out every row before it (which made deep pages and exports quadratic).
+        query = query.where(({ eb, refTuple, tuple }) =>
+          eb(refTuple('occurred_at', 'seq'), '>', tuple(after.createdAt, String(afterSeq))),
         );
       }
       const rows = await query
@@ -263,11 +261,8 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
           .where('occurred_at', '<', range.to);
         if (after) {
           const a = after;
-          query = query.where((eb) =>
-            eb.or([
-              eb('occurred_at', '>', a.at),
-              eb.and([eb('occurred_at', '=', a.at), eb('seq', '>', a.seq)]),
-            ]),
+          query = query.where(({ eb, refTuple, tuple }) =>
+            eb(refTuple('occurred_at', 'seq'), '>', tuple(a.at, a.seq)),
           );
         }
         const rows = await query.orderBy('occurred_at').orderBy('seq').limit(batchSize).execute();

@@ -289,11 +289,8 @@ export function createConnectedAccountService(deps: {
       if (query.status !== undefined) q = q.where('ca.status', '=', query.status);
       if (query.pageToken !== undefined) {
         const after = decodeCursor(query.pageToken);
-        q = q.where((eb) =>
-          eb.or([
-            eb('ca.created_at', '>', after.createdAt),
-            eb.and([eb('ca.created_at', '=', after.createdAt), eb('ca.id', '>', after.id)]),
-          ]),
+        q = q.where(({ eb, refTuple, tuple }) =>
+          eb(refTuple('ca.created_at', 'ca.id'), '>', tuple(after.createdAt, after.id)),
         );
       }
       const rows = await q
