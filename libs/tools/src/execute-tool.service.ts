@@ -9,7 +9,6 @@ import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
 import { resolveAccount, resolveCloudflareAccount, upstreamPrincipal } from './account-resolution.ts';
 import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
 import type { Policy } from './policy.ts';
-import type { PolicyStore } from './policy.store.ts';
 import type {
   CodeRunner,
   SandboxOutcome,
@@ -50,13 +49,16 @@ export interface ExecuteToolResult {
 
 export interface ExecuteToolDeps {
   readonly accounts: Pick<ConnectedAccountService, 'list' | 'get' | 'openCredential'>;
-  readonly policies: Pick<PolicyStore, 'effective'>;
+  /** The tenant's and identity's policies and the tenant's settings, in one read. */
+  readonly context: (
+    tenantId: string,
+    identifier: string,
+  ) => Promise<{ policy: { tenant: Policy; identity: Policy }; settings: TenantToolSettings }>;
   readonly runner: CodeRunner;
   readonly spec: SpecLookup;
   readonly cloudflare: CloudflareClient;
   readonly budget: RateBudget;
   readonly audit: AuditStore;
-  readonly tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
   /**
    * Cloudflare answered 401 with this credential: the caller re-verifies it and marks the
    * account INVALID if Cloudflare no longer accepts it (an endpoint a token may not use
@@ -196,10 +198,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     const account = await resolveAccount(deps.accounts, caller, input);
     const cfAccountId =
       tool === 'cloudflare_execute' ? resolveCloudflareAccount(account, params.accountId) : undefined;
-    const [policy, settings] = await Promise.all([
-      deps.policies.effective(caller.tenantId, input.identifier),
-      deps.tenantSettings(caller.tenantId),
-    ]);
+    const { policy, settings } = await deps.context(caller.tenantId, input.identifier);
     // No unaudited call: if the trail cannot be written, refuse before anything runs.
     await deps.audit.probe(caller.tenantId, { retentionDays: settings.retentionDays });
 

@@ -1,4 +1,5 @@
-import type { Database } from '@warden/db';
+import { notFound } from '@warden/core';
+import type { Database, TenantSettings } from '@warden/db';
 import type { Kysely } from 'kysely';
 import type { Policy } from './policy.ts';
 
@@ -10,11 +11,34 @@ export interface PolicyStore {
   deleteIdentityPolicy(tenantId: string, identifier: string): Promise<boolean>;
   /** Both policies in one round trip, for the execute path. */
   effective(tenantId: string, identifier: string): Promise<{ tenant: Policy; identity: Policy }>;
+  /** Both policies and the tenant's raw settings in one round trip. */
+  effectiveWithSettings(
+    tenantId: string,
+    identifier: string,
+  ): Promise<{ tenant: Policy; identity: Policy; settings: TenantSettings }>;
 }
 
 export function createPolicyStore(deps: { db: Kysely<Database> }): PolicyStore {
   const { db } = deps;
+  async function effectiveWithSettings(tenantId: string, identifier: string) {
+    const row = await db
+      .selectFrom('tenants as t')
+      .leftJoin('identity_policies as p', (join) =>
+        join.onRef('p.tenant_id', '=', 't.id').on('p.identifier', '=', identifier),
+      )
+      .select(['t.settings', 'p.policy'])
+      .where('t.id', '=', tenantId)
+      .executeTakeFirst();
+    if (!row) throw notFound('tenant');
+    return {
+      tenant: ((row.settings as { policy?: Policy }).policy ?? {}) as Policy,
+      identity: (row.policy ?? {}) as Policy,
+      settings: row.settings,
+    };
+  }
+
   return {
+    effectiveWithSettings,
     async tenantPolicy(tenantId) {
       const row = await db
         .selectFrom('tenants')
@@ -67,18 +91,8 @@ export function createPolicyStore(deps: { db: Kysely<Database> }): PolicyStore {
       return result.numDeletedRows > 0n;
     },
     async effective(tenantId, identifier) {
-      const row = await db
-        .selectFrom('tenants as t')
-        .leftJoin('identity_policies as p', (join) =>
-          join.onRef('p.tenant_id', '=', 't.id').on('p.identifier', '=', identifier),
-        )
-        .select(['t.settings', 'p.policy'])
-        .where('t.id', '=', tenantId)
-        .executeTakeFirst();
-      return {
-        tenant: ((row?.settings as { policy?: Policy } | undefined)?.policy ?? {}) as Policy,
-        identity: (row?.policy ?? {}) as Policy,
-      };
+      const { tenant, identity } = await effectiveWithSettings(tenantId, identifier);
+      return { tenant, identity };
     },
   };
 }

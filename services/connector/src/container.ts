@@ -3,7 +3,7 @@ import { isWardenError } from '@warden/core';
 import { createCloudflareClient, verifyCredential } from '@warden/cloudflare';
 import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
 import { createDb, migrateToLatest } from '@warden/db';
-import type { Db } from '@warden/db';
+import type { Db, TenantSettings } from '@warden/db';
 import { createAwsKmsKeyProvider, createLocalKeyProvider } from '@warden/kms';
 import type { KeyProvider } from '@warden/kms';
 import {
@@ -168,19 +168,19 @@ function reverifier(accounts: ConnectedAccountService, cloudflare: CloudflareCli
 }
 
 /** Tenant settings with the service defaults filled in. */
-function tenantSettingsReader(config: Config, tenants: TenantService) {
-  return async (tenantId: string): Promise<TenantToolSettings> => {
-    const { settings } = await tenants.get(tenantId);
-    const audit = (settings.audit ?? {}) as { retention_days?: number; capture_code?: boolean };
-    return {
-      budget:
-        typeof settings.budget === 'string'
-          ? parseBudget(settings.budget, 'budget')
-          : config.cloudflare.budget,
-      retentionDays: audit.retention_days ?? config.auditRetentionDays,
-      captureCode: audit.capture_code ?? true,
-    };
+function effectiveSettings(config: Config, settings: TenantSettings): TenantToolSettings {
+  const audit = (settings.audit ?? {}) as { retention_days?: number; capture_code?: boolean };
+  return {
+    budget:
+      typeof settings.budget === 'string' ? parseBudget(settings.budget, 'budget') : config.cloudflare.budget,
+    retentionDays: audit.retention_days ?? config.auditRetentionDays,
+    captureCode: audit.capture_code ?? true,
   };
+}
+
+function tenantSettingsReader(config: Config, tenants: TenantService) {
+  return async (tenantId: string): Promise<TenantToolSettings> =>
+    effectiveSettings(config, (await tenants.get(tenantId)).settings);
 }
 
 /** The composition root: explicit wiring of every dependency, nothing hidden on the Fastify instance. */
@@ -235,13 +235,15 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     const tenantSettings = tenantSettingsReader(config, tenants);
     const executeTool = createExecuteToolService({
       accounts: connectedAccounts,
-      policies,
+      context: async (tenantId, identifier) => {
+        const { tenant, identity, settings } = await policies.effectiveWithSettings(tenantId, identifier);
+        return { policy: { tenant, identity }, settings: effectiveSettings(config, settings) };
+      },
       runner: codeMode.runner,
       spec: codeMode.spec,
       cloudflare,
       budget: rate.budget,
       audit,
-      tenantSettings,
       onUnauthorized: reverifier(connectedAccounts, cloudflare, logger),
       isAccountActive: async (tenantId, id) => {
         const row = await db.kysely
