@@ -70,7 +70,17 @@ export function createLogger(options: { level: string; destination?: Destination
         },
       },
       formatters: {
-        log: (obj) => scrub(obj) as Record<string, unknown>,
+        // pino runs this before the serializers: req, res and err have serializers of their
+        // own that pick safe fields (a deep copy would lose their getters, e.g. statusCode).
+        log: (obj) => {
+          const { req, res, err, ...rest } = obj as Record<string, unknown>;
+          return {
+            ...(scrub(rest) as Record<string, unknown>),
+            ...(req !== undefined ? { req } : {}),
+            ...(res !== undefined ? { res } : {}),
+            ...(err !== undefined ? { err } : {}),
+          };
+        },
       },
     },
     options.destination,

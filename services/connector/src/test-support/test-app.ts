@@ -92,6 +92,9 @@ export async function startTestApp(
       await container.close();
       if (!options.sharedDatabase) await db.drop();
       expect(logs.length).toBeGreaterThan(0);
+      // Access logs keep what operators need (and the scrubber must not strip it).
+      expect(logs.some((line) => /"req":\{"method":"[A-Z]+","path":"\//.test(line))).toBe(true);
+      expect(logs.some((line) => /"res":\{"statusCode":\d{3}\}/.test(line))).toBe(true);
       const leaked = [...secrets].filter((secret) => logs.some((line) => line.includes(secret)));
       expect(leaked, 'a credential reached the service logs').toEqual([]);
     },
