@@ -647,6 +647,117 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/v1/spec/reload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Read the Cloudflare OpenAPI document again and hand a changed one to every sandbox (no restart) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            version: string;
+                            changed: boolean;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connected_accounts": {
         parameters: {
             query?: never;
@@ -3661,6 +3772,16 @@ export interface components {
             created_at: string;
             updated_at: string;
             last_used_at: string | null;
+            /** @description Upstream budget left now; null when revoked or when the budget store is unreachable */
+            rate_budget: {
+                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
+                principal: string;
+                remaining: number;
+                capacity: number;
+                window_seconds: number;
+                /** @description Set while Cloudflare asked to back off (429 Retry-After) */
+                blocked_until: string | null;
+            } | null;
         };
         TenantInput: {
             id: string;
@@ -3810,6 +3931,16 @@ export interface components {
             created_at: string;
             updated_at: string;
             last_used_at: string | null;
+            /** @description Upstream budget left now; null when revoked or when the budget store is unreachable */
+            rate_budget: {
+                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
+                principal: string;
+                remaining: number;
+                capacity: number;
+                window_seconds: number;
+                /** @description Set while Cloudflare asked to back off (429 Retry-After) */
+                blocked_until: string | null;
+            } | null;
         };
         Tenant: {
             id: string;

@@ -125,6 +125,12 @@ describe('admin API', () => {
     expect(malformed.json().error).toMatchObject({ code: 'invalid_request', field: 'body' });
   });
 
+  it('reloads the Cloudflare spec without a restart', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/admin/v1/spec/reload', headers: admin() });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ version: expect.any(String), changed: false });
+  });
+
   it('is disabled (404) when WARDEN_ADMIN_TOKEN is unset', async () => {
     const off = await startTestApp({ WARDEN_ADMIN_TOKEN: '' });
     try {

@@ -14,7 +14,7 @@ const tenantParams = z.object({ id: z.string().max(100) });
 
 export async function adminRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants' | 'config'>,
+  deps: Pick<Container, 'tenants' | 'config' | 'codeMode'>,
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const security = [{ adminToken: [] }];
@@ -86,5 +86,16 @@ export async function adminRoutes(
       await deps.tenants.revokeApiKey(request.params.id, request.params.key_id);
       return reply.code(204).send(null);
     },
+  });
+
+  r.post('/admin/v1/spec/reload', {
+    schema: {
+      tags: ['admin'],
+      summary:
+        'Read the Cloudflare OpenAPI document again and hand a changed one to every sandbox (no restart)',
+      security,
+      response: { 200: z.object({ version: z.string(), changed: z.boolean() }), ...errorResponses },
+    },
+    handler: async () => deps.codeMode.reload(),
   });
 }

@@ -1,5 +1,7 @@
 import type { CloudflareCredential } from '@warden/cloudflare';
 import { connectedAccountJson } from '@warden/vault';
+import type { ConnectedAccount } from '@warden/vault';
+import { upstreamPrincipal } from '@warden/tools';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -18,8 +20,38 @@ const security = [{ tenantKey: [] }];
 
 export async function connectedAccountRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants' | 'connectedAccounts'>,
+  deps: Pick<Container, 'tenants' | 'connectedAccounts' | 'rateBudget' | 'tenantSettings'>,
 ): Promise<void> {
+  /** The wire form plus the remaining upstream budget of each account's principal. */
+  async function views(tenantId: string, accounts: readonly ConnectedAccount[]) {
+    const { budget } = await deps.tenantSettings(tenantId);
+    return Promise.all(
+      accounts.map(async (account) => {
+        let rateBudget = null;
+        if (account.status !== 'REVOKED') {
+          const principal = upstreamPrincipal(account);
+          // Account details stay readable while Redis is down; only the budget is then unknown.
+          const peek = await deps.rateBudget.peek(principal, budget).catch(() => null);
+          if (peek) {
+            rateBudget = {
+              principal,
+              remaining: Math.floor(peek.remaining),
+              capacity: budget.capacity,
+              window_seconds: budget.windowSeconds,
+              blocked_until: peek.blockedUntil?.toISOString() ?? null,
+            };
+          }
+        }
+        return { ...connectedAccountJson(account), rate_budget: rateBudget };
+      }),
+    );
+  }
+  const view = async (tenantId: string, account: ConnectedAccount) => {
+    const [one] = await views(tenantId, [account]);
+    if (!one) throw new Error('unreachable: one view per account');
+    return one;
+  };
+
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.addHook('preHandler', tenantAuth(deps.tenants));
 
@@ -43,7 +75,7 @@ export async function connectedAccountRoutes(
           : {}),
         credential: toCredential(request.body.authorization),
       });
-      return reply.code(201).send({ connected_account: connectedAccountJson(account) });
+      return reply.code(201).send({ connected_account: await view(tenantOf(request).tenantId, account) });
     },
   });
 
@@ -77,7 +109,7 @@ export async function connectedAccountRoutes(
         ...(q.page_token !== undefined ? { pageToken: q.page_token } : {}),
       });
       return {
-        connected_accounts: page.items.map(connectedAccountJson),
+        connected_accounts: await views(tenantOf(request).tenantId, page.items),
         next_page_token: page.nextPageToken,
       };
     },
@@ -91,11 +123,15 @@ export async function connectedAccountRoutes(
       params: idParams,
       response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
     },
-    handler: async (request) => ({
-      connected_account: connectedAccountJson(
-        await deps.connectedAccounts.get(tenantOf(request).tenantId, request.params.id),
-      ),
-    }),
+    handler: async (request) => {
+      const { tenantId } = tenantOf(request);
+      return {
+        connected_account: await view(
+          tenantId,
+          await deps.connectedAccounts.get(tenantId, request.params.id),
+        ),
+      };
+    },
   });
 
   r.put('/api/v1/connected_accounts/:id', {
@@ -107,15 +143,15 @@ export async function connectedAccountRoutes(
       body: z.strictObject({ authorization: authorizationInput }),
       response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
     },
-    handler: async (request) => ({
-      connected_account: connectedAccountJson(
-        await deps.connectedAccounts.rotate(
-          tenantOf(request).tenantId,
-          request.params.id,
-          toCredential(request.body.authorization),
-        ),
-      ),
-    }),
+    handler: async (request) => {
+      const { tenantId } = tenantOf(request);
+      const account = await deps.connectedAccounts.rotate(
+        tenantId,
+        request.params.id,
+        toCredential(request.body.authorization),
+      );
+      return { connected_account: await view(tenantId, account) };
+    },
   });
 
   r.delete('/api/v1/connected_accounts/:id', {

@@ -56,6 +56,21 @@ export const connectedAccount = z
     created_at: z.string(),
     updated_at: z.string(),
     last_used_at: z.string().nullable(),
+    rate_budget: z
+      .object({
+        principal: z
+          .string()
+          .describe('cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against'),
+        remaining: z.number(),
+        capacity: z.number(),
+        window_seconds: z.number(),
+        blocked_until: z
+          .string()
+          .nullable()
+          .describe('Set while Cloudflare asked to back off (429 Retry-After)'),
+      })
+      .nullable()
+      .describe('Upstream budget left now; null when revoked or when the budget store is unreachable'),
   })
   .meta({ id: 'ConnectedAccount' });
 

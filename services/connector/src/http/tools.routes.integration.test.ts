@@ -310,6 +310,18 @@ describe('tools API: list_scoped_tools and execute_tool end to end', () => {
         cf_ray: expect.any(String),
       },
     });
+    const account = await t.app.inject({
+      method: 'GET',
+      url: '/api/v1/connected_accounts?identifier=audited',
+      headers: auth(),
+    });
+    expect(account.json().connected_accounts[0].rate_budget).toMatchObject({
+      principal: `cf:user:${alice.id}`,
+      capacity: 1200,
+      window_seconds: 300,
+      blocked_until: null,
+    });
+    expect(account.json().connected_accounts[0].rate_budget.remaining).toBeLessThan(1200);
     expect(byKind('tool_call')).toMatchObject({
       kind: 'tool_call',
       tool_name: 'cloudflare_execute',
