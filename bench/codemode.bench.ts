@@ -14,7 +14,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { getEncoding } from 'js-tiktoken';
@@ -22,9 +21,9 @@ import { createSpecStore } from '@warden/cloudflare';
 import type { SpecStore } from '@warden/cloudflare';
 import { createSandboxPool, toolDefinitions, toolsListJson } from '@warden/codemode';
 import type { SandboxPool, Upstream, UpstreamResponse } from '@warden/codemode';
+import { specFixturePath } from '@warden/testing';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const documentPath = path.resolve(here, '../../shared/data/cloudflare-openapi.json');
+const documentPath = specFixturePath();
 
 /** What agents ask the spec, from a broad scan to a single lookup. */
 const SEARCH_PROGRAMS = [

@@ -48,8 +48,9 @@ import {
   stringArg,
 } from './bench-utils.ts';
 import type { CpuAccount, HttpClient, LoadResult } from './bench-utils.ts';
+import { specFixturePath } from '@warden/testing';
 
-const SPEC_PATH = path.resolve(REPO_ROOT, '../shared/data/cloudflare-openapi.json');
+const SPEC_PATH = specFixturePath();
 const DEFAULT_LEVELS = [1, 16, 64];
 const READY_TIMEOUT_MS = 180_000;
 

@@ -1,13 +1,11 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getEncoding } from 'js-tiktoken';
 import { describe, expect, it } from 'vitest';
 import { processCloudflareSpec } from '@warden/cloudflare';
 import { toolDefinitions, toolsListJson } from './tool-definitions.ts';
+import { specFixturePath } from '@warden/testing';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const realDocument = path.resolve(repoRoot, '../shared/data/cloudflare-openapi.json');
+const realDocument = specFixturePath();
 const o200k = getEncoding('o200k_base');
 
 function tokens(definitions: ReturnType<typeof toolDefinitions>): number {

@@ -1,12 +1,15 @@
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startFakeCloudflare } from './fake-cloudflare/fake-cloudflare.server.ts';
 import { seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
+import { specFixturePath } from './spec-fixture.ts';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const defaultSpec = resolve(repoRoot, '../shared/data/cloudflare-openapi.json');
-const specPath = process.env.FAKE_CF_SPEC_PATH || (existsSync(defaultSpec) ? defaultSpec : undefined);
+function defaultSpec(): string | undefined {
+  try {
+    return specFixturePath();
+  } catch {
+    return undefined;
+  }
+}
+const specPath = process.env.FAKE_CF_SPEC_PATH || defaultSpec();
 
 const fake = await startFakeCloudflare({
   port: Number(process.env.PORT ?? 8787),

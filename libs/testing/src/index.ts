@@ -34,3 +34,4 @@ export { FAKE_CF_ALL_PERMISSIONS, seedDemo } from './fake-cloudflare/fake-cloudf
 export type { FakeDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
 export { startTcpProxy } from './tcp-proxy.ts';
 export type { TcpProxy } from './tcp-proxy.ts';
+export { specFixturePath } from './spec-fixture.ts';

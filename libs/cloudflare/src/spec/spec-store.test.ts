@@ -1,16 +1,15 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { cloudflareProductOf } from './cloudflare-spec.ts';
 import { createSpecStore } from './spec-store.ts';
 import type { ProcessedDocument } from './openapi-processor.ts';
+import { specFixturePath } from '@warden/testing';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-const realDocument = path.resolve(repoRoot, '../shared/data/cloudflare-openapi.json');
+const realDocument = specFixturePath();
 
 function tempDir(): string {
   return mkdtempSync(path.join(tmpdir(), 'warden-spec-'));

@@ -5,9 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { createSpecStore } from '@warden/cloudflare';
 import type { SpecStore } from '@warden/cloudflare';
 import type { SandboxResult, Upstream, UpstreamResponse } from '../sandbox.types.ts';
+import { specFixturePath } from '@warden/testing';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-export const realDocument = path.resolve(repoRoot, '../shared/data/cloudflare-openapi.json');
+export const realDocument = specFixturePath();
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(tmpdir(), prefix));

@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { specFixturePath } from '../spec-fixture.ts';
 
 /** The shared Cloudflare OpenAPI document the tests drive permissions from (never copied into the repo). */
-const SPEC_PATH = fileURLToPath(
-  new URL('../../../../../shared/data/cloudflare-openapi.json', import.meta.url),
-);
+const SPEC_PATH = specFixturePath();
 
 let parsed: unknown;
 /** Parsed once per test file. */
