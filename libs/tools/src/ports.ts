@@ -2,25 +2,14 @@
  * What the use cases need from the Code Mode engine and the spec, stated here so the
  * use cases do not depend on how the sandboxes are built.
  */
-// The request and response crossing the sandbox boundary are the engine's own contract.
-export type { Truncation as TruncationInfo, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
-import type { Truncation as TruncationInfo, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
-
-export type SandboxOutcome =
-  | {
-      readonly ok: true;
-      readonly result: unknown;
-      /** Set when the result was cut to the token budget; `result` is still valid JSON. */
-      readonly truncated?: TruncationInfo;
-      readonly logs: readonly string[];
-      readonly upstreamRequests: number;
-    }
-  | {
-      readonly ok: false;
-      readonly error: { readonly code: string; readonly message: string };
-      readonly logs: readonly string[];
-      readonly upstreamRequests: number;
-    };
+// What crosses the sandbox boundary (requests, responses, results) is the engine's own contract.
+export type {
+  SandboxResult as SandboxOutcome,
+  Truncation as TruncationInfo,
+  UpstreamRequest,
+  UpstreamResponse,
+} from '@warden/codemode';
+import type { SandboxResult as SandboxOutcome, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
 
 export interface CodeRunner {
   /** `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation. */

@@ -3,14 +3,8 @@ import { WardenError } from '@warden/core';
 import { createSpecStore } from '@warden/cloudflare';
 import type { LoadedSpec, SpecStore } from '@warden/cloudflare';
 import { createSandboxPool, toolDefinitions } from '@warden/codemode';
-import type { SandboxPool, SandboxResult } from '@warden/codemode';
-import type {
-  CodeRunner,
-  OperationInfo,
-  SandboxOutcome,
-  SpecLookup,
-  ToolDefinitionSource,
-} from '@warden/tools';
+import type { SandboxPool } from '@warden/codemode';
+import type { CodeRunner, OperationInfo, SpecLookup, ToolDefinitionSource } from '@warden/tools';
 import path from 'node:path';
 import type { Config } from './config.ts';
 import type { ReadinessCheck } from './readiness.ts';
@@ -33,18 +27,6 @@ export interface CodeMode {
   reload(): Promise<{ version: string; changed: boolean }>;
   pool(): SandboxPool | null;
   close(): Promise<void>;
-}
-
-function toOutcome(result: SandboxResult): SandboxOutcome {
-  return result.ok
-    ? {
-        ok: true,
-        result: result.result,
-        ...(result.truncated ? { truncated: result.truncated } : {}),
-        logs: result.logs,
-        upstreamRequests: result.stats.upstreamRequests,
-      }
-    : { ok: false, error: result.error, logs: result.logs, upstreamRequests: result.stats.upstreamRequests };
 }
 
 export async function createCodeMode(config: Config, logger: Logger): Promise<CodeMode> {
@@ -137,16 +119,14 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
     spec: specLookup,
     runner: {
       async search(code, options) {
-        return toOutcome(await loaded().pool.search(code, { access: { denied: options.denied } }));
+        return loaded().pool.search(code, { access: { denied: options.denied } });
       },
       async execute(code, options) {
-        return toOutcome(
-          await loaded().pool.execute(code, {
-            ...(options.accountId !== undefined ? { accountId: options.accountId } : {}),
-            upstream: (request, context) => options.upstream(request, { signal: context.signal }),
-            ...(options.signal ? { signal: options.signal } : {}),
-          }),
-        );
+        return loaded().pool.execute(code, {
+          ...(options.accountId !== undefined ? { accountId: options.accountId } : {}),
+          upstream: (request, context) => options.upstream(request, { signal: context.signal }),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
       },
     },
     definitions: {
