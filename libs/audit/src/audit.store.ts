@@ -6,7 +6,6 @@ import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { AuditEvent, AuditKind, AuditOutcome } from './audit-event.ts';
 import { GENESIS_HASH, hashEvent } from './audit-hash.ts';
-import { enqueueOutbox } from './outbox.ts';
 
 /** What callers record; id, seq and the hash chain are assigned on append. */
 export type AuditRecordInput = Omit<AuditEvent, 'id' | 'tenant_id' | 'seq' | 'prev_hash' | 'hash'>;
@@ -173,31 +172,23 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
             rows.push(eventToRow(event, expiryDay(new Date(event.occurred_at), options.retentionDays)));
             prev = event.hash;
           }
-          await tx.insertInto('audit_events').values(rows).execute();
-          await tx
-            .updateTable('audit_chain_heads')
-            .set({ seq, hash: prev })
-            .where('tenant_id', '=', tenantId)
-            .execute();
-          // Transactional outbox: the tenant's SIEM sinks get every event that was committed, and only those.
-          const sinks = await tx
-            .selectFrom('audit_sinks')
-            .select('id')
-            .where('tenant_id', '=', tenantId)
-            .where('enabled', '=', true)
-            .execute();
-          await enqueueOutbox(
-            tx,
-            sinks.flatMap((sink) =>
-              events.map((event) => ({
-                tenantId,
-                destinationType: 'audit_sink' as const,
-                destinationId: sink.id,
-                eventId: event.id,
-                payload: event as unknown as Record<string, unknown>,
-              })),
+          // One statement writes the records, moves the chain head and fills the
+          // transactional outbox for the tenant's SIEM sinks (every committed event, and
+          // only those): each round trip here is paid by every tool call.
+          await sql`
+            with inserted as (
+              insert into audit_events
+              select * from jsonb_populate_recordset(null::audit_events, ${JSON.stringify(rows)}::jsonb)
             ),
-          );
+            head as (
+              update audit_chain_heads set seq = ${seq}, hash = ${prev} where tenant_id = ${tenantId}
+            )
+            insert into outbox (tenant_id, destination_type, destination_id, event_id, payload)
+            select ${tenantId}, 'audit_sink', s.id, e.id, e.payload
+            from audit_sinks s
+            cross join jsonb_to_recordset(${JSON.stringify(events.map((event) => ({ id: event.id, payload: event })))}::jsonb)
+              as e(id text, payload jsonb)
+            where s.tenant_id = ${tenantId} and s.enabled`.execute(tx);
           return events;
         });
       } catch (error) {

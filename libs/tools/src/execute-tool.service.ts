@@ -195,12 +195,16 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     }
     const tool = input.toolName;
     const params = parseParams(tool, input.params);
-    const account = await resolveAccount(deps.accounts, caller, input);
+    const [account, { policy, settings }] = await Promise.all([
+      resolveAccount(deps.accounts, caller, input),
+      deps.context(caller.tenantId, input.identifier),
+    ]);
     const cfAccountId =
       tool === 'cloudflare_execute' ? resolveCloudflareAccount(account, params.accountId) : undefined;
-    const { policy, settings } = await deps.context(caller.tenantId, input.identifier);
-    // No unaudited call: if the trail cannot be written, refuse before anything runs.
-    await deps.audit.probe(caller.tenantId, { retentionDays: settings.retentionDays });
+    // No unaudited call: the audit write path is probed while the sandbox starts; every
+    // upstream request waits for it, and no result is returned unless it succeeded.
+    const probe = deps.audit.probe(caller.tenantId, { retentionDays: settings.retentionDays });
+    probe.catch(() => {});
 
     const executionId = newId('exe');
     const started = clock.now();
@@ -217,6 +221,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     let outcome: SandboxOutcome;
     if (tool === 'cloudflare_search') {
       outcome = await deps.runner.search(params.code, { denied: deniedFor(policy.tenant, policy.identity) });
+      await probe;
     } else {
       const { credential } = await deps.accounts.openCredential(caller.tenantId, account.id);
       outcome = await deps.runner.execute(params.code, {
@@ -231,8 +236,10 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
             { ...request, signal: context.signal },
             records,
             base,
+            probe,
           ),
       });
+      await probe;
     }
 
     const error = outcome.ok ? null : outcome.error;
@@ -274,7 +281,10 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       AuditRecordInput,
       'execution_id' | 'identifier' | 'caller' | 'agent_run_id' | 'tool_name' | 'connected_account_id'
     >,
+    auditReady: Promise<void>,
   ): Promise<UpstreamResponse> {
+    // Nothing reaches Cloudflare before the audit write path has proved it works.
+    await auditReady;
     const started = clock.now();
     const operation = deps.spec.findOperation(request.method, request.path);
     const requestBytes =
@@ -322,18 +332,6 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       throw error;
     };
 
-    // Offboarding or revocation while the code runs stops its next request, on every replica.
-    let active: boolean;
-    try {
-      active = await deps.isAccountActive(caller.tenantId, account.id);
-    } catch (error) {
-      throw unavailable('the database', error);
-    }
-    if (!active) {
-      refuse(
-        new WardenError('forbidden', 'the connected account was revoked while this execution was running'),
-      );
-    }
     const graphqlQuery =
       request.method === 'POST' && isGraphqlPath(request.path)
         ? isGraphqlQueryDocument(request.body)
@@ -345,8 +343,20 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     });
     if (!decision.allowed) refuse(policyRefusal(decision, request));
 
+    // Offboarding or revocation while the code runs stops its next request, on every
+    // replica; the account check and the budget take go to different stores, in parallel.
     const principal = upstreamPrincipal(account);
-    const take = await deps.budget.take(principal, settings.budget);
+    const [active, take] = await Promise.all([
+      deps.isAccountActive(caller.tenantId, account.id).catch((error: unknown) => {
+        throw unavailable('the database', error);
+      }),
+      deps.budget.take(principal, settings.budget),
+    ]);
+    if (!active) {
+      refuse(
+        new WardenError('forbidden', 'the connected account was revoked while this execution was running'),
+      );
+    }
     if (!take.allowed) refuse(rateLimitedError(take));
 
     let response: CloudflareResponse;
