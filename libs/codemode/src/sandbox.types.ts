@@ -1,5 +1,5 @@
 import type { ErrorCode } from '@warden/core';
-import type { HttpMethod } from '@warden/cloudflare';
+import type { CloudflareRequest } from '@warden/cloudflare';
 
 export interface SandboxLimits {
   /** Heap of one execute isolate; a search isolate gets this on top of the spec it holds. */
@@ -36,16 +36,12 @@ export interface SearchAccess {
   readonly denied?: readonly string[];
 }
 
-/** One accepted `cloudflare.request`, validated, as handed to the caller's upstream. */
-export interface UpstreamRequest {
-  readonly method: HttpMethod;
-  /** Relative API path: starts with `/`, no scheme, host, `..` segments or control characters. */
-  readonly path: string;
-  readonly query?: Readonly<Record<string, string | number | boolean>>;
-  readonly body?: unknown;
-  readonly rawBody?: string;
-  readonly contentType?: string;
-}
+/**
+ * One accepted `cloudflare.request`, validated (relative path: starts with `/`, no scheme,
+ * host, `..` segments or control characters), as handed to the caller's upstream: the
+ * Cloudflare client's request without its cancellation signal.
+ */
+export type UpstreamRequest = Omit<CloudflareRequest, 'signal'>;
 
 /** What `cloudflare.request` resolves to in the sandbox. */
 export interface UpstreamResponse {
