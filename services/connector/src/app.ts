@@ -10,6 +10,7 @@ import {
   validatorCompiler,
 } from 'fastify-type-provider-zod';
 import type { Container } from './container.ts';
+import type { ExecuteToolService } from '@warden/tools';
 import { adminRoutes } from './http/admin.routes.ts';
 import { connectedAccountRoutes } from './http/connected-accounts.routes.ts';
 import { toWireError } from './http/error-mapper.ts';
@@ -21,6 +22,7 @@ import { settingsRoutes } from './http/settings.routes.ts';
 import { toolRoutes } from './http/tools.routes.ts';
 import { mcpRoutes } from './mcp/mcp.routes.ts';
 import { deliveryRoutes } from './http/delivery.routes.ts';
+import { createMetrics, metricsRoutes } from './http/metrics.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -64,6 +66,17 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     }),
   );
 
+  const metrics = createMetrics();
+  await metricsRoutes(app, metrics);
+  // Both front doors (REST and MCP) run tools through this, so the counter sees every call.
+  const executeTool: ExecuteToolService = {
+    async run(caller, input) {
+      const result = await container.executeTool.run(caller, input);
+      metrics.toolCalls.inc({ tool: input.toolName, outcome: result.error?.code ?? 'success' });
+      return result;
+    },
+  };
+
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -88,7 +101,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(async (scope) => healthRoutes(scope, container));
   await app.register(async (scope) => adminRoutes(scope, container));
   await app.register(async (scope) => connectedAccountRoutes(scope, container));
-  await app.register(async (scope) => toolRoutes(scope, container));
+  await app.register(async (scope) => toolRoutes(scope, { ...container, executeTool }));
   await app.register(async (scope) => policyRoutes(scope, container));
   await app.register(async (scope) =>
     settingsRoutes(scope, {
@@ -105,7 +118,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
       accounts: container.connectedAccounts,
       policies: container.policies,
       definitions: container.codeMode.definitions,
-      executeTool: container.executeTool,
+      executeTool,
       mcpTokens: container.mcpTokens,
       bus: container.bus,
       connections: container.mcpConnections,

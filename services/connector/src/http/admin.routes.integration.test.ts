@@ -131,6 +131,16 @@ describe('admin API', () => {
     expect(res.json()).toEqual({ version: expect.any(String), changed: false });
   });
 
+  it('serves Prometheus metrics with route templates, not concrete URLs', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/plain');
+    expect(res.body).toContain('warden_http_request_duration_seconds_bucket');
+    expect(res.body).toContain('route="/admin/v1/tenants/:id"');
+    expect(res.body).not.toMatch(/route="\/admin\/v1\/tenants\/ten_/);
+    expect(res.body).toContain('warden_process_cpu_seconds_total');
+  });
+
   it('is disabled (404) when WARDEN_ADMIN_TOKEN is unset', async () => {
     const off = await startTestApp({ WARDEN_ADMIN_TOKEN: '' });
     try {
