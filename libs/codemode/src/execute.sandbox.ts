@@ -5,7 +5,15 @@
  */
 import ivm from 'isolated-vm';
 import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
-import { CODE_FILENAME, LogBuffer, Watchdog, classifyFailure, toResult, wrapCode } from './sandbox-call.ts';
+import {
+  CODE_FILENAME,
+  LogBuffer,
+  Watchdog,
+  classifyFailure,
+  runCompiled,
+  toResult,
+  wrapCode,
+} from './sandbox-call.ts';
 import type { Failure, RunOutcome } from './sandbox-call.ts';
 import type { UpstreamOutcome } from './sandbox.protocol.ts';
 import type { SandboxLimits, SandboxResult } from './sandbox.types.ts';
@@ -67,13 +75,7 @@ export class ExecuteSandbox {
         lineOffset: -1,
         result: { reference: true },
       });
-      outcome = (await prepared.run.apply(
-        undefined,
-        [value.derefInto({ release: true }), limits.maxResultChars],
-        {
-          result: { promise: true, copy: true },
-        },
-      )) as RunOutcome;
+      outcome = await runCompiled(prepared.run, value, limits.maxResultChars);
     } catch (error) {
       outcome = classifyFailure(error, watchdog, limits);
     } finally {

@@ -160,6 +160,20 @@ export function toResult(
  * Wraps agent code as the body of a function compiled on its own, so whatever the text
  * does it stays inside that body. Line 1 of the agent's code is line 1 in errors.
  */
+/**
+ * Runs the agent's compiled function through the runtime's `run` (which awaits it and
+ * serializes its result inside the isolate), copying the outcome out.
+ */
+export async function runCompiled(
+  run: ivm.Reference,
+  compiled: ivm.Reference,
+  maxResultChars: number,
+): Promise<RunOutcome> {
+  return (await run.apply(undefined, [compiled.derefInto({ release: true }), maxResultChars], {
+    result: { promise: true, copy: true },
+  })) as RunOutcome;
+}
+
 export function wrapCode(prelude: string, code: string): string {
   return `"use strict";${prelude}return (\n${code}\n);`;
 }

@@ -7,7 +7,15 @@
 import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
-import { CODE_FILENAME, LogBuffer, Watchdog, classifyFailure, toResult, wrapCode } from './sandbox-call.ts';
+import {
+  CODE_FILENAME,
+  LogBuffer,
+  Watchdog,
+  classifyFailure,
+  runCompiled,
+  toResult,
+  wrapCode,
+} from './sandbox-call.ts';
 import type { Failure, RunOutcome } from './sandbox-call.ts';
 import type { SpecPayload } from './sandbox.protocol.ts';
 import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
@@ -121,13 +129,7 @@ export class SearchSandbox {
         ],
         { filename: CODE_FILENAME, lineOffset: -1, result: { reference: true } },
       );
-      outcome = (await warm.run.apply(
-        undefined,
-        [value.derefInto({ release: true }), limits.maxResultChars],
-        {
-          result: { promise: true, copy: true },
-        },
-      )) as RunOutcome;
+      outcome = await runCompiled(warm.run, value, limits.maxResultChars);
     } catch (error) {
       outcome = classifyFailure(error, watchdog, limits);
     }

@@ -49,15 +49,7 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
   const auth = () => ({ authorization: `Bearer ${tenant.apiKey}` });
   async function connect(identifier: string, permissions = PERMISSIONS) {
     const token = cf.state.createUserToken({ userId, permissions });
-    t.secrets.add(token.value);
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/connected_accounts',
-      headers: auth(),
-      payload: { identifier, authorization: { type: 'api_token', api_token: token.value } },
-    });
-    expect(res.statusCode).toBe(201);
-    return { token, id: res.json().connected_account.id as string };
+    return { token, id: await t.connect(tenant.apiKey, identifier, token.value) };
   }
   const execute = (identifier: string, code: string, tool = 'cloudflare_execute') =>
     t.app.inject({

@@ -45,15 +45,7 @@ describe('tools API: list_scoped_tools and execute_tool end to end', () => {
       permissions,
       ...(accounts ? { accounts } : {}),
     });
-    t.secrets.add(token.value);
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/connected_accounts',
-      headers: auth(),
-      payload: { identifier, authorization: { type: 'api_token', api_token: token.value } },
-    });
-    expect(res.statusCode).toBe(201);
-    return { token, accountId: res.json().connected_account.id as string };
+    return { token, accountId: await t.connect(tenant.apiKey, identifier, token.value) };
   }
 
   const execute = (payload: Record<string, unknown>) =>

@@ -24,6 +24,8 @@ export interface TestApp {
   /** Secrets this test handed to the service; none may ever show up in a log line. */
   readonly secrets: Set<string>;
   createTenant(name?: string): Promise<{ tenantId: string; apiKey: string }>;
+  /** Vaults a Cloudflare API token for `identifier` through the API (expects 201); returns the account id. */
+  connect(apiKey: string, identifier: string, apiToken: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -86,6 +88,17 @@ export async function startTestApp(
       const body = res.json() as { tenant: { id: string }; api_key: string };
       secrets.add(body.api_key);
       return { tenantId: body.tenant.id, apiKey: body.api_key };
+    },
+    async connect(apiKey, identifier, apiToken) {
+      secrets.add(apiToken);
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/connected_accounts',
+        headers: { authorization: `Bearer ${apiKey}` },
+        payload: { identifier, authorization: { type: 'api_token', api_token: apiToken } },
+      });
+      expect(res.statusCode).toBe(201);
+      return (res.json() as { connected_account: { id: string } }).connected_account.id;
     },
     async close() {
       await app.close();
