@@ -1,7 +1,8 @@
 /**
  * Execute runs each call in a fresh isolate. One isolate is bootstrapped ahead of time so
  * that creating it is off the call's path; it has never run agent code before its call and
- * is disposed after it.
+ * is disposed after it. The next spare is built only once a call has ended: building it
+ * blocks this process's thread for about a millisecond, which a running call would wait for.
  */
 import ivm from 'isolated-vm';
 import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
@@ -33,6 +34,7 @@ export class ExecuteSandbox {
   readonly #onCatastrophicError: (message: string) => void;
   readonly #running = new Map<number, Watchdog>();
   #spare: Promise<PreparedIsolate> | undefined;
+  #closed = false;
 
   constructor(onCatastrophicError: (message: string) => void) {
     this.#onCatastrophicError = onCatastrophicError;
@@ -65,7 +67,9 @@ export class ExecuteSandbox {
     this.#running.set(id, watchdog);
     let outcome: RunOutcome | Failure;
     try {
-      await prepared.setup.apply(undefined, [
+      // Runtime code only (no agent code has run in this isolate yet), so it may block this
+      // thread; the agent's code is compiled and run asynchronously, under the watchdog.
+      prepared.setup.applySync(undefined, [
         new ivm.Reference(requestUpstream),
         new ivm.Callback((level: unknown, text: unknown) => logs.add(level, text)),
         accountId,
@@ -86,43 +90,53 @@ export class ExecuteSandbox {
     // until then can only reach the parent, which ignores requests of finished calls.
     setImmediate(() => {
       if (!prepared.isolate.isDisposed) prepared.isolate.dispose();
+      this.#refill(limits.memoryMb);
     });
     return toResult(outcome, logs, stats, limits);
   }
 
   /** Shuts the spare isolate down. */
   close(): void {
+    this.#closed = true;
     this.#spare?.then((spare) => spare.isolate.dispose()).catch(() => undefined);
     this.#spare = undefined;
   }
 
   async #take(memoryMb: number): Promise<PreparedIsolate> {
     const spare = this.#spare;
-    this.#spare = this.#prepare(memoryMb);
-    this.#spare.catch(() => undefined);
+    this.#spare = undefined;
     const ready = await spare?.catch(() => undefined);
     if (ready && ready.memoryMb === memoryMb && !ready.isolate.isDisposed) return ready;
     ready?.isolate.dispose();
     return this.#prepare(memoryMb);
   }
 
+  /** Builds the next call's isolate, unless one is already there. */
+  #refill(memoryMb: number): void {
+    if (this.#closed || this.#spare) return;
+    this.#spare = this.#prepare(memoryMb);
+    this.#spare.catch(() => undefined);
+  }
+
+  /**
+   * Synchronous on purpose: each async isolated-vm call is a hop to the isolate's thread and
+   * back, and bootstrapping an isolate that way took twice the CPU and wall time.
+   */
   async #prepare(memoryMb: number): Promise<PreparedIsolate> {
     const isolate = new ivm.Isolate({
       memoryLimit: memoryMb,
       onCatastrophicError: this.#onCatastrophicError,
     });
     try {
-      const context = await isolate.createContext();
-      const runtime = await context.evalClosure(ISOLATE_RUNTIME_SOURCE, ['execute', null], {
+      const context = isolate.createContextSync();
+      const runtime = context.evalClosureSync(ISOLATE_RUNTIME_SOURCE, ['execute', null], {
         filename: 'warden-runtime.js',
         result: { reference: true },
       });
-      const [run, setup] = await Promise.all([
-        runtime.get('run', { reference: true }),
-        runtime.get('setup', { reference: true }),
-      ]);
+      const run = runtime.getSync('run', { reference: true });
+      const setup = runtime.getSync('setup', { reference: true });
       runtime.release();
-      return { memoryMb, isolate, context, run: run as ivm.Reference, setup: setup as ivm.Reference };
+      return { memoryMb, isolate, context, run, setup };
     } catch (error) {
       isolate.dispose();
       throw error;
