@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
@@ -66,6 +67,55 @@ describe('audit store', () => {
       ),
     );
     expect(await verifyChain(t.db.kysely, 'ten_conc')).toMatchObject({ ok: true, checked: 40 });
+  });
+
+  it('keeps one chain when two replicas append to the same tenant', async () => {
+    // Each store caches the head it last wrote; the other replica's appends make that
+    // guess stale, and the append must notice, reread the head and rebuild its hashes.
+    const a = createAuditStore({ db: t.db.kysely });
+    const b = createAuditStore({ db: t.db.kysely });
+    const now = new Date();
+    const first = await a.append('ten_replicas', [record(now)], { retentionDays: 90 });
+    const second = await b.append('ten_replicas', [record(now), record(now)], { retentionDays: 90 });
+    const third = await a.append('ten_replicas', [record(now)], { retentionDays: 90 });
+    expect([...first, ...second, ...third].map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect(third[0]?.prev_hash).toBe(second[1]?.hash);
+    await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        (i % 2 ? a : b).append('ten_replicas', [record(now), record(now)], { retentionDays: 90 }),
+      ),
+    );
+    expect(await verifyChain(t.db.kysely, 'ten_replicas')).toMatchObject({ ok: true, checked: 64 });
+    const { rows } = await sql<{ seq: string }>`
+      select seq::text from audit_chain_heads where tenant_id = 'ten_replicas'`.execute(t.db.kysely);
+    expect(rows[0]?.seq).toBe('64');
+  });
+
+  it('writes concurrent appends of a tenant together and gives each caller its own records', async () => {
+    const statements: string[] = [];
+    const counting: KyselyPlugin = {
+      transformQuery(args) {
+        if (args.node.kind === 'RawNode') statements.push(args.node.sqlFragments.join('?'));
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const db = t.db.kysely.withPlugin(counting);
+    const store = createAuditStore({ db });
+    const now = new Date();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        store.append('ten_batch', [record(now, { execution_id: `exe_${i}` })], { retentionDays: 90 }),
+      ),
+    );
+    results.forEach((events, i) => {
+      expect(events).toHaveLength(1);
+      expect(events[0]?.execution_id).toBe(`exe_${i}`);
+    });
+    expect(results.map((events) => events[0]?.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(await verifyChain(t.db.kysely, 'ten_batch')).toMatchObject({ ok: true, checked: 10 });
+    // The first append goes alone; the nine that queued behind it share one statement.
+    expect(statements.filter((text) => text.includes('insert into audit_events'))).toHaveLength(2);
   });
 
   it('audit verify finds an edited record and a deleted record', async () => {

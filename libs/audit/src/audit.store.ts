@@ -117,8 +117,9 @@ function eventToRow(event: AuditEvent, expiresOn: string) {
 
 export interface AuditStore {
   /**
-   * Appends records to the tenant's chain in one transaction. Throws `unavailable` when
-   * the store cannot be written; callers must then not report success.
+   * Appends records to the tenant's chain atomically, resolving once they are committed.
+   * Concurrent appends of a tenant are queued and written together. Throws `unavailable`
+   * when the store cannot be written; callers must then not report success.
    */
   append(
     tenantId: string,
@@ -136,64 +137,150 @@ function storeUnavailable(error: unknown): WardenError {
   return error instanceof WardenError ? error : unavailable('the audit store', error);
 }
 
+/** Records per append statement; queued appends beyond it wait for the next statement. */
+const MAX_BATCH_RECORDS = 500;
+/** Rebuilds of a batch after another writer moved the chain head, before giving up. */
+const MAX_HEAD_RACES = 20;
+
+interface ChainHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+interface PendingAppend {
+  readonly records: readonly AuditRecordInput[];
+  readonly retentionDays: number;
+  readonly resolve: (events: AuditEvent[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
   const { db } = deps;
+  /** The head this replica last wrote or read, per tenant; a guess that the append checks. */
+  const heads = new Map<string, ChainHead>();
+  /** Appends waiting for the tenant's statement in flight, in arrival order. */
+  const queues = new Map<string, PendingAppend[]>();
+
+  async function readHead(tenantId: string): Promise<ChainHead> {
+    const row = await db
+      .selectFrom('audit_chain_heads')
+      .select(['seq', 'hash'])
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    return row ? { seq: Number(row.seq), hash: row.hash } : { seq: 0, hash: GENESIS_HASH };
+  }
+
+  /**
+   * Writes a batch in one autocommit statement: it moves the chain head only if the head is
+   * still the one the hashes were built on, and inserts the records and the outbox rows only
+   * if it moved. Another replica having appended meanwhile makes it write nothing; the
+   * batch is then rebuilt on the new head.
+   */
+  async function writeBatch(tenantId: string, batch: readonly PendingAppend[]): Promise<AuditEvent[][]> {
+    const ids = batch.map((p) => p.records.map(() => newId('aud')));
+    for (let attempt = 0; attempt < MAX_HEAD_RACES; attempt++) {
+      const head = heads.get(tenantId) ?? (await readHead(tenantId));
+      let seq = head.seq;
+      let prev = head.hash;
+      const perAppend: AuditEvent[][] = [];
+      const rows = [];
+      for (const [i, pending] of batch.entries()) {
+        const events: AuditEvent[] = [];
+        for (const [j, record] of pending.records.entries()) {
+          seq += 1;
+          const unsigned: Omit<AuditEvent, 'hash'> = {
+            ...record,
+            id: ids[i]?.[j] as string,
+            tenant_id: tenantId,
+            seq,
+            prev_hash: prev,
+          };
+          const event: AuditEvent = { ...unsigned, hash: hashEvent(unsigned) };
+          events.push(event);
+          rows.push(eventToRow(event, expiryDay(new Date(event.occurred_at), pending.retentionDays)));
+          prev = event.hash;
+        }
+        perAppend.push(events);
+      }
+      const outboxed = perAppend.flat().map((event) => ({ id: event.id, payload: event }));
+      // Each round trip here is paid by every tool call: one statement writes the records,
+      // moves the head and fills the transactional outbox for the tenant's SIEM sinks
+      // (every committed event, and only those).
+      const { rows: moved } = await sql<{ moved: number }>`
+        with updated as (
+          update audit_chain_heads set seq = ${seq}, hash = ${prev}
+          where tenant_id = ${tenantId} and seq = ${head.seq} and hash = ${head.hash}
+          returning 1
+        ),
+        created as (
+          insert into audit_chain_heads (tenant_id, seq, hash)
+          select ${tenantId}, ${seq}, ${prev} where ${head.seq}::bigint = 0
+          on conflict (tenant_id) do nothing
+          returning 1
+        ),
+        head as (select 1 from updated union all select 1 from created),
+        inserted as (
+          insert into audit_events
+          select * from jsonb_populate_recordset(null::audit_events, ${JSON.stringify(rows)}::jsonb)
+          where exists (select from head)
+        ),
+        outboxed as (
+          insert into outbox (tenant_id, destination_type, destination_id, event_id, payload)
+          select ${tenantId}, 'audit_sink', s.id, e.id, e.payload
+          from audit_sinks s
+          cross join jsonb_to_recordset(${JSON.stringify(outboxed)}::jsonb) as e(id text, payload jsonb)
+          where s.tenant_id = ${tenantId} and s.enabled and exists (select from head)
+        )
+        select count(*)::int as moved from head`.execute(db);
+      if (moved[0]?.moved === 1) {
+        heads.set(tenantId, { seq, hash: prev });
+        return perAppend;
+      }
+      heads.delete(tenantId);
+    }
+    throw unavailable('the audit trail (its chain head kept moving)');
+  }
+
+  /** Writes the tenant's queued appends, a batch per statement, until none is left. */
+  async function drain(tenantId: string, queue: PendingAppend[]): Promise<void> {
+    while (queue.length > 0) {
+      let records = 0;
+      let n = 0;
+      while (
+        n < queue.length &&
+        (n === 0 || records + (queue[n]?.records.length ?? 0) <= MAX_BATCH_RECORDS)
+      ) {
+        records += queue[n]?.records.length ?? 0;
+        n++;
+      }
+      const batch = queue.splice(0, n);
+      try {
+        const written = await writeBatch(tenantId, batch);
+        batch.forEach((pending, i) => pending.resolve(written[i] ?? []));
+      } catch (error) {
+        // Committed or not is unknown: the next batch reads the head again.
+        heads.delete(tenantId);
+        const failure = storeUnavailable(error);
+        for (const pending of batch) pending.reject(failure);
+      }
+    }
+    queues.delete(tenantId);
+  }
 
   return {
-    async append(tenantId, records, options) {
-      if (records.length === 0) return [];
-      try {
-        return await db.transaction().execute(async (tx) => {
-          // One round trip creates the chain head if needed and locks it (the no-op update
-          // takes the row lock), so appends of a tenant are serialized.
-          const head = await tx
-            .insertInto('audit_chain_heads')
-            .values({ tenant_id: tenantId, seq: 0, hash: GENESIS_HASH })
-            .onConflict((oc) =>
-              oc.column('tenant_id').doUpdateSet((eb) => ({ tenant_id: eb.ref('excluded.tenant_id') })),
-            )
-            .returning(['seq', 'hash'])
-            .executeTakeFirstOrThrow();
-          let seq = Number(head.seq);
-          let prev = head.hash;
-          const events: AuditEvent[] = [];
-          const rows = [];
-          for (const record of records) {
-            seq += 1;
-            const unsigned: Omit<AuditEvent, 'hash'> = {
-              ...record,
-              id: newId('aud'),
-              tenant_id: tenantId,
-              seq,
-              prev_hash: prev,
-            };
-            const event: AuditEvent = { ...unsigned, hash: hashEvent(unsigned) };
-            events.push(event);
-            rows.push(eventToRow(event, expiryDay(new Date(event.occurred_at), options.retentionDays)));
-            prev = event.hash;
-          }
-          // One statement writes the records, moves the chain head and fills the
-          // transactional outbox for the tenant's SIEM sinks (every committed event, and
-          // only those): each round trip here is paid by every tool call.
-          await sql`
-            with inserted as (
-              insert into audit_events
-              select * from jsonb_populate_recordset(null::audit_events, ${JSON.stringify(rows)}::jsonb)
-            ),
-            head as (
-              update audit_chain_heads set seq = ${seq}, hash = ${prev} where tenant_id = ${tenantId}
-            )
-            insert into outbox (tenant_id, destination_type, destination_id, event_id, payload)
-            select ${tenantId}, 'audit_sink', s.id, e.id, e.payload
-            from audit_sinks s
-            cross join jsonb_to_recordset(${JSON.stringify(events.map((event) => ({ id: event.id, payload: event })))}::jsonb)
-              as e(id text, payload jsonb)
-            where s.tenant_id = ${tenantId} and s.enabled`.execute(tx);
-          return events;
-        });
-      } catch (error) {
-        throw storeUnavailable(error);
-      }
+    append(tenantId, records, options) {
+      if (records.length === 0) return Promise.resolve([]);
+      return new Promise<AuditEvent[]>((resolve, reject) => {
+        const pending = { records, retentionDays: options.retentionDays, resolve, reject };
+        const queue = queues.get(tenantId);
+        if (queue) {
+          queue.push(pending);
+          return;
+        }
+        const fresh = [pending];
+        queues.set(tenantId, fresh);
+        void drain(tenantId, fresh);
+      });
     },
 
     async probe(tenantId, options) {
