@@ -203,6 +203,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       timeoutMs: config.cloudflare.timeoutMs,
       userAgent: 'warden/0.1',
     });
+    closers.push(async () => cloudflare.close?.());
     const tenants = createTenantService({ db: db.kysely });
     const delivery = createDeliveryService({
       db: db.kysely,
