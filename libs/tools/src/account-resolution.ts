@@ -1,6 +1,6 @@
 import { WardenError } from '@warden/core';
-import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
-import { validateIdentifier } from '@warden/vault';
+import type { ConnectedAccount, ConnectedAccountService, OpenableAccount } from '@warden/vault';
+import { MAX_OPENABLE_ACCOUNTS, validateIdentifier } from '@warden/vault';
 import type { ToolCaller } from './tool-caller.ts';
 
 /** The ACTIVE connected accounts an identifier may use now, honouring an MCP token's connection limit. */
@@ -30,18 +30,24 @@ export async function activeAccounts(
   );
 }
 
-/** Picks the account a tool call runs against; every ambiguity is the caller's to resolve. */
+/**
+ * Picks the account a tool call runs against, read with its sealed credential; every
+ * ambiguity is the caller's to resolve.
+ */
 export async function resolveAccount(
-  accounts: Pick<ConnectedAccountService, 'list' | 'get'>,
+  accounts: Pick<ConnectedAccountService, 'openable'>,
   caller: ToolCaller,
   input: { identifier: string; connectionName?: string; connectedAccountId?: string },
-): Promise<ConnectedAccount> {
+): Promise<OpenableAccount> {
   if (input.connectedAccountId !== undefined) {
-    const account = await accounts.get(caller.tenantId, input.connectedAccountId);
-    if (account.identifier !== input.identifier) {
-      throw new WardenError('not_found', 'connected account not found');
-    }
-    if (caller.connectionNames != null && !caller.connectionNames.includes(account.connectionName)) {
+    const [found] = await accounts.openable(caller.tenantId, { id: input.connectedAccountId });
+    const account = found?.account;
+    if (
+      !found ||
+      !account ||
+      account.identifier !== input.identifier ||
+      (caller.connectionNames != null && !caller.connectionNames.includes(account.connectionName))
+    ) {
       throw new WardenError('not_found', 'connected account not found');
     }
     if (account.status !== 'ACTIVE') {
@@ -50,14 +56,17 @@ export async function resolveAccount(
         `connected account ${account.id} is ${account.status}; reconnect the credential`,
       );
     }
-    return account;
+    return found;
   }
-  const candidates = await activeAccounts(
-    accounts,
-    caller,
-    input.identifier,
-    input.connectionName ? [input.connectionName] : null,
-  );
+  validateIdentifier(input.identifier);
+  const wanted = input.connectionName ? [input.connectionName] : null;
+  const allowed = caller.connectionNames ?? null;
+  const connectionNames =
+    wanted && allowed ? wanted.filter((name) => allowed.includes(name)) : (wanted ?? allowed);
+  const candidates = await accounts.openable(caller.tenantId, {
+    identifier: input.identifier,
+    connectionNames,
+  });
   if (candidates.length === 0) {
     throw new WardenError(
       'not_found',
@@ -66,15 +75,16 @@ export async function resolveAccount(
     );
   }
   if (candidates.length > 1) {
+    const more = candidates.length >= MAX_OPENABLE_ACCOUNTS ? ' (and more)' : '';
     throw new WardenError(
       'conflict',
-      `identifier '${input.identifier}' has ${candidates.length} ACTIVE connected accounts; pass connected_account_id, one of: ${candidates
-        .map((c) => `${c.id} (${c.connectionName})`)
+      `identifier '${input.identifier}' has ${candidates.length}${more} ACTIVE connected accounts; pass connected_account_id, one of: ${candidates
+        .map(({ account }) => `${account.id} (${account.connectionName})`)
         .join(', ')}`,
       { field: 'connected_account_id' },
     );
   }
-  return candidates[0] as ConnectedAccount;
+  return candidates[0] as OpenableAccount;
 }
 
 /**

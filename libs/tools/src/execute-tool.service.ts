@@ -48,7 +48,7 @@ export interface ExecuteToolResult {
 }
 
 export interface ExecuteToolDeps {
-  readonly accounts: Pick<ConnectedAccountService, 'list' | 'get' | 'openCredential'>;
+  readonly accounts: Pick<ConnectedAccountService, 'openable'>;
   /** The tenant's and identity's policies and the tenant's settings, in one read. */
   readonly context: (
     tenantId: string,
@@ -195,7 +195,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     }
     const tool = input.toolName;
     const params = parseParams(tool, input.params);
-    const [account, { policy, settings }] = await Promise.all([
+    const [{ account, open }, { policy, settings }] = await Promise.all([
       resolveAccount(deps.accounts, caller, input),
       deps.context(caller.tenantId, input.identifier),
     ]);
@@ -223,7 +223,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       outcome = await deps.runner.search(params.code, { denied: deniedFor(policy.tenant, policy.identity) });
       await probe;
     } else {
-      const { credential } = await deps.accounts.openCredential(caller.tenantId, account.id);
+      const credential = await open();
       outcome = await deps.runner.execute(params.code, {
         accountId: cfAccountId,
         upstream: (request, context) =>

@@ -115,6 +115,45 @@ describe('tenants and connected accounts on PostgreSQL', () => {
     expect((await accounts.get(a.tenant.id, account.id)).status).toBe('ACTIVE');
   });
 
+  it('reads the accounts a tool call may use with their credential in one read, for its tenant only', async () => {
+    const { tenants, accounts } = services();
+    const a = await tenants.create('Openable A');
+    const b = await tenants.create('Openable B');
+    const first = await accounts.create(a.tenant.id, {
+      identifier: 'carol',
+      credential: { type: 'api_token', apiToken: token(41) },
+    });
+    const second = await accounts.create(a.tenant.id, {
+      identifier: 'carol',
+      credential: { type: 'api_token', apiToken: token(42) },
+    });
+    await accounts.create(a.tenant.id, {
+      identifier: 'dave',
+      credential: { type: 'api_token', apiToken: token(43) },
+    });
+    await accounts.setStatus(a.tenant.id, second.id, 'INVALID');
+
+    const active = await accounts.openable(a.tenant.id, { identifier: 'carol' });
+    expect(active.map((o) => o.account.id)).toEqual([first.id]);
+    expect(await active[0]?.open()).toEqual({ type: 'api_token', apiToken: token(41) });
+    expect(await accounts.openable(a.tenant.id, { identifier: 'carol', connectionNames: ['other'] })).toEqual(
+      [],
+    );
+    expect(await accounts.openable(a.tenant.id, { identifier: 'carol', connectionNames: [] })).toEqual([]);
+    expect(
+      (await accounts.openable(a.tenant.id, { identifier: 'carol', connectionNames: ['cloudflare'] })).length,
+    ).toBe(1);
+
+    // By id, any status is read (the caller explains why it cannot be used), but it never opens.
+    const [invalid] = await accounts.openable(a.tenant.id, { id: second.id });
+    expect(invalid?.account.status).toBe('INVALID');
+    await expect(invalid?.open()).rejects.toMatchObject({ code: 'conflict' });
+
+    // Another tenant reads nothing, by identifier or by id.
+    expect(await accounts.openable(b.tenant.id, { identifier: 'carol' })).toEqual([]);
+    expect(await accounts.openable(b.tenant.id, { id: first.id })).toEqual([]);
+  });
+
   it('a sealed row copied onto another account fails to open', async () => {
     const { tenants, accounts } = services();
     const { tenant } = await tenants.create('Copy');

@@ -8,6 +8,7 @@ import type {
   ConnectedAccountRow,
   ConnectedAccountStatus,
   Database,
+  SealedCredentialRow,
   TokenKind,
 } from '@warden/db';
 import { decodeCursor, encodeCursor } from '@warden/db';
@@ -59,6 +60,21 @@ export interface ListConnectedAccountsQuery {
   readonly pageToken?: string;
 }
 
+/** An account read together with its sealed credential. */
+export interface OpenableAccount {
+  readonly account: ConnectedAccount;
+  /** Decrypts the credential read with the account (no further read); refuses unless ACTIVE. */
+  open(): Promise<CloudflareCredential>;
+}
+
+/** Which accounts `openable` reads: one by id (any status), or an identifier's ACTIVE ones. */
+export type OpenableQuery =
+  | { readonly id: string }
+  | { readonly identifier: string; readonly connectionNames?: readonly string[] | null };
+
+/** At most this many ACTIVE accounts of one identifier are read for a tool call. */
+export const MAX_OPENABLE_ACCOUNTS = 100;
+
 export interface ConnectedAccountService {
   create(
     tenantId: string,
@@ -77,6 +93,11 @@ export interface ConnectedAccountService {
     tenantId: string,
     id: string,
   ): Promise<{ account: ConnectedAccount; credential: CloudflareCredential }>;
+  /**
+   * The accounts a tool call may run against, each with its sealed credential, in one read:
+   * the tool-call path must not pay a second round trip to open the one it picks.
+   */
+  openable(tenantId: string, query: OpenableQuery): Promise<OpenableAccount[]>;
   setStatus(
     tenantId: string,
     id: string,
@@ -88,6 +109,10 @@ const DEFAULT_CONNECTION = 'cloudflare';
 const MAX_PAGE_SIZE = 100;
 
 type Row = ConnectedAccountRow & { connection_name: string };
+type SealedColumns = Pick<
+  SealedCredentialRow,
+  'key_provider' | 'key_id' | 'wrapped_key' | 'iv' | 'ciphertext'
+>;
 
 function toAccount(row: Row): ConnectedAccount {
   return {
@@ -192,6 +217,48 @@ export function createConnectedAccountService(deps: {
     const row = await query.executeTakeFirst();
     if (!row) throw notFound('connected account');
     return row;
+  }
+
+  function sealedQuery(tenantId: string) {
+    return baseQuery(db, tenantId)
+      .innerJoin('sealed_credentials as s', (join) =>
+        join.onRef('s.connected_account_id', '=', 'ca.id').onRef('s.tenant_id', '=', 'ca.tenant_id'),
+      )
+      .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext']);
+  }
+
+  async function openRow(row: Row & SealedColumns): Promise<CloudflareCredential> {
+    if (row.status !== 'ACTIVE') {
+      throw new WardenError(
+        'conflict',
+        `connected account ${row.id} is ${row.status}; reconnect the credential`,
+        {
+          status: row.status,
+        },
+      );
+    }
+    const plaintext = await envelope.open(
+      { tenantId: row.tenant_id, connectedAccountId: row.id },
+      {
+        keyProvider: row.key_provider,
+        keyId: row.key_id,
+        wrappedKey: Buffer.from(row.wrapped_key),
+        iv: Buffer.from(row.iv),
+        ciphertext: Buffer.from(row.ciphertext),
+      },
+    );
+    const credential = parseCredential(plaintext);
+    const now = clock.now().getTime();
+    if ((lastTouched.get(row.id) ?? 0) < now - 60_000) {
+      lastTouched.set(row.id, now);
+      await db
+        .updateTable('connected_accounts')
+        .set({ last_used_at: new Date(now) })
+        .where('tenant_id', '=', row.tenant_id)
+        .where('id', '=', row.id)
+        .execute();
+    }
+    return credential;
   }
 
   async function connectionId(tenantId: string, name: string): Promise<string> {
@@ -379,44 +446,26 @@ export function createConnectedAccountService(deps: {
     },
 
     async openCredential(tenantId, id) {
-      const row = await baseQuery(db, tenantId)
-        .innerJoin('sealed_credentials as s', (join) =>
-          join.onRef('s.connected_account_id', '=', 'ca.id').onRef('s.tenant_id', '=', 'ca.tenant_id'),
-        )
-        .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext'])
-        .where('ca.id', '=', id)
-        .executeTakeFirst();
+      const row = await sealedQuery(tenantId).where('ca.id', '=', id).executeTakeFirst();
       if (!row) throw notFound('connected account');
-      if (row.status !== 'ACTIVE') {
-        throw new WardenError(
-          'conflict',
-          `connected account ${id} is ${row.status}; reconnect the credential`,
-          {
-            status: row.status,
-          },
-        );
+      return { account: toAccount(row), credential: await openRow(row) };
+    },
+
+    async openable(tenantId, query) {
+      let q = sealedQuery(tenantId);
+      if ('id' in query) {
+        q = q.where('ca.id', '=', query.id);
+      } else {
+        q = q
+          .where('ca.identifier', '=', validateIdentifier(query.identifier))
+          .where('ca.status', '=', 'ACTIVE');
+        if (query.connectionNames) {
+          if (query.connectionNames.length === 0) return [];
+          q = q.where('c.name', 'in', query.connectionNames);
+        }
       }
-      const plaintext = await envelope.open(
-        { tenantId, connectedAccountId: id },
-        {
-          keyProvider: row.key_provider,
-          keyId: row.key_id,
-          wrappedKey: Buffer.from(row.wrapped_key),
-          iv: Buffer.from(row.iv),
-          ciphertext: Buffer.from(row.ciphertext),
-        },
-      );
-      const now = clock.now().getTime();
-      if ((lastTouched.get(id) ?? 0) < now - 60_000) {
-        lastTouched.set(id, now);
-        await db
-          .updateTable('connected_accounts')
-          .set({ last_used_at: new Date(now) })
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', id)
-          .execute();
-      }
-      return { account: toAccount(row), credential: parseCredential(plaintext) };
+      const rows = await q.orderBy('ca.created_at').orderBy('ca.id').limit(MAX_OPENABLE_ACCOUNTS).execute();
+      return rows.map((row) => ({ account: toAccount(row), open: () => openRow(row) }));
     },
 
     async setStatus(tenantId, id, status) {

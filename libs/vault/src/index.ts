@@ -4,7 +4,11 @@ export { createEnvelope } from './envelope.ts';
 export type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
 export { DEFAULT_CONNECTION_NAME, createTenantService, validateTenantName } from './tenants.service.ts';
 export type { IssuedApiKey, TenantCaller, TenantService, TenantView } from './tenants.service.ts';
-export { createConnectedAccountService, validateIdentifier } from './connected-accounts.service.ts';
+export {
+  MAX_OPENABLE_ACCOUNTS,
+  createConnectedAccountService,
+  validateIdentifier,
+} from './connected-accounts.service.ts';
 export type {
   ConnectedAccount,
   ConnectedAccountEventType,
@@ -12,6 +16,8 @@ export type {
   ConnectedAccountService,
   CredentialVerifier,
   ListConnectedAccountsQuery,
+  OpenableAccount,
+  OpenableQuery,
 } from './connected-accounts.service.ts';
 export { createKeyRotationService } from './key-rotation.service.ts';
 export type { KeyRotationService, RewrapReport } from './key-rotation.service.ts';
