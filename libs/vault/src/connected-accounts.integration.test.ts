@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
+import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
 import { addKeyVersion, createLocalKeyProvider, removeKeyVersion } from '@warden/kms';
@@ -71,6 +72,62 @@ describe('tenants and connected accounts on PostgreSQL', () => {
     await expect(tenants.revokeApiKey(tenant.id, 'key_doesnotexist000000000')).rejects.toMatchObject({
       code: 'not_found',
     });
+  });
+
+  it('remembers authenticated API keys briefly, and forgets them on revocation or when told', async () => {
+    const reads: string[] = [];
+    const counting: KyselyPlugin = {
+      transformQuery(args) {
+        if (args.node.kind === 'SelectQueryNode') reads.push('select');
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    let trustedSince: number | null = 0;
+    const revoked: string[] = [];
+    const tenants = createTenantService({
+      db: t.db.kysely.withPlugin(counting),
+      apiKeyCache: { ttlMs: 60_000, trustedSince: () => trustedSince, onRevoked: (id) => revoked.push(id) },
+    });
+    const { tenant, apiKey } = await tenants.create('Cached');
+    const other = await tenants.issueApiKey(tenant.id);
+    const caller = { tenantId: tenant.id, apiKeyId: apiKey.id };
+
+    reads.length = 0;
+    expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
+    expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
+    expect(reads).toHaveLength(1);
+    // Unknown keys are never cached.
+    expect(await tenants.authenticate(`${apiKey.key.slice(0, -2)}xx`)).toBeNull();
+    expect(await tenants.authenticate(`${apiKey.key.slice(0, -2)}xx`)).toBeNull();
+    expect(reads).toHaveLength(3);
+
+    // Nothing cached is trusted while revocations might be missed, nor after a reconnection.
+    trustedSince = null;
+    reads.length = 0;
+    expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
+    expect(reads).toHaveLength(1);
+    trustedSince = Date.now() + 1;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
+    expect(reads).toHaveLength(2);
+    expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
+    expect(reads).toHaveLength(2);
+
+    // Another replica revoked it: told through forgetApiKey, the next call reads again.
+    await t.db.kysely
+      .updateTable('tenant_api_keys')
+      .set({ revoked_at: new Date() })
+      .where('id', '=', apiKey.id)
+      .execute();
+    tenants.forgetApiKey(apiKey.id);
+    expect(await tenants.authenticate(apiKey.key)).toBeNull();
+
+    // Revoked here: refused at once, and the other replicas are told.
+    expect(await tenants.authenticate(other.key)).toEqual({ tenantId: tenant.id, apiKeyId: other.id });
+    await tenants.revokeApiKey(tenant.id, other.id);
+    expect(revoked).toEqual([other.id]);
+    expect(await tenants.authenticate(other.key)).toBeNull();
   });
 
   it('seals on create, opens the same credential, and never stores it in clear', async () => {

@@ -56,12 +56,68 @@ export interface TenantService {
   revokeApiKey(tenantId: string, keyId: string): Promise<void>;
   /** Resolves a presented API key to its tenant, or null for an unknown or revoked key. */
   authenticate(presented: string): Promise<TenantCaller | null>;
+  /** Drops a key from this replica's authentication cache (another replica revoked it). */
+  forgetApiKey(keyId: string): void;
   updateSettings(tenantId: string, patch: Partial<TenantSettings>): Promise<TenantView>;
 }
 
-export function createTenantService(deps: { db: Kysely<Database>; clock?: Clock }): TenantService {
+/**
+ * Remembers recently authenticated API keys, so a tool call does not pay a database round
+ * trip to authenticate. Revocation reaches it at once: locally, and from other replicas
+ * through `forgetApiKey`; entries older than `trustedSince()` (null: nothing is trusted,
+ * e.g. while revocations from other replicas might be missed) are ignored, and none lives
+ * longer than `ttlMs`. Only successful authentications are cached.
+ */
+export interface ApiKeyCacheOptions {
+  readonly ttlMs: number;
+  readonly maxEntries?: number;
+  readonly trustedSince: () => number | null;
+  /** Called after a key is revoked here, to tell the other replicas. */
+  readonly onRevoked?: (keyId: string) => void;
+}
+
+interface CachedKey {
+  readonly caller: TenantCaller;
+  readonly cachedAt: number;
+}
+
+export function createTenantService(deps: {
+  db: Kysely<Database>;
+  clock?: Clock;
+  apiKeyCache?: ApiKeyCacheOptions;
+}): TenantService {
   const { db } = deps;
   const clock = deps.clock ?? systemClock;
+  const cacheOptions = deps.apiKeyCache && deps.apiKeyCache.ttlMs > 0 ? deps.apiKeyCache : null;
+  const maxCached = cacheOptions?.maxEntries ?? 10_000;
+  /** By SHA-256 of the key; never the key itself. */
+  const cache = new Map<string, CachedKey>();
+
+  function cached(hash: string): TenantCaller | null {
+    const entry = cacheOptions ? cache.get(hash) : undefined;
+    if (!entry || !cacheOptions) return null;
+    const since = cacheOptions.trustedSince();
+    if (since === null || entry.cachedAt < since || entry.cachedAt <= Date.now() - cacheOptions.ttlMs) {
+      cache.delete(hash);
+      return null;
+    }
+    return entry.caller;
+  }
+
+  /** Keys revoked lately, by when: an authentication whose read began before that must not be cached. */
+  const revokedAt = new Map<string, number>();
+
+  function forget(keyId: string): void {
+    if (!cacheOptions) return;
+    const now = Date.now();
+    for (const [id, at] of revokedAt) if (at <= now - cacheOptions.ttlMs) revokedAt.delete(id);
+    revokedAt.set(keyId, now);
+    for (const [hash, entry] of cache) if (entry.caller.apiKeyId === keyId) cache.delete(hash);
+  }
+
+  function revokedSince(keyId: string, time: number): boolean {
+    return (revokedAt.get(keyId) ?? -Infinity) >= time;
+  }
   // last_used_at is a hint for operators, not an audit record: write it at most once a minute per key.
   const lastTouched = new Map<string, number>();
 
@@ -116,6 +172,8 @@ export function createTenantService(deps: { db: Kysely<Database>; clock?: Clock 
         .where('id', '=', keyId)
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
+      forget(keyId);
+      if (result.numUpdatedRows > 0n) cacheOptions?.onRevoked?.(keyId);
       if (result.numUpdatedRows === 0n) {
         const exists = await db
           .selectFrom('tenant_api_keys')
@@ -126,9 +184,14 @@ export function createTenantService(deps: { db: Kysely<Database>; clock?: Clock 
         if (!exists) throw notFound('api key');
       }
     },
+    forgetApiKey: forget,
     async authenticate(presented) {
       if (!presented.startsWith(API_KEY_PREFIX) || presented.length > 200) return null;
       const hash = hashSecret(presented);
+      const hit = cached(hash);
+      if (hit) return hit;
+      // Taken before the read: a revocation landing while it runs makes the entry stale.
+      const readAt = Date.now();
       const row = await db
         .selectFrom('tenant_api_keys')
         .select(['id', 'tenant_id', 'secret_hash', 'revoked_at'])
@@ -145,7 +208,12 @@ export function createTenantService(deps: { db: Kysely<Database>; clock?: Clock 
           .where('id', '=', row.id)
           .execute();
       }
-      return { tenantId: row.tenant_id, apiKeyId: row.id };
+      const caller = { tenantId: row.tenant_id, apiKeyId: row.id };
+      if (cacheOptions && !revokedSince(row.id, readAt)) {
+        if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
+        cache.set(hash, { caller, cachedAt: readAt });
+      }
+      return caller;
     },
     async updateSettings(tenantId, patch) {
       const current = await get(tenantId);

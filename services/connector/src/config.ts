@@ -43,6 +43,7 @@ const schema = z
     AWS_SESSION_TOKEN: z.string().min(1).optional(),
     DATA_KEY_CACHE_SIZE: int(0, 1_000_000).default(1000),
     DATA_KEY_CACHE_TTL_SECONDS: int(0, 86_400).default(300),
+    API_KEY_CACHE_TTL_MS: int(0, 60_000).default(5_000),
     CLOUDFLARE_API_BASE: z.url().default('https://api.cloudflare.com/client/v4'),
     CLOUDFLARE_TIMEOUT_MS: int(100, 300_000).default(30_000),
     CLOUDFLARE_SPEC_PATH: z.string().min(1).optional(),
@@ -104,6 +105,8 @@ export interface Config {
         readonly credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
       };
   readonly dataKeyCache: { readonly maxEntries: number; readonly ttlMs: number };
+  /** How long an authenticated tenant API key is remembered (0 = every call reads the database). */
+  readonly apiKeyCacheTtlMs: number;
   readonly cloudflare: {
     readonly apiBase: string;
     readonly timeoutMs: number;
@@ -194,6 +197,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
             keyFile: path.resolve(env.LOCAL_KEY_FILE ?? path.join(dataDir, 'warden-keys.json')),
           },
     dataKeyCache: { maxEntries: env.DATA_KEY_CACHE_SIZE, ttlMs: env.DATA_KEY_CACHE_TTL_SECONDS * 1000 },
+    apiKeyCacheTtlMs: env.API_KEY_CACHE_TTL_MS,
     cloudflare: {
       apiBase: env.CLOUDFLARE_API_BASE.replace(/\/+$/, ''),
       timeoutMs: env.CLOUDFLARE_TIMEOUT_MS,

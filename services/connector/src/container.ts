@@ -92,6 +92,9 @@ export interface Container {
   close(): Promise<void>;
 }
 
+/** Revoked tenant API keys, for every replica to drop from its authentication cache. */
+export const API_KEY_REVOKE_CHANNEL = 'warden:api-key:revoke';
+
 async function connectRedis(client: Redis, logger: Logger): Promise<void> {
   try {
     await client.connect();
@@ -204,7 +207,27 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       userAgent: 'warden/0.1',
     });
     closers.push(async () => cloudflare.close?.());
-    const tenants = createTenantService({ db: db.kysely });
+    // The event bus comes first: API key revocations travel on it.
+    const bus = config.redisUrl ? await createRedisEventBus(config.redisUrl, logger) : createLocalEventBus();
+    closers.push(() => bus.close());
+    const tenants = createTenantService({
+      db: db.kysely,
+      apiKeyCache: {
+        ttlMs: config.apiKeyCacheTtlMs,
+        trustedSince: () => bus.deliveringSince(),
+        onRevoked: (keyId) => {
+          bus
+            .publish(API_KEY_REVOKE_CHANNEL, { keyId })
+            .catch((err: unknown) =>
+              logger.warn({ err, keyId }, 'could not tell other replicas of an API key revocation'),
+            );
+        },
+      },
+    });
+    await bus.subscribe(API_KEY_REVOKE_CHANNEL, (message) => {
+      const keyId = (message as { keyId?: unknown } | null)?.keyId;
+      if (typeof keyId === 'string') tenants.forgetApiKey(keyId);
+    });
     const delivery = createDeliveryService({
       db: db.kysely,
       envelope,
@@ -226,8 +249,6 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       await redis?.quit().catch(() => redis.disconnect());
     });
     const rate = createRateBudget(config, logger, redis);
-    const bus = config.redisUrl ? await createRedisEventBus(config.redisUrl, logger) : createLocalEventBus();
-    closers.push(() => bus.close());
     const codeMode = await createCodeMode(config, logger);
     closers.push(() => codeMode.close());
     const policies = createPolicyStore({ db: db.kysely });

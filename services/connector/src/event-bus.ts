@@ -10,13 +10,21 @@ import { Redis } from 'ioredis';
 export interface EventBus {
   publish(channel: string, message: unknown): Promise<void>;
   subscribe(channel: string, handler: (message: unknown) => void): Promise<void>;
+  /**
+   * Since when (epoch ms) every message published has reached this replica's handlers, or
+   * null while it may miss some (the subscriber is disconnected). A cache invalidated
+   * through the bus trusts only entries made after this.
+   */
+  deliveringSince(): number | null;
   close(): Promise<void>;
 }
 
 export function createLocalEventBus(): EventBus {
   const emitter = new EventEmitter();
   emitter.setMaxListeners(0);
+  const created = Date.now();
   return {
+    deliveringSince: () => created,
     async publish(channel, message) {
       emitter.emit(channel, structuredClone(message));
     },
@@ -38,6 +46,17 @@ export async function createRedisEventBus(url: string, logger: Logger): Promise<
     logger.warn({ err }, 'event bus: Redis unreachable, retrying'),
   );
   const handlers = new Map<string, Array<(message: unknown) => void>>();
+  // Messages published while the subscriber is down are lost for good: whatever was cached
+  // before a reconnection is not trusted after it.
+  let since: number | null = sub.status === 'ready' ? Date.now() : null;
+  sub.on('ready', () => {
+    since = Date.now();
+  });
+  for (const event of ['close', 'reconnecting', 'end'] as const) {
+    sub.on(event, () => {
+      since = null;
+    });
+  }
   sub.on('message', (channel: string, payload: string) => {
     let message: unknown;
     try {
@@ -48,6 +67,7 @@ export async function createRedisEventBus(url: string, logger: Logger): Promise<
     for (const handler of handlers.get(channel) ?? []) handler(message);
   });
   return {
+    deliveringSince: () => since,
     async publish(channel, message) {
       await pub.publish(channel, JSON.stringify(message));
     },
