@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase } from '@warden/testing';
+import { MIGRATIONS_FOLDER, createTestDatabase } from '@warden/testing';
+import { createDb, migrateToLatest } from '@warden/db';
 import type { TestDatabase } from '@warden/testing';
 import type { AuditRecordInput } from './audit.store.ts';
 import { createAuditStore, expiryDay } from './audit.store.ts';
@@ -116,6 +117,27 @@ describe('audit store', () => {
     expect(await verifyChain(t.db.kysely, 'ten_batch')).toMatchObject({ ok: true, checked: 10 });
     // The first append goes alone; the nine that queued behind it share one statement.
     expect(statements.filter((text) => text.includes('insert into audit_events'))).toHaveLength(2);
+  });
+
+  it('appends and verifies on PGlite too (the embedded default)', async () => {
+    const lite = await createDb({ kind: 'pglite', dataDir: null });
+    try {
+      await migrateToLatest(lite.kysely, MIGRATIONS_FOLDER);
+      const now = new Date();
+      await runAuditMaintenance(lite.kysely, { now, retentionDays: [90] });
+      const store = createAuditStore({ db: lite.kysely });
+      await store.probe('ten_lite', { retentionDays: 90 });
+      await Promise.all(
+        Array.from({ length: 5 }, () =>
+          store.append('ten_lite', [record(now), record(now)], { retentionDays: 90 }),
+        ),
+      );
+      // A second store (a restart) starts without a cached head.
+      await createAuditStore({ db: lite.kysely }).append('ten_lite', [record(now)], { retentionDays: 90 });
+      expect(await verifyChain(lite.kysely, 'ten_lite')).toMatchObject({ ok: true, checked: 11 });
+    } finally {
+      await lite.close();
+    }
   });
 
   it('audit verify finds an edited record and a deleted record', async () => {
