@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
-import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS_FOLDER, createTestDatabase } from '@warden/testing';
+import { MIGRATIONS_FOLDER, createTestDatabase, recordQueries } from '@warden/testing';
 import { createDb, migrateToLatest } from '@warden/db';
 import type { TestDatabase } from '@warden/testing';
 import type { AuditRecordInput } from './audit.store.ts';
@@ -93,15 +92,8 @@ describe('audit store', () => {
   });
 
   it('writes concurrent appends of a tenant together and gives each caller its own records', async () => {
-    const statements: string[] = [];
-    const counting: KyselyPlugin = {
-      transformQuery(args) {
-        if (args.node.kind === 'RawNode') statements.push(args.node.sqlFragments.join('?'));
-        return args.node;
-      },
-      transformResult: async (args) => args.result,
-    };
-    const db = t.db.kysely.withPlugin(counting);
+    const { plugin, queries } = recordQueries();
+    const db = t.db.kysely.withPlugin(plugin);
     const store = createAuditStore({ db });
     const now = new Date();
     const results = await Promise.all(
@@ -116,7 +108,7 @@ describe('audit store', () => {
     expect(results.map((events) => events[0]?.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
     expect(await verifyChain(t.db.kysely, 'ten_batch')).toMatchObject({ ok: true, checked: 10 });
     // The first append goes alone; the nine that queued behind it share one statement.
-    expect(statements.filter((text) => text.includes('insert into audit_events'))).toHaveLength(2);
+    expect(queries.filter((q) => q.text.includes('insert into audit_events'))).toHaveLength(2);
   });
 
   it('appends and verifies on PGlite too (the embedded default)', async () => {

@@ -35,3 +35,4 @@ export type { FakeDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
 export { startTcpProxy } from './tcp-proxy.ts';
 export type { TcpProxy } from './tcp-proxy.ts';
 export { specFixturePath } from './spec-fixture.ts';
+export { recordQueries } from './query-recorder.ts';

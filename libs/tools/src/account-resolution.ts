@@ -3,6 +3,16 @@ import type { ConnectedAccount, ConnectedAccountService, OpenableAccount } from 
 import { MAX_OPENABLE_ACCOUNTS, validateIdentifier } from '@warden/vault';
 import type { ToolCaller } from './tool-caller.ts';
 
+/**
+ * The connections a call may use: those it asked for, within an MCP token's limit; null = any.
+ * The one rule both account lookups below apply.
+ */
+function allowedConnections(caller: ToolCaller, wanted: readonly string[] | null): readonly string[] | null {
+  const limit = caller.connectionNames ?? null;
+  if (wanted && limit) return wanted.filter((name) => limit.includes(name));
+  return wanted ?? limit;
+}
+
 /** The ACTIVE connected accounts an identifier may use now, honouring an MCP token's connection limit. */
 export async function activeAccounts(
   accounts: Pick<ConnectedAccountService, 'list'>,
@@ -23,11 +33,8 @@ export async function activeAccounts(
     all.push(...page.items);
     pageToken = page.nextPageToken ?? undefined;
   } while (pageToken);
-  return all.filter(
-    (a) =>
-      (connectionNames === null || connectionNames.includes(a.connectionName)) &&
-      (caller.connectionNames == null || caller.connectionNames.includes(a.connectionName)),
-  );
+  const allowed = allowedConnections(caller, connectionNames);
+  return allowed === null ? all : all.filter((a) => allowed.includes(a.connectionName));
 }
 
 /**
@@ -59,13 +66,9 @@ export async function resolveAccount(
     return found;
   }
   validateIdentifier(input.identifier);
-  const wanted = input.connectionName ? [input.connectionName] : null;
-  const allowed = caller.connectionNames ?? null;
-  const connectionNames =
-    wanted && allowed ? wanted.filter((name) => allowed.includes(name)) : (wanted ?? allowed);
   const candidates = await accounts.openable(caller.tenantId, {
     identifier: input.identifier,
-    connectionNames,
+    connectionNames: allowedConnections(caller, input.connectionName ? [input.connectionName] : null),
   });
   if (candidates.length === 0) {
     throw new WardenError(

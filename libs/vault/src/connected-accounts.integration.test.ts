@@ -2,11 +2,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
 import { addKeyVersion, createLocalKeyProvider, removeKeyVersion } from '@warden/kms';
-import { createTestDatabase } from '@warden/testing';
+import { createTestDatabase, recordQueries } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
 import { createConnectedAccountService } from './connected-accounts.service.ts';
 import { createEnvelope } from './envelope.ts';
@@ -75,44 +74,38 @@ describe('tenants and connected accounts on PostgreSQL', () => {
   });
 
   it('remembers authenticated API keys briefly, and forgets them on revocation or when told', async () => {
-    const reads: string[] = [];
-    const counting: KyselyPlugin = {
-      transformQuery(args) {
-        if (args.node.kind === 'SelectQueryNode') reads.push('select');
-        return args.node;
-      },
-      transformResult: async (args) => args.result,
-    };
+    const { plugin, queries } = recordQueries();
+    const reads = () => queries.filter((q) => q.kind === 'SelectQueryNode');
     let trustedSince: number | null = 0;
     const revoked: string[] = [];
     const tenants = createTenantService({
-      db: t.db.kysely.withPlugin(counting),
+      db: t.db.kysely.withPlugin(plugin),
       apiKeyCache: { ttlMs: 60_000, trustedSince: () => trustedSince, onRevoked: (id) => revoked.push(id) },
     });
     const { tenant, apiKey } = await tenants.create('Cached');
     const other = await tenants.issueApiKey(tenant.id);
     const caller = { tenantId: tenant.id, apiKeyId: apiKey.id };
 
-    reads.length = 0;
+    queries.length = 0;
     expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
     expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
-    expect(reads).toHaveLength(1);
+    expect(reads()).toHaveLength(1);
     // Unknown keys are never cached.
     expect(await tenants.authenticate(`${apiKey.key.slice(0, -2)}xx`)).toBeNull();
     expect(await tenants.authenticate(`${apiKey.key.slice(0, -2)}xx`)).toBeNull();
-    expect(reads).toHaveLength(3);
+    expect(reads()).toHaveLength(3);
 
     // Nothing cached is trusted while revocations might be missed, nor after a reconnection.
     trustedSince = null;
-    reads.length = 0;
+    queries.length = 0;
     expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
-    expect(reads).toHaveLength(1);
+    expect(reads()).toHaveLength(1);
     trustedSince = Date.now() + 1;
     await new Promise((resolve) => setTimeout(resolve, 5));
     expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
-    expect(reads).toHaveLength(2);
+    expect(reads()).toHaveLength(2);
     expect(await tenants.authenticate(apiKey.key)).toEqual(caller);
-    expect(reads).toHaveLength(2);
+    expect(reads()).toHaveLength(2);
 
     // Another replica revoked it: told through forgetApiKey, the next call reads again.
     await t.db.kysely
