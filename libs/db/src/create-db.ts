@@ -4,6 +4,8 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './database.ts';
 import { pglitePool } from './pglite-pool.ts';
+import { createStatementNamer } from './prepared-statements.ts';
+import type { PreparedStatementOptions } from './prepared-statements.ts';
 
 export type DbOptions =
   | {
@@ -13,6 +15,11 @@ export type DbOptions =
       /** Fail a query that cannot get a connection within this time (ms). */
       connectionTimeoutMs?: number;
       statementTimeoutMs?: number;
+      /**
+       * Run repeated statements as named prepared statements (default on); off behind a
+       * transaction-mode pooler. See prepared-statements.ts.
+       */
+      preparedStatements?: boolean | PreparedStatementOptions;
     }
   | { kind: 'pglite'; dataDir: string | null };
 
@@ -37,10 +44,13 @@ export async function createDb(options: DbOptions): Promise<Db> {
     // An idle client that loses its server emits 'error' on the pool; without a
     // listener that would crash the process. The next query reports the outage.
     pool.on('error', () => {});
+    const prepared = options.preparedStatements ?? true;
+    const namer = prepared === false ? null : createStatementNamer(prepared === true ? {} : prepared);
     // A checked-out client whose server goes away between queries emits 'error' with no
     // listener of the pool's attached; queries on it fail on their own, so swallow the event.
     pool.on('connect', (client) => {
       client.on('error', () => {});
+      namer?.install(client);
     });
     dialect = new PostgresDialect({ pool });
   } else {

@@ -25,6 +25,7 @@ const schema = z
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
       .optional(),
     DATABASE_POOL_SIZE: int(1, 200).default(10),
+    DATABASE_PREPARED_STATEMENTS: bool.default(true),
     REDIS_URL: z
       .string()
       .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
@@ -90,7 +91,13 @@ export interface Config {
   readonly publicUrl: string;
   readonly dataDir: string;
   readonly database:
-    | { readonly kind: 'postgres'; readonly url: string; readonly poolSize: number }
+    | {
+        readonly kind: 'postgres';
+        readonly url: string;
+        readonly poolSize: number;
+        /** Repeated statements run as named prepared statements; off behind a transaction-mode pooler. */
+        readonly preparedStatements: boolean;
+      }
     | { readonly kind: 'pglite'; readonly dataDir: string };
   readonly redisUrl: string | null;
   readonly adminToken: string | null;
@@ -171,7 +178,12 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     ).replace(/\/+$/, ''),
     dataDir,
     database: env.DATABASE_URL
-      ? { kind: 'postgres', url: env.DATABASE_URL, poolSize: env.DATABASE_POOL_SIZE }
+      ? {
+          kind: 'postgres',
+          url: env.DATABASE_URL,
+          poolSize: env.DATABASE_POOL_SIZE,
+          preparedStatements: env.DATABASE_PREPARED_STATEMENTS,
+        }
       : { kind: 'pglite', dataDir: path.join(dataDir, 'pglite') },
     redisUrl: env.REDIS_URL ?? null,
     adminToken: env.WARDEN_ADMIN_TOKEN ?? null,

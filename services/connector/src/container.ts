@@ -190,7 +190,12 @@ function tenantSettingsReader(config: Config, tenants: TenantService) {
 export async function createContainer(config: Config, logger: Logger): Promise<Container> {
   const db = await createDb(
     config.database.kind === 'postgres'
-      ? { kind: 'postgres', url: config.database.url, poolSize: config.database.poolSize }
+      ? {
+          kind: 'postgres',
+          url: config.database.url,
+          poolSize: config.database.poolSize,
+          preparedStatements: config.database.preparedStatements,
+        }
       : { kind: 'pglite', dataDir: config.database.dataDir },
   );
   const closers: Array<() => Promise<void>> = [];

@@ -1,0 +1,110 @@
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '@warden/testing';
+import { createDb } from './create-db.ts';
+import type { Db, DbOptions } from './create-db.ts';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A database of its own, reached through a one-connection pool so every query shares a session. */
+async function database(
+  preparedStatements: Extract<DbOptions, { kind: 'postgres' }>['preparedStatements'],
+  poolSize = 1,
+): Promise<Db> {
+  const test = await createTestDatabase({ migrate: false });
+  cleanups.push(test.drop);
+  // Set up over a connection of its own, so none of it counts towards the pool's statements.
+  const setup = new pg.Client({ connectionString: test.url });
+  await setup.connect();
+  await setup.query(`create table items (id int primary key, label text not null);
+    insert into items values (1, 'one'), (2, 'two')`);
+  await setup.end();
+  const db = await createDb({ kind: 'postgres', url: test.url, poolSize, preparedStatements });
+  cleanups.push(() => db.close());
+  return db;
+}
+
+/** What this session has prepared, by statement text. */
+async function preparedTexts(kysely: Kysely<unknown>): Promise<string[]> {
+  // This check may get a name of its own; it is left out.
+  const { rows } = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(
+    kysely,
+  );
+  return rows.map((row) => row.statement).filter((text) => !text.includes('pg_prepared_statements'));
+}
+
+const byId = (kysely: Kysely<unknown>, id: number) =>
+  sql<{ label: string }>`select label from items where id = ${id}`.execute(kysely);
+
+describe('prepared statements', () => {
+  it('names a data statement once it has run minUses times, and reuses it with new parameters', async () => {
+    const db = await database({ minUses: 3 });
+    await byId(db.kysely, 1);
+    await byId(db.kysely, 2);
+    expect(await preparedTexts(db.kysely)).toEqual([]);
+    const third = await byId(db.kysely, 1);
+    const fourth = await byId(db.kysely, 2);
+    expect(third.rows).toEqual([{ label: 'one' }]);
+    expect(fourth.rows).toEqual([{ label: 'two' }]);
+    expect(await preparedTexts(db.kysely)).toEqual(['select label from items where id = $1']);
+  });
+
+  it('leaves one-off shapes, utility statements and texts past the cap unnamed', async () => {
+    const db = await database({ minUses: 1, maxStatements: 2, maxTextLength: 200 });
+    for (let i = 0; i < 3; i++) {
+      await sql`set local statement_timeout = 1000`.execute(db.kysely);
+      await sql`select ${i}::int as a`.execute(db.kysely);
+      await sql`select ${i}::int as b`.execute(db.kysely);
+      await sql`select ${i}::int as c`.execute(db.kysely);
+      await sql`select ${'x'.repeat(10)} as long_${sql.raw('y'.repeat(300))}`.execute(db.kysely);
+    }
+    expect((await preparedTexts(db.kysely)).sort()).toEqual(['select $1::int as a', 'select $1::int as b']);
+  });
+
+  it('survives a schema change under a prepared `select *`: the statement is prepared anew and the query retried', async () => {
+    const db = await database({ minUses: 1 });
+    const all = () => sql<Record<string, unknown>>`select * from items where id = ${1}`.execute(db.kysely);
+    expect((await all()).rows).toEqual([{ id: 1, label: 'one' }]);
+    await sql`alter table items add column weight int not null default 7`.execute(db.kysely);
+    // PostgreSQL refuses the old plan ("cached plan must not change result type").
+    expect((await all()).rows).toEqual([{ id: 1, label: 'one', weight: 7 }]);
+    expect((await all()).rows).toEqual([{ id: 1, label: 'one', weight: 7 }]);
+  });
+
+  it('inside a transaction the stale statement fails that transaction only; the next query works', async () => {
+    const db = await database({ minUses: 1 });
+    const all = (kysely: Kysely<unknown>) =>
+      sql<Record<string, unknown>>`select * from items where id = ${2}`.execute(kysely);
+    await all(db.kysely);
+    await sql`alter table items add column weight int not null default 7`.execute(db.kysely);
+    await expect(db.kysely.transaction().execute((tx) => all(tx))).rejects.toMatchObject({ code: '0A000' });
+    expect((await all(db.kysely)).rows).toEqual([{ id: 2, label: 'two', weight: 7 }]);
+  });
+
+  it('gives a statement lost by the session (DEALLOCATE ALL) a new name and retries it', async () => {
+    const db = await database({ minUses: 1 });
+    await byId(db.kysely, 1);
+    await sql`deallocate all`.execute(db.kysely);
+    expect((await byId(db.kysely, 2)).rows).toEqual([{ label: 'two' }]);
+    expect(await preparedTexts(db.kysely)).toEqual(['select label from items where id = $1']);
+  });
+
+  it('runs concurrent queries on several connections by name', async () => {
+    const db = await database({ minUses: 1 }, 4);
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => byId(db.kysely, (i % 2) + 1)));
+    expect(results.map((r) => r.rows[0]?.label)).toEqual(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 'one' : 'two')),
+    );
+  });
+
+  it('can be turned off', async () => {
+    const db = await database(false);
+    for (let i = 0; i < 5; i++) await byId(db.kysely, 1);
+    expect(await preparedTexts(db.kysely)).toEqual([]);
+  });
+});
