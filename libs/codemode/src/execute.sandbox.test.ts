@@ -91,8 +91,8 @@ describe('execute', () => {
   it('exposes exactly cloudflare.request, accountId and console', async () => {
     const result = await run(
       `async () => ({
-      keys: Object.keys(globalThis),
-      extra: Object.getOwnPropertyNames(globalThis).filter((n) => !${JSON.stringify(ECMASCRIPT_GLOBALS)}.includes(n)),
+      keys: Object.keys(globalThis).sort(),
+      extra: Object.getOwnPropertyNames(globalThis).filter((n) => !${JSON.stringify(ECMASCRIPT_GLOBALS)}.includes(n)).sort(),
       cloudflare: Object.keys(cloudflare),
       accountId,
       absent: ['fetch', 'require', 'process', 'setTimeout', 'setInterval', 'queueMicrotask', 'WebAssembly', 'ivm', '_ivm', '$0']
@@ -101,8 +101,8 @@ describe('execute', () => {
       { accountId: 'acc_123' },
     );
     expect(resultOf(result)).toEqual({
-      keys: ['cloudflare', 'accountId', 'console'],
-      extra: ['cloudflare', 'accountId', 'console'],
+      keys: ['accountId', 'cloudflare', 'console'],
+      extra: ['accountId', 'cloudflare', 'console'],
       cloudflare: ['request'],
       accountId: 'acc_123',
       absent: [],

@@ -3,9 +3,13 @@
  * that creating it is off the call's path; it has never run agent code before its call and
  * is disposed after it. The next spare is built only once a call has ended: building it
  * blocks this process's thread for about a millisecond, which a running call would wait for.
+ *
+ * The spare is built as far as it can be without its call: the runtime is loaded (from V8's
+ * code cache after the first isolate) and `cloudflare.request` and `console` are installed,
+ * leading to whichever call takes the isolate. The call then only sets `accountId`.
  */
 import ivm from 'isolated-vm';
-import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
+import { ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
 import {
   CODE_FILENAME,
   LogBuffer,
@@ -22,18 +26,33 @@ import type { SandboxLimits, SandboxResult } from './sandbox.types.ts';
 /** Hands a request payload (already copied out of the isolate) to the parent; never rejects. */
 export type RequestUpstream = (payload: unknown) => Promise<UpstreamOutcome>;
 
+/** Where an isolate's `cloudflare.request` and `console` lead: the call that took it. */
+interface CallBindings {
+  requestUpstream: RequestUpstream | null;
+  logs: LogBuffer | null;
+}
+
 interface PreparedIsolate {
   readonly memoryMb: number;
   readonly isolate: ivm.Isolate;
   readonly context: ivm.Context;
   readonly run: ivm.Reference;
-  readonly setup: ivm.Reference;
+  readonly begin: ivm.Reference;
+  readonly call: CallBindings;
 }
+
+const NOT_STARTED: UpstreamOutcome = {
+  ok: false,
+  code: 'aborted',
+  message: 'cloudflare.request: no call owns this sandbox',
+};
 
 export class ExecuteSandbox {
   readonly #onCatastrophicError: (message: string) => void;
   readonly #running = new Map<number, Watchdog>();
   #spare: Promise<PreparedIsolate> | undefined;
+  /** V8's code cache of the runtime script, made by the first isolate of this process. */
+  #runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
   #closed = false;
 
   constructor(onCatastrophicError: (message: string) => void) {
@@ -67,13 +86,11 @@ export class ExecuteSandbox {
     this.#running.set(id, watchdog);
     let outcome: RunOutcome | Failure;
     try {
+      prepared.call.requestUpstream = requestUpstream;
+      prepared.call.logs = logs;
       // Runtime code only (no agent code has run in this isolate yet), so it may block this
       // thread; the agent's code is compiled and run asynchronously, under the watchdog.
-      prepared.setup.applySync(undefined, [
-        new ivm.Reference(requestUpstream),
-        new ivm.Callback((level: unknown, text: unknown) => logs.add(level, text)),
-        accountId,
-      ]);
+      prepared.begin.applySync(undefined, [accountId]);
       const value = await prepared.context.evalClosure(wrapCode('', code), [], {
         filename: CODE_FILENAME,
         lineOffset: -1,
@@ -129,17 +146,43 @@ export class ExecuteSandbox {
     });
     try {
       const context = isolate.createContextSync();
-      const runtime = context.evalClosureSync(ISOLATE_RUNTIME_SOURCE, ['execute', null], {
-        filename: 'warden-runtime.js',
-        result: { reference: true },
-      });
+      const runtime = this.#loadRuntime(isolate, context);
       const run = runtime.getSync('run', { reference: true });
+      const begin = runtime.getSync('begin', { reference: true });
       const setup = runtime.getSync('setup', { reference: true });
       runtime.release();
-      return { memoryMb, isolate, context, run, setup };
+      const call: CallBindings = { requestUpstream: null, logs: null };
+      setup.applySync(undefined, [
+        new ivm.Reference((payload: unknown) =>
+          call.requestUpstream ? call.requestUpstream(payload) : Promise.resolve(NOT_STARTED),
+        ),
+        new ivm.Callback((level: unknown, text: unknown) => call.logs?.add(level, text)),
+      ]);
+      setup.release();
+      return { memoryMb, isolate, context, run, begin, call };
     } catch (error) {
       isolate.dispose();
       throw error;
+    }
+  }
+
+  /** Runs the runtime script in a fresh context, compiled from the code cache when there is one. */
+  #loadRuntime(isolate: ivm.Isolate, context: ivm.Context): ivm.Reference {
+    const cached = this.#runtimeCache;
+    // isolated-vm sets these on the script; its type declarations leave them out.
+    const script = isolate.compileScriptSync(ISOLATE_RUNTIME_SCRIPT, {
+      filename: 'warden-runtime.js',
+      ...(cached ? { cachedData: cached } : { produceCachedData: true }),
+    }) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
+    if (!cached && script.cachedData) this.#runtimeCache = script.cachedData;
+    // V8 refuses a cache it cannot use (another V8 build or flags); make a new one next time.
+    if (cached && script.cachedDataRejected) this.#runtimeCache = undefined;
+    const factory = script.runSync(context, { reference: true });
+    script.release();
+    try {
+      return factory.applySync(undefined, ['execute', null], { result: { reference: true } });
+    } finally {
+      factory.release();
     }
   }
 }

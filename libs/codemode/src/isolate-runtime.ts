@@ -1,9 +1,10 @@
 /**
  * The JavaScript that runs inside every isolate before agent code: Warden's runtime. It is
  * plain JavaScript (not TypeScript) because V8 compiles it inside the sandbox; keep it
- * self-contained. It runs as an `evalClosure` body with `$0` = mode (`'search'` or
- * `'execute'`) and `$1` = the processed spec (search only), and returns a frozen object of
- * functions the host holds references to; agent code never gets a handle on them.
+ * self-contained. It runs as a function body (an `evalClosure` body, or inside
+ * `ISOLATE_RUNTIME_SCRIPT`) with `$0` = mode (`'search'` or `'execute'`) and `$1` = the
+ * processed spec (search only), and returns a frozen object of functions the host holds
+ * references to; agent code never gets a handle on them.
  *
  * - Intrinsics the runtime relies on are captured first, so agent code cannot change how
  *   results are serialized or errors classified.
@@ -180,7 +181,8 @@ function requestPayload(request) {
   return payload;
 }
 
-function setup(upstream, log, accountId) {
+// Execute isolates: called once when the isolate is built, before any call owns it.
+function setup(upstream, log) {
   const send = upstream.apply;
   const request = async function request(options) {
     let outcome;
@@ -197,8 +199,12 @@ function setup(upstream, log, accountId) {
     throw raise(outcome.code, outcome.message);
   };
   defineProperty(globalThis, 'cloudflare', { value: freeze({ request }), enumerable: true });
-  defineProperty(globalThis, 'accountId', { value: accountId === null ? undefined : accountId, enumerable: true });
   defineProperty(globalThis, 'console', { value: makeConsole(log), enumerable: true });
+}
+
+// Execute isolates: called once by the call that takes the isolate, before its code runs.
+function begin(accountId) {
+  defineProperty(globalThis, 'accountId', { value: accountId === null ? undefined : accountId, enumerable: true });
 }
 
 function deepFreeze(roots) {
@@ -268,5 +274,12 @@ if (mode === 'search') {
   deepFreeze([globalThis, ...hiddenIntrinsics()]);
 }
 
-return freeze({ run, makeAllowed, makeConsole, setup });
+return freeze({ run, makeAllowed, makeConsole, setup, begin });
 `;
+
+/**
+ * The runtime as a script whose value is a function of `($0, $1)`. Unlike an `evalClosure`
+ * body, a script can be compiled from V8's code cache: execute builds an isolate per call,
+ * and compiling the runtime from source was most of the cost of loading it.
+ */
+export const ISOLATE_RUNTIME_SCRIPT = `(function ($0, $1) {\n${ISOLATE_RUNTIME_SOURCE}\n})`;
