@@ -157,10 +157,6 @@ export function toResult(
 }
 
 /**
- * Wraps agent code as the body of a function compiled on its own, so whatever the text
- * does it stays inside that body. Line 1 of the agent's code is line 1 in errors.
- */
-/**
  * Runs the agent's compiled function through the runtime's `run` (which awaits it and
  * serializes its result inside the isolate), copying the outcome out.
  */
@@ -174,6 +170,10 @@ export async function runCompiled(
   })) as RunOutcome;
 }
 
+/**
+ * Wraps agent code as the body of a function compiled on its own, so whatever the text
+ * does it stays inside that body. Line 1 of the agent's code is line 1 in errors.
+ */
 export function wrapCode(prelude: string, code: string): string {
   return `"use strict";${prelude}return (\n${code}\n);`;
 }
