@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '@warden/testing';
 import { createDb } from './create-db.ts';
 import type { Db, DbOptions } from './create-db.ts';
+import type { Database } from './database.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -30,7 +31,7 @@ async function database(
 }
 
 /** What this session has prepared, by statement text. */
-async function preparedTexts(kysely: Kysely<unknown>): Promise<string[]> {
+async function preparedTexts(kysely: Kysely<Database>): Promise<string[]> {
   // This check may get a name of its own; it is left out.
   const { rows } = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(
     kysely,
@@ -38,7 +39,7 @@ async function preparedTexts(kysely: Kysely<unknown>): Promise<string[]> {
   return rows.map((row) => row.statement).filter((text) => !text.includes('pg_prepared_statements'));
 }
 
-const byId = (kysely: Kysely<unknown>, id: number) =>
+const byId = (kysely: Kysely<Database>, id: number) =>
   sql<{ label: string }>`select label from items where id = ${id}`.execute(kysely);
 
 describe('prepared statements', () => {
@@ -78,7 +79,7 @@ describe('prepared statements', () => {
 
   it('inside a transaction the stale statement fails that transaction only; the next query works', async () => {
     const db = await database({ minUses: 1 });
-    const all = (kysely: Kysely<unknown>) =>
+    const all = (kysely: Kysely<Database>) =>
       sql<Record<string, unknown>>`select * from items where id = ${2}`.execute(kysely);
     await all(db.kysely);
     await sql`alter table items add column weight int not null default 7`.execute(db.kysely);
