@@ -101,6 +101,9 @@ export class ExecuteSandbox {
       outcome = classifyFailure(error, watchdog, limits);
     } finally {
       this.#running.delete(id);
+      // Work the code left running until the isolate is disposed reaches no call any more.
+      prepared.call.requestUpstream = null;
+      prepared.call.logs = null;
     }
     const stats = watchdog.finish();
     // Disposing takes a moment; the result goes out first. Work the code left running
