@@ -1,7 +1,6 @@
 export { createDb } from './create-db.ts';
 export type { Db, DbOptions } from './create-db.ts';
-export { createStatementNamer } from './prepared-statements.ts';
-export type { PreparedStatementOptions, StatementNamer } from './prepared-statements.ts';
+export type { PreparedStatementOptions } from './prepared-statements.ts';
 export { migrateToLatest } from './migrate.ts';
 export type { MigrationReport } from './migrate.ts';
 export { isDatabaseUnavailable, isUniqueViolation } from './errors.ts';

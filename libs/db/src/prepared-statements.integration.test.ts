@@ -8,7 +8,6 @@ import type { Db, DbOptions } from './create-db.ts';
 import type { Database } from './database.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
-const urls = new WeakMap<Db, string>();
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
@@ -17,7 +16,7 @@ afterEach(async () => {
 async function database(
   preparedStatements: Extract<DbOptions, { kind: 'postgres' }>['preparedStatements'],
   poolSize = 1,
-): Promise<Db> {
+): Promise<{ db: Db; url: string }> {
   const test = await createTestDatabase({ migrate: false });
   cleanups.push(test.drop);
   // Set up over a connection of its own, so none of it counts towards the pool's statements.
@@ -28,8 +27,7 @@ async function database(
   await setup.end();
   const db = await createDb({ kind: 'postgres', url: test.url, poolSize, preparedStatements });
   cleanups.push(() => db.close());
-  urls.set(db, test.url);
-  return db;
+  return { db, url: test.url };
 }
 
 /** What this session has prepared: statement texts, or their names. */
@@ -50,7 +48,7 @@ const byId = (kysely: Kysely<Database>, id: number) =>
 
 describe('prepared statements', () => {
   it('names a data statement once it has run minUses times, and reuses it with new parameters', async () => {
-    const db = await database({ minUses: 3 });
+    const { db } = await database({ minUses: 3 });
     await byId(db.kysely, 1);
     await byId(db.kysely, 2);
     expect(await preparedTexts(db.kysely)).toEqual([]);
@@ -62,7 +60,7 @@ describe('prepared statements', () => {
   });
 
   it('leaves one-off shapes, parameterless and utility statements, and texts past the cap unnamed', async () => {
-    const db = await database({ minUses: 1, maxStatements: 2, maxTextLength: 200 });
+    const { db } = await database({ minUses: 1, maxStatements: 2, maxTextLength: 200 });
     for (let i = 0; i < 4; i++) {
       await sql`set statement_timeout = 10000`.execute(db.kysely);
       // Several statements in one parameterless text: only an unnamed simple query can run it.
@@ -76,11 +74,11 @@ describe('prepared statements', () => {
   });
 
   it('names a text the same way in every process, so a name always means the same SQL', async () => {
-    const first = await database({ minUses: 1 });
+    const { db: first, url } = await database({ minUses: 1 });
     // A second pool on the same database: another replica.
     const second = await createDb({
       kind: 'postgres',
-      url: urls.get(first) as string,
+      url,
       poolSize: 1,
       preparedStatements: { minUses: 1 },
     });
@@ -96,7 +94,7 @@ describe('prepared statements', () => {
   });
 
   it('survives a schema change under a prepared `select *`: the statement is prepared anew and the query retried', async () => {
-    const db = await database({ minUses: 1 });
+    const { db } = await database({ minUses: 1 });
     const all = () => sql<Record<string, unknown>>`select * from items where id = ${1}`.execute(db.kysely);
     expect((await all()).rows).toEqual([{ id: 1, label: 'one' }]);
     expect(await preparedTexts(db.kysely)).toContain('select * from items where id = $1');
@@ -108,7 +106,7 @@ describe('prepared statements', () => {
   });
 
   it('leaves statements inside transactions unnamed, so a schema change cannot fail a transaction', async () => {
-    const db = await database({ minUses: 1 });
+    const { db } = await database({ minUses: 1 });
     const all = (kysely: Kysely<Database>) =>
       sql<Record<string, unknown>>`select * from items where id = ${2}`.execute(kysely);
     for (let i = 0; i < 3; i++) await db.kysely.transaction().execute((tx) => all(tx));
@@ -122,7 +120,7 @@ describe('prepared statements', () => {
   });
 
   it('gives a statement lost by the session (DEALLOCATE ALL) a new name and retries it', async () => {
-    const db = await database({ minUses: 1 });
+    const { db } = await database({ minUses: 1 });
     await byId(db.kysely, 1);
     await sql`deallocate all`.execute(db.kysely);
     expect((await byId(db.kysely, 2)).rows).toEqual([{ label: 'two' }]);
@@ -130,7 +128,7 @@ describe('prepared statements', () => {
   });
 
   it('runs concurrent queries on several connections by name', async () => {
-    const db = await database({ minUses: 1 }, 4);
+    const { db } = await database({ minUses: 1 }, 4);
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => byId(db.kysely, (i % 2) + 1)));
     expect(results.map((r) => r.rows[0]?.label)).toEqual(
       Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 'one' : 'two')),
@@ -140,7 +138,7 @@ describe('prepared statements', () => {
   });
 
   it('can be turned off', async () => {
-    const db = await database(false);
+    const { db } = await database(false);
     for (let i = 0; i < 5; i++) await byId(db.kysely, 1);
     expect(await preparedTexts(db.kysely)).toEqual([]);
   });

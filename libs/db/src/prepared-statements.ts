@@ -62,8 +62,6 @@ type QueryFn = (text: unknown, values?: unknown, callback?: unknown) => unknown;
 export interface StatementNamer {
   /** Wraps a freshly connected client's `query` so repeated statements run by name. */
   install(client: pg.PoolClient): void;
-  /** Distinct texts that run by name. */
-  named(): number;
 }
 
 export function createStatementNamer(options: PreparedStatementOptions = {}): StatementNamer {
@@ -107,7 +105,6 @@ export function createStatementNamer(options: PreparedStatementOptions = {}): St
   }
 
   return {
-    named: () => [...names.values()].filter((name) => name !== null).length,
     install(client) {
       const original = client.query.bind(client) as QueryFn;
       const query: QueryFn = (text, values, callback) => {
