@@ -1,14 +1,33 @@
 /**
- * One audit record, as the API, exports and SIEM sinks see it. Records are written
- * for every tool call (REST and MCP), every upstream request inside a call, and
- * administrative events (offboarding, connected-account changes). Never credentials,
- * never response bodies.
+ * One audit record, as the API, exports and SIEM sinks see it. Records are written for every
+ * tool call (REST and MCP), every upstream request (twice: its intent, committed before it is
+ * sent, then its outcome) and every lifecycle change (tenants, keys, accounts, tokens, policy,
+ * settings, sinks, spec, offboarding). Never credentials, never response bodies.
  */
-export type AuditKind = 'tool_call' | 'upstream_request' | 'offboarding' | 'connected_account';
+export type AuditKind = 'tool_call' | 'upstream_request' | 'offboarding' | 'connected_account' | 'lifecycle';
 
-export type AuditOutcome = 'success' | 'error' | 'refused' | 'rate_limited' | 'timeout';
+/**
+ * `pending`: the intent of an upstream request, committed before it was sent; its outcome
+ * follows as a record whose `intent_id` names it. `unknown`: the outcome of an intent whose
+ * answer was never recorded (the replica died or the store failed after sending).
+ */
+export type AuditOutcome =
+  'success' | 'error' | 'refused' | 'rate_limited' | 'timeout' | 'pending' | 'unknown';
+
+export const AUDIT_OUTCOMES: readonly AuditOutcome[] = [
+  'success',
+  'error',
+  'refused',
+  'rate_limited',
+  'timeout',
+  'pending',
+  'unknown',
+];
 
 export type CallerType = 'api_key' | 'mcp_token' | 'admin' | 'system';
+
+/** Deployment-wide events (spec reloads, key rotations) are chained under this tenant id. */
+export const SYSTEM_TENANT_ID = 'system';
 
 export interface AuditCaller {
   readonly type: CallerType;
@@ -60,6 +79,12 @@ export interface AuditEvent {
   readonly code_sha256: string | null;
   /** The submitted code itself, unless the tenant turned code capture off. */
   readonly code: string | null;
+  /** On an upstream outcome: the id of its intent record. */
+  readonly intent_id?: string | null;
+  /** SHA-256 (hex) of an upstream request's body, on its intent. */
+  readonly body_sha256?: string | null;
+  /** Event specifics: a lifecycle change's old and new values, an upstream request's query. */
+  readonly details?: Readonly<Record<string, unknown>> | null;
   /** Hex SHA-256 chaining this record to the previous one of the same tenant. */
   readonly prev_hash: string;
   readonly hash: string;

@@ -1,14 +1,22 @@
 import { createHash } from 'node:crypto';
-import { WardenError, newId, unavailable } from '@warden/core';
+import type { Clock } from '@warden/core';
+import { WardenError, newId, systemClock, unavailable } from '@warden/core';
 import type { AuditEventRow, Database } from '@warden/db';
 import { decodeCursor, encodeCursor } from '@warden/db';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { AuditEvent, AuditKind, AuditOutcome } from './audit-event.ts';
 import { GENESIS_HASH, hashEvent } from './audit-hash.ts';
+import { escapeAuditValue } from './audit-text.ts';
 
-/** What callers record; id, seq and the hash chain are assigned on append. */
-export type AuditRecordInput = Omit<AuditEvent, 'id' | 'tenant_id' | 'seq' | 'prev_hash' | 'hash'>;
+/**
+ * What callers record; id, seq and the hash chain are assigned on append, and `occurred_at`
+ * (when not given) is the store's clock at the moment of the append.
+ */
+export type AuditRecordInput = Omit<
+  AuditEvent,
+  'id' | 'tenant_id' | 'seq' | 'prev_hash' | 'hash' | 'occurred_at'
+> & { readonly occurred_at?: string; readonly id?: string };
 
 export interface AuditQuery {
   readonly from?: Date;
@@ -17,6 +25,7 @@ export interface AuditQuery {
   readonly toolName?: string;
   readonly outcome?: AuditOutcome;
   readonly kind?: AuditKind;
+  readonly action?: string;
   readonly executionId?: string;
   readonly pageSize?: number;
   readonly pageToken?: string;
@@ -73,6 +82,9 @@ export function rowToEvent(row: AuditEventRow): AuditEvent {
     response_bytes: row.response_bytes,
     code_sha256: row.code_sha256,
     code: row.code,
+    ...(row.intent_id !== null ? { intent_id: row.intent_id } : {}),
+    ...(row.body_sha256 !== null ? { body_sha256: row.body_sha256 } : {}),
+    ...(row.details !== null ? { details: row.details } : {}),
     prev_hash: row.prev_hash,
     hash: row.hash,
   };
@@ -110,24 +122,47 @@ function eventToRow(event: AuditEvent, expiresOn: string) {
     response_bytes: event.response_bytes,
     code_sha256: event.code_sha256,
     code: event.code,
+    intent_id: event.intent_id ?? null,
+    body_sha256: event.body_sha256 ?? null,
+    details: event.details ?? null,
     prev_hash: event.prev_hash,
     hash: event.hash,
   };
 }
 
+export interface AuditAppendOptions {
+  readonly retentionDays: number;
+}
+
 export interface AuditStore {
   /**
    * Appends records to the tenant's chain atomically, resolving once they are committed.
-   * Concurrent appends of a tenant are queued and written together. Throws `unavailable`
-   * when the store cannot be written; callers must then not report success.
+   * Concurrent appends of a tenant are queued and written together (group commit). Throws
+   * `unavailable` when the store cannot be written; callers must then not report success.
+   * One append's bad record never fails another append: a batch the database refuses is
+   * written append by append, and a record that is still refused is replaced by a minimal
+   * record saying so, never dropped.
    */
   append(
     tenantId: string,
     records: readonly AuditRecordInput[],
-    options: { retentionDays: number },
+    options: AuditAppendOptions,
   ): Promise<AuditEvent[]>;
-  /** Proves the write path of a record written now works, leaving nothing behind. */
-  probe(tenantId: string, options: { retentionDays: number }): Promise<void>;
+  /**
+   * Appends inside the caller's transaction, so a change and its record commit together
+   * (lifecycle events). Not queued: the transaction holds the chain head until it ends.
+   */
+  appendWithin(
+    tx: Kysely<Database>,
+    tenantId: string,
+    records: readonly AuditRecordInput[],
+    options: AuditAppendOptions,
+  ): Promise<AuditEvent[]>;
+  /**
+   * Proves that every table an append writes (records, chain head, outbox) takes a write now,
+   * leaving nothing behind: read-only databases and missing privileges fail here.
+   */
+  probe(tenantId: string, options: AuditAppendOptions): Promise<void>;
   query(tenantId: string, query: AuditQuery): Promise<{ events: AuditEvent[]; nextPageToken: string | null }>;
   /** Streams events in time order with keyset pages: constant memory whatever the range. */
   stream(tenantId: string, range: { from: Date; to: Date }, batchSize?: number): AsyncGenerator<AuditEvent>;
@@ -135,6 +170,16 @@ export interface AuditStore {
 
 function storeUnavailable(error: unknown): WardenError {
   return error instanceof WardenError ? error : unavailable('the audit store', error);
+}
+
+/**
+ * SQLSTATE classes that mean "this data", not "this database": data exceptions (22: bad
+ * characters, values out of range), integrity violations (23) and program limits (54: a row
+ * too large). Another append's records would have been written.
+ */
+function isRecordError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|54)/.test(code);
 }
 
 /** Records per append statement; queued appends beyond it wait for the next statement. */
@@ -145,52 +190,127 @@ const MAX_HEAD_RACES = 20;
 interface ChainHead {
   readonly seq: number;
   readonly hash: string;
+  /** Time of the head record (ms); records after it are never stamped earlier. */
+  readonly at: number;
 }
 
 interface PendingAppend {
-  readonly records: readonly AuditRecordInput[];
+  records: readonly AuditRecordInput[];
   readonly retentionDays: number;
   readonly resolve: (events: AuditEvent[]) => void;
   readonly reject: (error: unknown) => void;
 }
 
-export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
+/**
+ * What is left of a record the database refused: the fields Warden itself generated (kinds,
+ * ids, outcome, status), none of the free text that could have been the cause.
+ */
+function minimalRecord(record: AuditRecordInput, error: unknown): AuditRecordInput {
+  const sqlstate = String((error as { code?: unknown } | null)?.code ?? 'unknown');
+  return {
+    ...(record.id !== undefined ? { id: record.id } : {}),
+    ...(record.occurred_at !== undefined ? { occurred_at: record.occurred_at } : {}),
+    kind: record.kind,
+    action: record.action,
+    outcome: record.outcome,
+    execution_id: record.execution_id,
+    identifier: null,
+    caller: {
+      type: record.caller.type,
+      id: record.caller.id,
+      client_name: null,
+      client_version: null,
+      ip: null,
+    },
+    agent_run_id: null,
+    tool_name: record.tool_name,
+    connected_account_id: record.connected_account_id,
+    upstream: record.upstream
+      ? {
+          method: record.upstream.method,
+          path_template: null,
+          path: '[not storable]',
+          status: record.upstream.status,
+          cf_ray: null,
+        }
+      : null,
+    error: {
+      code: 'audit_record_rejected',
+      message: `the database refused this record (SQLSTATE ${sqlstate}); only its generated fields are kept`,
+    },
+    duration_ms: record.duration_ms,
+    request_bytes: record.request_bytes,
+    response_bytes: record.response_bytes,
+    code_sha256: record.code_sha256,
+    code: null,
+    intent_id: record.intent_id ?? null,
+    body_sha256: record.body_sha256 ?? null,
+  };
+}
+
+export interface AuditStoreOptions {
+  readonly db: Kysely<Database>;
+  /** Stamps records; pass a clock aligned with the database's so replicas agree. */
+  readonly clock?: Clock;
+}
+
+export function createAuditStore(deps: AuditStoreOptions): AuditStore {
   const { db } = deps;
+  const clock = deps.clock ?? systemClock;
   /** The head this replica last wrote or read, per tenant; a guess that the append checks. */
   const heads = new Map<string, ChainHead>();
   /** Appends waiting for the tenant's statement in flight, in arrival order. */
   const queues = new Map<string, PendingAppend[]>();
 
-  async function readHead(tenantId: string): Promise<ChainHead> {
-    const row = await db
+  async function readHead(executor: Kysely<Database>, tenantId: string): Promise<ChainHead> {
+    const row = await executor
       .selectFrom('audit_chain_heads')
-      .select(['seq', 'hash'])
+      .select(['seq', 'hash', 'occurred_at'])
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
-    return row ? { seq: Number(row.seq), hash: row.hash } : { seq: 0, hash: GENESIS_HASH };
+    return row
+      ? { seq: Number(row.seq), hash: row.hash, at: row.occurred_at?.getTime() ?? 0 }
+      : { seq: 0, hash: GENESIS_HASH, at: 0 };
+  }
+
+  /** Ids and times fixed once per append, so a rebuilt batch hashes the same records. */
+  function prepare(records: readonly AuditRecordInput[]): AuditRecordInput[] {
+    const now = clock.now().toISOString();
+    return records.map((record) => ({
+      ...escapeAuditValue(record),
+      id: record.id ?? newId('aud'),
+      occurred_at: record.occurred_at ?? now,
+    }));
   }
 
   /**
-   * Writes a batch in one autocommit statement: it moves the chain head only if the head is
-   * still the one the hashes were built on, and inserts the records and the outbox rows only
-   * if it moved. Another replica having appended meanwhile makes it write nothing; the
-   * batch is then rebuilt on the new head.
+   * Writes a batch in one statement: it moves the chain head only if the head is still the one
+   * the hashes were built on, and inserts the records and the outbox rows only if it moved.
+   * Another replica having appended meanwhile makes it write nothing; the batch is then rebuilt
+   * on the new head. Times never go backwards along the chain: a record stamped before its
+   * predecessor (another replica's clock, a slower path) takes its predecessor's time.
    */
-  async function writeBatch(tenantId: string, batch: readonly PendingAppend[]): Promise<AuditEvent[][]> {
-    const ids = batch.map((p) => p.records.map(() => newId('aud')));
+  async function writeBatch(
+    executor: Kysely<Database>,
+    tenantId: string,
+    batch: ReadonlyArray<{ records: readonly AuditRecordInput[]; retentionDays: number }>,
+  ): Promise<AuditEvent[][]> {
     for (let attempt = 0; attempt < MAX_HEAD_RACES; attempt++) {
-      const head = heads.get(tenantId) ?? (await readHead(tenantId));
+      const head = heads.get(tenantId) ?? (await readHead(executor, tenantId));
       let seq = head.seq;
       let prev = head.hash;
+      let at = head.at;
       const perAppend: AuditEvent[][] = [];
       const rows = [];
-      for (const [i, pending] of batch.entries()) {
+      for (const pending of batch) {
         const events: AuditEvent[] = [];
-        for (const [j, record] of pending.records.entries()) {
+        for (const record of pending.records) {
           seq += 1;
+          at = Math.max(at, Date.parse(record.occurred_at as string));
           const unsigned: Omit<AuditEvent, 'hash'> = {
             ...record,
-            id: ids[i]?.[j] as string,
+            id: record.id as string,
+            occurred_at: new Date(at).toISOString(),
             tenant_id: tenantId,
             seq,
             prev_hash: prev,
@@ -203,18 +323,19 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
         perAppend.push(events);
       }
       const outboxed = perAppend.flat().map((event) => ({ id: event.id, payload: event }));
+      const headAt = new Date(at).toISOString();
       // Each round trip here is paid by every tool call: one statement writes the records,
       // moves the head and fills the transactional outbox for the tenant's SIEM sinks
       // (every committed event, and only those).
       const { rows: moved } = await sql<{ moved: number }>`
         with updated as (
-          update audit_chain_heads set seq = ${seq}, hash = ${prev}
+          update audit_chain_heads set seq = ${seq}, hash = ${prev}, occurred_at = ${headAt}::timestamptz
           where tenant_id = ${tenantId} and seq = ${head.seq} and hash = ${head.hash}
           returning 1
         ),
         created as (
-          insert into audit_chain_heads (tenant_id, seq, hash)
-          select ${tenantId}, ${seq}, ${prev} where ${head.seq}::bigint = 0
+          insert into audit_chain_heads (tenant_id, seq, hash, occurred_at)
+          select ${tenantId}, ${seq}, ${prev}, ${headAt}::timestamptz where ${head.seq}::bigint = 0
           on conflict (tenant_id) do nothing
           returning 1
         ),
@@ -231,14 +352,77 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
           cross join jsonb_to_recordset(${JSON.stringify(outboxed)}::jsonb) as e(id text, payload jsonb)
           where s.tenant_id = ${tenantId} and s.enabled and exists (select from head)
         )
-        select count(*)::int as moved from head`.execute(db);
+        select count(*)::int as moved from head`.execute(executor);
       if (moved[0]?.moved === 1) {
-        heads.set(tenantId, { seq, hash: prev });
+        heads.set(tenantId, { seq, hash: prev, at });
         return perAppend;
       }
       heads.delete(tenantId);
     }
     throw unavailable('the audit trail (its chain head kept moving)');
+  }
+
+  /**
+   * A batch the database refused for its data: each append is written on its own, so only
+   * the one holding the bad record is affected, and that one's refused records are replaced
+   * by minimal ones.
+   */
+  async function writeApart(tenantId: string, batch: readonly PendingAppend[]): Promise<void> {
+    for (const pending of batch) {
+      try {
+        const [events] = await writeBatch(db, tenantId, [pending]);
+        pending.resolve(events ?? []);
+        continue;
+      } catch (error) {
+        heads.delete(tenantId);
+        if (!isRecordError(error)) {
+          pending.reject(storeUnavailable(error));
+          continue;
+        }
+      }
+      const kept: AuditRecordInput[] = [];
+      for (const record of pending.records) {
+        kept.push(await fitRecord(tenantId, record, pending.retentionDays));
+      }
+      try {
+        const [events] = await writeBatch(db, tenantId, [
+          { records: kept, retentionDays: pending.retentionDays },
+        ]);
+        pending.resolve(events ?? []);
+      } catch (error) {
+        heads.delete(tenantId);
+        pending.reject(storeUnavailable(error));
+      }
+    }
+  }
+
+  /** The record itself if the database takes it (checked in a statement that writes nothing), else its minimal form. */
+  async function fitRecord(
+    tenantId: string,
+    record: AuditRecordInput,
+    retentionDays: number,
+  ): Promise<AuditRecordInput> {
+    const row = eventToRow(
+      {
+        ...record,
+        id: record.id as string,
+        occurred_at: record.occurred_at as string,
+        tenant_id: tenantId,
+        seq: 0,
+        prev_hash: '',
+        hash: '',
+      },
+      expiryDay(new Date(record.occurred_at as string), retentionDays),
+    );
+    try {
+      await sql`select count(*) from jsonb_populate_recordset(null::audit_events, ${JSON.stringify([row])}::jsonb)`.execute(
+        db,
+      );
+      return record;
+    } catch (error) {
+      if (!isRecordError(error)) throw storeUnavailable(error);
+      return minimalRecord(record, error);
+    }
   }
 
   /** Writes the tenant's queued appends, a batch per statement, until none is left. */
@@ -255,11 +439,17 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
       }
       const batch = queue.splice(0, n);
       try {
-        const written = await writeBatch(tenantId, batch);
+        const written = await writeBatch(db, tenantId, batch);
         batch.forEach((pending, i) => pending.resolve(written[i] ?? []));
       } catch (error) {
         // Committed or not is unknown: the next batch reads the head again.
         heads.delete(tenantId);
+        if (isRecordError(error)) {
+          await writeApart(tenantId, batch).catch((failure: unknown) => {
+            for (const pending of batch) pending.reject(storeUnavailable(failure));
+          });
+          continue;
+        }
         const failure = storeUnavailable(error);
         for (const pending of batch) pending.reject(failure);
       }
@@ -271,7 +461,7 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
     append(tenantId, records, options) {
       if (records.length === 0) return Promise.resolve([]);
       return new Promise<AuditEvent[]>((resolve, reject) => {
-        const pending = { records, retentionDays: options.retentionDays, resolve, reject };
+        const pending = { records: prepare(records), retentionDays: options.retentionDays, resolve, reject };
         const queue = queues.get(tenantId);
         if (queue) {
           queue.push(pending);
@@ -283,9 +473,26 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
       });
     },
 
+    async appendWithin(tx, tenantId, records, options) {
+      if (records.length === 0) return [];
+      // The transaction may read a head this replica has not seen, and may roll back what it
+      // writes: read the head inside it, and forget it afterwards.
+      heads.delete(tenantId);
+      try {
+        const [events] = await writeBatch(tx, tenantId, [
+          { records: prepare(records), retentionDays: options.retentionDays },
+        ]);
+        return events ?? [];
+      } catch (error) {
+        throw storeUnavailable(error);
+      } finally {
+        heads.delete(tenantId);
+      }
+    },
+
     async probe(tenantId, options) {
       try {
-        await sql`select audit_write_probe(${tenantId}, ${expiryDay(new Date(), options.retentionDays)}::date)`.execute(
+        await sql`select audit_write_probe(${tenantId}, ${expiryDay(clock.now(), options.retentionDays)}::date)`.execute(
           db,
         );
       } catch (error) {
@@ -302,6 +509,7 @@ export function createAuditStore(deps: { db: Kysely<Database> }): AuditStore {
       if (q.toolName !== undefined) query = query.where('tool_name', '=', q.toolName);
       if (q.outcome !== undefined) query = query.where('outcome', '=', q.outcome);
       if (q.kind !== undefined) query = query.where('kind', '=', q.kind);
+      if (q.action !== undefined) query = query.where('action', '=', q.action);
       if (q.executionId !== undefined) query = query.where('execution_id', '=', q.executionId);
       if (q.pageToken) {
         const after = decodeCursor(q.pageToken);

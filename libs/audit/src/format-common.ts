@@ -33,10 +33,16 @@ export function severityOf(outcome: AuditOutcome): EventSeverity {
   switch (outcome) {
     case 'success':
       return { ocsfId: 1, ocsfName: 'Informational', cef: 3, syslog: 6 };
+    case 'pending':
+      // An intent: the request is about to be sent; its outcome follows.
+      return { ocsfId: 1, ocsfName: 'Informational', cef: 3, syslog: 6 };
     case 'error':
     case 'timeout':
     case 'rate_limited':
       return { ocsfId: 2, ocsfName: 'Low', cef: 5, syslog: 4 };
+    case 'unknown':
+      // Sent, but what Cloudflare answered was never recorded: someone should look.
+      return { ocsfId: 3, ocsfName: 'Medium', cef: 7, syslog: 4 };
     case 'refused':
       return { ocsfId: 3, ocsfName: 'Medium', cef: 7, syslog: 4 };
   }

@@ -6,6 +6,26 @@ export type {
   AuditUpstream,
   CallerType,
 } from './audit-event.ts';
+export { AUDIT_OUTCOMES, SYSTEM_TENANT_ID } from './audit-event.ts';
+export {
+  ADMIN_CALLER,
+  SYSTEM_CALLER,
+  lifecycleRecord,
+  outcomeOf,
+  toolCallRecord,
+  unknownOutcomeRecord,
+  upstreamIntentRecord,
+  upstreamOutcomeRecord,
+} from './audit-records.ts';
+export type {
+  AuditSubject,
+  LifecycleFacts,
+  ToolCallFacts,
+  UpstreamFacts,
+  UpstreamResult,
+} from './audit-records.ts';
+export { AuditJournal } from './audit-journal.ts';
+export { ESCAPE_MARK, escapeAuditText, escapeAuditValue, unescapeAuditText } from './audit-text.ts';
 export { toCefLine } from './cef-format.ts';
 export {
   EXPORT_FORMATS,
@@ -56,8 +76,14 @@ export {
   rowToEvent,
   sha256Hex,
 } from './audit.store.ts';
-export type { AuditQuery, AuditRecordInput, AuditStore } from './audit.store.ts';
-export { GENESIS_HASH, hashEvent } from './audit-hash.ts';
+export type {
+  AuditAppendOptions,
+  AuditQuery,
+  AuditRecordInput,
+  AuditStore,
+  AuditStoreOptions,
+} from './audit.store.ts';
+export { GENESIS_HASH, canonicalJson, hashEvent } from './audit-hash.ts';
 export { verifyAllChains, verifyChain } from './audit-verify.ts';
 export type { ChainProblem, ChainReport } from './audit-verify.ts';
 export {

@@ -32,8 +32,8 @@ export interface OcsfApiActivityEvent {
   readonly type_name: string;
   readonly severity_id: 1 | 2 | 3;
   readonly severity: string;
-  readonly status_id: 1 | 2;
-  readonly status: 'Success' | 'Failure';
+  readonly status_id: 0 | 1 | 2;
+  readonly status: 'Success' | 'Failure' | 'Unknown';
   readonly status_detail: string;
   readonly status_code?: string;
   readonly time: number;
@@ -105,11 +105,13 @@ export function ocsfActivity(event: AuditEvent): OcsfActivity {
     case 'offboarding':
       // Offboarding destroys the identity's credentials and tokens.
       return DELETE;
-    case 'connected_account': {
+    case 'connected_account':
+    case 'lifecycle': {
       const verb = event.action.slice(event.action.lastIndexOf('.') + 1);
-      if (verb === 'created') return CREATE;
-      if (verb === 'updated' || verb === 'rotated') return UPDATE;
-      if (verb === 'deleted' || verb === 'revoked') return DELETE;
+      if (verb === 'created' || verb === 'minted' || verb === 'issued') return CREATE;
+      if (verb === 'updated' || verb === 'rotated' || verb === 'changed' || verb === 'status_updated')
+        return UPDATE;
+      if (verb === 'deleted' || verb === 'revoked' || verb === 'retired') return DELETE;
       return { id: 99, name: event.action };
     }
   }
@@ -185,6 +187,8 @@ export function toOcsfEvent(event: AuditEvent, options: FormatOptions = {}): Ocs
   const activity = ocsfActivity(source);
   const severity = severityOf(source.outcome);
   const success = source.outcome === 'success';
+  // OCSF status 0 (Unknown): an intent not yet answered, or an answer that was never recorded.
+  const undecided = source.outcome === 'pending' || source.outcome === 'unknown';
   const upstream = source.upstream;
   const status = upstream?.status ?? null;
   const error = source.error;
@@ -203,8 +207,8 @@ export function toOcsfEvent(event: AuditEvent, options: FormatOptions = {}): Ocs
     type_name: `API Activity: ${activity.name}`,
     severity_id: severity.ocsfId,
     severity: severity.ocsfName,
-    status_id: success ? 1 : 2,
-    status: success ? 'Success' : 'Failure',
+    status_id: success ? 1 : undecided ? 0 : 2,
+    status: success ? 'Success' : undecided ? 'Unknown' : 'Failure',
     status_detail: source.outcome,
     status_code: error?.code,
     time: Date.parse(source.occurred_at),

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { WardenError } from '@warden/core';
-import { authHeaders } from './credential.ts';
+import { authHeaders, credentialScrubber } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -178,7 +178,15 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
           }
           chunks.push(chunk);
         });
-        res.on('end', () => finish(toResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks))));
+        res.on('end', () =>
+          finish(
+            toResponse(
+              res.statusCode ?? 0,
+              res.headers,
+              credentialScrubber(credential)(Buffer.concat(chunks)),
+            ),
+          ),
+        );
         res.on('error', () => finish(unreachable()));
         res.on('aborted', () => finish(unreachable()));
       });

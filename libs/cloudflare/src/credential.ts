@@ -33,6 +33,43 @@ export function credentialSecrets(credential: CloudflareCredential): string[] {
   return credential.type === 'api_token' ? [credential.apiToken] : [credential.apiKey];
 }
 
+/** What an echoed secret is replaced by. */
+export const REDACTED = '[REDACTED]';
+
+/**
+ * The forms in which a secret can come back inside a response: as it is, Base64 (standard and
+ * URL alphabet, with and without padding), percent-encoded, and as the `Authorization` value.
+ */
+function secretForms(secret: string): string[] {
+  const b64 = Buffer.from(secret, 'utf8').toString('base64');
+  const forms = new Set([
+    secret,
+    b64,
+    b64.replace(/=+$/, ''),
+    Buffer.from(secret, 'utf8').toString('base64url'),
+    encodeURIComponent(secret),
+  ]);
+  // Longest first, so a form is never left half-replaced by a shorter one it contains.
+  return [...forms].filter((f) => f.length >= 8).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * A scrubber for the exact secret values of one credential: it replaces every occurrence of any
+ * of their forms in a response body before anything parses it, so no echo of the credential
+ * (Cloudflare quoting a header in an error, a token listing its own value) reaches a result,
+ * an error message, an audit record or a log line.
+ */
+export function credentialScrubber(credential: CloudflareCredential): (body: Buffer) => Buffer {
+  const forms = credentialSecrets(credential).flatMap(secretForms);
+  const needles = forms.map((f) => Buffer.from(f, 'utf8'));
+  return (body) => {
+    if (!needles.some((needle) => body.includes(needle))) return body;
+    let text = body.toString('utf8');
+    for (const form of forms) text = text.split(form).join(REDACTED);
+    return Buffer.from(text, 'utf8');
+  };
+}
+
 const API_TOKEN_SHAPE = /^[A-Za-z0-9_-]{20,255}$/;
 const GLOBAL_API_KEY_SHAPE = /^[0-9a-f]{37}$/;
 const EMAIL_SHAPE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;

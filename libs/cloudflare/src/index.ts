@@ -1,4 +1,10 @@
-export { assertCredentialShape, authHeaders, credentialSecrets } from './credential.ts';
+export {
+  REDACTED,
+  assertCredentialShape,
+  authHeaders,
+  credentialScrubber,
+  credentialSecrets,
+} from './credential.ts';
 export type { CloudflareAccount, CloudflareCredential, VerifiedCredential } from './credential.ts';
 export { createCloudflareClient } from './cloudflare.client.ts';
 export type {

@@ -138,6 +138,9 @@ export interface AuditEventsTable {
   response_bytes: number | null;
   code_sha256: string | null;
   code: string | null;
+  intent_id: string | null;
+  body_sha256: string | null;
+  details: ColumnType<Record<string, unknown> | null, string | null, never>;
   prev_hash: string;
   hash: string;
 }
@@ -146,6 +149,12 @@ export interface AuditChainHeadsTable {
   tenant_id: string;
   seq: ColumnType<string, number | string, number | string>;
   hash: string;
+  occurred_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface AuditSweepsTable {
+  name: string;
+  swept_until: ColumnType<Date, Date | string, Date | string>;
 }
 
 export interface AuditChainAnchorsTable {
@@ -216,6 +225,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   audit_chain_heads: AuditChainHeadsTable;
   audit_chain_anchors: AuditChainAnchorsTable;
+  audit_sweeps: AuditSweepsTable;
   audit_sinks: AuditSinksTable;
   tenant_webhooks: TenantWebhooksTable;
   outbox: OutboxTable;

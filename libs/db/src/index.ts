@@ -1,4 +1,6 @@
 export { createDb } from './create-db.ts';
+export { createDatabaseClock } from './database-clock.ts';
+export type { DatabaseClock } from './database-clock.ts';
 export type { Db, DbOptions } from './create-db.ts';
 export type { PreparedStatementOptions } from './prepared-statements.ts';
 export { migrateToLatest } from './migrate.ts';

@@ -1,33 +1,23 @@
-import type { AuditRecordInput, AuditStore } from '@warden/audit';
-import { sha256Hex } from '@warden/audit';
+import type { AuditStore } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
-import { WardenError, isWardenError, newId, systemClock, unavailable } from '@warden/core';
-import type { CloudflareClient, CloudflareCredential, CloudflareResponse } from '@warden/cloudflare';
-import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
-import { rateLimitedError } from '@warden/ratelimit';
-import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
-import { resolveAccount, resolveCloudflareAccount, upstreamPrincipal } from './account-resolution.ts';
-import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
+import { WardenError, systemClock } from '@warden/core';
+import type { CloudflareCredential } from '@warden/cloudflare';
+import type { ConnectedAccount } from '@warden/vault';
+import { resolveCloudflareAccount } from './account-resolution.ts';
+import type { CallContextSource, LiveCalls } from './call-context.ts';
+import { Execution } from './execution.ts';
+import type { ExecuteToolResult } from './execution.ts';
+import { evaluatePolicy } from './policy.ts';
 import type { Policy } from './policy.ts';
-import type {
-  CodeRunner,
-  SandboxOutcome,
-  SpecLookup,
-  TruncationInfo,
-  UpstreamRequest,
-  UpstreamResponse,
-} from './ports.ts';
+import type { CodeRunner, SpecLookup } from './ports.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
-import { auditCaller, isToolName } from './tool-caller.ts';
+import { isToolName } from './tool-caller.ts';
+import type { UpstreamGateway } from './upstream-gateway.ts';
+
+export type { TenantToolSettings } from './call-context.ts';
+export type { ExecuteToolResult } from './execution.ts';
 
 export const MAX_CODE_LENGTH = 100_000;
-
-export interface TenantToolSettings {
-  readonly budget: BudgetSpec;
-  readonly retentionDays: number;
-  /** Store the submitted code in the audit trail (its SHA-256 is always stored). */
-  readonly captureCode: boolean;
-}
 
 export interface ExecuteToolInput {
   readonly toolName: string;
@@ -38,39 +28,22 @@ export interface ExecuteToolInput {
   readonly agentRunId?: string;
 }
 
-export interface ExecuteToolResult {
-  readonly executionId: string;
-  readonly data: unknown;
-  readonly error: { readonly code: string; readonly message: string } | null;
-  readonly truncated: TruncationInfo | null;
-  /** What the code wrote with console.log, capped. */
-  readonly logs: readonly string[];
-}
-
 export interface ExecuteToolDeps {
-  readonly accounts: Pick<ConnectedAccountService, 'openable'>;
-  /** The tenant's and identity's policies and the tenant's settings, in one read. */
-  readonly context: (
-    tenantId: string,
-    identifier: string,
-  ) => Promise<{ policy: { tenant: Policy; identity: Policy }; settings: TenantToolSettings }>;
+  readonly contexts: CallContextSource;
+  readonly liveCalls: LiveCalls;
+  readonly gateway: UpstreamGateway;
   readonly runner: CodeRunner;
   readonly spec: SpecLookup;
-  readonly cloudflare: CloudflareClient;
-  readonly budget: RateBudget;
   readonly audit: AuditStore;
   /**
-   * Cloudflare answered 401 with this credential: the caller re-verifies it and marks the
-   * account INVALID if Cloudflare no longer accepts it (an endpoint a token may not use
-   * also answers 401, so one 401 alone proves nothing).
+   * Cloudflare answered 401 with this credential: the owner re-verifies it and marks the account
+   * INVALID if Cloudflare no longer accepts it.
    */
   readonly onUnauthorized?: (
     tenantId: string,
     account: ConnectedAccount,
     credential: CloudflareCredential,
   ) => void;
-  /** True while the account may still be used; checked before every upstream request. */
-  readonly isAccountActive: (tenantId: string, connectedAccountId: string) => Promise<boolean>;
   readonly logger: Logger;
   readonly clock?: Clock;
 }
@@ -128,24 +101,6 @@ function parseParams(tool: ToolName, params: unknown): ParsedParams {
   return { code: p.code, ...(typeof p.account_id === 'string' ? { accountId: p.account_id } : {}) };
 }
 
-function toSandboxResponse(response: CloudflareResponse): UpstreamResponse {
-  return {
-    success: response.success,
-    status: response.status,
-    result: response.result,
-    errors: response.errors,
-    messages: response.messages,
-    ...(response.resultInfo !== undefined ? { result_info: response.resultInfo } : {}),
-  };
-}
-
-function outcomeOf(code: string): AuditRecordInput['outcome'] {
-  if (code === 'policy_denied') return 'refused';
-  if (code === 'rate_limited') return 'rate_limited';
-  if (code === 'timeout' || code === 'upstream_timeout') return 'timeout';
-  return 'error';
-}
-
 /**
  * Caches the set of operations a policy denies, for search annotation: evaluating
  * thousands of operations per call would dominate a warm search.
@@ -182,6 +137,14 @@ function createDeniedCache(spec: SpecLookup, limit = 200) {
 export function createExecuteToolService(deps: ExecuteToolDeps) {
   const clock = deps.clock ?? systemClock;
   const deniedFor = createDeniedCache(deps.spec);
+  const executionDeps = {
+    contexts: deps.contexts,
+    liveCalls: deps.liveCalls,
+    gateway: deps.gateway,
+    audit: deps.audit,
+    clock,
+    ...(deps.onUnauthorized ? { onUnauthorized: deps.onUnauthorized } : {}),
+  };
 
   async function run(caller: ToolCaller, input: ExecuteToolInput): Promise<ExecuteToolResult> {
     if (!isToolName(input.toolName)) {
@@ -193,223 +156,47 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
         },
       );
     }
-    const tool = input.toolName;
+    const tool: ToolName = input.toolName;
     const params = parseParams(tool, input.params);
-    const [{ account, open }, { policy, settings }] = await Promise.all([
-      resolveAccount(deps.accounts, caller, input),
-      deps.context(caller.tenantId, input.identifier),
-    ]);
-    const cfAccountId =
-      tool === 'cloudflare_execute' ? resolveCloudflareAccount(account, params.accountId) : undefined;
-    // No unaudited call: the audit write path is probed while the sandbox starts; every
-    // upstream request waits for it, and no result is returned unless it succeeded.
-    const probe = deps.audit.probe(caller.tenantId, { retentionDays: settings.retentionDays });
-    probe.catch(() => {});
-
-    const executionId = newId('exe');
-    const started = clock.now();
-    const records: AuditRecordInput[] = [];
-    const base = {
-      execution_id: executionId,
+    const target = {
       identifier: input.identifier,
-      caller: auditCaller(caller),
-      agent_run_id: input.agentRunId ?? null,
-      tool_name: tool,
-      connected_account_id: account.id,
+      ...(input.connectionName !== undefined ? { connectionName: input.connectionName } : {}),
+      ...(input.connectedAccountId !== undefined ? { connectedAccountId: input.connectedAccountId } : {}),
     };
-
-    let outcome: SandboxOutcome;
-    if (tool === 'cloudflare_search') {
-      outcome = await deps.runner.search(params.code, { denied: deniedFor(policy.tenant, policy.identity) });
-      await probe;
-    } else {
-      const credential = await open();
-      outcome = await deps.runner.execute(params.code, {
-        accountId: cfAccountId,
-        upstream: (request, context) =>
-          upstreamCall(
-            caller,
-            account,
-            credential,
-            policy,
-            settings,
-            { ...request, signal: context.signal },
-            records,
-            base,
-            probe,
-          ),
-      });
-      await probe;
-    }
-
-    const error = outcome.ok ? null : outcome.error;
-    const resultJson = outcome.ok ? JSON.stringify(outcome.result ?? null) : '';
-    records.push({
-      ...base,
-      occurred_at: started.toISOString(),
-      kind: 'tool_call',
-      action: tool === 'cloudflare_search' ? 'tool.search' : 'tool.execute',
-      outcome: error ? outcomeOf(error.code) : 'success',
-      upstream: null,
-      error,
-      duration_ms: clock.now().getTime() - started.getTime(),
-      request_bytes: Buffer.byteLength(params.code),
-      response_bytes: outcome.ok ? Buffer.byteLength(resultJson) : null,
-      code_sha256: sha256Hex(params.code),
-      code: settings.captureCode ? params.code : null,
-    });
-    // Written before the result is returned: if the trail cannot be written, the caller gets a 503, not a result.
-    await deps.audit.append(caller.tenantId, records, { retentionDays: settings.retentionDays });
-    return {
-      executionId,
-      data: outcome.ok ? (outcome.result ?? null) : null,
-      error,
-      truncated: outcome.ok ? (outcome.truncated ?? null) : null,
-      logs: outcome.logs,
-    };
-  }
-
-  async function upstreamCall(
-    caller: ToolCaller,
-    account: ConnectedAccount,
-    credential: CloudflareCredential,
-    policy: { tenant: Policy; identity: Policy },
-    settings: TenantToolSettings,
-    request: UpstreamRequest & { signal?: AbortSignal },
-    records: AuditRecordInput[],
-    base: Pick<
-      AuditRecordInput,
-      'execution_id' | 'identifier' | 'caller' | 'agent_run_id' | 'tool_name' | 'connected_account_id'
-    >,
-    auditReady: Promise<void>,
-  ): Promise<UpstreamResponse> {
-    // Nothing reaches Cloudflare before the audit write path has proved it works.
-    await auditReady;
-    const started = clock.now();
-    const operation = deps.spec.findOperation(request.method, request.path);
-    const requestBytes =
-      request.rawBody !== undefined
-        ? Buffer.byteLength(request.rawBody)
-        : request.body !== undefined
-          ? Buffer.byteLength(JSON.stringify(request.body))
-          : 0;
-    const record = (
-      fields: Pick<AuditRecordInput, 'outcome' | 'error'> & {
-        status: number | null;
-        cfRay: string | null;
-        responseBytes: number | null;
-      },
-    ) => {
-      records.push({
-        ...base,
-        occurred_at: started.toISOString(),
-        kind: 'upstream_request',
-        action: 'cloudflare.request',
-        outcome: fields.outcome,
-        upstream: {
-          method: request.method,
-          path_template: operation?.pathTemplate ?? null,
-          path: request.path,
-          status: fields.status,
-          cf_ray: fields.cfRay,
-        },
-        error: fields.error,
-        duration_ms: clock.now().getTime() - started.getTime(),
-        request_bytes: requestBytes,
-        response_bytes: fields.responseBytes,
-        code_sha256: null,
-        code: null,
-      });
-    };
-    const refuse = (error: WardenError): never => {
-      record({
-        outcome: outcomeOf(error.code),
-        error: { code: error.code, message: error.message },
-        status: null,
-        cfRay: null,
-        responseBytes: null,
-      });
-      throw error;
-    };
-
-    const graphqlQuery =
-      request.method === 'POST' && isGraphqlPath(request.path)
-        ? isGraphqlQueryDocument(request.body)
+    const context = await deps.contexts.load(caller, target);
+    const cfAccountId =
+      tool === 'cloudflare_execute'
+        ? resolveCloudflareAccount(context.account.account, params.accountId)
         : undefined;
-    const decision = evaluatePolicy(policy.tenant, policy.identity, {
-      method: request.method,
-      path: request.path,
-      ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
+    const execution = new Execution(executionDeps, {
+      caller,
+      tool,
+      target,
+      code: params.code,
+      agentRunId: input.agentRunId ?? null,
+      context,
     });
-    if (!decision.allowed) refuse(policyRefusal(decision, request));
-
-    // Offboarding or revocation while the code runs stops its next request, on every
-    // replica; the account check and the budget take go to different stores, in parallel.
-    const principal = upstreamPrincipal(account);
-    const [active, take] = await Promise.all([
-      deps.isAccountActive(caller.tenantId, account.id).catch((error: unknown) => {
-        throw unavailable('the database', error);
-      }),
-      deps.budget.take(principal, settings.budget),
-    ]);
-    if (!active) {
-      refuse(
-        new WardenError('forbidden', 'the connected account was revoked while this execution was running'),
-      );
-    }
-    if (!take.allowed) refuse(rateLimitedError(take));
-
-    let response: CloudflareResponse;
+    let outcome;
     try {
-      response = await deps.cloudflare.send(credential, request);
+      if (tool === 'cloudflare_search') {
+        outcome = await deps.runner.search(params.code, {
+          tenantId: caller.tenantId,
+          denied: deniedFor(context.policy.tenant, context.policy.identity),
+        });
+      } else {
+        await execution.open();
+        outcome = await deps.runner.execute(params.code, {
+          tenantId: caller.tenantId,
+          accountId: cfAccountId,
+          upstream: (request, upstreamContext) => execution.upstream(request, upstreamContext.signal),
+        });
+      }
     } catch (error) {
-      const wrapped = isWardenError(error)
-        ? error
-        : new WardenError('upstream_error', 'Cloudflare request failed');
-      return refuse(wrapped);
-    }
-    const common = { status: response.status, cfRay: response.cfRay, responseBytes: response.responseBytes };
-    if (response.status === 401) deps.onUnauthorized?.(caller.tenantId, account, credential);
-    if (response.status === 429) {
-      const wait = response.retryAfterSeconds ?? 60;
-      await deps.budget.block(principal, wait);
-      const error = new WardenError(
-        'rate_limited',
-        `Cloudflare rate-limited this user; retry after ${wait} s`,
-        {
-          retryAfterSeconds: wait,
-        },
-      );
-      record({ ...common, outcome: 'rate_limited', error: { code: error.code, message: error.message } });
+      execution.release();
       throw error;
     }
-    if (response.status === 403) {
-      const needed = operation?.permissions ?? [];
-      const cfReason = response.errors.map((e) => e.message).join('; ') || 'forbidden';
-      const error = new WardenError(
-        'forbidden',
-        needed.length > 0
-          ? `Cloudflare refused ${request.method} ${operation?.pathTemplate ?? request.path} (${cfReason}): the token needs one of these permissions: ${needed.join(', ')}. Grant it in the Cloudflare dashboard (My Profile > API Tokens) and retry.`
-          : `Cloudflare refused ${request.method} ${request.path} (${cfReason}): the token lacks a permission this operation needs.`,
-        { permissions: needed },
-      );
-      record({ ...common, outcome: 'error', error: { code: error.code, message: error.message } });
-      throw error;
-    }
-    record({
-      ...common,
-      outcome: response.success ? 'success' : 'error',
-      error: response.success
-        ? null
-        : {
-            code: `http_${response.status}`,
-            message: response.errors
-              .map((e) => e.message)
-              .join('; ')
-              .slice(0, 500),
-          },
-    });
-    return toSandboxResponse(response);
+    // Written before the result is returned: if the trail cannot be written, the caller gets a 503, not a result.
+    return execution.finish(outcome);
   }
 
   return { run };

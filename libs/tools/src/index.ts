@@ -12,13 +12,23 @@ export type { Policy, PolicyDecision, PolicyMethod, PolicyRequest, PolicyRule } 
 export { createPolicyStore } from './policy.store.ts';
 export type { PolicyStore } from './policy.store.ts';
 export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';
+export type { ExecuteToolDeps, ExecuteToolInput, ExecuteToolService } from './execute-tool.service.ts';
+export { Execution } from './execution.ts';
+export type { ExecuteToolResult } from './execution.ts';
+export { createCallContextSource, createLiveCalls } from './call-context.ts';
 export type {
-  ExecuteToolDeps,
-  ExecuteToolInput,
-  ExecuteToolResult,
-  ExecuteToolService,
+  CallContext,
+  CallContextSource,
+  CallTarget,
+  Invalidation,
+  LiveCall,
+  LiveCalls,
   TenantToolSettings,
-} from './execute-tool.service.ts';
+} from './call-context.ts';
+export { createUpstreamGateway } from './upstream-gateway.ts';
+export type { GatewayRequest, UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
+export { createTenantSettingsService, effectiveSettings, withinCeiling } from './tenant-settings.service.ts';
+export type { OperatorDefaults, SettingsPatch, TenantSettingsService } from './tenant-settings.service.ts';
 export { createScopedToolsService, definitionsFor } from './scoped-tools.service.ts';
 export type { ScopedTool, ScopedToolsService } from './scoped-tools.service.ts';
 export {
@@ -44,3 +54,7 @@ export { createDeliveryService } from './delivery.service.ts';
 export type { DeliveryOptions, DeliveryService, DeliveryView, SinkView } from './delivery.service.ts';
 export { createOffboardingService } from './offboarding.service.ts';
 export type { OffboardingResult, OffboardingService, UpstreamRevocation } from './offboarding.service.ts';
+export { createAuditMaintenance } from './audit-maintenance.service.ts';
+export type { AuditMaintenance, AuditMaintenanceDeps } from './audit-maintenance.service.ts';
+export { createCredentialVerifier, createReverifier } from './credential-verification.ts';
+export type { VerificationDeps } from './credential-verification.ts';

@@ -1,24 +1,17 @@
-import type { AuditRecordInput, AuditStore } from '@warden/audit';
+import { AuditJournal, lifecycleRecord } from '@warden/audit';
+import type { AuditStore } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { isWardenError, systemClock } from '@warden/core';
-import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
-import type { ConnectedAccount, ConnectedAccountService, McpTokenService } from '@warden/vault';
+import type { CloudflareCredential } from '@warden/cloudflare';
+import type { ActorContext, ConnectedAccount, ConnectedAccountService, McpTokenService } from '@warden/vault';
 import { validateIdentifier } from '@warden/vault';
-import type { ToolCaller } from './tool-caller.ts';
-import { auditCaller } from './tool-caller.ts';
+import { upstreamPrincipal } from './account-resolution.ts';
+import type { TenantToolSettings } from './call-context.ts';
+import type { UpstreamGateway } from './upstream-gateway.ts';
 
 export interface UpstreamRevocation {
   readonly revoked: boolean;
   readonly detail: string;
-}
-
-interface UpstreamAttempt extends UpstreamRevocation {
-  readonly request?: {
-    readonly path: string;
-    readonly template: string;
-    readonly status: number | null;
-    readonly cfRay: string | null;
-  };
 }
 
 export interface OffboardingResult {
@@ -30,18 +23,19 @@ export interface OffboardingResult {
 }
 
 /**
- * Cuts an identity off in one step: every connected account revoked (credentials
- * crypto-shredded), every MCP token revoked, live MCP sessions closed on every replica
- * (through `closeSessions`), and running executions stopped at their next upstream
- * request (they re-check the account before each one). Optionally deletes the
- * Cloudflare API tokens themselves, where the token is allowed to.
+ * Cuts an identity off in one step: every connected account revoked (credentials deleted),
+ * every MCP token revoked, live MCP sessions and running calls ended on every replica (the
+ * services publish each revocation), and optionally the Cloudflare API tokens themselves
+ * deleted where the token is allowed to. Those deletions go through the upstream gateway like
+ * any request: rate budget, write-ahead audit, scrubbed responses.
  */
 export function createOffboardingService(deps: {
   accounts: Pick<ConnectedAccountService, 'list' | 'openCredential' | 'revoke'>;
   mcpTokens: Pick<McpTokenService, 'revokeAllFor'>;
-  cloudflare: CloudflareClient;
+  gateway: UpstreamGateway;
   audit: AuditStore;
-  tenantSettings: (tenantId: string) => Promise<{ retentionDays: number }>;
+  tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
+  /** Ends the identity's live MCP connections on every replica. */
   closeSessions: (tenantId: string, identifier: string) => Promise<void>;
   logger: Logger;
   clock?: Clock;
@@ -49,9 +43,12 @@ export function createOffboardingService(deps: {
   const clock = deps.clock ?? systemClock;
 
   async function revokeUpstream(
+    ctx: ActorContext,
     account: ConnectedAccount,
     credential: CloudflareCredential,
-  ): Promise<UpstreamAttempt> {
+    settings: TenantToolSettings,
+    journal: AuditJournal,
+  ): Promise<UpstreamRevocation> {
     if (credential.type === 'global_api_key') {
       return {
         revoked: false,
@@ -60,18 +57,27 @@ export function createOffboardingService(deps: {
     }
     const tokenId = account.cloudflare.tokenId;
     if (!tokenId) return { revoked: false, detail: 'the token id is unknown' };
-    const accountToken = account.tokenKind === 'account';
-    const path = accountToken
-      ? `/accounts/${encodeURIComponent(account.cloudflare.accounts[0]?.id ?? '')}/tokens/${encodeURIComponent(tokenId)}`
-      : `/user/tokens/${encodeURIComponent(tokenId)}`;
-    const template = accountToken ? '/accounts/{account_id}/tokens/{token_id}' : '/user/tokens/{token_id}';
+    const path =
+      account.tokenKind === 'account'
+        ? `/accounts/${encodeURIComponent(account.cloudflare.accounts[0]?.id ?? '')}/tokens/${encodeURIComponent(tokenId)}`
+        : `/user/tokens/${encodeURIComponent(tokenId)}`;
     try {
-      const response = await deps.cloudflare.send(credential, { method: 'DELETE', path });
-      const request = { path, template, status: response.status, cfRay: response.cfRay };
-      if (response.success) return { revoked: true, detail: `Cloudflare deleted token ${tokenId}`, request };
+      const response = await deps.gateway.send(
+        {
+          tenantId: ctx.tenantId,
+          subject: { caller: ctx.actor, identifier: account.identifier, connectedAccountId: account.id },
+          credential,
+          principal: upstreamPrincipal(account),
+          budget: settings.budget,
+          // Warden's own request: the tenant's policy governs agents, not offboarding.
+          policy: null,
+        },
+        { method: 'DELETE', path, action: 'cloudflare.token_delete' },
+        journal,
+      );
+      if (response.success) return { revoked: true, detail: `Cloudflare deleted token ${tokenId}` };
       const reason = response.errors.map((e) => e.message).join('; ') || `HTTP ${response.status}`;
       return {
-        request,
         revoked: false,
         detail:
           response.status === 403
@@ -88,16 +94,18 @@ export function createOffboardingService(deps: {
 
   return {
     async offboard(
-      caller: ToolCaller,
+      ctx: ActorContext,
       identifierInput: string,
       options: { revokeUpstream: boolean },
     ): Promise<OffboardingResult> {
       const identifier = validateIdentifier(identifierInput);
-      const started = clock.now();
+      const started = clock.now().getTime();
+      const settings = await deps.tenantSettings(ctx.tenantId);
+      const journal = new AuditJournal(deps.audit, ctx.tenantId, settings.retentionDays);
       const live: ConnectedAccount[] = [];
       let pageToken: string | undefined;
       do {
-        const page = await deps.accounts.list(caller.tenantId, {
+        const page = await deps.accounts.list(ctx.tenantId, {
           identifier,
           pageSize: 100,
           ...(pageToken ? { pageToken } : {}),
@@ -107,24 +115,12 @@ export function createOffboardingService(deps: {
       } while (pageToken);
 
       const revoked: Array<{ id: string; upstream?: UpstreamRevocation }> = [];
-      const records: AuditRecordInput[] = [];
-      const base = {
-        execution_id: null,
-        identifier,
-        caller: auditCaller(caller),
-        agent_run_id: null,
-        tool_name: null,
-        request_bytes: null,
-        response_bytes: null,
-        code_sha256: null,
-        code: null,
-      };
       for (const account of live) {
-        let upstream: UpstreamAttempt | undefined;
+        let upstream: UpstreamRevocation | undefined;
         if (options.revokeUpstream) {
           try {
-            const { credential } = await deps.accounts.openCredential(caller.tenantId, account.id);
-            upstream = await revokeUpstream(account, credential);
+            const { credential } = await deps.accounts.openCredential(ctx.tenantId, account.id);
+            upstream = await revokeUpstream(ctx, account, credential, settings, journal);
           } catch (error) {
             upstream = {
               revoked: false,
@@ -132,59 +128,31 @@ export function createOffboardingService(deps: {
             };
           }
         }
-        await deps.accounts.revoke(caller.tenantId, account.id);
-        revoked.push({
-          id: account.id,
-          ...(upstream ? { upstream: { revoked: upstream.revoked, detail: upstream.detail } } : {}),
-        });
-        const at = clock.now().toISOString();
-        if (upstream?.request) {
-          records.push({
-            ...base,
-            occurred_at: at,
-            kind: 'upstream_request',
-            action: 'cloudflare.token_delete',
-            outcome: upstream.revoked ? 'success' : 'error',
-            connected_account_id: account.id,
-            upstream: {
-              method: 'DELETE',
-              path_template: upstream.request.template,
-              path: upstream.request.path,
-              status: upstream.request.status,
-              cf_ray: upstream.request.cfRay,
-            },
-            error: upstream.revoked ? null : { code: 'upstream_revocation_failed', message: upstream.detail },
-            duration_ms: null,
-          });
-        }
-        records.push({
-          ...base,
-          occurred_at: at,
-          kind: 'connected_account',
-          action: 'connected_account.deleted',
-          outcome: 'success',
-          connected_account_id: account.id,
-          upstream: null,
-          error: null,
-          duration_ms: null,
-        });
+        // Writes its own `connected_account.deleted` record and reaches running calls everywhere.
+        await deps.accounts.revoke(ctx, account.id);
+        revoked.push({ id: account.id, ...(upstream ? { upstream } : {}) });
       }
-      const revokedMcpTokens = await deps.mcpTokens.revokeAllFor(caller.tenantId, identifier);
-      await deps.closeSessions(caller.tenantId, identifier);
+      const revokedMcpTokens = await deps.mcpTokens.revokeAllFor(ctx, identifier);
+      await deps.closeSessions(ctx.tenantId, identifier);
 
-      const settings = await deps.tenantSettings(caller.tenantId);
-      records.push({
-        ...base,
-        occurred_at: started.toISOString(),
-        kind: 'offboarding',
-        action: 'identity.offboard',
-        outcome: 'success',
-        connected_account_id: null,
-        upstream: null,
-        error: null,
-        duration_ms: clock.now().getTime() - started.getTime(),
-      });
-      await deps.audit.append(caller.tenantId, records, { retentionDays: settings.retentionDays });
+      await journal.flush([
+        lifecycleRecord(
+          { caller: ctx.actor, identifier },
+          {
+            kind: 'offboarding',
+            action: 'identity.offboard',
+            durationMs: clock.now().getTime() - started,
+            details: {
+              connected_accounts: revoked.map((r) => ({
+                id: r.id,
+                ...(r.upstream ? { upstream_revoked: r.upstream.revoked, detail: r.upstream.detail } : {}),
+              })),
+              mcp_tokens_revoked: revokedMcpTokens,
+              revoke_upstream: options.revokeUpstream,
+            },
+          },
+        ),
+      ]);
       deps.logger.info(
         { identifier, accounts: revoked.length, mcp_tokens: revokedMcpTokens },
         'identity offboarded',

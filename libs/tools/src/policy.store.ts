@@ -1,14 +1,16 @@
+import { lifecycleRecord } from '@warden/audit';
 import { notFound } from '@warden/core';
 import type { Database, TenantSettings } from '@warden/db';
 import type { Kysely } from 'kysely';
+import type { ActorContext, LifecycleAudit } from '@warden/vault';
 import type { Policy } from './policy.ts';
 
 export interface PolicyStore {
   tenantPolicy(tenantId: string): Promise<Policy>;
-  setTenantPolicy(tenantId: string, policy: Policy): Promise<void>;
+  setTenantPolicy(ctx: ActorContext, policy: Policy): Promise<void>;
   identityPolicy(tenantId: string, identifier: string): Promise<Policy>;
-  setIdentityPolicy(tenantId: string, identifier: string, policy: Policy): Promise<void>;
-  deleteIdentityPolicy(tenantId: string, identifier: string): Promise<boolean>;
+  setIdentityPolicy(ctx: ActorContext, identifier: string, policy: Policy): Promise<void>;
+  deleteIdentityPolicy(ctx: ActorContext, identifier: string): Promise<boolean>;
   /** Both policies in one round trip, for the execute path. */
   effective(tenantId: string, identifier: string): Promise<{ tenant: Policy; identity: Policy }>;
   /** Both policies and the tenant's raw settings in one round trip. */
@@ -18,8 +20,66 @@ export interface PolicyStore {
   ): Promise<{ tenant: Policy; identity: Policy; settings: TenantSettings }>;
 }
 
-export function createPolicyStore(deps: { db: Kysely<Database> }): PolicyStore {
+export function createPolicyStore(deps: {
+  db: Kysely<Database>;
+  /** The tenant policy lives in the tenant settings, whose one owner writes it. */
+  settings: { setTenantPolicy(ctx: ActorContext, policy: Policy): Promise<void> };
+  /** Writes lifecycle records inside the change's transaction. */
+  audit?: LifecycleAudit;
+  /** Told after an identity policy changed, so running calls and caches hear of it. */
+  onIdentityPolicyChanged?: (tenantId: string, identifier: string) => void;
+}): PolicyStore {
   const { db } = deps;
+  const audit = deps.audit ?? (async () => {});
+  const changed = deps.onIdentityPolicyChanged ?? (() => {});
+
+  /** Changes one identity's policy and records old → new, in one transaction. */
+  async function changeIdentityPolicy(
+    ctx: ActorContext,
+    identifier: string,
+    next: Policy | null,
+  ): Promise<boolean> {
+    const existed = await db.transaction().execute(async (tx) => {
+      const before = await tx
+        .selectFrom('identity_policies')
+        .select('policy')
+        .where('tenant_id', '=', ctx.tenantId)
+        .where('identifier', '=', identifier)
+        .forUpdate()
+        .executeTakeFirst();
+      if (next === null) {
+        if (!before) return false;
+        await tx
+          .deleteFrom('identity_policies')
+          .where('tenant_id', '=', ctx.tenantId)
+          .where('identifier', '=', identifier)
+          .execute();
+      } else {
+        await tx
+          .insertInto('identity_policies')
+          .values({ tenant_id: ctx.tenantId, identifier, policy: JSON.stringify(next) })
+          .onConflict((oc) =>
+            oc
+              .columns(['tenant_id', 'identifier'])
+              .doUpdateSet({ policy: JSON.stringify(next), updated_at: new Date() }),
+          )
+          .execute();
+      }
+      await audit(tx, ctx.tenantId, [
+        lifecycleRecord(
+          { caller: ctx.actor, identifier },
+          {
+            action: next === null ? 'identity_policy.deleted' : 'identity_policy.changed',
+            details: { before: before?.policy ?? null, after: next },
+          },
+        ),
+      ]);
+      return Boolean(before);
+    });
+    changed(ctx.tenantId, identifier);
+    return existed;
+  }
+
   async function effectiveWithSettings(tenantId: string, identifier: string) {
     const row = await db
       .selectFrom('tenants as t')
@@ -47,21 +107,7 @@ export function createPolicyStore(deps: { db: Kysely<Database> }): PolicyStore {
         .executeTakeFirst();
       return ((row?.settings as { policy?: Policy } | undefined)?.policy ?? {}) as Policy;
     },
-    async setTenantPolicy(tenantId, policy) {
-      await db.transaction().execute(async (tx) => {
-        const row = await tx
-          .selectFrom('tenants')
-          .select('settings')
-          .where('id', '=', tenantId)
-          .forUpdate()
-          .executeTakeFirstOrThrow();
-        await tx
-          .updateTable('tenants')
-          .set({ settings: JSON.stringify({ ...row.settings, policy }), updated_at: new Date() })
-          .where('id', '=', tenantId)
-          .execute();
-      });
-    },
+    setTenantPolicy: (ctx, policy) => deps.settings.setTenantPolicy(ctx, policy),
     async identityPolicy(tenantId, identifier) {
       const row = await db
         .selectFrom('identity_policies')
@@ -71,25 +117,10 @@ export function createPolicyStore(deps: { db: Kysely<Database> }): PolicyStore {
         .executeTakeFirst();
       return (row?.policy ?? {}) as Policy;
     },
-    async setIdentityPolicy(tenantId, identifier, policy) {
-      await db
-        .insertInto('identity_policies')
-        .values({ tenant_id: tenantId, identifier, policy: JSON.stringify(policy) })
-        .onConflict((oc) =>
-          oc
-            .columns(['tenant_id', 'identifier'])
-            .doUpdateSet({ policy: JSON.stringify(policy), updated_at: new Date() }),
-        )
-        .execute();
+    async setIdentityPolicy(ctx, identifier, policy) {
+      await changeIdentityPolicy(ctx, identifier, policy);
     },
-    async deleteIdentityPolicy(tenantId, identifier) {
-      const result = await db
-        .deleteFrom('identity_policies')
-        .where('tenant_id', '=', tenantId)
-        .where('identifier', '=', identifier)
-        .executeTakeFirst();
-      return result.numDeletedRows > 0n;
-    },
+    deleteIdentityPolicy: (ctx, identifier) => changeIdentityPolicy(ctx, identifier, null),
     async effective(tenantId, identifier) {
       const { tenant, identity } = await effectiveWithSettings(tenantId, identifier);
       return { tenant, identity };

@@ -12,11 +12,15 @@ export type {
 import type { SandboxResult as SandboxOutcome, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
 
 export interface CodeRunner {
-  /** `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation. */
-  search(code: string, options: { denied: readonly string[] }): Promise<SandboxOutcome>;
+  /**
+   * `tenantId`: whose code it is (one tenant's code never shares a fate with another's);
+   * `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation.
+   */
+  search(code: string, options: { tenantId: string; denied: readonly string[] }): Promise<SandboxOutcome>;
   execute(
     code: string,
     options: {
+      tenantId: string;
       accountId: string | undefined;
       /** `signal` aborts when the execution ends (timeout, abort) before the request does. */
       upstream: (request: UpstreamRequest, context: { signal: AbortSignal }) => Promise<UpstreamResponse>;

@@ -7,11 +7,14 @@ import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflar
 import { addKeyVersion, createLocalKeyProvider, removeKeyVersion } from '@warden/kms';
 import { createTestDatabase, recordQueries } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
+import { ADMIN_CALLER } from '@warden/audit';
 import { createConnectedAccountService } from './connected-accounts.service.ts';
 import { createEnvelope } from './envelope.ts';
 import { createKeyRotationService } from './key-rotation.service.ts';
 import { createTenantService } from './tenants.service.ts';
 
+/** The operator acting in a tenant. */
+const as = (tenantId: string) => ({ tenantId, actor: ADMIN_CALLER });
 const token = (n: number) => `TestToken${String(n).padStart(31, '0')}`;
 const verified = (tokenId: string): VerifiedCredential => ({
   tokenKind: 'user',
@@ -57,7 +60,7 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('issues API keys shown once and stores only their hash', async () => {
     const { tenants } = services();
-    const { tenant, apiKey } = await tenants.create('Acme');
+    const { tenant, apiKey } = await tenants.create(ADMIN_CALLER, 'Acme');
     expect(apiKey.key).toMatch(/^wdn_sk_/);
     expect(await tenants.authenticate(apiKey.key)).toEqual({ tenantId: tenant.id, apiKeyId: apiKey.id });
     const stored = await t.db.kysely
@@ -66,9 +69,9 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       .where('tenant_id', '=', tenant.id)
       .execute();
     expect(JSON.stringify(stored)).not.toContain(apiKey.key);
-    await tenants.revokeApiKey(tenant.id, apiKey.id);
+    await tenants.revokeApiKey(as(tenant.id), apiKey.id);
     expect(await tenants.authenticate(apiKey.key)).toBeNull();
-    await expect(tenants.revokeApiKey(tenant.id, 'key_doesnotexist000000000')).rejects.toMatchObject({
+    await expect(tenants.revokeApiKey(as(tenant.id), 'key_doesnotexist000000000')).rejects.toMatchObject({
       code: 'not_found',
     });
   });
@@ -82,8 +85,8 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       db: t.db.kysely.withPlugin(plugin),
       apiKeyCache: { ttlMs: 60_000, trustedSince: () => trustedSince, onRevoked: (id) => revoked.push(id) },
     });
-    const { tenant, apiKey } = await tenants.create('Cached');
-    const other = await tenants.issueApiKey(tenant.id);
+    const { tenant, apiKey } = await tenants.create(ADMIN_CALLER, 'Cached');
+    const other = await tenants.issueApiKey(as(tenant.id));
     const caller = { tenantId: tenant.id, apiKeyId: apiKey.id };
 
     queries.length = 0;
@@ -118,16 +121,16 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
     // Revoked here: refused at once, and the other replicas are told.
     expect(await tenants.authenticate(other.key)).toEqual({ tenantId: tenant.id, apiKeyId: other.id });
-    await tenants.revokeApiKey(tenant.id, other.id);
+    await tenants.revokeApiKey(as(tenant.id), other.id);
     expect(revoked).toEqual([other.id]);
     expect(await tenants.authenticate(other.key)).toBeNull();
   });
 
   it('seals on create, opens the same credential, and never stores it in clear', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Seal');
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Seal');
     const credential = { type: 'api_token', apiToken: token(1) } as const;
-    const account = await accounts.create(tenant.id, { identifier: 'alice', credential });
+    const account = await accounts.create(as(tenant.id), { identifier: 'alice', credential });
     expect(account).toMatchObject({
       identifier: 'alice',
       connectionName: 'cloudflare',
@@ -143,16 +146,16 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('another tenant gets 404 for the account, exactly like an unknown id', async () => {
     const { tenants, accounts } = services();
-    const a = await tenants.create('A');
-    const b = await tenants.create('B');
-    const account = await accounts.create(a.tenant.id, {
+    const a = await tenants.create(ADMIN_CALLER, 'A');
+    const b = await tenants.create(ADMIN_CALLER, 'B');
+    const account = await accounts.create(as(a.tenant.id), {
       identifier: 'alice',
       credential: { type: 'api_token', apiToken: token(2) },
     });
     for (const call of [
       () => accounts.get(b.tenant.id, account.id),
-      () => accounts.rotate(b.tenant.id, account.id, { type: 'api_token', apiToken: token(3) }),
-      () => accounts.revoke(b.tenant.id, account.id),
+      () => accounts.rotate(as(b.tenant.id), account.id, { type: 'api_token', apiToken: token(3) }),
+      () => accounts.revoke(as(b.tenant.id), account.id),
       () => accounts.openCredential(b.tenant.id, account.id),
       () => accounts.get(a.tenant.id, 'ca_unknown00000000000000'),
     ]) {
@@ -167,21 +170,21 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('reads the accounts a tool call may use with their credential in one read, for its tenant only', async () => {
     const { tenants, accounts } = services();
-    const a = await tenants.create('Openable A');
-    const b = await tenants.create('Openable B');
-    const first = await accounts.create(a.tenant.id, {
+    const a = await tenants.create(ADMIN_CALLER, 'Openable A');
+    const b = await tenants.create(ADMIN_CALLER, 'Openable B');
+    const first = await accounts.create(as(a.tenant.id), {
       identifier: 'carol',
       credential: { type: 'api_token', apiToken: token(41) },
     });
-    const second = await accounts.create(a.tenant.id, {
+    const second = await accounts.create(as(a.tenant.id), {
       identifier: 'carol',
       credential: { type: 'api_token', apiToken: token(42) },
     });
-    await accounts.create(a.tenant.id, {
+    await accounts.create(as(a.tenant.id), {
       identifier: 'dave',
       credential: { type: 'api_token', apiToken: token(43) },
     });
-    await accounts.setStatus(a.tenant.id, second.id, 'INVALID');
+    await accounts.setStatus(as(a.tenant.id), second.id, 'INVALID');
 
     const active = await accounts.openable(a.tenant.id, { identifier: 'carol' });
     expect(active.map((o) => o.account.id)).toEqual([first.id]);
@@ -206,12 +209,12 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('a sealed row copied onto another account fails to open', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Copy');
-    const one = await accounts.create(tenant.id, {
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Copy');
+    const one = await accounts.create(as(tenant.id), {
       identifier: 'one',
       credential: { type: 'api_token', apiToken: token(4) },
     });
-    const two = await accounts.create(tenant.id, {
+    const two = await accounts.create(as(tenant.id), {
       identifier: 'two',
       credential: { type: 'api_token', apiToken: token(5) },
     });
@@ -237,11 +240,11 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('an invalid credential stores nothing', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Invalid');
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Invalid');
     reject = Object.assign(new Error('refused'), { code: 'invalid_credential' });
     try {
       await expect(
-        accounts.create(tenant.id, {
+        accounts.create(as(tenant.id), {
           identifier: 'mallory',
           credential: { type: 'api_token', apiToken: token(6) },
         }),
@@ -250,13 +253,16 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       reject = null;
     }
     await expect(
-      accounts.create(tenant.id, { identifier: 'x', credential: { type: 'api_token', apiToken: 'short' } }),
+      accounts.create(as(tenant.id), {
+        identifier: 'x',
+        credential: { type: 'api_token', apiToken: 'short' },
+      }),
     ).rejects.toMatchObject({
       code: 'invalid_request',
       details: { field: 'authorization.api_token' },
     });
     await expect(
-      accounts.create(tenant.id, {
+      accounts.create(as(tenant.id), {
         identifier: 'x',
         connectionName: 'github',
         credential: { type: 'api_token', apiToken: token(7) },
@@ -272,8 +278,8 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('rotates the credential under a new data key, and revoking shreds it but keeps a tombstone', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Rotate');
-    const account = await accounts.create(tenant.id, {
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Rotate');
+    const account = await accounts.create(as(tenant.id), {
       identifier: 'alice',
       credential: { type: 'api_token', apiToken: token(8) },
     });
@@ -282,7 +288,7 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       .selectAll()
       .where('connected_account_id', '=', account.id)
       .executeTakeFirstOrThrow();
-    await accounts.rotate(tenant.id, account.id, { type: 'api_token', apiToken: token(9) });
+    await accounts.rotate(as(tenant.id), account.id, { type: 'api_token', apiToken: token(9) });
     const after = await t.db.kysely
       .selectFrom('sealed_credentials')
       .selectAll()
@@ -294,7 +300,7 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       apiToken: token(9),
     });
 
-    const revoked = await accounts.revoke(tenant.id, account.id);
+    const revoked = await accounts.revoke(as(tenant.id), account.id);
     expect(revoked.status).toBe('REVOKED');
     expect(
       await t.db.kysely
@@ -304,18 +310,18 @@ describe('tenants and connected accounts on PostgreSQL', () => {
         .execute(),
     ).toEqual([]);
     await expect(accounts.openCredential(tenant.id, account.id)).rejects.toMatchObject({ code: 'not_found' });
-    expect((await accounts.revoke(tenant.id, account.id)).status).toBe('REVOKED');
+    expect((await accounts.revoke(as(tenant.id), account.id)).status).toBe('REVOKED');
     await expect(
-      accounts.rotate(tenant.id, account.id, { type: 'api_token', apiToken: token(10) }),
+      accounts.rotate(as(tenant.id), account.id, { type: 'api_token', apiToken: token(10) }),
     ).rejects.toMatchObject({ code: 'conflict' });
   });
 
   it('refuses connecting the same token twice for one identifier', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Dupes');
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Dupes');
     const credential = { type: 'api_token', apiToken: token(11) } as const;
-    const first = await accounts.create(tenant.id, { identifier: 'alice', credential });
-    await expect(accounts.create(tenant.id, { identifier: 'alice', credential })).rejects.toMatchObject({
+    const first = await accounts.create(as(tenant.id), { identifier: 'alice', credential });
+    await expect(accounts.create(as(tenant.id), { identifier: 'alice', credential })).rejects.toMatchObject({
       code: 'conflict',
       details: { connectedAccountId: first.id },
     });
@@ -323,12 +329,12 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('paginates with a stable cursor', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Pages');
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Pages');
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) {
       ids.push(
         (
-          await accounts.create(tenant.id, {
+          await accounts.create(as(tenant.id), {
             identifier: `user-${i}`,
             credential: { type: 'api_token', apiToken: token(100 + i) },
           })
@@ -357,8 +363,8 @@ describe('tenants and connected accounts on PostgreSQL', () => {
 
   it('key rotation re-wraps every data key and the old key version can be retired', async () => {
     const { tenants, accounts } = services();
-    const { tenant } = await tenants.create('Keys');
-    const account = await accounts.create(tenant.id, {
+    const { tenant } = await tenants.create(ADMIN_CALLER, 'Keys');
+    const account = await accounts.create(as(tenant.id), {
       identifier: 'alice',
       credential: { type: 'api_token', apiToken: token(12) },
     });

@@ -2,6 +2,7 @@ import type { Clock } from '@warden/core';
 import { WardenError, hasControlCharacters, newId, notFound, systemClock } from '@warden/core';
 import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
 import { assertCredentialShape } from '@warden/cloudflare';
+import { lifecycleRecord } from '@warden/audit';
 import type {
   AuthorizationType,
   CloudflareAccountRef,
@@ -13,6 +14,7 @@ import type {
 } from '@warden/db';
 import { decodeCursor, encodeCursor } from '@warden/db';
 import type { Kysely, Transaction } from 'kysely';
+import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 import type { Envelope, SealedSecret } from './envelope.ts';
 
 export interface ConnectedAccount {
@@ -35,7 +37,22 @@ export interface ConnectedAccount {
   readonly lastUsedAt: Date | null;
 }
 
-export type CredentialVerifier = (credential: CloudflareCredential) => Promise<VerifiedCredential>;
+/**
+ * Verifies a credential with Cloudflare. The requests carry `context` so they are budgeted and
+ * audited like every other request sent with a credential.
+ */
+export type CredentialVerifier = (
+  credential: CloudflareCredential,
+  context: ActorContext & { readonly connectedAccountId: string; readonly identifier: string },
+) => Promise<VerifiedCredential>;
+
+/** A change running calls and cached contexts must hear of (on every replica). */
+export interface AccountChange {
+  readonly tenantId: string;
+  readonly identifier: string;
+  readonly accountId: string;
+  readonly reason: 'revoked' | 'changed';
+}
 
 export type ConnectedAccountEventType =
   | 'connected_account.created'
@@ -77,7 +94,7 @@ export const MAX_OPENABLE_ACCOUNTS = 100;
 
 export interface ConnectedAccountService {
   create(
-    tenantId: string,
+    ctx: ActorContext,
     input: { identifier: string; connectionName?: string; credential: CloudflareCredential },
   ): Promise<ConnectedAccount>;
   get(tenantId: string, id: string): Promise<ConnectedAccount>;
@@ -85,9 +102,9 @@ export interface ConnectedAccountService {
     tenantId: string,
     query: ListConnectedAccountsQuery,
   ): Promise<{ items: ConnectedAccount[]; nextPageToken: string | null }>;
-  rotate(tenantId: string, id: string, credential: CloudflareCredential): Promise<ConnectedAccount>;
-  /** Crypto-shreds the credential and leaves a REVOKED tombstone. Idempotent. */
-  revoke(tenantId: string, id: string): Promise<ConnectedAccount>;
+  rotate(ctx: ActorContext, id: string, credential: CloudflareCredential): Promise<ConnectedAccount>;
+  /** Deletes the sealed credential and leaves a REVOKED tombstone. Idempotent. */
+  revoke(ctx: ActorContext, id: string): Promise<ConnectedAccount>;
   /** Opens the credential of an ACTIVE account, for the parent process to inject upstream. */
   openCredential(
     tenantId: string,
@@ -99,7 +116,7 @@ export interface ConnectedAccountService {
    */
   openable(tenantId: string, query: OpenableQuery): Promise<OpenableAccount[]>;
   setStatus(
-    tenantId: string,
+    ctx: ActorContext,
     id: string,
     status: Exclude<ConnectedAccountStatus, 'REVOKED'>,
   ): Promise<ConnectedAccount>;
@@ -188,11 +205,44 @@ export function createConnectedAccountService(deps: {
   envelope: Envelope;
   verify: CredentialVerifier;
   events?: ConnectedAccountEvents;
+  /** Writes lifecycle records inside the change's transaction. */
+  audit?: LifecycleAudit;
+  /** Told after a change committed, so running calls and caches on every replica hear of it. */
+  onChange?: (change: AccountChange) => void;
   clock?: Clock;
 }): ConnectedAccountService {
   const { db, envelope, verify } = deps;
-  const emit = deps.events ?? (async () => {});
+  const webhookEvents = deps.events ?? (async () => {});
+  const audit = deps.audit ?? (async () => {});
+  const changed = deps.onChange ?? (() => {});
   const clock = deps.clock ?? systemClock;
+
+  /** One account event: the tenant's webhook outbox and the audit trail, in the change's transaction. */
+  async function emit(
+    tx: Transaction<Database>,
+    ctx: ActorContext,
+    event: { type: ConnectedAccountEventType; account: ConnectedAccount },
+    details: Record<string, unknown> | null = null,
+  ): Promise<void> {
+    await webhookEvents(tx, event);
+    await audit(tx, ctx.tenantId, [
+      lifecycleRecord(
+        { caller: ctx.actor, identifier: event.account.identifier, connectedAccountId: event.account.id },
+        {
+          kind: 'connected_account',
+          action: event.type,
+          details: {
+            connection_name: event.account.connectionName,
+            status: event.account.status,
+            authorization_type: event.account.authorizationType,
+            token_kind: event.account.tokenKind,
+            cf_token_id: event.account.cloudflare.tokenId,
+            ...details,
+          },
+        },
+      ),
+    ]);
+  }
   const lastTouched = new Map<string, number>();
 
   function baseQuery(executor: Kysely<Database> | Transaction<Database>, tenantId: string) {
@@ -283,12 +333,14 @@ export function createConnectedAccountService(deps: {
   }
 
   return {
-    async create(tenantId, input) {
+    async create(ctx, input) {
+      const { tenantId } = ctx;
       const identifier = validateIdentifier(input.identifier);
       const connectionName = input.connectionName ?? DEFAULT_CONNECTION;
       const connId = await connectionId(tenantId, connectionName);
       assertCredentialShape(input.credential);
-      const verified = await verify(input.credential);
+      const id = newId('ca');
+      const verified = await verify(input.credential, { ...ctx, connectedAccountId: id, identifier });
 
       const duplicate = await baseQuery(db, tenantId)
         .where('ca.identifier', '=', identifier)
@@ -308,7 +360,6 @@ export function createConnectedAccountService(deps: {
         );
       }
 
-      const id = newId('ca');
       // KMS is called before the transaction: if it is down nothing has been written.
       const sealed = await envelope.seal(
         { tenantId, connectedAccountId: id },
@@ -332,7 +383,7 @@ export function createConnectedAccountService(deps: {
           .values({ connected_account_id: id, tenant_id: tenantId, ...sealedColumns(sealed) })
           .execute();
         const account = toAccount(await findRow(tx, tenantId, id));
-        await emit(tx, { type: 'connected_account.created', account });
+        await emit(tx, ctx, { type: 'connected_account.created', account });
         return account;
       });
     },
@@ -374,7 +425,8 @@ export function createConnectedAccountService(deps: {
       };
     },
 
-    async rotate(tenantId, id, credential) {
+    async rotate(ctx, id, credential) {
+      const { tenantId } = ctx;
       const current = await findRow(db, tenantId, id);
       if (current.status === 'REVOKED') {
         throw new WardenError(
@@ -383,12 +435,16 @@ export function createConnectedAccountService(deps: {
         );
       }
       assertCredentialShape(credential);
-      const verified = await verify(credential);
+      const verified = await verify(credential, {
+        ...ctx,
+        connectedAccountId: id,
+        identifier: current.identifier,
+      });
       const sealed = await envelope.seal(
         { tenantId, connectedAccountId: id },
         serializeCredential(credential),
       );
-      return db.transaction().execute(async (tx) => {
+      const rotated = await db.transaction().execute(async (tx) => {
         const locked = await findRow(tx, tenantId, id, true);
         if (locked.status === 'REVOKED') {
           throw new WardenError(
@@ -415,15 +471,23 @@ export function createConnectedAccountService(deps: {
           .where('connected_account_id', '=', id)
           .execute();
         const account = toAccount(await findRow(tx, tenantId, id));
-        await emit(tx, { type: 'connected_account.updated', account });
+        await emit(tx, ctx, { type: 'connected_account.updated', account }, { rotated: true });
         if (locked.status !== account.status)
-          await emit(tx, { type: 'connected_account.status_updated', account });
+          await emit(
+            tx,
+            ctx,
+            { type: 'connected_account.status_updated', account },
+            { previous_status: locked.status },
+          );
         return account;
       });
+      changed({ tenantId, identifier: rotated.identifier, accountId: id, reason: 'changed' });
+      return rotated;
     },
 
-    async revoke(tenantId, id) {
-      return db.transaction().execute(async (tx) => {
+    async revoke(ctx, id) {
+      const { tenantId } = ctx;
+      const revoked = await db.transaction().execute(async (tx) => {
         const row = await findRow(tx, tenantId, id, true);
         await tx
           .deleteFrom('sealed_credentials')
@@ -440,9 +504,11 @@ export function createConnectedAccountService(deps: {
             .execute();
         }
         const account = toAccount(await findRow(tx, tenantId, id));
-        if (row.status !== 'REVOKED') await emit(tx, { type: 'connected_account.deleted', account });
+        if (row.status !== 'REVOKED') await emit(tx, ctx, { type: 'connected_account.deleted', account });
         return account;
       });
+      changed({ tenantId, identifier: revoked.identifier, accountId: id, reason: 'revoked' });
+      return revoked;
     },
 
     async openCredential(tenantId, id) {
@@ -468,8 +534,9 @@ export function createConnectedAccountService(deps: {
       return rows.map((row) => ({ account: toAccount(row), open: () => openRow(row) }));
     },
 
-    async setStatus(tenantId, id, status) {
-      return db.transaction().execute(async (tx) => {
+    async setStatus(ctx, id, status) {
+      const { tenantId } = ctx;
+      const updated = await db.transaction().execute(async (tx) => {
         const before = await findRow(tx, tenantId, id, true);
         if (before.status === 'REVOKED' || before.status === status) return toAccount(before);
         await tx
@@ -479,9 +546,18 @@ export function createConnectedAccountService(deps: {
           .where('id', '=', id)
           .execute();
         const account = toAccount(await findRow(tx, tenantId, id));
-        await emit(tx, { type: 'connected_account.status_updated', account });
+        await emit(
+          tx,
+          ctx,
+          { type: 'connected_account.status_updated', account },
+          { previous_status: before.status },
+        );
         return account;
       });
+      if (updated.status !== 'ACTIVE') {
+        changed({ tenantId, identifier: updated.identifier, accountId: id, reason: 'revoked' });
+      }
+      return updated;
     },
   };
 }

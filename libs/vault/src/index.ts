@@ -9,7 +9,9 @@ export {
   createConnectedAccountService,
   validateIdentifier,
 } from './connected-accounts.service.ts';
+export type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 export type {
+  AccountChange,
   ConnectedAccount,
   ConnectedAccountEventType,
   ConnectedAccountEvents,

@@ -1,8 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '@warden/core';
 import { WardenError, newId, notFound, systemClock } from '@warden/core';
+import { lifecycleRecord } from '@warden/audit';
 import type { Database, McpTokenRow } from '@warden/db';
+import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
+import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 
 const TOKEN_PREFIX = 'wdn_mcp_';
 export const MIN_MCP_TOKEN_SECONDS = 60;
@@ -70,47 +73,74 @@ function toToken(row: McpTokenRow): McpToken {
 
 export interface McpTokenService {
   create(input: {
-    tenantId: string;
+    ctx: ActorContext;
     identifier: string;
     connectionNames: readonly string[] | null;
     expirySeconds: number;
     audience: string;
     createdBy: string | null;
   }): Promise<{ token: string; record: McpToken }>;
-  /** Null for an unknown, revoked, expired or wrong-audience token. Checked on every request. */
+  /**
+   * Null for an unknown, revoked, expired or wrong-audience token. Checked on every request;
+   * expiry against the database's clock, so every replica decides the same.
+   */
   authenticate(token: string, audience: string): Promise<McpSession | null>;
-  revoke(tenantId: string, id: string): Promise<void>;
+  revoke(ctx: ActorContext, id: string): Promise<void>;
   /** Records the client that initialized a session with this token. */
   recordClient(tokenId: string, client: { name: string; version: string }): Promise<void>;
   /** Revokes every live token of an identifier; returns how many. */
-  revokeAllFor(tenantId: string, identifier: string): Promise<number>;
+  revokeAllFor(ctx: ActorContext, identifier: string): Promise<number>;
 }
 
-export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Clock }): McpTokenService {
+export function createMcpTokenService(deps: {
+  db: Kysely<Database>;
+  clock?: Clock;
+  /** Writes lifecycle records inside the change's transaction. */
+  audit?: LifecycleAudit;
+  /** Told after a token was revoked, so its live sessions and calls end on every replica. */
+  onRevoked?: (revocation: { tenantId: string; tokenId: string }) => void;
+}): McpTokenService {
   const { db } = deps;
   const clock = deps.clock ?? systemClock;
+  const audit = deps.audit ?? (async () => {});
   const lastTouched = new Map<string, number>();
 
   return {
     async create(input) {
       const id = newId('mcp');
       const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-      const expiresAt = new Date(clock.now().getTime() + input.expirySeconds * 1000);
-      const row = await db
-        .insertInto('mcp_tokens')
-        .values({
-          id,
-          tenant_id: input.tenantId,
-          identifier: input.identifier,
-          connection_names: input.connectionNames ? JSON.stringify(input.connectionNames) : null,
-          secret_hash: hash(token),
-          audience: input.audience,
-          created_by: input.createdBy,
-          expires_at: expiresAt,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { token, record: toToken(row) };
+      const { tenantId } = input.ctx;
+      return db.transaction().execute(async (tx) => {
+        const row = await tx
+          .insertInto('mcp_tokens')
+          .values({
+            id,
+            tenant_id: tenantId,
+            identifier: input.identifier,
+            connection_names: input.connectionNames ? JSON.stringify(input.connectionNames) : null,
+            secret_hash: hash(token),
+            audience: input.audience,
+            created_by: input.createdBy,
+            // The database's clock, like the check in `authenticate`.
+            expires_at: sql<Date>`now() + make_interval(secs => ${input.expirySeconds})`,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(tx, tenantId, [
+          lifecycleRecord(
+            { caller: input.ctx.actor, identifier: input.identifier },
+            {
+              action: 'mcp_token.minted',
+              details: {
+                mcp_token_id: id,
+                connection_names: input.connectionNames,
+                expires_at: row.expires_at.toISOString(),
+              },
+            },
+          ),
+        ]);
+        return { token, record: toToken(row) };
+      });
     },
     async authenticate(token, audience) {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
@@ -118,9 +148,10 @@ export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Cloc
         .selectFrom('mcp_tokens')
         .selectAll()
         .where('secret_hash', '=', hash(token))
+        .where('expires_at', '>', sql<Date>`now()`)
         .executeTakeFirst();
       const now = clock.now();
-      if (!row || row.revoked_at !== null || row.expires_at <= now || row.audience !== audience) return null;
+      if (!row || row.revoked_at !== null || row.audience !== audience) return null;
       if ((lastTouched.get(row.id) ?? 0) < now.getTime() - 60_000) {
         lastTouched.set(row.id, now.getTime());
         await db.updateTable('mcp_tokens').set({ last_used_at: now }).where('id', '=', row.id).execute();
@@ -135,15 +166,30 @@ export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Cloc
         expiresAt: row.expires_at,
       };
     },
-    async revoke(tenantId, id) {
-      const result = await db
-        .updateTable('mcp_tokens')
-        .set({ revoked_at: clock.now() })
-        .where('tenant_id', '=', tenantId)
-        .where('id', '=', id)
-        .where('revoked_at', 'is', null)
-        .executeTakeFirst();
-      if (result.numUpdatedRows === 0n) {
+    async revoke(ctx, id) {
+      const { tenantId } = ctx;
+      const result = await db.transaction().execute(async (tx) => {
+        const row = await tx
+          .updateTable('mcp_tokens')
+          .set({ revoked_at: clock.now() })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .where('revoked_at', 'is', null)
+          .returning('identifier')
+          .executeTakeFirst();
+        if (row) {
+          await audit(tx, tenantId, [
+            lifecycleRecord(
+              { caller: ctx.actor, identifier: row.identifier },
+              { action: 'mcp_token.revoked', details: { mcp_token_id: id } },
+            ),
+          ]);
+        }
+        return row;
+      });
+      // Published even when it was already revoked: a retry must still reach every replica.
+      deps.onRevoked?.({ tenantId, tokenId: id });
+      if (!result) {
         const exists = await db
           .selectFrom('mcp_tokens')
           .select('id')
@@ -160,17 +206,33 @@ export function createMcpTokenService(deps: { db: Kysely<Database>; clock?: Cloc
         .where('id', '=', tokenId)
         .execute();
     },
-    async revokeAllFor(tenantId, identifier) {
-      const now = clock.now();
-      const result = await db
-        .updateTable('mcp_tokens')
-        .set({ revoked_at: now })
-        .where('tenant_id', '=', tenantId)
-        .where('identifier', '=', identifier)
-        .where('revoked_at', 'is', null)
-        .where('expires_at', '>', now)
-        .executeTakeFirst();
-      return Number(result.numUpdatedRows);
+    async revokeAllFor(ctx, identifier) {
+      const { tenantId } = ctx;
+      const rows = await db.transaction().execute(async (tx) => {
+        const revoked = await tx
+          .updateTable('mcp_tokens')
+          .set({ revoked_at: clock.now() })
+          .where('tenant_id', '=', tenantId)
+          .where('identifier', '=', identifier)
+          .where('revoked_at', 'is', null)
+          .where('expires_at', '>', sql<Date>`now()`)
+          .returning('id')
+          .execute();
+        if (revoked.length > 0) {
+          await audit(
+            tx,
+            tenantId,
+            revoked.map((r) =>
+              lifecycleRecord(
+                { caller: ctx.actor, identifier },
+                { action: 'mcp_token.revoked', details: { mcp_token_id: r.id } },
+              ),
+            ),
+          );
+        }
+        return revoked;
+      });
+      return rows.length;
     },
   };
 }

@@ -1,8 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '@warden/core';
 import { WardenError, hasControlCharacters, newId, notFound, systemClock } from '@warden/core';
+import type { AuditCaller } from '@warden/audit';
+import { lifecycleRecord } from '@warden/audit';
 import type { Database, Tenant, TenantSettings } from '@warden/db';
 import type { Kysely } from 'kysely';
+import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 
 export const DEFAULT_CONNECTION_NAME = 'cloudflare';
 const API_KEY_PREFIX = 'wdn_sk_';
@@ -49,16 +52,25 @@ export function validateTenantName(name: unknown): string {
 }
 
 export interface TenantService {
-  create(name: string): Promise<{ tenant: TenantView; apiKey: IssuedApiKey }>;
+  create(actor: AuditCaller, name: string): Promise<{ tenant: TenantView; apiKey: IssuedApiKey }>;
   get(tenantId: string): Promise<TenantView>;
   list(): Promise<TenantView[]>;
-  issueApiKey(tenantId: string): Promise<IssuedApiKey>;
-  revokeApiKey(tenantId: string, keyId: string): Promise<void>;
+  issueApiKey(ctx: ActorContext): Promise<IssuedApiKey>;
+  revokeApiKey(ctx: ActorContext, keyId: string): Promise<void>;
   /** Resolves a presented API key to its tenant, or null for an unknown or revoked key. */
   authenticate(presented: string): Promise<TenantCaller | null>;
   /** Drops a key from this replica's authentication cache (another replica revoked it). */
   forgetApiKey(keyId: string): void;
-  updateSettings(tenantId: string, patch: Partial<TenantSettings>): Promise<TenantView>;
+  /**
+   * The one way tenant settings change: the row is locked, `change` computes the new settings
+   * from the current ones (it may throw to refuse), and the change is written with its audit
+   * record (`before` → `after` of the keys it touched) in the same transaction.
+   */
+  updateSettings(
+    ctx: ActorContext,
+    action: string,
+    change: (current: TenantSettings) => TenantSettings,
+  ): Promise<{ before: TenantSettings; after: TenantSettings }>;
 }
 
 /**
@@ -85,8 +97,13 @@ export function createTenantService(deps: {
   db: Kysely<Database>;
   clock?: Clock;
   apiKeyCache?: ApiKeyCacheOptions;
+  /** Writes lifecycle records inside the change's transaction. */
+  audit?: LifecycleAudit;
+  /** Told after settings changed, so cached contexts on every replica are dropped. */
+  onSettingsChanged?: (tenantId: string) => void;
 }): TenantService {
   const { db } = deps;
+  const audit = deps.audit ?? (async () => {});
   const clock = deps.clock ?? systemClock;
   const cacheOptions = deps.apiKeyCache && deps.apiKeyCache.ttlMs > 0 ? deps.apiKeyCache : null;
   const maxCached = cacheOptions?.maxEntries ?? 10_000;
@@ -137,8 +154,19 @@ export function createTenantService(deps: {
     return toView(row);
   }
 
+  /** The settings keys whose value differs, with their old and new values. */
+  function changedKeys(before: TenantSettings, after: TenantSettings) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter(
+      (k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]),
+    );
+    return {
+      before: Object.fromEntries(keys.map((k) => [k, before[k] ?? null])),
+      after: Object.fromEntries(keys.map((k) => [k, after[k] ?? null])),
+    };
+  }
+
   return {
-    async create(name) {
+    async create(actor, name) {
       const validName = validateTenantName(name);
       return db.transaction().execute(async (tx) => {
         const id = newId('ten');
@@ -152,6 +180,16 @@ export function createTenantService(deps: {
           .values({ id: newId('con'), tenant_id: id, name: DEFAULT_CONNECTION_NAME, provider: 'cloudflare' })
           .execute();
         const apiKey = await insertKey(tx, id);
+        await audit(tx, id, [
+          lifecycleRecord(
+            { caller: actor },
+            { action: 'tenant.created', details: { tenant_id: id, name: validName } },
+          ),
+          lifecycleRecord(
+            { caller: actor },
+            { action: 'api_key.issued', details: { api_key_id: apiKey.id } },
+          ),
+        ]);
         return { tenant: toView(row), apiKey };
       });
     },
@@ -160,18 +198,39 @@ export function createTenantService(deps: {
       const rows = await db.selectFrom('tenants').selectAll().orderBy('created_at').orderBy('id').execute();
       return rows.map(toView);
     },
-    async issueApiKey(tenantId) {
-      await get(tenantId);
-      return insertKey(db, tenantId);
+    async issueApiKey(ctx) {
+      await get(ctx.tenantId);
+      return db.transaction().execute(async (tx) => {
+        const issued = await insertKey(tx, ctx.tenantId);
+        await audit(tx, ctx.tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            { action: 'api_key.issued', details: { api_key_id: issued.id } },
+          ),
+        ]);
+        return issued;
+      });
     },
-    async revokeApiKey(tenantId, keyId) {
-      const result = await db
-        .updateTable('tenant_api_keys')
-        .set({ revoked_at: clock.now() })
-        .where('tenant_id', '=', tenantId)
-        .where('id', '=', keyId)
-        .where('revoked_at', 'is', null)
-        .executeTakeFirst();
+    async revokeApiKey(ctx, keyId) {
+      const { tenantId } = ctx;
+      const result = await db.transaction().execute(async (tx) => {
+        const updated = await tx
+          .updateTable('tenant_api_keys')
+          .set({ revoked_at: clock.now() })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', keyId)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        if (updated.numUpdatedRows > 0n) {
+          await audit(tx, tenantId, [
+            lifecycleRecord(
+              { caller: ctx.actor },
+              { action: 'api_key.revoked', details: { api_key_id: keyId } },
+            ),
+          ]);
+        }
+        return updated;
+      });
       forget(keyId);
       if (result.numUpdatedRows > 0n) cacheOptions?.onRevoked?.(keyId);
       if (result.numUpdatedRows === 0n) {
@@ -215,16 +274,29 @@ export function createTenantService(deps: {
       }
       return caller;
     },
-    async updateSettings(tenantId, patch) {
-      const current = await get(tenantId);
-      const settings = { ...current.settings, ...patch };
-      const row = await db
-        .updateTable('tenants')
-        .set({ settings: JSON.stringify(settings), updated_at: clock.now() })
-        .where('id', '=', tenantId)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return toView(row);
+    async updateSettings(ctx, action, change) {
+      const result = await db.transaction().execute(async (tx) => {
+        const row = await tx
+          .selectFrom('tenants')
+          .select('settings')
+          .where('id', '=', ctx.tenantId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!row) throw notFound('tenant');
+        const before = row.settings;
+        const after = change(before);
+        const diff = changedKeys(before, after);
+        if (Object.keys(diff.after).length === 0) return { before, after, changed: false };
+        await tx
+          .updateTable('tenants')
+          .set({ settings: JSON.stringify(after), updated_at: clock.now() })
+          .where('id', '=', ctx.tenantId)
+          .execute();
+        await audit(tx, ctx.tenantId, [lifecycleRecord({ caller: ctx.actor }, { action, details: diff })]);
+        return { before, after, changed: true };
+      });
+      if (result.changed) deps.onSettingsChanged?.(ctx.tenantId);
+      return { before: result.before, after: result.after };
     },
   };
 }

@@ -106,8 +106,8 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(async (scope) =>
     settingsRoutes(scope, {
       tenants: container.tenants,
-      tenantSettings: container.tenantSettings,
-      onRetentionChange: () => container.maintainAudit(),
+      settings: container.settings,
+      onRetentionChange: () => container.auditMaintenance.partitions(),
     }),
   );
   await app.register(async (scope) => mcpTokenRoutes(scope, container));

@@ -91,10 +91,12 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${'0'.repeat(32)}' })).status`,
     );
     const nf = await eventsOf(notFound.json().execution_id);
-    expect(nf.find((e) => e.kind === 'upstream_request')).toMatchObject({
-      outcome: 'error',
-      upstream: { status: 404 },
-    });
+    // Write-ahead: the intent was committed before the request left, and the outcome names it.
+    const intent = nf.find((e) => e.kind === 'upstream_request' && e.outcome === 'pending');
+    expect(intent).toMatchObject({ upstream: { status: null }, request_bytes: 0 });
+    const outcome = nf.find((e) => e.kind === 'upstream_request' && e.outcome !== 'pending');
+    expect(outcome).toMatchObject({ outcome: 'error', upstream: { status: 404 }, intent_id: intent?.id });
+    expect((outcome?.seq as number) > (intent?.seq as number)).toBe(true);
 
     await t.app.inject({
       method: 'PUT',
@@ -113,7 +115,11 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
         ['upstream_request', 'refused'],
       ]),
     );
-    expect(rf.find((e) => e.kind === 'upstream_request')?.upstream?.status).toBeNull();
+    // A refused request was never sent: it has an outcome and no intent.
+    const refusedRequests = rf.filter((e) => e.kind === 'upstream_request');
+    expect(refusedRequests).toHaveLength(1);
+    expect(refusedRequests[0]).toMatchObject({ outcome: 'refused', upstream: { status: null } });
+    expect(refusedRequests[0]?.intent_id).toBeUndefined();
 
     const timeout = await execute('outcomes', 'async () => { while (true) {} }');
     expect(timeout.json().error.code).toBe('timeout');
@@ -125,11 +131,13 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
 
   it('records rate-limited requests, which never reach Cloudflare', async () => {
     const { tenantId, apiKey } = await t.createTenant('Tight budget');
+    // Verifying the token on connect takes 3 requests from the token's own budget; the calls
+    // below take from its user's.
     await t.app.inject({
       method: 'PATCH',
       url: '/api/v1/settings',
       headers: { authorization: `Bearer ${apiKey}` },
-      payload: { budget: '2/86400' },
+      payload: { budget: '3/86400' },
     });
     const user = cf.state.createUser({ email: `rl-${tenantId}@example.com` });
     cf.state.createAccount({ name: 'RL', members: [user.id] });
@@ -153,12 +161,12 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
         tool_name: 'cloudflare_execute',
         identifier: 'rl',
         params: {
-          code: "async () => { const out = []; for (let i = 0; i < 4; i++) { try { await cloudflare.request({ method: 'GET', path: '/zones' }); out.push('ok'); } catch (e) { out.push(e.code); } } return out; }",
+          code: "async () => { const out = []; for (let i = 0; i < 5; i++) { try { await cloudflare.request({ method: 'GET', path: '/zones' }); out.push('ok'); } catch (e) { out.push(e.code); } } return out; }",
         },
       },
     });
-    expect(res.json().data).toEqual(['ok', 'ok', 'rate_limited', 'rate_limited']);
-    expect(cf.requests().filter((r) => r.path === '/zones')).toHaveLength(2);
+    expect(res.json().data).toEqual(['ok', 'ok', 'ok', 'rate_limited', 'rate_limited']);
+    expect(cf.requests().filter((r) => r.path === '/zones')).toHaveLength(3);
     const events = await t.app.inject({
       method: 'GET',
       url: `/api/v1/audit/events?execution_id=${res.json().execution_id}&outcome=rate_limited`,

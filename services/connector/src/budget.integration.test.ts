@@ -271,9 +271,11 @@ describe('the upstream rate budget across four connector processes sharing Redis
     expect(fake.requestCount()).toBe(CAPACITY);
 
     // Every request, admitted or refused, is in the audit trail, whichever replica handled it.
-    const upstream = { identifier, kind: 'upstream_request' };
+    const upstream = { identifier, kind: 'upstream_request', action: 'cloudflare.request' };
     expect(await auditCount({ ...upstream, outcome: 'rate_limited' })).toBe(TOTAL_REQUESTS - CAPACITY);
     expect(await auditCount({ ...upstream, outcome: 'success' })).toBe(CAPACITY);
+    // Write-ahead: each admitted request's intent was committed before it left; refusals have none.
+    expect(await auditCount({ ...upstream, outcome: 'pending' })).toBe(CAPACITY);
     expect(await auditCount({ identifier, kind: 'tool_call', outcome: 'success' })).toBe(
       REPLICAS * EXECUTIONS_PER_REPLICA,
     );

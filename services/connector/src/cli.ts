@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { migrateToLatest } from '@warden/db';
+import { createDb, migrateToLatest } from '@warden/db';
+import type { AuditCaller } from '@warden/audit';
 import { listPartitions, verifyAllChains, verifyChain } from '@warden/audit';
 import { addKeyVersion, removeKeyVersion } from '@warden/kms';
 import { isWardenError, noopLogger } from '@warden/core';
@@ -7,6 +8,15 @@ import { ConfigError, loadConfig } from './config.ts';
 import type { Config } from './config.ts';
 import { MIGRATIONS_FOLDER, createContainer } from './container.ts';
 import type { Container } from './container.ts';
+
+/** Changes made from the command line are the operator's. */
+const CLI_ACTOR: AuditCaller = {
+  type: 'admin',
+  id: 'cli',
+  client_name: 'warden-cli',
+  client_version: null,
+  ip: null,
+};
 
 const USAGE = `usage: warden <command>
 
@@ -21,7 +31,9 @@ const USAGE = `usage: warden <command>
   keys status                     the current key and how many data keys each key wraps
   db migrate                      apply pending database migrations
   audit verify [--tenant ID]      check every tenant's (or one tenant's) audit hash chain; exit 1 on a problem
-  audit maintain                  create upcoming audit partitions and drop expired ones now
+                                  (reads only: it changes nothing)
+  audit maintain                  create upcoming audit partitions, drop expired ones, and close intents
+                                  that never got an outcome, now
 
 Configuration comes from the same environment variables as the service (see README).`;
 
@@ -29,9 +41,19 @@ function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-async function withContainer<T>(config: Config, run: (c: Container) => Promise<T>): Promise<T> {
+/**
+ * Runs a command on the wired services with nothing started (no sandbox, no job, no spec): a
+ * command that writes applies pending migrations first (unless MIGRATE_ON_START=false).
+ */
+async function withContainer<T>(
+  config: Config,
+  run: (c: Container) => Promise<T>,
+  options: { writes: boolean } = { writes: true },
+): Promise<T> {
   const container = await createContainer(config, noopLogger);
   try {
+    if (options.writes && config.migrateOnStart)
+      await migrateToLatest(container.db.kysely, MIGRATIONS_FOLDER);
     return await run(container);
   } finally {
     await container.close();
@@ -72,7 +94,7 @@ async function run(argv: string[]): Promise<number> {
     case 'tenants create': {
       const name = rest.join(' ');
       return withContainer(config, async (c) => {
-        const { tenant, apiKey } = await c.tenants.create(name);
+        const { tenant, apiKey } = await c.tenants.create(CLI_ACTOR, name);
         print({
           tenant: { id: tenant.id, name: tenant.name, created_at: tenant.createdAt },
           api_key: apiKey.key,
@@ -83,21 +105,29 @@ async function run(argv: string[]): Promise<number> {
       });
     }
     case 'tenants list':
-      return withContainer(config, async (c) => {
-        print({
-          tenants: (await c.tenants.list()).map((t) => ({ id: t.id, name: t.name, created_at: t.createdAt })),
-        });
-        return 0;
-      });
+      return withContainer(
+        config,
+        async (c) => {
+          print({
+            tenants: (await c.tenants.list()).map((t) => ({
+              id: t.id,
+              name: t.name,
+              created_at: t.createdAt,
+            })),
+          });
+          return 0;
+        },
+        { writes: false },
+      );
     case 'api-keys create':
       return withContainer(config, async (c) => {
-        const issued = await c.tenants.issueApiKey(rest[0] ?? '');
+        const issued = await c.tenants.issueApiKey({ tenantId: rest[0] ?? '', actor: CLI_ACTOR });
         print({ api_key: issued.key, api_key_id: issued.id });
         return 0;
       });
     case 'api-keys revoke':
       return withContainer(config, async (c) => {
-        await c.tenants.revokeApiKey(rest[0] ?? '', rest[1] ?? '');
+        await c.tenants.revokeApiKey({ tenantId: rest[0] ?? '', actor: CLI_ACTOR }, rest[1] ?? '');
         print({ revoked: rest[1] });
         return 0;
       });
@@ -108,6 +138,12 @@ async function run(argv: string[]): Promise<number> {
       }
       return withContainer(config, async (c) => {
         const report = await c.keyRotation.rewrapAll({ all: values.all });
+        await c.recordSystemEvent('key.rotated', {
+          current_key_id: report.currentKeyId,
+          rewrapped: report.rewrapped,
+          failed: report.failed.length,
+          all: values.all,
+        });
         print(report);
         return report.failed.length > 0 ? 1 : 0;
       });
@@ -122,6 +158,7 @@ async function run(argv: string[]): Promise<number> {
           );
           return 1;
         }
+        await c.recordSystemEvent('key.retired', { key_id: keyId });
         if (config.kms.provider === 'local') {
           removeKeyVersion(config.kms.keyFile, Number(keyId.slice('local:v'.length)));
           print({ retired: keyId });
@@ -136,29 +173,48 @@ async function run(argv: string[]): Promise<number> {
       });
     }
     case 'keys status':
-      return withContainer(config, async (c) => {
-        await keysStatus(c);
-        return 0;
-      });
+      return withContainer(
+        config,
+        async (c) => {
+          await keysStatus(c);
+          return 0;
+        },
+        { writes: false },
+      );
     case 'audit verify':
-      return withContainer({ ...config, migrateOnStart: false }, async (c) => {
-        const reports = values.tenant
-          ? [await verifyChain(c.db.kysely, values.tenant)]
-          : await verifyAllChains(c.db.kysely);
-        print({ ok: reports.every((r) => r.ok), tenants: reports });
-        return reports.every((r) => r.ok) ? 0 : 1;
-      });
+      // Reads only: no migration, no maintenance pass, nothing written.
+      return withContainer(
+        config,
+        async (c) => {
+          const reports = values.tenant
+            ? [await verifyChain(c.db.kysely, values.tenant)]
+            : await verifyAllChains(c.db.kysely);
+          print({ ok: reports.every((r) => r.ok), tenants: reports });
+          return reports.every((r) => r.ok) ? 0 : 1;
+        },
+        { writes: false },
+      );
     case 'audit maintain':
       return withContainer(config, async (c) => {
-        await c.maintainAudit();
-        print({ partitions: await listPartitions(c.db.kysely) });
+        const report = await c.auditMaintenance.partitions();
+        const closed = await c.auditMaintenance.sweepUnknownOutcomes();
+        print({ ...report, unknown_outcomes_closed: closed, partitions: await listPartitions(c.db.kysely) });
         return 0;
       });
-    case 'db migrate':
-      return withContainer({ ...config, migrateOnStart: false }, async (c) => {
-        print(await migrateToLatest(c.db.kysely, MIGRATIONS_FOLDER));
+    case 'db migrate': {
+      // The database alone: nothing else is wired or started, so an empty database is fine.
+      const db = await createDb(
+        config.database.kind === 'postgres'
+          ? { kind: 'postgres', url: config.database.url, preparedStatements: false }
+          : { kind: 'pglite', dataDir: config.database.dataDir },
+      );
+      try {
+        print(await migrateToLatest(db.kysely, MIGRATIONS_FOLDER));
         return 0;
-      });
+      } finally {
+        await db.close();
+      }
+    }
     default:
       process.stderr.write(`unknown command: ${key}\n\n${USAGE}\n`);
       return 2;

@@ -23,13 +23,20 @@ export interface CodeMode {
   readonly definitions: ToolDefinitionSource;
   readonly readiness: ReadinessCheck;
   readonly specStore: SpecStore;
+  /** Loads the spec and starts the sandbox children (retried in the background until it works). */
+  start(): Promise<void>;
   /** Reads the source again and hands a changed document to every sandbox. */
   reload(): Promise<{ version: string; changed: boolean }>;
   pool(): SandboxPool | null;
   close(): Promise<void>;
 }
 
-export async function createCodeMode(config: Config, logger: Logger): Promise<CodeMode> {
+export function createCodeMode(
+  config: Config,
+  logger: Logger,
+  /** Told whenever a spec version is loaded into the sandboxes (at start and on a changed reload). */
+  onSpecLoaded?: (version: string, operations: number) => void,
+): CodeMode {
   const log = logger.child({ component: 'code-mode' });
   const specStore = createSpecStore({
     ...(config.cloudflare.specPath
@@ -42,6 +49,7 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
   let operations: { version: string; list: readonly OperationInfo[] } | null = null;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
+  let refresh: NodeJS.Timeout | undefined;
 
   async function start(): Promise<void> {
     try {
@@ -55,17 +63,21 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
       });
       await pool.ready();
       log.info({ version: spec.version, operations: spec.operations.length }, 'Code Mode ready');
+      onSpecLoaded?.(spec.version, spec.operations.length);
     } catch (error) {
       log.warn({ err: error }, 'Cloudflare API spec not loaded; search and execute answer 503 until it is');
       if (!closed) retry = setTimeout(() => void start(), RETRY_LOAD_MS);
     }
   }
-  await start();
-  const refresh = setInterval(
-    () => void reload().catch((err: unknown) => log.warn({ err }, 'spec refresh failed')),
-    REFRESH_MS,
-  );
-  refresh.unref();
+  async function startOnce(): Promise<void> {
+    if (refresh) return;
+    refresh = setInterval(
+      () => void reload().catch((err: unknown) => log.warn({ err }, 'spec refresh failed')),
+      REFRESH_MS,
+    );
+    refresh.unref();
+    await start();
+  }
 
   function loaded(): { spec: LoadedSpec; pool: SandboxPool } {
     if (!pool)
@@ -77,7 +89,10 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
 
   async function reload() {
     const { spec, changed } = await specStore.reload();
-    if (changed && pool) await pool.reloadSpec();
+    if (changed && pool) {
+      await pool.reloadSpec();
+      onSpecLoaded?.(spec.version, spec.operations.length);
+    }
     if (!pool) await start();
     return { version: spec.version, changed };
   }
@@ -152,6 +167,7 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
         return stats.ready < stats.size ? 'degraded' : undefined;
       },
     },
+    start: startOnce,
     reload,
     pool: () => pool,
     async close() {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseBudget } from '@warden/ratelimit';
@@ -50,7 +51,12 @@ const schema = z
     CLOUDFLARE_SPEC_PATH: z.string().min(1).optional(),
     CLOUDFLARE_SPEC_URL: z.url().optional(),
     CLOUDFLARE_BUDGET: z.string().default('1200/300'),
+    REDIS_KEY_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, ":", "_", "." or "-"')
+      .optional(),
     RATE_LIMIT_ON_REDIS_FAILURE: z.enum(['refuse', 'local']).default('refuse'),
+    CONTEXT_CACHE_TTL_MS: int(0, 300_000).default(10_000),
     WARDEN_REPLICAS: int(1, 1000).default(1),
     MCP_ALLOWED_ORIGINS: z.string().optional(),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
@@ -100,6 +106,13 @@ export interface Config {
       }
     | { readonly kind: 'pglite'; readonly dataDir: string };
   readonly redisUrl: string | null;
+  /**
+   * Prefix of every Redis key, channel and job queue of this deployment, so deployments sharing a
+   * Redis never meet. Defaults to one derived from the database.
+   */
+  readonly redisKeyPrefix: string;
+  /** How long a tool call's context (account, policy, settings) may be served from memory. */
+  readonly contextCacheTtlMs: number;
   readonly adminToken: string | null;
   readonly kms:
     | { readonly provider: 'local'; readonly keyFile: string }
@@ -150,6 +163,22 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * `warden:<8 hex>` from the database a deployment uses (host, port and database name; never the
+ * password): two deployments on one Redis get different prefixes unless they share a database,
+ * in which case they are one deployment.
+ */
+function defaultRedisPrefix(database: string): string {
+  let identity = database;
+  try {
+    const url = new URL(database);
+    identity = `${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  } catch {
+    // A data directory path (the embedded database) identifies itself.
+  }
+  return `warden:${createHash('sha256').update(identity).digest('hex').slice(0, 8)}`;
+}
+
 const DEFAULT_SPEC_URL = 'https://raw.githubusercontent.com/cloudflare/api-schemas/main/openapi.json';
 
 export function loadConfig(source: Readonly<Record<string, string | undefined>> = process.env): Config {
@@ -186,6 +215,9 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
         }
       : { kind: 'pglite', dataDir: path.join(dataDir, 'pglite') },
     redisUrl: env.REDIS_URL ?? null,
+    redisKeyPrefix:
+      env.REDIS_KEY_PREFIX ?? defaultRedisPrefix(env.DATABASE_URL ?? path.join(dataDir, 'pglite')),
+    contextCacheTtlMs: env.CONTEXT_CACHE_TTL_MS,
     adminToken: env.WARDEN_ADMIN_TOKEN ?? null,
     kms:
       env.KMS_PROVIDER === 'aws'

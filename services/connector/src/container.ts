@@ -1,18 +1,25 @@
 import type { Logger } from '@warden/core';
-import { isWardenError } from '@warden/core';
-import { createCloudflareClient, verifyCredential } from '@warden/cloudflare';
-import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
-import { createDb, migrateToLatest } from '@warden/db';
-import type { Db, TenantSettings } from '@warden/db';
+import { createCloudflareClient } from '@warden/cloudflare';
+import type { CloudflareClient } from '@warden/cloudflare';
+import { createDatabaseClock, createDb } from '@warden/db';
+import type { Database, DatabaseClock, Db } from '@warden/db';
 import { createAwsKmsKeyProvider, createLocalKeyProvider } from '@warden/kms';
 import type { KeyProvider } from '@warden/kms';
 import {
   createConnectedAccountService,
   createEnvelope,
   createKeyRotationService,
+  createMcpTokenService,
   createTenantService,
 } from '@warden/vault';
-import type { ConnectedAccountService, Envelope, KeyRotationService, TenantService } from '@warden/vault';
+import type {
+  ConnectedAccountService,
+  Envelope,
+  KeyRotationService,
+  LifecycleAudit,
+  McpTokenService,
+  TenantService,
+} from '@warden/vault';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -21,36 +28,53 @@ import {
   createMemoryRateBudget,
   createRedisRateBudget,
 } from '@warden/ratelimit';
-import type { FallbackRateBudget, RateBudget } from '@warden/ratelimit';
+import type { RateBudget } from '@warden/ratelimit';
 import type { Redis } from 'ioredis';
-import { createAuditStore, createOutboxDispatcher, runAuditMaintenance } from '@warden/audit';
+import {
+  SYSTEM_CALLER,
+  SYSTEM_TENANT_ID,
+  createAuditStore,
+  createOutboxDispatcher,
+  lifecycleRecord,
+} from '@warden/audit';
 import type { AuditStore, OutboxDispatcher } from '@warden/audit';
 import {
+  createAuditMaintenance,
+  createCallContextSource,
+  createCredentialVerifier,
   createDeliveryService,
   createExecuteToolService,
+  createLiveCalls,
   createOffboardingService,
   createPolicyStore,
+  createReverifier,
   createScopedToolsService,
+  createTenantSettingsService,
+  createUpstreamGateway,
+  effectiveSettings,
 } from '@warden/tools';
 import type {
+  AuditMaintenance,
+  CallContextSource,
   DeliveryService,
   ExecuteToolService,
+  Invalidation,
+  LiveCalls,
   OffboardingService,
+  OperatorDefaults,
   PolicyStore,
   ScopedToolsService,
-  TenantToolSettings,
+  TenantSettingsService,
+  UpstreamGateway,
 } from '@warden/tools';
-import { sql } from 'kysely';
-import { createMcpTokenService } from '@warden/vault';
-import type { McpTokenService } from '@warden/vault';
-import { parseBudget } from '@warden/ratelimit';
+import type { Kysely } from 'kysely';
 import { createCodeMode } from './code-mode.ts';
 import type { CodeMode } from './code-mode.ts';
 import type { Config } from './config.ts';
 import type { ReadinessCheck } from './readiness.ts';
 import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
 import type { EventBus } from './event-bus.ts';
-import { McpConnections, MCP_REVOKE_CHANNEL } from './mcp/mcp-connections.ts';
+import { McpConnections } from './mcp/mcp-connections.ts';
 import { createBullScheduler, createLocalScheduler } from './workers/scheduler.ts';
 import type { Scheduler } from './workers/scheduler.ts';
 
@@ -61,24 +85,41 @@ export const MIGRATIONS_FOLDER = path.resolve(
   '../../../migrations',
 );
 
+/** Revoked tenant API keys, for every replica to drop from its authentication cache. */
+export const API_KEY_REVOKE_CHANNEL = 'api-key:revoke';
+/** Revocations and changes that running calls, cached contexts and MCP sessions must hear of. */
+export const INVALIDATION_CHANNEL = 'calls:invalidate';
+
+/**
+ * Everything the service is made of, wired and ready to be started. Building it opens no
+ * connection, starts no process and no timer: `startup.ts` runs the start-up tasks a command
+ * needs (migrations, Redis, sandboxes, jobs), so the CLI starts only what it uses.
+ */
 export interface Container {
   readonly config: Config;
   readonly logger: Logger;
   readonly db: Db;
+  /** The database's clock: audit times and expiries are decided on it, by every replica alike. */
+  readonly clock: DatabaseClock;
   readonly keys: KeyProvider;
   readonly envelope: Envelope;
   readonly cloudflare: CloudflareClient;
+  readonly redis: Redis | null;
   readonly tenants: TenantService;
+  readonly settings: TenantSettingsService;
   readonly connectedAccounts: ConnectedAccountService;
   readonly keyRotation: KeyRotationService;
   readonly rateBudget: RateBudget;
   readonly codeMode: CodeMode;
   readonly policies: PolicyStore;
   readonly audit: AuditStore;
+  readonly auditMaintenance: AuditMaintenance;
+  readonly gateway: UpstreamGateway;
+  readonly contexts: CallContextSource;
+  readonly liveCalls: LiveCalls;
   readonly mcpTokens: McpTokenService;
   readonly executeTool: ExecuteToolService;
   readonly scopedTools: ScopedToolsService;
-  readonly tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
   /** Cross-replica fan-out (Redis pub/sub, or in-process). */
   readonly bus: EventBus;
   readonly mcpConnections: McpConnections;
@@ -86,23 +127,25 @@ export interface Container {
   readonly offboarding: OffboardingService;
   readonly outbox: OutboxDispatcher;
   readonly scheduler: Scheduler;
-  /** One audit maintenance pass (partitions ahead, stragglers, expired days), also run by the scheduler. */
-  maintainAudit(now?: Date): Promise<void>;
+  /** Tells every replica (this one included) of a revocation or change. */
+  invalidate(change: Invalidation): void;
+  /** What a revocation or change does on this replica (the bus delivers them here). */
+  applyInvalidation(change: Invalidation): void;
+  /** Records a deployment-wide event (spec reload, key rotation) in the system chain. */
+  recordSystemEvent(action: string, details: Record<string, unknown>): Promise<void>;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
 
-/** Revoked tenant API keys, for every replica to drop from its authentication cache. */
-export const API_KEY_REVOKE_CHANNEL = 'warden:api-key:revoke';
-
-async function connectRedis(client: Redis, logger: Logger): Promise<void> {
-  try {
-    await client.connect();
-  } catch (error) {
-    // Keep starting: requests needing Redis answer 503 (or use the local fallback)
-    // until the client's background reconnect succeeds; /readyz reports it meanwhile.
-    logger.warn({ err: error }, 'Redis is unreachable at start-up; retrying in the background');
-  }
+export function createKeyProvider(config: Config): KeyProvider {
+  return config.kms.provider === 'aws'
+    ? createAwsKmsKeyProvider({
+        keyId: config.kms.keyId,
+        ...(config.kms.region ? { region: config.kms.region } : {}),
+        ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
+        ...(config.kms.credentials ? { credentials: config.kms.credentials } : {}),
+      })
+    : createLocalKeyProvider({ keyFile: config.kms.keyFile });
 }
 
 function createRateBudget(
@@ -114,12 +157,15 @@ function createRateBudget(
     const budget = createMemoryRateBudget();
     return { budget, check: { name: 'rate_budget', check: () => budget.health() } };
   }
-  const budget: FallbackRateBudget = createFallbackRateBudget(createRedisRateBudget({ redis }), {
-    logger,
-    ...(config.rateLimit.onRedisFailure === 'local'
-      ? { fallback: { replicas: config.rateLimit.replicas } }
-      : {}),
-  });
+  const budget = createFallbackRateBudget(
+    createRedisRateBudget({ redis, keyPrefix: `${config.redisKeyPrefix}:rl` }),
+    {
+      logger,
+      ...(config.rateLimit.onRedisFailure === 'local'
+        ? { fallback: { replicas: config.rateLimit.replicas } }
+        : {}),
+    },
+  );
   return {
     budget,
     check: {
@@ -137,55 +183,6 @@ function createRateBudget(
   };
 }
 
-export function createKeyProvider(config: Config): KeyProvider {
-  return config.kms.provider === 'aws'
-    ? createAwsKmsKeyProvider({
-        keyId: config.kms.keyId,
-        ...(config.kms.region ? { region: config.kms.region } : {}),
-        ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
-        ...(config.kms.credentials ? { credentials: config.kms.credentials } : {}),
-      })
-    : createLocalKeyProvider({ keyFile: config.kms.keyFile });
-}
-
-/** Re-verifies a credential Cloudflare answered 401 to (at most once a minute per account). */
-function reverifier(accounts: ConnectedAccountService, cloudflare: CloudflareClient, logger: Logger) {
-  const recent = new Map<string, number>();
-  return (tenantId: string, account: { id: string }, credential: CloudflareCredential) => {
-    const now = Date.now();
-    if ((recent.get(account.id) ?? 0) > now - 60_000) return;
-    recent.set(account.id, now);
-    verifyCredential(cloudflare, credential)
-      .then(() => undefined)
-      .catch(async (error: unknown) => {
-        if (isWardenError(error) && error.code === 'invalid_credential') {
-          await accounts.setStatus(tenantId, account.id, 'INVALID');
-          logger.warn(
-            { connected_account_id: account.id, reason: error.message },
-            'credential no longer valid; account marked INVALID',
-          );
-        }
-      })
-      .catch((err: unknown) => logger.warn({ err }, 'credential re-verification failed'));
-  };
-}
-
-/** Tenant settings with the service defaults filled in. */
-function effectiveSettings(config: Config, settings: TenantSettings): TenantToolSettings {
-  const audit = (settings.audit ?? {}) as { retention_days?: number; capture_code?: boolean };
-  return {
-    budget:
-      typeof settings.budget === 'string' ? parseBudget(settings.budget, 'budget') : config.cloudflare.budget,
-    retentionDays: audit.retention_days ?? config.auditRetentionDays,
-    captureCode: audit.capture_code ?? true,
-  };
-}
-
-function tenantSettingsReader(config: Config, tenants: TenantService) {
-  return async (tenantId: string): Promise<TenantToolSettings> =>
-    effectiveSettings(config, (await tenants.get(tenantId)).settings);
-}
-
 /** The composition root: explicit wiring of every dependency, nothing hidden on the Fastify instance. */
 export async function createContainer(config: Config, logger: Logger): Promise<Container> {
   const db = await createDb(
@@ -198,169 +195,235 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
         }
       : { kind: 'pglite', dataDir: config.database.dataDir },
   );
-  const closers: Array<() => Promise<void>> = [];
-  try {
-    if (config.migrateOnStart) {
-      const { applied } = await migrateToLatest(db.kysely, MIGRATIONS_FOLDER);
-      if (applied.length > 0) logger.info({ applied }, 'database migrations applied');
+  const clock = createDatabaseClock(db.kysely as unknown as Kysely<never>);
+  const defaults: OperatorDefaults = {
+    budget: config.cloudflare.budget,
+    retentionDays: config.auditRetentionDays,
+  };
+  const keys = createKeyProvider(config);
+  const envelope = createEnvelope(keys, config.dataKeyCache);
+  const cloudflare = createCloudflareClient({
+    baseUrl: config.cloudflare.apiBase,
+    timeoutMs: config.cloudflare.timeoutMs,
+    userAgent: 'warden/0.1',
+  });
+  const bus = config.redisUrl
+    ? createRedisEventBus(config.redisUrl, logger, { prefix: config.redisKeyPrefix })
+    : createLocalEventBus();
+  const redis = config.redisUrl ? createBudgetRedisClient(config.redisUrl, { lazyConnect: true }) : null;
+  redis?.on('error', () => {});
+  const rate = createRateBudget(config, logger, redis);
+  const audit = createAuditStore({ db: db.kysely, clock });
+
+  /** Lifecycle records join the change's transaction, with the tenant's retention read inside it. */
+  const lifecycleAudit: LifecycleAudit = async (tx, tenantId, records) => {
+    const row = await tx
+      .selectFrom('tenants')
+      .select('settings')
+      .where('id', '=', tenantId)
+      .executeTakeFirst();
+    const { retentionDays } = effectiveSettings(defaults, row?.settings ?? {});
+    await audit.appendWithin(tx as Kysely<Database>, tenantId, records, { retentionDays });
+  };
+
+  const mcpConnections = new McpConnections();
+  const invalidate = (change: Invalidation): void => {
+    bus.publish(INVALIDATION_CHANNEL, change).catch((err: unknown) => {
+      // This replica still hears of it; the others stop trusting their caches when their
+      // subscriber reconnects.
+      logger.warn({ err, tenant_id: change.tenantId }, 'could not tell other replicas of a change');
+      applyInvalidation(change);
+    });
+  };
+
+  const tenants = createTenantService({
+    db: db.kysely,
+    clock,
+    audit: lifecycleAudit,
+    onSettingsChanged: (tenantId) => invalidate({ tenantId, reason: 'changed' }),
+    apiKeyCache: {
+      ttlMs: config.apiKeyCacheTtlMs,
+      trustedSince: () => bus.deliveringSince(),
+      onRevoked: (keyId) => {
+        bus
+          .publish(API_KEY_REVOKE_CHANNEL, { keyId })
+          .catch((err: unknown) =>
+            logger.warn({ err, keyId }, 'could not tell other replicas of an API key revocation'),
+          );
+      },
+    },
+  });
+  const settings = createTenantSettingsService({ tenants, defaults });
+  const codeMode = createCodeMode(config, logger, (version, operations) => {
+    void recordSystemEvent('spec.loaded', { version, operations }).catch((err: unknown) =>
+      logger.warn({ err }, 'could not record the spec load in the audit trail'),
+    );
+  });
+  const gateway = createUpstreamGateway({ cloudflare, budget: rate.budget, spec: codeMode.spec, clock });
+  const verification = { gateway, audit, settings: (tenantId: string) => settings.effective(tenantId) };
+  const delivery = createDeliveryService({
+    db: db.kysely,
+    envelope,
+    options: { allowInsecureDestinations: config.deliveryAllowInsecure },
+  });
+  const connectedAccounts = createConnectedAccountService({
+    db: db.kysely,
+    envelope,
+    clock,
+    verify: createCredentialVerifier(verification),
+    events: delivery.accountEvents,
+    audit: lifecycleAudit,
+    onChange: (change) => invalidate(change),
+  });
+  const keyRotation = createKeyRotationService({ db: db.kysely, envelope });
+  const policies = createPolicyStore({
+    db: db.kysely,
+    settings,
+    audit: lifecycleAudit,
+    onIdentityPolicyChanged: (tenantId, identifier) =>
+      invalidate({ tenantId, identifier, reason: 'changed' }),
+  });
+  const mcpTokens = createMcpTokenService({
+    db: db.kysely,
+    clock,
+    audit: lifecycleAudit,
+    onRevoked: ({ tenantId, tokenId }) => invalidate({ tenantId, tokenId, reason: 'revoked' }),
+  });
+  const contexts = createCallContextSource({
+    accounts: connectedAccounts,
+    policyAndSettings: async (tenantId, identifier) => {
+      const {
+        tenant,
+        identity,
+        settings: stored,
+      } = await policies.effectiveWithSettings(tenantId, identifier);
+      return { policy: { tenant, identity }, settings: effectiveSettings(defaults, stored) };
+    },
+    trustedSince: () => bus.deliveringSince(),
+    ttlMs: config.contextCacheTtlMs,
+    clock,
+  });
+  const liveCalls = createLiveCalls({ trustedSince: () => bus.deliveringSince() });
+
+  /** What a revocation or change does on this replica. */
+  function applyInvalidation(change: Invalidation): void {
+    contexts.invalidate(change);
+    liveCalls.invalidate(change);
+    // A revoked identity or token ends its MCP connections; an account alone does not.
+    if (
+      change.reason === 'revoked' &&
+      change.accountId === undefined &&
+      (change.tokenId || change.identifier)
+    ) {
+      mcpConnections.closeWhere(
+        (key) =>
+          key.tenantId === change.tenantId &&
+          (change.identifier === undefined || key.identifier === change.identifier) &&
+          (change.tokenId === undefined || key.tokenId === change.tokenId),
+      );
     }
-    const keys = createKeyProvider(config);
-    const envelope = createEnvelope(keys, config.dataKeyCache);
-    const cloudflare = createCloudflareClient({
-      baseUrl: config.cloudflare.apiBase,
-      timeoutMs: config.cloudflare.timeoutMs,
-      userAgent: 'warden/0.1',
-    });
-    closers.push(async () => cloudflare.close?.());
-    // The event bus comes first: API key revocations travel on it.
-    const bus = config.redisUrl ? await createRedisEventBus(config.redisUrl, logger) : createLocalEventBus();
-    closers.push(() => bus.close());
-    const tenants = createTenantService({
-      db: db.kysely,
-      apiKeyCache: {
-        ttlMs: config.apiKeyCacheTtlMs,
-        trustedSince: () => bus.deliveringSince(),
-        onRevoked: (keyId) => {
-          bus
-            .publish(API_KEY_REVOKE_CHANNEL, { keyId })
-            .catch((err: unknown) =>
-              logger.warn({ err, keyId }, 'could not tell other replicas of an API key revocation'),
-            );
-        },
-      },
-    });
-    await bus.subscribe(API_KEY_REVOKE_CHANNEL, (message) => {
-      const keyId = (message as { keyId?: unknown } | null)?.keyId;
-      if (typeof keyId === 'string') tenants.forgetApiKey(keyId);
-    });
-    const delivery = createDeliveryService({
-      db: db.kysely,
-      envelope,
-      options: { allowInsecureDestinations: config.deliveryAllowInsecure },
-    });
-    const connectedAccounts = createConnectedAccountService({
-      db: db.kysely,
-      envelope,
-      verify: (credential) => verifyCredential(cloudflare, credential),
-      events: delivery.accountEvents,
-    });
-    const keyRotation = createKeyRotationService({ db: db.kysely, envelope });
-    const redis = config.redisUrl ? createBudgetRedisClient(config.redisUrl, { lazyConnect: true }) : null;
-    if (redis) {
-      redis.on('error', () => {});
-      await connectRedis(redis, logger);
-    }
-    closers.push(async () => {
-      await redis?.quit().catch(() => redis.disconnect());
-    });
-    const rate = createRateBudget(config, logger, redis);
-    const codeMode = await createCodeMode(config, logger);
-    closers.push(() => codeMode.close());
-    const policies = createPolicyStore({ db: db.kysely });
-    const audit = createAuditStore({ db: db.kysely });
-    const mcpTokens = createMcpTokenService({ db: db.kysely });
-    const tenantSettings = tenantSettingsReader(config, tenants);
-    const executeTool = createExecuteToolService({
-      accounts: connectedAccounts,
-      context: async (tenantId, identifier) => {
-        const { tenant, identity, settings } = await policies.effectiveWithSettings(tenantId, identifier);
-        return { policy: { tenant, identity }, settings: effectiveSettings(config, settings) };
-      },
-      runner: codeMode.runner,
-      spec: codeMode.spec,
-      cloudflare,
-      budget: rate.budget,
-      audit,
-      onUnauthorized: reverifier(connectedAccounts, cloudflare, logger),
-      isAccountActive: async (tenantId, id) => {
-        const row = await db.kysely
-          .selectFrom('connected_accounts')
-          .select('status')
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', id)
-          .executeTakeFirst();
-        return row?.status === 'ACTIVE';
-      },
-      logger,
-    });
-    const scopedTools = createScopedToolsService({
-      accounts: connectedAccounts,
-      policies,
-      definitions: codeMode.definitions,
-    });
-    const offboarding = createOffboardingService({
-      accounts: connectedAccounts,
-      mcpTokens,
-      cloudflare,
-      audit,
-      tenantSettings,
-      closeSessions: (tenantId, identifier) => bus.publish(MCP_REVOKE_CHANNEL, { tenantId, identifier }),
-      logger,
-    });
-    const outbox = createOutboxDispatcher({ db: db.kysely, resolve: delivery.resolve, logger });
-    const maintainAudit = async (now = new Date()) => {
-      const { rows } = await sql<{ days: number | null }>`
-        select distinct (settings->'audit'->>'retention_days')::int as days from tenants`.execute(db.kysely);
-      const retentionDays = [
-        config.auditRetentionDays,
-        ...rows.map((r) => r.days).filter((d): d is number => typeof d === 'number'),
-      ];
-      const report = await runAuditMaintenance(db.kysely, { now, retentionDays });
-      const purged = await outbox.purgeDelivered();
-      if (report.created.length || report.dropped.length || report.rescued || purged) {
-        logger.info({ ...report, outbox_purged: purged }, 'audit maintenance');
-      }
-    };
-    await maintainAudit();
-    const scheduler = config.redisUrl
-      ? createBullScheduler(config.redisUrl, logger)
-      : createLocalScheduler(logger);
-    scheduler.every('outbox-dispatch', config.outboxIntervalMs, async () => {
-      await outbox.dispatchOnce();
-    });
-    scheduler.every('audit-maintenance', 3600_000, () => maintainAudit());
-    await scheduler.start();
-    closers.push(() => scheduler.close());
-    return {
-      config,
-      logger,
-      db,
-      keys,
-      envelope,
-      cloudflare,
-      tenants,
-      connectedAccounts,
-      keyRotation,
-      rateBudget: rate.budget,
-      codeMode,
-      policies,
-      audit,
-      mcpTokens,
-      executeTool,
-      scopedTools,
-      tenantSettings,
-      bus,
-      mcpConnections: new McpConnections(),
-      delivery,
-      offboarding,
-      outbox,
-      scheduler,
-      maintainAudit,
-      readiness: [
-        { name: 'database', check: () => db.ping() },
-        { name: 'kms', check: () => keys.ping() },
-        rate.check,
-        codeMode.readiness,
-      ],
-      async close() {
-        envelope.cache.clear();
-        for (const close of closers.reverse()) await close();
-        await db.close();
-      },
-    };
-  } catch (error) {
-    for (const close of closers.reverse()) await close().catch(() => {});
-    await db.close().catch(() => {});
-    throw error;
   }
+
+  const executeTool = createExecuteToolService({
+    contexts,
+    liveCalls,
+    gateway,
+    runner: codeMode.runner,
+    spec: codeMode.spec,
+    audit,
+    onUnauthorized: createReverifier({ ...verification, accounts: connectedAccounts, logger }),
+    logger,
+    clock,
+  });
+  const scopedTools = createScopedToolsService({
+    accounts: connectedAccounts,
+    policies,
+    definitions: codeMode.definitions,
+  });
+  const offboarding = createOffboardingService({
+    accounts: connectedAccounts,
+    mcpTokens,
+    gateway,
+    audit,
+    tenantSettings: (tenantId) => settings.effective(tenantId),
+    closeSessions: async (tenantId, identifier) => invalidate({ tenantId, identifier, reason: 'revoked' }),
+    logger,
+    clock,
+  });
+  const outbox = createOutboxDispatcher({ db: db.kysely, resolve: delivery.resolve, logger });
+  const auditMaintenance = createAuditMaintenance({
+    db: db.kysely,
+    audit,
+    defaults,
+    // Past this, a request's outcome can no longer arrive: the call's deadline, the upstream
+    // timeout and a margin for a slow commit.
+    outcomeGraceMs: config.sandboxLimits.wallMs + config.cloudflare.timeoutMs + 60_000,
+    purgeDelivered: () => outbox.purgeDelivered(),
+    logger,
+    clock,
+  });
+  const scheduler = config.redisUrl
+    ? createBullScheduler(config.redisUrl, logger, { prefix: config.redisKeyPrefix })
+    : createLocalScheduler(logger);
+
+  async function recordSystemEvent(action: string, details: Record<string, unknown>): Promise<void> {
+    await audit.append(SYSTEM_TENANT_ID, [lifecycleRecord({ caller: SYSTEM_CALLER }, { action, details })], {
+      retentionDays: config.auditRetentionDays,
+    });
+  }
+
+  return {
+    config,
+    logger,
+    db,
+    clock,
+    keys,
+    envelope,
+    cloudflare,
+    redis,
+    tenants,
+    settings,
+    connectedAccounts,
+    keyRotation,
+    rateBudget: rate.budget,
+    codeMode,
+    policies,
+    audit,
+    auditMaintenance,
+    gateway,
+    contexts,
+    liveCalls,
+    mcpTokens,
+    executeTool,
+    scopedTools,
+    bus,
+    mcpConnections,
+    delivery,
+    offboarding,
+    outbox,
+    scheduler,
+    invalidate,
+    applyInvalidation,
+    recordSystemEvent,
+    readiness: [
+      { name: 'database', check: () => db.ping() },
+      {
+        name: 'audit',
+        check: () => audit.probe(SYSTEM_TENANT_ID, { retentionDays: config.auditRetentionDays }),
+      },
+      { name: 'kms', check: () => keys.ping() },
+      rate.check,
+      codeMode.readiness,
+    ],
+    async close() {
+      envelope.cache.clear();
+      clock.stop();
+      await scheduler.close().catch(() => undefined);
+      await codeMode.close().catch(() => undefined);
+      await bus.close().catch(() => undefined);
+      await redis?.quit().catch(() => redis.disconnect());
+      cloudflare.close?.();
+      await db.close();
+    },
+  };
 }

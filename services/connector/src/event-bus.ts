@@ -16,6 +16,8 @@ export interface EventBus {
    * through the bus trusts only entries made after this.
    */
   deliveringSince(): number | null;
+  /** Connects (Redis); until then nothing is delivered and `deliveringSince` is null. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -25,6 +27,7 @@ export function createLocalEventBus(): EventBus {
   const created = Date.now();
   return {
     deliveringSince: () => created,
+    async start() {},
     async publish(channel, message) {
       emitter.emit(channel, structuredClone(message));
     },
@@ -37,18 +40,20 @@ export function createLocalEventBus(): EventBus {
   };
 }
 
-export async function createRedisEventBus(url: string, logger: Logger): Promise<EventBus> {
+/**
+ * Channels are namespaced with the deployment's Redis prefix (`<prefix>:<channel>`), so
+ * deployments sharing a Redis never hear each other.
+ */
+export function createRedisEventBus(url: string, logger: Logger, options: { prefix: string }): EventBus {
   const pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   const sub = new Redis(url, { lazyConnect: true });
   pub.on('error', () => {});
   sub.on('error', (err) => logger.warn({ err }, 'event bus subscriber error'));
-  await Promise.all([pub.connect(), sub.connect()]).catch((err: unknown) =>
-    logger.warn({ err }, 'event bus: Redis unreachable, retrying'),
-  );
+  const named = (channel: string) => `${options.prefix}:${channel}`;
   const handlers = new Map<string, Array<(message: unknown) => void>>();
   // Messages published while the subscriber is down are lost for good: whatever was cached
   // before a reconnection is not trusted after it.
-  let since: number | null = sub.status === 'ready' ? Date.now() : null;
+  let since: number | null = null;
   sub.on('ready', () => {
     since = Date.now();
   });
@@ -68,14 +73,21 @@ export async function createRedisEventBus(url: string, logger: Logger): Promise<
   });
   return {
     deliveringSince: () => since,
+    async start() {
+      await Promise.all([pub.connect(), sub.connect()]).catch((err: unknown) =>
+        logger.warn({ err }, 'event bus: Redis unreachable, retrying'),
+      );
+      if (sub.status === 'ready') since ??= Date.now();
+    },
     async publish(channel, message) {
-      await pub.publish(channel, JSON.stringify(message));
+      await pub.publish(named(channel), JSON.stringify(message));
     },
     async subscribe(channel, handler) {
-      const list = handlers.get(channel) ?? [];
+      const list = handlers.get(named(channel)) ?? [];
       list.push(handler);
-      handlers.set(channel, list);
-      if (list.length === 1) await sub.subscribe(channel);
+      handlers.set(named(channel), list);
+      // Subscribing is remembered by the client and renewed on every reconnect.
+      if (list.length === 1) await sub.subscribe(named(channel)).catch(() => undefined);
     },
     async close() {
       handlers.clear();

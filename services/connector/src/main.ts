@@ -1,6 +1,7 @@
 import { asLibLogger, createLogger } from './logger.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createContainer } from './container.ts';
+import { startContainer } from './startup.ts';
 import { buildApp } from './app.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.logLevel });
   const container = await createContainer(config, asLibLogger(logger));
+  await startContainer(container);
   const app = await buildApp(container, { loggerInstance: logger });
 
   let closing = false;

@@ -10,8 +10,8 @@ import { asLibLogger, createLogger } from './logger.ts';
 /**
  * Warden's own OpenAPI document, exactly what `GET /openapi.json` serves, built from the
  * real wiring (config → container → app) so the SDK's types can never describe routes
- * the service does not register. The container runs on a throwaway, migrated embedded
- * database (PGlite; start-up tasks may query it) and the in-process budget: the
+ * the service does not register. No start-up task runs, so nothing is connected: the
+ * database URL points nowhere and is never used, the budget is in-process, and the
  * environment is deliberately not read, so a developer's DATABASE_URL or REDIS_URL is
  * never touched.
  */
@@ -20,8 +20,8 @@ export async function wardenOpenApiDocument(): Promise<Record<string, unknown>> 
   try {
     const config = loadConfig({
       DATA_DIR: dataDir,
-      // A path that does not exist: the document must not depend on the Cloudflare
-      // spec, and without one Code Mode starts no sandbox process (it answers 503).
+      DATABASE_URL: 'postgres://127.0.0.1:9/unused',
+      // The document must not depend on the Cloudflare spec (Code Mode is not started).
       CLOUDFLARE_SPEC_PATH: path.join(dataDir, 'no-cloudflare-spec.json'),
       CLOUDFLARE_API_BASE: 'http://127.0.0.1:9/client/v4',
       // Configured like a deployment with the admin API on; a random value, never printed.

@@ -2171,7 +2171,10 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Change the rate budget or audit settings of the tenant */
+        /**
+         * Change the rate budget or audit settings of the tenant (null returns a setting to the default)
+         * @description A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default.
+         */
         patch: {
             parameters: {
                 query?: never;
@@ -2182,10 +2185,10 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        budget?: string;
+                        budget?: string | null;
                         audit?: {
-                            retention_days?: number;
-                            capture_code?: boolean;
+                            retention_days?: number | null;
+                            capture_code?: boolean | null;
                         };
                     };
                 };
@@ -2535,8 +2538,11 @@ export interface paths {
                     to?: string;
                     identifier?: string;
                     tool_name?: string;
-                    outcome?: "success" | "error" | "refused" | "rate_limited" | "timeout";
-                    kind?: "tool_call" | "upstream_request" | "offboarding" | "connected_account";
+                    /** @description `pending`: an intent (the request was about to be sent); `unknown`: its outcome was never recorded. */
+                    outcome?: "success" | "error" | "refused" | "rate_limited" | "timeout" | "pending" | "unknown";
+                    kind?: "tool_call" | "upstream_request" | "offboarding" | "connected_account" | "lifecycle";
+                    /** @description e.g. cloudflare.request, cloudflare.verify, connected_account.created, policy.changed */
+                    action?: string;
                     execution_id?: string;
                     page_size?: number;
                     page_token?: string;
@@ -3824,6 +3830,14 @@ export interface components {
             response_bytes: number | null;
             code_sha256: string | null;
             code: string | null;
+            /** @description On an upstream request's outcome: the id of its intent (committed before the request was sent). */
+            intent_id?: string;
+            /** @description SHA-256 of an upstream request's body, on its intent. */
+            body_sha256?: string;
+            /** @description Event specifics: a lifecycle change's before and after, an upstream request's query. */
+            details?: {
+                [key: string]: unknown;
+            };
             prev_hash: string;
             hash: string;
         };
@@ -3983,6 +3997,14 @@ export interface components {
             response_bytes: number | null;
             code_sha256: string | null;
             code: string | null;
+            /** @description On an upstream request's outcome: the id of its intent (committed before the request was sent). */
+            intent_id?: string;
+            /** @description SHA-256 of an upstream request's body, on its intent. */
+            body_sha256?: string;
+            /** @description Event specifics: a lifecycle change's before and after, an upstream request's query. */
+            details?: {
+                [key: string]: unknown;
+            };
             prev_hash: string;
             hash: string;
         };

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { adminAuth } from './auth.ts';
+import { adminActor, adminAuth } from './auth.ts';
 import { errorResponses, tenant } from './schemas.ts';
 
 function tenantJson(t: TenantView) {
@@ -32,7 +32,7 @@ export async function adminRoutes(
       },
     },
     handler: async (request, reply) => {
-      const { tenant: created, apiKey } = await deps.tenants.create(request.body.name);
+      const { tenant: created, apiKey } = await deps.tenants.create(adminActor(request), request.body.name);
       return reply
         .code(201)
         .send({ tenant: tenantJson(created), api_key: apiKey.key, api_key_id: apiKey.id });
@@ -69,7 +69,7 @@ export async function adminRoutes(
       response: { 201: z.object({ api_key: z.string(), api_key_id: z.string() }), ...errorResponses },
     },
     handler: async (request, reply) => {
-      const key = await deps.tenants.issueApiKey(request.params.id);
+      const key = await deps.tenants.issueApiKey({ tenantId: request.params.id, actor: adminActor(request) });
       return reply.code(201).send({ api_key: key.key, api_key_id: key.id });
     },
   });
@@ -83,7 +83,10 @@ export async function adminRoutes(
       response: { 204: z.null().describe('Revoked'), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.tenants.revokeApiKey(request.params.id, request.params.key_id);
+      await deps.tenants.revokeApiKey(
+        { tenantId: request.params.id, actor: adminActor(request) },
+        request.params.key_id,
+      );
       return reply.code(204).send(null);
     },
   });

@@ -1,5 +1,5 @@
 import type { AuditEvent, AuditStore } from '@warden/audit';
-import { EXPORT_FORMATS, createAuditExportStream, exportContentType } from '@warden/audit';
+import { AUDIT_OUTCOMES, EXPORT_FORMATS, createAuditExportStream, exportContentType } from '@warden/audit';
 import { WardenError } from '@warden/core';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -47,6 +47,17 @@ const auditEvent = z
     response_bytes: z.number().nullable(),
     code_sha256: z.string().nullable(),
     code: z.string().nullable(),
+    intent_id: z
+      .string()
+      .optional()
+      .describe(
+        "On an upstream request's outcome: the id of its intent (committed before the request was sent).",
+      ),
+    body_sha256: z.string().optional().describe("SHA-256 of an upstream request's body, on its intent."),
+    details: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("Event specifics: a lifecycle change's before and after, an upstream request's query."),
     prev_hash: z.string(),
     hash: z.string(),
   })
@@ -81,8 +92,20 @@ export async function auditRoutes(
         to: isoDate('to').optional(),
         identifier: z.string().optional(),
         tool_name: z.string().optional(),
-        outcome: z.enum(['success', 'error', 'refused', 'rate_limited', 'timeout']).optional(),
-        kind: z.enum(['tool_call', 'upstream_request', 'offboarding', 'connected_account']).optional(),
+        outcome: z
+          .enum(AUDIT_OUTCOMES as [AuditEvent['outcome'], ...AuditEvent['outcome'][]])
+          .optional()
+          .describe(
+            '`pending`: an intent (the request was about to be sent); `unknown`: its outcome was never recorded.',
+          ),
+        kind: z
+          .enum(['tool_call', 'upstream_request', 'offboarding', 'connected_account', 'lifecycle'])
+          .optional(),
+        action: z
+          .string()
+          .max(100)
+          .optional()
+          .describe('e.g. cloudflare.request, cloudflare.verify, connected_account.created, policy.changed'),
         execution_id: z.string().optional(),
         page_size: pageSize,
         page_token: z.string().max(500).optional(),
@@ -102,6 +125,7 @@ export async function auditRoutes(
         ...(q.tool_name !== undefined ? { toolName: q.tool_name } : {}),
         ...(q.outcome !== undefined ? { outcome: q.outcome } : {}),
         ...(q.kind !== undefined ? { kind: q.kind } : {}),
+        ...(q.action !== undefined ? { action: q.action } : {}),
         ...(q.execution_id !== undefined ? { executionId: q.execution_id } : {}),
         ...(q.page_size !== undefined ? { pageSize: q.page_size } : {}),
         ...(q.page_token !== undefined ? { pageToken: q.page_token } : {}),

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WardenError } from '@warden/core';
-import type { TenantCaller, TenantService } from '@warden/vault';
+import type { AuditCaller } from '@warden/audit';
+import type { ActorContext, TenantCaller, TenantService } from '@warden/vault';
 import type { FastifyRequest } from 'fastify';
 
 const callers = new WeakMap<FastifyRequest, TenantCaller>();
@@ -29,6 +30,20 @@ export function tenantOf(request: FastifyRequest): TenantCaller {
   const caller = callers.get(request);
   if (!caller) throw new WardenError('internal', 'tenant authentication did not run for this route');
   return caller;
+}
+
+/** The tenant API key making a change, as lifecycle records name it. */
+export function actorOf(request: FastifyRequest): ActorContext {
+  const caller = tenantOf(request);
+  return {
+    tenantId: caller.tenantId,
+    actor: { type: 'api_key', id: caller.apiKeyId, client_name: null, client_version: null, ip: request.ip },
+  };
+}
+
+/** The operator (admin token) making a change. */
+export function adminActor(request: FastifyRequest): AuditCaller {
+  return { type: 'admin', id: null, client_name: null, client_version: null, ip: request.ip };
 }
 
 function digest(value: string): Buffer {

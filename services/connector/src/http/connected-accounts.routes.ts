@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { tenantAuth, tenantOf } from './auth.ts';
+import { actorOf, tenantAuth, tenantOf } from './auth.ts';
 import { authorizationInput, connectedAccount, errorResponses, pageSize } from './schemas.ts';
 
 function toCredential(input: z.infer<typeof authorizationInput>): CloudflareCredential {
@@ -20,11 +20,11 @@ const security = [{ tenantKey: [] }];
 
 export async function connectedAccountRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants' | 'connectedAccounts' | 'rateBudget' | 'tenantSettings'>,
+  deps: Pick<Container, 'tenants' | 'connectedAccounts' | 'rateBudget' | 'settings'>,
 ): Promise<void> {
   /** The wire form plus the remaining upstream budget of each account's principal. */
   async function views(tenantId: string, accounts: readonly ConnectedAccount[]) {
-    const { budget } = await deps.tenantSettings(tenantId);
+    const { budget } = await deps.settings.effective(tenantId);
     return Promise.all(
       accounts.map(async (account) => {
         let rateBudget = null;
@@ -68,7 +68,7 @@ export async function connectedAccountRoutes(
       response: { 201: z.object({ connected_account: connectedAccount }), ...errorResponses },
     },
     handler: async (request, reply) => {
-      const account = await deps.connectedAccounts.create(tenantOf(request).tenantId, {
+      const account = await deps.connectedAccounts.create(actorOf(request), {
         identifier: request.body.identifier,
         ...(request.body.connection_name !== undefined
           ? { connectionName: request.body.connection_name }
@@ -146,7 +146,7 @@ export async function connectedAccountRoutes(
     handler: async (request) => {
       const { tenantId } = tenantOf(request);
       const account = await deps.connectedAccounts.rotate(
-        tenantId,
+        actorOf(request),
         request.params.id,
         toCredential(request.body.authorization),
       );
@@ -164,7 +164,7 @@ export async function connectedAccountRoutes(
       response: { 204: z.null().describe('Revoked'), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.connectedAccounts.revoke(tenantOf(request).tenantId, request.params.id);
+      await deps.connectedAccounts.revoke(actorOf(request), request.params.id);
       return reply.code(204).send(null);
     },
   });

@@ -3,8 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { apiKeyCaller } from './tools.routes.ts';
-import { tenantAuth, tenantOf } from './auth.ts';
+import { actorOf, tenantAuth, tenantOf } from './auth.ts';
 import { errorResponses } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
@@ -216,7 +215,7 @@ export async function deliveryRoutes(
       },
     },
     handler: async (request) => {
-      const result = await deps.offboarding.offboard(apiKeyCaller(request), request.params.identifier, {
+      const result = await deps.offboarding.offboard(actorOf(request), request.params.identifier, {
         revokeUpstream: request.body?.revoke_upstream === true,
       });
       return {

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { tenantAuth, tenantOf } from './auth.ts';
+import { actorOf, tenantAuth, tenantOf } from './auth.ts';
 import { errorResponses } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
@@ -70,7 +70,7 @@ export async function mcpTokenRoutes(
         }
       }
       const { token, record } = await deps.mcpTokens.create({
-        tenantId: caller.tenantId,
+        ctx: actorOf(request),
         identifier,
         connectionNames: names,
         expirySeconds,
@@ -98,7 +98,7 @@ export async function mcpTokenRoutes(
       response: { 204: z.null(), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.mcpTokens.revoke(tenantOf(request).tenantId, request.params.id);
+      await deps.mcpTokens.revoke(actorOf(request), request.params.id);
       return reply.code(204).send(null);
     },
   });

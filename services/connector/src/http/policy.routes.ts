@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { tenantAuth, tenantOf } from './auth.ts';
+import { actorOf, tenantAuth, tenantOf } from './auth.ts';
 import { errorResponses } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
@@ -62,7 +62,7 @@ export async function policyRoutes(
     },
     handler: async (request) => {
       const policy = parsePolicy(request.body, '');
-      await deps.policies.setTenantPolicy(tenantOf(request).tenantId, policy);
+      await deps.policies.setTenantPolicy(actorOf(request), policy);
       return { policy: policyJson(policy) };
     },
   });
@@ -97,7 +97,7 @@ export async function policyRoutes(
     handler: async (request) => {
       const policy = parsePolicy(request.body, '');
       await deps.policies.setIdentityPolicy(
-        tenantOf(request).tenantId,
+        actorOf(request),
         validateIdentifier(request.params.identifier),
         policy,
       );
@@ -115,7 +115,7 @@ export async function policyRoutes(
     },
     handler: async (request, reply) => {
       await deps.policies.deleteIdentityPolicy(
-        tenantOf(request).tenantId,
+        actorOf(request),
         validateIdentifier(request.params.identifier),
       );
       return reply.code(204).send(null);

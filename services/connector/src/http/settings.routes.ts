@@ -1,12 +1,11 @@
-import { WardenError } from '@warden/core';
 import { MAX_RETENTION_DAYS, MIN_RETENTION_DAYS } from '@warden/audit';
-import { formatBudget, parseBudget } from '@warden/ratelimit';
+import { formatBudget } from '@warden/ratelimit';
 import type { TenantService } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { TenantToolSettings } from '@warden/tools';
-import { tenantAuth, tenantOf } from './auth.ts';
+import type { TenantSettingsService, TenantToolSettings } from '@warden/tools';
+import { actorOf, tenantAuth, tenantOf } from './auth.ts';
 import { errorResponses } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
@@ -37,8 +36,9 @@ export async function settingsRoutes(
   app: FastifyInstance,
   deps: {
     tenants: TenantService;
-    tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
-    onRetentionChange: (days: number) => Promise<void>;
+    settings: TenantSettingsService;
+    /** Runs after a retention change was saved, so maintenance sees the new value. */
+    onRetentionChange: () => Promise<unknown>;
   },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -52,47 +52,51 @@ export async function settingsRoutes(
       response: { 200: z.object({ settings: settingsSchema }), ...errorResponses },
     },
     handler: async (request) => ({
-      settings: settingsJson(await deps.tenantSettings(tenantOf(request).tenantId)),
+      settings: settingsJson(await deps.settings.effective(tenantOf(request).tenantId)),
     }),
   });
 
   r.patch('/api/v1/settings', {
     schema: {
       tags: ['settings'],
-      summary: 'Change the rate budget or audit settings of the tenant',
+      summary:
+        'Change the rate budget or audit settings of the tenant (null returns a setting to the default)',
+      description:
+        "A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default.",
       security,
       body: z.strictObject({
-        budget: z.string().optional(),
+        budget: z.string().nullable().optional(),
         audit: z
           .strictObject({
-            retention_days: z.number().int().min(MIN_RETENTION_DAYS).max(MAX_RETENTION_DAYS).optional(),
-            capture_code: z.boolean().optional(),
+            retention_days: z
+              .number()
+              .int()
+              .min(MIN_RETENTION_DAYS)
+              .max(MAX_RETENTION_DAYS)
+              .nullable()
+              .optional(),
+            capture_code: z.boolean().nullable().optional(),
           })
           .optional(),
       }),
       response: { 200: z.object({ settings: settingsSchema }), ...errorResponses },
     },
     handler: async (request) => {
-      const { tenantId } = tenantOf(request);
-      const patch: Record<string, unknown> = {};
-      if (request.body.budget !== undefined) {
-        const budget = parseBudget(request.body.budget, 'budget');
-        if (budget.capacity > 100_000) {
-          throw new WardenError('invalid_request', 'budget: at most 100000 requests per window', {
-            field: 'budget',
-          });
-        }
-        patch.budget = formatBudget(budget);
-      }
-      if (request.body.audit) {
-        const current = (await deps.tenants.get(tenantId)).settings.audit as
-          Record<string, unknown> | undefined;
-        patch.audit = { ...current, ...request.body.audit };
-        if (request.body.audit.retention_days !== undefined)
-          await deps.onRetentionChange(request.body.audit.retention_days);
-      }
-      await deps.tenants.updateSettings(tenantId, patch);
-      return { settings: settingsJson(await deps.tenantSettings(tenantId)) };
+      const { budget, audit } = request.body;
+      const settings = await deps.settings.update(actorOf(request), {
+        ...(budget !== undefined ? { budget } : {}),
+        ...(audit !== undefined
+          ? {
+              audit: {
+                ...(audit.retention_days !== undefined ? { retention_days: audit.retention_days } : {}),
+                ...(audit.capture_code !== undefined ? { capture_code: audit.capture_code } : {}),
+              },
+            }
+          : {}),
+      });
+      // Partitions for the new retention are made with the value just saved.
+      if (audit?.retention_days !== undefined) await deps.onRetentionChange();
+      return { settings: settingsJson(settings) };
     },
   });
 }

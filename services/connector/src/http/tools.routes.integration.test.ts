@@ -288,8 +288,15 @@ describe('tools API: list_scoped_tools and execute_tool end to end', () => {
       headers: auth(),
     });
     const list = events.json().events;
-    expect(list).toHaveLength(2);
-    const byKind = (kind: string) => list.find((e: { kind: string }) => e.kind === kind);
+    // The request's intent (committed before it was sent), its outcome, and the call itself.
+    expect(list.map((e: { kind: string; outcome: string }) => [e.kind, e.outcome])).toEqual([
+      ['upstream_request', 'pending'],
+      ['upstream_request', 'success'],
+      ['tool_call', 'success'],
+    ]);
+    const byKind = (kind: string) =>
+      list.find((e: { kind: string; outcome: string }) => e.kind === kind && e.outcome !== 'pending');
+    expect(list[1].intent_id).toBe(list[0].id);
     expect(byKind('upstream_request')).toMatchObject({
       kind: 'upstream_request',
       outcome: 'success',

@@ -1,6 +1,7 @@
 /**
  * The live MCP connections of this replica (in-flight streamable HTTP requests and SSE
- * streams), so offboarding or token revocation can close them wherever they are.
+ * streams), so offboarding or token revocation (published on the bus as an invalidation)
+ * can close them wherever they are.
  */
 export interface McpConnectionKey {
   readonly tenantId: string;
@@ -35,19 +36,4 @@ export class McpConnections {
   get size(): number {
     return this.#entries.size;
   }
-}
-
-export const MCP_REVOKE_CHANNEL = 'warden:mcp:revoke';
-
-export interface McpRevocation {
-  readonly tenantId: string;
-  readonly identifier?: string;
-  readonly tokenId?: string;
-}
-
-export function revocationMatcher(r: McpRevocation) {
-  return (key: McpConnectionKey) =>
-    key.tenantId === r.tenantId &&
-    (r.identifier === undefined || key.identifier === r.identifier) &&
-    (r.tokenId === undefined || key.tokenId === r.tokenId);
 }

@@ -1,3 +1,4 @@
+import { ADMIN_CALLER } from '@warden/audit';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -239,7 +240,7 @@ describe('per-user MCP endpoint', () => {
       await other.app.listen({ host: '127.0.0.1', port });
       const { tenantId } = await other.createTenant();
       const { record, token } = await other.container.mcpTokens.create({
-        tenantId,
+        ctx: { tenantId, actor: ADMIN_CALLER },
         identifier: 'x',
         connectionNames: null,
         expirySeconds: 600,

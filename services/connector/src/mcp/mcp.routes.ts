@@ -6,12 +6,11 @@ import type { McpSession, McpTokenService } from '@warden/vault';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { EventBus } from '../event-bus.ts';
 import { bearerToken } from '../http/auth.ts';
-import { MCP_REVOKE_CHANNEL, revocationMatcher } from './mcp-connections.ts';
-import type { McpRevocation, McpConnections } from './mcp-connections.ts';
+import type { McpConnections } from './mcp-connections.ts';
 import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
 
-const SSE_CHANNEL = 'warden:mcp:sse';
+const SSE_CHANNEL = 'mcp:sse';
 const SSE_KEEPALIVE_MS = 25_000;
 /** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
 const TOKEN_QUERY_PARAMS = ['token', 'access_token', 'api_key', 'apikey', 'key', 'auth', 'authorization'];
@@ -48,9 +47,6 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   const ownOrigin = new URL(deps.publicUrl).origin;
   const sseSessions = new Map<string, { transport: SSEServerTransport; session: McpSession }>();
 
-  await deps.bus.subscribe(MCP_REVOKE_CHANNEL, (message) => {
-    deps.connections.closeWhere(revocationMatcher(message as McpRevocation));
-  });
   await deps.bus.subscribe(SSE_CHANNEL, (message) => {
     const forward = message as SseForward;
     const local = sseSessions.get(forward.sessionId);
@@ -209,9 +205,4 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   app.addHook('onClose', async () => {
     deps.connections.closeWhere(() => true);
   });
-}
-
-/** Closes an identity's (or a token's) MCP connections on every replica. */
-export async function broadcastMcpRevocation(bus: EventBus, revocation: McpRevocation): Promise<void> {
-  await bus.publish(MCP_REVOKE_CHANNEL, revocation);
 }

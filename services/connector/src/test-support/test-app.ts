@@ -10,6 +10,7 @@ import { expect } from 'vitest';
 import { buildApp } from '../app.ts';
 import { loadConfig } from '../config.ts';
 import { createContainer } from '../container.ts';
+import { startContainer } from '../startup.ts';
 import type { Container } from '../container.ts';
 import { asLibLogger, createLogger } from '../logger.ts';
 import { SPEC_PATH } from './paths.ts';
@@ -66,6 +67,7 @@ export async function startTestApp(
   });
   const logger = createLogger({ level: config.logLevel, destination });
   const container = await createContainer(config, asLibLogger(logger));
+  await startContainer(container);
   const app = await buildApp(container, { loggerInstance: logger });
   await app.ready();
   const secrets = new Set<string>([adminToken]);

@@ -43,9 +43,14 @@ export function createLocalScheduler(logger: Logger): Scheduler {
   };
 }
 
-const QUEUE = 'warden-jobs';
+const QUEUE = 'jobs';
 
-export function createBullScheduler(redisUrl: string, logger: Logger): Scheduler {
+/** BullMQ keys live under the deployment's Redis prefix, so deployments on one Redis keep their own schedules. */
+export function createBullScheduler(
+  redisUrl: string,
+  logger: Logger,
+  options: { prefix: string },
+): Scheduler {
   // BullMQ needs blocking commands that wait forever; it gets its own connections.
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
   connection.on('error', () => {});
@@ -59,7 +64,7 @@ export function createBullScheduler(redisUrl: string, logger: Logger): Scheduler
       schedules.push({ name, intervalMs });
     },
     async start() {
-      queue = new Queue(QUEUE, { connection });
+      queue = new Queue(QUEUE, { connection, prefix: options.prefix });
       queue.on('error', (err) => logger.warn({ err }, 'job queue error'));
       for (const { name, intervalMs } of schedules) {
         await queue.upsertJobScheduler(
@@ -78,7 +83,11 @@ export function createBullScheduler(redisUrl: string, logger: Logger): Scheduler
           const handler = handlers.get(job.name);
           if (handler) await handler();
         },
-        { connection: connection.duplicate(), concurrency: Math.max(1, schedules.length) },
+        {
+          connection: connection.duplicate(),
+          prefix: options.prefix,
+          concurrency: Math.max(1, schedules.length),
+        },
       );
       worker.on('error', (err) => logger.warn({ err }, 'job worker error'));
       worker.on('failed', (job, err) => logger.warn({ err, job: job?.name }, 'scheduled job failed'));

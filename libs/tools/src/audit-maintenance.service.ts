@@ -1,0 +1,132 @@
+import { rowToEvent, runAuditMaintenance, unknownOutcomeRecord } from '@warden/audit';
+import type { AuditStore, MaintenanceReport } from '@warden/audit';
+import type { Clock, Logger } from '@warden/core';
+import { systemClock } from '@warden/core';
+import type { Database, TenantSettings } from '@warden/db';
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import { effectiveSettings } from './tenant-settings.service.ts';
+import type { OperatorDefaults } from './tenant-settings.service.ts';
+
+export interface AuditMaintenanceDeps {
+  readonly db: Kysely<Database>;
+  readonly audit: AuditStore;
+  readonly defaults: OperatorDefaults;
+  /** How long an intent may wait for its outcome before it is closed as `unknown` (ms). */
+  readonly outcomeGraceMs: number;
+  /** Also purges delivered outbox rows. */
+  readonly purgeDelivered?: () => Promise<number>;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+const SWEEP_BATCH = 500;
+const SWEEP = 'unknown-outcomes';
+/** Where a first sweep starts looking (intents from before the sweeper existed). */
+const FIRST_SWEEP_LOOKBACK_MS = 7 * 86_400_000;
+
+/**
+ * The audit trail's housekeeping, run by the scheduler: partitions ahead of time, stragglers
+ * out of the default partition, expired days dropped (never deleted row by row); and intents
+ * whose outcome never came closed with an `unknown` outcome, so a request sent by a replica that
+ * died shows as such in the trail, the exports and the SIEM, never as nothing.
+ */
+export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
+  const { db } = deps;
+  const clock = deps.clock ?? systemClock;
+
+  async function retentionOf(tenantId: string): Promise<number> {
+    const row = await db
+      .selectFrom('tenants')
+      .select('settings')
+      .where('id', '=', tenantId)
+      .executeTakeFirst();
+    return effectiveSettings(deps.defaults, (row?.settings ?? {}) as TenantSettings).retentionDays;
+  }
+
+  return {
+    async partitions(now = clock.now()): Promise<MaintenanceReport & { outboxPurged: number }> {
+      const { rows } = await sql<{ days: number | null }>`
+        select distinct (settings->'audit'->>'retention_days')::int as days from tenants`.execute(db);
+      const retentionDays = [
+        deps.defaults.retentionDays,
+        ...rows.map((r) => r.days).filter((d): d is number => typeof d === 'number'),
+      ];
+      const report = await runAuditMaintenance(db, { now, retentionDays });
+      const outboxPurged = (await deps.purgeDelivered?.()) ?? 0;
+      if (report.created.length || report.dropped.length || report.rescued || outboxPurged) {
+        deps.logger.info({ ...report, outbox_purged: outboxPurged }, 'audit maintenance');
+      }
+      return { ...report, outboxPurged };
+    },
+
+    /**
+     * Closes intents older than the grace period that have no outcome; returns how many. Each
+     * pass reads only intents written since the last pass looked (`audit_sweeps`).
+     */
+    async sweepUnknownOutcomes(): Promise<number> {
+      const cutoff = new Date(clock.now().getTime() - deps.outcomeGraceMs);
+      const state = await db
+        .selectFrom('audit_sweeps')
+        .select('swept_until')
+        .where('name', '=', SWEEP)
+        .executeTakeFirst();
+      let from = state?.swept_until ?? new Date(cutoff.getTime() - FIRST_SWEEP_LOOKBACK_MS);
+      if (from >= cutoff) return 0;
+      let closed = 0;
+      for (;;) {
+        const rows = await db
+          .selectFrom('audit_events as i')
+          .selectAll('i')
+          .where('i.outcome', '=', 'pending')
+          .where('i.occurred_at', '>=', from)
+          .where('i.occurred_at', '<', cutoff)
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('audit_events as o')
+                  .select(sql`1`.as('one'))
+                  .whereRef('o.intent_id', '=', 'i.id')
+                  .whereRef('o.tenant_id', '=', 'i.tenant_id'),
+              ),
+            ),
+          )
+          .orderBy('i.occurred_at')
+          .limit(SWEEP_BATCH)
+          .execute();
+        if (rows.length === 0) break;
+        const byTenant = new Map<string, ReturnType<typeof rowToEvent>[]>();
+        for (const row of rows) {
+          const list = byTenant.get(row.tenant_id) ?? [];
+          list.push(rowToEvent(row));
+          byTenant.set(row.tenant_id, list);
+        }
+        for (const [tenantId, intents] of byTenant) {
+          await deps.audit.append(
+            tenantId,
+            intents.map((intent) =>
+              unknownOutcomeRecord(
+                intent,
+                `no outcome was recorded within ${Math.round(deps.outcomeGraceMs / 1000)} s of sending: the replica stopped or the audit store failed after the request left; check Cloudflare for its effect`,
+              ),
+            ),
+            { retentionDays: await retentionOf(tenantId) },
+          );
+        }
+        closed += rows.length;
+        if (rows.length < SWEEP_BATCH) break;
+        // Records of one millisecond can outnumber a batch; re-reading from it is harmless.
+        from = (rows[rows.length - 1] as (typeof rows)[number]).occurred_at;
+      }
+      await db
+        .insertInto('audit_sweeps')
+        .values({ name: SWEEP, swept_until: cutoff })
+        .onConflict((oc) => oc.column('name').doUpdateSet({ swept_until: cutoff }))
+        .execute();
+      if (closed > 0) deps.logger.warn({ closed }, 'audit: intents without an outcome closed as unknown');
+      return closed;
+    },
+  };
+}
+
+export type AuditMaintenance = ReturnType<typeof createAuditMaintenance>;

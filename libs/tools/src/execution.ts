@@ -1,0 +1,239 @@
+import { AuditJournal, outcomeOf, sha256Hex, toolCallRecord } from '@warden/audit';
+import type { AuditStore, AuditSubject } from '@warden/audit';
+import type { Clock } from '@warden/core';
+import { WardenError, isWardenError, newId } from '@warden/core';
+import type { CloudflareCredential, CloudflareResponse } from '@warden/cloudflare';
+import type { ConnectedAccount } from '@warden/vault';
+import { upstreamPrincipal } from './account-resolution.ts';
+import type {
+  CallContext,
+  CallContextSource,
+  CallTarget,
+  LiveCallHandle,
+  LiveCalls,
+} from './call-context.ts';
+import type { SandboxOutcome, TruncationInfo, UpstreamRequest, UpstreamResponse } from './ports.ts';
+import type { ToolCaller, ToolName } from './tool-caller.ts';
+import { auditCaller } from './tool-caller.ts';
+import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
+
+export interface ExecuteToolResult {
+  readonly executionId: string;
+  readonly data: unknown;
+  readonly error: { readonly code: string; readonly message: string } | null;
+  readonly truncated: TruncationInfo | null;
+  /** What the code wrote with console.log, capped. */
+  readonly logs: readonly string[];
+}
+
+/** What an execution needs from the service that starts it. */
+export interface ExecutionDeps {
+  readonly contexts: CallContextSource;
+  readonly liveCalls: LiveCalls;
+  readonly gateway: UpstreamGateway;
+  readonly audit: AuditStore;
+  readonly clock: Clock;
+  /**
+   * Cloudflare answered 401 with this credential: the owner re-verifies it and marks the account
+   * INVALID if Cloudflare no longer accepts it (an endpoint a token may not use also answers
+   * 401, so one 401 alone proves nothing).
+   */
+  readonly onUnauthorized?: (
+    tenantId: string,
+    account: ConnectedAccount,
+    credential: CloudflareCredential,
+  ) => void;
+}
+
+export interface ExecutionStart {
+  readonly caller: ToolCaller;
+  readonly tool: ToolName;
+  readonly target: CallTarget;
+  readonly code: string;
+  readonly agentRunId: string | null;
+  readonly context: CallContext;
+}
+
+function toSandboxResponse(response: CloudflareResponse): UpstreamResponse {
+  return {
+    success: response.success,
+    status: response.status,
+    result: response.result,
+    errors: response.errors,
+    messages: response.messages,
+    ...(response.resultInfo !== undefined ? { result_info: response.resultInfo } : {}),
+  };
+}
+
+/**
+ * One tool call in flight: who calls, for which identity and account, under which policy and
+ * settings, and the audit journal of everything it does. It is the only way agent code reaches
+ * Cloudflare (`upstream`), and it writes the call's own record when it ends (`finish`).
+ */
+export class Execution {
+  readonly id = newId('exe');
+  readonly #deps: ExecutionDeps;
+  readonly #start: ExecutionStart;
+  readonly #startedAt: number;
+  readonly #subject: AuditSubject;
+  readonly #journal: AuditJournal;
+  readonly #live: LiveCallHandle;
+  #context: CallContext;
+  #credential: Promise<CloudflareCredential> | null = null;
+
+  constructor(deps: ExecutionDeps, start: ExecutionStart) {
+    this.#deps = deps;
+    this.#start = start;
+    this.#context = start.context;
+    this.#startedAt = deps.clock.now().getTime();
+    const account = start.context.account.account;
+    this.#subject = {
+      caller: auditCaller(start.caller),
+      identifier: start.target.identifier,
+      executionId: this.id,
+      agentRunId: start.agentRunId,
+      toolName: start.tool,
+      connectedAccountId: account.id,
+    };
+    this.#journal = new AuditJournal(deps.audit, start.caller.tenantId, start.context.settings.retentionDays);
+    this.#live = deps.liveCalls.register({
+      tenantId: start.caller.tenantId,
+      identifier: start.target.identifier,
+      accountId: account.id,
+      tokenId: start.caller.type === 'mcp_token' ? start.caller.id : null,
+    });
+  }
+
+  get account(): ConnectedAccount {
+    return this.#context.account.account;
+  }
+
+  /** The credential, decrypted once per execution (and again after a rotation). */
+  #openCredential(): Promise<CloudflareCredential> {
+    this.#credential ??= this.#context.account.open();
+    return this.#credential;
+  }
+
+  /** Decrypts the credential ahead of the first request, so a vault failure refuses the call before any code runs. */
+  async open(): Promise<void> {
+    await this.#openCredential();
+  }
+
+  /**
+   * Makes sure the call still holds what it may use: a revocation refuses, and a change (or a
+   * bus that may have missed one) makes it read its context again, as the database has it now.
+   */
+  async #ensureCurrent(): Promise<void> {
+    const state = this.#live.state(this.#context.readAt);
+    if (state === 'ok') return;
+    if (state === 'stale') {
+      let fresh: CallContext;
+      try {
+        fresh = await this.#deps.contexts.load(
+          this.#start.caller,
+          { identifier: this.#start.target.identifier, connectedAccountId: this.account.id },
+          { fresh: true },
+        );
+      } catch (error) {
+        if (isWardenError(error) && (error.code === 'not_found' || error.code === 'conflict')) {
+          throw this.#revoked();
+        }
+        throw error;
+      }
+      this.#live.refreshed();
+      if (fresh.account.account.updatedAt.getTime() !== this.account.updatedAt.getTime())
+        this.#credential = null;
+      this.#context = fresh;
+      return;
+    }
+    throw this.#revoked();
+  }
+
+  #revoked(): WardenError {
+    return new WardenError('forbidden', 'the connected account was revoked while this execution was running');
+  }
+
+  async #party(): Promise<UpstreamParty> {
+    const { caller } = this.#start;
+    const context = this.#context;
+    const credential = await this.#openCredential();
+    return {
+      tenantId: caller.tenantId,
+      subject: this.#subject,
+      credential,
+      principal: upstreamPrincipal(context.account.account),
+      budget: context.settings.budget,
+      policy: context.policy,
+      // Right before sending: a revocation that arrived while the budget was consulted still stops it.
+      admit: async () => {
+        if (this.#live.state(context.readAt) === 'revoked') throw this.#revoked();
+      },
+      onUnauthorized: () => this.#deps.onUnauthorized?.(caller.tenantId, context.account.account, credential),
+    };
+  }
+
+  /** `cloudflare.request` of the agent's code. */
+  readonly upstream = async (request: UpstreamRequest, signal?: AbortSignal): Promise<UpstreamResponse> => {
+    await this.#ensureCurrent();
+    const party = await this.#party();
+    const response = await this.#deps.gateway.send(
+      party,
+      { ...request, ...(signal ? { signal } : {}) },
+      this.#journal,
+    );
+    if (response.status === 429) {
+      const wait = response.retryAfterSeconds ?? 60;
+      throw new WardenError('rate_limited', `Cloudflare rate-limited this user; retry after ${wait} s`, {
+        retryAfterSeconds: wait,
+      });
+    }
+    if (response.status === 403) {
+      const operation = this.#deps.gateway.operation(request.method, request.path);
+      const needed = operation?.permissions ?? [];
+      const cfReason = response.errors.map((e) => e.message).join('; ') || 'forbidden';
+      throw new WardenError(
+        'forbidden',
+        needed.length > 0
+          ? `Cloudflare refused ${request.method} ${operation?.pathTemplate ?? request.path} (${cfReason}): the token needs one of these permissions: ${needed.join(', ')}. Grant it in the Cloudflare dashboard (My Profile > API Tokens) and retry.`
+          : `Cloudflare refused ${request.method} ${request.path} (${cfReason}): the token lacks a permission this operation needs.`,
+        { permissions: needed },
+      );
+    }
+    return toSandboxResponse(response);
+  };
+
+  /**
+   * Ends the call: its own record is written with every record still queued, and only once they
+   * are all committed does the caller get a result (otherwise a 503).
+   */
+  async finish(outcome: SandboxOutcome): Promise<ExecuteToolResult> {
+    try {
+      const error = outcome.ok ? null : outcome.error;
+      await this.#journal.flush([
+        toolCallRecord(this.#subject, {
+          outcome: error ? outcomeOf(error.code) : 'success',
+          error,
+          durationMs: this.#deps.clock.now().getTime() - this.#startedAt,
+          code: this.#start.code,
+          codeSha256: sha256Hex(this.#start.code),
+          captureCode: this.#context.settings.captureCode,
+          responseBytes: outcome.ok ? Buffer.byteLength(JSON.stringify(outcome.result ?? null)) : null,
+        }),
+      ]);
+      return {
+        executionId: this.id,
+        data: outcome.ok ? (outcome.result ?? null) : null,
+        error,
+        truncated: outcome.ok ? (outcome.truncated ?? null) : null,
+        logs: outcome.logs,
+      };
+    } finally {
+      this.#live.release();
+    }
+  }
+
+  /** Ends a call that failed before it ran (the vault refused, the sandbox could not start). */
+  release(): void {
+    this.#live.release();
+  }
+}

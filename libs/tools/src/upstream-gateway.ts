@@ -1,0 +1,205 @@
+import { createHash } from 'node:crypto';
+import type { AuditJournal, AuditSubject } from '@warden/audit';
+import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
+import type { Clock } from '@warden/core';
+import { WardenError, isWardenError, systemClock } from '@warden/core';
+import type {
+  CloudflareClient,
+  CloudflareCredential,
+  CloudflareRequest,
+  CloudflareResponse,
+} from '@warden/cloudflare';
+import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
+import { rateLimitedError } from '@warden/ratelimit';
+import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
+import type { Policy } from './policy.ts';
+import type { OperationInfo, SpecLookup } from './ports.ts';
+
+/**
+ * Whose credential an upstream request carries, for whom, and under which rules. Built by the
+ * operation that sends (an execution, a verification, an offboarding) and handed to the gateway
+ * with every request.
+ */
+export interface UpstreamParty {
+  readonly tenantId: string;
+  /** Who acts and on whose behalf, for the audit records of each request. */
+  readonly subject: AuditSubject;
+  readonly credential: CloudflareCredential;
+  /** The rate budget's key: the Cloudflare user or account the request counts against. */
+  readonly principal: string;
+  readonly budget: BudgetSpec;
+  /** The tenant's and identity's policy; null for Warden's own requests (verification, revocation). */
+  readonly policy: { readonly tenant: Policy; readonly identity: Policy } | null;
+  /**
+   * Checked right before the request is sent (after policy and budget): throws a `WardenError`
+   * to refuse it, e.g. when the account was revoked while an execution ran.
+   */
+  readonly admit?: () => Promise<void>;
+  /** Cloudflare answered 401: the credential may have been revoked at Cloudflare. */
+  readonly onUnauthorized?: () => void;
+}
+
+export interface GatewayRequest extends CloudflareRequest {
+  /** The audit action: `cloudflare.request` for agent code, `cloudflare.verify`, `cloudflare.token_delete`. */
+  readonly action?: string;
+}
+
+export interface UpstreamGateway {
+  /**
+   * Sends one request with the party's credential: policy, rate budget, admission, then a
+   * write-ahead intent record committed to the journal — if it cannot be committed, nothing is
+   * sent — then the request, then its outcome record. Refusals are recorded too and thrown as
+   * `WardenError`s; a response of any status is returned.
+   */
+  send(party: UpstreamParty, request: GatewayRequest, journal: AuditJournal): Promise<CloudflareResponse>;
+  /** A Cloudflare client whose every request goes through `send` (for credential verification). */
+  clientFor(party: UpstreamParty, journal: AuditJournal): CloudflareClient;
+  /** The spec operation of a request, when the spec knows it. */
+  operation(method: string, path: string): OperationInfo | null;
+}
+
+export interface UpstreamGatewayDeps {
+  readonly cloudflare: CloudflareClient;
+  readonly budget: RateBudget;
+  readonly spec: SpecLookup;
+  readonly clock?: Clock;
+}
+
+const DEFAULT_ACTION = 'cloudflare.request';
+
+function bodyOf(request: CloudflareRequest): string | undefined {
+  if (request.rawBody !== undefined) return request.rawBody;
+  if (request.body !== undefined) return JSON.stringify(request.body);
+  return undefined;
+}
+
+export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGateway {
+  const clock = deps.clock ?? systemClock;
+
+  function operation(method: string, path: string): OperationInfo | null {
+    return deps.spec.findOperation(method, path);
+  }
+
+  async function send(
+    party: UpstreamParty,
+    request: GatewayRequest,
+    journal: AuditJournal,
+  ): Promise<CloudflareResponse> {
+    const started = clock.now().getTime();
+    const action = request.action ?? DEFAULT_ACTION;
+    const op = operation(request.method, request.path);
+    const body = bodyOf(request);
+    const facts = {
+      method: request.method,
+      path: request.path,
+      pathTemplate: op?.pathTemplate ?? null,
+      action,
+      requestBytes: body === undefined ? 0 : Buffer.byteLength(body),
+    };
+    /** A request refused before it could be sent: recorded as an outcome without an intent. */
+    const refuse = (error: WardenError): never => {
+      journal.later([
+        upstreamOutcomeRecord(party.subject, facts, null, {
+          outcome: outcomeOf(error.code),
+          error: { code: error.code, message: error.message },
+          status: null,
+          cfRay: null,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: null,
+        }),
+      ]);
+      throw error;
+    };
+
+    if (party.policy) {
+      const graphqlQuery =
+        request.method === 'POST' && isGraphqlPath(request.path)
+          ? isGraphqlQueryDocument(request.body)
+          : undefined;
+      const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
+        method: request.method,
+        path: request.path,
+        ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
+      });
+      if (!decision.allowed) refuse(policyRefusal(decision, request));
+    }
+
+    // Admission (is the account still usable?) and the budget go to different stores, in parallel.
+    const [admitted, take] = await Promise.allSettled([
+      party.admit?.(),
+      deps.budget.take(party.principal, party.budget),
+    ]);
+    if (admitted.status === 'rejected') {
+      const error = admitted.reason as unknown;
+      if (isWardenError(error) && error.code !== 'unavailable') refuse(error);
+      throw error;
+    }
+    if (take.status === 'rejected') throw take.reason;
+    if (!take.value.allowed) refuse(rateLimitedError(take.value));
+
+    // Write-ahead: no request leaves Warden before its intent is committed.
+    const [intent] = await journal.commit([
+      upstreamIntentRecord(party.subject, {
+        ...facts,
+        query: request.query ?? null,
+        bodySha256: body === undefined ? null : createHash('sha256').update(body, 'utf8').digest('hex'),
+      }),
+    ]);
+    const intentId = intent?.id ?? null;
+
+    let response: CloudflareResponse;
+    try {
+      response = await deps.cloudflare.send(party.credential, request);
+    } catch (error) {
+      const wrapped = isWardenError(error)
+        ? error
+        : new WardenError('upstream_error', 'Cloudflare request failed');
+      journal.later([
+        upstreamOutcomeRecord(party.subject, facts, intentId, {
+          outcome: outcomeOf(wrapped.code),
+          error: { code: wrapped.code, message: wrapped.message },
+          status: null,
+          cfRay: null,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: null,
+        }),
+      ]);
+      throw wrapped;
+    }
+    if (response.status === 401) party.onUnauthorized?.();
+    if (response.status === 429) {
+      await deps.budget.block(party.principal, response.retryAfterSeconds ?? 60);
+    }
+    journal.later([
+      upstreamOutcomeRecord(party.subject, facts, intentId, {
+        outcome: response.success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
+        error: response.success
+          ? null
+          : {
+              code: `http_${response.status}`,
+              message:
+                response.errors
+                  .map((e) => e.message)
+                  .join('; ')
+                  .slice(0, 500) || `HTTP ${response.status}`,
+            },
+        status: response.status,
+        cfRay: response.cfRay,
+        durationMs: clock.now().getTime() - started,
+        responseBytes: response.responseBytes,
+      }),
+    ]);
+    return response;
+  }
+
+  return {
+    send,
+    operation,
+    clientFor(party, journal) {
+      return {
+        baseUrl: deps.cloudflare.baseUrl,
+        send: (_credential, request) => send(party, { ...request, action: 'cloudflare.verify' }, journal),
+      };
+    },
+  };
+}

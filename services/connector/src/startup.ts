@@ -1,0 +1,55 @@
+import { migrateToLatest } from '@warden/db';
+import type { Invalidation } from '@warden/tools';
+import { API_KEY_REVOKE_CHANNEL, INVALIDATION_CHANNEL, MIGRATIONS_FOLDER } from './container.ts';
+import type { Container } from './container.ts';
+
+/**
+ * The service's start-up tasks, in order: migrations, the database clock, Redis and the bus
+ * (never fatal: requests needing Redis answer 503 or use the local fallback until it is back,
+ * and `/readyz` says so), Code Mode (spec and sandboxes, retried in the background), the first
+ * audit maintenance pass, then the periodic jobs.
+ */
+export async function startContainer(c: Container, options: { jobs?: boolean } = {}): Promise<void> {
+  const { config, logger } = c;
+  if (config.migrateOnStart) {
+    const { applied } = await migrateToLatest(c.db.kysely, MIGRATIONS_FOLDER);
+    if (applied.length > 0) logger.info({ applied }, 'database migrations applied');
+  }
+  await c.clock.sync().catch((err: unknown) => logger.warn({ err }, 'could not read the database clock'));
+  c.clock.start();
+  if (c.redis) {
+    await c.redis.connect().catch((err: unknown) => {
+      logger.warn({ err }, 'Redis is unreachable at start-up; retrying in the background');
+    });
+  }
+  await c.bus.start();
+  await c.bus.subscribe(API_KEY_REVOKE_CHANNEL, (message) => {
+    const keyId = (message as { keyId?: unknown } | null)?.keyId;
+    if (typeof keyId === 'string') c.tenants.forgetApiKey(keyId);
+  });
+  await c.bus.subscribe(INVALIDATION_CHANNEL, (message) => {
+    const change = message as Invalidation | null;
+    if (
+      change &&
+      typeof change.tenantId === 'string' &&
+      (change.reason === 'revoked' || change.reason === 'changed')
+    ) {
+      c.applyInvalidation(change);
+    }
+  });
+  await c.codeMode.start();
+  if (options.jobs === false) return;
+  await c.auditMaintenance
+    .partitions()
+    .catch((err: unknown) => logger.warn({ err }, 'audit maintenance failed'));
+  c.scheduler.every('outbox-dispatch', config.outboxIntervalMs, async () => {
+    await c.outbox.dispatchOnce();
+  });
+  c.scheduler.every('audit-maintenance', 3600_000, async () => {
+    await c.auditMaintenance.partitions();
+  });
+  c.scheduler.every('audit-outcome-sweep', 60_000, async () => {
+    await c.auditMaintenance.sweepUnknownOutcomes();
+  });
+  await c.scheduler.start();
+}
