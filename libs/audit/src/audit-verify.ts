@@ -5,7 +5,7 @@ import { rowToEvent } from './audit.store.ts';
 
 export interface ChainProblem {
   readonly seq: number;
-  readonly kind: 'edited' | 'missing' | 'broken_link' | 'truncated';
+  readonly kind: 'edited' | 'missing' | 'broken_link' | 'truncated' | 'out_of_order';
   readonly detail: string;
 }
 
@@ -14,8 +14,17 @@ export interface ChainReport {
   readonly checked: number;
   /** Records accounted for by retention anchors (dropped partitions). */
   readonly expired: number;
+  /** The chain is intact: nothing edited, removed, reordered or truncated. */
   readonly ok: boolean;
   readonly problems: ChainProblem[];
+  /**
+   * Upstream requests whose intent was recorded but whose outcome never was (yet): in flight,
+   * or sent by a replica that died before recording the answer. The sweeper closes them as
+   * `unknown` after a grace period.
+   */
+  readonly intents_without_outcome: ReadonlyArray<{ seq: number; id: string; occurred_at: string }>;
+  /** Outcomes recorded as `unknown`: requests that were sent but whose answer was never recorded. */
+  readonly unknown_outcomes: number;
 }
 
 const MAX_PROBLEMS = 100;
@@ -42,6 +51,9 @@ export async function verifyChain(
   let expectedPrev = GENESIS_HASH;
   let checked = 0;
   let expired = 0;
+  let unknownOutcomes = 0;
+  let lastTime = '';
+  const openIntents = new Map<string, { seq: number; id: string; occurred_at: string }>();
 
   // Consume anchors that start exactly where the chain is; returns whether any did.
   const skipAnchors = (upTo: number) => {
@@ -92,6 +104,20 @@ export async function verifyChain(
           detail: 'the record does not match its hash (edited after writing)',
         });
       }
+      if (event.occurred_at < lastTime) {
+        note({
+          seq: event.seq,
+          kind: 'out_of_order',
+          detail: `recorded at ${event.occurred_at}, before the record ahead of it (${lastTime})`,
+        });
+      }
+      lastTime = event.occurred_at;
+      if (event.outcome === 'pending') {
+        openIntents.set(event.id, { seq: event.seq, id: event.id, occurred_at: event.occurred_at });
+      } else if (event.intent_id) {
+        openIntents.delete(event.intent_id);
+      }
+      if (event.outcome === 'unknown') unknownOutcomes++;
       expectedSeq = event.seq + 1;
       expectedPrev = event.hash;
       checked++;
@@ -116,7 +142,15 @@ export async function verifyChain(
       });
     }
   }
-  return { tenant_id: tenantId, checked, expired, ok: problems.length === 0, problems };
+  return {
+    tenant_id: tenantId,
+    checked,
+    expired,
+    ok: problems.length === 0,
+    problems,
+    intents_without_outcome: [...openIntents.values()].slice(0, MAX_PROBLEMS),
+    unknown_outcomes: unknownOutcomes,
+  };
 }
 
 export async function verifyAllChains(db: Kysely<Database>): Promise<ChainReport[]> {

@@ -7,6 +7,32 @@ import type { AuditRecordInput } from './audit.store.ts';
 import { createAuditStore, expiryDay } from './audit.store.ts';
 import { verifyChain } from './audit-verify.ts';
 import { listPartitions, runAuditMaintenance } from './audit-retention.ts';
+import { ESCAPE_MARK, unescapeAuditText } from './audit-text.ts';
+
+/** A string of random code units: NUL, lone surrogates, U+FFFF, pairs, ASCII, controls. */
+function randomText(random: () => number, maxLength = 40): string {
+  const pool = [0x0, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0xffff, 0xfffe, 0x7f, 0x1b, 0x5c, 0x22, 0x2028];
+  let text = random() < 0.2 ? ESCAPE_MARK : '';
+  const length = Math.floor(random() * maxLength);
+  for (let i = 0; i < length; i++) {
+    const pick = random();
+    if (pick < 0.3) text += String.fromCharCode(pool[Math.floor(random() * pool.length)] as number);
+    else if (pick < 0.4) text += '😀';
+    else text += String.fromCharCode(0x20 + Math.floor(random() * 0x5f));
+  }
+  return text;
+}
+
+/** A small deterministic PRNG (mulberry32), so a failing case can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 function record(at: Date, overrides: Partial<AuditRecordInput> = {}): AuditRecordInput {
   return {
@@ -237,5 +263,85 @@ describe('audit store', () => {
       );
       await sql`alter table audit_events_default_off rename to audit_events_default`.execute(t.db.kysely);
     }
+  });
+
+  it('stores any string an agent or Cloudflare can produce, reversibly, and keeps the chain verifiable', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const random = seeded(20261204);
+    const originals: string[][] = [];
+    const appends = Array.from({ length: 40 }, (_, i) => {
+      const texts = [randomText(random), randomText(random), randomText(random), randomText(random, 400)];
+      originals.push(texts);
+      return store.append(
+        'ten_fuzz',
+        [
+          record(new Date(), {
+            execution_id: `exe_${i}`,
+            identifier: texts[0] as string,
+            agent_run_id: texts[1] as string,
+            error: { code: 'execution_error', message: texts[2] as string },
+            code: texts[3] as string,
+            details: { [texts[0] as string]: [texts[1], { nested: texts[2] }] },
+          }),
+        ],
+        { retentionDays: 90 },
+      );
+    });
+    const written = await Promise.all(appends);
+    expect(written.flat()).toHaveLength(40);
+    const { events } = await store.query('ten_fuzz', { pageSize: 100 });
+    expect(events).toHaveLength(40);
+    for (const event of events) {
+      const i = Number(event.execution_id?.slice('exe_'.length));
+      const [identifier, runId, message, code] = originals[i] as string[];
+      expect(unescapeAuditText(event.identifier as string)).toBe(identifier);
+      expect(unescapeAuditText(event.agent_run_id as string)).toBe(runId);
+      expect(unescapeAuditText(event.error?.message as string)).toBe(message);
+      expect(unescapeAuditText(event.code as string)).toBe(code);
+      // What is stored never holds what PostgreSQL refuses.
+      for (const stored of [event.identifier, event.agent_run_id, event.error?.message, event.code]) {
+        expect(stored?.includes('\u0000')).toBe(false);
+        expect(stored?.isWellFormed()).toBe(true);
+      }
+    }
+    expect((await verifyChain(t.db.kysely, 'ten_fuzz')).ok).toBe(true);
+  });
+
+  it('never lets one append that the database refuses fail another: the bad record is kept in a minimal form', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    // An integer column out of range is refused by PostgreSQL whatever the escaping.
+    const poisoned = store.append(
+      'ten_poison',
+      [record(new Date(), { execution_id: 'exe_bad', duration_ms: 2 ** 40, identifier: 'mallory' })],
+      { retentionDays: 90 },
+    );
+    const victims = Array.from({ length: 20 }, (_, i) =>
+      store.append('ten_poison', [record(new Date(), { execution_id: `exe_ok_${i}` })], {
+        retentionDays: 90,
+      }),
+    );
+    const results = await Promise.all([poisoned, ...victims]);
+    expect(results.every((events) => events.length === 1)).toBe(true);
+    const { events } = await store.query('ten_poison', { pageSize: 100 });
+    expect(events).toHaveLength(21);
+    const kept = events.find((e) => e.execution_id === 'exe_bad');
+    expect(kept).toMatchObject({
+      error: { code: 'audit_record_rejected' },
+      identifier: null,
+      duration_ms: null,
+    });
+    expect(kept?.error?.message).toContain('SQLSTATE 22003');
+    expect((await verifyChain(t.db.kysely, 'ten_poison')).ok).toBe(true);
+  });
+
+  it('never stamps a record earlier than the one before it in the chain', async () => {
+    const store = createAuditStore({ db: t.db.kysely });
+    const late = new Date(Date.now() + 60_000);
+    await store.append('ten_order', [record(late)], { retentionDays: 90 });
+    // A replica whose clock is behind appends next: its record takes its predecessor's time.
+    const [behind] = await store.append('ten_order', [record(new Date(Date.now() - 30_000))], {
+      retentionDays: 90,
+    });
+    expect(behind?.occurred_at).toBe(late.toISOString());
   });
 });

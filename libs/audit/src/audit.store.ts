@@ -205,6 +205,11 @@ interface PendingAppend {
  * What is left of a record the database refused: the fields Warden itself generated (kinds,
  * ids, outcome, status), none of the free text that could have been the cause.
  */
+/** An integer PostgreSQL's `integer` takes, or null. */
+function int4(value: number | null | undefined): number | null {
+  return typeof value === 'number' && Number.isInteger(value) && Math.abs(value) < 2 ** 31 ? value : null;
+}
+
 function minimalRecord(record: AuditRecordInput, error: unknown): AuditRecordInput {
   const sqlstate = String((error as { code?: unknown } | null)?.code ?? 'unknown');
   return {
@@ -238,9 +243,9 @@ function minimalRecord(record: AuditRecordInput, error: unknown): AuditRecordInp
       code: 'audit_record_rejected',
       message: `the database refused this record (SQLSTATE ${sqlstate}); only its generated fields are kept`,
     },
-    duration_ms: record.duration_ms,
-    request_bytes: record.request_bytes,
-    response_bytes: record.response_bytes,
+    duration_ms: int4(record.duration_ms),
+    request_bytes: int4(record.request_bytes),
+    response_bytes: int4(record.response_bytes),
     code_sha256: record.code_sha256,
     code: null,
     intent_id: record.intent_id ?? null,

@@ -75,6 +75,8 @@ export function toCefLine(event: AuditEvent, options: FormatOptions = {}): strin
     ['outcome', event.outcome, 63],
     ['suser', event.identifier],
     ['suid', event.caller.id],
+    // Who acted: an operator (admin), a tenant API key, an MCP token or Warden itself (system).
+    ['spriv', event.caller.type],
     ...sourceAddress(event.caller.ip),
     [
       'requestClientApplication',

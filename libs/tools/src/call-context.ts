@@ -161,31 +161,44 @@ export interface LiveCallHandle {
   release(): void;
 }
 
+/** How long a change is remembered for calls that register after it (their context may predate it). */
+const RECENT_MS = 60_000;
+
+function matches(call: LiveCall, change: Invalidation): boolean {
+  return (
+    call.tenantId === change.tenantId &&
+    (change.identifier === undefined || call.identifier === change.identifier) &&
+    (change.accountId === undefined || call.accountId === change.accountId) &&
+    (change.tokenId === undefined || call.tokenId === change.tokenId)
+  );
+}
+
 /**
  * The calls running on this replica, so a revocation or change published on the bus reaches
- * them before their next upstream request, wherever it was made.
+ * them before their next upstream request, wherever it was made. Changes are also remembered for
+ * a minute: a call whose context was read before a change it registered after still sees it.
  */
-export function createLiveCalls(deps: { trustedSince: () => number | null }) {
+export function createLiveCalls(deps: { trustedSince: () => number | null; clock?: Clock }) {
+  const clock = deps.clock ?? systemClock;
   const calls = new Map<LiveCall, { revoked: boolean; stale: boolean }>();
-
-  function matches(call: LiveCall, change: Invalidation): boolean {
-    return (
-      call.tenantId === change.tenantId &&
-      (change.identifier === undefined || call.identifier === change.identifier) &&
-      (change.accountId === undefined || call.accountId === change.accountId) &&
-      (change.tokenId === undefined || call.tokenId === change.tokenId)
-    );
-  }
+  let recent: Array<{ at: number; change: Invalidation }> = [];
 
   return {
-    register(call: LiveCall): LiveCallHandle {
+    register(call: LiveCall, contextReadAt: number): LiveCallHandle {
       const flags = { revoked: false, stale: false };
+      const now = clock.now().getTime();
+      recent = recent.filter((r) => r.at > now - RECENT_MS);
+      for (const { at, change } of recent) {
+        if (at < contextReadAt || !matches(call, change)) continue;
+        if (change.reason === 'revoked') flags.revoked = true;
+        else flags.stale = true;
+      }
       calls.set(call, flags);
       return {
-        state(contextReadAt) {
+        state(readAt) {
           if (flags.revoked) return 'revoked';
           const since = deps.trustedSince();
-          if (flags.stale || since === null || since > contextReadAt) return 'stale';
+          if (flags.stale || since === null || since > readAt) return 'stale';
           return 'ok';
         },
         refreshed() {
@@ -198,6 +211,7 @@ export function createLiveCalls(deps: { trustedSince: () => number | null }) {
     },
 
     invalidate(change: Invalidation): number {
+      recent.push({ at: clock.now().getTime(), change });
       let hit = 0;
       for (const [call, flags] of calls) {
         if (!matches(call, change)) continue;

@@ -44,6 +44,8 @@ export interface ExecuteToolDeps {
     account: ConnectedAccount,
     credential: CloudflareCredential,
   ) => void;
+  /** Whether an MCP token may still be used; read when a call must re-check what it holds. */
+  readonly isTokenActive?: (tenantId: string, tokenId: string) => Promise<boolean>;
   readonly logger: Logger;
   readonly clock?: Clock;
 }
@@ -144,6 +146,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     audit: deps.audit,
     clock,
     ...(deps.onUnauthorized ? { onUnauthorized: deps.onUnauthorized } : {}),
+    ...(deps.isTokenActive ? { isTokenActive: deps.isTokenActive } : {}),
   };
 
   async function run(caller: ToolCaller, input: ExecuteToolInput): Promise<ExecuteToolResult> {

@@ -43,6 +43,8 @@ export interface ExecutionDeps {
     account: ConnectedAccount,
     credential: CloudflareCredential,
   ) => void;
+  /** Whether an MCP token may still be used; read when a call must re-check what it holds. */
+  readonly isTokenActive?: (tenantId: string, tokenId: string) => Promise<boolean>;
 }
 
 export interface ExecutionStart {
@@ -96,12 +98,15 @@ export class Execution {
       connectedAccountId: account.id,
     };
     this.#journal = new AuditJournal(deps.audit, start.caller.tenantId, start.context.settings.retentionDays);
-    this.#live = deps.liveCalls.register({
-      tenantId: start.caller.tenantId,
-      identifier: start.target.identifier,
-      accountId: account.id,
-      tokenId: start.caller.type === 'mcp_token' ? start.caller.id : null,
-    });
+    this.#live = deps.liveCalls.register(
+      {
+        tenantId: start.caller.tenantId,
+        identifier: start.target.identifier,
+        accountId: account.id,
+        tokenId: start.caller.type === 'mcp_token' ? start.caller.id : null,
+      },
+      start.context.readAt,
+    );
   }
 
   get account(): ConnectedAccount {
@@ -127,6 +132,14 @@ export class Execution {
     const state = this.#live.state(this.#context.readAt);
     if (state === 'ok') return;
     if (state === 'stale') {
+      const { caller } = this.#start;
+      if (
+        caller.type === 'mcp_token' &&
+        this.#deps.isTokenActive &&
+        !(await this.#deps.isTokenActive(caller.tenantId, caller.id))
+      ) {
+        throw new WardenError('forbidden', 'the MCP token was revoked while this execution was running');
+      }
       let fresh: CallContext;
       try {
         fresh = await this.#deps.contexts.load(
@@ -146,11 +159,21 @@ export class Execution {
       this.#context = fresh;
       return;
     }
-    throw this.#revoked();
+    throw this.#revokedNow();
   }
 
   #revoked(): WardenError {
     return new WardenError('forbidden', 'the connected account was revoked while this execution was running');
+  }
+
+  /** What the registry says was revoked: the token the call runs under, or its account or identity. */
+  #revokedNow(): WardenError {
+    return this.#start.caller.type === 'mcp_token'
+      ? new WardenError(
+          'forbidden',
+          'the MCP token or the connected account was revoked while this execution was running',
+        )
+      : this.#revoked();
   }
 
   async #party(): Promise<UpstreamParty> {
@@ -166,7 +189,7 @@ export class Execution {
       policy: context.policy,
       // Right before sending: a revocation that arrived while the budget was consulted still stops it.
       admit: async () => {
-        if (this.#live.state(context.readAt) === 'revoked') throw this.#revoked();
+        if (this.#live.state(context.readAt) === 'revoked') throw this.#revokedNow();
       },
       onUnauthorized: () => this.#deps.onUnauthorized?.(caller.tenantId, context.account.account, credential),
     };

@@ -27,11 +27,11 @@ export function createPolicyStore(deps: {
   /** Writes lifecycle records inside the change's transaction. */
   audit?: LifecycleAudit;
   /** Told after an identity policy changed, so running calls and caches hear of it. */
-  onIdentityPolicyChanged?: (tenantId: string, identifier: string) => void;
+  onIdentityPolicyChanged?: (tenantId: string, identifier: string) => Promise<void> | void;
 }): PolicyStore {
   const { db } = deps;
   const audit = deps.audit ?? (async () => {});
-  const changed = deps.onIdentityPolicyChanged ?? (() => {});
+  const changed = deps.onIdentityPolicyChanged ?? (() => undefined);
 
   /** Changes one identity's policy and records old → new, in one transaction. */
   async function changeIdentityPolicy(
@@ -76,7 +76,7 @@ export function createPolicyStore(deps: {
       ]);
       return Boolean(before);
     });
-    changed(ctx.tenantId, identifier);
+    await changed(ctx.tenantId, identifier);
     return existed;
   }
 

@@ -208,13 +208,13 @@ export function createConnectedAccountService(deps: {
   /** Writes lifecycle records inside the change's transaction. */
   audit?: LifecycleAudit;
   /** Told after a change committed, so running calls and caches on every replica hear of it. */
-  onChange?: (change: AccountChange) => void;
+  onChange?: (change: AccountChange) => Promise<void> | void;
   clock?: Clock;
 }): ConnectedAccountService {
   const { db, envelope, verify } = deps;
   const webhookEvents = deps.events ?? (async () => {});
   const audit = deps.audit ?? (async () => {});
-  const changed = deps.onChange ?? (() => {});
+  const changed = deps.onChange ?? (() => undefined);
   const clock = deps.clock ?? systemClock;
 
   /** One account event: the tenant's webhook outbox and the audit trail, in the change's transaction. */
@@ -481,7 +481,7 @@ export function createConnectedAccountService(deps: {
           );
         return account;
       });
-      changed({ tenantId, identifier: rotated.identifier, accountId: id, reason: 'changed' });
+      await changed({ tenantId, identifier: rotated.identifier, accountId: id, reason: 'changed' });
       return rotated;
     },
 
@@ -507,7 +507,7 @@ export function createConnectedAccountService(deps: {
         if (row.status !== 'REVOKED') await emit(tx, ctx, { type: 'connected_account.deleted', account });
         return account;
       });
-      changed({ tenantId, identifier: revoked.identifier, accountId: id, reason: 'revoked' });
+      await changed({ tenantId, identifier: revoked.identifier, accountId: id, reason: 'revoked' });
       return revoked;
     },
 
@@ -555,7 +555,7 @@ export function createConnectedAccountService(deps: {
         return account;
       });
       if (updated.status !== 'ACTIVE') {
-        changed({ tenantId, identifier: updated.identifier, accountId: id, reason: 'revoked' });
+        await changed({ tenantId, identifier: updated.identifier, accountId: id, reason: 'revoked' });
       }
       return updated;
     },

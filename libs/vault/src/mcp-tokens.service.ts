@@ -86,6 +86,8 @@ export interface McpTokenService {
    */
   authenticate(token: string, audience: string): Promise<McpSession | null>;
   revoke(ctx: ActorContext, id: string): Promise<void>;
+  /** Whether a token may still be used (not revoked, not expired by the database's clock). */
+  isActive(tenantId: string, id: string): Promise<boolean>;
   /** Records the client that initialized a session with this token. */
   recordClient(tokenId: string, client: { name: string; version: string }): Promise<void>;
   /** Revokes every live token of an identifier; returns how many. */
@@ -98,7 +100,7 @@ export function createMcpTokenService(deps: {
   /** Writes lifecycle records inside the change's transaction. */
   audit?: LifecycleAudit;
   /** Told after a token was revoked, so its live sessions and calls end on every replica. */
-  onRevoked?: (revocation: { tenantId: string; tokenId: string }) => void;
+  onRevoked?: (revocation: { tenantId: string; tokenId: string }) => Promise<void> | void;
 }): McpTokenService {
   const { db } = deps;
   const clock = deps.clock ?? systemClock;
@@ -188,7 +190,7 @@ export function createMcpTokenService(deps: {
         return row;
       });
       // Published even when it was already revoked: a retry must still reach every replica.
-      deps.onRevoked?.({ tenantId, tokenId: id });
+      await deps.onRevoked?.({ tenantId, tokenId: id });
       if (!result) {
         const exists = await db
           .selectFrom('mcp_tokens')
@@ -198,6 +200,17 @@ export function createMcpTokenService(deps: {
           .executeTakeFirst();
         if (!exists) throw notFound('MCP token');
       }
+    },
+    async isActive(tenantId, id) {
+      const row = await db
+        .selectFrom('mcp_tokens')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', sql<Date>`now()`)
+        .executeTakeFirst();
+      return row !== undefined;
     },
     async recordClient(tokenId, client) {
       await db

@@ -100,7 +100,7 @@ export function createTenantService(deps: {
   /** Writes lifecycle records inside the change's transaction. */
   audit?: LifecycleAudit;
   /** Told after settings changed, so cached contexts on every replica are dropped. */
-  onSettingsChanged?: (tenantId: string) => void;
+  onSettingsChanged?: (tenantId: string) => Promise<void> | void;
 }): TenantService {
   const { db } = deps;
   const audit = deps.audit ?? (async () => {});
@@ -295,7 +295,7 @@ export function createTenantService(deps: {
         await audit(tx, ctx.tenantId, [lifecycleRecord({ caller: ctx.actor }, { action, details: diff })]);
         return { before, after, changed: true };
       });
-      if (result.changed) deps.onSettingsChanged?.(ctx.tenantId);
+      if (result.changed) await deps.onSettingsChanged?.(ctx.tenantId);
       return { before: result.before, after: result.after };
     },
   };

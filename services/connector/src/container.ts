@@ -127,8 +127,8 @@ export interface Container {
   readonly offboarding: OffboardingService;
   readonly outbox: OutboxDispatcher;
   readonly scheduler: Scheduler;
-  /** Tells every replica (this one included) of a revocation or change. */
-  invalidate(change: Invalidation): void;
+  /** Tells every replica (this one included) of a revocation or change; resolves once published. */
+  invalidate(change: Invalidation): Promise<void>;
   /** What a revocation or change does on this replica (the bus delivers them here). */
   applyInvalidation(change: Invalidation): void;
   /** Records a deployment-wide event (spec reload, key rotation) in the system chain. */
@@ -227,13 +227,19 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
   };
 
   const mcpConnections = new McpConnections();
-  const invalidate = (change: Invalidation): void => {
-    bus.publish(INVALIDATION_CHANNEL, change).catch((err: unknown) => {
-      // This replica still hears of it; the others stop trusting their caches when their
-      // subscriber reconnects.
+  /**
+   * Redis delivers a published message to every subscriber before it answers the publish, so
+   * once this resolves every replica's subscriber has it.
+   */
+  const invalidate = async (change: Invalidation): Promise<void> => {
+    try {
+      await bus.publish(INVALIDATION_CHANNEL, change);
+    } catch (err) {
+      // This replica still hears of it; the others stop trusting their caches while their
+      // subscriber is disconnected, and re-read everything after it reconnects.
       logger.warn({ err, tenant_id: change.tenantId }, 'could not tell other replicas of a change');
       applyInvalidation(change);
-    });
+    }
   };
 
   const tenants = createTenantService({
@@ -299,9 +305,9 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       } = await policies.effectiveWithSettings(tenantId, identifier);
       return { policy: { tenant, identity }, settings: effectiveSettings(defaults, stored) };
     },
+    // Read times are compared with the bus's own (local) clock: no database clock here.
     trustedSince: () => bus.deliveringSince(),
     ttlMs: config.contextCacheTtlMs,
-    clock,
   });
   const liveCalls = createLiveCalls({ trustedSince: () => bus.deliveringSince() });
 
@@ -332,6 +338,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     spec: codeMode.spec,
     audit,
     onUnauthorized: createReverifier({ ...verification, accounts: connectedAccounts, logger }),
+    isTokenActive: (tenantId, tokenId) => mcpTokens.isActive(tenantId, tokenId),
     logger,
     clock,
   });

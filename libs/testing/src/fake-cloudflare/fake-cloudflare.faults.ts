@@ -11,6 +11,11 @@ export interface FakeCloudflareFaults {
   setLatencyMs(ms: number): void;
   /** `true` means `drop`; `false` answers again (hung requests are then closed). */
   setUnreachable(mode: boolean | FakeUnreachableMode): void;
+  /**
+   * The next `count` requests answer 400 with an error that quotes the credential they carried
+   * (as it is and Base64-encoded), as some APIs do when they echo a malformed header.
+   */
+  echoCredentialNext(count: number): void;
   /** Clears every fault. */
   reset(): void;
 }
@@ -19,6 +24,7 @@ export class FaultController implements FakeCloudflareFaults {
   #failures: Array<{ status: number; remaining: number }> = [];
   #latencyMs = 0;
   #unreachable: FakeUnreachableMode | null = null;
+  #echoes = 0;
   readonly #onReachable: () => void;
 
   constructor(onReachable: () => void) {
@@ -54,8 +60,22 @@ export class FaultController implements FakeCloudflareFaults {
     if (wasUnreachable && next === null) this.#onReachable();
   }
 
+  echoCredentialNext(count: number): void {
+    if (!Number.isInteger(count) || count < 0)
+      throw new Error('fake Cloudflare: echoCredentialNext count must be >= 0');
+    this.#echoes += count;
+  }
+
+  /** Whether the next request echoes its credential, consuming one. */
+  takeEcho(): boolean {
+    if (this.#echoes === 0) return false;
+    this.#echoes -= 1;
+    return true;
+  }
+
   reset(): void {
     this.#failures = [];
+    this.#echoes = 0;
     this.#latencyMs = 0;
     this.setUnreachable(false);
   }

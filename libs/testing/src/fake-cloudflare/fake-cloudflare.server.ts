@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -119,6 +119,17 @@ export const FAKE_CF_ROUTES: readonly RouteDefinition[] = [
 
 function injectedFailure(status: number): CfError {
   return new CfError(status, [{ code: status, message: STATUS_CODES[status] ?? 'Error' }]);
+}
+
+/** An error that quotes the request's credential back, for tests that it never goes further. */
+function echoedCredential(headers: IncomingHttpHeaders): CfError {
+  const presented = String(headers.authorization ?? headers['x-auth-key'] ?? '').replace(/^Bearer\s+/i, '');
+  return new CfError(400, [
+    {
+      code: 6003,
+      message: `Invalid request headers: could not parse credential '${presented}' (base64 ${Buffer.from(presented).toString('base64')})`,
+    },
+  ]);
 }
 
 function send(
@@ -261,6 +272,7 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
       if (faults.latencyMs > 0) await delay(faults.latencyMs);
       const injected = faults.takeFailure();
       if (injected !== null) throw injectedFailure(injected);
+      if (faults.takeEcho()) throw echoedCredential(req.headers);
       if (!fullPath.startsWith(`${FAKE_CF_BASE_PATH}/`)) throw noRoute();
       const match = router.match(method, path);
       if (match.kind === 'none') throw noRoute();

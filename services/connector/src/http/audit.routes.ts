@@ -49,13 +49,19 @@ const auditEvent = z
     code: z.string().nullable(),
     intent_id: z
       .string()
+      .nullable()
       .optional()
       .describe(
         "On an upstream request's outcome: the id of its intent (committed before the request was sent).",
       ),
-    body_sha256: z.string().optional().describe("SHA-256 of an upstream request's body, on its intent."),
+    body_sha256: z
+      .string()
+      .nullable()
+      .optional()
+      .describe("SHA-256 of an upstream request's body, on its intent."),
     details: z
       .record(z.string(), z.unknown())
+      .nullable()
       .optional()
       .describe("Event specifics: a lifecycle change's before and after, an upstream request's query."),
     prev_hash: z.string(),
