@@ -7,7 +7,12 @@ import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
 import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
 import { resolveAccount, resolveCloudflareAccount, upstreamPrincipal } from './account-resolution.ts';
-import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
+import { canonicalizePath } from './canonical-path.ts';
+import { credentialOperation } from './credential-guard.ts';
+import { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
+import { guardCredentialResponse } from './minted-credentials.ts';
+import type { MintedCredentialStore } from './minted-credentials.ts';
+import { evaluatePolicy, policyRefusal } from './policy.ts';
 import type { Policy } from './policy.ts';
 import type {
   CodeRunner,
@@ -71,6 +76,8 @@ export interface ExecuteToolDeps {
   ) => void;
   /** True while the account may still be used; checked before every upstream request. */
   readonly isAccountActive: (tenantId: string, connectedAccountId: string) => Promise<boolean>;
+  /** Credentials agents create (when the tenant policy allows it), revoked on offboarding. */
+  readonly mintedCredentials: MintedCredentialStore;
   readonly logger: Logger;
   readonly clock?: Clock;
 }
@@ -152,18 +159,8 @@ function outcomeOf(code: string): AuditRecordInput['outcome'] {
  */
 function createDeniedCache(spec: SpecLookup, limit = 200) {
   const cache = new Map<string, readonly string[]>();
-  const none: readonly string[] = [];
+  // No shortcut for empty policies: credential operations are denied by default.
   return (tenant: Policy, identity: Policy): readonly string[] => {
-    if (
-      !tenant.rules &&
-      !identity.rules &&
-      !tenant.read_only &&
-      !identity.read_only &&
-      !tenant.deny_writes_by_default &&
-      !identity.deny_writes_by_default
-    ) {
-      return none;
-    }
     const key = `${spec.version}|${JSON.stringify(tenant)}|${JSON.stringify(identity)}`;
     const hit = cache.get(key);
     if (hit) return hit;
@@ -275,7 +272,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     credential: CloudflareCredential,
     policy: { tenant: Policy; identity: Policy },
     settings: TenantToolSettings,
-    request: UpstreamRequest & { signal?: AbortSignal },
+    input: UpstreamRequest & { signal?: AbortSignal },
     records: AuditRecordInput[],
     base: Pick<
       AuditRecordInput,
@@ -286,7 +283,17 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     // Nothing reaches Cloudflare before the audit write path has proved it works.
     await auditReady;
     const started = clock.now();
-    const operation = deps.spec.findOperation(request.method, request.path);
+    // Policy sees, and Cloudflare gets, one canonical spelling of the path.
+    let pathError: WardenError | null = null;
+    let canonicalPath = input.path;
+    try {
+      canonicalPath = canonicalizePath(input.path);
+    } catch (error) {
+      if (!isWardenError(error)) throw error;
+      pathError = error;
+    }
+    const request = { ...input, path: canonicalPath };
+    const operation = pathError ? null : deps.spec.findOperation(request.method, request.path);
     const requestBytes =
       request.rawBody !== undefined
         ? Buffer.byteLength(request.rawBody)
@@ -332,9 +339,10 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       throw error;
     };
 
+    if (pathError) refuse(pathError);
     const graphqlQuery =
-      request.method === 'POST' && isGraphqlPath(request.path)
-        ? isGraphqlQueryDocument(request.body)
+      request.method === 'POST' && isGraphqlRequest(request)
+        ? classifyGraphqlBody(request.body).access === 'read'
         : undefined;
     const decision = evaluatePolicy(policy.tenant, policy.identity, {
       method: request.method,
@@ -342,6 +350,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
     });
     if (!decision.allowed) refuse(policyRefusal(decision, request));
+    const credentialOp = credentialOperation(request);
 
     // Offboarding or revocation while the code runs stops its next request, on every
     // replica; the account check and the budget take go to different stores, in parallel.
@@ -409,7 +418,21 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
               .slice(0, 500),
           },
     });
-    return toSandboxResponse(response);
+    if (!credentialOp) return toSandboxResponse(response);
+    return guardCredentialResponse(
+      { store: deps.mintedCredentials, cloudflare: deps.cloudflare, logger: deps.logger },
+      {
+        tenantId: caller.tenantId,
+        identifier: account.identifier,
+        connectedAccountId: account.id,
+        executionId: base.execution_id,
+        credential,
+        policy: policy.tenant.credential_operations,
+      },
+      credentialOp,
+      request.path,
+      toSandboxResponse(response),
+    );
   }
 
   return { run };

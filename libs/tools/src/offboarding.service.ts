@@ -4,6 +4,8 @@ import { isWardenError, systemClock } from '@warden/core';
 import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
 import type { ConnectedAccount, ConnectedAccountService, McpTokenService } from '@warden/vault';
 import { validateIdentifier } from '@warden/vault';
+import { revokeMintedCredentials } from './minted-credentials.ts';
+import type { MintedCredentialStore, MintedRevocation } from './minted-credentials.ts';
 import type { ToolCaller } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
 
@@ -43,6 +45,8 @@ export function createOffboardingService(deps: {
   audit: AuditStore;
   tenantSettings: (tenantId: string) => Promise<{ retentionDays: number }>;
   closeSessions: (tenantId: string, identifier: string) => Promise<void>;
+  /** Credentials the identity's agents created through Warden, revoked with `revokeUpstream`. */
+  mintedCredentials: MintedCredentialStore;
   logger: Logger;
   clock?: Clock;
 }) {
@@ -121,23 +125,59 @@ export function createOffboardingService(deps: {
       };
       for (const account of live) {
         let upstream: UpstreamAttempt | undefined;
+        let minted: MintedRevocation[] = [];
         if (options.revokeUpstream) {
+          let credential: CloudflareCredential | null = null;
           try {
-            const { credential } = await deps.accounts.openCredential(caller.tenantId, account.id);
-            upstream = await revokeUpstream(account, credential);
+            ({ credential } = await deps.accounts.openCredential(caller.tenantId, account.id));
           } catch (error) {
             upstream = {
               revoked: false,
               detail: isWardenError(error) ? error.message : 'the credential could not be opened',
             };
           }
+          if (credential) {
+            // What the account created goes first: deleting its own token ends its power to.
+            minted = await revokeMintedCredentials(
+              { store: deps.mintedCredentials, cloudflare: deps.cloudflare },
+              caller.tenantId,
+              account.id,
+              credential,
+            );
+            upstream = await revokeUpstream(account, credential);
+          }
         }
         await deps.accounts.revoke(caller.tenantId, account.id);
+        const mintedSummary =
+          minted.length > 0
+            ? `; credentials it created through Warden: ${minted.filter((m) => m.revoked).length} of ${minted.length} revoked`
+            : '';
         revoked.push({
           id: account.id,
-          ...(upstream ? { upstream: { revoked: upstream.revoked, detail: upstream.detail } } : {}),
+          ...(upstream
+            ? { upstream: { revoked: upstream.revoked, detail: `${upstream.detail}${mintedSummary}` } }
+            : {}),
         });
         const at = clock.now().toISOString();
+        for (const attempt of minted) {
+          records.push({
+            ...base,
+            occurred_at: at,
+            kind: 'upstream_request',
+            action: 'cloudflare.minted_credential_delete',
+            outcome: attempt.revoked ? 'success' : 'error',
+            connected_account_id: account.id,
+            upstream: {
+              method: 'DELETE',
+              path_template: null,
+              path: attempt.credential.revokePath,
+              status: attempt.status,
+              cf_ray: attempt.cfRay,
+            },
+            error: attempt.revoked ? null : { code: 'upstream_revocation_failed', message: attempt.detail },
+            duration_ms: null,
+          });
+        }
         if (upstream?.request) {
           records.push({
             ...base,

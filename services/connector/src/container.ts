@@ -28,6 +28,7 @@ import type { AuditStore, OutboxDispatcher } from '@warden/audit';
 import {
   createDeliveryService,
   createExecuteToolService,
+  createMintedCredentialStore,
   createOffboardingService,
   createPolicyStore,
   createScopedToolsService,
@@ -257,6 +258,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     const codeMode = await createCodeMode(config, logger);
     closers.push(() => codeMode.close());
     const policies = createPolicyStore({ db: db.kysely });
+    const mintedCredentials = createMintedCredentialStore({ db: db.kysely });
     const audit = createAuditStore({ db: db.kysely });
     const mcpTokens = createMcpTokenService({ db: db.kysely });
     const tenantSettings = tenantSettingsReader(config, tenants);
@@ -281,6 +283,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
           .executeTakeFirst();
         return row?.status === 'ACTIVE';
       },
+      mintedCredentials,
       logger,
     });
     const scopedTools = createScopedToolsService({
@@ -295,6 +298,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       audit,
       tenantSettings,
       closeSessions: (tenantId, identifier) => bus.publish(MCP_REVOKE_CHANNEL, { tenantId, identifier }),
+      mintedCredentials,
       logger,
     });
     const outbox = createOutboxDispatcher({ db: db.kysely, resolve: delivery.resolve, logger });
