@@ -110,6 +110,7 @@ describe('canonicalizePath', () => {
     expect(refusalOf('/zönes')?.message).toMatch(/percent-encoded/);
     expect(refusalOf('/zones/\r\nx')?.message).toMatch(/control characters/);
     expect(refusalOf(`/${'a'.repeat(5000)}`)?.message).toMatch(/at most 4096/);
+    expect(refusalOf('/a'.repeat(65))?.message).toBe('path: has 65 segments; at most 64 are allowed');
   });
 
   it('property: any encoding of a denied path is refused or normalized to a denied path', () => {

@@ -27,9 +27,14 @@ import { WardenError, hasControlCharacters } from '@warden/core';
  */
 
 export const MAX_PATH_LENGTH = 4096;
+/** Cloudflare's API paths have at most a dozen segments; this bounds policy matching per request. */
+export const MAX_PATH_SEGMENTS = 64;
 
-/** Raw in canonical form: unreserved, sub-delims except `;`, `:` and `@`. */
-const RAW = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
+/** Raw in canonical form: unreserved, sub-delims except `;`, `:` and `@` (by ASCII code). */
+const RAW = new Uint8Array(128);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@") {
+  RAW[c.charCodeAt(0)] = 1;
+}
 /** What a caller may write raw: the above, `%` escapes and `/`. */
 const RAW_INPUT = /^[A-Za-z0-9\-._~!$&'()*+,=:@%/]*$/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
@@ -39,6 +44,8 @@ const KV_KEY_PREFIXES: readonly (readonly string[])[] = [
   ['accounts', '*', 'storage', 'kv', 'namespaces', '*', 'values'],
   ['accounts', '*', 'storage', 'kv', 'namespaces', '*', 'metadata'],
 ];
+
+const DOT_SEGMENTS = 'must not contain "." or ".." segments, encoded or not';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -67,6 +74,11 @@ function hexDigit(byte: number): boolean {
 
 /** Throws PathRefusal with the reason; the caller names the field. */
 function canonicalSegmentOf(raw: string): Segment {
+  // Without escapes a segment (already checked against RAW_INPUT) is its own canonical form.
+  if (!raw.includes('%')) {
+    if (raw === '.' || raw === '..') throw new PathRefusal(DOT_SEGMENTS);
+    return { canonical: raw, encodedSlash: false };
+  }
   const bytes: number[] = [];
   let encodedSlash = false;
   for (let i = 0; i < raw.length; i++) {
@@ -99,12 +111,14 @@ function canonicalSegmentOf(raw: string): Segment {
     throw new PathRefusal('must not contain control characters, encoded or not');
   // Within a KV key too: an upstream that decoded its %2F would meet a dot segment.
   if (decoded.split('/').some((part) => part === '.' || part === '..')) {
-    throw new PathRefusal('must not contain "." or ".." segments, encoded or not');
+    throw new PathRefusal(DOT_SEGMENTS);
   }
   let canonical = '';
   for (const byte of bytes) {
-    const c = String.fromCharCode(byte);
-    canonical += byte < 0x80 && RAW.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    canonical +=
+      byte < 0x80 && RAW[byte] === 1
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return { canonical, encodedSlash };
 }
@@ -150,6 +164,9 @@ export function canonicalizePath(path: unknown, field = 'path'): string {
     throw refusal(field, describeRawCharacter(bad));
   }
   const raw = path.slice(1).split('/');
+  if (raw.length > MAX_PATH_SEGMENTS) {
+    throw refusal(field, `has ${raw.length} segments; at most ${MAX_PATH_SEGMENTS} are allowed`);
+  }
   if (raw.some((s) => s === '')) {
     throw refusal(field, 'must not contain empty segments ("//" or a trailing "/")');
   }

@@ -1,4 +1,5 @@
 export {
+  MAX_RULES,
   describePolicy,
   evaluatePolicy,
   isWrite,
@@ -7,7 +8,7 @@ export {
   policyRefusal,
 } from './policy.ts';
 export type { Policy, PolicyDecision, PolicyMethod, PolicyRequest, PolicyRule } from './policy.ts';
-export { MAX_PATH_LENGTH, canonicalizePath } from './canonical-path.ts';
+export { MAX_PATH_LENGTH, MAX_PATH_SEGMENTS, canonicalizePath } from './canonical-path.ts';
 export { MAX_PATTERN_GLOBSTARS, MAX_PATTERN_SEGMENTS, patternProblem } from './policy-matcher.ts';
 export { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
 export type { GraphqlClassification } from './graphql-operation.ts';

@@ -63,6 +63,57 @@ describe('policy matcher', () => {
     );
   });
 
+  it('property: agrees with the reference on long patterns (several words of state)', () => {
+    const token = fc.oneof(
+      { arbitrary: fc.constantFrom('a', 'b', 'A', '*'), weight: 30 },
+      { arbitrary: fc.constant('**'), weight: 1 },
+    );
+    const pattern = fc
+      .array(token, { minLength: 30, maxLength: 70 })
+      .filter((tokens) => tokens.filter((t) => t === '**').length <= 3);
+    // Half the paths are instances of the pattern (then perhaps altered), so both answers occur.
+    const instance = (tokens: readonly string[]) =>
+      fc
+        .tuple(
+          ...tokens.map((t) =>
+            t === '**'
+              ? fc.array(fc.constantFrom('a', 'b'), { maxLength: 3 })
+              : t === '*'
+                ? fc.constantFrom('a', 'b').map((x) => [x])
+                : fc.constantFrom([t], [t.toLowerCase()], [t.toUpperCase()]),
+          ),
+          fc.option(fc.nat(80)),
+        )
+        .map(([...parts]) => {
+          const altered = parts.pop() as number | null;
+          const path = (parts as string[][]).flat();
+          if (altered !== null && path.length > 0) path[altered % path.length] = 'z';
+          return path;
+        });
+    const seen = { true: 0, false: 0 };
+    fc.assert(
+      fc.property(
+        pattern.chain((tokens) =>
+          fc.tuple(
+            fc.constant(tokens),
+            fc.oneof(instance(tokens), fc.array(fc.constantFrom('a', 'b'), { maxLength: 80 })),
+          ),
+        ),
+        fc.constantFrom<LiteralMatch>('exact', 'fold-case'),
+        ([tokens, path], literals) => {
+          const expected = reference(tokens, path, literals);
+          seen[`${expected}`]++;
+          expect(matchPattern(compilePattern(`/${tokens.join('/')}`), pathSubject(path), literals)).toBe(
+            expected,
+          );
+        },
+      ),
+      { numRuns: 1500 },
+    );
+    expect(seen.true).toBeGreaterThan(100);
+    expect(seen.false).toBeGreaterThan(100);
+  });
+
   it("answers the issue's pathological rule on a 40-segment path", () => {
     const pattern = '/**/**/**/**/**/**/**/**/**/zzz';
     const path = `/${Array.from({ length: 40 }, (_, i) => `s${i}`).join('/')}`;

@@ -4,22 +4,28 @@ import { canonicalSegment } from './canonical-path.ts';
  * Path patterns of policy rules: `*` or `{name}` is one segment, `**` any number of
  * segments (none included), anything else a literal segment.
  *
- * Matching runs the pattern as a non-deterministic automaton over the path's segments,
- * keeping the set of pattern positions reached: O(path segments × pattern segments) with
- * no backtracking, whatever the pattern (a rule like `/**\/**\/**\/…/zzz` once took
- * seconds per request). Validation at PUT still bounds patterns (`patternProblem`).
+ * Matching runs the pattern as a non-deterministic automaton over the path's segments, with
+ * the set of pattern positions reached kept as a bit set (one bit per position, 32 per
+ * word): each segment costs a map lookup and a few word operations, so a match takes
+ * O(path segments × pattern segments / 32) with no backtracking, whatever the pattern (a
+ * rule like `/**\/**\/**\/…/zzz` once took seconds per request). Validation at PUT still
+ * bounds patterns (`patternProblem`).
  */
 
 export const MAX_PATTERN_SEGMENTS = 32;
 export const MAX_PATTERN_GLOBSTARS = 4;
 
-type Token =
-  | { readonly kind: 'literal'; readonly text: string; readonly folded: string }
-  | { readonly kind: 'one' }
-  | { readonly kind: 'any' };
-
 export interface CompiledPattern {
-  readonly tokens: readonly Token[];
+  /** Words per state set: positions 0…tokens (the last one accepts). */
+  readonly words: number;
+  readonly accept: number;
+  /** Positions holding `*` or `{name}`. */
+  readonly one: Uint32Array;
+  /** Positions holding `**`. */
+  readonly any: Uint32Array;
+  /** Positions of each literal, by its canonical spelling and by its lower case. */
+  readonly exact: ReadonlyMap<string, Uint32Array>;
+  readonly folded: ReadonlyMap<string, Uint32Array>;
 }
 
 /**
@@ -43,16 +49,33 @@ function isParameter(segment: string): boolean {
   return segment === '*' || (segment.length > 2 && segment.startsWith('{') && segment.endsWith('}'));
 }
 
+function setBit(set: Uint32Array, position: number): void {
+  set[position >>> 5] = ((set[position >>> 5] as number) | (1 << (position & 31))) >>> 0;
+}
+
 function compile(pattern: string): CompiledPattern {
-  return {
-    tokens: patternSegments(pattern).map((segment): Token => {
-      if (segment === '**') return { kind: 'any' };
-      if (isParameter(segment)) return { kind: 'one' };
+  const segments = patternSegments(pattern);
+  const words = (segments.length + 1 + 31) >>> 5;
+  const one = new Uint32Array(words);
+  const any = new Uint32Array(words);
+  const exact = new Map<string, Uint32Array>();
+  const folded = new Map<string, Uint32Array>();
+  const literal = (map: Map<string, Uint32Array>, text: string, position: number) => {
+    let set = map.get(text);
+    if (!set) map.set(text, (set = new Uint32Array(words)));
+    setBit(set, position);
+  };
+  segments.forEach((segment, position) => {
+    if (segment === '**') setBit(any, position);
+    else if (isParameter(segment)) setBit(one, position);
+    else {
       // Stored patterns predate validation: compare them in the same spelling as paths.
       const text = canonicalSegment(segment) ?? segment;
-      return { kind: 'literal', text, folded: text.toLowerCase() };
-    }),
-  };
+      literal(exact, text, position);
+      literal(folded, text.toLowerCase(), position);
+    }
+  });
+  return { words, accept: segments.length, one, any, exact, folded };
 }
 
 const CACHE_LIMIT = 2048;
@@ -73,40 +96,50 @@ export function pathSubject(segments: readonly string[]): PathSubject {
   return { segments, folded: segments.map((s) => s.toLowerCase()) };
 }
 
-export function matchPattern(pattern: CompiledPattern, path: PathSubject, literals: LiteralMatch): boolean {
-  const tokens = pattern.tokens;
-  const m = tokens.length;
-  let current = new Uint8Array(m + 1);
-  let next = new Uint8Array(m + 1);
-  // Adds state i and every state reachable from it through `**` (which may match nothing).
-  const add = (set: Uint8Array, from: number): void => {
-    for (let i = from; i <= m && set[i] === 0; i++) {
-      set[i] = 1;
-      if (tokens[i]?.kind !== 'any') return;
-    }
-  };
-  add(current, 0);
-  for (let s = 0; s < path.segments.length; s++) {
-    next.fill(0);
-    let alive = false;
-    for (let i = 0; i < m; i++) {
-      if (current[i] === 0) continue;
-      const token = tokens[i] as Token;
-      if (token.kind === 'any') {
-        add(next, i);
-        alive = true;
-      } else if (
-        token.kind === 'one' ||
-        (literals === 'exact' ? path.segments[s] === token.text : path.folded[s] === token.folded)
-      ) {
-        add(next, i + 1);
-        alive = true;
+/** Adds to `set` every position reachable through `**`, which may match no segment. */
+function closeOverGlobstars(set: Uint32Array, any: Uint32Array): void {
+  for (;;) {
+    let grew = false;
+    let carry = 0;
+    for (let w = 0; w < set.length; w++) {
+      const through = (set[w] as number) & (any[w] as number);
+      const reached = ((through << 1) | carry) >>> 0;
+      carry = through >>> 31;
+      if ((reached & ~(set[w] as number)) !== 0) {
+        set[w] = ((set[w] as number) | reached) >>> 0;
+        grew = true;
       }
     }
-    if (!alive) return false;
+    if (!grew) return;
+  }
+}
+
+export function matchPattern(pattern: CompiledPattern, path: PathSubject, literals: LiteralMatch): boolean {
+  const { words, one, any } = pattern;
+  let current = new Uint32Array(words);
+  let next = new Uint32Array(words);
+  current[0] = 1;
+  closeOverGlobstars(current, any);
+  for (let s = 0; s < path.segments.length; s++) {
+    const literal =
+      literals === 'exact'
+        ? pattern.exact.get(path.segments[s] as string)
+        : pattern.folded.get(path.folded[s] as string);
+    let carry = 0;
+    let alive = 0;
+    for (let w = 0; w < words; w++) {
+      const at = current[w] as number;
+      // A `**` stays where it is; a segment match moves one position on.
+      const advance = at & ((one[w] as number) | (literal ? (literal[w] as number) : 0));
+      next[w] = ((at & (any[w] as number)) | (advance << 1) | carry) >>> 0;
+      carry = advance >>> 31;
+      alive |= next[w] as number;
+    }
+    if (alive === 0) return false;
+    closeOverGlobstars(next, any);
     [current, next] = [next, current];
   }
-  return current[m] === 1;
+  return ((current[pattern.accept >>> 5] as number) & (1 << (pattern.accept & 31))) !== 0;
 }
 
 /**

@@ -68,7 +68,7 @@ export type PolicyDecision =
     };
 
 const METHODS: readonly PolicyMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
-const MAX_RULES = 200;
+export const MAX_RULES = 200;
 
 /** Whether a path pattern matches a canonical path; allow rules compare `exact`, deny rules `fold-case`. */
 export function pathMatches(pattern: string, path: string, literals: LiteralMatch = 'exact'): boolean {
