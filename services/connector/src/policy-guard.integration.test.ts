@@ -49,19 +49,17 @@ describe('policy guard through the real service', () => {
       payload: { tool_name: 'cloudflare_execute', identifier, params: { code } },
     });
 
+  const putPolicy = (auth: Record<string, string>, url: string, payload: Record<string, unknown>) =>
+    t.app.inject({ method: 'PUT', url, headers: auth, payload });
+
   /** Code that sends each request and reports `sent` (with the status) or the error code. */
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
     `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status); } catch (e) { out.push(e.code); } } return out; }`;
 
   it("refuses every encoding of a denied path (the issue's table) and sends the canonical form", async () => {
     const tenant = await tenantWithAccount('Encodings', 'enc', ['#zone:read', '#dns_records:read']);
-    const put = await t.app.inject({
-      method: 'PUT',
-      url: '/api/v1/policy',
-      headers: tenant.auth,
-      payload: {
-        rules: [{ effect: 'deny', methods: ['*'], path: '/accounts/*/logpush/**', name: 'no-logpush' }],
-      },
+    const put = await putPolicy(tenant.auth, '/api/v1/policy', {
+      rules: [{ effect: 'deny', methods: ['*'], path: '/accounts/*/logpush/**', name: 'no-logpush' }],
     });
     expect(put.statusCode).toBe(200);
     const base = `/accounts/${account.id}`;
@@ -101,12 +99,7 @@ describe('policy guard through the real service', () => {
 
   it('treats the comma case as a mutation under read_only, and a query as a read', async () => {
     const tenant = await tenantWithAccount('GraphQL', 'gql', ['#analytics:read']);
-    const put = await t.app.inject({
-      method: 'PUT',
-      url: '/api/v1/identities/gql/policy',
-      headers: tenant.auth,
-      payload: { read_only: true },
-    });
+    const put = await putPolicy(tenant.auth, '/api/v1/identities/gql/policy', { read_only: true });
     expect(put.statusCode).toBe(200);
     cf.clearRequests();
     const res = await execute(
@@ -158,19 +151,15 @@ describe('policy guard through the real service', () => {
     expect(cf.state.tokens.size).toBe(tokensBefore);
 
     // Only the tenant-wide policy may allow it.
-    const onIdentity = await t.app.inject({
-      method: 'PUT',
-      url: '/api/v1/identities/minter/policy',
-      headers: tenant.auth,
-      payload: { credential_operations: { allow: ['api_tokens'] } },
+    const onIdentity = await putPolicy(tenant.auth, '/api/v1/identities/minter/policy', {
+      credential_operations: { allow: ['api_tokens'] },
     });
     expect(onIdentity.statusCode).toBe(400);
     expect(onIdentity.json().error).toMatchObject({
       code: 'invalid_request',
       field: 'credential_operations',
     });
-    const allow = (policy: Record<string, unknown>) =>
-      t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: tenant.auth, payload: policy });
+    const allow = (policy: Record<string, unknown>) => putPolicy(tenant.auth, '/api/v1/policy', policy);
     expect((await allow({ credential_operations: { allow: ['api_tokens'] } })).statusCode).toBe(200);
 
     // Allowed: the token is created, its secret withheld from the agent, the token recorded.
@@ -243,11 +232,8 @@ describe('policy guard through the real service', () => {
     const pathological = '/**/**/**/**/**/**/**/**/**/zzz';
     const tenant = await tenantWithAccount('Pathological', 'patho', ['#zone:read']);
     for (const url of ['/api/v1/policy', '/api/v1/identities/patho/policy']) {
-      const put = await t.app.inject({
-        method: 'PUT',
-        url,
-        headers: tenant.auth,
-        payload: { rules: [{ effect: 'deny', methods: ['GET'], path: pathological }] },
+      const put = await putPolicy(tenant.auth, url, {
+        rules: [{ effect: 'deny', methods: ['GET'], path: pathological }],
       });
       expect(put.statusCode).toBe(400);
       expect(put.json().error).toMatchObject({ code: 'invalid_request', field: 'rules[0].path' });
