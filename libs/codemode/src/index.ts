@@ -22,6 +22,7 @@ export type {
   UpstreamResponse,
 } from './sandbox.types.ts';
 export { CHARS_PER_TOKEN, estimateTokens, fitResult } from './result-budget.ts';
+export { validateUpstreamRequest } from './request-validation.ts';
 export type { BudgetedResult } from './result-budget.ts';
 export { toolDefinitions, toolsListJson } from './tool-definitions.ts';
 export type { JsonSchemaObject, ToolDefinition, ToolDefinitionOptions } from './tool-definitions.ts';

@@ -6,8 +6,12 @@ const METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']
 const FIELDS = new Set(['method', 'path', 'query', 'body', 'contentType', 'rawBody']);
 const MAX_PATH = 4096;
 const MAX_QUERY_KEYS = 100;
-/** RFC 3986 path characters: unreserved, sub-delims, `:`, `@`, `%` escapes and `/`. */
-const PATH_CHARACTERS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/;
+/**
+ * RFC 3986 path characters but `;`: unreserved, sub-delims, `:`, `@`, `%` escapes and `/`.
+ * A first, cheap filter; the parent's canonical path (`canonicalizePath` in libs/tools) is the
+ * authority, and refuses everything refused here.
+ */
+const PATH_CHARACTERS = /^[A-Za-z0-9\-._~!$&'()*+,=:@%/]*$/;
 const MEDIA_TYPE =
   /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\p{Cc}]*"|[A-Za-z0-9!#$&^_.+-]+))*$/u;
 
@@ -29,6 +33,9 @@ function validatePath(path: unknown): string {
   if (path.includes('//'))
     throw refuse('path', 'must not contain "//" (no scheme or host; only the API path)');
   if (hasControlCharacters(path)) throw refuse('path', 'must not contain control characters');
+  if (path.includes(';')) {
+    throw refuse('path', 'must not contain ";" (matrix parameters); put parameters in `query`');
+  }
   if (!PATH_CHARACTERS.test(path)) {
     throw refuse(
       'path',
@@ -46,6 +53,7 @@ function validatePath(path: unknown): string {
     if (decoded.split(/[/\\]/).some((part) => part === '.' || part === '..')) {
       throw refuse('path', 'must not contain "." or ".." segments, encoded or not');
     }
+    if (/[;\\]/.test(decoded)) throw refuse('path', 'must not contain an encoded ";" or "\\"');
   }
   return path;
 }

@@ -46,6 +46,7 @@ async function verifyThroughGateway(
       policy: null,
     },
     journal,
+    'cloudflare.verify',
   );
   let result: VerifiedCredential;
   try {

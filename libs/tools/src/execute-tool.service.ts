@@ -109,18 +109,8 @@ function parseParams(tool: ToolName, params: unknown): ParsedParams {
  */
 function createDeniedCache(spec: SpecLookup, limit = 200) {
   const cache = new Map<string, readonly string[]>();
-  const none: readonly string[] = [];
+  // No shortcut for empty policies: credential operations are denied by default.
   return (tenant: Policy, identity: Policy): readonly string[] => {
-    if (
-      !tenant.rules &&
-      !identity.rules &&
-      !tenant.read_only &&
-      !identity.read_only &&
-      !tenant.deny_writes_by_default &&
-      !identity.deny_writes_by_default
-    ) {
-      return none;
-    }
     const key = `${spec.version}|${JSON.stringify(tenant)}|${JSON.stringify(identity)}`;
     const hit = cache.get(key);
     if (hit) return hit;

@@ -1,14 +1,32 @@
 export {
+  MAX_RULES,
   describePolicy,
   evaluatePolicy,
-  isGraphqlPath,
-  isGraphqlQueryDocument,
   isWrite,
   parsePolicy,
   pathMatches,
   policyRefusal,
 } from './policy.ts';
 export type { Policy, PolicyDecision, PolicyMethod, PolicyRequest, PolicyRule } from './policy.ts';
+export { MAX_PATH_LENGTH, MAX_PATH_SEGMENTS, canonicalizePath } from './canonical-path.ts';
+export { MAX_PATTERN_GLOBSTARS, MAX_PATTERN_SEGMENTS, patternProblem } from './policy-matcher.ts';
+export { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
+export type { GraphqlClassification } from './graphql-operation.ts';
+export {
+  CREDENTIAL_KINDS,
+  credentialOperation,
+  credentialSecretsRevealed,
+  mintedCredential,
+  withholdCredentialSecrets,
+} from './credential-guard.ts';
+export type {
+  CredentialKind,
+  CredentialOperation,
+  CredentialOperationsPolicy,
+  MintedCredentialRef,
+} from './credential-guard.ts';
+export { createMintedCredentialStore, revokeMintedCredentials } from './minted-credentials.ts';
+export type { MintedCredential, MintedCredentialStore, MintedRevocation } from './minted-credentials.ts';
 export { createPolicyStore } from './policy.store.ts';
 export type { PolicyStore } from './policy.store.ts';
 export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';

@@ -7,7 +7,9 @@ import type { ActorContext, ConnectedAccount, ConnectedAccountService, McpTokenS
 import { validateIdentifier } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type { TenantToolSettings } from './call-context.ts';
-import type { UpstreamGateway } from './upstream-gateway.ts';
+import { revokeMintedCredentials } from './minted-credentials.ts';
+import type { MintedCredentialStore, MintedRevocation } from './minted-credentials.ts';
+import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
 
 export interface UpstreamRevocation {
   readonly revoked: boolean;
@@ -37,16 +39,35 @@ export function createOffboardingService(deps: {
   tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
   /** Ends the identity's live MCP connections on every replica. */
   closeSessions: (tenantId: string, identifier: string) => Promise<void>;
+  /** Credentials the identity's agents created through Warden, revoked with `revokeUpstream`. */
+  mintedCredentials: MintedCredentialStore;
   logger: Logger;
   clock?: Clock;
 }) {
   const clock = deps.clock ?? systemClock;
 
-  async function revokeUpstream(
+  /** Warden's own requests with the account's credential: budgeted and audited, no tenant policy. */
+  function partyOf(
     ctx: ActorContext,
     account: ConnectedAccount,
     credential: CloudflareCredential,
     settings: TenantToolSettings,
+  ): UpstreamParty {
+    return {
+      tenantId: ctx.tenantId,
+      subject: { caller: ctx.actor, identifier: account.identifier, connectedAccountId: account.id },
+      credential,
+      principal: upstreamPrincipal(account),
+      budget: settings.budget,
+      // The tenant's policy governs agents, not offboarding.
+      policy: null,
+    };
+  }
+
+  async function revokeUpstream(
+    party: UpstreamParty,
+    account: ConnectedAccount,
+    credential: CloudflareCredential,
     journal: AuditJournal,
   ): Promise<UpstreamRevocation> {
     if (credential.type === 'global_api_key') {
@@ -63,15 +84,7 @@ export function createOffboardingService(deps: {
         : `/user/tokens/${encodeURIComponent(tokenId)}`;
     try {
       const response = await deps.gateway.send(
-        {
-          tenantId: ctx.tenantId,
-          subject: { caller: ctx.actor, identifier: account.identifier, connectedAccountId: account.id },
-          credential,
-          principal: upstreamPrincipal(account),
-          budget: settings.budget,
-          // Warden's own request: the tenant's policy governs agents, not offboarding.
-          policy: null,
-        },
+        party,
         { method: 'DELETE', path, action: 'cloudflare.token_delete' },
         journal,
       );
@@ -118,14 +131,33 @@ export function createOffboardingService(deps: {
       for (const account of live) {
         let upstream: UpstreamRevocation | undefined;
         if (options.revokeUpstream) {
+          let credential: CloudflareCredential | null = null;
           try {
-            const { credential } = await deps.accounts.openCredential(ctx.tenantId, account.id);
-            upstream = await revokeUpstream(ctx, account, credential, settings, journal);
+            ({ credential } = await deps.accounts.openCredential(ctx.tenantId, account.id));
           } catch (error) {
             upstream = {
               revoked: false,
               detail: isWardenError(error) ? error.message : 'the credential could not be opened',
             };
+          }
+          if (credential) {
+            const party = partyOf(ctx, account, credential, settings);
+            // What the account created goes first: deleting its own token ends its power to.
+            const minted: MintedRevocation[] = await revokeMintedCredentials(
+              {
+                store: deps.mintedCredentials,
+                cloudflare: deps.gateway.clientFor(party, journal, 'cloudflare.minted_credential_delete'),
+              },
+              ctx.tenantId,
+              account.id,
+              credential,
+            );
+            const own = await revokeUpstream(party, account, credential, journal);
+            const summary =
+              minted.length > 0
+                ? `; credentials it created through Warden: ${minted.filter((m) => m.revoked).length} of ${minted.length} revoked`
+                : '';
+            upstream = { revoked: own.revoked, detail: `${own.detail}${summary}` };
           }
         }
         // Writes its own `connected_account.deleted` record and reaches running calls everywhere.

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  describePolicy,
-  evaluatePolicy,
-  isGraphqlQueryDocument,
-  parsePolicy,
-  pathMatches,
-} from './policy.ts';
+import { describePolicy, evaluatePolicy, parsePolicy, pathMatches } from './policy.ts';
 
 describe('policy', () => {
   it('matches path patterns segment by segment', () => {
@@ -14,7 +8,6 @@ describe('policy', () => {
     expect(pathMatches('/zones/**', '/zones')).toBe(true);
     expect(pathMatches('/zones/*/dns_records', '/zones/abc/dns_records/x')).toBe(false);
     expect(pathMatches('/accounts/**/scripts/*', '/accounts/a/workers/scripts/s')).toBe(true);
-    expect(pathMatches('/zones/*', '/zones/abc?x=1')).toBe(true);
   });
 
   it('read_only allows GET and GraphQL queries only, naming the rule', () => {
@@ -68,13 +61,53 @@ describe('policy', () => {
     expect(describePolicy(tenant, identity)).toContain('writes only to: POST|DELETE /zones/*/dns_records/**');
   });
 
-  it('recognises GraphQL mutations', () => {
-    expect(isGraphqlQueryDocument({ query: '{ viewer { zones { zoneTag } } }' })).toBe(true);
-    expect(isGraphqlQueryDocument({ query: 'query Q { viewer { a } }' })).toBe(true);
-    expect(isGraphqlQueryDocument({ query: 'mutation { x }' })).toBe(false);
-    expect(isGraphqlQueryDocument({ query: '# comment\n mutation M { x }' })).toBe(false);
-    expect(isGraphqlQueryDocument({ query: '{ a(filter: "mutation") }' })).toBe(true);
-    expect(isGraphqlQueryDocument({})).toBe(false);
+  it('deny rules match fixed names in any case, allow rules only exactly', () => {
+    const tenant = {
+      deny_writes_by_default: true,
+      rules: [
+        { effect: 'deny' as const, methods: ['*' as const], path: '/accounts/*/logpush/**' },
+        { effect: 'allow' as const, methods: ['PUT' as const], path: '/accounts/*/workers/scripts/prod' },
+      ],
+    };
+    expect(evaluatePolicy(tenant, {}, { method: 'GET', path: '/accounts/a/LOGPUSH/jobs' })).toMatchObject({
+      allowed: false,
+      rule: expect.stringContaining('logpush'),
+    });
+    expect(evaluatePolicy(tenant, {}, { method: 'PUT', path: '/accounts/a/workers/scripts/prod' })).toEqual({
+      allowed: true,
+    });
+    expect(
+      evaluatePolicy(tenant, {}, { method: 'PUT', path: '/accounts/a/workers/scripts/PROD' }),
+    ).toMatchObject({
+      allowed: false,
+      rule: 'deny_writes_by_default',
+    });
+  });
+
+  it('refuses credential operations unless the tenant policy allows their kind', () => {
+    const mint = { method: 'POST', path: '/user/tokens' };
+    expect(evaluatePolicy({}, {}, mint)).toMatchObject({
+      allowed: false,
+      rule: 'credential_operations',
+      scope: 'tenant',
+      reason: expect.stringContaining('add "api_tokens" to credential_operations.allow'),
+    });
+    const allowing = { credential_operations: { allow: ['api_tokens' as const] } };
+    expect(evaluatePolicy(allowing, {}, mint)).toEqual({ allowed: true });
+    // The other rules still apply on top.
+    expect(evaluatePolicy(allowing, { read_only: true }, mint)).toMatchObject({
+      allowed: false,
+      rule: 'read_only',
+    });
+    expect(
+      evaluatePolicy(allowing, {}, { method: 'POST', path: '/accounts/a/r2/temp-access-credentials' }),
+    ).toMatchObject({
+      allowed: false,
+      rule: 'credential_operations',
+    });
+    expect(describePolicy(allowing, {})).toBe(
+      'Policy for this identity: credential operations allowed: api_tokens (secrets withheld).',
+    );
   });
 
   it('validates policy documents with field-named errors', () => {
@@ -90,5 +123,37 @@ describe('policy', () => {
       parsePolicy({ rules: [{ effect: 'deny', methods: ['delete'], path: '/zones/**' }] }).rules?.[0]
         ?.methods,
     ).toEqual(['DELETE']);
+    expect(() =>
+      parsePolicy(
+        { rules: [{ effect: 'deny', methods: ['*'], path: '/**/**/**/**/**/**/**/**/**/zzz' }] },
+        '',
+      ),
+    ).toThrow(/^rules\[0\]\.path: has 9 "\*\*"; at most 4 are allowed$/);
+  });
+
+  it('lets only the tenant-wide policy allow credential operations, with known kinds', () => {
+    const body = {
+      credential_operations: { allow: ['api_tokens', 'api_tokens'], reveal_secrets: ['api_tokens'] },
+    };
+    expect(parsePolicy(body, '', 'tenant')).toEqual({
+      credential_operations: { allow: ['api_tokens'], reveal_secrets: ['api_tokens'] },
+    });
+    expect(() => parsePolicy(body, '', 'identity')).toThrow(
+      /^credential_operations: only the tenant-wide policy \(PUT \/api\/v1\/policy\) can allow/,
+    );
+    expect(() => parsePolicy({ credential_operations: { allow: ['tokens'] } }, '', 'tenant')).toThrow(
+      /^credential_operations\.allow: "tokens" is not one of api_tokens, api_keys/,
+    );
+    expect(() =>
+      parsePolicy({ credential_operations: { reveal_secrets: ['api_tokens'] } }, '', 'tenant'),
+    ).toThrow(
+      /^credential_operations\.reveal_secrets: "api_tokens" must also be in credential_operations\.allow$/,
+    );
+    expect(() => parsePolicy({ credential_operations: { allow: 'api_tokens' } }, '', 'tenant')).toThrow(
+      /credential_operations\.allow: must be an array/,
+    );
+    expect(() => parsePolicy({ credential_operations: { deny: [] } }, '', 'tenant')).toThrow(
+      /credential_operations\.deny: is not a field/,
+    );
   });
 });

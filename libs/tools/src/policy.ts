@@ -1,13 +1,30 @@
 import { WardenError } from '@warden/core';
+import { pathSegments } from './canonical-path.ts';
+import {
+  CREDENTIAL_KINDS,
+  credentialKindAllowed,
+  credentialOperation,
+  credentialSecretsRevealed,
+} from './credential-guard.ts';
+import type { CredentialKind, CredentialOperationsPolicy } from './credential-guard.ts';
+import { isGraphqlRequest } from './graphql-operation.ts';
+import { compilePattern, matchPattern, pathSubject, patternProblem } from './policy-matcher.ts';
+import type { LiteralMatch, PathSubject } from './policy-matcher.ts';
 
 /**
  * Access policy for upstream requests, set per tenant and per identifier. Both apply:
- * the effective decision is the most restrictive of the two.
+ * the effective decision is the most restrictive of the two. Requests are evaluated on
+ * their canonical path (`canonicalizePath`), the one that is then sent.
  *
- *   1. a matching `deny` rule refuses (tenant rules first, then the identifier's);
- *   2. `read_only` refuses anything but GET and GraphQL queries;
- *   3. `deny_writes_by_default` refuses writes that no `allow` rule matches;
- *   4. otherwise the request is allowed.
+ *   1. a credential operation (`credential-guard.ts`) is refused unless the tenant
+ *      policy's `credential_operations.allow` names its kind;
+ *   2. a matching `deny` rule refuses (tenant rules first, then the identifier's);
+ *   3. `read_only` refuses anything but GET and GraphQL queries;
+ *   4. `deny_writes_by_default` refuses writes that no `allow` rule matches;
+ *   5. otherwise the request is allowed.
+ *
+ * Deny rules compare literal segments ignoring ASCII case, allow rules exactly: a case
+ * variant never escapes a deny and never gains an allow.
  */
 export type PolicyMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -17,7 +34,8 @@ export interface PolicyRule {
   readonly methods: readonly (PolicyMethod | '*')[];
   /**
    * Path pattern over the API path: `*` or `{name}` matches one segment, `**` any number
-   * of segments (including none). E.g. `/zones/*\/dns_records/**`.
+   * of segments (including none). E.g. `/zones/*\/dns_records/**`. Bounded at PUT
+   * (`patternProblem`).
    */
   readonly path: string;
   /** Shown in refusals so users know which rule refused. */
@@ -28,12 +46,15 @@ export interface Policy {
   readonly read_only?: boolean;
   readonly deny_writes_by_default?: boolean;
   readonly rules?: readonly PolicyRule[];
+  /** Tenant-wide policy only: which credential operations agents may run, and see the secrets of. */
+  readonly credential_operations?: CredentialOperationsPolicy;
 }
 
 export interface PolicyRequest {
   readonly method: string;
+  /** The canonical path (`canonicalizePath`). */
   readonly path: string;
-  /** For POST /graphql: whether the document is a query (reads) rather than a mutation. */
+  /** For POST /graphql: whether `classifyGraphqlBody` found a read (a query). */
   readonly graphqlQuery?: boolean;
 }
 
@@ -47,47 +68,17 @@ export type PolicyDecision =
     };
 
 const METHODS: readonly PolicyMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
-const MAX_RULES = 200;
+export const MAX_RULES = 200;
 
-function segments(path: string): string[] {
-  return path.split('/').filter((s) => s !== '');
-}
-
-/** Matches pattern segments against path segments; `**` backtracks over any run. */
-function matchSegments(pattern: readonly string[], path: readonly string[], pi = 0, si = 0): boolean {
-  if (pi === pattern.length) return si === path.length;
-  const p = pattern[pi] as string;
-  if (p === '**') {
-    for (let k = si; k <= path.length; k++) if (matchSegments(pattern, path, pi + 1, k)) return true;
-    return false;
-  }
-  if (si === path.length) return false;
-  if (p === '*' || (p.startsWith('{') && p.endsWith('}')) || p === path[si]) {
-    return matchSegments(pattern, path, pi + 1, si + 1);
-  }
-  return false;
-}
-
-export function pathMatches(pattern: string, path: string): boolean {
-  return matchSegments(segments(pattern), segments(path.split('?')[0] ?? ''));
-}
-
-export function isGraphqlPath(path: string): boolean {
-  return segments(path).join('/') === 'graphql';
-}
-
-/** A GraphQL document is a read unless it contains a mutation or subscription operation. */
-export function isGraphqlQueryDocument(body: unknown): boolean {
-  const query = typeof body === 'object' && body !== null ? (body as { query?: unknown }).query : undefined;
-  if (typeof query !== 'string') return false;
-  const withoutComments = query.replace(/#[^\n]*/g, '').replace(/"(?:[^"\\]|\\.)*"/g, '""');
-  return !/(^|[\s{}])(mutation|subscription)\b/.test(withoutComments);
+/** Whether a path pattern matches a canonical path; allow rules compare `exact`, deny rules `fold-case`. */
+export function pathMatches(pattern: string, path: string, literals: LiteralMatch = 'exact'): boolean {
+  return matchPattern(compilePattern(pattern), pathSubject(pathSegments(path)), literals);
 }
 
 export function isWrite(request: PolicyRequest): boolean {
   const method = request.method.toUpperCase();
   if (method === 'GET') return false;
-  if (method === 'POST' && isGraphqlPath(request.path) && request.graphqlQuery === true) return false;
+  if (method === 'POST' && isGraphqlRequest(request) && request.graphqlQuery === true) return false;
   return true;
 }
 
@@ -95,11 +86,11 @@ function ruleLabel(rule: PolicyRule, index: number): string {
   return rule.name ?? `rules[${index}] (${rule.effect} ${rule.methods.join(',')} ${rule.path})`;
 }
 
-function ruleMatches(rule: PolicyRule, request: PolicyRequest): boolean {
+function ruleMatches(rule: PolicyRule, request: PolicyRequest, path: PathSubject): boolean {
   const method = request.method.toUpperCase();
   return (
     (rule.methods.includes('*') || rule.methods.includes(method as PolicyMethod)) &&
-    pathMatches(rule.path, request.path)
+    matchPattern(compilePattern(rule.path), path, rule.effect === 'deny' ? 'fold-case' : 'exact')
   );
 }
 
@@ -107,11 +98,12 @@ function evaluateOne(
   policy: Policy,
   scope: 'tenant' | 'identity',
   request: PolicyRequest,
+  path: PathSubject,
   allowedByAny: boolean,
 ): PolicyDecision {
   const rules = policy.rules ?? [];
   for (const [i, rule] of rules.entries()) {
-    if (rule.effect === 'deny' && ruleMatches(rule, request)) {
+    if (rule.effect === 'deny' && ruleMatches(rule, request, path)) {
       return {
         allowed: false,
         rule: ruleLabel(rule, i),
@@ -141,12 +133,22 @@ function evaluateOne(
 }
 
 export function evaluatePolicy(tenant: Policy, identity: Policy, request: PolicyRequest): PolicyDecision {
+  const credential = credentialOperation(request);
+  if (credential && !credentialKindAllowed(tenant.credential_operations, credential.kind)) {
+    return {
+      allowed: false,
+      rule: 'credential_operations',
+      scope: 'tenant',
+      reason: `it mints or manages credentials (${credential.kind}), which the tenant policy does not allow; a tenant admin can add "${credential.kind}" to credential_operations.allow (PUT /api/v1/policy)`,
+    };
+  }
+  const path = pathSubject(pathSegments(request.path));
   const allowedByAny = [...(tenant.rules ?? []), ...(identity.rules ?? [])].some(
-    (rule) => rule.effect === 'allow' && ruleMatches(rule, request),
+    (rule) => rule.effect === 'allow' && ruleMatches(rule, request, path),
   );
-  const t = evaluateOne(tenant, 'tenant', request, allowedByAny);
+  const t = evaluateOne(tenant, 'tenant', request, path, allowedByAny);
   if (!t.allowed) return t;
-  return evaluateOne(identity, 'identity', request, allowedByAny);
+  return evaluateOne(identity, 'identity', request, path, allowedByAny);
 }
 
 export function policyRefusal(
@@ -178,6 +180,13 @@ export function describePolicy(tenant: Policy, identity: Policy): string | null 
   const denies = [...(tenant.rules ?? []), ...(identity.rules ?? [])].filter((r) => r.effect === 'deny');
   if (denies.length > 0)
     parts.push(`denied: ${denies.map((r) => `${r.methods.join('|')} ${r.path}`).join('; ')}`);
+  const credentials = tenant.credential_operations;
+  if (credentials?.allow?.length) {
+    const kinds = credentials.allow.map((kind) =>
+      credentialSecretsRevealed(credentials, kind) ? kind : `${kind} (secrets withheld)`,
+    );
+    parts.push(`credential operations allowed: ${kinds.join(', ')}`);
+  }
   return parts.length > 0 ? `Policy for this identity: ${parts.join('; ')}.` : null;
 }
 
@@ -185,17 +194,71 @@ function fieldError(field: string, message: string): WardenError {
   return new WardenError('invalid_request', `${field}: ${message}`, { field });
 }
 
-/** Validates a policy document from the API; errors name the field. */
-export function parsePolicy(input: unknown, field = 'policy'): Policy {
+function parseCredentialOperations(input: unknown, field: string): CredentialOperationsPolicy {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw fieldError(field, 'must be an object {allow?, reveal_secrets?}');
+  }
+  const raw = input as Record<string, unknown>;
+  const kinds = (key: 'allow' | 'reveal_secrets'): CredentialKind[] => {
+    const value = raw[key];
+    if (value === undefined) return [];
+    if (!Array.isArray(value))
+      throw fieldError(`${field}.${key}`, `must be an array of ${CREDENTIAL_KINDS.join(', ')}`);
+    for (const kind of value) {
+      if (!CREDENTIAL_KINDS.includes(kind as CredentialKind)) {
+        throw fieldError(
+          `${field}.${key}`,
+          `"${String(kind).slice(0, 50)}" is not one of ${CREDENTIAL_KINDS.join(', ')}`,
+        );
+      }
+    }
+    return [...new Set(value as CredentialKind[])];
+  };
+  for (const key of Object.keys(raw)) {
+    if (key !== 'allow' && key !== 'reveal_secrets') {
+      throw fieldError(`${field}.${key}`, 'is not a field; use allow or reveal_secrets');
+    }
+  }
+  const allow = kinds('allow');
+  const reveal = kinds('reveal_secrets');
+  const unallowed = reveal.find((kind) => !allow.includes(kind));
+  if (unallowed) {
+    throw fieldError(`${field}.reveal_secrets`, `"${unallowed}" must also be in ${field}.allow`);
+  }
+  return {
+    ...(allow.length > 0 ? { allow } : {}),
+    ...(reveal.length > 0 ? { reveal_secrets: reveal } : {}),
+  };
+}
+
+/**
+ * Validates a policy document from the API; errors name the field. Only the tenant-wide
+ * policy may allow credential operations.
+ */
+export function parsePolicy(
+  input: unknown,
+  field = 'policy',
+  scope: 'tenant' | 'identity' = 'identity',
+): Policy {
   const at = (key: string) => (field ? `${field}.${key}` : key);
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw fieldError(field || 'body', 'must be an object');
   }
   const raw = input as Record<string, unknown>;
+  const fields = ['read_only', 'deny_writes_by_default', 'rules', 'credential_operations'];
   for (const key of Object.keys(raw)) {
-    if (!['read_only', 'deny_writes_by_default', 'rules'].includes(key)) {
-      throw fieldError(at(key), 'is not a policy field; use read_only, deny_writes_by_default or rules');
+    if (!fields.includes(key)) {
+      throw fieldError(
+        at(key),
+        'is not a policy field; use read_only, deny_writes_by_default, rules or credential_operations',
+      );
     }
+  }
+  if (raw.credential_operations !== undefined && scope !== 'tenant') {
+    throw fieldError(
+      at('credential_operations'),
+      'only the tenant-wide policy (PUT /api/v1/policy) can allow credential operations; narrow them here with deny rules',
+    );
   }
   for (const flag of ['read_only', 'deny_writes_by_default'] as const) {
     if (raw[flag] !== undefined && typeof raw[flag] !== 'boolean')
@@ -227,6 +290,8 @@ export function parsePolicy(input: unknown, field = 'policy'): Policy {
           'must be a path pattern starting with "/", e.g. /zones/*/dns_records/**',
         );
       }
+      const problem = patternProblem(rule.path);
+      if (problem) throw fieldError(`${f}.path`, problem);
       if (rule.name !== undefined && (typeof rule.name !== 'string' || rule.name.length > 100)) {
         throw fieldError(`${f}.name`, 'must be a string of at most 100 characters');
       }
@@ -244,5 +309,13 @@ export function parsePolicy(input: unknown, field = 'policy'): Policy {
       ? { deny_writes_by_default: raw.deny_writes_by_default as boolean }
       : {}),
     ...(rules.length > 0 ? { rules } : {}),
+    ...(raw.credential_operations !== undefined
+      ? {
+          credential_operations: parseCredentialOperations(
+            raw.credential_operations,
+            at('credential_operations'),
+          ),
+        }
+      : {}),
   };
 }

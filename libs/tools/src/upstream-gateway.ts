@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { AuditJournal, AuditSubject } from '@warden/audit';
 import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
-import type { Clock } from '@warden/core';
-import { WardenError, isWardenError, systemClock } from '@warden/core';
+import type { Clock, Logger } from '@warden/core';
+import { WardenError, isWardenError, noopLogger, systemClock } from '@warden/core';
 import type {
   CloudflareClient,
   CloudflareCredential,
@@ -11,7 +11,12 @@ import type {
 } from '@warden/cloudflare';
 import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
-import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
+import { canonicalizePath } from './canonical-path.ts';
+import { credentialOperation } from './credential-guard.ts';
+import { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
+import { guardCredentialResponse } from './minted-credentials.ts';
+import type { MintedCredentialStore } from './minted-credentials.ts';
+import { evaluatePolicy, policyRefusal } from './policy.ts';
 import type { Policy } from './policy.ts';
 import type { OperationInfo, SpecLookup } from './ports.ts';
 
@@ -52,8 +57,11 @@ export interface UpstreamGateway {
    * `WardenError`s; a response of any status is returned.
    */
   send(party: UpstreamParty, request: GatewayRequest, journal: AuditJournal): Promise<CloudflareResponse>;
-  /** A Cloudflare client whose every request goes through `send` (for credential verification). */
-  clientFor(party: UpstreamParty, journal: AuditJournal): CloudflareClient;
+  /**
+   * A Cloudflare client whose every request goes through `send`, recorded as `action`: for code
+   * that speaks `CloudflareClient` (credential verification, revoking minted credentials).
+   */
+  clientFor(party: UpstreamParty, journal: AuditJournal, action: string): CloudflareClient;
   /** The spec operation of a request, when the spec knows it. */
   operation(method: string, path: string): OperationInfo | null;
 }
@@ -62,6 +70,9 @@ export interface UpstreamGatewayDeps {
   readonly cloudflare: CloudflareClient;
   readonly budget: RateBudget;
   readonly spec: SpecLookup;
+  /** Credentials agents create (when the tenant policy allows it), recorded before they see them. */
+  readonly mintedCredentials: MintedCredentialStore;
+  readonly logger?: Logger;
   readonly clock?: Clock;
 }
 
@@ -75,6 +86,7 @@ function bodyOf(request: CloudflareRequest): string | undefined {
 
 export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGateway {
   const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? noopLogger;
 
   function operation(method: string, path: string): OperationInfo | null {
     return deps.spec.findOperation(method, path);
@@ -82,12 +94,21 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
 
   async function send(
     party: UpstreamParty,
-    request: GatewayRequest,
+    input: GatewayRequest,
     journal: AuditJournal,
   ): Promise<CloudflareResponse> {
     const started = clock.now().getTime();
-    const action = request.action ?? DEFAULT_ACTION;
-    const op = operation(request.method, request.path);
+    const action = input.action ?? DEFAULT_ACTION;
+    // Policy sees, the trail records and Cloudflare gets one canonical spelling of the path.
+    let canonical: string | WardenError;
+    try {
+      canonical = canonicalizePath(input.path);
+    } catch (error) {
+      if (!isWardenError(error)) throw error;
+      canonical = error;
+    }
+    const request = { ...input, path: typeof canonical === 'string' ? canonical : input.path };
+    const op = typeof canonical === 'string' ? operation(request.method, request.path) : null;
     const body = bodyOf(request);
     const facts = {
       method: request.method,
@@ -111,10 +132,11 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       throw error;
     };
 
+    if (typeof canonical !== 'string') refuse(canonical);
     if (party.policy) {
       const graphqlQuery =
-        request.method === 'POST' && isGraphqlPath(request.path)
-          ? isGraphqlQueryDocument(request.body)
+        request.method === 'POST' && isGraphqlRequest(request)
+          ? classifyGraphqlBody(request.body).access === 'read'
           : undefined;
       const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
         method: request.method,
@@ -189,17 +211,37 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
         responseBytes: response.responseBytes,
       }),
     ]);
-    return response;
+    // A credential an agent creates is recorded (to be revoked on offboarding) and its secret
+    // withheld unless the tenant policy reveals it, before any front door sees the response.
+    const credentialOp = party.policy ? credentialOperation(request) : null;
+    if (!credentialOp || !party.policy) return response;
+    return guardCredentialResponse(
+      {
+        store: deps.mintedCredentials,
+        cloudflare: clientFor(party, journal, 'cloudflare.minted_credential_undo'),
+        logger,
+      },
+      {
+        tenantId: party.tenantId,
+        identifier: party.subject.identifier ?? '',
+        connectedAccountId: party.subject.connectedAccountId ?? '',
+        executionId: party.subject.executionId ?? null,
+        credential: party.credential,
+        policy: party.policy.tenant.credential_operations,
+      },
+      credentialOp,
+      request.path,
+      response,
+    );
   }
 
-  return {
-    send,
-    operation,
-    clientFor(party, journal) {
-      return {
-        baseUrl: deps.cloudflare.baseUrl,
-        send: (_credential, request) => send(party, { ...request, action: 'cloudflare.verify' }, journal),
-      };
-    },
-  };
+  function clientFor(party: UpstreamParty, journal: AuditJournal, action: string): CloudflareClient {
+    return {
+      baseUrl: deps.cloudflare.baseUrl,
+      // Warden's own follow-up requests are not the agent's: no tenant policy applies to them.
+      send: (_credential, request) => send({ ...party, policy: null }, { ...request, action }, journal),
+    };
+  }
+
+  return { send, operation, clientFor };
 }

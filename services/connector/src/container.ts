@@ -45,6 +45,7 @@ import {
   createDeliveryService,
   createExecuteToolService,
   createLiveCalls,
+  createMintedCredentialStore,
   createOffboardingService,
   createPolicyStore,
   createReverifier,
@@ -265,7 +266,15 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       logger.warn({ err }, 'could not record the spec load in the audit trail'),
     );
   });
-  const gateway = createUpstreamGateway({ cloudflare, budget: rate.budget, spec: codeMode.spec, clock });
+  const mintedCredentials = createMintedCredentialStore({ db: db.kysely });
+  const gateway = createUpstreamGateway({
+    cloudflare,
+    budget: rate.budget,
+    spec: codeMode.spec,
+    mintedCredentials,
+    logger,
+    clock,
+  });
   const verification = { gateway, audit, settings: (tenantId: string) => settings.effective(tenantId) };
   const delivery = createDeliveryService({
     db: db.kysely,
@@ -354,6 +363,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     audit,
     tenantSettings: (tenantId) => settings.effective(tenantId),
     closeSessions: async (tenantId, identifier) => invalidate({ tenantId, identifier, reason: 'revoked' }),
+    mintedCredentials,
     logger,
     clock,
   });

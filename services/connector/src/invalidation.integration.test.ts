@@ -64,7 +64,7 @@ describe('changes reach every replica before the next upstream request', () => {
     app: TestApp,
     method: 'GET' | 'PUT' | 'PATCH' | 'DELETE' | 'POST',
     url: string,
-    payload?: unknown,
+    payload?: Record<string, unknown>,
   ) => app.app.inject({ method, url, headers: auth(), ...(payload !== undefined ? { payload } : {}) });
   const execute = (identifier: string, code: string) =>
     on(a, 'POST', '/api/v1/execute_tool', { tool_name: 'cloudflare_execute', identifier, params: { code } });

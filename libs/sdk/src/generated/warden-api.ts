@@ -3851,10 +3851,17 @@ export interface components {
                 effect: "allow" | "deny";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/** */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny rules match fixed names in any case, allow rules exactly. */
                 path: string;
                 name?: string;
             }[];
+            /** @description Tenant-wide policy only. */
+            credential_operations?: {
+                /** @description Credential operations agents may run (all are refused by default). */
+                allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys")[];
+                /** @description Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow. */
+                reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys")[];
+            };
         };
         TenantSettingsInput: {
             /** @description Upstream requests per seconds for each Cloudflare user, e.g. "1000/300". */
@@ -4018,10 +4025,17 @@ export interface components {
                 effect: "allow" | "deny";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/** */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny rules match fixed names in any case, allow rules exactly. */
                 path: string;
                 name?: string;
             }[];
+            /** @description Tenant-wide policy only. */
+            credential_operations?: {
+                /** @description Credential operations agents may run (all are refused by default). */
+                allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys")[];
+                /** @description Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow. */
+                reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys")[];
+            };
         };
         TenantSettings: {
             /** @description Upstream requests per seconds for each Cloudflare user, e.g. "1000/300". */

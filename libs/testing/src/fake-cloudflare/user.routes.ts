@@ -1,5 +1,11 @@
-import { couldNotRoute, invalidApiToken, invalidRequestHeaders } from './fake-cloudflare.errors.ts';
+import {
+  badRequest,
+  couldNotRoute,
+  invalidApiToken,
+  invalidRequestHeaders,
+} from './fake-cloudflare.errors.ts';
 import { ok, param } from './fake-cloudflare.router.ts';
+import { parseJsonBody } from './request-body.parser.ts';
 import type { RouteContext, RouteDefinition } from './fake-cloudflare.router.ts';
 import { isoSeconds, tokenJson, userJson } from './fake-cloudflare.serializers.ts';
 import type { TokenRecord } from './fake-cloudflare.state.ts';
@@ -66,6 +72,34 @@ export const userRoutes: readonly RouteDefinition[] = [
     fallbackPermissions: ['com.cloudflare.api.token.read'],
     resource: 'user',
     handler: (ctx) => ok(tokenJson(ctx.state, ownedUserToken(ctx))),
+  },
+  {
+    // Creates a user token with the permission keys named in `policies[].permission_groups[].name`
+    // (the names `tokenJson` reports) and answers with its `value`, as the real API does once.
+    method: 'POST',
+    path: '/user/tokens',
+    fallbackPermissions: ['com.cloudflare.api.token.create'],
+    resource: 'user',
+    handler: (ctx) => {
+      const principal = ctx.principal;
+      if (principal.kind === 'account_token') throw invalidApiToken();
+      const body = parseJsonBody(ctx.body) as {
+        name?: unknown;
+        policies?: Array<{ permission_groups?: Array<{ name?: unknown }> }>;
+      };
+      if (typeof body.name !== 'string' || body.name === '') throw badRequest(1001, 'name is required');
+      const permissions = (body.policies ?? []).flatMap((policy) =>
+        (policy.permission_groups ?? []).map((group) => String(group.name)),
+      );
+      let created: { id: string; value: string };
+      try {
+        created = ctx.state.createUserToken({ userId: principal.user.id, name: body.name, permissions });
+      } catch (error) {
+        throw badRequest(1001, (error as Error).message);
+      }
+      const token = ctx.state.tokens.get(created.id) as TokenRecord;
+      return ok({ ...tokenJson(ctx.state, token), value: created.value });
+    },
   },
   {
     method: 'DELETE',

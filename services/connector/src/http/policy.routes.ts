@@ -1,5 +1,5 @@
 import type { Policy, PolicyStore } from '@warden/tools';
-import { parsePolicy } from '@warden/tools';
+import { CREDENTIAL_KINDS, MAX_PATTERN_GLOBSTARS, MAX_PATTERN_SEGMENTS, parsePolicy } from '@warden/tools';
 import { validateIdentifier } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -15,14 +15,32 @@ const policyRule = z.strictObject({
   methods: z.array(z.string()).describe('GET, POST, PUT, PATCH, DELETE or "*"'),
   path: z
     .string()
-    .describe('Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**'),
+    .describe(
+      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny rules match fixed names in any case, allow rules exactly.`,
+    ),
   name: z.string().optional(),
 });
+const credentialKind = z.enum(CREDENTIAL_KINDS);
+const credentialOperations = z
+  .strictObject({
+    allow: z
+      .array(credentialKind)
+      .optional()
+      .describe('Credential operations agents may run (all are refused by default).'),
+    reveal_secrets: z
+      .array(credentialKind)
+      .optional()
+      .describe(
+        'Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow.',
+      ),
+  })
+  .describe('Tenant-wide policy only.');
 export const policySchema = z
   .strictObject({
     read_only: z.boolean().optional().describe('Only GET requests and GraphQL queries.'),
     deny_writes_by_default: z.boolean().optional().describe('Writes need a matching allow rule.'),
     rules: z.array(policyRule).optional(),
+    credential_operations: credentialOperations.optional(),
   })
   .meta({ id: 'Policy' });
 
@@ -61,7 +79,7 @@ export async function policyRoutes(
       response: { 200: z.object({ policy: policySchema }), ...errorResponses },
     },
     handler: async (request) => {
-      const policy = parsePolicy(request.body, '');
+      const policy = parsePolicy(request.body, '', 'tenant');
       await deps.policies.setTenantPolicy(actorOf(request), policy);
       return { policy: policyJson(policy) };
     },
@@ -95,7 +113,7 @@ export async function policyRoutes(
       response: { 200: z.object({ policy: policySchema }), ...errorResponses },
     },
     handler: async (request) => {
-      const policy = parsePolicy(request.body, '');
+      const policy = parsePolicy(request.body, '', 'identity');
       await deps.policies.setIdentityPolicy(
         actorOf(request),
         validateIdentifier(request.params.identifier),

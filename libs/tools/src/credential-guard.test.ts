@@ -1,0 +1,111 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { specFixturePath } from '@warden/testing';
+import {
+  credentialOperation,
+  mintedCredential,
+  withholdCredentialSecrets,
+  withheldMarker,
+} from './credential-guard.ts';
+
+const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
+
+describe('credential guard', () => {
+  it('guards exactly the credential operations of the API document', () => {
+    const document = JSON.parse(readFileSync(specFixturePath(), 'utf8')) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const guarded: string[] = [];
+    for (const [path, item] of Object.entries(document.paths)) {
+      for (const method of METHODS.filter((m) => item[m])) {
+        const operation = credentialOperation({ method, path });
+        if (operation)
+          guarded.push(
+            `${method.toUpperCase()} ${path} ${operation.kind}${operation.revocable ? ' (recorded)' : ''}`,
+          );
+      }
+    }
+    expect(guarded.sort()).toEqual([
+      'DELETE /user/tokens/{token_id} api_tokens',
+      'GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}/token tunnel_tokens',
+      'GET /accounts/{account_id}/warp_connector/{tunnel_id}/token tunnel_tokens',
+      'POST /accounts/{account_id}/access/service_tokens access_service_tokens (recorded)',
+      'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/refresh access_service_tokens',
+      'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/rotate access_service_tokens',
+      'POST /accounts/{account_id}/r2/temp-access-credentials r2_temporary_credentials',
+      'POST /accounts/{account_id}/stream/keys stream_signing_keys (recorded)',
+      'POST /user/tokens api_tokens (recorded)',
+      'POST /zones/{zone_id}/access/service_tokens access_service_tokens (recorded)',
+      'PUT /user/tokens/{token_id} api_tokens',
+      'PUT /user/tokens/{token_id}/value api_tokens',
+    ]);
+  });
+
+  it('also guards account-owned tokens and API keys (newer documents), in any case, and leaves reads open', () => {
+    expect(credentialOperation({ method: 'POST', path: '/accounts/a/tokens' })).toEqual({
+      kind: 'api_tokens',
+      revocable: true,
+    });
+    expect(credentialOperation({ method: 'PUT', path: '/accounts/a/tokens/t/value' })?.kind).toBe(
+      'api_tokens',
+    );
+    expect(credentialOperation({ method: 'GET', path: '/user/api_key' })?.kind).toBe('api_keys');
+    expect(credentialOperation({ method: 'post', path: '/USER/Tokens' })?.kind).toBe('api_tokens');
+    expect(credentialOperation({ method: 'GET', path: '/user/tokens' })).toBeNull();
+    expect(credentialOperation({ method: 'GET', path: '/user/tokens/verify' })).toBeNull();
+    expect(credentialOperation({ method: 'GET', path: '/accounts/a/tokens/t' })).toBeNull();
+  });
+
+  it('withholds secrets: a string result, and secret-named fields at any depth', () => {
+    const created = {
+      success: true,
+      status: 200,
+      result: { id: 't1', name: 'ci', value: 'SECRET-1', policies: [{ id: 'p', value: null }] },
+      errors: [],
+    };
+    const { response, withheld } = withholdCredentialSecrets(created, 'api_tokens');
+    expect(response.result).toEqual({
+      id: 't1',
+      name: 'ci',
+      value: withheldMarker('api_tokens'),
+      policies: [{ id: 'p', value: null }],
+    });
+    expect(withheld).toEqual(['result.value']);
+    expect(created.result.value).toBe('SECRET-1');
+
+    const rolled = withholdCredentialSecrets({ success: true, result: 'SECRET-2' }, 'api_tokens');
+    expect(rolled).toEqual({
+      response: { success: true, result: withheldMarker('api_tokens') },
+      withheld: ['result'],
+    });
+
+    const r2 = withholdCredentialSecrets(
+      { success: true, result: { accessKeyId: 'AK', secretAccessKey: 'S', sessionToken: 'T' } },
+      'r2_temporary_credentials',
+    );
+    expect(r2.withheld).toEqual(['result.secretAccessKey', 'result.sessionToken']);
+    expect(JSON.stringify(r2.response)).not.toMatch(/"S"|"T"/);
+
+    const nothing = { success: false, result: null };
+    expect(withholdCredentialSecrets(nothing, 'api_tokens').response).toBe(nothing);
+  });
+
+  it('names what a creation minted, and how to revoke it', () => {
+    const create = { kind: 'api_tokens' as const, revocable: true };
+    expect(
+      mintedCredential(create, '/user/tokens', { success: true, result: { id: 'abc123', value: 'x' } }),
+    ).toEqual({
+      kind: 'api_tokens',
+      upstreamId: 'abc123',
+      revokePath: '/user/tokens/abc123',
+    });
+    expect(mintedCredential(create, '/user/tokens', { success: false, result: null })).toBeNull();
+    expect(mintedCredential(create, '/user/tokens', { success: true, result: { id: '../x' } })).toBeNull();
+    expect(
+      mintedCredential({ kind: 'api_tokens', revocable: false }, '/user/tokens/t/value', {
+        success: true,
+        result: 'v',
+      }),
+    ).toBeNull();
+  });
+});

@@ -1,0 +1,214 @@
+import type { Logger } from '@warden/core';
+import { isWardenError, unavailable } from '@warden/core';
+import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
+import type { Database } from '@warden/db';
+import type { ColumnType, Kysely } from 'kysely';
+import {
+  credentialSecretsRevealed,
+  mintedCredential,
+  withholdCredentialSecrets,
+} from './credential-guard.ts';
+import type {
+  CredentialKind,
+  CredentialOperation,
+  CredentialOperationsPolicy,
+  MintedCredentialRef,
+} from './credential-guard.ts';
+
+/** Declared beside its only store rather than in the shared schema type. */
+interface MintedCredentialsTable {
+  id: ColumnType<string, never, never>;
+  tenant_id: string;
+  identifier: string;
+  connected_account_id: string;
+  execution_id: string | null;
+  kind: string;
+  upstream_id: string;
+  revoke_path: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  revoked_at: ColumnType<Date | null, never, Date>;
+  last_error: ColumnType<string | null, never, string | null>;
+}
+
+export interface MintedCredential extends MintedCredentialRef {
+  readonly id: string;
+  readonly identifier: string;
+  readonly connectedAccountId: string;
+  readonly executionId: string | null;
+  readonly createdAt: Date;
+}
+
+export interface MintedCredentialStore {
+  record(
+    tenantId: string,
+    entry: MintedCredentialRef & {
+      readonly identifier: string;
+      readonly connectedAccountId: string;
+      readonly executionId: string | null;
+    },
+  ): Promise<void>;
+  /** Not yet revoked, oldest first. */
+  live(tenantId: string, connectedAccountId: string): Promise<MintedCredential[]>;
+  markRevoked(tenantId: string, id: string): Promise<void>;
+  markFailed(tenantId: string, id: string, error: string): Promise<void>;
+}
+
+export function createMintedCredentialStore(deps: { db: Kysely<Database> }): MintedCredentialStore {
+  const db = deps.db.withTables<{ minted_credentials: MintedCredentialsTable }>();
+  return {
+    async record(tenantId, entry) {
+      await db
+        .insertInto('minted_credentials')
+        .values({
+          tenant_id: tenantId,
+          identifier: entry.identifier,
+          connected_account_id: entry.connectedAccountId,
+          execution_id: entry.executionId,
+          kind: entry.kind,
+          upstream_id: entry.upstreamId,
+          revoke_path: entry.revokePath,
+        })
+        .execute();
+    },
+    async live(tenantId, connectedAccountId) {
+      const rows = await db
+        .selectFrom('minted_credentials')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .where('connected_account_id', '=', connectedAccountId)
+        .where('revoked_at', 'is', null)
+        .orderBy('id')
+        .execute();
+      return rows.map((row) => ({
+        id: String(row.id),
+        kind: row.kind as CredentialKind,
+        upstreamId: row.upstream_id,
+        revokePath: row.revoke_path,
+        identifier: row.identifier,
+        connectedAccountId: row.connected_account_id,
+        executionId: row.execution_id,
+        createdAt: row.created_at,
+      }));
+    },
+    async markRevoked(tenantId, id) {
+      await db
+        .updateTable('minted_credentials')
+        .set({ revoked_at: new Date(), last_error: null })
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .execute();
+    },
+    async markFailed(tenantId, id, error) {
+      await db
+        .updateTable('minted_credentials')
+        .set({ last_error: error.slice(0, 500) })
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .execute();
+    },
+  };
+}
+
+export interface MintedRevocation {
+  readonly credential: MintedCredential;
+  readonly revoked: boolean;
+  readonly detail: string;
+  /** The DELETE sent, when one reached Cloudflare. */
+  readonly status: number | null;
+  readonly cfRay: string | null;
+}
+
+/**
+ * Revokes at Cloudflare every live credential an account created through Warden, with
+ * that account's own credential (so before the account's token is itself deleted). A 404
+ * means it is already gone. Failures are kept on the row and reported, never thrown.
+ */
+export async function revokeMintedCredentials(
+  deps: { readonly store: MintedCredentialStore; readonly cloudflare: CloudflareClient },
+  tenantId: string,
+  connectedAccountId: string,
+  credential: CloudflareCredential,
+): Promise<MintedRevocation[]> {
+  const attempts: MintedRevocation[] = [];
+  for (const minted of await deps.store.live(tenantId, connectedAccountId)) {
+    let attempt: MintedRevocation;
+    try {
+      const response = await deps.cloudflare.send(credential, { method: 'DELETE', path: minted.revokePath });
+      const gone = response.success || response.status === 404;
+      const reason = response.errors.map((e) => e.message).join('; ') || `HTTP ${response.status}`;
+      attempt = {
+        credential: minted,
+        revoked: gone,
+        detail: gone
+          ? `Cloudflare revoked ${minted.kind} ${minted.upstreamId}`
+          : `Cloudflare refused to revoke ${minted.kind} ${minted.upstreamId}: ${reason}`,
+        status: response.status,
+        cfRay: response.cfRay,
+      };
+    } catch (error) {
+      attempt = {
+        credential: minted,
+        revoked: false,
+        detail: isWardenError(error) ? error.message : 'Cloudflare could not be reached',
+        status: null,
+        cfRay: null,
+      };
+    }
+    if (attempt.revoked) await deps.store.markRevoked(tenantId, minted.id);
+    else await deps.store.markFailed(tenantId, minted.id, attempt.detail);
+    attempts.push(attempt);
+  }
+  return attempts;
+}
+
+/**
+ * What an allowed credential operation returns to the agent: whatever it created is
+ * recorded first (if that fails, it is revoked at once and the call fails with 503, so
+ * nothing unrecorded outlives offboarding), then its secrets are withheld unless the tenant
+ * policy reveals them.
+ */
+export async function guardCredentialResponse<
+  T extends { readonly success: boolean; readonly result?: unknown },
+>(
+  deps: {
+    readonly store: MintedCredentialStore;
+    readonly cloudflare: CloudflareClient;
+    readonly logger: Logger;
+  },
+  context: {
+    readonly tenantId: string;
+    readonly identifier: string;
+    readonly connectedAccountId: string;
+    readonly executionId: string | null;
+    readonly credential: CloudflareCredential;
+    readonly policy: CredentialOperationsPolicy | undefined;
+  },
+  operation: CredentialOperation,
+  canonicalPath: string,
+  response: T,
+): Promise<T> {
+  const minted = mintedCredential(operation, canonicalPath, response);
+  if (minted) {
+    try {
+      await deps.store.record(context.tenantId, {
+        ...minted,
+        identifier: context.identifier,
+        connectedAccountId: context.connectedAccountId,
+        executionId: context.executionId,
+      });
+    } catch (error) {
+      const undo = await deps.cloudflare
+        .send(context.credential, { method: 'DELETE', path: minted.revokePath })
+        .then((r) => (r.success ? 'revoked' : `not revoked (HTTP ${r.status})`))
+        .catch(() => 'not revoked (Cloudflare unreachable)');
+      deps.logger.error(
+        { err: error, kind: minted.kind, upstream_id: minted.upstreamId, undo },
+        'a created credential could not be recorded',
+      );
+      throw unavailable('the database', error);
+    }
+  }
+  return credentialSecretsRevealed(context.policy, operation.kind)
+    ? response
+    : withholdCredentialSecrets(response, operation.kind).response;
+}
