@@ -36,7 +36,9 @@ async function reachable(url: string, defaultPort: number): Promise<string | nul
       socket.destroy();
       resolve(`${host}:${port} did not answer within 2 s`);
     });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(`${host}:${port}: ${error.code ?? error.message}`));
+    socket.once('error', (error: NodeJS.ErrnoException) =>
+      resolve(`${host}:${port}: ${error.code ?? error.message}`),
+    );
   });
 }
 
@@ -48,7 +50,10 @@ export default async function setup(): Promise<() => Promise<void>> {
     if (given) {
       const problem = await reachable(given, PORTS[name]);
       if (problem)
-        throw new Error(`${name}=${given} is not reachable (${problem}): start ${WHAT[name]} there or point ${name} at one`);
+        // The problem names host and port only: the URL may carry a password.
+        throw new Error(
+          `${name} is not reachable (${problem}): start ${WHAT[name]} there or point ${name} at one`,
+        );
     } else if ((await reachable(LOCAL[name], PORTS[name])) === null) {
       process.env[name] = LOCAL[name];
     } else {

@@ -1,4 +1,6 @@
 export { createDb } from './create-db.ts';
+export { DataDirLockedError, acquireDataDirLock, assertDataDirUnlocked } from './data-dir-lock.ts';
+export type { DataDirLock, DataDirLockHolder } from './data-dir-lock.ts';
 export type { Db, DbOptions } from './create-db.ts';
 export type { PreparedStatementOptions } from './prepared-statements.ts';
 export { migrateToLatest } from './migrate.ts';
