@@ -48,7 +48,9 @@ function postgresBin(): string {
   try {
     return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
   } catch {
-    throw new Error('PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian package postgresql');
+    throw new Error(
+      'PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian package postgresql',
+    );
   }
 }
 
@@ -154,7 +156,10 @@ async function waitForRedis(url: string): Promise<Redis> {
 }
 
 interface Counters {
+  /** Statements clients sent (pg_stat_statements `toplevel`); `nestedStatements` ran inside functions. */
   readonly statements: number;
+  readonly nestedStatements: number;
+  readonly databaseBytes: number;
   readonly statementsWalBytes: number;
   readonly walBytes: number;
   readonly redisCommands: Map<string, number>;
@@ -169,9 +174,18 @@ async function counters(
   redis: Redis,
   pids: { service: number; postmaster: number; redis: number },
 ): Promise<Counters> {
-  const { rows } = await admin.query<{ calls: string; wal_bytes: string; lsn: string }>(
-    `select coalesce(sum(s.calls), 0) as calls, coalesce(sum(s.wal_bytes), 0) as wal_bytes,
-            pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0') as lsn
+  const { rows } = await admin.query<{
+    calls: string;
+    nested: string;
+    wal_bytes: string;
+    lsn: string;
+    size: string;
+  }>(
+    `select coalesce(sum(s.calls) filter (where s.toplevel), 0) as calls,
+            coalesce(sum(s.calls) filter (where not s.toplevel), 0) as nested,
+            coalesce(sum(s.wal_bytes), 0) as wal_bytes,
+            pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0') as lsn,
+            pg_database_size($1) as size
        from pg_stat_statements s join pg_database d on d.oid = s.dbid
       where d.datname = $1`,
     [DATABASE],
@@ -185,9 +199,11 @@ async function counters(
     const cpu = processTreeCpuMs(pid);
     return cpu ? cpu.self + cpu.descendants : Number.NaN;
   };
-  const row = rows[0] as { calls: string; wal_bytes: string; lsn: string };
+  const row = rows[0] as { calls: string; nested: string; wal_bytes: string; lsn: string; size: string };
   return {
     statements: Number(row.calls),
+    nestedStatements: Number(row.nested),
+    databaseBytes: Number(row.size),
     statementsWalBytes: Number(row.wal_bytes),
     walBytes: Number(row.lsn),
     redisCommands: commands,
@@ -201,6 +217,8 @@ async function counters(
 interface Window {
   readonly seconds: number;
   readonly statements: number;
+  readonly nestedStatements: number;
+  readonly databaseBytes: number;
   readonly statementsWalBytes: number;
   readonly walBytes: number;
   readonly redisCommands: Map<string, number>;
@@ -220,6 +238,8 @@ function between(before: Counters, after: Counters): Window {
   return {
     seconds: (after.at - before.at) / 1000,
     statements: after.statements - before.statements,
+    nestedStatements: after.nestedStatements - before.nestedStatements,
+    databaseBytes: after.databaseBytes - before.databaseBytes,
     statementsWalBytes: after.statementsWalBytes - before.statementsWalBytes,
     walBytes: after.walBytes - before.walBytes,
     redisCommands,
@@ -273,8 +293,14 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const setup = createHttpClient(connector.url, { maxSockets: 1 });
     clients.push(setup);
     const call = async (method: string, pathname: string, auth: string, body: unknown, expected: number) => {
-      const res = await setup.request({ method, path: pathname, headers: { authorization: `Bearer ${auth}` }, body });
-      if (res.status !== expected) throw new Error(`${method} ${pathname}: ${res.status} ${res.body.toString()}`);
+      const res = await setup.request({
+        method,
+        path: pathname,
+        headers: { authorization: `Bearer ${auth}` },
+        body,
+      });
+      if (res.status !== expected)
+        throw new Error(`${method} ${pathname}: ${res.status} ${res.body.toString()}`);
       return JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;
     };
     const tenant = await call('POST', '/admin/v1/tenants', adminToken, { name: 'Ops tenant' }, 201);
@@ -334,10 +360,12 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const topStatements = await admin.query<{ query: string; calls: string }>(
       `select left(regexp_replace(s.query, '\\s+', ' ', 'g'), 120) as query, s.calls
          from pg_stat_statements s join pg_database d on d.oid = s.dbid
-        where d.datname = $1 order by s.calls desc limit 8`,
+        where d.datname = $1 and s.toplevel order by s.calls desc limit 8`,
       [DATABASE],
     );
     const serviceCpuMsPerCall = perCall(busy.serviceCpuMs, idle.serviceCpuMs);
+    const postgresCpuMsPerCall = perCall(busy.postgresCpuMs, idle.postgresCpuMs);
+    const redisCpuMsPerCall = perCall(busy.redisCpuMs, idle.redisCpuMs);
     return {
       ...environmentInfo(),
       method:
@@ -352,11 +380,21 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       p95_ms: round(load.p95Ms),
       connector_cpu_ms_per_call: round(serviceCpuMsPerCall, 3),
       calls_per_s_per_connector_core: round(1000 / serviceCpuMsPerCall, 1),
-      postgres_cpu_ms_per_call: round(perCall(busy.postgresCpuMs, idle.postgresCpuMs), 3),
-      redis_cpu_ms_per_call: round(perCall(busy.redisCpuMs, idle.redisCpuMs), 3),
+      postgres_cpu_ms_per_call: round(postgresCpuMsPerCall, 3),
+      redis_cpu_ms_per_call: round(redisCpuMsPerCall, 3),
+      // Connector, PostgreSQL and Redis on the same cores, as on a single host.
+      calls_per_s_per_core_all_parts: round(
+        1000 / (serviceCpuMsPerCall + postgresCpuMsPerCall + redisCpuMsPerCall),
+        1,
+      ),
       postgres_statements_per_call: round(perCall(busy.statements, idle.statements), 2),
+      postgres_nested_statements_per_call: round(perCall(busy.nestedStatements, idle.nestedStatements), 2),
+      // Table and index growth (audit records mostly); relations grow in pages, so a rough figure.
+      postgres_database_bytes_per_call: Math.round(perCall(busy.databaseBytes, idle.databaseBytes)),
       postgres_wal_bytes_per_call: Math.round(perCall(busy.walBytes, idle.walBytes)),
-      postgres_statement_wal_bytes_per_call: Math.round(perCall(busy.statementsWalBytes, idle.statementsWalBytes)),
+      postgres_statement_wal_bytes_per_call: Math.round(
+        perCall(busy.statementsWalBytes, idle.statementsWalBytes),
+      ),
       redis_commands_per_call: round(perCall(sum(busy.redisCommands), sum(idle.redisCommands)), 2),
       redis_commands_per_call_by_command: JSON.stringify(redisByCommand),
       idle_postgres_statements_per_s: round(idle.statements / idle.seconds, 2),
