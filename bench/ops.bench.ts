@@ -251,6 +251,22 @@ function between(before: Counters, after: Counters): Window {
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
+/** Resident memory (MB) of a process and its descendants (the connector and its sandboxes). */
+function treeRssMb(pid: number): number {
+  const rss = (p: number) =>
+    Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+  const children = (p: number): number[] =>
+    readdirSync(`/proc/${p}/task`).flatMap((task) =>
+      readFileSync(`/proc/${p}/task/${task}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number),
+    );
+  const walk = (p: number): number => rss(p) + children(p).reduce((total, child) => total + walk(child), 0);
+  return walk(pid) / 1024;
+}
+
 export async function run(args: string[]): Promise<Record<string, unknown>> {
   const seconds = numberArg(args, 'seconds', 20);
   const warmupSeconds = numberArg(args, 'warmup', 5);
@@ -345,6 +361,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const loadStart = await counters(admin, redis, pids);
     const load = await runLoad(execute, { concurrency, seconds, warmupSeconds: 0 });
     const busy = between(loadStart, await counters(admin, redis, pids));
+    const connectorRssMb = treeRssMb(connector.pid);
     if (load.failed > 0) throw new Error(`${load.failed} calls failed, the first: ${load.firstError}`);
 
     const calls = load.completed;
@@ -378,6 +395,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       calls_per_s: round(load.perSecond, 1),
       p50_ms: round(load.p50Ms),
       p95_ms: round(load.p95Ms),
+      connector_rss_mb_after_load: Math.round(connectorRssMb),
       connector_cpu_ms_per_call: round(serviceCpuMsPerCall, 3),
       calls_per_s_per_connector_core: round(1000 / serviceCpuMsPerCall, 1),
       postgres_cpu_ms_per_call: round(postgresCpuMsPerCall, 3),
