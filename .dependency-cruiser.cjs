@@ -54,8 +54,8 @@ module.exports = {
     tsConfig: { fileName: 'tsconfig.json' },
     enhancedResolveOptions: {
       exportsFields: ['exports'],
-      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+      conditionNames: ['@warden/source', 'import', 'require', 'node', 'default', 'types'],
     },
-    exclude: { path: '(node_modules|\\.nx|\\.warden)' },
+    exclude: { path: '(node_modules|\\.nx|\\.warden|/dist/)' },
   },
 };

@@ -5,7 +5,15 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['**/node_modules/**', '**/.nx/**', '**/.warden/**', 'libs/sdk/src/generated/**', 'coverage/**'],
+    ignores: [
+      '**/node_modules/**',
+      '**/.nx/**',
+      '**/.warden/**',
+      '.cache/**',
+      '**/dist/**',
+      'libs/sdk/src/generated/**',
+      'coverage/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

@@ -1,6 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // Workspace packages that publish a build (libs/sdk) point this condition at their sources
+  // (tests run in Vite's server-side environment, hence `ssr`).
+  ssr: { resolve: { conditions: ['@warden/source'] } },
   test: {
     include: ['libs/**/*.test.ts', 'services/**/*.test.ts', 'migrations/**/*.test.ts'],
     globalSetup: ['./vitest.global-setup.ts'],

@@ -3,6 +3,8 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './database.ts';
+import { acquireDataDirLock } from './data-dir-lock.ts';
+import type { DataDirLock } from './data-dir-lock.ts';
 import { pglitePool } from './pglite-pool.ts';
 import { createStatementNamer } from './prepared-statements.ts';
 import type { PreparedStatementOptions } from './prepared-statements.ts';
@@ -30,9 +32,14 @@ export interface Db {
   close(): Promise<void>;
 }
 
-/** `pglite` with `dataDir: null` keeps the database in memory (tests of the embedded path). */
+/**
+ * `pglite` with `dataDir: null` keeps the database in memory (tests of the embedded path). A
+ * `pglite` directory belongs to one process: the lock `<dataDir>.lock` is taken first and
+ * released by `close()` (DataDirLockedError names the process holding it).
+ */
 export async function createDb(options: DbOptions): Promise<Db> {
   let dialect: PostgresDialect;
+  let lock: DataDirLock | null = null;
   if (options.kind === 'postgres') {
     const pool = new pg.Pool({
       connectionString: options.url,
@@ -54,9 +61,17 @@ export async function createDb(options: DbOptions): Promise<Db> {
     });
     dialect = new PostgresDialect({ pool });
   } else {
-    if (options.dataDir !== null) mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    if (options.dataDir !== null) {
+      mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+      lock = acquireDataDirLock(options.dataDir);
+    }
     const pglite = options.dataDir === null ? new PGlite() : new PGlite(options.dataDir);
-    await pglite.waitReady;
+    try {
+      await pglite.waitReady;
+    } catch (error) {
+      lock?.release();
+      throw error;
+    }
     dialect = new PostgresDialect({ pool: pglitePool(pglite) });
   }
   const kysely = new Kysely<Database>({ dialect });
@@ -67,7 +82,11 @@ export async function createDb(options: DbOptions): Promise<Db> {
       await sql`select 1`.execute(kysely);
     },
     async close() {
-      await kysely.destroy();
+      try {
+        await kysely.destroy();
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

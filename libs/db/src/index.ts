@@ -1,6 +1,8 @@
 export { createDb } from './create-db.ts';
 export { createDatabaseClock } from './database-clock.ts';
 export type { DatabaseClock } from './database-clock.ts';
+export { DataDirLockedError, acquireDataDirLock, assertDataDirUnlocked } from './data-dir-lock.ts';
+export type { DataDirLock, DataDirLockHolder } from './data-dir-lock.ts';
 export type { Db, DbOptions } from './create-db.ts';
 export type { PreparedStatementOptions } from './prepared-statements.ts';
 export { migrateToLatest } from './migrate.ts';

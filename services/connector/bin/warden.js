@@ -1,3 +1,5 @@
 #!/usr/bin/env node
-// Entry for `npx warden`: the CLI is TypeScript, run natively by Node >= 24.
-import '../src/cli.ts';
+// Entry for `npx warden`: the version check runs before the TypeScript CLI is loaded.
+import '../../../scripts/require-node.mjs';
+
+await import('../src/cli.ts');

@@ -7,6 +7,7 @@ import { isWardenError, noopLogger } from '@warden/core';
 import { ConfigError, loadConfig } from './config.ts';
 import type { Config } from './config.ts';
 import { MIGRATIONS_FOLDER, createContainer } from './container.ts';
+import { refuseWhileEmbeddedDatabaseIsHeld } from './embedded-lock.ts';
 import type { Container } from './container.ts';
 
 /** Changes made from the command line are the operator's. */
@@ -90,6 +91,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   const key = `${group} ${command ?? ''}`.trim();
+  refuseWhileEmbeddedDatabaseIsHeld(config, key, rest);
   switch (key) {
     case 'tenants create': {
       const name = rest.join(' ');
