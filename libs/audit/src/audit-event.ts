@@ -4,7 +4,13 @@
  * administrative events (offboarding, connected-account changes). Never credentials,
  * never response bodies.
  */
-export type AuditKind = 'tool_call' | 'upstream_request' | 'offboarding' | 'connected_account';
+export type AuditKind =
+  | 'tool_call'
+  | 'upstream_request'
+  | 'offboarding'
+  | 'connected_account'
+  /** MCP sign-in: sign-ins, consents, token issuance and revocation. */
+  | 'mcp_oauth';
 
 export type AuditOutcome = 'success' | 'error' | 'refused' | 'rate_limited' | 'timeout';
 

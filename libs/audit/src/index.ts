@@ -79,3 +79,4 @@ export type {
   OutboxMessage,
   TargetResolver,
 } from './outbox.ts';
+export { isPrivateHost, publicOnlyLookup } from './network-guard.ts';

@@ -31,7 +31,7 @@ export interface OffboardingResult {
 
 /**
  * Cuts an identity off in one step: every connected account revoked (credentials
- * crypto-shredded), every MCP token revoked, live MCP sessions closed on every replica
+ * crypto-shredded), every MCP token and OAuth grant revoked, live MCP sessions closed on every replica
  * (through `closeSessions`), and running executions stopped at their next upstream
  * request (they re-check the account before each one). Optionally deletes the
  * Cloudflare API tokens themselves, where the token is allowed to.
@@ -43,6 +43,8 @@ export function createOffboardingService(deps: {
   audit: AuditStore;
   tenantSettings: (tenantId: string) => Promise<{ retentionDays: number }>;
   closeSessions: (tenantId: string, identifier: string) => Promise<void>;
+  /** Revokes the identity's OAuth grants from MCP sign-in (with their tokens); returns how many. */
+  revokeOAuthGrants?: (tenantId: string, identifier: string) => Promise<number>;
   logger: Logger;
   clock?: Clock;
 }) {
@@ -169,7 +171,9 @@ export function createOffboardingService(deps: {
           duration_ms: null,
         });
       }
-      const revokedMcpTokens = await deps.mcpTokens.revokeAllFor(caller.tenantId, identifier);
+      const revokedMcpTokens =
+        (await deps.mcpTokens.revokeAllFor(caller.tenantId, identifier)) +
+        ((await deps.revokeOAuthGrants?.(caller.tenantId, identifier)) ?? 0);
       await deps.closeSessions(caller.tenantId, identifier);
 
       const settings = await deps.tenantSettings(caller.tenantId);

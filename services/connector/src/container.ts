@@ -52,6 +52,7 @@ import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
 import type { EventBus } from './event-bus.ts';
 import { McpConnections, MCP_REVOKE_CHANNEL } from './mcp/mcp-connections.ts';
 import { createBullScheduler, createLocalScheduler } from './workers/scheduler.ts';
+import { purgeExpiredOAuthArtifacts, revokeOAuthGrantsOf } from './oauth/oauth-artifacts.ts';
 import type { Scheduler } from './workers/scheduler.ts';
 
 export type { ReadinessCheck } from './readiness.ts';
@@ -295,6 +296,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       audit,
       tenantSettings,
       closeSessions: (tenantId, identifier) => bus.publish(MCP_REVOKE_CHANNEL, { tenantId, identifier }),
+      revokeOAuthGrants: (tenantId, identifier) => revokeOAuthGrantsOf(db.kysely, tenantId, identifier),
       logger,
     });
     const outbox = createOutboxDispatcher({ db: db.kysely, resolve: delivery.resolve, logger });
@@ -319,6 +321,9 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       await outbox.dispatchOnce();
     });
     scheduler.every('audit-maintenance', 3600_000, () => maintainAudit());
+    scheduler.every('oauth-purge', 3600_000, async () => {
+      await purgeExpiredOAuthArtifacts(db.kysely);
+    });
     await scheduler.start();
     closers.push(() => scheduler.close());
     return {

@@ -82,7 +82,9 @@ export async function auditRoutes(
         identifier: z.string().optional(),
         tool_name: z.string().optional(),
         outcome: z.enum(['success', 'error', 'refused', 'rate_limited', 'timeout']).optional(),
-        kind: z.enum(['tool_call', 'upstream_request', 'offboarding', 'connected_account']).optional(),
+        kind: z
+          .enum(['tool_call', 'upstream_request', 'offboarding', 'connected_account', 'mcp_oauth'])
+          .optional(),
         execution_id: z.string().optional(),
         page_size: pageSize,
         page_token: z.string().max(500).optional(),

@@ -1,0 +1,96 @@
+import { createSsoConfigService } from '@warden/vault';
+import type { FastifyInstance } from 'fastify';
+import type { Container } from '../container.ts';
+import { MCP_REVOKE_CHANNEL } from '../mcp/mcp-connections.ts';
+import type { McpRevocation } from '../mcp/mcp-connections.ts';
+import { createLoginLinks } from './login-links.ts';
+import { createOAuthAudit } from './oauth-audit.ts';
+import { oauthRoutes } from './oauth.routes.ts';
+import { createOAuthServer } from './oauth-server.ts';
+import type { OAuthServer } from './oauth-server.ts';
+import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
+import { createSsoRelyingParty } from './sso.ts';
+
+/**
+ * MCP sign-in: Warden's OAuth authorization server for /mcp, its sign-in pages and the
+ * tenant API around it. Returns the server, whose `authenticate` turns an access token into
+ * an MCP session.
+ */
+export async function setUpMcpOAuth(
+  app: FastifyInstance,
+  container: Pick<
+    Container,
+    | 'config'
+    | 'db'
+    | 'envelope'
+    | 'audit'
+    | 'tenantSettings'
+    | 'bus'
+    | 'logger'
+    | 'tenants'
+    | 'connectedAccounts'
+    | 'policies'
+    | 'scopedTools'
+  >,
+): Promise<OAuthServer> {
+  const { config } = container;
+  const db = container.db.kysely;
+  const allowInsecure = config.oauth.allowInsecure;
+  const audit = createOAuthAudit({ audit: container.audit, tenantSettings: container.tenantSettings });
+  const ssoConfigs = createSsoConfigService({
+    db,
+    envelope: container.envelope,
+    allowInsecureIssuers: allowInsecure,
+  });
+  const server = await createOAuthServer({
+    db,
+    envelope: container.envelope,
+    options: {
+      publicUrl: config.publicUrl,
+      accessTokenTtlSeconds: config.oauth.accessTokenTtlSeconds,
+      refreshTokenTtlSeconds: config.oauth.refreshTokenTtlSeconds,
+      allowInsecure,
+    },
+    audit,
+    onGrantRevoked: async (tenantId, identifier, tokenId) => {
+      const revocation: McpRevocation = { tenantId, identifier, tokenId };
+      await container.bus.publish(MCP_REVOKE_CHANNEL, revocation);
+    },
+    logger: container.logger,
+  });
+  const sso = createSsoRelyingParty({ ssoConfigs, publicUrl: config.publicUrl, allowInsecure });
+  const loginLinks = createLoginLinks({
+    db,
+    publicUrl: config.publicUrl,
+    ttlSeconds: config.oauth.loginLinkTtlSeconds,
+  });
+  await app.register(async (scope) =>
+    oauthRoutes(scope, {
+      server,
+      db,
+      publicUrl: config.publicUrl,
+      allowInsecure,
+      tenants: container.tenants,
+      accounts: container.connectedAccounts,
+      policies: container.policies,
+      scopedTools: container.scopedTools,
+      ssoConfigs,
+      sso,
+      loginLinks,
+      audit,
+      logger: container.logger,
+    }),
+  );
+  await app.register(async (scope) =>
+    oauthTenantRoutes(scope, {
+      tenants: container.tenants,
+      server,
+      ssoConfigs,
+      sso,
+      loginLinks,
+      audit,
+      allowInsecure,
+    }),
+  );
+  return server;
+}

@@ -1,0 +1,121 @@
+import { startFakeCloudflare } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+import { expect } from 'vitest';
+import { freePort } from '../../test-support/free-port.ts';
+import { SPEC_PATH } from '../../test-support/paths.ts';
+import { startTestApp } from '../../test-support/test-app.ts';
+import type { TestApp } from '../../test-support/test-app.ts';
+import { startClientMetadataServer } from './client-metadata-server.ts';
+import type { ClientMetadataServer } from './client-metadata-server.ts';
+import { startTestIdp } from './test-idp.ts';
+import type { TestIdp } from './test-idp.ts';
+import type { UaPage } from './user-agent.ts';
+import { ScriptedUserAgent } from './user-agent.ts';
+
+export const ALICE = { email: 'alice@acme.com', password: 'alice-password' };
+export const MALLORY = { email: 'mallory@evil.example', password: 'mallory-password' };
+
+/**
+ * Warden listening on a real port (MCP clients and browsers reach it by URL), the fake
+ * Cloudflare API as upstream, a tenant whose engineers sign in through a real OpenID
+ * Connect provider, alice's Cloudflare token vaulted, and an MCP client's metadata document.
+ */
+export interface OAuthFixture {
+  readonly t: TestApp;
+  readonly cf: FakeCloudflare;
+  readonly idp: TestIdp;
+  readonly cimd: ClientMetadataServer;
+  readonly base: string;
+  readonly mcpUrl: string;
+  readonly tenant: { tenantId: string; apiKey: string };
+  /** Where the MCP client's browser ends (no server: the agent stops there). */
+  readonly callbackUrl: string;
+  readonly zoneId: string;
+  userAgent(): ScriptedUserAgent;
+  /** Runs the browser part over SSO and returns the URL the client got back. */
+  ssoSignIn(
+    ua: ScriptedUserAgent,
+    authorizationUrl: URL,
+    user: { email: string; password: string },
+  ): Promise<UaPage>;
+  api(method: string, url: string, payload?: unknown): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+export async function startOAuthFixture(env: Record<string, string> = {}): Promise<OAuthFixture> {
+  const cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const callbackUrl = `http://127.0.0.1:${await freePort()}/callback`;
+  const idp = await startTestIdp({ redirectUri: `${base}/oauth/sso/callback`, users: [ALICE, MALLORY] });
+  const cimd = await startClientMetadataServer({ clientName: 'Metadata Client', redirectUris: [callbackUrl] });
+  const t = await startTestApp({
+    CLOUDFLARE_API_BASE: cf.url,
+    PUBLIC_URL: base,
+    OAUTH_ALLOW_INSECURE: 'true',
+    ...env,
+  });
+  await t.app.listen({ host: '127.0.0.1', port });
+  const tenant = await t.createTenant('Acme');
+  t.secrets.add(idp.clientSecret);
+  t.secrets.add(ALICE.password);
+
+  const user = cf.state.createUser({ email: ALICE.email });
+  const account = cf.state.createAccount({ name: 'Acme Production', members: [user.id] });
+  const zoneId = cf.state.createZone({ accountId: account.id, name: 'acme.example' }).id;
+  const token = cf.state.createUserToken({
+    userId: user.id,
+    permissions: ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read'],
+  });
+  await t.connect(tenant.apiKey, ALICE.email, token.value);
+
+  async function api(method: string, url: string, payload?: unknown) {
+    const res = await t.app.inject({
+      method: method as 'GET',
+      url,
+      headers: { authorization: `Bearer ${tenant.apiKey}` },
+      ...(payload === undefined ? {} : { payload: payload as object }),
+    });
+    return { status: res.statusCode, body: res.body ? (res.json() as unknown) : null };
+  }
+
+  const sso = await api('PUT', '/api/v1/mcp/sso', {
+    issuer: idp.issuer,
+    client_id: idp.clientId,
+    client_secret: idp.clientSecret,
+    allowed_email_domains: ['acme.com'],
+  });
+  expect(sso.status, JSON.stringify(sso.body)).toBe(200);
+
+  return {
+    t,
+    cf,
+    idp,
+    cimd,
+    base,
+    mcpUrl: `${base}/mcp`,
+    tenant,
+    callbackUrl,
+    zoneId,
+    userAgent: () => new ScriptedUserAgent([callbackUrl]),
+    async ssoSignIn(ua, authorizationUrl, signInAs) {
+      const login = await ua.get(authorizationUrl.href);
+      expect(login.status, login.body).toBe(200);
+      expect(login.body).toContain('Continue with SSO');
+      const idpLogin = await ua.submit(login, { email: signInAs.email }, '/sso');
+      expect(idpLogin.url.startsWith(idp.issuer), idpLogin.body).toBe(true);
+      const idpConsent = await ua.submit(idpLogin, { login: signInAs.email, password: signInAs.password });
+      const back = idpConsent.url.startsWith(idp.issuer) ? await ua.submit(idpConsent) : idpConsent;
+      if (back.status === 0) return back;
+      expect(back.body).toContain('Allow access to Cloudflare?');
+      return ua.submit(back, {}, '/consent');
+    },
+    api,
+    async close() {
+      await t.close();
+      await cimd.close();
+      await idp.close();
+      await cf.close();
+    },
+  };
+}
