@@ -99,7 +99,7 @@ export async function createOAuthServer(deps: {
     // Public clients only: a client secret would have to be stored where tokens are hashed.
     clientAuthMethods: ['none'],
     responseTypes: ['code'],
-    scopes: ['openid', 'offline_access'],
+    scopes: ['openid', 'offline_access', MCP_SCOPE],
     claims: { openid: ['sub'] },
     cookies: {
       keys: [...keys.cookieKeys],

@@ -81,4 +81,143 @@ describe('MCP sign-in with OAuth 2.1', () => {
     f.t.secrets.add(tokens!.access_token);
     f.t.secrets.add(tokens!.refresh_token!);
   });
+
+  it('registers by Dynamic Client Registration, signs in with a login link, and audits every step', async () => {
+    const provider = new TestOAuthClientProvider(f.callbackUrl, { clientName: 'Registered Client' });
+    const ua = f.userAgent();
+    const client = await connectWithOAuth(f.mcpUrl, provider, async (url) =>
+      (await f.linkSignIn(ua, url, ALICE.email)).url,
+    );
+    const clientId = (provider.clientInformation() as { client_id: string }).client_id;
+    expect(clientId).not.toBe(f.cimd.clientId);
+    try {
+      const search = await client.callTool({
+        name: 'cloudflare_search',
+        arguments: { code: "async () => spec.paths['/zones'].get.summary" },
+      });
+      expect(search.isError).toBeFalsy();
+    } finally {
+      await client.close();
+    }
+    f.t.secrets.add(provider.tokens()!.access_token);
+
+    const consents = await f.api('GET', `/api/v1/mcp/consents?identifier=${encodeURIComponent(ALICE.email)}`);
+    expect(consents.status).toBe(200);
+    const mine = consents.body.consents.find((c: { client_id: string }) => c.client_id === clientId);
+    expect(mine).toMatchObject({
+      identifier: ALICE.email,
+      client_name: 'Registered Client',
+      redirect_host: new URL(f.callbackUrl).host,
+      id: expect.stringMatching(/^oag_/),
+    });
+
+    const events = await f.api('GET', `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=mcp_oauth`);
+    const actions = events.body.events.map((e: { action: string }) => e.action);
+    expect(actions).toEqual(
+      expect.arrayContaining(['mcp_oauth.sign_in', 'mcp_oauth.consent', 'mcp_oauth.token_issued']),
+    );
+    const calls = await f.api('GET', `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=tool_call`);
+    expect(calls.body.events.at(-1)).toMatchObject({
+      caller: { type: 'mcp_token', id: mine.id, client_name: 'Registered Client' },
+    });
+
+    // The browser is still signed in and the consent remembered: straight back with a code.
+    const sameBrowser = new TestOAuthClientProvider(f.callbackUrl, { clientName: 'Registered Client' });
+    sameBrowser.saveClientInformation(provider.clientInformation()!);
+    await (
+      await connectWithOAuth(f.mcpUrl, sameBrowser, async (url) => {
+        const back = await ua.get(url.href);
+        expect(back.status).toBe(0);
+        return back.url;
+      })
+    ).close();
+    // Another browser signs in again, but is not asked to consent again.
+    const otherBrowser = f.userAgent();
+    const elsewhere = new TestOAuthClientProvider(f.callbackUrl, { clientName: 'Registered Client' });
+    elsewhere.saveClientInformation(provider.clientInformation()!);
+    await (
+      await connectWithOAuth(f.mcpUrl, elsewhere, async (url) => {
+        await otherBrowser.get(url.href);
+        const back = await otherBrowser.submit(await otherBrowser.get(await f.loginLink(ALICE.email)));
+        expect(back.status).toBe(0);
+        return back.url;
+      })
+    ).close();
+  });
+
+  it('rotates refresh tokens, revokes with RFC 7009, and revokes consents through the tenant API', async () => {
+    const provider = new TestOAuthClientProvider(f.callbackUrl, { clientMetadataUrl: f.cimd.clientId });
+    const ua = f.userAgent();
+    (await connectWithOAuth(f.mcpUrl, provider, async (url) => (await f.linkSignIn(ua, url, ALICE.email)).url)).close();
+    const first = provider.tokens()!;
+    f.t.secrets.add(first.refresh_token!);
+    const refreshed = await tokenRequest({
+      grant_type: 'refresh_token',
+      refresh_token: first.refresh_token!,
+      client_id: f.cimd.clientId,
+      resource: f.mcpUrl,
+    });
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.body.refresh_token).not.toBe(first.refresh_token);
+    f.t.secrets.add(refreshed.body.access_token);
+    f.t.secrets.add(refreshed.body.refresh_token);
+    expect(await listToolsStatus(refreshed.body.access_token)).toBe(200);
+
+    // RFC 7009: revoking the access token ends the grant's tokens, the refresh token too.
+    const revoke = await fetch(`${f.base}/oauth/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: refreshed.body.access_token, client_id: f.cimd.clientId }),
+    });
+    expect(revoke.status).toBe(200);
+    expect(await listToolsStatus(refreshed.body.access_token)).toBe(401);
+    const afterTokenRevoked = await tokenRequest({
+      grant_type: 'refresh_token',
+      refresh_token: refreshed.body.refresh_token,
+      client_id: f.cimd.clientId,
+    });
+    expect(afterTokenRevoked.body.error).toBe('invalid_grant');
+
+    // Signed in again (this browser, remembered consent); then the tenant revokes the consent.
+    const again = new TestOAuthClientProvider(f.callbackUrl, { clientMetadataUrl: f.cimd.clientId });
+    await (await connectWithOAuth(f.mcpUrl, again, async (url) => (await ua.get(url.href)).url)).close();
+    const next = again.tokens()!;
+    f.t.secrets.add(next.access_token);
+    f.t.secrets.add(next.refresh_token!);
+    expect(await listToolsStatus(next.access_token)).toBe(200);
+    const consents = await f.api('GET', `/api/v1/mcp/consents?identifier=${encodeURIComponent(ALICE.email)}`);
+    const consent = consents.body.consents.find((c: { client_id: string }) => c.client_id === f.cimd.clientId);
+    expect((await f.api('DELETE', `/api/v1/mcp/consents/${consent.id}`)).status).toBe(204);
+    expect((await f.api('DELETE', `/api/v1/mcp/consents/${consent.id}`)).status).toBe(404);
+    expect(await listToolsStatus(next.access_token)).toBe(401);
+    const afterRevoke = await tokenRequest({
+      grant_type: 'refresh_token',
+      refresh_token: next.refresh_token!,
+      client_id: f.cimd.clientId,
+    });
+    expect(afterRevoke.body.error).toBe('invalid_grant');
+  });
+
+  async function tokenRequest(params: Record<string, string>) {
+    const res = await fetch(`${f.base}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(params),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, string> };
+  }
+
+  async function listToolsStatus(accessToken: string): Promise<number> {
+    const res = await fetch(f.mcpUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${accessToken}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+    });
+    await res.body?.cancel();
+    return res.status;
+  }
 });

@@ -38,6 +38,9 @@ export interface OAuthFixture {
     authorizationUrl: URL,
     user: { email: string; password: string },
   ): Promise<UaPage>;
+  /** Runs the browser part with a login link from the tenant's backend. */
+  linkSignIn(ua: ScriptedUserAgent, authorizationUrl: URL, identifier: string): Promise<UaPage>;
+  loginLink(identifier: string): Promise<string>;
   api(method: string, url: string, payload?: unknown): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
 }
@@ -79,6 +82,13 @@ export async function startOAuthFixture(env: Record<string, string> = {}): Promi
     return { status: res.statusCode, body: res.body ? (res.json() as unknown) : null };
   }
 
+  async function loginLink(identifier: string): Promise<string> {
+    const link = await api('POST', '/api/v1/mcp/login_links', { identifier });
+    expect(link.status).toBe(201);
+    t.secrets.add(new URL(link.body.url).searchParams.get('token')!);
+    return link.body.url as string;
+  }
+
   const sso = await api('PUT', '/api/v1/mcp/sso', {
     issuer: idp.issuer,
     client_id: idp.clientId,
@@ -109,6 +119,16 @@ export async function startOAuthFixture(env: Record<string, string> = {}): Promi
       if (back.status === 0) return back;
       expect(back.body).toContain('Allow access to Cloudflare?');
       return ua.submit(back, {}, '/consent');
+    },
+    loginLink,
+    async linkSignIn(ua, authorizationUrl, identifier) {
+      const login = await ua.get(authorizationUrl.href);
+      expect(login.body, login.body).toContain('With a sign-in link');
+      const linkPage = await ua.get(await loginLink(identifier));
+      const consent = await ua.submit(linkPage);
+      if (consent.status === 0) return consent;
+      expect(consent.body, consent.body).toContain('Allow access to Cloudflare?');
+      return ua.submit(consent, {}, '/consent');
     },
     api,
     async close() {
