@@ -44,7 +44,10 @@ export function validateSsoConfigInput(
   options: { allowInsecureIssuers: boolean },
 ): SsoConfigInput {
   const issuer = URL.parse(input.issuer);
-  if (!issuer || (issuer.protocol !== 'https:' && !(options.allowInsecureIssuers && issuer.protocol === 'http:'))) {
+  if (
+    !issuer ||
+    (issuer.protocol !== 'https:' && !(options.allowInsecureIssuers && issuer.protocol === 'http:'))
+  ) {
     throw invalidRequest('issuer', 'must be the https:// URL of your OpenID Connect provider (its `issuer`)');
   }
   if (issuer.search || issuer.hash || issuer.username || issuer.password) {

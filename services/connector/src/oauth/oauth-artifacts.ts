@@ -134,11 +134,7 @@ export function artifactAdapterFactory(db: Kysely<Database>): (model: string) =>
 /** Warden's own records (pending SSO sign-ins, login links, consents) in the same table. */
 export function createRecordStore<T extends object>(db: Kysely<Database>, model: string) {
   return {
-    async put(
-      id: string,
-      payload: T & { accountId?: string },
-      ttlSeconds: number,
-    ): Promise<void> {
+    async put(id: string, payload: T & { accountId?: string }, ttlSeconds: number): Promise<void> {
       await new ArtifactAdapter(db, model).upsert(id, payload as AdapterPayload, ttlSeconds);
     },
     /** Reads without using up (to show what a link would do). */

@@ -58,7 +58,9 @@ describe('MCP sign-in in a real browser', () => {
       expect(tools.map((x) => x.name)).toEqual(['cloudflare_search', 'cloudflare_execute']);
       const zones = await client.callTool({
         name: 'cloudflare_execute',
-        arguments: { code: "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result.length" },
+        arguments: {
+          code: "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result.length",
+        },
       });
       expect((zones.content as Array<{ text: string }>)[0]!.text).toBe('1');
     } finally {

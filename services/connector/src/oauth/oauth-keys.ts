@@ -25,7 +25,10 @@ function generate(): OAuthServerKeys {
   };
 }
 
-export async function loadOAuthServerKeys(db: Kysely<Database>, envelope: Envelope): Promise<OAuthServerKeys> {
+export async function loadOAuthServerKeys(
+  db: Kysely<Database>,
+  envelope: Envelope,
+): Promise<OAuthServerKeys> {
   const existing = await db
     .selectFrom('oauth_server_keys')
     .selectAll()

@@ -121,9 +121,9 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
   });
 
   it('PKCE missing, plain or wrong', async () => {
-    const missing = await f.userAgent().get(
-      authorization({ code_challenge: null, code_challenge_method: null }).url.href,
-    );
+    const missing = await f
+      .userAgent()
+      .get(authorization({ code_challenge: null, code_challenge_method: null }).url.href);
     expect(callbackError(missing.url)).toMatchObject({ error: 'invalid_request' });
     expect(callbackError(missing.url).description).toContain('PKCE');
 
@@ -210,7 +210,10 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
     expect(reused.status).toBe(400);
     expect(reused.body.error).toBe('invalid_grant');
     expect((await mcpStatus(rotated.body.access_token!)).status).toBe(401);
-    const successor = await token({ grant_type: 'refresh_token', refresh_token: rotated.body.refresh_token! });
+    const successor = await token({
+      grant_type: 'refresh_token',
+      refresh_token: rotated.body.refresh_token!,
+    });
     expect(successor.body.error).toBe('invalid_grant');
     const events = await f.api('GET', '/api/v1/audit/events?kind=mcp_oauth&outcome=refused');
     expect(events.body.events.map((e: { action: string }) => e.action)).toContain('mcp_oauth.refresh_reuse');

@@ -7,7 +7,12 @@ import { sql } from 'kysely';
 import Provider, { errors } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { accountIdFor, artifactAdapterFactory, createRecordStore, parseAccountId } from './oauth-artifacts.ts';
+import {
+  accountIdFor,
+  artifactAdapterFactory,
+  createRecordStore,
+  parseAccountId,
+} from './oauth-artifacts.ts';
 import type { OAuthAudit } from './oauth-audit.ts';
 import { grantIdOf, grantTokenId, oauthCaller } from './oauth-audit.ts';
 import { loadOAuthServerKeys } from './oauth-keys.ts';
@@ -287,7 +292,9 @@ export async function createOAuthServer(deps: {
       };
     },
 
-    async rememberConsent(record: Omit<ConsentRecord, 'accountId'> & { tenantId: string; identifier: string }) {
+    async rememberConsent(
+      record: Omit<ConsentRecord, 'accountId'> & { tenantId: string; identifier: string },
+    ) {
       const { tenantId, identifier, ...rest } = record;
       await consents.put(
         record.grantId,
@@ -303,7 +310,14 @@ export async function createOAuthServer(deps: {
         .leftJoin('oauth_artifacts as c', (join) =>
           join.onRef('c.grant_id', '=', 'g.id').on('c.model', '=', 'Consent'),
         )
-        .select(['g.id', 'g.identifier', 'g.client_id', 'g.created_at', 'g.expires_at', 'c.payload as consent'])
+        .select([
+          'g.id',
+          'g.identifier',
+          'g.client_id',
+          'g.created_at',
+          'g.expires_at',
+          'c.payload as consent',
+        ])
         .where('g.model', '=', 'Grant')
         .where('g.tenant_id', '=', tenantId)
         .where(sql<boolean>`(g.expires_at is null or g.expires_at > now())`)
@@ -339,7 +353,11 @@ export async function createOAuthServer(deps: {
       if (!grant?.identifier) return null;
       await db.transaction().execute(async (trx) => {
         await trx.deleteFrom('oauth_artifacts').where('grant_id', '=', grantId).execute();
-        await trx.deleteFrom('oauth_artifacts').where('model', '=', 'Grant').where('id', '=', grantId).execute();
+        await trx
+          .deleteFrom('oauth_artifacts')
+          .where('model', '=', 'Grant')
+          .where('id', '=', grantId)
+          .execute();
       });
       await deps.onGrantRevoked(tenantId, grant.identifier, id);
       return { identifier: grant.identifier };

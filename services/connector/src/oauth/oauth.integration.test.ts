@@ -30,7 +30,10 @@ describe('MCP sign-in with OAuth 2.1', () => {
     });
     expect(invalid.headers.get('www-authenticate')).toContain('error="invalid_token"');
 
-    for (const path of ['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource']) {
+    for (const path of [
+      '/.well-known/oauth-protected-resource/mcp',
+      '/.well-known/oauth-protected-resource',
+    ]) {
       const prm = await (await fetch(`${f.base}${path}`)).json();
       expect(prm).toMatchObject({
         resource: f.mcpUrl,
@@ -39,7 +42,9 @@ describe('MCP sign-in with OAuth 2.1', () => {
         bearer_methods_supported: ['header'],
       });
     }
-    const as = await (await fetch(`${f.base}/.well-known/oauth-authorization-server`)).json();
+    const as = (await (await fetch(`${f.base}/.well-known/oauth-authorization-server`)).json()) as {
+      grant_types_supported: string[];
+    };
     expect(as).toMatchObject({
       issuer: f.base,
       authorization_endpoint: `${f.base}/oauth/authorize`,
@@ -85,8 +90,10 @@ describe('MCP sign-in with OAuth 2.1', () => {
   it('registers by Dynamic Client Registration, signs in with a login link, and audits every step', async () => {
     const provider = new TestOAuthClientProvider(f.callbackUrl, { clientName: 'Registered Client' });
     const ua = f.userAgent();
-    const client = await connectWithOAuth(f.mcpUrl, provider, async (url) =>
-      (await f.linkSignIn(ua, url, ALICE.email)).url,
+    const client = await connectWithOAuth(
+      f.mcpUrl,
+      provider,
+      async (url) => (await f.linkSignIn(ua, url, ALICE.email)).url,
     );
     const clientId = (provider.clientInformation() as { client_id: string }).client_id;
     expect(clientId).not.toBe(f.cimd.clientId);
@@ -111,12 +118,18 @@ describe('MCP sign-in with OAuth 2.1', () => {
       id: expect.stringMatching(/^oag_/),
     });
 
-    const events = await f.api('GET', `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=mcp_oauth`);
+    const events = await f.api(
+      'GET',
+      `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=mcp_oauth`,
+    );
     const actions = events.body.events.map((e: { action: string }) => e.action);
     expect(actions).toEqual(
       expect.arrayContaining(['mcp_oauth.sign_in', 'mcp_oauth.consent', 'mcp_oauth.token_issued']),
     );
-    const calls = await f.api('GET', `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=tool_call`);
+    const calls = await f.api(
+      'GET',
+      `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=tool_call`,
+    );
     expect(calls.body.events.at(-1)).toMatchObject({
       caller: { type: 'mcp_token', id: mine.id, client_name: 'Registered Client' },
     });
@@ -148,7 +161,13 @@ describe('MCP sign-in with OAuth 2.1', () => {
   it('rotates refresh tokens, revokes with RFC 7009, and revokes consents through the tenant API', async () => {
     const provider = new TestOAuthClientProvider(f.callbackUrl, { clientMetadataUrl: f.cimd.clientId });
     const ua = f.userAgent();
-    (await connectWithOAuth(f.mcpUrl, provider, async (url) => (await f.linkSignIn(ua, url, ALICE.email)).url)).close();
+    (
+      await connectWithOAuth(
+        f.mcpUrl,
+        provider,
+        async (url) => (await f.linkSignIn(ua, url, ALICE.email)).url,
+      )
+    ).close();
     const first = provider.tokens()!;
     f.t.secrets.add(first.refresh_token!);
     const refreshed = await tokenRequest({
@@ -186,7 +205,9 @@ describe('MCP sign-in with OAuth 2.1', () => {
     f.t.secrets.add(next.refresh_token!);
     expect(await listToolsStatus(next.access_token)).toBe(200);
     const consents = await f.api('GET', `/api/v1/mcp/consents?identifier=${encodeURIComponent(ALICE.email)}`);
-    const consent = consents.body.consents.find((c: { client_id: string }) => c.client_id === f.cimd.clientId);
+    const consent = consents.body.consents.find(
+      (c: { client_id: string }) => c.client_id === f.cimd.clientId,
+    );
     expect((await f.api('DELETE', `/api/v1/mcp/consents/${consent.id}`)).status).toBe(204);
     expect((await f.api('DELETE', `/api/v1/mcp/consents/${consent.id}`)).status).toBe(404);
     expect(await listToolsStatus(next.access_token)).toBe(401);
@@ -204,7 +225,8 @@ describe('MCP sign-in with OAuth 2.1', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams(params),
     });
-    return { status: res.status, body: (await res.json()) as Record<string, string> };
+    const body = (await res.json()) as { access_token: string; refresh_token: string; error?: string };
+    return { status: res.status, body };
   }
 
   async function listToolsStatus(accessToken: string): Promise<number> {

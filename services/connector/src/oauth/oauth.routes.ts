@@ -126,7 +126,10 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   ): Promise<FastifyReply> {
     const interaction = await provider.Interaction.find(uid);
     if (!interaction) {
-      return send(reply, errorPage('Sign-in expired', 'This sign-in took too long. Start again from your MCP client.'));
+      return send(
+        reply,
+        errorPage('Sign-in expired', 'This sign-in took too long. Start again from your MCP client.'),
+      );
     }
     interaction.result = merge ? { ...interaction.lastSubmission, ...result } : result;
     await interaction.save(Math.max(1, (interaction.exp ?? 0) - Math.floor(Date.now() / 1000)));
@@ -204,7 +207,11 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    for (const url of ['/oauth/*', '/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
+    for (const url of [
+      '/oauth/*',
+      '/.well-known/oauth-authorization-server',
+      '/.well-known/openid-configuration',
+    ]) {
       scope.route({
         method: ['GET', 'POST', 'OPTIONS', 'HEAD'],
         url,
@@ -225,7 +232,10 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   };
   for (const url of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/mcp']) {
     app.get(url, { schema: { hide: true } }, async (_request, reply) =>
-      reply.header('access-control-allow-origin', '*').header('cache-control', 'max-age=300').send(resourceMetadata),
+      reply
+        .header('access-control-allow-origin', '*')
+        .header('cache-control', 'max-age=300')
+        .send(resourceMetadata),
     );
   }
 
@@ -262,7 +272,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         if (!account) return send(reply, errorPage('Sign-in failed', 'The sign-in has no identity.'));
         return send(
           reply,
-          await consentView(details.uid, account, { clientId, clientName, redirectUri: details.params.redirect_uri, targets }),
+          await consentView(details.uid, account, {
+            clientId,
+            clientName,
+            redirectUri: details.params.redirect_uri,
+            targets,
+          }),
         );
       }
       return send(reply, errorPage('Sign-in failed', `Unexpected step "${details.prompt.name}".`));
@@ -276,8 +291,14 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const clientName = await clientNameOf(String(details.params.client_id));
       const clientOrigin = redirectOrigin(details.params.redirect_uri);
       const targets = loginTargets(clientOrigin ? [clientOrigin] : []);
-      const again = (error: string, extra: { tenantChoices?: Array<{ tenantId: string; tenantName: string }> } = {}) =>
-        send(reply, loginPage({ uid: details.uid, clientName, email, error, formTargets: targets, ...extra }));
+      const again = (
+        error: string,
+        extra: { tenantChoices?: Array<{ tenantId: string; tenantName: string }> } = {},
+      ) =>
+        send(
+          reply,
+          loginPage({ uid: details.uid, clientName, email, error, formTargets: targets, ...extra }),
+        );
 
       const at = email.lastIndexOf('@');
       if (at <= 0) return again('Enter your work email address.');
@@ -285,7 +306,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       try {
         tenants = await deps.ssoConfigs.tenantsForDomain(email.slice(at + 1));
       } catch (error) {
-        if (isWardenError(error) && error.code === 'invalid_request') return again('Enter your work email address.');
+        if (isWardenError(error) && error.code === 'invalid_request')
+          return again('Enter your work email address.');
         throw error;
       }
       if (tenants.length === 0) {
@@ -314,7 +336,10 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         },
         SSO_TTL_SECONDS,
       );
-      setCookie(request, reply, SSO_BINDING_COOKIE, binding, { path: '/oauth/sso', maxAgeSeconds: SSO_TTL_SECONDS });
+      setCookie(request, reply, SSO_BINDING_COOKIE, binding, {
+        path: '/oauth/sso',
+        maxAgeSeconds: SSO_TTL_SECONDS,
+      });
       return reply.code(303).redirect(started.url, 303);
     });
 
@@ -351,7 +376,11 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         deps.logger.warn({ err: error, tenant_id: pending.tenantId }, 'SSO sign-in failed');
         return send(
           reply,
-          errorPage('Sign-in failed', 'Your organization’s identity provider could not complete the sign-in.', 502),
+          errorPage(
+            'Sign-in failed',
+            'Your organization’s identity provider could not complete the sign-in.',
+            502,
+          ),
         );
       }
     });
@@ -367,7 +396,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const grant = details.grantId
         ? await provider.Grant.find(details.grantId)
         : new provider.Grant({ accountId: details.session.accountId, clientId });
-      if (!grant) return send(reply, errorPage('Sign-in failed', 'The earlier consent was revoked meanwhile.'));
+      if (!grant)
+        return send(reply, errorPage('Sign-in failed', 'The earlier consent was revoked meanwhile.'));
       const missing = details.prompt.details as {
         missingOIDCScope?: string[];
         missingOIDCClaims?: string[];
@@ -406,7 +436,10 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
           action: 'mcp_oauth.consent',
           outcome: 'refused',
           identifier: account.identifier,
-          caller: oauthCaller({ clientName: await clientNameOf(String(details.params.client_id)), ip: request.ip }),
+          caller: oauthCaller({
+            clientName: await clientNameOf(String(details.params.client_id)),
+            ip: request.ip,
+          }),
           error: { code: 'access_denied', message: 'the engineer denied access' },
         });
       }
@@ -456,10 +489,16 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         method: 'login_link',
         exp: Math.floor(Date.now() / 1000) + SIGNED_IN_TTL_SECONDS,
       };
-      setCookie(request, reply, SIGNED_IN_COOKIE, Buffer.from(JSON.stringify(signedIn)).toString('base64url'), {
-        path: '/oauth',
-        maxAgeSeconds: SIGNED_IN_TTL_SECONDS,
-      });
+      setCookie(
+        request,
+        reply,
+        SIGNED_IN_COOKIE,
+        Buffer.from(JSON.stringify(signedIn)).toString('base64url'),
+        {
+          path: '/oauth',
+          maxAgeSeconds: SIGNED_IN_TTL_SECONDS,
+        },
+      );
       return send(reply, signedInPage(link.identifier, SIGNED_IN_TTL_SECONDS / 60));
     });
   });

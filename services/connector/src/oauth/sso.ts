@@ -54,7 +54,11 @@ export function createSsoRelyingParty(deps: {
   };
   const cache = new Map<string, { client: oidc.Configuration; key: string; at: number }>();
 
-  async function discover(issuer: string, clientId: string, clientSecret: string): Promise<oidc.Configuration> {
+  async function discover(
+    issuer: string,
+    clientId: string,
+    clientSecret: string,
+  ): Promise<oidc.Configuration> {
     return oidc.discovery(new URL(issuer), clientId, clientSecret, undefined, {
       [oidc.customFetch]: idpFetch,
       timeout: TIMEOUT_SECONDS,
@@ -73,9 +77,14 @@ export function createSsoRelyingParty(deps: {
     try {
       client = await discover(config.issuer, config.clientId, clientSecret);
     } catch (cause) {
-      throw new WardenError('upstream_error', 'your organization’s identity provider could not be reached', {}, {
-        cause,
-      });
+      throw new WardenError(
+        'upstream_error',
+        'your organization’s identity provider could not be reached',
+        {},
+        {
+          cause,
+        },
+      );
     }
     cache.set(tenantId, { client, key, at: Date.now() });
     return { config, client };
@@ -134,19 +143,25 @@ export function createSsoRelyingParty(deps: {
           idTokenExpected: true,
         });
         const idToken = tokens.claims();
-        claims = idToken;
         // Providers that keep profile claims out of the ID token serve them at userinfo.
-        if (idToken && (claims.email === undefined || claims[config.identifierClaim] === undefined)) {
+        if (idToken && (idToken.email === undefined || idToken[config.identifierClaim] === undefined)) {
           const userinfo = await oidc.fetchUserInfo(client, tokens.access_token, idToken.sub);
           claims = { ...userinfo, ...idToken };
+        } else {
+          claims = idToken;
         }
       } catch (error) {
         if (error instanceof oidc.AuthorizationResponseError) {
           throw new SsoRefusal(`your identity provider refused the sign-in (${error.error})`);
         }
-        throw new WardenError('upstream_error', 'the sign-in with your identity provider failed', {}, {
-          cause: error,
-        });
+        throw new WardenError(
+          'upstream_error',
+          'the sign-in with your identity provider failed',
+          {},
+          {
+            cause: error,
+          },
+        );
       }
       if (!claims) throw new SsoRefusal('your identity provider returned no ID token');
       const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : null;

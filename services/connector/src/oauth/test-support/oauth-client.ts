@@ -18,16 +18,14 @@ export class TestOAuthClientProvider implements OAuthClientProvider {
   #tokens: OAuthTokens | undefined;
   #verifier = '';
   readonly clientMetadataUrl: string | undefined;
+  readonly callbackUrl: string;
+  readonly #name: string;
 
-  constructor(
-    readonly callbackUrl: string,
-    options: { clientMetadataUrl?: string; clientName?: string } = {},
-  ) {
+  constructor(callbackUrl: string, options: { clientMetadataUrl?: string; clientName?: string } = {}) {
+    this.callbackUrl = callbackUrl;
     this.clientMetadataUrl = options.clientMetadataUrl;
     this.#name = options.clientName ?? 'Test MCP client';
   }
-
-  readonly #name: string;
 
   get redirectUrl(): string {
     return this.callbackUrl;

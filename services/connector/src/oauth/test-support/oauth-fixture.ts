@@ -1,15 +1,10 @@
 import { startFakeCloudflare } from '@warden/testing';
-import type { FakeCloudflare } from '@warden/testing';
 import { expect } from 'vitest';
 import { freePort } from '../../test-support/free-port.ts';
 import { SPEC_PATH } from '../../test-support/paths.ts';
 import { startTestApp } from '../../test-support/test-app.ts';
-import type { TestApp } from '../../test-support/test-app.ts';
 import { startClientMetadataServer } from './client-metadata-server.ts';
-import type { ClientMetadataServer } from './client-metadata-server.ts';
 import { startTestIdp } from './test-idp.ts';
-import type { TestIdp } from './test-idp.ts';
-import type { UaPage } from './user-agent.ts';
 import { ScriptedUserAgent } from './user-agent.ts';
 
 export const ALICE = { email: 'alice@acme.com', password: 'alice-password' };
@@ -20,38 +15,16 @@ export const MALLORY = { email: 'mallory@evil.example', password: 'mallory-passw
  * Cloudflare API as upstream, a tenant whose engineers sign in through a real OpenID
  * Connect provider, alice's Cloudflare token vaulted, and an MCP client's metadata document.
  */
-export interface OAuthFixture {
-  readonly t: TestApp;
-  readonly cf: FakeCloudflare;
-  readonly idp: TestIdp;
-  readonly cimd: ClientMetadataServer;
-  readonly base: string;
-  readonly mcpUrl: string;
-  readonly tenant: { tenantId: string; apiKey: string };
-  /** Where the MCP client's browser ends (no server: the agent stops there). */
-  readonly callbackUrl: string;
-  readonly zoneId: string;
-  userAgent(): ScriptedUserAgent;
-  /** Runs the browser part over SSO and returns the URL the client got back. */
-  ssoSignIn(
-    ua: ScriptedUserAgent,
-    authorizationUrl: URL,
-    user: { email: string; password: string },
-  ): Promise<UaPage>;
-  /** Runs the browser part with a login link from the tenant's backend. */
-  linkSignIn(ua: ScriptedUserAgent, authorizationUrl: URL, identifier: string): Promise<UaPage>;
-  loginLink(identifier: string): Promise<string>;
-  api(method: string, url: string, payload?: unknown): Promise<{ status: number; body: any }>;
-  close(): Promise<void>;
-}
-
-export async function startOAuthFixture(env: Record<string, string> = {}): Promise<OAuthFixture> {
+export async function startOAuthFixture(env: Record<string, string> = {}) {
   const cf = await startFakeCloudflare({ specPath: SPEC_PATH });
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const callbackUrl = `http://127.0.0.1:${await freePort()}/callback`;
   const idp = await startTestIdp({ redirectUri: `${base}/oauth/sso/callback`, users: [ALICE, MALLORY] });
-  const cimd = await startClientMetadataServer({ clientName: 'Metadata Client', redirectUris: [callbackUrl] });
+  const cimd = await startClientMetadataServer({
+    clientName: 'Metadata Client',
+    redirectUris: [callbackUrl],
+  });
   const t = await startTestApp({
     CLOUDFLARE_API_BASE: cf.url,
     PUBLIC_URL: base,
@@ -79,7 +52,9 @@ export async function startOAuthFixture(env: Record<string, string> = {}): Promi
       headers: { authorization: `Bearer ${tenant.apiKey}` },
       ...(payload === undefined ? {} : { payload: payload as object }),
     });
-    return { status: res.statusCode, body: res.body ? (res.json() as unknown) : null };
+    // Parsed JSON, as loosely typed as in the other API tests.
+    const body = res.body ? res.json() : null;
+    return { status: res.statusCode, body };
   }
 
   async function loginLink(identifier: string): Promise<string> {
@@ -107,8 +82,14 @@ export async function startOAuthFixture(env: Record<string, string> = {}): Promi
     tenant,
     callbackUrl,
     zoneId,
+    /** A fresh browser that stops at the client's redirect URI. */
     userAgent: () => new ScriptedUserAgent([callbackUrl]),
-    async ssoSignIn(ua, authorizationUrl, signInAs) {
+    /** Runs the browser part over SSO and returns the page the client's redirect URI got. */
+    async ssoSignIn(
+      ua: ScriptedUserAgent,
+      authorizationUrl: URL,
+      signInAs: { email: string; password: string },
+    ) {
       const login = await ua.get(authorizationUrl.href);
       expect(login.status, login.body).toBe(200);
       expect(login.body).toContain('Continue with SSO');
@@ -121,7 +102,8 @@ export async function startOAuthFixture(env: Record<string, string> = {}): Promi
       return ua.submit(back, {}, '/consent');
     },
     loginLink,
-    async linkSignIn(ua, authorizationUrl, identifier) {
+    /** Runs the browser part with a login link from the tenant's backend. */
+    async linkSignIn(ua: ScriptedUserAgent, authorizationUrl: URL, identifier: string) {
       const login = await ua.get(authorizationUrl.href);
       expect(login.body, login.body).toContain('With a sign-in link');
       const linkPage = await ua.get(await loginLink(identifier));
@@ -139,3 +121,5 @@ export async function startOAuthFixture(env: Record<string, string> = {}): Promi
     },
   };
 }
+
+export type OAuthFixture = Awaited<ReturnType<typeof startOAuthFixture>>;

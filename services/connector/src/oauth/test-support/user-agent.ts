@@ -17,8 +17,12 @@ export class ScriptedUserAgent {
   /** Every URL the agent was sent to, in order. */
   readonly visited: string[] = [];
 
-  /** Stops following redirects at URLs with this prefix (e.g. the client's redirect URI). */
-  constructor(private readonly stopAt: readonly string[] = []) {}
+  readonly #stopAt: readonly string[];
+
+  /** Stops following redirects at URLs with these prefixes (e.g. the client's redirect URI). */
+  constructor(stopAt: readonly string[] = []) {
+    this.#stopAt = stopAt;
+  }
 
   async get(url: string): Promise<UaPage> {
     return this.request(url, { method: 'GET' });
@@ -30,7 +34,7 @@ export class ScriptedUserAgent {
     let body = init.body;
     for (let hops = 0; hops < 20; hops++) {
       this.visited.push(current);
-      if (this.stopAt.some((prefix) => current.startsWith(prefix))) {
+      if (this.#stopAt.some((prefix) => current.startsWith(prefix))) {
         return { url: current, status: 0, headers: new Headers(), body: '' };
       }
       const headers = new Headers({ accept: 'text/html' });
@@ -57,7 +61,12 @@ export class ScriptedUserAgent {
         }
         continue;
       }
-      return { url: current, status: response.status, headers: response.headers, body: await response.text() };
+      return {
+        url: current,
+        status: response.status,
+        headers: response.headers,
+        body: await response.text(),
+      };
     }
     throw new Error(`too many redirects from ${url}`);
   }
