@@ -42,18 +42,6 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
     };
   }
 
-  async function token(params: Record<string, string>) {
-    const res = await fetch(`${f.base}/oauth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ client_id: f.cimd.clientId, ...params }),
-    });
-    const body = (await res.json()) as Record<string, string>;
-    if (body.access_token) f.t.secrets.add(body.access_token);
-    if (body.refresh_token) f.t.secrets.add(body.refresh_token);
-    return { status: res.status, body };
-  }
-
   /** A code for `identifier`, signed in with a login link in a fresh browser. */
   async function code(identifier = ALICE.email) {
     const { url, verifier } = authorization();
@@ -65,7 +53,7 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
 
   async function tokens(identifier = ALICE.email) {
     const c = await code(identifier);
-    const res = await token({
+    const res = await f.token({
       grant_type: 'authorization_code',
       code: c.code,
       code_verifier: c.verifier,
@@ -76,27 +64,13 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
     return res.body;
   }
 
-  async function mcpStatus(accessToken: string) {
-    const res = await fetch(f.mcpUrl, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-      },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
-    });
-    await res.body?.cancel();
-    return { status: res.status, challenge: res.headers.get('www-authenticate') ?? '' };
-  }
-
   it('wrong audience: invalid_target at the authorization and token endpoints', async () => {
     const other = 'https://elsewhere.example/mcp';
     const page = await f.userAgent().get(authorization({ resource: other }).url.href);
     expect(callbackError(page.url).error).toBe('invalid_target');
 
     const c = await code();
-    const exchanged = await token({
+    const exchanged = await f.token({
       grant_type: 'authorization_code',
       code: c.code,
       code_verifier: c.verifier,
@@ -115,7 +89,7 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
       createdBy: null,
     });
     f.t.secrets.add(minted.token);
-    const refused = await mcpStatus(minted.token);
+    const refused = await f.mcpStatus(minted.token);
     expect(refused.status).toBe(401);
     expect(refused.challenge).toContain('error="invalid_token"');
   });
@@ -131,7 +105,7 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
     expect(callbackError(plain.url).error).toBe('invalid_request');
 
     const c = await code();
-    const wrong = await token({
+    const wrong = await f.token({
       grant_type: 'authorization_code',
       code: c.code,
       code_verifier: randomBytes(32).toString('base64url'),
@@ -140,7 +114,7 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
     });
     expect(wrong.status).toBe(400);
     expect(wrong.body.error).toBe('invalid_grant');
-    const withoutVerifier = await token({
+    const withoutVerifier = await f.token({
       grant_type: 'authorization_code',
       code: (await code()).code,
       redirect_uri: f.callbackUrl,
@@ -202,15 +176,15 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
 
   it('a reused refresh token revokes the whole grant', async () => {
     const issued = await tokens();
-    const rotated = await token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token! });
+    const rotated = await f.token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token! });
     expect(rotated.status).toBe(200);
-    expect((await mcpStatus(rotated.body.access_token!)).status).toBe(200);
+    expect((await f.mcpStatus(rotated.body.access_token!)).status).toBe(200);
 
-    const reused = await token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token! });
+    const reused = await f.token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token! });
     expect(reused.status).toBe(400);
     expect(reused.body.error).toBe('invalid_grant');
-    expect((await mcpStatus(rotated.body.access_token!)).status).toBe(401);
-    const successor = await token({
+    expect((await f.mcpStatus(rotated.body.access_token!)).status).toBe(401);
+    const successor = await f.token({
       grant_type: 'refresh_token',
       refresh_token: rotated.body.refresh_token!,
     });
@@ -222,15 +196,15 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
   it('an offboarded identity loses every grant, token and session', async () => {
     const carol = 'carol@acme.com';
     const issued = await tokens(carol);
-    expect((await mcpStatus(issued.access_token!)).status).toBe(200);
+    expect((await f.mcpStatus(issued.access_token!)).status).toBe(200);
     const offboard = await f.api('POST', `/api/v1/identities/${encodeURIComponent(carol)}/offboard`, {});
     expect(offboard.status).toBe(200);
     expect(offboard.body.revoked_mcp_tokens).toBe(1);
 
-    const refused = await mcpStatus(issued.access_token!);
+    const refused = await f.mcpStatus(issued.access_token!);
     expect(refused.status).toBe(401);
     expect(refused.challenge).toContain('error="invalid_token"');
-    const refresh = await token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token! });
+    const refresh = await f.token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token! });
     expect(refresh.body.error).toBe('invalid_grant');
     const consents = await f.api('GET', `/api/v1/mcp/consents?identifier=${encodeURIComponent(carol)}`);
     expect(consents.body.consents).toEqual([]);

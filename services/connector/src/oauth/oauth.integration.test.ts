@@ -170,30 +170,26 @@ describe('MCP sign-in with OAuth 2.1', () => {
     ).close();
     const first = provider.tokens()!;
     f.t.secrets.add(first.refresh_token!);
-    const refreshed = await tokenRequest({
+    const refreshed = await f.token({
       grant_type: 'refresh_token',
       refresh_token: first.refresh_token!,
-      client_id: f.cimd.clientId,
       resource: f.mcpUrl,
     });
     expect(refreshed.status).toBe(200);
     expect(refreshed.body.refresh_token).not.toBe(first.refresh_token);
-    f.t.secrets.add(refreshed.body.access_token);
-    f.t.secrets.add(refreshed.body.refresh_token);
-    expect(await listToolsStatus(refreshed.body.access_token)).toBe(200);
+    expect((await f.mcpStatus(refreshed.body.access_token!)).status).toBe(200);
 
     // RFC 7009: revoking the access token ends the grant's tokens, the refresh token too.
     const revoke = await fetch(`${f.base}/oauth/revoke`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ token: refreshed.body.access_token, client_id: f.cimd.clientId }),
+      body: new URLSearchParams({ token: refreshed.body.access_token!, client_id: f.cimd.clientId }),
     });
     expect(revoke.status).toBe(200);
-    expect(await listToolsStatus(refreshed.body.access_token)).toBe(401);
-    const afterTokenRevoked = await tokenRequest({
+    expect((await f.mcpStatus(refreshed.body.access_token!)).status).toBe(401);
+    const afterTokenRevoked = await f.token({
       grant_type: 'refresh_token',
-      refresh_token: refreshed.body.refresh_token,
-      client_id: f.cimd.clientId,
+      refresh_token: refreshed.body.refresh_token!,
     });
     expect(afterTokenRevoked.body.error).toBe('invalid_grant');
 
@@ -203,43 +199,18 @@ describe('MCP sign-in with OAuth 2.1', () => {
     const next = again.tokens()!;
     f.t.secrets.add(next.access_token);
     f.t.secrets.add(next.refresh_token!);
-    expect(await listToolsStatus(next.access_token)).toBe(200);
+    expect((await f.mcpStatus(next.access_token)).status).toBe(200);
     const consents = await f.api('GET', `/api/v1/mcp/consents?identifier=${encodeURIComponent(ALICE.email)}`);
     const consent = consents.body.consents.find(
       (c: { client_id: string }) => c.client_id === f.cimd.clientId,
     );
     expect((await f.api('DELETE', `/api/v1/mcp/consents/${consent.id}`)).status).toBe(204);
     expect((await f.api('DELETE', `/api/v1/mcp/consents/${consent.id}`)).status).toBe(404);
-    expect(await listToolsStatus(next.access_token)).toBe(401);
-    const afterRevoke = await tokenRequest({
+    expect((await f.mcpStatus(next.access_token)).status).toBe(401);
+    const afterRevoke = await f.token({
       grant_type: 'refresh_token',
       refresh_token: next.refresh_token!,
-      client_id: f.cimd.clientId,
     });
     expect(afterRevoke.body.error).toBe('invalid_grant');
   });
-
-  async function tokenRequest(params: Record<string, string>) {
-    const res = await fetch(`${f.base}/oauth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(params),
-    });
-    const body = (await res.json()) as { access_token: string; refresh_token: string; error?: string };
-    return { status: res.status, body };
-  }
-
-  async function listToolsStatus(accessToken: string): Promise<number> {
-    const res = await fetch(f.mcpUrl, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${accessToken}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-      },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
-    });
-    await res.body?.cancel();
-    return res.status;
-  }
 });

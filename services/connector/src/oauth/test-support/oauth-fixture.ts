@@ -39,11 +39,11 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
   const user = cf.state.createUser({ email: ALICE.email });
   const account = cf.state.createAccount({ name: 'Acme Production', members: [user.id] });
   const zoneId = cf.state.createZone({ accountId: account.id, name: 'acme.example' }).id;
-  const token = cf.state.createUserToken({
+  const cloudflareToken = cf.state.createUserToken({
     userId: user.id,
     permissions: ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read'],
   });
-  await t.connect(tenant.apiKey, ALICE.email, token.value);
+  await t.connect(tenant.apiKey, ALICE.email, cloudflareToken.value);
 
   async function api(method: string, url: string, payload?: unknown) {
     const res = await t.app.inject({
@@ -72,9 +72,39 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
   });
   expect(sso.status, JSON.stringify(sso.body)).toBe(200);
 
+  /** A token endpoint request of the metadata-document client; issued tokens join the secrets. */
+  async function token(params: Record<string, string>) {
+    const res = await fetch(`${base}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: cimd.clientId, ...params }),
+    });
+    const body = (await res.json()) as { access_token?: string; refresh_token?: string; error?: string };
+    if (body.access_token) t.secrets.add(body.access_token);
+    if (body.refresh_token) t.secrets.add(body.refresh_token);
+    return { status: res.status, body };
+  }
+
+  /** `tools/list` with an access token: its status and challenge. */
+  async function mcpStatus(accessToken: string) {
+    const res = await fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${accessToken}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+    });
+    await res.body?.cancel();
+    return { status: res.status, challenge: res.headers.get('www-authenticate') ?? '' };
+  }
+
   return {
     t,
     cf,
+    token,
+    mcpStatus,
     idp,
     cimd,
     base,
