@@ -121,7 +121,11 @@ export async function createOAuthServer(deps: {
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: true, issueRegistrationAccessToken: false },
-      revocation: { enabled: true },
+      // A client revokes only its own tokens; anything else is ignored, as RFC 7009 allows.
+      revocation: {
+        enabled: true,
+        allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId,
+      },
       introspection: { enabled: false },
       userinfo: { enabled: false },
       rpInitiatedLogout: { enabled: false },
@@ -245,18 +249,22 @@ export async function createOAuthServer(deps: {
     if (body?.error === 'invalid_grant' && reused?.consumed && reused.grantId) {
       const account = parseAccountId(reused.accountId);
       if (!account) return;
-      const tokenId = grantTokenId(reused.grantId);
-      await deps.onGrantRevoked(account.tenantId, account.identifier, tokenId);
-      await deps.audit(account.tenantId, {
-        action: 'mcp_oauth.refresh_reuse',
-        outcome: 'refused',
-        identifier: account.identifier,
-        caller: oauthCaller({ grantId: reused.grantId, clientName, ip: ctx.ip }),
-        error: {
-          code: 'invalid_grant',
-          message: 'a refresh token was used twice; the whole grant was revoked',
-        },
-      });
+      try {
+        await deps.onGrantRevoked(account.tenantId, account.identifier, grantTokenId(reused.grantId));
+        await deps.audit(account.tenantId, {
+          action: 'mcp_oauth.refresh_reuse',
+          outcome: 'refused',
+          identifier: account.identifier,
+          caller: oauthCaller({ grantId: reused.grantId, clientName, ip: ctx.ip }),
+          error: {
+            code: 'invalid_grant',
+            message: 'a refresh token was used twice; the whole grant was revoked',
+          },
+        });
+      } catch (error) {
+        // The grant is revoked already; the refusal stands even if its record cannot be written.
+        deps.logger.error({ err: error }, 'refresh token reuse not audited');
+      }
     }
   }
 

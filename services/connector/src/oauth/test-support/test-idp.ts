@@ -46,6 +46,7 @@ export async function startTestIdp(options: {
     pkce: { required: () => true },
     features: { devInteractions: { enabled: true } },
     cookies: { keys: ['test-idp-cookie-key'] },
+    ttl: { AccessToken: 300, Grant: 600, IdToken: 300, Interaction: 600, Session: 600 },
     findAccount: (_ctx, sub) => {
       const user = users.get(sub);
       if (!user) return undefined;
