@@ -42,7 +42,7 @@ export async function setUpMcpOAuth(
     envelope: container.envelope,
     allowInsecureIssuers: allowInsecure,
   });
-  const server = await createOAuthServer({
+  const server = createOAuthServer({
     db,
     envelope: container.envelope,
     options: {

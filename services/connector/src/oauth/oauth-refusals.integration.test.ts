@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, MALLORY, startOAuthFixture } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 
-describe('MCP sign-in refuses with the right OAuth error', () => {
+describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () => {
   let f: OAuthFixture;
 
   beforeAll(async () => {
@@ -172,6 +172,19 @@ describe('MCP sign-in refuses with the right OAuth error', () => {
     await second.get(authorization().url.href);
     const reused = await second.submit(confirm);
     expect(callbackError(reused.url).error).toBe('access_denied');
+  });
+
+  it('a login link opened before the client asks signs that browser in for a few minutes', async () => {
+    const ua = f.userAgent();
+    const confirm = await ua.get(await f.loginLink('dave@acme.com'));
+    const signedIn = await ua.submit(confirm);
+    expect(signedIn.body).toContain('You are signed in as');
+    // No login page: straight to consent (dave has not consented to this client before).
+    const consent = await ua.get(authorization().url.href);
+    expect(consent.body).toContain('Allow access to Cloudflare?');
+    expect(consent.body).toContain('dave@acme.com');
+    const back = await ua.submit(consent, {}, '/consent');
+    expect(new URL(back.url).searchParams.get('code')).toBeTruthy();
   });
 
   it('a reused refresh token revokes the whole grant', async () => {

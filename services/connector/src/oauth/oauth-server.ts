@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { McpSession } from '@warden/vault';
@@ -16,6 +17,7 @@ import {
 import type { OAuthAudit } from './oauth-audit.ts';
 import { grantIdOf, grantTokenId, oauthCaller } from './oauth-audit.ts';
 import { loadOAuthServerKeys } from './oauth-keys.ts';
+import type { OAuthServerKeys } from './oauth-keys.ts';
 import { errorPage } from './oauth-pages.ts';
 
 /** The one scope of the MCP resource; the audience, not the scope, is what binds a token to Warden. */
@@ -57,7 +59,7 @@ const SESSION_TTL_SECONDS = 3600;
  * PUBLIC_URL/mcp (RFC 8707), opaque and checked on every request, refresh tokens rotated
  * on each use (a reused one revokes its whole grant), RFC 7009 revocation.
  */
-export async function createOAuthServer(deps: {
+export function createOAuthServer(deps: {
   db: Kysely<Database>;
   envelope: Envelope;
   options: OAuthServerOptions;
@@ -69,7 +71,6 @@ export async function createOAuthServer(deps: {
   const { db, options } = deps;
   const issuer = options.publicUrl;
   const audience = `${options.publicUrl}/mcp`;
-  const keys = await loadOAuthServerKeys(db, deps.envelope);
   const consents = createRecordStore<ConsentRecord>(db, 'Consent');
 
   async function rememberedGrantId(accountId: string, clientId: string): Promise<string | undefined> {
@@ -89,137 +90,161 @@ export async function createOAuthServer(deps: {
     return row?.id;
   }
 
-  // Tests and demos only: client metadata documents on loopback with a self-signed certificate.
-  const insecureAgent = options.allowInsecure ? new Agent({ connect: { rejectUnauthorized: false } }) : null;
+  function buildProvider(keys: OAuthServerKeys): Provider {
+    // Tests and demos only: client metadata documents on loopback with a self-signed certificate.
+    const insecureAgent = options.allowInsecure
+      ? new Agent({ connect: { rejectUnauthorized: false } })
+      : null;
 
-  const configuration: Configuration = {
-    adapter: artifactAdapterFactory(db),
-    clients: [],
-    clientDefaults: {
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-      id_token_signed_response_alg: 'RS256',
-    },
-    // Public clients only: a client secret would have to be stored where tokens are hashed.
-    clientAuthMethods: ['none'],
-    responseTypes: ['code'],
-    scopes: ['openid', 'offline_access', MCP_SCOPE],
-    claims: { openid: ['sub'] },
-    cookies: {
-      keys: [...keys.cookieKeys],
-      names: {
-        session: 'warden_oauth_session',
-        interaction: 'warden_oauth_interaction',
-        resume: 'warden_oauth_resume',
+    const configuration: Configuration = {
+      adapter: artifactAdapterFactory(db),
+      clients: [],
+      clientDefaults: {
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'none',
+        id_token_signed_response_alg: 'RS256',
       },
-      long: { httpOnly: true, sameSite: 'lax' },
-      short: { httpOnly: true, sameSite: 'lax' },
-    },
-    jwks: { keys: [keys.signingKey] },
-    pkce: { required: () => true },
-    features: {
-      devInteractions: { enabled: false },
-      registration: { enabled: true, issueRegistrationAccessToken: false },
-      // A client revokes only its own tokens; anything else is ignored, as RFC 7009 allows.
-      revocation: {
-        enabled: true,
-        allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId,
+      // Public clients only: a client secret would have to be stored where tokens are hashed.
+      clientAuthMethods: ['none'],
+      responseTypes: ['code'],
+      scopes: ['openid', 'offline_access', MCP_SCOPE],
+      claims: { openid: ['sub'] },
+      cookies: {
+        keys: [...keys.cookieKeys],
+        names: {
+          session: 'warden_oauth_session',
+          interaction: 'warden_oauth_interaction',
+          resume: 'warden_oauth_resume',
+        },
+        long: { httpOnly: true, sameSite: 'lax' },
+        short: { httpOnly: true, sameSite: 'lax' },
       },
-      introspection: { enabled: false },
-      userinfo: { enabled: false },
-      rpInitiatedLogout: { enabled: false },
-      dPoP: { enabled: false },
-      pushedAuthorizationRequests: { enabled: false },
-      clientIdMetadataDocument: {
-        enabled: true,
-        ack: 'draft-02',
-        cacheDuration: { min: 60, max: 3600 },
-      },
-      resourceIndicators: {
-        enabled: true,
-        // A request that names no resource still gets a token bound to this MCP endpoint.
-        defaultResource: () => audience,
-        useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resourceIndicator) => {
-          if (resourceIndicator !== audience) {
-            throw new errors.InvalidTarget(`the only resource here is ${audience}`);
-          }
-          return {
-            scope: MCP_SCOPE,
-            audience,
-            accessTokenTTL: options.accessTokenTtlSeconds,
-            accessTokenFormat: 'opaque',
-          };
+      jwks: { keys: [keys.signingKey] },
+      pkce: { required: () => true },
+      features: {
+        devInteractions: { enabled: false },
+        registration: { enabled: true, issueRegistrationAccessToken: false },
+        // A client revokes only its own tokens; anything else is ignored, as RFC 7009 allows.
+        revocation: {
+          enabled: true,
+          allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId,
+        },
+        introspection: { enabled: false },
+        userinfo: { enabled: false },
+        rpInitiatedLogout: { enabled: false },
+        dPoP: { enabled: false },
+        pushedAuthorizationRequests: { enabled: false },
+        clientIdMetadataDocument: {
+          enabled: true,
+          ack: 'draft-02',
+          cacheDuration: { min: 60, max: 3600 },
+        },
+        resourceIndicators: {
+          enabled: true,
+          // A request that names no resource still gets a token bound to this MCP endpoint.
+          defaultResource: () => audience,
+          useGrantedResource: () => true,
+          getResourceServerInfo: (_ctx, resourceIndicator) => {
+            if (resourceIndicator !== audience) {
+              throw new errors.InvalidTarget(`the only resource here is ${audience}`);
+            }
+            return {
+              scope: MCP_SCOPE,
+              audience,
+              accessTokenTTL: options.accessTokenTtlSeconds,
+              accessTokenFormat: 'opaque',
+            };
+          },
         },
       },
-    },
-    extraTokenClaims: (ctx) => ({ client_name: ctx.oidc.client?.clientName ?? null }),
-    issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    rotateRefreshToken: true,
-    // Tokens outlive the browser session that approved them; revocation is explicit.
-    expiresWithSession: () => false,
-    ttl: {
-      AccessToken: options.accessTokenTtlSeconds,
-      AuthorizationCode: 60,
-      IdToken: 300,
-      RefreshToken: options.refreshTokenTtlSeconds,
-      Grant: options.refreshTokenTtlSeconds,
-      Interaction: INTERACTION_TTL_SECONDS,
-      Session: SESSION_TTL_SECONDS,
-    },
-    interactions: { url: (_ctx, interaction) => `/oauth/interaction/${interaction.uid}` },
-    // A consent is remembered per identity and client, not only per browser session.
-    async loadExistingGrant(ctx) {
-      const clientId = ctx.oidc.client?.clientId;
-      const accountId = ctx.oidc.session?.accountId;
-      const grantId =
-        ctx.oidc.result?.consent?.grantId ??
-        (clientId ? ctx.oidc.session?.grantIdFor(clientId) : undefined) ??
-        (accountId && clientId ? await rememberedGrantId(accountId, clientId) : undefined);
-      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
-    },
-    findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
-    async renderError(ctx, out) {
-      const rendered = errorPage('Sign-in failed', `${out.error}: ${out.error_description ?? ''}`);
-      ctx.status = rendered.status;
-      ctx.set(rendered.headers);
-      ctx.body = rendered.body;
-    },
-    routes: {
-      authorization: '/oauth/authorize',
-      token: '/oauth/token',
-      registration: '/oauth/register',
-      revocation: '/oauth/revoke',
-      jwks: '/oauth/jwks',
-      end_session: '/oauth/session/end',
-      userinfo: '/oauth/userinfo',
-      introspection: '/oauth/introspect',
-      pushed_authorization_request: '/oauth/par',
-      code_verification: '/oauth/device',
-      device_authorization: '/oauth/device/auth',
-      backchannel_authentication: '/oauth/backchannel',
-      challenge: '/oauth/challenge',
-      credential: '/oauth/credential',
-    },
-    ...(insecureAgent
-      ? {
-          fetch: ((url: string, init: Parameters<typeof undiciFetch>[1]) =>
-            undiciFetch(url, { ...init, dispatcher: insecureAgent })) as unknown as typeof fetch,
-        }
-      : {}),
-  };
+      extraTokenClaims: (ctx) => ({ client_name: ctx.oidc.client?.clientName ?? null }),
+      issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+      rotateRefreshToken: true,
+      // Tokens outlive the browser session that approved them; revocation is explicit.
+      expiresWithSession: () => false,
+      ttl: {
+        AccessToken: options.accessTokenTtlSeconds,
+        AuthorizationCode: 60,
+        IdToken: 300,
+        RefreshToken: options.refreshTokenTtlSeconds,
+        Grant: options.refreshTokenTtlSeconds,
+        Interaction: INTERACTION_TTL_SECONDS,
+        Session: SESSION_TTL_SECONDS,
+      },
+      interactions: { url: (_ctx, interaction) => `/oauth/interaction/${interaction.uid}` },
+      // A consent is remembered per identity and client, not only per browser session.
+      async loadExistingGrant(ctx) {
+        const clientId = ctx.oidc.client?.clientId;
+        const accountId = ctx.oidc.session?.accountId;
+        const grantId =
+          ctx.oidc.result?.consent?.grantId ??
+          (clientId ? ctx.oidc.session?.grantIdFor(clientId) : undefined) ??
+          (accountId && clientId ? await rememberedGrantId(accountId, clientId) : undefined);
+        return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+      },
+      findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+      async renderError(ctx, out) {
+        const rendered = errorPage('Sign-in failed', `${out.error}: ${out.error_description ?? ''}`);
+        ctx.status = rendered.status;
+        ctx.set(rendered.headers);
+        ctx.body = rendered.body;
+      },
+      routes: {
+        authorization: '/oauth/authorize',
+        token: '/oauth/token',
+        registration: '/oauth/register',
+        revocation: '/oauth/revoke',
+        jwks: '/oauth/jwks',
+        end_session: '/oauth/session/end',
+        userinfo: '/oauth/userinfo',
+        introspection: '/oauth/introspect',
+        pushed_authorization_request: '/oauth/par',
+        code_verification: '/oauth/device',
+        device_authorization: '/oauth/device/auth',
+        backchannel_authentication: '/oauth/backchannel',
+        challenge: '/oauth/challenge',
+        credential: '/oauth/credential',
+      },
+      ...(insecureAgent
+        ? {
+            fetch: ((url: string, init: Parameters<typeof undiciFetch>[1]) =>
+              undiciFetch(url, { ...init, dispatcher: insecureAgent })) as unknown as typeof fetch,
+          }
+        : {}),
+    };
 
-  const provider = new Provider(issuer, configuration);
-  // Warden sets the forwarded headers itself (see `forward`), so URLs are built from PUBLIC_URL.
-  provider.proxy = true;
+    const provider = new Provider(issuer, configuration);
+    // Warden sets the forwarded headers itself (see `forward`), so URLs are built from PUBLIC_URL.
+    provider.proxy = true;
 
-  /** Audits token issuance and refresh token reuse before the answer leaves. */
-  provider.use(async (ctx, next) => {
-    await next();
-    if (ctx.oidc?.route !== 'token') return;
-    await auditToken(ctx as KoaContextWithOIDC);
-  });
+    /** Audits token issuance and refresh token reuse before the answer leaves. */
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.oidc?.route !== 'token') return;
+      await auditToken(ctx as KoaContextWithOIDC);
+    });
+    return provider;
+  }
+
+  let ready: Promise<{ provider: Provider; callback: ReturnType<Provider['callback']> }> | null = null;
+  /**
+   * The provider is built on first use, not at start: its keys are sealed, so building it
+   * needs the KMS, and a KMS outage must not stop the service (it fails this request, 503).
+   */
+  function load() {
+    if (!ready) {
+      const loading = loadOAuthServerKeys(db, deps.envelope).then((keys) => {
+        const provider = buildProvider(keys);
+        return { provider, callback: provider.callback() };
+      });
+      loading.catch(() => {
+        if (ready === loading) ready = null;
+      });
+      ready = loading;
+    }
+    return ready;
+  }
 
   async function auditToken(ctx: KoaContextWithOIDC): Promise<void> {
     const { entities } = ctx.oidc;
@@ -269,12 +294,15 @@ export async function createOAuthServer(deps: {
   }
 
   return {
-    provider,
     issuer,
     audience,
-    cookieKeys: keys.cookieKeys,
-    callback: provider.callback(),
-    consents,
+    async provider(): Promise<Provider> {
+      return (await load()).provider;
+    },
+    /** oidc-provider's own handling of a request (the protocol endpoints). */
+    async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+      await (await load()).callback(request, response);
+    },
 
     /**
      * An OAuth access token as an MCP session of the same shape as a minted token's. Null
@@ -282,6 +310,7 @@ export async function createOAuthServer(deps: {
      */
     async authenticate(token: string): Promise<McpSession | null> {
       if (token.length > 200) return null;
+      const { provider } = await load();
       const accessToken = await provider.AccessToken.find(token);
       if (!accessToken?.grantId) return null;
       const audiences = Array.isArray(accessToken.aud) ? accessToken.aud : [accessToken.aud];
@@ -373,4 +402,4 @@ export async function createOAuthServer(deps: {
   };
 }
 
-export type OAuthServer = Awaited<ReturnType<typeof createOAuthServer>>;
+export type OAuthServer = ReturnType<typeof createOAuthServer>;

@@ -66,7 +66,6 @@ function redirectOrigin(redirectUri: unknown): string | null {
 
 export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): Promise<void> {
   const { server, publicUrl } = deps;
-  const { provider } = server;
   const base = new URL(publicUrl);
   const secureCookies = base.protocol === 'https:';
   const ssoPending = createRecordStore<SsoPending>(deps.db, 'SsoLogin');
@@ -80,25 +79,27 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
 
   async function forward(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     setForwarded(request);
+    // Built before the reply is taken over, so a failure still gets the usual error answer.
+    await server.provider();
     reply.hijack();
     reply.raw.setHeader('x-request-id', request.id);
-    await server.callback(request.raw, reply.raw);
+    await server.handle(request.raw, reply.raw);
     return reply;
   }
 
-  function cookies(request: FastifyRequest, reply: FastifyReply) {
+  async function cookies(request: FastifyRequest, reply: FastifyReply) {
     setForwarded(request);
-    return provider.createContext(request.raw, reply.raw).cookies;
+    return (await server.provider()).createContext(request.raw, reply.raw).cookies;
   }
 
-  function setCookie(
+  async function setCookie(
     request: FastifyRequest,
     reply: FastifyReply,
     name: string,
     value: string | null,
     options: { path: string; maxAgeSeconds: number },
-  ): void {
-    cookies(request, reply).set(name, value, {
+  ): Promise<void> {
+    (await cookies(request, reply)).set(name, value, {
       signed: true,
       httpOnly: true,
       sameSite: 'lax',
@@ -109,8 +110,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     });
   }
 
-  function getCookie(request: FastifyRequest, reply: FastifyReply, name: string): string | undefined {
-    return cookies(request, reply).get(name, { signed: true });
+  async function getCookie(request: FastifyRequest, reply: FastifyReply, name: string) {
+    return (await cookies(request, reply)).get(name, { signed: true });
   }
 
   function send(reply: FastifyReply, rendered: Page): FastifyReply {
@@ -124,7 +125,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     result: InteractionResults,
     merge: boolean,
   ): Promise<FastifyReply> {
-    const interaction = await provider.Interaction.find(uid);
+    const interaction = await (await server.provider()).Interaction.find(uid);
     if (!interaction) {
       return send(
         reply,
@@ -137,7 +138,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   }
 
   async function clientNameOf(clientId: string): Promise<string> {
-    const client = await provider.Client.find(clientId);
+    const client = await (await server.provider()).Client.find(clientId);
     return client?.clientName ?? clientId;
   }
 
@@ -148,7 +149,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     uid: string,
     signedIn: { tenantId: string; identifier: string; method: SignedIn['method'] },
   ): Promise<FastifyReply> {
-    const interaction = await provider.Interaction.find(uid);
+    const interaction = await (await server.provider()).Interaction.find(uid);
     const clientId = typeof interaction?.params.client_id === 'string' ? interaction.params.client_id : null;
     await deps.audit(signedIn.tenantId, {
       action: 'mcp_oauth.sign_in',
@@ -188,7 +189,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   async function interactionOf(request: FastifyRequest, reply: FastifyReply) {
     const { uid } = request.params as { uid: string };
     try {
-      const details = await provider.interactionDetails(request.raw, reply.raw);
+      const details = await (await server.provider()).interactionDetails(request.raw, reply.raw);
       if (details.uid === uid) return details;
     } catch {
       // Falls through to the page below.
@@ -256,12 +257,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const targets = clientOrigin ? [clientOrigin] : [];
 
       if (details.prompt.name === 'login') {
-        const signedIn = readSignedIn(request, reply);
+        const signedIn = await readSignedIn(request, reply);
         if (signedIn) {
-          setCookie(request, reply, SIGNED_IN_COOKIE, null, { path: '/oauth', maxAgeSeconds: 0 });
+          await setCookie(request, reply, SIGNED_IN_COOKIE, null, { path: '/oauth', maxAgeSeconds: 0 });
           return completeLogin(request, reply, details.uid, signedIn);
         }
-        setCookie(request, reply, PENDING_INTERACTION_COOKIE, details.uid, {
+        await setCookie(request, reply, PENDING_INTERACTION_COOKIE, details.uid, {
           path: '/oauth',
           maxAgeSeconds: INTERACTION_TTL_SECONDS,
         });
@@ -336,7 +337,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         },
         SSO_TTL_SECONDS,
       );
-      setCookie(request, reply, SSO_BINDING_COOKIE, binding, {
+      await setCookie(request, reply, SSO_BINDING_COOKIE, binding, {
         path: '/oauth/sso',
         maxAgeSeconds: SSO_TTL_SECONDS,
       });
@@ -347,7 +348,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const query = request.query as Record<string, unknown>;
       const state = typeof query.state === 'string' ? query.state : null;
       const pending = state ? await ssoPending.take(state) : null;
-      const binding = getCookie(request, reply, SSO_BINDING_COOKIE);
+      const binding = await getCookie(request, reply, SSO_BINDING_COOKIE);
       if (!state || !pending || !binding || sha256(binding) !== pending.bindingHash) {
         return send(
           reply,
@@ -357,7 +358,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
           ),
         );
       }
-      setCookie(request, reply, SSO_BINDING_COOKIE, null, { path: '/oauth/sso', maxAgeSeconds: 0 });
+      await setCookie(request, reply, SSO_BINDING_COOKIE, null, { path: '/oauth/sso', maxAgeSeconds: 0 });
       const rawQuery = request.url.slice(request.url.indexOf('?') + 1);
       try {
         const { identifier } = await deps.sso.finish(pending, rawQuery, state);
@@ -394,8 +395,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       }
       const clientId = String(details.params.client_id);
       const grant = details.grantId
-        ? await provider.Grant.find(details.grantId)
-        : new provider.Grant({ accountId: details.session.accountId, clientId });
+        ? await (await server.provider()).Grant.find(details.grantId)
+        : new (await server.provider()).Grant({ accountId: details.session.accountId, clientId });
       if (!grant)
         return send(reply, errorPage('Sign-in failed', 'The earlier consent was revoked meanwhile.'));
       const missing = details.prompt.details as {
@@ -456,9 +457,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
 
     /** Sends an unusable link's browser back to its client with `access_denied`, or shows the reason. */
     async function refuseLink(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-      const uid = getCookie(request, reply, PENDING_INTERACTION_COOKIE);
-      if (uid && (await provider.Interaction.find(uid))) {
-        setCookie(request, reply, PENDING_INTERACTION_COOKIE, null, { path: '/oauth', maxAgeSeconds: 0 });
+      const uid = await getCookie(request, reply, PENDING_INTERACTION_COOKIE);
+      if (uid && (await (await server.provider()).Interaction.find(uid))) {
+        await setCookie(request, reply, PENDING_INTERACTION_COOKIE, null, {
+          path: '/oauth',
+          maxAgeSeconds: 0,
+        });
         return refuseLogin(request, reply, uid, linkRefused);
       }
       return send(reply, errorPage('Sign-in link not valid', linkRefused));
@@ -477,10 +481,13 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const token = formBody(request).token;
       const link = token ? await deps.loginLinks.take(token) : null;
       if (!link) return refuseLink(request, reply);
-      const uid = getCookie(request, reply, PENDING_INTERACTION_COOKIE);
-      const interaction = uid ? await provider.Interaction.find(uid) : undefined;
+      const uid = await getCookie(request, reply, PENDING_INTERACTION_COOKIE);
+      const interaction = uid ? await (await server.provider()).Interaction.find(uid) : undefined;
       if (uid && interaction) {
-        setCookie(request, reply, PENDING_INTERACTION_COOKIE, null, { path: '/oauth', maxAgeSeconds: 0 });
+        await setCookie(request, reply, PENDING_INTERACTION_COOKIE, null, {
+          path: '/oauth',
+          maxAgeSeconds: 0,
+        });
         return completeLogin(request, reply, uid, { ...link, method: 'login_link' });
       }
       const signedIn: SignedIn = {
@@ -489,7 +496,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         method: 'login_link',
         exp: Math.floor(Date.now() / 1000) + SIGNED_IN_TTL_SECONDS,
       };
-      setCookie(
+      await setCookie(
         request,
         reply,
         SIGNED_IN_COOKIE,
@@ -503,8 +510,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     });
   });
 
-  function readSignedIn(request: FastifyRequest, reply: FastifyReply): SignedIn | null {
-    const raw = getCookie(request, reply, SIGNED_IN_COOKIE);
+  async function readSignedIn(request: FastifyRequest, reply: FastifyReply): Promise<SignedIn | null> {
+    const raw = await await getCookie(request, reply, SIGNED_IN_COOKIE);
     if (!raw) return null;
     try {
       const value = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as SignedIn;
