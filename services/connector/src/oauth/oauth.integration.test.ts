@@ -59,6 +59,36 @@ describe('MCP sign-in with OAuth 2.1', () => {
     expect(as.grant_types_supported).toEqual(expect.arrayContaining(['authorization_code', 'refresh_token']));
   });
 
+  it('keeps the SSO client secret sealed and refuses unusable configurations, naming the field', async () => {
+    const shown = await f.api('GET', '/api/v1/mcp/sso');
+    expect(shown.status).toBe(200);
+    expect(shown.body.sso).toMatchObject({
+      issuer: f.idp.issuer,
+      client_id: f.idp.clientId,
+      identifier_claim: 'email',
+      allowed_email_domains: ['acme.com'],
+      redirect_uri: `${f.base}/oauth/sso/callback`,
+    });
+    expect(JSON.stringify(shown.body)).not.toContain(f.idp.clientSecret);
+    const valid = {
+      issuer: f.idp.issuer,
+      client_id: f.idp.clientId,
+      client_secret: f.idp.clientSecret,
+      allowed_email_domains: ['acme.com'],
+    };
+    for (const [change, field] of [
+      [{ allowed_email_domains: [] }, 'allowed_email_domains'],
+      [{ allowed_email_domains: ['not a domain'] }, 'allowed_email_domains'],
+      [{ issuer: 'ftp://idp.example' }, 'issuer'],
+      [{ issuer: 'http://127.0.0.1:9' }, 'issuer'],
+      [{ identifier_claim: 'has spaces' }, 'identifier_claim'],
+    ] as const) {
+      const refused = await f.api('PUT', '/api/v1/mcp/sso', { ...valid, ...change });
+      expect(refused.status, JSON.stringify(change)).toBe(400);
+      expect(refused.body.error.field).toBe(field);
+    }
+  });
+
   it('signs in by Client ID Metadata Document through the tenant IdP, then lists and calls tools', async () => {
     const provider = new TestOAuthClientProvider(f.callbackUrl, { clientMetadataUrl: f.cimd.clientId });
     const ua = f.userAgent();
