@@ -72,20 +72,28 @@ case "$command" in
     exec node --no-node-snapshot services/connector/src/main.ts "$@"
     ;;
   test)
-    # rsyslogd (kept in sbin) with its TLS driver: the syslog sink is tested against the real one.
+    # What the suite runs against besides PostgreSQL and Redis, all from Debian's packages:
+    # rsyslogd with its TLS driver (syslog sink), Chromium (the sign-in pages, driven by
+    # playwright-core), pytest and venv (the Python SDK), HAProxy (multi-replica and 429 tests).
     PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
     export PATH
+    missing=""
     tls_driver=no
     for driver in /usr/lib/*/rsyslog/lmnsd_gtls.so /usr/lib/rsyslog/lmnsd_gtls.so; do
       [ -e "$driver" ] && tls_driver=yes
     done
-    if ! command -v rsyslogd >/dev/null 2>&1 || [ "$tls_driver" = no ]; then
+    if ! command -v rsyslogd >/dev/null 2>&1 || [ "$tls_driver" = no ]; then missing="$missing rsyslog rsyslog-gnutls"; fi
+    [ -x /usr/bin/chromium ] || missing="$missing chromium"
+    /usr/bin/python3 -c 'import pytest, venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3-pytest python3-venv"
+    command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
+    if [ -n "$missing" ]; then
       if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing rsyslog and rsyslog-gnutls from Debian packages (the syslog sink tests run against rsyslogd)"
+        say "installing from Debian packages what the tests run against:$missing"
         apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsyslog rsyslog-gnutls >&2
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
       else
-        die "the syslog sink tests need rsyslogd with TLS; install it, then run npm test again: sudo apt-get install -y --no-install-recommends rsyslog rsyslog-gnutls"
+        die "the tests need these Debian packages; install them, then run npm test again: sudo apt-get install -y --no-install-recommends$missing"
       fi
     fi
     # PostgreSQL and Redis: vitest.global-setup.ts checks them and says what to set.

@@ -4,7 +4,14 @@
  * sent, then its outcome) and every lifecycle change (tenants, keys, accounts, tokens, policy,
  * settings, sinks, spec, offboarding). Never credentials, never response bodies.
  */
-export type AuditKind = 'tool_call' | 'upstream_request' | 'offboarding' | 'connected_account' | 'lifecycle';
+export type AuditKind =
+  | 'tool_call'
+  | 'upstream_request'
+  | 'offboarding'
+  | 'connected_account'
+  | 'lifecycle'
+  /** MCP sign-in: sign-ins, consents, token issuance and revocation. */
+  | 'mcp_oauth';
 
 /**
  * `pending`: the intent of an upstream request, committed before it was sent; its outcome

@@ -105,3 +105,4 @@ export type {
   OutboxMessage,
   TargetResolver,
 } from './outbox.ts';
+export { isPrivateHost, publicOnlyLookup } from './network-guard.ts';

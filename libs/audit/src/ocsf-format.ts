@@ -114,6 +114,12 @@ export function ocsfActivity(event: AuditEvent): OcsfActivity {
       if (verb === 'deleted' || verb === 'revoked' || verb === 'retired') return DELETE;
       return { id: 99, name: event.action };
     }
+    case 'mcp_oauth':
+      if (event.action === 'mcp_oauth.token_issued' || event.action === 'mcp_oauth.consent') return CREATE;
+      if (event.action === 'mcp_oauth.consent_revoked' || event.action === 'mcp_oauth.refresh_reuse') {
+        return DELETE;
+      }
+      return { id: 99, name: event.action };
   }
 }
 
@@ -131,9 +137,11 @@ function operation(event: AuditEvent): string {
 /**
  * The identifier is the person an agent acts for, so it is the actor of tool calls and their
  * upstream requests. Offboarding and connected-account changes are done by the tenant's
- * backend or an operator *to* an identifier: there it is a resource, not the actor.
+ * backend or an operator *to* an identifier: there it is a resource, not the actor. An MCP
+ * sign-in is the engineer's own act, unless the tenant's backend revoked their consent.
  */
 function identifierIsActor(event: AuditEvent): boolean {
+  if (event.kind === 'mcp_oauth') return event.caller.type === 'mcp_token';
   return event.kind === 'tool_call' || event.kind === 'upstream_request';
 }
 

@@ -214,6 +214,48 @@ export interface OutboxTable {
   delivered_at: NullableTimestamp;
 }
 
+/** State of the MCP OAuth authorization server (oidc-provider models and Warden's sign-ins). */
+export interface OAuthArtifactsTable {
+  model: string;
+  /** SHA-256 of bearer values (tokens, codes, cookie ids); client and grant ids as they are. */
+  id: string;
+  payload: Json<Record<string, unknown>>;
+  grant_id: string | null;
+  uid: string | null;
+  tenant_id: string | null;
+  identifier: string | null;
+  client_id: string | null;
+  expires_at: NullableTimestamp;
+  consumed_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+interface RequiredSealedColumns {
+  key_provider: string;
+  key_id: string;
+  wrapped_key: Uint8Array;
+  iv: Uint8Array;
+  ciphertext: Uint8Array;
+}
+
+export interface OAuthServerKeysTable extends RequiredSealedColumns {
+  id: string;
+  created_at: Timestamp;
+}
+
+export interface TenantSsoConfigsTable extends RequiredSealedColumns {
+  tenant_id: string;
+  /** Row id, bound into the sealed client secret. */
+  id: string;
+  issuer: string;
+  client_id: string;
+  /** The ID token claim that becomes the MCP identifier. */
+  identifier_claim: string;
+  allowed_email_domains: Json<string[]>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_api_keys: TenantApiKeysTable;
@@ -229,6 +271,9 @@ export interface Database {
   audit_sinks: AuditSinksTable;
   tenant_webhooks: TenantWebhooksTable;
   outbox: OutboxTable;
+  oauth_artifacts: OAuthArtifactsTable;
+  oauth_server_keys: OAuthServerKeysTable;
+  tenant_sso_configs: TenantSsoConfigsTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;

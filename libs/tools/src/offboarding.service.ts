@@ -26,7 +26,7 @@ export interface OffboardingResult {
 
 /**
  * Cuts an identity off in one step: every connected account revoked (credentials deleted),
- * every MCP token revoked, live MCP sessions and running calls ended on every replica (the
+ * every MCP token and OAuth grant revoked, live MCP sessions and running calls ended on every replica (the
  * services publish each revocation), and optionally the Cloudflare API tokens themselves
  * deleted where the token is allowed to. Those deletions go through the upstream gateway like
  * any request: rate budget, write-ahead audit, scrubbed responses.
@@ -41,6 +41,8 @@ export function createOffboardingService(deps: {
   closeSessions: (tenantId: string, identifier: string) => Promise<void>;
   /** Credentials the identity's agents created through Warden, revoked with `revokeUpstream`. */
   mintedCredentials: MintedCredentialStore;
+  /** Revokes the identity's OAuth grants from MCP sign-in (with their tokens); returns how many. */
+  revokeOAuthGrants?: (tenantId: string, identifier: string) => Promise<number>;
   logger: Logger;
   clock?: Clock;
 }) {
@@ -164,7 +166,9 @@ export function createOffboardingService(deps: {
         await deps.accounts.revoke(ctx, account.id);
         revoked.push({ id: account.id, ...(upstream ? { upstream } : {}) });
       }
-      const revokedMcpTokens = await deps.mcpTokens.revokeAllFor(ctx, identifier);
+      const revokedMcpTokens =
+        (await deps.mcpTokens.revokeAllFor(ctx, identifier)) +
+        ((await deps.revokeOAuthGrants?.(ctx.tenantId, identifier)) ?? 0);
       await deps.closeSessions(ctx.tenantId, identifier);
 
       await journal.flush([

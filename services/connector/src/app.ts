@@ -23,6 +23,7 @@ import { toolRoutes } from './http/tools.routes.ts';
 import { mcpRoutes } from './mcp/mcp.routes.ts';
 import { deliveryRoutes } from './http/delivery.routes.ts';
 import { createMetrics, metricsRoutes } from './http/metrics.ts';
+import { setUpMcpOAuth } from './oauth/mcp-oauth.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -113,8 +114,10 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(async (scope) => mcpTokenRoutes(scope, container));
   await app.register(async (scope) => auditRoutes(scope, container));
   await app.register(async (scope) => deliveryRoutes(scope, container));
+  const oauth = await setUpMcpOAuth(app, container);
   await app.register(async (scope) =>
     mcpRoutes(scope, {
+      oauth,
       accounts: container.connectedAccounts,
       policies: container.policies,
       definitions: container.codeMode.definitions,

@@ -59,6 +59,10 @@ const schema = z
     CONTEXT_CACHE_TTL_MS: int(0, 300_000).default(10_000),
     WARDEN_REPLICAS: int(1, 1000).default(1),
     MCP_ALLOWED_ORIGINS: z.string().optional(),
+    OAUTH_ACCESS_TOKEN_TTL_SECONDS: int(60, 86_400).default(900),
+    OAUTH_REFRESH_TOKEN_TTL_SECONDS: int(3600, 365 * 86_400).default(30 * 86_400),
+    OAUTH_LOGIN_LINK_TTL_SECONDS: int(30, 3600).default(300),
+    OAUTH_ALLOW_INSECURE: bool.default(false),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
@@ -138,6 +142,18 @@ export interface Config {
   readonly rateLimit: { readonly onRedisFailure: 'refuse' | 'local'; readonly replicas: number };
   /** Browser origins allowed to call /mcp (non-browser clients send none). */
   readonly mcpAllowedOrigins: readonly string[];
+  /** MCP sign-in (OAuth 2.1 authorization server for /mcp). */
+  readonly oauth: {
+    readonly accessTokenTtlSeconds: number;
+    /** Lifetime of a grant's refresh tokens (each use rotates it). */
+    readonly refreshTokenTtlSeconds: number;
+    readonly loginLinkTtlSeconds: number;
+    /**
+     * Tests and single-host demos only: http:// and private-network identity providers, and
+     * client ID metadata documents from private networks with unverified TLS certificates.
+     */
+    readonly allowInsecure: boolean;
+  };
   readonly auditRetentionDays: number;
   /** SIEM sinks and webhooks may use http:// and private addresses: tests and single-host demos only. */
   readonly deliveryAllowInsecure: boolean;
@@ -254,6 +270,12 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       .split(',')
       .map((o) => o.trim().replace(/\/+$/, ''))
       .filter(Boolean),
+    oauth: {
+      accessTokenTtlSeconds: env.OAUTH_ACCESS_TOKEN_TTL_SECONDS,
+      refreshTokenTtlSeconds: env.OAUTH_REFRESH_TOKEN_TTL_SECONDS,
+      loginLinkTtlSeconds: env.OAUTH_LOGIN_LINK_TTL_SECONDS,
+      allowInsecure: env.OAUTH_ALLOW_INSECURE,
+    },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,

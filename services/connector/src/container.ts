@@ -77,6 +77,8 @@ import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
 import type { EventBus } from './event-bus.ts';
 import { McpConnections } from './mcp/mcp-connections.ts';
 import { createBullScheduler, createLocalScheduler } from './workers/scheduler.ts';
+import { isOAuthGrantActive, revokeOAuthGrantsOf } from './oauth/oauth-artifacts.ts';
+import { grantIdOf } from './oauth/oauth-audit.ts';
 import type { Scheduler } from './workers/scheduler.ts';
 
 export type { ReadinessCheck } from './readiness.ts';
@@ -347,7 +349,13 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     spec: codeMode.spec,
     audit,
     onUnauthorized: createReverifier({ ...verification, accounts: connectedAccounts, logger }),
-    isTokenActive: (tenantId, tokenId) => mcpTokens.isActive(tenantId, tokenId),
+    // A session signed in with OAuth runs under its grant (`oag_…`), a minted one under its token.
+    isTokenActive: (tenantId, tokenId) => {
+      const grantId = grantIdOf(tokenId);
+      return grantId
+        ? isOAuthGrantActive(db.kysely, tenantId, grantId)
+        : mcpTokens.isActive(tenantId, tokenId);
+    },
     logger,
     clock,
   });
@@ -363,6 +371,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     audit,
     tenantSettings: (tenantId) => settings.effective(tenantId),
     closeSessions: async (tenantId, identifier) => invalidate({ tenantId, identifier, reason: 'revoked' }),
+    revokeOAuthGrants: (tenantId, identifier) => revokeOAuthGrantsOf(db.kysely, tenantId, identifier),
     mintedCredentials,
     logger,
     clock,

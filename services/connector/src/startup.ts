@@ -1,5 +1,6 @@
 import { migrateToLatest } from '@warden/db';
 import type { Invalidation } from '@warden/tools';
+import { purgeExpiredOAuthArtifacts } from './oauth/oauth-artifacts.ts';
 import { API_KEY_REVOKE_CHANNEL, INVALIDATION_CHANNEL, MIGRATIONS_FOLDER } from './container.ts';
 import type { Container } from './container.ts';
 
@@ -47,6 +48,9 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   });
   c.scheduler.every('audit-maintenance', 3600_000, async () => {
     await c.auditMaintenance.partitions();
+  });
+  c.scheduler.every('oauth-purge', 3600_000, async () => {
+    await purgeExpiredOAuthArtifacts(c.db.kysely);
   });
   c.scheduler.every('audit-outcome-sweep', 60_000, async () => {
     await c.auditMaintenance.sweepUnknownOutcomes();

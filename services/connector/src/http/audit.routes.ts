@@ -105,7 +105,14 @@ export async function auditRoutes(
             '`pending`: an intent (the request was about to be sent); `unknown`: its outcome was never recorded.',
           ),
         kind: z
-          .enum(['tool_call', 'upstream_request', 'offboarding', 'connected_account', 'lifecycle'])
+          .enum([
+            'tool_call',
+            'upstream_request',
+            'offboarding',
+            'connected_account',
+            'lifecycle',
+            'mcp_oauth',
+          ])
           .optional(),
         action: z
           .string()

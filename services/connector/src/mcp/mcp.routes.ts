@@ -11,6 +11,7 @@ import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
+const MINTED_TOKEN_PREFIX = 'wdn_mcp_';
 const SSE_KEEPALIVE_MS = 25_000;
 /** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
 const TOKEN_QUERY_PARAMS = ['token', 'access_token', 'api_key', 'apikey', 'key', 'auth', 'authorization'];
@@ -35,6 +36,8 @@ function jsonRpcError(
 
 export interface McpRouteDeps extends McpDeps {
   readonly mcpTokens: McpTokenService;
+  /** OAuth access tokens from MCP sign-in, beside minted tokens. */
+  readonly oauth: { authenticate(token: string): Promise<McpSession | null> };
   readonly bus: EventBus;
   readonly connections: McpConnections;
   readonly publicUrl: string;
@@ -44,6 +47,7 @@ export interface McpRouteDeps extends McpDeps {
 
 export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promise<void> {
   const audience = `${deps.publicUrl}/mcp`;
+  const resourceMetadata = `${deps.publicUrl}/.well-known/oauth-protected-resource/mcp`;
   const ownOrigin = new URL(deps.publicUrl).origin;
   const sseSessions = new Map<string, { transport: SSEServerTransport; session: McpSession }>();
 
@@ -76,14 +80,20 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       return null;
     }
     const token = bearerToken(request);
-    const session = token ? await deps.mcpTokens.authenticate(token, audience) : null;
+    const session = token
+      ? token.startsWith(MINTED_TOKEN_PREFIX)
+        ? await deps.mcpTokens.authenticate(token, audience)
+        : await deps.oauth.authenticate(token)
+      : null;
     if (!session) {
+      // RFC 9728: the challenge leads an OAuth client to Warden's authorization server.
+      const invalid = token ? ', error="invalid_token"' : '';
       await jsonRpcError(
         reply,
         401,
-        'missing, expired or revoked MCP token; mint one with POST /api/v1/mcp/tokens',
+        'missing, expired or revoked MCP token; sign in with OAuth or mint one with POST /api/v1/mcp/tokens',
         {
-          'www-authenticate': `Bearer realm="warden", resource="${audience}"`,
+          'www-authenticate': `Bearer realm="warden", resource_metadata="${resourceMetadata}", scope="mcp"${invalid}`,
         },
       );
       return null;
@@ -117,7 +127,8 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   app.post('/mcp', { schema: { hide: true } }, async (request, reply) => {
     const session = await authenticate(request, reply);
     if (!session) return reply;
-    await rememberClient(session, request.body);
+    // An OAuth session is named by its client's registration; a minted token learns it here.
+    if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
     reply.hijack();
     const server = createMcpServer(session, deps, request.ip);
     const transport = new StreamableHTTPServerTransport({

@@ -1,0 +1,192 @@
+import { WardenError, invalidRequest, notFound } from '@warden/core';
+import type { Database } from '@warden/db';
+import type { Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { Envelope, SealIdentity } from './envelope.ts';
+
+/** A tenant's OpenID Connect provider for MCP sign-in. The client secret never leaves the vault. */
+export interface SsoConfig {
+  readonly tenantId: string;
+  readonly issuer: string;
+  readonly clientId: string;
+  /** The ID token claim whose value becomes the MCP identifier (`email`, `preferred_username`, …). */
+  readonly identifierClaim: string;
+  /** Lower-case domains an engineer's verified email must belong to. */
+  readonly allowedEmailDomains: readonly string[];
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface SsoConfigInput {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly identifierClaim: string;
+  readonly allowedEmailDomains: readonly string[];
+}
+
+export interface SsoConfigService {
+  put(tenantId: string, input: SsoConfigInput): Promise<SsoConfig>;
+  get(tenantId: string): Promise<SsoConfig | null>;
+  /** The configuration with its client secret, for the sign-in that needs it. */
+  open(tenantId: string): Promise<{ config: SsoConfig; clientSecret: string }>;
+  remove(tenantId: string): Promise<void>;
+  /** Tenants whose SSO accepts engineers of this email domain. */
+  tenantsForDomain(domain: string): Promise<ReadonlyArray<{ tenantId: string; tenantName: string }>>;
+}
+
+const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/** Validates and normalizes the parts of an SSO configuration a tenant sends. */
+export function validateSsoConfigInput(
+  input: SsoConfigInput,
+  options: { allowInsecureIssuers: boolean },
+): SsoConfigInput {
+  const issuer = URL.parse(input.issuer);
+  if (
+    !issuer ||
+    (issuer.protocol !== 'https:' && !(options.allowInsecureIssuers && issuer.protocol === 'http:'))
+  ) {
+    throw invalidRequest('issuer', 'must be the https:// URL of your OpenID Connect provider (its `issuer`)');
+  }
+  if (issuer.search || issuer.hash || issuer.username || issuer.password) {
+    throw invalidRequest('issuer', 'must not carry a query, fragment or credentials');
+  }
+  if (input.clientId.length === 0 || input.clientId.length > 512) {
+    throw invalidRequest('client_id', 'must be the client id Warden is registered under at your provider');
+  }
+  if (input.clientSecret.length === 0 || input.clientSecret.length > 2048) {
+    throw invalidRequest('client_secret', 'must be the client secret of that client (1 to 2048 characters)');
+  }
+  if (!CLAIM.test(input.identifierClaim)) {
+    throw invalidRequest('identifier_claim', 'must be an ID token claim name such as "email"');
+  }
+  const domains = [...new Set(input.allowedEmailDomains.map((d) => d.trim().toLowerCase()))];
+  if (domains.length === 0 || domains.length > 50) {
+    throw invalidRequest('allowed_email_domains', 'list 1 to 50 email domains, e.g. ["acme.com"]');
+  }
+  const bad = domains.find((d) => !DOMAIN.test(d));
+  if (bad !== undefined) {
+    throw invalidRequest('allowed_email_domains', `"${bad}" is not a domain name such as "acme.com"`);
+  }
+  return {
+    issuer: issuer.href.replace(/\/$/, ''),
+    clientId: input.clientId,
+    clientSecret: input.clientSecret,
+    identifierClaim: input.identifierClaim,
+    allowedEmailDomains: domains,
+  };
+}
+
+function toConfig(row: {
+  tenant_id: string;
+  issuer: string;
+  client_id: string;
+  identifier_claim: string;
+  allowed_email_domains: string[];
+  created_at: Date;
+  updated_at: Date;
+}): SsoConfig {
+  return {
+    tenantId: row.tenant_id,
+    issuer: row.issuer,
+    clientId: row.client_id,
+    identifierClaim: row.identifier_claim,
+    allowedEmailDomains: row.allowed_email_domains,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** The row identity the client secret is sealed to: a copy in another tenant's row does not open. */
+function identity(tenantId: string): SealIdentity {
+  return { tenantId, connectedAccountId: `sso:${tenantId}` };
+}
+
+export function createSsoConfigService(deps: {
+  db: Kysely<Database>;
+  envelope: Envelope;
+  allowInsecureIssuers: boolean;
+}): SsoConfigService {
+  const { db, envelope } = deps;
+  const viewColumns = [
+    'tenant_id',
+    'issuer',
+    'client_id',
+    'identifier_claim',
+    'allowed_email_domains',
+    'created_at',
+    'updated_at',
+  ] as const;
+
+  return {
+    async put(tenantId, raw) {
+      const input = validateSsoConfigInput(raw, { allowInsecureIssuers: deps.allowInsecureIssuers });
+      const sealed = await envelope.seal(identity(tenantId), Buffer.from(input.clientSecret, 'utf8'));
+      const values = {
+        issuer: input.issuer,
+        client_id: input.clientId,
+        identifier_claim: input.identifierClaim,
+        allowed_email_domains: JSON.stringify(input.allowedEmailDomains),
+        key_provider: sealed.keyProvider,
+        key_id: sealed.keyId,
+        wrapped_key: sealed.wrappedKey,
+        iv: sealed.iv,
+        ciphertext: sealed.ciphertext,
+      };
+      const row = await db
+        .insertInto('tenant_sso_configs')
+        .values({ tenant_id: tenantId, id: `sso:${tenantId}`, ...values })
+        .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ ...values, updated_at: new Date() }))
+        .returning(viewColumns)
+        .executeTakeFirstOrThrow();
+      return toConfig(row);
+    },
+    async get(tenantId) {
+      const row = await db
+        .selectFrom('tenant_sso_configs')
+        .select(viewColumns)
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
+      return row ? toConfig(row) : null;
+    },
+    async open(tenantId) {
+      const row = await db
+        .selectFrom('tenant_sso_configs')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
+      if (!row) throw notFound('SSO configuration');
+      const secret = await envelope.open(identity(tenantId), {
+        keyProvider: row.key_provider,
+        keyId: row.key_id,
+        wrappedKey: Buffer.from(row.wrapped_key),
+        iv: Buffer.from(row.iv),
+        ciphertext: Buffer.from(row.ciphertext),
+      });
+      return { config: toConfig(row), clientSecret: secret.toString('utf8') };
+    },
+    async remove(tenantId) {
+      const result = await db
+        .deleteFrom('tenant_sso_configs')
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
+      if (result.numDeletedRows === 0n) throw notFound('SSO configuration');
+    },
+    async tenantsForDomain(domain) {
+      const normalized = domain.trim().toLowerCase();
+      if (!DOMAIN.test(normalized)) {
+        throw new WardenError('invalid_request', 'email: enter your work email address', { field: 'email' });
+      }
+      return db
+        .selectFrom('tenant_sso_configs as s')
+        .innerJoin('tenants as t', 't.id', 's.tenant_id')
+        .select(['s.tenant_id as tenantId', 't.name as tenantName'])
+        .where(sql<boolean>`s.allowed_email_domains @> ${JSON.stringify([normalized])}::jsonb`)
+        .orderBy('t.name')
+        .limit(20)
+        .execute();
+    },
+  };
+}

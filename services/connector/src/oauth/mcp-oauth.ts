@@ -1,0 +1,96 @@
+import { createSsoConfigService } from '@warden/vault';
+import type { FastifyInstance } from 'fastify';
+import type { Container } from '../container.ts';
+import { createLoginLinks } from './login-links.ts';
+import { createOAuthAudit } from './oauth-audit.ts';
+import { oauthRoutes } from './oauth.routes.ts';
+import { createOAuthServer } from './oauth-server.ts';
+import type { OAuthServer } from './oauth-server.ts';
+import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
+import { createSsoRelyingParty } from './sso.ts';
+
+/**
+ * MCP sign-in: Warden's OAuth authorization server for /mcp, its sign-in pages and the
+ * tenant API around it. Returns the server, whose `authenticate` turns an access token into
+ * an MCP session.
+ */
+export async function setUpMcpOAuth(
+  app: FastifyInstance,
+  container: Pick<
+    Container,
+    | 'config'
+    | 'db'
+    | 'envelope'
+    | 'audit'
+    | 'settings'
+    | 'invalidate'
+    | 'logger'
+    | 'tenants'
+    | 'connectedAccounts'
+    | 'policies'
+    | 'scopedTools'
+  >,
+): Promise<OAuthServer> {
+  const { config } = container;
+  const db = container.db.kysely;
+  const allowInsecure = config.oauth.allowInsecure;
+  const audit = createOAuthAudit({
+    audit: container.audit,
+    tenantSettings: (tenantId) => container.settings.effective(tenantId),
+  });
+  const ssoConfigs = createSsoConfigService({
+    db,
+    envelope: container.envelope,
+    allowInsecureIssuers: allowInsecure,
+  });
+  const server = createOAuthServer({
+    db,
+    envelope: container.envelope,
+    options: {
+      publicUrl: config.publicUrl,
+      accessTokenTtlSeconds: config.oauth.accessTokenTtlSeconds,
+      refreshTokenTtlSeconds: config.oauth.refreshTokenTtlSeconds,
+      allowInsecure,
+    },
+    audit,
+    // Its live sessions and running calls end on every replica, like a minted token's.
+    onGrantRevoked: (tenantId, identifier, tokenId) =>
+      container.invalidate({ tenantId, identifier, tokenId, reason: 'revoked' }),
+    logger: container.logger,
+  });
+  const sso = createSsoRelyingParty({ ssoConfigs, publicUrl: config.publicUrl, allowInsecure });
+  const loginLinks = createLoginLinks({
+    db,
+    publicUrl: config.publicUrl,
+    ttlSeconds: config.oauth.loginLinkTtlSeconds,
+  });
+  await app.register(async (scope) =>
+    oauthRoutes(scope, {
+      server,
+      db,
+      publicUrl: config.publicUrl,
+      allowInsecure,
+      tenants: container.tenants,
+      accounts: container.connectedAccounts,
+      policies: container.policies,
+      scopedTools: container.scopedTools,
+      ssoConfigs,
+      sso,
+      loginLinks,
+      audit,
+      logger: container.logger,
+    }),
+  );
+  await app.register(async (scope) =>
+    oauthTenantRoutes(scope, {
+      tenants: container.tenants,
+      server,
+      ssoConfigs,
+      sso,
+      loginLinks,
+      audit,
+      allowInsecure,
+    }),
+  );
+  return server;
+}

@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import type { Database } from '@warden/db';
+import type { Kysely } from 'kysely';
+import { sql } from 'kysely';
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+
+/**
+ * Persistence of the authorization server in PostgreSQL (never process memory: replicas
+ * share grants, codes, tokens and sessions). One table for every oidc-provider model and
+ * for Warden's own short-lived sign-in records.
+ */
+
+/** Models whose id is not a bearer value: client ids are public, grant ids are only ever looked up. */
+const PLAIN_ID_MODELS = new Set(['Client', 'Grant']);
+
+function sha256(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('base64url');
+}
+
+function storedId(model: string, id: string): string {
+  return PLAIN_ID_MODELS.has(model) ? id : sha256(id);
+}
+
+/** The signed-in identity as oidc-provider's account id: `ten_…:identifier` (tenant ids have no colon). */
+export function accountIdFor(tenantId: string, identifier: string): string {
+  return `${tenantId}:${identifier}`;
+}
+
+export function parseAccountId(accountId: unknown): { tenantId: string; identifier: string } | null {
+  if (typeof accountId !== 'string') return null;
+  const colon = accountId.indexOf(':');
+  if (colon <= 0 || colon === accountId.length - 1) return null;
+  return { tenantId: accountId.slice(0, colon), identifier: accountId.slice(colon + 1) };
+}
+
+function expiry(expiresIn: number | undefined): Date | null {
+  return typeof expiresIn === 'number' ? new Date(Date.now() + expiresIn * 1000) : null;
+}
+
+const live = sql<boolean>`(expires_at is null or expires_at > now())`;
+
+class ArtifactAdapter implements Adapter {
+  readonly #db: Kysely<Database>;
+  readonly #model: string;
+
+  constructor(db: Kysely<Database>, model: string) {
+    this.#db = db;
+    this.#model = model;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const account = parseAccountId(payload.accountId);
+    // The raw id of a bearer value is not kept (find() is handed it back by the caller).
+    const { jti: _jti, ...rest } = payload;
+    const stored = PLAIN_ID_MODELS.has(this.#model) ? payload : rest;
+    const values = {
+      payload: JSON.stringify(stored),
+      grant_id: typeof payload.grantId === 'string' ? payload.grantId : null,
+      uid: typeof payload.uid === 'string' ? payload.uid : null,
+      tenant_id: account?.tenantId ?? null,
+      identifier: account?.identifier ?? null,
+      client_id: typeof payload.clientId === 'string' ? payload.clientId : null,
+      expires_at: expiry(expiresIn),
+    };
+    await this.#db
+      .insertInto('oauth_artifacts')
+      .values({ model: this.#model, id: storedId(this.#model, id), ...values })
+      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(values))
+      .execute();
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const row = await this.#db
+      .selectFrom('oauth_artifacts')
+      .select(['payload', 'consumed_at'])
+      .where('model', '=', this.#model)
+      .where('id', '=', storedId(this.#model, id))
+      .where(live)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      ...(row.payload as AdapterPayload),
+      ...(PLAIN_ID_MODELS.has(this.#model) ? {} : { jti: id }),
+      ...(row.consumed_at ? { consumed: Math.floor(row.consumed_at.getTime() / 1000) } : {}),
+    };
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    const row = await this.#db
+      .selectFrom('oauth_artifacts')
+      .select('payload')
+      .where('model', '=', this.#model)
+      .where('uid', '=', uid)
+      .where(live)
+      .executeTakeFirst();
+    return row ? (row.payload as AdapterPayload) : undefined;
+  }
+
+  async findByUserCode(): Promise<undefined> {
+    // The device flow is not enabled; no model is ever stored by user code.
+    return undefined;
+  }
+
+  async consume(id: string): Promise<void> {
+    await this.#db
+      .updateTable('oauth_artifacts')
+      .set({ consumed_at: new Date() })
+      .where('model', '=', this.#model)
+      .where('id', '=', storedId(this.#model, id))
+      .execute();
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.#db
+      .deleteFrom('oauth_artifacts')
+      .where('model', '=', this.#model)
+      .where('id', '=', storedId(this.#model, id))
+      .execute();
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.#db
+      .deleteFrom('oauth_artifacts')
+      .where('model', '=', this.#model)
+      .where('grant_id', '=', grantId)
+      .execute();
+  }
+}
+
+export function artifactAdapterFactory(db: Kysely<Database>): (model: string) => Adapter {
+  return (model) => new ArtifactAdapter(db, model);
+}
+
+/** Warden's own records (pending SSO sign-ins, login links, consents) in the same table. */
+export function createRecordStore<T extends object>(db: Kysely<Database>, model: string) {
+  return {
+    async put(id: string, payload: T & { accountId?: string }, ttlSeconds: number): Promise<void> {
+      await new ArtifactAdapter(db, model).upsert(id, payload as AdapterPayload, ttlSeconds);
+    },
+    /** Reads without using up (to show what a link would do). */
+    async peek(id: string): Promise<T | null> {
+      const payload = await new ArtifactAdapter(db, model).find(id);
+      return payload && !payload.consumed ? (payload as T) : null;
+    },
+    /** Uses the record up: of concurrent takes, exactly one gets it; expired or used → null. */
+    async take(id: string): Promise<T | null> {
+      const row = await db
+        .updateTable('oauth_artifacts')
+        .set({ consumed_at: new Date() })
+        .where('model', '=', model)
+        .where('id', '=', storedId(model, id))
+        .where('consumed_at', 'is', null)
+        .where(live)
+        .returning('payload')
+        .executeTakeFirst();
+      return row ? (row.payload as T) : null;
+    },
+  };
+}
+
+/** Deletes every grant, code, token and session of an identity; returns how many grants it had. */
+export async function revokeOAuthGrantsOf(
+  db: Kysely<Database>,
+  tenantId: string,
+  identifier: string,
+): Promise<number> {
+  const rows = await db
+    .deleteFrom('oauth_artifacts')
+    .where('tenant_id', '=', tenantId)
+    .where('identifier', '=', identifier)
+    .returning('model')
+    .execute();
+  return rows.filter((r) => r.model === 'Grant').length;
+}
+
+/** Whether an OAuth grant of the tenant still stands (not revoked, not expired). */
+export async function isOAuthGrantActive(
+  db: Kysely<Database>,
+  tenantId: string,
+  grantId: string,
+): Promise<boolean> {
+  const row = await db
+    .selectFrom('oauth_artifacts')
+    .select('id')
+    .where('model', '=', 'Grant')
+    .where('id', '=', storedId('Grant', grantId))
+    .where('tenant_id', '=', tenantId)
+    .where(live)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** Expired artifacts are invisible already; this reclaims their rows. */
+export async function purgeExpiredOAuthArtifacts(db: Kysely<Database>): Promise<number> {
+  const result = await db
+    .deleteFrom('oauth_artifacts')
+    .where('expires_at', '<', sql<Date>`now() - interval '1 hour'`)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}
