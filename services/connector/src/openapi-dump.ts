@@ -20,9 +20,9 @@ export async function wardenOpenApiDocument(): Promise<Record<string, unknown>> 
   try {
     const config = loadConfig({
       DATA_DIR: dataDir,
-      // A path that does not exist: the document must not depend on the Cloudflare
-      // spec, and without one Code Mode starts no sandbox process (it answers 503).
-      CLOUDFLARE_SPEC_PATH: path.join(dataDir, 'no-cloudflare-spec.json'),
+      // A source that refuses at once (the discard port): the document must not depend on
+      // the Cloudflare spec, and without one Code Mode starts no sandbox process (it answers 503).
+      CLOUDFLARE_SPEC_URL: 'http://127.0.0.1:9/no-cloudflare-spec.json',
       CLOUDFLARE_API_BASE: 'http://127.0.0.1:9/client/v4',
       // Configured like a deployment with the admin API on; a random value, never printed.
       WARDEN_ADMIN_TOKEN: randomBytes(32).toString('hex'),
