@@ -27,5 +27,5 @@ export {
   createMcpTokenService,
   parseExpiry,
 } from './mcp-tokens.service.ts';
-export type { McpSession, McpToken, McpTokenService } from './mcp-tokens.service.ts';
+export type { McpSession, McpToken, McpTokenListing, McpTokenService } from './mcp-tokens.service.ts';
 export { connectedAccountJson } from './connected-account.json.ts';
