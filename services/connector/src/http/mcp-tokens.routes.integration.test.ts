@@ -133,6 +133,25 @@ describe('MCP tokens: listing an identity’s tokens, and minting only for a liv
     );
   });
 
+  it('stores whatever clientInfo an MCP client sends as text it can keep', async () => {
+    await vault('erin@corp');
+    const minted = await mint('erin@corp');
+    // NUL and a lone surrogate are what PostgreSQL refuses; the client's label keeps the rest.
+    const client = new Client({ name: 'odd\u0000client', version: '\ud800 1.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+        requestInit: { headers: { Authorization: `Bearer ${minted.token}` } },
+      }),
+    );
+    expect((await client.listTools()).tools.length).toBe(2);
+    await client.close();
+    const listed = await call('GET', '/api/v1/mcp/tokens?identifier=erin%40corp');
+    const token = (listed.json() as { mcp_tokens: ListedToken[] }).mcp_tokens.find(
+      (x) => x.id === minted.token_id,
+    );
+    expect(token?.client).toEqual({ name: 'odd\uFFFDclient', version: '\uFFFD 1.0' });
+  });
+
   it('keeps tenants apart and names what is missing from the query', async () => {
     const foreign = await call('GET', '/api/v1/mcp/tokens?identifier=bob%40corp', undefined, other.apiKey);
     expect(foreign.statusCode).toBe(200);
