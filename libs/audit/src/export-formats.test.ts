@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AuditEvent } from './audit-event.ts';
 import { toCefLine } from './cef-format.ts';
@@ -251,6 +252,18 @@ describe('OCSF API Activity', () => {
     const parsed = JSON.parse(line);
     expect(parsed.metadata.correlation_uid).toBeUndefined();
     expect('agent_run_id' in parsed.unmapped).toBe(false);
+  });
+});
+
+describe('product version', () => {
+  it("is Warden's release from the repository's package.json in OCSF and CEF alike", () => {
+    const { version } = JSON.parse(
+      readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+    ) as { version: string };
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(toOcsfEvent(toolCallEvent()).metadata.product.version).toBe(version);
+    expect(parseCef(toCefLine(upstreamRequestEvent('GET'))).header[3]).toBe(version);
+    expect(JSON.parse(formatAuditLine(toolCallEvent(), 'ocsf')).metadata.product.version).toBe(version);
   });
 });
 

@@ -1,3 +1,4 @@
+import warden from '../../../package.json' with { type: 'json' };
 import type { AuditEvent, AuditOutcome } from './audit-event.ts';
 
 /** Options shared by every export format and sink payload. */
@@ -12,7 +13,8 @@ export interface FormatOptions {
   readonly maxCodeChars?: number;
 }
 
-export const DEFAULT_PRODUCT_VERSION = 'unknown';
+/** Warden's release (the repository's package.json), unless a caller names another. */
+export const DEFAULT_PRODUCT_VERSION: string = warden.version;
 
 export interface EventSeverity {
   /** OCSF severity_id: 1 Informational, 2 Low, 3 Medium. */

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from './audit-event.ts';
 import type { AuditSink, SinkRuntimeOptions } from './audit-sink.ts';
+import { DEFAULT_PRODUCT_VERSION } from './format-common.ts';
 import type { SyslogSinkConfig } from './sink-config.ts';
 import { createSyslogSink, frameOctetCounting, toSyslogMessage } from './syslog-sink.ts';
 import { toolCallEvent, upstreamRequestEvent } from './test-support/audit-event-fixtures.ts';
@@ -301,7 +302,9 @@ describe('syslog sink against rsyslogd', () => {
     const message = (await receivedFor([event])).get(event.id);
     expect(message?.pri).toBe(16 * 8 + 6);
     expect(
-      message?.msg.startsWith('CEF:0|Warden|Warden|unknown|tool.execute|tool.execute cloudflare_execute|3|'),
+      message?.msg.startsWith(
+        `CEF:0|Warden|Warden|${DEFAULT_PRODUCT_VERSION}|tool.execute|tool.execute cloudflare_execute|3|`,
+      ),
     ).toBe(true);
     expect(message?.msg).toContain(`externalId=${event.id}`);
   });

@@ -64,6 +64,20 @@ describe('validateUpstreamRequest', () => {
     expect(refusal({ method: 'GET', path })).toMatch(message);
   });
 
+  it('names an unfilled placeholder copied from the spec, and tells how to fill it', () => {
+    expect(refusal({ method: 'GET', path: '/zones/{zone_id}/dns_records' })).toBe(
+      'cloudflare.request: path still has the placeholder {zone_id} from the API description; put the real value in its place, e.g. `/zones/${zoneId}/dns_records` (encodeURIComponent each value)',
+    );
+    expect(refusal({ method: 'GET', path: '/zones/z1/dns_records/{dns_record_id}' })).toMatch(
+      /placeholder \{dns_record_id\}/,
+    );
+    // An encoded brace may be a real value (a KV key), so it is not taken for a placeholder.
+    expect(
+      validateUpstreamRequest({ method: 'GET', path: '/accounts/a/storage/kv/namespaces/n/values/%7Bk%7D' })
+        .path,
+    ).toBe('/accounts/a/storage/kv/namespaces/n/values/%7Bk%7D');
+  });
+
   it('refuses headers, unknown fields and header injection through the content type', () => {
     expect(refusal({ method: 'GET', path: '/zones', headers: { host: 'evil' } })).toMatch(
       /"headers" is not a request field/,

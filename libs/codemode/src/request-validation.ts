@@ -25,6 +25,18 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/**
+ * `{zone_id}` copied from a spec path template. Only the raw form: braces are never valid
+ * unencoded, while an encoded `%7B…%7D` may be a real value (a KV key, say).
+ */
+const PLACEHOLDER = /\{[^/]*?\}/;
+
+function unfilledPlaceholder(path: string): string | null {
+  const text = PLACEHOLDER.exec(path)?.[0];
+  if (!text) return null;
+  return text.length > 60 ? `${text.slice(0, 57)}...}` : text;
+}
+
 function validatePath(path: unknown): string {
   if (typeof path !== 'string' || path === '') throw refuse('path', 'must be a string such as "/zones"');
   if (path.length > MAX_PATH) throw refuse('path', `must be at most ${MAX_PATH} characters`);
@@ -35,6 +47,13 @@ function validatePath(path: unknown): string {
   if (hasControlCharacters(path)) throw refuse('path', 'must not contain control characters');
   if (path.includes(';')) {
     throw refuse('path', 'must not contain ";" (matrix parameters); put parameters in `query`');
+  }
+  const placeholder = unfilledPlaceholder(path);
+  if (placeholder) {
+    throw refuse(
+      'path',
+      `still has the placeholder ${placeholder} from the API description; put the real value in its place, e.g. \`/zones/\${zoneId}/dns_records\` (encodeURIComponent each value)`,
+    );
   }
   if (!PATH_CHARACTERS.test(path)) {
     throw refuse(

@@ -141,6 +141,16 @@ describe('search', () => {
       code: 'execution_error',
       message: 'RangeError: too far (line 2, column 9)',
     });
+    // Code that ends early is reported on its own last line, not on the wrapper's.
+    for (const unclosed of ['async () => {', 'async () => {\n  return spec.paths[\n', 'async () => `abc']) {
+      expect(errorOf(await pool.search(unclosed)), unclosed).toEqual({
+        code: 'syntax_error',
+        message: `SyntaxError: the code ends before it is complete (line ${unclosed.split('\n').length}); a bracket, brace, parenthesis, string or template literal is not closed`,
+      });
+    }
+    expect(errorOf(await pool.search('async () => {\n\n\n  foo(\n}')).message).toBe(
+      "SyntaxError: Unexpected token '}' (line 5, column 1)",
+    );
     expect(errorOf(await pool.search("async () => { throw 'plain'; }")).message).toBe('Uncaught plain');
     expect(errorOf(await pool.search('async () => 1n')).message).toMatch(/not JSON-serializable/);
     const injected = await pool.search('async () => 1 }); globalThis.x = (function () {');

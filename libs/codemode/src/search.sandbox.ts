@@ -30,6 +30,24 @@ interface WarmContext {
 
 const PRELUDE = 'const allowed=$0($2),console=$1($3);';
 
+const LINE_BREAK = /\r\n|[\n\r\u2028\u2029]/;
+const REPORTED_LINE = / \(line (\d+), column \d+\)$/;
+
+/**
+ * A syntax error placed after the agent's last line is V8 reading the wrapper's closing `)`:
+ * the code itself ended early. Say so, on the code's own last line.
+ */
+function pastTheEnd(outcome: RunOutcome | Failure, code: string): RunOutcome | Failure {
+  if (('ok' in outcome && outcome.ok) || outcome.code !== 'syntax_error') return outcome;
+  const line = Number(REPORTED_LINE.exec(outcome.message)?.[1]);
+  const lines = code.split(LINE_BREAK).length;
+  if (!(line > lines)) return outcome;
+  return {
+    code: 'syntax_error',
+    message: `SyntaxError: the code ends before it is complete (line ${lines}); a bracket, brace, parenthesis, string or template literal is not closed`,
+  };
+}
+
 /** Heap for the spec on top of the per-call allowance: measured at 4.2 bytes per serialized byte. */
 function specAllowanceMb(serializedBytes: number): number {
   return Math.ceil((serializedBytes * 6) / (1024 * 1024)) + 16;
@@ -131,7 +149,7 @@ export class SearchSandbox {
       );
       outcome = await runCompiled(warm.run, value, limits.maxResultChars);
     } catch (error) {
-      outcome = classifyFailure(error, watchdog, limits);
+      outcome = pastTheEnd(classifyFailure(error, watchdog, limits), code);
     }
     const stats = watchdog.finish();
     if (warm.isolate.isDisposed) this.#rebuild();

@@ -11,9 +11,10 @@ function defaultSpec(): string | undefined {
 }
 const specPath = process.env.FAKE_CF_SPEC_PATH || defaultSpec();
 
+// Variables of its own: PORT and HOST are Warden's, often set in the same shell or .env file.
 const fake = await startFakeCloudflare({
-  port: Number(process.env.PORT ?? 8787),
-  host: process.env.HOST ?? '127.0.0.1',
+  port: Number(process.env.FAKE_CF_PORT || 8787),
+  host: process.env.FAKE_CF_HOST || '127.0.0.1',
   ...(specPath ? { specPath } : {}),
 });
 const demo = seedDemo(fake.state);

@@ -1,6 +1,7 @@
 import { startFakeKms } from './fake-kms.ts';
 
-const kms = await startFakeKms({ port: Number(process.env.PORT ?? 4599) });
+// A variable of its own: PORT is Warden's, often set in the same shell or .env file.
+const kms = await startFakeKms({ port: Number(process.env.FAKE_KMS_PORT || 4599) });
 const key = kms.createKey({ alias: 'alias/warden', description: 'warden local demo key' });
 console.log(`fake KMS listening on ${kms.endpoint} (region ${kms.region})`);
 console.log(

@@ -3,8 +3,10 @@ import type { Clock } from '@warden/core';
 import { WardenError, newId, notFound, systemClock } from '@warden/core';
 import { lifecycleRecord } from '@warden/audit';
 import type { Database, McpTokenRow } from '@warden/db';
+import { decodeCursor, encodeCursor } from '@warden/db';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
+import { validateIdentifier } from './connected-accounts.service.ts';
 import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 
 const TOKEN_PREFIX = 'wdn_mcp_';
@@ -20,6 +22,14 @@ export interface McpToken {
   readonly expiresAt: Date;
   readonly createdAt: Date;
   readonly revokedAt: Date | null;
+}
+
+/** A token as listed to its tenant: everything but the secret (and its hash). */
+export interface McpTokenListing extends McpToken {
+  readonly lastUsedAt: Date | null;
+  /** clientInfo of the last MCP initialize made with this token. */
+  readonly clientName: string | null;
+  readonly clientVersion: string | null;
 }
 
 export interface McpSession {
@@ -54,11 +64,21 @@ export function parseExpiry(value: unknown, field = 'expiry'): number {
   return seconds;
 }
 
+/**
+ * An MCP client's self-description, as text PostgreSQL can store: it comes from the client
+ * unchecked, and a NUL or a lone surrogate would fail the request that records it.
+ */
+function storableLabel(value: string, max: number): string {
+  return value.slice(0, max).toWellFormed().replaceAll('\u0000', '\uFFFD');
+}
+
 function hash(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
-function toToken(row: McpTokenRow): McpToken {
+const MAX_PAGE_SIZE = 100;
+
+function toToken(row: Omit<McpTokenRow, 'secret_hash'>): McpToken {
   return {
     id: row.id,
     tenantId: row.tenant_id,
@@ -80,6 +100,11 @@ export interface McpTokenService {
     audience: string;
     createdBy: string | null;
   }): Promise<{ token: string; record: McpToken }>;
+  /** The identifier's tokens, oldest first, live or not; never the secret. */
+  list(
+    tenantId: string,
+    query: { identifier: string; pageSize?: number; pageToken?: string },
+  ): Promise<{ items: McpTokenListing[]; nextPageToken: string | null }>;
   /**
    * Null for an unknown, revoked, expired or wrong-audience token. Checked on every request;
    * expiry against the database's clock, so every replica decides the same.
@@ -113,6 +138,28 @@ export function createMcpTokenService(deps: {
       const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
       const { tenantId } = input.ctx;
       return db.transaction().execute(async (tx) => {
+        // A token is minted only for an identity that can use it. The share lock makes a
+        // concurrent offboarding wait for this insert (and then revoke the token with the rest),
+        // or makes this check see the accounts it already revoked.
+        let active = tx
+          .selectFrom('connected_accounts as ca')
+          .select('ca.id')
+          .where('ca.tenant_id', '=', tenantId)
+          .where('ca.identifier', '=', input.identifier)
+          .where('ca.status', '=', 'ACTIVE');
+        if (input.connectionNames) {
+          active = active
+            .innerJoin('connections as c', 'c.id', 'ca.connection_id')
+            .where('c.name', 'in', [...input.connectionNames]);
+        }
+        const accounts = await active.forShare('ca').execute();
+        if (accounts.length === 0) {
+          throw new WardenError(
+            'not_found',
+            `identifier: '${input.identifier}' has no ACTIVE connected account${input.connectionNames ? ` on ${input.connectionNames.join(', ')}` : ''} (unknown, offboarded or revoked); connect one with POST /api/v1/connected_accounts first`,
+            { field: 'identifier' },
+          );
+        }
         const row = await tx
           .insertInto('mcp_tokens')
           .values({
@@ -143,6 +190,57 @@ export function createMcpTokenService(deps: {
         ]);
         return { token, record: toToken(row) };
       });
+    },
+    async list(tenantId, query) {
+      const identifier = validateIdentifier(query.identifier);
+      const pageSize = query.pageSize ?? 20;
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
+        throw new WardenError('invalid_request', `page_size: must be an integer from 1 to ${MAX_PAGE_SIZE}`, {
+          field: 'page_size',
+        });
+      }
+      // Every column but the secret's hash.
+      let q = db
+        .selectFrom('mcp_tokens')
+        .select([
+          'id',
+          'tenant_id',
+          'identifier',
+          'connection_names',
+          'audience',
+          'created_by',
+          'expires_at',
+          'created_at',
+          'revoked_at',
+          'last_used_at',
+          'client_name',
+          'client_version',
+        ])
+        .where('tenant_id', '=', tenantId)
+        .where('identifier', '=', identifier);
+      if (query.pageToken !== undefined) {
+        const after = decodeCursor(query.pageToken);
+        q = q.where(({ eb, refTuple, tuple }) =>
+          eb(refTuple('created_at', 'id'), '>', tuple(after.createdAt, after.id)),
+        );
+      }
+      const rows = await q
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(pageSize + 1)
+        .execute();
+      const items = rows.slice(0, pageSize).map((row): McpTokenListing => ({
+        ...toToken(row),
+        lastUsedAt: row.last_used_at,
+        clientName: row.client_name,
+        clientVersion: row.client_version,
+      }));
+      const last = items[items.length - 1];
+      return {
+        items,
+        nextPageToken:
+          rows.length > pageSize && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      };
     },
     async authenticate(token, audience) {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
@@ -215,7 +313,10 @@ export function createMcpTokenService(deps: {
     async recordClient(tokenId, client) {
       await db
         .updateTable('mcp_tokens')
-        .set({ client_name: client.name.slice(0, 100), client_version: client.version.slice(0, 50) })
+        .set({
+          client_name: storableLabel(client.name, 100),
+          client_version: storableLabel(client.version, 50),
+        })
         .where('id', '=', tokenId)
         .execute();
     },

@@ -1,19 +1,24 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify from 'fastify';
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import Fastify, { LogController } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
   serializerCompiler,
-  validatorCompiler,
 } from 'fastify-type-provider-zod';
+import { WardenError } from '@warden/core';
+import { z } from 'zod';
 import type { Container } from './container.ts';
 import type { ExecuteToolService } from '@warden/tools';
 import { adminRoutes } from './http/admin.routes.ts';
 import { connectedAccountRoutes } from './http/connected-accounts.routes.ts';
-import { toWireError } from './http/error-mapper.ts';
+import { MAX_PATH_PARAM_CHARS, protocolError, toWireError, validatorCompiler } from './http/error-mapper.ts';
+import { adminApiOff } from './http/auth.ts';
+import { applyRequestContract } from './http/request-contract.ts';
 import { healthRoutes } from './http/health.routes.ts';
 import { auditRoutes } from './http/audit.routes.ts';
 import { mcpTokenRoutes } from './http/mcp-tokens.routes.ts';
@@ -32,11 +37,89 @@ export interface AppOptions {
   readonly loggerInstance: NonNullable<FastifyServerOptions['loggerInstance']>;
 }
 
+const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * @fastify/swagger marks every request body required; a route whose body schema is optional
+ * (POST …/offboard) is flagged in the per-route transform and set right in the document.
+ */
+const OPTIONAL_BODY = 'x-warden-optional-body';
+
+function optionalRequestBodies<T>(document: T): T {
+  const paths = (document as { paths?: Record<string, Record<string, Record<string, unknown>>> }).paths ?? {};
+  for (const operations of Object.values(paths)) {
+    for (const operation of Object.values(operations)) {
+      if (operation[OPTIONAL_BODY] !== true) continue;
+      delete operation[OPTIONAL_BODY];
+      const body = operation.requestBody as { required?: boolean } | undefined;
+      if (body) body.required = false;
+    }
+  }
+  return document;
+}
+
+/** What the single log line of a refused or failed request adds to the access fields. */
+interface Outcome {
+  readonly code: string;
+  readonly field?: string;
+  readonly err?: unknown;
+}
+
+/**
+ * A request that never reached a request object (not HTTP, headers too large, too slow): the
+ * same envelope, written to the socket, since there is nothing else to answer with.
+ */
+function clientErrorHandler(logger: AppOptions['loggerInstance'], bodyLimit: number) {
+  return (error: Error & { code?: string }, socket: Socket): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const refusal =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? protocolError(
+            431,
+            'headers: the request line and headers exceed the 16 KB limit; shorten the URL (send long values in a JSON body) or the headers',
+            { field: 'headers' },
+          )
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? protocolError(408, 'request: was not received in time; send it again')
+          : new WardenError(
+              'invalid_request',
+              'request: is not valid HTTP/1.1; check the request line, the headers and the body framing',
+            );
+    const requestId = randomUUID();
+    const wire = toWireError(refusal, { requestId, bodyLimit });
+    const body = JSON.stringify(wire.body);
+    logger.info({ code: error.code, status: wire.status, reqId: requestId }, 'malformed request refused');
+    if (socket.writable) {
+      socket.write(
+        `HTTP/1.1 ${wire.status} ${STATUS_CODES[wire.status] ?? 'Error'}\r\n` +
+          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+          `x-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
+  };
+}
+
 /** Builds the HTTP app from a container. main.ts listens; tests use `app.inject`. */
 export async function buildApp(container: Container, options: AppOptions): Promise<FastifyInstance> {
   const { config } = container;
+  const outcomes = new WeakMap<FastifyRequest, Outcome>();
+  /** Every refusal and failure leaves through here, in the one envelope. */
+  const sendError = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const wire = toWireError(error, { requestId: request.id, bodyLimit: config.bodyLimitBytes });
+    const { code, field } = wire.body.error;
+    outcomes.set(request, {
+      code,
+      ...(field ? { field } : {}),
+      ...(wire.status >= 500 ? { err: error } : {}),
+    });
+    return reply.code(wire.status).headers(wire.headers).send(wire.body);
+  };
+
   const app = Fastify({
     loggerInstance: options.loggerInstance,
+    // One line per request, written in onResponse below (Fastify's own logging writes two).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     // Honour a well-formed id from a proxy so logs correlate; otherwise make one.
@@ -44,28 +127,81 @@ export async function buildApp(container: Container, options: AppOptions): Promi
       const incoming = req.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    return503OnClosing: true,
+    // Requests arriving while closing are refused in onRequest, in the error envelope.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PATH_PARAM_CHARS },
+    // Router-level refusals (bad percent-encoding, over-long parameter) never reach a route's hooks.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      void sendError(error, request, reply);
+      const outcome = outcomes.get(request);
+      request.log.info(
+        { req: request, res: { statusCode: reply.statusCode }, code: outcome?.code, field: outcome?.field },
+        'request completed',
+      );
+    },
+    clientErrorHandler: clientErrorHandler(options.loggerInstance, config.bodyLimitBytes),
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onRoute', applyRequestContract);
 
+  // Every body is JSON. An empty one (Content-Type set, nothing sent) counts as no body, so an
+  // optional body (POST …/offboard) may be left out by clients that always send the header.
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString();
+    if (text.trim() === '') return done(null, undefined);
+    return jsonParser(request, text, done);
+  });
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new WardenError(
+        'unavailable',
+        'the service is shutting down; retry (another replica will answer)',
+      );
+    }
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const outcome = outcomes.get(request);
+    const line = {
+      req: request,
+      res: reply,
+      responseTime: Math.round(reply.elapsedTime * 100) / 100,
+      ...outcome,
+    };
+    if (reply.statusCode >= 500) request.log.error(line, 'request failed');
+    else request.log.info(line, 'request completed');
   });
 
-  app.setErrorHandler((error, request, reply) => {
-    const wire = toWireError(error, { requestId: request.id, bodyLimit: config.bodyLimitBytes });
-    if (wire.status >= 500) request.log.error({ err: error, code: wire.body.error.code }, 'request failed');
-    else request.log.info({ code: wire.body.error.code, field: wire.body.error.field }, 'request refused');
-    return reply.code(wire.status).headers(wire.headers).send(wire.body);
+  app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    if (path.startsWith('/admin/') && !config.adminToken) return sendError(adminApiOff(), request, reply);
+    const allowed = ROUTE_METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length > 0) {
+      const refusal = protocolError(
+        405,
+        `method: ${request.method} is not allowed on ${path}; it accepts ${allowed.join(', ')}`,
+        { field: 'method', allow: allowed.join(', ') },
+      );
+      return sendError(refusal, request, reply);
+    }
+    return sendError(
+      new WardenError('not_found', `no route ${request.method} ${path}; the API reference is at /docs`),
+      request,
+      reply,
+    );
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({
-      error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-    }),
-  );
 
   const metrics = createMetrics();
   await metricsRoutes(app, metrics);
@@ -93,8 +229,14 @@ export async function buildApp(container: Container, options: AppOptions): Promi
         },
       },
     },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transform: (document) => {
+      const result = jsonSchemaTransform(document);
+      const body = (document.schema as { body?: unknown } | undefined)?.body;
+      return body instanceof z.ZodOptional
+        ? { ...result, schema: { ...result.schema, [OPTIONAL_BODY]: true } }
+        : result;
+    },
+    transformObject: (document) => optionalRequestBodies(jsonSchemaTransformObject(document)),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

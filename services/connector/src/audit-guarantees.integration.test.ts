@@ -107,9 +107,8 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     const poisoners = Array.from({ length: 40 }, (_, i) =>
       execute(
         'nul',
-        // A NUL in the error, the code (a comment) and the agent run id.
+        // A NUL in the error and in the code (a comment); agent run ids are ids and refuse it.
         `async () => { /* \u0000 */ await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' }); throw new Error('done\\u0000${i}') }`,
-        { agent_run_id: `run\u0000${i}` },
       ),
     );
     const [victimResults, poisonResults] = await Promise.all([Promise.all(victims), Promise.all(poisoners)]);

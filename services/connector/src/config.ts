@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseBudget } from '@warden/ratelimit';
@@ -195,6 +196,33 @@ function defaultRedisPrefix(database: string): string {
   return `warden:${createHash('sha256').update(identity).digest('hex').slice(0, 8)}`;
 }
 
+/**
+ * A local spec the operator named must be there at start: otherwise Code Mode would sit
+ * "unavailable" behind a running service, with the cause only in /readyz.
+ */
+function readableSpecPath(value: string): string {
+  const resolved = path.resolve(value);
+  let problem: string | null = null;
+  try {
+    accessSync(resolved, constants.R_OK);
+    if (!statSync(resolved).isFile()) problem = 'is not a file';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problem =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'is not readable by this process'
+          : `cannot be read (${code ?? 'unknown error'})`;
+  }
+  if (problem) {
+    throw new ConfigError(
+      `invalid configuration:\n  CLOUDFLARE_SPEC_PATH: ${resolved} ${problem}; point it at a readable copy of the Cloudflare OpenAPI document (JSON), or unset it to fetch the document from CLOUDFLARE_SPEC_URL`,
+    );
+  }
+  return resolved;
+}
+
 const DEFAULT_SPEC_URL = 'https://raw.githubusercontent.com/cloudflare/api-schemas/main/openapi.json';
 
 export function loadConfig(source: Readonly<Record<string, string | undefined>> = process.env): Config {
@@ -209,6 +237,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   }
   const env = parsed.data;
   const dataDir = path.resolve(env.DATA_DIR);
+  const specPath = env.CLOUDFLARE_SPEC_PATH ? readableSpecPath(env.CLOUDFLARE_SPEC_PATH) : null;
   let budget: BudgetSpec;
   try {
     budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
@@ -261,7 +290,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     cloudflare: {
       apiBase: env.CLOUDFLARE_API_BASE.replace(/\/+$/, ''),
       timeoutMs: env.CLOUDFLARE_TIMEOUT_MS,
-      specPath: env.CLOUDFLARE_SPEC_PATH ? path.resolve(env.CLOUDFLARE_SPEC_PATH) : null,
+      specPath,
       specUrl: env.CLOUDFLARE_SPEC_PATH ? null : (env.CLOUDFLARE_SPEC_URL ?? DEFAULT_SPEC_URL),
       budget,
     },

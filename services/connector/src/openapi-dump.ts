@@ -21,8 +21,9 @@ export async function wardenOpenApiDocument(): Promise<Record<string, unknown>> 
     const config = loadConfig({
       DATA_DIR: dataDir,
       DATABASE_URL: 'postgres://127.0.0.1:9/unused',
-      // The document must not depend on the Cloudflare spec (Code Mode is not started).
-      CLOUDFLARE_SPEC_PATH: path.join(dataDir, 'no-cloudflare-spec.json'),
+      // A source that refuses at once (the discard port): the document must not depend on the
+      // Cloudflare spec, and Code Mode is not started anyway.
+      CLOUDFLARE_SPEC_URL: 'http://127.0.0.1:9/no-cloudflare-spec.json',
       CLOUDFLARE_API_BASE: 'http://127.0.0.1:9/client/v4',
       // Configured like a deployment with the admin API on; a random value, never printed.
       WARDEN_ADMIN_TOKEN: randomBytes(32).toString('hex'),

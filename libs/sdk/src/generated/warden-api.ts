@@ -1441,7 +1441,7 @@ export interface paths {
                         };
                         connection_name?: string;
                         connected_account_id?: string;
-                        /** @description Your id for the agent run, recorded in the audit trail. */
+                        /** @description Your id for the agent run, recorded in the audit trail; printable text, at most 200 characters. */
                         agent_run_id?: string;
                     };
                 };
@@ -2288,7 +2288,107 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** An identity's MCP tokens, oldest first, live or not (never the secret) */
+        get: {
+            parameters: {
+                query: {
+                    /** @description Your id for the end user. */
+                    identifier: string;
+                    page_size?: number;
+                    page_token?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            mcp_tokens: components["schemas"]["McpToken"][];
+                            next_page_token: string | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         put?: never;
         /** Mint a per-user MCP session token (shown once) and a ready ~/.cursor/mcp.json fragment */
         post: {
@@ -2301,6 +2401,7 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
+                        /** @description Your id for the end user; it needs an ACTIVE connected account. */
                         identifier: string;
                         connection_names?: string[];
                         /** @description 60s to 30d, e.g. "3600s", "12h", "7d". Default 3600s. */
@@ -2532,9 +2633,9 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description from (ISO 8601) */
+                    /** @description Oldest event time, inclusive (ISO 8601) */
                     from?: string;
-                    /** @description to (ISO 8601) */
+                    /** @description Newest event time, exclusive (ISO 8601) */
                     to?: string;
                     identifier?: string;
                     tool_name?: string;
@@ -2654,14 +2755,17 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Stream audit events of a time range, one per line (NDJSON, OCSF 1.3 API Activity, or CEF) */
+        /**
+         * Stream audit events of a time range, one per line (NDJSON, OCSF 1.3 API Activity, or CEF)
+         * @description Without `to` the range ends now; without `from` it starts 24 hours before `to`. A range spans at most 400 days.
+         */
         get: {
             parameters: {
-                query: {
-                    /** @description from (ISO 8601) */
-                    from: string;
-                    /** @description to (ISO 8601) */
-                    to: string;
+                query?: {
+                    /** @description Start of the range, inclusive (ISO 8601); default 24 hours before to */
+                    from?: string;
+                    /** @description End of the range, exclusive (ISO 8601); default now */
+                    to?: string;
                     format?: "ndjson" | "ocsf" | "cef";
                 };
                 header?: never;
@@ -3623,7 +3727,7 @@ export interface paths {
                 };
                 cookie?: never;
             };
-            requestBody: {
+            requestBody?: {
                 content: {
                     "application/json": {
                         revoke_upstream?: boolean;
@@ -4485,6 +4589,24 @@ export interface components {
             prev_hash: string;
             hash: string;
         };
+        McpTokenInput: {
+            id: string;
+            identifier: string;
+            /** @description Connections the token may use; null = all of the identifier’s. */
+            connection_names: string[] | null;
+            /** @enum {string} */
+            status: "active" | "expired" | "revoked";
+            created_at: string;
+            expires_at: string;
+            revoked_at: string | null;
+            /** @description Updated at most once a minute. */
+            last_used_at: string | null;
+            /** @description clientInfo of the last MCP initialize made with the token. */
+            client: {
+                name: string;
+                version: string | null;
+            } | null;
+        };
         PolicyInput: {
             /** @description Only GET requests and GraphQL queries. */
             read_only?: boolean;
@@ -4678,6 +4800,24 @@ export interface components {
             } | null;
             prev_hash: string;
             hash: string;
+        };
+        McpToken: {
+            id: string;
+            identifier: string;
+            /** @description Connections the token may use; null = all of the identifier’s. */
+            connection_names: string[] | null;
+            /** @enum {string} */
+            status: "active" | "expired" | "revoked";
+            created_at: string;
+            expires_at: string;
+            revoked_at: string | null;
+            /** @description Updated at most once a minute. */
+            last_used_at: string | null;
+            /** @description clientInfo of the last MCP initialize made with the token. */
+            client: {
+                name: string;
+                version: string | null;
+            } | null;
         };
         Policy: {
             /** @description Only GET requests and GraphQL queries. */

@@ -18,7 +18,7 @@ export async function adminRoutes(
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const security = [{ adminToken: [] }];
-  r.addHook('preHandler', adminAuth(deps.config.adminToken));
+  r.addHook('onRequest', adminAuth(deps.config.adminToken));
 
   r.post('/admin/v1/tenants', {
     schema: {

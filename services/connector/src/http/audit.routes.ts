@@ -69,16 +69,29 @@ const auditEvent = z
   })
   .meta({ id: 'AuditEvent' });
 
-const isoDate = (field: string) =>
+const isoDate = (description: string) =>
   z
     .string()
+    .max(100)
     .refine((v) => !Number.isNaN(Date.parse(v)), `must be an ISO 8601 time, e.g. 2026-01-31T00:00:00Z`)
     .transform((v) => new Date(v))
-    .describe(`${field} (ISO 8601)`);
+    .describe(description);
 
-function range(from: Date | undefined, to: Date | undefined): void {
-  if (from && to && from >= to)
-    throw new WardenError('invalid_request', 'to: must be after from', { field: 'to' });
+/** An export without `from` covers the day before `to` (which defaults to now). */
+export const DEFAULT_EXPORT_WINDOW_HOURS = 24;
+
+function range(from: Date | undefined, to: Date | undefined, toGiven = true): void {
+  if (from && to && from >= to) {
+    throw toGiven
+      ? new WardenError('invalid_request', 'to: must be after from', { field: 'to' })
+      : new WardenError(
+          'invalid_request',
+          'from: must be in the past when to is not given (to defaults to now)',
+          {
+            field: 'from',
+          },
+        );
+  }
 }
 
 export async function auditRoutes(
@@ -86,7 +99,7 @@ export async function auditRoutes(
   deps: Pick<Container, 'tenants'> & { audit: AuditStore },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.addHook('preHandler', tenantAuth(deps.tenants));
+  r.addHook('onRequest', tenantAuth(deps.tenants));
 
   r.get('/api/v1/audit/events', {
     schema: {
@@ -94,8 +107,8 @@ export async function auditRoutes(
       summary: 'Audit events of the tenant, oldest first',
       security,
       querystring: z.object({
-        from: isoDate('from').optional(),
-        to: isoDate('to').optional(),
+        from: isoDate('Oldest event time, inclusive (ISO 8601)').optional(),
+        to: isoDate('Newest event time, exclusive (ISO 8601)').optional(),
         identifier: z.string().optional(),
         tool_name: z.string().optional(),
         outcome: z
@@ -151,21 +164,26 @@ export async function auditRoutes(
     schema: {
       tags: ['audit'],
       summary: 'Stream audit events of a time range, one per line (NDJSON, OCSF 1.3 API Activity, or CEF)',
+      description: `Without \`to\` the range ends now; without \`from\` it starts ${DEFAULT_EXPORT_WINDOW_HOURS} hours before \`to\`. A range spans at most ${MAX_EXPORT_RANGE_DAYS} days.`,
       security,
       querystring: z.object({
-        from: isoDate('from'),
-        to: isoDate('to'),
+        from: isoDate(
+          `Start of the range, inclusive (ISO 8601); default ${DEFAULT_EXPORT_WINDOW_HOURS} hours before to`,
+        ).optional(),
+        to: isoDate('End of the range, exclusive (ISO 8601); default now').optional(),
         format: z.enum(EXPORT_FORMATS).default('ndjson'),
       }),
       response: { ...errorResponses },
     },
     handler: async (request, reply) => {
-      const { from, to, format } = request.query;
-      range(from, to);
+      const { format } = request.query;
+      const to = request.query.to ?? new Date();
+      const from = request.query.from ?? new Date(to.getTime() - DEFAULT_EXPORT_WINDOW_HOURS * 3_600_000);
+      range(from, to, request.query.to !== undefined);
       if (to.getTime() - from.getTime() > MAX_EXPORT_RANGE_DAYS * 86_400_000) {
         throw new WardenError(
           'invalid_request',
-          `to: the range may span at most ${MAX_EXPORT_RANGE_DAYS} days`,
+          `to: the range may span at most ${MAX_EXPORT_RANGE_DAYS} days; export longer periods in parts`,
           { field: 'to' },
         );
       }

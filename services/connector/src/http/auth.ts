@@ -13,7 +13,7 @@ export function bearerToken(request: FastifyRequest): string | null {
   return match?.[1] ?? null;
 }
 
-/** preHandler for /api/v1: resolves the tenant API key or answers 401. */
+/** onRequest for /api/v1: resolves the tenant API key or answers 401. */
 export function tenantAuth(tenants: Pick<TenantService, 'authenticate'>) {
   return async (request: FastifyRequest): Promise<void> => {
     const token = bearerToken(request);
@@ -50,11 +50,19 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
 }
 
-/** preHandler for /admin/v1: the admin API exists only when WARDEN_ADMIN_TOKEN is set. */
+/** The admin API's answer while it is off: a 404, as for any unknown route, that says how to turn it on. */
+export function adminApiOff(): WardenError {
+  return new WardenError(
+    'not_found',
+    'the admin API is off; set WARDEN_ADMIN_TOKEN (at least 32 characters, e.g. `openssl rand -hex 32`) and restart Warden to turn it on',
+  );
+}
+
+/** onRequest for /admin/v1: the admin API exists only when WARDEN_ADMIN_TOKEN is set. */
 export function adminAuth(adminToken: string | null) {
   const expected = adminToken ? digest(adminToken) : null;
   return async (request: FastifyRequest): Promise<void> => {
-    if (!expected) throw new WardenError('not_found', 'route not found');
+    if (!expected) throw adminApiOff();
     const token = bearerToken(request);
     if (!token || !timingSafeEqual(digest(token), expected)) {
       throw new WardenError('unauthenticated', 'send WARDEN_ADMIN_TOKEN as `Authorization: Bearer <token>`');

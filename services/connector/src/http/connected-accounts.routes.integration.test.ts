@@ -209,7 +209,7 @@ describe('connected accounts API', () => {
       headers: { ...auth(), 'content-type': 'application/json' },
       payload: JSON.stringify({ identifier: 'x'.repeat(2 * 1024 * 1024) }),
     });
-    expect(huge.statusCode).toBe(400);
+    expect(huge.statusCode).toBe(413);
     expect(huge.json().error).toMatchObject({ code: 'payload_too_large', field: 'body' });
     const malformed = await t.app.inject({
       method: 'POST',

@@ -53,7 +53,7 @@ export async function connectedAccountRoutes(
   };
 
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.addHook('preHandler', tenantAuth(deps.tenants));
+  r.addHook('onRequest', tenantAuth(deps.tenants));
 
   r.post('/api/v1/connected_accounts', {
     schema: {

@@ -66,7 +66,7 @@ export async function deliveryRoutes(
   deps: Pick<Container, 'tenants'> & { delivery: DeliveryService; offboarding: OffboardingService },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.addHook('preHandler', tenantAuth(deps.tenants));
+  r.addHook('onRequest', tenantAuth(deps.tenants));
 
   r.post('/api/v1/audit/sinks', {
     schema: {

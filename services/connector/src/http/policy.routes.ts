@@ -56,7 +56,7 @@ export async function policyRoutes(
   deps: Pick<Container, 'tenants'> & { policies: PolicyStore },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.addHook('preHandler', tenantAuth(deps.tenants));
+  r.addHook('onRequest', tenantAuth(deps.tenants));
 
   r.get('/api/v1/policy', {
     schema: {

@@ -42,7 +42,7 @@ export async function settingsRoutes(
   },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.addHook('preHandler', tenantAuth(deps.tenants));
+  r.addHook('onRequest', tenantAuth(deps.tenants));
 
   r.get('/api/v1/settings', {
     schema: {

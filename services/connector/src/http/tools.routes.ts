@@ -26,7 +26,7 @@ export async function toolRoutes(
   deps: Pick<Container, 'tenants'> & { scopedTools: ScopedToolsService; executeTool: ExecuteToolService },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  r.addHook('preHandler', tenantAuth(deps.tenants));
+  r.addHook('onRequest', tenantAuth(deps.tenants));
 
   r.get('/api/v1/tools/scoped', {
     schema: {
@@ -86,6 +86,8 @@ export async function toolRoutes(
   });
 
   r.post('/api/v1/execute_tool', {
+    // Agent code is data: any string (NUL included) runs, and the audit trail stores it escaped.
+    config: { rawTextFields: ['params'] },
     schema: {
       tags: ['tools'],
       summary: 'Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)',
@@ -102,9 +104,13 @@ export async function toolRoutes(
         connected_account_id: z.string().optional(),
         agent_run_id: z
           .string()
+          .min(1)
           .max(200)
+          .refine((v) => !/\p{Cc}/u.test(v), 'must be printable text such as a UUID (no control characters)')
           .optional()
-          .describe('Your id for the agent run, recorded in the audit trail.'),
+          .describe(
+            'Your id for the agent run, recorded in the audit trail; printable text, at most 200 characters.',
+          ),
       }),
       response: {
         200: z.object({

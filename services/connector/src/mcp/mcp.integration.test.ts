@@ -238,7 +238,12 @@ describe('per-user MCP endpoint', () => {
     );
     try {
       await other.app.listen({ host: '127.0.0.1', port });
-      const { tenantId } = await other.createTenant();
+      const { tenantId, apiKey } = await other.createTenant();
+      // Tokens are minted only for an identity with an ACTIVE connected account.
+      const user = cf.state.createUser({ email: 'x@example.com' });
+      cf.state.createAccount({ name: 'X Co', members: [user.id] });
+      const cfToken = cf.state.createUserToken({ userId: user.id, permissions: ['#zone:read'] });
+      await other.connect(apiKey, 'x', cfToken.value);
       const { record, token } = await other.container.mcpTokens.create({
         ctx: { tenantId, actor: ADMIN_CALLER },
         identifier: 'x',

@@ -1,0 +1,65 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.ts';
+import { REPO_ROOT } from './test-support/paths.ts';
+
+describe('CLOUDFLARE_SPEC_PATH', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'warden-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const refusal = (specPath: string): string => {
+    try {
+      loadConfig({ DATA_DIR: dir, CLOUDFLARE_SPEC_PATH: specPath });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as Error).message;
+    }
+    throw new Error(`accepted ${specPath}`);
+  };
+
+  it('is resolved to an absolute path when the file is readable', () => {
+    const file = path.join(dir, 'spec.json');
+    writeFileSync(file, '{}');
+    const config = loadConfig({ DATA_DIR: dir, CLOUDFLARE_SPEC_PATH: path.relative(process.cwd(), file) });
+    expect(config.cloudflare.specPath).toBe(file);
+    expect(config.cloudflare.specUrl).toBeNull();
+  });
+
+  it('stops the configuration when it names nothing, or a directory', () => {
+    const missing = path.join(dir, 'missing.json');
+    expect(refusal(missing)).toBe(
+      `invalid configuration:\n  CLOUDFLARE_SPEC_PATH: ${missing} does not exist; point it at a readable copy of the Cloudflare OpenAPI document (JSON), or unset it to fetch the document from CLOUDFLARE_SPEC_URL`,
+    );
+    expect(refusal(dir)).toMatch(/^invalid configuration:\n {2}CLOUDFLARE_SPEC_PATH: .* is not a file;/);
+  });
+
+  // root reads any file whatever its mode, so only an unprivileged run can see this refusal.
+  it.skipIf(process.getuid?.() === 0)('stops the configuration when the file is not readable', () => {
+    const locked = path.join(dir, 'locked.json');
+    writeFileSync(locked, '{}');
+    chmodSync(locked, 0o000);
+    expect(refusal(locked)).toMatch(/CLOUDFLARE_SPEC_PATH: .* is not readable by this process;/);
+  });
+
+  it('stops `npm start` with one message naming the variable, before anything starts', () => {
+    const result = spawnSync(process.execPath, ['--no-node-snapshot', 'services/connector/src/main.ts'], {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        DATA_DIR: dir,
+        CLOUDFLARE_SPEC_PATH: path.join(dir, 'nowhere.json'),
+        PORT: '0',
+      },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(
+      /^warden: invalid configuration:\n {2}CLOUDFLARE_SPEC_PATH: .*nowhere\.json does not exist;/,
+    );
+    expect(result.stdout).toBe('');
+  });
+});
