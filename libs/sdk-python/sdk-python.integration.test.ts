@@ -83,7 +83,8 @@ function pythonWithPytest(): string {
 function executable(name: string, fallbacks: readonly string[]): string {
   const dirs = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
   const found = [...dirs.map((dir) => path.join(dir, name)), ...fallbacks].find((file) => existsSync(file));
-  if (!found) throw new Error(`${name} not found on PATH or in ${fallbacks.join(', ')} (.ci/run installs it)`);
+  if (!found)
+    throw new Error(`${name} not found on PATH or in ${fallbacks.join(', ')} (.ci/run installs it)`);
   return found;
 }
 
@@ -182,9 +183,13 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
     expect(pip.code, `pip install libs/sdk-python failed offline:\n${pip.output}`).toBe(0);
 
     // What `npm run sdk:generate:python` reads, for the staleness test.
-    const dump = await run(process.execPath, ['--no-node-snapshot', 'services/connector/src/openapi-dump.ts'], {
-      env: baseEnv(),
-    });
+    const dump = await run(
+      process.execPath,
+      ['--no-node-snapshot', 'services/connector/src/openapi-dump.ts'],
+      {
+        env: baseEnv(),
+      },
+    );
     expect(dump.code, `openapi-dump failed:\n${dump.output}`).toBe(0);
     writeFileSync(path.join(work, 'openapi.json'), dump.output);
 
@@ -194,7 +199,8 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
     cf.state.createZone({ accountId: acme.id, name: 'sdk-example.com' });
     const tokens = Array.from(
       { length: TOKEN_COUNT },
-      () => cf!.state.createUserToken({ userId: alice.id, permissions: PERMISSIONS, accounts: [acme.id] }).value,
+      () =>
+        cf!.state.createUserToken({ userId: alice.id, permissions: PERMISSIONS, accounts: [acme.id] }).value,
     );
     for (const token of [...tokens, alice.globalApiKey]) secrets.add(token);
 
@@ -216,9 +222,10 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
       SANDBOX_POOL_SIZE: '1',
     });
     const deadline = Date.now() + 180_000;
-    for (let ready = false; !ready; ) {
+    for (let ready = false; !ready;) {
       if (warden.child.exitCode !== null) throw new Error(`Warden exited:\n${warden.output()}`);
-      if (Date.now() > deadline) throw new Error(`Warden was not ready in time:\n${warden.output().slice(-4000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`Warden was not ready in time:\n${warden.output().slice(-4000)}`);
       ready = await fetch(`${url}/readyz`)
         .then((res) => res.status === 200)
         .catch(() => false);
@@ -318,7 +325,10 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
       ['-m', 'pytest', '-q', '-rfEs', `--junitxml=${report}`, 'tests'],
       { cwd: SDK_DIR, env: pytestEnv },
     );
-    expect(pytest.code, `pytest failed:\n${pytest.output}\n--- Warden:\n${warden?.output().slice(-4000)}`).toBe(0);
+    expect(
+      pytest.code,
+      `pytest failed:\n${pytest.output}\n--- Warden:\n${warden?.output().slice(-4000)}`,
+    ).toBe(0);
     const suite = /<testsuite [^>]*>/.exec(readFileSync(report, 'utf8'))?.[0] ?? '';
     const count = (name: string) => Number(new RegExp(`${name}="(\\d+)"`).exec(suite)?.[1] ?? NaN);
     expect(count('tests'), pytest.output).toBeGreaterThan(0);
@@ -335,7 +345,9 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
     expect(code, logs.slice(-4000)).toBe(0);
     // The logs were captured (access lines with method, path and status).
     expect(logs).toMatch(/"req":\{"method":"POST","path":"\/api\/v1\/execute_tool"/);
-    for (const secret of JSON.parse(readFileSync(pytestEnv.WARDEN_SDK_TEST_SECRETS_OUT ?? '', 'utf8')) as string[]) {
+    for (const secret of JSON.parse(
+      readFileSync(pytestEnv.WARDEN_SDK_TEST_SECRETS_OUT ?? '', 'utf8'),
+    ) as string[]) {
       secrets.add(secret);
     }
     const leaked = [...secrets].filter((secret) => logs.includes(secret));

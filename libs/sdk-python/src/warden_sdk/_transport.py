@@ -164,7 +164,7 @@ class Transport:
                 raise error
             retries += 1
             logger.warning(
-                "%s %s answered %s %s; retry %d of %d in %.1f s",
+                "%s %s answered %s %s; retry %d of %d in %.2f s",
                 method,
                 path,
                 error.status,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -105,12 +106,22 @@ class _Route:
     connected_account_id: str
 
 
-def _model_tool_name(tool: ScopedTool, clash: bool) -> str:
-    """Model-facing names must be unique and match `^[A-Za-z0-9_-]{1,64}$` for most providers."""
-    base = tool.tool.definition.name
-    if not clash:
-        return base
-    return f"{base}__{re.sub(r'[^A-Za-z0-9_-]+', '_', tool.connection_name)}"[:64]
+def _model_tool_names(scoped: Sequence[ScopedTool]) -> list[str]:
+    """Model-facing names, unique and matching `^[A-Za-z0-9_-]{1,64}$` as most providers want:
+    the tool's own name; with the connection's when several connections have the tool; with the
+    connected account's id when one connection has several accounts of the identifier."""
+    by_name = Counter(t.tool.definition.name for t in scoped)
+    by_connection = Counter((t.tool.definition.name, t.connection_name) for t in scoped)
+    names: list[str] = []
+    for tool in scoped:
+        base = tool.tool.definition.name
+        if by_name[base] == 1:
+            names.append(base)
+        elif by_connection[(base, tool.connection_name)] == 1:
+            names.append(f"{base}__{re.sub(r'[^A-Za-z0-9_-]+', '_', tool.connection_name)}"[:64])
+        else:
+            names.append(f"{base}__{tool.connected_account_id}"[:64])
+    return names
 
 
 def _parse_arguments(raw: str | Mapping[str, Any]) -> dict[str, Any] | str:
@@ -163,13 +174,9 @@ def run_agent_loop(
         raise AgentLoopError(
             "no_tools", f"no tools for identifier {identifier!r}: it has no ACTIVE connected account{connections}"
         )
-    counts: dict[str, int] = {}
-    for tool in scoped:
-        counts[tool.tool.definition.name] = counts.get(tool.tool.definition.name, 0) + 1
     routes: dict[str, _Route] = {}
     tools: list[Any] = []
-    for tool in scoped:
-        name = _model_tool_name(tool, counts[tool.tool.definition.name] > 1)
+    for tool, name in zip(scoped, _model_tool_names(scoped)):
         routes[name] = _Route(tool.tool.definition.name, tool.connection_name, tool.connected_account_id)
         tools.append(to_tool(tool.tool.definition, name))
 
