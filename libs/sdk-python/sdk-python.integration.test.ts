@@ -41,21 +41,27 @@ const GATEWAY_WINDOW_SECONDS = 3;
 
 interface Run {
   readonly code: number | null;
+  readonly stdout: string;
+  /** stdout and stderr as they came, for failure messages. */
   readonly output: string;
 }
 
-/** Runs a command to completion with both streams captured together. */
+/** Runs a command to completion. */
 async function run(
   command: string,
   args: readonly string[],
   options: { cwd?: string; env: Record<string, string> },
 ): Promise<Run> {
   const child = spawn(command, args, { cwd: options.cwd ?? REPO_ROOT, env: options.env, stdio: 'pipe' });
+  let stdout = '';
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString('utf8');
+    output += chunk.toString('utf8');
+  });
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   const [code] = (await once(child, 'close')) as [number | null];
-  return { code, output };
+  return { code, stdout, output };
 }
 
 /** The environment a child gets: PATH and TMPDIR only, never the vitest worker's whole environment. */
@@ -182,25 +188,20 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
     );
     expect(pip.code, `pip install libs/sdk-python failed offline:\n${pip.output}`).toBe(0);
 
-    // What `npm run sdk:generate:python` reads, for the staleness test.
-    const dump = await run(
-      process.execPath,
-      ['--no-node-snapshot', 'services/connector/src/openapi-dump.ts'],
-      {
-        env: baseEnv(),
-      },
-    );
-    expect(dump.code, `openapi-dump failed:\n${dump.output}`).toBe(0);
-    writeFileSync(path.join(work, 'openapi.json'), dump.output);
+    // What `npm run sdk:generate:python` reads, for the staleness test; made while Warden starts.
+    const dumped = run(process.execPath, ['--no-node-snapshot', 'services/connector/src/openapi-dump.ts'], {
+      env: baseEnv(),
+    });
 
-    cf = await startFakeCloudflare({ specPath });
-    const alice = cf.state.createUser({ email: 'alice@example.com' });
-    const acme = cf.state.createAccount({ name: 'Acme', members: [alice.id] });
-    cf.state.createZone({ accountId: acme.id, name: 'sdk-example.com' });
+    const fake = await startFakeCloudflare({ specPath });
+    cf = fake;
+    const alice = fake.state.createUser({ email: 'alice@example.com' });
+    const acme = fake.state.createAccount({ name: 'Acme', members: [alice.id] });
+    fake.state.createZone({ accountId: acme.id, name: 'sdk-example.com' });
     const tokens = Array.from(
       { length: TOKEN_COUNT },
       () =>
-        cf!.state.createUserToken({ userId: alice.id, permissions: PERMISSIONS, accounts: [acme.id] }).value,
+        fake.state.createUserToken({ userId: alice.id, permissions: PERMISSIONS, accounts: [acme.id] }).value,
     );
     for (const token of [...tokens, alice.globalApiKey]) secrets.add(token);
 
@@ -217,7 +218,7 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
       DATA_DIR: path.join(work, 'data'),
       WARDEN_ADMIN_TOKEN: adminToken,
       LOG_LEVEL: 'trace',
-      CLOUDFLARE_API_BASE: cf.url,
+      CLOUDFLARE_API_BASE: fake.url,
       CLOUDFLARE_SPEC_PATH: specPath,
       SANDBOX_POOL_SIZE: '1',
     });
@@ -231,6 +232,10 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
         .catch(() => false);
       if (!ready) await delay(250);
     }
+
+    const dump = await dumped;
+    expect(dump.code, `openapi-dump failed:\n${dump.output}`).toBe(0);
+    writeFileSync(path.join(work, 'openapi.json'), dump.stdout);
 
     const tenant = async (name: string): Promise<string> => {
       const res = await fetch(`${url}/admin/v1/tenants`, {
@@ -332,7 +337,10 @@ describe('the Python SDK (libs/sdk-python) against a live Warden', () => {
     const suite = /<testsuite [^>]*>/.exec(readFileSync(report, 'utf8'))?.[0] ?? '';
     const count = (name: string) => Number(new RegExp(`${name}="(\\d+)"`).exec(suite)?.[1] ?? NaN);
     expect(count('tests'), pytest.output).toBeGreaterThan(0);
-    expect({ skipped: count('skipped'), failures: count('failures'), errors: count('errors') }).toEqual({
+    expect(
+      { skipped: count('skipped'), failures: count('failures'), errors: count('errors') },
+      pytest.output,
+    ).toEqual({
       skipped: 0,
       failures: 0,
       errors: 0,

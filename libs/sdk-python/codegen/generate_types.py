@@ -21,9 +21,10 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 Schema = Mapping[str, Any]
+Side = Literal["model", "input"]
 
 HEADER = '''\
 # Generated from Warden's /openapi.json by libs/sdk-python/codegen/generate_types.py.
@@ -134,9 +135,10 @@ class Generator:
         if count == 1:
             return context
         _, target = self.resolve(schema)
-        for prop in target.get("properties", {}).values():
-            if isinstance(prop, Mapping) and isinstance(prop.get("const"), str):  # pyright: ignore[reportUnknownMemberType]
-                return f"{context}{pascal(cast(str, prop['const']))}"
+        properties: Mapping[str, Schema] = target.get("properties", {})
+        for prop in properties.values():
+            if isinstance(prop.get("const"), str):
+                return f"{context}{pascal(prop['const'])}"
         return f"{context}Variant{index + 1}"
 
     def scalar(self, schema: Schema, kind: str, annotate: Callable[[str], str]) -> str:
@@ -153,46 +155,50 @@ class Generator:
             "null": "None",
         }.get(kind) or annotate(kind)
 
-    # ---- response models ----------------------------------------------------------------
+    # ---- annotations ------------------------------------------------------------------
 
-    def model_type(self, schema: Schema, context: str) -> str:
+    def annotation(self, schema: Schema, context: str, side: Side) -> str:
+        """The Python annotation of a schema; objects with properties become classes named
+        `context` (dataclass models on the response side, TypedDicts on the request side)."""
         name, target = self.resolve(schema)
         if name is not None:
-            self.model_class(name, target)
-            return name
+            # Request-side copies are distinct from the response model of the same component
+            # (fastify-swagger already names most of them `...Input`).
+            context = name if side == "model" or name.endswith("Input") else f"{name}Input"
         alternatives = self.alternatives(target)
         if alternatives is not None:
             non_null = [a for a in alternatives if self.types_of(a) != ["null"]]
             types = [
-                self.model_type(a, self.variant_name(context, a, i, len(non_null)))
+                self.annotation(a, self.variant_name(context, a, i, len(non_null)), side)
                 for i, a in enumerate(non_null)
             ]
+            if len(types) > 1 and name is not None:
+                self.define(context, f"{context}: TypeAlias = Union[{', '.join(json.dumps(t) for t in types)}]\n")
+                types = [context]
             if len(non_null) < len(alternatives):
                 types.append("None")
             return union(types)
-        kinds = self.types_of(target)
-        if not kinds:
-            if "properties" in target:
-                kinds = ["object"]
-            elif "const" in target or "enum" in target:
-                return self.scalar(target, "", lambda _kind: "Any")
-            else:
-                return "Any"
+        kinds = self.types_of(target) or (["object"] if "properties" in target else [""])
 
         def nested(kind: str) -> str:
             if kind == "array":
                 items = target.get("items")
-                return f"list[{self.model_type(cast(Schema, items), f'{context}Item') if isinstance(items, Mapping) else 'Any'}]"
+                if not isinstance(items, Mapping):
+                    return "list[Any]"
+                return f"list[{self.annotation(cast(Schema, items), f'{context}Item', side)}]"
             if kind == "object":
                 if target.get("properties"):
-                    self.model_class(context, target)
+                    (self.model_class if side == "model" else self.typed_dict)(context, target)
                     return context
                 extra = target.get("additionalProperties")
-                value = self.model_type(cast(Schema, extra), f"{context}Value") if isinstance(extra, Mapping) and extra else "Any"
-                return f"dict[str, {value}]"
+                if not isinstance(extra, Mapping) or not extra:
+                    return "dict[str, Any]"
+                return f"dict[str, {self.annotation(cast(Schema, extra), f'{context}Value', side)}]"
             return "Any"
 
         return union([self.scalar(target, kind, nested) for kind in kinds])
+
+    # ---- response models ----------------------------------------------------------------
 
     def page_items(self, properties: Mapping[str, Schema]) -> str | None:
         """A listing is one array beside `next_page_token`: the array's key, or None."""
@@ -211,7 +217,7 @@ class Generator:
         item_type = None
         page_field = self.page_items(properties)
         for key, prop in properties.items():
-            annotation = self.model_type(prop, f"{name}{pascal(key)}")
+            annotation = self.annotation(prop, f"{name}{pascal(key)}", "model")
             if page_field == key:
                 item_type = annotation[len("list[") : -1]
             attr = attribute_name(key)
@@ -240,51 +246,16 @@ class Generator:
 
     # ---- request bodies -----------------------------------------------------------------
 
-    def input_type(self, schema: Schema, context: str) -> str:
-        name, target = self.resolve(schema)
-        if name is not None:
-            # Distinct from the response model of the same component (fastify-swagger already
-            # names request-side copies `...Input`).
-            name = context = name if name.endswith("Input") else f"{name}Input"
-        alternatives = self.alternatives(target)
-        if alternatives is not None:
-            non_null = [a for a in alternatives if self.types_of(a) != ["null"]]
-            types = [
-                self.input_type(a, self.variant_name(context, a, i, len(non_null)))
-                for i, a in enumerate(non_null)
-            ]
-            if len(types) > 1 and name is not None:
-                self.define(name, f"{name}: TypeAlias = Union[{', '.join(json.dumps(t) for t in types)}]\n")
-                types = [name]
-            if len(non_null) < len(alternatives):
-                types.append("None")
-            return union(types)
-        kinds = self.types_of(target) or (["object"] if "properties" in target else [])
-        if not kinds:
-            return "Any"
-
-        def nested(kind: str) -> str:
-            if kind == "array":
-                items = target.get("items")
-                return f"list[{self.input_type(cast(Schema, items), f'{context}Item') if isinstance(items, Mapping) else 'Any'}]"
-            if kind == "object":
-                if target.get("properties"):
-                    self.typed_dict(context, target)
-                    return context
-                extra = target.get("additionalProperties")
-                value = self.input_type(cast(Schema, extra), f"{context}Value") if isinstance(extra, Mapping) and extra else "Any"
-                return f"dict[str, {value}]"
-            return "Any"
-
-        return union([self.scalar(target, kind, nested) for kind in kinds])
-
     def typed_dict(self, name: str, schema: Schema) -> None:
         if name in self.blocks:
             return
         self.blocks[name] = ""
         properties: Mapping[str, Schema] = schema.get("properties", {})
         required = set(cast(list[str], schema.get("required", [])))
-        entries = [(key, self.input_type(prop, f"{name}{pascal(key)}"), key in required) for key, prop in properties.items()]
+        entries = [
+            (key, self.annotation(prop, f"{name}{pascal(key)}", "input"), key in required)
+            for key, prop in properties.items()
+        ]
         del self.blocks[name]
         self.define(name, self.typed_dict_code(name, entries, schema.get("description")))
 
@@ -344,7 +315,7 @@ class Generator:
                     break
             body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if isinstance(body, Mapping):
-                annotation = self.input_type(cast(Schema, body), f"{name}Body")
+                annotation = self.annotation(cast(Schema, body), f"{name}Body", "input")
                 if annotation != f"{name}Body":
                     self.define(f"{name}Body", f"{name}Body: TypeAlias = {json.dumps(annotation)}\n")
             self.query_literals(name, cast(list[Schema], operation.get("parameters", [])))
@@ -353,7 +324,7 @@ class Generator:
     def response(self, name: str, schema: Schema, what: str) -> None:
         ref, target = self.resolve(schema)
         if ref is not None or "properties" not in target:
-            annotation = self.model_type(schema, name)
+            annotation = self.annotation(schema, name, "model")
             self.define(name, f"{name}: TypeAlias = {json.dumps(annotation)}\n")
             return
         described = dict(target)

@@ -8,12 +8,14 @@ pytest there with these variables set. Without them the run stops: nothing is sk
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +24,15 @@ import warden_sdk
 from warden_sdk import ConnectedAccount, WardenClient
 
 SDK_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_module(path: Path) -> ModuleType:
+    """A script of this directory (not part of the package) imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"_tested_{path.stem}_{uuid.uuid4().hex}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 REQUIRED = (
     "WARDEN_URL",

@@ -48,8 +48,10 @@ def test_search_execute_answer_with_both_calls_audited(
             return ModelTurn(tool_calls=[ToolCall("call_1", "cloudflare_search", json.dumps({"code": code}))])
         if len(seen) == 2:
             (path,) = last_tool_result(messages)["data"]
-            code = f"async () => (await cloudflare.request({{ method: 'GET', path: '{path}' }})).result.map((z) => z.name)"
-            return ModelTurn(text="Listing the zones.", tool_calls=[ToolCall("call_2", "cloudflare_execute", {"code": code})])
+            code = f"async () => (await cloudflare.request({{ method: 'GET', path: '{path}' }})).result"
+            code += ".map((z) => z.name)"
+            call = ToolCall("call_2", "cloudflare_execute", {"code": code})
+            return ModelTurn(text="Listing the zones.", tool_calls=[call])
         names = last_tool_result(messages)["data"]
         return ModelTurn(text=f"You have {len(names)} zone: {', '.join(names)}.")
 
@@ -69,8 +71,12 @@ def test_search_execute_answer_with_both_calls_audited(
     first_messages, first_tools = seen[0]
     assert [t["function"]["name"] for t in first_tools] == ["cloudflare_search", "cloudflare_execute"]
     assert first_tools[0]["type"] == "function" and first_tools[0]["function"]["parameters"]["type"] == "object"
-    assert first_messages == [SystemMessage("You operate Cloudflare for the user."), UserMessage("Which zones do I have?")]
-    assert [m.role for m in result.messages] == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert first_messages == [
+        SystemMessage("You operate Cloudflare for the user."),
+        UserMessage("Which zones do I have?"),
+    ]
+    roles = [m.role for m in result.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
     assert isinstance(result.messages[4], AssistantMessage) and result.messages[4].content == "Listing the zones."
     assert [(e.tool_name, e.result.error if e.result else "none") for e in result.executions] == [
         ("cloudflare_search", None),
@@ -80,7 +86,10 @@ def test_search_execute_answer_with_both_calls_audited(
 
     calls = list(client.audit.events(identifier=identifier, kind="tool_call"))
     of_run = [e for e in calls if e.agent_run_id == result.agent_run_id]
-    assert [(e.tool_name, e.outcome) for e in of_run] == [("cloudflare_search", "success"), ("cloudflare_execute", "success")]
+    assert [(e.tool_name, e.outcome) for e in of_run] == [
+        ("cloudflare_search", "success"),
+        ("cloudflare_execute", "success"),
+    ]
     assert [e.execution_id for e in of_run] == [e.result.execution_id for e in result.executions if e.result]
 
 
@@ -106,7 +115,12 @@ def test_mistakes_go_back_to_the_model(
 
     result = run_agent_loop(client=client, identifier=identifier, model=model, input="Do something.")
     assert result.text == "Sorry." and result.turns == 2
-    assert [f["error"]["code"] for f in feedback] == ["unknown_tool", "invalid_arguments", "invalid_request", feedback[3]["error"]["code"]]
+    assert [f["error"]["code"] for f in feedback] == [
+        "unknown_tool",
+        "invalid_arguments",
+        "invalid_request",
+        "execution_error",
+    ]
     assert "cloudflare_search, cloudflare_execute" in feedback[0]["error"]["message"]
     assert "code" in feedback[2]["error"]["message"]
     assert "boom" in feedback[3]["error"]["message"]
@@ -147,13 +161,17 @@ def test_a_conversation_continues_and_every_account_gets_its_own_tools(
         return ModelTurn(tool_calls=[ToolCall("c1", f"cloudflare_search__{second.id}", {"code": "async () => 2"})])
 
     history: list[AgentMessage] = [UserMessage("Hello"), AssistantMessage("Hi"), UserMessage("Again")]
-    result = run_agent_loop(client=client, identifier=identifier, model=model, input=history, agent_run_id=f"{unique}-run")
+    result = run_agent_loop(
+        client=client, identifier=identifier, model=model, input=history, agent_run_id=f"{unique}-run"
+    )
     assert result.text == "5 messages so far" and result.agent_run_id == f"{unique}-run"
     assert result.messages[:3] == history
     # The same tools twice: the model sees names unique per account, each routed to its account.
     assert sorted(seen_tools[0]) == sorted(
         f"cloudflare_{tool}__{account.id}" for tool in ("search", "execute") for account in (first, second)
     )
-    (call,) = [e for e in client.audit.events(identifier=identifier, kind="tool_call") if e.agent_run_id == f"{unique}-run"]
+    (call,) = [
+        e for e in client.audit.events(identifier=identifier, kind="tool_call") if e.agent_run_id == f"{unique}-run"
+    ]
     assert call.connected_account_id == second.id and result.executions[0].result is not None
     assert result.executions[0].result.data == 2

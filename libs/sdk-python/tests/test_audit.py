@@ -79,7 +79,9 @@ def test_exports_streamed_lines_in_every_format(
         assert isinstance(stream, ExportStream)
         events = [json.loads(line) for line in stream]
     ours = [e for e in events if e["execution_id"] == execution]
-    assert [(e["identifier"], e["tool_name"], e["outcome"]) for e in ours] == [(identifier, "cloudflare_search", "success")]
+    assert [(e["identifier"], e["tool_name"], e["outcome"]) for e in ours] == [
+        (identifier, "cloudflare_search", "success")
+    ]
     assert len({e["tenant_id"] for e in events}) == 1  # this tenant's trail only
     assert stream.closed
 

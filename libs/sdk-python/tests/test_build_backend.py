@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import importlib.util
 import io
 import sys
 import tarfile
@@ -16,15 +15,11 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
-from .conftest import SDK_ROOT
+from .conftest import SDK_ROOT, load_module
 
 
 def load_backend() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("warden_build", SDK_ROOT / "build_backend/warden_build.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SDK_ROOT / "build_backend/warden_build.py")
 
 
 def package_files() -> set[str]:
@@ -82,19 +77,11 @@ def test_the_sdist_rebuilds(tmp_path: Path) -> None:
         else:
             sdist.extractall(tmp_path / "unpacked")
     # The backend inside the sdist builds the same wheel from it.
-    unpacked = load_backend_from(tmp_path / "unpacked/warden_sdk-0.1.0/build_backend/warden_build.py")
+    unpacked = load_module(tmp_path / "unpacked/warden_sdk-0.1.0/build_backend/warden_build.py")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     with zipfile.ZipFile(wheels / unpacked.build_wheel(str(wheels))) as wheel:
         assert "warden_sdk/client.py" in wheel.namelist()
-
-
-def load_backend_from(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("warden_build_unpacked", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_editable_wheel_points_at_the_checkout(tmp_path: Path) -> None:

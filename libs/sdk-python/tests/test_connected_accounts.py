@@ -83,9 +83,8 @@ def test_lists_page_by_page_and_filters(
     active = {a.id for a in client.connected_accounts.list_all(status="ACTIVE", page_size=2)}
     assert set(accounts) - active == {revoked}
     assert {a.id for a in client.connected_accounts.list_all(status="REVOKED")} >= {revoked}
-    assert [a.id for a in client.connected_accounts.list_all(identifier=f"{unique}-c", connection_name="cloudflare")] == [
-        i for i, identifier in accounts.items() if identifier == f"{unique}-c"
-    ]
+    only_c = client.connected_accounts.list_all(identifier=f"{unique}-c", connection_name="cloudflare")
+    assert [a.id for a in only_c] == [i for i, identifier in accounts.items() if identifier == f"{unique}-c"]
 
 
 def test_another_tenants_account_is_not_found(

@@ -42,8 +42,9 @@ def test_bad_input_names_the_field(
     connect(identifier)
     with pytest.raises(WardenApiError) as page_size:
         client.tools.list_scoped_tools(identifier, page_size=1000)
-    assert (page_size.value.status, page_size.value.code, page_size.value.field) == (400, "invalid_request", "page_size")
-    assert "page_size" in str(page_size.value)
+    error = page_size.value
+    assert (error.status, error.code, error.field) == (400, "invalid_request", "page_size")
+    assert "page_size" in str(error)
 
     with pytest.raises(WardenApiError) as params:
         client.tools.execute_tool(tool_name="cloudflare_search", identifier=identifier, params={})
@@ -73,7 +74,9 @@ def test_a_refused_credential_is_a_400_and_nothing_is_stored(
     # Well-formed but unknown to Cloudflare: refused after verification.
     unknown = secrets(random_secrets.token_urlsafe(30))
     with pytest.raises(WardenApiError) as refused:
-        client.connected_accounts.create(identifier=identifier, authorization={"type": "api_token", "api_token": unknown})
+        client.connected_accounts.create(
+            identifier=identifier, authorization={"type": "api_token", "api_token": unknown}
+        )
     assert (refused.value.status, refused.value.code) == (400, "invalid_credential")
     assert unknown not in everything_said_about(refused.value)
     assert len(client.connected_accounts.list(identifier=identifier)) == 0

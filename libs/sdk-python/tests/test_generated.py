@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -12,17 +11,13 @@ from types import ModuleType
 from warden_sdk import ConnectedAccount, ExecuteToolResult, JsonObject, McpToken, ScopedToolsPage
 from warden_sdk.types import OffboardResult
 
-from .conftest import SDK_ROOT
+from .conftest import SDK_ROOT, load_module
 
 GENERATED = SDK_ROOT / "src/warden_sdk/_generated.py"
 
 
 def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_types", SDK_ROOT / "codegen/generate_types.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(SDK_ROOT / "codegen/generate_types.py")
 
 
 def test_the_committed_types_match_the_document_the_service_serves() -> None:

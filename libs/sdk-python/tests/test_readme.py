@@ -62,7 +62,8 @@ class ScriptedClaude:
         last = json.loads(request["messages"][-1]["content"][0]["content"])
         if turn == 2:
             (path,) = last["data"]
-            code = f"async () => (await cloudflare.request({{ method: 'GET', path: '{path}' }})).result.map((z) => z.name)"
+            code = f"async () => (await cloudflare.request({{ method: 'GET', path: '{path}' }})).result"
+            code += ".map((z) => z.name)"
             return Reply(
                 [
                     Block("text", text="Listing your zones."),

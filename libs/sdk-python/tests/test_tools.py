@@ -19,7 +19,9 @@ from warden_sdk import (
 from .conftest import Settings
 
 
-def test_the_call_shape_of_the_issue(client: WardenClient, connect: Callable[[str], ConnectedAccount], unique: str) -> None:
+def test_the_call_shape_of_the_issue(
+    client: WardenClient, connect: Callable[[str], ConnectedAccount], unique: str
+) -> None:
     identifier = f"{unique}-user"
     connect(identifier)
     tools = client.tools.list_scoped_tools(
@@ -73,7 +75,8 @@ def test_executes_search_and_execute_and_returns_tool_failures(
         tool_name="cloudflare_execute",
         identifier=identifier,
         params={
-            "code": "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result.map((z) => z.name)"
+            "code": "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result"
+            ".map((z) => z.name)"
         },
         agent_run_id=f"{unique}-run",
     )

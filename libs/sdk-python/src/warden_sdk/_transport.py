@@ -113,7 +113,9 @@ class Transport:
             try:
                 raw = response.read()
             except (OSError, http.client.HTTPException) as failure:
-                raise WardenConnectionError(f"{method} {self.base_url}{path}: the answer broke off: {failure}") from None
+                raise WardenConnectionError(
+                    f"{method} {self.base_url}{path}: the answer broke off: {failure}"
+                ) from None
             status = response.status
         if not raw:
             return None

@@ -325,8 +325,8 @@ class WardenClient:
     429 and 503 answers are retried up to `max_retries` times: a `Retry-After` is honoured
     (if it is longer than `max_retry_wait` the error is raised at once instead), otherwise the
     wait doubles from `backoff` seconds, with jitter, up to `max_retry_wait`. Each retry is
-    logged at WARNING on the `warden_sdk` logger. The client holds no connection and may be
-    shared between threads.
+    logged at WARNING on the `warden_sdk` logger. The client holds no connection: each call
+    opens its own.
     """
 
     def __init__(
@@ -339,7 +339,10 @@ class WardenClient:
         max_retry_wait: float = 30.0,
         backoff: float = 0.5,
     ) -> None:
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):  # pyright: ignore[reportUnnecessaryIsInstance]
+        # Checked at run time too: callers without a type checker pass anything.
+        if not isinstance(base_url, str) or not base_url.startswith(  # pyright: ignore[reportUnnecessaryIsInstance]
+            ("http://", "https://")
+        ):
             raise ValueError("WardenClient: base_url must be an http(s) URL, e.g. https://warden.example.com")
         if not isinstance(api_key, str) or not api_key.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ValueError("WardenClient: api_key is required (a tenant API key, wdn_sk_...)")
