@@ -111,5 +111,10 @@ def test_the_client_keeps_its_key_to_itself(settings: Settings) -> None:
         pickle.dumps(client)
     with pytest.raises(ValueError, match="api_key"):
         WardenClient(settings.url, " ")
+    # A key read from a file keeps its newline: it still works, and a broken one is not echoed.
+    assert WardenClient(settings.url, f"{settings.api_key}\n").tools.list_scoped_tools("anyone").tools == []
+    with pytest.raises(ValueError) as broken:
+        WardenClient(settings.url, f"{settings.api_key}\r\nX-Injected: 1")
+    assert settings.api_key not in str(broken.value)
     with pytest.raises(ValueError, match="base_url"):
         WardenClient("warden.example.com", settings.api_key)

@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from email.utils import parsedate_to_datetime
 from importlib import metadata
 from typing import IO, Any, cast
@@ -76,14 +76,12 @@ class Transport:
         max_retries: int,
         max_retry_wait: float,
         backoff: float,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self.backoff = backoff
-        self._sleep = sleep
         # The key is only in this header and in the redaction of error text; no repr shows either.
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -175,7 +173,7 @@ class Transport:
                 self.max_retries,
                 wait,
             )
-            self._sleep(wait)
+            time.sleep(wait)
 
     def _retry_wait(self, error: WardenApiError, retries: int, retry_unavailable: bool) -> float | None:
         if retries >= self.max_retries:

@@ -346,6 +346,12 @@ class WardenClient:
             raise ValueError("WardenClient: base_url must be an http(s) URL, e.g. https://warden.example.com")
         if not isinstance(api_key, str) or not api_key.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ValueError("WardenClient: api_key is required (a tenant API key, wdn_sk_...)")
+        # A key read from a file keeps its newline; http.client would refuse the header with
+        # an error that quotes it. Surrounding whitespace goes, anything else unprintable is
+        # refused here without echoing the key.
+        api_key = api_key.strip()
+        if not api_key.isprintable() or any(c.isspace() for c in api_key):
+            raise ValueError("WardenClient: api_key contains whitespace or control characters")
         if timeout <= 0 or max_retries < 0 or max_retry_wait < 0 or backoff < 0:
             raise ValueError("WardenClient: timeout must be > 0; max_retries, max_retry_wait and backoff >= 0")
         self._transport = Transport(
