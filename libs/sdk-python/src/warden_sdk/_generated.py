@@ -1,0 +1,674 @@
+# Generated from Warden's /openapi.json by libs/sdk-python/codegen/generate_types.py.
+# Do not edit: run `npm run sdk:generate:python` and commit the result.
+# pyright: reportUnusedImport=false
+"""Wire types of Warden's HTTP API (generated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, TypedDict, Union
+
+from ._model import WardenModel, WardenPage
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostAdminSpecReloadResponse(WardenModel):
+    """`POST /admin/v1/spec/reload`: Read the Cloudflare OpenAPI document again and hand a changed one to every sandbox (no restart)."""
+    version: str
+    changed: bool
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Tenant(WardenModel):
+    id: str
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminTenantsResponse(WardenModel):
+    """`GET /admin/v1/tenants`: List tenants."""
+    tenants: list[Tenant]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostAdminTenantsResponse(WardenModel):
+    """`POST /admin/v1/tenants`: Create a tenant and its first API key (shown once)."""
+    tenant: Tenant
+    api_key: str
+    api_key_id: str
+
+
+class PostAdminTenantsBody(TypedDict):
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminTenantsByIdResponse(WardenModel):
+    """`GET /admin/v1/tenants/{id}`: Get a tenant."""
+    tenant: Tenant
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostAdminTenantsByIdApiKeysResponse(WardenModel):
+    """`POST /admin/v1/tenants/{id}/api_keys`: Issue another API key for a tenant (shown once)."""
+    api_key: str
+    api_key_id: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AuditEventCaller(WardenModel):
+    type: str
+    id: str | None
+    client_name: str | None
+    client_version: str | None
+    ip: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AuditEventUpstream(WardenModel):
+    method: str
+    path_template: str | None
+    path: str
+    status: float | None
+    cf_ray: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AuditEventError(WardenModel):
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AuditEvent(WardenModel):
+    id: str
+    tenant_id: str
+    seq: float
+    occurred_at: str
+    kind: str
+    action: str
+    outcome: str
+    execution_id: str | None
+    identifier: str | None
+    caller: AuditEventCaller
+    agent_run_id: str | None
+    tool_name: str | None
+    connected_account_id: str | None
+    upstream: AuditEventUpstream | None
+    error: AuditEventError | None
+    duration_ms: float | None
+    request_bytes: float | None
+    response_bytes: float | None
+    code_sha256: str | None
+    code: str | None
+    intent_id: str | None = None
+    """On an upstream request's outcome: the id of its intent (committed before the request was sent)."""
+    body_sha256: str | None = None
+    """SHA-256 of an upstream request's body, on its intent."""
+    details: dict[str, Any] | None = None
+    """Event specifics: a lifecycle change's before and after, an upstream request's query."""
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAuditEventsResponse(WardenPage["AuditEvent"], items_field="events"):
+    """`GET /api/v1/audit/events`: Audit events of the tenant, oldest first."""
+    events: list[AuditEvent]
+    next_page_token: str | None
+
+
+GetAuditEventsQueryOutcome: TypeAlias = Literal["success", "error", "refused", "rate_limited", "timeout", "pending", "unknown"]
+
+
+GetAuditEventsQueryKind: TypeAlias = Literal["tool_call", "upstream_request", "offboarding", "connected_account", "lifecycle", "mcp_oauth"]
+
+
+GetAuditExportQueryFormat: TypeAlias = Literal["ndjson", "ocsf", "cef"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AuditSink(WardenModel):
+    id: str
+    type: str
+    name: str
+    config: dict[str, Any]
+    """The configuration without its secret."""
+    enabled: bool
+    created_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAuditSinksResponse(WardenModel):
+    """`GET /api/v1/audit/sinks`: SIEM sinks of the tenant."""
+    sinks: list[AuditSink]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostAuditSinksResponse(WardenModel):
+    """`POST /api/v1/audit/sinks`: Add a SIEM sink: HTTPS webhook (HMAC-signed), Splunk HEC, or syslog RFC 5424 over TCP/TLS."""
+    sink: AuditSink
+
+
+class _PostAuditSinksBodyRequired(TypedDict):
+    config: dict[str, Any]
+
+
+class _PostAuditSinksBodyOptional(TypedDict, total=False):
+    name: str
+
+
+class PostAuditSinksBody(_PostAuditSinksBodyRequired, _PostAuditSinksBodyOptional):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Delivery(WardenModel):
+    id: str
+    event_id: str
+    status: Literal["pending", "sending", "delivered", "failed"]
+    attempts: float
+    last_error: str | None
+    next_attempt_at: str
+    created_at: str
+    delivered_at: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAuditSinksByIdDeliveriesResponse(WardenModel):
+    """`GET /api/v1/audit/sinks/{id}/deliveries`: Deliveries to a sink, newest first (status=failed lists what was given up)."""
+    deliveries: list[Delivery]
+
+
+GetAuditSinksByIdDeliveriesQueryStatus: TypeAlias = Literal["pending", "sending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ConnectedAccountCloudflareAccountsItem(WardenModel):
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ConnectedAccountCloudflare(WardenModel):
+    user_id: str | None
+    account_ids: list[str]
+    accounts: list[ConnectedAccountCloudflareAccountsItem]
+    token_id: str | None
+    token_status: str
+    expires_on: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ConnectedAccountRateBudget(WardenModel):
+    principal: str
+    """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against"""
+    remaining: float
+    capacity: float
+    window_seconds: float
+    blocked_until: str | None
+    """Set while Cloudflare asked to back off (429 Retry-After)"""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ConnectedAccount(WardenModel):
+    id: str
+    identifier: str
+    connection_name: str
+    status: Literal["ACTIVE", "INVALID", "REVOKED"]
+    authorization_type: Literal["api_token", "global_api_key"]
+    token_kind: Literal["user", "account"]
+    cloudflare: ConnectedAccountCloudflare
+    created_at: str
+    updated_at: str
+    last_used_at: str | None
+    rate_budget: ConnectedAccountRateBudget | None
+    """Upstream budget left now; null when revoked or when the budget store is unreachable"""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetConnectedAccountsResponse(WardenPage["ConnectedAccount"], items_field="connected_accounts"):
+    """`GET /api/v1/connected_accounts`: List connected accounts (credentials are never returned)."""
+    connected_accounts: list[ConnectedAccount]
+    next_page_token: str | None
+
+
+GetConnectedAccountsQueryStatus: TypeAlias = Literal["ACTIVE", "INVALID", "REVOKED"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostConnectedAccountsResponse(WardenModel):
+    """`POST /api/v1/connected_accounts`: Vault an end user's Cloudflare credential (verified against Cloudflare first)."""
+    connected_account: ConnectedAccount
+
+
+class AuthorizationInputApiToken(TypedDict):
+    type: Literal["api_token"]
+    api_token: str
+
+
+class AuthorizationInputGlobalApiKey(TypedDict):
+    type: Literal["global_api_key"]
+    email: str
+    api_key: str
+
+
+AuthorizationInput: TypeAlias = Union["AuthorizationInputApiToken", "AuthorizationInputGlobalApiKey"]
+
+
+class _PostConnectedAccountsBodyRequired(TypedDict):
+    identifier: str
+    authorization: AuthorizationInput
+
+
+class _PostConnectedAccountsBodyOptional(TypedDict, total=False):
+    connection_name: str
+
+
+class PostConnectedAccountsBody(_PostConnectedAccountsBodyRequired, _PostConnectedAccountsBodyOptional):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetConnectedAccountsByIdResponse(WardenModel):
+    """`GET /api/v1/connected_accounts/{id}`: Get a connected account."""
+    connected_account: ConnectedAccount
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PutConnectedAccountsByIdResponse(WardenModel):
+    """`PUT /api/v1/connected_accounts/{id}`: Rotate the credential (the new one is verified first)."""
+    connected_account: ConnectedAccount
+
+
+class PutConnectedAccountsByIdBody(TypedDict):
+    authorization: AuthorizationInput
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostExecuteToolResponseError(WardenModel):
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostExecuteToolResponse(WardenModel):
+    """`POST /api/v1/execute_tool`: Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)."""
+    data: Any
+    error: PostExecuteToolResponseError | None = None
+    execution_id: str
+
+
+class _PostExecuteToolBodyRequired(TypedDict):
+    tool_name: str
+    identifier: str
+    params: dict[str, Any]
+
+
+class _PostExecuteToolBodyOptional(TypedDict, total=False):
+    connection_name: str
+    connected_account_id: str
+    agent_run_id: str
+
+
+class PostExecuteToolBody(_PostExecuteToolBodyRequired, _PostExecuteToolBodyOptional):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostIdentitiesByIdentifierOffboardResponseRevokedConnectedAccountsItemUpstream(WardenModel):
+    revoked: bool
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostIdentitiesByIdentifierOffboardResponseRevokedConnectedAccountsItem(WardenModel):
+    id: str
+    upstream: PostIdentitiesByIdentifierOffboardResponseRevokedConnectedAccountsItemUpstream | None = None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostIdentitiesByIdentifierOffboardResponse(WardenModel):
+    """`POST /api/v1/identities/{identifier}/offboard`: Offboard an identity: revoke its connected accounts (crypto-shredded) and MCP tokens, close its MCP sessions everywhere; optionally delete its Cloudflare tokens."""
+    revoked_connected_accounts: list[PostIdentitiesByIdentifierOffboardResponseRevokedConnectedAccountsItem]
+    revoked_mcp_tokens: float
+
+
+class PostIdentitiesByIdentifierOffboardBody(TypedDict, total=False):
+    revoke_upstream: bool
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PolicyRulesItem(WardenModel):
+    effect: Literal["allow", "deny"]
+    methods: list[str]
+    """GET, POST, PUT, PATCH, DELETE or "*" """
+    path: str
+    """Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most 32 segments and 4 **. Deny rules match fixed names in any case, allow rules exactly."""
+    name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PolicyCredentialOperations(WardenModel):
+    """Tenant-wide policy only."""
+    allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys"]] | None = None
+    """Credential operations agents may run (all are refused by default)."""
+    reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys"]] | None = None
+    """Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Policy(WardenModel):
+    read_only: bool | None = None
+    """Only GET requests and GraphQL queries."""
+    deny_writes_by_default: bool | None = None
+    """Writes need a matching allow rule."""
+    rules: list[PolicyRulesItem] | None = None
+    credential_operations: PolicyCredentialOperations | None = None
+    """Tenant-wide policy only."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetIdentitiesByIdentifierPolicyResponse(WardenModel):
+    """`GET /api/v1/identities/{identifier}/policy`: An identifier's own policy (applied in addition to the tenant's)."""
+    policy: Policy
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PutIdentitiesByIdentifierPolicyResponse(WardenModel):
+    """`PUT /api/v1/identities/{identifier}/policy`: Replace an identifier's policy."""
+    policy: Policy
+
+
+class _PolicyInputRulesItemRequired(TypedDict):
+    effect: Literal["allow", "deny"]
+    methods: list[str]
+    path: str
+
+
+class _PolicyInputRulesItemOptional(TypedDict, total=False):
+    name: str
+
+
+class PolicyInputRulesItem(_PolicyInputRulesItemRequired, _PolicyInputRulesItemOptional):
+    pass
+
+
+class PolicyInputCredentialOperations(TypedDict, total=False):
+    """Tenant-wide policy only."""
+    allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys"]]
+    reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys"]]
+
+
+class PolicyInput(TypedDict, total=False):
+    read_only: bool
+    deny_writes_by_default: bool
+    rules: list[PolicyInputRulesItem]
+    credential_operations: PolicyInputCredentialOperations
+
+
+PutIdentitiesByIdentifierPolicyBody: TypeAlias = "PolicyInput"
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class McpConsent(WardenModel):
+    id: str
+    """`oag_…`: the grant; MCP tool calls made under it carry it as caller id."""
+    identifier: str
+    client_id: str
+    client_name: str | None
+    redirect_host: str | None
+    created_at: str
+    expires_at: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetMcpConsentsResponse(WardenModel):
+    """`GET /api/v1/mcp/consents`: Consents engineers gave MCP clients (OAuth grants), newest first."""
+    consents: list[McpConsent]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostMcpLoginLinksResponse(WardenModel):
+    """`POST /api/v1/mcp/login_links`: A one-time, short-lived link that signs an identifier in to the MCP OAuth flow."""
+    url: str
+    expires_at: str
+
+
+class PostMcpLoginLinksBody(TypedDict):
+    identifier: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class McpSso(WardenModel):
+    issuer: str
+    client_id: str
+    identifier_claim: str
+    allowed_email_domains: list[str]
+    redirect_uri: str
+    """Register this redirect URI for Warden’s client at your provider."""
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetMcpSsoResponse(WardenModel):
+    """`GET /api/v1/mcp/sso`: The tenant’s SSO configuration for MCP sign-in (never the secret)."""
+    sso: McpSso
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PutMcpSsoResponse(WardenModel):
+    """`PUT /api/v1/mcp/sso`: Configure the OpenID Connect provider engineers sign in with (the client secret is sealed)."""
+    sso: McpSso
+
+
+class _PutMcpSsoBodyRequired(TypedDict):
+    issuer: str
+    client_id: str
+    client_secret: str
+    allowed_email_domains: list[str]
+
+
+class _PutMcpSsoBodyOptional(TypedDict, total=False):
+    identifier_claim: str
+
+
+class PutMcpSsoBody(_PutMcpSsoBodyRequired, _PutMcpSsoBodyOptional):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class McpTokenClient(WardenModel):
+    name: str
+    version: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class McpToken(WardenModel):
+    id: str
+    identifier: str
+    connection_names: list[str] | None
+    """Connections the token may use; null = all of the identifier’s."""
+    status: Literal["active", "expired", "revoked"]
+    created_at: str
+    expires_at: str
+    revoked_at: str | None
+    last_used_at: str | None
+    """Updated at most once a minute."""
+    client: McpTokenClient | None
+    """clientInfo of the last MCP initialize made with the token."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetMcpTokensResponse(WardenPage["McpToken"], items_field="mcp_tokens"):
+    """`GET /api/v1/mcp/tokens`: An identity's MCP tokens, oldest first, live or not (never the secret)."""
+    mcp_tokens: list[McpToken]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostMcpTokensResponseCursorConfigMcpServersValue(WardenModel):
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostMcpTokensResponseCursorConfig(WardenModel):
+    mcpServers: dict[str, PostMcpTokensResponseCursorConfigMcpServersValue]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostMcpTokensResponse(WardenModel):
+    """`POST /api/v1/mcp/tokens`: Mint a per-user MCP session token (shown once) and a ready ~/.cursor/mcp.json fragment."""
+    token: str
+    token_id: str
+    url: str
+    expires_at: str
+    cursor_config: PostMcpTokensResponseCursorConfig
+
+
+class _PostMcpTokensBodyRequired(TypedDict):
+    identifier: str
+
+
+class _PostMcpTokensBodyOptional(TypedDict, total=False):
+    connection_names: list[str]
+    expiry: str | float
+
+
+class PostMcpTokensBody(_PostMcpTokensBodyRequired, _PostMcpTokensBodyOptional):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetPolicyResponse(WardenModel):
+    """`GET /api/v1/policy`: The tenant-wide policy."""
+    policy: Policy
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PutPolicyResponse(WardenModel):
+    """`PUT /api/v1/policy`: Replace the tenant-wide policy (applies to every identifier, on every upstream request)."""
+    policy: Policy
+
+
+PutPolicyBody: TypeAlias = "PolicyInput"
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class TenantSettingsAudit(WardenModel):
+    retention_days: int
+    """1 to 400; applies to new records."""
+    capture_code: bool
+    """Store submitted code in the audit trail (its SHA-256 is always stored)."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class TenantSettings(WardenModel):
+    budget: str
+    """Upstream requests per seconds for each Cloudflare user, e.g. "1000/300"."""
+    audit: TenantSettingsAudit
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetSettingsResponse(WardenModel):
+    """`GET /api/v1/settings`: Effective tenant settings."""
+    settings: TenantSettings
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PatchSettingsResponse(WardenModel):
+    """`PATCH /api/v1/settings`: Change the rate budget or audit settings of the tenant (null returns a setting to the default)."""
+    settings: TenantSettings
+
+
+class PatchSettingsBodyAudit(TypedDict, total=False):
+    retention_days: int | None
+    capture_code: bool | None
+
+
+class PatchSettingsBody(TypedDict, total=False):
+    budget: str | None
+    audit: PatchSettingsBodyAudit
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ToolDefinition(WardenModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetToolsScopedResponseToolsItemTool(WardenModel):
+    definition: ToolDefinition
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetToolsScopedResponseToolsItem(WardenModel):
+    connection_name: str
+    connected_account_id: str
+    tool: GetToolsScopedResponseToolsItemTool
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetToolsScopedResponse(WardenPage["GetToolsScopedResponseToolsItem"], items_field="tools"):
+    """`GET /api/v1/tools/scoped`: Tools the identifier may use now (list_scoped_tools)."""
+    tools: list[GetToolsScopedResponseToolsItem]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Webhook(WardenModel):
+    id: str
+    url: str
+    enabled: bool
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetWebhooksResponse(WardenModel):
+    """`GET /api/v1/webhooks`: The tenant webhook."""
+    webhook: Webhook
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PutWebhooksResponse(WardenModel):
+    """`PUT /api/v1/webhooks`: Set the tenant webhook for connected_account.created/.updated/.status_updated/.deleted (the signing secret is shown once)."""
+    webhook: Webhook
+    secret: str
+
+
+class _PutWebhooksBodyRequired(TypedDict):
+    url: str
+
+
+class _PutWebhooksBodyOptional(TypedDict, total=False):
+    secret: str
+
+
+class PutWebhooksBody(_PutWebhooksBodyRequired, _PutWebhooksBodyOptional):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetWebhooksDeliveriesResponse(WardenModel):
+    """`GET /api/v1/webhooks/deliveries`: Deliveries of webhook events, newest first."""
+    deliveries: list[Delivery]
+
+
+GetWebhooksDeliveriesQueryStatus: TypeAlias = Literal["pending", "sending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetHealthzResponse(WardenModel):
+    """`GET /healthz`: Process is alive."""
+    status: Literal["ok"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetReadyzResponse(WardenModel):
+    """`GET /readyz`: Dependencies (database, KMS, Redis, spec) can serve."""
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, Literal["ok", "degraded", "unavailable"]]
