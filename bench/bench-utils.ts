@@ -329,8 +329,31 @@ export function processTreeCpuMs(pid: number): { self: number; descendants: numb
  * other people's tests); background processes (WAL writer, checkpointer…) are kept, since they
  * work for every database. Redis is a single shared process and is counted whole.
  */
-function serverCpuMs(database: string | null): Map<number, { kind: 'postgres' | 'redis'; ms: number }> {
+function serverCpuMs(
+  database: string | null,
+  own: { postmasterPid?: number; redisPid?: number } = {},
+): Map<number, { kind: 'postgres' | 'redis'; ms: number }> {
   const out = new Map<number, { kind: 'postgres' | 'redis'; ms: number }>();
+  // A private server of the run's own: its processes alone, background ones included.
+  if (own.postmasterPid !== undefined || own.redisPid !== undefined) {
+    const add = (pid: number, kind: 'postgres' | 'redis') => {
+      try {
+        out.set(pid, { kind, ms: procStatCpuMs(pid) });
+      } catch {
+        // Exited meanwhile.
+      }
+    };
+    if (own.postmasterPid !== undefined) {
+      add(own.postmasterPid, 'postgres');
+      try {
+        for (const child of childPids(own.postmasterPid)) add(child, 'postgres');
+      } catch {
+        // The postmaster is gone.
+      }
+    }
+    if (own.redisPid !== undefined) add(own.redisPid, 'redis');
+    return out;
+  }
   let entries: string[];
   try {
     entries = readdirSync('/proc');
@@ -395,20 +418,32 @@ export interface CpuAccount {
  * `servicePid` is the process under test (its descendants are reported apart); a process that
  * exits before `stop()` can report its own CPU time there instead.
  */
-export function startCpuAccount(options: { servicePid?: number | null; database?: string | null } = {}): {
+export function startCpuAccount(
+  options: {
+    servicePid?: number | null;
+    database?: string | null;
+    /** Private servers of the run: count exactly their processes instead of the shared ones. */
+    postmasterPid?: number;
+    redisPid?: number;
+  } = {},
+): {
   stop(overrides?: { serviceMs?: number }): CpuAccount;
 } {
   const servicePid = options.servicePid ?? null;
   const database = options.database ?? null;
+  const own = {
+    ...(options.postmasterPid !== undefined ? { postmasterPid: options.postmasterPid } : {}),
+    ...(options.redisPid !== undefined ? { redisPid: options.redisPid } : {}),
+  };
   const wall = performance.now();
   const bench = process.cpuUsage();
   const service = servicePid === null ? null : processTreeCpuMs(servicePid);
-  const servers = serverCpuMs(database);
+  const servers = serverCpuMs(database, own);
   // Connections opened and closed within the measurement (an export child's pool) exit before
   // stop(): polling keeps the last CPU time seen of every server process, exited ones included.
   const lastSeen = new Map(servers);
   const poll = () => {
-    for (const [pid, seen] of serverCpuMs(database)) lastSeen.set(pid, seen);
+    for (const [pid, seen] of serverCpuMs(database, own)) lastSeen.set(pid, seen);
   };
   const poller = setInterval(poll, 500);
   poller.unref();

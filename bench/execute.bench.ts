@@ -1,16 +1,29 @@
 /**
- * `npm run bench -- execute [--json] [--seconds 8] [--warmup 2] [--levels 1,16,64] [--log-level info] [--cpu-prof]`:
+ * `npm run bench -- execute [--json] [--seconds 8] [--warmup 2] [--levels 1,16,64] [--log-level info] [--cpu-prof] [--no-mcp]`:
  * `POST /api/v1/execute_tool` end to end over real HTTP, at concurrency 1, 16 and 64, with
- * the same upstream GET sent straight to the fake Cloudflare in the same run as the baseline.
+ * the same upstream GET sent straight to the fake Cloudflare in the same run as the baseline,
+ * and the same call over MCP (streamable HTTP, the official SDK client) at concurrency 1 and 16.
+ *
+ * It also measures, in the same run, the floor of one execute (issue 20): a fresh isolate
+ * created, a trivial script compiled and run and the isolate disposed (`floor_isolate_cpu_ms`,
+ * in this process, no IPC); one audit-sized INSERT round trip (`floor_postgres_cpu_ms`, client
+ * and server CPU); one Redis EVALSHA of the budget script (`floor_redis_cpu_ms`, client and
+ * server); one direct GET to the fake Cloudflare (`floor_upstream_cpu_ms`, client and fake, both
+ * in this process); their sum `floor_cpu_ms`; and `execute_cpu_ms_per_call`, the CPU of one
+ * execute at concurrency 16 in every process it uses (service, sandbox children, PostgreSQL,
+ * Redis), with `execute_to_floor_ratio`. `pg_round_trips_per_call` counts the statements clients
+ * sent per call (pg_stat_statements) and `calibration_loop_ms` times a fixed pure-JS loop, so
+ * figures from different machines can be compared.
  *
  * Set-up, all on loopback:
  * - The connector runs as a child process (`node --no-node-snapshot services/connector/src/main.ts`,
  *   as `npm start` does), so it has its own event loop and its CPU is not shared with the load
  *   generator's; its logs (LOG_LEVEL info by default, as in production) go to a file.
- * - A fresh PostgreSQL database (the service migrates it on start) and the real Redis.
+ * - PostgreSQL and Redis servers of the run's own (`private-servers.ts`), so their CPU and
+ *   statement counts are this run's alone on a machine others share; the service migrates.
  * - The fake Cloudflare in this process with its own rate limit off; a fresh fake user per run,
- *   so Redis budget keys never collide with another run's. The tenant budget is raised to
- *   100000/1 (the settings API caps a window at 100,000 requests) so Warden never refuses.
+ *   so Redis budget keys never collide with another run's. The deployment's budget is raised to
+ *   100000/1 (`CLOUDFLARE_BUDGET`; tenants may only lower it) so Warden never refuses.
  * - One connected account; every call runs `cloudflare.request({method: 'GET', path: '/zones/<id>'})`
  *   and returns the zone id, which is checked.
  * - Load: closed loop, node:http with keep-alive sockets (one per worker); `--seconds` measured
@@ -31,8 +44,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { FAKE_CF_ALL_PERMISSIONS, createTestDatabase, startFakeCloudflare } from '@warden/testing';
-import type { FakeCloudflare, TestDatabase } from '@warden/testing';
+import { Client as McpClient } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import ivm from 'isolated-vm';
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import { createRedisRateBudget } from '@warden/ratelimit';
+import { FAKE_CF_ALL_PERMISSIONS, startFakeCloudflare } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
 import {
   REPO_ROOT,
   cpuFigures,
@@ -48,10 +67,62 @@ import {
   stringArg,
 } from './bench-utils.ts';
 import type { CpuAccount, HttpClient, LoadResult } from './bench-utils.ts';
+import { startPostgres, startRedis, waitForRedis } from './private-servers.ts';
+import type { PrivatePostgres, PrivateRedis } from './private-servers.ts';
 import { specFixturePath } from '@warden/testing';
 
 const SPEC_PATH = specFixturePath();
 const DEFAULT_LEVELS = [1, 16, 64];
+const MCP_LEVELS = [1, 16];
+const DATABASE = 'warden';
+
+/** Wall time of a fixed pure-JS loop: the machine's single-thread speed, for comparing runs. */
+function calibrationLoopMs(): number {
+  const runs: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const start = performance.now();
+    let x = 0;
+    for (let i = 0; i < 20_000_000; i++) x = (x * 31 + i) | 0;
+    if (x === 42) process.stdout.write('');
+    runs.push(performance.now() - start);
+  }
+  return Math.min(...runs);
+}
+
+function cpuMsOf(usage: NodeJS.CpuUsage): number {
+  return (usage.user + usage.system) / 1000;
+}
+
+/** CPU of a fresh isolate created, a trivial async script compiled and run, and disposed. */
+async function floorIsolateCpuMs(iterations: number): Promise<number> {
+  const once = async () => {
+    const isolate = new ivm.Isolate({ memoryLimit: 128 });
+    const context = isolate.createContextSync();
+    const script = isolate.compileScriptSync('(async () => 42)()');
+    await script.run(context, { promise: true, copy: true });
+    script.release();
+    context.release();
+    isolate.dispose();
+  };
+  for (let i = 0; i < 20; i++) await once();
+  const start = process.cpuUsage();
+  for (let i = 0; i < iterations; i++) await once();
+  return cpuMsOf(process.cpuUsage(start)) / iterations;
+}
+
+/** An audit-sized row (the columns and sizes of an upstream request's record). */
+const FLOOR_ROW = {
+  id: 'aud_floor000000000000000',
+  tenant_id: 'ten_floor00000000000000',
+  kind: 'upstream_request',
+  action: 'cloudflare.request',
+  outcome: 'success',
+  execution_id: 'exe_floor00000000000000',
+  identifier: 'bench-agent',
+  upstream_path: '/zones/0123456789abcdef0123456789abcdef',
+  prev_hash: 'a'.repeat(64),
+  hash: 'b'.repeat(64),
+};
 const READY_TIMEOUT_MS = 180_000;
 
 async function freePort(): Promise<number> {
@@ -160,7 +231,7 @@ interface Phase {
 async function measure(
   call: () => Promise<void>,
   options: { concurrency: number; seconds: number; warmupSeconds: number },
-  accounting: { servicePid: number | null; database: string },
+  accounting: { servicePid: number | null; database: string; postmasterPid?: number; redisPid?: number },
 ): Promise<Phase> {
   if (options.warmupSeconds > 0) {
     await runLoad(call, { ...options, seconds: options.warmupSeconds, warmupSeconds: 0 });
@@ -188,9 +259,14 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   ].filter((n) => Number.isInteger(n) && n > 0);
   const dir = mkdtempSync(path.join(tmpdir(), 'warden-bench-execute-'));
   const adminToken = randomBytes(32).toString('hex');
+  const withMcp = !flagArg(args, 'no-mcp');
   let cf: FakeCloudflare | null = null;
-  let db: TestDatabase | null = null;
+  let postgres: PrivatePostgres | null = null;
+  let redisServer: PrivateRedis | null = null;
+  let admin: pg.Client | null = null;
+  let redis: Redis | null = null;
   let connector: Connector | null = null;
+  const mcpClients: McpClient[] = [];
   const clients: HttpClient[] = [];
   const started = machineInfo('start');
   try {
@@ -200,21 +276,26 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const zone = cf.state.createZone({ accountId: account.id, name: 'bench.example.com' });
     const token = cf.state.createUserToken({ userId: user.id, permissions: FAKE_CF_ALL_PERMISSIONS });
 
-    db = await createTestDatabase({ migrate: false });
-    // The bench needs no connection of its own: the service migrates and uses it.
-    await db.db.close();
-    // PostgreSQL CPU is counted for this database's backends only: the server is shared.
-    const database = new URL(db.url).pathname.slice(1);
+    postgres = startPostgres(await freePort(), DATABASE);
+    redisServer = startRedis(await freePort());
+    admin = new pg.Client({ connectionString: postgres.adminUrl });
+    await admin.connect();
+    await admin.query(`create database ${DATABASE}`);
+    await admin.query('create extension if not exists pg_stat_statements');
+    redis = await waitForRedis(redisServer.url);
+    const database = DATABASE;
+    const servers = { postmasterPid: postgres.postmasterPid, redisPid: redisServer.pid };
     const profileDir = path.join(dir, 'cpu-profiles');
     connector = await startConnector(
       dir,
       {
-        DATABASE_URL: db.url,
-        REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        DATABASE_URL: postgres.url,
+        REDIS_URL: redisServer.url,
         DATA_DIR: path.join(dir, 'data'),
         WARDEN_ADMIN_TOKEN: adminToken,
         CLOUDFLARE_API_BASE: cf.url,
         CLOUDFLARE_SPEC_PATH: SPEC_PATH,
+        CLOUDFLARE_BUDGET: '100000/1',
         LOG_LEVEL: logLevel,
       },
       ['--no-node-snapshot', ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
@@ -240,7 +321,6 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       { identifier: 'bench-agent', authorization: { type: 'api_token', api_token: token.value } },
       201,
     );
-    await json(setup, 'PATCH', '/api/v1/settings', tenantAuth, { budget: '100000/1' }, 200);
 
     const executeBody = {
       tool_name: 'cloudflare_execute',
@@ -282,28 +362,157 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     await execute();
     await directGet();
 
+    /** Statements clients sent to the service's database so far (top level, not in functions). */
+    const statements = async (): Promise<number> => {
+      const { rows } = await (admin as pg.Client).query<{ n: string }>(
+        `select coalesce(sum(s.calls), 0)::text as n from pg_stat_statements s
+         join pg_database d on d.oid = s.dbid where d.datname = $1 and s.toplevel`,
+        [DATABASE],
+      );
+      return Number(rows[0]?.n ?? 0);
+    };
+
     const figures: Record<string, unknown> = {};
     const timing = { seconds, warmupSeconds };
     // The baseline right before the c1 run it is subtracted from, so both see the same machine.
-    const directC1 = await measure(directGet, { concurrency: 1, ...timing }, { servicePid: null, database });
+    const directC1 = await measure(
+      directGet,
+      { concurrency: 1, ...timing },
+      { servicePid: null, database, ...servers },
+    );
     Object.assign(figures, phaseFigures('direct', directC1));
     const upstreamBefore = cf.requestCount();
     let executeCalls = 0;
     const executeLevels = new Map<number, Phase>();
+    let roundTrips: number | null = null;
     for (const concurrency of levels) {
-      const phase = await measure(execute, { concurrency, ...timing }, { servicePid, database });
+      // At 16 the warm-up runs first on its own, so the statement count covers measured calls only.
+      if (concurrency === 16 && warmupSeconds > 0) {
+        await runLoad(execute, { concurrency, seconds: warmupSeconds, warmupSeconds: 0 });
+      }
+      const before = concurrency === 16 ? await statements() : 0;
+      const phase = await measure(
+        execute,
+        { concurrency, ...timing, ...(concurrency === 16 ? { warmupSeconds: 0 } : {}) },
+        { servicePid, database, ...servers },
+      );
+      if (concurrency === 16) roundTrips = (await statements()) - before;
       executeLevels.set(concurrency, phase);
       executeCalls += phase.load.completed;
       Object.assign(figures, phaseFigures(`c${concurrency}_execute`, phase));
+    }
+    const c16 = executeLevels.get(16);
+    if (roundTrips !== null && c16) {
+      figures.pg_round_trips_per_call = round(roundTrips / c16.load.completed, 2);
+    }
+
+    // The same call over MCP: one official SDK client per worker, a token minted for it.
+    if (withMcp) {
+      const minted = await json(
+        setup,
+        'POST',
+        '/api/v1/mcp/tokens',
+        tenantAuth,
+        { identifier: 'bench-agent', expiry: '1d' },
+        201,
+      );
+      const mcpUrl = new URL(`${connector.origin}/mcp`);
+      const headers = { Authorization: `Bearer ${minted.token as string}` };
+      for (let i = 0; i < Math.max(...MCP_LEVELS); i++) {
+        const client = new McpClient({ name: 'warden-bench', version: '1.0.0' });
+        await client.connect(new StreamableHTTPClientTransport(mcpUrl, { requestInit: { headers } }));
+        mcpClients.push(client);
+      }
+      let next = 0;
+      const mcpExecute = async () => {
+        const client = mcpClients[next++ % mcpClients.length] as McpClient;
+        const result = await client.callTool({ name: 'cloudflare_execute', arguments: executeBody.params });
+        const text = (result.content as Array<{ type: string; text?: string }>)[0]?.text ?? '';
+        if (result.isError || !text.includes(zone.id)) throw new Error(`MCP execute failed: ${text}`);
+      };
+      await mcpExecute();
+      for (const concurrency of MCP_LEVELS) {
+        const phase = await measure(
+          mcpExecute,
+          { concurrency, ...timing },
+          { servicePid, database, ...servers },
+        );
+        Object.assign(figures, phaseFigures(`c${concurrency}_mcp_execute`, phase));
+        if (concurrency === 1)
+          figures.mcp_execute_added_p50_ms = round(phase.load.p50Ms - directC1.load.p50Ms);
+      }
     }
     // Every call (warm-ups included) should reach Cloudflare exactly once.
     const warmupCalls = cf.requestCount() - upstreamBefore - executeCalls;
     const directC16 = await measure(
       directGet,
       { concurrency: 16, ...timing },
-      { servicePid: null, database },
+      { servicePid: null, database, ...servers },
     );
     Object.assign(figures, phaseFigures('direct_c16', directC16));
+
+    // The floor of one execute, measured now, on the same machine in the same state.
+    const floorIsolate = await floorIsolateCpuMs(300);
+    await admin.query(
+      `create table if not exists bench_floor (id text, tenant_id text, seq bigint, occurred_at timestamptz,
+        kind text, action text, outcome text, execution_id text, identifier text, upstream_path text,
+        prev_hash text, hash text, payload jsonb)`,
+    );
+    const floorDb = new pg.Client({ connectionString: postgres.adminUrl });
+    await floorDb.connect();
+    const insert = (i: number) =>
+      floorDb.query(
+        'insert into bench_floor values ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+        [
+          FLOOR_ROW.id,
+          FLOOR_ROW.tenant_id,
+          i,
+          FLOOR_ROW.kind,
+          FLOOR_ROW.action,
+          FLOOR_ROW.outcome,
+          FLOOR_ROW.execution_id,
+          FLOOR_ROW.identifier,
+          FLOOR_ROW.upstream_path,
+          FLOOR_ROW.prev_hash,
+          FLOOR_ROW.hash,
+          JSON.stringify(FLOOR_ROW),
+        ],
+      );
+    for (let i = 0; i < 100; i++) await insert(i);
+    const INSERTS = 2000;
+    let floorAccount = startCpuAccount({ servicePid: null, database, ...servers });
+    for (let i = 0; i < INSERTS; i++) await insert(i);
+    let cpu = floorAccount.stop();
+    const floorPostgres = (cpu.benchMs + cpu.postgresMs) / INSERTS;
+    await floorDb.end();
+    const budget = createRedisRateBudget({ redis, keyPrefix: 'bench:floor' });
+    const spec = { capacity: 1_000_000, windowSeconds: 300 };
+    for (let i = 0; i < 100; i++) await budget.take('cf:user:floor', spec);
+    const TAKES = 5000;
+    floorAccount = startCpuAccount({ servicePid: null, database, ...servers });
+    for (let i = 0; i < TAKES; i++) await budget.take('cf:user:floor', spec);
+    cpu = floorAccount.stop();
+    const floorRedis = (cpu.benchMs + cpu.redisMs) / TAKES;
+    const floorUpstream = directC1.cpu.benchMs / Math.max(1, directC1.load.completed);
+    const floorCpu = floorIsolate + floorPostgres + floorRedis + floorUpstream;
+    Object.assign(figures, {
+      calibration_loop_ms: round(calibrationLoopMs(), 1),
+      floor_isolate_cpu_ms: round(floorIsolate, 3),
+      floor_postgres_cpu_ms: round(floorPostgres, 3),
+      floor_redis_cpu_ms: round(floorRedis, 3),
+      floor_upstream_cpu_ms: round(floorUpstream, 3),
+      floor_cpu_ms: round(floorCpu, 3),
+    });
+    if (c16) {
+      const perCall = (ms: number | null) => (ms ?? 0) / Math.max(1, c16.load.completed);
+      const executeCpu =
+        perCall(c16.cpu.serviceMs) +
+        perCall(c16.cpu.sandboxMs) +
+        perCall(c16.cpu.postgresMs) +
+        perCall(c16.cpu.redisMs);
+      figures.execute_cpu_ms_per_call = round(executeCpu, 3);
+      figures.execute_to_floor_ratio = round(executeCpu / floorCpu, 2);
+    }
 
     const c1 = executeLevels.get(1) as Phase;
     const result: Record<string, unknown> = {
@@ -315,6 +524,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       log_level: logLevel,
       ...started,
       added_latency_p50_ms: round(c1.load.p50Ms - directC1.load.p50Ms),
+      rest_execute_added_p50_ms: round(c1.load.p50Ms - directC1.load.p50Ms),
       added_latency_p95_ms: round(c1.load.p95Ms - directC1.load.p95Ms),
       ...figures,
       upstream_requests_in_warmups_and_checks: warmupCalls,
@@ -322,6 +532,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     };
     for (const c of clients) c.close();
     clients.length = 0;
+    for (const client of mcpClients) await client.close().catch(() => {});
+    mcpClients.length = 0;
     await stopConnector(connector);
     connector = null;
     if (cpuProf) {
@@ -331,9 +543,13 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     return result;
   } finally {
     for (const c of clients) c.close();
+    for (const client of mcpClients) await client.close().catch(() => {});
     if (connector) await stopConnector(connector).catch(() => {});
     await cf?.close().catch(() => {});
-    await db?.drop().catch(() => {});
+    redis?.disconnect();
+    await admin?.end().catch(() => {});
+    postgres?.stop();
+    redisServer?.stop();
     // Profiles are kept for reading; everything else of the run goes.
     if (!cpuProf) rmSync(dir, { recursive: true, force: true });
   }

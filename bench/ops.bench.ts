@@ -11,13 +11,12 @@
  * Cloudflare in this process. An idle window first measures what the service does with no
  * calls (job schedulers, heartbeats); per-call figures have that background subtracted.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { FAKE_CF_ALL_PERMISSIONS, specFixturePath, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
@@ -34,126 +33,10 @@ import {
   runLoad,
 } from './bench-utils.ts';
 import type { HttpClient } from './bench-utils.ts';
+import { startPostgres, startRedis, waitForRedis } from './private-servers.ts';
+import type { PrivatePostgres, PrivateRedis } from './private-servers.ts';
 
 const DATABASE = 'warden';
-
-function postgresBin(): string {
-  const root = '/usr/lib/postgresql';
-  const versions = existsSync(root)
-    ? readdirSync(root)
-        .filter((v) => existsSync(path.join(root, v, 'bin/initdb')))
-        .sort((a, b) => Number(b) - Number(a))
-    : [];
-  if (versions[0]) return path.join(root, versions[0], 'bin');
-  try {
-    return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(
-      'PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian package postgresql',
-    );
-  }
-}
-
-interface PrivatePostgres {
-  readonly url: string;
-  readonly adminUrl: string;
-  readonly postmasterPid: number;
-  stop(): void;
-}
-
-/** initdb + pg_ctl start in a temporary directory; as the `postgres` user when run as root. */
-function startPostgres(port: number): PrivatePostgres {
-  const bin = postgresBin();
-  const dir = mkdtempSync(path.join(tmpdir(), 'warden-ops-pg-'));
-  const asRoot = userInfo().uid === 0;
-  const user = asRoot ? 'postgres' : userInfo().username;
-  const exec = (file: string, args: string[]) =>
-    asRoot
-      ? execFileSync('runuser', ['-u', 'postgres', '--', path.join(bin, file), ...args], { stdio: 'pipe' })
-      : execFileSync(path.join(bin, file), args, { stdio: 'pipe' });
-  if (asRoot) {
-    const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
-    chownSync(dir, id('-u'), id('-g'));
-  }
-  const data = path.join(dir, 'data');
-  exec('initdb', ['-D', data, '-U', user, '--auth=trust', '--no-sync', '-E', 'UTF8']);
-  // Production-like durability settings (fsync and synchronous_commit on): the WAL is what it
-  // would be. pg_stat_statements counts statements; track_io_timing is not needed.
-  const options = [
-    `-p ${port}`,
-    '-c listen_addresses=127.0.0.1',
-    `-c unix_socket_directories=${dir}`,
-    '-c shared_preload_libraries=pg_stat_statements',
-    '-c pg_stat_statements.track=all',
-    '-c max_connections=100',
-  ].join(' ');
-  exec('pg_ctl', ['-D', data, '-l', path.join(dir, 'postgres.log'), '-o', options, '-w', 'start']);
-  const pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  return {
-    url: `postgres://${user}@127.0.0.1:${port}/${DATABASE}`,
-    adminUrl: `postgres://${user}@127.0.0.1:${port}/postgres`,
-    postmasterPid: pid,
-    stop() {
-      try {
-        exec('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  };
-}
-
-interface PrivateRedis {
-  readonly url: string;
-  readonly pid: number;
-  stop(): void;
-}
-
-function startRedis(port: number): PrivateRedis {
-  const pidFile = path.join(tmpdir(), `warden-ops-redis-${port}.pid`);
-  execFileSync('redis-server', [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--daemonize',
-    'yes',
-    '--pidfile',
-    pidFile,
-  ]);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    get pid() {
-      return Number(readFileSync(pidFile, 'utf8').trim());
-    },
-    stop() {
-      try {
-        execFileSync('redis-cli', ['-p', String(port), 'shutdown', 'nosave'], { stdio: 'ignore' });
-      } catch {
-        // Already gone.
-      }
-      rmSync(pidFile, { force: true });
-    },
-  };
-}
-
-async function waitForRedis(url: string): Promise<Redis> {
-  for (let attempt = 0; ; attempt++) {
-    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-    try {
-      await redis.connect();
-      return redis;
-    } catch (error) {
-      redis.disconnect();
-      if (attempt > 50) throw error;
-      await delay(100);
-    }
-  }
-}
 
 interface Counters {
   /** Statements clients sent (pg_stat_statements `toplevel`); `nestedStatements` ran inside functions. */
@@ -283,7 +166,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   let redis: Redis | null = null;
   const clients: HttpClient[] = [];
   try {
-    postgres = startPostgres(await freePort());
+    postgres = startPostgres(await freePort(), DATABASE);
     redisServer = startRedis(await freePort());
     admin = new pg.Client({ connectionString: postgres.adminUrl });
     await admin.connect();
@@ -304,6 +187,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       WARDEN_ADMIN_TOKEN: adminToken,
       CLOUDFLARE_API_BASE: cf.url,
       CLOUDFLARE_SPEC_PATH: specFixturePath(),
+      CLOUDFLARE_BUDGET: '100000/1',
       LOG_LEVEL: 'info',
     });
     const setup = createHttpClient(connector.url, { maxSockets: 1 });
@@ -328,7 +212,6 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       { identifier: 'ops-agent', authorization: { type: 'api_token', api_token: token.value } },
       201,
     );
-    await call('PATCH', '/api/v1/settings', apiKey, { budget: '100000/1' }, 200);
 
     const warden = createHttpClient(connector.url, { maxSockets: concurrency });
     clients.push(warden);
