@@ -13,7 +13,7 @@
  * first lookup, so isolates that never use the SDK style cost nothing more.
  */
 import ivm from 'isolated-vm';
-import { ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
+import { ISOLATE_RUNTIME_SCRIPT, SDK_ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
 import { pinnedSdkMethods } from './sdk/pinned-sdk-methods.ts';
 import type { SdkMethods } from './sdk/sdk-methods.ts';
 import {
@@ -187,10 +187,14 @@ export class ExecuteSandbox {
   #loadRuntime(isolate: ivm.Isolate, context: ivm.Context): ivm.Reference {
     const cached = this.#runtimeCache;
     // isolated-vm sets these on the script; its type declarations leave them out.
-    const script = isolate.compileScriptSync(ISOLATE_RUNTIME_SCRIPT, {
-      filename: 'warden-runtime.js',
-      ...(cached ? { cachedData: cached } : { produceCachedData: true }),
-    }) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
+    // Without an SDK table the SDK part is left out, so it costs such isolates nothing.
+    const script = isolate.compileScriptSync(
+      this.#sdk ? SDK_ISOLATE_RUNTIME_SCRIPT : ISOLATE_RUNTIME_SCRIPT,
+      {
+        filename: 'warden-runtime.js',
+        ...(cached ? { cachedData: cached } : { produceCachedData: true }),
+      },
+    ) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
     if (!cached && script.cachedData) this.#runtimeCache = script.cachedData;
     // V8 refuses a cache it cannot use (another V8 build or flags); make a new one next time.
     if (cached && script.cachedDataRejected) this.#runtimeCache = undefined;
