@@ -107,14 +107,7 @@ export function parseSdkTable(table: string): SdkMethod[] {
 }
 
 /** What an execute isolate needs to build a method's request; copied into the isolate. */
-export interface SdkCallShape {
-  readonly method: HttpMethod;
-  readonly path: string;
-  readonly pagination: Pagination | null;
-  readonly positional: readonly string[];
-  readonly arrayBody: string | null;
-  readonly query: readonly string[];
-}
+export type SdkCallShape = Omit<SdkMethod, 'name' | 'inSpec'>;
 
 /**
  * The table as the sandboxes of one child process use it, parsed on first use: a child whose
@@ -138,19 +131,7 @@ export class SdkMethods {
   /** What an execute isolate needs to call `name`, or null when the SDK has no such method. */
   describe(name: unknown): SdkCallShape | null {
     if (typeof name !== 'string') return null;
-    this.#byName ??= new Map(
-      this.methods().map((m) => [
-        m.name,
-        {
-          method: m.method,
-          path: m.path,
-          pagination: m.pagination,
-          positional: m.positional,
-          arrayBody: m.arrayBody,
-          query: m.query,
-        },
-      ]),
-    );
+    this.#byName ??= new Map(this.methods().map(({ name: key, inSpec: _inSpec, ...shape }) => [key, shape]));
     return this.#byName.get(name) ?? null;
   }
 
