@@ -189,6 +189,7 @@ describe('SDK-style calls in execute', () => {
           () => cloudflare.dns.record.list({ zone_id: 'z1' }),
           async () => { for await (const r of cloudflare.dns.record.list({ zone_id: 'z1' })) {} },
           () => cloudflare.workers.script.lst({}),
+          () => cloudflare['x'.repeat(1e6)].list(),
         ]) {
           try { await call(); outcomes.push('resolved'); } catch (e) { outcomes.push(e.name + ': ' + e.message); }
         }
@@ -196,12 +197,14 @@ describe('SDK-style calls in execute', () => {
       }`,
       { upstream: async () => ok(null) },
     );
-    const [direct, iterated, script] = resultOf(result) as string[];
+    const [direct, iterated, script, huge] = resultOf(result) as string[];
     expect(direct).toBe(
       'TypeError: cloudflare.dns.record.list is not a method of the Cloudflare SDK; did you mean cloudflare.dns.records.list? (spec.sdk in cloudflare_search lists them; cloudflare.request calls any path)',
     );
     expect(iterated).toBe(direct);
     expect(script).toContain('did you mean cloudflare.workers.scripts.list');
+    // A name longer than any method's is neither copied out nor ranked, and is cut in the message.
+    expect(huge).toMatch(/^TypeError: cloudflare\.x{189}… is not a method of the Cloudflare SDK \(spec\.sdk/);
     const uncaught = errorOf(
       await pool.execute('async () => {\n  return cloudflare.zone.list({});\n}', { upstream: echoOk }),
     );

@@ -29,6 +29,8 @@ const stringSplit = String.prototype.split;
 // Properties that generic code probes on any object (await, JSON, string conversion); none is
 // an SDK name, and answering them with a method would make \`await cloudflare.dns\` hang.
 const NOT_SDK_NAMES = new SafeSet(['then', 'catch', 'finally', 'toJSON', 'constructor', 'valueOf', 'toString']);
+// The longest SDK method name has 75 characters.
+const MAX_NAME = 200;
 const OPTION_NAMES = new SafeSet(['query', 'contentType', 'timeout', 'maxRetries', 'idempotencyKey']);
 
 const upstreamText = (function upstreamText(message) {
@@ -44,7 +46,8 @@ const sdkMethods = (function sdkMethods(exchange, describeMethod, methodNames) {
   const shapeOf = (function shapeOf(name) {
     let shape = apply(mapGet, shapes, [name]);
     if (shape === undefined) {
-      shape = describeMethod(name);
+      // A name longer than any method's is not copied out to the child's heap.
+      shape = name.length > MAX_NAME ? null : describeMethod(name);
       apply(mapSet, shapes, [name, shape]);
     }
     return shape;
@@ -106,8 +109,8 @@ const sdkMethods = (function sdkMethods(exchange, describeMethod, methodNames) {
 
   const unknownMethod = (function unknownMethod(name) {
     allNames ??= apply(stringSplit, methodNames(), [' ']);
-    const near = nearest(name, allNames, 3);
-    return new SafeTypeError('cloudflare.' + name + ' is not a method of the Cloudflare SDK' +
+    const near = name.length > MAX_NAME ? [] : nearest(name, allNames, 3);
+    return new SafeTypeError(cut('cloudflare.' + name, MAX_NAME) + ' is not a method of the Cloudflare SDK' +
       (near.length > 0 ? '; did you mean ' + near.map((n) => 'cloudflare.' + n).join(' or ') + '?' : '') +
       ' (spec.sdk in cloudflare_search lists them; cloudflare.request calls any path)');
   });
