@@ -8,6 +8,11 @@
  *   code. Measured in this process, without IPC, on the same document and programs.
  * - execute_overhead_p50_ms: one `cloudflare.request` through the pool against an in-process
  *   upstream, minus the bare upstream call.
+ * - sdk_call_overhead_p50_ms: the same GET as an SDK-style call (`cloudflare.zones.list(…)`,
+ *   method lookup, routing and page object included) minus the `cloudflare.request` program,
+ *   alternating in the same pool.
+ * - execute_start_delta_p50_ms: building a call-ready execute isolate (what each call's spare
+ *   costs) with the SDK proxy installed minus without, alternating in this process.
  * - search_p50_ms_2x / _4x: the same programs on documents with every operation duplicated
  *   under new path prefixes.
  */
@@ -19,9 +24,10 @@ import ivm from 'isolated-vm';
 import { getEncoding } from 'js-tiktoken';
 import { createSpecStore } from '@warden/cloudflare';
 import type { SpecStore } from '@warden/cloudflare';
-import { createSandboxPool, toolDefinitions, toolsListJson } from '@warden/codemode';
+import { DEFAULT_LIMITS, createSandboxPool, toolDefinitions, toolsListJson } from '@warden/codemode';
 import type { SandboxPool, Upstream, UpstreamResponse } from '@warden/codemode';
 import { specFixturePath } from '@warden/testing';
+import { ExecuteSandbox } from '../libs/codemode/src/execute.sandbox.ts';
 
 const documentPath = specFixturePath();
 
@@ -56,6 +62,12 @@ const SEARCH_PROGRAMS = [
 
 const EXECUTE_PROGRAM = `async () => {
   const zones = await cloudflare.request({ method: 'GET', path: '/zones', query: { name: 'example.com' } });
+  return zones.result.map((zone) => zone.id);
+}`;
+
+/** EXECUTE_PROGRAM's request in the SDK style. */
+const SDK_PROGRAM = `async () => {
+  const zones = await cloudflare.zones.list({ name: 'example.com' });
   return zones.result.map((zone) => zone.id);
 }`;
 
@@ -127,6 +139,48 @@ function scaledDocument(factor: number, dir: string): string {
   return file;
 }
 
+/** p50 of each program's execute time, the two taking turns so load affects both alike. */
+async function alternatingExecutes(
+  pool: SandboxPool,
+  upstream: Upstream,
+  programs: readonly [string, string],
+  rounds: number,
+): Promise<[number, number]> {
+  const samples: [number[], number[]] = [[], []];
+  for (let i = 0; i < rounds + 20; i++) {
+    for (const index of [0, 1] as const) {
+      const started = performance.now();
+      const result = await pool.execute(programs[index], { upstream });
+      if (i >= 20) samples[index].push(performance.now() - started);
+      if (!result.ok) throw new Error(`execute failed: ${result.error.code} ${result.error.message}`);
+    }
+  }
+  return [percentile(samples[0], 50), percentile(samples[1], 50)];
+}
+
+/** p50 of building a call-ready execute isolate with the SDK proxy and without, alternating. */
+async function isolateStarts(rounds: number): Promise<[number, number]> {
+  const abort = (message: string) => {
+    throw new Error(`isolated-vm catastrophic error: ${message}`);
+  };
+  const sandboxes = [new ExecuteSandbox(abort), new ExecuteSandbox(abort, null)] as const;
+  const samples: [number[], number[]] = [[], []];
+  try {
+    for (let i = 0; i < rounds + 20; i++) {
+      for (const index of [0, 1] as const) {
+        const started = performance.now();
+        const prepared = await sandboxes[index].prepare(DEFAULT_LIMITS.memoryMb);
+        const elapsed = performance.now() - started;
+        prepared.isolate.dispose();
+        if (i >= 20) samples[index].push(elapsed);
+      }
+    }
+  } finally {
+    for (const sandbox of sandboxes) sandbox.close();
+  }
+  return [percentile(samples[0], 50), percentile(samples[1], 50)];
+}
+
 async function startPool(store: SpecStore, size: number): Promise<SandboxPool> {
   const pool = createSandboxPool({ spec: store, size });
   await pool.ready();
@@ -167,7 +221,14 @@ export async function run(_args: string[]): Promise<Record<string, unknown>> {
       if (i >= 20) execute.push(performance.now() - started);
       if (!result.ok) throw new Error(`execute failed: ${result.error.code} ${result.error.message}`);
     }
+    const [requestP50, sdkP50] = await alternatingExecutes(
+      pool,
+      upstream,
+      [EXECUTE_PROGRAM, SDK_PROGRAM],
+      200,
+    );
     await pool.close();
+    const [startWithSdk, startWithout] = await isolateStarts(400);
 
     const documentJson = JSON.stringify(v8.deserialize(readFileSync(spec.documentFile)));
     const baseline: number[] = [];
@@ -205,6 +266,10 @@ export async function run(_args: string[]): Promise<Record<string, unknown>> {
       execute_p50_ms: round(percentile(execute, 50)),
       upstream_bare_p50_ms: round(bareP50, 4),
       execute_overhead_p50_ms: round(percentile(execute, 50) - bareP50),
+      sdk_call_p50_ms: round(sdkP50),
+      sdk_call_overhead_p50_ms: round(sdkP50 - requestP50, 3),
+      execute_start_p50_ms: round(startWithSdk, 3),
+      execute_start_delta_p50_ms: round(startWithSdk - startWithout, 3),
       tool_tokens_o200k: o200k.encode(toolsListJson(toolDefinitions({ products: spec.products }))).length,
       ...scaled,
       search_p50_growth_4x: round((scaled.search_p50_ms_4x ?? Number.NaN) / searchP50),

@@ -296,6 +296,23 @@ describe('execute', () => {
     expect(resultOf(await run('async () => 1'))).toBe(1);
   });
 
+  it('keeps console output up to the log limit, then cuts it with a marker', async () => {
+    const result = await run(
+      "async () => { console.log('first'); console.warn({ n: 1 }); for (let i = 0; i < 50; i++) console.log('x'.repeat(30)); throw new Error('boom'); }",
+      { limits: { maxLogChars: 100 } },
+    );
+    expect(errorOf(result).code).toBe('execution_error');
+    expect(result.logs).toEqual([
+      'first',
+      'warn: {"n":1}',
+      'x'.repeat(30),
+      'x'.repeat(30),
+      `${'x'.repeat(21)}…`,
+      '… log output cut at 100 characters; 47 more lines left out',
+    ]);
+    expect(result.logs.slice(0, -1).join('').length).toBeLessThanOrEqual(100);
+  });
+
   it('truncates a huge result and reports syntax errors precisely', async () => {
     const big = await run(
       "async () => Array.from({ length: 5000 }, (_, i) => ({ id: i, name: 'record ' + i }))",

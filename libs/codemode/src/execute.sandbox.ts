@@ -5,11 +5,17 @@
  * blocks this process's thread for about a millisecond, which a running call would wait for.
  *
  * The spare is built as far as it can be without its call: the runtime is loaded (from V8's
- * code cache after the first isolate) and `cloudflare.request` and `console` are installed,
- * leading to whichever call takes the isolate. The call then only sets `accountId`.
+ * code cache after the first isolate) and `cloudflare` and `console` are installed, leading to
+ * whichever call takes the isolate. The call then only sets `accountId`.
+ *
+ * SDK-style calls (`cloudflare.dns.records.list(…)`) look their method up in this process's
+ * table through a synchronous callback, once per name and isolate; the table is parsed on the
+ * first lookup, so isolates that never use the SDK style cost nothing more.
  */
 import ivm from 'isolated-vm';
-import { ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
+import { ISOLATE_RUNTIME_SCRIPT, SDK_ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
+import { pinnedSdkMethods } from './sdk/pinned-sdk-methods.ts';
+import type { SdkMethods } from './sdk/sdk-methods.ts';
 import {
   CODE_FILENAME,
   LogBuffer,
@@ -32,7 +38,7 @@ interface CallBindings {
   logs: LogBuffer | null;
 }
 
-interface PreparedIsolate {
+export interface PreparedIsolate {
   readonly memoryMb: number;
   readonly isolate: ivm.Isolate;
   readonly context: ivm.Context;
@@ -49,14 +55,20 @@ const NOT_STARTED: UpstreamOutcome = {
 
 export class ExecuteSandbox {
   readonly #onCatastrophicError: (message: string) => void;
+  /** `describeMethod` and `methodNames` for the runtime, or null for `cloudflare.request` only. */
+  readonly #sdk: readonly [ivm.Callback, ivm.Callback] | null;
   readonly #running = new Map<number, Watchdog>();
   #spare: Promise<PreparedIsolate> | undefined;
   /** V8's code cache of the runtime script, made by the first isolate of this process. */
   #runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
   #closed = false;
 
-  constructor(onCatastrophicError: (message: string) => void) {
+  /** `sdk`: the SDK method table calls look up, or null to offer only `cloudflare.request`. */
+  constructor(onCatastrophicError: (message: string) => void, sdk: SdkMethods | null = pinnedSdkMethods) {
     this.#onCatastrophicError = onCatastrophicError;
+    this.#sdk = sdk
+      ? [new ivm.Callback((name: unknown) => sdk.describe(name)), new ivm.Callback(() => sdk.names())]
+      : null;
   }
 
   abort(id: number): void {
@@ -128,21 +140,22 @@ export class ExecuteSandbox {
     const ready = await spare?.catch(() => undefined);
     if (ready && ready.memoryMb === memoryMb && !ready.isolate.isDisposed) return ready;
     ready?.isolate.dispose();
-    return this.#prepare(memoryMb);
+    return this.prepare(memoryMb);
   }
 
   /** Builds the next call's isolate, unless one is already there. */
   #refill(memoryMb: number): void {
     if (this.#closed || this.#spare) return;
-    this.#spare = this.#prepare(memoryMb);
+    this.#spare = this.prepare(memoryMb);
     this.#spare.catch(() => undefined);
   }
 
   /**
-   * Synchronous on purpose: each async isolated-vm call is a hop to the isolate's thread and
-   * back, and bootstrapping an isolate that way took twice the CPU and wall time.
+   * Builds a call-ready isolate (public so the bench can time the start of one). Synchronous on
+   * purpose: each async isolated-vm call is a hop to the isolate's thread and back, and
+   * bootstrapping an isolate that way took twice the CPU and wall time.
    */
-  async #prepare(memoryMb: number): Promise<PreparedIsolate> {
+  async prepare(memoryMb: number): Promise<PreparedIsolate> {
     const isolate = new ivm.Isolate({
       memoryLimit: memoryMb,
       onCatastrophicError: this.#onCatastrophicError,
@@ -160,6 +173,7 @@ export class ExecuteSandbox {
           call.requestUpstream ? call.requestUpstream(payload) : Promise.resolve(NOT_STARTED),
         ),
         new ivm.Callback((level: unknown, text: unknown) => call.logs?.add(level, text)),
+        ...(this.#sdk ?? []),
       ]);
       setup.release();
       return { memoryMb, isolate, context, run, begin, call };
@@ -173,10 +187,14 @@ export class ExecuteSandbox {
   #loadRuntime(isolate: ivm.Isolate, context: ivm.Context): ivm.Reference {
     const cached = this.#runtimeCache;
     // isolated-vm sets these on the script; its type declarations leave them out.
-    const script = isolate.compileScriptSync(ISOLATE_RUNTIME_SCRIPT, {
-      filename: 'warden-runtime.js',
-      ...(cached ? { cachedData: cached } : { produceCachedData: true }),
-    }) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
+    // Without an SDK table the SDK part is left out, so it costs such isolates nothing.
+    const script = isolate.compileScriptSync(
+      this.#sdk ? SDK_ISOLATE_RUNTIME_SCRIPT : ISOLATE_RUNTIME_SCRIPT,
+      {
+        filename: 'warden-runtime.js',
+        ...(cached ? { cachedData: cached } : { produceCachedData: true }),
+      },
+    ) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
     if (!cached && script.cachedData) this.#runtimeCache = script.cachedData;
     // V8 refuses a cache it cannot use (another V8 build or flags); make a new one next time.
     if (cached && script.cachedDataRejected) this.#runtimeCache = undefined;

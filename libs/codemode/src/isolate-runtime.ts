@@ -16,8 +16,12 @@
  *   object, every intrinsic (reachable or hidden, like %GeneratorPrototype%). A few inherited
  *   properties that agent code commonly shadows by assignment (`this.name = ...` in an Error
  *   subclass) become accessors that define an own property on the receiver instead.
+ * - Execute's `cloudflare` gets SDK-style methods from `sdk/sdk-runtime.ts` when the host
+ *   passes its SDK table (`SDK_ISOLATE_RUNTIME_SCRIPT`).
  */
-export const ISOLATE_RUNTIME_SOURCE = String.raw`
+import { SDK_RUNTIME_SOURCE } from './sdk/sdk-runtime.ts';
+
+const RUNTIME_BODY = String.raw`
 'use strict';
 const mode = $0;
 const { defineProperty, freeze, getPrototypeOf, getOwnPropertyDescriptor, keys } = Object;
@@ -181,16 +185,21 @@ function requestPayload(request) {
   return payload;
 }
 
+// Execute isolates: the account of the call that owns the isolate (set by begin).
+let callAccountId;
+
 // Execute isolates: called once when the isolate is built, before any call owns it.
-function setup(upstream, log) {
+// \`describeMethod(name)\` and \`methodNames()\`, when given, read the child's SDK method table.
+function setup(upstream, log, describeMethod, methodNames) {
   const send = upstream.apply;
+  const exchange = (payload) => apply(send, upstream, [undefined, [payload], {
+    arguments: { copy: true },
+    result: { promise: true, copy: true },
+  }]);
   const request = async function request(options) {
     let outcome;
     try {
-      outcome = await apply(send, upstream, [undefined, [requestPayload(options)], {
-        arguments: { copy: true },
-        result: { promise: true, copy: true },
-      }]);
+      outcome = await exchange(requestPayload(options));
     } catch (error) {
       // The request could not be copied out (functions, BigInt, symbols): it is not plain data.
       throw raise('invalid_request', 'cloudflare.request: ' + describe(error).message);
@@ -198,13 +207,18 @@ function setup(upstream, log) {
     if (outcome.ok) return outcome.response;
     throw raise(outcome.code, outcome.message);
   };
-  defineProperty(globalThis, 'cloudflare', { value: freeze({ request }), enumerable: true });
+  let cloudflare = freeze({ request });
+  // sdkProxy comes with the SDK part of the runtime (sdk-runtime.ts), compiled in when the
+  // host passes the table's callbacks.
+  if (describeMethod) cloudflare = sdkProxy(cloudflare, exchange, describeMethod, methodNames);
+  defineProperty(globalThis, 'cloudflare', { value: cloudflare, enumerable: true });
   defineProperty(globalThis, 'console', { value: makeConsole(log), enumerable: true });
 }
 
 // Execute isolates: called once by the call that takes the isolate, before its code runs.
 function begin(accountId) {
-  defineProperty(globalThis, 'accountId', { value: accountId === null ? undefined : accountId, enumerable: true });
+  callAccountId = accountId === null ? undefined : accountId;
+  defineProperty(globalThis, 'accountId', { value: callAccountId, enumerable: true });
 }
 
 function deepFreeze(roots) {
@@ -266,6 +280,9 @@ function hiddenIntrinsics() {
   return hidden;
 }
 
+`;
+
+const RUNTIME_END = String.raw`
 if (mode === 'search') {
   const spec = $1;
   tameOverrides();
@@ -277,9 +294,14 @@ if (mode === 'search') {
 return freeze({ run, makeAllowed, makeConsole, setup, begin });
 `;
 
+export const ISOLATE_RUNTIME_SOURCE = RUNTIME_BODY + RUNTIME_END;
+
 /**
  * The runtime as a script whose value is a function of `($0, $1)`. Unlike an `evalClosure`
  * body, a script can be compiled from V8's code cache: execute builds an isolate per call,
  * and compiling the runtime from source was most of the cost of loading it.
  */
 export const ISOLATE_RUNTIME_SCRIPT = `(function ($0, $1) {\n${ISOLATE_RUNTIME_SOURCE}\n})`;
+
+/** The same with SDK-style methods (`cloudflare.dns.records.list(…)`), for execute. */
+export const SDK_ISOLATE_RUNTIME_SCRIPT = `(function ($0, $1) {\n${RUNTIME_BODY}${SDK_RUNTIME_SOURCE}${RUNTIME_END}\n})`;

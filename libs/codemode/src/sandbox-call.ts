@@ -67,11 +67,15 @@ export class Watchdog {
   }
 }
 
-/** Console output of one call, capped; lines after the cap are counted, not kept. */
+/**
+ * Console output of one call, capped at `maxChars`: the output is kept up to the cap (the line
+ * that crosses it cut with `…`), then a marker says how many lines were left out.
+ */
 export class LogBuffer {
   readonly #lines: string[] = [];
   readonly #max: number;
   #chars = 0;
+  #full = false;
   #dropped = 0;
 
   constructor(maxChars: number) {
@@ -79,19 +83,26 @@ export class LogBuffer {
   }
 
   add(level: unknown, text: unknown): void {
-    const line = `${level === 'warn' || level === 'error' ? `${String(level)}: ` : ''}${String(text)}`;
-    if (this.#chars + line.length > this.#max) {
+    if (this.#full) {
       this.#dropped++;
       return;
     }
-    this.#chars += line.length;
-    this.#lines.push(line);
+    const line = `${level === 'warn' || level === 'error' ? `${String(level)}: ` : ''}${String(text)}`;
+    const room = this.#max - this.#chars;
+    if (line.length <= room) {
+      this.#chars += line.length;
+      this.#lines.push(line);
+      return;
+    }
+    this.#full = true;
+    if (room > 1) this.#lines.push(`${line.slice(0, room - 1)}…`);
+    else this.#dropped++;
   }
 
   lines(): string[] {
-    return this.#dropped > 0
-      ? [...this.#lines, `… ${this.#dropped} more log lines dropped`]
-      : [...this.#lines];
+    if (!this.#full) return [...this.#lines];
+    const dropped = this.#dropped === 1 ? '1 more line' : `${this.#dropped} more lines`;
+    return [...this.#lines, `… log output cut at ${this.#max} characters; ${dropped} left out`];
   }
 }
 

@@ -87,6 +87,23 @@ describe('search', () => {
     expect(await search('spec.paths["/zones"].get.operationId')).toBe('zones-get');
   });
 
+  it('knows the SDK names: operations carry sdk, spec.sdk looks them up', async () => {
+    expect(await search("async () => spec.paths['/zones/{zone_id}/dns_records'].get.sdk")).toBe(
+      'dns.records.list',
+    );
+    expect(
+      await search(`async () => {
+        const { method, path, operation } = spec.sdk['dns.records.create'];
+        return [method, path, operation === spec.paths[path].post, operation.sdk, Object.isFrozen(spec.sdk)];
+      }`),
+    ).toEqual(['POST', '/zones/{zone_id}/dns_records', true, 'dns.records.create', true]);
+    // A method of the SDK the document lacks is still listed, without an operation.
+    expect(await search("async () => spec.sdk['workers.beta.workers.list']")).toEqual({
+      method: 'GET',
+      path: '/accounts/{account_id}/workers/workers',
+    });
+  });
+
   it('leaves nothing behind: state set by one call is invisible to the next', async () => {
     const before = await search(FINGERPRINT);
     const attempts = (await search(TAMPER)) as Record<string, string>;

@@ -3,10 +3,17 @@
  * spec, deep-frozen together with every intrinsic: a call compiles the agent's code, runs
  * it and leaves nothing behind. Per-call data (what the caller may call, its console)
  * reaches the code as closure arguments, never through the shared global object.
+ *
+ * Before it is frozen, the spec learns the SDK's names: each operation an SDK method calls
+ * carries `sdk` ('dns.records.list'), and `spec.sdk[name]` gives a method's verb, path and
+ * operation.
  */
 import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
+import { pinnedSdkMethods } from './sdk/pinned-sdk-methods.ts';
+import { annotateSdk } from './sdk/sdk-methods.ts';
+import type { AnnotatableDocument } from './sdk/sdk-methods.ts';
 import {
   CODE_FILENAME,
   LogBuffer,
@@ -94,7 +101,9 @@ export class SearchSandbox {
       onCatastrophicError: this.#onCatastrophicError,
     });
     try {
-      const document = new ivm.ExternalCopy(v8.deserialize(bytes));
+      const processed = v8.deserialize(bytes) as AnnotatableDocument;
+      annotateSdk(processed, pinnedSdkMethods.methods());
+      const document = new ivm.ExternalCopy(processed);
       const context = await isolate.createContext();
       const runtime = await context.evalClosure(
         ISOLATE_RUNTIME_SOURCE,

@@ -15,7 +15,7 @@ function tokens(definitions: ReturnType<typeof toolDefinitions>): number {
 describe('toolDefinitions', () => {
   const { products } = processCloudflareSpec(JSON.parse(readFileSync(realDocument, 'utf8')));
 
-  it('describes both tools with their input schemas and every product of the document', () => {
+  it('describes both tools with their input schemas, the biggest products and both call styles', () => {
     const [search, execute] = toolDefinitions({ products });
     expect(search.name).toBe('cloudflare_search');
     expect(search.inputSchema).toEqual({
@@ -26,8 +26,24 @@ describe('toolDefinitions', () => {
     });
     expect(execute.name).toBe('cloudflare_execute');
     expect(Object.keys(execute.inputSchema.properties)).toEqual(['code', 'account_id']);
-    for (const product of products) expect(search.description).toContain(product);
+    const listed = products.filter((product) => search.description.includes(`, ${product},`));
+    expect(listed.length).toBeGreaterThan(50);
+    expect(search.description).toContain(`Products: ${products[0]}, `);
+    expect(search.description).toContain(`and ${products.length - listed.length - 2} more`);
     expect(execute.description).toContain('cloudflare.request(');
+    // The SDK style, with one example each.
+    expect(search.description).toContain("spec.sdk['dns.records.create'].operation.requestBody");
+    expect(execute.description).toContain('cloudflare.dns.records.list({zone_id})');
+    expect(execute.description).toContain(
+      'for await (const r of cloudflare.dns.records.list({ zone_id: zone.id }))',
+    );
+  });
+
+  it('says exactly what a call returns, logs included', () => {
+    const returns =
+      'Returns the value as JSON (cut when large) and console.log lines as logs (MCP: a second text block; ≤16 KB).';
+    for (const definition of toolDefinitions({ products })) expect(definition.description).toContain(returns);
+    expect(toolDefinitions({ products, limits: { maxLogChars: 4096 } })[1].description).toContain('≤4 KB');
   });
 
   it('costs at most 1,000 o200k tokens as tools/list sends them, even for a much larger API', () => {

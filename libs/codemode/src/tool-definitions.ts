@@ -26,15 +26,15 @@ export interface ToolDefinitionOptions {
   /** One line on what this caller's policy allows, appended to the execute description. */
   readonly policySummary?: string;
   /** The pool's limits, so the description states the real ones. */
-  readonly limits?: Partial<Pick<SandboxLimits, 'maxUpstreamRequests' | 'wallMs'>>;
+  readonly limits?: Partial<Pick<SandboxLimits, 'maxUpstreamRequests' | 'wallMs' | 'maxLogChars'>>;
 }
 
 const CODE_DESCRIPTION = 'JavaScript async arrow function, e.g. async () => ...';
 /**
- * Room for the product list (~330 tokens), so the pair stays under 1,000 tokens however
+ * Room for the product list (~220 tokens), so the pair stays under 1,000 tokens however
  * large the API grows; the biggest products come first and the rest are counted.
  */
-const PRODUCT_LIST_CHARS = 1_300;
+const PRODUCT_LIST_CHARS = 850;
 
 function productList(products: readonly string[]): string {
   let list = '';
@@ -48,35 +48,43 @@ function productList(products: readonly string[]): string {
   return shown < products.length ? `${list} and ${products.length - shown} more` : list;
 }
 
-function searchDescription(products: readonly string[]): string {
+/** What both tools return, stated exactly: REST `execute_tool` gives `data` and `logs`, MCP two text blocks. */
+function returns(maxLogChars: number): string {
+  return `Returns the value as JSON (cut when large) and console.log lines as logs (MCP: a second text block; ≤${Math.round(maxLogChars / 1024)} KB).`;
+}
+
+function searchDescription(products: readonly string[], maxLogChars: number): string {
   return `Search the Cloudflare API spec with JavaScript. Globals:
-spec: {paths: {[path]: {[method]: {summary, description, operationId, tags, parameters, requestBody, responses, "x-cfPermissionsRequired"?: {enum: string[]}}}}}, every $ref inlined (a schema nested in itself: {$circular: ref}). tags[0] is the product.
+spec: {paths: {[path]: {[method]: {summary, description, operationId, tags, parameters, requestBody, responses, sdk?, "x-cfPermissionsRequired"?: {enum: string[]}}}}, sdk: {[name]: {method, path, operation?}}}, every $ref inlined (a schema nested in itself: {$circular: ref}). tags[0] is the product; sdk: the official Cloudflare SDK's method, for cloudflare_execute.
 allowed(method, path): false if this user may not call it.
-console.log(...): returned in logs.
-Return small JSON (big results are cut).
+${returns(maxLogChars)}
 Products: ${productList(products)}
 Examples:
-async () => Object.entries(spec.paths).flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => op.tags[0] === 'dns_records').map(([m, op]) => ({ method: m.toUpperCase(), path, summary: op.summary, ok: allowed(m, path) })))
-async () => spec.paths['/zones/{zone_id}/dns_records'].post.requestBody`;
+async () => Object.entries(spec.paths).flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => op.tags[0] === 'dns_records').map(([m, op]) => ({ method: m.toUpperCase(), path, sdk: op.sdk, summary: op.summary, ok: allowed(m, path) })))
+async () => spec.sdk['dns.records.create'].operation.requestBody`;
 }
 
 function executeDescription(options: ToolDefinitionOptions): string {
-  const { maxUpstreamRequests, wallMs } = { ...DEFAULT_LIMITS, ...options.limits };
+  const { maxUpstreamRequests, wallMs, maxLogChars } = { ...DEFAULT_LIMITS, ...options.limits };
   const notes = [
     options.readOnly ? 'Read-only: only GET requests are allowed.' : '',
     options.policySummary ?? '',
   ]
     .filter((line) => line !== '')
     .join('\n');
-  return `Call the Cloudflare API with JavaScript; find paths with cloudflare_search first. Globals:
-cloudflare.request({method: 'GET'|'POST'|'PUT'|'PATCH'|'DELETE', path, query?, body?, contentType?, rawBody?}) → Promise<{success, status, result, errors, messages, result_info?}>. path is the API path ('/zones/{zone_id}/...' filled in, no host); Warden adds credentials. Refusals reject with an Error whose code says why (policy_denied, rate_limited, ...).
+  return `Call the Cloudflare API with JavaScript; find operations with cloudflare_search first. Globals:
+cloudflare.<resource>.<method>(params): the official Cloudflare SDK (spec.sdk names), e.g. cloudflare.dns.records.list({zone_id}); path params by name (account_id defaults to accountId); resolves to result; lists to a page {result, result_info, hasNextPage(), getNextPage()}, for-await-able over all items.
+cloudflare.request({method: 'GET'|'POST'|'PUT'|'PATCH'|'DELETE', path, query?, body?, contentType?, rawBody?}) → Promise<{success, status, result, errors, messages, result_info?}> for any API path ('/zones/{zone_id}/...' filled in, no host).
+Warden adds credentials. Refusals and API errors reject with an Error whose code says why (policy_denied, rate_limited, upstream_error with status, errors, ...).
 accountId: account_id, if given.
-console.log(...): returned in logs.
+${returns(maxLogChars)}
 At most ${maxUpstreamRequests} requests and ${Math.round(wallMs / 1000)} s per call. Return only what you need.${notes ? `\n${notes}` : ''}
 Example:
 async () => {
-  const zones = await cloudflare.request({ method: 'GET', path: '/zones', query: { name: 'example.com' } });
-  return (await cloudflare.request({ method: 'GET', path: \`/zones/\${zones.result[0].id}/dns_records\` })).result.map((r) => [r.type, r.name, r.content]);
+  const [zone] = (await cloudflare.zones.list({ name: 'example.com' })).result;
+  const out = [];
+  for await (const r of cloudflare.dns.records.list({ zone_id: zone.id })) out.push([r.type, r.name, r.content]);
+  return out;
 }`;
 }
 
@@ -84,7 +92,7 @@ export function toolDefinitions(options: ToolDefinitionOptions): [ToolDefinition
   return [
     {
       name: 'cloudflare_search',
-      description: searchDescription(options.products),
+      description: searchDescription(options.products, { ...DEFAULT_LIMITS, ...options.limits }.maxLogChars),
       inputSchema: {
         type: 'object',
         properties: { code: { type: 'string', description: CODE_DESCRIPTION } },

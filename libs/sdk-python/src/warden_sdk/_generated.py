@@ -297,6 +297,8 @@ class PostExecuteToolResponse(WardenModel):
     """`POST /api/v1/execute_tool`: Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)."""
     data: Any
     error: PostExecuteToolResponseError | None = None
+    logs: list[str] | None = None
+    """console.log lines of the code, when it wrote any; the last says so when some were cut."""
     execution_id: str
 
 

@@ -1420,7 +1420,7 @@ export interface paths {
         put?: never;
         /**
          * Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)
-         * @description Tool failures (thrown errors, upstream errors, timeouts, policy refusals) answer 200 with `data: null` and `error`; only caller errors are 4xx.
+         * @description Tool failures (thrown errors, upstream errors, timeouts, policy refusals) answer 200 with `data: null` and `error`; only caller errors are 4xx. `logs` holds what the code wrote with console.log (also when it failed), cut with a marker line past the sandbox limit (16 KB).
          */
         post: {
             parameters: {
@@ -1459,6 +1459,8 @@ export interface paths {
                                 code: string;
                                 message: string;
                             };
+                            /** @description console.log lines of the code, when it wrote any; the last says so when some were cut. */
+                            logs?: string[];
                             execution_id: string;
                         };
                     };

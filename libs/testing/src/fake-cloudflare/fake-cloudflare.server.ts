@@ -41,6 +41,7 @@ import { kvRoutes } from './kv.routes.ts';
 import { readBody } from './request-body.parser.ts';
 import { userRoutes } from './user.routes.ts';
 import { workersScriptRoutes } from './workers-scripts.routes.ts';
+import { zoneHoldRoutes } from './zone-holds.routes.ts';
 import { zoneRoutes } from './zones.routes.ts';
 
 export const FAKE_CF_BASE_PATH = '/client/v4';
@@ -111,6 +112,7 @@ export const FAKE_CF_ROUTES: readonly RouteDefinition[] = [
   ...userRoutes,
   ...accountRoutes,
   ...zoneRoutes,
+  ...zoneHoldRoutes,
   ...dnsRecordRoutes,
   ...workersScriptRoutes,
   ...kvRoutes,

@@ -147,6 +147,13 @@ export interface ZoneRecord {
   readonly nameServers: readonly string[];
 }
 
+/** A zone hold (`/zones/{zone_id}/hold`): blocks creating the zone's hostname elsewhere. */
+export interface ZoneHold {
+  readonly hold: boolean;
+  readonly includeSubdomains: boolean;
+  readonly holdAfter: string | null;
+}
+
 export interface DnsRecord extends DnsRecordFields {
   readonly id: string;
   readonly zoneId: string;
@@ -224,6 +231,8 @@ export class FakeCloudflareState {
   readonly dnsRecords = new Map<string, Map<string, DnsRecord>>();
   readonly workerScripts = new Map<string, Map<string, WorkerScriptRecord>>();
   readonly kvNamespaces = new Map<string, KvNamespaceRecord>();
+  /** By zone id; a zone without an entry has no hold. */
+  readonly zoneHolds = new Map<string, ZoneHold>();
   readonly #tokensByValue = new Map<string, TokenRecord>();
   readonly #usersByEmail = new Map<string, UserRecord>();
   readonly #clock: FakeClock;
@@ -248,6 +257,7 @@ export class FakeCloudflareState {
       this.dnsRecords,
       this.workerScripts,
       this.kvNamespaces,
+      this.zoneHolds,
       this.#tokensByValue,
       this.#usersByEmail,
     ]) {
@@ -409,6 +419,7 @@ export class FakeCloudflareState {
 
   deleteZone(zoneId: string): boolean {
     this.dnsRecords.delete(zoneId);
+    this.zoneHolds.delete(zoneId);
     return this.zones.delete(zoneId);
   }
 

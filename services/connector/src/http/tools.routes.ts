@@ -92,7 +92,7 @@ export async function toolRoutes(
       tags: ['tools'],
       summary: 'Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)',
       description:
-        'Tool failures (thrown errors, upstream errors, timeouts, policy refusals) answer 200 with `data: null` and `error`; only caller errors are 4xx.',
+        'Tool failures (thrown errors, upstream errors, timeouts, policy refusals) answer 200 with `data: null` and `error`; only caller errors are 4xx. `logs` holds what the code wrote with console.log (also when it failed), cut with a marker line past the sandbox limit (16 KB).',
       security,
       body: z.strictObject({
         tool_name: z.string().describe('cloudflare_search or cloudflare_execute'),
@@ -116,6 +116,12 @@ export async function toolRoutes(
         200: z.object({
           data: z.unknown(),
           error: z.object({ code: z.string(), message: z.string() }).optional(),
+          logs: z
+            .array(z.string())
+            .optional()
+            .describe(
+              'console.log lines of the code, when it wrote any; the last says so when some were cut.',
+            ),
           execution_id: z.string(),
         }),
         ...errorResponses,
@@ -135,6 +141,7 @@ export async function toolRoutes(
       return {
         data: result.data ?? null,
         ...(result.error ? { error: result.error } : {}),
+        ...(result.logs.length > 0 ? { logs: [...result.logs] } : {}),
         execution_id: result.executionId,
       };
     },

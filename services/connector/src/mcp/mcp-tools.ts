@@ -19,8 +19,15 @@ export function defineMcpTool(declaration: McpToolDeclaration): McpToolDeclarati
   return declaration;
 }
 
-function text(value: string, isError = false): CallToolResult {
-  return { content: [{ type: 'text', text: value }], ...(isError ? { isError: true } : {}) };
+/** The result (or error) as the first text block; console output, when there is any, as the second. */
+function text(value: string, isError = false, logs: readonly string[] = []): CallToolResult {
+  return {
+    content: [
+      { type: 'text', text: value },
+      ...(logs.length > 0 ? [{ type: 'text' as const, text: logs.join('\n') }] : []),
+    ],
+    ...(isError ? { isError: true } : {}),
+  };
 }
 
 /** The Code Mode pair for one MCP session, running through the same use case as REST. */
@@ -61,8 +68,8 @@ export function codeModeTools(options: {
             params,
             ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
           });
-          if (result.error) return text(`${result.error.code}: ${result.error.message}`, true);
-          return text(JSON.stringify(result.data ?? null));
+          if (result.error) return text(`${result.error.code}: ${result.error.message}`, true, result.logs);
+          return text(JSON.stringify(result.data ?? null), false, result.logs);
         } catch (error) {
           if (isWardenError(error)) return text(`${error.code}: ${error.message}`, true);
           throw error;

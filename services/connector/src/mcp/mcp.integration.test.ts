@@ -141,6 +141,29 @@ describe('per-user MCP endpoint', () => {
         });
         expect(failing.isError).toBe(true);
         expect((failing.content as Array<{ text: string }>)[0]!.text).toContain('nope');
+        expect(failing.content).toHaveLength(1);
+        // console output is a second text block, for results and failures alike.
+        const logged = await client.callTool({
+          name: 'cloudflare_execute',
+          arguments: {
+            code: `async () => { const zone = await cloudflare.zones.get({ zone_id: '${zoneId}' }); console.log('zone', zone.name); console.warn('done'); return zone.status; }`,
+          },
+        });
+        expect(logged.content).toEqual([
+          { type: 'text', text: expect.stringMatching(/^"\w+"$/) },
+          { type: 'text', text: 'zone bob.example\nwarn: done' },
+        ]);
+        const loggedFailure = await client.callTool({
+          name: 'cloudflare_search',
+          arguments: {
+            code: "async () => { console.log(spec.sdk['zones.get'].path); throw new Error('nope'); }",
+          },
+        });
+        expect(loggedFailure.isError).toBe(true);
+        expect((loggedFailure.content as Array<{ text: string }>).map((c) => c.text)).toEqual([
+          expect.stringContaining('nope'),
+          '/zones/{zone_id}',
+        ]);
       } finally {
         await client.close();
       }
