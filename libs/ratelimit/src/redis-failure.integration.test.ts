@@ -85,7 +85,8 @@ function expectUnavailable(error: unknown): void {
 describe('when Redis is down', () => {
   it('refuses with unavailable at once when nothing listens', async () => {
     const budget = build(client(`redis://127.0.0.1:${await closedPort()}`));
-    for (const call of [budget.admit(REQUEST), budget.status(P, SPEC), budget.health()]) {
+    const calls: Array<Promise<unknown>> = [budget.admit(REQUEST), budget.status(P, SPEC), budget.health()];
+    for (const call of calls) {
       const { ms, error } = await timed(call);
       expectUnavailable(error);
       expect(ms).toBeLessThan(2000);

@@ -32,7 +32,12 @@ export {
   DEFAULT_FAKE_IP_LIMIT,
   DEFAULT_FAKE_LOCKOUT_SECONDS,
 } from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
-export type { FakeBudget, FakeLimits, LimitedBy } from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
+export type {
+  FakeBudget,
+  FakeLimits,
+  LimitedBy,
+  FakeWindowState,
+} from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
 export type { FakePrincipalKind } from './fake-cloudflare/fake-cloudflare.access.ts';
 export { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare/fake-cloudflare.permissions.ts';
 export { FAKE_CF_ALL_PERMISSIONS, seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';

@@ -3,8 +3,8 @@ import { sha256Hex } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, newId, systemClock, unavailable } from '@warden/core';
 import type { CloudflareClient, CloudflareCredential, CloudflareResponse } from '@warden/cloudflare';
-import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
-import { rateLimitedError } from '@warden/ratelimit';
+import type { BudgetSpec, UpstreamBudget } from '@warden/ratelimit';
+import { DEFAULT_BLOCK_SECONDS, rateLimitedError } from '@warden/ratelimit';
 import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
 import { resolveAccount, resolveCloudflareAccount, upstreamPrincipal } from './account-resolution.ts';
 import { evaluatePolicy, isGraphqlPath, isGraphqlQueryDocument, policyRefusal } from './policy.ts';
@@ -57,7 +57,7 @@ export interface ExecuteToolDeps {
   readonly runner: CodeRunner;
   readonly spec: SpecLookup;
   readonly cloudflare: CloudflareClient;
-  readonly budget: RateBudget;
+  readonly budget: UpstreamBudget;
   readonly audit: AuditStore;
   /**
    * Cloudflare answered 401 with this credential: the caller re-verifies it and marks the
@@ -344,35 +344,44 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     if (!decision.allowed) refuse(policyRefusal(decision, request));
 
     // Offboarding or revocation while the code runs stops its next request, on every
-    // replica; the account check and the budget take go to different stores, in parallel.
+    // replica; the account check and the budget go to different stores, in parallel.
     const principal = upstreamPrincipal(account);
-    const [active, take] = await Promise.all([
+    const [active, admission] = await Promise.all([
       deps.isAccountActive(caller.tenantId, account.id).catch((error: unknown) => {
         throw unavailable('the database', error);
       }),
-      deps.budget.take(principal, settings.budget),
+      deps.budget.admit({
+        principal,
+        tenantId: caller.tenantId,
+        kind: graphqlQuery !== undefined ? 'graphql' : 'rest',
+        spec: settings.budget,
+        ...(request.signal ? { signal: request.signal } : {}),
+      }),
     ]);
     if (!active) {
+      if (admission.allowed) await deps.budget.release(admission);
       refuse(
         new WardenError('forbidden', 'the connected account was revoked while this execution was running'),
       );
     }
-    if (!take.allowed) refuse(rateLimitedError(take));
+    if (!admission.allowed) return refuse(rateLimitedError(admission));
 
     let response: CloudflareResponse;
     try {
       response = await deps.cloudflare.send(credential, request);
     } catch (error) {
+      await deps.budget.observe(admission, null);
       const wrapped = isWardenError(error)
         ? error
         : new WardenError('upstream_error', 'Cloudflare request failed');
       return refuse(wrapped);
     }
+    // Learns Cloudflare's own count from its headers; a 429 blocks the principal on every replica.
+    await deps.budget.observe(admission, response);
     const common = { status: response.status, cfRay: response.cfRay, responseBytes: response.responseBytes };
     if (response.status === 401) deps.onUnauthorized?.(caller.tenantId, account, credential);
     if (response.status === 429) {
-      const wait = response.retryAfterSeconds ?? 60;
-      await deps.budget.block(principal, wait);
+      const wait = response.retryAfterSeconds ?? DEFAULT_BLOCK_SECONDS;
       const error = new WardenError(
         'rate_limited',
         `Cloudflare rate-limited this user; retry after ${wait} s`,

@@ -15,13 +15,8 @@ import {
 import type { ConnectedAccountService, Envelope, KeyRotationService, TenantService } from '@warden/vault';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  createBudgetRedisClient,
-  createFallbackRateBudget,
-  createMemoryRateBudget,
-  createRedisRateBudget,
-} from '@warden/ratelimit';
-import type { FallbackRateBudget, RateBudget } from '@warden/ratelimit';
+import { buildUpstreamBudget, createBudgetRedisClient } from '@warden/ratelimit';
+import type { UpstreamBudget } from '@warden/ratelimit';
 import type { Redis } from 'ioredis';
 import { createAuditStore, createOutboxDispatcher, runAuditMaintenance } from '@warden/audit';
 import type { AuditStore, OutboxDispatcher } from '@warden/audit';
@@ -71,7 +66,8 @@ export interface Container {
   readonly tenants: TenantService;
   readonly connectedAccounts: ConnectedAccountService;
   readonly keyRotation: KeyRotationService;
-  readonly rateBudget: RateBudget;
+  /** The upstream budget: `admit` before and `observe` after every request sent with a credential. */
+  readonly rateBudget: UpstreamBudget;
   readonly codeMode: CodeMode;
   readonly policies: PolicyStore;
   readonly audit: AuditStore;
@@ -109,17 +105,21 @@ function createRateBudget(
   config: Config,
   logger: Logger,
   redis: Redis | null,
-): { budget: RateBudget; check: ReadinessCheck } {
-  if (!redis) {
-    const budget = createMemoryRateBudget();
-    return { budget, check: { name: 'rate_budget', check: () => budget.health() } };
-  }
-  const budget: FallbackRateBudget = createFallbackRateBudget(createRedisRateBudget({ redis }), {
+): { budget: UpstreamBudget; check: ReadinessCheck } {
+  const budget = buildUpstreamBudget({
+    redis,
     logger,
-    ...(config.rateLimit.onRedisFailure === 'local'
-      ? { fallback: { replicas: config.rateLimit.replicas } }
-      : {}),
+    onRedisFailure: config.rateLimit.onRedisFailure,
+    replicas: config.rateLimit.replicas,
+    graphql: config.rateLimit.graphqlBudget,
+    egressLimit: config.rateLimit.egressLimit,
+    egressPool: config.rateLimit.egressPool,
+    maxWaitMs: config.rateLimit.maxWaitMs,
+    maxQueue: config.rateLimit.egressQueueSize,
+    // An unanswered request counts from its admission until its timeout has surely passed.
+    inFlightMs: config.cloudflare.timeoutMs + 1000,
   });
+  if (!redis) return { budget, check: { name: 'rate_budget', check: () => budget.health() } };
   return {
     budget,
     check: {
@@ -254,6 +254,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       await redis?.quit().catch(() => redis.disconnect());
     });
     const rate = createRateBudget(config, logger, redis);
+    closers.push(() => rate.budget.close());
     const codeMode = await createCodeMode(config, logger);
     closers.push(() => codeMode.close());
     const policies = createPolicyStore({ db: db.kysely });

@@ -37,6 +37,8 @@ describe('fake Cloudflare: rate limits', () => {
       expect(policy(zones)).toBe('"default";q=5;w=300');
       const key = await api(fake.url, { email: alice.email, key: alice.globalApiKey }, 'GET', '/user');
       expect([key.status, rate(key)]).toEqual([200, '"default";r=0;t=300']);
+      expect(fake.quota({ userId: alice.id })).toEqual({ remaining: 0, resetSeconds: 300 });
+      expect(fake.quota({ accountId: acct.id })).toEqual({ remaining: 5, resetSeconds: 0 });
 
       // One request too many: 429, and the user is locked out (every credential, GraphQL too).
       const limited = await api(fake.url, { token: t2.value }, 'GET', '/zones');

@@ -30,7 +30,7 @@ interface Window {
   head: number;
 }
 
-export interface WindowState {
+export interface FakeWindowState {
   readonly remaining: number;
   /** Seconds until the window is empty again (nothing left counted), rounded up. */
   readonly resetSeconds: number;
@@ -88,7 +88,7 @@ export class SlidingWindowLimiter {
   }
 
   /** What the `Ratelimit` header reports for `key`. */
-  state(key: string, nowMs: number): WindowState | null {
+  state(key: string, nowMs: number): FakeWindowState | null {
     const budget = this.#budget;
     if (!budget) return null;
     const windowMs = budget.windowSeconds * 1000;
@@ -125,7 +125,7 @@ export type LimitDecision =
       readonly headers: Readonly<Record<string, string>>;
     };
 
-function rateHeaders(name: string, budget: FakeBudget, state: WindowState): Record<string, string> {
+function rateHeaders(name: string, budget: FakeBudget, state: FakeWindowState): Record<string, string> {
   return {
     ratelimit: serializeList([[name, new Map([['r', state.remaining], ['t', state.resetSeconds]])]]),
     'ratelimit-policy': serializeList([
@@ -176,6 +176,11 @@ export class FakeRateLimits {
     this.#graphql.reset();
     this.#ip.reset();
     this.#lockouts.clear();
+  }
+
+  /** What the `Ratelimit` header would say for a principal now (null when that limit is off). */
+  quota(principalKey: string, kind: 'rest' | 'graphql', nowMs: number): FakeWindowState | null {
+    return (kind === 'graphql' ? this.#graphql : this.#rest).state(principalKey, nowMs);
   }
 
   /** The per-IP limit, before anything else: it applies to every request from the address. */

@@ -36,7 +36,7 @@ import {
   DEFAULT_FAKE_LOCKOUT_SECONDS,
   FakeRateLimits,
 } from './fake-cloudflare.rate-limit.ts';
-import type { FakeBudget, FakeLimits, LimitedBy } from './fake-cloudflare.rate-limit.ts';
+import type { FakeBudget, FakeLimits, LimitedBy, FakeWindowState } from './fake-cloudflare.rate-limit.ts';
 import { Router } from './fake-cloudflare.router.ts';
 import type { RouteContext, RouteDefinition, RouteResult } from './fake-cloudflare.router.ts';
 import { indexSpecPermissions, readSpecFile } from './fake-cloudflare.spec.ts';
@@ -118,6 +118,11 @@ export interface FakeCloudflare {
   /** Sets any of the limits and starts every window and lockout afresh. */
   setLimits(limits: Partial<FakeLimits>): void;
   limits(): FakeLimits;
+  /**
+   * A user's (or an account's, for account-owned tokens) window now, as its `Ratelimit` header
+   * would report it, without counting a request: for tests that play the engineer's dashboard.
+   */
+  quota(owner: { userId: string } | { accountId: string }, kind?: 'rest' | 'graphql'): FakeWindowState | null;
   routePermissions(): readonly FakeRoutePermission[];
   /** Empties the state, faults, request log, counters and rate-limit windows. */
   reset(): void;
@@ -392,6 +397,8 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
     setBudget: (budget) => limits.set({ budget }),
     setLimits: (changes) => limits.set(changes),
     limits: () => limits.limits(),
+    quota: (owner, kind = 'rest') =>
+      limits.quota('userId' in owner ? `user:${owner.userId}` : `account:${owner.accountId}`, kind, clock.now().getTime()),
     routePermissions: () => [...table.values()],
     reset: () => {
       state.clear();
