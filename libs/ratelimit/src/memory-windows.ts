@@ -2,7 +2,14 @@ import type { Clock } from '@warden/core';
 import { systemClock } from '@warden/core';
 import type { BudgetSpec } from './budget-spec.ts';
 import { SortedLog } from './sorted-log.ts';
-import { PROBE_RETRY_MS, assertPrincipal, assertSpec, figureHoldMs, windowOptions } from './windows.ts';
+import {
+  GRACE_MS,
+  PROBE_RETRY_MS,
+  assertPrincipal,
+  assertSpec,
+  cloudflareFigure,
+  windowOptions,
+} from './windows.ts';
 import type {
   BudgetKind,
   PrincipalWindows,
@@ -20,15 +27,12 @@ export interface MemoryWindowsOptions extends WindowOptions {
   readonly sweepIntervalMs?: number;
 }
 
-/** Cloudflare's figure while it was lower than Warden's own (see `window-scripts.ts`, which this mirrors). */
-interface Hint {
-  readonly remaining: number;
-  /** Admission time of the request whose answer carried it: everything counted since may be new to Cloudflare. */
-  readonly since: number;
-  /** That request's own entry, which Cloudflare had already counted. */
-  readonly id: string;
-  readonly resetAt: number;
-  /** After this, every request Cloudflare had counted has left its window. */
+/** What Cloudflare's answers said, as in `window-scripts.ts` (which this mirrors). */
+interface Figure {
+  /** Requests Cloudflare counted that are not Warden's (at least). */
+  readonly others: number;
+  /** Cloudflare's quota for the window. */
+  readonly quota: number;
   readonly until: number;
 }
 
@@ -38,13 +42,12 @@ interface KindState {
   blockedUntil: number;
   /** When Cloudflare last answered for this principal (any answer). */
   seenAt: number;
-  /** Admission time of the latest request whose answer was applied: older answers are stale. */
-  observedSince: number;
-  hint: Hint | null;
+  figure: Figure | null;
 }
 
 interface Evaluation {
   readonly count: number;
+  readonly skip: number;
   readonly own: number;
   readonly blockedUntil: number;
   readonly cloudflare: { left: number; resetAt: number } | null;
@@ -68,7 +71,7 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
     const k = key(principal, kind);
     let s = states.get(k);
     if (!s) {
-      s = { log: new SortedLog(), seq: 0, blockedUntil: 0, seenAt: 0, observedSince: -Infinity, hint: null };
+      s = { log: new SortedLog(), seq: 0, blockedUntil: 0, seenAt: 0, figure: null };
       states.set(k, s);
     }
     return s;
@@ -83,7 +86,7 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       if (
         s.log.size === 0 &&
         s.blockedUntil <= nowMs &&
-        (s.hint === null || s.hint.until <= nowMs) &&
+        (s.figure === null || s.figure.until <= nowMs) &&
         (probeAfterMs === null || nowMs - s.seenAt > probeAfterMs)
       ) {
         states.delete(k);
@@ -94,34 +97,42 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
   function evaluate(principal: string, kind: BudgetKind, spec: BudgetSpec, nowMs: number): Evaluation {
     const s = state(principal, kind);
     const windowMs = spec.windowSeconds * 1000;
-    s.log.trim(nowMs - windowMs);
-    const count = s.log.size;
+    s.log.trim(nowMs - windowMs - GRACE_MS);
+    const count = s.log.countAbove(nowMs - windowMs);
+    // Entries before this index are out of the window, kept only for the grace period.
+    const skip = s.log.size - count;
+    const leaves = (index: number) => s.log.scoreAt(skip + index)! + windowMs - nowMs;
     const restBlock = kind === 'graphql' ? (states.get(key(principal, 'rest'))?.blockedUntil ?? 0) : 0;
     const blockedUntil = Math.max(s.blockedUntil, restBlock);
     const own = spec.capacity - count;
 
-    let cloudflare: Evaluation['cloudflare'] = null;
-    const hint = s.hint;
-    if (hint && nowMs < hint.until) {
-      let used = s.log.countFrom(hint.since);
-      if (s.log.scoreOf(hint.id) !== undefined) used -= 1;
-      // At Cloudflare's reset at least one more request is free again: one goes out to learn how many.
-      const allowance = hint.remaining + (nowMs >= hint.resetAt ? 1 : 0);
-      cloudflare = { left: allowance - used, resetAt: hint.resetAt };
-    }
+    const figure = s.figure && nowMs < s.figure.until ? s.figure : null;
+    const cloudflare = figure ? { left: figure.quota - figure.others - count, resetAt: figure.until } : null;
 
     let refusal: Evaluation['refusal'] = null;
     if (blockedUntil > nowMs) {
       refusal = { reason: 'blocked', waitMs: blockedUntil - nowMs };
     } else if (own <= 0) {
-      refusal = { reason: 'window', waitMs: s.log.scoreAt(count - spec.capacity)! + windowMs - nowMs };
-    } else if (cloudflare && cloudflare.left <= 0) {
-      const waitMs = nowMs < cloudflare.resetAt ? cloudflare.resetAt - nowMs : PROBE_RETRY_MS;
+      refusal = { reason: 'window', waitMs: leaves(count - spec.capacity) };
+    } else if (figure && cloudflare && cloudflare.left <= 0) {
+      // Until the others leave Cloudflare's window, or sooner once enough of Warden's own have.
+      const need = count - (figure.quota - figure.others - 1);
+      const waitMs = need <= count ? Math.min(figure.until - nowMs, leaves(need - 1)) : figure.until - nowMs;
       refusal = { reason: 'cloudflare', waitMs };
-    } else if (probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs && s.log.countAbove(nowMs) > 0) {
-      refusal = { reason: 'probe', waitMs: PROBE_RETRY_MS };
+    } else if (probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs) {
+      // No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
+      if (s.log.countAbove(nowMs) > 0) refusal = { reason: 'probe', waitMs: PROBE_RETRY_MS };
+      else {
+        // Not while a request sent more than a window ago still counts here: Cloudflare may or
+        // may not count it still, and its answer could not be read. Such requests leave soon.
+        let waitMs = 0;
+        for (const e of s.log.above(nowMs - windowMs)) {
+          if (e.admittedAt <= nowMs - windowMs) waitMs = Math.max(waitMs, e.score + windowMs - nowMs);
+        }
+        if (waitMs > 0) refusal = { reason: 'probe', waitMs };
+      }
     }
-    return { count, own, blockedUntil, cloudflare, refusal };
+    return { count, skip, own, blockedUntil, cloudflare, refusal };
   }
 
   function remainingOf(e: Evaluation, nowMs: number): number {
@@ -146,7 +157,7 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       }
       const s = state(principal, kind);
       const id = String(++s.seq);
-      s.log.add(id, nowMs + inFlightMs);
+      s.log.add(id, nowMs + inFlightMs, nowMs);
       return {
         allowed: true,
         ticket: { principal, kind, id, admittedAtMs: nowMs },
@@ -159,32 +170,28 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       assertSpec(spec);
       const nowMs = clock.now().getTime();
       const s = state(ticket.principal, ticket.kind);
-      let id = ticket.id;
+      s.log.trim(nowMs - spec.windowSeconds * 1000 - GRACE_MS);
       let since = ticket.admittedAtMs;
-      if (id === null) {
-        id = String(++s.seq);
-        s.log.add(id, nowMs);
+      if (ticket.id === null) {
+        s.log.add(String(++s.seq), nowMs);
         since = nowMs - inFlightMs;
       } else {
-        const score = s.log.scoreOf(id);
-        if (score !== undefined && score > nowMs) s.log.add(id, nowMs);
+        const score = s.log.scoreOf(ticket.id);
+        if (score !== undefined && score > nowMs) s.log.add(ticket.id, nowMs);
       }
       if (settlement.answered) s.seenAt = Math.max(s.seenAt, nowMs);
-      const quota = settlement.quota;
-      if (quota && since >= s.observedSince) {
-        s.observedSince = since;
-        s.log.trim(nowMs - spec.windowSeconds * 1000);
-        const ownLeft = spec.capacity - s.log.size;
-        s.hint =
-          quota.remaining < ownLeft
-            ? {
-                remaining: quota.remaining,
-                since,
-                id,
-                resetAt: nowMs + quota.resetSeconds * 1000,
-                until: nowMs + figureHoldMs(quota, spec),
-              }
-            : null;
+      if (settlement.quota) {
+        const { remaining, quota, holdMs } = cloudflareFigure(settlement.quota, spec);
+        // Every request of this window Cloudflare may have counted when it answered.
+        const mine = s.log.countAbove(since - spec.windowSeconds * 1000);
+        const others = Math.max(0, quota - remaining - mine);
+        let current = s.figure;
+        if (!current || nowMs >= current.until || others >= current.others) {
+          current = { others, quota, until: nowMs + holdMs };
+        } else {
+          current = { ...current, quota };
+        }
+        s.figure = current.others > 0 || quota < spec.capacity ? current : null;
       }
       if (settlement.blockMs > 0) s.blockedUntil = Math.max(s.blockedUntil, nowMs + settlement.blockMs);
     },
@@ -198,7 +205,7 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       assertSpec(spec);
       const nowMs = clock.now().getTime();
       const e = evaluate(principal, kind, spec, nowMs);
-      const oldest = state(principal, kind).log.scoreAt(0);
+      const oldest = e.count > 0 ? state(principal, kind).log.scoreAt(e.skip) : undefined;
       return {
         remaining: remainingOf(e, nowMs),
         used: e.count,

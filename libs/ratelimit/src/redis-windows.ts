@@ -3,7 +3,14 @@ import { WardenError } from '@warden/core';
 import type { BudgetSpec } from './budget-spec.ts';
 import { DEFAULT_KEY_PREFIX, quitClient, runCommand, runScript } from './redis-client.ts';
 import { WINDOW_SETTLE_SCRIPT, WINDOW_TAKE_SCRIPT } from './window-scripts.ts';
-import { PROBE_RETRY_MS, assertPrincipal, assertSpec, figureHoldMs, windowOptions } from './windows.ts';
+import {
+  GRACE_MS,
+  PROBE_RETRY_MS,
+  assertPrincipal,
+  assertSpec,
+  cloudflareFigure,
+  windowOptions,
+} from './windows.ts';
 import type {
   BudgetKind,
   PrincipalWindows,
@@ -62,8 +69,9 @@ function reasonOf(value: string): WindowRefusalReason {
 
 /**
  * The shared windows: one Lua script per take and per settlement, correct across any number of
- * replicas. Memory per principal and kind: one sorted-set entry per request in the window (at most
- * the capacity, plus requests charged after the fact) and a small hash; both expire once idle.
+ * replicas. Memory per principal and kind: one sorted-set entry per request in the window and its
+ * five-second grace (at most the capacity plus what arrives in the grace, plus requests charged
+ * after the fact) and a small hash; both expire once idle.
  */
 export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindows {
   const { redis } = options;
@@ -89,6 +97,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
         Math.round(inFlightMs * US),
         probeAfterMs === null ? -1 : Math.round(probeAfterMs * US),
         PROBE_RETRY_MS * US,
+        GRACE_MS * US,
       ],
     );
     if (!isTakeReply(reply, mode === 'take' ? 6 : 13)) {
@@ -117,8 +126,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
       assertPrincipal(ticket.principal);
       assertSpec(spec);
       const keys = windowKeys(keyPrefix, ticket.principal, ticket.kind);
-      const quota = settlement.quota;
-      const windowUs = spec.windowSeconds * 1000 * US;
+      const figure = settlement.quota ? cloudflareFigure(settlement.quota, spec) : null;
       await runScript(
         redis,
         WINDOW_SETTLE_SCRIPT,
@@ -127,13 +135,14 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
           ticket.id ?? '',
           Math.round(ticket.admittedAtMs * US),
           settlement.answered ? 1 : 0,
-          quota ? quota.remaining : -1,
-          quota ? quota.resetSeconds * 1000 * US : 0,
-          quota ? figureHoldMs(quota, spec) * US : 0,
+          figure ? figure.remaining : -1,
+          figure ? figure.quota : 0,
+          figure ? figure.holdMs * US : 0,
           Math.round(settlement.blockMs * US),
           spec.capacity,
-          windowUs,
+          spec.windowSeconds * 1000 * US,
           Math.round(inFlightMs * US),
+          GRACE_MS * US,
         ],
       );
     },
@@ -148,7 +157,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     async status(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowStatus> {
       assertPrincipal(principal);
       assertSpec(spec);
-      const [, remaining, , , nowUs, , used, oldestUs, blockUs, hasCf, cfLeft, cfResetUs, own] =
+      const [, remaining, , , nowUs, , used, oldestUs, blockUs, hasCf, cfLeft, cfUntilUs, own] =
         (await takeScript(principal, kind, spec, 'status')) as number[];
       return {
         remaining: remaining!,
@@ -157,7 +166,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
         blockedUntil: blockUs! > nowUs! ? new Date(blockUs! / US) : null,
         cloudflare:
           hasCf === 1
-            ? { remaining: Math.max(0, cfLeft!), resetAt: new Date(cfResetUs! / US), binding: cfLeft! < own! }
+            ? { remaining: Math.max(0, cfLeft!), resetAt: new Date(cfUntilUs! / US), binding: cfLeft! < own! }
             : null,
       };
     },

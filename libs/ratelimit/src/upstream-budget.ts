@@ -117,9 +117,6 @@ export interface UpstreamBudgetOptions {
   readonly logger?: Logger;
 }
 
-/** While a window frees within the wait, it is asked again at least this often. */
-const WAIT_POLL_MS = 20;
-
 function whom(principal: string): string {
   if (principal.startsWith('cf:account:')) return 'this Cloudflare account';
   if (principal.startsWith('cf:user:')) return 'this Cloudflare user';
@@ -168,6 +165,39 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
   const graphql = options.graphql ?? DEFAULT_GRAPHQL_BUDGET;
   const maxWaitMs = options.maxWaitMs ?? 250;
   const listeners = new Set<(event: BudgetEvent) => void>();
+  // Admissions waiting on this replica for a principal's window, woken when a request of that
+  // principal is settled here (a probe's answer); waiters on other replicas ask again later.
+  const sleepers = new Map<string, Set<() => void>>();
+  const sleeperKey = (principal: string, kind: BudgetKind) => `${kind}\u0000${principal}`;
+
+  function wake(principal: string, kind: BudgetKind): void {
+    const key = sleeperKey(principal, kind);
+    const set = sleepers.get(key);
+    if (!set) return;
+    sleepers.delete(key);
+    for (const resume of set) resume();
+  }
+
+  /** Sleeps `ms`, less if woken; rejects when the caller aborts. */
+  async function nap(principal: string, kind: BudgetKind, ms: number, signal?: AbortSignal): Promise<void> {
+    const key = sleeperKey(principal, kind);
+    const woken = new AbortController();
+    const resume = () => woken.abort();
+    let set = sleepers.get(key);
+    if (!set) {
+      set = new Set();
+      sleepers.set(key, set);
+    }
+    set.add(resume);
+    try {
+      await sleep(ms, undefined, { signal: signal ? AbortSignal.any([signal, woken.signal]) : woken.signal });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+    } finally {
+      set.delete(resume);
+      if (set.size === 0 && sleepers.get(key) === set) sleepers.delete(key);
+    }
+  }
 
   function emit(event: BudgetEvent): void {
     for (const listener of listeners) {
@@ -208,7 +238,7 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
         return refuse(request.kind, take.reason, take.retryAfterMs, spec, principal);
       }
       try {
-        await sleep(Math.min(take.retryAfterMs, WAIT_POLL_MS), undefined, { signal: request.signal });
+        await nap(principal, request.kind, take.retryAfterMs, request.signal);
       } catch {
         return refuse(request.kind, take.reason, take.retryAfterMs, spec, principal);
       }
@@ -254,13 +284,12 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
       const principal = admitted.principal ?? observeOptions.principal ?? null;
       if (principal !== null) {
         const ticket = admitted.ticket ?? { principal, kind: admitted.kind, id: null, admittedAtMs: 0 };
-        work.push(
-          windows.settle(ticket, admitted.spec, {
-            answered: answer !== null,
-            quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
-            blockMs: answer?.status === 429 ? blockMs(answer.retryAfterSeconds ?? DEFAULT_BLOCK_SECONDS) : 0,
-          }),
-        );
+        const settled = windows.settle(ticket, admitted.spec, {
+          answered: answer !== null,
+          quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
+          blockMs: answer?.status === 429 ? blockMs(answer.retryAfterSeconds ?? DEFAULT_BLOCK_SECONDS) : 0,
+        });
+        work.push(settled.then(() => wake(principal, admitted.kind)));
       }
       await Promise.all(work);
     },

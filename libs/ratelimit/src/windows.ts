@@ -17,7 +17,7 @@ export interface WindowTicket {
 
 /**
  * `blocked`: an upstream 429 is being honoured; `window`: N requests in the last T seconds;
- * `cloudflare`: Cloudflare reported fewer remaining requests than Warden's window allows;
+ * `cloudflare`: Cloudflare's count (Warden's requests plus others it reported) reached its quota;
  * `probe`: Cloudflare has not answered for this principal lately and one request is already
  * out to learn its count.
  */
@@ -52,8 +52,9 @@ export interface WindowStatus {
   readonly nextRefillAt: Date | null;
   readonly blockedUntil: Date | null;
   /**
-   * Cloudflare's figure, kept while it was lower than Warden's own when it arrived and until its
-   * reset; `binding` while it is still the lower of the two. Null when Warden's window decides.
+   * What Cloudflare's count allows while it matters (it counted requests that are not Warden's,
+   * or its quota is lower than Warden's), until `resetAt`; `binding` while it is lower than what
+   * Warden's own window allows. Null when Warden's window alone decides.
    */
   readonly cloudflare: {
     readonly remaining: number;
@@ -90,6 +91,13 @@ export const PROBE_RETRY_MS = 100;
  * An admitted request counts from its admission; when it is settled (its answer came back) it
  * counts from that moment instead, which is no earlier than when Cloudflare counted it. So the
  * window is exact at Cloudflare whatever the network latency.
+ *
+ * Cloudflare also counts requests Warden does not send (the dashboard, other tools). Each answer's
+ * `Ratelimit` header says how many Cloudflare counted; less every request of this window that
+ * Cloudflare may have counted by then, the rest are others' — at least that many (requests still
+ * on their way hide some, so the largest such figure is kept until those could have left
+ * Cloudflare's window). Warden then admits only while its own window plus the others stay within
+ * Cloudflare's quota.
  */
 export interface PrincipalWindows {
   take(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowTake>;
@@ -155,11 +163,26 @@ export function blockMs(retryAfterSeconds: number): number {
 }
 
 /**
- * How long Cloudflare's figure matters: until its reset, and at least one of its windows (or
- * Warden's), after which every request it had counted has left Cloudflare's window.
+ * Window entries stay this long past the window, so that an answer arriving late can still tell
+ * which of Warden's requests Cloudflare may have counted.
  */
-export function figureHoldMs(quota: CloudflareQuota, spec: BudgetSpec): number {
-  return Math.max(quota.resetSeconds, quota.windowSeconds ?? spec.windowSeconds) * 1000;
+export const GRACE_MS = 5000;
+
+/**
+ * Cloudflare's answer as the windows use it: its quota for Warden's window (the policy's `q` when
+ * its window is Warden's; else Warden's own capacity) and how long the requests it counted stay
+ * in its window (its `w`, else Warden's window).
+ */
+export function cloudflareFigure(
+  quota: CloudflareQuota,
+  spec: BudgetSpec,
+): { remaining: number; quota: number; holdMs: number } {
+  const sameWindow = quota.windowSeconds === null || quota.windowSeconds === spec.windowSeconds;
+  return {
+    remaining: quota.remaining,
+    quota: quota.quota !== null && sameWindow ? quota.quota : spec.capacity,
+    holdMs: (quota.windowSeconds ?? spec.windowSeconds) * 1000,
+  };
 }
 
 export function windowOptions(options: WindowOptions): { inFlightMs: number; probeAfterMs: number | null } {
