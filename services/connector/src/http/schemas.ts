@@ -40,7 +40,7 @@ export const authorizationInput = z
 const budgetView = z.object({
   remaining: z
     .number()
-    .describe("Requests Warden would send now: its own window's, or Cloudflare's figure when lower; 0 while blocked"),
+    .describe("Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked"),
   capacity: z.number().describe('Requests allowed in any window'),
   window_seconds: z.number(),
   next_refill_at: z
@@ -51,12 +51,14 @@ const budgetView = z.object({
   cloudflare_binding: z
     .boolean()
     .describe(
-      "True while Cloudflare's Ratelimit header reports fewer requests left than Warden's window (the dashboard or other tools use the same quota)",
+      "True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota",
     ),
   cloudflare: z
     .object({ remaining: z.number(), reset_at: z.string() })
     .nullable()
-    .describe("Cloudflare's last figure, kept while it was lower than Warden's window and until its reset"),
+    .describe(
+      "What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides",
+    ),
 });
 export const connectedAccount = z
   .object({
