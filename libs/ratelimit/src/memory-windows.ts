@@ -125,8 +125,10 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       else {
         // Not while a request sent more than a window ago still counts here: Cloudflare may or
         // may not count it still, and its answer could not be read. Such requests leave soon.
+        // (One admitted that long ago counts from at most its admission + in-flight time.)
         let waitMs = 0;
         for (const e of s.log.above(nowMs - windowMs)) {
+          if (e.score > nowMs - windowMs + inFlightMs) break;
           if (e.admittedAt <= nowMs - windowMs) waitMs = Math.max(waitMs, e.score + windowMs - nowMs);
         }
         if (waitMs > 0) refusal = { reason: 'probe', waitMs };

@@ -86,8 +86,10 @@ elseif probe_after >= 0 and now - (tonumber(m[2]) or 0) > probe_after then
     wait = tonumber(ARGV[6])
   else
     -- Not while a request sent more than a window ago still counts here: Cloudflare may or may
-    -- not count it still, and its answer could not be read. Such requests leave soon.
-    local entries = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%.0f', now - window), '+inf', 'WITHSCORES')
+    -- not count it still, and its answer could not be read. Such requests leave soon. (One
+    -- admitted that long ago counts from at most its admission + in-flight time.)
+    local entries = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%.0f', now - window),
+      string.format('%.0f', now - window + inflight), 'WITHSCORES')
     for i = 1, #entries, 2 do
       local admitted = tonumber(string.match(entries[i], ':(%d+)$'))
       if admitted and admitted <= now - window then
