@@ -22,7 +22,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { createBudgetRedisClient, createRedisWindows, windowKeys } from '@warden/ratelimit';
 import type { PrincipalWindows } from '@warden/ratelimit';
-import { environmentInfo, machineInfo, numberArg, percentile, round, startCpuAccount } from './bench-utils.ts';
+import {
+  environmentInfo,
+  machineInfo,
+  numberArg,
+  percentile,
+  round,
+  startCpuAccount,
+} from './bench-utils.ts';
 
 /**
  * The token bucket's take, as `libs/ratelimit/src/take-script.ts` had it before the window
@@ -158,7 +165,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       (t) => windows.release((t as Awaited<ReturnType<typeof admittedTake>>).ticket),
     );
     const openKeys = windowKeys(keyPrefix, open, 'rest');
-    if ((await redis.zcard(openKeys.log)) !== 1199) throw new Error('the window did not stay at 1,199 entries');
+    if ((await redis.zcard(openKeys.log)) !== 1199)
+      throw new Error('the window did not stay at 1,199 entries');
 
     const full = 'cf:user:bench-full';
     await fill(redis, keyPrefix, full, 1200);
@@ -168,7 +176,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     }, seconds);
     const fullKeys = windowKeys(keyPrefix, full, 'rest');
     const memoryBytes =
-      Number(await redis.call('MEMORY', 'USAGE', fullKeys.log)) + Number(await redis.call('MEMORY', 'USAGE', fullKeys.meta));
+      Number(await redis.call('MEMORY', 'USAGE', fullKeys.log)) +
+      Number(await redis.call('MEMORY', 'USAGE', fullKeys.meta));
 
     const probing = createRedisWindows({ redis, keyPrefix, probeAfterMs: 0 });
     const stale = 'cf:user:bench-stale';
@@ -210,7 +219,14 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     const bucketKeys = [`{${keyPrefix}:bucket}:bucket`, `{${keyPrefix}:bucket}:block`];
     const bucketTake = async () => {
       // A bucket that never runs dry: the admitted path, like the window's.
-      const reply = (await redis.evalsha(bucketSha, 2, ...bucketKeys, 1_000_000_000, 300_000, 1)) as unknown[];
+      const reply = (await redis.evalsha(
+        bucketSha,
+        2,
+        ...bucketKeys,
+        1_000_000_000,
+        300_000,
+        1,
+      )) as unknown[];
       if (reply[0] !== 1) throw new Error('the bucket refused');
     };
     await redis.script('LOAD', BUCKET_TAKE_LUA);

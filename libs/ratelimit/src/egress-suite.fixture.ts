@@ -25,7 +25,7 @@ export function egressSuite(store: (limit: number) => EgressStore): void {
     expect(ids.size).toBe(5);
   });
 
-  it("gives a waiting tenant the next free slot before a tenant over its share, and spare slots to anyone", async () => {
+  it('gives a waiting tenant the next free slot before a tenant over its share, and spare slots to anyone', async () => {
     const egress = store(4);
     const a = (await egress.take('ten_a', 4)).granted as EgressSlot[];
     expect(a).toHaveLength(4);

@@ -60,7 +60,10 @@ export interface EgressStoreOptions {
 export function egressStoreOptions(options: EgressStoreOptions): Required<EgressStoreOptions> {
   const windowMs = options.windowMs ?? 1000;
   if (!Number.isSafeInteger(options.limit) || options.limit < 1) {
-    throw new WardenError('internal', `egress budget: limit must be a whole number of at least 1, got ${options.limit}`);
+    throw new WardenError(
+      'internal',
+      `egress budget: limit must be a whole number of at least 1, got ${options.limit}`,
+    );
   }
   return {
     limit: options.limit,
@@ -232,13 +235,31 @@ export function createEgressLimiter(options: EgressLimiterOptions): EgressLimite
       }
       const waitedMs = () => performance.now() - enqueuedAt;
       if (wait <= 0 || acquireOptions.signal?.aborted) {
-        return { ok: false, reason: 'queue_timeout', retryAfterMs: Math.max(1, Math.ceil(lastWaitMs)), waitedMs: waitedMs() };
+        return {
+          ok: false,
+          reason: 'queue_timeout',
+          retryAfterMs: Math.max(1, Math.ceil(lastWaitMs)),
+          waitedMs: waitedMs(),
+        };
       }
       if (queued >= maxQueue) {
-        return { ok: false, reason: 'queue_full', retryAfterMs: Math.max(1, Math.ceil(lastWaitMs)), waitedMs: waitedMs() };
+        return {
+          ok: false,
+          reason: 'queue_full',
+          retryAfterMs: Math.max(1, Math.ceil(lastWaitMs)),
+          waitedMs: waitedMs(),
+        };
       }
       return new Promise<EgressAcquire>((resolve, reject) => {
-        const waiter: Waiter = { tenantId, enqueuedAt, resolve, reject, timer: null, settled: false, waitMs: lastWaitMs };
+        const waiter: Waiter = {
+          tenantId,
+          enqueuedAt,
+          resolve,
+          reject,
+          timer: null,
+          settled: false,
+          waitMs: lastWaitMs,
+        };
         waiter.timer = setTimeout(() => giveUp(waiter), wait);
         acquireOptions.signal?.addEventListener('abort', () => giveUp(waiter), { once: true });
         const queue = queues.get(tenantId);

@@ -52,7 +52,12 @@ function setup(fallback?: { replicas: number }) {
   const clock = new ManualClock();
   const primary = switchable(clock);
   const { logger, lines } = recordingLogger();
-  const breaker = createRedisBreaker({ logger, clock, probeIntervalMs: 1000, ...(fallback ? { fallback } : {}) });
+  const breaker = createRedisBreaker({
+    logger,
+    clock,
+    probeIntervalMs: 1000,
+    ...(fallback ? { fallback } : {}),
+  });
   const windows = createFallbackWindows(primary.windows, breaker, { clock, probeAfterMs: null });
   const egress = createFallbackEgressStore(primary.egress, breaker, { clock });
   return { clock, primary, breaker, windows, egress, lines };

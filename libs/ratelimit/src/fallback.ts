@@ -164,7 +164,9 @@ export function createFallbackWindows(
         async (error) => {
           if (replicas === null) breaker.refuse(error);
           const result = await local.take(principal, kind, localSpec(spec));
-          return result.allowed ? { ...result, ticket: { ...result.ticket, id: LOCAL + result.ticket.id } } : result;
+          return result.allowed
+            ? { ...result, ticket: { ...result.ticket, id: LOCAL + result.ticket.id } }
+            : result;
         },
       );
     },
@@ -173,7 +175,11 @@ export function createFallbackWindows(
       if (isLocal(ticket)) return local.settle(unwrap(ticket), localSpec(spec), settlement);
       // The local copy of a block: an id no local entry has, so it moves nothing.
       if (settlement.blockMs > 0) {
-        await local.settle({ ...ticket, id: '' }, localSpec(spec), { ...settlement, answered: false, quota: null });
+        await local.settle({ ...ticket, id: '' }, localSpec(spec), {
+          ...settlement,
+          answered: false,
+          quota: null,
+        });
       }
       // Best effort: the caller is already answering for an upstream response; failing it with a
       // 503 would help no one, and the entry still counts from its admission until it expires.

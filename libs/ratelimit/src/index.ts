@@ -23,11 +23,7 @@ export { createMemoryWindows } from './memory-windows.ts';
 export type { MemoryWindowsOptions } from './memory-windows.ts';
 export { createRedisWindows, windowKeys } from './redis-windows.ts';
 export type { RedisWindowsOptions } from './redis-windows.ts';
-export {
-  BUDGET_REDIS_OPTIONS,
-  DEFAULT_KEY_PREFIX,
-  createBudgetRedisClient,
-} from './redis-client.ts';
+export { BUDGET_REDIS_OPTIONS, DEFAULT_KEY_PREFIX, createBudgetRedisClient } from './redis-client.ts';
 export { createEgressLimiter } from './egress.ts';
 export type {
   EgressAcquire,

@@ -49,7 +49,13 @@ describe("parsing Cloudflare's Ratelimit headers", () => {
       name: 'an absurd reset is capped',
       rateLimit: '"default";r=1;t=999999999',
       policy: null,
-      expected: { name: 'default', remaining: 1, resetSeconds: MAX_RESET_SECONDS, quota: null, windowSeconds: null },
+      expected: {
+        name: 'default',
+        remaining: 1,
+        resetSeconds: MAX_RESET_SECONDS,
+        quota: null,
+        windowSeconds: null,
+      },
     },
     {
       name: 'unknown parameters are ignored',

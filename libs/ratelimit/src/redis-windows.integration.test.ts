@@ -59,7 +59,8 @@ describe('Redis windows', () => {
     const rest = windowKeys(keyPrefix, p, 'rest');
     const graphql = windowKeys(keyPrefix, p, 'graphql');
     const tag = `{${keyPrefix}:${p}}`;
-    for (const key of [rest.log, rest.meta, graphql.log, graphql.meta]) expect(key.startsWith(tag)).toBe(true);
+    for (const key of [rest.log, rest.meta, graphql.log, graphql.meta])
+      expect(key.startsWith(tag)).toBe(true);
     await windows.settle(take.ticket, spec, { answered: true, quota: null, blockMs: 0 });
     // Both expire once the in-flight time, the window and its grace (5 s) have passed.
     for (const key of [rest.log, rest.meta]) {

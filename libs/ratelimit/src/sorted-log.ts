@@ -50,15 +50,15 @@ export class SortedLog {
   }
 
   /** Entries with a score above `score`, lowest first. */
-  *above(score: number): Iterable<{ readonly id: string; readonly score: number; readonly admittedAt: number }> {
+  *above(
+    score: number,
+  ): Iterable<{ readonly id: string; readonly score: number; readonly admittedAt: number }> {
     for (let i = this.#bound(score, false); i < this.#entries.length; i++) yield this.#entries[i]!;
   }
 
   /** Adds (or moves) an entry; `admittedAt` is kept from its first addition. */
   add(id: string, score: number, admittedAt = score): void {
-    const previous = this.#scores.has(id)
-      ? this.#entries.find((e) => e.id === id)?.admittedAt
-      : undefined;
+    const previous = this.#scores.has(id) ? this.#entries.find((e) => e.id === id)?.admittedAt : undefined;
     this.remove(id);
     // Equal scores keep insertion order; only the scores matter to the window.
     this.#entries.splice(this.#bound(score, false), 0, { id, score, admittedAt: previous ?? admittedAt });

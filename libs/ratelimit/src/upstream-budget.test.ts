@@ -14,9 +14,13 @@ const ok: UpstreamAnswer = { status: 200, retryAfterSeconds: null, rateLimit: nu
 function budget(options: { egressLimit?: number; probeAfterMs?: number | null; maxWaitMs?: number } = {}) {
   const events: BudgetEvent[] = [];
   const b = createUpstreamBudget({
-    windows: createMemoryWindows({ probeAfterMs: options.probeAfterMs === undefined ? null : options.probeAfterMs }),
+    windows: createMemoryWindows({
+      probeAfterMs: options.probeAfterMs === undefined ? null : options.probeAfterMs,
+    }),
     egress: options.egressLimit
-      ? createEgressLimiter({ store: createMemoryEgressStore({ limit: options.egressLimit, windowMs: 60_000 }) })
+      ? createEgressLimiter({
+          store: createMemoryEgressStore({ limit: options.egressLimit, windowMs: 60_000 }),
+        })
       : null,
     graphql: { capacity: 1, windowSeconds: 300 },
     maxWaitMs: options.maxWaitMs ?? 50,
@@ -71,7 +75,9 @@ describe('the upstream budget (admit → send → observe)', () => {
     expect(refusal).toMatchObject({ budget: 'graphql', reason: 'blocked' });
     expect(refusal.retryAfterMs).toBeGreaterThan(119_000);
     expect(refusal.retryAfterMs).toBeLessThanOrEqual(120_000);
-    expect(refusal.message).toMatch(/^Cloudflare asked to slow down \(429\) for this Cloudflare user; retry in 1[12]\d s$/);
+    expect(refusal.message).toMatch(
+      /^Cloudflare asked to slow down \(429\) for this Cloudflare user; retry in 1[12]\d s$/,
+    );
   });
 
   it("follows Cloudflare's Ratelimit header when it reports fewer requests left", async () => {

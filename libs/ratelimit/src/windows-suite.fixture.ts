@@ -66,8 +66,20 @@ export const WINDOW_TABLE: readonly TableCase[] = [
     remaining: 0,
     waitMs: (edge) => edge,
   },
-  { name: 'limit 1, one request exactly one window old', spec: ONE, ages: () => [W], allowed: true, remaining: 0 },
-  { name: 'limit 1, one request older than the window', spec: ONE, ages: () => [W + 1], allowed: true, remaining: 0 },
+  {
+    name: 'limit 1, one request exactly one window old',
+    spec: ONE,
+    ages: () => [W],
+    allowed: true,
+    remaining: 0,
+  },
+  {
+    name: 'limit 1, one request older than the window',
+    spec: ONE,
+    ages: () => [W + 1],
+    allowed: true,
+    remaining: 0,
+  },
   {
     name: 'limit 1,200, 1,199 in the window',
     spec: FULL,
@@ -150,7 +162,8 @@ export function windowSuite(harness: () => WindowHarness): void {
     const spec = { capacity: 20, windowSeconds: 3600 };
     const takes = await Promise.all(Array.from({ length: 50 }, () => windows.take(p, 'rest', spec)));
     expect(takes.filter((t) => t.allowed)).toHaveLength(20);
-    for (const t of takes.filter((t) => !t.allowed)) expect(t).toMatchObject({ reason: 'window', remaining: 0 });
+    for (const t of takes.filter((t) => !t.allowed))
+      expect(t).toMatchObject({ reason: 'window', remaining: 0 });
   });
 
   it('counts an unanswered request for its in-flight time, then from its settlement', async () => {
@@ -185,7 +198,7 @@ export function windowSuite(harness: () => WindowHarness): void {
     expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: false, reason: 'window' });
   });
 
-  it("keeps REST and GraphQL apart; a REST 429 blocks both, a GraphQL 429 only GraphQL", async () => {
+  it('keeps REST and GraphQL apart; a REST 429 blocks both, a GraphQL 429 only GraphQL', async () => {
     const h = harness();
     const windows = h.windows();
     const spec = { capacity: 1, windowSeconds: 60 };
@@ -288,7 +301,8 @@ export function windowSuite(harness: () => WindowHarness): void {
     await windows.settle(answered.ticket, spec, { answered: true, quota: quota(13, 1), blockMs: 0 });
     expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: false, reason: 'cloudflare' });
     // A window later everything Cloudflare counted has left it.
-    for (const t of burst) if (t.allowed) await windows.settle(t.ticket, spec, { answered: true, quota: null, blockMs: 0 });
+    for (const t of burst)
+      if (t.allowed) await windows.settle(t.ticket, spec, { answered: true, quota: null, blockMs: 0 });
     await h.pass(1100);
     expect(await windows.status(p, 'rest', spec)).toMatchObject({ remaining: 20, cloudflare: null });
   });

@@ -188,7 +188,8 @@ export function cloudflareFigure(
 export function windowOptions(options: WindowOptions): { inFlightMs: number; probeAfterMs: number | null } {
   const inFlightMs = options.inFlightMs ?? DEFAULT_IN_FLIGHT_MS;
   const probeAfterMs = options.probeAfterMs === undefined ? DEFAULT_PROBE_AFTER_MS : options.probeAfterMs;
-  if (!Number.isFinite(inFlightMs) || inFlightMs < 0) throw internal('inFlightMs must be a non-negative number');
+  if (!Number.isFinite(inFlightMs) || inFlightMs < 0)
+    throw internal('inFlightMs must be a non-negative number');
   if (probeAfterMs !== null && (!Number.isFinite(probeAfterMs) || probeAfterMs < 0)) {
     throw internal('probeAfterMs must be a non-negative number or null');
   }

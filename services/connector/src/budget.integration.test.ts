@@ -236,7 +236,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     await fake?.close();
     if (redis) {
       const keys = principals.flatMap((p) =>
-        (['rest', 'graphql'] as const).flatMap((kind) => Object.values(windowKeys(DEFAULT_KEY_PREFIX, p, kind))),
+        (['rest', 'graphql'] as const).flatMap((kind) =>
+          Object.values(windowKeys(DEFAULT_KEY_PREFIX, p, kind)),
+        ),
       );
       keys.push(...(await redis.keys(`{${DEFAULT_KEY_PREFIX}:egress:${egressPool}}*`)));
       if (keys.length > 0) await redis.del(...keys);
@@ -264,14 +266,19 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     const code = burstCode(`/zones/${zoneId}`, 3, 5);
     const until = Date.now() + (RUN_WINDOWS + 0.5) * WINDOW_S * 1000;
     const results = await Promise.all(
-      replicas.flatMap((target) => identifiers.map((identifier) => loop(target, apiKey, identifier, code, until))),
+      replicas.flatMap((target) =>
+        identifiers.map((identifier) => loop(target, apiKey, identifier, code, until)),
+      ),
     );
     for (const r of replicas) r.assertRunning();
     const outcomes = results.flat();
     refusalsOnly(outcomes);
 
     const reached = fake.requests().filter((r) => r.principalId === userId);
-    expect(reached.filter((r) => r.status !== 200), 'requests Cloudflare refused').toEqual([]);
+    expect(
+      reached.filter((r) => r.status !== 200),
+      'requests Cloudflare refused',
+    ).toEqual([]);
     expect(fake.requests().filter((r) => r.status === 429)).toEqual([]);
     expect(maxInAnyWindow(reached, WINDOW_S * 1000)).toBeLessThanOrEqual(LIMIT);
     expect(maxInAnyWindow(fake.requests(), 1000)).toBeLessThanOrEqual(EGRESS);
@@ -279,7 +286,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     // allows at most RUN_WINDOWS × LIMIT.
     const t0 = Math.min(...reached.map((r) => r.at.getTime()));
     const inRun = reached.filter((r) => r.at.getTime() < t0 + RUN_WINDOWS * WINDOW_S * 1000).length;
-    expect(inRun, `${inRun} of ${RUN_WINDOWS * LIMIT}`).toBeGreaterThanOrEqual(Math.ceil(0.95 * RUN_WINDOWS * LIMIT));
+    expect(inRun, `${inRun} of ${RUN_WINDOWS * LIMIT}`).toBeGreaterThanOrEqual(
+      Math.ceil(0.95 * RUN_WINDOWS * LIMIT),
+    );
     expect(outcomes.filter((o) => o === 'ok')).toHaveLength(reached.length);
 
     // Refusals say which budget refused and when to retry.
@@ -294,7 +303,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     // The account shows both budgets of its principal.
     const account = await call(replica(1), 'GET', `/api/v1/connected_accounts/${accountIds[0]}`, apiKey);
     expect(account.status, account.text).toBe(200);
-    expect((account.json as { connected_account: { rate_budget: unknown } }).connected_account.rate_budget).toMatchObject({
+    expect(
+      (account.json as { connected_account: { rate_budget: unknown } }).connected_account.rate_budget,
+    ).toMatchObject({
       principal: `cf:user:${userId}`,
       capacity: LIMIT,
       window_seconds: WINDOW_S,
@@ -308,7 +319,7 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     expect(metrics).toMatch(/^warden_egress_queue_wait_seconds_count [1-9]/m);
   }, 180_000);
 
-  it('follows Cloudflare\'s Ratelimit header while the engineer uses the same quota directly: no 429', async () => {
+  it("follows Cloudflare's Ratelimit header while the engineer uses the same quota directly: no 429", async () => {
     const { userId, zoneId, identifiers } = await connectUser(apiKey, 'shared', 3);
     const direct = fake.state.createUserToken({ userId, permissions: ['#zone:read'] });
     scaledLimits();
@@ -320,7 +331,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
       // The agents burst for a while...
       const until = Date.now() + 3000;
       const results = await Promise.all(
-        replicas.flatMap((target) => identifiers.map((identifier) => loop(target, apiKey, identifier, code, until))),
+        replicas.flatMap((target) =>
+          identifiers.map((identifier) => loop(target, apiKey, identifier, code, until)),
+        ),
       );
       outcomes.push(...results.flat());
       // ...then, while they are idle, the engineer's own scripts use 8 requests as soon as the
@@ -340,13 +353,18 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     }
     refusalsOnly(outcomes);
     expect(directRequests).toBeGreaterThan(0);
-    expect(fake.requests().filter((r) => r.status === 429), 'Cloudflare answered 429').toEqual([]);
+    expect(
+      fake.requests().filter((r) => r.status === 429),
+      'Cloudflare answered 429',
+    ).toEqual([]);
     const reached = fake.requests().filter((r) => r.principalId === userId);
     expect(maxInAnyWindow(reached, WINDOW_S * 1000)).toBeLessThanOrEqual(LIMIT);
     // Warden's own window would have allowed these: Cloudflare's figure is what held them back.
     expect(
-      outcomes.some((o) => o !== 'ok' && o.message.includes('Cloudflare reports the API quota of this Cloudflare user')),
-      'no request was held back by Cloudflare\'s figure',
+      outcomes.some(
+        (o) => o !== 'ok' && o.message.includes('Cloudflare reports the API quota of this Cloudflare user'),
+      ),
+      "no request was held back by Cloudflare's figure",
     ).toBe(true);
   }, 180_000);
 
@@ -355,11 +373,17 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     const direct = fake.state.createUserToken({ userId, permissions: ['#zone:read'] });
     fake.setLimits({ budget: { requests: 1, windowSeconds: 600 }, lockoutSeconds: 600 });
     // The engineer uses the whole quota before the agent's first request: Warden cannot know.
-    expect((await fetch(`${fake.url}/zones/${zoneId}`, { headers: { authorization: `Bearer ${direct.value}` } })).status).toBe(200);
+    expect(
+      (await fetch(`${fake.url}/zones/${zoneId}`, { headers: { authorization: `Bearer ${direct.value}` } }))
+        .status,
+    ).toBe(200);
     fake.clearRequests();
     const identifier = identifiers[0]!;
     const [throttled] = await execute(replica(0), apiKey, identifier, burstCode(`/zones/${zoneId}`, 1, 1));
-    expect(throttled).toMatchObject({ code: 'rate_limited', message: expect.stringMatching(/retry after 600 s/) });
+    expect(throttled).toMatchObject({
+      code: 'rate_limited',
+      message: expect.stringMatching(/retry after 600 s/),
+    });
     expect(fake.requests().map((r) => [r.principalId, r.status])).toEqual([[userId, 429]]);
 
     // Every other replica refuses from the shared block, before reaching Cloudflare.
@@ -367,7 +391,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
       const [refusal] = await execute(replica(i), apiKey, identifier, burstCode(`/zones/${zoneId}`, 1, 1));
       expect(refusal).toMatchObject({
         code: 'rate_limited',
-        message: expect.stringMatching(/^Cloudflare asked to slow down \(429\) for this Cloudflare user; retry in \d+ s$/),
+        message: expect.stringMatching(
+          /^Cloudflare asked to slow down \(429\) for this Cloudflare user; retry in \d+ s$/,
+        ),
       });
     }
     expect(fake.requests()).toHaveLength(1);
@@ -378,7 +404,10 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     const PER_TENANT = 10;
     // Connecting verifies each credential upstream, outside the budget: no limits meanwhile.
     fake.setLimits({ budget: null, graphql: null, perIpPerSecond: null });
-    const tenants: Array<{ key: string; users: Array<{ userId: string; zoneId: string; identifier: string }> }> = [];
+    const tenants: Array<{
+      key: string;
+      users: Array<{ userId: string; zoneId: string; identifier: string }>;
+    }> = [];
     for (let t = 0; t < TENANTS; t++) {
       const key = await createTenant(`Egress tenant ${t}`);
       // Per-principal budgets out of the way: only the egress budget is under test.
@@ -407,7 +436,10 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     );
     for (const r of replicas) r.assertRunning();
     refusalsOnly(results.flat());
-    expect(fake.requests().filter((r) => r.status === 429), 'Cloudflare answered 429').toEqual([]);
+    expect(
+      fake.requests().filter((r) => r.status === 429),
+      'Cloudflare answered 429',
+    ).toEqual([]);
     expect(maxInAnyWindow(fake.requests(), 1000)).toBeLessThanOrEqual(EGRESS);
 
     // Under contention (the first and last second left out), each tenant gets at least 80 % of an
@@ -416,10 +448,16 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     const steady = fake
       .requests()
       .filter((r) => r.status === 200 && r.at.getTime() >= started + 1000 && r.at.getTime() < until - 1000);
-    const perTenant = Array.from({ length: TENANTS }, (_, t) => steady.filter((r) => tenantOf.get(r.principalId ?? '') === t).length);
+    const perTenant = Array.from(
+      { length: TENANTS },
+      (_, t) => steady.filter((r) => tenantOf.get(r.principalId ?? '') === t).length,
+    );
     const fair = steady.length / TENANTS;
     for (const [t, count] of perTenant.entries()) {
-      expect(count, `tenant ${t}: ${count} of ${steady.length} (${perTenant.join(', ')})`).toBeGreaterThanOrEqual(0.8 * fair);
+      expect(
+        count,
+        `tenant ${t}: ${count} of ${steady.length} (${perTenant.join(', ')})`,
+      ).toBeGreaterThanOrEqual(0.8 * fair);
     }
   }, 300_000);
 });

@@ -9,7 +9,10 @@ import type { ApiResponse } from './fake-cloudflare.test-helpers.ts';
 const rate = (r: ApiResponse) => r.headers.get('ratelimit');
 const policy = (r: ApiResponse) => r.headers.get('ratelimit-policy');
 
-async function withFake(options: FakeCloudflareOptions, run: (fake: Awaited<ReturnType<typeof startFakeCloudflare>>) => Promise<void>) {
+async function withFake(
+  options: FakeCloudflareOptions,
+  run: (fake: Awaited<ReturnType<typeof startFakeCloudflare>>) => Promise<void>,
+) {
   const fake = await startFakeCloudflare(options);
   try {
     await run(fake);
@@ -21,55 +24,66 @@ async function withFake(options: FakeCloudflareOptions, run: (fake: Awaited<Retu
 describe('fake Cloudflare: rate limits', () => {
   it("keeps one window per user across all of the user's credentials, with Cloudflare's headers", async () => {
     const clock = new ManualClock(new Date('2026-03-01T12:00:00Z'));
-    await withFake({ budget: { requests: 5, windowSeconds: 300 }, lockoutSeconds: 60, clock }, async (fake) => {
-      const alice = fake.state.createUser({ email: 'alice@example.com' });
-      const acct = fake.state.createAccount({ name: 'Acme', members: [alice.id] });
-      const t1 = fake.state.createUserToken({ userId: alice.id, permissions: FAKE_CF_ALL_PERMISSIONS });
-      const t2 = fake.state.createUserToken({ userId: alice.id, permissions: ['#zone:read'] });
-      const acctToken = fake.state.createAccountToken({ accountId: acct.id, permissions: ['#organization:read'] });
+    await withFake(
+      { budget: { requests: 5, windowSeconds: 300 }, lockoutSeconds: 60, clock },
+      async (fake) => {
+        const alice = fake.state.createUser({ email: 'alice@example.com' });
+        const acct = fake.state.createAccount({ name: 'Acme', members: [alice.id] });
+        const t1 = fake.state.createUserToken({ userId: alice.id, permissions: FAKE_CF_ALL_PERMISSIONS });
+        const t2 = fake.state.createUserToken({ userId: alice.id, permissions: ['#zone:read'] });
+        const acctToken = fake.state.createAccountToken({
+          accountId: acct.id,
+          permissions: ['#organization:read'],
+        });
 
-      const seen: Array<string | null> = [];
-      for (let i = 0; i < 3; i++) seen.push(rate(await api(fake.url, { token: t1.value }, 'GET', '/user')));
-      expect(seen).toEqual(['"default";r=4;t=300', '"default";r=3;t=300', '"default";r=2;t=300']);
-      clock.advance(60_000);
-      const zones = await api(fake.url, { token: t2.value }, 'GET', '/zones');
-      expect(rate(zones)).toBe('"default";r=1;t=300');
-      expect(policy(zones)).toBe('"default";q=5;w=300');
-      const key = await api(fake.url, { email: alice.email, key: alice.globalApiKey }, 'GET', '/user');
-      expect([key.status, rate(key)]).toEqual([200, '"default";r=0;t=300']);
-      expect(fake.quota({ userId: alice.id })).toEqual({ remaining: 0, resetSeconds: 300 });
-      expect(fake.quota({ accountId: acct.id })).toEqual({ remaining: 5, resetSeconds: 0 });
+        const seen: Array<string | null> = [];
+        for (let i = 0; i < 3; i++) seen.push(rate(await api(fake.url, { token: t1.value }, 'GET', '/user')));
+        expect(seen).toEqual(['"default";r=4;t=300', '"default";r=3;t=300', '"default";r=2;t=300']);
+        clock.advance(60_000);
+        const zones = await api(fake.url, { token: t2.value }, 'GET', '/zones');
+        expect(rate(zones)).toBe('"default";r=1;t=300');
+        expect(policy(zones)).toBe('"default";q=5;w=300');
+        const key = await api(fake.url, { email: alice.email, key: alice.globalApiKey }, 'GET', '/user');
+        expect([key.status, rate(key)]).toEqual([200, '"default";r=0;t=300']);
+        expect(fake.quota({ userId: alice.id })).toEqual({ remaining: 0, resetSeconds: 300 });
+        expect(fake.quota({ accountId: acct.id })).toEqual({ remaining: 5, resetSeconds: 0 });
 
-      // One request too many: 429, and the user is locked out (every credential, GraphQL too).
-      const limited = await api(fake.url, { token: t2.value }, 'GET', '/zones');
-      expect(limited.status).toBe(429);
-      expect(limited.headers.get('retry-after')).toBe('240');
-      expect(rate(limited)).toBe('"default";r=0;t=240');
-      expect(limited.json).toEqual({
-        success: false,
-        errors: [{ code: 971, message: 'Please wait and consider throttling your request speed' }],
-        messages: [],
-        result: null,
-      });
-      const gql = await api(fake.url, { token: t1.value }, 'POST', '/graphql', { body: { query: '{ viewer { zones { zoneTag } } }' } });
-      expect(gql.status).toBe(429);
-      // Account-owned tokens have the account's own window.
-      expect((await api(fake.url, { token: acctToken.value }, 'GET', `/accounts/${acct.id}`)).status).toBe(200);
+        // One request too many: 429, and the user is locked out (every credential, GraphQL too).
+        const limited = await api(fake.url, { token: t2.value }, 'GET', '/zones');
+        expect(limited.status).toBe(429);
+        expect(limited.headers.get('retry-after')).toBe('240');
+        expect(rate(limited)).toBe('"default";r=0;t=240');
+        expect(limited.json).toEqual({
+          success: false,
+          errors: [{ code: 971, message: 'Please wait and consider throttling your request speed' }],
+          messages: [],
+          result: null,
+        });
+        const gql = await api(fake.url, { token: t1.value }, 'POST', '/graphql', {
+          body: { query: '{ viewer { zones { zoneTag } } }' },
+        });
+        expect(gql.status).toBe(429);
+        // Account-owned tokens have the account's own window.
+        expect((await api(fake.url, { token: acctToken.value }, 'GET', `/accounts/${acct.id}`)).status).toBe(
+          200,
+        );
 
-      clock.advance(60_000);
-      // The lockout is over, but the window is still full: another excess, another lockout.
-      expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(429);
-      clock.advance(180_000);
-      // 300 s after the first three they left the window; the lockout (60 s) has passed.
-      for (let i = 0; i < 3; i++) expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(200);
-      expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(429);
-      expect(fake.requests().filter((r) => r.status === 429).map((r) => r.limitedBy)).toEqual([
-        'budget',
-        'lockout',
-        'budget',
-        'budget',
-      ]);
-    });
+        clock.advance(60_000);
+        // The lockout is over, but the window is still full: another excess, another lockout.
+        expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(429);
+        clock.advance(180_000);
+        // 300 s after the first three they left the window; the lockout (60 s) has passed.
+        for (let i = 0; i < 3; i++)
+          expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(200);
+        expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(429);
+        expect(
+          fake
+            .requests()
+            .filter((r) => r.status === 429)
+            .map((r) => r.limitedBy),
+        ).toEqual(['budget', 'lockout', 'budget', 'budget']);
+      },
+    );
   });
 
   it('counts GraphQL queries apart, without a lockout', async () => {
@@ -109,7 +123,7 @@ describe('fake Cloudflare: rate limits', () => {
     });
   });
 
-  it('has Cloudflare\'s limits by default, none with budget: null, and changes them at runtime', async () => {
+  it("has Cloudflare's limits by default, none with budget: null, and changes them at runtime", async () => {
     await withFake({}, async (fake) => {
       expect(fake.limits()).toEqual({
         budget: { requests: 1200, windowSeconds: 300 },
@@ -119,7 +133,12 @@ describe('fake Cloudflare: rate limits', () => {
       });
     });
     await withFake({ budget: null }, async (fake) => {
-      expect(fake.limits()).toEqual({ budget: null, graphql: null, perIpPerSecond: null, lockoutSeconds: 300 });
+      expect(fake.limits()).toEqual({
+        budget: null,
+        graphql: null,
+        perIpPerSecond: null,
+        lockoutSeconds: 300,
+      });
       const demo = seedDemo(fake.state);
       const call = () => api(fake.url, { token: demo.userToken.value }, 'GET', '/user');
       expect(rate(await call())).toBeNull();

@@ -127,9 +127,23 @@ export type LimitDecision =
 
 function rateHeaders(name: string, budget: FakeBudget, state: FakeWindowState): Record<string, string> {
   return {
-    ratelimit: serializeList([[name, new Map([['r', state.remaining], ['t', state.resetSeconds]])]]),
+    ratelimit: serializeList([
+      [
+        name,
+        new Map([
+          ['r', state.remaining],
+          ['t', state.resetSeconds],
+        ]),
+      ],
+    ]),
     'ratelimit-policy': serializeList([
-      [name, new Map([['q', budget.requests], ['w', budget.windowSeconds]])],
+      [
+        name,
+        new Map([
+          ['q', budget.requests],
+          ['w', budget.windowSeconds],
+        ]),
+      ],
     ]),
   };
 }
@@ -202,13 +216,16 @@ export class FakeRateLimits {
         ok: false,
         limitedBy: 'lockout',
         retryAfterSeconds: wait,
-        headers: limiter.budget ? rateHeaders(name, limiter.budget, { remaining: 0, resetSeconds: wait }) : {},
+        headers: limiter.budget
+          ? rateHeaders(name, limiter.budget, { remaining: 0, resetSeconds: wait })
+          : {},
       };
     }
     const wait = limiter.take(principalKey, nowMs);
     const budget = limiter.budget;
     if (!budget) return { ok: true, headers: {} };
-    if (wait === null) return { ok: true, headers: rateHeaders(name, budget, limiter.state(principalKey, nowMs)!) };
+    if (wait === null)
+      return { ok: true, headers: rateHeaders(name, budget, limiter.state(principalKey, nowMs)!) };
     if (kind === 'graphql') {
       return {
         ok: false,

@@ -235,7 +235,11 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
   const limits = new FakeRateLimits({
     budget: options.budget === undefined ? DEFAULT_FAKE_BUDGET : options.budget,
     graphql:
-      options.graphqlBudget !== undefined ? options.graphqlBudget : limited ? DEFAULT_FAKE_GRAPHQL_BUDGET : null,
+      options.graphqlBudget !== undefined
+        ? options.graphqlBudget
+        : limited
+          ? DEFAULT_FAKE_GRAPHQL_BUDGET
+          : null,
     perIpPerSecond:
       options.perIpPerSecond !== undefined ? options.perIpPerSecond : limited ? DEFAULT_FAKE_IP_LIMIT : null,
     lockoutSeconds: options.lockoutSeconds ?? DEFAULT_FAKE_LOCKOUT_SECONDS,
@@ -398,7 +402,11 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
     setLimits: (changes) => limits.set(changes),
     limits: () => limits.limits(),
     quota: (owner, kind = 'rest') =>
-      limits.quota('userId' in owner ? `user:${owner.userId}` : `account:${owner.accountId}`, kind, clock.now().getTime()),
+      limits.quota(
+        'userId' in owner ? `user:${owner.userId}` : `account:${owner.accountId}`,
+        kind,
+        clock.now().getTime(),
+      ),
     routePermissions: () => [...table.values()],
     reset: () => {
       state.clear();

@@ -47,7 +47,8 @@ export async function connectedAccountRoutes(
           const principal = upstreamPrincipal(account);
           // Account details stay readable while Redis is down; only the budget is then unknown.
           const status = await deps.rateBudget.status(principal, budget).catch(() => null);
-          if (status) rateBudget = { principal, ...budgetJson(status.rest), graphql: budgetJson(status.graphql) };
+          if (status)
+            rateBudget = { principal, ...budgetJson(status.rest), graphql: budgetJson(status.graphql) };
         }
         return { ...connectedAccountJson(account), rate_budget: rateBudget };
       }),

@@ -40,7 +40,9 @@ export const authorizationInput = z
 const budgetView = z.object({
   remaining: z
     .number()
-    .describe("Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked"),
+    .describe(
+      "Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked",
+    ),
   capacity: z.number().describe('Requests allowed in any window'),
   window_seconds: z.number(),
   next_refill_at: z
