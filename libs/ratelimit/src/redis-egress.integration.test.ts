@@ -1,34 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomString } from '@warden/core';
+import { describe, expect, it } from 'vitest';
 import { egressSuite } from './egress-suite.fixture.ts';
-import { createBudgetRedisClient } from './redis-client.ts';
 import { createRedisEgressStore, egressKeys } from './redis-egress.ts';
-
-const REDIS_URL = process.env.REDIS_URL ?? '';
+import { useTestRedis } from './redis-test.fixture.ts';
 
 describe('Redis egress store', () => {
-  const keyPrefix = `test:rl:${randomString(12)}`;
-  let redis: Redis;
+  const test = useTestRedis();
+  const { keyPrefix } = test;
   let pools = 0;
 
-  beforeAll(async () => {
-    redis = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
-    await redis.connect();
-  });
-
-  afterAll(async () => {
-    const keys = await redis.keys(`{${keyPrefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await redis.quit();
-  });
-
   // A pool per test: each starts with an empty window.
-  egressSuite((limit) => createRedisEgressStore({ redis, keyPrefix, pool: `pool-${++pools}`, limit }));
+  egressSuite((limit) =>
+    createRedisEgressStore({ redis: test.redis, keyPrefix, pool: `pool-${++pools}`, limit }),
+  );
 
   it('shares one window between stores of the same pool, under one hash tag', async () => {
     const pool = `pool-${++pools}`;
+    const redis = test.redis;
     const one = createRedisEgressStore({ redis, keyPrefix, pool, limit: 2 });
     const two = createRedisEgressStore({ redis, keyPrefix, pool, limit: 2 });
     const [slot] = (await one.take('ten_a', 1)).granted;

@@ -2,38 +2,26 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomString } from '@warden/core';
-import { createBudgetRedisClient } from './redis-client.ts';
 import { createRedisWindows, windowKeys } from './redis-windows.ts';
+import { REDIS_URL, useTestRedis } from './redis-test.fixture.ts';
 import type { BurstJob, BurstMessage } from './take-burst.fixture.ts';
 import { windowSuite } from './windows-suite.fixture.ts';
 import type { WindowHarness } from './windows-suite.fixture.ts';
 
-const REDIS_URL = process.env.REDIS_URL ?? '';
-
 describe('Redis windows', () => {
-  const keyPrefix = `test:rl:${randomString(12)}`;
-  let redis: Redis;
+  const test = useTestRedis();
+  const { keyPrefix } = test;
   let n = 0;
 
-  beforeAll(async () => {
-    redis = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
-    await redis.connect();
-  });
-
-  afterAll(async () => {
-    const keys = await redis.keys(`{${keyPrefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await redis.quit();
-  });
-
   const harness = (): WindowHarness => ({
-    windows: (options = {}) => createRedisWindows({ redis, keyPrefix, probeAfterMs: null, ...options }),
+    windows: (options = {}) =>
+      createRedisWindows({ redis: test.redis, keyPrefix, probeAfterMs: null, ...options }),
     principal: () => `cf:user:${++n}-${randomString(6)}`,
     async seed(_windows, principal, kind, _spec, agesMs) {
       if (agesMs.length === 0) return;
+      const redis = test.redis;
       const [seconds, micros] = await redis.time();
       const nowUs = Number(seconds) * 1_000_000 + Number(micros);
       const { log } = windowKeys(keyPrefix, principal, kind);
@@ -64,7 +52,7 @@ describe('Redis windows', () => {
     await windows.settle(take.ticket, spec, { answered: true, quota: null, blockMs: 0 });
     // Both expire once the in-flight time, the window and its grace (5 s) have passed.
     for (const key of [rest.log, rest.meta]) {
-      const ttl = await redis.pttl(key);
+      const ttl = await test.redis.pttl(key);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(1000 + 1000 + 5000 + 2);
     }
@@ -76,7 +64,7 @@ describe('Redis windows', () => {
     const p = h.principal();
     const spec = { capacity: 3, windowSeconds: 3600 };
     await windows.take(p, 'rest', spec);
-    await redis.script('FLUSH');
+    await test.redis.script('FLUSH');
     expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: true, remaining: 1 });
   });
 
@@ -117,7 +105,7 @@ describe('Redis windows', () => {
       for (const wait of waits) expect(wait).toBeGreaterThan(0);
       // Every process got a share, or the race was not a race.
       for (const r of results) expect(r.allowed + r.refusedWaits.length).toBe(375);
-      expect(await redis.zcard(windowKeys(keyPrefix, p, 'rest').log)).toBe(1200);
+      expect(await test.redis.zcard(windowKeys(keyPrefix, p, 'rest').log)).toBe(1200);
     } finally {
       for (const child of children) if (child.exitCode === null) child.kill();
     }

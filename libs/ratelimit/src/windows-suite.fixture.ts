@@ -142,6 +142,18 @@ function quota(remaining: number, resetSeconds: number): CloudflareQuota {
 
 const answered = { answered: true, quota: null, blockMs: 0 } as const;
 
+/** A take that must be admitted; its ticket. */
+async function admit(
+  windows: PrincipalWindows,
+  principal: string,
+  spec: BudgetSpec,
+  kind: BudgetKind = 'rest',
+) {
+  const take = await windows.take(principal, kind, spec);
+  if (!take.allowed) throw new Error(`take refused: ${take.reason}`);
+  return take.ticket;
+}
+
 /** Registers the shared table and behaviour tests. */
 export function windowSuite(harness: () => WindowHarness): void {
   it.each(WINDOW_TABLE)('$name', async (c) => {
@@ -170,10 +182,9 @@ export function windowSuite(harness: () => WindowHarness): void {
     const h = harness();
     const windows = h.windows({ inFlightMs: 30_000, probeAfterMs: null });
     const p = h.principal();
-    const take = await windows.take(p, 'rest', ONE);
-    if (!take.allowed) throw new Error('first take refused');
+    const take = await admit(windows, p, ONE);
     expectWait(h, await windows.take(p, 'rest', ONE), 30_000 + W);
-    await windows.settle(take.ticket, ONE, answered);
+    await windows.settle(take, ONE, answered);
     expectWait(h, await windows.take(p, 'rest', ONE), W);
   });
 
@@ -181,9 +192,8 @@ export function windowSuite(harness: () => WindowHarness): void {
     const h = harness();
     const windows = h.windows();
     const p = h.principal();
-    const take = await windows.take(p, 'rest', ONE);
-    if (!take.allowed) throw new Error('first take refused');
-    await windows.release(take.ticket);
+    const take = await admit(windows, p, ONE);
+    await windows.release(take);
     expect((await windows.take(p, 'rest', ONE)).allowed).toBe(true);
   });
 
@@ -205,15 +215,13 @@ export function windowSuite(harness: () => WindowHarness): void {
     const p = h.principal();
     const rest = await windows.take(p, 'rest', spec);
     expect(rest.allowed).toBe(true);
-    const gql = await windows.take(p, 'graphql', spec);
-    if (!gql.allowed) throw new Error('GraphQL take refused');
-    await windows.settle(gql.ticket, spec, { answered: true, quota: null, blockMs: 20_000 });
+    const gql = await admit(windows, p, spec, 'graphql');
+    await windows.settle(gql, spec, { answered: true, quota: null, blockMs: 20_000 });
     expect(await windows.take(p, 'graphql', spec)).toMatchObject({ allowed: false, reason: 'blocked' });
 
     const q = h.principal();
-    const restQ = await windows.take(q, 'rest', spec);
-    if (!restQ.allowed) throw new Error('REST take refused');
-    await windows.settle(restQ.ticket, spec, { answered: true, quota: null, blockMs: 20_000 });
+    const restQ = await admit(windows, q, spec);
+    await windows.settle(restQ, spec, { answered: true, quota: null, blockMs: 20_000 });
     const refused = await windows.take(q, 'graphql', spec);
     expect(refused).toMatchObject({ allowed: false, reason: 'blocked', remaining: 0 });
     expectWait(h, refused, 20_000);
@@ -221,7 +229,7 @@ export function windowSuite(harness: () => WindowHarness): void {
     expect(status.remaining).toBe(0);
     expect(status.blockedUntil).toBeInstanceOf(Date);
     // A shorter block arriving later does not cut the longer one short.
-    await windows.settle({ ...restQ.ticket, id: null }, spec, { answered: true, quota: null, blockMs: 1000 });
+    await windows.settle({ ...restQ, id: null }, spec, { answered: true, quota: null, blockMs: 1000 });
     expectWait(h, await windows.take(q, 'rest', spec), 20_000);
   });
 
@@ -230,10 +238,9 @@ export function windowSuite(harness: () => WindowHarness): void {
     const windows = h.windows();
     const p = h.principal();
     const spec = { capacity: 10, windowSeconds: 60 };
-    const first = await windows.take(p, 'rest', spec);
-    if (!first.allowed) throw new Error('first take refused');
+    const first = await admit(windows, p, spec);
     // The dashboard used 7 of Cloudflare's 10: 2 left after this request, although Warden used 1.
-    await windows.settle(first.ticket, spec, { answered: true, quota: quota(2, 40), blockMs: 0 });
+    await windows.settle(first, spec, { answered: true, quota: quota(2, 40), blockMs: 0 });
     const status = await windows.status(p, 'rest', spec);
     expect(status).toMatchObject({ remaining: 2, used: 1, cloudflare: { remaining: 2, binding: true } });
     expect((await windows.take(p, 'rest', spec)).allowed).toBe(true);
@@ -249,9 +256,8 @@ export function windowSuite(harness: () => WindowHarness): void {
     const windows = h.windows();
     const p = h.principal();
     const spec = { capacity: 3, windowSeconds: 60 };
-    const first = await windows.take(p, 'rest', spec);
-    if (!first.allowed) throw new Error('first take refused');
-    await windows.settle(first.ticket, spec, { answered: true, quota: quota(2, 40), blockMs: 0 });
+    const first = await admit(windows, p, spec);
+    await windows.settle(first, spec, { answered: true, quota: quota(2, 40), blockMs: 0 });
     expect(await windows.status(p, 'rest', spec)).toMatchObject({ remaining: 2, cloudflare: null });
     expect((await windows.take(p, 'rest', spec)).allowed).toBe(true);
     expect((await windows.take(p, 'rest', spec)).allowed).toBe(true);
@@ -263,19 +269,17 @@ export function windowSuite(harness: () => WindowHarness): void {
     const windows = h.windows();
     const p = h.principal();
     const spec = { capacity: 10, windowSeconds: 60 };
-    const first = await windows.take(p, 'rest', spec);
-    if (!first.allowed) throw new Error('first take refused');
+    const first = await admit(windows, p, spec);
     const lower = { name: 'default', remaining: 4, resetSeconds: 60, quota: 5, windowSeconds: 60 };
-    await windows.settle(first.ticket, spec, { answered: true, quota: lower, blockMs: 0 });
+    await windows.settle(first, spec, { answered: true, quota: lower, blockMs: 0 });
     expect(await windows.status(p, 'rest', spec)).toMatchObject({
       remaining: 4,
       cloudflare: { remaining: 4, binding: true },
     });
     // A policy over another window says nothing about this one's quota.
     const q = h.principal();
-    const other = await windows.take(q, 'rest', spec);
-    if (!other.allowed) throw new Error('take refused');
-    await windows.settle(other.ticket, spec, {
+    const other = await admit(windows, q, spec);
+    await windows.settle(other, spec, {
       answered: true,
       quota: { ...lower, remaining: 9, windowSeconds: 1 },
       blockMs: 0,
@@ -289,9 +293,8 @@ export function windowSuite(harness: () => WindowHarness): void {
     const p = h.principal();
     const spec = { capacity: 20, windowSeconds: 1 };
     // A probe after the engineer used 5: Cloudflare counted 6.
-    const probe = await windows.take(p, 'rest', spec);
-    if (!probe.allowed) throw new Error('probe refused');
-    await windows.settle(probe.ticket, spec, { answered: true, quota: quota(14, 1), blockMs: 0 });
+    const probe = await admit(windows, p, spec);
+    await windows.settle(probe, spec, { answered: true, quota: quota(14, 1), blockMs: 0 });
     const burst = await Promise.all(Array.from({ length: 15 }, () => windows.take(p, 'rest', spec)));
     expect(burst.filter((t) => t.allowed)).toHaveLength(14);
     expect(burst.find((t) => !t.allowed)).toMatchObject({ reason: 'cloudflare' });
@@ -312,15 +315,13 @@ export function windowSuite(harness: () => WindowHarness): void {
     const windows = h.windows({ probeAfterMs: 60_000 });
     const p = h.principal();
     const spec = { capacity: 10, windowSeconds: 60 };
-    const probe = await windows.take(p, 'rest', spec);
-    if (!probe.allowed) throw new Error('probe refused');
+    const probe = await admit(windows, p, spec);
     expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: false, reason: 'probe' });
     // An unanswered probe (timeout) does not count as Cloudflare's answer.
-    await windows.settle(probe.ticket, spec, { answered: false, quota: null, blockMs: 0 });
-    const second = await windows.take(p, 'rest', spec);
-    if (!second.allowed) throw new Error('second probe refused');
+    await windows.settle(probe, spec, { answered: false, quota: null, blockMs: 0 });
+    const second = await admit(windows, p, spec);
     expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: false, reason: 'probe' });
-    await windows.settle(second.ticket, spec, answered);
+    await windows.settle(second, spec, answered);
     const burst = await Promise.all(Array.from({ length: 5 }, () => windows.take(p, 'rest', spec)));
     expect(burst.every((t) => t.allowed)).toBe(true);
   });
@@ -330,12 +331,11 @@ export function windowSuite(harness: () => WindowHarness): void {
     const windows = h.windows({ probeAfterMs: 60_000 });
     const p = h.principal();
     const spec = { capacity: 10, windowSeconds: 1 };
-    const slow = await windows.take(p, 'rest', spec);
-    if (!slow.allowed) throw new Error('take refused');
+    const slow = await admit(windows, p, spec);
     await h.pass(1100);
     // Its answer is lost after more than a window: it counts from now, yet Cloudflare may have
     // counted it over a window ago and dropped it, so a probe now could not tell.
-    await windows.settle(slow.ticket, spec, { answered: false, quota: null, blockMs: 0 });
+    await windows.settle(slow, spec, { answered: false, quota: null, blockMs: 0 });
     const held = await windows.take(p, 'rest', spec);
     expect(held).toMatchObject({ allowed: false, reason: 'probe' });
     expectWait(h, held, 1000);
