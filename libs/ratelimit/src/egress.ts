@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WardenError } from '@warden/core';
+import { DEFAULT_IN_FLIGHT_MS } from './windows.ts';
 
 /*
  * The egress budget: Cloudflare allows 200 requests per second per client IP, and every tenant's
@@ -49,7 +50,7 @@ export interface EgressStoreOptions {
   readonly limit: number;
   /** Default 1,000 ms. */
   readonly windowMs?: number;
-  /** As for the principal windows: how long an unsettled request keeps counting from admission. */
+  /** As for the principal windows: how long an unsettled request counts from its admission. */
   readonly inFlightMs?: number;
   /** A tenant counts toward the fair share this long after it last asked. Default window + 1 s. */
   readonly activeMs?: number;
@@ -68,7 +69,7 @@ export function egressStoreOptions(options: EgressStoreOptions): Required<Egress
   return {
     limit: options.limit,
     windowMs,
-    inFlightMs: options.inFlightMs ?? 31_000,
+    inFlightMs: options.inFlightMs ?? DEFAULT_IN_FLIGHT_MS,
     activeMs: options.activeMs ?? windowMs + 1000,
     waitingMs: options.waitingMs ?? 100,
   };
@@ -85,7 +86,6 @@ export type EgressAcquire =
 
 export interface EgressLimiter {
   readonly limit: number;
-  readonly windowMs: number;
   /** A slot now, or after waiting up to `maxWaitMs` (default: the limiter's) in this replica's queue. */
   acquire(tenantId: string, options?: { maxWaitMs?: number; signal?: AbortSignal }): Promise<EgressAcquire>;
   settle(slot: EgressSlot): Promise<void>;
@@ -220,7 +220,6 @@ export function createEgressLimiter(options: EgressLimiterOptions): EgressLimite
 
   return {
     limit: store.limit,
-    windowMs: store.windowMs,
 
     async acquire(tenantId, acquireOptions = {}): Promise<EgressAcquire> {
       const wait = acquireOptions.maxWaitMs ?? maxWaitMs;

@@ -2,13 +2,7 @@ export { DEFAULT_BUDGET, DEFAULT_GRAPHQL_BUDGET, formatBudget, parseBudget } fro
 export type { BudgetSpec } from './budget-spec.ts';
 export { parseRateHeaders } from './rate-headers.ts';
 export type { CloudflareQuota } from './rate-headers.ts';
-export {
-  DEFAULT_BLOCK_SECONDS,
-  DEFAULT_IN_FLIGHT_MS,
-  DEFAULT_PROBE_AFTER_MS,
-  MAX_BLOCK_SECONDS,
-  cloudflarePrincipal,
-} from './windows.ts';
+export { DEFAULT_BLOCK_SECONDS, cloudflarePrincipal } from './windows.ts';
 export type {
   BudgetKind,
   PrincipalWindows,

@@ -4,8 +4,10 @@ import { egressSuite } from './egress-suite.fixture.ts';
 import { createRedisEgressStore, egressKeys } from './redis-egress.ts';
 import { useTestRedis } from './redis-test.fixture.ts';
 
+const REDIS_URL = process.env.REDIS_URL ?? '';
+
 describe('Redis egress store', () => {
-  const test = useTestRedis();
+  const test = useTestRedis(REDIS_URL);
   const { keyPrefix } = test;
   let pools = 0;
 

@@ -4,13 +4,11 @@ import { afterAll, beforeAll } from 'vitest';
 import { randomString } from '@warden/core';
 import { createBudgetRedisClient } from './redis-client.ts';
 
-export const REDIS_URL = process.env.REDIS_URL ?? '';
-
-export function useTestRedis(): { readonly redis: Redis; readonly keyPrefix: string } {
+export function useTestRedis(url: string): { readonly redis: Redis; readonly keyPrefix: string } {
   const keyPrefix = `test:rl:${randomString(12)}`;
   let redis: Redis | undefined;
   beforeAll(async () => {
-    redis = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
+    redis = createBudgetRedisClient(url, { lazyConnect: true });
     await redis.connect();
   });
   afterAll(async () => {

@@ -5,13 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { randomString } from '@warden/core';
 import { createRedisWindows, windowKeys } from './redis-windows.ts';
-import { REDIS_URL, useTestRedis } from './redis-test.fixture.ts';
+import { useTestRedis } from './redis-test.fixture.ts';
+
+const REDIS_URL = process.env.REDIS_URL ?? '';
 import type { BurstJob, BurstMessage } from './take-burst.fixture.ts';
 import { windowSuite } from './windows-suite.fixture.ts';
 import type { WindowHarness } from './windows-suite.fixture.ts';
 
 describe('Redis windows', () => {
-  const test = useTestRedis();
+  const test = useTestRedis(REDIS_URL);
   const { keyPrefix } = test;
   let n = 0;
 

@@ -79,7 +79,7 @@ export interface WindowOptions {
 }
 
 export const DEFAULT_IN_FLIGHT_MS = 31_000;
-export const DEFAULT_PROBE_AFTER_MS = 1_000;
+const DEFAULT_PROBE_AFTER_MS = 1_000;
 /** The wait suggested while a probe is out: its answer usually comes back within this. */
 export const PROBE_RETRY_MS = 100;
 
