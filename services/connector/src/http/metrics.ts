@@ -28,29 +28,27 @@ export function createMetrics(): Metrics {
 export async function metricsRoutes(
   app: FastifyInstance,
   metrics: Metrics,
-  budget?: Pick<UpstreamBudget, 'onEvent'>,
+  budget: Pick<UpstreamBudget, 'onEvent'>,
 ): Promise<void> {
-  if (budget) {
-    const refusals = new Counter({
-      name: 'warden_upstream_refusals_total',
-      help: 'Upstream requests the rate budget refused, by budget (rest, graphql, egress) and reason (window, cloudflare, probe, blocked, queue_timeout, queue_full)',
-      labelNames: ['budget', 'reason'] as const,
-      registers: [metrics.registry],
-    });
-    const egressWait = new Histogram({
-      name: 'warden_egress_queue_wait_seconds',
-      help: 'How long upstream requests waited for the egress (per-IP) budget, admitted or not',
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers: [metrics.registry],
-    });
-    const unsubscribe = budget.onEvent((event) => {
-      if (event.type === 'refused') refusals.inc({ budget: event.budget, reason: event.reason });
-      else egressWait.observe(event.ms / 1000);
-    });
-    app.addHook('onClose', async () => {
-      unsubscribe();
-    });
-  }
+  const refusals = new Counter({
+    name: 'warden_upstream_refusals_total',
+    help: 'Upstream requests the rate budget refused, by budget (rest, graphql, egress) and reason (window, cloudflare, probe, blocked, queue_timeout, queue_full)',
+    labelNames: ['budget', 'reason'] as const,
+    registers: [metrics.registry],
+  });
+  const egressWait = new Histogram({
+    name: 'warden_egress_queue_wait_seconds',
+    help: 'How long upstream requests waited for the egress (per-IP) budget, admitted or not',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics.registry],
+  });
+  const unsubscribe = budget.onEvent((event) => {
+    if (event.type === 'refused') refusals.inc({ budget: event.budget, reason: event.reason });
+    else egressWait.observe(event.ms / 1000);
+  });
+  app.addHook('onClose', async () => {
+    unsubscribe();
+  });
   const duration = new Histogram({
     name: 'warden_http_request_duration_seconds',
     help: 'HTTP request duration by method, route template and status',
