@@ -184,8 +184,12 @@ function isRecordError(error: unknown): boolean {
 
 /** Records per append statement; queued appends beyond it wait for the next statement. */
 const MAX_BATCH_RECORDS = 500;
-/** Rebuilds of a batch after another writer moved the chain head, before giving up. */
-const MAX_HEAD_RACES = 20;
+/**
+ * Optimistic tries of a batch (on the head this replica last saw, then on a fresh read) before
+ * it waits its turn on the head row: under contention from several replicas the optimistic
+ * statement can keep losing, while the lock always makes progress.
+ */
+const OPTIMISTIC_TRIES = 3;
 
 interface ChainHead {
   readonly seq: number;
@@ -289,82 +293,120 @@ export function createAuditStore(deps: AuditStoreOptions): AuditStore {
   }
 
   /**
-   * Writes a batch in one statement: it moves the chain head only if the head is still the one
-   * the hashes were built on, and inserts the records and the outbox rows only if it moved.
-   * Another replica having appended meanwhile makes it write nothing; the batch is then rebuilt
-   * on the new head. Times never go backwards along the chain: a record stamped before its
-   * predecessor (another replica's clock, a slower path) takes its predecessor's time.
+   * Writes a batch: optimistically, in one autocommit statement on the head this replica last
+   * saw (then on a fresh read); when other replicas keep winning, in a transaction holding the
+   * head's row lock, which always makes progress.
    */
   async function writeBatch(
     executor: Kysely<Database>,
     tenantId: string,
     batch: ReadonlyArray<{ records: readonly AuditRecordInput[]; retentionDays: number }>,
   ): Promise<AuditEvent[][]> {
-    for (let attempt = 0; attempt < MAX_HEAD_RACES; attempt++) {
+    for (let attempt = 0; attempt < OPTIMISTIC_TRIES; attempt++) {
       const head = heads.get(tenantId) ?? (await readHead(executor, tenantId));
-      let seq = head.seq;
-      let prev = head.hash;
-      let at = head.at;
-      const perAppend: AuditEvent[][] = [];
-      const rows = [];
-      for (const pending of batch) {
-        const events: AuditEvent[] = [];
-        for (const record of pending.records) {
-          seq += 1;
-          at = Math.max(at, Date.parse(record.occurred_at as string));
-          const unsigned: Omit<AuditEvent, 'hash'> = {
-            ...record,
-            id: record.id as string,
-            occurred_at: new Date(at).toISOString(),
-            tenant_id: tenantId,
-            seq,
-            prev_hash: prev,
-          };
-          const event: AuditEvent = { ...unsigned, hash: hashEvent(unsigned) };
-          events.push(event);
-          rows.push(eventToRow(event, expiryDay(new Date(event.occurred_at), pending.retentionDays)));
-          prev = event.hash;
-        }
-        perAppend.push(events);
-      }
-      const outboxed = perAppend.flat().map((event) => ({ id: event.id, payload: event }));
-      const headAt = new Date(at).toISOString();
-      // Each round trip here is paid by every tool call: one statement writes the records,
-      // moves the head and fills the transactional outbox for the tenant's SIEM sinks
-      // (every committed event, and only those).
-      const { rows: moved } = await sql<{ moved: number }>`
-        with updated as (
-          update audit_chain_heads set seq = ${seq}, hash = ${prev}, occurred_at = ${headAt}::timestamptz
-          where tenant_id = ${tenantId} and seq = ${head.seq} and hash = ${head.hash}
-          returning 1
-        ),
-        created as (
-          insert into audit_chain_heads (tenant_id, seq, hash, occurred_at)
-          select ${tenantId}, ${seq}, ${prev}, ${headAt}::timestamptz where ${head.seq}::bigint = 0
-          on conflict (tenant_id) do nothing
-          returning 1
-        ),
-        head as (select 1 from updated union all select 1 from created),
-        inserted as (
-          insert into audit_events
-          select * from jsonb_populate_recordset(null::audit_events, ${JSON.stringify(rows)}::jsonb)
-          where exists (select from head)
-        ),
-        outboxed as (
-          insert into outbox (tenant_id, destination_type, destination_id, event_id, payload)
-          select ${tenantId}, 'audit_sink', s.id, e.id, e.payload
-          from audit_sinks s
-          cross join jsonb_to_recordset(${JSON.stringify(outboxed)}::jsonb) as e(id text, payload jsonb)
-          where s.tenant_id = ${tenantId} and s.enabled and exists (select from head)
-        )
-        select count(*)::int as moved from head`.execute(executor);
-      if (moved[0]?.moved === 1) {
-        heads.set(tenantId, { seq, hash: prev, at });
-        return perAppend;
-      }
+      const written = await tryBatch(executor, tenantId, batch, head);
+      if (written) return written;
       heads.delete(tenantId);
     }
-    throw unavailable('the audit trail (its chain head kept moving)');
+    // Other replicas keep moving the head: wait for it (its row lock) and write on it.
+    return db.transaction().execute((tx) => writeLocked(tx, tenantId, batch));
+  }
+
+  /** Locks the tenant's chain head (creating it if it has none yet) and writes the batch on it. */
+  async function writeLocked(
+    tx: Kysely<Database>,
+    tenantId: string,
+    batch: ReadonlyArray<{ records: readonly AuditRecordInput[]; retentionDays: number }>,
+  ): Promise<AuditEvent[][]> {
+    await tx
+      .insertInto('audit_chain_heads')
+      .values({ tenant_id: tenantId, seq: 0, hash: GENESIS_HASH })
+      .onConflict((oc) => oc.column('tenant_id').doNothing())
+      .execute();
+    const row = await tx
+      .selectFrom('audit_chain_heads')
+      .select(['seq', 'hash', 'occurred_at'])
+      .where('tenant_id', '=', tenantId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const head = { seq: Number(row.seq), hash: row.hash, at: row.occurred_at?.getTime() ?? 0 };
+    const written = await tryBatch(tx, tenantId, batch, head);
+    if (!written) throw unavailable('the audit trail (its chain head moved under a lock)');
+    return written;
+  }
+
+  /**
+   * Writes a batch in one statement: it moves the chain head only if the head is still the one
+   * the hashes were built on, and inserts the records and the outbox rows only if it moved.
+   * Another replica having appended meanwhile makes it write nothing (null). Times never go
+   * backwards along the chain: a record stamped before its predecessor (another replica's clock,
+   * a slower path) takes its predecessor's time.
+   */
+  async function tryBatch(
+    executor: Kysely<Database>,
+    tenantId: string,
+    batch: ReadonlyArray<{ records: readonly AuditRecordInput[]; retentionDays: number }>,
+    head: ChainHead,
+  ): Promise<AuditEvent[][] | null> {
+    let seq = head.seq;
+    let prev = head.hash;
+    let at = head.at;
+    const perAppend: AuditEvent[][] = [];
+    const rows = [];
+    for (const pending of batch) {
+      const events: AuditEvent[] = [];
+      for (const record of pending.records) {
+        seq += 1;
+        at = Math.max(at, Date.parse(record.occurred_at as string));
+        const unsigned: Omit<AuditEvent, 'hash'> = {
+          ...record,
+          id: record.id as string,
+          occurred_at: new Date(at).toISOString(),
+          tenant_id: tenantId,
+          seq,
+          prev_hash: prev,
+        };
+        const event: AuditEvent = { ...unsigned, hash: hashEvent(unsigned) };
+        events.push(event);
+        rows.push(eventToRow(event, expiryDay(new Date(event.occurred_at), pending.retentionDays)));
+        prev = event.hash;
+      }
+      perAppend.push(events);
+    }
+    const outboxed = perAppend.flat().map((event) => ({ id: event.id, payload: event }));
+    const headAt = new Date(at).toISOString();
+    // Each round trip here is paid by every tool call: one statement writes the records,
+    // moves the head and fills the transactional outbox for the tenant's SIEM sinks
+    // (every committed event, and only those).
+    const { rows: moved } = await sql<{ moved: number }>`
+      with updated as (
+        update audit_chain_heads set seq = ${seq}, hash = ${prev}, occurred_at = ${headAt}::timestamptz
+        where tenant_id = ${tenantId} and seq = ${head.seq} and hash = ${head.hash}
+        returning 1
+      ),
+      created as (
+        insert into audit_chain_heads (tenant_id, seq, hash, occurred_at)
+        select ${tenantId}, ${seq}, ${prev}, ${headAt}::timestamptz where ${head.seq}::bigint = 0
+        on conflict (tenant_id) do nothing
+        returning 1
+      ),
+      head as (select 1 from updated union all select 1 from created),
+      inserted as (
+        insert into audit_events
+        select * from jsonb_populate_recordset(null::audit_events, ${JSON.stringify(rows)}::jsonb)
+        where exists (select from head)
+      ),
+      outboxed as (
+        insert into outbox (tenant_id, destination_type, destination_id, event_id, payload)
+        select ${tenantId}, 'audit_sink', s.id, e.id, e.payload
+        from audit_sinks s
+        cross join jsonb_to_recordset(${JSON.stringify(outboxed)}::jsonb) as e(id text, payload jsonb)
+        where s.tenant_id = ${tenantId} and s.enabled and exists (select from head)
+      )
+      select count(*)::int as moved from head`.execute(executor);
+    if (moved[0]?.moved !== 1) return null;
+    heads.set(tenantId, { seq, hash: prev, at });
+    return perAppend;
   }
 
   /**
@@ -484,7 +526,8 @@ export function createAuditStore(deps: AuditStoreOptions): AuditStore {
       // writes: read the head inside it, and forget it afterwards.
       heads.delete(tenantId);
       try {
-        const [events] = await writeBatch(tx, tenantId, [
+        // Inside the caller's transaction: wait for the head's lock rather than race for it.
+        const [events] = await writeLocked(tx, tenantId, [
           { records: prepare(records), retentionDays: options.retentionDays },
         ]);
         return events ?? [];

@@ -32,7 +32,12 @@ describe('Cloudflare HTTP client', () => {
         });
         const path = new URL(req.url ?? '/', 'http://x').pathname;
         if (path.endsWith('/envelope')) {
-          res.writeHead(200, { 'content-type': 'application/json', 'cf-ray': 'ray-1' });
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'cf-ray': 'ray-1',
+            ratelimit: '"default";r=1199;t=300',
+            'ratelimit-policy': '"default";q=1200;w=300',
+          });
           res.end(
             JSON.stringify({
               success: true,
@@ -92,6 +97,8 @@ describe('Cloudflare HTTP client', () => {
       resultInfo: { page: 1 },
       cfRay: 'ray-1',
       retryAfterSeconds: null,
+      rateLimit: '"default";r=1199;t=300',
+      rateLimitPolicy: '"default";q=1200;w=300',
     });
     const request = seen.at(-1) as Seen;
     expect(request.method).toBe('POST');
@@ -107,6 +114,8 @@ describe('Cloudflare HTTP client', () => {
       status: 429,
       success: false,
       retryAfterSeconds: 17,
+      rateLimit: null,
+      rateLimitPolicy: null,
       errors: [{ code: 971, message: 'Please wait' }],
     });
     expect(

@@ -35,6 +35,10 @@ export interface CloudflareResponse {
   readonly cfRay: string | null;
   /** Seconds, from `Retry-After` on a 429. */
   readonly retryAfterSeconds: number | null;
+  /** The raw `Ratelimit` header (`"default";r=50;t=30`: remaining quota, seconds to its reset). */
+  readonly rateLimit: string | null;
+  /** The raw `Ratelimit-Policy` header (`"default";q=1200;w=300`: quota per window). */
+  readonly rateLimitPolicy: string | null;
   readonly responseBytes: number;
 }
 
@@ -78,7 +82,14 @@ function toResponse(status: number, headers: IncomingHttpHeaders, buffer: Buffer
   const cfRay = headerValue(headers['cf-ray']);
   const retryAfterSeconds = parseRetryAfter(headerValue(headers['retry-after']));
   const contentType = headerValue(headers['content-type']) ?? '';
-  const common = { status, cfRay, retryAfterSeconds, responseBytes: buffer.length };
+  const common = {
+    status,
+    cfRay,
+    retryAfterSeconds,
+    rateLimit: headerValue(headers['ratelimit']),
+    rateLimitPolicy: headerValue(headers['ratelimit-policy']),
+    responseBytes: buffer.length,
+  };
 
   if (contentType.includes('json')) {
     let json: unknown;

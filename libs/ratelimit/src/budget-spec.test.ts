@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { DEFAULT_BUDGET, formatBudget, parseBudget } from './budget-spec.ts';
-import { cloudflarePrincipal, rateLimitedError } from './rate-budget.ts';
+import { rateLimitedError } from './upstream-budget.ts';
+import { cloudflarePrincipal } from './windows.ts';
 
 describe('parseBudget', () => {
   it('parses requests/seconds', () => {
@@ -22,6 +23,7 @@ describe('parseBudget', () => {
     '1200/0',
     'abc',
     '1e3/300',
+    '1000001/300',
   ])('refuses %j with an error naming the setting and the value', (value) => {
     const error = (() => {
       try {
@@ -59,12 +61,21 @@ describe('helpers', () => {
     expect(cloudflarePrincipal('account', 'def')).toBe('cf:account:def');
   });
 
-  it('turns a refusal into a rate_limited error with whole seconds to wait', () => {
-    const error = rateLimitedError({ allowed: false, remaining: 0, retryAfterMs: 1250, reason: 'exhausted' });
+  it('turns a refusal into a rate_limited error naming the budget, with whole seconds to wait', () => {
+    const refusal = {
+      allowed: false,
+      budget: 'graphql',
+      reason: 'window',
+      retryAfterMs: 1250,
+      message: 'the GraphQL budget is used up; retry in 2 s',
+    } as const;
+    const error = rateLimitedError(refusal);
     expect(error.code).toBe('rate_limited');
-    expect(error.details).toMatchObject({ retryAfterSeconds: 2, reason: 'exhausted' });
-    expect(
-      rateLimitedError({ allowed: false, remaining: 0, retryAfterMs: 1, reason: 'blocked' }).details,
-    ).toMatchObject({ retryAfterSeconds: 1, reason: 'blocked' });
+    expect(error.message).toBe(refusal.message);
+    expect(error.details).toMatchObject({ retryAfterSeconds: 2, budget: 'graphql', reason: 'window' });
+    expect(rateLimitedError({ ...refusal, retryAfterMs: 1, reason: 'blocked' }).details).toMatchObject({
+      retryAfterSeconds: 1,
+      reason: 'blocked',
+    });
   });
 });

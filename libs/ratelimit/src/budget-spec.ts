@@ -1,10 +1,21 @@
 import { WardenError } from '@warden/core';
-import type { BudgetSpec } from './rate-budget.ts';
+
+/**
+ * A window budget: never more than `capacity` requests in any `windowSeconds` (a sliding window,
+ * not a bucket: nothing refills early).
+ */
+export interface BudgetSpec {
+  readonly capacity: number;
+  readonly windowSeconds: number;
+}
 
 /** Cloudflare's documented limit: 1,200 requests per 5 minutes per user. */
 export const DEFAULT_BUDGET: BudgetSpec = Object.freeze({ capacity: 1200, windowSeconds: 300 });
 
-const MAX_CAPACITY = 1_000_000_000;
+/** Cloudflare's GraphQL limit: at most 320 queries per 5 minutes (it also weighs query cost). */
+export const DEFAULT_GRAPHQL_BUDGET: BudgetSpec = Object.freeze({ capacity: 320, windowSeconds: 300 });
+
+const MAX_CAPACITY = 1_000_000;
 const MAX_WINDOW_SECONDS = 31 * 24 * 3600;
 
 /**
@@ -19,6 +30,7 @@ export function parseBudget(value: string, field = 'CLOUDFLARE_BUDGET'): BudgetS
   if (!match) throw fail('expected "<requests>/<seconds>" such as "1200/300"');
   const capacity = Number(match[1]);
   const windowSeconds = Number(match[2]);
+  // The window keeps one entry per request, so the capacity bounds its memory too.
   if (capacity < 1 || capacity > MAX_CAPACITY) {
     throw fail(`requests must be from 1 to ${MAX_CAPACITY}`);
   }

@@ -1,15 +1,49 @@
-export { MAX_BLOCK_SECONDS, cloudflarePrincipal, rateLimitedError } from './rate-budget.ts';
-export type { BudgetPeek, BudgetSpec, RateBudget, TakeRefusal, TakeResult } from './rate-budget.ts';
-export { DEFAULT_BUDGET, formatBudget, parseBudget } from './budget-spec.ts';
-export { createMemoryRateBudget } from './memory-bucket.ts';
-export type { MemoryRateBudgetOptions } from './memory-bucket.ts';
-export {
-  BUDGET_REDIS_OPTIONS,
-  DEFAULT_KEY_PREFIX,
-  budgetKeys,
-  createBudgetRedisClient,
-  createRedisRateBudget,
-} from './redis-bucket.ts';
-export type { RedisRateBudgetOptions } from './redis-bucket.ts';
-export { createFallbackRateBudget } from './fallback-bucket.ts';
-export type { FallbackRateBudget, FallbackRateBudgetOptions } from './fallback-bucket.ts';
+export { DEFAULT_BUDGET, DEFAULT_GRAPHQL_BUDGET, formatBudget, parseBudget } from './budget-spec.ts';
+export type { BudgetSpec } from './budget-spec.ts';
+export { parseRateHeaders } from './rate-headers.ts';
+export type { CloudflareQuota } from './rate-headers.ts';
+export { DEFAULT_BLOCK_SECONDS, cloudflarePrincipal } from './windows.ts';
+export type {
+  BudgetKind,
+  PrincipalWindows,
+  WindowOptions,
+  WindowRefusalReason,
+  WindowSettlement,
+  WindowStatus,
+  WindowTake,
+  WindowTicket,
+} from './windows.ts';
+export { createMemoryWindows } from './memory-windows.ts';
+export type { MemoryWindowsOptions } from './memory-windows.ts';
+export { createRedisWindows, windowKeys } from './redis-windows.ts';
+export type { RedisWindowsOptions } from './redis-windows.ts';
+export { BUDGET_REDIS_OPTIONS, DEFAULT_KEY_PREFIX, createBudgetRedisClient } from './redis-client.ts';
+export { createEgressLimiter } from './egress.ts';
+export type {
+  EgressAcquire,
+  EgressLimiter,
+  EgressLimiterOptions,
+  EgressSlot,
+  EgressStore,
+  EgressStoreOptions,
+  EgressTake,
+} from './egress.ts';
+export { createMemoryEgressStore } from './memory-egress.ts';
+export { createRedisEgressStore, egressKeys } from './redis-egress.ts';
+export type { RedisEgressStoreOptions } from './redis-egress.ts';
+export { createFallbackEgressStore, createFallbackWindows, createRedisBreaker } from './fallback.ts';
+export type { RedisBreaker, RedisBreakerOptions } from './fallback.ts';
+export { buildUpstreamBudget, createUpstreamBudget, rateLimitedError } from './upstream-budget.ts';
+export type {
+  AdmitRequest,
+  Admitted,
+  BudgetEvent,
+  BudgetName,
+  BudgetView,
+  BuildUpstreamBudgetOptions,
+  RefusalReason,
+  Refusal,
+  UpstreamAnswer,
+  UpstreamBudget,
+  UpstreamBudgetOptions,
+} from './upstream-budget.ts';

@@ -1,9 +1,10 @@
 /**
- * A connector stand-in for the cross-process budget test: one process, one Redis connection,
+ * A connector stand-in for the cross-process window test: one process, one Redis connection,
  * `takes` concurrent takes fired when the parent says go (so all processes race together).
  */
-import { createBudgetRedisClient, createRedisRateBudget } from './redis-bucket.ts';
-import type { BudgetSpec } from './rate-budget.ts';
+import type { BudgetSpec } from './budget-spec.ts';
+import { createBudgetRedisClient } from './redis-client.ts';
+import { createRedisWindows } from './redis-windows.ts';
 
 export interface BurstJob {
   readonly redisUrl: string;
@@ -31,13 +32,18 @@ process.once('message', (job: BurstJob) => {
     // A generous timeout: this measures correctness under contention, not latency.
     const redis = createBudgetRedisClient(job.redisUrl, { lazyConnect: true, commandTimeout: 10_000 });
     await redis.connect();
-    const budget = createRedisRateBudget({ redis, keyPrefix: job.keyPrefix, quitOnClose: true });
-    // Loads the script without consuming, so the race below is all EVALSHA.
-    await budget.peek(job.principal, job.spec);
+    const windows = createRedisWindows({
+      redis,
+      keyPrefix: job.keyPrefix,
+      quitOnClose: true,
+      probeAfterMs: null,
+    });
+    // Loads the script without taking, so the race below is all EVALSHA.
+    await windows.status(job.principal, 'rest', job.spec);
     process.once('message', () => {
       void (async () => {
         const results = await Promise.allSettled(
-          Array.from({ length: job.takes }, () => budget.take(job.principal, job.spec)),
+          Array.from({ length: job.takes }, () => windows.take(job.principal, 'rest', job.spec)),
         );
         let allowed = 0;
         const refusedWaits: number[] = [];
@@ -48,7 +54,7 @@ process.once('message', (job: BurstJob) => {
           else refusedWaits.push(result.value.retryAfterMs);
         }
         send({ type: 'done', allowed, refusedWaits, errors });
-        await budget.close();
+        await windows.close();
         process.disconnect();
       })();
     });

@@ -26,8 +26,18 @@ export type {
   FakeZoneStatus,
 } from './fake-cloudflare/fake-cloudflare.state.ts';
 export type { FakeCloudflareFaults, FakeUnreachableMode } from './fake-cloudflare/fake-cloudflare.faults.ts';
-export { DEFAULT_FAKE_BUDGET } from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
-export type { FakeBudget } from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
+export {
+  DEFAULT_FAKE_BUDGET,
+  DEFAULT_FAKE_GRAPHQL_BUDGET,
+  DEFAULT_FAKE_IP_LIMIT,
+  DEFAULT_FAKE_LOCKOUT_SECONDS,
+} from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
+export type {
+  FakeBudget,
+  FakeLimits,
+  LimitedBy,
+  FakeWindowState,
+} from './fake-cloudflare/fake-cloudflare.rate-limit.ts';
 export type { FakePrincipalKind } from './fake-cloudflare/fake-cloudflare.access.ts';
 export { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare/fake-cloudflare.permissions.ts';
 export { FAKE_CF_ALL_PERMISSIONS, seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';

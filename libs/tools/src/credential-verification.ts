@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { AuditJournal, SYSTEM_CALLER } from '@warden/audit';
 import type { AuditStore } from '@warden/audit';
 import type { Logger } from '@warden/core';
 import { isWardenError } from '@warden/core';
-import { credentialSecrets, verifyCredential } from '@warden/cloudflare';
+import { verifyCredential } from '@warden/cloudflare';
 import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
+import type { Admitted, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import type { ConnectedAccount, ConnectedAccountService, CredentialVerifier } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type { TenantToolSettings } from './call-context.ts';
@@ -12,17 +12,22 @@ import type { UpstreamGateway } from './upstream-gateway.ts';
 
 export interface VerificationDeps {
   readonly gateway: UpstreamGateway;
+  /** Charges verification's requests to the principal it finds (they were admitted without one). */
+  readonly budget: Pick<UpstreamBudget, 'observe'>;
   readonly audit: AuditStore;
   readonly settings: (tenantId: string) => Promise<TenantToolSettings>;
 }
 
-/**
- * Before Cloudflare says whose a credential is, its requests count against the credential
- * itself (a digest of it, never the secret).
- */
-function credentialPrincipal(credential: CloudflareCredential): string {
-  const digest = createHash('sha256').update(credentialSecrets(credential).join('\n')).digest('hex');
-  return `cf:credential:${digest.slice(0, 32)}`;
+/** Whom Cloudflare counts a verified credential's requests against. */
+function verifiedPrincipal(verified: VerifiedCredential): string | null {
+  if (verified.tokenKind === 'account') {
+    return verified.accounts[0] ? `cf:account:${verified.accounts[0].id}` : null;
+  }
+  return verified.userId
+    ? `cf:user:${verified.userId}`
+    : verified.tokenId
+      ? `cf:token:${verified.tokenId}`
+      : null;
 }
 
 async function verifyThroughGateway(
@@ -31,32 +36,39 @@ async function verifyThroughGateway(
   context: {
     tenantId: string;
     subject: Parameters<UpstreamGateway['send']>[0]['subject'];
-    principal: string;
+    /** Known when re-verifying a stored account; null for a new credential. */
+    principal: string | null;
   },
 ): Promise<VerifiedCredential> {
   const settings = await deps.settings(context.tenantId);
   const journal = new AuditJournal(deps.audit, context.tenantId, settings.retentionDays);
+  // A new credential's requests are admitted before Cloudflare has said whose it is (only the
+  // egress budget applies then) and charged to its user or account once it has.
+  const uncharged: Array<{ admission: Admitted; answer: UpstreamAnswer | null }> = [];
   const client = deps.gateway.clientFor(
     {
       tenantId: context.tenantId,
       subject: context.subject,
       credential,
       principal: context.principal,
+      deferCharge: (admission, answer) => uncharged.push({ admission, answer }),
       budget: settings.budget,
       policy: null,
     },
     journal,
     'cloudflare.verify',
   );
-  let result: VerifiedCredential;
+  let result: VerifiedCredential | null = null;
   try {
     result = await verifyCredential(client, credential);
-  } catch (error) {
+    return result;
+  } finally {
+    const principal = result ? verifiedPrincipal(result) : null;
+    for (const { admission, answer } of uncharged) {
+      await deps.budget.observe(admission, answer, principal ? { principal } : {});
+    }
     await journal.flush();
-    throw error;
   }
-  await journal.flush();
-  return result;
 }
 
 /**
@@ -73,7 +85,7 @@ export function createCredentialVerifier(deps: VerificationDeps): CredentialVeri
         identifier: context.identifier,
         connectedAccountId: context.connectedAccountId,
       },
-      principal: credentialPrincipal(credential),
+      principal: null,
     });
 }
 

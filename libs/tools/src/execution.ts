@@ -3,6 +3,7 @@ import type { AuditStore, AuditSubject } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, newId } from '@warden/core';
 import type { CloudflareCredential, CloudflareResponse } from '@warden/cloudflare';
+import { DEFAULT_BLOCK_SECONDS } from '@warden/ratelimit';
 import type { ConnectedAccount } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type {
@@ -205,7 +206,7 @@ export class Execution {
       this.#journal,
     );
     if (response.status === 429) {
-      const wait = response.retryAfterSeconds ?? 60;
+      const wait = response.retryAfterSeconds ?? DEFAULT_BLOCK_SECONDS;
       throw new WardenError('rate_limited', `Cloudflare rate-limited this user; retry after ${wait} s`, {
         retryAfterSeconds: wait,
       });

@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import type { AuditJournal, AuditSubject } from '@warden/audit';
 import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
-import { WardenError, isWardenError, noopLogger, systemClock } from '@warden/core';
+import { WardenError, isWardenError, noopLogger, systemClock, unavailable } from '@warden/core';
 import type {
   CloudflareClient,
   CloudflareCredential,
   CloudflareRequest,
   CloudflareResponse,
 } from '@warden/cloudflare';
-import type { BudgetSpec, RateBudget } from '@warden/ratelimit';
+import type { Admitted, BudgetSpec, Refusal, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
 import { canonicalizePath } from './canonical-path.ts';
 import { credentialOperation } from './credential-guard.ts';
@@ -30,8 +30,13 @@ export interface UpstreamParty {
   /** Who acts and on whose behalf, for the audit records of each request. */
   readonly subject: AuditSubject;
   readonly credential: CloudflareCredential;
-  /** The rate budget's key: the Cloudflare user or account the request counts against. */
-  readonly principal: string;
+  /**
+   * The rate budget's key: the Cloudflare user or account the request counts against. Null
+   * while it is not known (a credential being verified): only the egress budget applies, and
+   * each request is handed to `deferCharge` to be charged once verification has found it.
+   */
+  readonly principal: string | null;
+  readonly deferCharge?: (admission: Admitted, answer: UpstreamAnswer | null) => void;
   readonly budget: BudgetSpec;
   /** The tenant's and identity's policy; null for Warden's own requests (verification, revocation). */
   readonly policy: { readonly tenant: Policy; readonly identity: Policy } | null;
@@ -68,7 +73,7 @@ export interface UpstreamGateway {
 
 export interface UpstreamGatewayDeps {
   readonly cloudflare: CloudflareClient;
-  readonly budget: RateBudget;
+  readonly budget: UpstreamBudget;
   readonly spec: SpecLookup;
   /** Credentials agents create (when the tenant policy allows it), recorded before they see them. */
   readonly mintedCredentials: MintedCredentialStore;
@@ -133,11 +138,9 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     };
 
     if (typeof canonical !== 'string') refuse(canonical);
+    const graphql = request.method === 'POST' && isGraphqlRequest(request);
     if (party.policy) {
-      const graphqlQuery =
-        request.method === 'POST' && isGraphqlRequest(request)
-          ? classifyGraphqlBody(request.body).access === 'read'
-          : undefined;
+      const graphqlQuery = graphql ? classifyGraphqlBody(request.body).access === 'read' : undefined;
       const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
         method: request.method,
         path: request.path,
@@ -146,20 +149,10 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       if (!decision.allowed) refuse(policyRefusal(decision, request));
     }
 
-    // Admission (is the account still usable?) and the budget go to different stores, in parallel.
-    const [admitted, take] = await Promise.allSettled([
-      party.admit?.(),
-      deps.budget.take(party.principal, party.budget),
-    ]);
-    if (admitted.status === 'rejected') {
-      const error = admitted.reason as unknown;
-      if (isWardenError(error) && error.code !== 'unavailable') refuse(error);
-      throw error;
-    }
-    if (take.status === 'rejected') throw take.reason;
-    if (!take.value.allowed) refuse(rateLimitedError(take.value));
-
-    // Write-ahead: no request leaves Warden before its intent is committed.
+    // Write-ahead: no request leaves Warden before its intent is committed. The intent comes
+    // before the budget's admission, so an admitted request goes out at once: the budget reads
+    // Cloudflare's count against what Warden has in flight, and a slow commit between admission
+    // and sending would make that count lag.
     const [intent] = await journal.commit([
       upstreamIntentRecord(party.subject, {
         ...facts,
@@ -168,11 +161,55 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       }),
     ]);
     const intentId = intent?.id ?? null;
+    /** Recorded and sent nothing: the intent's outcome says why. */
+    const notSent = (error: WardenError): never => {
+      journal.later([
+        upstreamOutcomeRecord(party.subject, facts, intentId, {
+          outcome: outcomeOf(error.code),
+          error: { code: error.code, message: error.message },
+          status: null,
+          cfRay: null,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: null,
+        }),
+      ]);
+      throw error;
+    };
+
+    // Admission (is the account still usable?) and the budget go to different stores, in parallel.
+    const [admitted, budgeted] = await Promise.allSettled([
+      party.admit?.(),
+      deps.budget.admit({
+        principal: party.principal,
+        tenantId: party.tenantId,
+        kind: graphql ? 'graphql' : 'rest',
+        spec: party.budget,
+        ...(request.signal ? { signal: request.signal } : {}),
+      }),
+    ]);
+    const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;
+    if (admitted.status === 'rejected') {
+      if (admission) await deps.budget.release(admission);
+      const error = admitted.reason as unknown;
+      notSent(isWardenError(error) ? error : unavailable('the connected account', error));
+    }
+    if (budgeted.status === 'rejected') {
+      const error = budgeted.reason as unknown;
+      notSent(isWardenError(error) ? error : unavailable('the rate budget', error));
+    }
+    const granted = (budgeted as PromiseFulfilledResult<Admitted | Refusal>).value;
+    if (!granted.allowed) return notSent(rateLimitedError(granted));
+    /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
+    const settle = async (answer: UpstreamAnswer | null): Promise<void> => {
+      if (party.principal === null && party.deferCharge) party.deferCharge(granted, answer);
+      else await deps.budget.observe(granted, answer);
+    };
 
     let response: CloudflareResponse;
     try {
       response = await deps.cloudflare.send(party.credential, request);
     } catch (error) {
+      await settle(null);
       const wrapped = isWardenError(error)
         ? error
         : new WardenError('upstream_error', 'Cloudflare request failed');
@@ -188,10 +225,8 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       ]);
       throw wrapped;
     }
+    await settle(response);
     if (response.status === 401) party.onUnauthorized?.();
-    if (response.status === 429) {
-      await deps.budget.block(party.principal, response.retryAfterSeconds ?? 60);
-    }
     journal.later([
       upstreamOutcomeRecord(party.subject, facts, intentId, {
         outcome: response.success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',

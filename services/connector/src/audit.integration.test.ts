@@ -131,13 +131,13 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
 
   it('records rate-limited requests, which never reach Cloudflare', async () => {
     const { tenantId, apiKey } = await t.createTenant('Tight budget');
-    // Verifying the token on connect takes 3 requests from the token's own budget; the calls
-    // below take from its user's.
+    // Verifying the token on connect takes 3 requests from its user's budget (once verification
+    // has found the user); the calls below take the other 2.
     await t.app.inject({
       method: 'PATCH',
       url: '/api/v1/settings',
       headers: { authorization: `Bearer ${apiKey}` },
-      payload: { budget: '3/86400' },
+      payload: { budget: '5/86400' },
     });
     const user = cf.state.createUser({ email: `rl-${tenantId}@example.com` });
     cf.state.createAccount({ name: 'RL', members: [user.id] });
@@ -165,14 +165,14 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
         },
       },
     });
-    expect(res.json().data).toEqual(['ok', 'ok', 'ok', 'rate_limited', 'rate_limited']);
-    expect(cf.requests().filter((r) => r.path === '/zones')).toHaveLength(3);
+    expect(res.json().data).toEqual(['ok', 'ok', 'rate_limited', 'rate_limited', 'rate_limited']);
+    expect(cf.requests().filter((r) => r.path === '/zones')).toHaveLength(2);
     const events = await t.app.inject({
       method: 'GET',
       url: `/api/v1/audit/events?execution_id=${res.json().execution_id}&outcome=rate_limited`,
       headers: { authorization: `Bearer ${apiKey}` },
     });
-    expect(events.json().events).toHaveLength(2);
+    expect(events.json().events).toHaveLength(3);
   });
 
   it('refuses execution with 503, before anything reaches Cloudflare, while the audit store cannot be written', async () => {

@@ -56,6 +56,14 @@ const schema = z
       .string()
       .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, ":", "_", "." or "-"')
       .optional(),
+    CLOUDFLARE_GRAPHQL_BUDGET: z.string().default('320/300'),
+    CLOUDFLARE_EGRESS_LIMIT: int(0, 100_000).default(200),
+    CLOUDFLARE_EGRESS_POOL: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'must be 1-64 letters, digits or . _ : -')
+      .default('default'),
+    CLOUDFLARE_BUDGET_WAIT_MS: int(0, 10_000).default(250),
+    CLOUDFLARE_EGRESS_QUEUE_SIZE: int(1, 100_000).default(1000),
     RATE_LIMIT_ON_REDIS_FAILURE: z.enum(['refuse', 'local']).default('refuse'),
     CONTEXT_CACHE_TTL_MS: int(0, 300_000).default(10_000),
     WARDEN_REPLICAS: int(1, 1000).default(1),
@@ -139,8 +147,21 @@ export interface Config {
     readonly specUrl: string | null;
     readonly budget: BudgetSpec;
   };
-  /** What the rate budget does when Redis fails: refuse with 503, or a local bucket of capacity ÷ replicas. */
-  readonly rateLimit: { readonly onRedisFailure: 'refuse' | 'local'; readonly replicas: number };
+  readonly rateLimit: {
+    /** What the budget does when Redis fails: refuse with 503, or local windows of capacity ÷ replicas. */
+    readonly onRedisFailure: 'refuse' | 'local';
+    readonly replicas: number;
+    /** GraphQL queries per seconds, per principal, apart from REST. */
+    readonly graphqlBudget: BudgetSpec;
+    /** Requests per second from one egress IP, every tenant together; 0 = no limit. */
+    readonly egressLimit: number;
+    /** Replicas with the same pool share the egress limit (one egress IP or NAT gateway). */
+    readonly egressPool: string;
+    /** The longest an upstream request waits for the egress queue or a window about to free. */
+    readonly maxWaitMs: number;
+    /** Requests one replica lets wait for egress at once. */
+    readonly egressQueueSize: number;
+  };
   /** Browser origins allowed to call /mcp (non-browser clients send none). */
   readonly mcpAllowedOrigins: readonly string[];
   /** MCP sign-in (OAuth 2.1 authorization server for /mcp). */
@@ -239,8 +260,10 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   const dataDir = path.resolve(env.DATA_DIR);
   const specPath = env.CLOUDFLARE_SPEC_PATH ? readableSpecPath(env.CLOUDFLARE_SPEC_PATH) : null;
   let budget: BudgetSpec;
+  let graphqlBudget: BudgetSpec;
   try {
     budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
+    graphqlBudget = parseBudget(env.CLOUDFLARE_GRAPHQL_BUDGET, 'CLOUDFLARE_GRAPHQL_BUDGET');
   } catch (error) {
     throw new ConfigError(`invalid configuration:\n  ${(error as Error).message}`);
   }
@@ -294,7 +317,15 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       specUrl: env.CLOUDFLARE_SPEC_PATH ? null : (env.CLOUDFLARE_SPEC_URL ?? DEFAULT_SPEC_URL),
       budget,
     },
-    rateLimit: { onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE, replicas: env.WARDEN_REPLICAS },
+    rateLimit: {
+      onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE,
+      replicas: env.WARDEN_REPLICAS,
+      graphqlBudget,
+      egressLimit: env.CLOUDFLARE_EGRESS_LIMIT,
+      egressPool: env.CLOUDFLARE_EGRESS_POOL,
+      maxWaitMs: env.CLOUDFLARE_BUDGET_WAIT_MS,
+      egressQueueSize: env.CLOUDFLARE_EGRESS_QUEUE_SIZE,
+    },
     mcpAllowedOrigins: (env.MCP_ALLOWED_ORIGINS ?? '')
       .split(',')
       .map((o) => o.trim().replace(/\/+$/, ''))

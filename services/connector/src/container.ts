@@ -22,13 +22,8 @@ import type {
 } from '@warden/vault';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  createBudgetRedisClient,
-  createFallbackRateBudget,
-  createMemoryRateBudget,
-  createRedisRateBudget,
-} from '@warden/ratelimit';
-import type { RateBudget } from '@warden/ratelimit';
+import { buildUpstreamBudget, createBudgetRedisClient } from '@warden/ratelimit';
+import type { UpstreamBudget } from '@warden/ratelimit';
 import type { Redis } from 'ioredis';
 import {
   SYSTEM_CALLER,
@@ -112,7 +107,8 @@ export interface Container {
   readonly settings: TenantSettingsService;
   readonly connectedAccounts: ConnectedAccountService;
   readonly keyRotation: KeyRotationService;
-  readonly rateBudget: RateBudget;
+  /** The upstream budget: `admit` before and `observe` after every request sent with a credential. */
+  readonly rateBudget: UpstreamBudget;
   readonly codeMode: CodeMode;
   readonly policies: PolicyStore;
   readonly audit: AuditStore;
@@ -155,20 +151,22 @@ function createRateBudget(
   config: Config,
   logger: Logger,
   redis: Redis | null,
-): { budget: RateBudget; check: ReadinessCheck } {
-  if (!redis) {
-    const budget = createMemoryRateBudget();
-    return { budget, check: { name: 'rate_budget', check: () => budget.health() } };
-  }
-  const budget = createFallbackRateBudget(
-    createRedisRateBudget({ redis, keyPrefix: `${config.redisKeyPrefix}:rl` }),
-    {
-      logger,
-      ...(config.rateLimit.onRedisFailure === 'local'
-        ? { fallback: { replicas: config.rateLimit.replicas } }
-        : {}),
-    },
-  );
+): { budget: UpstreamBudget; check: ReadinessCheck } {
+  const budget = buildUpstreamBudget({
+    redis,
+    keyPrefix: `${config.redisKeyPrefix}:rl`,
+    logger,
+    onRedisFailure: config.rateLimit.onRedisFailure,
+    replicas: config.rateLimit.replicas,
+    graphql: config.rateLimit.graphqlBudget,
+    egressLimit: config.rateLimit.egressLimit,
+    egressPool: config.rateLimit.egressPool,
+    maxWaitMs: config.rateLimit.maxWaitMs,
+    maxQueue: config.rateLimit.egressQueueSize,
+    // An unanswered request counts from its admission until its timeout has surely passed.
+    inFlightMs: config.cloudflare.timeoutMs + 1000,
+  });
+  if (!redis) return { budget, check: { name: 'rate_budget', check: () => budget.health() } };
   return {
     budget,
     check: {
@@ -277,7 +275,12 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     logger,
     clock,
   });
-  const verification = { gateway, audit, settings: (tenantId: string) => settings.effective(tenantId) };
+  const verification = {
+    gateway,
+    audit,
+    budget: rate.budget,
+    settings: (tenantId: string) => settings.effective(tenantId),
+  };
   const delivery = createDeliveryService({
     db: db.kysely,
     envelope,
@@ -447,6 +450,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       await scheduler.close().catch(() => undefined);
       await codeMode.close().catch(() => undefined);
       await bus.close().catch(() => undefined);
+      await rate.budget.close().catch(() => undefined);
       await redis?.quit().catch(() => redis.disconnect());
       cloudflare.close?.();
       await db.close();

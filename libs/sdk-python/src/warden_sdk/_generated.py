@@ -201,14 +201,53 @@ class ConnectedAccountCloudflare(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class ConnectedAccountRateBudget(WardenModel):
-    principal: str
-    """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against"""
+class ConnectedAccountRateBudgetCloudflare(WardenModel):
     remaining: float
+    reset_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class RateBudgetCloudflare(WardenModel):
+    remaining: float
+    reset_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class RateBudget(WardenModel):
+    remaining: float
+    """Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked"""
     capacity: float
+    """Requests allowed in any window"""
     window_seconds: float
+    next_refill_at: str | None
+    """When the oldest request in the window leaves it, allowing one more; null for an empty window"""
     blocked_until: str | None
     """Set while Cloudflare asked to back off (429 Retry-After)"""
+    cloudflare_binding: bool
+    """True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota"""
+    cloudflare: RateBudgetCloudflare | None
+    """What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides"""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ConnectedAccountRateBudget(WardenModel):
+    remaining: float
+    """Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked"""
+    capacity: float
+    """Requests allowed in any window"""
+    window_seconds: float
+    next_refill_at: str | None
+    """When the oldest request in the window leaves it, allowing one more; null for an empty window"""
+    blocked_until: str | None
+    """Set while Cloudflare asked to back off (429 Retry-After)"""
+    cloudflare_binding: bool
+    """True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota"""
+    cloudflare: ConnectedAccountRateBudgetCloudflare | None
+    """What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides"""
+    principal: str
+    """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against"""
+    graphql: RateBudget
+    """GraphQL queries, limited apart from REST"""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -224,7 +263,7 @@ class ConnectedAccount(WardenModel):
     updated_at: str
     last_used_at: str | None
     rate_budget: ConnectedAccountRateBudget | None
-    """Upstream budget left now; null when revoked or when the budget store is unreachable"""
+    """The upstream budget left now (REST fields at the top level); null when revoked or when the budget store is unreachable"""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -4504,6 +4504,24 @@ export interface components {
             /** @description The Global API Key. */
             api_key: string;
         };
+        RateBudgetInput: {
+            /** @description Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked */
+            remaining: number;
+            /** @description Requests allowed in any window */
+            capacity: number;
+            window_seconds: number;
+            /** @description When the oldest request in the window leaves it, allowing one more; null for an empty window */
+            next_refill_at: string | null;
+            /** @description Set while Cloudflare asked to back off (429 Retry-After) */
+            blocked_until: string | null;
+            /** @description True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota */
+            cloudflare_binding: boolean;
+            /** @description What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides */
+            cloudflare: {
+                remaining: number;
+                reset_at: string;
+            } | null;
+        };
         ConnectedAccountInput: {
             id: string;
             identifier: string;
@@ -4528,15 +4546,28 @@ export interface components {
             created_at: string;
             updated_at: string;
             last_used_at: string | null;
-            /** @description Upstream budget left now; null when revoked or when the budget store is unreachable */
+            /** @description The upstream budget left now (REST fields at the top level); null when revoked or when the budget store is unreachable */
             rate_budget: {
-                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
-                principal: string;
+                /** @description Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked */
                 remaining: number;
+                /** @description Requests allowed in any window */
                 capacity: number;
                 window_seconds: number;
+                /** @description When the oldest request in the window leaves it, allowing one more; null for an empty window */
+                next_refill_at: string | null;
                 /** @description Set while Cloudflare asked to back off (429 Retry-After) */
                 blocked_until: string | null;
+                /** @description True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota */
+                cloudflare_binding: boolean;
+                /** @description What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides */
+                cloudflare: {
+                    remaining: number;
+                    reset_at: string;
+                } | null;
+                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
+                principal: string;
+                /** @description GraphQL queries, limited apart from REST */
+                graphql: components["schemas"]["RateBudgetInput"];
             } | null;
         };
         TenantInput: {
@@ -4716,6 +4747,24 @@ export interface components {
             /** @description The Global API Key. */
             api_key: string;
         };
+        RateBudget: {
+            /** @description Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked */
+            remaining: number;
+            /** @description Requests allowed in any window */
+            capacity: number;
+            window_seconds: number;
+            /** @description When the oldest request in the window leaves it, allowing one more; null for an empty window */
+            next_refill_at: string | null;
+            /** @description Set while Cloudflare asked to back off (429 Retry-After) */
+            blocked_until: string | null;
+            /** @description True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota */
+            cloudflare_binding: boolean;
+            /** @description What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides */
+            cloudflare: {
+                remaining: number;
+                reset_at: string;
+            } | null;
+        };
         ConnectedAccount: {
             id: string;
             identifier: string;
@@ -4740,15 +4789,28 @@ export interface components {
             created_at: string;
             updated_at: string;
             last_used_at: string | null;
-            /** @description Upstream budget left now; null when revoked or when the budget store is unreachable */
+            /** @description The upstream budget left now (REST fields at the top level); null when revoked or when the budget store is unreachable */
             rate_budget: {
-                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
-                principal: string;
+                /** @description Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked */
                 remaining: number;
+                /** @description Requests allowed in any window */
                 capacity: number;
                 window_seconds: number;
+                /** @description When the oldest request in the window leaves it, allowing one more; null for an empty window */
+                next_refill_at: string | null;
                 /** @description Set while Cloudflare asked to back off (429 Retry-After) */
                 blocked_until: string | null;
+                /** @description True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota */
+                cloudflare_binding: boolean;
+                /** @description What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides */
+                cloudflare: {
+                    remaining: number;
+                    reset_at: string;
+                } | null;
+                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
+                principal: string;
+                /** @description GraphQL queries, limited apart from REST */
+                graphql: components["schemas"]["RateBudget"];
             } | null;
         };
         Tenant: {

@@ -1,8 +1,7 @@
-import { ManualClock } from '@warden/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from './fake-cloudflare.server.ts';
 import type { FakeCloudflare } from './fake-cloudflare.server.ts';
-import { FAKE_CF_ALL_PERMISSIONS, seedDemo } from './fake-cloudflare.seed.ts';
+import { seedDemo } from './fake-cloudflare.seed.ts';
 import type { FakeDemo } from './fake-cloudflare.seed.ts';
 import { api } from './fake-cloudflare.test-helpers.ts';
 
@@ -109,72 +108,6 @@ describe('fake Cloudflare server: envelope, routing, pagination, log', () => {
     });
     expect(log[2]).toMatchObject({ principalKind: null, status: 400 });
     expect(log[0]?.at).toBeInstanceOf(Date);
-  });
-});
-
-describe('fake Cloudflare server: rate budget', () => {
-  it("answers 429 with Retry-After and code 971 past the per-user budget, shared by all of the user's credentials", async () => {
-    const clock = new ManualClock(new Date('2026-03-01T12:00:00Z'));
-    const fake = await startFakeCloudflare({ budget: { requests: 5, windowSeconds: 300 }, clock });
-    try {
-      const alice = fake.state.createUser({ email: 'alice@example.com' });
-      const acct = fake.state.createAccount({ name: 'Acme', members: [alice.id] });
-      const t1 = fake.state.createUserToken({ userId: alice.id, permissions: FAKE_CF_ALL_PERMISSIONS });
-      const t2 = fake.state.createUserToken({ userId: alice.id, permissions: ['#zone:read'] });
-      const acctToken = fake.state.createAccountToken({
-        accountId: acct.id,
-        permissions: ['#organization:read'],
-      });
-
-      for (let i = 0; i < 3; i++)
-        expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(200);
-      clock.advance(60_000);
-      expect((await api(fake.url, { token: t2.value }, 'GET', '/zones')).status).toBe(200);
-      expect(
-        (await api(fake.url, { email: alice.email, key: alice.globalApiKey }, 'GET', '/user')).status,
-      ).toBe(200);
-
-      const limited = await api(fake.url, { token: t2.value }, 'GET', '/zones');
-      expect(limited.status).toBe(429);
-      expect(limited.headers.get('retry-after')).toBe('240');
-      expect(limited.json).toEqual({
-        success: false,
-        errors: [{ code: 971, message: 'Please wait and consider throttling your request speed' }],
-        messages: [],
-        result: null,
-      });
-      // Account-owned tokens have the account's own budget.
-      expect((await api(fake.url, { token: acctToken.value }, 'GET', `/accounts/${acct.id}`)).status).toBe(
-        200,
-      );
-
-      clock.advance(239_000);
-      expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).headers.get('retry-after')).toBe('1');
-      clock.advance(1_000);
-      // The first three fell out of the window; the two later ones are still in it.
-      for (let i = 0; i < 3; i++)
-        expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(200);
-      expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(429);
-      clock.advance(300_000);
-      expect((await api(fake.url, { token: t1.value }, 'GET', '/user')).status).toBe(200);
-      expect(fake.requests().filter((r) => r.status === 429)).toHaveLength(3);
-    } finally {
-      await fake.close();
-    }
-  });
-
-  it('can change or lift the budget at runtime', async () => {
-    const fake = await startFakeCloudflare({ budget: { requests: 1, windowSeconds: 60 } });
-    try {
-      const demo = seedDemo(fake.state);
-      const call = () => api(fake.url, { token: demo.userToken.value }, 'GET', '/user');
-      expect((await call()).status).toBe(200);
-      expect((await call()).status).toBe(429);
-      fake.setBudget(null);
-      expect((await call()).status).toBe(200);
-    } finally {
-      await fake.close();
-    }
   });
 });
 

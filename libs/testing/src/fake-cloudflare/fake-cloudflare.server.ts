@@ -29,8 +29,14 @@ import { FaultController } from './fake-cloudflare.faults.ts';
 import type { FakeCloudflareFaults } from './fake-cloudflare.faults.ts';
 import { newRay } from './fake-cloudflare.ids.ts';
 import { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare.permissions.ts';
-import { DEFAULT_FAKE_BUDGET, SlidingWindowLimiter } from './fake-cloudflare.rate-limit.ts';
-import type { FakeBudget } from './fake-cloudflare.rate-limit.ts';
+import {
+  DEFAULT_FAKE_BUDGET,
+  DEFAULT_FAKE_GRAPHQL_BUDGET,
+  DEFAULT_FAKE_IP_LIMIT,
+  DEFAULT_FAKE_LOCKOUT_SECONDS,
+  FakeRateLimits,
+} from './fake-cloudflare.rate-limit.ts';
+import type { FakeBudget, FakeLimits, LimitedBy, FakeWindowState } from './fake-cloudflare.rate-limit.ts';
 import { Router } from './fake-cloudflare.router.ts';
 import type { RouteContext, RouteDefinition, RouteResult } from './fake-cloudflare.router.ts';
 import { indexSpecPermissions, readSpecFile } from './fake-cloudflare.spec.ts';
@@ -54,8 +60,14 @@ export interface FakeCloudflareOptions {
   readonly specPath?: string;
   /** The same document already parsed (saves reading 4 MB per fake in large test suites). */
   readonly spec?: unknown;
-  /** Per-user (and per-account for account-owned tokens) budget; null disables it. Default 1200/300 s. */
+  /** Per-user (and per-account for account-owned tokens) REST budget; null disables it. Default 1200/300 s. */
   readonly budget?: FakeBudget | null;
+  /** Per-user GraphQL budget. Default 320/300 s, or none when `budget` is null. */
+  readonly graphqlBudget?: FakeBudget | null;
+  /** Requests per second per client IP. Default 200, or none when `budget` is null. */
+  readonly perIpPerSecond?: number | null;
+  /** How long exceeding `budget` locks the user out. Default 300 s. */
+  readonly lockoutSeconds?: number;
   readonly clock?: FakeClock;
   /** How many log entries `requests()` keeps (oldest dropped first). Default 10,000. */
   readonly requestLogLimit?: number;
@@ -76,6 +88,9 @@ export interface FakeRequestLogEntry {
   readonly at: Date;
   readonly cfRay: string;
   readonly durationMs: number;
+  readonly clientIp: string;
+  /** Which limit answered 429, if one did. */
+  readonly limitedBy: LimitedBy | null;
 }
 
 export interface FakeRoutePermission {
@@ -99,7 +114,16 @@ export interface FakeCloudflare {
   /** Requests that reached the fake (answered or failed by injection; dropped/hung ones excluded). */
   requestCount(): number;
   clearRequests(): void;
+  /** Sets the per-user REST budget and starts every window afresh. */
   setBudget(budget: FakeBudget | null): void;
+  /** Sets any of the limits and starts every window and lockout afresh. */
+  setLimits(limits: Partial<FakeLimits>): void;
+  limits(): FakeLimits;
+  /**
+   * A user's (or an account's, for account-owned tokens) window now, as its `Ratelimit` header
+   * would report it, without counting a request: for tests that play the engineer's dashboard.
+   */
+  quota(owner: { userId: string } | { accountId: string }, kind?: 'rest' | 'graphql'): FakeWindowState | null;
   routePermissions(): readonly FakeRoutePermission[];
   /** Empties the state, faults, request log, counters and rate-limit windows. */
   reset(): void;
@@ -152,11 +176,16 @@ function send(
   res.end(body);
 }
 
-function writeResult(res: ServerResponse, result: RouteResult, ray: string): number {
+function writeResult(
+  res: ServerResponse,
+  result: RouteResult,
+  ray: string,
+  rateHeaders: Readonly<Record<string, string>>,
+): number {
   if (result.kind === 'raw') {
-    send(res, result.status, result.contentType, result.body, ray, result.headers);
+    send(res, result.status, result.contentType, result.body, ray, { ...rateHeaders, ...result.headers });
   } else if (result.kind === 'json') {
-    send(res, result.status, 'application/json', JSON.stringify(result.body), ray);
+    send(res, result.status, 'application/json', JSON.stringify(result.body), ray, rateHeaders);
   } else {
     const envelope = {
       result: result.result,
@@ -165,19 +194,24 @@ function writeResult(res: ServerResponse, result: RouteResult, ray: string): num
       messages: result.messages ?? [],
       ...(result.resultInfo !== undefined ? { result_info: result.resultInfo } : {}),
     };
-    send(res, result.status, 'application/json', JSON.stringify(envelope), ray);
+    send(res, result.status, 'application/json', JSON.stringify(envelope), ray, rateHeaders);
   }
   return result.status;
 }
 
-function writeError(res: ServerResponse, error: unknown, ray: string): number {
+function writeError(
+  res: ServerResponse,
+  error: unknown,
+  ray: string,
+  rateHeaders: Readonly<Record<string, string>>,
+): number {
   const cf =
     error instanceof CfError
       ? error
       : new CfError(500, [{ code: 500, message: `fake Cloudflare internal error: ${String(error)}` }]);
   if (!(error instanceof CfError)) console.error('fake Cloudflare: unexpected error', error);
   const envelope = { success: false, errors: cf.errors, messages: [], result: null };
-  send(res, cf.status, 'application/json', JSON.stringify(envelope), ray, cf.headers);
+  send(res, cf.status, 'application/json', JSON.stringify(envelope), ray, { ...rateHeaders, ...cf.headers });
   return cf.status;
 }
 
@@ -209,9 +243,20 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
 
   const state = new FakeCloudflareState({ clock, knownPermissions });
   const router = new Router(FAKE_CF_ROUTES);
-  const limiter = new SlidingWindowLimiter(
-    options.budget === undefined ? DEFAULT_FAKE_BUDGET : options.budget,
-  );
+  // `budget: null` has always meant "no rate limiting": the newer limits follow it unless set.
+  const limited = options.budget !== null;
+  const limits = new FakeRateLimits({
+    budget: options.budget === undefined ? DEFAULT_FAKE_BUDGET : options.budget,
+    graphql:
+      options.graphqlBudget !== undefined
+        ? options.graphqlBudget
+        : limited
+          ? DEFAULT_FAKE_GRAPHQL_BUDGET
+          : null,
+    perIpPerSecond:
+      options.perIpPerSecond !== undefined ? options.perIpPerSecond : limited ? DEFAULT_FAKE_IP_LIMIT : null,
+    lockoutSeconds: options.lockoutSeconds ?? DEFAULT_FAKE_LOCKOUT_SECONDS,
+  });
   const logLimit = options.requestLogLimit ?? 10_000;
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const hung = new Set<Socket>();
@@ -268,13 +313,21 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
     const path = fullPath.startsWith(`${FAKE_CF_BASE_PATH}/`)
       ? fullPath.slice(FAKE_CF_BASE_PATH.length)
       : fullPath;
+    const clientIp = req.socket.remoteAddress ?? 'unknown';
     let principal: Principal | null = null;
     let status = 500;
+    let limitedBy: LimitedBy | null = null;
+    let rateHeaders: Readonly<Record<string, string>> = {};
     try {
       if (faults.latencyMs > 0) await delay(faults.latencyMs);
       const injected = faults.takeFailure();
       if (injected !== null) throw injectedFailure(injected);
       if (faults.takeEcho()) throw echoedCredential(req.headers);
+      const perIp = limits.takeIp(clientIp, clock.now().getTime());
+      if (!perIp.ok) {
+        limitedBy = perIp.limitedBy;
+        throw rateLimited(perIp.retryAfterSeconds);
+      }
       if (!fullPath.startsWith(`${FAKE_CF_BASE_PATH}/`)) throw noRoute();
       const match = router.match(method, path);
       if (match.kind === 'none') throw noRoute();
@@ -283,8 +336,16 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
       const { route, params } = match;
       const now = clock.now();
       principal = authenticate(req.headers, state, now, route.inactiveTokens === true);
-      const retryAfter = limiter.take(budgetKey(principal), now.getTime());
-      if (retryAfter !== null) throw rateLimited(retryAfter);
+      const decision = limits.take(
+        budgetKey(principal),
+        route.path === '/graphql' ? 'graphql' : 'rest',
+        now.getTime(),
+      );
+      rateHeaders = decision.headers;
+      if (!decision.ok) {
+        limitedBy = decision.limitedBy;
+        throw rateLimited(decision.retryAfterSeconds);
+      }
       if (principal.kind !== 'global_api_key') principal.token.lastUsedOn = now;
       const permissions = table.get(route)!.permissions;
       const resources = authorize(route, principal, params, path, permissions);
@@ -300,9 +361,9 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
         now,
         ...resources,
       };
-      status = writeResult(res, await route.handler(ctx), ray);
+      status = writeResult(res, await route.handler(ctx), ray, rateHeaders);
     } catch (error) {
-      status = writeError(res, error, ray);
+      status = writeError(res, error, ray, rateHeaders);
     } finally {
       log.push({
         method,
@@ -315,6 +376,8 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
         at,
         cfRay: ray,
         durationMs: performance.now() - started,
+        clientIp,
+        limitedBy,
       });
       if (log.length > logLimit * 2) log = log.slice(-logLimit);
     }
@@ -349,12 +412,20 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
       log = [];
       reached = 0;
     },
-    setBudget: (budget) => limiter.setBudget(budget),
+    setBudget: (budget) => limits.set({ budget }),
+    setLimits: (changes) => limits.set(changes),
+    limits: () => limits.limits(),
+    quota: (owner, kind = 'rest') =>
+      limits.quota(
+        'userId' in owner ? `user:${owner.userId}` : `account:${owner.accountId}`,
+        kind,
+        clock.now().getTime(),
+      ),
     routePermissions: () => [...table.values()],
     reset: () => {
       state.clear();
       faults.reset();
-      limiter.reset();
+      limits.reset();
       log = [];
       reached = 0;
     },

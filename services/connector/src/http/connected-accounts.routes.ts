@@ -1,6 +1,7 @@
 import type { CloudflareCredential } from '@warden/cloudflare';
 import { connectedAccountJson } from '@warden/vault';
 import type { ConnectedAccount } from '@warden/vault';
+import type { BudgetView } from '@warden/ratelimit';
 import { upstreamPrincipal } from '@warden/tools';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -15,6 +16,20 @@ function toCredential(input: z.infer<typeof authorizationInput>): CloudflareCred
     : { type: 'global_api_key', email: input.email, apiKey: input.api_key };
 }
 
+function budgetJson(view: BudgetView) {
+  return {
+    remaining: view.remaining,
+    capacity: view.capacity,
+    window_seconds: view.windowSeconds,
+    next_refill_at: view.nextRefillAt?.toISOString() ?? null,
+    blocked_until: view.blockedUntil?.toISOString() ?? null,
+    cloudflare_binding: view.cloudflare?.binding ?? false,
+    cloudflare: view.cloudflare
+      ? { remaining: view.cloudflare.remaining, reset_at: view.cloudflare.resetAt.toISOString() }
+      : null,
+  };
+}
+
 const idParams = z.object({ id: z.string().max(100) });
 const security = [{ tenantKey: [] }];
 
@@ -22,7 +37,7 @@ export async function connectedAccountRoutes(
   app: FastifyInstance,
   deps: Pick<Container, 'tenants' | 'connectedAccounts' | 'rateBudget' | 'settings'>,
 ): Promise<void> {
-  /** The wire form plus the remaining upstream budget of each account's principal. */
+  /** The wire form plus the upstream budget left for each account's principal. */
   async function views(tenantId: string, accounts: readonly ConnectedAccount[]) {
     const { budget } = await deps.settings.effective(tenantId);
     return Promise.all(
@@ -31,16 +46,9 @@ export async function connectedAccountRoutes(
         if (account.status !== 'REVOKED') {
           const principal = upstreamPrincipal(account);
           // Account details stay readable while Redis is down; only the budget is then unknown.
-          const peek = await deps.rateBudget.peek(principal, budget).catch(() => null);
-          if (peek) {
-            rateBudget = {
-              principal,
-              remaining: Math.floor(peek.remaining),
-              capacity: budget.capacity,
-              window_seconds: budget.windowSeconds,
-              blocked_until: peek.blockedUntil?.toISOString() ?? null,
-            };
-          }
+          const status = await deps.rateBudget.status(principal, budget).catch(() => null);
+          if (status)
+            rateBudget = { principal, ...budgetJson(status.rest), graphql: budgetJson(status.graphql) };
         }
         return { ...connectedAccountJson(account), rate_budget: rateBudget };
       }),

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UpstreamBudget } from '@warden/ratelimit';
 
 /**
  * Prometheus metrics at GET /metrics: process metrics, HTTP request durations by route
  * template (never by concrete URL, so ids and identifiers do not become label values),
- * and tool executions by tool and outcome.
+ * tool executions by tool and outcome, upstream requests the rate budget refused by budget and
+ * reason, and how long requests waited in the egress queue.
  */
 export interface Metrics {
   readonly registry: Registry;
@@ -23,7 +25,30 @@ export function createMetrics(): Metrics {
   return { registry, toolCalls };
 }
 
-export async function metricsRoutes(app: FastifyInstance, metrics: Metrics): Promise<void> {
+export async function metricsRoutes(
+  app: FastifyInstance,
+  metrics: Metrics,
+  budget: Pick<UpstreamBudget, 'onEvent'>,
+): Promise<void> {
+  const refusals = new Counter({
+    name: 'warden_upstream_refusals_total',
+    help: 'Upstream requests the rate budget refused, by budget (rest, graphql, egress) and reason (window, cloudflare, probe, blocked, queue_timeout, queue_full)',
+    labelNames: ['budget', 'reason'] as const,
+    registers: [metrics.registry],
+  });
+  const egressWait = new Histogram({
+    name: 'warden_egress_queue_wait_seconds',
+    help: 'How long upstream requests waited for the egress (per-IP) budget, admitted or not',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics.registry],
+  });
+  const unsubscribe = budget.onEvent((event) => {
+    if (event.type === 'refused') refusals.inc({ budget: event.budget, reason: event.reason });
+    else egressWait.observe(event.ms / 1000);
+  });
+  app.addHook('onClose', async () => {
+    unsubscribe();
+  });
   const duration = new Histogram({
     name: 'warden_http_request_duration_seconds',
     help: 'HTTP request duration by method, route template and status',

@@ -37,6 +37,35 @@ export const authorizationInput = z
   ])
   .meta({ id: 'Authorization' });
 
+const budgetView = z
+  .object({
+    remaining: z
+      .number()
+      .describe(
+        "Requests Warden would send now: its own window's figure, or Cloudflare's when lower; 0 while blocked",
+      ),
+    capacity: z.number().describe('Requests allowed in any window'),
+    window_seconds: z.number(),
+    next_refill_at: z
+      .string()
+      .nullable()
+      .describe(
+        'When the oldest request in the window leaves it, allowing one more; null for an empty window',
+      ),
+    blocked_until: z.string().nullable().describe('Set while Cloudflare asked to back off (429 Retry-After)'),
+    cloudflare_binding: z
+      .boolean()
+      .describe(
+        "True while Cloudflare's count is the lower figure: its Ratelimit headers reported requests that are not Warden's (the dashboard, other tools use the same quota) or a lower quota",
+      ),
+    cloudflare: z
+      .object({ remaining: z.number(), reset_at: z.string() })
+      .nullable()
+      .describe(
+        "What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides",
+      ),
+  })
+  .meta({ id: 'RateBudget' });
 export const connectedAccount = z
   .object({
     id: z.string(),
@@ -56,21 +85,17 @@ export const connectedAccount = z
     created_at: z.string(),
     updated_at: z.string(),
     last_used_at: z.string().nullable(),
-    rate_budget: z
-      .object({
+    rate_budget: budgetView
+      .extend({
         principal: z
           .string()
           .describe('cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against'),
-        remaining: z.number(),
-        capacity: z.number(),
-        window_seconds: z.number(),
-        blocked_until: z
-          .string()
-          .nullable()
-          .describe('Set while Cloudflare asked to back off (429 Retry-After)'),
+        graphql: budgetView.describe('GraphQL queries, limited apart from REST'),
       })
       .nullable()
-      .describe('Upstream budget left now; null when revoked or when the budget store is unreachable'),
+      .describe(
+        'The upstream budget left now (REST fields at the top level); null when revoked or when the budget store is unreachable',
+      ),
   })
   .meta({ id: 'ConnectedAccount' });
 

@@ -95,7 +95,9 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
       }
     ).events;
     // One record per request: its outcome (its intent, committed before sending, is the other).
-    return events.filter((e) => e.kind === 'upstream_request' && e.outcome !== 'pending').map((e) => e.upstream);
+    return events
+      .filter((e) => e.kind === 'upstream_request' && e.outcome !== 'pending')
+      .map((e) => e.upstream);
   }
 
   it('answers the two calls from the connector guides with the data cloudflare.request returns', async () => {
@@ -210,7 +212,8 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
     const settings = await fetch(`${base}/api/v1/settings`, {
       method: 'PATCH',
       headers: { authorization: `Bearer ${tight.apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ budget: '1/86400' }),
+      // Verification on connect takes 3 of the user's 4.
+      body: JSON.stringify({ budget: '4/86400' }),
     });
     expect(settings.status).toBe(200);
     const bob = cf.state.createUser({ email: 'bob@example.com' });

@@ -1,0 +1,270 @@
+import type { Clock, Logger } from '@warden/core';
+import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
+import type { BudgetSpec } from './budget-spec.ts';
+import type { EgressSlot, EgressStore } from './egress.ts';
+import { createMemoryEgressStore } from './memory-egress.ts';
+import { createMemoryWindows } from './memory-windows.ts';
+import type { PrincipalWindows, WindowOptions, WindowTake, WindowTicket } from './windows.ts';
+
+export interface RedisBreakerOptions {
+  readonly logger: Logger;
+  /**
+   * Unset (the default): while Redis is down every take throws `unavailable` (503).
+   * Set: each replica uses local windows of capacity ÷ `replicas` (at least 1), so the replicas
+   * together stay within the upstream budget — never unlimited.
+   */
+  readonly fallback?: { readonly replicas: number };
+  /** While Redis is down, one request per interval tries it again; the rest skip it. Default 1,000 ms. */
+  readonly probeIntervalMs?: number;
+  readonly clock?: Clock;
+}
+
+/**
+ * What the budget does when Redis is down, shared by the principal windows and the egress store
+ * (one connection, one state). The first failure opens the breaker (logged once), so during an
+ * outage requests do not each wait for a timeout; one request per `probeIntervalMs` tries Redis
+ * again and closes it when Redis answers.
+ */
+export interface RedisBreaker {
+  /** True while Redis is considered down (for `/readyz` and metrics). */
+  readonly degraded: boolean;
+  /** Replicas sharing the budget, when a local share is used while Redis is down; else null. */
+  readonly replicas: number | null;
+  /** Runs `viaRedis` unless the breaker is open; on `unavailable`, `whenDown` decides. */
+  guarded<T>(viaRedis: () => Promise<T>, whenDown: (error: unknown) => Promise<T>): Promise<T>;
+  /** Throws the `unavailable` for refusing while Redis is down. */
+  refuse(error: unknown): never;
+  /** Runs a health check through the breaker's bookkeeping (it may close or open it). */
+  check(health: () => Promise<void>): Promise<void>;
+}
+
+function isUnavailable(error: unknown): boolean {
+  return isWardenError(error) && error.code === 'unavailable';
+}
+
+export function createRedisBreaker(options: RedisBreakerOptions): RedisBreaker {
+  const clock = options.clock ?? systemClock;
+  const { logger } = options;
+  const probeIntervalMs = options.probeIntervalMs ?? 1_000;
+  const replicas = options.fallback?.replicas ?? null;
+  if (replicas !== null && (!Number.isSafeInteger(replicas) || replicas < 1)) {
+    throw new WardenError(
+      'internal',
+      `rate budget fallback: replicas must be a whole number of at least 1, got ${replicas}`,
+    );
+  }
+  let degraded = false;
+  let degradedSinceMs = 0;
+  let nextProbeMs = 0;
+  let probing = false;
+  let lastError: unknown;
+
+  function wentDown(error: unknown): void {
+    lastError = error;
+    nextProbeMs = clock.now().getTime() + probeIntervalMs;
+    if (degraded) return;
+    degraded = true;
+    degradedSinceMs = clock.now().getTime();
+    const cause =
+      error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+    logger.warn(
+      replicas === null
+        ? { cause, mode: 'refuse' }
+        : { cause, mode: 'local', replicas, share: `capacity ÷ ${replicas}` },
+      replicas === null
+        ? 'rate budget: Redis unavailable, refusing upstream requests until it recovers'
+        : 'rate budget: Redis unavailable, using local windows of capacity ÷ replicas until it recovers',
+    );
+  }
+
+  function recovered(): void {
+    if (!degraded) return;
+    degraded = false;
+    logger.info(
+      { degradedForMs: clock.now().getTime() - degradedSinceMs },
+      'rate budget: Redis is back, using the shared budget again',
+    );
+  }
+
+  return {
+    get degraded() {
+      return degraded;
+    },
+    replicas,
+
+    async guarded<T>(viaRedis: () => Promise<T>, whenDown: (error: unknown) => Promise<T>): Promise<T> {
+      if (degraded && (probing || clock.now().getTime() < nextProbeMs)) return whenDown(lastError);
+      const probe = degraded;
+      if (probe) probing = true;
+      try {
+        const result = await viaRedis();
+        recovered();
+        return result;
+      } catch (error) {
+        if (!isUnavailable(error)) throw error;
+        wentDown(error);
+        return whenDown(error);
+      } finally {
+        if (probe) probing = false;
+      }
+    },
+
+    refuse(error: unknown): never {
+      throw unavailable('redis', isWardenError(error) ? error.cause : error);
+    },
+
+    async check(health: () => Promise<void>): Promise<void> {
+      try {
+        await health();
+      } catch (error) {
+        if (isUnavailable(error)) wentDown(error);
+        throw error;
+      }
+      recovered();
+    },
+  };
+}
+
+const LOCAL = 'local:';
+
+/** A share of `capacity` for one of `replicas`, at least 1. */
+function share(capacity: number, replicas: number): number {
+  return Math.max(1, Math.floor(capacity / replicas));
+}
+
+/**
+ * The Redis windows behind the breaker. Tickets issued by the local windows carry a `local:` id,
+ * so their settlement goes where they were taken. Blocks (upstream 429s) are also kept locally,
+ * so this replica honours a 429 even when Redis could not record it.
+ */
+export function createFallbackWindows(
+  primary: PrincipalWindows,
+  breaker: RedisBreaker,
+  options: WindowOptions & { clock?: Clock } = {},
+): PrincipalWindows {
+  const clock = options.clock ?? systemClock;
+  const local = createMemoryWindows(options);
+  const replicas = breaker.replicas;
+  const localSpec = (spec: BudgetSpec): BudgetSpec => ({
+    capacity: share(spec.capacity, replicas ?? 1),
+    windowSeconds: spec.windowSeconds,
+  });
+  const isLocal = (ticket: WindowTicket) => ticket.id !== null && ticket.id.startsWith(LOCAL);
+  const unwrap = (ticket: WindowTicket): WindowTicket => ({ ...ticket, id: ticket.id!.slice(LOCAL.length) });
+
+  return {
+    async take(principal, kind, spec): Promise<WindowTake> {
+      const blocked = (await local.status(principal, kind, spec)).blockedUntil;
+      if (blocked) {
+        const retryAfterMs = Math.max(1, blocked.getTime() - clock.now().getTime());
+        return { allowed: false, reason: 'blocked', retryAfterMs, remaining: 0 };
+      }
+      return breaker.guarded(
+        () => primary.take(principal, kind, spec),
+        async (error) => {
+          if (replicas === null) breaker.refuse(error);
+          const result = await local.take(principal, kind, localSpec(spec));
+          return result.allowed
+            ? { ...result, ticket: { ...result.ticket, id: LOCAL + result.ticket.id } }
+            : result;
+        },
+      );
+    },
+
+    async settle(ticket, spec, settlement): Promise<void> {
+      if (isLocal(ticket)) return local.settle(unwrap(ticket), localSpec(spec), settlement);
+      // The local copy of a block: an id no local entry has, so it moves nothing.
+      if (settlement.blockMs > 0) {
+        await local.settle({ ...ticket, id: '' }, localSpec(spec), {
+          ...settlement,
+          answered: false,
+          quota: null,
+        });
+      }
+      // Best effort: the caller is already answering for an upstream response; failing it with a
+      // 503 would help no one, and the entry still counts from its admission until it expires.
+      await breaker.guarded(
+        () => primary.settle(ticket, spec, settlement),
+        async () => {},
+      );
+    },
+
+    async release(ticket): Promise<void> {
+      if (isLocal(ticket)) return local.release(unwrap(ticket));
+      await breaker.guarded(
+        () => primary.release(ticket),
+        async () => {},
+      );
+    },
+
+    async status(principal, kind, spec) {
+      const mine = await local.status(principal, kind, localSpec(spec));
+      if (mine.blockedUntil) return mine;
+      return breaker.guarded(
+        () => primary.status(principal, kind, spec),
+        async (error) => (replicas === null ? breaker.refuse(error) : mine),
+      );
+    },
+
+    health: () => breaker.check(() => primary.health()),
+
+    async close(): Promise<void> {
+      await local.close();
+      await primary.close();
+    },
+  };
+}
+
+/** The Redis egress store behind the breaker; while Redis is down, a local window of limit ÷ replicas. */
+export function createFallbackEgressStore(
+  primary: EgressStore,
+  breaker: RedisBreaker,
+  options: { clock?: Clock; inFlightMs?: number } = {},
+): EgressStore {
+  const replicas = breaker.replicas;
+  const local = createMemoryEgressStore({
+    limit: share(primary.limit, replicas ?? 1),
+    windowMs: primary.windowMs,
+    ...options,
+  });
+  const isLocal = (slot: EgressSlot) => slot.id.startsWith(LOCAL);
+  const unwrap = (slot: EgressSlot): EgressSlot => ({ ...slot, id: slot.id.slice(LOCAL.length) });
+
+  return {
+    limit: primary.limit,
+    windowMs: primary.windowMs,
+
+    take: (tenantId, want) =>
+      breaker.guarded(
+        () => primary.take(tenantId, want),
+        async (error) => {
+          if (replicas === null) breaker.refuse(error);
+          const result = await local.take(tenantId, want);
+          return { ...result, granted: result.granted.map((slot) => ({ ...slot, id: LOCAL + slot.id })) };
+        },
+      ),
+
+    async settle(slot): Promise<void> {
+      if (isLocal(slot)) return local.settle(unwrap(slot));
+      await breaker.guarded(
+        () => primary.settle(slot),
+        async () => {},
+      );
+    },
+
+    async release(slot): Promise<void> {
+      if (isLocal(slot)) return local.release(unwrap(slot));
+      await breaker.guarded(
+        () => primary.release(slot),
+        async () => {},
+      );
+    },
+
+    health: () => breaker.check(() => primary.health()),
+
+    async close(): Promise<void> {
+      await local.close();
+      await primary.close();
+    },
+  };
+}
