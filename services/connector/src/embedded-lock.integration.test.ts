@@ -33,7 +33,6 @@ describe('embedded mode is single-writer', () => {
       PATH: process.env.PATH ?? '',
       ...env,
       PUBLIC_URL: publicUrl,
-      CLOUDFLARE_SPEC_PATH: path.join(dataDir, 'no-spec.json'),
     };
     return new Promise((resolve) => {
       execFile(
