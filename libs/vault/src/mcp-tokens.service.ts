@@ -113,6 +113,11 @@ export interface McpTokenService {
   revoke(ctx: ActorContext, id: string): Promise<void>;
   /** Whether a token may still be used (not revoked, not expired by the database's clock). */
   isActive(tenantId: string, id: string): Promise<boolean>;
+  /**
+   * Drops remembered sessions of a revoked token (or of every token of an identity) from this
+   * replica's authentication cache; the bus calls it for revocations made anywhere.
+   */
+  forget(revocation: { tenantId: string; tokenId?: string; identifier?: string }): void;
   /** Records the client that initialized a session with this token. */
   recordClient(tokenId: string, client: { name: string; version: string }): Promise<void>;
   /** Revokes every live token of an identifier; returns how many. */
@@ -126,10 +131,39 @@ export function createMcpTokenService(deps: {
   audit?: LifecycleAudit;
   /** Told after a token was revoked, so its live sessions and calls end on every replica. */
   onRevoked?: (revocation: { tenantId: string; tokenId: string }) => Promise<void> | void;
+  /**
+   * Remembers authenticated tokens for `ttlMs`, so an MCP request does not pay a database round
+   * trip to authenticate, like tenant API keys: revocations reach it through `forget`, and
+   * nothing cached before `trustedSince()` (null: nothing) is used.
+   */
+  cache?: {
+    readonly ttlMs: number;
+    readonly trustedSince: () => number | null;
+    readonly maxEntries?: number;
+  };
 }): McpTokenService {
   const { db } = deps;
   const clock = deps.clock ?? systemClock;
   const audit = deps.audit ?? (async () => {});
+  const cacheOptions = deps.cache && deps.cache.ttlMs > 0 ? deps.cache : null;
+  /** By SHA-256 of the token, never the token. */
+  const sessions = new Map<string, { session: McpSession; audience: string; cachedAt: number }>();
+
+  function cachedSession(key: string, audience: string): McpSession | null {
+    const entry = cacheOptions ? sessions.get(key) : undefined;
+    if (!entry || !cacheOptions) return null;
+    const since = cacheOptions.trustedSince();
+    if (
+      since === null ||
+      entry.cachedAt < since ||
+      entry.cachedAt <= Date.now() - cacheOptions.ttlMs ||
+      entry.session.expiresAt <= clock.now()
+    ) {
+      sessions.delete(key);
+      return null;
+    }
+    return entry.audience === audience ? entry.session : null;
+  }
   const lastTouched = new Map<string, number>();
 
   return {
@@ -244,6 +278,11 @@ export function createMcpTokenService(deps: {
     },
     async authenticate(token, audience) {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
+      const key = hash(token);
+      const hit = cachedSession(key, audience);
+      if (hit) return hit;
+      // Taken before the read: a revocation landing while it runs is after this entry.
+      const readAt = Date.now();
       const row = await db
         .selectFrom('mcp_tokens')
         .selectAll()
@@ -256,7 +295,7 @@ export function createMcpTokenService(deps: {
         lastTouched.set(row.id, now.getTime());
         await db.updateTable('mcp_tokens').set({ last_used_at: now }).where('id', '=', row.id).execute();
       }
-      return {
+      const session: McpSession = {
         tokenId: row.id,
         clientName: row.client_name,
         clientVersion: row.client_version,
@@ -265,6 +304,22 @@ export function createMcpTokenService(deps: {
         connectionNames: row.connection_names,
         expiresAt: row.expires_at,
       };
+      if (cacheOptions) {
+        if (sessions.size >= (cacheOptions.maxEntries ?? 10_000)) {
+          sessions.delete(sessions.keys().next().value as string);
+        }
+        sessions.set(key, { session, audience: row.audience, cachedAt: readAt });
+      }
+      return session;
+    },
+    forget(revocation) {
+      for (const [key, entry] of sessions) {
+        const s = entry.session;
+        if (s.tenantId !== revocation.tenantId) continue;
+        if (revocation.tokenId !== undefined && s.tokenId !== revocation.tokenId) continue;
+        if (revocation.identifier !== undefined && s.identifier !== revocation.identifier) continue;
+        sessions.delete(key);
+      }
     },
     async revoke(ctx, id) {
       const { tenantId } = ctx;
@@ -311,6 +366,17 @@ export function createMcpTokenService(deps: {
       return row !== undefined;
     },
     async recordClient(tokenId, client) {
+      for (const [key, entry] of sessions) {
+        if (entry.session.tokenId !== tokenId) continue;
+        sessions.set(key, {
+          ...entry,
+          session: {
+            ...entry.session,
+            clientName: client.name.slice(0, 100),
+            clientVersion: client.version.slice(0, 50),
+          },
+        });
+      }
       await db
         .updateTable('mcp_tokens')
         .set({

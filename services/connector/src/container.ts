@@ -308,6 +308,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     clock,
     audit: lifecycleAudit,
     onRevoked: ({ tenantId, tokenId }) => invalidate({ tenantId, tokenId, reason: 'revoked' }),
+    cache: { ttlMs: config.apiKeyCacheTtlMs, trustedSince: () => bus.deliveringSince() },
   });
   const contexts = createCallContextSource({
     accounts: connectedAccounts,
@@ -329,6 +330,17 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
   function applyInvalidation(change: Invalidation): void {
     contexts.invalidate(change);
     liveCalls.invalidate(change);
+    if (
+      change.reason === 'revoked' &&
+      change.accountId === undefined &&
+      (change.tokenId || change.identifier)
+    ) {
+      mcpTokens.forget({
+        tenantId: change.tenantId,
+        ...(change.tokenId !== undefined ? { tokenId: change.tokenId } : {}),
+        ...(change.identifier !== undefined ? { identifier: change.identifier } : {}),
+      });
+    }
     // A revoked identity or token ends its MCP connections; an account alone does not.
     if (
       change.reason === 'revoked' &&

@@ -6,9 +6,9 @@ import {
   McpError,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecuteToolService, PolicyStore, ToolCaller, ToolDefinitionSource } from '@warden/tools';
-import { activeAccounts, definitionsFor } from '@warden/tools';
+import { activeAccounts, definitionsFor, isToolName } from '@warden/tools';
 import type { ConnectedAccountService, McpSession } from '@warden/vault';
-import { codeModeTools } from './mcp-tools.ts';
+import { callCodeModeTool, codeModeTools } from './mcp-tools.ts';
 
 export interface McpDeps {
   readonly accounts: Pick<ConnectedAccountService, 'list'>;
@@ -66,10 +66,17 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
     })),
   }));
 
+  // A call needs no tool list: the use case resolves the account and applies the policy from
+  // the call's cached context, as for REST; listing the tools would read both again.
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
-    const tool = (await tools()).find((t) => t.definition.name === request.params.name);
-    if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
-    return tool.call(request.params.arguments ?? {});
+    if (!isToolName(request.params.name)) {
+      throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
+    }
+    return callCodeModeTool(
+      { caller: caller(), identifier: session.identifier, executeTool: deps.executeTool },
+      request.params.name,
+      request.params.arguments ?? {},
+    );
   });
   return server;
 }

@@ -30,6 +30,28 @@ function text(value: string, isError = false, logs: readonly string[] = []): Cal
   };
 }
 
+/** Runs one Code Mode tool for an MCP session through the same use case as REST. */
+export async function callCodeModeTool(
+  options: { caller: ToolCaller; identifier: string; executeTool: ExecuteToolService },
+  name: string,
+  args: Record<string, unknown>,
+): Promise<CallToolResult> {
+  const { connected_account_id: accountId, ...params } = args;
+  try {
+    const result = await options.executeTool.run(options.caller, {
+      toolName: name,
+      identifier: options.identifier,
+      params,
+      ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
+    });
+    if (result.error) return text(`${result.error.code}: ${result.error.message}`, true, result.logs);
+    return text(JSON.stringify(result.data ?? null), false, result.logs);
+  } catch (error) {
+    if (isWardenError(error)) return text(`${error.code}: ${error.message}`, true);
+    throw error;
+  }
+}
+
 /** The Code Mode pair for one MCP session, running through the same use case as REST. */
 export function codeModeTools(options: {
   definitions: readonly ToolDefinition[];
@@ -59,22 +81,7 @@ export function codeModeTools(options: {
       definition: { ...definition, inputSchema },
       scopes: ['tools:call'],
       audit: 'execution',
-      async call(args) {
-        const { connected_account_id: accountId, ...params } = args;
-        try {
-          const result = await options.executeTool.run(options.caller, {
-            toolName: definition.name,
-            identifier: options.identifier,
-            params,
-            ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
-          });
-          if (result.error) return text(`${result.error.code}: ${result.error.message}`, true, result.logs);
-          return text(JSON.stringify(result.data ?? null), false, result.logs);
-        } catch (error) {
-          if (isWardenError(error)) return text(`${error.code}: ${error.message}`, true);
-          throw error;
-        }
-      },
+      call: (args) => callCodeModeTool(options, definition.name, args),
     });
   });
 }

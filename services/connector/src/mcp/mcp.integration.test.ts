@@ -250,6 +250,9 @@ describe('per-user MCP endpoint', () => {
       .set({ expires_at: new Date(Date.now() - 1000) })
       .where('id', '=', short.token_id)
       .execute();
+    // An expiry written behind Warden's back is seen once the token's remembered session ages
+    // out (API_KEY_CACHE_TTL_MS); one that simply passes is checked on every request.
+    t.container.mcpTokens.forget({ tenantId: tenant.tenantId, tokenId: short.token_id });
     expect((await post({ authorization: `Bearer ${short.token}` })).status).toBe(401);
   });
 
