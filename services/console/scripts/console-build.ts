@@ -50,6 +50,9 @@ export async function ensureConsoleBuilt(
   const { build } = await import('vite');
   const staging = path.join(CONSOLE_ROOT, `dist.build-${process.pid}`);
   rmSync(staging, { recursive: true, force: true });
+  // Vite builds React's development bundle when NODE_ENV says so (vitest sets `test`).
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
   try {
     await build({
       root: CONSOLE_ROOT,
@@ -63,6 +66,8 @@ export async function ensureConsoleBuilt(
     renameSync(staging, CONSOLE_DIST);
     rmSync(previous, { recursive: true, force: true });
   } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
     rmSync(staging, { recursive: true, force: true });
   }
   return { built: true, ms: Date.now() - started };

@@ -3,7 +3,7 @@ import type { FormEvent } from 'react';
 import { createColumnHelper, flexRender, getCoreRowModel, useReactTable } from '@tanstack/react-table';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { api, query } from '../api.ts';
-import { ErrorNote } from '../components/common.tsx';
+import { ErrorNote, SelectField } from '../components/common.tsx';
 import { AuditDrawer } from '../components/AuditDrawer.tsx';
 import { formatTime } from '../hooks.ts';
 import type { ExplorerRow } from '../types.ts';
@@ -11,6 +11,8 @@ import type { ExplorerRow } from '../types.ts';
 const BLOCK = 200;
 const ROW_HEIGHT = 34;
 const OUTCOMES = ['success', 'error', 'refused', 'rate_limited', 'timeout', 'pending', 'unknown'];
+const ANY: Array<string | { value: string; label: string }> = [{ value: '', label: 'any' }];
+const TOOLS = ['cloudflare_search', 'cloudflare_execute'];
 const KINDS = ['tool_call', 'upstream_request', 'connected_account', 'lifecycle', 'offboarding', 'mcp_oauth'];
 
 interface Filters {
@@ -113,12 +115,6 @@ export default function Audit() {
     [filters, snapshot],
   );
 
-  const data = useMemo<Slot[]>(() => {
-    const out: Slot[] = new Array(total ?? 0).fill(null);
-    for (const [block, rows] of blocks.current) rows.forEach((row, i) => (out[block * BLOCK + i] = row));
-    return out;
-    // `version` says when blocks.current changed.
-  }, [total, version]);
 
   const columns = useMemo(
     () => [
@@ -149,15 +145,21 @@ export default function Audit() {
     [],
   );
 
-  const table = useReactTable({ data, columns, getCoreRowModel: getCoreRowModel() });
-  const rows = table.getRowModel().rows;
   const virtualizer = useVirtualizer({
-    count: rows.length,
+    count: total ?? 0,
     getScrollElement: () => scroller.current,
     estimateSize: () => ROW_HEIGHT,
     overscan: 12,
   });
   const items = virtualizer.getVirtualItems();
+  // The table holds only the rows in view (tens, not 100,000): scrolling costs the same at any size.
+  const visible = useMemo<Slot[]>(
+    () => items.map((item) => blocks.current.get(Math.floor(item.index / BLOCK))?.[item.index % BLOCK] ?? null),
+    // `version` says when blocks.current changed.
+    [items, version],
+  );
+  const table = useReactTable({ data: visible, columns, getCoreRowModel: getCoreRowModel() });
+  const rows = table.getRowModel().rows;
 
   useEffect(() => {
     const first = items[0]?.index;
@@ -174,6 +176,10 @@ export default function Audit() {
   const field = (name: keyof Filters) => ({
     value: draft[name],
     onChange: (e: { target: { value: string } }) => setDraft({ ...draft, [name]: e.target.value }),
+  });
+  const select = (name: keyof Filters) => ({
+    value: draft[name],
+    onChange: (value: string) => setDraft({ ...draft, [name]: value }),
   });
 
   const exportRange = query({
@@ -199,36 +205,9 @@ export default function Audit() {
           Identity
           <input {...field('identifier')} placeholder="alice@acme.com" />
         </label>
-        <label>
-          Tool
-          <select {...field('tool_name')}>
-            <option value="">any</option>
-            <option value="cloudflare_search">cloudflare_search</option>
-            <option value="cloudflare_execute">cloudflare_execute</option>
-          </select>
-        </label>
-        <label>
-          Outcome
-          <select {...field('outcome')}>
-            <option value="">any</option>
-            {OUTCOMES.map((o) => (
-              <option key={o} value={o}>
-                {o}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Kind
-          <select {...field('kind')}>
-            <option value="">any</option>
-            {KINDS.map((k) => (
-              <option key={k} value={k}>
-                {k}
-              </option>
-            ))}
-          </select>
-        </label>
+        <SelectField label="Tool" options={ANY.concat(TOOLS)} {...select('tool_name')} />
+        <SelectField label="Outcome" options={ANY.concat(OUTCOMES)} {...select('outcome')} />
+        <SelectField label="Kind" options={ANY.concat(KINDS)} {...select('kind')} />
         <label>
           Agent run
           <input {...field('agent_run_id')} />
@@ -315,8 +294,9 @@ export default function Audit() {
                 <td colSpan={8} style={{ height: padTop, padding: 0, border: 0 }} />
               </tr>
             )}
-            {items.map((item) => {
-              const row = rows[item.index]!;
+            {items.map((item, position) => {
+              const row = rows[position];
+              if (!row) return null;
               return (
                 <tr key={item.key} style={{ height: ROW_HEIGHT }} data-row={item.index}>
                   {row.getVisibleCells().map((cell) => (

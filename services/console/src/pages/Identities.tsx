@@ -226,13 +226,13 @@ export default function Identities() {
             action="Offboard"
             onCancel={close}
             onConfirm={async () => {
-              const r = await api<{ revoked_connected_accounts: number; revoked_mcp_tokens: number }>(
+              const r = await api<{ revoked_connected_accounts: Array<{ id: string }>; revoked_mcp_tokens: number }>(
                 'POST',
                 `/api/v1/identities/${encodeURIComponent(action.identifier)}/offboard`,
                 { revoke_upstream: revokeUpstream },
               );
               done(
-                `Offboarded ${action.identifier}: ${r.revoked_connected_accounts} accounts and ${r.revoked_mcp_tokens} MCP tokens revoked, sessions closed.`,
+                `Offboarded ${action.identifier}: ${r.revoked_connected_accounts.length} accounts and ${r.revoked_mcp_tokens} MCP tokens revoked, sessions closed.`,
               );
             }}
           >

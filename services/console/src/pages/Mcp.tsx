@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import type { FormEvent } from 'react';
 import { api, listAll, query } from '../api.ts';
-import { CopyButton, ErrorNote, Status } from '../components/common.tsx';
+import { CopyButton, ErrorNote, SelectField, Status } from '../components/common.tsx';
 import { formatTime, useLoad } from '../hooks.ts';
 
 interface Minted {
@@ -77,15 +77,17 @@ export default function Mcp() {
             Identifier
             <input value={identifier} onChange={(e) => setIdentifier(e.target.value)} required />
           </label>
-          <label>
-            Expires after
-            <select value={expiry} onChange={(e) => setExpiry(e.target.value)}>
-              <option value="3600s">1 hour</option>
-              <option value="1d">1 day</option>
-              <option value="7d">7 days</option>
-              <option value="30d">30 days</option>
-            </select>
-          </label>
+          <SelectField
+            label="Expires after"
+            value={expiry}
+            onChange={setExpiry}
+            options={[
+              { value: '3600s', label: '1 hour' },
+              { value: '1d', label: '1 day' },
+              { value: '7d', label: '7 days' },
+              { value: '30d', label: '30 days' },
+            ]}
+          />
           <button type="submit">Mint</button>
         </div>
         <ErrorNote error={error} />

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import type { FormEvent } from 'react';
 import { ApiError, api } from '../api.ts';
-import { ErrorNote, Status } from '../components/common.tsx';
+import { ErrorNote, SelectField, Status } from '../components/common.tsx';
 import { useLoad } from '../hooks.ts';
 import type { Policy, PolicyRule } from '../types.ts';
 
@@ -41,13 +41,12 @@ function RuleForm({ onAdd }: { onAdd: (rule: PolicyRule) => void }) {
       }}
     >
       <div className="fields">
-        <label>
-          Effect
-          <select value={effect} onChange={(e) => setEffect(e.target.value as 'allow' | 'deny')}>
-            <option value="deny">deny</option>
-            <option value="allow">allow</option>
-          </select>
-        </label>
+        <SelectField
+          label="Effect"
+          value={effect}
+          onChange={(v) => setEffect(v as 'allow' | 'deny')}
+          options={['deny', 'allow']}
+        />
         <label>
           Methods
           <input value={methods} onChange={(e) => setMethods(e.target.value)} placeholder="POST,PUT or *" />
@@ -93,14 +92,7 @@ function Tester() {
             Identity
             <input value={identifier} onChange={(e) => setIdentifier(e.target.value)} required placeholder="alice@acme.com" />
           </label>
-          <label>
-            Method
-            <select value={method} onChange={(e) => setMethod(e.target.value)}>
-              {METHODS.map((m) => (
-                <option key={m}>{m}</option>
-              ))}
-            </select>
-          </label>
+          <SelectField label="Method" value={method} onChange={setMethod} options={METHODS} />
           <label className="grow">
             Path
             <input value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/zones/023e…/dns_records" />
