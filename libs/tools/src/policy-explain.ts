@@ -15,7 +15,8 @@ export interface PolicyExplanation {
 function firstAllow(policy: Policy, method: string, path: string): string | null {
   for (const [i, rule] of (policy.rules ?? []).entries()) {
     if (rule.effect !== 'allow') continue;
-    if (!rule.methods.includes('*') && !rule.methods.includes(method as PolicyRule['methods'][number])) continue;
+    if (!rule.methods.includes('*') && !rule.methods.includes(method as PolicyRule['methods'][number]))
+      continue;
     if (pathMatches(rule.path, path, 'exact')) return ruleLabel(rule, i);
   }
   return null;
@@ -42,7 +43,13 @@ export function explainPolicy(
   }
   const tenantRule = firstAllow(tenant, method, path);
   if (tenantRule) {
-    return { allowed: true, path, rule: tenantRule, scope: 'tenant', reason: `allowed by tenant rule ${tenantRule}` };
+    return {
+      allowed: true,
+      path,
+      rule: tenantRule,
+      scope: 'tenant',
+      reason: `allowed by tenant rule ${tenantRule}`,
+    };
   }
   const identityRule = firstAllow(identity, method, path);
   if (identityRule) {

@@ -81,9 +81,7 @@ export function App() {
       <div className="shell">
         <header className="topbar">
           <span className="brand">Warden console</span>
-          <span className="who">
-            {operator ? 'Operator' : `Tenant: ${session.tenant?.name ?? ''}`}
-          </span>
+          <span className="who">{operator ? 'Operator' : `Tenant: ${session.tenant?.name ?? ''}`}</span>
           <button type="button" className="secondary" onClick={() => void signOut()}>
             Sign out
           </button>

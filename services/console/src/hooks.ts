@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'react';
-import { ApiError } from './api.ts';
+import type { ApiError } from './api.ts';
 
 export interface Loaded<T> {
   readonly data: T | undefined;
@@ -10,7 +10,9 @@ export interface Loaded<T> {
 
 /** Runs `load` when `key` changes (and on reload); the latest answer wins. */
 export function useLoad<T>(key: string | null, load: () => Promise<T>): Loaded<T> {
-  const [state, setState] = useState<{ data?: T; error?: Error; loading: boolean }>({ loading: key !== null });
+  const [state, setState] = useState<{ data?: T; error?: Error; loading: boolean }>({
+    loading: key !== null,
+  });
   const [round, setRound] = useState(0);
   useEffect(() => {
     if (key === null) return;
@@ -19,7 +21,8 @@ export function useLoad<T>(key: string | null, load: () => Promise<T>): Loaded<T
     load().then(
       (data) => current && setState({ data, loading: false }),
       (error: unknown) =>
-        current && setState({ error: error instanceof Error ? error : new Error(String(error)), loading: false }),
+        current &&
+        setState({ error: error instanceof Error ? error : new Error(String(error)), loading: false }),
     );
     return () => {
       current = false;

@@ -34,7 +34,12 @@ export interface ExplorerFilters {
 
 type AuditSelect = SelectQueryBuilder<Database, 'audit_events', object>;
 
-function filtered(query: AuditSelect, tenantId: string, f: ExplorerFilters, snapshotSeq: number): AuditSelect {
+function filtered(
+  query: AuditSelect,
+  tenantId: string,
+  f: ExplorerFilters,
+  snapshotSeq: number,
+): AuditSelect {
   let q = query.where('tenant_id', '=', tenantId).where('seq', '<=', String(snapshotSeq));
   if (f.from) q = q.where('occurred_at', '>=', f.from);
   if (f.to) q = q.where('occurred_at', '<', f.to);
@@ -202,7 +207,9 @@ export function createConsoleQueries(db: Kysely<Database>) {
           sql<string>`count(*) filter (where status = 'failed')`.as('failed'),
           sql<string>`count(*) filter (where status = 'delivered')`.as('delivered'),
           sql<Date | null>`max(delivered_at)`.as('last_delivered_at'),
-          sql<string | null>`(array_agg(last_error order by id desc) filter (where last_error is not null))[1]`.as(
+          sql<
+            string | null
+          >`(array_agg(last_error order by id desc) filter (where last_error is not null))[1]`.as(
             'last_error',
           ),
         ])

@@ -1,3 +1,5 @@
+// Code passed to page.evaluate runs in the browser.
+/// <reference lib="dom" />
 import { mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -140,7 +142,12 @@ describe('admin console in a real browser', () => {
     const user = cf.state.createUser({ email: ALICE });
     const account = cf.state.createAccount({ name: 'Acme Production', members: [user.id] });
     zoneId = cf.state.createZone({ accountId: account.id, name: 'acme.example' }).id;
-    const permissions = ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read', '#dns_records:edit'];
+    const permissions = [
+      'com.cloudflare.api.user.read',
+      '#zone:read',
+      '#dns_records:read',
+      '#dns_records:edit',
+    ];
     aliceToken = cf.state.createUserToken({ userId: user.id, permissions }).value;
     rotatedToken = cf.state.createUserToken({ userId: user.id, permissions }).value;
     t.secrets.add(aliceToken);
@@ -185,7 +192,12 @@ describe('admin console in a real browser', () => {
 
     const cookies = await context.cookies(base);
     expect(cookies).toHaveLength(1);
-    expect(cookies[0]).toMatchObject({ name: 'warden_console', httpOnly: true, sameSite: 'Strict', path: '/' });
+    expect(cookies[0]).toMatchObject({
+      name: 'warden_console',
+      httpOnly: true,
+      sameSite: 'Strict',
+      path: '/',
+    });
     expect(cookies[0]!.value).not.toContain(acme.apiKey);
     const storage = await page.evaluate(() => [
       JSON.stringify({ ...localStorage }),
@@ -201,7 +213,7 @@ describe('admin console in a real browser', () => {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ read_only: true }),
       });
-      return { status: res.status, body: await res.json() };
+      return { status: res.status, body: (await res.json()) as { error: { field?: string } } };
     });
     expect(forged.status).toBe(403);
     expect(forged.body.error.field).toBe('x-csrf-token');
@@ -235,7 +247,9 @@ describe('admin console in a real browser', () => {
     executionId = run.execution_id;
     expect(run.data).toEqual({ zones: 1, records: 0 });
     for (let i = 0; i < 4; i++) {
-      await executeAsAlice("async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result.length");
+      await executeAsAlice(
+        "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result.length",
+      );
     }
     await executeAsAlice("async () => { throw new Error('the agent gave up') }");
 
@@ -279,7 +293,9 @@ describe('admin console in a real browser', () => {
     expect(new Set(outcomes)).toEqual(new Set(['pending']));
 
     await page.getByRole('button', { name: 'Verify chain' }).click();
-    await expect.poll(() => page.getByTestId('verify-result').innerText()).toMatch(/^Chain intact: \d+ records checked/);
+    await expect
+      .poll(() => page.getByTestId('verify-result').innerText())
+      .toMatch(/^Chain intact: \d+ records checked/);
   });
 
   it('exports the trail as NDJSON from the explorer', async () => {
@@ -288,7 +304,9 @@ describe('admin console in a real browser', () => {
       page.getByRole('link', { name: 'NDJSON' }).click(),
     ]);
     expect(download.suggestedFilename()).toMatch(/^warden-audit-\d{4}-\d{2}-\d{2}\.ndjson$/);
-    const lines = readFileSync((await download.path())!, 'utf8').trim().split('\n');
+    const lines = readFileSync((await download.path())!, 'utf8')
+      .trim()
+      .split('\n');
     const events = lines.map((line) => JSON.parse(line) as { execution_id: string | null; kind: string });
     expect(events.filter((e) => e.execution_id === executionId).map((e) => e.kind)).toEqual([
       'upstream_request',
@@ -313,7 +331,9 @@ describe('admin console in a real browser', () => {
     mcpToken = copied.mcpServers.cloudflare.headers.Authorization.replace(/^Bearer /, '');
     t.secrets.add(mcpToken);
     expect(await mcpListStatus(mcpToken)).toBe(200);
-    expect(await page.locator('pre').nth(1).innerText()).toContain(`claude mcp add --transport http cloudflare ${base}/mcp`);
+    expect(await page.locator('pre').nth(1).innerText()).toContain(
+      `claude mcp add --transport http cloudflare ${base}/mcp`,
+    );
     await expect.poll(() => page.getByRole('region', { name: 'Tokens' }).getByText('active').count()).toBe(1);
     expect(await accessibilityProblems(page)).toEqual([]);
     await shot('mcp');
@@ -357,7 +377,10 @@ describe('admin console in a real browser', () => {
 
   it('offboards an identity with a typed confirmation and its MCP sessions end', async () => {
     await openPage('Identities', 'Identities');
-    await page.getByRole('region', { name: `Identity ${ALICE}` }).getByRole('button', { name: 'Offboard' }).click();
+    await page
+      .getByRole('region', { name: `Identity ${ALICE}` })
+      .getByRole('button', { name: 'Offboard' })
+      .click();
     const dialog = page.getByRole('dialog');
     const confirm = dialog.getByRole('button', { name: 'Offboard' });
     expect(await confirm.isDisabled()).toBe(true);
@@ -366,8 +389,12 @@ describe('admin console in a real browser', () => {
     await dialog.getByLabel(/Type .* to confirm/).fill(ALICE);
     expect(await accessibilityProblems(page)).toEqual([]);
     await confirm.click();
-    await page.getByText(`Offboarded ${ALICE}: 1 accounts and 1 MCP tokens revoked, sessions closed.`).waitFor();
-    await expect.poll(() => page.getByRole('region', { name: `Identity ${ALICE}` }).innerText()).toContain('REVOKED');
+    await page
+      .getByText(`Offboarded ${ALICE}: 1 accounts and 1 MCP tokens revoked, sessions closed.`)
+      .waitFor();
+    await expect
+      .poll(() => page.getByRole('region', { name: `Identity ${ALICE}` }).innerText())
+      .toContain('REVOKED');
     await shot('identities');
 
     expect(await mcpListStatus(mcpToken)).toBe(401);
@@ -418,7 +445,11 @@ describe('admin console in a real browser', () => {
     });
     expect(changed.status).toBe(200);
     const outbox = () =>
-      t.container.db.kysely.selectFrom('outbox').select('status').where('destination_id', '=', sink.id).execute();
+      t.container.db.kysely
+        .selectFrom('outbox')
+        .select('status')
+        .where('destination_id', '=', sink.id)
+        .execute();
     await expect.poll(async () => (await outbox()).length).toBeGreaterThan(0);
     // Give the delivery up now rather than after its backoff schedule.
     await t.container.db.kysely
@@ -450,16 +481,21 @@ describe('admin console in a real browser', () => {
       await perfPage.evaluate(() => {
         (window as unknown as { started: number }).started = performance.now();
       });
-      await perfPage.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Audit explorer' }).click();
+      await perfPage
+        .getByRole('navigation', { name: 'Console' })
+        .getByRole('link', { name: 'Audit explorer' })
+        .click();
       const openMs = Math.round(
-        await perfPage.waitForFunction(
-          () =>
-            document.querySelector('tr[data-row="0"] button.link') &&
-            /^[\d,]+ events$/.test(document.querySelector('.count')?.textContent ?? '') &&
-            performance.now() - (window as unknown as { started: number }).started,
-          undefined,
-          { polling: 'raf' },
-        ).then((handle) => handle.jsonValue() as Promise<number>),
+        await perfPage
+          .waitForFunction(
+            () =>
+              document.querySelector('tr[data-row="0"] button.link') &&
+              /^[\d,]+ events$/.test(document.querySelector('.count')?.textContent ?? '') &&
+              performance.now() - (window as unknown as { started: number }).started,
+            undefined,
+            { polling: 'raf' },
+          )
+          .then((handle) => handle.jsonValue() as Promise<number>),
       );
       const total = Number((await perfPage.locator('.count').innerText()).split(' ')[0]!.replaceAll(',', ''));
       expect(total).toBeGreaterThan(SEEDED_EVENTS);
@@ -515,7 +551,9 @@ describe('admin console in a real browser', () => {
     await expect.poll(() => page.getByText('loaded', { exact: true }).count()).toBe(1);
     await page.getByRole('button', { name: 'Reload spec' }).click();
     await page.getByText('The document is unchanged.').waitFor();
-    await expect.poll(() => page.getByRole('region', { name: 'Key rotation' }).innerText()).toContain('current');
+    await expect
+      .poll(() => page.getByRole('region', { name: 'Key rotation' }).innerText())
+      .toContain('current');
     expect(await accessibilityProblems(page)).toEqual([]);
     await shot('operator-platform');
 

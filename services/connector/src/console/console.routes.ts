@@ -15,7 +15,10 @@ import type { ConsoleSession } from './console-sessions.ts';
 import { createConsoleQueries } from './console-queries.ts';
 
 /** Where `npm start` (scripts/bootstrap.sh) builds the console; never committed. */
-export const CONSOLE_DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../console/dist');
+export const CONSOLE_DIST = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../console/dist',
+);
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const CSRF_HEADER = 'x-csrf-token';
@@ -176,7 +179,8 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
           });
         }
         const session = await sessions.resolve(created.secret, operatorFingerprint);
-        if (!session) throw new WardenError('internal', 'a console session was not found right after sign-in');
+        if (!session)
+          throw new WardenError('internal', 'a console session was not found right after sign-in');
         reply.setCookie(cookieName, created.secret, { ...cookieOptions, expires: created.expiresAt });
         return reply.code(201).send({ session: sessionJson(session) });
       },

@@ -149,7 +149,14 @@ export async function adminRoutes(
     handler: async () => {
       const pool = deps.codeMode.pool();
       if (!pool) {
-        return { loaded: false, version: null, source: null, loaded_at: null, operations: 0, sandboxes: null };
+        return {
+          loaded: false,
+          version: null,
+          source: null,
+          loaded_at: null,
+          operations: 0,
+          sandboxes: null,
+        };
       }
       const spec = deps.codeMode.specStore.current();
       const stats = pool.stats();

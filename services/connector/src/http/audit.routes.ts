@@ -188,10 +188,11 @@ export async function auditRoutes(
       },
     },
     handler: async (request) => {
-      const { tenant_id: _tenant, intents_without_outcome, ...report } = await verifyChain(
-        deps.db.kysely,
-        tenantOf(request).tenantId,
-      );
+      const {
+        tenant_id: _tenant,
+        intents_without_outcome,
+        ...report
+      } = await verifyChain(deps.db.kysely, tenantOf(request).tenantId);
       return { ...report, intents_without_outcome: [...intents_without_outcome] };
     },
   });

@@ -94,14 +94,18 @@ export async function policyRoutes(
   r.post('/api/v1/policy/evaluate', {
     schema: {
       tags: ['policy'],
-      summary: "Would this upstream request be allowed for an identifier now? The decision and the rule that decides",
+      summary:
+        'Would this upstream request be allowed for an identifier now? The decision and the rule that decides',
       description:
         'Evaluates the tenant and identity policies exactly as an execution would (on the canonical path), without sending anything.',
       security,
       body: z.strictObject({
         identifier: z.string().max(256),
         method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
-        path: z.string().max(4096).describe('A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records'),
+        path: z
+          .string()
+          .max(4096)
+          .describe('A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records'),
         graphql_query: z
           .boolean()
           .optional()
@@ -111,7 +115,10 @@ export async function policyRoutes(
         200: z.object({
           allowed: z.boolean(),
           path: z.string().describe('The canonical path the policy was evaluated on'),
-          rule: z.string().nullable().describe('The deciding rule; null when nothing matched (default allow)'),
+          rule: z
+            .string()
+            .nullable()
+            .describe('The deciding rule; null when nothing matched (default allow)'),
           scope: z.enum(['tenant', 'identity']).nullable(),
           reason: z.string(),
         }),

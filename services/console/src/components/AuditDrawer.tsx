@@ -23,13 +23,17 @@ function pairUpstream(events: AuditEvent[]): UpstreamPair[] {
     }
   }
   for (const e of upstream) {
-    if (!paired.has(e.id) && !(e.outcome === 'pending' && !e.intent_id)) pairs.push({ intent: null, outcome: e });
+    if (!paired.has(e.id) && !(e.outcome === 'pending' && !e.intent_id))
+      pairs.push({ intent: null, outcome: e });
   }
   return pairs;
 }
 
 async function loadDetail(row: ExplorerRow) {
-  const { event } = await api<{ event: AuditEvent }>('GET', `/console/api/audit/events/${encodeURIComponent(row.id)}`);
+  const { event } = await api<{ event: AuditEvent }>(
+    'GET',
+    `/console/api/audit/events/${encodeURIComponent(row.id)}`,
+  );
   if (!event.execution_id) return { event, execution: [event] };
   const execution: AuditEvent[] = [];
   let token: string | null = null;
@@ -83,7 +87,8 @@ export function AuditDrawer({ row, onClose }: { row: ExplorerRow; onClose: () =>
           <dd>{event.identifier ?? '—'}</dd>
           <dt>Caller</dt>
           <dd>
-            {event.caller.type} {event.caller.id ?? ''} {event.caller.client_name ? `(${event.caller.client_name})` : ''}
+            {event.caller.type} {event.caller.id ?? ''}{' '}
+            {event.caller.client_name ? `(${event.caller.client_name})` : ''}
           </dd>
           {event.execution_id && (
             <>
@@ -137,7 +142,9 @@ export function AuditDrawer({ row, onClose }: { row: ExplorerRow; onClose: () =>
                   </span>
                   {outcome?.upstream?.status != null && <span>HTTP {outcome.upstream.status}</span>}
                   {outcome?.duration_ms != null && <span>{outcome.duration_ms} ms</span>}
-                  {outcome?.upstream?.cf_ray && <span className="muted">cf-ray {outcome.upstream.cf_ray}</span>}
+                  {outcome?.upstream?.cf_ray && (
+                    <span className="muted">cf-ray {outcome.upstream.cf_ray}</span>
+                  )}
                   {p.intent && <span className="muted small">intent {p.intent.id}</span>}
                 </li>
               );

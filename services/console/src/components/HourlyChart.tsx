@@ -25,8 +25,18 @@ export function HourlyChart({ hours }: { hours: Array<{ hour: string; calls: num
         height: 220,
         series: [
           {},
-          { label: 'Calls', stroke: '#1d4ed8', fill: 'rgba(29, 78, 216, 0.35)', ...(bars ? { paths: bars } : {}) },
-          { label: 'Errors', stroke: '#b91c1c', fill: 'rgba(185, 28, 28, 0.5)', ...(bars ? { paths: bars } : {}) },
+          {
+            label: 'Calls',
+            stroke: '#1d4ed8',
+            fill: 'rgba(29, 78, 216, 0.35)',
+            ...(bars ? { paths: bars } : {}),
+          },
+          {
+            label: 'Errors',
+            stroke: '#b91c1c',
+            fill: 'rgba(185, 28, 28, 0.5)',
+            ...(bars ? { paths: bars } : {}),
+          },
         ],
         axes: [{ stroke: '#1f2937' }, { stroke: '#1f2937' }],
         scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
@@ -40,7 +50,11 @@ export function HourlyChart({ hours }: { hours: Array<{ hour: string; calls: num
   const failed = hours.reduce((n, h) => n + h.errors, 0);
   return (
     <figure className="chart">
-      <div ref={ref} role="img" aria-label={`Tool calls per hour over 24 hours: ${total} calls, ${failed} errors`} />
+      <div
+        ref={ref}
+        role="img"
+        aria-label={`Tool calls per hour over 24 hours: ${total} calls, ${failed} errors`}
+      />
       <figcaption>
         {total} calls, {failed} errors in the last 24 hours
       </figcaption>

@@ -16,7 +16,15 @@ export function Status({ loading, children }: { loading: boolean; children?: Rea
 }
 
 /** Used share of a budget as a meter, labelled with what is left. */
-export function Gauge({ remaining, capacity, label }: { remaining: number; capacity: number; label: string }) {
+export function Gauge({
+  remaining,
+  capacity,
+  label,
+}: {
+  remaining: number;
+  capacity: number;
+  label: string;
+}) {
   const left = capacity > 0 ? remaining / capacity : 0;
   const tone = left < 0.1 ? 'low' : left < 0.5 ? 'mid' : 'ok';
   return (

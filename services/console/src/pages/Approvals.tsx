@@ -9,10 +9,11 @@ function Decision({ approval, onDone }: { approval: Approval; onDone: () => void
   const [comment, setComment] = useState('');
   const [error, setError] = useState<Error | null>(null);
   const decide = (verb: 'approve' | 'reject') =>
-    api('POST', `/api/v1/approvals/${encodeURIComponent(approval.id)}/${verb}`, comment ? { comment } : {}).then(
-      onDone,
-      (e: Error) => setError(e),
-    );
+    api(
+      'POST',
+      `/api/v1/approvals/${encodeURIComponent(approval.id)}/${verb}`,
+      comment ? { comment } : {},
+    ).then(onDone, (e: Error) => setError(e));
   return (
     <div className="decision">
       <label>

@@ -24,7 +24,15 @@ interface Filters {
   kind: string;
   agent_run_id: string;
 }
-const EMPTY: Filters = { from: '', to: '', identifier: '', tool_name: '', outcome: '', kind: '', agent_run_id: '' };
+const EMPTY: Filters = {
+  from: '',
+  to: '',
+  identifier: '',
+  tool_name: '',
+  outcome: '',
+  kind: '',
+  agent_run_id: '',
+};
 
 /** A `datetime-local` value (the browser's zone) as ISO 8601, or undefined. */
 function iso(local: string): string | undefined {
@@ -115,7 +123,6 @@ export default function Audit() {
     [filters, snapshot],
   );
 
-
   const columns = useMemo(
     () => [
       column.accessor((r) => r?.occurred_at, {
@@ -133,14 +140,21 @@ export default function Audit() {
       column.accessor((r) => r?.kind, { id: 'kind', header: 'Kind' }),
       column.accessor((r) => r?.identifier, { id: 'identity', header: 'Identity' }),
       column.accessor((r) => r?.tool_name ?? r?.action, { id: 'what', header: 'Tool / action' }),
-      column.accessor((r) => (r?.method ? `${r.method} ${r.path ?? ''}` : ''), { id: 'request', header: 'Upstream request' }),
+      column.accessor((r) => (r?.method ? `${r.method} ${r.path ?? ''}` : ''), {
+        id: 'request',
+        header: 'Upstream request',
+      }),
       column.accessor((r) => r?.status, { id: 'status', header: 'Status' }),
       column.accessor((r) => r?.outcome, {
         id: 'outcome',
         header: 'Outcome',
-        cell: (c) => (c.getValue() ? <span className={`pill outcome-${c.getValue()}`}>{c.getValue()}</span> : null),
+        cell: (c) =>
+          c.getValue() ? <span className={`pill outcome-${c.getValue()}`}>{c.getValue()}</span> : null,
       }),
-      column.accessor((r) => (r?.duration_ms != null ? `${r.duration_ms} ms` : ''), { id: 'duration', header: 'Duration' }),
+      column.accessor((r) => (r?.duration_ms != null ? `${r.duration_ms} ms` : ''), {
+        id: 'duration',
+        header: 'Duration',
+      }),
     ],
     [],
   );
@@ -154,7 +168,8 @@ export default function Audit() {
   const items = virtualizer.getVirtualItems();
   // The table holds only the rows in view (tens, not 100,000): scrolling costs the same at any size.
   const visible = useMemo<Slot[]>(
-    () => items.map((item) => blocks.current.get(Math.floor(item.index / BLOCK))?.[item.index % BLOCK] ?? null),
+    () =>
+      items.map((item) => blocks.current.get(Math.floor(item.index / BLOCK))?.[item.index % BLOCK] ?? null),
     // `version` says when blocks.current changed.
     [items, version],
   );
@@ -259,9 +274,11 @@ export default function Audit() {
       {verify && verify !== 'running' && (
         <p role="status" className={verify.ok ? 'notice' : 'error'} data-testid="verify-result">
           {verify.ok ? 'Chain intact' : 'Chain broken'}: {verify.checked} records checked
-          {verify.expired ? `, ${verify.expired} expired by retention` : ''}, {verify.intents_without_outcome.length}{' '}
-          intents without outcome, {verify.unknown_outcomes} unknown outcomes
-          {verify.problems.length > 0 && `; first problem at seq ${verify.problems[0]!.seq}: ${verify.problems[0]!.detail}`}
+          {verify.expired ? `, ${verify.expired} expired by retention` : ''},{' '}
+          {verify.intents_without_outcome.length} intents without outcome, {verify.unknown_outcomes} unknown
+          outcomes
+          {verify.problems.length > 0 &&
+            `; first problem at seq ${verify.problems[0]!.seq}: ${verify.problems[0]!.detail}`}
         </p>
       )}
       <ErrorNote error={error} />

@@ -39,11 +39,22 @@ function ConnectForm({ onDone }: { onDone: () => void }) {
       <div className="fields">
         <label>
           Identifier
-          <input value={identifier} onChange={(e) => setIdentifier(e.target.value)} required placeholder="alice@acme.com" />
+          <input
+            value={identifier}
+            onChange={(e) => setIdentifier(e.target.value)}
+            required
+            placeholder="alice@acme.com"
+          />
         </label>
         <label>
           Cloudflare API token
-          <input type="password" autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} required />
+          <input
+            type="password"
+            autoComplete="off"
+            value={token}
+            onChange={(e) => setToken(e.target.value)}
+            required
+          />
         </label>
         <button type="submit" disabled={busy}>
           Verify and connect
@@ -71,7 +82,14 @@ function RotateForm({ account, onDone }: { account: ConnectedAccount; onDone: ()
         <strong>{account.identifier}</strong>.
       </p>
       <label htmlFor="rotate-token">New Cloudflare API token</label>
-      <input id="rotate-token" type="password" autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} required />
+      <input
+        id="rotate-token"
+        type="password"
+        autoComplete="off"
+        value={token}
+        onChange={(e) => setToken(e.target.value)}
+        required
+      />
       <ErrorNote error={error} />
       <div className="actions">
         <button type="submit">Rotate</button>
@@ -96,7 +114,9 @@ export default function Identities() {
     accounts.reload();
   };
 
-  const shown = (accounts.data ?? []).filter((a) => a.identifier.toLowerCase().includes(filter.toLowerCase()));
+  const shown = (accounts.data ?? []).filter((a) =>
+    a.identifier.toLowerCase().includes(filter.toLowerCase()),
+  );
   const identifiers = [...new Set(shown.map((a) => a.identifier))].sort();
 
   return (
@@ -163,7 +183,10 @@ export default function Identities() {
                       <br />
                       <span className="muted">{a.cloudflare.token_status}</span>
                     </td>
-                    <td>{a.cloudflare.accounts.map((x) => x.name).join(', ') || a.cloudflare.account_ids.join(', ')}</td>
+                    <td>
+                      {a.cloudflare.accounts.map((x) => x.name).join(', ') ||
+                        a.cloudflare.account_ids.join(', ')}
+                    </td>
                     <td>{formatTime(a.last_used_at)}</td>
                     <td>
                       {a.rate_budget ? (
@@ -179,10 +202,18 @@ export default function Identities() {
                     <td className="actions">
                       {a.status !== 'REVOKED' && (
                         <>
-                          <button type="button" className="secondary" onClick={() => setAction({ kind: 'rotate', account: a })}>
+                          <button
+                            type="button"
+                            className="secondary"
+                            onClick={() => setAction({ kind: 'rotate', account: a })}
+                          >
                             Rotate
                           </button>
-                          <button type="button" className="danger" onClick={() => setAction({ kind: 'revoke', account: a })}>
+                          <button
+                            type="button"
+                            className="danger"
+                            onClick={() => setAction({ kind: 'revoke', account: a })}
+                          >
                             Revoke
                           </button>
                         </>
@@ -206,7 +237,9 @@ export default function Identities() {
         open={action !== null}
         onClose={close}
       >
-        {action?.kind === 'rotate' && <RotateForm account={action.account} onDone={() => done('Credential rotated.')} />}
+        {action?.kind === 'rotate' && (
+          <RotateForm account={action.account} onDone={() => done('Credential rotated.')} />
+        )}
         {action?.kind === 'revoke' && (
           <TypedConfirm
             subject={action.account.id}
@@ -226,22 +259,27 @@ export default function Identities() {
             action="Offboard"
             onCancel={close}
             onConfirm={async () => {
-              const r = await api<{ revoked_connected_accounts: Array<{ id: string }>; revoked_mcp_tokens: number }>(
-                'POST',
-                `/api/v1/identities/${encodeURIComponent(action.identifier)}/offboard`,
-                { revoke_upstream: revokeUpstream },
-              );
+              const r = await api<{
+                revoked_connected_accounts: Array<{ id: string }>;
+                revoked_mcp_tokens: number;
+              }>('POST', `/api/v1/identities/${encodeURIComponent(action.identifier)}/offboard`, {
+                revoke_upstream: revokeUpstream,
+              });
               done(
                 `Offboarded ${action.identifier}: ${r.revoked_connected_accounts.length} accounts and ${r.revoked_mcp_tokens} MCP tokens revoked, sessions closed.`,
               );
             }}
           >
             <p>
-              Revokes every connected account, MCP token, sign-in grant and live MCP session of this identity at
-              once.
+              Revokes every connected account, MCP token, sign-in grant and live MCP session of this identity
+              at once.
             </p>
             <label className="inline">
-              <input type="checkbox" checked={revokeUpstream} onChange={(e) => setRevokeUpstream(e.target.checked)} />
+              <input
+                type="checkbox"
+                checked={revokeUpstream}
+                onChange={(e) => setRevokeUpstream(e.target.checked)}
+              />
               Also delete the Cloudflare tokens themselves (and the ones agents minted)
             </label>
           </TypedConfirm>

@@ -96,8 +96,8 @@ export default function Mcp() {
         <section className="card" aria-labelledby="configs-heading">
           <h2 id="configs-heading">Client configuration</h2>
           <p>
-            The token is shown this once; it expires {formatTime(minted.expires_at)}. Copy the configuration for your
-            client:
+            The token is shown this once; it expires {formatTime(minted.expires_at)}. Copy the configuration
+            for your client:
           </p>
           {clientConfigs(minted).map((c) => (
             <div key={c.client} className="config">
@@ -164,7 +164,10 @@ export default function Mcp() {
                           type="button"
                           className="danger"
                           onClick={() =>
-                            void api('DELETE', `/api/v1/mcp/tokens/${encodeURIComponent(t.id)}`).then(tokens.reload, setError)
+                            void api('DELETE', `/api/v1/mcp/tokens/${encodeURIComponent(t.id)}`).then(
+                              tokens.reload,
+                              setError,
+                            )
                           }
                         >
                           Revoke

@@ -34,7 +34,8 @@ export default function Overview() {
     .filter((a) => a.status === 'ACTIVE' && a.rate_budget)
     .sort(
       (a, b) =>
-        a.rate_budget!.remaining / a.rate_budget!.capacity - b.rate_budget!.remaining / b.rate_budget!.capacity,
+        a.rate_budget!.remaining / a.rate_budget!.capacity -
+        b.rate_budget!.remaining / b.rate_budget!.capacity,
     )
     .slice(0, 5);
 
@@ -44,7 +45,9 @@ export default function Overview() {
       <section aria-labelledby="calls-heading" className="card">
         <h2 id="calls-heading">Calls per hour</h2>
         <ErrorNote error={overview.error} />
-        <Status loading={overview.loading}>{overview.data && <HourlyChart hours={overview.data.hours} />}</Status>
+        <Status loading={overview.loading}>
+          {overview.data && <HourlyChart hours={overview.data.hours} />}
+        </Status>
       </section>
       <div className="grid">
         <section aria-labelledby="top-heading" className="card">
@@ -111,7 +114,9 @@ export default function Overview() {
                 <li key={s.id}>
                   <strong>{s.name}</strong> ({s.type}):{' '}
                   <span className={h && h.failed > 0 ? 'bad' : 'good'}>
-                    {h ? `${h.delivered} delivered, ${h.pending} pending, ${h.failed} failed` : 'nothing sent yet'}
+                    {h
+                      ? `${h.delivered} delivered, ${h.pending} pending, ${h.failed} failed`
+                      : 'nothing sent yet'}
                   </span>
                 </li>
               );

@@ -24,7 +24,9 @@ export default function Platform() {
   const [error, setError] = useState<Error | null>(null);
   const reloadSpec = () =>
     api<{ version: string; changed: boolean }>('POST', '/admin/v1/spec/reload').then((r) => {
-      setReload(r.changed ? `Loaded a new version (${r.version.slice(0, 12)}).` : 'The document is unchanged.');
+      setReload(
+        r.changed ? `Loaded a new version (${r.version.slice(0, 12)}).` : 'The document is unchanged.',
+      );
       spec.reload();
     }, setError);
   return (

@@ -32,7 +32,10 @@ function RuleForm({ onAdd }: { onAdd: (rule: PolicyRule) => void }) {
         e.preventDefault();
         onAdd({
           effect,
-          methods: methods.split(',').map((m) => m.trim().toUpperCase()).filter(Boolean),
+          methods: methods
+            .split(',')
+            .map((m) => m.trim().toUpperCase())
+            .filter(Boolean),
           path: path.trim(),
           ...(name.trim() ? { name: name.trim() } : {}),
         });
@@ -53,7 +56,12 @@ function RuleForm({ onAdd }: { onAdd: (rule: PolicyRule) => void }) {
         </label>
         <label className="grow">
           Path pattern
-          <input value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/zones/*/dns_records/**" />
+          <input
+            value={path}
+            onChange={(e) => setPath(e.target.value)}
+            required
+            placeholder="/zones/*/dns_records/**"
+          />
         </label>
         <label>
           Rule name
@@ -90,12 +98,22 @@ function Tester() {
         <div className="fields">
           <label>
             Identity
-            <input value={identifier} onChange={(e) => setIdentifier(e.target.value)} required placeholder="alice@acme.com" />
+            <input
+              value={identifier}
+              onChange={(e) => setIdentifier(e.target.value)}
+              required
+              placeholder="alice@acme.com"
+            />
           </label>
           <SelectField label="Method" value={method} onChange={setMethod} options={METHODS} />
           <label className="grow">
             Path
-            <input value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/zones/023e…/dns_records" />
+            <input
+              value={path}
+              onChange={(e) => setPath(e.target.value)}
+              required
+              placeholder="/zones/023e…/dns_records"
+            />
           </label>
           <button type="submit">Would it be allowed?</button>
         </div>

@@ -14,7 +14,15 @@ interface Delivery {
   created_at: string;
 }
 
-function SinkCard({ sink, health, onChange }: { sink: Sink; health: SinkHealth | undefined; onChange: () => void }) {
+function SinkCard({
+  sink,
+  health,
+  onChange,
+}: {
+  sink: Sink;
+  health: SinkHealth | undefined;
+  onChange: () => void;
+}) {
   const failed = useLoad(`failed:${sink.id}`, () =>
     api<{ deliveries: Delivery[] }>(
       'GET',
@@ -24,7 +32,11 @@ function SinkCard({ sink, health, onChange }: { sink: Sink; health: SinkHealth |
   const [message, setMessage] = useState<string | null>(null);
   const [error, setError] = useState<Error | null>(null);
   const retry = () =>
-    api<{ retried: number }>('POST', `/api/v1/audit/sinks/${encodeURIComponent(sink.id)}/deliveries/retry`, {}).then(
+    api<{ retried: number }>(
+      'POST',
+      `/api/v1/audit/sinks/${encodeURIComponent(sink.id)}/deliveries/retry`,
+      {},
+    ).then(
       (r) => {
         setMessage(`${r.retried} deliveries queued again.`);
         failed.reload();
@@ -38,7 +50,9 @@ function SinkCard({ sink, health, onChange }: { sink: Sink; health: SinkHealth |
         {sink.name} <span className="muted">({sink.type})</span>
       </h2>
       <p>
-        <span className={`pill ${sink.enabled ? 'good' : 'bad'}`}>{sink.enabled ? 'enabled' : 'disabled'}</span>{' '}
+        <span className={`pill ${sink.enabled ? 'good' : 'bad'}`}>
+          {sink.enabled ? 'enabled' : 'disabled'}
+        </span>{' '}
         {health
           ? `${health.delivered} delivered, ${health.pending} pending, ${health.failed} failed; last delivery ${formatTime(health.last_delivered_at)}`
           : 'Nothing sent yet.'}

@@ -23,15 +23,18 @@ function Keys({ tenant }: { tenant: Tenant }) {
   const [issued, setIssued] = useState<string | null>(null);
   const [error, setError] = useState<Error | null>(null);
   const issue = () =>
-    api<{ api_key: string }>('POST', `/admin/v1/tenants/${encodeURIComponent(tenant.id)}/api_keys`).then((r) => {
-      setIssued(r.api_key);
-      keys.reload();
-    }, setError);
-  const revoke = (id: string) =>
-    api('DELETE', `/admin/v1/tenants/${encodeURIComponent(tenant.id)}/api_keys/${encodeURIComponent(id)}`).then(
-      keys.reload,
+    api<{ api_key: string }>('POST', `/admin/v1/tenants/${encodeURIComponent(tenant.id)}/api_keys`).then(
+      (r) => {
+        setIssued(r.api_key);
+        keys.reload();
+      },
       setError,
     );
+  const revoke = (id: string) =>
+    api(
+      'DELETE',
+      `/admin/v1/tenants/${encodeURIComponent(tenant.id)}/api_keys/${encodeURIComponent(id)}`,
+    ).then(keys.reload, setError);
   return (
     <>
       <ErrorNote error={keys.error ?? error} />
@@ -56,7 +59,9 @@ function Keys({ tenant }: { tenant: Tenant }) {
                 <td>{formatTime(k.created_at)}</td>
                 <td>{formatTime(k.last_used_at)}</td>
                 <td>
-                  <span className={`pill ${k.revoked_at ? 'bad' : 'good'}`}>{k.revoked_at ? 'revoked' : 'active'}</span>
+                  <span className={`pill ${k.revoked_at ? 'bad' : 'good'}`}>
+                    {k.revoked_at ? 'revoked' : 'active'}
+                  </span>
                 </td>
                 <td>
                   {!k.revoked_at && (
