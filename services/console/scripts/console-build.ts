@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,4 +72,21 @@ export async function ensureConsoleBuilt(
     rmSync(staging, { recursive: true, force: true });
   }
   return { built: true, ms: Date.now() - started };
+}
+
+/** The most the first page load may fetch, gzipped: the issue's budget for the console. */
+export const INITIAL_BUNDLE_LIMIT_BYTES = 300 * 1024;
+
+/**
+ * What a browser fetches before the console first renders, gzipped: every script, module
+ * preload and stylesheet `index.html` names (pages loaded later, on navigation, are not counted).
+ */
+export function initialBundle(): { files: Array<{ file: string; gzipBytes: number }>; gzipBytes: number } {
+  const html = readFileSync(path.join(CONSOLE_DIST, 'index.html'), 'utf8');
+  const refs = [...html.matchAll(/(?:src|href)="\/console\/(assets\/[^"]+)"/g)].map((m) => m[1]!);
+  const files = [...new Set(refs)].map((file) => ({
+    file,
+    gzipBytes: gzipSync(readFileSync(path.join(CONSOLE_DIST, file)), { level: 9 }).length,
+  }));
+  return { files, gzipBytes: files.reduce((n, f) => n + f.gzipBytes, 0) };
 }
