@@ -41,25 +41,12 @@ export function explainPolicy(
   if (!decision.allowed) {
     return { allowed: false, path, rule: decision.rule, scope: decision.scope, reason: decision.reason };
   }
-  const tenantRule = firstAllow(tenant, method, path);
-  if (tenantRule) {
-    return {
-      allowed: true,
-      path,
-      rule: tenantRule,
-      scope: 'tenant',
-      reason: `allowed by tenant rule ${tenantRule}`,
-    };
-  }
-  const identityRule = firstAllow(identity, method, path);
-  if (identityRule) {
-    return {
-      allowed: true,
-      path,
-      rule: identityRule,
-      scope: 'identity',
-      reason: `allowed by identity rule ${identityRule}`,
-    };
+  for (const [scope, policy] of [
+    ['tenant', tenant],
+    ['identity', identity],
+  ] as const) {
+    const rule = firstAllow(policy, method, path);
+    if (rule) return { allowed: true, path, rule, scope, reason: `allowed by ${scope} rule ${rule}` };
   }
   return { allowed: true, path, rule: null, scope: null, reason: 'no rule refuses it: allowed by default' };
 }

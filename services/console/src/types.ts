@@ -61,23 +61,8 @@ export interface AuditEvent {
   readonly hash: string;
 }
 
-export interface ExplorerRow {
-  readonly id: string;
-  readonly seq: number;
-  readonly occurred_at: string;
-  readonly kind: string;
-  readonly action: string;
-  readonly outcome: string;
-  readonly identifier: string | null;
-  readonly tool_name: string | null;
-  readonly execution_id: string | null;
-  readonly agent_run_id: string | null;
-  readonly method: string | null;
-  readonly path: string | null;
-  readonly status: number | null;
-  readonly duration_ms: number | null;
-  readonly error_code: string | null;
-}
+/** The explorer's rows, as the server's read model defines them (a type import: nothing is bundled). */
+export type { ExplorerRow } from '../../connector/src/console/console-queries.ts';
 
 export interface PolicyRule {
   effect: 'allow' | 'deny';

@@ -179,3 +179,49 @@ export function SelectField({
     </div>
   );
 }
+
+/**
+ * A titled card holding one form whose submit runs `action`: busy while it runs, its error shown
+ * under the fields, whatever comes after (a notice, a secret shown once) left to the caller.
+ */
+export function CardForm({
+  title,
+  submitLabel,
+  action,
+  children,
+  after,
+}: {
+  title: string;
+  submitLabel: string;
+  action: () => Promise<void>;
+  children: ReactNode;
+  after?: ReactNode;
+}) {
+  const headingId = useId();
+  const [error, setError] = useState<Error | null>(null);
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      className="card row-form"
+      aria-labelledby={headingId}
+      onSubmit={(e) => {
+        e.preventDefault();
+        setBusy(true);
+        setError(null);
+        action()
+          .catch((err: unknown) => setError(err instanceof Error ? err : new Error(String(err))))
+          .finally(() => setBusy(false));
+      }}
+    >
+      <h2 id={headingId}>{title}</h2>
+      <div className="fields">
+        {children}
+        <button type="submit" disabled={busy}>
+          {submitLabel}
+        </button>
+      </div>
+      <ErrorNote error={error} />
+      {after}
+    </form>
+  );
+}

@@ -1,7 +1,6 @@
 import { useState } from 'react';
-import type { FormEvent } from 'react';
 import { api, listAll } from '../api.ts';
-import { ErrorNote, Gauge, Modal, Status, TypedConfirm } from '../components/common.tsx';
+import { CardForm, ErrorNote, Gauge, Modal, Status, TypedConfirm } from '../components/common.tsx';
 import { formatTime, useLoad } from '../hooks.ts';
 import type { ConnectedAccount } from '../types.ts';
 
@@ -13,55 +12,40 @@ type Action =
 function ConnectForm({ onDone }: { onDone: () => void }) {
   const [identifier, setIdentifier] = useState('');
   const [token, setToken] = useState('');
-  const [error, setError] = useState<Error | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await api('POST', '/api/v1/connected_accounts', {
-        identifier,
-        authorization: { type: 'api_token', api_token: token },
-      });
-      setIdentifier('');
-      setToken('');
-      onDone();
-    } catch (err) {
-      setError(err as Error);
-    } finally {
-      setBusy(false);
-    }
-  };
   return (
-    <form className="card row-form" onSubmit={(e) => void submit(e)} aria-labelledby="connect-heading">
-      <h2 id="connect-heading">Connect an account</h2>
-      <div className="fields">
-        <label>
-          Identifier
-          <input
-            value={identifier}
-            onChange={(e) => setIdentifier(e.target.value)}
-            required
-            placeholder="alice@acme.com"
-          />
-        </label>
-        <label>
-          Cloudflare API token
-          <input
-            type="password"
-            autoComplete="off"
-            value={token}
-            onChange={(e) => setToken(e.target.value)}
-            required
-          />
-        </label>
-        <button type="submit" disabled={busy}>
-          Verify and connect
-        </button>
-      </div>
-      <ErrorNote error={error} />
-    </form>
+    <CardForm
+      title="Connect an account"
+      submitLabel="Verify and connect"
+      action={async () => {
+        await api('POST', '/api/v1/connected_accounts', {
+          identifier,
+          authorization: { type: 'api_token', api_token: token },
+        });
+        setIdentifier('');
+        setToken('');
+        onDone();
+      }}
+    >
+      <label>
+        Identifier
+        <input
+          value={identifier}
+          onChange={(e) => setIdentifier(e.target.value)}
+          required
+          placeholder="alice@acme.com"
+        />
+      </label>
+      <label>
+        Cloudflare API token
+        <input
+          type="password"
+          autoComplete="off"
+          value={token}
+          onChange={(e) => setToken(e.target.value)}
+          required
+        />
+      </label>
+    </CardForm>
   );
 }
 

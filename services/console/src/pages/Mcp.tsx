@@ -1,7 +1,6 @@
 import { useState } from 'react';
-import type { FormEvent } from 'react';
 import { api, listAll, query } from '../api.ts';
-import { CopyButton, ErrorNote, SelectField, Status } from '../components/common.tsx';
+import { CardForm, CopyButton, ErrorNote, SelectField, Status } from '../components/common.tsx';
 import { formatTime, useLoad } from '../hooks.ts';
 
 interface Minted {
@@ -55,43 +54,34 @@ export default function Mcp() {
     listAll<TokenView>(`/api/v1/mcp/tokens${query({ identifier: listed })}`, 'mcp_tokens'),
   );
 
-  const mint = async (e: FormEvent) => {
-    e.preventDefault();
-    setError(null);
-    try {
-      setMinted(await api<Minted>('POST', '/api/v1/mcp/tokens', { identifier, expiry }));
-      setListed(identifier);
-      tokens.reload();
-    } catch (err) {
-      setError(err as Error);
-    }
-  };
-
   return (
     <>
       <h1>MCP</h1>
-      <form className="card row-form" onSubmit={(e) => void mint(e)} aria-labelledby="mint-heading">
-        <h2 id="mint-heading">Mint a token</h2>
-        <div className="fields">
-          <label>
-            Identifier
-            <input value={identifier} onChange={(e) => setIdentifier(e.target.value)} required />
-          </label>
-          <SelectField
-            label="Expires after"
-            value={expiry}
-            onChange={setExpiry}
-            options={[
-              { value: '3600s', label: '1 hour' },
-              { value: '1d', label: '1 day' },
-              { value: '7d', label: '7 days' },
-              { value: '30d', label: '30 days' },
-            ]}
-          />
-          <button type="submit">Mint</button>
-        </div>
-        <ErrorNote error={error} />
-      </form>
+      <CardForm
+        title="Mint a token"
+        submitLabel="Mint"
+        action={async () => {
+          setMinted(await api<Minted>('POST', '/api/v1/mcp/tokens', { identifier, expiry }));
+          setListed(identifier);
+          tokens.reload();
+        }}
+      >
+        <label>
+          Identifier
+          <input value={identifier} onChange={(e) => setIdentifier(e.target.value)} required />
+        </label>
+        <SelectField
+          label="Expires after"
+          value={expiry}
+          onChange={setExpiry}
+          options={[
+            { value: '3600s', label: '1 hour' },
+            { value: '1d', label: '1 day' },
+            { value: '7d', label: '7 days' },
+            { value: '30d', label: '30 days' },
+          ]}
+        />
+      </CardForm>
       {minted && (
         <section className="card" aria-labelledby="configs-heading">
           <h2 id="configs-heading">Client configuration</h2>
@@ -128,7 +118,7 @@ export default function Mcp() {
             List
           </button>
         </form>
-        <ErrorNote error={tokens.error} />
+        <ErrorNote error={tokens.error ?? error} />
         {listed && <Status loading={tokens.loading} />}
         {tokens.data && (
           <table>

@@ -1,7 +1,6 @@
 import { useState } from 'react';
-import type { FormEvent } from 'react';
 import { api } from '../api.ts';
-import { CopyButton, ErrorNote, Status } from '../components/common.tsx';
+import { CardForm, CopyButton, ErrorNote, Status } from '../components/common.tsx';
 import { formatTime, useLoad } from '../hooks.ts';
 
 interface Tenant {
@@ -91,38 +90,32 @@ export default function Tenants() {
   const tenants = useLoad('tenants', () => api<{ tenants: Tenant[] }>('GET', '/admin/v1/tenants'));
   const [name, setName] = useState('');
   const [created, setCreated] = useState<{ name: string; key: string } | null>(null);
-  const [error, setError] = useState<Error | null>(null);
-  const create = async (e: FormEvent) => {
-    e.preventDefault();
-    try {
-      const r = await api<{ tenant: Tenant; api_key: string }>('POST', '/admin/v1/tenants', { name });
-      setCreated({ name: r.tenant.name, key: r.api_key });
-      setName('');
-      tenants.reload();
-    } catch (err) {
-      setError(err as Error);
-    }
-  };
   return (
     <>
       <h1>Tenants</h1>
-      <form className="card row-form" onSubmit={(e) => void create(e)} aria-labelledby="create-tenant">
-        <h2 id="create-tenant">Create a tenant</h2>
-        <div className="fields">
-          <label>
-            Name
-            <input value={name} onChange={(e) => setName(e.target.value)} required />
-          </label>
-          <button type="submit">Create</button>
-        </div>
-        <ErrorNote error={error} />
-        {created && (
-          <p className="notice" role="status">
-            {created.name}: first API key (shown once) <code>{created.key}</code>{' '}
-            <CopyButton text={created.key} label="Copy key" />
-          </p>
-        )}
-      </form>
+      <CardForm
+        title="Create a tenant"
+        submitLabel="Create"
+        action={async () => {
+          const r = await api<{ tenant: Tenant; api_key: string }>('POST', '/admin/v1/tenants', { name });
+          setCreated({ name: r.tenant.name, key: r.api_key });
+          setName('');
+          tenants.reload();
+        }}
+        after={
+          created && (
+            <p className="notice" role="status">
+              {created.name}: first API key (shown once) <code>{created.key}</code>{' '}
+              <CopyButton text={created.key} label="Copy key" />
+            </p>
+          )
+        }
+      >
+        <label>
+          Name
+          <input value={name} onChange={(e) => setName(e.target.value)} required />
+        </label>
+      </CardForm>
       <ErrorNote error={tenants.error} />
       <Status loading={tenants.loading && !tenants.data} />
       {tenants.data?.tenants.map((t) => (
