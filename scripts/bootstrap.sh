@@ -69,6 +69,8 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
   start)
+    # The admin console (/console) is built here, again only when its sources changed.
+    node services/console/scripts/build.ts
     exec node --no-node-snapshot services/connector/src/main.ts "$@"
     ;;
   test)

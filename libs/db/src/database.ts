@@ -256,6 +256,26 @@ export interface TenantSsoConfigsTable extends RequiredSealedColumns {
   updated_at: Timestamp;
 }
 
+/** An admin console sign-in (see migrations/…_console-sessions.ts). */
+export interface ConsoleSessionsTable {
+  id: string;
+  /** SHA-256 of the cookie's session secret, hex. */
+  secret_hash: string;
+  kind: 'tenant' | 'operator';
+  tenant_id: string | null;
+  /** The tenant API key a tenant session was signed in with. */
+  api_key_id: string | null;
+  /** SHA-256 of the admin token an operator session was signed in with. */
+  admin_fingerprint: string | null;
+  csrf_secret: string;
+  ip: string | null;
+  user_agent: string | null;
+  created_at: Timestamp;
+  last_seen_at: Timestamp;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+  revoked_at: NullableTimestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_api_keys: TenantApiKeysTable;
@@ -274,6 +294,7 @@ export interface Database {
   oauth_artifacts: OAuthArtifactsTable;
   oauth_server_keys: OAuthServerKeysTable;
   tenant_sso_configs: TenantSsoConfigsTable;
+  console_sessions: ConsoleSessionsTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;

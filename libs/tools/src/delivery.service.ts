@@ -171,6 +171,24 @@ export function createDeliveryService(deps: {
     };
   }
 
+  /** A sink or webhook of this tenant; another tenant's id is as unknown as a made-up one. */
+  async function assertDestination(tenantId: string, destinationId: string): Promise<void> {
+    const owner =
+      (await db
+        .selectFrom('audit_sinks')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', destinationId)
+        .executeTakeFirst()) ??
+      (await db
+        .selectFrom('tenant_webhooks')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', destinationId)
+        .executeTakeFirst());
+    if (!owner) throw notFound('delivery destination');
+  }
+
   return {
     resolve,
     accountEvents,
@@ -222,20 +240,7 @@ export function createDeliveryService(deps: {
       destinationId: string,
       query: { status?: 'pending' | 'sending' | 'delivered' | 'failed'; limit?: number },
     ): Promise<DeliveryView[]> {
-      const owner =
-        (await db
-          .selectFrom('audit_sinks')
-          .select('id')
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', destinationId)
-          .executeTakeFirst()) ??
-        (await db
-          .selectFrom('tenant_webhooks')
-          .select('id')
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', destinationId)
-          .executeTakeFirst());
-      if (!owner) throw notFound('delivery destination');
+      await assertDestination(tenantId, destinationId);
       let q = db
         .selectFrom('outbox')
         .select([
@@ -265,6 +270,27 @@ export function createDeliveryService(deps: {
         createdAt: r.created_at,
         deliveredAt: r.delivered_at,
       }));
+    },
+
+    /**
+     * Puts failed deliveries of a destination (all, or the ones named) back in the queue with
+     * fresh attempts; the dispatcher sends them on its next tick. Returns how many were requeued.
+     */
+    async retryFailed(tenantId: string, destinationId: string, ids?: readonly string[]): Promise<number> {
+      await assertDestination(tenantId, destinationId);
+      let q = db
+        .updateTable('outbox')
+        .set({ status: 'pending', attempts: 0, next_attempt_at: new Date() })
+        .where('tenant_id', '=', tenantId)
+        .where('destination_id', '=', destinationId)
+        .where('status', '=', 'failed');
+      if (ids) {
+        const numeric = ids.filter((id) => /^[0-9]{1,18}$/.test(id));
+        if (numeric.length === 0) return 0;
+        q = q.where('id', 'in', numeric);
+      }
+      const result = await q.executeTakeFirst();
+      return Number(result.numUpdatedRows);
     },
 
     /** Sets the tenant's webhook; returns the signing secret once (generated unless given). */

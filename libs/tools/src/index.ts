@@ -9,6 +9,8 @@ export {
 } from './policy.ts';
 export type { Policy, PolicyDecision, PolicyMethod, PolicyRequest, PolicyRule } from './policy.ts';
 export { MAX_PATH_LENGTH, MAX_PATH_SEGMENTS, canonicalizePath } from './canonical-path.ts';
+export { explainPolicy } from './policy-explain.ts';
+export type { PolicyExplanation } from './policy-explain.ts';
 export { MAX_PATTERN_GLOBSTARS, MAX_PATTERN_SEGMENTS, patternProblem } from './policy-matcher.ts';
 export { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
 export type { GraphqlClassification } from './graphql-operation.ts';

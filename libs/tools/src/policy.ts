@@ -82,7 +82,7 @@ export function isWrite(request: PolicyRequest): boolean {
   return true;
 }
 
-function ruleLabel(rule: PolicyRule, index: number): string {
+export function ruleLabel(rule: PolicyRule, index: number): string {
   return rule.name ?? `rules[${index}] (${rule.effect} ${rule.methods.join(',')} ${rule.path})`;
 }
 

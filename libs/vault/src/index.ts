@@ -3,7 +3,7 @@ export type { DataKeyCacheOptions } from './data-key-cache.ts';
 export { createEnvelope } from './envelope.ts';
 export type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
 export { DEFAULT_CONNECTION_NAME, createTenantService, validateTenantName } from './tenants.service.ts';
-export type { IssuedApiKey, TenantCaller, TenantService, TenantView } from './tenants.service.ts';
+export type { ApiKeyView, IssuedApiKey, TenantCaller, TenantService, TenantView } from './tenants.service.ts';
 export {
   MAX_OPENABLE_ACCOUNTS,
   createConnectedAccountService,

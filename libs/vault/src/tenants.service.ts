@@ -23,6 +23,13 @@ export interface IssuedApiKey {
   readonly key: string;
 }
 
+export interface ApiKeyView {
+  readonly id: string;
+  readonly createdAt: Date;
+  readonly revokedAt: Date | null;
+  readonly lastUsedAt: Date | null;
+}
+
 export interface TenantCaller {
   readonly tenantId: string;
   readonly apiKeyId: string;
@@ -56,6 +63,8 @@ export interface TenantService {
   get(tenantId: string): Promise<TenantView>;
   list(): Promise<TenantView[]>;
   issueApiKey(ctx: ActorContext): Promise<IssuedApiKey>;
+  /** A tenant's API keys, newest first (ids and dates; the secret is never stored). */
+  listApiKeys(tenantId: string): Promise<ApiKeyView[]>;
   revokeApiKey(ctx: ActorContext, keyId: string): Promise<void>;
   /** Resolves a presented API key to its tenant, or null for an unknown or revoked key. */
   authenticate(presented: string): Promise<TenantCaller | null>;
@@ -197,6 +206,22 @@ export function createTenantService(deps: {
     async list() {
       const rows = await db.selectFrom('tenants').selectAll().orderBy('created_at').orderBy('id').execute();
       return rows.map(toView);
+    },
+    async listApiKeys(tenantId) {
+      await get(tenantId);
+      const rows = await db
+        .selectFrom('tenant_api_keys')
+        .select(['id', 'created_at', 'revoked_at', 'last_used_at'])
+        .where('tenant_id', '=', tenantId)
+        .orderBy('created_at', 'desc')
+        .orderBy('id')
+        .execute();
+      return rows.map((r) => ({
+        id: r.id,
+        createdAt: r.created_at,
+        revokedAt: r.revoked_at,
+        lastUsedAt: r.last_used_at,
+      }));
     },
     async issueApiKey(ctx) {
       await get(ctx.tenantId);

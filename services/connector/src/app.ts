@@ -29,6 +29,7 @@ import { mcpRoutes } from './mcp/mcp.routes.ts';
 import { deliveryRoutes } from './http/delivery.routes.ts';
 import { createMetrics, metricsRoutes } from './http/metrics.ts';
 import { setUpMcpOAuth } from './oauth/mcp-oauth.ts';
+import { setUpConsole } from './console/console.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -241,6 +242,8 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  // Before the API routes: a console session authenticates them in place of a bearer value.
+  await setUpConsole(app, container);
   await app.register(async (scope) => healthRoutes(scope, container));
   await app.register(async (scope) => adminRoutes(scope, container));
   await app.register(async (scope) => connectedAccountRoutes(scope, container));

@@ -7,6 +7,7 @@ import { isWardenError, noopLogger } from '@warden/core';
 import { ConfigError, loadConfig } from './config.ts';
 import type { Config } from './config.ts';
 import { MIGRATIONS_FOLDER, createContainer } from './container.ts';
+import { keyStatus } from './key-status.ts';
 import { refuseWhileEmbeddedDatabaseIsHeld } from './embedded-lock.ts';
 import type { Container } from './container.ts';
 
@@ -62,16 +63,7 @@ async function withContainer<T>(
 }
 
 async function keysStatus(c: Container): Promise<void> {
-  const rows = await c.db.kysely
-    .selectFrom('sealed_credentials')
-    .select(['key_id', (eb) => eb.fn.countAll<string>().as('n')])
-    .groupBy('key_id')
-    .execute();
-  print({
-    provider: c.keys.provider,
-    current_key_id: await c.keys.currentKeyId(),
-    data_keys_by_key: Object.fromEntries(rows.map((r) => [r.key_id, Number(r.n)])),
-  });
+  print(await keyStatus(c));
 }
 
 async function run(argv: string[]): Promise<number> {

@@ -12,6 +12,33 @@ from ._model import WardenModel, WardenPage
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminKeysResponse(WardenModel):
+    """`GET /admin/v1/keys`: Key rotation status: the current key-encryption key and how many data keys each key wraps."""
+    provider: str
+    current_key_id: str
+    data_keys_by_key: dict[str, float]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminSpecResponseSandboxes(WardenModel):
+    size: float
+    alive: float
+    ready: float
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminSpecResponse(WardenModel):
+    """`GET /admin/v1/spec`: The Cloudflare OpenAPI document in use and the sandboxes serving it."""
+    loaded: bool
+    version: str | None
+    source: str | None
+    loaded_at: str | None
+    operations: float
+    sandboxes: GetAdminSpecResponseSandboxes | None
+    """Sandbox child processes: configured, running, and running the current spec"""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class PostAdminSpecReloadResponse(WardenModel):
     """`POST /admin/v1/spec/reload`: Read the Cloudflare OpenAPI document again and hand a changed one to every sandbox (no restart)."""
     version: str
@@ -47,6 +74,20 @@ class PostAdminTenantsBody(TypedDict):
 class GetAdminTenantsByIdResponse(WardenModel):
     """`GET /admin/v1/tenants/{id}`: Get a tenant."""
     tenant: Tenant
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminTenantsByIdApiKeysResponseApiKeysItem(WardenModel):
+    id: str
+    created_at: str
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAdminTenantsByIdApiKeysResponse(WardenModel):
+    """`GET /admin/v1/tenants/{id}/api_keys`: A tenant's API keys, newest first (never the secret)."""
+    api_keys: list[GetAdminTenantsByIdApiKeysResponseApiKeysItem]
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -182,6 +223,43 @@ class GetAuditSinksByIdDeliveriesResponse(WardenModel):
 
 
 GetAuditSinksByIdDeliveriesQueryStatus: TypeAlias = Literal["pending", "sending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostAuditSinksByIdDeliveriesRetryResponse(WardenModel):
+    """`POST /api/v1/audit/sinks/{id}/deliveries/retry`: Send failed deliveries to a sink again (all of them, or the ones named)."""
+    retried: float
+    """Failed deliveries put back in the queue"""
+
+
+class PostAuditSinksByIdDeliveriesRetryBody(TypedDict, total=False):
+    delivery_ids: list[str]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAuditVerifyResponseProblemsItem(WardenModel):
+    seq: float
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAuditVerifyResponseIntentsWithoutOutcomeItem(WardenModel):
+    seq: float
+    id: str
+    occurred_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetAuditVerifyResponse(WardenModel):
+    """`GET /api/v1/audit/verify`: Check the tenant's audit hash chain (what `warden audit verify --tenant` reports)."""
+    ok: bool
+    checked: float
+    expired: float
+    """Records accounted for by retention anchors (dropped partitions)"""
+    problems: list[GetAuditVerifyResponseProblemsItem]
+    intents_without_outcome: list[GetAuditVerifyResponseIntentsWithoutOutcomeItem]
+    unknown_outcomes: float
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -596,6 +674,32 @@ class PutPolicyResponse(WardenModel):
 
 
 PutPolicyBody: TypeAlias = "PolicyInput"
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostPolicyEvaluateResponse(WardenModel):
+    """`POST /api/v1/policy/evaluate`: Would this upstream request be allowed for an identifier now? The decision and the rule that decides."""
+    allowed: bool
+    path: str
+    """The canonical path the policy was evaluated on"""
+    rule: str | None
+    """The deciding rule; null when nothing matched (default allow)"""
+    scope: Literal["tenant", "identity"] | None
+    reason: str
+
+
+class _PostPolicyEvaluateBodyRequired(TypedDict):
+    identifier: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: str
+
+
+class _PostPolicyEvaluateBodyOptional(TypedDict, total=False):
+    graphql_query: bool
+
+
+class PostPolicyEvaluateBody(_PostPolicyEvaluateBodyRequired, _PostPolicyEvaluateBodyOptional):
+    pass
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -1,8 +1,9 @@
-import type { TenantView } from '@warden/vault';
+import type { ApiKeyView, TenantView } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
+import { keyStatus } from '../key-status.ts';
 import { adminActor, adminAuth } from './auth.ts';
 import { errorResponses, tenant } from './schemas.ts';
 
@@ -12,9 +13,18 @@ function tenantJson(t: TenantView) {
 
 const tenantParams = z.object({ id: z.string().max(100) });
 
+function apiKeyJson(k: ApiKeyView) {
+  return {
+    id: k.id,
+    created_at: k.createdAt.toISOString(),
+    revoked_at: k.revokedAt?.toISOString() ?? null,
+    last_used_at: k.lastUsedAt?.toISOString() ?? null,
+  };
+}
+
 export async function adminRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants' | 'config' | 'codeMode'>,
+  deps: Pick<Container, 'tenants' | 'config' | 'codeMode' | 'db' | 'keys'>,
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const security = [{ adminToken: [] }];
@@ -74,6 +84,31 @@ export async function adminRoutes(
     },
   });
 
+  r.get('/admin/v1/tenants/:id/api_keys', {
+    schema: {
+      tags: ['admin'],
+      summary: "A tenant's API keys, newest first (never the secret)",
+      security,
+      params: tenantParams,
+      response: {
+        200: z.object({
+          api_keys: z.array(
+            z.object({
+              id: z.string(),
+              created_at: z.string(),
+              revoked_at: z.string().nullable(),
+              last_used_at: z.string().nullable(),
+            }),
+          ),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => ({
+      api_keys: (await deps.tenants.listApiKeys(request.params.id)).map(apiKeyJson),
+    }),
+  });
+
   r.delete('/admin/v1/tenants/:id/api_keys/:key_id', {
     schema: {
       tags: ['admin'],
@@ -89,6 +124,69 @@ export async function adminRoutes(
       );
       return reply.code(204).send(null);
     },
+  });
+
+  r.get('/admin/v1/spec', {
+    schema: {
+      tags: ['admin'],
+      summary: 'The Cloudflare OpenAPI document in use and the sandboxes serving it',
+      security,
+      response: {
+        200: z.object({
+          loaded: z.boolean(),
+          version: z.string().nullable(),
+          source: z.string().nullable(),
+          loaded_at: z.string().nullable(),
+          operations: z.number(),
+          sandboxes: z
+            .object({ size: z.number(), alive: z.number(), ready: z.number() })
+            .nullable()
+            .describe('Sandbox child processes: configured, running, and running the current spec'),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async () => {
+      const pool = deps.codeMode.pool();
+      if (!pool) {
+        return {
+          loaded: false,
+          version: null,
+          source: null,
+          loaded_at: null,
+          operations: 0,
+          sandboxes: null,
+        };
+      }
+      const spec = deps.codeMode.specStore.current();
+      const stats = pool.stats();
+      return {
+        loaded: true,
+        version: spec.version,
+        source: spec.source,
+        loaded_at: spec.loadedAt.toISOString(),
+        operations: spec.operations.length,
+        sandboxes: { size: stats.size, alive: stats.alive, ready: stats.ready },
+      };
+    },
+  });
+
+  r.get('/admin/v1/keys', {
+    schema: {
+      tags: ['admin'],
+      summary: 'Key rotation status: the current key-encryption key and how many data keys each key wraps',
+      description: 'A key can be retired (`warden keys retire`) once it wraps no data key.',
+      security,
+      response: {
+        200: z.object({
+          provider: z.string(),
+          current_key_id: z.string(),
+          data_keys_by_key: z.record(z.string(), z.number()),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async () => keyStatus(deps),
   });
 
   r.post('/admin/v1/spec/reload', {

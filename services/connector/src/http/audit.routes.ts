@@ -1,5 +1,11 @@
 import type { AuditEvent, AuditStore } from '@warden/audit';
-import { AUDIT_OUTCOMES, EXPORT_FORMATS, createAuditExportStream, exportContentType } from '@warden/audit';
+import {
+  AUDIT_OUTCOMES,
+  EXPORT_FORMATS,
+  createAuditExportStream,
+  exportContentType,
+  verifyChain,
+} from '@warden/audit';
 import { WardenError } from '@warden/core';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -96,7 +102,7 @@ function range(from: Date | undefined, to: Date | undefined, toGiven = true): vo
 
 export async function auditRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants'> & { audit: AuditStore },
+  deps: Pick<Container, 'tenants' | 'db'> & { audit: AuditStore },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.addHook('onRequest', tenantAuth(deps.tenants));
@@ -157,6 +163,37 @@ export async function auditRoutes(
         ...(q.page_token !== undefined ? { pageToken: q.page_token } : {}),
       });
       return { events: page.events as AuditEvent[], next_page_token: page.nextPageToken };
+    },
+  });
+
+  r.get('/api/v1/audit/verify', {
+    schema: {
+      tags: ['audit'],
+      summary: "Check the tenant's audit hash chain (what `warden audit verify --tenant` reports)",
+      description:
+        'Recomputes every hash and link of the chain; reads only. Takes time proportional to the trail.',
+      security,
+      response: {
+        200: z.object({
+          ok: z.boolean(),
+          checked: z.number(),
+          expired: z.number().describe('Records accounted for by retention anchors (dropped partitions)'),
+          problems: z.array(z.object({ seq: z.number(), kind: z.string(), detail: z.string() })),
+          intents_without_outcome: z.array(
+            z.object({ seq: z.number(), id: z.string(), occurred_at: z.string() }),
+          ),
+          unknown_outcomes: z.number(),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => {
+      const {
+        tenant_id: _tenant,
+        intents_without_outcome,
+        ...report
+      } = await verifyChain(deps.db.kysely, tenantOf(request).tenantId);
+      return { ...report, intents_without_outcome: [...intents_without_outcome] };
     },
   });
 

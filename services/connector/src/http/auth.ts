@@ -5,6 +5,19 @@ import type { ActorContext, TenantCaller, TenantService } from '@warden/vault';
 import type { FastifyRequest } from 'fastify';
 
 const callers = new WeakMap<FastifyRequest, TenantCaller>();
+/** Requests authenticated by an admin console session (`console/console-auth.ts`), not a bearer value. */
+const consoleRequests = new WeakSet<FastifyRequest>();
+const operatorRequests = new WeakSet<FastifyRequest>();
+
+/**
+ * A console session stands in for the credential it was signed in with: the tenant API key it
+ * names, or the admin token. Runs before the routes' own authentication, which then accepts it.
+ */
+export function authenticateFromConsole(request: FastifyRequest, caller: TenantCaller | 'operator'): void {
+  consoleRequests.add(request);
+  if (caller === 'operator') operatorRequests.add(request);
+  else callers.set(request, caller);
+}
 
 export function bearerToken(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
@@ -16,6 +29,7 @@ export function bearerToken(request: FastifyRequest): string | null {
 /** onRequest for /api/v1: resolves the tenant API key or answers 401. */
 export function tenantAuth(tenants: Pick<TenantService, 'authenticate'>) {
   return async (request: FastifyRequest): Promise<void> => {
+    if (callers.has(request)) return;
     const token = bearerToken(request);
     if (!token) {
       throw new WardenError('unauthenticated', 'send the tenant API key as `Authorization: Bearer <key>`');
@@ -32,18 +46,33 @@ export function tenantOf(request: FastifyRequest): TenantCaller {
   return caller;
 }
 
+/** How the audit trail names changes made in the admin console (on the signed-in key's authority). */
+export const CONSOLE_CLIENT_NAME = 'warden-console';
+
 /** The tenant API key making a change, as lifecycle records name it. */
 export function actorOf(request: FastifyRequest): ActorContext {
   const caller = tenantOf(request);
   return {
     tenantId: caller.tenantId,
-    actor: { type: 'api_key', id: caller.apiKeyId, client_name: null, client_version: null, ip: request.ip },
+    actor: {
+      type: 'api_key',
+      id: caller.apiKeyId,
+      client_name: consoleRequests.has(request) ? CONSOLE_CLIENT_NAME : null,
+      client_version: null,
+      ip: request.ip,
+    },
   };
 }
 
 /** The operator (admin token) making a change. */
 export function adminActor(request: FastifyRequest): AuditCaller {
-  return { type: 'admin', id: null, client_name: null, client_version: null, ip: request.ip };
+  return {
+    type: 'admin',
+    id: null,
+    client_name: consoleRequests.has(request) ? CONSOLE_CLIENT_NAME : null,
+    client_version: null,
+    ip: request.ip,
+  };
 }
 
 function digest(value: string): Buffer {
@@ -58,13 +87,18 @@ export function adminApiOff(): WardenError {
   );
 }
 
+/** Whether `presented` is the admin token, compared in constant time. */
+export function isAdminToken(adminToken: string, presented: string): boolean {
+  return timingSafeEqual(digest(presented), digest(adminToken));
+}
+
 /** onRequest for /admin/v1: the admin API exists only when WARDEN_ADMIN_TOKEN is set. */
 export function adminAuth(adminToken: string | null) {
-  const expected = adminToken ? digest(adminToken) : null;
   return async (request: FastifyRequest): Promise<void> => {
-    if (!expected) throw adminApiOff();
+    if (!adminToken) throw adminApiOff();
+    if (operatorRequests.has(request)) return;
     const token = bearerToken(request);
-    if (!token || !timingSafeEqual(digest(token), expected)) {
+    if (!token || !isAdminToken(adminToken, token)) {
       throw new WardenError('unauthenticated', 'send WARDEN_ADMIN_TOKEN as `Authorization: Bearer <token>`');
     }
   };

@@ -131,6 +131,35 @@ export async function deliveryRoutes(
     }),
   });
 
+  r.post('/api/v1/audit/sinks/:id/deliveries/retry', {
+    schema: {
+      tags: ['audit'],
+      summary: 'Send failed deliveries to a sink again (all of them, or the ones named)',
+      security,
+      params: z.object({ id: z.string().max(100) }),
+      body: z
+        .strictObject({
+          delivery_ids: z
+            .array(z.string().max(30))
+            .max(500)
+            .optional()
+            .describe('Deliveries to retry; all failed ones when left out.'),
+        })
+        .optional(),
+      response: {
+        200: z.object({ retried: z.number().describe('Failed deliveries put back in the queue') }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => ({
+      retried: await deps.delivery.retryFailed(
+        tenantOf(request).tenantId,
+        request.params.id,
+        request.body?.delivery_ids,
+      ),
+    }),
+  });
+
   const webhookSchema = z
     .object({ id: z.string(), url: z.string(), enabled: z.boolean() })
     .meta({ id: 'Webhook' });

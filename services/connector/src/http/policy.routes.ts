@@ -1,5 +1,11 @@
 import type { Policy, PolicyStore } from '@warden/tools';
-import { CREDENTIAL_KINDS, MAX_PATTERN_GLOBSTARS, MAX_PATTERN_SEGMENTS, parsePolicy } from '@warden/tools';
+import {
+  CREDENTIAL_KINDS,
+  MAX_PATTERN_GLOBSTARS,
+  MAX_PATTERN_SEGMENTS,
+  explainPolicy,
+  parsePolicy,
+} from '@warden/tools';
 import { validateIdentifier } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -82,6 +88,54 @@ export async function policyRoutes(
       const policy = parsePolicy(request.body, '', 'tenant');
       await deps.policies.setTenantPolicy(actorOf(request), policy);
       return { policy: policyJson(policy) };
+    },
+  });
+
+  r.post('/api/v1/policy/evaluate', {
+    schema: {
+      tags: ['policy'],
+      summary:
+        'Would this upstream request be allowed for an identifier now? The decision and the rule that decides',
+      description:
+        'Evaluates the tenant and identity policies exactly as an execution would (on the canonical path), without sending anything.',
+      security,
+      body: z.strictObject({
+        identifier: z.string().max(256),
+        method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
+        path: z
+          .string()
+          .max(4096)
+          .describe('A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records'),
+        graphql_query: z
+          .boolean()
+          .optional()
+          .describe('For POST /graphql: whether the selected operation is a query (a read).'),
+      }),
+      response: {
+        200: z.object({
+          allowed: z.boolean(),
+          path: z.string().describe('The canonical path the policy was evaluated on'),
+          rule: z
+            .string()
+            .nullable()
+            .describe('The deciding rule; null when nothing matched (default allow)'),
+          scope: z.enum(['tenant', 'identity']).nullable(),
+          reason: z.string(),
+        }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => {
+      const { identifier, method, path, graphql_query } = request.body;
+      const { tenant, identity } = await deps.policies.effective(
+        tenantOf(request).tenantId,
+        validateIdentifier(identifier),
+      );
+      return explainPolicy(tenant, identity, {
+        method,
+        path,
+        ...(graphql_query !== undefined ? { graphqlQuery: graphql_query } : {}),
+      });
     },
   });
 

@@ -1,0 +1,52 @@
+import { canonicalizePath } from './canonical-path.ts';
+import { evaluatePolicy, pathMatches, ruleLabel } from './policy.ts';
+import type { Policy, PolicyRule } from './policy.ts';
+
+export interface PolicyExplanation {
+  readonly allowed: boolean;
+  /** The canonical form of the path, the one policy is evaluated on and Cloudflare would get. */
+  readonly path: string;
+  /** The rule that decided: a refusing rule, or the allow rule that matched; null for the default. */
+  readonly rule: string | null;
+  readonly scope: 'tenant' | 'identity' | null;
+  readonly reason: string;
+}
+
+function firstAllow(policy: Policy, method: string, path: string): string | null {
+  for (const [i, rule] of (policy.rules ?? []).entries()) {
+    if (rule.effect !== 'allow') continue;
+    if (!rule.methods.includes('*') && !rule.methods.includes(method as PolicyRule['methods'][number]))
+      continue;
+    if (pathMatches(rule.path, path, 'exact')) return ruleLabel(rule, i);
+  }
+  return null;
+}
+
+/**
+ * What `evaluatePolicy` would decide for one request of an identifier, with the rule that decides:
+ * the policy tester's answer. The path is canonicalized first, exactly as the upstream gateway does.
+ */
+export function explainPolicy(
+  tenant: Policy,
+  identity: Policy,
+  request: { method: string; path: string; graphqlQuery?: boolean },
+): PolicyExplanation {
+  const path = canonicalizePath(request.path, 'path');
+  const method = request.method.toUpperCase();
+  const decision = evaluatePolicy(tenant, identity, {
+    method,
+    path,
+    ...(request.graphqlQuery !== undefined ? { graphqlQuery: request.graphqlQuery } : {}),
+  });
+  if (!decision.allowed) {
+    return { allowed: false, path, rule: decision.rule, scope: decision.scope, reason: decision.reason };
+  }
+  for (const [scope, policy] of [
+    ['tenant', tenant],
+    ['identity', identity],
+  ] as const) {
+    const rule = firstAllow(policy, method, path);
+    if (rule) return { allowed: true, path, rule, scope, reason: `allowed by ${scope} rule ${rule}` };
+  }
+  return { allowed: true, path, rule: null, scope: null, reason: 'no rule refuses it: allowed by default' };
+}
