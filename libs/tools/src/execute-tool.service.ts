@@ -220,11 +220,15 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
 
     let outcome: SandboxOutcome;
     if (tool === 'cloudflare_search') {
-      outcome = await deps.runner.search(params.code, { denied: deniedFor(policy.tenant, policy.identity) });
+      outcome = await deps.runner.search(params.code, {
+        denied: deniedFor(policy.tenant, policy.identity),
+        tenant: caller.tenantId,
+      });
       await probe;
     } else {
       const credential = await open();
       outcome = await deps.runner.execute(params.code, {
+        tenant: caller.tenantId,
         accountId: cfAccountId,
         upstream: (request, context) =>
           upstreamCall(

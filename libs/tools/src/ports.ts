@@ -12,11 +12,15 @@ export type {
 import type { SandboxResult as SandboxOutcome, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
 
 export interface CodeRunner {
-  /** `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation. */
-  search(code: string, options: { denied: readonly string[] }): Promise<SandboxOutcome>;
+  /**
+   * `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation.
+   * `tenant`: whose call it is; no tenant's code can make another tenant's call fail.
+   */
+  search(code: string, options: { denied: readonly string[]; tenant: string }): Promise<SandboxOutcome>;
   execute(
     code: string,
     options: {
+      tenant: string;
       accountId: string | undefined;
       /** `signal` aborts when the execution ends (timeout, abort) before the request does. */
       upstream: (request: UpstreamRequest, context: { signal: AbortSignal }) => Promise<UpstreamResponse>;

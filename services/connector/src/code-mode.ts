@@ -119,10 +119,11 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
     spec: specLookup,
     runner: {
       async search(code, options) {
-        return loaded().pool.search(code, { access: { denied: options.denied } });
+        return loaded().pool.search(code, { tenant: options.tenant, access: { denied: options.denied } });
       },
       async execute(code, options) {
         return loaded().pool.execute(code, {
+          tenant: options.tenant,
           ...(options.accountId !== undefined ? { accountId: options.accountId } : {}),
           upstream: (request, context) => options.upstream(request, { signal: context.signal }),
           ...(options.signal ? { signal: options.signal } : {}),
