@@ -36,12 +36,13 @@ export interface ChildMonitorOptions {
 }
 
 /**
- * What one call may occupy above the child's idle memory. The soft allowance covers a heap at
- * its limit with fragmentation; the hard one the short peaks seen while isolated-vm stops a call
- * at its limit (a growing double array copied on growth reached 3.6× the limit).
+ * What one call may occupy above the child's idle memory. The soft allowance is what a call
+ * may hold for long: a heap kept at its limit measured 1.05× the limit resident, and isolated-vm
+ * stops a call that goes over within a fraction of a second. The hard one covers the short peaks
+ * seen while it does (a double array copied as it grew reached 3.6× the limit).
  */
 function softAllowanceMb(memoryMb: number): number {
-  return 2 * memoryMb + 64;
+  return 1.5 * memoryMb + 64;
 }
 function hardAllowanceMb(memoryMb: number): number {
   return 4 * memoryMb + 64;
