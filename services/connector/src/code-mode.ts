@@ -49,6 +49,8 @@ export async function createCodeMode(config: Config, logger: Logger): Promise<Co
       if (closed) return;
       pool = createSandboxPool({
         size: config.sandboxPoolSize,
+        spareChildren: config.sandboxSpareChildren,
+        maxExecuteChildren: config.sandboxMaxExecuteChildren,
         spec: specStore,
         limits: config.sandboxLimits,
         logger: log,
