@@ -69,6 +69,21 @@ describe('ChildMonitor', () => {
     expect(reports).toEqual([{ rssMb: 1000, allowedMb: 228, calls: 0 }]);
   });
 
+  it('counts from a new baseline after rebase, even with no idle interval to measure one', () => {
+    const { state, reports, monitor } = setup();
+    monitor.begin(128);
+    state.rssMb = 100 + 250;
+    monitor.end(128);
+    monitor.rebase();
+    monitor.begin(128);
+    state.rssMb = 350 + 256;
+    monitor.tick();
+    expect(reports).toEqual([]);
+    state.rssMb = 350 + 257;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 607, allowedMb: 606, calls: 1 }]);
+  });
+
   it('is quiet only after two intervals without calls and without work on other threads', async () => {
     const { state, monitor } = setup();
     let quiet = false;

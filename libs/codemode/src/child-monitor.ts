@@ -103,6 +103,16 @@ export class ChildMonitor {
     this.#quietTicks = 0;
   }
 
+  /**
+   * Takes the present memory as the idle baseline, after the process took on memory it keeps
+   * between calls (a search child's warm context on the spec): under steady load there may be
+   * no idle interval to measure it in.
+   */
+  rebase(): void {
+    this.#idleRssMb = this.#readRss() / MB;
+    this.#overSince = null;
+  }
+
   /** Resolves once no call runs and no isolate thread has been working for two intervals. */
   whenQuiet(): Promise<void> {
     if (this.#quiet()) return Promise.resolve();

@@ -60,9 +60,13 @@ async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>):
 process.on('message', (message: ParentMessage) => {
   switch (message.type) {
     case 'load-spec':
-      // Building the warm context counts as a call: its memory is not the idle process's.
+      // Building the warm context counts as a call, and what it holds afterwards as idle memory.
+      // Searches wait for a load, so none runs when it ends.
       watched(message.searchMemoryMb, () => search.load(message.spec, message.searchMemoryMb)).then(
-        () => send({ type: 'spec-loaded', version: message.spec.version }),
+        () => {
+          monitor.rebase();
+          send({ type: 'spec-loaded', version: message.spec.version });
+        },
         (error: unknown) =>
           send({
             type: 'spec-failed',
