@@ -101,7 +101,7 @@ export interface SandboxPool {
   search(code: string, options: SearchOptions): Promise<SandboxResult>;
   /** Runs execute code in a fresh isolate (`cloudflare.request`, `accountId`, `console`). */
   execute(code: string, options: ExecuteOptions): Promise<SandboxResult>;
-  /** Resolves when every child is up and holds the current spec. */
+  /** Resolves when every search child holds the current spec and the warm execute children are up. */
   ready(): Promise<void>;
   /** Loads the spec source's current document into every child. */
   reloadSpec(): Promise<void>;
