@@ -19,7 +19,7 @@ beforeAll(async () => {
 afterAll(() => pool.close());
 
 function run(code: string, options: Partial<ExecuteOptions> = {}): ReturnType<SandboxPool['execute']> {
-  return pool.execute(code, { upstream: echoUpstream, ...options });
+  return pool.execute(code, { tenant: 'ten_execute_test', upstream: echoUpstream, ...options });
 }
 
 /** Every global a bare V8 context has under ECMAScript (plus V8's current proposals), none of the host. */

@@ -7,6 +7,9 @@ import { DEFAULT_LIMITS } from './sandbox.types.ts';
 import type { ExecuteOptions, Upstream, UpstreamRequest, UpstreamResponse } from './sandbox.types.ts';
 import { HOST_DETAILS, errorOf, ok, realSpecStore, resultOf } from './test-support/fixtures.ts';
 
+/** Every call is one tenant's: the pool never lets two tenants share a child. */
+const TENANT = 'ten_sdk';
+
 let pool: SandboxPool;
 
 beforeAll(async () => {
@@ -27,7 +30,7 @@ async function record(code: string, options: Partial<ExecuteOptions> = {}) {
     seen.push(request);
     return ok({ echo: request });
   };
-  const result = await pool.execute(code, { upstream, accountId: 'acc1', ...options });
+  const result = await pool.execute(code, { tenant: TENANT, upstream, accountId: 'acc1', ...options });
   return { result, seen };
 }
 
@@ -132,7 +135,7 @@ describe('SDK-style calls in execute', () => {
           return { record, error: [e instanceof Error, e.code, e.status, e.errors, e.message] };
         }
       }`,
-      { upstream },
+      { tenant: TENANT, upstream },
     );
     expect(resultOf(result)).toEqual({
       record: { id: 'r1', type: 'A' },
@@ -145,6 +148,7 @@ describe('SDK-style calls in execute', () => {
       ],
     });
     const uncaught = await pool.execute("async () => cloudflare.dns.records.get('gone', { zone_id: 'z1' })", {
+      tenant: TENANT,
       upstream,
     });
     expect(errorOf(uncaught)).toEqual({
@@ -172,7 +176,7 @@ describe('SDK-style calls in execute', () => {
           }
           return outcomes;
         }`,
-        { upstream },
+        { tenant: TENANT, upstream },
       );
       expect(resultOf(result)).toEqual([
         [code, `cloudflare.dns.records.create: ${message}`],
@@ -195,7 +199,7 @@ describe('SDK-style calls in execute', () => {
         }
         return outcomes;
       }`,
-      { upstream: async () => ok(null) },
+      { tenant: TENANT, upstream: async () => ok(null) },
     );
     const [direct, iterated, script, huge] = resultOf(result) as string[];
     expect(direct).toBe(
@@ -206,7 +210,10 @@ describe('SDK-style calls in execute', () => {
     // A name longer than any method's is neither copied out nor ranked, and is cut in the message.
     expect(huge).toMatch(/^TypeError: cloudflare\.x{189}… is not a method of the Cloudflare SDK \(spec\.sdk/);
     const uncaught = errorOf(
-      await pool.execute('async () => {\n  return cloudflare.zone.list({});\n}', { upstream: echoOk }),
+      await pool.execute('async () => {\n  return cloudflare.zone.list({});\n}', {
+        tenant: TENANT,
+        upstream: echoOk,
+      }),
     );
     expect(uncaught.code).toBe('execution_error');
     expect(uncaught.message).toMatch(
@@ -271,7 +278,7 @@ describe('SDK-style calls in execute', () => {
         return { first, hasNext: [first.hasNextPage(), third.hasNextPage()], second: second.result, all, error,
           items: third.getPaginatedItems() };
       }`,
-      { upstream },
+      { tenant: TENANT, upstream },
     );
     expect(resultOf(result)).toEqual({
       first: {
@@ -314,7 +321,7 @@ describe('SDK-style calls in execute', () => {
     const params = name.startsWith('containers') ? "{ application_id: 'app1' }" : '{}';
     const result = await pool.execute(
       `async () => { const out = []; for await (const x of cloudflare.${name}(${params})) out.push(x); return out; }`,
-      { upstream, accountId: 'acc1' },
+      { tenant: TENANT, upstream, accountId: 'acc1' },
     );
     expect(resultOf(result)).toEqual(['start-item', 'c2-item', 'c3-item']);
     expect(seen.map((r) => r.query?.[param])).toEqual([undefined, 'c2', 'c3']);
@@ -327,7 +334,7 @@ describe('SDK-style calls in execute', () => {
     };
     const result = await pool.execute(
       'async () => { const out = []; for await (const x of cloudflare.abuseReports.list({})) out.push(x); return out; }',
-      { upstream, accountId: 'acc1' },
+      { tenant: TENANT, upstream, accountId: 'acc1' },
     );
     expect(resultOf(result)).toEqual([1, 2]);
     expect(result.stats.upstreamRequests).toBe(3);
@@ -340,7 +347,7 @@ describe('SDK-style calls in execute', () => {
     };
     const result = await pool.execute(
       "async () => { let n = 0; for await (const r of cloudflare.dns.records.list({ zone_id: 'z1' })) n++; return n; }",
-      { upstream, limits: { maxUpstreamRequests: 4 } },
+      { tenant: TENANT, upstream, limits: { maxUpstreamRequests: 4 } },
     );
     expect(errorOf(result)).toEqual({
       code: 'too_many_requests',
@@ -354,7 +361,7 @@ describe('SDK-style calls in execute', () => {
     const result = await pool.execute(
       `async () => [typeof cloudflare.dns.records.list, await cloudflare.dns === cloudflare.dns, Object.keys(cloudflare),
         Object.keys(cloudflare.dns), JSON.stringify({ a: cloudflare.dns }), cloudflare.request === cloudflare.request]`,
-      { upstream: echoOk },
+      { tenant: TENANT, upstream: echoOk },
     );
     expect(resultOf(result)).toEqual(['function', true, ['request'], [], '{}', true]);
   });

@@ -1,5 +1,6 @@
 export { createSandboxPool } from './sandbox-pool.ts';
 export type {
+  SandboxChildKind,
   SandboxChildStats,
   SandboxPool,
   SandboxPoolOptions,

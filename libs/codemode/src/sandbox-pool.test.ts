@@ -132,7 +132,7 @@ describe('sandbox pool', () => {
           outcomes.push(typeof fetch, typeof XMLHttpRequest, typeof WebSocket);
           return outcomes;
         }`,
-        { upstream },
+        { tenant: 'ten_a', upstream },
       );
       expect(resultOf(result)).toEqual([
         ...Array(9).fill('invalid_request'),
@@ -190,7 +190,7 @@ describe('sandbox pool', () => {
     );
   });
 
-  it('fails only the calls of a child that dies, and replaces it', async () => {
+  it("fails only the calls of a dead child's tenant that reached upstream, and replaces the child", async () => {
     const pool = await startPool({ spec: await realSpecStore(), size: 2 });
     const releases: Array<() => void> = [];
     let arrived: () => void = () => {};
@@ -203,37 +203,56 @@ describe('sandbox pool', () => {
         arrived();
       });
     const code = "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result";
-    const calls = [pool.execute(code, { upstream: blocking }), pool.execute(code, { upstream: blocking })];
+    const calls = [
+      pool.execute(code, { tenant: 'ten_a', upstream: blocking }),
+      pool.execute(code, { tenant: 'ten_b', upstream: blocking }),
+    ];
     await bothArrived;
-    const [victim] = pool.stats().children;
+    const victim = pool.stats().children.find((c) => c.tenant === 'ten_a');
+    expect(
+      pool
+        .stats()
+        .children.filter((c) => c.tenant === 'ten_b')
+        .map((c) => c.pid),
+    ).not.toContain(victim?.pid);
     process.kill(victim?.pid as number, 'SIGKILL');
     for (const release of releases) release();
-    const results: SandboxResult[] = await Promise.all(calls);
+    const [a, b] = (await Promise.all(calls)) as [SandboxResult, SandboxResult];
 
-    const crashed = results.filter((r) => !r.ok);
-    expect(crashed).toHaveLength(1);
-    expect(errorOf(crashed[0] as SandboxResult)).toEqual({
+    expect(errorOf(a)).toEqual({
       code: 'sandbox_crashed',
       message: 'the sandbox process stopped while running this call; retry',
     });
-    expect(results.filter((r) => r.ok).map(resultOf)).toEqual(['done']);
+    expect(a.stats.upstreamRequests).toBe(1);
+    expect(resultOf(b)).toBe('done');
 
     await pool.ready();
     const stats = pool.stats();
-    expect(stats.alive).toBe(2);
     expect(stats.restarts).toBe(1);
+    expect(stats.retried).toBe(0);
     expect(stats.children.map((c) => c.pid)).not.toContain(victim?.pid);
-    expect(resultOf(await pool.search("async () => spec.paths['/zones'].get.summary"))).toBe('List Zones');
+    expect(stats.children.filter((c) => c.kind === 'search' && c.ready)).toHaveLength(2);
     expect(
-      resultOf(await pool.execute('async () => accountId', { upstream: echoUpstream, accountId: 'a1' })),
+      resultOf(await pool.search("async () => spec.paths['/zones'].get.summary", { tenant: 'ten_a' })),
+    ).toBe('List Zones');
+    expect(
+      resultOf(
+        await pool.execute('async () => accountId', {
+          tenant: 'ten_a',
+          upstream: echoUpstream,
+          accountId: 'a1',
+        }),
+      ),
     ).toBe('a1');
   });
 
   it('replaces a child after a number of executions without failing any call', async () => {
     const pool = await startPool({ spec: await realSpecStore(), size: 1, recycleAfterExecutions: 3 });
-    const first = pool.stats().children[0]?.pid;
+    const first = pool.stats().children.find((c) => c.kind === 'execute')?.pid;
     const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => pool.execute(`async () => ${i}`, { upstream: echoUpstream })),
+      Array.from({ length: 8 }, (_, i) =>
+        pool.execute(`async () => ${i}`, { tenant: 'ten_a', upstream: echoUpstream }),
+      ),
     );
     expect(results.map(resultOf)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     await pool.ready();
@@ -241,7 +260,9 @@ describe('sandbox pool', () => {
     expect(stats.recycled).toBeGreaterThanOrEqual(1);
     expect(stats.restarts).toBe(0);
     expect(stats.children.filter((c) => !c.retiring).map((c) => c.pid)).not.toContain(first);
-    expect(resultOf(await pool.search("async () => spec.paths['/zones'].get.summary"))).toBe('List Zones');
+    expect(
+      resultOf(await pool.search("async () => spec.paths['/zones'].get.summary", { tenant: 'ten_a' })),
+    ).toBe('List Zones');
   });
 
   it('reloads the spec without a restart', async () => {
@@ -254,24 +275,25 @@ describe('sandbox pool', () => {
     await store.load();
     const pool = await startPool({ spec: store, size: 2 });
     const paths = 'async () => Object.keys(spec.paths)';
-    expect(resultOf(await pool.search(paths))).toEqual(['/first']);
+    const tenant = { tenant: 'ten_a' };
+    expect(resultOf(await pool.search(paths, tenant))).toEqual(['/first']);
 
     writeFileSync(file, document('/second'));
     const { spec } = await store.reload();
     await pool.reloadSpec();
     expect(pool.stats().specVersion).toBe(spec.version);
-    for (let i = 0; i < 4; i++) expect(resultOf(await pool.search(paths))).toEqual(['/second']);
+    for (let i = 0; i < 4; i++) expect(resultOf(await pool.search(paths, tenant))).toEqual(['/second']);
 
     const byPath = await startPool({ spec: spec.documentFile, size: 1 });
-    expect(resultOf(await byPath.search(paths))).toEqual(['/second']);
+    expect(resultOf(await byPath.search(paths, tenant))).toEqual(['/second']);
   });
 
   it('serves calls made before the children are ready once they are', async () => {
     const pool = createSandboxPool({ spec: await realSpecStore(), size: 2 });
     pools.push(pool);
     const [search, execute] = await Promise.all([
-      pool.search("async () => spec.paths['/zones'].get.summary"),
-      pool.execute('async () => accountId', { upstream: echoUpstream, accountId: 'early' }),
+      pool.search("async () => spec.paths['/zones'].get.summary", { tenant: 'ten_a' }),
+      pool.execute('async () => accountId', { tenant: 'ten_a', upstream: echoUpstream, accountId: 'early' }),
     ]);
     expect(resultOf(search)).toBe('List Zones');
     expect(resultOf(execute)).toBe('early');
@@ -280,7 +302,7 @@ describe('sandbox pool', () => {
   it('refuses calls once closed', async () => {
     const pool = createSandboxPool({ spec: await realSpecStore(), size: 1 });
     await pool.close();
-    expect(errorOf(await pool.search('async () => 1')).code).toBe('unavailable');
+    expect(errorOf(await pool.search('async () => 1', { tenant: 'ten_a' })).code).toBe('unavailable');
     expect(pool.stats().alive).toBe(0);
   });
 });

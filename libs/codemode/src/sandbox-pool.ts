@@ -8,6 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WardenError, isWardenError, noopLogger } from '@warden/core';
 import type { Logger } from '@warden/core';
+import type { MemoryReport } from './child-monitor.ts';
+import { placeExecution } from './placement.ts';
 import { validateUpstreamRequest } from './request-validation.ts';
 import type { ChildMessage, ParentMessage, SpecPayload, UpstreamOutcome } from './sandbox.protocol.ts';
 import { DEFAULT_LIMITS } from './sandbox.types.ts';
@@ -27,7 +29,10 @@ export interface SpecSource {
 }
 
 export interface SandboxPoolOptions {
-  /** Child processes; default: the number of cores. */
+  /**
+   * Search child processes, and how many execute children one tenant spreads its calls over;
+   * default: the number of cores.
+   */
   readonly size?: number;
   /** A spec store, or the path of a processed document file (`LoadedSpec.documentFile`). */
   readonly spec: SpecSource | string;
@@ -42,38 +47,61 @@ export interface SandboxPoolOptions {
    * memory per isolate it ever created; recycling bounds that.
    */
   readonly recycleAfterExecutions?: number;
+  /** Started execute children kept serving no tenant, so a tenant without a child need not wait for one. */
+  readonly spareChildren?: number;
+  /** Execute children at most; beyond it a tenant without a child waits for one to be handed back. */
+  readonly maxExecuteChildren?: number;
+  /** How long an execute child runs no call before it goes back to the spares. */
+  readonly releaseIdleMs?: number;
+  /** How long a child handed back may take to show that nothing of its tenant still runs before it is stopped. */
+  readonly releaseTimeoutMs?: number;
 }
+
+export type SandboxChildKind = 'search' | 'execute';
 
 export interface SandboxChildStats {
   readonly pid: number;
+  /** Search children hold the spec and run one search at a time; execute children serve one tenant at a time. */
+  readonly kind: SandboxChildKind;
   readonly ready: boolean;
   readonly retiring: boolean;
+  /** The tenant an execute child serves; null for a spare and for search children. */
+  readonly tenant: string | null;
   readonly specVersion: string | null;
   readonly searches: number;
   readonly executions: number;
 }
 
 export interface SandboxPoolStats {
+  /** Search children wanted. */
   readonly size: number;
   /** Children whose process is up and answering. */
   readonly alive: number;
-  /** Alive children that hold the current spec. */
+  /** Alive search children that hold the current spec. */
   readonly ready: number;
+  /** Started execute children that serve no tenant. */
+  readonly spares: number;
   readonly specVersion: string | null;
   readonly queued: number;
   /** Children replaced after they died. */
   readonly restarts: number;
   /** Children replaced after `recycleAfterExecutions`. */
   readonly recycled: number;
+  /** Calls run again on a fresh child after theirs died. */
+  readonly retried: number;
+  /** Execute children handed back to the spares once nothing of their tenant ran any more. */
+  readonly released: number;
+  /** Children stopped because their memory outgrew what their calls may use. */
+  readonly memoryStops: number;
   readonly children: readonly SandboxChildStats[];
 }
 
 export interface SandboxPool {
   /** Runs search code against the spec (`spec`, `allowed(method, path)`, `console`). */
-  search(code: string, options?: SearchOptions): Promise<SandboxResult>;
+  search(code: string, options: SearchOptions): Promise<SandboxResult>;
   /** Runs execute code in a fresh isolate (`cloudflare.request`, `accountId`, `console`). */
   execute(code: string, options: ExecuteOptions): Promise<SandboxResult>;
-  /** Resolves when every child is up and holds the current spec. */
+  /** Resolves when every search child holds the current spec and the warm execute children are up. */
   ready(): Promise<void>;
   /** Loads the spec source's current document into every child. */
   reloadSpec(): Promise<void>;
@@ -82,6 +110,7 @@ export interface SandboxPool {
 }
 
 interface Child {
+  readonly kind: SandboxChildKind;
   readonly process: ChildProcess;
   readonly pid: number;
   readonly jobs: Map<number, Job>;
@@ -93,12 +122,23 @@ interface Child {
   searches: number;
   executions: number;
   executed: number;
+  /** The tenant whose executions it runs; null: a spare. */
+  tenant: string | null;
+  /** Runs a retried call alone. */
+  exclusive: boolean;
+  /** Set while the child is being handed back; fires if it does not go quiet in time. */
+  releasing: NodeJS.Timeout | null;
+  /** When it last ran no call. */
+  idleSince: number;
+  /** Its report when its memory outgrew its calls' allowance. */
+  memoryReport: MemoryReport | null;
 }
 
 interface Job {
-  readonly id: number;
-  readonly kind: 'search' | 'execute';
-  readonly message: Extract<ParentMessage, { type: 'search' | 'execute' }>;
+  id: number;
+  readonly kind: SandboxChildKind;
+  message: Extract<ParentMessage, { type: 'search' | 'execute' }>;
+  readonly tenant: string;
   readonly limits: SandboxLimits;
   readonly upstream?: Upstream;
   /** Cancels upstream requests still running when the job ends. */
@@ -108,8 +148,14 @@ interface Job {
   upstreamRequests: number;
   /** Set when the parent had to kill the child for this job. */
   killedFor?: SandboxErrorCode;
+  /** Runs again, alone on a fresh child, after its child died; never a second time. */
+  retried: boolean;
   timers: NodeJS.Timeout[];
 }
+
+/** How long a spare beyond the floor may stay unused before it is stopped. */
+const SPARE_RETIRE_MS = 60_000;
+const SWEEP_MS = 1_000;
 
 const CHILD_ENTRY = fileURLToPath(new URL('./sandbox.child.ts', import.meta.url));
 const PACKAGE_DIR = path.dirname(path.dirname(CHILD_ENTRY));
@@ -144,6 +190,13 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const maxExecutions = options.maxExecutionsPerChild ?? 16;
   const killGraceMs = options.killGraceMs ?? 2_000;
   const recycleAfter = options.recycleAfterExecutions ?? 5_000;
+  const spareChildren = options.spareChildren ?? 1;
+  const maxExecuteChildren = Math.max(options.maxExecuteChildren ?? Math.max(8, 4 * size), 1);
+  const releaseIdleMs = options.releaseIdleMs ?? 5_000;
+  const releaseTimeoutMs = options.releaseTimeoutMs ?? 5_000;
+  /** Execute children kept however idle: one tenant's calls can spread over the cores at once. */
+  const executeFloor = Math.min(Math.max(size, spareChildren), maxExecuteChildren);
+  const placement = { spread: size, maxExecutionsPerChild: maxExecutions };
   const readableDirs = childReadableDirs();
   const children = new Set<Child>();
   const queue: Job[] = [];
@@ -152,7 +205,13 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   let nextId = 1;
   let restarts = 0;
   let recycled = 0;
+  let retried = 0;
+  let released = 0;
+  let memoryStops = 0;
   let failedStarts = 0;
+  /** Execute children are not started again before this (back-off after failed starts). */
+  let spawnAfter = 0;
+  let maintainTimer: NodeJS.Timeout | undefined;
   let closing = false;
   let specVersion: string | null = null;
   let spec = readSpec().then((payload) => {
@@ -196,7 +255,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     }
   }
 
-  function spawnChild(): void {
+  function spawnChild(kind: SandboxChildKind): void {
     const proc = fork(CHILD_ENTRY, [], {
       // Nothing of the parent's environment: no credentials, no connection strings.
       env: {},
@@ -213,6 +272,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     const child: Child = {
+      kind,
       process: proc,
       pid: proc.pid ?? -1,
       jobs: new Map(),
@@ -223,6 +283,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       searches: 0,
       executions: 0,
       executed: 0,
+      tenant: null,
+      exclusive: false,
+      releasing: null,
+      idleSince: performance.now(),
+      memoryReport: null,
     };
     children.add(child);
     proc.stderr?.setEncoding('utf8');
@@ -236,41 +301,94 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     proc.on('exit', (code, signal) => onExit(child, code, signal));
   }
 
+  /** Lets a child exit; one whose isolate thread is stuck in a builtin never would, so it is killed after a grace. */
+  function stop(child: Child): void {
+    if (child.process.connected) child.process.disconnect();
+    setTimeout(() => {
+      if (!child.exited) child.process.kill('SIGKILL');
+    }, killGraceMs).unref();
+  }
+
+  /**
+   * A call that died with its child runs again, once, alone on a fresh child, if nothing of it
+   * can have reached Cloudflare: a search never does, an execution only before its first
+   * upstream request. The others of the child are the same tenant's calls (a child serves one
+   * tenant at a time), so nothing of another tenant is ever lost with it.
+   */
   function onExit(child: Child, code: number | null, signal: NodeJS.Signals | null): void {
     if (child.exited) return;
     child.exited = true;
     children.delete(child);
+    clearTimeout(child.releasing ?? undefined);
     specWaiters.get(child)?.('the sandbox process exited');
     specWaiters.delete(child);
-    for (const job of child.jobs.values()) {
-      settle(
-        job,
-        failed(
-          job.killedFor ?? 'sandbox_crashed',
-          job.killedFor === 'timeout'
-            ? `the code did not finish within ${job.limits.wallMs} ms`
-            : 'the sandbox process stopped while running this call; retry',
-          job.upstreamRequests,
-        ),
-      );
+    const jobs = [...child.jobs.values()];
+    // Alone on its child, the call whose child outgrew its memory is the one that used it.
+    const culprit = child.memoryReport && jobs.length === 1 ? jobs[0] : undefined;
+    for (const job of jobs) {
+      if (job.killedFor === 'timeout') {
+        settle(
+          job,
+          failed('timeout', `the code did not finish within ${job.limits.wallMs} ms`, job.upstreamRequests),
+        );
+      } else if (job === culprit) {
+        settle(
+          job,
+          failed('memory_limit', `the code used more than the ${job.limits.memoryMb} MB memory limit`),
+        );
+      } else if (!closing && !job.retried && (job.kind === 'search' || job.upstreamRequests === 0)) {
+        retry(job);
+      } else {
+        settle(
+          job,
+          failed(
+            'sandbox_crashed',
+            'the sandbox process stopped while running this call; retry',
+            job.upstreamRequests,
+          ),
+        );
+      }
     }
-    if (closing || child.retiring) return;
+    if (closing || child.retiring) {
+      drain();
+      return;
+    }
     restarts++;
     failedStarts = child.started ? 0 : failedStarts + 1;
-    logger.warn({ pid: child.pid, code, signal, failedStarts }, 'sandbox child exited; replacing it');
+    logger.warn(
+      {
+        pid: child.pid,
+        kind: child.kind,
+        tenant: child.tenant ?? undefined,
+        calls: jobs.length,
+        code,
+        signal,
+        memory: child.memoryReport ?? undefined,
+        failedStarts,
+      },
+      'sandbox child exited; replacing it',
+    );
     const delay = failedStarts === 0 ? 0 : Math.min(5_000, 100 * 2 ** failedStarts);
-    setTimeout(() => {
-      if (!closing) spawnChild();
-    }, delay).unref();
+    if (child.kind === 'search') {
+      setTimeout(() => {
+        if (!closing) spawnChild('search');
+      }, delay).unref();
+    } else {
+      spawnAfter = performance.now() + delay;
+    }
+    drain();
   }
 
   function onMessage(child: Child, message: ChildMessage): void {
     switch (message.type) {
       case 'started':
         child.started = true;
-        void spec.then((payload) => {
-          if (payload) post(child, { type: 'load-spec', spec: payload, searchMemoryMb: limits.memoryMb });
-        });
+        child.idleSince = performance.now();
+        if (child.kind === 'search') {
+          void spec.then((payload) => {
+            if (payload) post(child, { type: 'load-spec', spec: payload, searchMemoryMb: limits.memoryMb });
+          });
+        }
         drain();
         notifyReady();
         return;
@@ -300,6 +418,25 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       }
       case 'upstream':
         void relayUpstream(child, message);
+        return;
+      case 'released':
+        if (!child.releasing) return;
+        clearTimeout(child.releasing);
+        child.releasing = null;
+        child.tenant = null;
+        child.idleSince = performance.now();
+        released++;
+        drain();
+        return;
+      case 'memory-exceeded':
+        if (child.memoryReport) return;
+        child.memoryReport = message.report;
+        memoryStops++;
+        logger.warn(
+          { pid: child.pid, kind: child.kind, tenant: child.tenant ?? undefined, ...message.report },
+          'sandbox child outgrew the memory its calls may use; stopping it',
+        );
+        child.process.kill('SIGKILL');
         return;
     }
   }
@@ -354,58 +491,108 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     }
   }
 
+  /** Takes a job off its child. */
+  function detach(job: Job): Child | undefined {
+    const child = job.child;
+    job.child = undefined;
+    if (!child?.jobs.delete(job.id)) return undefined;
+    if (job.kind === 'search') child.searches--;
+    else child.executions--;
+    if (job.retried) child.exclusive = false;
+    if (child.jobs.size === 0) child.idleSince = performance.now();
+    return child;
+  }
+
   function settle(job: Job, result: SandboxResult): void {
     for (const timer of job.timers) clearTimeout(timer);
     job.controller.abort();
     const index = queue.indexOf(job);
     if (index >= 0) queue.splice(index, 1);
-    const child = job.child;
-    if (child?.jobs.delete(job.id)) {
-      if (job.kind === 'search') child.searches--;
-      else child.executions--;
+    const child = detach(job);
+    if (child) {
       if (job.kind === 'execute' && ++child.executed >= recycleAfter && !child.retiring && !closing) {
         child.retiring = true;
         recycled++;
-        spawnChild();
+        spawnChild(child.kind);
       }
-      if (child.retiring && child.jobs.size === 0 && child.process.connected) child.process.disconnect();
+      if (child.retiring && child.jobs.size === 0) stop(child);
     }
     job.finish(result);
     drain();
   }
 
+  function retry(job: Job): void {
+    for (const timer of job.timers) clearTimeout(timer);
+    job.timers = [];
+    detach(job);
+    job.retried = true;
+    retried++;
+    // A new id: nothing the dead child sent about the first attempt can reach the second.
+    job.id = nextId++;
+    job.message = { ...job.message, id: job.id };
+    logger.warn({ tenant: job.tenant, kind: job.kind }, 'running a call again after its sandbox died');
+    queue.unshift(job);
+    waitInQueue(job);
+  }
+
+  function waitInQueue(job: Job): void {
+    job.timers.push(
+      setTimeout(
+        () => settle(job, failed('unavailable', 'no sandbox became free in time; retry shortly')),
+        job.limits.wallMs,
+      ),
+    );
+  }
+
+  function usableForExecute(child: Child): boolean {
+    return child.kind === 'execute' && child.started && !child.exited && !child.retiring && !child.releasing;
+  }
+
+  function* executeSlots(): Generator<Child> {
+    for (const child of children) if (usableForExecute(child)) yield child;
+  }
+
   /**
-   * A child runs one search at a time (its warm context is single-threaded), so a search
-   * only goes to a child that holds a spec and has no search in flight: a slow search never
-   * holds up others that an idle child could serve, and a call's deadline starts when it
-   * really starts.
+   * A search child runs one search at a time (its warm context is single-threaded), so a
+   * search only goes to one that holds a spec and has no search in flight: a slow search never
+   * holds up others that an idle child could serve, a call's deadline starts when it really
+   * starts, and a search that brings its process down takes only itself with it.
    */
-  function pickChild(kind: Job['kind']): Child | undefined {
-    let best: Child | undefined;
+  function pickChild(job: Job): Child | undefined {
+    if (job.kind === 'execute') return placeExecution(executeSlots(), job.tenant, job.retried, placement);
     for (const child of children) {
-      if (!child.started || child.exited || child.retiring) continue;
       if (
-        kind === 'search'
-          ? child.searches > 0 || child.specVersion === null
-          : child.executions >= maxExecutions
+        child.kind === 'search' &&
+        child.started &&
+        !child.exited &&
+        !child.retiring &&
+        child.specVersion !== null &&
+        child.searches === 0
       ) {
-        continue;
+        return child;
       }
-      if (!best || child.executions < best.executions) best = child;
     }
-    return best;
+    return undefined;
   }
 
   function dispatch(job: Job, child: Child): void {
     job.child = child;
     child.jobs.set(job.id, job);
-    if (job.kind === 'search') child.searches++;
-    else child.executions++;
+    if (job.kind === 'search') {
+      child.searches++;
+    } else {
+      child.executions++;
+      child.tenant = job.tenant;
+      if (job.retried) child.exclusive = true;
+    }
     // The child's watchdog enforces the deadline; this only catches a child that stopped answering.
     job.timers.push(
       setTimeout(() => {
         job.killedFor = 'timeout';
-        logger.warn({ pid: child.pid, job: job.id }, 'sandbox child missed a deadline; killing it');
+        logger.warn(
+          { pid: child.pid, job: job.id, tenant: job.tenant },
+          'sandbox child missed a deadline; killing it',
+        );
         child.process.kill('SIGKILL');
       }, job.limits.wallMs + killGraceMs),
     );
@@ -416,19 +603,119 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   function drain(): void {
     for (let i = 0; i < queue.length;) {
       const job = queue[i] as Job;
-      const child = pickChild(job.kind);
+      const child = pickChild(job);
       if (!child) {
         i++;
         continue;
       }
       queue.splice(i, 1);
+      for (const timer of job.timers.splice(0)) clearTimeout(timer);
       dispatch(job, child);
+    }
+    maintain();
+  }
+
+  /**
+   * Keeps execute children for every tenant that needs one: `spareChildren` started and serving
+   * nobody, one more for each waiting tenant that may take another child and for each waiting
+   * retry, up to `maxExecuteChildren`; at that cap, idle children of other tenants are handed back.
+   */
+  function maintain(): void {
+    if (closing) return;
+    let total = 0;
+    let spares = 0;
+    const held = new Map<string, number>();
+    const idle: Child[] = [];
+    for (const child of children) {
+      if (child.kind !== 'execute' || child.exited || child.retiring) continue;
+      total++;
+      if (child.tenant === null || child.releasing) {
+        spares++;
+      } else if (!child.exclusive) {
+        held.set(child.tenant, (held.get(child.tenant) ?? 0) + 1);
+        if (child.jobs.size === 0) idle.push(child);
+      }
+    }
+    let wanted = spareChildren - spares;
+    const waiting = new Set<string>();
+    for (const job of queue) {
+      if (job.kind !== 'execute') continue;
+      if (job.retried) wanted++;
+      else if ((held.get(job.tenant) ?? 0) < size && !waiting.has(job.tenant)) {
+        waiting.add(job.tenant);
+        wanted++;
+      }
+    }
+    wanted = Math.max(wanted, executeFloor - total);
+    if (wanted <= 0) return;
+    const now = performance.now();
+    if (now < spawnAfter) {
+      maintainTimer ??= setTimeout(() => {
+        maintainTimer = undefined;
+        maintain();
+      }, spawnAfter - now).unref();
+      return;
+    }
+    for (; wanted > 0 && total < maxExecuteChildren; wanted--, total++) spawnChild('execute');
+    if (wanted <= 0) return;
+    idle.sort((a, b) => a.idleSince - b.idleSince);
+    for (const child of idle) {
+      if (wanted <= 0) break;
+      if (child.tenant !== null && waiting.has(child.tenant)) continue;
+      release(child);
+      wanted--;
     }
   }
 
+  /**
+   * Hands an idle execute child back to the spares once it shows that nothing of its tenant
+   * still runs there: code can outlive its call, and a builtin that ignores interrupts keeps
+   * its thread busy after its isolate is disposed, until V8 aborts the process.
+   */
+  function release(child: Child): void {
+    child.releasing = setTimeout(() => {
+      logger.warn(
+        { pid: child.pid, tenant: child.tenant ?? undefined },
+        'sandbox child kept working after its calls ended; stopping it',
+      );
+      child.process.kill('SIGKILL');
+    }, releaseTimeoutMs);
+    if (!post(child, { type: 'release' })) child.process.kill('SIGKILL');
+  }
+
+  /** Hands back children idle for `releaseIdleMs` and stops spares nobody needed for a minute. */
+  function sweep(): void {
+    const now = performance.now();
+    let executeChildren = 0;
+    let spares = 0;
+    for (const child of children) {
+      if (child.kind !== 'execute' || child.exited || child.retiring) continue;
+      executeChildren++;
+      if (child.tenant === null && child.started) spares++;
+    }
+    for (const child of children) {
+      if (!usableForExecute(child) || child.jobs.size > 0) continue;
+      if (child.tenant !== null) {
+        if (now - child.idleSince >= releaseIdleMs) release(child);
+      } else if (
+        spares > spareChildren &&
+        executeChildren > executeFloor &&
+        now - child.idleSince >= SPARE_RETIRE_MS
+      ) {
+        child.retiring = true;
+        stop(child);
+        spares--;
+        executeChildren--;
+      }
+    }
+  }
+  const sweeper = setInterval(sweep, SWEEP_MS);
+  sweeper.unref();
+
   function submit(
-    kind: Job['kind'],
+    kind: SandboxChildKind,
     message: Job['message'],
+    tenant: string,
     jobLimits: SandboxLimits,
     upstream?: Upstream,
     signal?: AbortSignal,
@@ -444,10 +731,12 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         id: message.id,
         kind,
         message,
+        tenant,
         limits: jobLimits,
         ...(upstream ? { upstream } : {}),
         controller: new AbortController(),
         upstreamRequests: 0,
+        retried: false,
         timers: [],
         finish: (result) => {
           signal?.removeEventListener('abort', onAbort);
@@ -455,35 +744,45 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      const child = pickChild(kind);
+      const child = pickChild(job);
       if (child) {
         dispatch(job, child);
+        maintain();
         return;
       }
       queue.push(job);
-      job.timers.push(
-        setTimeout(
-          () => settle(job, failed('unavailable', 'no sandbox became free in time; retry shortly')),
-          jobLimits.wallMs,
-        ),
-      );
+      waitInQueue(job);
+      maintain();
     });
   }
 
   function isCurrent(child: Child): boolean {
-    return child.started && !child.exited && !child.retiring && child.specVersion === specVersion;
+    return (
+      child.kind === 'search' &&
+      child.started &&
+      !child.exited &&
+      !child.retiring &&
+      child.specVersion === specVersion
+    );
   }
 
   function notifyReady(): void {
-    if ([...children].filter(isCurrent).length < size) return;
+    let current = 0;
+    let executing = 0;
+    for (const child of children) {
+      if (isCurrent(child)) current++;
+      else if (child.kind === 'execute' && child.started && !child.exited && !child.retiring) executing++;
+    }
+    if (current < size || executing < executeFloor) return;
     for (const waiter of readyWaiters) waiter.resolve();
     readyWaiters.clear();
   }
 
-  for (let i = 0; i < size; i++) spawnChild();
+  for (let i = 0; i < size; i++) spawnChild('search');
+  for (let i = 0; i < executeFloor; i++) spawnChild('execute');
 
   return {
-    async search(code, searchOptions = {}) {
+    async search(code, searchOptions) {
       if (!(await spec)) return failed('unavailable', 'the API description is not loaded; retry shortly');
       return submit(
         'search',
@@ -494,6 +793,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
           access: searchOptions.access ?? null,
           limits,
         },
+        searchOptions.tenant,
         limits,
       );
     },
@@ -509,6 +809,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
           accountId: executeOptions.accountId ?? null,
           limits: jobLimits,
         },
+        executeOptions.tenant,
         jobLimits,
         executeOptions.upstream,
         executeOptions.signal,
@@ -530,7 +831,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       specVersion = next.version;
       const results = await Promise.all(
         [...children]
-          .filter((child) => child.started && !child.exited && !child.retiring)
+          .filter((child) => child.kind === 'search' && child.started && !child.exited && !child.retiring)
           .map(
             (child) =>
               new Promise<string | undefined>((resolve) => {
@@ -558,14 +859,20 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         size,
         alive: list.filter((c) => c.started && !c.exited && !c.retiring).length,
         ready: list.filter(isCurrent).length,
+        spares: list.filter((c) => usableForExecute(c) && c.tenant === null).length,
         specVersion,
         queued: queue.length,
         restarts,
         recycled,
+        retried,
+        released,
+        memoryStops,
         children: list.map((c) => ({
           pid: c.pid,
-          ready: isCurrent(c),
+          kind: c.kind,
+          ready: c.kind === 'search' ? isCurrent(c) : c.started && !c.exited && !c.retiring,
           retiring: c.retiring,
+          tenant: c.tenant,
           specVersion: c.specVersion,
           searches: c.searches,
           executions: c.executions,
@@ -576,6 +883,8 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     async close() {
       if (closing) return;
       closing = true;
+      clearInterval(sweeper);
+      clearTimeout(maintainTimer);
       const closed = new WardenError('unavailable', 'the sandbox pool is closed');
       for (const waiter of readyWaiters) waiter.reject(closed);
       readyWaiters.clear();
@@ -585,6 +894,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         [...children].map(
           (child) =>
             new Promise<void>((resolve) => {
+              clearTimeout(child.releasing ?? undefined);
               if (child.exited) return resolve();
               child.process.once('exit', () => resolve());
               child.process.kill('SIGKILL');

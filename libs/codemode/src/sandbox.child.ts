@@ -5,6 +5,7 @@
  * the spec through its IPC channel: it runs isolates and relays `cloudflare.request`
  * payloads to the parent, which decides.
  */
+import { ChildMonitor } from './child-monitor.ts';
 import { ExecuteSandbox } from './execute.sandbox.ts';
 import { SearchSandbox } from './search.sandbox.ts';
 import type { ChildMessage, ParentMessage, UpstreamOutcome } from './sandbox.protocol.ts';
@@ -22,6 +23,18 @@ function catastrophic(message: string): void {
 const search = new SearchSandbox(catastrophic);
 const execute = new ExecuteSandbox(catastrophic);
 const pendingUpstream = new Map<string, (outcome: UpstreamOutcome) => void>();
+// The parent stops this process on the report: a thread stuck in a builtin would keep exit() waiting.
+const monitor = new ChildMonitor({ onMemoryExceeded: (report) => send({ type: 'memory-exceeded', report }) });
+
+/** Runs one call under the memory watch. */
+async function watched<T>(memoryMb: number, call: () => Promise<T>): Promise<T> {
+  monitor.begin(memoryMb);
+  try {
+    return await call();
+  } finally {
+    monitor.end(memoryMb);
+  }
+}
 
 async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>): Promise<void> {
   let sequence = 0;
@@ -34,12 +47,8 @@ async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>):
       pendingUpstream.set(key, resolve);
       send({ type: 'upstream', id: message.id, seq, request: payload });
     });
-  const result = await execute.execute(
-    message.id,
-    message.code,
-    message.accountId,
-    message.limits,
-    requestUpstream,
+  const result = await watched(message.limits.memoryMb, () =>
+    execute.execute(message.id, message.code, message.accountId, message.limits, requestUpstream),
   );
   for (const key of keys) {
     pendingUpstream.get(key)?.({ ok: false, code: 'aborted', message: 'the execution ended' });
@@ -51,8 +60,13 @@ async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>):
 process.on('message', (message: ParentMessage) => {
   switch (message.type) {
     case 'load-spec':
-      search.load(message.spec, message.searchMemoryMb).then(
-        () => send({ type: 'spec-loaded', version: message.spec.version }),
+      // Building the warm context counts as a call, and what it holds afterwards as idle memory.
+      // Searches wait for a load, so none runs when it ends.
+      watched(message.searchMemoryMb, () => search.load(message.spec, message.searchMemoryMb)).then(
+        () => {
+          monitor.rebase();
+          send({ type: 'spec-loaded', version: message.spec.version });
+        },
         (error: unknown) =>
           send({
             type: 'spec-failed',
@@ -62,9 +76,9 @@ process.on('message', (message: ParentMessage) => {
       );
       return;
     case 'search':
-      void search
-        .search(message.code, message.access, message.limits)
-        .then((result) => send({ type: 'result', id: message.id, result }));
+      void watched(message.limits.memoryMb, () =>
+        search.search(message.code, message.access, message.limits),
+      ).then((result) => send({ type: 'result', id: message.id, result }));
       return;
     case 'execute':
       void runExecute(message);
@@ -78,10 +92,14 @@ process.on('message', (message: ParentMessage) => {
     case 'abort':
       execute.abort(message.id);
       return;
+    case 'release':
+      void monitor.whenQuiet().then(() => send({ type: 'released' }));
+      return;
   }
 });
 
 process.on('disconnect', () => {
+  monitor.close();
   execute.close();
   process.exit(0);
 });

@@ -2,6 +2,7 @@
  * Messages between the pool and its child processes (fork IPC, V8 serialization). The
  * child is the less trusted side: the parent validates everything it asks for.
  */
+import type { MemoryReport } from './child-monitor.ts';
 import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
 
 /** The processed document as V8 serialization (the bytes of `LoadedSpec.documentFile`). */
@@ -32,14 +33,19 @@ export type ParentMessage =
       readonly seq: number;
       readonly outcome: UpstreamOutcome;
     }
-  | { readonly type: 'abort'; readonly id: number };
+  | { readonly type: 'abort'; readonly id: number }
+  /** The child is to serve another tenant: answer `released` once nothing of the last one runs. */
+  | { readonly type: 'release' };
 
 export type ChildMessage =
   | { readonly type: 'started' }
   | { readonly type: 'spec-loaded'; readonly version: string }
   | { readonly type: 'spec-failed'; readonly version: string; readonly message: string }
   | { readonly type: 'result'; readonly id: number; readonly result: SandboxResult }
-  | { readonly type: 'upstream'; readonly id: number; readonly seq: number; readonly request: unknown };
+  | { readonly type: 'upstream'; readonly id: number; readonly seq: number; readonly request: unknown }
+  | { readonly type: 'released' }
+  /** Its memory outgrew what its calls may use; the parent stops it. */
+  | { readonly type: 'memory-exceeded'; readonly report: MemoryReport };
 
 /** Settles a `cloudflare.request` inside the sandbox; never carries host stack traces. */
 export type UpstreamOutcome =

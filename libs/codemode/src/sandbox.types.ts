@@ -109,10 +109,14 @@ export type SandboxResult =
     };
 
 export interface SearchOptions {
+  /** Whose call this is: named when its sandbox fails. */
+  readonly tenant: string;
   readonly access?: SearchAccess;
 }
 
 export interface ExecuteOptions {
+  /** Whose call this is: a sandbox process serves one tenant at a time. */
+  readonly tenant: string;
   readonly accountId?: string;
   readonly upstream: Upstream;
   readonly signal?: AbortSignal;

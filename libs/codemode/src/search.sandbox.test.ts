@@ -3,6 +3,9 @@ import { createSandboxPool } from './sandbox-pool.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
 import { HOST_DETAILS, errorOf, realSpecStore, resultOf } from './test-support/fixtures.ts';
 
+/** Searches are attributed to a tenant; these all come from one. */
+const TENANT = 'ten_search_test';
+
 let pool: SandboxPool;
 
 beforeAll(async () => {
@@ -17,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => pool.close());
 
 async function search(code: string): Promise<unknown> {
-  return resultOf(await pool.search(code));
+  return resultOf(await pool.search(code, { tenant: TENANT }));
 }
 
 /** Observations of everything shared a call could have tampered with. */
@@ -134,43 +137,55 @@ describe('search', () => {
   it('annotates with per-call access that never leaks into the next call', async () => {
     const code = `async () => [allowed('GET', '/zones'), allowed('post', '/zones'), allowed('DELETE', '/zones/{zone_id}')]`;
     const restricted = await pool.search(code, {
+      tenant: TENANT,
       access: { readOnly: false, denied: ['DELETE /zones/{zone_id}'] },
     });
     expect(resultOf(restricted)).toEqual([true, true, false]);
-    expect(resultOf(await pool.search(code, { access: { readOnly: true } }))).toEqual([true, false, false]);
+    expect(resultOf(await pool.search(code, { tenant: TENANT, access: { readOnly: true } }))).toEqual([
+      true,
+      false,
+      false,
+    ]);
     expect(await search(code)).toEqual([true, true, true]);
   });
 
   it('captures console output per call', async () => {
     const result = await pool.search(
       "async () => { console.log('found', { n: 1 }); console.warn('careful'); return 1; }",
+      { tenant: TENANT },
     );
     expect(result.logs).toEqual(['found {"n":1}', 'warn: careful']);
-    expect((await pool.search('async () => 2')).logs).toEqual([]);
+    expect((await pool.search('async () => 2', { tenant: TENANT })).logs).toEqual([]);
   });
 
   it('reports syntax errors with their line and column and thrown errors with their message', async () => {
-    expect(errorOf(await pool.search('async () => {\n  let x = ;\n}'))).toEqual({
+    expect(errorOf(await pool.search('async () => {\n  let x = ;\n}', { tenant: TENANT }))).toEqual({
       code: 'syntax_error',
       message: "SyntaxError: Unexpected token ';' (line 2, column 11)",
     });
-    expect(errorOf(await pool.search("async () => {\n  throw new RangeError('too far');\n}"))).toEqual({
+    expect(
+      errorOf(await pool.search("async () => {\n  throw new RangeError('too far');\n}", { tenant: TENANT })),
+    ).toEqual({
       code: 'execution_error',
       message: 'RangeError: too far (line 2, column 9)',
     });
     // Code that ends early is reported on its own last line, not on the wrapper's.
     for (const unclosed of ['async () => {', 'async () => {\n  return spec.paths[\n', 'async () => `abc']) {
-      expect(errorOf(await pool.search(unclosed)), unclosed).toEqual({
+      expect(errorOf(await pool.search(unclosed, { tenant: TENANT })), unclosed).toEqual({
         code: 'syntax_error',
         message: `SyntaxError: the code ends before it is complete (line ${unclosed.split('\n').length}); a bracket, brace, parenthesis, string or template literal is not closed`,
       });
     }
-    expect(errorOf(await pool.search('async () => {\n\n\n  foo(\n}')).message).toBe(
+    expect(errorOf(await pool.search('async () => {\n\n\n  foo(\n}', { tenant: TENANT })).message).toBe(
       "SyntaxError: Unexpected token '}' (line 5, column 1)",
     );
-    expect(errorOf(await pool.search("async () => { throw 'plain'; }")).message).toBe('Uncaught plain');
-    expect(errorOf(await pool.search('async () => 1n')).message).toMatch(/not JSON-serializable/);
-    const injected = await pool.search('async () => 1 }); globalThis.x = (function () {');
+    expect(errorOf(await pool.search("async () => { throw 'plain'; }", { tenant: TENANT })).message).toBe(
+      'Uncaught plain',
+    );
+    expect(errorOf(await pool.search('async () => 1n', { tenant: TENANT })).message).toMatch(
+      /not JSON-serializable/,
+    );
+    const injected = await pool.search('async () => 1 }); globalThis.x = (function () {', { tenant: TENANT });
     expect(errorOf(injected).code).toBe('syntax_error');
   });
 
@@ -183,7 +198,7 @@ describe('search', () => {
     ['require', "async () => require('fs')"],
     ['import()', "async () => (await import('fs')).readFileSync('/etc/passwd', 'utf8')"],
   ])('contains escape attempts through %s', async (_name, code) => {
-    const error = errorOf(await pool.search(code));
+    const error = errorOf(await pool.search(code, { tenant: TENANT }));
     expect(error.code).toBe('execution_error');
     expect(error.message).not.toMatch(HOST_DETAILS);
   });
@@ -206,7 +221,7 @@ describe('search', () => {
       'timeout',
     ],
   ])('stops %s and recovers', async (_name, code, expected) => {
-    const error = errorOf(await pool.search(code));
+    const error = errorOf(await pool.search(code, { tenant: TENANT }));
     expect(error.code).toBe(expected);
     expect(error.message).not.toMatch(HOST_DETAILS);
     expect(await search("async () => spec.paths['/zones'].get.summary")).toBe('List Zones');
@@ -222,26 +237,32 @@ describe('search', () => {
     });
     try {
       const error = errorOf(
-        await roomy.search('async () => { const a = []; while (true) a.push(new Array(4e6).fill(1.5)); }'),
+        await roomy.search('async () => { const a = []; while (true) a.push(new Array(4e6).fill(1.5)); }', {
+          tenant: TENANT,
+        }),
       );
       expect(error).toEqual({
         code: 'memory_limit',
         message: 'the code used more than the 64 MB memory limit',
       });
-      expect(resultOf(await roomy.search("async () => spec.paths['/zones'].get.summary"))).toBe('List Zones');
+      expect(
+        resultOf(await roomy.search("async () => spec.paths['/zones'].get.summary", { tenant: TENANT })),
+      ).toBe('List Zones');
     } finally {
       await roomy.close();
     }
   });
 
   it('cuts a huge result to the token budget as valid JSON and refuses a gigantic one', async () => {
-    const result = await pool.search('async () => Object.keys(spec.paths)');
+    const result = await pool.search('async () => Object.keys(spec.paths)', { tenant: TENANT });
     if (!result.ok) throw new Error(result.error.message);
     const kept = result.result as string[];
     expect(kept[0]).toMatch(/^\//);
     expect(kept.at(-1)).toMatch(/^…\[\d+ more items\]$/);
     expect(result.truncated?.originalChars).toBeGreaterThan(JSON.stringify(kept).length);
     expect(result.truncated?.originalTokens).toBeGreaterThan(6_000);
-    expect(errorOf(await pool.search("async () => 'x'.repeat(9_000_000)")).code).toBe('result_too_large');
+    expect(errorOf(await pool.search("async () => 'x'.repeat(9_000_000)", { tenant: TENANT })).code).toBe(
+      'result_too_large',
+    );
   });
 });

@@ -173,13 +173,13 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     try {
       if (tool === 'cloudflare_search') {
         outcome = await deps.runner.search(params.code, {
-          tenantId: caller.tenantId,
+          tenant: caller.tenantId,
           denied: deniedFor(context.policy.tenant, context.policy.identity),
         });
       } else {
         await execution.open();
         outcome = await deps.runner.execute(params.code, {
-          tenantId: caller.tenantId,
+          tenant: caller.tenantId,
           accountId: cfAccountId,
           upstream: (request, upstreamContext) => execution.upstream(request, upstreamContext.signal),
         });

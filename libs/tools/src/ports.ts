@@ -13,14 +13,14 @@ import type { SandboxResult as SandboxOutcome, UpstreamRequest, UpstreamResponse
 
 export interface CodeRunner {
   /**
-   * `tenantId`: whose code it is (one tenant's code never shares a fate with another's);
    * `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation.
+   * `tenant`: whose call it is; no tenant's code can make another tenant's call fail.
    */
-  search(code: string, options: { tenantId: string; denied: readonly string[] }): Promise<SandboxOutcome>;
+  search(code: string, options: { denied: readonly string[]; tenant: string }): Promise<SandboxOutcome>;
   execute(
     code: string,
     options: {
-      tenantId: string;
+      tenant: string;
       accountId: string | undefined;
       /** `signal` aborts when the execution ends (timeout, abort) before the request does. */
       upstream: (request: UpstreamRequest, context: { signal: AbortSignal }) => Promise<UpstreamResponse>;

@@ -57,6 +57,8 @@ export function createCodeMode(
       if (closed) return;
       pool = createSandboxPool({
         size: config.sandboxPoolSize,
+        spareChildren: config.sandboxSpareChildren,
+        maxExecuteChildren: config.sandboxMaxExecuteChildren,
         spec: specStore,
         limits: config.sandboxLimits,
         logger: log,
@@ -134,10 +136,11 @@ export function createCodeMode(
     spec: specLookup,
     runner: {
       async search(code, options) {
-        return loaded().pool.search(code, { access: { denied: options.denied } });
+        return loaded().pool.search(code, { tenant: options.tenant, access: { denied: options.denied } });
       },
       async execute(code, options) {
         return loaded().pool.execute(code, {
+          tenant: options.tenant,
           ...(options.accountId !== undefined ? { accountId: options.accountId } : {}),
           upstream: (request, context) => options.upstream(request, { signal: context.signal }),
           ...(options.signal ? { signal: options.signal } : {}),

@@ -76,6 +76,8 @@ const schema = z
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
+    SANDBOX_SPARE_CHILDREN: int(0, 64).default(1),
+    SANDBOX_MAX_EXECUTE_CHILDREN: int(1, 1024).optional(),
     SANDBOX_TIMEOUT_MS: int(100, 300_000).default(30_000),
     SANDBOX_MEMORY_MB: int(16, 4096).default(128),
     SANDBOX_MAX_REQUESTS: int(1, 10_000).default(50),
@@ -181,6 +183,9 @@ export interface Config {
   readonly deliveryAllowInsecure: boolean;
   readonly outboxIntervalMs: number;
   readonly sandboxPoolSize: number;
+  /** Execute children kept started for tenants that have none, and the most there may be. */
+  readonly sandboxSpareChildren: number;
+  readonly sandboxMaxExecuteChildren: number | undefined;
   /** Wall-clock deadline (and CPU-time cap), memory per isolate and upstream requests per execution. */
   readonly sandboxLimits: {
     readonly wallMs: number;
@@ -340,6 +345,8 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,
+    sandboxSpareChildren: env.SANDBOX_SPARE_CHILDREN,
+    sandboxMaxExecuteChildren: env.SANDBOX_MAX_EXECUTE_CHILDREN,
     sandboxLimits: {
       wallMs: env.SANDBOX_TIMEOUT_MS,
       cpuMs: env.SANDBOX_TIMEOUT_MS,

@@ -1,0 +1,104 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ChildMonitor } from './child-monitor.ts';
+import type { MemoryReport } from './child-monitor.ts';
+
+const MB = 1024 * 1024;
+const monitors: ChildMonitor[] = [];
+
+afterEach(() => {
+  for (const monitor of monitors.splice(0)) monitor.close();
+});
+
+/** A monitor on readings the test sets; its interval is long, the test calls tick(). */
+function setup(sustainMs = 0) {
+  const state = { rssMb: 100, cpuUs: 0 };
+  const reports: MemoryReport[] = [];
+  const monitor = new ChildMonitor({
+    intervalMs: 100,
+    sustainMs,
+    onMemoryExceeded: (report) => reports.push(report),
+    readRss: () => state.rssMb * MB,
+    readOtherThreadsCpuUs: () => state.cpuUs,
+  });
+  monitors.push(monitor);
+  return { state, reports, monitor };
+}
+
+describe('ChildMonitor', () => {
+  it('allows each running call 1.5 times its heap limit and 64 MB above the idle memory', () => {
+    const { state, reports, monitor } = setup();
+    monitor.tick();
+    monitor.begin(128);
+    state.rssMb = 100 + 256;
+    monitor.tick();
+    expect(reports).toEqual([]);
+    monitor.begin(128);
+    state.rssMb = 100 + 512;
+    monitor.tick();
+    expect(reports).toEqual([]);
+    monitor.end(128);
+    state.rssMb = 100 + 257;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 357, allowedMb: 356, calls: 1 }]);
+  });
+
+  it('tolerates a short peak above the soft ceiling, never one above the hard one', () => {
+    const { state, reports, monitor } = setup(60_000);
+    monitor.tick();
+    monitor.begin(128);
+    state.rssMb = 100 + 500;
+    monitor.tick();
+    state.rssMb = 150;
+    monitor.tick();
+    state.rssMb = 100 + 500;
+    monitor.tick();
+    expect(reports).toEqual([]);
+    state.rssMb = 100 + 4 * 128 + 64 + 128 + 1;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 805, allowedMb: 804, calls: 1 }]);
+  });
+
+  it('keeps counting memory that grows after the calls ended while a thread is still working', () => {
+    const { state, reports, monitor } = setup();
+    monitor.tick();
+    monitor.begin(128);
+    monitor.end(128);
+    state.cpuUs += 50_000;
+    state.rssMb = 100 + 900;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 1000, allowedMb: 228, calls: 0 }]);
+  });
+
+  it('counts from a new baseline after rebase, even with no idle interval to measure one', () => {
+    const { state, reports, monitor } = setup();
+    monitor.begin(128);
+    state.rssMb = 100 + 250;
+    monitor.end(128);
+    monitor.rebase();
+    monitor.begin(128);
+    state.rssMb = 350 + 256;
+    monitor.tick();
+    expect(reports).toEqual([]);
+    state.rssMb = 350 + 257;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 607, allowedMb: 606, calls: 1 }]);
+  });
+
+  it('is quiet only after two intervals without calls and without work on other threads', async () => {
+    const { state, monitor } = setup();
+    let quiet = false;
+    monitor.begin(64);
+    void monitor.whenQuiet().then(() => (quiet = true));
+    monitor.tick();
+    monitor.end(64);
+    monitor.tick();
+    state.cpuUs += 20_000;
+    monitor.tick();
+    monitor.tick();
+    await Promise.resolve();
+    expect(quiet).toBe(false);
+    monitor.tick();
+    await Promise.resolve();
+    expect(quiet).toBe(true);
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * Watches a sandbox child from its own event loop, which stays free while isolates run on
+ * their own threads.
+ *
+ * Memory: isolated-vm's heap limit does not contain everything. A builtin that never polls for
+ * interrupts (`new Array(2**30).fill(0)` fills a dictionary in C++) keeps allocating after
+ * isolated-vm has asked it to stop, until V8 aborts the whole process 10–19 s later; resizable
+ * `ArrayBuffer`s are committed outside isolated-vm's allocator and are not counted at all. So
+ * the child compares its resident memory with what its running calls may legitimately use and
+ * reports when it is over: at once above a hard ceiling, or when it stays above a soft one.
+ *
+ * Quiet: an isolate's code can outlive its call (work scheduled by a promise that settles after
+ * the result), and a builtin stuck like the one above keeps its thread busy even after the
+ * isolate is disposed. Before the child may serve another tenant it must have run no call and
+ * used (almost) no CPU outside its main thread for two consecutive intervals.
+ */
+
+const MB = 1024 * 1024;
+
+export interface MemoryReport {
+  readonly rssMb: number;
+  /** The ceiling it crossed. */
+  readonly allowedMb: number;
+  /** The calls running when it was crossed. */
+  readonly calls: number;
+}
+
+export interface ChildMonitorOptions {
+  readonly onMemoryExceeded: (report: MemoryReport) => void;
+  readonly intervalMs?: number;
+  /** How long memory may stay above the soft ceiling before it counts as exceeded. */
+  readonly sustainMs?: number;
+  /** Readings, replaceable in tests: resident set size in bytes, CPU µs of all threads but this one. */
+  readonly readRss?: () => number;
+  readonly readOtherThreadsCpuUs?: () => number;
+}
+
+/**
+ * What one call may occupy above the child's idle memory. The soft allowance is what a call
+ * may hold for long: a heap kept at its limit measured 1.05× the limit resident, and isolated-vm
+ * stops a call that goes over within a fraction of a second. The hard one covers the short peaks
+ * seen while it does (a double array copied as it grew reached 3.6× the limit).
+ */
+function softAllowanceMb(memoryMb: number): number {
+  return 1.5 * memoryMb + 64;
+}
+function hardAllowanceMb(memoryMb: number): number {
+  return 4 * memoryMb + 64;
+}
+const HARD_HEADROOM_MB = 128;
+/** CPU outside the main thread, per interval, below which the child counts as quiet (4 %). */
+const QUIET_CPU_SHARE = 0.04;
+
+function otherThreadsCpuUs(): number {
+  const all = process.cpuUsage();
+  const main = process.threadCpuUsage();
+  return all.user + all.system - main.user - main.system;
+}
+
+export class ChildMonitor {
+  readonly #options: ChildMonitorOptions;
+  readonly #intervalMs: number;
+  readonly #sustainMs: number;
+  readonly #readRss: () => number;
+  readonly #readCpu: () => number;
+  readonly #timer: NodeJS.Timeout;
+  #calls = 0;
+  #softMb = 0;
+  #hardMb = 0;
+  /** Resident memory at the last moment no call ran. */
+  #idleRssMb: number;
+  #overSince: number | null = null;
+  #lastCpuUs: number;
+  #quietTicks = 0;
+  #quietWaiters: Array<() => void> = [];
+  #exceeded = false;
+
+  constructor(options: ChildMonitorOptions) {
+    this.#options = options;
+    this.#intervalMs = options.intervalMs ?? 100;
+    this.#sustainMs = options.sustainMs ?? 1_000;
+    this.#readRss = options.readRss ?? (() => process.memoryUsage.rss());
+    this.#readCpu = options.readOtherThreadsCpuUs ?? otherThreadsCpuUs;
+    this.#idleRssMb = this.#readRss() / MB;
+    this.#lastCpuUs = this.#readCpu();
+    this.#timer = setInterval(() => this.tick(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** A call with this heap limit starts. */
+  begin(memoryMb: number): void {
+    this.#calls++;
+    this.#softMb += softAllowanceMb(memoryMb);
+    this.#hardMb += hardAllowanceMb(memoryMb);
+    this.#quietTicks = 0;
+  }
+
+  /** A call started with `begin(memoryMb)` ended. */
+  end(memoryMb: number): void {
+    this.#calls--;
+    this.#softMb -= softAllowanceMb(memoryMb);
+    this.#hardMb -= hardAllowanceMb(memoryMb);
+    this.#quietTicks = 0;
+  }
+
+  /**
+   * Takes the present memory as the idle baseline, after the process took on memory it keeps
+   * between calls (a search child's warm context on the spec): under steady load there may be
+   * no idle interval to measure it in.
+   */
+  rebase(): void {
+    this.#idleRssMb = this.#readRss() / MB;
+    this.#overSince = null;
+  }
+
+  /** Resolves once no call runs and no isolate thread has been working for two intervals. */
+  whenQuiet(): Promise<void> {
+    if (this.#quiet()) return Promise.resolve();
+    return new Promise((resolve) => this.#quietWaiters.push(resolve));
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** One reading; runs on the interval (public for tests that drive the clock). */
+  tick(): void {
+    const cpuUs = this.#readCpu();
+    const quietTick = cpuUs - this.#lastCpuUs < this.#intervalMs * 1000 * QUIET_CPU_SHARE;
+    this.#lastCpuUs = cpuUs;
+    const rssMb = this.#readRss() / MB;
+    if (this.#calls === 0) {
+      this.#quietTicks = quietTick ? this.#quietTicks + 1 : 0;
+      if (this.#quiet()) {
+        for (const resolve of this.#quietWaiters.splice(0)) resolve();
+      }
+      // The baseline follows an idle process only while it is quiet: memory a leftover
+      // isolate thread keeps growing after its call must still count as over.
+      if (quietTick) {
+        this.#idleRssMb = rssMb;
+        this.#overSince = null;
+        return;
+      }
+    } else {
+      this.#quietTicks = 0;
+    }
+    const hard = this.#idleRssMb + this.#hardMb + HARD_HEADROOM_MB;
+    const soft = this.#idleRssMb + this.#softMb;
+    const now = performance.now();
+    if (rssMb > hard) {
+      this.#report(rssMb, hard);
+    } else if (rssMb > soft) {
+      this.#overSince ??= now;
+      if (now - this.#overSince >= this.#sustainMs) this.#report(rssMb, soft);
+    } else {
+      this.#overSince = null;
+    }
+  }
+
+  #quiet(): boolean {
+    return this.#calls === 0 && this.#quietTicks >= 2;
+  }
+
+  #report(rssMb: number, allowedMb: number): void {
+    if (this.#exceeded) return;
+    this.#exceeded = true;
+    this.#options.onMemoryExceeded({
+      rssMb: Math.round(rssMb),
+      allowedMb: Math.round(allowedMb),
+      calls: this.#calls,
+    });
+  }
+}
