@@ -10,6 +10,8 @@ import type { SignatureAlgorithm, Signer } from './signer.ts';
 export interface AwsKmsSignerOptions extends AwsKmsConnection {
   /** An asymmetric SIGN_VERIFY key (ECC_NIST_P256, RSA_2048…4096 or ECC_NIST_EDWARDS25519): id, ARN or alias. */
   keyId: string;
+  /** Keys that signed before this one (after a switch), still trusted for verification. */
+  previousKeyIds?: readonly string[];
 }
 
 /** The algorithm Warden uses for each key spec KMS can sign with. */
@@ -83,6 +85,14 @@ export function createAwsKmsSigner(options: AwsKmsSignerOptions): Signer {
     return pending;
   }
 
+  /** Only signatures by the configured keys count: any KMS key could sign, only these are ours. */
+  async function trusted(arn: string): Promise<boolean> {
+    for (const keyId of [options.keyId, ...(options.previousKeyIds ?? [])]) {
+      if ((await publicKeyOf(keyId)).arn === arn) return true;
+    }
+    return false;
+  }
+
   return {
     provider: 'aws',
     async sign(message) {
@@ -110,6 +120,7 @@ export function createAwsKmsSigner(options: AwsKmsSignerOptions): Signer {
         if (error instanceof WardenError && error.code === 'integrity_failure') return 'unknown_key';
         throw error;
       }
+      if (!(await trusted(info.arn))) return 'unknown_key';
       if (info.algorithm !== signature.algorithm) return 'invalid';
       return verifyLocally(info, message, signature.signature) ? 'valid' : 'invalid';
     },

@@ -98,9 +98,13 @@ describe('AWS KMS audit signer (real @aws-sdk/client-kms against the fake endpoi
     expect(signature).toMatchObject({ keyId: key.arn, algorithm });
     expect(await signer.verify(message, signature)).toBe('valid');
     expect(await signer.verify(Buffer.from('edited'), signature)).toBe('invalid');
-    // A verifier configured with nothing but the key ARN in the signature.
-    const verifier = createAwsKmsSigner({ ...connection(), keyId: 'alias/unused' });
-    expect(await verifier.verify(message, signature)).toBe('valid');
+    // Another key, however valid its signatures, is not ours; a key switched away from still is.
+    const next = kms.createKey({ keySpec });
+    expect(await createAwsKmsSigner({ ...connection(), keyId: next.arn }).verify(message, signature)).toBe(
+      'unknown_key',
+    );
+    const switched = createAwsKmsSigner({ ...connection(), keyId: next.arn, previousKeyIds: [key.arn] });
+    expect(await switched.verify(message, signature)).toBe('valid');
     expect((await signer.publicKey()).publicKeyPem).toContain('BEGIN PUBLIC KEY');
   });
 
