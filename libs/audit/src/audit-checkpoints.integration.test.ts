@@ -3,13 +3,13 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
-import type { AuditEvent } from './audit-event.ts';
 import { createAuditCheckpointer, listCheckpoints } from './audit-checkpoints.ts';
 import type { CheckpointSigner } from './audit-checkpoints.ts';
-import { GENESIS_HASH, hashEvent } from './audit-hash.ts';
+import { GENESIS_HASH } from './audit-hash.ts';
 import { runAuditMaintenance } from './audit-retention.ts';
 import type { AuditRecordInput } from './audit.store.ts';
-import { createAuditStore, rowToEvent } from './audit.store.ts';
+import { createAuditStore } from './audit.store.ts';
+import { rechain } from './test-support/rechain.ts';
 import { verifyChain } from './audit-verify.ts';
 
 /** The port with real Ed25519, as the local key file signs: a key the database never sees. */
@@ -46,36 +46,6 @@ function record(overrides: Partial<AuditRecordInput> = {}): AuditRecordInput {
     code: null,
     ...overrides,
   };
-}
-
-/** What a database superuser can do: rewrite a record, then re-hash everything after it and move the head. */
-async function rechain(
-  db: TestDatabase,
-  tenantId: string,
-  fromSeq: number,
-  edit: (e: AuditEvent) => AuditEvent,
-) {
-  const rows = await db.db.kysely
-    .selectFrom('audit_events')
-    .selectAll()
-    .where('tenant_id', '=', tenantId)
-    .orderBy('seq')
-    .execute();
-  let prev = GENESIS_HASH;
-  for (const row of rows) {
-    let event = rowToEvent(row);
-    if (event.seq === fromSeq) event = edit(event);
-    if (event.seq >= fromSeq) {
-      const { hash: _old, ...unsigned } = { ...event, prev_hash: prev };
-      const hash = hashEvent(unsigned);
-      await sql`update audit_events set action = ${event.action}, upstream_method = ${event.upstream?.method ?? null},
-        upstream_path = ${event.upstream?.path ?? null}, prev_hash = ${prev}, hash = ${hash}
-        where tenant_id = ${tenantId} and seq = ${event.seq}`.execute(db.db.kysely);
-      event = { ...event, prev_hash: prev, hash };
-    }
-    prev = event.hash;
-  }
-  await sql`update audit_chain_heads set hash = ${prev} where tenant_id = ${tenantId}`.execute(db.db.kysely);
 }
 
 describe('signed audit checkpoints', () => {
@@ -135,7 +105,7 @@ describe('signed audit checkpoints', () => {
   it('a full re-chain with the project’s own hashEvent passes the hash chain but not the signed checkpoints', async () => {
     await chainWithCheckpoint('ten_rechain');
     // Turn the audited DELETE at seq 2 into a harmless GET /zones, everywhere consistent.
-    await rechain(t, 'ten_rechain', 2, (e) => ({
+    await rechain(t.db.kysely, 'ten_rechain', 2, (e) => ({
       ...e,
       upstream: e.upstream ? { ...e.upstream, method: 'GET', path: '/zones' } : null,
     }));
@@ -189,7 +159,7 @@ describe('signed audit checkpoints', () => {
   it('a removed latest checkpoint shows as an unsigned tail older than the checkpoint interval', async () => {
     await chainWithCheckpoint('ten_tail');
     await sql`delete from audit_checkpoints where tenant_id = 'ten_tail' and number = 2`.execute(t.db.kysely);
-    await rechain(t, 'ten_tail', 5, (e) => ({ ...e, action: 'cloudflare.verify' }));
+    await rechain(t.db.kysely, 'ten_tail', 5, (e) => ({ ...e, action: 'cloudflare.verify' }));
     // Within the interval the tail is merely not signed yet.
     expect(await verifyChain(t.db.kysely, 'ten_tail', { signer, maxUnsealedMs: 3_600_000 })).toMatchObject({
       ok: true,
