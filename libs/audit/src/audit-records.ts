@@ -212,6 +212,33 @@ export function lifecycleRecord(subject: AuditSubject, facts: LifecycleFacts): A
   };
 }
 
+export interface McpOAuthFacts {
+  /** `mcp_oauth.sign_in`, `mcp_oauth.consent`, `mcp_oauth.token_issued`, `mcp_oauth.refresh_reuse`… */
+  readonly action: string;
+  readonly outcome: Outcome;
+  readonly error?: ErrorField;
+}
+
+/**
+ * An MCP sign-in event (sign-in, consent, token issuance, refresh token reuse) for the engineer
+ * `subject.identifier`, done by `subject.caller` (the browser or MCP client, or the tenant).
+ */
+export function mcpOAuthRecord(subject: AuditSubject, facts: McpOAuthFacts): AuditRecordInput {
+  return {
+    ...base(subject),
+    kind: 'mcp_oauth',
+    action: facts.action,
+    outcome: facts.outcome,
+    upstream: null,
+    error: facts.error ?? null,
+    duration_ms: null,
+    request_bytes: null,
+    response_bytes: null,
+    code_sha256: null,
+    code: null,
+  };
+}
+
 /**
  * A signed checkpoint as SIEM sinks receive it, beside the records: not a record of the chain
  * (it has its own id, `chk_…`), but in the same shape, with the signed fields in `details`.

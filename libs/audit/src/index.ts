@@ -16,6 +16,7 @@ export {
   SYSTEM_CALLER,
   checkpointEvent,
   lifecycleRecord,
+  mcpOAuthRecord,
   outcomeOf,
   toolCallRecord,
   unknownOutcomeRecord,
@@ -25,6 +26,7 @@ export {
 export type {
   AuditSubject,
   LifecycleFacts,
+  McpOAuthFacts,
   ToolCallFacts,
   UpstreamFacts,
   UpstreamResult,
