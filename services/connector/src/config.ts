@@ -69,7 +69,7 @@ const schema = z
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
     AUDIT_OUTCOME_GRACE_SECONDS: int(0, 86_400).optional(),
-    SHUTDOWN_DRAIN_SECONDS: int(0, 60).default(0),
+    SHUTDOWN_DRAIN_SECONDS: int(0, 20).default(0),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
