@@ -1,20 +1,18 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '@warden/audit';
 import { createTestDatabase, startFakeCloudflare, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare, TestDatabase } from '@warden/testing';
 import { startConnectorProcess } from './test-support/connector-process.ts';
-import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import { compareUpstreamWithTrail } from './test-support/upstream-trail.ts';
+import { wardenCli } from './test-support/warden-cli.ts';
 
-const run = promisify(execFile);
 const PERMISSIONS = [
   'com.cloudflare.api.user.read',
   '#organization:read',
@@ -200,23 +198,16 @@ describe('audit under faults: nothing reaches Cloudflare unrecorded', () => {
       expect(before).toMatchObject({ unrecorded: [], mismatched: [] });
       expect(before.withoutOutcome.length).toBeGreaterThanOrEqual(1);
 
-      const cli = path.join(REPO_ROOT, 'services/connector/bin/warden.js');
-      const cliEnv = { ...process.env, ...env, LOG_LEVEL: 'silent', AUDIT_OUTCOME_GRACE_SECONDS: '1' };
+      const cli = wardenCli({ ...env, AUDIT_OUTCOME_GRACE_SECONDS: '1' });
       // `audit verify` reads only, and lists the intents still waiting for an outcome.
-      const verified = JSON.parse(
-        (await run(process.execPath, [cli, 'audit', 'verify', '--tenant', tenantId], { env: cliEnv })).stdout,
-      ) as { ok: boolean; tenants: Array<{ intents_without_outcome: Array<{ id: string }> }> };
-      expect(verified.ok).toBe(true);
-      expect(verified.tenants[0]?.intents_without_outcome.map((i) => i.id)).toEqual(
+      const verified = await cli.verify(tenantId);
+      expect(verified).toMatchObject({ code: 0, ok: true });
+      expect(verified.report.intents_without_outcome.map((i) => i.id)).toEqual(
         expect.arrayContaining(before.withoutOutcome.map((w) => w.intentId)),
       );
       // `audit maintain` with a short grace closes them as unknown.
       await delay(1_200);
-      const maintained = JSON.parse(
-        (await run(process.execPath, [cli, 'audit', 'maintain'], { env: cliEnv })).stdout,
-      ) as {
-        unknown_outcomes_closed: number;
-      };
+      const maintained = await cli.maintain();
       expect(maintained.unknown_outcomes_closed).toBeGreaterThanOrEqual(before.withoutOutcome.length);
       const after = await compareUpstreamWithTrail(db.db.kysely, tenantId, requests);
       expect(after).toMatchObject({ unrecorded: [], mismatched: [], withoutOutcome: [] });

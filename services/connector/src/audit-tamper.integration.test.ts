@@ -1,18 +1,14 @@
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '@warden/audit';
-import type { ChainReport } from '@warden/audit';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { rechain } from '../../../libs/audit/src/test-support/rechain.ts';
-import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { wardenCli } from './test-support/warden-cli.ts';
 
-const run = promisify(execFile);
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read', '#zone:read', '#dns_records:edit'];
 
 /**
@@ -72,22 +68,14 @@ describe('warden audit verify finds tampering, including a re-chained history', 
     return { tenantId: tenant.tenantId, apiKey: tenant.apiKey, deleteSeq: Number(rows[0]?.seq) };
   }
 
-  async function cliVerify(tenantId: string): Promise<{ code: number; report: ChainReport }> {
-    const cli = path.join(REPO_ROOT, 'services/connector/bin/warden.js');
-    const env = {
-      ...process.env,
+  async function cliVerify(tenantId: string) {
+    const cli = wardenCli({
       DATABASE_URL: t.db.url,
       LOCAL_KEY_FILE: t.container.config.kms.provider === 'local' ? t.container.config.kms.keyFile : '',
-      REDIS_URL: '',
-      LOG_LEVEL: 'silent',
-    };
-    const out = await run(process.execPath, [cli, 'audit', 'verify', '--tenant', tenantId], { env }).then(
-      (r) => ({ code: 0, stdout: r.stdout }),
-      (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
-    );
-    const parsed = JSON.parse(out.stdout) as { ok: boolean; tenants: ChainReport[] };
-    expect(parsed.ok).toBe(out.code === 0);
-    return { code: out.code, report: parsed.tenants[0] as ChainReport };
+    });
+    const result = await cli.verify(tenantId);
+    expect(result.ok).toBe(result.code === 0);
+    return result;
   }
 
   it('passes an untouched, signed trail', async () => {

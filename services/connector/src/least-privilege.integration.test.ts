@@ -1,15 +1,19 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listCheckpoints, listPartitions, verifyChain } from '@warden/audit';
+import { listCheckpoints, listPartitions, upstreamIntentRecord, verifyChain } from '@warden/audit';
 import { applyDatabaseRoles } from '@warden/db';
 import { createTestDatabase, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare, TestDatabase } from '@warden/testing';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
-import { SPEC_PATH } from './test-support/paths.ts';
+import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
+const run = promisify(execFile);
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read', '#zone:read', '#dns_records:read'];
 
 /** Roles are cluster-wide and the cluster is shared: each run gets names of its own. */
@@ -113,30 +117,23 @@ describe('least privilege: the service runs as a role that can append to the aud
 
     // A straggler in the default partition (a day no partition was made for), and a day to expire.
     const weekAgo = new Date(Date.now() - 7 * 86_400_000).toISOString();
-    const intent = {
-      kind: 'upstream_request' as const,
-      action: 'cloudflare.request',
-      outcome: 'pending' as const,
-      execution_id: 'exe_lost',
-      identifier: 'alice',
-      caller: { type: 'api_key' as const, id: null, client_name: null, client_version: null, ip: null },
-      agent_run_id: null,
-      tool_name: 'cloudflare_execute',
-      connected_account_id: null,
-      upstream: {
-        method: 'DELETE',
-        path_template: null,
-        path: `/zones/${zone.id}`,
-        status: null,
-        cf_ray: null,
+    // The intent of a request whose replica died before the answer came.
+    const intent = upstreamIntentRecord(
+      {
+        caller: { type: 'api_key', id: null, client_name: null, client_version: null, ip: null },
+        identifier: 'alice',
+        executionId: 'exe_lost',
+        toolName: 'cloudflare_execute',
       },
-      error: null,
-      duration_ms: null,
-      request_bytes: 0,
-      response_bytes: null,
-      code_sha256: null,
-      code: null,
-    };
+      {
+        method: 'DELETE',
+        path: `/zones/${zone.id}`,
+        pathTemplate: null,
+        action: 'cloudflare.request',
+        bodySha256: null,
+        requestBytes: 0,
+      },
+    );
     // (A chain of its own: along a chain, a record is never stamped earlier than the one before it.)
     const expiring = `ten_expiring${randomBytes(4).toString('hex')}`;
     await t.container.audit.append(expiring, [{ ...intent, occurred_at: weekAgo }], { retentionDays: 1 });
@@ -225,5 +222,30 @@ describe('least privilege: the service runs as a role that can append to the aud
       code: '42501',
     });
     expect((await app.query(`select count(*)::int as n from ${name}`)).rows[0]?.n).toBe(0);
+  });
+
+  it('`warden db roles --print` shows the script for a DBA, and refuses a role name it would have to quote', async () => {
+    const cli = path.join(REPO_ROOT, 'services/connector/bin/warden.js');
+    const env = { ...process.env, DATABASE_URL: db.url, REDIS_URL: '', LOG_LEVEL: 'silent' };
+    const printed = await run(
+      process.execPath,
+      [
+        cli,
+        'db',
+        'roles',
+        '--print',
+        '--app-role',
+        roles.appRole,
+        '--maintenance-role',
+        roles.maintenanceRole,
+      ],
+      { env },
+    );
+    expect(printed.stdout).toContain(`grant select, insert on audit_events to "${roles.appRole}"`);
+    expect(printed.stdout).toContain(`alter table audit_events owner to "${roles.maintenanceRole}"`);
+    const refused = await run(process.execPath, [cli, 'db', 'roles', '--print', '--app-role', 'app"; drop'], {
+      env,
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining('is not a plain role name') });
   });
 });

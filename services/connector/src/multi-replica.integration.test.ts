@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listCheckpoints, verifyChain } from '@warden/audit';
@@ -15,10 +13,10 @@ import { startConnectorProcess } from './test-support/connector-process.ts';
 import type { ConnectorProcess } from './test-support/connector-process.ts';
 import { startHaproxy } from './test-support/haproxy.ts';
 import type { Haproxy } from './test-support/haproxy.ts';
-import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
 import { compareUpstreamWithTrail } from './test-support/upstream-trail.ts';
+import { wardenCli } from './test-support/warden-cli.ts';
 
-const run = promisify(execFile);
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read', '#zone:read', '#dns_records:edit'];
 const WORKERS = 6;
 
@@ -223,24 +221,14 @@ describe('three replicas behind HAProxy: a crash and a graceful stop under load'
     expect(requests.length).toBeGreaterThan(20);
     const before = await compareUpstreamWithTrail(db.db.kysely, tenantId, requests);
     expect(before).toMatchObject({ unrecorded: [], mismatched: [] });
-    const cli = path.join(REPO_ROOT, 'services/connector/bin/warden.js');
-    const cliEnv = {
-      ...process.env,
-      ...env,
-      DATA_DIR: tempDirs[0] ?? '',
-      REDIS_URL: '',
-      LOG_LEVEL: 'silent',
-      AUDIT_OUTCOME_GRACE_SECONDS: '1',
-    };
-    const verified = JSON.parse(
-      (await run(process.execPath, [cli, 'audit', 'verify', '--tenant', tenantId], { env: cliEnv })).stdout,
-    ) as { ok: boolean; tenants: Array<{ intents_without_outcome: Array<{ id: string }> }> };
-    expect(verified.ok).toBe(true);
-    expect(verified.tenants[0]?.intents_without_outcome.map((i) => i.id)).toEqual(
+    const cli = wardenCli({ ...env, DATA_DIR: tempDirs[0] ?? '', AUDIT_OUTCOME_GRACE_SECONDS: '1' });
+    const verified = await cli.verify(tenantId);
+    expect(verified).toMatchObject({ code: 0, ok: true });
+    expect(verified.report.intents_without_outcome.map((i) => i.id)).toEqual(
       expect.arrayContaining(before.withoutOutcome.map((w) => w.intentId)),
     );
     await delay(1_200);
-    await run(process.execPath, [cli, 'audit', 'maintain'], { env: cliEnv });
+    await cli.maintain();
     const after = await compareUpstreamWithTrail(db.db.kysely, tenantId, requests);
     expect(after).toMatchObject({ unrecorded: [], mismatched: [], withoutOutcome: [] });
     expect(after.recorded + after.unknown).toBe(requests.length);
