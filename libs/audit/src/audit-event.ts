@@ -11,7 +11,13 @@ export type AuditKind =
   | 'connected_account'
   | 'lifecycle'
   /** MCP sign-in: sign-ins, consents, token issuance and revocation. */
-  | 'mcp_oauth';
+  | 'mcp_oauth'
+  /**
+   * A signed checkpoint of the tenant's chain, delivered to SIEM sinks beside the records (it is
+   * not itself a record of the chain): `seq` is the chain position it covers, `hash` its digest,
+   * `prev_hash` the previous checkpoint's digest, `details.checkpoint` the signed fields.
+   */
+  | 'audit_checkpoint';
 
 /**
  * `pending`: the intent of an upstream request, committed before it was sent; its outcome
@@ -95,4 +101,46 @@ export interface AuditEvent {
   /** Hex SHA-256 chaining this record to the previous one of the same tenant. */
   readonly prev_hash: string;
   readonly hash: string;
+}
+
+export type CheckpointReason = 'interval' | 'partition_close' | 'shutdown' | 'manual';
+
+/** What retention keeps of one chain run in a dropped partition: its seq range and end hashes. */
+export interface CheckpointAnchor {
+  readonly from_seq: number;
+  readonly to_seq: number;
+  readonly row_count: number;
+  readonly first_prev_hash: string;
+  readonly last_hash: string;
+  /** The dropped partition's day. */
+  readonly expires_on: string;
+}
+
+/** The fields a signed checkpoint's digest covers (see `audit-checkpoints.ts`). */
+export interface CheckpointFields {
+  readonly id: string;
+  readonly tenant_id: string;
+  /** 1, 2, 3… per tenant. */
+  readonly number: number;
+  /** The chain position signed, and the hash of the record there. */
+  readonly seq: number;
+  readonly hash: string;
+  /** Time of that record. */
+  readonly head_at: string | null;
+  readonly signed_at: string;
+  readonly reason: CheckpointReason;
+  /** The digest of checkpoint `number - 1` (64 zeros for the first). */
+  readonly previous_digest: string;
+  /** Retention anchors this checkpoint vouches for (the first one also lists those made before it). */
+  readonly anchors: readonly CheckpointAnchor[];
+}
+
+export interface AuditCheckpoint extends CheckpointFields {
+  /** SHA-256 (hex) of the canonical JSON of the fields (`checkpointDigest`). */
+  readonly digest: string;
+  /** The signing key: `local-ed25519:<fingerprint>` or a KMS key ARN. */
+  readonly key_id: string;
+  readonly algorithm: string;
+  /** Base64 signature of `warden-audit-checkpoint-v1:<digest>` (UTF-8). */
+  readonly signature: string;
 }

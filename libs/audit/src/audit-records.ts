@@ -1,4 +1,4 @@
-import type { AuditCaller, AuditEvent, AuditKind } from './audit-event.ts';
+import type { AuditCaller, AuditCheckpoint, AuditEvent, AuditKind } from './audit-event.ts';
 import type { AuditRecordInput } from './audit.store.ts';
 
 /**
@@ -209,5 +209,64 @@ export function lifecycleRecord(subject: AuditSubject, facts: LifecycleFacts): A
     code_sha256: null,
     code: null,
     details: facts.details ?? null,
+  };
+}
+
+export interface McpOAuthFacts {
+  /** `mcp_oauth.sign_in`, `mcp_oauth.consent`, `mcp_oauth.token_issued`, `mcp_oauth.refresh_reuse`… */
+  readonly action: string;
+  readonly outcome: Outcome;
+  readonly error?: ErrorField;
+}
+
+/**
+ * An MCP sign-in event (sign-in, consent, token issuance, refresh token reuse) for the engineer
+ * `subject.identifier`, done by `subject.caller` (the browser or MCP client, or the tenant).
+ */
+export function mcpOAuthRecord(subject: AuditSubject, facts: McpOAuthFacts): AuditRecordInput {
+  return {
+    ...base(subject),
+    kind: 'mcp_oauth',
+    action: facts.action,
+    outcome: facts.outcome,
+    upstream: null,
+    error: facts.error ?? null,
+    duration_ms: null,
+    request_bytes: null,
+    response_bytes: null,
+    code_sha256: null,
+    code: null,
+  };
+}
+
+/**
+ * A signed checkpoint as SIEM sinks receive it, beside the records: not a record of the chain
+ * (it has its own id, `chk_…`), but in the same shape, with the signed fields in `details`.
+ */
+export function checkpointEvent(checkpoint: AuditCheckpoint): AuditEvent {
+  return {
+    id: checkpoint.id,
+    tenant_id: checkpoint.tenant_id,
+    seq: checkpoint.seq,
+    occurred_at: checkpoint.signed_at,
+    kind: 'audit_checkpoint',
+    action: 'audit.checkpoint',
+    outcome: 'success',
+    execution_id: null,
+    identifier: null,
+    caller: SYSTEM_CALLER,
+    agent_run_id: null,
+    tool_name: null,
+    connected_account_id: null,
+    upstream: null,
+    error: null,
+    duration_ms: null,
+    request_bytes: null,
+    response_bytes: null,
+    code_sha256: null,
+    code: null,
+    details: { checkpoint: { ...checkpoint } },
+    prev_hash: checkpoint.previous_digest,
+    hash: checkpoint.digest,
   };
 }

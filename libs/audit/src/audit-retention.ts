@@ -1,16 +1,17 @@
 import type { Database } from '@warden/db';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
+import type { CheckpointAnchor } from './audit-event.ts';
 
 /**
  * Partition maintenance for `audit_events` (partitioned by day on `expires_on`):
  * create the partitions the next inserts need, move any row that landed in the
  * default partition into its own, and drop partitions whose day has passed —
  * a DROP, never a DELETE — after anchoring the dropped range of every chain.
+ * The DDL runs in SECURITY DEFINER functions (see the `audit-proof` migration), so the
+ * service's role needs neither DDL nor UPDATE or DELETE on the trail.
  */
 const DAY_MS = 86_400_000;
-/** Advisory lock key for partition DDL (arbitrary constant, unique to this use). */
-const MAINTENANCE_LOCK = 744_201_117;
 
 function utcDay(date: Date): number {
   return Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
@@ -45,28 +46,10 @@ export async function listPartitions(db: Kysely<Database>): Promise<AuditPartiti
 }
 
 async function createPartition(db: Kysely<Database>, day: string): Promise<boolean> {
-  const name = partitionName(day);
-  const next = isoDay(Date.parse(`${day}T00:00:00Z`) + DAY_MS);
-  const moved = await db.transaction().execute(async (tx) => {
-    // Replicas starting together run maintenance together: serialize DDL on the table.
-    await sql`select pg_advisory_xact_lock(${MAINTENANCE_LOCK})`.execute(tx);
-    const exists = await sql<{ n: number }>`select 1 as n from pg_class where relname = ${name}`.execute(tx);
-    if (exists.rows.length > 0) return false;
-    // Rows for this day may already sit in the default partition: attaching would fail,
-    // so build the table, move them in, then attach.
-    await sql`create table ${sql.id(name)} (like audit_events including defaults including constraints)`.execute(
-      tx,
-    );
-    await sql`insert into ${sql.id(name)} select * from audit_events_default where expires_on = ${day}::date`.execute(
-      tx,
-    );
-    await sql`delete from audit_events_default where expires_on = ${day}::date`.execute(tx);
-    await sql`alter table audit_events attach partition ${sql.id(name)} for values from (${sql.lit(day)}) to (${sql.lit(next)})`.execute(
-      tx,
-    );
-    return true;
-  });
-  return moved;
+  const { rows } = await sql<{
+    created: boolean;
+  }>`select audit_create_partition(${day}::date) as created`.execute(db);
+  return rows[0]?.created === true;
 }
 
 /**
@@ -94,44 +77,67 @@ export async function ensurePartitions(
 
 /** Moves rows out of the default partition into partitions of their own day. */
 export async function rescueDefaultPartition(db: Kysely<Database>): Promise<number> {
-  const { rows } = await sql<{ day: string; n: string }>`
-    select to_char(expires_on, 'YYYY-MM-DD') as day, count(*)::text as n
-    from audit_events_default group by 1 order by 1`.execute(db);
-  let moved = 0;
-  for (const row of rows) {
-    await createPartition(db, row.day);
-    moved += Number(row.n);
-  }
-  return moved;
+  const { rows } = await sql<{ moved: string }>`select audit_rescue_default()::text as moved`.execute(db);
+  return Number(rows[0]?.moved ?? 0);
+}
+
+/** An anchor retention keeps for a tenant's chain run in a dropped partition. */
+export interface RetentionAnchor extends CheckpointAnchor {
+  readonly tenant_id: string;
+}
+
+/** The anchors dropping `partition` will keep (one per contiguous seq run of each chain). */
+export async function partitionAnchors(
+  db: Kysely<Database>,
+  partition: AuditPartition,
+): Promise<RetentionAnchor[]> {
+  const { rows } = await sql<{
+    tenant_id: string;
+    from_seq: string;
+    to_seq: string;
+    row_count: string;
+    first_prev_hash: string;
+    last_hash: string;
+  }>`select * from audit_partition_anchors(${partition.name})`.execute(db);
+  return rows.map((r) => ({
+    tenant_id: r.tenant_id,
+    from_seq: Number(r.from_seq),
+    to_seq: Number(r.to_seq),
+    row_count: Number(r.row_count),
+    first_prev_hash: r.first_prev_hash,
+    last_hash: r.last_hash,
+    expires_on: partition.day,
+  }));
 }
 
 /**
- * Drops every partition whose day is before today. Each chain's dropped records are
- * recorded first as anchors (one per contiguous seq run), so `audit verify` can tell
- * expiry from deletion.
+ * Called before a partition is dropped with the anchors that will replace its records, so they
+ * can be vouched for (signed) while the records still exist.
  */
-export async function dropExpiredPartitions(db: Kysely<Database>, options: { now: Date }): Promise<string[]> {
+export type BeforePartitionDrop = (
+  partition: AuditPartition,
+  anchors: readonly RetentionAnchor[],
+) => Promise<void>;
+
+/**
+ * Drops every partition whose day is before today (the database's today: the drop function
+ * refuses a day that has not passed, whatever `now` says). Each chain's dropped records are
+ * recorded first as anchors (one per contiguous seq run), so `audit verify` can tell expiry
+ * from deletion.
+ */
+export async function dropExpiredPartitions(
+  db: Kysely<Database>,
+  options: { now: Date; beforeDrop?: BeforePartitionDrop },
+): Promise<string[]> {
   const today = isoDay(utcDay(options.now));
   const dropped: string[] = [];
   for (const partition of await listPartitions(db)) {
     if (partition.day >= today) continue;
-    await db.transaction().execute(async (tx) => {
-      await sql`select pg_advisory_xact_lock(${MAINTENANCE_LOCK})`.execute(tx);
-      const still = await sql`select 1 from pg_class where relname = ${partition.name}`.execute(tx);
-      if (still.rows.length === 0) return;
-      await sql`
-        insert into audit_chain_anchors (tenant_id, from_seq, to_seq, row_count, first_prev_hash, last_hash, expires_on)
-        select tenant_id, min(seq), max(seq), count(*),
-               (array_agg(prev_hash order by seq))[1], (array_agg(hash order by seq desc))[1], ${partition.day}::date
-        from (
-          select tenant_id, seq, prev_hash, hash, seq - row_number() over (partition by tenant_id order by seq) as run
-          from ${sql.id(partition.name)}
-        ) runs
-        group by tenant_id, run
-        on conflict (tenant_id, from_seq) do nothing`.execute(tx);
-      await sql`drop table ${sql.id(partition.name)}`.execute(tx);
-    });
-    dropped.push(partition.name);
+    if (options.beforeDrop) await options.beforeDrop(partition, await partitionAnchors(db, partition));
+    const { rows } = await sql<{
+      dropped: boolean;
+    }>`select audit_drop_partition(${partition.name}) as dropped`.execute(db);
+    if (rows[0]?.dropped) dropped.push(partition.name);
   }
   return dropped;
 }
@@ -149,7 +155,7 @@ export interface MaintenanceReport {
  */
 export async function runAuditMaintenance(
   db: Kysely<Database>,
-  options: { now: Date; retentionDays: readonly number[] },
+  options: { now: Date; retentionDays: readonly number[]; beforeDrop?: BeforePartitionDrop },
 ): Promise<MaintenanceReport> {
   const rescued = await rescueDefaultPartition(db);
   const created = await ensurePartitions(db, options);

@@ -215,32 +215,46 @@ describe('audit store', () => {
 
   it('creates partitions ahead, rescues the default partition and drops expired days with anchors', async () => {
     const store = createAuditStore({ db: t.db.kysely });
-    const day0 = new Date('2031-03-10T12:00:00Z');
+    const day = (offset: number, time = '12:00:00') =>
+      new Date(`${new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10)}T${time}Z`);
+    const name = (d: Date) => `audit_events_p${d.toISOString().slice(0, 10).replaceAll('-', '')}`;
+    // Days in the past, so the database's clock agrees they have expired when their turn comes.
+    const day0 = day(-6);
     // No partition yet for these rows: they land in the default partition.
     const early = await store.append('ten_ret', [record(day0), record(day0)], { retentionDays: 1 });
-    expect(expiryDay(day0, 1)).toBe('2031-03-11');
+    expect(expiryDay(day0, 1)).toBe(day(-5).toISOString().slice(0, 10));
     let report = await runAuditMaintenance(t.db.kysely, { now: day0, retentionDays: [1] });
     expect(report.rescued).toBe(2);
-    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).toContain('audit_events_p20310311');
-    expect(report.created).toContain('audit_events_p20310312');
+    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).toContain(name(day(-5)));
+    expect(report.created).toContain(name(day(-4)));
     const { rows } = await sql<{ n: string }>`select count(*)::text as n from audit_events_default`.execute(
       t.db.kysely,
     );
     expect(rows[0]?.n).toBe('0');
-    await store.append('ten_ret', [record(new Date('2031-03-11T08:00:00Z'))], { retentionDays: 1 });
+    await store.append('ten_ret', [record(day(-5, '08:00:00'))], { retentionDays: 1 });
 
-    // Two days later the day-1 partition (expiring 2031-03-11) is dropped, not deleted from.
-    report = await runAuditMaintenance(t.db.kysely, {
-      now: new Date('2031-03-12T00:05:00Z'),
-      retentionDays: [1],
-    });
-    expect(report.dropped).toContain('audit_events_p20310311');
-    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).not.toContain('audit_events_p20310311');
+    // A day later the day expiring at day -5 is dropped, not deleted from.
+    report = await runAuditMaintenance(t.db.kysely, { now: day(-4, '00:05:00'), retentionDays: [1] });
+    expect(report.dropped).toContain(name(day(-5)));
+    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).not.toContain(name(day(-5)));
     const remaining = await store.query('ten_ret', {});
     expect(remaining.events.map((e) => e.seq)).toEqual([3]);
     const verify = await verifyChain(t.db.kysely, 'ten_ret');
     expect(verify).toMatchObject({ ok: true, checked: 1, expired: 2 });
     expect(early[1]?.hash).toBe(remaining.events[0]?.prev_hash);
+
+    // The database's clock decides what has expired: a caller claiming a later "now" drops nothing
+    // that has not, and the drop function refuses such a day outright.
+    const live = name(day(2));
+    await runAuditMaintenance(t.db.kysely, { now: new Date(), retentionDays: [2] });
+    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).toContain(live);
+    report = await runAuditMaintenance(t.db.kysely, { now: day(30), retentionDays: [2] });
+    expect(report.dropped).not.toContain(live);
+    const refused = await sql<{ dropped: boolean }>`select audit_drop_partition(${live}) as dropped`.execute(
+      t.db.kysely,
+    );
+    expect(refused.rows[0]?.dropped).toBe(false);
+    expect((await listPartitions(t.db.kysely)).map((p) => p.name)).toContain(live);
   });
 
   it('the write probe succeeds without leaving a row and fails when inserts are impossible', async () => {

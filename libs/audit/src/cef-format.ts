@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { AuditEvent } from './audit-event.ts';
+import { canonicalJson } from './audit-hash.ts';
 import { DEFAULT_PRODUCT_VERSION, severityOf, truncateText } from './format-common.ts';
 import type { FormatOptions } from './format-common.ts';
 
@@ -66,6 +67,7 @@ function sourceAddress(ip: string | null): Extension[] {
  * SIEMs that speak it: the hash chain and unbounded code live in the NDJSON and OCSF exports.
  */
 export function toCefLine(event: AuditEvent, options: FormatOptions = {}): string {
+  if (event.kind === 'audit_checkpoint') return checkpointCefLine(event, options);
   const upstream = event.upstream;
   const extensions: Extension[] = [
     ['rt', Date.parse(event.occurred_at)],
@@ -108,6 +110,39 @@ export function toCefLine(event: AuditEvent, options: FormatOptions = {}): strin
     ...labelled('flexString1', 'Tenant ID', event.tenant_id),
     ...labelled('flexString2', 'Path Template', upstream?.path_template ?? null),
   ];
+  return cefLine(event, extensions, options);
+}
+
+/**
+ * A signed checkpoint: the custom slots a record uses for its tool call carry what a SIEM
+ * needs to check the signature on its own (the digest covers the fields in `cs3`).
+ */
+function checkpointCefLine(event: AuditEvent, options: FormatOptions): string {
+  const checkpoint = (event.details?.checkpoint ?? {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === 'string' ? value : null);
+  return cefLine(
+    event,
+    [
+      ['rt', Date.parse(event.occurred_at)],
+      ['externalId', event.id, 40],
+      ['cat', event.kind],
+      ['act', event.action, 63],
+      ['outcome', event.outcome, 63],
+      ['spriv', event.caller.type],
+      ...labelled('cs1', 'Checkpoint Key ID', text(checkpoint.key_id)),
+      ...labelled('cs2', 'Checkpoint Algorithm', text(checkpoint.algorithm)),
+      ...labelled('cs3', 'Checkpoint Fields', canonicalJson(checkpoint), MAX_CUSTOM_STRING),
+      ...labelled('cs4', 'Checkpoint Digest', event.hash),
+      ...labelled('cs5', 'Previous Checkpoint Digest', event.prev_hash),
+      ...labelled('cs6', 'Checkpoint Signature', text(checkpoint.signature), MAX_CUSTOM_STRING),
+      ...labelled('cn1', 'Sequence', event.seq),
+      ...labelled('flexString1', 'Tenant ID', event.tenant_id),
+    ],
+    options,
+  );
+}
+
+function cefLine(event: AuditEvent, extensions: readonly Extension[], options: FormatOptions): string {
   const extension = extensions
     .filter(([, value]) => value !== null && value !== undefined && value !== '')
     .map(([key, value, max]) => `${key}=${extensionValue(String(value), max ?? MAX_VALUE)}`)

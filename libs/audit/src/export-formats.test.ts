@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AuditEvent } from './audit-event.ts';
+import { checkpointEvent } from './audit-records.ts';
 import { toCefLine } from './cef-format.ts';
 import {
   EXPORT_FORMATS,
@@ -385,5 +386,43 @@ describe('format names', () => {
     expect(isExportFormat('csv')).toBe(false);
     expect(exportContentType('cef')).toMatch(/^text\/plain/);
     expect(exportContentType('ocsf')).toMatch(/^application\/x-ndjson/);
+  });
+});
+
+describe('signed checkpoints in every format', () => {
+  const checkpoint = {
+    id: 'chk_abcdefghijklmnopqrst',
+    tenant_id: 'ten_1',
+    number: 3,
+    seq: 120,
+    hash: 'a'.repeat(64),
+    head_at: '2026-12-10T10:00:00.000Z',
+    signed_at: '2026-12-10T10:05:00.000Z',
+    reason: 'interval' as const,
+    previous_digest: 'b'.repeat(64),
+    anchors: [],
+    digest: 'c'.repeat(64),
+    key_id: 'arn:aws:kms:us-east-1:111122223333:key/k',
+    algorithm: 'ECDSA_SHA_256',
+    signature: 'MEUCIQ+sig/base64==',
+  };
+  const event = checkpointEvent(checkpoint);
+
+  it('carries the signed fields, the digest and the signature a SIEM needs to check it alone', () => {
+    expect(JSON.parse(toNdjsonLine(event))).toMatchObject({
+      kind: 'audit_checkpoint',
+      seq: 120,
+      hash: checkpoint.digest,
+      prev_hash: checkpoint.previous_digest,
+      details: { checkpoint },
+    });
+    const ocsf = toOcsfEvent(event);
+    expect(ocsf.activity_name).toBe('Checkpoint');
+    expect(JSON.parse(String(ocsf.unmapped.checkpoint))).toEqual(checkpoint);
+    const cef = parseCef(toCefLine(event));
+    expect(cef.extensions.get('cs6')).toBe(checkpoint.signature);
+    expect(cef.extensions.get('cs4')).toBe(checkpoint.digest);
+    expect(cef.extensions.get('cs1')).toBe(checkpoint.key_id);
+    expect(JSON.parse(cef.extensions.get('cs3') ?? '')).toEqual(checkpoint);
   });
 });

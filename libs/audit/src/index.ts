@@ -1,16 +1,22 @@
 export type {
   AuditCaller,
+  AuditCheckpoint,
   AuditEvent,
   AuditKind,
   AuditOutcome,
   AuditUpstream,
   CallerType,
+  CheckpointAnchor,
+  CheckpointFields,
+  CheckpointReason,
 } from './audit-event.ts';
 export { AUDIT_OUTCOMES, SYSTEM_TENANT_ID } from './audit-event.ts';
 export {
   ADMIN_CALLER,
   SYSTEM_CALLER,
+  checkpointEvent,
   lifecycleRecord,
+  mcpOAuthRecord,
   outcomeOf,
   toolCallRecord,
   unknownOutcomeRecord,
@@ -20,6 +26,7 @@ export {
 export type {
   AuditSubject,
   LifecycleFacts,
+  McpOAuthFacts,
   ToolCallFacts,
   UpstreamFacts,
   UpstreamResult,
@@ -85,16 +92,36 @@ export type {
 } from './audit.store.ts';
 export { GENESIS_HASH, canonicalJson, hashEvent } from './audit-hash.ts';
 export { verifyAllChains, verifyChain } from './audit-verify.ts';
-export type { ChainProblem, ChainReport } from './audit-verify.ts';
+export type { ChainProblem, ChainReport, CheckpointSummary, VerifyOptions } from './audit-verify.ts';
+export {
+  CHECKPOINT_FORMAT,
+  checkpointDigest,
+  checkpointMessage,
+  createAuditCheckpointer,
+  listCheckpoints,
+} from './audit-checkpoints.ts';
+export type {
+  AuditCheckpointer,
+  AuditCheckpointerOptions,
+  CheckpointRunReport,
+  CheckpointSignature,
+  CheckpointSigner,
+} from './audit-checkpoints.ts';
 export {
   dropExpiredPartitions,
   ensurePartitions,
   listPartitions,
+  partitionAnchors,
   partitionName,
   rescueDefaultPartition,
   runAuditMaintenance,
 } from './audit-retention.ts';
-export type { AuditPartition, MaintenanceReport } from './audit-retention.ts';
+export type {
+  AuditPartition,
+  BeforePartitionDrop,
+  MaintenanceReport,
+  RetentionAnchor,
+} from './audit-retention.ts';
 export { createOutboxDispatcher, enqueueOutbox } from './outbox.ts';
 export type {
   DeliveryTarget,

@@ -1,4 +1,5 @@
 import type { AuditEvent } from './audit-event.ts';
+import { canonicalJson } from './audit-hash.ts';
 import { DEFAULT_PRODUCT_VERSION, severityOf, toJsonLine, withCodeCapped } from './format-common.ts';
 import type { FormatOptions } from './format-common.ts';
 
@@ -114,6 +115,8 @@ export function ocsfActivity(event: AuditEvent): OcsfActivity {
       if (verb === 'deleted' || verb === 'revoked' || verb === 'retired') return DELETE;
       return { id: 99, name: event.action };
     }
+    case 'audit_checkpoint':
+      return { id: 99, name: 'Checkpoint' };
     case 'mcp_oauth':
       if (event.action === 'mcp_oauth.token_issued' || event.action === 'mcp_oauth.consent') return CREATE;
       if (event.action === 'mcp_oauth.consent_revoked' || event.action === 'mcp_oauth.refresh_reuse') {
@@ -183,6 +186,9 @@ function unmapped(event: AuditEvent): OcsfApiActivityEvent['unmapped'] {
     seq: event.seq,
     prev_hash: event.prev_hash,
     hash: event.hash,
+    // What a SIEM needs to check a checkpoint's signature on its own.
+    checkpoint:
+      event.kind === 'audit_checkpoint' && event.details ? canonicalJson(event.details.checkpoint) : null,
   };
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== null)) as Record<
     string,

@@ -14,7 +14,8 @@ export function randomString(length: number): string {
   return out;
 }
 
-export type IdPrefix = 'ten' | 'key' | 'con' | 'ca' | 'mcp' | 'exe' | 'aud' | 'snk' | 'dlv' | 'whk' | 'req';
+export type IdPrefix =
+  'ten' | 'key' | 'con' | 'ca' | 'mcp' | 'exe' | 'aud' | 'snk' | 'dlv' | 'whk' | 'req' | 'chk';
 
 /** Opaque, prefixed, URL-safe id: `ca_3k9...` (20 random characters, ~103 bits). */
 export function newId(prefix: IdPrefix): string {

@@ -168,6 +168,23 @@ export interface AuditChainAnchorsTable {
   dropped_at: Timestamp;
 }
 
+export interface AuditCheckpointsTable {
+  tenant_id: string;
+  number: ColumnType<string, number | string, never>;
+  id: string;
+  seq: ColumnType<string, number | string, never>;
+  hash: string;
+  head_at: ColumnType<Date | null, Date | string | null, never>;
+  signed_at: ColumnType<Date, Date | string, never>;
+  reason: string;
+  previous_digest: string;
+  anchors: ColumnType<unknown[], string, never>;
+  digest: string;
+  key_id: string;
+  algorithm: string;
+  signature: string;
+}
+
 interface SealedColumns {
   key_provider: string | null;
   key_id: string | null;
@@ -287,6 +304,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   audit_chain_heads: AuditChainHeadsTable;
   audit_chain_anchors: AuditChainAnchorsTable;
+  audit_checkpoints: AuditCheckpointsTable;
   audit_sweeps: AuditSweepsTable;
   audit_sinks: AuditSinksTable;
   tenant_webhooks: TenantWebhooksTable;

@@ -29,3 +29,10 @@ export type {
   TenantSettings,
   TokenKind,
 } from './database.ts';
+export {
+  DEFAULT_DATABASE_ROLES,
+  applyDatabaseRoles,
+  databaseRoleScript,
+  databaseRoleStatements,
+} from './database-roles.ts';
+export type { DatabaseRoles } from './database-roles.ts';

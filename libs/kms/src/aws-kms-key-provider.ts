@@ -2,48 +2,16 @@ import {
   DecryptCommand,
   DescribeKeyCommand,
   GenerateDataKeyCommand,
-  KMSClient,
   ReEncryptCommand,
 } from '@aws-sdk/client-kms';
 import { WardenError } from '@warden/core';
+import { createKmsClient, kmsCall } from './aws-kms-client.ts';
+import type { AwsKmsConnection } from './aws-kms-client.ts';
 import type { DataKey, EncryptionContext, KeyProvider, WrappedKey } from './key-provider.ts';
 
-export interface AwsKmsOptions {
+export interface AwsKmsOptions extends AwsKmsConnection {
   /** Key id, ARN, alias name (`alias/warden`) or alias ARN of the key-encryption key. */
   keyId: string;
-  region?: string;
-  /** A KMS-compatible endpoint (tests, VPC endpoints). */
-  endpoint?: string;
-  /** Explicit credentials; otherwise the AWS SDK's default provider chain. */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-  maxAttempts?: number;
-  connectionTimeoutMs?: number;
-  requestTimeoutMs?: number;
-}
-
-/** Answers that mean "this wrap will never open with this key/context": not an outage. */
-const INTEGRITY_ERRORS = new Set([
-  'InvalidCiphertextException',
-  'IncorrectKeyException',
-  'InvalidKeyUsageException',
-  'NotFoundException',
-  'DisabledException',
-  'KMSInvalidStateException',
-]);
-
-function mapError(operation: string, error: unknown): WardenError {
-  const name = (error as { name?: unknown })?.name;
-  if (typeof name === 'string' && INTEGRITY_ERRORS.has(name)) {
-    return new WardenError('integrity_failure', `KMS ${operation} refused the data key (${name})`);
-  }
-  // Outage, throttling, access denied or network: a dependency failure. The SDK's own
-  // message can include request ids and endpoints, but never key material.
-  return new WardenError(
-    'unavailable',
-    `KMS ${operation} failed${typeof name === 'string' ? ` (${name})` : ''}; retry shortly`,
-    { dependency: 'kms' },
-    { cause: error },
-  );
 }
 
 function bytes(value: Uint8Array | undefined, operation: string): Buffer {
@@ -52,25 +20,11 @@ function bytes(value: Uint8Array | undefined, operation: string): Buffer {
 }
 
 export function createAwsKmsKeyProvider(options: AwsKmsOptions): KeyProvider {
-  const client = new KMSClient({
-    ...(options.region ? { region: options.region } : {}),
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-    maxAttempts: options.maxAttempts ?? 3,
-    requestHandler: {
-      connectionTimeout: options.connectionTimeoutMs ?? 2_000,
-      requestTimeout: options.requestTimeoutMs ?? 5_000,
-    },
-  });
+  const client = createKmsClient(options);
   let resolvedKeyArn: string | undefined;
 
-  async function send<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (error) {
-      throw mapError(operation, error);
-    }
-  }
+  const send = <T>(operation: string, run: () => Promise<T>): Promise<T> =>
+    kmsCall(operation, 'the data key', run);
 
   return {
     provider: 'aws',

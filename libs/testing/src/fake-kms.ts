@@ -1,4 +1,17 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import {
+  constants,
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  generateKeyPairSync,
+  privateEncrypt,
+  publicDecrypt,
+  randomBytes,
+  randomUUID,
+  sign,
+  verify,
+} from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,11 +21,19 @@ import type { AddressInfo } from 'node:net';
  * TrentService.<Operation>`), enough for @aws-sdk/client-kms: keys, aliases, data
  * keys, Decrypt/ReEncrypt bound to the encryption context, and AWS's error names.
  * Ciphertext blobs embed the key id, as real KMS blobs do, so Decrypt needs no KeyId.
+ * Asymmetric SIGN_VERIFY keys (ECC_NIST_P256, RSA_2048/3072/4096, ECC_NIST_EDWARDS25519)
+ * sign and verify with real key pairs (`Sign`, `Verify`, `GetPublicKey`).
  */
+export type FakeKmsKeySpec =
+  'SYMMETRIC_DEFAULT' | 'ECC_NIST_P256' | 'RSA_2048' | 'RSA_3072' | 'RSA_4096' | 'ECC_NIST_EDWARDS25519';
+
 export interface FakeKms {
   readonly endpoint: string;
   readonly region: string;
-  createKey(options?: { alias?: string; description?: string }): { keyId: string; arn: string };
+  createKey(options?: { alias?: string; description?: string; keySpec?: FakeKmsKeySpec }): {
+    keyId: string;
+    arn: string;
+  };
   /** Points an alias at another key (how operators switch the key-encryption key). */
   updateAlias(alias: string, keyId: string): void;
   disableKey(keyIdOrArn: string): void;
@@ -28,11 +49,37 @@ export interface FakeKms {
 interface KeyRecord {
   id: string;
   arn: string;
+  keySpec: FakeKmsKeySpec;
+  /** Symmetric keys only. */
   material: Buffer;
+  /** Asymmetric (SIGN_VERIFY) keys only. */
+  pair: { privateKey: KeyObject; publicKey: KeyObject } | null;
   enabled: boolean;
   description: string;
   createdAt: Date;
 }
+
+/** What each asymmetric key spec signs with, as AWS documents it. */
+const SIGNING_ALGORITHMS: Record<Exclude<FakeKmsKeySpec, 'SYMMETRIC_DEFAULT'>, readonly string[]> = {
+  ECC_NIST_P256: ['ECDSA_SHA_256'],
+  RSA_2048: rsaAlgorithms(),
+  RSA_3072: rsaAlgorithms(),
+  RSA_4096: rsaAlgorithms(),
+  ECC_NIST_EDWARDS25519: ['ED25519_SHA_512'],
+};
+
+function rsaAlgorithms(): string[] {
+  return ['256', '384', '512'].flatMap((bits) => [`RSASSA_PSS_SHA_${bits}`, `RSASSA_PKCS1_V1_5_SHA_${bits}`]);
+}
+
+/** DER DigestInfo prefixes (RFC 8017, 9.2 note 1), to sign a precomputed digest with PKCS #1 v1.5. */
+const DIGEST_INFO: Record<string, Buffer> = {
+  sha256: Buffer.from('3031300d060960864801650304020105000420', 'hex'),
+  sha384: Buffer.from('3041300d060960864801650304020205000430', 'hex'),
+  sha512: Buffer.from('3051300d060960864801650304020305000440', 'hex'),
+};
+
+const MAX_RAW_MESSAGE_BYTES = 4096;
 
 class KmsError extends Error {
   readonly type: string;
@@ -91,6 +138,131 @@ export async function startFakeKms(options: { port?: number; region?: string } =
     return key;
   }
 
+  function forEncryption(key: KeyRecord): KeyRecord {
+    if (key.keySpec !== 'SYMMETRIC_DEFAULT') {
+      throw new KmsError(
+        'InvalidKeyUsageException',
+        `${key.arn} key usage is SIGN_VERIFY, not ENCRYPT_DECRYPT.`,
+      );
+    }
+    return key;
+  }
+
+  function forSigning(
+    key: KeyRecord,
+    algorithm: unknown,
+  ): { pair: NonNullable<KeyRecord['pair']>; algorithm: string } {
+    if (key.keySpec === 'SYMMETRIC_DEFAULT' || !key.pair) {
+      throw new KmsError(
+        'InvalidKeyUsageException',
+        `${key.arn} key usage is ENCRYPT_DECRYPT, not SIGN_VERIFY.`,
+      );
+    }
+    if (typeof algorithm !== 'string')
+      throw new KmsError('ValidationException', 'SigningAlgorithm is required');
+    if (!SIGNING_ALGORITHMS[key.keySpec].includes(algorithm)) {
+      throw new KmsError(
+        'InvalidKeyUsageException',
+        `Algorithm ${algorithm} is incompatible with key spec ${key.keySpec}.`,
+      );
+    }
+    return { pair: key.pair, algorithm };
+  }
+
+  /** The message to sign or verify, as KMS reads `Message` with `MessageType` RAW or DIGEST. */
+  function messageOf(input: Record<string, unknown>, algorithm: string): { bytes: Buffer; digest: boolean } {
+    const bytes = blob(input.Message, 'Message');
+    const type = input.MessageType ?? 'RAW';
+    if (type === 'RAW') {
+      if (bytes.length === 0 || bytes.length > MAX_RAW_MESSAGE_BYTES) {
+        throw new KmsError(
+          'ValidationException',
+          `Message must be 1 to ${MAX_RAW_MESSAGE_BYTES} bytes; send a DIGEST for more`,
+        );
+      }
+      return { bytes, digest: false };
+    }
+    if (type !== 'DIGEST') throw new KmsError('ValidationException', 'MessageType must be RAW or DIGEST');
+    const hash = hashOf(algorithm);
+    if (!hash || bytes.length !== createHash(hash).digest().length) {
+      throw new KmsError(
+        'ValidationException',
+        `Digest length does not match the signing algorithm ${algorithm}`,
+      );
+    }
+    return { bytes, digest: true };
+  }
+
+  function hashOf(algorithm: string): string | null {
+    const bits = /_SHA_(256|384|512)$/.exec(algorithm)?.[1];
+    return bits && !algorithm.startsWith('ED25519') ? `sha${bits}` : null;
+  }
+
+  function signMessage(
+    pair: NonNullable<KeyRecord['pair']>,
+    algorithm: string,
+    message: { bytes: Buffer; digest: boolean },
+  ): Buffer {
+    const hash = hashOf(algorithm);
+    if (algorithm === 'ED25519_SHA_512') {
+      if (message.digest)
+        throw new KmsError('ValidationException', 'ED25519_SHA_512 signs RAW messages only');
+      return sign(null, message.bytes, pair.privateKey);
+    }
+    if (message.digest) {
+      // Node signs a precomputed digest only through the raw RSA primitive (PKCS #1 v1.5).
+      if (!algorithm.startsWith('RSASSA_PKCS1_V1_5') || !hash) {
+        throw new KmsError(
+          'UnsupportedOperationException',
+          `the fake KMS signs DIGEST messages with RSASSA_PKCS1_V1_5 only; send RAW with ${algorithm}`,
+        );
+      }
+      return privateEncrypt(
+        { key: pair.privateKey, padding: constants.RSA_PKCS1_PADDING },
+        Buffer.concat([DIGEST_INFO[hash] as Buffer, message.bytes]),
+      );
+    }
+    return sign(hash, message.bytes, signingKeyOptions(pair.privateKey, algorithm));
+  }
+
+  function verifyMessage(
+    pair: NonNullable<KeyRecord['pair']>,
+    algorithm: string,
+    message: { bytes: Buffer; digest: boolean },
+    signature: Buffer,
+  ): boolean {
+    const hash = hashOf(algorithm);
+    try {
+      if (algorithm === 'ED25519_SHA_512') return verify(null, message.bytes, pair.publicKey, signature);
+      if (message.digest) {
+        if (!algorithm.startsWith('RSASSA_PKCS1_V1_5') || !hash) {
+          throw new KmsError(
+            'UnsupportedOperationException',
+            `the fake KMS verifies DIGEST messages with RSASSA_PKCS1_V1_5 only`,
+          );
+        }
+        const recovered = publicDecrypt(
+          { key: pair.publicKey, padding: constants.RSA_PKCS1_PADDING },
+          signature,
+        );
+        return recovered.equals(Buffer.concat([DIGEST_INFO[hash] as Buffer, message.bytes]));
+      }
+      return verify(hash, message.bytes, signingKeyOptions(pair.publicKey, algorithm), signature);
+    } catch (error) {
+      if (error instanceof KmsError) throw error;
+      return false;
+    }
+  }
+
+  function signingKeyOptions(key: KeyObject, algorithm: string) {
+    if (algorithm.startsWith('RSASSA_PSS')) {
+      // KMS uses a salt as long as the digest.
+      return { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST };
+    }
+    if (algorithm.startsWith('ECDSA')) return { key, dsaEncoding: 'der' as const };
+    return { key };
+  }
+
   function encrypt(key: KeyRecord, plaintext: Buffer, context: unknown): Buffer {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key.material, iv);
@@ -131,25 +303,50 @@ export async function startFakeKms(options: { port?: number; region?: string } =
   }
 
   function metadata(key: KeyRecord) {
+    const asymmetric = key.keySpec !== 'SYMMETRIC_DEFAULT';
     return {
       AWSAccountId: ACCOUNT,
       KeyId: key.id,
       Arn: key.arn,
       Enabled: key.enabled,
       KeyState: key.enabled ? 'Enabled' : 'Disabled',
-      KeyUsage: 'ENCRYPT_DECRYPT',
-      KeySpec: 'SYMMETRIC_DEFAULT',
+      KeyUsage: asymmetric ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT',
+      KeySpec: key.keySpec,
+      ...(asymmetric
+        ? { SigningAlgorithms: SIGNING_ALGORITHMS[key.keySpec as keyof typeof SIGNING_ALGORITHMS] }
+        : {}),
       Description: key.description,
       CreationDate: key.createdAt.getTime() / 1000,
     };
   }
 
-  function createKey(description = '', alias?: string): KeyRecord {
+  function keyPair(keySpec: FakeKmsKeySpec): KeyRecord['pair'] {
+    switch (keySpec) {
+      case 'SYMMETRIC_DEFAULT':
+        return null;
+      case 'ECC_NIST_P256':
+        return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      case 'ECC_NIST_EDWARDS25519':
+        return generateKeyPairSync('ed25519');
+      case 'RSA_2048':
+      case 'RSA_3072':
+      case 'RSA_4096':
+        return generateKeyPairSync('rsa', { modulusLength: Number(keySpec.slice(4)) });
+    }
+  }
+
+  function createKey(
+    description = '',
+    alias?: string,
+    keySpec: FakeKmsKeySpec = 'SYMMETRIC_DEFAULT',
+  ): KeyRecord {
     const id = randomUUID();
     const key: KeyRecord = {
       id,
       arn: `arn:aws:kms:${region}:${ACCOUNT}:key/${id}`,
+      keySpec,
       material: randomBytes(32),
+      pair: keyPair(keySpec),
       enabled: true,
       description,
       createdAt: new Date(),
@@ -169,7 +366,22 @@ export async function startFakeKms(options: { port?: number; region?: string } =
   }
 
   const operations: Record<string, (input: Record<string, unknown>) => unknown> = {
-    CreateKey: (input) => ({ KeyMetadata: metadata(createKey(String(input.Description ?? ''))) }),
+    CreateKey: (input) => {
+      const spec = String(input.KeySpec ?? input.CustomerMasterKeySpec ?? 'SYMMETRIC_DEFAULT');
+      if (spec !== 'SYMMETRIC_DEFAULT' && !(spec in SIGNING_ALGORITHMS)) {
+        throw new KmsError('ValidationException', `KeySpec ${spec} is not supported by the fake KMS`);
+      }
+      const usage = input.KeyUsage ?? (spec === 'SYMMETRIC_DEFAULT' ? 'ENCRYPT_DECRYPT' : 'SIGN_VERIFY');
+      if ((spec === 'SYMMETRIC_DEFAULT') !== (usage === 'ENCRYPT_DECRYPT')) {
+        throw new KmsError(
+          'ValidationException',
+          `KeyUsage ${String(usage)} is not valid for KeySpec ${spec}`,
+        );
+      }
+      return {
+        KeyMetadata: metadata(createKey(String(input.Description ?? ''), undefined, spec as FakeKmsKeySpec)),
+      };
+    },
     CreateAlias: (input) => {
       const name = String(input.AliasName ?? '');
       if (!name.startsWith('alias/'))
@@ -194,7 +406,7 @@ export async function startFakeKms(options: { port?: number; region?: string } =
       return {};
     },
     GenerateDataKey: (input) => {
-      const key = usable(resolve(input.KeyId));
+      const key = forEncryption(usable(resolve(input.KeyId)));
       const plaintext = randomBytes(dataKeyLength(input));
       return {
         KeyId: key.arn,
@@ -203,7 +415,7 @@ export async function startFakeKms(options: { port?: number; region?: string } =
       };
     },
     GenerateDataKeyWithoutPlaintext: (input) => {
-      const key = usable(resolve(input.KeyId));
+      const key = forEncryption(usable(resolve(input.KeyId)));
       return {
         KeyId: key.arn,
         CiphertextBlob: encrypt(key, randomBytes(dataKeyLength(input)), input.EncryptionContext).toString(
@@ -212,7 +424,7 @@ export async function startFakeKms(options: { port?: number; region?: string } =
       };
     },
     Encrypt: (input) => {
-      const key = usable(resolve(input.KeyId));
+      const key = forEncryption(usable(resolve(input.KeyId)));
       return {
         KeyId: key.arn,
         CiphertextBlob: encrypt(key, blob(input.Plaintext, 'Plaintext'), input.EncryptionContext).toString(
@@ -238,7 +450,7 @@ export async function startFakeKms(options: { port?: number; region?: string } =
         input.SourceEncryptionContext,
         input.SourceKeyId,
       );
-      const destination = usable(resolve(input.DestinationKeyId));
+      const destination = forEncryption(usable(resolve(input.DestinationKeyId)));
       try {
         return {
           SourceKeyId: source.key.arn,
@@ -250,6 +462,39 @@ export async function startFakeKms(options: { port?: number; region?: string } =
       } finally {
         source.plaintext.fill(0);
       }
+    },
+    Sign: (input) => {
+      const key = usable(resolve(input.KeyId));
+      const { pair, algorithm } = forSigning(key, input.SigningAlgorithm);
+      const signature = signMessage(pair, algorithm, messageOf(input, algorithm));
+      return { KeyId: key.arn, Signature: signature.toString('base64'), SigningAlgorithm: algorithm };
+    },
+    Verify: (input) => {
+      const key = usable(resolve(input.KeyId));
+      const { pair, algorithm } = forSigning(key, input.SigningAlgorithm);
+      const message = messageOf(input, algorithm);
+      if (!verifyMessage(pair, algorithm, message, blob(input.Signature, 'Signature'))) {
+        // As AWS does: an invalid signature is an error, not `SignatureValid: false`.
+        throw new KmsError('KMSInvalidSignatureException', 'The signature is invalid.');
+      }
+      return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: algorithm };
+    },
+    GetPublicKey: (input) => {
+      const key = usable(resolve(input.KeyId));
+      if (key.keySpec === 'SYMMETRIC_DEFAULT' || !key.pair) {
+        throw new KmsError(
+          'UnsupportedOperationException',
+          `${key.arn} is a symmetric key; it has no public key.`,
+        );
+      }
+      return {
+        KeyId: key.arn,
+        PublicKey: key.pair.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+        KeySpec: key.keySpec,
+        CustomerMasterKeySpec: key.keySpec,
+        KeyUsage: 'SIGN_VERIFY',
+        SigningAlgorithms: SIGNING_ALGORITHMS[key.keySpec],
+      };
     },
   };
 
@@ -310,7 +555,7 @@ export async function startFakeKms(options: { port?: number; region?: string } =
     endpoint: `http://127.0.0.1:${port}`,
     region,
     createKey(opts = {}) {
-      const key = createKey(opts.description, opts.alias);
+      const key = createKey(opts.description, opts.alias, opts.keySpec);
       return { keyId: key.id, arn: key.arn };
     },
     updateAlias(alias, keyId) {

@@ -1,7 +1,7 @@
 export { MIGRATIONS_FOLDER, createTestDatabase } from './test-db.ts';
 export type { TestDatabase } from './test-db.ts';
 export { startFakeKms } from './fake-kms.ts';
-export type { FakeKms } from './fake-kms.ts';
+export type { FakeKms, FakeKmsKeySpec } from './fake-kms.ts';
 export { FAKE_CF_BASE_PATH, startFakeCloudflare } from './fake-cloudflare/fake-cloudflare.server.ts';
 export type {
   FakeCloudflare,

@@ -1,5 +1,5 @@
 import { rowToEvent, runAuditMaintenance, unknownOutcomeRecord } from '@warden/audit';
-import type { AuditStore, MaintenanceReport } from '@warden/audit';
+import type { AuditCheckpointer, AuditStore, MaintenanceReport } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { systemClock } from '@warden/core';
 import type { Database, TenantSettings } from '@warden/db';
@@ -16,6 +16,11 @@ export interface AuditMaintenanceDeps {
   readonly outcomeGraceMs: number;
   /** Also purges delivered outbox rows. */
   readonly purgeDelivered?: () => Promise<number>;
+  /**
+   * Signs checkpoints before a partition is dropped, vouching for the anchors that replace its
+   * records. Without one (deployments that cannot sign), partitions are dropped unvouched.
+   */
+  readonly checkpoints?: AuditCheckpointer;
   readonly logger: Logger;
   readonly clock?: Clock;
 }
@@ -52,7 +57,18 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
         deps.defaults.retentionDays,
         ...rows.map((r) => r.days).filter((d): d is number => typeof d === 'number'),
       ];
-      const report = await runAuditMaintenance(db, { now, retentionDays });
+      const checkpoints = deps.checkpoints;
+      const report = await runAuditMaintenance(db, {
+        now,
+        retentionDays,
+        ...(checkpoints
+          ? {
+              beforeDrop: async (_partition, anchors) => {
+                await checkpoints.run('partition_close', anchors);
+              },
+            }
+          : {}),
+      });
       const outboxPurged = (await deps.purgeDelivered?.()) ?? 0;
       if (report.created.length || report.dropped.length || report.rescued || outboxPurged) {
         deps.logger.info({ ...report, outbox_purged: outboxPurged }, 'audit maintenance');

@@ -1,12 +1,18 @@
 import { parseArgs } from 'node:util';
-import { createDb, migrateToLatest } from '@warden/db';
+import {
+  DEFAULT_DATABASE_ROLES,
+  applyDatabaseRoles,
+  createDb,
+  databaseRoleScript,
+  migrateToLatest,
+} from '@warden/db';
 import type { AuditCaller } from '@warden/audit';
 import { listPartitions, verifyAllChains, verifyChain } from '@warden/audit';
 import { addKeyVersion, removeKeyVersion } from '@warden/kms';
 import { isWardenError, noopLogger } from '@warden/core';
 import { ConfigError, loadConfig } from './config.ts';
 import type { Config } from './config.ts';
-import { MIGRATIONS_FOLDER, createContainer } from './container.ts';
+import { MIGRATIONS_FOLDER, createAuditSigner, createContainer } from './container.ts';
 import { keyStatus } from './key-status.ts';
 import { refuseWhileEmbeddedDatabaseIsHeld } from './embedded-lock.ts';
 import type { Container } from './container.ts';
@@ -32,10 +38,17 @@ const USAGE = `usage: warden <command>
                                   no data key is wrapped under it
   keys status                     the current key and how many data keys each key wraps
   db migrate                      apply pending database migrations
-  audit verify [--tenant ID]      check every tenant's (or one tenant's) audit hash chain; exit 1 on a problem
-                                  (reads only: it changes nothing)
-  audit maintain                  create upcoming audit partitions, drop expired ones, and close intents
-                                  that never got an outcome, now
+  db roles [--app-role NAME] [--maintenance-role NAME] [--print]
+                                  create (if needed) and grant the service's PostgreSQL roles: NAME
+                                  (default warden_app) appends and reads the audit trail but can never
+                                  change it; the maintenance role (default warden_maintenance) owns it.
+                                  Run as the migrating role after every \`db migrate\`; --print only
+                                  shows the SQL
+  audit verify [--tenant ID]      check every tenant's (or one tenant's) audit hash chain against its
+                                  signed checkpoints; exit 1 on a problem (reads only: it changes nothing)
+  audit maintain                  create upcoming audit partitions, drop expired ones, close intents
+                                  that never got an outcome and sign checkpoints, now
+  audit signing-key               the public key that signs audit checkpoints (PEM), for auditors
 
 Configuration comes from the same environment variables as the service (see README).`;
 
@@ -73,6 +86,9 @@ async function run(argv: string[]): Promise<number> {
     options: {
       all: { type: 'boolean', default: false },
       tenant: { type: 'string' },
+      'app-role': { type: 'string', default: DEFAULT_DATABASE_ROLES.appRole },
+      'maintenance-role': { type: 'string', default: DEFAULT_DATABASE_ROLES.maintenanceRole },
+      print: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -175,26 +191,82 @@ async function run(argv: string[]): Promise<number> {
         },
         { writes: false },
       );
-    case 'audit verify':
-      // Reads only: no migration, no maintenance pass, nothing written.
+    case 'audit verify': {
+      // Reads only: no migration, no maintenance pass, nothing written (not even a signing key).
+      const signer = createAuditSigner(config, { create: false });
+      const options = signer
+        ? {
+            signer,
+            // Checkpoints are signed every interval: a tail older than two of them lost one.
+            maxUnsealedMs: 2 * config.auditCheckpointIntervalMs + 60_000,
+          }
+        : {};
       return withContainer(
         config,
         async (c) => {
           const reports = values.tenant
-            ? [await verifyChain(c.db.kysely, values.tenant)]
-            : await verifyAllChains(c.db.kysely);
-          print({ ok: reports.every((r) => r.ok), tenants: reports });
+            ? [await verifyChain(c.db.kysely, values.tenant, options)]
+            : await verifyAllChains(c.db.kysely, options);
+          print({
+            ok: reports.every((r) => r.ok),
+            ...(signer
+              ? {}
+              : { checkpoints: 'not checked: set AWS_KMS_SIGNING_KEY_ID to the key that signs them' }),
+            tenants: reports,
+          });
           return reports.every((r) => r.ok) ? 0 : 1;
         },
         { writes: false },
       );
+    }
     case 'audit maintain':
       return withContainer(config, async (c) => {
         const report = await c.auditMaintenance.partitions();
         const closed = await c.auditMaintenance.sweepUnknownOutcomes();
-        print({ ...report, unknown_outcomes_closed: closed, partitions: await listPartitions(c.db.kysely) });
+        const signed = (await c.auditCheckpoints?.run('manual'))?.signed ?? 0;
+        print({
+          ...report,
+          unknown_outcomes_closed: closed,
+          checkpoints_signed: signed,
+          partitions: await listPartitions(c.db.kysely),
+        });
         return 0;
       });
+    case 'audit signing-key': {
+      const signer = createAuditSigner(config, { create: false });
+      if (!signer) {
+        process.stderr.write('no audit signing key: set AWS_KMS_SIGNING_KEY_ID\n');
+        return 1;
+      }
+      const key = await signer.publicKey();
+      print({ key_id: key.keyId, algorithm: key.algorithm, public_key_pem: key.publicKeyPem });
+      return 0;
+    }
+    case 'db roles': {
+      if (config.database.kind !== 'postgres') {
+        process.stderr.write(
+          'the embedded database has a single user; database roles need PostgreSQL (DATABASE_URL)\n',
+        );
+        return 2;
+      }
+      const roles = { appRole: values['app-role'], maintenanceRole: values['maintenance-role'] };
+      const db = await createDb({ kind: 'postgres', url: config.database.url, preparedStatements: false });
+      try {
+        if (values.print) {
+          process.stdout.write(`${(await databaseRoleScript(db.kysely, roles)).join(';\n\n')};\n`);
+          return 0;
+        }
+        await applyDatabaseRoles(db.kysely, roles);
+        print({
+          app_role: roles.appRole,
+          maintenance_role: roles.maintenanceRole,
+          next_step: `set a password (ALTER ROLE ${roles.appRole} PASSWORD …), run the service as ${roles.appRole} with MIGRATE_ON_START=false, and run \`warden db migrate\` then \`warden db roles\` as this role at each upgrade`,
+        });
+        return 0;
+      } finally {
+        await db.close();
+      }
+    }
     case 'db migrate': {
       // The database alone: nothing else is wired or started, so an empty database is fine.
       const db = await createDb(

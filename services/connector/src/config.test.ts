@@ -63,3 +63,34 @@ describe('CLOUDFLARE_SPEC_PATH', () => {
     expect(result.stdout).toBe('');
   });
 });
+
+describe('audit proof settings', () => {
+  it('reads the signing key, the previous ones, the checkpoint interval, the outcome grace and the drain', () => {
+    const config = loadConfig({
+      KMS_PROVIDER: 'aws',
+      AWS_KMS_KEY_ID: 'alias/warden',
+      AWS_KMS_SIGNING_KEY_ID: 'alias/warden-audit',
+      AWS_KMS_SIGNING_PREVIOUS_KEY_IDS: 'arn:aws:kms:eu-west-1:1:key/a, arn:aws:kms:eu-west-1:1:key/b',
+      AUDIT_CHECKPOINT_INTERVAL_SECONDS: '60',
+      AUDIT_OUTCOME_GRACE_SECONDS: '5',
+      SHUTDOWN_DRAIN_SECONDS: '3',
+    });
+    expect(config.kms).toMatchObject({
+      signingKeyId: 'alias/warden-audit',
+      previousSigningKeyIds: ['arn:aws:kms:eu-west-1:1:key/a', 'arn:aws:kms:eu-west-1:1:key/b'],
+    });
+    expect(config).toMatchObject({
+      auditCheckpointIntervalMs: 60_000,
+      auditOutcomeGraceMs: 5_000,
+      shutdownDrainMs: 3_000,
+    });
+    expect(loadConfig({}).auditOutcomeGraceMs).toBeNull();
+    expect(loadConfig({ KMS_PROVIDER: 'aws', AWS_KMS_KEY_ID: 'k' }).kms).toMatchObject({
+      signingKeyId: null,
+    });
+  });
+
+  it('refuses a drain the shutdown deadline could not hold', () => {
+    expect(() => loadConfig({ SHUTDOWN_DRAIN_SECONDS: '30' })).toThrow(/SHUTDOWN_DRAIN_SECONDS/);
+  });
+});

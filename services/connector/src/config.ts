@@ -39,6 +39,8 @@ const schema = z
     KMS_PROVIDER: z.enum(['local', 'aws']).default('local'),
     LOCAL_KEY_FILE: z.string().min(1).optional(),
     AWS_KMS_KEY_ID: z.string().min(1).optional(),
+    AWS_KMS_SIGNING_KEY_ID: z.string().min(1).optional(),
+    AWS_KMS_SIGNING_PREVIOUS_KEY_IDS: z.string().optional(),
     AWS_REGION: z.string().min(1).optional(),
     AWS_KMS_ENDPOINT: z.url().optional(),
     AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
@@ -73,6 +75,9 @@ const schema = z
     OAUTH_LOGIN_LINK_TTL_SECONDS: int(30, 3600).default(300),
     OAUTH_ALLOW_INSECURE: bool.default(false),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
+    AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
+    AUDIT_OUTCOME_GRACE_SECONDS: int(0, 86_400).optional(),
+    SHUTDOWN_DRAIN_SECONDS: int(0, 20).default(0),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
@@ -134,6 +139,10 @@ export interface Config {
     | {
         readonly provider: 'aws';
         readonly keyId: string;
+        /** The asymmetric key that signs audit checkpoints; none: checkpoints are not made. */
+        readonly signingKeyId: string | null;
+        /** Signing keys switched away from, still trusted when verifying old checkpoints. */
+        readonly previousSigningKeyIds: readonly string[];
         readonly region?: string;
         readonly endpoint?: string;
         /** Static credentials when both variables are set; otherwise the AWS SDK's default chain. */
@@ -179,6 +188,18 @@ export interface Config {
     readonly allowInsecure: boolean;
   };
   readonly auditRetentionDays: number;
+  /** How often each moved chain head is signed (a checkpoint). */
+  readonly auditCheckpointIntervalMs: number;
+  /**
+   * How long an upstream request's intent may wait for its outcome before the sweeper records it
+   * as `unknown`; null: the call deadline plus the upstream timeout plus a minute.
+   */
+  readonly auditOutcomeGraceMs: number | null;
+  /**
+   * On SIGTERM, how long `/readyz` answers 503 while requests are still served, so a load balancer
+   * polling it stops routing here before the listener closes.
+   */
+  readonly shutdownDrainMs: number;
   /** SIEM sinks and webhooks may use http:// and private addresses: tests and single-host demos only. */
   readonly deliveryAllowInsecure: boolean;
   readonly outboxIntervalMs: number;
@@ -297,6 +318,11 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
         ? {
             provider: 'aws',
             keyId: env.AWS_KMS_KEY_ID as string,
+            signingKeyId: env.AWS_KMS_SIGNING_KEY_ID ?? null,
+            previousSigningKeyIds: (env.AWS_KMS_SIGNING_PREVIOUS_KEY_IDS ?? '')
+              .split(',')
+              .map((k) => k.trim())
+              .filter(Boolean),
             ...(env.AWS_REGION ? { region: env.AWS_REGION } : {}),
             ...(env.AWS_KMS_ENDPOINT ? { endpoint: env.AWS_KMS_ENDPOINT } : {}),
             ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
@@ -342,6 +368,10 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       allowInsecure: env.OAUTH_ALLOW_INSECURE,
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
+    auditCheckpointIntervalMs: env.AUDIT_CHECKPOINT_INTERVAL_SECONDS * 1000,
+    auditOutcomeGraceMs:
+      env.AUDIT_OUTCOME_GRACE_SECONDS === undefined ? null : env.AUDIT_OUTCOME_GRACE_SECONDS * 1000,
+    shutdownDrainMs: env.SHUTDOWN_DRAIN_SECONDS * 1000,
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,

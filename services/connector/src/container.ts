@@ -3,8 +3,13 @@ import { createCloudflareClient } from '@warden/cloudflare';
 import type { CloudflareClient } from '@warden/cloudflare';
 import { createDatabaseClock, createDb } from '@warden/db';
 import type { Database, DatabaseClock, Db } from '@warden/db';
-import { createAwsKmsKeyProvider, createLocalKeyProvider } from '@warden/kms';
-import type { KeyProvider } from '@warden/kms';
+import {
+  createAwsKmsKeyProvider,
+  createAwsKmsSigner,
+  createLocalKeyProvider,
+  createLocalSigner,
+} from '@warden/kms';
+import type { KeyProvider, Signer } from '@warden/kms';
 import {
   createConnectedAccountService,
   createEnvelope,
@@ -28,11 +33,12 @@ import type { Redis } from 'ioredis';
 import {
   SYSTEM_CALLER,
   SYSTEM_TENANT_ID,
+  createAuditCheckpointer,
   createAuditStore,
   createOutboxDispatcher,
   lifecycleRecord,
 } from '@warden/audit';
-import type { AuditStore, OutboxDispatcher } from '@warden/audit';
+import type { AuditCheckpointer, AuditStore, OutboxDispatcher } from '@warden/audit';
 import {
   createAuditMaintenance,
   createCallContextSource,
@@ -112,6 +118,9 @@ export interface Container {
   readonly codeMode: CodeMode;
   readonly policies: PolicyStore;
   readonly audit: AuditStore;
+  /** Signs audit checkpoints with a key the database never holds; null when none is configured (AWS without a signing key). */
+  readonly auditSigner: Signer | null;
+  readonly auditCheckpoints: AuditCheckpointer | null;
   readonly auditMaintenance: AuditMaintenance;
   readonly gateway: UpstreamGateway;
   readonly contexts: CallContextSource;
@@ -145,6 +154,27 @@ export function createKeyProvider(config: Config): KeyProvider {
         ...(config.kms.credentials ? { credentials: config.kms.credentials } : {}),
       })
     : createLocalKeyProvider({ keyFile: config.kms.keyFile });
+}
+
+/**
+ * The audit signer: Ed25519 in the local key file, or an asymmetric AWS KMS key. `create: false`
+ * (a verifier) never writes the key file.
+ */
+export function createAuditSigner(config: Config, options: { create?: boolean } = {}): Signer | null {
+  if (config.kms.provider === 'local') {
+    return createLocalSigner({
+      keyFile: config.kms.keyFile,
+      ...(options.create === false ? { create: false } : {}),
+    });
+  }
+  if (!config.kms.signingKeyId) return null;
+  return createAwsKmsSigner({
+    keyId: config.kms.signingKeyId,
+    previousKeyIds: config.kms.previousSigningKeyIds,
+    ...(config.kms.region ? { region: config.kms.region } : {}),
+    ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
+    ...(config.kms.credentials ? { credentials: config.kms.credentials } : {}),
+  });
 }
 
 function createRateBudget(
@@ -392,14 +422,20 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     clock,
   });
   const outbox = createOutboxDispatcher({ db: db.kysely, resolve: delivery.resolve, logger });
+  const auditSigner = createAuditSigner(config);
+  const auditCheckpoints = auditSigner
+    ? createAuditCheckpointer({ db: db.kysely, signer: auditSigner, clock, logger })
+    : null;
   const auditMaintenance = createAuditMaintenance({
     db: db.kysely,
     audit,
     defaults,
     // Past this, a request's outcome can no longer arrive: the call's deadline, the upstream
     // timeout and a margin for a slow commit.
-    outcomeGraceMs: config.sandboxLimits.wallMs + config.cloudflare.timeoutMs + 60_000,
+    outcomeGraceMs:
+      config.auditOutcomeGraceMs ?? config.sandboxLimits.wallMs + config.cloudflare.timeoutMs + 60_000,
     purgeDelivered: () => outbox.purgeDelivered(),
+    ...(auditCheckpoints ? { checkpoints: auditCheckpoints } : {}),
     logger,
     clock,
   });
@@ -430,6 +466,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     codeMode,
     policies,
     audit,
+    auditSigner,
+    auditCheckpoints,
     auditMaintenance,
     gateway,
     contexts,

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { asLibLogger, createLogger } from './logger.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createContainer } from './container.ts';
@@ -20,7 +21,19 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const container = await createContainer(config, asLibLogger(logger));
   await startContainer(container);
-  const app = await buildApp(container, { loggerInstance: logger });
+  // While draining, `/readyz` answers 503 so a load balancer stops routing here, and requests
+  // are still served until the listener closes.
+  let draining = false;
+  const drain = {
+    name: 'shutdown',
+    check: async () => {
+      if (draining) throw new Error('shutting down');
+    },
+  };
+  const app = await buildApp(
+    { ...container, readiness: [...container.readiness, drain] },
+    { loggerInstance: logger },
+  );
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -33,7 +46,15 @@ async function main(): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     force.unref();
     try {
+      if (config.shutdownDrainMs > 0) {
+        draining = true;
+        await delay(config.shutdownDrainMs);
+      }
       await app.close();
+      // What this replica wrote last is signed now rather than at the next interval.
+      await container.auditCheckpoints
+        ?.run('shutdown')
+        .catch((err: unknown) => logger.warn({ err }, 'could not sign the audit checkpoints at shutdown'));
       await container.close();
       process.exit(0);
     } catch (error) {

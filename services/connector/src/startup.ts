@@ -55,5 +55,16 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   c.scheduler.every('audit-outcome-sweep', 60_000, async () => {
     await c.auditMaintenance.sweepUnknownOutcomes();
   });
+  const checkpoints = c.auditCheckpoints;
+  if (checkpoints) {
+    c.scheduler.every('audit-checkpoint', config.auditCheckpointIntervalMs, async () => {
+      await checkpoints.run('interval');
+    });
+  } else {
+    logger.warn(
+      {},
+      'audit checkpoints are off: set AWS_KMS_SIGNING_KEY_ID to an asymmetric KMS key so a rewritten audit history can be detected',
+    );
+  }
   await c.scheduler.start();
 }

@@ -1,4 +1,5 @@
-import type { AuditCaller, AuditOutcome, AuditRecordInput, AuditStore } from '@warden/audit';
+import { mcpOAuthRecord } from '@warden/audit';
+import type { AuditCaller, AuditOutcome, AuditStore } from '@warden/audit';
 
 export type OAuthAuditAction =
   | 'mcp_oauth.sign_in'
@@ -13,29 +14,6 @@ export interface OAuthAuditEvent {
   readonly identifier: string;
   readonly caller: AuditCaller;
   readonly error?: { readonly code: string; readonly message: string } | null;
-}
-
-/** The one place MCP sign-in audit records are built. */
-export function oauthAuditRecord(event: OAuthAuditEvent, now: Date = new Date()): AuditRecordInput {
-  return {
-    occurred_at: now.toISOString(),
-    kind: 'mcp_oauth',
-    action: event.action,
-    outcome: event.outcome,
-    execution_id: null,
-    identifier: event.identifier,
-    caller: event.caller,
-    agent_run_id: null,
-    tool_name: null,
-    connected_account_id: null,
-    upstream: null,
-    error: event.error ?? null,
-    duration_ms: null,
-    request_bytes: null,
-    response_bytes: null,
-    code_sha256: null,
-    code: null,
-  };
 }
 
 /** Who acted in a sign-in: the engineer's browser or MCP client, named by its OAuth client and grant. */
@@ -70,6 +48,15 @@ export function createOAuthAudit(deps: {
 }): OAuthAudit {
   return async (tenantId, event) => {
     const { retentionDays } = await deps.tenantSettings(tenantId);
-    await deps.audit.append(tenantId, [oauthAuditRecord(event)], { retentionDays });
+    await deps.audit.append(
+      tenantId,
+      [
+        mcpOAuthRecord(
+          { caller: event.caller, identifier: event.identifier },
+          { action: event.action, outcome: event.outcome, error: event.error ?? null },
+        ),
+      ],
+      { retentionDays },
+    );
   };
 }

@@ -22,6 +22,8 @@ export interface ConnectorProcess {
    * output, when the process had already died, hung or exited with an error.
    */
   stop(): Promise<void>;
+  /** Sends `signal` (a crash: SIGKILL) and waits for the exit; resolves with the exit code or signal. */
+  kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 function appendCapped(current: string, chunk: Buffer): string {
@@ -120,6 +122,16 @@ export async function startConnectorProcess(
               if (child.exitCode !== 0) {
                 throw new Error(`connector ${name} shut down with code ${child.exitCode}:\n${output()}`);
               }
+            },
+            async kill(signal) {
+              assertRunning();
+              child.kill(signal);
+              if (!(await waitForExit(child, STOP_TIMEOUT_MS))) {
+                child.kill('SIGKILL');
+                await waitForExit(child, 5_000);
+                throw new Error(`connector ${name} did not exit on ${signal}:\n${output()}`);
+              }
+              return { code: child.exitCode, signal: child.signalCode };
             },
           };
         }
