@@ -267,6 +267,44 @@ describe('execute', () => {
     });
   });
 
+  it('refuses resizable ArrayBuffers (they grow outside the memory limit) and keeps ordinary ones working', async () => {
+    const refused = await run('async () => new ArrayBuffer(0, { maxByteLength: 2 ** 28 })');
+    expect(errorOf(refused)).toEqual({
+      code: 'execution_error',
+      message: expect.stringContaining(
+        'resizable ArrayBuffers (maxByteLength) are not available in the sandbox',
+      ),
+    });
+    const ordinary = await run(`async () => {
+      const buffer = new ArrayBuffer(16);
+      const bytes = new Uint8Array(buffer);
+      bytes[0] = 7;
+      class Sub extends ArrayBuffer {}
+      return {
+        isBuffer: buffer instanceof ArrayBuffer,
+        constructorIsGlobal: bytes.buffer.constructor === ArrayBuffer,
+        sliced: new Uint8Array(buffer.slice(0, 2))[0],
+        moved: new Uint8Array(buffer.transfer(4))[0],
+        sub: new Sub(8).byteLength,
+        isView: ArrayBuffer.isView(bytes),
+        resizable: new ArrayBuffer(4).resizable,
+        canResize: typeof ArrayBuffer.prototype.resize,
+        escape: (() => { try { new (Object.getPrototypeOf(new Uint8Array(1).buffer).constructor)(0, { maxByteLength: 8 }); return 'created'; } catch (e) { return e.name; } })(),
+      };
+    }`);
+    expect(resultOf(ordinary)).toEqual({
+      isBuffer: true,
+      constructorIsGlobal: true,
+      sliced: 7,
+      moved: 7,
+      sub: 8,
+      isView: true,
+      resizable: false,
+      canResize: 'undefined',
+      escape: 'RangeError',
+    });
+  });
+
   it('ends on the wall-clock deadline while waiting for the upstream, and cancels that request', async () => {
     let signal: AbortSignal | undefined;
     const hanging: Upstream = (_request, context) => {

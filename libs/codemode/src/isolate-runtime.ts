@@ -50,6 +50,27 @@ const raised = new SafeWeakMap();
 for (const name of ['WebAssembly', 'SharedArrayBuffer', 'Atomics', 'FinalizationRegistry', 'WeakRef', 'console']) {
   delete globalThis[name];
 }
+// A resizable ArrayBuffer is reserved and grown outside isolated-vm's allocator, so the isolate's
+// memory limit never sees it (2 GB grew in a 128 MB isolate). The constructor refuses
+// maxByteLength, and the original constructor is reachable from nowhere agent code can see.
+{
+  const NativeArrayBuffer = ArrayBuffer;
+  const proto = NativeArrayBuffer.prototype;
+  const construct = Reflect.construct;
+  const isView = NativeArrayBuffer.isView;
+  const ArrayBufferFixed = function ArrayBuffer(length, options) {
+    if (new.target === undefined) throw new TypeError("Constructor ArrayBuffer requires 'new'");
+    if ((typeof options === 'object' || typeof options === 'function') && options !== null && options.maxByteLength !== undefined) {
+      throw new RangeError('resizable ArrayBuffers (maxByteLength) are not available in the sandbox');
+    }
+    return construct(NativeArrayBuffer, [length], new.target);
+  };
+  defineProperty(ArrayBufferFixed, 'prototype', { value: proto, writable: false, enumerable: false, configurable: false });
+  defineProperty(ArrayBufferFixed, 'isView', { value: isView, writable: true, enumerable: false, configurable: true });
+  defineProperty(proto, 'constructor', { value: ArrayBufferFixed, writable: true, enumerable: false, configurable: true });
+  delete proto.resize;
+  defineProperty(globalThis, 'ArrayBuffer', { value: ArrayBufferFixed, writable: true, enumerable: false, configurable: true });
+}
 for (const name of ['input', '$_', 'lastMatch', '$&', 'lastParen', '$+', 'leftContext', '$' + '\x60', 'rightContext', "$'",
   '$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9']) {
   delete RegExp[name];

@@ -102,7 +102,7 @@ function range(from: Date | undefined, to: Date | undefined, toGiven = true): vo
 
 export async function auditRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants' | 'db'> & { audit: AuditStore },
+  deps: Pick<Container, 'tenants' | 'db' | 'clock'> & { audit: AuditStore },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.addHook('onRequest', tenantAuth(deps.tenants));
@@ -214,7 +214,8 @@ export async function auditRoutes(
     },
     handler: async (request, reply) => {
       const { format } = request.query;
-      const to = request.query.to ?? new Date();
+      // Now by the database's clock, which stamps the records.
+      const to = request.query.to ?? deps.clock.now();
       const from = request.query.from ?? new Date(to.getTime() - DEFAULT_EXPORT_WINDOW_HOURS * 3_600_000);
       range(from, to, request.query.to !== undefined);
       if (to.getTime() - from.getTime() > MAX_EXPORT_RANGE_DAYS * 86_400_000) {
