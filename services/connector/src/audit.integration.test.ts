@@ -204,7 +204,14 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
     );
     const cli = path.join(REPO_ROOT, 'services/connector/bin/warden.js');
-    const env = { ...process.env, DATABASE_URL: t.db.url, LOG_LEVEL: 'silent', REDIS_URL: '' };
+    // The same DATA_DIR as the service: the verifier trusts the checkpoint key it signs with.
+    const env = {
+      ...process.env,
+      DATABASE_URL: t.db.url,
+      DATA_DIR: t.dataDir,
+      LOG_LEVEL: 'silent',
+      REDIS_URL: '',
+    };
     const good = await run(process.execPath, [cli, 'audit', 'verify', '--tenant', tenant.tenantId], { env });
     expect(JSON.parse(good.stdout)).toMatchObject({ ok: true });
     const [event] = await eventsOf(res.json().execution_id);

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.ts';
 import { REPO_ROOT } from './test-support/paths.ts';
@@ -36,12 +37,28 @@ describe('CLOUDFLARE_SPEC_PATH', () => {
     expect(refusal(dir)).toMatch(/^invalid configuration:\n {2}CLOUDFLARE_SPEC_PATH: .* is not a file;/);
   });
 
-  // root reads any file whatever its mode, so only an unprivileged run can see this refusal.
-  it.skipIf(process.getuid?.() === 0)('stops the configuration when the file is not readable', () => {
+  it('stops the configuration when the file is not readable', () => {
     const locked = path.join(dir, 'locked.json');
     writeFileSync(locked, '{}');
     chmodSync(locked, 0o000);
-    expect(refusal(locked)).toMatch(/CLOUDFLARE_SPEC_PATH: .* is not readable by this process;/);
+    if (process.getuid?.() !== 0) {
+      expect(refusal(locked)).toMatch(/CLOUDFLARE_SPEC_PATH: .* is not readable by this process;/);
+      return;
+    }
+    // root reads any file whatever its mode: ask from a process without the capabilities that
+    // let it (setpriv, util-linux), as a service account would.
+    const script = `
+      import { loadConfig } from ${JSON.stringify(pathToFileURL(path.join(REPO_ROOT, 'services/connector/src/config.ts')).href)};
+      try { loadConfig({ DATA_DIR: ${JSON.stringify(dir)}, CLOUDFLARE_SPEC_PATH: ${JSON.stringify(locked)} }); console.log('accepted'); }
+      catch (error) { console.log(error.message); }`;
+    const caps = '-dac_override,-dac_read_search';
+    const result = spawnSync(
+      'setpriv',
+      [`--bounding-set=${caps}`, `--inh-caps=${caps}`, process.execPath, '--input-type=module', '-e', script],
+      { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(/CLOUDFLARE_SPEC_PATH: .* is not readable by this process;/);
   });
 
   it('stops `npm start` with one message naming the variable, before anything starts', () => {

@@ -285,12 +285,20 @@ describe('admin console in a real browser', () => {
     await page.getByLabel('Tool').selectOption('');
     await page.getByLabel('Outcome').selectOption('pending');
     await page.getByRole('button', { name: 'Apply' }).click();
-    await expect.poll(() => page.locator('.count').innerText()).toMatch(/^\d+ events$/);
-    // The intents of the agent's six requests at least (verifications write intents too).
-    expect(Number((await page.locator('.count').innerText()).split(' ')[0])).toBeGreaterThanOrEqual(6);
-    const outcomes = await page.locator('tbody tr[data-row] .pill').allInnerTexts();
-    expect(outcomes.length).toBeGreaterThanOrEqual(6);
-    expect(new Set(outcomes)).toEqual(new Set(['pending']));
+    // The intents of the agent's six requests at least (verifications write intents too), once
+    // the filtered page has replaced the previous one (its count shows until the reload starts).
+    const filtered = async () => {
+      const count = await page.locator('.count').innerText();
+      const outcomes = await page.locator('tbody tr[data-row] .pill').allInnerTexts();
+      return { count: /^\d+ events$/.test(count) ? Number(count.split(' ')[0]) : null, outcomes };
+    };
+    await expect
+      .poll(async () => {
+        const { count, outcomes } = await filtered();
+        return count !== null && count >= 6 && outcomes.length >= 6 && outcomes.every((o) => o === 'pending');
+      })
+      .toBe(true);
+    expect(new Set((await filtered()).outcomes)).toEqual(new Set(['pending']));
 
     await page.getByRole('button', { name: 'Verify chain' }).click();
     await expect

@@ -20,6 +20,8 @@ export interface TestApp {
   readonly container: Container;
   readonly db: TestDatabase;
   readonly adminToken: string;
+  /** The service's DATA_DIR (its local KMS and audit signing keys), for CLI runs beside it. */
+  readonly dataDir: string;
   /** Every log line the service wrote, at trace level. */
   readonly logs: string[];
   /** Secrets this test handed to the service; none may ever show up in a log line. */
@@ -77,6 +79,7 @@ export async function startTestApp(
     container,
     db,
     adminToken,
+    dataDir,
     logs,
     secrets,
     async createTenant(name = 'Test tenant') {
