@@ -73,6 +73,7 @@ import type { Kysely } from 'kysely';
 import { createCodeMode } from './code-mode.ts';
 import type { CodeMode } from './code-mode.ts';
 import type { Config } from './config.ts';
+import { ReadinessProblem } from './readiness.ts';
 import type { ReadinessCheck } from './readiness.ts';
 import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
 import type { EventBus } from './event-bus.ts';
@@ -177,6 +178,19 @@ export function createAuditSigner(config: Config, options: { create?: boolean } 
   });
 }
 
+/**
+ * Redis's `maxmemory-policy` from `INFO memory` (which managed Redis services answer even where
+ * `CONFIG GET` is disabled), or null when the server does not say.
+ */
+export async function evictionPolicy(redis: Redis): Promise<string | null> {
+  const info = await redis.info('memory');
+  return /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ?? null;
+}
+
+export function evictionProblem(policy: string): string {
+  return `Redis evicts keys under memory pressure (maxmemory-policy ${policy}): set maxmemory-policy to noeviction. An evicted budget window lets requests past Cloudflare's rate limit, and an evicted job schedule stops audit delivery.`;
+}
+
 function createRateBudget(
   config: Config,
   logger: Logger,
@@ -202,13 +216,15 @@ function createRateBudget(
     check: {
       name: 'redis',
       async check() {
+        let policy: string | null;
         try {
-          await redis.ping();
-          return undefined;
+          policy = await evictionPolicy(redis);
         } catch (error) {
           if (config.rateLimit.onRedisFailure === 'local') return 'degraded';
           throw error;
         }
+        if (policy !== null && policy !== 'noeviction') throw new ReadinessProblem(evictionProblem(policy));
+        return undefined;
       },
     },
   };
@@ -492,6 +508,13 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       },
       { name: 'kms', check: () => keys.ping() },
       rate.check,
+      {
+        name: 'scheduler',
+        async check() {
+          const problems = await scheduler.health();
+          if (problems.length > 0) throw new ReadinessProblem(problems.join('; '));
+        },
+      },
       codeMode.readiness,
     ],
     async close() {

@@ -48,14 +48,34 @@ export function createRedisEventBus(url: string, logger: Logger, options: { pref
   const pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   const sub = new Redis(url, { lazyConnect: true });
   pub.on('error', () => {});
-  sub.on('error', (err) => logger.warn({ err }, 'event bus subscriber error'));
+  // One line per outage: ioredis reports every failed reconnection.
+  let erring = false;
+  sub.on('error', (err) => {
+    if (erring) return;
+    erring = true;
+    logger.warn({ err }, 'event bus subscriber error (further errors are not logged until Redis is back)');
+  });
   const named = (channel: string) => `${options.prefix}:${channel}`;
   const handlers = new Map<string, Array<(message: unknown) => void>>();
   // Messages published while the subscriber is down are lost for good: whatever was cached
   // before a reconnection is not trusted after it.
   let since: number | null = null;
   sub.on('ready', () => {
-    since = Date.now();
+    erring = false;
+    // Channels first subscribed while Redis was away are subscribed now (again, harmlessly, for
+    // those the client renewed itself); delivery counts from when Redis confirmed them.
+    const channels = [...handlers.keys()];
+    if (channels.length === 0) {
+      since = Date.now();
+      return;
+    }
+    const asked = Date.now();
+    sub.subscribe(...channels).then(
+      () => {
+        if (sub.status === 'ready') since = asked;
+      },
+      () => undefined,
+    );
   });
   for (const event of ['close', 'reconnecting', 'end'] as const) {
     sub.on(event, () => {
@@ -86,8 +106,9 @@ export function createRedisEventBus(url: string, logger: Logger, options: { pref
       const list = handlers.get(named(channel)) ?? [];
       list.push(handler);
       handlers.set(named(channel), list);
-      // Subscribing is remembered by the client and renewed on every reconnect.
-      if (list.length === 1) await sub.subscribe(named(channel)).catch(() => undefined);
+      // While Redis is away this does not wait: the channel is subscribed once the client is ready.
+      if (list.length === 1 && sub.status === 'ready')
+        await sub.subscribe(named(channel)).catch(() => undefined);
     },
     async close() {
       handlers.clear();

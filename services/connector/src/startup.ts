@@ -1,7 +1,13 @@
 import { migrateToLatest } from '@warden/db';
 import type { Invalidation } from '@warden/tools';
 import { purgeExpiredOAuthArtifacts } from './oauth/oauth-artifacts.ts';
-import { API_KEY_REVOKE_CHANNEL, INVALIDATION_CHANNEL, MIGRATIONS_FOLDER } from './container.ts';
+import {
+  API_KEY_REVOKE_CHANNEL,
+  INVALIDATION_CHANNEL,
+  MIGRATIONS_FOLDER,
+  evictionPolicy,
+  evictionProblem,
+} from './container.ts';
 import type { Container } from './container.ts';
 
 /**
@@ -22,6 +28,9 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
     await c.redis.connect().catch((err: unknown) => {
       logger.warn({ err }, 'Redis is unreachable at start-up; retrying in the background');
     });
+    // Reported by /readyz on every poll as well; said here once so it is in the start-up log.
+    const policy = await evictionPolicy(c.redis).catch(() => null);
+    if (policy !== null && policy !== 'noeviction') logger.error({ policy }, evictionProblem(policy));
   }
   await c.bus.start();
   await c.bus.subscribe(API_KEY_REVOKE_CHANNEL, (message) => {

@@ -817,3 +817,4 @@ class GetReadyzResponse(WardenModel):
     """`GET /readyz`: Dependencies (database, KMS, Redis, spec) can serve."""
     status: Literal["ready", "unavailable"]
     checks: dict[str, Literal["ok", "degraded", "unavailable"]]
+    problems: dict[str, str] | None = None

@@ -72,6 +72,9 @@ export interface paths {
                             checks: {
                                 [key: string]: "ok" | "degraded" | "unavailable";
                             };
+                            problems?: {
+                                [key: string]: string;
+                            };
                         };
                     };
                 };
@@ -86,6 +89,9 @@ export interface paths {
                             status: "ready" | "unavailable";
                             checks: {
                                 [key: string]: "ok" | "degraded" | "unavailable";
+                            };
+                            problems?: {
+                                [key: string]: string;
                             };
                         };
                     };

@@ -1,11 +1,17 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ReadinessProblem } from '../readiness.ts';
 import type { ReadinessCheck } from '../readiness.ts';
 
 const CHECK_TIMEOUT_MS = 2_000;
 
-async function runCheck(check: ReadinessCheck): Promise<'ok' | 'degraded' | 'unavailable'> {
+interface CheckResult {
+  readonly status: 'ok' | 'degraded' | 'unavailable';
+  readonly problem?: string;
+}
+
+async function runCheck(check: ReadinessCheck): Promise<CheckResult> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const result = await Promise.race([
@@ -14,9 +20,11 @@ async function runCheck(check: ReadinessCheck): Promise<'ok' | 'degraded' | 'una
         timer = setTimeout(() => reject(new Error('timeout')), CHECK_TIMEOUT_MS);
       }),
     ]);
-    return result === 'degraded' ? 'degraded' : 'ok';
-  } catch {
-    return 'unavailable';
+    return { status: result === 'degraded' ? 'degraded' : 'ok' };
+  } catch (error) {
+    return error instanceof ReadinessProblem
+      ? { status: 'unavailable', problem: error.message }
+      : { status: 'unavailable' };
   } finally {
     clearTimeout(timer);
   }
@@ -39,6 +47,8 @@ export async function healthRoutes(
   const readyBody = z.object({
     status: z.enum(['ready', 'unavailable']),
     checks: z.record(z.string(), z.enum(['ok', 'degraded', 'unavailable'])),
+    /** What an operator must fix, per check, where the check could say it safely. */
+    problems: z.record(z.string(), z.string()).optional(),
   });
   r.get('/readyz', {
     schema: {
@@ -50,9 +60,16 @@ export async function healthRoutes(
       const results = await Promise.all(
         deps.readiness.map(async (c) => [c.name, await runCheck(c)] as const),
       );
-      const checks = Object.fromEntries(results);
-      const ready = results.every(([, v]) => v !== 'unavailable');
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', checks });
+      const checks = Object.fromEntries(results.map(([name, r]) => [name, r.status]));
+      const problems = Object.fromEntries(
+        results.flatMap(([name, r]) => (r.problem ? [[name, r.problem] as const] : [])),
+      );
+      const ready = results.every(([, r]) => r.status !== 'unavailable');
+      return reply.code(ready ? 200 : 503).send({
+        status: ready ? 'ready' : 'unavailable',
+        checks,
+        ...(Object.keys(problems).length > 0 ? { problems } : {}),
+      });
     },
   });
 }

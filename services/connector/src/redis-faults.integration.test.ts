@@ -1,0 +1,211 @@
+/**
+ * Redis faults on a private redis-server this test starts, stops and reconfigures: Warden starts
+ * while Redis is down and says so in /readyz; after a restart that lost every key, the job
+ * schedules are back and a SIEM event is delivered; an evicting Redis is reported as not ready.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeCloudflare } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+import { freePort } from './test-support/free-port.ts';
+import { eventually, startReceiver } from './test-support/http-receiver.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
+import { startTestApp } from './test-support/test-app.ts';
+import type { TestApp } from './test-support/test-app.ts';
+
+interface Readiness {
+  status: string;
+  checks: Record<string, string>;
+  problems?: Record<string, string>;
+}
+
+describe('Redis faults', () => {
+  let port: number;
+  let server: ChildProcess | null = null;
+  let cf: FakeCloudflare;
+  let t: TestApp;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let tenant: { tenantId: string; apiKey: string };
+  let zoneId: string;
+  let userId: string;
+
+  async function startRedis(): Promise<void> {
+    server = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
+    try {
+      await eventually(
+        () =>
+          probe.ping().then(
+            () => true,
+            () => null,
+          ),
+        10_000,
+        'redis-server to answer',
+      );
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  async function stopRedis(): Promise<void> {
+    if (!server || server.exitCode !== null) return;
+    const exited = once(server, 'exit');
+    server.kill('SIGKILL');
+    await exited;
+    server = null;
+  }
+
+  async function redisCommand(...args: [string, ...string[]]): Promise<unknown> {
+    const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    try {
+      return await client.call(...args);
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  async function readiness(): Promise<Readiness> {
+    return (await t.app.inject({ method: 'GET', url: '/readyz' })).json() as Readiness;
+  }
+
+  const auth = () => ({ authorization: `Bearer ${tenant.apiKey}` });
+
+  /** Runs one GET through Warden (retrying while Redis reconnects) and returns its event ids. */
+  async function auditedCall(): Promise<string[]> {
+    const executionId = await eventually(
+      async () => {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/api/v1/execute_tool',
+          headers: auth(),
+          payload: {
+            tool_name: 'cloudflare_execute',
+            identifier: 'redis-faults',
+            params: {
+              code: `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
+            },
+          },
+        });
+        const body = res.json() as { data?: unknown; execution_id?: string };
+        return res.statusCode === 200 && body.data === true ? (body.execution_id ?? null) : null;
+      },
+      20_000,
+      'a call through Warden',
+    );
+    const events = await t.app.inject({
+      method: 'GET',
+      url: `/api/v1/audit/events?execution_id=${executionId}`,
+      headers: auth(),
+    });
+    return (events.json().events as Array<{ id: string }>).map((e) => e.id);
+  }
+
+  function delivered(): Set<string> {
+    return new Set(
+      receiver.requests
+        .filter((r) => r.status === 200)
+        .flatMap((r) => (JSON.parse(r.body).events as Array<{ id: string }>).map((e) => e.id)),
+    );
+  }
+
+  beforeAll(async () => {
+    port = await freePort();
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    receiver = await startReceiver();
+  });
+  afterAll(async () => {
+    await t?.close();
+    await stopRedis();
+    await cf.close();
+    await receiver.close();
+  });
+
+  it('starts while Redis is down, says so in /readyz, and is ready once Redis answers', async () => {
+    t = await startTestApp({
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      CLOUDFLARE_API_BASE: cf.url,
+      DELIVERY_ALLOW_INSECURE: 'true',
+      OUTBOX_INTERVAL_MS: '300',
+    });
+    const down = await readiness();
+    expect(down.status).toBe('unavailable');
+    expect(down.checks).toMatchObject({ database: 'ok', redis: 'unavailable', scheduler: 'unavailable' });
+    expect(down.problems?.scheduler).toMatch(/^Redis is unreachable: scheduled jobs/);
+
+    await startRedis();
+    let last: Readiness | null = null;
+    await eventually(
+      async () => {
+        last = await readiness();
+        return last.status === 'ready' ? true : null;
+      },
+      20_000,
+      '/readyz ready',
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(last)}`);
+    });
+  }, 120_000);
+
+  it('after a restart that lost every key, re-creates the job schedules and delivers a pending SIEM event', async () => {
+    tenant = await t.createTenant('Redis faults');
+    const user = cf.state.createUser({ email: 'redis-faults@example.com' });
+    userId = user.id;
+    const account = cf.state.createAccount({ name: 'Redis Co', members: [user.id] });
+    zoneId = cf.state.createZone({ accountId: account.id, name: 'redis-faults.example' }).id;
+    const token = cf.state.createUserToken({ userId, permissions: ['#zone:read'] });
+    await t.connect(tenant.apiKey, 'redis-faults', token.value);
+    const sink = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/audit/sinks',
+      headers: auth(),
+      payload: {
+        name: 'siem',
+        config: { type: 'webhook', url: receiver.url, secret: 'siem-signing-secret-0123456789' },
+      },
+    });
+    expect(sink.statusCode).toBe(201);
+    const before = await auditedCall();
+    await eventually(
+      () => (before.every((id) => delivered().has(id)) ? true : null),
+      20_000,
+      'delivery before',
+    );
+
+    await redisCommand('set', 'before-the-restart', '1');
+    await stopRedis();
+    await startRedis();
+    expect(await redisCommand('exists', 'before-the-restart')).toBe(0);
+    const after = await auditedCall();
+    // The outbox runs every 300 ms; the schedules come back as soon as the queue reconnects.
+    await eventually(
+      () => (after.every((id) => delivered().has(id)) ? true : null),
+      15_000,
+      'delivery after the restart',
+    );
+    const keys = (await redisCommand('keys', '*:jobs:repeat*')) as string[];
+    expect(keys.length).toBeGreaterThan(0);
+    expect((await readiness()).status).toBe('ready');
+  }, 120_000);
+
+  it('reports an evicting Redis as not ready, naming the setting to change', async () => {
+    await redisCommand('config', 'set', 'maxmemory-policy', 'allkeys-lru');
+    const evicting = await readiness();
+    expect(evicting.status).toBe('unavailable');
+    expect(evicting.checks.redis).toBe('unavailable');
+    expect(evicting.problems?.redis).toMatch(
+      /maxmemory-policy allkeys-lru\): set maxmemory-policy to noeviction/,
+    );
+    await redisCommand('config', 'set', 'maxmemory-policy', 'noeviction');
+    expect((await readiness()).status).toBe('ready');
+  }, 60_000);
+});
