@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { Database } from './database.ts';
 import { acquireDataDirLock } from './data-dir-lock.ts';
 import type { DataDirLock } from './data-dir-lock.ts';
+import { isDatabaseWriteRefused } from './errors.ts';
 import { pglitePool } from './pglite-pool.ts';
 import { createStatementNamer } from './prepared-statements.ts';
 import type { PreparedStatementOptions } from './prepared-statements.ts';
@@ -58,6 +59,7 @@ export async function createDb(options: DbOptions): Promise<Db> {
     pool.on('connect', (client) => {
       client.on('error', () => {});
       namer?.install(client);
+      recycleOnWriteRefusal(client);
     });
     dialect = new PostgresDialect({ pool });
   } else {
@@ -89,4 +91,28 @@ export async function createDb(options: DbOptions): Promise<Db> {
       }
     },
   };
+}
+
+/**
+ * A client whose query met a write refusal (read-only session, missing privilege) is destroyed
+ * when released instead of going back to the pool: `ALTER DATABASE … SET
+ * default_transaction_read_only` and most privilege fixes reach new sessions only, so the
+ * service recovers by itself within a few queries of the fix.
+ */
+function recycleOnWriteRefusal(client: pg.PoolClient): void {
+  const query = client.query;
+  const poison = () => {
+    const release = client.release;
+    client.release = (error?: Error | boolean) =>
+      release.call(client, error || new Error('recycled after the database refused a write'));
+  };
+  client.query = function (this: pg.PoolClient, ...args: unknown[]): unknown {
+    const result = (query as (...a: unknown[]) => unknown).apply(this, args);
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        if (isDatabaseWriteRefused(error)) poison();
+      });
+    }
+    return result;
+  } as typeof client.query;
 }

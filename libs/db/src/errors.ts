@@ -17,7 +17,31 @@ const UNAVAILABLE_CODES = new Set([
   '08006',
 ]);
 
+/**
+ * The server answers but will not write: a read-only transaction (a standby, or
+ * `default_transaction_read_only`) or a privilege the role lacks. Like an outage for the caller
+ * (503), and the connection that saw it is not reused: the fix usually applies to new sessions.
+ */
+const WRITE_REFUSED_CODES = new Set(['25006', '42501']);
+
+function codesOf(error: unknown): string[] {
+  const codes: string[] = [];
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    if (typeof e !== 'object') break;
+    const { code } = e as { code?: unknown };
+    if (typeof code === 'string') codes.push(code);
+    if (e instanceof AggregateError) for (const inner of e.errors) codes.push(...codesOf(inner));
+    e = (e as { cause?: unknown }).cause;
+  }
+  return codes;
+}
+
+export function isDatabaseWriteRefused(error: unknown): boolean {
+  return codesOf(error).some((code) => WRITE_REFUSED_CODES.has(code));
+}
+
 export function isDatabaseUnavailable(error: unknown): boolean {
+  if (isDatabaseWriteRefused(error)) return true;
   for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
     if (typeof e !== 'object') return false;
     const { code, message } = e as { code?: unknown; message?: unknown };

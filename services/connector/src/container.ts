@@ -1,7 +1,7 @@
 import type { Logger } from '@warden/core';
 import { createCloudflareClient } from '@warden/cloudflare';
 import type { CloudflareClient } from '@warden/cloudflare';
-import { createDatabaseClock, createDb } from '@warden/db';
+import { createDatabaseClock, createDb, isDatabaseWriteRefused } from '@warden/db';
 import type { Database, DatabaseClock, Db } from '@warden/db';
 import {
   createAwsKmsKeyProvider,
@@ -504,7 +504,15 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       { name: 'database', check: () => db.ping() },
       {
         name: 'audit',
-        check: () => audit.probe(SYSTEM_TENANT_ID, { retentionDays: config.auditRetentionDays }),
+        check: () =>
+          audit
+            .probe(SYSTEM_TENANT_ID, { retentionDays: config.auditRetentionDays })
+            .catch((error: unknown) => {
+              if (!isDatabaseWriteRefused(error)) throw error;
+              throw new ReadinessProblem(
+                'PostgreSQL refuses audit writes (a read-only transaction, or a privilege missing on audit_events, audit_chain_heads or outbox): nothing is sent to Cloudflare until it takes them again',
+              );
+            }),
       },
       { name: 'kms', check: () => keys.ping() },
       rate.check,
