@@ -57,7 +57,23 @@ function cacheId(identity: SealIdentity, key: WrappedKey): string {
  * with the row identity as additional data, so a ciphertext (or wrapped key) copied
  * to another row or tenant fails to open.
  */
-export function createEnvelope(keys: KeyProvider, cacheOptions: DataKeyCacheOptions): Envelope {
+export interface EnvelopeHooks {
+  /**
+   * A sealed secret did not open: moved to another row, tampered with, or wrapped under a key
+   * that is gone. Called before the error is thrown, for the audit trail; must not throw.
+   */
+  readonly onIntegrityFailure?: (failure: {
+    readonly identity: SealIdentity;
+    readonly keyId: string;
+    readonly reason: string;
+  }) => void;
+}
+
+export function createEnvelope(
+  keys: KeyProvider,
+  cacheOptions: DataKeyCacheOptions,
+  hooks: EnvelopeHooks = {},
+): Envelope {
   const cache = new DataKeyCache(cacheOptions);
   // Concurrent cold opens of one credential share a single KMS call.
   const inflight = new Map<string, Promise<Buffer>>();
@@ -76,6 +92,27 @@ export function createEnvelope(keys: KeyProvider, cacheOptions: DataKeyCacheOpti
       void pending.finally(() => inflight.delete(id)).catch(() => {});
     }
     return pending;
+  }
+
+  async function open(identity: SealIdentity, sealed: SealedSecret): Promise<Buffer> {
+    if (sealed.ciphertext.length < TAG_BYTES || sealed.iv.length !== IV_BYTES) {
+      throw new WardenError('integrity_failure', 'sealed credential is malformed');
+    }
+    const key = await dataKey(identity, { keyId: sealed.keyId, wrapped: sealed.wrappedKey });
+    const decipher = createDecipheriv('aes-256-gcm', key, sealed.iv);
+    decipher.setAAD(aad(identity));
+    decipher.setAuthTag(sealed.ciphertext.subarray(sealed.ciphertext.length - TAG_BYTES));
+    try {
+      return Buffer.concat([
+        decipher.update(sealed.ciphertext.subarray(0, sealed.ciphertext.length - TAG_BYTES)),
+        decipher.final(),
+      ]);
+    } catch {
+      throw new WardenError(
+        'integrity_failure',
+        'sealed credential failed authentication (moved or tampered)',
+      );
+    }
   }
 
   return {
@@ -101,23 +138,13 @@ export function createEnvelope(keys: KeyProvider, cacheOptions: DataKeyCacheOpti
       }
     },
     async open(identity, sealed) {
-      if (sealed.ciphertext.length < TAG_BYTES || sealed.iv.length !== IV_BYTES) {
-        throw new WardenError('integrity_failure', 'sealed credential is malformed');
-      }
-      const key = await dataKey(identity, { keyId: sealed.keyId, wrapped: sealed.wrappedKey });
-      const decipher = createDecipheriv('aes-256-gcm', key, sealed.iv);
-      decipher.setAAD(aad(identity));
-      decipher.setAuthTag(sealed.ciphertext.subarray(sealed.ciphertext.length - TAG_BYTES));
       try {
-        return Buffer.concat([
-          decipher.update(sealed.ciphertext.subarray(0, sealed.ciphertext.length - TAG_BYTES)),
-          decipher.final(),
-        ]);
-      } catch {
-        throw new WardenError(
-          'integrity_failure',
-          'sealed credential failed authentication (moved or tampered)',
-        );
+        return await open(identity, sealed);
+      } catch (error) {
+        if (error instanceof WardenError && error.code === 'integrity_failure') {
+          hooks.onIntegrityFailure?.({ identity, keyId: sealed.keyId, reason: error.message });
+        }
+        throw error;
       }
     },
     async rewrap(identity, sealed) {

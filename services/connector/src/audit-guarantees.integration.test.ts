@@ -4,6 +4,7 @@ import { noopLogger } from '@warden/core';
 import { createAuditMaintenance } from '@warden/tools';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
+import { eventually } from './test-support/http-receiver.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -271,6 +272,47 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     expect(cef).toMatch(/act=tenant\.created .*spriv=admin/);
     expect(cef).toMatch(/act=policy\.changed .*spriv=api_key/);
     expect((await verifyChain(t.db.db.kysely, tenant.tenantId)).ok).toBe(true);
+  });
+
+  it('records a credential that no longer opens (moved or tampered with), and sends nothing upstream', async () => {
+    const { id } = await connect('tampered');
+    // The sealed row copied from another account: its data key and ciphertext name that row.
+    const { id: otherId } = await connect('tampered-source');
+    const source = await t.db.db.kysely
+      .selectFrom('sealed_credentials')
+      .selectAll()
+      .where('connected_account_id', '=', otherId)
+      .executeTakeFirstOrThrow();
+    await t.db.db.kysely
+      .updateTable('sealed_credentials')
+      .set({
+        wrapped_key: source.wrapped_key,
+        iv: source.iv,
+        ciphertext: source.ciphertext,
+        key_id: source.key_id,
+      })
+      .where('connected_account_id', '=', id)
+      .execute();
+    t.container.envelope.cache.clear();
+    cf.clearRequests();
+    const res = await execute(
+      'tampered',
+      `async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).success`,
+    );
+    expect(JSON.stringify(res.json())).toMatch(/integrity_failure|could not be decrypted/);
+    expect(cf.requests()).toEqual([]);
+    const records = await eventually(async () => {
+      const found = (await allEvents({ action: 'sealed_secret.integrity_failure' })).filter(
+        (e) => e.details?.sealed_id === id,
+      );
+      return found.length > 0 ? found : null;
+    });
+    expect(records[0]).toMatchObject({
+      kind: 'lifecycle',
+      outcome: 'error',
+      caller: { type: 'system' },
+      error: { code: 'integrity_failure' },
+    });
   });
 
   it('closes an intent whose outcome never came as unknown, and verify reports it until then', async () => {

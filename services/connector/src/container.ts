@@ -248,7 +248,6 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     retentionDays: config.auditRetentionDays,
   };
   const keys = createKeyProvider(config);
-  const envelope = createEnvelope(keys, config.dataKeyCache);
   const cloudflare = createCloudflareClient({
     baseUrl: config.cloudflare.apiBase,
     timeoutMs: config.cloudflare.timeoutMs,
@@ -272,6 +271,26 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     const { retentionDays } = effectiveSettings(defaults, row?.settings ?? {});
     await audit.appendWithin(tx as Kysely<Database>, tenantId, records, { retentionDays });
   };
+  // A secret that no longer opens (moved, tampered with, or under a retired key) is on the record.
+  const envelope = createEnvelope(keys, config.dataKeyCache, {
+    onIntegrityFailure({ identity, keyId, reason }) {
+      const record = lifecycleRecord(
+        { caller: SYSTEM_CALLER },
+        {
+          action: 'sealed_secret.integrity_failure',
+          outcome: 'error',
+          error: { code: 'integrity_failure', message: reason },
+          details: { sealed_id: identity.connectedAccountId, key_id: keyId },
+        },
+      );
+      db.kysely
+        .transaction()
+        .execute((tx) => lifecycleAudit(tx, identity.tenantId, [record]))
+        .catch((err: unknown) =>
+          logger.error({ err, tenantId: identity.tenantId }, 'could not record an integrity failure'),
+        );
+    },
+  });
 
   const mcpConnections = new McpConnections();
   /**
