@@ -86,5 +86,7 @@ export function createAwsKmsKeyProvider(options: AwsKmsOptions): KeyProvider {
     async ping(): Promise<void> {
       await send('DescribeKey', () => client.send(new DescribeKeyCommand({ KeyId: options.keyId })));
     },
+    // KMS decides on every call whether a key may still decrypt: nothing is held here.
+    reload(): void {},
   };
 }

@@ -29,6 +29,11 @@ export interface KeyProvider {
   currentKeyId(): Promise<string>;
   /** Readiness: throws `unavailable` when the key service cannot be used. */
   ping(): Promise<void>;
+  /**
+   * A key was retired elsewhere (`warden keys retire` in another process): forget what this
+   * process holds of keys that are gone. The local key file is read again; KMS keeps no state.
+   */
+  reload(): void;
 }
 
 /** Canonical byte form of a context, used as AES-GCM additional data by the local provider. */

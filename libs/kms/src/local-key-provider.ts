@@ -91,5 +91,8 @@ export function createLocalKeyProvider(options: { keyFile: string }): KeyProvide
       if (!ring.versions.has(ring.current))
         throw new WardenError('unavailable', 'local key file has no current key');
     },
+    reload(): void {
+      ring = readKeyRing(options.keyFile);
+    },
   };
 }

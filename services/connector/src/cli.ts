@@ -8,11 +8,12 @@ import {
 } from '@warden/db';
 import type { AuditCaller } from '@warden/audit';
 import { listPartitions, verifyAllChains, verifyChain } from '@warden/audit';
-import { addKeyVersion, removeKeyVersion } from '@warden/kms';
+import { addKeyVersion } from '@warden/kms';
 import { isWardenError, noopLogger } from '@warden/core';
 import { ConfigError, loadConfig } from './config.ts';
 import type { Config } from './config.ts';
 import { MIGRATIONS_FOLDER, createAuditSigner, createContainer } from './container.ts';
+import { retireKey } from './key-retirement.ts';
 import { keyStatus } from './key-status.ts';
 import { refuseWhileEmbeddedDatabaseIsHeld } from './embedded-lock.ts';
 import type { Container } from './container.ts';
@@ -157,31 +158,29 @@ async function run(argv: string[]): Promise<number> {
         print(report);
         return report.failed.length > 0 ? 1 : 0;
       });
-    case 'keys retire': {
-      const target = rest[0] ?? '';
+    case 'keys retire':
       return withContainer(config, async (c) => {
-        const keyId = config.kms.provider === 'local' ? `local:v${target.replace(/^local:v/, '')}` : target;
-        const remaining = await c.keyRotation.countWrappedUnder(keyId);
-        if (remaining > 0) {
-          process.stderr.write(
-            `${remaining} data key(s) are still wrapped under ${keyId}; run \`warden keys rotate\` first\n`,
-          );
+        const outcome = await retireKey(c, rest[0] ?? '');
+        if ('refused' in outcome) {
+          process.stderr.write(`${outcome.refused}\n`);
           return 1;
         }
-        await c.recordSystemEvent('key.retired', { key_id: keyId });
-        if (config.kms.provider === 'local') {
-          removeKeyVersion(config.kms.keyFile, Number(keyId.slice('local:v'.length)));
-          print({ retired: keyId });
-        } else {
-          print({
-            retired: keyId,
-            next_step:
-              'no data key uses this KMS key; you can now disable or schedule deletion of it in AWS KMS',
-          });
+        if (!outcome.replicasTold) {
+          process.stderr.write(
+            'could not tell the running replicas over Redis: restart them so none keeps the retired key in memory\n',
+          );
         }
+        print({
+          retired: outcome.retired,
+          ...(config.kms.provider === 'aws'
+            ? {
+                next_step:
+                  'no data key uses this KMS key; you can now disable or schedule deletion of it in AWS KMS',
+              }
+            : {}),
+        });
         return 0;
       });
-    }
     case 'keys status':
       return withContainer(
         config,

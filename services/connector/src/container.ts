@@ -94,6 +94,8 @@ export const MIGRATIONS_FOLDER = path.resolve(
 export const API_KEY_REVOKE_CHANNEL = 'api-key:revoke';
 /** Revocations and changes that running calls, cached contexts and MCP sessions must hear of. */
 export const INVALIDATION_CHANNEL = 'calls:invalidate';
+/** A key-encryption key retired by `warden keys retire`: every replica forgets it at once. */
+export const KEYS_RETIRED_CHANNEL = 'keys:retired';
 
 /**
  * Everything the service is made of, wired and ready to be started. Building it opens no

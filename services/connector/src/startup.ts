@@ -4,11 +4,13 @@ import { purgeExpiredOAuthArtifacts } from './oauth/oauth-artifacts.ts';
 import {
   API_KEY_REVOKE_CHANNEL,
   INVALIDATION_CHANNEL,
+  KEYS_RETIRED_CHANNEL,
   MIGRATIONS_FOLDER,
   evictionPolicy,
   evictionProblem,
 } from './container.ts';
 import type { Container } from './container.ts';
+import { forgetRetiredKey } from './key-retirement.ts';
 
 /**
  * The service's start-up tasks, in order: migrations, the database clock, Redis and the bus
@@ -36,6 +38,10 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   await c.bus.subscribe(API_KEY_REVOKE_CHANNEL, (message) => {
     const keyId = (message as { keyId?: unknown } | null)?.keyId;
     if (typeof keyId === 'string') c.tenants.forgetApiKey(keyId);
+  });
+  await c.bus.subscribe(KEYS_RETIRED_CHANNEL, () => {
+    forgetRetiredKey(c);
+    logger.info({}, 'a key was retired: forgot it and every data key it unwrapped');
   });
   await c.bus.subscribe(INVALIDATION_CHANNEL, (message) => {
     const change = message as Invalidation | null;
