@@ -136,6 +136,7 @@ describe('Redis faults', () => {
       CLOUDFLARE_API_BASE: cf.url,
       DELIVERY_ALLOW_INSECURE: 'true',
       OUTBOX_INTERVAL_MS: '300',
+      CLOUDFLARE_BUDGET: '5/300',
     });
     const down = await readiness();
     expect(down.status).toBe('unavailable');
@@ -197,10 +198,66 @@ describe('Redis faults', () => {
     expect((await readiness()).status).toBe('ready');
   }, 120_000);
 
+  it("does not refill a budget a restart lost: the next answer restores it from Cloudflare's count", async () => {
+    // Cloudflare counts more than Warden's budget allows, so only its headers can say the
+    // window is used: an empty Redis alone would admit five more.
+    cf.setLimits({
+      budget: { requests: 100, windowSeconds: 300 },
+      graphql: null,
+      perIpPerSecond: null,
+      lockoutSeconds: 300,
+    });
+    const user = cf.state.createUser({ email: 'budget-restart@example.com' });
+    const account = cf.state.createAccount({ name: 'Budget Co', members: [user.id] });
+    const zone = cf.state.createZone({ accountId: account.id, name: 'budget-restart.example' }).id;
+    const token = cf.state.createUserToken({ userId: user.id, permissions: ['#zone:read'] });
+    await t.connect(tenant.apiKey, 'budget-restart', token.value);
+    const one = async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/execute_tool',
+        headers: auth(),
+        payload: {
+          tool_name: 'cloudflare_execute',
+          identifier: 'budget-restart',
+          params: {
+            code: `async () => { try { return (await cloudflare.request({ method: 'GET', path: '/zones/${zone}' })).success; } catch (e) { return e.code + ": " + e.message; } }`,
+          },
+        },
+      });
+      return (res.json() as { data?: unknown; error?: { code: string } }).data ?? res.json().error?.code;
+    };
+    const sent = () =>
+      cf.requests().filter((r) => r.principalId === user.id && r.path === `/zones/${zone}`).length;
+    // Use the budget up (connecting it may have spent some of it already).
+    const before = sent();
+    const used: unknown[] = [];
+    for (let i = 0; i < 6; i++) used.push(await one());
+    expect(used.filter((o) => o === true).length, JSON.stringify(used)).toBeGreaterThan(0);
+    expect(used.at(-1), JSON.stringify(used)).toMatch(/^rate_limited/);
+    const spent = sent();
+    expect(spent - before).toBe(used.filter((o) => o === true).length);
+
+    await stopRedis();
+    await startRedis();
+    const outcomes: unknown[] = [];
+    for (let i = 0; i < 6; i++) outcomes.push(await one());
+    // At most the one request that learns Cloudflare's count goes out; the rest are refused.
+    expect(sent() - spent, JSON.stringify(outcomes)).toBeLessThanOrEqual(1);
+    expect(outcomes.filter((o) => o === true).length, JSON.stringify(outcomes)).toBeLessThanOrEqual(1);
+    for (const o of outcomes) if (o !== true) expect(o).toMatch(/^(rate_limited|unavailable)/);
+  }, 120_000);
+
   it('reports an evicting Redis as not ready, naming the setting to change', async () => {
+    // Ready first: the previous test restarted Redis.
+    await eventually(
+      async () => ((await readiness()).status === 'ready' ? true : null),
+      20_000,
+      '/readyz ready',
+    );
     await redisCommand('config', 'set', 'maxmemory-policy', 'allkeys-lru');
     const evicting = await readiness();
-    expect(evicting.status).toBe('unavailable');
+    expect(evicting.status, JSON.stringify(evicting)).toBe('unavailable');
     expect(evicting.checks.redis).toBe('unavailable');
     expect(evicting.problems?.redis).toMatch(
       /maxmemory-policy allkeys-lru\): set maxmemory-policy to noeviction/,
