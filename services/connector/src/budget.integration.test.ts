@@ -228,6 +228,8 @@ describe('the upstream budget across four connector processes sharing Redis', ()
         CLOUDFLARE_SPEC_PATH: SPEC_PATH,
         CLOUDFLARE_BUDGET: `${LIMIT}/${WINDOW_S}`,
         REDIS_KEY_PREFIX: redisPrefix,
+        // Four replicas and 50 sandboxes share two cores here: a stalled event loop is not Redis down.
+        REDIS_COMMAND_TIMEOUT_MS: '5000',
         CLOUDFLARE_EGRESS_LIMIT: String(EGRESS),
         // Its own egress window: the shared Redis must not mix this test's with anyone's.
         CLOUDFLARE_EGRESS_POOL: egressPool,

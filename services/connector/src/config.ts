@@ -58,6 +58,7 @@ const schema = z
       .string()
       .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, ":", "_", "." or "-"')
       .optional(),
+    REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
     CLOUDFLARE_GRAPHQL_BUDGET: z.string().default('320/300'),
     CLOUDFLARE_EGRESS_LIMIT: int(0, 100_000).default(200),
     CLOUDFLARE_EGRESS_POOL: z
@@ -131,6 +132,11 @@ export interface Config {
    * Redis never meet. Defaults to one derived from the database.
    */
   readonly redisKeyPrefix: string;
+  /**
+   * How long a budget command may take before Redis counts as unavailable (and the
+   * `RATE_LIMIT_ON_REDIS_FAILURE` rule applies).
+   */
+  readonly redisCommandTimeoutMs: number;
   /** How long a tool call's context (account, policy, settings) may be served from memory. */
   readonly contextCacheTtlMs: number;
   readonly adminToken: string | null;
@@ -311,6 +317,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     redisUrl: env.REDIS_URL ?? null,
     redisKeyPrefix:
       env.REDIS_KEY_PREFIX ?? defaultRedisPrefix(env.DATABASE_URL ?? path.join(dataDir, 'pglite')),
+    redisCommandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
     contextCacheTtlMs: env.CONTEXT_CACHE_TTL_MS,
     adminToken: env.WARDEN_ADMIN_TOKEN ?? null,
     kms:

@@ -258,7 +258,12 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
   const bus = config.redisUrl
     ? createRedisEventBus(config.redisUrl, logger, { prefix: config.redisKeyPrefix })
     : createLocalEventBus();
-  const redis = config.redisUrl ? createBudgetRedisClient(config.redisUrl, { lazyConnect: true }) : null;
+  const redis = config.redisUrl
+    ? createBudgetRedisClient(config.redisUrl, {
+        lazyConnect: true,
+        commandTimeout: config.redisCommandTimeoutMs,
+      })
+    : null;
   redis?.on('error', () => {});
   const rate = createRateBudget(config, logger, redis);
   const audit = createAuditStore({ db: db.kysely, clock });
