@@ -212,8 +212,22 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       LOG_LEVEL: 'silent',
       REDIS_URL: '',
     };
+    // Reads only: the tenant's trail, head and anchors and the partitions are the same, to the
+    // byte, after the verification.
+    const snapshot = async () =>
+      (
+        await sql<{ digest: string }>`select md5(concat_ws('|',
+          (select string_agg(e::text, ',' order by e.seq) from audit_events e where e.tenant_id = ${tenant.tenantId}),
+          (select string_agg(h::text, ',') from audit_chain_heads h where h.tenant_id = ${tenant.tenantId}),
+          (select string_agg(a::text, ',' order by a.from_seq) from audit_chain_anchors a where a.tenant_id = ${tenant.tenantId}),
+          (select string_agg(c.relname, ',' order by c.relname) from pg_class c where c.relname like 'audit_events%'))) as digest`.execute(
+          t.db.db.kysely,
+        )
+      ).rows[0]?.digest;
+    const before = await snapshot();
     const good = await run(process.execPath, [cli, 'audit', 'verify', '--tenant', tenant.tenantId], { env });
     expect(JSON.parse(good.stdout)).toMatchObject({ ok: true });
+    expect(await snapshot()).toBe(before);
     const [event] = await eventsOf(res.json().execution_id);
     await sql`update audit_events set outcome = 'error' where id = ${event?.id as string}`.execute(
       t.db.db.kysely,
