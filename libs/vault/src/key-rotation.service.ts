@@ -1,7 +1,53 @@
 import type { Database } from '@warden/db';
+import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import { isWardenError } from '@warden/core';
-import type { Envelope, SealedSecret } from './envelope.ts';
+import type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
+
+/**
+ * Every table that holds envelope-sealed secrets, with the row identity each secret is sealed to
+ * (its KMS context and AAD). Rotation, retirement and `keys status` go through this one list: a
+ * table that seals something later is added here, or its secrets stop opening after a retirement.
+ * The sealed columns are `key_provider`, `key_id`, `wrapped_key`, `iv` and `ciphertext`.
+ */
+export interface SealedTable {
+  readonly table: string;
+  /** The column that names a row (unique). */
+  readonly rowKey: string;
+  /** The identity a row's secret is sealed to, from its `tenant_id` and row key. */
+  identity(row: { readonly tenant_id: string | null; readonly row_key: string }): SealIdentity;
+}
+
+export const SEALED_TABLES: readonly SealedTable[] = [
+  {
+    table: 'sealed_credentials',
+    rowKey: 'connected_account_id',
+    identity: (row) => ({ tenantId: row.tenant_id ?? '', connectedAccountId: row.row_key }),
+  },
+  // Sink and webhook secrets are sealed to their row id (delivery.service.ts).
+  {
+    table: 'audit_sinks',
+    rowKey: 'id',
+    identity: (row) => ({ tenantId: row.tenant_id ?? '', connectedAccountId: row.row_key }),
+  },
+  {
+    table: 'tenant_webhooks',
+    rowKey: 'id',
+    identity: (row) => ({ tenantId: row.tenant_id ?? '', connectedAccountId: row.row_key }),
+  },
+  // The tenant's SSO client secret (sso-configs.service.ts).
+  {
+    table: 'tenant_sso_configs',
+    rowKey: 'tenant_id',
+    identity: (row) => ({ tenantId: row.row_key, connectedAccountId: `sso:${row.row_key}` }),
+  },
+  // The MCP sign-in server's cookie and token-signing keys (one row, oauth-keys.ts).
+  {
+    table: 'oauth_server_keys',
+    rowKey: 'id',
+    identity: () => ({ tenantId: 'system', connectedAccountId: 'oauth_server_keys' }),
+  },
+];
 
 export interface RewrapReport {
   readonly currentKeyId: string;
@@ -9,16 +55,43 @@ export interface RewrapReport {
   /** Rows that changed underneath (rotated or revoked concurrently) and were left as they are. */
   readonly skipped: number;
   /** Rows whose data key could not be re-wrapped (e.g. corrupted); they keep their old wrap. */
-  readonly failed: ReadonlyArray<{ readonly connectedAccountId: string; readonly code: string }>;
+  readonly failed: ReadonlyArray<{ readonly table: string; readonly id: string; readonly code: string }>;
+}
+
+interface SealedRow {
+  readonly tenant_id: string | null;
+  readonly row_key: string;
+  readonly key_provider: string;
+  readonly key_id: string;
+  readonly wrapped_key: Buffer;
+  readonly iv: Buffer;
+  readonly ciphertext: Buffer;
+}
+
+function tenantColumn(table: SealedTable) {
+  return table.table === 'oauth_server_keys' ? sql<null>`null` : sql.ref('tenant_id');
 }
 
 /**
- * Key rotation across all tenants (an operator task): every data key not wrapped
- * under the provider's current key is re-wrapped. Credentials are never decrypted;
- * each row is updated only if it still holds the wrap that was re-encrypted.
+ * Key rotation across all tenants and every sealed table (an operator task): every data key not
+ * wrapped under the provider's current key is re-wrapped. Secrets are never decrypted; each row
+ * is updated only if it still holds the wrap that was re-encrypted.
  */
 export function createKeyRotationService(deps: { db: Kysely<Database>; envelope: Envelope }) {
   const { db, envelope } = deps;
+  const raw = db as unknown as Kysely<never>;
+
+  /** Data keys wrapped under each key-encryption key, over every sealed table. */
+  async function countByKey(): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const table of SEALED_TABLES) {
+      const { rows } = await sql<{ key_id: string; n: string }>`
+        select key_id, count(*)::text as n from ${sql.table(table.table)}
+        where key_id is not null group by key_id`.execute(raw);
+      for (const row of rows) counts[row.key_id] = (counts[row.key_id] ?? 0) + Number(row.n);
+    }
+    return counts;
+  }
 
   return {
     async rewrapAll(options: { all?: boolean; batchSize?: number } = {}): Promise<RewrapReport> {
@@ -26,66 +99,57 @@ export function createKeyRotationService(deps: { db: Kysely<Database>; envelope:
       const batchSize = options.batchSize ?? 100;
       let rewrapped = 0;
       let skipped = 0;
-      const failed: Array<{ connectedAccountId: string; code: string }> = [];
-      let after = '';
-      for (;;) {
-        let query = db
-          .selectFrom('sealed_credentials')
-          .selectAll()
-          .where('connected_account_id', '>', after)
-          .orderBy('connected_account_id')
-          .limit(batchSize);
-        if (!options.all) query = query.where('key_id', '!=', currentKeyId);
-        const rows = await query.execute();
-        if (rows.length === 0) break;
-        for (const row of rows) {
-          after = row.connected_account_id;
-          const identity = { tenantId: row.tenant_id, connectedAccountId: row.connected_account_id };
-          let next: SealedSecret;
-          try {
-            next = await envelope.rewrap(identity, {
-              keyProvider: row.key_provider,
-              keyId: row.key_id,
-              wrappedKey: Buffer.from(row.wrapped_key),
-              iv: Buffer.from(row.iv),
-              ciphertext: Buffer.from(row.ciphertext),
-            });
-          } catch (error) {
-            // An outage stops the run (it would fail every row); a single bad row does not.
-            if (isWardenError(error) && error.code === 'integrity_failure') {
-              failed.push({ connectedAccountId: row.connected_account_id, code: error.code });
-              continue;
+      const failed: Array<{ table: string; id: string; code: string }> = [];
+      for (const table of SEALED_TABLES) {
+        const key = sql.ref(table.rowKey);
+        let after = '';
+        for (;;) {
+          const notCurrent = options.all ? sql`true` : sql`key_id <> ${currentKeyId}`;
+          const { rows } = await sql<SealedRow>`
+            select ${tenantColumn(table)} as tenant_id, ${key} as row_key, key_provider, key_id,
+                   wrapped_key, iv, ciphertext
+            from ${sql.table(table.table)}
+            where ${key} > ${after} and key_id is not null and ciphertext is not null and ${notCurrent}
+            order by ${key} limit ${batchSize}`.execute(raw);
+          if (rows.length === 0) break;
+          for (const row of rows) {
+            after = row.row_key;
+            let next: SealedSecret;
+            try {
+              next = await envelope.rewrap(table.identity(row), {
+                keyProvider: row.key_provider,
+                keyId: row.key_id,
+                wrappedKey: Buffer.from(row.wrapped_key),
+                iv: Buffer.from(row.iv),
+                ciphertext: Buffer.from(row.ciphertext),
+              });
+            } catch (error) {
+              // An outage stops the run (it would fail every row); a single bad row does not.
+              if (isWardenError(error) && error.code === 'integrity_failure') {
+                failed.push({ table: table.table, id: row.row_key, code: error.code });
+                continue;
+              }
+              throw error;
             }
-            throw error;
+            const result = await sql`
+              update ${sql.table(table.table)}
+              set key_provider = ${next.keyProvider}, key_id = ${next.keyId}, wrapped_key = ${next.wrappedKey}
+              where ${key} = ${row.row_key} and key_id = ${row.key_id} and wrapped_key = ${Buffer.from(row.wrapped_key)}`.execute(
+              raw,
+            );
+            if (result.numAffectedRows === 1n) rewrapped++;
+            else skipped++;
           }
-          const result = await db
-            .updateTable('sealed_credentials')
-            .set({
-              key_provider: next.keyProvider,
-              key_id: next.keyId,
-              wrapped_key: next.wrappedKey,
-              updated_at: new Date(),
-            })
-            .where('connected_account_id', '=', row.connected_account_id)
-            .where('tenant_id', '=', row.tenant_id)
-            .where('key_id', '=', row.key_id)
-            .where('wrapped_key', '=', Buffer.from(row.wrapped_key))
-            .executeTakeFirst();
-          if (result.numUpdatedRows === 1n) rewrapped++;
-          else skipped++;
         }
       }
       return { currentKeyId, rewrapped, skipped, failed };
     },
 
-    /** How many data keys are still wrapped under `keyId` (a key can be retired when this is 0). */
+    countByKey,
+
+    /** How many data keys, in any sealed table, are still wrapped under `keyId` (0: it can be retired). */
     async countWrappedUnder(keyId: string): Promise<number> {
-      const row = await db
-        .selectFrom('sealed_credentials')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .where('key_id', '=', keyId)
-        .executeTakeFirstOrThrow();
-      return Number(row.n);
+      return (await countByKey())[keyId] ?? 0;
     },
   };
 }

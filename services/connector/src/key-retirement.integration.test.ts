@@ -7,8 +7,10 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WEBHOOK_SIGNATURE_HEADER, verifyWebhookSignature } from '@warden/audit';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
+import { eventually, startReceiver } from './test-support/http-receiver.ts';
 import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -23,7 +25,11 @@ describe('key retirement on a running replica', () => {
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url });
+    t = await startTestApp({
+      CLOUDFLARE_API_BASE: cf.url,
+      DELIVERY_ALLOW_INSECURE: 'true',
+      OUTBOX_INTERVAL_MS: '200',
+    });
     tenant = await t.createTenant('Key retirement');
     const user = cf.state.createUser({ email: 'keys@example.com' });
     const account = cf.state.createAccount({ name: 'Keys Co', members: [user.id] });
@@ -67,6 +73,57 @@ describe('key retirement on a running replica', () => {
     return res.json() as { data?: unknown; error?: { code: string } };
   };
 
+  it('rotates every sealed secret (SIEM sink too), so retiring the old key leaves delivery working', async () => {
+    const receiver = await startReceiver();
+    try {
+      const sink = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/audit/sinks',
+        headers: { authorization: `Bearer ${tenant.apiKey}` },
+        payload: {
+          name: 'siem',
+          config: { type: 'webhook', url: receiver.url, secret: 'siem-signing-secret-0123456789' },
+        },
+      });
+      expect(sink.statusCode).toBe(201);
+      const status = async () =>
+        JSON.parse((await cli('keys', 'status')).stdout) as {
+          current_key_id: string;
+          data_keys_by_key: Record<string, number>;
+        };
+      const before = await status();
+      // The credential and the sink secret, both under the first key.
+      expect(before.data_keys_by_key[before.current_key_id]).toBeGreaterThanOrEqual(2);
+      const refused = await cli('keys', 'retire', before.current_key_id).catch(
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/still wrapped under/) });
+
+      await cli('keys', 'rotate');
+      const rotated = await status();
+      expect(rotated.current_key_id).not.toBe(before.current_key_id);
+      expect(rotated.data_keys_by_key[before.current_key_id] ?? 0).toBe(0);
+      await cli('keys', 'retire', before.current_key_id);
+
+      const signed = (r: { status: number; headers: Record<string, unknown>; body: string }) =>
+        r.status === 200 &&
+        verifyWebhookSignature(
+          'siem-signing-secret-0123456789',
+          r.headers[WEBHOOK_SIGNATURE_HEADER] as string,
+          r.body,
+        );
+      const deliveredBefore = receiver.requests.filter(signed).length;
+      expect(await call()).toMatchObject({ data: true });
+      await eventually(
+        () => (receiver.requests.filter(signed).length > deliveredBefore ? true : null),
+        20_000,
+        'a signed delivery after the retirement',
+      );
+    } finally {
+      await receiver.close();
+    }
+  }, 120_000);
+
   it('makes a pre-rotation backup of a sealed row useless on the running replica', async () => {
     // The replica opens the credential: its data key is now cached, key version 1 in memory.
     expect(await call()).toMatchObject({ data: true });
@@ -74,12 +131,12 @@ describe('key retirement on a running replica', () => {
       .selectFrom('sealed_credentials')
       .selectAll()
       .executeTakeFirstOrThrow();
-    expect(backup.key_id).toBe('local:v1');
+    expect(backup.key_id).toMatch(/^local:v\d+$/);
 
     await cli('keys', 'rotate');
     expect(await call()).toMatchObject({ data: true });
-    const { stdout } = await cli('keys', 'retire', '1');
-    expect(JSON.parse(stdout)).toEqual({ retired: 'local:v1' });
+    const { stdout } = await cli('keys', 'retire', backup.key_id);
+    expect(JSON.parse(stdout)).toEqual({ retired: backup.key_id });
 
     // The backup comes back: the row as it was, wrapped under the retired version.
     await t.db.db.kysely

@@ -24,7 +24,7 @@ function apiKeyJson(k: ApiKeyView) {
 
 export async function adminRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants' | 'config' | 'codeMode' | 'db' | 'keys'>,
+  deps: Pick<Container, 'tenants' | 'config' | 'codeMode' | 'db' | 'keys' | 'keyRotation'>,
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const security = [{ adminToken: [] }];
