@@ -7,7 +7,14 @@ export {
   pathMatches,
   policyRefusal,
 } from './policy.ts';
-export type { Policy, PolicyDecision, PolicyMethod, PolicyRequest, PolicyRule } from './policy.ts';
+export type {
+  ApprovalRequirement,
+  Policy,
+  PolicyDecision,
+  PolicyMethod,
+  PolicyRequest,
+  PolicyRule,
+} from './policy.ts';
 export { MAX_PATH_LENGTH, MAX_PATH_SEGMENTS, canonicalizePath } from './canonical-path.ts';
 export { explainPolicy } from './policy-explain.ts';
 export type { PolicyExplanation } from './policy-explain.ts';
@@ -46,7 +53,14 @@ export type {
   TenantToolSettings,
 } from './call-context.ts';
 export { createUpstreamGateway } from './upstream-gateway.ts';
-export type { GatewayRequest, UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
+export { PENDING_APPROVAL_RESPONSE } from './upstream-gateway.ts';
+export type {
+  GatewayRequest,
+  HeldWrite,
+  PlanSink,
+  UpstreamGateway,
+  UpstreamParty,
+} from './upstream-gateway.ts';
 export { createTenantSettingsService, effectiveSettings, withinCeiling } from './tenant-settings.service.ts';
 export type { OperatorDefaults, SettingsPatch, TenantSettingsService } from './tenant-settings.service.ts';
 export { createScopedToolsService, definitionsFor } from './scoped-tools.service.ts';

@@ -61,6 +61,61 @@ describe('policy', () => {
     expect(describePolicy(tenant, identity)).toContain('writes only to: POST|DELETE /zones/*/dns_records/**');
   });
 
+  it('approve rules hold writes no allow rule matches, never reads, and never override a deny', () => {
+    const tenant = {
+      rules: [
+        { effect: 'approve' as const, methods: ['*' as const], path: '/**', name: 'approve-writes' },
+        { effect: 'allow' as const, methods: ['*' as const], path: '/zones/staging/dns_records/**' },
+      ],
+    };
+    const identity = {
+      rules: [
+        { effect: 'deny' as const, methods: ['DELETE' as const], path: '/accounts/**', name: 'no-deletes' },
+      ],
+    };
+    expect(evaluatePolicy(tenant, identity, { method: 'POST', path: '/accounts/a/logpush/jobs' })).toEqual({
+      allowed: true,
+      approval: { rule: 'approve-writes', scope: 'tenant' },
+    });
+    expect(evaluatePolicy(tenant, identity, { method: 'GET', path: '/accounts/a/logpush/jobs' })).toEqual({
+      allowed: true,
+    });
+    expect(
+      evaluatePolicy(tenant, identity, {
+        method: 'POST',
+        path: '/graphql',
+        graphqlQuery: true,
+      }),
+    ).toEqual({ allowed: true });
+    expect(evaluatePolicy(tenant, identity, { method: 'PUT', path: '/zones/staging/dns_records/r' })).toEqual(
+      {
+        allowed: true,
+      },
+    );
+    expect(
+      evaluatePolicy(tenant, identity, { method: 'DELETE', path: '/accounts/a/workers/scripts/s' }),
+    ).toMatchObject({
+      allowed: false,
+      rule: 'no-deletes',
+    });
+    // An identity's approve rule holds what the tenant policy lets through; a case variant does not escape it.
+    const approving = {
+      rules: [
+        { effect: 'approve' as const, methods: ['POST' as const], path: '/zones/*/dns_records', name: 'dns' },
+      ],
+    };
+    expect(evaluatePolicy({}, approving, { method: 'POST', path: '/zones/Z/DNS_RECORDS' })).toEqual({
+      allowed: true,
+      approval: { rule: 'dns', scope: 'identity' },
+    });
+    expect(describePolicy({}, approving)).toContain(
+      "writes held for a person's approval: POST /zones/*/dns_records",
+    );
+    expect(parsePolicy({ rules: [{ effect: 'approve', methods: ['*'], path: '/**' }] })).toMatchObject({
+      rules: [{ effect: 'approve' }],
+    });
+  });
+
   it('deny rules match fixed names in any case, allow rules only exactly', () => {
     const tenant = {
       deny_writes_by_default: true,

@@ -21,15 +21,18 @@ import type { LiteralMatch, PathSubject } from './policy-matcher.ts';
  *   2. a matching `deny` rule refuses (tenant rules first, then the identifier's);
  *   3. `read_only` refuses anything but GET and GraphQL queries;
  *   4. `deny_writes_by_default` refuses writes that no `allow` rule matches;
- *   5. otherwise the request is allowed.
+ *   5. otherwise the request is allowed — but a write that an `approve` rule matches and no
+ *      `allow` rule matches is held for a person's approval (`approval` on the decision).
+ *      Reads are never held. E.g. "approve every write except DNS edits on staging":
+ *      approve `* /**` plus allow `* /zones/{staging}/dns_records/**`.
  *
- * Deny rules compare literal segments ignoring ASCII case, allow rules exactly: a case
- * variant never escapes a deny and never gains an allow.
+ * Deny and approve rules compare literal segments ignoring ASCII case, allow rules exactly: a
+ * case variant never escapes a deny or an approval and never gains an allow.
  */
 export type PolicyMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 export interface PolicyRule {
-  readonly effect: 'allow' | 'deny';
+  readonly effect: 'allow' | 'deny' | 'approve';
   /** Methods the rule covers; `['*']` for all. */
   readonly methods: readonly (PolicyMethod | '*')[];
   /**
@@ -58,8 +61,14 @@ export interface PolicyRequest {
   readonly graphqlQuery?: boolean;
 }
 
+/** Which rule holds a write for approval. */
+export interface ApprovalRequirement {
+  readonly rule: string;
+  readonly scope: 'tenant' | 'identity';
+}
+
 export type PolicyDecision =
-  | { readonly allowed: true }
+  | { readonly allowed: true; readonly approval?: ApprovalRequirement }
   | {
       readonly allowed: false;
       readonly rule: string;
@@ -90,7 +99,7 @@ function ruleMatches(rule: PolicyRule, request: PolicyRequest, path: PathSubject
   const method = request.method.toUpperCase();
   return (
     (rule.methods.includes('*') || rule.methods.includes(method as PolicyMethod)) &&
-    matchPattern(compilePattern(rule.path), path, rule.effect === 'deny' ? 'fold-case' : 'exact')
+    matchPattern(compilePattern(rule.path), path, rule.effect === 'allow' ? 'exact' : 'fold-case')
   );
 }
 
@@ -148,7 +157,19 @@ export function evaluatePolicy(tenant: Policy, identity: Policy, request: Policy
   );
   const t = evaluateOne(tenant, 'tenant', request, path, allowedByAny);
   if (!t.allowed) return t;
-  return evaluateOne(identity, 'identity', request, path, allowedByAny);
+  const i = evaluateOne(identity, 'identity', request, path, allowedByAny);
+  if (!i.allowed || allowedByAny || !isWrite(request)) return i;
+  for (const [scope, policy] of [
+    ['tenant', tenant],
+    ['identity', identity],
+  ] as const) {
+    for (const [index, rule] of (policy.rules ?? []).entries()) {
+      if (rule.effect === 'approve' && ruleMatches(rule, request, path)) {
+        return { allowed: true, approval: { rule: ruleLabel(rule, index), scope } };
+      }
+    }
+  }
+  return i;
 }
 
 export function policyRefusal(
@@ -178,6 +199,11 @@ export function describePolicy(tenant: Policy, identity: Policy): string | null 
     );
   }
   const denies = [...(tenant.rules ?? []), ...(identity.rules ?? [])].filter((r) => r.effect === 'deny');
+  const approves = [...(tenant.rules ?? []), ...(identity.rules ?? [])].filter((r) => r.effect === 'approve');
+  if (approves.length > 0)
+    parts.push(
+      `writes held for a person's approval: ${approves.map((r) => `${r.methods.join('|')} ${r.path}`).join('; ')}`,
+    );
   if (denies.length > 0)
     parts.push(`denied: ${denies.map((r) => `${r.methods.join('|')} ${r.path}`).join('; ')}`);
   const credentials = tenant.credential_operations;
@@ -273,8 +299,8 @@ export function parsePolicy(
       if (typeof r !== 'object' || r === null)
         throw fieldError(f, 'must be an object {effect, methods, path, name?}');
       const rule = r as Record<string, unknown>;
-      if (rule.effect !== 'allow' && rule.effect !== 'deny')
-        throw fieldError(`${f}.effect`, 'must be "allow" or "deny"');
+      if (rule.effect !== 'allow' && rule.effect !== 'deny' && rule.effect !== 'approve')
+        throw fieldError(`${f}.effect`, 'must be "allow", "deny" or "approve"');
       if (!Array.isArray(rule.methods) || rule.methods.length === 0) {
         throw fieldError(`${f}.methods`, 'must be a non-empty array of GET, POST, PUT, PATCH, DELETE or "*"');
       }

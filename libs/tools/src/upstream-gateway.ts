@@ -47,7 +47,42 @@ export interface UpstreamParty {
   readonly admit?: () => Promise<void>;
   /** Cloudflare answered 401: the credential may have been revoked at Cloudflare. */
   readonly onUnauthorized?: () => void;
+  /**
+   * Where writes that policy holds for approval are recorded instead of being sent (an
+   * execution's plan). Without one, such a write is refused: no one could approve it.
+   */
+  readonly plan?: PlanSink;
 }
+
+/** A write held for approval: exactly what would have been sent, on its canonical path. */
+export interface HeldWrite {
+  readonly method: string;
+  readonly path: string;
+  readonly query: CloudflareRequest['query'] | null;
+  readonly body: unknown;
+  readonly operation: OperationInfo | null;
+  /** The policy rule that holds it, e.g. `approve-writes` (tenant). */
+  readonly rule: string;
+}
+
+export interface PlanSink {
+  hold(write: HeldWrite): void;
+}
+
+/** What agent code sees for a held write, so it can go on planning. */
+export const PENDING_APPROVAL_RESPONSE: CloudflareResponse & { readonly pending_approval: true } = {
+  status: 202,
+  success: true,
+  result: null,
+  errors: [],
+  messages: [],
+  cfRay: null,
+  retryAfterSeconds: null,
+  rateLimit: null,
+  rateLimitPolicy: null,
+  responseBytes: 0,
+  pending_approval: true,
+};
 
 export interface GatewayRequest extends CloudflareRequest {
   /** The audit action: `cloudflare.request` for agent code, `cloudflare.verify`, `cloudflare.token_delete`. */
@@ -146,7 +181,27 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
         path: request.path,
         ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
       });
-      if (!decision.allowed) refuse(policyRefusal(decision, request));
+      if (!decision.allowed) return refuse(policyRefusal(decision, request));
+      if (decision.approval) {
+        if (!party.plan) {
+          return refuse(
+            new WardenError(
+              'policy_denied',
+              `${request.method} ${request.path} needs a person's approval (${decision.approval.scope} rule ${decision.approval.rule}), which this request cannot ask for`,
+              { rule: decision.approval.rule, scope: decision.approval.scope },
+            ),
+          );
+        }
+        party.plan.hold({
+          method: request.method,
+          path: request.path,
+          query: request.query ?? null,
+          body: request.rawBody ?? request.body ?? null,
+          operation: op,
+          rule: decision.approval.rule,
+        });
+        return PENDING_APPROVAL_RESPONSE;
+      }
     }
 
     // Write-ahead: no request leaves Warden before its intent is committed. The intent comes

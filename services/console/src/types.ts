@@ -65,7 +65,7 @@ export interface AuditEvent {
 export type { ExplorerRow } from '../../connector/src/console/console-queries.ts';
 
 export interface PolicyRule {
-  effect: 'allow' | 'deny';
+  effect: 'allow' | 'deny' | 'approve';
   methods: string[];
   path: string;
   name?: string;

@@ -460,11 +460,11 @@ class PostIdentitiesByIdentifierOffboardBody(TypedDict, total=False):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class PolicyRulesItem(WardenModel):
-    effect: Literal["allow", "deny"]
+    effect: Literal["allow", "deny", "approve"]
     methods: list[str]
     """GET, POST, PUT, PATCH, DELETE or "*" """
     path: str
-    """Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most 32 segments and 4 **. Deny rules match fixed names in any case, allow rules exactly."""
+    """Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval."""
     name: str | None = None
 
 
@@ -501,7 +501,7 @@ class PutIdentitiesByIdentifierPolicyResponse(WardenModel):
 
 
 class _PolicyInputRulesItemRequired(TypedDict):
-    effect: Literal["allow", "deny"]
+    effect: Literal["allow", "deny", "approve"]
     methods: list[str]
     path: str
 

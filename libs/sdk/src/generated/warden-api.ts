@@ -5369,10 +5369,10 @@ export interface components {
             deny_writes_by_default?: boolean;
             rules?: {
                 /** @enum {string} */
-                effect: "allow" | "deny";
+                effect: "allow" | "deny" | "approve";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny rules match fixed names in any case, allow rules exactly. */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
                 path: string;
                 name?: string;
             }[];
@@ -5612,10 +5612,10 @@ export interface components {
             deny_writes_by_default?: boolean;
             rules?: {
                 /** @enum {string} */
-                effect: "allow" | "deny";
+                effect: "allow" | "deny" | "approve";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny rules match fixed names in any case, allow rules exactly. */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
                 path: string;
                 name?: string;
             }[];

@@ -17,12 +17,12 @@ import { errorResponses } from './schemas.ts';
 const security = [{ tenantKey: [] }];
 
 const policyRule = z.strictObject({
-  effect: z.enum(['allow', 'deny']),
+  effect: z.enum(['allow', 'deny', 'approve']),
   methods: z.array(z.string()).describe('GET, POST, PUT, PATCH, DELETE or "*"'),
   path: z
     .string()
     .describe(
-      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny rules match fixed names in any case, allow rules exactly.`,
+      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval.`,
     ),
   name: z.string().optional(),
 });

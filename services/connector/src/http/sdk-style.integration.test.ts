@@ -207,6 +207,36 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
     expect(cf.requests().filter((r) => r.method === 'POST')).toEqual([]);
   });
 
+  it('refuses a write an approve rule holds while the execution cannot record a plan, reads still run', async () => {
+    const policy = await fetch(`${base}/api/v1/identities/alice-approve/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        rules: [{ effect: 'approve', methods: ['*'], path: '/**', name: 'approve-writes' }],
+      }),
+    });
+    expect(policy.status).toBe(200);
+    await t.connect(apiKey, 'alice-approve', token);
+    cf.clearRequests();
+    const res = await execute(
+      `async () => {
+        const zone = await cloudflare.zones.get({ zone_id: '${zoneId}' });
+        try {
+          await cloudflare.dns.records.create({ zone_id: zone.id, type: 'A', name: 'x.example.com', content: '192.0.2.9' });
+        } catch (e) {
+          return [zone.name, e.code, e.message];
+        }
+      }`,
+      'alice-approve',
+    );
+    expect(res.data).toEqual([
+      'example.com',
+      'policy_denied',
+      expect.stringMatching(/needs a person's approval \(identity rule approve-writes\)/),
+    ]);
+    expect(cf.requests().map((r) => r.method)).toEqual(['GET']);
+  });
+
   it('rejects a rate refusal with its code', async () => {
     const tight = await t.createTenant('SDK style, tight budget');
     const settings = await fetch(`${base}/api/v1/settings`, {
