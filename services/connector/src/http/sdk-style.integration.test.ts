@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditJournal, SYSTEM_CALLER } from '@warden/audit';
+import { DEFAULT_BUDGET } from '@warden/ratelimit';
 import { startFakeCloudflare } from '@warden/testing';
+import type { HeldWrite } from '@warden/tools';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from '../test-support/free-port.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
@@ -235,6 +238,45 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
       expect.stringMatching(/needs a person's approval \(identity rule approve-writes\)/),
     ]);
     expect(cf.requests().map((r) => r.method)).toEqual(['GET']);
+  });
+
+  it("hands a held write to the caller's plan with a 202 pending_approval answer, sending nothing", async () => {
+    const held: HeldWrite[] = [];
+    const { tenantId } = await t.createTenant('Plans');
+    const party = {
+      tenantId,
+      subject: { caller: SYSTEM_CALLER },
+      credential: { type: 'api_token' as const, apiToken: token },
+      principal: null,
+      budget: DEFAULT_BUDGET,
+      policy: {
+        tenant: {
+          rules: [{ effect: 'approve' as const, methods: ['POST' as const], path: '/zones/*/dns_records' }],
+        },
+        identity: {},
+      },
+      plan: { hold: (write: HeldWrite) => held.push(write) },
+    };
+    cf.clearRequests();
+    const journal = new AuditJournal(t.container.audit, tenantId, 30);
+    const body = { type: 'TXT', name: 'x.example.com', content: 'v=1' };
+    const response = await t.container.gateway.send(
+      party,
+      { method: 'POST', path: `/zones/${zoneId}/dns_records`, body },
+      journal,
+    );
+    expect(response).toMatchObject({ status: 202, success: true, result: null, pending_approval: true });
+    expect(held).toEqual([
+      {
+        method: 'POST',
+        path: `/zones/${zoneId}/dns_records`,
+        query: null,
+        body,
+        operation: expect.objectContaining({ pathTemplate: '/zones/{zone_id}/dns_records' }),
+        rule: 'rules[0] (approve POST /zones/*/dns_records)',
+      },
+    ]);
+    expect(cf.requests()).toEqual([]);
   });
 
   it('rejects a rate refusal with its code', async () => {
