@@ -139,9 +139,12 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       { tenantId: session.tenantId, identifier: session.identifier, tokenId: session.tokenId },
       () => {
         void transport.close();
-        reply.raw.destroy();
+        // Only a request still running is cut: once its response is out, the socket may already
+        // carry the client's next request on keep-alive, which is not this token's to end.
+        if (!reply.raw.writableFinished) reply.raw.destroy();
       },
     );
+    reply.raw.on('finish', release);
     reply.raw.on('close', () => {
       release();
       void transport.close();
