@@ -66,7 +66,31 @@ describe('ChildMonitor', () => {
     state.cpuUs += 50_000;
     state.rssMb = 100 + 900;
     monitor.tick();
-    expect(reports).toEqual([{ rssMb: 1000, allowedMb: 228, calls: 0 }]);
+    expect(reports).toEqual([{ rssMb: 1000, allowedMb: 804, calls: 0 }]);
+  });
+
+  it('allows the call that just ended its memory while the next has not begun', () => {
+    const { state, reports, monitor } = setup();
+    monitor.tick();
+    // A steady stream: no interval is idle, so the baseline stays at the start.
+    for (let i = 0; i < 5; i++) {
+      monitor.begin(128);
+      state.cpuUs += 50_000;
+      state.rssMb += 2;
+      monitor.tick();
+      monitor.end(128);
+      state.cpuUs += 50_000;
+      monitor.tick();
+    }
+    expect(reports).toEqual([]);
+    // An interval without calls and without work on other threads takes a new baseline; from
+    // then on nothing is lingering and growth with no call running counts at once.
+    monitor.tick();
+    expect(reports).toEqual([]);
+    state.cpuUs += 50_000;
+    state.rssMb += 129;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 239, allowedMb: 238, calls: 0 }]);
   });
 
   it('counts from a new baseline after rebase, even with no idle interval to measure one', () => {

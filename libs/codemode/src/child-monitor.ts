@@ -67,6 +67,8 @@ export class ChildMonitor {
   #calls = 0;
   #softMb = 0;
   #hardMb = 0;
+  /** Heap limit of the call that ended last, until an idle interval takes a new baseline. */
+  #lastEndedMb = 0;
   /** Resident memory at the last moment no call ran. */
   #idleRssMb: number;
   #overSince: number | null = null;
@@ -100,6 +102,7 @@ export class ChildMonitor {
     this.#calls--;
     this.#softMb -= softAllowanceMb(memoryMb);
     this.#hardMb -= hardAllowanceMb(memoryMb);
+    this.#lastEndedMb = memoryMb;
     this.#quietTicks = 0;
   }
 
@@ -138,14 +141,21 @@ export class ChildMonitor {
       // isolate thread keeps growing after its call must still count as over.
       if (quietTick) {
         this.#idleRssMb = rssMb;
+        this.#lastEndedMb = 0;
         this.#overSince = null;
         return;
       }
     } else {
       this.#quietTicks = 0;
     }
-    const hard = this.#idleRssMb + this.#hardMb + HARD_HEADROOM_MB;
-    const soft = this.#idleRssMb + this.#softMb;
+    // Between two calls of a steady stream no interval is idle, so the baseline is old and the
+    // call that just ended may still hold its isolate (disposed after its result, its memory
+    // returned later): with no call running, that call's allowance still applies. Without it a
+    // child serving calls back to back was stopped for a few MB after a second.
+    const lingering = this.#calls === 0 && this.#lastEndedMb > 0;
+    const hard =
+      this.#idleRssMb + (lingering ? hardAllowanceMb(this.#lastEndedMb) : this.#hardMb) + HARD_HEADROOM_MB;
+    const soft = this.#idleRssMb + (lingering ? softAllowanceMb(this.#lastEndedMb) : this.#softMb);
     const now = performance.now();
     if (rssMb > hard) {
       this.#report(rssMb, hard);

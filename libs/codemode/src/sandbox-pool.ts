@@ -323,8 +323,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     specWaiters.get(child)?.('the sandbox process exited');
     specWaiters.delete(child);
     const jobs = [...child.jobs.values()];
-    // Alone on its child, the call whose child outgrew its memory is the one that used it.
-    const culprit = child.memoryReport && jobs.length === 1 ? jobs[0] : undefined;
+    // Alone on its child, the call whose child outgrew its memory is the one that used it;
+    // memory that grew while no call ran belongs to none of the calls the parent sees.
+    const culprit =
+      child.memoryReport && child.memoryReport.calls > 0 && jobs.length === 1 ? jobs[0] : undefined;
     for (const job of jobs) {
       if (job.killedFor === 'timeout') {
         settle(
