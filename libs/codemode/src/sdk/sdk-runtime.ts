@@ -294,12 +294,12 @@ const pageItems = (function pageItems(pagination, result) {
 const nextPageQuery = (function nextPageQuery(pagination, query, response) {
   if (pageItems(pagination, response.result).length === 0) return null;
   const info = plainObject(response.result_info) ? response.result_info : {};
-  const withParam = (key, value) => {
+  const withParam = ((key, value) => {
     const next = {};
     for (const k of keys(query || {})) next[k] = query[k];
     next[key] = value;
     return next;
-  };
+  });
   if (pagination === 'page' || pagination === 'page_items') {
     const current = SafeNumber((query && query.page) ?? info.page ?? 1);
     if (typeof info.total_pages === 'number' && current >= info.total_pages) return null;
@@ -325,7 +325,7 @@ const makePage = (function makePage(name, shape, sendFor, payload, response, pag
     if (payload.contentType !== undefined) next.contentType = payload.contentType;
     return makePage(name, shape, sendFor, next, await sendFor(name, next), pageNumber + 1, itemsBefore + items.length);
   };
-  const hidden = (key, value) => defineProperty(page, key, { value, writable: true, configurable: true });
+  const hidden = ((key, value) => defineProperty(page, key, { value, writable: true, configurable: true }));
   hidden('getPaginatedItems', () => items);
   hidden('hasNextPage', () => nextQuery !== null);
   hidden('getNextPage', getNextPage);
