@@ -1,10 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { DeliveryTarget, SinkConfig, TargetResolver } from '@warden/audit';
-import { createAuditSink, enqueueOutbox, parseSinkConfig } from '@warden/audit';
+import { createAuditSink, enqueueOutbox, lifecycleRecord, parseSinkConfig } from '@warden/audit';
 import type { AuditEvent } from '@warden/audit';
 import { WardenError, newId, notFound } from '@warden/core';
 import type { Database } from '@warden/db';
-import type { ConnectedAccountEvents, Envelope, SealedSecret } from '@warden/vault';
+import type {
+  ActorContext,
+  ConnectedAccountEvents,
+  Envelope,
+  LifecycleAudit,
+  SealedSecret,
+} from '@warden/vault';
 import { connectedAccountJson } from '@warden/vault';
 import type { Kysely } from 'kysely';
 
@@ -47,6 +53,19 @@ type SealedRow = {
   ciphertext: Uint8Array | null;
 };
 
+/**
+ * Where a destination sends, for its lifecycle record: scheme, host and port only (a URL's
+ * path or query may carry a token), or syslog's host and port.
+ */
+function destinationOf(config: SinkConfig): string {
+  if (config.type === 'syslog') return `${config.transport}://${config.host}:${config.port}`;
+  try {
+    return new URL(config.url).origin;
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
 function secretField(config: SinkConfig): 'secret' | 'token' | null {
   if (config.type === 'webhook') return 'secret';
   if (config.type === 'splunk_hec') return 'token';
@@ -57,8 +76,14 @@ export function createDeliveryService(deps: {
   db: Kysely<Database>;
   envelope: Envelope;
   options: DeliveryOptions;
+  /**
+   * Writes lifecycle records inside the change's transaction: who sent the tenant's audit trail
+   * where (a sink or webhook added, replaced or removed) is itself on the trail.
+   */
+  audit?: LifecycleAudit;
 }) {
   const { db, envelope } = deps;
+  const audit = deps.audit ?? (async () => {});
   const validation = {
     allowInsecureHttp: deps.options.allowInsecureDestinations,
     allowPrivateNetwork: deps.options.allowInsecureDestinations,
@@ -193,7 +218,8 @@ export function createDeliveryService(deps: {
     resolve,
     accountEvents,
 
-    async createSink(tenantId: string, input: { name?: unknown; config: unknown }): Promise<SinkView> {
+    async createSink(ctx: ActorContext, input: { name?: unknown; config: unknown }): Promise<SinkView> {
+      const { tenantId } = ctx;
       const config = parseSinkConfig(input.config, { ...validation, fieldPrefix: 'config' });
       const name =
         typeof input.name === 'string' && input.name.trim() ? input.name.trim().slice(0, 100) : config.type;
@@ -201,18 +227,30 @@ export function createDeliveryService(deps: {
       const field = secretField(config);
       const { [field ?? '_']: secret, ...publicConfig } = config as unknown as Record<string, unknown>;
       const sealed = field && typeof secret === 'string' ? await seal(tenantId, id, secret) : {};
-      const row = await db
-        .insertInto('audit_sinks')
-        .values({
-          id,
-          tenant_id: tenantId,
-          type: config.type,
-          name,
-          config: JSON.stringify(publicConfig),
-          ...sealed,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const row = await db.transaction().execute(async (tx) => {
+        const inserted = await tx
+          .insertInto('audit_sinks')
+          .values({
+            id,
+            tenant_id: tenantId,
+            type: config.type,
+            name,
+            config: JSON.stringify(publicConfig),
+            ...sealed,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await audit(tx, tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            {
+              action: 'audit_sink.created',
+              details: { sink_id: id, type: config.type, name, destination: destinationOf(config) },
+            },
+          ),
+        ]);
+        return inserted;
+      });
       return sinkView(row);
     },
 
@@ -226,13 +264,22 @@ export function createDeliveryService(deps: {
       return rows.map(sinkView);
     },
 
-    async deleteSink(tenantId: string, id: string): Promise<void> {
-      const result = await db
-        .deleteFrom('audit_sinks')
-        .where('tenant_id', '=', tenantId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (result.numDeletedRows === 0n) throw notFound('audit sink');
+    async deleteSink(ctx: ActorContext, id: string): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        const row = await tx
+          .deleteFrom('audit_sinks')
+          .where('tenant_id', '=', ctx.tenantId)
+          .where('id', '=', id)
+          .returning(['id', 'type', 'name'])
+          .executeTakeFirst();
+        if (!row) throw notFound('audit sink');
+        await audit(tx, ctx.tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            { action: 'audit_sink.deleted', details: { sink_id: row.id, type: row.type, name: row.name } },
+          ),
+        ]);
+      });
     },
 
     async deliveries(
@@ -294,7 +341,8 @@ export function createDeliveryService(deps: {
     },
 
     /** Sets the tenant's webhook; returns the signing secret once (generated unless given). */
-    async setWebhook(tenantId: string, input: { url: unknown; secret?: unknown }) {
+    async setWebhook(ctx: ActorContext, input: { url: unknown; secret?: unknown }) {
+      const { tenantId } = ctx;
       const secret =
         input.secret === undefined
           ? `whsec_${randomBytes(24).toString('base64url')}`
@@ -318,15 +366,30 @@ export function createDeliveryService(deps: {
         .executeTakeFirst();
       const id = existing?.id ?? newId('whk');
       const sealed = await seal(tenantId, id, secret);
-      await db
-        .insertInto('tenant_webhooks')
-        .values({ tenant_id: tenantId, id, url: config.url, enabled: true, ...sealed })
-        .onConflict((oc) =>
-          oc
-            .column('tenant_id')
-            .doUpdateSet({ url: config.url, enabled: true, updated_at: new Date(), ...sealed }),
-        )
-        .execute();
+      await db.transaction().execute(async (tx) => {
+        await tx
+          .insertInto('tenant_webhooks')
+          .values({ tenant_id: tenantId, id, url: config.url, enabled: true, ...sealed })
+          .onConflict((oc) =>
+            oc
+              .column('tenant_id')
+              .doUpdateSet({ url: config.url, enabled: true, updated_at: new Date(), ...sealed }),
+          )
+          .execute();
+        await audit(tx, tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            {
+              action: existing ? 'webhook.replaced' : 'webhook.created',
+              details: {
+                webhook_id: id,
+                destination: destinationOf(config as SinkConfig),
+                secret_generated: input.secret === undefined,
+              },
+            },
+          ),
+        ]);
+      });
       return { id, url: config.url, secret };
     },
 
@@ -340,12 +403,21 @@ export function createDeliveryService(deps: {
       return row;
     },
 
-    async deleteWebhook(tenantId: string): Promise<void> {
-      const result = await db
-        .deleteFrom('tenant_webhooks')
-        .where('tenant_id', '=', tenantId)
-        .executeTakeFirst();
-      if (result.numDeletedRows === 0n) throw notFound('webhook');
+    async deleteWebhook(ctx: ActorContext): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        const row = await tx
+          .deleteFrom('tenant_webhooks')
+          .where('tenant_id', '=', ctx.tenantId)
+          .returning('id')
+          .executeTakeFirst();
+        if (!row) throw notFound('webhook');
+        await audit(tx, ctx.tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            { action: 'webhook.deleted', details: { webhook_id: row.id } },
+          ),
+        ]);
+      });
     },
   };
 }

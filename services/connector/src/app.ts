@@ -20,7 +20,7 @@ import { MAX_PATH_PARAM_CHARS, protocolError, toWireError, validatorCompiler } f
 import { adminApiOff } from './http/auth.ts';
 import { applyRequestContract } from './http/request-contract.ts';
 import { healthRoutes } from './http/health.routes.ts';
-import { auditRoutes } from './http/audit.routes.ts';
+import { auditRoutes, systemAuditRoutes } from './http/audit.routes.ts';
 import { mcpTokenRoutes } from './http/mcp-tokens.routes.ts';
 import { policyRoutes } from './http/policy.routes.ts';
 import { settingsRoutes } from './http/settings.routes.ts';
@@ -246,6 +246,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await setUpConsole(app, container);
   await app.register(async (scope) => healthRoutes(scope, container));
   await app.register(async (scope) => adminRoutes(scope, container));
+  await app.register(async (scope) => systemAuditRoutes(scope, container));
   await app.register(async (scope) => connectedAccountRoutes(scope, container));
   await app.register(async (scope) => toolRoutes(scope, { ...container, executeTool }));
   await app.register(async (scope) => policyRoutes(scope, container));

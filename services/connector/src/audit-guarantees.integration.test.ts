@@ -41,7 +41,12 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, SANDBOX_TIMEOUT_MS: '20000' });
+    t = await startTestApp({
+      CLOUDFLARE_API_BASE: cf.url,
+      SANDBOX_TIMEOUT_MS: '20000',
+      // Sinks and webhooks on loopback (their records are what is tested, not deliveries).
+      DELIVERY_ALLOW_INSECURE: 'true',
+    });
     tenant = await t.createTenant('Guarantees');
     const user = cf.state.createUser({ email: 'guarantees@example.com' });
     userId = user.id;
@@ -222,6 +227,61 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
       headers: auth(),
       payload: { budget: '600/300' },
     });
+    // Where the trail goes: a SIEM sink and the tenant's webhook, added and removed.
+    const sinkSecret = 'sink-signing-secret-lifecycle-0001';
+    const hookSecret = 'hook-signing-secret-lifecycle-0001';
+    t.secrets.add(sinkSecret);
+    t.secrets.add(hookSecret);
+    const sink = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/audit/sinks',
+      headers: auth(),
+      payload: {
+        name: 'SIEM',
+        config: { type: 'webhook', url: 'http://127.0.0.1:9/hook?token=in-the-query', secret: sinkSecret },
+      },
+    });
+    expect(sink.statusCode, sink.body).toBe(201);
+    const sinkId = (sink.json() as { sink: { id: string } }).sink.id;
+    expect(
+      (await t.app.inject({ method: 'DELETE', url: `/api/v1/audit/sinks/${sinkId}`, headers: auth() }))
+        .statusCode,
+    ).toBe(204);
+    const webhook = { url: 'http://127.0.0.1:9/account-events', secret: hookSecret };
+    for (let i = 0; i < 2; i++) {
+      const set = await t.app.inject({
+        method: 'PUT',
+        url: '/api/v1/webhooks',
+        headers: auth(),
+        payload: webhook,
+      });
+      expect(set.statusCode, set.body).toBe(200);
+    }
+    expect(
+      (await t.app.inject({ method: 'DELETE', url: '/api/v1/webhooks', headers: auth() })).statusCode,
+    ).toBe(204);
+    // Cloudflare stops accepting the rotated token: the next 401 is verified again and the
+    // account marked INVALID, by the system.
+    cf.state.setTokenStatus(rotated.id, 'disabled');
+    await execute(
+      'lifecycle',
+      `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
+    );
+    await expect
+      .poll(
+        async () =>
+          (
+            (
+              await t.app.inject({
+                method: 'GET',
+                url: `/api/v1/connected_accounts/${accountId}`,
+                headers: auth(),
+              })
+            ).json() as { connected_account: { status: string } }
+          ).connected_account.status,
+        { timeout: 10_000 },
+      )
+      .toBe('INVALID');
     await t.app.inject({
       method: 'POST',
       url: '/api/v1/identities/lifecycle/offboard',
@@ -242,6 +302,12 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
       ['policy.changed', 'api_key', apiKeyId ?? null],
       ['identity_policy.changed', 'api_key', apiKeyId ?? null],
       ['settings.changed', 'api_key', apiKeyId ?? null],
+      ['audit_sink.created', 'api_key', apiKeyId ?? null],
+      ['audit_sink.deleted', 'api_key', apiKeyId ?? null],
+      ['webhook.created', 'api_key', apiKeyId ?? null],
+      ['webhook.replaced', 'api_key', apiKeyId ?? null],
+      ['webhook.deleted', 'api_key', apiKeyId ?? null],
+      ['connected_account.status_updated', 'system', null],
       ['connected_account.deleted', 'api_key', apiKeyId ?? null],
       ['identity.offboard', 'api_key', apiKeyId ?? null],
     ];
@@ -254,6 +320,17 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     expect(events.find((e) => e.action === 'settings.changed')?.details).toEqual({
       before: { budget: null },
       after: { budget: '600/300' },
+    });
+    expect(events.find((e) => e.action === 'audit_sink.created')?.details).toEqual({
+      sink_id: sinkId,
+      type: 'webhook',
+      name: 'SIEM',
+      // Scheme, host and port only: a destination's path or query may carry a token.
+      destination: 'http://127.0.0.1:9',
+    });
+    expect(events.find((e) => e.action === 'connected_account.status_updated')?.details).toMatchObject({
+      status: 'INVALID',
+      previous_status: 'ACTIVE',
     });
     expect(events.find((e) => e.action === 'policy.changed')?.details).toMatchObject({
       after: { policy: { deny_writes_by_default: true } },
@@ -269,6 +346,7 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
       expect(ocsf, action).toContain(action);
       expect(cef, action).toContain(action);
     }
+    expect(ndjson).not.toContain('in-the-query');
     expect(cef).toMatch(/act=tenant\.created .*spriv=admin/);
     expect(cef).toMatch(/act=policy\.changed .*spriv=api_key/);
     expect((await verifyChain(t.db.db.kysely, tenant.tenantId)).ok).toBe(true);

@@ -149,18 +149,22 @@ async function run(argv: string[]): Promise<number> {
       }
       return withContainer(config, async (c) => {
         const report = await c.keyRotation.rewrapAll({ all: values.all });
-        await c.recordSystemEvent('key.rotated', {
-          current_key_id: report.currentKeyId,
-          rewrapped: report.rewrapped,
-          failed: report.failed.length,
-          all: values.all,
-        });
+        await c.recordSystemEvent(
+          'key.rotated',
+          {
+            current_key_id: report.currentKeyId,
+            rewrapped: report.rewrapped,
+            failed: report.failed.length,
+            all: values.all,
+          },
+          CLI_ACTOR,
+        );
         print(report);
         return report.failed.length > 0 ? 1 : 0;
       });
     case 'keys retire':
       return withContainer(config, async (c) => {
-        const outcome = await retireKey(c, rest[0] ?? '');
+        const outcome = await retireKey(c, rest[0] ?? '', CLI_ACTOR);
         if ('refused' in outcome) {
           process.stderr.write(`${outcome.refused}\n`);
           return 1;

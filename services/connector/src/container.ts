@@ -38,7 +38,7 @@ import {
   createOutboxDispatcher,
   lifecycleRecord,
 } from '@warden/audit';
-import type { AuditCheckpointer, AuditStore, OutboxDispatcher } from '@warden/audit';
+import type { AuditCaller, AuditCheckpointer, AuditStore, OutboxDispatcher } from '@warden/audit';
 import {
   createAuditMaintenance,
   createCallContextSource,
@@ -143,7 +143,8 @@ export interface Container {
   /** What a revocation or change does on this replica (the bus delivers them here). */
   applyInvalidation(change: Invalidation): void;
   /** Records a deployment-wide event (spec reload, key rotation) in the system chain. */
-  recordSystemEvent(action: string, details: Record<string, unknown>): Promise<void>;
+  /** Appends to the deployment's own trail; `caller` is who did it (the service by default). */
+  recordSystemEvent(action: string, details: Record<string, unknown>, caller?: AuditCaller): Promise<void>;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -357,6 +358,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     db: db.kysely,
     envelope,
     options: { allowInsecureDestinations: config.deliveryAllowInsecure },
+    audit: lifecycleAudit,
   });
   const connectedAccounts = createConnectedAccountService({
     db: db.kysely,
@@ -485,8 +487,12 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     ? createBullScheduler(config.redisUrl, logger, { prefix: config.redisKeyPrefix })
     : createLocalScheduler(logger);
 
-  async function recordSystemEvent(action: string, details: Record<string, unknown>): Promise<void> {
-    await audit.append(SYSTEM_TENANT_ID, [lifecycleRecord({ caller: SYSTEM_CALLER }, { action, details })], {
+  async function recordSystemEvent(
+    action: string,
+    details: Record<string, unknown>,
+    caller: AuditCaller = SYSTEM_CALLER,
+  ): Promise<void> {
+    await audit.append(SYSTEM_TENANT_ID, [lifecycleRecord({ caller }, { action, details })], {
       retentionDays: config.auditRetentionDays,
     });
   }

@@ -155,4 +155,38 @@ describe('key retirement on a running replica', () => {
     expect(JSON.stringify(refused)).toMatch(/integrity_failure|could not be decrypted/);
     expect(cf.requests().filter((r) => r.status === 200)).toEqual([]);
   }, 120_000);
+
+  it("puts the deployment's own events (spec loaded, keys rotated and retired) on the system trail, with their actor, in every export format", async () => {
+    const exported = async (format: string) => {
+      const res = await t.app.inject({
+        method: 'GET',
+        url: `/admin/v1/audit/export?format=${format}`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      return res.body;
+    };
+    const events = (await exported('ndjson'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { action: string; caller: { type: string; id: string | null } });
+    const actorOf = (action: string) => events.find((e) => e.action === action)?.caller;
+    // Loaded by the service at start; rotated and retired by an operator with the CLI.
+    expect(actorOf('spec.loaded')).toMatchObject({ type: 'system' });
+    expect(actorOf('key.rotated')).toMatchObject({ type: 'admin', id: 'cli' });
+    expect(actorOf('key.retired')).toMatchObject({ type: 'admin', id: 'cli' });
+    const [ocsf, cef] = await Promise.all([exported('ocsf'), exported('cef')]);
+    for (const action of ['spec.loaded', 'key.rotated', 'key.retired']) {
+      expect(ocsf, action).toContain(action);
+      expect(cef, action).toContain(`act=${action}`);
+    }
+    // No tenant's events are on it, and a tenant key cannot read it.
+    expect(events.some((e) => e.action.startsWith('connected_account.'))).toBe(false);
+    const asTenant = await t.app.inject({
+      method: 'GET',
+      url: '/admin/v1/audit/export',
+      headers: { authorization: `Bearer ${tenant.apiKey}` },
+    });
+    expect(asTenant.statusCode).toBe(401);
+  });
 });

@@ -1,3 +1,4 @@
+import type { AuditCaller } from '@warden/audit';
 import { removeKeyVersion } from '@warden/kms';
 import { KEYS_RETIRED_CHANNEL } from './container.ts';
 import type { Container } from './container.ts';
@@ -11,7 +12,7 @@ export type RetireOutcome =
  * and announced on the bus so every running replica forgets it and the data keys it unwrapped
  * at once — a backup from before the rotation then opens nowhere, without a restart.
  */
-export async function retireKey(c: Container, target: string): Promise<RetireOutcome> {
+export async function retireKey(c: Container, target: string, actor?: AuditCaller): Promise<RetireOutcome> {
   const kms = c.config.kms;
   const keyId = kms.provider === 'local' ? `local:v${target.replace(/^local:v/, '')}` : target;
   const remaining = await c.keyRotation.countWrappedUnder(keyId);
@@ -20,7 +21,7 @@ export async function retireKey(c: Container, target: string): Promise<RetireOut
       refused: `${remaining} data key(s) are still wrapped under ${keyId}; run \`warden keys rotate\` first`,
     };
   }
-  await c.recordSystemEvent('key.retired', { key_id: keyId });
+  await c.recordSystemEvent('key.retired', { key_id: keyId }, actor);
   if (kms.provider === 'local') removeKeyVersion(kms.keyFile, Number(keyId.slice('local:v'.length)));
   c.keys.reload();
   c.envelope.cache.clear();

@@ -11,6 +11,9 @@ from typing import Any, Literal, TypeAlias, TypedDict, Union
 from ._model import WardenModel, WardenPage
 
 
+GetAdminAuditExportQueryFormat: TypeAlias = Literal["ndjson", "ocsf", "cef"]
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class GetAdminKeysResponse(WardenModel):
     """`GET /admin/v1/keys`: Key rotation status: the current key-encryption key and how many data keys each key wraps."""

@@ -2,16 +2,17 @@ import type { AuditEvent, AuditStore } from '@warden/audit';
 import {
   AUDIT_OUTCOMES,
   EXPORT_FORMATS,
+  SYSTEM_TENANT_ID,
   createAuditExportStream,
   exportContentType,
   verifyChain,
 } from '@warden/audit';
 import { WardenError } from '@warden/core';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { tenantAuth, tenantOf } from './auth.ts';
+import { adminAuth, tenantAuth, tenantOf } from './auth.ts';
 import { errorResponses, pageSize } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
@@ -197,12 +198,50 @@ export async function auditRoutes(
     },
   });
 
-  r.get('/api/v1/audit/export', {
+  exportRoute(app, deps, {
+    url: '/api/v1/audit/export',
+    summary: 'Stream audit events of a time range, one per line (NDJSON, OCSF 1.3 API Activity, or CEF)',
+    security,
+    trailOf: (request) => tenantOf(request).tenantId,
+  });
+}
+
+/** The deployment's own trail, for operators (admin token). */
+export async function systemAuditRoutes(
+  app: FastifyInstance,
+  deps: Pick<Container, 'config' | 'clock'> & { audit: AuditStore },
+): Promise<void> {
+  app.addHook('onRequest', adminAuth(deps.config.adminToken));
+  exportRoute(app, deps, {
+    url: '/admin/v1/audit/export',
+    summary:
+      "Stream the deployment's own audit events (spec loads, key rotations and retirements) of a time range, one per line",
+    security: [{ adminToken: [] }],
+    trailOf: () => SYSTEM_TENANT_ID,
+  });
+}
+
+/**
+ * `GET <url>`: a trail's events of a time range as a download (NDJSON, OCSF or CEF). The tenant
+ * API serves a tenant's trail; the admin API serves the deployment's own (spec loads, key
+ * rotations and retirements: events of no tenant).
+ */
+function exportRoute(
+  app: FastifyInstance,
+  deps: { audit: AuditStore; clock: Container['clock'] },
+  route: {
+    url: string;
+    summary: string;
+    security: Array<Record<string, string[]>>;
+    trailOf: (request: FastifyRequest) => string;
+  },
+): void {
+  app.withTypeProvider<ZodTypeProvider>().get(route.url, {
     schema: {
       tags: ['audit'],
-      summary: 'Stream audit events of a time range, one per line (NDJSON, OCSF 1.3 API Activity, or CEF)',
+      summary: route.summary,
       description: `Without \`to\` the range ends now; without \`from\` it starts ${DEFAULT_EXPORT_WINDOW_HOURS} hours before \`to\`. A range spans at most ${MAX_EXPORT_RANGE_DAYS} days.`,
-      security,
+      security: route.security,
       querystring: z.object({
         from: isoDate(
           `Start of the range, inclusive (ISO 8601); default ${DEFAULT_EXPORT_WINDOW_HOURS} hours before to`,
@@ -225,10 +264,7 @@ export async function auditRoutes(
           { field: 'to' },
         );
       }
-      const stream = createAuditExportStream(
-        deps.audit.stream(tenantOf(request).tenantId, { from, to }),
-        format,
-      );
+      const stream = createAuditExportStream(deps.audit.stream(route.trailOf(request), { from, to }), format);
       stream.on('error', (err) => request.log.error({ err }, 'audit export failed mid-stream'));
       // The body is a byte stream; Fastify sends it as is, with backpressure.
       return (reply as FastifyReply)

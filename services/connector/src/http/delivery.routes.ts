@@ -84,7 +84,7 @@ export async function deliveryRoutes(
       response: { 201: z.object({ sink: sinkSchema }), ...errorResponses },
     },
     handler: async (request, reply) => {
-      const sink = await deps.delivery.createSink(tenantOf(request).tenantId, request.body);
+      const sink = await deps.delivery.createSink(actorOf(request), request.body);
       return reply.code(201).send({ sink: sinkJson(sink) });
     },
   });
@@ -110,7 +110,7 @@ export async function deliveryRoutes(
       response: { 204: z.null(), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.delivery.deleteSink(tenantOf(request).tenantId, request.params.id);
+      await deps.delivery.deleteSink(actorOf(request), request.params.id);
       return reply.code(204).send(null);
     },
   });
@@ -174,7 +174,7 @@ export async function deliveryRoutes(
       response: { 200: z.object({ webhook: webhookSchema, secret: z.string() }), ...errorResponses },
     },
     handler: async (request) => {
-      const hook = await deps.delivery.setWebhook(tenantOf(request).tenantId, request.body);
+      const hook = await deps.delivery.setWebhook(actorOf(request), request.body);
       return { webhook: { id: hook.id, url: hook.url, enabled: true }, secret: hook.secret };
     },
   });
@@ -200,7 +200,7 @@ export async function deliveryRoutes(
       response: { 204: z.null(), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.delivery.deleteWebhook(tenantOf(request).tenantId);
+      await deps.delivery.deleteWebhook(actorOf(request));
       return reply.code(204).send(null);
     },
   });
