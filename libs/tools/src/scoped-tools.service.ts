@@ -1,5 +1,6 @@
 import { WardenError } from '@warden/core';
 import type { ConnectedAccount, ConnectedAccountService } from '@warden/vault';
+import { validateIdentifier } from '@warden/vault';
 import { activeAccounts } from './account-resolution.ts';
 import { describePolicy } from './policy.ts';
 import type { Policy } from './policy.ts';
@@ -79,6 +80,8 @@ export function createScopedToolsService(deps: {
           );
         }
       }
+      // An identifier no account could have (control characters, too long) is refused, naming it.
+      validateIdentifier(query.identifier);
       const accounts = await activeAccounts(
         deps.accounts,
         caller,

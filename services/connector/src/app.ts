@@ -18,7 +18,7 @@ import { adminRoutes } from './http/admin.routes.ts';
 import { connectedAccountRoutes } from './http/connected-accounts.routes.ts';
 import { MAX_PATH_PARAM_CHARS, protocolError, toWireError, validatorCompiler } from './http/error-mapper.ts';
 import { adminApiOff } from './http/auth.ts';
-import { applyRequestContract } from './http/request-contract.ts';
+import { applyRequestContract, parseQueryString } from './http/request-contract.ts';
 import { healthRoutes } from './http/health.routes.ts';
 import { auditRoutes, systemAuditRoutes } from './http/audit.routes.ts';
 import { mcpTokenRoutes } from './http/mcp-tokens.routes.ts';
@@ -131,7 +131,11 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     // Requests arriving while closing are refused in onRequest, in the error envelope.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PATH_PARAM_CHARS },
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      maxParamLength: MAX_PATH_PARAM_CHARS,
+      querystringParser: parseQueryString,
+    },
     // Router-level refusals (bad percent-encoding, over-long parameter) never reach a route's hooks.
     frameworkErrors: (error, request, reply) => {
       reply.header('x-request-id', request.id);

@@ -220,6 +220,21 @@ describe('the HTTP edge', () => {
     expect(error.message).not.toMatch(ZOD_WORDING);
   });
 
+  it('refuses a query value whose percent-encoded bytes are not UTF-8, naming it, instead of passing the raw text on', async () => {
+    for (const raw of ['a%FFb', '%ED%B3%81', 'x%ED%B3%81y%00']) {
+      const res = await fetch(`${base}/api/v1/tools/scoped?identifier=${raw}`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      expect(res.status, raw).toBe(400);
+      expect(((await res.json()) as { error: { field: string } }).error.field, raw).toBe('identifier');
+    }
+    // Ordinary encodings still mean what they say.
+    const ok = await fetch(`${base}/api/v1/tools/scoped?identifier=alice%40acme.com&page_size=5`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    expect(ok.status).toBe(200);
+  });
+
   it('refuses an unknown query parameter on every documented route, naming it', async () => {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as OpenApiDocument;
     const named = { identifier: 'alice@acme.com', tool_name: 'cloudflare_search' };

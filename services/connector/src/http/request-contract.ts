@@ -16,8 +16,36 @@ declare module 'fastify' {
 /** Why PostgreSQL could not store this text (NUL in text and jsonb, lone surrogates in jsonb), or null. */
 export function unstorableText(value: string): string | null {
   if (value.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
-  if (!value.isWellFormed()) return 'must not contain unpaired UTF-16 surrogates (invalid Unicode)';
+  if (!value.isWellFormed())
+    return 'must be valid Unicode (no unpaired UTF-16 surrogates; percent-encoded bytes must be UTF-8)';
   return null;
+}
+
+/**
+ * The query string, percent-decoded strictly. A name or value whose bytes are not UTF-8 (an
+ * encoded lone surrogate, `%FF`) keeps an unpaired surrogate, so the request contract refuses
+ * it naming the parameter, where a lenient parser would pass the raw text on as if it were sent.
+ * Repeated names give arrays, as Fastify's own parser does.
+ */
+export function parseQueryString(text: string): Record<string, string | string[]> {
+  const decode = (part: string): string => {
+    const spaced = part.replaceAll('+', ' ');
+    try {
+      return decodeURIComponent(spaced);
+    } catch {
+      return `${spaced}\ud800`;
+    }
+  };
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (const pair of text.split('&')) {
+    if (pair === '') continue;
+    const at = pair.indexOf('=');
+    const name = decode(at < 0 ? pair : pair.slice(0, at));
+    const value = at < 0 ? '' : decode(pair.slice(at + 1));
+    const seen = out[name];
+    out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+  }
+  return out;
 }
 
 type Part = 'params' | 'querystring' | 'body';
