@@ -48,6 +48,7 @@ import { readBody } from './request-body.parser.ts';
 import { userRoutes } from './user.routes.ts';
 import { workersScriptRoutes } from './workers-scripts.routes.ts';
 import { zoneHoldRoutes } from './zone-holds.routes.ts';
+import { logpushRoutes } from './logpush.routes.ts';
 import { zoneRoutes } from './zones.routes.ts';
 
 export const FAKE_CF_BASE_PATH = '/client/v4';
@@ -137,6 +138,7 @@ export const FAKE_CF_ROUTES: readonly RouteDefinition[] = [
   ...accountRoutes,
   ...zoneRoutes,
   ...zoneHoldRoutes,
+  ...logpushRoutes,
   ...dnsRecordRoutes,
   ...workersScriptRoutes,
   ...kvRoutes,

@@ -223,6 +223,16 @@ function describeWorkerHandlers(source: string): string[] {
  * Everything the fake knows: users, accounts and memberships, tokens, zones, DNS records,
  * Workers scripts and KV. Tests arrange state here directly; the HTTP routes read and change it.
  */
+/** A zone's Logpush job, as `/zones/{zone_id}/logpush/jobs` returns it. */
+export interface LogpushJob {
+  readonly id: number;
+  readonly name: string | null;
+  readonly dataset: string;
+  readonly destination_conf: string;
+  readonly enabled: boolean;
+  readonly created_on: string;
+}
+
 export class FakeCloudflareState {
   readonly users = new Map<string, UserRecord>();
   readonly accounts = new Map<string, AccountRecord>();
@@ -233,6 +243,8 @@ export class FakeCloudflareState {
   readonly kvNamespaces = new Map<string, KvNamespaceRecord>();
   /** By zone id; a zone without an entry has no hold. */
   readonly zoneHolds = new Map<string, ZoneHold>();
+  /** Logpush jobs by zone id, in creation order. */
+  readonly logpushJobs = new Map<string, LogpushJob[]>();
   readonly #tokensByValue = new Map<string, TokenRecord>();
   readonly #usersByEmail = new Map<string, UserRecord>();
   readonly #clock: FakeClock;
@@ -258,6 +270,7 @@ export class FakeCloudflareState {
       this.workerScripts,
       this.kvNamespaces,
       this.zoneHolds,
+      this.logpushJobs,
       this.#tokensByValue,
       this.#usersByEmail,
     ]) {
@@ -420,6 +433,7 @@ export class FakeCloudflareState {
   deleteZone(zoneId: string): boolean {
     this.dnsRecords.delete(zoneId);
     this.zoneHolds.delete(zoneId);
+    this.logpushJobs.delete(zoneId);
     return this.zones.delete(zoneId);
   }
 
