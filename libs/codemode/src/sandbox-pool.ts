@@ -180,6 +180,7 @@ function pickResponse(response: UpstreamResponse): UpstreamResponse {
     errors: response.errors,
     messages: response.messages,
     ...(response.result_info !== undefined ? { result_info: response.result_info } : {}),
+    ...(response.pending_approval === true ? { pending_approval: true as const } : {}),
   };
 }
 

@@ -51,6 +51,8 @@ export interface UpstreamResponse {
   readonly errors: readonly unknown[];
   readonly messages: readonly unknown[];
   readonly result_info?: unknown;
+  /** A write held for a person's approval (status 202): planned, not sent. */
+  readonly pending_approval?: true;
 }
 
 export interface UpstreamContext {

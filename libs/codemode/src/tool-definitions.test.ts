@@ -25,7 +25,7 @@ describe('toolDefinitions', () => {
       additionalProperties: false,
     });
     expect(execute.name).toBe('cloudflare_execute');
-    expect(Object.keys(execute.inputSchema.properties)).toEqual(['code', 'account_id']);
+    expect(Object.keys(execute.inputSchema.properties)).toEqual(['code', 'account_id', 'approval_id']);
     const listed = products.filter((product) => search.description.includes(`, ${product},`));
     expect(listed.length).toBeGreaterThan(50);
     expect(search.description).toContain(`Products: ${products[0]}, `);

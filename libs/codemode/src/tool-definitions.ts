@@ -109,7 +109,11 @@ export function toolDefinitions(options: ToolDefinitionOptions): [ToolDefinition
           code: { type: 'string', description: CODE_DESCRIPTION },
           account_id: {
             type: 'string',
-            description: 'Cloudflare account id, available to the code as accountId',
+            description: 'Account id, the code sees it as accountId',
+          },
+          approval_id: {
+            type: 'string',
+            description: "Report on this approval instead (code: '')",
           },
         },
         required: ['code'],

@@ -15,7 +15,7 @@ export function randomString(length: number): string {
 }
 
 export type IdPrefix =
-  'ten' | 'key' | 'con' | 'ca' | 'mcp' | 'exe' | 'aud' | 'snk' | 'dlv' | 'whk' | 'req' | 'chk';
+  'ten' | 'key' | 'con' | 'ca' | 'mcp' | 'exe' | 'aud' | 'snk' | 'dlv' | 'whk' | 'req' | 'chk' | 'apr';
 
 /** Opaque, prefixed, URL-safe id: `ca_3k9...` (20 random characters, ~103 bits). */
 export function newId(prefix: IdPrefix): string {

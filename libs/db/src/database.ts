@@ -293,6 +293,30 @@ export interface ConsoleSessionsTable {
   revoked_at: NullableTimestamp;
 }
 
+export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'expired' | 'applied' | 'failed';
+
+/** A plan of held writes waiting for, or past, a person's decision (see migrations/…_approvals.ts). */
+export interface ApprovalsTable {
+  id: string;
+  tenant_id: string;
+  identifier: string;
+  connected_account_id: string;
+  execution_id: string;
+  status: ApprovalStatus;
+  plan: Json<unknown[]>;
+  plan_sha256: string;
+  dependent: ColumnType<boolean, boolean | undefined, boolean>;
+  /** The audit caller that ran the planning execution. */
+  requested_by: Json<Record<string, unknown>>;
+  created_at: Timestamp;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+  decided_by: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  decided_at: NullableTimestamp;
+  comment: ColumnType<string | null, string | null | undefined, string | null>;
+  results: ColumnType<unknown[] | null, string | null | undefined, string | null>;
+  finished_at: NullableTimestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   tenant_api_keys: TenantApiKeysTable;
@@ -313,6 +337,7 @@ export interface Database {
   oauth_server_keys: OAuthServerKeysTable;
   tenant_sso_configs: TenantSsoConfigsTable;
   console_sessions: ConsoleSessionsTable;
+  approvals: ApprovalsTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;

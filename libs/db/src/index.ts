@@ -11,6 +11,7 @@ export { isDatabaseUnavailable, isDatabaseWriteRefused, isUniqueViolation } from
 export { decodeCursor, encodeCursor } from './cursor.ts';
 export type { PageCursor } from './cursor.ts';
 export type {
+  ApprovalStatus,
   AuditEventRow,
   AuthorizationType,
   CloudflareAccountRef,

@@ -13,6 +13,8 @@ import type {
 } from '@warden/vault';
 import { connectedAccountJson } from '@warden/vault';
 import type { Kysely } from 'kysely';
+import { approvalJson } from './approvals.service.ts';
+import type { ApprovalEvents } from './approvals.service.ts';
 
 /**
  * SIEM sinks and the tenant's own webhook: configuration (secrets sealed like
@@ -214,9 +216,36 @@ export function createDeliveryService(deps: {
     if (!owner) throw notFound('delivery destination');
   }
 
+  /** Approval events (`approval.requested`, …) to the tenant's webhook, in the change's transaction. */
+  const approvalEvents: ApprovalEvents = async (tx, tenantId, event) => {
+    const hook = await tx
+      .selectFrom('tenant_webhooks')
+      .select('id')
+      .where('tenant_id', '=', tenantId)
+      .where('enabled', '=', true)
+      .executeTakeFirst();
+    if (!hook) return;
+    const id = newId('whk');
+    await enqueueOutbox(tx, [
+      {
+        tenantId,
+        destinationType: 'tenant_webhook',
+        destinationId: hook.id,
+        eventId: id,
+        payload: {
+          id,
+          type: event.type,
+          created_at: new Date().toISOString(),
+          data: { approval: approvalJson(event.approval) },
+        },
+      },
+    ]);
+  };
+
   return {
     resolve,
     accountEvents,
+    approvalEvents,
 
     async createSink(ctx: ActorContext, input: { name?: unknown; config: unknown }): Promise<SinkView> {
       const { tenantId } = ctx;

@@ -1,11 +1,12 @@
 import type { AuditStore } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
-import { WardenError, systemClock } from '@warden/core';
+import { WardenError, notFound, systemClock } from '@warden/core';
 import type { CloudflareCredential } from '@warden/cloudflare';
 import type { ConnectedAccount } from '@warden/vault';
 import { resolveCloudflareAccount } from './account-resolution.ts';
 import type { CallContextSource, LiveCalls } from './call-context.ts';
 import { Execution } from './execution.ts';
+import type { ApprovalService } from './approvals.service.ts';
 import type { ExecuteToolResult } from './execution.ts';
 import { evaluatePolicy } from './policy.ts';
 import type { Policy } from './policy.ts';
@@ -46,6 +47,8 @@ export interface ExecuteToolDeps {
   ) => void;
   /** Whether an MCP token may still be used; read when a call must re-check what it holds. */
   readonly isTokenActive?: (tenantId: string, tokenId: string) => Promise<boolean>;
+  /** Writes an `approve` rule holds become approvals here; without it they are refused. */
+  readonly approvals?: ApprovalService;
   readonly logger: Logger;
   readonly clock?: Clock;
 }
@@ -53,6 +56,8 @@ export interface ExecuteToolDeps {
 interface ParsedParams {
   readonly code: string;
   readonly accountId?: string;
+  /** cloudflare_execute only: report this approval's status instead of running code. */
+  readonly approvalId?: string;
 }
 
 function parseParams(tool: ToolName, params: unknown): ParsedParams {
@@ -62,7 +67,7 @@ function parseParams(tool: ToolName, params: unknown): ParsedParams {
     });
   }
   const p = params as Record<string, unknown>;
-  const allowed = tool === 'cloudflare_execute' ? ['code', 'account_id'] : ['code'];
+  const allowed = tool === 'cloudflare_execute' ? ['code', 'account_id', 'approval_id'] : ['code'];
   for (const key of Object.keys(p)) {
     if (!allowed.includes(key)) {
       throw new WardenError(
@@ -73,6 +78,16 @@ function parseParams(tool: ToolName, params: unknown): ParsedParams {
         },
       );
     }
+  }
+  if (p.approval_id !== undefined) {
+    if (typeof p.approval_id !== 'string' || !/^apr_[0-9a-z]{20}$/.test(p.approval_id)) {
+      throw new WardenError(
+        'invalid_request',
+        'params.approval_id: must be the id of an approval (apr_…) a previous cloudflare_execute returned',
+        { field: 'params.approval_id' },
+      );
+    }
+    return { code: typeof p.code === 'string' ? p.code : '', approvalId: p.approval_id };
   }
   if (typeof p.code !== 'string' || p.code.trim() === '') {
     throw new WardenError(
@@ -137,7 +152,30 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     clock,
     ...(deps.onUnauthorized ? { onUnauthorized: deps.onUnauthorized } : {}),
     ...(deps.isTokenActive ? { isTokenActive: deps.isTokenActive } : {}),
+    ...(deps.approvals ? { approvals: deps.approvals } : {}),
   };
+
+  /**
+   * An agent polling the approval its plan asked for (no code runs, nothing reaches Cloudflare):
+   * only approvals of the same identifier are visible to it.
+   */
+  async function approvalStatus(
+    caller: ToolCaller,
+    identifier: string,
+    approvalId: string,
+  ): Promise<ExecuteToolResult> {
+    if (!deps.approvals) throw notFound('approval');
+    const approval = await deps.approvals.get(caller.tenantId, approvalId);
+    if (approval.identifier !== identifier) throw notFound('approval');
+    return {
+      executionId: approval.executionId,
+      data: null,
+      error: null,
+      truncated: null,
+      logs: [],
+      approval,
+    };
+  }
 
   async function run(caller: ToolCaller, input: ExecuteToolInput): Promise<ExecuteToolResult> {
     if (!isToolName(input.toolName)) {
@@ -156,6 +194,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       ...(input.connectionName !== undefined ? { connectionName: input.connectionName } : {}),
       ...(input.connectedAccountId !== undefined ? { connectedAccountId: input.connectedAccountId } : {}),
     };
+    if (params.approvalId !== undefined) return approvalStatus(caller, input.identifier, params.approvalId);
     const context = await deps.contexts.load(caller, target);
     const cfAccountId =
       tool === 'cloudflare_execute'

@@ -16,7 +16,10 @@ import type {
 import type { SandboxOutcome, TruncationInfo, UpstreamRequest, UpstreamResponse } from './ports.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
+import { PENDING_APPROVAL_RESPONSE } from './upstream-gateway.ts';
 import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
+import { ExecutionPlan } from './approvals.service.ts';
+import type { ApprovalService, ApprovalView } from './approvals.service.ts';
 
 export interface ExecuteToolResult {
   readonly executionId: string;
@@ -25,6 +28,8 @@ export interface ExecuteToolResult {
   readonly truncated: TruncationInfo | null;
   /** What the code wrote with console.log, capped. */
   readonly logs: readonly string[];
+  /** The writes policy held for a person's approval, when there were any. */
+  readonly approval: ApprovalView | null;
 }
 
 /** What an execution needs from the service that starts it. */
@@ -46,6 +51,8 @@ export interface ExecutionDeps {
   ) => void;
   /** Whether an MCP token may still be used; read when a call must re-check what it holds. */
   readonly isTokenActive?: (tenantId: string, tokenId: string) => Promise<boolean>;
+  /** Where held writes become approvals; without it, a write an approve rule holds is refused. */
+  readonly approvals?: ApprovalService;
 }
 
 export interface ExecutionStart {
@@ -58,6 +65,10 @@ export interface ExecutionStart {
 }
 
 function toSandboxResponse(response: CloudflareResponse): UpstreamResponse {
+  // A write held for approval: the code sees it planned and goes on.
+  if (response === PENDING_APPROVAL_RESPONSE) {
+    return { success: true, status: 202, result: null, errors: [], messages: [], pending_approval: true };
+  }
   return {
     success: response.success,
     status: response.status,
@@ -83,11 +94,14 @@ export class Execution {
   readonly #live: LiveCallHandle;
   #context: CallContext;
   #credential: Promise<CloudflareCredential> | null = null;
+  /** The writes an approve rule held, in order (only where approvals can be asked for). */
+  readonly #plan: ExecutionPlan | null;
 
   constructor(deps: ExecutionDeps, start: ExecutionStart) {
     this.#deps = deps;
     this.#start = start;
     this.#context = start.context;
+    this.#plan = deps.approvals ? new ExecutionPlan() : null;
     this.#startedAt = deps.clock.now().getTime();
     const account = start.context.account.account;
     this.#subject = {
@@ -193,6 +207,7 @@ export class Execution {
         if (this.#live.state(context.readAt) === 'revoked') throw this.#revokedNow();
       },
       onUnauthorized: () => this.#deps.onUnauthorized?.(caller.tenantId, context.account.account, credential),
+      ...(this.#plan ? { plan: this.#plan } : {}),
     };
   }
 
@@ -232,7 +247,25 @@ export class Execution {
    */
   async finish(outcome: SandboxOutcome): Promise<ExecuteToolResult> {
     try {
-      const error = outcome.ok ? null : outcome.error;
+      const held = this.#plan?.steps.length ?? 0;
+      let error = outcome.ok ? null : outcome.error;
+      if (error && held > 0) {
+        // Nothing of a failed run is asked for: its plan may be cut short.
+        error = {
+          ...error,
+          message: `${error.message} (${held} write(s) held for approval were dropped because the code failed; a write that needs the result of an earlier held write cannot be planned in the same run: plan the first write alone, and run again once it is approved)`,
+        };
+      }
+      const approval =
+        !error && held > 0 && this.#plan && this.#deps.approvals
+          ? await this.#deps.approvals.request({
+              caller: this.#start.caller,
+              identifier: this.#start.target.identifier,
+              connectedAccountId: this.account.id,
+              executionId: this.id,
+              plan: this.#plan,
+            })
+          : null;
       await this.#journal.flush([
         toolCallRecord(this.#subject, {
           outcome: error ? outcomeOf(error.code) : 'success',
@@ -250,6 +283,7 @@ export class Execution {
         error,
         truncated: outcome.ok ? (outcome.truncated ?? null) : null,
         logs: outcome.logs,
+        approval,
       };
     } finally {
       this.#live.release();

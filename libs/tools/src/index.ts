@@ -41,6 +41,15 @@ export type { PolicyStore } from './policy.store.ts';
 export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';
 export type { ExecuteToolDeps, ExecuteToolInput, ExecuteToolService } from './execute-tool.service.ts';
 export { Execution } from './execution.ts';
+export { ExecutionPlan, approvalJson, createApprovalService, planDigest } from './approvals.service.ts';
+export type {
+  ApprovalEvents,
+  ApprovalService,
+  ApprovalView,
+  Approver,
+  PlanStep,
+  StepResult,
+} from './approvals.service.ts';
 export type { ExecuteToolResult } from './execution.ts';
 export { createCallContextSource, createLiveCalls } from './call-context.ts';
 export type {

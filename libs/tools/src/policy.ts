@@ -202,7 +202,7 @@ export function describePolicy(tenant: Policy, identity: Policy): string | null 
   const approves = [...(tenant.rules ?? []), ...(identity.rules ?? [])].filter((r) => r.effect === 'approve');
   if (approves.length > 0)
     parts.push(
-      `writes held for a person's approval: ${approves.map((r) => `${r.methods.join('|')} ${r.path}`).join('; ')}`,
+      `writes held for a person's approval (they resolve {status: 202, pending_approval: true}, are sent only once approved; the result names the approval): ${approves.map((r) => `${r.methods.join('|')} ${r.path}`).join('; ')}`,
     );
   if (denies.length > 0)
     parts.push(`denied: ${denies.map((r) => `${r.methods.join('|')} ${r.path}`).join('; ')}`);

@@ -52,6 +52,11 @@ export interface UpstreamParty {
    * execution's plan). Without one, such a write is refused: no one could approve it.
    */
   readonly plan?: PlanSink;
+  /**
+   * The request is a step of a plan a person approved: rules that hold writes for approval let it
+   * through; deny rules (the policy as it stands now) still refuse it.
+   */
+  readonly approved?: boolean;
 }
 
 /** A write held for approval: exactly what would have been sent, on its canonical path. */
@@ -59,7 +64,10 @@ export interface HeldWrite {
   readonly method: string;
   readonly path: string;
   readonly query: CloudflareRequest['query'] | null;
+  /** The JSON body, or null (with `rawBody` for a non-JSON upload). */
   readonly body: unknown;
+  readonly rawBody?: string;
+  readonly contentType?: string;
   readonly operation: OperationInfo | null;
   /** The policy rule that holds it, e.g. `approve-writes` (tenant). */
   readonly rule: string;
@@ -182,7 +190,7 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
         ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
       });
       if (!decision.allowed) return refuse(policyRefusal(decision, request));
-      if (decision.approval) {
+      if (decision.approval && !party.approved) {
         if (!party.plan) {
           return refuse(
             new WardenError(
@@ -196,7 +204,9 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
           method: request.method,
           path: request.path,
           query: request.query ?? null,
-          body: request.rawBody ?? request.body ?? null,
+          body: request.body ?? null,
+          ...(request.rawBody !== undefined ? { rawBody: request.rawBody } : {}),
+          ...(request.contentType !== undefined ? { contentType: request.contentType } : {}),
           operation: op,
           rule: decision.approval.rule,
         });

@@ -15,6 +15,7 @@ import { z } from 'zod';
 import type { Container } from './container.ts';
 import type { ExecuteToolService } from '@warden/tools';
 import { adminRoutes } from './http/admin.routes.ts';
+import { approvalRoutes } from './http/approvals.routes.ts';
 import { connectedAccountRoutes } from './http/connected-accounts.routes.ts';
 import { MAX_PATH_PARAM_CHARS, protocolError, toWireError, validatorCompiler } from './http/error-mapper.ts';
 import { adminApiOff } from './http/auth.ts';
@@ -253,6 +254,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(async (scope) => systemAuditRoutes(scope, container));
   await app.register(async (scope) => connectedAccountRoutes(scope, container));
   await app.register(async (scope) => toolRoutes(scope, { ...container, executeTool }));
+  await app.register(async (scope) => approvalRoutes(scope, container));
   await app.register(async (scope) => policyRoutes(scope, container));
   await app.register(async (scope) =>
     settingsRoutes(scope, {

@@ -79,6 +79,8 @@ const schema = z
     AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
     AUDIT_OUTCOME_GRACE_SECONDS: int(0, 86_400).optional(),
     SHUTDOWN_DRAIN_SECONDS: int(0, 20).default(0),
+    /** How long a plan of held writes waits for a decision before it expires. */
+    APPROVAL_EXPIRY_HOURS: int(1, 720).default(24),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
@@ -224,6 +226,8 @@ export interface Config {
   readonly bodyLimitBytes: number;
   readonly trustProxy: boolean;
   readonly migrateOnStart: boolean;
+  /** A pending approval expires this long after its plan was recorded. */
+  readonly approvalExpiryMs: number;
 }
 
 export class ConfigError extends Error {
@@ -379,6 +383,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     auditOutcomeGraceMs:
       env.AUDIT_OUTCOME_GRACE_SECONDS === undefined ? null : env.AUDIT_OUTCOME_GRACE_SECONDS * 1000,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_SECONDS * 1000,
+    approvalExpiryMs: env.APPROVAL_EXPIRY_HOURS * 3_600_000,
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,

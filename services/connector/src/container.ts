@@ -44,6 +44,7 @@ import {
   createCallContextSource,
   createCredentialVerifier,
   createDeliveryService,
+  createApprovalService,
   createExecuteToolService,
   createLiveCalls,
   createMintedCredentialStore,
@@ -59,6 +60,7 @@ import type {
   AuditMaintenance,
   CallContextSource,
   DeliveryService,
+  ApprovalService,
   ExecuteToolService,
   Invalidation,
   LiveCalls,
@@ -130,6 +132,7 @@ export interface Container {
   readonly liveCalls: LiveCalls;
   readonly mcpTokens: McpTokenService;
   readonly executeTool: ExecuteToolService;
+  readonly approvals: ApprovalService;
   readonly scopedTools: ScopedToolsService;
   /** Cross-replica fan-out (Redis pub/sub, or in-process). */
   readonly bus: EventBus;
@@ -430,7 +433,19 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     }
   }
 
+  const approvals = createApprovalService({
+    db: db.kysely,
+    audit,
+    lifecycleAudit,
+    events: delivery.approvalEvents,
+    gateway,
+    contexts,
+    expiryMs: config.approvalExpiryMs,
+    clock,
+    logger,
+  });
   const executeTool = createExecuteToolService({
+    approvals,
     contexts,
     liveCalls,
     gateway,
@@ -522,6 +537,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     liveCalls,
     mcpTokens,
     executeTool,
+    approvals,
     scopedTools,
     bus,
     mcpConnections,

@@ -101,6 +101,112 @@ class PostAdminTenantsByIdApiKeysResponse(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalPlanItemOperation(WardenModel):
+    path_template: str
+    permissions: list[str]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalPlanItem(WardenModel):
+    seq: float
+    method: str
+    path: str
+    query: dict[str, Any] | None
+    body: Any
+    content_type: str | None = None
+    operation: ApprovalPlanItemOperation | None
+    rule: str
+    """The policy rule that held the write."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalRequestedBy(WardenModel):
+    type: str
+    id: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalDecidedBy(WardenModel):
+    type: str
+    id: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalResultsItemError(WardenModel):
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalResultsItem(WardenModel):
+    seq: float
+    status: float | None
+    success: bool
+    error: ApprovalResultsItemError | None
+    result: Any = None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Approval(WardenModel):
+    id: str
+    status: Literal["pending", "approved", "rejected", "expired", "applied", "failed"]
+    url: str | None = None
+    identifier: str
+    connected_account_id: str
+    execution_id: str
+    """The execution that planned the writes."""
+    plan: list[ApprovalPlanItem]
+    plan_sha256: str
+    """SHA-256 of the plan, also on the audit trail."""
+    dependent: bool
+    """A later write uses a value only an earlier one would produce: it cannot be applied as recorded."""
+    requested_by: ApprovalRequestedBy
+    created_at: str
+    expires_at: str
+    decided_by: ApprovalDecidedBy | None
+    decided_at: str | None
+    comment: str | None
+    results: list[ApprovalResultsItem] | None
+    """Per applied step: what Cloudflare answered; the apply stops at the first failure."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetApprovalsResponse(WardenPage["Approval"], items_field="approvals"):
+    """`GET /api/v1/approvals`: Plans of writes held for approval, newest first."""
+    approvals: list[Approval]
+    next_page_token: str | None
+
+
+GetApprovalsQueryStatus: TypeAlias = Literal["pending", "approved", "rejected", "expired", "applied", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GetApprovalsByIdResponse(WardenModel):
+    """`GET /api/v1/approvals/{id}`: One approval: its plan, decision and per-step results."""
+    approval: Approval
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostApprovalsByIdApproveResponse(WardenModel):
+    """`POST /api/v1/approvals/{id}/approve`: Approve a pending plan: Warden sends exactly its writes, in order, and reports each."""
+    approval: Approval
+
+
+class PostApprovalsByIdApproveBody(TypedDict, total=False):
+    comment: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostApprovalsByIdRejectResponse(WardenModel):
+    """`POST /api/v1/approvals/{id}/reject`: Reject a pending plan: nothing of it is ever sent."""
+    approval: Approval
+
+
+class PostApprovalsByIdRejectBody(TypedDict, total=False):
+    comment: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class AuditEventCaller(WardenModel):
     type: str
     id: str | None
@@ -420,6 +526,8 @@ class PostExecuteToolResponse(WardenModel):
     logs: list[str] | None = None
     """console.log lines of the code, when it wrote any; the last says so when some were cut."""
     execution_id: str
+    approval: dict[str, Any] | None = None
+    """Writes an approve policy rule held: {id, url, status, expires_at, plan, …}; a person approves them at POST /api/v1/approvals/{id}/approve. Also the answer to params {approval_id}."""
 
 
 class _PostExecuteToolBodyRequired(TypedDict):

@@ -1914,6 +1914,10 @@ export interface paths {
                             /** @description console.log lines of the code, when it wrote any; the last says so when some were cut. */
                             logs?: string[];
                             execution_id: string;
+                            /** @description Writes an approve policy rule held: {id, url, status, expires_at, plan, …}; a person approves them at POST /api/v1/approvals/{id}/approve. Also the answer to params {approval_id}. */
+                            approval?: {
+                                [key: string]: unknown;
+                            };
                         };
                     };
                 };
@@ -1955,6 +1959,475 @@ export interface paths {
                 };
                 /** @description Default Response */
                 429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Plans of writes held for approval, newest first */
+        get: {
+            parameters: {
+                query?: {
+                    status?: "pending" | "approved" | "rejected" | "expired" | "applied" | "failed";
+                    identifier?: string;
+                    page_size?: number;
+                    page_token?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            approvals: components["schemas"]["Approval"][];
+                            next_page_token: string | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One approval: its plan, decision and per-step results */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            approval: components["schemas"]["Approval"];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Approve a pending plan: Warden sends exactly its writes, in order, and reports each
+         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/json": {
+                        /** @description Why, for the audit trail. */
+                        comment?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            approval: components["schemas"]["Approval"];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/approvals/{id}/reject": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reject a pending plan: nothing of it is ever sent */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: {
+                content: {
+                    "application/json": {
+                        /** @description Why, for the audit trail. */
+                        comment?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            approval: components["schemas"]["Approval"];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -5405,6 +5878,66 @@ export interface components {
             name: string;
             created_at: string;
         };
+        ToolDefinitionInput: {
+            name: string;
+            description: string;
+            input_schema: {
+                [key: string]: unknown;
+            };
+        };
+        ApprovalInput: {
+            id: string;
+            /** @enum {string} */
+            status: "pending" | "approved" | "rejected" | "expired" | "applied" | "failed";
+            url?: string;
+            identifier: string;
+            connected_account_id: string;
+            /** @description The execution that planned the writes. */
+            execution_id: string;
+            plan: {
+                seq: number;
+                method: string;
+                path: string;
+                query: {
+                    [key: string]: unknown;
+                } | null;
+                body: unknown;
+                content_type?: string;
+                operation: {
+                    path_template: string;
+                    permissions: string[];
+                } | null;
+                /** @description The policy rule that held the write. */
+                rule: string;
+            }[];
+            /** @description SHA-256 of the plan, also on the audit trail. */
+            plan_sha256: string;
+            /** @description A later write uses a value only an earlier one would produce: it cannot be applied as recorded. */
+            dependent: boolean;
+            requested_by: {
+                type: string;
+                id: string | null;
+            };
+            created_at: string;
+            expires_at: string;
+            decided_by: {
+                type: string;
+                id: string | null;
+            } | null;
+            decided_at: string | null;
+            comment: string | null;
+            /** @description Per applied step: what Cloudflare answered; the apply stops at the first failure. */
+            results: {
+                seq: number;
+                status: number | null;
+                success: boolean;
+                error: {
+                    code: string;
+                    message: string;
+                } | null;
+                result?: unknown;
+            }[] | null;
+        };
         AuditEventInput: {
             id: string;
             tenant_id: string;
@@ -5500,13 +6033,6 @@ export interface components {
                 retention_days: number;
                 /** @description Store submitted code in the audit trail (its SHA-256 is always stored). */
                 capture_code: boolean;
-            };
-        };
-        ToolDefinitionInput: {
-            name: string;
-            description: string;
-            input_schema: {
-                [key: string]: unknown;
             };
         };
         AuditSinkInput: {
@@ -5648,6 +6174,66 @@ export interface components {
             name: string;
             created_at: string;
         };
+        ToolDefinition: {
+            name: string;
+            description: string;
+            input_schema: {
+                [key: string]: unknown;
+            };
+        };
+        Approval: {
+            id: string;
+            /** @enum {string} */
+            status: "pending" | "approved" | "rejected" | "expired" | "applied" | "failed";
+            url?: string;
+            identifier: string;
+            connected_account_id: string;
+            /** @description The execution that planned the writes. */
+            execution_id: string;
+            plan: {
+                seq: number;
+                method: string;
+                path: string;
+                query: {
+                    [key: string]: unknown;
+                } | null;
+                body: unknown;
+                content_type?: string;
+                operation: {
+                    path_template: string;
+                    permissions: string[];
+                } | null;
+                /** @description The policy rule that held the write. */
+                rule: string;
+            }[];
+            /** @description SHA-256 of the plan, also on the audit trail. */
+            plan_sha256: string;
+            /** @description A later write uses a value only an earlier one would produce: it cannot be applied as recorded. */
+            dependent: boolean;
+            requested_by: {
+                type: string;
+                id: string | null;
+            };
+            created_at: string;
+            expires_at: string;
+            decided_by: {
+                type: string;
+                id: string | null;
+            } | null;
+            decided_at: string | null;
+            comment: string | null;
+            /** @description Per applied step: what Cloudflare answered; the apply stops at the first failure. */
+            results: {
+                seq: number;
+                status: number | null;
+                success: boolean;
+                error: {
+                    code: string;
+                    message: string;
+                } | null;
+                result?: unknown;
+            }[] | null;
+        };
         AuditEvent: {
             id: string;
             tenant_id: string;
@@ -5743,13 +6329,6 @@ export interface components {
                 retention_days: number;
                 /** @description Store submitted code in the audit trail (its SHA-256 is always stored). */
                 capture_code: boolean;
-            };
-        };
-        ToolDefinition: {
-            name: string;
-            description: string;
-            input_schema: {
-                [key: string]: unknown;
             };
         };
         AuditSink: {

@@ -210,7 +210,7 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
     expect(cf.requests().filter((r) => r.method === 'POST')).toEqual([]);
   });
 
-  it('refuses a write an approve rule holds while the execution cannot record a plan, reads still run', async () => {
+  it('plans a write an approve rule holds: the SDK call resolves as planned, reads still run', async () => {
     const policy = await fetch(`${base}/api/v1/identities/alice-approve/policy`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
@@ -221,22 +221,20 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
     expect(policy.status).toBe(200);
     await t.connect(apiKey, 'alice-approve', token);
     cf.clearRequests();
-    const res = await execute(
+    const res = (await execute(
       `async () => {
         const zone = await cloudflare.zones.get({ zone_id: '${zoneId}' });
-        try {
-          await cloudflare.dns.records.create({ zone_id: zone.id, type: 'A', name: 'x.example.com', content: '192.0.2.9' });
-        } catch (e) {
-          return [zone.name, e.code, e.message];
-        }
+        const created = await cloudflare.dns.records.create({ zone_id: zone.id, type: 'A', name: 'x.example.com', content: '192.0.2.9' });
+        return [zone.name, created];
       }`,
       'alice-approve',
-    );
-    expect(res.data).toEqual([
-      'example.com',
-      'policy_denied',
-      expect.stringMatching(/needs a person's approval \(identity rule approve-writes\)/),
-    ]);
+    )) as ExecuteBody & { approval?: { status: string; plan: Array<{ method: string; rule: string }> } };
+    // The SDK resolves to `result`, which a held write does not have yet.
+    expect(res.data).toEqual(['example.com', null]);
+    expect(res.approval).toMatchObject({
+      status: 'pending',
+      plan: [{ method: 'POST', rule: 'approve-writes' }],
+    });
     expect(cf.requests().map((r) => r.method)).toEqual(['GET']);
   });
 

@@ -1,4 +1,5 @@
 import type { ExecuteToolService, ScopedToolsService, ToolCaller } from '@warden/tools';
+import { approvalJson } from '@warden/tools';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -7,6 +8,11 @@ import type { Container } from '../container.ts';
 import { errorResponses, pageSize } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
+
+/** The API address of an approval, for agents and notifications. */
+export function approvalUrl(publicUrl: string, id: string): string {
+  return `${publicUrl.replace(/\/$/, '')}/api/v1/approvals/${id}`;
+}
 
 export function apiKeyCaller(request: FastifyRequest): ToolCaller {
   const caller = tenantOf(request);
@@ -23,7 +29,10 @@ const toolDefinition = z
 
 export async function toolRoutes(
   app: FastifyInstance,
-  deps: Pick<Container, 'tenants'> & { scopedTools: ScopedToolsService; executeTool: ExecuteToolService },
+  deps: Pick<Container, 'tenants' | 'config'> & {
+    scopedTools: ScopedToolsService;
+    executeTool: ExecuteToolService;
+  },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.addHook('onRequest', tenantAuth(deps.tenants));
@@ -123,6 +132,12 @@ export async function toolRoutes(
               'console.log lines of the code, when it wrote any; the last says so when some were cut.',
             ),
           execution_id: z.string(),
+          approval: z
+            .record(z.string(), z.unknown())
+            .optional()
+            .describe(
+              'Writes an approve policy rule held: {id, url, status, expires_at, plan, …}; a person approves them at POST /api/v1/approvals/{id}/approve. Also the answer to params {approval_id}.',
+            ),
         }),
         ...errorResponses,
         429: errorResponses[400],
@@ -143,6 +158,13 @@ export async function toolRoutes(
         ...(result.error ? { error: result.error } : {}),
         ...(result.logs.length > 0 ? { logs: [...result.logs] } : {}),
         execution_id: result.executionId,
+        ...(result.approval
+          ? {
+              approval: approvalJson(result.approval, {
+                url: approvalUrl(deps.config.publicUrl, result.approval.id),
+              }),
+            }
+          : {}),
       };
     },
   });

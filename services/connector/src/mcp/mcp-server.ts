@@ -15,6 +15,8 @@ export interface McpDeps {
   readonly policies: Pick<PolicyStore, 'effective'>;
   readonly definitions: ToolDefinitionSource;
   readonly executeTool: ExecuteToolService;
+  /** Where approvals are shown (their API address). */
+  readonly publicUrl: string;
 }
 
 export const SERVER_INFO = { name: 'warden-cloudflare', version: '1.0.0' } as const;
@@ -54,6 +56,7 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
       caller: c,
       identifier: session.identifier,
       executeTool: deps.executeTool,
+      publicUrl: deps.publicUrl,
       connectedAccountIds: accounts.map((a) => a.id),
     });
   }
@@ -73,7 +76,12 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
       throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
     }
     return callCodeModeTool(
-      { caller: caller(), identifier: session.identifier, executeTool: deps.executeTool },
+      {
+        caller: caller(),
+        identifier: session.identifier,
+        executeTool: deps.executeTool,
+        publicUrl: deps.publicUrl,
+      },
       request.params.name,
       request.params.arguments ?? {},
     );

@@ -1,4 +1,6 @@
-import type { ExecuteToolService, ToolCaller, ToolDefinition } from '@warden/tools';
+import type { ApprovalView, ExecuteToolService, ToolCaller, ToolDefinition } from '@warden/tools';
+import { approvalJson } from '@warden/tools';
+import { approvalUrl } from '../http/tools.routes.ts';
 import { isWardenError } from '@warden/core';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 
@@ -30,9 +32,23 @@ function text(value: string, isError = false, logs: readonly string[] = []): Cal
   };
 }
 
+/** What the agent is told about writes waiting for a person (and the approval itself, as JSON). */
+function approvalText(approval: ApprovalView, publicUrl: string): string {
+  const url = approvalUrl(publicUrl, approval.id);
+  const json = JSON.stringify(approvalJson(approval, { url }));
+  switch (approval.status) {
+    case 'pending':
+      return `${approval.plan.length} write(s) were planned, not sent: a person must approve approval ${approval.id} (${url}) before ${approval.expiresAt.toISOString()}.${approval.dependent ? ' A later write uses a value only an earlier one would produce, so the plan cannot be applied as recorded: plan the first write alone.' : ''} Call cloudflare_execute with {"code": "", "approval_id": "${approval.id}"} to learn its status.\n${json}`;
+    case 'applied':
+      return `approval ${approval.id} was approved and applied: every planned write was sent.\n${json}`;
+    default:
+      return `approval ${approval.id} is ${approval.status}.\n${json}`;
+  }
+}
+
 /** Runs one Code Mode tool for an MCP session through the same use case as REST. */
 export async function callCodeModeTool(
-  options: { caller: ToolCaller; identifier: string; executeTool: ExecuteToolService },
+  options: { caller: ToolCaller; identifier: string; executeTool: ExecuteToolService; publicUrl: string },
   name: string,
   args: Record<string, unknown>,
 ): Promise<CallToolResult> {
@@ -45,6 +61,10 @@ export async function callCodeModeTool(
       ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
     });
     if (result.error) return text(`${result.error.code}: ${result.error.message}`, true, result.logs);
+    if (result.approval) {
+      const data = 'approval_id' in params ? '' : `${JSON.stringify(result.data ?? null)}\n`;
+      return text(`${data}${approvalText(result.approval, options.publicUrl)}`, false, result.logs);
+    }
     return text(JSON.stringify(result.data ?? null), false, result.logs);
   } catch (error) {
     if (isWardenError(error)) return text(`${error.code}: ${error.message}`, true);
@@ -58,6 +78,7 @@ export function codeModeTools(options: {
   caller: ToolCaller;
   identifier: string;
   executeTool: ExecuteToolService;
+  publicUrl: string;
   /** Several ACTIVE accounts: the tools take `connected_account_id`. */
   connectedAccountIds: readonly string[];
 }): McpToolDeclaration[] {

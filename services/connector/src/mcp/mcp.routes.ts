@@ -40,7 +40,6 @@ export interface McpRouteDeps extends McpDeps {
   readonly oauth: { authenticate(token: string): Promise<McpSession | null> };
   readonly bus: EventBus;
   readonly connections: McpConnections;
-  readonly publicUrl: string;
   readonly allowedOrigins: readonly string[];
   readonly logger: Logger;
 }

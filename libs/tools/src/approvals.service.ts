@@ -1,0 +1,589 @@
+import { createHash } from 'node:crypto';
+import type { AuditCaller, AuditStore, AuditSubject } from '@warden/audit';
+import { AuditJournal, SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
+import type { Clock, Logger } from '@warden/core';
+import { WardenError, isWardenError, newId, noopLogger, notFound, systemClock } from '@warden/core';
+import type { HttpMethod } from '@warden/cloudflare';
+import { decodeCursor, encodeCursor } from '@warden/db';
+import type { ApprovalStatus, Database } from '@warden/db';
+import type { LifecycleAudit } from '@warden/vault';
+import { validateIdentifier } from '@warden/vault';
+import type { Kysely, Transaction } from 'kysely';
+import { upstreamPrincipal } from './account-resolution.ts';
+import type { CallContextSource } from './call-context.ts';
+import type { ToolCaller } from './tool-caller.ts';
+import { auditCaller } from './tool-caller.ts';
+import type { HeldWrite, PlanSink, UpstreamGateway } from './upstream-gateway.ts';
+
+/** One write of a plan: exactly what will be sent, on its canonical path. */
+export interface PlanStep {
+  readonly seq: number;
+  readonly method: string;
+  readonly path: string;
+  readonly query: Readonly<Record<string, string | number | boolean>> | null;
+  readonly body: unknown;
+  readonly rawBody: string | null;
+  readonly contentType: string | null;
+  readonly operation: { readonly path_template: string; readonly permissions: readonly string[] } | null;
+  /** The policy rule that held it. */
+  readonly rule: string;
+}
+
+export interface StepResult {
+  readonly seq: number;
+  /** Cloudflare's status, or null when the step was refused before it was sent. */
+  readonly status: number | null;
+  readonly success: boolean;
+  readonly error: { readonly code: string; readonly message: string } | null;
+  readonly result?: unknown;
+}
+
+export interface ApprovalView {
+  readonly id: string;
+  readonly status: ApprovalStatus;
+  readonly identifier: string;
+  readonly connectedAccountId: string;
+  readonly executionId: string;
+  readonly plan: readonly PlanStep[];
+  readonly planSha256: string;
+  /** A later write uses a value only an earlier held write could produce: not appliable as one plan. */
+  readonly dependent: boolean;
+  readonly requestedBy: AuditCaller;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+  readonly decidedBy: AuditCaller | null;
+  readonly decidedAt: Date | null;
+  readonly comment: string | null;
+  readonly results: readonly StepResult[] | null;
+}
+
+/** Placeholders a value from a pending write leaves in a later request (`/dns_records/undefined`). */
+const MISSING_VALUE = /(^|\/)(undefined|null|NaN|\[object Object\])(\/|$)/;
+
+/**
+ * The writes one execution's policy held, in order: the gateway hands each here instead of
+ * sending it, and the execution records them as one approval when it ends.
+ */
+export class ExecutionPlan implements PlanSink {
+  readonly steps: PlanStep[] = [];
+  #dependent = false;
+
+  hold(write: HeldWrite): void {
+    // Only after a held write can a value be missing because of one.
+    if (this.steps.length > 0) {
+      const text = `${write.path}?${JSON.stringify(write.query ?? {})}`;
+      if (MISSING_VALUE.test(write.path) || /"(undefined|NaN)"/.test(text) || bodyHasMissing(write.body))
+        this.#dependent = true;
+    }
+    this.steps.push({
+      seq: this.steps.length + 1,
+      method: write.method,
+      path: write.path,
+      query: write.query ?? null,
+      body: write.rawBody === undefined ? (write.body ?? null) : null,
+      rawBody: write.rawBody ?? null,
+      contentType: write.contentType ?? null,
+      operation: write.operation
+        ? { path_template: write.operation.pathTemplate, permissions: write.operation.permissions }
+        : null,
+      rule: write.rule,
+    });
+  }
+
+  get dependent(): boolean {
+    return this.#dependent;
+  }
+}
+
+function bodyHasMissing(body: unknown): boolean {
+  if (body === null || body === undefined) return false;
+  const json = typeof body === 'string' ? body : JSON.stringify(body);
+  return /:\s*"(undefined|NaN)"/.test(json);
+}
+
+/** The plan's digest: what a person approves is provably what is sent (it is on the trail). */
+export function planDigest(plan: readonly PlanStep[]): string {
+  return createHash('sha256').update(JSON.stringify(plan)).digest('hex');
+}
+
+export interface ApprovalRequest {
+  readonly caller: ToolCaller;
+  readonly identifier: string;
+  readonly connectedAccountId: string;
+  readonly executionId: string;
+  readonly plan: ExecutionPlan;
+}
+
+/** Tenant webhook events for approvals, in the transaction of the change. */
+export type ApprovalEvents = (
+  tx: Transaction<Database>,
+  tenantId: string,
+  event: { type: string; approval: ApprovalView },
+) => Promise<void>;
+
+export interface ApprovalServiceDeps {
+  readonly db: Kysely<Database>;
+  readonly audit: AuditStore;
+  /** Lifecycle records in the change's transaction (requested, approved, rejected, applied, expired). */
+  readonly lifecycleAudit: LifecycleAudit;
+  readonly events?: ApprovalEvents;
+  readonly gateway: UpstreamGateway;
+  /** The identity's context as it stands at apply time (a revoked identity has none). */
+  readonly contexts: CallContextSource;
+  readonly expiryMs: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+/** Who decides: a tenant API key (never the agent's MCP token). */
+export interface Approver {
+  readonly caller: ToolCaller;
+}
+
+type Row = Awaited<ReturnType<typeof selectRow>>;
+
+function selectRow(db: Kysely<Database> | Transaction<Database>, tenantId: string, id: string) {
+  return db
+    .selectFrom('approvals')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+function toView(row: NonNullable<Row>): ApprovalView {
+  return {
+    id: row.id,
+    status: row.status,
+    identifier: row.identifier,
+    connectedAccountId: row.connected_account_id,
+    executionId: row.execution_id,
+    plan: row.plan as PlanStep[],
+    planSha256: row.plan_sha256,
+    dependent: row.dependent,
+    requestedBy: row.requested_by as unknown as AuditCaller,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    decidedBy: (row.decided_by as unknown as AuditCaller | null) ?? null,
+    decidedAt: row.decided_at,
+    comment: row.comment,
+    results: (row.results as StepResult[] | null) ?? null,
+  };
+}
+
+export function createApprovalService(deps: ApprovalServiceDeps) {
+  const { db } = deps;
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? noopLogger;
+  const events = deps.events ?? (async () => {});
+
+  /** One lifecycle record of an approval, in the change's transaction. */
+  async function recordChange(
+    tx: Transaction<Database>,
+    tenantId: string,
+    caller: AuditCaller,
+    approval: ApprovalView,
+    action: string,
+    details: Record<string, unknown> = {},
+  ): Promise<void> {
+    await deps.lifecycleAudit(tx, tenantId, [
+      lifecycleRecord(
+        {
+          caller,
+          identifier: approval.identifier,
+          executionId: approval.executionId,
+          connectedAccountId: approval.connectedAccountId,
+        },
+        {
+          action,
+          details: { approval_id: approval.id, plan_sha256: approval.planSha256, ...details },
+        },
+      ),
+    ]);
+  }
+
+  async function change(
+    tx: Transaction<Database>,
+    row: NonNullable<Row>,
+    set: Partial<{
+      status: ApprovalStatus;
+      decided_by: string;
+      decided_at: Date;
+      comment: string | null;
+      results: string;
+      finished_at: Date;
+    }>,
+  ): Promise<ApprovalView> {
+    const updated = await tx
+      .updateTable('approvals')
+      .set(set)
+      .where('tenant_id', '=', row.tenant_id)
+      .where('id', '=', row.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toView(updated);
+  }
+
+  /** Marks a pending approval past its time as expired (in `tx`); returns whether it did. */
+  async function expireIfDue(tx: Transaction<Database>, row: NonNullable<Row>): Promise<ApprovalView | null> {
+    if (row.status !== 'pending' || row.expires_at.getTime() > clock.now().getTime()) return null;
+    const expired = await change(tx, row, { status: 'expired', finished_at: clock.now() });
+    await recordChange(tx, row.tenant_id, SYSTEM_CALLER, expired, 'approval.expired');
+    await events(tx, row.tenant_id, { type: 'approval.expired', approval: expired });
+    return expired;
+  }
+
+  /** Reads one approval, locked for a decision, expiring it first when its time is up. */
+  async function locked(tx: Transaction<Database>, tenantId: string, id: string) {
+    const row = await tx
+      .selectFrom('approvals')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', id)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row) throw notFound('approval');
+    return row;
+  }
+
+  function comment(value: unknown): string | null {
+    if (value === undefined || value === null) return null;
+    if (typeof value !== 'string' || value.length > 2_000 || /(?![\t\n\r])\p{Cc}/u.test(value))
+      throw new WardenError(
+        'invalid_request',
+        'comment: must be text of at most 2,000 characters (no control characters)',
+        {
+          field: 'comment',
+        },
+      );
+    return value;
+  }
+
+  /**
+   * Sends the approved plan, step by step, with the identity's credential and policy as they
+   * stand now (deny rules refuse; approve rules let an approved step through), through the same
+   * budget and write-ahead audit as agent code. Stops at the first step that fails.
+   */
+  async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<StepResult[]> {
+    const results: StepResult[] = [];
+    let context;
+    try {
+      context = await deps.contexts.load(
+        approver.caller,
+        { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId },
+        { fresh: true },
+      );
+    } catch (error) {
+      const reason = isWardenError(error)
+        ? `${error.code}: ${error.message}`
+        : 'the identity could not be read';
+      return [
+        {
+          seq: 1,
+          status: null,
+          success: false,
+          error: {
+            code: 'forbidden',
+            message: `not applied: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
+          },
+        },
+      ];
+    }
+    const journal = new AuditJournal(deps.audit, tenantId, context.settings.retentionDays);
+    const subject: AuditSubject = {
+      caller: auditCaller(approver.caller),
+      identifier: approval.identifier,
+      // Every applied request carries the approval's id: the trail links plan, decision and sends.
+      executionId: approval.id,
+      agentRunId: null,
+      toolName: 'cloudflare_execute',
+      connectedAccountId: approval.connectedAccountId,
+    };
+    try {
+      const credential = await context.account.open();
+      const party = {
+        tenantId,
+        subject,
+        credential,
+        principal: upstreamPrincipal(context.account.account),
+        budget: context.settings.budget,
+        policy: context.policy,
+        approved: true,
+      };
+      for (const step of approval.plan) {
+        try {
+          const response = await deps.gateway.send(
+            party,
+            {
+              method: step.method as HttpMethod,
+              path: step.path,
+              ...(step.query ? { query: step.query } : {}),
+              ...(step.rawBody !== null
+                ? { rawBody: step.rawBody }
+                : step.body !== null
+                  ? { body: step.body }
+                  : {}),
+              ...(step.contentType ? { contentType: step.contentType } : {}),
+            },
+            journal,
+          );
+          const failed = !response.success;
+          results.push({
+            seq: step.seq,
+            status: response.status,
+            success: !failed,
+            error: failed
+              ? {
+                  code: `http_${response.status}`,
+                  message:
+                    response.errors
+                      .map((e) => e.message)
+                      .join('; ')
+                      .slice(0, 500) || `HTTP ${response.status}`,
+                }
+              : null,
+            result: response.result,
+          });
+          if (failed) break;
+        } catch (error) {
+          const wrapped = isWardenError(error)
+            ? error
+            : new WardenError('upstream_error', 'the step could not be sent');
+          results.push({
+            seq: step.seq,
+            status: null,
+            success: false,
+            error: { code: wrapped.code, message: wrapped.message },
+          });
+          break;
+        }
+      }
+    } finally {
+      await journal.flush().catch((error: unknown) => {
+        logger.error(
+          { err: error, approvalId: approval.id },
+          'could not write the records of an applied plan',
+        );
+      });
+    }
+    return results;
+  }
+
+  return {
+    /** Records an execution's held writes as a pending approval (with its trail record and event). */
+    async request(input: ApprovalRequest): Promise<ApprovalView> {
+      const { caller } = input;
+      const plan = input.plan.steps;
+      const now = clock.now();
+      return db.transaction().execute(async (tx) => {
+        const row = await tx
+          .insertInto('approvals')
+          .values({
+            id: newId('apr'),
+            tenant_id: caller.tenantId,
+            identifier: input.identifier,
+            connected_account_id: input.connectedAccountId,
+            execution_id: input.executionId,
+            status: 'pending',
+            plan: JSON.stringify(plan),
+            plan_sha256: planDigest(plan),
+            dependent: input.plan.dependent,
+            requested_by: JSON.stringify(auditCaller(caller)),
+            created_at: now,
+            expires_at: new Date(now.getTime() + deps.expiryMs),
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        const view = toView(row);
+        await recordChange(tx, caller.tenantId, auditCaller(caller), view, 'approval.requested', {
+          steps: plan.length,
+          dependent: view.dependent,
+          expires_at: view.expiresAt.toISOString(),
+        });
+        await events(tx, caller.tenantId, { type: 'approval.requested', approval: view });
+        return view;
+      });
+    },
+
+    /** Newest first, a page at a time (keyset on created_at, id). */
+    async list(
+      tenantId: string,
+      query: { status?: ApprovalStatus; identifier?: string; pageSize?: number; pageToken?: string },
+    ): Promise<{ approvals: ApprovalView[]; nextPageToken: string | null }> {
+      if (query.identifier !== undefined) validateIdentifier(query.identifier);
+      // Pending approvals past their time are reported (and recorded) as expired.
+      const due = await db
+        .selectFrom('approvals')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('status', '=', 'pending')
+        .where('expires_at', '<=', clock.now())
+        .execute();
+      for (const { id } of due) {
+        await db.transaction().execute(async (tx) => expireIfDue(tx, await locked(tx, tenantId, id)));
+      }
+      const pageSize = query.pageSize ?? 50;
+      let q = db.selectFrom('approvals').selectAll().where('tenant_id', '=', tenantId);
+      if (query.status) q = q.where('status', '=', query.status);
+      if (query.identifier) q = q.where('identifier', '=', query.identifier);
+      if (query.pageToken) {
+        const after = decodeCursor(query.pageToken);
+        q = q.where((eb) =>
+          eb.or([
+            eb('created_at', '<', after.createdAt),
+            eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)]),
+          ]),
+        );
+      }
+      const rows = await q
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(pageSize + 1)
+        .execute();
+      const page = rows.slice(0, pageSize).map(toView);
+      const last = page.at(-1);
+      return {
+        approvals: page,
+        nextPageToken:
+          rows.length > pageSize && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      };
+    },
+
+    async get(tenantId: string, id: string): Promise<ApprovalView> {
+      const row = await selectRow(db, tenantId, id);
+      if (!row) throw notFound('approval');
+      if (row.status === 'pending' && row.expires_at.getTime() <= clock.now().getTime()) {
+        return db.transaction().execute(async (tx) => {
+          const current = await locked(tx, tenantId, id);
+          return (await expireIfDue(tx, current)) ?? toView(current);
+        });
+      }
+      return toView(row);
+    },
+
+    /** Rejects a pending approval: nothing of its plan is ever sent. */
+    async reject(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
+      const tenantId = approver.caller.tenantId;
+      const note = comment(input.comment);
+      const outcome = await db.transaction().execute(async (tx) => {
+        const row = await locked(tx, tenantId, id);
+        if (await expireIfDue(tx, row)) return { kind: 'decided' as const, status: 'expired' as const };
+        if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
+        const rejected = await change(tx, row, {
+          status: 'rejected',
+          decided_by: JSON.stringify(auditCaller(approver.caller)),
+          decided_at: clock.now(),
+          comment: note,
+          finished_at: clock.now(),
+        });
+        await recordChange(tx, tenantId, auditCaller(approver.caller), rejected, 'approval.rejected', {
+          comment: note,
+        });
+        await events(tx, tenantId, { type: 'approval.rejected', approval: rejected });
+        return { kind: 'rejected' as const, rejected };
+      });
+      if (outcome.kind === 'rejected') return outcome.rejected;
+      throw decidedError(id, outcome.status);
+    },
+
+    /**
+     * Approves a pending approval and applies its plan at once. Two approvers racing: the row lock
+     * lets one decide; the other is told it is already decided. Returns the applied approval with
+     * each step's result.
+     */
+    async approve(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
+      const tenantId = approver.caller.tenantId;
+      const note = comment(input.comment);
+      const decided = await db.transaction().execute(async (tx) => {
+        const row = await locked(tx, tenantId, id);
+        if (await expireIfDue(tx, row)) return { kind: 'decided' as const, status: 'expired' as const };
+        if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
+        if (row.dependent) return { kind: 'dependent' as const };
+        const approved = await change(tx, row, {
+          status: 'approved',
+          decided_by: JSON.stringify(auditCaller(approver.caller)),
+          decided_at: clock.now(),
+          comment: note,
+        });
+        await recordChange(tx, tenantId, auditCaller(approver.caller), approved, 'approval.approved', {
+          comment: note,
+        });
+        await events(tx, tenantId, { type: 'approval.approved', approval: approved });
+        return { kind: 'approved' as const, approved };
+      });
+      if (decided.kind === 'decided') throw decidedError(id, decided.status);
+      if (decided.kind === 'dependent') {
+        throw new WardenError(
+          'conflict',
+          `approval ${id}: a later write of this plan uses a value only an earlier write would produce (a placeholder such as undefined in its path or body), so it cannot be applied as recorded; reject it and let the agent plan the first write alone, then run again with its result`,
+          { field: 'plan' },
+        );
+      }
+      const results = await apply(tenantId, decided.approved, approver);
+      const ok = results.length === decided.approved.plan.length && results.every((r) => r.success);
+      return db.transaction().execute(async (tx) => {
+        const row = await locked(tx, tenantId, id);
+        const finished = await change(tx, row, {
+          status: ok ? 'applied' : 'failed',
+          results: JSON.stringify(results),
+          finished_at: clock.now(),
+        });
+        await recordChange(
+          tx,
+          tenantId,
+          auditCaller(approver.caller),
+          finished,
+          ok ? 'approval.applied' : 'approval.failed',
+          {
+            results: results.map(({ result: _result, ...step }) => step),
+          },
+        );
+        await events(tx, tenantId, { type: ok ? 'approval.applied' : 'approval.failed', approval: finished });
+        return finished;
+      });
+    },
+  };
+}
+
+function decidedError(id: string, status: ApprovalStatus): WardenError {
+  if (status === 'expired') {
+    return new WardenError(
+      'conflict',
+      `approval ${id} expired before it was decided; nothing was sent (ask the agent to plan again)`,
+    );
+  }
+  return new WardenError('conflict', `approval ${id} is already ${status}; it is decided once`);
+}
+
+export type ApprovalService = ReturnType<typeof createApprovalService>;
+
+/** An approval as the API and the MCP tools show it (snake_case, ISO times). */
+export function approvalJson(view: ApprovalView, options: { url?: string } = {}): Record<string, unknown> {
+  return {
+    id: view.id,
+    status: view.status,
+    ...(options.url ? { url: options.url } : {}),
+    identifier: view.identifier,
+    connected_account_id: view.connectedAccountId,
+    execution_id: view.executionId,
+    plan: view.plan.map((step) => ({
+      seq: step.seq,
+      method: step.method,
+      path: step.path,
+      query: step.query,
+      body: step.rawBody ?? step.body,
+      ...(step.contentType ? { content_type: step.contentType } : {}),
+      operation: step.operation,
+      rule: step.rule,
+    })),
+    plan_sha256: view.planSha256,
+    dependent: view.dependent,
+    requested_by: { type: view.requestedBy.type, id: view.requestedBy.id },
+    created_at: view.createdAt.toISOString(),
+    expires_at: view.expiresAt.toISOString(),
+    decided_by: view.decidedBy ? { type: view.decidedBy.type, id: view.decidedBy.id } : null,
+    decided_at: view.decidedAt?.toISOString() ?? null,
+    comment: view.comment,
+    results: view.results,
+  };
+}

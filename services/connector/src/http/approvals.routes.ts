@@ -1,0 +1,154 @@
+import type { ApprovalService, ApprovalView } from '@warden/tools';
+import { approvalJson } from '@warden/tools';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Container } from '../container.ts';
+import { tenantAuth } from './auth.ts';
+import { errorResponses, pageSize } from './schemas.ts';
+import { apiKeyCaller, approvalUrl } from './tools.routes.ts';
+
+const security = [{ tenantKey: [] }];
+const STATUSES = ['pending', 'approved', 'rejected', 'expired', 'applied', 'failed'] as const;
+
+const approvalSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(STATUSES),
+    url: z.string().optional(),
+    identifier: z.string(),
+    connected_account_id: z.string(),
+    execution_id: z.string().describe('The execution that planned the writes.'),
+    plan: z.array(
+      z.object({
+        seq: z.number(),
+        method: z.string(),
+        path: z.string(),
+        query: z.record(z.string(), z.unknown()).nullable(),
+        body: z.unknown(),
+        content_type: z.string().optional(),
+        operation: z.object({ path_template: z.string(), permissions: z.array(z.string()) }).nullable(),
+        rule: z.string().describe('The policy rule that held the write.'),
+      }),
+    ),
+    plan_sha256: z.string().describe('SHA-256 of the plan, also on the audit trail.'),
+    dependent: z
+      .boolean()
+      .describe(
+        'A later write uses a value only an earlier one would produce: it cannot be applied as recorded.',
+      ),
+    requested_by: z.object({ type: z.string(), id: z.string().nullable() }),
+    created_at: z.string(),
+    expires_at: z.string(),
+    decided_by: z.object({ type: z.string(), id: z.string().nullable() }).nullable(),
+    decided_at: z.string().nullable(),
+    comment: z.string().nullable(),
+    results: z
+      .array(
+        z.object({
+          seq: z.number(),
+          status: z.number().nullable(),
+          success: z.boolean(),
+          error: z.object({ code: z.string(), message: z.string() }).nullable(),
+          result: z.unknown().optional(),
+        }),
+      )
+      .nullable()
+      .describe('Per applied step: what Cloudflare answered; the apply stops at the first failure.'),
+  })
+  .meta({ id: 'Approval' });
+
+const decision = z.strictObject({
+  comment: z.string().max(2_000).optional().describe('Why, for the audit trail.'),
+});
+
+export async function approvalRoutes(
+  app: FastifyInstance,
+  deps: Pick<Container, 'tenants' | 'config'> & { approvals: ApprovalService },
+): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.addHook('onRequest', tenantAuth(deps.tenants));
+  const json = (view: ApprovalView) =>
+    approvalJson(view, { url: approvalUrl(deps.config.publicUrl, view.id) }) as z.infer<
+      typeof approvalSchema
+    >;
+
+  r.get('/api/v1/approvals', {
+    schema: {
+      tags: ['approvals'],
+      summary: 'Plans of writes held for approval, newest first',
+      security,
+      querystring: z.object({
+        status: z.enum(STATUSES).optional(),
+        identifier: z.string().max(256).optional(),
+        page_size: pageSize,
+        page_token: z.string().max(500).optional(),
+      }),
+      response: {
+        200: z.object({ approvals: z.array(approvalSchema), next_page_token: z.string().nullable() }),
+        ...errorResponses,
+      },
+    },
+    handler: async (request) => {
+      const q = request.query;
+      const page = await deps.approvals.list(apiKeyCaller(request).tenantId, {
+        ...(q.status ? { status: q.status } : {}),
+        ...(q.identifier ? { identifier: q.identifier } : {}),
+        ...(q.page_size !== undefined ? { pageSize: q.page_size } : {}),
+        ...(q.page_token ? { pageToken: q.page_token } : {}),
+      });
+      return { approvals: page.approvals.map(json), next_page_token: page.nextPageToken };
+    },
+  });
+
+  r.get('/api/v1/approvals/:id', {
+    schema: {
+      tags: ['approvals'],
+      summary: 'One approval: its plan, decision and per-step results',
+      security,
+      params: z.object({ id: z.string().max(100) }),
+      response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      approval: json(await deps.approvals.get(apiKeyCaller(request).tenantId, request.params.id)),
+    }),
+  });
+
+  r.post('/api/v1/approvals/:id/approve', {
+    schema: {
+      tags: ['approvals'],
+      summary: 'Approve a pending plan: Warden sends exactly its writes, in order, and reports each',
+      description:
+        "The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409.",
+      security,
+      params: z.object({ id: z.string().max(100) }),
+      body: decision.optional(),
+      response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      approval: json(
+        await deps.approvals.approve({ caller: apiKeyCaller(request) }, request.params.id, {
+          comment: request.body?.comment,
+        }),
+      ),
+    }),
+  });
+
+  r.post('/api/v1/approvals/:id/reject', {
+    schema: {
+      tags: ['approvals'],
+      summary: 'Reject a pending plan: nothing of it is ever sent',
+      security,
+      params: z.object({ id: z.string().max(100) }),
+      body: decision.optional(),
+      response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
+    },
+    handler: async (request) => ({
+      approval: json(
+        await deps.approvals.reject({ caller: apiKeyCaller(request) }, request.params.id, {
+          comment: request.body?.comment,
+        }),
+      ),
+    }),
+  });
+}
