@@ -109,7 +109,7 @@ describe('policy', () => {
       approval: { rule: 'dns', scope: 'identity' },
     });
     expect(describePolicy({}, approving)).toContain(
-      "are sent only once approved; the result names the approval): POST /zones/*/dns_records",
+      'are sent only once approved; the result names the approval): POST /zones/*/dns_records',
     );
     expect(parsePolicy({ rules: [{ effect: 'approve', methods: ['*'], path: '/**' }] })).toMatchObject({
       rules: [{ effect: 'approve' }],

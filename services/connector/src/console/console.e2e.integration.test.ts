@@ -427,9 +427,67 @@ describe('admin console in a real browser', () => {
       await page.waitForLoadState('networkidle');
       expect(await accessibilityProblems(page), label).toEqual([]);
     }
-    // Write approvals are not part of this build: the page says so instead of failing.
     await openPage('Approvals', 'Approvals');
-    await page.getByText('Write approvals are not available on this Warden').waitFor();
+    await page.getByText('Nothing waits for a decision.').waitFor();
+  });
+
+  it('decides a write approval from the inbox: the plan is shown, and approving sends it', async () => {
+    const carol = 'carol@acme.com';
+    const user = cf.state.createUser({ email: carol });
+    const account = cf.state.createAccount({ name: 'Carol Co', members: [user.id] });
+    const zone = cf.state.createZone({ accountId: account.id, name: 'carol.example' }).id;
+    const token = cf.state.createUserToken({
+      userId: user.id,
+      permissions: ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:edit'],
+    }).value;
+    t.secrets.add(token);
+    await t.connect(acme.apiKey, carol, token);
+    const call = (method: string, url: string, body?: unknown) =>
+      fetch(`${base}${url}`, {
+        method,
+        headers: { authorization: `Bearer ${acme.apiKey}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    // The policy page's test left a tenant policy; this one starts from none.
+    expect((await call('PUT', '/api/v1/policy', {})).status).toBe(200);
+    const policy = await call('PUT', `/api/v1/identities/${encodeURIComponent(carol)}/policy`, {
+      rules: [{ effect: 'approve', methods: ['POST'], path: '/zones/*/dns_records' }],
+    });
+    expect(policy.status).toBe(200);
+    const planned = await call('POST', '/api/v1/execute_tool', {
+      tool_name: 'cloudflare_execute',
+      identifier: carol,
+      params: {
+        code: `async () => cloudflare.dns.records.create({ zone_id: '${zone}', type: 'TXT', name: 'inbox.carol.example', content: 'from the console' })`,
+      },
+    });
+    const plannedBody = (await planned.json()) as { approval?: { id: string } };
+    expect(plannedBody.approval, JSON.stringify(plannedBody)).toBeDefined();
+    const approvalId = plannedBody.approval?.id ?? '';
+
+    await openPage('Approvals', 'Approvals');
+    // The inbox was open already (empty): a reload shows what is pending now.
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: 'Approvals' }).waitFor();
+    const card = page.getByRole('region', { name: `Approval ${approvalId}` });
+    await card.getByText('inbox.carol.example', { exact: false }).waitFor();
+    await card.getByLabel('Comment').fill('checked in the console');
+    await card.getByRole('button', { name: 'Approve' }).click();
+    await expect
+      .poll(
+        async () =>
+          (
+            (await (await call('GET', `/api/v1/approvals/${approvalId}`)).json()) as {
+              approval: { status: string };
+            }
+          ).approval.status,
+      )
+      .toBe('applied');
+    expect(
+      cf.requests().filter((r) => r.method === 'POST' && r.path === `/zones/${zone}/dns_records`),
+    ).toHaveLength(1);
+    await page.getByText('Nothing waits for a decision.').waitFor();
+    await shot('approvals');
   });
 
   it('lists SIEM sink health and failed deliveries, and retries them', async () => {
