@@ -57,6 +57,12 @@ export interface ApprovalView {
   readonly results: readonly StepResult[] | null;
 }
 
+/**
+ * An approved plan still not applied after this long was being applied by a replica that stopped:
+ * longer than any apply takes (each step is bounded by the Cloudflare client's timeout).
+ */
+export const APPLY_INTERRUPTED_AFTER_MS = 15 * 60_000;
+
 /** Placeholders a value from a pending write leaves in a later request (`/dns_records/undefined`). */
 const MISSING_VALUE = /(^|\/)(undefined|null|NaN|\[object Object\])(\/|$)/;
 
@@ -224,13 +230,55 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return toView(updated);
   }
 
-  /** Marks a pending approval past its time as expired (in `tx`); returns whether it did. */
+  /**
+   * Settles an approval whose time is up (in `tx`): a pending one past `expires_at` expires; an
+   * approved one whose apply never finished (the replica applying it stopped) fails as
+   * interrupted, its sent steps on the trail under the approval's id. Returns the settled view.
+   */
   async function expireIfDue(tx: Transaction<Database>, row: NonNullable<Row>): Promise<ApprovalView | null> {
-    if (row.status !== 'pending' || row.expires_at.getTime() > clock.now().getTime()) return null;
-    const expired = await change(tx, row, { status: 'expired', finished_at: clock.now() });
+    const now = clock.now();
+    if (
+      row.status === 'approved' &&
+      row.decided_at &&
+      now.getTime() - row.decided_at.getTime() >= APPLY_INTERRUPTED_AFTER_MS
+    ) {
+      const interrupted: StepResult[] = [
+        {
+          seq: 0,
+          status: null,
+          success: false,
+          error: {
+            code: 'unavailable',
+            message:
+              'the apply was interrupted (the replica applying it stopped); the steps it sent are on the audit trail under this approval id',
+          },
+        },
+      ];
+      const failed = await change(tx, row, {
+        status: 'failed',
+        results: JSON.stringify(interrupted),
+        finished_at: now,
+      });
+      await recordChange(tx, row.tenant_id, SYSTEM_CALLER, failed, 'approval.failed', { interrupted: true });
+      await events(tx, row.tenant_id, { type: 'approval.failed', approval: failed });
+      return failed;
+    }
+    if (row.status !== 'pending' || row.expires_at.getTime() > now.getTime()) return null;
+    const expired = await change(tx, row, { status: 'expired', finished_at: now });
     await recordChange(tx, row.tenant_id, SYSTEM_CALLER, expired, 'approval.expired');
     await events(tx, row.tenant_id, { type: 'approval.expired', approval: expired });
     return expired;
+  }
+
+  /** Whether an approval's time is up (see expireIfDue), without a lock. */
+  function due(row: { status: ApprovalStatus; expires_at: Date; decided_at: Date | null }): boolean {
+    const now = clock.now().getTime();
+    if (row.status === 'pending') return row.expires_at.getTime() <= now;
+    return (
+      row.status === 'approved' &&
+      row.decided_at !== null &&
+      now - row.decided_at.getTime() >= APPLY_INTERRUPTED_AFTER_MS
+    );
   }
 
   /** Reads one approval, locked for a decision, expiring it first when its time is up. */
@@ -411,16 +459,15 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       query: { status?: ApprovalStatus; identifier?: string; pageSize?: number; pageToken?: string },
     ): Promise<{ approvals: ApprovalView[]; nextPageToken: string | null }> {
       if (query.identifier !== undefined) validateIdentifier(query.identifier);
-      // Pending approvals past their time are reported (and recorded) as expired.
-      const due = await db
+      // Approvals whose time is up are reported (and recorded) as expired or interrupted.
+      const open = await db
         .selectFrom('approvals')
-        .select('id')
+        .select(['id', 'status', 'expires_at', 'decided_at'])
         .where('tenant_id', '=', tenantId)
-        .where('status', '=', 'pending')
-        .where('expires_at', '<=', clock.now())
+        .where('status', 'in', ['pending', 'approved'])
         .execute();
-      for (const { id } of due) {
-        await db.transaction().execute(async (tx) => expireIfDue(tx, await locked(tx, tenantId, id)));
+      for (const row of open.filter(due)) {
+        await db.transaction().execute(async (tx) => expireIfDue(tx, await locked(tx, tenantId, row.id)));
       }
       const pageSize = query.pageSize ?? 50;
       let q = db.selectFrom('approvals').selectAll().where('tenant_id', '=', tenantId);
@@ -452,7 +499,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async get(tenantId: string, id: string): Promise<ApprovalView> {
       const row = await selectRow(db, tenantId, id);
       if (!row) throw notFound('approval');
-      if (row.status === 'pending' && row.expires_at.getTime() <= clock.now().getTime()) {
+      if (due(row)) {
         return db.transaction().execute(async (tx) => {
           const current = await locked(tx, tenantId, id);
           return (await expireIfDue(tx, current)) ?? toView(current);
@@ -467,7 +514,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const note = comment(input.comment);
       const outcome = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
-        if (await expireIfDue(tx, row)) return { kind: 'decided' as const, status: 'expired' as const };
+        const settled = await expireIfDue(tx, row);
+        if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
         const rejected = await change(tx, row, {
           status: 'rejected',
@@ -496,7 +544,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const note = comment(input.comment);
       const decided = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
-        if (await expireIfDue(tx, row)) return { kind: 'decided' as const, status: 'expired' as const };
+        const settled = await expireIfDue(tx, row);
+        if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
         if (row.dependent) return { kind: 'dependent' as const };
         const approved = await change(tx, row, {

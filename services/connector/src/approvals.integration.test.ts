@@ -291,6 +291,27 @@ describe('write approvals', () => {
     ).toBe(true);
   });
 
+  it('reports an apply interrupted by a stopped replica as failed, never as approved forever', async () => {
+    await connect('ivy');
+    const plan = await planOne('ivy', 'interrupted');
+    // The replica that approved it stopped before finishing the apply, 16 minutes ago.
+    await t.db.db.kysely
+      .updateTable('approvals')
+      .set({ status: 'approved', decided_at: new Date(Date.now() - 16 * 60_000) })
+      .where('id', '=', plan.id)
+      .execute();
+    const seen = ((await api('GET', `/api/v1/approvals/${plan.id}`)).json() as { approval: Approval })
+      .approval;
+    expect(seen.status).toBe('failed');
+    expect(seen.results?.[0]?.error?.code).toBe('unavailable');
+    expect(
+      (await trail({ action: 'approval.failed' })).some(
+        (e) => e.details?.approval_id === plan.id && e.details?.interrupted === true,
+      ),
+    ).toBe(true);
+    expect((await decide(plan.id, 'approve')).statusCode).toBe(409);
+  });
+
   it('does not apply for an identity offboarded since the plan, nor a write a policy now denies', async () => {
     await connect('cat');
     cf.clearRequests();
