@@ -49,32 +49,74 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
     return effectiveSettings(deps.defaults, (row?.settings ?? {}) as TenantSettings).retentionDays;
   }
 
-  return {
-    async partitions(now = clock.now()): Promise<MaintenanceReport & { outboxPurged: number }> {
-      const { rows } = await sql<{ days: number | null }>`
-        select distinct (settings->'audit'->>'retention_days')::int as days from tenants`.execute(db);
-      const retentionDays = [
-        deps.defaults.retentionDays,
-        ...rows.map((r) => r.days).filter((d): d is number => typeof d === 'number'),
-      ];
-      const checkpoints = deps.checkpoints;
-      const report = await runAuditMaintenance(db, {
-        now,
-        retentionDays,
-        ...(checkpoints
-          ? {
-              beforeDrop: async (_partition, anchors) => {
-                await checkpoints.run('partition_close', anchors);
-              },
-            }
-          : {}),
+  type PartitionsReport = MaintenanceReport & { outboxPurged: number };
+  let running: Promise<PartitionsReport> | null = null;
+  let next: Promise<PartitionsReport> | null = null;
+
+  /**
+   * One pass at a time in this process: passes running together (the scheduler's, and each
+   * retention change's) deadlocked each other in PostgreSQL. A call made while one runs waits
+   * for it and shares the pass after it, which sees every retention saved before it started.
+   * Another replica's pass can still meet this one: PostgreSQL then aborts one of them
+   * (deadlock detected), which retries.
+   */
+  function partitions(now?: Date): Promise<PartitionsReport> {
+    if (!running) {
+      running = withDeadlockRetry(() => pass(now ?? clock.now())).finally(() => {
+        running = null;
       });
-      const outboxPurged = (await deps.purgeDelivered?.()) ?? 0;
-      if (report.created.length || report.dropped.length || report.rescued || outboxPurged) {
-        deps.logger.info({ ...report, outbox_purged: outboxPurged }, 'audit maintenance');
+      return running;
+    }
+    next ??= running
+      .catch(() => undefined)
+      .then(() => {
+        next = null;
+        return partitions(now);
+      });
+    return next;
+  }
+
+  async function withDeadlockRetry<T>(run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw error;
+        deps.logger.warn({ attempt, code }, 'audit maintenance met another pass; retrying');
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 100));
       }
-      return { ...report, outboxPurged };
-    },
+    }
+  }
+
+  async function pass(now: Date): Promise<PartitionsReport> {
+    const { rows } = await sql<{ days: number | null }>`
+        select distinct (settings->'audit'->>'retention_days')::int as days from tenants`.execute(db);
+    const retentionDays = [
+      deps.defaults.retentionDays,
+      ...rows.map((r) => r.days).filter((d): d is number => typeof d === 'number'),
+    ];
+    const checkpoints = deps.checkpoints;
+    const report = await runAuditMaintenance(db, {
+      now,
+      retentionDays,
+      ...(checkpoints
+        ? {
+            beforeDrop: async (_partition, anchors) => {
+              await checkpoints.run('partition_close', anchors);
+            },
+          }
+        : {}),
+    });
+    const outboxPurged = (await deps.purgeDelivered?.()) ?? 0;
+    if (report.created.length || report.dropped.length || report.rescued || outboxPurged) {
+      deps.logger.info({ ...report, outbox_purged: outboxPurged }, 'audit maintenance');
+    }
+    return { ...report, outboxPurged };
+  }
+
+  return {
+    partitions,
 
     /**
      * Closes intents older than the grace period that have no outcome; returns how many. Each
