@@ -63,3 +63,26 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 export function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
 }
+
+/**
+ * A transaction that lost a race PostgreSQL settles by aborting it: a deadlock, a serialization
+ * failure, or an audit row routed to the default partition while its day's partition was being
+ * created (23514). Running the whole transaction again succeeds.
+ */
+const CONFLICT_CODES = new Set(['40001', '40P01', '23514']);
+
+export function isRetryableConflict(error: unknown): boolean {
+  return codesOf(error).some((code) => CONFLICT_CODES.has(code));
+}
+
+/** Runs a transaction, again (up to `attempts` times in all) when it lost such a race. */
+export async function withConflictRetry<T>(run: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (attempt >= attempts || !isRetryableConflict(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt + Math.random() * 40));
+    }
+  }
+}

@@ -7,7 +7,13 @@ export type { Db, DbOptions } from './create-db.ts';
 export type { PreparedStatementOptions } from './prepared-statements.ts';
 export { migrateToLatest } from './migrate.ts';
 export type { MigrationReport } from './migrate.ts';
-export { isDatabaseUnavailable, isDatabaseWriteRefused, isUniqueViolation } from './errors.ts';
+export {
+  isDatabaseUnavailable,
+  isDatabaseWriteRefused,
+  isRetryableConflict,
+  isUniqueViolation,
+  withConflictRetry,
+} from './errors.ts';
 export { decodeCursor, encodeCursor } from './cursor.ts';
 export type { PageCursor } from './cursor.ts';
 export type {

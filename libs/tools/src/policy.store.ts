@@ -1,5 +1,6 @@
 import { lifecycleRecord } from '@warden/audit';
 import { notFound } from '@warden/core';
+import { withConflictRetry } from '@warden/db';
 import type { Database, TenantSettings } from '@warden/db';
 import type { Kysely } from 'kysely';
 import type { ActorContext, LifecycleAudit } from '@warden/vault';
@@ -39,43 +40,45 @@ export function createPolicyStore(deps: {
     identifier: string,
     next: Policy | null,
   ): Promise<boolean> {
-    const existed = await db.transaction().execute(async (tx) => {
-      const before = await tx
-        .selectFrom('identity_policies')
-        .select('policy')
-        .where('tenant_id', '=', ctx.tenantId)
-        .where('identifier', '=', identifier)
-        .forUpdate()
-        .executeTakeFirst();
-      if (next === null) {
-        if (!before) return false;
-        await tx
-          .deleteFrom('identity_policies')
+    const existed = await withConflictRetry(() =>
+      db.transaction().execute(async (tx) => {
+        const before = await tx
+          .selectFrom('identity_policies')
+          .select('policy')
           .where('tenant_id', '=', ctx.tenantId)
           .where('identifier', '=', identifier)
-          .execute();
-      } else {
-        await tx
-          .insertInto('identity_policies')
-          .values({ tenant_id: ctx.tenantId, identifier, policy: JSON.stringify(next) })
-          .onConflict((oc) =>
-            oc
-              .columns(['tenant_id', 'identifier'])
-              .doUpdateSet({ policy: JSON.stringify(next), updated_at: new Date() }),
-          )
-          .execute();
-      }
-      await audit(tx, ctx.tenantId, [
-        lifecycleRecord(
-          { caller: ctx.actor, identifier },
-          {
-            action: next === null ? 'identity_policy.deleted' : 'identity_policy.changed',
-            details: { before: before?.policy ?? null, after: next },
-          },
-        ),
-      ]);
-      return Boolean(before);
-    });
+          .forUpdate()
+          .executeTakeFirst();
+        if (next === null) {
+          if (!before) return false;
+          await tx
+            .deleteFrom('identity_policies')
+            .where('tenant_id', '=', ctx.tenantId)
+            .where('identifier', '=', identifier)
+            .execute();
+        } else {
+          await tx
+            .insertInto('identity_policies')
+            .values({ tenant_id: ctx.tenantId, identifier, policy: JSON.stringify(next) })
+            .onConflict((oc) =>
+              oc
+                .columns(['tenant_id', 'identifier'])
+                .doUpdateSet({ policy: JSON.stringify(next), updated_at: new Date() }),
+            )
+            .execute();
+        }
+        await audit(tx, ctx.tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor, identifier },
+            {
+              action: next === null ? 'identity_policy.deleted' : 'identity_policy.changed',
+              details: { before: before?.policy ?? null, after: next },
+            },
+          ),
+        ]);
+        return Boolean(before);
+      }),
+    );
     await changed(ctx.tenantId, identifier);
     return existed;
   }

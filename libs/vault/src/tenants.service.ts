@@ -3,6 +3,7 @@ import type { Clock } from '@warden/core';
 import { WardenError, hasControlCharacters, newId, notFound, systemClock } from '@warden/core';
 import type { AuditCaller } from '@warden/audit';
 import { lifecycleRecord } from '@warden/audit';
+import { withConflictRetry } from '@warden/db';
 import type { Database, Tenant, TenantSettings } from '@warden/db';
 import type { Kysely } from 'kysely';
 import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
@@ -300,26 +301,29 @@ export function createTenantService(deps: {
       return caller;
     },
     async updateSettings(ctx, action, change) {
-      const result = await db.transaction().execute(async (tx) => {
-        const row = await tx
-          .selectFrom('tenants')
-          .select('settings')
-          .where('id', '=', ctx.tenantId)
-          .forUpdate()
-          .executeTakeFirst();
-        if (!row) throw notFound('tenant');
-        const before = row.settings;
-        const after = change(before);
-        const diff = changedKeys(before, after);
-        if (Object.keys(diff.after).length === 0) return { before, after, changed: false };
-        await tx
-          .updateTable('tenants')
-          .set({ settings: JSON.stringify(after), updated_at: clock.now() })
-          .where('id', '=', ctx.tenantId)
-          .execute();
-        await audit(tx, ctx.tenantId, [lifecycleRecord({ caller: ctx.actor }, { action, details: diff })]);
-        return { before, after, changed: true };
-      });
+      // A concurrent audit maintenance pass can abort this transaction (see withConflictRetry).
+      const result = await withConflictRetry(() =>
+        db.transaction().execute(async (tx) => {
+          const row = await tx
+            .selectFrom('tenants')
+            .select('settings')
+            .where('id', '=', ctx.tenantId)
+            .forUpdate()
+            .executeTakeFirst();
+          if (!row) throw notFound('tenant');
+          const before = row.settings;
+          const after = change(before);
+          const diff = changedKeys(before, after);
+          if (Object.keys(diff.after).length === 0) return { before, after, changed: false };
+          await tx
+            .updateTable('tenants')
+            .set({ settings: JSON.stringify(after), updated_at: clock.now() })
+            .where('id', '=', ctx.tenantId)
+            .execute();
+          await audit(tx, ctx.tenantId, [lifecycleRecord({ caller: ctx.actor }, { action, details: diff })]);
+          return { before, after, changed: true };
+        }),
+      );
       if (result.changed) await deps.onSettingsChanged?.(ctx.tenantId);
       return { before: result.before, after: result.after };
     },
