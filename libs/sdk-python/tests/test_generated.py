@@ -102,19 +102,19 @@ def test_the_generator_names_and_shapes() -> None:
 
 
 def test_results_keep_fields_this_sdk_does_not_know() -> None:
-    # What `execute_tool` is about to return: logs, and an approval for writes.
+    # What a newer `execute_tool` may return: a field this SDK's types do not name yet.
     raw = {
         "data": None,
         "execution_id": "exe_1",
         "logs": ["planning", "waiting for approval"],
-        "approval": {"id": "apr_1", "status": "pending", "plan": [{"method": "DELETE"}], "token": "apv_secret"},
+        "review": {"id": "rev_1", "status": "pending", "plan": [{"method": "DELETE"}], "token": "apv_secret"},
     }
     result = ExecuteToolResult.from_json(raw)
     assert result.data is None and result.error is None and result.execution_id == "exe_1"
     assert result.logs == ["planning", "waiting for approval"]
-    assert isinstance(result.approval, JsonObject)
-    assert (result.approval.status, result.approval.plan[0].method, result.approval["id"]) == ("pending", "DELETE", "apr_1")
-    assert set(result.extra_fields()) == {"approval"}
+    assert isinstance(result.review, JsonObject)
+    assert (result.review.status, result.review.plan[0].method, result.review["id"]) == ("pending", "DELETE", "rev_1")
+    assert set(result.extra_fields()) == {"review"}
     assert result.to_dict() == raw
     assert "apv_secret" not in repr(result) and "waiting for approval" in repr(result)
 
