@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { WardenError } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
 import { accountIdFor, createRecordStore } from './oauth-artifacts.ts';
@@ -22,6 +23,22 @@ export function createLoginLinks(deps: { db: Kysely<Database>; publicUrl: string
 
   return {
     async create(input: LoginLinkRecord): Promise<{ token: string; url: string; expiresAt: Date }> {
+      // A link signs an engineer in to use Cloudflare through Warden: like minting a token, it is
+      // refused for an identifier with nothing to use (unknown, offboarded or revoked).
+      const active = await deps.db
+        .selectFrom('connected_accounts')
+        .select('id')
+        .where('tenant_id', '=', input.tenantId)
+        .where('identifier', '=', input.identifier)
+        .where('status', '=', 'ACTIVE')
+        .executeTakeFirst();
+      if (!active) {
+        throw new WardenError(
+          'not_found',
+          `identifier: '${input.identifier}' has no ACTIVE connected account (unknown, offboarded or revoked); connect one with POST /api/v1/connected_accounts first`,
+          { field: 'identifier' },
+        );
+      }
       const token = `${LINK_PREFIX}${randomBytes(32).toString('base64url')}`;
       await store.put(
         token,

@@ -175,7 +175,31 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
     expect(callbackError(reused.url).error).toBe('access_denied');
   });
 
+  it('refuses a login link for an identifier with no ACTIVE connected account (unknown or offboarded)', async () => {
+    const unknown = await f.api('POST', '/api/v1/mcp/login_links', { identifier: 'nobody@acme.com' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toMatchObject({ field: 'identifier' });
+    expect(unknown.body.error.message).toContain('has no ACTIVE connected account');
+    const erin = f.cf.state.createUser({ email: 'erin@acme.com' });
+    const token = f.cf.state.createUserToken({
+      userId: erin.id,
+      permissions: ['com.cloudflare.api.user.read'],
+    });
+    await f.t.connect(f.tenant.apiKey, 'erin@acme.com', token.value);
+    expect((await f.api('POST', '/api/v1/identities/erin@acme.com/offboard', {})).status).toBe(200);
+    expect((await f.api('POST', '/api/v1/mcp/login_links', { identifier: 'erin@acme.com' })).status).toBe(
+      404,
+    );
+  });
+
   it('a login link opened before the client asks signs that browser in for a few minutes', async () => {
+    // Dave's Cloudflare credential is connected: a link is only made for someone with one.
+    const dave = f.cf.state.createUser({ email: 'dave@acme.com' });
+    const daveToken = f.cf.state.createUserToken({
+      userId: dave.id,
+      permissions: ['com.cloudflare.api.user.read'],
+    });
+    await f.t.connect(f.tenant.apiKey, 'dave@acme.com', daveToken.value);
     const ua = f.userAgent();
     const confirm = await ua.get(await f.loginLink('dave@acme.com'));
     const signedIn = await ua.submit(confirm);
@@ -209,6 +233,12 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
 
   it('an offboarded identity loses every grant, token and session', async () => {
     const carol = 'carol@acme.com';
+    const user = f.cf.state.createUser({ email: carol });
+    const token = f.cf.state.createUserToken({
+      userId: user.id,
+      permissions: ['com.cloudflare.api.user.read'],
+    });
+    await f.t.connect(f.tenant.apiKey, carol, token.value);
     const issued = await tokens(carol);
     expect((await f.mcpStatus(issued.access_token!)).status).toBe(200);
     const offboard = await f.api('POST', `/api/v1/identities/${encodeURIComponent(carol)}/offboard`, {});
