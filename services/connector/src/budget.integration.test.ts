@@ -422,7 +422,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
   it("never exceeds the per-IP limit with 50 principals of 5 tenants, one tenant flooding (and reports each tenant's share)", async () => {
     const TENANTS = 5;
     const PER_TENANT = 10;
-    // Connecting verifies each credential upstream, outside the budget: no limits meanwhile.
+    // Connecting verifies each credential upstream (through the egress budget, and charged to the
+    // user's budget once verification has named the user): the fake's own limits are off meanwhile,
+    // so set-up cannot trip them.
     fake.setLimits({ budget: null, graphql: null, perIpPerSecond: null });
     const tenants: Array<{
       key: string;
