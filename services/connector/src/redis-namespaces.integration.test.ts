@@ -1,7 +1,9 @@
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
+import { API_KEY_REVOKE_CHANNEL } from './container.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -71,6 +73,53 @@ describe('two deployments on one Redis', () => {
     await a.container.bus.publish('test:namespaces', { from: 'a', n: 2 });
     await expect.poll(() => seen.replicaA.length, { timeout: 5_000 }).toBe(2);
     expect(seen.b).toEqual([]);
+  });
+
+  it('carry an API key revocation only to their own replicas, on a prefixed channel', async () => {
+    const pa = a.container.config.redisKeyPrefix;
+    const pb = b.container.config.redisKeyPrefix;
+    // What actually crosses Redis: revocations under either deployment's prefix (other test
+    // runs on this Redis publish under their own).
+    const wire: { channel: string; message: unknown }[] = [];
+    const listener = redis.duplicate();
+    listener.on('pmessage', (_pattern: string, channel: string, payload: string) =>
+      wire.push({ channel, message: JSON.parse(payload) as unknown }),
+    );
+    await listener.psubscribe(`${pa}:${API_KEY_REVOKE_CHANNEL}`, `${pb}:${API_KEY_REVOKE_CHANNEL}`);
+    try {
+      const seen: Record<'replicaA' | 'b', unknown[]> = { replicaA: [], b: [] };
+      await replicaA.container.bus.subscribe(API_KEY_REVOKE_CHANNEL, (m) => seen.replicaA.push(m));
+      await b.container.bus.subscribe(API_KEY_REVOKE_CHANNEL, (m) => seen.b.push(m));
+
+      const { tenantId, apiKey } = await a.createTenant('Revocation');
+      const keyId = (await a.container.tenants.authenticate(apiKey))?.apiKeyId;
+      expect(keyId).toMatch(/^key_/);
+      const revoked = await a.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/tenants/${tenantId}/api_keys/${keyId}`,
+        headers: { authorization: `Bearer ${a.adminToken}` },
+      });
+      expect(revoked.statusCode, revoked.body).toBe(204);
+
+      await expect.poll(() => seen.replicaA, { timeout: 5_000 }).toEqual([{ keyId }]);
+      await expect
+        .poll(() => wire, { timeout: 5_000 })
+        .toEqual([{ channel: `${pa}:${API_KEY_REVOKE_CHANNEL}`, message: { keyId } }]);
+      // A second revocation after the first reached A's replica: B, on its own channel, has
+      // heard neither.
+      const second = await a.createTenant('Revocation 2');
+      const secondKeyId = (await a.container.tenants.authenticate(second.apiKey))?.apiKeyId;
+      const revokedAgain = await a.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/tenants/${second.tenantId}/api_keys/${secondKeyId}`,
+        headers: { authorization: `Bearer ${a.adminToken}` },
+      });
+      expect(revokedAgain.statusCode, revokedAgain.body).toBe(204);
+      await expect.poll(() => seen.replicaA.length, { timeout: 5_000 }).toBe(2);
+      expect(seen.b).toEqual([]);
+    } finally {
+      listener.disconnect();
+    }
   });
 
   it('keep separate rate budgets for the same Cloudflare user', async () => {
@@ -149,5 +198,26 @@ describe('two deployments on one Redis', () => {
       }
     }
     expect(unprefixed).toEqual([]);
+
+    // Each queue has its own schedules and its own workers: A's workers (A's and its replica's)
+    // take no job from B's queue, nor B's from A's.
+    const connection = new Redis(process.env.REDIS_URL ?? '', { maxRetriesPerRequest: null });
+    const [queueA, queueB] = [pa, pb].map((prefix) => new Queue('jobs', { connection, prefix }));
+    try {
+      for (const queue of [queueA, queueB]) {
+        await expect
+          .poll(async () => (await queue!.getJobSchedulers()).map((s) => s.key), { timeout: 10_000 })
+          .toContain('outbox-dispatch');
+      }
+      const workerIds = async (queue: Queue) => (await queue.getWorkers()).map((w) => w['id']);
+      await expect.poll(() => workerIds(queueA!), { timeout: 10_000 }).not.toEqual([]);
+      await expect.poll(() => workerIds(queueB!), { timeout: 10_000 }).not.toEqual([]);
+      const [onA, onB] = [await workerIds(queueA!), await workerIds(queueB!)];
+      expect(onA.filter((id) => onB.includes(id))).toEqual([]);
+    } finally {
+      await queueA?.close();
+      await queueB?.close();
+      connection.disconnect();
+    }
   });
 });
