@@ -116,6 +116,14 @@ describe('the warden CLI starts only what a command needs', () => {
       const first = await runNode([CLI, 'db', 'migrate'], env());
       expect(first.code, first.stderr).toBe(0);
       expect(await tables()).toBe('1');
+      // Every migration of the repository ran, not only the first few.
+      const applied = await client.query<{ name: string }>('select name from kysely_migration order by name');
+      const shipped = readdirSync(path.join(REPO_ROOT, 'migrations'))
+        .filter((file) => file.endsWith('.ts'))
+        .map((file) => file.replace(/\.ts$/, ''))
+        .sort();
+      expect(shipped.length).toBeGreaterThan(0);
+      expect(applied.rows.map((row) => row.name)).toEqual(shipped);
       const again = await runNode([CLI, 'db', 'migrate'], env());
       expect(again.code, again.stderr).toBe(0);
       expect(again.stdout).not.toBe(first.stdout);
