@@ -107,9 +107,25 @@ function bodyHasMissing(body: unknown): boolean {
   return /:\s*"(undefined|NaN)"/.test(json);
 }
 
-/** The plan's digest: what a person approves is provably what is sent (it is on the trail). */
+/** JSON with every object's keys sorted: the same text for the same plan, however it was stored. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item ?? null)).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/**
+ * The plan's digest, on the trail: SHA-256 of its canonical JSON (keys sorted), so anyone can
+ * recompute it from the plan the API shows (PostgreSQL's jsonb keeps no key order) and check that
+ * what was approved is what was sent.
+ */
 export function planDigest(plan: readonly PlanStep[]): string {
-  return createHash('sha256').update(JSON.stringify(plan)).digest('hex');
+  return createHash('sha256').update(canonicalJson(plan)).digest('hex');
 }
 
 export interface ApprovalRequest {
@@ -314,30 +330,37 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    */
   async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<StepResult[]> {
     const results: StepResult[] = [];
-    let context;
-    try {
-      context = await deps.contexts.load(
-        approver.caller,
-        { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId },
-        { fresh: true },
-      );
-    } catch (error) {
-      const reason = isWardenError(error)
-        ? `${error.code}: ${error.message}`
-        : 'the identity could not be read';
-      return [
-        {
-          seq: 1,
+    const target = { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId };
+    /**
+     * The identity's context as it stands right now, read again before every step: an
+     * offboarding, a revocation or a deny rule that lands while a plan is being applied stops
+     * the steps not yet sent, as it stops a running execution.
+     */
+    const current = async (seq: number) => {
+      try {
+        return {
+          ok: true as const,
+          context: await deps.contexts.load(approver.caller, target, { fresh: true }),
+        };
+      } catch (error) {
+        const reason = isWardenError(error)
+          ? `${error.code}: ${error.message}`
+          : 'the identity could not be read';
+        const refused: StepResult = {
+          seq,
           status: null,
           success: false,
           error: {
-            code: 'forbidden',
-            message: `not applied: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
+            code: isWardenError(error) && error.code === 'unavailable' ? 'unavailable' : 'forbidden',
+            message: `not sent: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
           },
-        },
-      ];
-    }
-    const journal = new AuditJournal(deps.audit, tenantId, context.settings.retentionDays);
+        };
+        return { ok: false as const, refused };
+      }
+    };
+    const first = await current(approval.plan[0]?.seq ?? 1);
+    if (!first.ok) return [first.refused];
+    const journal = new AuditJournal(deps.audit, tenantId, first.context.settings.retentionDays);
     const subject: AuditSubject = {
       caller: auditCaller(approver.caller),
       identifier: approval.identifier,
@@ -348,18 +371,27 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       connectedAccountId: approval.connectedAccountId,
     };
     try {
-      const credential = await context.account.open();
-      const party = {
-        tenantId,
-        subject,
-        credential,
-        principal: upstreamPrincipal(context.account.account),
-        budget: context.settings.budget,
-        policy: context.policy,
-        approved: true,
-      };
+      let context = first.context;
       for (const step of approval.plan) {
+        if (step !== approval.plan[0]) {
+          const now = await current(step.seq);
+          if (!now.ok) {
+            results.push(now.refused);
+            break;
+          }
+          context = now.context;
+        }
         try {
+          const credential = await context.account.open();
+          const party = {
+            tenantId,
+            subject,
+            credential,
+            principal: upstreamPrincipal(context.account.account),
+            budget: context.settings.budget,
+            policy: context.policy,
+            approved: true,
+          };
           const response = await deps.gateway.send(
             party,
             {

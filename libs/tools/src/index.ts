@@ -41,7 +41,13 @@ export type { PolicyStore } from './policy.store.ts';
 export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';
 export type { ExecuteToolDeps, ExecuteToolInput, ExecuteToolService } from './execute-tool.service.ts';
 export { Execution } from './execution.ts';
-export { ExecutionPlan, approvalJson, createApprovalService, planDigest } from './approvals.service.ts';
+export {
+  ExecutionPlan,
+  approvalJson,
+  canonicalJson,
+  createApprovalService,
+  planDigest,
+} from './approvals.service.ts';
 export type {
   ApprovalEvents,
   ApprovalService,

@@ -1,6 +1,9 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canonicalJson, planDigest } from '@warden/tools';
+import type { PlanStep } from '@warden/tools';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
@@ -350,6 +353,63 @@ describe('write approvals', () => {
     expect(refused.statusCode).toBe(409);
     expect(refused.json().error.message).toMatch(/cannot be applied as recorded/);
     expect(writesSeen()).toEqual([]);
+  });
+
+  it('stops an apply at the next step when the identity is offboarded or a deny rule lands meanwhile', async () => {
+    const sixWrites = (who: string) =>
+      execute(
+        who,
+        `async () => { for (let i = 0; i < 6; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: '${who}-' + i + '.approvals.example', content: 'slow' } }); return 'planned'; }`,
+      );
+    for (const [who, change] of [
+      ['kim', () => api('POST', '/api/v1/identities/kim/offboard', {})],
+      [
+        'lou',
+        () =>
+          api('PUT', '/api/v1/identities/lou/policy', {
+            rules: [
+              ...APPROVE_WRITES.rules,
+              { effect: 'deny', methods: ['POST'], path: '/zones/*/dns_records' },
+            ],
+          }),
+      ],
+    ] as const) {
+      await connect(who);
+      const plan = (await sixWrites(who)).approval as Approval;
+      cf.clearRequests();
+      cf.faults.setLatencyMs(400);
+      try {
+        const approving = decide(plan.id, 'approve');
+        // While the first step is with Cloudflare.
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        expect((await change()).statusCode, who).toBe(200);
+        const done = ((await approving).json() as { approval: Approval }).approval;
+        expect(done.status, who).toBe('failed');
+        const sent = writesSeen().length;
+        expect(sent, who).toBeLessThanOrEqual(2);
+        expect(done.results?.at(-1)?.error?.code, who).toMatch(/forbidden|policy_denied/);
+      } finally {
+        cf.faults.setLatencyMs(0);
+      }
+    }
+  });
+
+  it('records a plan digest anyone can recompute from the plan the API shows', async () => {
+    await connect('mia');
+    const out = await execute(
+      'mia',
+      `async () => cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { zz: 1, type: 'TXT', name: 'digest.approvals.example', content: 'x', aa: { z: 1, a: 2 } } })`,
+    );
+    const shown = (
+      (await api('GET', `/api/v1/approvals/${out.approval?.id}`)).json() as { approval: Approval }
+    ).approval;
+    const stored = await t.db.db.kysely
+      .selectFrom('approvals')
+      .select('plan')
+      .where('id', '=', shown.id)
+      .executeTakeFirstOrThrow();
+    expect(planDigest(stored.plan as PlanStep[])).toBe(shown.plan_sha256);
+    expect(createHash('sha256').update(canonicalJson(stored.plan)).digest('hex')).toBe(shown.plan_sha256);
   });
 
   it('applies once when two approvers race', async () => {
