@@ -42,6 +42,15 @@ export function createPolicyStore(deps: {
   ): Promise<boolean> {
     const existed = await withConflictRetry(() =>
       db.transaction().execute(async (tx) => {
+        // The tenant row's lock, as for the tenant's settings and policy (one locking rule): an
+        // identifier with no policy yet has no row of its own to lock, and two first writers
+        // would each find none.
+        await tx
+          .selectFrom('tenants')
+          .select('id')
+          .where('id', '=', ctx.tenantId)
+          .forUpdate()
+          .executeTakeFirst();
         const before = await tx
           .selectFrom('identity_policies')
           .select('policy')

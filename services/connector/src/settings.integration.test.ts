@@ -16,7 +16,7 @@ interface AuditEvent {
  * Tenant settings against the operator's ceilings (issue 14): a tenant may lower the deployment's
  * budget, never raise it, and `null` returns to the default; a refused change writes nothing; and
  * settings and policy written concurrently are serialized by their one owner, each change on the
- * trail from the state the previous one left.
+ * trail from the state the previous one left; so are an identifier's policy writes, from its first.
  */
 describe('tenant settings under the operator ceiling', () => {
   let t: TestApp;
@@ -28,7 +28,7 @@ describe('tenant settings under the operator ceiling', () => {
     await t?.close();
   });
 
-  const call = (apiKey: string, method: 'GET' | 'PATCH' | 'PUT', url: string, payload?: unknown) =>
+  const call = (apiKey: string, method: 'GET' | 'PATCH' | 'PUT' | 'DELETE', url: string, payload?: unknown) =>
     t.app.inject({
       method,
       url,
@@ -112,5 +112,42 @@ describe('tenant settings under the operator ceiling', () => {
     expect(`"${settings.budget}"`).toBe(JSON.stringify(last.get('budget')));
     const policy = (await call(apiKey, 'GET', '/api/v1/policy')).json() as { policy: unknown };
     expect(policy.policy).toEqual(last.get('policy'));
+  });
+
+  it("serializes concurrent writes of one identifier's policy, its first creation included: each change starts from the one before", async () => {
+    const { apiKey } = await t.createTenant('Concurrent identity policy');
+    const url = '/api/v1/identities/racer/policy';
+    // A first PUT, more PUTs, DELETEs and tenant writes at once: the identifier has no policy
+    // yet, so the first writers find no row to lock.
+    const writes = Array.from({ length: 24 }, (_, i) =>
+      i % 6 === 5
+        ? call(apiKey, 'DELETE', url)
+        : i % 6 === 4
+          ? call(apiKey, 'PATCH', '/api/v1/settings', { budget: `${10 + i}/60` })
+          : call(apiKey, 'PUT', url, {
+              rules: [{ effect: 'deny', methods: ['DELETE'], path: `/zones/z${i}/**` }],
+            }),
+    );
+    const answers = await Promise.all(writes);
+    expect(answers.filter((a) => a.statusCode !== 200 && a.statusCode !== 204).map((a) => a.body)).toEqual(
+      [],
+    );
+
+    const events = (
+      (await call(apiKey, 'GET', '/api/v1/audit/events?kind=lifecycle&page_size=100')).json() as {
+        events: AuditEvent[];
+      }
+    ).events
+      .filter((e) => e.action === 'identity_policy.changed' || e.action === 'identity_policy.deleted')
+      .sort((a, b) => a.seq - b.seq);
+    // Every PUT is on the trail; a DELETE only when there was a policy to delete.
+    expect(events.filter((e) => e.action === 'identity_policy.changed')).toHaveLength(16);
+    let last: unknown = null;
+    for (const event of events) {
+      expect(event.details?.before ?? null, `${event.action} #${event.seq}`).toEqual(last);
+      last = event.details?.after ?? null;
+    }
+    const stored = (await call(apiKey, 'GET', url)).json() as { policy: unknown };
+    expect(stored.policy).toEqual(last ?? {});
   });
 });
