@@ -13,6 +13,7 @@ import { upstreamPrincipal } from './account-resolution.ts';
 import type { CallContextSource } from './call-context.ts';
 import type { ToolCaller } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
+import { upstreamError } from './upstream-gateway.ts';
 import type { HeldWrite, PlanSink, UpstreamGateway } from './upstream-gateway.ts';
 
 /** One write of a plan: exactly what will be sent, on its canonical path. */
@@ -252,12 +253,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    * interrupted, its sent steps on the trail under the approval's id. Returns the settled view.
    */
   async function expireIfDue(tx: Transaction<Database>, row: NonNullable<Row>): Promise<ApprovalView | null> {
+    if (!due(row)) return null;
     const now = clock.now();
-    if (
-      row.status === 'approved' &&
-      row.decided_at &&
-      now.getTime() - row.decided_at.getTime() >= APPLY_INTERRUPTED_AFTER_MS
-    ) {
+    if (row.status === 'approved') {
       const interrupted: StepResult[] = [
         {
           seq: 0,
@@ -279,7 +277,6 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       await events(tx, row.tenant_id, { type: 'approval.failed', approval: failed });
       return failed;
     }
-    if (row.status !== 'pending' || row.expires_at.getTime() > now.getTime()) return null;
     const expired = await change(tx, row, { status: 'expired', finished_at: now });
     await recordChange(tx, row.tenant_id, SYSTEM_CALLER, expired, 'approval.expired');
     await events(tx, row.tenant_id, { type: 'approval.expired', approval: expired });
@@ -412,16 +409,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             seq: step.seq,
             status: response.status,
             success: !failed,
-            error: failed
-              ? {
-                  code: `http_${response.status}`,
-                  message:
-                    response.errors
-                      .map((e) => e.message)
-                      .join('; ')
-                      .slice(0, 500) || `HTTP ${response.status}`,
-                }
-              : null,
+            error: failed ? upstreamError(response) : null,
             result: response.result,
           });
           if (failed) break;
@@ -492,13 +480,22 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     ): Promise<{ approvals: ApprovalView[]; nextPageToken: string | null }> {
       if (query.identifier !== undefined) validateIdentifier(query.identifier);
       // Approvals whose time is up are reported (and recorded) as expired or interrupted.
+      const now = clock.now();
       const open = await db
         .selectFrom('approvals')
-        .select(['id', 'status', 'expires_at', 'decided_at'])
+        .select('id')
         .where('tenant_id', '=', tenantId)
-        .where('status', 'in', ['pending', 'approved'])
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('status', '=', 'pending'), eb('expires_at', '<=', now)]),
+            eb.and([
+              eb('status', '=', 'approved'),
+              eb('decided_at', '<=', new Date(now.getTime() - APPLY_INTERRUPTED_AFTER_MS)),
+            ]),
+          ]),
+        )
         .execute();
-      for (const row of open.filter(due)) {
+      for (const row of open) {
         await db.transaction().execute(async (tx) => expireIfDue(tx, await locked(tx, tenantId, row.id)));
       }
       const pageSize = query.pageSize ?? 50;

@@ -2,6 +2,7 @@ import { rowToEvent, runAuditMaintenance, unknownOutcomeRecord } from '@warden/a
 import type { AuditCheckpointer, AuditStore, MaintenanceReport } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { systemClock } from '@warden/core';
+import { withConflictRetry } from '@warden/db';
 import type { Database, TenantSettings } from '@warden/db';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
@@ -58,11 +59,11 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
    * retention change's) deadlocked each other in PostgreSQL. A call made while one runs waits
    * for it and shares the pass after it, which sees every retention saved before it started.
    * Another replica's pass can still meet this one: PostgreSQL then aborts one of them
-   * (deadlock detected), which retries.
+   * (deadlock detected), which runs again (`withConflictRetry`).
    */
   function partitions(now?: Date): Promise<PartitionsReport> {
     if (!running) {
-      running = withDeadlockRetry(() => pass(now ?? clock.now())).finally(() => {
+      running = withConflictRetry(() => pass(now ?? clock.now())).finally(() => {
         running = null;
       });
       return running;
@@ -74,19 +75,6 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
         return partitions(now);
       });
     return next;
-  }
-
-  async function withDeadlockRetry<T>(run: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await run();
-      } catch (error) {
-        const code = (error as { code?: unknown }).code;
-        if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw error;
-        deps.logger.warn({ attempt, code }, 'audit maintenance met another pass; retrying');
-        await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 100));
-      }
-    }
   }
 
   async function pass(now: Date): Promise<PartitionsReport> {

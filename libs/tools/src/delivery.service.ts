@@ -12,7 +12,7 @@ import type {
   SealedSecret,
 } from '@warden/vault';
 import { connectedAccountJson } from '@warden/vault';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { approvalJson } from './approvals.service.ts';
 import type { ApprovalEvents } from './approvals.service.ts';
 
@@ -154,31 +154,37 @@ export function createDeliveryService(deps: {
     return sinkTarget({ type: 'webhook', url: row.url, secret });
   };
 
-  /** Tenant webhook events, recorded in the transaction of the account change. */
-  const accountEvents: ConnectedAccountEvents = async (tx, event) => {
+  /** One event to the tenant's webhook (if it has one), in the transaction of the change it reports. */
+  async function webhookEvent(
+    tx: Transaction<Database>,
+    tenantId: string,
+    type: string,
+    data: Record<string, unknown>,
+  ): Promise<void> {
     const hook = await tx
       .selectFrom('tenant_webhooks')
       .select('id')
-      .where('tenant_id', '=', event.account.tenantId)
+      .where('tenant_id', '=', tenantId)
       .where('enabled', '=', true)
       .executeTakeFirst();
     if (!hook) return;
     const id = newId('whk');
     await enqueueOutbox(tx, [
       {
-        tenantId: event.account.tenantId,
+        tenantId,
         destinationType: 'tenant_webhook',
         destinationId: hook.id,
         eventId: id,
-        payload: {
-          id,
-          type: event.type,
-          created_at: new Date().toISOString(),
-          data: { connected_account: connectedAccountJson(event.account) },
-        },
+        payload: { id, type, created_at: new Date().toISOString(), data },
       },
     ]);
-  };
+  }
+
+  /** Tenant webhook events, recorded in the transaction of the account change. */
+  const accountEvents: ConnectedAccountEvents = (tx, event) =>
+    webhookEvent(tx, event.account.tenantId, event.type, {
+      connected_account: connectedAccountJson(event.account),
+    });
 
   function sinkView(row: {
     id: string;
@@ -217,30 +223,8 @@ export function createDeliveryService(deps: {
   }
 
   /** Approval events (`approval.requested`, …) to the tenant's webhook, in the change's transaction. */
-  const approvalEvents: ApprovalEvents = async (tx, tenantId, event) => {
-    const hook = await tx
-      .selectFrom('tenant_webhooks')
-      .select('id')
-      .where('tenant_id', '=', tenantId)
-      .where('enabled', '=', true)
-      .executeTakeFirst();
-    if (!hook) return;
-    const id = newId('whk');
-    await enqueueOutbox(tx, [
-      {
-        tenantId,
-        destinationType: 'tenant_webhook',
-        destinationId: hook.id,
-        eventId: id,
-        payload: {
-          id,
-          type: event.type,
-          created_at: new Date().toISOString(),
-          data: { approval: approvalJson(event.approval) },
-        },
-      },
-    ]);
-  };
+  const approvalEvents: ApprovalEvents = (tx, tenantId, event) =>
+    webhookEvent(tx, tenantId, event.type, { approval: approvalJson(event.approval) });
 
   return {
     resolve,

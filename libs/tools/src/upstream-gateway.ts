@@ -92,6 +92,18 @@ export const PENDING_APPROVAL_RESPONSE: CloudflareResponse & { readonly pending_
   pending_approval: true,
 };
 
+/** A Cloudflare answer that is not a success, as the trail and results record it. */
+export function upstreamError(response: CloudflareResponse): { code: string; message: string } {
+  return {
+    code: `http_${response.status}`,
+    message:
+      response.errors
+        .map((e) => e.message)
+        .join('; ')
+        .slice(0, 500) || `HTTP ${response.status}`,
+  };
+}
+
 export interface GatewayRequest extends CloudflareRequest {
   /** The audit action: `cloudflare.request` for agent code, `cloudflare.verify`, `cloudflare.token_delete`. */
   readonly action?: string;
@@ -295,16 +307,7 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     journal.later([
       upstreamOutcomeRecord(party.subject, facts, intentId, {
         outcome: response.success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
-        error: response.success
-          ? null
-          : {
-              code: `http_${response.status}`,
-              message:
-                response.errors
-                  .map((e) => e.message)
-                  .join('; ')
-                  .slice(0, 500) || `HTTP ${response.status}`,
-            },
+        error: response.success ? null : upstreamError(response),
         status: response.status,
         cfRay: response.cfRay,
         durationMs: clock.now().getTime() - started,

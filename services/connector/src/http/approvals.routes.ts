@@ -114,41 +114,32 @@ export async function approvalRoutes(
     }),
   });
 
-  r.post('/api/v1/approvals/:id/approve', {
-    schema: {
-      tags: ['approvals'],
+  const decisions = {
+    approve: {
       summary: 'Approve a pending plan: Warden sends exactly its writes, in order, and reports each',
       description:
         "The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409.",
-      security,
-      params: z.object({ id: z.string().max(100) }),
-      body: decision.optional(),
-      response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
     },
-    handler: async (request) => ({
-      approval: json(
-        await deps.approvals.approve({ caller: apiKeyCaller(request) }, request.params.id, {
-          comment: request.body?.comment,
-        }),
-      ),
-    }),
-  });
-
-  r.post('/api/v1/approvals/:id/reject', {
-    schema: {
-      tags: ['approvals'],
-      summary: 'Reject a pending plan: nothing of it is ever sent',
-      security,
-      params: z.object({ id: z.string().max(100) }),
-      body: decision.optional(),
-      response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
-    },
-    handler: async (request) => ({
-      approval: json(
-        await deps.approvals.reject({ caller: apiKeyCaller(request) }, request.params.id, {
-          comment: request.body?.comment,
-        }),
-      ),
-    }),
-  });
+    reject: { summary: 'Reject a pending plan: nothing of it is ever sent', description: undefined },
+  } as const;
+  for (const verb of ['approve', 'reject'] as const) {
+    r.post(`/api/v1/approvals/:id/${verb}`, {
+      schema: {
+        tags: ['approvals'],
+        summary: decisions[verb].summary,
+        ...(decisions[verb].description ? { description: decisions[verb].description } : {}),
+        security,
+        params: z.object({ id: z.string().max(100) }),
+        body: decision.optional(),
+        response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
+      },
+      handler: async (request) => ({
+        approval: json(
+          await deps.approvals[verb]({ caller: apiKeyCaller(request) }, request.params.id, {
+            comment: request.body?.comment,
+          }),
+        ),
+      }),
+    });
+  }
 }
