@@ -21,7 +21,7 @@ import { createAwsKmsKeyProvider, createLocalKeyProvider } from '@warden/kms';
 import type { KeyProvider } from '@warden/kms';
 import { startFakeKms } from '@warden/testing';
 import type { FakeKms } from '@warden/testing';
-import { createEnvelope } from '@warden/vault';
+import { createEnvelope, sealIdentity } from '@warden/vault';
 import type { SealIdentity } from '@warden/vault';
 import {
   environmentInfo,
@@ -33,7 +33,7 @@ import {
 } from './bench-utils.ts';
 import type { RateOptions } from './bench-utils.ts';
 
-const IDENTITY: SealIdentity = { tenantId: 'ten_bench0000000000', connectedAccountId: 'ca_bench00000000000' };
+const IDENTITY: SealIdentity = sealIdentity('credential', 'ten_bench0000000000', 'ca_bench00000000000');
 
 /** What the vault seals in production: the serialized credential (a 40-character API token). */
 const PAYLOAD = Buffer.from(
@@ -43,7 +43,7 @@ const PAYLOAD = Buffer.from(
 
 /** The same AAD bytes the envelope binds to a row, so the baseline does the same GCM work. */
 const AAD = Buffer.from(
-  `warden/credential/v1\u0000${IDENTITY.tenantId}\u0000${IDENTITY.connectedAccountId}`,
+  `warden/sealed/v2\u0000${IDENTITY.kind}\u0000${IDENTITY.tenantId}\u0000${IDENTITY.id}`,
   'utf8',
 );
 

@@ -77,6 +77,11 @@ export interface SealedCredentialsTable {
   iv: Uint8Array;
   /** AES-256-GCM ciphertext followed by its 16-byte tag. */
   ciphertext: Uint8Array;
+  /**
+   * How the secret is bound to its row: 1 = the first format (every kind named as a connected
+   * account), 2 = by kind and id. Written by the envelope's columns helper; `keys rotate` re-seals 1.
+   */
+  seal_format: ColumnType<number, number | undefined, number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -191,6 +196,11 @@ interface SealedColumns {
   wrapped_key: Uint8Array | null;
   iv: Uint8Array | null;
   ciphertext: Uint8Array | null;
+  /**
+   * How the secret is bound to its row: 1 = the first format (every kind named as a connected
+   * account), 2 = by kind and id. Written by the envelope's columns helper; `keys rotate` re-seals 1.
+   */
+  seal_format: ColumnType<number, number | undefined, number>;
 }
 
 export interface AuditSinksTable extends SealedColumns {
@@ -253,6 +263,11 @@ interface RequiredSealedColumns {
   wrapped_key: Uint8Array;
   iv: Uint8Array;
   ciphertext: Uint8Array;
+  /**
+   * How the secret is bound to its row: 1 = the first format (every kind named as a connected
+   * account), 2 = by kind and id. Written by the envelope's columns helper; `keys rotate` re-seals 1.
+   */
+  seal_format: ColumnType<number, number | undefined, number>;
 }
 
 export interface OAuthServerKeysTable extends RequiredSealedColumns {

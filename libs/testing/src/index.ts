@@ -46,3 +46,4 @@ export { startTcpProxy } from './tcp-proxy.ts';
 export type { TcpProxy } from './tcp-proxy.ts';
 export { specFixturePath } from './spec-fixture.ts';
 export { recordQueries } from './query-recorder.ts';
+export { sealInFirstFormat } from './first-seal-format.ts';

@@ -4,14 +4,8 @@ import { createAuditSink, enqueueOutbox, lifecycleRecord, parseSinkConfig } from
 import type { AuditEvent } from '@warden/audit';
 import { WardenError, newId, notFound } from '@warden/core';
 import type { Database } from '@warden/db';
-import type {
-  ActorContext,
-  ConnectedAccountEvents,
-  Envelope,
-  LifecycleAudit,
-  SealedSecret,
-} from '@warden/vault';
-import { connectedAccountJson } from '@warden/vault';
+import type { ActorContext, ConnectedAccountEvents, Envelope, LifecycleAudit } from '@warden/vault';
+import { connectedAccountJson, sealIdentity, sealedColumns, sealedFromColumns } from '@warden/vault';
 import type { Kysely, Transaction } from 'kysely';
 import { approvalJson } from './approvals.service.ts';
 import type { ApprovalEvents } from './approvals.service.ts';
@@ -53,6 +47,7 @@ type SealedRow = {
   wrapped_key: Uint8Array | null;
   iv: Uint8Array | null;
   ciphertext: Uint8Array | null;
+  seal_format: number;
 };
 
 /**
@@ -91,28 +86,22 @@ export function createDeliveryService(deps: {
     allowPrivateNetwork: deps.options.allowInsecureDestinations,
   };
 
-  async function seal(tenantId: string, rowId: string, secret: string) {
-    // The envelope binds the secret to its row: a sealed sink secret copied elsewhere does not open.
-    const sealed = await envelope.seal({ tenantId, connectedAccountId: rowId }, Buffer.from(secret, 'utf8'));
-    return {
-      key_provider: sealed.keyProvider,
-      key_id: sealed.keyId,
-      wrapped_key: sealed.wrappedKey,
-      iv: sealed.iv,
-      ciphertext: sealed.ciphertext,
-    };
+  /** A sink's or webhook's secret, sealed to its kind and row: a copy elsewhere does not open. */
+  async function seal(kind: 'siem_sink' | 'webhook', tenantId: string, rowId: string, secret: string) {
+    return sealedColumns(
+      await envelope.seal(sealIdentity(kind, tenantId, rowId), Buffer.from(secret, 'utf8')),
+    );
   }
 
-  async function open(tenantId: string, rowId: string, row: SealedRow): Promise<string | null> {
-    if (!row.ciphertext || !row.iv || !row.wrapped_key || !row.key_id || !row.key_provider) return null;
-    const sealed: SealedSecret = {
-      keyProvider: row.key_provider,
-      keyId: row.key_id,
-      wrappedKey: Buffer.from(row.wrapped_key),
-      iv: Buffer.from(row.iv),
-      ciphertext: Buffer.from(row.ciphertext),
-    };
-    const plaintext = await envelope.open({ tenantId, connectedAccountId: rowId }, sealed);
+  async function open(
+    kind: 'siem_sink' | 'webhook',
+    tenantId: string,
+    rowId: string,
+    row: SealedRow,
+  ): Promise<string | null> {
+    const sealed = sealedFromColumns(row);
+    if (!sealed) return null;
+    const plaintext = await envelope.open(sealIdentity(kind, tenantId, rowId), sealed);
     try {
       return plaintext.toString('utf8');
     } finally {
@@ -139,7 +128,7 @@ export function createDeliveryService(deps: {
       if (!row || !row.enabled) return null;
       const config = { ...row.config } as Record<string, unknown>;
       const field = secretField(config as unknown as SinkConfig);
-      if (field) config[field] = await open(tenantId, id, row);
+      if (field) config[field] = await open('siem_sink', tenantId, id, row);
       return sinkTarget(config as unknown as SinkConfig);
     }
     const row = await db
@@ -149,7 +138,7 @@ export function createDeliveryService(deps: {
       .where('id', '=', id)
       .executeTakeFirst();
     if (!row || !row.enabled) return null;
-    const secret = await open(tenantId, id, row);
+    const secret = await open('webhook', tenantId, id, row);
     if (!secret) return null;
     return sinkTarget({ type: 'webhook', url: row.url, secret });
   };
@@ -239,7 +228,7 @@ export function createDeliveryService(deps: {
       const id = newId('snk');
       const field = secretField(config);
       const { [field ?? '_']: secret, ...publicConfig } = config as unknown as Record<string, unknown>;
-      const sealed = field && typeof secret === 'string' ? await seal(tenantId, id, secret) : {};
+      const sealed = field && typeof secret === 'string' ? await seal('siem_sink', tenantId, id, secret) : {};
       const row = await db.transaction().execute(async (tx) => {
         const inserted = await tx
           .insertInto('audit_sinks')
@@ -378,7 +367,7 @@ export function createDeliveryService(deps: {
         .where('tenant_id', '=', tenantId)
         .executeTakeFirst();
       const id = existing?.id ?? newId('whk');
-      const sealed = await seal(tenantId, id, secret);
+      const sealed = await seal('webhook', tenantId, id, secret);
       await db.transaction().execute(async (tx) => {
         await tx
           .insertInto('tenant_webhooks')

@@ -15,7 +15,8 @@ import type {
 import { decodeCursor, encodeCursor } from '@warden/db';
 import type { Kysely, Transaction } from 'kysely';
 import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
-import type { Envelope, SealedSecret } from './envelope.ts';
+import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
+import type { Envelope } from './envelope.ts';
 
 export interface ConnectedAccount {
   readonly id: string;
@@ -128,7 +129,7 @@ const MAX_PAGE_SIZE = 100;
 type Row = ConnectedAccountRow & { connection_name: string };
 type SealedColumns = Pick<
   SealedCredentialRow,
-  'key_provider' | 'key_id' | 'wrapped_key' | 'iv' | 'ciphertext'
+  'key_provider' | 'key_id' | 'wrapped_key' | 'iv' | 'ciphertext' | 'seal_format'
 >;
 
 function toAccount(row: Row): ConnectedAccount {
@@ -177,16 +178,6 @@ function parseCredential(plaintext: Buffer): CloudflareCredential {
   } finally {
     plaintext.fill(0);
   }
-}
-
-function sealedColumns(sealed: SealedSecret) {
-  return {
-    key_provider: sealed.keyProvider,
-    key_id: sealed.keyId,
-    wrapped_key: sealed.wrappedKey,
-    iv: sealed.iv,
-    ciphertext: sealed.ciphertext,
-  };
 }
 
 function verifiedColumns(verified: VerifiedCredential) {
@@ -274,7 +265,7 @@ export function createConnectedAccountService(deps: {
       .innerJoin('sealed_credentials as s', (join) =>
         join.onRef('s.connected_account_id', '=', 'ca.id').onRef('s.tenant_id', '=', 'ca.tenant_id'),
       )
-      .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext']);
+      .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext', 's.seal_format']);
   }
 
   async function openRow(row: Row & SealedColumns): Promise<CloudflareCredential> {
@@ -287,16 +278,9 @@ export function createConnectedAccountService(deps: {
         },
       );
     }
-    const plaintext = await envelope.open(
-      { tenantId: row.tenant_id, connectedAccountId: row.id },
-      {
-        keyProvider: row.key_provider,
-        keyId: row.key_id,
-        wrappedKey: Buffer.from(row.wrapped_key),
-        iv: Buffer.from(row.iv),
-        ciphertext: Buffer.from(row.ciphertext),
-      },
-    );
+    const sealed = sealedFromColumns(row);
+    if (!sealed) throw new WardenError('integrity_failure', 'the sealed credential is missing');
+    const plaintext = await envelope.open(sealIdentity('credential', row.tenant_id, row.id), sealed);
     const credential = parseCredential(plaintext);
     const now = clock.now().getTime();
     if ((lastTouched.get(row.id) ?? 0) < now - 60_000) {
@@ -362,7 +346,7 @@ export function createConnectedAccountService(deps: {
 
       // KMS is called before the transaction: if it is down nothing has been written.
       const sealed = await envelope.seal(
-        { tenantId, connectedAccountId: id },
+        sealIdentity('credential', tenantId, id),
         serializeCredential(input.credential),
       );
       return db.transaction().execute(async (tx) => {
@@ -441,7 +425,7 @@ export function createConnectedAccountService(deps: {
         identifier: current.identifier,
       });
       const sealed = await envelope.seal(
-        { tenantId, connectedAccountId: id },
+        sealIdentity('credential', tenantId, id),
         serializeCredential(credential),
       );
       const rotated = await db.transaction().execute(async (tx) => {

@@ -1,7 +1,14 @@
 export { DataKeyCache } from './data-key-cache.ts';
 export type { DataKeyCacheOptions } from './data-key-cache.ts';
-export { createEnvelope } from './envelope.ts';
-export type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
+export {
+  CURRENT_SEAL_FORMAT,
+  SYSTEM_TENANT,
+  createEnvelope,
+  sealIdentity,
+  sealedColumns,
+  sealedFromColumns,
+} from './envelope.ts';
+export type { Envelope, SealFormat, SealIdentity, SealedKind, SealedSecret } from './envelope.ts';
 export { DEFAULT_CONNECTION_NAME, createTenantService, validateTenantName } from './tenants.service.ts';
 export type { ApiKeyView, IssuedApiKey, TenantCaller, TenantService, TenantView } from './tenants.service.ts';
 export {
@@ -21,7 +28,7 @@ export type {
   OpenableAccount,
   OpenableQuery,
 } from './connected-accounts.service.ts';
-export { createKeyRotationService } from './key-rotation.service.ts';
+export { SEALED_TABLES, createKeyRotationService } from './key-rotation.service.ts';
 export type { KeyRotationService, RewrapReport } from './key-rotation.service.ts';
 export {
   MAX_MCP_TOKEN_SECONDS,

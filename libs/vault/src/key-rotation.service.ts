@@ -2,7 +2,14 @@ import type { Database } from '@warden/db';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import { isWardenError } from '@warden/core';
-import type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
+import {
+  CURRENT_SEAL_FORMAT,
+  SYSTEM_TENANT,
+  sealIdentity,
+  sealedColumns,
+  sealedFromColumns,
+} from './envelope.ts';
+import type { Envelope, SealIdentity, SealedKind, SealedSecret } from './envelope.ts';
 
 /**
  * Every table that holds envelope-sealed secrets, with the row identity each secret is sealed to
@@ -12,6 +19,7 @@ import type { Envelope, SealIdentity, SealedSecret } from './envelope.ts';
  */
 export interface SealedTable {
   readonly table: string;
+  readonly kind: SealedKind;
   /** The column that names a row (unique). */
   readonly rowKey: string;
   /** The identity a row's secret is sealed to, from its `tenant_id` and row key. */
@@ -21,31 +29,36 @@ export interface SealedTable {
 export const SEALED_TABLES: readonly SealedTable[] = [
   {
     table: 'sealed_credentials',
+    kind: 'credential',
     rowKey: 'connected_account_id',
-    identity: (row) => ({ tenantId: row.tenant_id ?? '', connectedAccountId: row.row_key }),
+    identity: (row) => sealIdentity('credential', row.tenant_id ?? '', row.row_key),
   },
   // Sink and webhook secrets are sealed to their row id (delivery.service.ts).
   {
     table: 'audit_sinks',
+    kind: 'siem_sink',
     rowKey: 'id',
-    identity: (row) => ({ tenantId: row.tenant_id ?? '', connectedAccountId: row.row_key }),
+    identity: (row) => sealIdentity('siem_sink', row.tenant_id ?? '', row.row_key),
   },
   {
     table: 'tenant_webhooks',
+    kind: 'webhook',
     rowKey: 'id',
-    identity: (row) => ({ tenantId: row.tenant_id ?? '', connectedAccountId: row.row_key }),
+    identity: (row) => sealIdentity('webhook', row.tenant_id ?? '', row.row_key),
   },
-  // The tenant's SSO client secret (sso-configs.service.ts).
+  // The tenant's SSO client secret (sso-configs.service.ts): one per tenant.
   {
     table: 'tenant_sso_configs',
+    kind: 'sso_client_secret',
     rowKey: 'tenant_id',
-    identity: (row) => ({ tenantId: row.row_key, connectedAccountId: `sso:${row.row_key}` }),
+    identity: (row) => sealIdentity('sso_client_secret', row.row_key, row.row_key),
   },
   // The MCP sign-in server's cookie and token-signing keys (one row, oauth-keys.ts).
   {
     table: 'oauth_server_keys',
+    kind: 'oauth_server_keys',
     rowKey: 'id',
-    identity: () => ({ tenantId: 'system', connectedAccountId: 'oauth_server_keys' }),
+    identity: (row) => sealIdentity('oauth_server_keys', SYSTEM_TENANT, row.row_key),
   },
 ];
 
@@ -54,6 +67,8 @@ export interface RewrapReport {
   readonly rewrapped: number;
   /** Rows that changed underneath (rotated or revoked concurrently) and were left as they are. */
   readonly skipped: number;
+  /** Rows of the first seal format sealed again by kind and id (counted in `rewrapped` too). */
+  readonly resealed: number;
   /** Rows whose data key could not be re-wrapped (e.g. corrupted); they keep their old wrap. */
   readonly failed: ReadonlyArray<{ readonly table: string; readonly id: string; readonly code: string }>;
 }
@@ -66,6 +81,7 @@ interface SealedRow {
   readonly wrapped_key: Buffer;
   readonly iv: Buffer;
   readonly ciphertext: Buffer;
+  readonly seal_format: number;
 }
 
 function tenantColumn(table: SealedTable) {
@@ -98,31 +114,33 @@ export function createKeyRotationService(deps: { db: Kysely<Database>; envelope:
       const currentKeyId = await envelope.keys.currentKeyId();
       const batchSize = options.batchSize ?? 100;
       let rewrapped = 0;
+      let resealed = 0;
       let skipped = 0;
       const failed: Array<{ table: string; id: string; code: string }> = [];
       for (const table of SEALED_TABLES) {
         const key = sql.ref(table.rowKey);
         let after = '';
         for (;;) {
-          const notCurrent = options.all ? sql`true` : sql`key_id <> ${currentKeyId}`;
+          // Rows of the first seal format are sealed again whatever key wraps them.
+          const due = options.all ? sql`true` : sql`(key_id <> ${currentKeyId} or seal_format = 1)`;
           const { rows } = await sql<SealedRow>`
             select ${tenantColumn(table)} as tenant_id, ${key} as row_key, key_provider, key_id,
-                   wrapped_key, iv, ciphertext
+                   wrapped_key, iv, ciphertext, seal_format
             from ${sql.table(table.table)}
-            where ${key} > ${after} and key_id is not null and ciphertext is not null and ${notCurrent}
+            where ${key} > ${after} and key_id is not null and ciphertext is not null and ${due}
             order by ${key} limit ${batchSize}`.execute(raw);
           if (rows.length === 0) break;
           for (const row of rows) {
             after = row.row_key;
+            const sealed = sealedFromColumns(row);
+            if (!sealed) continue;
+            const identity = table.identity(row);
+            const legacy = sealed.format !== CURRENT_SEAL_FORMAT;
             let next: SealedSecret;
             try {
-              next = await envelope.rewrap(table.identity(row), {
-                keyProvider: row.key_provider,
-                keyId: row.key_id,
-                wrappedKey: Buffer.from(row.wrapped_key),
-                iv: Buffer.from(row.iv),
-                ciphertext: Buffer.from(row.ciphertext),
-              });
+              next = legacy
+                ? await envelope.reseal(identity, sealed)
+                : await envelope.rewrap(identity, sealed);
             } catch (error) {
               // An outage stops the run (it would fail every row); a single bad row does not.
               if (isWardenError(error) && error.code === 'integrity_failure') {
@@ -131,18 +149,35 @@ export function createKeyRotationService(deps: { db: Kysely<Database>; envelope:
               }
               throw error;
             }
+            // Only if the row still holds the secret that was read (not rotated or revoked since).
+            const columns = sealedColumns(next);
             const result = await sql`
               update ${sql.table(table.table)}
-              set key_provider = ${next.keyProvider}, key_id = ${next.keyId}, wrapped_key = ${next.wrappedKey}
-              where ${key} = ${row.row_key} and key_id = ${row.key_id} and wrapped_key = ${Buffer.from(row.wrapped_key)}`.execute(
-              raw,
-            );
-            if (result.numAffectedRows === 1n) rewrapped++;
-            else skipped++;
+              set key_provider = ${columns.key_provider}, key_id = ${columns.key_id},
+                  wrapped_key = ${columns.wrapped_key}, iv = ${columns.iv},
+                  ciphertext = ${columns.ciphertext}, seal_format = ${columns.seal_format}
+              where ${key} = ${row.row_key} and key_id = ${row.key_id}
+                and wrapped_key = ${sealed.wrappedKey} and ciphertext = ${sealed.ciphertext}`.execute(raw);
+            if (result.numAffectedRows === 1n) {
+              rewrapped++;
+              if (legacy) resealed++;
+            } else skipped++;
           }
         }
       }
-      return { currentKeyId, rewrapped, skipped, failed };
+      return { currentKeyId, rewrapped, resealed, skipped, failed };
+    },
+
+    /** Sealed secrets, over every table, still in a format before the current one. */
+    async countLegacyFormat(): Promise<number> {
+      let n = 0;
+      for (const table of SEALED_TABLES) {
+        const { rows } = await sql<{ n: string }>`
+          select count(*)::text as n from ${sql.table(table.table)}
+          where key_id is not null and seal_format <> ${CURRENT_SEAL_FORMAT}`.execute(raw);
+        n += Number(rows[0]?.n ?? 0);
+      }
+      return n;
     },
 
     countByKey,

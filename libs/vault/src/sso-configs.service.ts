@@ -2,6 +2,7 @@ import { WardenError, invalidRequest, notFound } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
+import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
 
 /** A tenant's OpenID Connect provider for MCP sign-in. The client secret never leaves the vault. */
@@ -101,7 +102,7 @@ function toConfig(row: {
 
 /** The row identity the client secret is sealed to: a copy in another tenant's row does not open. */
 function identity(tenantId: string): SealIdentity {
-  return { tenantId, connectedAccountId: `sso:${tenantId}` };
+  return sealIdentity('sso_client_secret', tenantId, tenantId);
 }
 
 export function createSsoConfigService(deps: {
@@ -129,11 +130,7 @@ export function createSsoConfigService(deps: {
         client_id: input.clientId,
         identifier_claim: input.identifierClaim,
         allowed_email_domains: JSON.stringify(input.allowedEmailDomains),
-        key_provider: sealed.keyProvider,
-        key_id: sealed.keyId,
-        wrapped_key: sealed.wrappedKey,
-        iv: sealed.iv,
-        ciphertext: sealed.ciphertext,
+        ...sealedColumns(sealed),
       };
       const row = await db
         .insertInto('tenant_sso_configs')
@@ -158,13 +155,9 @@ export function createSsoConfigService(deps: {
         .where('tenant_id', '=', tenantId)
         .executeTakeFirst();
       if (!row) throw notFound('SSO configuration');
-      const secret = await envelope.open(identity(tenantId), {
-        keyProvider: row.key_provider,
-        keyId: row.key_id,
-        wrappedKey: Buffer.from(row.wrapped_key),
-        iv: Buffer.from(row.iv),
-        ciphertext: Buffer.from(row.ciphertext),
-      });
+      const sealed = sealedFromColumns(row);
+      if (!sealed) throw new WardenError('integrity_failure', 'the sealed SSO client secret is missing');
+      const secret = await envelope.open(identity(tenantId), sealed);
       return { config: toConfig(row), clientSecret: secret.toString('utf8') };
     },
     async remove(tenantId) {

@@ -154,6 +154,7 @@ async function run(argv: string[]): Promise<number> {
           {
             current_key_id: report.currentKeyId,
             rewrapped: report.rewrapped,
+            resealed: report.resealed,
             failed: report.failed.length,
             all: values.all,
           },

@@ -291,7 +291,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
           action: 'sealed_secret.integrity_failure',
           outcome: 'error',
           error: { code: 'integrity_failure', message: reason },
-          details: { sealed_id: identity.connectedAccountId, key_id: keyId },
+          details: { sealed_kind: identity.kind, sealed_id: identity.id, key_id: keyId },
         },
       );
       db.kysely

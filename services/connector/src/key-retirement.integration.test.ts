@@ -8,7 +8,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_SIGNATURE_HEADER, verifyWebhookSignature } from '@warden/audit';
-import { startFakeCloudflare } from '@warden/testing';
+import { createLocalKeyProvider } from '@warden/kms';
+import { sealInFirstFormat, startFakeCloudflare } from '@warden/testing';
+import { sealIdentity, sealedColumns, sealedFromColumns } from '@warden/vault';
 import type { FakeCloudflare } from '@warden/testing';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
 import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
@@ -29,6 +31,10 @@ describe('key retirement on a running replica', () => {
       CLOUDFLARE_API_BASE: cf.url,
       DELIVERY_ALLOW_INSECURE: 'true',
       OUTBOX_INTERVAL_MS: '200',
+      // Every call reads the sealed row as the database holds it now: these tests rewrite rows
+      // behind the service's back (a restored backup, an older release's format), which no
+      // replica hears of, and must not be answered from a call context cached before that.
+      CONTEXT_CACHE_TTL_MS: '0',
     });
     tenant = await t.createTenant('Key retirement');
     const user = cf.state.createUser({ email: 'keys@example.com' });
@@ -118,6 +124,106 @@ describe('key retirement on a running replica', () => {
         () => (receiver.requests.filter(signed).length > deliveredBefore ? true : null),
         20_000,
         'a signed delivery after the retirement',
+      );
+    } finally {
+      await receiver.close();
+    }
+  }, 120_000);
+
+  it('re-seals secrets an older release sealed in the first format (kind-blind), by kind and id, and they keep working', async () => {
+    const receiver = await startReceiver();
+    try {
+      const secret = 'first-format-signing-secret-0123';
+      const sink = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/audit/sinks',
+        headers: { authorization: `Bearer ${tenant.apiKey}` },
+        payload: { name: 'first-format', config: { type: 'webhook', url: receiver.url, secret } },
+      });
+      expect(sink.statusCode).toBe(201);
+      const sinkId = (sink.json() as { sink: { id: string } }).sink.id;
+      const db = t.db.db.kysely;
+      const config = t.container.config;
+      if (config.kms.provider !== 'local') throw new Error('this test runs with the local key file');
+      const keys = createLocalKeyProvider({ keyFile: config.kms.keyFile });
+
+      // Both rows as the release before kinds left them: opened, then sealed in format 1.
+      const credential = await db
+        .selectFrom('sealed_credentials')
+        .selectAll()
+        .where('tenant_id', '=', tenant.tenantId)
+        .executeTakeFirstOrThrow();
+      const credentialIdentity = sealIdentity('credential', tenant.tenantId, credential.connected_account_id);
+      const credentialPlain = await t.container.envelope.open(
+        credentialIdentity,
+        sealedFromColumns(credential)!,
+      );
+      const oldCredential = await sealInFirstFormat(
+        keys,
+        tenant.tenantId,
+        credential.connected_account_id,
+        credentialPlain,
+      );
+      await db
+        .updateTable('sealed_credentials')
+        .set(sealedColumns(oldCredential))
+        .where('connected_account_id', '=', credential.connected_account_id)
+        .execute();
+      const sinkRow = await db
+        .selectFrom('audit_sinks')
+        .selectAll()
+        .where('id', '=', sinkId)
+        .executeTakeFirstOrThrow();
+      const sinkPlain = await t.container.envelope.open(
+        sealIdentity('siem_sink', tenant.tenantId, sinkId),
+        sealedFromColumns(sinkRow)!,
+      );
+      expect(sinkPlain.toString('utf8')).toBe(secret);
+      await db
+        .updateTable('audit_sinks')
+        .set(sealedColumns(await sealInFirstFormat(keys, tenant.tenantId, sinkId, sinkPlain)))
+        .where('id', '=', sinkId)
+        .execute();
+      t.container.envelope.cache.clear();
+
+      // A first-format credential still opens for a call.
+      expect(await call()).toMatchObject({ data: true });
+      const status = async () =>
+        JSON.parse((await cli('keys', 'status')).stdout) as { current_key_id: string; legacy_format: number };
+      expect((await status()).legacy_format).toBe(2);
+
+      const rotated = JSON.parse((await cli('keys', 'rotate')).stdout) as {
+        resealed: number;
+        failed: unknown[];
+      };
+      expect(rotated).toMatchObject({ resealed: 2, failed: [] });
+      expect((await status()).legacy_format).toBe(0);
+      const after = await db
+        .selectFrom('sealed_credentials')
+        .selectAll()
+        .where('connected_account_id', '=', credential.connected_account_id)
+        .executeTakeFirstOrThrow();
+      expect(after.seal_format).toBe(2);
+      expect(Buffer.from(after.ciphertext).equals(oldCredential.ciphertext)).toBe(false);
+      // Bound by kind now: the same row read as another kind of secret does not open.
+      await expect(
+        t.container.envelope.open(
+          sealIdentity('webhook', tenant.tenantId, credential.connected_account_id),
+          sealedFromColumns(after)!,
+        ),
+      ).rejects.toMatchObject({ code: 'integrity_failure' });
+
+      // The call and a signed SIEM delivery still work with the re-sealed secrets.
+      t.container.envelope.cache.clear();
+      const signed = (r: { status: number; headers: Record<string, unknown>; body: string }) =>
+        r.status === 200 &&
+        verifyWebhookSignature(secret, r.headers[WEBHOOK_SIGNATURE_HEADER] as string, r.body);
+      const deliveredBefore = receiver.requests.filter(signed).length;
+      expect(await call()).toMatchObject({ data: true });
+      await eventually(
+        () => (receiver.requests.filter(signed).length > deliveredBefore ? true : null),
+        20_000,
+        'a signed delivery with the re-sealed sink secret',
       );
     } finally {
       await receiver.close();

@@ -20,6 +20,8 @@ class GetAdminKeysResponse(WardenModel):
     provider: str
     current_key_id: str
     data_keys_by_key: dict[str, float]
+    legacy_format: float
+    """Sealed secrets still bound in the first format (before kinds); `keys rotate` re-seals them."""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -906,6 +906,8 @@ export interface paths {
                             data_keys_by_key: {
                                 [key: string]: number;
                             };
+                            /** @description Sealed secrets still bound in the first format (before kinds); `keys rotate` re-seals them. */
+                            legacy_format: number;
                         };
                     };
                 };

@@ -182,6 +182,11 @@ export async function adminRoutes(
           provider: z.string(),
           current_key_id: z.string(),
           data_keys_by_key: z.record(z.string(), z.number()),
+          legacy_format: z
+            .number()
+            .describe(
+              'Sealed secrets still bound in the first format (before kinds); `keys rotate` re-seals them.',
+            ),
         }),
         ...errorResponses,
       },

@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import type { JsonWebKey } from 'node:crypto';
 import type { Database } from '@warden/db';
+import { SYSTEM_TENANT, sealIdentity, sealedColumns, sealedFromColumns } from '@warden/vault';
 import type { Envelope, SealIdentity } from '@warden/vault';
 import type { Kysely } from 'kysely';
 
@@ -15,7 +16,7 @@ export interface OAuthServerKeys {
 }
 
 const ROW_ID = 'v1';
-const IDENTITY: SealIdentity = { tenantId: 'system', connectedAccountId: 'oauth_server_keys' };
+const IDENTITY: SealIdentity = sealIdentity('oauth_server_keys', SYSTEM_TENANT, ROW_ID);
 
 function generate(): OAuthServerKeys {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -41,22 +42,14 @@ export async function loadOAuthServerKeys(
       .insertInto('oauth_server_keys')
       .values({
         id: ROW_ID,
-        key_provider: sealed.keyProvider,
-        key_id: sealed.keyId,
-        wrapped_key: sealed.wrappedKey,
-        iv: sealed.iv,
-        ciphertext: sealed.ciphertext,
+        ...sealedColumns(sealed),
       })
       .onConflict((oc) => oc.column('id').doNothing())
       .execute();
     return loadOAuthServerKeys(db, envelope);
   }
-  const plaintext = await envelope.open(IDENTITY, {
-    keyProvider: existing.key_provider,
-    keyId: existing.key_id,
-    wrappedKey: Buffer.from(existing.wrapped_key),
-    iv: Buffer.from(existing.iv),
-    ciphertext: Buffer.from(existing.ciphertext),
-  });
+  const sealed = sealedFromColumns(existing);
+  if (!sealed) throw new Error('the sealed sign-in server keys are missing');
+  const plaintext = await envelope.open(IDENTITY, sealed);
   return JSON.parse(plaintext.toString('utf8')) as OAuthServerKeys;
 }

@@ -15,6 +15,7 @@ interface KeyStatus {
   provider: string;
   current_key_id: string;
   data_keys_by_key: Record<string, number>;
+  legacy_format: number;
 }
 
 export default function Platform() {
@@ -101,6 +102,12 @@ export default function Platform() {
                 )}
               </tbody>
             </table>
+            {keys.data.legacy_format > 0 && (
+              <p>
+                {keys.data.legacy_format} sealed secret(s) are still in the first seal format (not bound to
+                their kind): run `warden keys rotate` to seal them again.
+              </p>
+            )}
           </>
         )}
       </section>
