@@ -117,6 +117,42 @@ describe('MCP sign-in with OAuth 2.1', () => {
     f.t.secrets.add(tokens!.refresh_token!);
   });
 
+  it('registers by Dynamic Client Registration, signs in through the tenant IdP, then lists and calls tools', async () => {
+    const provider = new TestOAuthClientProvider(f.callbackUrl, { clientName: 'DCR through SSO' });
+    const ua = f.userAgent();
+    const client = await connectWithOAuth(f.mcpUrl, provider, async (url) => {
+      // Registered by DCR: a client id Warden issued, not a metadata document URL.
+      expect(url.searchParams.get('client_id')).toBe(
+        (provider.clientInformation() as { client_id: string }).client_id,
+      );
+      expect(url.searchParams.get('client_id')).not.toMatch(/^https?:/);
+      expect(url.searchParams.get('resource')).toBe(f.mcpUrl);
+      return (await f.ssoSignIn(ua, url, ALICE)).url;
+    });
+    try {
+      const { tools } = await client.listTools();
+      expect(tools.map((x) => x.name)).toEqual(['cloudflare_search', 'cloudflare_execute']);
+      const execute = await client.callTool({
+        name: 'cloudflare_execute',
+        arguments: {
+          code: `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${f.zoneId}' })).result.name`,
+        },
+      });
+      expect((execute.content as Array<{ text: string }>)[0]!.text).toBe('"acme.example"');
+    } finally {
+      await client.close();
+    }
+    f.t.secrets.add(provider.tokens()!.access_token);
+    const events = await f.api(
+      'GET',
+      `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=mcp_oauth`,
+    );
+    const signIns = events.body.events.filter(
+      (e: { action: string; details?: { method?: string } }) => e.action === 'mcp_oauth.sign_in',
+    );
+    expect(signIns.length).toBeGreaterThan(0);
+  });
+
   it('registers by Dynamic Client Registration, signs in with a login link, and audits every step', async () => {
     const provider = new TestOAuthClientProvider(f.callbackUrl, { clientName: 'Registered Client' });
     const ua = f.userAgent();
