@@ -69,7 +69,6 @@ export async function setUpMcpOAuth(
       server,
       db,
       publicUrl: config.publicUrl,
-      allowInsecure,
       tenants: container.tenants,
       accounts: container.connectedAccounts,
       policies: container.policies,

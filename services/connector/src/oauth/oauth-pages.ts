@@ -38,8 +38,10 @@ export interface Page {
 }
 
 /**
- * Forms post to Warden itself; the redirects that follow a post go to the client's redirect
- * URI or to an identity provider, and browsers hold those to `form-action` too.
+ * Forms post to Warden itself; the redirects that follow a post go to the client's redirect URI,
+ * and browsers hold those to `form-action` too. The way on to an identity provider after the
+ * SSO form is a page that refreshes to it (`continuePage`), not a redirect, so no IdP (and no
+ * whole scheme, `https:`) is ever a form target.
  */
 export function pageHeaders(formTargets: readonly string[]): Record<string, string> {
   const formAction = ["'self'", ...formTargets].join(' ');
@@ -56,19 +58,31 @@ export function pageHeaders(formTargets: readonly string[]): Record<string, stri
 export function page(
   title: string,
   content: string,
-  options: { status?: number; formTargets?: readonly string[] } = {},
+  options: { status?: number; formTargets?: readonly string[]; refreshTo?: string } = {},
 ): Page {
+  const refresh = options.refreshTo
+    ? `<meta http-equiv="refresh" content="0;url=${html(options.refreshTo)}">`
+    : '';
   return {
     status: options.status ?? 200,
     headers: pageHeaders(options.formTargets ?? []),
     body: `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${refresh}
 <title>${html(title)} · Warden</title><style>${STYLE}</style></head>
 <body><main>
 <h1>${html(title)}</h1>
 ${content}
 </main></body></html>`,
   };
+}
+
+/** On to the organization's identity provider, after the SSO form (see `pageHeaders`). */
+export function continuePage(url: string): Page {
+  return page(
+    'Continuing to your organization’s sign-in',
+    `<p>Taking you to your organization’s sign-in page. If nothing happens, <a href="${html(url)}">continue</a>.</p>`,
+    { refreshTo: url },
+  );
 }
 
 export function errorPage(title: string, message: string, status = 400): Page {

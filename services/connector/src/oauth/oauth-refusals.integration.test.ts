@@ -133,6 +133,31 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
     expect(ua.visited.some((u) => u.startsWith('http://127.0.0.1:9/'))).toBe(false);
   });
 
+  it("lets the sign-in pages' forms go only to Warden and the client, and reaches the IdP by a refresh, not a form redirect", async () => {
+    const browser = f.userAgent();
+    const login = await browser.get(authorization().url.href);
+    expect(login.status).toBe(200);
+    const csp = login.headers.get('content-security-policy') ?? '';
+    const formAction = /form-action ([^;]*)/.exec(csp)?.[1]?.trim().split(/\s+/) ?? [];
+    expect(formAction).toEqual(["'self'", new URL(f.callbackUrl).origin]);
+    expect(csp).toContain("frame-ancestors 'none'");
+    // The SSO form's answer is a page that refreshes to the IdP (no Location to the IdP).
+    const form = new URLSearchParams({ email: ALICE.email });
+    const action = new URL(login.url).pathname + '/sso';
+    const cookie = await browser.jar.getCookieString(login.url);
+    const answer = await fetch(new URL(action, login.url), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+      body: form.toString(),
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('location')).toBeNull();
+    const body = await answer.text();
+    expect(body).toContain(`<meta http-equiv="refresh" content="0;url=${f.idp.issuer}`);
+    expect(answer.headers.get('content-security-policy')).toContain("default-src 'none'");
+  });
+
   it('an identity outside the allowed email domains gets access_denied', async () => {
     // The engineer names an Acme address, then signs in at the IdP as someone else.
     const browser = f.userAgent();

@@ -12,7 +12,14 @@ import { accountIdFor, createRecordStore, parseAccountId } from './oauth-artifac
 import type { OAuthAudit } from './oauth-audit.ts';
 import { grantTokenId, oauthCaller } from './oauth-audit.ts';
 import type { LoginLinks } from './login-links.ts';
-import { consentPage, errorPage, loginLinkPage, loginPage, signedInPage } from './oauth-pages.ts';
+import {
+  consentPage,
+  continuePage,
+  errorPage,
+  loginLinkPage,
+  loginPage,
+  signedInPage,
+} from './oauth-pages.ts';
 import type { Page } from './oauth-pages.ts';
 import { INTERACTION_TTL_SECONDS, MCP_SCOPE } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
@@ -23,7 +30,6 @@ export interface OAuthRouteDeps {
   readonly server: OAuthServer;
   readonly db: Kysely<Database>;
   readonly publicUrl: string;
-  readonly allowInsecure: boolean;
   readonly tenants: Pick<TenantService, 'get'>;
   readonly accounts: Pick<ConnectedAccountService, 'list'>;
   readonly policies: Pick<PolicyStore, 'effective'>;
@@ -266,7 +272,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
           path: '/oauth',
           maxAgeSeconds: INTERACTION_TTL_SECONDS,
         });
-        return send(reply, loginPage({ uid: details.uid, clientName, formTargets: loginTargets(targets) }));
+        return send(reply, loginPage({ uid: details.uid, clientName, formTargets: targets }));
       }
       if (details.prompt.name === 'consent') {
         const account = parseAccountId(details.session?.accountId);
@@ -291,7 +297,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const email = (form.email ?? '').trim();
       const clientName = await clientNameOf(String(details.params.client_id));
       const clientOrigin = redirectOrigin(details.params.redirect_uri);
-      const targets = loginTargets(clientOrigin ? [clientOrigin] : []);
+      const targets = clientOrigin ? [clientOrigin] : [];
       const again = (
         error: string,
         extra: { tenantChoices?: Array<{ tenantId: string; tenantName: string }> } = {},
@@ -341,7 +347,9 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
         path: '/oauth/sso',
         maxAgeSeconds: SSO_TTL_SECONDS,
       });
-      return reply.code(303).redirect(started.url, 303);
+      // A page that refreshes to the IdP rather than a redirect: the login page's form-action
+      // then need not allow the IdP's origin (or every https: origin).
+      return send(reply, continuePage(started.url));
     });
 
     scope.get('/oauth/sso/callback', { schema: { hide: true } }, async (request, reply) => {
@@ -522,10 +530,6 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   }
 
   /** The login page's SSO form ends at an identity provider, which may be anywhere on the web. */
-  function loginTargets(clientTargets: readonly string[]): string[] {
-    return [...clientTargets, 'https:', ...(deps.allowInsecure ? ['http:'] : [])];
-  }
-
   async function consentView(
     uid: string,
     account: { tenantId: string; identifier: string },

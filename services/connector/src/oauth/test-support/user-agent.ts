@@ -9,8 +9,9 @@ export interface UaPage {
 }
 
 /**
- * A scripted browser without JavaScript: follows redirects, keeps cookies, reads a page's
- * forms and submits them the way a browser would (the pages under test need no script).
+ * A scripted browser without JavaScript: follows redirects and `<meta http-equiv="refresh">`,
+ * keeps cookies, reads a page's forms and submits them the way a browser would (the pages under
+ * test need no script).
  */
 export class ScriptedUserAgent {
   readonly jar = new CookieJar();
@@ -61,12 +62,16 @@ export class ScriptedUserAgent {
         }
         continue;
       }
-      return {
-        url: current,
-        status: response.status,
-        headers: response.headers,
-        body: await response.text(),
-      };
+      const text = await response.text();
+      const refresh = parse(text).querySelector('meta[http-equiv="refresh"]')?.getAttribute('content');
+      const to = refresh ? /^\s*0\s*;\s*url=(.+)$/i.exec(refresh)?.[1] : undefined;
+      if (response.status === 200 && to) {
+        current = new URL(to.trim(), current).href;
+        method = 'GET';
+        body = undefined;
+        continue;
+      }
+      return { url: current, status: response.status, headers: response.headers, body: text };
     }
     throw new Error(`too many redirects from ${url}`);
   }
