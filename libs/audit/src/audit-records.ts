@@ -213,7 +213,7 @@ export function lifecycleRecord(subject: AuditSubject, facts: LifecycleFacts): A
 }
 
 export interface McpOAuthFacts {
-  /** `mcp_oauth.sign_in`, `mcp_oauth.consent`, `mcp_oauth.token_issued`, `mcp_oauth.refresh_reuse`… */
+  /** `mcp_oauth.sign_in`, `mcp_oauth.consent`, `mcp_oauth.token_issued`, `mcp_oauth.token_revoked`, `mcp_oauth.refresh_reuse`… */
   readonly action: string;
   readonly outcome: Outcome;
   readonly error?: ErrorField;

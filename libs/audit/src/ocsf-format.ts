@@ -119,7 +119,11 @@ export function ocsfActivity(event: AuditEvent): OcsfActivity {
       return { id: 99, name: 'Checkpoint' };
     case 'mcp_oauth':
       if (event.action === 'mcp_oauth.token_issued' || event.action === 'mcp_oauth.consent') return CREATE;
-      if (event.action === 'mcp_oauth.consent_revoked' || event.action === 'mcp_oauth.refresh_reuse') {
+      if (
+        event.action === 'mcp_oauth.consent_revoked' ||
+        event.action === 'mcp_oauth.token_revoked' ||
+        event.action === 'mcp_oauth.refresh_reuse'
+      ) {
         return DELETE;
       }
       return { id: 99, name: event.action };

@@ -6,6 +6,7 @@ export type OAuthAuditAction =
   | 'mcp_oauth.consent'
   | 'mcp_oauth.consent_revoked'
   | 'mcp_oauth.token_issued'
+  | 'mcp_oauth.token_revoked'
   | 'mcp_oauth.refresh_reuse';
 
 export interface OAuthAuditEvent {

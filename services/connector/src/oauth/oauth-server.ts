@@ -218,11 +218,14 @@ export function createOAuthServer(deps: {
     // Warden sets the forwarded headers itself (see `forward`), so URLs are built from PUBLIC_URL.
     provider.proxy = true;
 
-    /** Audits token issuance and refresh token reuse before the answer leaves. */
+    /**
+     * Audits token issuance and refresh token reuse before the answer leaves, and ends the running
+     * work of a grant whose token a client revoked (RFC 7009).
+     */
     provider.use(async (ctx, next) => {
       await next();
-      if (ctx.oidc?.route !== 'token') return;
-      await auditToken(ctx as KoaContextWithOIDC);
+      if (ctx.oidc?.route === 'token') await auditToken(ctx as KoaContextWithOIDC);
+      else if (ctx.oidc?.route === 'revocation') await endRevoked(ctx as KoaContextWithOIDC);
     });
     return provider;
   }
@@ -290,6 +293,37 @@ export function createOAuthServer(deps: {
         // The grant is revoked already; the refusal stands even if its record cannot be written.
         deps.logger.error({ err: error }, 'refresh token reuse not audited');
       }
+    }
+  }
+
+  /**
+   * A client revoked one of its tokens: oidc-provider has revoked every token of the grant (and,
+   * for a refresh token, the grant). Its MCP sessions and running calls end on every replica before
+   * their next upstream request, as for a revoked consent; the revocation is on the trail.
+   */
+  async function endRevoked(ctx: KoaContextWithOIDC): Promise<void> {
+    const { entities } = ctx.oidc;
+    const token = entities.AccessToken ?? entities.RefreshToken;
+    // Another client's token is left alone (allowedPolicy): nothing was revoked then.
+    if (ctx.status !== 200 || !token?.grantId || token.clientId !== entities.Client?.clientId) return;
+    const account = parseAccountId(token.accountId);
+    if (!account) return;
+    const tokenId = grantTokenId(token.grantId);
+    await deps.onGrantRevoked(account.tenantId, account.identifier, tokenId);
+    try {
+      await deps.audit(account.tenantId, {
+        action: 'mcp_oauth.token_revoked',
+        outcome: 'success',
+        identifier: account.identifier,
+        caller: oauthCaller({
+          grantId: token.grantId,
+          clientName: entities.Client?.clientName ?? null,
+          ip: ctx.ip,
+        }),
+      });
+    } catch (error) {
+      // Revoked already; the answer stands even if its record cannot be written.
+      deps.logger.error({ err: error }, 'MCP token revocation not audited');
     }
   }
 

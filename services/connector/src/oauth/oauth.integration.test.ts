@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectWithOAuth, TestOAuthClientProvider } from './test-support/oauth-client.ts';
 import { ALICE, startOAuthFixture } from './test-support/oauth-fixture.ts';
@@ -279,4 +280,58 @@ describe('MCP sign-in with OAuth 2.1', () => {
     });
     expect(afterRevoke.body.error).toBe('invalid_grant');
   });
+
+  for (const which of ['access_token', 'refresh_token'] as const) {
+    it(`revoking the ${which} with RFC 7009 ends the grant's running call before its next upstream request, and is audited`, async () => {
+      const provider = new TestOAuthClientProvider(f.callbackUrl, { clientMetadataUrl: f.cimd.clientId });
+      const ua = f.userAgent();
+      const client = await connectWithOAuth(
+        f.mcpUrl,
+        provider,
+        async (url) => (await f.linkSignIn(ua, url, ALICE.email)).url,
+      );
+      const tokens = provider.tokens()!;
+      f.t.secrets.add(tokens.access_token);
+      f.t.secrets.add(tokens.refresh_token!);
+      f.cf.clearRequests();
+      f.cf.faults.setLatencyMs(100);
+      try {
+        const call = client
+          .callTool({
+            name: 'cloudflare_execute',
+            arguments: {
+              code: `async () => { for (let i = 0; i < 40; i++) await cloudflare.request({ method: 'GET', path: '/zones/${f.zoneId}' }); return 'all sent'; }`,
+            },
+          })
+          .then(
+            (r) => JSON.stringify(r.content),
+            (e: unknown) => String(e),
+          );
+        await sleep(700);
+        const revoke = await fetch(`${f.base}/oauth/revoke`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token: tokens[which]!, client_id: f.cimd.clientId }),
+        });
+        expect(revoke.status).toBe(200);
+        const atRevocation = f.cf.requestCount();
+        expect(atRevocation).toBeGreaterThan(0);
+        const outcome = await call;
+        // At most the one request in flight when the revocation landed.
+        expect(f.cf.requestCount() - atRevocation).toBeLessThanOrEqual(1);
+        expect(outcome).not.toContain('all sent');
+        expect((await f.mcpStatus(tokens.access_token)).status).toBe(401);
+      } finally {
+        f.cf.faults.setLatencyMs(0);
+        await client.close().catch(() => undefined);
+      }
+      const events = await f.api(
+        'GET',
+        `/api/v1/audit/events?identifier=${encodeURIComponent(ALICE.email)}&kind=mcp_oauth`,
+      );
+      expect(events.body.events.map((e: { action: string }) => e.action)).toContain(
+        'mcp_oauth.token_revoked',
+      );
+    });
+  }
 });
