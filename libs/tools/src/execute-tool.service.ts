@@ -1,6 +1,6 @@
 import type { AuditStore } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
-import { WardenError, notFound, systemClock } from '@warden/core';
+import { WardenError, hasPrefix, notFound, systemClock } from '@warden/core';
 import type { CloudflareCredential } from '@warden/cloudflare';
 import type { ConnectedAccount } from '@warden/vault';
 import { resolveCloudflareAccount } from './account-resolution.ts';
@@ -189,6 +189,14 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     }
     const tool: ToolName = input.toolName;
     const params = parseParams(tool, input.params);
+    // Checked here, not only at the REST edge: MCP arguments reach this use case unvalidated.
+    if (input.connectedAccountId !== undefined && !hasPrefix(input.connectedAccountId, 'ca')) {
+      throw new WardenError(
+        'invalid_request',
+        'connected_account_id: must be the id of one of your connected accounts (ca_…)',
+        { field: 'connected_account_id' },
+      );
+    }
     const target = {
       identifier: input.identifier,
       ...(input.connectionName !== undefined ? { connectionName: input.connectionName } : {}),

@@ -165,6 +165,18 @@ describe('per-user MCP endpoint', () => {
           expect.stringContaining('nope'),
           '/zones/{zone_id}',
         ]);
+        // Arguments the tool does not declare are checked like REST's: a clear tool error
+        // naming the field, never a JSON-RPC internal error carrying a database message.
+        for (const id of ['ca_\u0000', 'ca_\ud800', '../ca_x']) {
+          const refused = await client.callTool({
+            name: 'cloudflare_execute',
+            arguments: { code: 'async () => 1', connected_account_id: id },
+          });
+          expect(refused.isError).toBe(true);
+          expect((refused.content as Array<{ text: string }>)[0]!.text).toMatch(
+            /^invalid_request: connected_account_id: must be the id of one of your connected accounts/,
+          );
+        }
       } finally {
         await client.close();
       }

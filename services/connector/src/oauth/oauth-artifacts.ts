@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
+import { errors } from 'oidc-provider';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 /**
@@ -39,6 +40,16 @@ function expiry(expiresIn: number | undefined): Date | null {
 
 const live = sql<boolean>`(expires_at is null or expires_at > now())`;
 
+/** A string PostgreSQL's jsonb cannot hold: a NUL, or a surrogate without its pair. */
+function unstorable(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000') || !value.isWellFormed();
+  if (Array.isArray(value)) return value.some(unstorable);
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value).some(([key, item]) => unstorable(key) || unstorable(item));
+  }
+  return false;
+}
+
 class ArtifactAdapter implements Adapter {
   readonly #db: Kysely<Database>;
   readonly #model: string;
@@ -53,6 +64,14 @@ class ArtifactAdapter implements Adapter {
     // The raw id of a bearer value is not kept (find() is handed it back by the caller).
     const { jti: _jti, ...rest } = payload;
     const stored = PLAIN_ID_MODELS.has(this.#model) ? payload : rest;
+    // Refused as the client's mistake (400), not a database failure (500): client metadata
+    // from registration or a metadata document is the only text here a stranger chooses.
+    if (unstorable(stored)) {
+      const message = 'text with a NUL character or an unpaired surrogate cannot be stored';
+      throw this.#model === 'Client'
+        ? new errors.InvalidClientMetadata(`client metadata: ${message}`)
+        : new errors.InvalidRequest(message);
+    }
     const values = {
       payload: JSON.stringify(stored),
       grant_id: typeof payload.grantId === 'string' ? payload.grantId : null,

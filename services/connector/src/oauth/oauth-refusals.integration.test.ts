@@ -158,6 +158,24 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
     expect(answer.headers.get('content-security-policy')).toContain("default-src 'none'");
   });
 
+  it('refuses client metadata with a NUL or an unpaired surrogate as invalid_client_metadata, not a 500', async () => {
+    for (const name of ['evil\u0000client', 'evil\ud800client']) {
+      for (const metadata of [
+        { client_name: name, redirect_uris: [f.callbackUrl] },
+        { redirect_uris: [`${f.callbackUrl}?x=${name}`] },
+      ]) {
+        const res = await fetch(`${f.base}/oauth/register`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token_endpoint_auth_method: 'none', ...metadata }),
+        });
+        const body = (await res.json()) as { error?: string };
+        expect(res.status, JSON.stringify(metadata)).toBe(400);
+        expect(body.error).toMatch(/^invalid_(client_metadata|redirect_uri)$/);
+      }
+    }
+  });
+
   it('an identity outside the allowed email domains gets access_denied', async () => {
     // The engineer names an Acme address, then signs in at the IdP as someone else.
     const browser = f.userAgent();
