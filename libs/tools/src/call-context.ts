@@ -145,7 +145,7 @@ export interface LiveCall {
   readonly tenantId: string;
   readonly identifier: string;
   readonly accountId: string;
-  /** The MCP token it runs under, if any. */
+  /** The credential it runs under: an MCP token or grant (`mcp_…`, `oag_…`) or a tenant API key (`key_…`). */
   readonly tokenId: string | null;
 }
 

@@ -118,7 +118,7 @@ export class Execution {
         tenantId: start.caller.tenantId,
         identifier: start.target.identifier,
         accountId: account.id,
-        tokenId: start.caller.type === 'mcp_token' ? start.caller.id : null,
+        tokenId: start.caller.id,
       },
       start.context.readAt,
     );

@@ -94,8 +94,8 @@ export interface ApiKeyCacheOptions {
   readonly ttlMs: number;
   readonly maxEntries?: number;
   readonly trustedSince: () => number | null;
-  /** Called after a key is revoked here, to tell the other replicas. */
-  readonly onRevoked?: (keyId: string) => void;
+  /** Called after a key is revoked here, to tell the other replicas (and end its running calls). */
+  readonly onRevoked?: (keyId: string, tenantId: string) => void;
 }
 
 interface CachedKey {
@@ -258,7 +258,7 @@ export function createTenantService(deps: {
         return updated;
       });
       forget(keyId);
-      if (result.numUpdatedRows > 0n) cacheOptions?.onRevoked?.(keyId);
+      if (result.numUpdatedRows > 0n) cacheOptions?.onRevoked?.(keyId, tenantId);
       if (result.numUpdatedRows === 0n) {
         const exists = await db
           .selectFrom('tenant_api_keys')

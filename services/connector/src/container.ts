@@ -327,12 +327,14 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     apiKeyCache: {
       ttlMs: config.apiKeyCacheTtlMs,
       trustedSince: () => bus.deliveringSince(),
-      onRevoked: (keyId) => {
+      onRevoked: (keyId, tenantId) => {
         bus
           .publish(API_KEY_REVOKE_CHANNEL, { keyId })
           .catch((err: unknown) =>
             logger.warn({ err, keyId }, 'could not tell other replicas of an API key revocation'),
           );
+        // Executions the key started stop before their next upstream request, on every replica.
+        void invalidate({ tenantId, tokenId: keyId, reason: 'revoked' });
       },
     },
   });
