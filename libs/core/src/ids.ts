@@ -30,3 +30,11 @@ export function hasPrefix(id: string, prefix: IdPrefix): boolean {
 export function hasControlCharacters(value: string): boolean {
   return /\p{Cc}/u.test(value);
 }
+
+/**
+ * Free text from outside (Cloudflare account names, say) made storable in PostgreSQL text and
+ * jsonb: NUL and unpaired surrogates become U+FFFD. For display only; ids are never rewritten.
+ */
+export function storableText(value: string): string {
+  return value.toWellFormed().replaceAll('\u0000', '\uFFFD');
+}

@@ -8,7 +8,7 @@ export {
   unavailable,
 } from './errors.ts';
 export type { ErrorCode, ErrorDetails } from './errors.ts';
-export { hasControlCharacters, hasPrefix, newId, randomString } from './ids.ts';
+export { hasControlCharacters, hasPrefix, newId, randomString, storableText } from './ids.ts';
 export type { IdPrefix } from './ids.ts';
 export { ManualClock, systemClock } from './clock.ts';
 export type { Clock } from './clock.ts';

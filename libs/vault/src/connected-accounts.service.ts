@@ -1,5 +1,5 @@
 import type { Clock } from '@warden/core';
-import { WardenError, hasControlCharacters, newId, notFound, systemClock } from '@warden/core';
+import { WardenError, hasControlCharacters, newId, notFound, storableText, systemClock } from '@warden/core';
 import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
 import { assertCredentialShape } from '@warden/cloudflare';
 import { lifecycleRecord } from '@warden/audit';
@@ -184,7 +184,8 @@ function verifiedColumns(verified: VerifiedCredential) {
   return {
     token_kind: verified.tokenKind,
     cf_user_id: verified.userId,
-    cf_accounts: JSON.stringify(verified.accounts.map((a) => ({ id: a.id, name: a.name }))),
+    // Account names are free text an account's owner chose: made storable, never refused.
+    cf_accounts: JSON.stringify(verified.accounts.map((a) => ({ id: a.id, name: storableText(a.name) }))),
     cf_token_id: verified.tokenId,
     token_status: verified.tokenStatus,
     expires_on: verified.expiresOn,

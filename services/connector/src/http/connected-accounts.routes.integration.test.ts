@@ -73,6 +73,24 @@ describe('connected accounts API', () => {
     expect(get.body).not.toContain(token.value);
   });
 
+  it('vaults a credential whose Cloudflare account name holds a NUL or an unpaired surrogate', async () => {
+    // Account names are free text the account's owner chooses; a member must still connect.
+    const member = cf.state.createUser({ email: 'member@hostile.example' });
+    cf.state.createAccount({ name: 'Evil\u0000Co \ud800', members: [member.id] });
+    const token = cf.state.createUserToken({ userId: member.id, permissions: ['#zone:read'] });
+    const res = await create({
+      identifier: 'member@hostile.example',
+      authorization: { type: 'api_token', api_token: token.value },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const stored = await t.db.db.kysely
+      .selectFrom('connected_accounts')
+      .select('cf_accounts')
+      .where('id', '=', res.json().connected_account.id)
+      .executeTakeFirstOrThrow();
+    expect(stored.cf_accounts).toEqual([{ id: expect.any(String), name: 'Evil\uFFFDCo \uFFFD' }]);
+  });
+
   it('recognises account-owned tokens and Global API Keys', async () => {
     const accountToken = cf.state.createAccountToken({ accountId: acme.id, permissions: ['#zone:read'] });
     t.secrets.add(accountToken.value);
