@@ -83,6 +83,7 @@ const schema = z
     APPROVAL_EXPIRY_HOURS: int(1, 720).default(24),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
+    SCHEDULER_CHECK_MS: int(100, 600_000).default(30_000),
     SANDBOX_POOL_SIZE: int(1, 64).default(availableParallelism()),
     SANDBOX_SPARE_CHILDREN: int(0, 64).default(1),
     SANDBOX_MAX_EXECUTE_CHILDREN: int(1, 1024).optional(),
@@ -211,6 +212,8 @@ export interface Config {
   /** SIEM sinks and webhooks may use http:// and private addresses: tests and single-host demos only. */
   readonly deliveryAllowInsecure: boolean;
   readonly outboxIntervalMs: number;
+  /** How often the job schedules in Redis are checked (missing or stalled ones made again). */
+  readonly schedulerCheckMs: number;
   readonly sandboxPoolSize: number;
   /** Execute children kept started for tenants that have none, and the most there may be. */
   readonly sandboxSpareChildren: number;
@@ -386,6 +389,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     approvalExpiryMs: env.APPROVAL_EXPIRY_HOURS * 3_600_000,
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
+    schedulerCheckMs: env.SCHEDULER_CHECK_MS,
     sandboxPoolSize: env.SANDBOX_POOL_SIZE,
     sandboxSpareChildren: env.SANDBOX_SPARE_CHILDREN,
     sandboxMaxExecuteChildren: env.SANDBOX_MAX_EXECUTE_CHILDREN,

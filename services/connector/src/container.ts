@@ -501,7 +501,10 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     clock,
   });
   const scheduler = config.redisUrl
-    ? createBullScheduler(config.redisUrl, logger, { prefix: config.redisKeyPrefix })
+    ? createBullScheduler(config.redisUrl, logger, {
+        prefix: config.redisKeyPrefix,
+        checkMs: config.schedulerCheckMs,
+      })
     : createLocalScheduler(logger);
 
   async function recordSystemEvent(

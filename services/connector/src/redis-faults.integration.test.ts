@@ -137,6 +137,7 @@ describe('Redis faults', () => {
       DELIVERY_ALLOW_INSECURE: 'true',
       OUTBOX_INTERVAL_MS: '300',
       CLOUDFLARE_BUDGET: '5/300',
+      SCHEDULER_CHECK_MS: '1000',
     });
     const down = await readiness();
     expect(down.status).toBe('unavailable');
@@ -195,6 +196,26 @@ describe('Redis faults', () => {
     );
     const keys = (await redisCommand('keys', '*:jobs:repeat*')) as string[];
     expect(keys.length).toBeGreaterThan(0);
+    expect((await readiness()).status).toBe('ready');
+  }, 120_000);
+
+  it('makes a stalled schedule again (its next run evicted, its entry kept) and delivers a pending SIEM event', async () => {
+    // What an evicting Redis can do one key at a time: the delayed iteration jobs go, the
+    // scheduler entries stay, so BullMQ never runs the job again by itself.
+    const keys = (await redisCommand('keys', '*')) as string[];
+    const iterations = keys.filter(
+      (k) => /:jobs:(delayed|wait|prioritized|marker)$/.test(k) || /:jobs:repeat:[^:]+:\d+$/.test(k),
+    );
+    expect(iterations.length).toBeGreaterThan(0);
+    await redisCommand('del', ...(iterations as [string, ...string[]]));
+    expect(((await redisCommand('keys', '*:jobs:repeat')) as string[]).length).toBe(1);
+    const pending = await auditedCall();
+    // Overdue after two intervals and a check (about 1.6 s here), then made again.
+    await eventually(
+      () => (pending.every((id) => delivered().has(id)) ? true : null),
+      20_000,
+      'delivery after the schedule stalled',
+    );
     expect((await readiness()).status).toBe('ready');
   }, 120_000);
 

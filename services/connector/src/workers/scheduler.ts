@@ -93,7 +93,10 @@ export function createBullScheduler(
     logger.warn({ err }, `${message} (further errors are not logged until Redis is back)`);
   };
 
-  /** Creates the schedules Redis does not hold (all of them after a restart or an eviction). */
+  /**
+   * Creates the schedules Redis does not hold (all of them after a restart or an eviction), and
+   * again those overdue (their entry kept, their next run lost).
+   */
   function ensure(): Promise<void> {
     // A check queued while Redis was down may never answer: after a while, start another.
     if (ensuring && performance.now() - ensuringSince < ENSURE_PATIENCE_MS) return ensuring;
@@ -102,8 +105,17 @@ export function createBullScheduler(
       const q = queue;
       if (!q || closed) return;
       let created = 0;
+      const runs = (await plain.hgetall(runsKey)) ?? {};
+      const upFor = performance.now() - startedAt;
       for (const { name, intervalMs } of schedules) {
-        if (await q.getJobScheduler(name)) continue;
+        if (await q.getJobScheduler(name)) {
+          // A schedule whose next run was lost (its delayed job evicted, the entry kept) never
+          // fires again: one that is overdue is made again from scratch.
+          const last = Number(runs[name] ?? 0);
+          const since = last > 0 ? Date.now() - last : upFor;
+          if (since <= 2 * intervalMs + checkMs) continue;
+          await q.removeJobScheduler(name);
+        }
         await q.upsertJobScheduler(
           name,
           { every: intervalMs },
@@ -114,7 +126,7 @@ export function createBullScheduler(
       if (created > 0 && startedAt > 0 && performance.now() - startedAt > checkMs) {
         logger.warn(
           { created },
-          'job schedules were missing from Redis (restart or eviction); created them again',
+          'job schedules were missing or stalled in Redis (restart or eviction); created them again',
         );
       }
     })()
@@ -195,6 +207,8 @@ export function createBullScheduler(
       if (missing) {
         void ensure();
         problems.push('job schedules are missing from Redis; creating them again');
+      } else if (problems.length > 0) {
+        void ensure();
       }
       return problems;
     },
