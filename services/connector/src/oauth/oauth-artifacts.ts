@@ -120,13 +120,43 @@ class ArtifactAdapter implements Adapter {
     return undefined;
   }
 
+  /**
+   * Uses a code or refresh token up, atomically: oidc-provider checks `consumed` on what it read
+   * and consumes afterwards, so two requests presenting the same one at once both passed the
+   * check (both redemptions of a code, and both rotations of a refresh token, succeeded). Only
+   * the request that flips `consumed_at` goes on; the other is a reuse, refused `invalid_grant`,
+   * and revokes the whole grant (RFC 9700 §4.14, and what oidc-provider does for a later reuse).
+   */
   async consume(id: string): Promise<void> {
-    await this.#db
+    const claimed = await this.#db
       .updateTable('oauth_artifacts')
       .set({ consumed_at: new Date() })
       .where('model', '=', this.#model)
       .where('id', '=', storedId(this.#model, id))
-      .execute();
+      .where('consumed_at', 'is', null)
+      .returning('grant_id')
+      .executeTakeFirst();
+    if (claimed) return;
+    const row = await this.#db
+      .selectFrom('oauth_artifacts')
+      .select('grant_id')
+      .where('model', '=', this.#model)
+      .where('id', '=', storedId(this.#model, id))
+      .executeTakeFirst();
+    if (row?.grant_id) {
+      const grantId = row.grant_id;
+      await this.#db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('oauth_artifacts').where('grant_id', '=', grantId).execute();
+        await trx
+          .deleteFrom('oauth_artifacts')
+          .where('model', '=', 'Grant')
+          .where('id', '=', grantId)
+          .execute();
+      });
+    }
+    throw new errors.InvalidGrant(
+      `${this.#model === 'RefreshToken' ? 'refresh token' : 'authorization code'} already used`,
+    );
   }
 
   async destroy(id: string): Promise<void> {
