@@ -307,6 +307,19 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return row;
   }
 
+  /**
+   * Separation of duties: the principal that planned the writes (the API key or MCP token whose
+   * execution held them) never decides them; another person must.
+   */
+  function assertNotPlanner(row: NonNullable<Row>, approver: Approver, verb: 'approve' | 'reject'): void {
+    const planner = row.requested_by as unknown as AuditCaller;
+    if (planner.type !== approver.caller.type || planner.id !== approver.caller.id) return;
+    throw new WardenError(
+      'self_approval',
+      `approval ${row.id}: this ${planner.type === 'api_key' ? 'API key' : 'token'} (${planner.id}) planned these writes, so it cannot ${verb} them; another person must approve or reject this plan with their own API key`,
+    );
+  }
+
   function comment(value: unknown): string | null {
     if (value === undefined || value === null) return null;
     if (typeof value !== 'string' || value.length > 2_000 || /(?![\t\n\r])\p{Cc}/u.test(value))
@@ -543,6 +556,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const note = comment(input.comment);
       const outcome = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
+        assertNotPlanner(row, approver, 'reject');
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
@@ -573,6 +587,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const note = comment(input.comment);
       const decided = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
+        assertNotPlanner(row, approver, 'approve');
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };

@@ -70,6 +70,8 @@ describe('write approvals', () => {
   let t: TestApp;
   let base: string;
   let tenant: { tenantId: string; apiKey: string };
+  /** A second key of the tenant: the person who decides (the planning key may not). */
+  let approver: { apiKey: string; id: string };
   let userId: string;
   let accountId: string;
   let zoneId: string;
@@ -88,6 +90,15 @@ describe('write approvals', () => {
     });
     await t.app.listen({ host: '127.0.0.1', port });
     tenant = await t.createTenant('Approvals');
+    const issued = await t.app.inject({
+      method: 'POST',
+      url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+      headers: { authorization: `Bearer ${t.adminToken}` },
+    });
+    expect(issued.statusCode, issued.body).toBe(201);
+    const key = issued.json() as { api_key: string; api_key_id: string };
+    t.secrets.add(key.api_key);
+    approver = { apiKey: key.api_key, id: key.api_key_id };
     const user = cf.state.createUser({ email: 'approvals@example.com' });
     userId = user.id;
     const account = cf.state.createAccount({ name: 'Approvals Co', members: [user.id] });
@@ -106,11 +117,16 @@ describe('write approvals', () => {
     await cf?.close();
   });
 
-  function api(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown) {
+  function api(
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    url: string,
+    payload?: unknown,
+    apiKey = tenant.apiKey,
+  ) {
     return t.app.inject({
       method,
       url,
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
+      headers: { authorization: `Bearer ${apiKey}` },
       ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
     });
   }
@@ -127,8 +143,9 @@ describe('write approvals', () => {
     expect(res.statusCode, res.body).toBe(200);
     return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
   }
-  const decide = (id: string, decision: 'approve' | 'reject', comment?: string) =>
-    api('POST', `/api/v1/approvals/${id}/${decision}`, comment ? { comment } : {});
+  /** A decision by the approver's key (another person than the key that planned). */
+  const decide = (id: string, decision: 'approve' | 'reject', comment?: string, apiKey = approver.apiKey) =>
+    api('POST', `/api/v1/approvals/${id}/${decision}`, comment ? { comment } : {}, apiKey);
   const writesSeen = () =>
     cf.requests().filter((r) => r.method !== 'GET' && r.path.startsWith(`/zones/${zoneId}`));
   async function trail(query: Record<string, string> = {}): Promise<AuditEvent[]> {
@@ -221,7 +238,8 @@ describe('write approvals', () => {
 
     // The trail links plan, decision, approver and each applied request.
     const events = await trail();
-    const apiKeyId = (await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId;
+    const apiKeyId = approver.id;
+    expect(apiKeyId).not.toBe((await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId);
     const requested = events.find(
       (e) => e.action === 'approval.requested' && e.details?.approval_id === approval.id,
     );
@@ -265,6 +283,42 @@ describe('write approvals', () => {
     expect(types).toEqual(
       expect.arrayContaining(['approval.requested', 'approval.approved', 'approval.applied']),
     );
+  });
+
+  it('refuses a decision by the API key that planned the writes: another person must approve (separation of duties)', async () => {
+    await connect('sol');
+    cf.clearRequests();
+    const plan = await planOne('sol', 'self');
+    const plannerId = (await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId;
+    const shown = (
+      (await api('GET', `/api/v1/approvals/${plan.id}`)).json() as {
+        approval: { requested_by: { type: string; id: string } };
+      }
+    ).approval;
+    expect(shown.requested_by).toEqual({ type: 'api_key', id: plannerId });
+    for (const verb of ['approve', 'reject'] as const) {
+      const self = await decide(plan.id, verb, 'my own plan', tenant.apiKey);
+      expect(self.statusCode, self.body).toBe(403);
+      expect(self.json().error.code).toBe('self_approval');
+      expect(self.json().error.message).toMatch(/planned these writes.*another person must approve/);
+    }
+    expect(writesSeen()).toEqual([]);
+    expect(
+      ((await api('GET', `/api/v1/approvals/${plan.id}`)).json() as { approval: Approval }).approval.status,
+    ).toBe('pending');
+    expect(
+      (await trail()).filter(
+        (e) => e.details?.approval_id === plan.id && /approval\.(approved|rejected)/.test(e.action),
+      ),
+    ).toEqual([]);
+    // Another key of the tenant (another person) decides it.
+    const other = await decide(plan.id, 'approve');
+    expect(other.statusCode, other.body).toBe(200);
+    expect((other.json() as { approval: Approval }).approval.decided_by).toEqual({
+      type: 'api_key',
+      id: approver.id,
+    });
+    expect(writesSeen()).toHaveLength(1);
   });
 
   it('sends nothing of a rejected plan, and refuses an expired one', async () => {

@@ -2249,7 +2249,7 @@ export interface paths {
         put?: never;
         /**
          * Approve a pending plan: Warden sends exactly its writes, in order, and reports each
-         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409.
+         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them (403 self_approval); another person must.
          */
         post: {
             parameters: {
@@ -2291,6 +2291,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2369,7 +2378,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reject a pending plan: nothing of it is ever sent */
+        /**
+         * Reject a pending plan: nothing of it is ever sent
+         * @description Decided by another principal than the one that planned the writes (403 self_approval otherwise).
+         */
         post: {
             parameters: {
                 query?: never;
@@ -2410,6 +2422,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
