@@ -665,6 +665,8 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
       path: step.path,
       query: step.query,
       body: step.rawBody ?? step.body,
+      // A raw text body (`rawBody`) and a JSON body that is a string read alike in `body`.
+      body_encoding: step.rawBody !== null ? 'text' : step.body !== null ? 'json' : null,
       ...(step.contentType ? { content_type: step.contentType } : {}),
       operation: step.operation,
       rule: step.rule,

@@ -466,6 +466,36 @@ describe('write approvals', () => {
     expect(createHash('sha256').update(canonicalJson(stored.plan)).digest('hex')).toBe(shown.plan_sha256);
   });
 
+  it('says whether a planned body is raw text or JSON (a JSON string reads like raw text in `body`)', async () => {
+    await connect('tex');
+    cf.clearRequests();
+    const out = await execute(
+      'tex',
+      `async () => {
+        await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records/import', rawBody: 'hello', contentType: 'text/plain' });
+        await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records/import', body: 'hello' });
+        await cloudflare.request({ method: 'DELETE', path: '/zones/${zoneId}/dns_records/nothing' });
+        return 'planned';
+      }`,
+    );
+    const shown = (
+      (await api('GET', `/api/v1/approvals/${out.approval?.id}`)).json() as {
+        approval: { plan: Array<{ body: unknown; body_encoding: string | null; content_type?: string }> };
+      }
+    ).approval;
+    expect(shown.plan.map((s) => [s.body, s.body_encoding, s.content_type])).toEqual([
+      ['hello', 'text', 'text/plain'],
+      ['hello', 'json', undefined],
+      [null, null, undefined],
+    ]);
+    expect(out.approval?.plan.map((s) => (s as Step & { body_encoding: unknown }).body_encoding)).toEqual([
+      'text',
+      'json',
+      null,
+    ]);
+    expect(writesSeen()).toEqual([]);
+  });
+
   it('applies once when two approvers race', async () => {
     await connect('eve');
     cf.clearRequests();

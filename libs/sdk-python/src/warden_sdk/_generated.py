@@ -113,6 +113,8 @@ class ApprovalPlanItem(WardenModel):
     path: str
     query: dict[str, Any] | None
     body: Any
+    body_encoding: Literal["json", "text"] | None
+    """`json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body."""
     content_type: str | None = None
     operation: ApprovalPlanItemOperation | None
     rule: str

@@ -5923,6 +5923,8 @@ export interface components {
                     [key: string]: unknown;
                 } | null;
                 body: unknown;
+                /** @description `json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body. */
+                body_encoding: ("json" | "text") | null;
                 content_type?: string;
                 operation: {
                     path_template: string;
@@ -6219,6 +6221,8 @@ export interface components {
                     [key: string]: unknown;
                 } | null;
                 body: unknown;
+                /** @description `json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body. */
+                body_encoding: ("json" | "text") | null;
                 content_type?: string;
                 operation: {
                     path_template: string;

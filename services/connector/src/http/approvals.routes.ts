@@ -26,6 +26,12 @@ const approvalSchema = z
         path: z.string(),
         query: z.record(z.string(), z.unknown()).nullable(),
         body: z.unknown(),
+        body_encoding: z
+          .enum(['json', 'text'])
+          .nullable()
+          .describe(
+            '`json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body.',
+          ),
         content_type: z.string().optional(),
         operation: z.object({ path_template: z.string(), permissions: z.array(z.string()) }).nullable(),
         rule: z.string().describe('The policy rule that held the write.'),
