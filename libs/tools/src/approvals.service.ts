@@ -67,39 +67,91 @@ export const APPLY_INTERRUPTED_AFTER_MS = 15 * 60_000;
 /** Placeholders a value from a pending write leaves in a later request (`/dns_records/undefined`). */
 const MISSING_VALUE = /(^|\/)(undefined|null|NaN|\[object Object\])(\/|$)/;
 
+/** The largest plan one execution may ask approval for. */
+export interface PlanLimits {
+  /** Writes one plan may hold. */
+  readonly maxSteps: number;
+  /** Bytes of the plan's canonical JSON (what is stored and hashed). */
+  readonly maxBytes: number;
+}
+
+export const DEFAULT_PLAN_LIMITS: PlanLimits = Object.freeze({ maxSteps: 20, maxBytes: 256 * 1024 });
+
 /**
  * The writes one execution's policy held, in order: the gateway hands each here instead of
- * sending it, and the execution records them as one approval when it ends.
+ * sending it, and the execution records them as one approval when it ends. A write beyond the
+ * plan limits is refused (`payload_too_large`), and so is the whole plan: the execution then
+ * records nothing for approval (a plan cut short is not what the code meant to do).
  */
 export class ExecutionPlan implements PlanSink {
   readonly steps: PlanStep[] = [];
+  readonly limits: PlanLimits;
   #dependent = false;
+  /** Bytes of the plan's canonical JSON so far (`[]` and the commas included). */
+  #bytes = 2;
+  #refusal: WardenError | null = null;
+
+  constructor(limits: PlanLimits = DEFAULT_PLAN_LIMITS) {
+    this.limits = limits;
+  }
+
+  /** Why this plan may not be asked for (it outgrew a limit), or null. */
+  get refusal(): WardenError | null {
+    return this.#refusal;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
 
   hold(write: HeldWrite): void {
+    if (this.#refusal) throw this.#refusal;
+    const step = planStep(this.steps.length + 1, write);
+    const size = Buffer.byteLength(canonicalJson(step), 'utf8') + (this.steps.length > 0 ? 1 : 0);
+    const { maxSteps, maxBytes } = this.limits;
+    if (this.steps.length + 1 > maxSteps) {
+      this.#refusal = new WardenError(
+        'payload_too_large',
+        `${write.method} ${write.path} would be write ${this.steps.length + 1} of this plan, over the limit of ${maxSteps} writes per plan held for approval; nothing of this run will be asked for: plan fewer writes per run`,
+        { limit: 'max_steps', max: maxSteps },
+      );
+    } else if (this.#bytes + size > maxBytes) {
+      this.#refusal = new WardenError(
+        'payload_too_large',
+        `${write.method} ${write.path} would bring this plan to ${this.#bytes + size} bytes, over the limit of ${maxBytes} bytes per plan held for approval; nothing of this run will be asked for: plan smaller writes or fewer per run`,
+        { limit: 'max_bytes', max: maxBytes },
+      );
+    }
+    if (this.#refusal) throw this.#refusal;
     // Only after a held write can a value be missing because of one.
     if (this.steps.length > 0) {
       const text = `${write.path}?${JSON.stringify(write.query ?? {})}`;
       if (MISSING_VALUE.test(write.path) || /"(undefined|NaN)"/.test(text) || bodyHasMissing(write.body))
         this.#dependent = true;
     }
-    this.steps.push({
-      seq: this.steps.length + 1,
-      method: write.method,
-      path: write.path,
-      query: write.query ?? null,
-      body: write.rawBody === undefined ? (write.body ?? null) : null,
-      rawBody: write.rawBody ?? null,
-      contentType: write.contentType ?? null,
-      operation: write.operation
-        ? { path_template: write.operation.pathTemplate, permissions: write.operation.permissions }
-        : null,
-      rule: write.rule,
-    });
+    this.steps.push(step);
+    this.#bytes += size;
   }
 
   get dependent(): boolean {
     return this.#dependent;
   }
+}
+
+function planStep(seq: number, write: HeldWrite): PlanStep {
+  return {
+    seq,
+    method: write.method,
+    path: write.path,
+    query: write.query ?? null,
+    body: write.rawBody === undefined ? (write.body ?? null) : null,
+    rawBody: write.rawBody ?? null,
+    contentType: write.contentType ?? null,
+    operation: write.operation
+      ? { path_template: write.operation.pathTemplate, permissions: write.operation.permissions }
+      : null,
+    rule: write.rule,
+  };
 }
 
 function bodyHasMissing(body: unknown): boolean {
@@ -154,6 +206,8 @@ export interface ApprovalServiceDeps {
   /** The identity's context as it stands at apply time (a revoked identity has none). */
   readonly contexts: CallContextSource;
   readonly expiryMs: number;
+  /** The largest plan an execution may ask for (DEFAULT_PLAN_LIMITS when not given). */
+  readonly planLimits?: PlanLimits;
   readonly clock?: Clock;
   readonly logger?: Logger;
 }
@@ -450,10 +504,18 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return results;
   }
 
+  const planLimits = deps.planLimits ?? DEFAULT_PLAN_LIMITS;
+
   return {
+    /** An empty plan for one execution, under this deployment's plan limits. */
+    newPlan(): ExecutionPlan {
+      return new ExecutionPlan(planLimits);
+    },
+
     /** Records an execution's held writes as a pending approval (with its trail record and event). */
     async request(input: ApprovalRequest): Promise<ApprovalView> {
       const { caller } = input;
+      if (input.plan.refusal) throw input.plan.refusal;
       const plan = input.plan.steps;
       const now = clock.now();
       return db.transaction().execute(async (tx) => {
@@ -682,3 +744,28 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
     results: view.results,
   };
 }
+
+/**
+ * An approval as webhook events carry it: its plan as a summary (each write's method, path and
+ * rule) with the plan's SHA-256 and size, never the bodies, and the per-step results without
+ * Cloudflare's answers; the whole plan is at `GET /api/v1/approvals/{id}`. Every event of an
+ * approval goes through the outbox, so it must not copy a plan each time.
+ */
+export function approvalEventJson(view: ApprovalView): Record<string, unknown> {
+  const { plan: _plan, results: _results, ...rest } = approvalJson(view);
+  return {
+    ...rest,
+    plan_summary: view.plan.map((step) => ({
+      seq: step.seq,
+      method: step.method,
+      path: step.path.length > EVENT_PATH_CHARS ? `${step.path.slice(0, EVENT_PATH_CHARS)}…` : step.path,
+      rule: step.rule,
+    })),
+    plan_steps: view.plan.length,
+    plan_bytes: Buffer.byteLength(canonicalJson(view.plan), 'utf8'),
+    results: view.results?.map(({ result: _result, ...step }) => step) ?? null,
+  };
+}
+
+/** A planned path longer than this is cut in webhook events (the API shows it whole). */
+const EVENT_PATH_CHARS = 512;

@@ -87,6 +87,8 @@ describe('write approvals', () => {
       PUBLIC_URL: base,
       DELIVERY_ALLOW_INSECURE: 'true',
       OUTBOX_INTERVAL_MS: '200',
+      APPROVAL_MAX_STEPS: '6',
+      APPROVAL_MAX_PLAN_BYTES: '16384',
     });
     await t.app.listen({ host: '127.0.0.1', port });
     tenant = await t.createTenant('Approvals');
@@ -264,25 +266,37 @@ describe('write approvals', () => {
     ).toEqual([]);
 
     // The tenant's webhook hears of it through the outbox.
-    const types = await eventually(
+    type Hooked = { type: string; data: { approval?: Record<string, unknown> & { id: string } } };
+    const hooked = await eventually(
       () => {
         const seen = receiver.requests
           .filter((r) => r.status === 200)
-          .flatMap(
-            (r) =>
-              (JSON.parse(r.body) as { events: Array<{ type: string; data: { approval?: { id: string } } }> })
-                .events,
-          )
-          .filter((e) => e.data.approval?.id === approval.id)
-          .map((e) => e.type);
-        return seen.includes('approval.applied') ? seen : null;
+          .flatMap((r) => (JSON.parse(r.body) as { events: Hooked[] }).events)
+          .filter((e) => e.data.approval?.id === approval.id);
+        return seen.some((e) => e.type === 'approval.applied') ? seen : null;
       },
       20_000,
       'the approval events at the webhook',
     );
-    expect(types).toEqual(
+    expect(hooked.map((e) => e.type)).toEqual(
       expect.arrayContaining(['approval.requested', 'approval.approved', 'approval.applied']),
     );
+    // Each event carries a summary of the plan and its digest, never the plan's bodies again,
+    // nor Cloudflare's answers (the whole of it is at the approval's URL).
+    for (const event of hooked) {
+      const carried: Record<string, unknown> = event.data.approval ?? {};
+      expect(carried, event.type).not.toHaveProperty('plan');
+      expect(carried).toMatchObject({ plan_sha256: approval.plan_sha256, plan_steps: 3 });
+      expect(carried.plan_summary).toEqual(
+        [1, 2, 3].map((seq) => ({
+          seq,
+          method: 'POST',
+          path: `/zones/${zoneId}/dns_records`,
+          rule: expect.stringContaining('approve') as unknown,
+        })),
+      );
+      expect(JSON.stringify(carried)).not.toContain('b.approvals.example');
+    }
   });
 
   it('refuses a decision by the API key that planned the writes: another person must approve (separation of duties)', async () => {
@@ -494,6 +508,38 @@ describe('write approvals', () => {
       null,
     ]);
     expect(writesSeen()).toEqual([]);
+  });
+
+  it('refuses a plan over its limits (writes, then bytes), naming the limit, and asks approval for none of it', async () => {
+    await connect('max');
+    cf.clearRequests();
+    // The code catches the refusal of the 7th write and goes on: still nothing is asked for.
+    const tooMany = await execute(
+      'max',
+      `async () => {
+        const seen = [];
+        for (let i = 0; i < 7; i++) {
+          try {
+            await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'max-' + i + '.approvals.example', content: 'x' } });
+            seen.push('planned');
+          } catch (e) { seen.push(e.code); }
+        }
+        return seen;
+      }`,
+    );
+    expect(tooMany.approval).toBeUndefined();
+    expect(tooMany.error?.code).toBe('payload_too_large');
+    expect(tooMany.error?.message).toMatch(/over the limit of 6 writes per plan held for approval/);
+    const big = await execute(
+      'max',
+      `async () => cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'big.approvals.example', content: 'x'.repeat(20000) } })`,
+    );
+    expect(big.approval).toBeUndefined();
+    expect(big.error?.code).toBe('payload_too_large');
+    expect(big.error?.message).toMatch(/over the limit of 16384 bytes per plan held for approval/);
+    expect(writesSeen()).toEqual([]);
+    const listed = (await api('GET', '/api/v1/approvals?identifier=max')).json() as { approvals: Approval[] };
+    expect(listed.approvals).toEqual([]);
   });
 
   it('applies once when two approvers race', async () => {

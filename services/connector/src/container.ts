@@ -441,6 +441,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     gateway,
     contexts,
     expiryMs: config.approvalExpiryMs,
+    planLimits: config.approvalPlanLimits,
     clock,
     logger,
   });
