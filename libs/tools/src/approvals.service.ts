@@ -4,7 +4,7 @@ import { AuditJournal, SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, newId, noopLogger, notFound, systemClock } from '@warden/core';
 import type { HttpMethod } from '@warden/cloudflare';
-import { decodeCursor, encodeCursor } from '@warden/db';
+import { decodeCursor, encodeCursor, isDatabaseUnavailable } from '@warden/db';
 import type { ApprovalStatus, Database } from '@warden/db';
 import type { LifecycleAudit } from '@warden/vault';
 import { validateIdentifier } from '@warden/vault';
@@ -310,31 +310,76 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     if (!due(row)) return null;
     const now = clock.now();
     if (row.status === 'approved') {
-      const interrupted: StepResult[] = [
-        {
-          seq: 0,
-          status: null,
-          success: false,
-          error: {
-            code: 'unavailable',
-            message:
-              'the apply was interrupted (the replica applying it stopped); the steps it sent are on the audit trail under this approval id',
-          },
-        },
-      ];
-      const failed = await change(tx, row, {
-        status: 'failed',
+      const interrupted = await interruptedResults(row);
+      // Every step answered a success before the stop: the plan was applied, only not recorded.
+      const applied =
+        interrupted.length === (row.plan as PlanStep[]).length && interrupted.every((r) => r.success);
+      const settled = await change(tx, row, {
+        status: applied ? 'applied' : 'failed',
         results: JSON.stringify(interrupted),
         finished_at: now,
       });
-      await recordChange(tx, row.tenant_id, SYSTEM_CALLER, failed, 'approval.failed', { interrupted: true });
-      await events(tx, row.tenant_id, { type: 'approval.failed', approval: failed });
-      return failed;
+      const action = applied ? 'approval.applied' : 'approval.failed';
+      await recordChange(tx, row.tenant_id, SYSTEM_CALLER, settled, action, {
+        interrupted: true,
+        results: interrupted.map(({ result: _result, ...step }) => step),
+      });
+      await events(tx, row.tenant_id, { type: action, approval: settled });
+      return settled;
     }
     const expired = await change(tx, row, { status: 'expired', finished_at: now });
     await recordChange(tx, row.tenant_id, SYSTEM_CALLER, expired, 'approval.expired');
     await events(tx, row.tenant_id, { type: 'approval.expired', approval: expired });
     return expired;
+  }
+
+  /**
+   * The per-step results of an apply that stopped without finishing: what its progress recorded,
+   * then, from the write-ahead intents on the trail under the approval's id, the steps that went
+   * out after it (their answers unknown), then the first step not sent.
+   */
+  async function interruptedResults(row: NonNullable<Row>): Promise<StepResult[]> {
+    const plan = row.plan as PlanStep[];
+    const progress = new Map(((row.results as StepResult[] | null) ?? []).map((r) => [r.seq, r]));
+    const { events: intents } = await deps.audit.query(row.tenant_id, {
+      ...(row.decided_at ? { from: row.decided_at } : {}),
+      executionId: row.id,
+      kind: 'upstream_request',
+      outcome: 'pending',
+      pageSize: plan.length + 1,
+    });
+    const results: StepResult[] = [];
+    for (const step of plan) {
+      const known = progress.get(step.seq);
+      if (known) {
+        results.push(known);
+        if (!known.success) break;
+      } else if (step.seq <= intents.length) {
+        results.push({
+          seq: step.seq,
+          status: null,
+          success: false,
+          error: {
+            code: 'unknown',
+            message:
+              "sent (its write-ahead intent is on the audit trail under this approval's id), but the apply was interrupted before Cloudflare's answer was recorded: check the resource",
+          },
+        });
+      } else {
+        results.push({
+          seq: step.seq,
+          status: null,
+          success: false,
+          error: {
+            code: 'unavailable',
+            message:
+              'not sent: the apply was interrupted (the replica applying it stopped, or lost its database) before this step',
+          },
+        });
+        break;
+      }
+    }
+    return results;
   }
 
   /** Whether an approval's time is up (see expireIfDue), without a lock. */
@@ -392,7 +437,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    * stand now (deny rules refuse; approve rules let an approved step through), through the same
    * budget and write-ahead audit as agent code. Stops at the first step that fails.
    */
-  async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<StepResult[]> {
+  async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<Applied> {
     const results: StepResult[] = [];
     const target = { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId };
     /**
@@ -410,21 +455,46 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         const reason = isWardenError(error)
           ? `${error.code}: ${error.message}`
           : 'the identity could not be read';
+        const unavailableNow =
+          isDatabaseUnavailable(error) || (isWardenError(error) && error.code === 'unavailable');
         const refused: StepResult = {
           seq,
           status: null,
           success: false,
-          error: {
-            code: isWardenError(error) && error.code === 'unavailable' ? 'unavailable' : 'forbidden',
-            message: `not sent: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
-          },
+          error: unavailableNow
+            ? { code: 'unavailable', message: `not sent: ${NOT_SENT_UNAVAILABLE}` }
+            : {
+                code: 'forbidden',
+                message: `not sent: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
+              },
         };
         return { ok: false as const, refused };
       }
     };
     const first = await current(approval.plan[0]?.seq ?? 1);
-    if (!first.ok) return [first.refused];
-    const journal = new AuditJournal(deps.audit, tenantId, first.context.settings.retentionDays);
+    if (!first.ok) return { results: [first.refused], journal: null };
+    const journal = new ApplyJournal(deps.audit, tenantId, first.context.settings.retentionDays);
+    /**
+     * The steps' results so far, on the approval's row after every step: a read from any replica
+     * shows what went out while the apply runs, and after it stopped without finishing. When it
+     * cannot be written the database is away, and so would be the next step's write-ahead
+     * intent: the apply stops there.
+     */
+    const progress = async (): Promise<boolean> => {
+      try {
+        await db
+          .updateTable('approvals')
+          .set({ results: JSON.stringify(results) })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', approval.id)
+          .where('status', '=', 'approved')
+          .execute();
+        return true;
+      } catch (error) {
+        logger.warn({ err: error, approvalId: approval.id }, 'could not record the progress of an apply');
+        return false;
+      }
+    };
     const subject: AuditSubject = {
       caller: auditCaller(approver.caller),
       identifier: approval.identifier,
@@ -483,12 +553,24 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         } catch (error) {
           const wrapped = isWardenError(error)
             ? error
-            : new WardenError('upstream_error', 'the step could not be sent');
+            : isDatabaseUnavailable(error)
+              ? new WardenError('unavailable', NOT_SENT_UNAVAILABLE)
+              : new WardenError('upstream_error', 'the step could not be sent');
           results.push({
             seq: step.seq,
             status: null,
             success: false,
             error: { code: wrapped.code, message: wrapped.message },
+          });
+          break;
+        }
+        const next = approval.plan[approval.plan.indexOf(step) + 1];
+        if (next && !(await progress())) {
+          results.push({
+            seq: next.seq,
+            status: null,
+            success: false,
+            error: { code: 'unavailable', message: `not sent: ${NOT_SENT_UNAVAILABLE}` },
           });
           break;
         }
@@ -501,7 +583,57 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         );
       });
     }
-    return results;
+    return { results, journal };
+  }
+
+  /**
+   * Applies whose outcome could not be recorded (the database went away mid-apply), by id: the
+   * first call of this service once the store is back records them (`settleUnfinished`), with
+   * the results only this replica knows.
+   */
+  const unfinished = new Map<string, Unfinished>();
+
+  /** Records how an apply ended: status, per-step results, trail record and event. */
+  async function finishApply(done: Unfinished): Promise<ApprovalView> {
+    const { tenantId, id, results } = done;
+    // Outcome records the store could not take during the apply go first.
+    await done.journal?.flush().catch((error: unknown) => {
+      logger.error({ err: error, approvalId: id }, 'could not write the records of an applied plan');
+    });
+    return db.transaction().execute(async (tx) => {
+      const row = await locked(tx, tenantId, id);
+      // Settled meanwhile (as interrupted, by a replica that found it stalled): that stands.
+      if (row.status !== 'approved') return toView(row);
+      const ok = results.length === row.plan.length && results.every((r) => r.success);
+      const finished = await change(tx, row, {
+        status: ok ? 'applied' : 'failed',
+        results: JSON.stringify(results),
+        finished_at: clock.now(),
+      });
+      await recordChange(
+        tx,
+        tenantId,
+        auditCaller(done.approver.caller),
+        finished,
+        ok ? 'approval.applied' : 'approval.failed',
+        { results: results.map(({ result: _result, ...step }) => step) },
+      );
+      await events(tx, tenantId, { type: ok ? 'approval.applied' : 'approval.failed', approval: finished });
+      return finished;
+    });
+  }
+
+  /** Records the applies of this tenant whose outcome the store could not take before. */
+  async function settleUnfinished(tenantId: string): Promise<void> {
+    for (const [id, done] of unfinished) {
+      if (done.tenantId !== tenantId) continue;
+      try {
+        await finishApply(done);
+        unfinished.delete(id);
+      } catch {
+        return; // Still away: the call itself will say so.
+      }
+    }
   }
 
   const planLimits = deps.planLimits ?? DEFAULT_PLAN_LIMITS;
@@ -554,6 +686,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       query: { status?: ApprovalStatus; identifier?: string; pageSize?: number; pageToken?: string },
     ): Promise<{ approvals: ApprovalView[]; nextPageToken: string | null }> {
       if (query.identifier !== undefined) validateIdentifier(query.identifier);
+      await settleUnfinished(tenantId);
       // Approvals whose time is up are reported (and recorded) as expired or interrupted.
       const now = clock.now();
       const open = await db
@@ -601,6 +734,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     },
 
     async get(tenantId: string, id: string): Promise<ApprovalView> {
+      await settleUnfinished(tenantId);
       const row = await selectRow(db, tenantId, id);
       if (!row) throw notFound('approval');
       if (due(row)) {
@@ -616,6 +750,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async reject(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
+      await settleUnfinished(tenantId);
       const outcome = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
         assertNotPlanner(row, approver, 'reject');
@@ -647,6 +782,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async approve(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
+      await settleUnfinished(tenantId);
       const decided = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
         assertNotPlanner(row, approver, 'approve');
@@ -674,30 +810,64 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           { field: 'plan' },
         );
       }
-      const results = await apply(tenantId, decided.approved, approver);
-      const ok = results.length === decided.approved.plan.length && results.every((r) => r.success);
-      return db.transaction().execute(async (tx) => {
-        const row = await locked(tx, tenantId, id);
-        const finished = await change(tx, row, {
-          status: ok ? 'applied' : 'failed',
-          results: JSON.stringify(results),
-          finished_at: clock.now(),
-        });
-        await recordChange(
-          tx,
-          tenantId,
-          auditCaller(approver.caller),
-          finished,
-          ok ? 'approval.applied' : 'approval.failed',
-          {
-            results: results.map(({ result: _result, ...step }) => step),
-          },
-        );
-        await events(tx, tenantId, { type: ok ? 'approval.applied' : 'approval.failed', approval: finished });
-        return finished;
-      });
+      const { results, journal } = await apply(tenantId, decided.approved, approver);
+      const done: Unfinished = { tenantId, id, approver, results, journal };
+      try {
+        return await finishApply(done);
+      } catch (error) {
+        // The writes that went out went out: say how many, and record the outcome once the
+        // store is back (first call of this service), never leave it `approved` in silence.
+        unfinished.set(id, done);
+        throw unrecordedError(decided.approved, done, error);
+      }
     },
   };
+}
+
+const NOT_SENT_UNAVAILABLE =
+  'the database became unavailable while the plan was applied, and no write goes out before its write-ahead intent is recorded';
+
+/** What an apply did: each step's result, and the journal that holds its trail records. */
+interface Applied {
+  readonly results: StepResult[];
+  readonly journal: ApplyJournal | null;
+}
+
+interface Unfinished extends Applied {
+  readonly tenantId: string;
+  readonly id: string;
+  readonly approver: Approver;
+}
+
+/**
+ * An apply's audit journal that counts the write-ahead intents it committed: each is a step
+ * that went out to Cloudflare (no request leaves before its intent is committed).
+ */
+class ApplyJournal extends AuditJournal {
+  intents = 0;
+
+  override async commit(records: Parameters<AuditJournal['commit']>[0]) {
+    const events = await super.commit(records);
+    this.intents += records.filter((r) => r.kind === 'upstream_request' && r.outcome === 'pending').length;
+    return events;
+  }
+}
+
+/** The apply ran, but its outcome could not be recorded: how many writes went out, honestly. */
+function unrecordedError(approval: ApprovalView, done: Unfinished, cause: unknown): WardenError {
+  const total = approval.plan.length;
+  const sent = done.journal?.intents ?? 0;
+  const answered = done.results.filter((r) => r.status !== null).length;
+  const what =
+    sent === total
+      ? `all ${total} write(s) went out to Cloudflare`
+      : `${sent} of ${total} write(s) went out to Cloudflare and ${total - sent} were not sent`;
+  return new WardenError(
+    'unavailable',
+    `approval ${approval.id} was approved, but the database became unavailable during its apply: ${what} (each write that went out has its write-ahead intent on the audit trail under execution_id ${approval.id}; Cloudflare answered ${answered}). Its outcome (status and each step's result) is recorded as soon as the database is back; do not approve it again, plan the writes not sent anew`,
+    { sent, total },
+    { cause },
+  );
 }
 
 function decidedError(id: string, status: ApprovalStatus): WardenError {

@@ -2,9 +2,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upstreamIntentRecord } from '@warden/audit';
+import type { AuditSubject } from '@warden/audit';
 import { canonicalJson, planDigest } from '@warden/tools';
 import type { PlanStep } from '@warden/tools';
-import { startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
@@ -381,6 +383,47 @@ describe('write approvals', () => {
       ),
     ).toBe(true);
     expect((await decide(plan.id, 'approve')).statusCode).toBe(409);
+
+    // A plan of three whose replica stopped after step 1's answer was recorded and step 2's
+    // write-ahead intent was committed: the settled results say so, step by step.
+    const three = await execute(
+      'ivy',
+      `async () => { for (let i = 0; i < 3; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'ivy-' + i + '.approvals.example', content: 'x' } }); return 'planned'; }`,
+    );
+    const id = three.approval?.id ?? '';
+    const decidedAt = new Date(Date.now() - 16 * 60_000);
+    await t.db.db.kysely
+      .updateTable('approvals')
+      .set({
+        status: 'approved',
+        decided_at: decidedAt,
+        results: JSON.stringify([{ seq: 1, status: 200, success: true, error: null }]),
+      })
+      .where('id', '=', id)
+      .execute();
+    const path = `/zones/${zoneId}/dns_records`;
+    const subject: AuditSubject = {
+      caller: { type: 'api_key', id: approver.id, client_name: null, client_version: null, ip: null },
+      identifier: 'ivy',
+      executionId: id,
+    };
+    const intent = (n: number) =>
+      upstreamIntentRecord(subject, {
+        method: 'POST',
+        path,
+        pathTemplate: '/zones/{zone_id}/dns_records',
+        action: 'cloudflare.request',
+        bodySha256: null,
+        requestBytes: n,
+      });
+    await t.container.audit.append(tenant.tenantId, [intent(1), intent(2)], { retentionDays: 90 });
+    const settled = ((await api('GET', `/api/v1/approvals/${id}`)).json() as { approval: Approval }).approval;
+    expect(settled.status).toBe('failed');
+    expect(settled.results?.map((r) => [r.seq, r.status, r.success, r.error?.code ?? null])).toEqual([
+      [1, 200, true, null],
+      [2, null, false, 'unknown'],
+      [3, null, false, 'unavailable'],
+    ]);
   });
 
   it('does not apply for an identity offboarded since the plan, nor a write a policy now denies', async () => {
@@ -642,4 +685,98 @@ describe('write approvals', () => {
     ).toBe('pending');
     void accountId;
   });
+});
+
+/**
+ * PostgreSQL lost in the middle of an apply: the approver is told how many writes went out (the
+ * write-ahead intents the apply committed), and the approval reads as failed, with each step's
+ * result, as soon as the store is back (not `approved` until 15 minutes later).
+ */
+describe('write approvals: PostgreSQL lost mid-apply', () => {
+  it('says how many writes went out, and records the outcome once the store is back', async () => {
+    const cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    const pgUrl = new URL(process.env.DATABASE_URL ?? '');
+    const proxy = await startTcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+    const t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url }, { viaProxyPort: proxy.port });
+    try {
+      const tenant = await t.createTenant('Approvals, store lost');
+      const issued = await t.app.inject({
+        method: 'POST',
+        url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      const approverKey = (issued.json() as { api_key: string }).api_key;
+      t.secrets.add(approverKey);
+      const api = (method: 'GET' | 'POST' | 'PUT', url: string, payload?: unknown, key = tenant.apiKey) =>
+        t.app.inject({
+          method,
+          url,
+          headers: { authorization: `Bearer ${key}` },
+          ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+        });
+      const user = cf.state.createUser({ email: 'lost@example.com' });
+      const account = cf.state.createAccount({ name: 'Lost Co', members: [user.id] });
+      const zoneId = cf.state.createZone({ accountId: account.id, name: 'lost.example' }).id;
+      const token = cf.state.createUserToken({ userId: user.id, permissions: PERMISSIONS });
+      await t.connect(tenant.apiKey, 'lou', token.value);
+      expect((await api('PUT', '/api/v1/policy', APPROVE_WRITES)).statusCode).toBe(200);
+      const planned = await api('POST', '/api/v1/execute_tool', {
+        tool_name: 'cloudflare_execute',
+        identifier: 'lou',
+        params: {
+          code: `async () => { for (let i = 0; i < 4; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'lost-' + i + '.lost.example', content: 'x' } }); return 'planned'; }`,
+        },
+      });
+      const approval = (planned.json() as { approval: Approval }).approval;
+      expect(approval.plan).toHaveLength(4);
+      const writes = () => cf.requests().filter((r) => r.method === 'POST');
+      cf.clearRequests();
+      cf.faults.setLatencyMs(600);
+      const approving = api('POST', `/api/v1/approvals/${approval.id}/approve`, {}, approverKey);
+      // The first write is with Cloudflare: PostgreSQL goes away.
+      await eventually(() => (writes().length > 0 ? true : null), 10_000, 'the first write at Cloudflare');
+      await proxy.stop();
+      const answer = await approving;
+      cf.faults.setLatencyMs(0);
+      expect(answer.statusCode, answer.body).toBe(503);
+      expect(answer.json().error.code).toBe('unavailable');
+      // As many as Cloudflare got, each with its intent, and said so.
+      const sent = writes().length;
+      expect(sent).toBeGreaterThanOrEqual(1);
+      expect(sent).toBeLessThan(4);
+      expect(answer.json().error.message).toContain(
+        `${sent} of 4 write(s) went out to Cloudflare and ${4 - sent} were not sent (each write that went out has its write-ahead intent on the audit trail under execution_id ${approval.id}`,
+      );
+
+      // The store is back: the very next read shows the apply as it ended.
+      await proxy.start();
+      const read = await api('GET', `/api/v1/approvals/${approval.id}`);
+      expect(read.statusCode, read.body).toBe(200);
+      const settled = (read.json() as { approval: Approval }).approval;
+      expect(settled.status).toBe('failed');
+      expect(settled.results?.map((r) => [r.seq, r.status, r.success, r.error?.code ?? null])).toEqual([
+        ...Array.from({ length: sent }, (_, i) => [i + 1, 200, true, null]),
+        [sent + 1, null, false, 'unavailable'],
+      ]);
+      const listed = await api('GET', `/api/v1/audit/events?page_size=100`);
+      expect(listed.statusCode, listed.body).toBe(200);
+      const trail = (listed.json() as { events: AuditEvent[] }).events;
+      expect(
+        trail.some((e) => e.action === 'approval.failed' && e.details?.approval_id === approval.id),
+      ).toBe(true);
+      // The sent writes' answers, held while the store was away, are on the trail too.
+      expect(
+        trail.filter(
+          (e) => e.execution_id === approval.id && e.upstream?.method === 'POST' && e.outcome === 'success',
+        ),
+      ).toHaveLength(sent);
+      expect(writes()).toHaveLength(sent);
+    } finally {
+      cf.faults.setLatencyMs(0);
+      await proxy.start().catch(() => undefined);
+      await t.close();
+      await proxy.close();
+      await cf.close();
+    }
+  }, 60_000);
 });
