@@ -206,6 +206,11 @@ export interface ApprovalServiceDeps {
   /** The identity's context as it stands at apply time (a revoked identity has none). */
   readonly contexts: CallContextSource;
   readonly expiryMs: number;
+  /**
+   * The API keys the tenant named as its approvers (settings `approvals.approver_api_key_ids`),
+   * or null when any of its keys may decide.
+   */
+  readonly approvers?: (tenantId: string) => Promise<readonly string[] | null>;
   /** The largest plan an execution may ask for (DEFAULT_PLAN_LIMITS when not given). */
   readonly planLimits?: PlanLimits;
   readonly clock?: Clock;
@@ -416,6 +421,17 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     throw new WardenError(
       'self_approval',
       `approval ${row.id}: this ${planner.type === 'api_key' ? 'API key' : 'token'} (${planner.id}) planned these writes, so it cannot ${verb} them; another person must approve or reject this plan with their own API key`,
+    );
+  }
+
+  /** When the tenant named its approvers, only they decide. */
+  async function assertApprover(approver: Approver, verb: 'approve' | 'reject'): Promise<void> {
+    const named = (await deps.approvers?.(approver.caller.tenantId)) ?? null;
+    if (!named || named.length === 0) return;
+    if (approver.caller.type === 'api_key' && named.includes(approver.caller.id)) return;
+    throw new WardenError(
+      'forbidden',
+      `this API key (${approver.caller.id}) is not one of the approvers this tenant named (settings approvals.approver_api_key_ids), so it cannot ${verb} write approvals; one of them must`,
     );
   }
 
@@ -751,6 +767,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
       await settleUnfinished(tenantId);
+      await assertApprover(approver, 'reject');
       const outcome = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
         assertNotPlanner(row, approver, 'reject');
@@ -783,6 +800,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
       await settleUnfinished(tenantId);
+      await assertApprover(approver, 'approve');
       const decided = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
         assertNotPlanner(row, approver, 'approve');

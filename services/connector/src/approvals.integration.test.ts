@@ -585,6 +585,60 @@ describe('write approvals', () => {
     expect(listed.approvals).toEqual([]);
   });
 
+  it('lets only the approver keys the tenant named decide, and only they change who they are', async () => {
+    const issued = await t.app.inject({
+      method: 'POST',
+      url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+      headers: { authorization: `Bearer ${t.adminToken}` },
+    });
+    const { api_key: bystander, api_key_id: bystanderId } = issued.json() as {
+      api_key: string;
+      api_key_id: string;
+    };
+    t.secrets.add(bystander);
+    const plannerId = (await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId ?? '';
+    const settings = (body: unknown, apiKey = tenant.apiKey) =>
+      api('PATCH', '/api/v1/settings', body, apiKey);
+    const unknown = await settings({ approvals: { approver_api_key_ids: ['key_unknown00000000000'] } });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error.field).toBe('approvals.approver_api_key_ids[0]');
+    const named = await settings({ approvals: { approver_api_key_ids: [approver.id] } });
+    expect(named.statusCode, named.body).toBe(200);
+    expect(named.json().settings.approvals).toEqual({ approver_api_key_ids: [approver.id] });
+    try {
+      await connect('ned');
+      cf.clearRequests();
+      const plan = await planOne('ned', 'named');
+      const refused = await decide(plan.id, 'approve', undefined, bystander);
+      expect(refused.statusCode, refused.body).toBe(403);
+      expect(refused.json().error.code).toBe('forbidden');
+      expect(refused.json().error.message).toMatch(/not one of the approvers this tenant named/);
+      expect((await decide(plan.id, 'reject', undefined, bystander)).statusCode).toBe(403);
+      expect(writesSeen()).toEqual([]);
+      // Neither the planning key nor any other may name itself an approver now.
+      for (const [key, id] of [
+        [tenant.apiKey, plannerId],
+        [bystander, bystanderId],
+      ] as const) {
+        const grab = await settings({ approvals: { approver_api_key_ids: [approver.id, id] } }, key);
+        expect(grab.statusCode, grab.body).toBe(403);
+        expect(grab.json().error.message).toMatch(/only one of the approver API keys named now/);
+        expect((await settings({ approvals: { approver_api_key_ids: null } }, key)).statusCode).toBe(403);
+      }
+      expect(
+        ((await api('GET', '/api/v1/settings')).json() as { settings: { approvals: unknown } }).settings
+          .approvals,
+      ).toEqual({ approver_api_key_ids: [approver.id] });
+      const approved = await decide(plan.id, 'approve');
+      expect(approved.statusCode, approved.body).toBe(200);
+      expect(writesSeen()).toHaveLength(1);
+    } finally {
+      const cleared = await settings({ approvals: { approver_api_key_ids: null } }, approver.apiKey);
+      expect(cleared.statusCode, cleared.body).toBe(200);
+      expect(cleared.json().settings.approvals).toEqual({ approver_api_key_ids: null });
+    }
+  });
+
   it('applies once when two approvers race', async () => {
     await connect('eve');
     cf.clearRequests();

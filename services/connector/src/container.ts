@@ -442,6 +442,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     contexts,
     expiryMs: config.approvalExpiryMs,
     planLimits: config.approvalPlanLimits,
+    approvers: async (tenantId) => (await settings.effective(tenantId)).approverApiKeyIds,
     clock,
     logger,
   });

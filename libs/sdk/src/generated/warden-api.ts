@@ -3252,7 +3252,7 @@ export interface paths {
         head?: never;
         /**
          * Change the rate budget or audit settings of the tenant (null returns a setting to the default)
-         * @description A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default.
+         * @description A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default. `approvals.approver_api_key_ids` names the API keys that may decide write approvals; once named, only one of them may change it (403 otherwise).
          */
         patch: {
             parameters: {
@@ -3268,6 +3268,10 @@ export interface paths {
                         audit?: {
                             retention_days?: number | null;
                             capture_code?: boolean | null;
+                        };
+                        approvals?: {
+                            /** @description Name the API keys that may decide write approvals (null or [] for any key); once named, only one of them may change the list. */
+                            approver_api_key_ids?: string[] | null;
                         };
                     };
                 };
@@ -3295,6 +3299,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -6057,6 +6070,10 @@ export interface components {
                 /** @description Store submitted code in the audit trail (its SHA-256 is always stored). */
                 capture_code: boolean;
             };
+            approvals: {
+                /** @description The API keys that may approve or reject write approvals; null: any key of the tenant (never the key that planned the writes). */
+                approver_api_key_ids: string[] | null;
+            };
         };
         AuditSinkInput: {
             id: string;
@@ -6354,6 +6371,10 @@ export interface components {
                 retention_days: number;
                 /** @description Store submitted code in the audit trail (its SHA-256 is always stored). */
                 capture_code: boolean;
+            };
+            approvals: {
+                /** @description The API keys that may approve or reject write approvals; null: any key of the tenant (never the key that planned the writes). */
+                approver_api_key_ids: string[] | null;
             };
         };
         AuditSink: {
