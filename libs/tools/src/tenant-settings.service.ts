@@ -79,9 +79,16 @@ export function createTenantSettingsService(deps: {
    * The approver list a patch names, checked: each an API key of this tenant, not revoked.
    * Undefined: not changed; null: cleared.
    */
-  async function approverList(tenantId: string, patch: SettingsPatch): Promise<string[] | null | undefined> {
+  async function approverList(
+    tenantId: string,
+    patch: SettingsPatch,
+  ): Promise<{ ids: string[] | null; live: ReadonlySet<string> } | undefined> {
     const ids = patch.approvals?.approver_api_key_ids;
-    if (ids === undefined || ids === null) return ids;
+    if (ids === undefined) return undefined;
+    const live = new Set(
+      (await deps.tenants.listApiKeys(tenantId)).filter((key) => key.revokedAt === null).map((key) => key.id),
+    );
+    if (ids === null) return { ids: null, live };
     const field = 'approvals.approver_api_key_ids';
     if (!Array.isArray(ids) || ids.length > MAX_APPROVER_KEYS) {
       throw new WardenError(
@@ -92,9 +99,6 @@ export function createTenantSettingsService(deps: {
         },
       );
     }
-    const live = new Set(
-      (await deps.tenants.listApiKeys(tenantId)).filter((key) => key.revokedAt === null).map((key) => key.id),
-    );
     ids.forEach((id, i) => {
       if (typeof id !== 'string' || !live.has(id)) {
         throw new WardenError(
@@ -104,20 +108,23 @@ export function createTenantSettingsService(deps: {
         );
       }
     });
-    return [...new Set(ids)];
+    return { ids: [...new Set(ids)], live };
   }
 
   function applyPatch(
     current: TenantSettings,
     patch: SettingsPatch,
-    approvers: string[] | null | undefined,
+    approvers: { ids: string[] | null; live: ReadonlySet<string> } | undefined,
     actor: ActorContext['actor'],
   ): TenantSettings {
     const next: TenantSettings = { ...current };
     if (approvers !== undefined) {
       // Once approvers are named, only one of them may change who they are: a key that plans
-      // writes cannot name itself an approver.
-      const named = ((current.approvals ?? {}) as StoredApprovals).approver_api_key_ids ?? [];
+      // writes cannot name itself an approver. When none of them is in use any more (the
+      // operator revoked them all), any key may, so the tenant is never locked out.
+      const named = (((current.approvals ?? {}) as StoredApprovals).approver_api_key_ids ?? []).filter((id) =>
+        approvers.live.has(id),
+      );
       if (named.length > 0 && !(actor.type === 'api_key' && actor.id !== null && named.includes(actor.id))) {
         throw new WardenError(
           'forbidden',
@@ -125,8 +132,8 @@ export function createTenantSettingsService(deps: {
           { field: 'approvals.approver_api_key_ids' },
         );
       }
-      if (approvers === null || approvers.length === 0) delete next.approvals;
-      else next.approvals = { approver_api_key_ids: approvers } satisfies StoredApprovals;
+      if (approvers.ids === null || approvers.ids.length === 0) delete next.approvals;
+      else next.approvals = { approver_api_key_ids: approvers.ids } satisfies StoredApprovals;
     }
     if (patch.budget !== undefined) {
       if (patch.budget === null) {

@@ -632,6 +632,29 @@ describe('write approvals', () => {
       const approved = await decide(plan.id, 'approve');
       expect(approved.statusCode, approved.body).toBe(200);
       expect(writesSeen()).toHaveLength(1);
+
+      // Named approvers all revoked by the operator: the tenant is not locked out.
+      const loneIssued = await t.app.inject({
+        method: 'POST',
+        url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      const lone = loneIssued.json() as { api_key: string; api_key_id: string };
+      t.secrets.add(lone.api_key);
+      expect(
+        (await settings({ approvals: { approver_api_key_ids: [lone.api_key_id] } }, approver.apiKey))
+          .statusCode,
+      ).toBe(200);
+      expect(
+        (await settings({ approvals: { approver_api_key_ids: null } }, approver.apiKey)).statusCode,
+      ).toBe(403);
+      const revoked = await t.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/tenants/${tenant.tenantId}/api_keys/${lone.api_key_id}`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      expect(revoked.statusCode).toBe(204);
+      expect((await settings({ approvals: { approver_api_key_ids: null } }, bystander)).statusCode).toBe(200);
     } finally {
       const cleared = await settings({ approvals: { approver_api_key_ids: null } }, approver.apiKey);
       expect(cleared.statusCode, cleared.body).toBe(200);
