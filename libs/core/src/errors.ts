@@ -10,6 +10,8 @@ export const ERROR_CODES = [
   'unauthenticated',
   'forbidden',
   'policy_denied',
+  /** The principal that planned a write asked to decide it: another person must (separation of duties). */
+  'self_approval',
   'not_found',
   'conflict',
   'rate_limited',

@@ -4,7 +4,7 @@ import { AuditJournal, SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, newId, noopLogger, notFound, systemClock } from '@warden/core';
 import type { HttpMethod } from '@warden/cloudflare';
-import { decodeCursor, encodeCursor } from '@warden/db';
+import { decodeCursor, encodeCursor, isDatabaseUnavailable } from '@warden/db';
 import type { ApprovalStatus, Database } from '@warden/db';
 import type { LifecycleAudit } from '@warden/vault';
 import { validateIdentifier } from '@warden/vault';
@@ -67,39 +67,91 @@ export const APPLY_INTERRUPTED_AFTER_MS = 15 * 60_000;
 /** Placeholders a value from a pending write leaves in a later request (`/dns_records/undefined`). */
 const MISSING_VALUE = /(^|\/)(undefined|null|NaN|\[object Object\])(\/|$)/;
 
+/** The largest plan one execution may ask approval for. */
+export interface PlanLimits {
+  /** Writes one plan may hold. */
+  readonly maxSteps: number;
+  /** Bytes of the plan's canonical JSON (what is stored and hashed). */
+  readonly maxBytes: number;
+}
+
+export const DEFAULT_PLAN_LIMITS: PlanLimits = Object.freeze({ maxSteps: 20, maxBytes: 256 * 1024 });
+
 /**
  * The writes one execution's policy held, in order: the gateway hands each here instead of
- * sending it, and the execution records them as one approval when it ends.
+ * sending it, and the execution records them as one approval when it ends. A write beyond the
+ * plan limits is refused (`payload_too_large`), and so is the whole plan: the execution then
+ * records nothing for approval (a plan cut short is not what the code meant to do).
  */
 export class ExecutionPlan implements PlanSink {
   readonly steps: PlanStep[] = [];
+  readonly limits: PlanLimits;
   #dependent = false;
+  /** Bytes of the plan's canonical JSON so far (`[]` and the commas included). */
+  #bytes = 2;
+  #refusal: WardenError | null = null;
+
+  constructor(limits: PlanLimits = DEFAULT_PLAN_LIMITS) {
+    this.limits = limits;
+  }
+
+  /** Why this plan may not be asked for (it outgrew a limit), or null. */
+  get refusal(): WardenError | null {
+    return this.#refusal;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
 
   hold(write: HeldWrite): void {
+    if (this.#refusal) throw this.#refusal;
+    const step = planStep(this.steps.length + 1, write);
+    const size = Buffer.byteLength(canonicalJson(step), 'utf8') + (this.steps.length > 0 ? 1 : 0);
+    const { maxSteps, maxBytes } = this.limits;
+    if (this.steps.length + 1 > maxSteps) {
+      this.#refusal = new WardenError(
+        'payload_too_large',
+        `${write.method} ${write.path} would be write ${this.steps.length + 1} of this plan, over the limit of ${maxSteps} writes per plan held for approval; nothing of this run will be asked for: plan fewer writes per run`,
+        { limit: 'max_steps', max: maxSteps },
+      );
+    } else if (this.#bytes + size > maxBytes) {
+      this.#refusal = new WardenError(
+        'payload_too_large',
+        `${write.method} ${write.path} would bring this plan to ${this.#bytes + size} bytes, over the limit of ${maxBytes} bytes per plan held for approval; nothing of this run will be asked for: plan smaller writes or fewer per run`,
+        { limit: 'max_bytes', max: maxBytes },
+      );
+    }
+    if (this.#refusal) throw this.#refusal;
     // Only after a held write can a value be missing because of one.
     if (this.steps.length > 0) {
       const text = `${write.path}?${JSON.stringify(write.query ?? {})}`;
       if (MISSING_VALUE.test(write.path) || /"(undefined|NaN)"/.test(text) || bodyHasMissing(write.body))
         this.#dependent = true;
     }
-    this.steps.push({
-      seq: this.steps.length + 1,
-      method: write.method,
-      path: write.path,
-      query: write.query ?? null,
-      body: write.rawBody === undefined ? (write.body ?? null) : null,
-      rawBody: write.rawBody ?? null,
-      contentType: write.contentType ?? null,
-      operation: write.operation
-        ? { path_template: write.operation.pathTemplate, permissions: write.operation.permissions }
-        : null,
-      rule: write.rule,
-    });
+    this.steps.push(step);
+    this.#bytes += size;
   }
 
   get dependent(): boolean {
     return this.#dependent;
   }
+}
+
+function planStep(seq: number, write: HeldWrite): PlanStep {
+  return {
+    seq,
+    method: write.method,
+    path: write.path,
+    query: write.query ?? null,
+    body: write.rawBody === undefined ? (write.body ?? null) : null,
+    rawBody: write.rawBody ?? null,
+    contentType: write.contentType ?? null,
+    operation: write.operation
+      ? { path_template: write.operation.pathTemplate, permissions: write.operation.permissions }
+      : null,
+    rule: write.rule,
+  };
 }
 
 function bodyHasMissing(body: unknown): boolean {
@@ -154,6 +206,13 @@ export interface ApprovalServiceDeps {
   /** The identity's context as it stands at apply time (a revoked identity has none). */
   readonly contexts: CallContextSource;
   readonly expiryMs: number;
+  /**
+   * The API keys the tenant named as its approvers (settings `approvals.approver_api_key_ids`),
+   * or null when any of its keys may decide.
+   */
+  readonly approvers?: (tenantId: string) => Promise<readonly string[] | null>;
+  /** The largest plan an execution may ask for (DEFAULT_PLAN_LIMITS when not given). */
+  readonly planLimits?: PlanLimits;
   readonly clock?: Clock;
   readonly logger?: Logger;
 }
@@ -256,31 +315,76 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     if (!due(row)) return null;
     const now = clock.now();
     if (row.status === 'approved') {
-      const interrupted: StepResult[] = [
-        {
-          seq: 0,
-          status: null,
-          success: false,
-          error: {
-            code: 'unavailable',
-            message:
-              'the apply was interrupted (the replica applying it stopped); the steps it sent are on the audit trail under this approval id',
-          },
-        },
-      ];
-      const failed = await change(tx, row, {
-        status: 'failed',
+      const interrupted = await interruptedResults(row);
+      // Every step answered a success before the stop: the plan was applied, only not recorded.
+      const applied =
+        interrupted.length === (row.plan as PlanStep[]).length && interrupted.every((r) => r.success);
+      const settled = await change(tx, row, {
+        status: applied ? 'applied' : 'failed',
         results: JSON.stringify(interrupted),
         finished_at: now,
       });
-      await recordChange(tx, row.tenant_id, SYSTEM_CALLER, failed, 'approval.failed', { interrupted: true });
-      await events(tx, row.tenant_id, { type: 'approval.failed', approval: failed });
-      return failed;
+      const action = applied ? 'approval.applied' : 'approval.failed';
+      await recordChange(tx, row.tenant_id, SYSTEM_CALLER, settled, action, {
+        interrupted: true,
+        results: interrupted.map(({ result: _result, ...step }) => step),
+      });
+      await events(tx, row.tenant_id, { type: action, approval: settled });
+      return settled;
     }
     const expired = await change(tx, row, { status: 'expired', finished_at: now });
     await recordChange(tx, row.tenant_id, SYSTEM_CALLER, expired, 'approval.expired');
     await events(tx, row.tenant_id, { type: 'approval.expired', approval: expired });
     return expired;
+  }
+
+  /**
+   * The per-step results of an apply that stopped without finishing: what its progress recorded,
+   * then, from the write-ahead intents on the trail under the approval's id, the steps that went
+   * out after it (their answers unknown), then the first step not sent.
+   */
+  async function interruptedResults(row: NonNullable<Row>): Promise<StepResult[]> {
+    const plan = row.plan as PlanStep[];
+    const progress = new Map(((row.results as StepResult[] | null) ?? []).map((r) => [r.seq, r]));
+    const { events: intents } = await deps.audit.query(row.tenant_id, {
+      ...(row.decided_at ? { from: row.decided_at } : {}),
+      executionId: row.id,
+      kind: 'upstream_request',
+      outcome: 'pending',
+      pageSize: plan.length + 1,
+    });
+    const results: StepResult[] = [];
+    for (const step of plan) {
+      const known = progress.get(step.seq);
+      if (known) {
+        results.push(known);
+        if (!known.success) break;
+      } else if (step.seq <= intents.length) {
+        results.push({
+          seq: step.seq,
+          status: null,
+          success: false,
+          error: {
+            code: 'unknown',
+            message:
+              "sent (its write-ahead intent is on the audit trail under this approval's id), but the apply was interrupted before Cloudflare's answer was recorded: check the resource",
+          },
+        });
+      } else {
+        results.push({
+          seq: step.seq,
+          status: null,
+          success: false,
+          error: {
+            code: 'unavailable',
+            message:
+              'not sent: the apply was interrupted (the replica applying it stopped, or lost its database) before this step',
+          },
+        });
+        break;
+      }
+    }
+    return results;
   }
 
   /** Whether an approval's time is up (see expireIfDue), without a lock. */
@@ -307,6 +411,30 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return row;
   }
 
+  /**
+   * Separation of duties: the principal that planned the writes (the API key or MCP token whose
+   * execution held them) never decides them; another person must.
+   */
+  function assertNotPlanner(row: NonNullable<Row>, approver: Approver, verb: 'approve' | 'reject'): void {
+    const planner = row.requested_by as unknown as AuditCaller;
+    if (planner.type !== approver.caller.type || planner.id !== approver.caller.id) return;
+    throw new WardenError(
+      'self_approval',
+      `approval ${row.id}: this ${planner.type === 'api_key' ? 'API key' : 'token'} (${planner.id}) planned these writes, so it cannot ${verb} them; another person must approve or reject this plan with their own API key`,
+    );
+  }
+
+  /** When the tenant named its approvers, only they decide. */
+  async function assertApprover(approver: Approver, verb: 'approve' | 'reject'): Promise<void> {
+    const named = (await deps.approvers?.(approver.caller.tenantId)) ?? null;
+    if (!named || named.length === 0) return;
+    if (approver.caller.type === 'api_key' && named.includes(approver.caller.id)) return;
+    throw new WardenError(
+      'forbidden',
+      `this API key (${approver.caller.id}) is not one of the approvers this tenant named (settings approvals.approver_api_key_ids), so it cannot ${verb} write approvals; one of them must`,
+    );
+  }
+
   function comment(value: unknown): string | null {
     if (value === undefined || value === null) return null;
     if (typeof value !== 'string' || value.length > 2_000 || /(?![\t\n\r])\p{Cc}/u.test(value))
@@ -325,7 +453,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    * stand now (deny rules refuse; approve rules let an approved step through), through the same
    * budget and write-ahead audit as agent code. Stops at the first step that fails.
    */
-  async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<StepResult[]> {
+  async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<Applied> {
     const results: StepResult[] = [];
     const target = { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId };
     /**
@@ -343,21 +471,46 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         const reason = isWardenError(error)
           ? `${error.code}: ${error.message}`
           : 'the identity could not be read';
+        const unavailableNow =
+          isDatabaseUnavailable(error) || (isWardenError(error) && error.code === 'unavailable');
         const refused: StepResult = {
           seq,
           status: null,
           success: false,
-          error: {
-            code: isWardenError(error) && error.code === 'unavailable' ? 'unavailable' : 'forbidden',
-            message: `not sent: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
-          },
+          error: unavailableNow
+            ? { code: 'unavailable', message: `not sent: ${NOT_SENT_UNAVAILABLE}` }
+            : {
+                code: 'forbidden',
+                message: `not sent: the identity ${approval.identifier} no longer holds connected account ${approval.connectedAccountId} (${reason})`,
+              },
         };
         return { ok: false as const, refused };
       }
     };
     const first = await current(approval.plan[0]?.seq ?? 1);
-    if (!first.ok) return [first.refused];
-    const journal = new AuditJournal(deps.audit, tenantId, first.context.settings.retentionDays);
+    if (!first.ok) return { results: [first.refused], journal: null };
+    const journal = new ApplyJournal(deps.audit, tenantId, first.context.settings.retentionDays);
+    /**
+     * The steps' results so far, on the approval's row after every step: a read from any replica
+     * shows what went out while the apply runs, and after it stopped without finishing. When it
+     * cannot be written the database is away, and so would be the next step's write-ahead
+     * intent: the apply stops there.
+     */
+    const progress = async (): Promise<boolean> => {
+      try {
+        await db
+          .updateTable('approvals')
+          .set({ results: JSON.stringify(results) })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', approval.id)
+          .where('status', '=', 'approved')
+          .execute();
+        return true;
+      } catch (error) {
+        logger.warn({ err: error, approvalId: approval.id }, 'could not record the progress of an apply');
+        return false;
+      }
+    };
     const subject: AuditSubject = {
       caller: auditCaller(approver.caller),
       identifier: approval.identifier,
@@ -416,12 +569,24 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         } catch (error) {
           const wrapped = isWardenError(error)
             ? error
-            : new WardenError('upstream_error', 'the step could not be sent');
+            : isDatabaseUnavailable(error)
+              ? new WardenError('unavailable', NOT_SENT_UNAVAILABLE)
+              : new WardenError('upstream_error', 'the step could not be sent');
           results.push({
             seq: step.seq,
             status: null,
             success: false,
             error: { code: wrapped.code, message: wrapped.message },
+          });
+          break;
+        }
+        const next = approval.plan[approval.plan.indexOf(step) + 1];
+        if (next && !(await progress())) {
+          results.push({
+            seq: next.seq,
+            status: null,
+            success: false,
+            error: { code: 'unavailable', message: `not sent: ${NOT_SENT_UNAVAILABLE}` },
           });
           break;
         }
@@ -434,13 +599,71 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         );
       });
     }
-    return results;
+    return { results, journal };
   }
 
+  /**
+   * Applies whose outcome could not be recorded (the database went away mid-apply), by id: the
+   * first call of this service once the store is back records them (`settleUnfinished`), with
+   * the results only this replica knows.
+   */
+  const unfinished = new Map<string, Unfinished>();
+
+  /** Records how an apply ended: status, per-step results, trail record and event. */
+  async function finishApply(done: Unfinished): Promise<ApprovalView> {
+    const { tenantId, id, results } = done;
+    // Outcome records the store could not take during the apply go first.
+    await done.journal?.flush().catch((error: unknown) => {
+      logger.error({ err: error, approvalId: id }, 'could not write the records of an applied plan');
+    });
+    return db.transaction().execute(async (tx) => {
+      const row = await locked(tx, tenantId, id);
+      // Settled meanwhile (as interrupted, by a replica that found it stalled): that stands.
+      if (row.status !== 'approved') return toView(row);
+      const ok = results.length === row.plan.length && results.every((r) => r.success);
+      const finished = await change(tx, row, {
+        status: ok ? 'applied' : 'failed',
+        results: JSON.stringify(results),
+        finished_at: clock.now(),
+      });
+      await recordChange(
+        tx,
+        tenantId,
+        auditCaller(done.approver.caller),
+        finished,
+        ok ? 'approval.applied' : 'approval.failed',
+        { results: results.map(({ result: _result, ...step }) => step) },
+      );
+      await events(tx, tenantId, { type: ok ? 'approval.applied' : 'approval.failed', approval: finished });
+      return finished;
+    });
+  }
+
+  /** Records the applies of this tenant whose outcome the store could not take before. */
+  async function settleUnfinished(tenantId: string): Promise<void> {
+    for (const [id, done] of unfinished) {
+      if (done.tenantId !== tenantId) continue;
+      try {
+        await finishApply(done);
+        unfinished.delete(id);
+      } catch {
+        return; // Still away: the call itself will say so.
+      }
+    }
+  }
+
+  const planLimits = deps.planLimits ?? DEFAULT_PLAN_LIMITS;
+
   return {
+    /** An empty plan for one execution, under this deployment's plan limits. */
+    newPlan(): ExecutionPlan {
+      return new ExecutionPlan(planLimits);
+    },
+
     /** Records an execution's held writes as a pending approval (with its trail record and event). */
     async request(input: ApprovalRequest): Promise<ApprovalView> {
       const { caller } = input;
+      if (input.plan.refusal) throw input.plan.refusal;
       const plan = input.plan.steps;
       const now = clock.now();
       return db.transaction().execute(async (tx) => {
@@ -479,6 +702,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       query: { status?: ApprovalStatus; identifier?: string; pageSize?: number; pageToken?: string },
     ): Promise<{ approvals: ApprovalView[]; nextPageToken: string | null }> {
       if (query.identifier !== undefined) validateIdentifier(query.identifier);
+      await settleUnfinished(tenantId);
       // Approvals whose time is up are reported (and recorded) as expired or interrupted.
       const now = clock.now();
       const open = await db
@@ -526,6 +750,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     },
 
     async get(tenantId: string, id: string): Promise<ApprovalView> {
+      await settleUnfinished(tenantId);
       const row = await selectRow(db, tenantId, id);
       if (!row) throw notFound('approval');
       if (due(row)) {
@@ -541,8 +766,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async reject(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
+      await settleUnfinished(tenantId);
+      await assertApprover(approver, 'reject');
       const outcome = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
+        assertNotPlanner(row, approver, 'reject');
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
@@ -571,8 +799,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async approve(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
+      await settleUnfinished(tenantId);
+      await assertApprover(approver, 'approve');
       const decided = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
+        assertNotPlanner(row, approver, 'approve');
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
@@ -597,30 +828,64 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           { field: 'plan' },
         );
       }
-      const results = await apply(tenantId, decided.approved, approver);
-      const ok = results.length === decided.approved.plan.length && results.every((r) => r.success);
-      return db.transaction().execute(async (tx) => {
-        const row = await locked(tx, tenantId, id);
-        const finished = await change(tx, row, {
-          status: ok ? 'applied' : 'failed',
-          results: JSON.stringify(results),
-          finished_at: clock.now(),
-        });
-        await recordChange(
-          tx,
-          tenantId,
-          auditCaller(approver.caller),
-          finished,
-          ok ? 'approval.applied' : 'approval.failed',
-          {
-            results: results.map(({ result: _result, ...step }) => step),
-          },
-        );
-        await events(tx, tenantId, { type: ok ? 'approval.applied' : 'approval.failed', approval: finished });
-        return finished;
-      });
+      const { results, journal } = await apply(tenantId, decided.approved, approver);
+      const done: Unfinished = { tenantId, id, approver, results, journal };
+      try {
+        return await finishApply(done);
+      } catch (error) {
+        // The writes that went out went out: say how many, and record the outcome once the
+        // store is back (first call of this service), never leave it `approved` in silence.
+        unfinished.set(id, done);
+        throw unrecordedError(decided.approved, done, error);
+      }
     },
   };
+}
+
+const NOT_SENT_UNAVAILABLE =
+  'the database became unavailable while the plan was applied, and no write goes out before its write-ahead intent is recorded';
+
+/** What an apply did: each step's result, and the journal that holds its trail records. */
+interface Applied {
+  readonly results: StepResult[];
+  readonly journal: ApplyJournal | null;
+}
+
+interface Unfinished extends Applied {
+  readonly tenantId: string;
+  readonly id: string;
+  readonly approver: Approver;
+}
+
+/**
+ * An apply's audit journal that counts the write-ahead intents it committed: each is a step
+ * that went out to Cloudflare (no request leaves before its intent is committed).
+ */
+class ApplyJournal extends AuditJournal {
+  intents = 0;
+
+  override async commit(records: Parameters<AuditJournal['commit']>[0]) {
+    const events = await super.commit(records);
+    this.intents += records.filter((r) => r.kind === 'upstream_request' && r.outcome === 'pending').length;
+    return events;
+  }
+}
+
+/** The apply ran, but its outcome could not be recorded: how many writes went out, honestly. */
+function unrecordedError(approval: ApprovalView, done: Unfinished, cause: unknown): WardenError {
+  const total = approval.plan.length;
+  const sent = done.journal?.intents ?? 0;
+  const answered = done.results.filter((r) => r.status !== null).length;
+  const what =
+    sent === total
+      ? `all ${total} write(s) went out to Cloudflare`
+      : `${sent} of ${total} write(s) went out to Cloudflare and ${total - sent} were not sent`;
+  return new WardenError(
+    'unavailable',
+    `approval ${approval.id} was approved, but the database became unavailable during its apply: ${what} (each write that went out has its write-ahead intent on the audit trail under execution_id ${approval.id}; Cloudflare answered ${answered}). Its outcome (status and each step's result) is recorded as soon as the database is back; do not approve it again, plan the writes not sent anew`,
+    { sent, total },
+    { cause },
+  );
 }
 
 function decidedError(id: string, status: ApprovalStatus): WardenError {
@@ -650,6 +915,8 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
       path: step.path,
       query: step.query,
       body: step.rawBody ?? step.body,
+      // A raw text body (`rawBody`) and a JSON body that is a string read alike in `body`.
+      body_encoding: step.rawBody !== null ? 'text' : step.body !== null ? 'json' : null,
       ...(step.contentType ? { content_type: step.contentType } : {}),
       operation: step.operation,
       rule: step.rule,
@@ -665,3 +932,28 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
     results: view.results,
   };
 }
+
+/**
+ * An approval as webhook events carry it: its plan as a summary (each write's method, path and
+ * rule) with the plan's SHA-256 and size, never the bodies, and the per-step results without
+ * Cloudflare's answers; the whole plan is at `GET /api/v1/approvals/{id}`. Every event of an
+ * approval goes through the outbox, so it must not copy a plan each time.
+ */
+export function approvalEventJson(view: ApprovalView): Record<string, unknown> {
+  const { plan: _plan, results: _results, ...rest } = approvalJson(view);
+  return {
+    ...rest,
+    plan_summary: view.plan.map((step) => ({
+      seq: step.seq,
+      method: step.method,
+      path: step.path.length > EVENT_PATH_CHARS ? `${step.path.slice(0, EVENT_PATH_CHARS)}…` : step.path,
+      rule: step.rule,
+    })),
+    plan_steps: view.plan.length,
+    plan_bytes: Buffer.byteLength(canonicalJson(view.plan), 'utf8'),
+    results: view.results?.map(({ result: _result, ...step }) => step) ?? null,
+  };
+}
+
+/** A planned path longer than this is cut in webhook events (the API shows it whole). */
+const EVENT_PATH_CHARS = 512;

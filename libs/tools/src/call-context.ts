@@ -23,6 +23,11 @@ export interface TenantToolSettings {
   readonly retentionDays: number;
   /** Store the submitted code in the audit trail (its SHA-256 is always stored). */
   readonly captureCode: boolean;
+  /**
+   * The tenant API keys that may approve or reject write approvals; null: any key of the tenant
+   * (never the one that planned the writes).
+   */
+  readonly approverApiKeyIds: readonly string[] | null;
 }
 
 export interface CallTarget {

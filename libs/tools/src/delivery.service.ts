@@ -7,7 +7,7 @@ import type { Database } from '@warden/db';
 import type { ActorContext, ConnectedAccountEvents, Envelope, LifecycleAudit } from '@warden/vault';
 import { connectedAccountJson, sealIdentity, sealedColumns, sealedFromColumns } from '@warden/vault';
 import type { Kysely, Transaction } from 'kysely';
-import { approvalJson } from './approvals.service.ts';
+import { approvalEventJson } from './approvals.service.ts';
 import type { ApprovalEvents } from './approvals.service.ts';
 
 /**
@@ -213,7 +213,7 @@ export function createDeliveryService(deps: {
 
   /** Approval events (`approval.requested`, …) to the tenant's webhook, in the change's transaction. */
   const approvalEvents: ApprovalEvents = (tx, tenantId, event) =>
-    webhookEvent(tx, tenantId, event.type, { approval: approvalJson(event.approval) });
+    webhookEvent(tx, tenantId, event.type, { approval: approvalEventJson(event.approval) });
 
   return {
     resolve,

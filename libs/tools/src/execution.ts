@@ -18,8 +18,7 @@ import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
 import { PENDING_APPROVAL_RESPONSE } from './upstream-gateway.ts';
 import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
-import { ExecutionPlan } from './approvals.service.ts';
-import type { ApprovalService, ApprovalView } from './approvals.service.ts';
+import type { ApprovalService, ApprovalView, ExecutionPlan } from './approvals.service.ts';
 
 export interface ExecuteToolResult {
   readonly executionId: string;
@@ -101,7 +100,7 @@ export class Execution {
     this.#deps = deps;
     this.#start = start;
     this.#context = start.context;
-    this.#plan = deps.approvals ? new ExecutionPlan() : null;
+    this.#plan = deps.approvals ? deps.approvals.newPlan() : null;
     this.#startedAt = deps.clock.now().getTime();
     const account = start.context.account.account;
     this.#subject = {
@@ -249,7 +248,11 @@ export class Execution {
     try {
       const held = this.#plan?.steps.length ?? 0;
       let error = outcome.ok ? null : outcome.error;
-      if (error && held > 0) {
+      const overLimit = this.#plan?.refusal;
+      if (!error && overLimit) {
+        // Over the plan limits: the code may have caught the refusal, but nothing is asked for.
+        error = { code: overLimit.code, message: overLimit.message };
+      } else if (error && held > 0) {
         // Nothing of a failed run is asked for: its plan may be cut short.
         error = {
           ...error,

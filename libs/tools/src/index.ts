@@ -42,13 +42,16 @@ export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.servic
 export type { ExecuteToolDeps, ExecuteToolInput, ExecuteToolService } from './execute-tool.service.ts';
 export { Execution } from './execution.ts';
 export {
+  DEFAULT_PLAN_LIMITS,
   ExecutionPlan,
+  approvalEventJson,
   approvalJson,
   canonicalJson,
   createApprovalService,
   planDigest,
 } from './approvals.service.ts';
 export type {
+  PlanLimits,
   ApprovalEvents,
   ApprovalService,
   ApprovalView,

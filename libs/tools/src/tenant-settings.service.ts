@@ -20,6 +20,17 @@ export interface SettingsPatch {
     readonly retention_days?: number | null;
     readonly capture_code?: boolean | null;
   };
+  readonly approvals?: {
+    /** The API keys that may decide write approvals; null (or []) lets any key of the tenant. */
+    readonly approver_api_key_ids?: readonly string[] | null;
+  };
+}
+
+/** Approver keys one tenant may name. */
+export const MAX_APPROVER_KEYS = 50;
+
+interface StoredApprovals {
+  approver_api_key_ids?: string[];
 }
 
 interface StoredAudit {
@@ -49,6 +60,7 @@ export function effectiveSettings(defaults: OperatorDefaults, stored: TenantSett
     budget,
     retentionDays: audit.retention_days ?? defaults.retentionDays,
     captureCode: audit.capture_code ?? true,
+    approverApiKeyIds: ((stored.approvals ?? {}) as StoredApprovals).approver_api_key_ids ?? null,
   };
 }
 
@@ -58,13 +70,71 @@ export function effectiveSettings(defaults: OperatorDefaults, stored: TenantSett
  * tenant row's lock with its audit record (see `TenantService.updateSettings`).
  */
 export function createTenantSettingsService(deps: {
-  tenants: Pick<TenantService, 'get' | 'updateSettings'>;
+  tenants: Pick<TenantService, 'get' | 'updateSettings' | 'listApiKeys'>;
   defaults: OperatorDefaults;
 }) {
   const { defaults } = deps;
 
-  function applyPatch(current: TenantSettings, patch: SettingsPatch): TenantSettings {
+  /**
+   * The approver list a patch names, checked: each an API key of this tenant, not revoked.
+   * Undefined: not changed; null: cleared.
+   */
+  async function approverList(
+    tenantId: string,
+    patch: SettingsPatch,
+  ): Promise<{ ids: string[] | null; live: ReadonlySet<string> } | undefined> {
+    const ids = patch.approvals?.approver_api_key_ids;
+    if (ids === undefined) return undefined;
+    const live = new Set(
+      (await deps.tenants.listApiKeys(tenantId)).filter((key) => key.revokedAt === null).map((key) => key.id),
+    );
+    if (ids === null) return { ids: null, live };
+    const field = 'approvals.approver_api_key_ids';
+    if (!Array.isArray(ids) || ids.length > MAX_APPROVER_KEYS) {
+      throw new WardenError(
+        'invalid_request',
+        `${field}: must be a list of at most ${MAX_APPROVER_KEYS} API key ids`,
+        {
+          field,
+        },
+      );
+    }
+    ids.forEach((id, i) => {
+      if (typeof id !== 'string' || !live.has(id)) {
+        throw new WardenError(
+          'invalid_request',
+          `${field}[${i}]: is not an API key of this tenant that is in use (see GET /admin/v1/tenants/{id}/api_keys)`,
+          { field: `${field}[${i}]` },
+        );
+      }
+    });
+    return { ids: [...new Set(ids)], live };
+  }
+
+  function applyPatch(
+    current: TenantSettings,
+    patch: SettingsPatch,
+    approvers: { ids: string[] | null; live: ReadonlySet<string> } | undefined,
+    actor: ActorContext['actor'],
+  ): TenantSettings {
     const next: TenantSettings = { ...current };
+    if (approvers !== undefined) {
+      // Once approvers are named, only one of them may change who they are: a key that plans
+      // writes cannot name itself an approver. When none of them is in use any more (the
+      // operator revoked them all), any key may, so the tenant is never locked out.
+      const named = (((current.approvals ?? {}) as StoredApprovals).approver_api_key_ids ?? []).filter((id) =>
+        approvers.live.has(id),
+      );
+      if (named.length > 0 && !(actor.type === 'api_key' && actor.id !== null && named.includes(actor.id))) {
+        throw new WardenError(
+          'forbidden',
+          'approvals.approver_api_key_ids: only one of the approver API keys named now may change the approvers',
+          { field: 'approvals.approver_api_key_ids' },
+        );
+      }
+      if (approvers.ids === null || approvers.ids.length === 0) delete next.approvals;
+      else next.approvals = { approver_api_key_ids: approvers.ids } satisfies StoredApprovals;
+    }
     if (patch.budget !== undefined) {
       if (patch.budget === null) {
         delete next.budget;
@@ -109,8 +179,9 @@ export function createTenantSettingsService(deps: {
 
     /** Applies a tenant's change under the row lock; resolves to the settings now in force. */
     async update(ctx: ActorContext, patch: SettingsPatch): Promise<TenantToolSettings> {
+      const approvers = await approverList(ctx.tenantId, patch);
       const { after } = await deps.tenants.updateSettings(ctx, 'settings.changed', (current) =>
-        applyPatch(current, patch),
+        applyPatch(current, patch, approvers, ctx.actor),
       );
       return effectiveSettings(defaults, after);
     },

@@ -74,6 +74,7 @@ export interface HeldWrite {
 }
 
 export interface PlanSink {
+  /** Records the write; throws a `WardenError` to refuse it (the plan outgrew its limits). */
   hold(write: HeldWrite): void;
 }
 
@@ -212,16 +213,22 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
             ),
           );
         }
-        party.plan.hold({
-          method: request.method,
-          path: request.path,
-          query: request.query ?? null,
-          body: request.body ?? null,
-          ...(request.rawBody !== undefined ? { rawBody: request.rawBody } : {}),
-          ...(request.contentType !== undefined ? { contentType: request.contentType } : {}),
-          operation: op,
-          rule: decision.approval.rule,
-        });
+        try {
+          party.plan.hold({
+            method: request.method,
+            path: request.path,
+            query: request.query ?? null,
+            body: request.body ?? null,
+            ...(request.rawBody !== undefined ? { rawBody: request.rawBody } : {}),
+            ...(request.contentType !== undefined ? { contentType: request.contentType } : {}),
+            operation: op,
+            rule: decision.approval.rule,
+          });
+        } catch (error) {
+          // The plan outgrew its limits: refused, and recorded as such.
+          if (isWardenError(error)) return refuse(error);
+          throw error;
+        }
         return PENDING_APPROVAL_RESPONSE;
       }
     }

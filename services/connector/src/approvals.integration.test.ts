@@ -2,9 +2,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upstreamIntentRecord } from '@warden/audit';
+import type { AuditSubject } from '@warden/audit';
 import { canonicalJson, planDigest } from '@warden/tools';
 import type { PlanStep } from '@warden/tools';
-import { startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
@@ -70,6 +72,8 @@ describe('write approvals', () => {
   let t: TestApp;
   let base: string;
   let tenant: { tenantId: string; apiKey: string };
+  /** A second key of the tenant: the person who decides (the planning key may not). */
+  let approver: { apiKey: string; id: string };
   let userId: string;
   let accountId: string;
   let zoneId: string;
@@ -85,9 +89,20 @@ describe('write approvals', () => {
       PUBLIC_URL: base,
       DELIVERY_ALLOW_INSECURE: 'true',
       OUTBOX_INTERVAL_MS: '200',
+      APPROVAL_MAX_STEPS: '6',
+      APPROVAL_MAX_PLAN_BYTES: '16384',
     });
     await t.app.listen({ host: '127.0.0.1', port });
     tenant = await t.createTenant('Approvals');
+    const issued = await t.app.inject({
+      method: 'POST',
+      url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+      headers: { authorization: `Bearer ${t.adminToken}` },
+    });
+    expect(issued.statusCode, issued.body).toBe(201);
+    const key = issued.json() as { api_key: string; api_key_id: string };
+    t.secrets.add(key.api_key);
+    approver = { apiKey: key.api_key, id: key.api_key_id };
     const user = cf.state.createUser({ email: 'approvals@example.com' });
     userId = user.id;
     const account = cf.state.createAccount({ name: 'Approvals Co', members: [user.id] });
@@ -106,11 +121,16 @@ describe('write approvals', () => {
     await cf?.close();
   });
 
-  function api(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown) {
+  function api(
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    url: string,
+    payload?: unknown,
+    apiKey = tenant.apiKey,
+  ) {
     return t.app.inject({
       method,
       url,
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
+      headers: { authorization: `Bearer ${apiKey}` },
       ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
     });
   }
@@ -127,8 +147,9 @@ describe('write approvals', () => {
     expect(res.statusCode, res.body).toBe(200);
     return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
   }
-  const decide = (id: string, decision: 'approve' | 'reject', comment?: string) =>
-    api('POST', `/api/v1/approvals/${id}/${decision}`, comment ? { comment } : {});
+  /** A decision by the approver's key (another person than the key that planned). */
+  const decide = (id: string, decision: 'approve' | 'reject', comment?: string, apiKey = approver.apiKey) =>
+    api('POST', `/api/v1/approvals/${id}/${decision}`, comment ? { comment } : {}, apiKey);
   const writesSeen = () =>
     cf.requests().filter((r) => r.method !== 'GET' && r.path.startsWith(`/zones/${zoneId}`));
   async function trail(query: Record<string, string> = {}): Promise<AuditEvent[]> {
@@ -221,7 +242,8 @@ describe('write approvals', () => {
 
     // The trail links plan, decision, approver and each applied request.
     const events = await trail();
-    const apiKeyId = (await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId;
+    const apiKeyId = approver.id;
+    expect(apiKeyId).not.toBe((await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId);
     const requested = events.find(
       (e) => e.action === 'approval.requested' && e.details?.approval_id === approval.id,
     );
@@ -246,25 +268,73 @@ describe('write approvals', () => {
     ).toEqual([]);
 
     // The tenant's webhook hears of it through the outbox.
-    const types = await eventually(
+    type Hooked = { type: string; data: { approval?: Record<string, unknown> & { id: string } } };
+    const hooked = await eventually(
       () => {
         const seen = receiver.requests
           .filter((r) => r.status === 200)
-          .flatMap(
-            (r) =>
-              (JSON.parse(r.body) as { events: Array<{ type: string; data: { approval?: { id: string } } }> })
-                .events,
-          )
-          .filter((e) => e.data.approval?.id === approval.id)
-          .map((e) => e.type);
-        return seen.includes('approval.applied') ? seen : null;
+          .flatMap((r) => (JSON.parse(r.body) as { events: Hooked[] }).events)
+          .filter((e) => e.data.approval?.id === approval.id);
+        return seen.some((e) => e.type === 'approval.applied') ? seen : null;
       },
       20_000,
       'the approval events at the webhook',
     );
-    expect(types).toEqual(
+    expect(hooked.map((e) => e.type)).toEqual(
       expect.arrayContaining(['approval.requested', 'approval.approved', 'approval.applied']),
     );
+    // Each event carries a summary of the plan and its digest, never the plan's bodies again,
+    // nor Cloudflare's answers (the whole of it is at the approval's URL).
+    for (const event of hooked) {
+      const carried: Record<string, unknown> = event.data.approval ?? {};
+      expect(carried, event.type).not.toHaveProperty('plan');
+      expect(carried).toMatchObject({ plan_sha256: approval.plan_sha256, plan_steps: 3 });
+      expect(carried.plan_summary).toEqual(
+        [1, 2, 3].map((seq) => ({
+          seq,
+          method: 'POST',
+          path: `/zones/${zoneId}/dns_records`,
+          rule: expect.stringContaining('approve') as unknown,
+        })),
+      );
+      expect(JSON.stringify(carried)).not.toContain('b.approvals.example');
+    }
+  });
+
+  it('refuses a decision by the API key that planned the writes: another person must approve (separation of duties)', async () => {
+    await connect('sol');
+    cf.clearRequests();
+    const plan = await planOne('sol', 'self');
+    const plannerId = (await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId;
+    const shown = (
+      (await api('GET', `/api/v1/approvals/${plan.id}`)).json() as {
+        approval: { requested_by: { type: string; id: string } };
+      }
+    ).approval;
+    expect(shown.requested_by).toEqual({ type: 'api_key', id: plannerId });
+    for (const verb of ['approve', 'reject'] as const) {
+      const self = await decide(plan.id, verb, 'my own plan', tenant.apiKey);
+      expect(self.statusCode, self.body).toBe(403);
+      expect(self.json().error.code).toBe('self_approval');
+      expect(self.json().error.message).toMatch(/planned these writes.*another person must approve/);
+    }
+    expect(writesSeen()).toEqual([]);
+    expect(
+      ((await api('GET', `/api/v1/approvals/${plan.id}`)).json() as { approval: Approval }).approval.status,
+    ).toBe('pending');
+    expect(
+      (await trail()).filter(
+        (e) => e.details?.approval_id === plan.id && /approval\.(approved|rejected)/.test(e.action),
+      ),
+    ).toEqual([]);
+    // Another key of the tenant (another person) decides it.
+    const other = await decide(plan.id, 'approve');
+    expect(other.statusCode, other.body).toBe(200);
+    expect((other.json() as { approval: Approval }).approval.decided_by).toEqual({
+      type: 'api_key',
+      id: approver.id,
+    });
+    expect(writesSeen()).toHaveLength(1);
   });
 
   it('sends nothing of a rejected plan, and refuses an expired one', async () => {
@@ -313,6 +383,47 @@ describe('write approvals', () => {
       ),
     ).toBe(true);
     expect((await decide(plan.id, 'approve')).statusCode).toBe(409);
+
+    // A plan of three whose replica stopped after step 1's answer was recorded and step 2's
+    // write-ahead intent was committed: the settled results say so, step by step.
+    const three = await execute(
+      'ivy',
+      `async () => { for (let i = 0; i < 3; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'ivy-' + i + '.approvals.example', content: 'x' } }); return 'planned'; }`,
+    );
+    const id = three.approval?.id ?? '';
+    const decidedAt = new Date(Date.now() - 16 * 60_000);
+    await t.db.db.kysely
+      .updateTable('approvals')
+      .set({
+        status: 'approved',
+        decided_at: decidedAt,
+        results: JSON.stringify([{ seq: 1, status: 200, success: true, error: null }]),
+      })
+      .where('id', '=', id)
+      .execute();
+    const path = `/zones/${zoneId}/dns_records`;
+    const subject: AuditSubject = {
+      caller: { type: 'api_key', id: approver.id, client_name: null, client_version: null, ip: null },
+      identifier: 'ivy',
+      executionId: id,
+    };
+    const intent = (n: number) =>
+      upstreamIntentRecord(subject, {
+        method: 'POST',
+        path,
+        pathTemplate: '/zones/{zone_id}/dns_records',
+        action: 'cloudflare.request',
+        bodySha256: null,
+        requestBytes: n,
+      });
+    await t.container.audit.append(tenant.tenantId, [intent(1), intent(2)], { retentionDays: 90 });
+    const settled = ((await api('GET', `/api/v1/approvals/${id}`)).json() as { approval: Approval }).approval;
+    expect(settled.status).toBe('failed');
+    expect(settled.results?.map((r) => [r.seq, r.status, r.success, r.error?.code ?? null])).toEqual([
+      [1, 200, true, null],
+      [2, null, false, 'unknown'],
+      [3, null, false, 'unavailable'],
+    ]);
   });
 
   it('does not apply for an identity offboarded since the plan, nor a write a policy now denies', async () => {
@@ -410,6 +521,145 @@ describe('write approvals', () => {
       .executeTakeFirstOrThrow();
     expect(planDigest(stored.plan as PlanStep[])).toBe(shown.plan_sha256);
     expect(createHash('sha256').update(canonicalJson(stored.plan)).digest('hex')).toBe(shown.plan_sha256);
+  });
+
+  it('says whether a planned body is raw text or JSON (a JSON string reads like raw text in `body`)', async () => {
+    await connect('tex');
+    cf.clearRequests();
+    const out = await execute(
+      'tex',
+      `async () => {
+        await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records/import', rawBody: 'hello', contentType: 'text/plain' });
+        await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records/import', body: 'hello' });
+        await cloudflare.request({ method: 'DELETE', path: '/zones/${zoneId}/dns_records/nothing' });
+        return 'planned';
+      }`,
+    );
+    const shown = (
+      (await api('GET', `/api/v1/approvals/${out.approval?.id}`)).json() as {
+        approval: { plan: Array<{ body: unknown; body_encoding: string | null; content_type?: string }> };
+      }
+    ).approval;
+    expect(shown.plan.map((s) => [s.body, s.body_encoding, s.content_type])).toEqual([
+      ['hello', 'text', 'text/plain'],
+      ['hello', 'json', undefined],
+      [null, null, undefined],
+    ]);
+    expect(out.approval?.plan.map((s) => (s as Step & { body_encoding: unknown }).body_encoding)).toEqual([
+      'text',
+      'json',
+      null,
+    ]);
+    expect(writesSeen()).toEqual([]);
+  });
+
+  it('refuses a plan over its limits (writes, then bytes), naming the limit, and asks approval for none of it', async () => {
+    await connect('max');
+    cf.clearRequests();
+    // The code catches the refusal of the 7th write and goes on: still nothing is asked for.
+    const tooMany = await execute(
+      'max',
+      `async () => {
+        const seen = [];
+        for (let i = 0; i < 7; i++) {
+          try {
+            await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'max-' + i + '.approvals.example', content: 'x' } });
+            seen.push('planned');
+          } catch (e) { seen.push(e.code); }
+        }
+        return seen;
+      }`,
+    );
+    expect(tooMany.approval).toBeUndefined();
+    expect(tooMany.error?.code).toBe('payload_too_large');
+    expect(tooMany.error?.message).toMatch(/over the limit of 6 writes per plan held for approval/);
+    const big = await execute(
+      'max',
+      `async () => cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'big.approvals.example', content: 'x'.repeat(20000) } })`,
+    );
+    expect(big.approval).toBeUndefined();
+    expect(big.error?.code).toBe('payload_too_large');
+    expect(big.error?.message).toMatch(/over the limit of 16384 bytes per plan held for approval/);
+    expect(writesSeen()).toEqual([]);
+    const listed = (await api('GET', '/api/v1/approvals?identifier=max')).json() as { approvals: Approval[] };
+    expect(listed.approvals).toEqual([]);
+  });
+
+  it('lets only the approver keys the tenant named decide, and only they change who they are', async () => {
+    const issued = await t.app.inject({
+      method: 'POST',
+      url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+      headers: { authorization: `Bearer ${t.adminToken}` },
+    });
+    const { api_key: bystander, api_key_id: bystanderId } = issued.json() as {
+      api_key: string;
+      api_key_id: string;
+    };
+    t.secrets.add(bystander);
+    const plannerId = (await t.container.tenants.authenticate(tenant.apiKey))?.apiKeyId ?? '';
+    const settings = (body: unknown, apiKey = tenant.apiKey) =>
+      api('PATCH', '/api/v1/settings', body, apiKey);
+    const unknown = await settings({ approvals: { approver_api_key_ids: ['key_unknown00000000000'] } });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error.field).toBe('approvals.approver_api_key_ids[0]');
+    const named = await settings({ approvals: { approver_api_key_ids: [approver.id] } });
+    expect(named.statusCode, named.body).toBe(200);
+    expect(named.json().settings.approvals).toEqual({ approver_api_key_ids: [approver.id] });
+    try {
+      await connect('ned');
+      cf.clearRequests();
+      const plan = await planOne('ned', 'named');
+      const refused = await decide(plan.id, 'approve', undefined, bystander);
+      expect(refused.statusCode, refused.body).toBe(403);
+      expect(refused.json().error.code).toBe('forbidden');
+      expect(refused.json().error.message).toMatch(/not one of the approvers this tenant named/);
+      expect((await decide(plan.id, 'reject', undefined, bystander)).statusCode).toBe(403);
+      expect(writesSeen()).toEqual([]);
+      // Neither the planning key nor any other may name itself an approver now.
+      for (const [key, id] of [
+        [tenant.apiKey, plannerId],
+        [bystander, bystanderId],
+      ] as const) {
+        const grab = await settings({ approvals: { approver_api_key_ids: [approver.id, id] } }, key);
+        expect(grab.statusCode, grab.body).toBe(403);
+        expect(grab.json().error.message).toMatch(/only one of the approver API keys named now/);
+        expect((await settings({ approvals: { approver_api_key_ids: null } }, key)).statusCode).toBe(403);
+      }
+      expect(
+        ((await api('GET', '/api/v1/settings')).json() as { settings: { approvals: unknown } }).settings
+          .approvals,
+      ).toEqual({ approver_api_key_ids: [approver.id] });
+      const approved = await decide(plan.id, 'approve');
+      expect(approved.statusCode, approved.body).toBe(200);
+      expect(writesSeen()).toHaveLength(1);
+
+      // Named approvers all revoked by the operator: the tenant is not locked out.
+      const loneIssued = await t.app.inject({
+        method: 'POST',
+        url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      const lone = loneIssued.json() as { api_key: string; api_key_id: string };
+      t.secrets.add(lone.api_key);
+      expect(
+        (await settings({ approvals: { approver_api_key_ids: [lone.api_key_id] } }, approver.apiKey))
+          .statusCode,
+      ).toBe(200);
+      expect(
+        (await settings({ approvals: { approver_api_key_ids: null } }, approver.apiKey)).statusCode,
+      ).toBe(403);
+      const revoked = await t.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/tenants/${tenant.tenantId}/api_keys/${lone.api_key_id}`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      expect(revoked.statusCode).toBe(204);
+      expect((await settings({ approvals: { approver_api_key_ids: null } }, bystander)).statusCode).toBe(200);
+    } finally {
+      const cleared = await settings({ approvals: { approver_api_key_ids: null } }, approver.apiKey);
+      expect(cleared.statusCode, cleared.body).toBe(200);
+      expect(cleared.json().settings.approvals).toEqual({ approver_api_key_ids: null });
+    }
   });
 
   it('applies once when two approvers race', async () => {
@@ -512,4 +762,98 @@ describe('write approvals', () => {
     ).toBe('pending');
     void accountId;
   });
+});
+
+/**
+ * PostgreSQL lost in the middle of an apply: the approver is told how many writes went out (the
+ * write-ahead intents the apply committed), and the approval reads as failed, with each step's
+ * result, as soon as the store is back (not `approved` until 15 minutes later).
+ */
+describe('write approvals: PostgreSQL lost mid-apply', () => {
+  it('says how many writes went out, and records the outcome once the store is back', async () => {
+    const cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    const pgUrl = new URL(process.env.DATABASE_URL ?? '');
+    const proxy = await startTcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+    const t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url }, { viaProxyPort: proxy.port });
+    try {
+      const tenant = await t.createTenant('Approvals, store lost');
+      const issued = await t.app.inject({
+        method: 'POST',
+        url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
+        headers: { authorization: `Bearer ${t.adminToken}` },
+      });
+      const approverKey = (issued.json() as { api_key: string }).api_key;
+      t.secrets.add(approverKey);
+      const api = (method: 'GET' | 'POST' | 'PUT', url: string, payload?: unknown, key = tenant.apiKey) =>
+        t.app.inject({
+          method,
+          url,
+          headers: { authorization: `Bearer ${key}` },
+          ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+        });
+      const user = cf.state.createUser({ email: 'lost@example.com' });
+      const account = cf.state.createAccount({ name: 'Lost Co', members: [user.id] });
+      const zoneId = cf.state.createZone({ accountId: account.id, name: 'lost.example' }).id;
+      const token = cf.state.createUserToken({ userId: user.id, permissions: PERMISSIONS });
+      await t.connect(tenant.apiKey, 'lou', token.value);
+      expect((await api('PUT', '/api/v1/policy', APPROVE_WRITES)).statusCode).toBe(200);
+      const planned = await api('POST', '/api/v1/execute_tool', {
+        tool_name: 'cloudflare_execute',
+        identifier: 'lou',
+        params: {
+          code: `async () => { for (let i = 0; i < 4; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'lost-' + i + '.lost.example', content: 'x' } }); return 'planned'; }`,
+        },
+      });
+      const approval = (planned.json() as { approval: Approval }).approval;
+      expect(approval.plan).toHaveLength(4);
+      const writes = () => cf.requests().filter((r) => r.method === 'POST');
+      cf.clearRequests();
+      cf.faults.setLatencyMs(600);
+      const approving = api('POST', `/api/v1/approvals/${approval.id}/approve`, {}, approverKey);
+      // The first write is with Cloudflare: PostgreSQL goes away.
+      await eventually(() => (writes().length > 0 ? true : null), 10_000, 'the first write at Cloudflare');
+      await proxy.stop();
+      const answer = await approving;
+      cf.faults.setLatencyMs(0);
+      expect(answer.statusCode, answer.body).toBe(503);
+      expect(answer.json().error.code).toBe('unavailable');
+      // As many as Cloudflare got, each with its intent, and said so.
+      const sent = writes().length;
+      expect(sent).toBeGreaterThanOrEqual(1);
+      expect(sent).toBeLessThan(4);
+      expect(answer.json().error.message).toContain(
+        `${sent} of 4 write(s) went out to Cloudflare and ${4 - sent} were not sent (each write that went out has its write-ahead intent on the audit trail under execution_id ${approval.id}`,
+      );
+
+      // The store is back: the very next read shows the apply as it ended.
+      await proxy.start();
+      const read = await api('GET', `/api/v1/approvals/${approval.id}`);
+      expect(read.statusCode, read.body).toBe(200);
+      const settled = (read.json() as { approval: Approval }).approval;
+      expect(settled.status).toBe('failed');
+      expect(settled.results?.map((r) => [r.seq, r.status, r.success, r.error?.code ?? null])).toEqual([
+        ...Array.from({ length: sent }, (_, i) => [i + 1, 200, true, null]),
+        [sent + 1, null, false, 'unavailable'],
+      ]);
+      const listed = await api('GET', `/api/v1/audit/events?page_size=100`);
+      expect(listed.statusCode, listed.body).toBe(200);
+      const trail = (listed.json() as { events: AuditEvent[] }).events;
+      expect(
+        trail.some((e) => e.action === 'approval.failed' && e.details?.approval_id === approval.id),
+      ).toBe(true);
+      // The sent writes' answers, held while the store was away, are on the trail too.
+      expect(
+        trail.filter(
+          (e) => e.execution_id === approval.id && e.upstream?.method === 'POST' && e.outcome === 'success',
+        ),
+      ).toHaveLength(sent);
+      expect(writes()).toHaveLength(sent);
+    } finally {
+      cf.faults.setLatencyMs(0);
+      await proxy.start().catch(() => undefined);
+      await t.close();
+      await proxy.close();
+      await cf.close();
+    }
+  }, 60_000);
 });

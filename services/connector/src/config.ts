@@ -81,6 +81,9 @@ const schema = z
     SHUTDOWN_DRAIN_SECONDS: int(0, 20).default(0),
     /** How long a plan of held writes waits for a decision before it expires. */
     APPROVAL_EXPIRY_HOURS: int(1, 720).default(24),
+    /** Writes one plan may hold, and the size of its JSON: an execution planning more gets none. */
+    APPROVAL_MAX_STEPS: int(1, 500).default(20),
+    APPROVAL_MAX_PLAN_BYTES: int(1024, 16 * 1024 * 1024).default(256 * 1024),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SCHEDULER_CHECK_MS: int(100, 600_000).default(30_000),
@@ -231,6 +234,8 @@ export interface Config {
   readonly migrateOnStart: boolean;
   /** A pending approval expires this long after its plan was recorded. */
   readonly approvalExpiryMs: number;
+  /** The largest plan an execution may ask approval for (writes, bytes of its JSON). */
+  readonly approvalPlanLimits: { readonly maxSteps: number; readonly maxBytes: number };
 }
 
 export class ConfigError extends Error {
@@ -387,6 +392,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       env.AUDIT_OUTCOME_GRACE_SECONDS === undefined ? null : env.AUDIT_OUTCOME_GRACE_SECONDS * 1000,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_SECONDS * 1000,
     approvalExpiryMs: env.APPROVAL_EXPIRY_HOURS * 3_600_000,
+    approvalPlanLimits: { maxSteps: env.APPROVAL_MAX_STEPS, maxBytes: env.APPROVAL_MAX_PLAN_BYTES },
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     schedulerCheckMs: env.SCHEDULER_CHECK_MS,

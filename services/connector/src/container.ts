@@ -443,6 +443,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     gateway,
     contexts,
     expiryMs: config.approvalExpiryMs,
+    planLimits: config.approvalPlanLimits,
+    approvers: async (tenantId) => (await settings.effective(tenantId)).approverApiKeyIds,
     clock,
     logger,
   });

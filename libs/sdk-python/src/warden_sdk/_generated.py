@@ -115,6 +115,8 @@ class ApprovalPlanItem(WardenModel):
     path: str
     query: dict[str, Any] | None
     body: Any
+    body_encoding: Literal["json", "text"] | None
+    """`json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body."""
     content_type: str | None = None
     operation: ApprovalPlanItemOperation | None
     rule: str
@@ -824,10 +826,17 @@ class TenantSettingsAudit(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class TenantSettingsApprovals(WardenModel):
+    approver_api_key_ids: list[str] | None
+    """The API keys that may approve or reject write approvals; null: any key of the tenant (never the key that planned the writes)."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class TenantSettings(WardenModel):
     budget: str
     """Upstream requests per seconds for each Cloudflare user, e.g. "1000/300"."""
     audit: TenantSettingsAudit
+    approvals: TenantSettingsApprovals
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -847,9 +856,14 @@ class PatchSettingsBodyAudit(TypedDict, total=False):
     capture_code: bool | None
 
 
+class PatchSettingsBodyApprovals(TypedDict, total=False):
+    approver_api_key_ids: list[str] | None
+
+
 class PatchSettingsBody(TypedDict, total=False):
     budget: str | None
     audit: PatchSettingsBodyAudit
+    approvals: PatchSettingsBodyApprovals
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -2251,7 +2251,7 @@ export interface paths {
         put?: never;
         /**
          * Approve a pending plan: Warden sends exactly its writes, in order, and reports each
-         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409.
+         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them (403 self_approval); another person must.
          */
         post: {
             parameters: {
@@ -2293,6 +2293,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -2371,7 +2380,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Reject a pending plan: nothing of it is ever sent */
+        /**
+         * Reject a pending plan: nothing of it is ever sent
+         * @description Decided by another principal than the one that planned the writes (403 self_approval otherwise).
+         */
         post: {
             parameters: {
                 query?: never;
@@ -2412,6 +2424,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -3233,7 +3254,7 @@ export interface paths {
         head?: never;
         /**
          * Change the rate budget or audit settings of the tenant (null returns a setting to the default)
-         * @description A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default.
+         * @description A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default. `approvals.approver_api_key_ids` names the API keys that may decide write approvals; once named, only one of them may change it (403 otherwise).
          */
         patch: {
             parameters: {
@@ -3249,6 +3270,10 @@ export interface paths {
                         audit?: {
                             retention_days?: number | null;
                             capture_code?: boolean | null;
+                        };
+                        approvals?: {
+                            /** @description Name the API keys that may decide write approvals (null or [] for any key); once named, only one of them may change the list. */
+                            approver_api_key_ids?: string[] | null;
                         };
                     };
                 };
@@ -3276,6 +3301,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -5904,6 +5938,8 @@ export interface components {
                     [key: string]: unknown;
                 } | null;
                 body: unknown;
+                /** @description `json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body. */
+                body_encoding: ("json" | "text") | null;
                 content_type?: string;
                 operation: {
                     path_template: string;
@@ -6035,6 +6071,10 @@ export interface components {
                 retention_days: number;
                 /** @description Store submitted code in the audit trail (its SHA-256 is always stored). */
                 capture_code: boolean;
+            };
+            approvals: {
+                /** @description The API keys that may approve or reject write approvals; null: any key of the tenant (never the key that planned the writes). */
+                approver_api_key_ids: string[] | null;
             };
         };
         AuditSinkInput: {
@@ -6200,6 +6240,8 @@ export interface components {
                     [key: string]: unknown;
                 } | null;
                 body: unknown;
+                /** @description `json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body. */
+                body_encoding: ("json" | "text") | null;
                 content_type?: string;
                 operation: {
                     path_template: string;
@@ -6331,6 +6373,10 @@ export interface components {
                 retention_days: number;
                 /** @description Store submitted code in the audit trail (its SHA-256 is always stored). */
                 capture_code: boolean;
+            };
+            approvals: {
+                /** @description The API keys that may approve or reject write approvals; null: any key of the tenant (never the key that planned the writes). */
+                approver_api_key_ids: string[] | null;
             };
         };
         AuditSink: {

@@ -454,12 +454,25 @@ describe('admin console in a real browser', () => {
       rules: [{ effect: 'approve', methods: ['POST'], path: '/zones/*/dns_records' }],
     });
     expect(policy.status).toBe(200);
-    const planned = await call('POST', '/api/v1/execute_tool', {
-      tool_name: 'cloudflare_execute',
-      identifier: carol,
-      params: {
-        code: `async () => cloudflare.dns.records.create({ zone_id: '${zone}', type: 'TXT', name: 'inbox.carol.example', content: 'from the console' })`,
-      },
+    // The agent's side plans with a key of its own: the key the console signed in with decides
+    // (the key that planned the writes may not approve them).
+    const issued = await fetch(`${base}/admin/v1/tenants/${acme.tenantId}/api_keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminToken}` },
+    });
+    expect(issued.status).toBe(201);
+    const agentKey = ((await issued.json()) as { api_key: string }).api_key;
+    t.secrets.add(agentKey);
+    const planned = await fetch(`${base}/api/v1/execute_tool`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        tool_name: 'cloudflare_execute',
+        identifier: carol,
+        params: {
+          code: `async () => cloudflare.dns.records.create({ zone_id: '${zone}', type: 'TXT', name: 'inbox.carol.example', content: 'from the console' })`,
+        },
+      }),
     });
     const plannedBody = (await planned.json()) as { approval?: { id: string } };
     expect(plannedBody.approval, JSON.stringify(plannedBody)).toBeDefined();

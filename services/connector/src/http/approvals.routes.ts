@@ -5,7 +5,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
 import { tenantAuth } from './auth.ts';
-import { errorResponses, pageSize } from './schemas.ts';
+import { errorResponse, errorResponses, pageSize } from './schemas.ts';
 import { apiKeyCaller, approvalUrl } from './tools.routes.ts';
 
 const security = [{ tenantKey: [] }];
@@ -26,6 +26,12 @@ const approvalSchema = z
         path: z.string(),
         query: z.record(z.string(), z.unknown()).nullable(),
         body: z.unknown(),
+        body_encoding: z
+          .enum(['json', 'text'])
+          .nullable()
+          .describe(
+            '`json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body.',
+          ),
         content_type: z.string().optional(),
         operation: z.object({ path_template: z.string(), permissions: z.array(z.string()) }).nullable(),
         rule: z.string().describe('The policy rule that held the write.'),
@@ -118,20 +124,29 @@ export async function approvalRoutes(
     approve: {
       summary: 'Approve a pending plan: Warden sends exactly its writes, in order, and reports each',
       description:
-        "The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409.",
+        "The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them (403 self_approval); another person must.",
     },
-    reject: { summary: 'Reject a pending plan: nothing of it is ever sent', description: undefined },
+    reject: {
+      summary: 'Reject a pending plan: nothing of it is ever sent',
+      description:
+        'Decided by another principal than the one that planned the writes (403 self_approval otherwise).',
+    },
   } as const;
   for (const verb of ['approve', 'reject'] as const) {
     r.post(`/api/v1/approvals/:id/${verb}`, {
       schema: {
         tags: ['approvals'],
         summary: decisions[verb].summary,
-        ...(decisions[verb].description ? { description: decisions[verb].description } : {}),
+        description: decisions[verb].description,
         security,
         params: z.object({ id: z.string().max(100) }),
         body: decision.optional(),
-        response: { 200: z.object({ approval: approvalSchema }), ...errorResponses },
+        response: {
+          200: z.object({ approval: approvalSchema }),
+          // self_approval: the key that planned the writes cannot decide them.
+          403: errorResponse,
+          ...errorResponses,
+        },
       },
       handler: async (request) => ({
         approval: json(

@@ -25,6 +25,7 @@ export function httpStatus(code: ErrorCode): number {
       return 401;
     case 'forbidden':
     case 'policy_denied':
+    case 'self_approval':
       return 403;
     case 'not_found':
       return 404;

@@ -6,7 +6,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TenantSettingsService, TenantToolSettings } from '@warden/tools';
 import { actorOf, tenantAuth, tenantOf } from './auth.ts';
-import { errorResponses } from './schemas.ts';
+import { errorResponse, errorResponses } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
 
@@ -22,6 +22,14 @@ const settingsSchema = z
         .boolean()
         .describe('Store submitted code in the audit trail (its SHA-256 is always stored).'),
     }),
+    approvals: z.object({
+      approver_api_key_ids: z
+        .array(z.string())
+        .nullable()
+        .describe(
+          'The API keys that may approve or reject write approvals; null: any key of the tenant (never the key that planned the writes).',
+        ),
+    }),
   })
   .meta({ id: 'TenantSettings' });
 
@@ -29,6 +37,7 @@ function settingsJson(s: TenantToolSettings) {
   return {
     budget: formatBudget(s.budget),
     audit: { retention_days: s.retentionDays, capture_code: s.captureCode },
+    approvals: { approver_api_key_ids: s.approverApiKeyIds ? [...s.approverApiKeyIds] : null },
   };
 }
 
@@ -62,7 +71,7 @@ export async function settingsRoutes(
       summary:
         'Change the rate budget or audit settings of the tenant (null returns a setting to the default)',
       description:
-        "A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default.",
+        "A tenant may lower the deployment's rate budget, never raise it; `null` returns a setting to the deployment's default. `approvals.approver_api_key_ids` names the API keys that may decide write approvals; once named, only one of them may change it (403 otherwise).",
       security,
       body: z.strictObject({
         budget: z.string().nullable().optional(),
@@ -78,11 +87,28 @@ export async function settingsRoutes(
             capture_code: z.boolean().nullable().optional(),
           })
           .optional(),
+        approvals: z
+          .strictObject({
+            approver_api_key_ids: z
+              .array(z.string().max(100))
+              .max(50)
+              .nullable()
+              .optional()
+              .describe(
+                'Name the API keys that may decide write approvals (null or [] for any key); once named, only one of them may change the list.',
+              ),
+          })
+          .optional(),
       }),
-      response: { 200: z.object({ settings: settingsSchema }), ...errorResponses },
+      response: {
+        200: z.object({ settings: settingsSchema }),
+        // Only a named approver may change the approvers.
+        403: errorResponse,
+        ...errorResponses,
+      },
     },
     handler: async (request) => {
-      const { budget, audit } = request.body;
+      const { budget, audit, approvals } = request.body;
       const settings = await deps.settings.update(actorOf(request), {
         ...(budget !== undefined ? { budget } : {}),
         ...(audit !== undefined
@@ -92,6 +118,9 @@ export async function settingsRoutes(
                 ...(audit.capture_code !== undefined ? { capture_code: audit.capture_code } : {}),
               },
             }
+          : {}),
+        ...(approvals?.approver_api_key_ids !== undefined
+          ? { approvals: { approver_api_key_ids: approvals.approver_api_key_ids } }
           : {}),
       });
       // Partitions for the new retention are made with the value just saved.
