@@ -2,7 +2,7 @@ import { ADMIN_CALLER } from '@warden/audit';
 import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALICE, MALLORY, startOAuthFixture } from './test-support/oauth-fixture.ts';
+import { ALICE, MALLORY, startOAuthFixture, UNVERIFIED } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 
 describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () => {
@@ -174,6 +174,53 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
         expect(body.error).toMatch(/^invalid_(client_metadata|redirect_uri)$/);
       }
     }
+  });
+
+  it('refuses a sign-in form another site submits (login CSRF), before it uses the login link', async () => {
+    const link = await f.loginLink(ALICE.email);
+    const token = new URL(link).searchParams.get('token') ?? '';
+    const foreign: Array<Record<string, string>> = [
+      { 'sec-fetch-site': 'cross-site' },
+      { origin: 'https://evil.example' },
+    ];
+    for (const headers of foreign) {
+      const res = await fetch(`${f.base}/oauth/link`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body: new URLSearchParams({ token }).toString(),
+      });
+      expect(res.status, JSON.stringify(headers)).toBe(403);
+      expect(res.headers.getSetCookie().join(';')).not.toContain('signed_in');
+      expect(await res.text()).toContain('sent from another site');
+    }
+    // The link was not used up: the engineer's own browser (same origin) still signs in with it.
+    const mine = await fetch(`${f.base}/oauth/link`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'sec-fetch-site': 'same-origin',
+        origin: 'null',
+      },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    expect(mine.status).toBeLessThan(400);
+    expect(mine.headers.getSetCookie().join(';')).toContain('signed_in');
+  });
+
+  it('refuses an SSO identity whose email the IdP did not mark verified (no email_verified claim)', async () => {
+    const browser = f.userAgent();
+    const start = await browser.get(authorization().url.href);
+    const idpLogin = await browser.submit(start, { email: UNVERIFIED.email }, '/sso');
+    const idpConsent = await browser.submit(idpLogin, {
+      login: UNVERIFIED.email,
+      password: UNVERIFIED.password,
+    });
+    const back = await browser.submit(idpConsent);
+    const refused = callbackError(back.url);
+    expect(refused.error).toBe('access_denied');
+    expect(refused.description).toContain('did not confirm a verified email address');
   });
 
   it('an identity outside the allowed email domains gets access_denied', async () => {

@@ -253,6 +253,32 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       { parseAs: 'string', bodyLimit: 16 * 1024 },
       (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
     );
+    /**
+     * The sign-in forms post only from Warden's own pages. A browser says where a post comes from
+     * (`Sec-Fetch-Site`; `Origin`, which these pages' no-referrer policy turns into "null"): a
+     * form another site submits (login CSRF: signing the victim's browser in as the attacker
+     * through the attacker's login link) is refused before it is read.
+     */
+    scope.addHook('preHandler', async (request, reply) => {
+      const path = request.url.split('?')[0] ?? '';
+      if (request.method !== 'POST' || !(path === '/oauth/link' || path.startsWith('/oauth/interaction/'))) {
+        return;
+      }
+      const site = request.headers['sec-fetch-site'];
+      const origin = request.headers.origin;
+      const crossSite = site !== undefined && site !== 'same-origin' && site !== 'none';
+      const foreignOrigin = origin !== undefined && origin !== 'null' && origin !== base.origin;
+      if (crossSite || foreignOrigin) {
+        return send(
+          reply,
+          errorPage(
+            'Sign-in refused',
+            'This form was sent from another site. Open the sign-in from your MCP client or your sign-in link, in this browser.',
+            403,
+          ),
+        );
+      }
+    });
 
     scope.get('/oauth/interaction/:uid', { schema: { hide: true } }, async (request, reply) => {
       const details = await interactionOf(request, reply);

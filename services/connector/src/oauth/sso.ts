@@ -165,7 +165,9 @@ export function createSsoRelyingParty(deps: {
       }
       if (!claims) throw new SsoRefusal('your identity provider returned no ID token');
       const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : null;
-      if (!email || claims.email_verified === false) {
+      // Only `email_verified: true` counts: an IdP that leaves it out may be passing on an address
+      // its user typed (the "nOAuth" class), and the allowed domains would then mean nothing.
+      if (!email || claims.email_verified !== true) {
         throw new SsoRefusal('your identity provider did not confirm a verified email address');
       }
       const domain = email.slice(email.lastIndexOf('@') + 1);

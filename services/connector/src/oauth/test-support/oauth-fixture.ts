@@ -9,6 +9,8 @@ import { ScriptedUserAgent } from './user-agent.ts';
 
 export const ALICE = { email: 'alice@acme.com', password: 'alice-password' };
 export const MALLORY = { email: 'mallory@evil.example', password: 'mallory-password' };
+/** An Acme address the IdP does not say it verified (no `email_verified` claim). */
+export const UNVERIFIED = { email: 'ceo@acme.com', password: 'unverified-password', emailVerified: null };
 
 /**
  * Warden listening on a real port (MCP clients and browsers reach it by URL), the fake
@@ -20,7 +22,10 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const callbackUrl = `http://127.0.0.1:${await freePort()}/callback`;
-  const idp = await startTestIdp({ redirectUri: `${base}/oauth/sso/callback`, users: [ALICE, MALLORY] });
+  const idp = await startTestIdp({
+    redirectUri: `${base}/oauth/sso/callback`,
+    users: [ALICE, MALLORY, UNVERIFIED],
+  });
   const cimd = await startClientMetadataServer({
     clientName: 'Metadata Client',
     redirectUris: [callbackUrl],

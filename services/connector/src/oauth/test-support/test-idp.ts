@@ -5,7 +5,8 @@ import Provider from 'oidc-provider';
 export interface TestIdpUser {
   readonly email: string;
   readonly password: string;
-  readonly emailVerified?: boolean;
+  /** The `email_verified` claim; null leaves it out. Default true. */
+  readonly emailVerified?: boolean | null;
 }
 
 export interface TestIdp {
@@ -52,7 +53,11 @@ export async function startTestIdp(options: {
       if (!user) return undefined;
       return {
         accountId: sub,
-        claims: () => ({ sub, email: user.email, email_verified: user.emailVerified ?? true }),
+        claims: () => ({
+          sub,
+          email: user.email,
+          ...(user.emailVerified === null ? {} : { email_verified: user.emailVerified ?? true }),
+        }),
       };
     },
   });
