@@ -7,6 +7,7 @@ import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import Provider, { errors } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { isPrivateHost, publicOnlyLookup } from '@warden/audit';
 import { Agent, fetch as undiciFetch } from 'undici';
 import {
   accountIdFor,
@@ -92,9 +93,11 @@ export function createOAuthServer(deps: {
 
   function buildProvider(keys: OAuthServerKeys): Provider {
     // Tests and demos only: client metadata documents on loopback with a self-signed certificate.
-    const insecureAgent = options.allowInsecure
+    // Otherwise a document is fetched only from a public address: a client_id naming a loopback
+    // or private address would make Warden a probe of its own network (SSRF).
+    const fetchAgent = options.allowInsecure
       ? new Agent({ connect: { rejectUnauthorized: false } })
-      : null;
+      : new Agent({ connect: { lookup: publicOnlyLookup } });
 
     const configuration: Configuration = {
       adapter: artifactAdapterFactory(db),
@@ -206,12 +209,15 @@ export function createOAuthServer(deps: {
         challenge: '/oauth/challenge',
         credential: '/oauth/credential',
       },
-      ...(insecureAgent
-        ? {
-            fetch: ((url: string, init: Parameters<typeof undiciFetch>[1]) =>
-              undiciFetch(url, { ...init, dispatcher: insecureAgent })) as unknown as typeof fetch,
-          }
-        : {}),
+      fetch: ((url: string, init: Parameters<typeof undiciFetch>[1]) => {
+        // The lookup guard never sees an address written as one (https://127.0.0.1/…).
+        if (!options.allowInsecure && isPrivateHost(new URL(url).hostname)) {
+          return Promise.reject(
+            new Error('client metadata documents are fetched only from public addresses'),
+          );
+        }
+        return undiciFetch(url, { ...init, dispatcher: fetchAgent });
+      }) as unknown as typeof fetch,
     };
 
     const provider = new Provider(issuer, configuration);
