@@ -41,3 +41,17 @@ export function escapeAuditValue<T>(value: T): T {
   }
   return value;
 }
+
+/** The original of a value `escapeAuditValue` produced (object keys included). */
+export function unescapeAuditValue<T>(value: T): T {
+  if (typeof value === 'string') return unescapeAuditText(value) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => unescapeAuditValue(v)) as T;
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      out[unescapeAuditText(k)] = unescapeAuditValue(v);
+    }
+    return out as T;
+  }
+  return value;
+}

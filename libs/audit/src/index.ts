@@ -32,7 +32,13 @@ export type {
   UpstreamResult,
 } from './audit-records.ts';
 export { AuditJournal } from './audit-journal.ts';
-export { ESCAPE_MARK, escapeAuditText, escapeAuditValue, unescapeAuditText } from './audit-text.ts';
+export {
+  ESCAPE_MARK,
+  escapeAuditText,
+  escapeAuditValue,
+  unescapeAuditText,
+  unescapeAuditValue,
+} from './audit-text.ts';
 export { toCefLine } from './cef-format.ts';
 export {
   EXPORT_FORMATS,

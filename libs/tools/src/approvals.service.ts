@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { AuditCaller, AuditStore, AuditSubject } from '@warden/audit';
-import { AuditJournal, SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
+import {
+  AuditJournal,
+  SYSTEM_CALLER,
+  escapeAuditValue,
+  lifecycleRecord,
+  unescapeAuditValue,
+} from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, newId, noopLogger, notFound, systemClock } from '@warden/core';
 import type { HttpMethod } from '@warden/cloudflare';
@@ -321,7 +327,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         interrupted.length === (row.plan as PlanStep[]).length && interrupted.every((r) => r.success);
       const settled = await change(tx, row, {
         status: applied ? 'applied' : 'failed',
-        results: JSON.stringify(interrupted),
+        results: JSON.stringify(escapeAuditValue(interrupted)),
         finished_at: now,
       });
       const action = applied ? 'approval.applied' : 'approval.failed';
@@ -500,7 +506,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       try {
         await db
           .updateTable('approvals')
-          .set({ results: JSON.stringify(results) })
+          .set({ results: JSON.stringify(escapeAuditValue(results)) })
           .where('tenant_id', '=', tenantId)
           .where('id', '=', approval.id)
           .where('status', '=', 'approved')
@@ -542,18 +548,19 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             policy: context.policy,
             approved: true,
           };
+          const original = unescapeAuditValue(step);
           const response = await deps.gateway.send(
             party,
             {
-              method: step.method as HttpMethod,
-              path: step.path,
-              ...(step.query ? { query: step.query } : {}),
-              ...(step.rawBody !== null
-                ? { rawBody: step.rawBody }
-                : step.body !== null
-                  ? { body: step.body }
+              method: original.method as HttpMethod,
+              path: original.path,
+              ...(original.query ? { query: original.query } : {}),
+              ...(original.rawBody !== null
+                ? { rawBody: original.rawBody }
+                : original.body !== null
+                  ? { body: original.body }
                   : {}),
-              ...(step.contentType ? { contentType: step.contentType } : {}),
+              ...(original.contentType ? { contentType: original.contentType } : {}),
             },
             journal,
           );
@@ -623,7 +630,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const ok = results.length === row.plan.length && results.every((r) => r.success);
       const finished = await change(tx, row, {
         status: ok ? 'applied' : 'failed',
-        results: JSON.stringify(results),
+        results: JSON.stringify(escapeAuditValue(results)),
         finished_at: clock.now(),
       });
       await recordChange(
@@ -664,7 +671,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async request(input: ApprovalRequest): Promise<ApprovalView> {
       const { caller } = input;
       if (input.plan.refusal) throw input.plan.refusal;
-      const plan = input.plan.steps;
+      // Stored as the trail stores text: a NUL or an unpaired surrogate escaped, reversibly (the
+      // apply sends the original); the digest is of what is stored and shown.
+      const plan = escapeAuditValue(input.plan.steps);
       const now = clock.now();
       return db.transaction().execute(async (tx) => {
         const row = await tx
