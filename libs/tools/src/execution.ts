@@ -143,6 +143,13 @@ export class Execution {
    * bus that may have missed one) makes it read its context again, as the database has it now.
    */
   async #ensureCurrent(): Promise<void> {
+    const expiresAt = this.#start.caller.expiresAt;
+    if (expiresAt && this.#deps.clock.now() >= expiresAt) {
+      throw new WardenError(
+        'forbidden',
+        'the MCP token expired while this execution was running; sign in again or mint a new token',
+      );
+    }
     const state = this.#live.state(this.#context.readAt);
     if (state === 'ok') return;
     if (state === 'stale') {

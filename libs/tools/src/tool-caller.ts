@@ -11,6 +11,8 @@ export interface ToolCaller {
   readonly ip?: string | null;
   /** MCP tokens may be limited to some connections; null = all. */
   readonly connectionNames?: readonly string[] | null;
+  /** When the credential the call runs under expires (MCP tokens): the call stops there. */
+  readonly expiresAt?: Date | null;
 }
 
 export function auditCaller(caller: ToolCaller): AuditCaller {

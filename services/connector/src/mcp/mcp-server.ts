@@ -42,6 +42,7 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
       clientVersion: client?.version ?? session.clientVersion,
       ip,
       connectionNames: session.connectionNames,
+      expiresAt: session.expiresAt,
     };
   }
 

@@ -7,6 +7,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from '../test-support/free-port.ts';
@@ -221,6 +222,44 @@ describe('per-user MCP endpoint', () => {
       { timeout: 60_000 },
     );
     expect(JSON.parse(called.stdout).content[0].text).toBe('1');
+  });
+
+  it('ends a call at its MCP token expiry: no upstream request after it', async () => {
+    const { token, token_id: id } = await mint('3600s');
+    // The token expires 2.5 s from now (minting allows 60 s at least; the database is moved).
+    await t.db.db.kysely
+      .updateTable('mcp_tokens')
+      .set({ expires_at: sql<Date>`now() + interval '2500 milliseconds'` })
+      .where('id', '=', id)
+      .execute();
+    const expiresAt = (
+      await t.db.db.kysely
+        .selectFrom('mcp_tokens')
+        .select('expires_at')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow()
+    ).expires_at.getTime();
+    const client = await connect('http', token);
+    cf.faults.setLatencyMs(200);
+    cf.clearRequests();
+    try {
+      const result = await client.callTool({
+        name: 'cloudflare_execute',
+        arguments: {
+          code: `async () => { for (let i = 0; i < 40; i++) await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' }); return 'all sent'; }`,
+        },
+      });
+      expect(result.isError).toBe(true);
+      expect((result.content as Array<{ text: string }>)[0]!.text).toMatch(
+        /^forbidden: the MCP token expired/,
+      );
+      expect(cf.requests().length).toBeGreaterThan(0);
+      // At most the one request in flight at the expiry (clocks of one machine).
+      expect(cf.requests().filter((r) => r.at.getTime() > expiresAt + 5).length).toBeLessThanOrEqual(1);
+    } finally {
+      cf.faults.setLatencyMs(0);
+      await client.close();
+    }
   });
 
   it('refuses tokens in the URL, foreign origins, and missing, expired or revoked tokens', async () => {
