@@ -16,6 +16,11 @@ export interface EventBus {
    * through the bus trusts only entries made after this.
    */
   deliveringSince(): number | null;
+  /**
+   * Called each time delivery resumes after the subscriber was disconnected (it may have missed
+   * messages meanwhile): for state that no cache timestamp covers, such as retired keys.
+   */
+  onResumed(handler: () => void): void;
   /** Connects (Redis); until then nothing is delivered and `deliveringSince` is null. */
   start(): Promise<void>;
   close(): Promise<void>;
@@ -27,6 +32,7 @@ export function createLocalEventBus(): EventBus {
   const created = Date.now();
   return {
     deliveringSince: () => created,
+    onResumed() {},
     async start() {},
     async publish(channel, message) {
       emitter.emit(channel, structuredClone(message));
@@ -60,6 +66,13 @@ export function createRedisEventBus(url: string, logger: Logger, options: { pref
   // Messages published while the subscriber is down are lost for good: whatever was cached
   // before a reconnection is not trusted after it.
   let since: number | null = null;
+  let interrupted = false;
+  const resumed: Array<() => void> = [];
+  const resume = () => {
+    if (!interrupted) return;
+    interrupted = false;
+    for (const handler of resumed) handler();
+  };
   sub.on('ready', () => {
     erring = false;
     // Channels first subscribed while Redis was away are subscribed now (again, harmlessly, for
@@ -67,18 +80,22 @@ export function createRedisEventBus(url: string, logger: Logger, options: { pref
     const channels = [...handlers.keys()];
     if (channels.length === 0) {
       since = Date.now();
+      resume();
       return;
     }
     const asked = Date.now();
     sub.subscribe(...channels).then(
       () => {
-        if (sub.status === 'ready') since = asked;
+        if (sub.status !== 'ready') return;
+        since = asked;
+        resume();
       },
       () => undefined,
     );
   });
   for (const event of ['close', 'reconnecting', 'end'] as const) {
     sub.on(event, () => {
+      if (since !== null) interrupted = true;
       since = null;
     });
   }
@@ -93,6 +110,9 @@ export function createRedisEventBus(url: string, logger: Logger, options: { pref
   });
   return {
     deliveringSince: () => since,
+    onResumed(handler) {
+      resumed.push(handler);
+    },
     async start() {
       await Promise.all([pub.connect(), sub.connect()]).catch((err: unknown) =>
         logger.warn({ err }, 'event bus: Redis unreachable, retrying'),

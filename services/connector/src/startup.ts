@@ -43,6 +43,11 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
     forgetRetiredKey(c);
     logger.info({}, 'a key was retired: forgot it and every data key it unwrapped');
   });
+  // A retirement announced while this replica could not hear it: read the keys again anyway.
+  c.bus.onResumed(() => {
+    forgetRetiredKey(c);
+    logger.info({}, 'event bus back: read the key file again and forgot every unwrapped data key');
+  });
   await c.bus.subscribe(INVALIDATION_CHANNEL, (message) => {
     const change = message as Invalidation | null;
     if (

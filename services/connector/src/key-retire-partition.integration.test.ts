@@ -1,0 +1,146 @@
+/**
+ * Issue 21 #8 (found by an outsider attack): `keys retire` over the bus while the running
+ * replica's Redis connection is cut (its connection goes through a TCP proxy to a private
+ * redis-server). The CLI reaches Redis directly and reports success; the replica reconnects a
+ * moment later and, having possibly missed the announcement, reads its keys again: a
+ * pre-rotation backup of a sealed row opens nowhere.
+ */
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+import { freePort } from './test-support/free-port.ts';
+import { eventually } from './test-support/http-receiver.ts';
+import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { startTestApp } from './test-support/test-app.ts';
+import type { TestApp } from './test-support/test-app.ts';
+
+const run = promisify(execFile);
+
+describe('key retirement during a Redis blip', () => {
+  let cf: FakeCloudflare;
+  let t: TestApp;
+  let redis: ChildProcess;
+  let redisPort: number;
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+  let tenant: { tenantId: string; apiKey: string };
+  let zoneId: string;
+
+  beforeAll(async () => {
+    redisPort = await freePort();
+    redis = spawn(
+      'redis-server',
+      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' },
+    );
+    const probe = new Redis(redisPort, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
+    await eventually(
+      () =>
+        probe.ping().then(
+          () => true,
+          () => null,
+        ),
+      10_000,
+      'redis',
+    );
+    probe.disconnect();
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: redisPort });
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    tenant = await t.createTenant('Retire blip');
+    const user = cf.state.createUser({ email: 'blip@example.com' });
+    const account = cf.state.createAccount({ name: 'Blip', members: [user.id] });
+    zoneId = cf.state.createZone({ accountId: account.id, name: 'blip.example' }).id;
+    await t.connect(
+      tenant.apiKey,
+      'keys',
+      cf.state.createUserToken({ userId: user.id, permissions: ['#zone:read'] }).value,
+    );
+  });
+  afterAll(async () => {
+    await t?.close();
+    await proxy?.close();
+    await cf?.close();
+    if (redis.exitCode === null) {
+      const exited = once(redis, 'exit');
+      redis.kill('SIGKILL');
+      await exited;
+    }
+  });
+
+  const cli = (...args: string[]) => {
+    const config = t.container.config;
+    if (config.kms.provider !== 'local') throw new Error('local key file expected');
+    return run(process.execPath, [path.join(REPO_ROOT, 'services/connector/bin/warden.js'), ...args], {
+      env: {
+        ...process.env,
+        DATABASE_URL: t.db.url,
+        DATA_DIR: t.dataDir,
+        LOCAL_KEY_FILE: config.kms.keyFile,
+        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        REDIS_KEY_PREFIX: config.redisKeyPrefix,
+        LOG_LEVEL: 'silent',
+      },
+    });
+  };
+  const call = async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/execute_tool',
+      headers: { authorization: `Bearer ${tenant.apiKey}` },
+      payload: {
+        tool_name: 'cloudflare_execute',
+        identifier: 'keys',
+        params: {
+          code: `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
+        },
+      },
+    });
+    return res.json() as { data?: unknown; error?: { code: string } };
+  };
+
+  it('a pre-rotation backup does not open on the replica that missed the retirement', async () => {
+    expect(await call()).toMatchObject({ data: true });
+    const backup = await t.db.db.kysely
+      .selectFrom('sealed_credentials')
+      .selectAll()
+      .executeTakeFirstOrThrow();
+    await cli('keys', 'rotate');
+    expect(await call()).toMatchObject({ data: true });
+
+    await proxy.stop();
+    await delay(500);
+    const { stdout } = await cli('keys', 'retire', backup.key_id);
+    expect(JSON.parse(stdout)).toMatchObject({ retired: backup.key_id });
+    await proxy.start();
+    // Let the replica reconnect and /readyz settle.
+    await eventually(
+      async () => ((await t.app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200 ? true : null),
+      30_000,
+      'ready again',
+    );
+    await delay(2_000);
+
+    await t.db.db.kysely
+      .updateTable('sealed_credentials')
+      .set({
+        key_id: backup.key_id,
+        wrapped_key: backup.wrapped_key,
+        iv: backup.iv,
+        ciphertext: backup.ciphertext,
+      })
+      .where('connected_account_id', '=', backup.connected_account_id)
+      .execute();
+    cf.clearRequests();
+    const after = await call();
+    expect(JSON.stringify(after)).toMatch(/integrity_failure|could not be decrypted/);
+    expect(cf.requests().filter((r) => r.status === 200)).toEqual([]);
+  }, 120_000);
+});
