@@ -46,3 +46,5 @@ export { startTcpProxy } from './tcp-proxy.ts';
 export type { TcpProxy } from './tcp-proxy.ts';
 export { specFixturePath } from './spec-fixture.ts';
 export { recordQueries } from './query-recorder.ts';
+export { startFakeR2 } from './fake-r2.ts';
+export type { FakeR2, FakeR2Object, FakeR2Options, FakeR2RequestLogEntry } from './fake-r2.ts';
