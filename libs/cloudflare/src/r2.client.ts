@@ -144,7 +144,7 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     const signed = await aws.sign(url.toString(), {
       method: request.method,
       headers,
-      ...(body !== undefined ? { body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) } : {}),
+      ...(body !== undefined ? { body: new Uint8Array(body) } : {}),
     });
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
@@ -164,7 +164,7 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     let size = 0;
     try {
       if (response.body) {
-        for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
           size += chunk.byteLength;
           if (size > limit) {
             await response.body.cancel().catch(() => undefined);
