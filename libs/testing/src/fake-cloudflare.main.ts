@@ -20,7 +20,13 @@ const fake = await startFakeCloudflare({
 });
 const demo = seedDemo(fake.state);
 // R2's S3 endpoint beside it, signed with the same tokens (their id and the SHA-256 of their value).
-const r2 = await startFakeR2({ state: fake.state, port: Number(process.env.FAKE_R2_PORT || 8788) });
+// Default 8788; when that port is taken (and FAKE_R2_PORT is unset) any free one, printed below.
+const r2 = await startFakeR2({ state: fake.state, port: Number(process.env.FAKE_R2_PORT || 8788) }).catch(
+  (error: unknown) => {
+    if (process.env.FAKE_R2_PORT) throw error;
+    return startFakeR2({ state: fake.state });
+  },
+);
 r2.createBucket(demo.account.id, 'demo-bucket');
 r2.putObject(demo.account.id, 'demo-bucket', 'hello.txt', 'hello from the fake R2', {
   contentType: 'text/plain',
