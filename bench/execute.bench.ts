@@ -125,7 +125,7 @@ const FLOOR_ROW = {
 };
 const READY_TIMEOUT_MS = 180_000;
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -133,7 +133,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-interface Connector {
+export interface Connector {
   readonly origin: string;
   readonly child: ChildProcess;
   readonly logFile: string;
@@ -151,7 +151,7 @@ function logTail(file: string): string {
   }
 }
 
-async function startConnector(
+export async function startConnector(
   dir: string,
   env: Record<string, string>,
   nodeArgs: string[],
@@ -195,7 +195,7 @@ async function startConnector(
   throw new Error(`connector exited before it was ready (code ${child.exitCode}):\n${logTail(logFile)}`);
 }
 
-async function stopConnector(connector: Connector): Promise<void> {
+export async function stopConnector(connector: Connector): Promise<void> {
   const { child } = connector;
   if (exited(child)) return;
   const exit = once(child, 'exit');
@@ -208,7 +208,7 @@ async function stopConnector(connector: Connector): Promise<void> {
   }
 }
 
-async function json(
+export async function json(
   client: HttpClient,
   method: string,
   pathname: string,

@@ -48,3 +48,13 @@ export type {
   SpecStore,
   SpecStoreOptions,
 } from './spec/spec-store.ts';
+export { R2_JURISDICTIONS, createR2Client, r2CredentialsFromApiToken } from './r2.client.ts';
+export type {
+  R2Client,
+  R2ClientOptions,
+  R2Credentials,
+  R2HttpRequest,
+  R2HttpResponse,
+  R2Jurisdiction,
+  R2Method,
+} from './r2.client.ts';

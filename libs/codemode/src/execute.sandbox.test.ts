@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { createSandboxPool } from './sandbox-pool.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
-import type { ExecuteOptions, Upstream, UpstreamRequest } from './sandbox.types.ts';
+import type { ExecuteOptions, R2Request, R2Upstream, Upstream, UpstreamRequest } from './sandbox.types.ts';
 import { HOST_DETAILS, echoUpstream, errorOf, ok, realSpecStore, resultOf } from './test-support/fixtures.ts';
 
 let pool: SandboxPool;
@@ -88,12 +88,14 @@ const ECMASCRIPT_GLOBALS = [
 ];
 
 describe('execute', () => {
-  it('exposes exactly cloudflare.request, accountId and console', async () => {
+  it('exposes exactly cloudflare.request, r2, accountId and console', async () => {
     const result = await run(
       `async () => ({
       keys: Object.keys(globalThis).sort(),
       extra: Object.getOwnPropertyNames(globalThis).filter((n) => !${JSON.stringify(ECMASCRIPT_GLOBALS)}.includes(n)).sort(),
       cloudflare: Object.keys(cloudflare),
+      r2: Object.keys(r2),
+      frozen: Object.isFrozen(r2),
       accountId,
       absent: ['fetch', 'require', 'process', 'setTimeout', 'setInterval', 'queueMicrotask', 'WebAssembly', 'ivm', '_ivm', '$0']
         .filter((n) => typeof globalThis[n] !== 'undefined'),
@@ -101,9 +103,11 @@ describe('execute', () => {
       { accountId: 'acc_123' },
     );
     expect(resultOf(result)).toEqual({
-      keys: ['accountId', 'cloudflare', 'console'],
-      extra: ['accountId', 'cloudflare', 'console'],
+      keys: ['accountId', 'cloudflare', 'console', 'r2'],
+      extra: ['accountId', 'cloudflare', 'console', 'r2'],
       cloudflare: ['request'],
+      r2: ['list', 'head', 'get', 'put', 'delete'],
+      frozen: true,
       accountId: 'acc_123',
       absent: [],
     });
@@ -209,6 +213,72 @@ describe('execute', () => {
     );
     expect(resultOf(result)).toEqual(Array(5).fill('invalid_request'));
     expect(calls).toBe(0);
+  });
+
+  it('sends r2 calls to the host as validated requests, the call account by default', async () => {
+    const seen: R2Request[] = [];
+    const r2: R2Upstream = async (request) => {
+      seen.push(request);
+      return { key: request.key ?? null, op: request.op };
+    };
+    const result = await run(
+      `async () => {
+        const got = await r2.get({ bucket: 'media', key: 'a/b.txt', as: 'json', range: { offset: 2, length: 3 } });
+        await r2.put({ bucket: 'media', key: 'c.json', body: { n: 1 }, as: 'json', jurisdiction: 'eu' });
+        await r2.list({ bucket: 'media', prefix: 'a/', limit: 10, accountId: 'other' });
+        const refusals = [];
+        for (const bad of [{ bucket: 'No_Such' , key: 'k' }, { bucket: 'media', key: '../x' }, { bucket: 'media', key: 'k', method: 'POST' }, { bucket: 'media', key: 'k', range: { suffix: 1, offset: 1 } }]) {
+          try { await r2.get(bad); } catch (e) { refusals.push(e.code + ' ' + e.message); }
+        }
+        return { got, refusals };
+      }`,
+      { accountId: 'acc1', r2 },
+    );
+    const value = resultOf(result) as { got: unknown; refusals: string[] };
+    expect(value.got).toEqual({ key: 'a/b.txt', op: 'get' });
+    expect(seen).toEqual([
+      {
+        op: 'get',
+        accountId: 'acc1',
+        jurisdiction: 'default',
+        bucket: 'media',
+        key: 'a/b.txt',
+        as: 'json',
+        range: { offset: 2, length: 3 },
+      },
+      {
+        op: 'put',
+        accountId: 'acc1',
+        jurisdiction: 'eu',
+        bucket: 'media',
+        key: 'c.json',
+        as: 'json',
+        body: '{"n":1}',
+      },
+      { op: 'list', accountId: 'other', jurisdiction: 'default', bucket: 'media', prefix: 'a/', limit: 10 },
+    ]);
+    expect(value.refusals).toEqual([
+      expect.stringMatching(/^invalid_request r2\.get: bucket must be an R2 bucket name/),
+      expect.stringMatching(/^invalid_request r2\.get: key must not have empty, "\." or "\.\." segments/),
+      expect.stringMatching(/^invalid_request r2\.get: "method" is not a field of r2\.get/),
+      expect.stringMatching(/^invalid_request r2\.get: range takes suffix alone/),
+    ]);
+    // Without an r2 host the calls are refused, and they count against the request limit.
+    expect(
+      errorOf(await run(`async () => r2.head({ bucket: 'media', key: 'k' })`, { accountId: 'acc1' })),
+    ).toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringContaining('R2 is not available here'),
+    });
+    const limited = await run(`async () => { for (;;) await r2.head({ bucket: 'media', key: 'k' }); }`, {
+      accountId: 'acc1',
+      r2,
+      limits: { maxUpstreamRequests: 3 },
+    });
+    expect(errorOf(limited)).toMatchObject({
+      code: 'too_many_requests',
+      message: expect.stringContaining('r2: this execution reached its limit of 3'),
+    });
   });
 
   it('stops at the per-execution request limit', async () => {

@@ -10,6 +10,9 @@ export type {
 export { DEFAULT_LIMITS } from './sandbox.types.ts';
 export type {
   ExecuteOptions,
+  R2Operation,
+  R2Request,
+  R2Upstream,
   SandboxErrorCode,
   SandboxLimits,
   SandboxResult,
@@ -24,6 +27,8 @@ export type {
 } from './sandbox.types.ts';
 export { CHARS_PER_TOKEN, estimateTokens, fitResult } from './result-budget.ts';
 export { validateUpstreamRequest } from './request-validation.ts';
+export { validateR2Request } from './r2-validation.ts';
+export { R2_DESCRIPTION } from './r2-description.ts';
 export type { BudgetedResult } from './result-budget.ts';
 export { toolDefinitions, toolsListJson } from './tool-definitions.ts';
 export type { JsonSchemaObject, ToolDefinition, ToolDefinitionOptions } from './tool-definitions.ts';

@@ -209,6 +209,35 @@ function requestPayload(request) {
 // Execute isolates: the account of the call that owns the isolate (set by begin).
 let callAccountId;
 
+// \`r2.<op>(params)\`: the payload \`{r2: op, ...params}\` goes through the same channel as
+// cloudflare.request; the host validates, applies policy, budget and audit, signs and sends.
+function makeR2(exchange) {
+  const r2 = {};
+  for (const op of ['list', 'head', 'get', 'put', 'delete']) {
+    r2[op] = async function (params) {
+      if (typeof params !== 'object' || params === null) {
+        throw new SafeTypeError('r2.' + op + ': expects an object {bucket' + (op === 'list' ? ', prefix?, ...}' : ', key, ...}'));
+      }
+      const payload = {};
+      for (const key of keys(params)) {
+        defineProperty(payload, key, { value: params[key], writable: true, enumerable: true, configurable: true });
+      }
+      payload.r2 = op;
+      if (payload.accountId === undefined) payload.accountId = callAccountId === undefined ? null : callAccountId;
+      if (op === 'put' && payload.as === 'json') payload.body = stringify(payload.body);
+      let outcome;
+      try {
+        outcome = await exchange(payload);
+      } catch (error) {
+        throw raise('invalid_request', 'r2.' + op + ': ' + describe(error).message);
+      }
+      if (outcome.ok) return outcome.response;
+      throw raise(outcome.code, outcome.message);
+    };
+  }
+  return freeze(r2);
+}
+
 // Execute isolates: called once when the isolate is built, before any call owns it.
 // \`describeMethod(name)\` and \`methodNames()\`, when given, read the child's SDK method table.
 function setup(upstream, log, describeMethod, methodNames) {
@@ -233,6 +262,7 @@ function setup(upstream, log, describeMethod, methodNames) {
   // host passes the table's callbacks.
   if (describeMethod) cloudflare = sdkProxy(cloudflare, exchange, describeMethod, methodNames);
   defineProperty(globalThis, 'cloudflare', { value: cloudflare, enumerable: true });
+  defineProperty(globalThis, 'r2', { value: makeR2(exchange), enumerable: true });
   defineProperty(globalThis, 'console', { value: makeConsole(log), enumerable: true });
 }
 

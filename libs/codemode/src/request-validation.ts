@@ -12,7 +12,7 @@ const MAX_QUERY_KEYS = 100;
  * authority, and refuses everything refused here.
  */
 const PATH_CHARACTERS = /^[A-Za-z0-9\-._~!$&'()*+,=:@%/]*$/;
-const MEDIA_TYPE =
+export const MEDIA_TYPE =
   /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\\\p{Cc}]*"|[A-Za-z0-9!#$&^_.+-]+))*$/u;
 
 function refuse(field: string, message: string): WardenError {

@@ -11,10 +11,12 @@ import type { Logger } from '@warden/core';
 import type { MemoryReport } from './child-monitor.ts';
 import { placeExecution } from './placement.ts';
 import { validateUpstreamRequest } from './request-validation.ts';
+import { isR2Payload, validateR2Request } from './r2-validation.ts';
 import type { ChildMessage, ParentMessage, SpecPayload, UpstreamOutcome } from './sandbox.protocol.ts';
 import { DEFAULT_LIMITS } from './sandbox.types.ts';
 import type {
   ExecuteOptions,
+  R2Upstream,
   SandboxErrorCode,
   SandboxLimits,
   SandboxResult,
@@ -141,6 +143,7 @@ interface Job {
   readonly tenant: string;
   readonly limits: SandboxLimits;
   readonly upstream?: Upstream;
+  readonly r2?: R2Upstream;
   /** Cancels upstream requests still running when the job ends. */
   readonly controller: AbortController;
   readonly finish: (result: SandboxResult) => void;
@@ -451,21 +454,33 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     const job = child.jobs.get(message.id);
     if (!job?.upstream) return;
     let outcome: UpstreamOutcome;
+    const r2 = isR2Payload(message.request);
     if (job.upstreamRequests >= job.limits.maxUpstreamRequests) {
       outcome = {
         ok: false,
         code: 'too_many_requests',
-        message: `cloudflare.request: this execution reached its limit of ${job.limits.maxUpstreamRequests} requests`,
+        message: `${r2 ? 'r2' : 'cloudflare.request'}: this execution reached its limit of ${job.limits.maxUpstreamRequests} requests`,
       };
     } else {
       try {
-        const request = validateUpstreamRequest(message.request);
-        job.upstreamRequests++;
-        const response = await job.upstream(request, {
-          signal: job.controller.signal,
-          sequence: job.upstreamRequests,
-        });
-        outcome = { ok: true, response: pickResponse(response) };
+        if (r2) {
+          const request = validateR2Request(message.request);
+          if (!job.r2) throw new WardenError('invalid_request', `r2.${request.op}: R2 is not available here`);
+          job.upstreamRequests++;
+          const response = await job.r2(request, {
+            signal: job.controller.signal,
+            sequence: job.upstreamRequests,
+          });
+          outcome = { ok: true, response };
+        } else {
+          const request = validateUpstreamRequest(message.request);
+          job.upstreamRequests++;
+          const response = await job.upstream(request, {
+            signal: job.controller.signal,
+            sequence: job.upstreamRequests,
+          });
+          outcome = { ok: true, response: pickResponse(response) };
+        }
       } catch (error) {
         if (isWardenError(error)) {
           outcome = { ok: false, code: error.code, message: error.message };
@@ -474,7 +489,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
           outcome = {
             ok: false,
             code: 'upstream_error',
-            message: 'cloudflare.request failed upstream; retry',
+            message: `${r2 ? 'r2' : 'cloudflare.request'} failed upstream; retry`,
           };
         }
       }
@@ -722,6 +737,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     jobLimits: SandboxLimits,
     upstream?: Upstream,
     signal?: AbortSignal,
+    r2?: R2Upstream,
   ): Promise<SandboxResult> {
     if (closing) return Promise.resolve(failed('unavailable', 'the sandbox pool is closed'));
     if (signal?.aborted) return Promise.resolve(failed('aborted', 'the call was cancelled'));
@@ -737,6 +753,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         tenant,
         limits: jobLimits,
         ...(upstream ? { upstream } : {}),
+        ...(r2 ? { r2 } : {}),
         controller: new AbortController(),
         upstreamRequests: 0,
         retried: false,
@@ -816,6 +833,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         jobLimits,
         executeOptions.upstream,
         executeOptions.signal,
+        executeOptions.r2,
       );
     },
 

@@ -8,7 +8,7 @@ export interface SandboxLimits {
   readonly cpuMs: number;
   /** Wall-clock deadline of one call, waiting for upstream included. */
   readonly wallMs: number;
-  /** `cloudflare.request` calls one execution may make. */
+  /** `cloudflare.request` and `r2` calls one execution may make. */
   readonly maxUpstreamRequests: number;
   /** Results larger than this (estimated at 3 characters of JSON per token) are cut to fit. */
   readonly resultTokenBudget: number;
@@ -68,6 +68,37 @@ export interface UpstreamContext {
  */
 export type Upstream = (request: UpstreamRequest, context: UpstreamContext) => Promise<UpstreamResponse>;
 
+/** What `r2.<op>(…)` in the sandbox asks for, validated by the parent (`validateR2Request`). */
+export type R2Operation = 'list' | 'head' | 'get' | 'put' | 'delete';
+
+export interface R2Request {
+  readonly op: R2Operation;
+  /** The call's account unless the code names another. */
+  readonly accountId: string | null;
+  readonly jurisdiction: 'default' | 'eu' | 'fedramp';
+  readonly bucket: string;
+  /** Every operation but `list`. */
+  readonly key?: string;
+  /** `list` only. */
+  readonly prefix?: string;
+  readonly delimiter?: string;
+  readonly cursor?: string;
+  readonly limit?: number;
+  /** `get`: how the body is returned; `put`: how `body` is given (`json` was serialized in the sandbox). */
+  readonly as?: 'text' | 'json' | 'base64';
+  /** `get` only: bytes from `offset` (and at most `length`), or the last `suffix` bytes. */
+  readonly range?: { readonly offset?: number; readonly length?: number; readonly suffix?: number };
+  /** `put` only. */
+  readonly body?: string;
+  readonly contentType?: string;
+}
+
+/**
+ * Sends one R2 request: the caller adds policy, rate budget, the credential, signing and audit,
+ * and resolves to what the sandbox's `r2.<op>` returns (JSON-safe). Reject with a `WardenError`.
+ */
+export type R2Upstream = (request: R2Request, context: UpstreamContext) => Promise<unknown>;
+
 export type SandboxErrorCode =
   | 'syntax_error'
   | 'execution_error'
@@ -121,6 +152,8 @@ export interface ExecuteOptions {
   readonly tenant: string;
   readonly accountId?: string;
   readonly upstream: Upstream;
+  /** Where `r2.<op>(…)` goes; without it the sandbox's `r2` calls are refused. */
+  readonly r2?: R2Upstream;
   readonly signal?: AbortSignal;
   readonly limits?: Partial<SandboxLimits>;
 }

@@ -15,6 +15,12 @@ export const DEFAULT_BUDGET: BudgetSpec = Object.freeze({ capacity: 1200, window
 /** Cloudflare's GraphQL limit: at most 320 queries per 5 minutes (it also weighs query cost). */
 export const DEFAULT_GRAPHQL_BUDGET: BudgetSpec = Object.freeze({ capacity: 320, windowSeconds: 300 });
 
+/**
+ * Warden's own budget for R2 object requests per principal (R2's S3 endpoint publishes no
+ * per-user quota like the API's; this keeps one agent from flooding a bucket).
+ */
+export const DEFAULT_R2_BUDGET: BudgetSpec = Object.freeze({ capacity: 1200, windowSeconds: 300 });
+
 const MAX_CAPACITY = 1_000_000;
 const MAX_WINDOW_SECONDS = 31 * 24 * 3600;
 

@@ -1,4 +1,10 @@
-export { DEFAULT_BUDGET, DEFAULT_GRAPHQL_BUDGET, formatBudget, parseBudget } from './budget-spec.ts';
+export {
+  DEFAULT_BUDGET,
+  DEFAULT_GRAPHQL_BUDGET,
+  DEFAULT_R2_BUDGET,
+  formatBudget,
+  parseBudget,
+} from './budget-spec.ts';
 export type { BudgetSpec } from './budget-spec.ts';
 export { parseRateHeaders } from './rate-headers.ts';
 export type { CloudflareQuota } from './rate-headers.ts';

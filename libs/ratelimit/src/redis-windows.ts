@@ -85,11 +85,12 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     mode: 'take' | 'status',
   ): Promise<TakeReply> {
     const keys = windowKeys(keyPrefix, principal, kind);
-    const rest = windowKeys(keyPrefix, principal, 'rest');
+    // A REST 429 blocks GraphQL too (the script reads the REST meta as KEYS[3]); R2 has its own.
+    const blockedBy = kind === 'graphql' ? windowKeys(keyPrefix, principal, 'rest').meta : keys.meta;
     const reply = await runScript(
       redis,
       WINDOW_TAKE_SCRIPT,
-      [keys.log, keys.meta, rest.meta],
+      [keys.log, keys.meta, blockedBy],
       [
         spec.capacity,
         spec.windowSeconds * 1000 * US,

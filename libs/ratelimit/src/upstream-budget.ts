@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError } from '@warden/core';
-import { DEFAULT_GRAPHQL_BUDGET } from './budget-spec.ts';
+import { DEFAULT_GRAPHQL_BUDGET, DEFAULT_R2_BUDGET } from './budget-spec.ts';
 import type { BudgetSpec } from './budget-spec.ts';
 import { EGRESS_PACING_SLICES, createEgressLimiter } from './egress.ts';
 import type { EgressLimiter, EgressSlot } from './egress.ts';
@@ -111,6 +111,8 @@ export interface UpstreamBudgetOptions {
   readonly egress?: EgressLimiter | null;
   /** Default 320/300. */
   readonly graphql?: BudgetSpec;
+  /** R2 object requests per principal. Default 1200/300. */
+  readonly r2?: BudgetSpec;
   /** The longest an admission waits for a window to free or for the egress queue. Default 250 ms. */
   readonly maxWaitMs?: number;
   readonly breaker?: RedisBreaker | null;
@@ -131,12 +133,14 @@ function describe(
   egressLimit: number,
 ): string {
   const who = principal === null ? 'this credential' : whom(principal);
-  const api = budget === 'graphql' ? 'GraphQL' : 'API';
+  const api = budget === 'graphql' ? 'GraphQL' : budget === 'r2' ? 'R2' : 'API';
   switch (reason) {
     case 'window':
       return budget === 'graphql'
         ? `the Cloudflare GraphQL budget of ${who} (${spec.capacity} queries per ${spec.windowSeconds} s) is used up`
-        : `the Cloudflare API budget of ${who} (${spec.capacity} requests per ${spec.windowSeconds} s) is used up`;
+        : budget === 'r2'
+          ? `the R2 object budget of ${who} (${spec.capacity} requests per ${spec.windowSeconds} s, CLOUDFLARE_R2_BUDGET) is used up`
+          : `the Cloudflare API budget of ${who} (${spec.capacity} requests per ${spec.windowSeconds} s) is used up`;
     case 'cloudflare':
       return `Cloudflare reports the ${api} quota of ${who} as used up (the dashboard and other tools share it)`;
     case 'probe':
@@ -163,6 +167,7 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
   const { windows } = options;
   const egress = options.egress ?? null;
   const graphql = options.graphql ?? DEFAULT_GRAPHQL_BUDGET;
+  const r2 = options.r2 ?? DEFAULT_R2_BUDGET;
   const maxWaitMs = options.maxWaitMs ?? 250;
   const listeners = new Set<(event: BudgetEvent) => void>();
   // Admissions waiting on this replica for a principal's window, woken when a request of that
@@ -248,7 +253,7 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
   return {
     async admit(request: AdmitRequest): Promise<Admitted | Refusal> {
       const deadline = performance.now() + maxWaitMs;
-      const spec = request.kind === 'graphql' ? graphql : request.spec;
+      const spec = request.kind === 'graphql' ? graphql : request.kind === 'r2' ? r2 : request.spec;
       let ticket: WindowTicket | null = null;
       if (request.principal !== null) {
         const taken = await takeWindow(request, request.principal, spec, deadline);
@@ -343,6 +348,7 @@ export interface BuildUpstreamBudgetOptions extends WindowOptions {
   readonly onRedisFailure: 'refuse' | 'local';
   readonly replicas: number;
   readonly graphql: BudgetSpec;
+  readonly r2?: BudgetSpec;
   /** Requests per second from one egress IP; 0 = no egress limit. */
   readonly egressLimit: number;
   /** Replicas with the same pool share the egress limit. */
@@ -376,6 +382,7 @@ export function buildUpstreamBudget(options: BuildUpstreamBudgetOptions): Upstre
             })
           : null,
       graphql: options.graphql,
+      ...(options.r2 ? { r2: options.r2 } : {}),
       maxWaitMs: options.maxWaitMs,
       logger: options.logger,
     });
@@ -404,6 +411,7 @@ export function buildUpstreamBudget(options: BuildUpstreamBudgetOptions): Upstre
           })
         : null,
     graphql: options.graphql,
+    ...(options.r2 ? { r2: options.r2 } : {}),
     maxWaitMs: options.maxWaitMs,
     breaker,
     logger: options.logger,

@@ -2,8 +2,11 @@ import { WardenError, hasControlCharacters } from '@warden/core';
 import type { BudgetSpec } from './budget-spec.ts';
 import type { CloudflareQuota } from './rate-headers.ts';
 
-/** REST requests and GraphQL queries are limited separately by Cloudflare, so they have separate windows. */
-export type BudgetKind = 'rest' | 'graphql';
+/**
+ * REST requests and GraphQL queries are limited separately by Cloudflare, so they have separate
+ * windows; R2 data-plane requests (the S3-compatible endpoint) have their own window too.
+ */
+export type BudgetKind = 'rest' | 'graphql' | 'r2';
 
 /** One admitted request's place in a principal's window, to settle or release it later. */
 export interface WindowTicket {

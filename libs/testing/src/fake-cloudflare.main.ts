@@ -1,5 +1,6 @@
 import { startFakeCloudflare } from './fake-cloudflare/fake-cloudflare.server.ts';
 import { seedDemo } from './fake-cloudflare/fake-cloudflare.seed.ts';
+import { startFakeR2 } from './fake-r2.ts';
 import { specFixturePath } from './spec-fixture.ts';
 
 function defaultSpec(): string | undefined {
@@ -18,6 +19,18 @@ const fake = await startFakeCloudflare({
   ...(specPath ? { specPath } : {}),
 });
 const demo = seedDemo(fake.state);
+// R2's S3 endpoint beside it, signed with the same tokens (their id and the SHA-256 of their value).
+// Default 8788; when that port is taken (and FAKE_R2_PORT is unset) any free one, printed below.
+const r2 = await startFakeR2({ state: fake.state, port: Number(process.env.FAKE_R2_PORT || 8788) }).catch(
+  (error: unknown) => {
+    if (process.env.FAKE_R2_PORT) throw error;
+    return startFakeR2({ state: fake.state });
+  },
+);
+r2.createBucket(demo.account.id, 'demo-bucket');
+r2.putObject(demo.account.id, 'demo-bucket', 'hello.txt', 'hello from the fake R2', {
+  contentType: 'text/plain',
+});
 
 // A local fake: printing its demo credentials is the point.
 console.log(`fake Cloudflare API listening on ${fake.url}`);
@@ -33,10 +46,11 @@ console.log(`zone          ${demo.zone.name} (id ${demo.zone.id})`);
 console.log(
   `worker        ${demo.workerName}; KV namespace ${demo.kvNamespace.title} (id ${demo.kvNamespace.id})`,
 );
+console.log(`CLOUDFLARE_R2_ENDPOINT=${r2.urlTemplate} (bucket demo-bucket, object hello.txt)`);
 console.log(`try: curl -H "Authorization: Bearer ${demo.userToken.value}" ${fake.url}/user/tokens/verify`);
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    void fake.close().then(() => process.exit(0));
+    void Promise.all([fake.close(), r2.close()]).then(() => process.exit(0));
   });
 }

@@ -47,3 +47,5 @@ export type { TcpProxy } from './tcp-proxy.ts';
 export { specFixturePath } from './spec-fixture.ts';
 export { recordQueries } from './query-recorder.ts';
 export { sealInFirstFormat } from './first-seal-format.ts';
+export { startFakeR2 } from './fake-r2.ts';
+export type { FakeR2, FakeR2Object, FakeR2Options, FakeR2RequestLogEntry } from './fake-r2.ts';

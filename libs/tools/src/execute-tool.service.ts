@@ -10,10 +10,11 @@ import type { ApprovalService } from './approvals.service.ts';
 import type { ExecuteToolResult } from './execution.ts';
 import { evaluatePolicy } from './policy.ts';
 import type { Policy } from './policy.ts';
-import type { CodeRunner, SpecLookup } from './ports.ts';
+import type { CodeRunner, R2Request, SpecLookup } from './ports.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { isToolName } from './tool-caller.ts';
 import type { UpstreamGateway } from './upstream-gateway.ts';
+import type { R2Gateway } from './r2-gateway.ts';
 
 export type { TenantToolSettings } from './call-context.ts';
 export type { ExecuteToolResult } from './execution.ts';
@@ -33,6 +34,8 @@ export interface ExecuteToolDeps {
   readonly contexts: CallContextSource;
   readonly liveCalls: LiveCalls;
   readonly gateway: UpstreamGateway;
+  /** `r2.<op>` in execute; without it the sandbox refuses them. */
+  readonly r2?: R2Gateway;
   readonly runner: CodeRunner;
   readonly spec: SpecLookup;
   readonly audit: AuditStore;
@@ -148,6 +151,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     contexts: deps.contexts,
     liveCalls: deps.liveCalls,
     gateway: deps.gateway,
+    ...(deps.r2 ? { r2: deps.r2 } : {}),
     audit: deps.audit,
     clock,
     ...(deps.onUnauthorized ? { onUnauthorized: deps.onUnauthorized } : {}),
@@ -229,6 +233,9 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
           tenant: caller.tenantId,
           accountId: cfAccountId,
           upstream: (request, upstreamContext) => execution.upstream(request, upstreamContext.signal),
+          ...(deps.r2
+            ? { r2: (request: R2Request, c: { signal: AbortSignal }) => execution.r2(request, c.signal) }
+            : {}),
         });
       }
     } catch (error) {

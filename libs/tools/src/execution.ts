@@ -13,7 +13,14 @@ import type {
   LiveCallHandle,
   LiveCalls,
 } from './call-context.ts';
-import type { SandboxOutcome, TruncationInfo, UpstreamRequest, UpstreamResponse } from './ports.ts';
+import type {
+  R2Request,
+  SandboxOutcome,
+  TruncationInfo,
+  UpstreamRequest,
+  UpstreamResponse,
+} from './ports.ts';
+import type { R2Gateway } from './r2-gateway.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
 import { PENDING_APPROVAL_RESPONSE } from './upstream-gateway.ts';
@@ -36,6 +43,8 @@ export interface ExecutionDeps {
   readonly contexts: CallContextSource;
   readonly liveCalls: LiveCalls;
   readonly gateway: UpstreamGateway;
+  /** Where `r2.<op>` calls go; without it they are refused. */
+  readonly r2?: R2Gateway;
   readonly audit: AuditStore;
   readonly clock: Clock;
   /**
@@ -245,6 +254,14 @@ export class Execution {
       );
     }
     return toSandboxResponse(response);
+  };
+
+  /** `r2.<op>` of the agent's code: the same checks, budget (its R2 window) and trail. */
+  readonly r2 = async (request: R2Request, signal?: AbortSignal): Promise<unknown> => {
+    if (!this.#deps.r2) throw new WardenError('invalid_request', `r2.${request.op}: R2 is not configured`);
+    await this.#ensureCurrent();
+    const party = await this.#party();
+    return this.#deps.r2.send(party, this.account.cloudflare.tokenId, request, this.#journal, signal);
   };
 
   /**

@@ -38,7 +38,8 @@ export interface PolicyRule {
   /**
    * Path pattern over the API path: `*` or `{name}` matches one segment, `**` any number
    * of segments (including none). E.g. `/zones/*\/dns_records/**`. Bounded at PUT
-   * (`patternProblem`).
+   * (`patternProblem`). R2 object calls are matched as `r2://bucket/key` (`r2://bucket` for a
+   * listing), so `r2://backups/**` names a bucket's objects; `/**` covers them too.
    */
   readonly path: string;
   /** Shown in refusals so users know which rule refused. */
@@ -310,10 +311,14 @@ export function parsePolicy(
           throw fieldError(`${f}.methods`, `"${String(m)}" is not one of GET, POST, PUT, PATCH, DELETE, *`);
         }
       }
-      if (typeof rule.path !== 'string' || !rule.path.startsWith('/') || rule.path.length > 500) {
+      if (
+        typeof rule.path !== 'string' ||
+        !(rule.path.startsWith('/') || rule.path.startsWith('r2://')) ||
+        rule.path.length > 500
+      ) {
         throw fieldError(
           `${f}.path`,
-          'must be a path pattern starting with "/", e.g. /zones/*/dns_records/**',
+          'must be a path pattern starting with "/", e.g. /zones/*/dns_records/**, or an R2 object pattern such as r2://bucket/**',
         );
       }
       const problem = patternProblem(rule.path);

@@ -4,12 +4,18 @@
  */
 // What crosses the sandbox boundary (requests, responses, results) is the engine's own contract.
 export type {
+  R2Request,
   SandboxResult as SandboxOutcome,
   Truncation as TruncationInfo,
   UpstreamRequest,
   UpstreamResponse,
 } from '@warden/codemode';
-import type { SandboxResult as SandboxOutcome, UpstreamRequest, UpstreamResponse } from '@warden/codemode';
+import type {
+  R2Request,
+  SandboxResult as SandboxOutcome,
+  UpstreamRequest,
+  UpstreamResponse,
+} from '@warden/codemode';
 
 export interface CodeRunner {
   /**
@@ -24,6 +30,8 @@ export interface CodeRunner {
       accountId: string | undefined;
       /** `signal` aborts when the execution ends (timeout, abort) before the request does. */
       upstream: (request: UpstreamRequest, context: { signal: AbortSignal }) => Promise<UpstreamResponse>;
+      /** `r2.<op>(…)` of the code; without it the sandbox refuses them. */
+      r2?: (request: R2Request, context: { signal: AbortSignal }) => Promise<unknown>;
       signal?: AbortSignal;
     },
   ): Promise<SandboxOutcome>;

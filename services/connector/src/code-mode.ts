@@ -143,6 +143,9 @@ export function createCodeMode(
           tenant: options.tenant,
           ...(options.accountId !== undefined ? { accountId: options.accountId } : {}),
           upstream: (request, context) => options.upstream(request, { signal: context.signal }),
+          ...(options.r2
+            ? { r2: (request, context) => options.r2!(request, { signal: context.signal }) }
+            : {}),
           ...(options.signal ? { signal: options.signal } : {}),
         });
       },

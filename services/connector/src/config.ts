@@ -60,6 +60,12 @@ const schema = z
       .optional(),
     REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
     CLOUDFLARE_GRAPHQL_BUDGET: z.string().default('320/300'),
+    CLOUDFLARE_R2_BUDGET: z.string().default('1200/300'),
+    CLOUDFLARE_R2_ENDPOINT: z
+      .url()
+      .refine((v) => v.includes('{account_id}'), 'must contain {account_id} (and may contain {jurisdiction})')
+      .optional(),
+    R2_MAX_OBJECT_BYTES: int(1, 1024 * 1024 * 1024).default(10 * 1024 * 1024),
     CLOUDFLARE_EGRESS_LIMIT: int(0, 100_000).default(200),
     CLOUDFLARE_EGRESS_POOL: z
       .string()
@@ -169,6 +175,10 @@ export interface Config {
     readonly specPath: string | null;
     readonly specUrl: string | null;
     readonly budget: BudgetSpec;
+    /** The R2 S3 endpoint template (`{account_id}`, `{jurisdiction}`); null for Cloudflare's. */
+    readonly r2Endpoint: string | null;
+    /** Largest object a get returns or a put sends from an execution. */
+    readonly r2MaxObjectBytes: number;
   };
   readonly rateLimit: {
     /** What the budget does when Redis fails: refuse with 503, or local windows of capacity ÷ replicas. */
@@ -176,6 +186,8 @@ export interface Config {
     readonly replicas: number;
     /** GraphQL queries per seconds, per principal, apart from REST. */
     readonly graphqlBudget: BudgetSpec;
+    /** R2 object requests per seconds, per principal, apart from the API. */
+    readonly r2Budget: BudgetSpec;
     /** Requests per second from one egress IP, every tenant together; 0 = no limit. */
     readonly egressLimit: number;
     /** Replicas with the same pool share the egress limit (one egress IP or NAT gateway). */
@@ -305,9 +317,11 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   const specPath = env.CLOUDFLARE_SPEC_PATH ? readableSpecPath(env.CLOUDFLARE_SPEC_PATH) : null;
   let budget: BudgetSpec;
   let graphqlBudget: BudgetSpec;
+  let r2Budget: BudgetSpec;
   try {
     budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
     graphqlBudget = parseBudget(env.CLOUDFLARE_GRAPHQL_BUDGET, 'CLOUDFLARE_GRAPHQL_BUDGET');
+    r2Budget = parseBudget(env.CLOUDFLARE_R2_BUDGET, 'CLOUDFLARE_R2_BUDGET');
   } catch (error) {
     throw new ConfigError(`invalid configuration:\n  ${(error as Error).message}`);
   }
@@ -366,11 +380,14 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       specPath,
       specUrl: env.CLOUDFLARE_SPEC_PATH ? null : (env.CLOUDFLARE_SPEC_URL ?? DEFAULT_SPEC_URL),
       budget,
+      r2Endpoint: env.CLOUDFLARE_R2_ENDPOINT ?? null,
+      r2MaxObjectBytes: env.R2_MAX_OBJECT_BYTES,
     },
     rateLimit: {
       onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE,
       replicas: env.WARDEN_REPLICAS,
       graphqlBudget,
+      r2Budget,
       egressLimit: env.CLOUDFLARE_EGRESS_LIMIT,
       egressPool: env.CLOUDFLARE_EGRESS_POOL,
       maxWaitMs: env.CLOUDFLARE_BUDGET_WAIT_MS,

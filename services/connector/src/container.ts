@@ -1,5 +1,5 @@
 import type { Logger } from '@warden/core';
-import { createCloudflareClient } from '@warden/cloudflare';
+import { createCloudflareClient, createR2Client } from '@warden/cloudflare';
 import type { CloudflareClient } from '@warden/cloudflare';
 import { createDatabaseClock, createDb, isDatabaseWriteRefused } from '@warden/db';
 import type { Database, DatabaseClock, Db } from '@warden/db';
@@ -53,6 +53,7 @@ import {
   createReverifier,
   createScopedToolsService,
   createTenantSettingsService,
+  createR2Gateway,
   createUpstreamGateway,
   effectiveSettings,
 } from '@warden/tools';
@@ -209,6 +210,7 @@ function createRateBudget(
     onRedisFailure: config.rateLimit.onRedisFailure,
     replicas: config.rateLimit.replicas,
     graphql: config.rateLimit.graphqlBudget,
+    r2: config.rateLimit.r2Budget,
     egressLimit: config.rateLimit.egressLimit,
     egressPool: config.rateLimit.egressPool,
     maxWaitMs: config.rateLimit.maxWaitMs,
@@ -448,11 +450,23 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     clock,
     logger,
   });
+  const r2 = createR2Gateway({
+    client: createR2Client({
+      ...(config.cloudflare.r2Endpoint ? { endpoint: config.cloudflare.r2Endpoint } : {}),
+      timeoutMs: config.cloudflare.timeoutMs,
+      maxResponseBytes: config.cloudflare.r2MaxObjectBytes,
+      userAgent: 'warden/0.1',
+    }),
+    budget: rate.budget,
+    maxObjectBytes: config.cloudflare.r2MaxObjectBytes,
+    clock,
+  });
   const executeTool = createExecuteToolService({
     approvals,
     contexts,
     liveCalls,
     gateway,
+    r2,
     runner: codeMode.runner,
     spec: codeMode.spec,
     audit,

@@ -6051,7 +6051,7 @@ export interface components {
                 effect: "allow" | "deny" | "approve";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls); at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
                 path: string;
                 name?: string;
             }[];
@@ -6353,7 +6353,7 @@ export interface components {
                 effect: "allow" | "deny" | "approve";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls); at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
                 path: string;
                 name?: string;
             }[];

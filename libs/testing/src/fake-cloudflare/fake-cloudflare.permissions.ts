@@ -84,6 +84,8 @@ export const FAKE_CF_PERMISSION_GROUPS: Readonly<Record<string, readonly string[
     'com.cloudflare.edge.worker.script.edit',
     'com.cloudflare.edge.worker.script.delete',
   ],
+  'Workers R2 Storage Read': ['com.cloudflare.edge.r2.bucket.read', 'com.cloudflare.edge.r2.bucket.list'],
+  'Workers R2 Storage Write': ['com.cloudflare.edge.r2.bucket.write'],
   'Workers KV Storage Read': [
     'com.cloudflare.edge.storage.kv.namespace.list',
     'com.cloudflare.edge.storage.kv.namespace.read',

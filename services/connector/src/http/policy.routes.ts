@@ -22,7 +22,7 @@ const policyRule = z.strictObject({
   path: z
     .string()
     .describe(
-      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**; at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval.`,
+      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls); at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval.`,
     ),
   name: z.string().optional(),
 });

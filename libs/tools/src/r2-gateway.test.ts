@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { evaluatePolicy, parsePolicy } from './policy.ts';
+import { r2PolicyPath } from './r2-gateway.ts';
+
+describe('R2 object paths under policy', () => {
+  it('spells keys in the canonical form rules are written in', () => {
+    expect(r2PolicyPath('media')).toBe('r2://media');
+    expect(r2PolicyPath('media', 'notes/hello.txt')).toBe('r2://media/notes/hello.txt');
+    expect(r2PolicyPath('media', 'a b/ü(1).txt')).toBe('r2://media/a%20b/%C3%BC(1).txt');
+  });
+
+  it('accepts r2:// rules and matches them by bucket and key, on the method policy sees', () => {
+    const tenant = parsePolicy({
+      rules: [
+        { effect: 'deny', methods: ['DELETE'], path: 'r2://backups/**', name: 'keep-backups' },
+        { effect: 'deny', methods: ['GET'], path: 'r2://media/private/**' },
+      ],
+    });
+    const allowed = (method: string, path: string) => evaluatePolicy(tenant, {}, { method, path }).allowed;
+    expect(allowed('DELETE', r2PolicyPath('backups', 'db/2026.sql'))).toBe(false);
+    expect(allowed('PUT', r2PolicyPath('backups', 'db/2026.sql'))).toBe(true);
+    expect(allowed('DELETE', r2PolicyPath('media', 'db/2026.sql'))).toBe(true);
+    expect(allowed('GET', r2PolicyPath('media', 'private/key.pem'))).toBe(false);
+    expect(allowed('GET', r2PolicyPath('media', 'public/logo.png'))).toBe(true);
+    // Case variants do not slip past a deny.
+    expect(allowed('DELETE', r2PolicyPath('backups', 'DB/x'))).toBe(false);
+    expect(() => parsePolicy({ rules: [{ effect: 'deny', methods: ['*'], path: 's3://x/**' }] })).toThrow(
+      /r2:\/\/bucket/,
+    );
+  });
+
+  it('lets read_only read objects and nothing more, and deny_writes_by_default needs an r2 allow rule', () => {
+    const readOnly = { read_only: true };
+    expect(evaluatePolicy(readOnly, {}, { method: 'GET', path: 'r2://media/a' }).allowed).toBe(true);
+    expect(evaluatePolicy(readOnly, {}, { method: 'PUT', path: 'r2://media/a' }).allowed).toBe(false);
+    expect(evaluatePolicy(readOnly, {}, { method: 'DELETE', path: 'r2://media/a' }).allowed).toBe(false);
+    const guarded = parsePolicy({
+      deny_writes_by_default: true,
+      rules: [{ effect: 'allow', methods: ['PUT'], path: 'r2://uploads/**' }],
+    });
+    expect(evaluatePolicy(guarded, {}, { method: 'PUT', path: 'r2://uploads/x' }).allowed).toBe(true);
+    expect(evaluatePolicy(guarded, {}, { method: 'PUT', path: 'r2://media/x' }).allowed).toBe(false);
+  });
+});

@@ -1,0 +1,418 @@
+import { createHash } from 'node:crypto';
+import type { AuditJournal } from '@warden/audit';
+import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
+import type { Clock } from '@warden/core';
+import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
+import { r2CredentialsFromApiToken } from '@warden/cloudflare';
+import type { R2Client, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
+import type { Admitted, Refusal, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
+import { rateLimitedError } from '@warden/ratelimit';
+import { canonicalSegment } from './canonical-path.ts';
+import { evaluatePolicy, policyRefusal } from './policy.ts';
+import type { R2Request } from './ports.ts';
+import type { UpstreamParty } from './upstream-gateway.ts';
+
+/** Default per get or put into the isolate: 10 MB. */
+export const DEFAULT_R2_MAX_OBJECT_BYTES = 10 * 1024 * 1024;
+
+export interface R2GatewayDeps {
+  readonly client: R2Client;
+  readonly budget: UpstreamBudget;
+  /** Largest object body a get returns or a put sends (`R2_MAX_OBJECT_BYTES`). */
+  readonly maxObjectBytes: number;
+  readonly clock?: Clock;
+}
+
+export interface R2Gateway {
+  /**
+   * One `r2.<op>` of agent code, with the same guarantees as `UpstreamGateway.send`: policy on
+   * `r2://bucket/key`, a write-ahead intent record, the principal's R2 budget, signing with the
+   * S3 credentials of the party's API token (`tokenId` is its id), the outcome record. Resolves
+   * to what the sandbox sees; refusals and R2 errors reject with a `WardenError`.
+   */
+  send(
+    party: UpstreamParty,
+    tokenId: string | null,
+    request: R2Request,
+    journal: AuditJournal,
+    signal?: AbortSignal,
+  ): Promise<unknown>;
+}
+
+const METHOD: Readonly<Record<R2Request['op'], R2Method>> = {
+  list: 'GET',
+  head: 'HEAD',
+  get: 'GET',
+  put: 'PUT',
+  delete: 'DELETE',
+};
+
+/** Every byte but RFC 3986's unreserved characters percent-encoded. */
+function encodeStrict(text: string): string {
+  return encodeURIComponent(text).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+/** `r2://bucket/key`, each key segment in the canonical spelling policy rules are written in. */
+export function r2PolicyPath(bucket: string, key?: string): string {
+  if (key === undefined) return `r2://${bucket}`;
+  const segments = key.split('/').map((segment) => {
+    const encoded = encodeStrict(segment);
+    return canonicalSegment(encoded) ?? encoded;
+  });
+  return `r2://${bucket}/${segments.join('/')}`;
+}
+
+function decodeXml(text: string): string {
+  return text.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_, entity: string) => {
+    if (entity === 'amp') return '&';
+    if (entity === 'lt') return '<';
+    if (entity === 'gt') return '>';
+    if (entity === 'quot') return '"';
+    if (entity === 'apos') return "'";
+    return String.fromCodePoint(
+      entity.startsWith('#x') ? parseInt(entity.slice(2), 16) : parseInt(entity.slice(1), 10),
+    );
+  });
+}
+
+function element(xml: string, name: string): string | null {
+  const match = new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml);
+  return match ? decodeXml(match[1] as string) : null;
+}
+
+function blocks(xml: string, name: string): string[] {
+  return [...xml.matchAll(new RegExp(`<${name}>([\\s\\S]*?)</${name}>`, 'g'))].map((m) => m[1] as string);
+}
+
+/** An S3 error body's code and message (`<Error><Code>…</Code><Message>…</Message></Error>`). */
+function s3Error(response: R2HttpResponse): { code: string; message: string } {
+  const xml = response.body.toString('utf8');
+  return {
+    code: element(xml, 'Code') ?? `HTTP ${response.status}`,
+    message: (element(xml, 'Message') ?? '').slice(0, 300),
+  };
+}
+
+function uploaded(value: string | null | undefined): string | null {
+  if (!value) return null;
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+}
+
+function rangeHeader(range: NonNullable<R2Request['range']>): string {
+  if (range.suffix !== undefined) return `bytes=-${range.suffix}`;
+  const offset = range.offset ?? 0;
+  return range.length !== undefined ? `bytes=${offset}-${offset + range.length - 1}` : `bytes=${offset}-`;
+}
+
+function putBody(request: R2Request): Buffer {
+  const body = request.body ?? '';
+  return request.as === 'base64' ? Buffer.from(body, 'base64') : Buffer.from(body, 'utf8');
+}
+
+function tooLarge(op: string, bytes: number, limit: number): WardenError {
+  return new WardenError(
+    'payload_too_large',
+    `r2.${op}: the body is ${bytes} bytes, over the R2 size limit of ${limit} bytes (R2_MAX_OBJECT_BYTES)`,
+    { limit },
+  );
+}
+
+export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
+  const clock = deps.clock ?? systemClock;
+
+  /** What the sandbox gets for an answer, or the error it is refused with. */
+  function interpret(request: R2Request, path: string, response: R2HttpResponse): unknown {
+    const { op, bucket } = request;
+    const method = METHOD[op];
+    const ok = response.status >= 200 && response.status < 300;
+    if (!ok) {
+      // HEAD answers carry no body: a 404 is read as "no such object".
+      if (response.status === 404 && op === 'head') return null;
+      const error = s3Error(response);
+      if (response.status === 404 && error.code === 'NoSuchKey' && op === 'get') return null;
+      if (error.code === 'NoSuchBucket' || (response.status === 404 && op === 'list')) {
+        throw new WardenError(
+          'not_found',
+          `r2.${op}: no such bucket "${bucket}" in account ${request.accountId ?? ''} (jurisdiction ${request.jurisdiction}${request.jurisdiction === 'default' ? '; a bucket made in the EU or FedRAMP jurisdiction needs jurisdiction: "eu" or "fedramp"' : ''})`,
+        );
+      }
+      if (
+        error.code === 'AccessDenied' ||
+        error.code === 'InvalidAccessKeyId' ||
+        (response.status === 403 && op === 'head')
+      ) {
+        const permission =
+          method === 'PUT' || method === 'DELETE' ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read';
+        throw new WardenError(
+          'forbidden',
+          `r2.${op}: R2 refused ${method} ${path} (${error.code}): the token needs the ${permission} permission for account ${request.accountId ?? ''}. Grant it in the Cloudflare dashboard (My Profile > API Tokens) and retry.`,
+          { permissions: [permission] },
+        );
+      }
+      if (error.code === 'InvalidRange') {
+        throw new WardenError('invalid_request', `r2.${op}: the range is outside the object`, {
+          field: 'range',
+        });
+      }
+      if (response.status === 429 || error.code === 'SlowDown') {
+        const wait = Number(response.headers['retry-after'] ?? 1) || 1;
+        throw new WardenError('rate_limited', `r2.${op}: R2 asked to slow down; retry after ${wait} s`, {
+          retryAfterSeconds: wait,
+        });
+      }
+      throw new WardenError(
+        'upstream_error',
+        `r2.${op}: R2 answered ${response.status} (${error.code}${error.message ? `: ${error.message}` : ''})`,
+        { status: response.status },
+      );
+    }
+    const h = response.headers;
+    switch (op) {
+      case 'list': {
+        const xml = response.body.toString('utf8');
+        const truncated = element(xml, 'IsTruncated') === 'true';
+        const cursor = element(xml, 'NextContinuationToken');
+        return {
+          objects: blocks(xml, 'Contents').map((c) => ({
+            key: element(c, 'Key'),
+            size: Number(element(c, 'Size') ?? 0),
+            etag: element(c, 'ETag'),
+            uploaded: uploaded(element(c, 'LastModified')),
+          })),
+          delimitedPrefixes: blocks(xml, 'CommonPrefixes').map((c) => element(c, 'Prefix')),
+          truncated,
+          ...(truncated && cursor ? { cursor } : {}),
+        };
+      }
+      case 'head':
+      case 'get': {
+        const contentRange = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(h['content-range'] ?? '');
+        const size =
+          contentRange && contentRange[3] !== '*'
+            ? Number(contentRange[3])
+            : Number(h['content-length'] ?? 0);
+        const meta = {
+          key: request.key,
+          size,
+          etag: h.etag ?? null,
+          uploaded: uploaded(h['last-modified']),
+          contentType: h['content-type'] ?? null,
+        };
+        if (op === 'head') return meta;
+        let body: unknown;
+        if (request.as === 'base64') body = response.body.toString('base64');
+        else if (request.as === 'json') {
+          try {
+            body = JSON.parse(response.body.toString('utf8'));
+          } catch {
+            throw new WardenError(
+              'invalid_request',
+              `r2.get: ${path} is not valid JSON; read it with as: 'text'`,
+              { field: 'as' },
+            );
+          }
+        } else body = response.body.toString('utf8');
+        return {
+          ...meta,
+          ...(contentRange
+            ? {
+                range: {
+                  offset: Number(contentRange[1]),
+                  length: Number(contentRange[2]) - Number(contentRange[1]) + 1,
+                },
+              }
+            : {}),
+          body,
+        };
+      }
+      case 'put':
+        return { key: request.key, size: putBody(request).length, etag: h.etag ?? null };
+      case 'delete':
+        return { key: request.key, deleted: true };
+    }
+  }
+
+  async function send(
+    party: UpstreamParty,
+    tokenId: string | null,
+    request: R2Request,
+    journal: AuditJournal,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
+    const started = clock.now().getTime();
+    const method = METHOD[request.op];
+    const path = r2PolicyPath(request.bucket, request.key);
+    const body = request.op === 'put' ? putBody(request) : undefined;
+    const query =
+      request.op === 'list'
+        ? {
+            'list-type': '2',
+            ...(request.prefix !== undefined ? { prefix: request.prefix } : {}),
+            ...(request.delimiter !== undefined ? { delimiter: request.delimiter } : {}),
+            ...(request.cursor !== undefined ? { 'continuation-token': request.cursor } : {}),
+            ...(request.limit !== undefined ? { 'max-keys': String(request.limit) } : {}),
+          }
+        : undefined;
+    const facts = {
+      method,
+      path,
+      pathTemplate: request.key === undefined ? 'r2://{bucket}' : 'r2://{bucket}/{key}',
+      action: `r2.${request.op}`,
+      requestBytes: body?.length ?? 0,
+    };
+    const record = (intentId: string | null, error: WardenError, status: number | null = null) =>
+      journal.later([
+        upstreamOutcomeRecord(party.subject, facts, intentId, {
+          outcome: outcomeOf(error.code),
+          error: { code: error.code, message: error.message },
+          status,
+          cfRay: null,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: null,
+        }),
+      ]);
+    /** Refused before anything was recorded as sent: an outcome without an intent. */
+    const refuse = (error: WardenError): never => {
+      record(null, error);
+      throw error;
+    };
+
+    if (body && body.length > deps.maxObjectBytes)
+      refuse(tooLarge(request.op, body.length, deps.maxObjectBytes));
+    if (party.policy) {
+      // A HEAD reads, as a GET does; rules name GET for both.
+      const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
+        method: method === 'HEAD' ? 'GET' : method,
+        path,
+      });
+      if (!decision.allowed) refuse(policyRefusal(decision, { method, path }));
+      if (decision.allowed && decision.approval && !party.approved) {
+        refuse(
+          new WardenError(
+            'policy_denied',
+            `${method} ${path} needs a person's approval (${decision.approval.scope} rule ${decision.approval.rule}); R2 writes cannot be held for approval`,
+            { rule: decision.approval.rule, scope: decision.approval.scope },
+          ),
+        );
+      }
+    }
+    const credential = party.credential;
+    if (credential.type !== 'api_token' || tokenId === null) {
+      refuse(
+        new WardenError(
+          'forbidden',
+          `r2.${request.op}: R2 needs the connected account to be an API token (its S3 credentials derive from it); this one is ${credential.type === 'api_token' ? 'a token whose id is unknown' : 'a Global API Key'}`,
+        ),
+      );
+    }
+    if (request.accountId === null) {
+      refuse(
+        new WardenError('invalid_request', `r2.${request.op}: accountId is required`, { field: 'accountId' }),
+      );
+    }
+
+    const [intent] = await journal.commit([
+      upstreamIntentRecord(party.subject, {
+        ...facts,
+        query: query ?? null,
+        bodySha256: body === undefined ? null : createHash('sha256').update(body).digest('hex'),
+      }),
+    ]);
+    const intentId = intent?.id ?? null;
+    const notSent = (error: WardenError): never => {
+      record(intentId, error);
+      throw error;
+    };
+
+    const [admitted, budgeted] = await Promise.allSettled([
+      party.admit?.(),
+      deps.budget.admit({
+        principal: party.principal,
+        tenantId: party.tenantId,
+        kind: 'r2',
+        spec: party.budget,
+        ...(signal ? { signal } : {}),
+      }),
+    ]);
+    const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;
+    if (admitted.status === 'rejected') {
+      if (admission) await deps.budget.release(admission);
+      const error = admitted.reason as unknown;
+      notSent(isWardenError(error) ? error : unavailable('the connected account', error));
+    }
+    if (budgeted.status === 'rejected') {
+      const error = budgeted.reason as unknown;
+      notSent(isWardenError(error) ? error : unavailable('the rate budget', error));
+    }
+    const granted = (budgeted as PromiseFulfilledResult<Admitted | Refusal>).value;
+    if (!granted.allowed) return notSent(rateLimitedError(granted));
+
+    const http: R2HttpRequest = {
+      method,
+      accountId: request.accountId as string,
+      jurisdiction: request.jurisdiction,
+      bucket: request.bucket,
+      ...(request.key !== undefined ? { key: request.key } : {}),
+      ...(query ? { query } : {}),
+      ...(body ? { body } : {}),
+      ...(request.op === 'put'
+        ? {
+            contentType:
+              request.contentType ??
+              (request.as === 'json'
+                ? 'application/json'
+                : request.as === 'base64'
+                  ? 'application/octet-stream'
+                  : 'text/plain; charset=utf-8'),
+          }
+        : {}),
+      ...(request.range ? { range: rangeHeader(request.range) } : {}),
+      ...(signal ? { signal } : {}),
+    };
+    let response: R2HttpResponse;
+    try {
+      response = await deps.client.send(
+        r2CredentialsFromApiToken(tokenId as string, (credential as { apiToken: string }).apiToken),
+        credential,
+        http,
+      );
+    } catch (error) {
+      await deps.budget.observe(granted, null);
+      const wrapped = isWardenError(error)
+        ? new WardenError(
+            error.code,
+            error.message.startsWith('r2.') ? error.message : `r2.${request.op}: ${error.message}`,
+            error.details,
+          )
+        : new WardenError('upstream_error', `r2.${request.op}: the request to R2 failed`);
+      record(intentId, wrapped);
+      throw wrapped;
+    }
+    const answer: UpstreamAnswer = {
+      status: response.status,
+      retryAfterSeconds: response.status === 429 ? Number(response.headers['retry-after'] ?? 1) || 1 : null,
+      rateLimit: null,
+      rateLimitPolicy: null,
+    };
+    await deps.budget.observe(granted, answer);
+    const success = response.status >= 200 && response.status < 300;
+    const failure = success ? null : s3Error(response);
+    journal.later([
+      upstreamOutcomeRecord(party.subject, facts, intentId, {
+        outcome: success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
+        error: failure ? { code: failure.code, message: failure.message || `HTTP ${response.status}` } : null,
+        status: response.status,
+        cfRay: response.cfRay,
+        durationMs: clock.now().getTime() - started,
+        responseBytes: response.body.length,
+      }),
+    ]);
+    return interpret(request, path, response);
+  }
+
+  return { send };
+}

@@ -1,0 +1,321 @@
+import { createHash } from 'node:crypto';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
+import type { FakeCloudflare, FakeR2 } from '@warden/testing';
+import { freePort } from './test-support/free-port.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
+import { startTestApp } from './test-support/test-app.ts';
+import type { TestApp } from './test-support/test-app.ts';
+
+interface ExecuteBody {
+  data: unknown;
+  error?: { code: string; message: string };
+  execution_id: string;
+}
+
+interface AuditEvent {
+  kind: string;
+  action: string;
+  outcome: string;
+  intent_id?: string | null;
+  error: { code: string; message: string } | null;
+  upstream: { method: string; path: string; path_template: string | null; status: number | null } | null;
+}
+
+const BASE_PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read'];
+
+/**
+ * `r2` in cloudflare_execute end to end: the REST API and MCP over real HTTP, the real sandbox
+ * pool, policy, budget and audit, and a fake R2 that checks every SigV4 signature with
+ * @smithy/signature-v4 against the credentials Cloudflare derives from the vaulted token.
+ */
+describe('r2 in cloudflare_execute', () => {
+  let cf: FakeCloudflare;
+  let r2: FakeR2;
+  let t: TestApp;
+  let base: string;
+  let apiKey: string;
+  let accountId: string;
+
+  beforeAll(async () => {
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    r2 = await startFakeR2({ state: cf.state });
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    t = await startTestApp({
+      CLOUDFLARE_API_BASE: cf.url,
+      CLOUDFLARE_R2_ENDPOINT: r2.urlTemplate,
+      PUBLIC_URL: base,
+    });
+    await t.app.listen({ host: '127.0.0.1', port });
+    ({ apiKey } = await t.createTenant('R2'));
+    const alice = cf.state.createUser({ email: 'alice@example.com' });
+    accountId = cf.state.createAccount({ name: 'Acme', members: [alice.id] }).id;
+    r2.createBucket(accountId, 'media');
+    r2.createBucket(accountId, 'records', 'eu');
+    const writer = cf.state.createUserToken({
+      userId: alice.id,
+      permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
+    });
+    await t.connect(apiKey, 'alice', writer.value);
+    // The derived S3 secret is a credential too: no log line may carry it.
+    t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
+    const policy = await fetch(`${base}/api/v1/identities/alice-read/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ read_only: true }),
+    });
+    expect(policy.status).toBe(200);
+    await t.connect(apiKey, 'alice-read', writer.value);
+    const zoneOnly = cf.state.createUserToken({
+      userId: alice.id,
+      permissions: [...BASE_PERMISSIONS, '#zone:read'],
+    });
+    await t.connect(apiKey, 'alice-no-r2', zoneOnly.value);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await r2?.close();
+    await cf?.close();
+  });
+
+  async function execute(code: string, identifier = 'alice'): Promise<ExecuteBody> {
+    const res = await fetch(`${base}/api/v1/execute_tool`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier, params: { code } }),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as ExecuteBody;
+  }
+
+  async function r2Events(executionId: string): Promise<AuditEvent[]> {
+    // Outcomes are written after the result; the trail is complete once the call returned.
+    const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    expect(res.status).toBe(200);
+    const { events } = (await res.json()) as { events: AuditEvent[] };
+    return events.filter((e) => e.kind === 'upstream_request' && e.action.startsWith('r2.'));
+  }
+
+  it('puts, lists, heads, gets (text, JSON, base64, a range) and deletes, every request signed and audited', async () => {
+    r2.clearRequests();
+    const res = await execute(`async () => {
+      const put = [
+        await r2.put({ bucket: 'media', key: 'notes/hello.txt', body: 'hello, R2' }),
+        await r2.put({ bucket: 'media', key: 'notes/data.json', body: { n: 1, tags: ['a'] }, as: 'json' }),
+        await r2.put({ bucket: 'media', key: 'img/pixel.bin', body: 'AAEC/w==', as: 'base64', contentType: 'image/x-test' }),
+      ];
+      const top = await r2.list({ bucket: 'media', delimiter: '/' });
+      const notes = await r2.list({ bucket: 'media', prefix: 'notes/', limit: 1 });
+      const more = await r2.list({ bucket: 'media', prefix: 'notes/', cursor: notes.cursor });
+      const head = await r2.head({ bucket: 'media', key: 'img/pixel.bin' });
+      const text = await r2.get({ bucket: 'media', key: 'notes/hello.txt' });
+      const json = await r2.get({ bucket: 'media', key: 'notes/data.json', as: 'json' });
+      const b64 = await r2.get({ bucket: 'media', key: 'img/pixel.bin', as: 'base64' });
+      const range = await r2.get({ bucket: 'media', key: 'notes/hello.txt', range: { offset: 7, length: 2 } });
+      const deleted = await r2.delete({ bucket: 'media', key: 'notes/hello.txt' });
+      const gone = [await r2.head({ bucket: 'media', key: 'notes/hello.txt' }), await r2.get({ bucket: 'media', key: 'notes/hello.txt' })];
+      return { put, top, notes, more, head, text, json, b64, range, deleted, gone };
+    }`);
+    expect(res.error).toBeUndefined();
+    const data = res.data as Record<string, unknown> & { more: { objects: Array<{ key: string }> } };
+    expect(data.put).toEqual([
+      { key: 'notes/hello.txt', size: 9, etag: expect.any(String) },
+      { key: 'notes/data.json', size: 20, etag: expect.any(String) },
+      { key: 'img/pixel.bin', size: 4, etag: expect.any(String) },
+    ]);
+    expect(data.top).toEqual({ objects: [], delimitedPrefixes: ['img/', 'notes/'], truncated: false });
+    expect(data.notes).toEqual({
+      objects: [{ key: 'notes/data.json', size: 20, etag: expect.any(String), uploaded: expect.any(String) }],
+      delimitedPrefixes: [],
+      truncated: true,
+      cursor: expect.any(String),
+    });
+    expect(data.more.objects.map((o) => o.key)).toEqual(['notes/hello.txt']);
+    expect(data.head).toEqual({
+      key: 'img/pixel.bin',
+      size: 4,
+      etag: expect.any(String),
+      uploaded: expect.any(String),
+      contentType: 'image/x-test',
+    });
+    expect(data.text).toMatchObject({
+      key: 'notes/hello.txt',
+      size: 9,
+      body: 'hello, R2',
+      contentType: 'text/plain; charset=utf-8',
+    });
+    expect(data.json).toMatchObject({ body: { n: 1, tags: ['a'] }, contentType: 'application/json' });
+    expect(data.b64).toMatchObject({ body: 'AAEC/w==', size: 4 });
+    expect(data.range).toMatchObject({ body: 'R2', size: 9, range: { offset: 7, length: 2 } });
+    expect(data.deleted).toEqual({ key: 'notes/hello.txt', deleted: true });
+    expect(data.gone).toEqual([null, null]);
+    expect(r2.getObject(accountId, 'media', 'img/pixel.bin')?.body).toEqual(Buffer.from([0, 1, 2, 255]));
+
+    // Every request reached the fake with a signature it verified (no 400/403 among them).
+    const requests = r2.requests();
+    expect(requests).toHaveLength(14);
+    expect(requests.filter((r) => r.error !== null && r.error !== 'NoSuchKey')).toEqual([]);
+    expect(new Set(requests.map((r) => r.accessKeyId)).size).toBe(1);
+
+    // …and each has its intent and its outcome in the trail.
+    const events = await r2Events(res.execution_id);
+    const intents = events.filter((e) => e.outcome === 'pending');
+    const outcomes = events.filter((e) => e.outcome !== 'pending');
+    expect(intents).toHaveLength(14);
+    expect(outcomes).toHaveLength(14);
+    expect(
+      outcomes.map((e) => `${e.action} ${e.upstream?.method} ${e.upstream?.path} ${e.upstream?.status}`),
+    ).toEqual(
+      expect.arrayContaining([
+        'r2.put PUT r2://media/notes/hello.txt 200',
+        'r2.list GET r2://media 200',
+        'r2.head HEAD r2://media/img/pixel.bin 200',
+        'r2.get GET r2://media/notes/hello.txt 206',
+        'r2.delete DELETE r2://media/notes/hello.txt 204',
+        'r2.get GET r2://media/notes/hello.txt 404',
+      ]),
+    );
+    expect(outcomes.every((e) => e.intent_id)).toBe(true);
+  });
+
+  it('uses the jurisdiction endpoint asked for, and names a bucket that does not exist', async () => {
+    const res = await execute(`async () => {
+      await r2.put({ bucket: 'records', key: 'r.txt', body: 'eu', jurisdiction: 'eu' });
+      const eu = (await r2.get({ bucket: 'records', key: 'r.txt', jurisdiction: 'eu' })).body;
+      let missing;
+      try { await r2.get({ bucket: 'records', key: 'r.txt' }); } catch (e) { missing = e.code + ': ' + e.message; }
+      return { eu, missing };
+    }`);
+    expect(res.data).toEqual({
+      eu: 'eu',
+      missing: expect.stringMatching(
+        /^not_found: r2\.get: no such bucket "records" in account \w+ \(jurisdiction default; a bucket made in the EU/,
+      ),
+    });
+    expect(r2.getObject(accountId, 'records', 'r.txt', 'eu')?.body.toString()).toBe('eu');
+  });
+
+  it('refuses a 12 MB object both ways, naming the limit', async () => {
+    r2.putObject(accountId, 'media', 'big.bin', Buffer.alloc(12 * 1024 * 1024, 7));
+    r2.clearRequests();
+    const res = await execute(`async () => {
+      const out = [];
+      try { await r2.get({ bucket: 'media', key: 'big.bin', as: 'base64' }); } catch (e) { out.push(e.code + ': ' + e.message); }
+      try { await r2.put({ bucket: 'media', key: 'big2.bin', body: 'x'.repeat(12 * 1024 * 1024) }); } catch (e) { out.push(e.code + ': ' + e.message); }
+      const tail = await r2.get({ bucket: 'media', key: 'big.bin', range: { suffix: 3 }, as: 'base64' });
+      return { out, tail: tail.body, size: tail.size };
+    }`);
+    expect(res.data).toEqual({
+      out: [
+        expect.stringMatching(
+          /^payload_too_large: r2\.get: the object is 12582912 bytes, over the R2 size limit of 10485760 bytes \(R2_MAX_OBJECT_BYTES\)/,
+        ),
+        'payload_too_large: r2.put: the body is 12582912 bytes, over the R2 size limit of 10485760 bytes (R2_MAX_OBJECT_BYTES)',
+      ],
+      tail: Buffer.from([7, 7, 7]).toString('base64'),
+      size: 12 * 1024 * 1024,
+    });
+    // The put never left Warden; the refused get was sent and its answer dropped.
+    expect(r2.requests().map((r) => r.method)).toEqual(['GET', 'GET']);
+    expect(r2.getObject(accountId, 'media', 'big2.bin')).toBeUndefined();
+    const outcomes = (await r2Events(res.execution_id)).filter((e) => e.outcome !== 'pending');
+    expect(outcomes.map((e) => [e.action, e.error?.code ?? null])).toEqual(
+      expect.arrayContaining([
+        ['r2.get', 'payload_too_large'],
+        ['r2.put', 'payload_too_large'],
+        ['r2.get', null],
+      ]),
+    );
+  });
+
+  it('lets a read-only identity get but not put or delete; policy refusals are on the trail', async () => {
+    r2.putObject(accountId, 'media', 'shared.txt', 'read me');
+    r2.clearRequests();
+    const res = await execute(
+      `async () => {
+        const got = (await r2.get({ bucket: 'media', key: 'shared.txt' })).body;
+        const refused = [];
+        for (const call of [() => r2.put({ bucket: 'media', key: 'shared.txt', body: 'overwritten' }), () => r2.delete({ bucket: 'media', key: 'shared.txt' })]) {
+          try { await call(); } catch (e) { refused.push(e.code + ': ' + e.message); }
+        }
+        return { got, refused };
+      }`,
+      'alice-read',
+    );
+    expect(res.data).toEqual({
+      got: 'read me',
+      refused: [
+        expect.stringMatching(/^policy_denied: .*PUT r2:\/\/media\/shared\.txt.*read_only/),
+        expect.stringMatching(/^policy_denied: .*DELETE r2:\/\/media\/shared\.txt.*read_only/),
+      ],
+    });
+    expect(r2.requests().map((r) => r.method)).toEqual(['GET']);
+    expect(r2.getObject(accountId, 'media', 'shared.txt')?.body.toString()).toBe('read me');
+    const outcomes = (await r2Events(res.execution_id)).filter((e) => e.outcome !== 'pending');
+    expect(outcomes.map((e) => [e.upstream?.method, e.outcome])).toEqual(
+      expect.arrayContaining([
+        ['GET', 'success'],
+        ['PUT', 'refused'],
+        ['DELETE', 'refused'],
+      ]),
+    );
+  });
+
+  it('names the R2 permission a token lacks', async () => {
+    const res = await execute(
+      `async () => { try { await r2.list({ bucket: 'media' }); } catch (e) { return e.code + ': ' + e.message; } }`,
+      'alice-no-r2',
+    );
+    expect(res.data).toMatch(
+      /^forbidden: r2\.list: R2 refused GET r2:\/\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
+    );
+  });
+
+  it('works over MCP, and cloudflare_search describes r2', async () => {
+    const minted = await fetch(`${base}/api/v1/mcp/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ identifier: 'alice', expiry: '3600s' }),
+    });
+    expect(minted.status).toBe(201);
+    const { token } = (await minted.json()) as { token: string };
+    t.secrets.add(token);
+    const client = new Client({ name: 'r2-test', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+        requestInit: { headers: { Authorization: `Bearer ${token}` } },
+      }),
+    );
+    try {
+      const search = await client.callTool({
+        name: 'cloudflare_search',
+        arguments: { code: 'async () => [spec.r2.summary, Object.keys(spec.r2.methods).length]' },
+      });
+      const [summary, methods] = JSON.parse((search.content as Array<{ text: string }>)[0]!.text) as [
+        string,
+        number,
+      ];
+      expect(summary).toContain('r2://bucket/key');
+      expect(methods).toBe(5);
+      const run = await client.callTool({
+        name: 'cloudflare_execute',
+        arguments: {
+          code: `async () => {
+            await r2.put({ bucket: 'media', key: 'mcp.json', body: { via: 'mcp' }, as: 'json' });
+            return (await r2.get({ bucket: 'media', key: 'mcp.json', as: 'json' })).body;
+          }`,
+        },
+      });
+      expect(run.isError).toBeFalsy();
+      expect(JSON.parse((run.content as Array<{ text: string }>)[0]!.text)).toEqual({ via: 'mcp' });
+      expect(r2.getObject(accountId, 'media', 'mcp.json')?.body.toString()).toBe('{"via":"mcp"}');
+    } finally {
+      await client.close();
+    }
+  });
+});
