@@ -50,6 +50,31 @@ function unstorable(value: unknown): boolean {
   return false;
 }
 
+/** The longest client name shown on a consent page. */
+const MAX_CLIENT_NAME = 200;
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/**
+ * What registration accepts beyond oidc-provider's own checks, as OAuth 2.1 and the MCP
+ * authorization spec ask: redirect URIs on https or on a loopback address (a native client's),
+ * never plain http elsewhere; a client name a consent page can show.
+ */
+function checkClientMetadata(client: AdapterPayload): void {
+  const name = client.client_name;
+  if (typeof name === 'string' && name.length > MAX_CLIENT_NAME) {
+    throw new errors.InvalidClientMetadata(`client_name: at most ${MAX_CLIENT_NAME} characters`);
+  }
+  const uris = Array.isArray(client.redirect_uris) ? (client.redirect_uris as unknown[]) : [];
+  for (const uri of uris) {
+    const url = typeof uri === 'string' ? URL.parse(uri) : null;
+    const ok =
+      url && (url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)));
+    if (!ok) {
+      throw new errors.InvalidRedirectUri('redirect_uris: each must be https, or http on a loopback address');
+    }
+  }
+}
+
 class ArtifactAdapter implements Adapter {
   readonly #db: Kysely<Database>;
   readonly #model: string;
@@ -72,6 +97,7 @@ class ArtifactAdapter implements Adapter {
         ? new errors.InvalidClientMetadata(`client metadata: ${message}`)
         : new errors.InvalidRequest(message);
     }
+    if (this.#model === 'Client') checkClientMetadata(stored);
     const values = {
       payload: JSON.stringify(stored),
       grant_id: typeof payload.grantId === 'string' ? payload.grantId : null,

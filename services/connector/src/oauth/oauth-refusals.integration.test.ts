@@ -176,6 +176,24 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
     }
   });
 
+  it('refuses registrations with plain-http redirect URIs off loopback or an oversized client name', async () => {
+    const register = (metadata: Record<string, unknown>) =>
+      fetch(`${f.base}/oauth/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token_endpoint_auth_method: 'none', ...metadata }),
+      });
+    const http = await register({ redirect_uris: ['http://evil.example/cb'] });
+    expect(http.status).toBe(400);
+    expect(((await http.json()) as { error: string }).error).toBe('invalid_redirect_uri');
+    const long = await register({ redirect_uris: [f.callbackUrl], client_name: 'x'.repeat(50_000) });
+    expect(long.status).toBe(400);
+    expect(((await long.json()) as { error: string }).error).toBe('invalid_client_metadata');
+    // Loopback http (a native client) and https are accepted.
+    expect((await register({ redirect_uris: [f.callbackUrl] })).status).toBe(201);
+    expect((await register({ redirect_uris: ['https://client.example/cb'] })).status).toBe(201);
+  });
+
   it('refuses a sign-in form another site submits (login CSRF), before it uses the login link', async () => {
     const link = await f.loginLink(ALICE.email);
     const token = new URL(link).searchParams.get('token') ?? '';
