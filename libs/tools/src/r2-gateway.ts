@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import type { AuditJournal } from '@warden/audit';
 import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
-import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
+import { WardenError, isWardenError, systemClock } from '@warden/core';
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { R2Client, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
-import type { Admitted, Refusal, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
-import { rateLimitedError } from '@warden/ratelimit';
+import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import { canonicalSegment } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
 import type { R2Request } from './ports.ts';
+import { admitParty } from './upstream-gateway.ts';
 import type { UpstreamParty } from './upstream-gateway.ts';
 
 /** Default per get or put into the isolate: 10 MB. */
@@ -328,28 +328,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       throw error;
     };
 
-    const [admitted, budgeted] = await Promise.allSettled([
-      party.admit?.(),
-      deps.budget.admit({
-        principal: party.principal,
-        tenantId: party.tenantId,
-        kind: 'r2',
-        spec: party.budget,
-        ...(signal ? { signal } : {}),
-      }),
-    ]);
-    const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;
-    if (admitted.status === 'rejected') {
-      if (admission) await deps.budget.release(admission);
-      const error = admitted.reason as unknown;
-      notSent(isWardenError(error) ? error : unavailable('the connected account', error));
-    }
-    if (budgeted.status === 'rejected') {
-      const error = budgeted.reason as unknown;
-      notSent(isWardenError(error) ? error : unavailable('the rate budget', error));
-    }
-    const granted = (budgeted as PromiseFulfilledResult<Admitted | Refusal>).value;
-    if (!granted.allowed) return notSent(rateLimitedError(granted));
+    const granted = await admitParty(deps.budget, party, 'r2', signal, notSent);
 
     const http: R2HttpRequest = {
       method,

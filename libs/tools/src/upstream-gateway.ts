@@ -9,7 +9,14 @@ import type {
   CloudflareRequest,
   CloudflareResponse,
 } from '@warden/cloudflare';
-import type { Admitted, BudgetSpec, Refusal, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
+import type {
+  Admitted,
+  BudgetKind,
+  BudgetSpec,
+  Refusal,
+  UpstreamAnswer,
+  UpstreamBudget,
+} from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
 import { canonicalizePath } from './canonical-path.ts';
 import { credentialOperation } from './credential-guard.ts';
@@ -261,28 +268,13 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     };
 
     // Admission (is the account still usable?) and the budget go to different stores, in parallel.
-    const [admitted, budgeted] = await Promise.allSettled([
-      party.admit?.(),
-      deps.budget.admit({
-        principal: party.principal,
-        tenantId: party.tenantId,
-        kind: graphql ? 'graphql' : 'rest',
-        spec: party.budget,
-        ...(request.signal ? { signal: request.signal } : {}),
-      }),
-    ]);
-    const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;
-    if (admitted.status === 'rejected') {
-      if (admission) await deps.budget.release(admission);
-      const error = admitted.reason as unknown;
-      notSent(isWardenError(error) ? error : unavailable('the connected account', error));
-    }
-    if (budgeted.status === 'rejected') {
-      const error = budgeted.reason as unknown;
-      notSent(isWardenError(error) ? error : unavailable('the rate budget', error));
-    }
-    const granted = (budgeted as PromiseFulfilledResult<Admitted | Refusal>).value;
-    if (!granted.allowed) return notSent(rateLimitedError(granted));
+    const granted = await admitParty(
+      deps.budget,
+      party,
+      graphql ? 'graphql' : 'rest',
+      request.signal,
+      notSent,
+    );
     /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
     const settle = async (answer: UpstreamAnswer | null): Promise<void> => {
       if (party.principal === null && party.deferCharge) party.deferCharge(granted, answer);
@@ -354,4 +346,42 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
   }
 
   return { send, operation, clientFor };
+}
+
+/**
+ * A party's admission for one upstream request: its own check (`party.admit`, e.g. the account
+ * still active) and the rate budget, asked together. Whatever refuses goes to `notSent` (which
+ * records the request as not sent and throws); a budget place taken for a refused party is given
+ * back. The one admission every gateway (API, R2) goes through.
+ */
+export async function admitParty(
+  budget: UpstreamBudget,
+  party: UpstreamParty,
+  kind: BudgetKind,
+  signal: AbortSignal | undefined,
+  notSent: (error: WardenError) => never,
+): Promise<Admitted> {
+  const [admitted, budgeted] = await Promise.allSettled([
+    party.admit?.(),
+    budget.admit({
+      principal: party.principal,
+      tenantId: party.tenantId,
+      kind,
+      spec: party.budget,
+      ...(signal ? { signal } : {}),
+    }),
+  ]);
+  const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;
+  if (admitted.status === 'rejected') {
+    if (admission) await budget.release(admission);
+    const error = admitted.reason as unknown;
+    notSent(isWardenError(error) ? error : unavailable('the connected account', error));
+  }
+  if (budgeted.status === 'rejected') {
+    const error = budgeted.reason as unknown;
+    notSent(isWardenError(error) ? error : unavailable('the rate budget', error));
+  }
+  const granted = (budgeted as PromiseFulfilledResult<Admitted | Refusal>).value;
+  if (!granted.allowed) return notSent(rateLimitedError(granted));
+  return granted;
 }
