@@ -307,7 +307,10 @@ describe('per-user MCP endpoint', () => {
       headers: { authorization: `Bearer ${tenant.apiKey}` },
     });
     expect(revoke.statusCode).toBe(204);
-    expect((await post({ authorization: `Bearer ${token}` })).status).toBe(401);
+    // Refused either way: 401, or the connection cut when the revocation reaches this replica
+    // while the request (authenticated from the cache a moment before) is running.
+    const afterRevoke = await post({ authorization: `Bearer ${token}` }).catch(() => null);
+    expect(afterRevoke === null ? 'cut' : String(afterRevoke.status)).toMatch(/^(cut|401)$/);
 
     const short = await mint('60s');
     expect((await post({ authorization: `Bearer ${short.token}` })).status).toBe(200);
