@@ -2,6 +2,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { WardenError } from '@warden/core';
 import type { BudgetSpec } from './budget-spec.ts';
 import { DEFAULT_KEY_PREFIX, quitClient, runCommand, runScript } from './redis-client.ts';
+import { watchRedisRestarts } from './redis-restarts.ts';
 import { WINDOW_SETTLE_SCRIPT, WINDOW_TAKE_SCRIPT } from './window-scripts.ts';
 import {
   GRACE_MS,
@@ -77,6 +78,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
   const { redis } = options;
   const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
   const { inFlightMs, probeAfterMs } = windowOptions(options);
+  const restarts = watchRedisRestarts(redis);
 
   async function takeScript(
     principal: string,
@@ -87,6 +89,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     const keys = windowKeys(keyPrefix, principal, kind);
     // A REST 429 blocks GraphQL too (the script reads the REST meta as KEYS[3]); R2 has its own.
     const blockedBy = kind === 'graphql' ? windowKeys(keyPrefix, principal, 'rest').meta : keys.meta;
+    const restartedAtUs = await restarts.restartedAtUs();
     const reply = await runScript(
       redis,
       WINDOW_TAKE_SCRIPT,
@@ -99,6 +102,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
         probeAfterMs === null ? -1 : Math.round(probeAfterMs * US),
         PROBE_RETRY_MS * US,
         GRACE_MS * US,
+        restartedAtUs,
       ],
     );
     if (!isTakeReply(reply, mode === 'take' ? 6 : 13)) {
@@ -177,6 +181,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     },
 
     async close(): Promise<void> {
+      restarts.close();
       if (options.quitOnClose) await quitClient(redis);
     },
   };

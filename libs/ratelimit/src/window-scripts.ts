@@ -22,7 +22,8 @@ import { luaScript } from './redis-client.ts';
  * A take (ARGV[3] = 'take') or a read (anything else).
  * KEYS[3] the REST meta hash (its block stops GraphQL too); KEYS[2] again for REST.
  * ARGV[1] capacity, ARGV[2] window µs, ARGV[4] in-flight µs, ARGV[5] probe-after µs (-1 = never),
- * ARGV[6] the wait to suggest while a probe is out µs, ARGV[7] grace µs.
+ * ARGV[6] the wait to suggest while a probe is out µs, ARGV[7] grace µs, ARGV[8] when this Redis
+ * last restarted under the replica µs (0 = not known to have; `redis-restarts.ts`).
  * Returns {allowed, remaining, wait µs, reason, now, id, count, oldest score (-1 = none), block,
  *   has Cloudflare figure 0|1, what Cloudflare's count allows, until when, own remaining}.
  */
@@ -45,7 +46,6 @@ local block = tonumber(m[1]) or 0
 if KEYS[3] ~= KEYS[2] then
   block = math.max(block, tonumber(redis.call('HGET', KEYS[3], 'block')) or 0)
 end
-local own = capacity - count
 
 -- Cloudflare's count: this window's requests plus the others it reported, within its quota.
 local has_cf = 0
@@ -60,6 +60,14 @@ if now < ext_until then
   cf_left = cfq - ext - count
 end
 
+-- A restart within the window lost the log of Warden's own earlier requests; Cloudflare still
+-- counts them, among what it reports as others. Until a window has passed since the restart they
+-- count against this budget too (no in-memory counterpart: a process restart loses both).
+local restarted = tonumber(ARGV[8])
+local lost = 0
+if has_cf == 1 and now < restarted + window then lost = ext end
+local own = capacity - count - lost
+
 local function leaves(index)
   local e = redis.call('ZRANGE', KEYS[1], skip + index, skip + index, 'WITHSCORES')
   return tonumber(e[2]) + window - now
@@ -72,7 +80,8 @@ if block > now then
   wait = block - now
 elseif own <= 0 then
   reason = 'window'
-  wait = leaves(count - capacity)
+  if lost > 0 then wait = math.min(ext_until, restarted + window) - now end
+  if count >= capacity then wait = math.max(wait, leaves(count - capacity)) end
 elseif has_cf == 1 and cf_left <= 0 then
   reason = 'cloudflare'
   wait = ext_until - now

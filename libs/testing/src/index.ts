@@ -49,3 +49,5 @@ export { recordQueries } from './query-recorder.ts';
 export { sealInFirstFormat } from './first-seal-format.ts';
 export { startFakeR2 } from './fake-r2.ts';
 export type { FakeR2, FakeR2Object, FakeR2Options, FakeR2RequestLogEntry } from './fake-r2.ts';
+export { startRedisServer } from './redis-server.ts';
+export type { RedisServer } from './redis-server.ts';
