@@ -5,17 +5,13 @@
  * moment later and, having possibly missed the announcement, reads its keys again: a
  * pre-rotation backup of a sealed row opens nowhere.
  */
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
-import type { FakeCloudflare } from '@warden/testing';
-import { freePort } from './test-support/free-port.ts';
+import { startFakeCloudflare, startRedisServer, startTcpProxy } from '@warden/testing';
+import type { FakeCloudflare, RedisServer } from '@warden/testing';
 import { eventually } from './test-support/http-receiver.ts';
 import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
@@ -26,32 +22,14 @@ const run = promisify(execFile);
 describe('key retirement during a Redis blip', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
-  let redis: ChildProcess;
-  let redisPort: number;
+  let redis: RedisServer;
   let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
   let tenant: { tenantId: string; apiKey: string };
   let zoneId: string;
 
   beforeAll(async () => {
-    redisPort = await freePort();
-    redis = spawn(
-      'redis-server',
-      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: 'ignore' },
-    );
-    const probe = new Redis(redisPort, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-    probe.on('error', () => {});
-    await eventually(
-      () =>
-        probe.ping().then(
-          () => true,
-          () => null,
-        ),
-      10_000,
-      'redis',
-    );
-    probe.disconnect();
-    proxy = await startTcpProxy({ host: '127.0.0.1', port: redisPort });
+    redis = await startRedisServer();
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: redis.port });
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
     t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
     tenant = await t.createTenant('Retire blip');
@@ -68,11 +46,7 @@ describe('key retirement during a Redis blip', () => {
     await t?.close();
     await proxy?.close();
     await cf?.close();
-    if (redis.exitCode === null) {
-      const exited = once(redis, 'exit');
-      redis.kill('SIGKILL');
-      await exited;
-    }
+    await redis?.stop();
   });
 
   const cli = (...args: string[]) => {
@@ -84,7 +58,7 @@ describe('key retirement during a Redis blip', () => {
         DATABASE_URL: t.db.url,
         DATA_DIR: t.dataDir,
         LOCAL_KEY_FILE: config.kms.keyFile,
-        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        REDIS_URL: redis.url,
         REDIS_KEY_PREFIX: config.redisKeyPrefix,
         LOG_LEVEL: 'silent',
       },
