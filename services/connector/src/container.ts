@@ -198,6 +198,23 @@ export function evictionProblem(policy: string): string {
   return `Redis evicts keys under memory pressure (maxmemory-policy ${policy}): set maxmemory-policy to noeviction. An evicted budget window lets requests past Cloudflare's rate limit, and an evicted job schedule stops audit delivery.`;
 }
 
+/**
+ * What /readyz says when the audit write probe is refused: appends refused (nothing goes to
+ * Cloudflare until they are taken again), or only the probe itself not allowed to run, which
+ * says nothing about the appends and must not claim to.
+ */
+export function auditRefusal(error: unknown): string {
+  // PostgreSQL's own words, from the error the audit store wrapped.
+  let said = 'no detail';
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (typeof (e as { code?: unknown }).code === 'string') said = e.message;
+  }
+  if (/permission denied for function audit_write_probe/.test(said)) {
+    return 'cannot check that PostgreSQL takes audit writes: the service role may not execute audit_write_probe(text, date); grant it EXECUTE (PUBLIC has it by default)';
+  }
+  return `PostgreSQL refuses audit writes (a read-only transaction, or a privilege missing on audit_events, audit_chain_heads, outbox or audit_sinks; it says: ${said}): nothing is sent to Cloudflare until it takes them again`;
+}
+
 function createRateBudget(
   config: Config,
   logger: Logger,
@@ -578,9 +595,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
             .probe(SYSTEM_TENANT_ID, { retentionDays: config.auditRetentionDays })
             .catch((error: unknown) => {
               if (!isDatabaseWriteRefused(error)) throw error;
-              throw new ReadinessProblem(
-                'PostgreSQL refuses audit writes (a read-only transaction, or a privilege missing on audit_events, audit_chain_heads or outbox): nothing is sent to Cloudflare until it takes them again',
-              );
+              throw new ReadinessProblem(auditRefusal(error));
             }),
       },
       { name: 'kms', check: () => keys.ping() },

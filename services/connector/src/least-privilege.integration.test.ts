@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listCheckpoints, listPartitions, upstreamIntentRecord, verifyChain } from '@warden/audit';
@@ -222,6 +223,46 @@ describe('least privilege: the service runs as a role that can append to the aud
       code: '42501',
     });
     expect((await app.query(`select count(*)::int as n from ${name}`)).rows[0]?.n).toBe(0);
+  });
+
+  it('reports in /readyz a role that lost what an append needs, and says so truthfully when only the probe may not run', async () => {
+    interface Readiness {
+      status: string;
+      problems?: Record<string, string>;
+    }
+    const readiness = async () => (await t.app.inject({ method: 'GET', url: '/readyz' })).json() as Readiness;
+    const admin = (statement: string) => sql.raw(statement).execute(db.db.kysely);
+    const ready = () =>
+      eventually(async () => ((await readiness()).status === 'ready' ? true : null), 10_000, '/readyz ready');
+    await ready();
+
+    // Every append reads the tenant's sinks for its outbox rows.
+    await admin(`revoke select on audit_sinks from "${roles.appRole}"`);
+    try {
+      const down = await readiness();
+      expect(down.status).toBe('unavailable');
+      expect(down.problems?.audit).toMatch(
+        /^PostgreSQL refuses audit writes .*permission denied for table audit_sinks/,
+      );
+    } finally {
+      await admin(`grant select on audit_sinks to "${roles.appRole}"`);
+    }
+    await ready();
+
+    // The probe function itself withheld: the appends may well work, so /readyz must not claim
+    // that nothing is sent; it says what it cannot check and how to fix it.
+    await admin('revoke execute on function audit_write_probe(text, date) from public');
+    try {
+      const unknown = await readiness();
+      expect(unknown.status).toBe('unavailable');
+      expect(unknown.problems?.audit).toMatch(
+        /^cannot check that PostgreSQL takes audit writes: .*grant it EXECUTE/,
+      );
+      expect(unknown.problems?.audit).not.toMatch(/nothing is sent/);
+    } finally {
+      await admin('grant execute on function audit_write_probe(text, date) to public');
+    }
+    await ready();
   });
 
   it('`warden db roles --print` shows the script for a DBA, and refuses a role name it would have to quote', async () => {
