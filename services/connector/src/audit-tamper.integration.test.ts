@@ -1,10 +1,13 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '@warden/audit';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { rechain } from '../../../libs/audit/src/test-support/rechain.ts';
-import { SPEC_PATH } from './test-support/paths.ts';
+import { SKEWED_CLOCK_PRELOAD, SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { wardenCli } from './test-support/warden-cli.ts';
@@ -84,6 +87,31 @@ describe('warden audit verify finds tampering, including a re-chained history', 
     expect(code).toBe(0);
     expect(report.checkpoints?.checked).toBeGreaterThanOrEqual(1);
     expect(report.checkpoints?.unsealed_records).toBe(0);
+  });
+
+  it('reads only and judges on the database clock: a host clock a day ahead sees no stale tail, and an empty DATA_DIR stays empty', async () => {
+    const { tenantId, apiKey } = await signedTrail('Skewed');
+    // A fresh unsigned tail: records written after the last checkpoint, seconds ago.
+    await t.connect(apiKey, 'carol', cf.state.createUserToken({ userId, permissions: PERMISSIONS }).value);
+    const skewed = wardenCli({
+      DATABASE_URL: t.db.url,
+      LOCAL_KEY_FILE: t.container.config.kms.provider === 'local' ? t.container.config.kms.keyFile : '',
+      NODE_OPTIONS: SKEWED_CLOCK_PRELOAD,
+      WARDEN_TEST_CLOCK_SKEW_MS: String(24 * 3_600_000),
+    });
+    const { code, report } = await skewed.verify(tenantId);
+    expect(report.checkpoints?.unsealed_records).toBeGreaterThan(0);
+    expect(report.problems).toEqual([]);
+    expect(code).toBe(0);
+
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'warden-verify-'));
+    try {
+      const fresh = wardenCli({ DATABASE_URL: t.db.url, DATA_DIR: empty, LOCAL_KEY_FILE: '' });
+      expect((await fresh.verify(tenantId)).report.tenant_id).toBe(tenantId);
+      expect(readdirSync(empty)).toEqual([]);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 
   it('reports an audited DELETE turned into a GET /zones and the chain re-hashed with hashEvent', async () => {

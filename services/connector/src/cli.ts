@@ -1,11 +1,16 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Kysely } from 'kysely';
 import {
   DEFAULT_DATABASE_ROLES,
   applyDatabaseRoles,
+  createDatabaseClock,
   createDb,
   databaseRoleScript,
   migrateToLatest,
 } from '@warden/db';
+import type { Db } from '@warden/db';
 import type { AuditCaller } from '@warden/audit';
 import { listPartitions, verifyAllChains, verifyChain } from '@warden/audit';
 import { addKeyVersion } from '@warden/kms';
@@ -74,6 +79,27 @@ async function withContainer<T>(
   } finally {
     await container.close();
   }
+}
+
+/**
+ * The database alone, for commands that need nothing else wired. `mustExist`: an embedded
+ * database that is not there yet is an error, not created.
+ */
+async function openDatabase(config: Config, options: { mustExist: boolean }): Promise<Db> {
+  if (config.database.kind === 'postgres') {
+    return createDb({ kind: 'postgres', url: config.database.url, preparedStatements: false });
+  }
+  const { dataDir } = config.database;
+  if (options.mustExist && !existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    throw new ConfigError(
+      `there is no embedded database in ${dataDir} (set DATA_DIR, or DATABASE_URL for PostgreSQL)`,
+    );
+  }
+  return createDb({ kind: 'pglite', dataDir });
+}
+
+function isUndefinedTable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '42P01';
 }
 
 async function keysStatus(c: Container): Promise<void> {
@@ -196,32 +222,45 @@ async function run(argv: string[]): Promise<number> {
         { writes: false },
       );
     case 'audit verify': {
-      // Reads only: no migration, no maintenance pass, nothing written (not even a signing key).
+      // Reads only: no container, no migration, no maintenance pass, nothing written (not a key
+      // file, not an embedded database in an empty DATA_DIR), on the database's clock.
       const signer = createAuditSigner(config, { create: false });
-      const options = signer
-        ? {
-            signer,
-            // Checkpoints are signed every interval: a tail older than two of them lost one.
-            maxUnsealedMs: 2 * config.auditCheckpointIntervalMs + 60_000,
-          }
-        : {};
-      return withContainer(
-        config,
-        async (c) => {
-          const reports = values.tenant
-            ? [await verifyChain(c.db.kysely, values.tenant, options)]
-            : await verifyAllChains(c.db.kysely, options);
-          print({
-            ok: reports.every((r) => r.ok),
-            ...(signer
-              ? {}
-              : { checkpoints: 'not checked: set AWS_KMS_SIGNING_KEY_ID to the key that signs them' }),
-            tenants: reports,
-          });
-          return reports.every((r) => r.ok) ? 0 : 1;
-        },
-        { writes: false },
-      );
+      const db = await openDatabase(config, { mustExist: true });
+      try {
+        const clock = createDatabaseClock(db.kysely as unknown as Kysely<never>);
+        await clock.sync();
+        const options = {
+          now: clock.now(),
+          ...(signer
+            ? {
+                signer,
+                // Checkpoints are signed every interval: a tail older than two of them lost one.
+                maxUnsealedMs: 2 * config.auditCheckpointIntervalMs + 60_000,
+              }
+            : {}),
+        };
+        const reports = values.tenant
+          ? [await verifyChain(db.kysely, values.tenant, options)]
+          : await verifyAllChains(db.kysely, options);
+        print({
+          ok: reports.every((r) => r.ok),
+          ...(signer
+            ? {}
+            : { checkpoints: 'not checked: set AWS_KMS_SIGNING_KEY_ID to the key that signs them' }),
+          tenants: reports,
+        });
+        return reports.every((r) => r.ok) ? 0 : 1;
+      } catch (error) {
+        if (isUndefinedTable(error)) {
+          process.stderr.write(
+            'warden: this database has no audit trail yet (run `warden db migrate` first)\n',
+          );
+          return 1;
+        }
+        throw error;
+      } finally {
+        await db.close();
+      }
     }
     case 'audit maintain':
       return withContainer(config, async (c) => {
@@ -273,11 +312,7 @@ async function run(argv: string[]): Promise<number> {
     }
     case 'db migrate': {
       // The database alone: nothing else is wired or started, so an empty database is fine.
-      const db = await createDb(
-        config.database.kind === 'postgres'
-          ? { kind: 'postgres', url: config.database.url, preparedStatements: false }
-          : { kind: 'pglite', dataDir: config.database.dataDir },
-      );
+      const db = await openDatabase(config, { mustExist: false });
       try {
         print(await migrateToLatest(db.kysely, MIGRATIONS_FOLDER));
         return 0;

@@ -4,20 +4,19 @@
  * the chain order whichever replica wrote each record.
  */
 import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { startConnectorProcess } from './test-support/connector-process.ts';
 import type { ConnectorProcess } from './test-support/connector-process.ts';
-import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { SKEWED_CLOCK_PRELOAD, SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
 const SKEW_MS = 30_000;
 const PUBLIC_URL = 'http://warden.clocks.test';
-const PRELOAD = `--import=${path.join(REPO_ROOT, 'services/connector/src/test-support/skewed-clock.preload.mjs')}`;
+const PRELOAD = SKEWED_CLOCK_PRELOAD;
 const run = promisify(execFile);
 
 describe('replica clocks that disagree', () => {
