@@ -47,6 +47,34 @@ describe('console sessions', () => {
     expect(body.rows.map((r) => r.id)).not.toContain(foreign.id);
   });
 
+  it('refuses text PostgreSQL cannot store in its filters and sign-in, naming the field', async () => {
+    const { cookie } = await signIn({ api_key: acme.apiKey });
+    for (const [query, field] of [
+      ['identifier=a%00b', 'identifier'],
+      ['agent_run_id=%ED%A0%80', 'agent_run_id'],
+      ['kind=%FF', 'kind'],
+      ['execution_id=x%00', 'execution_id'],
+    ] as const) {
+      const res = await t.app.inject({
+        method: 'GET',
+        url: `/console/api/audit/rows?${query}`,
+        headers: { cookie },
+      });
+      expect(res.statusCode, query).toBe(400);
+      expect(res.json(), query).toMatchObject({ error: { code: 'invalid_request', field } });
+      expect((res.json() as { error: { message: string } }).error.message, query).toMatch(
+        /NUL character|valid Unicode/,
+      );
+    }
+    const nul = await t.app.inject({
+      method: 'POST',
+      url: '/console/api/session',
+      payload: { api_key: 'wk_\u0000' },
+    });
+    expect(nul.statusCode).toBe(400);
+    expect(nul.json()).toMatchObject({ error: { code: 'invalid_request', field: 'api_key' } });
+  });
+
   it('refuses changes without the anti-forgery token, and a token of another session', async () => {
     const first = await signIn({ api_key: acme.apiKey });
     const second = await signIn({ api_key: acme.apiKey });

@@ -10,6 +10,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
 import { authenticateFromConsole, isAdminToken, tenantAuth, tenantOf } from '../http/auth.ts';
+import { refuseUnstorableText } from '../http/request-contract.ts';
 import { adminFingerprint, createConsoleSessions } from './console-sessions.ts';
 import type { ConsoleSession } from './console-sessions.ts';
 import { createConsoleQueries } from './console-queries.ts';
@@ -140,6 +141,7 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
 
   await app.register(async (scope) => {
     const r = scope.withTypeProvider<ZodTypeProvider>();
+    r.addHook('preValidation', refuseUnstorableText);
 
     r.post('/console/api/session', {
       schema: { hide: true, body: signIn },
@@ -213,6 +215,7 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
   await app.register(async (scope) => {
     const r = scope.withTypeProvider<ZodTypeProvider>();
     r.addHook('onRequest', tenantAuth(container.tenants));
+    r.addHook('preValidation', refuseUnstorableText);
 
     r.get('/console/api/overview', {
       schema: { hide: true },

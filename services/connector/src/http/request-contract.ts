@@ -83,7 +83,12 @@ function checkText(part: Part, root: unknown, skip: ReadonlySet<string>): Warden
 
 const NO_SKIP: ReadonlySet<string> = new Set();
 
-async function checkRequest(request: FastifyRequest): Promise<void> {
+/**
+ * Refuses (400 naming the field) any parameter, query value or body string PostgreSQL cannot
+ * store. Every documented route has it through `applyRequestContract`; hidden JSON routes (the
+ * console's) add it as a hook.
+ */
+export async function refuseUnstorableText(request: FastifyRequest): Promise<void> {
   const raw = new Set(request.routeOptions.config.rawTextFields ?? []);
   const problem =
     checkText('params', request.params, NO_SKIP) ??
@@ -104,5 +109,8 @@ export function applyRequestContract(route: RouteOptions): void {
   if (schema.querystring === undefined) schema.querystring = z.strictObject({});
   else if (schema.querystring instanceof z.ZodObject) schema.querystring = schema.querystring.strict();
   const existing = route.preValidation;
-  route.preValidation = [...(Array.isArray(existing) ? existing : existing ? [existing] : []), checkRequest];
+  route.preValidation = [
+    ...(Array.isArray(existing) ? existing : existing ? [existing] : []),
+    refuseUnstorableText,
+  ];
 }
