@@ -25,7 +25,7 @@ export const tailRoutes: readonly RouteDefinition[] = [
   {
     method: 'POST',
     path: '/accounts/{account_id}/workers/scripts/{script_name}/tails',
-    fallbackPermissions: ['com.cloudflare.edge.worker.tail.create'],
+    fallbackPermissions: ['com.cloudflare.edge.worker.script.read', 'com.cloudflare.edge.worker.tail.create'],
     resource: 'account',
     handler: (ctx) => {
       const { accountId, script } = existingScript(ctx);
@@ -60,7 +60,7 @@ export const tailRoutes: readonly RouteDefinition[] = [
   {
     method: 'DELETE',
     path: '/accounts/{account_id}/workers/scripts/{script_name}/tails/{id}',
-    fallbackPermissions: ['com.cloudflare.edge.worker.tail.create'],
+    fallbackPermissions: ['com.cloudflare.edge.worker.script.read', 'com.cloudflare.edge.worker.tail.create'],
     resource: 'account',
     handler: (ctx) => {
       const { accountId, script } = existingScript(ctx);
