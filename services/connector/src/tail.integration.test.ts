@@ -212,6 +212,30 @@ describe('tail.worker in cloudflare_execute', () => {
     });
   });
 
+  it('ends the tail and deletes it when the identity is offboarded mid-tail', async () => {
+    await t.connect(apiKey, 'bob', tokenValue);
+    const before = cf.tails.sessions().length;
+    const started = Date.now();
+    const pending = execute(`async () => tail.worker({ script: 'api', seconds: 20 })`, 'bob');
+    await expect.poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000 }).toBe(1);
+    const offboarded = await fetch(`${base}/api/v1/identities/bob/offboard`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(offboarded.status).toBe(200);
+    const res = await pending;
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(res.error).toMatchObject({ code: 'forbidden', message: expect.stringContaining('revoked') });
+    expect(newSessions(before)[0]!.deletedAt).not.toBeNull();
+    const trail = await tailEvents(res.execution_id);
+    expect(trail.filter((e) => e.outcome !== 'pending').map((e) => [e.action, e.outcome])).toEqual([
+      ['cloudflare.tail_create', 'success'],
+      ['cloudflare.tail_session', 'success'],
+      ['cloudflare.tail_delete', 'success'],
+    ]);
+  });
+
   it('a policy that denies the tails path refuses it with nothing sent; a read_only identity may tail', async () => {
     const before = cf.tails.sessions().length;
     cf.clearRequests();
