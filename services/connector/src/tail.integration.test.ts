@@ -336,6 +336,18 @@ describe('tail.worker in cloudflare_execute', () => {
       expect(session!.filters).toEqual({
         filters: [{ outcome: ['exception', 'exceededCpu', 'exceededMemory', 'unknown'] }],
       });
+
+      // Killed mid-tail over MCP too: the call fails on the CPU limit, the tail is deleted.
+      const killedBefore = cf.tails.sessions().length;
+      const killed = await client.callTool({
+        name: 'cloudflare_execute',
+        arguments: { code: `async () => { tail.worker({ script: 'api', seconds: 20 }); for (;;) {} }` },
+      });
+      expect(killed.isError).toBe(true);
+      expect((killed.content as Array<{ text: string }>)[0]!.text).toContain('timeout');
+      const [cut] = newSessions(killedBefore);
+      expect(cut!.connections).toBe(1);
+      expect(cut!.deletedAt).not.toBeNull();
     } finally {
       await client.close();
     }
