@@ -337,7 +337,7 @@ describe('execute', () => {
     );
     expect(errorOf(tooLong)).toMatchObject({
       code: 'invalid_request',
-      message: expect.stringContaining('one execution may tail for at most 60 s in all'),
+      message: expect.stringContaining("one execution's tails may add at most 80 s to its deadline"),
     });
     // Without a tail host the calls are refused.
     expect(errorOf(await run(`async () => tail.worker({ script: 'api', seconds: 1 })`))).toMatchObject({

@@ -168,7 +168,7 @@ interface Job {
  * deleting it. An execution's tails may add at most `MAX_TAIL_EXTENSION_MS` in all.
  */
 const TAIL_GRACE_MS = 10_000;
-const MAX_TAIL_EXTENSION_MS = (MAX_TAIL_SECONDS + (2 * TAIL_GRACE_MS) / 1000) * 1000;
+const MAX_TAIL_EXTENSION_MS = MAX_TAIL_SECONDS * 1000 + 2 * TAIL_GRACE_MS;
 
 /** How long a spare beyond the floor may stay unused before it is stopped. */
 const SPARE_RETIRE_MS = 60_000;
@@ -549,7 +549,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (job.extraWallMs + ms > MAX_TAIL_EXTENSION_MS) {
       throw new WardenError(
         'invalid_request',
-        `tail.worker: one execution may tail for at most ${MAX_TAIL_SECONDS} s in all; run another execution for more`,
+        `tail.worker: one execution's tails may add at most ${MAX_TAIL_EXTENSION_MS / 1000} s to its deadline (each its seconds + ${TAIL_GRACE_MS / 1000} s); run another execution for more`,
         { field: 'seconds' },
       );
     }

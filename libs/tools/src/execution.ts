@@ -276,15 +276,21 @@ export class Execution {
   /**
    * `tail.worker` of the agent's code: the same checks, the API budget and trail, and the tail
    * always deleted. The session also ends when the call loses what it holds while the tail runs
-   * (the token or account revoked, the identity offboarded), not only when the execution ends.
+   * (the token or account revoked, the identity offboarded) or that can no longer be checked,
+   * not only when the execution ends.
    */
   readonly tail = async (request: TailRequest, signal: AbortSignal): Promise<unknown> => {
     if (!this.#deps.tails) throw new WardenError('invalid_request', 'tail.worker: tails are not configured');
     await this.#ensureCurrent();
     const party = await this.#party();
     const revoked = new AbortController();
+    let checking = false;
     const watch = setInterval(() => {
-      this.#ensureCurrent().catch(() => revoked.abort());
+      if (checking) return;
+      checking = true;
+      this.#ensureCurrent()
+        .catch(() => revoked.abort())
+        .finally(() => (checking = false));
     }, TAIL_REVOCATION_CHECK_MS);
     const running = this.#deps.tails
       .worker(party, request, this.#journal, AbortSignal.any([signal, revoked.signal]))
