@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { AuditJournal } from '@warden/audit';
 import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
-import { WardenError, isWardenError, systemClock } from '@warden/core';
+import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
 import { credentialScrubber } from '@warden/cloudflare';
 import type {
   CloudflareResponse,
@@ -15,6 +15,7 @@ import { canonicalizePath } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
 import type { Policy, PolicyDecision } from './policy.ts';
 import type { TailRequest } from './ports.ts';
+import type { UpstreamBudget } from '@warden/ratelimit';
 import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
 
 /** Default bound of one event in a tail's result: longer ones are cut, with a marker. */
@@ -26,6 +27,8 @@ const SESSION_TEMPLATE = `${TAILS_TEMPLATE}/{id}`;
 export interface TailGatewayDeps {
   /** Creates and deletes tails: policy-free sends with the budget, admission and trail of every request. */
   readonly gateway: UpstreamGateway;
+  /** The API budget the gateway admits with: a tail starts only with room for its create and delete. */
+  readonly budget: UpstreamBudget;
   /** Connects to a session's WebSocket and collects its events (`collectTail`). */
   readonly collect: (options: TailCollectOptions) => Promise<TailCollection>;
   /** Largest event a result carries (UTF-8 bytes); longer ones are cut with a marker. */
@@ -170,22 +173,48 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
       pathTemplate: TAILS_TEMPLATE,
       action: 'cloudflare.tail_create',
     };
+    /** Refused before anything was sent: an outcome without an intent. */
+    const refuse = (error: WardenError): never => {
+      journal.later([
+        upstreamOutcomeRecord(party.subject, { ...createFacts, requestBytes: 0 }, null, {
+          outcome: outcomeOf(error.code),
+          error: { code: error.code, message: error.message },
+          status: null,
+          cfRay: null,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: null,
+        }),
+      ]);
+      throw error;
+    };
     if (party.policy) {
       const decision = tailDecision(party.policy.tenant, party.policy.identity, path);
-      if (!decision.allowed) {
-        // Refused before anything was sent: an outcome without an intent.
-        const error = policyRefusal(decision, { method: 'POST', path });
-        journal.later([
-          upstreamOutcomeRecord(party.subject, { ...createFacts, requestBytes: 0 }, null, {
-            outcome: outcomeOf(error.code),
-            error: { code: error.code, message: error.message },
-            status: null,
-            cfRay: null,
-            durationMs: clock.now().getTime() - started,
-            responseBytes: null,
-          }),
-        ]);
-        throw error;
+      if (!decision.allowed) refuse(policyRefusal(decision, { method: 'POST', path }));
+    }
+    if (party.principal !== null) {
+      // A tail that could be created but not deleted would outlive the call: it starts only while
+      // the API budget has room for both (checked, not reserved: a concurrent request may still
+      // take the last place, and the delete is then recorded as refused).
+      let remaining: number;
+      let refillAt: Date | null;
+      try {
+        const { rest } = await deps.budget.status(party.principal, party.budget);
+        remaining = rest.remaining;
+        refillAt = rest.blockedUntil ?? rest.nextRefillAt;
+      } catch (error) {
+        return refuse(isWardenError(error) ? error : unavailable('the rate budget', error));
+      }
+      if (remaining < 2) {
+        const wait = refillAt
+          ? Math.max(1, Math.ceil((refillAt.getTime() - clock.now().getTime()) / 1000))
+          : 1;
+        refuse(
+          new WardenError(
+            'rate_limited',
+            `tail.worker: a tail needs two API requests (create and delete) and the Cloudflare API budget has ${remaining} left; retry after ${wait} s`,
+            { retryAfterSeconds: wait },
+          ),
+        );
       }
     }
     // Policy was applied above, as a tail's own rule; the gateway sends with the party's budget,

@@ -482,6 +482,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
   });
   const tails = createTailGateway({
     gateway,
+    budget: rate.budget,
     collect: collectTail,
     maxEventBytes: DEFAULT_TAIL_EVENT_BYTES,
     // Cloudflare hands out wss:// tails; ws:// only from an API spoken over plain HTTP (a local fake).

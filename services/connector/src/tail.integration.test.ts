@@ -236,6 +236,54 @@ describe('tail.worker in cloudflare_execute', () => {
     ]);
   });
 
+  it('takes the create and the delete from the API budget, and starts no tail it could not delete', async () => {
+    const { apiKey: tightKey } = await t.createTenant('Tight budget');
+    const patched = await fetch(`${base}/api/v1/settings`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${tightKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ budget: '7/300' }),
+    });
+    expect(patched.status).toBe(200);
+    const carol = cf.state.createUser({ email: 'carol@example.com' });
+    const carolAccount = cf.state.createAccount({ name: 'Carol', members: [carol.id] }).id;
+    cf.state.putWorkerScript({ accountId: carolAccount, name: 'api', content: 'export default {}' });
+    const carolToken = cf.state.createUserToken({
+      userId: carol.id,
+      permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!],
+    });
+    await t.connect(tightKey, 'carol', carolToken.value);
+    const before = cf.tails.sessions().length;
+    const res = await fetch(`${base}/api/v1/execute_tool`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tightKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        tool_name: 'cloudflare_execute',
+        identifier: 'carol',
+        params: {
+          code: `async () => {
+            const deleted = [];
+            for (let i = 0; i < 10; i++) {
+              try { deleted.push((await tail.worker({ script: 'api', seconds: 1 })).deleted); }
+              catch (e) { return { deleted, refused: e.code + ': ' + e.message }; }
+            }
+          }`,
+        },
+      }),
+    });
+    const body = (await res.json()) as ExecuteBody;
+    const data = body.data as { deleted: boolean[]; refused: string };
+    // Seven places, some taken by verifying the token: every tail started was deleted, and the
+    // one that would have left no place for its delete was refused before anything was sent.
+    expect(data.deleted.length).toBeGreaterThan(0);
+    expect(data.deleted.every(Boolean)).toBe(true);
+    expect(data.refused).toMatch(
+      /^rate_limited: tail\.worker: a tail needs two API requests \(create and delete\)/,
+    );
+    const sessions = newSessions(before);
+    expect(sessions).toHaveLength(data.deleted.length);
+    expect(sessions.every((s) => s.deletedAt !== null)).toBe(true);
+  });
+
   it('a policy that denies the tails path refuses it with nothing sent; a read_only identity may tail', async () => {
     const before = cf.tails.sessions().length;
     cf.clearRequests();
