@@ -323,27 +323,6 @@ describe('tail.worker in cloudflare_execute', () => {
     ]);
   });
 
-  it('refuses a tail WebSocket connection without the trace-v1 subprotocol', async () => {
-    const before = cf.tails.sessions().length;
-    const created = await fetch(`${cf.url}/accounts/${accountId}/workers/scripts/api/tails`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${tokenValue}`, 'content-type': 'application/json' },
-      body: '{}',
-    });
-    const { result } = (await created.json()) as { result: { url: string } };
-    const { WebSocket } = await import('ws');
-    const refusedBefore = cf.tails.refused();
-    const status = await new Promise<number | undefined>((resolve) => {
-      const socket = new WebSocket(result.url);
-      socket.on('unexpected-response', (_req, response) => resolve(response.statusCode));
-      socket.on('open', () => resolve(101));
-      socket.on('error', () => resolve(undefined));
-    });
-    expect(status).toBe(400);
-    expect(cf.tails.refused()).toBe(refusedBefore + 1);
-    expect(newSessions(before)[0]!.connections).toBe(0);
-  });
-
   it('works over MCP, and cloudflare_search describes tail', async () => {
     const minted = await fetch(`${base}/api/v1/mcp/tokens`, {
       method: 'POST',
