@@ -123,6 +123,8 @@ export interface UpstreamResult {
   readonly cfRay: string | null;
   readonly durationMs: number | null;
   readonly responseBytes: number | null;
+  /** What the request carried that the columns do not (a tail session: its events, how it ended). */
+  readonly details?: Readonly<Record<string, unknown>> | null;
 }
 
 /**
@@ -154,6 +156,7 @@ export function upstreamOutcomeRecord(
     code_sha256: null,
     code: null,
     intent_id: intentId,
+    ...(result.details ? { details: result.details } : {}),
   };
 }
 

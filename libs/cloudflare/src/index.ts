@@ -16,6 +16,8 @@ export type {
   HttpMethod,
 } from './cloudflare.client.ts';
 export { verifyCredential } from './verify.ts';
+export { TAIL_PROTOCOL, collectTail } from './tail.client.ts';
+export type { TailApiFilter, TailCollectOptions, TailCollection, TailFilterMessage } from './tail.client.ts';
 export {
   CIRCULAR_REF_KEY,
   OPENAPI_METHODS,

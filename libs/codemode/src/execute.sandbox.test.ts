@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { createSandboxPool } from './sandbox-pool.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
-import type { ExecuteOptions, R2Request, R2Upstream, Upstream, UpstreamRequest } from './sandbox.types.ts';
+import type {
+  ExecuteOptions,
+  R2Request,
+  R2Upstream,
+  TailRequest,
+  TailUpstream,
+  Upstream,
+  UpstreamRequest,
+} from './sandbox.types.ts';
 import { HOST_DETAILS, echoUpstream, errorOf, ok, realSpecStore, resultOf } from './test-support/fixtures.ts';
 
 let pool: SandboxPool;
@@ -88,7 +96,7 @@ const ECMASCRIPT_GLOBALS = [
 ];
 
 describe('execute', () => {
-  it('exposes exactly cloudflare.request, r2, accountId and console', async () => {
+  it('exposes exactly cloudflare.request, r2, tail, accountId and console', async () => {
     const result = await run(
       `async () => ({
       keys: Object.keys(globalThis).sort(),
@@ -96,6 +104,8 @@ describe('execute', () => {
       cloudflare: Object.keys(cloudflare),
       r2: Object.keys(r2),
       frozen: Object.isFrozen(r2),
+      tail: Object.keys(tail),
+      tailFrozen: Object.isFrozen(tail),
       accountId,
       absent: ['fetch', 'require', 'process', 'setTimeout', 'setInterval', 'queueMicrotask', 'WebAssembly', 'ivm', '_ivm', '$0']
         .filter((n) => typeof globalThis[n] !== 'undefined'),
@@ -103,11 +113,13 @@ describe('execute', () => {
       { accountId: 'acc_123' },
     );
     expect(resultOf(result)).toEqual({
-      keys: ['accountId', 'cloudflare', 'console', 'r2'],
-      extra: ['accountId', 'cloudflare', 'console', 'r2'],
+      keys: ['accountId', 'cloudflare', 'console', 'r2', 'tail'],
+      extra: ['accountId', 'cloudflare', 'console', 'r2', 'tail'],
       cloudflare: ['request'],
       r2: ['list', 'head', 'get', 'put', 'delete'],
       frozen: true,
+      tail: ['worker'],
+      tailFrozen: true,
       accountId: 'acc_123',
       absent: [],
     });
@@ -279,6 +291,74 @@ describe('execute', () => {
       code: 'too_many_requests',
       message: expect.stringContaining('r2: this execution reached its limit of 3'),
     });
+  });
+
+  it('sends tail.worker to the host validated, and moves the wall-clock deadline out by the tail', async () => {
+    const seen: TailRequest[] = [];
+    // Longer than the 1 s wall-clock limit below: the tail's seconds extend it.
+    const tail: TailUpstream = async (request) => {
+      seen.push(request);
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      return { events: [], script: request.script };
+    };
+    const result = await run(
+      `async () => {
+        const got = await tail.worker({ script: 'api', seconds: 2, filters: { status: ['error'], sample_rate: 0.5 } });
+        const refusals = [];
+        for (const bad of [{ script: 'api', seconds: 61 }, { script: 'a b', seconds: 1 }, { script: 'api', seconds: 1, maxEvents: 0 }, { script: 'api', seconds: 1, filters: { ip: ['1.1.1.1'] } }, { script: 'api', seconds: 1, follow: true }]) {
+          try { await tail.worker(bad); } catch (e) { refusals.push(e.code + ' ' + e.message); }
+        }
+        return { got, refusals };
+      }`,
+      { accountId: 'acc1', tail, limits: { wallMs: 1_000 } },
+    );
+    const value = resultOf(result) as { got: unknown; refusals: string[] };
+    expect(value.got).toEqual({ events: [], script: 'api' });
+    expect(seen).toEqual([
+      {
+        accountId: 'acc1',
+        script: 'api',
+        seconds: 2,
+        maxEvents: 100,
+        filters: { status: ['error'], sampleRate: 0.5 },
+      },
+    ]);
+    expect(value.refusals).toEqual([
+      'invalid_request tail.worker: seconds must be a whole number from 1 to 60',
+      expect.stringMatching(/^invalid_request tail\.worker: script must be the name of a Worker/),
+      'invalid_request tail.worker: maxEvents must be a whole number from 1 to 1000',
+      expect.stringMatching(/^invalid_request tail\.worker: filters\.ip is not a filter/),
+      expect.stringMatching(/^invalid_request tail\.worker: follow is not a parameter/),
+    ]);
+    // An execution's tails add at most 60 s (and their grace) to its deadline.
+    const tooLong = await run(
+      `async () => { await tail.worker({ script: 'api', seconds: 60 }); return tail.worker({ script: 'api', seconds: 30 }); }`,
+      { accountId: 'acc1', tail: async () => ({ events: [] }) },
+    );
+    expect(errorOf(tooLong)).toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringContaining("one execution's tails may add at most 80 s to its deadline"),
+    });
+    // Without a tail host the calls are refused.
+    expect(errorOf(await run(`async () => tail.worker({ script: 'api', seconds: 1 })`))).toMatchObject({
+      code: 'invalid_request',
+      message: expect.stringContaining('tails are not available here'),
+    });
+  });
+
+  it('ends a running tail (its signal aborts) when the execution is killed', async () => {
+    let aborted: Promise<void> | undefined;
+    const tail: TailUpstream = (_request, context) => {
+      aborted = new Promise((resolve) => context.signal.addEventListener('abort', () => resolve()));
+      return new Promise(() => {});
+    };
+    const result = await run(`async () => { tail.worker({ script: 'api', seconds: 30 }); for (;;) {} }`, {
+      accountId: 'acc1',
+      tail,
+      limits: { cpuMs: 300 },
+    });
+    expect(errorOf(result).code).toBe('timeout');
+    await expect(aborted).resolves.toBeUndefined();
   });
 
   it('stops at the per-execution request limit', async () => {

@@ -75,6 +75,11 @@ export class ExecuteSandbox {
     this.#running.get(id)?.abort();
   }
 
+  /** A tail of call `id` runs: its wall-clock deadline moves out by `ms`. */
+  extend(id: number, ms: number): void {
+    this.#running.get(id)?.extend(ms);
+  }
+
   async execute(
     id: number,
     code: string,

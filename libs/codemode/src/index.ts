@@ -13,6 +13,8 @@ export type {
   R2Operation,
   R2Request,
   R2Upstream,
+  TailRequest,
+  TailUpstream,
   SandboxErrorCode,
   SandboxLimits,
   SandboxResult,
@@ -29,6 +31,13 @@ export { CHARS_PER_TOKEN, estimateTokens, fitResult } from './result-budget.ts';
 export { validateUpstreamRequest } from './request-validation.ts';
 export { validateR2Request } from './r2-validation.ts';
 export { R2_DESCRIPTION } from './r2-description.ts';
+export {
+  DEFAULT_TAIL_MAX_EVENTS,
+  MAX_TAIL_EVENTS,
+  MAX_TAIL_SECONDS,
+  validateTailRequest,
+} from './tail-validation.ts';
+export { TAIL_DESCRIPTION } from './tail-description.ts';
 export type { BudgetedResult } from './result-budget.ts';
 export { toolDefinitions, toolsListJson } from './tool-definitions.ts';
 export type { JsonSchemaObject, ToolDefinition, ToolDefinitionOptions } from './tool-definitions.ts';

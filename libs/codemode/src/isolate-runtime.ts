@@ -238,6 +238,32 @@ function makeR2(exchange) {
   return freeze(r2);
 }
 
+// \`tail.worker(params)\`: the payload \`{tail: 'worker', ...params}\` goes through the same
+// channel; the host validates it, applies policy, budget and audit, runs the tail and deletes it.
+function makeTail(exchange) {
+  const tail = {};
+  tail.worker = async function (params) {
+    if (typeof params !== 'object' || params === null) {
+      throw new SafeTypeError('tail.worker: expects an object {script, seconds, filters?, maxEvents?}');
+    }
+    const payload = {};
+    for (const key of keys(params)) {
+      defineProperty(payload, key, { value: params[key], writable: true, enumerable: true, configurable: true });
+    }
+    payload.tail = 'worker';
+    if (payload.accountId === undefined) payload.accountId = callAccountId === undefined ? null : callAccountId;
+    let outcome;
+    try {
+      outcome = await exchange(payload);
+    } catch (error) {
+      throw raise('invalid_request', 'tail.worker: ' + describe(error).message);
+    }
+    if (outcome.ok) return outcome.response;
+    throw raise(outcome.code, outcome.message);
+  };
+  return freeze(tail);
+}
+
 // Execute isolates: called once when the isolate is built, before any call owns it.
 // \`describeMethod(name)\` and \`methodNames()\`, when given, read the child's SDK method table.
 function setup(upstream, log, describeMethod, methodNames) {
@@ -263,6 +289,7 @@ function setup(upstream, log, describeMethod, methodNames) {
   if (describeMethod) cloudflare = sdkProxy(cloudflare, exchange, describeMethod, methodNames);
   defineProperty(globalThis, 'cloudflare', { value: cloudflare, enumerable: true });
   defineProperty(globalThis, 'r2', { value: makeR2(exchange), enumerable: true });
+  defineProperty(globalThis, 'tail', { value: makeTail(exchange), enumerable: true });
   defineProperty(globalThis, 'console', { value: makeConsole(log), enumerable: true });
 }
 

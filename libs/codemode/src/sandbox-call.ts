@@ -18,7 +18,8 @@ export class Watchdog {
   readonly #limits: SandboxLimits;
   readonly #started = performance.now();
   readonly #cpuStart: bigint;
-  readonly #deadline: NodeJS.Timeout;
+  #deadline: NodeJS.Timeout;
+  #wallMs: number;
   readonly #poll: NodeJS.Timeout;
   #cpuNs = 0n;
   #reason: StopReason | undefined;
@@ -27,6 +28,7 @@ export class Watchdog {
     this.#isolate = isolate;
     this.#limits = limits;
     this.#cpuStart = isolate.cpuTime;
+    this.#wallMs = limits.wallMs;
     this.#deadline = setTimeout(() => this.#stop('wall'), limits.wallMs);
     this.#poll = setInterval(() => this.#checkCpu(), Math.max(5, Math.min(100, limits.cpuMs / 10)));
   }
@@ -37,6 +39,20 @@ export class Watchdog {
 
   abort(): void {
     this.#stop('abort');
+  }
+
+  /** The wall-clock limit, with what `extend` added. */
+  get wallMs(): number {
+    return this.#wallMs;
+  }
+
+  /** Moves the wall-clock deadline out by `ms` (a tail is running). */
+  extend(ms: number): void {
+    if (this.#reason) return;
+    this.#wallMs += ms;
+    clearTimeout(this.#deadline);
+    const left = this.#wallMs - (performance.now() - this.#started);
+    this.#deadline = setTimeout(() => this.#stop('wall'), Math.max(0, left));
   }
 
   /** Stops watching; returns the call's CPU and wall time. */
@@ -116,7 +132,7 @@ const COMPILE_LOCATION = /\s*\[code\.js:(\d+):(\d+)\]$/;
 /** Turns an error thrown by isolated-vm in the child into something safe for the agent. */
 export function classifyFailure(error: unknown, watchdog: Watchdog, limits: SandboxLimits): Failure {
   if (watchdog.reason === 'wall') {
-    return { code: 'timeout', message: `the code did not finish within ${limits.wallMs} ms` };
+    return { code: 'timeout', message: `the code did not finish within ${watchdog.wallMs} ms` };
   }
   if (watchdog.reason === 'cpu') {
     return { code: 'timeout', message: `the code used more than ${limits.cpuMs} ms of CPU time` };

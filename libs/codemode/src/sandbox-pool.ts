@@ -12,12 +12,14 @@ import type { MemoryReport } from './child-monitor.ts';
 import { placeExecution } from './placement.ts';
 import { validateUpstreamRequest } from './request-validation.ts';
 import { isR2Payload, validateR2Request } from './r2-validation.ts';
+import { MAX_TAIL_SECONDS, isTailPayload, validateTailRequest } from './tail-validation.ts';
 import type { ChildMessage, ParentMessage, SpecPayload, UpstreamOutcome } from './sandbox.protocol.ts';
 import { DEFAULT_LIMITS } from './sandbox.types.ts';
 import type {
   ExecuteOptions,
   R2Upstream,
   SandboxErrorCode,
+  TailUpstream,
   SandboxLimits,
   SandboxResult,
   SearchOptions,
@@ -144,6 +146,7 @@ interface Job {
   readonly limits: SandboxLimits;
   readonly upstream?: Upstream;
   readonly r2?: R2Upstream;
+  readonly tail?: TailUpstream;
   /** Cancels upstream requests still running when the job ends. */
   readonly controller: AbortController;
   readonly finish: (result: SandboxResult) => void;
@@ -154,7 +157,18 @@ interface Job {
   /** Runs again, alone on a fresh child, after its child died; never a second time. */
   retried: boolean;
   timers: NodeJS.Timeout[];
+  /** When it was handed to its child (`performance.now()`), for its deadline. */
+  dispatchedAt?: number;
+  /** Wall-clock time its tails added to the deadline (`extendForTail`). */
+  extraWallMs: number;
 }
+
+/**
+ * A tail's deadline extension beyond its `seconds`: creating the session, connecting and
+ * deleting it. An execution's tails may add at most `MAX_TAIL_EXTENSION_MS` in all.
+ */
+const TAIL_GRACE_MS = 10_000;
+const MAX_TAIL_EXTENSION_MS = MAX_TAIL_SECONDS * 1000 + 2 * TAIL_GRACE_MS;
 
 /** How long a spare beyond the floor may stay unused before it is stopped. */
 const SPARE_RETIRE_MS = 60_000;
@@ -335,7 +349,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       if (job.killedFor === 'timeout') {
         settle(
           job,
-          failed('timeout', `the code did not finish within ${job.limits.wallMs} ms`, job.upstreamRequests),
+          failed(
+            'timeout',
+            `the code did not finish within ${job.limits.wallMs + job.extraWallMs} ms`,
+            job.upstreamRequests,
+          ),
         );
       } else if (job === culprit) {
         settle(
@@ -455,15 +473,28 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (!job?.upstream) return;
     let outcome: UpstreamOutcome;
     const r2 = isR2Payload(message.request);
+    const tail = !r2 && isTailPayload(message.request);
+    const channel = r2 ? 'r2' : tail ? 'tail.worker' : 'cloudflare.request';
     if (job.upstreamRequests >= job.limits.maxUpstreamRequests) {
       outcome = {
         ok: false,
         code: 'too_many_requests',
-        message: `${r2 ? 'r2' : 'cloudflare.request'}: this execution reached its limit of ${job.limits.maxUpstreamRequests} requests`,
+        message: `${channel}: this execution reached its limit of ${job.limits.maxUpstreamRequests} requests`,
       };
     } else {
       try {
-        if (r2) {
+        if (tail) {
+          const request = validateTailRequest(message.request);
+          if (!job.tail)
+            throw new WardenError('invalid_request', 'tail.worker: tails are not available here');
+          extendForTail(job, request.seconds * 1000 + TAIL_GRACE_MS);
+          job.upstreamRequests++;
+          const response = await job.tail(request, {
+            signal: job.controller.signal,
+            sequence: job.upstreamRequests,
+          });
+          outcome = { ok: true, response };
+        } else if (r2) {
           const request = validateR2Request(message.request);
           if (!job.r2) throw new WardenError('invalid_request', `r2.${request.op}: R2 is not available here`);
           job.upstreamRequests++;
@@ -489,7 +520,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
           outcome = {
             ok: false,
             code: 'upstream_error',
-            message: `${r2 ? 'r2' : 'cloudflare.request'} failed upstream; retry`,
+            message: `${channel} failed upstream; retry`,
           };
         }
       }
@@ -507,6 +538,45 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         },
       });
     }
+  }
+
+  /**
+   * Moves a running execution's deadline out by `ms` for a tail (its seconds and the grace to
+   * create, connect and delete it), in the child's watchdog and the parent's kill timer, so the
+   * wall-clock limit counts from what the tail leaves of it. Refuses past `MAX_TAIL_EXTENSION_MS`.
+   */
+  function extendForTail(job: Job, ms: number): void {
+    if (job.extraWallMs + ms > MAX_TAIL_EXTENSION_MS) {
+      throw new WardenError(
+        'invalid_request',
+        `tail.worker: one execution's tails may add at most ${MAX_TAIL_EXTENSION_MS / 1000} s to its deadline (each its seconds + ${TAIL_GRACE_MS / 1000} s); run another execution for more`,
+        { field: 'seconds' },
+      );
+    }
+    const child = job.child;
+    if (!child) return;
+    job.extraWallMs += ms;
+    post(child, { type: 'extend', id: job.id, ms });
+    for (const timer of job.timers.splice(0)) clearTimeout(timer);
+    armKill(job, child);
+  }
+
+  /** The parent's backstop: kills a child that missed the job's deadline by `killGraceMs`. */
+  function armKill(job: Job, child: Child): void {
+    const deadline = (job.dispatchedAt ?? performance.now()) + job.limits.wallMs + job.extraWallMs;
+    job.timers.push(
+      setTimeout(
+        () => {
+          job.killedFor = 'timeout';
+          logger.warn(
+            { pid: child.pid, job: job.id, tenant: job.tenant },
+            'sandbox child missed a deadline; killing it',
+          );
+          child.process.kill('SIGKILL');
+        },
+        Math.max(0, deadline - performance.now()) + killGraceMs,
+      ),
+    );
   }
 
   /** Takes a job off its child. */
@@ -604,16 +674,8 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       if (job.retried) child.exclusive = true;
     }
     // The child's watchdog enforces the deadline; this only catches a child that stopped answering.
-    job.timers.push(
-      setTimeout(() => {
-        job.killedFor = 'timeout';
-        logger.warn(
-          { pid: child.pid, job: job.id, tenant: job.tenant },
-          'sandbox child missed a deadline; killing it',
-        );
-        child.process.kill('SIGKILL');
-      }, job.limits.wallMs + killGraceMs),
-    );
+    job.dispatchedAt = performance.now();
+    armKill(job, child);
     if (!post(child, job.message))
       settle(job, failed('sandbox_crashed', 'the sandbox process is gone; retry'));
   }
@@ -738,6 +800,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     upstream?: Upstream,
     signal?: AbortSignal,
     r2?: R2Upstream,
+    tail?: TailUpstream,
   ): Promise<SandboxResult> {
     if (closing) return Promise.resolve(failed('unavailable', 'the sandbox pool is closed'));
     if (signal?.aborted) return Promise.resolve(failed('aborted', 'the call was cancelled'));
@@ -754,10 +817,12 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         limits: jobLimits,
         ...(upstream ? { upstream } : {}),
         ...(r2 ? { r2 } : {}),
+        ...(tail ? { tail } : {}),
         controller: new AbortController(),
         upstreamRequests: 0,
         retried: false,
         timers: [],
+        extraWallMs: 0,
         finish: (result) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(result);
@@ -834,6 +899,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         executeOptions.upstream,
         executeOptions.signal,
         executeOptions.r2,
+        executeOptions.tail,
       );
     },
 

@@ -92,6 +92,9 @@ process.on('message', (message: ParentMessage) => {
     case 'abort':
       execute.abort(message.id);
       return;
+    case 'extend':
+      execute.extend(message.id, message.ms);
+      return;
     case 'release':
       void monitor.whenQuiet().then(() => send({ type: 'released' }));
       return;

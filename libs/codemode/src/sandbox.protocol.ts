@@ -34,6 +34,8 @@ export type ParentMessage =
       readonly outcome: UpstreamOutcome;
     }
   | { readonly type: 'abort'; readonly id: number }
+  /** A tail runs: the call's wall-clock deadline moves out by `ms`. */
+  | { readonly type: 'extend'; readonly id: number; readonly ms: number }
   /** The child is to serve another tenant: answer `released` once nothing of the last one runs. */
   | { readonly type: 'release' };
 

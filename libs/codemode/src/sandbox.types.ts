@@ -99,6 +99,30 @@ export interface R2Request {
  */
 export type R2Upstream = (request: R2Request, context: UpstreamContext) => Promise<unknown>;
 
+/** What `tail.worker(…)` in the sandbox asks for, validated by the parent (`validateTailRequest`). */
+export interface TailRequest {
+  /** The call's account unless the code names another. */
+  readonly accountId: string | null;
+  readonly script: string;
+  /** How long to collect, 1 to `MAX_TAIL_SECONDS`. */
+  readonly seconds: number;
+  readonly maxEvents: number;
+  readonly filters: {
+    readonly outcome?: readonly string[];
+    readonly method?: readonly string[];
+    readonly status?: readonly ('ok' | 'error' | 'canceled')[];
+    readonly sampleRate?: number;
+    readonly query?: string;
+  };
+}
+
+/**
+ * Runs one tail session: the caller adds policy, rate budget, the credential and audit, always
+ * deletes the tail, and resolves to what the sandbox's `tail.worker` returns (JSON-safe).
+ * `context.signal` ends collecting early. Reject with a `WardenError`.
+ */
+export type TailUpstream = (request: TailRequest, context: UpstreamContext) => Promise<unknown>;
+
 export type SandboxErrorCode =
   | 'syntax_error'
   | 'execution_error'
@@ -154,6 +178,8 @@ export interface ExecuteOptions {
   readonly upstream: Upstream;
   /** Where `r2.<op>(…)` goes; without it the sandbox's `r2` calls are refused. */
   readonly r2?: R2Upstream;
+  /** Where `tail.worker(…)` goes; without it the sandbox's `tail` calls are refused. */
+  readonly tail?: TailUpstream;
   readonly signal?: AbortSignal;
   readonly limits?: Partial<SandboxLimits>;
 }

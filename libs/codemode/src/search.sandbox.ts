@@ -12,6 +12,7 @@ import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { ISOLATE_RUNTIME_SOURCE } from './isolate-runtime.ts';
 import { R2_DESCRIPTION } from './r2-description.ts';
+import { TAIL_DESCRIPTION } from './tail-description.ts';
 import { pinnedSdkMethods } from './sdk/pinned-sdk-methods.ts';
 import { annotateSdk } from './sdk/sdk-methods.ts';
 import type { AnnotatableDocument } from './sdk/sdk-methods.ts';
@@ -106,6 +107,8 @@ export class SearchSandbox {
       annotateSdk(processed, pinnedSdkMethods.methods());
       // `spec.r2`: the execute runtime's `r2` global, which no OpenAPI operation describes.
       (processed as AnnotatableDocument & { r2?: unknown }).r2 = structuredClone(R2_DESCRIPTION);
+      // `spec.tail`: the execute runtime's `tail` global.
+      (processed as AnnotatableDocument & { tail?: unknown }).tail = structuredClone(TAIL_DESCRIPTION);
       const document = new ivm.ExternalCopy(processed);
       const context = await isolate.createContext();
       const runtime = await context.evalClosure(

@@ -31,10 +31,10 @@ export interface ToolDefinitionOptions {
 
 const CODE_DESCRIPTION = 'JavaScript async arrow function, e.g. async () => ...';
 /**
- * Room for the product list (~200 tokens), so the pair stays under 1,000 tokens however
+ * Room for the product list (~190 tokens), so the pair stays under 1,000 tokens however
  * large the API grows; the biggest products come first and the rest are counted.
  */
-const PRODUCT_LIST_CHARS = 760;
+const PRODUCT_LIST_CHARS = 720;
 
 function productList(products: readonly string[]): string {
   let list = '';
@@ -55,7 +55,7 @@ function returns(maxLogChars: number): string {
 
 function searchDescription(products: readonly string[], maxLogChars: number): string {
   return `Search the Cloudflare API spec with JavaScript. Globals:
-spec: {paths: {[path]: {[method]: {summary, description, operationId, tags, parameters, requestBody, responses, sdk?, "x-cfPermissionsRequired"?: {enum: string[]}}}}, sdk: {[name]: {method, path, operation?}}, r2}, every $ref inlined (a schema nested in itself: {$circular: ref}). tags[0] is the product; sdk: the official Cloudflare SDK's method, for cloudflare_execute.
+spec: {paths: {[path]: {[method]: {summary, description, operationId, tags, parameters, requestBody, responses, sdk?, "x-cfPermissionsRequired"?: {enum: string[]}}}}, sdk: {[name]: {method, path, operation?}}, r2, tail}, every $ref inlined (a schema nested in itself: {$circular: ref}). tags[0] is the product; sdk: the official Cloudflare SDK's method, for cloudflare_execute.
 allowed(method, path): false if this user may not call it.
 ${returns(maxLogChars)}
 Products: ${productList(products)}
@@ -75,7 +75,7 @@ function executeDescription(options: ToolDefinitionOptions): string {
   return `Call the Cloudflare API with JavaScript; find operations with cloudflare_search first. Globals:
 cloudflare.<resource>.<method>(params): the official Cloudflare SDK (spec.sdk names), e.g. cloudflare.dns.records.list({zone_id}); path params by name (account_id defaults to accountId); resolves to result; lists to a page {result, result_info, hasNextPage(), getNextPage()}, for-await-able over all items.
 cloudflare.request({method: 'GET'|'POST'|'PUT'|'PATCH'|'DELETE', path, query?, body?, contentType?, rawBody?}) → Promise<{success, status, result, errors, messages, result_info?}> for any API path ('/zones/{zone_id}/...' filled in, no host).
-r2.get|put|list|head|delete: R2 objects (spec.r2).
+r2.get|put|list|head|delete: R2 objects (spec.r2); tail.worker: live Worker logs (spec.tail).
 Warden adds credentials. Refusals and API errors reject with an Error whose code says why (policy_denied, rate_limited, upstream_error with status, errors, ...).
 accountId: account_id, if given.
 ${returns(maxLogChars)}

@@ -31,6 +31,23 @@ r2.createBucket(demo.account.id, 'demo-bucket');
 r2.putObject(demo.account.id, 'demo-bucket', 'hello.txt', 'hello from the fake R2', {
   contentType: 'text/plain',
 });
+// What a tail of the demo Worker streams (tail.worker in execute), as Cloudflare's trace events.
+fake.tails.script(
+  demo.account.id,
+  demo.workerName,
+  [
+    ['ok', 'GET', 'log', 'GET / served from the cache'],
+    ['exception', 'POST', 'error', 'TypeError: cannot read properties of undefined'],
+    ['ok', 'GET', 'log', 'GET /health ok'],
+  ].map(([outcome, method, level, message], i) => ({
+    outcome,
+    scriptName: demo.workerName,
+    exceptions: outcome === 'exception' ? [{ name: 'TypeError', message, timestamp: Date.now() }] : [],
+    logs: [{ message: [message], level, timestamp: Date.now() }],
+    eventTimestamp: Date.now(),
+    event: { request: { url: `https://demo.example.com/${i}`, method, headers: {} } },
+  })),
+);
 
 // A local fake: printing its demo credentials is the point.
 console.log(`fake Cloudflare API listening on ${fake.url}`);
@@ -44,7 +61,7 @@ console.log(`DNS read-only ${demo.readOnlyToken.value} (id ${demo.readOnlyToken.
 console.log(`account       ${demo.account.name} (id ${demo.account.id})`);
 console.log(`zone          ${demo.zone.name} (id ${demo.zone.id})`);
 console.log(
-  `worker        ${demo.workerName}; KV namespace ${demo.kvNamespace.title} (id ${demo.kvNamespace.id})`,
+  `worker        ${demo.workerName} (a tail streams 3 events); KV namespace ${demo.kvNamespace.title} (id ${demo.kvNamespace.id})`,
 );
 console.log(`CLOUDFLARE_R2_ENDPOINT=${r2.urlTemplate} (bucket demo-bucket, object hello.txt)`);
 console.log(`try: curl -H "Authorization: Bearer ${demo.userToken.value}" ${fake.url}/user/tokens/verify`);

@@ -8,7 +8,9 @@ export type {
   FakeCloudflareOptions,
   FakeRequestLogEntry,
   FakeRoutePermission,
+  FakeTails,
 } from './fake-cloudflare/fake-cloudflare.server.ts';
+export { TAIL_PROTOCOL } from './fake-cloudflare/fake-tail-socket.ts';
 export type {
   CreateAccountTokenOptions,
   CreateUserTokenOptions,
@@ -24,6 +26,7 @@ export type {
   FakeUser,
   FakeZone,
   FakeZoneStatus,
+  TailSessionRecord,
 } from './fake-cloudflare/fake-cloudflare.state.ts';
 export type { FakeCloudflareFaults, FakeUnreachableMode } from './fake-cloudflare/fake-cloudflare.faults.ts';
 export {

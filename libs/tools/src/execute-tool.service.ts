@@ -10,11 +10,12 @@ import type { ApprovalService } from './approvals.service.ts';
 import type { ExecuteToolResult } from './execution.ts';
 import { evaluatePolicy } from './policy.ts';
 import type { Policy } from './policy.ts';
-import type { CodeRunner, R2Request, SpecLookup } from './ports.ts';
+import type { CodeRunner, R2Request, SpecLookup, TailRequest } from './ports.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { isToolName } from './tool-caller.ts';
 import type { UpstreamGateway } from './upstream-gateway.ts';
 import type { R2Gateway } from './r2-gateway.ts';
+import type { TailGateway } from './tail-gateway.ts';
 
 export type { TenantToolSettings } from './call-context.ts';
 export type { ExecuteToolResult } from './execution.ts';
@@ -36,6 +37,8 @@ export interface ExecuteToolDeps {
   readonly gateway: UpstreamGateway;
   /** `r2.<op>` in execute; without it the sandbox refuses them. */
   readonly r2?: R2Gateway;
+  /** `tail.worker` in execute; without it the sandbox refuses them. */
+  readonly tails?: TailGateway;
   readonly runner: CodeRunner;
   readonly spec: SpecLookup;
   readonly audit: AuditStore;
@@ -152,6 +155,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     liveCalls: deps.liveCalls,
     gateway: deps.gateway,
     ...(deps.r2 ? { r2: deps.r2 } : {}),
+    ...(deps.tails ? { tails: deps.tails } : {}),
     audit: deps.audit,
     clock,
     ...(deps.onUnauthorized ? { onUnauthorized: deps.onUnauthorized } : {}),
@@ -235,6 +239,11 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
           upstream: (request, upstreamContext) => execution.upstream(request, upstreamContext.signal),
           ...(deps.r2
             ? { r2: (request: R2Request, c: { signal: AbortSignal }) => execution.r2(request, c.signal) }
+            : {}),
+          ...(deps.tails
+            ? {
+                tail: (request: TailRequest, c: { signal: AbortSignal }) => execution.tail(request, c.signal),
+              }
             : {}),
         });
       }

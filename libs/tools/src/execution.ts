@@ -16,11 +16,13 @@ import type {
 import type {
   R2Request,
   SandboxOutcome,
+  TailRequest,
   TruncationInfo,
   UpstreamRequest,
   UpstreamResponse,
 } from './ports.ts';
 import type { R2Gateway } from './r2-gateway.ts';
+import type { TailGateway } from './tail-gateway.ts';
 import type { ToolCaller, ToolName } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
 import { PENDING_APPROVAL_RESPONSE } from './upstream-gateway.ts';
@@ -45,6 +47,8 @@ export interface ExecutionDeps {
   readonly gateway: UpstreamGateway;
   /** Where `r2.<op>` calls go; without it they are refused. */
   readonly r2?: R2Gateway;
+  /** Where `tail.worker` calls go; without it they are refused. */
+  readonly tails?: TailGateway;
   readonly audit: AuditStore;
   readonly clock: Clock;
   /**
@@ -71,6 +75,9 @@ export interface ExecutionStart {
   readonly agentRunId: string | null;
   readonly context: CallContext;
 }
+
+/** How often a running tail checks that the call still holds its token, account and identity. */
+const TAIL_REVOCATION_CHECK_MS = 500;
 
 function toSandboxResponse(response: CloudflareResponse): UpstreamResponse {
   // A write held for approval: the code sees it planned and goes on.
@@ -104,6 +111,8 @@ export class Execution {
   #credential: Promise<CloudflareCredential> | null = null;
   /** The writes an approve rule held, in order (only where approvals can be asked for). */
   readonly #plan: ExecutionPlan | null;
+  /** Tails still running or being deleted; `finish` waits for them. */
+  readonly #tails = new Set<Promise<unknown>>();
 
   constructor(deps: ExecutionDeps, start: ExecutionStart) {
     this.#deps = deps;
@@ -265,11 +274,43 @@ export class Execution {
   };
 
   /**
+   * `tail.worker` of the agent's code: the same checks, the API budget and trail, and the tail
+   * always deleted. The session also ends when the call loses what it holds while the tail runs
+   * (the token or account revoked, the identity offboarded) or that can no longer be checked,
+   * not only when the execution ends.
+   */
+  readonly tail = async (request: TailRequest, signal: AbortSignal): Promise<unknown> => {
+    if (!this.#deps.tails) throw new WardenError('invalid_request', 'tail.worker: tails are not configured');
+    await this.#ensureCurrent();
+    const party = await this.#party();
+    const revoked = new AbortController();
+    let checking = false;
+    const watch = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      this.#ensureCurrent()
+        .catch(() => revoked.abort())
+        .finally(() => (checking = false));
+    }, TAIL_REVOCATION_CHECK_MS);
+    const running = this.#deps.tails
+      .worker(party, request, this.#journal, AbortSignal.any([signal, revoked.signal]))
+      .finally(() => clearInterval(watch));
+    const settled = running.catch(() => undefined);
+    this.#tails.add(settled);
+    void settled.finally(() => this.#tails.delete(settled));
+    const result = await running;
+    if (revoked.signal.aborted) await this.#ensureCurrent();
+    return result;
+  };
+
+  /**
    * Ends the call: its own record is written with every record still queued, and only once they
    * are all committed does the caller get a result (otherwise a 503).
    */
   async finish(outcome: SandboxOutcome): Promise<ExecuteToolResult> {
     try {
+      // A tail cut short by the end of the execution is deleted (and recorded) before the call's record.
+      await Promise.all(this.#tails);
       const held = this.#plan?.steps.length ?? 0;
       let error = outcome.ok ? null : outcome.error;
       const overLimit = this.#plan?.refusal;

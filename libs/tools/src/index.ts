@@ -112,3 +112,5 @@ export { createCredentialVerifier, createReverifier } from './credential-verific
 export type { VerificationDeps } from './credential-verification.ts';
 export { DEFAULT_R2_MAX_OBJECT_BYTES, createR2Gateway, r2PolicyPath } from './r2-gateway.ts';
 export type { R2Gateway, R2GatewayDeps } from './r2-gateway.ts';
+export { DEFAULT_TAIL_EVENT_BYTES, createTailGateway, tailDecision } from './tail-gateway.ts';
+export type { TailGateway, TailGatewayDeps } from './tail-gateway.ts';

@@ -6,6 +6,7 @@
 export type {
   R2Request,
   SandboxResult as SandboxOutcome,
+  TailRequest,
   Truncation as TruncationInfo,
   UpstreamRequest,
   UpstreamResponse,
@@ -13,6 +14,7 @@ export type {
 import type {
   R2Request,
   SandboxResult as SandboxOutcome,
+  TailRequest,
   UpstreamRequest,
   UpstreamResponse,
 } from '@warden/codemode';
@@ -32,6 +34,8 @@ export interface CodeRunner {
       upstream: (request: UpstreamRequest, context: { signal: AbortSignal }) => Promise<UpstreamResponse>;
       /** `r2.<op>(…)` of the code; without it the sandbox refuses them. */
       r2?: (request: R2Request, context: { signal: AbortSignal }) => Promise<unknown>;
+      /** `tail.worker(…)` of the code; without it the sandbox refuses them. */
+      tail?: (request: TailRequest, context: { signal: AbortSignal }) => Promise<unknown>;
       signal?: AbortSignal;
     },
   ): Promise<SandboxOutcome>;

@@ -146,6 +146,9 @@ export function createCodeMode(
           ...(options.r2
             ? { r2: (request, context) => options.r2!(request, { signal: context.signal }) }
             : {}),
+          ...(options.tail
+            ? { tail: (request, context) => options.tail!(request, { signal: context.signal }) }
+            : {}),
           ...(options.signal ? { signal: options.signal } : {}),
         });
       },

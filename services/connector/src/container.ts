@@ -1,5 +1,5 @@
 import type { Logger } from '@warden/core';
-import { createCloudflareClient, createR2Client } from '@warden/cloudflare';
+import { collectTail, createCloudflareClient, createR2Client } from '@warden/cloudflare';
 import type { CloudflareClient } from '@warden/cloudflare';
 import { createDatabaseClock, createDb, isDatabaseWriteRefused } from '@warden/db';
 import type { Database, DatabaseClock, Db } from '@warden/db';
@@ -54,7 +54,9 @@ import {
   createScopedToolsService,
   createTenantSettingsService,
   createR2Gateway,
+  createTailGateway,
   createUpstreamGateway,
+  DEFAULT_TAIL_EVENT_BYTES,
   effectiveSettings,
 } from '@warden/tools';
 import type {
@@ -478,12 +480,22 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     maxObjectBytes: config.cloudflare.r2MaxObjectBytes,
     clock,
   });
+  const tails = createTailGateway({
+    gateway,
+    budget: rate.budget,
+    collect: collectTail,
+    maxEventBytes: DEFAULT_TAIL_EVENT_BYTES,
+    // Cloudflare hands out wss:// tails; ws:// only from an API spoken over plain HTTP (a local fake).
+    allowInsecureSocket: config.cloudflare.apiBase.startsWith('http://'),
+    clock,
+  });
   const executeTool = createExecuteToolService({
     approvals,
     contexts,
     liveCalls,
     gateway,
     r2,
+    tails,
     runner: codeMode.runner,
     spec: codeMode.spec,
     audit,

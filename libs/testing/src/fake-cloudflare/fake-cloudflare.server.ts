@@ -41,7 +41,7 @@ import { Router } from './fake-cloudflare.router.ts';
 import type { RouteContext, RouteDefinition, RouteResult } from './fake-cloudflare.router.ts';
 import { indexSpecPermissions, readSpecFile } from './fake-cloudflare.spec.ts';
 import { FakeCloudflareState } from './fake-cloudflare.state.ts';
-import type { FakeClock } from './fake-cloudflare.state.ts';
+import type { FakeClock, TailSessionRecord } from './fake-cloudflare.state.ts';
 import { graphqlRoutes } from './graphql.routes.ts';
 import { kvRoutes } from './kv.routes.ts';
 import { readBody } from './request-body.parser.ts';
@@ -50,6 +50,8 @@ import { workersScriptRoutes } from './workers-scripts.routes.ts';
 import { zoneHoldRoutes } from './zone-holds.routes.ts';
 import { logpushRoutes } from './logpush.routes.ts';
 import { zoneRoutes } from './zones.routes.ts';
+import { tailRoutes } from './tails.routes.ts';
+import { serveTailSockets } from './fake-tail-socket.ts';
 
 export const FAKE_CF_BASE_PATH = '/client/v4';
 
@@ -74,6 +76,23 @@ export interface FakeCloudflareOptions {
   readonly requestLogLimit?: number;
   /** Largest request body accepted. Default 32 MiB. */
   readonly maxBodyBytes?: number;
+  /**
+   * The WebSocket base URL tail sessions are handed out on (`{base}/tail/{id}`). Default: this
+   * fake's own origin as `ws://`, where it serves them.
+   */
+  readonly tailSocketBase?: string;
+  /** Milliseconds between two scripted tail events. Default 50. */
+  readonly tailIntervalMs?: number;
+}
+
+/** Worker tail sessions, for tests: what to stream, and what happened to each session. */
+export interface FakeTails {
+  /** The events every tail of this Worker streams, in order (Cloudflare's trace event JSON). */
+  script(accountId: string, script: string, events: readonly unknown[]): void;
+  /** Every session created since the last reset, deleted ones included (`deletedAt` set). */
+  sessions(): readonly TailSessionRecord[];
+  /** WebSocket upgrades refused (unknown or deleted tail, or no `trace-v1` subprotocol). */
+  refused(): number;
 }
 
 export interface FakeRequestLogEntry {
@@ -126,6 +145,7 @@ export interface FakeCloudflare {
    */
   quota(owner: { userId: string } | { accountId: string }, kind?: 'rest' | 'graphql'): FakeWindowState | null;
   routePermissions(): readonly FakeRoutePermission[];
+  readonly tails: FakeTails;
   /** Empties the state, faults, request log, counters and rate-limit windows. */
   reset(): void;
   close(): Promise<void>;
@@ -142,6 +162,7 @@ export const FAKE_CF_ROUTES: readonly RouteDefinition[] = [
   ...dnsRecordRoutes,
   ...workersScriptRoutes,
   ...kvRoutes,
+  ...tailRoutes,
   ...graphqlRoutes,
 ];
 
@@ -401,6 +422,10 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
   const address = server.address() as AddressInfo;
   const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const origin = `http://${hostForUrl}:${address.port}`;
+  state.tailSocketBase = options.tailSocketBase ?? `ws://${hostForUrl}:${address.port}`;
+  const tailSockets = serveTailSockets(server, state, {
+    ...(options.tailIntervalMs !== undefined ? { intervalMs: options.tailIntervalMs } : {}),
+  });
 
   return {
     url: `${origin}${FAKE_CF_BASE_PATH}`,
@@ -424,6 +449,11 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
         clock.now().getTime(),
       ),
     routePermissions: () => [...table.values()],
+    tails: {
+      script: (accountId, script, events) => state.tailEvents.set(`${accountId}/${script}`, [...events]),
+      sessions: () => [...state.tails.values()],
+      refused: () => tailSockets.refused(),
+    },
     reset: () => {
       state.clear();
       faults.reset();
@@ -434,6 +464,7 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
     close: () =>
       new Promise<void>((resolve, reject) => {
         faults.reset();
+        tailSockets.close();
         server.close((error) => (error ? reject(error) : resolve()));
         server.closeAllConnections();
       }),

@@ -148,6 +148,25 @@ export interface ZoneRecord {
 }
 
 /** A zone hold (`/zones/{zone_id}/hold`): blocks creating the zone's hostname elsewhere. */
+/** A Worker tail session (`POST …/workers/scripts/{script_name}/tails`). */
+export interface TailSessionRecord {
+  readonly id: string;
+  readonly accountId: string;
+  readonly script: string;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+  /** The JSON body the tail was created with. */
+  readonly createBody: unknown;
+  /** When `DELETE …/tails/{id}` removed it; null while it lives. */
+  deletedAt: Date | null;
+  /** WebSocket connections accepted for it. */
+  connections: number;
+  /** The filter message the client sent after the WebSocket opened, if it sent one. */
+  filters: unknown;
+  /** Events sent to the client. */
+  eventsSent: number;
+}
+
 export interface ZoneHold {
   readonly hold: boolean;
   readonly includeSubdomains: boolean;
@@ -245,6 +264,12 @@ export class FakeCloudflareState {
   readonly zoneHolds = new Map<string, ZoneHold>();
   /** Logpush jobs by zone id, in creation order. */
   readonly logpushJobs = new Map<string, LogpushJob[]>();
+  /** Worker tail sessions by id, deleted ones kept (marked) so tests can see they were deleted. */
+  readonly tails = new Map<string, TailSessionRecord>();
+  /** The events a tail of `accountId/script` streams to its WebSocket (`scriptTailEvents`). */
+  readonly tailEvents = new Map<string, readonly unknown[]>();
+  /** Where tail WebSockets are served (`ws://…`); the server sets it once it listens. */
+  tailSocketBase = 'ws://127.0.0.1';
   readonly #tokensByValue = new Map<string, TokenRecord>();
   readonly #usersByEmail = new Map<string, UserRecord>();
   readonly #clock: FakeClock;
@@ -271,6 +296,8 @@ export class FakeCloudflareState {
       this.kvNamespaces,
       this.zoneHolds,
       this.logpushJobs,
+      this.tails,
+      this.tailEvents,
       this.#tokensByValue,
       this.#usersByEmail,
     ]) {

@@ -1,0 +1,327 @@
+import { createHash } from 'node:crypto';
+import type { AuditJournal } from '@warden/audit';
+import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
+import type { Clock } from '@warden/core';
+import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
+import { credentialScrubber } from '@warden/cloudflare';
+import type {
+  CloudflareResponse,
+  TailApiFilter,
+  TailCollectOptions,
+  TailCollection,
+  TailFilterMessage,
+} from '@warden/cloudflare';
+import { canonicalizePath } from './canonical-path.ts';
+import { evaluatePolicy, policyRefusal } from './policy.ts';
+import type { Policy, PolicyDecision } from './policy.ts';
+import type { TailRequest } from './ports.ts';
+import type { UpstreamBudget } from '@warden/ratelimit';
+import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
+
+/** Default bound of one event in a tail's result: longer ones are cut, with a marker. */
+export const DEFAULT_TAIL_EVENT_BYTES = 4096;
+
+const TAILS_TEMPLATE = '/accounts/{account_id}/workers/scripts/{script_name}/tails';
+const SESSION_TEMPLATE = `${TAILS_TEMPLATE}/{id}`;
+
+export interface TailGatewayDeps {
+  /** Creates and deletes tails: policy-free sends with the budget, admission and trail of every request. */
+  readonly gateway: UpstreamGateway;
+  /** The API budget the gateway admits with: a tail starts only with room for its create and delete. */
+  readonly budget: UpstreamBudget;
+  /** Connects to a session's WebSocket and collects its events (`collectTail`). */
+  readonly collect: (options: TailCollectOptions) => Promise<TailCollection>;
+  /** Largest event a result carries (UTF-8 bytes); longer ones are cut with a marker. */
+  readonly maxEventBytes: number;
+  /** Whether a `ws://` session URL is accepted: only when the API itself is plain HTTP (a local fake). */
+  readonly allowInsecureSocket: boolean;
+  readonly clock?: Clock;
+}
+
+export interface TailGateway {
+  /**
+   * One `tail.worker` of agent code: policy on the tails path, the tail created through the API
+   * gateway (write-ahead intent, the API budget), the session itself recorded write-ahead (its
+   * events and duration on the outcome), events scrubbed of the credential and cut to a bound, and
+   * the tail ALWAYS deleted, whether collecting ended by time, event cap, error or `signal` (the
+   * execution ended). Resolves to what the sandbox sees; refusals reject with a `WardenError`.
+   */
+  worker(
+    party: UpstreamParty,
+    request: TailRequest,
+    journal: AuditJournal,
+    signal?: AbortSignal,
+  ): Promise<unknown>;
+}
+
+/**
+ * A tail reads a Worker's logs and changes nothing in it, so a read-only identity may tail:
+ * `read_only` and `deny_writes_by_default` let it through and approve rules do not hold it. It
+ * is still the POST that creates a tail session, so a deny rule on GET or on POST of the tails
+ * path (or a pattern covering it) refuses it.
+ */
+export function tailDecision(tenant: Policy, identity: Policy, path: string): PolicyDecision {
+  const asRead = evaluatePolicy(tenant, identity, { method: 'GET', path });
+  if (!asRead.allowed) return asRead;
+  const rulesOnly = (policy: Policy): Policy => ({
+    ...policy,
+    read_only: false,
+    deny_writes_by_default: false,
+  });
+  const asCreate = evaluatePolicy(rulesOnly(tenant), rulesOnly(identity), { method: 'POST', path });
+  return asCreate.allowed ? { allowed: true } : asCreate;
+}
+
+/** The filter list the tail worker applies (wrangler's translation of its CLI filters). */
+export function tailFilters(filters: TailRequest['filters']): TailFilterMessage {
+  const list: TailApiFilter[] = [];
+  if (filters.sampleRate !== undefined) list.push({ sampling_rate: filters.sampleRate });
+  const outcomes = new Set(filters.outcome ?? []);
+  for (const status of filters.status ?? []) {
+    if (status === 'error')
+      for (const o of ['exception', 'exceededCpu', 'exceededMemory', 'unknown']) outcomes.add(o);
+    else outcomes.add(status);
+  }
+  if (outcomes.size > 0) list.push({ outcome: [...outcomes] });
+  if (filters.method) list.push({ method: filters.method });
+  if (filters.query !== undefined) list.push({ query: filters.query });
+  return { filters: list };
+}
+
+interface CreatedTail {
+  readonly id: string;
+  readonly url: string;
+}
+
+export function createTailGateway(deps: TailGatewayDeps): TailGateway {
+  const clock = deps.clock ?? systemClock;
+
+  /** What Cloudflare answered to the create, as the tail it made or the error the code sees. */
+  function created(
+    script: string,
+    accountId: string,
+    path: string,
+    response: CloudflareResponse,
+  ): CreatedTail {
+    if (response.status === 429) {
+      const wait = response.retryAfterSeconds ?? 1;
+      throw new WardenError(
+        'rate_limited',
+        `tail.worker: Cloudflare rate-limited this user; retry after ${wait} s`,
+        {
+          retryAfterSeconds: wait,
+        },
+      );
+    }
+    const reason = response.errors.map((e) => e.message).join('; ');
+    if (response.status === 404) {
+      throw new WardenError('not_found', `tail.worker: no Worker named "${script}" in account ${accountId}`);
+    }
+    if (response.status === 403) {
+      const needed = deps.gateway.operation('POST', path)?.permissions ?? [];
+      throw new WardenError(
+        'forbidden',
+        `tail.worker: Cloudflare refused to start a tail of "${script}" (${reason || 'forbidden'}): the token needs ${needed.length > 0 ? `one of these permissions: ${needed.join(', ')}` : 'a Workers Tail permission'}. Grant it in the Cloudflare dashboard (My Profile > API Tokens) and retry.`,
+        { permissions: needed },
+      );
+    }
+    if (!response.success) {
+      throw new WardenError(
+        'upstream_error',
+        `tail.worker: Cloudflare answered ${response.status} to starting a tail${reason ? ` (${reason.slice(0, 300)})` : ''}`,
+        { status: response.status },
+      );
+    }
+    const result = response.result as { id?: unknown; url?: unknown } | null;
+    if (
+      typeof result?.id !== 'string' ||
+      !/^[A-Za-z0-9_-]{1,64}$/.test(result.id) ||
+      typeof result.url !== 'string'
+    ) {
+      throw new WardenError(
+        'upstream_error',
+        'tail.worker: Cloudflare answered the tail create without an id and url',
+      );
+    }
+    return { id: result.id, url: result.url };
+  }
+
+  function socketAllowed(url: string): boolean {
+    try {
+      const protocol = new URL(url).protocol;
+      return protocol === 'wss:' || (protocol === 'ws:' && deps.allowInsecureSocket);
+    } catch {
+      return false;
+    }
+  }
+
+  async function worker(
+    party: UpstreamParty,
+    request: TailRequest,
+    journal: AuditJournal,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
+    const started = clock.now().getTime();
+    if (request.accountId === null) {
+      throw new WardenError('invalid_request', 'tail.worker: accountId is required', { field: 'accountId' });
+    }
+    const path = canonicalizePath(`/accounts/${request.accountId}/workers/scripts/${request.script}/tails`);
+    const filters = tailFilters(request.filters);
+    const createFacts = {
+      method: 'POST',
+      path,
+      pathTemplate: TAILS_TEMPLATE,
+      action: 'cloudflare.tail_create',
+    };
+    /** Refused before anything was sent: an outcome without an intent. */
+    const refuse = (error: WardenError): never => {
+      journal.later([
+        upstreamOutcomeRecord(party.subject, { ...createFacts, requestBytes: 0 }, null, {
+          outcome: outcomeOf(error.code),
+          error: { code: error.code, message: error.message },
+          status: null,
+          cfRay: null,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: null,
+        }),
+      ]);
+      throw error;
+    };
+    if (party.policy) {
+      const decision = tailDecision(party.policy.tenant, party.policy.identity, path);
+      if (!decision.allowed) refuse(policyRefusal(decision, { method: 'POST', path }));
+    }
+    if (party.principal !== null) {
+      // A tail that could be created but not deleted would outlive the call: it starts only while
+      // the API budget has room for both (checked, not reserved: a concurrent request may still
+      // take the last place, and the delete is then recorded as refused).
+      let remaining: number;
+      let refillAt: Date | null;
+      try {
+        const { rest } = await deps.budget.status(party.principal, party.budget);
+        remaining = rest.remaining;
+        refillAt = rest.blockedUntil ?? rest.nextRefillAt;
+      } catch (error) {
+        return refuse(isWardenError(error) ? error : unavailable('the rate budget', error));
+      }
+      if (remaining < 2) {
+        const wait = refillAt
+          ? Math.max(1, Math.ceil((refillAt.getTime() - clock.now().getTime()) / 1000))
+          : 1;
+        refuse(
+          new WardenError(
+            'rate_limited',
+            `tail.worker: a tail needs two API requests (create and delete) and the Cloudflare API budget has ${remaining} left; retry after ${wait} s`,
+            { retryAfterSeconds: wait },
+          ),
+        );
+      }
+    }
+    // Policy was applied above, as a tail's own rule; the gateway sends with the party's budget,
+    // admission and trail. Not cancelled by `signal`: a create Cloudflare took must be answered,
+    // or the tail it made could not be deleted.
+    const response = await deps.gateway.send(
+      { ...party, policy: null },
+      { method: 'POST', path, body: filters, action: 'cloudflare.tail_create' },
+      journal,
+    );
+    const tail = created(request.script, request.accountId, path, response);
+    const sessionPath = `${path}/${tail.id}`;
+
+    /**
+     * Warden's own clean-up: no policy, and no admission check either (a token revoked while the
+     * tail ran must not leave the tail behind); the API budget and the trail apply as always.
+     */
+    const deleteTail = async (): Promise<boolean> => {
+      try {
+        const answer = await deps.gateway.send(
+          { ...party, policy: null, admit: async () => {} },
+          { method: 'DELETE', path: sessionPath, action: 'cloudflare.tail_delete' },
+          journal,
+        );
+        return answer.success || answer.status === 404;
+      } catch {
+        // Recorded by the gateway (refused or failed); the tail expires at Cloudflare on its own.
+        return false;
+      }
+    };
+
+    let collection: TailCollection | null = null;
+    let failure: WardenError | null = null;
+    let deleted: boolean;
+    try {
+      if (!socketAllowed(tail.url)) {
+        failure = new WardenError(
+          'upstream_error',
+          'tail.worker: Cloudflare answered a tail URL that is not wss://',
+        );
+      } else {
+        const sessionFacts = {
+          method: 'GET',
+          path: sessionPath,
+          pathTemplate: SESSION_TEMPLATE,
+          action: 'cloudflare.tail_session',
+        };
+        const filterJson = JSON.stringify(filters);
+        const [intent] = await journal.commit([
+          upstreamIntentRecord(party.subject, {
+            ...sessionFacts,
+            requestBytes: Buffer.byteLength(filterJson),
+            bodySha256: createHash('sha256').update(filterJson).digest('hex'),
+          }),
+        ]);
+        const sessionStarted = clock.now().getTime();
+        try {
+          collection = await deps.collect({
+            url: tail.url,
+            filters,
+            durationMs: request.seconds * 1000,
+            maxEvents: request.maxEvents,
+            maxEventBytes: deps.maxEventBytes,
+            scrub: credentialScrubber(party.credential),
+            ...(signal ? { signal } : {}),
+            userAgent: 'warden/0.1',
+          });
+        } catch (error) {
+          failure = isWardenError(error)
+            ? error
+            : new WardenError('upstream_error', 'tail.worker: the tail WebSocket failed');
+        }
+        journal.later([
+          upstreamOutcomeRecord(party.subject, sessionFacts, intent?.id ?? null, {
+            outcome: failure ? outcomeOf(failure.code) : 'success',
+            error: failure ? { code: failure.code, message: failure.message } : null,
+            status: null,
+            cfRay: null,
+            durationMs: clock.now().getTime() - sessionStarted,
+            responseBytes: collection?.bytes ?? null,
+            details: {
+              tail_id: tail.id,
+              script: request.script,
+              seconds: request.seconds,
+              events: collection?.events.length ?? 0,
+              cut_events: collection?.cutEvents ?? 0,
+              ended: collection?.ended ?? 'error',
+            },
+          }),
+        ]);
+      }
+    } finally {
+      // Whatever happened above (time, event cap, error, the execution ended): the tail goes.
+      deleted = await deleteTail();
+    }
+    if (failure) throw failure;
+    return {
+      script: request.script,
+      tailId: tail.id,
+      events: collection?.events ?? [],
+      ...(collection?.ended === 'max_events' ? { truncated: true } : {}),
+      ended: collection?.ended ?? 'closed',
+      ...(collection && collection.cutEvents > 0 ? { cutEvents: collection.cutEvents } : {}),
+      durationMs: clock.now().getTime() - started,
+      deleted,
+    };
+  }
+
+  return { worker };
+}
