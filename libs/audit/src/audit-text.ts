@@ -28,6 +28,15 @@ export function unescapeAuditText(stored: string): string {
   }
 }
 
+/**
+ * Sets an own, enumerable property, whatever its name: `out[key] = …` with the key `__proto__`
+ * (an ordinary key in parsed JSON) would set the copy's prototype or do nothing, and the key
+ * would vanish from the record.
+ */
+function own(out: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** Escapes every string (object keys included) of a JSON-like value. */
 export function escapeAuditValue<T>(value: T): T {
   if (typeof value === 'string') return escapeAuditText(value) as T;
@@ -35,7 +44,7 @@ export function escapeAuditValue<T>(value: T): T {
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out[escapeAuditText(k)] = escapeAuditValue(v);
+      own(out, escapeAuditText(k), escapeAuditValue(v));
     }
     return out as T;
   }
@@ -49,7 +58,7 @@ export function unescapeAuditValue<T>(value: T): T {
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out[unescapeAuditText(k)] = unescapeAuditValue(v);
+      own(out, unescapeAuditText(k), unescapeAuditValue(v));
     }
     return out as T;
   }
