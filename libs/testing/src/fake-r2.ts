@@ -41,6 +41,8 @@ export interface FakeR2RequestLogEntry {
   /** The S3 error code answered, if any (`SignatureDoesNotMatch`, `AccessDenied`, …). */
   readonly error: string | null;
   readonly accessKeyId: string | null;
+  /** The headers the request's signature covers (its `SignedHeaders`), empty when unsigned. */
+  readonly signedHeaders: readonly string[];
 }
 
 export interface FakeR2 {
@@ -234,6 +236,12 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
         'host, x-amz-date and x-amz-content-sha256 must be signed',
       );
     }
+    // Stricter than R2, which signs what the client lists: a Range or Content-Type left unsigned
+    // could be changed on the way, so a client that leaves them out fails here.
+    for (const name of ['range', 'content-type']) {
+      if (req.headers[name] !== undefined && !names.includes(name))
+        throw new S3Error(403, 'SignatureDoesNotMatch', `the ${name} header is sent but not signed`);
+    }
     const headers: Record<string, string> = {};
     for (const name of names) {
       const value = req.headers[name];
@@ -349,7 +357,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   async function handle(
     req: IncomingMessage,
     res: ServerResponse,
-    entry: { accountId: string; jurisdiction: string; path: string; query: string; keyId: string | null },
+    entry: {
+      accountId: string;
+      jurisdiction: string;
+      path: string;
+      query: string;
+      keyId: string | null;
+      signedHeaders: readonly string[];
+    },
   ): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const parts = url.pathname.split('/');
@@ -359,6 +374,9 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     entry.jurisdiction = jurisdiction;
     entry.path = `/${parts.slice(3).join('/')}`;
     entry.query = url.search.slice(1);
+    const signed =
+      typeof req.headers.authorization === 'string' ? AUTH.exec(req.headers.authorization) : null;
+    entry.signedHeaders = signed?.[5]?.split(';') ?? [];
     const body = await readBody(req, maxBody);
     const { principal, keyId } = await authenticate(
       req,
@@ -442,7 +460,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   }
 
   const server: Server = createServer((req, res) => {
-    const entry = { accountId: '', jurisdiction: '', path: '', query: '', keyId: null as string | null };
+    const entry = {
+      accountId: '',
+      jurisdiction: '',
+      path: '',
+      query: '',
+      keyId: null as string | null,
+      signedHeaders: [] as readonly string[],
+    };
     const done = (status: number, error: string | null) =>
       log.push({
         method: req.method ?? 'GET',
@@ -453,6 +478,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
         status,
         error,
         accessKeyId: entry.keyId,
+        signedHeaders: entry.signedHeaders,
       });
     handle(req, res, entry).then(
       () => done(res.statusCode, null),
