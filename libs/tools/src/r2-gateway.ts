@@ -65,6 +65,40 @@ export function r2PolicyPath(bucket: string, key?: string): string {
   return `r2://${bucket}/${segments.join('/')}`;
 }
 
+/** R2's bucket names: 3–63 lower-case letters, digits and hyphens, not starting or ending with a hyphen. */
+const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
+
+/**
+ * `r2://bucket[/key]` as a person writes it (the policy tester, the audit trail's spelling): the
+ * form enforcement evaluates, each key segment decoded and written canonically, so
+ * `r2://media/a b` and `r2://media/a%20b` are one object. Refuses what no `r2.<op>` could send.
+ */
+export function parseR2PolicyPath(text: string, field: string): string {
+  const refuse = (problem: string) =>
+    new WardenError('invalid_request', `${field}: ${problem}, e.g. r2://my-bucket/reports/q4.csv`, {
+      field,
+    });
+  const rest = text.slice('r2://'.length);
+  const slash = rest.indexOf('/');
+  const bucket = slash === -1 ? rest : rest.slice(0, slash);
+  if (!BUCKET.test(bucket))
+    throw refuse(`"${bucket}" is not an R2 bucket name (3-63 lower-case letters, digits and hyphens)`);
+  if (slash === -1) return r2PolicyPath(bucket);
+  const segments = rest.slice(slash + 1).split('/');
+  const decoded = segments.map((segment) => {
+    if (segment === '' || segment === '.' || segment === '..')
+      throw refuse('an R2 key has no empty, "." or ".." segments');
+    try {
+      return decodeURIComponent(segment);
+    } catch {
+      throw refuse(`"${segment}" is not valid percent-encoding`);
+    }
+  });
+  if (decoded.some((segment) => segment.includes('/') || /[\u0000-\u001f\u007f]/.test(segment)))
+    throw refuse('an R2 key segment may not hold an encoded "/" or control characters');
+  return r2PolicyPath(bucket, decoded.join('/'));
+}
+
 function decodeXml(text: string): string {
   return text.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_, entity: string) => {
     if (entity === 'amp') return '&';

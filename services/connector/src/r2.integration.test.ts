@@ -69,6 +69,7 @@ describe('r2 in cloudflare_execute', () => {
     });
     expect(policy.status).toBe(200);
     await t.connect(apiKey, 'alice-read', writer.value);
+    await t.connect(apiKey, 'alice-explain', writer.value);
     const zoneOnly = cf.state.createUserToken({
       userId: alice.id,
       permissions: [...BASE_PERMISSIONS, '#zone:read'],
@@ -264,6 +265,52 @@ describe('r2 in cloudflare_execute', () => {
         ['DELETE', 'refused'],
       ]),
     );
+  });
+
+  it('explains policy on r2:// paths as enforcement decides them', async () => {
+    const put = await fetch(`${base}/api/v1/identities/alice-explain/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        rules: [{ effect: 'deny', methods: ['DELETE'], path: 'r2://backups/**', name: 'keep-backups' }],
+      }),
+    });
+    expect(put.status).toBe(200);
+    const explain = async (identifier: string, method: string, path: string) => {
+      const res = await fetch(`${base}/api/v1/policy/evaluate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier, method, path }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect(await explain('alice-explain', 'DELETE', 'r2://backups/db/2026 12.sql')).toEqual({
+      status: 200,
+      body: expect.objectContaining({
+        allowed: false,
+        path: 'r2://backups/db/2026%2012.sql',
+        scope: 'identity',
+        rule: expect.stringContaining('keep-backups'),
+      }),
+    });
+    expect((await explain('alice-explain', 'GET', 'r2://backups/db/2026%2012.sql')).body).toMatchObject({
+      allowed: true,
+      path: 'r2://backups/db/2026%2012.sql',
+    });
+    expect((await explain('alice-read', 'PUT', 'r2://media')).body).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('read_only'),
+    });
+    const bad = await explain('alice-explain', 'GET', 'r2://Not_A_Bucket/k');
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('not an R2 bucket name');
+
+    // The same rule refuses the same object in an execution.
+    const run = await execute(
+      `async () => { try { await r2.delete({ bucket: 'backups', key: 'db/2026 12.sql' }); } catch (e) { return e.code; } }`,
+      'alice-explain',
+    );
+    expect(run.data).toBe('policy_denied');
   });
 
   it('names the R2 permission a token lacks', async () => {

@@ -2736,7 +2736,7 @@ export interface paths {
                         identifier: string;
                         /** @enum {string} */
                         method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-                        /** @description A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records */
+                        /** @description A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing) */
                         path: string;
                         /** @description For POST /graphql: whether the selected operation is a query (a read). */
                         graphql_query?: boolean;
