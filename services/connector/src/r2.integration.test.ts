@@ -38,6 +38,7 @@ describe('r2 in cloudflare_execute', () => {
   let base: string;
   let apiKey: string;
   let accountId: string;
+  let aliceAccount: string;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
@@ -59,7 +60,7 @@ describe('r2 in cloudflare_execute', () => {
       userId: alice.id,
       permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
     });
-    await t.connect(apiKey, 'alice', writer.value);
+    aliceAccount = await t.connect(apiKey, 'alice', writer.value);
     // The derived S3 secret is a credential too: no log line may carry it.
     t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
     const policy = await fetch(`${base}/api/v1/identities/alice-read/policy`, {
@@ -311,6 +312,29 @@ describe('r2 in cloudflare_execute', () => {
       'alice-explain',
     );
     expect(run.data).toBe('policy_denied');
+  });
+
+  it("shows the principal's R2 budget beside the API's", async () => {
+    const budget = async () => {
+      const res = await fetch(`${base}/api/v1/connected_accounts/${aliceAccount}`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      expect(res.status).toBe(200);
+      type View = { remaining: number; capacity: number; window_seconds: number };
+      return (
+        (await res.json()) as { connected_account: { rate_budget: View & { graphql: View; r2: View } } }
+      ).connected_account.rate_budget;
+    };
+    const before = await budget();
+    expect(before.r2).toMatchObject({ capacity: 1200, window_seconds: 300 });
+    const res = await execute(`async () => {
+      await r2.head({ bucket: 'media', key: 'nothing-here' });
+      await r2.list({ bucket: 'media', limit: 1 });
+    }`);
+    expect(res.error).toBeUndefined();
+    const after = await budget();
+    expect(before.r2.remaining - after.r2.remaining).toBe(2);
+    expect(after.remaining).toBe(before.remaining);
   });
 
   it('names the R2 permission a token lacks', async () => {

@@ -439,6 +439,8 @@ class ConnectedAccountRateBudget(WardenModel):
     """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against"""
     graphql: RateBudget
     """GraphQL queries, limited apart from REST"""
+    r2: RateBudget
+    """R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API"""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -5907,6 +5907,8 @@ export interface components {
                 principal: string;
                 /** @description GraphQL queries, limited apart from REST */
                 graphql: components["schemas"]["RateBudgetInput"];
+                /** @description R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API */
+                r2: components["schemas"]["RateBudgetInput"];
             } | null;
         };
         TenantInput: {
@@ -6209,6 +6211,8 @@ export interface components {
                 principal: string;
                 /** @description GraphQL queries, limited apart from REST */
                 graphql: components["schemas"]["RateBudget"];
+                /** @description R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API */
+                r2: components["schemas"]["RateBudget"];
             } | null;
         };
         Tenant: {

@@ -48,7 +48,12 @@ export async function connectedAccountRoutes(
           // Account details stay readable while Redis is down; only the budget is then unknown.
           const status = await deps.rateBudget.status(principal, budget).catch(() => null);
           if (status)
-            rateBudget = { principal, ...budgetJson(status.rest), graphql: budgetJson(status.graphql) };
+            rateBudget = {
+              principal,
+              ...budgetJson(status.rest),
+              graphql: budgetJson(status.graphql),
+              r2: budgetJson(status.r2),
+            };
         }
         return { ...connectedAccountJson(account), rate_budget: rateBudget };
       }),

@@ -91,6 +91,9 @@ export const connectedAccount = z
           .string()
           .describe('cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against'),
         graphql: budgetView.describe('GraphQL queries, limited apart from REST'),
+        r2: budgetView.describe(
+          'R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API',
+        ),
       })
       .nullable()
       .describe(
