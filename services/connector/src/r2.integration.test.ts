@@ -235,6 +235,30 @@ describe('r2 in cloudflare_execute', () => {
     );
   });
 
+  it('says what to do when an object within the R2 limit is over the result limit', async () => {
+    // 9 MB: under R2_MAX_OBJECT_BYTES (10 MB), over the 8 MiB execution result limit.
+    r2.putObject(accountId, 'media', 'nine.txt', 'x'.repeat(9 * 1024 * 1024));
+    const whole = await execute(`async () => (await r2.get({ bucket: 'media', key: 'nine.txt' })).body`);
+    expect(whole.data).toBeNull();
+    expect(whole.error).toEqual({
+      code: 'result_too_large',
+      message: expect.stringMatching(
+        /^the result is 9437186 characters of JSON, over the execution result limit of 8388608; .*r2\.get range/,
+      ),
+    });
+    // The object itself could be read and worked on in the sandbox, or returned in parts.
+    const parts = await execute(`async () => {
+      const all = await r2.get({ bucket: 'media', key: 'nine.txt' });
+      const part = await r2.get({ bucket: 'media', key: 'nine.txt', range: { offset: 0, length: 4 * 1024 * 1024 } });
+      return { size: all.body.length, part: part.body.length, range: part.range };
+    }`);
+    expect(parts.data).toEqual({
+      size: 9 * 1024 * 1024,
+      part: 4 * 1024 * 1024,
+      range: { offset: 0, length: 4 * 1024 * 1024 },
+    });
+  });
+
   it('lets a read-only identity get but not put or delete; policy refusals are on the trail', async () => {
     r2.putObject(accountId, 'media', 'shared.txt', 'read me');
     r2.clearRequests();
