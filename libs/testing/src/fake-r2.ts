@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +6,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, SourceData } from '@smithy/types';
 import { canOnAccount } from './fake-cloudflare/fake-cloudflare.access.ts';
 import type { Principal } from './fake-cloudflare/fake-cloudflare.access.ts';
+import { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare/fake-cloudflare.permissions.ts';
 import type { FakeCloudflareState } from './fake-cloudflare/fake-cloudflare.state.ts';
 
 /**
@@ -59,6 +60,16 @@ export interface FakeR2 {
     options?: { contentType?: string; jurisdiction?: string },
   ): void;
   getObject(accountId: string, bucket: string, key: string, jurisdiction?: string): FakeR2Object | undefined;
+  /**
+   * An R2 access key pair of the account (R2 > Manage API tokens), for reads or for reads and
+   * writes: a random 32-character id and 64-character secret, unrelated to any API token's, that
+   * the fake verifies signatures with. `revokeAccessKey` makes it unknown again.
+   */
+  createAccessKey(
+    accountId: string,
+    access: 'read' | 'write',
+  ): { readonly accessKeyId: string; readonly secretAccessKey: string };
+  revokeAccessKey(accessKeyId: string): void;
   requests(): readonly FakeR2RequestLogEntry[];
   clearRequests(): void;
   close(): Promise<void>;
@@ -157,6 +168,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   /** `<account>/<jurisdiction>/<bucket>` → objects by key. */
   const buckets = new Map<string, Map<string, FakeR2Object>>();
   const log: FakeR2RequestLogEntry[] = [];
+  /** R2 access key pairs by id: the secret and the account token whose permissions they carry. */
+  const accessKeys = new Map<string, { secret: string; tokenId: string }>();
   const bucketKey = (accountId: string, jurisdiction: string, bucket: string) =>
     `${accountId}/${jurisdiction}/${bucket}`;
 
@@ -209,7 +222,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
         'AuthorizationHeaderMalformed',
         `region must be auto and service s3, got ${region}/${service}`,
       );
-    const token = state.tokens.get(keyId!);
+    const accessKey = accessKeys.get(keyId!);
+    const token = state.tokens.get(accessKey ? accessKey.tokenId : keyId!);
     if (!token || state.tokenStatus(token) !== 'active') {
       throw new S3Error(
         403,
@@ -257,7 +271,9 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     const signer = new SignatureV4({
       credentials: {
         accessKeyId: keyId!,
-        secretAccessKey: createHash('sha256').update(token.value, 'utf8').digest('hex'),
+        secretAccessKey: accessKey
+          ? accessKey.secret
+          : createHash('sha256').update(token.value, 'utf8').digest('hex'),
       },
       region: 'auto',
       service: 's3',
@@ -528,6 +544,24 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     },
     getObject(accountId, bucket, key, jurisdiction = 'default') {
       return buckets.get(bucketKey(accountId, jurisdiction, bucket))?.get(key);
+    },
+    createAccessKey(accountId, access) {
+      // An R2 token is an account token carrying R2 permissions; its S3 pair is what R2 checks.
+      const token = state.createAccountToken({
+        accountId,
+        name: `R2 access key (${access})`,
+        permissions:
+          FAKE_CF_PERMISSION_GROUPS[
+            access === 'write' ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read'
+          ]!,
+      });
+      const accessKeyId = randomBytes(16).toString('hex');
+      const secretAccessKey = randomBytes(32).toString('hex');
+      accessKeys.set(accessKeyId, { secret: secretAccessKey, tokenId: token.id });
+      return { accessKeyId, secretAccessKey };
+    },
+    revokeAccessKey(accessKeyId) {
+      accessKeys.delete(accessKeyId);
     },
     requests: () => [...log],
     clearRequests: () => {

@@ -4,7 +4,7 @@ import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, systemClock } from '@warden/core';
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
-import type { R2Client, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
+import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import { canonicalSegment } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
@@ -23,16 +23,24 @@ export interface R2GatewayDeps {
   readonly clock?: Clock;
 }
 
+/** What R2 requests of a connected account sign with. */
+export interface R2Keys {
+  /** The R2 access key pair vaulted on the account; used in preference when present. */
+  readonly accessKey: R2Credentials | null;
+  /** The API token's id, from which (with its value) the S3 credentials derive otherwise. */
+  readonly tokenId: string | null;
+}
+
 export interface R2Gateway {
   /**
    * One `r2.<op>` of agent code, with the same guarantees as `UpstreamGateway.send`: policy on
    * `r2://bucket/key`, a write-ahead intent record, the principal's R2 budget, signing with the
-   * S3 credentials of the party's API token (`tokenId` is its id), the outcome record. Resolves
-   * to what the sandbox sees; refusals and R2 errors reject with a `WardenError`.
+   * account's R2 access key pair or else the S3 credentials of its API token, the outcome
+   * record. Resolves to what the sandbox sees; refusals and R2 errors reject with a `WardenError`.
    */
   send(
     party: UpstreamParty,
-    tokenId: string | null,
+    keys: R2Keys,
     request: R2Request,
     journal: AuditJournal,
     signal?: AbortSignal,
@@ -159,7 +167,12 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
   const clock = deps.clock ?? systemClock;
 
   /** What the sandbox gets for an answer, or the error it is refused with. */
-  function interpret(request: R2Request, path: string, response: R2HttpResponse): unknown {
+  function interpret(
+    request: R2Request,
+    path: string,
+    response: R2HttpResponse,
+    signedWith: 'access_key' | 'token',
+  ): unknown {
     const { op, bucket } = request;
     const method = METHOD[op];
     const ok = response.status >= 200 && response.status < 300;
@@ -179,8 +192,16 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         error.code === 'InvalidAccessKeyId' ||
         (response.status === 403 && op === 'head')
       ) {
-        const permission =
-          method === 'PUT' || method === 'DELETE' ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read';
+        const write = method === 'PUT' || method === 'DELETE';
+        if (signedWith === 'access_key') {
+          const permission = write ? 'Object Read & Write' : 'Object Read only';
+          throw new WardenError(
+            'forbidden',
+            `r2.${op}: R2 refused ${method} ${path} (${error.code}) with the R2 access key vaulted on this connected account: the key needs the ${permission} permission on bucket "${bucket}" (or is no longer valid). Change it in the Cloudflare dashboard (R2 > Manage API tokens), or vault another with PUT /api/v1/connected_accounts/{id}/r2_access_key.`,
+            { permissions: [permission] },
+          );
+        }
+        const permission = write ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read';
         throw new WardenError(
           'forbidden',
           `r2.${op}: R2 refused ${method} ${path} (${error.code}): the token needs the ${permission} permission for account ${request.accountId ?? ''}. Grant it in the Cloudflare dashboard (My Profile > API Tokens) and retry.`,
@@ -272,7 +293,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
 
   async function send(
     party: UpstreamParty,
-    tokenId: string | null,
+    keys: R2Keys,
     request: R2Request,
     journal: AuditJournal,
     signal?: AbortSignal,
@@ -335,11 +356,15 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       }
     }
     const credential = party.credential;
-    if (credential.type !== 'api_token' || tokenId === null) {
-      refuse(
+    let signing: R2Credentials;
+    if (keys.accessKey) signing = keys.accessKey;
+    else if (credential.type === 'api_token' && keys.tokenId !== null)
+      signing = r2CredentialsFromApiToken(keys.tokenId, credential.apiToken);
+    else {
+      signing = refuse(
         new WardenError(
           'forbidden',
-          `r2.${request.op}: R2 needs the connected account to be an API token (its S3 credentials derive from it); this one is ${credential.type === 'api_token' ? 'a token whose id is unknown' : 'a Global API Key'}`,
+          `r2.${request.op}: R2 needs an API token on the connected account (its S3 credentials derive from it) or an R2 access key pair vaulted with PUT /api/v1/connected_accounts/{id}/r2_access_key; this one is ${credential.type === 'api_token' ? 'a token whose id is unknown' : 'a Global API Key'}`,
         ),
       );
     }
@@ -388,11 +413,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     };
     let response: R2HttpResponse;
     try {
-      response = await deps.client.send(
-        r2CredentialsFromApiToken(tokenId as string, (credential as { apiToken: string }).apiToken),
-        credential,
-        http,
-      );
+      response = await deps.client.send(signing, credential, http);
     } catch (error) {
       await deps.budget.observe(granted, null);
       const wrapped = isWardenError(error)
@@ -424,7 +445,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         responseBytes: response.body.length,
       }),
     ]);
-    return interpret(request, path, response);
+    return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token');
   }
 
   return { send };

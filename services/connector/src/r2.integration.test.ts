@@ -39,6 +39,7 @@ describe('r2 in cloudflare_execute', () => {
   let apiKey: string;
   let accountId: string;
   let aliceAccount: string;
+  let zoneOnlyToken: string;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
@@ -76,6 +77,7 @@ describe('r2 in cloudflare_execute', () => {
       permissions: [...BASE_PERMISSIONS, '#zone:read'],
     });
     await t.connect(apiKey, 'alice-no-r2', zoneOnly.value);
+    zoneOnlyToken = zoneOnly.value;
   });
   afterAll(async () => {
     await t?.close();
@@ -369,6 +371,139 @@ describe('r2 in cloudflare_execute', () => {
     expect(res.data).toMatch(
       /^forbidden: r2\.list: R2 refused GET r2:\/\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
     );
+  });
+
+  describe('an R2 access key pair vaulted on the connected account', () => {
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await res.text();
+      return { status: res.status, text, json: text ? (JSON.parse(text) as Record<string, any>) : null };
+    };
+    const r2Rows = (id: string) =>
+      t.db.db.kysely
+        .selectFrom('r2_access_keys')
+        .selectAll()
+        .where('connected_account_id', '=', id)
+        .execute();
+
+    it('signs with the pair in preference to the token, never shows its secret, and goes back to the token without it', async () => {
+      // The token has no R2 permission: only the vaulted pair can reach R2.
+      const id = await t.connect(apiKey, 'alice-key', zoneOnlyToken);
+      const key = r2.createAccessKey(accountId, 'write');
+      t.secrets.add(key.secretAccessKey);
+
+      const bad = await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+        access_key_id: 'short',
+        secret_access_key: key.secretAccessKey,
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.text).toContain('access_key_id');
+      expect(bad.text).not.toContain(key.secretAccessKey);
+
+      const set = await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+        access_key_id: key.accessKeyId,
+        secret_access_key: key.secretAccessKey,
+      });
+      expect(set.status).toBe(200);
+      expect(set.json!.connected_account.r2_access_key).toEqual({
+        access_key_id: key.accessKeyId,
+        created_at: expect.any(String),
+      });
+      expect(set.text).not.toContain(key.secretAccessKey);
+      const shown = await call('GET', `/api/v1/connected_accounts/${id}`);
+      expect(shown.json!.connected_account.r2_access_key.access_key_id).toBe(key.accessKeyId);
+      expect(shown.text).not.toContain(key.secretAccessKey);
+      // Sealed: the secret is in no column in clear.
+      const [row] = await r2Rows(id);
+      expect(Buffer.from(row!.ciphertext).toString('latin1')).not.toContain(key.secretAccessKey);
+
+      r2.clearRequests();
+      const res = await execute(
+        `async () => {
+          await r2.put({ bucket: 'media', key: 'keyed.txt', body: 'signed by the pair', contentType: 'text/x-keyed' });
+          return (await r2.get({ bucket: 'media', key: 'keyed.txt', range: { offset: 7, length: 2 } })).body;
+        }`,
+        'alice-key',
+      );
+      expect(res.error).toBeUndefined();
+      expect(res.data).toBe('by');
+      expect(r2.requests().map((r) => [r.method, r.status, r.accessKeyId])).toEqual([
+        ['PUT', 200, key.accessKeyId],
+        ['GET', 206, key.accessKeyId],
+      ]);
+      const trail = await call('GET', `/api/v1/audit/events?identifier=alice-key&page_size=100`);
+      expect(trail.text).not.toContain(key.secretAccessKey);
+      expect(trail.text).toContain('"r2_access_key":"added"');
+
+      const removed = await call('DELETE', `/api/v1/connected_accounts/${id}/r2_access_key`);
+      expect(removed.status).toBe(200);
+      expect(removed.json!.connected_account.r2_access_key).toBeNull();
+      expect(await r2Rows(id)).toEqual([]);
+      const after = await execute(
+        `async () => { try { await r2.list({ bucket: 'media' }); } catch (e) { return e.code + ': ' + e.message; } }`,
+        'alice-key',
+      );
+      expect(after.data).toMatch(/^forbidden: .*Workers R2 Storage Read/);
+    });
+
+    it('names the permission a read-only pair lacks, and is refused on another tenant', async () => {
+      const id = await t.connect(apiKey, 'alice-key-read', zoneOnlyToken);
+      const key = r2.createAccessKey(accountId, 'read');
+      t.secrets.add(key.secretAccessKey);
+      expect(
+        (
+          await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+            access_key_id: key.accessKeyId,
+            secret_access_key: key.secretAccessKey,
+          })
+        ).status,
+      ).toBe(200);
+      const res = await execute(
+        `async () => {
+          const got = await r2.head({ bucket: 'media', key: 'keyed.txt' });
+          try { await r2.put({ bucket: 'media', key: 'nope.txt', body: 'x' }); } catch (e) { return [got.size, e.code + ': ' + e.message]; }
+        }`,
+        'alice-key-read',
+      );
+      expect(res.data).toEqual([
+        18,
+        expect.stringMatching(/^forbidden: .*R2 access key.*Object Read & Write/),
+      ]);
+
+      const other = await t.createTenant('R2 other');
+      const foreign = await fetch(`${base}/api/v1/connected_accounts/${id}/r2_access_key`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${other.apiKey}` },
+      });
+      expect(foreign.status).toBe(404);
+      expect(await r2Rows(id)).toHaveLength(1);
+    });
+
+    it('is deleted with the account, on revocation and on offboarding', async () => {
+      const key = r2.createAccessKey(accountId, 'read');
+      t.secrets.add(key.secretAccessKey);
+      const pair = { access_key_id: key.accessKeyId, secret_access_key: key.secretAccessKey };
+      const revoked = await t.connect(apiKey, 'alice-key-revoked', zoneOnlyToken);
+      const offboarded = await t.connect(apiKey, 'alice-key-offboarded', zoneOnlyToken);
+      for (const id of [revoked, offboarded]) {
+        expect((await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, pair)).status).toBe(200);
+      }
+      expect((await call('DELETE', `/api/v1/connected_accounts/${revoked}`)).status).toBe(204);
+      expect(await r2Rows(revoked)).toEqual([]);
+      const off = await call('POST', `/api/v1/identities/alice-key-offboarded/offboard`, {});
+      expect(off.status).toBe(200);
+      expect(await r2Rows(offboarded)).toEqual([]);
+      expect((await call('PUT', `/api/v1/connected_accounts/${revoked}/r2_access_key`, pair)).status).toBe(
+        409,
+      );
+    });
   });
 
   it('works over MCP, and cloudflare_search describes r2', async () => {

@@ -82,6 +82,12 @@ export const connectedAccount = z
       token_status: z.string(),
       expires_on: z.string().nullable(),
     }),
+    r2_access_key: z
+      .object({ access_key_id: z.string(), created_at: z.string() })
+      .nullable()
+      .describe(
+        'The R2 access key pair vaulted beside the credential (PUT …/r2_access_key), by its id only; R2 requests sign with it when present',
+      ),
     created_at: z.string(),
     updated_at: z.string(),
     last_used_at: z.string().nullable(),
