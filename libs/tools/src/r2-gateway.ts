@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { AuditJournal } from '@warden/audit';
 import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
-import { WardenError, isWardenError, systemClock } from '@warden/core';
+import { WardenError, hasControlCharacters, isWardenError, systemClock } from '@warden/core';
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
@@ -102,7 +102,7 @@ export function parseR2PolicyPath(text: string, field: string): string {
       throw refuse(`"${segment}" is not valid percent-encoding`);
     }
   });
-  if (decoded.some((segment) => segment.includes('/') || /[\u0000-\u001f\u007f]/.test(segment)))
+  if (decoded.some((segment) => segment.includes('/') || hasControlCharacters(segment)))
     throw refuse('an R2 key segment may not hold an encoded "/" or control characters');
   return r2PolicyPath(bucket, decoded.join('/'));
 }

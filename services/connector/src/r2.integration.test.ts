@@ -24,6 +24,10 @@ interface AuditEvent {
   upstream: { method: string; path: string; path_template: string | null; status: number | null } | null;
 }
 
+interface AccountAnswer {
+  connected_account: { r2_access_key: { access_key_id: string; created_at: string } | null };
+}
+
 const BASE_PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read'];
 
 /**
@@ -384,7 +388,7 @@ describe('r2 in cloudflare_execute', () => {
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
       const text = await res.text();
-      return { status: res.status, text, json: text ? (JSON.parse(text) as Record<string, any>) : null };
+      return { status: res.status, text, json: text ? (JSON.parse(text) as AccountAnswer) : null };
     };
     const r2Rows = (id: string) =>
       t.db.db.kysely
@@ -418,7 +422,7 @@ describe('r2 in cloudflare_execute', () => {
       });
       expect(set.text).not.toContain(key.secretAccessKey);
       const shown = await call('GET', `/api/v1/connected_accounts/${id}`);
-      expect(shown.json!.connected_account.r2_access_key.access_key_id).toBe(key.accessKeyId);
+      expect(shown.json!.connected_account.r2_access_key?.access_key_id).toBe(key.accessKeyId);
       expect(shown.text).not.toContain(key.secretAccessKey);
       // Sealed: the secret is in no column in clear.
       const [row] = await r2Rows(id);
