@@ -190,14 +190,16 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       if (
         error.code === 'AccessDenied' ||
         error.code === 'InvalidAccessKeyId' ||
-        (response.status === 403 && op === 'head')
+        (response.status === 403 && op === 'head') ||
+        // A vaulted pair whose secret is wrong: the person who stored it must fix it.
+        (signedWith === 'access_key' && error.code === 'SignatureDoesNotMatch')
       ) {
         const write = method === 'PUT' || method === 'DELETE';
         if (signedWith === 'access_key') {
           const permission = write ? 'Object Read & Write' : 'Object Read only';
           throw new WardenError(
             'forbidden',
-            `r2.${op}: R2 refused ${method} ${path} (${error.code}) with the R2 access key vaulted on this connected account: the key needs the ${permission} permission on bucket "${bucket}" (or is no longer valid). Change it in the Cloudflare dashboard (R2 > Manage API tokens), or vault another with PUT /api/v1/connected_accounts/{id}/r2_access_key.`,
+            `r2.${op}: R2 refused ${method} ${path} (${error.code}) with the R2 access key vaulted on this connected account: the key needs the ${permission} permission on bucket "${bucket}" (or the pair is wrong or no longer valid). Change it in the Cloudflare dashboard (R2 > Manage API tokens), or vault another with PUT /api/v1/connected_accounts/{id}/r2_access_key.`,
             { permissions: [permission] },
           );
         }

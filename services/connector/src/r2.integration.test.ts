@@ -481,6 +481,26 @@ describe('r2 in cloudflare_execute', () => {
         expect.stringMatching(/^forbidden: .*R2 access key.*Object Read & Write/),
       ]);
 
+      // A pair stored with the wrong secret is refused by R2 and reported as the pair's fault.
+      const wrong = 'f'.repeat(64);
+      t.secrets.add(wrong);
+      expect(
+        (
+          await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+            access_key_id: key.accessKeyId,
+            secret_access_key: wrong,
+          })
+        ).status,
+      ).toBe(200);
+      const refused = await execute(
+        `async () => { try { await r2.get({ bucket: 'media', key: 'keyed.txt' }); } catch (e) { return e.code + ': ' + e.message; } }`,
+        'alice-key-read',
+      );
+      expect(refused.data).toMatch(
+        /^forbidden: .*\(SignatureDoesNotMatch\) with the R2 access key.*wrong or no longer valid/,
+      );
+      expect(r2.requests().at(-1)).toMatchObject({ method: 'GET', error: 'SignatureDoesNotMatch' });
+
       const other = await t.createTenant('R2 other');
       const foreign = await fetch(`${base}/api/v1/connected_accounts/${id}/r2_access_key`, {
         method: 'DELETE',
