@@ -102,7 +102,8 @@ function tooLarge(bytes: number | null, limit: number): WardenError {
 
 /**
  * The R2 data plane over its S3-compatible API. Requests are signed with AWS Signature V4 by
- * aws4fetch (region `auto`, service `s3`) in this process; the payload hash is signed too.
+ * aws4fetch (region `auto`, service `s3`) in this process; the payload hash, `Range` and
+ * `Content-Type` are signed too.
  */
 export function createR2Client(options: R2ClientOptions): R2Client {
   const timeoutMs = options.timeoutMs ?? 30_000;
@@ -141,10 +142,13 @@ export function createR2Client(options: R2ClientOptions): R2Client {
       region: 'auto',
       retries: 0,
     });
+    // Every header sent is signed: aws4fetch leaves Range and Content-Type out by default, so a
+    // range or content type changed on the way would still pass R2's check.
     const signed = await aws.sign(url.toString(), {
       method: request.method,
       headers,
       ...(body !== undefined ? { body: new Uint8Array(body) } : {}),
+      aws: { allHeaders: true },
     });
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;

@@ -146,8 +146,8 @@ async function run(value, maxChars) {
       return {
         ok: false,
         code: 'result_too_large',
-        message: 'the result is ' + json.length + ' characters of JSON, over the limit of ' + maxChars +
-          '; return less (filter, pick fields, paginate)',
+        message: 'the result is ' + json.length + ' characters of JSON, over the execution result limit of ' + maxChars +
+          '; return less (filter, pick fields, paginate; an R2 object larger than that: read part of it with r2.get range)',
       };
     }
     return { ok: true, json };

@@ -86,6 +86,22 @@ export interface SealedCredentialsTable {
   updated_at: Timestamp;
 }
 
+/** An R2 access key pair vaulted on a connected account (sealed whole, kind `r2_access_key`). */
+export interface R2AccessKeysTable {
+  connected_account_id: string;
+  tenant_id: string;
+  /** Shown to say which key is vaulted; the sealed pair is what signs. */
+  access_key_id: string;
+  key_provider: string;
+  key_id: string;
+  wrapped_key: Uint8Array;
+  iv: Uint8Array;
+  ciphertext: Uint8Array;
+  seal_format: ColumnType<number, number | undefined, number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface McpTokensTable {
   id: string;
   tenant_id: string;
@@ -338,6 +354,7 @@ export interface Database {
   connections: ConnectionsTable;
   connected_accounts: ConnectedAccountsTable;
   sealed_credentials: SealedCredentialsTable;
+  r2_access_keys: R2AccessKeysTable;
   mcp_tokens: McpTokensTable;
   identity_policies: IdentityPoliciesTable;
   audit_events: AuditEventsTable;

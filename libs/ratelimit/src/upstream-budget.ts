@@ -95,8 +95,11 @@ export interface UpstreamBudget {
    */
   observe(admitted: Admitted, answer: UpstreamAnswer | null, options?: { principal?: string }): Promise<void>;
   release(admitted: Admitted): Promise<void>;
-  /** Both windows of a principal, for display. */
-  status(principal: string, spec: BudgetSpec): Promise<{ rest: BudgetView; graphql: BudgetView }>;
+  /** Every window of a principal (the API's, GraphQL's and the R2 data plane's), for display. */
+  status(
+    principal: string,
+    spec: BudgetSpec,
+  ): Promise<{ rest: BudgetView; graphql: BudgetView; r2: BudgetView }>;
   /** Refusals and egress queue waits, for metrics; returns the unsubscribe. */
   onEvent(listener: (event: BudgetEvent) => void): () => void;
   /** True while Redis is down and the budget refuses or runs on local shares. */
@@ -307,13 +310,15 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
     },
 
     async status(principal, spec) {
-      const [rest, gql] = await Promise.all([
+      const [rest, gql, objects] = await Promise.all([
         windows.status(principal, 'rest', spec),
         windows.status(principal, 'graphql', graphql),
+        windows.status(principal, 'r2', r2),
       ]);
       return {
         rest: { ...rest, capacity: spec.capacity, windowSeconds: spec.windowSeconds },
         graphql: { ...gql, capacity: graphql.capacity, windowSeconds: graphql.windowSeconds },
+        r2: { ...objects, capacity: r2.capacity, windowSeconds: r2.windowSeconds },
       };
     },
 

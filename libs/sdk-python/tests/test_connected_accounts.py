@@ -1,4 +1,5 @@
-"""connected_accounts.create / get / list / list_all / rotate / delete, and tenant isolation."""
+"""connected_accounts.create / get / list / list_all / rotate / delete / set_r2_access_key /
+remove_r2_access_key, and tenant isolation."""
 
 from __future__ import annotations
 
@@ -100,3 +101,20 @@ def test_another_tenants_account_is_not_found(
     assert deleting.value.status == 404
     assert len(stranger.connected_accounts.list(identifier=f"{unique}-private")) == 0
     assert client.connected_accounts.get(account.id).status == "ACTIVE"
+
+
+def test_sets_and_removes_an_r2_access_key(
+    client: WardenClient, cloudflare_token: Callable[[], str], unique: str
+) -> None:
+    account = client.connected_accounts.create(
+        identifier=f"{unique}-r2", authorization={"type": "api_token", "api_token": cloudflare_token()}
+    )
+    assert account.r2_access_key is None
+    secret = "s" * 64
+    keyed = client.connected_accounts.set_r2_access_key(account.id, access_key_id="k" * 32, secret_access_key=secret)
+    assert keyed.r2_access_key is not None and keyed.r2_access_key.access_key_id == "k" * 32
+    assert secret not in repr(keyed)
+    with pytest.raises(WardenApiError) as refused:
+        client.connected_accounts.set_r2_access_key(account.id, access_key_id="short", secret_access_key=secret)
+    assert (refused.value.status, refused.value.field) == (400, "access_key_id")
+    assert client.connected_accounts.remove_r2_access_key(account.id).r2_access_key is None

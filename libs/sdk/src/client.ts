@@ -108,6 +108,17 @@ export interface WardenClient {
     rotate(id: string, authorization: CloudflareAuthorization, call?: CallOptions): Promise<ConnectedAccount>;
     /** Revokes: the ciphertext and its data key are destroyed. */
     delete(id: string, call?: CallOptions): Promise<void>;
+    /**
+     * Vaults (or replaces) an R2 access key pair on the account: `r2` calls sign with it instead
+     * of the S3 credentials derived from its API token. Only its key id is ever shown back.
+     */
+    setR2AccessKey(
+      id: string,
+      key: { access_key_id: string; secret_access_key: string },
+      call?: CallOptions,
+    ): Promise<ConnectedAccount>;
+    /** Deletes the account's R2 access key pair; `r2` calls go back to the token's credentials. */
+    removeR2AccessKey(id: string, call?: CallOptions): Promise<ConnectedAccount>;
   };
   readonly mcp: {
     /** Mints a per-user MCP session token (shown once) with a ready `mcp.json` fragment. */
@@ -259,6 +270,25 @@ export function createWardenClient(options: WardenClientOptions): WardenClient {
           api.DELETE('/api/v1/connected_accounts/{id}', { params: { path: { id } }, ...signalOf(call) }),
         );
       },
+      setR2AccessKey: async (id, key, call) =>
+        (
+          await unwrap(
+            api.PUT('/api/v1/connected_accounts/{id}/r2_access_key', {
+              params: { path: { id } },
+              body: key,
+              ...signalOf(call),
+            }),
+          )
+        ).connected_account,
+      removeR2AccessKey: async (id, call) =>
+        (
+          await unwrap(
+            api.DELETE('/api/v1/connected_accounts/{id}/r2_access_key', {
+              params: { path: { id } },
+              ...signalOf(call),
+            }),
+          )
+        ).connected_account,
     },
     mcp: {
       createToken: (input, call) =>

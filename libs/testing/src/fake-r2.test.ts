@@ -119,7 +119,11 @@ describe('fake R2: SigV4 verified by @smithy/signature-v4 against requests Warde
     const aws = new AwsClient({ accessKeyId, secretAccessKey, service: 's3', region: 'auto', retries: 0 });
     r2.putObject(accountId, 'media', 'a.txt', 'abcdef');
     const url = `${r2.url}/${accountId}/default/media/a.txt`;
-    const signed = await aws.sign(url, { method: 'GET', headers: { range: 'bytes=0-1' } });
+    const signed = await aws.sign(url, {
+      method: 'GET',
+      headers: { range: 'bytes=0-1' },
+      aws: { allHeaders: true },
+    });
     expect((await fetch(signed.clone())).status).toBe(206);
 
     const headers = new Headers(signed.headers);
@@ -137,19 +141,86 @@ describe('fake R2: SigV4 verified by @smithy/signature-v4 against requests Warde
 
     const put = await aws.sign(url, {
       method: 'PUT',
-      body: 'original',
+      body: Buffer.from('original'),
       headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
     });
-    const swapped = await fetch(url, { method: 'PUT', headers: put.headers, body: 'swapped!' });
+    const swapped = await fetch(url, { method: 'PUT', headers: put.headers, body: Buffer.from('swapped!') });
     expect(swapped.status).toBe(200); // UNSIGNED-PAYLOAD: the body is not covered
     const hashed = await aws.sign(url, {
       method: 'PUT',
-      body: 'original',
+      body: Buffer.from('original'),
       headers: { 'x-amz-content-sha256': '0682c5f2076f099c34cfdd15a9e063849ed437a49677e6fcc5b4198c76575be5' },
     });
-    const swappedSigned = await fetch(url, { method: 'PUT', headers: hashed.headers, body: 'swapped!' });
+    const swappedSigned = await fetch(url, {
+      method: 'PUT',
+      headers: hashed.headers,
+      body: Buffer.from('swapped!'),
+    });
     expect(swappedSigned.status).toBe(400);
     expect(await swappedSigned.text()).toContain('XAmzContentSHA256Mismatch');
+  });
+
+  it('refuses a Range or Content-Type that is not signed, or was altered after signing', async () => {
+    const { accessKeyId, secretAccessKey } = r2CredentialsFromApiToken(writer.id, writer.value);
+    const aws = new AwsClient({ accessKeyId, secretAccessKey, service: 's3', region: 'auto', retries: 0 });
+    r2.putObject(accountId, 'media', 'r.txt', 'abcdef');
+    const url = `${r2.url}/${accountId}/default/media/r.txt`;
+    const refused = async (res: Response) => [res.status, (await res.text()).match(/<Code>(\w+)/)?.[1]];
+
+    // aws4fetch's default leaves Range and Content-Type unsigned: refused.
+    const unsigned = await aws.sign(url, { method: 'GET', headers: { range: 'bytes=0-1' } });
+    expect(await refused(await fetch(unsigned))).toEqual([403, 'SignatureDoesNotMatch']);
+
+    const signed = await aws.sign(url, {
+      method: 'GET',
+      headers: { range: 'bytes=0-1' },
+      aws: { allHeaders: true },
+    });
+    expect((await fetch(signed.clone())).status).toBe(206);
+    const headers = new Headers(signed.headers);
+    headers.set('range', 'bytes=2-5');
+    expect(await refused(await fetch(url, { headers }))).toEqual([403, 'SignatureDoesNotMatch']);
+
+    const put = await aws.sign(url, {
+      method: 'PUT',
+      body: 'typed',
+      headers: { 'content-type': 'text/plain' },
+      aws: { allHeaders: true },
+    });
+    const retyped = new Headers(put.headers);
+    retyped.set('content-type', 'text/html');
+    expect(await refused(await fetch(url, { method: 'PUT', headers: retyped, body: 'typed' }))).toEqual([
+      403,
+      'SignatureDoesNotMatch',
+    ]);
+    expect(r2.getObject(accountId, 'media', 'r.txt')?.body.toString()).toBe('abcdef');
+  });
+
+  it('receives the range and content type Warden signs', async () => {
+    const put = await send(writer, {
+      method: 'PUT',
+      jurisdiction: 'default',
+      bucket: 'media',
+      key: 'typed.txt',
+      body: Buffer.from('0123456789'),
+      contentType: 'text/x-typed',
+    });
+    expect(put.status).toBe(200);
+    expect(r2.getObject(accountId, 'media', 'typed.txt')?.contentType).toBe('text/x-typed');
+    const range = await send(reader, {
+      method: 'GET',
+      jurisdiction: 'default',
+      bucket: 'media',
+      key: 'typed.txt',
+      range: 'bytes=2-4',
+    });
+    expect([range.status, range.body.toString()]).toEqual([206, '234']);
+    const signed = r2
+      .requests()
+      .slice(-2)
+      .map((r) => r.signedHeaders);
+    expect(signed[0]).toEqual(expect.arrayContaining(['content-type']));
+    expect(signed[1]).toEqual(expect.arrayContaining(['range']));
   });
 
   it('answers AccessDenied to a read-only token writing, and to an unknown key id InvalidAccessKeyId', async () => {

@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +6,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, SourceData } from '@smithy/types';
 import { canOnAccount } from './fake-cloudflare/fake-cloudflare.access.ts';
 import type { Principal } from './fake-cloudflare/fake-cloudflare.access.ts';
+import { FAKE_CF_PERMISSION_GROUPS } from './fake-cloudflare/fake-cloudflare.permissions.ts';
 import type { FakeCloudflareState } from './fake-cloudflare/fake-cloudflare.state.ts';
 
 /**
@@ -41,6 +42,8 @@ export interface FakeR2RequestLogEntry {
   /** The S3 error code answered, if any (`SignatureDoesNotMatch`, `AccessDenied`, …). */
   readonly error: string | null;
   readonly accessKeyId: string | null;
+  /** The headers the request's signature covers (its `SignedHeaders`), empty when unsigned. */
+  readonly signedHeaders: readonly string[];
 }
 
 export interface FakeR2 {
@@ -57,6 +60,16 @@ export interface FakeR2 {
     options?: { contentType?: string; jurisdiction?: string },
   ): void;
   getObject(accountId: string, bucket: string, key: string, jurisdiction?: string): FakeR2Object | undefined;
+  /**
+   * An R2 access key pair of the account (R2 > Manage API tokens), for reads or for reads and
+   * writes: a random 32-character id and 64-character secret, unrelated to any API token's, that
+   * the fake verifies signatures with. `revokeAccessKey` makes it unknown again.
+   */
+  createAccessKey(
+    accountId: string,
+    access: 'read' | 'write',
+  ): { readonly accessKeyId: string; readonly secretAccessKey: string };
+  revokeAccessKey(accessKeyId: string): void;
   requests(): readonly FakeR2RequestLogEntry[];
   clearRequests(): void;
   close(): Promise<void>;
@@ -155,6 +168,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   /** `<account>/<jurisdiction>/<bucket>` → objects by key. */
   const buckets = new Map<string, Map<string, FakeR2Object>>();
   const log: FakeR2RequestLogEntry[] = [];
+  /** R2 access key pairs by id: the secret and the account token whose permissions they carry. */
+  const accessKeys = new Map<string, { secret: string; tokenId: string }>();
   const bucketKey = (accountId: string, jurisdiction: string, bucket: string) =>
     `${accountId}/${jurisdiction}/${bucket}`;
 
@@ -207,7 +222,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
         'AuthorizationHeaderMalformed',
         `region must be auto and service s3, got ${region}/${service}`,
       );
-    const token = state.tokens.get(keyId!);
+    const accessKey = accessKeys.get(keyId!);
+    const token = state.tokens.get(accessKey ? accessKey.tokenId : keyId!);
     if (!token || state.tokenStatus(token) !== 'active') {
       throw new S3Error(
         403,
@@ -234,6 +250,12 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
         'host, x-amz-date and x-amz-content-sha256 must be signed',
       );
     }
+    // Stricter than R2, which signs what the client lists: a Range or Content-Type left unsigned
+    // could be changed on the way, so a client that leaves them out fails here.
+    for (const name of ['range', 'content-type']) {
+      if (req.headers[name] !== undefined && !names.includes(name))
+        throw new S3Error(403, 'SignatureDoesNotMatch', `the ${name} header is sent but not signed`);
+    }
     const headers: Record<string, string> = {};
     for (const name of names) {
       const value = req.headers[name];
@@ -249,7 +271,9 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     const signer = new SignatureV4({
       credentials: {
         accessKeyId: keyId!,
-        secretAccessKey: createHash('sha256').update(token.value, 'utf8').digest('hex'),
+        secretAccessKey: accessKey
+          ? accessKey.secret
+          : createHash('sha256').update(token.value, 'utf8').digest('hex'),
       },
       region: 'auto',
       service: 's3',
@@ -349,7 +373,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   async function handle(
     req: IncomingMessage,
     res: ServerResponse,
-    entry: { accountId: string; jurisdiction: string; path: string; query: string; keyId: string | null },
+    entry: {
+      accountId: string;
+      jurisdiction: string;
+      path: string;
+      query: string;
+      keyId: string | null;
+      signedHeaders: readonly string[];
+    },
   ): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const parts = url.pathname.split('/');
@@ -359,6 +390,9 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     entry.jurisdiction = jurisdiction;
     entry.path = `/${parts.slice(3).join('/')}`;
     entry.query = url.search.slice(1);
+    const signed =
+      typeof req.headers.authorization === 'string' ? AUTH.exec(req.headers.authorization) : null;
+    entry.signedHeaders = signed?.[5]?.split(';') ?? [];
     const body = await readBody(req, maxBody);
     const { principal, keyId } = await authenticate(
       req,
@@ -442,7 +476,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   }
 
   const server: Server = createServer((req, res) => {
-    const entry = { accountId: '', jurisdiction: '', path: '', query: '', keyId: null as string | null };
+    const entry = {
+      accountId: '',
+      jurisdiction: '',
+      path: '',
+      query: '',
+      keyId: null as string | null,
+      signedHeaders: [] as readonly string[],
+    };
     const done = (status: number, error: string | null) =>
       log.push({
         method: req.method ?? 'GET',
@@ -453,6 +494,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
         status,
         error,
         accessKeyId: entry.keyId,
+        signedHeaders: entry.signedHeaders,
       });
     handle(req, res, entry).then(
       () => done(res.statusCode, null),
@@ -502,6 +544,24 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     },
     getObject(accountId, bucket, key, jurisdiction = 'default') {
       return buckets.get(bucketKey(accountId, jurisdiction, bucket))?.get(key);
+    },
+    createAccessKey(accountId, access) {
+      // An R2 token is an account token carrying R2 permissions; its S3 pair is what R2 checks.
+      const token = state.createAccountToken({
+        accountId,
+        name: `R2 access key (${access})`,
+        permissions:
+          FAKE_CF_PERMISSION_GROUPS[
+            access === 'write' ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read'
+          ]!,
+      });
+      const accessKeyId = randomBytes(16).toString('hex');
+      const secretAccessKey = randomBytes(32).toString('hex');
+      accessKeys.set(accessKeyId, { secret: secretAccessKey, tokenId: token.id });
+      return { accessKeyId, secretAccessKey };
+    },
+    revokeAccessKey(accessKeyId) {
+      accessKeys.delete(accessKeyId);
     },
     requests: () => [...log],
     clearRequests: () => {

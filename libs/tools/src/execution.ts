@@ -2,7 +2,7 @@ import { AuditJournal, outcomeOf, sha256Hex, toolCallRecord } from '@warden/audi
 import type { AuditStore, AuditSubject } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, newId } from '@warden/core';
-import type { CloudflareCredential, CloudflareResponse } from '@warden/cloudflare';
+import type { CloudflareCredential, CloudflareResponse, R2Credentials } from '@warden/cloudflare';
 import { DEFAULT_BLOCK_SECONDS } from '@warden/ratelimit';
 import type { ConnectedAccount } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
@@ -109,6 +109,7 @@ export class Execution {
   readonly #live: LiveCallHandle;
   #context: CallContext;
   #credential: Promise<CloudflareCredential> | null = null;
+  #r2AccessKey: Promise<R2Credentials | null> | null = null;
   /** The writes an approve rule held, in order (only where approvals can be asked for). */
   readonly #plan: ExecutionPlan | null;
   /** Tails still running or being deleted; `finish` waits for them. */
@@ -193,8 +194,10 @@ export class Execution {
         throw error;
       }
       this.#live.refreshed();
-      if (fresh.account.account.updatedAt.getTime() !== this.account.updatedAt.getTime())
+      if (fresh.account.account.updatedAt.getTime() !== this.account.updatedAt.getTime()) {
         this.#credential = null;
+        this.#r2AccessKey = null;
+      }
       this.#context = fresh;
       return;
     }
@@ -270,7 +273,10 @@ export class Execution {
     if (!this.#deps.r2) throw new WardenError('invalid_request', `r2.${request.op}: R2 is not configured`);
     await this.#ensureCurrent();
     const party = await this.#party();
-    return this.#deps.r2.send(party, this.account.cloudflare.tokenId, request, this.#journal, signal);
+    // The vaulted R2 access key pair, decrypted once per execution (and again after a change).
+    this.#r2AccessKey ??= this.#context.account.openR2();
+    const keys = { accessKey: await this.#r2AccessKey, tokenId: this.account.cloudflare.tokenId };
+    return this.#deps.r2.send(party, keys, request, this.#journal, signal);
   };
 
   /**

@@ -111,6 +111,6 @@ export type { AuditMaintenance, AuditMaintenanceDeps } from './audit-maintenance
 export { createCredentialVerifier, createReverifier } from './credential-verification.ts';
 export type { VerificationDeps } from './credential-verification.ts';
 export { DEFAULT_R2_MAX_OBJECT_BYTES, createR2Gateway, r2PolicyPath } from './r2-gateway.ts';
-export type { R2Gateway, R2GatewayDeps } from './r2-gateway.ts';
+export type { R2Gateway, R2GatewayDeps, R2Keys } from './r2-gateway.ts';
 export { DEFAULT_TAIL_EVENT_BYTES, createTailGateway, tailDecision } from './tail-gateway.ts';
 export type { TailGateway, TailGatewayDeps } from './tail-gateway.ts';

@@ -1,5 +1,6 @@
 import { canonicalizePath } from './canonical-path.ts';
 import { evaluatePolicy, pathMatches, ruleLabel } from './policy.ts';
+import { parseR2PolicyPath } from './r2-gateway.ts';
 import type { Policy, PolicyRule } from './policy.ts';
 
 export interface PolicyExplanation {
@@ -24,14 +25,17 @@ function firstAllow(policy: Policy, method: string, path: string): string | null
 
 /**
  * What `evaluatePolicy` would decide for one request of an identifier, with the rule that decides:
- * the policy tester's answer. The path is canonicalized first, exactly as the upstream gateway does.
+ * the policy tester's answer. The path is canonicalized first, exactly as the upstream gateway does;
+ * an R2 object path (`r2://bucket/key`) as the R2 gateway names it.
  */
 export function explainPolicy(
   tenant: Policy,
   identity: Policy,
   request: { method: string; path: string; graphqlQuery?: boolean },
 ): PolicyExplanation {
-  const path = canonicalizePath(request.path, 'path');
+  const path = request.path.startsWith('r2://')
+    ? parseR2PolicyPath(request.path, 'path')
+    : canonicalizePath(request.path, 'path');
   const method = request.method.toUpperCase();
   const decision = evaluatePolicy(tenant, identity, {
     method,

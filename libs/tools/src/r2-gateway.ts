@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import type { AuditJournal } from '@warden/audit';
 import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
-import { WardenError, isWardenError, systemClock } from '@warden/core';
+import { WardenError, hasControlCharacters, isWardenError, systemClock } from '@warden/core';
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
-import type { R2Client, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
+import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import { canonicalSegment } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
@@ -23,16 +23,24 @@ export interface R2GatewayDeps {
   readonly clock?: Clock;
 }
 
+/** What R2 requests of a connected account sign with. */
+export interface R2Keys {
+  /** The R2 access key pair vaulted on the account; used in preference when present. */
+  readonly accessKey: R2Credentials | null;
+  /** The API token's id, from which (with its value) the S3 credentials derive otherwise. */
+  readonly tokenId: string | null;
+}
+
 export interface R2Gateway {
   /**
    * One `r2.<op>` of agent code, with the same guarantees as `UpstreamGateway.send`: policy on
    * `r2://bucket/key`, a write-ahead intent record, the principal's R2 budget, signing with the
-   * S3 credentials of the party's API token (`tokenId` is its id), the outcome record. Resolves
-   * to what the sandbox sees; refusals and R2 errors reject with a `WardenError`.
+   * account's R2 access key pair or else the S3 credentials of its API token, the outcome
+   * record. Resolves to what the sandbox sees; refusals and R2 errors reject with a `WardenError`.
    */
   send(
     party: UpstreamParty,
-    tokenId: string | null,
+    keys: R2Keys,
     request: R2Request,
     journal: AuditJournal,
     signal?: AbortSignal,
@@ -63,6 +71,40 @@ export function r2PolicyPath(bucket: string, key?: string): string {
     return canonicalSegment(encoded) ?? encoded;
   });
   return `r2://${bucket}/${segments.join('/')}`;
+}
+
+/** R2's bucket names: 3–63 lower-case letters, digits and hyphens, not starting or ending with a hyphen. */
+const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
+
+/**
+ * `r2://bucket[/key]` as a person writes it (the policy tester, the audit trail's spelling): the
+ * form enforcement evaluates, each key segment decoded and written canonically, so
+ * `r2://media/a b` and `r2://media/a%20b` are one object. Refuses what no `r2.<op>` could send.
+ */
+export function parseR2PolicyPath(text: string, field: string): string {
+  const refuse = (problem: string) =>
+    new WardenError('invalid_request', `${field}: ${problem}, e.g. r2://my-bucket/reports/q4.csv`, {
+      field,
+    });
+  const rest = text.slice('r2://'.length);
+  const slash = rest.indexOf('/');
+  const bucket = slash === -1 ? rest : rest.slice(0, slash);
+  if (!BUCKET.test(bucket))
+    throw refuse(`"${bucket}" is not an R2 bucket name (3-63 lower-case letters, digits and hyphens)`);
+  if (slash === -1) return r2PolicyPath(bucket);
+  const segments = rest.slice(slash + 1).split('/');
+  const decoded = segments.map((segment) => {
+    if (segment === '' || segment === '.' || segment === '..')
+      throw refuse('an R2 key has no empty, "." or ".." segments');
+    try {
+      return decodeURIComponent(segment);
+    } catch {
+      throw refuse(`"${segment}" is not valid percent-encoding`);
+    }
+  });
+  if (decoded.some((segment) => segment.includes('/') || hasControlCharacters(segment)))
+    throw refuse('an R2 key segment may not hold an encoded "/" or control characters');
+  return r2PolicyPath(bucket, decoded.join('/'));
 }
 
 function decodeXml(text: string): string {
@@ -125,7 +167,12 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
   const clock = deps.clock ?? systemClock;
 
   /** What the sandbox gets for an answer, or the error it is refused with. */
-  function interpret(request: R2Request, path: string, response: R2HttpResponse): unknown {
+  function interpret(
+    request: R2Request,
+    path: string,
+    response: R2HttpResponse,
+    signedWith: 'access_key' | 'token',
+  ): unknown {
     const { op, bucket } = request;
     const method = METHOD[op];
     const ok = response.status >= 200 && response.status < 300;
@@ -143,10 +190,20 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       if (
         error.code === 'AccessDenied' ||
         error.code === 'InvalidAccessKeyId' ||
-        (response.status === 403 && op === 'head')
+        (response.status === 403 && op === 'head') ||
+        // A vaulted pair whose secret is wrong: the person who stored it must fix it.
+        (signedWith === 'access_key' && error.code === 'SignatureDoesNotMatch')
       ) {
-        const permission =
-          method === 'PUT' || method === 'DELETE' ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read';
+        const write = method === 'PUT' || method === 'DELETE';
+        if (signedWith === 'access_key') {
+          const permission = write ? 'Object Read & Write' : 'Object Read only';
+          throw new WardenError(
+            'forbidden',
+            `r2.${op}: R2 refused ${method} ${path} (${error.code}) with the R2 access key vaulted on this connected account: the key needs the ${permission} permission on bucket "${bucket}" (or the pair is wrong or no longer valid). Change it in the Cloudflare dashboard (R2 > Manage API tokens), or vault another with PUT /api/v1/connected_accounts/{id}/r2_access_key.`,
+            { permissions: [permission] },
+          );
+        }
+        const permission = write ? 'Workers R2 Storage Write' : 'Workers R2 Storage Read';
         throw new WardenError(
           'forbidden',
           `r2.${op}: R2 refused ${method} ${path} (${error.code}): the token needs the ${permission} permission for account ${request.accountId ?? ''}. Grant it in the Cloudflare dashboard (My Profile > API Tokens) and retry.`,
@@ -238,7 +295,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
 
   async function send(
     party: UpstreamParty,
-    tokenId: string | null,
+    keys: R2Keys,
     request: R2Request,
     journal: AuditJournal,
     signal?: AbortSignal,
@@ -301,11 +358,15 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       }
     }
     const credential = party.credential;
-    if (credential.type !== 'api_token' || tokenId === null) {
-      refuse(
+    let signing: R2Credentials;
+    if (keys.accessKey) signing = keys.accessKey;
+    else if (credential.type === 'api_token' && keys.tokenId !== null)
+      signing = r2CredentialsFromApiToken(keys.tokenId, credential.apiToken);
+    else {
+      signing = refuse(
         new WardenError(
           'forbidden',
-          `r2.${request.op}: R2 needs the connected account to be an API token (its S3 credentials derive from it); this one is ${credential.type === 'api_token' ? 'a token whose id is unknown' : 'a Global API Key'}`,
+          `r2.${request.op}: R2 needs an API token on the connected account (its S3 credentials derive from it) or an R2 access key pair vaulted with PUT /api/v1/connected_accounts/{id}/r2_access_key; this one is ${credential.type === 'api_token' ? 'a token whose id is unknown' : 'a Global API Key'}`,
         ),
       );
     }
@@ -354,11 +415,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     };
     let response: R2HttpResponse;
     try {
-      response = await deps.client.send(
-        r2CredentialsFromApiToken(tokenId as string, (credential as { apiToken: string }).apiToken),
-        credential,
-        http,
-      );
+      response = await deps.client.send(signing, credential, http);
     } catch (error) {
       await deps.budget.observe(granted, null);
       const wrapped = isWardenError(error)
@@ -390,7 +447,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         responseBytes: response.body.length,
       }),
     ]);
-    return interpret(request, path, response);
+    return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token');
   }
 
   return { send };

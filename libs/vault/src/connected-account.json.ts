@@ -17,6 +17,9 @@ export function connectedAccountJson(a: ConnectedAccount) {
       token_status: a.cloudflare.tokenStatus,
       expires_on: a.cloudflare.expiresOn?.toISOString() ?? null,
     },
+    r2_access_key: a.r2AccessKey
+      ? { access_key_id: a.r2AccessKey.accessKeyId, created_at: a.r2AccessKey.createdAt.toISOString() }
+      : null,
     created_at: a.createdAt.toISOString(),
     updated_at: a.updatedAt.toISOString(),
     last_used_at: a.lastUsedAt?.toISOString() ?? null,

@@ -368,6 +368,9 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       identifier: 'alice',
       credential: { type: 'api_token', apiToken: token(12) },
     });
+    // The account's second credential, an R2 access key pair, is sealed too and rotates with it.
+    const r2Key = { accessKeyId: 'a'.repeat(32), secretAccessKey: 'b'.repeat(64) };
+    await accounts.setR2AccessKey(as(tenant.id), account.id, r2Key);
     addKeyVersion(keyFile);
     const fresh = services();
     const report = await fresh.rotation.rewrapAll();
@@ -382,12 +385,20 @@ describe('tenants and connected accounts on PostgreSQL', () => {
       .where('connected_account_id', '=', account.id)
       .executeTakeFirstOrThrow();
     expect(row.key_id).toBe('local:v2');
+    const r2Row = await t.db.kysely
+      .selectFrom('r2_access_keys')
+      .select(['key_id', 'access_key_id'])
+      .where('connected_account_id', '=', account.id)
+      .executeTakeFirstOrThrow();
+    expect(r2Row).toEqual({ key_id: 'local:v2', access_key_id: r2Key.accessKeyId });
     removeKeyVersion(keyFile, 1);
     const afterRetire = services();
     expect((await afterRetire.accounts.openCredential(tenant.id, account.id)).credential).toEqual({
       type: 'api_token',
       apiToken: token(12),
     });
+    const [openable] = await afterRetire.accounts.openable(tenant.id, { id: account.id });
+    expect(await openable!.openR2()).toEqual(r2Key);
     expect((await afterRetire.rotation.rewrapAll()).rewrapped).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 import type { Clock } from '@warden/core';
 import { WardenError, hasControlCharacters, newId, notFound, storableText, systemClock } from '@warden/core';
-import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
+import type { CloudflareCredential, R2Credentials, VerifiedCredential } from '@warden/cloudflare';
 import { assertCredentialShape } from '@warden/cloudflare';
 import { lifecycleRecord } from '@warden/audit';
 import type {
@@ -33,6 +33,8 @@ export interface ConnectedAccount {
     readonly tokenStatus: string;
     readonly expiresOn: Date | null;
   };
+  /** The R2 access key pair vaulted beside the token, by its key id only; null when none is. */
+  readonly r2AccessKey: { readonly accessKeyId: string; readonly createdAt: Date } | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
   readonly lastUsedAt: Date | null;
@@ -83,6 +85,8 @@ export interface OpenableAccount {
   readonly account: ConnectedAccount;
   /** Decrypts the credential read with the account (no further read); refuses unless ACTIVE. */
   open(): Promise<CloudflareCredential>;
+  /** Decrypts the R2 access key pair read with the account; null when none is vaulted. */
+  openR2(): Promise<R2Credentials | null>;
 }
 
 /** Which accounts `openable` reads: one by id (any status), or an identifier's ACTIVE ones. */
@@ -121,16 +125,36 @@ export interface ConnectedAccountService {
     id: string,
     status: Exclude<ConnectedAccountStatus, 'REVOKED'>,
   ): Promise<ConnectedAccount>;
+  /**
+   * Vaults (or replaces) an R2 access key pair on an account: R2 requests sign with it instead of
+   * the S3 credentials derived from the API token. Revoking the account deletes it.
+   */
+  setR2AccessKey(ctx: ActorContext, id: string, key: R2Credentials): Promise<ConnectedAccount>;
+  /** Deletes the account's R2 access key pair (R2 requests go back to the token's). Idempotent. */
+  removeR2AccessKey(ctx: ActorContext, id: string): Promise<ConnectedAccount>;
 }
 
 const DEFAULT_CONNECTION = 'cloudflare';
 const MAX_PAGE_SIZE = 100;
 
-type Row = ConnectedAccountRow & { connection_name: string };
+type Row = ConnectedAccountRow & {
+  connection_name: string;
+  r2_access_key_id: string | null;
+  r2_access_key_created_at: Date | null;
+};
 type SealedColumns = Pick<
   SealedCredentialRow,
   'key_provider' | 'key_id' | 'wrapped_key' | 'iv' | 'ciphertext' | 'seal_format'
 >;
+/** The account's R2 access key pair, sealed, read in the same query (all null when none). */
+interface R2SealedColumns {
+  readonly r2_key_provider: string | null;
+  readonly r2_key_id: string | null;
+  readonly r2_wrapped_key: Uint8Array | null;
+  readonly r2_iv: Uint8Array | null;
+  readonly r2_ciphertext: Uint8Array | null;
+  readonly r2_seal_format: number | null;
+}
 
 function toAccount(row: Row): ConnectedAccount {
   return {
@@ -148,6 +172,10 @@ function toAccount(row: Row): ConnectedAccount {
       tokenStatus: row.token_status,
       expiresOn: row.expires_on,
     },
+    r2AccessKey:
+      row.r2_access_key_id !== null && row.r2_access_key_created_at !== null
+        ? { accessKeyId: row.r2_access_key_id, createdAt: row.r2_access_key_created_at }
+        : null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     lastUsedAt: row.last_used_at,
@@ -166,6 +194,36 @@ export function validateIdentifier(identifier: unknown, field = 'identifier'): s
     throw new WardenError('invalid_request', `${field}: must not contain control characters`, { field });
   }
   return identifier;
+}
+
+const R2_ACCESS_KEY_ID = /^[A-Za-z0-9]{16,128}$/;
+const R2_SECRET = /^[\x21-\x7e]{16,256}$/;
+
+/** An R2 access key pair as Cloudflare issues them (a 32-character id, a 64-character secret), loosely. */
+export function validateR2AccessKey(key: R2Credentials): R2Credentials {
+  if (typeof key.accessKeyId !== 'string' || !R2_ACCESS_KEY_ID.test(key.accessKeyId)) {
+    throw new WardenError(
+      'invalid_request',
+      'access_key_id: must be the R2 Access Key ID (16-128 letters and digits, 32 as Cloudflare issues them)',
+      { field: 'access_key_id' },
+    );
+  }
+  if (typeof key.secretAccessKey !== 'string' || !R2_SECRET.test(key.secretAccessKey)) {
+    throw new WardenError(
+      'invalid_request',
+      'secret_access_key: must be the R2 Secret Access Key (16-256 visible ASCII characters, 64 as Cloudflare issues them)',
+      { field: 'secret_access_key' },
+    );
+  }
+  return { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey };
+}
+
+function parseR2Key(plaintext: Buffer): R2Credentials {
+  try {
+    return JSON.parse(plaintext.toString('utf8')) as R2Credentials;
+  } finally {
+    plaintext.fill(0);
+  }
 }
 
 function serializeCredential(credential: CloudflareCredential): Buffer {
@@ -243,8 +301,15 @@ export function createConnectedAccountService(deps: {
       .innerJoin('connections as c', (join) =>
         join.onRef('c.id', '=', 'ca.connection_id').onRef('c.tenant_id', '=', 'ca.tenant_id'),
       )
+      .leftJoin('r2_access_keys as rk', (join) =>
+        join.onRef('rk.connected_account_id', '=', 'ca.id').onRef('rk.tenant_id', '=', 'ca.tenant_id'),
+      )
       .selectAll('ca')
-      .select('c.name as connection_name')
+      .select([
+        'c.name as connection_name',
+        'rk.access_key_id as r2_access_key_id',
+        'rk.created_at as r2_access_key_created_at',
+      ])
       .where('ca.tenant_id', '=', tenantId);
   }
 
@@ -266,10 +331,18 @@ export function createConnectedAccountService(deps: {
       .innerJoin('sealed_credentials as s', (join) =>
         join.onRef('s.connected_account_id', '=', 'ca.id').onRef('s.tenant_id', '=', 'ca.tenant_id'),
       )
-      .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext', 's.seal_format']);
+      .select(['s.key_provider', 's.key_id', 's.wrapped_key', 's.iv', 's.ciphertext', 's.seal_format'])
+      .select([
+        'rk.key_provider as r2_key_provider',
+        'rk.key_id as r2_key_id',
+        'rk.wrapped_key as r2_wrapped_key',
+        'rk.iv as r2_iv',
+        'rk.ciphertext as r2_ciphertext',
+        'rk.seal_format as r2_seal_format',
+      ]);
   }
 
-  async function openRow(row: Row & SealedColumns): Promise<CloudflareCredential> {
+  function refuseUnlessActive(row: Row): void {
     if (row.status !== 'ACTIVE') {
       throw new WardenError(
         'conflict',
@@ -279,6 +352,24 @@ export function createConnectedAccountService(deps: {
         },
       );
     }
+  }
+
+  async function openR2Row(row: Row & R2SealedColumns): Promise<R2Credentials | null> {
+    refuseUnlessActive(row);
+    const sealed = sealedFromColumns({
+      key_provider: row.r2_key_provider,
+      key_id: row.r2_key_id,
+      wrapped_key: row.r2_wrapped_key,
+      iv: row.r2_iv,
+      ciphertext: row.r2_ciphertext,
+      seal_format: row.r2_seal_format ?? 2,
+    });
+    if (!sealed) return null;
+    return parseR2Key(await envelope.open(sealIdentity('r2_access_key', row.tenant_id, row.id), sealed));
+  }
+
+  async function openRow(row: Row & SealedColumns): Promise<CloudflareCredential> {
+    refuseUnlessActive(row);
     const sealed = sealedFromColumns(row);
     if (!sealed) throw new WardenError('integrity_failure', 'the sealed credential is missing');
     const plaintext = await envelope.open(sealIdentity('credential', row.tenant_id, row.id), sealed);
@@ -479,6 +570,11 @@ export function createConnectedAccountService(deps: {
           .where('tenant_id', '=', tenantId)
           .where('connected_account_id', '=', id)
           .execute();
+        await tx
+          .deleteFrom('r2_access_keys')
+          .where('tenant_id', '=', tenantId)
+          .where('connected_account_id', '=', id)
+          .execute();
         if (row.status !== 'REVOKED') {
           const now = clock.now();
           await tx
@@ -516,7 +612,102 @@ export function createConnectedAccountService(deps: {
         }
       }
       const rows = await q.orderBy('ca.created_at').orderBy('ca.id').limit(MAX_OPENABLE_ACCOUNTS).execute();
-      return rows.map((row) => ({ account: toAccount(row), open: () => openRow(row) }));
+      return rows.map((row) => ({
+        account: toAccount(row),
+        open: () => openRow(row),
+        openR2: () => openR2Row(row),
+      }));
+    },
+
+    async setR2AccessKey(ctx, id, input) {
+      const { tenantId } = ctx;
+      const key = validateR2AccessKey(input);
+      const current = await findRow(db, tenantId, id);
+      if (current.status === 'REVOKED') {
+        throw new WardenError(
+          'conflict',
+          'this connected account is revoked; create a new one with POST /api/v1/connected_accounts',
+        );
+      }
+      // Sealed whole, so the id that signs is the one sealed with the secret.
+      const sealed = await envelope.seal(
+        sealIdentity('r2_access_key', tenantId, id),
+        Buffer.from(JSON.stringify(key), 'utf8'),
+      );
+      const updated = await db.transaction().execute(async (tx) => {
+        const locked = await findRow(tx, tenantId, id, true);
+        if (locked.status === 'REVOKED') {
+          throw new WardenError('conflict', 'this connected account was revoked meanwhile; create a new one');
+        }
+        const now = clock.now();
+        await tx
+          .insertInto('r2_access_keys')
+          .values({
+            connected_account_id: id,
+            tenant_id: tenantId,
+            access_key_id: key.accessKeyId,
+            ...sealedColumns(sealed),
+          })
+          .onConflict((oc) =>
+            oc.column('connected_account_id').doUpdateSet({
+              access_key_id: key.accessKeyId,
+              ...sealedColumns(sealed),
+              created_at: now,
+              updated_at: now,
+            }),
+          )
+          .execute();
+        await tx
+          .updateTable('connected_accounts')
+          .set({ updated_at: now })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .execute();
+        const account = toAccount(await findRow(tx, tenantId, id));
+        await emit(
+          tx,
+          ctx,
+          { type: 'connected_account.updated', account },
+          {
+            r2_access_key: locked.r2_access_key_id === null ? 'added' : 'replaced',
+            r2_access_key_id: key.accessKeyId,
+          },
+        );
+        return account;
+      });
+      await changed({ tenantId, identifier: updated.identifier, accountId: id, reason: 'changed' });
+      return updated;
+    },
+
+    async removeR2AccessKey(ctx, id) {
+      const { tenantId } = ctx;
+      const result = await db.transaction().execute(async (tx) => {
+        const locked = await findRow(tx, tenantId, id, true);
+        if (locked.r2_access_key_id === null) return { account: toAccount(locked), removed: false };
+        await tx
+          .deleteFrom('r2_access_keys')
+          .where('tenant_id', '=', tenantId)
+          .where('connected_account_id', '=', id)
+          .execute();
+        await tx
+          .updateTable('connected_accounts')
+          .set({ updated_at: clock.now() })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', id)
+          .execute();
+        const account = toAccount(await findRow(tx, tenantId, id));
+        await emit(
+          tx,
+          ctx,
+          { type: 'connected_account.updated', account },
+          { r2_access_key: 'removed', r2_access_key_id: locked.r2_access_key_id },
+        );
+        return { account, removed: true };
+      });
+      if (result.removed) {
+        await changed({ tenantId, identifier: result.account.identifier, accountId: id, reason: 'changed' });
+      }
+      return result.account;
     },
 
     async setStatus(ctx, id, status) {

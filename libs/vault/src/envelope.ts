@@ -8,7 +8,8 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** What a sealed secret is. Named in its KMS encryption context and its AAD. */
-export type SealedKind = 'credential' | 'siem_sink' | 'webhook' | 'sso_client_secret' | 'oauth_server_keys';
+export type SealedKind =
+  'credential' | 'r2_access_key' | 'siem_sink' | 'webhook' | 'sso_client_secret' | 'oauth_server_keys';
 
 /**
  * The row a sealed secret belongs to: its kind, its tenant (`system` for the deployment's own)

@@ -33,6 +33,13 @@ export const SEALED_TABLES: readonly SealedTable[] = [
     rowKey: 'connected_account_id',
     identity: (row) => sealIdentity('credential', row.tenant_id ?? '', row.row_key),
   },
+  // A connected account's R2 access key pair, sealed to the account's id (connected-accounts.service.ts).
+  {
+    table: 'r2_access_keys',
+    kind: 'r2_access_key',
+    rowKey: 'connected_account_id',
+    identity: (row) => sealIdentity('r2_access_key', row.tenant_id ?? '', row.row_key),
+  },
   // Sink and webhook secrets are sealed to their row id (delivery.service.ts).
   {
     table: 'audit_sinks',

@@ -24,6 +24,10 @@ interface AuditEvent {
   upstream: { method: string; path: string; path_template: string | null; status: number | null } | null;
 }
 
+interface AccountAnswer {
+  connected_account: { r2_access_key: { access_key_id: string; created_at: string } | null };
+}
+
 const BASE_PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read'];
 
 /**
@@ -38,6 +42,8 @@ describe('r2 in cloudflare_execute', () => {
   let base: string;
   let apiKey: string;
   let accountId: string;
+  let aliceAccount: string;
+  let zoneOnlyToken: string;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
@@ -59,7 +65,7 @@ describe('r2 in cloudflare_execute', () => {
       userId: alice.id,
       permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
     });
-    await t.connect(apiKey, 'alice', writer.value);
+    aliceAccount = await t.connect(apiKey, 'alice', writer.value);
     // The derived S3 secret is a credential too: no log line may carry it.
     t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
     const policy = await fetch(`${base}/api/v1/identities/alice-read/policy`, {
@@ -69,11 +75,13 @@ describe('r2 in cloudflare_execute', () => {
     });
     expect(policy.status).toBe(200);
     await t.connect(apiKey, 'alice-read', writer.value);
+    await t.connect(apiKey, 'alice-explain', writer.value);
     const zoneOnly = cf.state.createUserToken({
       userId: alice.id,
       permissions: [...BASE_PERMISSIONS, '#zone:read'],
     });
     await t.connect(apiKey, 'alice-no-r2', zoneOnly.value);
+    zoneOnlyToken = zoneOnly.value;
   });
   afterAll(async () => {
     await t?.close();
@@ -233,6 +241,30 @@ describe('r2 in cloudflare_execute', () => {
     );
   });
 
+  it('says what to do when an object within the R2 limit is over the result limit', async () => {
+    // 9 MB: under R2_MAX_OBJECT_BYTES (10 MB), over the 8 MiB execution result limit.
+    r2.putObject(accountId, 'media', 'nine.txt', 'x'.repeat(9 * 1024 * 1024));
+    const whole = await execute(`async () => (await r2.get({ bucket: 'media', key: 'nine.txt' })).body`);
+    expect(whole.data).toBeNull();
+    expect(whole.error).toEqual({
+      code: 'result_too_large',
+      message: expect.stringMatching(
+        /^the result is 9437186 characters of JSON, over the execution result limit of 8388608; .*r2\.get range/,
+      ),
+    });
+    // The object itself could be read and worked on in the sandbox, or returned in parts.
+    const parts = await execute(`async () => {
+      const all = await r2.get({ bucket: 'media', key: 'nine.txt' });
+      const part = await r2.get({ bucket: 'media', key: 'nine.txt', range: { offset: 0, length: 4 * 1024 * 1024 } });
+      return { size: all.body.length, part: part.body.length, range: part.range };
+    }`);
+    expect(parts.data).toEqual({
+      size: 9 * 1024 * 1024,
+      part: 4 * 1024 * 1024,
+      range: { offset: 0, length: 4 * 1024 * 1024 },
+    });
+  });
+
   it('lets a read-only identity get but not put or delete; policy refusals are on the trail', async () => {
     r2.putObject(accountId, 'media', 'shared.txt', 'read me');
     r2.clearRequests();
@@ -266,6 +298,75 @@ describe('r2 in cloudflare_execute', () => {
     );
   });
 
+  it('explains policy on r2:// paths as enforcement decides them', async () => {
+    const put = await fetch(`${base}/api/v1/identities/alice-explain/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        rules: [{ effect: 'deny', methods: ['DELETE'], path: 'r2://backups/**', name: 'keep-backups' }],
+      }),
+    });
+    expect(put.status).toBe(200);
+    const explain = async (identifier: string, method: string, path: string) => {
+      const res = await fetch(`${base}/api/v1/policy/evaluate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier, method, path }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect(await explain('alice-explain', 'DELETE', 'r2://backups/db/2026 12.sql')).toEqual({
+      status: 200,
+      body: expect.objectContaining({
+        allowed: false,
+        path: 'r2://backups/db/2026%2012.sql',
+        scope: 'identity',
+        rule: expect.stringContaining('keep-backups'),
+      }),
+    });
+    expect((await explain('alice-explain', 'GET', 'r2://backups/db/2026%2012.sql')).body).toMatchObject({
+      allowed: true,
+      path: 'r2://backups/db/2026%2012.sql',
+    });
+    expect((await explain('alice-read', 'PUT', 'r2://media')).body).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('read_only'),
+    });
+    const bad = await explain('alice-explain', 'GET', 'r2://Not_A_Bucket/k');
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('not an R2 bucket name');
+
+    // The same rule refuses the same object in an execution.
+    const run = await execute(
+      `async () => { try { await r2.delete({ bucket: 'backups', key: 'db/2026 12.sql' }); } catch (e) { return e.code; } }`,
+      'alice-explain',
+    );
+    expect(run.data).toBe('policy_denied');
+  });
+
+  it("shows the principal's R2 budget beside the API's", async () => {
+    const budget = async () => {
+      const res = await fetch(`${base}/api/v1/connected_accounts/${aliceAccount}`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      expect(res.status).toBe(200);
+      type View = { remaining: number; capacity: number; window_seconds: number };
+      return (
+        (await res.json()) as { connected_account: { rate_budget: View & { graphql: View; r2: View } } }
+      ).connected_account.rate_budget;
+    };
+    const before = await budget();
+    expect(before.r2).toMatchObject({ capacity: 1200, window_seconds: 300 });
+    const res = await execute(`async () => {
+      await r2.head({ bucket: 'media', key: 'nothing-here' });
+      await r2.list({ bucket: 'media', limit: 1 });
+    }`);
+    expect(res.error).toBeUndefined();
+    const after = await budget();
+    expect(before.r2.remaining - after.r2.remaining).toBe(2);
+    expect(after.remaining).toBe(before.remaining);
+  });
+
   it('names the R2 permission a token lacks', async () => {
     const res = await execute(
       `async () => { try { await r2.list({ bucket: 'media' }); } catch (e) { return e.code + ': ' + e.message; } }`,
@@ -274,6 +375,159 @@ describe('r2 in cloudflare_execute', () => {
     expect(res.data).toMatch(
       /^forbidden: r2\.list: R2 refused GET r2:\/\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
     );
+  });
+
+  describe('an R2 access key pair vaulted on the connected account', () => {
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await res.text();
+      return { status: res.status, text, json: text ? (JSON.parse(text) as AccountAnswer) : null };
+    };
+    const r2Rows = (id: string) =>
+      t.db.db.kysely
+        .selectFrom('r2_access_keys')
+        .selectAll()
+        .where('connected_account_id', '=', id)
+        .execute();
+
+    it('signs with the pair in preference to the token, never shows its secret, and goes back to the token without it', async () => {
+      // The token has no R2 permission: only the vaulted pair can reach R2.
+      const id = await t.connect(apiKey, 'alice-key', zoneOnlyToken);
+      const key = r2.createAccessKey(accountId, 'write');
+      t.secrets.add(key.secretAccessKey);
+
+      const bad = await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+        access_key_id: 'short',
+        secret_access_key: key.secretAccessKey,
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.text).toContain('access_key_id');
+      expect(bad.text).not.toContain(key.secretAccessKey);
+
+      const set = await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+        access_key_id: key.accessKeyId,
+        secret_access_key: key.secretAccessKey,
+      });
+      expect(set.status).toBe(200);
+      expect(set.json!.connected_account.r2_access_key).toEqual({
+        access_key_id: key.accessKeyId,
+        created_at: expect.any(String),
+      });
+      expect(set.text).not.toContain(key.secretAccessKey);
+      const shown = await call('GET', `/api/v1/connected_accounts/${id}`);
+      expect(shown.json!.connected_account.r2_access_key?.access_key_id).toBe(key.accessKeyId);
+      expect(shown.text).not.toContain(key.secretAccessKey);
+      // Sealed: the secret is in no column in clear.
+      const [row] = await r2Rows(id);
+      expect(Buffer.from(row!.ciphertext).toString('latin1')).not.toContain(key.secretAccessKey);
+
+      r2.clearRequests();
+      const res = await execute(
+        `async () => {
+          await r2.put({ bucket: 'media', key: 'keyed.txt', body: 'signed by the pair', contentType: 'text/x-keyed' });
+          return (await r2.get({ bucket: 'media', key: 'keyed.txt', range: { offset: 7, length: 2 } })).body;
+        }`,
+        'alice-key',
+      );
+      expect(res.error).toBeUndefined();
+      expect(res.data).toBe('by');
+      expect(r2.requests().map((r) => [r.method, r.status, r.accessKeyId])).toEqual([
+        ['PUT', 200, key.accessKeyId],
+        ['GET', 206, key.accessKeyId],
+      ]);
+      const trail = await call('GET', `/api/v1/audit/events?identifier=alice-key&page_size=100`);
+      expect(trail.text).not.toContain(key.secretAccessKey);
+      expect(trail.text).toContain('"r2_access_key":"added"');
+
+      const removed = await call('DELETE', `/api/v1/connected_accounts/${id}/r2_access_key`);
+      expect(removed.status).toBe(200);
+      expect(removed.json!.connected_account.r2_access_key).toBeNull();
+      expect(await r2Rows(id)).toEqual([]);
+      const after = await execute(
+        `async () => { try { await r2.list({ bucket: 'media' }); } catch (e) { return e.code + ': ' + e.message; } }`,
+        'alice-key',
+      );
+      expect(after.data).toMatch(/^forbidden: .*Workers R2 Storage Read/);
+    });
+
+    it('names the permission a read-only pair lacks, and is refused on another tenant', async () => {
+      const id = await t.connect(apiKey, 'alice-key-read', zoneOnlyToken);
+      const key = r2.createAccessKey(accountId, 'read');
+      t.secrets.add(key.secretAccessKey);
+      expect(
+        (
+          await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+            access_key_id: key.accessKeyId,
+            secret_access_key: key.secretAccessKey,
+          })
+        ).status,
+      ).toBe(200);
+      const res = await execute(
+        `async () => {
+          const got = await r2.head({ bucket: 'media', key: 'keyed.txt' });
+          try { await r2.put({ bucket: 'media', key: 'nope.txt', body: 'x' }); } catch (e) { return [got.size, e.code + ': ' + e.message]; }
+        }`,
+        'alice-key-read',
+      );
+      expect(res.data).toEqual([
+        18,
+        expect.stringMatching(/^forbidden: .*R2 access key.*Object Read & Write/),
+      ]);
+
+      // A pair stored with the wrong secret is refused by R2 and reported as the pair's fault.
+      const wrong = 'f'.repeat(64);
+      t.secrets.add(wrong);
+      expect(
+        (
+          await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, {
+            access_key_id: key.accessKeyId,
+            secret_access_key: wrong,
+          })
+        ).status,
+      ).toBe(200);
+      const refused = await execute(
+        `async () => { try { await r2.get({ bucket: 'media', key: 'keyed.txt' }); } catch (e) { return e.code + ': ' + e.message; } }`,
+        'alice-key-read',
+      );
+      expect(refused.data).toMatch(
+        /^forbidden: .*\(SignatureDoesNotMatch\) with the R2 access key.*wrong or no longer valid/,
+      );
+      expect(r2.requests().at(-1)).toMatchObject({ method: 'GET', error: 'SignatureDoesNotMatch' });
+
+      const other = await t.createTenant('R2 other');
+      const foreign = await fetch(`${base}/api/v1/connected_accounts/${id}/r2_access_key`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${other.apiKey}` },
+      });
+      expect(foreign.status).toBe(404);
+      expect(await r2Rows(id)).toHaveLength(1);
+    });
+
+    it('is deleted with the account, on revocation and on offboarding', async () => {
+      const key = r2.createAccessKey(accountId, 'read');
+      t.secrets.add(key.secretAccessKey);
+      const pair = { access_key_id: key.accessKeyId, secret_access_key: key.secretAccessKey };
+      const revoked = await t.connect(apiKey, 'alice-key-revoked', zoneOnlyToken);
+      const offboarded = await t.connect(apiKey, 'alice-key-offboarded', zoneOnlyToken);
+      for (const id of [revoked, offboarded]) {
+        expect((await call('PUT', `/api/v1/connected_accounts/${id}/r2_access_key`, pair)).status).toBe(200);
+      }
+      expect((await call('DELETE', `/api/v1/connected_accounts/${revoked}`)).status).toBe(204);
+      expect(await r2Rows(revoked)).toEqual([]);
+      const off = await call('POST', `/api/v1/identities/alice-key-offboarded/offboard`, {});
+      expect(off.status).toBe(200);
+      expect(await r2Rows(offboarded)).toEqual([]);
+      expect((await call('PUT', `/api/v1/connected_accounts/${revoked}/r2_access_key`, pair)).status).toBe(
+        409,
+      );
+    });
   });
 
   it('works over MCP, and cloudflare_search describes r2', async () => {

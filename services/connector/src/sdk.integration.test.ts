@@ -124,6 +124,14 @@ describe('@warden/sdk against the real service over HTTP', () => {
     expect(rotated.id).toBe(created.id);
     expect(rotated.cloudflare.token_id).not.toBe(created.cloudflare.token_id);
 
+    const keyed = await client.connectedAccounts.setR2AccessKey(created.id, {
+      access_key_id: 'k'.repeat(32),
+      secret_access_key: 's'.repeat(64),
+    });
+    expect(keyed.r2_access_key?.access_key_id).toBe('k'.repeat(32));
+    expect(JSON.stringify(keyed)).not.toContain('s'.repeat(64));
+    expect((await client.connectedAccounts.removeR2AccessKey(created.id)).r2_access_key).toBeNull();
+
     const carol = all.find((a) => a.identifier === 'sdk-carol');
     await client.connectedAccounts.delete(carol?.id ?? '');
     expect((await client.connectedAccounts.get(carol?.id ?? '')).status).toBe('REVOKED');

@@ -392,6 +392,12 @@ class ConnectedAccountCloudflare(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class ConnectedAccountR2AccessKey(WardenModel):
+    access_key_id: str
+    created_at: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ConnectedAccountRateBudgetCloudflare(WardenModel):
     remaining: float
     reset_at: str
@@ -439,6 +445,8 @@ class ConnectedAccountRateBudget(WardenModel):
     """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against"""
     graphql: RateBudget
     """GraphQL queries, limited apart from REST"""
+    r2: RateBudget
+    """R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API"""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -450,6 +458,8 @@ class ConnectedAccount(WardenModel):
     authorization_type: Literal["api_token", "global_api_key"]
     token_kind: Literal["user", "account"]
     cloudflare: ConnectedAccountCloudflare
+    r2_access_key: ConnectedAccountR2AccessKey | None
+    """The R2 access key pair vaulted beside the credential (PUT …/r2_access_key), by its id only; R2 requests sign with it when present"""
     created_at: str
     updated_at: str
     last_used_at: str | None
@@ -514,6 +524,23 @@ class PutConnectedAccountsByIdResponse(WardenModel):
 
 class PutConnectedAccountsByIdBody(TypedDict):
     authorization: AuthorizationInput
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PutConnectedAccountsByIdR2AccessKeyResponse(WardenModel):
+    """`PUT /api/v1/connected_accounts/{id}/r2_access_key`: Vault an R2 access key pair on the account (R2 requests sign with it instead of the token)."""
+    connected_account: ConnectedAccount
+
+
+class PutConnectedAccountsByIdR2AccessKeyBody(TypedDict):
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class DeleteConnectedAccountsByIdR2AccessKeyResponse(WardenModel):
+    """`DELETE /api/v1/connected_accounts/{id}/r2_access_key`: Delete the account's R2 access key pair (R2 requests go back to the token's S3 credentials)."""
+    connected_account: ConnectedAccount
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

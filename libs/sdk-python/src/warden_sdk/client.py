@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._generated import (
+    DeleteConnectedAccountsByIdR2AccessKeyResponse,
     GetConnectedAccountsByIdResponse,
     PostConnectedAccountsResponse,
+    PutConnectedAccountsByIdR2AccessKeyResponse,
     PutConnectedAccountsByIdResponse,
 )
 from ._transport import Transport, iter_lines
@@ -181,6 +183,21 @@ class ConnectedAccounts:
     def delete(self, id: str) -> None:
         """Revokes: the ciphertext and its data key are destroyed; `get` then shows REVOKED."""
         self._t.request("DELETE", f"/api/v1/connected_accounts/{_segment(id)}")
+
+    def set_r2_access_key(self, id: str, *, access_key_id: str, secret_access_key: str) -> ConnectedAccount:
+        """Vaults (or replaces) an R2 access key pair on the account: `r2` calls sign with it
+        instead of the S3 credentials derived from its API token. Only its key id is shown back."""
+        answer = self._t.request(
+            "PUT",
+            f"/api/v1/connected_accounts/{_segment(id)}/r2_access_key",
+            body={"access_key_id": access_key_id, "secret_access_key": secret_access_key},
+        )
+        return PutConnectedAccountsByIdR2AccessKeyResponse.from_json(answer).connected_account
+
+    def remove_r2_access_key(self, id: str) -> ConnectedAccount:
+        """Deletes the account's R2 access key pair; `r2` calls go back to the token's credentials."""
+        answer = self._t.request("DELETE", f"/api/v1/connected_accounts/{_segment(id)}/r2_access_key")
+        return DeleteConnectedAccountsByIdR2AccessKeyResponse.from_json(answer).connected_account
 
 
 class Identities:

@@ -1739,6 +1739,226 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/connected_accounts/{id}/r2_access_key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Vault an R2 access key pair on the account (R2 requests sign with it instead of the token)
+         * @description A second kind of credential: an R2 API token's Access Key ID and Secret Access Key (R2 > Manage API tokens). r2.<op> calls in cloudflare_execute sign with it in preference to the S3 credentials derived from the account's API token. Sealed like the account's credential; only its access_key_id is ever shown. Not checked against R2 when stored: a wrong pair fails the first R2 request with forbidden. Replaces a pair already vaulted; revoking the account deletes it.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description The R2 Access Key ID (32 characters). */
+                        access_key_id: string;
+                        /** @description The R2 Secret Access Key (64 characters); never shown back. */
+                        secret_access_key: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            connected_account: components["schemas"]["ConnectedAccount"];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Delete the account's R2 access key pair (R2 requests go back to the token's S3 credentials) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            connected_account: components["schemas"]["ConnectedAccount"];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tools/scoped": {
         parameters: {
             query?: never;
@@ -2736,7 +2956,7 @@ export interface paths {
                         identifier: string;
                         /** @enum {string} */
                         method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-                        /** @description A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records */
+                        /** @description A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing) */
                         path: string;
                         /** @description For POST /graphql: whether the selected operation is a query (a read). */
                         graphql_query?: boolean;
@@ -5882,6 +6102,11 @@ export interface components {
                 token_status: string;
                 expires_on: string | null;
             };
+            /** @description The R2 access key pair vaulted beside the credential (PUT …/r2_access_key), by its id only; R2 requests sign with it when present */
+            r2_access_key: {
+                access_key_id: string;
+                created_at: string;
+            } | null;
             created_at: string;
             updated_at: string;
             last_used_at: string | null;
@@ -5907,6 +6132,8 @@ export interface components {
                 principal: string;
                 /** @description GraphQL queries, limited apart from REST */
                 graphql: components["schemas"]["RateBudgetInput"];
+                /** @description R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API */
+                r2: components["schemas"]["RateBudgetInput"];
             } | null;
         };
         TenantInput: {
@@ -6184,6 +6411,11 @@ export interface components {
                 token_status: string;
                 expires_on: string | null;
             };
+            /** @description The R2 access key pair vaulted beside the credential (PUT …/r2_access_key), by its id only; R2 requests sign with it when present */
+            r2_access_key: {
+                access_key_id: string;
+                created_at: string;
+            } | null;
             created_at: string;
             updated_at: string;
             last_used_at: string | null;
@@ -6209,6 +6441,8 @@ export interface components {
                 principal: string;
                 /** @description GraphQL queries, limited apart from REST */
                 graphql: components["schemas"]["RateBudget"];
+                /** @description R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API */
+                r2: components["schemas"]["RateBudget"];
             } | null;
         };
         Tenant: {

@@ -48,7 +48,12 @@ export async function connectedAccountRoutes(
           // Account details stay readable while Redis is down; only the budget is then unknown.
           const status = await deps.rateBudget.status(principal, budget).catch(() => null);
           if (status)
-            rateBudget = { principal, ...budgetJson(status.rest), graphql: budgetJson(status.graphql) };
+            rateBudget = {
+              principal,
+              ...budgetJson(status.rest),
+              graphql: budgetJson(status.graphql),
+              r2: budgetJson(status.r2),
+            };
         }
         return { ...connectedAccountJson(account), rate_budget: rateBudget };
       }),
@@ -158,6 +163,48 @@ export async function connectedAccountRoutes(
         request.params.id,
         toCredential(request.body.authorization),
       );
+      return { connected_account: await view(tenantId, account) };
+    },
+  });
+
+  r.put('/api/v1/connected_accounts/:id/r2_access_key', {
+    schema: {
+      tags: ['connected accounts'],
+      summary: 'Vault an R2 access key pair on the account (R2 requests sign with it instead of the token)',
+      description:
+        "A second kind of credential: an R2 API token's Access Key ID and Secret Access Key (R2 > Manage API tokens). r2.<op> calls in cloudflare_execute sign with it in preference to the S3 credentials derived from the account's API token. Sealed like the account's credential; only its access_key_id is ever shown. Not checked against R2 when stored: a wrong pair fails the first R2 request with forbidden. Replaces a pair already vaulted; revoking the account deletes it.",
+      security,
+      params: idParams,
+      body: z.strictObject({
+        access_key_id: z.string().max(128).describe('The R2 Access Key ID (32 characters).'),
+        secret_access_key: z
+          .string()
+          .max(256)
+          .describe('The R2 Secret Access Key (64 characters); never shown back.'),
+      }),
+      response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
+    },
+    handler: async (request) => {
+      const { tenantId } = tenantOf(request);
+      const account = await deps.connectedAccounts.setR2AccessKey(actorOf(request), request.params.id, {
+        accessKeyId: request.body.access_key_id,
+        secretAccessKey: request.body.secret_access_key,
+      });
+      return { connected_account: await view(tenantId, account) };
+    },
+  });
+
+  r.delete('/api/v1/connected_accounts/:id/r2_access_key', {
+    schema: {
+      tags: ['connected accounts'],
+      summary: "Delete the account's R2 access key pair (R2 requests go back to the token's S3 credentials)",
+      security,
+      params: idParams,
+      response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
+    },
+    handler: async (request) => {
+      const { tenantId } = tenantOf(request);
+      const account = await deps.connectedAccounts.removeR2AccessKey(actorOf(request), request.params.id);
       return { connected_account: await view(tenantId, account) };
     },
   });

@@ -105,7 +105,9 @@ export async function policyRoutes(
         path: z
           .string()
           .max(4096)
-          .describe('A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records'),
+          .describe(
+            'A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing)',
+          ),
         graphql_query: z
           .boolean()
           .optional()

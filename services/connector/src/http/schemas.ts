@@ -82,6 +82,12 @@ export const connectedAccount = z
       token_status: z.string(),
       expires_on: z.string().nullable(),
     }),
+    r2_access_key: z
+      .object({ access_key_id: z.string(), created_at: z.string() })
+      .nullable()
+      .describe(
+        'The R2 access key pair vaulted beside the credential (PUT …/r2_access_key), by its id only; R2 requests sign with it when present',
+      ),
     created_at: z.string(),
     updated_at: z.string(),
     last_used_at: z.string().nullable(),
@@ -91,6 +97,9 @@ export const connectedAccount = z
           .string()
           .describe('cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against'),
         graphql: budgetView.describe('GraphQL queries, limited apart from REST'),
+        r2: budgetView.describe(
+          'R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API',
+        ),
       })
       .nullable()
       .describe(
