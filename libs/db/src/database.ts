@@ -346,6 +346,8 @@ export interface ApprovalsTable {
   comment: ColumnType<string | null, string | null | undefined, string | null>;
   results: ColumnType<unknown[] | null, string | null | undefined, string | null>;
   finished_at: NullableTimestamp;
+  /** The apply's lease: renewed by the replica applying the plan (see migrations/…_approval-apply-lease.ts). */
+  apply_heartbeat_at: NullableTimestamp;
 }
 
 export interface Database {

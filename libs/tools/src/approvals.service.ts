@@ -65,10 +65,12 @@ export interface ApprovalView {
 }
 
 /**
- * An approved plan still not applied after this long was being applied by a replica that stopped:
- * longer than any apply takes (each step is bounded by the Cloudflare client's timeout).
+ * How long an apply's lease holds without a renewal: the replica applying a plan renews it
+ * (`apply_heartbeat_at`) every quarter of this while it runs and before every step it sends;
+ * past it, the replica is taken to have stopped and any replica settles the apply as interrupted.
+ * Longer than one step takes (the Cloudflare client's timeout plus a database round trip).
  */
-export const APPLY_INTERRUPTED_AFTER_MS = 15 * 60_000;
+export const DEFAULT_APPLY_LEASE_MS = 90_000;
 
 /** Placeholders a value from a pending write leaves in a later request (`/dns_records/undefined`). */
 const MISSING_VALUE = /(^|\/)(undefined|null|NaN|\[object Object\])(\/|$)/;
@@ -219,6 +221,8 @@ export interface ApprovalServiceDeps {
   readonly approvers?: (tenantId: string) => Promise<readonly string[] | null>;
   /** The largest plan an execution may ask for (DEFAULT_PLAN_LIMITS when not given). */
   readonly planLimits?: PlanLimits;
+  /** An apply's lease (DEFAULT_APPLY_LEASE_MS when not given). */
+  readonly applyLeaseMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
 }
@@ -264,6 +268,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? noopLogger;
   const events = deps.events ?? (async () => {});
+  const leaseMs = deps.applyLeaseMs ?? DEFAULT_APPLY_LEASE_MS;
 
   /** One lifecycle record of an approval, in the change's transaction. */
   async function recordChange(
@@ -300,6 +305,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       comment: string | null;
       results: string;
       finished_at: Date;
+      apply_heartbeat_at: Date;
     }>,
   ): Promise<ApprovalView> {
     const updated = await tx
@@ -393,15 +399,61 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return results;
   }
 
-  /** Whether an approval's time is up (see expireIfDue), without a lock. */
-  function due(row: { status: ApprovalStatus; expires_at: Date; decided_at: Date | null }): boolean {
+  /**
+   * Whether an approval's time is up (see expireIfDue), without a lock: a pending one past its
+   * expiry, or an approved one whose apply lease was not renewed for `leaseMs`.
+   */
+  function due(row: {
+    status: ApprovalStatus;
+    expires_at: Date;
+    decided_at: Date | null;
+    apply_heartbeat_at: Date | null;
+  }): boolean {
     const now = clock.now().getTime();
     if (row.status === 'pending') return row.expires_at.getTime() <= now;
-    return (
-      row.status === 'approved' &&
-      row.decided_at !== null &&
-      now - row.decided_at.getTime() >= APPLY_INTERRUPTED_AFTER_MS
-    );
+    const renewed = row.apply_heartbeat_at ?? row.decided_at;
+    return row.status === 'approved' && renewed !== null && now - renewed.getTime() >= leaseMs;
+  }
+
+  /**
+   * The lease of one apply: renewed only while it still holds (the approval still `approved`, its
+   * last renewal younger than the lease), so once another replica could have settled the apply as
+   * interrupted this one sends nothing more. Renewed in the background while a step waits on
+   * Cloudflare, and checked before every step.
+   */
+  function applyLease(tenantId: string, id: string) {
+    const renew = async (): Promise<boolean> => {
+      const now = clock.now();
+      const renewed = await db
+        .updateTable('approvals')
+        .set({ apply_heartbeat_at: now })
+        .where('tenant_id', '=', tenantId)
+        .where('id', '=', id)
+        .where('status', '=', 'approved')
+        .where('apply_heartbeat_at', '>', new Date(now.getTime() - leaseMs))
+        .executeTakeFirst();
+      return renewed.numUpdatedRows > 0n;
+    };
+    const timer = setInterval(() => {
+      renew().catch((error: unknown) => {
+        logger.warn({ err: error, approvalId: id }, 'could not renew the lease of an apply');
+      });
+    }, leaseMs / 4);
+    timer.unref();
+    return {
+      /** Whether the apply may send its next step (false: the lease lapsed, or the store is away). */
+      async held(): Promise<boolean> {
+        try {
+          return await renew();
+        } catch (error) {
+          logger.warn({ err: error, approvalId: id }, 'could not renew the lease of an apply');
+          return false;
+        }
+      },
+      release(): void {
+        clearInterval(timer);
+      },
+    };
   }
 
   /** Reads one approval, locked for a decision, expiring it first when its time is up. */
@@ -495,6 +547,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     };
     const first = await current(approval.plan[0]?.seq ?? 1);
     if (!first.ok) return { results: [first.refused], journal: null };
+    const lease = applyLease(tenantId, approval.id);
     const journal = new ApplyJournal(deps.audit, tenantId, first.context.settings.retentionDays);
     /**
      * The steps' results so far, on the approval's row after every step: a read from any replica
@@ -536,6 +589,17 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             break;
           }
           context = now.context;
+        }
+        // Last thing before the step goes out (its write-ahead intent is committed next): a replica
+        // that settles this apply as interrupted counts the intents only after the lease lapsed.
+        if (!(await lease.held())) {
+          results.push({
+            seq: step.seq,
+            status: null,
+            success: false,
+            error: { code: 'unavailable', message: `not sent: ${NOT_SENT_LEASE_LAPSED}` },
+          });
+          break;
         }
         try {
           const credential = await context.account.open();
@@ -599,6 +663,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         }
       }
     } finally {
+      lease.release();
       await journal.flush().catch((error: unknown) => {
         logger.error(
           { err: error, approvalId: approval.id },
@@ -723,7 +788,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             eb.and([eb('status', '=', 'pending'), eb('expires_at', '<=', now)]),
             eb.and([
               eb('status', '=', 'approved'),
-              eb('decided_at', '<=', new Date(now.getTime() - APPLY_INTERRUPTED_AFTER_MS)),
+              eb(eb.fn.coalesce('apply_heartbeat_at', 'decided_at'), '<=', new Date(now.getTime() - leaseMs)),
             ]),
           ]),
         )
@@ -821,6 +886,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           status: 'approved',
           decided_by: JSON.stringify(auditCaller(approver.caller)),
           decided_at: clock.now(),
+          apply_heartbeat_at: clock.now(),
           comment: note,
         });
         await recordChange(tx, tenantId, auditCaller(approver.caller), approved, 'approval.approved', {
@@ -850,6 +916,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     },
   };
 }
+
+const NOT_SENT_LEASE_LAPSED =
+  "this apply's lease lapsed (its replica could not renew it in time), so another replica may already have settled it as interrupted; nothing more of it is sent";
 
 const NOT_SENT_UNAVAILABLE =
   'the database became unavailable while the plan was applied, and no write goes out before its write-ahead intent is recorded';

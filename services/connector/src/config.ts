@@ -90,6 +90,11 @@ const schema = z
     /** Writes one plan may hold, and the size of its JSON: an execution planning more gets none. */
     APPROVAL_MAX_STEPS: int(1, 500).default(20),
     APPROVAL_MAX_PLAN_BYTES: int(1024, 16 * 1024 * 1024).default(256 * 1024),
+    /**
+     * An apply whose replica has not renewed its lease for this long (it stopped) is settled as
+     * interrupted by any replica; kept above CLOUDFLARE_TIMEOUT_MS plus a database round trip.
+     */
+    APPROVAL_APPLY_LEASE_SECONDS: int(2, 3_600).default(90),
     DELIVERY_ALLOW_INSECURE: bool.default(false),
     OUTBOX_INTERVAL_MS: int(100, 60_000).default(1000),
     SCHEDULER_CHECK_MS: int(100, 600_000).default(30_000),
@@ -248,6 +253,8 @@ export interface Config {
   readonly approvalExpiryMs: number;
   /** The largest plan an execution may ask approval for (writes, bytes of its JSON). */
   readonly approvalPlanLimits: { readonly maxSteps: number; readonly maxBytes: number };
+  /** How long an apply's lease holds without a renewal before another replica settles it. */
+  readonly approvalApplyLeaseMs: number;
 }
 
 export class ConfigError extends Error {
@@ -410,6 +417,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     shutdownDrainMs: env.SHUTDOWN_DRAIN_SECONDS * 1000,
     approvalExpiryMs: env.APPROVAL_EXPIRY_HOURS * 3_600_000,
     approvalPlanLimits: { maxSteps: env.APPROVAL_MAX_STEPS, maxBytes: env.APPROVAL_MAX_PLAN_BYTES },
+    approvalApplyLeaseMs: env.APPROVAL_APPLY_LEASE_SECONDS * 1000,
     deliveryAllowInsecure: env.DELIVERY_ALLOW_INSECURE,
     outboxIntervalMs: env.OUTBOX_INTERVAL_MS,
     schedulerCheckMs: env.SCHEDULER_CHECK_MS,

@@ -465,6 +465,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     contexts,
     expiryMs: config.approvalExpiryMs,
     planLimits: config.approvalPlanLimits,
+    applyLeaseMs: config.approvalApplyLeaseMs,
     approvers: async (tenantId) => (await settings.effective(tenantId)).approverApiKeyIds,
     clock,
     logger,
