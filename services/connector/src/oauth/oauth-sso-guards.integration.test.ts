@@ -107,7 +107,7 @@ describe('SSO sign-in guards', () => {
     expect(signedInAs, 'an unverified email became the identifier').toBeNull();
   });
 
-  it('an SSO callback URL replayed in another browser, or twice, does not sign in', async () => {
+  it('an SSO callback URL replayed in another browser, or twice, does not sign in, nor spoil the sign-in of the browser that started it', async () => {
     const a = new ScriptedUserAgent([`${f.base}/oauth/sso/callback`]);
     const start = await a.get(authorization().url.href);
     const idpLogin = await a.submit(start, { email: ALICE.email }, '/sso');
@@ -125,6 +125,12 @@ describe('SSO sign-in guards', () => {
     const other = await b.get(stopped.url);
     expect(other.status).toBe(400);
     expect(bad.status).toBe(400);
+    // Neither used up the sign-in of the browser that started it: A finishes it, once.
+    const back = await aa.get(stopped.url);
+    expect(back.body, back.body).toContain('Allow access to Cloudflare?');
+    const done = await aa.submit(back, {}, '/consent');
+    expect(new URL(done.url).searchParams.get('code')).toBeTruthy();
+    expect((await aa.get(stopped.url)).status).toBe(400);
   });
 });
 

@@ -381,8 +381,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     scope.get('/oauth/sso/callback', { schema: { hide: true } }, async (request, reply) => {
       const query = request.query as Record<string, unknown>;
       const state = typeof query.state === 'string' ? query.state : null;
-      const pending = state ? await ssoPending.take(state) : null;
       const binding = await getCookie(request, reply, SSO_BINDING_COOKIE);
+      // Used up only by the browser that started it: a callback URL presented by another
+      // browser (leaked, phished, replayed) must not spoil the real sign-in.
+      const started = state ? await ssoPending.peek(state) : null;
+      const ours = started !== null && typeof binding === 'string' && sha256(binding) === started.bindingHash;
+      const pending = state && ours ? await ssoPending.take(state) : null;
       if (!state || !pending || !binding || sha256(binding) !== pending.bindingHash) {
         return send(
           reply,
