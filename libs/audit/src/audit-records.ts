@@ -161,6 +161,31 @@ export function upstreamOutcomeRecord(
 }
 
 /**
+ * The outcome of a request that got no answer from upstream: refused before it was sent (no
+ * intent), not sent after its intent, or failed on the way. No Cloudflare ray, no response.
+ */
+export function upstreamFailureRecord(
+  subject: AuditSubject,
+  facts: Parameters<typeof upstreamOutcomeRecord>[1],
+  intentId: string | null,
+  failure: {
+    readonly error: { readonly code: string; readonly message: string };
+    readonly durationMs: number;
+    readonly status?: number | null;
+  },
+): AuditRecordInput {
+  const { code, message } = failure.error;
+  return upstreamOutcomeRecord(subject, facts, intentId, {
+    outcome: outcomeOf(code),
+    error: { code, message },
+    status: failure.status ?? null,
+    cfRay: null,
+    durationMs: failure.durationMs,
+    responseBytes: null,
+  });
+}
+
+/**
  * The `unknown` outcome of an intent whose answer was never recorded, written by the sweeper
  * (the replica died, or the store failed after the request was sent).
  */

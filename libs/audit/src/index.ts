@@ -21,6 +21,7 @@ export {
   toolCallRecord,
   unknownOutcomeRecord,
   upstreamIntentRecord,
+  upstreamFailureRecord,
   upstreamOutcomeRecord,
 } from './audit-records.ts';
 export type {

@@ -66,9 +66,8 @@ export interface ConnectedAccountsTable {
   revoked_at: NullableTimestamp;
 }
 
-export interface SealedCredentialsTable {
-  connected_account_id: string;
-  tenant_id: string;
+/** The columns of one envelope-sealed secret (libs/vault `sealedColumns`). */
+export interface SealedColumnsTable {
   /** `local` or `aws`. */
   key_provider: string;
   /** The wrapping key: `local:v3` or a KMS key ARN. */
@@ -82,22 +81,21 @@ export interface SealedCredentialsTable {
    * account), 2 = by kind and id. Written by the envelope's columns helper; `keys rotate` re-seals 1.
    */
   seal_format: ColumnType<number, number | undefined, number>;
+}
+
+export interface SealedCredentialsTable extends SealedColumnsTable {
+  connected_account_id: string;
+  tenant_id: string;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
 
 /** An R2 access key pair vaulted on a connected account (sealed whole, kind `r2_access_key`). */
-export interface R2AccessKeysTable {
+export interface R2AccessKeysTable extends SealedColumnsTable {
   connected_account_id: string;
   tenant_id: string;
   /** Shown to say which key is vaulted; the sealed pair is what signs. */
   access_key_id: string;
-  key_provider: string;
-  key_id: string;
-  wrapped_key: Uint8Array;
-  iv: Uint8Array;
-  ciphertext: Uint8Array;
-  seal_format: ColumnType<number, number | undefined, number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -4,6 +4,7 @@ import type { Server, Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WardenError, noopLogger, randomString } from '@warden/core';
+import { freePort } from '@warden/testing';
 import type { Logger } from '@warden/core';
 import { createBudgetRedisClient } from './redis-client.ts';
 import { windowKeys } from './redis-windows.ts';
@@ -24,15 +25,6 @@ afterAll(async () => {
   for (const socket of sockets) socket.destroy();
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
 });
-
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** Accepts connections and never answers: Redis hanging rather than gone. */
 async function silentServer(): Promise<number> {
@@ -84,7 +76,7 @@ function expectUnavailable(error: unknown): void {
 
 describe('when Redis is down', () => {
   it('refuses with unavailable at once when nothing listens', async () => {
-    const budget = build(client(`redis://127.0.0.1:${await closedPort()}`));
+    const budget = build(client(`redis://127.0.0.1:${await freePort()}`));
     const calls: Array<Promise<unknown>> = [budget.admit(REQUEST), budget.status(P, SPEC), budget.health()];
     for (const call of calls) {
       const { ms, error } = await timed(call);
@@ -112,7 +104,7 @@ describe('when Redis is down', () => {
   it('in fallback mode admits at most capacity ÷ replicas, then refuses with a wait', async () => {
     const warnings: object[] = [];
     const logger: Logger = { ...noopLogger, warn: (obj) => warnings.push(obj), child: () => logger };
-    const budget = build(client(`redis://127.0.0.1:${await closedPort()}`), {
+    const budget = build(client(`redis://127.0.0.1:${await freePort()}`), {
       logger,
       onRedisFailure: 'local',
       replicas: 4,

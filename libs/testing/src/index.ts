@@ -54,3 +54,4 @@ export { startFakeR2 } from './fake-r2.ts';
 export type { FakeR2, FakeR2Object, FakeR2Options, FakeR2RequestLogEntry } from './fake-r2.ts';
 export { startRedisServer } from './redis-server.ts';
 export type { RedisServer } from './redis-server.ts';
+export { freePort } from './free-port.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AuditJournal } from '@warden/audit';
-import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
+import { upstreamFailureRecord, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, hasControlCharacters, isWardenError, systemClock } from '@warden/core';
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
@@ -323,13 +323,10 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     };
     const record = (intentId: string | null, error: WardenError, status: number | null = null) =>
       journal.later([
-        upstreamOutcomeRecord(party.subject, facts, intentId, {
-          outcome: outcomeOf(error.code),
-          error: { code: error.code, message: error.message },
+        upstreamFailureRecord(party.subject, facts, intentId, {
+          error,
           status,
-          cfRay: null,
           durationMs: clock.now().getTime() - started,
-          responseBytes: null,
         }),
       ]);
     /** Refused before anything was recorded as sent: an outcome without an intent. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AuditJournal } from '@warden/audit';
-import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
+import { outcomeOf, upstreamFailureRecord, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
 import { credentialScrubber } from '@warden/cloudflare';
@@ -176,13 +176,9 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
     /** Refused before anything was sent: an outcome without an intent. */
     const refuse = (error: WardenError): never => {
       journal.later([
-        upstreamOutcomeRecord(party.subject, { ...createFacts, requestBytes: 0 }, null, {
-          outcome: outcomeOf(error.code),
-          error: { code: error.code, message: error.message },
-          status: null,
-          cfRay: null,
+        upstreamFailureRecord(party.subject, { ...createFacts, requestBytes: 0 }, null, {
+          error,
           durationMs: clock.now().getTime() - started,
-          responseBytes: null,
         }),
       ]);
       throw error;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AuditJournal, AuditSubject } from '@warden/audit';
-import { outcomeOf, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
+import { upstreamFailureRecord, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, noopLogger, systemClock, unavailable } from '@warden/core';
 import type {
@@ -188,13 +188,9 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     /** A request refused before it could be sent: recorded as an outcome without an intent. */
     const refuse = (error: WardenError): never => {
       journal.later([
-        upstreamOutcomeRecord(party.subject, facts, null, {
-          outcome: outcomeOf(error.code),
-          error: { code: error.code, message: error.message },
-          status: null,
-          cfRay: null,
+        upstreamFailureRecord(party.subject, facts, null, {
+          error,
           durationMs: clock.now().getTime() - started,
-          responseBytes: null,
         }),
       ]);
       throw error;
@@ -255,13 +251,9 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     /** Recorded and sent nothing: the intent's outcome says why. */
     const notSent = (error: WardenError): never => {
       journal.later([
-        upstreamOutcomeRecord(party.subject, facts, intentId, {
-          outcome: outcomeOf(error.code),
-          error: { code: error.code, message: error.message },
-          status: null,
-          cfRay: null,
+        upstreamFailureRecord(party.subject, facts, intentId, {
+          error,
           durationMs: clock.now().getTime() - started,
-          responseBytes: null,
         }),
       ]);
       throw error;
@@ -290,13 +282,9 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
         ? error
         : new WardenError('upstream_error', 'Cloudflare request failed');
       journal.later([
-        upstreamOutcomeRecord(party.subject, facts, intentId, {
-          outcome: outcomeOf(wrapped.code),
-          error: { code: wrapped.code, message: wrapped.message },
-          status: null,
-          cfRay: null,
+        upstreamFailureRecord(party.subject, facts, intentId, {
+          error: wrapped,
           durationMs: clock.now().getTime() - started,
-          responseBytes: null,
         }),
       ]);
       throw wrapped;

@@ -313,6 +313,22 @@ export function createConnectedAccountService(deps: {
       .where('ca.tenant_id', '=', tenantId);
   }
 
+  /** Marks the account changed at `now` and reads it back, in the change's transaction. */
+  async function touched(
+    tx: Transaction<Database>,
+    tenantId: string,
+    id: string,
+    now: Date,
+  ): Promise<ConnectedAccount> {
+    await tx
+      .updateTable('connected_accounts')
+      .set({ updated_at: now })
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', id)
+      .execute();
+    return toAccount(await findRow(tx, tenantId, id));
+  }
+
   async function findRow(
     executor: Kysely<Database> | Transaction<Database>,
     tenantId: string,
@@ -657,13 +673,7 @@ export function createConnectedAccountService(deps: {
             }),
           )
           .execute();
-        await tx
-          .updateTable('connected_accounts')
-          .set({ updated_at: now })
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', id)
-          .execute();
-        const account = toAccount(await findRow(tx, tenantId, id));
+        const account = await touched(tx, tenantId, id, now);
         await emit(
           tx,
           ctx,
@@ -689,13 +699,7 @@ export function createConnectedAccountService(deps: {
           .where('tenant_id', '=', tenantId)
           .where('connected_account_id', '=', id)
           .execute();
-        await tx
-          .updateTable('connected_accounts')
-          .set({ updated_at: clock.now() })
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', id)
-          .execute();
-        const account = toAccount(await findRow(tx, tenantId, id));
+        const account = await touched(tx, tenantId, id, clock.now());
         await emit(
           tx,
           ctx,
