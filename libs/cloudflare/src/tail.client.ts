@@ -91,6 +91,13 @@ export function collectTail(options: TailCollectOptions): Promise<TailCollection
     let opened = false;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    // The execution may have ended while the tail was being created: connect to nothing. (A
+    // socket terminated while connecting emits 'error' on the next tick, and one with no
+    // listener yet would have been thrown out of the process.)
+    if (options.signal?.aborted) {
+      resolve({ events, ended: 'aborted', cutEvents, bytes });
+      return;
+    }
     const socket = new WebSocket(options.url, TAIL_PROTOCOL, {
       handshakeTimeout: options.connectTimeoutMs ?? 10_000,
       maxPayload: 16 * 1024 * 1024,
@@ -115,12 +122,6 @@ export function collectTail(options: TailCollectOptions): Promise<TailCollection
       reject(error);
     };
     const onAbort = () => finish('aborted');
-    if (options.signal?.aborted) {
-      settled = true;
-      socket.terminate();
-      resolve({ events, ended: 'aborted', cutEvents, bytes });
-      return;
-    }
     options.signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('unexpected-response', (_request, response) => {
       fail(
