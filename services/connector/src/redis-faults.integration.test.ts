@@ -267,4 +267,20 @@ describe('Redis faults', () => {
     await redisCommand('config', 'set', 'maxmemory-policy', 'noeviction');
     expect((await readiness()).status).toBe('ready');
   }, 60_000);
+
+  it('does not take traffic when it starts on an evicting Redis: not ready from the start, naming the setting', async () => {
+    await redisCommand('config', 'set', 'maxmemory-policy', 'volatile-lru');
+    let fresh: TestApp | undefined;
+    try {
+      fresh = await startTestApp({ REDIS_URL: server.url, CLOUDFLARE_API_BASE: cf.url });
+      const first = (await fresh.app.inject({ method: 'GET', url: '/readyz' })).json() as Readiness;
+      expect(first.status, JSON.stringify(first)).toBe('unavailable');
+      expect(first.problems?.redis).toMatch(
+        /maxmemory-policy volatile-lru\): set maxmemory-policy to noeviction/,
+      );
+    } finally {
+      await redisCommand('config', 'set', 'maxmemory-policy', 'noeviction');
+      await fresh?.close();
+    }
+  }, 60_000);
 });
