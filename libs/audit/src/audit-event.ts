@@ -37,14 +37,15 @@ export const AUDIT_OUTCOMES: readonly AuditOutcome[] = [
   'unknown',
 ];
 
-export type CallerType = 'api_key' | 'mcp_token' | 'admin' | 'system';
+/** `sso`: a tenant admin signed in to the console through the tenant's SSO (`id`: their identifier). */
+export type CallerType = 'api_key' | 'mcp_token' | 'sso' | 'admin' | 'system';
 
 /** Deployment-wide events (spec reloads, key rotations) are chained under this tenant id. */
 export const SYSTEM_TENANT_ID = 'system';
 
 export interface AuditCaller {
   readonly type: CallerType;
-  /** Tenant API key id (`key_…`) or MCP token id (`mcp_…`); never the secret. */
+  /** Tenant API key id (`key_…`), MCP token id (`mcp_…`) or an SSO admin's identifier; never a secret. */
   readonly id: string | null;
   /** MCP clientInfo, when the call came over MCP. */
   readonly client_name: string | null;

@@ -3,7 +3,8 @@ import type { AuditRecordInput } from './audit.store.ts';
 
 /**
  * The one place audit records are built. Every record names who acted (`caller`: a tenant
- * API key, an MCP token, the operator or Warden itself) and, where there is one, the
+ * API key, an MCP token, a console admin signed in through the tenant's SSO, the operator or
+ * Warden itself) and, where there is one, the
  * identity, execution and connected account it concerns.
  */
 export interface AuditSubject {

@@ -298,6 +298,8 @@ export interface TenantSsoConfigsTable extends RequiredSealedColumns {
   /** The ID token claim that becomes the MCP identifier. */
   identifier_claim: string;
   allowed_email_domains: Json<string[]>;
+  /** Identifiers (values of the identifier claim) that may sign in to the admin console; none by default. */
+  console_admins: ColumnType<string[], string | undefined, string>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -313,6 +315,10 @@ export interface ConsoleSessionsTable {
   api_key_id: string | null;
   /** SHA-256 of the admin token an operator session was signed in with. */
   admin_fingerprint: string | null;
+  /** The identifier a tenant session signed in through the tenant's SSO acts as (else null). */
+  sso_identifier: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The SSO configuration's `updated_at` at that sign-in: a later change ends the session. */
+  sso_config_updated_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   csrf_secret: string;
   ip: string | null;
   user_agent: string | null;

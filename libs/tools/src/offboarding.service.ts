@@ -37,7 +37,7 @@ export function createOffboardingService(deps: {
   gateway: UpstreamGateway;
   audit: AuditStore;
   tenantSettings: (tenantId: string) => Promise<TenantToolSettings>;
-  /** Ends the identity's live MCP connections on every replica. */
+  /** Ends the identity's live sessions on every replica (MCP connections, SSO console sign-ins). */
   closeSessions: (tenantId: string, identifier: string) => Promise<void>;
   /** Credentials the identity's agents created through Warden, revoked with `revokeUpstream`. */
   mintedCredentials: MintedCredentialStore;

@@ -1,10 +1,13 @@
 import type { AuditCaller } from '@warden/audit';
 
-/** Who is calling a tool: a tenant's backend (API key) or an engineer's agent (MCP token). */
+/**
+ * Who is calling a tool or deciding an approval: a tenant's backend (API key), an engineer's agent
+ * (MCP token), or a tenant admin in the console signed in through the tenant's SSO.
+ */
 export interface ToolCaller {
   readonly tenantId: string;
-  readonly type: 'api_key' | 'mcp_token';
-  /** `key_…` or `mcp_…`. */
+  readonly type: 'api_key' | 'mcp_token' | 'sso';
+  /** `key_…`, `mcp_…`, or the SSO admin's identifier. */
   readonly id: string;
   readonly clientName?: string | null;
   readonly clientVersion?: string | null;

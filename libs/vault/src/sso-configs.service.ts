@@ -2,6 +2,7 @@ import { WardenError, invalidRequest, notFound } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
+import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
 
@@ -14,6 +15,11 @@ export interface SsoConfig {
   readonly identifierClaim: string;
   /** Lower-case domains an engineer's verified email must belong to. */
   readonly allowedEmailDomains: readonly string[];
+  /**
+   * Identifiers (values of `identifierClaim`) that may sign in to the admin console through this
+   * provider. Empty (the default): no one does; tenant admins sign in with an API key.
+   */
+  readonly consoleAdmins: readonly string[];
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -24,6 +30,7 @@ export interface SsoConfigInput {
   readonly clientSecret: string;
   readonly identifierClaim: string;
   readonly allowedEmailDomains: readonly string[];
+  readonly consoleAdmins: readonly string[];
 }
 
 export interface SsoConfigService {
@@ -71,12 +78,19 @@ export function validateSsoConfigInput(
   if (bad !== undefined) {
     throw invalidRequest('allowed_email_domains', `"${bad}" is not a domain name such as "acme.com"`);
   }
+  if (input.consoleAdmins.length > 100) {
+    throw invalidRequest('console_admins', 'list at most 100 identifiers');
+  }
+  const consoleAdmins = [
+    ...new Set(input.consoleAdmins.map((a) => validateIdentifier(a.trim(), 'console_admins'))),
+  ];
   return {
     issuer: issuer.href.replace(/\/$/, ''),
     clientId: input.clientId,
     clientSecret: input.clientSecret,
     identifierClaim: input.identifierClaim,
     allowedEmailDomains: domains,
+    consoleAdmins,
   };
 }
 
@@ -86,6 +100,7 @@ function toConfig(row: {
   client_id: string;
   identifier_claim: string;
   allowed_email_domains: string[];
+  console_admins: string[];
   created_at: Date;
   updated_at: Date;
 }): SsoConfig {
@@ -95,6 +110,7 @@ function toConfig(row: {
     clientId: row.client_id,
     identifierClaim: row.identifier_claim,
     allowedEmailDomains: row.allowed_email_domains,
+    consoleAdmins: row.console_admins,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -117,6 +133,7 @@ export function createSsoConfigService(deps: {
     'client_id',
     'identifier_claim',
     'allowed_email_domains',
+    'console_admins',
     'created_at',
     'updated_at',
   ] as const;
@@ -130,6 +147,7 @@ export function createSsoConfigService(deps: {
         client_id: input.clientId,
         identifier_claim: input.identifierClaim,
         allowed_email_domains: JSON.stringify(input.allowedEmailDomains),
+        console_admins: JSON.stringify(input.consoleAdmins),
         ...sealedColumns(sealed),
       };
       const row = await db

@@ -248,7 +248,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   // Before the API routes: a console session authenticates them in place of a bearer value.
-  await setUpConsole(app, container);
+  const consoleSignIn = await setUpConsole(app, container);
   await app.register(async (scope) => healthRoutes(scope, container));
   await app.register(async (scope) => adminRoutes(scope, container));
   await app.register(async (scope) => systemAuditRoutes(scope, container));
@@ -266,7 +266,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await app.register(async (scope) => mcpTokenRoutes(scope, container));
   await app.register(async (scope) => auditRoutes(scope, container));
   await app.register(async (scope) => deliveryRoutes(scope, container));
-  const oauth = await setUpMcpOAuth(app, container);
+  const oauth = await setUpMcpOAuth(app, container, consoleSignIn);
   await app.register(async (scope) =>
     mcpRoutes(scope, {
       oauth,

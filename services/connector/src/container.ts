@@ -85,6 +85,7 @@ import type { EventBus } from './event-bus.ts';
 import { McpConnections } from './mcp/mcp-connections.ts';
 import { createBullScheduler, createLocalScheduler } from './workers/scheduler.ts';
 import { isOAuthGrantActive, revokeOAuthGrantsOf } from './oauth/oauth-artifacts.ts';
+import { endSsoConsoleSessions } from './console/console-sessions.ts';
 import { grantIdOf } from './oauth/oauth-audit.ts';
 import type { Scheduler } from './workers/scheduler.ts';
 
@@ -522,7 +523,10 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     gateway,
     audit,
     tenantSettings: (tenantId) => settings.effective(tenantId),
-    closeSessions: async (tenantId, identifier) => invalidate({ tenantId, identifier, reason: 'revoked' }),
+    closeSessions: async (tenantId, identifier) => {
+      await endSsoConsoleSessions(db.kysely, tenantId, identifier);
+      await invalidate({ tenantId, identifier, reason: 'revoked' });
+    },
     revokeOAuthGrants: (tenantId, identifier) => revokeOAuthGrantsOf(db.kysely, tenantId, identifier),
     mintedCredentials,
     logger,

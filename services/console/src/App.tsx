@@ -81,7 +81,11 @@ export function App() {
       <div className="shell">
         <header className="topbar">
           <span className="brand">Warden console</span>
-          <span className="who">{operator ? 'Operator' : `Tenant: ${session.tenant?.name ?? ''}`}</span>
+          <span className="who">
+            {operator
+              ? 'Operator'
+              : `Tenant: ${session.tenant?.name ?? ''}${session.sso_identifier ? ` (${session.sso_identifier})` : ''}`}
+          </span>
           <button type="button" className="secondary" onClick={() => void signOut()}>
             Sign out
           </button>

@@ -1,6 +1,8 @@
 export interface Session {
   readonly kind: 'tenant' | 'operator';
   readonly tenant: { id: string; name: string } | null;
+  /** Set when a tenant admin signed in through the tenant's SSO. */
+  readonly sso_identifier: string | null;
   readonly expires_at: string;
   readonly csrf_token: string;
   readonly admin_api: boolean;

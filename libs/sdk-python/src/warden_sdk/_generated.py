@@ -707,6 +707,8 @@ class McpSso(WardenModel):
     client_id: str
     identifier_claim: str
     allowed_email_domains: list[str]
+    console_admins: list[str]
+    """Identifiers that may sign in to the admin console with this provider (none by default)."""
     redirect_uri: str
     """Register this redirect URI for Warden’s client at your provider."""
     created_at: str
@@ -734,6 +736,7 @@ class _PutMcpSsoBodyRequired(TypedDict):
 
 class _PutMcpSsoBodyOptional(TypedDict, total=False):
     identifier_claim: str
+    console_admins: list[str]
 
 
 class PutMcpSsoBody(_PutMcpSsoBodyRequired, _PutMcpSsoBodyOptional):

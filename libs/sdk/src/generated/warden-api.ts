@@ -5515,6 +5515,8 @@ export interface paths {
                         identifier_claim?: string;
                         /** @description Engineers sign in only with a verified email in one of these domains. */
                         allowed_email_domains: string[];
+                        /** @description Identifiers (values of `identifier_claim`) that may also sign in to the admin console at /console with this provider. Default none: the console then takes only API keys. Changing the configuration ends SSO console sessions. */
+                        console_admins?: string[];
                     };
                 };
             };
@@ -5605,7 +5607,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Remove the SSO configuration (engineers can no longer sign in with it) */
+        /** Remove the SSO configuration (engineers can no longer sign in with it; SSO console sessions end) */
         delete: {
             parameters: {
                 query?: never;
@@ -6331,6 +6333,8 @@ export interface components {
             client_id: string;
             identifier_claim: string;
             allowed_email_domains: string[];
+            /** @description Identifiers that may sign in to the admin console with this provider (none by default). */
+            console_admins: string[];
             /** @description Register this redirect URI for Warden’s client at your provider. */
             redirect_uri: string;
             created_at: string;
@@ -6640,6 +6644,8 @@ export interface components {
             client_id: string;
             identifier_claim: string;
             allowed_email_domains: string[];
+            /** @description Identifiers that may sign in to the admin console with this provider (none by default). */
+            console_admins: string[];
             /** @description Register this redirect URI for Warden’s client at your provider. */
             redirect_uri: string;
             created_at: string;

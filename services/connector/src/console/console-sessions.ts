@@ -11,13 +11,19 @@ export const SESSION_IDLE_MS = 30 * 60_000;
 /** `last_seen_at` is written at most this often per session (not on every request). */
 const TOUCH_EVERY_MS = 60_000;
 
+/** What a tenant session acts as: the API key it was signed in with, or the SSO admin's identifier. */
+export interface ConsoleSessionPrincipal {
+  readonly type: 'api_key' | 'sso';
+  readonly id: string;
+}
+
 export type ConsoleSession =
   | {
       readonly id: string;
       readonly kind: 'tenant';
       readonly tenantId: string;
       readonly tenantName: string;
-      readonly apiKeyId: string;
+      readonly principal: ConsoleSessionPrincipal;
       readonly csrfSecret: string;
       readonly expiresAt: Date;
     }
@@ -37,9 +43,24 @@ export function adminFingerprint(adminToken: string): string {
   return sha256(`warden-console-operator:${adminToken}`);
 }
 
+/** Ends the console sessions an identity signed in to through the tenant's SSO (offboarding). */
+export async function endSsoConsoleSessions(
+  db: Kysely<Database>,
+  tenantId: string,
+  identifier: string,
+): Promise<void> {
+  await db
+    .updateTable('console_sessions')
+    .set({ revoked_at: new Date() })
+    .where('tenant_id', '=', tenantId)
+    .where('sso_identifier', '=', identifier)
+    .where('revoked_at', 'is', null)
+    .execute();
+}
+
 /**
- * Console sessions in PostgreSQL, so any replica serves any request and a sign-out or a
- * revoked API key ends the session everywhere at once. The browser's cookie holds a random
+ * Console sessions in PostgreSQL, so any replica serves any request and a sign-out, a revoked
+ * API key or a changed SSO configuration ends the session everywhere at once. The browser's cookie holds a random
  * 256-bit secret; only its SHA-256 is stored. Anti-forgery tokens come from @fastify/csrf,
  * derived from a per-session secret that never leaves the server.
  */
@@ -53,6 +74,8 @@ export function createConsoleSessions(deps: { db: Kysely<Database>; now?: () => 
       kind: 'tenant' | 'operator';
       tenantId: string | null;
       apiKeyId: string | null;
+      /** A sign-in through the tenant's SSO: the identifier and the configuration it was made under. */
+      sso?: { identifier: string; configUpdatedAt: Date };
       adminFingerprint: string | null;
       ip: string | null;
       userAgent: string | null;
@@ -68,6 +91,8 @@ export function createConsoleSessions(deps: { db: Kysely<Database>; now?: () => 
           kind: input.kind,
           tenant_id: input.tenantId,
           api_key_id: input.apiKeyId,
+          sso_identifier: input.sso?.identifier ?? null,
+          sso_config_updated_at: input.sso?.configUpdatedAt ?? null,
           admin_fingerprint: input.adminFingerprint,
           csrf_secret: csrf.secretSync(),
           ip: input.ip,
@@ -80,7 +105,8 @@ export function createConsoleSessions(deps: { db: Kysely<Database>; now?: () => 
 
     /**
      * The live session a cookie names, or null: unknown, signed out, expired, idle too long, or
-     * signed in with something that no longer works (a revoked API key, a changed admin token).
+     * signed in with something that no longer works (a revoked API key, a changed admin token,
+     * an SSO configuration changed or removed since, or one that no longer names the identifier).
      */
     async resolve(secret: string, currentAdminFingerprint: string | null): Promise<ConsoleSession | null> {
       const at = now();
@@ -88,12 +114,17 @@ export function createConsoleSessions(deps: { db: Kysely<Database>; now?: () => 
         .selectFrom('console_sessions as s')
         .leftJoin('tenant_api_keys as k', 'k.id', 's.api_key_id')
         .leftJoin('tenants as t', 't.id', 's.tenant_id')
+        .leftJoin('tenant_sso_configs as c', 'c.tenant_id', 's.tenant_id')
         .select([
           's.id',
           's.kind',
           's.tenant_id',
           's.api_key_id',
           's.admin_fingerprint',
+          's.sso_identifier',
+          's.sso_config_updated_at',
+          'c.updated_at as sso_updated_at',
+          'c.console_admins',
           's.csrf_secret',
           's.expires_at',
           's.last_seen_at',
@@ -113,20 +144,27 @@ export function createConsoleSessions(deps: { db: Kysely<Database>; now?: () => 
         if (!currentAdminFingerprint || row.admin_fingerprint !== currentAdminFingerprint) return null;
         return { id: row.id, kind: 'operator', csrfSecret: row.csrf_secret, expiresAt: row.expires_at };
       }
-      if (
-        !row.tenant_id ||
-        !row.api_key_id ||
-        row.key_revoked_at !== null ||
-        row.key_tenant_id !== row.tenant_id
-      ) {
-        return null;
+      if (!row.tenant_id) return null;
+      let principal: ConsoleSessionPrincipal;
+      if (row.sso_identifier !== null) {
+        const stillAdmin =
+          row.sso_updated_at !== null &&
+          row.sso_config_updated_at !== null &&
+          row.sso_updated_at.getTime() === row.sso_config_updated_at.getTime() &&
+          (row.console_admins ?? []).includes(row.sso_identifier);
+        if (!stillAdmin) return null;
+        principal = { type: 'sso', id: row.sso_identifier };
+      } else {
+        if (!row.api_key_id || row.key_revoked_at !== null || row.key_tenant_id !== row.tenant_id)
+          return null;
+        principal = { type: 'api_key', id: row.api_key_id };
       }
       return {
         id: row.id,
         kind: 'tenant',
         tenantId: row.tenant_id,
         tenantName: row.tenant_name ?? row.tenant_id,
-        apiKeyId: row.api_key_id,
+        principal,
         csrfSecret: row.csrf_secret,
         expiresAt: row.expires_at,
       };

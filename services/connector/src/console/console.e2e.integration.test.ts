@@ -10,12 +10,17 @@ import { chromium } from 'playwright-core';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureConsoleBuilt } from '../../../console/scripts/console-build.ts';
+import { startTestIdp } from '../oauth/test-support/test-idp.ts';
+import type { TestIdp } from '../oauth/test-support/test-idp.ts';
 import { freePort } from '../test-support/free-port.ts';
 import { REPO_ROOT, SPEC_PATH } from '../test-support/paths.ts';
 import { startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
 const ALICE = 'alice@acme.com';
+/** Acme's console admin at its identity provider, and an engineer who is not one. */
+const DANA = { email: 'dana@acme.com', password: 'dana-password' };
+const EVE = { email: 'eve@acme.com', password: 'eve-password' };
 const SEEDED_EVENTS = 100_000;
 /**
  * Screenshots go to a scratch folder unless CONSOLE_SCREENSHOTS_DIR names one (the README's
@@ -61,6 +66,7 @@ async function seedEvents(t: TestApp, tenantId: string, n: number): Promise<void
 describe('admin console in a real browser', () => {
   let t: TestApp;
   let cf: Awaited<ReturnType<typeof startFakeCloudflare>>;
+  let idp: TestIdp;
   let base: string;
   let browser: Browser;
   let context: BrowserContext;
@@ -133,9 +139,27 @@ describe('admin console in a real browser', () => {
       PUBLIC_URL: base,
       OUTBOX_INTERVAL_MS: '200',
       DELIVERY_ALLOW_INSECURE: 'true',
+      // The test identity provider is plain http on loopback.
+      OAUTH_ALLOW_INSECURE: 'true',
     });
     await t.app.listen({ host: '127.0.0.1', port });
     acme = await t.createTenant('Acme');
+    idp = await startTestIdp({ redirectUri: `${base}/oauth/sso/callback`, users: [DANA, EVE] });
+    t.secrets.add(idp.clientSecret);
+    t.secrets.add(DANA.password);
+    t.secrets.add(EVE.password);
+    const sso = await fetch(`${base}/api/v1/mcp/sso`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${acme.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        issuer: idp.issuer,
+        client_id: idp.clientId,
+        client_secret: idp.clientSecret,
+        allowed_email_domains: ['acme.com'],
+        console_admins: [DANA.email],
+      }),
+    });
+    expect(sso.status, await sso.text()).toBe(200);
     perf = await t.createTenant('Perf');
     await seedEvents(t, perf.tenantId, SEEDED_EVENTS);
 
@@ -168,6 +192,7 @@ describe('admin console in a real browser', () => {
   afterAll(async () => {
     await browser?.close();
     await t?.close();
+    await idp?.close();
     await cf?.close();
   });
 
@@ -182,11 +207,11 @@ describe('admin console in a real browser', () => {
     await shot('sign-in');
 
     await page.getByLabel('Tenant API key').fill('wdn_sk_not-a-key');
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await expect.poll(() => page.getByRole('alert').innerText()).toContain('unknown or revoked');
 
     await page.getByLabel('Tenant API key').fill(acme.apiKey);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
     await expect.poll(() => page.getByText('Tenant: Acme').count()).toBe(1);
 
@@ -217,6 +242,42 @@ describe('admin console in a real browser', () => {
     });
     expect(forged.status).toBe(403);
     expect(forged.body.error.field).toBe('x-csrf-token');
+  });
+
+  it('signs a tenant admin in through the tenant’s SSO; someone it does not name is refused with a clear message', async () => {
+    /** "Sign in with SSO" in a fresh browser, through the identity provider's own pages. */
+    async function ssoSignIn(user: { email: string; password: string }) {
+      const ssoContext = await browser.newContext();
+      const ssoPage = await ssoContext.newPage();
+      await ssoPage.goto(`${base}/console`);
+      await ssoPage.getByLabel('Work email').fill(user.email);
+      await ssoPage.getByRole('button', { name: 'Sign in with SSO' }).click();
+      await ssoPage.locator('input[name=login]').fill(user.email);
+      await ssoPage.locator('input[name=password]').fill(user.password);
+      await ssoPage.getByRole('button', { name: 'Sign-in' }).click();
+      await ssoPage.getByRole('button', { name: 'Continue' }).click();
+      return { ssoContext, ssoPage };
+    }
+
+    const refused = await ssoSignIn(EVE);
+    await expect
+      .poll(() => refused.ssoPage.getByRole('alert').innerText())
+      .toContain('not one of its console admins');
+    expect(new URL(refused.ssoPage.url()).search).toBe('');
+    // (The identity provider's own cookies share the host: only Warden's console cookie counts.)
+    expect((await refused.ssoContext.cookies(base)).filter((c) => c.name === 'warden_console')).toEqual([]);
+    expect(await accessibilityProblems(refused.ssoPage)).toEqual([]);
+    await refused.ssoContext.close();
+
+    const { ssoContext, ssoPage } = await ssoSignIn(DANA);
+    await ssoPage.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    await expect.poll(() => ssoPage.getByText(`Tenant: Acme (${DANA.email})`).count()).toBe(1);
+    const cookies = (await ssoContext.cookies(base)).filter((c) => c.name === 'warden_console');
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/' });
+    await ssoPage.getByRole('button', { name: 'Sign out' }).click();
+    await ssoPage.getByRole('heading', { name: 'Sign in to Warden' }).waitFor();
+    await ssoContext.close();
   });
 
   it('connects an account from the Identities page, with its Cloudflare account and budget', async () => {
@@ -552,7 +613,7 @@ describe('admin console in a real browser', () => {
     try {
       await perfPage.goto(`${base}/console`);
       await perfPage.getByLabel('Tenant API key').fill(perf.apiKey);
-      await perfPage.getByRole('button', { name: 'Sign in' }).click();
+      await perfPage.getByRole('button', { name: 'Sign in', exact: true }).click();
       await perfPage.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
 
       // Timed in the page, checked on every animation frame: from the click to the first rows and
@@ -608,7 +669,7 @@ describe('admin console in a real browser', () => {
 
     await page.getByLabel('Operator').check();
     await page.getByLabel('Admin token').fill(t.adminToken);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.getByRole('heading', { level: 1, name: 'Tenants' }).waitFor();
     const acmeCard = page.getByRole('region', { name: 'Tenant Acme' });
     await expect.poll(() => acmeCard.getByRole('row').count()).toBeGreaterThan(1);
@@ -620,7 +681,7 @@ describe('admin console in a real browser', () => {
     const tenantPage = await tenantContext.newPage();
     await tenantPage.goto(`${base}/console`);
     await tenantPage.getByLabel('Tenant API key').fill(perf.apiKey);
-    await tenantPage.getByRole('button', { name: 'Sign in' }).click();
+    await tenantPage.getByRole('button', { name: 'Sign in', exact: true }).click();
     await tenantPage.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
     const perfCard = page.getByRole('region', { name: 'Tenant Perf' });
     await perfCard.getByRole('button', { name: 'Revoke' }).click();

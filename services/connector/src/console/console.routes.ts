@@ -3,13 +3,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
-import { AUDIT_OUTCOMES, rowToEvent } from '@warden/audit';
+import { AUDIT_OUTCOMES, lifecycleRecord, rowToEvent } from '@warden/audit';
+import type { AuditCaller } from '@warden/audit';
 import { WardenError, notFound } from '@warden/core';
+import type { SsoConfig } from '@warden/vault';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { authenticateFromConsole, isAdminToken, tenantAuth, tenantOf } from '../http/auth.ts';
+import {
+  CONSOLE_CLIENT_NAME,
+  authenticateFromConsole,
+  isAdminToken,
+  tenantAuth,
+  tenantOf,
+} from '../http/auth.ts';
 import { refuseUnstorableText } from '../http/request-contract.ts';
 import { adminFingerprint, createConsoleSessions } from './console-sessions.ts';
 import type { ConsoleSession } from './console-sessions.ts';
@@ -78,13 +86,39 @@ const signIn = z.union([
 ]);
 
 /**
+ * Why a sign-in through the tenant's SSO ended without a console session; the sign-in page
+ * (`/console?sso_error=…`) explains each. `not_admin`: the SSO configuration does not name the
+ * identifier in `console_admins`; `refused`: the identity provider or the SSO rules refused the
+ * person; `failed`: the identity provider could not be reached or answered wrongly.
+ */
+export type ConsoleSsoRefusal = 'not_admin' | 'refused' | 'failed';
+
+/** The console's end of a sign-in through the tenant's SSO (the relying party is the OAuth module's). */
+export interface ConsoleSsoSignIn {
+  /** A session for an identity the tenant's provider vouched for, if it is a named console admin. */
+  signIn(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    who: { tenantId: string; identifier: string; config: SsoConfig },
+  ): Promise<FastifyReply>;
+  /** Back to the sign-in page with the reason; a refusal with a known subject is recorded. */
+  refuse(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    tenantId: string,
+    reason: ConsoleSsoRefusal,
+    refused?: { subject: string | null; message: string },
+  ): Promise<FastifyReply>;
+}
+
+/**
  * The admin console: its sign-in (sessions in PostgreSQL, an httpOnly SameSite=Strict cookie,
  * anti-forgery tokens on every change), the few read models the pages need beyond the public
  * API, and the built single-page app under a strict CSP. Everything else the pages do goes
  * through the public API itself, which accepts the session in place of the key it was signed
  * in with (`authenticateFromConsole`).
  */
-export async function setUpConsole(app: FastifyInstance, container: Container): Promise<void> {
+export async function setUpConsole(app: FastifyInstance, container: Container): Promise<ConsoleSsoSignIn> {
   const { config } = container;
   const sessions = createConsoleSessions({ db: container.db.kysely });
   const queries = createConsoleQueries(container.db.kysely);
@@ -118,7 +152,7 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
     bySession.set(request, session);
     authenticateFromConsole(
       request,
-      session.kind === 'operator' ? 'operator' : { tenantId: session.tenantId, apiKeyId: session.apiKeyId },
+      session.kind === 'operator' ? 'operator' : { tenantId: session.tenantId, ...session.principal },
     );
   });
 
@@ -133,6 +167,9 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
     return {
       kind: session.kind,
       tenant: session.kind === 'tenant' ? { id: session.tenantId, name: session.tenantName } : null,
+      /** The identifier of a tenant admin signed in through the tenant's SSO. */
+      sso_identifier:
+        session.kind === 'tenant' && session.principal.type === 'sso' ? session.principal.id : null,
       expires_at: session.expiresAt.toISOString(),
       csrf_token: sessions.csrfToken(session),
       admin_api: config.adminToken !== null,
@@ -273,6 +310,76 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
     });
   });
 
+  /** `console.sign_in` on the tenant's trail, by the person the identity provider named. */
+  async function auditSsoSignIn(
+    request: FastifyRequest,
+    tenantId: string,
+    event: { subject: string | null; outcome: 'success' | 'refused'; message?: string },
+  ): Promise<void> {
+    const caller: AuditCaller = {
+      type: 'sso',
+      id: event.subject,
+      client_name: CONSOLE_CLIENT_NAME,
+      client_version: null,
+      ip: request.ip,
+    };
+    const { retentionDays } = await container.settings.effective(tenantId);
+    await container.audit.append(
+      tenantId,
+      [
+        lifecycleRecord(
+          { caller, identifier: event.subject },
+          {
+            action: 'console.sign_in',
+            outcome: event.outcome,
+            error: event.message ? { code: 'forbidden', message: event.message } : null,
+            details: { method: 'sso' },
+          },
+        ),
+      ],
+      { retentionDays },
+    );
+  }
+
+  const toSignInPage = (reply: FastifyReply, reason: ConsoleSsoRefusal | null) =>
+    reply
+      .code(303)
+      .header('cache-control', 'no-store')
+      .redirect(reason ? `/console?sso_error=${reason}` : '/console', 303);
+
+  const refuse: ConsoleSsoSignIn['refuse'] = async (request, reply, tenantId, reason, refused) => {
+    if (refused) {
+      await auditSsoSignIn(request, tenantId, {
+        subject: refused.subject,
+        outcome: 'refused',
+        message: refused.message,
+      });
+    }
+    return toSignInPage(reply, reason);
+  };
+
+  const signInWithSso: ConsoleSsoSignIn['signIn'] = async (request, reply, who) => {
+    // Safe default: an SSO configuration that names no console admins lets no one in.
+    if (!who.config.consoleAdmins.includes(who.identifier)) {
+      return refuse(request, reply, who.tenantId, 'not_admin', {
+        subject: who.identifier,
+        message: `${who.identifier} is not a console admin of this tenant (console_admins of its SSO configuration)`,
+      });
+    }
+    const created = await sessions.create({
+      kind: 'tenant',
+      tenantId: who.tenantId,
+      apiKeyId: null,
+      sso: { identifier: who.identifier, configUpdatedAt: who.config.updatedAt },
+      adminFingerprint: null,
+      ip: request.ip,
+      userAgent: request.headers['user-agent'] ?? null,
+    });
+    await auditSsoSignIn(request, who.tenantId, { subject: who.identifier, outcome: 'success' });
+    reply.setCookie(cookieName, created.secret, { ...cookieOptions, expires: created.expiresAt });
+    return toSignInPage(reply, null);
+  };
+
   // The single-page app: hashed assets cached for good, every other /console path gets the page.
   const assets = path.join(CONSOLE_DIST, 'assets');
   let page: string | null = null;
@@ -307,4 +414,5 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
   };
   app.get('/console', { schema: { hide: true } }, servePage);
   app.get('/console/*', { schema: { hide: true } }, servePage);
+  return { signIn: signInWithSso, refuse };
 }

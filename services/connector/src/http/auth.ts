@@ -4,16 +4,30 @@ import type { AuditCaller } from '@warden/audit';
 import type { ActorContext, TenantCaller, TenantService } from '@warden/vault';
 import type { FastifyRequest } from 'fastify';
 
-const callers = new WeakMap<FastifyRequest, TenantCaller>();
+/** Who acts for a tenant: one of its API keys, or a console admin signed in through its SSO. */
+export interface TenantPrincipal {
+  readonly tenantId: string;
+  readonly type: 'api_key' | 'sso';
+  /** The API key id (`key_…`), or the SSO admin's identifier. */
+  readonly id: string;
+}
+
+/** How `created_by` columns name a principal: the key id, or `sso:<identifier>`. */
+export function principalRef(principal: TenantPrincipal): string {
+  return principal.type === 'api_key' ? principal.id : `sso:${principal.id}`;
+}
+
+const callers = new WeakMap<FastifyRequest, TenantPrincipal>();
 /** Requests authenticated by an admin console session (`console/console-auth.ts`), not a bearer value. */
 const consoleRequests = new WeakSet<FastifyRequest>();
 const operatorRequests = new WeakSet<FastifyRequest>();
 
 /**
- * A console session stands in for the credential it was signed in with: the tenant API key it
- * names, or the admin token. Runs before the routes' own authentication, which then accepts it.
+ * A console session stands in for what it was signed in with: the tenant API key it names, the
+ * tenant admin's SSO identity, or the admin token. Runs before the routes' own authentication,
+ * which then accepts it.
  */
-export function authenticateFromConsole(request: FastifyRequest, caller: TenantCaller | 'operator'): void {
+export function authenticateFromConsole(request: FastifyRequest, caller: TenantPrincipal | 'operator'): void {
   consoleRequests.add(request);
   if (caller === 'operator') operatorRequests.add(request);
   else callers.set(request, caller);
@@ -34,13 +48,13 @@ export function tenantAuth(tenants: Pick<TenantService, 'authenticate'>) {
     if (!token) {
       throw new WardenError('unauthenticated', 'send the tenant API key as `Authorization: Bearer <key>`');
     }
-    const caller = await tenants.authenticate(token);
+    const caller: TenantCaller | null = await tenants.authenticate(token);
     if (!caller) throw new WardenError('unauthenticated', 'the API key is unknown or revoked');
-    callers.set(request, caller);
+    callers.set(request, { tenantId: caller.tenantId, type: 'api_key', id: caller.apiKeyId });
   };
 }
 
-export function tenantOf(request: FastifyRequest): TenantCaller {
+export function tenantOf(request: FastifyRequest): TenantPrincipal {
   const caller = callers.get(request);
   if (!caller) throw new WardenError('internal', 'tenant authentication did not run for this route');
   return caller;
@@ -49,14 +63,14 @@ export function tenantOf(request: FastifyRequest): TenantCaller {
 /** How the audit trail names changes made in the admin console (on the signed-in key's authority). */
 export const CONSOLE_CLIENT_NAME = 'warden-console';
 
-/** The tenant API key making a change, as lifecycle records name it. */
+/** The tenant API key (or SSO console admin) making a change, as lifecycle records name it. */
 export function actorOf(request: FastifyRequest): ActorContext {
   const caller = tenantOf(request);
   return {
     tenantId: caller.tenantId,
     actor: {
-      type: 'api_key',
-      id: caller.apiKeyId,
+      type: caller.type,
+      id: caller.id,
       client_name: consoleRequests.has(request) ? CONSOLE_CLIENT_NAME : null,
       client_version: null,
       ip: request.ip,

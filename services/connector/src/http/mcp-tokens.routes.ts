@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Container } from '../container.ts';
-import { actorOf, tenantAuth, tenantOf } from './auth.ts';
+import { actorOf, principalRef, tenantAuth, tenantOf } from './auth.ts';
 import { errorResponses, pageSize } from './schemas.ts';
 
 const security = [{ tenantKey: [] }];
@@ -113,7 +113,7 @@ export async function mcpTokenRoutes(
         connectionNames: names,
         expirySeconds,
         audience: mcpUrl,
-        createdBy: caller.apiKeyId,
+        createdBy: principalRef(caller),
       });
       return reply.code(201).send({
         token,

@@ -16,7 +16,7 @@ export function approvalUrl(publicUrl: string, id: string): string {
 
 export function apiKeyCaller(request: FastifyRequest): ToolCaller {
   const caller = tenantOf(request);
-  return { tenantId: caller.tenantId, type: 'api_key', id: caller.apiKeyId, ip: request.ip };
+  return { tenantId: caller.tenantId, type: caller.type, id: caller.id, ip: request.ip };
 }
 
 const toolDefinition = z

@@ -1,5 +1,6 @@
 import { createSsoConfigService } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
+import type { ConsoleSsoSignIn } from '../console/console.routes.ts';
 import type { Container } from '../container.ts';
 import { createLoginLinks } from './login-links.ts';
 import { createOAuthAudit } from './oauth-audit.ts';
@@ -11,7 +12,7 @@ import { createSsoRelyingParty } from './sso.ts';
 
 /**
  * MCP sign-in: Warden's OAuth authorization server for /mcp, its sign-in pages and the
- * tenant API around it. Returns the server, whose `authenticate` turns an access token into
+ * tenant API around it; the tenant's SSO also signs console admins in (`consoleSignIn`). Returns the server, whose `authenticate` turns an access token into
  * an MCP session.
  */
 export async function setUpMcpOAuth(
@@ -30,6 +31,7 @@ export async function setUpMcpOAuth(
     | 'policies'
     | 'scopedTools'
   >,
+  consoleSignIn: ConsoleSsoSignIn,
 ): Promise<OAuthServer> {
   const { config } = container;
   const db = container.db.kysely;
@@ -77,6 +79,7 @@ export async function setUpMcpOAuth(
       sso,
       loginLinks,
       audit,
+      console: consoleSignIn,
       logger: container.logger,
     }),
   );

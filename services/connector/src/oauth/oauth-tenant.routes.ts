@@ -5,7 +5,7 @@ import { notFound } from '@warden/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { tenantAuth, tenantOf } from '../http/auth.ts';
+import { principalRef, tenantAuth, tenantOf } from '../http/auth.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { apiKeyCaller } from '../http/tools.routes.ts';
 import type { LoginLinks } from './login-links.ts';
@@ -21,6 +21,9 @@ const ssoSchema = z
     client_id: z.string(),
     identifier_claim: z.string(),
     allowed_email_domains: z.array(z.string()),
+    console_admins: z
+      .array(z.string())
+      .describe('Identifiers that may sign in to the admin console with this provider (none by default).'),
     redirect_uri: z.string().describe('Register this redirect URI for Warden’s client at your provider.'),
     created_at: z.string(),
     updated_at: z.string(),
@@ -45,6 +48,7 @@ function ssoJson(config: SsoConfig, redirectUri: string) {
     client_id: config.clientId,
     identifier_claim: config.identifierClaim,
     allowed_email_domains: [...config.allowedEmailDomains],
+    console_admins: [...config.consoleAdmins],
     redirect_uri: redirectUri,
     created_at: config.createdAt.toISOString(),
     updated_at: config.updatedAt.toISOString(),
@@ -95,6 +99,12 @@ export async function oauthTenantRoutes(
         allowed_email_domains: z
           .array(z.string())
           .describe('Engineers sign in only with a verified email in one of these domains.'),
+        console_admins: z
+          .array(z.string())
+          .optional()
+          .describe(
+            'Identifiers (values of `identifier_claim`) that may also sign in to the admin console at /console with this provider. Default none: the console then takes only API keys. Changing the configuration ends SSO console sessions.',
+          ),
       }),
       response: { 200: z.object({ sso: ssoSchema }), ...errorResponses },
     },
@@ -106,6 +116,7 @@ export async function oauthTenantRoutes(
           clientSecret: request.body.client_secret,
           identifierClaim: request.body.identifier_claim ?? 'email',
           allowedEmailDomains: request.body.allowed_email_domains,
+          consoleAdmins: request.body.console_admins ?? [],
         },
         { allowInsecureIssuers: deps.allowInsecure },
       );
@@ -132,7 +143,8 @@ export async function oauthTenantRoutes(
   r.delete('/api/v1/mcp/sso', {
     schema: {
       tags: ['mcp'],
-      summary: 'Remove the SSO configuration (engineers can no longer sign in with it)',
+      summary:
+        'Remove the SSO configuration (engineers can no longer sign in with it; SSO console sessions end)',
       security,
       response: { 204: z.null(), ...errorResponses },
     },
@@ -155,7 +167,7 @@ export async function oauthTenantRoutes(
       const link = await deps.loginLinks.create({
         tenantId: caller.tenantId,
         identifier: validateIdentifier(request.body.identifier),
-        createdBy: caller.apiKeyId,
+        createdBy: principalRef(caller),
       });
       return reply.code(201).send({ url: link.url, expires_at: link.expiresAt.toISOString() });
     },

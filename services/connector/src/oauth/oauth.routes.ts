@@ -2,12 +2,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
-import { isWardenError } from '@warden/core';
+import { WardenError, isWardenError } from '@warden/core';
 import type { ScopedToolsService, PolicyStore } from '@warden/tools';
 import { describePolicy } from '@warden/tools';
 import type { ConnectedAccountService, SsoConfigService, TenantService } from '@warden/vault';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { InteractionResults } from 'oidc-provider';
+import { z } from 'zod';
+import type { ConsoleSsoSignIn } from '../console/console.routes.ts';
+import { refuseUnstorableText } from '../http/request-contract.ts';
 import { accountIdFor, createRecordStore, parseAccountId } from './oauth-artifacts.ts';
 import type { OAuthAudit } from './oauth-audit.ts';
 import { grantTokenId, oauthCaller } from './oauth-audit.ts';
@@ -38,6 +42,8 @@ export interface OAuthRouteDeps {
   readonly sso: SsoRelyingParty;
   readonly loginLinks: LoginLinks;
   readonly audit: OAuthAudit;
+  /** Where a sign-in to the admin console through the tenant's SSO ends. */
+  readonly console: ConsoleSsoSignIn;
   readonly logger: Logger;
 }
 
@@ -210,6 +216,114 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     return null;
   }
 
+  /**
+   * Sends the browser to the tenant's identity provider (PKCE, state, nonce), for an MCP
+   * authorization (`interactionUid`) or a console sign-in (null). What the callback needs stays
+   * server-side under the state; the browser gets a binding cookie so only it can finish.
+   */
+  async function startSso(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    sign: { tenantId: string; email: string; interactionUid: string | null },
+  ): Promise<string> {
+    const state = randomBytes(32).toString('base64url');
+    const binding = randomBytes(32).toString('base64url');
+    const started = await deps.sso.start(sign.tenantId, { loginHint: sign.email, state });
+    await ssoPending.put(
+      state,
+      {
+        tenantId: sign.tenantId,
+        interactionUid: sign.interactionUid,
+        codeVerifier: started.codeVerifier,
+        nonce: started.nonce,
+        bindingHash: sha256(binding),
+      },
+      SSO_TTL_SECONDS,
+    );
+    await setCookie(request, reply, SSO_BINDING_COOKIE, binding, {
+      path: '/oauth/sso',
+      maxAgeSeconds: SSO_TTL_SECONDS,
+    });
+    return started.url;
+  }
+
+  /** The tenants whose SSO takes this email, or a message for the person. */
+  async function tenantsForEmail(
+    email: string,
+  ): Promise<ReadonlyArray<{ tenantId: string; tenantName: string }> | string> {
+    const at = email.lastIndexOf('@');
+    if (at <= 0) return 'Enter your work email address.';
+    try {
+      const tenants = await deps.ssoConfigs.tenantsForDomain(email.slice(at + 1));
+      return tenants.length > 0
+        ? tenants
+        : `No organization signs in engineers with ${email.slice(at)} email addresses here.`;
+    } catch (error) {
+      if (isWardenError(error) && error.code === 'invalid_request') return 'Enter your work email address.';
+      throw error;
+    }
+  }
+
+  /** The callback of a console sign-in: a session if the tenant names the identity a console admin. */
+  async function finishConsoleSignIn(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    pending: SsoPending,
+    rawQuery: string,
+    state: string,
+  ): Promise<FastifyReply> {
+    let signedIn: Awaited<ReturnType<SsoRelyingParty['finish']>>;
+    try {
+      signedIn = await deps.sso.finish(pending, rawQuery, state);
+    } catch (error) {
+      if (error instanceof SsoRefusal) {
+        return deps.console.refuse(request, reply, pending.tenantId, 'refused', {
+          subject: error.subject,
+          message: error.message,
+        });
+      }
+      deps.logger.warn({ err: error, tenant_id: pending.tenantId }, 'SSO sign-in to the console failed');
+      return deps.console.refuse(request, reply, pending.tenantId, 'failed');
+    }
+    return deps.console.signIn(request, reply, {
+      tenantId: pending.tenantId,
+      identifier: signedIn.identifier,
+      config: signedIn.config,
+    });
+  }
+
+  // --- Console sign-in through the tenant's SSO: the console page posts the work email here. ---
+  await app.register(async (scope) => {
+    const r = scope.withTypeProvider<ZodTypeProvider>();
+    r.addHook('preValidation', refuseUnstorableText);
+    r.post('/console/api/sso', {
+      schema: {
+        hide: true,
+        body: z.strictObject({ email: z.string().max(320), tenant_id: z.string().max(100).optional() }),
+      },
+      handler: async (request, reply) => {
+        const email = request.body.email.trim();
+        const tenants = await tenantsForEmail(email);
+        if (typeof tenants === 'string') {
+          throw new WardenError('invalid_request', `email: ${tenants}`, { field: 'email' });
+        }
+        const chosen =
+          tenants.length === 1 ? tenants[0] : tenants.find((t) => t.tenantId === request.body.tenant_id);
+        if (!chosen) {
+          // Several organizations take this domain: the page asks which one.
+          return { tenants: tenants.map((t) => ({ id: t.tenantId, name: t.tenantName })) };
+        }
+        const url = await startSso(request, reply, {
+          tenantId: chosen.tenantId,
+          email,
+          interactionUid: null,
+        });
+        reply.header('cache-control', 'no-store');
+        return { redirect_url: url };
+      },
+    });
+  });
+
   // --- The OAuth protocol itself: oidc-provider, with the raw request body untouched. ---
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -333,49 +447,25 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
           loginPage({ uid: details.uid, clientName, email, error, formTargets: targets, ...extra }),
         );
 
-      const at = email.lastIndexOf('@');
-      if (at <= 0) return again('Enter your work email address.');
-      let tenants: ReadonlyArray<{ tenantId: string; tenantName: string }>;
-      try {
-        tenants = await deps.ssoConfigs.tenantsForDomain(email.slice(at + 1));
-      } catch (error) {
-        if (isWardenError(error) && error.code === 'invalid_request')
-          return again('Enter your work email address.');
-        throw error;
-      }
-      if (tenants.length === 0) {
-        return again(`No organization signs in engineers with ${email.slice(at)} email addresses here.`);
-      }
+      const tenants = await tenantsForEmail(email);
+      if (typeof tenants === 'string') return again(tenants);
       const chosen = tenants.length === 1 ? tenants[0] : tenants.find((t) => t.tenantId === form.tenant_id);
       if (!chosen) return again('Choose your organization.', { tenantChoices: [...tenants] });
 
-      const state = randomBytes(32).toString('base64url');
-      const binding = randomBytes(32).toString('base64url');
-      let started: { url: string; codeVerifier: string; nonce: string };
+      let url: string;
       try {
-        started = await deps.sso.start(chosen.tenantId, { loginHint: email, state });
+        url = await startSso(request, reply, {
+          tenantId: chosen.tenantId,
+          email,
+          interactionUid: details.uid,
+        });
       } catch (error) {
         deps.logger.warn({ err: error, tenant_id: chosen.tenantId }, 'SSO sign-in could not start');
         return again('Your organization’s identity provider cannot be reached right now. Try again later.');
       }
-      await ssoPending.put(
-        state,
-        {
-          tenantId: chosen.tenantId,
-          interactionUid: details.uid,
-          codeVerifier: started.codeVerifier,
-          nonce: started.nonce,
-          bindingHash: sha256(binding),
-        },
-        SSO_TTL_SECONDS,
-      );
-      await setCookie(request, reply, SSO_BINDING_COOKIE, binding, {
-        path: '/oauth/sso',
-        maxAgeSeconds: SSO_TTL_SECONDS,
-      });
       // A page that refreshes to the IdP rather than a redirect: the login page's form-action
       // then need not allow the IdP's origin (or every https: origin).
-      return send(reply, continuePage(started.url));
+      return send(reply, continuePage(url));
     });
 
     scope.get('/oauth/sso/callback', { schema: { hide: true } }, async (request, reply) => {
@@ -392,12 +482,14 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
           reply,
           errorPage(
             'Sign-in expired',
-            'This single sign-on answer does not belong to a sign-in started in this browser, or it was already used. Start again from your MCP client.',
+            'This single sign-on answer does not belong to a sign-in started in this browser, or it was already used. Start again from your MCP client or the Warden console.',
           ),
         );
       }
       await setCookie(request, reply, SSO_BINDING_COOKIE, null, { path: '/oauth/sso', maxAgeSeconds: 0 });
       const rawQuery = request.url.slice(request.url.indexOf('?') + 1);
+      if (pending.interactionUid === null)
+        return finishConsoleSignIn(request, reply, pending, rawQuery, state);
       try {
         const { identifier } = await deps.sso.finish(pending, rawQuery, state);
         return completeLogin(request, reply, pending.interactionUid, {

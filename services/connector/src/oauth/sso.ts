@@ -20,7 +20,8 @@ export class SsoRefusal extends Error {
 /** What the callback needs to finish a sign-in the browser started; kept server-side. */
 export interface SsoPending {
   readonly tenantId: string;
-  readonly interactionUid: string;
+  /** The MCP authorization's interaction; null for a sign-in to the admin console. */
+  readonly interactionUid: string | null;
   readonly codeVerifier: string;
   readonly nonce: string;
   /** SHA-256 of the value in the browser's binding cookie. */
@@ -132,7 +133,7 @@ export function createSsoRelyingParty(deps: {
       pending: SsoPending,
       callbackQuery: string,
       state: string,
-    ): Promise<{ identifier: string; email: string }> {
+    ): Promise<{ identifier: string; email: string; config: SsoConfig }> {
       const { config, client } = await clientFor(pending.tenantId);
       let claims: Record<string, unknown> | undefined;
       try {
@@ -172,14 +173,14 @@ export function createSsoRelyingParty(deps: {
       }
       const domain = email.slice(email.lastIndexOf('@') + 1);
       if (!config.allowedEmailDomains.includes(domain)) {
-        throw new SsoRefusal(`${email} is not in a domain this organization allows for MCP sign-in`, email);
+        throw new SsoRefusal(`${email} is not in a domain this organization allows to sign in`, email);
       }
       const value = claims[config.identifierClaim];
       if (typeof value !== 'string') {
         throw new SsoRefusal(`your identity provider sent no "${config.identifierClaim}" claim`, email);
       }
       try {
-        return { identifier: validateIdentifier(value, config.identifierClaim), email };
+        return { identifier: validateIdentifier(value, config.identifierClaim), email, config };
       } catch {
         throw new SsoRefusal(`the "${config.identifierClaim}" claim is not a usable identifier`, email);
       }

@@ -3,11 +3,33 @@ import type { FormEvent } from 'react';
 import { ApiError, api } from '../api.ts';
 import type { Session } from '../types.ts';
 
+/** Why the last sign-in through the tenant's SSO came back without a session (`?sso_error=`). */
+const SSO_ERRORS: Record<string, string> = {
+  not_admin:
+    'You signed in with your organization’s SSO, but you are not one of its console admins. An admin adds you to console_admins of the SSO configuration; until then, sign in with a tenant API key.',
+  refused:
+    'Your organization’s SSO did not accept this sign-in (for example an email outside its allowed domains).',
+  failed: 'Your organization’s identity provider could not complete the sign-in. Try again later.',
+};
+
+function ssoErrorFromUrl(): string | null {
+  const code = new URLSearchParams(window.location.search).get('sso_error');
+  if (code === null) return null;
+  window.history.replaceState(null, '', window.location.pathname);
+  return SSO_ERRORS[code] ?? 'The single sign-on did not complete. Start it again.';
+}
+
 /**
- * Tenant admins sign in with a tenant API key, operators with WARDEN_ADMIN_TOKEN. The value goes
- * to the server once; the browser keeps only the httpOnly session cookie.
+ * Sign in with the tenant's SSO (for the admins its SSO configuration names), with a tenant API
+ * key, or, for operators, with WARDEN_ADMIN_TOKEN. A key goes to the server once; the browser
+ * keeps only the httpOnly session cookie.
  */
 export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void }) {
+  const [email, setEmail] = useState('');
+  const [tenants, setTenants] = useState<Array<{ id: string; name: string }> | null>(null);
+  const [tenantId, setTenantId] = useState('');
+  const [ssoError, setSsoError] = useState<string | null>(ssoErrorFromUrl);
+  const [ssoBusy, setSsoBusy] = useState(false);
   const [kind, setKind] = useState<'tenant' | 'operator'>('tenant');
   const [secret, setSecret] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -29,10 +51,69 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
     }
   };
 
+  const startSso = async (event: FormEvent) => {
+    event.preventDefault();
+    setSsoBusy(true);
+    setSsoError(null);
+    try {
+      const answer = await api<{ redirect_url?: string; tenants?: Array<{ id: string; name: string }> }>(
+        'POST',
+        '/console/api/sso',
+        { email, ...(tenants && tenantId ? { tenant_id: tenantId } : {}) },
+      );
+      if (answer.redirect_url) {
+        window.location.assign(answer.redirect_url);
+        return;
+      }
+      setTenants(answer.tenants ?? []);
+      setTenantId(answer.tenants?.[0]?.id ?? '');
+    } catch (e) {
+      setSsoError(e instanceof ApiError ? e.message : 'The single sign-on could not start; try again.');
+    }
+    setSsoBusy(false);
+  };
+
   return (
     <main className="centered">
-      <form className="card signin" onSubmit={(e) => void submit(e)}>
-        <h1>Sign in to Warden</h1>
+      <h1>Sign in to Warden</h1>
+      <form className="card signin" onSubmit={(e) => void startSso(e)} aria-labelledby="sso-heading">
+        <h2 id="sso-heading">Tenant admin: your organization’s SSO</h2>
+        <label htmlFor="sso-email">Work email</label>
+        <input
+          id="sso-email"
+          type="email"
+          autoComplete="email"
+          required
+          value={email}
+          onChange={(e) => {
+            setEmail(e.target.value);
+            setTenants(null);
+          }}
+          placeholder="you@example.com"
+        />
+        {tenants && tenants.length > 1 && (
+          <>
+            <label htmlFor="sso-tenant">Organization</label>
+            <select id="sso-tenant" value={tenantId} onChange={(e) => setTenantId(e.target.value)}>
+              {tenants.map((t) => (
+                <option key={t.id} value={t.id}>
+                  {t.name}
+                </option>
+              ))}
+            </select>
+          </>
+        )}
+        {ssoError && (
+          <p className="error" role="alert">
+            {ssoError}
+          </p>
+        )}
+        <button type="submit" disabled={ssoBusy}>
+          Sign in with SSO
+        </button>
+      </form>
+      <form className="card signin" onSubmit={(e) => void submit(e)} aria-labelledby="key-heading">
+        <h2 id="key-heading">With a key</h2>
         <fieldset>
           <legend>Sign in as</legend>
           <label className="inline">
