@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
@@ -114,6 +116,13 @@ describe('tail.worker under attack', () => {
       .map((e) => [e.action, e.outcome, e.intent_id ? 'after intent' : 'no intent']);
 
   const newSessions = (before: number) => cf.tails.sessions().slice(before);
+
+  /** Execute children still holding an execution. */
+  const busyExecuteChildren = () =>
+    t.container.codeMode
+      .pool()!
+      .stats()
+      .children.filter((c) => c.kind === 'execute' && c.executions > 0).length;
 
   describe('the tail WebSocket URL Cloudflare answers (SSRF)', () => {
     it('is connected to only on an allowed tail origin: anything else is refused, nothing connects, the tail is deleted and the trail says so', async () => {
@@ -263,6 +272,78 @@ describe('tail.worker under attack', () => {
         ['cloudflare.tail_delete', 'pending', 'no intent'],
         ['cloudflare.tail_delete', 'success', 'after intent'],
       ]);
+    });
+  });
+
+  describe('a caller that goes away', () => {
+    it('over HTTP: aborting the request ends the sandbox run, deletes the tail at once and records the execution as aborted by the caller', async () => {
+      const before = cf.tails.sessions().length;
+      const controller = new AbortController();
+      const started = Date.now();
+      const pending = execute(`async () => tail.worker({ script: 'api', seconds: 20 })`, {
+        signal: controller.signal,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(newSessions(before)[0]?.connections).toBe(1);
+      controller.abort();
+      await expect(pending).rejects.toThrow();
+      await expect
+        .poll(() => newSessions(before)[0]?.deletedAt ?? null, { timeout: 2_000, interval: 50 })
+        .not.toBeNull();
+      expect(Date.now() - started).toBeLessThan(4_000);
+      // The sandbox child is free again, and serves the next execution.
+      await expect.poll(busyExecuteChildren, { timeout: 2_000, interval: 50 }).toBe(0);
+      expect((await execute('async () => 1 + 1')).data).toBe(2);
+
+      const tailId = newSessions(before)[0]!.id;
+      const calls = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      const { events } = (await calls.json()) as { events: AuditEvent[] };
+      const aborted = events.findLast((e) => e.error?.code === 'aborted');
+      expect(aborted).toMatchObject({
+        outcome: 'error',
+        error: { code: 'aborted', message: expect.stringContaining('cancelled by the caller') },
+      });
+      const records = await trail(aborted!.execution_id!);
+      expect(records.at(-1)?.kind).toBe('tool_call');
+      expect(tailRecords(records).filter(([, outcome]) => outcome !== 'pending')).toEqual([
+        ['cloudflare.tail_create', 'success', 'after intent'],
+        ['cloudflare.tail_session', 'success', 'after intent'],
+        ['cloudflare.tail_delete', 'success', 'after intent'],
+      ]);
+      expect(records.some((e) => e.upstream?.path.endsWith(`/tails/${tailId}`))).toBe(true);
+    });
+
+    it('over MCP: a client that drops the connection of its tool call does the same', async () => {
+      const minted = await fetch(`${base}/api/v1/mcp/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier: 'alice', expiry: '3600s' }),
+      });
+      expect(minted.status).toBe(201);
+      const { token } = (await minted.json()) as { token: string };
+      t.secrets.add(token);
+      const client = new Client({ name: 'tail-abort-test', version: '1.0.0' });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+          requestInit: { headers: { Authorization: `Bearer ${token}` } },
+        }),
+      );
+      const before = cf.tails.sessions().length;
+      const pending = client.callTool({
+        name: 'cloudflare_execute',
+        arguments: { code: `async () => tail.worker({ script: 'api', seconds: 20 })` },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(newSessions(before)[0]?.connections).toBe(1);
+      // Closing the transport aborts its request in flight: the server sees the connection go.
+      await client.close();
+      await expect(pending).rejects.toThrow();
+      await expect
+        .poll(() => newSessions(before)[0]?.deletedAt ?? null, { timeout: 2_000, interval: 50 })
+        .not.toBeNull();
+      await expect.poll(busyExecuteChildren, { timeout: 2_000, interval: 50 }).toBe(0);
     });
   });
 });
