@@ -54,13 +54,20 @@ function secretForms(secret: string): string[] {
 }
 
 /**
- * A scrubber for the exact secret values of one credential: it replaces every occurrence of any
- * of their forms in a response body before anything parses it, so no echo of the credential
- * (Cloudflare quoting a header in an error, a token listing its own value) reaches a result,
- * an error message, an audit record or a log line.
+ * A scrubber for the exact secret values of one credential, and of the other secrets a call
+ * made with it may hold (`alsoSecrets`: the R2 secret access keys of `r2Secrets`): it replaces
+ * every occurrence of any of their forms in a response body (or a tail event) before anything
+ * parses it, so no echo of a secret (Cloudflare quoting a header in an error, a token listing its
+ * own value, a Worker logging its R2 key) reaches a result, an error message, an audit record or
+ * a log line.
  */
-export function credentialScrubber(credential: CloudflareCredential): (body: Buffer) => Buffer {
-  const forms = credentialSecrets(credential).flatMap(secretForms);
+export function credentialScrubber(
+  credential: CloudflareCredential,
+  alsoSecrets: readonly string[] = [],
+): (body: Buffer) => Buffer {
+  const forms = [...new Set([...credentialSecrets(credential), ...alsoSecrets].flatMap(secretForms))].sort(
+    (a, b) => b.length - a.length,
+  );
   const needles = forms.map((f) => Buffer.from(f, 'utf8'));
   return (body) => {
     if (!needles.some((needle) => body.includes(needle))) return body;

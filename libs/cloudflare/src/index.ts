@@ -50,7 +50,7 @@ export type {
   SpecStore,
   SpecStoreOptions,
 } from './spec/spec-store.ts';
-export { R2_JURISDICTIONS, createR2Client, r2CredentialsFromApiToken } from './r2.client.ts';
+export { R2_JURISDICTIONS, createR2Client, r2CredentialsFromApiToken, r2Secrets } from './r2.client.ts';
 export type {
   R2Client,
   R2ClientOptions,

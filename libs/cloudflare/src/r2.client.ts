@@ -22,10 +22,21 @@ export interface R2Credentials {
  * The token needs an R2 permission (Workers R2 Storage Read, or Write to put and delete).
  */
 export function r2CredentialsFromApiToken(tokenId: string, apiToken: string): R2Credentials {
-  return {
-    accessKeyId: tokenId,
-    secretAccessKey: createHash('sha256').update(apiToken, 'utf8').digest('hex'),
-  };
+  return { accessKeyId: tokenId, secretAccessKey: r2SecretOfApiToken(apiToken) };
+}
+
+function r2SecretOfApiToken(apiToken: string): string {
+  return createHash('sha256').update(apiToken, 'utf8').digest('hex');
+}
+
+/**
+ * The R2 secrets a call made with this credential may hold, for `credentialScrubber`: the secret
+ * of the R2 access key pair vaulted beside it (if any), and the one derived from an API token.
+ */
+export function r2Secrets(credential: CloudflareCredential, accessKey: R2Credentials | null): string[] {
+  const secrets = accessKey ? [accessKey.secretAccessKey] : [];
+  if (credential.type === 'api_token') secrets.push(r2SecretOfApiToken(credential.apiToken));
+  return secrets;
 }
 
 export type R2Method = 'GET' | 'HEAD' | 'PUT' | 'DELETE';
@@ -188,26 +199,12 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     return {
       status: response.status,
       headers: out,
-      body: scrub(credentials, credential)(Buffer.concat(chunks)),
+      body: credentialScrubber(credential, r2Secrets(credential, credentials))(Buffer.concat(chunks)),
       cfRay: response.headers.get('cf-ray'),
     };
   }
 
   return { endpointFor, send };
-}
-
-/** The API token's forms and the derived secret: none may come back in a body. */
-function scrub(credentials: R2Credentials, credential: CloudflareCredential): (body: Buffer) => Buffer {
-  const token = credentialScrubber(credential);
-  const secret = Buffer.from(credentials.secretAccessKey, 'utf8');
-  return (body) => {
-    const cleaned = token(body);
-    if (!cleaned.includes(secret)) return cleaned;
-    return Buffer.from(
-      cleaned.toString('utf8').split(credentials.secretAccessKey).join('[REDACTED]'),
-      'utf8',
-    );
-  };
 }
 
 function failure(error: unknown, timeout: AbortSignal, timeoutMs: number): WardenError {

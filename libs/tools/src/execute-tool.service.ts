@@ -31,6 +31,20 @@ export interface ExecuteToolInput {
   readonly agentRunId?: string;
 }
 
+export interface ExecuteToolOptions {
+  /**
+   * Aborted when the caller goes away (its HTTP request closed before the answer, an MCP cancel):
+   * the sandbox run is stopped, its tails deleted, and the call recorded as `aborted`.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** The error a call cancelled by its caller records and answers. */
+const CALLER_ABORTED = {
+  code: 'aborted',
+  message: 'cancelled by the caller: its request was closed before the execution ended',
+} as const;
+
 export interface ExecuteToolDeps {
   readonly contexts: CallContextSource;
   readonly liveCalls: LiveCalls;
@@ -185,7 +199,11 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
     };
   }
 
-  async function run(caller: ToolCaller, input: ExecuteToolInput): Promise<ExecuteToolResult> {
+  async function run(
+    caller: ToolCaller,
+    input: ExecuteToolInput,
+    options: ExecuteToolOptions = {},
+  ): Promise<ExecuteToolResult> {
     if (!isToolName(input.toolName)) {
       throw new WardenError(
         'invalid_request',
@@ -245,7 +263,9 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
                 tail: (request: TailRequest, c: { signal: AbortSignal }) => execution.tail(request, c.signal),
               }
             : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
         });
+        if (!outcome.ok && outcome.error.code === 'aborted') outcome = { ...outcome, error: CALLER_ABORTED };
       }
     } catch (error) {
       execution.release();

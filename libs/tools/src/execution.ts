@@ -114,6 +114,8 @@ export class Execution {
   readonly #plan: ExecutionPlan | null;
   /** Tails still running or being deleted; `finish` waits for them. */
   readonly #tails = new Set<Promise<unknown>>();
+  /** Set when the call ends (`finish`, `release`): no tail starts after it. */
+  #ended = false;
 
   constructor(deps: ExecutionDeps, start: ExecutionStart) {
     this.#deps = deps;
@@ -283,12 +285,29 @@ export class Execution {
    * `tail.worker` of the agent's code: the same checks, the API budget and trail, and the tail
    * always deleted. The session also ends when the call loses what it holds while the tail runs
    * (the token or account revoked, the identity offboarded) or that can no longer be checked,
-   * not only when the execution ends.
+   * not only when the execution ends. The tail is counted as running from the call itself, before
+   * anything is awaited, so `finish` always waits for its create and delete (and their records),
+   * even for a tail the code started just as it returned.
    */
-  readonly tail = async (request: TailRequest, signal: AbortSignal): Promise<unknown> => {
-    if (!this.#deps.tails) throw new WardenError('invalid_request', 'tail.worker: tails are not configured');
+  readonly tail = (request: TailRequest, signal: AbortSignal): Promise<unknown> => {
+    const running = this.#tail(request, signal);
+    const settled = running.catch(() => undefined);
+    this.#tails.add(settled);
+    void settled.finally(() => this.#tails.delete(settled));
+    return running;
+  };
+
+  async #tail(request: TailRequest, signal: AbortSignal): Promise<unknown> {
+    const tails = this.#deps.tails;
+    if (!tails) throw new WardenError('invalid_request', 'tail.worker: tails are not configured');
+    if (this.#ended) {
+      throw new WardenError('conflict', 'tail.worker: the execution has ended; no tail is started after it');
+    }
     await this.#ensureCurrent();
     const party = await this.#party();
+    // Events are scrubbed of the vaulted R2 secret too (decrypted once per execution).
+    this.#r2AccessKey ??= this.#context.account.openR2();
+    const r2AccessKey = await this.#r2AccessKey;
     const revoked = new AbortController();
     let checking = false;
     const watch = setInterval(() => {
@@ -298,22 +317,25 @@ export class Execution {
         .catch(() => revoked.abort())
         .finally(() => (checking = false));
     }, TAIL_REVOCATION_CHECK_MS);
-    const running = this.#deps.tails
-      .worker(party, request, this.#journal, AbortSignal.any([signal, revoked.signal]))
-      .finally(() => clearInterval(watch));
-    const settled = running.catch(() => undefined);
-    this.#tails.add(settled);
-    void settled.finally(() => this.#tails.delete(settled));
-    const result = await running;
-    if (revoked.signal.aborted) await this.#ensureCurrent();
-    return result;
-  };
+    try {
+      return await tails.worker(party, request, {
+        journal: this.#journal,
+        signal: AbortSignal.any([signal, revoked.signal]),
+        r2AccessKey,
+      });
+    } finally {
+      clearInterval(watch);
+      // Ended by a revocation: the call fails as revoked, whatever the tail resolved to.
+      if (revoked.signal.aborted) await this.#ensureCurrent();
+    }
+  }
 
   /**
    * Ends the call: its own record is written with every record still queued, and only once they
    * are all committed does the caller get a result (otherwise a 503).
    */
   async finish(outcome: SandboxOutcome): Promise<ExecuteToolResult> {
+    this.#ended = true;
     try {
       // A tail cut short by the end of the execution is deleted (and recorded) before the call's record.
       await Promise.all(this.#tails);
@@ -366,6 +388,7 @@ export class Execution {
 
   /** Ends a call that failed before it ran (the vault refused, the sandbox could not start). */
   release(): void {
+    this.#ended = true;
     this.#live.release();
   }
 }

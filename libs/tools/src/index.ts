@@ -39,7 +39,12 @@ export type { MintedCredential, MintedCredentialStore, MintedRevocation } from '
 export { createPolicyStore } from './policy.store.ts';
 export type { PolicyStore } from './policy.store.ts';
 export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';
-export type { ExecuteToolDeps, ExecuteToolInput, ExecuteToolService } from './execute-tool.service.ts';
+export type {
+  ExecuteToolDeps,
+  ExecuteToolInput,
+  ExecuteToolOptions,
+  ExecuteToolService,
+} from './execute-tool.service.ts';
 export { Execution } from './execution.ts';
 export {
   DEFAULT_PLAN_LIMITS,

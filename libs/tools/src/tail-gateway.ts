@@ -3,9 +3,10 @@ import type { AuditJournal } from '@warden/audit';
 import { outcomeOf, upstreamFailureRecord, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, systemClock, unavailable } from '@warden/core';
-import { credentialScrubber } from '@warden/cloudflare';
+import { credentialScrubber, r2Secrets } from '@warden/cloudflare';
 import type {
   CloudflareResponse,
+  R2Credentials,
   TailApiFilter,
   TailCollectOptions,
   TailCollection,
@@ -33,25 +34,37 @@ export interface TailGatewayDeps {
   readonly collect: (options: TailCollectOptions) => Promise<TailCollection>;
   /** Largest event a result carries (UTF-8 bytes); longer ones are cut with a marker. */
   readonly maxEventBytes: number;
-  /** Whether a `ws://` session URL is accepted: only when the API itself is plain HTTP (a local fake). */
-  readonly allowInsecureSocket: boolean;
+  /**
+   * The origins a session's WebSocket may be on (`wss://tail.developers.workers.dev`), from the
+   * configuration: a create answered with a URL anywhere else is refused, nothing connects to it,
+   * and the tail is deleted.
+   */
+  readonly socketOrigins: readonly string[];
   readonly clock?: Clock;
+}
+
+/** What one `tail.worker` runs with besides its party and request. */
+export interface TailCall {
+  readonly journal: AuditJournal;
+  /**
+   * Aborted when the execution ends (its code returned, it was killed or cancelled) or loses its
+   * access: no tail is created after that, and a running one ends and is deleted.
+   */
+  readonly signal: AbortSignal;
+  /** The R2 access key pair vaulted on the account: events are scrubbed of its secret too. */
+  readonly r2AccessKey: R2Credentials | null;
 }
 
 export interface TailGateway {
   /**
    * One `tail.worker` of agent code: policy on the tails path, the tail created through the API
    * gateway (write-ahead intent, the API budget), the session itself recorded write-ahead (its
-   * events and duration on the outcome), events scrubbed of the credential and cut to a bound, and
-   * the tail ALWAYS deleted, whether collecting ended by time, event cap, error or `signal` (the
-   * execution ended). Resolves to what the sandbox sees; refusals reject with a `WardenError`.
+   * events and duration on the outcome), events scrubbed of every secret the call holds (the
+   * credential, R2's secret access keys) and cut to a bound, and the tail ALWAYS deleted, whether
+   * collecting ended by time, event cap, error or `call.signal`. Resolves to what the sandbox
+   * sees; refusals reject with a `WardenError`.
    */
-  worker(
-    party: UpstreamParty,
-    request: TailRequest,
-    journal: AuditJournal,
-    signal?: AbortSignal,
-  ): Promise<unknown>;
+  worker(party: UpstreamParty, request: TailRequest, call: TailCall): Promise<unknown>;
 }
 
 /**
@@ -146,21 +159,29 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
     return { id: result.id, url: result.url };
   }
 
-  function socketAllowed(url: string): boolean {
+  /**
+   * Why Warden will not connect to the session URL Cloudflare answered, or null: it must be on
+   * one of the configured origins (scheme, host and port), with no user name or password in it.
+   * Anything else (another host, `ws:` where `wss:` is configured, `http:`, `file:`) could point
+   * the connector at an internal host.
+   */
+  function socketRefusal(url: string): WardenError | null {
+    let origin = 'null';
     try {
-      const protocol = new URL(url).protocol;
-      return protocol === 'wss:' || (protocol === 'ws:' && deps.allowInsecureSocket);
+      const parsed = new URL(url);
+      if (parsed.username === '' && parsed.password === '') origin = parsed.origin;
     } catch {
-      return false;
+      // Not a URL: refused below.
     }
+    if (origin !== 'null' && deps.socketOrigins.includes(origin)) return null;
+    return new WardenError(
+      'upstream_error',
+      `tail.worker: Cloudflare answered a tail WebSocket URL ${origin === 'null' ? 'that is not a plain ws:// or wss:// URL' : `on ${origin.slice(0, 200)}`}, which is not an allowed tail host (${deps.socketOrigins.join(', ')}); nothing was connected and the tail is deleted`,
+    );
   }
 
-  async function worker(
-    party: UpstreamParty,
-    request: TailRequest,
-    journal: AuditJournal,
-    signal?: AbortSignal,
-  ): Promise<unknown> {
+  async function worker(party: UpstreamParty, request: TailRequest, call: TailCall): Promise<unknown> {
+    const { journal, signal } = call;
     const started = clock.now().getTime();
     if (request.accountId === null) {
       throw new WardenError('invalid_request', 'tail.worker: accountId is required', { field: 'accountId' });
@@ -213,9 +234,18 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
         );
       }
     }
+    // The execution ended while the tail was being checked: none is created after it.
+    if (signal.aborted) {
+      refuse(
+        new WardenError(
+          'conflict',
+          'tail.worker: the execution ended (its code returned, or it was cancelled or revoked) before the tail was created; nothing was sent',
+        ),
+      );
+    }
     // Policy was applied above, as a tail's own rule; the gateway sends with the party's budget,
     // admission and trail. Not cancelled by `signal`: a create Cloudflare took must be answered,
-    // or the tail it made could not be deleted.
+    // or the tail it made could not be deleted (it is, below, once the create is answered).
     const response = await deps.gateway.send(
       { ...party, policy: null },
       { method: 'POST', path, body: filters, action: 'cloudflare.tail_create' },
@@ -245,19 +275,27 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
     let collection: TailCollection | null = null;
     let failure: WardenError | null = null;
     let deleted: boolean;
+    const sessionFacts = {
+      method: 'GET',
+      path: sessionPath,
+      pathTemplate: SESSION_TEMPLATE,
+      action: 'cloudflare.tail_session',
+    };
     try {
-      if (!socketAllowed(tail.url)) {
-        failure = new WardenError(
-          'upstream_error',
-          'tail.worker: Cloudflare answered a tail URL that is not wss://',
-        );
+      const refusal = socketRefusal(tail.url);
+      if (refusal) {
+        // Nothing connected: the session's outcome, without an intent, says why.
+        failure = refusal;
+        journal.later([
+          upstreamFailureRecord(party.subject, { ...sessionFacts, requestBytes: 0 }, null, {
+            error: refusal,
+            durationMs: 0,
+          }),
+        ]);
+      } else if (signal.aborted) {
+        // The execution ended while the tail was being created: nothing to collect, only to delete.
+        collection = { events: [], ended: 'aborted', cutEvents: 0, bytes: 0 };
       } else {
-        const sessionFacts = {
-          method: 'GET',
-          path: sessionPath,
-          pathTemplate: SESSION_TEMPLATE,
-          action: 'cloudflare.tail_session',
-        };
         const filterJson = JSON.stringify(filters);
         const [intent] = await journal.commit([
           upstreamIntentRecord(party.subject, {
@@ -274,8 +312,8 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
             durationMs: request.seconds * 1000,
             maxEvents: request.maxEvents,
             maxEventBytes: deps.maxEventBytes,
-            scrub: credentialScrubber(party.credential),
-            ...(signal ? { signal } : {}),
+            scrub: credentialScrubber(party.credential, r2Secrets(party.credential, call.r2AccessKey)),
+            signal,
             userAgent: 'warden/0.1',
           });
         } catch (error) {

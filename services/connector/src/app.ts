@@ -213,8 +213,8 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   await metricsRoutes(app, metrics, container.rateBudget);
   // Both front doors (REST and MCP) run tools through this, so the counter sees every call.
   const executeTool: ExecuteToolService = {
-    async run(caller, input) {
-      const result = await container.executeTool.run(caller, input);
+    async run(caller, input, options) {
+      const result = await container.executeTool.run(caller, input, options);
       metrics.toolCalls.inc({ tool: input.toolName, outcome: result.error?.code ?? 'success' });
       return result;
     },

@@ -111,3 +111,27 @@ describe('audit proof settings', () => {
     expect(() => loadConfig({ SHUTDOWN_DRAIN_SECONDS: '30' })).toThrow(/SHUTDOWN_DRAIN_SECONDS/);
   });
 });
+
+describe('tail socket origins', () => {
+  it("are Cloudflare's tail host over wss:// only, for Cloudflare's API", () => {
+    expect(loadConfig({}).cloudflare.tailSocketOrigins).toEqual(['wss://tail.developers.workers.dev']);
+    expect(
+      loadConfig({ CLOUDFLARE_API_BASE: 'https://API.cloudflare.com/client/v4/' }).cloudflare
+        .tailSocketOrigins,
+    ).toEqual(['wss://tail.developers.workers.dev']);
+  });
+
+  it("add another API base's own host and port (ws:// only for an http:// one), nothing else", () => {
+    expect(
+      loadConfig({ CLOUDFLARE_API_BASE: 'http://127.0.0.1:8787/client/v4' }).cloudflare.tailSocketOrigins,
+    ).toEqual(['wss://tail.developers.workers.dev', 'ws://127.0.0.1:8787']);
+    expect(
+      loadConfig({ CLOUDFLARE_API_BASE: 'https://cf-proxy.internal.example:443/client/v4' }).cloudflare
+        .tailSocketOrigins,
+    ).toEqual(['wss://tail.developers.workers.dev', 'wss://cf-proxy.internal.example']);
+    // Plain http:// to Cloudflare's own host is not Cloudflare's API: no ws:// to its tail host.
+    expect(
+      loadConfig({ CLOUDFLARE_API_BASE: 'http://api.cloudflare.com/client/v4' }).cloudflare.tailSocketOrigins,
+    ).toEqual(['wss://tail.developers.workers.dev', 'ws://api.cloudflare.com']);
+  });
+});

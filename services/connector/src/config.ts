@@ -184,6 +184,8 @@ export interface Config {
     readonly r2Endpoint: string | null;
     /** Largest object a get returns or a put sends from an execution. */
     readonly r2MaxObjectBytes: number;
+    /** The origins (`wss://host[:port]`) a tail session's WebSocket may be on (`tailSocketOrigins`). */
+    readonly tailSocketOrigins: readonly string[];
   };
   readonly rateLimit: {
     /** What the budget does when Redis fails: refuse with 503, or local windows of capacity ÷ replicas. */
@@ -309,6 +311,26 @@ function readableSpecPath(value: string): string {
 
 const DEFAULT_SPEC_URL = 'https://raw.githubusercontent.com/cloudflare/api-schemas/main/openapi.json';
 
+/**
+ * Where Cloudflare serves tail sessions: `POST …/workers/scripts/{name}/tails` answers a `url`
+ * like `wss://tail.developers.workers.dev/<id>` (the OpenAPI document leaves `url` untyped; wrangler
+ * and other tail clients connect there).
+ */
+const CLOUDFLARE_TAIL_ORIGIN = 'wss://tail.developers.workers.dev';
+
+/**
+ * The origins a tail session's WebSocket may be on: Cloudflare's tail host over wss://, and, for
+ * an API base other than Cloudflare's (a fake in tests and demos, a proxy), that API's own host
+ * and port, over ws:// only when the API is http://. Nowhere else: the URL comes from an upstream
+ * answer, and connecting to whatever it names would reach internal hosts.
+ */
+function tailSocketOrigins(apiBase: string): string[] {
+  const api = new URL(apiBase);
+  if (api.protocol === 'https:' && api.host === 'api.cloudflare.com') return [CLOUDFLARE_TAIL_ORIGIN];
+  const own = new URL(`${api.protocol === 'http:' ? 'ws:' : 'wss:'}//${api.host}`).origin;
+  return [CLOUDFLARE_TAIL_ORIGIN, own];
+}
+
 export function loadConfig(source: Readonly<Record<string, string | undefined>> = process.env): Config {
   // Empty strings (e.g. `DATABASE_URL=` in an env file) mean "unset".
   const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
@@ -389,6 +411,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       budget,
       r2Endpoint: env.CLOUDFLARE_R2_ENDPOINT ?? null,
       r2MaxObjectBytes: env.R2_MAX_OBJECT_BYTES,
+      tailSocketOrigins: tailSocketOrigins(env.CLOUDFLARE_API_BASE),
     },
     rateLimit: {
       onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE,

@@ -487,8 +487,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     budget: rate.budget,
     collect: collectTail,
     maxEventBytes: DEFAULT_TAIL_EVENT_BYTES,
-    // Cloudflare hands out wss:// tails; ws:// only from an API spoken over plain HTTP (a local fake).
-    allowInsecureSocket: config.cloudflare.apiBase.startsWith('http://'),
+    socketOrigins: config.cloudflare.tailSocketOrigins,
     clock,
   });
   const executeTool = createExecuteToolService({

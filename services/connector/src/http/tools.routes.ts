@@ -1,6 +1,6 @@
 import type { ExecuteToolService, ScopedToolsService, ToolCaller } from '@warden/tools';
 import { approvalJson } from '@warden/tools';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { tenantAuth, tenantOf } from './auth.ts';
@@ -17,6 +17,19 @@ export function approvalUrl(publicUrl: string, id: string): string {
 export function apiKeyCaller(request: FastifyRequest): ToolCaller {
   const caller = tenantOf(request);
   return { tenantId: caller.tenantId, type: caller.type, id: caller.id, ip: request.ip };
+}
+
+/**
+ * Aborted when the caller goes away before its answer was written (the client aborted, its
+ * connection dropped). Not Fastify's `request.signal`: that one follows the request stream, which
+ * closes as soon as a POST body has been read.
+ */
+function callerGone(reply: FastifyReply): AbortSignal {
+  const gone = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) gone.abort();
+  });
+  return gone.signal;
 }
 
 const toolDefinition = z
@@ -143,16 +156,20 @@ export async function toolRoutes(
         429: errorResponses[400],
       },
     },
-    handler: async (request) => {
+    handler: async (request, reply) => {
       const b = request.body;
-      const result = await deps.executeTool.run(apiKeyCaller(request), {
-        toolName: b.tool_name,
-        identifier: b.identifier,
-        params: b.params,
-        ...(b.connection_name !== undefined ? { connectionName: b.connection_name } : {}),
-        ...(b.connected_account_id !== undefined ? { connectedAccountId: b.connected_account_id } : {}),
-        ...(b.agent_run_id !== undefined ? { agentRunId: b.agent_run_id } : {}),
-      });
+      const result = await deps.executeTool.run(
+        apiKeyCaller(request),
+        {
+          toolName: b.tool_name,
+          identifier: b.identifier,
+          params: b.params,
+          ...(b.connection_name !== undefined ? { connectionName: b.connection_name } : {}),
+          ...(b.connected_account_id !== undefined ? { connectedAccountId: b.connected_account_id } : {}),
+          ...(b.agent_run_id !== undefined ? { agentRunId: b.agent_run_id } : {}),
+        },
+        { signal: callerGone(reply) },
+      );
       return {
         data: result.data ?? null,
         ...(result.error ? { error: result.error } : {}),

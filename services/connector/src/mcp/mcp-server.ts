@@ -72,7 +72,8 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
 
   // A call needs no tool list: the use case resolves the account and applies the policy from
   // the call's cached context, as for REST; listing the tools would read both again.
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  // `extra.signal` is aborted on notifications/cancelled and when the request's connection closes.
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     if (!isToolName(request.params.name)) {
       throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
     }
@@ -85,6 +86,7 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
       },
       request.params.name,
       request.params.arguments ?? {},
+      extra.signal,
     );
   });
   return server;

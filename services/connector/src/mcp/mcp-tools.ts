@@ -51,15 +51,20 @@ export async function callCodeModeTool(
   options: { caller: ToolCaller; identifier: string; executeTool: ExecuteToolService; publicUrl: string },
   name: string,
   args: Record<string, unknown>,
+  signal?: AbortSignal,
 ): Promise<CallToolResult> {
   const { connected_account_id: accountId, ...params } = args;
   try {
-    const result = await options.executeTool.run(options.caller, {
-      toolName: name,
-      identifier: options.identifier,
-      params,
-      ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
-    });
+    const result = await options.executeTool.run(
+      options.caller,
+      {
+        toolName: name,
+        identifier: options.identifier,
+        params,
+        ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
+      },
+      signal ? { signal } : {},
+    );
     if (result.error) return text(`${result.error.code}: ${result.error.message}`, true, result.logs);
     if (result.approval) {
       const data = 'approval_id' in params ? '' : `${JSON.stringify(result.data ?? null)}\n`;
