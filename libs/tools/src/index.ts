@@ -41,6 +41,8 @@ export type { PolicyStore } from './policy.store.ts';
 export { MAX_CODE_LENGTH, createExecuteToolService } from './execute-tool.service.ts';
 export type { ExecuteToolDeps, ExecuteToolInput, ExecuteToolService } from './execute-tool.service.ts';
 export { Execution } from './execution.ts';
+export { createStepRunner } from './step-runner.ts';
+export type { StepRunnerDeps } from './step-runner.ts';
 export {
   DEFAULT_PLAN_LIMITS,
   ExecutionPlan,
@@ -54,6 +56,8 @@ export type {
   PlanLimits,
   ApprovalEvents,
   ApprovalService,
+  ApprovalStep,
+  StepRunner,
   ApprovalView,
   Approver,
   PlanStep,
