@@ -147,12 +147,7 @@ export class ExecutionPlan implements PlanSink {
   hold(write: HeldWrite): CloudflareResponse {
     if (this.#refusal) throw this.#refusal;
     if (write.rule === null) {
-      // Only a re-run holds every write: this one no approve rule holds, so it went out when the agent ran.
-      this.#refusal = new WardenError(
-        'conflict',
-        `${write.method} ${write.path}: the re-run of the agent's code made a write no approve rule holds (such a write is sent at once when the agent runs); a re-run never sends a write itself, so apply in steps stops here`,
-        { field: 'plan' },
-      );
+      this.#refusal = unheldWrite(write);
       throw this.#refusal;
     }
     const step = planStep(this.#firstSeq + this.steps.length, { ...write, rule: write.rule });
@@ -226,11 +221,14 @@ export class ReplayPlan extends ExecutionPlan {
     if (!applied) return super.hold(write);
     const made = escapeAuditValue(planStep(seq, { ...write, rule: applied.step.rule }));
     if (canonicalJson(requestOf(made)) !== canonicalJson(requestOf(applied.step))) {
-      this.#divergence = new WardenError(
-        'conflict',
-        `the re-run of the agent's code made ${write.method} ${write.path} as write ${seq}, but write ${seq} applied was ${applied.step.method} ${applied.step.path}${write.method === applied.step.method && made.path === applied.step.path ? ' with another query or body' : ''}: the code does not plan the same writes when run again (it may depend on the time, on chance, or on data that changed), so apply in steps stops here; nothing more is sent`,
-        { field: 'plan', seq },
-      );
+      this.#divergence =
+        write.rule === null
+          ? unheldWrite(write)
+          : new WardenError(
+              'conflict',
+              `the re-run of the agent's code made ${write.method} ${write.path} as write ${seq}, but write ${seq} applied was ${applied.step.method} ${applied.step.path}${write.method === applied.step.method && made.path === applied.step.path ? ' with another query or body' : ''}: the code does not plan the same writes when run again (it may depend on the time, on chance, or on data that changed), so apply in steps stops here; nothing more is sent`,
+              { field: 'plan', seq },
+            );
       throw this.#divergence;
     }
     return {
@@ -246,6 +244,18 @@ export class ReplayPlan extends ExecutionPlan {
       responseBytes: 0,
     };
   }
+}
+
+/**
+ * Only a re-run holds every write: one no approve rule holds went out at once when the agent ran,
+ * and a re-run never sends a write itself (nor may it ask approval to send it twice).
+ */
+function unheldWrite(write: HeldWrite): WardenError {
+  return new WardenError(
+    'conflict',
+    `${write.method} ${write.path}: the re-run of the agent's code made a write no approve rule holds (such a write is sent at once when the agent runs, so it may already have gone out); a re-run never sends a write itself, so apply in steps stops here; nothing more is sent`,
+    { field: 'plan' },
+  );
 }
 
 /** A write already applied in an earlier step: what was sent, and what Cloudflare answered. */

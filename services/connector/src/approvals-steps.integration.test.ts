@@ -290,6 +290,35 @@ describe('write approvals applied in steps', () => {
     ).toMatchObject({ step: 1, reason: { code: 'conflict' } });
   });
 
+  it('stops when the re-run makes a write no approve rule holds (it went out when the agent ran): never sent twice', async () => {
+    await connect('dan');
+    const allowCreate = { rules: [{ effect: 'allow', methods: ['POST'], path: '/zones/*/dns_records' }] };
+    expect((await api('PUT', '/api/v1/identities/dan/policy', allowCreate)).statusCode).toBe(200);
+    cf.clearRequests();
+    const out = await execute(
+      'dan',
+      `async () => {
+        const created = await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'live.steps.example', content: 'a' } });
+        const patched = await cloudflare.request({ method: 'PATCH', path: '/zones/${zoneId}/dns_records/' + created.result.id, body: { content: 'b' } });
+        await cloudflare.request({ method: 'DELETE', path: '/zones/${zoneId}/dns_records/' + patched.result?.id });
+        return 'planned';
+      }`,
+    );
+    // The create was allowed and went out at once; the PATCH and the DELETE wait.
+    expect(writesSeen().map((r) => r.method)).toEqual(['POST']);
+    const planned = out.approval as Approval;
+    expect(planned).toMatchObject({ dependent: true, apply_in_steps: true });
+    expect(planned.plan.map((w) => w.method)).toEqual(['PATCH', 'DELETE']);
+    const failed = await approve(planned.id);
+    expect(failed.status).toBe('failed');
+    expect(failed.steps?.[1]?.error?.message).toMatch(
+      /the re-run of the agent's code made a write no approve rule holds .*a re-run never sends a write itself/,
+    );
+    // Step 1's PATCH went out; the create was not sent a second time.
+    expect(writesSeen().map((r) => r.method)).toEqual(['POST', 'PATCH']);
+    expect((await api('DELETE', '/api/v1/identities/dan/policy')).statusCode).toBe(204);
+  });
+
   it('refuses apply in steps for a tenant that does not capture code, saying why and how to enable it', async () => {
     await connect('cat');
     expect((await api('PATCH', '/api/v1/settings', { audit: { capture_code: false } })).statusCode).toBe(200);
