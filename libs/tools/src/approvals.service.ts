@@ -514,7 +514,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   ): Promise<ApprovalView> {
     const updated = await tx
       .updateTable('approvals')
-      .set(set)
+      // Settled: the agent's code kept to apply in steps is not needed any more (the trail keeps it, under its retention).
+      .set(set.finished_at ? { ...set, replay_code: null, replay_account_id: null } : set)
       .where('tenant_id', '=', row.tenant_id)
       .where('id', '=', row.id)
       .returningAll()

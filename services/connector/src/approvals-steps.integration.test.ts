@@ -261,6 +261,36 @@ describe('write approvals applied in steps', () => {
     ).toEqual([]);
   });
 
+  it('sends nothing of a later step a person rejects, and keeps no code once the approval is settled', async () => {
+    await connect('eve');
+    cf.clearRequests();
+    const planned = (await execute('eve', createThenPatch(`'rejected.steps.example'`))).approval as Approval;
+    const kept = () =>
+      t.db.db.kysely
+        .selectFrom('approvals')
+        .select('replay_code')
+        .where('id', '=', planned.id)
+        .executeTakeFirstOrThrow();
+    expect((await kept()).replay_code).toContain('rejected.steps.example');
+    expect((await approve(planned.id)).status).toBe('pending');
+    const res = await api(
+      'POST',
+      `/api/v1/approvals/${planned.id}/reject`,
+      { comment: 'not the PATCH' },
+      approver.apiKey,
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    const rejected = (res.json() as { approval: Approval }).approval;
+    expect(rejected.status).toBe('rejected');
+    expect(rejected.steps?.map((s) => [s.step, s.status])).toEqual([
+      [1, 'applied'],
+      [2, 'rejected'],
+    ]);
+    expect(rejected.steps?.[1]).toMatchObject({ decided_by: { type: 'api_key', id: approver.id } });
+    expect(writesSeen().map((r) => r.method)).toEqual(['POST']);
+    expect((await kept()).replay_code).toBeNull();
+  });
+
   it('stops when the code plans another write on the re-run (it depends on the time), sending nothing more', async () => {
     await connect('ben');
     cf.clearRequests();
