@@ -352,6 +352,14 @@ export interface ApprovalsTable {
   finished_at: NullableTimestamp;
   /** The apply's lease: renewed by the replica applying the plan (see migrations/…_approval-apply-lease.ts). */
   apply_heartbeat_at: NullableTimestamp;
+  /**
+   * A dependent plan's agent code and the account id it ran with, to apply it in steps (null when
+   * the plan is not dependent or the tenant does not capture code; see migrations/…_approval-steps.ts).
+   */
+  replay_code: ColumnType<string | null, string | null | undefined, string | null>;
+  replay_account_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The steps of an apply in steps, oldest first (null for a plan applied at once). */
+  steps: ColumnType<unknown[] | null, string | null | undefined, string | null>;
 }
 
 export interface Database {

@@ -9,7 +9,7 @@ import {
 } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, newId, noopLogger, notFound, systemClock } from '@warden/core';
-import type { HttpMethod } from '@warden/cloudflare';
+import type { CloudflareResponse, HttpMethod } from '@warden/cloudflare';
 import { decodeCursor, encodeCursor, isDatabaseUnavailable } from '@warden/db';
 import type { ApprovalStatus, Database } from '@warden/db';
 import type { LifecycleAudit } from '@warden/vault';
@@ -19,7 +19,7 @@ import { upstreamPrincipal } from './account-resolution.ts';
 import type { CallContextSource } from './call-context.ts';
 import type { ToolCaller } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
-import { upstreamError } from './upstream-gateway.ts';
+import { PENDING_APPROVAL_RESPONSE, upstreamError } from './upstream-gateway.ts';
 import type { HeldWrite, PlanSink, UpstreamGateway } from './upstream-gateway.ts';
 
 /** One write of a plan: exactly what will be sent, on its canonical path. */
@@ -34,6 +34,29 @@ export interface PlanStep {
   readonly operation: { readonly path_template: string; readonly permissions: readonly string[] } | null;
   /** The policy rule that held it. */
   readonly rule: string;
+}
+
+/**
+ * One step of a plan applied in steps: the writes approving it sends (the first write of the plan
+ * the agent's code made in the run that planned it, or all of them when none needs a value only
+ * an earlier pending write would produce), and its decision. Its status is the approval's while
+ * it is the last step, `applied` before.
+ */
+export interface ApprovalStep {
+  readonly step: number;
+  /** The run that planned it: the agent's execution, then each re-run of its code (null: it could not start). */
+  readonly executionId: string | null;
+  /** SHA-256 of that run's whole plan (the approval's `plan` while this step is the last); null when it planned none. */
+  readonly planSha256: string | null;
+  readonly sends: readonly PlanStep[];
+  /** SHA-256 of `sends`: what approving this step sends, on the trail; null when it sends nothing. */
+  readonly sendsSha256: string | null;
+  readonly requestedAt: string;
+  readonly decidedBy: AuditCaller | null;
+  readonly decidedAt: string | null;
+  readonly comment: string | null;
+  /** Why the apply in steps stopped after this step's run (a re-run that failed or diverged). */
+  readonly error: { readonly code: string; readonly message: string } | null;
 }
 
 export interface StepResult {
@@ -55,6 +78,12 @@ export interface ApprovalView {
   readonly planSha256: string;
   /** A later write uses a value only an earlier held write could produce: not appliable as one plan. */
   readonly dependent: boolean;
+  /**
+   * A dependent plan whose agent code was kept (the tenant captures code): it is applied in steps,
+   * the code re-run with each step's real results; `steps` holds them.
+   */
+  readonly inSteps: boolean;
+  readonly steps: readonly ApprovalStep[] | null;
   readonly requestedBy: AuditCaller;
   readonly createdAt: Date;
   readonly expiresAt: Date;
@@ -94,13 +123,16 @@ export const DEFAULT_PLAN_LIMITS: PlanLimits = Object.freeze({ maxSteps: 20, max
 export class ExecutionPlan implements PlanSink {
   readonly steps: PlanStep[] = [];
   readonly limits: PlanLimits;
+  /** The `seq` of its first write (after the writes already applied, in a re-run). */
+  readonly #firstSeq: number;
   #dependent = false;
   /** Bytes of the plan's canonical JSON so far (`[]` and the commas included). */
   #bytes = 2;
   #refusal: WardenError | null = null;
 
-  constructor(limits: PlanLimits = DEFAULT_PLAN_LIMITS) {
+  constructor(limits: PlanLimits = DEFAULT_PLAN_LIMITS, firstSeq = 1) {
     this.limits = limits;
+    this.#firstSeq = firstSeq;
   }
 
   /** Why this plan may not be asked for (it outgrew a limit), or null. */
@@ -112,9 +144,13 @@ export class ExecutionPlan implements PlanSink {
     return this.#bytes;
   }
 
-  hold(write: HeldWrite): void {
+  hold(write: HeldWrite): CloudflareResponse {
     if (this.#refusal) throw this.#refusal;
-    const step = planStep(this.steps.length + 1, write);
+    if (write.rule === null) {
+      this.#refusal = unheldWrite(write);
+      throw this.#refusal;
+    }
+    const step = planStep(this.#firstSeq + this.steps.length, { ...write, rule: write.rule });
     const size = Buffer.byteLength(canonicalJson(step), 'utf8') + (this.steps.length > 0 ? 1 : 0);
     const { maxSteps, maxBytes } = this.limits;
     if (this.steps.length + 1 > maxSteps) {
@@ -139,6 +175,7 @@ export class ExecutionPlan implements PlanSink {
     }
     this.steps.push(step);
     this.#bytes += size;
+    return PENDING_APPROVAL_RESPONSE;
   }
 
   get dependent(): boolean {
@@ -146,7 +183,100 @@ export class ExecutionPlan implements PlanSink {
   }
 }
 
-function planStep(seq: number, write: HeldWrite): PlanStep {
+/**
+ * The writes of a plan applied in steps, as a re-run of its agent code makes them: write N, when
+ * already applied, must be the same request as the one applied (method, path, query, body) and
+ * gets Cloudflare's recorded answer; the writes after them are held as the next step's plan. A
+ * re-run that writes anything else diverged: refused, and the whole re-run with it.
+ */
+export class ReplayPlan extends ExecutionPlan {
+  readonly #applied: readonly AppliedWrite[];
+  #seen = 0;
+  #divergence: WardenError | null = null;
+
+  constructor(limits: PlanLimits, applied: readonly AppliedWrite[]) {
+    super(limits, applied.length + 1);
+    this.#applied = applied;
+  }
+
+  /** How the re-run departed from the writes applied (another write in their place), or null. */
+  get divergence(): WardenError | null {
+    return this.#divergence;
+  }
+
+  /** A re-run that ended without making every write already applied: it diverged too. */
+  get shortfall(): WardenError | null {
+    if (this.#seen >= this.#applied.length) return null;
+    return new WardenError(
+      'conflict',
+      `the re-run of the agent's code made ${this.#seen} write(s), but ${this.#applied.length} were already applied: it does not plan the same writes when run again, so apply in steps stops here; nothing more is sent`,
+      { field: 'plan' },
+    );
+  }
+
+  override hold(write: HeldWrite): CloudflareResponse {
+    if (this.#divergence) throw this.#divergence;
+    const seq = ++this.#seen;
+    const applied = this.#applied[seq - 1];
+    if (!applied) return super.hold(write);
+    const made = escapeAuditValue(planStep(seq, { ...write, rule: applied.step.rule }));
+    if (canonicalJson(requestOf(made)) !== canonicalJson(requestOf(applied.step))) {
+      this.#divergence =
+        write.rule === null
+          ? unheldWrite(write)
+          : new WardenError(
+              'conflict',
+              `the re-run of the agent's code made ${write.method} ${write.path} as write ${seq}, but write ${seq} applied was ${applied.step.method} ${applied.step.path}${write.method === applied.step.method && made.path === applied.step.path ? ' with another query or body' : ''}: the code does not plan the same writes when run again (it may depend on the time, on chance, or on data that changed), so apply in steps stops here; nothing more is sent`,
+              { field: 'plan', seq },
+            );
+      throw this.#divergence;
+    }
+    return {
+      status: applied.result.status ?? 200,
+      success: true,
+      result: applied.result.result ?? null,
+      errors: [],
+      messages: [],
+      cfRay: null,
+      retryAfterSeconds: null,
+      rateLimit: null,
+      rateLimitPolicy: null,
+      responseBytes: 0,
+    };
+  }
+}
+
+/**
+ * Only a re-run holds every write: one no approve rule holds went out at once when the agent ran,
+ * and a re-run never sends a write itself (nor may it ask approval to send it twice).
+ */
+function unheldWrite(write: HeldWrite): WardenError {
+  return new WardenError(
+    'conflict',
+    `${write.method} ${write.path}: the re-run of the agent's code made a write no approve rule holds (such a write is sent at once when the agent runs, so it may already have gone out); a re-run never sends a write itself, so apply in steps stops here; nothing more is sent`,
+    { field: 'plan' },
+  );
+}
+
+/** A write already applied in an earlier step: what was sent, and what Cloudflare answered. */
+export interface AppliedWrite {
+  readonly step: PlanStep;
+  readonly result: StepResult;
+}
+
+/** What makes two writes the same request. */
+function requestOf(step: PlanStep) {
+  return {
+    method: step.method,
+    path: step.path,
+    query: step.query,
+    body: step.body,
+    rawBody: step.rawBody,
+    contentType: step.contentType,
+  };
+}
+
+function planStep(seq: number, write: HeldWrite & { readonly rule: string }): PlanStep {
   return {
     seq,
     method: write.method,
@@ -195,6 +325,33 @@ export interface ApprovalRequest {
   readonly connectedAccountId: string;
   readonly executionId: string;
   readonly plan: ExecutionPlan;
+  /**
+   * The code that planned it and the `account_id` it ran with, when the tenant captures code:
+   * kept only for a dependent plan, which is then applied in steps (the code re-run each time).
+   */
+  readonly source: { readonly code: string; readonly accountId: string | null } | null;
+}
+
+/** One re-run of a plan's agent code, to learn the next step of an apply in steps. */
+export interface StepRun {
+  readonly approvalId: string;
+  /** Who approved the step just applied: the re-run acts for them. */
+  readonly caller: ToolCaller;
+  readonly identifier: string;
+  readonly connectedAccountId: string;
+  readonly code: string;
+  readonly accountId: string | null;
+  /** Where the re-run's writes go: the applied ones answered, the rest held. */
+  readonly plan: ReplayPlan;
+}
+
+/**
+ * Runs a plan's agent code again in a fresh sandbox, with the identity's credential and policy as
+ * they stand now: reads go to Cloudflare, every write goes to `plan` (none is sent), and the run
+ * is on the trail as an execution of its own.
+ */
+export interface StepRunner {
+  run(run: StepRun): Promise<{ executionId: string; error: { code: string; message: string } | null }>;
 }
 
 /** Tenant webhook events for approvals, in the transaction of the change. */
@@ -223,6 +380,8 @@ export interface ApprovalServiceDeps {
   readonly planLimits?: PlanLimits;
   /** An apply's lease (DEFAULT_APPLY_LEASE_MS when not given). */
   readonly applyLeaseMs?: number;
+  /** Re-runs a dependent plan's code after each step; without it such plans are not applied. */
+  readonly steps?: StepRunner;
   readonly clock?: Clock;
   readonly logger?: Logger;
 }
@@ -253,6 +412,8 @@ function toView(row: NonNullable<Row>): ApprovalView {
     plan: row.plan as PlanStep[],
     planSha256: row.plan_sha256,
     dependent: row.dependent,
+    inSteps: row.steps !== null,
+    steps: (row.steps as ApprovalStep[] | null) ?? null,
     requestedBy: row.requested_by as unknown as AuditCaller,
     createdAt: row.created_at,
     expiresAt: row.expires_at,
@@ -263,12 +424,50 @@ function toView(row: NonNullable<Row>): ApprovalView {
   };
 }
 
+/** What approving an approval sends now: its last step's writes, or its whole plan. */
+function sendsOf(view: Pick<ApprovalView, 'plan' | 'steps'>): readonly PlanStep[] {
+  return view.steps?.at(-1)?.sends ?? view.plan;
+}
+
+/** Whether every write of `sends` was applied with a success. */
+function sentAll(sends: readonly PlanStep[], results: readonly StepResult[]): boolean {
+  return sends.every((step) => results.some((r) => r.seq === step.seq && r.success));
+}
+
+/** A step of an apply in steps as the run that planned it leaves it (its plan stored as escaped). */
+function stepOf(step: number, executionId: string, plan: readonly PlanStep[], dependent: boolean, at: Date) {
+  // A write that needs a pending write's value waits for the next run: only the first goes now.
+  const sends = dependent ? plan.slice(0, 1) : plan;
+  const record: ApprovalStep = {
+    step,
+    executionId,
+    planSha256: planDigest(plan),
+    sends,
+    sendsSha256: planDigest(sends),
+    requestedAt: at.toISOString(),
+    decidedBy: null,
+    decidedAt: null,
+    comment: null,
+    error: null,
+  };
+  return record;
+}
+
+/** The steps (JSON) with the last one changed, or nothing for a plan applied at once. */
+function lastStepSet(view: ApprovalView, set: Partial<ApprovalStep>): { steps?: string } {
+  if (!view.steps) return {};
+  const earlier = view.steps.slice(0, -1);
+  const last = view.steps.at(-1);
+  return { steps: JSON.stringify([...earlier, { ...last, ...set }]) };
+}
+
 export function createApprovalService(deps: ApprovalServiceDeps) {
   const { db } = deps;
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? noopLogger;
   const events = deps.events ?? (async () => {});
   const leaseMs = deps.applyLeaseMs ?? DEFAULT_APPLY_LEASE_MS;
+  const planLimits = deps.planLimits ?? DEFAULT_PLAN_LIMITS;
 
   /** One lifecycle record of an approval, in the change's transaction. */
   async function recordChange(
@@ -300,17 +499,23 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     row: NonNullable<Row>,
     set: Partial<{
       status: ApprovalStatus;
-      decided_by: string;
-      decided_at: Date;
       comment: string | null;
       results: string;
       finished_at: Date;
-      apply_heartbeat_at: Date;
+      apply_heartbeat_at: Date | null;
+      steps: string;
+      plan: string;
+      plan_sha256: string;
+      dependent: boolean;
+      expires_at: Date;
+      decided_by: string | null;
+      decided_at: Date | null;
     }>,
   ): Promise<ApprovalView> {
     const updated = await tx
       .updateTable('approvals')
-      .set(set)
+      // Settled: the agent's code kept to apply in steps is not needed any more (the trail keeps it, under its retention).
+      .set(set.finished_at ? { ...set, replay_code: null, replay_account_id: null } : set)
       .where('tenant_id', '=', row.tenant_id)
       .where('id', '=', row.id)
       .returningAll()
@@ -327,14 +532,26 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     if (!due(row)) return null;
     const now = clock.now();
     if (row.status === 'approved') {
-      const interrupted = await interruptedResults(row);
+      const view = toView(row);
+      const sends = sendsOf(view);
+      const interrupted = await interruptedResults(row, sends);
       // Every step answered a success before the stop: the plan was applied, only not recorded.
-      const applied =
-        interrupted.length === (row.plan as PlanStep[]).length && interrupted.every((r) => r.success);
+      // Not so for a step of an apply in steps: the code was not run again to learn what follows.
+      const sent = sentAll(sends, interrupted);
+      const applied = sent && !view.inSteps;
       const settled = await change(tx, row, {
         status: applied ? 'applied' : 'failed',
         results: JSON.stringify(escapeAuditValue(interrupted)),
         finished_at: now,
+        ...(sent && view.inSteps
+          ? lastStepSet(view, {
+              error: {
+                code: 'unavailable',
+                message:
+                  "the apply was interrupted after this step's writes went out, before the agent's code was run again: nothing more is sent; plan the rest anew",
+              },
+            })
+          : {}),
       });
       const action = applied ? 'approval.applied' : 'approval.failed';
       await recordChange(tx, row.tenant_id, SYSTEM_CALLER, settled, action, {
@@ -355,23 +572,28 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    * then, from the write-ahead intents on the trail under the approval's id, the steps that went
    * out after it (their answers unknown), then the first step not sent.
    */
-  async function interruptedResults(row: NonNullable<Row>): Promise<StepResult[]> {
-    const plan = row.plan as PlanStep[];
-    const progress = new Map(((row.results as StepResult[] | null) ?? []).map((r) => [r.seq, r]));
+  async function interruptedResults(
+    row: NonNullable<Row>,
+    sends: readonly PlanStep[],
+  ): Promise<StepResult[]> {
+    const recorded = (row.results as StepResult[] | null) ?? [];
+    const progress = new Map(recorded.map((r) => [r.seq, r]));
+    // The intents since this apply's decision (earlier steps of an apply in steps were decided before).
     const { events: intents } = await deps.audit.query(row.tenant_id, {
       ...(row.decided_at ? { from: row.decided_at } : {}),
       executionId: row.id,
       kind: 'upstream_request',
       outcome: 'pending',
-      pageSize: plan.length + 1,
+      pageSize: sends.length + 1,
     });
-    const results: StepResult[] = [];
-    for (const step of plan) {
+    // The results of earlier steps stand.
+    const results = recorded.filter((r) => !sends.some((step) => step.seq === r.seq));
+    for (const [index, step] of sends.entries()) {
       const known = progress.get(step.seq);
       if (known) {
         results.push(known);
         if (!known.success) break;
-      } else if (step.seq <= intents.length) {
+      } else if (index < intents.length) {
         results.push({
           seq: step.seq,
           status: null,
@@ -511,8 +733,15 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    * stand now (deny rules refuse; approve rules let an approved step through), through the same
    * budget and write-ahead audit as agent code. Stops at the first step that fails.
    */
-  async function apply(tenantId: string, approval: ApprovalView, approver: Approver): Promise<Applied> {
-    const results: StepResult[] = [];
+  async function apply(
+    tenantId: string,
+    approval: ApprovalView,
+    approver: Approver,
+    sends: readonly PlanStep[],
+    earlier: readonly StepResult[],
+  ): Promise<Applied> {
+    // An apply in steps records its results after those of the steps applied before.
+    const results: StepResult[] = [...earlier];
     const target = { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId };
     /**
      * The identity's context as it stands right now, read again before every step: an
@@ -545,8 +774,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         return { ok: false as const, refused };
       }
     };
-    const first = await current(approval.plan[0]?.seq ?? 1);
-    if (!first.ok) return { results: [first.refused], journal: null };
+    const first = await current(sends[0]?.seq ?? 1);
+    if (!first.ok) return { results: [...earlier, first.refused], journal: null };
     const lease = applyLease(tenantId, approval.id);
     const journal = new ApplyJournal(deps.audit, tenantId, first.context.settings.retentionDays);
     /**
@@ -581,8 +810,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     };
     try {
       let context = first.context;
-      for (const step of approval.plan) {
-        if (step !== approval.plan[0]) {
+      for (const [index, step] of sends.entries()) {
+        if (index > 0) {
           const now = await current(step.seq);
           if (!now.ok) {
             results.push(now.refused);
@@ -651,7 +880,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           });
           break;
         }
-        const next = approval.plan[approval.plan.indexOf(step) + 1];
+        const next = sends[index + 1];
         if (next && !(await progress())) {
           results.push({
             seq: next.seq,
@@ -681,31 +910,160 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
    */
   const unfinished = new Map<string, Unfinished>();
 
+  /**
+   * After a step of an apply in steps went out: runs the agent's code again, its applied writes
+   * answered with their real results, and says what follows (more writes to approve, none, or why
+   * it stops). The apply's lease is renewed while the code runs.
+   */
+  async function runAgain(
+    tenantId: string,
+    approval: ApprovalView,
+    source: { code: string; accountId: string | null },
+    approver: Approver,
+    results: readonly StepResult[],
+  ): Promise<NextStep> {
+    const stopped = (executionId: string | null, error: WardenError): NextStep => ({
+      kind: 'stopped',
+      executionId,
+      error: { code: error.code, message: error.message },
+    });
+    if (!deps.steps) {
+      return stopped(null, new WardenError('unavailable', 'this deployment cannot run agent code again'));
+    }
+    const bySeq = new Map(results.map((r) => [r.seq, r]));
+    const applied: AppliedWrite[] = [];
+    for (const step of approval.steps?.flatMap((s) => s.sends) ?? []) {
+      const result = bySeq.get(step.seq);
+      if (result) applied.push({ step, result });
+    }
+    const plan = new ReplayPlan(planLimits, applied);
+    const lease = applyLease(tenantId, approval.id);
+    try {
+      const ran = await deps.steps.run({
+        approvalId: approval.id,
+        caller: approver.caller,
+        identifier: approval.identifier,
+        connectedAccountId: approval.connectedAccountId,
+        code: source.code,
+        accountId: source.accountId,
+        plan,
+      });
+      const diverged = plan.divergence;
+      if (diverged) return stopped(ran.executionId, diverged);
+      if (ran.error) {
+        return stopped(
+          ran.executionId,
+          new WardenError(
+            'conflict',
+            `the re-run of the agent's code failed (${ran.error.code}: ${ran.error.message}), so apply in steps stops here; nothing more is sent`,
+          ),
+        );
+      }
+      const short = plan.shortfall;
+      if (short) return stopped(ran.executionId, short);
+      return plan.steps.length === 0
+        ? { kind: 'done', executionId: ran.executionId }
+        : { kind: 'next', executionId: ran.executionId, plan };
+    } catch (error) {
+      logger.warn(
+        { err: error, approvalId: approval.id },
+        'could not run the code of an apply in steps again',
+      );
+      return stopped(
+        null,
+        new WardenError(
+          isWardenError(error) ? error.code : 'unavailable',
+          `the agent's code could not be run again (${isWardenError(error) ? error.message : 'the sandbox or the identity could not be reached'}), so apply in steps stops here; nothing more is sent`,
+        ),
+      );
+    } finally {
+      lease.release();
+    }
+  }
+
   /** Records how an apply ended: status, per-step results, trail record and event. */
   async function finishApply(done: Unfinished): Promise<ApprovalView> {
-    const { tenantId, id, results } = done;
+    const { tenantId, id, results, sends, next } = done;
     // Outcome records the store could not take during the apply go first.
     await done.journal?.flush().catch((error: unknown) => {
       logger.error({ err: error, approvalId: id }, 'could not write the records of an applied plan');
     });
+    const caller = auditCaller(done.approver.caller);
+    const stepResults = results
+      .filter((r) => sends.some((step) => step.seq === r.seq))
+      .map(({ result: _result, ...step }) => step);
     return db.transaction().execute(async (tx) => {
       const row = await locked(tx, tenantId, id);
       // Settled meanwhile (as interrupted, by a replica that found it stalled): that stands.
       if (row.status !== 'approved') return toView(row);
-      const ok = results.length === row.plan.length && results.every((r) => r.success);
+      const view = toView(row);
+      const now = clock.now();
+      const stepNo = view.steps?.at(-1)?.step;
+      if (next?.kind === 'next' && stepNo !== undefined) {
+        // The re-run planned more: the next step waits for a person, as a plan of its own.
+        const plan = escapeAuditValue(next.plan.steps);
+        const step = stepOf(stepNo + 1, next.executionId, plan, next.plan.dependent, now);
+        await recordChange(tx, tenantId, caller, view, 'approval.step_applied', {
+          step: stepNo,
+          results: stepResults,
+        });
+        const pending = await change(tx, row, {
+          status: 'pending',
+          plan: JSON.stringify(plan),
+          plan_sha256: step.planSha256 ?? planDigest(plan),
+          dependent: next.plan.dependent,
+          results: JSON.stringify(escapeAuditValue(results)),
+          steps: JSON.stringify([...(view.steps ?? []), step]),
+          decided_by: null,
+          decided_at: null,
+          comment: null,
+          apply_heartbeat_at: null,
+          expires_at: new Date(now.getTime() + deps.expiryMs),
+        });
+        await recordChange(tx, tenantId, caller, pending, 'approval.requested', {
+          step: step.step,
+          planned_by: next.executionId,
+          steps: plan.length,
+          dependent: pending.dependent,
+          sends_sha256: step.sendsSha256,
+          expires_at: pending.expiresAt.toISOString(),
+        });
+        await events(tx, tenantId, { type: 'approval.requested', approval: pending });
+        return pending;
+      }
+      const ok = sentAll(sends, results) && (!view.inSteps || next?.kind === 'done');
+      const stoppedStep =
+        next?.kind === 'stopped' && stepNo !== undefined
+          ? {
+              steps: JSON.stringify([
+                ...(view.steps ?? []),
+                {
+                  step: stepNo + 1,
+                  executionId: next.executionId,
+                  planSha256: null,
+                  sends: [],
+                  sendsSha256: null,
+                  requestedAt: now.toISOString(),
+                  decidedBy: null,
+                  decidedAt: null,
+                  comment: null,
+                  error: next.error,
+                } satisfies ApprovalStep,
+              ]),
+            }
+          : {};
       const finished = await change(tx, row, {
         status: ok ? 'applied' : 'failed',
         results: JSON.stringify(escapeAuditValue(results)),
-        finished_at: clock.now(),
+        finished_at: now,
+        ...stoppedStep,
       });
-      await recordChange(
-        tx,
-        tenantId,
-        auditCaller(done.approver.caller),
-        finished,
-        ok ? 'approval.applied' : 'approval.failed',
-        { results: results.map(({ result: _result, ...step }) => step) },
-      );
+      await recordChange(tx, tenantId, caller, finished, ok ? 'approval.applied' : 'approval.failed', {
+        results: stepResults,
+        ...(stepNo !== undefined ? { step: stepNo } : {}),
+        ...(next?.kind === 'stopped' ? { reason: next.error, run_by: next.executionId } : {}),
+        ...(next?.kind === 'done' ? { run_by: next.executionId } : {}),
+      });
       await events(tx, tenantId, { type: ok ? 'approval.applied' : 'approval.failed', approval: finished });
       return finished;
     });
@@ -724,8 +1082,6 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     }
   }
 
-  const planLimits = deps.planLimits ?? DEFAULT_PLAN_LIMITS;
-
   return {
     /** An empty plan for one execution, under this deployment's plan limits. */
     newPlan(): ExecutionPlan {
@@ -740,6 +1096,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       // apply sends the original); the digest is of what is stored and shown.
       const plan = escapeAuditValue(input.plan.steps);
       const now = clock.now();
+      // A dependent plan is applied in steps when its code can be run again.
+      const source = input.plan.dependent && deps.steps ? input.source : null;
+      const first = source ? stepOf(1, input.executionId, plan, true, now) : null;
       return db.transaction().execute(async (tx) => {
         const row = await tx
           .insertInto('approvals')
@@ -753,6 +1112,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             plan: JSON.stringify(plan),
             plan_sha256: planDigest(plan),
             dependent: input.plan.dependent,
+            replay_code: source?.code ?? null,
+            replay_account_id: source?.accountId ?? null,
+            steps: first ? JSON.stringify([first]) : null,
             requested_by: JSON.stringify(auditCaller(caller)),
             created_at: now,
             expires_at: new Date(now.getTime() + deps.expiryMs),
@@ -763,6 +1125,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         await recordChange(tx, caller.tenantId, auditCaller(caller), view, 'approval.requested', {
           steps: plan.length,
           dependent: view.dependent,
+          ...(first ? { step: 1, sends_sha256: first.sendsSha256 } : {}),
           expires_at: view.expiresAt.toISOString(),
         });
         await events(tx, caller.tenantId, { type: 'approval.requested', approval: view });
@@ -854,6 +1217,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           decided_at: clock.now(),
           comment: note,
           finished_at: clock.now(),
+          ...lastStepSet(toView(row), {
+            decidedBy: auditCaller(approver.caller),
+            decidedAt: clock.now().toISOString(),
+            comment: note,
+          }),
         });
         await recordChange(tx, tenantId, auditCaller(approver.caller), rejected, 'approval.rejected', {
           comment: note,
@@ -881,37 +1249,55 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
-        if (row.dependent) return { kind: 'dependent' as const };
+        if (row.dependent && row.steps === null) return { kind: 'dependent' as const };
+        const current = toView(row);
+        const step = current.steps?.at(-1);
         const approved = await change(tx, row, {
           status: 'approved',
           decided_by: JSON.stringify(auditCaller(approver.caller)),
           decided_at: clock.now(),
           apply_heartbeat_at: clock.now(),
           comment: note,
+          ...lastStepSet(current, {
+            decidedBy: auditCaller(approver.caller),
+            decidedAt: clock.now().toISOString(),
+            comment: note,
+          }),
         });
         await recordChange(tx, tenantId, auditCaller(approver.caller), approved, 'approval.approved', {
           comment: note,
+          ...(step ? { step: step.step, sends_sha256: step.sendsSha256 } : {}),
         });
         await events(tx, tenantId, { type: 'approval.approved', approval: approved });
-        return { kind: 'approved' as const, approved };
+        const source =
+          row.replay_code === null ? null : { code: row.replay_code, accountId: row.replay_account_id };
+        return { kind: 'approved' as const, approved, source };
       });
       if (decided.kind === 'decided') throw decidedError(id, decided.status);
       if (decided.kind === 'dependent') {
         throw new WardenError(
           'conflict',
-          `approval ${id}: a later write of this plan uses a value only an earlier write would produce (a placeholder such as undefined in its path or body), so it cannot be applied as recorded; reject it and let the agent plan the first write alone, then run again with its result`,
+          `approval ${id}: a later write of this plan uses a value only an earlier write would produce (a placeholder such as undefined in its path or body), so it cannot be applied as recorded; it could be applied in steps, running the agent's code again with each step's real result, but this tenant does not keep the code its agents run (audit settings: capture_code is off), so there is none to run. Reject it; to have such plans applied in steps, turn code capture on (PATCH /api/v1/settings {"audit": {"capture_code": true}}) and let the agent plan again`,
           { field: 'plan' },
         );
       }
-      const { results, journal } = await apply(tenantId, decided.approved, approver);
-      const done: Unfinished = { tenantId, id, approver, results, journal };
+      const { approved, source } = decided;
+      const sends = sendsOf(approved);
+      // An apply in steps records its writes' results after those of earlier steps (the originals, not the stored form).
+      const earlier = approved.inSteps ? unescapeAuditValue(approved.results ?? []) : [];
+      const { results, journal } = await apply(tenantId, approved, approver, sends, earlier);
+      const next =
+        approved.inSteps && source && sentAll(sends, results)
+          ? await runAgain(tenantId, approved, source, approver, results)
+          : null;
+      const done: Unfinished = { tenantId, id, approver, results, journal, sends, next };
       try {
         return await finishApply(done);
       } catch (error) {
         // The writes that went out went out: say how many, and record the outcome once the
         // store is back (first call of this service), never leave it `approved` in silence.
         unfinished.set(id, done);
-        throw unrecordedError(decided.approved, done, error);
+        throw unrecordedError(approved, done, error);
       }
     },
   };
@@ -933,7 +1319,21 @@ interface Unfinished extends Applied {
   readonly tenantId: string;
   readonly id: string;
   readonly approver: Approver;
+  /** The writes this apply sent (an apply in steps: its step's). */
+  readonly sends: readonly PlanStep[];
+  /** An apply in steps whose writes all went out: what the re-run of the code found next. */
+  readonly next: NextStep | null;
 }
+
+/** What a re-run of a plan's code found after a step: more writes, none, or why it stops. */
+type NextStep =
+  | { readonly kind: 'next'; readonly executionId: string; readonly plan: ReplayPlan }
+  | { readonly kind: 'done'; readonly executionId: string }
+  | {
+      readonly kind: 'stopped';
+      readonly executionId: string | null;
+      readonly error: { readonly code: string; readonly message: string };
+    };
 
 /**
  * An apply's audit journal that counts the write-ahead intents it committed: each is a step
@@ -951,9 +1351,11 @@ class ApplyJournal extends AuditJournal {
 
 /** The apply ran, but its outcome could not be recorded: how many writes went out, honestly. */
 function unrecordedError(approval: ApprovalView, done: Unfinished, cause: unknown): WardenError {
-  const total = approval.plan.length;
+  const total = done.sends.length;
   const sent = done.journal?.intents ?? 0;
-  const answered = done.results.filter((r) => r.status !== null).length;
+  const answered = done.results.filter(
+    (r) => r.status !== null && done.sends.some((step) => step.seq === r.seq),
+  ).length;
   const what =
     sent === total
       ? `all ${total} write(s) went out to Cloudflare`
@@ -987,20 +1389,26 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
     identifier: view.identifier,
     connected_account_id: view.connectedAccountId,
     execution_id: view.executionId,
-    plan: view.plan.map((step) => ({
-      seq: step.seq,
-      method: step.method,
-      path: step.path,
-      query: step.query,
-      body: step.rawBody ?? step.body,
-      // A raw text body (`rawBody`) and a JSON body that is a string read alike in `body`.
-      body_encoding: step.rawBody !== null ? 'text' : step.body !== null ? 'json' : null,
-      ...(step.contentType ? { content_type: step.contentType } : {}),
-      operation: step.operation,
-      rule: step.rule,
-    })),
+    plan: view.plan.map(planStepJson),
     plan_sha256: view.planSha256,
     dependent: view.dependent,
+    apply_in_steps: view.inSteps,
+    steps:
+      view.steps?.map((step, index, all) => ({
+        step: step.step,
+        // Every step before the last was applied; the last is where the approval stands.
+        status: index < all.length - 1 ? 'applied' : view.status,
+        execution_id: step.executionId,
+        plan_sha256: step.planSha256,
+        sends: step.sends.map(planStepJson),
+        sends_sha256: step.sendsSha256,
+        requested_at: step.requestedAt,
+        decided_by: step.decidedBy ? { type: step.decidedBy.type, id: step.decidedBy.id } : null,
+        decided_at: step.decidedAt,
+        comment: step.comment,
+        results: view.results?.filter((r) => step.sends.some((s) => s.seq === r.seq)) ?? null,
+        error: step.error,
+      })) ?? null,
     requested_by: { type: view.requestedBy.type, id: view.requestedBy.id },
     created_at: view.createdAt.toISOString(),
     expires_at: view.expiresAt.toISOString(),
@@ -1011,6 +1419,21 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
   };
 }
 
+function planStepJson(step: PlanStep): Record<string, unknown> {
+  return {
+    seq: step.seq,
+    method: step.method,
+    path: step.path,
+    query: step.query,
+    body: step.rawBody ?? step.body,
+    // A raw text body (`rawBody`) and a JSON body that is a string read alike in `body`.
+    body_encoding: step.rawBody !== null ? 'text' : step.body !== null ? 'json' : null,
+    ...(step.contentType ? { content_type: step.contentType } : {}),
+    operation: step.operation,
+    rule: step.rule,
+  };
+}
+
 /**
  * An approval as webhook events carry it: its plan as a summary (each write's method, path and
  * rule) with the plan's SHA-256 and size, never the bodies, and the per-step results without
@@ -1018,9 +1441,12 @@ export function approvalJson(view: ApprovalView, options: { url?: string } = {})
  * approval goes through the outbox, so it must not copy a plan each time.
  */
 export function approvalEventJson(view: ApprovalView): Record<string, unknown> {
-  const { plan: _plan, results: _results, ...rest } = approvalJson(view);
+  const { plan: _plan, results: _results, steps: _steps, ...rest } = approvalJson(view);
+  const step = view.steps?.at(-1);
   return {
     ...rest,
+    // An apply in steps: which step this is and the digest of what approving it sends.
+    ...(step ? { step: step.step, sends_sha256: step.sendsSha256 } : {}),
     plan_summary: view.plan.map((step) => ({
       seq: step.seq,
       method: step.method,

@@ -239,6 +239,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
       tool,
       target,
       code: params.code,
+      ...(params.accountId !== undefined ? { accountId: params.accountId } : {}),
       agentRunId: input.agentRunId ?? null,
       context,
     });

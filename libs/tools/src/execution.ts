@@ -72,8 +72,15 @@ export interface ExecutionStart {
   readonly tool: ToolName;
   readonly target: CallTarget;
   readonly code: string;
+  /** The `account_id` the code was given, if any (kept with a plan applied in steps). */
+  readonly accountId?: string;
   readonly agentRunId: string | null;
   readonly context: CallContext;
+  /**
+   * A re-run of approved code (apply in steps): its writes go to this plan, every one of them,
+   * and none is sent; without it, an execution's held writes go to a plan of its own.
+   */
+  readonly replay?: ExecutionPlan;
 }
 
 /** How often a running tail checks that the call still holds its token, account and identity. */
@@ -121,7 +128,7 @@ export class Execution {
     this.#deps = deps;
     this.#start = start;
     this.#context = start.context;
-    this.#plan = deps.approvals ? deps.approvals.newPlan() : null;
+    this.#plan = start.replay ?? (deps.approvals ? deps.approvals.newPlan() : null);
     this.#startedAt = deps.clock.now().getTime();
     const account = start.context.account.account;
     this.#subject = {
@@ -237,6 +244,7 @@ export class Execution {
       },
       onUnauthorized: () => this.#deps.onUnauthorized?.(caller.tenantId, context.account.account, credential),
       ...(this.#plan ? { plan: this.#plan } : {}),
+      ...(this.#start.replay ? { holdEveryWrite: true } : {}),
     };
   }
 
@@ -360,6 +368,10 @@ export class Execution {
               connectedAccountId: this.account.id,
               executionId: this.id,
               plan: this.#plan,
+              // Kept only as the tenant keeps code on the trail: to run it again, step by step.
+              source: this.#context.settings.captureCode
+                ? { code: this.#start.code, accountId: this.#start.accountId ?? null }
+                : null,
             })
           : null;
       await this.#journal.flush([

@@ -46,6 +46,8 @@ export type {
   ExecuteToolService,
 } from './execute-tool.service.ts';
 export { Execution } from './execution.ts';
+export { createStepRunner } from './step-runner.ts';
+export type { StepRunnerDeps } from './step-runner.ts';
 export {
   DEFAULT_PLAN_LIMITS,
   ExecutionPlan,
@@ -59,6 +61,8 @@ export type {
   PlanLimits,
   ApprovalEvents,
   ApprovalService,
+  ApprovalStep,
+  StepRunner,
   ApprovalView,
   Approver,
   PlanStep,

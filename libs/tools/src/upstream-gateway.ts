@@ -23,7 +23,7 @@ import { credentialOperation } from './credential-guard.ts';
 import { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
 import { guardCredentialResponse } from './minted-credentials.ts';
 import type { MintedCredentialStore } from './minted-credentials.ts';
-import { evaluatePolicy, policyRefusal } from './policy.ts';
+import { evaluatePolicy, isWrite, policyRefusal } from './policy.ts';
 import type { Policy } from './policy.ts';
 import type { OperationInfo, SpecLookup } from './ports.ts';
 
@@ -64,6 +64,11 @@ export interface UpstreamParty {
    * through; deny rules (the policy as it stands now) still refuse it.
    */
   readonly approved?: boolean;
+  /**
+   * Every write goes to `plan`, also one no approve rule holds (its `rule` then null): agent code
+   * re-run to apply an approved plan in steps never sends a write itself.
+   */
+  readonly holdEveryWrite?: boolean;
 }
 
 /** A write held for approval: exactly what would have been sent, on its canonical path. */
@@ -76,13 +81,20 @@ export interface HeldWrite {
   readonly rawBody?: string;
   readonly contentType?: string;
   readonly operation: OperationInfo | null;
-  /** The policy rule that holds it, e.g. `approve-writes` (tenant). */
-  readonly rule: string;
+  /**
+   * The policy rule that holds it, e.g. `approve-writes` (tenant); null when no rule does and it
+   * is held only because the party holds every write (`holdEveryWrite`).
+   */
+  readonly rule: string | null;
 }
 
 export interface PlanSink {
-  /** Records the write; throws a `WardenError` to refuse it (the plan outgrew its limits). */
-  hold(write: HeldWrite): void;
+  /**
+   * Records the write and returns what the code sees for it (`PENDING_APPROVAL_RESPONSE`, or
+   * the recorded answer of a write already applied); throws a `WardenError` to refuse it (the
+   * plan outgrew its limits, or a re-run wrote something else than what was applied).
+   */
+  hold(write: HeldWrite): CloudflareResponse;
 }
 
 /** What agent code sees for a held write, so it can go on planning. */
@@ -200,24 +212,26 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     const graphql = request.method === 'POST' && isGraphqlRequest(request);
     if (party.policy) {
       const graphqlQuery = graphql ? classifyGraphqlBody(request.body).access === 'read' : undefined;
-      const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
+      const asked = {
         method: request.method,
         path: request.path,
         ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
-      });
+      };
+      const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, asked);
       if (!decision.allowed) return refuse(policyRefusal(decision, request));
-      if (decision.approval && !party.approved) {
-        if (!party.plan) {
-          return refuse(
-            new WardenError(
-              'policy_denied',
-              `${request.method} ${request.path} needs a person's approval (${decision.approval.scope} rule ${decision.approval.rule}), which this request cannot ask for`,
-              { rule: decision.approval.rule, scope: decision.approval.scope },
-            ),
-          );
-        }
+      const holding = decision.approval && !party.approved ? decision.approval : null;
+      if (holding && !party.plan) {
+        return refuse(
+          new WardenError(
+            'policy_denied',
+            `${request.method} ${request.path} needs a person's approval (${holding.scope} rule ${holding.rule}), which this request cannot ask for`,
+            { rule: holding.rule, scope: holding.scope },
+          ),
+        );
+      }
+      if (party.plan && (holding || (party.holdEveryWrite && isWrite(asked)))) {
         try {
-          party.plan.hold({
+          return party.plan.hold({
             method: request.method,
             path: request.path,
             query: request.query ?? null,
@@ -225,14 +239,13 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
             ...(request.rawBody !== undefined ? { rawBody: request.rawBody } : {}),
             ...(request.contentType !== undefined ? { contentType: request.contentType } : {}),
             operation: op,
-            rule: decision.approval.rule,
+            rule: holding?.rule ?? null,
           });
         } catch (error) {
-          // The plan outgrew its limits: refused, and recorded as such.
+          // The plan outgrew its limits, or a re-run wrote other than what was applied: refused, and recorded.
           if (isWardenError(error)) return refuse(error);
           throw error;
         }
-        return PENDING_APPROVAL_RESPONSE;
       }
     }
 

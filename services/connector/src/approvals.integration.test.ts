@@ -448,8 +448,10 @@ describe('write approvals', () => {
     expect((await api('DELETE', '/api/v1/identities/dan/policy')).statusCode).toBe(204);
   });
 
-  it("marks a plan whose later write needs an earlier write's result as dependent, and does not apply it", async () => {
+  it("marks a plan whose later write needs an earlier write's result as dependent, and does not apply it as recorded", async () => {
     await connect('ida');
+    // Without the code on the trail it cannot be applied in steps either (approvals-steps.integration.test.ts).
+    expect((await api('PATCH', '/api/v1/settings', { audit: { capture_code: false } })).statusCode).toBe(200);
     cf.clearRequests();
     const out = await execute(
       'ida',
@@ -464,6 +466,7 @@ describe('write approvals', () => {
     expect(refused.statusCode).toBe(409);
     expect(refused.json().error.message).toMatch(/cannot be applied as recorded/);
     expect(writesSeen()).toEqual([]);
+    expect((await api('PATCH', '/api/v1/settings', { audit: { capture_code: null } })).statusCode).toBe(200);
   });
 
   it('stops an apply at the next step when the identity is offboarded or a deny rule lands meanwhile', async () => {

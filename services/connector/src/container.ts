@@ -46,6 +46,7 @@ import {
   createDeliveryService,
   createApprovalService,
   createExecuteToolService,
+  createStepRunner,
   createLiveCalls,
   createMintedCredentialStore,
   createOffboardingService,
@@ -467,6 +468,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     expiryMs: config.approvalExpiryMs,
     planLimits: config.approvalPlanLimits,
     applyLeaseMs: config.approvalApplyLeaseMs,
+    // A dependent plan's code runs again after each approved step (apply in steps).
+    steps: createStepRunner({ contexts, liveCalls, gateway, runner: codeMode.runner, audit, clock }),
     approvers: async (tenantId) => (await settings.effective(tenantId)).approverApiKeyIds,
     clock,
     logger,

@@ -103,6 +103,8 @@ export interface Approval {
   readonly status: string;
   readonly identifier: string;
   readonly plan: unknown[];
+  /** An apply in steps: the steps so far, the last one the one waiting for a decision. */
+  readonly steps?: ReadonlyArray<{ readonly step: number; readonly sends: unknown[] }> | null;
   readonly created_at: string;
   readonly expires_at: string;
   readonly decided_by?: string | null;

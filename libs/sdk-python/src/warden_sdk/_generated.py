@@ -124,6 +124,75 @@ class ApprovalPlanItem(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItemSendsItemOperation(WardenModel):
+    path_template: str
+    permissions: list[str]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItemSendsItem(WardenModel):
+    seq: float
+    method: str
+    path: str
+    query: dict[str, Any] | None
+    body: Any
+    body_encoding: Literal["json", "text"] | None
+    """`json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body."""
+    content_type: str | None = None
+    operation: ApprovalStepsItemSendsItemOperation | None
+    rule: str
+    """The policy rule that held the write."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItemDecidedBy(WardenModel):
+    type: str
+    id: str | None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItemResultsItemError(WardenModel):
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItemResultsItem(WardenModel):
+    seq: float
+    status: float | None
+    success: bool
+    error: ApprovalStepsItemResultsItemError | None
+    result: Any = None
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItemError(WardenModel):
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ApprovalStepsItem(WardenModel):
+    step: float
+    status: Literal["pending", "approved", "rejected", "expired", "applied", "failed"]
+    """`applied` for every step before the last; the last is where the approval stands."""
+    execution_id: str | None
+    """The run that planned it: the agent's execution, then each re-run of its code."""
+    plan_sha256: str | None
+    """SHA-256 of that run's whole plan."""
+    sends: list[ApprovalStepsItemSendsItem]
+    """What approving this step sends."""
+    sends_sha256: str | None
+    requested_at: str
+    decided_by: ApprovalStepsItemDecidedBy | None
+    decided_at: str | None
+    comment: str | None
+    results: list[ApprovalStepsItemResultsItem] | None
+    error: ApprovalStepsItemError | None
+    """Why the apply in steps stopped here (the re-run of the code failed or wrote something else)."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ApprovalRequestedBy(WardenModel):
     type: str
     id: str | None
@@ -160,10 +229,15 @@ class Approval(WardenModel):
     execution_id: str
     """The execution that planned the writes."""
     plan: list[ApprovalPlanItem]
+    """The writes held, in order (an apply in steps: those the latest run of the code made)."""
     plan_sha256: str
     """SHA-256 of the plan, also on the audit trail."""
     dependent: bool
-    """A later write uses a value only an earlier one would produce: it cannot be applied as recorded."""
+    """A later write uses a value only an earlier one would produce: it cannot be applied as recorded, only in steps (`apply_in_steps`)."""
+    apply_in_steps: bool
+    """A dependent plan whose agent code the tenant keeps: each approval sends one step, then the code runs again with the real results and its next write(s) wait for approval as the next step."""
+    steps: list[ApprovalStepsItem] | None
+    """The steps of an apply in steps, oldest first; null for a plan applied at once."""
     requested_by: ApprovalRequestedBy
     created_at: str
     expires_at: str
@@ -171,7 +245,7 @@ class Approval(WardenModel):
     decided_at: str | None
     comment: str | None
     results: list[ApprovalResultsItem] | None
-    """Per applied step: what Cloudflare answered; the apply stops at the first failure."""
+    """Per applied write (of every step so far): what Cloudflare answered; the apply stops at the first failure."""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -192,7 +266,7 @@ class GetApprovalsByIdResponse(WardenModel):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class PostApprovalsByIdApproveResponse(WardenModel):
-    """`POST /api/v1/approvals/{id}/approve`: Approve a pending plan: Warden sends exactly its writes, in order, and reports each."""
+    """`POST /api/v1/approvals/{id}/approve`: Approve a pending plan (or its current step): Warden sends exactly its writes, in order, and reports each."""
     approval: Approval
 
 

@@ -2470,8 +2470,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Approve a pending plan: Warden sends exactly its writes, in order, and reports each
-         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them (403 self_approval); another person must.
+         * Approve a pending plan (or its current step): Warden sends exactly its writes, in order, and reports each
+         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. A plan applied in steps (`apply_in_steps`) sends its current step's writes, then runs the agent's code again with their real results: its next writes make the next step, pending again; none make it `applied`; a re-run that writes anything else than what was applied makes it `failed`. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them (403 self_approval); another person must.
          */
         post: {
             parameters: {
@@ -6159,6 +6159,7 @@ export interface components {
             connected_account_id: string;
             /** @description The execution that planned the writes. */
             execution_id: string;
+            /** @description The writes held, in order (an apply in steps: those the latest run of the code made). */
             plan: {
                 seq: number;
                 method: string;
@@ -6179,8 +6180,65 @@ export interface components {
             }[];
             /** @description SHA-256 of the plan, also on the audit trail. */
             plan_sha256: string;
-            /** @description A later write uses a value only an earlier one would produce: it cannot be applied as recorded. */
+            /** @description A later write uses a value only an earlier one would produce: it cannot be applied as recorded, only in steps (`apply_in_steps`). */
             dependent: boolean;
+            /** @description A dependent plan whose agent code the tenant keeps: each approval sends one step, then the code runs again with the real results and its next write(s) wait for approval as the next step. */
+            apply_in_steps: boolean;
+            /** @description The steps of an apply in steps, oldest first; null for a plan applied at once. */
+            steps: {
+                step: number;
+                /**
+                 * @description `applied` for every step before the last; the last is where the approval stands.
+                 * @enum {string}
+                 */
+                status: "pending" | "approved" | "rejected" | "expired" | "applied" | "failed";
+                /** @description The run that planned it: the agent's execution, then each re-run of its code. */
+                execution_id: string | null;
+                /** @description SHA-256 of that run's whole plan. */
+                plan_sha256: string | null;
+                /** @description What approving this step sends. */
+                sends: {
+                    seq: number;
+                    method: string;
+                    path: string;
+                    query: {
+                        [key: string]: unknown;
+                    } | null;
+                    body: unknown;
+                    /** @description `json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body. */
+                    body_encoding: ("json" | "text") | null;
+                    content_type?: string;
+                    operation: {
+                        path_template: string;
+                        permissions: string[];
+                    } | null;
+                    /** @description The policy rule that held the write. */
+                    rule: string;
+                }[];
+                sends_sha256: string | null;
+                requested_at: string;
+                decided_by: {
+                    type: string;
+                    id: string | null;
+                } | null;
+                decided_at: string | null;
+                comment: string | null;
+                results: {
+                    seq: number;
+                    status: number | null;
+                    success: boolean;
+                    error: {
+                        code: string;
+                        message: string;
+                    } | null;
+                    result?: unknown;
+                }[] | null;
+                /** @description Why the apply in steps stopped here (the re-run of the code failed or wrote something else). */
+                error: {
+                    code: string;
+                    message: string;
+                } | null;
+            }[] | null;
             requested_by: {
                 type: string;
                 id: string | null;
@@ -6193,7 +6251,7 @@ export interface components {
             } | null;
             decided_at: string | null;
             comment: string | null;
-            /** @description Per applied step: what Cloudflare answered; the apply stops at the first failure. */
+            /** @description Per applied write (of every step so far): what Cloudflare answered; the apply stops at the first failure. */
             results: {
                 seq: number;
                 status: number | null;
@@ -6470,6 +6528,7 @@ export interface components {
             connected_account_id: string;
             /** @description The execution that planned the writes. */
             execution_id: string;
+            /** @description The writes held, in order (an apply in steps: those the latest run of the code made). */
             plan: {
                 seq: number;
                 method: string;
@@ -6490,8 +6549,65 @@ export interface components {
             }[];
             /** @description SHA-256 of the plan, also on the audit trail. */
             plan_sha256: string;
-            /** @description A later write uses a value only an earlier one would produce: it cannot be applied as recorded. */
+            /** @description A later write uses a value only an earlier one would produce: it cannot be applied as recorded, only in steps (`apply_in_steps`). */
             dependent: boolean;
+            /** @description A dependent plan whose agent code the tenant keeps: each approval sends one step, then the code runs again with the real results and its next write(s) wait for approval as the next step. */
+            apply_in_steps: boolean;
+            /** @description The steps of an apply in steps, oldest first; null for a plan applied at once. */
+            steps: {
+                step: number;
+                /**
+                 * @description `applied` for every step before the last; the last is where the approval stands.
+                 * @enum {string}
+                 */
+                status: "pending" | "approved" | "rejected" | "expired" | "applied" | "failed";
+                /** @description The run that planned it: the agent's execution, then each re-run of its code. */
+                execution_id: string | null;
+                /** @description SHA-256 of that run's whole plan. */
+                plan_sha256: string | null;
+                /** @description What approving this step sends. */
+                sends: {
+                    seq: number;
+                    method: string;
+                    path: string;
+                    query: {
+                        [key: string]: unknown;
+                    } | null;
+                    body: unknown;
+                    /** @description `json`: `body` is the JSON value sent (it may be a string); `text`: `body` is the raw text sent as is (with `content_type`); null: no body. */
+                    body_encoding: ("json" | "text") | null;
+                    content_type?: string;
+                    operation: {
+                        path_template: string;
+                        permissions: string[];
+                    } | null;
+                    /** @description The policy rule that held the write. */
+                    rule: string;
+                }[];
+                sends_sha256: string | null;
+                requested_at: string;
+                decided_by: {
+                    type: string;
+                    id: string | null;
+                } | null;
+                decided_at: string | null;
+                comment: string | null;
+                results: {
+                    seq: number;
+                    status: number | null;
+                    success: boolean;
+                    error: {
+                        code: string;
+                        message: string;
+                    } | null;
+                    result?: unknown;
+                }[] | null;
+                /** @description Why the apply in steps stopped here (the re-run of the code failed or wrote something else). */
+                error: {
+                    code: string;
+                    message: string;
+                } | null;
+            }[] | null;
             requested_by: {
                 type: string;
                 id: string | null;
@@ -6504,7 +6620,7 @@ export interface components {
             } | null;
             decided_at: string | null;
             comment: string | null;
-            /** @description Per applied step: what Cloudflare answered; the apply stops at the first failure. */
+            /** @description Per applied write (of every step so far): what Cloudflare answered; the apply stops at the first failure. */
             results: {
                 seq: number;
                 status: number | null;

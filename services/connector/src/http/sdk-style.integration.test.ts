@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditJournal, SYSTEM_CALLER } from '@warden/audit';
 import { DEFAULT_BUDGET } from '@warden/ratelimit';
 import { startFakeCloudflare } from '@warden/testing';
+import { PENDING_APPROVAL_RESPONSE } from '@warden/tools';
 import type { HeldWrite } from '@warden/tools';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from '../test-support/free-port.ts';
@@ -253,7 +254,12 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
         },
         identity: {},
       },
-      plan: { hold: (write: HeldWrite) => held.push(write) },
+      plan: {
+        hold: (write: HeldWrite) => {
+          held.push(write);
+          return PENDING_APPROVAL_RESPONSE;
+        },
+      },
     };
     cf.clearRequests();
     const journal = new AuditJournal(t.container.audit, tenantId, 30);

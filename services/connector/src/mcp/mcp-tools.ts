@@ -36,13 +36,21 @@ function text(value: string, isError = false, logs: readonly string[] = []): Cal
 function approvalText(approval: ApprovalView, publicUrl: string): string {
   const url = approvalUrl(publicUrl, approval.id);
   const json = JSON.stringify(approvalJson(approval, { url }));
+  const step = approval.steps?.at(-1);
+  const inSteps = step
+    ? ` It is applied in steps: step ${step.step} sends ${step.sends.map((w) => `${w.method} ${w.path}`).join(', ')}; once it is applied your code runs again with its real result, and the next write(s) it makes wait for approval as the next step.`
+    : approval.dependent
+      ? ' A later write uses a value only an earlier one would produce, so the plan cannot be applied as recorded, and this tenant keeps no code to apply it in steps: plan the first write alone.'
+      : '';
   switch (approval.status) {
     case 'pending':
-      return `${approval.plan.length} write(s) were planned, not sent: a person must approve approval ${approval.id} (${url}) before ${approval.expiresAt.toISOString()}.${approval.dependent ? ' A later write uses a value only an earlier one would produce, so the plan cannot be applied as recorded: plan the first write alone.' : ''} Call cloudflare_execute with {"code": "", "approval_id": "${approval.id}"} to learn its status.\n${json}`;
+      return `${approval.plan.length} write(s) were planned, not sent: a person must approve approval ${approval.id} (${url}) before ${approval.expiresAt.toISOString()}.${inSteps} Call cloudflare_execute with {"code": "", "approval_id": "${approval.id}"} to learn its status.\n${json}`;
     case 'applied':
-      return `approval ${approval.id} was approved and applied: every planned write was sent.\n${json}`;
+      return step
+        ? `approval ${approval.id} was approved and applied in ${step.step} step(s): every write your code made was sent.\n${json}`
+        : `approval ${approval.id} was approved and applied: every planned write was sent.\n${json}`;
     default:
-      return `approval ${approval.id} is ${approval.status}.\n${json}`;
+      return `approval ${approval.id} is ${approval.status}${step?.error ? `: ${step.error.message}` : ''}.\n${json}`;
   }
 }
 

@@ -31,6 +31,23 @@ function Decision({ approval, onDone }: { approval: Approval; onDone: () => void
   );
 }
 
+/** An apply in steps: approving sends only this step's writes, then the agent's code runs again. */
+function StepSends({ approval }: { approval: Approval }) {
+  const step = approval.steps?.at(-1);
+  if (!step) return null;
+  return (
+    <>
+      <h3>Step {step.step}: approving sends</h3>
+      <p className="muted">
+        A later write needs the result of an earlier one, so this plan is applied in steps: approving sends
+        only these writes, then the agent&apos;s code runs again with their real results and its next writes
+        wait here as the next step.
+      </p>
+      <pre className="code">{JSON.stringify(step.sends, null, 2)}</pre>
+    </>
+  );
+}
+
 export default function Approvals() {
   const approvals = useLoad('approvals', pendingApprovals);
   return (
@@ -54,6 +71,7 @@ export default function Approvals() {
           </p>
           <h3>Plan</h3>
           <pre className="code">{JSON.stringify(a.plan, null, 2)}</pre>
+          {a.steps?.length ? <StepSends approval={a} /> : null}
           <Decision approval={a} onDone={approvals.reload} />
         </section>
       ))}
