@@ -7,6 +7,7 @@ import { oauthRoutes } from './oauth.routes.ts';
 import { createOAuthServer } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
+import { createRegistrationLimit } from './registration-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
 
 /**
@@ -29,6 +30,7 @@ export async function setUpMcpOAuth(
     | 'connectedAccounts'
     | 'policies'
     | 'scopedTools'
+    | 'redis'
   >,
 ): Promise<OAuthServer> {
   const { config } = container;
@@ -64,9 +66,16 @@ export async function setUpMcpOAuth(
     publicUrl: config.publicUrl,
     ttlSeconds: config.oauth.loginLinkTtlSeconds,
   });
+  const registrationLimit = createRegistrationLimit({
+    spec: config.oauth.registrationLimit,
+    redis: container.redis,
+    keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
+  });
+  app.addHook('onClose', () => registrationLimit.close());
   await app.register(async (scope) =>
     oauthRoutes(scope, {
       server,
+      registrationLimit,
       db,
       publicUrl: config.publicUrl,
       tenants: container.tenants,

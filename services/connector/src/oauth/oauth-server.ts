@@ -51,6 +51,8 @@ export interface ConsentView {
 }
 
 export const INTERACTION_TTL_SECONDS = 30 * 60;
+/** Dynamic Client Registration (RFC 7591), as the authorization server metadata advertises it. */
+export const REGISTRATION_PATH = '/oauth/register';
 const SESSION_TTL_SECONDS = 3600;
 
 /**
@@ -196,7 +198,7 @@ export function createOAuthServer(deps: {
       routes: {
         authorization: '/oauth/authorize',
         token: '/oauth/token',
-        registration: '/oauth/register',
+        registration: REGISTRATION_PATH,
         revocation: '/oauth/revoke',
         jwks: '/oauth/jwks',
         end_session: '/oauth/session/end',

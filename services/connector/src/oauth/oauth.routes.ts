@@ -21,13 +21,15 @@ import {
   signedInPage,
 } from './oauth-pages.ts';
 import type { Page } from './oauth-pages.ts';
-import { INTERACTION_TTL_SECONDS, MCP_SCOPE } from './oauth-server.ts';
+import { INTERACTION_TTL_SECONDS, MCP_SCOPE, REGISTRATION_PATH } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
+import type { RegistrationLimit } from './registration-limit.ts';
 import { SsoRefusal } from './sso.ts';
 import type { SsoPending, SsoRelyingParty } from './sso.ts';
 
 export interface OAuthRouteDeps {
   readonly server: OAuthServer;
+  readonly registrationLimit: Pick<RegistrationLimit, 'spec' | 'take'>;
   readonly db: Kysely<Database>;
   readonly publicUrl: string;
   readonly tenants: Pick<TenantService, 'get'>;
@@ -64,6 +66,17 @@ function formBody(request: FastifyRequest): Record<string, string> {
   return body && typeof body === 'object' ? (body as Record<string, string>) : {};
 }
 
+/**
+ * Whether oidc-provider will route this request to Dynamic Client Registration: its router folds
+ * case and ignores one trailing slash, so `/oauth/REGISTER/` is registration too.
+ */
+function isRegistration(request: FastifyRequest): boolean {
+  if (request.method !== 'POST') return false;
+  const path = (request.raw.url ?? '').split('?')[0] ?? '';
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  return trimmed.toUpperCase() === REGISTRATION_PATH.toUpperCase();
+}
+
 /** Origins a page's forms may end up at: the client's redirect URI and, on the login page, any IdP. */
 function redirectOrigin(redirectUri: unknown): string | null {
   const url = typeof redirectUri === 'string' ? URL.parse(redirectUri) : null;
@@ -84,6 +97,21 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   }
 
   async function forward(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    if (isRegistration(request)) {
+      // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
+      const taken = await deps.registrationLimit.take(request.ip);
+      if (!taken.allowed) {
+        const { capacity, windowSeconds } = deps.registrationLimit.spec;
+        return reply
+          .code(429)
+          .header('retry-after', String(taken.retryAfterSeconds))
+          .header('cache-control', 'no-store')
+          .send({
+            error: 'rate_limited',
+            error_description: `too many client registrations from this address (at most ${capacity} in ${windowSeconds} s); retry after ${taken.retryAfterSeconds} s`,
+          });
+      }
+    }
     setForwarded(request);
     // Built before the reply is taken over, so a failure still gets the usual error answer.
     await server.provider();
