@@ -82,6 +82,7 @@ const schema = z
     OAUTH_LOGIN_LINK_TTL_SECONDS: int(30, 3600).default(300),
     OAUTH_ALLOW_INSECURE: bool.default(false),
     OAUTH_REGISTRATION_LIMIT: z.string().default('20/3600'),
+    OAUTH_UNUSED_CLIENT_TTL_SECONDS: int(300, 30 * 86_400).default(86_400),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
     AUDIT_OUTCOME_GRACE_SECONDS: int(0, 86_400).optional(),
@@ -218,6 +219,8 @@ export interface Config {
     readonly allowInsecure: boolean;
     /** Dynamic Client Registrations per client address (`request.ip`), across every replica. */
     readonly registrationLimit: BudgetSpec;
+    /** A dynamically registered client that gets no grant within this long is forgotten. */
+    readonly unusedClientTtlSeconds: number;
   };
   readonly auditRetentionDays: number;
   /** How often each moved chain head is signed (a checkpoint). */
@@ -415,6 +418,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       loginLinkTtlSeconds: env.OAUTH_LOGIN_LINK_TTL_SECONDS,
       allowInsecure: env.OAUTH_ALLOW_INSECURE,
       registrationLimit,
+      unusedClientTtlSeconds: env.OAUTH_UNUSED_CLIENT_TTL_SECONDS,
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     auditCheckpointIntervalMs: env.AUDIT_CHECKPOINT_INTERVAL_SECONDS * 1000,

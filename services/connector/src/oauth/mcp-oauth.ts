@@ -53,6 +53,7 @@ export async function setUpMcpOAuth(
       accessTokenTtlSeconds: config.oauth.accessTokenTtlSeconds,
       refreshTokenTtlSeconds: config.oauth.refreshTokenTtlSeconds,
       allowInsecure,
+      unusedClientTtlSeconds: config.oauth.unusedClientTtlSeconds,
     },
     audit,
     // Its live sessions and running calls end on every replica, like a minted token's.

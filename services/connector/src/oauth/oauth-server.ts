@@ -29,6 +29,8 @@ export interface OAuthServerOptions {
   readonly accessTokenTtlSeconds: number;
   readonly refreshTokenTtlSeconds: number;
   readonly allowInsecure: boolean;
+  /** A dynamically registered client that gets no grant within this long is forgotten. */
+  readonly unusedClientTtlSeconds: number;
 }
 
 /** What Warden remembers about a consent beside oidc-provider's grant: for listing it. */
@@ -102,7 +104,7 @@ export function createOAuthServer(deps: {
       : new Agent({ connect: { lookup: publicOnlyLookup } });
 
     const configuration: Configuration = {
-      adapter: artifactAdapterFactory(db),
+      adapter: artifactAdapterFactory(db, { unusedClientTtlSeconds: options.unusedClientTtlSeconds }),
       clients: [],
       clientDefaults: {
         grant_types: ['authorization_code', 'refresh_token'],
