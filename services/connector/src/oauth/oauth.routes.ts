@@ -36,7 +36,7 @@ export interface OAuthRouteDeps {
   readonly accounts: Pick<ConnectedAccountService, 'list'>;
   readonly policies: Pick<PolicyStore, 'effective'>;
   readonly scopedTools: Pick<ScopedToolsService, 'list'>;
-  readonly ssoConfigs: Pick<SsoConfigService, 'tenantsForDomain'>;
+  readonly ssoConfigs: Pick<SsoConfigService, 'tenantForDomain'>;
   readonly sso: SsoRelyingParty;
   readonly loginLinks: LoginLinks;
   readonly audit: OAuthAudit;
@@ -352,30 +352,23 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const clientName = await clientNameOf(String(details.params.client_id));
       const clientOrigin = redirectOrigin(details.params.redirect_uri);
       const targets = clientOrigin ? [clientOrigin] : [];
-      const again = (
-        error: string,
-        extra: { tenantChoices?: Array<{ tenantId: string; tenantName: string }> } = {},
-      ) =>
-        send(
-          reply,
-          loginPage({ uid: details.uid, clientName, email, error, formTargets: targets, ...extra }),
-        );
+      const again = (error: string) =>
+        send(reply, loginPage({ uid: details.uid, clientName, email, error, formTargets: targets }));
 
       const at = email.lastIndexOf('@');
       if (at <= 0) return again('Enter your work email address.');
-      let tenants: ReadonlyArray<{ tenantId: string; tenantName: string }>;
+      // The domain names one organization at most (claimed first come), so nobody picks another's.
+      let chosen: { tenantId: string; tenantName: string } | null;
       try {
-        tenants = await deps.ssoConfigs.tenantsForDomain(email.slice(at + 1));
+        chosen = await deps.ssoConfigs.tenantForDomain(email.slice(at + 1));
       } catch (error) {
         if (isWardenError(error) && error.code === 'invalid_request')
           return again('Enter your work email address.');
         throw error;
       }
-      if (tenants.length === 0) {
+      if (!chosen) {
         return again(`No organization signs in engineers with ${email.slice(at)} email addresses here.`);
       }
-      const chosen = tenants.length === 1 ? tenants[0] : tenants.find((t) => t.tenantId === form.tenant_id);
-      if (!chosen) return again('Choose your organization.', { tenantChoices: [...tenants] });
 
       const state = randomBytes(32).toString('base64url');
       const binding = randomBytes(32).toString('base64url');
