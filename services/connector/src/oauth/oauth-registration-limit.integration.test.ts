@@ -117,4 +117,22 @@ describe('Dynamic Client Registration is limited per client address', () => {
       );
     });
   });
+
+  it('answers 503 while Redis cannot be asked, and registers nothing', async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const t = await startTestApp({
+      PUBLIC_URL: base,
+      OAUTH_ALLOW_INSECURE: 'true',
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+    });
+    try {
+      await t.app.listen({ host: '127.0.0.1', port });
+      const refused = await register(base);
+      expect(refused.status).toBe(503);
+      expect(await clientRows(t)).toBe(0);
+    } finally {
+      await t.close();
+    }
+  });
 });
