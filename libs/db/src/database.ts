@@ -304,6 +304,17 @@ export interface TenantSsoConfigsTable extends RequiredSealedColumns {
   updated_at: Timestamp;
 }
 
+/**
+ * Which tenant's SSO an email domain signs in to: one tenant per domain (the sign-in page picks
+ * the identity provider by the engineer's email domain). Mirrors each configuration's
+ * `allowed_email_domains`; goes with the configuration.
+ */
+export interface TenantSsoDomainsTable {
+  domain: string;
+  tenant_id: string;
+  created_at: Timestamp;
+}
+
 /** An admin console sign-in (see migrations/…_console-sessions.ts). */
 export interface ConsoleSessionsTable {
   id: string;
@@ -382,6 +393,7 @@ export interface Database {
   oauth_artifacts: OAuthArtifactsTable;
   oauth_server_keys: OAuthServerKeysTable;
   tenant_sso_configs: TenantSsoConfigsTable;
+  tenant_sso_domains: TenantSsoDomainsTable;
   console_sessions: ConsoleSessionsTable;
   approvals: ApprovalsTable;
 }

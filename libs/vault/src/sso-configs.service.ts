@@ -1,7 +1,6 @@
 import { WardenError, invalidRequest, notFound } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
-import { sql } from 'kysely';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
@@ -13,7 +12,10 @@ export interface SsoConfig {
   readonly clientId: string;
   /** The ID token claim whose value becomes the MCP identifier (`email`, `preferred_username`, …). */
   readonly identifierClaim: string;
-  /** Lower-case domains an engineer's verified email must belong to. */
+  /**
+   * Lower-case domains an engineer's verified email must belong to. Each domain belongs to one
+   * tenant only (first come): the sign-in page routes an email to its domain's tenant.
+   */
   readonly allowedEmailDomains: readonly string[];
   /**
    * Identifiers (values of `identifierClaim`) that may sign in to the admin console through this
@@ -39,8 +41,8 @@ export interface SsoConfigService {
   /** The configuration with its client secret, for the sign-in that needs it. */
   open(tenantId: string): Promise<{ config: SsoConfig; clientSecret: string }>;
   remove(tenantId: string): Promise<void>;
-  /** Tenants whose SSO accepts engineers of this email domain. */
-  tenantsForDomain(domain: string): Promise<ReadonlyArray<{ tenantId: string; tenantName: string }>>;
+  /** The tenant whose SSO engineers of this email domain sign in with; each domain has one at most. */
+  tenantForDomain(domain: string): Promise<{ tenantId: string; tenantName: string } | null>;
 }
 
 const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
@@ -150,13 +152,43 @@ export function createSsoConfigService(deps: {
         console_admins: JSON.stringify(input.consoleAdmins),
         ...sealedColumns(sealed),
       };
-      const row = await db
-        .insertInto('tenant_sso_configs')
-        .values({ tenant_id: tenantId, id: `sso:${tenantId}`, ...values })
-        .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ ...values, updated_at: new Date() }))
-        .returning(viewColumns)
-        .executeTakeFirstOrThrow();
-      return toConfig(row);
+      const domains = input.allowedEmailDomains;
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .insertInto('tenant_sso_configs')
+          .values({ tenant_id: tenantId, id: `sso:${tenantId}`, ...values })
+          .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ ...values, updated_at: new Date() }))
+          .returning(viewColumns)
+          .executeTakeFirstOrThrow();
+        await trx
+          .deleteFrom('tenant_sso_domains')
+          .where('tenant_id', '=', tenantId)
+          .where('domain', 'not in', domains)
+          .execute();
+        // A domain another tenant holds stays theirs (a concurrent claim waits on the key, then
+        // finds it taken); the whole change is then refused, nothing written.
+        await trx
+          .insertInto('tenant_sso_domains')
+          .values(domains.map((domain) => ({ domain, tenant_id: tenantId })))
+          .onConflict((oc) => oc.column('domain').doNothing())
+          .execute();
+        const taken = await trx
+          .selectFrom('tenant_sso_domains')
+          .select('domain')
+          .where('domain', 'in', domains)
+          .where('tenant_id', '<>', tenantId)
+          .orderBy('domain')
+          .execute();
+        if (taken.length > 0) {
+          const named = taken.map((t) => `"${t.domain}"`).join(', ');
+          throw new WardenError(
+            'conflict',
+            `allowed_email_domains: ${named} already signs in to another organization here; an email domain belongs to one organization only (first come). Remove it, or ask the operator if the domain is yours`,
+            { field: 'allowed_email_domains' },
+          );
+        }
+        return toConfig(row);
+      });
     },
     async get(tenantId) {
       const row = await db
@@ -185,19 +217,18 @@ export function createSsoConfigService(deps: {
         .executeTakeFirst();
       if (result.numDeletedRows === 0n) throw notFound('SSO configuration');
     },
-    async tenantsForDomain(domain) {
+    async tenantForDomain(domain) {
       const normalized = domain.trim().toLowerCase();
       if (!DOMAIN.test(normalized)) {
         throw new WardenError('invalid_request', 'email: enter your work email address', { field: 'email' });
       }
-      return db
-        .selectFrom('tenant_sso_configs as s')
-        .innerJoin('tenants as t', 't.id', 's.tenant_id')
-        .select(['s.tenant_id as tenantId', 't.name as tenantName'])
-        .where(sql<boolean>`s.allowed_email_domains @> ${JSON.stringify([normalized])}::jsonb`)
-        .orderBy('t.name')
-        .limit(20)
-        .execute();
+      const row = await db
+        .selectFrom('tenant_sso_domains as d')
+        .innerJoin('tenants as t', 't.id', 'd.tenant_id')
+        .select(['d.tenant_id as tenantId', 't.name as tenantName'])
+        .where('d.domain', '=', normalized)
+        .executeTakeFirst();
+      return row ?? null;
     },
   };
 }

@@ -81,6 +81,8 @@ const schema = z
     OAUTH_REFRESH_TOKEN_TTL_SECONDS: int(3600, 365 * 86_400).default(30 * 86_400),
     OAUTH_LOGIN_LINK_TTL_SECONDS: int(30, 3600).default(300),
     OAUTH_ALLOW_INSECURE: bool.default(false),
+    OAUTH_REGISTRATION_LIMIT: z.string().default('20/3600'),
+    OAUTH_UNUSED_CLIENT_TTL_SECONDS: int(300, 30 * 86_400).default(86_400),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
     AUDIT_OUTCOME_GRACE_SECONDS: int(0, 86_400).optional(),
@@ -217,6 +219,10 @@ export interface Config {
      * client ID metadata documents from private networks with unverified TLS certificates.
      */
     readonly allowInsecure: boolean;
+    /** Dynamic Client Registrations per client address (`request.ip`), across every replica. */
+    readonly registrationLimit: BudgetSpec;
+    /** A dynamically registered client that gets no grant within this long is forgotten. */
+    readonly unusedClientTtlSeconds: number;
   };
   readonly auditRetentionDays: number;
   /** How often each moved chain head is signed (a checkpoint). */
@@ -347,10 +353,12 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   let budget: BudgetSpec;
   let graphqlBudget: BudgetSpec;
   let r2Budget: BudgetSpec;
+  let registrationLimit: BudgetSpec;
   try {
     budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
     graphqlBudget = parseBudget(env.CLOUDFLARE_GRAPHQL_BUDGET, 'CLOUDFLARE_GRAPHQL_BUDGET');
     r2Budget = parseBudget(env.CLOUDFLARE_R2_BUDGET, 'CLOUDFLARE_R2_BUDGET');
+    registrationLimit = parseBudget(env.OAUTH_REGISTRATION_LIMIT, 'OAUTH_REGISTRATION_LIMIT');
   } catch (error) {
     throw new ConfigError(`invalid configuration:\n  ${(error as Error).message}`);
   }
@@ -432,6 +440,8 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       refreshTokenTtlSeconds: env.OAUTH_REFRESH_TOKEN_TTL_SECONDS,
       loginLinkTtlSeconds: env.OAUTH_LOGIN_LINK_TTL_SECONDS,
       allowInsecure: env.OAUTH_ALLOW_INSECURE,
+      registrationLimit,
+      unusedClientTtlSeconds: env.OAUTH_UNUSED_CLIENT_TTL_SECONDS,
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     auditCheckpointIntervalMs: env.AUDIT_CHECKPOINT_INTERVAL_SECONDS * 1000,

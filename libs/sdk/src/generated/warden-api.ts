@@ -5513,7 +5513,7 @@ export interface paths {
                         client_secret: string;
                         /** @description The ID token claim that becomes the MCP identifier. Default "email". */
                         identifier_claim?: string;
-                        /** @description Engineers sign in only with a verified email in one of these domains. */
+                        /** @description Engineers sign in only with a verified email in one of these domains, and the sign-in page sends an email of these domains to this provider. A domain belongs to one organization only: one another organization listed first is refused with 409. */
                         allowed_email_domains: string[];
                         /** @description Identifiers (values of `identifier_claim`) that may also sign in to the admin console at /console with this provider. Default none: the console then takes only API keys. Changing the configuration ends SSO console sessions. */
                         console_admins?: string[];

@@ -224,7 +224,8 @@ describe('console sign-in with the tenant’s SSO', () => {
     expect(again.status).toBe(400);
   });
 
-  it('asks which tenant when several sign in people of the email domain, then starts at the chosen one', async () => {
+  it("starts only at the email domain's one tenant: another tenant cannot claim the domain nor be chosen", async () => {
+    expect((await f.api('PUT', '/api/v1/mcp/sso', ssoConfig([ALICE.email]))).status).toBe(200);
     const beta = await f.t.createTenant('Acme Beta');
     f.t.secrets.add(beta.apiKey);
     const put = await f.t.app.inject({
@@ -233,33 +234,24 @@ describe('console sign-in with the tenant’s SSO', () => {
       headers: { authorization: `Bearer ${beta.apiKey}` },
       payload: ssoConfig([]),
     });
-    expect(put.statusCode, put.body).toBe(200);
+    expect(put.statusCode, put.body).toBe(409);
+    expect(put.json().error).toMatchObject({ code: 'conflict', field: 'allowed_email_domains' });
     const ua = browser();
-    const ask = await startSso(ua, { email: ALICE.email });
-    expect(ask.status).toBe(200);
-    expect(ask.body.redirect_url).toBeUndefined();
-    expect(ask.body.tenants).toEqual([
-      { id: f.tenant.tenantId, name: 'Acme' },
-      { id: beta.tenantId, name: 'Acme Beta' },
-    ]);
-    const chosen = await startSso(ua, { email: ALICE.email, tenant_id: beta.tenantId });
-    expect(chosen.status).toBe(200);
-    expect(chosen.body.redirect_url!.startsWith(`${f.idp.issuer}/`)).toBe(true);
-    // Beta names no console admins: alice, an admin of Acme, is refused there.
-    const idpLogin = await ua.get(chosen.body.redirect_url!);
+    // Naming a tenant is not part of the request: the domain decides.
+    const named = await startSso(ua, { email: ALICE.email, tenant_id: beta.tenantId });
+    expect(named.status).toBe(400);
+    const started = await startSso(ua, { email: ALICE.email });
+    expect(started.status).toBe(200);
+    expect(started.body).not.toHaveProperty('tenants');
+    expect(started.body.redirect_url!.startsWith(`${f.idp.issuer}/`)).toBe(true);
+    const idpLogin = await ua.get(started.body.redirect_url!);
     const idpConsent = await ua.submit(idpLogin, { login: ALICE.email, password: ALICE.password });
     const back = idpConsent.status === 0 ? idpConsent : await ua.submit(idpConsent);
-    expect(back.url).toBe(`${f.base}/console?sso_error=not_admin`);
-    expect(await consoleCookie(ua)).toBeUndefined();
-    expect(
-      (
-        await f.t.app.inject({
-          method: 'DELETE',
-          url: '/api/v1/mcp/sso',
-          headers: { authorization: `Bearer ${beta.apiKey}` },
-        })
-      ).statusCode,
-    ).toBe(204);
+    expect(back.url).toBe(`${f.base}/console`);
+    const signedIn = await session(ua);
+    expect(signedIn.status).toBe(200);
+    expect(JSON.stringify(signedIn.body)).toContain(f.tenant.tenantId);
+    expect(JSON.stringify(signedIn.body)).not.toContain(beta.tenantId);
   });
 
   it('answers a clear 400 for an email no tenant signs in with, and for a bad console_admins entry', async () => {

@@ -8,6 +8,7 @@ import { oauthRoutes } from './oauth.routes.ts';
 import { createOAuthServer } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
+import { createRegistrationLimit } from './registration-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
 
 /**
@@ -30,6 +31,7 @@ export async function setUpMcpOAuth(
     | 'connectedAccounts'
     | 'policies'
     | 'scopedTools'
+    | 'redis'
   >,
   consoleSignIn: ConsoleSsoSignIn,
 ): Promise<OAuthServer> {
@@ -53,6 +55,7 @@ export async function setUpMcpOAuth(
       accessTokenTtlSeconds: config.oauth.accessTokenTtlSeconds,
       refreshTokenTtlSeconds: config.oauth.refreshTokenTtlSeconds,
       allowInsecure,
+      unusedClientTtlSeconds: config.oauth.unusedClientTtlSeconds,
     },
     audit,
     // Its live sessions and running calls end on every replica, like a minted token's.
@@ -66,9 +69,16 @@ export async function setUpMcpOAuth(
     publicUrl: config.publicUrl,
     ttlSeconds: config.oauth.loginLinkTtlSeconds,
   });
+  const registrationLimit = createRegistrationLimit({
+    spec: config.oauth.registrationLimit,
+    redis: container.redis,
+    keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
+  });
+  app.addHook('onClose', () => registrationLimit.close());
   await app.register(async (scope) =>
     oauthRoutes(scope, {
       server,
+      registrationLimit,
       db,
       publicUrl: config.publicUrl,
       tenants: container.tenants,

@@ -75,13 +75,30 @@ function checkClientMetadata(client: AdapterPayload): void {
   }
 }
 
+export interface ArtifactOptions {
+  /**
+   * A dynamically registered client lives this long unless a grant keeps it: each grant made
+   * for it moves its expiry to the grant's, so an unused one is forgotten (and purged) and a
+   * used one lasts as long as its latest grant could.
+   */
+  readonly unusedClientTtlSeconds: number;
+}
+
 class ArtifactAdapter implements Adapter {
   readonly #db: Kysely<Database>;
   readonly #model: string;
+  readonly #options: ArtifactOptions | null;
 
-  constructor(db: Kysely<Database>, model: string) {
+  constructor(db: Kysely<Database>, model: string, options: ArtifactOptions | null) {
     this.#db = db;
     this.#model = model;
+    this.#options = options;
+  }
+
+  /** How long a stored payload lives: oidc-provider saves registered clients without an expiry. */
+  #lifetime(expiresIn: number | undefined): number | undefined {
+    if (this.#model === 'Client' && expiresIn === undefined) return this.#options?.unusedClientTtlSeconds;
+    return expiresIn;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -105,13 +122,16 @@ class ArtifactAdapter implements Adapter {
       tenant_id: account?.tenantId ?? null,
       identifier: account?.identifier ?? null,
       client_id: typeof payload.clientId === 'string' ? payload.clientId : null,
-      expires_at: expiry(expiresIn),
+      expires_at: expiry(this.#lifetime(expiresIn)),
     };
     await this.#db
       .insertInto('oauth_artifacts')
       .values({ model: this.#model, id: storedId(this.#model, id), ...values })
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(values))
       .execute();
+    if (this.#model === 'Grant' && values.client_id !== null) {
+      await keepClientFor(this.#db, values.client_id, values.expires_at);
+    }
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -202,19 +222,38 @@ class ArtifactAdapter implements Adapter {
   }
 }
 
-export function artifactAdapterFactory(db: Kysely<Database>): (model: string) => Adapter {
-  return (model) => new ArtifactAdapter(db, model);
+/**
+ * A registered client with a grant lives at least as long as the grant. Clients of a metadata
+ * document are not stored (oidc-provider fetches and caches the document), so nothing matches.
+ */
+async function keepClientFor(db: Kysely<Database>, clientId: string, grantExpiresAt: Date | null) {
+  await db
+    .updateTable('oauth_artifacts')
+    .set({
+      expires_at: grantExpiresAt === null ? null : sql<Date>`greatest(expires_at, ${grantExpiresAt})`,
+    })
+    .where('model', '=', 'Client')
+    .where('id', '=', clientId)
+    .where('expires_at', '>', sql<Date>`now()`)
+    .execute();
+}
+
+export function artifactAdapterFactory(
+  db: Kysely<Database>,
+  options: ArtifactOptions,
+): (model: string) => Adapter {
+  return (model) => new ArtifactAdapter(db, model, options);
 }
 
 /** Warden's own records (pending SSO sign-ins, login links, consents) in the same table. */
 export function createRecordStore<T extends object>(db: Kysely<Database>, model: string) {
   return {
     async put(id: string, payload: T & { accountId?: string }, ttlSeconds: number): Promise<void> {
-      await new ArtifactAdapter(db, model).upsert(id, payload as AdapterPayload, ttlSeconds);
+      await new ArtifactAdapter(db, model, null).upsert(id, payload as AdapterPayload, ttlSeconds);
     },
     /** Reads without using up (to show what a link would do). */
     async peek(id: string): Promise<T | null> {
-      const payload = await new ArtifactAdapter(db, model).find(id);
+      const payload = await new ArtifactAdapter(db, model, null).find(id);
       return payload && !payload.consumed ? (payload as T) : null;
     },
     /** Uses the record up: of concurrent takes, exactly one gets it; expired or used → null. */

@@ -94,22 +94,11 @@ export interface LoginView {
   readonly clientName: string;
   readonly error?: string;
   readonly email?: string;
-  /** Several organizations sign in engineers of this domain: the engineer picks one. */
-  readonly tenantChoices?: ReadonlyArray<{ tenantId: string; tenantName: string }>;
   readonly formTargets: readonly string[];
 }
 
 export function loginPage(view: LoginView): Page {
   const action = `/oauth/interaction/${encodeURIComponent(view.uid)}`;
-  const choices = view.tenantChoices
-    ? `<p>Several organizations use this email domain. Which one are you signing in to?</p>
-${view.tenantChoices
-  .map(
-    (t, i) =>
-      `<label><input type="radio" name="tenant_id" value="${html(t.tenantId)}"${i === 0 ? ' checked' : ''}> ${html(t.tenantName)}</label>`,
-  )
-  .join('\n')}`
-    : '';
   return page(
     'Sign in to use Cloudflare through Warden',
     `<p><strong>${html(view.clientName)}</strong> wants to connect to Warden on your behalf.</p>
@@ -118,7 +107,6 @@ ${view.error ? `<p class="error">${html(view.error)}</p>` : ''}
 <form method="post" action="${html(action)}/sso">
 <label for="email">Work email</label>
 <input id="email" type="email" name="email" autocomplete="email" required value="${html(view.email ?? '')}">
-${choices}
 <button type="submit">Continue with SSO</button>
 </form>
 <h2>With a sign-in link</h2>

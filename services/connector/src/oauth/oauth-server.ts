@@ -29,6 +29,8 @@ export interface OAuthServerOptions {
   readonly accessTokenTtlSeconds: number;
   readonly refreshTokenTtlSeconds: number;
   readonly allowInsecure: boolean;
+  /** A dynamically registered client that gets no grant within this long is forgotten. */
+  readonly unusedClientTtlSeconds: number;
 }
 
 /** What Warden remembers about a consent beside oidc-provider's grant: for listing it. */
@@ -51,6 +53,8 @@ export interface ConsentView {
 }
 
 export const INTERACTION_TTL_SECONDS = 30 * 60;
+/** Dynamic Client Registration (RFC 7591), as the authorization server metadata advertises it. */
+export const REGISTRATION_PATH = '/oauth/register';
 const SESSION_TTL_SECONDS = 3600;
 
 /**
@@ -100,7 +104,7 @@ export function createOAuthServer(deps: {
       : new Agent({ connect: { lookup: publicOnlyLookup } });
 
     const configuration: Configuration = {
-      adapter: artifactAdapterFactory(db),
+      adapter: artifactAdapterFactory(db, { unusedClientTtlSeconds: options.unusedClientTtlSeconds }),
       clients: [],
       clientDefaults: {
         grant_types: ['authorization_code', 'refresh_token'],
@@ -196,7 +200,7 @@ export function createOAuthServer(deps: {
       routes: {
         authorization: '/oauth/authorize',
         token: '/oauth/token',
-        registration: '/oauth/register',
+        registration: REGISTRATION_PATH,
         revocation: '/oauth/revoke',
         jwks: '/oauth/jwks',
         end_session: '/oauth/session/end',

@@ -98,7 +98,9 @@ export async function oauthTenantRoutes(
           .describe('The ID token claim that becomes the MCP identifier. Default "email".'),
         allowed_email_domains: z
           .array(z.string())
-          .describe('Engineers sign in only with a verified email in one of these domains.'),
+          .describe(
+            'Engineers sign in only with a verified email in one of these domains, and the sign-in page sends an email of these domains to this provider. A domain belongs to one organization only: one another organization listed first is refused with 409.',
+          ),
         console_admins: z
           .array(z.string())
           .optional()

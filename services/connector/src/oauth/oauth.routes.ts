@@ -25,20 +25,22 @@ import {
   signedInPage,
 } from './oauth-pages.ts';
 import type { Page } from './oauth-pages.ts';
-import { INTERACTION_TTL_SECONDS, MCP_SCOPE } from './oauth-server.ts';
+import { INTERACTION_TTL_SECONDS, MCP_SCOPE, REGISTRATION_PATH } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
+import type { RegistrationLimit } from './registration-limit.ts';
 import { SsoRefusal } from './sso.ts';
 import type { SsoPending, SsoRelyingParty } from './sso.ts';
 
 export interface OAuthRouteDeps {
   readonly server: OAuthServer;
+  readonly registrationLimit: Pick<RegistrationLimit, 'spec' | 'take'>;
   readonly db: Kysely<Database>;
   readonly publicUrl: string;
   readonly tenants: Pick<TenantService, 'get'>;
   readonly accounts: Pick<ConnectedAccountService, 'list'>;
   readonly policies: Pick<PolicyStore, 'effective'>;
   readonly scopedTools: Pick<ScopedToolsService, 'list'>;
-  readonly ssoConfigs: Pick<SsoConfigService, 'tenantsForDomain'>;
+  readonly ssoConfigs: Pick<SsoConfigService, 'tenantForDomain'>;
   readonly sso: SsoRelyingParty;
   readonly loginLinks: LoginLinks;
   readonly audit: OAuthAudit;
@@ -70,6 +72,17 @@ function formBody(request: FastifyRequest): Record<string, string> {
   return body && typeof body === 'object' ? (body as Record<string, string>) : {};
 }
 
+/**
+ * Whether oidc-provider will route this request to Dynamic Client Registration: its router folds
+ * case and ignores one trailing slash, so `/oauth/REGISTER/` is registration too.
+ */
+function isRegistration(request: FastifyRequest): boolean {
+  if (request.method !== 'POST') return false;
+  const path = (request.raw.url ?? '').split('?')[0] ?? '';
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  return trimmed.toUpperCase() === REGISTRATION_PATH.toUpperCase();
+}
+
 /** Origins a page's forms may end up at: the client's redirect URI and, on the login page, any IdP. */
 function redirectOrigin(redirectUri: unknown): string | null {
   const url = typeof redirectUri === 'string' ? URL.parse(redirectUri) : null;
@@ -90,6 +103,21 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   }
 
   async function forward(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    if (isRegistration(request)) {
+      // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
+      const taken = await deps.registrationLimit.take(request.ip);
+      if (!taken.allowed) {
+        const { capacity, windowSeconds } = deps.registrationLimit.spec;
+        return reply
+          .code(429)
+          .header('retry-after', String(taken.retryAfterSeconds))
+          .header('cache-control', 'no-store')
+          .send({
+            error: 'rate_limited',
+            error_description: `too many client registrations from this address (at most ${capacity} in ${windowSeconds} s); retry after ${taken.retryAfterSeconds} s`,
+          });
+      }
+    }
     setForwarded(request);
     // Built before the reply is taken over, so a failure still gets the usual error answer.
     await server.provider();
@@ -247,17 +275,16 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     return started.url;
   }
 
-  /** The tenants whose SSO takes this email, or a message for the person. */
-  async function tenantsForEmail(
-    email: string,
-  ): Promise<ReadonlyArray<{ tenantId: string; tenantName: string }> | string> {
+  /**
+   * The one tenant whose SSO takes this email (a domain is claimed by one tenant only, first
+   * come, so nobody picks another's), or a message for the person.
+   */
+  async function tenantForEmail(email: string): Promise<{ tenantId: string; tenantName: string } | string> {
     const at = email.lastIndexOf('@');
     if (at <= 0) return 'Enter your work email address.';
     try {
-      const tenants = await deps.ssoConfigs.tenantsForDomain(email.slice(at + 1));
-      return tenants.length > 0
-        ? tenants
-        : `No organization signs in engineers with ${email.slice(at)} email addresses here.`;
+      const tenant = await deps.ssoConfigs.tenantForDomain(email.slice(at + 1));
+      return tenant ?? `No organization signs in engineers with ${email.slice(at)} email addresses here.`;
     } catch (error) {
       if (isWardenError(error) && error.code === 'invalid_request') return 'Enter your work email address.';
       throw error;
@@ -299,19 +326,13 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     r.post('/console/api/sso', {
       schema: {
         hide: true,
-        body: z.strictObject({ email: z.string().max(320), tenant_id: z.string().max(100).optional() }),
+        body: z.strictObject({ email: z.string().max(320) }),
       },
       handler: async (request, reply) => {
         const email = request.body.email.trim();
-        const tenants = await tenantsForEmail(email);
-        if (typeof tenants === 'string') {
-          throw new WardenError('invalid_request', `email: ${tenants}`, { field: 'email' });
-        }
-        const chosen =
-          tenants.length === 1 ? tenants[0] : tenants.find((t) => t.tenantId === request.body.tenant_id);
-        if (!chosen) {
-          // Several organizations take this domain: the page asks which one.
-          return { tenants: tenants.map((t) => ({ id: t.tenantId, name: t.tenantName })) };
+        const chosen = await tenantForEmail(email);
+        if (typeof chosen === 'string') {
+          throw new WardenError('invalid_request', `email: ${chosen}`, { field: 'email' });
         }
         const url = await startSso(request, reply, {
           tenantId: chosen.tenantId,
@@ -438,19 +459,11 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       const clientName = await clientNameOf(String(details.params.client_id));
       const clientOrigin = redirectOrigin(details.params.redirect_uri);
       const targets = clientOrigin ? [clientOrigin] : [];
-      const again = (
-        error: string,
-        extra: { tenantChoices?: Array<{ tenantId: string; tenantName: string }> } = {},
-      ) =>
-        send(
-          reply,
-          loginPage({ uid: details.uid, clientName, email, error, formTargets: targets, ...extra }),
-        );
+      const again = (error: string) =>
+        send(reply, loginPage({ uid: details.uid, clientName, email, error, formTargets: targets }));
 
-      const tenants = await tenantsForEmail(email);
-      if (typeof tenants === 'string') return again(tenants);
-      const chosen = tenants.length === 1 ? tenants[0] : tenants.find((t) => t.tenantId === form.tenant_id);
-      if (!chosen) return again('Choose your organization.', { tenantChoices: [...tenants] });
+      const chosen = await tenantForEmail(email);
+      if (typeof chosen === 'string') return again(chosen);
 
       let url: string;
       try {

@@ -26,8 +26,6 @@ function ssoErrorFromUrl(): string | null {
  */
 export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void }) {
   const [email, setEmail] = useState('');
-  const [tenants, setTenants] = useState<Array<{ id: string; name: string }> | null>(null);
-  const [tenantId, setTenantId] = useState('');
   const [ssoError, setSsoError] = useState<string | null>(ssoErrorFromUrl);
   const [ssoBusy, setSsoBusy] = useState(false);
   const [kind, setKind] = useState<'tenant' | 'operator'>('tenant');
@@ -56,17 +54,10 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
     setSsoBusy(true);
     setSsoError(null);
     try {
-      const answer = await api<{ redirect_url?: string; tenants?: Array<{ id: string; name: string }> }>(
-        'POST',
-        '/console/api/sso',
-        { email, ...(tenants && tenantId ? { tenant_id: tenantId } : {}) },
-      );
-      if (answer.redirect_url) {
-        window.location.assign(answer.redirect_url);
-        return;
-      }
-      setTenants(answer.tenants ?? []);
-      setTenantId(answer.tenants?.[0]?.id ?? '');
+      // The email's domain names the one organization whose SSO it signs in with.
+      const answer = await api<{ redirect_url: string }>('POST', '/console/api/sso', { email });
+      window.location.assign(answer.redirect_url);
+      return;
     } catch (e) {
       setSsoError(e instanceof ApiError ? e.message : 'The single sign-on could not start; try again.');
     }
@@ -85,24 +76,9 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
           autoComplete="email"
           required
           value={email}
-          onChange={(e) => {
-            setEmail(e.target.value);
-            setTenants(null);
-          }}
+          onChange={(e) => setEmail(e.target.value)}
           placeholder="you@example.com"
         />
-        {tenants && tenants.length > 1 && (
-          <>
-            <label htmlFor="sso-tenant">Organization</label>
-            <select id="sso-tenant" value={tenantId} onChange={(e) => setTenantId(e.target.value)}>
-              {tenants.map((t) => (
-                <option key={t.id} value={t.id}>
-                  {t.name}
-                </option>
-              ))}
-            </select>
-          </>
-        )}
         {ssoError && (
           <p className="error" role="alert">
             {ssoError}

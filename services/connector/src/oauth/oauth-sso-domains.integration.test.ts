@@ -1,0 +1,129 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ALICE, startOAuthFixture } from './test-support/oauth-fixture.ts';
+import type { OAuthFixture } from './test-support/oauth-fixture.ts';
+import { startTestIdp } from './test-support/test-idp.ts';
+import type { TestIdp } from './test-support/test-idp.ts';
+
+interface SsoAnswer {
+  sso?: { allowed_email_domains: string[] };
+  error?: { code: string; field?: string; message: string };
+}
+
+/**
+ * The sign-in page sends an engineer to the identity provider of the organization whose SSO
+ * lists their email domain. Another organization listing that domain must not receive them.
+ */
+describe('an email domain signs in to one organization only', () => {
+  let f: OAuthFixture;
+  let evilIdp: TestIdp;
+  let evil: { tenantId: string; apiKey: string };
+
+  beforeAll(async () => {
+    f = await startOAuthFixture();
+    // The attacker's own identity provider, which would gladly "sign in" anyone.
+    evilIdp = await startTestIdp({
+      redirectUri: `${f.base}/oauth/sso/callback`,
+      users: [{ email: ALICE.email, password: 'attacker-knows-this' }],
+    });
+    f.t.secrets.add(evilIdp.clientSecret);
+    evil = await f.t.createTenant('Acme');
+  });
+  afterAll(async () => {
+    await evilIdp.close();
+    await f.close();
+  });
+
+  async function putSso(apiKey: string, domains: string[], idp = evilIdp) {
+    const res = await f.t.app.inject({
+      method: 'PUT',
+      url: '/api/v1/mcp/sso',
+      headers: { authorization: `Bearer ${apiKey}` },
+      payload: {
+        issuer: idp.issuer,
+        client_id: idp.clientId,
+        client_secret: idp.clientSecret,
+        allowed_email_domains: domains,
+      },
+    });
+    return { status: res.statusCode, body: res.json() as SsoAnswer };
+  }
+
+  async function getSso(apiKey: string) {
+    const res = await f.t.app.inject({
+      method: 'GET',
+      url: '/api/v1/mcp/sso',
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    return { status: res.statusCode, body: res.json() as SsoAnswer };
+  }
+
+  function authorizationUrl(): URL {
+    const url = new URL(`${f.base}/oauth/authorize`);
+    for (const [k, v] of Object.entries({
+      response_type: 'code',
+      client_id: f.cimd.clientId,
+      redirect_uri: f.callbackUrl,
+      code_challenge: createHash('sha256').update(randomBytes(32)).digest('base64url'),
+      code_challenge_method: 'S256',
+      resource: f.mcpUrl,
+      scope: 'mcp',
+    })) {
+      url.searchParams.set(k, v);
+    }
+    return url;
+  }
+
+  it('refuses a domain another organization listed first with 409 naming the field, writing nothing', async () => {
+    const first = await putSso(evil.apiKey, ['evil.example', 'ACME.com']);
+    expect(first.status, JSON.stringify(first.body)).toBe(409);
+    expect(first.body.error).toMatchObject({ code: 'conflict', field: 'allowed_email_domains' });
+    expect(first.body.error?.message).toContain('"acme.com"');
+    expect(first.body.error?.message).not.toContain(f.tenant.tenantId);
+    expect((await getSso(evil.apiKey)).status).toBe(404);
+
+    // With domains of its own it may configure SSO; adding Acme's later is refused the same way.
+    expect((await putSso(evil.apiKey, ['evil.example'])).status).toBe(200);
+    const later = await putSso(evil.apiKey, ['evil.example', 'acme.com']);
+    expect(later.status).toBe(409);
+    expect((await getSso(evil.apiKey)).body.sso?.allowed_email_domains).toEqual(['evil.example']);
+
+    // The owner re-saving its configuration keeps its domain.
+    const again = await putSso(f.tenant.apiKey, ['acme.com'], f.idp);
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+  });
+
+  it("an Acme engineer's email still reaches Acme's identity provider, never the other tenant's", async () => {
+    const ua = f.userAgent();
+    const login = await ua.get(authorizationUrl().href);
+    expect(login.body).not.toContain('name="tenant_id"');
+    const idpLogin = await ua.submit(login, { email: ALICE.email }, '/sso');
+    expect(idpLogin.url.startsWith(f.idp.issuer), idpLogin.url).toBe(true);
+    expect(idpLogin.url.startsWith(evilIdp.issuer)).toBe(false);
+    // A tenant_id in the form (the old organization chooser) is ignored.
+    const forced = await f.userAgent().get(authorizationUrl().href);
+    const stillAcme = await f
+      .userAgent()
+      .submit(forced, { email: ALICE.email, tenant_id: evil.tenantId }, '/sso');
+    expect(stillAcme.url.startsWith(evilIdp.issuer)).toBe(false);
+  });
+
+  it('claims are first come and unique under concurrency; a removed configuration frees its domains', async () => {
+    const [b, c] = [await f.t.createTenant('B'), await f.t.createTenant('C')];
+    const results = await Promise.all([
+      putSso(b.apiKey, ['contested.example']),
+      putSso(c.apiKey, ['contested.example']),
+    ]);
+    expect(results.map((r) => r.status).sort()).toEqual([200, 409]);
+
+    const winner = results[0]!.status === 200 ? b : c;
+    const loser = winner === b ? c : b;
+    const removed = await f.t.app.inject({
+      method: 'DELETE',
+      url: '/api/v1/mcp/sso',
+      headers: { authorization: `Bearer ${winner.apiKey}` },
+    });
+    expect(removed.statusCode).toBe(204);
+    expect((await putSso(loser.apiKey, ['contested.example'])).status).toBe(200);
+  });
+});

@@ -1,0 +1,40 @@
+import type { Redis } from 'ioredis';
+import { createMemoryWindows, createRedisWindows } from '@warden/ratelimit';
+import type { BudgetSpec, PrincipalWindows } from '@warden/ratelimit';
+
+export type RegistrationTake =
+  { readonly allowed: true } | { readonly allowed: false; readonly retryAfterSeconds: number };
+
+/**
+ * Dynamic Client Registrations per client address: anyone may register, so without a limit
+ * anyone could fill the database with clients. Every attempt counts (a refused one costs the
+ * same work). The budget's sliding windows, in Redis when there is one (every replica shares
+ * them), else in this process. An attempt is never settled: with no in-flight time it counts
+ * for exactly one window from its admission.
+ */
+export function createRegistrationLimit(options: {
+  readonly spec: BudgetSpec;
+  readonly redis: Redis | null;
+  readonly keyPrefix: string;
+}) {
+  const { spec } = options;
+  const windowOptions = { inFlightMs: 0, probeAfterMs: null };
+  const windows: PrincipalWindows = options.redis
+    ? createRedisWindows({ ...windowOptions, redis: options.redis, keyPrefix: options.keyPrefix })
+    : createMemoryWindows(windowOptions);
+
+  return {
+    spec,
+    /** Counts one attempt from `address`; throws `unavailable` when Redis cannot be asked (503). */
+    async take(address: string): Promise<RegistrationTake> {
+      // The windows' REST kind stands for "requests" here; the key prefix keeps them apart.
+      const taken = await windows.take(address, 'rest', spec);
+      return taken.allowed
+        ? { allowed: true }
+        : { allowed: false, retryAfterSeconds: Math.ceil(taken.retryAfterMs / 1000) };
+    },
+    close: () => windows.close(),
+  };
+}
+
+export type RegistrationLimit = ReturnType<typeof createRegistrationLimit>;
