@@ -43,6 +43,11 @@ export function createOffboardingService(deps: {
   mintedCredentials: MintedCredentialStore;
   /** Revokes the identity's OAuth grants from MCP sign-in (with their tokens); returns how many. */
   revokeOAuthGrants?: (tenantId: string, identifier: string) => Promise<number>;
+  /**
+   * Takes the identity off the tenant's console admins (SSO console sign-in), so it cannot sign
+   * straight back in; whether it was one.
+   */
+  revokeConsoleAdmin?: (tenantId: string, identifier: string) => Promise<boolean>;
   logger: Logger;
   clock?: Clock;
 }) {
@@ -169,6 +174,7 @@ export function createOffboardingService(deps: {
       const revokedMcpTokens =
         (await deps.mcpTokens.revokeAllFor(ctx, identifier)) +
         ((await deps.revokeOAuthGrants?.(ctx.tenantId, identifier)) ?? 0);
+      const consoleAdminRevoked = (await deps.revokeConsoleAdmin?.(ctx.tenantId, identifier)) ?? false;
       await deps.closeSessions(ctx.tenantId, identifier);
 
       await journal.flush([
@@ -184,6 +190,7 @@ export function createOffboardingService(deps: {
                 ...(r.upstream ? { upstream_revoked: r.upstream.revoked, detail: r.upstream.detail } : {}),
               })),
               mcp_tokens_revoked: revokedMcpTokens,
+              console_admin_revoked: consoleAdminRevoked,
               revoke_upstream: options.revokeUpstream,
             },
           },

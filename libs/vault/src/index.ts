@@ -38,5 +38,9 @@ export {
 } from './mcp-tokens.service.ts';
 export type { McpSession, McpToken, McpTokenListing, McpTokenService } from './mcp-tokens.service.ts';
 export { connectedAccountJson } from './connected-account.json.ts';
-export { createSsoConfigService, validateSsoConfigInput } from './sso-configs.service.ts';
+export {
+  createSsoConfigService,
+  removeSsoConsoleAdmin,
+  validateSsoConfigInput,
+} from './sso-configs.service.ts';
 export type { SsoConfig, SsoConfigInput, SsoConfigService } from './sso-configs.service.ts';

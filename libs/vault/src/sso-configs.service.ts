@@ -1,6 +1,7 @@
 import { WardenError, invalidRequest, notFound } from '@warden/core';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
+import { sql } from 'kysely';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
@@ -43,6 +44,24 @@ export interface SsoConfigService {
   remove(tenantId: string): Promise<void>;
   /** The tenant whose SSO engineers of this email domain sign in with; each domain has one at most. */
   tenantForDomain(domain: string): Promise<{ tenantId: string; tenantName: string } | null>;
+}
+
+/**
+ * Takes an identifier off a tenant's `console_admins` (offboarding: it cannot sign straight back
+ * in). The configuration's `updated_at` stays, so the other admins' console sessions go on.
+ */
+export async function removeSsoConsoleAdmin(
+  db: Kysely<Database>,
+  tenantId: string,
+  identifier: string,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('tenant_sso_configs')
+    .set({ console_admins: sql`console_admins - ${identifier}::text` })
+    .where('tenant_id', '=', tenantId)
+    .where(sql<boolean>`console_admins ? ${identifier}::text`)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
 }
 
 const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;

@@ -16,6 +16,7 @@ import {
   createKeyRotationService,
   createMcpTokenService,
   createTenantService,
+  removeSsoConsoleAdmin,
 } from '@warden/vault';
 import type {
   ConnectedAccountService,
@@ -530,6 +531,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       await invalidate({ tenantId, identifier, reason: 'revoked' });
     },
     revokeOAuthGrants: (tenantId, identifier) => revokeOAuthGrantsOf(db.kysely, tenantId, identifier),
+    revokeConsoleAdmin: (tenantId, identifier) => removeSsoConsoleAdmin(db.kysely, tenantId, identifier),
     mintedCredentials,
     logger,
     clock,

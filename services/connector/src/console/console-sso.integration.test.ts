@@ -178,7 +178,8 @@ describe('console sign-in with the tenant’s SSO', () => {
     expect((await f.api('DELETE', '/api/v1/mcp/sso')).status).toBe(204);
     expect((await session(ua)).status).toBe(401);
 
-    expect((await f.api('PUT', '/api/v1/mcp/sso', ssoConfig([ALICE.email]))).status).toBe(200);
+    const configured = await f.api('PUT', '/api/v1/mcp/sso', ssoConfig([ALICE.email, 'dana@acme.com']));
+    expect(configured.status).toBe(200);
     ua = await signIn();
     const offboard = await f.api(
       'POST',
@@ -187,6 +188,24 @@ describe('console sign-in with the tenant’s SSO', () => {
     );
     expect(offboard.status).toBe(200);
     expect((await session(ua)).status).toBe(401);
+    // Offboarding takes her off the console admins, so she cannot sign straight back in; the
+    // configuration is otherwise unchanged (another admin's sessions go on).
+    const after = await f.api('GET', '/api/v1/mcp/sso');
+    expect(after.body.sso).toMatchObject({
+      console_admins: ['dana@acme.com'],
+      updated_at: configured.body.sso.updated_at,
+    });
+    const again = browser();
+    expect((await ssoSignIn(again, ALICE)).url).toBe(`${f.base}/console?sso_error=not_admin`);
+    expect(await consoleCookie(again)).toBeUndefined();
+    const record = await f.t.container.db.kysely
+      .selectFrom('audit_events')
+      .select('details')
+      .where('tenant_id', '=', f.tenant.tenantId)
+      .where('action', '=', 'identity.offboard')
+      .orderBy('seq', 'desc')
+      .executeTakeFirstOrThrow();
+    expect(record.details).toMatchObject({ console_admin_revoked: true });
   });
 
   it('finishes only in the browser that started it: a replayed, forged or reused callback gets no session', async () => {
