@@ -23,8 +23,13 @@ import type { FakeCloudflareState } from './fake-cloudflare/fake-cloudflare.stat
  *
  * Operations: ListObjectsV2, HeadObject, GetObject (with `Range`), PutObject, DeleteObject.
  * Errors answer as S3 does: XML `<Error><Code>…` with 403/404/400.
+ *
+ * Keys are identified in Unicode NFC, as R2 documents ("Unicode interoperability"): `café` with a
+ * precomposed `é` and with `e` + U+0301 are one object, listed in the spelling last written.
  */
 export interface FakeR2Object {
+  /** The key as last written (R2 lists that spelling); the object is found by its NFC form. */
+  readonly key: string;
   readonly body: Buffer;
   readonly contentType: string;
   readonly etag: string;
@@ -183,7 +188,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   ) {
     const objects = buckets.get(bucketKey(accountId, jurisdiction, bucket));
     if (!objects) throw new Error(`fake R2: no bucket ${bucket}`);
-    objects.set(key, {
+    objects.set(key.normalize('NFC'), {
+      key,
       body,
       contentType,
       etag: `"${createHash('md5').update(body).digest('hex')}"`,
@@ -325,7 +331,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   function listXml(bucket: string, objects: Map<string, FakeR2Object>, q: URLSearchParams): string {
     if (q.get('list-type') !== '2')
       throw new S3Error(400, 'NotImplemented', 'only ListObjectsV2 (list-type=2) is implemented');
-    const prefix = q.get('prefix') ?? '';
+    const prefix = (q.get('prefix') ?? '').normalize('NFC');
     const delimiter = q.get('delimiter') ?? '';
     const maxKeys = Math.min(1000, Math.max(0, Number(q.get('max-keys') ?? 1000) || 0));
     const after = q.get('continuation-token')
@@ -352,7 +358,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       }
       const o = objects.get(key)!;
       contents.push(
-        `<Contents><Key>${xmlEscape(key)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(o.etag)}</ETag><Size>${o.body.length}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+        `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(o.etag)}</ETag><Size>${o.body.length}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
       );
       last = key;
     }
@@ -417,13 +423,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       res.end(xml);
       return;
     }
-    const key = decodeURIComponent(rawKey);
+    const written = decodeURIComponent(rawKey);
+    const key = written.normalize('NFC');
     if (method === 'PUT') {
       store(
         accountId,
         jurisdiction,
         bucket,
-        key,
+        written,
         body,
         String(req.headers['content-type'] ?? 'application/octet-stream'),
       );
@@ -543,7 +550,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       );
     },
     getObject(accountId, bucket, key, jurisdiction = 'default') {
-      return buckets.get(bucketKey(accountId, jurisdiction, bucket))?.get(key);
+      return buckets.get(bucketKey(accountId, jurisdiction, bucket))?.get(key.normalize('NFC'));
     },
     createAccessKey(accountId, access) {
       // An R2 token is an account token carrying R2 permissions; its S3 pair is what R2 checks.

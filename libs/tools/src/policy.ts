@@ -39,7 +39,8 @@ export interface PolicyRule {
    * Path pattern over the API path: `*` or `{name}` matches one segment, `**` any number
    * of segments (including none). E.g. `/zones/*\/dns_records/**`. Bounded at PUT
    * (`patternProblem`). R2 object calls are matched as `r2://bucket/key` (`r2://bucket` for a
-   * listing), so `r2://backups/**` names a bucket's objects; `/**` covers them too.
+   * listing), so `r2://backups/**` names a bucket's objects; `/**` covers them too. R2 keys and
+   * the key literals of `r2://` rules are compared in Unicode NFC (`r2-key.ts`).
    */
   readonly path: string;
   /** Shown in refusals so users know which rule refused. */

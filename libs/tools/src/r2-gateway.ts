@@ -6,8 +6,8 @@ import { WardenError, hasControlCharacters, isWardenError, systemClock } from '@
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
-import { canonicalSegment } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
+import { r2KeySegment } from './r2-key.ts';
 import type { R2Request } from './ports.ts';
 import { admitParty } from './upstream-gateway.ts';
 import type { UpstreamParty } from './upstream-gateway.ts';
@@ -55,22 +55,13 @@ const METHOD: Readonly<Record<R2Request['op'], R2Method>> = {
   delete: 'DELETE',
 };
 
-/** Every byte but RFC 3986's unreserved characters percent-encoded. */
-function encodeStrict(text: string): string {
-  return encodeURIComponent(text).replace(
-    /[!'()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
-}
-
-/** `r2://bucket/key`, each key segment in the canonical spelling policy rules are written in. */
+/**
+ * `r2://bucket/key`, each key segment in the canonical spelling policy rules are written in, in
+ * NFC as R2 identifies keys (`r2-key.ts`).
+ */
 export function r2PolicyPath(bucket: string, key?: string): string {
   if (key === undefined) return `r2://${bucket}`;
-  const segments = key.split('/').map((segment) => {
-    const encoded = encodeStrict(segment);
-    return canonicalSegment(encoded) ?? encoded;
-  });
-  return `r2://${bucket}/${segments.join('/')}`;
+  return `r2://${bucket}/${key.split('/').map(r2KeySegment).join('/')}`;
 }
 
 /** R2's bucket names: 3–63 lower-case letters, digits and hyphens, not starting or ending with a hyphen. */
@@ -172,6 +163,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     path: string,
     response: R2HttpResponse,
     signedWith: 'access_key' | 'token',
+    readable: (key: string) => boolean,
   ): unknown {
     const { op, bucket } = request;
     const method = METHOD[op];
@@ -233,16 +225,23 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         const xml = response.body.toString('utf8');
         const truncated = element(xml, 'IsTruncated') === 'true';
         const cursor = element(xml, 'NextContinuationToken');
+        // Keys (and delimited prefixes) under a path policy refuses to GET are withheld, counted.
+        const objects = blocks(xml, 'Contents').map((c) => ({
+          key: element(c, 'Key') ?? '',
+          size: Number(element(c, 'Size') ?? 0),
+          etag: element(c, 'ETag'),
+          uploaded: uploaded(element(c, 'LastModified')),
+        }));
+        const prefixes = blocks(xml, 'CommonPrefixes').map((c) => element(c, 'Prefix') ?? '');
+        const shown = objects.filter((o) => readable(o.key));
+        const shownPrefixes = prefixes.filter(readable);
+        const withheld = objects.length - shown.length + prefixes.length - shownPrefixes.length;
         return {
-          objects: blocks(xml, 'Contents').map((c) => ({
-            key: element(c, 'Key'),
-            size: Number(element(c, 'Size') ?? 0),
-            etag: element(c, 'ETag'),
-            uploaded: uploaded(element(c, 'LastModified')),
-          })),
-          delimitedPrefixes: blocks(xml, 'CommonPrefixes').map((c) => element(c, 'Prefix')),
+          objects: shown,
+          delimitedPrefixes: shownPrefixes,
           truncated,
           ...(truncated && cursor ? { cursor } : {}),
+          ...(withheld > 0 ? { withheld } : {}),
         };
       }
       case 'head':
@@ -296,12 +295,18 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
   async function send(
     party: UpstreamParty,
     keys: R2Keys,
-    request: R2Request,
+    asked: R2Request,
     journal: AuditJournal,
     signal?: AbortSignal,
   ): Promise<unknown> {
     const started = clock.now().getTime();
-    const method = METHOD[request.op];
+    const method = METHOD[asked.op];
+    // R2 identifies keys in NFC: policy checks, and R2 is sent, that one spelling (`r2-key.ts`).
+    const request: R2Request = {
+      ...asked,
+      ...(asked.key !== undefined ? { key: asked.key.normalize('NFC') } : {}),
+      ...(asked.prefix !== undefined ? { prefix: asked.prefix.normalize('NFC') } : {}),
+    };
     const path = r2PolicyPath(request.bucket, request.key);
     const body = request.op === 'put' ? putBody(request) : undefined;
     const query =
@@ -344,6 +349,24 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         path,
       });
       if (!decision.allowed) refuse(policyRefusal(decision, { method, path }));
+      const folder = request.prefix?.slice(0, request.prefix.lastIndexOf('/') + 1);
+      if (folder) {
+        // A listing inside a path policy refuses: refused as a whole, naming the prefix.
+        const inside = r2PolicyPath(request.bucket, folder).replace(/\/+$/, '');
+        const under = evaluatePolicy(party.policy.tenant, party.policy.identity, {
+          method: 'GET',
+          path: inside,
+        });
+        if (!under.allowed) {
+          refuse(
+            new WardenError(
+              'policy_denied',
+              `r2.list: prefix "${request.prefix}" lists objects under ${inside}, which is refused: ${under.reason}; list another prefix`,
+              { rule: under.rule, scope: under.scope, field: 'prefix' },
+            ),
+          );
+        }
+      }
       if (decision.allowed && decision.approval && !party.approved) {
         refuse(
           new WardenError(
@@ -444,7 +467,14 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         responseBytes: response.body.length,
       }),
     ]);
-    return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token');
+    const policy = party.policy;
+    const readable = (key: string) =>
+      policy === null ||
+      evaluatePolicy(policy.tenant, policy.identity, {
+        method: 'GET',
+        path: r2PolicyPath(request.bucket, key),
+      }).allowed;
+    return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token', readable);
   }
 
   return { send };

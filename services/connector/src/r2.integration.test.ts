@@ -89,10 +89,10 @@ describe('r2 in cloudflare_execute', () => {
     await cf?.close();
   });
 
-  async function execute(code: string, identifier = 'alice'): Promise<ExecuteBody> {
+  async function execute(code: string, identifier = 'alice', key = apiKey): Promise<ExecuteBody> {
     const res = await fetch(`${base}/api/v1/execute_tool`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier, params: { code } }),
     });
     expect(res.status).toBe(200);
@@ -342,6 +342,129 @@ describe('r2 in cloudflare_execute', () => {
       'alice-explain',
     );
     expect(run.data).toBe('policy_denied');
+  });
+
+  describe("a tenant's deny rules on R2 keys", () => {
+    let guardedKey: string;
+    const CAFE = 'caf\u00e9'; // NFC: precomposed é
+    const CAFE_NFD = 'cafe\u0301'; // the same name, decomposed
+
+    beforeAll(async () => {
+      ({ apiKey: guardedKey } = await t.createTenant('R2 guarded'));
+      const gus = cf.state.createUser({ email: 'gus@example.com' });
+      cf.state.addMember(accountId, gus.id);
+      const writer = cf.state.createUserToken({
+        userId: gus.id,
+        permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
+      });
+      t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
+      await t.connect(guardedKey, 'gus', writer.value);
+      const policy = await fetch(`${base}/api/v1/policy`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${guardedKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          rules: [
+            { effect: 'deny', methods: ['*'], path: 'r2://media/secret/**', name: 'no-secrets' },
+            { effect: 'deny', methods: ['*'], path: 'r2://media/caf%C3%A9/**', name: 'no-cafe' },
+          ],
+        }),
+      });
+      expect(policy.status).toBe(200);
+      r2.putObject(accountId, 'media', 'secret/plan.txt', 'the plan');
+      r2.putObject(accountId, 'media', `${CAFE}/menu.txt`, 'the menu');
+      r2.putObject(accountId, 'media', 'open/readme.txt', 'hello');
+    });
+
+    it('refuses a key spelled in another Unicode normalization form, and sends the key it checked', async () => {
+      r2.clearRequests();
+      const res = await execute(
+        `async () => {
+          const out = [];
+          for (const call of [
+            () => r2.get({ bucket: 'media', key: '${CAFE_NFD}/menu.txt' }),
+            () => r2.head({ bucket: 'media', key: '${CAFE_NFD}/menu.txt' }),
+            () => r2.put({ bucket: 'media', key: '${CAFE_NFD}/menu.txt', body: 'overwritten' }),
+            () => r2.delete({ bucket: 'media', key: '${CAFE_NFD}/menu.txt' }),
+          ]) {
+            try { out.push(await call()); } catch (e) { out.push(e.code + ': ' + e.message); }
+          }
+          const written = await r2.put({ bucket: 'media', key: 'open/${CAFE_NFD}.txt', body: 'fine' });
+          return { out, written };
+        }`,
+        'gus',
+        guardedKey,
+      );
+      expect(res.error).toBeUndefined();
+      const { out, written } = res.data as { out: string[]; written: { key: string } };
+      expect(out).toEqual([
+        expect.stringMatching(/^policy_denied: GET r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
+        expect.stringMatching(/^policy_denied: HEAD r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
+        expect.stringMatching(/^policy_denied: PUT r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
+        expect.stringMatching(/^policy_denied: DELETE r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
+      ]);
+      expect(r2.getObject(accountId, 'media', `${CAFE}/menu.txt`)?.body.toString()).toBe('the menu');
+      // What was allowed went out in the NFC spelling policy checked.
+      expect(written.key).toBe(`open/${CAFE}.txt`);
+      expect(r2.requests().map((r) => `${r.method} ${decodeURIComponent(r.path)}`)).toEqual([
+        `PUT /media/open/${CAFE}.txt`,
+      ]);
+    });
+
+    it('refuses a rule whose key is not in NFC, naming the spelling to write', async () => {
+      const res = await fetch(`${base}/api/v1/policy`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${guardedKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          rules: [{ effect: 'deny', methods: ['*'], path: 'r2://media/cafe%CC%81/**' }],
+        }),
+      });
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(await res.json())).toContain('write it as \\"caf%C3%A9\\"');
+    });
+
+    it('refuses a listing inside a denied path and withholds denied keys from any other listing', async () => {
+      r2.clearRequests();
+      const res = await execute(
+        `async () => {
+          const refused = [];
+          for (const prefix of ['secret/', 'secret/sub/x', '${CAFE_NFD}/']) {
+            try { await r2.list({ bucket: 'media', prefix }); } catch (e) { refused.push(e.code + ': ' + e.message); }
+          }
+          const all = await r2.list({ bucket: 'media' });
+          const top = await r2.list({ bucket: 'media', delimiter: '/' });
+          const partial = await r2.list({ bucket: 'media', prefix: 'sec' });
+          return { refused, all, top, partial };
+        }`,
+        'gus',
+        guardedKey,
+      );
+      expect(res.error).toBeUndefined();
+      const data = res.data as {
+        refused: string[];
+        all: { objects: Array<{ key: string }>; withheld?: number };
+        top: { delimitedPrefixes: string[]; withheld?: number };
+        partial: { objects: unknown[]; withheld?: number };
+      };
+      expect(data.refused).toEqual([
+        expect.stringMatching(
+          /^policy_denied: r2\.list: prefix "secret\/" .*r2:\/\/media\/secret,.*no-secrets/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: r2\.list: prefix "secret\/sub\/x" .*r2:\/\/media\/secret\/sub,.*no-secrets/,
+        ),
+        expect.stringMatching(new RegExp(`^policy_denied: r2\\.list: prefix "${CAFE}/" .*no-cafe`)),
+      ]);
+      const keys = data.all.objects.map((o) => o.key);
+      expect(keys).toContain('open/readme.txt');
+      expect(keys.filter((k) => k.startsWith('secret/') || k.normalize('NFC').startsWith(CAFE))).toEqual([]);
+      expect(data.all.withheld).toBeGreaterThanOrEqual(2);
+      expect(data.top.delimitedPrefixes).toContain('open/');
+      expect(data.top.delimitedPrefixes).not.toContain('secret/');
+      expect(data.top.delimitedPrefixes).not.toContain(`${CAFE}/`);
+      expect(data.partial).toMatchObject({ objects: [], withheld: 1 });
+      // Refused listings never reached R2.
+      expect(r2.requests().map((r) => r.query)).not.toContainEqual(expect.stringContaining('prefix=secret'));
+    });
   });
 
   it("shows the principal's R2 budget beside the API's", async () => {
