@@ -43,6 +43,12 @@ export interface R2HttpRequest {
   /** An HTTP `Range` value, e.g. `bytes=0-99`. */
   readonly range?: string;
   readonly signal?: AbortSignal;
+  /**
+   * Called once R2 has answered, before its body is read (not for HEAD), with the declared
+   * `Content-Length` (null when none): it may wait for room to hold the body, or throw to refuse
+   * it, the body then left unread and cancelled.
+   */
+  readonly admitBody?: (declaredBytes: number | null) => Promise<void>;
 }
 
 export interface R2HttpResponse {
@@ -163,6 +169,14 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     if (request.method === 'GET' && Number.isFinite(declared) && declared > limit && response.status < 300) {
       await response.body?.cancel().catch(() => undefined);
       throw tooLarge(declared, limit);
+    }
+    if (request.admitBody && request.method !== 'HEAD') {
+      try {
+        await request.admitBody(Number.isFinite(declared) ? declared : null);
+      } catch (error) {
+        await response.body?.cancel().catch(() => undefined);
+        throw error;
+      }
     }
     const chunks: Buffer[] = [];
     let size = 0;

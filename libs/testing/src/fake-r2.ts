@@ -75,6 +75,11 @@ export interface FakeR2 {
     access: 'read' | 'write',
   ): { readonly accessKeyId: string; readonly secretAccessKey: string };
   revokeAccessKey(accessKeyId: string): void;
+  /**
+   * Holds the bodies of GETs of one object (any account and jurisdiction): the headers and the
+   * first 64 KiB go out, the rest once `release` is called, so a test can keep a transfer open.
+   */
+  pauseBodies(bucket: string, key: string): { stalled(): number; release(): void };
   requests(): readonly FakeR2RequestLogEntry[];
   clearRequests(): void;
   close(): Promise<void>;
@@ -177,6 +182,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   const accessKeys = new Map<string, { secret: string; tokenId: string }>();
   const bucketKey = (accountId: string, jurisdiction: string, bucket: string) =>
     `${accountId}/${jurisdiction}/${bucket}`;
+  /** `<bucket>/<NFC key>` → the pause its GET bodies wait for. */
+  const pauses = new Map<string, { stalled: number; released: Promise<void>; release: () => void }>();
 
   function store(
     accountId: string,
@@ -479,6 +486,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       return;
     }
     res.writeHead(200, { ...headers, 'content-length': String(object.body.length) });
+    const pause = method === 'HEAD' ? undefined : pauses.get(`${bucket}/${key}`);
+    if (pause) {
+      res.write(object.body.subarray(0, 64 * 1024));
+      pause.stalled++;
+      await pause.released;
+      res.end(object.body.subarray(64 * 1024));
+      return;
+    }
     res.end(method === 'HEAD' ? undefined : object.body);
   }
 
@@ -569,6 +584,20 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     },
     revokeAccessKey(accessKeyId) {
       accessKeys.delete(accessKeyId);
+    },
+    pauseBodies(bucket, key) {
+      let release = () => {};
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const pause = { stalled: 0, released, release };
+      const at = `${bucket}/${key.normalize('NFC')}`;
+      pauses.set(at, pause);
+      return {
+        stalled: () => pause.stalled,
+        release: () => {
+          pauses.delete(at);
+          pause.release();
+        },
+      };
     },
     requests: () => [...log],
     clearRequests: () => {

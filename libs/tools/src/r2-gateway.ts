@@ -7,6 +7,7 @@ import { r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
+import type { R2ByteBudget } from './r2-bytes.ts';
 import { r2KeySegment } from './r2-key.ts';
 import type { R2Request } from './ports.ts';
 import { admitParty } from './upstream-gateway.ts';
@@ -20,6 +21,8 @@ export interface R2GatewayDeps {
   readonly budget: UpstreamBudget;
   /** Largest object body a get returns or a put sends (`R2_MAX_OBJECT_BYTES`). */
   readonly maxObjectBytes: number;
+  /** The bound on R2 bodies held at once, per process and per tenant. */
+  readonly bytes: R2ByteBudget;
   readonly clock?: Clock;
 }
 
@@ -409,72 +412,86 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       throw error;
     };
 
-    const granted = await admitParty(deps.budget, party, 'r2', signal, notSent);
-
-    const http: R2HttpRequest = {
-      method,
-      accountId: request.accountId as string,
-      jurisdiction: request.jurisdiction,
-      bucket: request.bucket,
-      ...(request.key !== undefined ? { key: request.key } : {}),
-      ...(query ? { query } : {}),
-      ...(body ? { body } : {}),
-      ...(request.op === 'put'
-        ? {
-            contentType:
-              request.contentType ??
-              (request.as === 'json'
-                ? 'application/json'
-                : request.as === 'base64'
-                  ? 'application/octet-stream'
-                  : 'text/plain; charset=utf-8'),
-          }
-        : {}),
-      ...(request.range ? { range: rangeHeader(request.range) } : {}),
-      ...(signal ? { signal } : {}),
+    // The R2 bytes held at once are bounded (`r2-bytes.ts`): a put's body before it is sent, an
+    // answer's once R2 has declared its length, both until the result is built.
+    const releases: (() => void)[] = [];
+    const hold = async (bytes: number) => {
+      if (bytes > 0) releases.push(await deps.bytes.reserve(party.tenantId, bytes, request.op, signal));
     };
-    let response: R2HttpResponse;
     try {
-      response = await deps.client.send(signing, credential, http);
-    } catch (error) {
-      await deps.budget.observe(granted, null);
-      const wrapped = isWardenError(error)
-        ? new WardenError(
-            error.code,
-            error.message.startsWith('r2.') ? error.message : `r2.${request.op}: ${error.message}`,
-            error.details,
-          )
-        : new WardenError('upstream_error', `r2.${request.op}: the request to R2 failed`);
-      record(intentId, wrapped);
-      throw wrapped;
-    }
-    const answer: UpstreamAnswer = {
-      status: response.status,
-      retryAfterSeconds: response.status === 429 ? Number(response.headers['retry-after'] ?? 1) || 1 : null,
-      rateLimit: null,
-      rateLimitPolicy: null,
-    };
-    await deps.budget.observe(granted, answer);
-    const success = response.status >= 200 && response.status < 300;
-    const failure = success ? null : s3Error(response);
-    journal.later([
-      upstreamOutcomeRecord(party.subject, facts, intentId, {
-        outcome: success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
-        error: failure ? { code: failure.code, message: failure.message || `HTTP ${response.status}` } : null,
+      if (body) await hold(body.length).catch((error: unknown) => notSent(error as WardenError));
+      const granted = await admitParty(deps.budget, party, 'r2', signal, notSent);
+
+      const http: R2HttpRequest = {
+        method,
+        accountId: request.accountId as string,
+        jurisdiction: request.jurisdiction,
+        bucket: request.bucket,
+        ...(request.key !== undefined ? { key: request.key } : {}),
+        ...(query ? { query } : {}),
+        ...(body ? { body } : {}),
+        ...(request.op === 'put'
+          ? {
+              contentType:
+                request.contentType ??
+                (request.as === 'json'
+                  ? 'application/json'
+                  : request.as === 'base64'
+                    ? 'application/octet-stream'
+                    : 'text/plain; charset=utf-8'),
+            }
+          : {}),
+        ...(request.range ? { range: rangeHeader(request.range) } : {}),
+        ...(signal ? { signal } : {}),
+        admitBody: (declared) => hold(Math.min(declared ?? deps.maxObjectBytes, deps.maxObjectBytes)),
+      };
+      let response: R2HttpResponse;
+      try {
+        response = await deps.client.send(signing, credential, http);
+      } catch (error) {
+        await deps.budget.observe(granted, null);
+        const wrapped = isWardenError(error)
+          ? new WardenError(
+              error.code,
+              error.message.startsWith('r2.') ? error.message : `r2.${request.op}: ${error.message}`,
+              error.details,
+            )
+          : new WardenError('upstream_error', `r2.${request.op}: the request to R2 failed`);
+        record(intentId, wrapped);
+        throw wrapped;
+      }
+      const answer: UpstreamAnswer = {
         status: response.status,
-        cfRay: response.cfRay,
-        durationMs: clock.now().getTime() - started,
-        responseBytes: response.body.length,
-      }),
-    ]);
-    const policy = party.policy;
-    const readable = (key: string) =>
-      policy === null ||
-      evaluatePolicy(policy.tenant, policy.identity, {
-        method: 'GET',
-        path: r2PolicyPath(request.bucket, key),
-      }).allowed;
-    return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token', readable);
+        retryAfterSeconds: response.status === 429 ? Number(response.headers['retry-after'] ?? 1) || 1 : null,
+        rateLimit: null,
+        rateLimitPolicy: null,
+      };
+      await deps.budget.observe(granted, answer);
+      const success = response.status >= 200 && response.status < 300;
+      const failure = success ? null : s3Error(response);
+      journal.later([
+        upstreamOutcomeRecord(party.subject, facts, intentId, {
+          outcome: success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
+          error: failure
+            ? { code: failure.code, message: failure.message || `HTTP ${response.status}` }
+            : null,
+          status: response.status,
+          cfRay: response.cfRay,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: response.body.length,
+        }),
+      ]);
+      const policy = party.policy;
+      const readable = (key: string) =>
+        policy === null ||
+        evaluatePolicy(policy.tenant, policy.identity, {
+          method: 'GET',
+          path: r2PolicyPath(request.bucket, key),
+        }).allowed;
+      return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token', readable);
+    } finally {
+      for (const release of releases) release();
+    }
   }
 
   return { send };

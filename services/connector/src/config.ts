@@ -66,6 +66,9 @@ const schema = z
       .refine((v) => v.includes('{account_id}'), 'must contain {account_id} (and may contain {jurisdiction})')
       .optional(),
     R2_MAX_OBJECT_BYTES: int(1, 1024 * 1024 * 1024).default(10 * 1024 * 1024),
+    R2_MAX_BYTES_IN_FLIGHT: int(1, 16 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    R2_MAX_TENANT_BYTES_IN_FLIGHT: int(1, 16 * 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+    R2_BYTES_WAIT_MS: int(0, 60_000).default(5_000),
     CLOUDFLARE_EGRESS_LIMIT: int(0, 100_000).default(200),
     CLOUDFLARE_EGRESS_POOL: z
       .string()
@@ -115,6 +118,20 @@ const schema = z
         code: 'custom',
         path: ['AWS_KMS_KEY_ID'],
         message: 'is required when KMS_PROVIDER=aws (a key id, ARN or alias/NAME)',
+      });
+    }
+    if (env.R2_MAX_TENANT_BYTES_IN_FLIGHT < env.R2_MAX_OBJECT_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['R2_MAX_TENANT_BYTES_IN_FLIGHT'],
+        message: `must be at least R2_MAX_OBJECT_BYTES (${env.R2_MAX_OBJECT_BYTES}), or no object of that size could be read`,
+      });
+    }
+    if (env.R2_MAX_BYTES_IN_FLIGHT < env.R2_MAX_TENANT_BYTES_IN_FLIGHT) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['R2_MAX_BYTES_IN_FLIGHT'],
+        message: `must be at least R2_MAX_TENANT_BYTES_IN_FLIGHT (${env.R2_MAX_TENANT_BYTES_IN_FLIGHT})`,
       });
     }
     if (env.CLOUDFLARE_SPEC_PATH && env.CLOUDFLARE_SPEC_URL) {
@@ -184,6 +201,8 @@ export interface Config {
     readonly r2Endpoint: string | null;
     /** Largest object a get returns or a put sends from an execution. */
     readonly r2MaxObjectBytes: number;
+    /** R2 bodies held at once: the whole process, one tenant, and how long a transfer waits for room. */
+    readonly r2BytesInFlight: { readonly process: number; readonly tenant: number; readonly waitMs: number };
   };
   readonly rateLimit: {
     /** What the budget does when Redis fails: refuse with 503, or local windows of capacity ÷ replicas. */
@@ -389,6 +408,11 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       budget,
       r2Endpoint: env.CLOUDFLARE_R2_ENDPOINT ?? null,
       r2MaxObjectBytes: env.R2_MAX_OBJECT_BYTES,
+      r2BytesInFlight: {
+        process: env.R2_MAX_BYTES_IN_FLIGHT,
+        tenant: env.R2_MAX_TENANT_BYTES_IN_FLIGHT,
+        waitMs: env.R2_BYTES_WAIT_MS,
+      },
     },
     rateLimit: {
       onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE,

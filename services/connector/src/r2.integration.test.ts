@@ -54,6 +54,10 @@ describe('r2 in cloudflare_execute', () => {
       CLOUDFLARE_API_BASE: cf.url,
       CLOUDFLARE_R2_ENDPOINT: r2.urlTemplate,
       PUBLIC_URL: base,
+      // Room for two 10 MB transfers on the server and one per tenant (see "the R2 bytes held").
+      R2_MAX_BYTES_IN_FLIGHT: String(24 * 1024 * 1024),
+      R2_MAX_TENANT_BYTES_IN_FLIGHT: String(12 * 1024 * 1024),
+      R2_BYTES_WAIT_MS: '500',
     });
     await t.app.listen({ host: '127.0.0.1', port });
     ({ apiKey } = await t.createTenant('R2'));
@@ -465,6 +469,59 @@ describe('r2 in cloudflare_execute', () => {
       // Refused listings never reached R2.
       expect(r2.requests().map((r) => r.query)).not.toContainEqual(expect.stringContaining('prefix=secret'));
     });
+  });
+
+  it('bounds the R2 bytes held at once per tenant, without starving another tenant', async () => {
+    const NINE = 9.5 * 1024 * 1024;
+    r2.putObject(accountId, 'media', 'held.bin', Buffer.alloc(NINE, 1));
+    r2.putObject(accountId, 'media', 'other.bin', Buffer.alloc(NINE, 2));
+    const { apiKey: neighbourKey } = await t.createTenant('R2 neighbour');
+    const nell = cf.state.createUser({ email: 'nell@example.com' });
+    cf.state.addMember(accountId, nell.id);
+    const token = cf.state.createUserToken({
+      userId: nell.id,
+      permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Read']!],
+    });
+    t.secrets.add(createHash('sha256').update(token.value).digest('hex'));
+    await t.connect(neighbourKey, 'nell', token.value);
+    // A small read first: the R2 budget has a recent answer, so the big one is not its lone probe.
+    const size = `async () => {
+      await r2.head({ bucket: 'media', key: 'held.bin' });
+      return (await r2.get({ bucket: 'media', key: 'held.bin', as: 'base64' })).size;
+    }`;
+
+    // One 9.5 MB get of this tenant is held open mid-body: it holds 9.5 of its 12 MB.
+    const pause = r2.pauseBodies('media', 'held.bin');
+    try {
+      const first = execute(size);
+      await expect.poll(() => pause.stalled(), { timeout: 10_000 }).toBe(1);
+      // A second one of the same tenant finds no room within R2_BYTES_WAIT_MS and says what to do.
+      const second = await execute(size);
+      expect(second.data).toBeNull();
+      expect(second.error).toEqual({
+        code: 'rate_limited',
+        message: expect.stringMatching(
+          /^r2\.get: 9961472 more bytes did not fit within 500 ms: this tenant's R2 transfers already hold 9961472 of 12582912 bytes \(R2_MAX_TENANT_BYTES_IN_FLIGHT\); run fewer r2 calls at once/,
+        ),
+      });
+      // Another tenant still reads an object as large meanwhile.
+      const neighbour = await execute(
+        `async () => (await r2.get({ bucket: 'media', key: 'other.bin', as: 'base64' })).size`,
+        'nell',
+        neighbourKey,
+      );
+      expect(neighbour).toMatchObject({ data: NINE });
+      pause.release();
+      expect(await first).toMatchObject({ data: NINE });
+      // Released: the tenant reads again, and the refusal is on the trail.
+      expect(await execute(size)).toMatchObject({ data: NINE });
+      const refused = (await r2Events(second.execution_id)).filter(
+        (e) => e.outcome !== 'pending' && e.action === 'r2.get',
+      );
+      expect(refused.map((e) => e.error?.code)).toEqual(['rate_limited']);
+    } finally {
+      pause.release();
+    }
   });
 
   it("shows the principal's R2 budget beside the API's", async () => {
