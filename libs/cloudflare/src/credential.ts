@@ -40,7 +40,7 @@ export const REDACTED = '[REDACTED]';
  * The forms in which a secret can come back inside a response: as it is, Base64 (standard and
  * URL alphabet, with and without padding), percent-encoded, and as the `Authorization` value.
  */
-function secretForms(secret: string): string[] {
+export function secretForms(secret: string): string[] {
   const b64 = Buffer.from(secret, 'utf8').toString('base64');
   const forms = new Set([
     secret,

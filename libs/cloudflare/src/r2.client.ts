@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AwsClient } from 'aws4fetch';
 import { WardenError } from '@warden/core';
 import type { CloudflareCredential } from './credential.ts';
-import { credentialScrubber } from './credential.ts';
+import { REDACTED, credentialSecrets, secretForms } from './credential.ts';
 
 /** Where a bucket lives: the jurisdiction picks the S3 endpoint (`<account>.eu.r2…`, `<account>.fedramp.r2…`). */
 export type R2Jurisdiction = 'default' | 'eu' | 'fedramp';
@@ -140,7 +140,13 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     };
     if (options.userAgent) headers['user-agent'] = options.userAgent;
     if (request.contentType !== undefined) headers['content-type'] = request.contentType;
-    if (request.range !== undefined) headers.range = request.range;
+    const needles = r2Needles(credentials, credential);
+    // A range is read with a margin so a secret it cuts through is still found (see `redact`).
+    const range =
+      request.range !== undefined && request.method === 'GET'
+        ? widen(request.range, Math.max(0, ...needles.map((n) => n.length - 1)))
+        : null;
+    if (request.range !== undefined) headers.range = range?.header ?? request.range;
     const aws = new AwsClient({
       accessKeyId: credentials.accessKeyId,
       secretAccessKey: credentials.secretAccessKey,
@@ -199,28 +205,125 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     response.headers.forEach((value, name) => {
       out[name] = value;
     });
+    const all = Buffer.concat(chunks);
+    const cfRay = response.headers.get('cf-ray');
+    const got = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out['content-range'] ?? '');
+    if (!range || response.status !== 206 || !got) {
+      return {
+        status: response.status,
+        headers: out,
+        body: redact(all, needles, 0, 0, all.length - 1),
+        cfRay,
+      };
+    }
+    // Back to the bytes asked for: R2's answer to the range as sent.
+    const start = Number(got[1]);
+    const total = got[3] === '*' ? Number(got[2]) + 1 : Number(got[3]);
+    const [from, to] = range.ask(start, total);
+    if (from > to) {
+      return {
+        status: 416,
+        headers: { ...out, 'content-range': `bytes */${total}`, 'content-type': 'application/xml' },
+        body: Buffer.from(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message></Error>',
+        ),
+        cfRay,
+      };
+    }
     return {
-      status: response.status,
-      headers: out,
-      body: scrub(credentials, credential)(Buffer.concat(chunks)),
-      cfRay: response.headers.get('cf-ray'),
+      status: 206,
+      headers: {
+        ...out,
+        'content-range': `bytes ${from}-${to}/${got[3]}`,
+        'content-length': String(to - from + 1),
+      },
+      body: redact(all, needles, start, from, to),
+      cfRay,
     };
   }
 
   return { endpointFor, send };
 }
 
-/** The API token's forms and the derived secret: none may come back in a body. */
-function scrub(credentials: R2Credentials, credential: CloudflareCredential): (body: Buffer) => Buffer {
-  const token = credentialScrubber(credential);
-  const secret = Buffer.from(credentials.secretAccessKey, 'utf8');
-  return (body) => {
-    const cleaned = token(body);
-    if (!cleaned.includes(secret)) return cleaned;
-    return Buffer.from(
-      cleaned.toString('utf8').split(credentials.secretAccessKey).join('[REDACTED]'),
-      'utf8',
-    );
+/**
+ * What may not come back in a body, as bytes: the credential's secrets and the R2 secret that
+ * signs, each in the forms `secretForms` lists, and an R2 secret that is hex (the one derived from
+ * an API token) also in upper case and as its raw bytes in Base64. The secret derived from the API
+ * token is covered even when a vaulted R2 key pair signs.
+ */
+function r2Needles(credentials: R2Credentials, credential: CloudflareCredential): Buffer[] {
+  const secrets = [...credentialSecrets(credential), credentials.secretAccessKey];
+  if (credential.type === 'api_token')
+    secrets.push(r2CredentialsFromApiToken('', credential.apiToken).secretAccessKey);
+  const forms = new Set<string>();
+  for (const secret of secrets) {
+    for (const form of secretForms(secret)) forms.add(form);
+    if (/^[0-9a-fA-F]{32,}$/.test(secret) && secret.length % 2 === 0) {
+      const raw = Buffer.from(secret, 'hex');
+      for (const form of [
+        secret.toLowerCase(),
+        secret.toUpperCase(),
+        raw.toString('base64'),
+        raw.toString('base64url'),
+      ])
+        for (const f of [form, form.replace(/=+$/, '')]) forms.add(f);
+    }
+  }
+  return [...forms].filter((f) => f.length >= 8).map((f) => Buffer.from(f, 'utf8'));
+}
+
+/**
+ * `body` (which starts at byte `start` of the object) cut to the bytes `from`…`to` (inclusive),
+ * every run of it that belongs to an occurrence of a needle anywhere in `body` replaced by
+ * `[REDACTED]`. A range read asks R2 for a margin of the longest needle's length on each side, so
+ * a secret split across two ranges is found whole in each and neither part comes back.
+ */
+function redact(body: Buffer, needles: readonly Buffer[], start: number, from: number, to: number): Buffer {
+  const runs: [number, number][] = [];
+  for (const needle of needles) {
+    for (let at = body.indexOf(needle); at !== -1; at = body.indexOf(needle, at + 1)) {
+      runs.push([start + at, start + at + needle.length]);
+    }
+  }
+  const first = Math.max(from, start);
+  const end = Math.min(to + 1, start + body.length);
+  if (runs.length === 0) return body.subarray(first - start, Math.max(first, end) - start);
+  runs.sort((a, b) => a[0] - b[0]);
+  // Overlapping occurrences (one form inside another) are one run, one marker.
+  const merged: [number, number][] = [];
+  for (const run of runs) {
+    const last = merged.at(-1);
+    if (last && run[0] <= last[1]) last[1] = Math.max(last[1], run[1]);
+    else merged.push([...run]);
+  }
+  const parts: Buffer[] = [];
+  let at = first;
+  for (const [runStart, runEnd] of merged) {
+    if (runEnd <= at || runStart >= end) continue;
+    if (runStart > at) parts.push(body.subarray(at - start, runStart - start));
+    parts.push(Buffer.from(REDACTED, 'utf8'));
+    at = Math.min(runEnd, end);
+  }
+  if (at < end) parts.push(body.subarray(at - start, end - start));
+  return Buffer.concat(parts);
+}
+
+/** A `Range` widened by `margin` bytes on each side, and the bytes it was asked for. */
+function widen(
+  range: string,
+  margin: number,
+): { header: string; ask: (start: number, size: number) => [number, number] } {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(range);
+  if (!m || (m[1] === '' && m[2] === '')) return { header: range, ask: (start, size) => [start, size - 1] };
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    return { header: `bytes=-${suffix + margin}`, ask: (_, size) => [Math.max(0, size - suffix), size - 1] };
+  }
+  const offset = Number(m[1]);
+  const last = m[2] === '' ? null : Number(m[2]);
+  return {
+    header: `bytes=${Math.max(0, offset - margin)}-${last === null ? '' : last + margin}`,
+    ask: (_, size) => [offset, last === null ? size - 1 : Math.min(last, size - 1)],
   };
 }
 

@@ -44,6 +44,7 @@ describe('r2 in cloudflare_execute', () => {
   let accountId: string;
   let aliceAccount: string;
   let zoneOnlyToken: string;
+  let writerToken: string;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
@@ -70,6 +71,7 @@ describe('r2 in cloudflare_execute', () => {
       permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
     });
     aliceAccount = await t.connect(apiKey, 'alice', writer.value);
+    writerToken = writer.value;
     // The derived S3 secret is a credential too: no log line may carry it.
     t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
     const policy = await fetch(`${base}/api/v1/identities/alice-read/policy`, {
@@ -522,6 +524,61 @@ describe('r2 in cloudflare_execute', () => {
     } finally {
       pause.release();
     }
+  });
+
+  it('keeps the token and its derived R2 secret out of object bodies, also split across ranges', async () => {
+    const derived = createHash('sha256').update(writerToken).digest();
+    const forms = [
+      writerToken,
+      derived.toString('hex'),
+      derived.toString('hex').toUpperCase(),
+      derived.toString('base64'),
+    ];
+    // Each secret form between filler, at known offsets.
+    const filler = 'x'.repeat(100);
+    const text = filler + forms.join(filler) + filler;
+    r2.putObject(accountId, 'media', 'leaky.txt', text);
+    const at = forms.map((form) => text.indexOf(form));
+    const res = await execute(`async () => {
+      const get = (range) => r2.get({ bucket: 'media', key: 'leaky.txt', ...(range ? { range } : {}) });
+      const whole = (await get()).body;
+      const split = [];
+      for (const [start, length] of ${JSON.stringify(at.map((a, i) => [a, forms[i]!.length]))}) {
+        const half = Math.floor(length / 2);
+        const first = await get({ offset: 0, length: start + half });
+        const second = await get({ offset: start + half, length: 110 });
+        split.push([first.body, second.body, second.range]);
+      }
+      const inside = (await get({ offset: ${at[1]! + 5}, length: 10 })).body;
+      const suffix = (await get({ suffix: ${text.length - at[3]! - 6} })).body;
+      let outside;
+      try { await get({ offset: ${text.length + 5}, length: 2 }); } catch (e) { outside = e.code + ': ' + e.message; }
+      return { whole, split, inside, suffix, outside };
+    }`);
+    expect(res.error).toBeUndefined();
+    const data = res.data as {
+      whole: string;
+      split: Array<[string, string, { offset: number; length: number }]>;
+      inside: string;
+      suffix: string;
+      outside: string;
+    };
+    const halves = forms.flatMap((form) => [
+      form.slice(0, Math.floor(form.length / 2)),
+      form.slice(Math.floor(form.length / 2)),
+    ]);
+    const everything = JSON.stringify(data);
+    for (const piece of halves) expect(everything).not.toContain(piece);
+    expect(data.whole).toBe(filler + forms.map(() => '[REDACTED]').join(filler) + filler);
+    for (const [i, [first, second, range]] of data.split.entries()) {
+      expect(first.endsWith(`${filler}[REDACTED]`)).toBe(true);
+      expect(second.startsWith('[REDACTED]x')).toBe(true);
+      // The range reported is the one asked for, not the margin read around it.
+      expect(range).toEqual({ offset: at[i]! + Math.floor(forms[i]!.length / 2), length: 110 });
+    }
+    expect(data.inside).toBe('[REDACTED]');
+    expect(data.suffix).toBe(`[REDACTED]${filler}`);
+    expect(data.outside).toMatch(/^invalid_request: r2\.get: the range is outside the object/);
   });
 
   it("shows the principal's R2 budget beside the API's", async () => {
