@@ -6,7 +6,7 @@ import { WardenError, hasControlCharacters, isWardenError, systemClock } from '@
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
-import { evaluatePolicy, policyRefusal } from './policy.ts';
+import { R2_ACCOUNT_RULE, evaluatePolicy, policyRefusal } from './policy.ts';
 import type { R2ByteBudget } from './r2-bytes.ts';
 import { r2KeySegment } from './r2-key.ts';
 import type { R2Request } from './ports.ts';
@@ -67,6 +67,15 @@ export function r2PolicyPath(bucket: string, key?: string): string {
   return `r2://${bucket}/${key.split('/').map(r2KeySegment).join('/')}`;
 }
 
+/**
+ * `r2://account:<account_id>/bucket/key`: the object named with its Cloudflare account (lower
+ * case), as the audit trail records it and `r2://account:…` rules match it. A rule without the
+ * `account:<id>/` part covers the bucket name in every account.
+ */
+export function r2AccountPath(accountId: string, policyPath: string): string {
+  return `${R2_ACCOUNT_RULE}${accountId.toLowerCase()}/${policyPath.slice('r2://'.length)}`;
+}
+
 /** R2's bucket names: 3–63 lower-case letters, digits and hyphens, not starting or ending with a hyphen. */
 const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
 
@@ -75,17 +84,33 @@ const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
  * form enforcement evaluates, each key segment decoded and written canonically, so
  * `r2://media/a b` and `r2://media/a%20b` are one object. Refuses what no `r2.<op>` could send.
  */
-export function parseR2PolicyPath(text: string, field: string): string {
+export function parseR2PolicyPath(
+  text: string,
+  field: string,
+): { readonly path: string; readonly ruled: string; readonly account: string | null } {
   const refuse = (problem: string) =>
     new WardenError('invalid_request', `${field}: ${problem}, e.g. r2://my-bucket/reports/q4.csv`, {
       field,
     });
-  const rest = text.slice('r2://'.length);
+  let rest = text.slice('r2://'.length);
+  let account: string | null = null;
+  if (text.startsWith(R2_ACCOUNT_RULE)) {
+    const match = /^account:([0-9a-fA-F]{32})\/(.*)$/s.exec(rest);
+    if (!match)
+      throw refuse('"account:" must be followed by a 32-character Cloudflare account id and "/bucket"');
+    account = (match[1] as string).toLowerCase();
+    rest = match[2] as string;
+  }
+  const named = (ruled: string) => ({
+    path: account === null ? ruled : r2AccountPath(account, ruled),
+    ruled,
+    account,
+  });
   const slash = rest.indexOf('/');
   const bucket = slash === -1 ? rest : rest.slice(0, slash);
   if (!BUCKET.test(bucket))
     throw refuse(`"${bucket}" is not an R2 bucket name (3-63 lower-case letters, digits and hyphens)`);
-  if (slash === -1) return r2PolicyPath(bucket);
+  if (slash === -1) return named(r2PolicyPath(bucket));
   const segments = rest.slice(slash + 1).split('/');
   const decoded = segments.map((segment) => {
     if (segment === '' || segment === '.' || segment === '..')
@@ -98,7 +123,7 @@ export function parseR2PolicyPath(text: string, field: string): string {
   });
   if (decoded.some((segment) => segment.includes('/') || hasControlCharacters(segment)))
     throw refuse('an R2 key segment may not hold an encoded "/" or control characters');
-  return r2PolicyPath(bucket, decoded.join('/'));
+  return named(r2PolicyPath(bucket, decoded.join('/')));
 }
 
 function decodeXml(text: string): string {
@@ -310,7 +335,11 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       ...(asked.key !== undefined ? { key: asked.key.normalize('NFC') } : {}),
       ...(asked.prefix !== undefined ? { prefix: asked.prefix.normalize('NFC') } : {}),
     };
-    const path = r2PolicyPath(request.bucket, request.key);
+    const account = request.accountId?.toLowerCase();
+    /** What rules match (with `r2Account`), and the account-qualified name everything shows. */
+    const ruled = r2PolicyPath(request.bucket, request.key);
+    const path = account === undefined ? ruled : r2AccountPath(account, ruled);
+    const onAccount = account === undefined ? {} : { r2Account: account };
     const body = request.op === 'put' ? putBody(request) : undefined;
     const query =
       request.op === 'list'
@@ -325,7 +354,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     const facts = {
       method,
       path,
-      pathTemplate: request.key === undefined ? 'r2://{bucket}' : 'r2://{bucket}/{key}',
+      pathTemplate: `r2://${account === undefined ? '' : 'account:{account_id}/'}{bucket}${request.key === undefined ? '' : '/{key}'}`,
       action: `r2.${request.op}`,
       requestBytes: body?.length ?? 0,
     };
@@ -349,7 +378,8 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       // A HEAD reads, as a GET does; rules name GET for both.
       const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
         method: method === 'HEAD' ? 'GET' : method,
-        path,
+        path: ruled,
+        ...onAccount,
       });
       if (!decision.allowed) refuse(policyRefusal(decision, { method, path }));
       const folder = request.prefix?.slice(0, request.prefix.lastIndexOf('/') + 1);
@@ -359,12 +389,13 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         const under = evaluatePolicy(party.policy.tenant, party.policy.identity, {
           method: 'GET',
           path: inside,
+          ...onAccount,
         });
         if (!under.allowed) {
           refuse(
             new WardenError(
               'policy_denied',
-              `r2.list: prefix "${request.prefix}" lists objects under ${inside}, which is refused: ${under.reason}; list another prefix`,
+              `r2.list: prefix "${request.prefix}" lists objects under ${account === undefined ? inside : r2AccountPath(account, inside)}, which is refused: ${under.reason}; list another prefix`,
               { rule: under.rule, scope: under.scope, field: 'prefix' },
             ),
           );
@@ -487,6 +518,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         evaluatePolicy(policy.tenant, policy.identity, {
           method: 'GET',
           path: r2PolicyPath(request.bucket, key),
+          ...onAccount,
         }).allowed;
       return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token', readable);
     } finally {

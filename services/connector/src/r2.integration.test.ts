@@ -186,12 +186,12 @@ describe('r2 in cloudflare_execute', () => {
       outcomes.map((e) => `${e.action} ${e.upstream?.method} ${e.upstream?.path} ${e.upstream?.status}`),
     ).toEqual(
       expect.arrayContaining([
-        'r2.put PUT r2://media/notes/hello.txt 200',
-        'r2.list GET r2://media 200',
-        'r2.head HEAD r2://media/img/pixel.bin 200',
-        'r2.get GET r2://media/notes/hello.txt 206',
-        'r2.delete DELETE r2://media/notes/hello.txt 204',
-        'r2.get GET r2://media/notes/hello.txt 404',
+        `r2.put PUT r2://account:${accountId}/media/notes/hello.txt 200`,
+        `r2.list GET r2://account:${accountId}/media 200`,
+        `r2.head HEAD r2://account:${accountId}/media/img/pixel.bin 200`,
+        `r2.get GET r2://account:${accountId}/media/notes/hello.txt 206`,
+        `r2.delete DELETE r2://account:${accountId}/media/notes/hello.txt 204`,
+        `r2.get GET r2://account:${accountId}/media/notes/hello.txt 404`,
       ]),
     );
     expect(outcomes.every((e) => e.intent_id)).toBe(true);
@@ -288,8 +288,8 @@ describe('r2 in cloudflare_execute', () => {
     expect(res.data).toEqual({
       got: 'read me',
       refused: [
-        expect.stringMatching(/^policy_denied: .*PUT r2:\/\/media\/shared\.txt.*read_only/),
-        expect.stringMatching(/^policy_denied: .*DELETE r2:\/\/media\/shared\.txt.*read_only/),
+        expect.stringMatching(/^policy_denied: .*PUT r2:\/\/account:\w+\/media\/shared\.txt.*read_only/),
+        expect.stringMatching(/^policy_denied: .*DELETE r2:\/\/account:\w+\/media\/shared\.txt.*read_only/),
       ],
     });
     expect(r2.requests().map((r) => r.method)).toEqual(['GET']);
@@ -403,10 +403,18 @@ describe('r2 in cloudflare_execute', () => {
       expect(res.error).toBeUndefined();
       const { out, written } = res.data as { out: string[]; written: { key: string } };
       expect(out).toEqual([
-        expect.stringMatching(/^policy_denied: GET r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
-        expect.stringMatching(/^policy_denied: HEAD r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
-        expect.stringMatching(/^policy_denied: PUT r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
-        expect.stringMatching(/^policy_denied: DELETE r2:\/\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/),
+        expect.stringMatching(
+          /^policy_denied: GET r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: HEAD r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: PUT r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: DELETE r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
       ]);
       expect(r2.getObject(accountId, 'media', `${CAFE}/menu.txt`)?.body.toString()).toBe('the menu');
       // What was allowed went out in the NFC spelling policy checked.
@@ -453,10 +461,10 @@ describe('r2 in cloudflare_execute', () => {
       };
       expect(data.refused).toEqual([
         expect.stringMatching(
-          /^policy_denied: r2\.list: prefix "secret\/" .*r2:\/\/media\/secret,.*no-secrets/,
+          /^policy_denied: r2\.list: prefix "secret\/" .*r2:\/\/account:\w+\/media\/secret,.*no-secrets/,
         ),
         expect.stringMatching(
-          /^policy_denied: r2\.list: prefix "secret\/sub\/x" .*r2:\/\/media\/secret\/sub,.*no-secrets/,
+          /^policy_denied: r2\.list: prefix "secret\/sub\/x" .*r2:\/\/account:\w+\/media\/secret\/sub,.*no-secrets/,
         ),
         expect.stringMatching(new RegExp(`^policy_denied: r2\\.list: prefix "${CAFE}/" .*no-cafe`)),
       ]);
@@ -581,6 +589,86 @@ describe('r2 in cloudflare_execute', () => {
     expect(data.outside).toMatch(/^invalid_request: r2\.get: the range is outside the object/);
   });
 
+  it("tells two accounts' buckets of the same name apart, in rules, the tester and the trail", async () => {
+    // A user in two accounts, each with a bucket named media.
+    const ada = cf.state.createUser({ email: 'ada@example.com' });
+    cf.state.addMember(accountId, ada.id);
+    const other = cf.state.createAccount({ name: 'Other', members: [ada.id] }).id;
+    r2.createBucket(other, 'media');
+    const token = cf.state.createUserToken({
+      userId: ada.id,
+      permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
+    });
+    t.secrets.add(createHash('sha256').update(token.value).digest('hex'));
+    const rule = {
+      effect: 'deny',
+      methods: ['PUT'],
+      path: `r2://account:${other}/media/**`,
+      name: 'other-media',
+    };
+    const put = await fetch(`${base}/api/v1/identities/ada-accounts/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [rule] }),
+    });
+    expect(put.status).toBe(200);
+    await t.connect(apiKey, 'ada-accounts', token.value);
+    const call = await fetch(`${base}/api/v1/execute_tool`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        tool_name: 'cloudflare_execute',
+        identifier: 'ada-accounts',
+        params: {
+          account_id: accountId,
+          code: `async () => {
+        const ok = await r2.put({ bucket: 'media', key: 'acct.txt', body: 'a', accountId: '${accountId}' });
+        let refused;
+        try { await r2.put({ bucket: 'media', key: 'acct.txt', body: 'b', accountId: '${other.toUpperCase()}' }); } catch (e) { refused = e.code + ': ' + e.message; }
+        return { ok: ok.key, refused };
+      }`,
+        },
+      }),
+    });
+    expect(call.status).toBe(200);
+    const res = (await call.json()) as ExecuteBody;
+    expect(res.data).toEqual({
+      ok: 'acct.txt',
+      refused: `policy_denied: PUT r2://account:${other}/media/acct.txt refused: denied by identity rule other-media`,
+    });
+    expect(r2.getObject(other, 'media', 'acct.txt')).toBeUndefined();
+    const trail = (await r2Events(res.execution_id)).filter((e) => e.outcome !== 'pending');
+    expect(trail.map((e) => [e.upstream?.path, e.upstream?.path_template, e.outcome])).toEqual(
+      expect.arrayContaining([
+        [`r2://account:${accountId}/media/acct.txt`, 'r2://account:{account_id}/{bucket}/{key}', 'success'],
+        [`r2://account:${other}/media/acct.txt`, 'r2://account:{account_id}/{bucket}/{key}', 'refused'],
+      ]),
+    );
+    const explain = async (path: string) => {
+      const answer = await fetch(`${base}/api/v1/policy/evaluate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier: 'ada-accounts', method: 'PUT', path }),
+      });
+      return { status: answer.status, body: (await answer.json()) as Record<string, unknown> };
+    };
+    expect((await explain(`r2://account:${other}/media/x`)).body).toMatchObject({
+      allowed: false,
+      path: `r2://account:${other}/media/x`,
+    });
+    expect((await explain(`r2://account:${accountId}/media/x`)).body).toMatchObject({ allowed: true });
+    expect((await explain('r2://account:nope/media/x')).status).toBe(400);
+    const bad = await fetch(`${base}/api/v1/identities/ada-accounts/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [{ ...rule, path: 'r2://account:Acme/media/**' }] }),
+    });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain(
+      '32 lower-case hex characters of a Cloudflare account id',
+    );
+  });
+
   it("shows the principal's R2 budget beside the API's", async () => {
     const budget = async () => {
       const res = await fetch(`${base}/api/v1/connected_accounts/${aliceAccount}`, {
@@ -610,7 +698,7 @@ describe('r2 in cloudflare_execute', () => {
       'alice-no-r2',
     );
     expect(res.data).toMatch(
-      /^forbidden: r2\.list: R2 refused GET r2:\/\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
+      /^forbidden: r2\.list: R2 refused GET r2:\/\/account:\w+\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
     );
   });
 
