@@ -142,10 +142,9 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     if (request.contentType !== undefined) headers['content-type'] = request.contentType;
     const needles = r2Needles(credentials, credential);
     // A range is read with a margin so a secret it cuts through is still found (see `redact`).
+    const margin = Math.max(0, ...needles.map((n) => n.length - 1));
     const range =
-      request.range !== undefined && request.method === 'GET'
-        ? widen(request.range, Math.max(0, ...needles.map((n) => n.length - 1)))
-        : null;
+      request.range !== undefined && request.method === 'GET' ? widen(request.range, margin) : null;
     if (request.range !== undefined) headers.range = range?.header ?? request.range;
     const aws = new AwsClient({
       accessKeyId: credentials.accessKeyId,
@@ -170,11 +169,12 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     } catch (error) {
       throw failure(error, timeout, timeoutMs);
     }
-    const limit = options.maxResponseBytes;
+    // The margin read around a range does not count against the limit: it is not returned.
+    const limit = options.maxResponseBytes + (range ? 2 * margin : 0);
     const declared = Number(response.headers.get('content-length') ?? NaN);
     if (request.method === 'GET' && Number.isFinite(declared) && declared > limit && response.status < 300) {
       await response.body?.cancel().catch(() => undefined);
-      throw tooLarge(declared, limit);
+      throw tooLarge(declared, options.maxResponseBytes);
     }
     if (request.admitBody && request.method !== 'HEAD') {
       try {
@@ -192,7 +192,7 @@ export function createR2Client(options: R2ClientOptions): R2Client {
           size += chunk.byteLength;
           if (size > limit) {
             await response.body.cancel().catch(() => undefined);
-            throw tooLarge(null, limit);
+            throw tooLarge(null, options.maxResponseBytes);
           }
           chunks.push(Buffer.from(chunk));
         }

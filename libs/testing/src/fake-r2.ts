@@ -76,8 +76,9 @@ export interface FakeR2 {
   ): { readonly accessKeyId: string; readonly secretAccessKey: string };
   revokeAccessKey(accessKeyId: string): void;
   /**
-   * Holds the bodies of GETs of one object (any account and jurisdiction): the headers and the
-   * first 64 KiB go out, the rest once `release` is called, so a test can keep a transfer open.
+   * Holds the bodies of whole-object GETs (not ranges) of one object (any account and
+   * jurisdiction): the headers and the first 64 KiB go out, the rest once `release` is called,
+   * so a test can keep a transfer open.
    */
   pauseBodies(bucket: string, key: string): { stalled(): number; release(): void };
   requests(): readonly FakeR2RequestLogEntry[];
