@@ -80,7 +80,7 @@ export function r2AccountPath(accountId: string, policyPath: string): string {
 const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
 
 /**
- * `r2://bucket[/key]` as a person writes it (the policy tester, the audit trail's spelling): the
+ * `r2://[account:<account_id>/]bucket[/key]` as a person writes it (the policy tester, the audit trail's spelling): the
  * form enforcement evaluates, each key segment decoded and written canonically, so
  * `r2://media/a b` and `r2://media/a%20b` are one object. Refuses what no `r2.<op>` could send.
  */
