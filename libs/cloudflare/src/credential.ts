@@ -37,20 +37,50 @@ export function credentialSecrets(credential: CloudflareCredential): string[] {
 export const REDACTED = '[REDACTED]';
 
 /**
- * The forms in which a secret can come back inside a response: as it is, Base64 (standard and
- * URL alphabet, with and without padding), percent-encoded, and as the `Authorization` value.
+ * The forms in which a secret can come back inside a response: as it is, JSON-escaped, Base64
+ * (standard and URL alphabet, with and without padding; also when it starts inside the encoded
+ * text, as in `Basic base64(user:secret)` or `base64("Bearer " + secret)`), hex of its bytes,
+ * percent-encoded; a hex secret (R2's derived secret) also in upper case and as its raw bytes in
+ * Base64. A secret stored otherwise transformed (compressed, split, another cipher) is not found.
  */
-function secretForms(secret: string): string[] {
-  const b64 = Buffer.from(secret, 'utf8').toString('base64');
+export function secretForms(secret: string): string[] {
+  const bytes = Buffer.from(secret, 'utf8');
   const forms = new Set([
     secret,
-    b64,
-    b64.replace(/=+$/, ''),
-    Buffer.from(secret, 'utf8').toString('base64url'),
+    JSON.stringify(secret).slice(1, -1),
     encodeURIComponent(secret),
+    bytes.toString('hex'),
+    ...base64Forms(bytes),
   ]);
+  if (/^(?:[0-9a-fA-F]{2}){16,}$/.test(secret)) {
+    forms.add(secret.toLowerCase());
+    forms.add(secret.toUpperCase());
+    for (const form of base64Forms(Buffer.from(secret, 'hex'))) forms.add(form);
+  }
   // Longest first, so a form is never left half-replaced by a shorter one it contains.
   return [...forms].filter((f) => f.length >= 8).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Base64 (both alphabets, with and without padding) of `bytes` on its own, and the part of the
+ * encoding that does not depend on what surrounds it when `bytes` starts 1 or 2 bytes into a
+ * 3-byte group (the characters of groups wholly inside `bytes`).
+ */
+function base64Forms(bytes: Buffer): string[] {
+  const forms: string[] = [];
+  for (const alphabet of ['base64', 'base64url'] as const) {
+    const whole = bytes.toString(alphabet);
+    forms.push(whole, whole.replace(/=+$/, ''));
+    for (const shift of [1, 2]) {
+      const end = Math.floor((shift + bytes.length) / 3) * 4;
+      forms.push(
+        Buffer.concat([Buffer.alloc(shift), bytes])
+          .toString(alphabet)
+          .slice(4, end),
+      );
+    }
+  }
+  return forms;
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AwsClient } from 'aws4fetch';
 import { WardenError } from '@warden/core';
 import type { CloudflareCredential } from './credential.ts';
-import { credentialScrubber } from './credential.ts';
+import { REDACTED, credentialSecrets, secretForms } from './credential.ts';
 
 /** Where a bucket lives: the jurisdiction picks the S3 endpoint (`<account>.eu.r2…`, `<account>.fedramp.r2…`). */
 export type R2Jurisdiction = 'default' | 'eu' | 'fedramp';
@@ -54,6 +54,12 @@ export interface R2HttpRequest {
   /** An HTTP `Range` value, e.g. `bytes=0-99`. */
   readonly range?: string;
   readonly signal?: AbortSignal;
+  /**
+   * Called once R2 has answered, before its body is read (not for HEAD), with the declared
+   * `Content-Length` (null when none): it may wait for room to hold the body, or throw to refuse
+   * it, the body then left unread and cancelled.
+   */
+  readonly admitBody?: (declaredBytes: number | null) => Promise<void>;
 }
 
 export interface R2HttpResponse {
@@ -145,7 +151,12 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     };
     if (options.userAgent) headers['user-agent'] = options.userAgent;
     if (request.contentType !== undefined) headers['content-type'] = request.contentType;
-    if (request.range !== undefined) headers.range = request.range;
+    const needles = r2Needles(credentials, credential);
+    // A range is read with a margin so a secret it cuts through is still found (see `redact`).
+    const margin = Math.max(0, ...needles.map((n) => n.length - 1));
+    const range =
+      request.range !== undefined && request.method === 'GET' ? widen(request.range, margin) : null;
+    if (request.range !== undefined) headers.range = range?.header ?? request.range;
     const aws = new AwsClient({
       accessKeyId: credentials.accessKeyId,
       secretAccessKey: credentials.secretAccessKey,
@@ -169,11 +180,20 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     } catch (error) {
       throw failure(error, timeout, timeoutMs);
     }
-    const limit = options.maxResponseBytes;
+    // The margin read around a range does not count against the limit: it is not returned.
+    const limit = options.maxResponseBytes + (range ? 2 * margin : 0);
     const declared = Number(response.headers.get('content-length') ?? NaN);
     if (request.method === 'GET' && Number.isFinite(declared) && declared > limit && response.status < 300) {
       await response.body?.cancel().catch(() => undefined);
-      throw tooLarge(declared, limit);
+      throw tooLarge(declared, options.maxResponseBytes);
+    }
+    if (request.admitBody && request.method !== 'HEAD') {
+      try {
+        await request.admitBody(Number.isFinite(declared) ? declared : null);
+      } catch (error) {
+        await response.body?.cancel().catch(() => undefined);
+        throw error;
+      }
     }
     const chunks: Buffer[] = [];
     let size = 0;
@@ -183,7 +203,7 @@ export function createR2Client(options: R2ClientOptions): R2Client {
           size += chunk.byteLength;
           if (size > limit) {
             await response.body.cancel().catch(() => undefined);
-            throw tooLarge(null, limit);
+            throw tooLarge(null, options.maxResponseBytes);
           }
           chunks.push(Buffer.from(chunk));
         }
@@ -196,15 +216,114 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     response.headers.forEach((value, name) => {
       out[name] = value;
     });
+    const all = Buffer.concat(chunks);
+    const cfRay = response.headers.get('cf-ray');
+    const got = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out['content-range'] ?? '');
+    if (!range || response.status !== 206 || !got) {
+      return {
+        status: response.status,
+        headers: out,
+        body: redact(all, needles, 0, 0, all.length - 1),
+        cfRay,
+      };
+    }
+    // Back to the bytes asked for: R2's answer to the range as sent.
+    const start = Number(got[1]);
+    const total = got[3] === '*' ? Number(got[2]) + 1 : Number(got[3]);
+    const [from, to] = range.ask(start, total);
+    if (from > to) {
+      return {
+        status: 416,
+        headers: { ...out, 'content-range': `bytes */${total}`, 'content-type': 'application/xml' },
+        body: Buffer.from(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRange</Code><Message>The requested range is not satisfiable</Message></Error>',
+        ),
+        cfRay,
+      };
+    }
     return {
-      status: response.status,
-      headers: out,
-      body: credentialScrubber(credential, r2Secrets(credential, credentials))(Buffer.concat(chunks)),
-      cfRay: response.headers.get('cf-ray'),
+      status: 206,
+      headers: {
+        ...out,
+        'content-range': `bytes ${from}-${to}/${got[3]}`,
+        'content-length': String(to - from + 1),
+      },
+      body: redact(all, needles, start, from, to),
+      cfRay,
     };
   }
 
   return { endpointFor, send };
+}
+
+/**
+ * What may not come back in a body, as bytes: the credential's secrets and the R2 secrets of the
+ * call (`r2Secrets`: the one that signs, and the one derived from an API token even when a vaulted
+ * key pair signs), each in every form `secretForms` knows (the same forms as `credentialScrubber`).
+ */
+function r2Needles(credentials: R2Credentials, credential: CloudflareCredential): Buffer[] {
+  const secrets = new Set([
+    ...credentialSecrets(credential),
+    credentials.secretAccessKey,
+    ...r2Secrets(credential, null),
+  ]);
+  const forms = new Set([...secrets].flatMap(secretForms));
+  return [...forms].map((f) => Buffer.from(f, 'utf8'));
+}
+
+/**
+ * `body` (which starts at byte `start` of the object) cut to the bytes `from`…`to` (inclusive),
+ * every run of it that belongs to an occurrence of a needle anywhere in `body` replaced by
+ * `[REDACTED]`. A range read asks R2 for a margin of the longest needle's length on each side, so
+ * a secret split across two ranges is found whole in each and neither part comes back.
+ */
+function redact(body: Buffer, needles: readonly Buffer[], start: number, from: number, to: number): Buffer {
+  const runs: [number, number][] = [];
+  for (const needle of needles) {
+    for (let at = body.indexOf(needle); at !== -1; at = body.indexOf(needle, at + 1)) {
+      runs.push([start + at, start + at + needle.length]);
+    }
+  }
+  const first = Math.max(from, start);
+  const end = Math.min(to + 1, start + body.length);
+  if (runs.length === 0) return body.subarray(first - start, Math.max(first, end) - start);
+  runs.sort((a, b) => a[0] - b[0]);
+  // Overlapping occurrences (one form inside another) are one run, one marker.
+  const merged: [number, number][] = [];
+  for (const run of runs) {
+    const last = merged.at(-1);
+    if (last && run[0] <= last[1]) last[1] = Math.max(last[1], run[1]);
+    else merged.push([...run]);
+  }
+  const parts: Buffer[] = [];
+  let at = first;
+  for (const [runStart, runEnd] of merged) {
+    if (runEnd <= at || runStart >= end) continue;
+    if (runStart > at) parts.push(body.subarray(at - start, runStart - start));
+    parts.push(Buffer.from(REDACTED, 'utf8'));
+    at = Math.min(runEnd, end);
+  }
+  if (at < end) parts.push(body.subarray(at - start, end - start));
+  return Buffer.concat(parts);
+}
+
+/** A `Range` widened by `margin` bytes on each side, and the bytes it was asked for. */
+function widen(
+  range: string,
+  margin: number,
+): { header: string; ask: (start: number, size: number) => [number, number] } {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(range);
+  if (!m || (m[1] === '' && m[2] === '')) return { header: range, ask: (start, size) => [start, size - 1] };
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    return { header: `bytes=-${suffix + margin}`, ask: (_, size) => [Math.max(0, size - suffix), size - 1] };
+  }
+  const offset = Number(m[1]);
+  const last = m[2] === '' ? null : Number(m[2]);
+  return {
+    header: `bytes=${Math.max(0, offset - margin)}-${last === null ? '' : last + margin}`,
+    ask: (_, size) => [offset, last === null ? size - 1 : Math.min(last, size - 1)],
+  };
 }
 
 function failure(error: unknown, timeout: AbortSignal, timeoutMs: number): WardenError {

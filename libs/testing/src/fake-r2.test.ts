@@ -223,6 +223,23 @@ describe('fake R2: SigV4 verified by @smithy/signature-v4 against requests Warde
     expect(signed[1]).toEqual(expect.arrayContaining(['range']));
   });
 
+  it("keeps the token's derived secret out of a body also when an R2 key pair signs", async () => {
+    const pair = r2.createAccessKey(accountId, 'read');
+    const derived = r2CredentialsFromApiToken(writer.id, writer.value).secretAccessKey;
+    r2.putObject(
+      accountId,
+      'media',
+      'derived.txt',
+      `a ${derived} b ${derived.toUpperCase()} c ${pair.secretAccessKey} d`,
+    );
+    const res = await client().send(
+      pair,
+      { type: 'api_token', apiToken: writer.value },
+      { method: 'GET', accountId, jurisdiction: 'default', bucket: 'media', key: 'derived.txt' },
+    );
+    expect(res.body.toString()).toBe('a [REDACTED] b [REDACTED] c [REDACTED] d');
+  });
+
   it('answers AccessDenied to a read-only token writing, and to an unknown key id InvalidAccessKeyId', async () => {
     const denied = await send(reader, {
       method: 'PUT',

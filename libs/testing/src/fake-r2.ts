@@ -23,8 +23,13 @@ import type { FakeCloudflareState } from './fake-cloudflare/fake-cloudflare.stat
  *
  * Operations: ListObjectsV2, HeadObject, GetObject (with `Range`), PutObject, DeleteObject.
  * Errors answer as S3 does: XML `<Error><Code>…` with 403/404/400.
+ *
+ * Keys are identified in Unicode NFC, as R2 documents ("Unicode interoperability"): `café` with a
+ * precomposed `é` and with `e` + U+0301 are one object, listed in the spelling last written.
  */
 export interface FakeR2Object {
+  /** The key as last written (R2 lists that spelling); the object is found by its NFC form. */
+  readonly key: string;
   readonly body: Buffer;
   readonly contentType: string;
   readonly etag: string;
@@ -70,6 +75,12 @@ export interface FakeR2 {
     access: 'read' | 'write',
   ): { readonly accessKeyId: string; readonly secretAccessKey: string };
   revokeAccessKey(accessKeyId: string): void;
+  /**
+   * Holds the bodies of whole-object GETs (not ranges) of one object (any account and
+   * jurisdiction): the headers and the first 64 KiB go out, the rest once `release` is called,
+   * so a test can keep a transfer open.
+   */
+  pauseBodies(bucket: string, key: string): { stalled(): number; release(): void };
   requests(): readonly FakeR2RequestLogEntry[];
   clearRequests(): void;
   close(): Promise<void>;
@@ -172,6 +183,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   const accessKeys = new Map<string, { secret: string; tokenId: string }>();
   const bucketKey = (accountId: string, jurisdiction: string, bucket: string) =>
     `${accountId}/${jurisdiction}/${bucket}`;
+  /** `<bucket>/<NFC key>` → the pause its GET bodies wait for. */
+  const pauses = new Map<string, { stalled: number; released: Promise<void>; release: () => void }>();
 
   function store(
     accountId: string,
@@ -183,7 +196,8 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   ) {
     const objects = buckets.get(bucketKey(accountId, jurisdiction, bucket));
     if (!objects) throw new Error(`fake R2: no bucket ${bucket}`);
-    objects.set(key, {
+    objects.set(key.normalize('NFC'), {
+      key,
       body,
       contentType,
       etag: `"${createHash('md5').update(body).digest('hex')}"`,
@@ -325,7 +339,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
   function listXml(bucket: string, objects: Map<string, FakeR2Object>, q: URLSearchParams): string {
     if (q.get('list-type') !== '2')
       throw new S3Error(400, 'NotImplemented', 'only ListObjectsV2 (list-type=2) is implemented');
-    const prefix = q.get('prefix') ?? '';
+    const prefix = (q.get('prefix') ?? '').normalize('NFC');
     const delimiter = q.get('delimiter') ?? '';
     const maxKeys = Math.min(1000, Math.max(0, Number(q.get('max-keys') ?? 1000) || 0));
     const after = q.get('continuation-token')
@@ -352,7 +366,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       }
       const o = objects.get(key)!;
       contents.push(
-        `<Contents><Key>${xmlEscape(key)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(o.etag)}</ETag><Size>${o.body.length}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+        `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(o.etag)}</ETag><Size>${o.body.length}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
       );
       last = key;
     }
@@ -417,13 +431,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       res.end(xml);
       return;
     }
-    const key = decodeURIComponent(rawKey);
+    const written = decodeURIComponent(rawKey);
+    const key = written.normalize('NFC');
     if (method === 'PUT') {
       store(
         accountId,
         jurisdiction,
         bucket,
-        key,
+        written,
         body,
         String(req.headers['content-type'] ?? 'application/octet-stream'),
       );
@@ -472,6 +487,14 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       return;
     }
     res.writeHead(200, { ...headers, 'content-length': String(object.body.length) });
+    const pause = method === 'HEAD' ? undefined : pauses.get(`${bucket}/${key}`);
+    if (pause) {
+      res.write(object.body.subarray(0, 64 * 1024));
+      pause.stalled++;
+      await pause.released;
+      res.end(object.body.subarray(64 * 1024));
+      return;
+    }
     res.end(method === 'HEAD' ? undefined : object.body);
   }
 
@@ -543,7 +566,7 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
       );
     },
     getObject(accountId, bucket, key, jurisdiction = 'default') {
-      return buckets.get(bucketKey(accountId, jurisdiction, bucket))?.get(key);
+      return buckets.get(bucketKey(accountId, jurisdiction, bucket))?.get(key.normalize('NFC'));
     },
     createAccessKey(accountId, access) {
       // An R2 token is an account token carrying R2 permissions; its S3 pair is what R2 checks.
@@ -562,6 +585,20 @@ export async function startFakeR2(options: FakeR2Options): Promise<FakeR2> {
     },
     revokeAccessKey(accessKeyId) {
       accessKeys.delete(accessKeyId);
+    },
+    pauseBodies(bucket, key) {
+      let release = () => {};
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const pause = { stalled: 0, released, release };
+      const at = `${bucket}/${key.normalize('NFC')}`;
+      pauses.set(at, pause);
+      return {
+        stalled: () => pause.stalled,
+        release: () => {
+          pauses.delete(at);
+          pause.release();
+        },
+      };
     },
     requests: () => [...log],
     clearRequests: () => {

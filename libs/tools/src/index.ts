@@ -121,5 +121,7 @@ export { createCredentialVerifier, createReverifier } from './credential-verific
 export type { VerificationDeps } from './credential-verification.ts';
 export { DEFAULT_R2_MAX_OBJECT_BYTES, createR2Gateway, r2PolicyPath } from './r2-gateway.ts';
 export type { R2Gateway, R2GatewayDeps, R2Keys } from './r2-gateway.ts';
+export { createR2ByteBudget } from './r2-bytes.ts';
+export type { R2ByteBudget, R2ByteBudgetOptions } from './r2-bytes.ts';
 export { DEFAULT_TAIL_EVENT_BYTES, createTailGateway, tailDecision } from './tail-gateway.ts';
 export type { TailGateway, TailGatewayDeps } from './tail-gateway.ts';

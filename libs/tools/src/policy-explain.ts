@@ -1,7 +1,7 @@
 import { canonicalizePath } from './canonical-path.ts';
-import { evaluatePolicy, pathMatches, ruleLabel } from './policy.ts';
+import { evaluatePolicy, ruleApplies, ruleLabel } from './policy.ts';
 import { parseR2PolicyPath } from './r2-gateway.ts';
-import type { Policy, PolicyRule } from './policy.ts';
+import type { Policy, PolicyRequest } from './policy.ts';
 
 export interface PolicyExplanation {
   readonly allowed: boolean;
@@ -13,12 +13,9 @@ export interface PolicyExplanation {
   readonly reason: string;
 }
 
-function firstAllow(policy: Policy, method: string, path: string): string | null {
+function firstAllow(policy: Policy, request: PolicyRequest): string | null {
   for (const [i, rule] of (policy.rules ?? []).entries()) {
-    if (rule.effect !== 'allow') continue;
-    if (!rule.methods.includes('*') && !rule.methods.includes(method as PolicyRule['methods'][number]))
-      continue;
-    if (pathMatches(rule.path, path, 'exact')) return ruleLabel(rule, i);
+    if (rule.effect === 'allow' && ruleApplies(rule, request)) return ruleLabel(rule, i);
   }
   return null;
 }
@@ -26,22 +23,24 @@ function firstAllow(policy: Policy, method: string, path: string): string | null
 /**
  * What `evaluatePolicy` would decide for one request of an identifier, with the rule that decides:
  * the policy tester's answer. The path is canonicalized first, exactly as the upstream gateway does;
- * an R2 object path (`r2://bucket/key`) as the R2 gateway names it.
+ * an R2 object path (`r2://bucket/key`, or `r2://account:<id>/bucket/key` for account rules to
+ * apply) as the R2 gateway names it.
  */
 export function explainPolicy(
   tenant: Policy,
   identity: Policy,
   request: { method: string; path: string; graphqlQuery?: boolean },
 ): PolicyExplanation {
-  const path = request.path.startsWith('r2://')
-    ? parseR2PolicyPath(request.path, 'path')
-    : canonicalizePath(request.path, 'path');
+  const r2 = request.path.startsWith('r2://') ? parseR2PolicyPath(request.path, 'path') : null;
+  const path = r2 ? r2.path : canonicalizePath(request.path, 'path');
   const method = request.method.toUpperCase();
-  const decision = evaluatePolicy(tenant, identity, {
+  const evaluated: PolicyRequest = {
     method,
-    path,
+    path: r2 ? r2.ruled : path,
+    ...(r2?.account ? { r2Account: r2.account } : {}),
     ...(request.graphqlQuery !== undefined ? { graphqlQuery: request.graphqlQuery } : {}),
-  });
+  };
+  const decision = evaluatePolicy(tenant, identity, evaluated);
   if (!decision.allowed) {
     return { allowed: false, path, rule: decision.rule, scope: decision.scope, reason: decision.reason };
   }
@@ -49,7 +48,7 @@ export function explainPolicy(
     ['tenant', tenant],
     ['identity', identity],
   ] as const) {
-    const rule = firstAllow(policy, method, path);
+    const rule = firstAllow(policy, evaluated);
     if (rule) return { allowed: true, path, rule, scope, reason: `allowed by ${scope} rule ${rule}` };
   }
   return { allowed: true, path, rule: null, scope: null, reason: 'no rule refuses it: allowed by default' };

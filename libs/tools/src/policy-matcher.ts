@@ -1,4 +1,5 @@
 import { canonicalSegment } from './canonical-path.ts';
+import { r2PatternLiteral } from './r2-key.ts';
 
 /**
  * Path patterns of policy rules: `*` or `{name}` is one segment, `**` any number of
@@ -41,6 +42,9 @@ export interface PathSubject {
   readonly folded: readonly string[];
 }
 
+/** The first segment of an `r2://bucket/key` path or pattern. */
+const R2_SCHEME = 'r2:';
+
 export function patternSegments(pattern: string): string[] {
   return pattern.split('/').filter((s) => s !== '');
 }
@@ -65,12 +69,14 @@ function compile(pattern: string): CompiledPattern {
     if (!set) map.set(text, (set = new Uint32Array(words)));
     setBit(set, position);
   };
+  const r2 = segments[0] === R2_SCHEME;
   segments.forEach((segment, position) => {
     if (segment === '**') setBit(any, position);
     else if (isParameter(segment)) setBit(one, position);
     else {
       // Stored patterns predate validation: compare them in the same spelling as paths.
-      const text = canonicalSegment(segment) ?? segment;
+      const canonical = canonicalSegment(segment) ?? segment;
+      const text = r2 && position > 1 ? r2PatternLiteral(canonical) : canonical;
       literal(exact, text, position);
       literal(folded, text.toLowerCase(), position);
     }
@@ -160,14 +166,17 @@ export function patternProblem(pattern: string): string | null {
       return 'has "**/**"; one "**" already matches any number of segments';
     }
   }
-  for (const segment of segments) {
+  const r2 = segments[0] === R2_SCHEME;
+  for (const [position, segment] of segments.entries()) {
     if (segment === '**' || isParameter(segment)) continue;
     const canonical = canonicalSegment(segment);
     if (canonical === null) {
       return `has the segment "${segment.slice(0, 100)}", which no accepted request path contains (encoded "/", "\\" or ";", a dot segment, control characters or invalid percent-encoding)`;
     }
-    if (canonical !== segment) {
-      return `has the segment "${segment.slice(0, 100)}"; write it as "${canonical}" (the spelling requests are matched in)`;
+    // R2 keys are matched in NFC, as R2 identifies them (`r2-key.ts`).
+    const spelling = r2 && position > 1 ? r2PatternLiteral(canonical) : canonical;
+    if (spelling !== segment) {
+      return `has the segment "${segment.slice(0, 100)}"; write it as "${spelling}" (the spelling requests are matched in${spelling === canonical ? '' : ': R2 keys in Unicode NFC'})`;
     }
   }
   return null;

@@ -39,7 +39,10 @@ export interface PolicyRule {
    * Path pattern over the API path: `*` or `{name}` matches one segment, `**` any number
    * of segments (including none). E.g. `/zones/*\/dns_records/**`. Bounded at PUT
    * (`patternProblem`). R2 object calls are matched as `r2://bucket/key` (`r2://bucket` for a
-   * listing), so `r2://backups/**` names a bucket's objects; `/**` covers them too.
+   * listing), so `r2://backups/**` names a bucket's objects; `/**` covers them too. R2 keys and
+   * the key literals of `r2://` rules are compared in Unicode NFC (`r2-key.ts`). Such a rule
+   * covers that bucket name in every Cloudflare account; `r2://account:<account_id>/backups/**`
+   * covers it in one account only (matched against the request's `r2Account`).
    */
   readonly path: string;
   /** Shown in refusals so users know which rule refused. */
@@ -60,6 +63,31 @@ export interface PolicyRequest {
   readonly path: string;
   /** For POST /graphql: whether `classifyGraphqlBody` found a read (a query). */
   readonly graphqlQuery?: boolean;
+  /**
+   * For an R2 object (`r2://bucket/key`): the Cloudflare account it is in, lower case, which
+   * `r2://account:<id>/…` rules match; without it they match nothing.
+   */
+  readonly r2Account?: string;
+}
+
+/** The prefix of rules on one account's R2 objects: `r2://account:<account_id>/bucket/key`. */
+export const R2_ACCOUNT_RULE = 'r2://account:';
+
+/** The subjects rules are matched against: the path, and for R2 the account-qualified path. */
+interface Subjects {
+  readonly path: PathSubject;
+  readonly account: PathSubject | null;
+}
+
+function subjects(request: PolicyRequest): Subjects {
+  const segments = pathSegments(request.path);
+  return {
+    path: pathSubject(segments),
+    account:
+      request.r2Account !== undefined && segments[0] === 'r2:'
+        ? pathSubject(['r2:', `account:${request.r2Account}`, ...segments.slice(1)])
+        : null,
+  };
 }
 
 /** Which rule holds a write for approval. */
@@ -85,6 +113,11 @@ export function pathMatches(pattern: string, path: string, literals: LiteralMatc
   return matchPattern(compilePattern(pattern), pathSubject(pathSegments(path)), literals);
 }
 
+/** Whether a rule matches a request, by method and path (an account rule by its account too). */
+export function ruleApplies(rule: PolicyRule, request: PolicyRequest): boolean {
+  return ruleMatches(rule, request, subjects(request));
+}
+
 export function isWrite(request: PolicyRequest): boolean {
   const method = request.method.toUpperCase();
   if (method === 'GET') return false;
@@ -96,9 +129,13 @@ export function ruleLabel(rule: PolicyRule, index: number): string {
   return rule.name ?? `rules[${index}] (${rule.effect} ${rule.methods.join(',')} ${rule.path})`;
 }
 
-function ruleMatches(rule: PolicyRule, request: PolicyRequest, path: PathSubject): boolean {
+function ruleMatches(rule: PolicyRule, request: PolicyRequest, on: Subjects): boolean {
   const method = request.method.toUpperCase();
+  // An account rule is matched against the account-qualified path only, every other rule
+  // against the path: neither form can stand for the other.
+  const path = rule.path.startsWith(R2_ACCOUNT_RULE) ? on.account : on.path;
   return (
+    path !== null &&
     (rule.methods.includes('*') || rule.methods.includes(method as PolicyMethod)) &&
     matchPattern(compilePattern(rule.path), path, rule.effect === 'allow' ? 'exact' : 'fold-case')
   );
@@ -108,7 +145,7 @@ function evaluateOne(
   policy: Policy,
   scope: 'tenant' | 'identity',
   request: PolicyRequest,
-  path: PathSubject,
+  path: Subjects,
   allowedByAny: boolean,
 ): PolicyDecision {
   const rules = policy.rules ?? [];
@@ -152,7 +189,7 @@ export function evaluatePolicy(tenant: Policy, identity: Policy, request: Policy
       reason: `it mints or manages credentials (${credential.kind}), which the tenant policy does not allow; a tenant admin can add "${credential.kind}" to credential_operations.allow (PUT /api/v1/policy)`,
     };
   }
-  const path = pathSubject(pathSegments(request.path));
+  const path = subjects(request);
   const allowedByAny = [...(tenant.rules ?? []), ...(identity.rules ?? [])].some(
     (rule) => rule.effect === 'allow' && ruleMatches(rule, request, path),
   );
@@ -323,6 +360,12 @@ export function parsePolicy(
       }
       const problem = patternProblem(rule.path);
       if (problem) throw fieldError(`${f}.path`, problem);
+      if (rule.path.startsWith(R2_ACCOUNT_RULE) && !/^r2:\/\/account:[0-9a-f]{32}(\/|$)/.test(rule.path)) {
+        throw fieldError(
+          `${f}.path`,
+          'an R2 rule on one account is r2://account:<account_id>/bucket/key with the 32 lower-case hex characters of a Cloudflare account id, e.g. r2://account:023e105f4ecef8ad9ca31a8372d0c353/backups/**',
+        );
+      }
       if (rule.name !== undefined && (typeof rule.name !== 'string' || rule.name.length > 100)) {
         throw fieldError(`${f}.name`, 'must be a string of at most 100 characters');
       }

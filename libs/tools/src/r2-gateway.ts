@@ -6,8 +6,9 @@ import { WardenError, hasControlCharacters, isWardenError, systemClock } from '@
 import { r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { R2Client, R2Credentials, R2HttpRequest, R2HttpResponse, R2Method } from '@warden/cloudflare';
 import type { UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
-import { canonicalSegment } from './canonical-path.ts';
-import { evaluatePolicy, policyRefusal } from './policy.ts';
+import { R2_ACCOUNT_RULE, evaluatePolicy, policyRefusal } from './policy.ts';
+import type { R2ByteBudget } from './r2-bytes.ts';
+import { r2KeySegment } from './r2-key.ts';
 import type { R2Request } from './ports.ts';
 import { admitParty } from './upstream-gateway.ts';
 import type { UpstreamParty } from './upstream-gateway.ts';
@@ -20,6 +21,8 @@ export interface R2GatewayDeps {
   readonly budget: UpstreamBudget;
   /** Largest object body a get returns or a put sends (`R2_MAX_OBJECT_BYTES`). */
   readonly maxObjectBytes: number;
+  /** The bound on R2 bodies held at once, per process and per tenant. */
+  readonly bytes: R2ByteBudget;
   readonly clock?: Clock;
 }
 
@@ -55,43 +58,59 @@ const METHOD: Readonly<Record<R2Request['op'], R2Method>> = {
   delete: 'DELETE',
 };
 
-/** Every byte but RFC 3986's unreserved characters percent-encoded. */
-function encodeStrict(text: string): string {
-  return encodeURIComponent(text).replace(
-    /[!'()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
-}
-
-/** `r2://bucket/key`, each key segment in the canonical spelling policy rules are written in. */
+/**
+ * `r2://bucket/key`, each key segment in the canonical spelling policy rules are written in, in
+ * NFC as R2 identifies keys (`r2-key.ts`).
+ */
 export function r2PolicyPath(bucket: string, key?: string): string {
   if (key === undefined) return `r2://${bucket}`;
-  const segments = key.split('/').map((segment) => {
-    const encoded = encodeStrict(segment);
-    return canonicalSegment(encoded) ?? encoded;
-  });
-  return `r2://${bucket}/${segments.join('/')}`;
+  return `r2://${bucket}/${key.split('/').map(r2KeySegment).join('/')}`;
+}
+
+/**
+ * `r2://account:<account_id>/bucket/key`: the object named with its Cloudflare account (lower
+ * case), as the audit trail records it and `r2://account:…` rules match it. A rule without the
+ * `account:<id>/` part covers the bucket name in every account.
+ */
+export function r2AccountPath(accountId: string, policyPath: string): string {
+  return `${R2_ACCOUNT_RULE}${accountId.toLowerCase()}/${policyPath.slice('r2://'.length)}`;
 }
 
 /** R2's bucket names: 3–63 lower-case letters, digits and hyphens, not starting or ending with a hyphen. */
 const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
 
 /**
- * `r2://bucket[/key]` as a person writes it (the policy tester, the audit trail's spelling): the
+ * `r2://[account:<account_id>/]bucket[/key]` as a person writes it (the policy tester, the audit trail's spelling): the
  * form enforcement evaluates, each key segment decoded and written canonically, so
  * `r2://media/a b` and `r2://media/a%20b` are one object. Refuses what no `r2.<op>` could send.
  */
-export function parseR2PolicyPath(text: string, field: string): string {
+export function parseR2PolicyPath(
+  text: string,
+  field: string,
+): { readonly path: string; readonly ruled: string; readonly account: string | null } {
   const refuse = (problem: string) =>
     new WardenError('invalid_request', `${field}: ${problem}, e.g. r2://my-bucket/reports/q4.csv`, {
       field,
     });
-  const rest = text.slice('r2://'.length);
+  let rest = text.slice('r2://'.length);
+  let account: string | null = null;
+  if (text.startsWith(R2_ACCOUNT_RULE)) {
+    const match = /^account:([0-9a-fA-F]{32})\/(.*)$/s.exec(rest);
+    if (!match)
+      throw refuse('"account:" must be followed by a 32-character Cloudflare account id and "/bucket"');
+    account = (match[1] as string).toLowerCase();
+    rest = match[2] as string;
+  }
+  const named = (ruled: string) => ({
+    path: account === null ? ruled : r2AccountPath(account, ruled),
+    ruled,
+    account,
+  });
   const slash = rest.indexOf('/');
   const bucket = slash === -1 ? rest : rest.slice(0, slash);
   if (!BUCKET.test(bucket))
     throw refuse(`"${bucket}" is not an R2 bucket name (3-63 lower-case letters, digits and hyphens)`);
-  if (slash === -1) return r2PolicyPath(bucket);
+  if (slash === -1) return named(r2PolicyPath(bucket));
   const segments = rest.slice(slash + 1).split('/');
   const decoded = segments.map((segment) => {
     if (segment === '' || segment === '.' || segment === '..')
@@ -104,7 +123,7 @@ export function parseR2PolicyPath(text: string, field: string): string {
   });
   if (decoded.some((segment) => segment.includes('/') || hasControlCharacters(segment)))
     throw refuse('an R2 key segment may not hold an encoded "/" or control characters');
-  return r2PolicyPath(bucket, decoded.join('/'));
+  return named(r2PolicyPath(bucket, decoded.join('/')));
 }
 
 function decodeXml(text: string): string {
@@ -172,6 +191,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     path: string,
     response: R2HttpResponse,
     signedWith: 'access_key' | 'token',
+    readable: (key: string) => boolean,
   ): unknown {
     const { op, bucket } = request;
     const method = METHOD[op];
@@ -233,16 +253,23 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         const xml = response.body.toString('utf8');
         const truncated = element(xml, 'IsTruncated') === 'true';
         const cursor = element(xml, 'NextContinuationToken');
+        // Keys (and delimited prefixes) under a path policy refuses to GET are withheld, counted.
+        const objects = blocks(xml, 'Contents').map((c) => ({
+          key: element(c, 'Key') ?? '',
+          size: Number(element(c, 'Size') ?? 0),
+          etag: element(c, 'ETag'),
+          uploaded: uploaded(element(c, 'LastModified')),
+        }));
+        const prefixes = blocks(xml, 'CommonPrefixes').map((c) => element(c, 'Prefix') ?? '');
+        const shown = objects.filter((o) => readable(o.key));
+        const shownPrefixes = prefixes.filter(readable);
+        const withheld = objects.length - shown.length + prefixes.length - shownPrefixes.length;
         return {
-          objects: blocks(xml, 'Contents').map((c) => ({
-            key: element(c, 'Key'),
-            size: Number(element(c, 'Size') ?? 0),
-            etag: element(c, 'ETag'),
-            uploaded: uploaded(element(c, 'LastModified')),
-          })),
-          delimitedPrefixes: blocks(xml, 'CommonPrefixes').map((c) => element(c, 'Prefix')),
+          objects: shown,
+          delimitedPrefixes: shownPrefixes,
           truncated,
           ...(truncated && cursor ? { cursor } : {}),
+          ...(withheld > 0 ? { withheld } : {}),
         };
       }
       case 'head':
@@ -296,13 +323,23 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
   async function send(
     party: UpstreamParty,
     keys: R2Keys,
-    request: R2Request,
+    asked: R2Request,
     journal: AuditJournal,
     signal?: AbortSignal,
   ): Promise<unknown> {
     const started = clock.now().getTime();
-    const method = METHOD[request.op];
-    const path = r2PolicyPath(request.bucket, request.key);
+    const method = METHOD[asked.op];
+    // R2 identifies keys in NFC: policy checks, and R2 is sent, that one spelling (`r2-key.ts`).
+    const request: R2Request = {
+      ...asked,
+      ...(asked.key !== undefined ? { key: asked.key.normalize('NFC') } : {}),
+      ...(asked.prefix !== undefined ? { prefix: asked.prefix.normalize('NFC') } : {}),
+    };
+    const account = request.accountId?.toLowerCase();
+    /** What rules match (with `r2Account`), and the account-qualified name everything shows. */
+    const ruled = r2PolicyPath(request.bucket, request.key);
+    const path = account === undefined ? ruled : r2AccountPath(account, ruled);
+    const onAccount = account === undefined ? {} : { r2Account: account };
     const body = request.op === 'put' ? putBody(request) : undefined;
     const query =
       request.op === 'list'
@@ -317,7 +354,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     const facts = {
       method,
       path,
-      pathTemplate: request.key === undefined ? 'r2://{bucket}' : 'r2://{bucket}/{key}',
+      pathTemplate: `r2://${account === undefined ? '' : 'account:{account_id}/'}{bucket}${request.key === undefined ? '' : '/{key}'}`,
       action: `r2.${request.op}`,
       requestBytes: body?.length ?? 0,
     };
@@ -341,9 +378,29 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       // A HEAD reads, as a GET does; rules name GET for both.
       const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, {
         method: method === 'HEAD' ? 'GET' : method,
-        path,
+        path: ruled,
+        ...onAccount,
       });
       if (!decision.allowed) refuse(policyRefusal(decision, { method, path }));
+      const folder = request.prefix?.slice(0, request.prefix.lastIndexOf('/') + 1);
+      if (folder) {
+        // A listing inside a path policy refuses: refused as a whole, naming the prefix.
+        const inside = r2PolicyPath(request.bucket, folder).replace(/\/+$/, '');
+        const under = evaluatePolicy(party.policy.tenant, party.policy.identity, {
+          method: 'GET',
+          path: inside,
+          ...onAccount,
+        });
+        if (!under.allowed) {
+          refuse(
+            new WardenError(
+              'policy_denied',
+              `r2.list: prefix "${request.prefix}" lists objects under ${account === undefined ? inside : r2AccountPath(account, inside)}, which is refused: ${under.reason}; list another prefix`,
+              { rule: under.rule, scope: under.scope, field: 'prefix' },
+            ),
+          );
+        }
+      }
       if (decision.allowed && decision.approval && !party.approved) {
         refuse(
           new WardenError(
@@ -386,65 +443,87 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
       throw error;
     };
 
-    const granted = await admitParty(deps.budget, party, 'r2', signal, notSent);
-
-    const http: R2HttpRequest = {
-      method,
-      accountId: request.accountId as string,
-      jurisdiction: request.jurisdiction,
-      bucket: request.bucket,
-      ...(request.key !== undefined ? { key: request.key } : {}),
-      ...(query ? { query } : {}),
-      ...(body ? { body } : {}),
-      ...(request.op === 'put'
-        ? {
-            contentType:
-              request.contentType ??
-              (request.as === 'json'
-                ? 'application/json'
-                : request.as === 'base64'
-                  ? 'application/octet-stream'
-                  : 'text/plain; charset=utf-8'),
-          }
-        : {}),
-      ...(request.range ? { range: rangeHeader(request.range) } : {}),
-      ...(signal ? { signal } : {}),
+    // The R2 bytes held at once are bounded (`r2-bytes.ts`): a put's body before it is sent, an
+    // answer's once R2 has declared its length, both until the result is built.
+    const releases: (() => void)[] = [];
+    const hold = async (bytes: number) => {
+      if (bytes > 0) releases.push(await deps.bytes.reserve(party.tenantId, bytes, request.op, signal));
     };
-    let response: R2HttpResponse;
     try {
-      response = await deps.client.send(signing, credential, http);
-    } catch (error) {
-      await deps.budget.observe(granted, null);
-      const wrapped = isWardenError(error)
-        ? new WardenError(
-            error.code,
-            error.message.startsWith('r2.') ? error.message : `r2.${request.op}: ${error.message}`,
-            error.details,
-          )
-        : new WardenError('upstream_error', `r2.${request.op}: the request to R2 failed`);
-      record(intentId, wrapped);
-      throw wrapped;
-    }
-    const answer: UpstreamAnswer = {
-      status: response.status,
-      retryAfterSeconds: response.status === 429 ? Number(response.headers['retry-after'] ?? 1) || 1 : null,
-      rateLimit: null,
-      rateLimitPolicy: null,
-    };
-    await deps.budget.observe(granted, answer);
-    const success = response.status >= 200 && response.status < 300;
-    const failure = success ? null : s3Error(response);
-    journal.later([
-      upstreamOutcomeRecord(party.subject, facts, intentId, {
-        outcome: success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
-        error: failure ? { code: failure.code, message: failure.message || `HTTP ${response.status}` } : null,
+      if (body) await hold(body.length).catch((error: unknown) => notSent(error as WardenError));
+      const granted = await admitParty(deps.budget, party, 'r2', signal, notSent);
+
+      const http: R2HttpRequest = {
+        method,
+        accountId: request.accountId as string,
+        jurisdiction: request.jurisdiction,
+        bucket: request.bucket,
+        ...(request.key !== undefined ? { key: request.key } : {}),
+        ...(query ? { query } : {}),
+        ...(body ? { body } : {}),
+        ...(request.op === 'put'
+          ? {
+              contentType:
+                request.contentType ??
+                (request.as === 'json'
+                  ? 'application/json'
+                  : request.as === 'base64'
+                    ? 'application/octet-stream'
+                    : 'text/plain; charset=utf-8'),
+            }
+          : {}),
+        ...(request.range ? { range: rangeHeader(request.range) } : {}),
+        ...(signal ? { signal } : {}),
+        admitBody: (declared) => hold(Math.min(declared ?? deps.maxObjectBytes, deps.maxObjectBytes)),
+      };
+      let response: R2HttpResponse;
+      try {
+        response = await deps.client.send(signing, credential, http);
+      } catch (error) {
+        await deps.budget.observe(granted, null);
+        const wrapped = isWardenError(error)
+          ? new WardenError(
+              error.code,
+              error.message.startsWith('r2.') ? error.message : `r2.${request.op}: ${error.message}`,
+              error.details,
+            )
+          : new WardenError('upstream_error', `r2.${request.op}: the request to R2 failed`);
+        record(intentId, wrapped);
+        throw wrapped;
+      }
+      const answer: UpstreamAnswer = {
         status: response.status,
-        cfRay: response.cfRay,
-        durationMs: clock.now().getTime() - started,
-        responseBytes: response.body.length,
-      }),
-    ]);
-    return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token');
+        retryAfterSeconds: response.status === 429 ? Number(response.headers['retry-after'] ?? 1) || 1 : null,
+        rateLimit: null,
+        rateLimitPolicy: null,
+      };
+      await deps.budget.observe(granted, answer);
+      const success = response.status >= 200 && response.status < 300;
+      const failure = success ? null : s3Error(response);
+      journal.later([
+        upstreamOutcomeRecord(party.subject, facts, intentId, {
+          outcome: success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
+          error: failure
+            ? { code: failure.code, message: failure.message || `HTTP ${response.status}` }
+            : null,
+          status: response.status,
+          cfRay: response.cfRay,
+          durationMs: clock.now().getTime() - started,
+          responseBytes: response.body.length,
+        }),
+      ]);
+      const policy = party.policy;
+      const readable = (key: string) =>
+        policy === null ||
+        evaluatePolicy(policy.tenant, policy.identity, {
+          method: 'GET',
+          path: r2PolicyPath(request.bucket, key),
+          ...onAccount,
+        }).allowed;
+      return interpret(request, path, response, keys.accessKey ? 'access_key' : 'token', readable);
+    } finally {
+      for (const release of releases) release();
+    }
   }
 
   return { send };

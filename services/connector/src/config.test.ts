@@ -135,3 +135,19 @@ describe('tail socket origins', () => {
     ).toEqual(['wss://tail.developers.workers.dev', 'ws://api.cloudflare.com']);
   });
 });
+
+describe('R2 bytes in flight', () => {
+  it('defaults to 64 MB for the process and 32 MB per tenant, and refuses bounds no object fits', () => {
+    expect(loadConfig({}).cloudflare.r2BytesInFlight).toEqual({
+      process: 64 * 1024 * 1024,
+      tenant: 32 * 1024 * 1024,
+      waitMs: 5_000,
+    });
+    expect(() => loadConfig({ R2_MAX_TENANT_BYTES_IN_FLIGHT: String(1024 * 1024) })).toThrow(
+      /R2_MAX_TENANT_BYTES_IN_FLIGHT: must be at least R2_MAX_OBJECT_BYTES \(10485760\)/,
+    );
+    expect(() => loadConfig({ R2_MAX_BYTES_IN_FLIGHT: String(16 * 1024 * 1024) })).toThrow(
+      /R2_MAX_BYTES_IN_FLIGHT: must be at least R2_MAX_TENANT_BYTES_IN_FLIGHT/,
+    );
+  });
+});

@@ -66,6 +66,9 @@ const schema = z
       .refine((v) => v.includes('{account_id}'), 'must contain {account_id} (and may contain {jurisdiction})')
       .optional(),
     R2_MAX_OBJECT_BYTES: int(1, 1024 * 1024 * 1024).default(10 * 1024 * 1024),
+    R2_MAX_BYTES_IN_FLIGHT: int(1, 16 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    R2_MAX_TENANT_BYTES_IN_FLIGHT: int(1, 16 * 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+    R2_BYTES_WAIT_MS: int(0, 60_000).default(5_000),
     CLOUDFLARE_EGRESS_LIMIT: int(0, 100_000).default(200),
     CLOUDFLARE_EGRESS_POOL: z
       .string()
@@ -117,6 +120,20 @@ const schema = z
         code: 'custom',
         path: ['AWS_KMS_KEY_ID'],
         message: 'is required when KMS_PROVIDER=aws (a key id, ARN or alias/NAME)',
+      });
+    }
+    if (env.R2_MAX_TENANT_BYTES_IN_FLIGHT < env.R2_MAX_OBJECT_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['R2_MAX_TENANT_BYTES_IN_FLIGHT'],
+        message: `must be at least R2_MAX_OBJECT_BYTES (${env.R2_MAX_OBJECT_BYTES}), or no object of that size could be read`,
+      });
+    }
+    if (env.R2_MAX_BYTES_IN_FLIGHT < env.R2_MAX_TENANT_BYTES_IN_FLIGHT) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['R2_MAX_BYTES_IN_FLIGHT'],
+        message: `must be at least R2_MAX_TENANT_BYTES_IN_FLIGHT (${env.R2_MAX_TENANT_BYTES_IN_FLIGHT})`,
       });
     }
     if (env.CLOUDFLARE_SPEC_PATH && env.CLOUDFLARE_SPEC_URL) {
@@ -188,6 +205,8 @@ export interface Config {
     readonly r2MaxObjectBytes: number;
     /** The origins (`wss://host[:port]`) a tail session's WebSocket may be on (`tailSocketOrigins`). */
     readonly tailSocketOrigins: readonly string[];
+    /** R2 bodies held at once: the whole process, one tenant, and how long a transfer waits for room. */
+    readonly r2BytesInFlight: { readonly process: number; readonly tenant: number; readonly waitMs: number };
   };
   readonly rateLimit: {
     /** What the budget does when Redis fails: refuse with 503, or local windows of capacity ÷ replicas. */
@@ -420,6 +439,11 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       r2Endpoint: env.CLOUDFLARE_R2_ENDPOINT ?? null,
       r2MaxObjectBytes: env.R2_MAX_OBJECT_BYTES,
       tailSocketOrigins: tailSocketOrigins(env.CLOUDFLARE_API_BASE),
+      r2BytesInFlight: {
+        process: env.R2_MAX_BYTES_IN_FLIGHT,
+        tenant: env.R2_MAX_TENANT_BYTES_IN_FLIGHT,
+        waitMs: env.R2_BYTES_WAIT_MS,
+      },
     },
     rateLimit: {
       onRedisFailure: env.RATE_LIMIT_ON_REDIS_FAILURE,

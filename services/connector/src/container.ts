@@ -55,6 +55,7 @@ import {
   createReverifier,
   createScopedToolsService,
   createTenantSettingsService,
+  createR2ByteBudget,
   createR2Gateway,
   createTailGateway,
   createUpstreamGateway,
@@ -484,6 +485,11 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     }),
     budget: rate.budget,
     maxObjectBytes: config.cloudflare.r2MaxObjectBytes,
+    bytes: createR2ByteBudget({
+      processBytes: config.cloudflare.r2BytesInFlight.process,
+      tenantBytes: config.cloudflare.r2BytesInFlight.tenant,
+      waitMs: config.cloudflare.r2BytesInFlight.waitMs,
+    }),
     clock,
   });
   const tails = createTailGateway({

@@ -44,6 +44,7 @@ describe('r2 in cloudflare_execute', () => {
   let accountId: string;
   let aliceAccount: string;
   let zoneOnlyToken: string;
+  let writerToken: string;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
@@ -54,6 +55,10 @@ describe('r2 in cloudflare_execute', () => {
       CLOUDFLARE_API_BASE: cf.url,
       CLOUDFLARE_R2_ENDPOINT: r2.urlTemplate,
       PUBLIC_URL: base,
+      // Room for two 10 MB transfers on the server and one per tenant (see "the R2 bytes held").
+      R2_MAX_BYTES_IN_FLIGHT: String(24 * 1024 * 1024),
+      R2_MAX_TENANT_BYTES_IN_FLIGHT: String(12 * 1024 * 1024),
+      R2_BYTES_WAIT_MS: '500',
     });
     await t.app.listen({ host: '127.0.0.1', port });
     ({ apiKey } = await t.createTenant('R2'));
@@ -66,6 +71,7 @@ describe('r2 in cloudflare_execute', () => {
       permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
     });
     aliceAccount = await t.connect(apiKey, 'alice', writer.value);
+    writerToken = writer.value;
     // The derived S3 secret is a credential too: no log line may carry it.
     t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
     const policy = await fetch(`${base}/api/v1/identities/alice-read/policy`, {
@@ -89,10 +95,10 @@ describe('r2 in cloudflare_execute', () => {
     await cf?.close();
   });
 
-  async function execute(code: string, identifier = 'alice'): Promise<ExecuteBody> {
+  async function execute(code: string, identifier = 'alice', key = apiKey): Promise<ExecuteBody> {
     const res = await fetch(`${base}/api/v1/execute_tool`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier, params: { code } }),
     });
     expect(res.status).toBe(200);
@@ -180,12 +186,12 @@ describe('r2 in cloudflare_execute', () => {
       outcomes.map((e) => `${e.action} ${e.upstream?.method} ${e.upstream?.path} ${e.upstream?.status}`),
     ).toEqual(
       expect.arrayContaining([
-        'r2.put PUT r2://media/notes/hello.txt 200',
-        'r2.list GET r2://media 200',
-        'r2.head HEAD r2://media/img/pixel.bin 200',
-        'r2.get GET r2://media/notes/hello.txt 206',
-        'r2.delete DELETE r2://media/notes/hello.txt 204',
-        'r2.get GET r2://media/notes/hello.txt 404',
+        `r2.put PUT r2://account:${accountId}/media/notes/hello.txt 200`,
+        `r2.list GET r2://account:${accountId}/media 200`,
+        `r2.head HEAD r2://account:${accountId}/media/img/pixel.bin 200`,
+        `r2.get GET r2://account:${accountId}/media/notes/hello.txt 206`,
+        `r2.delete DELETE r2://account:${accountId}/media/notes/hello.txt 204`,
+        `r2.get GET r2://account:${accountId}/media/notes/hello.txt 404`,
       ]),
     );
     expect(outcomes.every((e) => e.intent_id)).toBe(true);
@@ -216,7 +222,9 @@ describe('r2 in cloudflare_execute', () => {
       try { await r2.get({ bucket: 'media', key: 'big.bin', as: 'base64' }); } catch (e) { out.push(e.code + ': ' + e.message); }
       try { await r2.put({ bucket: 'media', key: 'big2.bin', body: 'x'.repeat(12 * 1024 * 1024) }); } catch (e) { out.push(e.code + ': ' + e.message); }
       const tail = await r2.get({ bucket: 'media', key: 'big.bin', range: { suffix: 3 }, as: 'base64' });
-      return { out, tail: tail.body, size: tail.size };
+      // A range of the whole limit is read (the margin read around it for redaction is not counted).
+      const most = await r2.get({ bucket: 'media', key: 'big.bin', range: { offset: 1, length: 10 * 1024 * 1024 }, as: 'base64' });
+      return { out, tail: tail.body, size: tail.size, most: most.range };
     }`);
     expect(res.data).toEqual({
       out: [
@@ -227,9 +235,10 @@ describe('r2 in cloudflare_execute', () => {
       ],
       tail: Buffer.from([7, 7, 7]).toString('base64'),
       size: 12 * 1024 * 1024,
+      most: { offset: 1, length: 10 * 1024 * 1024 },
     });
     // The put never left Warden; the refused get was sent and its answer dropped.
-    expect(r2.requests().map((r) => r.method)).toEqual(['GET', 'GET']);
+    expect(r2.requests().map((r) => r.method)).toEqual(['GET', 'GET', 'GET']);
     expect(r2.getObject(accountId, 'media', 'big2.bin')).toBeUndefined();
     const outcomes = (await r2Events(res.execution_id)).filter((e) => e.outcome !== 'pending');
     expect(outcomes.map((e) => [e.action, e.error?.code ?? null])).toEqual(
@@ -282,8 +291,8 @@ describe('r2 in cloudflare_execute', () => {
     expect(res.data).toEqual({
       got: 'read me',
       refused: [
-        expect.stringMatching(/^policy_denied: .*PUT r2:\/\/media\/shared\.txt.*read_only/),
-        expect.stringMatching(/^policy_denied: .*DELETE r2:\/\/media\/shared\.txt.*read_only/),
+        expect.stringMatching(/^policy_denied: .*PUT r2:\/\/account:\w+\/media\/shared\.txt.*read_only/),
+        expect.stringMatching(/^policy_denied: .*DELETE r2:\/\/account:\w+\/media\/shared\.txt.*read_only/),
       ],
     });
     expect(r2.requests().map((r) => r.method)).toEqual(['GET']);
@@ -344,6 +353,325 @@ describe('r2 in cloudflare_execute', () => {
     expect(run.data).toBe('policy_denied');
   });
 
+  describe("a tenant's deny rules on R2 keys", () => {
+    let guardedKey: string;
+    const CAFE = 'caf\u00e9'; // NFC: precomposed é
+    const CAFE_NFD = 'cafe\u0301'; // the same name, decomposed
+
+    beforeAll(async () => {
+      ({ apiKey: guardedKey } = await t.createTenant('R2 guarded'));
+      const gus = cf.state.createUser({ email: 'gus@example.com' });
+      cf.state.addMember(accountId, gus.id);
+      const writer = cf.state.createUserToken({
+        userId: gus.id,
+        permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
+      });
+      t.secrets.add(createHash('sha256').update(writer.value).digest('hex'));
+      await t.connect(guardedKey, 'gus', writer.value);
+      const policy = await fetch(`${base}/api/v1/policy`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${guardedKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          rules: [
+            { effect: 'deny', methods: ['*'], path: 'r2://media/secret/**', name: 'no-secrets' },
+            { effect: 'deny', methods: ['*'], path: 'r2://media/caf%C3%A9/**', name: 'no-cafe' },
+          ],
+        }),
+      });
+      expect(policy.status).toBe(200);
+      r2.putObject(accountId, 'media', 'secret/plan.txt', 'the plan');
+      r2.putObject(accountId, 'media', `${CAFE}/menu.txt`, 'the menu');
+      r2.putObject(accountId, 'media', 'open/readme.txt', 'hello');
+    });
+
+    it('refuses a key spelled in another Unicode normalization form, and sends the key it checked', async () => {
+      r2.clearRequests();
+      const res = await execute(
+        `async () => {
+          const out = [];
+          for (const call of [
+            () => r2.get({ bucket: 'media', key: '${CAFE_NFD}/menu.txt' }),
+            () => r2.head({ bucket: 'media', key: '${CAFE_NFD}/menu.txt' }),
+            () => r2.put({ bucket: 'media', key: '${CAFE_NFD}/menu.txt', body: 'overwritten' }),
+            () => r2.delete({ bucket: 'media', key: '${CAFE_NFD}/menu.txt' }),
+          ]) {
+            try { out.push(await call()); } catch (e) { out.push(e.code + ': ' + e.message); }
+          }
+          const written = await r2.put({ bucket: 'media', key: 'open/${CAFE_NFD}.txt', body: 'fine' });
+          return { out, written };
+        }`,
+        'gus',
+        guardedKey,
+      );
+      expect(res.error).toBeUndefined();
+      const { out, written } = res.data as { out: string[]; written: { key: string } };
+      expect(out).toEqual([
+        expect.stringMatching(
+          /^policy_denied: GET r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: HEAD r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: PUT r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: DELETE r2:\/\/account:\w+\/media\/caf%C3%A9\/menu\.txt refused: .*no-cafe/,
+        ),
+      ]);
+      expect(r2.getObject(accountId, 'media', `${CAFE}/menu.txt`)?.body.toString()).toBe('the menu');
+      // What was allowed went out in the NFC spelling policy checked.
+      expect(written.key).toBe(`open/${CAFE}.txt`);
+      expect(r2.requests().map((r) => `${r.method} ${decodeURIComponent(r.path)}`)).toEqual([
+        `PUT /media/open/${CAFE}.txt`,
+      ]);
+    });
+
+    it('refuses a rule whose key is not in NFC, naming the spelling to write', async () => {
+      const res = await fetch(`${base}/api/v1/policy`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${guardedKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          rules: [{ effect: 'deny', methods: ['*'], path: 'r2://media/cafe%CC%81/**' }],
+        }),
+      });
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(await res.json())).toContain('write it as \\"caf%C3%A9\\"');
+    });
+
+    it('refuses a listing inside a denied path and withholds denied keys from any other listing', async () => {
+      r2.clearRequests();
+      const res = await execute(
+        `async () => {
+          const refused = [];
+          for (const prefix of ['secret/', 'secret/sub/x', '${CAFE_NFD}/']) {
+            try { await r2.list({ bucket: 'media', prefix }); } catch (e) { refused.push(e.code + ': ' + e.message); }
+          }
+          const all = await r2.list({ bucket: 'media' });
+          const top = await r2.list({ bucket: 'media', delimiter: '/' });
+          const partial = await r2.list({ bucket: 'media', prefix: 'sec' });
+          return { refused, all, top, partial };
+        }`,
+        'gus',
+        guardedKey,
+      );
+      expect(res.error).toBeUndefined();
+      const data = res.data as {
+        refused: string[];
+        all: { objects: Array<{ key: string }>; withheld?: number };
+        top: { delimitedPrefixes: string[]; withheld?: number };
+        partial: { objects: unknown[]; withheld?: number };
+      };
+      expect(data.refused).toEqual([
+        expect.stringMatching(
+          /^policy_denied: r2\.list: prefix "secret\/" .*r2:\/\/account:\w+\/media\/secret,.*no-secrets/,
+        ),
+        expect.stringMatching(
+          /^policy_denied: r2\.list: prefix "secret\/sub\/x" .*r2:\/\/account:\w+\/media\/secret\/sub,.*no-secrets/,
+        ),
+        expect.stringMatching(new RegExp(`^policy_denied: r2\\.list: prefix "${CAFE}/" .*no-cafe`)),
+      ]);
+      const keys = data.all.objects.map((o) => o.key);
+      expect(keys).toContain('open/readme.txt');
+      expect(keys.filter((k) => k.startsWith('secret/') || k.normalize('NFC').startsWith(CAFE))).toEqual([]);
+      expect(data.all.withheld).toBeGreaterThanOrEqual(2);
+      expect(data.top.delimitedPrefixes).toContain('open/');
+      expect(data.top.delimitedPrefixes).not.toContain('secret/');
+      expect(data.top.delimitedPrefixes).not.toContain(`${CAFE}/`);
+      expect(data.partial).toMatchObject({ objects: [], withheld: 1 });
+      // Refused listings never reached R2.
+      expect(r2.requests().map((r) => r.query)).not.toContainEqual(expect.stringContaining('prefix=secret'));
+    });
+  });
+
+  it('bounds the R2 bytes held at once per tenant, without starving another tenant', async () => {
+    const NINE = 9.5 * 1024 * 1024;
+    r2.putObject(accountId, 'media', 'held.bin', Buffer.alloc(NINE, 1));
+    r2.putObject(accountId, 'media', 'other.bin', Buffer.alloc(NINE, 2));
+    const { apiKey: neighbourKey } = await t.createTenant('R2 neighbour');
+    const nell = cf.state.createUser({ email: 'nell@example.com' });
+    cf.state.addMember(accountId, nell.id);
+    const token = cf.state.createUserToken({
+      userId: nell.id,
+      permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Read']!],
+    });
+    t.secrets.add(createHash('sha256').update(token.value).digest('hex'));
+    await t.connect(neighbourKey, 'nell', token.value);
+    // A small read first: the R2 budget has a recent answer, so the big one is not its lone probe.
+    const size = `async () => {
+      await r2.head({ bucket: 'media', key: 'held.bin' });
+      return (await r2.get({ bucket: 'media', key: 'held.bin', as: 'base64' })).size;
+    }`;
+
+    // One 9.5 MB get of this tenant is held open mid-body: it holds 9.5 of its 12 MB.
+    const pause = r2.pauseBodies('media', 'held.bin');
+    try {
+      const first = execute(size);
+      await expect.poll(() => pause.stalled(), { timeout: 10_000 }).toBe(1);
+      // A second one of the same tenant finds no room within R2_BYTES_WAIT_MS and says what to do.
+      const second = await execute(size);
+      expect(second.data).toBeNull();
+      expect(second.error).toEqual({
+        code: 'rate_limited',
+        message: expect.stringMatching(
+          /^r2\.get: 9961472 more bytes did not fit within 500 ms: this tenant's R2 transfers already hold 9961472 of 12582912 bytes \(R2_MAX_TENANT_BYTES_IN_FLIGHT\); run fewer r2 calls at once/,
+        ),
+      });
+      // Another tenant still reads an object as large meanwhile.
+      const neighbour = await execute(
+        `async () => (await r2.get({ bucket: 'media', key: 'other.bin', as: 'base64' })).size`,
+        'nell',
+        neighbourKey,
+      );
+      expect(neighbour).toMatchObject({ data: NINE });
+      pause.release();
+      expect(await first).toMatchObject({ data: NINE });
+      // Released: the tenant reads again, and the refusal is on the trail.
+      expect(await execute(size)).toMatchObject({ data: NINE });
+      const refused = (await r2Events(second.execution_id)).filter(
+        (e) => e.outcome !== 'pending' && e.action === 'r2.get',
+      );
+      expect(refused.map((e) => e.error?.code)).toEqual(['rate_limited']);
+    } finally {
+      pause.release();
+    }
+  });
+
+  it('keeps the token and its derived R2 secret out of object bodies, also split across ranges', async () => {
+    const derived = createHash('sha256').update(writerToken).digest();
+    const forms = [
+      writerToken,
+      derived.toString('hex'),
+      derived.toString('hex').toUpperCase(),
+      derived.toString('base64'),
+    ];
+    // Each secret form between filler, at known offsets.
+    const filler = 'x'.repeat(100);
+    const text = filler + forms.join(filler) + filler;
+    r2.putObject(accountId, 'media', 'leaky.txt', text);
+    const at = forms.map((form) => text.indexOf(form));
+    const res = await execute(`async () => {
+      const get = (range) => r2.get({ bucket: 'media', key: 'leaky.txt', ...(range ? { range } : {}) });
+      const whole = (await get()).body;
+      const split = [];
+      for (const [start, length] of ${JSON.stringify(at.map((a, i) => [a, forms[i]!.length]))}) {
+        const half = Math.floor(length / 2);
+        const first = await get({ offset: 0, length: start + half });
+        const second = await get({ offset: start + half, length: 110 });
+        split.push([first.body, second.body, second.range]);
+      }
+      const inside = (await get({ offset: ${at[1]! + 5}, length: 10 })).body;
+      const suffix = (await get({ suffix: ${text.length - at[3]! - 6} })).body;
+      let outside;
+      try { await get({ offset: ${text.length + 5}, length: 2 }); } catch (e) { outside = e.code + ': ' + e.message; }
+      return { whole, split, inside, suffix, outside };
+    }`);
+    expect(res.error).toBeUndefined();
+    const data = res.data as {
+      whole: string;
+      split: Array<[string, string, { offset: number; length: number }]>;
+      inside: string;
+      suffix: string;
+      outside: string;
+    };
+    const halves = forms.flatMap((form) => [
+      form.slice(0, Math.floor(form.length / 2)),
+      form.slice(Math.floor(form.length / 2)),
+    ]);
+    const everything = JSON.stringify(data);
+    for (const piece of halves) expect(everything).not.toContain(piece);
+    expect(data.whole).toBe(filler + forms.map(() => '[REDACTED]').join(filler) + filler);
+    for (const [i, [first, second, range]] of data.split.entries()) {
+      expect(first.endsWith(`${filler}[REDACTED]`)).toBe(true);
+      expect(second.startsWith('[REDACTED]x')).toBe(true);
+      // The range reported is the one asked for, not the margin read around it.
+      expect(range).toEqual({ offset: at[i]! + Math.floor(forms[i]!.length / 2), length: 110 });
+    }
+    expect(data.inside).toBe('[REDACTED]');
+    expect(data.suffix).toBe(`[REDACTED]${filler}`);
+    expect(data.outside).toMatch(/^invalid_request: r2\.get: the range is outside the object/);
+  });
+
+  it("tells two accounts' buckets of the same name apart, in rules, the tester and the trail", async () => {
+    // A user in two accounts, each with a bucket named media.
+    const ada = cf.state.createUser({ email: 'ada@example.com' });
+    cf.state.addMember(accountId, ada.id);
+    const other = cf.state.createAccount({ name: 'Other', members: [ada.id] }).id;
+    r2.createBucket(other, 'media');
+    const token = cf.state.createUserToken({
+      userId: ada.id,
+      permissions: [...BASE_PERMISSIONS, ...FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write']!],
+    });
+    t.secrets.add(createHash('sha256').update(token.value).digest('hex'));
+    const rule = {
+      effect: 'deny',
+      methods: ['PUT'],
+      path: `r2://account:${other}/media/**`,
+      name: 'other-media',
+    };
+    const put = await fetch(`${base}/api/v1/identities/ada-accounts/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [rule] }),
+    });
+    expect(put.status).toBe(200);
+    await t.connect(apiKey, 'ada-accounts', token.value);
+    const call = await fetch(`${base}/api/v1/execute_tool`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        tool_name: 'cloudflare_execute',
+        identifier: 'ada-accounts',
+        params: {
+          account_id: accountId,
+          code: `async () => {
+        const ok = await r2.put({ bucket: 'media', key: 'acct.txt', body: 'a', accountId: '${accountId}' });
+        let refused;
+        try { await r2.put({ bucket: 'media', key: 'acct.txt', body: 'b', accountId: '${other.toUpperCase()}' }); } catch (e) { refused = e.code + ': ' + e.message; }
+        return { ok: ok.key, refused };
+      }`,
+        },
+      }),
+    });
+    expect(call.status).toBe(200);
+    const res = (await call.json()) as ExecuteBody;
+    expect(res.data).toEqual({
+      ok: 'acct.txt',
+      refused: `policy_denied: PUT r2://account:${other}/media/acct.txt refused: denied by identity rule other-media`,
+    });
+    expect(r2.getObject(other, 'media', 'acct.txt')).toBeUndefined();
+    const trail = (await r2Events(res.execution_id)).filter((e) => e.outcome !== 'pending');
+    expect(trail.map((e) => [e.upstream?.path, e.upstream?.path_template, e.outcome])).toEqual(
+      expect.arrayContaining([
+        [`r2://account:${accountId}/media/acct.txt`, 'r2://account:{account_id}/{bucket}/{key}', 'success'],
+        [`r2://account:${other}/media/acct.txt`, 'r2://account:{account_id}/{bucket}/{key}', 'refused'],
+      ]),
+    );
+    const explain = async (path: string) => {
+      const answer = await fetch(`${base}/api/v1/policy/evaluate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier: 'ada-accounts', method: 'PUT', path }),
+      });
+      return { status: answer.status, body: (await answer.json()) as Record<string, unknown> };
+    };
+    expect((await explain(`r2://account:${other}/media/x`)).body).toMatchObject({
+      allowed: false,
+      path: `r2://account:${other}/media/x`,
+    });
+    expect((await explain(`r2://account:${accountId}/media/x`)).body).toMatchObject({ allowed: true });
+    expect((await explain('r2://account:nope/media/x')).status).toBe(400);
+    const bad = await fetch(`${base}/api/v1/identities/ada-accounts/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [{ ...rule, path: 'r2://account:Acme/media/**' }] }),
+    });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain(
+      '32 lower-case hex characters of a Cloudflare account id',
+    );
+  });
+
   it("shows the principal's R2 budget beside the API's", async () => {
     const budget = async () => {
       const res = await fetch(`${base}/api/v1/connected_accounts/${aliceAccount}`, {
@@ -373,7 +701,7 @@ describe('r2 in cloudflare_execute', () => {
       'alice-no-r2',
     );
     expect(res.data).toMatch(
-      /^forbidden: r2\.list: R2 refused GET r2:\/\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
+      /^forbidden: r2\.list: R2 refused GET r2:\/\/account:\w+\/media \(AccessDenied\): the token needs the Workers R2 Storage Read permission/,
     );
   });
 
