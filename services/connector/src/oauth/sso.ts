@@ -60,11 +60,23 @@ export function createSsoRelyingParty(deps: {
     clientId: string,
     clientSecret: string,
   ): Promise<oidc.Configuration> {
-    return oidc.discovery(new URL(issuer), clientId, clientSecret, undefined, {
+    const client = await oidc.discovery(new URL(issuer), clientId, clientSecret, undefined, {
       [oidc.customFetch]: idpFetch,
       timeout: TIMEOUT_SECONDS,
       ...(deps.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
     });
+    // The browser is sent to the authorization endpoint: only an https:// one (http:// where
+    // insecure issuers are allowed), never javascript:, data: or another scheme.
+    const metadata = client.serverMetadata();
+    for (const name of ['authorization_endpoint', 'token_endpoint'] as const) {
+      const endpoint = URL.parse(metadata[name] ?? '');
+      if (
+        !endpoint ||
+        !(endpoint.protocol === 'https:' || (deps.allowInsecure && endpoint.protocol === 'http:'))
+      )
+        throw new Error(`its ${name} is not an https:// URL`);
+    }
+    return client;
   }
 
   async function clientFor(tenantId: string): Promise<{ config: SsoConfig; client: oidc.Configuration }> {
