@@ -8,7 +8,7 @@ import { oauthRoutes } from './oauth.routes.ts';
 import { createOAuthServer } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
-import { createRegistrationLimit } from './registration-limit.ts';
+import { createAddressLimit } from './address-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
 
 /**
@@ -69,16 +69,24 @@ export async function setUpMcpOAuth(
     publicUrl: config.publicUrl,
     ttlSeconds: config.oauth.loginLinkTtlSeconds,
   });
-  const registrationLimit = createRegistrationLimit({
+  const registrationLimit = createAddressLimit({
     spec: config.oauth.registrationLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
   });
-  app.addHook('onClose', () => registrationLimit.close());
+  const ssoStartLimit = createAddressLimit({
+    spec: config.oauth.ssoStartLimit,
+    redis: container.redis,
+    keyPrefix: `${config.redisKeyPrefix}:sso-start`,
+  });
+  app.addHook('onClose', async () => {
+    await Promise.all([registrationLimit.close(), ssoStartLimit.close()]);
+  });
   await app.register(async (scope) =>
     oauthRoutes(scope, {
       server,
       registrationLimit,
+      ssoStartLimit,
       db,
       publicUrl: config.publicUrl,
       tenants: container.tenants,

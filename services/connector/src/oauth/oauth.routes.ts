@@ -27,13 +27,15 @@ import {
 import type { Page } from './oauth-pages.ts';
 import { INTERACTION_TTL_SECONDS, MCP_SCOPE, REGISTRATION_PATH } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
-import type { RegistrationLimit } from './registration-limit.ts';
+import type { AddressLimit } from './address-limit.ts';
 import { SsoRefusal } from './sso.ts';
 import type { SsoPending, SsoRelyingParty } from './sso.ts';
 
 export interface OAuthRouteDeps {
   readonly server: OAuthServer;
-  readonly registrationLimit: Pick<RegistrationLimit, 'spec' | 'take'>;
+  readonly registrationLimit: Pick<AddressLimit, 'spec' | 'take'>;
+  /** SSO sign-ins started per client address (each stores a pending sign-in for its lifetime). */
+  readonly ssoStartLimit: Pick<AddressLimit, 'spec' | 'take'>;
   readonly db: Kysely<Database>;
   readonly publicUrl: string;
   readonly tenants: Pick<TenantService, 'get'>;
@@ -254,6 +256,16 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     reply: FastifyReply,
     sign: { tenantId: string; email: string; interactionUid: string | null },
   ): Promise<string> {
+    // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
+    const taken = await deps.ssoStartLimit.take(request.ip);
+    if (!taken.allowed) {
+      const { capacity, windowSeconds } = deps.ssoStartLimit.spec;
+      throw new WardenError(
+        'rate_limited',
+        `too many sign-ins started from this address (at most ${capacity} in ${windowSeconds} s); retry after ${taken.retryAfterSeconds} s`,
+        { retryAfterSeconds: taken.retryAfterSeconds },
+      );
+    }
     const state = randomBytes(32).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
     const started = await deps.sso.start(sign.tenantId, { loginHint: sign.email, state });
@@ -473,6 +485,11 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
           interactionUid: details.uid,
         });
       } catch (error) {
+        if (isWardenError(error) && error.code === 'rate_limited') {
+          return again(
+            `Too many sign-ins were started from your network; try again in ${error.details.retryAfterSeconds ?? 60} s.`,
+          );
+        }
         deps.logger.warn({ err: error, tenant_id: chosen.tenantId }, 'SSO sign-in could not start');
         return again('Your organization’s identity provider cannot be reached right now. Try again later.');
       }

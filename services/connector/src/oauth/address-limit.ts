@@ -2,17 +2,18 @@ import type { Redis } from 'ioredis';
 import { createMemoryWindows, createRedisWindows } from '@warden/ratelimit';
 import type { BudgetSpec, PrincipalWindows } from '@warden/ratelimit';
 
-export type RegistrationTake =
+export type AddressTake =
   { readonly allowed: true } | { readonly allowed: false; readonly retryAfterSeconds: number };
 
 /**
- * Dynamic Client Registrations per client address: anyone may register, so without a limit
- * anyone could fill the database with clients. Every attempt counts (a refused one costs the
+ * Attempts per client address at what anyone may do without signing in and what stores a row:
+ * Dynamic Client Registration (a client) and the start of an SSO sign-in (a pending sign-in).
+ * Without a limit anyone could fill the database. Every attempt counts (a refused one costs the
  * same work). The budget's sliding windows, in Redis when there is one (every replica shares
- * them), else in this process. An attempt is never settled: with no in-flight time it counts
- * for exactly one window from its admission.
+ * them), else in this process; `keyPrefix` keeps each limit apart. An attempt is never settled:
+ * with no in-flight time it counts for exactly one window from its admission.
  */
-export function createRegistrationLimit(options: {
+export function createAddressLimit(options: {
   readonly spec: BudgetSpec;
   readonly redis: Redis | null;
   readonly keyPrefix: string;
@@ -26,7 +27,7 @@ export function createRegistrationLimit(options: {
   return {
     spec,
     /** Counts one attempt from `address`; throws `unavailable` when Redis cannot be asked (503). */
-    async take(address: string): Promise<RegistrationTake> {
+    async take(address: string): Promise<AddressTake> {
       // The windows' REST kind stands for "requests" here; the key prefix keeps them apart.
       const taken = await windows.take(address, 'rest', spec);
       return taken.allowed
@@ -37,4 +38,4 @@ export function createRegistrationLimit(options: {
   };
 }
 
-export type RegistrationLimit = ReturnType<typeof createRegistrationLimit>;
+export type AddressLimit = ReturnType<typeof createAddressLimit>;
