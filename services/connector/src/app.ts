@@ -123,7 +123,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     // One line per request, written in onResponse below (Fastify's own logging writes two).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
     // Honour a well-formed id from a proxy so logs correlate; otherwise make one.
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { availableParallelism } from 'node:os';
+import { isIP } from 'node:net';
 import { parseBudget } from '@warden/ratelimit';
 import type { BudgetSpec } from '@warden/ratelimit';
 import { z } from 'zod';
@@ -13,6 +14,36 @@ import { z } from 'zod';
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Named ranges proxy-addr knows (Fastify's `trustProxy`). */
+const PROXY_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * TRUST_PROXY: `false`; `true` (proxies on loopback and private networks: `loopback, linklocal,
+ * uniquelocal`); or proxy addresses, CIDR ranges and those names, comma-separated. The client is
+ * the rightmost X-Forwarded-For entry that is not a trusted proxy. Never "every hop" (Fastify's
+ * `true`): the leftmost entry is whatever the client wrote, and per-address limits would follow it.
+ */
+function parseTrustProxy(raw: string): false | string[] {
+  const value = raw.trim().toLowerCase();
+  if (['false', '0', 'no', ''].includes(value)) return false;
+  if (['true', '1', 'yes'].includes(value)) return [...PROXY_RANGES];
+  const entries = value.split(',').map((e) => e.trim());
+  const bad = entries.find((e) => {
+    if (PROXY_RANGES.includes(e)) return false;
+    const [address, bits, extra] = e.split('/');
+    const version = isIP(address ?? '');
+    if (version === 0 || extra !== undefined) return true;
+    if (bits === undefined) return false;
+    return !/^\d+$/.test(bits) || Number(bits) > (version === 4 ? 32 : 128);
+  });
+  if (bad !== undefined) {
+    throw new ConfigError(
+      `invalid configuration:\n  TRUST_PROXY: "${bad}" is not true, false, a proxy address or CIDR range, or loopback/linklocal/uniquelocal; e.g. TRUST_PROXY=true for a load balancer on a private network, or TRUST_PROXY=203.0.113.10`,
+    );
+  }
+  return entries;
+}
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -112,7 +143,7 @@ const schema = z
     SANDBOX_MAX_REQUESTS: int(1, 10_000).default(50),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BODY_LIMIT_BYTES: int(1024, 50 * 1024 * 1024).default(1024 * 1024),
-    TRUST_PROXY: bool.default(false),
+    TRUST_PROXY: z.string().default('false'),
     MIGRATE_ON_START: bool.default(true),
   })
   .superRefine((env, ctx) => {
@@ -277,7 +308,11 @@ export interface Config {
   };
   readonly logLevel: Env['LOG_LEVEL'];
   readonly bodyLimitBytes: number;
-  readonly trustProxy: boolean;
+  /**
+   * The proxies whose `X-Forwarded-For` entries are believed (addresses, CIDR ranges, proxy-addr's
+   * named ranges), or none: the client is the rightmost entry that is not one of them.
+   */
+  readonly trustProxy: false | readonly string[];
   readonly migrateOnStart: boolean;
   /** A pending approval expires this long after its plan was recorded. */
   readonly approvalExpiryMs: number;
@@ -495,7 +530,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
     },
     logLevel: env.LOG_LEVEL,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
-    trustProxy: env.TRUST_PROXY,
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
     migrateOnStart: env.MIGRATE_ON_START,
   };
 }

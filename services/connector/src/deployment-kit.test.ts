@@ -195,7 +195,8 @@ describe('Kubernetes deployment kit', () => {
     });
     expect(loaded.kms).toMatchObject({ provider: 'aws', region: 'eu-west-1' });
     expect(loaded.migrateOnStart).toBe(false);
-    expect(loaded.trustProxy).toBe(true);
+    // A load balancer on the private network: its X-Forwarded-For entry names the client.
+    expect(loaded.trustProxy).toEqual(['loopback', 'linklocal', 'uniquelocal']);
   });
 
   it('assumes an IAM role for AWS KMS through IRSA, and stores no AWS key', () => {

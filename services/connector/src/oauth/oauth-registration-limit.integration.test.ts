@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../test-support/free-port.ts';
@@ -22,6 +23,40 @@ async function register(base: string, options: { forwardedFor?: string; path?: s
   return { status: res.status, retryAfter: res.headers.get('retry-after'), body };
 }
 
+/** The same, sent with node:http so the request target goes out exactly as written. */
+function rawRegister(
+  port: number,
+  target: string,
+  headers: Record<string, string>,
+): Promise<{ status: number }> {
+  const body = JSON.stringify({
+    client_name: 'Spam client',
+    token_endpoint_auth_method: 'none',
+    redirect_uris: ['http://127.0.0.1:9/callback'],
+  });
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: target,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          ...headers,
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function clientRows(t: TestApp): Promise<number> {
   const { rows } = await sql<{
     n: string;
@@ -35,9 +70,11 @@ describe('Dynamic Client Registration is limited per client address', () => {
     let b: TestApp;
     let baseA: string;
     let baseB: string;
+    let portA: number;
+    let portB: number;
 
     beforeAll(async () => {
-      const [portA, portB] = [await freePort(), await freePort()];
+      [portA, portB] = [await freePort(), await freePort()];
       baseA = `http://127.0.0.1:${portA}`;
       baseB = `http://127.0.0.1:${portB}`;
       const env = {
@@ -77,9 +114,20 @@ describe('Dynamic Client Registration is limited per client address', () => {
       }
       expect(await clientRows(a)).toBe(3);
 
+      // A client that writes its own X-Forwarded-For before the proxy appends the real address
+      // is still that address: only the load balancer's entry is trusted, never the leftmost.
+      for (const forged of ['198.51.100.1', '198.51.100.2, 198.51.100.3']) {
+        const refused = await register(baseA, { forwardedFor: `${forged}, ${address}` });
+        expect(refused.status, forged).toBe(429);
+      }
+      // A fragment in the request target (oidc-provider routes it as registration) counts too.
+      const fragment = await rawRegister(portA, '/oauth/register#0', { 'x-forwarded-for': address });
+      expect(fragment.status).toBe(429);
+      expect(await clientRows(a)).toBe(3);
+
       // Another address has its own limit.
       const other = await register(baseB, { forwardedFor: '203.0.113.8' });
-      expect(other.status).toBe(201);
+      expect(other.status, JSON.stringify(other.body)).toBe(201);
       expect(await clientRows(a)).toBe(4);
     });
   });

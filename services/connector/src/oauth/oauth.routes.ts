@@ -80,7 +80,8 @@ function formBody(request: FastifyRequest): Record<string, string> {
  */
 function isRegistration(request: FastifyRequest): boolean {
   if (request.method !== 'POST') return false;
-  const path = (request.raw.url ?? '').split('?')[0] ?? '';
+  // Cut where oidc-provider's router cuts (a query, or a fragment sent in the request target).
+  const path = (request.raw.url ?? '').split(/[?#]/)[0] ?? '';
   const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
   return trimmed.toUpperCase() === REGISTRATION_PATH.toUpperCase();
 }
