@@ -1200,7 +1200,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     },
 
     /** Rejects a pending approval: nothing of its plan is ever sent. */
-    async reject(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
+    async reject(approver: Approver, id: string, input: Decision): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
       await settleUnfinished(tenantId);
@@ -1211,6 +1211,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
+        assertStepNamed(toView(row), input.step, 'reject');
         const rejected = await change(tx, row, {
           status: 'rejected',
           decided_by: JSON.stringify(auditCaller(approver.caller)),
@@ -1238,7 +1239,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      * lets one decide; the other is told it is already decided. Returns the applied approval with
      * each step's result.
      */
-    async approve(approver: Approver, id: string, input: { comment?: unknown }): Promise<ApprovalView> {
+    async approve(approver: Approver, id: string, input: Decision): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);
       await settleUnfinished(tenantId);
@@ -1251,6 +1252,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
         if (row.dependent && row.steps === null) return { kind: 'dependent' as const };
         const current = toView(row);
+        assertStepNamed(current, input.step, 'approve');
         const step = current.steps?.at(-1);
         const approved = await change(tx, row, {
           status: 'approved',
@@ -1301,6 +1303,30 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       }
     },
   };
+}
+
+/** What an approver sends with a decision. */
+export interface Decision {
+  readonly comment?: unknown;
+  /** The step the approver saw (required from step 2 of an apply in steps). */
+  readonly step?: number;
+}
+
+/**
+ * A decision decides the step its approver saw: from step 2 of an apply in steps it must name it,
+ * so an approve made on step 1 that arrives (late, or retried) after its re-run planned step 2
+ * never approves step 2, which nobody saw.
+ */
+function assertStepNamed(approval: ApprovalView, step: number | undefined, verb: 'approve' | 'reject'): void {
+  const current = approval.steps?.at(-1)?.step ?? 1;
+  if (step === current || (step === undefined && current === 1)) return;
+  throw new WardenError(
+    'conflict',
+    step === undefined
+      ? `approval ${approval.id} is now at step ${current} (the agent's code ran again after the last step was applied); read it (GET /api/v1/approvals/${approval.id}) and ${verb} that step by naming it: {"step": ${current}}`
+      : `approval ${approval.id} is at step ${current}, not step ${step}; read it (GET /api/v1/approvals/${approval.id}) and ${verb} the step it shows`,
+    { field: 'step' },
+  );
 }
 
 const NOT_SENT_LEASE_LAPSED =

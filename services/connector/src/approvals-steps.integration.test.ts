@@ -128,11 +128,13 @@ describe('write approvals applied in steps', () => {
     expect(res.statusCode, res.body).toBe(200);
     return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
   }
+  /** Approves the step the approver reads now (as a person approves what they saw). */
   async function approve(id: string, comment?: string): Promise<Approval> {
+    const step = (await read(id)).steps?.at(-1)?.step;
     const res = await api(
       'POST',
       `/api/v1/approvals/${id}/approve`,
-      comment ? { comment } : {},
+      { ...(comment ? { comment } : {}), ...(step !== undefined ? { step } : {}) },
       approver.apiKey,
     );
     expect(res.statusCode, res.body).toBe(200);
@@ -206,6 +208,17 @@ describe('write approvals applied in steps', () => {
       new RegExp(`It is applied in steps: step 2 sends PATCH /zones/${zoneId}/dns_records/${recordId}`),
     );
 
+    // A decision made on step 1 that arrives now (late, or a retry whose answer was lost) does
+    // not decide step 2, which nobody saw: 409 naming the step, nothing sent.
+    for (const body of [{}, { step: 1 }]) {
+      const late = await api('POST', `/api/v1/approvals/${planned.id}/approve`, body, approver.apiKey);
+      expect(late.statusCode, late.body).toBe(409);
+      expect(late.json().error).toMatchObject({ code: 'conflict', field: 'step' });
+      expect(late.json().error.message).toMatch(/step 2/);
+    }
+    expect(writesSeen()).toHaveLength(1);
+    expect((await read(planned.id)).steps?.map((s) => s.status)).toEqual(['applied', 'pending']);
+
     // Approving step 2 sends the PATCH with the real id; the re-run plans nothing more: applied.
     const done = await approve(planned.id);
     expect(writesSeen().map((r) => [r.method, r.path])).toEqual([
@@ -276,7 +289,7 @@ describe('write approvals applied in steps', () => {
     const res = await api(
       'POST',
       `/api/v1/approvals/${planned.id}/reject`,
-      { comment: 'not the PATCH' },
+      { comment: 'not the PATCH', step: 2 },
       approver.apiKey,
     );
     expect(res.statusCode, res.body).toBe(200);

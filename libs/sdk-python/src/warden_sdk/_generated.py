@@ -272,6 +272,7 @@ class PostApprovalsByIdApproveResponse(WardenModel):
 
 class PostApprovalsByIdApproveBody(TypedDict, total=False):
     comment: str
+    step: int
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -282,6 +283,7 @@ class PostApprovalsByIdRejectResponse(WardenModel):
 
 class PostApprovalsByIdRejectBody(TypedDict, total=False):
     comment: str
+    step: int
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -2487,6 +2487,8 @@ export interface paths {
                     "application/json": {
                         /** @description Why, for the audit trail. */
                         comment?: string;
+                        /** @description The step this decision is about (`steps[-1].step` of the approval as you read it). Required from step 2 of a plan applied in steps: a decision made on an earlier step never decides a later one nobody saw (409). */
+                        step?: number;
                     };
                 };
             };
@@ -2618,6 +2620,8 @@ export interface paths {
                     "application/json": {
                         /** @description Why, for the audit trail. */
                         comment?: string;
+                        /** @description The step this decision is about (`steps[-1].step` of the approval as you read it). Required from step 2 of a plan applied in steps: a decision made on an earlier step never decides a later one nobody saw (409). */
+                        step?: number;
                     };
                 };
             };

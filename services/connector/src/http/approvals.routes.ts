@@ -104,6 +104,14 @@ const approvalSchema = z
 
 const decision = z.strictObject({
   comment: z.string().max(2_000).optional().describe('Why, for the audit trail.'),
+  step: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe(
+      'The step this decision is about (`steps[-1].step` of the approval as you read it). Required from step 2 of a plan applied in steps: a decision made on an earlier step never decides a later one nobody saw (409).',
+    ),
 });
 
 export async function approvalRoutes(
@@ -191,6 +199,7 @@ export async function approvalRoutes(
         approval: json(
           await deps.approvals[verb]({ caller: apiKeyCaller(request) }, request.params.id, {
             comment: request.body?.comment,
+            ...(request.body?.step !== undefined ? { step: request.body.step } : {}),
           }),
         ),
       }),

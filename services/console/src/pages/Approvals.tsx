@@ -12,7 +12,11 @@ function Decision({ approval, onDone }: { approval: Approval; onDone: () => void
     api(
       'POST',
       `/api/v1/approvals/${encodeURIComponent(approval.id)}/${verb}`,
-      comment ? { comment } : {},
+      // The step shown is the step decided: a later one nobody saw is refused (409).
+      {
+        ...(comment ? { comment } : {}),
+        ...(approval.steps?.length ? { step: approval.steps.at(-1)!.step } : {}),
+      },
     ).then(onDone, (e: Error) => setError(e));
   return (
     <div className="decision">
