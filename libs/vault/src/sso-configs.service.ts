@@ -173,6 +173,7 @@ export function createSsoConfigService(deps: {
       };
       const domains = input.allowedEmailDomains;
       return db.transaction().execute(async (trx) => {
+        await sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
         const row = await trx
           .insertInto('tenant_sso_configs')
           .values({ tenant_id: tenantId, id: `sso:${tenantId}`, ...values })
@@ -191,18 +192,30 @@ export function createSsoConfigService(deps: {
           .values(domains.map((domain) => ({ domain, tenant_id: tenantId })))
           .onConflict((oc) => oc.column('domain').doNothing())
           .execute();
+        // A domain, or one above or below it, that another tenant holds: a subdomain routes its
+        // own engineers (bob@eng.acme.com), so it is the parent's owner's to claim. Claims are
+        // serialized (the lock above) so two tenants cannot take a domain and its subdomain at once.
+        const above = domains.flatMap((d) => {
+          const labels = d.split('.');
+          return labels.slice(1, -1).map((_, i) => labels.slice(i + 1).join('.'));
+        });
         const taken = await trx
           .selectFrom('tenant_sso_domains')
           .select('domain')
-          .where('domain', 'in', domains)
           .where('tenant_id', '<>', tenantId)
+          .where((eb) =>
+            eb.or([
+              eb('domain', 'in', [...domains, ...above]),
+              ...domains.map((d) => eb('domain', 'like', `%.${d}`)),
+            ]),
+          )
           .orderBy('domain')
           .execute();
         if (taken.length > 0) {
           const named = taken.map((t) => `"${t.domain}"`).join(', ');
           throw new WardenError(
             'conflict',
-            `allowed_email_domains: ${named} already signs in to another organization here; an email domain belongs to one organization only (first come). Remove it, or ask the operator if the domain is yours`,
+            `allowed_email_domains: ${named} already signs in to another organization here, and an email domain with its subdomains belongs to one organization only (first come); remove the domains at or under it, or ask the operator if the domain is yours`,
             { field: 'allowed_email_domains' },
           );
         }

@@ -91,6 +91,18 @@ describe('an email domain signs in to one organization only', () => {
     // The owner re-saving its configuration keeps its domain.
     const again = await putSso(f.tenant.apiKey, ['acme.com'], f.idp);
     expect(again.status, JSON.stringify(again.body)).toBe(200);
+
+    // A subdomain of a held domain routes the owner's engineers too (bob@eng.acme.com): refused,
+    // as is a parent of one another tenant holds.
+    const sub = await putSso(evil.apiKey, ['evil.example', 'eng.acme.com']);
+    expect(sub.status, JSON.stringify(sub.body)).toBe(409);
+    expect(sub.body.error?.message).toContain('"acme.com"');
+    expect((await putSso(evil.apiKey, ['evil.example', 'eu.shared.example'])).status).toBe(200);
+    const parent = await putSso(f.tenant.apiKey, ['acme.com', 'shared.example'], f.idp);
+    expect(parent.status, JSON.stringify(parent.body)).toBe(409);
+    expect(parent.body.error?.message).toContain('"eu.shared.example"');
+    expect((await getSso(f.tenant.apiKey)).body.sso?.allowed_email_domains).toEqual(['acme.com']);
+    expect((await putSso(evil.apiKey, ['evil.example'])).status).toBe(200);
   });
 
   it("an Acme engineer's email still reaches Acme's identity provider, never the other tenant's", async () => {
