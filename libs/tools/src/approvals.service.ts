@@ -930,6 +930,30 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     if (!deps.steps) {
       return stopped(null, new WardenError('unavailable', 'this deployment cannot run agent code again'));
     }
+    // The tenant may have stopped keeping its agents' code since the plan was made: then it is
+    // not run again (and is dropped when the approval settles as failed).
+    const target = { identifier: approval.identifier, connectedAccountId: approval.connectedAccountId };
+    try {
+      const { settings } = await deps.contexts.load(approver.caller, target, { fresh: true });
+      if (!settings.captureCode) {
+        return stopped(
+          null,
+          new WardenError(
+            'conflict',
+            "this tenant no longer keeps the code its agents run (audit settings: capture_code was turned off after the plan was made), so the agent's code is not run again; nothing more is sent; plan the rest anew",
+          ),
+        );
+      }
+    } catch (error) {
+      const reason = isWardenError(error) ? `${error.code}: ${error.message}` : 'unreadable';
+      return stopped(
+        null,
+        new WardenError(
+          'unavailable',
+          `the identity's settings could not be read (${reason}); nothing more is sent`,
+        ),
+      );
+    }
     const bySeq = new Map(results.map((r) => [r.seq, r]));
     const applied: AppliedWrite[] = [];
     for (const step of approval.steps?.flatMap((s) => s.sends) ?? []) {
@@ -1239,6 +1263,36 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      * lets one decide; the other is told it is already decided. Returns the applied approval with
      * each step's result.
      */
+    /**
+     * Settles what is due without anyone reading it: pending approvals past their expiry become
+     * `expired` (their event sent, the agent's stored code dropped), and an apply whose lease
+     * lapsed is settled as interrupted. A scheduled job calls this; returns how many it settled.
+     */
+    async expireDue(limit = 100): Promise<number> {
+      const now = clock.now();
+      const candidates = await db
+        .selectFrom('approvals')
+        .select(['tenant_id', 'id', 'status', 'expires_at', 'decided_at', 'apply_heartbeat_at'])
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('status', '=', 'pending'), eb('expires_at', '<=', now)]),
+            eb('status', '=', 'approved'),
+          ]),
+        )
+        .orderBy('expires_at')
+        .limit(limit)
+        .execute();
+      let settled = 0;
+      for (const candidate of candidates.filter((c) => due(c))) {
+        const done = await db.transaction().execute(async (tx) => {
+          const row = await locked(tx, candidate.tenant_id, candidate.id);
+          return expireIfDue(tx, row);
+        });
+        if (done) settled++;
+      }
+      return settled;
+    },
+
     async approve(approver: Approver, id: string, input: Decision): Promise<ApprovalView> {
       const tenantId = approver.caller.tenantId;
       const note = comment(input.comment);

@@ -387,6 +387,56 @@ describe('write approvals applied in steps', () => {
     }
   });
 
+  it('does not run the code again once the tenant turned code capture off after planning, and drops it', async () => {
+    await connect('fay');
+    cf.clearRequests();
+    const planned = (await execute('fay', createThenPatch(`'off.steps.example'`))).approval as Approval;
+    expect((await api('PATCH', '/api/v1/settings', { audit: { capture_code: false } })).statusCode).toBe(200);
+    try {
+      const after = await approve(planned.id);
+      // Step 1 was approved and sent; the code was not run again, nothing more planned.
+      expect(writesSeen().map((r) => r.method)).toEqual(['POST']);
+      expect(after.status).toBe('failed');
+      expect(after.steps?.at(-1)?.error?.message).toMatch(/capture_code was turned off/);
+      const row = await t.db.db.kysely
+        .selectFrom('approvals')
+        .select('replay_code')
+        .where('id', '=', planned.id)
+        .executeTakeFirstOrThrow();
+      expect(row.replay_code).toBeNull();
+    } finally {
+      expect((await api('PATCH', '/api/v1/settings', { audit: { capture_code: null } })).statusCode).toBe(
+        200,
+      );
+    }
+  });
+
+  it('expires a dependent plan nobody reads once it is due, with its event, and drops the stored code', async () => {
+    await connect('gus');
+    const planned = (await execute('gus', createThenPatch(`'late.steps.example'`))).approval as Approval;
+    await t.db.db.kysely
+      .updateTable('approvals')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', planned.id)
+      .execute();
+    expect(await t.container.approvals.expireDue()).toBeGreaterThanOrEqual(1);
+    const row = await t.db.db.kysely
+      .selectFrom('approvals')
+      .select(['status', 'replay_code'])
+      .where('id', '=', planned.id)
+      .executeTakeFirstOrThrow();
+    expect(row).toEqual({ status: 'expired', replay_code: null });
+    const expired = await t.db.db.kysely
+      .selectFrom('audit_events')
+      .select('action')
+      .where('action', '=', 'approval.expired')
+      .where('execution_id', '=', planned.execution_id)
+      .execute();
+    expect(expired).toHaveLength(1);
+    // Nothing more is due: a second sweep settles nothing of it.
+    expect(await t.container.approvals.expireDue()).toBe(0);
+  });
+
   async function mcpPoll(id: string): Promise<string> {
     const minted = await api('POST', '/api/v1/mcp/tokens', { identifier: 'ann', expiry: '1h' });
     expect(minted.statusCode, minted.body).toBe(201);

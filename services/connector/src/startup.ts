@@ -72,6 +72,9 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   c.scheduler.every('oauth-purge', 3600_000, async () => {
     await purgeExpiredOAuthArtifacts(c.db.kysely);
   });
+  c.scheduler.every('approvals-expiry', 60_000, async () => {
+    await c.approvals.expireDue();
+  });
   c.scheduler.every('audit-outcome-sweep', 60_000, async () => {
     await c.auditMaintenance.sweepUnknownOutcomes();
   });
