@@ -19,7 +19,7 @@ import { upstreamPrincipal } from './account-resolution.ts';
 import type { CallContextSource } from './call-context.ts';
 import type { ToolCaller } from './tool-caller.ts';
 import { auditCaller } from './tool-caller.ts';
-import { PENDING_APPROVAL_RESPONSE, upstreamError } from './upstream-gateway.ts';
+import { PENDING_APPROVAL_RESPONSE, upstreamError, wardenAnswer } from './upstream-gateway.ts';
 import type { HeldWrite, PlanSink, UpstreamGateway } from './upstream-gateway.ts';
 
 /** One write of a plan: exactly what will be sent, on its canonical path. */
@@ -231,18 +231,7 @@ export class ReplayPlan extends ExecutionPlan {
             );
       throw this.#divergence;
     }
-    return {
-      status: applied.result.status ?? 200,
-      success: true,
-      result: applied.result.result ?? null,
-      errors: [],
-      messages: [],
-      cfRay: null,
-      retryAfterSeconds: null,
-      rateLimit: null,
-      rateLimitPolicy: null,
-      responseBytes: 0,
-    };
+    return wardenAnswer(applied.result.status ?? 200, applied.result.result ?? null);
   }
 }
 

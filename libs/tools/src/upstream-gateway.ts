@@ -97,18 +97,25 @@ export interface PlanSink {
   hold(write: HeldWrite): CloudflareResponse;
 }
 
+/** A successful answer Warden gives agent code itself, without Cloudflare (held or replayed writes). */
+export function wardenAnswer(status: number, result: unknown): CloudflareResponse {
+  return {
+    status,
+    success: true,
+    result,
+    errors: [],
+    messages: [],
+    cfRay: null,
+    retryAfterSeconds: null,
+    rateLimit: null,
+    rateLimitPolicy: null,
+    responseBytes: 0,
+  };
+}
+
 /** What agent code sees for a held write, so it can go on planning. */
 export const PENDING_APPROVAL_RESPONSE: CloudflareResponse & { readonly pending_approval: true } = {
-  status: 202,
-  success: true,
-  result: null,
-  errors: [],
-  messages: [],
-  cfRay: null,
-  retryAfterSeconds: null,
-  rateLimit: null,
-  rateLimitPolicy: null,
-  responseBytes: 0,
+  ...wardenAnswer(202, null),
   pending_approval: true,
 };
 

@@ -1,5 +1,3 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
@@ -7,6 +5,7 @@ import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { connectMcpClient } from './test-support/mcp-client.ts';
 
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read', '#dns_records:edit'];
 
@@ -438,16 +437,13 @@ describe('write approvals applied in steps', () => {
   });
 
   async function mcpPoll(id: string): Promise<string> {
-    const minted = await api('POST', '/api/v1/mcp/tokens', { identifier: 'ann', expiry: '1h' });
-    expect(minted.statusCode, minted.body).toBe(201);
-    const token = (minted.json() as { token: string }).token;
-    t.secrets.add(token);
-    const client = new Client({ name: 'steps-test', version: '1.0.0' });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${token}` } },
-      }),
-    );
+    const client = await connectMcpClient({
+      base,
+      apiKey: tenant.apiKey,
+      identifier: 'ann',
+      name: 'steps-test',
+      secrets: t.secrets,
+    });
     try {
       const result = await client.callTool({
         name: 'cloudflare_execute',

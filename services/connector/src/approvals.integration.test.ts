@@ -1,5 +1,4 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upstreamIntentRecord } from '@warden/audit';
@@ -13,6 +12,7 @@ import { eventually, startReceiver } from './test-support/http-receiver.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { connectMcpClient } from './test-support/mcp-client.ts';
 
 const PERMISSIONS = [
   'com.cloudflare.api.user.read',
@@ -717,16 +717,13 @@ describe('write approvals', () => {
 
   it('tells an MCP agent about its plan, which it polls with approval_id', async () => {
     await connect('gus');
-    const minted = await api('POST', '/api/v1/mcp/tokens', { identifier: 'gus', expiry: '1h' });
-    expect(minted.statusCode, minted.body).toBe(201);
-    const token = (minted.json() as { token: string }).token;
-    t.secrets.add(token);
-    const client = new Client({ name: 'approvals-test', version: '1.0.0' });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${token}` } },
-      }),
-    );
+    const client = await connectMcpClient({
+      base,
+      apiKey: tenant.apiKey,
+      identifier: 'gus',
+      name: 'approvals-test',
+      secrets: t.secrets,
+    });
     try {
       const textOf = (result: Awaited<ReturnType<Client['callTool']>>) =>
         (result.content as Array<{ type: string; text: string }>)[0]?.text ?? '';

@@ -1,6 +1,4 @@
 import { createHash } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
@@ -8,6 +6,7 @@ import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { connectMcpClient } from './test-support/mcp-client.ts';
 
 interface ExecuteBody {
   data: unknown;
@@ -859,20 +858,13 @@ describe('r2 in cloudflare_execute', () => {
   });
 
   it('works over MCP, and cloudflare_search describes r2', async () => {
-    const minted = await fetch(`${base}/api/v1/mcp/tokens`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ identifier: 'alice', expiry: '3600s' }),
+    const client = await connectMcpClient({
+      base,
+      apiKey,
+      identifier: 'alice',
+      name: 'r2-test',
+      secrets: t.secrets,
     });
-    expect(minted.status).toBe(201);
-    const { token } = (await minted.json()) as { token: string };
-    t.secrets.add(token);
-    const client = new Client({ name: 'r2-test', version: '1.0.0' });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${token}` } },
-      }),
-    );
     try {
       const search = await client.callTool({
         name: 'cloudflare_search',

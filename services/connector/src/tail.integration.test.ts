@@ -1,5 +1,3 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
@@ -7,6 +5,7 @@ import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { connectMcpClient } from './test-support/mcp-client.ts';
 
 interface ExecuteBody {
   data: unknown;
@@ -324,20 +323,13 @@ describe('tail.worker in cloudflare_execute', () => {
   });
 
   it('works over MCP, and cloudflare_search describes tail', async () => {
-    const minted = await fetch(`${base}/api/v1/mcp/tokens`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ identifier: 'alice', expiry: '3600s' }),
+    const client = await connectMcpClient({
+      base,
+      apiKey,
+      identifier: 'alice',
+      name: 'tail-test',
+      secrets: t.secrets,
     });
-    expect(minted.status).toBe(201);
-    const { token } = (await minted.json()) as { token: string };
-    t.secrets.add(token);
-    const client = new Client({ name: 'tail-test', version: '1.0.0' });
-    await client.connect(
-      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${token}` } },
-      }),
-    );
     try {
       const search = await client.callTool({
         name: 'cloudflare_search',
