@@ -116,7 +116,7 @@ const schema = z
     OAUTH_LOGIN_LINK_TTL_SECONDS: int(30, 3600).default(300),
     OAUTH_ALLOW_INSECURE: bool.default(false),
     OAUTH_REGISTRATION_LIMIT: z.string().default('20/3600'),
-    OAUTH_SSO_START_LIMIT: z.string().default('60/600'),
+    OAUTH_SIGN_IN_LIMIT: z.string().default('60/600'),
     OAUTH_UNUSED_CLIENT_TTL_SECONDS: int(300, 30 * 86_400).default(86_400),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
@@ -272,8 +272,8 @@ export interface Config {
     readonly allowInsecure: boolean;
     /** Dynamic Client Registrations per client address (`request.ip`), across every replica. */
     readonly registrationLimit: BudgetSpec;
-    /** SSO sign-ins (MCP and console) started per client address, across every replica. */
-    readonly ssoStartLimit: BudgetSpec;
+    /** Sign-ins started per client address (authorization requests; SSO starts), across every replica. */
+    readonly signInLimit: BudgetSpec;
     /** A dynamically registered client that gets no grant within this long is forgotten. */
     readonly unusedClientTtlSeconds: number;
   };
@@ -411,13 +411,13 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   let graphqlBudget: BudgetSpec;
   let r2Budget: BudgetSpec;
   let registrationLimit: BudgetSpec;
-  let ssoStartLimit: BudgetSpec;
+  let signInLimit: BudgetSpec;
   try {
     budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
     graphqlBudget = parseBudget(env.CLOUDFLARE_GRAPHQL_BUDGET, 'CLOUDFLARE_GRAPHQL_BUDGET');
     r2Budget = parseBudget(env.CLOUDFLARE_R2_BUDGET, 'CLOUDFLARE_R2_BUDGET');
     registrationLimit = parseBudget(env.OAUTH_REGISTRATION_LIMIT, 'OAUTH_REGISTRATION_LIMIT');
-    ssoStartLimit = parseBudget(env.OAUTH_SSO_START_LIMIT, 'OAUTH_SSO_START_LIMIT');
+    signInLimit = parseBudget(env.OAUTH_SIGN_IN_LIMIT, 'OAUTH_SIGN_IN_LIMIT');
   } catch (error) {
     throw new ConfigError(`invalid configuration:\n  ${(error as Error).message}`);
   }
@@ -505,7 +505,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       loginLinkTtlSeconds: env.OAUTH_LOGIN_LINK_TTL_SECONDS,
       allowInsecure: env.OAUTH_ALLOW_INSECURE,
       registrationLimit,
-      ssoStartLimit,
+      signInLimit,
       unusedClientTtlSeconds: env.OAUTH_UNUSED_CLIENT_TTL_SECONDS,
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,

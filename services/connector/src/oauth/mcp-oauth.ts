@@ -74,19 +74,25 @@ export async function setUpMcpOAuth(
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
   });
-  const ssoStartLimit = createAddressLimit({
-    spec: config.oauth.ssoStartLimit,
+  const signInLimit = createAddressLimit({
+    spec: config.oauth.signInLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:sso-start`,
   });
+  const authorizationLimit = createAddressLimit({
+    spec: config.oauth.signInLimit,
+    redis: container.redis,
+    keyPrefix: `${config.redisKeyPrefix}:oauth-authorize`,
+  });
   app.addHook('onClose', async () => {
-    await Promise.all([registrationLimit.close(), ssoStartLimit.close()]);
+    await Promise.all([registrationLimit.close(), signInLimit.close(), authorizationLimit.close()]);
   });
   await app.register(async (scope) =>
     oauthRoutes(scope, {
       server,
       registrationLimit,
-      ssoStartLimit,
+      signInLimit,
+      authorizationLimit,
       db,
       publicUrl: config.publicUrl,
       tenants: container.tenants,

@@ -55,6 +55,7 @@ export interface ConsentView {
 export const INTERACTION_TTL_SECONDS = 30 * 60;
 /** Dynamic Client Registration (RFC 7591), as the authorization server metadata advertises it. */
 export const REGISTRATION_PATH = '/oauth/register';
+export const AUTHORIZATION_PATH = '/oauth/authorize';
 const SESSION_TTL_SECONDS = 3600;
 
 /**
@@ -198,7 +199,7 @@ export function createOAuthServer(deps: {
         ctx.body = rendered.body;
       },
       routes: {
-        authorization: '/oauth/authorize',
+        authorization: AUTHORIZATION_PATH,
         token: '/oauth/token',
         registration: REGISTRATION_PATH,
         revocation: '/oauth/revoke',

@@ -25,7 +25,7 @@ import {
   signedInPage,
 } from './oauth-pages.ts';
 import type { Page } from './oauth-pages.ts';
-import { INTERACTION_TTL_SECONDS, MCP_SCOPE, REGISTRATION_PATH } from './oauth-server.ts';
+import { AUTHORIZATION_PATH, INTERACTION_TTL_SECONDS, MCP_SCOPE, REGISTRATION_PATH } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import type { AddressLimit } from './address-limit.ts';
 import { SsoRefusal } from './sso.ts';
@@ -35,7 +35,9 @@ export interface OAuthRouteDeps {
   readonly server: OAuthServer;
   readonly registrationLimit: Pick<AddressLimit, 'spec' | 'take'>;
   /** SSO sign-ins started per client address (each stores a pending sign-in for its lifetime). */
-  readonly ssoStartLimit: Pick<AddressLimit, 'spec' | 'take'>;
+  readonly signInLimit: Pick<AddressLimit, 'spec' | 'take'>;
+  /** Authorization requests per client address (each stores a sign-in interaction); same spec. */
+  readonly authorizationLimit: Pick<AddressLimit, 'spec' | 'take'>;
   readonly db: Kysely<Database>;
   readonly publicUrl: string;
   readonly tenants: Pick<TenantService, 'get'>;
@@ -75,15 +77,17 @@ function formBody(request: FastifyRequest): Record<string, string> {
 }
 
 /**
- * Whether oidc-provider will route this request to Dynamic Client Registration: its router folds
- * case and ignores one trailing slash, so `/oauth/REGISTER/` is registration too.
+ * The endpoint oidc-provider will route this request to, of those limited per address: its
+ * router folds case and ignores one trailing slash (`/oauth/REGISTER/` is registration too), and
+ * the path ends at a query or at a fragment sent in the request target.
  */
-function isRegistration(request: FastifyRequest): boolean {
-  if (request.method !== 'POST') return false;
-  // Cut where oidc-provider's router cuts (a query, or a fragment sent in the request target).
+function limitedEndpoint(request: FastifyRequest): 'registration' | 'authorization' | null {
   const path = (request.raw.url ?? '').split(/[?#]/)[0] ?? '';
-  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
-  return trimmed.toUpperCase() === REGISTRATION_PATH.toUpperCase();
+  const trimmed = (path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path).toUpperCase();
+  if (request.method === 'POST' && trimmed === REGISTRATION_PATH.toUpperCase()) return 'registration';
+  if ((request.method === 'GET' || request.method === 'POST') && trimmed === AUTHORIZATION_PATH.toUpperCase())
+    return 'authorization';
+  return null;
 }
 
 /** Origins a page's forms may end up at: the client's redirect URI and, on the login page, any IdP. */
@@ -106,7 +110,20 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   }
 
   async function forward(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    if (isRegistration(request)) {
+    const endpoint = limitedEndpoint(request);
+    if (endpoint === 'authorization') {
+      // Each authorization request stores a sign-in interaction: limited like the SSO starts.
+      const taken = await deps.authorizationLimit.take(request.ip);
+      if (!taken.allowed) {
+        const page = errorPage(
+          'Too many sign-ins',
+          `Too many sign-ins were started from your network; try again in ${taken.retryAfterSeconds} s.`,
+          429,
+        );
+        return send(reply.header('retry-after', String(taken.retryAfterSeconds)), page);
+      }
+    }
+    if (endpoint === 'registration') {
       // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
       const taken = await deps.registrationLimit.take(request.ip);
       if (!taken.allowed) {
@@ -258,9 +275,9 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     sign: { tenantId: string; email: string; interactionUid: string | null },
   ): Promise<string> {
     // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
-    const taken = await deps.ssoStartLimit.take(request.ip);
+    const taken = await deps.signInLimit.take(request.ip);
     if (!taken.allowed) {
-      const { capacity, windowSeconds } = deps.ssoStartLimit.spec;
+      const { capacity, windowSeconds } = deps.signInLimit.spec;
       throw new WardenError(
         'rate_limited',
         `too many sign-ins started from this address (at most ${capacity} in ${windowSeconds} s); retry after ${taken.retryAfterSeconds} s`,
