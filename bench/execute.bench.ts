@@ -39,8 +39,6 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -50,7 +48,7 @@ import ivm from 'isolated-vm';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { createRedisWindows } from '@warden/ratelimit';
-import { FAKE_CF_ALL_PERMISSIONS, startFakeCloudflare } from '@warden/testing';
+import { FAKE_CF_ALL_PERMISSIONS, freePort, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import {
   REPO_ROOT,
@@ -124,14 +122,6 @@ const FLOOR_ROW = {
   hash: 'b'.repeat(64),
 };
 const READY_TIMEOUT_MS = 180_000;
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 export interface Connector {
   readonly origin: string;

@@ -17,11 +17,17 @@ import pg from 'pg';
 import type { Redis } from 'ioredis';
 import { createR2Client, r2CredentialsFromApiToken } from '@warden/cloudflare';
 import type { CloudflareCredential } from '@warden/cloudflare';
-import { FAKE_CF_ALL_PERMISSIONS, specFixturePath, startFakeCloudflare, startFakeR2 } from '@warden/testing';
+import {
+  FAKE_CF_ALL_PERMISSIONS,
+  freePort,
+  specFixturePath,
+  startFakeCloudflare,
+  startFakeR2,
+} from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
 import { createHttpClient, machineInfo, numberArg, percentile, round } from './bench-utils.ts';
 import type { HttpClient } from './bench-utils.ts';
-import { freePort, json, startConnector, stopConnector } from './execute.bench.ts';
+import { json, startConnector, stopConnector } from './execute.bench.ts';
 import type { Connector } from './execute.bench.ts';
 import { startPostgres, startRedis, waitForRedis } from './private-servers.ts';
 import type { PrivatePostgres, PrivateRedis } from './private-servers.ts';

@@ -95,16 +95,40 @@ export function credentialScrubber(
   credential: CloudflareCredential,
   alsoSecrets: readonly string[] = [],
 ): (body: Buffer) => Buffer {
-  const forms = [...new Set([...credentialSecrets(credential), ...alsoSecrets].flatMap(secretForms))].sort(
-    (a, b) => b.length - a.length,
-  );
-  const needles = forms.map((f) => Buffer.from(f, 'utf8'));
+  const own = scrubbingOf(credential);
+  const { forms, needles } =
+    alsoSecrets.length === 0 ? own : needlesOf(new Set([...own.forms, ...alsoSecrets.flatMap(secretForms)]));
   return (body) => {
     if (!needles.some((needle) => body.includes(needle))) return body;
     let text = body.toString('utf8');
     for (const form of forms) text = text.split(form).join(REDACTED);
     return Buffer.from(text, 'utf8');
   };
+}
+
+interface Scrubbing {
+  /** Every form of the secrets, longest first (none left half-replaced by a shorter one). */
+  readonly forms: readonly string[];
+  readonly needles: readonly Buffer[];
+}
+
+function needlesOf(forms: Iterable<string>): Scrubbing {
+  const sorted = [...new Set(forms)].sort((a, b) => b.length - a.length);
+  return { forms: sorted, needles: sorted.map((f) => Buffer.from(f, 'utf8')) };
+}
+
+/**
+ * A credential's forms, worked out once per credential object rather than for every response on
+ * the hot path (held weakly: gone with the credential).
+ */
+const scrubbings = new WeakMap<CloudflareCredential, Scrubbing>();
+function scrubbingOf(credential: CloudflareCredential): Scrubbing {
+  let scrubbing = scrubbings.get(credential);
+  if (!scrubbing) {
+    scrubbing = needlesOf(credentialSecrets(credential).flatMap(secretForms));
+    scrubbings.set(credential, scrubbing);
+  }
+  return scrubbing;
 }
 
 const API_TOKEN_SHAPE = /^[A-Za-z0-9_-]{20,255}$/;

@@ -1,4 +1,3 @@
-import { randomBytes, createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpiredOAuthArtifacts } from './oauth-artifacts.ts';
 import { connectWithOAuth, TestOAuthClientProvider } from './test-support/oauth-client.ts';
@@ -39,20 +38,7 @@ describe('dynamically registered clients expire unless a grant keeps them', () =
 
   /** Where the authorization endpoint sends a browser for this client (or its error page). */
   async function authorize(clientId: string) {
-    const verifier = randomBytes(32).toString('base64url');
-    const url = new URL(`${f.base}/oauth/authorize`);
-    for (const [k, v] of Object.entries({
-      response_type: 'code',
-      client_id: clientId,
-      redirect_uri: f.callbackUrl,
-      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-      code_challenge_method: 'S256',
-      resource: f.mcpUrl,
-      scope: 'mcp',
-    })) {
-      url.searchParams.set(k, v);
-    }
-    return f.userAgent().get(url.href);
+    return f.userAgent().get(f.authorization({ client_id: clientId, state: null }).url.href);
   }
 
   it('an unused client is gone after a day (invalid_client, then purged); a used one lasts with its grant; metadata-document clients are never stored', async () => {

@@ -2,7 +2,7 @@
  * One-time codes and rotating refresh tokens under concurrent use (found by an outsider attack,
  * issue 17): two requests presenting the same one at once must not both succeed.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startOAuthFixture } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
@@ -19,23 +19,7 @@ describe('MCP OAuth under concurrent and cross-door use', () => {
     await f.close();
   });
 
-  function authorization(overrides: Record<string, string | null> = {}) {
-    const verifier = randomBytes(32).toString('base64url');
-    const params: Record<string, string | null> = {
-      response_type: 'code',
-      client_id: f.cimd.clientId,
-      redirect_uri: f.callbackUrl,
-      code_challenge: sha(verifier),
-      code_challenge_method: 'S256',
-      resource: f.mcpUrl,
-      scope: 'mcp',
-      state: 'state-1',
-      ...overrides,
-    };
-    const url = new URL(`${f.base}/oauth/authorize`);
-    for (const [k, v] of Object.entries(params)) if (v !== null) url.searchParams.set(k, v);
-    return { url, verifier };
-  }
+  const authorization = (overrides: Record<string, string | null> = {}) => f.authorization(overrides);
 
   async function code(identifier = ALICE.email) {
     const { url, verifier } = authorization();

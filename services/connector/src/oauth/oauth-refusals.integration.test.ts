@@ -1,5 +1,5 @@
 import { ADMIN_CALLER } from '@warden/audit';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, MALLORY, startOAuthFixture, UNVERIFIED } from './test-support/oauth-fixture.ts';
@@ -15,24 +15,7 @@ describe('MCP sign-in: refusals with the right OAuth error, and edge cases', () 
     await f.close();
   });
 
-  /** An authorization request as a client builds it, with its own PKCE pair. */
-  function authorization(overrides: Record<string, string | null> = {}) {
-    const verifier = randomBytes(32).toString('base64url');
-    const params: Record<string, string | null> = {
-      response_type: 'code',
-      client_id: f.cimd.clientId,
-      redirect_uri: f.callbackUrl,
-      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-      code_challenge_method: 'S256',
-      resource: f.mcpUrl,
-      scope: 'mcp',
-      state: 'state-1',
-      ...overrides,
-    };
-    const url = new URL(`${f.base}/oauth/authorize`);
-    for (const [k, v] of Object.entries(params)) if (v !== null) url.searchParams.set(k, v);
-    return { url, verifier };
-  }
+  const authorization = (overrides: Record<string, string | null> = {}) => f.authorization(overrides);
 
   function callbackError(url: string) {
     const parsed = new URL(url);

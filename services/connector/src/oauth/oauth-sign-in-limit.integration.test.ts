@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOAuthFixture } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
@@ -31,17 +30,7 @@ describe('sign-in starts are limited per client address', () => {
   const pending = () => stored('SsoLogin');
 
   it('answers an authorization request beyond the limit with 429 and a page, storing no interaction', async () => {
-    const url = new URL(`${f.base}/oauth/authorize`);
-    for (const [k, v] of Object.entries({
-      response_type: 'code',
-      client_id: f.cimd.clientId,
-      redirect_uri: f.callbackUrl,
-      code_challenge: createHash('sha256').update(randomBytes(32)).digest('base64url'),
-      code_challenge_method: 'S256',
-      resource: f.mcpUrl,
-      scope: 'mcp',
-    }))
-      url.searchParams.set(k, v);
+    const { url } = f.authorization();
     const before = await stored('Interaction');
     const statuses: number[] = [];
     let refused: Response | null = null;

@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startOAuthFixture } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
@@ -58,21 +57,7 @@ describe('an email domain signs in to one organization only', () => {
     return { status: res.statusCode, body: res.json() as SsoAnswer };
   }
 
-  function authorizationUrl(): URL {
-    const url = new URL(`${f.base}/oauth/authorize`);
-    for (const [k, v] of Object.entries({
-      response_type: 'code',
-      client_id: f.cimd.clientId,
-      redirect_uri: f.callbackUrl,
-      code_challenge: createHash('sha256').update(randomBytes(32)).digest('base64url'),
-      code_challenge_method: 'S256',
-      resource: f.mcpUrl,
-      scope: 'mcp',
-    })) {
-      url.searchParams.set(k, v);
-    }
-    return url;
-  }
+  const authorizationUrl = (): URL => f.authorization().url;
 
   it('refuses a domain another organization listed first with 409 naming the field, writing nothing', async () => {
     const first = await putSso(evil.apiKey, ['evil.example', 'ACME.com']);

@@ -61,22 +61,7 @@ describe('SSO sign-in guards', () => {
     await f.close();
   });
 
-  function authorization() {
-    const verifier = randomBytes(32).toString('base64url');
-    const url = new URL(`${f.base}/oauth/authorize`);
-    for (const [k, v] of Object.entries({
-      response_type: 'code',
-      client_id: f.cimd.clientId,
-      redirect_uri: f.callbackUrl,
-      code_challenge: sha(verifier),
-      code_challenge_method: 'S256',
-      resource: f.mcpUrl,
-      scope: 'mcp',
-      state: 's',
-    }))
-      url.searchParams.set(k, v);
-    return { url, verifier };
-  }
+  const authorization = () => f.authorization({ state: 's' });
 
   it('an ID token with an email but no email_verified claim is not a verified email', async () => {
     // Attacker's IdP account (login "attacker") claims the email of Globex's CEO, unverified.

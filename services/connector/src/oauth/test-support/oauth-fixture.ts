@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { startFakeCloudflare } from '@warden/testing';
 import { expect } from 'vitest';
 import { freePort } from '../../test-support/free-port.ts';
@@ -119,6 +120,27 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
     zoneId,
     /** A fresh browser that stops at the client's redirect URI. */
     userAgent: () => new ScriptedUserAgent([callbackUrl]),
+    /**
+     * An authorization request as the metadata-document client builds it, with its own PKCE pair;
+     * `overrides` replace parameters (null leaves one out).
+     */
+    authorization(overrides: Record<string, string | null> = {}): { url: URL; verifier: string } {
+      const verifier = randomBytes(32).toString('base64url');
+      const params: Record<string, string | null> = {
+        response_type: 'code',
+        client_id: cimd.clientId,
+        redirect_uri: callbackUrl,
+        code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+        code_challenge_method: 'S256',
+        resource: `${base}/mcp`,
+        scope: 'mcp',
+        state: 'state-1',
+        ...overrides,
+      };
+      const url = new URL(`${base}/oauth/authorize`);
+      for (const [k, v] of Object.entries(params)) if (v !== null) url.searchParams.set(k, v);
+      return { url, verifier };
+    },
     /** Runs the browser part over SSO and returns the page the client's redirect URI got. */
     async ssoSignIn(
       ua: ScriptedUserAgent,
