@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
  * while another tenant's executions run, an MCP session closed within a second of offboarding,
  * the console's audit explorer opening in under 1 s). On
  * 2 cores, another test file's servers running beside them would measure the neighbour, not
- * Warden; they run after the rest, one at a time, the machine to themselves.
+ * Warden; they run in a group of their own, one file at a time, never beside another file.
  */
 const ALONE = [
   'services/connector/src/budget.integration.test.ts',
