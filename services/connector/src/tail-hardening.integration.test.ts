@@ -438,5 +438,62 @@ describe('tail.worker under attack', () => {
         .not.toBeNull();
       await expect.poll(busyExecuteChildren, { timeout: 2_000, interval: 50 }).toBe(0);
     });
+
+    // The official client's `callTool(…, {signal})` sends notifications/cancelled on abort.
+    for (const transport of ['sse', 'streamable'] as const) {
+      it(`over MCP (${transport}): a tool call the client cancels ${transport === 'sse' ? 'is stopped the same way' : 'runs on (README: the notification cannot reach it)'}`, async () => {
+        const client = await connectMcpClient({
+          base,
+          apiKey,
+          identifier: 'alice',
+          name: `tail-cancel-${transport}`,
+          secrets: t.secrets,
+          transport,
+        });
+        try {
+          const toolCalls = async () => {
+            const res = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
+              headers: { authorization: `Bearer ${apiKey}` },
+            });
+            const { events } = (await res.json()) as { events: AuditEvent[] };
+            return events.sort((a, b) => a.seq - b.seq);
+          };
+          const callsBefore = (await toolCalls()).length;
+          const before = cf.tails.sessions().length;
+          const controller = new AbortController();
+          const started = Date.now();
+          const pending = client.callTool(
+            {
+              name: 'cloudflare_execute',
+              arguments: { code: `async () => tail.worker({ script: 'api', seconds: 3 })` },
+            },
+            undefined,
+            { signal: controller.signal },
+          );
+          await expect
+            .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+            .toBe(1);
+          controller.abort('the engineer pressed stop');
+          await expect(pending).rejects.toThrow();
+          await expect
+            .poll(() => newSessions(before)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
+            .not.toBeNull();
+          const tookMs = newSessions(before)[0]!.deletedAt!.getTime() - started;
+          if (transport === 'sse') expect(tookMs).toBeLessThan(2_500);
+          else expect(tookMs).toBeGreaterThanOrEqual(3_000);
+          // The call's own record, once written (after the tail's delete).
+          await expect
+            .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
+            .toBe(callsBefore + 1);
+          const last = (await toolCalls()).at(-1);
+          if (transport === 'sse')
+            expect(last).toMatchObject({ outcome: 'error', error: { code: 'aborted' } });
+          else expect(last).toMatchObject({ outcome: 'success' });
+          await expect.poll(busyExecuteChildren, { timeout: 2_000, interval: 50 }).toBe(0);
+        } finally {
+          await client.close();
+        }
+      });
+    }
   });
 });
