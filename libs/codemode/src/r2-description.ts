@@ -5,7 +5,7 @@
  */
 export const R2_DESCRIPTION = {
   summary:
-    'r2 objects in execute (host-signed S3 API; token needs Workers R2 Storage Read/Write). Every call takes bucket, and accountId (default: the call account) and jurisdiction (default|eu|fedramp) optionally. Policy sees GET/PUT/DELETE on r2://bucket/key (keys in Unicode NFC; r2://account:<id>/bucket/key for one account).',
+    'r2 objects in execute (host-signed S3 API; token needs Workers R2 Storage Read/Write). Every call takes bucket, and accountId (default: the call account) and jurisdiction (default|eu|fedramp) optionally. Policy sees GET/PUT/DELETE on r2://bucket/key (keys in Unicode NFC; r2://account:<id>/bucket/key for one account, r2://account:<id>/jurisdiction:eu/bucket/key for one jurisdiction).',
   methods: {
     'r2.list({bucket, prefix?, delimiter?, cursor?, limit?})':
       '{objects: [{key, size, etag, uploaded}], delimitedPrefixes, truncated, cursor?, withheld? (entries policy hides)}',

@@ -35,6 +35,8 @@ function switchable(clock: ManualClock) {
     take: async (...args) => (gate(), inner.take(...args)),
     settle: async (...args) => (gate(), inner.settle(...args)),
     release: async (...args) => (gate(), inner.release(...args)),
+    reserve: async (...args) => (gate(), inner.reserve(...args)),
+    claim: async (...args) => (gate(), inner.claim(...args)),
     status: async (...args) => (gate(), inner.status(...args)),
     health: async () => gate(),
     close: async () => {},
@@ -148,6 +150,22 @@ describe('the budget while Redis is down', () => {
     );
     clock.advance(29_000);
     expect((await windows.take(P, 'rest', SPEC)).allowed).toBe(true);
+  });
+
+  it('reserves locally while Redis is down, and claims a Redis reservation without refusing', async () => {
+    const { windows, primary } = setup({ replicas: 4 });
+    const onRedis = await windows.reserve(P, 'rest', SPEC, 10_000);
+    if (!onRedis.allowed) throw new Error('refused');
+    primary.state.down = true;
+    // Redis cannot be asked: the entry there keeps counting until it expires; the request still goes.
+    expect(await windows.claim(onRedis.ticket, SPEC)).toEqual(onRedis.ticket);
+    const local = await windows.reserve(P, 'rest', SPEC, 10_000);
+    if (!local.allowed) throw new Error('refused');
+    expect(local.ticket.id).toMatch(/^local:/);
+    const claimed = await windows.claim(local.ticket, SPEC);
+    expect(claimed.id).toMatch(/^local:/);
+    await windows.settle(claimed, SPEC, answered);
+    expect(await windows.status(P, 'rest', SPEC)).toMatchObject({ used: 1, remaining: 1 });
   });
 
   it('lets other errors through without tripping', async () => {

@@ -4,7 +4,7 @@ import type { BudgetSpec } from './budget-spec.ts';
 import type { EgressSlot, EgressStore } from './egress.ts';
 import { createMemoryEgressStore } from './memory-egress.ts';
 import { createMemoryWindows } from './memory-windows.ts';
-import type { PrincipalWindows, WindowOptions, WindowTake, WindowTicket } from './windows.ts';
+import type { BudgetKind, PrincipalWindows, WindowOptions, WindowTake, WindowTicket } from './windows.ts';
 
 export interface RedisBreakerOptions {
   readonly logger: Logger;
@@ -152,22 +152,46 @@ export function createFallbackWindows(
   const isLocal = (ticket: WindowTicket) => ticket.id !== null && ticket.id.startsWith(LOCAL);
   const unwrap = (ticket: WindowTicket): WindowTicket => ({ ...ticket, id: ticket.id!.slice(LOCAL.length) });
 
+  /** A take or a reservation: Redis's, or while it is down a local share's (`local:` ids). */
+  async function admit(
+    principal: string,
+    kind: BudgetKind,
+    spec: BudgetSpec,
+    via: (windows: PrincipalWindows, spec: BudgetSpec) => Promise<WindowTake>,
+  ): Promise<WindowTake> {
+    const blocked = (await local.status(principal, kind, spec)).blockedUntil;
+    if (blocked) {
+      const retryAfterMs = Math.max(1, blocked.getTime() - clock.now().getTime());
+      return { allowed: false, reason: 'blocked', retryAfterMs, remaining: 0 };
+    }
+    return breaker.guarded(
+      () => via(primary, spec),
+      async (error) => {
+        if (replicas === null) breaker.refuse(error);
+        const result = await via(local, localSpec(spec));
+        return result.allowed
+          ? { ...result, ticket: { ...result.ticket, id: LOCAL + result.ticket.id } }
+          : result;
+      },
+    );
+  }
+
   return {
-    async take(principal, kind, spec): Promise<WindowTake> {
-      const blocked = (await local.status(principal, kind, spec)).blockedUntil;
-      if (blocked) {
-        const retryAfterMs = Math.max(1, blocked.getTime() - clock.now().getTime());
-        return { allowed: false, reason: 'blocked', retryAfterMs, remaining: 0 };
+    take: (principal, kind, spec) => admit(principal, kind, spec, (w, s) => w.take(principal, kind, s)),
+
+    reserve: (principal, kind, spec, holdMs) =>
+      admit(principal, kind, spec, (w, s) => w.reserve(principal, kind, s, holdMs)),
+
+    async claim(reservation, spec): Promise<WindowTicket> {
+      if (isLocal(reservation)) {
+        const claimed = await local.claim(unwrap(reservation), localSpec(spec));
+        return { ...claimed, id: LOCAL + claimed.id };
       }
+      // Never refused: while Redis is down its reserved entry still counts there until it expires,
+      // and the settlement (best effort, below) finds nothing to move.
       return breaker.guarded(
-        () => primary.take(principal, kind, spec),
-        async (error) => {
-          if (replicas === null) breaker.refuse(error);
-          const result = await local.take(principal, kind, localSpec(spec));
-          return result.allowed
-            ? { ...result, ticket: { ...result.ticket, id: LOCAL + result.ticket.id } }
-            : result;
-        },
+        () => primary.claim(reservation, spec),
+        async () => reservation,
       );
     },
 

@@ -49,6 +49,8 @@ export type {
   BuildUpstreamBudgetOptions,
   RefusalReason,
   Refusal,
+  ReserveRequest,
+  Reservation,
   UpstreamAnswer,
   UpstreamBudget,
   UpstreamBudgetOptions,

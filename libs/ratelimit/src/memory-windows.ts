@@ -5,6 +5,7 @@ import { SortedLog } from './sorted-log.ts';
 import {
   GRACE_MS,
   PROBE_RETRY_MS,
+  assertHold,
   assertPrincipal,
   assertSpec,
   cloudflareFigure,
@@ -38,6 +39,8 @@ interface Figure {
 
 interface KindState {
   readonly log: SortedLog;
+  /** The log's reservations not yet claimed, scored when their hold ends (`reserve`). */
+  readonly held: SortedLog;
   seq: number;
   blockedUntil: number;
   /** When Cloudflare last answered for this principal (any answer). */
@@ -71,7 +74,7 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
     const k = key(principal, kind);
     let s = states.get(k);
     if (!s) {
-      s = { log: new SortedLog(), seq: 0, blockedUntil: 0, seenAt: 0, figure: null };
+      s = { log: new SortedLog(), held: new SortedLog(), seq: 0, blockedUntil: 0, seenAt: 0, figure: null };
       states.set(k, s);
     }
     return s;
@@ -94,10 +97,18 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
     }
   }
 
-  function evaluate(principal: string, kind: BudgetKind, spec: BudgetSpec, nowMs: number): Evaluation {
+  function evaluate(
+    principal: string,
+    kind: BudgetKind,
+    spec: BudgetSpec,
+    nowMs: number,
+    probing = true,
+  ): Evaluation {
     const s = state(principal, kind);
     const windowMs = spec.windowSeconds * 1000;
     s.log.trim(nowMs - windowMs - GRACE_MS);
+    // A reservation past its hold counts like any entry; only one still held is not a request out.
+    s.held.trim(nowMs);
     const count = s.log.countAbove(nowMs - windowMs);
     // Entries before this index are out of the window, kept only for the grace period.
     const skip = s.log.size - count;
@@ -119,9 +130,11 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       const need = count - (figure.quota - figure.others - 1);
       const waitMs = need <= count ? Math.min(figure.until - nowMs, leaves(need - 1)) : figure.until - nowMs;
       refusal = { reason: 'cloudflare', waitMs };
-    } else if (probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs) {
+    } else if (probing && probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs) {
       // No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
-      if (s.log.countAbove(nowMs) > 0) refusal = { reason: 'probe', waitMs: PROBE_RETRY_MS };
+      // Reservations are not requests out: nothing was sent for them.
+      if (s.log.countAbove(nowMs) - s.held.countAbove(nowMs) > 0)
+        refusal = { reason: 'probe', waitMs: PROBE_RETRY_MS };
       else {
         // Not while a request sent more than a window ago still counts here: Cloudflare may or
         // may not count it still, and its answer could not be read. Such requests leave soon.
@@ -142,29 +155,66 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
     return Math.max(0, Math.min(e.own, e.cloudflare?.left ?? Infinity));
   }
 
+  /** A take (the place held for the in-flight time) or a reservation (held for `holdMs`). */
+  function admit(
+    principal: string,
+    kind: BudgetKind,
+    spec: BudgetSpec,
+    reservation: { holdMs: number } | null,
+  ): WindowTake {
+    assertPrincipal(principal);
+    assertSpec(spec);
+    const nowMs = clock.now().getTime();
+    sweep(nowMs);
+    const e = evaluate(principal, kind, spec, nowMs, reservation === null);
+    if (e.refusal) {
+      return {
+        allowed: false,
+        reason: e.refusal.reason,
+        retryAfterMs: Math.max(1, Math.ceil(e.refusal.waitMs)),
+        remaining: remainingOf(e, nowMs),
+      };
+    }
+    const s = state(principal, kind);
+    const id = String(++s.seq);
+    const score = nowMs + (reservation ? reservation.holdMs : inFlightMs);
+    s.log.add(id, score, nowMs);
+    if (reservation) s.held.add(id, score);
+    return {
+      allowed: true,
+      ticket: { principal, kind, id, admittedAtMs: nowMs },
+      remaining: Math.max(0, remainingOf(e, nowMs) - 1),
+    };
+  }
+
   return {
     async take(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowTake> {
-      assertPrincipal(principal);
+      return admit(principal, kind, spec, null);
+    },
+
+    async reserve(
+      principal: string,
+      kind: BudgetKind,
+      spec: BudgetSpec,
+      holdMs: number,
+    ): Promise<WindowTake> {
+      assertHold(holdMs);
+      return admit(principal, kind, spec, { holdMs });
+    },
+
+    async claim(reservation: WindowTicket, spec: BudgetSpec): Promise<WindowTicket> {
+      assertPrincipal(reservation.principal);
       assertSpec(spec);
       const nowMs = clock.now().getTime();
-      sweep(nowMs);
-      const e = evaluate(principal, kind, spec, nowMs);
-      if (e.refusal) {
-        return {
-          allowed: false,
-          reason: e.refusal.reason,
-          retryAfterMs: Math.max(1, Math.ceil(e.refusal.waitMs)),
-          remaining: remainingOf(e, nowMs),
-        };
+      const s = state(reservation.principal, reservation.kind);
+      if (reservation.id !== null) {
+        s.log.remove(reservation.id);
+        s.held.remove(reservation.id);
       }
-      const s = state(principal, kind);
+      // Sent now: in flight from now, like a fresh take, without asking the window again.
       const id = String(++s.seq);
       s.log.add(id, nowMs + inFlightMs, nowMs);
-      return {
-        allowed: true,
-        ticket: { principal, kind, id, admittedAtMs: nowMs },
-        remaining: Math.max(0, remainingOf(e, nowMs) - 1),
-      };
+      return { principal: reservation.principal, kind: reservation.kind, id, admittedAtMs: nowMs };
     },
 
     async settle(ticket: WindowTicket, spec: BudgetSpec, settlement: WindowSettlement): Promise<void> {
@@ -199,7 +249,10 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
     },
 
     async release(ticket: WindowTicket): Promise<void> {
-      if (ticket.id !== null) states.get(key(ticket.principal, ticket.kind))?.log.remove(ticket.id);
+      if (ticket.id === null) return;
+      const s = states.get(key(ticket.principal, ticket.kind));
+      s?.log.remove(ticket.id);
+      s?.held.remove(ticket.id);
     },
 
     async status(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowStatus> {

@@ -3,10 +3,11 @@ import { WardenError } from '@warden/core';
 import type { BudgetSpec } from './budget-spec.ts';
 import { DEFAULT_KEY_PREFIX, quitClient, runCommand, runScript } from './redis-client.ts';
 import { watchRedisRestarts } from './redis-restarts.ts';
-import { WINDOW_SETTLE_SCRIPT, WINDOW_TAKE_SCRIPT } from './window-scripts.ts';
+import { WINDOW_CLAIM_SCRIPT, WINDOW_SETTLE_SCRIPT, WINDOW_TAKE_SCRIPT } from './window-scripts.ts';
 import {
   GRACE_MS,
   PROBE_RETRY_MS,
+  assertHold,
   assertPrincipal,
   assertSpec,
   cloudflareFigure,
@@ -25,7 +26,7 @@ import type {
 
 export interface RedisWindowsOptions extends WindowOptions {
   readonly redis: Redis | Cluster;
-  /** Keys are `{<keyPrefix>:<principal>}:<kind>:log` and `…:<kind>:meta`. Default `warden:rl`. */
+  /** Keys are `{<keyPrefix>:<principal>}:<kind>:log`, `…:<kind>:meta` and `…:<kind>:held`. Default `warden:rl`. */
   readonly keyPrefix?: string;
   /** Quit the client on `close()`. Leave false when the client is shared with other code. */
   readonly quitOnClose?: boolean;
@@ -36,9 +37,9 @@ export function windowKeys(
   keyPrefix: string,
   principal: string,
   kind: BudgetKind,
-): { log: string; meta: string } {
+): { log: string; meta: string; held: string } {
   const tag = `{${keyPrefix}:${principal}}`;
-  return { log: `${tag}:${kind}:log`, meta: `${tag}:${kind}:meta` };
+  return { log: `${tag}:${kind}:log`, meta: `${tag}:${kind}:meta`, held: `${tag}:${kind}:held` };
 }
 
 const US = 1000;
@@ -84,7 +85,8 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     principal: string,
     kind: BudgetKind,
     spec: BudgetSpec,
-    mode: 'take' | 'status',
+    mode: 'take' | 'reserve' | 'status',
+    holdMs = 0,
   ): Promise<TakeReply> {
     const keys = windowKeys(keyPrefix, principal, kind);
     // A REST 429 blocks GraphQL too (the script reads the REST meta as KEYS[3]); R2 has its own.
@@ -93,7 +95,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     const reply = await runScript(
       redis,
       WINDOW_TAKE_SCRIPT,
-      [keys.log, keys.meta, blockedBy],
+      [keys.log, keys.meta, blockedBy, keys.held],
       [
         spec.capacity,
         spec.windowSeconds * 1000 * US,
@@ -103,27 +105,68 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
         PROBE_RETRY_MS * US,
         GRACE_MS * US,
         restartedAtUs,
+        Math.round(holdMs * US),
       ],
     );
-    if (!isTakeReply(reply, mode === 'take' ? 6 : 13)) {
+    if (!isTakeReply(reply, mode === 'status' ? 13 : 6)) {
       throw new WardenError('internal', 'rate budget: unexpected reply from the Redis window script');
     }
     return reply;
   }
 
+  async function admit(
+    principal: string,
+    kind: BudgetKind,
+    spec: BudgetSpec,
+    mode: 'take' | 'reserve',
+    holdMs = 0,
+  ): Promise<WindowTake> {
+    assertPrincipal(principal);
+    assertSpec(spec);
+    const [allowed, remaining, waitUs, reason, nowUs, id] = await takeScript(
+      principal,
+      kind,
+      spec,
+      mode,
+      holdMs,
+    );
+    if (allowed === 1) {
+      return { allowed: true, ticket: { principal, kind, id, admittedAtMs: nowUs / US }, remaining };
+    }
+    return {
+      allowed: false,
+      reason: reasonOf(reason),
+      retryAfterMs: Math.max(1, Math.ceil(waitUs / US)),
+      remaining,
+    };
+  }
+
   return {
-    async take(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowTake> {
-      assertPrincipal(principal);
+    take: (principal, kind, spec) => admit(principal, kind, spec, 'take'),
+
+    async reserve(principal, kind, spec, holdMs): Promise<WindowTake> {
+      assertHold(holdMs);
+      return admit(principal, kind, spec, 'reserve', holdMs);
+    },
+
+    async claim(reservation: WindowTicket, spec: BudgetSpec): Promise<WindowTicket> {
+      assertPrincipal(reservation.principal);
       assertSpec(spec);
-      const [allowed, remaining, waitUs, reason, nowUs, id] = await takeScript(principal, kind, spec, 'take');
-      if (allowed === 1) {
-        return { allowed: true, ticket: { principal, kind, id, admittedAtMs: nowUs / US }, remaining };
+      const keys = windowKeys(keyPrefix, reservation.principal, reservation.kind);
+      const reply = await runScript(
+        redis,
+        WINDOW_CLAIM_SCRIPT,
+        [keys.log, keys.meta, keys.held],
+        [reservation.id ?? '', Math.round(inFlightMs * US), spec.windowSeconds * 1000 * US, GRACE_MS * US],
+      );
+      if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'string') {
+        throw new WardenError('internal', 'rate budget: unexpected reply from the Redis claim script');
       }
       return {
-        allowed: false,
-        reason: reasonOf(reason),
-        retryAfterMs: Math.max(1, Math.ceil(waitUs / US)),
-        remaining,
+        principal: reservation.principal,
+        kind: reservation.kind,
+        id: reply[1],
+        admittedAtMs: reply[0] / US,
       };
     },
 
@@ -154,9 +197,9 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
 
     async release(ticket: WindowTicket): Promise<void> {
       if (ticket.id === null) return;
-      const { log } = windowKeys(keyPrefix, ticket.principal, ticket.kind);
+      const { log, held } = windowKeys(keyPrefix, ticket.principal, ticket.kind);
       const id = ticket.id;
-      await runCommand(() => redis.zrem(log, id));
+      await runCommand(() => Promise.all([redis.zrem(log, id), redis.zrem(held, id)]));
     },
 
     async status(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowStatus> {

@@ -5,7 +5,7 @@ import { createEgressLimiter } from './egress.ts';
 import { createMemoryEgressStore } from './memory-egress.ts';
 import { createMemoryWindows } from './memory-windows.ts';
 import { buildUpstreamBudget, createUpstreamBudget } from './upstream-budget.ts';
-import type { Admitted, BudgetEvent, Refusal, UpstreamAnswer } from './upstream-budget.ts';
+import type { Admitted, BudgetEvent, Refusal, Reservation, UpstreamAnswer } from './upstream-budget.ts';
 
 const REST = { capacity: 2, windowSeconds: 60 };
 const P = 'cf:user:alice';
@@ -34,7 +34,12 @@ function admitted(result: Admitted | Refusal): Admitted {
   return result;
 }
 
-function refused(result: Admitted | Refusal): Refusal {
+function reserved(result: Reservation | Refusal): Reservation {
+  if (!result.allowed) throw new Error(`refused: ${result.message}`);
+  return result;
+}
+
+function refused(result: Admitted | Reservation | Refusal): Refusal {
   if (result.allowed) throw new Error('admitted');
   return result;
 }
@@ -160,5 +165,36 @@ describe('the upstream budget (admit → send → observe)', () => {
     expect((await b.status(P, REST)).rest.used).toBe(1);
     expect(b.degraded).toBe(false);
     await b.close();
+  });
+
+  it('reserves a place that admit uses once, whatever was spent meanwhile; an unused one is given back', async () => {
+    const { budget: b } = budget({ egressLimit: 1 });
+    const reservation = reserved(await b.reserve({ principal: P, kind: 'rest', spec: REST, holdMs: 60_000 }));
+    await b.observe(admitted(await b.admit(rest)), ok);
+    expect(refused(await b.admit(rest))).toMatchObject({ budget: 'rest', reason: 'window' });
+    expect(refused(await b.reserve({ principal: P, kind: 'rest', spec: REST, holdMs: 1000 }))).toMatchObject({
+      budget: 'rest',
+      reason: 'window',
+    });
+    // The egress budget (1 per minute here, used above) still applies: refused, the reservation stays unused.
+    expect(refused(await b.admit({ ...rest, reservation }))).toMatchObject({ budget: 'egress' });
+    const other = budget();
+    const held = reserved(
+      await other.budget.reserve({ principal: P, kind: 'rest', spec: REST, holdMs: 60_000 }),
+    );
+    await other.budget.observe(admitted(await other.budget.admit(rest)), ok);
+    const sent = admitted(await other.budget.admit({ ...rest, reservation: held }));
+    await other.budget.observe(sent, ok);
+    await expect(other.budget.admit({ ...rest, reservation: held })).rejects.toThrow(/used twice/);
+    await other.budget.release(held); // used: gives nothing back
+    expect((await other.budget.status(P, REST)).rest).toMatchObject({ used: 2, remaining: 0 });
+
+    const third = budget();
+    const unused = reserved(
+      await third.budget.reserve({ principal: P, kind: 'rest', spec: REST, holdMs: 60_000 }),
+    );
+    expect((await third.budget.status(P, REST)).rest).toMatchObject({ used: 1, remaining: 1 });
+    await third.budget.release(unused);
+    expect((await third.budget.status(P, REST)).rest).toMatchObject({ used: 0, remaining: 2 });
   });
 });

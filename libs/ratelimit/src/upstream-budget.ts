@@ -40,6 +40,36 @@ export interface AdmitRequest {
   readonly spec: BudgetSpec;
   /** Stops waiting when the caller gives up. */
   readonly signal?: AbortSignal;
+  /**
+   * A place `reserve` took for this request (same principal and kind): it is used instead of
+   * asking the window again, so the request is admitted even if the window filled meanwhile.
+   * The egress budget still applies; if it refuses, the reservation stays unused.
+   */
+  readonly reservation?: Reservation;
+}
+
+export interface ReserveRequest {
+  readonly principal: string;
+  readonly kind: BudgetKind;
+  /** As for `admit`. */
+  readonly spec: BudgetSpec;
+  /** How long the place is held for the request to come (it still counts after, as a sent one). */
+  readonly holdMs: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A place in a principal's window taken ahead of a request (`reserve`), for `admit` to use once.
+ * Holds no egress slot. Give it back with `release` if it is not used; releasing one `admit`
+ * used does nothing.
+ */
+export interface Reservation {
+  readonly allowed: true;
+  readonly reserved: true;
+  readonly principal: string;
+  readonly kind: BudgetKind;
+  readonly spec: BudgetSpec;
+  readonly ticket: WindowTicket;
 }
 
 /** Permission to send one request; hand it back to `observe` (or `release` if it is not sent). */
@@ -88,13 +118,21 @@ export interface BudgetView extends WindowStatus {
 export interface UpstreamBudget {
   admit(request: AdmitRequest): Promise<Admitted | Refusal>;
   /**
+   * Takes a place in the principal's window now for a request to be sent later (the delete that
+   * ends a tail session), so that requests admitted meanwhile cannot use it up. Waits like
+   * `admit` for a window to free; never held back for a probe (nothing is sent). Pass it to
+   * `admit` as `reservation` when the request goes, or `release` it.
+   */
+  reserve(request: ReserveRequest): Promise<Reservation | Refusal>;
+  /**
    * After the response (`answer`), or after a request that went out but got no answer (null: a
    * timeout or a reset). Learns Cloudflare's own count from its headers, and a 429 blocks the
    * principal on every replica until its `Retry-After`. `principal` charges a request admitted
    * with a null principal, once verification has found it.
    */
   observe(admitted: Admitted, answer: UpstreamAnswer | null, options?: { principal?: string }): Promise<void>;
-  release(admitted: Admitted): Promise<void>;
+  /** Gives back an admission that was not sent, or a reservation that was not used. */
+  release(admitted: Admitted | Reservation): Promise<void>;
   /** Every window of a principal (the API's, GraphQL's and the R2 data plane's), for display. */
   status(
     principal: string,
@@ -232,13 +270,17 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
   }
 
   async function takeWindow(
-    request: AdmitRequest,
+    request: { readonly kind: BudgetKind; readonly signal?: AbortSignal },
     principal: string,
     spec: BudgetSpec,
     deadline: number,
+    holdMs: number | null = null,
   ): Promise<WindowTicket | Refusal> {
     for (;;) {
-      const take = await windows.take(principal, request.kind, spec);
+      const take =
+        holdMs === null
+          ? await windows.take(principal, request.kind, spec)
+          : await windows.reserve(principal, request.kind, spec, holdMs);
       if (take.allowed) return take.ticket;
       const left = deadline - performance.now();
       // A window that frees within the wait (or a probe's answer) is worth waiting for; a block is not.
@@ -253,12 +295,48 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
     }
   }
 
+  const specOf = (kind: BudgetKind, rest: BudgetSpec) =>
+    kind === 'graphql' ? graphql : kind === 'r2' ? r2 : rest;
+  // Reservations `admit` used: each is used once, and releasing one used gives nothing back.
+  const used = new WeakSet<Reservation>();
+
   return {
+    async reserve(request: ReserveRequest): Promise<Reservation | Refusal> {
+      const spec = specOf(request.kind, request.spec);
+      const taken = await takeWindow(
+        request,
+        request.principal,
+        spec,
+        performance.now() + maxWaitMs,
+        request.holdMs,
+      );
+      if ('allowed' in taken) return taken;
+      return {
+        allowed: true,
+        reserved: true,
+        principal: request.principal,
+        kind: request.kind,
+        spec,
+        ticket: taken,
+      };
+    },
+
     async admit(request: AdmitRequest): Promise<Admitted | Refusal> {
       const deadline = performance.now() + maxWaitMs;
-      const spec = request.kind === 'graphql' ? graphql : request.kind === 'r2' ? r2 : request.spec;
+      const spec = specOf(request.kind, request.spec);
+      const { reservation } = request;
+      if (reservation) {
+        if (used.has(reservation))
+          throw new WardenError('internal', 'rate budget: a reservation was used twice');
+        if (reservation.principal !== request.principal || reservation.kind !== request.kind) {
+          throw new WardenError(
+            'internal',
+            'rate budget: a reservation was used for another principal or kind',
+          );
+        }
+      }
       let ticket: WindowTicket | null = null;
-      if (request.principal !== null) {
+      if (request.principal !== null && !reservation) {
         const taken = await takeWindow(request, request.principal, spec, deadline);
         if ('allowed' in taken) return taken;
         ticket = taken;
@@ -283,6 +361,25 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
         }
         slot = acquired.slot;
       }
+      if (reservation) {
+        // Claimed once the request can go: an egress refusal above leaves the reservation unused.
+        used.add(reservation);
+        try {
+          ticket = await windows.claim(reservation.ticket, reservation.spec);
+        } catch (error) {
+          used.delete(reservation);
+          if (slot && egress) await egress.release(slot).catch(() => {});
+          throw error;
+        }
+        return {
+          allowed: true,
+          principal: request.principal,
+          kind: request.kind,
+          spec: reservation.spec,
+          ticket,
+          egress: slot,
+        };
+      }
       return { allowed: true, principal: request.principal, kind: request.kind, spec, ticket, egress: slot };
     },
 
@@ -303,6 +400,12 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
     },
 
     async release(admitted): Promise<void> {
+      if ('reserved' in admitted) {
+        if (used.has(admitted)) return;
+        used.add(admitted);
+        await windows.release(admitted.ticket);
+        return;
+      }
       await Promise.all([
         admitted.ticket ? windows.release(admitted.ticket) : undefined,
         admitted.egress && egress ? egress.release(admitted.egress) : undefined,

@@ -15,11 +15,14 @@ import { luaScript } from './redis-client.ts';
  * KEYS[2] the meta hash: seq (id counter), block (until), seen (last answer from Cloudflare) and,
  *   while Cloudflare's figure matters: ext (requests Cloudflare counted that are not Warden's:
  *   the dashboard, other tools), cfq (Cloudflare's quota for the window) and ext_until.
+ * KEYS[4] the held set: the log's reservations not yet claimed (same ids), scored when their hold
+ *   ends; they are in the window like any entry but are not requests out (for the probe).
  * All keys of a principal share one hash tag, so the scripts run on Redis Cluster.
  */
 
 /**
- * A take (ARGV[3] = 'take') or a read (anything else).
+ * A take (ARGV[3] = 'take'), a reservation ('reserve': held for ARGV[9] µs, never held back for
+ * a probe) or a read (anything else).
  * KEYS[3] the REST meta hash (its block stops GraphQL too); KEYS[2] again for REST.
  * ARGV[1] capacity, ARGV[2] window µs, ARGV[4] in-flight µs, ARGV[5] probe-after µs (-1 = never),
  * ARGV[6] the wait to suggest while a probe is out µs, ARGV[7] grace µs, ARGV[8] when this Redis
@@ -32,11 +35,14 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local capacity = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local take = ARGV[3] == 'take'
+local reserve = ARGV[3] == 'reserve'
+local take = ARGV[3] == 'take' or reserve
 local inflight = tonumber(ARGV[4])
 local probe_after = tonumber(ARGV[5])
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window - tonumber(ARGV[7]))
+-- A reservation past its hold counts like any entry; only one still held is not a request out.
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local total = redis.call('ZCARD', KEYS[1])
 local count = redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now - window), '+inf')
 -- Entries before this index are out of the window, kept only for the grace period.
@@ -88,9 +94,11 @@ elseif has_cf == 1 and cf_left <= 0 then
   -- Or sooner, once enough of this window's own requests have left it.
   local need = count - (cfq - ext - 1)
   if need <= count then wait = math.min(wait, leaves(need - 1)) end
-elseif probe_after >= 0 and now - (tonumber(m[2]) or 0) > probe_after then
+elseif not reserve and probe_after >= 0 and now - (tonumber(m[2]) or 0) > probe_after then
   -- No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
-  if redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now), '+inf') > 0 then
+  -- Reservations are not requests out: nothing was sent for them.
+  local out = redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now), '+inf') - redis.call('ZCARD', KEYS[4])
+  if out > 0 then
     reason = 'probe'
     wait = tonumber(ARGV[6])
   else
@@ -124,11 +132,17 @@ end
 
 -- The id carries the admission time, which the probe above reads.
 local id = redis.call('HINCRBY', KEYS[2], 'seq', 1) .. string.format(':%.0f', now)
-redis.call('ZADD', KEYS[1], now + inflight, id)
+local hold = inflight
+if reserve then hold = tonumber(ARGV[9]) end
+redis.call('ZADD', KEYS[1], now + hold, id)
 -- The log empties at most window + grace after its latest entry; the meta (with seq) outlives it.
-local ttl = math.ceil((inflight + window + tonumber(ARGV[7])) / 1000) + 1
-redis.call('PEXPIRE', KEYS[1], ttl)
+local ttl = math.ceil((hold + window + tonumber(ARGV[7])) / 1000) + 1
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+if reserve then
+  redis.call('ZADD', KEYS[4], now + hold, id)
+  if redis.call('PTTL', KEYS[4]) < ttl then redis.call('PEXPIRE', KEYS[4], ttl) end
+end
 remaining = remaining - 1
 if remaining < 0 then remaining = 0 end
 return {1, remaining, 0, '', now, id}
@@ -204,4 +218,25 @@ end
 local ttl = math.ceil((keep_until - now) / 1000) + 1
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
+`);
+
+/**
+ * Claims a reservation: its place becomes a request admitted now (in flight from now, under a new
+ * id carrying this admission), without asking the window again.
+ * KEYS[1] the log, KEYS[2] the meta hash, KEYS[3] the held set.
+ * ARGV[1] the reservation's id, ARGV[2] in-flight µs, ARGV[3] window µs, ARGV[4] grace µs.
+ * Returns {now, id}.
+ */
+export const WINDOW_CLAIM_SCRIPT = luaScript(`
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local inflight = tonumber(ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+local id = redis.call('HINCRBY', KEYS[2], 'seq', 1) .. string.format(':%.0f', now)
+redis.call('ZADD', KEYS[1], now + inflight, id)
+local ttl = math.ceil((inflight + tonumber(ARGV[3]) + tonumber(ARGV[4])) / 1000) + 1
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {now, id}
 `);

@@ -342,4 +342,79 @@ export function windowSuite(harness: () => WindowHarness): void {
     await h.pass(1000);
     expect((await windows.take(p, 'rest', spec)).allowed).toBe(true);
   });
+
+  it('holds a reserved place for a request to come: takes meanwhile cannot use it, its claim is never refused', async () => {
+    const h = harness();
+    const windows = h.windows({ inFlightMs: 30_000, probeAfterMs: null });
+    const p = h.principal();
+    const spec = { capacity: 2, windowSeconds: 60 };
+    const reserved = await windows.reserve(p, 'rest', spec, 10_000);
+    if (!reserved.allowed) throw new Error('reservation refused');
+    expect(reserved.remaining).toBe(1);
+    expect(await windows.status(p, 'rest', spec)).toMatchObject({ used: 1, remaining: 1 });
+    // Someone spends the rest of the window while the reservation waits.
+    await windows.settle(await admit(windows, p, spec), spec, answered);
+    expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: false, reason: 'window' });
+    expect(await windows.reserve(p, 'rest', spec, 10_000)).toMatchObject({
+      allowed: false,
+      reason: 'window',
+    });
+    // The reserved request goes: admitted without asking the window, then settled like a take.
+    const claimed = await windows.claim(reserved.ticket, spec);
+    expect(claimed).toMatchObject({ principal: p, kind: 'rest' });
+    expect(claimed.id).not.toBe(reserved.ticket.id);
+    expect(await windows.status(p, 'rest', spec)).toMatchObject({ used: 2, remaining: 0 });
+    await windows.settle(claimed, spec, answered);
+    expect(await windows.status(p, 'rest', spec)).toMatchObject({ used: 2, remaining: 0 });
+    // Only once: the reservation's place became the claimed request's.
+    expectWait(h, await windows.take(p, 'rest', spec), W);
+  });
+
+  it('counts a reservation for its hold, and gives it back when released', async () => {
+    const h = harness();
+    const windows = h.windows({ inFlightMs: 30_000, probeAfterMs: null });
+    const p = h.principal();
+    const reserved = await windows.reserve(p, 'rest', ONE, 90_000);
+    if (!reserved.allowed) throw new Error('reservation refused');
+    expectWait(h, await windows.take(p, 'rest', ONE), 90_000 + W);
+    await windows.release(reserved.ticket);
+    expect(await windows.status(p, 'rest', ONE)).toMatchObject({ used: 0, remaining: 1 });
+    expect((await windows.take(p, 'rest', ONE)).allowed).toBe(true);
+  });
+
+  it('does not hold takes back for a probe while a reservation waits, nor a reservation while a probe is out', async () => {
+    const h = harness();
+    const windows = h.windows({ probeAfterMs: 60_000 });
+    const p = h.principal();
+    const spec = { capacity: 10, windowSeconds: 60 };
+    const reserved = await windows.reserve(p, 'rest', spec, 60_000);
+    if (!reserved.allowed) throw new Error('reservation refused');
+    // Nothing was sent for the reservation: the probe goes.
+    const probe = await admit(windows, p, spec);
+    expect(await windows.take(p, 'rest', spec)).toMatchObject({ allowed: false, reason: 'probe' });
+    expect((await windows.reserve(p, 'rest', spec, 60_000)).allowed).toBe(true);
+    await windows.settle(probe, spec, answered);
+    expect((await windows.take(p, 'rest', spec)).allowed).toBe(true);
+    // A claimed reservation is a request out like any other.
+    const h2 = harness();
+    const fresh = h2.windows({ probeAfterMs: 60_000 });
+    const q = h2.principal();
+    const held = await fresh.reserve(q, 'rest', spec, 60_000);
+    if (!held.allowed) throw new Error('reservation refused');
+    await fresh.claim(held.ticket, spec);
+    expect(await fresh.take(q, 'rest', spec)).toMatchObject({ allowed: false, reason: 'probe' });
+  });
+
+  it('refuses a reservation while the principal is blocked', async () => {
+    const h = harness();
+    const windows = h.windows();
+    const p = h.principal();
+    const spec = { capacity: 5, windowSeconds: 60 };
+    await windows.settle(await admit(windows, p, spec), spec, {
+      answered: true,
+      quota: null,
+      blockMs: 20_000,
+    });
+    expect(await windows.reserve(p, 'rest', spec, 1000)).toMatchObject({ allowed: false, reason: 'blocked' });
+  });
 }

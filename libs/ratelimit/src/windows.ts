@@ -110,8 +110,23 @@ export interface PrincipalWindows {
    * A REST settlement's block also blocks GraphQL; a GraphQL one blocks GraphQL only.
    */
   settle(ticket: WindowTicket, spec: BudgetSpec, settlement: WindowSettlement): Promise<void>;
-  /** Gives back the place of a request that was admitted but never sent. */
+  /** Gives back the place of a request that was admitted but never sent, or of a reservation. */
   release(ticket: WindowTicket): Promise<void>;
+  /**
+   * Takes a place now for one request to be sent later (the delete that ends a tail session), so
+   * that requests admitted meanwhile cannot take it. Admitted like a take (a block, the window,
+   * Cloudflare's count refuse it), except that it is never held back for a probe: nothing is sent
+   * yet. The place counts in the window from now until `holdMs` from now (then like a request
+   * sent at that time), and is not a request out for the probe. `claim` turns it into the
+   * admitted request when it is sent; `release` gives it back if it never is.
+   */
+  reserve(principal: string, kind: BudgetKind, spec: BudgetSpec, holdMs: number): Promise<WindowTake>;
+  /**
+   * The reserved place, as a request admitted now: never refused (its place was taken by
+   * `reserve`; one whose hold ran out is charged again). Settle or release the returned ticket,
+   * as for a take's.
+   */
+  claim(reservation: WindowTicket, spec: BudgetSpec): Promise<WindowTicket>;
   status(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowStatus>;
   /** Resolves when the backing store answers; throws `unavailable` otherwise. */
   health(): Promise<void>;
@@ -133,6 +148,9 @@ export const MAX_BLOCK_SECONDS = 3600;
 export const DEFAULT_BLOCK_SECONDS = 300;
 
 const MAX_PRINCIPAL_LENGTH = 256;
+
+/** The longest a reservation holds its place (an hour): a reservation is for one operation's end. */
+export const MAX_HOLD_MS = 3_600_000;
 
 // Bad arguments here are programming errors in the caller, never the end user's fault.
 function internal(message: string): WardenError {
@@ -186,6 +204,12 @@ export function cloudflareFigure(
     quota: quota.quota !== null && sameWindow ? quota.quota : spec.capacity,
     holdMs: (quota.windowSeconds ?? spec.windowSeconds) * 1000,
   };
+}
+
+export function assertHold(holdMs: number): void {
+  if (!Number.isFinite(holdMs) || holdMs < 0 || holdMs > MAX_HOLD_MS) {
+    throw internal(`holdMs must be between 0 and ${MAX_HOLD_MS}, got ${String(holdMs)}`);
+  }
 }
 
 export function windowOptions(options: WindowOptions): { inFlightMs: number; probeAfterMs: number | null } {

@@ -23,8 +23,8 @@ function firstAllow(policy: Policy, request: PolicyRequest): string | null {
 /**
  * What `evaluatePolicy` would decide for one request of an identifier, with the rule that decides:
  * the policy tester's answer. The path is canonicalized first, exactly as the upstream gateway does;
- * an R2 object path (`r2://bucket/key`, or `r2://account:<id>/bucket/key` for account rules to
- * apply) as the R2 gateway names it.
+ * an R2 object path (`r2://bucket/key`, or `r2://account:<id>/[jurisdiction:<j>/]bucket/key` for
+ * account and jurisdiction rules to apply) as the R2 gateway names it.
  */
 export function explainPolicy(
   tenant: Policy,
@@ -38,6 +38,8 @@ export function explainPolicy(
     method,
     path: r2 ? r2.ruled : path,
     ...(r2?.account ? { r2Account: r2.account } : {}),
+    // A name without `jurisdiction:<j>/` is in the default jurisdiction, as the trail names it.
+    ...(r2 ? { r2Jurisdiction: r2.jurisdiction ?? 'default' } : {}),
     ...(request.graphqlQuery !== undefined ? { graphqlQuery: request.graphqlQuery } : {}),
   };
   const decision = evaluatePolicy(tenant, identity, evaluated);

@@ -42,7 +42,9 @@ export interface PolicyRule {
    * listing), so `r2://backups/**` names a bucket's objects; `/**` covers them too. R2 keys and
    * the key literals of `r2://` rules are compared in Unicode NFC (`r2-key.ts`). Such a rule
    * covers that bucket name in every Cloudflare account; `r2://account:<account_id>/backups/**`
-   * covers it in one account only (matched against the request's `r2Account`).
+   * covers it in one account only (matched against the request's `r2Account`), and either form
+   * every jurisdiction; `r2://[account:<account_id>/]jurisdiction:eu/backups/**` (or `fedramp`,
+   * `default`) covers it in one jurisdiction (matched against the request's `r2Jurisdiction`).
    */
   readonly path: string;
   /** Shown in refusals so users know which rule refused. */
@@ -68,26 +70,52 @@ export interface PolicyRequest {
    * `r2://account:<id>/…` rules match; without it they match nothing.
    */
   readonly r2Account?: string;
+  /**
+   * For an R2 object: the jurisdiction of the call (`default`, `eu`, `fedramp`), which
+   * `r2://[account:<id>/]jurisdiction:<j>/…` rules match; without it they match nothing.
+   */
+  readonly r2Jurisdiction?: string;
 }
 
 /** The prefix of rules on one account's R2 objects: `r2://account:<account_id>/bucket/key`. */
 export const R2_ACCOUNT_RULE = 'r2://account:';
 
-/** The subjects rules are matched against: the path, and for R2 the account-qualified path. */
+/** R2's jurisdictions, as `r2.*` calls select them and `jurisdiction:<j>` segments name them. */
+export const R2_JURISDICTIONS = ['default', 'eu', 'fedramp'] as const;
+
+const R2_JURISDICTION_RULE = /^r2:\/\/(account:[^/]*\/)?jurisdiction:/;
+
+/**
+ * The subjects rules are matched against: the path, and for R2 the path qualified with the
+ * account, the jurisdiction, or both (in that order), each when the request has it.
+ */
 interface Subjects {
   readonly path: PathSubject;
   readonly account: PathSubject | null;
+  readonly jurisdiction: PathSubject | null;
+  readonly accountJurisdiction: PathSubject | null;
 }
 
 function subjects(request: PolicyRequest): Subjects {
   const segments = pathSegments(request.path);
+  const r2 = segments[0] === 'r2:';
+  const account = r2 && request.r2Account !== undefined ? `account:${request.r2Account}` : null;
+  const jurisdiction =
+    r2 && request.r2Jurisdiction !== undefined ? `jurisdiction:${request.r2Jurisdiction}` : null;
+  const qualified = (...qualifiers: string[]) => pathSubject(['r2:', ...qualifiers, ...segments.slice(1)]);
   return {
     path: pathSubject(segments),
-    account:
-      request.r2Account !== undefined && segments[0] === 'r2:'
-        ? pathSubject(['r2:', `account:${request.r2Account}`, ...segments.slice(1)])
-        : null,
+    account: account ? qualified(account) : null,
+    jurisdiction: jurisdiction ? qualified(jurisdiction) : null,
+    accountJurisdiction: account && jurisdiction ? qualified(account, jurisdiction) : null,
   };
+}
+
+/** Which subject a rule is matched against: the qualifiers its pattern begins with. */
+function subjectOf(rule: PolicyRule, on: Subjects): PathSubject | null {
+  const account = rule.path.startsWith(R2_ACCOUNT_RULE);
+  if (R2_JURISDICTION_RULE.test(rule.path)) return account ? on.accountJurisdiction : on.jurisdiction;
+  return account ? on.account : on.path;
 }
 
 /** Which rule holds a write for approval. */
@@ -131,9 +159,10 @@ export function ruleLabel(rule: PolicyRule, index: number): string {
 
 function ruleMatches(rule: PolicyRule, request: PolicyRequest, on: Subjects): boolean {
   const method = request.method.toUpperCase();
-  // An account rule is matched against the account-qualified path only, every other rule
-  // against the path: neither form can stand for the other.
-  const path = rule.path.startsWith(R2_ACCOUNT_RULE) ? on.account : on.path;
+  // An account rule is matched against the account-qualified path only, a jurisdiction rule
+  // against the jurisdiction-qualified one, every other rule against the path: no form can stand
+  // for another.
+  const path = subjectOf(rule, on);
   return (
     path !== null &&
     (rule.methods.includes('*') || rule.methods.includes(method as PolicyMethod)) &&
@@ -364,6 +393,15 @@ export function parsePolicy(
         throw fieldError(
           `${f}.path`,
           'an R2 rule on one account is r2://account:<account_id>/bucket/key with the 32 lower-case hex characters of a Cloudflare account id, e.g. r2://account:023e105f4ecef8ad9ca31a8372d0c353/backups/**',
+        );
+      }
+      if (
+        R2_JURISDICTION_RULE.test(rule.path) &&
+        !/^r2:\/\/(account:[0-9a-f]{32}\/)?jurisdiction:(default|eu|fedramp)(\/|$)/.test(rule.path)
+      ) {
+        throw fieldError(
+          `${f}.path`,
+          'an R2 rule on one jurisdiction is r2://[account:<account_id>/]jurisdiction:<default|eu|fedramp>/bucket/key, e.g. r2://jurisdiction:eu/backups/**',
         );
       }
       if (rule.name !== undefined && (typeof rule.name !== 'string' || rule.name.length > 100)) {

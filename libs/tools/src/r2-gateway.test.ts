@@ -77,10 +77,49 @@ describe('R2 object paths under policy', () => {
       path: `r2://account:${a}/media/a%20b`,
       ruled: 'r2://media/a%20b',
       account: a,
+      jurisdiction: null,
+    });
+    expect(parseR2PolicyPath(`r2://account:${a}/jurisdiction:eu/media/x`, 'path')).toEqual({
+      path: `r2://account:${a}/jurisdiction:eu/media/x`,
+      ruled: 'r2://media/x',
+      account: a,
+      jurisdiction: 'eu',
     });
     expect(() =>
       parsePolicy({ rules: [{ effect: 'deny', methods: ['*'], path: 'r2://account:*/media/**' }] }),
     ).toThrow(/32 lower-case hex characters/);
+  });
+
+  it('matches jurisdiction rules against the jurisdiction of the call only; other rules cover every jurisdiction', () => {
+    const a = '023e105f4ecef8ad9ca31a8372d0c353';
+    const tenant = parsePolicy({
+      rules: [
+        { effect: 'deny', methods: ['PUT'], path: `r2://account:${a}/jurisdiction:eu/media/**` },
+        { effect: 'deny', methods: ['DELETE'], path: 'r2://jurisdiction:fedramp/**' },
+        { effect: 'deny', methods: ['DELETE'], path: `r2://account:${a}/media/keep/**` },
+      ],
+    });
+    const allowed = (method: string, key: string, jurisdiction?: string) =>
+      evaluatePolicy(
+        tenant,
+        {},
+        {
+          method,
+          path: r2PolicyPath('media', key),
+          r2Account: a,
+          ...(jurisdiction ? { r2Jurisdiction: jurisdiction } : {}),
+        },
+      ).allowed;
+    expect([allowed('PUT', 'x', 'eu'), allowed('PUT', 'x', 'default'), allowed('PUT', 'x')]).toEqual([
+      false,
+      true,
+      true,
+    ]);
+    expect([allowed('DELETE', 'x', 'fedramp'), allowed('DELETE', 'x', 'eu')]).toEqual([false, true]);
+    expect([allowed('DELETE', 'keep/x', 'eu'), allowed('DELETE', 'keep/x', 'default')]).toEqual([
+      false,
+      false,
+    ]);
   });
 
   it('lets read_only read objects and nothing more, and deny_writes_by_default needs an r2 allow rule', () => {

@@ -68,12 +68,20 @@ export function r2PolicyPath(bucket: string, key?: string): string {
 }
 
 /**
- * `r2://account:<account_id>/bucket/key`: the object named with its Cloudflare account (lower
- * case), as the audit trail records it and `r2://account:…` rules match it. A rule without the
- * `account:<id>/` part covers the bucket name in every account.
+ * `r2://account:<account_id>/jurisdiction:<j>/bucket/key`: the object named with its Cloudflare
+ * account (lower case) and, outside the default jurisdiction, its jurisdiction (`eu`,
+ * `fedramp`), as the audit trail records it; `r2://account:…` and `…jurisdiction:…` rules match
+ * it. A rule without the `account:<id>/` part covers the bucket name in every account, one
+ * without `jurisdiction:<j>/` in every jurisdiction.
  */
-export function r2AccountPath(accountId: string, policyPath: string): string {
-  return `${R2_ACCOUNT_RULE}${accountId.toLowerCase()}/${policyPath.slice('r2://'.length)}`;
+export function r2AccountPath(
+  accountId: string | null,
+  policyPath: string,
+  jurisdiction?: string | null,
+): string {
+  const account = accountId === null ? '' : `account:${accountId.toLowerCase()}/`;
+  const where = jurisdiction && jurisdiction !== 'default' ? `jurisdiction:${jurisdiction}/` : '';
+  return `r2://${account}${where}${policyPath.slice('r2://'.length)}`;
 }
 
 /** R2's bucket names: 3–63 lower-case letters, digits and hyphens, not starting or ending with a hyphen. */
@@ -87,7 +95,12 @@ const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
 export function parseR2PolicyPath(
   text: string,
   field: string,
-): { readonly path: string; readonly ruled: string; readonly account: string | null } {
+): {
+  readonly path: string;
+  readonly ruled: string;
+  readonly account: string | null;
+  readonly jurisdiction: string | null;
+} {
   const refuse = (problem: string) =>
     new WardenError('invalid_request', `${field}: ${problem}, e.g. r2://my-bucket/reports/q4.csv`, {
       field,
@@ -101,10 +114,18 @@ export function parseR2PolicyPath(
     account = (match[1] as string).toLowerCase();
     rest = match[2] as string;
   }
+  let jurisdiction: string | null = null;
+  if (rest.startsWith('jurisdiction:')) {
+    const match = /^jurisdiction:(default|eu|fedramp)\/(.*)$/s.exec(rest);
+    if (!match) throw refuse('"jurisdiction:" must be followed by default, eu or fedramp and "/bucket"');
+    jurisdiction = match[1] as string;
+    rest = match[2] as string;
+  }
   const named = (ruled: string) => ({
-    path: account === null ? ruled : r2AccountPath(account, ruled),
+    path: account === null && jurisdiction === null ? ruled : r2AccountPath(account, ruled, jurisdiction),
     ruled,
     account,
+    jurisdiction,
   });
   const slash = rest.indexOf('/');
   const bucket = slash === -1 ? rest : rest.slice(0, slash);
@@ -338,8 +359,11 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     const account = request.accountId?.toLowerCase();
     /** What rules match (with `r2Account`), and the account-qualified name everything shows. */
     const ruled = r2PolicyPath(request.bucket, request.key);
-    const path = account === undefined ? ruled : r2AccountPath(account, ruled);
-    const onAccount = account === undefined ? {} : { r2Account: account };
+    const path = r2AccountPath(account ?? null, ruled, request.jurisdiction);
+    const onAccount = {
+      ...(account === undefined ? {} : { r2Account: account }),
+      r2Jurisdiction: request.jurisdiction,
+    };
     const body = request.op === 'put' ? putBody(request) : undefined;
     const query =
       request.op === 'list'
@@ -354,7 +378,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     const facts = {
       method,
       path,
-      pathTemplate: `r2://${account === undefined ? '' : 'account:{account_id}/'}{bucket}${request.key === undefined ? '' : '/{key}'}`,
+      pathTemplate: `r2://${account === undefined ? '' : 'account:{account_id}/'}${request.jurisdiction === 'default' ? '' : 'jurisdiction:{jurisdiction}/'}{bucket}${request.key === undefined ? '' : '/{key}'}`,
       action: `r2.${request.op}`,
       requestBytes: body?.length ?? 0,
     };
@@ -395,7 +419,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
           refuse(
             new WardenError(
               'policy_denied',
-              `r2.list: prefix "${request.prefix}" lists objects under ${account === undefined ? inside : r2AccountPath(account, inside)}, which is refused: ${under.reason}; list another prefix`,
+              `r2.list: prefix "${request.prefix}" lists objects under ${r2AccountPath(account ?? null, inside, request.jurisdiction)}, which is refused: ${under.reason}; list another prefix`,
               { rule: under.rule, scope: under.scope, field: 'prefix' },
             ),
           );

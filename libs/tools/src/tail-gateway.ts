@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuditJournal } from '@warden/audit';
 import { outcomeOf, upstreamFailureRecord, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock } from '@warden/core';
@@ -16,7 +17,8 @@ import { canonicalizePath } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
 import type { Policy, PolicyDecision } from './policy.ts';
 import type { TailRequest } from './ports.ts';
-import type { UpstreamBudget } from '@warden/ratelimit';
+import { rateLimitedError } from '@warden/ratelimit';
+import type { Reservation, UpstreamBudget } from '@warden/ratelimit';
 import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
 
 /** Default bound of one event in a tail's result: longer ones are cut, with a marker. */
@@ -25,10 +27,23 @@ export const DEFAULT_TAIL_EVENT_BYTES = 4096;
 const TAILS_TEMPLATE = '/accounts/{account_id}/workers/scripts/{script_name}/tails';
 const SESSION_TEMPLATE = `${TAILS_TEMPLATE}/{id}`;
 
+/**
+ * How long past its `seconds` a tail's reserved delete holds its place in the window: the create
+ * (up to the upstream timeout), the connect and the delete itself. Past it the place still counts
+ * for a window, as a request sent then.
+ */
+const DELETE_HOLD_MARGIN_MS = 60_000;
+
+/** A delete Cloudflare answers with 429 is sent once more when its Retry-After is at most this. */
+export const TAIL_DELETE_RETRY_MAX_SECONDS = 5;
+
 export interface TailGatewayDeps {
   /** Creates and deletes tails: policy-free sends with the budget, admission and trail of every request. */
   readonly gateway: UpstreamGateway;
-  /** The API budget the gateway admits with: a tail starts only with room for its create and delete. */
+  /**
+   * The API budget the gateway admits with: a tail reserves its delete's place before the create,
+   * so the delete is admitted whatever the code spends while the tail runs.
+   */
   readonly budget: UpstreamBudget;
   /** Connects to a session's WebSocket and collects its events (`collectTail`). */
   readonly collect: (options: TailCollectOptions) => Promise<TailCollection>;
@@ -208,67 +223,98 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
       const decision = tailDecision(party.policy.tenant, party.policy.identity, path);
       if (!decision.allowed) refuse(policyRefusal(decision, { method: 'POST', path }));
     }
+    // A tail that could be created but not deleted would outlive the call: its delete's place in
+    // the API window is reserved before the create (no egress slot is held meanwhile), so requests
+    // the code sends while the tail runs cannot use it up. No reservation: no tail.
+    let reservation: Reservation | null = null;
     if (party.principal !== null) {
-      // A tail that could be created but not deleted would outlive the call: it starts only while
-      // the API budget has room for both (checked, not reserved: a concurrent request may still
-      // take the last place, and the delete is then recorded as refused).
-      let remaining: number;
-      let refillAt: Date | null;
+      let reserved;
       try {
-        const { rest } = await deps.budget.status(party.principal, party.budget);
-        remaining = rest.remaining;
-        refillAt = rest.blockedUntil ?? rest.nextRefillAt;
+        reserved = await deps.budget.reserve({
+          principal: party.principal,
+          kind: 'rest',
+          spec: party.budget,
+          holdMs: request.seconds * 1000 + DELETE_HOLD_MARGIN_MS,
+        });
       } catch (error) {
         return refuse(isWardenError(error) ? error : unavailable('the rate budget', error));
       }
-      if (remaining < 2) {
-        const wait = refillAt
-          ? Math.max(1, Math.ceil((refillAt.getTime() - clock.now().getTime()) / 1000))
-          : 1;
+      if (!reserved.allowed) {
+        const error = rateLimitedError(reserved);
         refuse(
           new WardenError(
             'rate_limited',
-            `tail.worker: a tail needs two API requests (create and delete) and the Cloudflare API budget has ${remaining} left; retry after ${wait} s`,
-            { retryAfterSeconds: wait },
+            `tail.worker: a tail needs two API requests (create and delete), and ${reserved.message}`,
+            error.details,
           ),
         );
       }
+      reservation = reserved as Reservation;
     }
-    // The execution ended while the tail was being checked: none is created after it.
-    if (signal.aborted) {
-      refuse(
-        new WardenError(
-          'conflict',
-          'tail.worker: the execution ended (its code returned, or it was cancelled or revoked) before the tail was created; nothing was sent',
-        ),
+    const unreserve = async (): Promise<void> => {
+      if (reservation) await deps.budget.release(reservation).catch(() => {});
+    };
+    let tail: CreatedTail;
+    try {
+      // The execution ended while the tail was being checked: none is created after it.
+      if (signal.aborted) {
+        refuse(
+          new WardenError(
+            'conflict',
+            'tail.worker: the execution ended (its code returned, or it was cancelled or revoked) before the tail was created; nothing was sent',
+          ),
+        );
+      }
+      // Policy was applied above, as a tail's own rule; the gateway sends with the party's budget,
+      // admission and trail. Not cancelled by `signal`: a create Cloudflare took must be answered,
+      // or the tail it made could not be deleted (it is, below, once the create is answered).
+      const response = await deps.gateway.send(
+        { ...party, policy: null },
+        { method: 'POST', path, body: filters, action: 'cloudflare.tail_create' },
+        journal,
       );
+      tail = created(request.script, request.accountId, path, response);
+    } catch (error) {
+      // No tail to delete: its reserved place goes back.
+      await unreserve();
+      throw error;
     }
-    // Policy was applied above, as a tail's own rule; the gateway sends with the party's budget,
-    // admission and trail. Not cancelled by `signal`: a create Cloudflare took must be answered,
-    // or the tail it made could not be deleted (it is, below, once the create is answered).
-    const response = await deps.gateway.send(
-      { ...party, policy: null },
-      { method: 'POST', path, body: filters, action: 'cloudflare.tail_create' },
-      journal,
-    );
-    const tail = created(request.script, request.accountId, path, response);
     const sessionPath = `${path}/${tail.id}`;
 
     /**
      * Warden's own clean-up: no policy, and no admission check either (a token revoked while the
-     * tail ran must not leave the tail behind); the API budget and the trail apply as always.
+     * tail ran must not leave the tail behind); the trail applies as always, and the budget
+     * through the place reserved before the create. A 429 from Cloudflare with a Retry-After of
+     * a few seconds is waited out and the delete sent once more (admitted like any request);
+     * otherwise the tail expires at Cloudflare on its own.
      */
     const deleteTail = async (): Promise<boolean> => {
-      try {
-        const answer = await deps.gateway.send(
+      const send = (held: Reservation | null) =>
+        deps.gateway.send(
           { ...party, policy: null, admit: async () => {} },
-          { method: 'DELETE', path: sessionPath, action: 'cloudflare.tail_delete' },
+          {
+            method: 'DELETE',
+            path: sessionPath,
+            action: 'cloudflare.tail_delete',
+            ...(held ? { reservation: held } : {}),
+          },
           journal,
         );
+      try {
+        let answer = await send(reservation);
+        const wait = answer.retryAfterSeconds;
+        if (answer.status === 429 && wait !== null && wait <= TAIL_DELETE_RETRY_MAX_SECONDS) {
+          // The 429 blocks the principal until then (on every replica); a little more for clocks.
+          await sleep(wait * 1000 + 250);
+          answer = await send(null);
+        }
         return answer.success || answer.status === 404;
       } catch {
         // Recorded by the gateway (refused or failed); the tail expires at Cloudflare on its own.
         return false;
+      } finally {
+        // Unused if the first delete was refused before admission (e.g. the trail refused its intent).
+        await unreserve();
       }
     };
 

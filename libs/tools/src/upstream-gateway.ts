@@ -14,6 +14,7 @@ import type {
   BudgetKind,
   BudgetSpec,
   Refusal,
+  Reservation,
   UpstreamAnswer,
   UpstreamBudget,
 } from '@warden/ratelimit';
@@ -134,6 +135,12 @@ export function upstreamError(response: CloudflareResponse): { code: string; mes
 export interface GatewayRequest extends CloudflareRequest {
   /** The audit action: `cloudflare.request` for agent code, `cloudflare.verify`, `cloudflare.token_delete`. */
   readonly action?: string;
+  /**
+   * The place `UpstreamBudget.reserve` took for this request (Warden's own clean-up, such as a
+   * tail's delete): admitted with it, not against what is left of the window. Not used if the
+   * request is refused before admission; the caller releases it then (`budget.release`).
+   */
+  readonly reservation?: Reservation;
 }
 
 export interface UpstreamGateway {
@@ -194,7 +201,8 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       if (!isWardenError(error)) throw error;
       canonical = error;
     }
-    const request = { ...input, path: typeof canonical === 'string' ? canonical : input.path };
+    const { reservation, ...asked } = input;
+    const request = { ...asked, path: typeof canonical === 'string' ? canonical : input.path };
     const op = typeof canonical === 'string' ? operation(request.method, request.path) : null;
     const body = bodyOf(request);
     const facts = {
@@ -286,6 +294,7 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       graphql ? 'graphql' : 'rest',
       request.signal,
       notSent,
+      reservation,
     );
     /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
     const settle = async (answer: UpstreamAnswer | null): Promise<void> => {
@@ -368,6 +377,7 @@ export async function admitParty(
   kind: BudgetKind,
   signal: AbortSignal | undefined,
   notSent: (error: WardenError) => never,
+  reservation?: Reservation,
 ): Promise<Admitted> {
   const [admitted, budgeted] = await Promise.allSettled([
     party.admit?.(),
@@ -377,6 +387,7 @@ export async function admitParty(
       kind,
       spec: party.budget,
       ...(signal ? { signal } : {}),
+      ...(reservation ? { reservation } : {}),
     }),
   ]);
   const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;

@@ -671,6 +671,79 @@ describe('r2 in cloudflare_execute', () => {
     );
   });
 
+  it('tells an EU bucket from a default one of the same name, in rules, the tester and the trail', async () => {
+    r2.createBucket(accountId, 'ledger');
+    r2.createBucket(accountId, 'ledger', 'eu');
+    const rule = {
+      effect: 'deny',
+      methods: ['PUT'],
+      path: `r2://account:${accountId}/jurisdiction:eu/ledger/**`,
+      name: 'eu-ledger',
+    };
+    const put = await fetch(`${base}/api/v1/identities/ada-eu/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [rule] }),
+    });
+    expect(put.status).toBe(200);
+    await t.connect(apiKey, 'ada-eu', writerToken);
+    const res = await execute(
+      `async () => {
+        const ok = await r2.put({ bucket: 'ledger', key: 'x.txt', body: 'default' });
+        let refused;
+        try { await r2.put({ bucket: 'ledger', key: 'x.txt', body: 'eu', jurisdiction: 'eu' }); } catch (e) { refused = e.code + ': ' + e.message; }
+        return { ok: ok.key, refused };
+      }`,
+      'ada-eu',
+    );
+    const eu = `r2://account:${accountId}/jurisdiction:eu/ledger/x.txt`;
+    expect(res.data).toEqual({
+      ok: 'x.txt',
+      refused: `policy_denied: PUT ${eu} refused: denied by identity rule eu-ledger`,
+    });
+    expect(r2.getObject(accountId, 'ledger', 'x.txt')?.body.toString()).toBe('default');
+    expect(r2.getObject(accountId, 'ledger', 'x.txt', 'eu')).toBeUndefined();
+    const trail = (await r2Events(res.execution_id)).filter((e) => e.outcome !== 'pending');
+    expect(trail.map((e) => [e.upstream?.path, e.upstream?.path_template, e.outcome])).toEqual([
+      [`r2://account:${accountId}/ledger/x.txt`, 'r2://account:{account_id}/{bucket}/{key}', 'success'],
+      [eu, 'r2://account:{account_id}/jurisdiction:{jurisdiction}/{bucket}/{key}', 'refused'],
+    ]);
+    const explain = async (path: string) => {
+      const answer = await fetch(`${base}/api/v1/policy/evaluate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ identifier: 'ada-eu', method: 'PUT', path }),
+      });
+      return { status: answer.status, body: (await answer.json()) as Record<string, unknown> };
+    };
+    expect((await explain(eu)).body).toMatchObject({ allowed: false, path: eu, rule: 'eu-ledger' });
+    expect((await explain(`r2://account:${accountId}/jurisdiction:default/ledger/x.txt`)).body).toMatchObject(
+      { allowed: true, path: `r2://account:${accountId}/ledger/x.txt` },
+    );
+    expect((await explain(`r2://account:${accountId}/jurisdiction:mars/ledger/x.txt`)).status).toBe(400);
+    // A name without the segment is a default-jurisdiction object, as the trail names it.
+    const defaults = await fetch(`${base}/api/v1/identities/ada-eu/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        rules: [{ ...rule, path: 'r2://jurisdiction:default/ledger/**', name: 'default-ledger' }],
+      }),
+    });
+    expect(defaults.status).toBe(200);
+    expect((await explain(`r2://account:${accountId}/ledger/x.txt`)).body).toMatchObject({
+      allowed: false,
+      rule: 'default-ledger',
+    });
+    expect((await explain(eu)).body).toMatchObject({ allowed: true });
+    const bad = await fetch(`${base}/api/v1/identities/ada-eu/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ rules: [{ ...rule, path: 'r2://jurisdiction:EU/ledger/**' }] }),
+    });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain('jurisdiction:<default|eu|fedramp>');
+  });
+
   it("shows the principal's R2 budget beside the API's", async () => {
     const budget = async () => {
       const res = await fetch(`${base}/api/v1/connected_accounts/${aliceAccount}`, {

@@ -274,6 +274,107 @@ describe('tail.worker under attack', () => {
     });
   });
 
+  /** A tenant of its own with a tight API budget, connected as a Cloudflare user of its own. */
+  async function tightTenant(name: string, budget: string) {
+    const { apiKey: key } = await t.createTenant(name);
+    const patched = await fetch(`${base}/api/v1/settings`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ budget }),
+    });
+    expect(patched.status).toBe(200);
+    const user = cf.state.createUser({ email: `${name.replace(/\W/g, '-').toLowerCase()}@example.com` });
+    const account = cf.state.createAccount({ name, members: [user.id] }).id;
+    cf.state.putWorkerScript({ accountId: account, name: 'api', content: 'export default {}' });
+    const token = cf.state.createUserToken({
+      userId: user.id,
+      permissions: [
+        'com.cloudflare.api.user.read',
+        '#organization:read',
+        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
+      ],
+    });
+    await t.connect(key, 'bob', token.value);
+    cf.tails.script(account, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
+    const run = async (code: string): Promise<ExecuteBody> => {
+      const res = await fetch(`${base}/api/v1/execute_tool`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier: 'bob', params: { code } }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as ExecuteBody;
+    };
+    const records = async (executionId: string): Promise<AuditEvent[]> => {
+      const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      const { events } = (await res.json()) as { events: AuditEvent[] };
+      return events.sort((a, b) => a.seq - b.seq);
+    };
+    return { run, records };
+  }
+
+  describe("the tail's delete and the API budget", () => {
+    it('is admitted on the place reserved when the tail started, although the code spent the rest of the budget while the tail ran', async () => {
+      const { run, records } = await tightTenant('Tail spender', '12/300');
+      const before = cf.tails.sessions().length;
+      // The tail starts first (the code waits 700 ms so that it has), then the code sends GETs
+      // until the budget refuses one, and only then waits for the tail.
+      const res = await run(`async () => {
+        const tailing = tail.worker({ script: 'api', seconds: 3 });
+        const end = Date.now() + 700; while (Date.now() < end) {}
+        let sent = 0;
+        let refused = null;
+        for (let i = 0; i < 40 && refused === null; i++) {
+          try { await cloudflare.request({ method: 'GET', path: '/user' }); sent++; }
+          catch (e) { refused = e.code; }
+        }
+        const tailed = await tailing;
+        return { sent, refused, deleted: tailed.deleted, tailId: tailed.tailId };
+      }`);
+      const data = res.data as { sent: number; refused: string; deleted: boolean; tailId: string };
+      expect(res.error).toBeUndefined();
+      expect(data.refused).toBe('rate_limited');
+      expect(data.sent).toBeGreaterThan(0);
+      expect(data.deleted).toBe(true);
+      const [session] = newSessions(before);
+      expect(session?.id).toBe(data.tailId);
+      expect(session?.deletedAt).not.toBeNull();
+      const events = await records(res.execution_id);
+      expect(tailRecords(events).filter(([action]) => action === 'cloudflare.tail_delete')).toEqual([
+        ['cloudflare.tail_delete', 'pending', 'no intent'],
+        ['cloudflare.tail_delete', 'success', 'after intent'],
+      ]);
+      expect(
+        events.some(
+          (e) => e.upstream?.method === 'DELETE' && e.upstream.path.endsWith(`/tails/${data.tailId}`),
+        ),
+      ).toBe(true);
+    });
+
+    it('is sent once more when Cloudflare answers it 429 with a short Retry-After, and both are on the trail', async () => {
+      const { run, records } = await tightTenant('Tail throttled', '50/300');
+      const before = cf.tails.sessions().length;
+      const pending = run(`async () => tail.worker({ script: 'api', seconds: 2 })`);
+      await expect
+        .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+        .toBe(1);
+      // The next request the fake sees is the delete.
+      cf.faults.failNext(1, 429, { retryAfterSeconds: 1 });
+      const res = await pending;
+      expect(res.data).toMatchObject({ deleted: true });
+      expect(newSessions(before)[0]?.deletedAt).not.toBeNull();
+      const deletes = tailRecords(await records(res.execution_id)).filter(
+        ([action, outcome]) => action === 'cloudflare.tail_delete' && outcome !== 'pending',
+      );
+      expect(deletes).toEqual([
+        ['cloudflare.tail_delete', 'rate_limited', 'after intent'],
+        ['cloudflare.tail_delete', 'success', 'after intent'],
+      ]);
+    });
+  });
+
   describe('a caller that goes away', () => {
     it('over HTTP: aborting the request ends the sandbox run, deletes the tail at once and records the execution as aborted by the caller', async () => {
       const before = cf.tails.sessions().length;
@@ -337,5 +438,62 @@ describe('tail.worker under attack', () => {
         .not.toBeNull();
       await expect.poll(busyExecuteChildren, { timeout: 2_000, interval: 50 }).toBe(0);
     });
+
+    // The official client's `callTool(…, {signal})` sends notifications/cancelled on abort.
+    for (const transport of ['sse', 'streamable'] as const) {
+      it(`over MCP (${transport}): a tool call the client cancels ${transport === 'sse' ? 'is stopped the same way' : 'runs on (README: the notification cannot reach it)'}`, async () => {
+        const client = await connectMcpClient({
+          base,
+          apiKey,
+          identifier: 'alice',
+          name: `tail-cancel-${transport}`,
+          secrets: t.secrets,
+          transport,
+        });
+        try {
+          const toolCalls = async () => {
+            const res = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
+              headers: { authorization: `Bearer ${apiKey}` },
+            });
+            const { events } = (await res.json()) as { events: AuditEvent[] };
+            return events.sort((a, b) => a.seq - b.seq);
+          };
+          const callsBefore = (await toolCalls()).length;
+          const before = cf.tails.sessions().length;
+          const controller = new AbortController();
+          const started = Date.now();
+          const pending = client.callTool(
+            {
+              name: 'cloudflare_execute',
+              arguments: { code: `async () => tail.worker({ script: 'api', seconds: 3 })` },
+            },
+            undefined,
+            { signal: controller.signal },
+          );
+          await expect
+            .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+            .toBe(1);
+          controller.abort('the engineer pressed stop');
+          await expect(pending).rejects.toThrow();
+          await expect
+            .poll(() => newSessions(before)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
+            .not.toBeNull();
+          const tookMs = newSessions(before)[0]!.deletedAt!.getTime() - started;
+          if (transport === 'sse') expect(tookMs).toBeLessThan(2_500);
+          else expect(tookMs).toBeGreaterThanOrEqual(3_000);
+          // The call's own record, once written (after the tail's delete).
+          await expect
+            .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
+            .toBe(callsBefore + 1);
+          const last = (await toolCalls()).at(-1);
+          if (transport === 'sse')
+            expect(last).toMatchObject({ outcome: 'error', error: { code: 'aborted' } });
+          else expect(last).toMatchObject({ outcome: 'success' });
+          await expect.poll(busyExecuteChildren, { timeout: 2_000, interval: 50 }).toBe(0);
+        } finally {
+          await client.close();
+        }
+      });
+    }
   });
 });

@@ -682,7 +682,7 @@ class PolicyRulesItem(WardenModel):
     methods: list[str]
     """GET, POST, PUT, PATCH, DELETE or "*" """
     path: str
-    """Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval."""
+    """Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one, r2://[account:<account_id>/]jurisdiction:eu/bucket/** in one jurisdiction; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval."""
     name: str | None = None
 
 

@@ -2960,7 +2960,7 @@ export interface paths {
                         identifier: string;
                         /** @enum {string} */
                         method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
-                        /** @description A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing), r2://account:<account_id>/bucket/key for account rules to apply */
+                        /** @description A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing), r2://account:<account_id>/[jurisdiction:<default|eu|fedramp>/]bucket/key for account and jurisdiction rules to apply */
                         path: string;
                         /** @description For POST /graphql: whether the selected operation is a query (a read). */
                         graphql_query?: boolean;
@@ -6342,7 +6342,7 @@ export interface components {
                 effect: "allow" | "deny" | "approve";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one, r2://[account:<account_id>/]jurisdiction:eu/bucket/** in one jurisdiction; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
                 path: string;
                 name?: string;
             }[];
@@ -6711,7 +6711,7 @@ export interface components {
                 effect: "allow" | "deny" | "approve";
                 /** @description GET, POST, PUT, PATCH, DELETE or "*" */
                 methods: string[];
-                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
+                /** @description Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*\/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one, r2://[account:<account_id>/]jurisdiction:eu/bucket/** in one jurisdiction; at most 32 segments and 4 **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval. */
                 path: string;
                 name?: string;
             }[];

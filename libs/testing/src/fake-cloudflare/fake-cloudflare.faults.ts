@@ -5,8 +5,11 @@
 export type FakeUnreachableMode = 'drop' | 'hang';
 
 export interface FakeCloudflareFaults {
-  /** The next `count` requests answer `status` (a 5xx by default 503) before any other processing. */
-  failNext(count: number, status?: number): void;
+  /**
+   * The next `count` requests answer `status` (a 5xx by default 503) before any other processing,
+   * with a `Retry-After` header when `retryAfterSeconds` is given (a 429 as Cloudflare sends it).
+   */
+  failNext(count: number, status?: number, options?: { retryAfterSeconds?: number }): void;
   /** Delay every answer by this many milliseconds (0 to stop). */
   setLatencyMs(ms: number): void;
   /** `true` means `drop`; `false` answers again (hung requests are then closed). */
@@ -21,7 +24,7 @@ export interface FakeCloudflareFaults {
 }
 
 export class FaultController implements FakeCloudflareFaults {
-  #failures: Array<{ status: number; remaining: number }> = [];
+  #failures: Array<{ status: number; remaining: number; retryAfterSeconds: number | null }> = [];
   #latencyMs = 0;
   #unreachable: FakeUnreachableMode | null = null;
   #echoes = 0;
@@ -39,13 +42,17 @@ export class FaultController implements FakeCloudflareFaults {
     return this.#unreachable;
   }
 
-  failNext(count: number, status = 503): void {
+  failNext(count: number, status = 503, options: { retryAfterSeconds?: number } = {}): void {
     if (!Number.isInteger(count) || count < 0)
       throw new Error('fake Cloudflare: failNext count must be >= 0');
     if (!Number.isInteger(status) || status < 400 || status > 599) {
       throw new Error('fake Cloudflare: failNext status must be an HTTP error status');
     }
-    if (count > 0) this.#failures.push({ status, remaining: count });
+    const retryAfterSeconds = options.retryAfterSeconds ?? null;
+    if (retryAfterSeconds !== null && !(Number.isInteger(retryAfterSeconds) && retryAfterSeconds >= 0)) {
+      throw new Error('fake Cloudflare: failNext retryAfterSeconds must be a whole number >= 0');
+    }
+    if (count > 0) this.#failures.push({ status, remaining: count, retryAfterSeconds });
   }
 
   setLatencyMs(ms: number): void {
@@ -80,12 +87,12 @@ export class FaultController implements FakeCloudflareFaults {
     this.setUnreachable(false);
   }
 
-  /** The status of the next injected failure, consuming it, or null. */
-  takeFailure(): number | null {
+  /** The next injected failure (its status and Retry-After), consuming it, or null. */
+  takeFailure(): { status: number; retryAfterSeconds: number | null } | null {
     const first = this.#failures[0];
     if (!first) return null;
     first.remaining -= 1;
     if (first.remaining === 0) this.#failures.shift();
-    return first.status;
+    return { status: first.status, retryAfterSeconds: first.retryAfterSeconds };
   }
 }

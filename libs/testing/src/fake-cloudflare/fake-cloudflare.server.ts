@@ -166,8 +166,12 @@ export const FAKE_CF_ROUTES: readonly RouteDefinition[] = [
   ...graphqlRoutes,
 ];
 
-function injectedFailure(status: number): CfError {
-  return new CfError(status, [{ code: status, message: STATUS_CODES[status] ?? 'Error' }]);
+function injectedFailure(status: number, retryAfterSeconds: number | null): CfError {
+  return new CfError(
+    status,
+    [{ code: status, message: STATUS_CODES[status] ?? 'Error' }],
+    retryAfterSeconds === null ? {} : { 'retry-after': String(retryAfterSeconds) },
+  );
 }
 
 /** An error that quotes the request's credential back, for tests that it never goes further. */
@@ -344,7 +348,7 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
     try {
       if (faults.latencyMs > 0) await delay(faults.latencyMs);
       const injected = faults.takeFailure();
-      if (injected !== null) throw injectedFailure(injected);
+      if (injected !== null) throw injectedFailure(injected.status, injected.retryAfterSeconds);
       if (faults.takeEcho()) throw echoedCredential(req.headers);
       const perIp = limits.takeIp(clientIp, clock.now().getTime());
       if (!perIp.ok) {

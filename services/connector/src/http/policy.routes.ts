@@ -22,7 +22,7 @@ const policyRule = z.strictObject({
   path: z
     .string()
     .describe(
-      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one; at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval.`,
+      `Pattern: * or {name} = one segment, ** = any number, e.g. /zones/*/dns_records/**, or r2://bucket/** for R2 objects (execute's r2 calls) in every account, r2://account:<account_id>/bucket/** in one, r2://[account:<account_id>/]jurisdiction:eu/bucket/** in one jurisdiction; at most ${MAX_PATTERN_SEGMENTS} segments and ${MAX_PATTERN_GLOBSTARS} **. Deny and approve rules match fixed names in any case, allow rules exactly; approve holds writes no allow rule matches for a person's approval.`,
     ),
   name: z.string().optional(),
 });
@@ -106,7 +106,7 @@ export async function policyRoutes(
           .string()
           .max(4096)
           .describe(
-            'A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing), r2://account:<account_id>/bucket/key for account rules to apply',
+            'A Cloudflare API path, e.g. /zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records, or an R2 object as r2.<op> calls are matched: r2://bucket/key (r2://bucket for a listing), r2://account:<account_id>/[jurisdiction:<default|eu|fedramp>/]bucket/key for account and jurisdiction rules to apply',
           ),
         graphql_query: z
           .boolean()

@@ -72,7 +72,9 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
 
   // A call needs no tool list: the use case resolves the account and applies the policy from
   // the call's cached context, as for REST; listing the tools would read both again.
-  // `extra.signal` is aborted on notifications/cancelled and when the request's connection closes.
+  // `extra.signal` is aborted when the request's connection closes, and on notifications/cancelled
+  // only over the SSE transport: on stateless streamable HTTP the notification is a POST of its
+  // own, served by another server instance that knows no running request (README, Code Mode).
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     if (!isToolName(request.params.name)) {
       throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
