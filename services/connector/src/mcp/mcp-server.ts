@@ -21,11 +21,19 @@ export interface McpDeps {
 
 export const SERVER_INFO = { name: 'warden-cloudflare', version: '1.0.0' } as const;
 
+/** Where one MCP server runs: its client's address, and who counts its tool calls in flight. */
+export interface McpServerOptions {
+  readonly ip: string | null;
+  /** Called as a tool call starts; the function it returns is called once the call has ended. */
+  readonly onCall?: () => () => void;
+}
+
 /**
  * A new MCP server per request (streamable HTTP) or per SSE session: never shared
  * between clients. Its tools are the same as /api/v1/tools/scoped for the token's identifier.
  */
-export function createMcpServer(session: McpSession, deps: McpDeps, ip: string | null): Server {
+export function createMcpServer(session: McpSession, deps: McpDeps, options: McpServerOptions): Server {
+  const { ip } = options;
   const server = new Server(SERVER_INFO, {
     capabilities: { tools: { listChanged: false } },
     instructions:
@@ -79,17 +87,22 @@ export function createMcpServer(session: McpSession, deps: McpDeps, ip: string |
     if (!isToolName(request.params.name)) {
       throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
     }
-    return callCodeModeTool(
-      {
-        caller: caller(),
-        identifier: session.identifier,
-        executeTool: deps.executeTool,
-        publicUrl: deps.publicUrl,
-      },
-      request.params.name,
-      request.params.arguments ?? {},
-      extra.signal,
-    );
+    const ended = options.onCall?.();
+    try {
+      return await callCodeModeTool(
+        {
+          caller: caller(),
+          identifier: session.identifier,
+          executeTool: deps.executeTool,
+          publicUrl: deps.publicUrl,
+        },
+        request.params.name,
+        request.params.arguments ?? {},
+        extra.signal,
+      );
+    } finally {
+      ended?.();
+    }
   });
   return server;
 }

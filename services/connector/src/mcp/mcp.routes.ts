@@ -44,11 +44,21 @@ export interface McpRouteDeps extends McpDeps {
   readonly logger: Logger;
 }
 
+/** An SSE stream of this replica: its transport, its token's session and its tool calls in flight. */
+interface SseSession {
+  readonly transport: SSEServerTransport;
+  readonly session: McpSession;
+  calls: number;
+  readonly end: () => void;
+}
+
 export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promise<void> {
   const audience = `${deps.publicUrl}/mcp`;
   const resourceMetadata = `${deps.publicUrl}/.well-known/oauth-protected-resource/mcp`;
   const ownOrigin = new URL(deps.publicUrl).origin;
-  const sseSessions = new Map<string, { transport: SSEServerTransport; session: McpSession }>();
+  const sseSessions = new Map<string, SseSession>();
+  /** Set when the app starts closing: SSE streams end once their tool calls have answered. */
+  let closing = false;
 
   await deps.bus.subscribe(SSE_CHANNEL, (message) => {
     const forward = message as SseForward;
@@ -129,7 +139,7 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     // An OAuth session is named by its client's registration; a minted token learns it here.
     if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
     reply.hijack();
-    const server = createMcpServer(session, deps, request.ip);
+    const server = createMcpServer(session, deps, { ip: request.ip });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: undefined,
       enableJsonResponse: true,
@@ -171,8 +181,19 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     if (!session) return reply;
     reply.hijack();
     const transport = new SSEServerTransport('/messages', reply.raw);
-    const server = createMcpServer(session, deps, request.ip);
-    sseSessions.set(transport.sessionId, { transport, session });
+    const sse: SseSession = { transport, session, calls: 0, end: () => reply.raw.end() };
+    const server = createMcpServer(session, deps, {
+      ip: request.ip,
+      onCall: () => {
+        sse.calls++;
+        return () => {
+          sse.calls--;
+          // After the answer is written (the SDK sends it once the handler has returned).
+          if (closing && sse.calls === 0) setImmediate(sse.end);
+        };
+      },
+    });
+    sseSessions.set(transport.sessionId, sse);
     const keepalive = setInterval(() => reply.raw.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
     const release = deps.connections.add(
       { tenantId: session.tenantId, identifier: session.identifier, tokenId: session.tokenId },
@@ -215,6 +236,13 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     return reply.code(202).send('Accepted');
   });
 
+  // An SSE stream never ends on its own, and the server's close waits for every connection: the
+  // streams end as closing starts, each once its tool calls in flight have answered (their
+  // clients reconnect to another replica; new messages are refused with 503 meanwhile).
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const sse of sseSessions.values()) if (sse.calls === 0) sse.end();
+  });
   app.addHook('onClose', async () => {
     deps.connections.closeWhere(() => true);
   });
