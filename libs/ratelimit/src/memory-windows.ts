@@ -234,8 +234,10 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       if (settlement.answered) s.seenAt = Math.max(s.seenAt, nowMs);
       if (settlement.quota) {
         const { remaining, quota, holdMs } = cloudflareFigure(settlement.quota, spec);
-        // Every request of this window Cloudflare may have counted when it answered.
-        const mine = s.log.countAbove(since - spec.windowSeconds * 1000);
+        // Every request of this window Cloudflare may have counted when it answered; a reservation
+        // still held was not sent, so Cloudflare cannot have counted it.
+        s.held.trim(nowMs);
+        const mine = s.log.countAbove(since - spec.windowSeconds * 1000) - s.held.countAbove(nowMs);
         const others = Math.max(0, quota - remaining - mine);
         let current = s.figure;
         if (!current || nowMs >= current.until || others >= current.others) {

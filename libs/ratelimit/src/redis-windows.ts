@@ -178,7 +178,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
       await runScript(
         redis,
         WINDOW_SETTLE_SCRIPT,
-        [keys.log, keys.meta],
+        [keys.log, keys.meta, keys.held],
         [
           ticket.id ?? '',
           Math.round(ticket.admittedAtMs * US),
@@ -199,7 +199,8 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
       if (ticket.id === null) return;
       const { log, held } = windowKeys(keyPrefix, ticket.principal, ticket.kind);
       const id = ticket.id;
-      await runCommand(() => Promise.all([redis.zrem(log, id), redis.zrem(held, id)]));
+      // One transaction: between two commands the probe would count one request out too few.
+      await runCommand(() => redis.multi().zrem(log, id).zrem(held, id).exec());
     },
 
     async status(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowStatus> {

@@ -150,7 +150,7 @@ return {1, remaining, 0, '', now, id}
 
 /**
  * Settles an admitted request: it now counts from this moment (never later than it did), and
- * Cloudflare's answer is applied.
+ * Cloudflare's answer is applied. KEYS[1] the log, KEYS[2] the meta hash, KEYS[3] the held set.
  * ARGV[1] id ('' charges a request sent without a take), ARGV[2] its admission µs,
  * ARGV[3] answered 1|0, ARGV[4] Cloudflare's remaining (-1 = no figure), ARGV[5] Cloudflare's
  * quota for the window, ARGV[6] how long Cloudflare's count of others is kept µs,
@@ -188,7 +188,9 @@ if r >= 0 then
   local q = tonumber(ARGV[5])
   -- Every request of this window Cloudflare may have counted when it answered: it counted this
   -- one after its admission, so only entries above since - window can have been in its window.
+  -- A reservation still held was not sent, so Cloudflare cannot have counted it.
   local mine = redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', since - window), '+inf')
+    - redis.call('ZCOUNT', KEYS[3], string.format('(%.0f', now), '+inf')
   local ext = math.max(0, q - r - mine)
   local m = redis.call('HMGET', KEYS[2], 'ext', 'ext_until')
   local current = tonumber(m[1]) or 0
