@@ -389,19 +389,21 @@ export function parsePolicy(
       }
       const problem = patternProblem(rule.path);
       if (problem) throw fieldError(`${f}.path`, problem);
-      if (rule.path.startsWith(R2_ACCOUNT_RULE) && !/^r2:\/\/account:[0-9a-f]{32}(\/|$)/.test(rule.path)) {
+      // The qualifiers are recognised in lower case only; in any other case they would be read as
+      // a bucket name (which never holds a colon), and the rule would match nothing. Refused.
+      if (/^r2:\/\/account:/i.test(rule.path) && !/^r2:\/\/account:[0-9a-f]{32}(\/|$)/.test(rule.path)) {
         throw fieldError(
           `${f}.path`,
-          'an R2 rule on one account is r2://account:<account_id>/bucket/key with the 32 lower-case hex characters of a Cloudflare account id, e.g. r2://account:023e105f4ecef8ad9ca31a8372d0c353/backups/**',
+          'an R2 rule on one account is r2://account:<account_id>/bucket/key, written in lower case with the 32 lower-case hex characters of a Cloudflare account id, e.g. r2://account:023e105f4ecef8ad9ca31a8372d0c353/backups/**',
         );
       }
       if (
-        R2_JURISDICTION_RULE.test(rule.path) &&
+        /^r2:\/\/(account:[^/]*\/)?jurisdiction:/i.test(rule.path) &&
         !/^r2:\/\/(account:[0-9a-f]{32}\/)?jurisdiction:(default|eu|fedramp)(\/|$)/.test(rule.path)
       ) {
         throw fieldError(
           `${f}.path`,
-          'an R2 rule on one jurisdiction is r2://[account:<account_id>/]jurisdiction:<default|eu|fedramp>/bucket/key, e.g. r2://jurisdiction:eu/backups/**',
+          'an R2 rule on one jurisdiction is r2://[account:<account_id>/]jurisdiction:<default|eu|fedramp>/bucket/key, written in lower case, e.g. r2://jurisdiction:eu/backups/**',
         );
       }
       if (rule.name !== undefined && (typeof rule.name !== 'string' || rule.name.length > 100)) {
