@@ -1,0 +1,210 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+import { freePort } from './test-support/free-port.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
+import { startTestApp } from './test-support/test-app.ts';
+import type { TestApp } from './test-support/test-app.ts';
+
+interface AuditEvent {
+  seq: number;
+  kind: string;
+  outcome: string;
+  error: { code: string } | null;
+}
+
+/**
+ * Outsider attack on the MCP cancellation of issue 16: a `notifications/cancelled` stops a tool
+ * call on the SSE transport. Can another client (another tenant, another identity of the same
+ * tenant, on this replica or another one) cancel the victim's running execution with it, by
+ * posting to the victim's session (its id leaked, e.g. from a log or a proxy) or by guessing
+ * request ids on its own session or on the stateless transport? Two replicas share the
+ * database and Redis (the SSE forward over the bus).
+ */
+describe('outsider attack (issue 16): cancelling another client’s MCP tool call', () => {
+  let cf: FakeCloudflare;
+  let a: TestApp;
+  let b: TestApp;
+  let base: string;
+  let baseB: string;
+  let victimKey: string;
+  let cfToken: string;
+
+  beforeAll(async () => {
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
+    const port = await freePort();
+    const portB = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    baseB = `http://127.0.0.1:${portB}`;
+    const env = { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base };
+    a = await startTestApp(env);
+    await a.app.listen({ host: '127.0.0.1', port });
+    b = await startTestApp(env, { sharedDatabase: a.db });
+    await b.app.listen({ host: '127.0.0.1', port: portB });
+    ({ apiKey: victimKey } = await a.createTenant('Victim'));
+    const user = cf.state.createUser({ email: 'victim@example.com' });
+    const accountId = cf.state.createAccount({ name: 'Victim Co', members: [user.id] }).id;
+    cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
+    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
+    const token = cf.state.createUserToken({
+      userId: user.id,
+      permissions: [
+        'com.cloudflare.api.user.read',
+        '#organization:read',
+        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
+      ],
+    });
+    cfToken = token.value;
+    await a.connect(victimKey, 'alice', cfToken);
+    await a.connect(victimKey, 'eve', cfToken);
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+    await cf?.close();
+  });
+
+  async function mint(apiKey: string, identifier: string): Promise<string> {
+    const res = await fetch(`${base}/api/v1/mcp/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ identifier, expiry: '3600s' }),
+    });
+    expect(res.status).toBe(201);
+    const { token } = (await res.json()) as { token: string };
+    a.secrets.add(token);
+    b.secrets.add(token);
+    return token;
+  }
+
+  async function sseClient(token: string): Promise<{ client: Client; sessionId: string }> {
+    const headers = { Authorization: `Bearer ${token}` };
+    const transport = new SSEClientTransport(new URL(`${base}/sse`), {
+      requestInit: { headers },
+      eventSourceInit: {
+        fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...headers } }),
+      },
+    });
+    const client = new Client({ name: 'attack16', version: '1.0.0' });
+    await client.connect(transport);
+    const endpoint = (transport as unknown as { _endpoint: URL })._endpoint;
+    const sessionId = endpoint.searchParams.get('sessionId');
+    if (!sessionId) throw new Error('no SSE session id');
+    return { client, sessionId };
+  }
+
+  const cancel = (requestId: number) => ({
+    jsonrpc: '2.0',
+    method: 'notifications/cancelled',
+    params: { requestId, reason: 'attack16' },
+  });
+
+  /** Posts cancellations for request ids 0..9 to an SSE session; the statuses answered. */
+  async function cancelAll(on: string, sessionId: string, token: string): Promise<number[]> {
+    const statuses: number[] = [];
+    for (let id = 0; id < 10; id++) {
+      const res = await fetch(`${on}/messages?sessionId=${encodeURIComponent(sessionId)}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(cancel(id)),
+      });
+      statuses.push(res.status);
+      await res.text();
+    }
+    return statuses;
+  }
+
+  async function toolCalls(): Promise<AuditEvent[]> {
+    const res = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
+      headers: { authorization: `Bearer ${victimKey}` },
+    });
+    const { events } = (await res.json()) as { events: AuditEvent[] };
+    return events.sort((x, y) => x.seq - y.seq);
+  }
+
+  const newSessions = (before: number) => cf.tails.sessions().slice(before);
+
+  it("HELD: no other tenant or identity can cancel a running SSE tool call, on its session (id leaked), on its own session, on the stateless transport or through another replica; the victim's own cancellation does", async () => {
+    const victimToken = await mint(victimKey, 'alice');
+    const { apiKey: otherKey } = await a.createTenant('Attacker');
+    await a.connect(otherKey, 'mallory', cfToken);
+    const attackerToken = await mint(otherKey, 'mallory');
+    const colleagueToken = await mint(victimKey, 'eve');
+    const victim = await sseClient(victimToken);
+    const attacker = await sseClient(attackerToken);
+    try {
+      const callsBefore = (await toolCalls()).length;
+      const before = cf.tails.sessions().length;
+      const started = Date.now();
+      const pending = victim.client.callTool({
+        name: 'cloudflare_execute',
+        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 3 })).ended` },
+      });
+      await expect
+        .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+        .toBe(1);
+
+      // The victim's session id, leaked: another tenant's token and a colleague's are refused.
+      expect(await cancelAll(base, victim.sessionId, attackerToken)).toEqual(Array(10).fill(404));
+      expect(await cancelAll(base, victim.sessionId, colleagueToken)).toEqual(Array(10).fill(404));
+      // Through the other replica the message is forwarded over the bus (202), and dropped there.
+      expect(await cancelAll(baseB, victim.sessionId, attackerToken)).toEqual(Array(10).fill(202));
+      // Guessed request ids on the attacker's own session, and on the stateless transport.
+      expect(await cancelAll(base, attacker.sessionId, attackerToken)).toEqual(Array(10).fill(202));
+      for (let id = 0; id < 10; id++) {
+        const res = await fetch(`${base}/mcp`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${attackerToken}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+          },
+          body: JSON.stringify(cancel(id)),
+        });
+        expect(res.status).toBe(202);
+        await res.text();
+      }
+
+      // A cancelled SSE call is never answered: give up well before the test's own timeout.
+      const result = (await Promise.race([
+        pending,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error('the victim call never answered: it was cancelled')), 10_000),
+        ),
+      ])) as { isError?: boolean; content: Array<{ text: string }> };
+      expect(result.isError ?? false).toBe(false);
+      expect(result.content[0]?.text).not.toContain('aborted');
+      const [session] = newSessions(before);
+      expect(session!.deletedAt!.getTime() - started).toBeGreaterThanOrEqual(3_000);
+      await expect
+        .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
+        .toBe(callsBefore + 1);
+      expect((await toolCalls()).at(-1)).toMatchObject({ outcome: 'success' });
+
+      // Control: the same notifications from the victim's own token stop its call at once.
+      const again = cf.tails.sessions().length;
+      const startedAgain = Date.now();
+      const stopped = victim.client.callTool({
+        name: 'cloudflare_execute',
+        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 10 })).ended` },
+      });
+      stopped.catch(() => {});
+      await expect
+        .poll(() => newSessions(again)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+        .toBe(1);
+      expect(await cancelAll(base, victim.sessionId, victimToken)).toEqual(Array(10).fill(202));
+      await expect
+        .poll(() => newSessions(again)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
+        .not.toBeNull();
+      expect(newSessions(again)[0]!.deletedAt!.getTime() - startedAgain).toBeLessThan(5_000);
+      await expect
+        .poll(async () => (await toolCalls()).at(-1)?.error?.code ?? null, { timeout: 5_000, interval: 50 })
+        .toBe('aborted');
+    } finally {
+      await victim.client.close();
+      await attacker.client.close();
+    }
+  });
+});
