@@ -1,9 +1,9 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from '../test-support/free-port.ts';
+import { connectMcpClient } from '../test-support/mcp-client.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
 import { startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
@@ -17,7 +17,7 @@ describe('closing a replica with MCP SSE streams open', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
   let base: string;
-  let token: string;
+  let apiKey: string;
   let zoneId: string;
   /** The app's close, once the test started it (it may still be waiting on a stream). */
   let closing: Promise<void> | null = null;
@@ -37,15 +37,7 @@ describe('closing a replica with MCP SSE streams open', () => {
       permissions: ['com.cloudflare.api.user.read', '#zone:read'],
     });
     await t.connect(tenant.apiKey, 'sse@corp', cfToken.value);
-    const minted = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/mcp/tokens',
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-      payload: { identifier: 'sse@corp', expiry: '3600s' },
-    });
-    expect(minted.statusCode).toBe(201);
-    token = (minted.json() as { token: string }).token;
-    t.secrets.add(token);
+    apiKey = tenant.apiKey;
   });
   afterAll(async () => {
     await (closing ?? t.close());
@@ -53,21 +45,19 @@ describe('closing a replica with MCP SSE streams open', () => {
   });
 
   async function connectSse(name: string): Promise<{ client: Client; ended: Promise<void> }> {
-    const headers = { Authorization: `Bearer ${token}` };
-    const client = new Client({ name, version: '1.0.0' });
+    const client = await connectMcpClient({
+      base,
+      apiKey,
+      identifier: 'sse@corp',
+      name,
+      secrets: t.secrets,
+      transport: 'sse',
+    });
     // The SDK's SSE client reconnects when its stream ends, and says so as an error first.
     const ended = new Promise<void>((resolve) => {
       client.onclose = resolve;
       client.onerror = () => resolve();
     });
-    await client.connect(
-      new SSEClientTransport(new URL(`${base}/sse`), {
-        requestInit: { headers },
-        eventSourceInit: {
-          fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...headers } }),
-        },
-      }),
-    );
     return { client, ended };
   }
 
