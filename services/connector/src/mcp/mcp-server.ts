@@ -8,6 +8,7 @@ import {
 import type { ExecuteToolService, PolicyStore, ToolCaller, ToolDefinitionSource } from '@warden/tools';
 import { activeAccounts, definitionsFor, isToolName } from '@warden/tools';
 import type { ConnectedAccountService, McpSession } from '@warden/vault';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { callCodeModeTool, codeModeTools } from './mcp-tools.ts';
 
 export interface McpDeps {
@@ -20,6 +21,14 @@ export interface McpDeps {
 }
 
 export const SERVER_INFO = { name: 'warden-cloudflare', version: '1.0.0' } as const;
+
+/**
+ * One JSON Schema validator for every server of this process. The SDK makes one per `Server`
+ * otherwise (a new Ajv instance with its formats), which was most of an MCP call's extra CPU over
+ * the same call through REST, since a server lives for one request. It keeps no state of a
+ * client, and the server uses it only to check elicitation answers, which Warden never asks for.
+ */
+const jsonSchemaValidator = new AjvJsonSchemaValidator();
 
 /** Where one MCP server runs: its client's address, and who counts its tool calls in flight. */
 export interface McpServerOptions {
@@ -35,6 +44,7 @@ export interface McpServerOptions {
 export function createMcpServer(session: McpSession, deps: McpDeps, options: McpServerOptions): Server {
   const { ip } = options;
   const server = new Server(SERVER_INFO, {
+    jsonSchemaValidator,
     capabilities: { tools: { listChanged: false } },
     instructions:
       'Cloudflare API through Warden. Use cloudflare_search to find operations in the OpenAPI spec, then cloudflare_execute to call them. Your credential is injected server-side; you never see it.',
