@@ -1,12 +1,13 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { createTailingUser } from './test-support/tailing-user.ts';
 
 interface AuditEvent {
   seq: number;
@@ -44,19 +45,12 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
     b = await startTestApp(env, { sharedDatabase: a.db });
     await b.app.listen({ host: '127.0.0.1', port: portB });
     ({ apiKey: victimKey } = await a.createTenant('Victim'));
-    const user = cf.state.createUser({ email: 'victim@example.com' });
-    const accountId = cf.state.createAccount({ name: 'Victim Co', members: [user.id] }).id;
-    cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
+    let accountId: string;
+    ({ accountId, token: cfToken } = createTailingUser(cf, {
+      email: 'victim@example.com',
+      accountName: 'Victim Co',
+    }));
     cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
-    });
-    cfToken = token.value;
     await a.connect(victimKey, 'alice', cfToken);
     await a.connect(victimKey, 'eve', cfToken);
   });

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { SPEND_WHILE_TAILING, createTailingUser } from './test-support/tailing-user.ts';
 
 interface ExecuteBody {
   data: unknown;
@@ -50,19 +51,12 @@ describe('outsider attack (issue 16): tail reservations and the API budget', () 
       body: JSON.stringify({ budget: `${CF_BUDGET.requests}/${CF_BUDGET.windowSeconds}` }),
     });
     expect(patched.status).toBe(200);
-    const user = cf.state.createUser({ email: `attack16-${n}@example.com` });
-    const accountId = cf.state.createAccount({ name, members: [user.id] }).id;
-    cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
-    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
+    const { userId, accountId, token } = createTailingUser(cf, {
+      email: `attack16-${n}@example.com`,
+      accountName: name,
     });
-    const connected = await t.connect(apiKey, 'bob', token.value);
+    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
+    const connected = await t.connect(apiKey, 'bob', token);
     const account = await fetch(`${base}/api/v1/connected_accounts/${connected}`, {
       headers: { authorization: `Bearer ${apiKey}` },
     });
@@ -83,13 +77,13 @@ describe('outsider attack (issue 16): tail reservations and the API budget', () 
     /** The engineer's dashboard (or another tool) spending the same user's Cloudflare budget. */
     const dashboard = async (requests: number) => {
       for (let i = 0; i < requests; i++) {
-        const res = await fetch(`${cf.url}/user`, { headers: { authorization: `Bearer ${token.value}` } });
+        const res = await fetch(`${cf.url}/user`, { headers: { authorization: `Bearer ${token}` } });
         expect(res.status).toBe(200);
       }
     };
     /** Requests of this user the fake counted (accepted), and those it answered 429 for its budget. */
     const seen = () => {
-      const mine = cf.requests().filter((r) => r.principalId === user.id);
+      const mine = cf.requests().filter((r) => r.principalId === userId);
       return {
         accepted: mine.filter((r) => r.limitedBy === null).length,
         overBudget: mine.filter((r) => r.limitedBy === 'budget'),
@@ -107,24 +101,10 @@ describe('outsider attack (issue 16): tail reservations and the API budget', () 
     const offset = (await used()) - seen().accepted;
     /** Places Warden's window holds that Cloudflare never counted (a leaked reservation): 0. */
     const leaked = async () => (await used()) - seen().accepted - offset;
-    return { run, dashboard, seen, leaked, userId: user.id };
+    return { run, dashboard, seen, leaked, userId };
   }
 
   const newSessions = (before: number) => cf.tails.sessions().slice(before);
-
-  /** Starts a tail, spends what the budget lets the code spend while it runs, then waits for it. */
-  const SPEND_WHILE_TAILING = `async () => {
-    const tailing = tail.worker({ script: 'api', seconds: 3 });
-    const end = Date.now() + 700; while (Date.now() < end) {}
-    let sent = 0;
-    let refused = null;
-    for (let i = 0; i < 40 && refused === null; i++) {
-      try { await cloudflare.request({ method: 'GET', path: '/user' }); sent++; }
-      catch (e) { refused = e.code; }
-    }
-    const tailed = await tailing;
-    return { sent, refused, deleted: tailed.deleted, tailId: tailed.tailId };
-  }`;
 
   it("HELD (control): with only Warden's requests in the user's count, the reserved delete goes within Cloudflare's quota", async () => {
     const bob = await tenant();

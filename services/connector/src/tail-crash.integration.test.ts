@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectTail } from '@warden/cloudflare';
-import { FAKE_CF_PERMISSION_GROUPS, createTestDatabase, startFakeCloudflare } from '@warden/testing';
+import { createTestDatabase, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare, TestDatabase } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { createTailingUser } from './test-support/tailing-user.ts';
 
 const MAIN = path.join(REPO_ROOT, 'services/connector/src/main.ts');
 
@@ -116,20 +117,13 @@ describe('a tail whose execution already ended', () => {
       const tenant = await json('POST', '/admin/v1/tenants', adminToken, { name: 'Mallory' });
       expect(tenant.status).toBe(201);
       const apiKey = tenant.body.api_key as string;
-      const user = cf.state.createUser({ email: 'mallory@example.com' });
-      const accountId = cf.state.createAccount({ name: 'Mallory', members: [user.id] }).id;
-      cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
-      const token = cf.state.createUserToken({
-        userId: user.id,
-        permissions: [
-          'com.cloudflare.api.user.read',
-          '#organization:read',
-          ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-        ],
+      const { token } = createTailingUser(cf, {
+        email: 'mallory@example.com',
+        accountName: 'Mallory',
       });
       const connected = await json('POST', '/api/v1/connected_accounts', apiKey, {
         identifier: 'mallory',
-        authorization: { type: 'api_token', api_token: token.value },
+        authorization: { type: 'api_token', api_token: token },
       });
       expect(connected.status).toBe(201);
 

@@ -2,13 +2,14 @@ import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
+import { SPEND_WHILE_TAILING, createTailingUser } from './test-support/tailing-user.ts';
 
 interface ExecuteBody {
   data: unknown;
@@ -60,21 +61,13 @@ describe('tail.worker under attack', () => {
     t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base, SANDBOX_TIMEOUT_MS: '2000' });
     await t.app.listen({ host: '127.0.0.1', port });
     ({ apiKey } = await t.createTenant('Tail attack'));
-    const alice = cf.state.createUser({ email: 'alice@example.com' });
-    accountId = cf.state.createAccount({ name: 'Acme', members: [alice.id] }).id;
-    for (const name of ['api', 'leaky'])
-      cf.state.putWorkerScript({ accountId, name, content: 'export default {}' });
-    const token = cf.state.createUserToken({
-      userId: alice.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
-    });
-    tokenValue = token.value;
+    ({ accountId, token: tokenValue } = createTailingUser(cf, {
+      email: 'alice@example.com',
+      accountName: 'Acme',
+      scripts: ['api', 'leaky'],
+    }));
     cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    connectedId = await t.connect(apiKey, 'alice', token.value);
+    connectedId = await t.connect(apiKey, 'alice', tokenValue);
   });
   afterAll(async () => {
     await t?.close();
@@ -283,18 +276,11 @@ describe('tail.worker under attack', () => {
       body: JSON.stringify({ budget }),
     });
     expect(patched.status).toBe(200);
-    const user = cf.state.createUser({ email: `${name.replace(/\W/g, '-').toLowerCase()}@example.com` });
-    const account = cf.state.createAccount({ name, members: [user.id] }).id;
-    cf.state.putWorkerScript({ accountId: account, name: 'api', content: 'export default {}' });
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
+    const { accountId: account, token } = createTailingUser(cf, {
+      email: `${name.replace(/\W/g, '-').toLowerCase()}@example.com`,
+      accountName: name,
     });
-    await t.connect(key, 'bob', token.value);
+    await t.connect(key, 'bob', token);
     cf.tails.script(account, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
     const run = async (code: string): Promise<ExecuteBody> => {
       const res = await fetch(`${base}/api/v1/execute_tool`, {
@@ -321,18 +307,7 @@ describe('tail.worker under attack', () => {
       const before = cf.tails.sessions().length;
       // The tail starts first (the code waits 700 ms so that it has), then the code sends GETs
       // until the budget refuses one, and only then waits for the tail.
-      const res = await run(`async () => {
-        const tailing = tail.worker({ script: 'api', seconds: 3 });
-        const end = Date.now() + 700; while (Date.now() < end) {}
-        let sent = 0;
-        let refused = null;
-        for (let i = 0; i < 40 && refused === null; i++) {
-          try { await cloudflare.request({ method: 'GET', path: '/user' }); sent++; }
-          catch (e) { refused = e.code; }
-        }
-        const tailed = await tailing;
-        return { sent, refused, deleted: tailed.deleted, tailId: tailed.tailId };
-      }`);
+      const res = await run(SPEND_WHILE_TAILING);
       const data = res.data as { sent: number; refused: string; deleted: boolean; tailId: string };
       expect(res.error).toBeUndefined();
       expect(data.refused).toBe('rate_limited');

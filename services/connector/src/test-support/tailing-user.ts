@@ -1,0 +1,44 @@
+import { FAKE_CF_PERMISSION_GROUPS } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+
+/**
+ * A Cloudflare user on the fake with one account holding the Workers `scripts` (default `api`)
+ * and a token that may read and tail them: the world every tail test starts from. Scripting the
+ * tail's events (`cf.tails.script`) and vaulting the token are left to the test.
+ */
+export function createTailingUser(
+  cf: FakeCloudflare,
+  options: { readonly email: string; readonly accountName: string; readonly scripts?: readonly string[] },
+): { readonly userId: string; readonly accountId: string; readonly token: string } {
+  const user = cf.state.createUser({ email: options.email });
+  const accountId = cf.state.createAccount({ name: options.accountName, members: [user.id] }).id;
+  for (const name of options.scripts ?? ['api'])
+    cf.state.putWorkerScript({ accountId, name, content: 'export default {}' });
+  const token = cf.state.createUserToken({
+    userId: user.id,
+    permissions: [
+      'com.cloudflare.api.user.read',
+      '#organization:read',
+      ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
+    ],
+  });
+  return { userId: user.id, accountId, token: token.value };
+}
+
+/**
+ * Agent code that starts a 3 s tail of `api`, waits 700 ms so that it has, then sends GETs until
+ * the budget refuses one, and only then waits for the tail: it spends whatever the budget lets
+ * it spend while the tail runs. Resolves to `{sent, refused, deleted, tailId}`.
+ */
+export const SPEND_WHILE_TAILING = `async () => {
+  const tailing = tail.worker({ script: 'api', seconds: 3 });
+  const end = Date.now() + 700; while (Date.now() < end) {}
+  let sent = 0;
+  let refused = null;
+  for (let i = 0; i < 40 && refused === null; i++) {
+    try { await cloudflare.request({ method: 'GET', path: '/user' }); sent++; }
+    catch (e) { refused = e.code; }
+  }
+  const tailed = await tailing;
+  return { sent, refused, deleted: tailed.deleted, tailId: tailed.tailId };
+}`;
