@@ -475,7 +475,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     };
     try {
       if (body) await hold(body.length).catch((error: unknown) => notSent(error as WardenError));
-      const granted = await admitParty(deps.budget, party, 'r2', signal, notSent);
+      const granted = await admitParty(deps.budget, party, { kind: 'r2', signal }, notSent);
 
       const http: R2HttpRequest = {
         method,

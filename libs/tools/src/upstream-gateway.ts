@@ -291,10 +291,8 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     const granted = await admitParty(
       deps.budget,
       party,
-      graphql ? 'graphql' : 'rest',
-      request.signal,
+      { kind: graphql ? 'graphql' : 'rest', signal: request.signal, reservation },
       notSent,
-      reservation,
     );
     /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
     const settle = async (answer: UpstreamAnswer | null): Promise<void> => {
@@ -365,6 +363,13 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
   return { send, operation, clientFor };
 }
 
+/** What one request asks the budget for: its kind, when to stop waiting, a place reserved for it. */
+export interface PartyAdmission {
+  readonly kind: BudgetKind;
+  readonly signal?: AbortSignal | undefined;
+  readonly reservation?: Reservation | undefined;
+}
+
 /**
  * A party's admission for one upstream request: its own check (`party.admit`, e.g. the account
  * still active) and the rate budget, asked together. Whatever refuses goes to `notSent` (which
@@ -374,11 +379,10 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
 export async function admitParty(
   budget: UpstreamBudget,
   party: UpstreamParty,
-  kind: BudgetKind,
-  signal: AbortSignal | undefined,
+  request: PartyAdmission,
   notSent: (error: WardenError) => never,
-  reservation?: Reservation,
 ): Promise<Admitted> {
+  const { kind, signal, reservation } = request;
   const [admitted, budgeted] = await Promise.allSettled([
     party.admit?.(),
     budget.admit({
