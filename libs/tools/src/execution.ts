@@ -121,6 +121,8 @@ export class Execution {
   readonly #plan: ExecutionPlan | null;
   /** Tails still running or being deleted; `finish` waits for them. */
   readonly #tails = new Set<Promise<unknown>>();
+  /** Budget settlements of answered requests still under way; `finish` waits for them. */
+  readonly #settling = new Set<Promise<void>>();
   /** Set when the call ends (`finish`, `release`): no tail starts after it. */
   #ended = false;
 
@@ -243,6 +245,10 @@ export class Execution {
         if (this.#live.state(context.readAt) === 'revoked') throw this.#revokedNow();
       },
       onUnauthorized: () => this.#deps.onUnauthorized?.(caller.tenantId, context.account.account, credential),
+      settleLater: (settlement) => {
+        this.#settling.add(settlement);
+        void settlement.finally(() => this.#settling.delete(settlement));
+      },
       ...(this.#plan ? { plan: this.#plan } : {}),
       ...(this.#start.replay ? { holdEveryWrite: true } : {}),
     };
@@ -374,6 +380,8 @@ export class Execution {
                 : null,
             })
           : null;
+      // The budget hears of every answer before the call ends (in parallel with its records).
+      const settled = Promise.all(this.#settling);
       await this.#journal.flush([
         toolCallRecord(this.#subject, {
           outcome: error ? outcomeOf(error.code) : 'success',
@@ -385,6 +393,7 @@ export class Execution {
           responseBytes: outcome.ok ? Buffer.byteLength(JSON.stringify(outcome.result ?? null)) : null,
         }),
       ]);
+      await settled;
       return {
         executionId: this.id,
         data: outcome.ok ? (outcome.result ?? null) : null,

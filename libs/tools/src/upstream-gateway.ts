@@ -56,6 +56,15 @@ export interface UpstreamParty {
   /** Cloudflare answered 401: the credential may have been revoked at Cloudflare. */
   readonly onUnauthorized?: () => void;
   /**
+   * Takes the budget's settlement of an answer that is not a 429 (Cloudflare's rate headers
+   * recorded in the window), so the response reaches the code without waiting for that Redis
+   * round trip; the operation waits for what it was handed before it ends. The settlement is
+   * sent before the response is returned, so a request the code sends next is admitted after
+   * it on the same Redis connection. A 429 is always settled first: its block must be in place
+   * before the code can try again. Without it, every answer is settled before `send` returns.
+   */
+  readonly settleLater?: (settlement: Promise<void>) => void;
+  /**
    * Where writes that policy holds for approval are recorded instead of being sent (an
    * execution's plan). Without one, such a write is refused: no one could approve it.
    */
@@ -316,7 +325,15 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       ]);
       throw wrapped;
     }
-    await settle(response);
+    if (party.settleLater && response.status !== 429) {
+      party.settleLater(
+        settle(response).catch((error: unknown) =>
+          logger.error({ err: error }, 'rate budget: recording an answered request failed'),
+        ),
+      );
+    } else {
+      await settle(response);
+    }
     if (response.status === 401) party.onUnauthorized?.();
     journal.later([
       upstreamOutcomeRecord(party.subject, facts, intentId, {
