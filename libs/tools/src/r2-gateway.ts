@@ -10,7 +10,7 @@ import { R2_ACCOUNT_RULE, evaluatePolicy, policyRefusal } from './policy.ts';
 import type { R2ByteBudget } from './r2-bytes.ts';
 import { r2KeySegment } from './r2-key.ts';
 import type { R2Request } from './ports.ts';
-import { admitParty } from './upstream-gateway.ts';
+import { admitParty, askBudget } from './upstream-gateway.ts';
 import type { UpstreamParty } from './upstream-gateway.ts';
 
 /** Default per get or put into the isolate: 10 MB. */
@@ -475,7 +475,12 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
     };
     try {
       if (body) await hold(body.length).catch((error: unknown) => notSent(error as WardenError));
-      const granted = await admitParty(deps.budget, party, { kind: 'r2', signal }, notSent);
+      const granted = await admitParty(
+        deps.budget,
+        party,
+        askBudget(deps.budget, party, { kind: 'r2', signal }),
+        notSent,
+      );
 
       const http: R2HttpRequest = {
         method,

@@ -273,17 +273,27 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       }
     }
 
-    // Write-ahead: no request leaves Warden before its intent is committed. The intent comes
-    // before the budget's admission, so an admitted request goes out at once: the budget reads
-    // Cloudflare's count against what Warden has in flight, and a slow commit between admission
-    // and sending would make that count lag.
-    const [intent] = await journal.commit([
-      upstreamIntentRecord(party.subject, {
-        ...facts,
-        query: request.query ?? null,
-        bodySha256: body === undefined ? null : createHash('sha256').update(body, 'utf8').digest('hex'),
-      }),
-    ]);
+    // Write-ahead: no request leaves Warden before its intent is committed. The budget's
+    // admission (Redis) is asked for while the intent is committed (PostgreSQL), and the request
+    // is sent once both are granted; an admission whose intent could not be committed is given
+    // back. An admitted request waits for the commit at most, which the budget's in-flight
+    // allowance covers. A place reserved for the request (Warden's own clean-up) is used only
+    // once its intent is committed, so a failed commit leaves the reservation with its owner.
+    const budgetAsk = { kind: graphql ? ('graphql' as const) : ('rest' as const), signal: request.signal };
+    const early = reservation ? null : askBudget(deps.budget, party, budgetAsk);
+    let intent;
+    try {
+      [intent] = await journal.commit([
+        upstreamIntentRecord(party.subject, {
+          ...facts,
+          query: request.query ?? null,
+          bodySha256: body === undefined ? null : createHash('sha256').update(body, 'utf8').digest('hex'),
+        }),
+      ]);
+    } catch (error) {
+      if (early) await giveBack(deps.budget, early);
+      throw error;
+    }
     const intentId = intent?.id ?? null;
     /** Recorded and sent nothing: the intent's outcome says why. */
     const notSent = (error: WardenError): never => {
@@ -296,11 +306,11 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       throw error;
     };
 
-    // Admission (is the account still usable?) and the budget go to different stores, in parallel.
+    // The party's own check (is the account still usable?) comes after the commit, right before sending.
     const granted = await admitParty(
       deps.budget,
       party,
-      { kind: graphql ? 'graphql' : 'rest', signal: request.signal, reservation },
+      early ?? askBudget(deps.budget, party, { ...budgetAsk, reservation }),
       notSent,
     );
     /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
@@ -387,38 +397,64 @@ export interface PartyAdmission {
   readonly reservation?: Reservation | undefined;
 }
 
-/**
- * A party's admission for one upstream request: its own check (`party.admit`, e.g. the account
- * still active) and the rate budget, asked together. Whatever refuses goes to `notSent` (which
- * records the request as not sent and throws); a budget place taken for a refused party is given
- * back. The one admission every gateway (API, R2) goes through.
- */
-export async function admitParty(
-  budget: UpstreamBudget,
-  party: UpstreamParty,
-  request: PartyAdmission,
-  notSent: (error: WardenError) => never,
-): Promise<Admitted> {
+/** The rate budget's answer to one request, asked for ahead of its admission (never rejects). */
+export type BudgetAsk = Promise<PromiseSettledResult<Admitted | Refusal>>;
+
+/** Asks the rate budget for one request of `party` now; `admitParty` takes the answer. */
+export function askBudget(budget: UpstreamBudget, party: UpstreamParty, request: PartyAdmission): BudgetAsk {
   const { kind, signal, reservation } = request;
-  const [admitted, budgeted] = await Promise.allSettled([
-    party.admit?.(),
-    budget.admit({
+  return budget
+    .admit({
       principal: party.principal,
       tenantId: party.tenantId,
       kind,
       spec: party.budget,
       ...(signal ? { signal } : {}),
       ...(reservation ? { reservation } : {}),
-    }),
+    })
+    .then(
+      (value) => ({ status: 'fulfilled', value }),
+      (reason: unknown) => ({ status: 'rejected', reason }),
+    );
+}
+
+/** Gives back the place a budget answer granted, for a request that will not be sent. */
+export async function giveBack(budget: UpstreamBudget, asked: BudgetAsk): Promise<void> {
+  const answer = await asked;
+  if (answer.status === 'fulfilled' && answer.value.allowed)
+    await budget.release(answer.value).catch(() => {});
+}
+
+/**
+ * A party's admission for one upstream request: its own check (`party.admit`, e.g. the account
+ * still active) and the rate budget's answer (`askBudget`, asked for before or together with
+ * it). Whatever refuses goes to `notSent` (which records the request as not sent and throws); a
+ * budget place taken for a refused party is given back. The one admission every gateway (API,
+ * R2) goes through.
+ */
+export async function admitParty(
+  budget: UpstreamBudget,
+  party: UpstreamParty,
+  asked: BudgetAsk,
+  notSent: (error: WardenError) => never,
+): Promise<Admitted> {
+  const [admitted, budgeted] = await Promise.all([
+    Promise.resolve()
+      .then(() => party.admit?.())
+      .then(
+        () => ({ status: 'fulfilled' }) as const,
+        (reason: unknown) => ({ status: 'rejected', reason }) as const,
+      ),
+    asked,
   ]);
   const admission = budgeted.status === 'fulfilled' && budgeted.value.allowed ? budgeted.value : null;
   if (admitted.status === 'rejected') {
     if (admission) await budget.release(admission);
-    const error = admitted.reason as unknown;
+    const error = admitted.reason;
     notSent(isWardenError(error) ? error : unavailable('the connected account', error));
   }
   if (budgeted.status === 'rejected') {
-    const error = budgeted.reason as unknown;
+    const error = budgeted.reason;
     notSent(isWardenError(error) ? error : unavailable('the rate budget', error));
   }
   const granted = (budgeted as PromiseFulfilledResult<Admitted | Refusal>).value;

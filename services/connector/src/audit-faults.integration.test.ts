@@ -132,6 +132,70 @@ describe('audit under faults: nothing reaches Cloudflare unrecorded', () => {
     }
   }, 180_000);
 
+  it("PostgreSQL down: a request whose intent cannot be committed is not sent and takes nothing from the user's budget", async () => {
+    const pgUrl = new URL(process.env.DATABASE_URL ?? '');
+    const proxy = await startTcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+    // A budget of 8 requests: the budget is asked while the intent is committed, so each
+    // refused commit must give its place back, or the calls after the outage would be refused.
+    const t = await startTestApp(
+      { CLOUDFLARE_API_BASE: cf.url, CLOUDFLARE_BUDGET: '8/300' },
+      { viaProxyPort: proxy.port },
+    );
+    try {
+      const tenant = await t.createTenant('Budget while PostgreSQL is down');
+      const user = cf.state.createUser({ email: `budget-${randomBytes(4).toString('hex')}@example.com` });
+      const account = cf.state.createAccount({ name: 'Budget Co', members: [user.id] });
+      const zone = cf.state.createZone({ accountId: account.id, name: 'budget-down.example' });
+      const token = cf.state.createUserToken({ userId: user.id, permissions: PERMISSIONS });
+      cf.clearRequests();
+      await t.connect(tenant.apiKey, 'down', token.value);
+      const execute = () =>
+        t.app.inject({
+          method: 'POST',
+          url: '/api/v1/execute_tool',
+          headers: { authorization: `Bearer ${tenant.apiKey}` },
+          payload: {
+            tool_name: 'cloudflare_execute',
+            identifier: 'down',
+            params: {
+              code: `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zone.id}' })).result.id`,
+            },
+          },
+        });
+      const zoneGets = () => cf.requests().filter((r) => r.path === `/zones/${zone.id}`).length;
+      // One call first, so the call's context is cached and the calls below reach the gateway.
+      const succeeded = (body: { data?: unknown; error?: unknown }) => {
+        expect(body.error).toBeUndefined();
+        expect(body.data).toBe(zone.id);
+      };
+      succeeded((await execute()).json());
+      // Connecting verified the token (3 requests, charged to the user) and the call sent 1.
+      expect(cf.requests()).toHaveLength(4);
+
+      await proxy.stop();
+      for (let i = 0; i < 8; i++) {
+        const res = await execute();
+        expect(res.statusCode).toBe(503);
+        expect(res.json().error.message).toMatch(/audit/);
+      }
+      expect(zoneGets()).toBe(1);
+      await proxy.start();
+
+      // The four places left are all there: none was kept by a request that was not sent.
+      for (let i = 0; i < 4; i++) {
+        succeeded((await execute()).json());
+      }
+      expect(zoneGets()).toBe(5);
+      const over = await execute();
+      expect(over.json().error).toMatchObject({ code: 'rate_limited' });
+      expect(zoneGets()).toBe(5);
+    } finally {
+      await proxy.start().catch(() => undefined);
+      await t.close();
+      await proxy.close();
+    }
+  }, 120_000);
+
   it('a replica SIGKILLed mid-execution: its DELETEs are in the trail, the last one as unknown after the sweep', async () => {
     const db: TestDatabase = await createTestDatabase();
     const dataDir = mkdtempSync(path.join(tmpdir(), 'warden-kill-'));
