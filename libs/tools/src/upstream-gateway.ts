@@ -319,6 +319,15 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       else await deps.budget.observe(granted, answer);
     };
 
+    // The caller went away (the code returned, the call was cancelled) while the intent was
+    // committed or the budget asked: the client would not send it either, so its place is given
+    // back rather than charged as a request sent without an answer.
+    if (request.signal?.aborted) {
+      await deps.budget.release(granted).catch(() => {});
+      notSent(
+        new WardenError('upstream_error', 'the request to Cloudflare was cancelled before it was sent'),
+      );
+    }
     let response: CloudflareResponse;
     try {
       response = await deps.cloudflare.send(party.credential, request);

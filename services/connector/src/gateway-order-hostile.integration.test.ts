@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyChain } from '@warden/audit';
 import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
@@ -241,6 +242,9 @@ describe('outsider attack: budget asked while the intent commits, settlement han
       await delay(1_000);
       await slowIntents(t, tenant.tenantId, 0);
       expect(zoneGets()).toBe(1);
+      // Each of the three intents has its outcome: recorded as not sent.
+      const chain = await verifyChain(t.db.db.kysely, tenant.tenantId);
+      expect(chain).toMatchObject({ ok: true, intents_without_outcome: [] });
 
       // Nothing of the three was sent: the user's three places must still be there.
       const after = await execute(
