@@ -306,13 +306,20 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       throw error;
     };
 
+    // Asked early, a request may have been held back for a probe (the request learning
+    // Cloudflare's count after a pause) that was itself admitted early and still waited for its
+    // commit, so it could not be answered within the wait: it asks again now that it could go.
+    let budgeted = early ?? askBudget(deps.budget, party, { ...budgetAsk, reservation });
+    const earlyAnswer = early ? await early : null;
+    if (
+      earlyAnswer?.status === 'fulfilled' &&
+      !earlyAnswer.value.allowed &&
+      earlyAnswer.value.reason === 'probe'
+    ) {
+      budgeted = askBudget(deps.budget, party, budgetAsk);
+    }
     // The party's own check (is the account still usable?) comes after the commit, right before sending.
-    const granted = await admitParty(
-      deps.budget,
-      party,
-      early ?? askBudget(deps.budget, party, { ...budgetAsk, reservation }),
-      notSent,
-    );
+    const granted = await admitParty(deps.budget, party, budgeted, notSent);
     /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
     const settle = async (answer: UpstreamAnswer | null): Promise<void> => {
       if (party.principal === null && party.deferCharge) party.deferCharge(granted, answer);
