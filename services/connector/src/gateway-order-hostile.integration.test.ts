@@ -78,6 +78,14 @@ describe('outsider attack: budget asked while the intent commits, settlement han
   }
 
   const getZone = (zoneId: string) => `cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })`;
+  /** Code that GETs the zone three times in a row, returning each status or refusal message. */
+  const threeTries = (zoneId: string) => `async () => {
+    const out = [];
+    for (let i = 0; i < 3; i++) {
+      try { out.push((await ${getZone(zoneId)}).status); } catch (e) { out.push(String(e.message)); }
+    }
+    return out;
+  }`;
 
   /**
    * A tenant whose identity `identifier` holds a new Cloudflare user's token, with one call made
@@ -145,18 +153,7 @@ describe('outsider attack: budget asked while the intent commits, settlement han
         expect(res.status).toBe(200);
       }
       cf.clearRequests();
-      const res = await execute(
-        t,
-        tenant.apiKey,
-        'quota',
-        `async () => {
-          const out = [];
-          for (let i = 0; i < 3; i++) {
-            try { out.push((await ${getZone(zone.id)}).status); } catch (e) { out.push(String(e.message)); }
-          }
-          return out;
-        }`,
-      );
+      const res = await execute(t, tenant.apiKey, 'quota', threeTries(zone.id));
       const data = res.json().data as unknown[];
       expect(data[0]).toBe(200);
       expect(String(data[1])).toMatch(/Cloudflare reports the API quota/);
@@ -174,15 +171,7 @@ describe('outsider attack: budget asked while the intent commits, settlement han
       const { zone, run } = await warmIdentity(t, '429 then retry', 'retry');
       cf.clearRequests();
       cf.faults.failNext(1, 429, { retryAfterSeconds: 30 });
-      const res = await run(
-        `async () => {
-          const out = [];
-          for (let i = 0; i < 3; i++) {
-            try { out.push((await ${getZone(zone.id)}).status); } catch (e) { out.push(String(e.message)); }
-          }
-          return out;
-        }`,
-      );
+      const res = await run(threeTries(zone.id));
       const data = res.json().data as unknown[];
       expect(String(data[0])).toMatch(/retry after 30 s/);
       expect(String(data[1])).toMatch(/Cloudflare asked to slow down \(429\)/);

@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
-import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startTestApp } from './test-support/test-app.ts';
+import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
 interface ExecuteBody {
@@ -32,14 +31,10 @@ describe('outsider attack (issue 16): R2 jurisdictions under attack', () => {
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
     r2 = await startFakeR2({ state: cf.state });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({
+    ({ t, base } = await startListeningTestApp({
       CLOUDFLARE_API_BASE: cf.url,
       CLOUDFLARE_R2_ENDPOINT: r2.urlTemplate,
-      PUBLIC_URL: base,
-    });
-    await t.app.listen({ host: '127.0.0.1', port });
+    }));
     ({ apiKey } = await t.createTenant('R2 jurisdiction attack'));
     const alice = cf.state.createUser({ email: 'alice@example.com' });
     accountId = cf.state.createAccount({ name: 'Acme', members: [alice.id] }).id;

@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
-import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startTestApp } from './test-support/test-app.ts';
+import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 
@@ -48,18 +47,14 @@ describe('r2 in cloudflare_execute', () => {
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
     r2 = await startFakeR2({ state: cf.state });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({
+    ({ t, base } = await startListeningTestApp({
       CLOUDFLARE_API_BASE: cf.url,
       CLOUDFLARE_R2_ENDPOINT: r2.urlTemplate,
-      PUBLIC_URL: base,
       // Room for two 10 MB transfers on the server and one per tenant (see "the R2 bytes held").
       R2_MAX_BYTES_IN_FLIGHT: String(24 * 1024 * 1024),
       R2_MAX_TENANT_BYTES_IN_FLIGHT: String(12 * 1024 * 1024),
       R2_BYTES_WAIT_MS: '500',
-    });
-    await t.app.listen({ host: '127.0.0.1', port });
+    }));
     ({ apiKey } = await t.createTenant('R2'));
     const alice = cf.state.createUser({ email: 'alice@example.com' });
     accountId = cf.state.createAccount({ name: 'Acme', members: [alice.id] }).id;

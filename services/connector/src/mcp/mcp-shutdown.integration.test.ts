@@ -2,10 +2,9 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
-import { freePort } from '../test-support/free-port.ts';
 import { connectMcpClient } from '../test-support/mcp-client.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
-import { startTestApp } from '../test-support/test-app.ts';
+import { startListeningTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
 /**
@@ -24,10 +23,7 @@ describe('closing a replica with MCP SSE streams open', () => {
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
-    await t.app.listen({ host: '127.0.0.1', port });
+    ({ t, base } = await startListeningTestApp({ CLOUDFLARE_API_BASE: cf.url }));
     const tenant = await t.createTenant('SSE shutdown tenant');
     const user = cf.state.createUser({ email: 'sse@example.com' });
     const account = cf.state.createAccount({ name: 'SSE Co', members: [user.id] });

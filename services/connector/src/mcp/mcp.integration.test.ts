@@ -12,7 +12,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from '../test-support/free-port.ts';
 import { REPO_ROOT, SPEC_PATH } from '../test-support/paths.ts';
-import { startTestApp } from '../test-support/test-app.ts';
+import { startListeningTestApp, startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
 const run = promisify(execFile);
@@ -26,10 +26,7 @@ describe('per-user MCP endpoint', () => {
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
-    await t.app.listen({ host: '127.0.0.1', port });
+    ({ t, base } = await startListeningTestApp({ CLOUDFLARE_API_BASE: cf.url }));
     tenant = await t.createTenant('MCP tenant');
     const bob = cf.state.createUser({ email: 'bob@example.com' });
     const acct = cf.state.createAccount({ name: 'Bob Co', members: [bob.id] });

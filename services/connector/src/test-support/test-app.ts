@@ -13,6 +13,7 @@ import { createContainer } from '../container.ts';
 import { startContainer } from '../startup.ts';
 import type { Container } from '../container.ts';
 import { asLibLogger, createLogger } from '../logger.ts';
+import { freePort } from './free-port.ts';
 import { SPEC_PATH } from './paths.ts';
 
 export interface TestApp {
@@ -117,4 +118,18 @@ export async function startTestApp(
       expect(leaked, 'a credential reached the service logs').toEqual([]);
     },
   };
+}
+
+/**
+ * `startTestApp` listening on a free loopback port, with `PUBLIC_URL` set to it: for tests that
+ * speak real HTTP to the service (MCP clients, fetch, the SDKs). `base` is its origin.
+ */
+export async function startListeningTestApp(
+  env: Record<string, string> = {},
+): Promise<{ t: TestApp; base: string }> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const t = await startTestApp({ ...env, PUBLIC_URL: base });
+  await t.app.listen({ host: '127.0.0.1', port });
+  return { t, base };
 }
