@@ -10,7 +10,7 @@ import { R2_ACCOUNT_RULE, evaluatePolicy, policyRefusal } from './policy.ts';
 import type { R2ByteBudget } from './r2-bytes.ts';
 import { r2KeySegment } from './r2-key.ts';
 import type { R2Request } from './ports.ts';
-import { admitParty, askBudget } from './upstream-gateway.ts';
+import { admitParty, askBudget, refuseIfCancelled } from './upstream-gateway.ts';
 import type { UpstreamParty } from './upstream-gateway.ts';
 
 /** Default per get or put into the isolate: 10 MB. */
@@ -481,6 +481,7 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         askBudget(deps.budget, party, { kind: 'r2', signal }),
         notSent,
       );
+      await refuseIfCancelled(deps.budget, granted, signal, notSent, `r2.${request.op}`);
 
       const http: R2HttpRequest = {
         method,

@@ -326,15 +326,7 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       else await deps.budget.observe(granted, answer);
     };
 
-    // The caller went away (the code returned, the call was cancelled) while the intent was
-    // committed or the budget asked: the client would not send it either, so its place is given
-    // back rather than charged as a request sent without an answer.
-    if (request.signal?.aborted) {
-      await deps.budget.release(granted).catch(() => {});
-      notSent(
-        new WardenError('upstream_error', 'the request to Cloudflare was cancelled before it was sent'),
-      );
-    }
+    await refuseIfCancelled(deps.budget, granted, request.signal, notSent, 'the request to Cloudflare');
     let response: CloudflareResponse;
     try {
       response = await deps.cloudflare.send(party.credential, request);
@@ -439,6 +431,24 @@ export async function giveBack(budget: UpstreamBudget, asked: BudgetAsk): Promis
   const answer = await asked;
   if (answer.status === 'fulfilled' && answer.value.allowed)
     await budget.release(answer.value).catch(() => {});
+}
+
+/**
+ * The last step before a request leaves, in every gateway: a caller that went away (the code
+ * returned, the call was cancelled) while the intent was committed or the budget asked would not
+ * send it either (the client refuses an aborted signal), so its place is given back and the
+ * intent recorded as not sent, rather than charged as a request sent without an answer.
+ */
+export async function refuseIfCancelled(
+  budget: UpstreamBudget,
+  granted: Admitted,
+  signal: AbortSignal | undefined,
+  notSent: (error: WardenError) => never,
+  what: string,
+): Promise<void> {
+  if (!signal?.aborted) return;
+  await budget.release(granted).catch(() => {});
+  notSent(new WardenError('upstream_error', `${what} was cancelled before it was sent`));
 }
 
 /**

@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '@warden/audit';
-import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
+import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
@@ -53,7 +53,7 @@ describe('outsider attack: budget asked while the intent commits, settlement han
     return res;
   }
 
-  /** Makes the commit of the tenant's agent intents sleep `ms` (0: not at all). */
+  /** Makes the commit of the tenant's agent intents (API and R2) sleep `ms` (0: not at all). */
   async function slowIntents(t: TestApp, tenantId: string, ms: number): Promise<void> {
     const db = t.db.db.kysely;
     await sql`create table if not exists gw_slow_intents (tenant_id text primary key, ms int not null)`.execute(
@@ -63,7 +63,7 @@ describe('outsider attack: budget asked while the intent commits, settlement han
       create or replace function gw_slow_intent() returns trigger language plpgsql as $$
       declare wait int;
       begin
-        if new.outcome = 'pending' and new.action = 'cloudflare.request' then
+        if new.outcome = 'pending' and (new.action = 'cloudflare.request' or new.action like 'r2.%') then
           select ms into wait from gw_slow_intents where tenant_id = new.tenant_id;
           if wait is not null and wait > 0 then perform pg_sleep(wait / 1000.0); end if;
         end if;
@@ -230,6 +230,57 @@ describe('outsider attack: budget asked while the intent commits, settlement han
       expect(res.json().data).toEqual([200, 200, 200, 200]);
     } finally {
       await t.close();
+    }
+  }, 60_000);
+  it('FIXED: an R2 request whose caller went away during its intent commit is not sent either, and gives its R2 budget place back', async () => {
+    const r2 = await startFakeR2({ state: cf.state });
+    // 1 warm-up + 3 places left.
+    const t = await startTestApp({
+      CLOUDFLARE_API_BASE: cf.url,
+      CLOUDFLARE_R2_ENDPOINT: r2.urlTemplate,
+      CLOUDFLARE_R2_BUDGET: '4/300',
+    });
+    try {
+      const tenant = await t.createTenant('r2 fire and forget');
+      const user = cf.state.createUser({ email: `r2-forget-${randomBytes(4).toString('hex')}@example.com` });
+      const account = cf.state.createAccount({ name: 'R2 forget Co', members: [user.id] });
+      r2.createBucket(account.id, 'media');
+      const token = cf.state.createUserToken({
+        userId: user.id,
+        permissions: [...PERMISSIONS, ...(FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write'] ?? [])],
+      });
+      await t.connect(tenant.apiKey, 'r2-forget', token.value);
+      const run = (code: string) => execute(t, tenant.apiKey, 'r2-forget', code);
+      const list = `r2.list({ bucket: 'media', accountId: '${account.id}' })`;
+      const lists = () => r2.requests().filter((r) => r.accountId === account.id).length;
+      const warm = await run(`async () => (await ${list}).objects.length`);
+      expect(warm.json()).toMatchObject({ data: 0 });
+
+      // The code starts a list and returns at once, while the list's intent is being committed.
+      await slowIntents(t, tenant.tenantId, 400);
+      for (let i = 0; i < 3; i++) {
+        const res = await run(`async () => { ${list}.catch(() => {}); return 'gone'; }`);
+        expect(res.json()).toMatchObject({ data: 'gone' });
+      }
+      await delay(1_000);
+      await slowIntents(t, tenant.tenantId, 0);
+      expect(lists()).toBe(1);
+      const chain = await verifyChain(t.db.db.kysely, tenant.tenantId);
+      expect(chain).toMatchObject({ ok: true, intents_without_outcome: [] });
+
+      // Nothing of the three was sent: the three R2 places left must still be there.
+      const after = await run(`async () => {
+        const out = [];
+        for (let i = 0; i < 3; i++) {
+          try { out.push((await ${list}).objects.length); } catch (e) { out.push(String(e.message)); }
+        }
+        return out;
+      }`);
+      expect(after.json().data).toEqual([0, 0, 0]);
+      expect(lists()).toBe(4);
+    } finally {
+      await t.close();
+      await r2.close();
     }
   }, 60_000);
 });
