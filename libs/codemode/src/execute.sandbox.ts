@@ -5,8 +5,13 @@
  * blocks this process's thread for about a millisecond, which a running call would wait for.
  *
  * The spare is built as far as it can be without its call: the runtime is loaded (from V8's
- * code cache after the first isolate) and `cloudflare` and `console` are installed, leading to
- * whichever call takes the isolate. The call then only sets `accountId`.
+ * code cache) and `cloudflare` and `console` are installed, leading to whichever call takes the
+ * isolate. The call then only sets `accountId`.
+ *
+ * The code cache is made once per process by a warm-up call of Warden's own (fixed code and a
+ * stub upstream) in an isolate that no agent code ever runs in: V8 caches the functions compiled
+ * so far, so a cache made after a call holds the runtime's request, result and error paths too,
+ * which every isolate would otherwise compile again on its first call.
  *
  * SDK-style calls (`cloudflare.dns.records.list(…)`) look their method up in this process's
  * table through a synchronous callback, once per name and isolate; the table is parsed on the
@@ -47,6 +52,20 @@ export interface PreparedIsolate {
   readonly call: CallBindings;
 }
 
+const RUNTIME_FILENAME = 'warden-runtime.js';
+const WARM_UP_MEMORY_MB = 32;
+/** Warden's own code for the warm-up call: the paths every call takes, and the error path. */
+const WARM_UP_CODE = `async () => {
+  console.log('warm-up');
+  const answer = await cloudflare.request({ method: 'GET', path: '/zones', query: { per_page: 1 } });
+  try {
+    await cloudflare.request({ method: 'POST', path: '/zones', body: { name: 'warm-up.example' } });
+  } catch (error) {
+    return { zones: answer.result.length, refused: error.code };
+  }
+  return null;
+}`;
+
 const NOT_STARTED: UpstreamOutcome = {
   ok: false,
   code: 'aborted',
@@ -59,8 +78,10 @@ export class ExecuteSandbox {
   readonly #sdk: readonly [ivm.Callback, ivm.Callback] | null;
   readonly #running = new Map<number, Watchdog>();
   #spare: Promise<PreparedIsolate> | undefined;
-  /** V8's code cache of the runtime script, made by the first isolate of this process. */
+  /** V8's code cache of the runtime script (see above); undefined until made, or if V8 refused it. */
   #runtimeCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+  /** The warm-up that makes `#runtimeCache`, until it has ended. */
+  #warming: Promise<void> | undefined;
   #closed = false;
 
   /** `sdk`: the SDK method table calls look up, or null to offer only `cloudflare.request`. */
@@ -69,6 +90,9 @@ export class ExecuteSandbox {
     this.#sdk = sdk
       ? [new ivm.Callback((name: unknown) => sdk.describe(name)), new ivm.Callback(() => sdk.names())]
       : null;
+    this.#warming = this.#warmUp().finally(() => {
+      this.#warming = undefined;
+    });
   }
 
   abort(id: number): void {
@@ -132,6 +156,11 @@ export class ExecuteSandbox {
     return toResult(outcome, logs, stats, limits);
   }
 
+  /** Size of the runtime's code cache once made (0 before): for tests and the bench. */
+  get runtimeCacheBytes(): number {
+    return this.#runtimeCache?.copy().byteLength ?? 0;
+  }
+
   /** Shuts the spare isolate down. */
   close(): void {
     this.#closed = true;
@@ -161,6 +190,11 @@ export class ExecuteSandbox {
    * bootstrapping an isolate that way took twice the CPU and wall time.
    */
   async prepare(memoryMb: number): Promise<PreparedIsolate> {
+    if (this.#warming) await this.#warming;
+    return this.#build(memoryMb);
+  }
+
+  #build(memoryMb: number): PreparedIsolate {
     const isolate = new ivm.Isolate({
       memoryLimit: memoryMb,
       onCatastrophicError: this.#onCatastrophicError,
@@ -188,18 +222,56 @@ export class ExecuteSandbox {
     }
   }
 
+  /**
+   * Makes the runtime's code cache: a call of Warden's own runs in an isolate of its own (a
+   * request answered, one refused and caught, a log line), then the runtime is compiled again
+   * in that isolate, which V8 answers from the isolate's compilation cache with every function
+   * compiled so far. Without it (a failure) the first isolate makes the cache, as before.
+   */
+  async #warmUp(): Promise<void> {
+    let prepared: PreparedIsolate | undefined;
+    try {
+      prepared = this.#build(WARM_UP_MEMORY_MB);
+      const answers: UpstreamOutcome[] = [
+        { ok: true, response: { success: true, status: 200, result: [], errors: [], messages: [] } },
+        { ok: false, code: 'policy_denied', message: 'warm-up' },
+      ];
+      prepared.call.requestUpstream = () => Promise.resolve(answers.shift() ?? NOT_STARTED);
+      prepared.call.logs = new LogBuffer(1_000);
+      prepared.begin.applySync(undefined, [null]);
+      const value = await prepared.context.evalClosure(wrapCode('', WARM_UP_CODE), [], {
+        filename: CODE_FILENAME,
+        lineOffset: -1,
+        result: { reference: true },
+      });
+      const outcome = await runCompiled(prepared.run, value, 10_000);
+      if (!outcome.ok) return;
+      const script = prepared.isolate.compileScriptSync(this.#runtimeSource(), {
+        filename: RUNTIME_FILENAME,
+        produceCachedData: true,
+      }) as ivm.Script & ivm.CachedDataResult;
+      if (script.cachedData) this.#runtimeCache = script.cachedData;
+      script.release();
+    } catch {
+      // The first isolate built makes a cache of the runtime alone.
+    } finally {
+      if (prepared && !prepared.isolate.isDisposed) prepared.isolate.dispose();
+    }
+  }
+
+  #runtimeSource(): string {
+    // Without an SDK table the SDK part is left out, so it costs such isolates nothing.
+    return this.#sdk ? SDK_ISOLATE_RUNTIME_SCRIPT : ISOLATE_RUNTIME_SCRIPT;
+  }
+
   /** Runs the runtime script in a fresh context, compiled from the code cache when there is one. */
   #loadRuntime(isolate: ivm.Isolate, context: ivm.Context): ivm.Reference {
     const cached = this.#runtimeCache;
     // isolated-vm sets these on the script; its type declarations leave them out.
-    // Without an SDK table the SDK part is left out, so it costs such isolates nothing.
-    const script = isolate.compileScriptSync(
-      this.#sdk ? SDK_ISOLATE_RUNTIME_SCRIPT : ISOLATE_RUNTIME_SCRIPT,
-      {
-        filename: 'warden-runtime.js',
-        ...(cached ? { cachedData: cached } : { produceCachedData: true }),
-      },
-    ) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
+    const script = isolate.compileScriptSync(this.#runtimeSource(), {
+      filename: RUNTIME_FILENAME,
+      ...(cached ? { cachedData: cached } : { produceCachedData: true }),
+    }) as ivm.Script & ivm.CachedDataResult & { readonly cachedDataRejected?: boolean };
     if (!cached && script.cachedData) this.#runtimeCache = script.cachedData;
     // V8 refuses a cache it cannot use (another V8 build or flags); make a new one next time.
     if (cached && script.cachedDataRejected) this.#runtimeCache = undefined;

@@ -1,6 +1,8 @@
+import ivm from 'isolated-vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { ExecuteSandbox } from './execute.sandbox.ts';
+import { SDK_ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
 import { createSandboxPool } from './sandbox-pool.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
 import { DEFAULT_LIMITS } from './sandbox.types.ts';
@@ -384,3 +386,40 @@ describe('SDK-style calls in execute', () => {
 });
 
 const echoOk: Upstream = async (request) => ok(request);
+
+describe('the runtime code cache', () => {
+  it("is made by Warden's own warm-up call: it holds the functions a call compiles, not only the runtime's top level", async () => {
+    const sandbox = new ExecuteSandbox(() => undefined);
+    const isolate = new ivm.Isolate({ memoryLimit: 32 });
+    try {
+      (await sandbox.prepare(DEFAULT_LIMITS.memoryMb)).isolate.dispose();
+      // What a cache made right after compiling holds: the top level alone.
+      const plain = isolate.compileScriptSync(SDK_ISOLATE_RUNTIME_SCRIPT, {
+        filename: 'warden-runtime.js',
+        produceCachedData: true,
+      }) as ivm.Script & ivm.CachedDataResult;
+      const plainBytes = plain.cachedData?.copy().byteLength ?? 0;
+      expect(plainBytes).toBeGreaterThan(0);
+      expect(sandbox.runtimeCacheBytes).toBeGreaterThan(plainBytes);
+
+      // Isolates built from it serve calls like any other, the error path included.
+      const result = await sandbox.execute(
+        1,
+        `async () => {
+          const zones = (await cloudflare.request({ method: 'GET', path: '/zones' })).result;
+          try { await cloudflare.request({ method: 'DELETE', path: '/zones/z1' }); } catch (e) { return [zones, e.code]; }
+        }`,
+        null,
+        DEFAULT_LIMITS,
+        async (payload) =>
+          (payload as { method: string }).method === 'GET'
+            ? { ok: true, response: ok(['z1']) }
+            : { ok: false, code: 'policy_denied', message: 'refused' },
+      );
+      expect(resultOf(result)).toEqual([['z1'], 'policy_denied']);
+    } finally {
+      isolate.dispose();
+      sandbox.close();
+    }
+  });
+});
