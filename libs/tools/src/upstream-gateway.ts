@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { AuditJournal, AuditSubject } from '@warden/audit';
+import type { AuditJournal, AuditSubject, UpstreamFacts } from '@warden/audit';
 import { upstreamFailureRecord, upstreamIntentRecord, upstreamOutcomeRecord } from '@warden/audit';
 import type { Clock, Logger } from '@warden/core';
 import { WardenError, isWardenError, noopLogger, systemClock, unavailable } from '@warden/core';
@@ -187,6 +187,33 @@ function bodyOf(request: CloudflareRequest): string | undefined {
   return undefined;
 }
 
+/** One request on its way through `send`: what each of its steps reads. */
+interface Sending {
+  readonly party: UpstreamParty;
+  readonly journal: AuditJournal;
+  /** The request as asked, on its canonical path, without its reservation. */
+  readonly request: Omit<GatewayRequest, 'reservation'>;
+  readonly reservation: Reservation | undefined;
+  readonly op: OperationInfo | null;
+  /** The body as sent, or undefined for none. */
+  readonly body: string | undefined;
+  readonly graphql: boolean;
+  /** What every record of the request says about it. */
+  readonly facts: Omit<UpstreamFacts, 'query' | 'bodySha256'>;
+  /** When `send` was called, for the records' durations. */
+  readonly started: number;
+  /** Its intent record, null until the intent is committed. */
+  readonly intentId: string | null;
+}
+
+/** What a failure record needs of the request. */
+type Failing = Pick<Sending, 'party' | 'journal' | 'facts' | 'started' | 'intentId'>;
+
+/** What the request asks the budget for, but the place reserved for it. */
+function budgetAskOf(sending: Sending): PartyAdmission {
+  return { kind: sending.graphql ? 'graphql' : 'rest', signal: sending.request.signal };
+}
+
 export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGateway {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? noopLogger;
@@ -200,9 +227,61 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     input: GatewayRequest,
     journal: AuditJournal,
   ): Promise<CloudflareResponse> {
+    // The request on its canonical path and the facts its records carry; a path without one is refused.
+    const sending = prepare(party, input, journal);
+    // Policy refuses the request, holds it for approval (the code gets the plan's answer), or lets it go on.
+    const held = applyPolicy(sending);
+    if (held) return held;
+
+    // Write-ahead: no request leaves Warden before its intent is committed. The budget's
+    // admission (Redis) is asked for while the intent is committed (PostgreSQL), and the request
+    // is sent once both are granted; an admission whose intent could not be committed is given
+    // back. An admitted request waits for the commit at most, which the budget's in-flight
+    // allowance covers. A place reserved for the request (Warden's own clean-up) is used only
+    // once its intent is committed, so a failed commit leaves the reservation with its owner.
+    const { committed, early } = await commitIntent(sending);
+    // Admission once the intent is committed: the budget's answer and the party's own check.
+    const granted = await admit(committed, early);
+    // A caller that went away meanwhile (the code returned, the call was cancelled) sends nothing:
+    // its place is given back and the intent recorded as not sent.
+    await refuseIfCancelled(
+      deps.budget,
+      granted,
+      committed.request.signal,
+      (error) => fail(committed, error),
+      'the request to Cloudflare',
+    );
+
+    // Sent; if no answer comes, the budget is told so and the failure recorded and thrown.
+    const settle = settlement(party, granted);
+    const response = await forward(committed, settle);
+    // A 429 is settled before the answer is returned: its block must be in place before the code
+    // can try again. A party with `settleLater` is handed the settlement of any other answer, sent
+    // now, so the response does not wait for that Redis round trip; without it, every answer waits.
+    if (party.settleLater && response.status !== 429) {
+      party.settleLater(
+        settle(response).catch((error: unknown) =>
+          logger.error({ err: error }, 'rate budget: recording an answered request failed'),
+        ),
+      );
+    } else {
+      await settle(response);
+    }
+    // A 401: the credential may have been revoked at Cloudflare.
+    if (response.status === 401) party.onUnauthorized?.();
+    recordOutcome(committed, response);
+    // A credential an agent creates is recorded (to be revoked on offboarding) and its secret
+    // withheld unless the tenant policy reveals it, before any front door sees the response.
+    return guardCredentials(committed, response);
+  }
+
+  /**
+   * Builds what the steps of `send` read: policy sees, the trail records and Cloudflare gets one
+   * canonical spelling of the path. A path that has none is refused (recorded, thrown).
+   */
+  function prepare(party: UpstreamParty, input: GatewayRequest, journal: AuditJournal): Sending {
     const started = clock.now().getTime();
     const action = input.action ?? DEFAULT_ACTION;
-    // Policy sees, the trail records and Cloudflare gets one canonical spelling of the path.
     let canonical: string | WardenError;
     try {
       canonical = canonicalizePath(input.path);
@@ -221,71 +300,84 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       action,
       requestBytes: body === undefined ? 0 : Buffer.byteLength(body),
     };
-    /** A request refused before it could be sent: recorded as an outcome without an intent. */
-    const refuse = (error: WardenError): never => {
-      journal.later([
-        upstreamFailureRecord(party.subject, facts, null, {
-          error,
-          durationMs: clock.now().getTime() - started,
-        }),
-      ]);
-      throw error;
-    };
+    const prepared = { party, journal, request, reservation, op, body, facts, started, intentId: null };
+    if (typeof canonical !== 'string') fail(prepared, canonical);
+    return { ...prepared, graphql: request.method === 'POST' && isGraphqlRequest(request) };
+  }
 
-    if (typeof canonical !== 'string') refuse(canonical);
-    const graphql = request.method === 'POST' && isGraphqlRequest(request);
-    if (party.policy) {
-      const graphqlQuery = graphql ? classifyGraphqlBody(request.body).access === 'read' : undefined;
-      const asked = {
-        method: request.method,
-        path: request.path,
-        ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
-      };
-      const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, asked);
-      if (!decision.allowed) return refuse(policyRefusal(decision, request));
-      const holding = decision.approval && !party.approved ? decision.approval : null;
-      if (holding && !party.plan) {
-        return refuse(
-          new WardenError(
-            'policy_denied',
-            `${request.method} ${request.path} needs a person's approval (${holding.scope} rule ${holding.rule}), which this request cannot ask for`,
-            { rule: holding.rule, scope: holding.scope },
-          ),
-        );
-      }
-      if (party.plan && (holding || (party.holdEveryWrite && isWrite(asked)))) {
-        try {
-          return party.plan.hold({
-            method: request.method,
-            path: request.path,
-            query: request.query ?? null,
-            body: request.body ?? null,
-            ...(request.rawBody !== undefined ? { rawBody: request.rawBody } : {}),
-            ...(request.contentType !== undefined ? { contentType: request.contentType } : {}),
-            operation: op,
-            rule: holding?.rule ?? null,
-          });
-        } catch (error) {
-          // The plan outgrew its limits, or a re-run wrote other than what was applied: refused, and recorded.
-          if (isWardenError(error)) return refuse(error);
-          throw error;
-        }
+  /**
+   * Records the request's failure as its outcome (of its intent once that is committed; without
+   * one for a request refused before) and throws the error.
+   */
+  function fail(sending: Failing, error: WardenError): never {
+    sending.journal.later([
+      upstreamFailureRecord(sending.party.subject, sending.facts, sending.intentId, {
+        error,
+        durationMs: clock.now().getTime() - sending.started,
+      }),
+    ]);
+    throw error;
+  }
+
+  /**
+   * The party's policy, if it has one: refuses the request (recorded, thrown), or holds a write
+   * for approval in the party's plan and returns what the code sees for it. Null: the request goes on.
+   */
+  function applyPolicy(sending: Sending): CloudflareResponse | null {
+    const { party, request, op } = sending;
+    if (!party.policy) return null;
+    const graphqlQuery = sending.graphql ? classifyGraphqlBody(request.body).access === 'read' : undefined;
+    const asked = {
+      method: request.method,
+      path: request.path,
+      ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
+    };
+    const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, asked);
+    if (!decision.allowed) return fail(sending, policyRefusal(decision, request));
+    const holding = decision.approval && !party.approved ? decision.approval : null;
+    if (holding && !party.plan) {
+      return fail(
+        sending,
+        new WardenError(
+          'policy_denied',
+          `${request.method} ${request.path} needs a person's approval (${holding.scope} rule ${holding.rule}), which this request cannot ask for`,
+          { rule: holding.rule, scope: holding.scope },
+        ),
+      );
+    }
+    if (party.plan && (holding || (party.holdEveryWrite && isWrite(asked)))) {
+      try {
+        return party.plan.hold({
+          method: request.method,
+          path: request.path,
+          query: request.query ?? null,
+          body: request.body ?? null,
+          ...(request.rawBody !== undefined ? { rawBody: request.rawBody } : {}),
+          ...(request.contentType !== undefined ? { contentType: request.contentType } : {}),
+          operation: op,
+          rule: holding?.rule ?? null,
+        });
+      } catch (error) {
+        // The plan outgrew its limits, or a re-run wrote other than what was applied: refused, and recorded.
+        if (isWardenError(error)) return fail(sending, error);
+        throw error;
       }
     }
+    return null;
+  }
 
-    // Write-ahead: no request leaves Warden before its intent is committed. The budget's
-    // admission (Redis) is asked for while the intent is committed (PostgreSQL), and the request
-    // is sent once both are granted; an admission whose intent could not be committed is given
-    // back. An admitted request waits for the commit at most, which the budget's in-flight
-    // allowance covers. A place reserved for the request (Warden's own clean-up) is used only
-    // once its intent is committed, so a failed commit leaves the reservation with its owner.
-    const budgetAsk = { kind: graphql ? ('graphql' as const) : ('rest' as const), signal: request.signal };
-    const early = reservation ? null : askBudget(deps.budget, party, budgetAsk);
+  /**
+   * Commits the request's intent, asking the budget for its admission meanwhile (`early`; not
+   * when a place is reserved for it). If the commit fails, that admission is given back.
+   */
+  async function commitIntent(sending: Sending): Promise<{ committed: Sending; early: BudgetAsk | null }> {
+    const { party, request, body } = sending;
+    const early = sending.reservation ? null : askBudget(deps.budget, party, budgetAskOf(sending));
     let intent;
     try {
-      [intent] = await journal.commit([
+      [intent] = await sending.journal.commit([
         upstreamIntentRecord(party.subject, {
-          ...facts,
+          ...sending.facts,
           query: request.query ?? null,
           bodySha256: body === undefined ? null : createHash('sha256').update(body, 'utf8').digest('hex'),
         }),
@@ -294,77 +386,78 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       if (early) await giveBack(deps.budget, early);
       throw error;
     }
-    const intentId = intent?.id ?? null;
-    /** Recorded and sent nothing: the intent's outcome says why. */
-    const notSent = (error: WardenError): never => {
-      journal.later([
-        upstreamFailureRecord(party.subject, facts, intentId, {
-          error,
-          durationMs: clock.now().getTime() - started,
-        }),
-      ]);
-      throw error;
-    };
+    return { committed: { ...sending, intentId: intent?.id ?? null }, early };
+  }
 
+  /**
+   * The committed request's admission: the budget's answer (asked early, or now with the place
+   * reserved for it) and the party's own check; a refusal is recorded as not sent and thrown.
+   */
+  async function admit(committed: Sending, early: BudgetAsk | null): Promise<Admitted> {
+    const { party, reservation } = committed;
     // Asked early, a request may have been held back for a probe (the request learning
     // Cloudflare's count after a pause) that was itself admitted early and still waited for its
     // commit, so it could not be answered within the wait: it asks again now that it could go.
-    let budgeted = early ?? askBudget(deps.budget, party, { ...budgetAsk, reservation });
+    let budgeted = early ?? askBudget(deps.budget, party, { ...budgetAskOf(committed), reservation });
     const earlyAnswer = early ? await early : null;
     if (
       earlyAnswer?.status === 'fulfilled' &&
       !earlyAnswer.value.allowed &&
       earlyAnswer.value.reason === 'probe'
     ) {
-      budgeted = askBudget(deps.budget, party, budgetAsk);
+      budgeted = askBudget(deps.budget, party, budgetAskOf(committed));
     }
     // The party's own check (is the account still usable?) comes after the commit, right before sending.
-    const granted = await admitParty(deps.budget, party, budgeted, notSent);
-    /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
-    const settle = async (answer: UpstreamAnswer | null): Promise<void> => {
+    return admitParty(deps.budget, party, budgeted, (error) => fail(committed, error));
+  }
+
+  /** Tells the budget what Cloudflare answered (its headers; a 429 blocks on every replica). */
+  function settlement(party: UpstreamParty, granted: Admitted) {
+    return async (answer: UpstreamAnswer | null): Promise<void> => {
       if (party.principal === null && party.deferCharge) party.deferCharge(granted, answer);
       else await deps.budget.observe(granted, answer);
     };
+  }
 
-    await refuseIfCancelled(deps.budget, granted, request.signal, notSent, 'the request to Cloudflare');
-    let response: CloudflareResponse;
+  /**
+   * Sends the request to Cloudflare. If no answer comes, the budget is told so before the
+   * failure is recorded and thrown.
+   */
+  async function forward(
+    committed: Sending,
+    settle: (answer: UpstreamAnswer | null) => Promise<void>,
+  ): Promise<CloudflareResponse> {
     try {
-      response = await deps.cloudflare.send(party.credential, request);
+      return await deps.cloudflare.send(committed.party.credential, committed.request);
     } catch (error) {
       await settle(null);
-      const wrapped = isWardenError(error)
-        ? error
-        : new WardenError('upstream_error', 'Cloudflare request failed');
-      journal.later([
-        upstreamFailureRecord(party.subject, facts, intentId, {
-          error: wrapped,
-          durationMs: clock.now().getTime() - started,
-        }),
-      ]);
-      throw wrapped;
-    }
-    if (party.settleLater && response.status !== 429) {
-      party.settleLater(
-        settle(response).catch((error: unknown) =>
-          logger.error({ err: error }, 'rate budget: recording an answered request failed'),
-        ),
+      return fail(
+        committed,
+        isWardenError(error) ? error : new WardenError('upstream_error', 'Cloudflare request failed'),
       );
-    } else {
-      await settle(response);
     }
-    if (response.status === 401) party.onUnauthorized?.();
-    journal.later([
-      upstreamOutcomeRecord(party.subject, facts, intentId, {
+  }
+
+  /** Records Cloudflare's answer as the outcome of the request's intent. */
+  function recordOutcome(committed: Sending, response: CloudflareResponse): void {
+    committed.journal.later([
+      upstreamOutcomeRecord(committed.party.subject, committed.facts, committed.intentId, {
         outcome: response.success ? 'success' : response.status === 429 ? 'rate_limited' : 'error',
         error: response.success ? null : upstreamError(response),
         status: response.status,
         cfRay: response.cfRay,
-        durationMs: clock.now().getTime() - started,
+        durationMs: clock.now().getTime() - committed.started,
         responseBytes: response.responseBytes,
       }),
     ]);
-    // A credential an agent creates is recorded (to be revoked on offboarding) and its secret
-    // withheld unless the tenant policy reveals it, before any front door sees the response.
+  }
+
+  /** The response as the code gets it: guarded when the party's request mints a credential. */
+  function guardCredentials(
+    committed: Sending,
+    response: CloudflareResponse,
+  ): CloudflareResponse | Promise<CloudflareResponse> {
+    const { party, request, journal } = committed;
     const credentialOp = party.policy ? credentialOperation(request) : null;
     if (!credentialOp || !party.policy) return response;
     return guardCredentialResponse(
