@@ -55,6 +55,11 @@ export interface R2HttpRequest {
   readonly range?: string;
   readonly signal?: AbortSignal;
   /**
+   * Called once the request is signed, right before it leaves (signing waits on the thread pool):
+   * it may throw to withdraw the request, which is then not sent and the error passed on as is.
+   */
+  readonly beforeSend?: () => Promise<void>;
+  /**
    * Called once R2 has answered, before its body is read (not for HEAD), with the declared
    * `Content-Length` (null when none): it may wait for room to hold the body, or throw to refuse
    * it, the body then left unread and cancelled.
@@ -172,6 +177,7 @@ export function createR2Client(options: R2ClientOptions): R2Client {
       ...(body !== undefined ? { body: new Uint8Array(body) } : {}),
       aws: { allHeaders: true },
     });
+    await request.beforeSend?.();
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
     let response: Response;

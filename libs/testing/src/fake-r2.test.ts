@@ -86,6 +86,41 @@ describe('fake R2: SigV4 verified by @smithy/signature-v4 against requests Warde
     expect(r2.getObject(accountId, 'media', key)).toBeUndefined();
   });
 
+  it('withdraws a request whose last look (beforeSend, once signed) throws: nothing reaches R2, the error passes on as is', async () => {
+    r2.clearRequests();
+    const withdrawn = new Error('the caller went away');
+    let looked = 0;
+    await expect(
+      send(writer, {
+        method: 'PUT',
+        jurisdiction: 'default',
+        bucket: 'media',
+        key: 'withdrawn.txt',
+        body: Buffer.from('never sent'),
+        beforeSend: async () => {
+          looked++;
+          throw withdrawn;
+        },
+      }),
+    ).rejects.toBe(withdrawn);
+    expect(looked).toBe(1);
+    expect(r2.requests()).toEqual([]);
+    expect(r2.getObject(accountId, 'media', 'withdrawn.txt')).toBeUndefined();
+    // A last look that lets it go: sent as usual.
+    const sent = await send(writer, {
+      method: 'HEAD',
+      jurisdiction: 'default',
+      bucket: 'media',
+      key: 'withdrawn.txt',
+      beforeSend: async () => {
+        looked++;
+      },
+    });
+    expect(sent.status).toBe(404);
+    expect(looked).toBe(2);
+    expect(r2.requests()).toHaveLength(1);
+  });
+
   it('goes to the jurisdiction endpoint the request names', async () => {
     const put = await send(writer, {
       method: 'PUT',

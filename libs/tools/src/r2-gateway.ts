@@ -481,7 +481,17 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
         askBudget(deps.budget, party, { kind: 'r2', signal }),
         notSent,
       );
-      await refuseIfCancelled(deps.budget, granted, signal, notSent, `r2.${request.op}`);
+      // The last look before the request leaves, once it is signed: a caller that went away
+      // meanwhile sends nothing, and its place is given back (`refuseIfCancelled`).
+      let withdrawn = false;
+      const beforeSend = async () => {
+        try {
+          await refuseIfCancelled(deps.budget, granted, signal, notSent, `r2.${request.op}`);
+        } catch (error) {
+          withdrawn = true;
+          throw error;
+        }
+      };
 
       const http: R2HttpRequest = {
         method,
@@ -504,12 +514,15 @@ export function createR2Gateway(deps: R2GatewayDeps): R2Gateway {
           : {}),
         ...(request.range ? { range: rangeHeader(request.range) } : {}),
         ...(signal ? { signal } : {}),
+        beforeSend,
         admitBody: (declared) => hold(Math.min(declared ?? deps.maxObjectBytes, deps.maxObjectBytes)),
       };
       let response: R2HttpResponse;
       try {
         response = await deps.client.send(signing, credential, http);
       } catch (error) {
+        // Withdrawn before it left: already given back and recorded as not sent.
+        if (withdrawn) throw error;
         await deps.budget.observe(granted, null);
         const wrapped = isWardenError(error)
           ? new WardenError(

@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS } from './sandbox.types.ts';
 import { ok, resultOf } from './test-support/fixtures.ts';
 
 /**
- * Outsider attack (attack21) on 6437eae: execute isolates load the runtime from a V8 code cache
+ * Outsider attack on the warm-up code cache: execute isolates load the runtime from a V8 code cache
  * made after a warm-up call of Warden's own in an isolate of its own. Claims attacked: agent code
  * can never influence the cache or the state of isolates built from it; every execution starts
  * from a clean isolate; a cache V8 refuses is replaced. Tests marked HELD pass.
@@ -86,7 +86,7 @@ const PROBE = `async () => {
   throw forged;
 }`;
 
-describe('attack21: the runtime code cache made by a warm-up call (6437eae)', () => {
+describe('outsider attack: the runtime code cache made by a warm-up call', () => {
   it('HELD: hostile code in one execution changes nothing the next execution of the same sandbox sees, and the cache stays the warm one', async () => {
     const sandbox = new ExecuteSandbox(() => undefined);
     try {
