@@ -591,12 +591,23 @@ describe('admin console in a real browser', () => {
         .where('destination_id', '=', sink.id)
         .execute();
     await expect.poll(async () => (await outbox()).length).toBeGreaterThan(0);
-    // Give the delivery up now rather than after its backoff schedule.
-    await t.container.db.kysely
-      .updateTable('outbox')
-      .set({ status: 'failed', last_error: 'connect ECONNREFUSED (test)' })
-      .where('destination_id', '=', sink.id)
-      .execute();
+    // Give the delivery up now rather than after its backoff schedule. An attempt in flight
+    // settles after this and puts its rows back to pending (a slow machine lost this race):
+    // give them up again until they stay failed.
+    await expect
+      .poll(
+        async () => {
+          await t.container.db.kysely
+            .updateTable('outbox')
+            .set({ status: 'failed', last_error: 'connect ECONNREFUSED (test)' })
+            .where('destination_id', '=', sink.id)
+            .execute();
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          return (await outbox()).every((r) => r.status === 'failed');
+        },
+        { timeout: 20_000, interval: 100 },
+      )
+      .toBe(true);
     await openPage('SIEM sinks', 'SIEM sinks');
     const card = page.getByRole('region', { name: 'Sink Dead letter' });
     await expect.poll(() => card.innerText()).toContain('ECONNREFUSED');
