@@ -503,8 +503,13 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     console.log(
       `egress fairness: sent (${perTenant.join(', ')}), refused (${refused.join(', ')}) of ${steady.length}; worst refused tenant ${worst.toFixed(2)} of its fair share`,
     );
-    // The flooder is refused throughout: the egress limit was contended.
-    expect(refused[0]).toBeGreaterThan(0);
+    // The egress limit was contended (someone was refused by it), so fairness can be judged. The
+    // flooder is usually the one refused most, but on a starved machine its bursts of 10 ran no
+    // faster than the others' (CI once: 9 sent and never refused, the others refused 3-7 times).
+    expect(
+      refused.reduce((sum, count) => sum + count, 0),
+      'requests refused by the egress budget in the steady seconds',
+    ).toBeGreaterThan(0);
     expect(
       worst,
       'the worst-served contending tenant, as a share of its max-min fair share',
