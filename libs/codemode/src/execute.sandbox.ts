@@ -156,7 +156,7 @@ export class ExecuteSandbox {
     return toResult(outcome, logs, stats, limits);
   }
 
-  /** Size of the runtime's code cache once made (0 before): for tests and the bench. */
+  /** Size of the runtime's code cache once made (0 before), for tests. */
   get runtimeCacheBytes(): number {
     return this.#runtimeCache?.copy().byteLength ?? 0;
   }
