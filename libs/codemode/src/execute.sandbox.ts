@@ -54,6 +54,8 @@ export interface PreparedIsolate {
 
 const RUNTIME_FILENAME = 'warden-runtime.js';
 const WARM_UP_MEMORY_MB = 32;
+/** How long calls wait for the warm-up at most (it takes a few milliseconds). */
+const WARM_UP_TIMEOUT_MS = 5_000;
 /** Warden's own code for the warm-up call: the paths every call takes, and the error path. */
 const WARM_UP_CODE = `async () => {
   console.log('warm-up');
@@ -84,13 +86,23 @@ export class ExecuteSandbox {
   #warming: Promise<void> | undefined;
   #closed = false;
 
-  /** `sdk`: the SDK method table calls look up, or null to offer only `cloudflare.request`. */
-  constructor(onCatastrophicError: (message: string) => void, sdk: SdkMethods | null = pinnedSdkMethods) {
+  /**
+   * `sdk`: the SDK method table calls look up, or null to offer only `cloudflare.request`.
+   * `warmUp`: the warm-up's code and time limit (tests only; Warden's own by default).
+   */
+  constructor(
+    onCatastrophicError: (message: string) => void,
+    sdk: SdkMethods | null = pinnedSdkMethods,
+    warmUp: { readonly code: string; readonly timeoutMs: number } = {
+      code: WARM_UP_CODE,
+      timeoutMs: WARM_UP_TIMEOUT_MS,
+    },
+  ) {
     this.#onCatastrophicError = onCatastrophicError;
     this.#sdk = sdk
       ? [new ivm.Callback((name: unknown) => sdk.describe(name)), new ivm.Callback(() => sdk.names())]
       : null;
-    this.#warming = this.#warmUp().finally(() => {
+    this.#warming = this.#warmUp(warmUp.code, warmUp.timeoutMs).finally(() => {
       this.#warming = undefined;
     });
   }
@@ -226,12 +238,18 @@ export class ExecuteSandbox {
    * Makes the runtime's code cache: a call of Warden's own runs in an isolate of its own (a
    * request answered, one refused and caught, a log line), then the runtime is compiled again
    * in that isolate, which V8 answers from the isolate's compilation cache with every function
-   * compiled so far. Without it (a failure) the first isolate makes the cache, as before.
+   * compiled so far. Without it (a failure, or no end within `timeoutMs`: its isolate is then
+   * disposed, so calls never wait longer) the first isolate makes the cache, as before.
    */
-  async #warmUp(): Promise<void> {
+  async #warmUp(code: string, timeoutMs: number): Promise<void> {
     let prepared: PreparedIsolate | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
       prepared = this.#build(WARM_UP_MEMORY_MB);
+      const isolate = prepared.isolate;
+      timer = setTimeout(() => {
+        if (!isolate.isDisposed) isolate.dispose();
+      }, timeoutMs);
       const answers: UpstreamOutcome[] = [
         { ok: true, response: { success: true, status: 200, result: [], errors: [], messages: [] } },
         { ok: false, code: 'policy_denied', message: 'warm-up' },
@@ -239,7 +257,7 @@ export class ExecuteSandbox {
       prepared.call.requestUpstream = () => Promise.resolve(answers.shift() ?? NOT_STARTED);
       prepared.call.logs = new LogBuffer(1_000);
       prepared.begin.applySync(undefined, [null]);
-      const value = await prepared.context.evalClosure(wrapCode('', WARM_UP_CODE), [], {
+      const value = await prepared.context.evalClosure(wrapCode('', code), [], {
         filename: CODE_FILENAME,
         lineOffset: -1,
         result: { reference: true },
@@ -255,6 +273,7 @@ export class ExecuteSandbox {
     } catch {
       // The first isolate built makes a cache of the runtime alone.
     } finally {
+      clearTimeout(timer);
       if (prepared && !prepared.isolate.isDisposed) prepared.isolate.dispose();
     }
   }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { ExecuteSandbox } from './execute.sandbox.ts';
 import { SDK_ISOLATE_RUNTIME_SCRIPT } from './isolate-runtime.ts';
+import { pinnedSdkMethods } from './sdk/pinned-sdk-methods.ts';
 import { createSandboxPool } from './sandbox-pool.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
 import { DEFAULT_LIMITS } from './sandbox.types.ts';
@@ -422,4 +423,30 @@ describe('the runtime code cache', () => {
       sandbox.close();
     }
   });
+
+  it('is made of the runtime alone when the warm-up does not end in time: calls wait for it no longer', async () => {
+    const sandbox = new ExecuteSandbox(() => undefined, pinnedSdkMethods, {
+      code: 'async () => { for (;;) {} }',
+      timeoutMs: 300,
+    });
+    const isolate = new ivm.Isolate({ memoryLimit: 32 });
+    try {
+      const result = await sandbox.execute(
+        1,
+        `async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result`,
+        null,
+        DEFAULT_LIMITS,
+        async () => ({ ok: true, response: ok(['z1']) }),
+      );
+      expect(resultOf(result)).toEqual(['z1']);
+      const plain = isolate.compileScriptSync(SDK_ISOLATE_RUNTIME_SCRIPT, {
+        filename: 'warden-runtime.js',
+        produceCachedData: true,
+      }) as ivm.Script & ivm.CachedDataResult;
+      expect(sandbox.runtimeCacheBytes).toBe(plain.cachedData?.copy().byteLength);
+    } finally {
+      isolate.dispose();
+      sandbox.close();
+    }
+  }, 10_000);
 });
