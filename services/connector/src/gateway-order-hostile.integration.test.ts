@@ -3,9 +3,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '@warden/audit';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2, startTcpProxy } from '@warden/testing';
+import { startFakeCloudflare, startFakeR2, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
+import { r2User } from './test-support/r2-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -41,16 +42,6 @@ describe('outsider attack: budget asked while the intent commits, settlement han
     });
     const token = cf.state.createUserToken({ userId: user.id, permissions: PERMISSIONS });
     return { user, account, zone, token };
-  }
-
-  async function execute(t: TestApp, apiKey: string, identifier: string, code: string) {
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: { authorization: `Bearer ${apiKey}` },
-      payload: { tool_name: 'cloudflare_execute', identifier, params: { code } },
-    });
-    return res;
   }
 
   /** Makes the commit of the tenant's agent intents (API and R2) sleep `ms` (0: not at all). */
@@ -95,7 +86,7 @@ describe('outsider attack: budget asked while the intent commits, settlement han
     const tenant = await t.createTenant(tenantName);
     const { zone, token } = newUser(identifier);
     await t.connect(tenant.apiKey, identifier, token.value);
-    const run = (code: string) => execute(t, tenant.apiKey, identifier, code);
+    const run = (code: string) => t.execute(tenant.apiKey, identifier, code);
     const warm = await run(`async () => (await ${getZone(zone.id)}).result.id`);
     expect(warm.json().data).toBe(zone.id);
     return { tenant, zone, run };
@@ -153,7 +144,7 @@ describe('outsider attack: budget asked while the intent commits, settlement han
         expect(res.status).toBe(200);
       }
       cf.clearRequests();
-      const res = await execute(t, tenant.apiKey, 'quota', threeTries(zone.id));
+      const res = await t.execute(tenant.apiKey, 'quota', threeTries(zone.id));
       const data = res.json().data as unknown[];
       expect(data[0]).toBe(200);
       expect(String(data[1])).toMatch(/Cloudflare reports the API quota/);
@@ -242,16 +233,9 @@ describe('outsider attack: budget asked while the intent commits, settlement han
     });
     try {
       const tenant = await t.createTenant('r2 fire and forget');
-      const user = cf.state.createUser({ email: `r2-forget-${randomBytes(4).toString('hex')}@example.com` });
-      const account = cf.state.createAccount({ name: 'R2 forget Co', members: [user.id] });
-      r2.createBucket(account.id, 'media');
-      const token = cf.state.createUserToken({
-        userId: user.id,
-        permissions: [...PERMISSIONS, ...(FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write'] ?? [])],
-      });
+      const { account, token, list } = r2User(cf, r2, 'r2-forget');
       await t.connect(tenant.apiKey, 'r2-forget', token.value);
-      const run = (code: string) => execute(t, tenant.apiKey, 'r2-forget', code);
-      const list = `r2.list({ bucket: 'media', accountId: '${account.id}' })`;
+      const run = (code: string) => t.execute(tenant.apiKey, 'r2-forget', code);
       const lists = () => r2.requests().filter((r) => r.accountId === account.id).length;
       const warm = await run(`async () => (await ${list}).objects.length`);
       expect(warm.json()).toMatchObject({ data: 0 });

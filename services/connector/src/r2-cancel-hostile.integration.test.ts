@@ -1,16 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '@warden/audit';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
+import { startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
+import { r2User } from './test-support/r2-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
-import type { TestApp } from './test-support/test-app.ts';
-
-const PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read', '#zone:read'];
 
 /**
  * Outsider attack on "a request whose caller went away before it was sent gives its budget place
@@ -30,15 +27,6 @@ describe('outsider attack: a caller going away at awkward moments (refuseIfCance
   afterAll(async () => {
     await cf?.close();
   });
-
-  async function execute(t: TestApp, apiKey: string, identifier: string, code: string) {
-    return t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: { authorization: `Bearer ${apiKey}` },
-      payload: { tool_name: 'cloudflare_execute', identifier, params: { code } },
-    });
-  }
 
   /** A TCP proxy in front of fake R2 that counts the R2 requests of `accountId` put on the wire. */
   async function wireCounter(target: string, accountId: string) {
@@ -79,9 +67,7 @@ describe('outsider attack: a caller going away at awkward moments (refuseIfCance
 
   it('HELD (after the fix of the signing window this attack found): R2 requests abandoned at every moment: each on the wire is charged, each given back is free again, and the budget agrees with the trail', async () => {
     const r2 = await startFakeR2({ state: cf.state });
-    const user = cf.state.createUser({ email: `r2-race-${randomBytes(4).toString('hex')}@example.com` });
-    const account = cf.state.createAccount({ name: 'R2 race Co', members: [user.id] });
-    r2.createBucket(account.id, 'media');
+    const { account, token, list } = r2User(cf, r2, 'r2-race');
     const wire = await wireCounter(r2.urlTemplate, account.id);
     const TRIALS = 50;
     const BUDGET = TRIALS + 11;
@@ -92,13 +78,8 @@ describe('outsider attack: a caller going away at awkward moments (refuseIfCance
     });
     try {
       const tenant = await t.createTenant('r2 cancel race');
-      const token = cf.state.createUserToken({
-        userId: user.id,
-        permissions: [...PERMISSIONS, ...(FAKE_CF_PERMISSION_GROUPS['Workers R2 Storage Write'] ?? [])],
-      });
       await t.connect(tenant.apiKey, 'r2-race', token.value);
-      const run = (code: string) => execute(t, tenant.apiKey, 'r2-race', code);
-      const list = `r2.list({ bucket: 'media', accountId: '${account.id}' })`;
+      const run = (code: string) => t.execute(tenant.apiKey, 'r2-race', code);
       const warm = await run(`async () => (await ${list}).objects.length`);
       expect(warm.json()).toMatchObject({ data: 0 });
       expect(wire.sent()).toBe(1);

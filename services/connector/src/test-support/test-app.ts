@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { createTestDatabase } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
 import { buildApp } from '../app.ts';
 import { loadConfig } from '../config.ts';
@@ -30,6 +30,8 @@ export interface TestApp {
   createTenant(name?: string): Promise<{ tenantId: string; apiKey: string }>;
   /** Vaults a Cloudflare API token for `identifier` through the API (expects 201); returns the account id. */
   connect(apiKey: string, identifier: string, apiToken: string): Promise<string>;
+  /** `POST /api/v1/execute_tool` with `cloudflare_execute` as `identifier`, in process. */
+  execute(apiKey: string, identifier: string, code: string): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
@@ -105,6 +107,14 @@ export async function startTestApp(
       });
       expect(res.statusCode).toBe(201);
       return (res.json() as { connected_account: { id: string } }).connected_account.id;
+    },
+    execute(apiKey, identifier, code) {
+      return app.inject({
+        method: 'POST',
+        url: '/api/v1/execute_tool',
+        headers: { authorization: `Bearer ${apiKey}` },
+        payload: { tool_name: 'cloudflare_execute', identifier, params: { code } },
+      });
     },
     async close() {
       await app.close();
