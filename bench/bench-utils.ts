@@ -288,11 +288,20 @@ export function sampleRss(intervalMs = 20): { stop(): number } {
 const CLOCK_TICKS_PER_S = 100;
 
 function procStatCpuMs(pid: number): number {
+  return procStatTimes(pid).own;
+}
+
+/**
+ * CPU time (ms) of a process itself (`own`), and of its children that have exited and been
+ * reaped (`reaped`: cutime and cstime).
+ */
+function procStatTimes(pid: number): { own: number; reaped: number } {
   // Fields after the parenthesised command name (which may itself contain spaces).
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  // utime, stime, cutime and cstime are fields 14 to 17 of the whole line, 12 to 15 after the name.
+  const ms = (index: number) => (Number(fields[index]) * 1000) / CLOCK_TICKS_PER_S;
+  return { own: ms(11) + ms(12), reaped: ms(13) + ms(14) };
 }
 
 function childPids(pid: number): number[] {
@@ -305,19 +314,21 @@ function childPids(pid: number): number[] {
 }
 
 /**
- * CPU time (ms) used so far by a process (`self`) and by all its live descendants
- * (`descendants`: the connector's sandbox children). Linux only; null where /proc cannot be
+ * CPU time (ms) used so far by a process (`self`) and by all its descendants (`descendants`: the
+ * connector's sandbox children), those that exited and were reaped included: a child recycled
+ * during a measurement still counts for what it used. Linux only; null where /proc cannot be
  * read, so figures are omitted rather than wrong.
  */
 export function processTreeCpuMs(pid: number): { self: number; descendants: number } | null {
   const tree = (p: number): number => {
-    let total = procStatCpuMs(p);
+    const times = procStatTimes(p);
+    let total = times.own + times.reaped;
     for (const child of childPids(p)) total += tree(child);
     return total;
   };
   try {
-    const self = procStatCpuMs(pid);
-    return { self, descendants: childPids(pid).reduce((sum, child) => sum + tree(child), 0) };
+    const { own, reaped } = procStatTimes(pid);
+    return { self: own, descendants: reaped + childPids(pid).reduce((sum, child) => sum + tree(child), 0) };
   } catch {
     return null;
   }
