@@ -1,10 +1,12 @@
 import { WardenError, invalidRequest, notFound } from '@warden/core';
+import { lifecycleRecord } from '@warden/audit';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
+import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 
 /** A tenant's OpenID Connect provider for MCP sign-in. The client secret never leaves the vault. */
 export interface SsoConfig {
@@ -37,11 +39,13 @@ export interface SsoConfigInput {
 }
 
 export interface SsoConfigService {
-  put(tenantId: string, input: SsoConfigInput): Promise<SsoConfig>;
+  /** Creates or replaces the configuration, recorded in the trail with its actor (`sso.configured` or `sso.changed`). */
+  put(ctx: ActorContext, input: SsoConfigInput): Promise<SsoConfig>;
   get(tenantId: string): Promise<SsoConfig | null>;
   /** The configuration with its client secret, for the sign-in that needs it. */
   open(tenantId: string): Promise<{ config: SsoConfig; clientSecret: string }>;
-  remove(tenantId: string): Promise<void>;
+  /** Removes the configuration and frees its domains (`sso.removed` in the trail). */
+  remove(ctx: ActorContext): Promise<void>;
   /** The tenant whose SSO engineers of this email domain sign in with; each domain has one at most. */
   tenantForDomain(domain: string): Promise<{ tenantId: string; tenantName: string } | null>;
 }
@@ -142,12 +146,42 @@ function identity(tenantId: string): SealIdentity {
   return sealIdentity('sso_client_secret', tenantId, tenantId);
 }
 
+/**
+ * What an SSO change record says: the public parts before and after (those that changed; all of
+ * them when the configuration is created or removed). The client secret is never in it; a `PUT`
+ * always seals the one it carries, which the record says as `client_secret: "replaced"`.
+ */
+function ssoChangeDetails(before: SsoConfig | null, after: SsoConfig | null): Record<string, unknown> {
+  const view = (c: SsoConfig | null): Record<string, unknown> =>
+    c
+      ? {
+          issuer: c.issuer,
+          client_id: c.clientId,
+          identifier_claim: c.identifierClaim,
+          allowed_email_domains: [...c.allowedEmailDomains],
+          console_admins: [...c.consoleAdmins],
+        }
+      : {};
+  const [b, a] = [view(before), view(after)];
+  const keys = Object.keys(before && after ? a : { ...b, ...a }).filter(
+    (k) => !(before && after) || JSON.stringify(b[k]) !== JSON.stringify(a[k]),
+  );
+  return {
+    before: before ? Object.fromEntries(keys.map((k) => [k, b[k]])) : null,
+    after: after ? Object.fromEntries(keys.map((k) => [k, a[k]])) : null,
+    ...(after ? { client_secret: 'replaced' } : {}),
+  };
+}
+
 export function createSsoConfigService(deps: {
   db: Kysely<Database>;
   envelope: Envelope;
   allowInsecureIssuers: boolean;
+  /** Where configuration changes are recorded, in the change's own transaction. */
+  audit?: LifecycleAudit;
 }): SsoConfigService {
   const { db, envelope } = deps;
+  const audit = deps.audit ?? (async () => {});
   const viewColumns = [
     'tenant_id',
     'issuer',
@@ -160,7 +194,8 @@ export function createSsoConfigService(deps: {
   ] as const;
 
   return {
-    async put(tenantId, raw) {
+    async put(ctx, raw) {
+      const { tenantId } = ctx;
       const input = validateSsoConfigInput(raw, { allowInsecureIssuers: deps.allowInsecureIssuers });
       const sealed = await envelope.seal(identity(tenantId), Buffer.from(input.clientSecret, 'utf8'));
       const values = {
@@ -174,6 +209,12 @@ export function createSsoConfigService(deps: {
       const domains = input.allowedEmailDomains;
       return db.transaction().execute(async (trx) => {
         await sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
+        const previous = await trx
+          .selectFrom('tenant_sso_configs')
+          .select(viewColumns)
+          .where('tenant_id', '=', tenantId)
+          .forUpdate()
+          .executeTakeFirst();
         const row = await trx
           .insertInto('tenant_sso_configs')
           .values({ tenant_id: tenantId, id: `sso:${tenantId}`, ...values })
@@ -219,7 +260,15 @@ export function createSsoConfigService(deps: {
             { field: 'allowed_email_domains' },
           );
         }
-        return toConfig(row);
+        const config = toConfig(row);
+        const before = previous ? toConfig(previous) : null;
+        await audit(trx, tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            { action: before ? 'sso.changed' : 'sso.configured', details: ssoChangeDetails(before, config) },
+          ),
+        ]);
+        return config;
       });
     },
     async get(tenantId) {
@@ -242,12 +291,22 @@ export function createSsoConfigService(deps: {
       const secret = await envelope.open(identity(tenantId), sealed);
       return { config: toConfig(row), clientSecret: secret.toString('utf8') };
     },
-    async remove(tenantId) {
-      const result = await db
-        .deleteFrom('tenant_sso_configs')
-        .where('tenant_id', '=', tenantId)
-        .executeTakeFirst();
-      if (result.numDeletedRows === 0n) throw notFound('SSO configuration');
+    async remove(ctx) {
+      const { tenantId } = ctx;
+      await db.transaction().execute(async (trx) => {
+        const removed = await trx
+          .deleteFrom('tenant_sso_configs')
+          .where('tenant_id', '=', tenantId)
+          .returning(viewColumns)
+          .executeTakeFirst();
+        if (!removed) throw notFound('SSO configuration');
+        await audit(trx, tenantId, [
+          lifecycleRecord(
+            { caller: ctx.actor },
+            { action: 'sso.removed', details: ssoChangeDetails(toConfig(removed), null) },
+          ),
+        ]);
+      });
     },
     async tenantForDomain(domain) {
       const normalized = domain.trim().toLowerCase();

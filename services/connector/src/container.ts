@@ -130,6 +130,8 @@ export interface Container {
   readonly codeMode: CodeMode;
   readonly policies: PolicyStore;
   readonly audit: AuditStore;
+  /** Appends lifecycle records inside the transaction of the change they describe. */
+  readonly lifecycleAudit: LifecycleAudit;
   /** Signs audit checkpoints with a key the database never holds; null when none is configured (AWS without a signing key). */
   readonly auditSigner: Signer | null;
   readonly auditCheckpoints: AuditCheckpointer | null;
@@ -594,6 +596,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     codeMode,
     policies,
     audit,
+    lifecycleAudit,
     auditSigner,
     auditCheckpoints,
     auditMaintenance,

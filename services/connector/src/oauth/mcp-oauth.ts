@@ -24,6 +24,7 @@ export async function setUpMcpOAuth(
     | 'db'
     | 'envelope'
     | 'audit'
+    | 'lifecycleAudit'
     | 'settings'
     | 'invalidate'
     | 'logger'
@@ -46,6 +47,7 @@ export async function setUpMcpOAuth(
     db,
     envelope: container.envelope,
     allowInsecureIssuers: allowInsecure,
+    audit: container.lifecycleAudit,
   });
   const server = createOAuthServer({
     db,

@@ -5,7 +5,7 @@ import { notFound } from '@warden/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { principalRef, tenantAuth, tenantOf } from '../http/auth.ts';
+import { actorOf, principalRef, tenantAuth, tenantOf } from '../http/auth.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { apiKeyCaller } from '../http/tools.routes.ts';
 import type { LoginLinks } from './login-links.ts';
@@ -123,7 +123,7 @@ export async function oauthTenantRoutes(
         { allowInsecureIssuers: deps.allowInsecure },
       );
       await deps.sso.verifyIssuer(input.issuer, input.clientId, input.clientSecret);
-      const config = await deps.ssoConfigs.put(tenantOf(request).tenantId, input);
+      const config = await deps.ssoConfigs.put(actorOf(request), input);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },
   });
@@ -151,7 +151,7 @@ export async function oauthTenantRoutes(
       response: { 204: z.null(), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.ssoConfigs.remove(tenantOf(request).tenantId);
+      await deps.ssoConfigs.remove(actorOf(request));
       return reply.code(204).send(null);
     },
   });
