@@ -313,6 +313,10 @@ export interface TenantSsoDomainsTable {
   domain: string;
   tenant_id: string;
   created_at: Timestamp;
+  /** When the tenant proved it holds the domain (DNS TXT); null: claimed, not proven, routes nowhere. */
+  verified_at: NullableTimestamp;
+  /** The value the tenant's TXT record must carry; null for claims proven without one. */
+  proof_token: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** An admin console sign-in (see migrations/…_console-sessions.ts). */

@@ -43,4 +43,11 @@ export {
   removeSsoConsoleAdmin,
   validateSsoConfigInput,
 } from './sso-configs.service.ts';
-export type { SsoConfig, SsoConfigInput, SsoConfigService } from './sso-configs.service.ts';
+export type {
+  DomainProof,
+  SsoConfig,
+  SsoConfigInput,
+  SsoConfigService,
+  SsoDomain,
+  SsoDomainStatus,
+} from './sso-configs.service.ts';

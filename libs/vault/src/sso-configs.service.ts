@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { WardenError, invalidRequest, notFound } from '@warden/core';
 import { lifecycleRecord } from '@warden/audit';
 import type { Database } from '@warden/db';
@@ -25,8 +26,39 @@ export interface SsoConfig {
    * provider. Empty (the default): no one does; tenant admins sign in with an API key.
    */
   readonly consoleAdmins: readonly string[];
+  /** Where each allowed domain stands: only `verified` ones route engineers and sign them in. */
+  readonly domains: readonly SsoDomain[];
   readonly createdAt: Date;
   readonly updatedAt: Date;
+}
+
+/**
+ * `verified`: proven (or claimed where the deployment asks no proof); `pending`: waiting for its
+ * DNS TXT record; `held_elsewhere`: another organization proved it first.
+ */
+export type SsoDomainStatus = 'verified' | 'pending' | 'held_elsewhere';
+
+export interface SsoDomain {
+  readonly domain: string;
+  readonly status: SsoDomainStatus;
+  /** The TXT record that proves a `pending` domain; null otherwise. */
+  readonly txtRecord: { readonly name: string; readonly value: string } | null;
+}
+
+/**
+ * How a tenant shows it holds an email domain. `dns`: a TXT record at `_warden-challenge.<domain>`
+ * carrying the claim's token; `none`: claims count at once, first come (single-organization
+ * deployments, demos).
+ */
+export interface DomainProof {
+  readonly mode: 'dns' | 'none';
+  /** TXT lookup (`dns.promises.Resolver#resolveTxt`): each record as its character strings. */
+  readonly resolveTxt: (name: string) => Promise<string[][]>;
+}
+
+/** The TXT record a claim is proven by. */
+export function domainProofRecord(domain: string, token: string): { name: string; value: string } {
+  return { name: `_warden-challenge.${domain}`, value: `warden-domain-verification=${token}` };
 }
 
 export interface SsoConfigInput {
@@ -46,7 +78,12 @@ export interface SsoConfigService {
   open(tenantId: string): Promise<{ config: SsoConfig; clientSecret: string }>;
   /** Removes the configuration and frees its domains (`sso.removed` in the trail). */
   remove(ctx: ActorContext): Promise<void>;
-  /** The tenant whose SSO engineers of this email domain sign in with; each domain has one at most. */
+  /**
+   * Proves a listed domain by its DNS TXT record (`domainProofRecord`); the first organization
+   * to prove a domain keeps it, and others' unproven claims of it and of names under it go.
+   */
+  verifyDomain(ctx: ActorContext, domain: string): Promise<SsoConfig>;
+  /** The tenant whose SSO engineers of this (verified) email domain sign in with; one at most. */
   tenantForDomain(domain: string): Promise<{ tenantId: string; tenantName: string } | null>;
 }
 
@@ -119,16 +156,26 @@ export function validateSsoConfigInput(
   };
 }
 
-function toConfig(row: {
-  tenant_id: string;
-  issuer: string;
-  client_id: string;
-  identifier_claim: string;
-  allowed_email_domains: string[];
-  console_admins: string[];
-  created_at: Date;
-  updated_at: Date;
-}): SsoConfig {
+interface DomainClaim {
+  readonly domain: string;
+  readonly verified_at: Date | null;
+  readonly proof_token: string | null;
+}
+
+function toConfig(
+  row: {
+    tenant_id: string;
+    issuer: string;
+    client_id: string;
+    identifier_claim: string;
+    allowed_email_domains: string[];
+    console_admins: string[];
+    created_at: Date;
+    updated_at: Date;
+  },
+  claims: readonly DomainClaim[],
+): SsoConfig {
+  const byDomain = new Map(claims.map((c) => [c.domain, c]));
   return {
     tenantId: row.tenant_id,
     issuer: row.issuer,
@@ -136,9 +183,62 @@ function toConfig(row: {
     identifierClaim: row.identifier_claim,
     allowedEmailDomains: row.allowed_email_domains,
     consoleAdmins: row.console_admins,
+    domains: row.allowed_email_domains.map((domain): SsoDomain => {
+      const claim = byDomain.get(domain);
+      if (!claim) return { domain, status: 'held_elsewhere', txtRecord: null };
+      if (claim.verified_at) return { domain, status: 'verified', txtRecord: null };
+      return {
+        domain,
+        status: 'pending',
+        txtRecord: claim.proof_token ? domainProofRecord(domain, claim.proof_token) : null,
+      };
+    }),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+/** `domains` and every name above them (`eng.acme.com` → `acme.com`), for the one-owner rule. */
+function withParents(domains: readonly string[]): string[] {
+  return domains.flatMap((d) => {
+    const labels = d.split('.');
+    return [d, ...labels.slice(1, -1).map((_, i) => labels.slice(i + 1).join('.'))];
+  });
+}
+
+/**
+ * Domains another tenant holds (proven) that are, are above or are below one of `domains`: a
+ * subdomain routes its own engineers (bob@eng.acme.com), so it is the parent's owner's.
+ */
+async function heldByOthers(
+  trx: Kysely<Database>,
+  tenantId: string,
+  domains: readonly string[],
+): Promise<string[]> {
+  if (domains.length === 0) return [];
+  const rows = await trx
+    .selectFrom('tenant_sso_domains')
+    .select('domain')
+    .where('tenant_id', '<>', tenantId)
+    .where('verified_at', 'is not', null)
+    .where((eb) =>
+      eb.or([
+        eb('domain', 'in', withParents(domains)),
+        ...domains.map((d) => eb('domain', 'like', `%.${d}`)),
+      ]),
+    )
+    .orderBy('domain')
+    .execute();
+  return rows.map((r) => r.domain);
+}
+
+function heldConflict(taken: readonly string[]): WardenError {
+  const named = taken.map((t) => `"${t}"`).join(', ');
+  return new WardenError(
+    'conflict',
+    `allowed_email_domains: ${named} already signs in to another organization here, and an email domain with its subdomains belongs to one organization only; remove the domains at or under it, or ask the operator if the domain is yours`,
+    { field: 'allowed_email_domains' },
+  );
 }
 
 /** The row identity the client secret is sealed to: a copy in another tenant's row does not open. */
@@ -179,9 +279,27 @@ export function createSsoConfigService(deps: {
   allowInsecureIssuers: boolean;
   /** Where configuration changes are recorded, in the change's own transaction. */
   audit?: LifecycleAudit;
+  /** How a tenant proves an email domain; by default a DNS TXT record, looked up by `resolveTxt`. */
+  domainProof: DomainProof;
 }): SsoConfigService {
-  const { db, envelope } = deps;
+  const { db, envelope, domainProof } = deps;
   const audit = deps.audit ?? (async () => {});
+  const claimsOf = (trx: Kysely<Database>, tenantId: string): Promise<DomainClaim[]> =>
+    trx
+      .selectFrom('tenant_sso_domains')
+      .select(['domain', 'verified_at', 'proof_token'])
+      .where('tenant_id', '=', tenantId)
+      .execute();
+  async function getConfig(tenantId: string): Promise<SsoConfig | null> {
+    const row = await db
+      .selectFrom('tenant_sso_configs')
+      .select(viewColumns)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    return row ? toConfig(row, await claimsOf(db, tenantId)) : null;
+  }
+  const lockClaims = (trx: Kysely<Database>) =>
+    sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
   const viewColumns = [
     'tenant_id',
     'issuer',
@@ -208,13 +326,19 @@ export function createSsoConfigService(deps: {
       };
       const domains = input.allowedEmailDomains;
       return db.transaction().execute(async (trx) => {
-        await sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
+        await lockClaims(trx);
         const previous = await trx
           .selectFrom('tenant_sso_configs')
           .select(viewColumns)
           .where('tenant_id', '=', tenantId)
           .forUpdate()
           .executeTakeFirst();
+        const previousClaims = previous ? await claimsOf(trx, tenantId) : [];
+        // A domain another tenant holds stays theirs (claims are serialized by the lock above, so
+        // two tenants cannot take a domain and its subdomain at once); the whole change is then
+        // refused, nothing written.
+        const taken = await heldByOthers(trx, tenantId, domains);
+        if (taken.length > 0) throw heldConflict(taken);
         const row = await trx
           .insertInto('tenant_sso_configs')
           .values({ tenant_id: tenantId, id: `sso:${tenantId}`, ...values })
@@ -226,42 +350,31 @@ export function createSsoConfigService(deps: {
           .where('tenant_id', '=', tenantId)
           .where('domain', 'not in', domains)
           .execute();
-        // A domain another tenant holds stays theirs (a concurrent claim waits on the key, then
-        // finds it taken); the whole change is then refused, nothing written.
+        // A claim the tenant already has keeps its proof (and its token); a new one is proven at
+        // once only where the deployment asks no proof.
         await trx
           .insertInto('tenant_sso_domains')
-          .values(domains.map((domain) => ({ domain, tenant_id: tenantId })))
-          .onConflict((oc) => oc.column('domain').doNothing())
-          .execute();
-        // A domain, or one above or below it, that another tenant holds: a subdomain routes its
-        // own engineers (bob@eng.acme.com), so it is the parent's owner's to claim. Claims are
-        // serialized (the lock above) so two tenants cannot take a domain and its subdomain at once.
-        const above = domains.flatMap((d) => {
-          const labels = d.split('.');
-          return labels.slice(1, -1).map((_, i) => labels.slice(i + 1).join('.'));
-        });
-        const taken = await trx
-          .selectFrom('tenant_sso_domains')
-          .select('domain')
-          .where('tenant_id', '<>', tenantId)
-          .where((eb) =>
-            eb.or([
-              eb('domain', 'in', [...domains, ...above]),
-              ...domains.map((d) => eb('domain', 'like', `%.${d}`)),
-            ]),
+          .values(
+            domains.map((domain) => ({
+              domain,
+              tenant_id: tenantId,
+              verified_at: domainProof.mode === 'none' ? new Date() : null,
+              proof_token: domainProof.mode === 'none' ? null : randomBytes(18).toString('base64url'),
+            })),
           )
-          .orderBy('domain')
+          .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
           .execute();
-        if (taken.length > 0) {
-          const named = taken.map((t) => `"${t.domain}"`).join(', ');
-          throw new WardenError(
-            'conflict',
-            `allowed_email_domains: ${named} already signs in to another organization here, and an email domain with its subdomains belongs to one organization only (first come); remove the domains at or under it, or ask the operator if the domain is yours`,
-            { field: 'allowed_email_domains' },
-          );
+        if (domainProof.mode === 'none') {
+          // Claims left pending while the deployment asked for proof count now (nobody holds them: see above).
+          await trx
+            .updateTable('tenant_sso_domains')
+            .set({ verified_at: new Date() })
+            .where('tenant_id', '=', tenantId)
+            .where('verified_at', 'is', null)
+            .execute();
         }
-        const config = toConfig(row);
-        const before = previous ? toConfig(previous) : null;
+        const config = toConfig(row, await claimsOf(trx, tenantId));
+        const before = previous ? toConfig(previous, previousClaims) : null;
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
@@ -271,14 +384,7 @@ export function createSsoConfigService(deps: {
         return config;
       });
     },
-    async get(tenantId) {
-      const row = await db
-        .selectFrom('tenant_sso_configs')
-        .select(viewColumns)
-        .where('tenant_id', '=', tenantId)
-        .executeTakeFirst();
-      return row ? toConfig(row) : null;
-    },
+    get: getConfig,
     async open(tenantId) {
       const row = await db
         .selectFrom('tenant_sso_configs')
@@ -289,7 +395,7 @@ export function createSsoConfigService(deps: {
       const sealed = sealedFromColumns(row);
       if (!sealed) throw new WardenError('integrity_failure', 'the sealed SSO client secret is missing');
       const secret = await envelope.open(identity(tenantId), sealed);
-      return { config: toConfig(row), clientSecret: secret.toString('utf8') };
+      return { config: toConfig(row, await claimsOf(db, tenantId)), clientSecret: secret.toString('utf8') };
     },
     async remove(ctx) {
       const { tenantId } = ctx;
@@ -303,10 +409,79 @@ export function createSsoConfigService(deps: {
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
-            { action: 'sso.removed', details: ssoChangeDetails(toConfig(removed), null) },
+            { action: 'sso.removed', details: ssoChangeDetails(toConfig(removed, []), null) },
           ),
         ]);
       });
+    },
+    async verifyDomain(ctx, raw) {
+      const { tenantId } = ctx;
+      const domain = raw.trim().toLowerCase();
+      if (!DOMAIN.test(domain))
+        throw invalidRequest('domain', `"${raw}" is not a domain name such as "acme.com"`);
+      const claim = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
+      const notListed = () =>
+        new WardenError(
+          'not_found',
+          `domain: ${domain} is not one of your SSO configuration's allowed_email_domains (or another organization proved it first); list it with PUT /api/v1/mcp/sso`,
+          { field: 'domain' },
+        );
+      if (!claim) throw notListed();
+      if (!claim.verified_at) {
+        if (!claim.proof_token) throw notListed();
+        const record = domainProofRecord(domain, claim.proof_token);
+        let found: string[][];
+        try {
+          found = await domainProof.resolveTxt(record.name);
+        } catch (error) {
+          const code = (error as { code?: unknown }).code;
+          // No such name, or no TXT there: the record is not (yet) published.
+          if (code === 'ENOTFOUND' || code === 'ENODATA') found = [];
+          else {
+            throw new WardenError(
+              'unavailable',
+              `domain: DNS did not answer for ${record.name} (${String(code ?? 'error')}); retry`,
+              {},
+              { cause: error },
+            );
+          }
+        }
+        if (!found.some((chunks) => chunks.join('') === record.value)) {
+          throw invalidRequest(
+            'domain',
+            `no TXT record "${record.value}" at ${record.name} yet: publish it at your DNS provider and retry (new records can take minutes to show)`,
+          );
+        }
+        await db.transaction().execute(async (trx) => {
+          await lockClaims(trx);
+          const taken = await heldByOthers(trx, tenantId, [domain]);
+          if (taken.length > 0) throw heldConflict(taken);
+          const proven = await trx
+            .updateTable('tenant_sso_domains')
+            .set({ verified_at: new Date() })
+            .where('tenant_id', '=', tenantId)
+            .where('domain', '=', domain)
+            .where('proof_token', '=', claim.proof_token)
+            .where('verified_at', 'is', null)
+            .returning('domain')
+            .executeTakeFirst();
+          // Removed from the list (or proven) meanwhile: nothing to do but report where it stands.
+          if (!proven) return;
+          // Others' unproven claims of the domain and of names under it can no longer be proven.
+          await trx
+            .deleteFrom('tenant_sso_domains')
+            .where('tenant_id', '<>', tenantId)
+            .where('verified_at', 'is', null)
+            .where((eb) => eb.or([eb('domain', '=', domain), eb('domain', 'like', `%.${domain}`)]))
+            .execute();
+          await audit(trx, tenantId, [
+            lifecycleRecord({ caller: ctx.actor }, { action: 'sso.domain_verified', details: { domain } }),
+          ]);
+        });
+      }
+      const config = await getConfig(tenantId);
+      if (!config) throw notFound('SSO configuration');
+      return config;
     },
     async tenantForDomain(domain) {
       const normalized = domain.trim().toLowerCase();
@@ -318,6 +493,7 @@ export function createSsoConfigService(deps: {
         .innerJoin('tenants as t', 't.id', 'd.tenant_id')
         .select(['d.tenant_id as tenantId', 't.name as tenantName'])
         .where('d.domain', '=', normalized)
+        .where('d.verified_at', 'is not', null)
         .executeTakeFirst();
       return row ?? null;
     },

@@ -118,6 +118,20 @@ const schema = z
     OAUTH_REGISTRATION_LIMIT: z.string().default('20/3600'),
     OAUTH_SIGN_IN_LIMIT: z.string().default('60/600'),
     OAUTH_UNUSED_CLIENT_TTL_SECONDS: int(300, 30 * 86_400).default(86_400),
+    SSO_DOMAIN_PROOF: z.enum(['dns', 'none']).default('dns'),
+    SSO_DNS_SERVERS: z
+      .string()
+      .refine(
+        (v) =>
+          v.split(',').every((server) => {
+            const m = /^(?:\[([0-9a-fA-F:]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(server.trim());
+            return (
+              m !== null && isIP(m[1] ?? m[2] ?? '') !== 0 && (m[3] === undefined || Number(m[3]) <= 65_535)
+            );
+          }),
+        'must be DNS server IP addresses separated by commas, e.g. "10.0.0.2" or "127.0.0.1:5353" or "[::1]:53"',
+      )
+      .optional(),
     AUDIT_RETENTION_DAYS: int(1, 400).default(90),
     AUDIT_CHECKPOINT_INTERVAL_SECONDS: int(10, 86_400).default(300),
     AUDIT_OUTCOME_GRACE_SECONDS: int(0, 86_400).optional(),
@@ -276,6 +290,13 @@ export interface Config {
     readonly signInLimit: BudgetSpec;
     /** A dynamically registered client that gets no grant within this long is forgotten. */
     readonly unusedClientTtlSeconds: number;
+    /**
+     * How a tenant proves an SSO email domain before engineers of it are sent to its provider:
+     * `dns` (a TXT record) or `none` (first come; single-organization deployments).
+     */
+    readonly domainProof: 'dns' | 'none';
+    /** Resolvers the DNS proof asks (`host` or `host:port`); null: the system's. */
+    readonly dnsServers: readonly string[] | null;
   };
   readonly auditRetentionDays: number;
   /** How often each moved chain head is signed (a checkpoint). */
@@ -507,6 +528,8 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       registrationLimit,
       signInLimit,
       unusedClientTtlSeconds: env.OAUTH_UNUSED_CLIENT_TTL_SECONDS,
+      domainProof: env.SSO_DOMAIN_PROOF,
+      dnsServers: env.SSO_DNS_SERVERS ? env.SSO_DNS_SERVERS.split(',').map((server) => server.trim()) : null,
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     auditCheckpointIntervalMs: env.AUDIT_CHECKPOINT_INTERVAL_SECONDS * 1000,

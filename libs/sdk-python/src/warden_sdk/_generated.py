@@ -778,11 +778,29 @@ class PostMcpLoginLinksBody(TypedDict):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class McpSsoDomainsItemTxtRecord(WardenModel):
+    type: Literal["TXT"]
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class McpSsoDomainsItem(WardenModel):
+    domain: str
+    status: Literal["verified", "pending", "held_elsewhere"]
+    """`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first."""
+    txt_record: McpSsoDomainsItemTxtRecord | None
+    """The DNS record that proves a pending domain."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class McpSso(WardenModel):
     issuer: str
     client_id: str
     identifier_claim: str
     allowed_email_domains: list[str]
+    domains: list[McpSsoDomainsItem]
+    """Where each allowed domain stands: only verified ones route and sign engineers in."""
     console_admins: list[str]
     """Identifiers that may sign in to the admin console with this provider (none by default)."""
     redirect_uri: str
@@ -817,6 +835,12 @@ class _PutMcpSsoBodyOptional(TypedDict, total=False):
 
 class PutMcpSsoBody(_PutMcpSsoBodyRequired, _PutMcpSsoBodyOptional):
     pass
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostMcpSsoDomainsByDomainVerifyResponse(WardenModel):
+    """`POST /api/v1/mcp/sso/domains/{domain}/verify`: Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`); the first organization to prove a domain keeps it."""
+    sso: McpSso
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -5517,7 +5517,7 @@ export interface paths {
                         client_secret: string;
                         /** @description The ID token claim that becomes the MCP identifier. Default "email". */
                         identifier_claim?: string;
-                        /** @description Engineers sign in only with a verified email in one of these domains, and the sign-in page sends an email of these domains to this provider. A domain belongs to one organization only: one another organization listed first is refused with 409. */
+                        /** @description Engineers sign in only with a verified email in one of these domains, and the sign-in page sends an email of these domains to this provider, once the organization has proven the domain (a DNS TXT record, see `domains`; unless the deployment sets SSO_DOMAIN_PROOF=none). A domain belongs to one organization only: one another organization holds is refused with 409. */
                         allowed_email_domains: string[];
                         /** @description Identifiers (values of `identifier_claim`) that may also sign in to the admin console at /console with this provider. Default none: the console then takes only API keys. Changing the configuration ends SSO console sessions. */
                         console_admins?: string[];
@@ -5702,6 +5702,118 @@ export interface paths {
                 };
             };
         };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/mcp/sso/domains/{domain}/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`); the first organization to prove a domain keeps it */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    domain: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            sso: components["schemas"]["McpSso"];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                504: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -6395,6 +6507,22 @@ export interface components {
             client_id: string;
             identifier_claim: string;
             allowed_email_domains: string[];
+            /** @description Where each allowed domain stands: only verified ones route and sign engineers in. */
+            domains: {
+                domain: string;
+                /**
+                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first.
+                 * @enum {string}
+                 */
+                status: "verified" | "pending" | "held_elsewhere";
+                /** @description The DNS record that proves a pending domain. */
+                txt_record: {
+                    /** @constant */
+                    type: "TXT";
+                    name: string;
+                    value: string;
+                } | null;
+            }[];
             /** @description Identifiers that may sign in to the admin console with this provider (none by default). */
             console_admins: string[];
             /** @description Register this redirect URI for Warden’s client at your provider. */
@@ -6764,6 +6892,22 @@ export interface components {
             client_id: string;
             identifier_claim: string;
             allowed_email_domains: string[];
+            /** @description Where each allowed domain stands: only verified ones route and sign engineers in. */
+            domains: {
+                domain: string;
+                /**
+                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first.
+                 * @enum {string}
+                 */
+                status: "verified" | "pending" | "held_elsewhere";
+                /** @description The DNS record that proves a pending domain. */
+                txt_record: {
+                    /** @constant */
+                    type: "TXT";
+                    name: string;
+                    value: string;
+                } | null;
+            }[];
             /** @description Identifiers that may sign in to the admin console with this provider (none by default). */
             console_admins: string[];
             /** @description Register this redirect URI for Warden’s client at your provider. */

@@ -1,3 +1,4 @@
+import { Resolver } from 'node:dns/promises';
 import { createSsoConfigService } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ConsoleSsoSignIn } from '../console/console.routes.ts';
@@ -10,6 +11,13 @@ import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
 import { createAddressLimit } from './address-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
+
+/** TXT lookups for SSO domain proofs: a few seconds at most, then the proof answers 503. */
+function dnsResolver(servers: readonly string[] | null): (name: string) => Promise<string[][]> {
+  const resolver = new Resolver({ timeout: 2_000, tries: 2 });
+  if (servers) resolver.setServers([...servers]);
+  return (name) => resolver.resolveTxt(name);
+}
 
 /**
  * MCP sign-in: Warden's OAuth authorization server for /mcp, its sign-in pages and the
@@ -48,6 +56,7 @@ export async function setUpMcpOAuth(
     envelope: container.envelope,
     allowInsecureIssuers: allowInsecure,
     audit: container.lifecycleAudit,
+    domainProof: { mode: config.oauth.domainProof, resolveTxt: dnsResolver(config.oauth.dnsServers) },
   });
   const server = createOAuthServer({
     db,

@@ -21,6 +21,22 @@ const ssoSchema = z
     client_id: z.string(),
     identifier_claim: z.string(),
     allowed_email_domains: z.array(z.string()),
+    domains: z
+      .array(
+        z.object({
+          domain: z.string(),
+          status: z
+            .enum(['verified', 'pending', 'held_elsewhere'])
+            .describe(
+              '`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first.',
+            ),
+          txt_record: z
+            .object({ type: z.literal('TXT'), name: z.string(), value: z.string() })
+            .nullable()
+            .describe('The DNS record that proves a pending domain.'),
+        }),
+      )
+      .describe('Where each allowed domain stands: only verified ones route and sign engineers in.'),
     console_admins: z
       .array(z.string())
       .describe('Identifiers that may sign in to the admin console with this provider (none by default).'),
@@ -48,6 +64,11 @@ function ssoJson(config: SsoConfig, redirectUri: string) {
     client_id: config.clientId,
     identifier_claim: config.identifierClaim,
     allowed_email_domains: [...config.allowedEmailDomains],
+    domains: config.domains.map((d) => ({
+      domain: d.domain,
+      status: d.status,
+      txt_record: d.txtRecord ? { type: 'TXT' as const, ...d.txtRecord } : null,
+    })),
     console_admins: [...config.consoleAdmins],
     redirect_uri: redirectUri,
     created_at: config.createdAt.toISOString(),
@@ -99,7 +120,7 @@ export async function oauthTenantRoutes(
         allowed_email_domains: z
           .array(z.string())
           .describe(
-            'Engineers sign in only with a verified email in one of these domains, and the sign-in page sends an email of these domains to this provider. A domain belongs to one organization only: one another organization listed first is refused with 409.',
+            'Engineers sign in only with a verified email in one of these domains, and the sign-in page sends an email of these domains to this provider, once the organization has proven the domain (a DNS TXT record, see `domains`; unless the deployment sets SSO_DOMAIN_PROOF=none). A domain belongs to one organization only: one another organization holds is refused with 409.',
           ),
         console_admins: z
           .array(z.string())
@@ -124,6 +145,21 @@ export async function oauthTenantRoutes(
       );
       await deps.sso.verifyIssuer(input.issuer, input.clientId, input.clientSecret);
       const config = await deps.ssoConfigs.put(actorOf(request), input);
+      return { sso: ssoJson(config, deps.sso.redirectUri) };
+    },
+  });
+
+  r.post('/api/v1/mcp/sso/domains/:domain/verify', {
+    schema: {
+      tags: ['mcp'],
+      summary:
+        'Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`); the first organization to prove a domain keeps it',
+      security,
+      params: z.object({ domain: z.string().max(253) }),
+      response: { 200: z.object({ sso: ssoSchema }), ...errorResponses },
+    },
+    handler: async (request) => {
+      const config = await deps.ssoConfigs.verifyDomain(actorOf(request), request.params.domain);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },
   });

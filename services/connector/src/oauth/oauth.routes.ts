@@ -306,8 +306,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
   }
 
   /**
-   * The one tenant whose SSO takes this email (a domain is claimed by one tenant only, first
-   * come, so nobody picks another's), or a message for the person.
+   * The one tenant whose SSO takes this email (a domain belongs to the one tenant that proved
+   * it, so nobody picks another's), or a message for the person.
    */
   async function tenantForEmail(email: string): Promise<{ tenantId: string; tenantName: string } | string> {
     const at = email.lastIndexOf('@');

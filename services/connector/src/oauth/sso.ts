@@ -184,7 +184,9 @@ export function createSsoRelyingParty(deps: {
         throw new SsoRefusal('your identity provider did not confirm a verified email address');
       }
       const domain = email.slice(email.lastIndexOf('@') + 1);
-      if (!config.allowedEmailDomains.includes(domain)) {
+      // Only a domain the organization has proven: a listed one still waiting for its DNS record,
+      // or proven by another organization, signs nobody in here.
+      if (!config.domains.some((d) => d.domain === domain && d.status === 'verified')) {
         throw new SsoRefusal(`${email} is not in a domain this organization allows to sign in`, email);
       }
       const value = claims[config.identifierClaim];
