@@ -485,12 +485,15 @@ export function createSsoConfigService(deps: {
             .executeTakeFirst();
           // Removed from the list (or proven) meanwhile: nothing to do but report where it stands.
           if (!proven) return;
-          // Others' unproven claims of the domain and of names under it can no longer be proven.
+          // Others' unproven claims of the domain, of names under it and of names above it can no
+          // longer be proven (one organization per domain and its subdomains): they show as held elsewhere.
           await trx
             .deleteFrom('tenant_sso_domains')
             .where('tenant_id', '<>', tenantId)
             .where('verified_at', 'is', null)
-            .where((eb) => eb.or([eb('domain', '=', domain), eb('domain', 'like', `%.${domain}`)]))
+            .where((eb) =>
+              eb.or([eb('domain', 'in', withParents([domain])), eb('domain', 'like', `%.${domain}`)]),
+            )
             .execute();
           await audit(trx, tenantId, [
             lifecycleRecord({ caller: ctx.actor }, { action: 'sso.domain_verified', details: { domain } }),
