@@ -232,6 +232,18 @@ async function heldByOthers(
   return rows.map((r) => r.domain);
 }
 
+/** Whether the proof record's name (`_warden-challenge.<domain>`) fits in a DNS name (253 characters). */
+function provableByDns(domain: string): boolean {
+  return domainProofRecord(domain, '').name.length <= 253;
+}
+
+function tooLongToProve(field: string, domain: string): WardenError {
+  return invalidRequest(
+    field,
+    `"${domain}" is too long to be proven by DNS: its record ${domainProofRecord(domain, '').name} would exceed 253 characters`,
+  );
+}
+
 function heldConflict(taken: readonly string[]): WardenError {
   const named = taken.map((t) => `"${t}"`).join(', ');
   return new WardenError(
@@ -325,6 +337,10 @@ export function createSsoConfigService(deps: {
         ...sealedColumns(sealed),
       };
       const domains = input.allowedEmailDomains;
+      if (domainProof.mode === 'dns') {
+        const unprovable = domains.find((d) => !provableByDns(d));
+        if (unprovable !== undefined) throw tooLongToProve('allowed_email_domains', unprovable);
+      }
       return db.transaction().execute(async (trx) => {
         await lockClaims(trx);
         const previous = await trx
@@ -429,6 +445,8 @@ export function createSsoConfigService(deps: {
       if (!claim) throw notListed();
       if (!claim.verified_at) {
         if (!claim.proof_token) throw notListed();
+        // A name DNS cannot hold (EBADNAME) is not a resolver in trouble: no retry will help.
+        if (!provableByDns(domain)) throw tooLongToProve('domain', domain);
         const record = domainProofRecord(domain, claim.proof_token);
         let found: string[][];
         try {
@@ -467,12 +485,15 @@ export function createSsoConfigService(deps: {
             .executeTakeFirst();
           // Removed from the list (or proven) meanwhile: nothing to do but report where it stands.
           if (!proven) return;
-          // Others' unproven claims of the domain and of names under it can no longer be proven.
+          // Others' unproven claims of the domain, of names under it and of names above it can no
+          // longer be proven (one organization per domain and its subdomains): they show as held elsewhere.
           await trx
             .deleteFrom('tenant_sso_domains')
             .where('tenant_id', '<>', tenantId)
             .where('verified_at', 'is', null)
-            .where((eb) => eb.or([eb('domain', '=', domain), eb('domain', 'like', `%.${domain}`)]))
+            .where((eb) =>
+              eb.or([eb('domain', 'in', withParents([domain])), eb('domain', 'like', `%.${domain}`)]),
+            )
             .execute();
           await audit(trx, tenantId, [
             lifecycleRecord({ caller: ctx.actor }, { action: 'sso.domain_verified', details: { domain } }),
