@@ -119,6 +119,7 @@ const schema = z
     OAUTH_SIGN_IN_LIMIT: z.string().default('60/600'),
     OAUTH_UNUSED_CLIENT_TTL_SECONDS: int(300, 30 * 86_400).default(86_400),
     SSO_DOMAIN_PROOF: z.enum(['dns', 'none']).default('dns'),
+    SSO_VERIFY_LIMIT: z.string().default('5/60'),
     SSO_DNS_SERVERS: z
       .string()
       .refine(
@@ -295,6 +296,8 @@ export interface Config {
      * `dns` (a TXT record) or `none` (first come; single-organization deployments).
      */
     readonly domainProof: 'dns' | 'none';
+    /** Domain proof requests per tenant (each may send Warden's resolver to DNS), across every replica. */
+    readonly verifyLimit: BudgetSpec;
     /** Resolvers the DNS proof asks (`host` or `host:port`); null: the system's. */
     readonly dnsServers: readonly string[] | null;
   };
@@ -433,12 +436,14 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   let r2Budget: BudgetSpec;
   let registrationLimit: BudgetSpec;
   let signInLimit: BudgetSpec;
+  let verifyLimit: BudgetSpec;
   try {
     budget = parseBudget(env.CLOUDFLARE_BUDGET, 'CLOUDFLARE_BUDGET');
     graphqlBudget = parseBudget(env.CLOUDFLARE_GRAPHQL_BUDGET, 'CLOUDFLARE_GRAPHQL_BUDGET');
     r2Budget = parseBudget(env.CLOUDFLARE_R2_BUDGET, 'CLOUDFLARE_R2_BUDGET');
     registrationLimit = parseBudget(env.OAUTH_REGISTRATION_LIMIT, 'OAUTH_REGISTRATION_LIMIT');
     signInLimit = parseBudget(env.OAUTH_SIGN_IN_LIMIT, 'OAUTH_SIGN_IN_LIMIT');
+    verifyLimit = parseBudget(env.SSO_VERIFY_LIMIT, 'SSO_VERIFY_LIMIT');
   } catch (error) {
     throw new ConfigError(`invalid configuration:\n  ${(error as Error).message}`);
   }
@@ -529,6 +534,7 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       signInLimit,
       unusedClientTtlSeconds: env.OAUTH_UNUSED_CLIENT_TTL_SECONDS,
       domainProof: env.SSO_DOMAIN_PROOF,
+      verifyLimit,
       dnsServers: env.SSO_DNS_SERVERS ? env.SSO_DNS_SERVERS.split(',').map((server) => server.trim()) : null,
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,

@@ -95,8 +95,19 @@ export async function setUpMcpOAuth(
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-authorize`,
   });
+  // Per tenant, not per address: each proof request may send Warden's resolver to DNS.
+  const verifyLimit = createAddressLimit({
+    spec: config.oauth.verifyLimit,
+    redis: container.redis,
+    keyPrefix: `${config.redisKeyPrefix}:sso-verify`,
+  });
   app.addHook('onClose', async () => {
-    await Promise.all([registrationLimit.close(), signInLimit.close(), authorizationLimit.close()]);
+    await Promise.all([
+      registrationLimit.close(),
+      signInLimit.close(),
+      authorizationLimit.close(),
+      verifyLimit.close(),
+    ]);
   });
   await app.register(async (scope) =>
     oauthRoutes(scope, {
@@ -126,6 +137,7 @@ export async function setUpMcpOAuth(
       sso,
       loginLinks,
       audit,
+      verifyLimit,
       allowInsecure,
     }),
   );

@@ -1,13 +1,14 @@
 import { auditCaller } from '@warden/tools';
 import type { SsoConfig, SsoConfigService, TenantService } from '@warden/vault';
 import { validateIdentifier, validateSsoConfigInput } from '@warden/vault';
-import { notFound } from '@warden/core';
+import { WardenError, notFound } from '@warden/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { actorOf, principalRef, tenantAuth, tenantOf } from '../http/auth.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { apiKeyCaller } from '../http/tools.routes.ts';
+import type { AddressLimit } from './address-limit.ts';
 import type { LoginLinks } from './login-links.ts';
 import type { OAuthAudit } from './oauth-audit.ts';
 import type { ConsentView, OAuthServer } from './oauth-server.ts';
@@ -98,6 +99,8 @@ export async function oauthTenantRoutes(
     sso: SsoRelyingParty;
     loginLinks: LoginLinks;
     audit: OAuthAudit;
+    /** Domain proofs per tenant (each may ask DNS). */
+    verifyLimit: AddressLimit;
     allowInsecure: boolean;
   },
 ): Promise<void> {
@@ -159,7 +162,17 @@ export async function oauthTenantRoutes(
       response: { 200: z.object({ sso: ssoSchema }), ...errorResponses },
     },
     handler: async (request) => {
-      const config = await deps.ssoConfigs.verifyDomain(actorOf(request), request.params.domain);
+      const actor = actorOf(request);
+      const taken = await deps.verifyLimit.take(actor.tenantId);
+      if (!taken.allowed) {
+        const { capacity, windowSeconds } = deps.verifyLimit.spec;
+        throw new WardenError(
+          'rate_limited',
+          `too many domain proofs asked for (at most ${capacity} in ${windowSeconds} s per organization); retry after ${taken.retryAfterSeconds} s`,
+          { retryAfterSeconds: taken.retryAfterSeconds },
+        );
+      }
+      const config = await deps.ssoConfigs.verifyDomain(actor, request.params.domain);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },
   });

@@ -30,7 +30,12 @@ describe('SSO domain proof: attacks by a hostile tenant', () => {
 
   beforeAll(async () => {
     dns = await startTestDns();
-    f = await startOAuthFixture({ SSO_DOMAIN_PROOF: 'dns', SSO_DNS_SERVERS: dns.server });
+    // Proofs per tenant: room for the attacks below, each tenant's own (see the (g) test).
+    f = await startOAuthFixture({
+      SSO_DOMAIN_PROOF: 'dns',
+      SSO_DNS_SERVERS: dns.server,
+      SSO_VERIFY_LIMIT: '30/60',
+    });
     hostile = await f.t.createTenant('Hostile');
   });
   afterAll(async () => {
@@ -181,13 +186,19 @@ describe('SSO domain proof: attacks by a hostile tenant', () => {
   });
 
   it('(g) repeated verify calls do not each send Warden to DNS (no unbounded lookups for a tenant)', async () => {
+    const flooder = await f.t.createTenant('Flooder');
+    expect((await putSso(flooder.apiKey, ['flood.example'])).status).toBe(200);
     const asked = dns.questions.length;
     const results = await Promise.all(
-      Array.from({ length: 20 }, () => verify(hostile.apiKey, 'hostile.example')),
+      Array.from({ length: 60 }, () => verify(flooder.apiKey, 'flood.example')),
     );
     for (const r of results) expect([400, 429]).toContain(r.status);
-    // 20 calls within a second: a bound (rate limit, or a remembered answer) should hold them to a few.
-    expect(dns.questions.length - asked, 'DNS questions sent for 20 verify calls').toBeLessThanOrEqual(5);
+    // 60 calls within a second: the tenant's proof budget (30 a minute here) holds them to 30.
+    expect(results.filter((r) => r.status === 429)).toHaveLength(30);
+    expect(dns.questions.length - asked, 'DNS questions sent for 60 verify calls').toBeLessThanOrEqual(30);
+    expect(results.find((r) => r.status === 429)?.body.error).toMatchObject({ code: 'rate_limited' });
+    // Another tenant's proofs are not held up by it.
+    expect((await verify(hostile.apiKey, 'hostile.example')).status).toBe(400);
   });
 
   it("(d) the hostile tenant never sees another tenant's proof token or client secret", async () => {
