@@ -298,7 +298,7 @@ export interface Config {
     readonly domainProof: 'dns' | 'none';
     /** Domain proof requests per tenant (each may send Warden's resolver to DNS), across every replica. */
     readonly verifyLimit: BudgetSpec;
-    /** Resolvers the DNS proof asks (`host` or `host:port`); null: the system's. */
+    /** Resolvers the DNS proof asks (an IP address, with a port if not 53); null: the system's. */
     readonly dnsServers: readonly string[] | null;
   };
   readonly auditRetentionDays: number;

@@ -11,7 +11,8 @@ export type AddressTake =
  * Without a limit anyone could fill the database. Every attempt counts (a refused one costs the
  * same work). The budget's sliding windows, in Redis when there is one (every replica shares
  * them), else in this process; `keyPrefix` keeps each limit apart. An attempt is never settled:
- * with no in-flight time it counts for exactly one window from its admission.
+ * with no in-flight time it counts for exactly one window from its admission. The key may be
+ * something else than an address: SSO domain proofs are counted per tenant.
  */
 export function createAddressLimit(options: {
   readonly spec: BudgetSpec;

@@ -1,18 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALICE, MALLORY, startOAuthFixture } from './test-support/oauth-fixture.ts';
+import { ALICE, MALLORY } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
-import { startTestDns } from './test-support/test-dns.ts';
+import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
+import type { DomainProofFixture } from './test-support/sso-domain-proof.ts';
 import type { TestDns } from './test-support/test-dns.ts';
-
-interface SsoDomainView {
-  domain: string;
-  status: 'verified' | 'pending' | 'held_elsewhere';
-  txt_record: { type: 'TXT'; name: string; value: string } | null;
-}
-interface SsoAnswer {
-  sso?: { allowed_email_domains: string[]; domains: SsoDomainView[] };
-  error?: { code: string; field?: string; message: string };
-}
 
 /**
  * With the DNS proof (the default), listing an email domain routes nobody anywhere until the
@@ -20,74 +11,42 @@ interface SsoAnswer {
  * that is not its own and receive that domain's engineers at an identity provider it runs.
  */
 describe('SSO email domains are proven by DNS before they route anyone', () => {
-  let dns: TestDns;
+  let fx: DomainProofFixture;
   let f: OAuthFixture;
+  let dns: TestDns;
   let squatter: { tenantId: string; apiKey: string };
 
   beforeAll(async () => {
-    dns = await startTestDns();
     // The fixture configures Acme's SSO with acme.com (pending now, with the proof on).
-    f = await startOAuthFixture({
-      SSO_DOMAIN_PROOF: 'dns',
-      SSO_DNS_SERVERS: dns.server,
-      // More proofs a minute than the default 5: these tests ask for many, on purpose.
-      SSO_VERIFY_LIMIT: '30/60',
-    });
+    fx = await startDomainProofFixture();
+    ({ f, dns } = fx);
     squatter = await f.t.createTenant('Squatter');
   });
   afterAll(async () => {
-    await f?.close();
-    await dns?.close();
+    await fx?.close();
   });
 
-  async function call(apiKey: string, method: 'GET' | 'PUT' | 'POST', url: string, payload?: object) {
-    const res = await f.t.app.inject({
-      method,
-      url,
-      headers: { authorization: `Bearer ${apiKey}` },
-      ...(payload ? { payload } : {}),
-    });
-    return { status: res.statusCode, body: res.json() as SsoAnswer };
-  }
-  const putSso = (apiKey: string, domains: string[]) =>
-    call(apiKey, 'PUT', '/api/v1/mcp/sso', {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: domains,
-    });
-  const verify = (apiKey: string, domain: string) =>
-    call(apiKey, 'POST', `/api/v1/mcp/sso/domains/${domain}/verify`);
-  const domainOf = async (apiKey: string, domain: string) =>
-    (await call(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain);
-  /** Where the sign-in page sends an email: the identity provider's URL, or the page it stays on. */
-  async function signInGoesTo(email: string): Promise<{ url: string; body: string }> {
-    const ua = f.userAgent();
-    const login = await ua.get(f.authorization().url.href);
-    return ua.submit(login, { email }, '/sso');
-  }
-
   it('a listed domain is pending with its TXT record, and routes nobody until proven', async () => {
-    const acme = await domainOf(f.tenant.apiKey, 'acme.com');
+    const acme = await fx.domainOf(f.tenant.apiKey, 'acme.com');
     expect(acme?.status).toBe('pending');
     expect(acme?.txt_record?.type).toBe('TXT');
     expect(acme?.txt_record?.name).toBe('_warden-challenge.acme.com');
     expect(acme?.txt_record?.value).toMatch(/^warden-domain-verification=[A-Za-z0-9_-]{24}$/);
 
     // The squatter lists acme.com too: accepted (it blocks nobody), pending, with a token of its own.
-    const squat = await putSso(squatter.apiKey, ['acme.com', 'squatter.example']);
+    const squat = await fx.putSso(squatter.apiKey, ['acme.com', 'squatter.example']);
     expect(squat.status, JSON.stringify(squat.body)).toBe(200);
     const squatClaim = squat.body.sso?.domains.find((d) => d.domain === 'acme.com');
     expect(squatClaim?.status).toBe('pending');
     expect(squatClaim?.txt_record?.value).not.toBe(acme?.txt_record?.value);
 
-    const page = await signInGoesTo(ALICE.email);
+    const page = await fx.signInGoesTo(ALICE.email);
     expect(page.url.startsWith(f.idp.issuer)).toBe(false);
     expect(page.body).toContain('No organization signs in engineers with @acme.com email addresses here.');
   });
 
   it('verifying without the record, with a wrong one, or while DNS fails is refused, naming the fix', async () => {
-    const missing = await verify(f.tenant.apiKey, 'acme.com');
+    const missing = await fx.verify(f.tenant.apiKey, 'acme.com');
     expect(missing.status).toBe(400);
     expect(missing.body.error).toMatchObject({ code: 'invalid_request', field: 'domain' });
     expect(missing.body.error?.message).toContain('_warden-challenge.acme.com');
@@ -95,35 +54,35 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
 
     // The squatter can publish nothing at acme.com: a record there with a token one character off
     // from its own proves nothing, for it or for Acme.
-    const squatToken = (await domainOf(squatter.apiKey, 'acme.com'))?.txt_record?.value as string;
+    const squatToken = (await fx.domainOf(squatter.apiKey, 'acme.com'))?.txt_record?.value as string;
     dns.setTxt('_warden-challenge.acme.com', [
       'v=spf1 -all',
       `${squatToken.slice(0, -1)}${squatToken.endsWith('A') ? 'B' : 'A'}`,
     ]);
-    expect((await verify(f.tenant.apiKey, 'acme.com')).status).toBe(400);
-    expect((await verify(squatter.apiKey, 'acme.com')).status).toBe(400);
+    expect((await fx.verify(f.tenant.apiKey, 'acme.com')).status).toBe(400);
+    expect((await fx.verify(squatter.apiKey, 'acme.com')).status).toBe(400);
 
     dns.fail(true);
-    const down = await verify(f.tenant.apiKey, 'acme.com');
+    const down = await fx.verify(f.tenant.apiKey, 'acme.com');
     dns.fail(false);
     expect(down.status, JSON.stringify(down.body)).toBe(503);
     expect(down.body.error?.code).toBe('unavailable');
 
     // Not a listed domain, or not a domain at all.
-    expect((await verify(f.tenant.apiKey, 'globex.example')).status).toBe(404);
-    expect((await verify(f.tenant.apiKey, 'not_a_domain')).body.error).toMatchObject({
+    expect((await fx.verify(f.tenant.apiKey, 'globex.example')).status).toBe(404);
+    expect((await fx.verify(f.tenant.apiKey, 'not_a_domain')).body.error).toMatchObject({
       code: 'invalid_request',
       field: 'domain',
     });
-    expect((await domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('pending');
+    expect((await fx.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('pending');
   });
 
   it('the owner proves its domain: engineers then reach its provider, and the squatter loses its claim', async () => {
-    const record = (await domainOf(f.tenant.apiKey, 'acme.com'))?.txt_record;
+    const record = (await fx.domainOf(f.tenant.apiKey, 'acme.com'))?.txt_record;
     expect(record).toBeTruthy();
     // Published among other TXT records, as DNS providers keep them.
     dns.setTxt(record!.name, ['v=spf1 -all', record!.value]);
-    const proven = await verify(f.tenant.apiKey, 'acme.com');
+    const proven = await fx.verify(f.tenant.apiKey, 'acme.com');
     expect(proven.status, JSON.stringify(proven.body)).toBe(200);
     expect(proven.body.sso?.domains.find((d) => d.domain === 'acme.com')).toEqual({
       domain: 'acme.com',
@@ -131,15 +90,15 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
       txt_record: null,
     });
     // Again: nothing more to do, same answer.
-    expect((await verify(f.tenant.apiKey, 'acme.com')).status).toBe(200);
+    expect((await fx.verify(f.tenant.apiKey, 'acme.com')).status).toBe(200);
 
-    const page = await signInGoesTo(ALICE.email);
+    const page = await fx.signInGoesTo(ALICE.email);
     expect(page.url.startsWith(f.idp.issuer), page.url).toBe(true);
 
     // The squatter's claim went: it shows as held elsewhere, cannot be proven, nor listed again.
-    expect((await domainOf(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
-    expect((await verify(squatter.apiKey, 'acme.com')).status).toBe(404);
-    const again = await putSso(squatter.apiKey, ['squatter.example', 'eng.acme.com']);
+    expect((await fx.domainOf(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    expect((await fx.verify(squatter.apiKey, 'acme.com')).status).toBe(404);
+    const again = await fx.putSso(squatter.apiKey, ['squatter.example', 'eng.acme.com']);
     expect(again.status).toBe(409);
     expect(again.body.error).toMatchObject({ code: 'conflict', field: 'allowed_email_domains' });
 
@@ -159,7 +118,7 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
   it('an engineer of a listed domain still pending is not signed in, even by an identity provider that vouches', async () => {
     // Acme lists evil.example too, unproven. Alice's address routes to Acme's provider, where
     // Mallory (mallory@evil.example, a verified email there) signs in instead.
-    const listed = await putSso(f.tenant.apiKey, ['acme.com', 'evil.example']);
+    const listed = await fx.putSso(f.tenant.apiKey, ['acme.com', 'evil.example']);
     expect(listed.status, JSON.stringify(listed.body)).toBe(200);
     expect(listed.body.sso?.domains.map((d) => [d.domain, d.status])).toEqual([
       ['acme.com', 'verified'],
@@ -183,21 +142,23 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
 
   it('two organizations proving one domain at once: exactly one keeps it', async () => {
     const [b, c] = [await f.t.createTenant('B'), await f.t.createTenant('C')];
-    expect((await putSso(b.apiKey, ['contested.example'])).status).toBe(200);
-    expect((await putSso(c.apiKey, ['contested.example'])).status).toBe(200);
+    expect((await fx.putSso(b.apiKey, ['contested.example'])).status).toBe(200);
+    expect((await fx.putSso(c.apiKey, ['contested.example'])).status).toBe(200);
     const tokens = await Promise.all(
-      [b, c].map(async (t) => (await domainOf(t.apiKey, 'contested.example'))?.txt_record?.value as string),
+      [b, c].map(
+        async (t) => (await fx.domainOf(t.apiKey, 'contested.example'))?.txt_record?.value as string,
+      ),
     );
     // Both records published (the domain changed hands, say): the proofs race, one wins.
     dns.setTxt('_warden-challenge.contested.example', tokens);
     const results = await Promise.all([
-      verify(b.apiKey, 'contested.example'),
-      verify(c.apiKey, 'contested.example'),
+      fx.verify(b.apiKey, 'contested.example'),
+      fx.verify(c.apiKey, 'contested.example'),
     ]);
     const statuses = results.map((r) => r.status).sort();
     expect(statuses[0]).toBe(200);
     expect([404, 409]).toContain(statuses[1]);
-    const views = await Promise.all([b, c].map((t) => domainOf(t.apiKey, 'contested.example')));
+    const views = await Promise.all([b, c].map((t) => fx.domainOf(t.apiKey, 'contested.example')));
     expect(views.map((v) => v?.status).sort()).toEqual(['held_elsewhere', 'verified']);
   });
 });

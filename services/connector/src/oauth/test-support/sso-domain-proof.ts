@@ -1,0 +1,78 @@
+import { startOAuthFixture } from './oauth-fixture.ts';
+import type { OAuthFixture } from './oauth-fixture.ts';
+import { startTestDns } from './test-dns.ts';
+import type { TestDns } from './test-dns.ts';
+
+export interface SsoDomainView {
+  domain: string;
+  status: 'verified' | 'pending' | 'held_elsewhere';
+  txt_record: { type: 'TXT'; name: string; value: string } | null;
+}
+export interface SsoAnswer {
+  sso?: { allowed_email_domains: string[]; domains: SsoDomainView[] };
+  error?: { code: string; field?: string; message: string };
+}
+
+/**
+ * The OAuth fixture with the SSO domain proof on, asking a real DNS server on loopback, and the
+ * tenant API calls the proof's tests make. Acme's SSO lists acme.com, pending until proven.
+ * `SSO_VERIFY_LIMIT` is 30 a minute (the default is 5): these tests ask for many proofs on purpose.
+ */
+export async function startDomainProofFixture() {
+  const dns: TestDns = await startTestDns();
+  let f: OAuthFixture;
+  try {
+    f = await startOAuthFixture({
+      SSO_DOMAIN_PROOF: 'dns',
+      SSO_DNS_SERVERS: dns.server,
+      SSO_VERIFY_LIMIT: '30/60',
+    });
+  } catch (error) {
+    await dns.close();
+    throw error;
+  }
+
+  async function call(
+    apiKey: string,
+    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    url: string,
+    payload?: object,
+  ) {
+    const res = await f.t.app.inject({
+      method,
+      url,
+      headers: { authorization: `Bearer ${apiKey}` },
+      ...(payload ? { payload } : {}),
+    });
+    return { status: res.statusCode, body: (res.body ? res.json() : {}) as SsoAnswer, raw: res.body };
+  }
+
+  return {
+    f,
+    dns,
+    call,
+    putSso: (apiKey: string, domains: string[]) =>
+      call(apiKey, 'PUT', '/api/v1/mcp/sso', {
+        issuer: f.idp.issuer,
+        client_id: f.idp.clientId,
+        client_secret: f.idp.clientSecret,
+        allowed_email_domains: domains,
+      }),
+    verify: (apiKey: string, domain: string) =>
+      call(apiKey, 'POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain)}/verify`),
+    domainOf: async (apiKey: string, domain: string) =>
+      (await call(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain),
+    /** Where the sign-in page sends an email: the identity provider's URL, or the page it stays on. */
+    async signInGoesTo(email: string): Promise<{ url: string; body: string }> {
+      const ua = f.userAgent();
+      const login = await ua.get(f.authorization().url.href);
+      return ua.submit(login, { email }, '/sso');
+    },
+    async close() {
+      await f.close();
+      await dns.close();
+    },
+  };
+}
+
+export type DomainProofFixture = Awaited<ReturnType<typeof startDomainProofFixture>>;
