@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { WardenError, invalidRequest, notFound } from '@warden/core';
 import { lifecycleRecord } from '@warden/audit';
+import type { AuditCaller } from '@warden/audit';
 import type { Database } from '@warden/db';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
@@ -56,6 +57,11 @@ export interface DomainProof {
   readonly resolveTxt: (name: string) => Promise<string[][]>;
 }
 
+/** A claim's proof token: 18 random bytes, 24 characters of base64url. */
+function newProofToken(): string {
+  return randomBytes(18).toString('base64url');
+}
+
 /** The TXT record a claim is proven by. */
 export function domainProofRecord(domain: string, token: string): { name: string; value: string } {
   return { name: `_warden-challenge.${domain}`, value: `warden-domain-verification=${token}` };
@@ -83,6 +89,13 @@ export interface SsoConfigService {
    * to prove a domain keeps it, and others' unproven claims of it and of names under it go.
    */
   verifyDomain(ctx: ActorContext, domain: string): Promise<SsoConfig>;
+  /**
+   * The operator's way out of a domain dispute: every claim of `domain` goes (each tenant that
+   * had one gets an `sso.domain_released` record naming the actor), so the domain routes nobody.
+   * With the DNS proof on, tenants whose configuration still lists it get a new pending claim with
+   * a new token: whoever proves it first keeps it, as for a domain never claimed.
+   */
+  releaseDomain(actor: AuditCaller, domain: string): Promise<{ domain: string; releasedFrom: string[] }>;
   /** The tenant whose SSO engineers of this (verified) email domain sign in with; one at most. */
   tenantForDomain(domain: string): Promise<{ tenantId: string; tenantName: string } | null>;
 }
@@ -375,7 +388,7 @@ export function createSsoConfigService(deps: {
               domain,
               tenant_id: tenantId,
               verified_at: domainProof.mode === 'none' ? new Date() : null,
-              proof_token: domainProof.mode === 'none' ? null : randomBytes(18).toString('base64url'),
+              proof_token: domainProof.mode === 'none' ? null : newProofToken(),
             })),
           )
           .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
@@ -503,6 +516,52 @@ export function createSsoConfigService(deps: {
       const config = await getConfig(tenantId);
       if (!config) throw notFound('SSO configuration');
       return config;
+    },
+    async releaseDomain(actor, raw) {
+      const domain = raw.trim().toLowerCase();
+      if (!DOMAIN.test(domain))
+        throw invalidRequest('domain', `"${raw}" is not a domain name such as "acme.com"`);
+      return db.transaction().execute(async (trx) => {
+        await lockClaims(trx);
+        const released = await trx
+          .deleteFrom('tenant_sso_domains')
+          .where('domain', '=', domain)
+          .returning(['tenant_id', 'verified_at'])
+          .execute();
+        if (released.length === 0) throw notFound(`a claim of ${domain}`);
+        if (domainProof.mode === 'dns') {
+          const listing = await trx
+            .selectFrom('tenant_sso_configs')
+            .select('tenant_id')
+            .where(sql<boolean>`allowed_email_domains ? ${domain}::text`)
+            .execute();
+          if (listing.length > 0) {
+            await trx
+              .insertInto('tenant_sso_domains')
+              .values(
+                listing.map((row) => ({
+                  domain,
+                  tenant_id: row.tenant_id,
+                  verified_at: null,
+                  proof_token: newProofToken(),
+                })),
+              )
+              .execute();
+          }
+        }
+        for (const claim of released) {
+          await audit(trx, claim.tenant_id, [
+            lifecycleRecord(
+              { caller: actor },
+              {
+                action: 'sso.domain_released',
+                details: { domain, was: claim.verified_at ? 'verified' : 'pending' },
+              },
+            ),
+          ]);
+        }
+        return { domain, releasedFrom: released.map((c) => c.tenant_id).sort() };
+      });
     },
     async tenantForDomain(domain) {
       const normalized = domain.trim().toLowerCase();

@@ -51,6 +51,14 @@ class PostAdminSpecReloadResponse(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class DeleteAdminSsoDomainsByDomainResponse(WardenModel):
+    """`DELETE /admin/v1/sso/domains/{domain}`: Release an SSO email domain: every organization’s claim of it goes (each gets an sso.domain_released record), so it routes nobody until an organization proves it again."""
+    domain: str
+    released_from: list[str]
+    """Tenants whose claim of the domain went."""
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Tenant(WardenModel):
     id: str
     name: str

@@ -11,6 +11,7 @@ import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
 import { createAddressLimit } from './address-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
+import { ssoAdminRoutes } from './sso-admin.routes.ts';
 
 /** TXT lookups for SSO domain proofs: a few seconds at most, then the proof answers 503. */
 function dnsResolver(servers: readonly string[] | null): (name: string) => Promise<string[][]> {
@@ -141,5 +142,6 @@ export async function setUpMcpOAuth(
       allowInsecure,
     }),
   );
+  await app.register(async (scope) => ssoAdminRoutes(scope, { ssoConfigs, adminToken: config.adminToken }));
   return server;
 }

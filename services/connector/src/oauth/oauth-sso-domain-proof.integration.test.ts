@@ -161,4 +161,61 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
     const views = await Promise.all([b, c].map((t) => fx.domainOf(t.apiKey, 'contested.example')));
     expect(views.map((v) => v?.status).sort()).toEqual(['held_elsewhere', 'verified']);
   });
+
+  it('the operator settles a dispute: releasing a domain frees it for whoever proves it next, on the record', async () => {
+    // A team with a delegated zone proved team.bigcorp.example first; BigCorp cannot list its own domain.
+    const [team, bigcorp] = [await f.t.createTenant('Team'), await f.t.createTenant('BigCorp')];
+    const listed = await fx.putSso(team.apiKey, ['team.bigcorp.example']);
+    const teamRecord = listed.body.sso?.domains[0]?.txt_record;
+    dns.setTxt(teamRecord!.name, [teamRecord!.value]);
+    expect((await fx.verify(team.apiKey, 'team.bigcorp.example')).status).toBe(200);
+    expect((await fx.putSso(bigcorp.apiKey, ['bigcorp.example'])).status).toBe(409);
+
+    const release = (domain: string, token: string | null = f.t.adminToken) =>
+      f.t.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/sso/domains/${domain}`,
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+    // Only the operator: a tenant API key is not the admin token.
+    expect((await release('team.bigcorp.example', team.apiKey)).statusCode).toBe(401);
+    expect((await release('team.bigcorp.example', null)).statusCode).toBe(401);
+    expect((await release('nobody.example')).statusCode).toBe(404);
+    expect((await release('not_a_domain')).json()).toMatchObject({
+      error: { code: 'invalid_request', field: 'domain' },
+    });
+    const released = await release('team.bigcorp.example');
+    expect(released.statusCode, released.body).toBe(200);
+    expect(released.json()).toEqual({ domain: 'team.bigcorp.example', released_from: [team.tenantId] });
+
+    // The team still lists it: pending again, with a new token, routing nobody meanwhile.
+    const again = await fx.domainOf(team.apiKey, 'team.bigcorp.example');
+    expect(again?.status).toBe('pending');
+    expect(again?.txt_record?.value).not.toBe(teamRecord!.value);
+    expect((await fx.signInGoesTo('dev@team.bigcorp.example')).url.startsWith(f.idp.issuer)).toBe(false);
+
+    // BigCorp may now list and prove its domain, which takes the team's pending claim below it.
+    const bigcorpListed = await fx.putSso(bigcorp.apiKey, ['bigcorp.example']);
+    expect(bigcorpListed.status, JSON.stringify(bigcorpListed.body)).toBe(200);
+    const bigcorpRecord = bigcorpListed.body.sso?.domains[0]?.txt_record;
+    dns.setTxt(bigcorpRecord!.name, [bigcorpRecord!.value]);
+    expect((await fx.verify(bigcorp.apiKey, 'bigcorp.example')).status).toBe(200);
+    expect((await fx.domainOf(team.apiKey, 'team.bigcorp.example'))?.status).toBe('held_elsewhere');
+
+    // The team's trail says who released its domain.
+    const events = await f.t.app.inject({
+      method: 'GET',
+      url: '/api/v1/audit/events?kind=lifecycle&page_size=100',
+      headers: { authorization: `Bearer ${team.apiKey}` },
+    });
+    const releasedEvents = (
+      events.json() as { events: Array<{ action: string; caller: { type: string }; details: unknown }> }
+    ).events.filter((e) => e.action === 'sso.domain_released');
+    expect(releasedEvents).toEqual([
+      expect.objectContaining({
+        caller: expect.objectContaining({ type: 'admin' }),
+        details: { domain: 'team.bigcorp.example', was: 'verified' },
+      }),
+    ]);
+  });
 });
