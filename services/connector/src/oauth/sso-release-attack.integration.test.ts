@@ -100,7 +100,11 @@ describe('release attack (DNS proof mode)', () => {
     expect(tok.status).toBe(200);
     const access = (tok.body as { access_token: string }).access_token;
     f.t.secrets.add(access);
-    const viaMcp = await f.t.app.inject({ method: 'DELETE', url, headers: { authorization: `Bearer ${access}` } });
+    const viaMcp = await f.t.app.inject({
+      method: 'DELETE',
+      url,
+      headers: { authorization: `Bearer ${access}` },
+    });
     expect(viaMcp.statusCode, viaMcp.body).toBe(401);
 
     // Tenant console session (with its CSRF token).
@@ -209,7 +213,11 @@ describe('release attack (DNS proof mode)', () => {
       '[::1]',
     ];
     for (const d of odd) {
-      const res = await f.t.app.inject({ method: 'DELETE', url: `/admin/v1/sso/domains/${d}`, headers: admin });
+      const res = await f.t.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/sso/domains/${d}`,
+        headers: admin,
+      });
       expect(res.statusCode, `${d.slice(0, 60)} -> ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
       expect(res.statusCode, `${d.slice(0, 60)} -> ${res.body.slice(0, 200)}`).toBeLessThan(500);
     }
@@ -313,10 +321,12 @@ describe('release attack (DNS proof mode)', () => {
           headers: { authorization: `Bearer ${f.t.adminToken}` },
         }),
       ]);
-      console.log('race round', round, 'verify', verify.status, 'release', release.statusCode);
       expect(verify.status, `round ${round} verify ${verify.raw}`).toBeLessThan(500);
       expect(release.statusCode, `round ${round} release ${release.body}`).toBe(200);
-      const [mine, theirs] = await Promise.all([fx.domainOf(racer.apiKey, domain), fx.domainOf(rival.apiKey, domain)]);
+      const [mine, theirs] = await Promise.all([
+        fx.domainOf(racer.apiKey, domain),
+        fx.domainOf(rival.apiKey, domain),
+      ]);
       // Release ran (before or after the verify): both claims pending, with new tokens.
       expect(mine?.status, `round ${round}`).toBe('pending');
       expect(theirs?.status, `round ${round}`).toBe('pending');
@@ -374,8 +384,9 @@ describe('release attack (SSO_DOMAIN_PROOF=none)', () => {
       headers: { authorization: `Bearer ${f.tenant.apiKey}` },
     });
     expect(sso.statusCode, sso.body).toBe(200);
-    const view = (sso.json() as { sso: { domains: Array<{ domain: string; status: string; txt_record: unknown }> } })
-      .sso.domains.find((d) => d.domain === 'acme.com');
+    const view = (
+      sso.json() as { sso: { domains: Array<{ domain: string; status: string; txt_record: unknown }> } }
+    ).sso.domains.find((d) => d.domain === 'acme.com');
     expect(view?.status).not.toBe('verified');
     expect(view?.txt_record ?? null).toBeNull();
     expect((await goes(ALICE.email)).url.startsWith(f.idp.issuer)).toBe(false);
