@@ -3,7 +3,7 @@ import { WardenError, invalidRequest, notFound } from '@warden/core';
 import { lifecycleRecord } from '@warden/audit';
 import type { AuditCaller } from '@warden/audit';
 import type { Database } from '@warden/db';
-import type { Kysely } from 'kysely';
+import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
 import { sql } from 'kysely';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
@@ -220,9 +220,20 @@ function withParents(domains: readonly string[]): string[] {
 }
 
 /**
- * Domains another tenant holds (proven) that are, are above or are below one of `domains`: a
- * subdomain routes its own engineers (bob@eng.acme.com), so it is the parent's owner's.
+ * Claims of `domains`, of names above them or of names below them: one organization holds a
+ * domain and its subdomains (a subdomain routes its own engineers, bob@eng.acme.com).
  */
+function atAboveOrBelow(
+  eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
+  domains: readonly string[],
+): Expression<SqlBool> {
+  return eb.or([
+    eb('domain', 'in', withParents(domains)),
+    ...domains.map((d) => eb('domain', 'like', `%.${d}`)),
+  ]);
+}
+
+/** Domains another tenant holds (proven) that are, are above or are below one of `domains`. */
 async function heldByOthers(
   trx: Kysely<Database>,
   tenantId: string,
@@ -234,15 +245,22 @@ async function heldByOthers(
     .select('domain')
     .where('tenant_id', '<>', tenantId)
     .where('verified_at', 'is not', null)
-    .where((eb) =>
-      eb.or([
-        eb('domain', 'in', withParents(domains)),
-        ...domains.map((d) => eb('domain', 'like', `%.${d}`)),
-      ]),
-    )
+    .where((eb) => atAboveOrBelow(eb, domains))
     .orderBy('domain')
     .execute();
   return rows.map((r) => r.domain);
+}
+
+/** A domain as the API names it (any case, spaces around), or a 400 naming `field`. */
+function normalizeDomain(raw: string, field: string): string {
+  const domain = raw.trim().toLowerCase();
+  if (!DOMAIN.test(domain)) throw invalidRequest(field, `"${raw}" is not a domain name such as "acme.com"`);
+  return domain;
+}
+
+/** A new claim waiting for its DNS proof. */
+function pendingClaim(domain: string, tenantId: string) {
+  return { domain, tenant_id: tenantId, verified_at: null, proof_token: newProofToken() };
 }
 
 /** Whether the proof record's name (`_warden-challenge.<domain>`) fits in a DNS name (253 characters). */
@@ -362,7 +380,6 @@ export function createSsoConfigService(deps: {
           .where('tenant_id', '=', tenantId)
           .forUpdate()
           .executeTakeFirst();
-        const previousClaims = previous ? await claimsOf(trx, tenantId) : [];
         // A domain another tenant holds stays theirs (claims are serialized by the lock above, so
         // two tenants cannot take a domain and its subdomain at once); the whole change is then
         // refused, nothing written.
@@ -384,12 +401,11 @@ export function createSsoConfigService(deps: {
         await trx
           .insertInto('tenant_sso_domains')
           .values(
-            domains.map((domain) => ({
-              domain,
-              tenant_id: tenantId,
-              verified_at: domainProof.mode === 'none' ? new Date() : null,
-              proof_token: domainProof.mode === 'none' ? null : newProofToken(),
-            })),
+            domains.map((domain) =>
+              domainProof.mode === 'none'
+                ? { domain, tenant_id: tenantId, verified_at: new Date(), proof_token: null }
+                : pendingClaim(domain, tenantId),
+            ),
           )
           .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
           .execute();
@@ -403,7 +419,8 @@ export function createSsoConfigService(deps: {
             .execute();
         }
         const config = toConfig(row, await claimsOf(trx, tenantId));
-        const before = previous ? toConfig(previous, previousClaims) : null;
+        // The record names the public fields only, never the claims: none are read for it.
+        const before = previous ? toConfig(previous, []) : null;
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
@@ -445,9 +462,7 @@ export function createSsoConfigService(deps: {
     },
     async verifyDomain(ctx, raw) {
       const { tenantId } = ctx;
-      const domain = raw.trim().toLowerCase();
-      if (!DOMAIN.test(domain))
-        throw invalidRequest('domain', `"${raw}" is not a domain name such as "acme.com"`);
+      const domain = normalizeDomain(raw, 'domain');
       const claim = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
       const notListed = () =>
         new WardenError(
@@ -504,9 +519,7 @@ export function createSsoConfigService(deps: {
             .deleteFrom('tenant_sso_domains')
             .where('tenant_id', '<>', tenantId)
             .where('verified_at', 'is', null)
-            .where((eb) =>
-              eb.or([eb('domain', 'in', withParents([domain])), eb('domain', 'like', `%.${domain}`)]),
-            )
+            .where((eb) => atAboveOrBelow(eb, [domain]))
             .execute();
           await audit(trx, tenantId, [
             lifecycleRecord({ caller: ctx.actor }, { action: 'sso.domain_verified', details: { domain } }),
@@ -518,9 +531,7 @@ export function createSsoConfigService(deps: {
       return config;
     },
     async releaseDomain(actor, raw) {
-      const domain = raw.trim().toLowerCase();
-      if (!DOMAIN.test(domain))
-        throw invalidRequest('domain', `"${raw}" is not a domain name such as "acme.com"`);
+      const domain = normalizeDomain(raw, 'domain');
       return db.transaction().execute(async (trx) => {
         await lockClaims(trx);
         const released = await trx
@@ -538,14 +549,7 @@ export function createSsoConfigService(deps: {
           if (listing.length > 0) {
             await trx
               .insertInto('tenant_sso_domains')
-              .values(
-                listing.map((row) => ({
-                  domain,
-                  tenant_id: row.tenant_id,
-                  verified_at: null,
-                  proof_token: newProofToken(),
-                })),
-              )
+              .values(listing.map((row) => pendingClaim(domain, row.tenant_id)))
               .execute();
           }
         }

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { WardenError } from '@warden/core';
 import { createMemoryWindows, createRedisWindows } from '@warden/ratelimit';
 import type { BudgetSpec, PrincipalWindows } from '@warden/ratelimit';
 
@@ -25,15 +26,30 @@ export function createAddressLimit(options: {
     ? createRedisWindows({ ...windowOptions, redis: options.redis, keyPrefix: options.keyPrefix })
     : createMemoryWindows(windowOptions);
 
+  /** Counts one attempt from `address`; throws `unavailable` when Redis cannot be asked (503). */
+  async function take(address: string): Promise<AddressTake> {
+    // The windows' REST kind stands for "requests" here; the key prefix keeps them apart.
+    const taken = await windows.take(address, 'rest', spec);
+    return taken.allowed
+      ? { allowed: true }
+      : { allowed: false, retryAfterSeconds: Math.ceil(taken.retryAfterMs / 1000) };
+  }
+
   return {
     spec,
-    /** Counts one attempt from `address`; throws `unavailable` when Redis cannot be asked (503). */
-    async take(address: string): Promise<AddressTake> {
-      // The windows' REST kind stands for "requests" here; the key prefix keeps them apart.
-      const taken = await windows.take(address, 'rest', spec);
-      return taken.allowed
-        ? { allowed: true }
-        : { allowed: false, retryAfterSeconds: Math.ceil(taken.retryAfterMs / 1000) };
+    take,
+    /**
+     * Counts one attempt from `key` and refuses one over the limit with `rate_limited` (429 and
+     * `Retry-After`): "too many <what> (at most N in W s<scope>); retry after R s".
+     */
+    async admit(key: string, what: string, scope = ''): Promise<void> {
+      const taken = await take(key);
+      if (taken.allowed) return;
+      throw new WardenError(
+        'rate_limited',
+        `too many ${what} (at most ${spec.capacity} in ${spec.windowSeconds} s${scope}); retry after ${taken.retryAfterSeconds} s`,
+        { retryAfterSeconds: taken.retryAfterSeconds },
+      );
     },
     close: () => windows.close(),
   };

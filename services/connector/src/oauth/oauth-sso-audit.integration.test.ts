@@ -53,17 +53,7 @@ describe('SSO configuration changes are audited with their actor', () => {
     // Oldest first, as they happened.
     return (res.json() as { events: Event[] }).events.filter((e) => e.action.startsWith('sso.'));
   }
-  async function exportBody(format: string): Promise<string> {
-    const from = new Date(Date.now() - 3600_000).toISOString();
-    const to = new Date(Date.now() + 3600_000).toISOString();
-    const res = await f.t.app.inject({
-      method: 'GET',
-      url: `/api/v1/audit/export?format=${format}&from=${from}&to=${to}`,
-      headers: auth(),
-    });
-    expect(res.statusCode, res.body).toBe(200);
-    return res.body;
-  }
+  const exportBody = (format: string) => f.t.auditExport(globex.apiKey, format);
 
   it('records creation, each change (old → new) and removal; a refused change records nothing', async () => {
     const apiKeyId = (await f.t.container.tenants.authenticate(globex.apiKey))?.apiKeyId;

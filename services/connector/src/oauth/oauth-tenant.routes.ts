@@ -1,7 +1,7 @@
 import { auditCaller } from '@warden/tools';
 import type { SsoConfig, SsoConfigService, TenantService } from '@warden/vault';
 import { validateIdentifier, validateSsoConfigInput } from '@warden/vault';
-import { WardenError, notFound } from '@warden/core';
+import { notFound } from '@warden/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -163,15 +163,7 @@ export async function oauthTenantRoutes(
     },
     handler: async (request) => {
       const actor = actorOf(request);
-      const taken = await deps.verifyLimit.take(actor.tenantId);
-      if (!taken.allowed) {
-        const { capacity, windowSeconds } = deps.verifyLimit.spec;
-        throw new WardenError(
-          'rate_limited',
-          `too many domain proofs asked for (at most ${capacity} in ${windowSeconds} s per organization); retry after ${taken.retryAfterSeconds} s`,
-          { retryAfterSeconds: taken.retryAfterSeconds },
-        );
-      }
+      await deps.verifyLimit.admit(actor.tenantId, 'domain proofs asked for', ' per organization');
       const config = await deps.ssoConfigs.verifyDomain(actor, request.params.domain);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },

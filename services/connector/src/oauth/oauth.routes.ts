@@ -35,7 +35,7 @@ export interface OAuthRouteDeps {
   readonly server: OAuthServer;
   readonly registrationLimit: Pick<AddressLimit, 'spec' | 'take'>;
   /** SSO sign-ins started per client address (each stores a pending sign-in for its lifetime). */
-  readonly signInLimit: Pick<AddressLimit, 'spec' | 'take'>;
+  readonly signInLimit: Pick<AddressLimit, 'admit'>;
   /** Authorization requests per client address (each stores a sign-in interaction); same spec. */
   readonly authorizationLimit: Pick<AddressLimit, 'spec' | 'take'>;
   readonly db: Kysely<Database>;
@@ -275,15 +275,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     sign: { tenantId: string; email: string; interactionUid: string | null },
   ): Promise<string> {
     // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
-    const taken = await deps.signInLimit.take(request.ip);
-    if (!taken.allowed) {
-      const { capacity, windowSeconds } = deps.signInLimit.spec;
-      throw new WardenError(
-        'rate_limited',
-        `too many sign-ins started from this address (at most ${capacity} in ${windowSeconds} s); retry after ${taken.retryAfterSeconds} s`,
-        { retryAfterSeconds: taken.retryAfterSeconds },
-      );
-    }
+    await deps.signInLimit.admit(request.ip, 'sign-ins started from this address');
     const state = randomBytes(32).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
     const started = await deps.sso.start(sign.tenantId, { loginHint: sign.email, state });

@@ -32,6 +32,8 @@ export interface TestApp {
   connect(apiKey: string, identifier: string, apiToken: string): Promise<string>;
   /** `POST /api/v1/execute_tool` with `cloudflare_execute` as `identifier`, in process. */
   execute(apiKey: string, identifier: string, code: string): Promise<LightMyRequestResponse>;
+  /** The tenant's audit export in `format` for the hour around now (expects 200); returns the body. */
+  auditExport(apiKey: string, format: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -115,6 +117,17 @@ export async function startTestApp(
         headers: { authorization: `Bearer ${apiKey}` },
         payload: { tool_name: 'cloudflare_execute', identifier, params: { code } },
       });
+    },
+    async auditExport(apiKey, format) {
+      const from = new Date(Date.now() - 3600_000).toISOString();
+      const to = new Date(Date.now() + 3600_000).toISOString();
+      const res = await app.inject({
+        method: 'GET',
+        url: `/api/v1/audit/export?format=${format}&from=${from}&to=${to}`,
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      return res.body;
     },
     async close() {
       await app.close();
