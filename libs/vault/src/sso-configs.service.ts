@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { WardenError, invalidRequest, notFound } from '@warden/core';
-import { lifecycleRecord } from '@warden/audit';
+import { SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
 import type { AuditCaller } from '@warden/audit';
 import type { Database } from '@warden/db';
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
 import { sql } from 'kysely';
+import { getPublicSuffix } from 'tldts';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
@@ -119,6 +120,16 @@ export async function removeSsoConsoleAdmin(
 }
 
 const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
+
+/**
+ * Whether `domain` is itself a public suffix of the Public Suffix List (`com`, `co.uk`, and the
+ * private section's `github.io` or `herokuapp.com`): names under it are registered by different
+ * owners, so claiming it would route them all to one organization (with `SSO_DOMAIN_PROOF=none`)
+ * or block them all from proving their own domain (the one-owner rule covers names below).
+ */
+function isPublicSuffix(domain: string): boolean {
+  return getPublicSuffix(domain, { allowPrivateDomains: true }) === domain;
+}
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
 /** Validates and normalizes the parts of an SSO configuration a tenant sends. */
@@ -152,6 +163,13 @@ export function validateSsoConfigInput(
   const bad = domains.find((d) => !DOMAIN.test(d));
   if (bad !== undefined) {
     throw invalidRequest('allowed_email_domains', `"${bad}" is not a domain name such as "acme.com"`);
+  }
+  const suffix = domains.find(isPublicSuffix);
+  if (suffix !== undefined) {
+    throw invalidRequest(
+      'allowed_email_domains',
+      `"${suffix}" is a public suffix: the names under it belong to different owners, so no organization can hold it; list your own domain under it, e.g. "acme.${suffix}"`,
+    );
   }
   if (input.consoleAdmins.length > 100) {
     throw invalidRequest('console_admins', 'list at most 100 identifiers');
@@ -515,15 +533,41 @@ export function createSsoConfigService(deps: {
           if (!proven) return;
           // Others' unproven claims of the domain, of names under it and of names above it can no
           // longer be proven (one organization per domain and its subdomains): they show as held elsewhere.
-          await trx
+          const lost = await trx
             .deleteFrom('tenant_sso_domains')
             .where('tenant_id', '<>', tenantId)
             .where('verified_at', 'is', null)
             .where((eb) => atAboveOrBelow(eb, [domain]))
+            .returning(['tenant_id', 'domain'])
             .execute();
           await audit(trx, tenantId, [
             lifecycleRecord({ caller: ctx.actor }, { action: 'sso.domain_verified', details: { domain } }),
           ]);
+          // Each organization whose claim went learns it from its own trail, by Warden (the
+          // prover's actor is another tenant's and stays out of it); its GET shows held_elsewhere.
+          const lostBy = Map.groupBy(
+            lost.sort((x, y) => x.domain.localeCompare(y.domain)),
+            (claim) => claim.tenant_id,
+          );
+          for (const loser of [...lostBy.keys()].sort()) {
+            await audit(
+              trx,
+              loser,
+              (lostBy.get(loser) ?? []).map((claim) =>
+                lifecycleRecord(
+                  { caller: SYSTEM_CALLER },
+                  {
+                    action: 'sso.domain_lost',
+                    details: {
+                      domain: claim.domain,
+                      reason: 'proven_by_another_organization',
+                      proven: domain,
+                    },
+                  },
+                ),
+              ),
+            );
+          }
         });
       }
       const config = await getConfig(tenantId);

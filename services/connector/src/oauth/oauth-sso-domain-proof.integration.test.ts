@@ -103,16 +103,20 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
     expect(again.body.error).toMatchObject({ code: 'conflict', field: 'allowed_email_domains' });
 
     // The proof is on the record, with who proved it.
-    const events = await f.t.app.inject({
-      method: 'GET',
-      url: '/api/v1/audit/events?kind=lifecycle&page_size=100',
-      headers: { authorization: `Bearer ${f.tenant.apiKey}` },
-    });
-    const verified = (
-      events.json() as { events: Array<{ action: string; caller: { type: string }; details: unknown }> }
-    ).events.filter((e) => e.action === 'sso.domain_verified');
+    const verified = await fx.lifecycleEvents(f.tenant.apiKey, 'sso.domain_verified');
     expect(verified).toHaveLength(1);
     expect(verified[0]).toMatchObject({ caller: { type: 'api_key' }, details: { domain: 'acme.com' } });
+    // The squatter's trail says its claim went, by Warden: the prover's key stays out of it.
+    const lost = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost');
+    expect(lost).toEqual([
+      expect.objectContaining({
+        caller: expect.objectContaining({ type: 'system', id: null }),
+        details: { domain: 'acme.com', reason: 'proven_by_another_organization', proven: 'acme.com' },
+      }),
+    ]);
+    expect(JSON.stringify(lost)).not.toContain(verified[0]!.caller.id as string);
+    // Acme lost nothing.
+    expect(await fx.lifecycleEvents(f.tenant.apiKey, 'sso.domain_lost')).toEqual([]);
   });
 
   it('an engineer of a listed domain still pending is not signed in, even by an identity provider that vouches', async () => {
@@ -202,19 +206,21 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
     expect((await fx.verify(bigcorp.apiKey, 'bigcorp.example')).status).toBe(200);
     expect((await fx.domainOf(team.apiKey, 'team.bigcorp.example'))?.status).toBe('held_elsewhere');
 
-    // The team's trail says who released its domain.
-    const events = await f.t.app.inject({
-      method: 'GET',
-      url: '/api/v1/audit/events?kind=lifecycle&page_size=100',
-      headers: { authorization: `Bearer ${team.apiKey}` },
-    });
-    const releasedEvents = (
-      events.json() as { events: Array<{ action: string; caller: { type: string }; details: unknown }> }
-    ).events.filter((e) => e.action === 'sso.domain_released');
-    expect(releasedEvents).toEqual([
+    // The team's trail says who released its domain, then that BigCorp's proof took its claim.
+    expect(await fx.lifecycleEvents(team.apiKey, 'sso.domain_released')).toEqual([
       expect.objectContaining({
         caller: expect.objectContaining({ type: 'admin' }),
         details: { domain: 'team.bigcorp.example', was: 'verified' },
+      }),
+    ]);
+    expect(await fx.lifecycleEvents(team.apiKey, 'sso.domain_lost')).toEqual([
+      expect.objectContaining({
+        caller: expect.objectContaining({ type: 'system' }),
+        details: {
+          domain: 'team.bigcorp.example',
+          reason: 'proven_by_another_organization',
+          proven: 'bigcorp.example',
+        },
       }),
     ]);
   });

@@ -90,6 +90,25 @@ describe('an email domain signs in to one organization only', () => {
     expect((await putSso(evil.apiKey, ['evil.example'])).status).toBe(200);
   });
 
+  it('a public suffix belongs to no organization: refused with 400 naming the field, writing nothing', async () => {
+    // Held first come (this deployment asks no DNS proof), co.uk would keep every other
+    // organization from listing its own domain under it.
+    for (const suffix of ['co.uk', 'GitHub.io', 'com.au']) {
+      const squat = await putSso(evil.apiKey, ['evil.example', suffix]);
+      expect(squat.status, JSON.stringify(squat.body)).toBe(400);
+      expect(squat.body.error).toMatchObject({ code: 'invalid_request', field: 'allowed_email_domains' });
+      expect(squat.body.error?.message).toContain(`"${suffix.toLowerCase()}" is a public suffix`);
+      expect(squat.body.error?.message).toContain(`"acme.${suffix.toLowerCase()}"`);
+    }
+    expect((await getSso(evil.apiKey)).body.sso?.allowed_email_domains).toEqual(['evil.example']);
+    // A domain under one is an organization's own.
+    const other = await f.t.createTenant('Acme UK');
+    const own = await putSso(other.apiKey, ['acme.co.uk', 'acme.github.io'], f.idp);
+    expect(own.status, JSON.stringify(own.body)).toBe(200);
+    expect((await putSso(evil.apiKey, ['evil.example', 'evil.co.uk'])).status).toBe(200);
+    expect((await putSso(evil.apiKey, ['evil.example'])).status).toBe(200);
+  });
+
   it("an Acme engineer's email still reaches Acme's identity provider, never the other tenant's", async () => {
     const ua = f.userAgent();
     const login = await ua.get(authorizationUrl().href);

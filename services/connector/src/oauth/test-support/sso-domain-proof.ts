@@ -8,6 +8,12 @@ export interface SsoDomainView {
   status: 'verified' | 'pending' | 'held_elsewhere';
   txt_record: { type: 'TXT'; name: string; value: string } | null;
 }
+/** A lifecycle record as the tenant's audit API returns it. */
+export interface LifecycleEventView {
+  action: string;
+  caller: { type: string; id: string | null };
+  details: unknown;
+}
 export interface SsoAnswer {
   sso?: { allowed_email_domains: string[]; domains: SsoDomainView[] };
   error?: { code: string; field?: string; message: string };
@@ -62,6 +68,16 @@ export async function startDomainProofFixture() {
       call(apiKey, 'POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain)}/verify`),
     domainOf: async (apiKey: string, domain: string) =>
       (await call(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain),
+    /** The tenant's lifecycle records with this action, oldest first. */
+    async lifecycleEvents(apiKey: string, action: string): Promise<LifecycleEventView[]> {
+      const res = await f.t.app.inject({
+        method: 'GET',
+        url: '/api/v1/audit/events?kind=lifecycle&page_size=100',
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      const events = (res.json() as { events: LifecycleEventView[] }).events;
+      return events.filter((e) => e.action === action);
+    },
     /** Where the sign-in page sends an email: the identity provider's URL, or the page it stays on. */
     async signInGoesTo(email: string): Promise<{ url: string; body: string }> {
       const ua = f.userAgent();
