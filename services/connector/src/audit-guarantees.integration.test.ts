@@ -63,13 +63,6 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     const token = cf.state.createUserToken({ userId, permissions: PERMISSIONS });
     return { token, id: await t.connect(tenant.apiKey, identifier, token.value) };
   }
-  const execute = (identifier: string, code: string, extra: Record<string, unknown> = {}) =>
-    t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: auth(),
-      payload: { tool_name: 'cloudflare_execute', identifier, params: { code }, ...extra },
-    });
   async function allEvents(query: Record<string, string>): Promise<Event[]> {
     const out: Event[] = [];
     let pageToken: string | null = null;
@@ -95,13 +88,15 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     await connect('nul');
     cf.clearRequests();
     const victims = Array.from({ length: 40 }, () =>
-      execute(
+      t.execute(
+        tenant.apiKey,
         'victim',
         `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
       ),
     );
     const poisoners = Array.from({ length: 40 }, (_, i) =>
-      execute(
+      t.execute(
+        tenant.apiKey,
         'nul',
         // A NUL in the error and in the code (a comment); agent run ids are ids and refuse it.
         `async () => { /* \u0000 */ await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' }); throw new Error('done\\u0000${i}') }`,
@@ -137,7 +132,8 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
   it('never lets a credential Cloudflare echoes back reach a result, an error, the trail or an export', async () => {
     const { token } = await connect('echo');
     cf.faults.echoCredentialNext(2);
-    const res = await execute(
+    const res = await t.execute(
+      tenant.apiKey,
       'echo',
       `async () => { const r = await cloudflare.request({ method: 'GET', path: '/zones' }); return r; }`,
     );
@@ -145,7 +141,8 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     expect(res.body).not.toContain(token.value);
     expect(res.body).not.toContain(Buffer.from(token.value).toString('base64'));
     expect(res.body).toContain('[REDACTED]');
-    const thrown = await execute(
+    const thrown = await t.execute(
+      tenant.apiKey,
       'echo',
       `async () => { const r = await cloudflare.request({ method: 'GET', path: '/zones' }); throw new Error(JSON.stringify(r.errors)); }`,
     );
@@ -253,7 +250,8 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
     // Cloudflare stops accepting the rotated token: the next 401 is verified again and the
     // account marked INVALID, by the system.
     cf.state.setTokenStatus(rotated.id, 'disabled');
-    await execute(
+    await t.execute(
+      tenant.apiKey,
       'lifecycle',
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
     );
@@ -363,7 +361,8 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
       .execute();
     t.container.envelope.cache.clear();
     cf.clearRequests();
-    const res = await execute(
+    const res = await t.execute(
+      tenant.apiKey,
       'tampered',
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).success`,
     );

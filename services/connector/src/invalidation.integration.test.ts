@@ -66,8 +66,6 @@ describe('changes reach every replica before the next upstream request', () => {
     url: string,
     payload?: Record<string, unknown>,
   ) => app.app.inject({ method, url, headers: auth(), ...(payload !== undefined ? { payload } : {}) });
-  const execute = (identifier: string, code: string) =>
-    on(a, 'POST', '/api/v1/execute_tool', { tool_name: 'cloudflare_execute', identifier, params: { code } });
   // Built when first used: the zone exists only once beforeAll has run.
   const getZone = () =>
     `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`;
@@ -79,7 +77,7 @@ describe('changes reach every replica before the next upstream request', () => {
   it('a call starting right after a change made on the other replica sees it', async () => {
     const first = token();
     const accountId = await a.connect(tenant.apiKey, 'dana', first.value);
-    expect((await execute('dana', getZone())).json().data).toBe(true);
+    expect((await a.execute(tenant.apiKey, 'dana', getZone())).json().data).toBe(true);
 
     // Tenant policy.
     expect(
@@ -89,9 +87,9 @@ describe('changes reach every replica before the next upstream request', () => {
         })
       ).statusCode,
     ).toBe(200);
-    expect((await execute('dana', getZone())).json().error?.code).toBe('policy_denied');
+    expect((await a.execute(tenant.apiKey, 'dana', getZone())).json().error?.code).toBe('policy_denied');
     expect((await on(b, 'PUT', '/api/v1/policy', {})).statusCode).toBe(200);
-    expect((await execute('dana', getZone())).json().data).toBe(true);
+    expect((await a.execute(tenant.apiKey, 'dana', getZone())).json().data).toBe(true);
 
     // Identity policy.
     expect(
@@ -101,9 +99,9 @@ describe('changes reach every replica before the next upstream request', () => {
         })
       ).statusCode,
     ).toBe(200);
-    expect((await execute('dana', getZone())).json().error?.code).toBe('policy_denied');
+    expect((await a.execute(tenant.apiKey, 'dana', getZone())).json().error?.code).toBe('policy_denied');
     expect((await on(b, 'DELETE', '/api/v1/identities/dana/policy')).statusCode).toBe(204);
-    expect((await execute('dana', getZone())).json().data).toBe(true);
+    expect((await a.execute(tenant.apiKey, 'dana', getZone())).json().data).toBe(true);
 
     // Rotation: the next call carries the new credential.
     const second = token();
@@ -115,13 +113,14 @@ describe('changes reach every replica before the next upstream request', () => {
       ).statusCode,
     ).toBe(200);
     cf.clearRequests();
-    const rotatedCall = await execute('dana', getZone());
+    const rotatedCall = await a.execute(tenant.apiKey, 'dana', getZone());
     expect(rotatedCall.json().data, rotatedCall.body).toBe(true);
     expect(zoneRequests().map((r) => r.tokenId)).toEqual([second.id]);
 
     // Settings: a budget lowered below what this user has used refuses the next request.
     expect((await on(b, 'PATCH', '/api/v1/settings', { budget: '1/3600' })).statusCode).toBe(200);
-    const twice = await execute(
+    const twice = await a.execute(
+      tenant.apiKey,
       'dana',
       `async () => { const out = []; for (let i = 0; i < 2; i++) { try { await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' }); out.push('ok'); } catch (e) { out.push(e.code); } } return out; }`,
     );
@@ -131,7 +130,7 @@ describe('changes reach every replica before the next upstream request', () => {
     // Revocation.
     expect((await on(b, 'DELETE', `/api/v1/connected_accounts/${accountId}`)).statusCode).toBe(204);
     cf.clearRequests();
-    expect((await execute('dana', getZone())).statusCode).toBe(404);
+    expect((await a.execute(tenant.apiKey, 'dana', getZone())).statusCode).toBe(404);
     expect(zoneRequests()).toHaveLength(0);
   });
 
@@ -142,7 +141,7 @@ describe('changes reach every replica before the next upstream request', () => {
     try {
       // A policy change stops the loop at its next request.
       cf.clearRequests();
-      let running = execute('erin', loop());
+      let running = a.execute(tenant.apiKey, 'erin', loop());
       await new Promise((resolve) => setTimeout(resolve, 300));
       await on(b, 'PUT', '/api/v1/policy', {
         rules: [{ effect: 'deny', methods: ['GET'], path: '/zones/*' }],
@@ -156,7 +155,7 @@ describe('changes reach every replica before the next upstream request', () => {
 
       // A rotation: every request after it carries the new credential.
       cf.clearRequests();
-      running = execute('erin', loop());
+      running = a.execute(tenant.apiKey, 'erin', loop());
       await new Promise((resolve) => setTimeout(resolve, 300));
       const second = token(users.erin);
       await on(b, 'PUT', `/api/v1/connected_accounts/${accountId}`, {

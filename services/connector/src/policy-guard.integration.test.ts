@@ -42,14 +42,6 @@ describe('policy guard through the real service', () => {
     return { ...tenant, token, auth: { authorization: `Bearer ${tenant.apiKey}` } };
   }
 
-  const execute = (apiKey: string, identifier: string, code: string) =>
-    t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: { authorization: `Bearer ${apiKey}` },
-      payload: { tool_name: 'cloudflare_execute', identifier, params: { code } },
-    });
-
   const putPolicy = (auth: Record<string, string>, url: string, payload: Record<string, unknown>) =>
     t.app.inject({ method: 'PUT', url, headers: auth, payload });
 
@@ -74,7 +66,7 @@ describe('policy guard through the real service', () => {
       [`${base}/%256Cogpush/jobs`, 'invalid_request'],
     ];
     cf.clearRequests();
-    const res = await execute(
+    const res = await t.execute(
       tenant.apiKey,
       'enc',
       tryEach([
@@ -103,7 +95,7 @@ describe('policy guard through the real service', () => {
     const put = await putPolicy(tenant.auth, '/api/v1/identities/gql/policy', { read_only: true });
     expect(put.statusCode).toBe(200);
     cf.clearRequests();
-    const res = await execute(
+    const res = await t.execute(
       tenant.apiKey,
       'gql',
       tryEach([
@@ -136,7 +128,7 @@ describe('policy guard through the real service', () => {
       'com.cloudflare.api.token.delete',
     ]);
     const mint = (name: string) =>
-      execute(
+      t.execute(
         tenant.apiKey,
         'minter',
         `async () => { try { const r = await cloudflare.request({ method: 'POST', path: '/user/tokens', body: { name: ${JSON.stringify(name)}, policies: [{ permission_groups: [{ name: '#zone:read' }] }] } }); return r.result; } catch (e) { return { code: e.code, message: e.message }; } }`,
@@ -253,9 +245,9 @@ describe('policy guard through the real service', () => {
     // first execution's one-off start-up work (a sandbox child, compiled code paths) is not the
     // rule's cost, which is what the 100 ms bound is about.
     await setPolicyRules([]);
-    await execute(tenant.apiKey, 'patho', tryEach(requests));
+    await t.execute(tenant.apiKey, 'patho', tryEach(requests));
     await setPolicyRules([{ effect: 'deny', methods: ['GET'], path: pathological, name: 'pathological' }]);
-    const running = execute(tenant.apiKey, 'patho', tryEach(requests));
+    const running = t.execute(tenant.apiKey, 'patho', tryEach(requests));
     let done = false;
     void running.finally(() => {
       done = true;
