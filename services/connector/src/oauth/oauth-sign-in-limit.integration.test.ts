@@ -71,3 +71,46 @@ describe('sign-in starts are limited per client address', () => {
     expect((await pending()) - before).toBe(3);
   });
 });
+
+/**
+ * An IPv6 client is routinely given a whole /64, and picks a new address in it at will (privacy
+ * addresses): counted per address, one client had 2^64 allowances. Behind a trusted proxy
+ * (TRUST_PROXY), X-Forwarded-For names the client.
+ */
+describe('sign-in starts from IPv6 count per /64', () => {
+  let f: OAuthFixture;
+
+  beforeAll(async () => {
+    f = await startOAuthFixture({ OAUTH_SIGN_IN_LIMIT: '3/600', TRUST_PROXY: 'loopback' });
+  });
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  const startFrom = async (client: string) => {
+    const res = await fetch(`${f.base}/console/api/sso`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': client },
+      body: JSON.stringify({ email: 'x@acme.com' }),
+    });
+    await res.body?.cancel();
+    return res.status;
+  };
+
+  it('new addresses in one /64 share its limit; another /64, and IPv4 in either form, count apart', async () => {
+    const oneNetwork = ['2001:db8:1:2::1', '2001:db8:1:2:aaaa::5', '2001:DB8:1:2:ffff:ffff:ffff:ffff'];
+    const statuses = [];
+    for (const address of oneNetwork) statuses.push(await startFrom(address));
+    statuses.push(await startFrom('2001:db8:1:2:1234:5678:9abc:def0'));
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect(await startFrom('2001:db8:1:3::1')).toBe(200);
+    // An IPv4 client is its address, written either way.
+    expect([
+      await startFrom('203.0.113.7'),
+      await startFrom('::ffff:203.0.113.7'),
+      await startFrom('::ffff:cb00:7107'),
+      await startFrom('203.0.113.7'),
+      await startFrom('203.0.113.8'),
+    ]).toEqual([200, 200, 200, 429, 200]);
+  });
+});
