@@ -302,6 +302,14 @@ function heldConflict(taken: readonly string[]): WardenError {
   );
 }
 
+/**
+ * A domain starts routing (`sso.domain_verified`): proven by its DNS record (`dns`), or listed
+ * where the deployment asks no proof (`none`).
+ */
+function domainVerifiedRecord(actor: AuditCaller, domain: string, proof: DomainProof['mode']) {
+  return lifecycleRecord({ caller: actor }, { action: 'sso.domain_verified', details: { domain, proof } });
+}
+
 /** The row identity the client secret is sealed to: a copy in another tenant's row does not open. */
 function identity(tenantId: string): SealIdentity {
   return sealIdentity('sso_client_secret', tenantId, tenantId);
@@ -416,7 +424,7 @@ export function createSsoConfigService(deps: {
           .execute();
         // A claim the tenant already has keeps its proof (and its token); a new one is proven at
         // once only where the deployment asks no proof.
-        await trx
+        const inserted = await trx
           .insertInto('tenant_sso_domains')
           .values(
             domains.map((domain) =>
@@ -426,15 +434,19 @@ export function createSsoConfigService(deps: {
             ),
           )
           .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
+          .returning('domain')
           .execute();
+        const routing: string[] = [];
         if (domainProof.mode === 'none') {
           // Claims left pending while the deployment asked for proof count now (nobody holds them: see above).
-          await trx
+          const proven = await trx
             .updateTable('tenant_sso_domains')
             .set({ verified_at: new Date() })
             .where('tenant_id', '=', tenantId)
             .where('verified_at', 'is', null)
+            .returning('domain')
             .execute();
+          routing.push(...inserted.map((c) => c.domain), ...proven.map((c) => c.domain));
         }
         const config = toConfig(row, await claimsOf(trx, tenantId));
         // The record names the public fields only, never the claims: none are read for it.
@@ -444,6 +456,8 @@ export function createSsoConfigService(deps: {
             { caller: ctx.actor },
             { action: before ? 'sso.changed' : 'sso.configured', details: ssoChangeDetails(before, config) },
           ),
+          // Every domain that starts routing has its record, whichever way it was proven.
+          ...routing.sort().map((domain) => domainVerifiedRecord(ctx.actor, domain, 'none')),
         ]);
         return config;
       });
@@ -540,9 +554,7 @@ export function createSsoConfigService(deps: {
             .where((eb) => atAboveOrBelow(eb, [domain]))
             .returning(['tenant_id', 'domain'])
             .execute();
-          await audit(trx, tenantId, [
-            lifecycleRecord({ caller: ctx.actor }, { action: 'sso.domain_verified', details: { domain } }),
-          ]);
+          await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
           // Each organization whose claim went learns it from its own trail, by Warden (the
           // prover's actor is another tenant's and stays out of it); its GET shows held_elsewhere.
           const lostBy = Map.groupBy(

@@ -68,12 +68,25 @@ describe('SSO configuration changes are audited with their actor', () => {
     const again = await f.t.app.inject({ method: 'DELETE', url: '/api/v1/mcp/sso', headers: auth() });
     expect(again.statusCode).toBe(404);
 
-    const events = await ssoEvents();
-    expect(events.map((e) => e.action)).toEqual(['sso.configured', 'sso.changed', 'sso.removed']);
-    for (const event of events) {
+    const all = await ssoEvents();
+    // This deployment asks no proof (SSO_DOMAIN_PROOF=none): a listed domain starts routing at
+    // once, and says so with its own record, as a proven one does.
+    expect(all.map((e) => e.action)).toEqual([
+      'sso.configured',
+      'sso.domain_verified',
+      'sso.changed',
+      'sso.domain_verified',
+      'sso.removed',
+    ]);
+    for (const event of all) {
       expect(event.caller).toMatchObject({ type: 'api_key', id: apiKeyId });
       expect(event.outcome).toBe('success');
     }
+    expect(all.filter((e) => e.action === 'sso.domain_verified').map((e) => e.details)).toEqual([
+      { domain: 'globex.example', proof: 'none' },
+      { domain: 'eu.globex.example', proof: 'none' },
+    ]);
+    const events = all.filter((e) => e.action !== 'sso.domain_verified');
     const [configured, changed, removedEvent] = events as [Event, Event, Event];
     expect(configured.details).toEqual({
       before: null,

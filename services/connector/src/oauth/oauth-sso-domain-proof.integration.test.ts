@@ -105,7 +105,10 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
     // The proof is on the record, with who proved it.
     const verified = await fx.lifecycleEvents(f.tenant.apiKey, 'sso.domain_verified');
     expect(verified).toHaveLength(1);
-    expect(verified[0]).toMatchObject({ caller: { type: 'api_key' }, details: { domain: 'acme.com' } });
+    expect(verified[0]).toMatchObject({
+      caller: { type: 'api_key' },
+      details: { domain: 'acme.com', proof: 'dns' },
+    });
     // The squatter's trail says its claim went, by Warden: the prover's key stays out of it.
     const lost = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost');
     expect(lost).toEqual([
