@@ -55,20 +55,15 @@ describe('write approvals with unstorable text', () => {
       ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
     });
   }
-  const execute = (code: string) =>
-    api('POST', '/api/v1/execute_tool', {
-      tool_name: 'cloudflare_execute',
-      identifier: 'ann',
-      params: { code },
-    });
-
   for (const [label, bad, original] of [
     ['a NUL', '\\u0000', 'a\u0000b'],
     ['an unpaired surrogate', '\\ud800', 'a\ud800b'],
   ] as const) {
     it(`plans a held write whose body carries ${label}, and applies exactly the original`, async () => {
       const name = `held-${label.length}.nul.example`;
-      const res = await execute(
+      const res = await t.execute(
+        tenant.apiKey,
+        'ann',
         `async () => cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: '${name}', content: 'a${bad}b' } })`,
       );
       expect(res.statusCode, res.body).toBe(200);
@@ -89,7 +84,9 @@ describe('write approvals with unstorable text', () => {
       name: 'echo.nul.example',
       content: 'old\u0000value',
     });
-    const planned = await execute(
+    const planned = await t.execute(
+      tenant.apiKey,
+      'ann',
       `async () => cloudflare.request({ method: 'PATCH', path: '/zones/${zoneId}/dns_records/${record.id}', body: { ttl: 120 } })`,
     );
     expect(planned.statusCode, planned.body).toBe(200);

@@ -119,11 +119,7 @@ describe('write approvals applied in steps', () => {
     return t.connect(tenant.apiKey, identifier, token.value);
   }
   async function execute(identifier: string, code: string) {
-    const res = await api('POST', '/api/v1/execute_tool', {
-      tool_name: 'cloudflare_execute',
-      identifier,
-      params: { code },
-    });
+    const res = await t.execute(tenant.apiKey, identifier, code);
     expect(res.statusCode, res.body).toBe(200);
     return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
   }

@@ -139,11 +139,7 @@ describe('write approvals', () => {
     return t.connect(tenant.apiKey, identifier, token.value);
   }
   async function execute(identifier: string, code: string) {
-    const res = await api('POST', '/api/v1/execute_tool', {
-      tool_name: 'cloudflare_execute',
-      identifier,
-      params: { code },
-    });
+    const res = await t.execute(tenant.apiKey, identifier, code);
     expect(res.statusCode, res.body).toBe(200);
     return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
   }
@@ -797,13 +793,11 @@ describe('write approvals: PostgreSQL lost mid-apply', () => {
       const token = cf.state.createUserToken({ userId: user.id, permissions: PERMISSIONS });
       await t.connect(tenant.apiKey, 'lou', token.value);
       expect((await api('PUT', '/api/v1/policy', APPROVE_WRITES)).statusCode).toBe(200);
-      const planned = await api('POST', '/api/v1/execute_tool', {
-        tool_name: 'cloudflare_execute',
-        identifier: 'lou',
-        params: {
-          code: `async () => { for (let i = 0; i < 4; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'lost-' + i + '.lost.example', content: 'x' } }); return 'planned'; }`,
-        },
-      });
+      const planned = await t.execute(
+        tenant.apiKey,
+        'lou',
+        `async () => { for (let i = 0; i < 4; i++) await cloudflare.request({ method: 'POST', path: '/zones/${zoneId}/dns_records', body: { type: 'TXT', name: 'lost-' + i + '.lost.example', content: 'x' } }); return 'planned'; }`,
+      );
       const approval = (planned.json() as { approval: Approval }).approval;
       expect(approval.plan).toHaveLength(4);
       const writes = () => cf.requests().filter((r) => r.method === 'POST');

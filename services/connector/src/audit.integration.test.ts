@@ -51,13 +51,6 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
     const token = cf.state.createUserToken({ userId, permissions });
     return { token, id: await t.connect(tenant.apiKey, identifier, token.value) };
   }
-  const execute = (identifier: string, code: string, tool = 'cloudflare_execute') =>
-    t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: auth(),
-      payload: { tool_name: tool, identifier, params: { code } },
-    });
   async function eventsOf(executionId: string) {
     const res = await t.app.inject({
       method: 'GET',
@@ -76,7 +69,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
 
   it('records each call and upstream request with its outcome: success, error, refused, timeout', async () => {
     await connect('outcomes');
-    const ok = await execute(
+    const ok = await t.execute(
+      tenant.apiKey,
       'outcomes',
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
     );
@@ -86,7 +80,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
         ['upstream_request', 'success'],
       ]),
     );
-    const notFound = await execute(
+    const notFound = await t.execute(
+      tenant.apiKey,
       'outcomes',
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${'0'.repeat(32)}' })).status`,
     );
@@ -104,7 +99,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       headers: auth(),
       payload: { read_only: true },
     });
-    const refused = await execute(
+    const refused = await t.execute(
+      tenant.apiKey,
       'outcomes',
       `async () => cloudflare.request({ method: 'DELETE', path: '/zones/${zoneId}' })`,
     );
@@ -121,7 +117,7 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
     expect(refusedRequests[0]).toMatchObject({ outcome: 'refused', upstream: { status: null } });
     expect(refusedRequests[0]?.intent_id).toBeUndefined();
 
-    const timeout = await execute('outcomes', 'async () => { while (true) {} }');
+    const timeout = await t.execute(tenant.apiKey, 'outcomes', 'async () => { while (true) {} }');
     expect(timeout.json().error.code).toBe('timeout');
     expect((await eventsOf(timeout.json().execution_id))[0]).toMatchObject({
       kind: 'tool_call',
@@ -153,18 +149,11 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       payload: { identifier: 'rl', authorization: { type: 'api_token', api_token: token.value } },
     });
     cf.clearRequests();
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: { authorization: `Bearer ${apiKey}` },
-      payload: {
-        tool_name: 'cloudflare_execute',
-        identifier: 'rl',
-        params: {
-          code: "async () => { const out = []; for (let i = 0; i < 5; i++) { try { await cloudflare.request({ method: 'GET', path: '/zones' }); out.push('ok'); } catch (e) { out.push(e.code); } } return out; }",
-        },
-      },
-    });
+    const res = await t.execute(
+      apiKey,
+      'rl',
+      "async () => { const out = []; for (let i = 0; i < 5; i++) { try { await cloudflare.request({ method: 'GET', path: '/zones' }); out.push('ok'); } catch (e) { out.push(e.code); } } return out; }",
+    );
     expect(res.json().data).toEqual(['ok', 'ok', 'rate_limited', 'rate_limited', 'rate_limited']);
     expect(cf.requests().filter((r) => r.path === '/zones')).toHaveLength(2);
     const events = await t.app.inject({
@@ -180,7 +169,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
     cf.clearRequests();
     await sql`alter table audit_events rename to audit_events_offline`.execute(t.db.db.kysely);
     try {
-      const res = await execute(
+      const res = await t.execute(
+        tenant.apiKey,
         'outage',
         `async () => cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })`,
       );
@@ -190,7 +180,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
     } finally {
       await sql`alter table audit_events_offline rename to audit_events`.execute(t.db.db.kysely);
     }
-    const after = await execute(
+    const after = await t.execute(
+      tenant.apiKey,
       'outage',
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
     );
@@ -199,7 +190,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
 
   it('`warden audit verify` passes on the untouched trail and catches an edited row', async () => {
     await connect('verify');
-    const res = await execute(
+    const res = await t.execute(
+      tenant.apiKey,
       'verify',
       `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
     );
@@ -262,7 +254,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       await connect('siem-user');
       const ids: string[] = [];
       for (let i = 0; i < 3; i++) {
-        const res = await execute(
+        const res = await t.execute(
+          tenant.apiKey,
           'siem-user',
           `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
         );
@@ -331,7 +324,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       });
       // Cloudflare stops accepting the token: the next 401 is re-verified and the account marked INVALID.
       cf.state.setTokenStatus(next.id, 'disabled');
-      await execute(
+      await t.execute(
+        tenant.apiKey,
         'hooked',
         `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).status`,
       );

@@ -2,15 +2,11 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
+import { executeOverHttp } from './test-support/http-execute.ts';
+import type { ExecuteBody } from './test-support/http-execute.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
-
-interface ExecuteBody {
-  data: unknown;
-  error?: { code: string; message: string };
-  execution_id: string;
-}
 
 /**
  * Outsider attack on issue 16's R2 jurisdiction names (`r2://account:<id>/jurisdiction:<j>/…`):
@@ -75,13 +71,7 @@ describe('outsider attack (issue 16): R2 jurisdictions under attack', () => {
   }
 
   async function execute(identifier: string, code: string): Promise<ExecuteBody> {
-    const res = await fetch(`${base}/api/v1/execute_tool`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier, params: { code } }),
-    });
-    expect(res.status).toBe(200);
-    return (await res.json()) as ExecuteBody;
+    return (await executeOverHttp(base, apiKey, identifier, code, { expectStatus: 200 })).body;
   }
 
   async function explain(identifier: string, method: string, path: string) {

@@ -2,16 +2,12 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
+import { executeOverHttp } from './test-support/http-execute.ts';
+import type { ExecuteBody } from './test-support/http-execute.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
-
-interface ExecuteBody {
-  data: unknown;
-  error?: { code: string; message: string };
-  execution_id: string;
-}
 
 interface AuditEvent {
   kind: string;
@@ -90,13 +86,7 @@ describe('r2 in cloudflare_execute', () => {
   });
 
   async function execute(code: string, identifier = 'alice', key = apiKey): Promise<ExecuteBody> {
-    const res = await fetch(`${base}/api/v1/execute_tool`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier, params: { code } }),
-    });
-    expect(res.status).toBe(200);
-    return (await res.json()) as ExecuteBody;
+    return (await executeOverHttp(base, key, identifier, code, { expectStatus: 200 })).body;
   }
 
   async function r2Events(executionId: string): Promise<AuditEvent[]> {

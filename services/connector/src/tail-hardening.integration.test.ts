@@ -5,17 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
+import { executeOverHttp } from './test-support/http-execute.ts';
+import type { ExecuteBody } from './test-support/http-execute.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 import { SPEND_WHILE_TAILING, createTailingUser } from './test-support/tailing-user.ts';
-
-interface ExecuteBody {
-  data: unknown;
-  error?: { code: string; message: string };
-  execution_id: string;
-}
 
 interface AuditEvent {
   id: string;
@@ -79,18 +75,8 @@ describe('tail.worker under attack', () => {
     code: string,
     options: { identifier?: string; signal?: AbortSignal } = {},
   ): Promise<ExecuteBody> {
-    const res = await fetch(`${base}/api/v1/execute_tool`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        tool_name: 'cloudflare_execute',
-        identifier: options.identifier ?? 'alice',
-        params: { code },
-      }),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    expect(res.status).toBe(200);
-    return (await res.json()) as ExecuteBody;
+    const { identifier = 'alice', signal } = options;
+    return (await executeOverHttp(base, apiKey, identifier, code, { expectStatus: 200, signal })).body;
   }
 
   async function trail(executionId: string): Promise<AuditEvent[]> {
@@ -282,15 +268,8 @@ describe('tail.worker under attack', () => {
     });
     await t.connect(key, 'bob', token);
     cf.tails.script(account, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    const run = async (code: string): Promise<ExecuteBody> => {
-      const res = await fetch(`${base}/api/v1/execute_tool`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier: 'bob', params: { code } }),
-      });
-      expect(res.status).toBe(200);
-      return (await res.json()) as ExecuteBody;
-    };
+    const run = async (code: string): Promise<ExecuteBody> =>
+      (await executeOverHttp(base, key, 'bob', code, { expectStatus: 200 })).body;
     const records = async (executionId: string): Promise<AuditEvent[]> => {
       const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
         headers: { authorization: `Bearer ${key}` },

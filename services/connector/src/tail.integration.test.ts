@@ -2,16 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
+import { executeOverHttp } from './test-support/http-execute.ts';
+import type { ExecuteBody } from './test-support/http-execute.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
-
-interface ExecuteBody {
-  data: unknown;
-  error?: { code: string; message: string };
-  execution_id: string;
-}
 
 interface AuditEvent {
   kind: string;
@@ -105,13 +101,7 @@ describe('tail.worker in cloudflare_execute', () => {
   });
 
   async function execute(code: string, identifier = 'alice'): Promise<ExecuteBody> {
-    const res = await fetch(`${base}/api/v1/execute_tool`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ tool_name: 'cloudflare_execute', identifier, params: { code } }),
-    });
-    expect(res.status).toBe(200);
-    return (await res.json()) as ExecuteBody;
+    return (await executeOverHttp(base, apiKey, identifier, code, { expectStatus: 200 })).body;
   }
 
   async function tailEvents(executionId: string): Promise<AuditEvent[]> {
@@ -252,24 +242,18 @@ describe('tail.worker in cloudflare_execute', () => {
     });
     await t.connect(tightKey, 'carol', carolToken.value);
     const before = cf.tails.sessions().length;
-    const res = await fetch(`${base}/api/v1/execute_tool`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${tightKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        tool_name: 'cloudflare_execute',
-        identifier: 'carol',
-        params: {
-          code: `async () => {
+    const { body } = await executeOverHttp(
+      base,
+      tightKey,
+      'carol',
+      `async () => {
             const deleted = [];
             for (let i = 0; i < 10; i++) {
               try { deleted.push((await tail.worker({ script: 'api', seconds: 1 })).deleted); }
               catch (e) { return { deleted, refused: e.code + ': ' + e.message }; }
             }
           }`,
-        },
-      }),
-    });
-    const body = (await res.json()) as ExecuteBody;
+    );
     const data = body.data as { deleted: boolean[]; refused: string };
     // Seven places, some taken by verifying the token: every tail started was deleted, and the
     // one that would have left no place for its delete was refused before anything was sent.

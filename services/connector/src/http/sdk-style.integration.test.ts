@@ -6,6 +6,8 @@ import { PENDING_APPROVAL_RESPONSE } from '@warden/tools';
 import type { HeldWrite } from '@warden/tools';
 import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from '../test-support/free-port.ts';
+import { executeOverHttp } from '../test-support/http-execute.ts';
+import type { ExecuteBody } from '../test-support/http-execute.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
 import { startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
@@ -19,13 +21,6 @@ const PERMISSIONS = [
   '#dns_records:edit',
   'com.cloudflare.edge.worker.script.list',
 ];
-
-interface ExecuteBody {
-  data: unknown;
-  error?: { code: string; message: string };
-  logs?: string[];
-  execution_id: string;
-}
 
 /**
  * Code Mode's SDK style end to end: the REST API over real HTTP, the real sandbox pool, policy,
@@ -76,13 +71,7 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
   }
 
   async function execute(code: string, identifier = 'alice', key = apiKey): Promise<ExecuteBody> {
-    const res = await post(
-      '/api/v1/execute_tool',
-      { tool_name: 'cloudflare_execute', identifier, params: { code } },
-      key,
-    );
-    expect(res.status).toBe(200);
-    return res.json;
+    return (await executeOverHttp(base, key, identifier, code, { expectStatus: 200 })).body;
   }
 
   async function upstreamEvents(executionId: string) {
