@@ -266,7 +266,9 @@ async function heldByOthers(
     .where((eb) => atAboveOrBelow(eb, domains))
     .orderBy('domain')
     .execute();
-  return rows.map((r) => r.domain);
+  // A public suffix claimed before suffixes were refused holds nothing: it would keep every
+  // organization under it (anything.co.uk) from listing its own domain.
+  return rows.map((r) => r.domain).filter((domain) => !isPublicSuffix(domain));
 }
 
 /** A domain as the API names it (any case, spaces around), or a 400 naming `field`. */

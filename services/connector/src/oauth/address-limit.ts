@@ -5,21 +5,65 @@ import { createMemoryWindows, createRedisWindows } from '@warden/ratelimit';
 import type { BudgetSpec, PrincipalWindows } from '@warden/ratelimit';
 
 export type AddressTake =
-  { readonly allowed: true } | { readonly allowed: false; readonly retryAfterSeconds: number };
+  | { readonly allowed: true }
+  | {
+      readonly allowed: false;
+      readonly retryAfterSeconds: number;
+      /** The limit of the window that refused, and `" from <network>"` when it was a whole IPv6 block. */
+      readonly capacity: number;
+      readonly scope: string;
+    };
+
+/** One window a client's attempt counts in: its key, and how many times the limit it allows. */
+export interface ClientWindow {
+  readonly key: string;
+  readonly scale: number;
+}
+
+/** IPv6 blocks one subscriber is routinely given, each with its own ceiling (the limit times `scale`). */
+const IPV6_BLOCKS: ReadonlyArray<{ readonly bits: number; readonly scale: number }> = [
+  { bits: 64, scale: 1 },
+  { bits: 56, scale: 4 },
+  { bits: 48, scale: 16 },
+];
+
+/** The IPv4 address an IPv6 address carries for its client (6to4, NAT64's well-known prefix, Teredo). */
+function embeddedIpv4(address: ipaddr.IPv6): string | null {
+  const b = address.toByteArray();
+  switch (address.range()) {
+    case '6to4': // 2002:V4::/48 (RFC 3056)
+      return b.slice(2, 6).join('.');
+    case 'rfc6052': // 64:ff9b::V4 (RFC 6052), a NAT64 or SIIT translator in front of Warden
+      return b.slice(12, 16).join('.');
+    case 'teredo': // 2001:0:server:flags:port:~client (RFC 4380)
+      return b
+        .slice(12, 16)
+        .map((x) => x ^ 0xff)
+        .join('.');
+    default:
+      return null;
+  }
+}
 
 /**
- * The network a client address counts under: an IPv4 address itself (IPv4-mapped IPv6 included,
- * `::ffff:203.0.113.7` → `203.0.113.7`), and for IPv6 its /64. One IPv6 subscriber or host is
- * routinely given a whole /64 (SLAAC, privacy addresses, a cloud VM's prefix), so counting per
- * address would have handed one client 2^64 separate allowances. Anything unparsable counts as
- * itself.
+ * The windows a client address counts in. An IPv4 client is its address, however written
+ * (IPv4-mapped, and the IPv4 client inside a 6to4, NAT64 or Teredo address). An IPv6 client
+ * counts in its /64, its /56 (4 times the limit) and its /48 (16 times): one host or subscriber
+ * is routinely given a /64 and picks new addresses in it at will, and a /56 or /48 comes with a
+ * home line or a free tunnel, so counting per address, or per /64 alone, would have handed one
+ * client 2^64 (or 2^16) separate allowances. Anything unparsable counts as itself.
  */
-export function clientNetwork(ip: string): string {
-  if (!ipaddr.isValid(ip)) return ip;
+export function clientWindows(ip: string): ClientWindow[] {
+  if (!ipaddr.isValid(ip)) return [{ key: ip, scale: 1 }];
   const address = ipaddr.process(ip);
-  if (address.kind() === 'ipv4') return address.toString();
-  const bytes = address.toByteArray().fill(0, 8);
-  return `${ipaddr.fromByteArray(bytes).toString()}/64`;
+  if (address.kind() === 'ipv4') return [{ key: address.toString(), scale: 1 }];
+  const v6 = address as ipaddr.IPv6;
+  const v4 = embeddedIpv4(v6);
+  if (v4 !== null) return [{ key: v4, scale: 1 }];
+  return IPV6_BLOCKS.map(({ bits, scale }) => {
+    const bytes = v6.toByteArray().fill(0, bits / 8);
+    return { key: `${ipaddr.fromByteArray(bytes).toString()}/${bits}`, scale };
+  });
 }
 
 /**
@@ -29,30 +73,45 @@ export function clientNetwork(ip: string): string {
  * same work). The budget's sliding windows, in Redis when there is one (every replica shares
  * them), else in this process; `keyPrefix` keeps each limit apart. An attempt is never settled:
  * with no in-flight time it counts for exactly one window from its admission. Addresses count
- * under their network (`keyOf: clientNetwork`). The key may be something else than an address:
+ * in their networks' windows (`windowsOf: clientWindows`). The key may be something else than an address:
  * SSO domain proofs are counted per tenant.
  */
 export function createAddressLimit(options: {
   readonly spec: BudgetSpec;
   readonly redis: Redis | null;
   readonly keyPrefix: string;
-  /** What a key counts under (`clientNetwork` for addresses); the key itself by default. */
-  readonly keyOf?: (key: string) => string;
+  /** The windows a key counts in (`clientWindows` for addresses); the key itself by default. */
+  readonly windowsOf?: (key: string) => readonly ClientWindow[];
 }) {
   const { spec } = options;
-  const keyOf = options.keyOf ?? ((key: string) => key);
+  const windowsOf = options.windowsOf ?? ((key: string) => [{ key, scale: 1 }]);
   const windowOptions = { inFlightMs: 0, probeAfterMs: null };
   const windows: PrincipalWindows = options.redis
     ? createRedisWindows({ ...windowOptions, redis: options.redis, keyPrefix: options.keyPrefix })
     : createMemoryWindows(windowOptions);
 
-  /** Counts one attempt from `address` (under `keyOf`); throws `unavailable` when Redis cannot be asked (503). */
+  /** Counts one attempt from `address` (in each of its `windowsOf`); throws `unavailable` when Redis cannot be asked (503). */
   async function take(address: string): Promise<AddressTake> {
     // The windows' REST kind stands for "requests" here; the key prefix keeps them apart.
-    const taken = await windows.take(keyOf(address), 'rest', spec);
-    return taken.allowed
-      ? { allowed: true }
-      : { allowed: false, retryAfterSeconds: Math.ceil(taken.retryAfterMs / 1000) };
+    // Each window counts the attempt (a refused one costs the same work); any full one refuses.
+    const keys = windowsOf(address);
+    const taken = await Promise.all(
+      keys.map(({ key, scale }) => windows.take(key, 'rest', { ...spec, capacity: spec.capacity * scale })),
+    );
+    let refused: { retryAfterMs: number; window: ClientWindow } | null = null;
+    for (const [i, t] of taken.entries()) {
+      if (!t.allowed && (!refused || t.retryAfterMs > refused.retryAfterMs)) {
+        refused = { retryAfterMs: t.retryAfterMs, window: keys[i]! };
+      }
+    }
+    if (!refused) return { allowed: true };
+    const { retryAfterMs, window } = refused;
+    return {
+      allowed: false,
+      retryAfterSeconds: Math.ceil(retryAfterMs / 1000),
+      capacity: spec.capacity * window.scale,
+      scope: window.scale > 1 ? ` from ${window.key}` : '',
+    };
   }
 
   return {
@@ -67,7 +126,7 @@ export function createAddressLimit(options: {
       if (taken.allowed) return;
       throw new WardenError(
         'rate_limited',
-        `too many ${what} (at most ${spec.capacity} in ${spec.windowSeconds} s${scope}); retry after ${taken.retryAfterSeconds} s`,
+        `too many ${what} (at most ${taken.capacity} in ${spec.windowSeconds} s${scope}${taken.scope}); retry after ${taken.retryAfterSeconds} s`,
         { retryAfterSeconds: taken.retryAfterSeconds },
       );
     },

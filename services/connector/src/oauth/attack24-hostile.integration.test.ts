@@ -9,8 +9,8 @@ import type { DomainProofFixture } from './test-support/sso-domain-proof.ts';
  * public suffixes refused as SSO email domains, the `sso.domain_lost` record, and per-address
  * limits counting an IPv6 client per /64.
  *
- * Every test is labelled HELD (the defence holds; asserted as such) or FINDING (a real defect;
- * the test asserts the secure behaviour and therefore fails until the defect is fixed).
+ * Every test is labelled HELD (the defence held; asserted as such) or FIXED (a defect the attack
+ * found, fixed since: the test asserts the secure behaviour and failed before the fix).
  */
 
 interface AuditEventView {
@@ -297,7 +297,7 @@ describe('attack24: none mode, suffixes and claims made before the change; per-a
     expect((await putSso((await f.t.createTenant('Owner')).apiKey, ['owner.github.io'])).status).toBe(200);
   });
 
-  // FINDING (low-medium): a public suffix claimed before the upgrade keeps holding. No migration or
+  // FIXED (was FINDING, low-medium): a public suffix claimed before the upgrade kept holding. No migration or
   // startup step drops such claims, and neither the one-owner rule (heldByOthers) nor the
   // sign-in routing (tenantForDomain) ignores them: a tenant that held `co.uk` first come under
   // SSO_DOMAIN_PROOF=none still keeps every other organization from listing `anything.co.uk`
@@ -306,7 +306,7 @@ describe('attack24: none mode, suffixes and claims made before the change; per-a
   // Fix: a migration (or a check at start-up) that deletes claims of public suffixes, recording
   // sso.domain_released / sso.domain_lost in the holder's trail; or make heldByOthers and
   // tenantForDomain skip suffix claims.
-  it('FINDING: a suffix claim made before the change still blocks every organization under it', async () => {
+  it('FIXED: a suffix claim made before the change no longer blocks any organization under it', async () => {
     const legacy = await f.t.createTenant('Legacy suffix holder');
     expect((await putSso(legacy.apiKey, ['legacy.co.uk'])).status).toBe(200);
     // The state a deployment upgraded from before 53ff978 can hold: co.uk listed and claimed.
@@ -416,7 +416,7 @@ describe('attack24: none mode, suffixes and claims made before the change; per-a
     expect(authorizations[3]).toBe(429);
   });
 
-  // FINDING (medium): the /64 is not what one subscriber holds. Home and business subscribers
+  // FIXED (was FINDING, medium): the /64 is not what one subscriber holds. Home and business subscribers
   // are routinely delegated a /56 or /48 (RIPE-690), and a routed /48 is free in minutes from a
   // tunnel broker (e.g. Hurricane Electric's tunnelbroker.net): 65,536 /64s, each its own
   // window. With the defaults (60/600 sign-in starts, 20/3600 registrations) one such client
@@ -424,33 +424,33 @@ describe('attack24: none mode, suffixes and claims made before the change; per-a
   // the database filling the limit exists to prevent ("2^64 allowances" became 2^16).
   // Fix: count IPv6 in nested buckets as well, e.g. also per /56 and per /48 with a larger
   // budget (say 4x and 16x the per-/64 one), and refuse when any of them is exhausted.
-  it('FINDING: 64 starts from 64 /64s of one /48 are all admitted (no aggregate ceiling)', async () => {
+  it('FIXED: 64 starts from 64 /64s of one /48 meet an aggregate ceiling', async () => {
     const statuses = [];
     for (let i = 0; i < 64; i++) statuses.push(await ssoStart(`2001:db8:abcd:${i.toString(16)}::1`));
     // Secure behaviour: some aggregate ceiling for one /48 (here at most 16x the /64 limit of 3).
     expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(48);
   });
 
-  // FINDING (low): an IPv4 host's 6to4 block (2002:V4ADDR::/48, RFC 3056) is a budget apart from
+  // FIXED (was FINDING, low): an IPv4 host's 6to4 block (2002:V4ADDR::/48, RFC 3056) is a budget apart from
   // its IPv4 address, and 65,536 of them: once 203.0.113.50 is refused, the same host reaches
   // the service at 2002:cb00:7132:<n>::1 with fresh windows. 6to4 is deprecated (RFC 7526) and
   // its return path depends on a relay, so practical reach is limited.
   // Fix: count 2002::/16 addresses under their embedded IPv4 (ipaddr.js: range() === '6to4').
-  it('FINDING: a refused IPv4 host gets fresh windows from its own 6to4 /48', async () => {
+  it('FIXED: a refused IPv4 host gets no fresh window from its own 6to4 /48', async () => {
     for (let i = 0; i < 3; i++) expect(await ssoStart('203.0.113.50')).toBe(200);
     expect(await ssoStart('203.0.113.50')).toBe(429);
     // 203.0.113.50 = cb00:7132
     expect(await ssoStart('2002:cb00:7132::1')).toBe(429);
   });
 
-  // FINDING (low, deployment-dependent): addresses that embed an IPv4 client are lumped per /64.
+  // FIXED (was FINDING, low, deployment-dependent): addresses that embed an IPv4 client were lumped per /64.
   // Behind a stateless NAT46/SIIT translator with the well-known prefix 64:ff9b::/96 (RFC 6052,
   // IPv6-only clusters), every IPv4 user on the Internet arrives as 64:ff9b::<v4> and counts in
   // one window, 64:ff9b::/64: one client exhausting it refuses sign-ins to every IPv4 user. (Same
   // for all Teredo clients of one Teredo server: 2001:0:<server>::/64.)
   // Fix: count 64:ff9b::/96 (ipaddr.js range 'rfc6052') under the embedded IPv4, as is done for
   // IPv4-mapped addresses.
-  it('FINDING: four different IPv4 users behind a NAT64-prefix translator share one window', async () => {
+  it('FIXED: four different IPv4 users behind a NAT64-prefix translator each have their own window', async () => {
     const statuses = [];
     for (const v4 of ['198.18.0.1', '100.64.7.7', '192.0.2.200', '203.0.113.99']) {
       statuses.push(await ssoStart(`64:ff9b::${v4}`));

@@ -9,7 +9,7 @@ import { oauthRoutes } from './oauth.routes.ts';
 import { createOAuthServer } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
-import { clientNetwork, createAddressLimit } from './address-limit.ts';
+import { clientWindows, createAddressLimit } from './address-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
 import { ssoAdminRoutes } from './sso-admin.routes.ts';
 
@@ -85,19 +85,19 @@ export async function setUpMcpOAuth(
     spec: config.oauth.registrationLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
-    keyOf: clientNetwork,
+    windowsOf: clientWindows,
   });
   const signInLimit = createAddressLimit({
     spec: config.oauth.signInLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:sso-start`,
-    keyOf: clientNetwork,
+    windowsOf: clientWindows,
   });
   const authorizationLimit = createAddressLimit({
     spec: config.oauth.signInLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-authorize`,
-    keyOf: clientNetwork,
+    windowsOf: clientWindows,
   });
   // Per tenant, not per address: each proof request may send Warden's resolver to DNS.
   const verifyLimit = createAddressLimit({

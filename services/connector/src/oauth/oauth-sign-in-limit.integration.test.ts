@@ -74,10 +74,11 @@ describe('sign-in starts are limited per client address', () => {
 
 /**
  * An IPv6 client is routinely given a whole /64, and picks a new address in it at will (privacy
- * addresses): counted per address, one client had 2^64 allowances. Behind a trusted proxy
+ * addresses): counted per address, one client had 2^64 allowances. A home line gets a /56 or a
+ * /48, which count too, with 4 and 16 times the limit. Behind a trusted proxy
  * (TRUST_PROXY), X-Forwarded-For names the client.
  */
-describe('sign-in starts from IPv6 count per /64', () => {
+describe('sign-in starts from IPv6 count per /64, /56 and /48', () => {
   let f: OAuthFixture;
 
   beforeAll(async () => {
@@ -97,13 +98,25 @@ describe('sign-in starts from IPv6 count per /64', () => {
     return res.status;
   };
 
-  it('new addresses in one /64 share its limit; another /64, and IPv4 in either form, count apart', async () => {
+  it('new addresses in one /64 share its limit, a /56 holds 4 times it; another /64, and IPv4 in either form, count apart', async () => {
     const oneNetwork = ['2001:db8:1:2::1', '2001:db8:1:2:aaaa::5', '2001:DB8:1:2:ffff:ffff:ffff:ffff'];
     const statuses = [];
     for (const address of oneNetwork) statuses.push(await startFrom(address));
     statuses.push(await startFrom('2001:db8:1:2:1234:5678:9abc:def0'));
     expect(statuses).toEqual([200, 200, 200, 429]);
     expect(await startFrom('2001:db8:1:3::1')).toBe(200);
+    // One /56 (a home line's delegation) holds 4 times the limit, however many /64s it uses.
+    const block = [];
+    for (let i = 0; i < 13; i++) block.push(await startFrom(`2001:db8:9:${(0x100 + i).toString(16)}::1`));
+    expect(block).toEqual([...Array<number>(12).fill(200), 429]);
+    const refused = await fetch(`${f.base}/console/api/sso`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '2001:db8:9:1ff::1' },
+      body: JSON.stringify({ email: 'x@acme.com' }),
+    });
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(
+      /^too many sign-ins started from this address \(at most 12 in 600 s from 2001:db8:9:100::\/56\)/,
+    );
     // An IPv4 client is its address, written either way.
     expect([
       await startFrom('203.0.113.7'),

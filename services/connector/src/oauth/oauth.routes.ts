@@ -127,14 +127,14 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
       const taken = await deps.registrationLimit.take(request.ip);
       if (!taken.allowed) {
-        const { capacity, windowSeconds } = deps.registrationLimit.spec;
+        const { windowSeconds } = deps.registrationLimit.spec;
         return reply
           .code(429)
           .header('retry-after', String(taken.retryAfterSeconds))
           .header('cache-control', 'no-store')
           .send({
             error: 'rate_limited',
-            error_description: `too many client registrations from this address (at most ${capacity} in ${windowSeconds} s); retry after ${taken.retryAfterSeconds} s`,
+            error_description: `too many client registrations from this address (at most ${taken.capacity} in ${windowSeconds} s${taken.scope}); retry after ${taken.retryAfterSeconds} s`,
           });
       }
     }
