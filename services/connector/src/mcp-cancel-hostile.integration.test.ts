@@ -1,5 +1,6 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
@@ -199,6 +200,86 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
     } finally {
       await victim.client.close();
       await attacker.client.close();
+    }
+  });
+
+  /** Posts cancellations of request ids 0..9 to the stateless endpoint of `on`; the statuses answered. */
+  async function cancelStateless(on: string, token: string): Promise<number[]> {
+    const statuses: number[] = [];
+    for (let id = 0; id < 10; id++) {
+      const res = await fetch(`${on}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify(cancel(id)),
+      });
+      statuses.push(res.status);
+      await res.text();
+    }
+    return statuses;
+  }
+
+  it('HELD: on the stateless transport only the call’s own token cancels it, on whichever replica; another tenant’s or a colleague’s guesses do nothing', async () => {
+    const victimToken = await mint(victimKey, 'alice');
+    const { apiKey: otherKey } = await a.createTenant('Stateless attacker');
+    await a.connect(otherKey, 'mallory', cfToken);
+    const attackerToken = await mint(otherKey, 'mallory');
+    const colleagueToken = await mint(victimKey, 'eve');
+    const victim = new Client({ name: 'stateless-victim', version: '1.0.0' });
+    await victim.connect(
+      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+        requestInit: { headers: { Authorization: `Bearer ${victimToken}` } },
+      }),
+    );
+    try {
+      const callsBefore = (await toolCalls()).length;
+      const before = cf.tails.sessions().length;
+      const started = Date.now();
+      const pending = victim.callTool({
+        name: 'cloudflare_execute',
+        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 3 })).ended` },
+      });
+      await expect
+        .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+        .toBe(1);
+      // Every request id the victim's call could have, from another tenant's token and from a
+      // colleague's (same tenant, another identity), on both replicas: answered, and dropped.
+      for (const token of [attackerToken, colleagueToken]) {
+        expect(await cancelStateless(base, token)).toEqual(Array(10).fill(202));
+        expect(await cancelStateless(baseB, token)).toEqual(Array(10).fill(202));
+      }
+      const result = (await pending) as { isError?: boolean; content: Array<{ text: string }> };
+      expect(result.isError ?? false).toBe(false);
+      expect(newSessions(before)[0]!.deletedAt!.getTime() - started).toBeGreaterThanOrEqual(3_000);
+      await expect
+        .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
+        .toBe(callsBefore + 1);
+      expect((await toolCalls()).at(-1)).toMatchObject({ outcome: 'success' });
+
+      // Control: the victim's own token cancels it, through the other replica (over the bus).
+      const again = cf.tails.sessions().length;
+      const startedAgain = Date.now();
+      const stopped = victim.callTool({
+        name: 'cloudflare_execute',
+        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 10 })).ended` },
+      });
+      stopped.catch(() => {});
+      await expect
+        .poll(() => newSessions(again)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+        .toBe(1);
+      expect(await cancelStateless(baseB, victimToken)).toEqual(Array(10).fill(202));
+      await expect
+        .poll(() => newSessions(again)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
+        .not.toBeNull();
+      expect(newSessions(again)[0]!.deletedAt!.getTime() - startedAgain).toBeLessThan(5_000);
+      await expect
+        .poll(async () => (await toolCalls()).at(-1)?.error?.code ?? null, { timeout: 5_000, interval: 50 })
+        .toBe('aborted');
+    } finally {
+      await victim.close();
     }
   });
 });

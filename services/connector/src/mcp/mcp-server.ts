@@ -33,8 +33,14 @@ const jsonSchemaValidator = new AjvJsonSchemaValidator();
 /** Where one MCP server runs: its client's address, and who counts its tool calls in flight. */
 export interface McpServerOptions {
   readonly ip: string | null;
-  /** Called as a tool call starts; the function it returns is called once the call has ended. */
-  readonly onCall?: () => () => void;
+  /**
+   * Called as a tool call starts, with its JSON-RPC id; what it returns is called once the call
+   * has ended, and may carry a signal that cancels the call (besides the SDK's own).
+   */
+  readonly onCall?: (requestId: string | number) => {
+    readonly signal?: AbortSignal;
+    readonly end: () => void;
+  };
 }
 
 /**
@@ -91,13 +97,15 @@ export function createMcpServer(session: McpSession, deps: McpDeps, options: Mcp
   // A call needs no tool list: the use case resolves the account and applies the policy from
   // the call's cached context, as for REST; listing the tools would read both again.
   // `extra.signal` is aborted when the request's connection closes, and on notifications/cancelled
-  // only over the SSE transport: on stateless streamable HTTP the notification is a POST of its
-  // own, served by another server instance that knows no running request (README, Code Mode).
+  // over the SSE transport (one server serves the session). On stateless streamable HTTP the
+  // notification is a POST of its own, served by another server instance: the route hands it to
+  // the call through `onCall`'s signal, on whichever replica runs it (README, Code Mode).
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     if (!isToolName(request.params.name)) {
       throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);
     }
-    const ended = options.onCall?.();
+    const call = options.onCall?.(extra.requestId);
+    const signal = call?.signal ? AbortSignal.any([extra.signal, call.signal]) : extra.signal;
     try {
       return await callCodeModeTool(
         {
@@ -108,10 +116,10 @@ export function createMcpServer(session: McpSession, deps: McpDeps, options: Mcp
         },
         request.params.name,
         request.params.arguments ?? {},
-        extra.signal,
+        signal,
       );
     } finally {
-      ended?.();
+      call?.end();
     }
   });
   return server;

@@ -11,6 +11,8 @@ import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
+/** `notifications/cancelled` of a stateless request, for the replica that runs the call. */
+const CANCEL_CHANNEL = 'mcp:cancel';
 const MINTED_TOKEN_PREFIX = 'wdn_mcp_';
 const SSE_KEEPALIVE_MS = 25_000;
 /** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
@@ -20,6 +22,29 @@ interface SseForward {
   readonly sessionId: string;
   readonly tokenId: string;
   readonly message: unknown;
+}
+
+interface CancelForward {
+  readonly tokenId: string;
+  readonly requestId: string | number;
+}
+
+/** The request ids a stateless `POST /mcp` body cancels (`notifications/cancelled`, alone or batched). */
+function cancelledRequestIds(body: unknown): Array<string | number> {
+  const ids: Array<string | number> = [];
+  for (const message of Array.isArray(body) ? body : [body]) {
+    const m = message as { method?: unknown; params?: { requestId?: unknown } } | null;
+    const id = m?.method === 'notifications/cancelled' ? m.params?.requestId : undefined;
+    if ((typeof id === 'string' && id.length <= 200) || (typeof id === 'number' && Number.isFinite(id))) {
+      ids.push(id);
+    }
+  }
+  return ids;
+}
+
+/** A stateless tool call as its token names it: only that token's notifications reach it. */
+function callKey(tokenId: string, requestId: string | number): string {
+  return `${tokenId}\u0000${typeof requestId}:${String(requestId)}`;
 }
 
 function jsonRpcError(
@@ -59,6 +84,15 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   const sseSessions = new Map<string, SseSession>();
   /** Set when the app starts closing: SSE streams end once their tool calls have answered. */
   let closing = false;
+
+  /** Stateless tool calls running on this replica, by token and request id. */
+  const statelessCalls = new Map<string, Set<AbortController>>();
+  const cancelLocal = ({ tokenId, requestId }: CancelForward) => {
+    for (const controller of statelessCalls.get(callKey(tokenId, requestId)) ?? []) {
+      controller.abort(new Error('cancelled by the MCP client (notifications/cancelled)'));
+    }
+  };
+  await deps.bus.subscribe(CANCEL_CHANNEL, (message) => cancelLocal(message as CancelForward));
 
   await deps.bus.subscribe(SSE_CHANNEL, (message) => {
     const forward = message as SseForward;
@@ -138,8 +172,32 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     if (!session) return reply;
     // An OAuth session is named by its client's registration; a minted token learns it here.
     if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
+    // A stateless server knows no call but its own: a cancellation goes to the token's call of
+    // that id, on this replica at once and on the others over the bus.
+    for (const requestId of cancelledRequestIds(request.body)) {
+      const cancel: CancelForward = { tokenId: session.tokenId, requestId };
+      cancelLocal(cancel);
+      await deps.bus.publish(CANCEL_CHANNEL, cancel).catch((error: unknown) => {
+        deps.logger.warn({ err: error }, 'MCP cancellation not forwarded to other replicas');
+      });
+    }
     reply.hijack();
-    const server = createMcpServer(session, deps, { ip: request.ip });
+    const server = createMcpServer(session, deps, {
+      ip: request.ip,
+      onCall: (requestId) => {
+        const key = callKey(session.tokenId, requestId);
+        const controller = new AbortController();
+        const calls = statelessCalls.get(key) ?? new Set<AbortController>();
+        statelessCalls.set(key, calls.add(controller));
+        return {
+          signal: controller.signal,
+          end: () => {
+            calls.delete(controller);
+            if (calls.size === 0) statelessCalls.delete(key);
+          },
+        };
+      },
+    });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: undefined,
       enableJsonResponse: true,
@@ -186,10 +244,12 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       ip: request.ip,
       onCall: () => {
         sse.calls++;
-        return () => {
-          sse.calls--;
-          // After the answer is written (the SDK sends it once the handler has returned).
-          if (closing && sse.calls === 0) setImmediate(sse.end);
+        return {
+          end: () => {
+            sse.calls--;
+            // After the answer is written (the SDK sends it once the handler has returned).
+            if (closing && sse.calls === 0) setImmediate(sse.end);
+          },
         };
       },
     });
