@@ -11,6 +11,7 @@ const Approvals = lazy(() => import('./pages/Approvals.tsx'));
 const Mcp = lazy(() => import('./pages/Mcp.tsx'));
 const PolicyPage = lazy(() => import('./pages/Policy.tsx'));
 const Sinks = lazy(() => import('./pages/Sinks.tsx'));
+const Sso = lazy(() => import('./pages/Sso.tsx'));
 const Tenants = lazy(() => import('./pages/Tenants.tsx'));
 const Platform = lazy(() => import('./pages/Platform.tsx'));
 
@@ -20,6 +21,7 @@ const TENANT_PAGES = [
   { path: '/audit', label: 'Audit explorer' },
   { path: '/approvals', label: 'Approvals' },
   { path: '/mcp', label: 'MCP' },
+  { path: '/sso', label: 'Single sign-on' },
   { path: '/policy', label: 'Policy' },
   { path: '/sinks', label: 'SIEM sinks' },
 ];
@@ -108,6 +110,7 @@ export function App() {
                 <Route path="/audit" component={Audit} />
                 <Route path="/approvals" component={Approvals} />
                 <Route path="/mcp" component={Mcp} />
+                <Route path="/sso" component={Sso} />
                 <Route path="/policy" component={PolicyPage} />
                 <Route path="/sinks" component={Sinks} />
                 <Route>

@@ -483,6 +483,7 @@ describe('admin console in a real browser', () => {
       ['Audit explorer', 'Audit explorer'],
       ['Approvals', 'Approvals'],
       ['MCP', 'MCP'],
+      ['Single sign-on', 'Single sign-on'],
       ['Policy', 'Policy'],
       ['SIEM sinks', 'SIEM sinks'],
     ] as const) {

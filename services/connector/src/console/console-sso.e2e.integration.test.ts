@@ -1,0 +1,143 @@
+// Code passed to page.evaluate runs in the browser.
+/// <reference lib="dom" />
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import AxeBuilder from '@axe-core/playwright';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureConsoleBuilt } from '../../../console/scripts/console-build.ts';
+import { startTestDns } from '../oauth/test-support/test-dns.ts';
+import type { TestDns } from '../oauth/test-support/test-dns.ts';
+import { startTestIdp } from '../oauth/test-support/test-idp.ts';
+import type { TestIdp } from '../oauth/test-support/test-idp.ts';
+import { freePort } from '../test-support/free-port.ts';
+import { REPO_ROOT } from '../test-support/paths.ts';
+import { startTestApp } from '../test-support/test-app.ts';
+import type { TestApp } from '../test-support/test-app.ts';
+
+/** Where the page's picture goes (as in console.e2e: `CONSOLE_SCREENSHOTS_DIR=docs/console`). */
+const SHOTS = process.env.CONSOLE_SCREENSHOTS_DIR
+  ? path.resolve(REPO_ROOT, process.env.CONSOLE_SCREENSHOTS_DIR)
+  : path.join(tmpdir(), 'warden-console-shots');
+
+/**
+ * A tenant admin sets up single sign-on from the console, with the DNS proof on (the default):
+ * the provider and domains are saved, each domain shows the TXT record that proves it, and
+ * Verify asks DNS (a real DNS server on loopback) and says what is missing until it is there.
+ */
+describe('single sign-on in the console, in a real browser', () => {
+  let t: TestApp;
+  let dns: TestDns;
+  let idp: TestIdp;
+  let base: string;
+  let browser: Browser;
+  let page: Page;
+  let acme: { tenantId: string; apiKey: string };
+  const consoleErrors: string[] = [];
+
+  beforeAll(async () => {
+    await ensureConsoleBuilt();
+    dns = await startTestDns();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    t = await startTestApp({
+      PUBLIC_URL: base,
+      // The test identity provider is plain http on loopback.
+      OAUTH_ALLOW_INSECURE: 'true',
+      SSO_DOMAIN_PROOF: 'dns',
+      SSO_DNS_SERVERS: dns.server,
+    });
+    await t.app.listen({ host: '127.0.0.1', port });
+    acme = await t.createTenant('Acme');
+    idp = await startTestIdp({ redirectUri: `${base}/oauth/sso/callback`, users: [] });
+    t.secrets.add(idp.clientSecret);
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-background-networking'],
+    });
+    const context = await browser.newContext({ viewport: { width: 1360, height: 860 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    page = await context.newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+    await idp?.close();
+    await dns?.close();
+  });
+
+  it('configures the provider, shows each domain’s TXT record, and verifies it once DNS has it', async () => {
+    await page.goto(`${base}/console`);
+    await page.getByLabel('Tenant API key').fill(acme.apiKey);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    await page
+      .getByRole('navigation', { name: 'Console' })
+      .getByRole('link', { name: 'Single sign-on' })
+      .click();
+    await page.getByRole('heading', { level: 1, name: 'Single sign-on' }).waitFor();
+
+    // Nothing configured yet: the form alone. A public suffix is refused, naming the fix.
+    const form = page.getByRole('form', { name: 'Configure single sign-on' });
+    await form.getByLabel('Issuer').fill(idp.issuer);
+    await form.getByLabel('Client id').fill(idp.clientId);
+    await form.getByLabel('Client secret').fill(idp.clientSecret);
+    await form.getByLabel('Allowed email domains').fill('co.uk');
+    await form.getByRole('button', { name: 'Save' }).click();
+    await expect.poll(() => form.getByRole('alert').innerText()).toContain('"co.uk" is a public suffix');
+
+    await form.getByLabel('Allowed email domains').fill('acme.com, eng.acme.com');
+    await form.getByLabel('Console admins').fill('dana@acme.com');
+    await form.getByRole('button', { name: 'Save' }).click();
+    const domains = page.getByRole('region', { name: 'Email domains' });
+    await domains.getByRole('row', { name: /^acme\.com/ }).waitFor();
+    await expect.poll(() => domains.getByText('waiting for DNS proof').count()).toBe(2);
+    // The secret is write-only: not in the page, and the field is empty again.
+    expect(await page.content()).not.toContain(idp.clientSecret);
+    await page.getByRole('form', { name: 'Change the configuration' }).waitFor();
+    expect(await page.getByLabel('Client secret').inputValue()).toBe('');
+
+    // The record to publish, as the API gives it, with copy buttons.
+    const sso = (await (
+      await fetch(`${base}/api/v1/mcp/sso`, { headers: { authorization: `Bearer ${acme.apiKey}` } })
+    ).json()) as { sso: { domains: Array<{ domain: string; txt_record: { name: string; value: string } }> } };
+    const record = sso.sso.domains.find((d) => d.domain === 'acme.com')!.txt_record;
+    const row = domains.getByRole('row', { name: /^acme\.com/ });
+    await expect.poll(() => row.innerText()).toContain(record.name);
+    expect(await row.innerText()).toContain(record.value);
+    await row.getByRole('button', { name: 'Copy record value for acme.com' }).click();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(record.value);
+
+    // Verify before the record is published: the answer names the record to publish.
+    await row.getByRole('button', { name: 'Verify acme.com' }).click();
+    await expect.poll(() => row.getByRole('alert').innerText()).toContain(`no TXT record "${record.value}"`);
+
+    dns.setTxt(record.name, ['v=spf1 -all', record.value]);
+    await row.getByRole('button', { name: 'Verify acme.com' }).click();
+    await expect
+      .poll(() => domains.getByRole('row', { name: /^acme\.com/ }).innerText())
+      .toContain('verified');
+    await expect
+      .poll(() => domains.getByRole('row', { name: /^eng\.acme\.com/ }).innerText())
+      .toContain('waiting for DNS proof');
+
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, 'sso.png'), fullPage: true });
+
+    const axe = await new AxeBuilder({ page })
+      .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
+      .analyze();
+    expect(
+      axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id),
+    ).toEqual([]);
+    // Refused requests (the sign-in check, no configuration yet, the suffix, the early verify) are
+    // expected; anything else, such as a Content Security Policy violation, is not.
+    expect(consoleErrors.filter((e) => !/status of 40[014] /.test(e))).toEqual([]);
+  });
+});

@@ -1,0 +1,201 @@
+import { useState } from 'react';
+import { ApiError, api } from '../api.ts';
+import { CardForm, CopyButton, ErrorNote, Status } from '../components/common.tsx';
+import { formatTime, useLoad } from '../hooks.ts';
+
+interface SsoDomain {
+  domain: string;
+  status: 'verified' | 'pending' | 'held_elsewhere';
+  txt_record: { type: 'TXT'; name: string; value: string } | null;
+}
+
+interface SsoConfig {
+  issuer: string;
+  client_id: string;
+  identifier_claim: string;
+  allowed_email_domains: string[];
+  console_admins: string[];
+  domains: SsoDomain[];
+  redirect_uri: string;
+  updated_at: string;
+}
+
+const STATUS_TEXT: Record<SsoDomain['status'], string> = {
+  verified: 'verified',
+  pending: 'waiting for DNS proof',
+  held_elsewhere: 'held by another organization',
+};
+
+/** A comma- or space-separated list as the API wants it. */
+function listOf(text: string): string[] {
+  return text
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** One allowed email domain: where it stands, and for a pending one the TXT record and a Verify button. */
+function DomainRow({ domain, onVerified }: { domain: SsoDomain; onVerified: () => void }) {
+  const [error, setError] = useState<Error | null>(null);
+  const [busy, setBusy] = useState(false);
+  const verify = () => {
+    setBusy(true);
+    setError(null);
+    api('POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain.domain)}/verify`)
+      .then(onVerified, (e: Error) => setError(e))
+      .finally(() => setBusy(false));
+  };
+  const tone = domain.status === 'verified' ? 'good' : domain.status === 'pending' ? 'warn' : 'bad';
+  return (
+    <tr>
+      <td className="mono nowrap">{domain.domain}</td>
+      <td className="nowrap">
+        <span className={`pill ${tone}`}>{STATUS_TEXT[domain.status]}</span>
+      </td>
+      <td>
+        {domain.txt_record ? (
+          <>
+            <p>
+              Publish a <strong>TXT</strong> record at <span className="mono">{domain.txt_record.name}</span>{' '}
+              with the value <span className="mono">{domain.txt_record.value}</span>, then verify.
+            </p>
+            <div className="actions">
+              <CopyButton text={domain.txt_record.name} label={`Copy record name for ${domain.domain}`} />
+              <CopyButton text={domain.txt_record.value} label={`Copy record value for ${domain.domain}`} />
+              <button type="button" onClick={verify} disabled={busy}>
+                Verify {domain.domain}
+              </button>
+            </div>
+            <ErrorNote error={error} />
+          </>
+        ) : domain.status === 'verified' ? (
+          'Engineers of this domain sign in through your provider.'
+        ) : (
+          'Another organization proved this domain first; ask the operator if it is yours.'
+        )}
+      </td>
+    </tr>
+  );
+}
+
+/**
+ * Single sign-on: the tenant's OpenID Connect provider for MCP sign-in (and console admins), and
+ * its email domains with their DNS proof. The client secret is write-only: never shown, and sent
+ * again with every change.
+ */
+export default function Sso() {
+  const sso = useLoad('sso', () =>
+    api<{ sso: SsoConfig }>('GET', '/api/v1/mcp/sso').then(
+      (r) => r.sso,
+      (e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return null;
+        throw e;
+      },
+    ),
+  );
+  const config = sso.data ?? null;
+  const [form, setForm] = useState<Record<string, string> | null>(null);
+  const values = form ?? {
+    issuer: config?.issuer ?? '',
+    client_id: config?.client_id ?? '',
+    client_secret: '',
+    identifier_claim: config?.identifier_claim ?? 'email',
+    domains: config?.allowed_email_domains.join(', ') ?? '',
+    admins: config?.console_admins.join(', ') ?? '',
+  };
+  const set = (key: string) => (e: { target: { value: string } }) =>
+    setForm({ ...values, [key]: e.target.value });
+
+  return (
+    <>
+      <h1>Single sign-on</h1>
+      <Status loading={sso.loading} />
+      <ErrorNote error={sso.error} />
+      {config && (
+        <section className="card" aria-labelledby="domains-heading">
+          <h2 id="domains-heading">Email domains</h2>
+          <p>
+            The sign-in page sends an engineer to <span className="mono">{config.issuer}</span> once their
+            email domain is verified. Register <span className="mono">{config.redirect_uri}</span> as the
+            redirect URI of client <span className="mono">{config.client_id}</span> at your provider. Last
+            changed {formatTime(config.updated_at)}.
+          </p>
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Domain</th>
+                <th scope="col">Status</th>
+                <th scope="col">What to do</th>
+              </tr>
+            </thead>
+            <tbody>
+              {config.domains.map((d) => (
+                <DomainRow key={d.domain} domain={d} onVerified={sso.reload} />
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+      {!sso.loading && !sso.error && (
+        <CardForm
+          title={config ? 'Change the configuration' : 'Configure single sign-on'}
+          submitLabel="Save"
+          action={async () => {
+            await api('PUT', '/api/v1/mcp/sso', {
+              issuer: values.issuer,
+              client_id: values.client_id,
+              client_secret: values.client_secret,
+              identifier_claim: values.identifier_claim,
+              allowed_email_domains: listOf(values.domains ?? ''),
+              console_admins: listOf(values.admins ?? ''),
+            });
+            setForm(null);
+            sso.reload();
+          }}
+        >
+          <label>
+            Issuer
+            <input
+              value={values.issuer}
+              onChange={set('issuer')}
+              placeholder="https://login.acme.com"
+              required
+            />
+          </label>
+          <label>
+            Client id
+            <input value={values.client_id} onChange={set('client_id')} required />
+          </label>
+          <label>
+            Client secret
+            <input
+              type="password"
+              autoComplete="off"
+              value={values.client_secret}
+              onChange={set('client_secret')}
+              placeholder={config ? 'enter it again to save' : ''}
+              required
+            />
+          </label>
+          <label>
+            Identifier claim
+            <input value={values.identifier_claim} onChange={set('identifier_claim')} required />
+          </label>
+          <label>
+            Allowed email domains
+            <input
+              value={values.domains}
+              onChange={set('domains')}
+              placeholder="acme.com, eng.acme.com"
+              required
+            />
+          </label>
+          <label>
+            Console admins
+            <input value={values.admins} onChange={set('admins')} placeholder="dana@acme.com" />
+          </label>
+        </CardForm>
+      )}
+    </>
+  );
+}
