@@ -121,6 +121,25 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
 
   const newSessions = (before: number) => cf.tails.sessions().slice(before);
 
+  /** Posts cancellations of request ids 0..9 to the stateless endpoint of `on`; the statuses answered. */
+  async function cancelStateless(on: string, token: string): Promise<number[]> {
+    const statuses: number[] = [];
+    for (let id = 0; id < 10; id++) {
+      const res = await fetch(`${on}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify(cancel(id)),
+      });
+      statuses.push(res.status);
+      await res.text();
+    }
+    return statuses;
+  }
+
   it("HELD: no other tenant or identity can cancel a running SSE tool call, on its session (id leaked), on its own session, on the stateless transport or through another replica; the victim's own cancellation does", async () => {
     const victimToken = await mint(victimKey, 'alice');
     const { apiKey: otherKey } = await a.createTenant('Attacker');
@@ -148,19 +167,7 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       expect(await cancelAll(baseB, victim.sessionId, attackerToken)).toEqual(Array(10).fill(202));
       // Guessed request ids on the attacker's own session, and on the stateless transport.
       expect(await cancelAll(base, attacker.sessionId, attackerToken)).toEqual(Array(10).fill(202));
-      for (let id = 0; id < 10; id++) {
-        const res = await fetch(`${base}/mcp`, {
-          method: 'POST',
-          headers: {
-            authorization: `Bearer ${attackerToken}`,
-            'content-type': 'application/json',
-            accept: 'application/json, text/event-stream',
-          },
-          body: JSON.stringify(cancel(id)),
-        });
-        expect(res.status).toBe(202);
-        await res.text();
-      }
+      expect(await cancelStateless(base, attackerToken)).toEqual(Array(10).fill(202));
 
       // A cancelled SSE call is never answered: give up well before the test's own timeout.
       const result = (await Promise.race([
@@ -202,25 +209,6 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       await attacker.client.close();
     }
   });
-
-  /** Posts cancellations of request ids 0..9 to the stateless endpoint of `on`; the statuses answered. */
-  async function cancelStateless(on: string, token: string): Promise<number[]> {
-    const statuses: number[] = [];
-    for (let id = 0; id < 10; id++) {
-      const res = await fetch(`${on}/mcp`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-        },
-        body: JSON.stringify(cancel(id)),
-      });
-      statuses.push(res.status);
-      await res.text();
-    }
-    return statuses;
-  }
 
   it('HELD: on the stateless transport only the call’s own token cancels it, on whichever replica; another tenant’s or a colleague’s guesses do nothing', async () => {
     const victimToken = await mint(victimKey, 'alice');

@@ -1,26 +1,16 @@
 // Code passed to page.evaluate runs in the browser.
 /// <reference lib="dom" />
-import { mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import AxeBuilder from '@axe-core/playwright';
-import { chromium } from 'playwright-core';
-import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureConsoleBuilt } from '../../../console/scripts/console-build.ts';
 import { startTestDns } from '../oauth/test-support/test-dns.ts';
 import type { TestDns } from '../oauth/test-support/test-dns.ts';
 import { startTestIdp } from '../oauth/test-support/test-idp.ts';
 import type { TestIdp } from '../oauth/test-support/test-idp.ts';
+import { openConsoleBrowser } from '../test-support/console-browser.ts';
+import type { ConsoleBrowser } from '../test-support/console-browser.ts';
 import { freePort } from '../test-support/free-port.ts';
-import { REPO_ROOT } from '../test-support/paths.ts';
 import { startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
-
-/** Where the page's picture goes (as in console.e2e: `CONSOLE_SCREENSHOTS_DIR=docs/console`). */
-const SHOTS = process.env.CONSOLE_SCREENSHOTS_DIR
-  ? path.resolve(REPO_ROOT, process.env.CONSOLE_SCREENSHOTS_DIR)
-  : path.join(tmpdir(), 'warden-console-shots');
 
 /**
  * A tenant admin sets up single sign-on from the console, with the DNS proof on (the default):
@@ -32,10 +22,8 @@ describe('single sign-on in the console, in a real browser', () => {
   let dns: TestDns;
   let idp: TestIdp;
   let base: string;
-  let browser: Browser;
-  let page: Page;
+  let ui: ConsoleBrowser;
   let acme: { tenantId: string; apiKey: string };
-  const consoleErrors: string[] = [];
 
   beforeAll(async () => {
     await ensureConsoleBuilt();
@@ -53,26 +41,18 @@ describe('single sign-on in the console, in a real browser', () => {
     acme = await t.createTenant('Acme');
     idp = await startTestIdp({ redirectUri: `${base}/oauth/sso/callback`, users: [] });
     t.secrets.add(idp.clientSecret);
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-background-networking'],
-    });
-    const context = await browser.newContext({ viewport: { width: 1360, height: 860 } });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
-    page = await context.newPage();
-    page.on('console', (message) => {
-      if (message.type() === 'error') consoleErrors.push(message.text());
-    });
+    ui = await openConsoleBrowser(base);
   });
 
   afterAll(async () => {
-    await browser?.close();
+    await ui?.close();
     await t?.close();
     await idp?.close();
     await dns?.close();
   });
 
   it('configures the provider, shows each domain’s TXT record, and verifies it once DNS has it', async () => {
+    const { page } = ui;
     await page.goto(`${base}/console`);
     await page.getByLabel('Tenant API key').fill(acme.apiKey);
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
@@ -127,17 +107,10 @@ describe('single sign-on in the console, in a real browser', () => {
       .poll(() => domains.getByRole('row', { name: /^eng\.acme\.com/ }).innerText())
       .toContain('waiting for DNS proof');
 
-    mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: path.join(SHOTS, 'sso.png'), fullPage: true });
-
-    const axe = await new AxeBuilder({ page })
-      .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
-      .analyze();
-    expect(
-      axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id),
-    ).toEqual([]);
+    await ui.shot('sso', { fullPage: true });
+    expect(await ui.accessibilityProblems()).toEqual([]);
     // Refused requests (the sign-in check, no configuration yet, the suffix, the early verify) are
     // expected; anything else, such as a Content Security Policy violation, is not.
-    expect(consoleErrors.filter((e) => !/status of 40[014] /.test(e))).toEqual([]);
+    expect(ui.consoleErrors.filter((e) => !/status of 40[014] /.test(e))).toEqual([]);
   });
 });

@@ -1,19 +1,17 @@
 // Code passed to page.evaluate runs in the browser.
 /// <reference lib="dom" />
-import { mkdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import AxeBuilder from '@axe-core/playwright';
+import { readFileSync } from 'node:fs';
 import { startFakeCloudflare } from '@warden/testing';
 import { sql } from 'kysely';
-import { chromium } from 'playwright-core';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureConsoleBuilt } from '../../../console/scripts/console-build.ts';
 import { startTestIdp } from '../oauth/test-support/test-idp.ts';
 import type { TestIdp } from '../oauth/test-support/test-idp.ts';
+import { openConsoleBrowser } from '../test-support/console-browser.ts';
+import type { ConsoleBrowser } from '../test-support/console-browser.ts';
 import { freePort } from '../test-support/free-port.ts';
-import { REPO_ROOT, SPEC_PATH } from '../test-support/paths.ts';
+import { SPEC_PATH } from '../test-support/paths.ts';
 import { startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
@@ -22,14 +20,6 @@ const ALICE = 'alice@acme.com';
 const DANA = { email: 'dana@acme.com', password: 'dana-password' };
 const EVE = { email: 'eve@acme.com', password: 'eve-password' };
 const SEEDED_EVENTS = 100_000;
-/**
- * Screenshots go to a scratch folder unless CONSOLE_SCREENSHOTS_DIR names one (the README's
- * pictures: `CONSOLE_SCREENSHOTS_DIR=docs/console npx vitest run services/connector/src/console`).
- */
-const SHOTS = process.env.CONSOLE_SCREENSHOTS_DIR
-  ? path.resolve(REPO_ROOT, process.env.CONSOLE_SCREENSHOTS_DIR)
-  : path.join(tmpdir(), 'warden-console-shots');
-
 /** Fills the `audit_events` of a tenant with `n` tool calls and upstream requests in one statement. */
 async function seedEvents(t: TestApp, tenantId: string, n: number): Promise<void> {
   const db = t.container.db.kysely;
@@ -78,22 +68,9 @@ describe('admin console in a real browser', () => {
   let zoneId: string;
   let executionId: string;
   let mcpToken: string;
-  const consoleErrors: string[] = [];
-
-  async function shot(name: string): Promise<void> {
-    mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
-  }
-
-  /** Serious and critical axe findings (WCAG 2.1 A and AA) on the page as it is now. */
-  async function accessibilityProblems(target: Page): Promise<string[]> {
-    const results = await new AxeBuilder({ page: target })
-      .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
-      .analyze();
-    return results.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  }
+  let ui: ConsoleBrowser;
+  const shot = (name: string) => ui.shot(name);
+  const accessibilityProblems = (target: Page) => ui.accessibilityProblems(target);
 
   async function openPage(label: string, heading: string): Promise<void> {
     await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: label }).click();
@@ -179,16 +156,8 @@ describe('admin console in a real browser', () => {
     t.secrets.add(aliceToken);
     t.secrets.add(rotatedToken);
 
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-background-networking'],
-    });
-    context = await browser.newContext({ viewport: { width: 1360, height: 860 } });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
-    page = await context.newPage();
-    page.on('console', (message) => {
-      if (message.type() === 'error') consoleErrors.push(message.text());
-    });
+    ui = await openConsoleBrowser(base);
+    ({ browser, context, page } = ui);
   });
 
   afterAll(async () => {
@@ -717,6 +686,6 @@ describe('admin console in a real browser', () => {
     // An operator session is not a tenant key.
     const asTenant = await page.evaluate(async () => (await fetch('/api/v1/connected_accounts')).status);
     expect(asTenant).toBe(401);
-    expect(consoleErrors.filter((e) => /Content Security Policy/i.test(e))).toEqual([]);
+    expect(ui.consoleErrors.filter((e) => /Content Security Policy/i.test(e))).toEqual([]);
   });
 });
