@@ -121,6 +121,8 @@ export async function removeSsoConsoleAdmin(
 
 const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
 
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
 /**
  * Whether `domain` is itself a public suffix of the Public Suffix List (`com`, `co.uk`, and the
  * private section's `github.io` or `herokuapp.com`): names under it are registered by different
@@ -130,7 +132,13 @@ const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
 function isPublicSuffix(domain: string): boolean {
   return getPublicSuffix(domain, { allowPrivateDomains: true }) === domain;
 }
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+function publicSuffixRefusal(field: string, suffix: string): WardenError {
+  return invalidRequest(
+    field,
+    `"${suffix}" is a public suffix: the names under it belong to different owners, so no organization can hold it; list your own domain under it, e.g. "acme.${suffix}"`,
+  );
+}
 
 /** Validates and normalizes the parts of an SSO configuration a tenant sends. */
 export function validateSsoConfigInput(
@@ -165,12 +173,7 @@ export function validateSsoConfigInput(
     throw invalidRequest('allowed_email_domains', `"${bad}" is not a domain name such as "acme.com"`);
   }
   const suffix = domains.find(isPublicSuffix);
-  if (suffix !== undefined) {
-    throw invalidRequest(
-      'allowed_email_domains',
-      `"${suffix}" is a public suffix: the names under it belong to different owners, so no organization can hold it; list your own domain under it, e.g. "acme.${suffix}"`,
-    );
-  }
+  if (suffix !== undefined) throw publicSuffixRefusal('allowed_email_domains', suffix);
   if (input.consoleAdmins.length > 100) {
     throw invalidRequest('console_admins', 'list at most 100 identifiers');
   }
@@ -344,6 +347,60 @@ function ssoChangeDetails(before: SsoConfig | null, after: SsoConfig | null): Re
   };
 }
 
+/** Whether one of two domains is, is above or is below the other (the one-owner rule). */
+function related(a: string, b: string): boolean {
+  return a === b || a.endsWith(`.${b}`) || b.endsWith(`.${a}`);
+}
+
+/**
+ * Once `domains` route for `tenantId`, other organizations' pending claims at, above or below them
+ * can never count (one organization per domain and its subdomains): they go, shown as held
+ * elsewhere, and each such organization learns it from its own trail (`sso.domain_lost`, by
+ * Warden: the other tenant's actor stays out of it).
+ */
+async function dropOthersPendingClaims(
+  trx: Kysely<Database>,
+  audit: LifecycleAudit,
+  tenantId: string,
+  domains: readonly string[],
+  proof: DomainProof['mode'],
+): Promise<void> {
+  if (domains.length === 0) return;
+  const lost = await trx
+    .deleteFrom('tenant_sso_domains')
+    .where('tenant_id', '<>', tenantId)
+    .where('verified_at', 'is', null)
+    .where((eb) => atAboveOrBelow(eb, domains))
+    .returning(['tenant_id', 'domain'])
+    .execute();
+  const lostBy = Map.groupBy(
+    lost.sort((x, y) => x.domain.localeCompare(y.domain)),
+    (claim) => claim.tenant_id,
+  );
+  for (const loser of [...lostBy.keys()].sort()) {
+    await audit(
+      trx,
+      loser,
+      (lostBy.get(loser) ?? []).map((claim) => domainLostRecord(claim.domain, domains, proof)),
+    );
+  }
+}
+
+/** A pending claim went because another organization's `domains` route now (`sso.domain_lost`). */
+function domainLostRecord(domain: string, routing: readonly string[], proof: DomainProof['mode']) {
+  return lifecycleRecord(
+    { caller: SYSTEM_CALLER },
+    {
+      action: 'sso.domain_lost',
+      details: {
+        domain,
+        reason: proof === 'dns' ? 'proven_by_another_organization' : 'listed_by_another_organization',
+        proven: routing.find((d) => related(d, domain)) ?? null,
+      },
+    },
+  );
+}
+
 export function createSsoConfigService(deps: {
   db: Kysely<Database>;
   envelope: Envelope;
@@ -450,6 +507,7 @@ export function createSsoConfigService(deps: {
             .execute();
           routing.push(...inserted.map((c) => c.domain), ...proven.map((c) => c.domain));
         }
+        await dropOthersPendingClaims(trx, audit, tenantId, routing, 'none');
         const config = toConfig(row, await claimsOf(trx, tenantId));
         // The record names the public fields only, never the claims: none are read for it.
         const before = previous ? toConfig(previous, []) : null;
@@ -497,6 +555,8 @@ export function createSsoConfigService(deps: {
     async verifyDomain(ctx, raw) {
       const { tenantId } = ctx;
       const domain = normalizeDomain(raw, 'domain');
+      // A claim of one made before suffixes were refused is never proven.
+      if (isPublicSuffix(domain)) throw publicSuffixRefusal('domain', domain);
       const claim = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
       const notListed = () =>
         new WardenError(
@@ -547,41 +607,8 @@ export function createSsoConfigService(deps: {
             .executeTakeFirst();
           // Removed from the list (or proven) meanwhile: nothing to do but report where it stands.
           if (!proven) return;
-          // Others' unproven claims of the domain, of names under it and of names above it can no
-          // longer be proven (one organization per domain and its subdomains): they show as held elsewhere.
-          const lost = await trx
-            .deleteFrom('tenant_sso_domains')
-            .where('tenant_id', '<>', tenantId)
-            .where('verified_at', 'is', null)
-            .where((eb) => atAboveOrBelow(eb, [domain]))
-            .returning(['tenant_id', 'domain'])
-            .execute();
           await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
-          // Each organization whose claim went learns it from its own trail, by Warden (the
-          // prover's actor is another tenant's and stays out of it); its GET shows held_elsewhere.
-          const lostBy = Map.groupBy(
-            lost.sort((x, y) => x.domain.localeCompare(y.domain)),
-            (claim) => claim.tenant_id,
-          );
-          for (const loser of [...lostBy.keys()].sort()) {
-            await audit(
-              trx,
-              loser,
-              (lostBy.get(loser) ?? []).map((claim) =>
-                lifecycleRecord(
-                  { caller: SYSTEM_CALLER },
-                  {
-                    action: 'sso.domain_lost',
-                    details: {
-                      domain: claim.domain,
-                      reason: 'proven_by_another_organization',
-                      proven: domain,
-                    },
-                  },
-                ),
-              ),
-            );
-          }
+          await dropOthersPendingClaims(trx, audit, tenantId, [domain], 'dns');
         });
       }
       const config = await getConfig(tenantId);

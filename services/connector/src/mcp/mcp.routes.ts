@@ -1,5 +1,7 @@
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '@warden/core';
 import type { McpSession, McpTokenService } from '@warden/vault';
@@ -24,39 +26,58 @@ interface SseForward {
   readonly message: unknown;
 }
 
+/** The running calls one stateless request cancels, for every replica. */
 interface CancelForward {
   readonly tokenId: string;
-  readonly requestId: string | number;
+  readonly requestIds: ReadonlyArray<string | number>;
 }
 
-/** The request ids a stateless `POST /mcp` body cancels (`notifications/cancelled`, alone or batched). */
+/**
+ * The request ids a stateless `POST /mcp` body cancels (`notifications/cancelled`, alone or in a
+ * batch), each once; none when the SDK will refuse the body (a message that is not JSON-RPC).
+ */
 function cancelledRequestIds(body: unknown): Array<string | number> {
-  const ids: Array<string | number> = [];
-  for (const message of Array.isArray(body) ? body : [body]) {
-    const m = message as { method?: unknown; params?: { requestId?: unknown } } | null;
+  const messages = messagesOf(body);
+  const ids = new Map<string, string | number>();
+  for (const m of messages) {
     const id = m?.method === 'notifications/cancelled' ? m.params?.requestId : undefined;
     if ((typeof id === 'string' && id.length <= 200) || (typeof id === 'number' && Number.isFinite(id))) {
-      ids.push(id);
+      ids.set(idKey(id), id);
     }
   }
-  return ids;
+  // Checked only when there is something to cancel: most bodies carry no cancellation.
+  if (ids.size === 0 || !messages.every((m) => JSONRPCMessageSchema.safeParse(m).success)) return [];
+  return [...ids.values()];
 }
 
 /** A stateless tool call as its token names it: only that token's notifications reach it. */
 function callKey(tokenId: string, requestId: string | number): string {
-  return `${tokenId}\u0000${typeof requestId}:${String(requestId)}`;
+  return `${tokenId}\u0000${idKey(requestId)}`;
 }
 
 function jsonRpcError(
   reply: FastifyReply,
   status: number,
   message: string,
-  headers: Record<string, string> = {},
+  options: { readonly headers?: Record<string, string>; readonly code?: number } = {},
 ) {
   return reply
     .code(status)
-    .headers(headers)
-    .send({ jsonrpc: '2.0', error: { code: -32000, message }, id: null });
+    .headers(options.headers ?? {})
+    .send({ jsonrpc: '2.0', error: { code: options.code ?? -32000, message }, id: null });
+}
+
+/** The JSON-RPC messages of a `POST /mcp` body, one or a batch, as the SDK will read them. */
+function messagesOf(body: unknown): Array<{ method?: unknown; params?: Record<string, unknown> } | null> {
+  return (Array.isArray(body) ? body : [body]) as Array<{
+    method?: unknown;
+    params?: Record<string, unknown>;
+  } | null>;
+}
+
+/** A request id as a key: its type and its value ("number:7" is not "string:7"). */
+function idKey(id: string | number): string {
+  return `${typeof id}:${String(id)}`;
 }
 
 export interface McpRouteDeps extends McpDeps {
@@ -87,9 +108,11 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
 
   /** Stateless tool calls running on this replica, by token and request id. */
   const statelessCalls = new Map<string, Set<AbortController>>();
-  const cancelLocal = ({ tokenId, requestId }: CancelForward) => {
-    for (const controller of statelessCalls.get(callKey(tokenId, requestId)) ?? []) {
-      controller.abort(new Error('cancelled by the MCP client (notifications/cancelled)'));
+  const cancelLocal = ({ tokenId, requestIds }: CancelForward) => {
+    for (const requestId of requestIds) {
+      for (const controller of statelessCalls.get(callKey(tokenId, requestId)) ?? []) {
+        controller.abort(new Error('cancelled by the MCP client (notifications/cancelled)'));
+      }
     }
   };
   await deps.bus.subscribe(CANCEL_CHANNEL, (message) => cancelLocal(message as CancelForward));
@@ -136,7 +159,9 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
         401,
         'missing, expired or revoked MCP token; sign in with OAuth or mint one with POST /api/v1/mcp/tokens',
         {
-          'www-authenticate': `Bearer realm="warden", resource_metadata="${resourceMetadata}", scope="mcp"${invalid}`,
+          headers: {
+            'www-authenticate': `Bearer realm="warden", resource_metadata="${resourceMetadata}", scope="mcp"${invalid}`,
+          },
         },
       );
       return null;
@@ -149,13 +174,9 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
    * later calls (on any replica) are attributed to the client in the audit trail.
    */
   async function rememberClient(session: McpSession, body: unknown): Promise<void> {
-    const messages = Array.isArray(body) ? body : [body];
-    for (const message of messages) {
-      const m = message as {
-        method?: unknown;
-        params?: { clientInfo?: { name?: unknown; version?: unknown } };
-      };
-      const info = m?.method === 'initialize' ? m.params?.clientInfo : undefined;
+    for (const m of messagesOf(body)) {
+      const info = (m?.method === 'initialize' ? m.params?.clientInfo : undefined) as
+        { name?: unknown; version?: unknown } | undefined;
       if (info && typeof info.name === 'string' && typeof info.version === 'string') {
         await deps.mcpTokens.recordClient(session.tokenId, { name: info.name, version: info.version });
       }
@@ -164,18 +185,25 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
 
   const notAllowed = async (_request: FastifyRequest, reply: FastifyReply) =>
     jsonRpcError(reply, 405, 'this endpoint is stateless: use POST (or GET /sse for the older transport)', {
-      allow: 'POST',
+      headers: { allow: 'POST' },
     });
 
   app.post('/mcp', { schema: { hide: true } }, async (request, reply) => {
     const session = await authenticate(request, reply);
     if (!session) return reply;
+    // The SDK refuses a larger batch whole; nothing of it is acted on here either.
+    if (Array.isArray(request.body) && request.body.length > MAX_BATCH_SIZE) {
+      return jsonRpcError(reply, 400, `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`, {
+        code: -32600,
+      });
+    }
     // An OAuth session is named by its client's registration; a minted token learns it here.
     if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
     // A stateless server knows no call but its own: a cancellation goes to the token's call of
-    // that id, on this replica at once and on the others over the bus.
-    for (const requestId of cancelledRequestIds(request.body)) {
-      const cancel: CancelForward = { tokenId: session.tokenId, requestId };
+    // that id, on this replica at once and on the others over the bus (one message a request).
+    const requestIds = cancelledRequestIds(request.body);
+    if (requestIds.length > 0) {
+      const cancel: CancelForward = { tokenId: session.tokenId, requestIds };
       cancelLocal(cancel);
       await deps.bus.publish(CANCEL_CHANNEL, cancel).catch((error: unknown) => {
         deps.logger.warn({ err: error }, 'MCP cancellation not forwarded to other replicas');

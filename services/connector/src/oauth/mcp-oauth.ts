@@ -9,7 +9,7 @@ import { oauthRoutes } from './oauth.routes.ts';
 import { createOAuthServer } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
-import { clientWindows, createAddressLimit } from './address-limit.ts';
+import { clientScope, clientWindows, createAddressLimit } from './address-limit.ts';
 import { createSsoRelyingParty } from './sso.ts';
 import { ssoAdminRoutes } from './sso-admin.routes.ts';
 
@@ -86,24 +86,28 @@ export async function setUpMcpOAuth(
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
     windowsOf: clientWindows,
+    scopeOf: clientScope,
   });
   const signInLimit = createAddressLimit({
     spec: config.oauth.signInLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:sso-start`,
     windowsOf: clientWindows,
+    scopeOf: clientScope,
   });
   const authorizationLimit = createAddressLimit({
     spec: config.oauth.signInLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:oauth-authorize`,
     windowsOf: clientWindows,
+    scopeOf: clientScope,
   });
   // Per tenant, not per address: each proof request may send Warden's resolver to DNS.
   const verifyLimit = createAddressLimit({
     spec: config.oauth.verifyLimit,
     redis: container.redis,
     keyPrefix: `${config.redisKeyPrefix}:sso-verify`,
+    scopeOf: () => ' per organization',
   });
   app.addHook('onClose', async () => {
     await Promise.all([

@@ -109,6 +109,49 @@ describe('an email domain signs in to one organization only', () => {
     expect((await putSso(evil.apiKey, ['evil.example'])).status).toBe(200);
   });
 
+  it('a pending claim left from the DNS proof goes when another organization lists the domain here, on its own trail', async () => {
+    // Claimed while the deployment asked for proof, never proven: it routes nobody and can never count now.
+    const left = await f.t.createTenant('Left pending');
+    expect((await putSso(left.apiKey, ['left.example'])).status).toBe(200);
+    const db = f.t.container.db.kysely;
+    await db
+      .insertInto('tenant_sso_domains')
+      .values({
+        domain: 'shared-left.example',
+        tenant_id: left.tenantId,
+        verified_at: null,
+        proof_token: 'tok',
+      })
+      .execute();
+    const lister = await f.t.createTenant('Lister');
+    expect((await putSso(lister.apiKey, ['eng.shared-left.example'])).status).toBe(200);
+    const claims = await db
+      .selectFrom('tenant_sso_domains')
+      .select('domain')
+      .where('tenant_id', '=', left.tenantId)
+      .orderBy('domain')
+      .execute();
+    expect(claims.map((c) => c.domain)).toEqual(['left.example']);
+    const events = await f.t.app.inject({
+      method: 'GET',
+      url: '/api/v1/audit/events?kind=lifecycle&page_size=100',
+      headers: { authorization: `Bearer ${left.apiKey}` },
+    });
+    const lost = (
+      events.json() as { events: Array<{ action: string; caller: { type: string }; details: unknown }> }
+    ).events.filter((e) => e.action === 'sso.domain_lost');
+    expect(lost).toEqual([
+      expect.objectContaining({
+        caller: expect.objectContaining({ type: 'system' }),
+        details: {
+          domain: 'shared-left.example',
+          reason: 'listed_by_another_organization',
+          proven: 'eng.shared-left.example',
+        },
+      }),
+    ]);
+  });
+
   it("an Acme engineer's email still reaches Acme's identity provider, never the other tenant's", async () => {
     const ua = f.userAgent();
     const login = await ua.get(authorizationUrl().href);

@@ -163,7 +163,7 @@ export async function oauthTenantRoutes(
     },
     handler: async (request) => {
       const actor = actorOf(request);
-      await deps.verifyLimit.admit(actor.tenantId, 'domain proofs asked for', ' per organization');
+      await deps.verifyLimit.admit(actor.tenantId, 'domain proofs asked for');
       const config = await deps.ssoConfigs.verifyDomain(actor, request.params.domain);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },

@@ -127,14 +127,13 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
       // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
       const taken = await deps.registrationLimit.take(request.ip);
       if (!taken.allowed) {
-        const { windowSeconds } = deps.registrationLimit.spec;
         return reply
           .code(429)
           .header('retry-after', String(taken.retryAfterSeconds))
           .header('cache-control', 'no-store')
           .send({
             error: 'rate_limited',
-            error_description: `too many client registrations from this address (at most ${taken.capacity} in ${windowSeconds} s${taken.scope}); retry after ${taken.retryAfterSeconds} s`,
+            error_description: taken.message('client registrations'),
           });
       }
     }
@@ -275,7 +274,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRouteDeps): P
     sign: { tenantId: string; email: string; interactionUid: string | null },
   ): Promise<string> {
     // `request.ip`: the client's address, from X-Forwarded-For only with TRUST_PROXY.
-    await deps.signInLimit.admit(request.ip, 'sign-ins started from this address');
+    await deps.signInLimit.admit(request.ip, 'sign-ins started');
     const state = randomBytes(32).toString('base64url');
     const binding = randomBytes(32).toString('base64url');
     const started = await deps.sso.start(sign.tenantId, { loginHint: sign.email, state });
