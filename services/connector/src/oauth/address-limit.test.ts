@@ -15,6 +15,12 @@ describe('clientWindows: the windows a client address counts in', () => {
     expect(keys('2002:cb00:7132:ffff::9')).toEqual(['203.0.113.50 x1']);
     expect(keys('64:ff9b::198.18.0.1')).toEqual(['198.18.0.1 x1']);
     expect(keys('64:ff9b::c000:2c8')).toEqual(['192.0.2.200 x1']);
+    // RFC 8215's local-use 64:ff9b:1::/48 puts the IPv4 where its operator chooses: an IPv6 client.
+    expect(keys('64:ff9b:1:1::c000:2c8')).toEqual([
+      '64:ff9b:1:1::/64 x1',
+      '64:ff9b:1::/56 x4',
+      '64:ff9b:1::/48 x16',
+    ]);
     // RFC 4380's example: client 192.0.2.45 behind server 65.54.227.120.
     expect(keys('2001:0:4136:e378:8000:63bf:3fff:fdd2')).toEqual(['192.0.2.45 x1']);
   });
