@@ -69,8 +69,6 @@ describe('admin console in a real browser', () => {
   let executionId: string;
   let mcpToken: string;
   let ui: ConsoleBrowser;
-  const shot = (name: string) => ui.shot(name);
-  const accessibilityProblems = (target: Page) => ui.accessibilityProblems(target);
 
   async function openPage(label: string, heading: string): Promise<void> {
     await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: label }).click();
@@ -174,8 +172,8 @@ describe('admin console in a real browser', () => {
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toContain('unsafe-inline');
     await page.getByRole('heading', { name: 'Sign in to Warden' }).waitFor();
-    expect(await accessibilityProblems(page)).toEqual([]);
-    await shot('sign-in');
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
+    await ui.shot('sign-in');
 
     await page.getByLabel('Tenant API key').fill('wdn_sk_not-a-key');
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
@@ -237,7 +235,7 @@ describe('admin console in a real browser', () => {
     expect(new URL(refused.ssoPage.url()).search).toBe('');
     // (The identity provider's own cookies share the host: only Warden's console cookie counts.)
     expect((await refused.ssoContext.cookies(base)).filter((c) => c.name === 'warden_console')).toEqual([]);
-    expect(await accessibilityProblems(refused.ssoPage)).toEqual([]);
+    expect(await ui.accessibilityProblems(refused.ssoPage)).toEqual([]);
     await refused.ssoContext.close();
 
     const { ssoContext, ssoPage } = await ssoSignIn(DANA);
@@ -288,7 +286,7 @@ describe('admin console in a real browser', () => {
     await openPage('Overview', 'Overview');
     await expect.poll(() => page.locator('figcaption').innerText()).toContain('6 calls, 1 errors');
     await page.getByRole('region', { name: 'Top identities (24 h)' }).getByText(ALICE).waitFor();
-    await shot('overview');
+    await ui.shot('overview');
 
     await openPage('Audit explorer', 'Audit explorer');
     await page.getByLabel('Identity').fill(ALICE);
@@ -308,8 +306,8 @@ describe('admin console in a real browser', () => {
     expect(requests).toContain(`GET /zones/${zoneId}/dns_records`);
     expect(requests).toContain('HTTP 200');
     expect(requests).toContain('intent aud_');
-    expect(await accessibilityProblems(page)).toEqual([]);
-    await shot('audit-explorer');
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
+    await ui.shot('audit-explorer');
     await drawer.getByRole('button', { name: 'Close' }).click();
 
     // Filtering by outcome includes the write-ahead intents (`pending`).
@@ -375,8 +373,8 @@ describe('admin console in a real browser', () => {
       `claude mcp add --transport http cloudflare ${base}/mcp`,
     );
     await expect.poll(() => page.getByRole('region', { name: 'Tokens' }).getByText('active').count()).toBe(1);
-    expect(await accessibilityProblems(page)).toEqual([]);
-    await shot('mcp');
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
+    await ui.shot('mcp');
   });
 
   it("changes a policy and sees the tester's answer change, naming the deciding rule", async () => {
@@ -405,8 +403,8 @@ describe('admin console in a real browser', () => {
     const answer = await page.getByTestId('tester-answer').innerText();
     expect(answer).toContain('denied by tenant rule no-dns-writes');
     expect(answer).toContain('Deciding rule: no-dns-writes (tenant policy)');
-    expect(await accessibilityProblems(page)).toEqual([]);
-    await shot('policy');
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
+    await ui.shot('policy');
 
     // The same rule applies to a real execution.
     const refused = (await executeAsAlice(
@@ -427,7 +425,7 @@ describe('admin console in a real browser', () => {
     await dialog.getByLabel(/Type .* to confirm/).fill('alice@acme.co');
     expect(await confirm.isDisabled()).toBe(true);
     await dialog.getByLabel(/Type .* to confirm/).fill(ALICE);
-    expect(await accessibilityProblems(page)).toEqual([]);
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
     await confirm.click();
     await page
       .getByText(`Offboarded ${ALICE}: 1 accounts and 1 MCP tokens revoked, sessions closed.`)
@@ -435,7 +433,7 @@ describe('admin console in a real browser', () => {
     await expect
       .poll(() => page.getByRole('region', { name: `Identity ${ALICE}` }).innerText())
       .toContain('REVOKED');
-    await shot('identities');
+    await ui.shot('identities');
 
     expect(await mcpListStatus(mcpToken)).toBe(401);
     await openPage('MCP', 'MCP');
@@ -458,7 +456,7 @@ describe('admin console in a real browser', () => {
     ] as const) {
       await openPage(label, heading);
       await page.waitForLoadState('networkidle');
-      expect(await accessibilityProblems(page), label).toEqual([]);
+      expect(await ui.accessibilityProblems(page), label).toEqual([]);
     }
     await openPage('Approvals', 'Approvals');
     await page.getByText('Nothing waits for a decision.').waitFor();
@@ -533,7 +531,7 @@ describe('admin console in a real browser', () => {
       cf.requests().filter((r) => r.method === 'POST' && r.path === `/zones/${zone}/dns_records`),
     ).toHaveLength(1);
     await page.getByText('Nothing waits for a decision.').waitFor();
-    await shot('approvals');
+    await ui.shot('approvals');
   });
 
   it('lists SIEM sink health and failed deliveries, and retries them', async () => {
@@ -587,7 +585,7 @@ describe('admin console in a real browser', () => {
     await expect.poll(() => card.innerText()).toMatch(/[1-9]\d* deliveries queued again/);
     // Requeued with fresh attempts (the dispatcher may already be retrying them).
     expect((await outbox()).filter((r) => r.status === 'failed')).toEqual([]);
-    expect(await accessibilityProblems(page)).toEqual([]);
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
   });
 
   it('opens the audit explorer over 100,000 events in well under a second and scrolls through them', async () => {
@@ -639,7 +637,7 @@ describe('admin console in a real browser', () => {
       });
       await perfPage.locator('.table-scroll').evaluate((el) => (el.scrollTop = el.scrollHeight));
       await perfPage.getByText('tenant.created').waitFor();
-      expect(await accessibilityProblems(perfPage)).toEqual([]);
+      expect(await ui.accessibilityProblems(perfPage)).toEqual([]);
     } finally {
       await perfContext.close();
     }
@@ -656,8 +654,8 @@ describe('admin console in a real browser', () => {
     await page.getByRole('heading', { level: 1, name: 'Tenants' }).waitFor();
     const acmeCard = page.getByRole('region', { name: 'Tenant Acme' });
     await expect.poll(() => acmeCard.getByRole('row').count()).toBeGreaterThan(1);
-    expect(await accessibilityProblems(page)).toEqual([]);
-    await shot('operator-tenants');
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
+    await ui.shot('operator-tenants');
 
     // A revoked key ends the sessions signed in with it.
     const tenantContext = await browser.newContext();
@@ -680,8 +678,8 @@ describe('admin console in a real browser', () => {
     await expect
       .poll(() => page.getByRole('region', { name: 'Key rotation' }).innerText())
       .toContain('current');
-    expect(await accessibilityProblems(page)).toEqual([]);
-    await shot('operator-platform');
+    expect(await ui.accessibilityProblems(page)).toEqual([]);
+    await ui.shot('operator-platform');
 
     // An operator session is not a tenant key.
     const asTenant = await page.evaluate(async () => (await fetch('/api/v1/connected_accounts')).status);

@@ -30,7 +30,7 @@ export const SERVER_INFO = { name: 'warden-cloudflare', version: '1.0.0' } as co
  */
 const jsonSchemaValidator = new AjvJsonSchemaValidator();
 
-/** Where one MCP server runs: its client's address, and who counts its tool calls in flight. */
+/** Where one MCP server runs: its client's address, and who follows (and may cancel) its tool calls. */
 export interface McpServerOptions {
   readonly ip: string | null;
   /**

@@ -1,5 +1,3 @@
-// Code passed to page.evaluate runs in the browser.
-/// <reference lib="dom" />
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

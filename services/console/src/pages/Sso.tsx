@@ -20,6 +20,16 @@ interface SsoConfig {
   updated_at: string;
 }
 
+/** The form's fields as typed; the lists are comma- or space-separated. */
+interface SsoForm {
+  issuer: string;
+  client_id: string;
+  client_secret: string;
+  identifier_claim: string;
+  domains: string;
+  admins: string;
+}
+
 const STATUS_TEXT: Record<SsoDomain['status'], string> = {
   verified: 'verified',
   pending: 'waiting for DNS proof',
@@ -94,8 +104,8 @@ export default function Sso() {
     ),
   );
   const config = sso.data ?? null;
-  const [form, setForm] = useState<Record<string, string> | null>(null);
-  const values = form ?? {
+  const [form, setForm] = useState<SsoForm | null>(null);
+  const values: SsoForm = form ?? {
     issuer: config?.issuer ?? '',
     client_id: config?.client_id ?? '',
     client_secret: '',
@@ -103,7 +113,7 @@ export default function Sso() {
     domains: config?.allowed_email_domains.join(', ') ?? '',
     admins: config?.console_admins.join(', ') ?? '',
   };
-  const set = (key: string) => (e: { target: { value: string } }) =>
+  const set = (key: keyof SsoForm) => (e: { target: { value: string } }) =>
     setForm({ ...values, [key]: e.target.value });
 
   return (
@@ -146,8 +156,8 @@ export default function Sso() {
               client_id: values.client_id,
               client_secret: values.client_secret,
               identifier_claim: values.identifier_claim,
-              allowed_email_domains: listOf(values.domains ?? ''),
-              console_admins: listOf(values.admins ?? ''),
+              allowed_email_domains: listOf(values.domains),
+              console_admins: listOf(values.admins),
             });
             setForm(null);
             sso.reload();
