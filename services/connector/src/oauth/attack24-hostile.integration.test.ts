@@ -13,6 +13,20 @@ import type { DomainProofFixture } from './test-support/sso-domain-proof.ts';
  * found, fixed since: the test asserts the secure behaviour and failed before the fix).
  */
 
+/**
+ * Makes a tenant's one claim and its configuration name `domain`, as a deployment upgraded from
+ * before public suffixes were refused can hold them (the API refuses to write such a state).
+ */
+async function turnClaimInto(f: OAuthFixture, tenantId: string, domain: string): Promise<void> {
+  const db = f.t.container.db.kysely;
+  await db.updateTable('tenant_sso_domains').set({ domain }).where('tenant_id', '=', tenantId).execute();
+  await db
+    .updateTable('tenant_sso_configs')
+    .set({ allowed_email_domains: JSON.stringify([domain]) })
+    .where('tenant_id', '=', tenantId)
+    .execute();
+}
+
 interface AuditEventView {
   action: string;
   tenant_id?: string;
@@ -99,17 +113,7 @@ describe('attack24: SSO email domains that are public suffixes (DNS proof mode)'
     expect((await fx.putSso(tenant.apiKey, ['smuggler.github.io'])).status).toBe(200);
     const record = (await fx.domainOf(tenant.apiKey, 'smuggler.github.io'))?.txt_record;
     // The state a deployment upgraded from before 53ff978 can hold: github.io listed, pending.
-    const db = f.t.container.db.kysely;
-    await db
-      .updateTable('tenant_sso_domains')
-      .set({ domain: 'github.io' })
-      .where('tenant_id', '=', tenant.tenantId)
-      .execute();
-    await db
-      .updateTable('tenant_sso_configs')
-      .set({ allowed_email_domains: JSON.stringify(['github.io']) })
-      .where('tenant_id', '=', tenant.tenantId)
-      .execute();
+    await turnClaimInto(f, tenant.tenantId, 'github.io');
     fx.dns.setTxt('_warden-challenge.github.io', [record!.value]);
     for (const domain of ['github.io', 'GitHub.IO', 'co.uk']) {
       const res = await fx.verify(tenant.apiKey, domain);
@@ -329,17 +333,7 @@ describe('attack24: none mode, suffixes and claims made before the change; per-a
     const legacy = await f.t.createTenant('Legacy suffix holder');
     expect((await putSso(legacy.apiKey, ['legacy.co.uk'])).status).toBe(200);
     // The state a deployment upgraded from before 53ff978 can hold: co.uk listed and claimed.
-    const db = f.t.container.db.kysely;
-    await db
-      .updateTable('tenant_sso_domains')
-      .set({ domain: 'co.uk' })
-      .where('tenant_id', '=', legacy.tenantId)
-      .execute();
-    await db
-      .updateTable('tenant_sso_configs')
-      .set({ allowed_email_domains: JSON.stringify(['co.uk']) })
-      .where('tenant_id', '=', legacy.tenantId)
-      .execute();
+    await turnClaimInto(f, legacy.tenantId, 'co.uk');
 
     const victim = await f.t.createTenant('Victim Ltd');
     const res = await putSso(victim.apiKey, ['victim.co.uk']);
