@@ -121,6 +121,40 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
 
   const newSessions = (before: number) => cf.tails.sessions().slice(before);
 
+  /** A call whose code keeps a tail open for `seconds` (its answer is never awaited here). */
+  function startTail(client: Client, seconds: number) {
+    return client.callTool({
+      name: 'cloudflare_execute',
+      arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: ${seconds} })).ended` },
+    });
+  }
+
+  /** The tail of the call started after `before` sessions is connected: the call is running. */
+  async function tailRunning(before: number): Promise<void> {
+    await expect
+      .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
+      .toBe(1);
+  }
+
+  /** The call started at `started` was stopped at once: its tail deleted, its record `aborted`. */
+  async function stoppedAtOnce(before: number, started: number): Promise<void> {
+    await expect
+      .poll(() => newSessions(before)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
+      .not.toBeNull();
+    expect(newSessions(before)[0]!.deletedAt!.getTime() - started).toBeLessThan(5_000);
+    await expect
+      .poll(async () => (await toolCalls()).at(-1)?.error?.code ?? null, { timeout: 5_000, interval: 50 })
+      .toBe('aborted');
+  }
+
+  /** One more tool call is on the record, a success. */
+  async function recordedSuccess(callsBefore: number): Promise<void> {
+    await expect
+      .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
+      .toBe(callsBefore + 1);
+    expect((await toolCalls()).at(-1)).toMatchObject({ outcome: 'success' });
+  }
+
   /** Posts cancellations of request ids 0..9 to the stateless endpoint of `on`; the statuses answered. */
   async function cancelStateless(on: string, token: string): Promise<number[]> {
     const statuses: number[] = [];
@@ -152,13 +186,8 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       const callsBefore = (await toolCalls()).length;
       const before = cf.tails.sessions().length;
       const started = Date.now();
-      const pending = victim.client.callTool({
-        name: 'cloudflare_execute',
-        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 3 })).ended` },
-      });
-      await expect
-        .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
-        .toBe(1);
+      const pending = startTail(victim.client, 3);
+      await tailRunning(before);
 
       // The victim's session id, leaked: another tenant's token and a colleague's are refused.
       expect(await cancelAll(base, victim.sessionId, attackerToken)).toEqual(Array(10).fill(404));
@@ -180,30 +209,16 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       expect(result.content[0]?.text).not.toContain('aborted');
       const [session] = newSessions(before);
       expect(session!.deletedAt!.getTime() - started).toBeGreaterThanOrEqual(3_000);
-      await expect
-        .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
-        .toBe(callsBefore + 1);
-      expect((await toolCalls()).at(-1)).toMatchObject({ outcome: 'success' });
+      await recordedSuccess(callsBefore);
 
       // Control: the same notifications from the victim's own token stop its call at once.
       const again = cf.tails.sessions().length;
       const startedAgain = Date.now();
-      const stopped = victim.client.callTool({
-        name: 'cloudflare_execute',
-        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 10 })).ended` },
-      });
+      const stopped = startTail(victim.client, 10);
       stopped.catch(() => {});
-      await expect
-        .poll(() => newSessions(again)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
-        .toBe(1);
+      await tailRunning(again);
       expect(await cancelAll(base, victim.sessionId, victimToken)).toEqual(Array(10).fill(202));
-      await expect
-        .poll(() => newSessions(again)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
-        .not.toBeNull();
-      expect(newSessions(again)[0]!.deletedAt!.getTime() - startedAgain).toBeLessThan(5_000);
-      await expect
-        .poll(async () => (await toolCalls()).at(-1)?.error?.code ?? null, { timeout: 5_000, interval: 50 })
-        .toBe('aborted');
+      await stoppedAtOnce(again, startedAgain);
     } finally {
       await victim.client.close();
       await attacker.client.close();
@@ -226,13 +241,8 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       const callsBefore = (await toolCalls()).length;
       const before = cf.tails.sessions().length;
       const started = Date.now();
-      const pending = victim.callTool({
-        name: 'cloudflare_execute',
-        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 3 })).ended` },
-      });
-      await expect
-        .poll(() => newSessions(before)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
-        .toBe(1);
+      const pending = startTail(victim, 3);
+      await tailRunning(before);
       // Every request id the victim's call could have, from another tenant's token and from a
       // colleague's (same tenant, another identity), on both replicas: answered, and dropped.
       for (const token of [attackerToken, colleagueToken]) {
@@ -242,30 +252,16 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       const result = (await pending) as { isError?: boolean; content: Array<{ text: string }> };
       expect(result.isError ?? false).toBe(false);
       expect(newSessions(before)[0]!.deletedAt!.getTime() - started).toBeGreaterThanOrEqual(3_000);
-      await expect
-        .poll(async () => (await toolCalls()).length, { timeout: 5_000, interval: 50 })
-        .toBe(callsBefore + 1);
-      expect((await toolCalls()).at(-1)).toMatchObject({ outcome: 'success' });
+      await recordedSuccess(callsBefore);
 
       // Control: the victim's own token cancels it, through the other replica (over the bus).
       const again = cf.tails.sessions().length;
       const startedAgain = Date.now();
-      const stopped = victim.callTool({
-        name: 'cloudflare_execute',
-        arguments: { code: `async () => (await tail.worker({ script: 'api', seconds: 10 })).ended` },
-      });
+      const stopped = startTail(victim, 10);
       stopped.catch(() => {});
-      await expect
-        .poll(() => newSessions(again)[0]?.connections ?? 0, { timeout: 5_000, interval: 20 })
-        .toBe(1);
+      await tailRunning(again);
       expect(await cancelStateless(baseB, victimToken)).toEqual(Array(10).fill(202));
-      await expect
-        .poll(() => newSessions(again)[0]?.deletedAt ?? null, { timeout: 5_000, interval: 50 })
-        .not.toBeNull();
-      expect(newSessions(again)[0]!.deletedAt!.getTime() - startedAgain).toBeLessThan(5_000);
-      await expect
-        .poll(async () => (await toolCalls()).at(-1)?.error?.code ?? null, { timeout: 5_000, interval: 50 })
-        .toBe('aborted');
+      await stoppedAtOnce(again, startedAgain);
     } finally {
       await victim.close();
     }

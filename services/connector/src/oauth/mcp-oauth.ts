@@ -10,6 +10,7 @@ import { createOAuthServer } from './oauth-server.ts';
 import type { OAuthServer } from './oauth-server.ts';
 import { oauthTenantRoutes } from './oauth-tenant.routes.ts';
 import { clientScope, clientWindows, createAddressLimit } from './address-limit.ts';
+import type { BudgetSpec } from '@warden/ratelimit';
 import { createSsoRelyingParty } from './sso.ts';
 import { ssoAdminRoutes } from './sso-admin.routes.ts';
 
@@ -81,27 +82,18 @@ export async function setUpMcpOAuth(
     publicUrl: config.publicUrl,
     ttlSeconds: config.oauth.loginLinkTtlSeconds,
   });
-  const registrationLimit = createAddressLimit({
-    spec: config.oauth.registrationLimit,
-    redis: container.redis,
-    keyPrefix: `${config.redisKeyPrefix}:oauth-register`,
-    windowsOf: clientWindows,
-    scopeOf: clientScope,
-  });
-  const signInLimit = createAddressLimit({
-    spec: config.oauth.signInLimit,
-    redis: container.redis,
-    keyPrefix: `${config.redisKeyPrefix}:sso-start`,
-    windowsOf: clientWindows,
-    scopeOf: clientScope,
-  });
-  const authorizationLimit = createAddressLimit({
-    spec: config.oauth.signInLimit,
-    redis: container.redis,
-    keyPrefix: `${config.redisKeyPrefix}:oauth-authorize`,
-    windowsOf: clientWindows,
-    scopeOf: clientScope,
-  });
+  /** A limit per client address (its /64, /56 and /48, or its IPv4), shared by replicas. */
+  const perClient = (spec: BudgetSpec, name: string) =>
+    createAddressLimit({
+      spec,
+      redis: container.redis,
+      keyPrefix: `${config.redisKeyPrefix}:${name}`,
+      windowsOf: clientWindows,
+      scopeOf: clientScope,
+    });
+  const registrationLimit = perClient(config.oauth.registrationLimit, 'oauth-register');
+  const signInLimit = perClient(config.oauth.signInLimit, 'sso-start');
+  const authorizationLimit = perClient(config.oauth.signInLimit, 'oauth-authorize');
   // Per tenant, not per address: each proof request may send Warden's resolver to DNS.
   const verifyLimit = createAddressLimit({
     spec: config.oauth.verifyLimit,

@@ -44,6 +44,30 @@ function listOf(text: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** A labelled text input of the form (a password one keeps no autocomplete). */
+function TextField(props: {
+  label: string;
+  value: string;
+  onChange: (value: string) => void;
+  type?: 'password';
+  placeholder?: string;
+  required?: boolean;
+}) {
+  return (
+    <label>
+      {props.label}
+      <input
+        type={props.type ?? 'text'}
+        autoComplete={props.type === 'password' ? 'off' : undefined}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+        placeholder={props.placeholder}
+        required={props.required}
+      />
+    </label>
+  );
+}
+
 /** One allowed email domain: where it stands, and for a pending one the TXT record and a Verify button. */
 function DomainRow({ domain, onVerified }: { domain: SsoDomain; onVerified: () => void }) {
   const [error, setError] = useState<Error | null>(null);
@@ -113,8 +137,7 @@ export default function Sso() {
     domains: config?.allowed_email_domains.join(', ') ?? '',
     admins: config?.console_admins.join(', ') ?? '',
   };
-  const set = (key: keyof SsoForm) => (e: { target: { value: string } }) =>
-    setForm({ ...values, [key]: e.target.value });
+  const set = (key: keyof SsoForm) => (value: string) => setForm({ ...values, [key]: value });
 
   return (
     <>
@@ -163,47 +186,41 @@ export default function Sso() {
             sso.reload();
           }}
         >
-          <label>
-            Issuer
-            <input
-              value={values.issuer}
-              onChange={set('issuer')}
-              placeholder="https://login.acme.com"
-              required
-            />
-          </label>
-          <label>
-            Client id
-            <input value={values.client_id} onChange={set('client_id')} required />
-          </label>
-          <label>
-            Client secret
-            <input
-              type="password"
-              autoComplete="off"
-              value={values.client_secret}
-              onChange={set('client_secret')}
-              placeholder={config ? 'enter it again to save' : ''}
-              required
-            />
-          </label>
-          <label>
-            Identifier claim
-            <input value={values.identifier_claim} onChange={set('identifier_claim')} required />
-          </label>
-          <label>
-            Allowed email domains
-            <input
-              value={values.domains}
-              onChange={set('domains')}
-              placeholder="acme.com, eng.acme.com"
-              required
-            />
-          </label>
-          <label>
-            Console admins
-            <input value={values.admins} onChange={set('admins')} placeholder="dana@acme.com" />
-          </label>
+          <TextField
+            label="Issuer"
+            value={values.issuer}
+            onChange={set('issuer')}
+            placeholder="https://login.acme.com"
+            required
+          />
+          <TextField label="Client id" value={values.client_id} onChange={set('client_id')} required />
+          <TextField
+            label="Client secret"
+            value={values.client_secret}
+            onChange={set('client_secret')}
+            type="password"
+            placeholder={config ? 'enter it again to save' : ''}
+            required
+          />
+          <TextField
+            label="Identifier claim"
+            value={values.identifier_claim}
+            onChange={set('identifier_claim')}
+            required
+          />
+          <TextField
+            label="Allowed email domains"
+            value={values.domains}
+            onChange={set('domains')}
+            placeholder="acme.com, eng.acme.com"
+            required
+          />
+          <TextField
+            label="Console admins"
+            value={values.admins}
+            onChange={set('admins')}
+            placeholder="dana@acme.com"
+          />
         </CardForm>
       )}
     </>
