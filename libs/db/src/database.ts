@@ -317,6 +317,15 @@ export interface TenantSsoDomainsTable {
   verified_at: NullableTimestamp;
   /** The value the tenant's TXT record must carry; null for claims proven without one. */
   proof_token: ColumnType<string | null, string | null | undefined, string | null>;
+  /**
+   * How a routing claim was proven: its DNS record, or listed where the deployment asked no proof
+   * (`SSO_DOMAIN_PROOF=none`); null while pending, and for claims older than this column.
+   */
+  proven_by: ColumnType<
+    'dns' | 'listing' | null,
+    'dns' | 'listing' | null | undefined,
+    'dns' | 'listing' | null
+  >;
 }
 
 /** An admin console sign-in (see migrations/…_console-sessions.ts). */

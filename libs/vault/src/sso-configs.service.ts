@@ -194,6 +194,27 @@ interface DomainClaim {
   readonly domain: string;
   readonly verified_at: Date | null;
   readonly proof_token: string | null;
+  readonly proven_by: 'dns' | 'listing' | null;
+}
+
+/**
+ * Whether a claim routes under the deployment's proof mode: a proven one does, except that under
+ * `dns` a claim proven only by being listed (while the deployment asked no proof) is pending
+ * again, waiting for its DNS record like any other.
+ */
+function counts(claim: Pick<DomainClaim, 'verified_at' | 'proven_by'>, mode: DomainProof['mode']): boolean {
+  return claim.verified_at !== null && !(mode === 'dns' && claim.proven_by === 'listing');
+}
+
+/** The claims that route under `mode` (see `counts`), as a query condition. */
+function routes(
+  eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
+  mode: DomainProof['mode'],
+): Expression<SqlBool> {
+  const proven = eb('verified_at', 'is not', null);
+  return mode === 'dns'
+    ? eb.and([proven, eb.or([eb('proven_by', 'is', null), eb('proven_by', '<>', 'listing')])])
+    : proven;
 }
 
 function toConfig(
@@ -208,6 +229,7 @@ function toConfig(
     updated_at: Date;
   },
   claims: readonly DomainClaim[],
+  mode: DomainProof['mode'],
 ): SsoConfig {
   const byDomain = new Map(claims.map((c) => [c.domain, c]));
   return {
@@ -220,7 +242,7 @@ function toConfig(
     domains: row.allowed_email_domains.map((domain): SsoDomain => {
       const claim = byDomain.get(domain);
       if (!claim) return { domain, status: 'held_elsewhere', txtRecord: null };
-      if (claim.verified_at) return { domain, status: 'verified', txtRecord: null };
+      if (counts(claim, mode)) return { domain, status: 'verified', txtRecord: null };
       return {
         domain,
         status: 'pending',
@@ -254,18 +276,19 @@ function atAboveOrBelow(
   ]);
 }
 
-/** Domains another tenant holds (proven) that are, are above or are below one of `domains`. */
+/** Domains another tenant holds (claims that route under `mode`) that are, are above or are below one of `domains`. */
 async function heldByOthers(
   trx: Kysely<Database>,
   tenantId: string,
   domains: readonly string[],
+  mode: DomainProof['mode'],
 ): Promise<string[]> {
   if (domains.length === 0) return [];
   const rows = await trx
     .selectFrom('tenant_sso_domains')
     .select('domain')
     .where('tenant_id', '<>', tenantId)
-    .where('verified_at', 'is not', null)
+    .where((eb) => routes(eb, mode))
     .where((eb) => atAboveOrBelow(eb, domains))
     .orderBy('domain')
     .execute();
@@ -281,9 +304,21 @@ function normalizeDomain(raw: string, field: string): string {
   return domain;
 }
 
-/** A new claim waiting for its DNS proof. */
-function pendingClaim(domain: string, tenantId: string) {
-  return { domain, tenant_id: tenantId, verified_at: null, proof_token: newProofToken() };
+/**
+ * A new claim: waiting for its DNS proof, or under `none` counting at once (with a token too, so
+ * it can be proven if the deployment asks for proof later).
+ */
+function newClaim(domain: string, tenantId: string, mode: DomainProof['mode']) {
+  const proofToken = newProofToken();
+  return mode === 'none'
+    ? {
+        domain,
+        tenant_id: tenantId,
+        verified_at: new Date(),
+        proof_token: proofToken,
+        proven_by: 'listing' as const,
+      }
+    : { domain, tenant_id: tenantId, verified_at: null, proof_token: proofToken, proven_by: null };
 }
 
 /** Whether the proof record's name (`_warden-challenge.<domain>`) fits in a DNS name (253 characters). */
@@ -369,7 +404,7 @@ async function dropOthersPendingClaims(
   const lost = await trx
     .deleteFrom('tenant_sso_domains')
     .where('tenant_id', '<>', tenantId)
-    .where('verified_at', 'is', null)
+    .where((eb) => eb.not(routes(eb, proof)))
     .where((eb) => atAboveOrBelow(eb, domains))
     .returning(['tenant_id', 'domain'])
     .execute();
@@ -415,7 +450,7 @@ export function createSsoConfigService(deps: {
   const claimsOf = (trx: Kysely<Database>, tenantId: string): Promise<DomainClaim[]> =>
     trx
       .selectFrom('tenant_sso_domains')
-      .select(['domain', 'verified_at', 'proof_token'])
+      .select(['domain', 'verified_at', 'proof_token', 'proven_by'])
       .where('tenant_id', '=', tenantId)
       .execute();
   async function getConfig(tenantId: string): Promise<SsoConfig | null> {
@@ -424,7 +459,7 @@ export function createSsoConfigService(deps: {
       .select(viewColumns)
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
-    return row ? toConfig(row, await claimsOf(db, tenantId)) : null;
+    return row ? toConfig(row, await claimsOf(db, tenantId), domainProof.mode) : null;
   }
   const lockClaims = (trx: Kysely<Database>) =>
     sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
@@ -468,7 +503,7 @@ export function createSsoConfigService(deps: {
         // A domain another tenant holds stays theirs (claims are serialized by the lock above, so
         // two tenants cannot take a domain and its subdomain at once); the whole change is then
         // refused, nothing written.
-        const taken = await heldByOthers(trx, tenantId, domains);
+        const taken = await heldByOthers(trx, tenantId, domains, domainProof.mode);
         if (taken.length > 0) throw heldConflict(taken);
         const row = await trx
           .insertInto('tenant_sso_configs')
@@ -485,13 +520,7 @@ export function createSsoConfigService(deps: {
         // once only where the deployment asks no proof.
         const inserted = await trx
           .insertInto('tenant_sso_domains')
-          .values(
-            domains.map((domain) =>
-              domainProof.mode === 'none'
-                ? { domain, tenant_id: tenantId, verified_at: new Date(), proof_token: null }
-                : pendingClaim(domain, tenantId),
-            ),
-          )
+          .values(domains.map((domain) => newClaim(domain, tenantId, domainProof.mode)))
           .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
           .returning('domain')
           .execute();
@@ -500,7 +529,7 @@ export function createSsoConfigService(deps: {
           // Claims left pending while the deployment asked for proof count now (nobody holds them: see above).
           const proven = await trx
             .updateTable('tenant_sso_domains')
-            .set({ verified_at: new Date() })
+            .set({ verified_at: new Date(), proven_by: 'listing' })
             .where('tenant_id', '=', tenantId)
             .where('verified_at', 'is', null)
             .returning('domain')
@@ -508,9 +537,9 @@ export function createSsoConfigService(deps: {
           routing.push(...inserted.map((c) => c.domain), ...proven.map((c) => c.domain));
         }
         await dropOthersPendingClaims(trx, audit, tenantId, routing, 'none');
-        const config = toConfig(row, await claimsOf(trx, tenantId));
+        const config = toConfig(row, await claimsOf(trx, tenantId), domainProof.mode);
         // The record names the public fields only, never the claims: none are read for it.
-        const before = previous ? toConfig(previous, []) : null;
+        const before = previous ? toConfig(previous, [], domainProof.mode) : null;
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
@@ -533,7 +562,10 @@ export function createSsoConfigService(deps: {
       const sealed = sealedFromColumns(row);
       if (!sealed) throw new WardenError('integrity_failure', 'the sealed SSO client secret is missing');
       const secret = await envelope.open(identity(tenantId), sealed);
-      return { config: toConfig(row, await claimsOf(db, tenantId)), clientSecret: secret.toString('utf8') };
+      return {
+        config: toConfig(row, await claimsOf(db, tenantId), domainProof.mode),
+        clientSecret: secret.toString('utf8'),
+      };
     },
     async remove(ctx) {
       const { tenantId } = ctx;
@@ -547,7 +579,10 @@ export function createSsoConfigService(deps: {
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
-            { action: 'sso.removed', details: ssoChangeDetails(toConfig(removed, []), null) },
+            {
+              action: 'sso.removed',
+              details: ssoChangeDetails(toConfig(removed, [], domainProof.mode), null),
+            },
           ),
         ]);
       });
@@ -565,7 +600,7 @@ export function createSsoConfigService(deps: {
           { field: 'domain' },
         );
       if (!claim) throw notListed();
-      if (!claim.verified_at) {
+      if (!counts(claim, domainProof.mode)) {
         if (!claim.proof_token) throw notListed();
         // A name DNS cannot hold (EBADNAME) is not a resolver in trouble: no retry will help.
         if (!provableByDns(domain)) throw tooLongToProve('domain', domain);
@@ -592,23 +627,31 @@ export function createSsoConfigService(deps: {
             `no TXT record "${record.value}" at ${record.name} yet: publish it at your DNS provider and retry (new records can take minutes to show)`,
           );
         }
+        const proofToken = claim.proof_token;
         await db.transaction().execute(async (trx) => {
           await lockClaims(trx);
-          const taken = await heldByOthers(trx, tenantId, [domain]);
+          const taken = await heldByOthers(trx, tenantId, [domain], 'dns');
           if (taken.length > 0) throw heldConflict(taken);
-          const proven = await trx
-            .updateTable('tenant_sso_domains')
-            .set({ verified_at: new Date() })
+          const waiting = await trx
+            .selectFrom('tenant_sso_domains')
+            .select('domain')
             .where('tenant_id', '=', tenantId)
             .where('domain', '=', domain)
-            .where('proof_token', '=', claim.proof_token)
-            .where('verified_at', 'is', null)
-            .returning('domain')
+            .where('proof_token', '=', proofToken)
+            .where((eb) => eb.not(routes(eb, 'dns')))
             .executeTakeFirst();
           // Removed from the list (or proven) meanwhile: nothing to do but report where it stands.
-          if (!proven) return;
-          await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
+          if (!waiting) return;
+          // Others' claims that do not count go first: one of the domain itself that routed by
+          // listing alone (under \`none\`) would otherwise still hold its one proven place.
           await dropOthersPendingClaims(trx, audit, tenantId, [domain], 'dns');
+          await trx
+            .updateTable('tenant_sso_domains')
+            .set({ verified_at: new Date(), proven_by: 'dns' })
+            .where('tenant_id', '=', tenantId)
+            .where('domain', '=', domain)
+            .execute();
+          await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
         });
       }
       const config = await getConfig(tenantId);
@@ -622,7 +665,7 @@ export function createSsoConfigService(deps: {
         const released = await trx
           .deleteFrom('tenant_sso_domains')
           .where('domain', '=', domain)
-          .returning(['tenant_id', 'verified_at'])
+          .returning(['tenant_id', 'verified_at', 'proven_by'])
           .execute();
         if (released.length === 0) throw notFound(`a claim of ${domain}`);
         if (domainProof.mode === 'dns') {
@@ -634,7 +677,7 @@ export function createSsoConfigService(deps: {
           if (listing.length > 0) {
             await trx
               .insertInto('tenant_sso_domains')
-              .values(listing.map((row) => pendingClaim(domain, row.tenant_id)))
+              .values(listing.map((row) => newClaim(domain, row.tenant_id, 'dns')))
               .execute();
           }
         }
@@ -644,7 +687,7 @@ export function createSsoConfigService(deps: {
               { caller: actor },
               {
                 action: 'sso.domain_released',
-                details: { domain, was: claim.verified_at ? 'verified' : 'pending' },
+                details: { domain, was: counts(claim, domainProof.mode) ? 'verified' : 'pending' },
               },
             ),
           ]);
@@ -658,11 +701,15 @@ export function createSsoConfigService(deps: {
         throw new WardenError('invalid_request', 'email: enter your work email address', { field: 'email' });
       }
       const row = await db
-        .selectFrom('tenant_sso_domains as d')
-        .innerJoin('tenants as t', 't.id', 'd.tenant_id')
-        .select(['d.tenant_id as tenantId', 't.name as tenantName'])
-        .where('d.domain', '=', normalized)
-        .where('d.verified_at', 'is not', null)
+        .selectFrom('tenants')
+        .select(['id as tenantId', 'name as tenantName'])
+        .where('id', 'in', (qb) =>
+          qb
+            .selectFrom('tenant_sso_domains')
+            .select('tenant_id')
+            .where('domain', '=', normalized)
+            .where((eb) => routes(eb, domainProof.mode)),
+        )
         .executeTakeFirst();
       return row ?? null;
     },

@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp } from '../test-support/test-app.ts';
+import type { TestApp } from '../test-support/test-app.ts';
+import { ALICE } from './test-support/oauth-fixture.ts';
+import type { OAuthFixture } from './test-support/oauth-fixture.ts';
+import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
+import type { DomainProofFixture, SsoAnswer } from './test-support/sso-domain-proof.ts';
+
+/**
+ * A deployment that ran without the proof (`SSO_DOMAIN_PROOF=none`, first come) and then turns it
+ * on: a domain that counted only because it was listed counts no more. Before, such a claim kept
+ * routing the domain's engineers to whoever listed it first, and kept the domain's real owner from
+ * even listing it. Two replicas share one database here, one without the proof (as the deployment
+ * was) and one with it (as it is now).
+ */
+describe('turning the SSO domain proof on after running without it', () => {
+  let fx: DomainProofFixture;
+  let f: OAuthFixture;
+  let before: TestApp;
+  let squatter: { tenantId: string; apiKey: string };
+
+  /** The tenant's view of a domain on the replica without the proof. */
+  async function domainWithoutProof(apiKey: string, domain: string) {
+    const res = await before.app.inject({
+      method: 'GET',
+      url: '/api/v1/mcp/sso',
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    return (res.json() as SsoAnswer).sso?.domains.find((d) => d.domain === domain);
+  }
+
+  beforeAll(async () => {
+    // With the proof on: Acme lists acme.com (pending).
+    fx = await startDomainProofFixture();
+    f = fx.f;
+    const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
+    before = await startTestApp(
+      { SSO_DOMAIN_PROOF: 'none', OAUTH_ALLOW_INSECURE: 'true', LOCAL_KEY_FILE: keyFile },
+      { sharedDatabase: f.t.db },
+    );
+    squatter = await f.t.createTenant('Squatter');
+    // Without the proof, the squatter lists acme.com first: it counts at once, first come.
+    const squat = await before.app.inject({
+      method: 'PUT',
+      url: '/api/v1/mcp/sso',
+      headers: { authorization: `Bearer ${squatter.apiKey}` },
+      payload: {
+        issuer: f.idp.issuer,
+        client_id: f.idp.clientId,
+        client_secret: f.idp.clientSecret,
+        allowed_email_domains: ['acme.com'],
+      },
+    });
+    expect(squat.statusCode, squat.body).toBe(200);
+  });
+  afterAll(async () => {
+    await before?.close();
+    await fx?.close();
+  });
+
+  it('a domain proven only by being listed routes nobody once the proof is on, and waits for its TXT record', async () => {
+    // Where no proof is asked, it counts (and Acme's pending claim of it went).
+    expect((await domainWithoutProof(squatter.apiKey, 'acme.com'))?.status).toBe('verified');
+    expect((await fx.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+
+    // With the proof on, it is pending, with a TXT record of its own to prove it by.
+    const claim = await fx.domainOf(squatter.apiKey, 'acme.com');
+    expect(claim?.status).toBe('pending');
+    expect(claim?.txt_record?.name).toBe('_warden-challenge.acme.com');
+    expect(claim?.txt_record?.value).toMatch(/^warden-domain-verification=[A-Za-z0-9_-]{24}$/);
+
+    const page = await fx.signInGoesTo(ALICE.email);
+    expect(page.url.startsWith(f.idp.issuer), page.url).toBe(false);
+    expect(page.body).toContain('No organization signs in engineers with @acme.com email addresses here.');
+  });
+
+  it('the real owner may list it again and prove it: the claim that was only listed goes, on the record', async () => {
+    // Not refused as held elsewhere: under the proof, a listed-only claim holds nothing.
+    const listed = await fx.putSso(f.tenant.apiKey, ['acme.com']);
+    expect(listed.status, JSON.stringify(listed.body)).toBe(200);
+    const record = listed.body.sso?.domains.find((d) => d.domain === 'acme.com')?.txt_record;
+    expect(record).toBeTruthy();
+
+    // The squatter cannot prove what it does not hold: Acme's record proves nothing for it.
+    fx.dns.setTxt(record!.name, [record!.value]);
+    expect((await fx.verify(squatter.apiKey, 'acme.com')).status).toBe(400);
+
+    const proven = await fx.verify(f.tenant.apiKey, 'acme.com');
+    expect(proven.status, JSON.stringify(proven.body)).toBe(200);
+    expect(proven.body.sso?.domains.find((d) => d.domain === 'acme.com')?.status).toBe('verified');
+    const page = await fx.signInGoesTo(ALICE.email);
+    expect(page.url.startsWith(f.idp.issuer), page.url).toBe(true);
+
+    // The squatter's claim went on both replicas, and its trail says so (by Warden).
+    expect((await fx.domainOf(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    expect((await domainWithoutProof(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    const lost = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost');
+    expect(lost).toEqual([
+      expect.objectContaining({
+        caller: expect.objectContaining({ type: 'system', id: null }),
+        details: { domain: 'acme.com', reason: 'proven_by_another_organization', proven: 'acme.com' },
+      }),
+    ]);
+    // Its listing counted once, on the record as such.
+    const squatVerified = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_verified');
+    expect(squatVerified.map((e) => e.details)).toEqual([{ domain: 'acme.com', proof: 'none' }]);
+  });
+
+  it('a domain proven by DNS keeps counting without the proof, and one only listed proves like any pending one', async () => {
+    // Acme's DNS proof counts on the replica without the proof too.
+    expect((await domainWithoutProof(f.tenant.apiKey, 'acme.com'))?.status).toBe('verified');
+
+    // The squatter lists another domain without the proof, then proves it by DNS with the proof on.
+    const other = await before.app.inject({
+      method: 'PUT',
+      url: '/api/v1/mcp/sso',
+      headers: { authorization: `Bearer ${squatter.apiKey}` },
+      payload: {
+        issuer: f.idp.issuer,
+        client_id: f.idp.clientId,
+        client_secret: f.idp.clientSecret,
+        allowed_email_domains: ['squatter.example'],
+      },
+    });
+    expect(other.statusCode, other.body).toBe(200);
+    const record = (await fx.domainOf(squatter.apiKey, 'squatter.example'))?.txt_record;
+    expect(record).toBeTruthy();
+    fx.dns.setTxt(record!.name, [record!.value]);
+    const proven = await fx.verify(squatter.apiKey, 'squatter.example');
+    expect(proven.status, JSON.stringify(proven.body)).toBe(200);
+    expect(proven.body.sso?.domains).toEqual([
+      { domain: 'squatter.example', status: 'verified', txt_record: null },
+    ]);
+    const verified = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_verified');
+    expect(verified.map((e) => e.details)).toEqual([
+      { domain: 'acme.com', proof: 'none' },
+      { domain: 'squatter.example', proof: 'none' },
+      { domain: 'squatter.example', proof: 'dns' },
+    ]);
+  });
+});
