@@ -71,7 +71,7 @@ describe('outsider attack (issue 16): R2 jurisdictions under attack', () => {
   }
 
   async function execute(identifier: string, code: string): Promise<ExecuteBody> {
-    return (await executeOverHttp(base, apiKey, identifier, code, { expectStatus: 200 })).body;
+    return (await executeOverHttp({ base, apiKey, identifier }, code, { expectStatus: 200 })).body;
   }
 
   async function explain(identifier: string, method: string, path: string) {

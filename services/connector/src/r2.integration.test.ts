@@ -86,7 +86,7 @@ describe('r2 in cloudflare_execute', () => {
   });
 
   async function execute(code: string, identifier = 'alice', key = apiKey): Promise<ExecuteBody> {
-    return (await executeOverHttp(base, key, identifier, code, { expectStatus: 200 })).body;
+    return (await executeOverHttp({ base, apiKey: key, identifier }, code, { expectStatus: 200 })).body;
   }
 
   async function r2Events(executionId: string): Promise<AuditEvent[]> {

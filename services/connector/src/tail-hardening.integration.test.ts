@@ -76,7 +76,7 @@ describe('tail.worker under attack', () => {
     options: { identifier?: string; signal?: AbortSignal } = {},
   ): Promise<ExecuteBody> {
     const { identifier = 'alice', signal } = options;
-    return (await executeOverHttp(base, apiKey, identifier, code, { expectStatus: 200, signal })).body;
+    return (await executeOverHttp({ base, apiKey, identifier }, code, { expectStatus: 200, signal })).body;
   }
 
   async function trail(executionId: string): Promise<AuditEvent[]> {
@@ -269,7 +269,7 @@ describe('tail.worker under attack', () => {
     await t.connect(key, 'bob', token);
     cf.tails.script(account, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
     const run = async (code: string): Promise<ExecuteBody> =>
-      (await executeOverHttp(base, key, 'bob', code, { expectStatus: 200 })).body;
+      (await executeOverHttp({ base, apiKey: key, identifier: 'bob' }, code, { expectStatus: 200 })).body;
     const records = async (executionId: string): Promise<AuditEvent[]> => {
       const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
         headers: { authorization: `Bearer ${key}` },

@@ -101,7 +101,7 @@ describe('tail.worker in cloudflare_execute', () => {
   });
 
   async function execute(code: string, identifier = 'alice'): Promise<ExecuteBody> {
-    return (await executeOverHttp(base, apiKey, identifier, code, { expectStatus: 200 })).body;
+    return (await executeOverHttp({ base, apiKey, identifier }, code, { expectStatus: 200 })).body;
   }
 
   async function tailEvents(executionId: string): Promise<AuditEvent[]> {
@@ -243,9 +243,7 @@ describe('tail.worker in cloudflare_execute', () => {
     await t.connect(tightKey, 'carol', carolToken.value);
     const before = cf.tails.sessions().length;
     const { body } = await executeOverHttp(
-      base,
-      tightKey,
-      'carol',
+      { base, apiKey: tightKey, identifier: 'carol' },
       `async () => {
             const deleted = [];
             for (let i = 0; i < 10; i++) {

@@ -71,7 +71,7 @@ describe('execute_tool: SDK-style calls over HTTP', () => {
   }
 
   async function execute(code: string, identifier = 'alice', key = apiKey): Promise<ExecuteBody> {
-    return (await executeOverHttp(base, key, identifier, code, { expectStatus: 200 })).body;
+    return (await executeOverHttp({ base, apiKey: key, identifier }, code, { expectStatus: 200 })).body;
   }
 
   async function upstreamEvents(executionId: string) {

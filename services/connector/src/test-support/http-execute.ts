@@ -8,6 +8,13 @@ export interface ExecuteBody {
   execution_id: string;
 }
 
+/** Who calls: the app listening at `base`, the tenant's API key, and the identifier the call runs for. */
+export interface HttpCaller {
+  readonly base: string;
+  readonly apiKey: string;
+  readonly identifier: string;
+}
+
 export interface HttpExecuteOptions {
   /** Expects the response to have this status before its body is read. */
   expectStatus?: number;
@@ -16,16 +23,15 @@ export interface HttpExecuteOptions {
 }
 
 /**
- * `POST /api/v1/execute_tool` with `cloudflare_execute` as `identifier`, over real HTTP (`fetch`)
- * to an app listening at `base` (the in-process form is `TestApp.execute`).
+ * `POST /api/v1/execute_tool` with `cloudflare_execute` as `caller.identifier`, over real HTTP
+ * (`fetch`) to an app listening at `caller.base` (the in-process form is `TestApp.execute`).
  */
 export async function executeOverHttp(
-  base: string,
-  apiKey: string,
-  identifier: string,
+  caller: HttpCaller,
   code: string,
   options: HttpExecuteOptions = {},
 ): Promise<{ status: number; body: ExecuteBody }> {
+  const { base, apiKey, identifier } = caller;
   const res = await fetch(`${base}/api/v1/execute_tool`, {
     method: 'POST',
     headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
