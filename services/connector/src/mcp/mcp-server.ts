@@ -98,8 +98,8 @@ export function createMcpServer(session: McpSession, deps: McpDeps, options: Mcp
   // the call's cached context, as for REST; listing the tools would read both again.
   // `extra.signal` is aborted when the request's connection closes, and on notifications/cancelled
   // over the SSE transport (one server serves the session). On stateless streamable HTTP the
-  // notification is a POST of its own, served by another server instance: the route hands it to
-  // the call through `onCall`'s signal, on whichever replica runs it (README, Code Mode).
+  // notification is a POST of its own, served by another server instance: `StatelessCalls`
+  // (stateless-calls.ts) hands it to the call through `onCall`'s signal, on whichever replica runs it.
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     if (!isToolName(request.params.name)) {
       throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${request.params.name}`);

@@ -1,7 +1,6 @@
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '@warden/core';
 import type { McpSession, McpTokenService } from '@warden/vault';
@@ -11,10 +10,9 @@ import { bearerToken } from '../http/auth.ts';
 import type { McpConnections } from './mcp-connections.ts';
 import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
+import { StatelessCalls, messagesOf } from './stateless-calls.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
-/** `notifications/cancelled` of a stateless request, for the replica that runs the call. */
-const CANCEL_CHANNEL = 'mcp:cancel';
 const MINTED_TOKEN_PREFIX = 'wdn_mcp_';
 const SSE_KEEPALIVE_MS = 25_000;
 /** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
@@ -24,35 +22,6 @@ interface SseForward {
   readonly sessionId: string;
   readonly tokenId: string;
   readonly message: unknown;
-}
-
-/** The running calls one stateless request cancels, for every replica. */
-interface CancelForward {
-  readonly tokenId: string;
-  readonly requestIds: ReadonlyArray<string | number>;
-}
-
-/**
- * The request ids a stateless `POST /mcp` body cancels (`notifications/cancelled`, alone or in a
- * batch), each once; none when the SDK will refuse the body (a message that is not JSON-RPC).
- */
-function cancelledRequestIds(body: unknown): Array<string | number> {
-  const messages = messagesOf(body);
-  const ids = new Map<string, string | number>();
-  for (const m of messages) {
-    const id = m?.method === 'notifications/cancelled' ? m.params?.requestId : undefined;
-    if ((typeof id === 'string' && id.length <= 200) || (typeof id === 'number' && Number.isFinite(id))) {
-      ids.set(idKey(id), id);
-    }
-  }
-  // Checked only when there is something to cancel: most bodies carry no cancellation.
-  if (ids.size === 0 || !messages.every((m) => JSONRPCMessageSchema.safeParse(m).success)) return [];
-  return [...ids.values()];
-}
-
-/** A stateless tool call as its token names it: only that token's notifications reach it. */
-function callKey(tokenId: string, requestId: string | number): string {
-  return `${tokenId}\u0000${idKey(requestId)}`;
 }
 
 function jsonRpcError(
@@ -65,19 +34,6 @@ function jsonRpcError(
     .code(status)
     .headers(options.headers ?? {})
     .send({ jsonrpc: '2.0', error: { code: options.code ?? -32000, message }, id: null });
-}
-
-/** The JSON-RPC messages of a `POST /mcp` body, one or a batch, as the SDK will read them. */
-function messagesOf(body: unknown): Array<{ method?: unknown; params?: Record<string, unknown> } | null> {
-  return (Array.isArray(body) ? body : [body]) as Array<{
-    method?: unknown;
-    params?: Record<string, unknown>;
-  } | null>;
-}
-
-/** A request id as a key: its type and its value ("number:7" is not "string:7"). */
-function idKey(id: string | number): string {
-  return `${typeof id}:${String(id)}`;
 }
 
 export interface McpRouteDeps extends McpDeps {
@@ -106,16 +62,8 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   /** Set when the app starts closing: SSE streams end once their tool calls have answered. */
   let closing = false;
 
-  /** Stateless tool calls running on this replica, by token and request id. */
-  const statelessCalls = new Map<string, Set<AbortController>>();
-  const cancelLocal = ({ tokenId, requestIds }: CancelForward) => {
-    for (const requestId of requestIds) {
-      for (const controller of statelessCalls.get(callKey(tokenId, requestId)) ?? []) {
-        controller.abort(new Error('cancelled by the MCP client (notifications/cancelled)'));
-      }
-    }
-  };
-  await deps.bus.subscribe(CANCEL_CHANNEL, (message) => cancelLocal(message as CancelForward));
+  /** Stateless tool calls running on this replica, and their cancellation from any replica. */
+  const statelessCalls = await StatelessCalls.start(deps.bus, deps.logger);
 
   await deps.bus.subscribe(SSE_CHANNEL, (message) => {
     const forward = message as SseForward;
@@ -199,32 +147,12 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     }
     // An OAuth session is named by its client's registration; a minted token learns it here.
     if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
-    // A stateless server knows no call but its own: a cancellation goes to the token's call of
-    // that id, on this replica at once and on the others over the bus (one message a request).
-    const requestIds = cancelledRequestIds(request.body);
-    if (requestIds.length > 0) {
-      const cancel: CancelForward = { tokenId: session.tokenId, requestIds };
-      cancelLocal(cancel);
-      await deps.bus.publish(CANCEL_CHANNEL, cancel).catch((error: unknown) => {
-        deps.logger.warn({ err: error }, 'MCP cancellation not forwarded to other replicas');
-      });
-    }
+    // A stateless server knows no call but its own: cancellations go to the token's calls.
+    await statelessCalls.cancelFrom(session.tokenId, request.body);
     reply.hijack();
     const server = createMcpServer(session, deps, {
       ip: request.ip,
-      onCall: (requestId) => {
-        const key = callKey(session.tokenId, requestId);
-        const controller = new AbortController();
-        const calls = statelessCalls.get(key) ?? new Set<AbortController>();
-        statelessCalls.set(key, calls.add(controller));
-        return {
-          signal: controller.signal,
-          end: () => {
-            calls.delete(controller);
-            if (calls.size === 0) statelessCalls.delete(key);
-          },
-        };
-      },
+      onCall: (requestId) => statelessCalls.track(session.tokenId, requestId),
     });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: undefined,

@@ -1,0 +1,107 @@
+import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from '@warden/core';
+import type { EventBus } from '../event-bus.ts';
+
+/** `notifications/cancelled` of a stateless request, for the replica that runs the call. */
+const CANCEL_CHANNEL = 'mcp:cancel';
+
+/** The running calls one stateless request cancels, for every replica. */
+interface CancelForward {
+  readonly tokenId: string;
+  readonly requestIds: ReadonlyArray<string | number>;
+}
+
+/** One message of a `POST /mcp` body as Warden reads it before the SDK does. */
+export type BodyMessage = { method?: unknown; params?: Record<string, unknown> } | null;
+
+/** The JSON-RPC messages of a `POST /mcp` body, one or a batch, as the SDK will read them. */
+export function messagesOf(body: unknown): BodyMessage[] {
+  return (Array.isArray(body) ? body : [body]) as BodyMessage[];
+}
+
+/** A request id as a key: its type and its value ("number:7" is not "string:7"). */
+function idKey(id: string | number): string {
+  return `${typeof id}:${String(id)}`;
+}
+
+/** A stateless tool call as its token names it: only that token's notifications reach it. */
+function callKey(tokenId: string, requestId: string | number): string {
+  return `${tokenId}\u0000${idKey(requestId)}`;
+}
+
+/**
+ * The request ids a stateless `POST /mcp` body cancels (`notifications/cancelled`, alone or in a
+ * batch), each once; none when the SDK will refuse the body (a message that is not JSON-RPC).
+ */
+function cancelledRequestIds(body: unknown): Array<string | number> {
+  const messages = messagesOf(body);
+  const ids = new Map<string, string | number>();
+  for (const m of messages) {
+    const id = m?.method === 'notifications/cancelled' ? m.params?.requestId : undefined;
+    if ((typeof id === 'string' && id.length <= 200) || (typeof id === 'number' && Number.isFinite(id))) {
+      ids.set(idKey(id), id);
+    }
+  }
+  // Checked only when there is something to cancel: most bodies carry no cancellation.
+  if (ids.size === 0 || !messages.every((m) => JSONRPCMessageSchema.safeParse(m).success)) return [];
+  return [...ids.values()];
+}
+
+/**
+ * The tool calls of stateless streamable HTTP running on this replica, by token and JSON-RPC id,
+ * and their cancellation. The SDK hands each `POST /mcp` to a fresh server that knows no call but
+ * its own, so a `notifications/cancelled` (a POST of its own) is read here, before the SDK, and goes
+ * to the token's call of that id: on this replica at once, on the others over the bus (one message
+ * a request). Another token reaches nothing, whatever ids it names.
+ */
+export class StatelessCalls {
+  readonly #running = new Map<string, Set<AbortController>>();
+  readonly #bus: EventBus;
+  readonly #logger: Logger;
+
+  private constructor(bus: EventBus, logger: Logger) {
+    this.#bus = bus;
+    this.#logger = logger;
+  }
+
+  /** Subscribes to the cancellations other replicas forward. */
+  static async start(bus: EventBus, logger: Logger): Promise<StatelessCalls> {
+    const calls = new StatelessCalls(bus, logger);
+    await bus.subscribe(CANCEL_CHANNEL, (message) => calls.#cancelHere(message as CancelForward));
+    return calls;
+  }
+
+  /** A call of `tokenId` starts: its signal aborts on a cancellation of `requestId`; `end` once it has ended. */
+  track(tokenId: string, requestId: string | number): { signal: AbortSignal; end: () => void } {
+    const key = callKey(tokenId, requestId);
+    const controller = new AbortController();
+    const calls = this.#running.get(key) ?? new Set<AbortController>();
+    this.#running.set(key, calls.add(controller));
+    return {
+      signal: controller.signal,
+      end: () => {
+        calls.delete(controller);
+        if (calls.size === 0) this.#running.delete(key);
+      },
+    };
+  }
+
+  /** Cancels the calls a request body of `tokenId` names in `notifications/cancelled`, on every replica. */
+  async cancelFrom(tokenId: string, body: unknown): Promise<void> {
+    const requestIds = cancelledRequestIds(body);
+    if (requestIds.length === 0) return;
+    const cancel: CancelForward = { tokenId, requestIds };
+    this.#cancelHere(cancel);
+    await this.#bus.publish(CANCEL_CHANNEL, cancel).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, 'MCP cancellation not forwarded to other replicas');
+    });
+  }
+
+  #cancelHere({ tokenId, requestIds }: CancelForward): void {
+    for (const requestId of requestIds) {
+      for (const controller of this.#running.get(callKey(tokenId, requestId)) ?? []) {
+        controller.abort(new Error('cancelled by the MCP client (notifications/cancelled)'));
+      }
+    }
+  }
+}
