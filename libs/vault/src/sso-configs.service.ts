@@ -1,15 +1,33 @@
-import { randomBytes } from 'node:crypto';
 import { WardenError, invalidRequest, notFound } from '@warden/core';
-import { SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
+import { lifecycleRecord } from '@warden/audit';
 import type { AuditCaller } from '@warden/audit';
 import type { Database } from '@warden/db';
-import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
+import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
-import { getPublicSuffix } from 'tldts';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import { sealIdentity, sealedColumns, sealedFromColumns } from './envelope.ts';
 import type { Envelope, SealIdentity } from './envelope.ts';
 import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
+import {
+  DOMAIN,
+  counts,
+  dropOthersPendingClaims,
+  domainProofRecord,
+  domainVerifiedRecord,
+  heldByOthers,
+  heldConflict,
+  isPublicSuffix,
+  newClaim,
+  normalizeDomain,
+  provableByDns,
+  publicSuffixRefusal,
+  routes,
+  tooLongToProve,
+} from './sso-domain-claims.ts';
+import type { DomainClaim, DomainProof } from './sso-domain-claims.ts';
+
+export { domainProofRecord } from './sso-domain-claims.ts';
+export type { DomainProof } from './sso-domain-claims.ts';
 
 /** A tenant's OpenID Connect provider for MCP sign-in. The client secret never leaves the vault. */
 export interface SsoConfig {
@@ -45,27 +63,6 @@ export interface SsoDomain {
   readonly status: SsoDomainStatus;
   /** The TXT record that proves a `pending` domain; null otherwise. */
   readonly txtRecord: { readonly name: string; readonly value: string } | null;
-}
-
-/**
- * How a tenant shows it holds an email domain. `dns`: a TXT record at `_warden-challenge.<domain>`
- * carrying the claim's token; `none`: claims count at once, first come (single-organization
- * deployments, demos).
- */
-export interface DomainProof {
-  readonly mode: 'dns' | 'none';
-  /** TXT lookup (`dns.promises.Resolver#resolveTxt`): each record as its character strings. */
-  readonly resolveTxt: (name: string) => Promise<string[][]>;
-}
-
-/** A claim's proof token: 18 random bytes, 24 characters of base64url. */
-function newProofToken(): string {
-  return randomBytes(18).toString('base64url');
-}
-
-/** The TXT record a claim is proven by. */
-export function domainProofRecord(domain: string, token: string): { name: string; value: string } {
-  return { name: `_warden-challenge.${domain}`, value: `warden-domain-verification=${token}` };
 }
 
 export interface SsoConfigInput {
@@ -121,25 +118,6 @@ export async function removeSsoConsoleAdmin(
 
 const CLAIM = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
 
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
-
-/**
- * Whether `domain` is itself a public suffix of the Public Suffix List (`com`, `co.uk`, and the
- * private section's `github.io` or `herokuapp.com`): names under it are registered by different
- * owners, so claiming it would route them all to one organization (with `SSO_DOMAIN_PROOF=none`)
- * or block them all from proving their own domain (the one-owner rule covers names below).
- */
-function isPublicSuffix(domain: string): boolean {
-  return getPublicSuffix(domain, { allowPrivateDomains: true }) === domain;
-}
-
-function publicSuffixRefusal(field: string, suffix: string): WardenError {
-  return invalidRequest(
-    field,
-    `"${suffix}" is a public suffix: the names under it belong to different owners, so no organization can hold it; list your own domain under it, e.g. "acme.${suffix}"`,
-  );
-}
-
 /** Validates and normalizes the parts of an SSO configuration a tenant sends. */
 export function validateSsoConfigInput(
   input: SsoConfigInput,
@@ -190,33 +168,6 @@ export function validateSsoConfigInput(
   };
 }
 
-interface DomainClaim {
-  readonly domain: string;
-  readonly verified_at: Date | null;
-  readonly proof_token: string | null;
-  readonly proven_by: 'dns' | 'listing' | null;
-}
-
-/**
- * Whether a claim routes under the deployment's proof mode: a proven one does, except that under
- * `dns` a claim proven only by being listed (while the deployment asked no proof) is pending
- * again, waiting for its DNS record like any other.
- */
-function counts(claim: Pick<DomainClaim, 'verified_at' | 'proven_by'>, mode: DomainProof['mode']): boolean {
-  return claim.verified_at !== null && !(mode === 'dns' && claim.proven_by === 'listing');
-}
-
-/** The claims that route under `mode` (see `counts`), as a query condition. */
-function routes(
-  eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
-  mode: DomainProof['mode'],
-): Expression<SqlBool> {
-  const proven = eb('verified_at', 'is not', null);
-  return mode === 'dns'
-    ? eb.and([proven, eb.or([eb('proven_by', 'is', null), eb('proven_by', '<>', 'listing')])])
-    : proven;
-}
-
 function toConfig(
   row: {
     tenant_id: string;
@@ -254,102 +205,6 @@ function toConfig(
   };
 }
 
-/** `domains` and every name above them (`eng.acme.com` → `acme.com`), for the one-owner rule. */
-function withParents(domains: readonly string[]): string[] {
-  return domains.flatMap((d) => {
-    const labels = d.split('.');
-    return [d, ...labels.slice(1, -1).map((_, i) => labels.slice(i + 1).join('.'))];
-  });
-}
-
-/**
- * Claims of `domains`, of names above them or of names below them: one organization holds a
- * domain and its subdomains (a subdomain routes its own engineers, bob@eng.acme.com).
- */
-function atAboveOrBelow(
-  eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
-  domains: readonly string[],
-): Expression<SqlBool> {
-  return eb.or([
-    eb('domain', 'in', withParents(domains)),
-    ...domains.map((d) => eb('domain', 'like', `%.${d}`)),
-  ]);
-}
-
-/** Domains another tenant holds (claims that route under `mode`) that are, are above or are below one of `domains`. */
-async function heldByOthers(
-  trx: Kysely<Database>,
-  tenantId: string,
-  domains: readonly string[],
-  mode: DomainProof['mode'],
-): Promise<string[]> {
-  if (domains.length === 0) return [];
-  const rows = await trx
-    .selectFrom('tenant_sso_domains')
-    .select('domain')
-    .where('tenant_id', '<>', tenantId)
-    .where((eb) => routes(eb, mode))
-    .where((eb) => atAboveOrBelow(eb, domains))
-    .orderBy('domain')
-    .execute();
-  // A public suffix claimed before suffixes were refused holds nothing: it would keep every
-  // organization under it (anything.co.uk) from listing its own domain.
-  return rows.map((r) => r.domain).filter((domain) => !isPublicSuffix(domain));
-}
-
-/** A domain as the API names it (any case, spaces around), or a 400 naming `field`. */
-function normalizeDomain(raw: string, field: string): string {
-  const domain = raw.trim().toLowerCase();
-  if (!DOMAIN.test(domain)) throw invalidRequest(field, `"${raw}" is not a domain name such as "acme.com"`);
-  return domain;
-}
-
-/**
- * A new claim: waiting for its DNS proof, or under `none` counting at once (with a token too, so
- * it can be proven if the deployment asks for proof later).
- */
-function newClaim(domain: string, tenantId: string, mode: DomainProof['mode']) {
-  const proofToken = newProofToken();
-  return mode === 'none'
-    ? {
-        domain,
-        tenant_id: tenantId,
-        verified_at: new Date(),
-        proof_token: proofToken,
-        proven_by: 'listing' as const,
-      }
-    : { domain, tenant_id: tenantId, verified_at: null, proof_token: proofToken, proven_by: null };
-}
-
-/** Whether the proof record's name (`_warden-challenge.<domain>`) fits in a DNS name (253 characters). */
-function provableByDns(domain: string): boolean {
-  return domainProofRecord(domain, '').name.length <= 253;
-}
-
-function tooLongToProve(field: string, domain: string): WardenError {
-  return invalidRequest(
-    field,
-    `"${domain}" is too long to be proven by DNS: its record ${domainProofRecord(domain, '').name} would exceed 253 characters`,
-  );
-}
-
-function heldConflict(taken: readonly string[]): WardenError {
-  const named = taken.map((t) => `"${t}"`).join(', ');
-  return new WardenError(
-    'conflict',
-    `allowed_email_domains: ${named} already signs in to another organization here, and an email domain with its subdomains belongs to one organization only; remove the domains at or under it, or ask the operator if the domain is yours`,
-    { field: 'allowed_email_domains' },
-  );
-}
-
-/**
- * A domain starts routing (`sso.domain_verified`): proven by its DNS record (`dns`), or listed
- * where the deployment asks no proof (`none`).
- */
-function domainVerifiedRecord(actor: AuditCaller, domain: string, proof: DomainProof['mode']) {
-  return lifecycleRecord({ caller: actor }, { action: 'sso.domain_verified', details: { domain, proof } });
-}
-
 /** The row identity the client secret is sealed to: a copy in another tenant's row does not open. */
 function identity(tenantId: string): SealIdentity {
   return sealIdentity('sso_client_secret', tenantId, tenantId);
@@ -380,60 +235,6 @@ function ssoChangeDetails(before: SsoConfig | null, after: SsoConfig | null): Re
     after: after ? Object.fromEntries(keys.map((k) => [k, a[k]])) : null,
     ...(after ? { client_secret: 'replaced' } : {}),
   };
-}
-
-/** Whether one of two domains is, is above or is below the other (the one-owner rule). */
-function related(a: string, b: string): boolean {
-  return a === b || a.endsWith(`.${b}`) || b.endsWith(`.${a}`);
-}
-
-/**
- * Once `domains` route for `tenantId`, other organizations' pending claims at, above or below them
- * can never count (one organization per domain and its subdomains): they go, shown as held
- * elsewhere, and each such organization learns it from its own trail (`sso.domain_lost`, by
- * Warden: the other tenant's actor stays out of it).
- */
-async function dropOthersPendingClaims(
-  trx: Kysely<Database>,
-  audit: LifecycleAudit,
-  tenantId: string,
-  domains: readonly string[],
-  proof: DomainProof['mode'],
-): Promise<void> {
-  if (domains.length === 0) return;
-  const lost = await trx
-    .deleteFrom('tenant_sso_domains')
-    .where('tenant_id', '<>', tenantId)
-    .where((eb) => eb.not(routes(eb, proof)))
-    .where((eb) => atAboveOrBelow(eb, domains))
-    .returning(['tenant_id', 'domain'])
-    .execute();
-  const lostBy = Map.groupBy(
-    lost.sort((x, y) => x.domain.localeCompare(y.domain)),
-    (claim) => claim.tenant_id,
-  );
-  for (const loser of [...lostBy.keys()].sort()) {
-    await audit(
-      trx,
-      loser,
-      (lostBy.get(loser) ?? []).map((claim) => domainLostRecord(claim.domain, domains, proof)),
-    );
-  }
-}
-
-/** A pending claim went because another organization's `domains` route now (`sso.domain_lost`). */
-function domainLostRecord(domain: string, routing: readonly string[], proof: DomainProof['mode']) {
-  return lifecycleRecord(
-    { caller: SYSTEM_CALLER },
-    {
-      action: 'sso.domain_lost',
-      details: {
-        domain,
-        reason: proof === 'dns' ? 'proven_by_another_organization' : 'listed_by_another_organization',
-        proven: routing.find((d) => related(d, domain)) ?? null,
-      },
-    },
-  );
 }
 
 export function createSsoConfigService(deps: {
