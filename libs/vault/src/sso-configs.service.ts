@@ -54,7 +54,8 @@ export interface SsoConfig {
 
 /**
  * `verified`: proven (or claimed where the deployment asks no proof); `pending`: waiting for its
- * DNS TXT record; `held_elsewhere`: another organization proved it first.
+ * DNS TXT record (under the DNS proof, also a claim that counted only because it was listed);
+ * `held_elsewhere`: another organization proved it first.
  */
 export type SsoDomainStatus = 'verified' | 'pending' | 'held_elsewhere';
 
