@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS_FOLDER } from '@warden/testing';
 import { startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
+import { ALICE } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
 import type { DomainProofFixture, SsoAnswer } from './test-support/sso-domain-proof.ts';
@@ -320,6 +321,79 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect(await routed('a@rel.example')).toBe(true);
   });
 
+  // HELD: the operator's release racing the owner's proof and the squatter re-listing on both
+  // replicas: no 5xx, never two claims that count, and every claim the squatter lost is on its
+  // trail (released by the operator, or lost to the owner's proof).
+  it('HELD: release racing proofs and re-listing gives no 500 and loses no record', async () => {
+    for (let round = 0; round < 3; round++) {
+      const domain = `relrace${round}.example`;
+      const squatter = await f.t.createTenant(`Squatter relrace ${round}`);
+      const owner = await f.t.createTenant(`Owner relrace ${round}`);
+      expect((await putNone(squatter.apiKey, [domain])).status).toBe(200);
+      expect((await fx.putSso(owner.apiKey, [domain])).status).toBe(200);
+      const record = (await fx.domainOf(owner.apiKey, domain))?.txt_record;
+      fx.dns.setTxt(record!.name, [record!.value]);
+      const results = await Promise.all([
+        fx.verify(owner.apiKey, domain).then((r) => ({ status: r.status, raw: r.raw })),
+        release(domain).then((r) => ({ status: r.statusCode, raw: r.body })),
+        putNone(squatter.apiKey, [domain]).then((r) => ({ status: r.status, raw: r.raw })),
+        fx.putSso(squatter.apiKey, [domain]).then((r) => ({ status: r.status, raw: r.raw })),
+        fx.verify(owner.apiKey, domain).then((r) => ({ status: r.status, raw: r.raw })),
+      ]);
+      for (const r of results) expect(r.status, r.raw).toBeLessThan(500);
+      const claims = await claimsOf(domain);
+      expect(
+        claims.filter((c) => c.verified_at !== null && c.proven_by !== 'listing').length,
+      ).toBeLessThanOrEqual(1);
+      expect(claims.filter((c) => c.verified_at !== null).length).toBeLessThanOrEqual(1);
+      const squatterClaim = claims.find((c) => c.tenant_id === squatter.tenantId);
+      const ownerClaim = claims.find((c) => c.tenant_id === owner.tenantId);
+      if (ownerClaim?.proven_by === 'dns') expect(squatterClaim?.verified_at ?? null).toBeNull();
+      // The squatter's first listing is still there, or its trail says where it went.
+      const firstStill = squatterClaim?.proven_by === 'listing';
+      const trail = [
+        ...(await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost')),
+        ...(await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_released')),
+      ].filter((e) => (e.details as { domain: string }).domain === domain);
+      if (!firstStill) expect(trail.length, JSON.stringify(claims)).toBeGreaterThanOrEqual(1);
+      expect(await routed(`a@${domain}`)).toBe(ownerClaim?.proven_by === 'dns');
+    }
+  });
+
+  // HELD: the identity provider's callback checks the domain again under the replica's mode: a
+  // sign-in started while a listed-only claim counted (a none replica, emulated by leaving its
+  // proven_by unset for the start) and finished here (dns) is refused, nobody signs in.
+  it('HELD: a sign-in started where a listed-only claim counted is refused at the callback under dns', async () => {
+    // Acme's own acme.com counts by listing alone (its re-PUT on the none replica).
+    expect((await putNone(f.tenant.apiKey, ['acme.com'])).status).toBe(200);
+    const [row] = await claimsOf('acme.com');
+    expect(row).toMatchObject({ tenant_id: f.tenant.tenantId, proven_by: 'listing' });
+    expect(await routed(ALICE.email)).toBe(false);
+
+    const db = f.t.container.db.kysely;
+    const mark = (provenBy: 'listing' | null) =>
+      db
+        .updateTable('tenant_sso_domains')
+        .set({ proven_by: provenBy })
+        .where('domain', '=', 'acme.com')
+        .execute();
+    await mark(null);
+    const ua = f.userAgent();
+    const login = await ua.get(f.authorization().url.href);
+    const idpLogin = await ua.submit(login, { email: ALICE.email }, '/sso');
+    expect(idpLogin.url.startsWith(f.idp.issuer), idpLogin.body).toBe(true);
+    await mark('listing');
+    const idpConsent = await ua.submit(idpLogin, { login: ALICE.email, password: ALICE.password });
+    const back = idpConsent.url.startsWith(f.idp.issuer) ? await ua.submit(idpConsent) : idpConsent;
+    // Back at the client with access_denied (no code, no consent page).
+    expect(back.body).not.toContain('Allow access to Cloudflare?');
+    const to = new URL(back.url);
+    expect(to.href.startsWith(f.callbackUrl), back.url).toBe(true);
+    expect(to.searchParams.get('code')).toBeNull();
+    expect(to.searchParams.get('error')).toBe('access_denied');
+    expect(to.searchParams.get('error_description')).toContain('is not in a domain this organization allows');
+  });
+
   // BROKEN (it.fails): migrations run as new replicas start, so during the rolling upgrade the
   // previous release's replicas (SSO_DOMAIN_PROOF=none) keep serving on the migrated schema and
   // write claims as they always did: verified at once, no proof token, and proven_by left null.
@@ -327,27 +401,35 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
   // claim keeps routing the domain's engineers to whoever listed it, for good, and keeps the real
   // owner from even listing it (409); it cannot be proven either (no token). The row is exactly
   // what b27a2cb^'s put() inserted under none: { verified_at: new Date(), proof_token: null }.
-  it.fails('BROKEN: a listing written by a previous-release replica during the rollout routes under dns and blocks the owner', async () => {
-    const squatter = await f.t.createTenant('Squatter rollout');
-    const owner = await f.t.createTenant('Owner rollout');
-    expect((await putNone(squatter.apiKey, ['roll-other.example'])).status).toBe(200);
-    // The old replica's PUT adding roll.example (its config list and its claim, as it wrote them).
-    const db = f.t.container.db.kysely;
-    await db
-      .updateTable('tenant_sso_configs')
-      .set({ allowed_email_domains: JSON.stringify(['roll-other.example', 'roll.example']) })
-      .where('tenant_id', '=', squatter.tenantId)
-      .execute();
-    await db
-      .insertInto('tenant_sso_domains')
-      .values({ domain: 'roll.example', tenant_id: squatter.tenantId, verified_at: new Date(), proof_token: null })
-      .execute();
+  it.fails(
+    'BROKEN: a listing written by a previous-release replica during the rollout routes under dns and blocks the owner',
+    async () => {
+      const squatter = await f.t.createTenant('Squatter rollout');
+      const owner = await f.t.createTenant('Owner rollout');
+      expect((await putNone(squatter.apiKey, ['roll-other.example'])).status).toBe(200);
+      // The old replica's PUT adding roll.example (its config list and its claim, as it wrote them).
+      const db = f.t.container.db.kysely;
+      await db
+        .updateTable('tenant_sso_configs')
+        .set({ allowed_email_domains: JSON.stringify(['roll-other.example', 'roll.example']) })
+        .where('tenant_id', '=', squatter.tenantId)
+        .execute();
+      await db
+        .insertInto('tenant_sso_domains')
+        .values({
+          domain: 'roll.example',
+          tenant_id: squatter.tenantId,
+          verified_at: new Date(),
+          proof_token: null,
+        })
+        .execute();
 
-    // Now (dns) it must route nobody and hold nothing, as any claim that was only listed.
-    expect(await routed('alice@roll.example')).toBe(false); // fails: true (sent to the squatter's IdP)
-    const listed = await fx.putSso(owner.apiKey, ['roll.example']);
-    expect(listed.status, listed.raw).toBe(200); // fails: 409 "already signs in to another organization"
-  });
+      // Now (dns) it must route nobody and hold nothing, as any claim that was only listed.
+      expect(await routed('alice@roll.example')).toBe(false); // fails: true (sent to the squatter's IdP)
+      const listed = await fx.putSso(owner.apiKey, ['roll.example']);
+      expect(listed.status, listed.raw).toBe(200); // fails: 409 "already signs in to another organization"
+    },
+  );
 
   // BROKEN (it.fails): the squatter's listing on the none replica dropped the owner's pending claim
   // (sso.domain_lost, listed_by_another_organization). Once the deployment asks for DNS proof that
@@ -356,20 +438,23 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
   // POST …/verify answers 404 saying the same. Nobody holds it; only re-sending the same PUT gives
   // the owner a claim back. toConfig(): `if (!claim) return { domain, status: 'held_elsewhere' … }`
   // and verifyDomain(): `if (!claim) throw notListed()` (sso-configs.service.ts).
-  it.fails('BROKEN: under dns the owner is told a domain only listed by another tenant is held elsewhere, and cannot prove it', async () => {
-    const squatter = await f.t.createTenant('Squatter gone');
-    const owner = await f.t.createTenant('Owner gone');
-    expect((await fx.putSso(owner.apiKey, ['gone.example'])).status).toBe(200);
-    expect((await putNone(squatter.apiKey, ['gone.example'])).status).toBe(200);
-    // Under dns the squatter's listing routes nobody (held)…
-    expect(await routed('alice@gone.example')).toBe(false);
-    expect((await fx.domainOf(squatter.apiKey, 'gone.example'))?.status).toBe('pending');
-    // …but the owner is told another organization holds it, and cannot prove it.
-    const view = await fx.domainOf(owner.apiKey, 'gone.example');
-    expect(view?.status).not.toBe('held_elsewhere'); // fails: 'held_elsewhere'
-    expect(view?.txt_record).toBeTruthy();
-    expect((await fx.verify(owner.apiKey, 'gone.example')).status).not.toBe(404);
-  });
+  it.fails(
+    'BROKEN: under dns the owner is told a domain only listed by another tenant is held elsewhere, and cannot prove it',
+    async () => {
+      const squatter = await f.t.createTenant('Squatter gone');
+      const owner = await f.t.createTenant('Owner gone');
+      expect((await fx.putSso(owner.apiKey, ['gone.example'])).status).toBe(200);
+      expect((await putNone(squatter.apiKey, ['gone.example'])).status).toBe(200);
+      // Under dns the squatter's listing routes nobody (held)…
+      expect(await routed('alice@gone.example')).toBe(false);
+      expect((await fx.domainOf(squatter.apiKey, 'gone.example'))?.status).toBe('pending');
+      // …but the owner is told another organization holds it, and cannot prove it.
+      const view = await fx.domainOf(owner.apiKey, 'gone.example');
+      expect(view?.status).not.toBe('held_elsewhere'); // fails: 'held_elsewhere'
+      expect(view?.txt_record).toBeTruthy();
+      expect((await fx.verify(owner.apiKey, 'gone.example')).status).not.toBe(404);
+    },
+  );
 }, 120_000);
 
 describe('attack26: the proven_by backfill', () => {
@@ -399,62 +484,65 @@ describe('attack26: the proven_by backfill', () => {
   // token too, so once the column is dropped and re-added (this migration's down, a release
   // rollback, then up again), every listing made by this release loses its mark and routes under
   // dns. The migration's `where verified_at is not null and proof_token is null` is responsible.
-  it.fails('BROKEN: after down/up, listings that kept or got a proof token are not marked and route under dns', async () => {
-    const lister = await f.t.createTenant('Lister');
-    const prover = await f.t.createTenant('Prover');
-    const put = (apiKey: string, domains: string[]) =>
-      none.app.inject({
-        method: 'PUT',
-        url: '/api/v1/mcp/sso',
-        headers: { authorization: `Bearer ${apiKey}` },
-        payload: {
-          issuer: f.idp.issuer,
-          client_id: f.idp.clientId,
-          client_secret: f.idp.clientSecret,
-          allowed_email_domains: domains,
-        },
+  it.fails(
+    'BROKEN: after down/up, listings that kept or got a proof token are not marked and route under dns',
+    async () => {
+      const lister = await f.t.createTenant('Lister');
+      const prover = await f.t.createTenant('Prover');
+      const put = (apiKey: string, domains: string[]) =>
+        none.app.inject({
+          method: 'PUT',
+          url: '/api/v1/mcp/sso',
+          headers: { authorization: `Bearer ${apiKey}` },
+          payload: {
+            issuer: f.idp.issuer,
+            client_id: f.idp.clientId,
+            client_secret: f.idp.clientSecret,
+            allowed_email_domains: domains,
+          },
+        });
+      // mig-pending: pending under dns, then counted by listing on the none replica.
+      expect((await fx.putSso(lister.apiKey, ['mig-pending.example'])).status).toBe(200);
+      expect((await put(lister.apiKey, ['mig-pending.example'])).statusCode).toBe(200);
+      // mig-fresh: listed fresh on the none replica by this release's code.
+      expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).statusCode).toBe(200);
+      // mig-dns: proven by DNS (must stay routing).
+      expect((await fx.putSso(prover.apiKey, ['mig-dns.example'])).status).toBe(200);
+      const record = (await fx.domainOf(prover.apiKey, 'mig-dns.example'))?.txt_record;
+      fx.dns.setTxt(record!.name, [record!.value]);
+      expect((await fx.verify(prover.apiKey, 'mig-dns.example')).status).toBe(200);
+      const verified = await fx.lifecycleEvents(lister.apiKey, 'sso.domain_verified');
+      expect(verified.map((e) => e.details)).toEqual([
+        { domain: 'mig-pending.example', proof: 'none' },
+        { domain: 'mig-fresh.example', proof: 'none' },
+      ]);
+
+      const migrator = new Migrator({
+        db: f.t.db.db.kysely as unknown as Kysely<unknown>,
+        provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(MIGRATIONS_FOLDER) }),
       });
-    // mig-pending: pending under dns, then counted by listing on the none replica.
-    expect((await fx.putSso(lister.apiKey, ['mig-pending.example'])).status).toBe(200);
-    expect((await put(lister.apiKey, ['mig-pending.example'])).statusCode).toBe(200);
-    // mig-fresh: listed fresh on the none replica by this release's code.
-    expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).statusCode).toBe(200);
-    // mig-dns: proven by DNS (must stay routing).
-    expect((await fx.putSso(prover.apiKey, ['mig-dns.example'])).status).toBe(200);
-    const record = (await fx.domainOf(prover.apiKey, 'mig-dns.example'))?.txt_record;
-    fx.dns.setTxt(record!.name, [record!.value]);
-    expect((await fx.verify(prover.apiKey, 'mig-dns.example')).status).toBe(200);
-    const verified = await fx.lifecycleEvents(lister.apiKey, 'sso.domain_verified');
-    expect(verified.map((e) => e.details)).toEqual([
-      { domain: 'mig-pending.example', proof: 'none' },
-      { domain: 'mig-fresh.example', proof: 'none' },
-    ]);
+      const down = await migrator.migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
+      expect(down.error).toBeUndefined();
+      const up = await migrator.migrateToLatest();
+      expect(up.error).toBeUndefined();
 
-    const migrator = new Migrator({
-      db: f.t.db.db.kysely as unknown as Kysely<unknown>,
-      provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(MIGRATIONS_FOLDER) }),
-    });
-    const down = await migrator.migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
-    expect(down.error).toBeUndefined();
-    const up = await migrator.migrateToLatest();
-    expect(up.error).toBeUndefined();
+      const provenBy = async (domain: string) =>
+        (
+          await f.t.container.db.kysely
+            .selectFrom('tenant_sso_domains')
+            .select('proven_by')
+            .where('domain', '=', domain)
+            .executeTakeFirst()
+        )?.proven_by;
+      expect(await provenBy('mig-dns.example')).not.toBe('listing');
+      expect(await routed('a@mig-dns.example')).toBe(true);
+      expect(await provenBy('mig-fresh.example')).toBe('listing'); // fails: null
+      expect(await provenBy('mig-pending.example')).toBe('listing'); // fails: null
+      expect(await routed('a@mig-pending.example')).toBe(false); // fails: true
 
-    const provenBy = async (domain: string) =>
-      (
-        await f.t.container.db.kysely
-          .selectFrom('tenant_sso_domains')
-          .select('proven_by')
-          .where('domain', '=', domain)
-          .executeTakeFirst()
-      )?.proven_by;
-    expect(await provenBy('mig-dns.example')).not.toBe('listing');
-    expect(await routed('a@mig-dns.example')).toBe(true);
-    expect(await provenBy('mig-fresh.example')).toBe('listing'); // fails: null
-    expect(await provenBy('mig-pending.example')).toBe('listing'); // fails: null
-    expect(await routed('a@mig-pending.example')).toBe(false); // fails: true
-
-    async function routed(email: string) {
-      return (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
-    }
-  });
+      async function routed(email: string) {
+        return (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
+      }
+    },
+  );
 }, 120_000);
