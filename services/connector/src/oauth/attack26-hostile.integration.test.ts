@@ -394,6 +394,43 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect(to.searchParams.get('error_description')).toContain('is not in a domain this organization allows');
   });
 
+  // HELD: a listed-only claim of a public suffix (listed under none before suffixes were refused,
+  // made here by rewriting a listing as an upgraded deployment can hold it) routes nobody under
+  // dns and holds nothing: an organization under it lists and proves its own name, and the
+  // suffix claim goes on the squatter's trail.
+  it('HELD: a listed-only public-suffix claim routes nobody under dns and goes when a name under it is proven', async () => {
+    const squatter = await f.t.createTenant('Suffix squatter');
+    const owner = await f.t.createTenant('Owner under suffix');
+    expect((await putNone(squatter.apiKey, ['sfx-squat.example'])).status).toBe(200);
+    const db = f.t.container.db.kysely;
+    await db
+      .updateTable('tenant_sso_domains')
+      .set({ domain: 'github.io' })
+      .where('tenant_id', '=', squatter.tenantId)
+      .execute();
+    await db
+      .updateTable('tenant_sso_configs')
+      .set({ allowed_email_domains: JSON.stringify(['github.io']) })
+      .where('tenant_id', '=', squatter.tenantId)
+      .execute();
+    expect((await claimsOf('github.io'))[0]).toMatchObject({ proven_by: 'listing' });
+    expect(await routed('x@github.io')).toBe(false);
+    // The squatter cannot prove a suffix, even with its own record published.
+    const own = (await fx.domainOf(squatter.apiKey, 'github.io'))?.txt_record;
+    if (own) fx.dns.setTxt(own.name, [own.value]);
+    expect((await fx.verify(squatter.apiKey, 'github.io')).status).toBe(400);
+
+    expect((await fx.putSso(owner.apiKey, ['acme-sfx.github.io'])).status).toBe(200);
+    const proven = await prove(owner.apiKey, 'acme-sfx.github.io');
+    expect(proven.status, proven.raw).toBe(200);
+    expect(await routed('a@acme-sfx.github.io')).toBe(true);
+    expect(await claimsOf('github.io')).toEqual([]);
+    const lost = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost');
+    expect(lost.map((e) => e.details)).toEqual([
+      { domain: 'github.io', reason: 'proven_by_another_organization', proven: 'acme-sfx.github.io' },
+    ]);
+  });
+
   // BROKEN (it.fails): migrations run as new replicas start, so during the rolling upgrade the
   // previous release's replicas (SSO_DOMAIN_PROOF=none) keep serving on the migrated schema and
   // write claims as they always did: verified at once, no proof token, and proven_by left null.
