@@ -2,30 +2,54 @@ import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 
 /**
- * How a routing SSO domain claim was proven: `dns` (its TXT record) or `listing` (listed where the
- * deployment asked no proof, `SSO_DOMAIN_PROOF=none`). Under `dns`, a claim proven by listing
- * alone counts no more: Warden turns it back into a pending claim with a proof token, so a
- * deployment that ran without the proof for a while does not keep routing domains nobody proved.
+ * How a routing SSO domain claim was proven: `dns` (its TXT record), `listing` (listed where the
+ * deployment asked no proof, `SSO_DOMAIN_PROOF=none`) or `before_proofs` (claimed first come
+ * before the proofs migration, which took such claims as proven). Under `dns` only `dns` and
+ * `before_proofs` count: a claim proven by listing alone, or whose proof was not recorded (a row a
+ * release before this column writes during a rolling upgrade), is pending again, so a deployment
+ * that ran without the proof for a while does not keep routing domains nobody proved.
  *
- * Existing rows: a claim that routes without a proof token, made after the proofs migration,
- * was proven by listing (it gets a token now). Claims made before it (taken as proven then) and claims with a token
- * stay unmarked (null) and keep routing: a pending claim that came to count by listing, under
- * `none`, cannot be told from one proven by DNS.
+ * Claims already there are marked from what the rows and the trail say:
+ * - made before the proofs migration (no token, `verified_at` = `created_at`, as that migration
+ *   set it) → `before_proofs`;
+ * - counting without a token → `listing` (given a token now, to be proven with);
+ * - counting with a token whose last `sso.domain_verified` record says `proof: none` (a pending
+ *   claim that came to count by listing) → `listing`;
+ * - any other that counts → `dns` (a pending claim that came to count by listing before those
+ *   records named the proof cannot be told from a DNS proof).
+ * The same rules hold when the migration is applied again after being undone.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .alterTable('tenant_sso_domains')
-    .addColumn('proven_by', 'text', (col) => col.check(sql`proven_by in ('dns', 'listing')`))
+    .addColumn('proven_by', 'text', (col) => col.check(sql`proven_by in ('dns', 'listing', 'before_proofs')`))
     .execute();
-  // They get a proof token (122 random bits of gen_random_uuid, base64url) to be proven with.
+  // The proofs migration's time (app clock) bounds claims it took as proven, with room for skew
+  // against the database clock that stamped `created_at`.
+  await sql`
+    update tenant_sso_domains d
+    set proven_by = case
+      when d.proof_token is null and d.verified_at = d.created_at and d.created_at <= coalesce(
+          (select timestamp::timestamptz + interval '5 minutes' from kysely_migration
+           where name = '2026-12-12T00-00-00_sso-domain-proofs'),
+          'infinity'::timestamptz)
+        then 'before_proofs'
+      when d.proof_token is null then 'listing'
+      when (
+          select e.details ->> 'proof' from audit_events e
+          where e.tenant_id = d.tenant_id and e.kind = 'lifecycle' and e.action = 'sso.domain_verified'
+            and e.details ->> 'domain' = d.domain
+          order by e.seq desc limit 1
+        ) = 'none'
+        then 'listing'
+      else 'dns'
+    end
+    where d.verified_at is not null`.execute(db);
+  // Listed claims get a proof token (122 random bits of gen_random_uuid, base64url).
   await sql`
     update tenant_sso_domains
-    set proven_by = 'listing',
-      proof_token = rtrim(translate(encode(decode(replace(gen_random_uuid()::text, '-', ''), 'hex'), 'base64'), '+/', '-_'), '=')
-    where verified_at is not null and proof_token is null
-      and created_at > coalesce(
-        (select timestamp::timestamptz from kysely_migration where name = '2026-12-12T00-00-00_sso-domain-proofs'),
-        '-infinity'::timestamptz)`.execute(db);
+    set proof_token = rtrim(translate(encode(decode(replace(gen_random_uuid()::text, '-', ''), 'hex'), 'base64'), '+/', '-_'), '=')
+    where proven_by = 'listing' and proof_token is null`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -15,9 +15,10 @@ interface ClaimRow {
 }
 
 /**
- * The migration that records how a routing SSO domain claim was proven marks, among the claims
- * already there, exactly those that count only because they were listed (made after the proofs
- * migration, routing, with no proof token) and gives them a token to be proven with.
+ * The migration that records how a routing SSO domain claim was proven marks the claims already
+ * there: made before the proofs migration (kept), routing without a token (listed: given a token
+ * to be proven with), routing with a token (proven by DNS), pending (nothing). Claims that came to
+ * count by listing with a token are told apart by the trail (attack26-hostile covers it).
  */
 describe('migration 2026-12-13 sso-domain-proven-by', () => {
   let tdb: TestDatabase;
@@ -41,7 +42,7 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
     await tdb?.drop();
   });
 
-  it('marks claims that route by listing alone, and only those', async () => {
+  it('marks how each routing claim was proven, and only routing ones', async () => {
     await migrateTo('2026-12-10T01-00-00_sso-domain-claims');
     for (const tenant of ['ten_a', 'ten_b', 'ten_c', 'ten_d']) {
       await sql`insert into tenants (id, name) values (${tenant}, ${tenant})`.execute(db);
@@ -52,14 +53,21 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
         values (${tenant}, ${`sso:${tenant}`}, 'https://idp.example', 'client', 'email', '[]'::jsonb,
           'local', 'k1', '\\x00'::bytea, '\\x00'::bytea, '\\x00'::bytea)`.execute(db);
     }
-    // Made before there were proofs: the proofs migration took it as proven.
-    await sql`insert into tenant_sso_domains (domain, tenant_id) values ('old.example', 'ten_a')`.execute(db);
+    // Made before there were proofs (two hours ago): the proofs migration took it as proven.
+    await sql`insert into tenant_sso_domains (domain, tenant_id, created_at)
+      values ('old.example', 'ten_a', now() - interval '2 hours')`.execute(db);
     await migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
+    // As if the migrations so far ran an hour ago (all of them: Kysely keeps them in that order).
+    await sql`update kysely_migration set timestamp =
+      to_char((timestamp::timestamptz - interval '1 hour') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.execute(
+      db,
+    );
     await sql`
       insert into tenant_sso_domains (domain, tenant_id, created_at, verified_at, proof_token) values
-        ('listed.example', 'ten_b', now() + interval '1 second', now() + interval '1 second', null),
-        ('proven.example', 'ten_c', now() + interval '1 second', now() + interval '2 seconds', 'tok_proven'),
-        ('pending.example', 'ten_d', now() + interval '1 second', null, 'tok_pending')`.execute(db);
+        ('listed.example', 'ten_b', now(), now() + interval '3 milliseconds', null),
+        ('listed-same-ms.example', 'ten_b', now(), now(), null),
+        ('proven.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_proven'),
+        ('pending.example', 'ten_d', now(), null, 'tok_pending')`.execute(db);
 
     await migrateTo('2026-12-13T00-00-00_sso-domain-proven-by');
     const { rows } = await sql<ClaimRow>`
@@ -68,15 +76,17 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
     expect(byDomain['listed.example']?.proven_by).toBe('listing');
     expect(byDomain['listed.example']?.proof_token).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(byDomain['listed.example']?.verified_at).not.toBeNull();
-    expect(byDomain['old.example']).toMatchObject({ proven_by: null, proof_token: null });
-    expect(byDomain['proven.example']).toMatchObject({ proven_by: null, proof_token: 'tok_proven' });
+    // Stamped in the same millisecond as it was made, but long after the proofs migration: listed.
+    expect(byDomain['listed-same-ms.example']?.proven_by).toBe('listing');
+    expect(byDomain['old.example']).toMatchObject({ proven_by: 'before_proofs', proof_token: null });
+    expect(byDomain['proven.example']).toMatchObject({ proven_by: 'dns', proof_token: 'tok_proven' });
     expect(byDomain['pending.example']).toMatchObject({
       proven_by: null,
       proof_token: 'tok_pending',
       verified_at: null,
     });
 
-    // Only those two values are taken.
+    // Only those three values are taken.
     await expect(
       sql`update tenant_sso_domains set proven_by = 'guess' where domain = 'old.example'`.execute(db),
     ).rejects.toThrow(/check constraint/);

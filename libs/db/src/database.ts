@@ -309,6 +309,9 @@ export interface TenantSsoConfigsTable extends RequiredSealedColumns {
  * the identity provider by the engineer's email domain). Mirrors each configuration's
  * `allowed_email_domains`; goes with the configuration.
  */
+/** How a routing SSO domain claim was proven (see `tenant_sso_domains.proven_by`). */
+export type SsoProvenBy = 'dns' | 'listing' | 'before_proofs';
+
 export interface TenantSsoDomainsTable {
   domain: string;
   tenant_id: string;
@@ -318,14 +321,11 @@ export interface TenantSsoDomainsTable {
   /** The value the tenant's TXT record must carry; null for claims proven without one. */
   proof_token: ColumnType<string | null, string | null | undefined, string | null>;
   /**
-   * How a routing claim was proven: its DNS record, or listed where the deployment asked no proof
-   * (`SSO_DOMAIN_PROOF=none`); null while pending, and for claims older than this column.
+   * How a routing claim was proven: its DNS record, listed where the deployment asked no proof
+   * (`SSO_DOMAIN_PROOF=none`), or claimed before there were proofs; null while pending (and on
+   * rows a release before this column wrote, which then count only under `none`).
    */
-  proven_by: ColumnType<
-    'dns' | 'listing' | null,
-    'dns' | 'listing' | null | undefined,
-    'dns' | 'listing' | null
-  >;
+  proven_by: ColumnType<SsoProvenBy | null, SsoProvenBy | null | undefined, SsoProvenBy | null>;
 }
 
 /** An admin console sign-in (see migrations/…_console-sessions.ts). */

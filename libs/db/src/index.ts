@@ -31,6 +31,7 @@ export type {
   NewSealedCredentialRow,
   OutboxStatus,
   SealedCredentialRow,
+  SsoProvenBy,
   Tenant,
   TenantApiKey,
   TenantSettings,

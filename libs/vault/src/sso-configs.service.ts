@@ -19,6 +19,7 @@ import {
   isPublicSuffix,
   newClaim,
   normalizeDomain,
+  related,
   provableByDns,
   publicSuffixRefusal,
   routes,
@@ -182,6 +183,8 @@ function toConfig(
   },
   claims: readonly DomainClaim[],
   mode: DomainProof['mode'],
+  /** Whether a listed domain the tenant has no claim of is another organization's (by default, yes). */
+  heldElsewhere: (domain: string) => boolean = () => true,
 ): SsoConfig {
   const byDomain = new Map(claims.map((c) => [c.domain, c]));
   return {
@@ -193,7 +196,10 @@ function toConfig(
     consoleAdmins: row.console_admins,
     domains: row.allowed_email_domains.map((domain): SsoDomain => {
       const claim = byDomain.get(domain);
-      if (!claim) return { domain, status: 'held_elsewhere', txtRecord: null };
+      // Without a claim: another organization's, or nobody's (the claim went to a listing that
+      // counts no more): pending, and verifying it makes a new claim with its record.
+      if (!claim)
+        return { domain, status: heldElsewhere(domain) ? 'held_elsewhere' : 'pending', txtRecord: null };
       if (counts(claim, mode)) return { domain, status: 'verified', txtRecord: null };
       return {
         domain,
@@ -261,7 +267,36 @@ export function createSsoConfigService(deps: {
       .select(viewColumns)
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
-    return row ? toConfig(row, await claimsOf(db, tenantId), domainProof.mode) : null;
+    if (!row) return null;
+    const claims = await claimsOf(db, tenantId);
+    const unclaimed = row.allowed_email_domains.filter((d) => !claims.some((c) => c.domain === d));
+    const held = await heldByOthers(db, tenantId, unclaimed, domainProof.mode);
+    return toConfig(row, claims, domainProof.mode, (domain) => held.some((h) => related(h, domain)));
+  }
+
+  /**
+   * Under the DNS proof, a domain the tenant lists but no longer has a claim of (another
+   * organization's listing took it while the deployment asked no proof, and counts no more) gets
+   * a new pending claim, unless another organization holds it: the claim, or undefined.
+   */
+  async function reclaim(tenantId: string, domain: string): Promise<DomainClaim | undefined> {
+    return db.transaction().execute(async (trx) => {
+      await lockClaims(trx);
+      const listed = await trx
+        .selectFrom('tenant_sso_configs')
+        .select('tenant_id')
+        .where('tenant_id', '=', tenantId)
+        .where(sql<boolean>`allowed_email_domains ? ${domain}::text`)
+        .executeTakeFirst();
+      if (!listed) return undefined;
+      if ((await heldByOthers(trx, tenantId, [domain], 'dns')).length > 0) return undefined;
+      await trx
+        .insertInto('tenant_sso_domains')
+        .values(newClaim(domain, tenantId, 'dns'))
+        .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
+        .execute();
+      return (await claimsOf(trx, tenantId)).find((c) => c.domain === domain);
+    });
   }
   const lockClaims = (trx: Kysely<Database>) =>
     sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
@@ -394,13 +429,14 @@ export function createSsoConfigService(deps: {
       const domain = normalizeDomain(raw, 'domain');
       // A claim of one made before suffixes were refused is never proven.
       if (isPublicSuffix(domain)) throw publicSuffixRefusal('domain', domain);
-      const claim = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
+      let claim = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
       const notListed = () =>
         new WardenError(
           'not_found',
           `domain: ${domain} is not one of your SSO configuration's allowed_email_domains (or another organization proved it first); list it with PUT /api/v1/mcp/sso`,
           { field: 'domain' },
         );
+      if (!claim && domainProof.mode === 'dns') claim = await reclaim(tenantId, domain);
       if (!claim) throw notListed();
       if (!counts(claim, domainProof.mode)) {
         if (!claim.proof_token) throw notListed();

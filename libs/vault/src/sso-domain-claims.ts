@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { WardenError, invalidRequest } from '@warden/core';
 import { SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
 import type { AuditCaller } from '@warden/audit';
-import type { Database } from '@warden/db';
+import type { Database, SsoProvenBy } from '@warden/db';
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
 import { getPublicSuffix } from 'tldts';
 import type { LifecycleAudit } from './lifecycle.ts';
@@ -55,23 +55,31 @@ export function publicSuffixRefusal(field: string, suffix: string): WardenError 
   );
 }
 
+/**
+ * What counts as proven under the DNS proof: a DNS record, or a claim made first come before
+ * Warden had proofs (kept routing). Anything else, `listing` or unrecorded, waits for its record.
+ */
+const PROVEN_UNDER_DNS: readonly SsoProvenBy[] = ['dns', 'before_proofs'];
+
 export interface DomainClaim {
   readonly domain: string;
   readonly verified_at: Date | null;
   readonly proof_token: string | null;
-  readonly proven_by: 'dns' | 'listing' | null;
+  readonly proven_by: SsoProvenBy | null;
 }
 
 /**
- * Whether a claim routes under the deployment's proof mode: a proven one does, except that under
- * `dns` a claim proven only by being listed (while the deployment asked no proof) is pending
- * again, waiting for its DNS record like any other.
+ * Whether a claim routes under the deployment's proof mode: under `none` a proven one does;
+ * under `dns` only one proven by its DNS record (or claimed before there were proofs). A claim
+ * that counted only by being listed, or whose proof was not recorded (written by a release
+ * before `proven_by`, during a rolling upgrade), is pending under `dns`, waiting for its DNS record like any other.
  */
 export function counts(
   claim: Pick<DomainClaim, 'verified_at' | 'proven_by'>,
   mode: DomainProof['mode'],
 ): boolean {
-  return claim.verified_at !== null && !(mode === 'dns' && claim.proven_by === 'listing');
+  if (claim.verified_at === null) return false;
+  return mode === 'none' || (claim.proven_by !== null && PROVEN_UNDER_DNS.includes(claim.proven_by));
 }
 
 /** The claims that route under `mode` (see `counts`), as a query condition. */
@@ -80,9 +88,7 @@ export function routes(
   mode: DomainProof['mode'],
 ): Expression<SqlBool> {
   const proven = eb('verified_at', 'is not', null);
-  return mode === 'dns'
-    ? eb.and([proven, eb.or([eb('proven_by', 'is', null), eb('proven_by', '<>', 'listing')])])
-    : proven;
+  return mode === 'dns' ? eb.and([proven, eb('proven_by', 'in', PROVEN_UNDER_DNS)]) : proven;
 }
 
 /** `domains` and every name above them (`eng.acme.com` → `acme.com`), for the one-owner rule. */
@@ -182,7 +188,7 @@ export function domainVerifiedRecord(actor: AuditCaller, domain: string, proof: 
 }
 
 /** Whether one of two domains is, is above or is below the other (the one-owner rule). */
-function related(a: string, b: string): boolean {
+export function related(a: string, b: string): boolean {
   return a === b || a.endsWith(`.${b}`) || b.endsWith(`.${a}`);
 }
 

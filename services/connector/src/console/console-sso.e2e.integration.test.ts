@@ -113,4 +113,27 @@ describe('single sign-on in the console, in a real browser', () => {
     // expected; anything else, such as a Content Security Policy violation, is not.
     expect(ui.consoleErrors.filter((e) => !/status of 40[014] /.test(e))).toEqual([]);
   });
+
+  it('a listed domain whose claim went (taken by a listing that counts no more) is pending, and Verify gives its record', async () => {
+    // As when another organization listed it while the deployment asked no proof.
+    await t.container.db.kysely
+      .deleteFrom('tenant_sso_domains')
+      .where('tenant_id', '=', acme.tenantId)
+      .where('domain', '=', 'eng.acme.com')
+      .execute();
+    const page = ui.page;
+    await page.reload();
+    const domains = page.getByRole('region', { name: 'Email domains' });
+    const row = domains.getByRole('row', { name: /^eng\.acme\.com/ });
+    await expect.poll(() => row.innerText()).toContain('Nobody holds this domain now');
+    await row.getByRole('button', { name: 'Verify eng.acme.com' }).click();
+    await expect
+      .poll(() => row.getByRole('alert').innerText())
+      .toMatch(
+        /no TXT record "warden-domain-verification=[A-Za-z0-9_-]{24}" at _warden-challenge\.eng\.acme\.com/,
+      );
+    // The page read the domains again: the new claim's record is there to copy.
+    await row.getByRole('button', { name: 'Copy record value for eng.acme.com' }).waitFor();
+    expect(await ui.accessibilityProblems()).toEqual([]);
+  });
 });

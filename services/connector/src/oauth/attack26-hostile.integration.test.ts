@@ -20,8 +20,8 @@ import type { DomainProofFixture, SsoAnswer } from './test-support/sso-domain-pr
  * Two replicas share one database, as in oauth-sso-proof-switch: `fx` (dns, with a DNS server on
  * loopback whose TXT records the tests set) and `none` (SSO_DOMAIN_PROOF=none).
  *
- * HELD tests assert the defence and would catch a regression. `it.fails` tests show a defect the
- * attack found (the product is not fixed here); each says what is wrong.
+ * HELD tests assert the defence and would catch a regression. The three defects the attack found
+ * are fixed; their tests (marked "Was BROKEN") now assert the fix.
  */
 
 interface ClaimRow {
@@ -371,13 +371,13 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect(await routed(ALICE.email)).toBe(false);
 
     const db = f.t.container.db.kysely;
-    const mark = (provenBy: 'listing' | null) =>
+    const mark = (provenBy: 'listing' | 'dns') =>
       db
         .updateTable('tenant_sso_domains')
         .set({ proven_by: provenBy })
         .where('domain', '=', 'acme.com')
         .execute();
-    await mark(null);
+    await mark('dns');
     const ua = f.userAgent();
     const login = await ua.get(f.authorization().url.href);
     const idpLogin = await ua.submit(login, { email: ALICE.email }, '/sso');
@@ -431,67 +431,64 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     ]);
   });
 
-  // BROKEN (it.fails): migrations run as new replicas start, so during the rolling upgrade the
-  // previous release's replicas (SSO_DOMAIN_PROOF=none) keep serving on the migrated schema and
-  // write claims as they always did: verified at once, no proof token, and proven_by left null.
-  // A null proven_by routes under dns (routes(): `proven_by is null` counts as proven), so such a
-  // claim keeps routing the domain's engineers to whoever listed it, for good, and keeps the real
-  // owner from even listing it (409); it cannot be proven either (no token). The row is exactly
-  // what b27a2cb^'s put() inserted under none: { verified_at: new Date(), proof_token: null }.
-  it.fails(
-    'BROKEN: a listing written by a previous-release replica during the rollout routes under dns and blocks the owner',
-    async () => {
-      const squatter = await f.t.createTenant('Squatter rollout');
-      const owner = await f.t.createTenant('Owner rollout');
-      expect((await putNone(squatter.apiKey, ['roll-other.example'])).status).toBe(200);
-      // The old replica's PUT adding roll.example (its config list and its claim, as it wrote them).
-      const db = f.t.container.db.kysely;
-      await db
-        .updateTable('tenant_sso_configs')
-        .set({ allowed_email_domains: JSON.stringify(['roll-other.example', 'roll.example']) })
-        .where('tenant_id', '=', squatter.tenantId)
-        .execute();
-      await db
-        .insertInto('tenant_sso_domains')
-        .values({
-          domain: 'roll.example',
-          tenant_id: squatter.tenantId,
-          verified_at: new Date(),
-          proof_token: null,
-        })
-        .execute();
+  // Was BROKEN (fixed): during a rolling upgrade the previous release's replicas (none) write
+  // claims verified at once with no token and proven_by null; a null proven_by counted under dns,
+  // so such a claim routed and blocked the owner for good. Now only `dns` (or `before_proofs`)
+  // counts under dns: an unrecorded proof waits for its DNS record.
+  it('a listing written by a previous-release replica during the rollout routes nobody under dns and blocks nobody', async () => {
+    const squatter = await f.t.createTenant('Squatter rollout');
+    const owner = await f.t.createTenant('Owner rollout');
+    expect((await putNone(squatter.apiKey, ['roll-other.example'])).status).toBe(200);
+    // The old replica's PUT adding roll.example (its config list and its claim, as it wrote them).
+    const db = f.t.container.db.kysely;
+    await db
+      .updateTable('tenant_sso_configs')
+      .set({ allowed_email_domains: JSON.stringify(['roll-other.example', 'roll.example']) })
+      .where('tenant_id', '=', squatter.tenantId)
+      .execute();
+    await db
+      .insertInto('tenant_sso_domains')
+      .values({
+        domain: 'roll.example',
+        tenant_id: squatter.tenantId,
+        verified_at: new Date(),
+        proof_token: null,
+      })
+      .execute();
 
-      // Now (dns) it must route nobody and hold nothing, as any claim that was only listed.
-      expect(await routed('alice@roll.example')).toBe(false); // fails: true (sent to the squatter's IdP)
-      const listed = await fx.putSso(owner.apiKey, ['roll.example']);
-      expect(listed.status, listed.raw).toBe(200); // fails: 409 "already signs in to another organization"
-    },
-  );
+    // Now (dns) it must route nobody and hold nothing, as any claim that was only listed.
+    expect(await routed('alice@roll.example')).toBe(false);
+    const listed = await fx.putSso(owner.apiKey, ['roll.example']);
+    expect(listed.status, listed.raw).toBe(200);
+  });
 
-  // BROKEN (it.fails): the squatter's listing on the none replica dropped the owner's pending claim
-  // (sso.domain_lost, listed_by_another_organization). Once the deployment asks for DNS proof that
-  // listing holds nothing, yet the owner, whose configuration still lists the domain, is told it is
-  // `held_elsewhere` ("another organization proved it first") with no TXT record to publish, and
-  // POST …/verify answers 404 saying the same. Nobody holds it; only re-sending the same PUT gives
-  // the owner a claim back. toConfig(): `if (!claim) return { domain, status: 'held_elsewhere' … }`
-  // and verifyDomain(): `if (!claim) throw notListed()` (sso-configs.service.ts).
-  it.fails(
-    'BROKEN: under dns the owner is told a domain only listed by another tenant is held elsewhere, and cannot prove it',
-    async () => {
-      const squatter = await f.t.createTenant('Squatter gone');
-      const owner = await f.t.createTenant('Owner gone');
-      expect((await fx.putSso(owner.apiKey, ['gone.example'])).status).toBe(200);
-      expect((await putNone(squatter.apiKey, ['gone.example'])).status).toBe(200);
-      // Under dns the squatter's listing routes nobody (held)…
-      expect(await routed('alice@gone.example')).toBe(false);
-      expect((await fx.domainOf(squatter.apiKey, 'gone.example'))?.status).toBe('pending');
-      // …but the owner is told another organization holds it, and cannot prove it.
-      const view = await fx.domainOf(owner.apiKey, 'gone.example');
-      expect(view?.status).not.toBe('held_elsewhere'); // fails: 'held_elsewhere'
-      expect(view?.txt_record).toBeTruthy();
-      expect((await fx.verify(owner.apiKey, 'gone.example')).status).not.toBe(404);
-    },
-  );
+  // Was BROKEN (fixed): the squatter's listing on the none replica dropped the owner's pending
+  // claim; under dns that listing holds nothing, yet the owner was told the domain was
+  // `held_elsewhere` and verify answered 404. Now it shows pending, and verify makes a new claim
+  // and answers with the TXT record to publish (400 until it is there), which GET then shows.
+  it('under dns a domain only listed by another tenant is pending for the owner, who can prove it', async () => {
+    const squatter = await f.t.createTenant('Squatter gone');
+    const owner = await f.t.createTenant('Owner gone');
+    expect((await fx.putSso(owner.apiKey, ['gone.example'])).status).toBe(200);
+    expect((await putNone(squatter.apiKey, ['gone.example'])).status).toBe(200);
+    // Under dns the squatter's listing routes nobody (held)…
+    expect(await routed('alice@gone.example')).toBe(false);
+    expect((await fx.domainOf(squatter.apiKey, 'gone.example'))?.status).toBe('pending');
+    // …but the owner is told another organization holds it, and cannot prove it.
+    const view = await fx.domainOf(owner.apiKey, 'gone.example');
+    expect(view?.status).toBe('pending');
+    const first = await fx.verify(owner.apiKey, 'gone.example');
+    expect(first.status, first.raw).toBe(400);
+    expect(first.body.error?.message).toContain('_warden-challenge.gone.example');
+    const record = (await fx.domainOf(owner.apiKey, 'gone.example'))?.txt_record;
+    expect(record?.value).toMatch(/^warden-domain-verification=/);
+    expect(first.body.error?.message).toContain(record!.value);
+    fx.dns.setTxt(record!.name, [record!.value]);
+    const proven = await fx.verify(owner.apiKey, 'gone.example');
+    expect(proven.status, proven.raw).toBe(200);
+    expect(await routed('alice@gone.example')).toBe(true);
+    expect((await fx.domainOf(squatter.apiKey, 'gone.example'))?.status).toBe('held_elsewhere');
+  });
 }, 120_000);
 
 describe('attack26: the proven_by backfill', () => {
@@ -513,73 +510,66 @@ describe('attack26: the proven_by backfill', () => {
     await fx?.close();
   });
 
-  // BROKEN (it.fails): the backfill marks as `listing` only routing claims WITHOUT a proof token.
-  // (1) A pending claim that came to count by listing (none replica) kept its token, so it is left
-  // unmarked and routes under dns with no DNS proof, although the audit trail in the same database
-  // tells it apart (its last sso.domain_verified says proof "none"; the README says such rows
-  // "cannot be told from DNS proofs"). (2) Since b27a2cb, newClaim() gives listings under none a
-  // token too, so once the column is dropped and re-added (this migration's down, a release
-  // rollback, then up again), every listing made by this release loses its mark and routes under
-  // dns. The migration's `where verified_at is not null and proof_token is null` is responsible.
-  it.fails(
-    'BROKEN: after down/up, listings that kept or got a proof token are not marked and route under dns',
-    async () => {
-      const lister = await f.t.createTenant('Lister');
-      const prover = await f.t.createTenant('Prover');
-      const put = (apiKey: string, domains: string[]) =>
-        none.app.inject({
-          method: 'PUT',
-          url: '/api/v1/mcp/sso',
-          headers: { authorization: `Bearer ${apiKey}` },
-          payload: {
-            issuer: f.idp.issuer,
-            client_id: f.idp.clientId,
-            client_secret: f.idp.clientSecret,
-            allowed_email_domains: domains,
-          },
-        });
-      // mig-pending: pending under dns, then counted by listing on the none replica.
-      expect((await fx.putSso(lister.apiKey, ['mig-pending.example'])).status).toBe(200);
-      expect((await put(lister.apiKey, ['mig-pending.example'])).statusCode).toBe(200);
-      // mig-fresh: listed fresh on the none replica by this release's code.
-      expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).statusCode).toBe(200);
-      // mig-dns: proven by DNS (must stay routing).
-      expect((await fx.putSso(prover.apiKey, ['mig-dns.example'])).status).toBe(200);
-      const record = (await fx.domainOf(prover.apiKey, 'mig-dns.example'))?.txt_record;
-      fx.dns.setTxt(record!.name, [record!.value]);
-      expect((await fx.verify(prover.apiKey, 'mig-dns.example')).status).toBe(200);
-      const verified = await fx.lifecycleEvents(lister.apiKey, 'sso.domain_verified');
-      expect(verified.map((e) => e.details)).toEqual([
-        { domain: 'mig-pending.example', proof: 'none' },
-        { domain: 'mig-fresh.example', proof: 'none' },
-      ]);
-
-      const migrator = new Migrator({
-        db: f.t.db.db.kysely as unknown as Kysely<unknown>,
-        provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(MIGRATIONS_FOLDER) }),
+  // Was BROKEN (fixed): the backfill marked as `listing` only routing claims without a proof
+  // token, missing a pending claim that came to count by listing (its last sso.domain_verified
+  // says proof "none") and, after down/up, every listing of this release (they carry a token).
+  // The backfill now reads the trail.
+  it('after down/up, listings that kept or got a proof token are marked and route nobody under dns', async () => {
+    const lister = await f.t.createTenant('Lister');
+    const prover = await f.t.createTenant('Prover');
+    const put = (apiKey: string, domains: string[]) =>
+      none.app.inject({
+        method: 'PUT',
+        url: '/api/v1/mcp/sso',
+        headers: { authorization: `Bearer ${apiKey}` },
+        payload: {
+          issuer: f.idp.issuer,
+          client_id: f.idp.clientId,
+          client_secret: f.idp.clientSecret,
+          allowed_email_domains: domains,
+        },
       });
-      const down = await migrator.migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
-      expect(down.error).toBeUndefined();
-      const up = await migrator.migrateToLatest();
-      expect(up.error).toBeUndefined();
+    // mig-pending: pending under dns, then counted by listing on the none replica.
+    expect((await fx.putSso(lister.apiKey, ['mig-pending.example'])).status).toBe(200);
+    expect((await put(lister.apiKey, ['mig-pending.example'])).statusCode).toBe(200);
+    // mig-fresh: listed fresh on the none replica by this release's code.
+    expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).statusCode).toBe(200);
+    // mig-dns: proven by DNS (must stay routing).
+    expect((await fx.putSso(prover.apiKey, ['mig-dns.example'])).status).toBe(200);
+    const record = (await fx.domainOf(prover.apiKey, 'mig-dns.example'))?.txt_record;
+    fx.dns.setTxt(record!.name, [record!.value]);
+    expect((await fx.verify(prover.apiKey, 'mig-dns.example')).status).toBe(200);
+    const verified = await fx.lifecycleEvents(lister.apiKey, 'sso.domain_verified');
+    expect(verified.map((e) => e.details)).toEqual([
+      { domain: 'mig-pending.example', proof: 'none' },
+      { domain: 'mig-fresh.example', proof: 'none' },
+    ]);
 
-      const provenBy = async (domain: string) =>
-        (
-          await f.t.container.db.kysely
-            .selectFrom('tenant_sso_domains')
-            .select('proven_by')
-            .where('domain', '=', domain)
-            .executeTakeFirst()
-        )?.proven_by;
-      expect(await provenBy('mig-dns.example')).not.toBe('listing');
-      expect(await routed('a@mig-dns.example')).toBe(true);
-      expect(await provenBy('mig-fresh.example')).toBe('listing'); // fails: null
-      expect(await provenBy('mig-pending.example')).toBe('listing'); // fails: null
-      expect(await routed('a@mig-pending.example')).toBe(false); // fails: true
+    const migrator = new Migrator({
+      db: f.t.db.db.kysely as unknown as Kysely<unknown>,
+      provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(MIGRATIONS_FOLDER) }),
+    });
+    const down = await migrator.migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
+    expect(down.error).toBeUndefined();
+    const up = await migrator.migrateToLatest();
+    expect(up.error).toBeUndefined();
 
-      async function routed(email: string) {
-        return (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
-      }
-    },
-  );
+    const provenBy = async (domain: string) =>
+      (
+        await f.t.container.db.kysely
+          .selectFrom('tenant_sso_domains')
+          .select('proven_by')
+          .where('domain', '=', domain)
+          .executeTakeFirst()
+      )?.proven_by;
+    expect(await provenBy('mig-dns.example')).toBe('dns');
+    expect(await routed('a@mig-dns.example')).toBe(true);
+    expect(await provenBy('mig-fresh.example')).toBe('listing');
+    expect(await provenBy('mig-pending.example')).toBe('listing');
+    expect(await routed('a@mig-pending.example')).toBe(false);
+
+    async function routed(email: string) {
+      return (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
+    }
+  });
 }, 120_000);

@@ -61,7 +61,9 @@ describe('turning the SSO domain proof on after running without it', () => {
   it('a domain proven only by being listed routes nobody once the proof is on, and waits for its TXT record', async () => {
     // Where no proof is asked, it counts (and Acme's pending claim of it went).
     expect((await domainWithoutProof(squatter.apiKey, 'acme.com'))?.status).toBe('verified');
-    expect((await fx.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    expect((await domainWithoutProof(f.tenant.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    // With the proof on, nobody holds it: Acme, which still lists it, sees it pending.
+    expect((await fx.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('pending');
 
     // With the proof on, it is pending, with a TXT record of its own to prove it by.
     const claim = await fx.domainOf(squatter.apiKey, 'acme.com');

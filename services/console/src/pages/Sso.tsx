@@ -68,15 +68,22 @@ function TextField(props: {
   );
 }
 
-/** One allowed email domain: where it stands, and for a pending one the TXT record and a Verify button. */
-function DomainRow({ domain, onVerified }: { domain: SsoDomain; onVerified: () => void }) {
+/**
+ * One allowed email domain: where it stands, and for a pending one the TXT record and a Verify
+ * button. `onChecked` runs after each verify, whatever its answer (the page reads the domains again).
+ */
+function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => void }) {
   const [error, setError] = useState<Error | null>(null);
   const [busy, setBusy] = useState(false);
   const verify = () => {
     setBusy(true);
     setError(null);
+    // Reloaded either way: a first verify of a domain with no record yet makes its claim (and record).
     api('POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain.domain)}/verify`)
-      .then(onVerified, (e: Error) => setError(e))
+      .then(onChecked, (e: Error) => {
+        setError(e);
+        onChecked();
+      })
       .finally(() => setBusy(false));
   };
   const tone = domain.status === 'verified' ? 'good' : domain.status === 'pending' ? 'warn' : 'bad';
@@ -104,6 +111,16 @@ function DomainRow({ domain, onVerified }: { domain: SsoDomain; onVerified: () =
           </>
         ) : domain.status === 'verified' ? (
           'Engineers of this domain sign in through your provider.'
+        ) : domain.status === 'pending' ? (
+          <>
+            <p>Nobody holds this domain now: verify it to get the TXT record that proves it.</p>
+            <div className="actions">
+              <button type="button" onClick={verify} disabled={busy}>
+                Verify {domain.domain}
+              </button>
+            </div>
+            <ErrorNote error={error} />
+          </>
         ) : (
           'Another organization proved this domain first; ask the operator if it is yours.'
         )}
@@ -163,7 +180,7 @@ export default function Sso() {
             </thead>
             <tbody>
               {config.domains.map((d) => (
-                <DomainRow key={d.domain} domain={d} onVerified={sso.reload} />
+                <DomainRow key={d.domain} domain={d} onChecked={sso.reload} />
               ))}
             </tbody>
           </table>
