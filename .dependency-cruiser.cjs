@@ -44,9 +44,15 @@ module.exports = {
     {
       name: 'migrations-are-self-contained',
       severity: 'error',
-      // Their tests (migrations/tests) may use the test database helpers.
+      // Their tests (migrations/tests) may use the test database helpers, and nothing else.
       from: { path: '^migrations/', pathNot: '^migrations/tests/' },
       to: { path: '^(libs|services)/' },
+    },
+    {
+      name: 'migration-tests-use-only-test-helpers',
+      severity: 'error',
+      from: { path: '^migrations/tests/' },
+      to: { path: '^(libs|services)/', pathNot: '^libs/testing/' },
     },
   ],
   options: {

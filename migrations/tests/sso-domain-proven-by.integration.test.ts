@@ -17,8 +17,8 @@ interface ClaimRow {
 /**
  * The migration that records how a routing SSO domain claim was proven marks the claims already
  * there: made before the proofs migration (kept), routing without a token (listed: given a token
- * to be proven with), routing with a token (proven by DNS), pending (nothing). Claims that came to
- * count by listing with a token are told apart by the trail (attack26-hostile covers it).
+ * to be proven with), routing with a token by its trail (the last sso.domain_verified record's
+ * proof; none left: proven again), pending (nothing).
  */
 describe('migration 2026-12-13 sso-domain-proven-by', () => {
   let tdb: TestDatabase;
@@ -67,7 +67,23 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
         ('listed.example', 'ten_b', now(), now() + interval '3 milliseconds', null),
         ('listed-same-ms.example', 'ten_b', now(), now(), null),
         ('proven.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_proven'),
+        ('proven-early.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_early'),
+        ('promoted.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_promoted'),
+        ('unrecorded.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_unrecorded'),
         ('pending.example', 'ten_d', now(), null, 'tok_pending')`.execute(db);
+    // Their trail: proven by DNS; proven by DNS before records named the proof; a pending claim
+    // that came to count by listing; none (expired with its partition).
+    let seq = 0;
+    const verified = (domain: string, details: object) =>
+      sql`insert into audit_events (id, tenant_id, seq, occurred_at, expires_on, kind, action, outcome,
+          caller_type, prev_hash, hash, details)
+        values (${`aud_${++seq}`}, 'ten_c', ${seq}, now() + interval '2 seconds', current_date + 30, 'lifecycle',
+          'sso.domain_verified', 'success', 'api_key', 'prev', 'hash', ${JSON.stringify({ domain, ...details })}::jsonb)`.execute(
+        db,
+      );
+    await verified('proven.example', { proof: 'dns' });
+    await verified('proven-early.example', {});
+    await verified('promoted.example', { proof: 'none' });
 
     await migrateTo('2026-12-13T00-00-00_sso-domain-proven-by');
     const { rows } = await sql<ClaimRow>`
@@ -80,6 +96,13 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
     expect(byDomain['listed-same-ms.example']?.proven_by).toBe('listing');
     expect(byDomain['old.example']).toMatchObject({ proven_by: 'before_proofs', proof_token: null });
     expect(byDomain['proven.example']).toMatchObject({ proven_by: 'dns', proof_token: 'tok_proven' });
+    expect(byDomain['proven-early.example']?.proven_by).toBe('dns');
+    expect(byDomain['promoted.example']).toMatchObject({ proven_by: 'listing', proof_token: 'tok_promoted' });
+    // No record to go by: proven again, with the token it has.
+    expect(byDomain['unrecorded.example']).toMatchObject({
+      proven_by: 'listing',
+      proof_token: 'tok_unrecorded',
+    });
     expect(byDomain['pending.example']).toMatchObject({
       proven_by: null,
       proof_token: 'tok_pending',
@@ -91,10 +114,14 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
       sql`update tenant_sso_domains set proven_by = 'guess' where domain = 'old.example'`.execute(db),
     ).rejects.toThrow(/check constraint/);
 
-    // And it can be undone.
+    // It can be undone, and applied again to the same marks.
     await migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
     const { rows: columns } = await sql<{ column_name: string }>`
       select column_name from information_schema.columns where table_name = 'tenant_sso_domains'`.execute(db);
     expect(columns.map((c) => c.column_name)).not.toContain('proven_by');
+    await migrateTo('2026-12-13T00-00-00_sso-domain-proven-by');
+    const { rows: again } = await sql<ClaimRow>`
+      select domain, verified_at, proof_token, proven_by from tenant_sso_domains order by domain`.execute(db);
+    expect(again.map((r) => [r.domain, r.proven_by])).toEqual(rows.map((r) => [r.domain, r.proven_by]));
   });
 });

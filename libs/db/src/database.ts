@@ -304,19 +304,22 @@ export interface TenantSsoConfigsTable extends RequiredSealedColumns {
   updated_at: Timestamp;
 }
 
+/** How a routing SSO domain claim was proven (see `tenant_sso_domains.proven_by`). */
+export type SsoProvenBy = 'dns' | 'listing' | 'before_proofs';
+
 /**
  * Which tenant's SSO an email domain signs in to: one tenant per domain (the sign-in page picks
  * the identity provider by the engineer's email domain). Mirrors each configuration's
  * `allowed_email_domains`; goes with the configuration.
  */
-/** How a routing SSO domain claim was proven (see `tenant_sso_domains.proven_by`). */
-export type SsoProvenBy = 'dns' | 'listing' | 'before_proofs';
-
 export interface TenantSsoDomainsTable {
   domain: string;
   tenant_id: string;
   created_at: Timestamp;
-  /** When the tenant proved it holds the domain (DNS TXT); null: claimed, not proven, routes nowhere. */
+  /**
+   * When the claim came to count (proven by DNS TXT, or listed where no proof is asked: see
+   * `proven_by`); null: claimed, not proven, routes nowhere.
+   */
   verified_at: NullableTimestamp;
   /** The value the tenant's TXT record must carry; null for claims proven without one. */
   proof_token: ColumnType<string | null, string | null | undefined, string | null>;

@@ -11,18 +11,20 @@ import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 import {
   DOMAIN,
   counts,
-  dropOthersPendingClaims,
+  dropOthersClaimsNotRouting,
   domainProofRecord,
   domainVerifiedRecord,
   heldByOthers,
   heldConflict,
   isPublicSuffix,
   newClaim,
+  newProofToken,
   normalizeDomain,
   related,
   provableByDns,
   publicSuffixRefusal,
   routes,
+  routesNot,
   tooLongToProve,
 } from './sso-domain-claims.ts';
 import type { DomainClaim, DomainProof } from './sso-domain-claims.ts';
@@ -39,7 +41,8 @@ export interface SsoConfig {
   readonly identifierClaim: string;
   /**
    * Lower-case domains an engineer's verified email must belong to. Each domain belongs to one
-   * tenant only (first come): the sign-in page routes an email to its domain's tenant.
+   * tenant only (the first to prove it, or to list it where no proof is asked): the sign-in page
+   * routes an email to its domain's tenant.
    */
   readonly allowedEmailDomains: readonly string[];
   /**
@@ -63,7 +66,7 @@ export type SsoDomainStatus = 'verified' | 'pending' | 'held_elsewhere';
 export interface SsoDomain {
   readonly domain: string;
   readonly status: SsoDomainStatus;
-  /** The TXT record that proves a `pending` domain; null otherwise. */
+  /** The TXT record that proves a `pending` domain; null otherwise, and for one the tenant must verify to claim again. */
   readonly txtRecord: { readonly name: string; readonly value: string } | null;
 }
 
@@ -86,7 +89,9 @@ export interface SsoConfigService {
   remove(ctx: ActorContext): Promise<void>;
   /**
    * Proves a listed domain by its DNS TXT record (`domainProofRecord`); the first organization
-   * to prove a domain keeps it, and others' unproven claims of it and of names under it go.
+   * to prove a domain keeps it, and others' claims that do not route, of it and of names above
+   * and under it, go. A listed domain the tenant has no claim of any more (and nobody holds) gets
+   * a new one first, as does a claim without a token (see `claimToProve`).
    */
   verifyDomain(ctx: ActorContext, domain: string): Promise<SsoConfig>;
   /**
@@ -170,34 +175,51 @@ export function validateSsoConfigInput(
   };
 }
 
-function toConfig(
-  row: {
-    tenant_id: string;
-    issuer: string;
-    client_id: string;
-    identifier_claim: string;
-    allowed_email_domains: string[];
-    console_admins: string[];
-    created_at: Date;
-    updated_at: Date;
-  },
-  claims: readonly DomainClaim[],
-  mode: DomainProof['mode'],
-  /** Whether a listed domain the tenant has no claim of is another organization's (by default, yes). */
-  heldElsewhere: (domain: string) => boolean = () => true,
-): SsoConfig {
-  const byDomain = new Map(claims.map((c) => [c.domain, c]));
+interface ConfigRow {
+  tenant_id: string;
+  issuer: string;
+  client_id: string;
+  identifier_claim: string;
+  allowed_email_domains: string[];
+  console_admins: string[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** The parts of a configuration its change records name (never a secret, never the claims). */
+type SsoPublicFields = Pick<
+  SsoConfig,
+  'issuer' | 'clientId' | 'identifierClaim' | 'allowedEmailDomains' | 'consoleAdmins'
+>;
+
+function publicFields(row: ConfigRow): SsoPublicFields {
   return {
-    tenantId: row.tenant_id,
     issuer: row.issuer,
     clientId: row.client_id,
     identifierClaim: row.identifier_claim,
     allowedEmailDomains: row.allowed_email_domains,
     consoleAdmins: row.console_admins,
+  };
+}
+
+/**
+ * The configuration with where each listed domain stands under `mode`. `heldElsewhere` says
+ * whether a listed domain the tenant has no claim of is another organization's.
+ */
+function toConfig(
+  row: ConfigRow,
+  claims: readonly DomainClaim[],
+  mode: DomainProof['mode'],
+  heldElsewhere: (domain: string) => boolean,
+): SsoConfig {
+  const byDomain = new Map(claims.map((c) => [c.domain, c]));
+  return {
+    tenantId: row.tenant_id,
+    ...publicFields(row),
     domains: row.allowed_email_domains.map((domain): SsoDomain => {
       const claim = byDomain.get(domain);
       // Without a claim: another organization's, or nobody's (the claim went to a listing that
-      // counts no more): pending, and verifying it makes a new claim with its record.
+      // counts no more): pending, and verifying it makes a new claim (and its record).
       if (!claim)
         return { domain, status: heldElsewhere(domain) ? 'held_elsewhere' : 'pending', txtRecord: null };
       if (counts(claim, mode)) return { domain, status: 'verified', txtRecord: null };
@@ -222,8 +244,11 @@ function identity(tenantId: string): SealIdentity {
  * them when the configuration is created or removed). The client secret is never in it; a `PUT`
  * always seals the one it carries, which the record says as `client_secret: "replaced"`.
  */
-function ssoChangeDetails(before: SsoConfig | null, after: SsoConfig | null): Record<string, unknown> {
-  const view = (c: SsoConfig | null): Record<string, unknown> =>
+function ssoChangeDetails(
+  before: SsoPublicFields | null,
+  after: SsoPublicFields | null,
+): Record<string, unknown> {
+  const view = (c: SsoPublicFields | null): Record<string, unknown> =>
     c
       ? {
           issuer: c.issuer,
@@ -267,21 +292,41 @@ export function createSsoConfigService(deps: {
       .select(viewColumns)
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
-    if (!row) return null;
-    const claims = await claimsOf(db, tenantId);
+    return row ? configView(db, row) : null;
+  }
+
+  /** A configuration row as the tenant sees it, its domains' claims read with `executor`. */
+  async function configView(executor: Kysely<Database>, row: ConfigRow): Promise<SsoConfig> {
+    const claims = await claimsOf(executor, row.tenant_id);
     const unclaimed = row.allowed_email_domains.filter((d) => !claims.some((c) => c.domain === d));
-    const held = await heldByOthers(db, tenantId, unclaimed, domainProof.mode);
+    const held = await heldByOthers(executor, row.tenant_id, unclaimed, domainProof.mode);
     return toConfig(row, claims, domainProof.mode, (domain) => held.some((h) => related(h, domain)));
   }
 
   /**
-   * Under the DNS proof, a domain the tenant lists but no longer has a claim of (another
-   * organization's listing took it while the deployment asked no proof, and counts no more) gets
-   * a new pending claim, unless another organization holds it: the claim, or undefined.
+   * The tenant's claim of `domain` to prove, with a proof token: its own (given a token if it has
+   * none: one an earlier release wrote), or where it has none (another organization's listing took
+   * it, and counts no more), a new one if it lists the domain and nobody holds it. Under `none`
+   * a new claim counts at once, recorded as a PUT's would be. Undefined when there is none to prove.
    */
-  async function reclaim(tenantId: string, domain: string): Promise<DomainClaim | undefined> {
+  async function claimToProve(ctx: ActorContext, domain: string): Promise<DomainClaim | undefined> {
+    const { tenantId } = ctx;
+    const mode = domainProof.mode;
     return db.transaction().execute(async (trx) => {
       await lockClaims(trx);
+      const own = (await claimsOf(trx, tenantId)).find((c) => c.domain === domain);
+      if (own) {
+        if (own.proof_token || counts(own, mode)) return own;
+        const [tokened] = await trx
+          .updateTable('tenant_sso_domains')
+          .set({ proof_token: newProofToken() })
+          .where('tenant_id', '=', tenantId)
+          .where('domain', '=', domain)
+          .where('proof_token', 'is', null)
+          .returning(['domain', 'verified_at', 'proof_token', 'proven_by'])
+          .execute();
+        return tokened ?? own;
+      }
       const listed = await trx
         .selectFrom('tenant_sso_configs')
         .select('tenant_id')
@@ -289,15 +334,20 @@ export function createSsoConfigService(deps: {
         .where(sql<boolean>`allowed_email_domains ? ${domain}::text`)
         .executeTakeFirst();
       if (!listed) return undefined;
-      if ((await heldByOthers(trx, tenantId, [domain], 'dns')).length > 0) return undefined;
-      await trx
+      if ((await heldByOthers(trx, tenantId, [domain], mode)).length > 0) return undefined;
+      const [claim] = await trx
         .insertInto('tenant_sso_domains')
-        .values(newClaim(domain, tenantId, 'dns'))
-        .onConflict((oc) => oc.columns(['domain', 'tenant_id']).doNothing())
+        .values(newClaim(domain, tenantId, mode))
+        .returning(['domain', 'verified_at', 'proof_token', 'proven_by'])
         .execute();
-      return (await claimsOf(trx, tenantId)).find((c) => c.domain === domain);
+      if (claim && counts(claim, mode)) {
+        await dropOthersClaimsNotRouting(trx, audit, tenantId, [domain], { mode, takenBy: 'listed' });
+        await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'none')]);
+      }
+      return claim;
     });
   }
+
   const lockClaims = (trx: Kysely<Database>) =>
     sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
   const viewColumns = [
@@ -373,10 +423,10 @@ export function createSsoConfigService(deps: {
             .execute();
           routing.push(...inserted.map((c) => c.domain), ...proven.map((c) => c.domain));
         }
-        await dropOthersPendingClaims(trx, audit, tenantId, routing, 'none');
-        const config = toConfig(row, await claimsOf(trx, tenantId), domainProof.mode);
-        // The record names the public fields only, never the claims: none are read for it.
-        const before = previous ? toConfig(previous, [], domainProof.mode) : null;
+        await dropOthersClaimsNotRouting(trx, audit, tenantId, routing, { mode: 'none', takenBy: 'listed' });
+        const config = await configView(trx, row);
+        // The record names the public fields only, never the claims.
+        const before = previous ? publicFields(previous) : null;
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
@@ -400,7 +450,7 @@ export function createSsoConfigService(deps: {
       if (!sealed) throw new WardenError('integrity_failure', 'the sealed SSO client secret is missing');
       const secret = await envelope.open(identity(tenantId), sealed);
       return {
-        config: toConfig(row, await claimsOf(db, tenantId), domainProof.mode),
+        config: await configView(db, row),
         clientSecret: secret.toString('utf8'),
       };
     },
@@ -418,7 +468,7 @@ export function createSsoConfigService(deps: {
             { caller: ctx.actor },
             {
               action: 'sso.removed',
-              details: ssoChangeDetails(toConfig(removed, [], domainProof.mode), null),
+              details: ssoChangeDetails(publicFields(removed), null),
             },
           ),
         ]);
@@ -429,17 +479,15 @@ export function createSsoConfigService(deps: {
       const domain = normalizeDomain(raw, 'domain');
       // A claim of one made before suffixes were refused is never proven.
       if (isPublicSuffix(domain)) throw publicSuffixRefusal('domain', domain);
-      let claim = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
+      const claim = await claimToProve(ctx, domain);
       const notListed = () =>
         new WardenError(
           'not_found',
           `domain: ${domain} is not one of your SSO configuration's allowed_email_domains (or another organization proved it first); list it with PUT /api/v1/mcp/sso`,
           { field: 'domain' },
         );
-      if (!claim && domainProof.mode === 'dns') claim = await reclaim(tenantId, domain);
-      if (!claim) throw notListed();
+      if (!claim?.proof_token) throw notListed();
       if (!counts(claim, domainProof.mode)) {
-        if (!claim.proof_token) throw notListed();
         // A name DNS cannot hold (EBADNAME) is not a resolver in trouble: no retry will help.
         if (!provableByDns(domain)) throw tooLongToProve('domain', domain);
         const record = domainProofRecord(domain, claim.proof_token);
@@ -466,29 +514,42 @@ export function createSsoConfigService(deps: {
           );
         }
         const proofToken = claim.proof_token;
+        const mode = domainProof.mode;
         await db.transaction().execute(async (trx) => {
           await lockClaims(trx);
-          const taken = await heldByOthers(trx, tenantId, [domain], 'dns');
+          const taken = await heldByOthers(trx, tenantId, [domain], mode);
           if (taken.length > 0) throw heldConflict(taken);
+          // Locked: removing the configuration meanwhile (its claims go with it) waits for this.
           const waiting = await trx
             .selectFrom('tenant_sso_domains')
             .select('domain')
             .where('tenant_id', '=', tenantId)
             .where('domain', '=', domain)
             .where('proof_token', '=', proofToken)
-            .where((eb) => eb.not(routes(eb, 'dns')))
+            .where((eb) => routesNot(eb, mode))
+            .forUpdate()
             .executeTakeFirst();
           // Removed from the list (or proven) meanwhile: nothing to do but report where it stands.
           if (!waiting) return;
-          // Others' claims that do not count go first: one of the domain itself that routed by
-          // listing alone (under \`none\`) would otherwise still hold its one proven place.
-          await dropOthersPendingClaims(trx, audit, tenantId, [domain], 'dns');
-          await trx
+          // Others' claims that do not route go first: under dns, one of the domain itself that
+          // routed by listing alone would otherwise still hold the domain's one proven place.
+          await dropOthersClaimsNotRouting(trx, audit, tenantId, [domain], { mode, takenBy: 'proven' });
+          const proven = await trx
             .updateTable('tenant_sso_domains')
             .set({ verified_at: new Date(), proven_by: 'dns' })
             .where('tenant_id', '=', tenantId)
             .where('domain', '=', domain)
-            .execute();
+            .where('proof_token', '=', proofToken)
+            .executeTakeFirst();
+          if (proven.numUpdatedRows !== 1n) {
+            throw new WardenError(
+              'conflict',
+              `domain: the claim of ${domain} changed while it was proven; retry`,
+              {
+                field: 'domain',
+              },
+            );
+          }
           await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
         });
       }

@@ -26,7 +26,7 @@ export interface DomainProof {
 }
 
 /** A claim's proof token: 18 random bytes, 24 characters of base64url. */
-function newProofToken(): string {
+export function newProofToken(): string {
   return randomBytes(18).toString('base64url');
 }
 
@@ -89,6 +89,20 @@ export function routes(
 ): Expression<SqlBool> {
   const proven = eb('verified_at', 'is not', null);
   return mode === 'dns' ? eb.and([proven, eb('proven_by', 'in', PROVEN_UNDER_DNS)]) : proven;
+}
+
+/**
+ * The claims that do not route under `mode`: exactly those `routes` leaves out. Not written as
+ * `not routes`, which SQL answers with NULL (neither) for a proven claim whose `proven_by` is null.
+ */
+export function routesNot(
+  eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
+  mode: DomainProof['mode'],
+): Expression<SqlBool> {
+  const unproven = eb('verified_at', 'is', null);
+  return mode === 'dns'
+    ? eb.or([unproven, eb('proven_by', 'is', null), eb('proven_by', 'not in', PROVEN_UNDER_DNS)])
+    : unproven;
 }
 
 /** `domains` and every name above them (`eng.acme.com` → `acme.com`), for the one-owner rule. */
@@ -192,24 +206,28 @@ export function related(a: string, b: string): boolean {
   return a === b || a.endsWith(`.${b}`) || b.endsWith(`.${a}`);
 }
 
+/** How `domains` came to route for the organization that now holds them. */
+export type TakenBy = 'proven' | 'listed';
+
 /**
- * Once `domains` route for `tenantId`, other organizations' pending claims at, above or below them
- * can never count (one organization per domain and its subdomains): they go, shown as held
- * elsewhere, and each such organization learns it from its own trail (`sso.domain_lost`, by
- * Warden: the other tenant's actor stays out of it).
+ * Once `domains` route for `tenantId`, other organizations' claims at, above or below them that do
+ * not route under `mode` (pending ones, and under `dns` those proven only by listing) can never
+ * count (one organization per domain and its subdomains): they go, shown as held elsewhere, and
+ * each such organization learns it from its own trail (`sso.domain_lost`, by Warden: the other
+ * tenant's actor stays out of it), the reason saying whether `domains` were proven or listed.
  */
-export async function dropOthersPendingClaims(
+export async function dropOthersClaimsNotRouting(
   trx: Kysely<Database>,
   audit: LifecycleAudit,
   tenantId: string,
   domains: readonly string[],
-  proof: DomainProof['mode'],
+  options: { readonly mode: DomainProof['mode']; readonly takenBy: TakenBy },
 ): Promise<void> {
   if (domains.length === 0) return;
   const lost = await trx
     .deleteFrom('tenant_sso_domains')
     .where('tenant_id', '<>', tenantId)
-    .where((eb) => eb.not(routes(eb, proof)))
+    .where((eb) => routesNot(eb, options.mode))
     .where((eb) => atAboveOrBelow(eb, domains))
     .returning(['tenant_id', 'domain'])
     .execute();
@@ -221,20 +239,20 @@ export async function dropOthersPendingClaims(
     await audit(
       trx,
       loser,
-      (lostBy.get(loser) ?? []).map((claim) => domainLostRecord(claim.domain, domains, proof)),
+      (lostBy.get(loser) ?? []).map((claim) => domainLostRecord(claim.domain, domains, options.takenBy)),
     );
   }
 }
 
-/** A pending claim went because another organization's `domains` route now (`sso.domain_lost`). */
-function domainLostRecord(domain: string, routing: readonly string[], proof: DomainProof['mode']) {
+/** A claim went because another organization's `domains` route now (`sso.domain_lost`). */
+function domainLostRecord(domain: string, routing: readonly string[], takenBy: TakenBy) {
   return lifecycleRecord(
     { caller: SYSTEM_CALLER },
     {
       action: 'sso.domain_lost',
       details: {
         domain,
-        reason: proof === 'dns' ? 'proven_by_another_organization' : 'listed_by_another_organization',
+        reason: takenBy === 'proven' ? 'proven_by_another_organization' : 'listed_by_another_organization',
         proven: routing.find((d) => related(d, domain)) ?? null,
       },
     },

@@ -460,6 +460,45 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect(await routed('alice@roll.example')).toBe(false);
     const listed = await fx.putSso(owner.apiKey, ['roll.example']);
     expect(listed.status, listed.raw).toBe(200);
+    // The squatter's row is pending and gets a record of its own (it had no token); the owner
+    // proves the domain (no unique-index failure on the unrecorded row) and the row goes.
+    expect((await fx.domainOf(squatter.apiKey, 'roll.example'))?.status).toBe('pending');
+    const squatVerify = await fx.verify(squatter.apiKey, 'roll.example');
+    expect(squatVerify.status, squatVerify.raw).toBe(400);
+    expect((await fx.domainOf(squatter.apiKey, 'roll.example'))?.txt_record?.value).toMatch(
+      /^warden-domain-verification=/,
+    );
+    const record = listed.body.sso?.domains.find((d) => d.domain === 'roll.example')?.txt_record;
+    fx.dns.setTxt(record!.name, [record!.value]);
+    const proven = await fx.verify(owner.apiKey, 'roll.example');
+    expect(proven.status, proven.raw).toBe(200);
+    expect(await routed('alice@roll.example')).toBe(true);
+    expect((await fx.domainOf(squatter.apiKey, 'roll.example'))?.status).toBe('held_elsewhere');
+  });
+
+  // A DNS proof an earlier release's replica made during the rollout (verified, its token, no
+  // proven_by) is asked for again: pending with its record, and proven again at once.
+  it('a DNS proof made on a previous-release replica during the rollout is proven again with its record', async () => {
+    const holder = await f.t.createTenant('Holder rollout');
+    expect((await fx.putSso(holder.apiKey, ['roll-dns.example'])).status).toBe(200);
+    const record = (await fx.domainOf(holder.apiKey, 'roll-dns.example'))?.txt_record;
+    fx.dns.setTxt(record!.name, [record!.value]);
+    // What the earlier release's verify wrote: verified, no proven_by.
+    await f.t.container.db.kysely
+      .updateTable('tenant_sso_domains')
+      .set({ verified_at: new Date() })
+      .where('tenant_id', '=', holder.tenantId)
+      .where('domain', '=', 'roll-dns.example')
+      .execute();
+    expect(await routed('alice@roll-dns.example')).toBe(false);
+    const view = await fx.domainOf(holder.apiKey, 'roll-dns.example');
+    expect(view).toEqual({ domain: 'roll-dns.example', status: 'pending', txt_record: record });
+    const proven = await fx.verify(holder.apiKey, 'roll-dns.example');
+    expect(proven.status, proven.raw).toBe(200);
+    expect(proven.body.sso?.domains).toEqual([
+      { domain: 'roll-dns.example', status: 'verified', txt_record: null },
+    ]);
+    expect(await routed('alice@roll-dns.example')).toBe(true);
   });
 
   // Was BROKEN (fixed): the squatter's listing on the none replica dropped the owner's pending

@@ -113,7 +113,10 @@ function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => 
           'Engineers of this domain sign in through your provider.'
         ) : domain.status === 'pending' ? (
           <>
-            <p>Nobody holds this domain now: verify it to get the TXT record that proves it.</p>
+            <p>
+              Nobody holds this domain now: verify it to claim it again (and get the TXT record that proves
+              it).
+            </p>
             <div className="actions">
               <button type="button" onClick={verify} disabled={busy}>
                 Verify {domain.domain}
