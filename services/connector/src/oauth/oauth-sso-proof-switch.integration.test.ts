@@ -35,7 +35,12 @@ describe('turning the SSO domain proof on after running without it', () => {
     f = fx.f;
     const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
     before = await startTestApp(
-      { SSO_DOMAIN_PROOF: 'none', OAUTH_ALLOW_INSECURE: 'true', LOCAL_KEY_FILE: keyFile },
+      {
+        SSO_DOMAIN_PROOF: 'none',
+        SSO_DNS_SERVERS: fx.dns.server,
+        OAUTH_ALLOW_INSECURE: 'true',
+        LOCAL_KEY_FILE: keyFile,
+      },
       { sharedDatabase: f.t.db },
     );
     squatter = await f.t.createTenant('Squatter');
@@ -139,5 +144,42 @@ describe('turning the SSO domain proof on after running without it', () => {
       { domain: 'squatter.example', proof: 'none' },
       { domain: 'squatter.example', proof: 'dns' },
     ]);
+  });
+
+  it('where no proof is asked, a DNS proof does not take a domain another organization holds by listing', async () => {
+    const lister = await f.t.createTenant('Lister');
+    const prover = await f.t.createTenant('Prover');
+    const put = (apiKey: string, domains: string[]) =>
+      before.app.inject({
+        method: 'PUT',
+        url: '/api/v1/mcp/sso',
+        headers: { authorization: `Bearer ${apiKey}` },
+        payload: {
+          issuer: f.idp.issuer,
+          client_id: f.idp.clientId,
+          client_secret: f.idp.clientSecret,
+          allowed_email_domains: domains,
+        },
+      });
+    // Listed first without the proof; the prover lists it with the proof on (pending: the listing
+    // holds nothing there) and publishes its record.
+    expect((await put(lister.apiKey, ['first.example'])).statusCode).toBe(200);
+    const listed = await fx.putSso(prover.apiKey, ['first.example']);
+    expect(listed.status, JSON.stringify(listed.body)).toBe(200);
+    const record = listed.body.sso?.domains[0]?.txt_record;
+    fx.dns.setTxt(record!.name, [record!.value]);
+    // On the replica without the proof, first come holds: refused, and nothing changes.
+    const refused = await before.app.inject({
+      method: 'POST',
+      url: '/api/v1/mcp/sso/domains/first.example/verify',
+      headers: { authorization: `Bearer ${prover.apiKey}` },
+    });
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect((await domainWithoutProof(lister.apiKey, 'first.example'))?.status).toBe('verified');
+    expect(await fx.lifecycleEvents(lister.apiKey, 'sso.domain_lost')).toEqual([]);
+    // With the proof on, the DNS proof wins.
+    const proven = await fx.verify(prover.apiKey, 'first.example');
+    expect(proven.status, JSON.stringify(proven.body)).toBe(200);
+    expect((await domainWithoutProof(lister.apiKey, 'first.example'))?.status).toBe('held_elsewhere');
   });
 });
