@@ -4,12 +4,10 @@ import type { Kysely } from 'kysely';
 import { FileMigrationProvider, Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS_FOLDER } from '@warden/testing';
-import { startTestApp } from '../test-support/test-app.ts';
-import type { TestApp } from '../test-support/test-app.ts';
 import { ALICE } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
-import type { DomainProofFixture, SsoAnswer } from './test-support/sso-domain-proof.ts';
+import type { DomainProofFixture, ReplicaWithoutProof } from './test-support/sso-domain-proof.ts';
 
 /**
  * attack26: a hostile tenant / outsider against b27a2cb (SSO domain claims record how they were
@@ -35,27 +33,11 @@ interface ClaimRow {
 describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switches none → dns', () => {
   let fx: DomainProofFixture;
   let f: OAuthFixture;
-  let none: TestApp;
+  let none: ReplicaWithoutProof;
 
-  async function callNone(apiKey: string, method: 'GET' | 'PUT' | 'POST', url: string, payload?: object) {
-    const res = await none.app.inject({
-      method,
-      url,
-      headers: { authorization: `Bearer ${apiKey}` },
-      ...(payload ? { payload } : {}),
-    });
-    return { status: res.statusCode, body: (res.body ? res.json() : {}) as SsoAnswer, raw: res.body };
-  }
   /** PUT /api/v1/mcp/sso on the replica without the proof (first come). */
-  const putNone = (apiKey: string, domains: string[]) =>
-    callNone(apiKey, 'PUT', '/api/v1/mcp/sso', {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: domains,
-    });
-  const domainOnNone = async (apiKey: string, domain: string) =>
-    (await callNone(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain);
+  const putNone = (apiKey: string, domains: string[]) => none.putSso(apiKey, domains);
+  const domainOnNone = (apiKey: string, domain: string) => none.domainOf(apiKey, domain);
   const claimsOf = async (domain: string): Promise<ClaimRow[]> =>
     (await f.t.container.db.kysely
       .selectFrom('tenant_sso_domains')
@@ -82,14 +64,10 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
   beforeAll(async () => {
     fx = await startDomainProofFixture();
     f = fx.f;
-    const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
-    none = await startTestApp(
-      { SSO_DOMAIN_PROOF: 'none', OAUTH_ALLOW_INSECURE: 'true', LOCAL_KEY_FILE: keyFile },
-      { sharedDatabase: f.t.db },
-    );
+    none = await fx.startReplicaWithoutProof();
   });
   afterAll(async () => {
-    await none?.close();
+    await none?.app.close();
     await fx?.close();
   });
 
@@ -528,27 +506,8 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect(await routed('alice@gone.example')).toBe(true);
     expect((await fx.domainOf(squatter.apiKey, 'gone.example'))?.status).toBe('held_elsewhere');
   });
-}, 120_000);
 
-describe('attack26: the proven_by backfill', () => {
-  let fx: DomainProofFixture;
-  let f: OAuthFixture;
-  let none: TestApp;
-
-  beforeAll(async () => {
-    fx = await startDomainProofFixture();
-    f = fx.f;
-    const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
-    none = await startTestApp(
-      { SSO_DOMAIN_PROOF: 'none', OAUTH_ALLOW_INSECURE: 'true', LOCAL_KEY_FILE: keyFile },
-      { sharedDatabase: f.t.db },
-    );
-  });
-  afterAll(async () => {
-    await none?.close();
-    await fx?.close();
-  });
-
+  // Last: it migrates the shared database down and up again.
   // Was BROKEN (fixed): the backfill marked as `listing` only routing claims without a proof
   // token, missing a pending claim that came to count by listing (its last sso.domain_verified
   // says proof "none") and, after down/up, every listing of this release (they carry a token).
@@ -556,23 +515,12 @@ describe('attack26: the proven_by backfill', () => {
   it('after down/up, listings that kept or got a proof token are marked and route nobody under dns', async () => {
     const lister = await f.t.createTenant('Lister');
     const prover = await f.t.createTenant('Prover');
-    const put = (apiKey: string, domains: string[]) =>
-      none.app.inject({
-        method: 'PUT',
-        url: '/api/v1/mcp/sso',
-        headers: { authorization: `Bearer ${apiKey}` },
-        payload: {
-          issuer: f.idp.issuer,
-          client_id: f.idp.clientId,
-          client_secret: f.idp.clientSecret,
-          allowed_email_domains: domains,
-        },
-      });
+    const put = (apiKey: string, domains: string[]) => none.putSso(apiKey, domains);
     // mig-pending: pending under dns, then counted by listing on the none replica.
     expect((await fx.putSso(lister.apiKey, ['mig-pending.example'])).status).toBe(200);
-    expect((await put(lister.apiKey, ['mig-pending.example'])).statusCode).toBe(200);
+    expect((await put(lister.apiKey, ['mig-pending.example'])).status).toBe(200);
     // mig-fresh: listed fresh on the none replica by this release's code.
-    expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).statusCode).toBe(200);
+    expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).status).toBe(200);
     // mig-dns: proven by DNS (must stay routing).
     expect((await fx.putSso(prover.apiKey, ['mig-dns.example'])).status).toBe(200);
     const record = (await fx.domainOf(prover.apiKey, 'mig-dns.example'))?.txt_record;
@@ -606,9 +554,5 @@ describe('attack26: the proven_by backfill', () => {
     expect(await provenBy('mig-fresh.example')).toBe('listing');
     expect(await provenBy('mig-pending.example')).toBe('listing');
     expect(await routed('a@mig-pending.example')).toBe(false);
-
-    async function routed(email: string) {
-      return (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
-    }
   });
 }, 120_000);

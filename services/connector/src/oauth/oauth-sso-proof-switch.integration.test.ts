@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp } from '../test-support/test-app.ts';
-import type { TestApp } from '../test-support/test-app.ts';
 import { ALICE } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
-import type { DomainProofFixture, SsoAnswer } from './test-support/sso-domain-proof.ts';
+import type { DomainProofFixture, ReplicaWithoutProof } from './test-support/sso-domain-proof.ts';
 
 /**
  * A deployment that ran without the proof (`SSO_DOMAIN_PROOF=none`, first come) and then turns it
@@ -16,57 +14,29 @@ import type { DomainProofFixture, SsoAnswer } from './test-support/sso-domain-pr
 describe('turning the SSO domain proof on after running without it', () => {
   let fx: DomainProofFixture;
   let f: OAuthFixture;
-  let before: TestApp;
+  /** The replica without the proof (as the deployment ran), on the same database. */
+  let before: ReplicaWithoutProof;
   let squatter: { tenantId: string; apiKey: string };
-
-  /** The tenant's view of a domain on the replica without the proof. */
-  async function domainWithoutProof(apiKey: string, domain: string) {
-    const res = await before.app.inject({
-      method: 'GET',
-      url: '/api/v1/mcp/sso',
-      headers: { authorization: `Bearer ${apiKey}` },
-    });
-    return (res.json() as SsoAnswer).sso?.domains.find((d) => d.domain === domain);
-  }
 
   beforeAll(async () => {
     // With the proof on: Acme lists acme.com (pending).
     fx = await startDomainProofFixture();
     f = fx.f;
-    const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
-    before = await startTestApp(
-      {
-        SSO_DOMAIN_PROOF: 'none',
-        SSO_DNS_SERVERS: fx.dns.server,
-        OAUTH_ALLOW_INSECURE: 'true',
-        LOCAL_KEY_FILE: keyFile,
-      },
-      { sharedDatabase: f.t.db },
-    );
+    before = await fx.startReplicaWithoutProof();
     squatter = await f.t.createTenant('Squatter');
     // Without the proof, the squatter lists acme.com first: it counts at once, first come.
-    const squat = await before.app.inject({
-      method: 'PUT',
-      url: '/api/v1/mcp/sso',
-      headers: { authorization: `Bearer ${squatter.apiKey}` },
-      payload: {
-        issuer: f.idp.issuer,
-        client_id: f.idp.clientId,
-        client_secret: f.idp.clientSecret,
-        allowed_email_domains: ['acme.com'],
-      },
-    });
-    expect(squat.statusCode, squat.body).toBe(200);
+    const squat = await before.putSso(squatter.apiKey, ['acme.com']);
+    expect(squat.status, squat.raw).toBe(200);
   });
   afterAll(async () => {
-    await before?.close();
+    await before?.app.close();
     await fx?.close();
   });
 
   it('a domain proven only by being listed routes nobody once the proof is on, and waits for its TXT record', async () => {
     // Where no proof is asked, it counts (and Acme's pending claim of it went).
-    expect((await domainWithoutProof(squatter.apiKey, 'acme.com'))?.status).toBe('verified');
-    expect((await domainWithoutProof(f.tenant.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    expect((await before.domainOf(squatter.apiKey, 'acme.com'))?.status).toBe('verified');
+    expect((await before.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
     // With the proof on, nobody holds it: Acme, which still lists it, sees it pending.
     expect((await fx.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('pending');
 
@@ -100,7 +70,7 @@ describe('turning the SSO domain proof on after running without it', () => {
 
     // The squatter's claim went on both replicas, and its trail says so (by Warden).
     expect((await fx.domainOf(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
-    expect((await domainWithoutProof(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
+    expect((await before.domainOf(squatter.apiKey, 'acme.com'))?.status).toBe('held_elsewhere');
     const lost = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost');
     expect(lost).toEqual([
       expect.objectContaining({
@@ -115,21 +85,11 @@ describe('turning the SSO domain proof on after running without it', () => {
 
   it('a domain proven by DNS keeps counting without the proof, and one only listed proves like any pending one', async () => {
     // Acme's DNS proof counts on the replica without the proof too.
-    expect((await domainWithoutProof(f.tenant.apiKey, 'acme.com'))?.status).toBe('verified');
+    expect((await before.domainOf(f.tenant.apiKey, 'acme.com'))?.status).toBe('verified');
 
     // The squatter lists another domain without the proof, then proves it by DNS with the proof on.
-    const other = await before.app.inject({
-      method: 'PUT',
-      url: '/api/v1/mcp/sso',
-      headers: { authorization: `Bearer ${squatter.apiKey}` },
-      payload: {
-        issuer: f.idp.issuer,
-        client_id: f.idp.clientId,
-        client_secret: f.idp.clientSecret,
-        allowed_email_domains: ['squatter.example'],
-      },
-    });
-    expect(other.statusCode, other.body).toBe(200);
+    const other = await before.putSso(squatter.apiKey, ['squatter.example']);
+    expect(other.status, other.raw).toBe(200);
     const record = (await fx.domainOf(squatter.apiKey, 'squatter.example'))?.txt_record;
     expect(record).toBeTruthy();
     fx.dns.setTxt(record!.name, [record!.value]);
@@ -149,37 +109,21 @@ describe('turning the SSO domain proof on after running without it', () => {
   it('where no proof is asked, a DNS proof does not take a domain another organization holds by listing', async () => {
     const lister = await f.t.createTenant('Lister');
     const prover = await f.t.createTenant('Prover');
-    const put = (apiKey: string, domains: string[]) =>
-      before.app.inject({
-        method: 'PUT',
-        url: '/api/v1/mcp/sso',
-        headers: { authorization: `Bearer ${apiKey}` },
-        payload: {
-          issuer: f.idp.issuer,
-          client_id: f.idp.clientId,
-          client_secret: f.idp.clientSecret,
-          allowed_email_domains: domains,
-        },
-      });
     // Listed first without the proof; the prover lists it with the proof on (pending: the listing
     // holds nothing there) and publishes its record.
-    expect((await put(lister.apiKey, ['first.example'])).statusCode).toBe(200);
+    expect((await before.putSso(lister.apiKey, ['first.example'])).status).toBe(200);
     const listed = await fx.putSso(prover.apiKey, ['first.example']);
     expect(listed.status, JSON.stringify(listed.body)).toBe(200);
     const record = listed.body.sso?.domains[0]?.txt_record;
     fx.dns.setTxt(record!.name, [record!.value]);
     // On the replica without the proof, first come holds: refused, and nothing changes.
-    const refused = await before.app.inject({
-      method: 'POST',
-      url: '/api/v1/mcp/sso/domains/first.example/verify',
-      headers: { authorization: `Bearer ${prover.apiKey}` },
-    });
-    expect(refused.statusCode, refused.body).toBe(409);
-    expect((await domainWithoutProof(lister.apiKey, 'first.example'))?.status).toBe('verified');
+    const refused = await before.verify(prover.apiKey, 'first.example');
+    expect(refused.status, refused.raw).toBe(409);
+    expect((await before.domainOf(lister.apiKey, 'first.example'))?.status).toBe('verified');
     expect(await fx.lifecycleEvents(lister.apiKey, 'sso.domain_lost')).toEqual([]);
     // With the proof on, the DNS proof wins.
     const proven = await fx.verify(prover.apiKey, 'first.example');
     expect(proven.status, JSON.stringify(proven.body)).toBe(200);
-    expect((await domainWithoutProof(lister.apiKey, 'first.example'))?.status).toBe('held_elsewhere');
+    expect((await before.domainOf(lister.apiKey, 'first.example'))?.status).toBe('held_elsewhere');
   });
 });

@@ -94,38 +94,40 @@ function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => 
         <span className={`pill ${tone}`}>{STATUS_TEXT[domain.status]}</span>
       </td>
       <td>
-        {domain.txt_record ? (
-          <>
-            <p>
-              Publish a <strong>TXT</strong> record at <span className="mono">{domain.txt_record.name}</span>{' '}
-              with the value <span className="mono">{domain.txt_record.value}</span>, then verify.
-            </p>
-            <div className="actions">
-              <CopyButton text={domain.txt_record.name} label={`Copy record name for ${domain.domain}`} />
-              <CopyButton text={domain.txt_record.value} label={`Copy record value for ${domain.domain}`} />
-              <button type="button" onClick={verify} disabled={busy}>
-                Verify {domain.domain}
-              </button>
-            </div>
-            <ErrorNote error={error} />
-          </>
-        ) : domain.status === 'verified' ? (
+        {domain.status === 'verified' ? (
           'Engineers of this domain sign in through your provider.'
-        ) : domain.status === 'pending' ? (
+        ) : domain.status === 'held_elsewhere' ? (
+          'Another organization proved this domain first; ask the operator if it is yours.'
+        ) : (
           <>
-            <p>
-              Nobody holds this domain now: verify it to claim it again (and get the TXT record that proves
-              it).
-            </p>
+            {domain.txt_record ? (
+              <p>
+                Publish a <strong>TXT</strong> record at{' '}
+                <span className="mono">{domain.txt_record.name}</span> with the value{' '}
+                <span className="mono">{domain.txt_record.value}</span>, then verify.
+              </p>
+            ) : (
+              <p>
+                Nobody holds this domain now: verify it to claim it again (and get the TXT record that proves
+                it).
+              </p>
+            )}
             <div className="actions">
+              {domain.txt_record && (
+                <>
+                  <CopyButton text={domain.txt_record.name} label={`Copy record name for ${domain.domain}`} />
+                  <CopyButton
+                    text={domain.txt_record.value}
+                    label={`Copy record value for ${domain.domain}`}
+                  />
+                </>
+              )}
               <button type="button" onClick={verify} disabled={busy}>
                 Verify {domain.domain}
               </button>
             </div>
             <ErrorNote error={error} />
           </>
-        ) : (
-          'Another organization proved this domain first; ask the operator if it is yours.'
         )}
       </td>
     </tr>

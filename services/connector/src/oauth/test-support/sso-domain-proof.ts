@@ -1,3 +1,5 @@
+import { startTestApp } from '../../test-support/test-app.ts';
+import type { TestApp } from '../../test-support/test-app.ts';
 import { startOAuthFixture } from './oauth-fixture.ts';
 import type { OAuthFixture } from './oauth-fixture.ts';
 import { startTestDns } from './test-dns.ts';
@@ -19,6 +21,38 @@ export interface SsoAnswer {
   error?: { code: string; field?: string; message: string };
 }
 
+/** A tenant's SSO calls on one replica (`app`), with the fixture's identity provider. */
+function tenantSsoApi(app: TestApp, f: OAuthFixture) {
+  async function call(
+    apiKey: string,
+    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    url: string,
+    payload?: object,
+  ) {
+    const res = await app.app.inject({
+      method,
+      url,
+      headers: { authorization: `Bearer ${apiKey}` },
+      ...(payload ? { payload } : {}),
+    });
+    return { status: res.statusCode, body: (res.body ? res.json() : {}) as SsoAnswer, raw: res.body };
+  }
+  return {
+    call,
+    putSso: (apiKey: string, domains: string[]) =>
+      call(apiKey, 'PUT', '/api/v1/mcp/sso', {
+        issuer: f.idp.issuer,
+        client_id: f.idp.clientId,
+        client_secret: f.idp.clientSecret,
+        allowed_email_domains: domains,
+      }),
+    verify: (apiKey: string, domain: string) =>
+      call(apiKey, 'POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain)}/verify`),
+    domainOf: async (apiKey: string, domain: string) =>
+      (await call(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain),
+  };
+}
+
 /**
  * The OAuth fixture with the SSO domain proof on, asking a real DNS server on loopback, and the
  * tenant API calls the proof's tests make. Acme's SSO lists acme.com, pending until proven.
@@ -38,36 +72,29 @@ export async function startDomainProofFixture() {
     throw error;
   }
 
-  async function call(
-    apiKey: string,
-    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
-    url: string,
-    payload?: object,
-  ) {
-    const res = await f.t.app.inject({
-      method,
-      url,
-      headers: { authorization: `Bearer ${apiKey}` },
-      ...(payload ? { payload } : {}),
-    });
-    return { status: res.statusCode, body: (res.body ? res.json() : {}) as SsoAnswer, raw: res.body };
-  }
+  const tenantApi = tenantSsoApi(f.t, f);
 
   return {
     f,
     dns,
-    call,
-    putSso: (apiKey: string, domains: string[]) =>
-      call(apiKey, 'PUT', '/api/v1/mcp/sso', {
-        issuer: f.idp.issuer,
-        client_id: f.idp.clientId,
-        client_secret: f.idp.clientSecret,
-        allowed_email_domains: domains,
-      }),
-    verify: (apiKey: string, domain: string) =>
-      call(apiKey, 'POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain)}/verify`),
-    domainOf: async (apiKey: string, domain: string) =>
-      (await call(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain),
+    ...tenantApi,
+    /**
+     * A second replica on the same database (and key file, and DNS server) with the proof off
+     * (`SSO_DOMAIN_PROOF=none`), as a deployment that ran without it; the same tenant calls on it.
+     */
+    async startReplicaWithoutProof() {
+      const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
+      const app = await startTestApp(
+        {
+          SSO_DOMAIN_PROOF: 'none',
+          SSO_DNS_SERVERS: dns.server,
+          OAUTH_ALLOW_INSECURE: 'true',
+          LOCAL_KEY_FILE: keyFile,
+        },
+        { sharedDatabase: f.t.db },
+      );
+      return { app, ...tenantSsoApi(app, f) };
+    },
     /** The tenant's lifecycle records with this action, oldest first. */
     async lifecycleEvents(apiKey: string, action: string): Promise<LifecycleEventView[]> {
       const res = await f.t.app.inject({
@@ -92,3 +119,6 @@ export async function startDomainProofFixture() {
 }
 
 export type DomainProofFixture = Awaited<ReturnType<typeof startDomainProofFixture>>;
+
+/** The replica without the proof that `startReplicaWithoutProof` starts, with the tenant calls on it. */
+export type ReplicaWithoutProof = Awaited<ReturnType<DomainProofFixture['startReplicaWithoutProof']>>;
