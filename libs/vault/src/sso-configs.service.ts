@@ -312,6 +312,9 @@ export function createSsoConfigService(deps: {
   async function claimToProve(ctx: ActorContext, domain: string): Promise<DomainClaim | undefined> {
     const { tenantId } = ctx;
     const mode = domainProof.mode;
+    // Mostly the claim is there with its token: nothing to write, no lock to take.
+    const found = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
+    if (found && (found.proof_token || counts(found, mode))) return found;
     return db.transaction().execute(async (trx) => {
       await lockClaims(trx);
       const own = (await claimsOf(trx, tenantId)).find((c) => c.domain === domain);
