@@ -222,8 +222,11 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
       const squatterLost = (await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_lost')).filter(
         (e) => (e.details as { domain: string }).domain === domain,
       );
-      // Each listing that counted (one record each) is either still there or on the trail as lost.
-      expect(squatterVerified.length).toBe(squatterLost.length + (squatterClaim?.verified_at ? 1 : 0));
+      // Each listing that counted (one record each) is either still there or on the trail as lost
+      // (a pending claim the owner's proof dropped is on the trail as lost too, never verified).
+      expect(squatterVerified.length).toBeLessThanOrEqual(
+        squatterLost.length + (squatterClaim?.verified_at ? 1 : 0),
+      );
     }
   });
 
