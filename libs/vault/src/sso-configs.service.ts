@@ -330,11 +330,13 @@ export function createSsoConfigService(deps: {
           .execute();
         return tokened ?? own;
       }
+      // Key-share locked, as the new claim's foreign key would: a removal under way is waited for.
       const listed = await trx
         .selectFrom('tenant_sso_configs')
         .select('tenant_id')
         .where('tenant_id', '=', tenantId)
         .where(sql<boolean>`allowed_email_domains ? ${domain}::text`)
+        .forKeyShare()
         .executeTakeFirst();
       if (!listed) return undefined;
       if ((await heldByOthers(trx, tenantId, [domain], mode)).length > 0) return undefined;
@@ -460,6 +462,8 @@ export function createSsoConfigService(deps: {
     async remove(ctx) {
       const { tenantId } = ctx;
       await db.transaction().execute(async (trx) => {
+        // Its claims go with it: serialized with every other change of claims.
+        await lockClaims(trx);
         const removed = await trx
           .deleteFrom('tenant_sso_configs')
           .where('tenant_id', '=', tenantId)
@@ -489,8 +493,10 @@ export function createSsoConfigService(deps: {
           `domain: ${domain} is not one of your SSO configuration's allowed_email_domains (or another organization proved it first); list it with PUT /api/v1/mcp/sso`,
           { field: 'domain' },
         );
-      if (!claim?.proof_token) throw notListed();
+      if (!claim) throw notListed();
+      // One that routes already (with a token or, made before proofs existed, without) needs no proof.
       if (!counts(claim, domainProof.mode)) {
+        if (!claim.proof_token) throw notListed();
         // A name DNS cannot hold (EBADNAME) is not a resolver in trouble: no retry will help.
         if (!provableByDns(domain)) throw tooLongToProve('domain', domain);
         const record = domainProofRecord(domain, claim.proof_token);

@@ -10,7 +10,8 @@ import type { DomainProofFixture, ReplicaWithoutProof } from './test-support/sso
  * `none`). Two replicas share one database: `fx` (SSO_DOMAIN_PROOF=dns, DNS on loopback) and
  * `none` (SSO_DOMAIN_PROOF=none).
  *
- * HELD tests assert the defence; BROKEN ones are `it.fails` and say what is wrong and where.
+ * HELD tests assert the defence; the two defects found ("Was BROKEN") are fixed and their tests
+ * assert the fix.
  */
 
 interface ClaimRow {
@@ -178,52 +179,43 @@ describe('attack27: claims written by verify (claimToProve)', () => {
     expect(db2.raw).not.toContain(tokenOf(a));
   });
 
-  // BROKEN: a claim that routes but has no token (made before proofs existed, proven_by
-  // before_proofs, as the migration leaves it) answers verify with 404 "not one of your
-  // allowed_email_domains" although GET shows it verified. claimToProve returns it untokened
-  // (sso-configs.service.ts:319, `counts(own, mode)`), then verifyDomain throws notListed at
-  // line 489 (`if (!claim?.proof_token)`) before looking whether it already counts.
-  it.fails(
-    'BROKEN: verify of a verified claim without a token (before_proofs) answers 404 "not listed"',
-    async () => {
-      const a = await f.t.createTenant('A a27e');
-      expect((await fx.putSso(a.apiKey, ['a27e.example'])).status).toBe(200);
-      await db()
-        .updateTable('tenant_sso_domains')
-        .set({ verified_at: new Date(), proven_by: 'before_proofs', proof_token: null })
-        .where('domain', '=', 'a27e.example')
-        .execute();
-      expect((await fx.domainOf(a.apiKey, 'a27e.example'))?.status).toBe('verified');
-      const res = await fx.verify(a.apiKey, 'a27e.example');
-      expect(res.status, res.raw).toBe(200);
-    },
-  );
+  // Was BROKEN (fixed): a claim that routes but has no token (made before proofs existed,
+  // proven_by before_proofs, as the migration leaves it) answered verify with 404 "not one of your
+  // allowed_email_domains" although GET showed it verified: verify looked for a token before
+  // looking whether the claim already counts.
+  it('verify of a verified claim without a token (before_proofs) answers 200: nothing to prove', async () => {
+    const a = await f.t.createTenant('A a27e');
+    expect((await fx.putSso(a.apiKey, ['a27e.example'])).status).toBe(200);
+    await db()
+      .updateTable('tenant_sso_domains')
+      .set({ verified_at: new Date(), proven_by: 'before_proofs', proof_token: null })
+      .where('domain', '=', 'a27e.example')
+      .execute();
+    expect((await fx.domainOf(a.apiKey, 'a27e.example'))?.status).toBe('verified');
+    const res = await fx.verify(a.apiKey, 'a27e.example');
+    expect(res.status, res.raw).toBe(200);
+  });
 
-  // BROKEN (race): verify's claimToProve reads the configuration's list without locking the row (line
-  // 330-335) while DELETE /api/v1/mcp/sso (remove, line 457) takes no claims lock; the new
-  // claim's foreign key then meets the removed configuration. Simulated deterministically: the
-  // configuration's delete (what remove runs) is open in another transaction while verify runs,
-  // and commits once verify waits on it. The INSERT at line 338-342 fails on the foreign key
-  // (tenant_sso_domains.tenant_id → tenant_sso_configs) and verify answers 500 "internal error":
-  // failing assertion `expect(res.status).not.toBe(500)`.
-  it.fails(
-    'BROKEN race: verify re-claiming a listed domain while the configuration is removed answers 404, never 500',
-    async () => {
-      const a = await f.t.createTenant('A a27f');
-      expect((await fx.putSso(a.apiKey, ['a27f.example'])).status).toBe(200);
-      await db().deleteFrom('tenant_sso_domains').where('domain', '=', 'a27f.example').execute();
-      let verifying: Promise<Awaited<ReturnType<typeof fx.verify>>> | undefined;
-      await db()
-        .transaction()
-        .execute(async (trx) => {
-          await trx.deleteFrom('tenant_sso_configs').where('tenant_id', '=', a.tenantId).execute();
-          verifying = fx.verify(a.apiKey, 'a27f.example');
-          await new Promise((r) => setTimeout(r, 700));
-        });
-      const res = await verifying!;
-      expect(res.status, res.raw).not.toBe(500);
-      expect([404]).toContain(res.status);
-      expect(await claimsOf('a27f.example')).toEqual([]);
-    },
-  );
+  // Was BROKEN (fixed): verify's claimToProve read the configuration's list without locking the
+  // row while its removal was under way; the new claim's foreign key then met the removed
+  // configuration and verify answered 500. It now key-share locks the row (waiting for the
+  // removal) and remove takes the claims lock. Simulated deterministically: the configuration's
+  // delete is open in another transaction while verify runs, and commits 700 ms later.
+  it('race: verify re-claiming a listed domain while the configuration is removed answers 404, never 500', async () => {
+    const a = await f.t.createTenant('A a27f');
+    expect((await fx.putSso(a.apiKey, ['a27f.example'])).status).toBe(200);
+    await db().deleteFrom('tenant_sso_domains').where('domain', '=', 'a27f.example').execute();
+    let verifying: Promise<Awaited<ReturnType<typeof fx.verify>>> | undefined;
+    await db()
+      .transaction()
+      .execute(async (trx) => {
+        await trx.deleteFrom('tenant_sso_configs').where('tenant_id', '=', a.tenantId).execute();
+        verifying = fx.verify(a.apiKey, 'a27f.example');
+        await new Promise((r) => setTimeout(r, 700));
+      });
+    const res = await verifying!;
+    expect(res.status, res.raw).not.toBe(500);
+    expect([404]).toContain(res.status);
+    expect(await claimsOf('a27f.example')).toEqual([]);
+  });
 });
