@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
