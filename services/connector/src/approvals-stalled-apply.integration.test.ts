@@ -3,6 +3,7 @@ import { startFakeCloudflare, startTcpProxy } from '@warden/testing';
 import { eventually } from './test-support/http-receiver.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read', '#dns_records:edit'];
 
@@ -16,13 +17,6 @@ interface Approval {
     success: boolean;
     error: { code: string } | null;
   }> | null;
-}
-interface AuditEvent {
-  action: string;
-  execution_id: string | null;
-  upstream: { method: string } | null;
-  outcome: string;
-  details?: Record<string, unknown> | null;
 }
 
 /**
@@ -100,7 +94,7 @@ describe('write approvals: a replica stopped mid-apply', () => {
       const approving = call(a, 'POST', `/api/v1/approvals/${approval.id}/approve`, {}, approverKey);
       // The first write is on its way (its write-ahead intent committed; the fake answers late).
       const trail = async () =>
-        ((await call(b, 'GET', '/api/v1/audit/events?page_size=100')).json() as { events: AuditEvent[] })
+        ((await call(b, 'GET', '/api/v1/audit/events?page_size=100')).json() as { events: AuditEventView[] })
           .events;
       const intents = async () =>
         (await trail()).filter(

@@ -6,6 +6,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read', '#dns_records:edit'];
 
@@ -48,15 +49,6 @@ interface Approval {
   apply_in_steps: boolean;
   steps: Step[] | null;
   results: Result[] | null;
-}
-interface AuditEvent {
-  action: string;
-  kind: string;
-  execution_id: string | null;
-  caller: { type: string; id: string | null };
-  upstream: { method: string; path: string; status: number | null } | null;
-  outcome: string;
-  details?: Record<string, unknown> | null;
 }
 
 /**
@@ -142,10 +134,10 @@ describe('write approvals applied in steps', () => {
   }
   const writesSeen = () =>
     cf.requests().filter((r) => r.method !== 'GET' && r.path.startsWith(`/zones/${zoneId}`));
-  async function trail(): Promise<AuditEvent[]> {
+  async function trail(): Promise<AuditEventView[]> {
     const res = await api('GET', '/api/v1/audit/events?page_size=100');
     expect(res.statusCode, res.body).toBe(200);
-    return (res.json() as { events: AuditEvent[] }).events;
+    return (res.json() as { events: AuditEventView[] }).events;
   }
   /** Creates a TXT record, then PATCHes it by the id Cloudflare returns. */
   const createThenPatch = (name: string) => `async () => {

@@ -13,6 +13,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 const PERMISSIONS = [
   'com.cloudflare.api.user.read',
@@ -52,14 +53,6 @@ interface Approval {
     success: boolean;
     error: { code: string } | null;
   }> | null;
-}
-interface AuditEvent {
-  action: string;
-  execution_id: string | null;
-  caller: { type: string; id: string | null };
-  upstream: { method: string; path: string; status: number | null } | null;
-  outcome: string;
-  details?: Record<string, unknown> | null;
 }
 
 /**
@@ -148,13 +141,13 @@ describe('write approvals', () => {
     api('POST', `/api/v1/approvals/${id}/${decision}`, comment ? { comment } : {}, apiKey);
   const writesSeen = () =>
     cf.requests().filter((r) => r.method !== 'GET' && r.path.startsWith(`/zones/${zoneId}`));
-  async function trail(query: Record<string, string> = {}): Promise<AuditEvent[]> {
+  async function trail(query: Record<string, string> = {}): Promise<AuditEventView[]> {
     const res = await api(
       'GET',
       `/api/v1/audit/events?${new URLSearchParams({ page_size: '100', ...query })}`,
     );
     expect(res.statusCode, res.body).toBe(200);
-    return (res.json() as { events: AuditEvent[] }).events;
+    return (res.json() as { events: AuditEventView[] }).events;
   }
   /** Plans one TXT record create (reads first), and returns its approval. */
   async function planOne(identifier: string, name: string): Promise<Approval> {
@@ -831,7 +824,7 @@ describe('write approvals: PostgreSQL lost mid-apply', () => {
       ]);
       const listed = await api('GET', `/api/v1/audit/events?page_size=100`);
       expect(listed.statusCode, listed.body).toBe(200);
-      const trail = (listed.json() as { events: AuditEvent[] }).events;
+      const trail = (listed.json() as { events: AuditEventView[] }).events;
       expect(
         trail.some((e) => e.action === 'approval.failed' && e.details?.approval_id === approval.id),
       ).toBe(true);

@@ -9,13 +9,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { createTailingUser } from './test-support/tailing-user.ts';
-
-interface AuditEvent {
-  seq: number;
-  kind: string;
-  outcome: string;
-  error: { code: string } | null;
-}
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 /**
  * attack25: outsider attack on commit 70d06dc, `notifications/cancelled` read by Warden on the
@@ -24,8 +18,9 @@ interface AuditEvent {
  * sandbox deadline (4 s) for the timeout path and the shutdown attack. The fake Cloudflare's tail
  * keeps a call running for a few seconds (`tail.worker({ seconds })`).
  *
- * The map of running calls is a closure of the route; the test observes it in process through
- * Map.prototype.set (maps keyed `<tokenId>\0<type>:<id>` holding sets of controllers).
+ * The map of running calls is private to StatelessCalls (mcp/stateless-calls.ts); the test observes
+ * it in process through Map.prototype.set (maps keyed `<tokenId>\0<type>:<id>` holding sets of
+ * controllers).
  */
 describe('attack25: hostile notifications/cancelled on the stateless MCP transport', () => {
   let cf: FakeCloudflare;
@@ -156,11 +151,11 @@ describe('attack25: hostile notifications/cancelled on the stateless MCP transpo
     );
   }
 
-  async function toolCalls(apiKey = victimKey): Promise<AuditEvent[]> {
+  async function toolCalls(apiKey = victimKey): Promise<AuditEventView[]> {
     const res = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
       headers: { authorization: `Bearer ${apiKey}` },
     });
-    const { events } = (await res.json()) as { events: AuditEvent[] };
+    const { events } = (await res.json()) as { events: AuditEventView[] };
     return events.sort((x, y) => x.seq - y.seq);
   }
 

@@ -9,13 +9,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { createTailingUser } from './test-support/tailing-user.ts';
-
-interface AuditEvent {
-  seq: number;
-  kind: string;
-  outcome: string;
-  error: { code: string } | null;
-}
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 /**
  * Outsider attack on the MCP cancellation of issue 16: a `notifications/cancelled` stops a tool
@@ -111,11 +105,11 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
     return statuses;
   }
 
-  async function toolCalls(): Promise<AuditEvent[]> {
+  async function toolCalls(): Promise<AuditEventView[]> {
     const res = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
       headers: { authorization: `Bearer ${victimKey}` },
     });
-    const { events } = (await res.json()) as { events: AuditEvent[] };
+    const { events } = (await res.json()) as { events: AuditEventView[] };
     return events.sort((x, y) => x.seq - y.seq);
   }
 

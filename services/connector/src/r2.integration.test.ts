@@ -8,15 +8,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
-
-interface AuditEvent {
-  kind: string;
-  action: string;
-  outcome: string;
-  intent_id?: string | null;
-  error: { code: string; message: string } | null;
-  upstream: { method: string; path: string; path_template: string | null; status: number | null } | null;
-}
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 interface AccountAnswer {
   connected_account: { r2_access_key: { access_key_id: string; created_at: string } | null };
@@ -89,13 +81,13 @@ describe('r2 in cloudflare_execute', () => {
     return (await executeOverHttp({ base, apiKey: key, identifier }, code, { expectStatus: 200 })).body;
   }
 
-  async function r2Events(executionId: string): Promise<AuditEvent[]> {
+  async function r2Events(executionId: string): Promise<AuditEventView[]> {
     // Outcomes are written after the result; the trail is complete once the call returned.
     const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
       headers: { authorization: `Bearer ${apiKey}` },
     });
     expect(res.status).toBe(200);
-    const { events } = (await res.json()) as { events: AuditEvent[] };
+    const { events } = (await res.json()) as { events: AuditEventView[] };
     return events.filter((e) => e.kind === 'upstream_request' && e.action.startsWith('r2.'));
   }
 

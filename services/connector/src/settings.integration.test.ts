@@ -1,15 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 interface Settings {
   budget: string;
   audit: { retention_days: number; capture_code: boolean };
-}
-interface AuditEvent {
-  seq: number;
-  action: string;
-  details?: { before?: unknown; after?: unknown } | null;
 }
 
 /**
@@ -90,7 +86,7 @@ describe('tenant settings under the operator ceiling', () => {
 
     const events = (
       (await call(apiKey, 'GET', '/api/v1/audit/events?kind=lifecycle&page_size=100')).json() as {
-        events: AuditEvent[];
+        events: AuditEventView[];
       }
     ).events
       .filter((e) => e.action === 'settings.changed' || e.action === 'policy.changed')
@@ -135,7 +131,7 @@ describe('tenant settings under the operator ceiling', () => {
 
     const events = (
       (await call(apiKey, 'GET', '/api/v1/audit/events?kind=lifecycle&page_size=100')).json() as {
-        events: AuditEvent[];
+        events: AuditEventView[];
       }
     ).events
       .filter((e) => e.action === 'identity_policy.changed' || e.action === 'identity_policy.deleted')

@@ -12,18 +12,7 @@ import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 import { SPEND_WHILE_TAILING, createTailingUser } from './test-support/tailing-user.ts';
-
-interface AuditEvent {
-  id: string;
-  seq: number;
-  execution_id: string | null;
-  kind: string;
-  action: string;
-  outcome: string;
-  intent_id?: string | null;
-  error: { code: string; message: string } | null;
-  upstream: { method: string; path: string } | null;
-}
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 /**
  * Findings of the outsider attack on `tail.worker` (issue 16), end to end over real HTTP and MCP
@@ -79,16 +68,16 @@ describe('tail.worker under attack', () => {
     return (await executeOverHttp({ base, apiKey, identifier }, code, { expectStatus: 200, signal })).body;
   }
 
-  async function trail(executionId: string): Promise<AuditEvent[]> {
+  async function trail(executionId: string): Promise<AuditEventView[]> {
     const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
       headers: { authorization: `Bearer ${apiKey}` },
     });
     expect(res.status).toBe(200);
-    const { events } = (await res.json()) as { events: AuditEvent[] };
+    const { events } = (await res.json()) as { events: AuditEventView[] };
     return events.sort((a, b) => a.seq - b.seq);
   }
 
-  const tailRecords = (events: AuditEvent[]) =>
+  const tailRecords = (events: AuditEventView[]) =>
     events
       .filter((e) => e.action.startsWith('cloudflare.tail_'))
       .map((e) => [e.action, e.outcome, e.intent_id ? 'after intent' : 'no intent']);
@@ -270,11 +259,11 @@ describe('tail.worker under attack', () => {
     cf.tails.script(account, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
     const run = async (code: string): Promise<ExecuteBody> =>
       (await executeOverHttp({ base, apiKey: key, identifier: 'bob' }, code, { expectStatus: 200 })).body;
-    const records = async (executionId: string): Promise<AuditEvent[]> => {
+    const records = async (executionId: string): Promise<AuditEventView[]> => {
       const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
         headers: { authorization: `Bearer ${key}` },
       });
-      const { events } = (await res.json()) as { events: AuditEvent[] };
+      const { events } = (await res.json()) as { events: AuditEventView[] };
       return events.sort((a, b) => a.seq - b.seq);
     };
     return { run, records };
@@ -353,7 +342,7 @@ describe('tail.worker under attack', () => {
       const calls = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
         headers: { authorization: `Bearer ${apiKey}` },
       });
-      const { events } = (await calls.json()) as { events: AuditEvent[] };
+      const { events } = (await calls.json()) as { events: AuditEventView[] };
       const aborted = events.findLast((e) => e.error?.code === 'aborted');
       expect(aborted).toMatchObject({
         outcome: 'error',
@@ -410,7 +399,7 @@ describe('tail.worker under attack', () => {
             const res = await fetch(`${base}/api/v1/audit/events?kind=tool_call&page_size=100`, {
               headers: { authorization: `Bearer ${apiKey}` },
             });
-            const { events } = (await res.json()) as { events: AuditEvent[] };
+            const { events } = (await res.json()) as { events: AuditEventView[] };
             return events.sort((a, b) => a.seq - b.seq);
           };
           const callsBefore = (await toolCalls()).length;

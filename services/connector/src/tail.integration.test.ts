@@ -8,17 +8,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
-
-interface AuditEvent {
-  kind: string;
-  action: string;
-  outcome: string;
-  intent_id?: string | null;
-  duration_ms: number | null;
-  details?: Record<string, unknown> | null;
-  error: { code: string; message: string } | null;
-  upstream: { method: string; path: string; path_template: string | null; status: number | null } | null;
-}
+import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 interface TailResult {
   script: string;
@@ -104,12 +94,12 @@ describe('tail.worker in cloudflare_execute', () => {
     return (await executeOverHttp({ base, apiKey, identifier }, code, { expectStatus: 200 })).body;
   }
 
-  async function tailEvents(executionId: string): Promise<AuditEvent[]> {
+  async function tailEvents(executionId: string): Promise<AuditEventView[]> {
     const res = await fetch(`${base}/api/v1/audit/events?execution_id=${executionId}`, {
       headers: { authorization: `Bearer ${apiKey}` },
     });
     expect(res.status).toBe(200);
-    const { events } = (await res.json()) as { events: AuditEvent[] };
+    const { events } = (await res.json()) as { events: AuditEventView[] };
     return events.filter((e) => e.kind === 'upstream_request' && e.action.startsWith('cloudflare.tail_'));
   }
 

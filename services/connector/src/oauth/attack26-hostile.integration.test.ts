@@ -22,14 +22,6 @@ import type { DomainProofFixture, ReplicaWithoutProof } from './test-support/sso
  * are fixed; their tests (marked "Was BROKEN") now assert the fix.
  */
 
-interface ClaimRow {
-  domain: string;
-  tenant_id: string;
-  verified_at: Date | null;
-  proof_token: string | null;
-  proven_by: string | null;
-}
-
 describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switches none → dns', () => {
   let fx: DomainProofFixture;
   let f: OAuthFixture;
@@ -38,13 +30,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
   /** PUT /api/v1/mcp/sso on the replica without the proof (first come). */
   const putNone = (apiKey: string, domains: string[]) => none.putSso(apiKey, domains);
   const domainOnNone = (apiKey: string, domain: string) => none.domainOf(apiKey, domain);
-  const claimsOf = async (domain: string): Promise<ClaimRow[]> =>
-    (await f.t.container.db.kysely
-      .selectFrom('tenant_sso_domains')
-      .select(['domain', 'tenant_id', 'verified_at', 'proof_token', 'proven_by'])
-      .where('domain', '=', domain)
-      .orderBy('tenant_id')
-      .execute()) as ClaimRow[];
+  const claimsOf = (domain: string) => fx.claimsOf(domain);
   /** Publishes the tenant's TXT record for `domain` (as the domain's owner would) and proves it. */
   async function prove(apiKey: string, domain: string) {
     const record = (await fx.domainOf(apiKey, domain))?.txt_record;
@@ -52,12 +38,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     fx.dns.setTxt(record!.name, [record!.value]);
     return fx.verify(apiKey, domain);
   }
-  const release = (domain: string) =>
-    f.t.app.inject({
-      method: 'DELETE',
-      url: `/admin/v1/sso/domains/${encodeURIComponent(domain)}`,
-      headers: { authorization: `Bearer ${f.t.adminToken}` },
-    });
+  const release = (domain: string) => fx.release(domain);
   /** Whether the sign-in page sends this email on to an identity provider (some tenant's). */
   const routed = async (email: string) => (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
 

@@ -13,33 +13,14 @@ import type { DomainProofFixture, ReplicaWithoutProof } from './test-support/sso
  * assert the fix.
  */
 
-interface ClaimRow {
-  domain: string;
-  tenant_id: string;
-  verified_at: Date | null;
-  proof_token: string | null;
-  proven_by: string | null;
-}
-
 describe('attack27: claims written by verify (claimToProve)', () => {
   let fx: DomainProofFixture;
   let f: OAuthFixture;
   let none: ReplicaWithoutProof;
 
   const db = () => f.t.container.db.kysely;
-  const claimsOf = async (domain: string): Promise<ClaimRow[]> =>
-    (await db()
-      .selectFrom('tenant_sso_domains')
-      .select(['domain', 'tenant_id', 'verified_at', 'proof_token', 'proven_by'])
-      .where('domain', '=', domain)
-      .orderBy('tenant_id')
-      .execute()) as ClaimRow[];
-  const releaseOnNone = (domain: string) =>
-    none.app.app.inject({
-      method: 'DELETE',
-      url: `/admin/v1/sso/domains/${encodeURIComponent(domain)}`,
-      headers: { authorization: `Bearer ${none.app.adminToken}` },
-    });
+  const claimsOf = (domain: string) => fx.claimsOf(domain);
+  const releaseOnNone = (domain: string) => none.release(domain);
 
   beforeAll(async () => {
     fx = await startDomainProofFixture();

@@ -50,7 +50,23 @@ function tenantSsoApi(app: TestApp, f: OAuthFixture) {
       call(apiKey, 'POST', `/api/v1/mcp/sso/domains/${encodeURIComponent(domain)}/verify`),
     domainOf: async (apiKey: string, domain: string) =>
       (await call(apiKey, 'GET', '/api/v1/mcp/sso')).body.sso?.domains.find((d) => d.domain === domain),
+    /** The operator releases a domain (`DELETE /admin/v1/sso/domains/{domain}`) on this replica. */
+    release: (domain: string) =>
+      app.app.inject({
+        method: 'DELETE',
+        url: `/admin/v1/sso/domains/${encodeURIComponent(domain)}`,
+        headers: { authorization: `Bearer ${app.adminToken}` },
+      }),
   };
+}
+
+/** A claim of an SSO email domain as the database holds it. */
+export interface ClaimRow {
+  domain: string;
+  tenant_id: string;
+  verified_at: Date | null;
+  proof_token: string | null;
+  proven_by: string | null;
 }
 
 /**
@@ -94,6 +110,15 @@ export async function startDomainProofFixture() {
         { sharedDatabase: f.t.db },
       );
       return { app, ...tenantSsoApi(app, f) };
+    },
+    /** Every tenant's claims of `domain` in the database, by tenant id. */
+    async claimsOf(domain: string): Promise<ClaimRow[]> {
+      return f.t.container.db.kysely
+        .selectFrom('tenant_sso_domains')
+        .select(['domain', 'tenant_id', 'verified_at', 'proof_token', 'proven_by'])
+        .where('domain', '=', domain)
+        .orderBy('tenant_id')
+        .execute();
     },
     /** The tenant's lifecycle records with this action, oldest first. */
     async lifecycleEvents(apiKey: string, action: string): Promise<LifecycleEventView[]> {
