@@ -201,6 +201,12 @@ function pickResponse(response: UpstreamResponse): UpstreamResponse {
   };
 }
 
+/**
+ * Why a settled call's signal aborts; one instance, because `abort()` without a reason builds a
+ * DOMException with a stack trace on every call. An AbortError, as fetch expects.
+ */
+const CALL_ENDED = new DOMException('the call has ended', 'AbortError');
+
 export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const size = options.size ?? availableParallelism();
   const limits: SandboxLimits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -593,7 +599,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
 
   function settle(job: Job, result: SandboxResult): void {
     for (const timer of job.timers) clearTimeout(timer);
-    job.controller.abort();
+    job.controller.abort(CALL_ENDED);
     const index = queue.indexOf(job);
     if (index >= 0) queue.splice(index, 1);
     const child = detach(job);
