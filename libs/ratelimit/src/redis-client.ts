@@ -17,9 +17,6 @@ export const BUDGET_REDIS_OPTIONS = Object.freeze({
   commandTimeout: 500,
   connectTimeout: 2_000,
   retryStrategy: (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 5), 2_000),
-  // Takes and settles of concurrent calls issued in one event-loop turn go out as one write and
-  // are read by Redis in one go (each keeps its own timeout and outcome).
-  enableAutoPipelining: true,
 } satisfies RedisOptions);
 
 /** A client with `BUDGET_REDIS_OPTIONS`; `overrides` win. */
