@@ -330,15 +330,7 @@ export function createSsoConfigService(deps: {
           .execute();
         return tokened ?? own;
       }
-      // Key-share locked, as the new claim's foreign key would: a removal under way is waited for.
-      const listed = await trx
-        .selectFrom('tenant_sso_configs')
-        .select('tenant_id')
-        .where('tenant_id', '=', tenantId)
-        .where(sql<boolean>`allowed_email_domains ? ${domain}::text`)
-        .forKeyShare()
-        .executeTakeFirst();
-      if (!listed) return undefined;
+      if ((await listingsOf(trx, domain, tenantId)).length === 0) return undefined;
       if ((await heldByOthers(trx, tenantId, [domain], mode)).length > 0) return undefined;
       const [claim] = await trx
         .insertInto('tenant_sso_domains')
@@ -353,6 +345,18 @@ export function createSsoConfigService(deps: {
     });
   }
 
+  /**
+   * The configurations that list `domain` (only the tenant's when `tenantId` is given), key-share
+   * locked as a new claim's foreign key would lock them: a removal under way is waited for.
+   */
+  const listingsOf = (trx: Kysely<Database>, domain: string, tenantId?: string) => {
+    let query = trx
+      .selectFrom('tenant_sso_configs')
+      .select('tenant_id')
+      .where(sql<boolean>`allowed_email_domains ? ${domain}::text`);
+    if (tenantId !== undefined) query = query.where('tenant_id', '=', tenantId);
+    return query.forKeyShare().execute();
+  };
   const lockClaims = (trx: Kysely<Database>) =>
     sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
   const viewColumns = [
@@ -577,11 +581,7 @@ export function createSsoConfigService(deps: {
           .execute();
         if (released.length === 0) throw notFound(`a claim of ${domain}`);
         if (domainProof.mode === 'dns') {
-          const listing = await trx
-            .selectFrom('tenant_sso_configs')
-            .select('tenant_id')
-            .where(sql<boolean>`allowed_email_domains ? ${domain}::text`)
-            .execute();
+          const listing = await listingsOf(trx, domain);
           if (listing.length > 0) {
             await trx
               .insertInto('tenant_sso_domains')
