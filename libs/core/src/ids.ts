@@ -15,7 +15,10 @@ function randomByte(): number {
     pool = randomBytes(POOL_BYTES);
     poolAt = 0;
   }
-  return pool[poolAt++] as number;
+  const byte = pool[poolAt] as number;
+  // Session ids are made here too: no byte of one stays readable in the pool once it is drawn.
+  pool[poolAt++] = 0;
+  return byte;
 }
 
 /** Random string over [0-9a-z] with rejection sampling, so every character is uniform. */
