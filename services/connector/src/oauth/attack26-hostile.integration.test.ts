@@ -32,12 +32,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
   const domainOnNone = (apiKey: string, domain: string) => none.domainOf(apiKey, domain);
   const claimsOf = (domain: string) => fx.claimsOf(domain);
   /** Publishes the tenant's TXT record for `domain` (as the domain's owner would) and proves it. */
-  async function prove(apiKey: string, domain: string) {
-    const record = (await fx.domainOf(apiKey, domain))?.txt_record;
-    expect(record, `${domain} has no TXT record to publish`).toBeTruthy();
-    fx.dns.setTxt(record!.name, [record!.value]);
-    return fx.verify(apiKey, domain);
-  }
+  const prove = (apiKey: string, domain: string) => fx.prove(apiKey, domain);
   const release = (domain: string) => fx.release(domain);
   /** Whether the sign-in page sends this email on to an identity provider (some tenant's). */
   const routed = async (email: string) => (await fx.signInGoesTo(email)).url.startsWith(f.idp.issuer);
@@ -48,7 +43,6 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     none = await fx.startReplicaWithoutProof();
   });
   afterAll(async () => {
-    await none?.app.close();
     await fx?.close();
   });
 
@@ -148,8 +142,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect(row).toMatchObject({ tenant_id: squatter.tenantId, proven_by: 'listing' });
 
     expect((await fx.putSso(owner.apiKey, ['relist.example'])).status).toBe(200);
-    const ownerRecord = (await fx.domainOf(owner.apiKey, 'relist.example'))?.txt_record;
-    fx.dns.setTxt(ownerRecord!.name, [ownerRecord!.value]);
+    await fx.publishTxt(owner.apiKey, 'relist.example');
     expect((await fx.verify(squatter.apiKey, 'relist.example')).status).toBe(400);
     expect((await fx.verify(squatter.apiKey, 'RELIST.EXAMPLE')).status).toBe(400);
     expect(await routed('x@relist.example')).toBe(false);
@@ -167,8 +160,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
       if (round < 2) expect((await putNone(squatter.apiKey, [domain])).status).toBe(200);
       else expect((await fx.putSso(squatter.apiKey, [`keep${round}.example`])).status).toBe(200);
       expect((await fx.putSso(owner.apiKey, [domain])).status).toBe(200);
-      const record = (await fx.domainOf(owner.apiKey, domain))?.txt_record;
-      fx.dns.setTxt(record!.name, [record!.value]);
+      await fx.publishTxt(owner.apiKey, domain);
 
       const results = await Promise.all([
         fx.verify(owner.apiKey, domain),
@@ -293,8 +285,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
       const owner = await f.t.createTenant(`Owner relrace ${round}`);
       expect((await putNone(squatter.apiKey, [domain])).status).toBe(200);
       expect((await fx.putSso(owner.apiKey, [domain])).status).toBe(200);
-      const record = (await fx.domainOf(owner.apiKey, domain))?.txt_record;
-      fx.dns.setTxt(record!.name, [record!.value]);
+      await fx.publishTxt(owner.apiKey, domain);
       const results = await Promise.all([
         fx.verify(owner.apiKey, domain).then((r) => ({ status: r.status, raw: r.raw })),
         release(domain).then((r) => ({ status: r.statusCode, raw: r.body })),
@@ -443,8 +434,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
   it('a DNS proof made on a previous-release replica during the rollout is proven again with its record', async () => {
     const holder = await f.t.createTenant('Holder rollout');
     expect((await fx.putSso(holder.apiKey, ['roll-dns.example'])).status).toBe(200);
-    const record = (await fx.domainOf(holder.apiKey, 'roll-dns.example'))?.txt_record;
-    fx.dns.setTxt(record!.name, [record!.value]);
+    const record = await fx.publishTxt(holder.apiKey, 'roll-dns.example');
     // What the earlier release's verify wrote: verified, no proven_by.
     await f.t.container.db.kysely
       .updateTable('tenant_sso_domains')
@@ -507,8 +497,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
     expect((await put(lister.apiKey, ['mig-pending.example', 'mig-fresh.example'])).status).toBe(200);
     // mig-dns: proven by DNS (must stay routing).
     expect((await fx.putSso(prover.apiKey, ['mig-dns.example'])).status).toBe(200);
-    const record = (await fx.domainOf(prover.apiKey, 'mig-dns.example'))?.txt_record;
-    fx.dns.setTxt(record!.name, [record!.value]);
+    await fx.publishTxt(prover.apiKey, 'mig-dns.example');
     expect((await fx.verify(prover.apiKey, 'mig-dns.example')).status).toBe(200);
     const verified = await fx.lifecycleEvents(lister.apiKey, 'sso.domain_verified');
     expect(verified.map((e) => e.details)).toEqual([

@@ -28,7 +28,6 @@ describe('attack27: claims written by verify (claimToProve)', () => {
     none = await fx.startReplicaWithoutProof();
   });
   afterAll(async () => {
-    await none?.app.close();
     await fx?.close();
   });
 

@@ -89,14 +89,31 @@ export async function startDomainProofFixture() {
   }
 
   const tenantApi = tenantSsoApi(f.t, f);
+  /** Replicas started by `startReplicaWithoutProof`, closed with the fixture. */
+  const replicas: TestApp[] = [];
+
+  /** Publishes the tenant's TXT record for `domain` on the DNS server, as the domain's owner would. */
+  async function publishTxt(apiKey: string, domain: string) {
+    const record = (await tenantApi.domainOf(apiKey, domain))?.txt_record;
+    if (!record) throw new Error(`${domain} has no TXT record to publish`);
+    dns.setTxt(record.name, [record.value]);
+    return record;
+  }
 
   return {
     f,
     dns,
     ...tenantApi,
+    publishTxt,
+    /** Publishes the tenant's TXT record for `domain` and proves it. */
+    async prove(apiKey: string, domain: string) {
+      await publishTxt(apiKey, domain);
+      return tenantApi.verify(apiKey, domain);
+    },
     /**
      * A second replica on the same database (and key file, and DNS server) with the proof off
      * (`SSO_DOMAIN_PROOF=none`), as a deployment that ran without it; the same tenant calls on it.
+     * `close` closes it.
      */
     async startReplicaWithoutProof() {
       const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
@@ -109,6 +126,7 @@ export async function startDomainProofFixture() {
         },
         { sharedDatabase: f.t.db },
       );
+      replicas.push(app);
       return { app, ...tenantSsoApi(app, f) };
     },
     /** Every tenant's claims of `domain` in the database, by tenant id. */
@@ -137,6 +155,7 @@ export async function startDomainProofFixture() {
       return ua.submit(login, { email }, '/sso');
     },
     async close() {
+      for (const app of replicas.splice(0)) await app.close();
       await f.close();
       await dns.close();
     },
