@@ -1,10 +1,8 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
-import { FileMigrationProvider, Migrator } from 'kysely/migration';
+import type { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS_FOLDER, createTestDatabase } from '@warden/testing';
+import { createTestDatabase, testMigrator } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
 
 interface ClaimRow {
@@ -33,10 +31,7 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
   beforeAll(async () => {
     tdb = await createTestDatabase({ migrate: false });
     db = tdb.db.kysely as unknown as Kysely<unknown>;
-    migrator = new Migrator({
-      db,
-      provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(MIGRATIONS_FOLDER) }),
-    });
+    migrator = testMigrator(db);
   });
   afterAll(async () => {
     await tdb?.drop();

@@ -5,7 +5,7 @@ export { DataDirLockedError, acquireDataDirLock, assertDataDirUnlocked } from '.
 export type { DataDirLock, DataDirLockHolder } from './data-dir-lock.ts';
 export type { Db, DbOptions } from './create-db.ts';
 export type { PreparedStatementOptions } from './prepared-statements.ts';
-export { migrateToLatest } from './migrate.ts';
+export { createMigrator, migrateToLatest } from './migrate.ts';
 export type { MigrationReport } from './migrate.ts';
 export {
   isDatabaseUnavailable,

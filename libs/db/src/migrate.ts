@@ -4,6 +4,14 @@ import { FileMigrationProvider, Migrator } from 'kysely/migration';
 import type { Kysely } from 'kysely';
 import type { MigrationResultSet } from 'kysely/migration';
 
+/** Kysely's migrator over the migration files in `folder`. */
+export function createMigrator<DB>(db: Kysely<DB>, folder: string): Migrator {
+  return new Migrator({
+    db: db as unknown as Kysely<unknown>,
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(folder) }),
+  });
+}
+
 export interface MigrationReport {
   applied: string[];
 }
@@ -13,10 +21,7 @@ export interface MigrationReport {
  * a transaction, so replicas starting together apply each migration once.
  */
 export async function migrateToLatest<DB>(db: Kysely<DB>, folder: string): Promise<MigrationReport> {
-  const migrator = new Migrator({
-    db: db as unknown as Kysely<unknown>,
-    provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(folder) }),
-  });
+  const migrator = createMigrator(db, folder);
   const result: MigrationResultSet = await migrator.migrateToLatest();
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

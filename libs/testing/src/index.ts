@@ -1,4 +1,4 @@
-export { MIGRATIONS_FOLDER, createTestDatabase } from './test-db.ts';
+export { MIGRATIONS_FOLDER, createTestDatabase, testMigrator } from './test-db.ts';
 export type { TestDatabase } from './test-db.ts';
 export { startFakeKms } from './fake-kms.ts';
 export type { FakeKms, FakeKmsKeySpec } from './fake-kms.ts';

@@ -1,14 +1,21 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDb, migrateToLatest } from '@warden/db';
+import { createDb, createMigrator, migrateToLatest } from '@warden/db';
 import type { Db } from '@warden/db';
 import { randomString } from '@warden/core';
+import type { Kysely } from 'kysely';
+import type { Migrator } from 'kysely/migration';
 import pg from 'pg';
 
 export const MIGRATIONS_FOLDER = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   '../../../migrations',
 );
+
+/** A migrator over the project's migrations, for tests that move a database between them. */
+export function testMigrator<DB>(db: Kysely<DB>): Migrator {
+  return createMigrator(db, MIGRATIONS_FOLDER);
+}
 
 export interface TestDatabase {
   readonly db: Db;

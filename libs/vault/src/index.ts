@@ -43,8 +43,8 @@ export {
   removeSsoConsoleAdmin,
   validateSsoConfigInput,
 } from './sso-configs.service.ts';
+export type { DomainProof } from './sso-domain-claims.ts';
 export type {
-  DomainProof,
   SsoConfig,
   SsoConfigInput,
   SsoConfigService,

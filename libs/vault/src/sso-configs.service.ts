@@ -29,9 +29,6 @@ import {
 } from './sso-domain-claims.ts';
 import type { DomainClaim, DomainProof } from './sso-domain-claims.ts';
 
-export { domainProofRecord } from './sso-domain-claims.ts';
-export type { DomainProof } from './sso-domain-claims.ts';
-
 /** A tenant's OpenID Connect provider for MCP sign-in. The client secret never leaves the vault. */
 export interface SsoConfig {
   readonly tenantId: string;
@@ -91,7 +88,7 @@ export interface SsoConfigService {
    * Proves a listed domain by its DNS TXT record (`domainProofRecord`); the first organization
    * to prove a domain keeps it, and others' claims that do not route, of it and of names above
    * and under it, go. A listed domain the tenant has no claim of any more (and nobody holds) gets
-   * a new one first, as does a claim without a token (see `claimToProve`).
+   * a new claim first; a claim without a token is given one (see `claimToProve`).
    */
   verifyDomain(ctx: ActorContext, domain: string): Promise<SsoConfig>;
   /**
@@ -186,22 +183,6 @@ interface ConfigRow {
   updated_at: Date;
 }
 
-/** The parts of a configuration its change records name (never a secret, never the claims). */
-type SsoPublicFields = Pick<
-  SsoConfig,
-  'issuer' | 'clientId' | 'identifierClaim' | 'allowedEmailDomains' | 'consoleAdmins'
->;
-
-function publicFields(row: ConfigRow): SsoPublicFields {
-  return {
-    issuer: row.issuer,
-    clientId: row.client_id,
-    identifierClaim: row.identifier_claim,
-    allowedEmailDomains: row.allowed_email_domains,
-    consoleAdmins: row.console_admins,
-  };
-}
-
 /**
  * The configuration with where each listed domain stands under `mode`. `heldElsewhere` says
  * whether a listed domain the tenant has no claim of is another organization's.
@@ -215,11 +196,16 @@ function toConfig(
   const byDomain = new Map(claims.map((c) => [c.domain, c]));
   return {
     tenantId: row.tenant_id,
-    ...publicFields(row),
+    issuer: row.issuer,
+    clientId: row.client_id,
+    identifierClaim: row.identifier_claim,
+    allowedEmailDomains: row.allowed_email_domains,
+    consoleAdmins: row.console_admins,
     domains: row.allowed_email_domains.map((domain): SsoDomain => {
       const claim = byDomain.get(domain);
-      // Without a claim: another organization's, or nobody's (the claim went to a listing that
-      // counts no more): pending, and verifying it makes a new claim (and its record).
+      // Without a claim: another organization's, or nobody's (its claim went to a listing that
+      // counts no more, or an operator released it where no proof is asked): pending, and
+      // verifying it makes a new claim (with its record under the DNS proof).
       if (!claim)
         return { domain, status: heldElsewhere(domain) ? 'held_elsewhere' : 'pending', txtRecord: null };
       if (counts(claim, mode)) return { domain, status: 'verified', txtRecord: null };
@@ -244,18 +230,16 @@ function identity(tenantId: string): SealIdentity {
  * them when the configuration is created or removed). The client secret is never in it; a `PUT`
  * always seals the one it carries, which the record says as `client_secret: "replaced"`.
  */
-function ssoChangeDetails(
-  before: SsoPublicFields | null,
-  after: SsoPublicFields | null,
-): Record<string, unknown> {
-  const view = (c: SsoPublicFields | null): Record<string, unknown> =>
+function ssoChangeDetails(before: ConfigRow | null, after: ConfigRow | null): Record<string, unknown> {
+  // The public columns only: never the claims, never a secret.
+  const view = (c: ConfigRow | null): Record<string, unknown> =>
     c
       ? {
           issuer: c.issuer,
-          client_id: c.clientId,
-          identifier_claim: c.identifierClaim,
-          allowed_email_domains: [...c.allowedEmailDomains],
-          console_admins: [...c.consoleAdmins],
+          client_id: c.client_id,
+          identifier_claim: c.identifier_claim,
+          allowed_email_domains: [...c.allowed_email_domains],
+          console_admins: [...c.console_admins],
         }
       : {};
   const [b, a] = [view(before), view(after)];
@@ -269,6 +253,9 @@ function ssoChangeDetails(
   };
 }
 
+/** A claim's columns as the service reads them (`DomainClaim`). */
+const claimColumns = ['domain', 'verified_at', 'proof_token', 'proven_by'] as const;
+
 export function createSsoConfigService(deps: {
   db: Kysely<Database>;
   envelope: Envelope;
@@ -281,11 +268,7 @@ export function createSsoConfigService(deps: {
   const { db, envelope, domainProof } = deps;
   const audit = deps.audit ?? (async () => {});
   const claimsOf = (trx: Kysely<Database>, tenantId: string): Promise<DomainClaim[]> =>
-    trx
-      .selectFrom('tenant_sso_domains')
-      .select(['domain', 'verified_at', 'proof_token', 'proven_by'])
-      .where('tenant_id', '=', tenantId)
-      .execute();
+    trx.selectFrom('tenant_sso_domains').select(claimColumns).where('tenant_id', '=', tenantId).execute();
   async function getConfig(tenantId: string): Promise<SsoConfig | null> {
     const row = await db
       .selectFrom('tenant_sso_configs')
@@ -326,7 +309,7 @@ export function createSsoConfigService(deps: {
           .where('tenant_id', '=', tenantId)
           .where('domain', '=', domain)
           .where('proof_token', 'is', null)
-          .returning(['domain', 'verified_at', 'proof_token', 'proven_by'])
+          .returning(claimColumns)
           .execute();
         return tokened ?? own;
       }
@@ -335,7 +318,7 @@ export function createSsoConfigService(deps: {
       const [claim] = await trx
         .insertInto('tenant_sso_domains')
         .values(newClaim(domain, tenantId, mode))
-        .returning(['domain', 'verified_at', 'proof_token', 'proven_by'])
+        .returning(claimColumns)
         .execute();
       if (claim && counts(claim, mode)) {
         await dropOthersClaimsNotRouting(trx, audit, tenantId, [domain], { mode, takenBy: 'listed' });
@@ -347,7 +330,8 @@ export function createSsoConfigService(deps: {
 
   /**
    * The configurations that list `domain` (only the tenant's when `tenantId` is given), key-share
-   * locked as a new claim's foreign key would lock them: a removal under way is waited for.
+   * locked as a new claim's foreign key would lock them. Removals take the claims lock too; the row
+   * lock also holds off a replica of an earlier release, whose removal does not.
    */
   const listingsOf = (trx: Kysely<Database>, domain: string, tenantId?: string) => {
     let query = trx
@@ -434,12 +418,13 @@ export function createSsoConfigService(deps: {
         }
         await dropOthersClaimsNotRouting(trx, audit, tenantId, routing, { mode: 'none', takenBy: 'listed' });
         const config = await configView(trx, row);
-        // The record names the public fields only, never the claims.
-        const before = previous ? publicFields(previous) : null;
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
-            { action: before ? 'sso.changed' : 'sso.configured', details: ssoChangeDetails(before, config) },
+            {
+              action: previous ? 'sso.changed' : 'sso.configured',
+              details: ssoChangeDetails(previous ?? null, row),
+            },
           ),
           // Every domain that starts routing has its record, whichever way it was proven.
           ...routing.sort().map((domain) => domainVerifiedRecord(ctx.actor, domain, 'none')),
@@ -477,10 +462,7 @@ export function createSsoConfigService(deps: {
         await audit(trx, tenantId, [
           lifecycleRecord(
             { caller: ctx.actor },
-            {
-              action: 'sso.removed',
-              details: ssoChangeDetails(publicFields(removed), null),
-            },
+            { action: 'sso.removed', details: ssoChangeDetails(removed, null) },
           ),
         ]);
       });
@@ -547,22 +529,14 @@ export function createSsoConfigService(deps: {
           // Others' claims that do not route go first: under dns, one of the domain itself that
           // routed by listing alone would otherwise still hold the domain's one proven place.
           await dropOthersClaimsNotRouting(trx, audit, tenantId, [domain], { mode, takenBy: 'proven' });
-          const proven = await trx
+          // The row locked above: nothing else changed it meanwhile.
+          await trx
             .updateTable('tenant_sso_domains')
             .set({ verified_at: new Date(), proven_by: 'dns' })
             .where('tenant_id', '=', tenantId)
             .where('domain', '=', domain)
             .where('proof_token', '=', proofToken)
-            .executeTakeFirst();
-          if (proven.numUpdatedRows !== 1n) {
-            throw new WardenError(
-              'conflict',
-              `domain: the claim of ${domain} changed while it was proven; retry`,
-              {
-                field: 'domain',
-              },
-            );
-          }
+            .execute();
           await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
         });
       }

@@ -11,6 +11,7 @@ import { SYSTEM_CALLER, lifecycleRecord } from '@warden/audit';
 import type { AuditCaller } from '@warden/audit';
 import type { Database, SsoProvenBy } from '@warden/db';
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
+import { sql } from 'kysely';
 import { getPublicSuffix } from 'tldts';
 import type { LifecycleAudit } from './lifecycle.ts';
 
@@ -92,17 +93,15 @@ export function routes(
 }
 
 /**
- * The claims that do not route under `mode`: exactly those `routes` leaves out. Not written as
- * `not routes`, which SQL answers with NULL (neither) for a proven claim whose `proven_by` is null.
+ * The claims that do not route under `mode`: exactly those `routes` leaves out. Not a bare
+ * `not routes`, which SQL answers with NULL (neither) for a proven claim whose `proven_by` is
+ * null: an unknown counts as not routing.
  */
 export function routesNot(
   eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
   mode: DomainProof['mode'],
 ): Expression<SqlBool> {
-  const unproven = eb('verified_at', 'is', null);
-  return mode === 'dns'
-    ? eb.or([unproven, eb('proven_by', 'is', null), eb('proven_by', 'not in', PROVEN_UNDER_DNS)])
-    : unproven;
+  return eb.not(eb.fn.coalesce(routes(eb, mode), sql.lit(false)));
 }
 
 /** `domains` and every name above them (`eng.acme.com` → `acme.com`), for the one-owner rule. */

@@ -796,9 +796,9 @@ class McpSsoDomainsItemTxtRecord(WardenModel):
 class McpSsoDomainsItem(WardenModel):
     domain: str
     status: Literal["verified", "pending", "held_elsewhere"]
-    """`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first."""
+    """`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first."""
     txt_record: McpSsoDomainsItemTxtRecord | None
-    """The DNS record that proves a pending domain."""
+    """The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet)."""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -847,7 +847,7 @@ class PutMcpSsoBody(_PutMcpSsoBodyRequired, _PutMcpSsoBodyOptional):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class PostMcpSsoDomainsByDomainVerifyResponse(WardenModel):
-    """`POST /api/v1/mcp/sso/domains/{domain}/verify`: Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`); the first organization to prove a domain keeps it."""
+    """`POST /api/v1/mcp/sso/domains/{domain}/verify`: Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`; a listed domain nobody holds is claimed again first); the first organization to prove a domain keeps it."""
     sso: McpSso
 
 

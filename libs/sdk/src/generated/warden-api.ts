@@ -5716,7 +5716,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`); the first organization to prove a domain keeps it */
+        /** Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`; a listed domain nobody holds is claimed again first); the first organization to prove a domain keeps it */
         post: {
             parameters: {
                 query?: never;
@@ -6625,11 +6625,11 @@ export interface components {
             domains: {
                 domain: string;
                 /**
-                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first.
+                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.
                  * @enum {string}
                  */
                 status: "verified" | "pending" | "held_elsewhere";
-                /** @description The DNS record that proves a pending domain. */
+                /** @description The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet). */
                 txt_record: {
                     /** @constant */
                     type: "TXT";
@@ -7010,11 +7010,11 @@ export interface components {
             domains: {
                 domain: string;
                 /**
-                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first.
+                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.
                  * @enum {string}
                  */
                 status: "verified" | "pending" | "held_elsewhere";
-                /** @description The DNS record that proves a pending domain. */
+                /** @description The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet). */
                 txt_record: {
                     /** @constant */
                     type: "TXT";

@@ -1,9 +1,5 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import type { Kysely } from 'kysely';
-import { FileMigrationProvider, Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS_FOLDER } from '@warden/testing';
+import { testMigrator } from '@warden/testing';
 import { ALICE } from './test-support/oauth-fixture.ts';
 import type { OAuthFixture } from './test-support/oauth-fixture.ts';
 import { startDomainProofFixture } from './test-support/sso-domain-proof.ts';
@@ -505,10 +501,7 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
       { domain: 'mig-fresh.example', proof: 'none' },
     ]);
 
-    const migrator = new Migrator({
-      db: f.t.db.db.kysely as unknown as Kysely<unknown>,
-      provider: new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(MIGRATIONS_FOLDER) }),
-    });
+    const migrator = testMigrator(f.t.db.db.kysely);
     const down = await migrator.migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
     expect(down.error).toBeUndefined();
     const up = await migrator.migrateToLatest();

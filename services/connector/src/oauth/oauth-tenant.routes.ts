@@ -29,12 +29,14 @@ const ssoSchema = z
           status: z
             .enum(['verified', 'pending', 'held_elsewhere'])
             .describe(
-              '`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify. `held_elsewhere`: another organization proved it first.',
+              '`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.',
             ),
           txt_record: z
             .object({ type: z.literal('TXT'), name: z.string(), value: z.string() })
             .nullable()
-            .describe('The DNS record that proves a pending domain.'),
+            .describe(
+              'The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet).',
+            ),
         }),
       )
       .describe('Where each allowed domain stands: only verified ones route and sign engineers in.'),
@@ -156,7 +158,7 @@ export async function oauthTenantRoutes(
     schema: {
       tags: ['mcp'],
       summary:
-        'Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`); the first organization to prove a domain keeps it',
+        'Prove an allowed email domain by its DNS TXT record (`domains[].txt_record`; a listed domain nobody holds is claimed again first); the first organization to prove a domain keeps it',
       security,
       params: z.object({ domain: z.string().max(253) }),
       response: { 200: z.object({ sso: ssoSchema }), ...errorResponses },

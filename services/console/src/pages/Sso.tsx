@@ -108,8 +108,8 @@ function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => 
               </p>
             ) : (
               <p>
-                Nobody holds this domain now: verify it to claim it again (and get the TXT record that proves
-                it).
+                Nobody holds this domain now: verify it to claim it again. Where this deployment asks for DNS
+                proof, the TXT record to publish shows here then.
               </p>
             )}
             <div className="actions">

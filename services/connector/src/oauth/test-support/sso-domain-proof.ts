@@ -1,3 +1,4 @@
+import type { AuditEventView } from '../../test-support/audit-event-view.ts';
 import { startTestApp } from '../../test-support/test-app.ts';
 import type { TestApp } from '../../test-support/test-app.ts';
 import { startOAuthFixture } from './oauth-fixture.ts';
@@ -10,12 +11,8 @@ export interface SsoDomainView {
   status: 'verified' | 'pending' | 'held_elsewhere';
   txt_record: { type: 'TXT'; name: string; value: string } | null;
 }
-/** A lifecycle record as the tenant's audit API returns it. */
-export interface LifecycleEventView {
-  action: string;
-  caller: { type: string; id: string | null };
-  details: unknown;
-}
+/** A lifecycle record as the tenant's audit API returns it: the parts these tests read. */
+export type LifecycleEventView = Pick<AuditEventView, 'action' | 'caller' | 'details'>;
 export interface SsoAnswer {
   sso?: { allowed_email_domains: string[]; domains: SsoDomainView[] };
   error?: { code: string; field?: string; message: string };
@@ -58,15 +55,6 @@ function tenantSsoApi(app: TestApp, f: OAuthFixture) {
         headers: { authorization: `Bearer ${app.adminToken}` },
       }),
   };
-}
-
-/** A claim of an SSO email domain as the database holds it. */
-export interface ClaimRow {
-  domain: string;
-  tenant_id: string;
-  verified_at: Date | null;
-  proof_token: string | null;
-  proven_by: string | null;
 }
 
 /**
@@ -130,7 +118,7 @@ export async function startDomainProofFixture() {
       return { app, ...tenantSsoApi(app, f) };
     },
     /** Every tenant's claims of `domain` in the database, by tenant id. */
-    async claimsOf(domain: string): Promise<ClaimRow[]> {
+    async claimsOf(domain: string) {
       return f.t.container.db.kysely
         .selectFrom('tenant_sso_domains')
         .select(['domain', 'tenant_id', 'verified_at', 'proof_token', 'proven_by'])
