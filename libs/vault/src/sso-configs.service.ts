@@ -269,6 +269,17 @@ export function createSsoConfigService(deps: {
   const audit = deps.audit ?? (async () => {});
   const claimsOf = (trx: Kysely<Database>, tenantId: string): Promise<DomainClaim[]> =>
     trx.selectFrom('tenant_sso_domains').select(claimColumns).where('tenant_id', '=', tenantId).execute();
+  const claimOf = (
+    trx: Kysely<Database>,
+    tenantId: string,
+    domain: string,
+  ): Promise<DomainClaim | undefined> =>
+    trx
+      .selectFrom('tenant_sso_domains')
+      .select(claimColumns)
+      .where('tenant_id', '=', tenantId)
+      .where('domain', '=', domain)
+      .executeTakeFirst();
   async function getConfig(tenantId: string): Promise<SsoConfig | null> {
     const row = await db
       .selectFrom('tenant_sso_configs')
@@ -296,11 +307,11 @@ export function createSsoConfigService(deps: {
     const { tenantId } = ctx;
     const mode = domainProof.mode;
     // Mostly the claim is there with its token: nothing to write, no lock to take.
-    const found = (await claimsOf(db, tenantId)).find((c) => c.domain === domain);
+    const found = await claimOf(db, tenantId, domain);
     if (found && (found.proof_token || counts(found, mode))) return found;
     return db.transaction().execute(async (trx) => {
       await lockClaims(trx);
-      const own = (await claimsOf(trx, tenantId)).find((c) => c.domain === domain);
+      const own = await claimOf(trx, tenantId, domain);
       if (own) {
         if (own.proof_token || counts(own, mode)) return own;
         const [tokened] = await trx

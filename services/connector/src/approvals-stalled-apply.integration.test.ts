@@ -34,11 +34,7 @@ describe('write approvals: a replica stopped mid-apply', () => {
     const env = { CLOUDFLARE_API_BASE: cf.url, APPROVAL_APPLY_LEASE_SECONDS: '2' };
     // B owns the database (A's shutdown drops nothing); A reaches it through a proxy to cut.
     const b = await startTestApp(env);
-    const keyFile = b.container.config.kms.provider === 'local' ? b.container.config.kms.keyFile : '';
-    const a = await startTestApp(
-      { ...env, LOCAL_KEY_FILE: keyFile },
-      { sharedDatabase: b.db, viaProxyPort: proxy.port },
-    );
+    const a = await startTestApp(env, { replicaOf: b, viaProxyPort: proxy.port });
     let aClosed = false;
     try {
       const tenant = await b.createTenant('Approvals, stalled apply');

@@ -8,7 +8,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { rechain } from '../../../libs/audit/src/test-support/rechain.ts';
 import { SKEWED_CLOCK_PRELOAD, SPEC_PATH } from './test-support/paths.ts';
-import { startTestApp } from './test-support/test-app.ts';
+import { localKeyFileOf, startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { wardenCli } from './test-support/warden-cli.ts';
 
@@ -74,7 +74,7 @@ describe('warden audit verify finds tampering, including a re-chained history', 
   async function cliVerify(tenantId: string) {
     const cli = wardenCli({
       DATABASE_URL: t.db.url,
-      LOCAL_KEY_FILE: t.container.config.kms.provider === 'local' ? t.container.config.kms.keyFile : '',
+      LOCAL_KEY_FILE: localKeyFileOf(t),
     });
     const result = await cli.verify(tenantId);
     expect(result.ok).toBe(result.code === 0);
@@ -95,7 +95,7 @@ describe('warden audit verify finds tampering, including a re-chained history', 
     await t.connect(apiKey, 'carol', cf.state.createUserToken({ userId, permissions: PERMISSIONS }).value);
     const skewed = wardenCli({
       DATABASE_URL: t.db.url,
-      LOCAL_KEY_FILE: t.container.config.kms.provider === 'local' ? t.container.config.kms.keyFile : '',
+      LOCAL_KEY_FILE: localKeyFileOf(t),
       NODE_OPTIONS: SKEWED_CLOCK_PRELOAD,
       WARDEN_TEST_CLOCK_SKEW_MS: String(24 * 3_600_000),
     });

@@ -35,8 +35,7 @@ describe('changes reach every replica before the next upstream request', () => {
     // A long cache life, so only the invalidations can explain a fresh read.
     const env = { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: urlA, CONTEXT_CACHE_TTL_MS: '300000' };
     a = await startTestApp(env);
-    const keyFile = a.container.config.kms.provider === 'local' ? a.container.config.kms.keyFile : '';
-    b = await startTestApp({ ...env, LOCAL_KEY_FILE: keyFile }, { sharedDatabase: a.db });
+    b = await startTestApp(env, { replicaOf: a });
     await a.app.listen({ host: '127.0.0.1', port: portA });
     await b.app.listen({ host: '127.0.0.1', port: portB });
     tenant = await a.createTenant('Invalidation');

@@ -27,11 +27,7 @@ describe('offboarding across replicas', () => {
     // Both replicas serve the same public MCP URL, as behind one load balancer.
     a = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: urlA });
     // Replicas must share the key-encryption key (here the local key file; in production AWS KMS).
-    const keyFile = a.container.config.kms.provider === 'local' ? a.container.config.kms.keyFile : '';
-    b = await startTestApp(
-      { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: urlA, LOCAL_KEY_FILE: keyFile },
-      { sharedDatabase: a.db },
-    );
+    b = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: urlA }, { replicaOf: a });
     await a.app.listen({ host: '127.0.0.1', port: portA });
     await b.app.listen({ host: '127.0.0.1', port: portB });
   });

@@ -39,8 +39,7 @@ describe('two deployments on one Redis', () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
     const env = { CLOUDFLARE_API_BASE: cf.url };
     a = await startTestApp(env);
-    const keyFile = a.container.config.kms.provider === 'local' ? a.container.config.kms.keyFile : '';
-    replicaA = await startTestApp({ ...env, LOCAL_KEY_FILE: keyFile }, { sharedDatabase: a.db });
+    replicaA = await startTestApp(env, { replicaOf: a });
     b = await startTestApp(env);
     redis = new Redis(process.env.REDIS_URL ?? '', { lazyConnect: false });
   });

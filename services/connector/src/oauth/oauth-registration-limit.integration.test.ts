@@ -84,8 +84,7 @@ describe('Dynamic Client Registration is limited per client address', () => {
         TRUST_PROXY: 'true',
       };
       a = await startTestApp(env);
-      const keyFile = a.container.config.kms.provider === 'local' ? a.container.config.kms.keyFile : '';
-      b = await startTestApp({ ...env, LOCAL_KEY_FILE: keyFile }, { sharedDatabase: a.db });
+      b = await startTestApp(env, { replicaOf: a });
       await a.app.listen({ host: '127.0.0.1', port: portA });
       await b.app.listen({ host: '127.0.0.1', port: portB });
     });

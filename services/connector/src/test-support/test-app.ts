@@ -37,16 +37,25 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/** The local KMS key file of a test app, for another replica or a CLI run beside it ('' under AWS KMS). */
+export function localKeyFileOf(app: TestApp): string {
+  const kms = app.container.config.kms;
+  return kms.provider === 'local' ? kms.keyFile : '';
+}
+
 /**
  * The real service wiring (config → container → app) on a fresh PostgreSQL database,
  * with the logger writing into memory so tests can prove credentials never reach it.
  */
 export async function startTestApp(
   env: Record<string, string> = {},
-  options: { viaProxyPort?: number; sharedDatabase?: TestDatabase } = {},
+  options: { viaProxyPort?: number; sharedDatabase?: TestDatabase; replicaOf?: TestApp } = {},
 ): Promise<TestApp> {
-  // A second replica shares the first one's database (and drops nothing on close).
-  const db = options.sharedDatabase ?? (await createTestDatabase({ migrate: false }));
+  // A second replica shares the first one's database (and drops nothing on close) and, as
+  // `replicaOf`, its local KMS key file too (unless `env` names another).
+  const shared = options.replicaOf?.db ?? options.sharedDatabase;
+  const db = shared ?? (await createTestDatabase({ migrate: false }));
+  if (options.replicaOf) env = { LOCAL_KEY_FILE: localKeyFileOf(options.replicaOf), ...env };
   const databaseUrl = new URL(db.url);
   if (options.viaProxyPort) {
     databaseUrl.hostname = '127.0.0.1';
@@ -132,7 +141,7 @@ export async function startTestApp(
     async close() {
       await app.close();
       await container.close();
-      if (!options.sharedDatabase) await db.drop();
+      if (!shared) await db.drop();
       expect(logs.length).toBeGreaterThan(0);
       // Access logs keep what operators need (and the scrubber must not strip it).
       expect(logs.some((line) => /"req":\{"method":"[A-Z]+","path":"\//.test(line))).toBe(true);

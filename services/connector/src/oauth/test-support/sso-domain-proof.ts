@@ -104,15 +104,9 @@ export async function startDomainProofFixture() {
      * `close` closes it.
      */
     async startReplicaWithoutProof() {
-      const keyFile = f.t.container.config.kms.provider === 'local' ? f.t.container.config.kms.keyFile : '';
       const app = await startTestApp(
-        {
-          SSO_DOMAIN_PROOF: 'none',
-          SSO_DNS_SERVERS: dns.server,
-          OAUTH_ALLOW_INSECURE: 'true',
-          LOCAL_KEY_FILE: keyFile,
-        },
-        { sharedDatabase: f.t.db },
+        { SSO_DOMAIN_PROOF: 'none', SSO_DNS_SERVERS: dns.server, OAUTH_ALLOW_INSECURE: 'true' },
+        { replicaOf: f.t },
       );
       replicas.push(app);
       return { app, ...tenantSsoApi(app, f) };
