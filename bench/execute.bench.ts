@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- execute [--json] [--seconds 8] [--warmup 2] [--levels 1,16,64] [--log-level info] [--cpu-prof] [--no-mcp]`:
+ * `npm run bench -- execute [--json] [--seconds 8] [--warmup 2] [--levels 1,16,64] [--log-level info] [--cpu-prof] [--no-mcp] [--egress-limit 0]`:
  * `POST /api/v1/execute_tool` end to end over real HTTP, at concurrency 1, 16 and 64, with
  * the same upstream GET sent straight to the fake Cloudflare in the same run as the baseline,
  * and the same call over MCP (streamable HTTP, the official SDK client) at concurrency 1 and 16.
@@ -36,6 +36,8 @@
  *   Cloudflare's 200 requests per second, which capped c16 at about 197 calls/s with cores to
  *   spare, so the figure measured the limit, not Warden. A deployment that needs more than 200
  *   requests a second spreads its replicas over egress IPs (`CLOUDFLARE_EGRESS_POOL`).
+ *   `--egress-limit 200` runs with the default on, to see what its Redis scripts cost per call
+ *   (two more per upstream request; throughput is then capped near the limit).
  * - One connected account; every call runs `cloudflare.request({method: 'GET', path: '/zones/<id>'})`
  *   and returns the zone id, which is checked.
  * - Load: closed loop, node:http with keep-alive sockets (one per worker); `--seconds` measured
@@ -234,6 +236,8 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const warmupSeconds = numberArg(args, 'warmup', 2);
   const logLevel = stringArg(args, 'log-level') ?? 'info';
   const cpuProf = flagArg(args, 'cpu-prof');
+  // 0 (off) unless asked: see the header. A deployment's default is 200.
+  const egressLimit = numberArg(args, 'egress-limit', 0);
   // `--levels 16` narrows a profiling run to one level; 1 always runs (it is the latency baseline).
   const levels = [
     ...new Set([1, ...(stringArg(args, 'levels')?.split(',').map(Number) ?? DEFAULT_LEVELS)]),
@@ -277,7 +281,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         CLOUDFLARE_API_BASE: cf.url,
         CLOUDFLARE_SPEC_PATH: SPEC_PATH,
         CLOUDFLARE_BUDGET: '100000/1',
-        CLOUDFLARE_EGRESS_LIMIT: '0',
+        CLOUDFLARE_EGRESS_LIMIT: String(egressLimit),
         LOG_LEVEL: logLevel,
       },
       ['--no-node-snapshot', ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
@@ -535,7 +539,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
       seconds_per_level: seconds,
       warmup_seconds_per_level: warmupSeconds,
       sandbox_pool_size: 'default (cores)',
-      egress_limit: 'off (CLOUDFLARE_EGRESS_LIMIT=0)',
+      egress_limit: egressLimit === 0 ? 'off (CLOUDFLARE_EGRESS_LIMIT=0)' : egressLimit,
       log_level: logLevel,
       ...started,
       added_latency_p50_ms: round(c1.load.p50Ms - directC1.load.p50Ms),
