@@ -6,7 +6,7 @@
  * `saturatedFloorIsolateCpuMs` times the same loop in one process per core at once, so every
  * core is busy as it is during the concurrency-16 execute phase: on machines whose cores share
  * a physical core or a hypervisor's attention, each piece of work costs more CPU when all cores
- * run at once (on a 2-vCPU Firecracker guest, about 1.3× for this loop), and that share of
+ * run at once (on a 2-vCPU Firecracker guest, 1.2–1.5× for this loop), and that share of
  * `execute_cpu_ms_per_call` is the machine's, not Warden's.
  *
  * Run as a script, this file is one such process: it warms up, says `ready`, waits for `go`,
