@@ -10,7 +10,8 @@ import { bearerToken } from '../http/auth.ts';
 import type { McpConnections } from './mcp-connections.ts';
 import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
-import { StatelessCalls, messagesOf } from './stateless-calls.ts';
+import { messagesOf } from './json-rpc-body.ts';
+import { StatelessCalls } from './stateless-calls.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
 const MINTED_TOKEN_PREFIX = 'wdn_mcp_';

@@ -1,6 +1,7 @@
 import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '@warden/core';
 import type { EventBus } from '../event-bus.ts';
+import { messagesOf } from './json-rpc-body.ts';
 
 /** `notifications/cancelled` of a stateless request, for the replica that runs the call. */
 const CANCEL_CHANNEL = 'mcp:cancel';
@@ -9,14 +10,6 @@ const CANCEL_CHANNEL = 'mcp:cancel';
 interface CancelForward {
   readonly tokenId: string;
   readonly requestIds: ReadonlyArray<string | number>;
-}
-
-/** One message of a `POST /mcp` body as Warden reads it before the SDK does. */
-export type BodyMessage = { method?: unknown; params?: Record<string, unknown> } | null;
-
-/** The JSON-RPC messages of a `POST /mcp` body, one or a batch, as the SDK will read them. */
-export function messagesOf(body: unknown): BodyMessage[] {
-  return (Array.isArray(body) ? body : [body]) as BodyMessage[];
 }
 
 /** A request id as a key: its type and its value ("number:7" is not "string:7"). */
