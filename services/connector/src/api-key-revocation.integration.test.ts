@@ -20,7 +20,7 @@ describe('API key revocation across replicas', () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
     const env = { API_KEY_CACHE_TTL_MS: '60000', CLOUDFLARE_API_BASE: cf.url };
     a = await startTestApp(env);
-    b = await startTestApp(env, { sharedDatabase: a.db });
+    b = await startTestApp(env, { replicaOf: a });
   });
   afterAll(async () => {
     await b.close();

@@ -59,13 +59,11 @@ describe('attack25: hostile notifications/cancelled on the stateless MCP transpo
     const env = { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base };
     a = await startTestApp(env);
     await a.app.listen({ host: '127.0.0.1', port });
-    // Same DATA_DIR (local KMS): b and c decrypt what a vaulted, so calls run on any replica.
-    b = await startTestApp({ ...env, DATA_DIR: a.dataDir }, { sharedDatabase: a.db });
+    // Replicas of a (its database and local key file): b and c decrypt what a vaulted, so calls
+    // run on any replica.
+    b = await startTestApp(env, { replicaOf: a });
     await b.app.listen({ host: '127.0.0.1', port: portB });
-    c = await startTestApp(
-      { ...env, DATA_DIR: a.dataDir, SANDBOX_TIMEOUT_MS: '4000' },
-      { sharedDatabase: a.db },
-    );
+    c = await startTestApp({ ...env, SANDBOX_TIMEOUT_MS: '4000' }, { replicaOf: a });
     await c.app.listen({ host: '127.0.0.1', port: portC });
     ({ apiKey: victimKey } = await a.createTenant('Victim'));
     ({ apiKey: attackerKey } = await a.createTenant('Attacker'));

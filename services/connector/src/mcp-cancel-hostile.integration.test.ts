@@ -37,7 +37,7 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
     const env = { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base };
     a = await startTestApp(env);
     await a.app.listen({ host: '127.0.0.1', port });
-    b = await startTestApp(env, { sharedDatabase: a.db });
+    b = await startTestApp(env, { replicaOf: a });
     await b.app.listen({ host: '127.0.0.1', port: portB });
     ({ apiKey: victimKey } = await a.createTenant('Victim'));
     let accountId: string;

@@ -52,10 +52,13 @@ export async function startTestApp(
   options: { viaProxyPort?: number; sharedDatabase?: TestDatabase; replicaOf?: TestApp } = {},
 ): Promise<TestApp> {
   // A second replica shares the first one's database (and drops nothing on close) and, as
-  // `replicaOf`, its local KMS key file too (unless `env` names another).
+  // `replicaOf`, its local KMS key file too (unless `env` names another; under AWS KMS the
+  // replicas share the KMS key and there is no file). `sharedDatabase` is for a database that
+  // no test app made.
   const shared = options.replicaOf?.db ?? options.sharedDatabase;
   const db = shared ?? (await createTestDatabase({ migrate: false }));
-  if (options.replicaOf) env = { LOCAL_KEY_FILE: localKeyFileOf(options.replicaOf), ...env };
+  const keyFile = options.replicaOf ? localKeyFileOf(options.replicaOf) : '';
+  if (keyFile) env = { LOCAL_KEY_FILE: keyFile, ...env };
   const databaseUrl = new URL(db.url);
   if (options.viaProxyPort) {
     databaseUrl.hostname = '127.0.0.1';
