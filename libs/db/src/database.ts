@@ -329,6 +329,10 @@ export interface TenantSsoDomainsTable {
    * rows a release before this column wrote, which then count only under `none`).
    */
   proven_by: ColumnType<SsoProvenBy | null, SsoProvenBy | null | undefined, SsoProvenBy | null>;
+  /** The last look-up of a DNS-proven claim's record that got an answer (its proof, or a re-check). */
+  proof_checked_at: NullableTimestamp;
+  /** When a re-check first found the record of a DNS-proven claim missing; null while it is there. */
+  proof_missing_since: NullableTimestamp;
 }
 
 /** An admin console sign-in (see migrations/…_console-sessions.ts). */

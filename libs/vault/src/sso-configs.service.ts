@@ -17,6 +17,8 @@ import {
   heldByOthers,
   heldConflict,
   isPublicSuffix,
+  lockClaims,
+  lookUpProof,
   newClaim,
   newProofToken,
   normalizeDomain,
@@ -28,6 +30,7 @@ import {
   tooLongToProve,
 } from './sso-domain-claims.ts';
 import type { DomainClaim, DomainProof } from './sso-domain-claims.ts';
+import { applyLookUp } from './sso-domain-recheck.ts';
 
 /** A tenant's OpenID Connect provider for MCP sign-in. The client secret never leaves the vault. */
 export interface SsoConfig {
@@ -63,8 +66,15 @@ export type SsoDomainStatus = 'verified' | 'pending' | 'held_elsewhere';
 export interface SsoDomain {
   readonly domain: string;
   readonly status: SsoDomainStatus;
-  /** The TXT record that proves a `pending` domain; null otherwise, and for one the tenant must verify to claim again. */
+  /**
+   * The TXT record that proves a `pending` domain, and that keeps a domain `verified` by it proven
+   * where proofs are re-checked; null otherwise, and for one the tenant must verify to claim again.
+   */
   readonly txtRecord: { readonly name: string; readonly value: string } | null;
+  /** A verified domain whose record a re-check found missing: since when; null otherwise. */
+  readonly proofMissingSince: Date | null;
+  /** When such a domain lapses to pending unless its record is back; null otherwise. */
+  readonly lapsesAt: Date | null;
 }
 
 export interface SsoConfigInput {
@@ -190,9 +200,10 @@ interface ConfigRow {
 function toConfig(
   row: ConfigRow,
   claims: readonly DomainClaim[],
-  mode: DomainProof['mode'],
+  proof: Pick<DomainProof, 'mode' | 'recheck'>,
   heldElsewhere: (domain: string) => boolean,
 ): SsoConfig {
+  const { mode } = proof;
   const byDomain = new Map(claims.map((c) => [c.domain, c]));
   return {
     tenantId: row.tenant_id,
@@ -206,13 +217,32 @@ function toConfig(
       // Without a claim: another organization's, or nobody's (its claim went to a listing that
       // counts no more, or an operator released it where no proof is asked): pending, and
       // verifying it makes a new claim (with its record under the DNS proof).
+      const unchecked = { proofMissingSince: null, lapsesAt: null };
       if (!claim)
-        return { domain, status: heldElsewhere(domain) ? 'held_elsewhere' : 'pending', txtRecord: null };
-      if (counts(claim, mode)) return { domain, status: 'verified', txtRecord: null };
+        return {
+          domain,
+          status: heldElsewhere(domain) ? 'held_elsewhere' : 'pending',
+          txtRecord: null,
+          ...unchecked,
+        };
+      if (counts(claim, mode)) {
+        // A record that keeps its domain proven is shown, so the tenant knows what must stay.
+        const kept = mode === 'dns' && proof.recheck && claim.proven_by === 'dns' && claim.proof_token;
+        if (!kept) return { domain, status: 'verified', txtRecord: null, ...unchecked };
+        const missing = claim.proof_missing_since;
+        return {
+          domain,
+          status: 'verified',
+          txtRecord: domainProofRecord(domain, kept),
+          proofMissingSince: missing,
+          lapsesAt: missing && proof.recheck ? new Date(missing.getTime() + proof.recheck.lapseMs) : null,
+        };
+      }
       return {
         domain,
         status: 'pending',
         txtRecord: claim.proof_token ? domainProofRecord(domain, claim.proof_token) : null,
+        ...unchecked,
       };
     }),
     createdAt: row.created_at,
@@ -254,7 +284,7 @@ function ssoChangeDetails(before: ConfigRow | null, after: ConfigRow | null): Re
 }
 
 /** A claim's columns as the service reads them (`DomainClaim`). */
-const claimColumns = ['domain', 'verified_at', 'proof_token', 'proven_by'] as const;
+const claimColumns = ['domain', 'verified_at', 'proof_token', 'proven_by', 'proof_missing_since'] as const;
 
 export function createSsoConfigService(deps: {
   db: Kysely<Database>;
@@ -294,7 +324,7 @@ export function createSsoConfigService(deps: {
     const claims = await claimsOf(executor, row.tenant_id);
     const unclaimed = row.allowed_email_domains.filter((d) => !claims.some((c) => c.domain === d));
     const held = await heldByOthers(executor, row.tenant_id, unclaimed, domainProof.mode);
-    return toConfig(row, claims, domainProof.mode, (domain) => held.some((h) => related(h, domain)));
+    return toConfig(row, claims, domainProof, (domain) => held.some((h) => related(h, domain)));
   }
 
   /**
@@ -352,8 +382,6 @@ export function createSsoConfigService(deps: {
     if (tenantId !== undefined) query = query.where('tenant_id', '=', tenantId);
     return query.forKeyShare().execute();
   };
-  const lockClaims = (trx: Kysely<Database>) =>
-    sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
   const viewColumns = [
     'tenant_id',
     'issuer',
@@ -497,23 +525,7 @@ export function createSsoConfigService(deps: {
         // A name DNS cannot hold (EBADNAME) is not a resolver in trouble: no retry will help.
         if (!provableByDns(domain)) throw tooLongToProve('domain', domain);
         const record = domainProofRecord(domain, claim.proof_token);
-        let found: string[][];
-        try {
-          found = await domainProof.resolveTxt(record.name);
-        } catch (error) {
-          const code = (error as { code?: unknown }).code;
-          // No such name, or no TXT there: the record is not (yet) published.
-          if (code === 'ENOTFOUND' || code === 'ENODATA') found = [];
-          else {
-            throw new WardenError(
-              'unavailable',
-              `domain: DNS did not answer for ${record.name} (${String(code ?? 'error')}); retry`,
-              {},
-              { cause: error },
-            );
-          }
-        }
-        if (!found.some((chunks) => chunks.join('') === record.value)) {
+        if ((await lookUpProof(domainProof, domain, claim.proof_token)) === 'missing') {
           throw invalidRequest(
             'domain',
             `no TXT record "${record.value}" at ${record.name} yet: publish it at your DNS provider and retry (new records can take minutes to show)`,
@@ -543,13 +555,39 @@ export function createSsoConfigService(deps: {
           // The row locked above: nothing else changed it meanwhile.
           await trx
             .updateTable('tenant_sso_domains')
-            .set({ verified_at: new Date(), proven_by: 'dns' })
+            .set({
+              verified_at: new Date(),
+              proven_by: 'dns',
+              proof_checked_at: sql`now()`,
+              proof_missing_since: null,
+            })
             .where('tenant_id', '=', tenantId)
             .where('domain', '=', domain)
             .where('proof_token', '=', proofToken)
             .execute();
           await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
         });
+      } else if (claim.proof_missing_since && claim.proof_token && domainProof.recheck) {
+        // Verified, but a re-check found its record missing: looked up now, so a record put
+        // back ends the grace at once, and one still missing is said so with the lapse time.
+        const token = claim.proof_token;
+        const result = await lookUpProof(domainProof, domain, token);
+        const { lapseMs } = domainProof.recheck;
+        const { applied, lapsesAt } = await db.transaction().execute((trx) =>
+          applyLookUp(trx, audit, { tenantId, domain, proofToken: token }, result, {
+            lapseMs,
+            actor: ctx.actor,
+          }),
+        );
+        if (result === 'missing' && applied !== 'gone') {
+          const record = domainProofRecord(domain, token);
+          throw invalidRequest(
+            'domain',
+            applied === 'lapsed'
+              ? `no TXT record "${record.value}" at ${record.name}, missing for too long: ${domain} is pending again; publish the record and verify it to prove it again`
+              : `no TXT record "${record.value}" at ${record.name}: publish it again, or ${domain} stops routing at ${lapsesAt?.toISOString() ?? 'the end of its grace'}`,
+          );
+        }
       }
       const config = await getConfig(tenantId);
       if (!config) throw notFound('SSO configuration');

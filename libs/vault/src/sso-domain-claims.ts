@@ -24,6 +24,11 @@ export interface DomainProof {
   readonly mode: 'dns' | 'none';
   /** TXT lookup (`dns.promises.Resolver#resolveTxt`): each record as its character strings. */
   readonly resolveTxt: (name: string) => Promise<string[][]>;
+  /**
+   * Under `dns`, how often a proven claim's record is looked up again, and how long it may stay
+   * missing before the claim lapses to pending (`sso-domain-recheck.ts`); null: never re-checked.
+   */
+  readonly recheck: { readonly intervalMs: number; readonly lapseMs: number } | null;
 }
 
 /** A claim's proof token: 18 random bytes, 24 characters of base64url. */
@@ -34,6 +39,34 @@ export function newProofToken(): string {
 /** The TXT record a claim is proven by. */
 export function domainProofRecord(domain: string, token: string): { name: string; value: string } {
   return { name: `_warden-challenge.${domain}`, value: `warden-domain-verification=${token}` };
+}
+
+/**
+ * Looks the claim's TXT record up: `found` when a record at `_warden-challenge.<domain>` carries
+ * the token, `missing` when the name does not exist, holds no TXT, or none with the token. A
+ * resolver that does not answer (a timeout, SERVFAIL, a refusal) is not an answer: `unavailable`.
+ */
+export async function lookUpProof(
+  proof: DomainProof,
+  domain: string,
+  token: string,
+): Promise<'found' | 'missing'> {
+  const record = domainProofRecord(domain, token);
+  let found: string[][];
+  try {
+    found = await proof.resolveTxt(record.name);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // No such name, or no TXT there: the record is not published.
+    if (code === 'ENOTFOUND' || code === 'ENODATA') return 'missing';
+    throw new WardenError(
+      'unavailable',
+      `domain: DNS did not answer for ${record.name} (${String(code ?? 'error')}); retry`,
+      {},
+      { cause: error },
+    );
+  }
+  return found.some((chunks) => chunks.join('') === record.value) ? 'found' : 'missing';
 }
 
 /** A domain name as claims hold it: lower case, labels of letters, digits and hyphens, a top-level label of letters. */
@@ -67,6 +100,7 @@ export interface DomainClaim {
   readonly verified_at: Date | null;
   readonly proof_token: string | null;
   readonly proven_by: SsoProvenBy | null;
+  readonly proof_missing_since: Date | null;
 }
 
 /**
@@ -102,6 +136,14 @@ export function routesNot(
   mode: DomainProof['mode'],
 ): Expression<SqlBool> {
   return eb.not(eb.fn.coalesce(routes(eb, mode), sql.lit(false)));
+}
+
+/**
+ * The lock every change of claims takes, in its transaction: who holds a domain is decided by
+ * one writer at a time across replicas.
+ */
+export async function lockClaims(trx: Kysely<Database>): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext('warden:sso-domain-claims'))`.execute(trx);
 }
 
 /** `domains` and every name above them (`eng.acme.com` → `acme.com`), for the one-owner rule. */

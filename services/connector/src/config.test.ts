@@ -168,3 +168,18 @@ describe('TRUST_PROXY', () => {
     expect(() => loadConfig({ TRUST_PROXY: '10.0.0.0/33' })).toThrow(/TRUST_PROXY: "10.0.0.0\/33"/);
   });
 });
+
+describe('SSO domain proof re-check', () => {
+  it('looks proven domains up daily and lets them lapse after 72 hours by default; 0 turns it off', () => {
+    expect(loadConfig({}).oauth.domainRecheck).toEqual({
+      intervalMs: 24 * 3_600_000,
+      lapseMs: 72 * 3_600_000,
+    });
+    expect(
+      loadConfig({ SSO_DOMAIN_RECHECK_HOURS: '6', SSO_DOMAIN_LAPSE_HOURS: '12' }).oauth.domainRecheck,
+    ).toEqual({ intervalMs: 6 * 3_600_000, lapseMs: 12 * 3_600_000 });
+    expect(loadConfig({ SSO_DOMAIN_RECHECK_HOURS: '0' }).oauth.domainRecheck).toBeNull();
+    expect(() => loadConfig({ SSO_DOMAIN_LAPSE_HOURS: '0' })).toThrow(/SSO_DOMAIN_LAPSE_HOURS/);
+    expect(() => loadConfig({ SSO_DOMAIN_RECHECK_HOURS: 'daily' })).toThrow(/SSO_DOMAIN_RECHECK_HOURS/);
+  });
+});

@@ -120,6 +120,8 @@ const schema = z
     OAUTH_UNUSED_CLIENT_TTL_SECONDS: int(300, 30 * 86_400).default(86_400),
     SSO_DOMAIN_PROOF: z.enum(['dns', 'none']).default('dns'),
     SSO_VERIFY_LIMIT: z.string().default('5/60'),
+    SSO_DOMAIN_RECHECK_HOURS: int(0, 8760).default(24),
+    SSO_DOMAIN_LAPSE_HOURS: int(1, 8760).default(72),
     SSO_DNS_SERVERS: z
       .string()
       .refine(
@@ -300,6 +302,11 @@ export interface Config {
     readonly verifyLimit: BudgetSpec;
     /** Resolvers the DNS proof asks (an IP address, with a port if not 53); null: the system's. */
     readonly dnsServers: readonly string[] | null;
+    /**
+     * Under the DNS proof, how often a proven domain's record is looked up again and how long it
+     * may stay missing before the domain lapses to pending; null: proofs are never re-checked.
+     */
+    readonly domainRecheck: { readonly intervalMs: number; readonly lapseMs: number } | null;
   };
   readonly auditRetentionDays: number;
   /** How often each moved chain head is signed (a checkpoint). */
@@ -536,6 +543,13 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
       domainProof: env.SSO_DOMAIN_PROOF,
       verifyLimit,
       dnsServers: env.SSO_DNS_SERVERS ? env.SSO_DNS_SERVERS.split(',').map((server) => server.trim()) : null,
+      domainRecheck:
+        env.SSO_DOMAIN_RECHECK_HOURS === 0
+          ? null
+          : {
+              intervalMs: env.SSO_DOMAIN_RECHECK_HOURS * 3_600_000,
+              lapseMs: env.SSO_DOMAIN_LAPSE_HOURS * 3_600_000,
+            },
     },
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     auditCheckpointIntervalMs: env.AUDIT_CHECKPOINT_INTERVAL_SECONDS * 1000,

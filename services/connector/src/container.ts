@@ -15,17 +15,21 @@ import {
   createEnvelope,
   createKeyRotationService,
   createMcpTokenService,
+  createSsoDomainRecheck,
   createTenantService,
   removeSsoConsoleAdmin,
 } from '@warden/vault';
 import type {
   ConnectedAccountService,
+  DomainProof,
   Envelope,
   KeyRotationService,
   LifecycleAudit,
   McpTokenService,
+  SsoDomainRecheck,
   TenantService,
 } from '@warden/vault';
+import { Resolver } from 'node:dns/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildUpstreamBudget, createBudgetRedisClient } from '@warden/ratelimit';
@@ -142,6 +146,10 @@ export interface Container {
   readonly mcpTokens: McpTokenService;
   readonly executeTool: ExecuteToolService;
   readonly approvals: ApprovalService;
+  /** How tenants prove SSO email domains (the deployment's mode, its resolver, its re-check). */
+  readonly domainProof: DomainProof;
+  /** Looks DNS-proven SSO domains up again; a claim whose record stays missing lapses. */
+  readonly ssoDomainRecheck: SsoDomainRecheck;
   readonly scopedTools: ScopedToolsService;
   /** Cross-replica fan-out (Redis pub/sub, or in-process). */
   readonly bus: EventBus;
@@ -264,6 +272,13 @@ function createRateBudget(
 }
 
 /** The composition root: explicit wiring of every dependency, nothing hidden on the Fastify instance. */
+/** TXT look-ups for SSO domain proofs: a few seconds at most, then the proof answers 503. */
+function dnsResolver(servers: readonly string[] | null): (name: string) => Promise<string[][]> {
+  const resolver = new Resolver({ timeout: 2_000, tries: 2 });
+  if (servers) resolver.setServers([...servers]);
+  return (name) => resolver.resolveTxt(name);
+}
+
 export async function createContainer(config: Config, logger: Logger): Promise<Container> {
   const db = await createDb(
     config.database.kind === 'postgres'
@@ -562,6 +577,17 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     logger,
     clock,
   });
+  const domainProof: DomainProof = {
+    mode: config.oauth.domainProof,
+    resolveTxt: dnsResolver(config.oauth.dnsServers),
+    recheck: config.oauth.domainRecheck,
+  };
+  const ssoDomainRecheck = createSsoDomainRecheck({
+    db: db.kysely,
+    audit: lifecycleAudit,
+    domainProof,
+    logger,
+  });
   const scheduler = config.redisUrl
     ? createBullScheduler(config.redisUrl, logger, {
         prefix: config.redisKeyPrefix,
@@ -606,6 +632,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     mcpTokens,
     executeTool,
     approvals,
+    domainProof,
+    ssoDomainRecheck,
     scopedTools,
     bus,
     mcpConnections,

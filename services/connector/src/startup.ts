@@ -1,4 +1,5 @@
 import { migrateToLatest } from '@warden/db';
+import { recheckPeriodMs } from '@warden/vault';
 import type { Invalidation } from '@warden/tools';
 import { purgeExpiredOAuthArtifacts } from './oauth/oauth-artifacts.ts';
 import {
@@ -75,6 +76,12 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   c.scheduler.every('approvals-expiry', 60_000, async () => {
     await c.approvals.expireDue();
   });
+  const recheck = c.domainProof.mode === 'dns' ? c.domainProof.recheck : null;
+  if (recheck) {
+    c.scheduler.every('sso-domain-recheck', recheckPeriodMs(recheck), async () => {
+      await c.ssoDomainRecheck.runOnce();
+    });
+  }
   c.scheduler.every('audit-outcome-sweep', 60_000, async () => {
     await c.auditMaintenance.sweepUnknownOutcomes();
   });

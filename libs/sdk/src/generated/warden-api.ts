@@ -6625,17 +6625,21 @@ export interface components {
             domains: {
                 domain: string;
                 /**
-                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.
+                 * @description `verified`: engineers of this domain are sent to this provider (one proven by DNS stays verified while its `txt_record` stays published: see `proof_missing_since`). `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.
                  * @enum {string}
                  */
                 status: "verified" | "pending" | "held_elsewhere";
-                /** @description The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet). */
+                /** @description The DNS record that proves a pending domain, and that keeps a domain verified by it proven (Warden looks it up again every SSO_DOMAIN_RECHECK_HOURS); null when there is none to publish (verified without a record, held elsewhere, or pending with no claim yet). */
                 txt_record: {
                     /** @constant */
                     type: "TXT";
                     name: string;
                     value: string;
                 } | null;
+                /** @description A verified domain whose `txt_record` a re-check found missing: since when (it is in the trail as sso.domain_proof_missing); null otherwise. Publish the record again and POST …/verify to end it at once. */
+                proof_missing_since: string | null;
+                /** @description When such a domain lapses to pending (engineers of it are no longer sent here, and another organization may prove it) unless its record is back; null otherwise. */
+                lapses_at: string | null;
             }[];
             /** @description Identifiers that may sign in to the admin console with this provider (none by default). */
             console_admins: string[];
@@ -7010,17 +7014,21 @@ export interface components {
             domains: {
                 domain: string;
                 /**
-                 * @description `verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.
+                 * @description `verified`: engineers of this domain are sent to this provider (one proven by DNS stays verified while its `txt_record` stays published: see `proof_missing_since`). `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.
                  * @enum {string}
                  */
                 status: "verified" | "pending" | "held_elsewhere";
-                /** @description The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet). */
+                /** @description The DNS record that proves a pending domain, and that keeps a domain verified by it proven (Warden looks it up again every SSO_DOMAIN_RECHECK_HOURS); null when there is none to publish (verified without a record, held elsewhere, or pending with no claim yet). */
                 txt_record: {
                     /** @constant */
                     type: "TXT";
                     name: string;
                     value: string;
                 } | null;
+                /** @description A verified domain whose `txt_record` a re-check found missing: since when (it is in the trail as sso.domain_proof_missing); null otherwise. Publish the record again and POST …/verify to end it at once. */
+                proof_missing_since: string | null;
+                /** @description When such a domain lapses to pending (engineers of it are no longer sent here, and another organization may prove it) unless its record is back; null otherwise. */
+                lapses_at: string | null;
             }[];
             /** @description Identifiers that may sign in to the admin console with this provider (none by default). */
             console_admins: string[];

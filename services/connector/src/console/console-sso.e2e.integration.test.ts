@@ -136,4 +136,43 @@ describe('single sign-on in the console, in a real browser', () => {
     await row.getByRole('button', { name: 'Copy record value for eng.acme.com' }).waitFor();
     expect(await ui.accessibilityProblems()).toEqual([]);
   });
+
+  it('a verified domain whose record a re-check found missing says until when it routes, and Verify ends it', async () => {
+    const { page } = ui;
+    const domains = page.getByRole('region', { name: 'Email domains' });
+    const row = domains.getByRole('row', { name: /^acme\.com/ });
+    // Verified: the record that keeps it so is named.
+    await expect.poll(() => row.innerText()).toContain('Keep its TXT record at _warden-challenge.acme.com');
+
+    // The record is taken down, and a day later the re-check finds it missing.
+    dns.setTxt('_warden-challenge.acme.com', null);
+    await t.container.db.kysely
+      .updateTable('tenant_sso_domains')
+      .set({ proof_checked_at: new Date(Date.now() - 25 * 3_600_000) })
+      .where('domain', '=', 'acme.com')
+      .execute();
+    expect(await t.container.ssoDomainRecheck.runOnce()).toMatchObject({ applied: { missing: 1 } });
+    const view = (await (
+      await fetch(`${base}/api/v1/mcp/sso`, { headers: { authorization: `Bearer ${acme.apiKey}` } })
+    ).json()) as {
+      sso: {
+        domains: Array<{ domain: string; txt_record: { name: string; value: string }; lapses_at: string }>;
+      };
+    };
+    const acmeView = view.sso.domains.find((d) => d.domain === 'acme.com')!;
+    await page.reload();
+    await expect.poll(() => row.innerText()).toContain('verified, record missing');
+    const text = await row.innerText();
+    expect(text).toContain(acmeView.txt_record.value);
+    expect(text).toContain(`stops signing engineers in at ${acmeView.lapses_at.slice(0, 10)}`);
+    expect(await ui.accessibilityProblems()).toEqual([]);
+
+    // Verify while it is still missing says so; with the record back, the warning goes.
+    await row.getByRole('button', { name: 'Verify acme.com' }).click();
+    await expect.poll(() => row.getByRole('alert').innerText()).toContain('publish it again');
+    dns.setTxt('_warden-challenge.acme.com', [acmeView.txt_record.value]);
+    await row.getByRole('button', { name: 'Verify acme.com' }).click();
+    await expect.poll(() => row.innerText()).not.toContain('record missing');
+    expect(await row.innerText()).toContain('Engineers of this domain sign in through your provider');
+  });
 });

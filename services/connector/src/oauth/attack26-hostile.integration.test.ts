@@ -440,11 +440,24 @@ describe('attack26: listed-only SSO domain claims after SSO_DOMAIN_PROOF switche
       .execute();
     expect(await routed('alice@roll-dns.example')).toBe(false);
     const view = await fx.domainOf(holder.apiKey, 'roll-dns.example');
-    expect(view).toEqual({ domain: 'roll-dns.example', status: 'pending', txt_record: record });
+    expect(view).toEqual({
+      domain: 'roll-dns.example',
+      status: 'pending',
+      txt_record: record,
+      proof_missing_since: null,
+      lapses_at: null,
+    });
     const proven = await fx.verify(holder.apiKey, 'roll-dns.example');
     expect(proven.status, proven.raw).toBe(200);
     expect(proven.body.sso?.domains).toEqual([
-      { domain: 'roll-dns.example', status: 'verified', txt_record: null },
+      // Proven by DNS: the record that keeps it so is shown (it is looked up again).
+      {
+        domain: 'roll-dns.example',
+        status: 'verified',
+        txt_record: record,
+        proof_missing_since: null,
+        lapses_at: null,
+      },
     ]);
     expect(await routed('alice@roll-dns.example')).toBe(true);
   });

@@ -104,7 +104,15 @@ describe('attack27: claims written by verify (claimToProve)', () => {
     const recordsBefore = (await fx.lifecycleEvents(a.apiKey, 'sso.domain_verified')).length;
     const res = await none.verify(a.apiKey, 'A27D.example ');
     expect(res.status, res.raw).toBe(200);
-    expect(res.body.sso?.domains).toEqual([{ domain: 'a27d.example', status: 'verified', txt_record: null }]);
+    expect(res.body.sso?.domains).toEqual([
+      {
+        domain: 'a27d.example',
+        status: 'verified',
+        txt_record: null,
+        proof_missing_since: null,
+        lapses_at: null,
+      },
+    ]);
     const again = await none.verify(a.apiKey, 'a27d.example');
     expect(again.status).toBe(200);
     const records = await fx.lifecycleEvents(a.apiKey, 'sso.domain_verified');

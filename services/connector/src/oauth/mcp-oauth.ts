@@ -1,4 +1,3 @@
-import { Resolver } from 'node:dns/promises';
 import { createSsoConfigService } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ConsoleSsoSignIn } from '../console/console.routes.ts';
@@ -13,13 +12,6 @@ import { clientScope, clientWindows, createAddressLimit } from './address-limit.
 import type { BudgetSpec } from '@warden/ratelimit';
 import { createSsoRelyingParty } from './sso.ts';
 import { ssoAdminRoutes } from './sso-admin.routes.ts';
-
-/** TXT lookups for SSO domain proofs: a few seconds at most, then the proof answers 503. */
-function dnsResolver(servers: readonly string[] | null): (name: string) => Promise<string[][]> {
-  const resolver = new Resolver({ timeout: 2_000, tries: 2 });
-  if (servers) resolver.setServers([...servers]);
-  return (name) => resolver.resolveTxt(name);
-}
 
 /**
  * MCP sign-in: Warden's OAuth authorization server for /mcp, its sign-in pages and the
@@ -43,6 +35,7 @@ export async function setUpMcpOAuth(
     | 'policies'
     | 'scopedTools'
     | 'redis'
+    | 'domainProof'
   >,
   consoleSignIn: ConsoleSsoSignIn,
 ): Promise<OAuthServer> {
@@ -58,7 +51,7 @@ export async function setUpMcpOAuth(
     envelope: container.envelope,
     allowInsecureIssuers: allowInsecure,
     audit: container.lifecycleAudit,
-    domainProof: { mode: config.oauth.domainProof, resolveTxt: dnsResolver(config.oauth.dnsServers) },
+    domainProof: container.domainProof,
   });
   const server = createOAuthServer({
     db,

@@ -84,10 +84,13 @@ describe('SSO email domains are proven by DNS before they route anyone', () => {
     dns.setTxt(record!.name, ['v=spf1 -all', record!.value]);
     const proven = await fx.verify(f.tenant.apiKey, 'acme.com');
     expect(proven.status, JSON.stringify(proven.body)).toBe(200);
+    // Verified, with the record that keeps it so (Warden looks it up again).
     expect(proven.body.sso?.domains.find((d) => d.domain === 'acme.com')).toEqual({
       domain: 'acme.com',
       status: 'verified',
-      txt_record: null,
+      txt_record: { type: 'TXT', ...record },
+      proof_missing_since: null,
+      lapses_at: null,
     });
     // Again: nothing more to do, same answer.
     expect((await fx.verify(f.tenant.apiKey, 'acme.com')).status).toBe(200);

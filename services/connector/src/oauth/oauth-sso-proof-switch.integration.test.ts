@@ -94,7 +94,13 @@ describe('turning the SSO domain proof on after running without it', () => {
     const proven = await fx.verify(squatter.apiKey, 'squatter.example');
     expect(proven.status, JSON.stringify(proven.body)).toBe(200);
     expect(proven.body.sso?.domains).toEqual([
-      { domain: 'squatter.example', status: 'verified', txt_record: null },
+      {
+        domain: 'squatter.example',
+        status: 'verified',
+        txt_record: record,
+        proof_missing_since: null,
+        lapses_at: null,
+      },
     ]);
     const verified = await fx.lifecycleEvents(squatter.apiKey, 'sso.domain_verified');
     expect(verified.map((e) => e.details)).toEqual([

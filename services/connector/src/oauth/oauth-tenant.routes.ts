@@ -29,13 +29,25 @@ const ssoSchema = z
           status: z
             .enum(['verified', 'pending', 'held_elsewhere'])
             .describe(
-              '`verified`: engineers of this domain are sent to this provider. `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.',
+              '`verified`: engineers of this domain are sent to this provider (one proven by DNS stays verified while its `txt_record` stays published: see `proof_missing_since`). `pending`: publish `txt_record`, then POST …/sso/domains/{domain}/verify (with `txt_record` null, nobody holds the domain now: verify claims it again, and under the DNS proof gives it a record). `held_elsewhere`: another organization proved it first.',
             ),
           txt_record: z
             .object({ type: z.literal('TXT'), name: z.string(), value: z.string() })
             .nullable()
             .describe(
-              'The DNS record that proves a pending domain; null when there is none to publish (verified, held elsewhere, or pending with no claim yet).',
+              'The DNS record that proves a pending domain, and that keeps a domain verified by it proven (Warden looks it up again every SSO_DOMAIN_RECHECK_HOURS); null when there is none to publish (verified without a record, held elsewhere, or pending with no claim yet).',
+            ),
+          proof_missing_since: z
+            .string()
+            .nullable()
+            .describe(
+              'A verified domain whose `txt_record` a re-check found missing: since when (it is in the trail as sso.domain_proof_missing); null otherwise. Publish the record again and POST …/verify to end it at once.',
+            ),
+          lapses_at: z
+            .string()
+            .nullable()
+            .describe(
+              'When such a domain lapses to pending (engineers of it are no longer sent here, and another organization may prove it) unless its record is back; null otherwise.',
             ),
         }),
       )
@@ -71,6 +83,8 @@ function ssoJson(config: SsoConfig, redirectUri: string) {
       domain: d.domain,
       status: d.status,
       txt_record: d.txtRecord ? { type: 'TXT' as const, ...d.txtRecord } : null,
+      proof_missing_since: d.proofMissingSince?.toISOString() ?? null,
+      lapses_at: d.lapsesAt?.toISOString() ?? null,
     })),
     console_admins: [...config.consoleAdmins],
     redirect_uri: redirectUri,

@@ -7,6 +7,8 @@ interface SsoDomain {
   domain: string;
   status: 'verified' | 'pending' | 'held_elsewhere';
   txt_record: { type: 'TXT'; name: string; value: string } | null;
+  proof_missing_since: string | null;
+  lapses_at: string | null;
 }
 
 interface SsoConfig {
@@ -69,8 +71,9 @@ function TextField(props: {
 }
 
 /**
- * One allowed email domain: where it stands, and for a pending one the TXT record and a Verify
- * button. `onChecked` runs after each verify, whatever its answer (the page reads the domains again).
+ * One allowed email domain: where it stands, and for a pending one (or a verified one whose
+ * record went missing) the TXT record and a Verify button. `onChecked` runs after each verify,
+ * whatever its answer (the page reads the domains again).
  */
 function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => void }) {
   const [error, setError] = useState<Error | null>(null);
@@ -86,16 +89,59 @@ function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => 
       })
       .finally(() => setBusy(false));
   };
-  const tone = domain.status === 'verified' ? 'good' : domain.status === 'pending' ? 'warn' : 'bad';
+  const missing = domain.status === 'verified' && domain.proof_missing_since !== null;
+  const tone = missing
+    ? 'warn'
+    : domain.status === 'verified'
+      ? 'good'
+      : domain.status === 'pending'
+        ? 'warn'
+        : 'bad';
+  const record = domain.txt_record;
+  const actions = (
+    <>
+      <div className="actions">
+        {record && (
+          <>
+            <CopyButton text={record.name} label={`Copy record name for ${domain.domain}`} />
+            <CopyButton text={record.value} label={`Copy record value for ${domain.domain}`} />
+          </>
+        )}
+        <button type="button" onClick={verify} disabled={busy}>
+          Verify {domain.domain}
+        </button>
+      </div>
+      <ErrorNote error={error} />
+    </>
+  );
   return (
     <tr>
       <td className="mono nowrap">{domain.domain}</td>
       <td className="nowrap">
-        <span className={`pill ${tone}`}>{STATUS_TEXT[domain.status]}</span>
+        <span className={`pill ${tone}`}>
+          {missing ? 'verified, record missing' : STATUS_TEXT[domain.status]}
+        </span>
       </td>
       <td>
-        {domain.status === 'verified' ? (
-          'Engineers of this domain sign in through your provider.'
+        {missing && record ? (
+          <>
+            <p>
+              Engineers of this domain sign in through your provider, but the <strong>TXT</strong> record at{' '}
+              <span className="mono">{record.name}</span> (value <span className="mono">{record.value}</span>)
+              was not found since {formatTime(domain.proof_missing_since)}. Publish it again and verify, or
+              this domain stops signing engineers in at {formatTime(domain.lapses_at)}.
+            </p>
+            {actions}
+          </>
+        ) : domain.status === 'verified' ? (
+          record ? (
+            <>
+              Engineers of this domain sign in through your provider. Keep its TXT record at{' '}
+              <span className="mono">{record.name}</span> published: Warden looks it up again.
+            </>
+          ) : (
+            'Engineers of this domain sign in through your provider.'
+          )
         ) : domain.status === 'held_elsewhere' ? (
           'Another organization proved this domain first; ask the operator if it is yours.'
         ) : (
@@ -112,21 +158,7 @@ function DomainRow({ domain, onChecked }: { domain: SsoDomain; onChecked: () => 
                 proof, the TXT record to publish shows here then.
               </p>
             )}
-            <div className="actions">
-              {domain.txt_record && (
-                <>
-                  <CopyButton text={domain.txt_record.name} label={`Copy record name for ${domain.domain}`} />
-                  <CopyButton
-                    text={domain.txt_record.value}
-                    label={`Copy record value for ${domain.domain}`}
-                  />
-                </>
-              )}
-              <button type="button" onClick={verify} disabled={busy}>
-                Verify {domain.domain}
-              </button>
-            </div>
-            <ErrorNote error={error} />
+            {actions}
           </>
         )}
       </td>

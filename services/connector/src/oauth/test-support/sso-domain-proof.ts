@@ -10,6 +10,8 @@ export interface SsoDomainView {
   domain: string;
   status: 'verified' | 'pending' | 'held_elsewhere';
   txt_record: { type: 'TXT'; name: string; value: string } | null;
+  proof_missing_since: string | null;
+  lapses_at: string | null;
 }
 /** A lifecycle record as the tenant's audit API returns it: the parts these tests read. */
 export type LifecycleEventView = Pick<AuditEventView, 'action' | 'caller' | 'details'>;
@@ -115,7 +117,15 @@ export async function startDomainProofFixture() {
     async claimsOf(domain: string) {
       return f.t.container.db.kysely
         .selectFrom('tenant_sso_domains')
-        .select(['domain', 'tenant_id', 'verified_at', 'proof_token', 'proven_by'])
+        .select([
+          'domain',
+          'tenant_id',
+          'verified_at',
+          'proof_token',
+          'proven_by',
+          'proof_checked_at',
+          'proof_missing_since',
+        ])
         .where('domain', '=', domain)
         .orderBy('tenant_id')
         .execute();
