@@ -284,7 +284,14 @@ function ssoChangeDetails(before: ConfigRow | null, after: ConfigRow | null): Re
 }
 
 /** A claim's columns as the service reads them (`DomainClaim`). */
-const claimColumns = ['domain', 'verified_at', 'proof_token', 'proven_by', 'proof_missing_since'] as const;
+const claimColumns = [
+  'domain',
+  'verified_at',
+  'proof_token',
+  'proven_by',
+  'proof_checked_at',
+  'proof_missing_since',
+] as const;
 
 export function createSsoConfigService(deps: {
   db: Kysely<Database>;
@@ -567,17 +574,28 @@ export function createSsoConfigService(deps: {
             .execute();
           await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
         });
-      } else if (claim.proof_missing_since && claim.proof_token && domainProof.recheck) {
+      } else if (
+        domainProof.mode === 'dns' &&
+        domainProof.recheck &&
+        claim.proof_missing_since &&
+        claim.proof_token
+      ) {
         // Verified, but a re-check found its record missing: looked up now, so a record put
         // back ends the grace at once, and one still missing is said so with the lapse time.
         const token = claim.proof_token;
         const result = await lookUpProof(domainProof, domain, token);
         const { lapseMs } = domainProof.recheck;
         const { applied, lapsesAt } = await db.transaction().execute((trx) =>
-          applyLookUp(trx, audit, { tenantId, domain, proofToken: token }, result, {
-            lapseMs,
-            actor: ctx.actor,
-          }),
+          applyLookUp(
+            trx,
+            audit,
+            { tenantId, domain, proofToken: token, checkedAt: claim.proof_checked_at },
+            result,
+            {
+              lapseMs,
+              actor: ctx.actor,
+            },
+          ),
         );
         if (result === 'missing' && applied !== 'gone') {
           const record = domainProofRecord(domain, token);

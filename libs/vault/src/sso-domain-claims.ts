@@ -100,6 +100,7 @@ export interface DomainClaim {
   readonly verified_at: Date | null;
   readonly proof_token: string | null;
   readonly proven_by: SsoProvenBy | null;
+  readonly proof_checked_at: Date | null;
   readonly proof_missing_since: Date | null;
 }
 

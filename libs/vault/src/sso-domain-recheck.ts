@@ -23,7 +23,7 @@ import { domainProofRecord, lockClaims, lookUpProof } from './sso-domain-claims.
 import type { DomainProof } from './sso-domain-claims.ts';
 
 const HOUR_MS = 3_600_000;
-/** Claims looked up per run at most; the oldest checks first. */
+/** Claims looked up per batch; a run takes batches until none is due (or its time is up). */
 const DEFAULT_BATCH = 100;
 /** Look-ups in flight at once. */
 const LOOK_UPS_AT_ONCE = 8;
@@ -33,11 +33,15 @@ export function recheckPeriodMs(recheck: NonNullable<DomainProof['recheck']>): n
   return Math.min(recheck.intervalMs, HOUR_MS);
 }
 
-/** The claim a look-up was made for: it applies only if the claim is still the one looked up. */
+/**
+ * The claim a look-up was made for: it applies only if the claim is still the one looked up,
+ * and no other look-up was applied since it was read (`checkedAt`, its last check then).
+ */
 export interface CheckedClaim {
   readonly tenantId: string;
   readonly domain: string;
   readonly proofToken: string;
+  readonly checkedAt: Date | null;
 }
 
 /** What a look-up changed: nothing (the claim changed meanwhile), or where the claim stands now. */
@@ -69,9 +73,12 @@ export async function applyLookUp(
     .where('proof_token', '=', claim.proofToken)
     .where('proven_by', '=', 'dns')
     .where('verified_at', 'is not', null)
+    // A look-up applied since this one's claim was read (a verify, another replica's run) is
+    // newer than this one: its answer stands.
+    .where(sql<boolean>`proof_checked_at is not distinct from ${claim.checkedAt}`)
     .forUpdate()
     .executeTakeFirst();
-  // Released, re-claimed, lapsed or removed meanwhile: this look-up is about another claim.
+  // Released, re-claimed, lapsed, removed or looked up again meanwhile: this answer is stale.
   if (!row) return { applied: 'gone', lapsesAt: null };
   const update = (set: Record<string, unknown>) =>
     trx
@@ -142,16 +149,22 @@ export function createSsoDomainRecheck(deps: {
   domainProof: DomainProof;
   logger?: Logger;
   batch?: number;
+  /** How long one run may go on taking batches; default half the run period. */
+  runBudgetMs?: number;
 }): SsoDomainRecheck {
   const { db, audit, domainProof } = deps;
   const logger = deps.logger ?? noopLogger;
   const batch = deps.batch ?? DEFAULT_BATCH;
 
+  /**
+   * The claims due, most urgent first: those whose record is missing (longest missing first:
+   * their lapse may be due), then the longest unchecked.
+   */
   async function due(recheck: NonNullable<DomainProof['recheck']>): Promise<CheckedClaim[]> {
     const every = (ms: number) => sql<Date>`now() - make_interval(secs => ${ms / 1000})`;
     const rows = await db
       .selectFrom('tenant_sso_domains')
-      .select(['tenant_id', 'domain', 'proof_token'])
+      .select(['tenant_id', 'domain', 'proof_token', 'proof_checked_at'])
       .where('proven_by', '=', 'dns')
       .where('verified_at', 'is not', null)
       .where('proof_token', 'is not', null)
@@ -166,10 +179,16 @@ export function createSsoDomainRecheck(deps: {
           ]),
         ]),
       )
+      .orderBy(sql`proof_missing_since asc nulls last`)
       .orderBy(sql`proof_checked_at asc nulls first`)
       .limit(batch)
       .execute();
-    return rows.map((r) => ({ tenantId: r.tenant_id, domain: r.domain, proofToken: r.proof_token ?? '' }));
+    return rows.map((r) => ({
+      tenantId: r.tenant_id,
+      domain: r.domain,
+      proofToken: r.proof_token ?? '',
+      checkedAt: r.proof_checked_at,
+    }));
   }
 
   async function check(
@@ -189,6 +208,7 @@ export function createSsoDomainRecheck(deps: {
         .where('tenant_id', '=', claim.tenantId)
         .where('domain', '=', claim.domain)
         .where('proof_token', '=', claim.proofToken)
+        .where(sql<boolean>`proof_checked_at is not distinct from ${claim.checkedAt}`)
         .execute();
       return 'unanswered';
     }
@@ -218,20 +238,38 @@ export function createSsoDomainRecheck(deps: {
       };
       const recheck = domainProof.recheck;
       if (domainProof.mode !== 'dns' || !recheck) return { checked: 0, applied, unanswered: 0 };
-      const claims = await due(recheck);
+      // Batches until nothing is due: every claim looked up moves out of the due set (its check
+      // time is now), so a deployment with many claims is not left further behind each run.
+      const deadline = performance.now() + (deps.runBudgetMs ?? recheckPeriodMs(recheck) / 2);
+      let checked = 0;
       let unanswered = 0;
-      let next = 0;
-      const worker = async () => {
-        while (next < claims.length) {
-          const claim = claims[next++];
-          if (!claim) break;
-          const outcome = await check(claim, recheck);
-          if (outcome === 'unanswered') unanswered++;
-          else applied[outcome]++;
+      for (;;) {
+        const claims = await due(recheck);
+        if (claims.length === 0) break;
+        let next = 0;
+        const worker = async () => {
+          while (next < claims.length) {
+            const claim = claims[next++];
+            if (!claim) break;
+            const outcome = await check(claim, recheck);
+            if (outcome === 'unanswered') unanswered++;
+            else applied[outcome]++;
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(LOOK_UPS_AT_ONCE, claims.length) }, worker));
+        checked += claims.length;
+        // A batch that moved nothing on (every answer stale) would only be asked again.
+        if (applied.gone >= checked || performance.now() >= deadline) {
+          if (performance.now() >= deadline) {
+            logger.warn(
+              { checked },
+              'SSO domain re-check: claims still due when the run ended; the next run goes on',
+            );
+          }
+          break;
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(LOOK_UPS_AT_ONCE, claims.length) }, worker));
-      return { checked: claims.length, applied, unanswered };
+      }
+      return { checked, applied, unanswered };
     },
   };
 }

@@ -580,7 +580,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
   const domainProof: DomainProof = {
     mode: config.oauth.domainProof,
     resolveTxt: dnsResolver(config.oauth.dnsServers),
-    recheck: config.oauth.domainRecheck,
+    // Only DNS proofs are re-checked: under `none` no claim waits for a record.
+    recheck: config.oauth.domainProof === 'dns' ? config.oauth.domainRecheck : null,
   };
   const ssoDomainRecheck = createSsoDomainRecheck({
     db: db.kysely,

@@ -76,7 +76,7 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   c.scheduler.every('approvals-expiry', 60_000, async () => {
     await c.approvals.expireDue();
   });
-  const recheck = c.domainProof.mode === 'dns' ? c.domainProof.recheck : null;
+  const recheck = c.domainProof.recheck;
   if (recheck) {
     c.scheduler.every('sso-domain-recheck', recheckPeriodMs(recheck), async () => {
       await c.ssoDomainRecheck.runOnce();
