@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders, Server } from 'node:http';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { getPriority } from 'node:os';
 import v8 from 'node:v8';
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomString } from '@warden/core';
@@ -304,5 +305,70 @@ describe('sandbox pool', () => {
     await pool.close();
     expect(errorOf(await pool.search('async () => 1', { tenant: 'ten_a' })).code).toBe('unavailable');
     expect(pool.stats().alive).toBe(0);
+  });
+});
+
+describe('sandbox pool: one tenant cannot crowd another out', () => {
+  /** Search code that keeps its child busy for `ms` of CPU. */
+  const busySearch = (ms: number) =>
+    `async () => { const end = Date.now() + ${ms}; while (Date.now() < end) {} return 'busy'; }`;
+
+  it("a tenant flooding search holds at most all search children but one: another tenant's search runs at once", async () => {
+    const pool = await startPool({ spec: await realSpecStore(), size: 2 });
+    const finished: string[] = [];
+    const flood = Array.from({ length: 6 }, (_, i) =>
+      pool.search(busySearch(700), { tenant: 'ten_flood' }).then((result) => {
+        finished.push(`flood${i}`);
+        return result;
+      }),
+    );
+    // The flood is waiting and running before the other tenant asks.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const running = pool.stats().children.filter((c) => c.kind === 'search' && c.searches > 0);
+    expect(running).toHaveLength(1);
+    const other = await pool.search("async () => spec.paths['/zones'].get.summary", { tenant: 'ten_other' });
+    finished.push('other');
+    expect(resultOf(other)).toEqual(expect.any(String));
+    // Without the cap (and the fair order), it waited for every search queued before it.
+    expect(finished.filter((name) => name.startsWith('flood')).length).toBeLessThanOrEqual(1);
+    for (const result of await Promise.all(flood)) expect(resultOf(result)).toBe('busy');
+  });
+
+  it('calls of one tenant beyond its waiting allowance are refused at once, naming the reason; others still run', async () => {
+    const pool = await startPool({
+      spec: await realSpecStore(),
+      size: 1,
+      spareChildren: 0,
+      maxExecuteChildren: 2,
+      maxExecutionsPerChild: 1,
+      maxQueuedPerTenant: 2,
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const held: Upstream = async (request) => {
+      await gate;
+      return ok({ echo: request.path });
+    };
+    const code = "async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).result.echo";
+    // One runs (waiting for its upstream answer), two wait for the tenant's child.
+    const accepted = [1, 2, 3].map(() => pool.execute(code, { tenant: 'ten_flood', upstream: held }));
+    await expect.poll(() => pool.stats().queued).toBe(2);
+    const refused = await pool.execute(code, { tenant: 'ten_flood', upstream: held });
+    expect(errorOf(refused).code).toBe('rate_limited');
+    expect(errorOf(refused).message).toContain('2 calls of this organization are already waiting');
+    // Another tenant is not counted against it: it gets the other child.
+    const other = pool.execute(code, { tenant: 'ten_other', upstream: echoUpstream });
+    release();
+    expect(resultOf(await other)).toEqual(expect.objectContaining({ path: '/zones' }));
+    for (const result of await Promise.all(accepted)) expect(resultOf(result)).toBe('/zones');
+  });
+
+  it('runs agent code below the service: every child has a lower scheduling priority', async () => {
+    const pool = await startPool({ spec: await realSpecStore(), size: 2 });
+    await pool.execute('async () => 1', { tenant: 'ten_a', upstream: echoUpstream });
+    const pids = pool.stats().children.map((c) => c.pid);
+    expect(pids.length).toBeGreaterThanOrEqual(3);
+    for (const pid of pids) expect(getPriority(pid), `pid ${pid}`).toBe(10);
+    expect(getPriority(process.pid)).toBe(0);
   });
 });

@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, setPriority } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WardenError, isWardenError, noopLogger } from '@warden/core';
@@ -59,6 +59,19 @@ export interface SandboxPoolOptions {
   readonly releaseIdleMs?: number;
   /** How long a child handed back may take to show that nothing of its tenant still runs before it is stopped. */
   readonly releaseTimeoutMs?: number;
+  /**
+   * Searches one tenant may run at once; default one less than the search children (at least
+   * one), so another tenant's search always finds a child free of this tenant's.
+   */
+  readonly maxTenantSearches?: number;
+  /** Calls one tenant may have waiting for a sandbox; beyond it they are refused at once. */
+  readonly maxQueuedPerTenant?: number;
+  /**
+   * The children's scheduling niceness (0-19, default 10): agent code runs below the service, so
+   * a tenant's CPU-bound code cannot starve what every tenant's calls need (HTTP, the rate
+   * budget's Redis, the audit's PostgreSQL).
+   */
+  readonly childNice?: number;
 }
 
 export type SandboxChildKind = 'search' | 'execute';
@@ -218,6 +231,9 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const maxExecuteChildren = Math.max(options.maxExecuteChildren ?? Math.max(8, 4 * size), 1);
   const releaseIdleMs = options.releaseIdleMs ?? 5_000;
   const releaseTimeoutMs = options.releaseTimeoutMs ?? 5_000;
+  const maxTenantSearches = Math.max(options.maxTenantSearches ?? size - 1, 1);
+  const maxQueuedPerTenant = Math.max(options.maxQueuedPerTenant ?? 256, 1);
+  const childNice = Math.min(Math.max(options.childNice ?? 10, 0), 19);
   /** Execute children kept however idle: one tenant's calls can spread over the cores at once. */
   const executeFloor = Math.min(Math.max(size, spareChildren), maxExecuteChildren);
   const placement = { spread: size, maxExecutionsPerChild: maxExecutions };
@@ -295,6 +311,17 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
+    if (proc.pid !== undefined && childNice > 0) {
+      try {
+        setPriority(proc.pid, childNice);
+      } catch (error) {
+        // Lowering a priority needs no privilege; a platform without it runs children as the service.
+        logger.warn(
+          { pid: proc.pid, err: error instanceof Error ? error.message : String(error) },
+          'could not lower the sandbox child priority',
+        );
+      }
+    }
     const child: Child = {
       kind,
       process: proc,
@@ -654,6 +681,14 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
    */
   function pickChild(job: Job): Child | undefined {
     if (job.kind === 'execute') return placeExecution(executeSlots(), job.tenant, job.retried, placement);
+    // A tenant running as many searches as it may waits, whatever is free: another tenant's
+    // search then finds a child this one does not hold.
+    let running = 0;
+    for (const child of children) {
+      if (child.kind !== 'search') continue;
+      for (const other of child.jobs.values()) if (other.tenant === job.tenant) running++;
+    }
+    if (running >= maxTenantSearches) return undefined;
     for (const child of children) {
       if (
         child.kind === 'search' &&
@@ -686,17 +721,38 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       settle(job, failed('sandbox_crashed', 'the sandbox process is gone; retry'));
   }
 
+  /**
+   * Places waiting calls, fair between tenants: each tenant's oldest call is offered a child
+   * before any tenant's second, so a tenant with many calls waiting does not keep another's
+   * first call behind all of its own.
+   */
   function drain(): void {
-    for (let i = 0; i < queue.length;) {
-      const job = queue[i] as Job;
-      const child = pickChild(job);
-      if (!child) {
-        i++;
-        continue;
+    if (queue.length > 0) {
+      const byTenant = new Map<string, Job[]>();
+      for (const job of queue) {
+        const own = byTenant.get(job.tenant);
+        if (own) own.push(job);
+        else byTenant.set(job.tenant, [job]);
       }
-      queue.splice(i, 1);
-      for (const timer of job.timers.splice(0)) clearTimeout(timer);
-      dispatch(job, child);
+      const placed = new Set<Job>();
+      for (let round = 0; byTenant.size > 0; round++) {
+        for (const [tenant, jobs] of byTenant) {
+          const job = jobs[round];
+          if (!job) {
+            byTenant.delete(tenant);
+            continue;
+          }
+          const child = pickChild(job);
+          if (!child) continue;
+          placed.add(job);
+          for (const timer of job.timers.splice(0)) clearTimeout(timer);
+          dispatch(job, child);
+        }
+      }
+      if (placed.size > 0) {
+        const waiting = queue.filter((job) => !placed.has(job));
+        queue.splice(0, queue.length, ...waiting);
+      }
     }
     maintain();
   }
@@ -839,6 +895,18 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       if (child) {
         dispatch(job, child);
         maintain();
+        return;
+      }
+      let waitingOfTenant = 0;
+      for (const other of queue) if (other.tenant === tenant) waitingOfTenant++;
+      if (waitingOfTenant >= maxQueuedPerTenant) {
+        settle(
+          job,
+          failed(
+            'rate_limited',
+            `${waitingOfTenant} calls of this organization are already waiting for a sandbox on this replica; retry once some have finished`,
+          ),
+        );
         return;
       }
       queue.push(job);

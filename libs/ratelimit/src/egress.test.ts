@@ -65,6 +65,27 @@ describe('egress limiter (the local queue)', () => {
     expect(results.filter((r) => !r.ok).length).toBeGreaterThan(0);
   });
 
+  it('a tenant that filled the queue cannot keep another out: its newest waiter gives way (max-min)', async () => {
+    // No slot frees during the test: only who may wait is decided.
+    const store = createMemoryEgressStore({ limit: 1, windowMs: 60_000 });
+    const limiter = createEgressLimiter({ store, maxWaitMs: 300, maxQueue: 4 });
+    granted(await limiter.acquire('ten_flood'));
+    const flood = Array.from({ length: 4 }, () => limiter.acquire('ten_flood'));
+    // Full of the flood: the flood's own fifth is refused, as before.
+    expect(await limiter.acquire('ten_flood')).toMatchObject({ ok: false, reason: 'queue_full' });
+    // Another tenant's request waits instead of the flood's newest; then its second instead of
+    // the flood's next newest; its third is refused: both hold two places, the share of each.
+    const first = limiter.acquire('ten_single');
+    expect(await flood[3]).toMatchObject({ ok: false, reason: 'queue_full' });
+    const second = limiter.acquire('ten_single');
+    expect(await flood[2]).toMatchObject({ ok: false, reason: 'queue_full' });
+    expect(await limiter.acquire('ten_single')).toMatchObject({ ok: false, reason: 'queue_full' });
+    // The ones that waited gave up after the wait, as any waiter does.
+    for (const result of await Promise.all([first, second, flood[0], flood[1]])) {
+      expect(result).toMatchObject({ ok: false, reason: 'queue_timeout' });
+    }
+  });
+
   it("passes the store's failure to every waiter", async () => {
     let calls = 0;
     const inner = createMemoryEgressStore({ limit: 1, windowMs: 60_000 });

@@ -179,6 +179,36 @@ export function createEgressLimiter(options: EgressLimiterOptions): EgressLimite
     queued = 0;
   }
 
+  /**
+   * The queue is full: shared max-min, as the slots are. A tenant with fewer waiting than the
+   * tenant with the most takes the place of that tenant's newest waiter (refused `queue_full`,
+   * as it would have been on arriving at a full queue), so one tenant filling the queue cannot
+   * keep another's request from waiting its turn. False: the tenant already has its share.
+   */
+  function makeRoomFor(tenantId: string): boolean {
+    const waitingOf = (queue: Waiter[] | undefined) => queue?.filter((w) => !w.settled).length ?? 0;
+    const own = waitingOf(queues.get(tenantId));
+    let largest: Waiter[] | undefined;
+    let most = 0;
+    for (const queue of queues.values()) {
+      const waiting = waitingOf(queue);
+      if (waiting > most) {
+        most = waiting;
+        largest = queue;
+      }
+    }
+    if (!largest || most <= own + 1) return false;
+    const newest = largest.findLast((w) => !w.settled);
+    if (!newest) return false;
+    finish(newest, {
+      ok: false,
+      reason: 'queue_full',
+      retryAfterMs: Math.max(1, Math.ceil(newest.waitMs)),
+      waitedMs: performance.now() - newest.enqueuedAt,
+    });
+    return true;
+  }
+
   function live(queue: Waiter[]): Waiter | undefined {
     while (queue.length > 0 && queue[0]!.settled) queue.shift();
     return queue.shift();
@@ -256,7 +286,7 @@ export function createEgressLimiter(options: EgressLimiterOptions): EgressLimite
           waitedMs: waitedMs(),
         };
       }
-      if (queued >= maxQueue) {
+      if (queued >= maxQueue && !makeRoomFor(tenantId)) {
         return {
           ok: false,
           reason: 'queue_full',
