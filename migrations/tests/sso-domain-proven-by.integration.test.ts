@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
-import type { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testMigrator } from '@warden/testing';
-import type { TestDatabase } from '@warden/testing';
+import { createMigrationTestDatabase } from '@warden/testing';
+import type { MigrationTestDatabase } from '@warden/testing';
 
 interface ClaimRow {
   domain: string;
@@ -19,19 +18,13 @@ interface ClaimRow {
  * proof; none left: proven again), pending (nothing).
  */
 describe('migration 2026-12-13 sso-domain-proven-by', () => {
-  let tdb: TestDatabase;
+  let tdb: MigrationTestDatabase;
   let db: Kysely<unknown>;
-  let migrator: Migrator;
-
-  async function migrateTo(name: string): Promise<void> {
-    const result = await migrator.migrateTo(name);
-    if (result.error) throw result.error;
-  }
+  const migrateTo = (name: string) => tdb.migrateTo(name);
 
   beforeAll(async () => {
-    tdb = await createTestDatabase({ migrate: false });
-    db = tdb.db.kysely as unknown as Kysely<unknown>;
-    migrator = testMigrator(db);
+    tdb = await createMigrationTestDatabase();
+    db = tdb.db;
   });
   afterAll(async () => {
     await tdb?.drop();

@@ -1,5 +1,10 @@
-export { MIGRATIONS_FOLDER, createTestDatabase, testMigrator } from './test-db.ts';
-export type { TestDatabase } from './test-db.ts';
+export {
+  MIGRATIONS_FOLDER,
+  createMigrationTestDatabase,
+  createTestDatabase,
+  testMigrator,
+} from './test-db.ts';
+export type { MigrationTestDatabase, TestDatabase } from './test-db.ts';
 export { startFakeKms } from './fake-kms.ts';
 export type { FakeKms, FakeKmsKeySpec } from './fake-kms.ts';
 export { FAKE_CF_BASE_PATH, startFakeCloudflare } from './fake-cloudflare/fake-cloudflare.server.ts';

@@ -59,3 +59,25 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
     },
   };
 }
+
+/** An empty database (no migration applied) and a way to move it to any migration, for migration tests. */
+export interface MigrationTestDatabase {
+  readonly db: Kysely<unknown>;
+  /** Applies (or reverts) migrations up to and including `name`; throws a migration's error. */
+  migrateTo(name: string): Promise<void>;
+  drop(): Promise<void>;
+}
+
+export async function createMigrationTestDatabase(): Promise<MigrationTestDatabase> {
+  const test = await createTestDatabase({ migrate: false });
+  const db = test.db.kysely as unknown as Kysely<unknown>;
+  const migrator = testMigrator(db);
+  return {
+    db,
+    async migrateTo(name) {
+      const result = await migrator.migrateTo(name);
+      if (result.error) throw result.error;
+    },
+    drop: () => test.drop(),
+  };
+}
