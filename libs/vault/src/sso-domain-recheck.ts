@@ -258,7 +258,7 @@ export function createSsoDomainRecheck(deps: {
         };
         await Promise.all(Array.from({ length: Math.min(LOOK_UPS_AT_ONCE, claims.length) }, worker));
         checked += claims.length;
-        // A batch that moved nothing on (every answer stale) would only be asked again.
+        // Every answer so far was stale (claims changed meanwhile): asking again repeats it.
         if (applied.gone >= checked || performance.now() >= deadline) {
           if (performance.now() >= deadline) {
             logger.warn(

@@ -271,7 +271,6 @@ function createRateBudget(
   };
 }
 
-/** The composition root: explicit wiring of every dependency, nothing hidden on the Fastify instance. */
 /** TXT look-ups for SSO domain proofs: a few seconds at most, then the proof answers 503. */
 function dnsResolver(servers: readonly string[] | null): (name: string) => Promise<string[][]> {
   const resolver = new Resolver({ timeout: 2_000, tries: 2 });
@@ -279,6 +278,7 @@ function dnsResolver(servers: readonly string[] | null): (name: string) => Promi
   return (name) => resolver.resolveTxt(name);
 }
 
+/** The composition root: explicit wiring of every dependency, nothing hidden on the Fastify instance. */
 export async function createContainer(config: Config, logger: Logger): Promise<Container> {
   const db = await createDb(
     config.database.kind === 'postgres'
