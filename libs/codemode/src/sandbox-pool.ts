@@ -743,7 +743,12 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
             continue;
           }
           const child = pickChild(job);
-          if (!child) continue;
+          if (!child) {
+            // Where a call of this tenant finds no child, its later ones find none either
+            // (placement depends on the tenant and the children alone); a retry, placed alone, aside.
+            if (!job.retried) byTenant.delete(tenant);
+            continue;
+          }
           placed.add(job);
           for (const timer of job.timers.splice(0)) clearTimeout(timer);
           dispatch(job, child);

@@ -44,6 +44,7 @@ export {
   validateSsoConfigInput,
 } from './sso-configs.service.ts';
 export type { DomainProof } from './sso-domain-claims.ts';
+export { recheckOf } from './sso-domain-claims.ts';
 export { createSsoDomainRecheck, recheckPeriodMs } from './sso-domain-recheck.ts';
 export type { RecheckReport, SsoDomainRecheck } from './sso-domain-recheck.ts';
 export type {

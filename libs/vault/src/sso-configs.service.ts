@@ -17,6 +17,7 @@ import {
   heldByOthers,
   heldConflict,
   isPublicSuffix,
+  lapseTime,
   lockClaims,
   lookUpProof,
   newClaim,
@@ -25,6 +26,7 @@ import {
   related,
   provableByDns,
   publicSuffixRefusal,
+  recheckOf,
   routes,
   routesNot,
   tooLongToProve,
@@ -204,6 +206,7 @@ function toConfig(
   heldElsewhere: (domain: string) => boolean,
 ): SsoConfig {
   const { mode } = proof;
+  const recheck = recheckOf(proof);
   const byDomain = new Map(claims.map((c) => [c.domain, c]));
   return {
     tenantId: row.tenant_id,
@@ -227,7 +230,7 @@ function toConfig(
         };
       if (counts(claim, mode)) {
         // A record that keeps its domain proven is shown, so the tenant knows what must stay.
-        const kept = mode === 'dns' && proof.recheck && claim.proven_by === 'dns' && claim.proof_token;
+        const kept = recheck && claim.proven_by === 'dns' && claim.proof_token;
         if (!kept) return { domain, status: 'verified', txtRecord: null, ...unchecked };
         const missing = claim.proof_missing_since;
         return {
@@ -235,7 +238,7 @@ function toConfig(
           status: 'verified',
           txtRecord: domainProofRecord(domain, kept),
           proofMissingSince: missing,
-          lapsesAt: missing && proof.recheck ? new Date(missing.getTime() + proof.recheck.lapseMs) : null,
+          lapsesAt: missing ? lapseTime(missing, recheck) : null,
         };
       }
       return {
@@ -516,6 +519,7 @@ export function createSsoConfigService(deps: {
     async verifyDomain(ctx, raw) {
       const { tenantId } = ctx;
       const domain = normalizeDomain(raw, 'domain');
+      const recheck = recheckOf(domainProof);
       // A claim of one made before suffixes were refused is never proven.
       if (isPublicSuffix(domain)) throw publicSuffixRefusal('domain', domain);
       const claim = await claimToProve(ctx, domain);
@@ -574,29 +578,22 @@ export function createSsoConfigService(deps: {
             .execute();
           await audit(trx, tenantId, [domainVerifiedRecord(ctx.actor, domain, 'dns')]);
         });
-      } else if (
-        domainProof.mode === 'dns' &&
-        domainProof.recheck &&
-        claim.proof_missing_since &&
-        claim.proof_token
-      ) {
+      } else if (recheck && claim.proof_missing_since && claim.proof_token) {
         // Verified, but a re-check found its record missing: looked up now, so a record put
         // back ends the grace at once, and one still missing is said so with the lapse time.
         const token = claim.proof_token;
         const result = await lookUpProof(domainProof, domain, token);
-        const { lapseMs } = domainProof.recheck;
-        const { applied, lapsesAt } = await db.transaction().execute((trx) =>
-          applyLookUp(
-            trx,
-            audit,
-            { tenantId, domain, proofToken: token, checkedAt: claim.proof_checked_at },
-            result,
-            {
-              lapseMs,
-              actor: ctx.actor,
-            },
-          ),
-        );
+        const { applied, lapsesAt } = await db
+          .transaction()
+          .execute((trx) =>
+            applyLookUp(
+              trx,
+              audit,
+              { tenantId, domain, proofToken: token, checkedAt: claim.proof_checked_at },
+              result,
+              { recheck, actor: ctx.actor },
+            ),
+          );
         if (result === 'missing' && applied !== 'gone') {
           const record = domainProofRecord(domain, token);
           throw invalidRequest(

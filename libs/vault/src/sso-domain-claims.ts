@@ -25,10 +25,21 @@ export interface DomainProof {
   /** TXT lookup (`dns.promises.Resolver#resolveTxt`): each record as its character strings. */
   readonly resolveTxt: (name: string) => Promise<string[][]>;
   /**
-   * Under `dns`, how often a proven claim's record is looked up again, and how long it may stay
-   * missing before the claim lapses to pending (`sso-domain-recheck.ts`); null: never re-checked.
+   * How often a DNS-proven claim's record is looked up again, and how long it may stay missing
+   * before the claim lapses to pending (`sso-domain-recheck.ts`); null: never re-checked. It
+   * applies under `dns` only: read it through `recheckOf`.
    */
   readonly recheck: { readonly intervalMs: number; readonly lapseMs: number } | null;
+}
+
+/** The re-check of `proof`: only DNS proofs are re-checked (under `none` no claim waits for a record). */
+export function recheckOf(proof: Pick<DomainProof, 'mode' | 'recheck'>): DomainProof['recheck'] {
+  return proof.mode === 'dns' ? proof.recheck : null;
+}
+
+/** When a claim whose record went missing at `missingSince` lapses. */
+export function lapseTime(missingSince: Date, recheck: NonNullable<DomainProof['recheck']>): Date {
+  return new Date(missingSince.getTime() + recheck.lapseMs);
 }
 
 /** A claim's proof token: 18 random bytes, 24 characters of base64url. */

@@ -16,10 +16,10 @@ import type { AuditCaller } from '@warden/audit';
 import { isWardenError, noopLogger } from '@warden/core';
 import type { Logger } from '@warden/core';
 import type { Database } from '@warden/db';
-import type { Kysely } from 'kysely';
+import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
 import { sql } from 'kysely';
 import type { LifecycleAudit } from './lifecycle.ts';
-import { domainProofRecord, lockClaims, lookUpProof } from './sso-domain-claims.ts';
+import { domainProofRecord, lapseTime, lockClaims, lookUpProof, recheckOf } from './sso-domain-claims.ts';
 import type { DomainProof } from './sso-domain-claims.ts';
 
 const HOUR_MS = 3_600_000;
@@ -44,6 +44,24 @@ export interface CheckedClaim {
   readonly checkedAt: Date | null;
 }
 
+/**
+ * The claim as it was looked up: still proven by its DNS record with the same token, and with no
+ * look-up applied since it was read (a verify, another replica's run): that newer answer stands.
+ */
+function stillTheClaim(
+  eb: ExpressionBuilder<Database, 'tenant_sso_domains'>,
+  claim: CheckedClaim,
+): Expression<SqlBool> {
+  return eb.and([
+    eb('tenant_id', '=', claim.tenantId),
+    eb('domain', '=', claim.domain),
+    eb('proof_token', '=', claim.proofToken),
+    eb('proven_by', '=', 'dns'),
+    eb('verified_at', 'is not', null),
+    sql<boolean>`proof_checked_at is not distinct from ${claim.checkedAt}`,
+  ]);
+}
+
 /** What a look-up changed: nothing (the claim changed meanwhile), or where the claim stands now. */
 export type LookUpApplied = 'gone' | 'kept' | 'missing' | 'still_missing' | 'restored' | 'lapsed';
 
@@ -57,25 +75,19 @@ export async function applyLookUp(
   audit: LifecycleAudit,
   claim: CheckedClaim,
   result: 'found' | 'missing',
-  options: { readonly lapseMs: number; readonly actor: AuditCaller },
+  options: { readonly recheck: NonNullable<DomainProof['recheck']>; readonly actor: AuditCaller },
 ): Promise<{ applied: LookUpApplied; lapsesAt: Date | null }> {
+  const { recheck } = options;
   await lockClaims(trx);
   const row = await trx
     .selectFrom('tenant_sso_domains')
     .select([
       'proof_missing_since',
-      sql<boolean>`proof_missing_since <= now() - make_interval(secs => ${options.lapseMs / 1000})`.as(
+      sql<boolean>`proof_missing_since <= now() - make_interval(secs => ${recheck.lapseMs / 1000})`.as(
         'lapse_due',
       ),
     ])
-    .where('tenant_id', '=', claim.tenantId)
-    .where('domain', '=', claim.domain)
-    .where('proof_token', '=', claim.proofToken)
-    .where('proven_by', '=', 'dns')
-    .where('verified_at', 'is not', null)
-    // A look-up applied since this one's claim was read (a verify, another replica's run) is
-    // newer than this one: its answer stands.
-    .where(sql<boolean>`proof_checked_at is not distinct from ${claim.checkedAt}`)
+    .where((eb) => stillTheClaim(eb, claim))
     .forUpdate()
     .executeTakeFirst();
   // Released, re-claimed, lapsed, removed or looked up again meanwhile: this answer is stale.
@@ -86,12 +98,10 @@ export async function applyLookUp(
       .set({ proof_checked_at: sql`now()`, ...set })
       .where('tenant_id', '=', claim.tenantId)
       .where('domain', '=', claim.domain)
-      .returning(
-        sql<Date | null>`proof_missing_since + make_interval(secs => ${options.lapseMs / 1000})`.as(
-          'lapses_at',
-        ),
-      )
+      .returning('proof_missing_since')
       .executeTakeFirstOrThrow();
+  const lapsesAt = (updated: { proof_missing_since: Date | null }) =>
+    updated.proof_missing_since ? lapseTime(updated.proof_missing_since, recheck) : null;
   const record = (action: string, details: Record<string, unknown>) =>
     audit(trx, claim.tenantId, [lifecycleRecord({ caller: options.actor }, { action, details })]);
   const { name } = domainProofRecord(claim.domain, claim.proofToken);
@@ -107,18 +117,15 @@ export async function applyLookUp(
     return { applied: 'restored', lapsesAt: null };
   }
   if (!row.proof_missing_since) {
-    const { lapses_at } = await update({ proof_missing_since: sql`now()` });
+    const lapses = lapsesAt(await update({ proof_missing_since: sql`now()` }));
     await record('sso.domain_proof_missing', {
       domain: claim.domain,
       record: name,
-      lapses_at: lapses_at?.toISOString() ?? null,
+      lapses_at: lapses?.toISOString() ?? null,
     });
-    return { applied: 'missing', lapsesAt: lapses_at };
+    return { applied: 'missing', lapsesAt: lapses };
   }
-  if (!row.lapse_due) {
-    const { lapses_at } = await update({});
-    return { applied: 'still_missing', lapsesAt: lapses_at };
-  }
+  if (!row.lapse_due) return { applied: 'still_missing', lapsesAt: lapsesAt(await update({})) };
   // Pending again, with the same token: the tenant can prove it again by publishing the record.
   await update({ verified_at: null, proven_by: null, proof_missing_since: null });
   await record('sso.domain_lapsed', {
@@ -205,18 +212,13 @@ export function createSsoDomainRecheck(deps: {
       await db
         .updateTable('tenant_sso_domains')
         .set({ proof_checked_at: sql`now()` })
-        .where('tenant_id', '=', claim.tenantId)
-        .where('domain', '=', claim.domain)
-        .where('proof_token', '=', claim.proofToken)
-        .where(sql<boolean>`proof_checked_at is not distinct from ${claim.checkedAt}`)
+        .where((eb) => stillTheClaim(eb, claim))
         .execute();
       return 'unanswered';
     }
     const { applied } = await db
       .transaction()
-      .execute((trx) =>
-        applyLookUp(trx, audit, claim, result, { lapseMs: recheck.lapseMs, actor: SYSTEM_CALLER }),
-      );
+      .execute((trx) => applyLookUp(trx, audit, claim, result, { recheck, actor: SYSTEM_CALLER }));
     if (applied === 'missing' || applied === 'lapsed') {
       logger.warn(
         { tenantId: claim.tenantId, domain: claim.domain, applied },
@@ -236,8 +238,8 @@ export function createSsoDomainRecheck(deps: {
         restored: 0,
         lapsed: 0,
       };
-      const recheck = domainProof.recheck;
-      if (domainProof.mode !== 'dns' || !recheck) return { checked: 0, applied, unanswered: 0 };
+      const recheck = recheckOf(domainProof);
+      if (!recheck) return { checked: 0, applied, unanswered: 0 };
       // Batches until nothing is due: every claim looked up moves out of the due set (its check
       // time is now), so a deployment with many claims is not left further behind each run.
       const deadline = performance.now() + (deps.runBudgetMs ?? recheckPeriodMs(recheck) / 2);

@@ -580,8 +580,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
   const domainProof: DomainProof = {
     mode: config.oauth.domainProof,
     resolveTxt: dnsResolver(config.oauth.dnsServers),
-    // Only DNS proofs are re-checked: under `none` no claim waits for a record.
-    recheck: config.oauth.domainProof === 'dns' ? config.oauth.domainRecheck : null,
+    recheck: config.oauth.domainRecheck,
   };
   const ssoDomainRecheck = createSsoDomainRecheck({
     db: db.kysely,

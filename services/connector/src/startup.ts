@@ -1,5 +1,5 @@
 import { migrateToLatest } from '@warden/db';
-import { recheckPeriodMs } from '@warden/vault';
+import { recheckOf, recheckPeriodMs } from '@warden/vault';
 import type { Invalidation } from '@warden/tools';
 import { purgeExpiredOAuthArtifacts } from './oauth/oauth-artifacts.ts';
 import {
@@ -76,7 +76,7 @@ export async function startContainer(c: Container, options: { jobs?: boolean } =
   c.scheduler.every('approvals-expiry', 60_000, async () => {
     await c.approvals.expireDue();
   });
-  const recheck = c.domainProof.recheck;
+  const recheck = recheckOf(c.domainProof);
   if (recheck) {
     c.scheduler.every('sso-domain-recheck', recheckPeriodMs(recheck), async () => {
       await c.ssoDomainRecheck.runOnce();

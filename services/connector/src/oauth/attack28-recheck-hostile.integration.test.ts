@@ -54,6 +54,12 @@ describe('attack28: re-checked SSO domain proofs', () => {
       .where('domain', '=', domain)
       .execute();
   }
+  /** `domain`'s record is taken down, and its claim alone is due, checked (and missing) this long ago. */
+  async function recordGone(domain: string, checkedHoursAgo: number, missingHoursAgo?: number) {
+    dns.setTxt(rec(domain), null);
+    await onlyDue(domain);
+    await age(domain, checkedHoursAgo, missingHoursAgo);
+  }
   /** A new tenant whose SSO lists `domains`, the first proven by its DNS record. */
   async function provenTenant(name: string, ...domains: string[]) {
     const tenant = await f.t.createTenant(name);
@@ -108,9 +114,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     };
     await tryAll();
     // The victim's record goes (its DNS is in trouble, say): the grace starts.
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 25);
+    await recordGone(d, 25);
     expect(await recheck()).toMatchObject({ checked: 1, applied: { missing: 1 } });
     // The outsider publishes nothing of use: a record of its own (there is no claim of it) changes nothing.
     await tryAll();
@@ -151,9 +155,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
       expect(await lookUp([value])).toMatchObject({ applied: { restored: 1 } });
     }
     // Past the lapse time, a resolver in trouble (SERVFAIL) does not lapse the claim.
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 1, 100);
+    await recordGone(d, 1, 100);
     dns.fail(true);
     try {
       expect(await recheck()).toMatchObject({ checked: 1, unanswered: 1, applied: { lapsed: 0 } });
@@ -189,9 +191,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
   it('HELD: the holder of a domain whose record is gone cannot stretch the grace (re-PUT, case variants, pumping verify)', async () => {
     const d = 'x.a28x.example';
     const holder = await provenTenant('X a28x', d, 'other.a28x.example');
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 25, undefined);
+    await recordGone(d, 25);
     expect(await recheck()).toMatchObject({ applied: { missing: 1 } });
     const since = (await fx.claimsOf(d))[0]!.proof_missing_since!.getTime();
     for (const list of [[d, 'other.a28x.example'], ['X.A28X.EXAMPLE'], [` ${d} `, 'other.a28x.example']]) {
@@ -218,9 +218,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
   it('HELD: re-checks run at once on several replicas: one missing record, one lapse, no errors', async () => {
     const d = 'c.a28c.example';
     const tenant = await provenTenant('C a28c', d);
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 25);
+    await recordGone(d, 25);
     const first = await Promise.all([recheck(), recheck(), recheck()]);
     expect(first.reduce((n, r) => n + r.applied.missing, 0)).toBe(1);
     await age(d, 1, 73);
@@ -235,9 +233,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     for (const round of [0, 1, 2]) {
       const d = `r${round}.a28race.example`;
       const a = await provenTenant(`A a28race${round}`, d);
-      dns.setTxt(rec(d), null);
-      await onlyDue(d);
-      await age(d, 1, 73);
+      await recordGone(d, 1, 73);
       const last =
         round === 2
           ? fx.call(a.apiKey, 'DELETE', '/api/v1/mcp/sso')
@@ -258,9 +254,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     // After the lapse, two organizations prove the domain at once (both records published): one holds it.
     const d = 'won.a28race.example';
     const a = await provenTenant('A a28won', d);
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 1, 73);
+    await recordGone(d, 1, 73);
     expect(await recheck()).toMatchObject({ applied: { lapsed: 1 } });
     const b = await f.t.createTenant('B a28won');
     expect((await fx.putSso(b.apiKey, [d, `eng.${d}`])).status).toBe(200);
@@ -394,9 +388,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     // B listed the domain first (pending); A proves it; A's record then goes missing.
     expect((await fx.putSso(b.apiKey, [d])).status).toBe(200);
     const a = await provenTenant('A a28l', d);
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 25);
+    await recordGone(d, 25);
     expect(await recheck()).toMatchObject({ applied: { missing: 1 } });
     const seen = await fx.domainOf(b.apiKey, d);
     expect(seen).toEqual({
@@ -418,9 +410,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     const tenant = await provenTenant('G a28g', d);
     const [claim] = await fx.claimsOf(d);
     const value = `warden-domain-verification=${claim!.proof_token}`;
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 25);
+    await recordGone(d, 25);
     expect(await recheck()).toMatchObject({ applied: { missing: 1 } });
     // The next run's look-up gets its answer (missing), then is slow to apply it (a busy
     // replica, a long claims lock): the re-check's own code, with the container's resolver.
@@ -466,9 +456,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     // proof off (one organization, say). Under none a listed domain counts, first come.
     const d = 'm.a28n.example';
     const m = await provenTenant('M a28n', d);
-    dns.setTxt(rec(d), null);
-    await onlyDue(d);
-    await age(d, 25);
+    await recordGone(d, 25);
     expect(await recheck()).toMatchObject({ applied: { missing: 1 } });
     await age(d, 1, 73);
     // Under none the view shows nothing of a grace...
