@@ -151,6 +151,16 @@ interface Child {
   memoryReport: MemoryReport | null;
 }
 
+/** Whose call it is, the limits it runs under and where its requests go. */
+interface CallContext {
+  readonly tenant: string;
+  readonly limits: SandboxLimits;
+  readonly upstream?: Upstream;
+  readonly signal?: AbortSignal;
+  readonly r2?: R2Upstream;
+  readonly tail?: TailUpstream;
+}
+
 interface Job {
   id: number;
   readonly kind: SandboxChildKind;
@@ -859,16 +869,8 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const sweeper = setInterval(sweep, SWEEP_MS);
   sweeper.unref();
 
-  function submit(
-    kind: SandboxChildKind,
-    message: Job['message'],
-    tenant: string,
-    jobLimits: SandboxLimits,
-    upstream?: Upstream,
-    signal?: AbortSignal,
-    r2?: R2Upstream,
-    tail?: TailUpstream,
-  ): Promise<SandboxResult> {
+  function submit(message: Job['message'], call: CallContext): Promise<SandboxResult> {
+    const { tenant, upstream, signal, r2, tail } = call;
     if (closing) return Promise.resolve(failed('unavailable', 'the sandbox pool is closed'));
     if (signal?.aborted) return Promise.resolve(failed('aborted', 'the call was cancelled'));
     return new Promise((resolve) => {
@@ -878,10 +880,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       };
       const job: Job = {
         id: message.id,
-        kind,
+        kind: message.type,
         message,
         tenant,
-        limits: jobLimits,
+        limits: call.limits,
         ...(upstream ? { upstream } : {}),
         ...(r2 ? { r2 } : {}),
         ...(tail ? { tail } : {}),
@@ -949,23 +951,14 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     async search(code, searchOptions) {
       if (!(await spec)) return failed('unavailable', 'the API description is not loaded; retry shortly');
       return submit(
-        'search',
-        {
-          type: 'search',
-          id: nextId++,
-          code,
-          access: searchOptions.access ?? null,
-          limits,
-        },
-        searchOptions.tenant,
-        limits,
+        { type: 'search', id: nextId++, code, access: searchOptions.access ?? null, limits },
+        { tenant: searchOptions.tenant, limits },
       );
     },
 
     execute(code, executeOptions) {
       const jobLimits = { ...limits, ...executeOptions.limits };
       return submit(
-        'execute',
         {
           type: 'execute',
           id: nextId++,
@@ -973,12 +966,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
           accountId: executeOptions.accountId ?? null,
           limits: jobLimits,
         },
-        executeOptions.tenant,
-        jobLimits,
-        executeOptions.upstream,
-        executeOptions.signal,
-        executeOptions.r2,
-        executeOptions.tail,
+        { ...executeOptions, limits: jobLimits },
       );
     },
 
