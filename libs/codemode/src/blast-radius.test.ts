@@ -260,4 +260,45 @@ describe('blast radius of one', () => {
     expect(resultOf(after)).toBe(3);
     expect(pidsOf(pool, 'ten_c')).not.toContain(bombed);
   }, 60_000);
+
+  it("a tenant's calls run again after its child died without taking another tenant's idle child", async () => {
+    // Found by an attack: A's crashed child had 3-14 calls, each retry wanted a child of its own,
+    // and at the cap the pool handed back B's child, idle between B's calls, for them; B's calls
+    // then waited behind A's retries for up to 30 s and failed with `unavailable`.
+    const pool = await startPool({ size: 2, maxExecuteChildren: 4 });
+    expect(resultOf(await pool.execute('async () => 1', { tenant: 'ten_b', upstream: echoUpstream }))).toBe(
+      1,
+    );
+    const [bChild] = pidsOf(pool, 'ten_b');
+    // Nothing of A's calls reaches the upstream, so each may run again once its child dies.
+    const long = { cpuMs: 120_000, wallMs: 120_000 };
+    const aCalls = Array.from({ length: 10 }, () =>
+      pool.execute(spin(60_000, 'a'), { tenant: 'ten_a', upstream: echoUpstream, limits: long }),
+    );
+    const running = () =>
+      pool
+        .stats()
+        .children.filter((c) => c.tenant === 'ten_a')
+        .reduce((sum, c) => sum + c.executions, 0);
+    await until(() => running() === 10, "A's calls on its children");
+    const [victim] = pool
+      .stats()
+      .children.filter((c) => c.tenant === 'ten_a')
+      .sort((x, y) => y.executions - x.executions);
+    process.kill(victim?.pid as number, 'SIGKILL');
+    await until(() => pool.stats().retried === victim?.executions, 'the retries');
+    await until(() => pool.stats().alive >= 2 + 4, 'the execute children at the cap');
+    // A handed-back child answers within a few hundred milliseconds: give it the time.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(pool.stats().released).toBe(0);
+    expect(pidsOf(pool, 'ten_b')).toEqual([bChild]);
+    expect(resultOf(await pool.execute('async () => 2', { tenant: 'ten_b', upstream: echoUpstream }))).toBe(
+      2,
+    );
+    expect(pidsOf(pool, 'ten_b')).toEqual([bChild]);
+    // A's retries spread no further than its calls could: two children at most.
+    expect(pidsOf(pool, 'ten_a').length).toBeLessThanOrEqual(2);
+    await pool.close();
+    for (const result of await Promise.all(aCalls)) expect(result.ok).toBe(false);
+  }, 60_000);
 });

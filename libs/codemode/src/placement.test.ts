@@ -38,4 +38,14 @@ describe('placeExecution', () => {
     expect(place([slot('solo', 'ten_a', 1, true)], 'ten_a')).toBeUndefined();
     expect(place([slot('solo', 'ten_a', 1, true), slot('spare', null)], 'ten_a')).toBe('spare');
   });
+
+  it("counts children running a retry alone as held: retries spread no further than the tenant's other calls", () => {
+    const retrying = [slot('r1', 'ten_a', 1, true), slot('r2', 'ten_a', 1, true), slot('spare', null)];
+    expect(place(retrying, 'ten_a', true)).toBeUndefined();
+    expect(place(retrying, 'ten_a')).toBeUndefined();
+    expect(place([slot('r1', 'ten_a', 1, true), slot('spare', null)], 'ten_a', true)).toBe('spare');
+    expect(place([...retrying, slot('a1', 'ten_a', 0)], 'ten_a', true)).toBe('a1');
+    // Another tenant still gets the spare.
+    expect(place(retrying, 'ten_b')).toBe('spare');
+  });
 });

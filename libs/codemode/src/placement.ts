@@ -21,9 +21,11 @@ export interface PlacementRules {
 
 /**
  * The child for an execution of `tenant`, or undefined when it has to wait. A `solo` call (a
- * retry after a crash) gets a child of its own: an idle one of its tenant or a spare. Other
- * calls prefer an idle child of their tenant, then a spare while the tenant holds fewer than
- * `spread` children, then the least loaded child of their tenant.
+ * retry after a crash) gets a child of its own: an idle one of its tenant, or a spare while the
+ * tenant holds fewer than `spread` children. Other calls prefer an idle child of their tenant,
+ * then a spare while the tenant holds fewer than `spread` children, then the least loaded child
+ * of their tenant. Children running a retry alone count as held: a tenant whose calls keep
+ * crashing their children cannot spread over more children by its retries.
  */
 export function placeExecution<S extends Slot>(
   slots: Iterable<S>,
@@ -40,14 +42,15 @@ export function placeExecution<S extends Slot>(
       spare ??= slot;
       continue;
     }
-    if (slot.tenant !== tenant || slot.exclusive) continue;
+    if (slot.tenant !== tenant) continue;
     held++;
+    if (slot.exclusive) continue;
     if (slot.executions === 0) idleOwn ??= slot;
     if (slot.executions < rules.maxExecutionsPerChild && (!own || slot.executions < own.executions)) {
       own = slot;
     }
   }
-  if (solo) return idleOwn ?? spare;
+  if (solo) return idleOwn ?? (held < rules.spread ? spare : undefined);
   if (idleOwn) return idleOwn;
   if (spare && held < rules.spread) return spare;
   return own;

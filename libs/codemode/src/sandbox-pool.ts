@@ -662,7 +662,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     job.id = nextId++;
     job.message = { ...job.message, id: job.id };
     logger.warn({ tenant: job.tenant, kind: job.kind }, 'running a call again after its sandbox died');
-    queue.unshift(job);
+    // Ahead of its tenant's other waiting calls, not of other tenants' (placing is round-robin by tenant).
+    const at = queue.findIndex((other) => other.tenant === job.tenant);
+    if (at < 0) queue.push(job);
+    else queue.splice(at, 0, job);
     waitInQueue(job);
   }
 
@@ -774,8 +777,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
 
   /**
    * Keeps execute children for every tenant that needs one: `spareChildren` started and serving
-   * nobody, one more for each waiting tenant that may take another child and for each waiting
-   * retry, up to `maxExecuteChildren`; at that cap, idle children of other tenants are handed back.
+   * nobody, and for each waiting tenant one more for its calls and one for each of its retries,
+   * as far as it may hold more (`size`, retries included), up to `maxExecuteChildren`. At that
+   * cap, an idle child of another tenant is handed back only for a tenant that holds none: one
+   * tenant's retries or stacked calls never take a child from another.
    */
   function maintain(): void {
     if (closing) return;
@@ -788,20 +793,31 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       total++;
       if (child.tenant === null || child.releasing) {
         spares++;
-      } else if (!child.exclusive) {
+      } else {
+        // A child running a retry alone is its tenant's too.
         held.set(child.tenant, (held.get(child.tenant) ?? 0) + 1);
-        if (child.jobs.size === 0) idle.push(child);
+        if (!child.exclusive && child.jobs.size === 0) idle.push(child);
       }
     }
-    let wanted = spareChildren - spares;
-    const waiting = new Set<string>();
+    // What each waiting tenant asks for: a child per retry (each runs alone), one for its other calls.
+    const asks = new Map<string, { retries: number; others: number }>();
     for (const job of queue) {
       if (job.kind !== 'execute') continue;
-      if (job.retried) wanted++;
-      else if ((held.get(job.tenant) ?? 0) < size && !waiting.has(job.tenant)) {
-        waiting.add(job.tenant);
-        wanted++;
-      }
+      const ask = asks.get(job.tenant) ?? { retries: 0, others: 0 };
+      if (job.retried) ask.retries++;
+      else ask.others = 1;
+      asks.set(job.tenant, ask);
+    }
+    let wanted = spareChildren - spares;
+    // Tenants holding no child, which alone may have another tenant's idle child handed back.
+    let homeless = 0;
+    for (const [tenant, ask] of asks) {
+      const holds = held.get(tenant) ?? 0;
+      // Never more than the tenant may hold at once (`size`), retries included.
+      const more = Math.min(ask.retries + ask.others, size - holds);
+      if (more <= 0) continue;
+      wanted += more;
+      if (holds === 0) homeless++;
     }
     wanted = Math.max(wanted, executeFloor - total);
     if (wanted <= 0) return;
@@ -814,13 +830,17 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       return;
     }
     for (; wanted > 0 && total < maxExecuteChildren; wanted--, total++) spawnChild('execute');
-    if (wanted <= 0) return;
+    // At the cap, a tenant with no child gets the longest-idle child of a tenant not waiting; a
+    // tenant that holds one (its retries, its stacked calls) waits for its own, and a spare is
+    // not worth taking a child from anyone.
+    let handBack = Math.min(wanted, homeless);
+    if (handBack <= 0) return;
     idle.sort((a, b) => a.idleSince - b.idleSince);
     for (const child of idle) {
-      if (wanted <= 0) break;
-      if (child.tenant !== null && waiting.has(child.tenant)) continue;
+      if (handBack <= 0) break;
+      if (child.tenant !== null && asks.has(child.tenant)) continue;
       release(child);
-      wanted--;
+      handBack--;
     }
   }
 
