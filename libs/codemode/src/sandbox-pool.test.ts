@@ -1,6 +1,6 @@
 import type * as ChildProcessModule from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
@@ -363,12 +363,76 @@ describe('sandbox pool: one tenant cannot crowd another out', () => {
     for (const result of await Promise.all(accepted)) expect(resultOf(result)).toBe('/zones');
   });
 
-  it('runs agent code below the service: every child has a lower scheduling priority', async () => {
+  it('runs agent code below the service: every thread of every started child has a lower scheduling priority', async () => {
     const pool = await startPool({ spec: await realSpecStore(), size: 2 });
     await pool.execute('async () => 1', { tenant: 'ten_a', upstream: echoUpstream });
+    // A child starts at the service's priority and goes down before it takes any call.
+    await expect.poll(() => pool.stats().children.every((c) => c.ready)).toBe(true);
     const pids = pool.stats().children.map((c) => c.pid);
     expect(pids.length).toBeGreaterThanOrEqual(3);
-    for (const pid of pids) expect(getPriority(pid), `pid ${pid}`).toBe(10);
+    for (const pid of pids) {
+      for (const tid of readdirSync(`/proc/${pid}/task`))
+        expect(getPriority(Number(tid)), `pid ${pid} thread ${tid}`).toBe(10);
+    }
     expect(getPriority(process.pid)).toBe(0);
+  });
+});
+
+describe('sandbox pool: CPU between tenants', () => {
+  /** Execute code that keeps a thread busy for `ms`. */
+  const busy = (ms: number) =>
+    `async () => { const end = Date.now() + ${ms}; let n = 0; while (Date.now() < end) n++; return n > 0; }`;
+  /** The niceness the kernel has for every thread of the tenant's children. */
+  const kernelNice = (pool: SandboxPool, tenant: string) => {
+    const nice = new Set<number>();
+    for (const child of pool.stats().children.filter((c) => c.tenant === tenant)) {
+      for (const tid of readdirSync(`/proc/${child.pid}/task`)) nice.add(getPriority(Number(tid)));
+    }
+    return [...nice];
+  };
+  const niceOf = (pool: SandboxPool, tenant: string) =>
+    Math.max(
+      ...pool
+        .stats()
+        .children.filter((c) => c.tenant === tenant)
+        .map((c) => c.nice),
+    );
+
+  it('a tenant running CPU-bound code on every thread it can get runs below another tenant that wants CPU too, and comes back once alone', async () => {
+    const pool = await startPool({ spec: await realSpecStore(), size: 2, releaseIdleMs: 60_000 });
+    let bRunning = true;
+    const aCalls = Array.from({ length: 8 }, () =>
+      pool.execute(busy(6_000), { tenant: 'ten_a', upstream: echoUpstream }),
+    );
+    const bCalls = (async () => {
+      while (bRunning) {
+        expect(resultOf(await pool.execute(busy(300), { tenant: 'ten_b', upstream: echoUpstream }))).toBe(
+          true,
+        );
+      }
+    })();
+    /** What the pool says of the tenant's children is what the kernel has for each of their threads. */
+    const kernelAgrees = (tenant: string) => {
+      const before = niceOf(pool, tenant);
+      const kernel = kernelNice(pool, tenant);
+      return kernel.length === 1 && kernel[0] === before && niceOf(pool, tenant) === before;
+    };
+    try {
+      // B's calls wait for a child to start while A holds the cores: that counts as wanting CPU.
+      await expect.poll(() => niceOf(pool, 'ten_a'), { timeout: 5_000, interval: 100 }).toBeGreaterThan(10);
+      await expect.poll(() => niceOf(pool, 'ten_b'), { timeout: 10_000, interval: 100 }).toBe(10);
+      await expect.poll(() => niceOf(pool, 'ten_a'), { timeout: 5_000, interval: 100 }).toBeGreaterThan(12);
+      expect(niceOf(pool, 'ten_b')).toBe(10);
+      // The kernel has it for every thread of A's children (isolates run on threads of their own).
+      await expect.poll(() => kernelAgrees('ten_a'), { timeout: 2_000, interval: 50 }).toBe(true);
+      expect(kernelNice(pool, 'ten_b')).toEqual([10]);
+    } finally {
+      bRunning = false;
+      await bCalls;
+    }
+    // Alone, A comes back a step every half second: it is steered only while another tenant competes.
+    await expect.poll(() => niceOf(pool, 'ten_a'), { timeout: 10_000, interval: 100 }).toBe(10);
+    expect(kernelNice(pool, 'ten_a')).toEqual([10]);
+    for (const result of await Promise.all(aCalls)) expect(resultOf(result)).toBe(true);
   });
 });

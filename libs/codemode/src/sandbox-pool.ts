@@ -1,14 +1,17 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { availableParallelism, setPriority } from 'node:os';
+import { availableParallelism, getPriority, setPriority } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WardenError, isWardenError, noopLogger } from '@warden/core';
 import type { Logger } from '@warden/core';
 import type { MemoryReport } from './child-monitor.ts';
+import { steerNiceness } from './cpu-fairness.ts';
+import type { TenantCpu } from './cpu-fairness.ts';
 import { placeExecution } from './placement.ts';
 import { validateUpstreamRequest } from './request-validation.ts';
 import { isR2Payload, validateR2Request } from './r2-validation.ts';
@@ -72,6 +75,11 @@ export interface SandboxPoolOptions {
    * budget's Redis, the audit's PostgreSQL).
    */
   readonly childNice?: number;
+  /**
+   * Steers CPU between tenants through their execute children's niceness (`cpu-fairness.ts`),
+   * from `childNice` up to 19; default on where `/proc` tells each process's CPU (Linux).
+   */
+  readonly fairCpu?: boolean;
 }
 
 export type SandboxChildKind = 'search' | 'execute';
@@ -87,6 +95,8 @@ export interface SandboxChildStats {
   readonly specVersion: string | null;
   readonly searches: number;
   readonly executions: number;
+  /** Its scheduling niceness: a tenant taking more than its share of CPU runs lower (`fairCpu`). */
+  readonly nice: number;
 }
 
 export interface SandboxPoolStats {
@@ -143,6 +153,11 @@ interface Child {
   tenant: string | null;
   /** Runs a retried call alone. */
   exclusive: boolean;
+  /** Its threads' niceness. */
+  nice: number;
+  /** CPU clock ticks it had used at the last fairness step, and when (`performance.now()`). */
+  cpuTicks: number;
+  cpuReadAt: number;
   /** Set while the child is being handed back; fires if it does not go quiet in time. */
   releasing: NodeJS.Timeout | null;
   /** When it last ran no call. */
@@ -196,6 +211,62 @@ const MAX_TAIL_EXTENSION_MS = MAX_TAIL_SECONDS * 1000 + 2 * TAIL_GRACE_MS;
 /** How long a spare beyond the floor may stay unused before it is stopped. */
 const SPARE_RETIRE_MS = 60_000;
 const SWEEP_MS = 1_000;
+/** How often CPU between tenants is looked at and steered. */
+const FAIR_CPU_MS = 500;
+/** Linux's USER_HZ: `/proc/<pid>/stat` counts CPU in these. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU clock ticks (user + system) a process has used, or null once it is gone. */
+function cpuTicksOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces), from the state on: utime and stime are 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Sets the niceness of every thread of process `pid`. Linux's niceness is per thread, and a
+ * thread inherits it from the one that starts it, so the threads are walked until a walk finds
+ * every one at `nice` (one started during a walk by a thread not yet changed is caught by the
+ * next). Where `/proc` does not list them, the process's niceness is set. False if not
+ * permitted: giving a priority back needs a privilege the service may not have.
+ */
+function reniceThreads(pid: number, nice: number): boolean {
+  const set = (id: number): boolean => {
+    try {
+      if (getPriority(id) !== nice) {
+        setPriority(id, nice);
+        return true;
+      }
+    } catch (error) {
+      // A SystemError: the errno's name is in `info`. ESRCH: the thread ended meanwhile.
+      const code = (error as { info?: { code?: string } }).info?.code;
+      if (code === 'EACCES' || code === 'EPERM') throw error;
+    }
+    return false;
+  };
+  try {
+    for (let walk = 0; walk < 10; walk++) {
+      let tids: string[];
+      try {
+        tids = readdirSync(`/proc/${pid}/task`);
+      } catch {
+        set(pid);
+        return true;
+      }
+      let changed = false;
+      for (const tid of tids) if (set(Number(tid))) changed = true;
+      if (!changed) return true;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const CHILD_ENTRY = fileURLToPath(new URL('./sandbox.child.ts', import.meta.url));
 const PACKAGE_DIR = path.dirname(path.dirname(CHILD_ENTRY));
@@ -243,7 +314,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const releaseTimeoutMs = options.releaseTimeoutMs ?? 5_000;
   const maxTenantSearches = Math.max(options.maxTenantSearches ?? size - 1, 1);
   const maxQueuedPerTenant = Math.max(options.maxQueuedPerTenant ?? 256, 1);
-  const childNice = Math.min(Math.max(options.childNice ?? 10, 0), 19);
+  const serviceNice = getPriority();
+  const childNice = Math.max(Math.min(Math.max(options.childNice ?? 10, 0), 19), serviceNice);
+  const fairCpu = options.fairCpu ?? (process.platform === 'linux' && cpuTicksOf(process.pid) !== null);
+  /** Whether this service may lower a child's niceness again (raising it needs no privilege). */
+  let mayLowerNice = true;
   /** Execute children kept however idle: one tenant's calls can spread over the cores at once. */
   const executeFloor = Math.min(Math.max(size, spareChildren), maxExecuteChildren);
   const placement = { spread: size, maxExecutionsPerChild: maxExecutions };
@@ -321,17 +396,6 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
-    if (proc.pid !== undefined && childNice > 0) {
-      try {
-        setPriority(proc.pid, childNice);
-      } catch (error) {
-        // Lowering a priority needs no privilege; a platform without it runs children as the service.
-        logger.warn(
-          { pid: proc.pid, err: error instanceof Error ? error.message : String(error) },
-          'could not lower the sandbox child priority',
-        );
-      }
-    }
     const child: Child = {
       kind,
       process: proc,
@@ -346,6 +410,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       executed: 0,
       tenant: null,
       exclusive: false,
+      // It starts at the service's priority (Warden's own start-up code, which a flooding tenant's
+      // threads would otherwise slow down) and goes down to `childNice` before it runs any call.
+      nice: serviceNice,
+      cpuTicks: 0,
+      cpuReadAt: 0,
       releasing: null,
       idleSince: performance.now(),
       memoryReport: null,
@@ -449,6 +518,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   function onMessage(child: Child, message: ChildMessage): void {
     switch (message.type) {
       case 'started':
+        if (child.nice < childNice && !setNice(child, childNice)) {
+          // Lowering a priority needs no privilege; a platform without it runs children as the service.
+          logger.warn({ pid: child.pid }, 'could not lower the sandbox child priority');
+        }
         child.started = true;
         child.idleSince = performance.now();
         if (child.kind === 'search') {
@@ -490,6 +563,13 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         if (!child.releasing) return;
         clearTimeout(child.releasing);
         child.releasing = null;
+        // The next tenant starts at the base: a child steered down that cannot come back is replaced.
+        if (child.nice !== childNice && !setNice(child, childNice)) {
+          child.retiring = true;
+          stop(child);
+          maintain();
+          return;
+        }
         child.tenant = null;
         child.idleSince = performance.now();
         released++;
@@ -889,6 +969,64 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const sweeper = setInterval(sweep, SWEEP_MS);
   sweeper.unref();
 
+  /** Sets a child's niceness; false when lowering it is not permitted (it keeps the one it had). */
+  function setNice(child: Child, nice: number): boolean {
+    if (nice < child.nice && !mayLowerNice) return false;
+    if (!reniceThreads(child.pid, nice)) {
+      mayLowerNice = false;
+      logger.info(
+        { pid: child.pid, nice: child.nice },
+        'a sandbox child steered down cannot be given its priority back without CAP_SYS_NICE; it is replaced when its tenant hands it back',
+      );
+      return false;
+    }
+    child.nice = nice;
+    return true;
+  }
+
+  /** One step of CPU fairness between tenants (`cpu-fairness.ts`). */
+  function steerCpu(): void {
+    const now = performance.now();
+    const byTenant = new Map<string, { usedCores: number; nice: number; children: Child[] }>();
+    for (const child of children) {
+      if (child.kind !== 'execute' || child.exited || !child.started) continue;
+      const ticks = cpuTicksOf(child.pid);
+      if (ticks === null) continue;
+      const usedCores =
+        child.cpuReadAt > 0
+          ? (ticks - child.cpuTicks) / CLOCK_TICKS_PER_S / ((now - child.cpuReadAt) / 1000)
+          : 0;
+      child.cpuTicks = ticks;
+      child.cpuReadAt = now;
+      if (child.tenant === null) continue;
+      const entry = byTenant.get(child.tenant) ?? { usedCores: 0, nice: child.nice, children: [] };
+      entry.usedCores += usedCores;
+      entry.nice = Math.max(entry.nice, child.nice);
+      entry.children.push(child);
+      byTenant.set(child.tenant, entry);
+    }
+    const tenants: TenantCpu[] = [...byTenant].map(([tenant, { usedCores, nice }]) => ({
+      tenant,
+      usedCores,
+      nice,
+    }));
+    // A tenant whose calls wait for a child of its own: the one starting for it needs CPU.
+    const waiting = new Set<string>();
+    for (const job of queue) {
+      if (job.kind === 'execute' && !byTenant.has(job.tenant)) waiting.add(job.tenant);
+    }
+    for (const tenant of waiting) tenants.push({ tenant, usedCores: 0, nice: childNice, waiting: true });
+    const steered = steerNiceness(tenants, { baseNice: childNice, maxNice: 19 });
+    for (const [tenant, entry] of byTenant) {
+      const nice = steered.get(tenant) ?? entry.nice;
+      if (steered.has(tenant)) logger.debug({ tenant, nice }, 'sandbox CPU share steered');
+      // A child the tenant took since the last step joins the others.
+      for (const child of entry.children) if (child.nice !== nice) setNice(child, nice);
+    }
+  }
+  const fairness = fairCpu ? setInterval(steerCpu, FAIR_CPU_MS) : undefined;
+  fairness?.unref();
+
   function submit(message: Job['message'], call: CallContext): Promise<SandboxResult> {
     const { tenant, upstream, signal, r2, tail } = call;
     if (closing) return Promise.resolve(failed('unavailable', 'the sandbox pool is closed'));
@@ -1050,6 +1188,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
           specVersion: c.specVersion,
           searches: c.searches,
           executions: c.executions,
+          nice: c.nice,
         })),
       };
     },
@@ -1058,6 +1197,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       if (closing) return;
       closing = true;
       clearInterval(sweeper);
+      clearInterval(fairness);
       clearTimeout(maintainTimer);
       const closed = new WardenError('unavailable', 'the sandbox pool is closed');
       for (const waiter of readyWaiters) waiter.reject(closed);
