@@ -971,8 +971,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
 
   /** Sets a child's niceness; false when lowering it is not permitted (it keeps the one it had). */
   function setNice(child: Child, nice: number): boolean {
-    if (nice < child.nice && !mayLowerNice) return false;
+    const givesBack = nice < child.nice;
+    if (givesBack && !mayLowerNice) return false;
     if (!reniceThreads(child.pid, nice)) {
+      if (!givesBack) return false;
       mayLowerNice = false;
       logger.info(
         { pid: child.pid, nice: child.nice },
