@@ -77,7 +77,9 @@ export interface SandboxPoolOptions {
   readonly childNice?: number;
   /**
    * Steers CPU between tenants through their execute children's niceness (`cpu-fairness.ts`),
-   * from `childNice` up to 19; default on where `/proc` tells each process's CPU (Linux).
+   * from `childNice` up to 19; default on where `/proc` tells each process's CPU (Linux) and the
+   * service may give a priority back (CAP_SYS_NICE, which root has). Without that privilege a
+   * tenant steered down could never come back, so the pool does not steer.
    */
   readonly fairCpu?: boolean;
 }
@@ -228,6 +230,19 @@ function cpuTicksOf(pid: number): number | null {
   }
 }
 
+/** CAP_SYS_NICE, which root has: what giving a thread a higher priority back needs. */
+const CAP_SYS_NICE = 23n;
+
+/** Whether this process may give a thread's priority back (Linux: CAP_SYS_NICE in effect). */
+function mayGiveBackPriority(): boolean {
+  try {
+    const effective = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return effective !== undefined && (BigInt(`0x${effective}`) & (1n << CAP_SYS_NICE)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Sets the niceness of every thread of process `pid`. Linux's niceness is per thread, and a
  * thread inherits it from the one that starts it, so the threads are walked until a walk finds
@@ -316,9 +331,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const maxQueuedPerTenant = Math.max(options.maxQueuedPerTenant ?? 256, 1);
   const serviceNice = getPriority();
   const childNice = Math.max(Math.min(Math.max(options.childNice ?? 10, 0), 19), serviceNice);
-  const fairCpu = options.fairCpu ?? (process.platform === 'linux' && cpuTicksOf(process.pid) !== null);
-  /** Whether this service may lower a child's niceness again (raising it needs no privilege). */
-  let mayLowerNice = true;
+  /** Steering CPU between tenants; stops for good if giving a priority back is refused. */
+  let fairCpu =
+    options.fairCpu ??
+    (process.platform === 'linux' && cpuTicksOf(process.pid) !== null && mayGiveBackPriority());
   /** Execute children kept however idle: one tenant's calls can spread over the cores at once. */
   const executeFloor = Math.min(Math.max(size, spareChildren), maxExecuteChildren);
   const placement = { spread: size, maxExecutionsPerChild: maxExecutions };
@@ -972,14 +988,15 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   /** Sets a child's niceness; false when lowering it is not permitted (it keeps the one it had). */
   function setNice(child: Child, nice: number): boolean {
     const givesBack = nice < child.nice;
-    if (givesBack && !mayLowerNice) return false;
     if (!reniceThreads(child.pid, nice)) {
-      if (!givesBack) return false;
-      mayLowerNice = false;
-      logger.info(
-        { pid: child.pid, nice: child.nice },
-        'a sandbox child steered down cannot be given its priority back without CAP_SYS_NICE; it is replaced when its tenant hands it back',
-      );
+      if (givesBack && fairCpu) {
+        // Steering on could only push tenants down from now on: it stops.
+        fairCpu = false;
+        logger.warn(
+          { pid: child.pid, nice: child.nice },
+          'giving a sandbox child its priority back was refused (it needs CAP_SYS_NICE): CPU steering between tenants stops; children steered down are replaced when their tenant hands them back',
+        );
+      }
       return false;
     }
     child.nice = nice;
@@ -988,6 +1005,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
 
   /** One step of CPU fairness between tenants (`cpu-fairness.ts`). */
   function steerCpu(): void {
+    if (!fairCpu) return;
     const now = performance.now();
     const byTenant = new Map<string, { usedCores: number; nice: number; children: Child[] }>();
     for (const child of children) {
