@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism, getPriority, setPriority } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WardenError, isWardenError, noopLogger } from '@warden/core';
+import { WardenError, isWardenError, noopLogger, procStatFields } from '@warden/core';
 import type { Logger } from '@warden/core';
 import type { MemoryReport } from './child-monitor.ts';
 import { steerNiceness } from './cpu-fairness.ts';
@@ -220,14 +220,9 @@ const CLOCK_TICKS_PER_S = 100;
 
 /** CPU clock ticks (user + system) a process has used, or null once it is gone. */
 function cpuTicksOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command (which may hold spaces), from the state on: utime and stime are 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return null;
-  }
+  const fields = procStatFields(pid);
+  // Fields 14 and 15 of proc(5): utime and stime.
+  return fields ? Number(fields[11]) + Number(fields[12]) : null;
 }
 
 /** CAP_SYS_NICE, which root has: what giving a thread a higher priority back needs. */
@@ -985,7 +980,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   const sweeper = setInterval(sweep, SWEEP_MS);
   sweeper.unref();
 
-  /** Sets a child's niceness; false when lowering it is not permitted (it keeps the one it had). */
+  /** Sets a child's niceness; false if refused (giving a priority back needs CAP_SYS_NICE): it keeps the one it had. */
   function setNice(child: Child, nice: number): boolean {
     const givesBack = nice < child.nice;
     if (!reniceThreads(child.pid, nice)) {

@@ -11,6 +11,7 @@ export type { ErrorCode, ErrorDetails } from './errors.ts';
 export { hasControlCharacters, hasPrefix, newId, randomString, storableText } from './ids.ts';
 export type { IdPrefix } from './ids.ts';
 export { ManualClock, systemClock } from './clock.ts';
+export { procStatFields } from './proc-stat.ts';
 export type { Clock } from './clock.ts';
 export { SECRET_FIELD_NAMES, noopLogger } from './logger.ts';
 export type { Logger } from './logger.ts';

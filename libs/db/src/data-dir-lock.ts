@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { linkSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { procStatFields } from '@warden/core';
 
 /**
  * The embedded database (PGlite) is one PostgreSQL with no postmaster between processes: two
@@ -66,9 +67,8 @@ function readOptional(file: string): string | null {
 }
 
 function processStart(pid: number): string | null {
-  const stat = readOptional(`/proc/${pid}/stat`);
-  // Field 22 of the line; fields are counted after the parenthesised command name.
-  return stat ? (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null) : null;
+  // Field 22 of proc(5): the start time.
+  return procStatFields(pid)?.[19] ?? null;
 }
 
 function pidAlive(pid: number): boolean {
