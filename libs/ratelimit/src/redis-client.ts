@@ -10,8 +10,14 @@ import { unavailable } from '@warden/core';
  * in the background forever. Because the offline queue is off, commands fail until the client is
  * `ready`: wait for it at startup (`lazyConnect: true` + `await redis.connect()`).
  * BullMQ needs `maxRetriesPerRequest: null`, so it must use a separate connection.
+ *
+ * Commands issued in the same turn of the event loop (the takes and settlements of concurrent
+ * calls) go out in one write (`enableAutoPipelining`): on loopback a socket write costs more
+ * CPU than the script it carries, on both ends. Each command still answers, fails and times
+ * out on its own.
  */
 export const BUDGET_REDIS_OPTIONS = Object.freeze({
+  enableAutoPipelining: true,
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
   commandTimeout: 500,
