@@ -1,8 +1,6 @@
 import { sql } from 'kysely';
-import type { Kysely } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMigrationTestDatabase } from '@warden/testing';
-import type { MigrationTestDatabase } from '@warden/testing';
+import { describe, expect, it } from 'vitest';
+import { useMigrationDatabase } from './migration-database.ts';
 
 interface ClaimRow {
   domain: string;
@@ -18,37 +16,28 @@ interface ClaimRow {
  * proof; none left: proven again), pending (nothing).
  */
 describe('migration 2026-12-13 sso-domain-proven-by', () => {
-  let tdb: MigrationTestDatabase;
-  let db: Kysely<unknown>;
-  const migrateTo = (name: string) => tdb.migrateTo(name);
-
-  beforeAll(async () => {
-    tdb = await createMigrationTestDatabase();
-    db = tdb.db;
-  });
-  afterAll(async () => {
-    await tdb?.drop();
-  });
+  const database = useMigrationDatabase();
+  const migrateTo = (name: string) => database.migrateTo(name);
 
   it('marks how each routing claim was proven, and only routing ones', async () => {
     await migrateTo('2026-12-10T01-00-00_sso-domain-claims');
     for (const tenant of ['ten_a', 'ten_b', 'ten_c', 'ten_d']) {
-      await sql`insert into tenants (id, name) values (${tenant}, ${tenant})`.execute(db);
+      await sql`insert into tenants (id, name) values (${tenant}, ${tenant})`.execute(database.db);
       // Claims belong to an SSO configuration (its sealed secret is not read here).
       await sql`
         insert into tenant_sso_configs (tenant_id, id, issuer, client_id, identifier_claim, allowed_email_domains,
           key_provider, key_id, wrapped_key, iv, ciphertext)
         values (${tenant}, ${`sso:${tenant}`}, 'https://idp.example', 'client', 'email', '[]'::jsonb,
-          'local', 'k1', '\\x00'::bytea, '\\x00'::bytea, '\\x00'::bytea)`.execute(db);
+          'local', 'k1', '\\x00'::bytea, '\\x00'::bytea, '\\x00'::bytea)`.execute(database.db);
     }
     // Made before there were proofs (two hours ago): the proofs migration took it as proven.
     await sql`insert into tenant_sso_domains (domain, tenant_id, created_at)
-      values ('old.example', 'ten_a', now() - interval '2 hours')`.execute(db);
+      values ('old.example', 'ten_a', now() - interval '2 hours')`.execute(database.db);
     await migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
     // As if the migrations so far ran an hour ago (all of them: Kysely keeps them in that order).
     await sql`update kysely_migration set timestamp =
       to_char((timestamp::timestamptz - interval '1 hour') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.execute(
-      db,
+      database.db,
     );
     await sql`
       insert into tenant_sso_domains (domain, tenant_id, created_at, verified_at, proof_token) values
@@ -58,7 +47,7 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
         ('proven-early.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_early'),
         ('promoted.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_promoted'),
         ('unrecorded.example', 'ten_c', now(), now() + interval '2 seconds', 'tok_unrecorded'),
-        ('pending.example', 'ten_d', now(), null, 'tok_pending')`.execute(db);
+        ('pending.example', 'ten_d', now(), null, 'tok_pending')`.execute(database.db);
     // Their trail: proven by DNS; proven by DNS before records named the proof; a pending claim
     // that came to count by listing; none (expired with its partition).
     let seq = 0;
@@ -67,7 +56,7 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
           caller_type, prev_hash, hash, details)
         values (${`aud_${++seq}`}, 'ten_c', ${seq}, now() + interval '2 seconds', current_date + 30, 'lifecycle',
           'sso.domain_verified', 'success', 'api_key', 'prev', 'hash', ${JSON.stringify({ domain, ...details })}::jsonb)`.execute(
-        db,
+        database.db,
       );
     await verified('proven.example', { proof: 'dns' });
     await verified('proven-early.example', {});
@@ -75,7 +64,9 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
 
     await migrateTo('2026-12-13T00-00-00_sso-domain-proven-by');
     const { rows } = await sql<ClaimRow>`
-      select domain, verified_at, proof_token, proven_by from tenant_sso_domains order by domain`.execute(db);
+      select domain, verified_at, proof_token, proven_by from tenant_sso_domains order by domain`.execute(
+      database.db,
+    );
     const byDomain = Object.fromEntries(rows.map((r) => [r.domain, r]));
     expect(byDomain['listed.example']?.proven_by).toBe('listing');
     expect(byDomain['listed.example']?.proof_token).toMatch(/^[A-Za-z0-9_-]{22}$/);
@@ -99,17 +90,23 @@ describe('migration 2026-12-13 sso-domain-proven-by', () => {
 
     // Only those three values are taken.
     await expect(
-      sql`update tenant_sso_domains set proven_by = 'guess' where domain = 'old.example'`.execute(db),
+      sql`update tenant_sso_domains set proven_by = 'guess' where domain = 'old.example'`.execute(
+        database.db,
+      ),
     ).rejects.toThrow(/check constraint/);
 
     // It can be undone, and applied again to the same marks.
     await migrateTo('2026-12-12T00-00-00_sso-domain-proofs');
     const { rows: columns } = await sql<{ column_name: string }>`
-      select column_name from information_schema.columns where table_name = 'tenant_sso_domains'`.execute(db);
+      select column_name from information_schema.columns where table_name = 'tenant_sso_domains'`.execute(
+      database.db,
+    );
     expect(columns.map((c) => c.column_name)).not.toContain('proven_by');
     await migrateTo('2026-12-13T00-00-00_sso-domain-proven-by');
     const { rows: again } = await sql<ClaimRow>`
-      select domain, verified_at, proof_token, proven_by from tenant_sso_domains order by domain`.execute(db);
+      select domain, verified_at, proof_token, proven_by from tenant_sso_domains order by domain`.execute(
+      database.db,
+    );
     expect(again.map((r) => [r.domain, r.proven_by])).toEqual(rows.map((r) => [r.domain, r.proven_by]));
   });
 });

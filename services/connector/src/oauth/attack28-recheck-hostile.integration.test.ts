@@ -345,12 +345,7 @@ describe('attack28: re-checked SSO domain proofs', () => {
     await onlyDue('acme.com');
     await age('acme.com', 1, 73);
     expect(await recheck()).toMatchObject({ applied: { lapsed: 1 } });
-    const idpConsent = await ua.submit(idpLogin, { login: ALICE.email, password: ALICE.password });
-    const back = idpConsent.url.startsWith(f.idp.issuer) ? await ua.submit(idpConsent) : idpConsent;
-    const returned = new URL(back.url);
-    expect(`${returned.origin}${returned.pathname}`).toBe(f.callbackUrl);
-    expect(returned.searchParams.get('code')).toBeNull();
-    expect(returned.searchParams.get('error')).toBe('access_denied');
+    f.refusal(await f.idpSignIn(ua, idpLogin, ALICE));
     expect((await fx.signInGoesTo(ALICE.email)).url.startsWith(f.idp.issuer)).toBe(false);
   });
 

@@ -7,6 +7,7 @@ import { startTestApp } from '../../test-support/test-app.ts';
 import { startClientMetadataServer } from './client-metadata-server.ts';
 import { startTestIdp } from './test-idp.ts';
 import { ScriptedUserAgent } from './user-agent.ts';
+import type { UaPage as Page } from './user-agent.ts';
 
 export const ALICE = { email: 'alice@acme.com', password: 'alice-password' };
 export const MALLORY = { email: 'mallory@evil.example', password: 'mallory-password' };
@@ -108,6 +109,12 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
     return { status: res.status, challenge: res.headers.get('www-authenticate') ?? '' };
   }
 
+  /** Signs in at the identity provider's login page as `as`; returns where its consent leads. */
+  async function idpSignIn(ua: ScriptedUserAgent, idpLogin: Page, as: { email: string; password: string }) {
+    const idpConsent = await ua.submit(idpLogin, { login: as.email, password: as.password });
+    return idpConsent.url.startsWith(idp.issuer) ? ua.submit(idpConsent) : idpConsent;
+  }
+
   return {
     t,
     cf,
@@ -143,6 +150,15 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
       for (const [k, v] of Object.entries(params)) if (v !== null) url.searchParams.set(k, v);
       return { url, verifier };
     },
+    idpSignIn,
+    /** Expects the client's redirect URI to have got a refusal (no code, access_denied); its parameters. */
+    refusal(back: Page): URLSearchParams {
+      const returned = new URL(back.url);
+      expect(`${returned.origin}${returned.pathname}`).toBe(callbackUrl);
+      expect(returned.searchParams.get('code')).toBeNull();
+      expect(returned.searchParams.get('error')).toBe('access_denied');
+      return returned.searchParams;
+    },
     /** Runs the browser part over SSO and returns the page the client's redirect URI got. */
     async ssoSignIn(
       ua: ScriptedUserAgent,
@@ -154,8 +170,7 @@ export async function startOAuthFixture(env: Record<string, string> = {}) {
       expect(login.body).toContain('Continue with SSO');
       const idpLogin = await ua.submit(login, { email: signInAs.email }, '/sso');
       expect(idpLogin.url.startsWith(idp.issuer), idpLogin.body).toBe(true);
-      const idpConsent = await ua.submit(idpLogin, { login: signInAs.email, password: signInAs.password });
-      const back = idpConsent.url.startsWith(idp.issuer) ? await ua.submit(idpConsent) : idpConsent;
+      const back = await idpSignIn(ua, idpLogin, signInAs);
       if (back.status === 0) return back;
       expect(back.body).toContain('Allow access to Cloudflare?');
       return ua.submit(back, {}, '/consent');
