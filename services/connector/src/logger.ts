@@ -32,17 +32,6 @@ function scrubObject(obj: Record<string, unknown>, depth: number): Record<string
   return out;
 }
 
-/**
- * Standard output, written in blocks: a synchronous write per request line took about 0.15 ms
- * of the service's time per execute in a CPU profile of the execute bench. Lines are held until
- * 4 KB are waiting or 250 ms have passed, and whatever is held is written when the process exits
- * (pino flushes on exit, an uncaught error included); a process killed outright (SIGKILL) loses
- * at most that much. The audit trail, not the log, is the record of what reached Cloudflare.
- */
-export function bufferedStdout(): DestinationStream {
-  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 250 });
-}
-
 export function createLogger(options: { level: string; destination?: DestinationStream }): PinoLogger {
   return pino(
     {

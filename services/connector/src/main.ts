@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { asLibLogger, bufferedStdout, createLogger } from './logger.ts';
+import { asLibLogger, createLogger } from './logger.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createContainer } from './container.ts';
 import { startContainer } from './startup.ts';
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger({ level: config.logLevel, destination: bufferedStdout() });
+  const logger = createLogger({ level: config.logLevel });
   const container = await createContainer(config, asLibLogger(logger));
   await startContainer(container);
   // While draining, `/readyz` answers 503 so a load balancer stops routing here, and requests
