@@ -8,7 +8,7 @@ export {
 export type { BudgetSpec } from './budget-spec.ts';
 export { parseRateHeaders } from './rate-headers.ts';
 export type { CloudflareQuota } from './rate-headers.ts';
-export { DEFAULT_BLOCK_SECONDS, cloudflarePrincipal } from './windows.ts';
+export { cloudflarePrincipal } from './windows.ts';
 export type {
   BudgetKind,
   PrincipalWindows,
@@ -39,7 +39,12 @@ export { createRedisEgressStore, egressKeys } from './redis-egress.ts';
 export type { RedisEgressStoreOptions } from './redis-egress.ts';
 export { createFallbackEgressStore, createFallbackWindows, createRedisBreaker } from './fallback.ts';
 export type { RedisBreaker, RedisBreakerOptions } from './fallback.ts';
-export { buildUpstreamBudget, createUpstreamBudget, rateLimitedError } from './upstream-budget.ts';
+export {
+  blockSecondsOf,
+  buildUpstreamBudget,
+  createUpstreamBudget,
+  rateLimitedError,
+} from './upstream-budget.ts';
 export type {
   AdmitRequest,
   Admitted,

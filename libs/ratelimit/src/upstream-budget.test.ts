@@ -85,6 +85,31 @@ describe('the upstream budget (admit → send → observe)', () => {
     );
   });
 
+  it("blocks for a second on a 429 without Retry-After that is not the API-wide limit's (an endpoint's own)", async () => {
+    const { budget: b } = budget();
+    await b.observe(admitted(await b.admit(rest)), {
+      ...ok,
+      status: 429,
+      errors: [{ code: 10013 }, {}],
+    });
+    const refusal = refused(await b.admit(rest));
+    expect(refusal).toMatchObject({ budget: 'rest', reason: 'blocked' });
+    expect(refusal.retryAfterMs).toBeLessThanOrEqual(1_000);
+    await sleep(1_050);
+    admitted(await b.admit(rest));
+  });
+
+  it("blocks for Cloudflare's five-minute lockout on the API-wide limit's 429 without Retry-After (code 971 or 10100)", async () => {
+    for (const code of [971, 10100]) {
+      const { budget: b } = budget();
+      await b.observe(admitted(await b.admit(rest)), { ...ok, status: 429, errors: [{ code }] });
+      const refusal = refused(await b.admit({ ...rest, kind: 'graphql' }));
+      expect(refusal).toMatchObject({ reason: 'blocked' });
+      expect(refusal.retryAfterMs).toBeGreaterThan(299_000);
+      expect(refusal.retryAfterMs).toBeLessThanOrEqual(300_000);
+    }
+  });
+
   it("follows Cloudflare's Ratelimit header when it reports fewer requests left", async () => {
     const { budget: b } = budget();
     const wide = { capacity: 100, windowSeconds: 300 };

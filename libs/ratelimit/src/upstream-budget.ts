@@ -13,7 +13,7 @@ import { createMemoryWindows } from './memory-windows.ts';
 import { parseRateHeaders } from './rate-headers.ts';
 import { createRedisEgressStore } from './redis-egress.ts';
 import { createRedisWindows } from './redis-windows.ts';
-import { DEFAULT_BLOCK_SECONDS, blockMs } from './windows.ts';
+import { DEFAULT_BLOCK_SECONDS, UNSPECIFIED_429_BLOCK_SECONDS, blockMs } from './windows.ts';
 import type {
   BudgetKind,
   PrincipalWindows,
@@ -100,6 +100,31 @@ export interface UpstreamAnswer {
   readonly rateLimit: string | null;
   /** The raw `Ratelimit-Policy` header. */
   readonly rateLimitPolicy: string | null;
+  /** Cloudflare's error codes in the body, when it has any (a 429 of the API-wide limit says so). */
+  readonly errors?: ReadonlyArray<{ readonly code?: number }>;
+}
+
+/**
+ * Cloudflare's error codes for its API-wide limit (1,200 requests per five minutes per user,
+ * then every call refused for five minutes): 971 "Please wait and consider throttling your
+ * request speed", and 10100 "More than 1200 requests per 300 seconds reached" in older answers.
+ */
+const API_WIDE_LIMIT_CODES: ReadonlySet<number> = new Set([971, 10100]);
+
+/**
+ * How long a 429 blocks its principal, in seconds:
+ * - its `Retry-After` (Cloudflare sends one with its REST limits);
+ * - without one, Cloudflare's five-minute lockout (`DEFAULT_BLOCK_SECONDS`) when the answer is the
+ *   API-wide limit's (its error code);
+ * - otherwise `UNSPECIFIED_429_BLOCK_SECONDS`: a limit of the endpoint's own (Workers KV writes
+ *   to one key, a purge rate) or GraphQL's, which says nothing of the user's other requests. A
+ *   five-minute block there locked the user out of every request on every replica for one
+ *   refused write, though Cloudflare would have taken the next one.
+ */
+export function blockSecondsOf(answer: UpstreamAnswer): number {
+  if (answer.retryAfterSeconds !== null) return answer.retryAfterSeconds;
+  const apiWide = (answer.errors ?? []).some((e) => e.code !== undefined && API_WIDE_LIMIT_CODES.has(e.code));
+  return apiWide ? DEFAULT_BLOCK_SECONDS : UNSPECIFIED_429_BLOCK_SECONDS;
 }
 
 export type BudgetEvent =
@@ -392,7 +417,7 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
         const settled = windows.settle(ticket, admitted.spec, {
           answered: answer !== null,
           quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
-          blockMs: answer?.status === 429 ? blockMs(answer.retryAfterSeconds ?? DEFAULT_BLOCK_SECONDS) : 0,
+          blockMs: answer?.status === 429 ? blockMs(blockSecondsOf(answer)) : 0,
         });
         work.push(settled.then(() => wake(principal, admitted.kind)));
       }

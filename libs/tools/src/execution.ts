@@ -3,7 +3,7 @@ import type { AuditStore, AuditSubject } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, newId } from '@warden/core';
 import type { CloudflareCredential, CloudflareResponse, R2Credentials } from '@warden/cloudflare';
-import { DEFAULT_BLOCK_SECONDS } from '@warden/ratelimit';
+import { blockSecondsOf } from '@warden/ratelimit';
 import type { ConnectedAccount } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type {
@@ -264,7 +264,8 @@ export class Execution {
       this.#journal,
     );
     if (response.status === 429) {
-      const wait = response.retryAfterSeconds ?? DEFAULT_BLOCK_SECONDS;
+      // As long as the budget blocks this principal for it: the code may try again then.
+      const wait = blockSecondsOf(response);
       throw new WardenError('rate_limited', `Cloudflare rate-limited this user; retry after ${wait} s`, {
         retryAfterSeconds: wait,
       });

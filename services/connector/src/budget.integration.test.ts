@@ -424,6 +424,32 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     expect(fake.requests()).toHaveLength(1);
   }, 120_000);
 
+  it("FIXED (an attack of session 20): an endpoint's own 429 without Retry-After blocks the user for a second, not Cloudflare's five-minute lockout", async () => {
+    // A 429 that is not the API-wide limit's (no Retry-After, no code 971): Workers KV writes to
+    // one key, a purge rate. It used to block every request of the user on every replica for 300 s.
+    fake.setLimits({ budget: null, graphql: null, perIpPerSecond: null });
+    const { zoneId, identifiers } = await connectUser(apiKey, 'endpoint-429', 1);
+    const identifier = identifiers[0]!;
+    fake.clearRequests();
+    fake.faults.failNext(1, 429);
+    try {
+      const [throttled] = await execute(replica(0), apiKey, identifier, burstCode(`/zones/${zoneId}`, 1, 1));
+      expect(throttled).toMatchObject({
+        code: 'rate_limited',
+        message: expect.stringMatching(/retry after 1 s$/),
+      });
+      await sleep(1_500);
+      // Cloudflare would take the next request, and gets it, from another replica too.
+      expect(await execute(replica(1), apiKey, identifier, burstCode(`/zones/${zoneId}`, 1, 2))).toEqual([
+        'ok',
+        'ok',
+      ]);
+      expect(fake.requests().map((r) => r.status)).toEqual([429, 200, 200]);
+    } finally {
+      fake.faults.reset();
+    }
+  }, 120_000);
+
   it('never exceeds the per-IP limit with 50 principals of 5 tenants, one tenant flooding, each contending tenant getting at least 80 % of its max-min share', async () => {
     const TENANTS = 5;
     const PER_TENANT = 10;
