@@ -10,9 +10,21 @@ function reason(response: CloudflareResponse): string {
   return first.code !== undefined ? `${first.message} (code ${first.code})` : first.message;
 }
 
-/** 5xx, 429 and transport failures are Cloudflare's problem, not the credential's: 502, nothing stored. */
+/**
+ * 5xx, 429 and transport failures are Cloudflare's problem, not the credential's: nothing is
+ * stored. A 429 is `rate_limited` with Cloudflare's `Retry-After`: the credential's user is at
+ * Cloudflare's limit, and connecting it again before then would only meet the same answer.
+ */
 function assertReachable(response: CloudflareResponse, step: string): void {
-  if (response.status >= 500 || response.status === 429) {
+  if (response.status === 429) {
+    const wait = response.retryAfterSeconds;
+    throw new WardenError(
+      'rate_limited',
+      `Cloudflare rate-limited the user of this credential while Warden verified it (${step}, ${reason(response)}); ${wait !== null ? `retry after ${wait} s` : 'retry later'}. Verifying sends one or two requests that count against the user's Cloudflare limit`,
+      { upstreamStatus: 429, ...(wait !== null ? { retryAfterSeconds: wait } : {}) },
+    );
+  }
+  if (response.status >= 500) {
     throw new WardenError(
       'upstream_error',
       `Cloudflare answered ${response.status} to ${step}; retry shortly`,

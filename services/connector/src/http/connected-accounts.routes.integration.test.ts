@@ -176,6 +176,29 @@ describe('connected accounts API', () => {
     expect(await countAccounts()).toBe(before);
   });
 
+  it("answers a 429 while verifying as rate_limited with Cloudflare's Retry-After, storing nothing", async () => {
+    const before = await countAccounts();
+    const token = userToken();
+    cf.faults.failNext(1, 429, { retryAfterSeconds: 7 });
+    try {
+      const limited = await create({
+        identifier: 'bob',
+        authorization: { type: 'api_token', api_token: token.value },
+      });
+      expect(limited.statusCode).toBe(429);
+      expect(limited.headers['retry-after']).toBe('7');
+      expect(limited.json().error).toMatchObject({
+        code: 'rate_limited',
+        message: expect.stringMatching(
+          /^Cloudflare rate-limited the user of this credential .*retry after 7 s/,
+        ),
+      });
+    } finally {
+      cf.faults.reset();
+    }
+    expect(await countAccounts()).toBe(before);
+  });
+
   it('answers bad input with 400 naming the field', async () => {
     const token = userToken();
     const cases: Array<[object, string]> = [
@@ -461,5 +484,66 @@ describe('connected accounts API', () => {
       await app.close();
       await proxy.close();
     }
+  });
+});
+
+describe("rotating a credential at its user's Cloudflare limit", () => {
+  let cf: FakeCloudflare;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    // A deployment budget small enough to use up in one execution.
+    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, CLOUDFLARE_BUDGET: '8/300' });
+  });
+  afterAll(async () => {
+    await t.close();
+    await cf.close();
+  });
+
+  it("is refused before anything is sent: the new credential's verification is admitted against the user it replaces", async () => {
+    const tenant = await t.createTenant('Rotating SaaS');
+    const erin = cf.state.createUser({ email: 'erin@example.com' });
+    const zone = cf.state.createZone({
+      accountId: cf.state.createAccount({ name: 'Erin Co', members: [erin.id] }).id,
+      name: 'erin.example',
+    });
+    const permissions = ['#zone:read', 'com.cloudflare.api.user.read'];
+    const first = cf.state.createUserToken({ userId: erin.id, permissions });
+    const id = await t.connect(tenant.apiKey, 'erin', first.value);
+    const view = await t.app.inject({
+      method: 'GET',
+      url: `/api/v1/connected_accounts/${id}`,
+      headers: { authorization: `Bearer ${tenant.apiKey}` },
+    });
+    const budget = view.json().connected_account.rate_budget;
+    expect(budget.principal).toBe(`cf:user:${erin.id}`);
+    // The agent uses what is left of the user's window.
+    const left: number = budget.remaining;
+    expect(left).toBeGreaterThan(0);
+    const used = await t.execute(
+      tenant.apiKey,
+      'erin',
+      `async () => { for (let i = 0; i < ${left}; i++) await cloudflare.request({ method: 'GET', path: '/zones/${zone.id}' }); return 'used'; }`,
+    );
+    expect(used.json()).toMatchObject({ data: 'used' });
+    cf.clearRequests();
+
+    const second = cf.state.createUserToken({ userId: erin.id, permissions });
+    const rotated = await t.app.inject({
+      method: 'PUT',
+      url: `/api/v1/connected_accounts/${id}`,
+      headers: { authorization: `Bearer ${tenant.apiKey}` },
+      payload: { authorization: { type: 'api_token', api_token: second.value } },
+    });
+    expect(rotated.statusCode).toBe(429);
+    expect(rotated.json().error.code).toBe('rate_limited');
+    expect(Number(rotated.headers['retry-after'])).toBeGreaterThan(0);
+    // Nothing reached Cloudflare, and the old credential stays.
+    expect(cf.requests()).toEqual([]);
+    expect((await t.container.connectedAccounts.openCredential(tenant.tenantId, id)).credential).toEqual({
+      type: 'api_token',
+      apiToken: first.value,
+    });
   });
 });

@@ -78,7 +78,12 @@ export async function connectedAccountRoutes(
         connection_name: z.string().optional().describe('Defaults to "cloudflare".'),
         authorization: authorizationInput,
       }),
-      response: { 201: z.object({ connected_account: connectedAccount }), ...errorResponses },
+      // 429: Cloudflare rate-limited the credential's user while it was verified (Retry-After).
+      response: {
+        201: z.object({ connected_account: connectedAccount }),
+        ...errorResponses,
+        429: errorResponses[400],
+      },
     },
     handler: async (request, reply) => {
       const account = await deps.connectedAccounts.create(actorOf(request), {
@@ -154,7 +159,13 @@ export async function connectedAccountRoutes(
       security,
       params: idParams,
       body: z.strictObject({ authorization: authorizationInput }),
-      response: { 200: z.object({ connected_account: connectedAccount }), ...errorResponses },
+      // 429: the user's budget is used up (the new credential is verified against it), or
+      // Cloudflare rate-limited the user while verifying (Retry-After).
+      response: {
+        200: z.object({ connected_account: connectedAccount }),
+        ...errorResponses,
+        429: errorResponses[400],
+      },
     },
     handler: async (request) => {
       const { tenantId } = tenantOf(request);
