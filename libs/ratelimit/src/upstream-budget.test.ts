@@ -110,6 +110,17 @@ describe('the upstream budget (admit → send → observe)', () => {
     }
   });
 
+  it('gives the place of a request Cloudflare refused (429) back once the block is over: Cloudflare did not count it', async () => {
+    const { budget: b } = budget();
+    await b.observe(admitted(await b.admit(rest)), ok);
+    await b.observe(admitted(await b.admit(rest)), { ...ok, status: 429, retryAfterSeconds: 1 });
+    expect(refused(await b.admit(rest))).toMatchObject({ reason: 'blocked' });
+    await sleep(1_050);
+    // REST holds 2 a window: the accepted request, and the one place the refused request took back.
+    admitted(await b.admit(rest));
+    expect(refused(await b.admit(rest))).toMatchObject({ reason: 'window' });
+  });
+
   it("follows Cloudflare's Ratelimit header when it reports fewer requests left", async () => {
     const { budget: b } = budget();
     const wide = { capacity: 100, windowSeconds: 300 };

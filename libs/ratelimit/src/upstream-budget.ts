@@ -414,11 +414,15 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
       const principal = admitted.principal ?? observeOptions.principal ?? null;
       if (principal !== null) {
         const ticket = admitted.ticket ?? { principal, kind: admitted.kind, id: null, admittedAtMs: 0 };
-        const settled = windows.settle(ticket, admitted.spec, {
-          answered: answer !== null,
-          quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
-          blockMs: answer?.status === 429 ? blockMs(blockSecondsOf(answer)) : 0,
-        });
+        const refused = answer?.status === 429;
+        const settled = windows
+          .settle(ticket, admitted.spec, {
+            answered: answer !== null,
+            quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
+            blockMs: refused ? blockMs(blockSecondsOf(answer)) : 0,
+          })
+          // Cloudflare does not count a request it refused: its place goes back (the block stays).
+          .then(() => (refused ? windows.release(ticket) : undefined));
         work.push(settled.then(() => wake(principal, admitted.kind)));
       }
       await Promise.all(work);
