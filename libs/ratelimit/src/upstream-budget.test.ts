@@ -121,6 +121,16 @@ describe('the upstream budget (admit → send → observe)', () => {
     expect(refused(await b.admit(rest))).toMatchObject({ reason: 'window' });
   });
 
+  it('gives the place of a request to a route Cloudflare does not have (404, code 7000) back, not of an unknown id (7003)', async () => {
+    const { budget: b } = budget();
+    const noRoute = { ...ok, status: 404, errors: [{ code: 7000 }] };
+    for (let i = 0; i < 3; i++) await b.observe(admitted(await b.admit(rest)), noRoute);
+    await b.observe(admitted(await b.admit(rest)), { ...ok, status: 404, errors: [{ code: 7003 }] });
+    await b.observe(admitted(await b.admit(rest)), ok);
+    // REST holds 2 a window: the unknown id and the answered request; the three without a route took none.
+    expect(refused(await b.admit(rest))).toMatchObject({ reason: 'window' });
+  });
+
   it("follows Cloudflare's Ratelimit header when it reports fewer requests left", async () => {
     const { budget: b } = budget();
     const wide = { capacity: 100, windowSeconds: 300 };

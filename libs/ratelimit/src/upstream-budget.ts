@@ -121,6 +121,19 @@ const API_WIDE_LIMIT_CODES: ReadonlySet<number> = new Set([971, 10100]);
  *   five-minute block there locked the user out of every request on every replica for one
  *   refused write, though Cloudflare would have taken the next one.
  */
+/**
+ * Whether Cloudflare counted an answered request against its user's limit. It does not count the
+ * requests it refused (429) nor those to a route it does not have (404, code 7000 "No route for
+ * that URI"); an unknown id on a known route (404, code 7003) is counted.
+ */
+export function countedByCloudflare(answer: UpstreamAnswer): boolean {
+  if (answer.status === 429) return false;
+  return !(answer.status === 404 && (answer.errors ?? []).some((e) => e.code === NO_ROUTE_CODE));
+}
+
+/** Cloudflare's error code for a path it has no route for. */
+const NO_ROUTE_CODE = 7000;
+
 export function blockSecondsOf(answer: UpstreamAnswer): number {
   if (answer.retryAfterSeconds !== null) return answer.retryAfterSeconds;
   const apiWide = (answer.errors ?? []).some((e) => e.code !== undefined && API_WIDE_LIMIT_CODES.has(e.code));
@@ -414,15 +427,14 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
       const principal = admitted.principal ?? observeOptions.principal ?? null;
       if (principal !== null) {
         const ticket = admitted.ticket ?? { principal, kind: admitted.kind, id: null, admittedAtMs: 0 };
-        const refused = answer?.status === 429;
         const settled = windows
           .settle(ticket, admitted.spec, {
             answered: answer !== null,
             quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
-            blockMs: refused ? blockMs(blockSecondsOf(answer)) : 0,
+            blockMs: answer?.status === 429 ? blockMs(blockSecondsOf(answer)) : 0,
           })
-          // Cloudflare does not count a request it refused: its place goes back (the block stays).
-          .then(() => (refused ? windows.release(ticket) : undefined));
+          // A request Cloudflare did not count gives its place back (a 429's block stays).
+          .then(() => (answer && !countedByCloudflare(answer) ? windows.release(ticket) : undefined));
         work.push(settled.then(() => wake(principal, admitted.kind)));
       }
       await Promise.all(work);

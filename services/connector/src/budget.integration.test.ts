@@ -450,6 +450,35 @@ describe('the upstream budget across four connector processes sharing Redis', ()
     }
   }, 120_000);
 
+  it("FIXED (an attack of session 20): requests Cloudflare does not count (a route it does not have, a 429) leave the user's budget as it was", async () => {
+    fake.setLimits({ budget: null, graphql: null, perIpPerSecond: null });
+    const { zoneId, identifiers, accountIds } = await connectUser(apiKey, 'uncounted', 1);
+    const identifier = identifiers[0]!;
+    const remaining = async () => {
+      const res = await call(replica(0), 'GET', `/api/v1/connected_accounts/${accountIds[0]}`, apiKey);
+      return (res.json as { connected_account: { rate_budget: { remaining: number } } }).connected_account
+        .rate_budget.remaining;
+    };
+    const before = await remaining();
+    const noRoute = await execute(
+      replica(0),
+      apiKey,
+      identifier,
+      burstCode('/zones/no-such-route/x/y', 1, 4),
+    );
+    expect(noRoute.map((o) => (typeof o === 'string' ? o : o.code))).toEqual(Array(4).fill('http_404'));
+    expect(await remaining()).toBe(before);
+    fake.faults.failNext(1, 429, { retryAfterSeconds: 1 });
+    try {
+      await execute(replica(1), apiKey, identifier, burstCode(`/zones/${zoneId}`, 1, 1));
+    } finally {
+      fake.faults.reset();
+    }
+    // Once the 429's block is over (it shows no place left meanwhile).
+    await sleep(1_200);
+    expect(await remaining()).toBe(before);
+  }, 120_000);
+
   it('never exceeds the per-IP limit with 50 principals of 5 tenants, one tenant flooding, each contending tenant getting at least 80 % of its max-min share', async () => {
     const TENANTS = 5;
     const PER_TENANT = 10;
