@@ -111,16 +111,9 @@ export interface UpstreamAnswer {
  */
 const API_WIDE_LIMIT_CODES: ReadonlySet<number> = new Set([971, 10100]);
 
-/**
- * How long a 429 blocks its principal, in seconds:
- * - its `Retry-After` (Cloudflare sends one with its REST limits);
- * - without one, Cloudflare's five-minute lockout (`DEFAULT_BLOCK_SECONDS`) when the answer is the
- *   API-wide limit's (its error code);
- * - otherwise `UNSPECIFIED_429_BLOCK_SECONDS`: a limit of the endpoint's own (Workers KV writes
- *   to one key, a purge rate) or GraphQL's, which says nothing of the user's other requests. A
- *   five-minute block there locked the user out of every request on every replica for one
- *   refused write, though Cloudflare would have taken the next one.
- */
+/** Cloudflare's error code for a path it has no route for. */
+const NO_ROUTE_CODE = 7000;
+
 /**
  * Whether Cloudflare counted an answered request against its user's limit. It does not count the
  * requests it refused (429) nor those to a route it does not have (404, code 7000 "No route for
@@ -131,9 +124,16 @@ export function countedByCloudflare(answer: UpstreamAnswer): boolean {
   return !(answer.status === 404 && (answer.errors ?? []).some((e) => e.code === NO_ROUTE_CODE));
 }
 
-/** Cloudflare's error code for a path it has no route for. */
-const NO_ROUTE_CODE = 7000;
-
+/**
+ * How long a 429 blocks its principal, in seconds:
+ * - its `Retry-After` (Cloudflare sends one with its REST limits);
+ * - without one, Cloudflare's five-minute lockout (`DEFAULT_BLOCK_SECONDS`) when the answer is the
+ *   API-wide limit's (its error code);
+ * - otherwise `UNSPECIFIED_429_BLOCK_SECONDS`: a limit of the endpoint's own (Workers KV writes
+ *   to one key, a purge rate) or GraphQL's, which says nothing of the user's other requests. A
+ *   five-minute block there locked the user out of every request on every replica for one
+ *   refused write, though Cloudflare would have taken the next one.
+ */
 export function blockSecondsOf(answer: UpstreamAnswer): number {
   if (answer.retryAfterSeconds !== null) return answer.retryAfterSeconds;
   const apiWide = (answer.errors ?? []).some((e) => e.code !== undefined && API_WIDE_LIMIT_CODES.has(e.code));
