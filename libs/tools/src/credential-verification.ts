@@ -74,10 +74,7 @@ async function verifyThroughGateway(
 /**
  * Verification of a credential on connect and rotation: its requests go through the upstream
  * gateway like any other (rate budget, write-ahead audit, scrubbed answers), attributed to the
- * caller who connects it. A rotation is admitted against the user of the credential it replaces
- * (a new token of the same user, as a rule): at that user's limit it is refused before anything
- * is sent, and a 429 blocks that user. A new credential's user is known only from Cloudflare's
- * answer, so its requests are charged once verification names it (see above).
+ * caller who connects it.
  */
 export function createCredentialVerifier(deps: VerificationDeps): CredentialVerifier {
   return (credential, context) =>
@@ -88,7 +85,7 @@ export function createCredentialVerifier(deps: VerificationDeps): CredentialVeri
         identifier: context.identifier,
         connectedAccountId: context.connectedAccountId,
       },
-      principal: context.replacing ? upstreamPrincipal(context.replacing) : null,
+      principal: null,
     });
 }
 

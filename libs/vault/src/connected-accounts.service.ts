@@ -46,12 +46,7 @@ export interface ConnectedAccount {
  */
 export type CredentialVerifier = (
   credential: CloudflareCredential,
-  context: ActorContext & {
-    readonly connectedAccountId: string;
-    readonly identifier: string;
-    /** On rotation, the account as it is: its new credential most likely belongs to the same user. */
-    readonly replacing?: ConnectedAccount;
-  },
+  context: ActorContext & { readonly connectedAccountId: string; readonly identifier: string },
 ) => Promise<VerifiedCredential>;
 
 /** A change running calls and cached contexts must hear of (on every replica). */
@@ -536,7 +531,6 @@ export function createConnectedAccountService(deps: {
         ...ctx,
         connectedAccountId: id,
         identifier: current.identifier,
-        replacing: toAccount(current),
       });
       const sealed = await envelope.seal(
         sealIdentity('credential', tenantId, id),

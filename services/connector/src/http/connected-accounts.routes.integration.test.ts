@@ -487,63 +487,64 @@ describe('connected accounts API', () => {
   });
 });
 
-describe("rotating a credential at its user's Cloudflare limit", () => {
+describe("rotating a credential to another user's token", () => {
   let cf: FakeCloudflare;
   let t: TestApp;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    // A deployment budget small enough to use up in one execution.
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, CLOUDFLARE_BUDGET: '8/300' });
+    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url });
   });
   afterAll(async () => {
     await t.close();
     await cf.close();
   });
 
-  it("is refused before anything is sent: the new credential's verification is admitted against the user it replaces", async () => {
+  it("FIXED (a re-attack of session 20): a rotation to a token of a user Cloudflare locked out answers 429 and leaves the old user's budget as it was", async () => {
     const tenant = await t.createTenant('Rotating SaaS');
-    const erin = cf.state.createUser({ email: 'erin@example.com' });
-    const zone = cf.state.createZone({
-      accountId: cf.state.createAccount({ name: 'Erin Co', members: [erin.id] }).id,
-      name: 'erin.example',
-    });
     const permissions = ['#zone:read', 'com.cloudflare.api.user.read'];
-    const first = cf.state.createUserToken({ userId: erin.id, permissions });
-    const id = await t.connect(tenant.apiKey, 'erin', first.value);
-    const view = await t.app.inject({
-      method: 'GET',
-      url: `/api/v1/connected_accounts/${id}`,
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-    });
-    const budget = view.json().connected_account.rate_budget;
-    expect(budget.principal).toBe(`cf:user:${erin.id}`);
-    // The agent uses what is left of the user's window.
-    const left: number = budget.remaining;
-    expect(left).toBeGreaterThan(0);
-    const used = await t.execute(
+    const alice = cf.state.createUser({ email: 'alice-rotating@example.com' });
+    const bob = cf.state.createUser({ email: 'bob-rotating@example.com' });
+    const id = await t.connect(
       tenant.apiKey,
-      'erin',
-      `async () => { for (let i = 0; i < ${left}; i++) await cloudflare.request({ method: 'GET', path: '/zones/${zone.id}' }); return 'used'; }`,
+      'alice',
+      cf.state.createUserToken({ userId: alice.id, permissions }).value,
     );
-    expect(used.json()).toMatchObject({ data: 'used' });
-    cf.clearRequests();
+    const view = async () =>
+      (
+        await t.app.inject({
+          method: 'GET',
+          url: `/api/v1/connected_accounts/${id}`,
+          headers: { authorization: `Bearer ${tenant.apiKey}` },
+        })
+      ).json().connected_account.rate_budget;
+    const before = await view();
+    expect(before).toMatchObject({ principal: `cf:user:${alice.id}`, blocked_until: null });
 
-    const second = cf.state.createUserToken({ userId: erin.id, permissions });
-    const rotated = await t.app.inject({
-      method: 'PUT',
-      url: `/api/v1/connected_accounts/${id}`,
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-      payload: { authorization: { type: 'api_token', api_token: second.value } },
-    });
-    expect(rotated.statusCode).toBe(429);
-    expect(rotated.json().error.code).toBe('rate_limited');
-    expect(Number(rotated.headers['retry-after'])).toBeGreaterThan(0);
-    // Nothing reached Cloudflare, and the old credential stays.
-    expect(cf.requests()).toEqual([]);
-    expect((await t.container.connectedAccounts.openCredential(tenant.tenantId, id)).credential).toEqual({
-      type: 'api_token',
-      apiToken: first.value,
-    });
+    // Bob uses his whole Cloudflare quota outside Warden: Cloudflare locks him out.
+    cf.setLimits({ budget: { requests: 2, windowSeconds: 300 }, lockoutSeconds: 300 });
+    try {
+      const bobs = cf.state.createUserToken({ userId: bob.id, permissions });
+      for (let i = 0; i < 3; i++) {
+        await fetch(`${cf.url}/user/tokens/verify`, { headers: { authorization: `Bearer ${bobs.value}` } });
+      }
+      const rotated = await t.app.inject({
+        method: 'PUT',
+        url: `/api/v1/connected_accounts/${id}`,
+        headers: { authorization: `Bearer ${tenant.apiKey}` },
+        payload: {
+          authorization: {
+            type: 'api_token',
+            api_token: cf.state.createUserToken({ userId: bob.id, permissions }).value,
+          },
+        },
+      });
+      expect(rotated.statusCode).toBe(429);
+      expect(rotated.json().error.code).toBe('rate_limited');
+    } finally {
+      cf.setLimits({ budget: { requests: 1200, windowSeconds: 300 }, lockoutSeconds: 300 });
+    }
+    // Bob's lockout is not Alice's: her budget is as it was, and not blocked.
+    expect(await view()).toMatchObject({ blocked_until: null, remaining: before.remaining });
   });
 });

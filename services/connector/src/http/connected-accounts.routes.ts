@@ -159,8 +159,7 @@ export async function connectedAccountRoutes(
       security,
       params: idParams,
       body: z.strictObject({ authorization: authorizationInput }),
-      // 429: the user's budget is used up (the new credential is verified against it), or
-      // Cloudflare rate-limited the user while verifying (Retry-After).
+      // 429: Cloudflare rate-limited the new credential's user while it was verified (Retry-After).
       response: {
         200: z.object({ connected_account: connectedAccount }),
         ...errorResponses,
