@@ -224,9 +224,13 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
       const s = state(ticket.principal, ticket.kind);
       s.log.trim(nowMs - spec.windowSeconds * 1000 - GRACE_MS);
       let since = ticket.admittedAtMs;
+      const counted = settlement.counted ?? true;
       if (ticket.id === null) {
-        s.log.add(String(++s.seq), nowMs);
+        if (counted) s.log.add(String(++s.seq), nowMs);
         since = nowMs - inFlightMs;
+      } else if (!counted) {
+        s.log.remove(ticket.id);
+        s.held.remove(ticket.id);
       } else {
         const score = s.log.scoreOf(ticket.id);
         if (score !== undefined && score > nowMs) s.log.add(ticket.id, nowMs);

@@ -191,6 +191,7 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
           spec.windowSeconds * 1000 * US,
           Math.round(inFlightMs * US),
           GRACE_MS * US,
+          settlement.counted === false ? 0 : 1,
         ],
       );
     },

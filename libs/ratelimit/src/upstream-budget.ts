@@ -427,14 +427,13 @@ export function createUpstreamBudget(options: UpstreamBudgetOptions): UpstreamBu
       const principal = admitted.principal ?? observeOptions.principal ?? null;
       if (principal !== null) {
         const ticket = admitted.ticket ?? { principal, kind: admitted.kind, id: null, admittedAtMs: 0 };
-        const settled = windows
-          .settle(ticket, admitted.spec, {
-            answered: answer !== null,
-            quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
-            blockMs: answer?.status === 429 ? blockMs(blockSecondsOf(answer)) : 0,
-          })
+        const settled = windows.settle(ticket, admitted.spec, {
+          answered: answer !== null,
+          quota: answer ? parseRateHeaders(answer.rateLimit, answer.rateLimitPolicy) : null,
+          blockMs: answer?.status === 429 ? blockMs(blockSecondsOf(answer)) : 0,
           // A request Cloudflare did not count gives its place back (a 429's block stays).
-          .then(() => (answer && !countedByCloudflare(answer) ? windows.release(ticket) : undefined));
+          counted: answer === null || countedByCloudflare(answer),
+        });
         work.push(settled.then(() => wake(principal, admitted.kind)));
       }
       await Promise.all(work);

@@ -155,7 +155,8 @@ return {1, remaining, 0, '', now, id}
  * ARGV[3] answered 1|0, ARGV[4] Cloudflare's remaining (-1 = no figure), ARGV[5] Cloudflare's
  * quota for the window, ARGV[6] how long Cloudflare's count of others is kept µs,
  * ARGV[7] block µs (0 = none), ARGV[8] capacity, ARGV[9] window µs, ARGV[10] in-flight µs,
- * ARGV[11] grace µs.
+ * ARGV[11] grace µs, ARGV[12] '0' when Cloudflare did not count the request (a 429, a route it
+ * does not have): its entry is removed (none is added for an empty id) before the figure is compared.
  */
 export const WINDOW_SETTLE_SCRIPT = luaScript(`
 local time = redis.call('TIME')
@@ -166,13 +167,20 @@ local capacity = tonumber(ARGV[8])
 local window = tonumber(ARGV[9])
 local inflight = tonumber(ARGV[10])
 local grace = tonumber(ARGV[11])
+local counted = ARGV[12] ~= '0'
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window - grace)
 if id == '' then
-  id = redis.call('HINCRBY', KEYS[2], 'seq', 1) .. string.format(':%.0f', now)
-  redis.call('ZADD', KEYS[1], now, id)
   since = now - inflight
-  local ttl = math.ceil((window + grace) / 1000) + 1
-  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+  if counted then
+    id = redis.call('HINCRBY', KEYS[2], 'seq', 1) .. string.format(':%.0f', now)
+    redis.call('ZADD', KEYS[1], now, id)
+    local ttl = math.ceil((window + grace) / 1000) + 1
+    if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+  end
+elseif not counted then
+  -- Cloudflare did not count it (a 429, a route it does not have): its place goes back.
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[3], id)
 else
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) > now then redis.call('ZADD', KEYS[1], 'XX', now, id) end

@@ -44,6 +44,11 @@ export interface WindowSettlement {
   readonly quota: CloudflareQuota | null;
   /** Block the principal this long (an upstream 429's `Retry-After`); 0 for none. */
   readonly blockMs: number;
+  /**
+   * Whether Cloudflare counted the request (default true). One it did not (a 429, a route it does
+   * not have) gives its place back in the same step, before Cloudflare's count is compared.
+   */
+  readonly counted?: boolean;
 }
 
 export interface WindowStatus {

@@ -485,20 +485,6 @@ describe('connected accounts API', () => {
       await proxy.close();
     }
   });
-});
-
-describe("rotating a credential to another user's token", () => {
-  let cf: FakeCloudflare;
-  let t: TestApp;
-
-  beforeAll(async () => {
-    cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url });
-  });
-  afterAll(async () => {
-    await t.close();
-    await cf.close();
-  });
 
   it("FIXED (a re-attack of session 20): a rotation to a token of a user Cloudflare locked out answers 429 and leaves the old user's budget as it was", async () => {
     const tenant = await t.createTenant('Rotating SaaS');
