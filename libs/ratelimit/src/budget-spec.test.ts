@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { WardenError } from '@warden/core';
 import { DEFAULT_BUDGET, formatBudget, parseBudget } from './budget-spec.ts';
 import { rateLimitedError } from './upstream-budget.ts';
-import { cloudflarePrincipal } from './windows.ts';
 
 describe('parseBudget', () => {
   it('parses requests/seconds', () => {
@@ -56,11 +55,6 @@ describe('parseBudget', () => {
 });
 
 describe('helpers', () => {
-  it('builds principals', () => {
-    expect(cloudflarePrincipal('user', 'abc')).toBe('cf:user:abc');
-    expect(cloudflarePrincipal('account', 'def')).toBe('cf:account:def');
-  });
-
   it('turns a refusal into a rate_limited error naming the budget, with whole seconds to wait', () => {
     const refusal = {
       allowed: false,

@@ -8,7 +8,15 @@ export {
 export type { BudgetSpec } from './budget-spec.ts';
 export { parseRateHeaders } from './rate-headers.ts';
 export type { CloudflareQuota } from './rate-headers.ts';
-export { cloudflarePrincipal } from './windows.ts';
+export {
+  DEFAULT_BLOCK_SECONDS,
+  UNSPECIFIED_429_BLOCK_SECONDS,
+  blockSecondsOf,
+  cloudflarePrincipal,
+  cloudflareRateLimited,
+  countedByCloudflare,
+} from './cloudflare-limits.ts';
+export type { CountedFacts, LimitedAnswer } from './cloudflare-limits.ts';
 export type {
   BudgetKind,
   PrincipalWindows,
@@ -39,12 +47,7 @@ export { createRedisEgressStore, egressKeys } from './redis-egress.ts';
 export type { RedisEgressStoreOptions } from './redis-egress.ts';
 export { createFallbackEgressStore, createFallbackWindows, createRedisBreaker } from './fallback.ts';
 export type { RedisBreaker, RedisBreakerOptions } from './fallback.ts';
-export {
-  blockSecondsOf,
-  buildUpstreamBudget,
-  createUpstreamBudget,
-  rateLimitedError,
-} from './upstream-budget.ts';
+export { buildUpstreamBudget, createUpstreamBudget, rateLimitedError } from './upstream-budget.ts';
 export type {
   AdmitRequest,
   Admitted,

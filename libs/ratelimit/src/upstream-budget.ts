@@ -13,7 +13,9 @@ import { createMemoryWindows } from './memory-windows.ts';
 import { parseRateHeaders } from './rate-headers.ts';
 import { createRedisEgressStore } from './redis-egress.ts';
 import { createRedisWindows } from './redis-windows.ts';
-import { DEFAULT_BLOCK_SECONDS, UNSPECIFIED_429_BLOCK_SECONDS, blockMs } from './windows.ts';
+import { blockSecondsOf, countedByCloudflare, whom } from './cloudflare-limits.ts';
+import type { LimitedAnswer } from './cloudflare-limits.ts';
+import { blockMs } from './windows.ts';
 import type {
   BudgetKind,
   PrincipalWindows,
@@ -93,51 +95,11 @@ export interface Refusal {
 }
 
 /** The parts of an upstream response the budget learns from (a `CloudflareResponse` has them). */
-export interface UpstreamAnswer {
-  readonly status: number;
-  readonly retryAfterSeconds: number | null;
+export interface UpstreamAnswer extends LimitedAnswer {
   /** The raw `Ratelimit` header. */
   readonly rateLimit: string | null;
   /** The raw `Ratelimit-Policy` header. */
   readonly rateLimitPolicy: string | null;
-  /** Cloudflare's error codes in the body, when it has any (a 429 of the API-wide limit says so). */
-  readonly errors?: ReadonlyArray<{ readonly code?: number }>;
-}
-
-/**
- * Cloudflare's error codes for its API-wide limit (1,200 requests per five minutes per user,
- * then every call refused for five minutes): 971 "Please wait and consider throttling your
- * request speed", and 10100 "More than 1200 requests per 300 seconds reached" in older answers.
- */
-const API_WIDE_LIMIT_CODES: ReadonlySet<number> = new Set([971, 10100]);
-
-/** Cloudflare's error code for a path it has no route for. */
-const NO_ROUTE_CODE = 7000;
-
-/**
- * Whether Cloudflare counted an answered request against its user's limit. It does not count the
- * requests it refused (429) nor those to a route it does not have (404, code 7000 "No route for
- * that URI"); an unknown id on a known route (404, code 7003) is counted.
- */
-export function countedByCloudflare(answer: UpstreamAnswer): boolean {
-  if (answer.status === 429) return false;
-  return !(answer.status === 404 && (answer.errors ?? []).some((e) => e.code === NO_ROUTE_CODE));
-}
-
-/**
- * How long a 429 blocks its principal, in seconds:
- * - its `Retry-After` (Cloudflare sends one with its REST limits);
- * - without one, Cloudflare's five-minute lockout (`DEFAULT_BLOCK_SECONDS`) when the answer is the
- *   API-wide limit's (its error code);
- * - otherwise `UNSPECIFIED_429_BLOCK_SECONDS`: a limit of the endpoint's own (Workers KV writes
- *   to one key, a purge rate) or GraphQL's, which says nothing of the user's other requests. A
- *   five-minute block there locked the user out of every request on every replica for one
- *   refused write, though Cloudflare would have taken the next one.
- */
-export function blockSecondsOf(answer: UpstreamAnswer): number {
-  if (answer.retryAfterSeconds !== null) return answer.retryAfterSeconds;
-  const apiWide = (answer.errors ?? []).some((e) => e.code !== undefined && API_WIDE_LIMIT_CODES.has(e.code));
-  return apiWide ? DEFAULT_BLOCK_SECONDS : UNSPECIFIED_429_BLOCK_SECONDS;
 }
 
 export type BudgetEvent =
@@ -196,12 +158,6 @@ export interface UpstreamBudgetOptions {
   readonly maxWaitMs?: number;
   readonly breaker?: RedisBreaker | null;
   readonly logger?: Logger;
-}
-
-function whom(principal: string): string {
-  if (principal.startsWith('cf:account:')) return 'this Cloudflare account';
-  if (principal.startsWith('cf:user:')) return 'this Cloudflare user';
-  return 'this credential';
 }
 
 function describe(

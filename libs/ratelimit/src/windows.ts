@@ -138,22 +138,8 @@ export interface PrincipalWindows {
   close(): Promise<void>;
 }
 
-/**
- * Cloudflare counts its limit per user for user tokens and Global API Keys (across all of that
- * user's tokens and the dashboard), and per account for account-owned tokens.
- */
-export function cloudflarePrincipal(kind: 'user' | 'account', id: string): string {
-  return `cf:${kind}:${id}`;
-}
-
 /** Upstream `Retry-After` values beyond this are treated as this, so a bogus header cannot block forever. */
 export const MAX_BLOCK_SECONDS = 3600;
-
-/** How long an upstream 429 of the API-wide limit without a usable `Retry-After` blocks: Cloudflare's lockout lasts five minutes. */
-export const DEFAULT_BLOCK_SECONDS = 300;
-
-/** How long any other upstream 429 without a `Retry-After` blocks (see `blockSecondsOf`). */
-export const UNSPECIFIED_429_BLOCK_SECONDS = 1;
 
 const MAX_PRINCIPAL_LENGTH = 256;
 

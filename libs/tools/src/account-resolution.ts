@@ -1,6 +1,7 @@
 import { WardenError } from '@warden/core';
 import type { ConnectedAccount, ConnectedAccountService, OpenableAccount } from '@warden/vault';
 import { MAX_OPENABLE_ACCOUNTS, validateIdentifier } from '@warden/vault';
+import { cloudflarePrincipal } from '@warden/ratelimit';
 import type { ToolCaller } from './tool-caller.ts';
 
 /**
@@ -120,8 +121,10 @@ export function resolveCloudflareAccount(
 
 /** The principal Cloudflare counts requests against: the user, or the account for account-owned tokens. */
 export function upstreamPrincipal(account: ConnectedAccount): string {
-  if (account.tokenKind === 'account')
-    return `cf:account:${account.cloudflare.accounts[0]?.id ?? account.id}`;
-  if (account.cloudflare.userId) return `cf:user:${account.cloudflare.userId}`;
-  return `cf:token:${account.cloudflare.tokenId ?? account.id}`;
+  const { userId, tokenId, accounts } = account.cloudflare;
+  // Facts that name no one (nothing a verification stores) fall back to the account's own id.
+  return (
+    cloudflarePrincipal({ tokenKind: account.tokenKind, userId, tokenId, accounts }) ??
+    `cf:${account.tokenKind === 'account' ? 'account' : 'token'}:${account.id}`
+  );
 }

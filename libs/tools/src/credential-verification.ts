@@ -4,6 +4,7 @@ import type { Logger } from '@warden/core';
 import { isWardenError } from '@warden/core';
 import { verifyCredential } from '@warden/cloudflare';
 import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
+import { cloudflarePrincipal } from '@warden/ratelimit';
 import type { Admitted, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import type { ConnectedAccount, ConnectedAccountService, CredentialVerifier } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
@@ -16,18 +17,6 @@ export interface VerificationDeps {
   readonly budget: Pick<UpstreamBudget, 'observe'>;
   readonly audit: AuditStore;
   readonly settings: (tenantId: string) => Promise<TenantToolSettings>;
-}
-
-/** Whom Cloudflare counts a verified credential's requests against. */
-function verifiedPrincipal(verified: VerifiedCredential): string | null {
-  if (verified.tokenKind === 'account') {
-    return verified.accounts[0] ? `cf:account:${verified.accounts[0].id}` : null;
-  }
-  return verified.userId
-    ? `cf:user:${verified.userId}`
-    : verified.tokenId
-      ? `cf:token:${verified.tokenId}`
-      : null;
 }
 
 async function verifyThroughGateway(
@@ -63,7 +52,7 @@ async function verifyThroughGateway(
     result = await verifyCredential(client, credential);
     return result;
   } finally {
-    const principal = result ? verifiedPrincipal(result) : null;
+    const principal = result ? cloudflarePrincipal(result) : null;
     for (const { admission, answer } of uncharged) {
       await deps.budget.observe(admission, answer, principal ? { principal } : {});
     }

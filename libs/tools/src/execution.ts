@@ -3,7 +3,7 @@ import type { AuditStore, AuditSubject } from '@warden/audit';
 import type { Clock } from '@warden/core';
 import { WardenError, isWardenError, newId } from '@warden/core';
 import type { CloudflareCredential, CloudflareResponse, R2Credentials } from '@warden/cloudflare';
-import { blockSecondsOf } from '@warden/ratelimit';
+import { cloudflareRateLimited } from '@warden/ratelimit';
 import type { ConnectedAccount } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type {
@@ -263,13 +263,8 @@ export class Execution {
       { ...request, ...(signal ? { signal } : {}) },
       this.#journal,
     );
-    if (response.status === 429) {
-      // As long as the budget blocks this principal for it: the code may try again then.
-      const wait = blockSecondsOf(response);
-      throw new WardenError('rate_limited', `Cloudflare rate-limited this user; retry after ${wait} s`, {
-        retryAfterSeconds: wait,
-      });
-    }
+    // As long as the budget blocks this principal for it: the code may try again then.
+    if (response.status === 429) throw cloudflareRateLimited(response);
     if (response.status === 403) {
       const operation = this.#deps.gateway.operation(request.method, request.path);
       const needed = operation?.permissions ?? [];

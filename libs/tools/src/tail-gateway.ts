@@ -17,7 +17,7 @@ import { canonicalizePath } from './canonical-path.ts';
 import { evaluatePolicy, policyRefusal } from './policy.ts';
 import type { Policy, PolicyDecision } from './policy.ts';
 import type { TailRequest } from './ports.ts';
-import { rateLimitedError } from '@warden/ratelimit';
+import { cloudflareRateLimited, rateLimitedError } from '@warden/ratelimit';
 import type { Reservation, UpstreamBudget } from '@warden/ratelimit';
 import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
 
@@ -131,16 +131,7 @@ export function createTailGateway(deps: TailGatewayDeps): TailGateway {
     path: string,
     response: CloudflareResponse,
   ): CreatedTail {
-    if (response.status === 429) {
-      const wait = response.retryAfterSeconds ?? 1;
-      throw new WardenError(
-        'rate_limited',
-        `tail.worker: Cloudflare rate-limited this user; retry after ${wait} s`,
-        {
-          retryAfterSeconds: wait,
-        },
-      );
-    }
+    if (response.status === 429) throw cloudflareRateLimited(response, 'tail.worker');
     const reason = response.errors.map((e) => e.message).join('; ');
     if (response.status === 404) {
       throw new WardenError('not_found', `tail.worker: no Worker named "${script}" in account ${accountId}`);

@@ -316,6 +316,23 @@ describe('tail.worker under attack', () => {
         ['cloudflare.tail_delete', 'success', 'after intent'],
       ]);
     });
+    it("is refused with the wait the budget blocks for when Cloudflare answers the create 429: the API-wide limit's without Retry-After is Cloudflare's five-minute lockout", async () => {
+      const { run } = await tightTenant('Tail locked out', '50/300');
+      const before = cf.tails.sessions().length;
+      // The next request the fake sees is the create.
+      cf.faults.failNext(1, 429, { code: 971 });
+      const res = await run(`async () => tail.worker({ script: 'api', seconds: 2 })`);
+      expect(res.error).toEqual({
+        code: 'rate_limited',
+        message: 'tail.worker: Cloudflare rate-limited this user; retry after 300 s',
+      });
+      expect(newSessions(before)).toEqual([]);
+      // The code was told what the budget does: the user is blocked, nothing more is sent.
+      const seen = cf.requests().length;
+      const again = await run(`async () => cloudflare.request({ method: 'GET', path: '/zones' })`);
+      expect(again.error?.code).toBe('rate_limited');
+      expect(cf.requests().length).toBe(seen);
+    });
   });
 
   describe('a caller that goes away', () => {

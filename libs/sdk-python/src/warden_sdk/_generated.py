@@ -526,7 +526,7 @@ class ConnectedAccountRateBudget(WardenModel):
     cloudflare: ConnectedAccountRateBudgetCloudflare | None
     """What Cloudflare's count allows (its quota less Warden's requests and the others it reported) while that matters, until reset_at; null when Warden's window alone decides"""
     principal: str
-    """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against"""
+    """cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against; cf:token:<id> for a user token that may not read its user (User Details Read), whose budget is then its own"""
     graphql: RateBudget
     """GraphQL queries, limited apart from REST"""
     r2: RateBudget

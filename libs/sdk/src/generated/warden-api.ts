@@ -6378,7 +6378,7 @@ export interface components {
                     remaining: number;
                     reset_at: string;
                 } | null;
-                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
+                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against; cf:token:<id> for a user token that may not read its user (User Details Read), whose budget is then its own */
                 principal: string;
                 /** @description GraphQL queries, limited apart from REST */
                 graphql: components["schemas"]["RateBudgetInput"];
@@ -6767,7 +6767,7 @@ export interface components {
                     remaining: number;
                     reset_at: string;
                 } | null;
-                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against */
+                /** @description cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against; cf:token:<id> for a user token that may not read its user (User Details Read), whose budget is then its own */
                 principal: string;
                 /** @description GraphQL queries, limited apart from REST */
                 graphql: components["schemas"]["RateBudget"];

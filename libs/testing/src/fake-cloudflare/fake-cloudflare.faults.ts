@@ -7,9 +7,10 @@ export type FakeUnreachableMode = 'drop' | 'hang';
 export interface FakeCloudflareFaults {
   /**
    * The next `count` requests answer `status` (a 5xx by default 503) before any other processing,
-   * with a `Retry-After` header when `retryAfterSeconds` is given (a 429 as Cloudflare sends it).
+   * with a `Retry-After` header when `retryAfterSeconds` is given (a 429 as Cloudflare sends it),
+   * and `code` as the error's code in the body (the status by default; 971 is the API-wide limit's).
    */
-  failNext(count: number, status?: number, options?: { retryAfterSeconds?: number }): void;
+  failNext(count: number, status?: number, options?: { retryAfterSeconds?: number; code?: number }): void;
   /** Delay every answer by this many milliseconds (0 to stop). */
   setLatencyMs(ms: number): void;
   /** `true` means `drop`; `false` answers again (hung requests are then closed). */
@@ -24,7 +25,8 @@ export interface FakeCloudflareFaults {
 }
 
 export class FaultController implements FakeCloudflareFaults {
-  #failures: Array<{ status: number; remaining: number; retryAfterSeconds: number | null }> = [];
+  #failures: Array<{ status: number; remaining: number; retryAfterSeconds: number | null; code: number }> =
+    [];
   #latencyMs = 0;
   #unreachable: FakeUnreachableMode | null = null;
   #echoes = 0;
@@ -42,7 +44,7 @@ export class FaultController implements FakeCloudflareFaults {
     return this.#unreachable;
   }
 
-  failNext(count: number, status = 503, options: { retryAfterSeconds?: number } = {}): void {
+  failNext(count: number, status = 503, options: { retryAfterSeconds?: number; code?: number } = {}): void {
     if (!Number.isInteger(count) || count < 0)
       throw new Error('fake Cloudflare: failNext count must be >= 0');
     if (!Number.isInteger(status) || status < 400 || status > 599) {
@@ -52,7 +54,9 @@ export class FaultController implements FakeCloudflareFaults {
     if (retryAfterSeconds !== null && !(Number.isInteger(retryAfterSeconds) && retryAfterSeconds >= 0)) {
       throw new Error('fake Cloudflare: failNext retryAfterSeconds must be a whole number >= 0');
     }
-    if (count > 0) this.#failures.push({ status, remaining: count, retryAfterSeconds });
+    const code = options.code ?? status;
+    if (!Number.isInteger(code)) throw new Error('fake Cloudflare: failNext code must be a whole number');
+    if (count > 0) this.#failures.push({ status, remaining: count, retryAfterSeconds, code });
   }
 
   setLatencyMs(ms: number): void {
@@ -87,12 +91,12 @@ export class FaultController implements FakeCloudflareFaults {
     this.setUnreachable(false);
   }
 
-  /** The next injected failure (its status and Retry-After), consuming it, or null. */
-  takeFailure(): { status: number; retryAfterSeconds: number | null } | null {
+  /** The next injected failure (its status, Retry-After and error code), consuming it, or null. */
+  takeFailure(): { status: number; retryAfterSeconds: number | null; code: number } | null {
     const first = this.#failures[0];
     if (!first) return null;
     first.remaining -= 1;
     if (first.remaining === 0) this.#failures.shift();
-    return { status: first.status, retryAfterSeconds: first.retryAfterSeconds };
+    return { status: first.status, retryAfterSeconds: first.retryAfterSeconds, code: first.code };
   }
 }

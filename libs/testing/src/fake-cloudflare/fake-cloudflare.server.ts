@@ -166,10 +166,10 @@ export const FAKE_CF_ROUTES: readonly RouteDefinition[] = [
   ...graphqlRoutes,
 ];
 
-function injectedFailure(status: number, retryAfterSeconds: number | null): CfError {
+function injectedFailure(status: number, retryAfterSeconds: number | null, code: number): CfError {
   return new CfError(
     status,
-    [{ code: status, message: STATUS_CODES[status] ?? 'Error' }],
+    [{ code, message: STATUS_CODES[status] ?? 'Error' }],
     retryAfterSeconds === null ? {} : { 'retry-after': String(retryAfterSeconds) },
   );
 }
@@ -348,7 +348,8 @@ export async function startFakeCloudflare(options: FakeCloudflareOptions = {}): 
     try {
       if (faults.latencyMs > 0) await delay(faults.latencyMs);
       const injected = faults.takeFailure();
-      if (injected !== null) throw injectedFailure(injected.status, injected.retryAfterSeconds);
+      if (injected !== null)
+        throw injectedFailure(injected.status, injected.retryAfterSeconds, injected.code);
       if (faults.takeEcho()) throw echoedCredential(req.headers);
       const perIp = limits.takeIp(clientIp, clock.now().getTime());
       if (!perIp.ok) {

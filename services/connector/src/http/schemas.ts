@@ -95,7 +95,9 @@ export const connectedAccount = z
       .extend({
         principal: z
           .string()
-          .describe('cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against'),
+          .describe(
+            'cf:user:<id> or cf:account:<id>: whom Cloudflare counts these requests against; cf:token:<id> for a user token that may not read its user (User Details Read), whose budget is then its own',
+          ),
         graphql: budgetView.describe('GraphQL queries, limited apart from REST'),
         r2: budgetView.describe(
           'R2 object requests (r2.<op> in cloudflare_execute, CLOUDFLARE_R2_BUDGET), limited apart from the API',
