@@ -205,6 +205,35 @@ export async function json(
   return JSON.parse(text) as Record<string, unknown>;
 }
 
+/**
+ * A tenant made through the admin API with one connected account (`bench-agent`) holding
+ * `apiToken`; returns the tenant's authorization header.
+ */
+export async function benchTenant(
+  client: HttpClient,
+  adminToken: string,
+  apiToken: string,
+): Promise<{ authorization: string }> {
+  const created = await json(
+    client,
+    'POST',
+    '/admin/v1/tenants',
+    { authorization: `Bearer ${adminToken}` },
+    { name: 'Bench tenant' },
+    201,
+  );
+  const tenantAuth = { authorization: `Bearer ${created.api_key as string}` };
+  await json(
+    client,
+    'POST',
+    '/api/v1/connected_accounts',
+    tenantAuth,
+    { identifier: 'bench-agent', authorization: { type: 'api_token', api_token: apiToken } },
+    201,
+  );
+  return tenantAuth;
+}
+
 interface Phase {
   readonly load: LoadResult;
   readonly cpu: CpuAccount;
@@ -290,23 +319,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
 
     const setup = createHttpClient(connector.origin, { maxSockets: 1 });
     clients.push(setup);
-    const created = await json(
-      setup,
-      'POST',
-      '/admin/v1/tenants',
-      { authorization: `Bearer ${adminToken}` },
-      { name: 'Bench tenant' },
-      201,
-    );
-    const tenantAuth = { authorization: `Bearer ${created.api_key as string}` };
-    await json(
-      setup,
-      'POST',
-      '/api/v1/connected_accounts',
-      tenantAuth,
-      { identifier: 'bench-agent', authorization: { type: 'api_token', api_token: token.value } },
-      201,
-    );
+    const tenantAuth = await benchTenant(setup, adminToken, token.value);
 
     const executeBody = {
       tool_name: 'cloudflare_execute',

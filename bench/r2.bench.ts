@@ -27,7 +27,7 @@ import {
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
 import { createHttpClient, machineInfo, numberArg, percentile, round } from './bench-utils.ts';
 import type { HttpClient } from './bench-utils.ts';
-import { json, startConnector, stopConnector } from './execute.bench.ts';
+import { benchTenant, startConnector, stopConnector } from './execute.bench.ts';
 import type { Connector } from './execute.bench.ts';
 import { startPostgres, startRedis, waitForRedis } from './private-servers.ts';
 import type { PrivatePostgres, PrivateRedis } from './private-servers.ts';
@@ -97,23 +97,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
     );
     const client = createHttpClient(connector.origin, { maxSockets: 1 });
     clients.push(client);
-    const created = await json(
-      client,
-      'POST',
-      '/admin/v1/tenants',
-      { authorization: `Bearer ${adminToken}` },
-      { name: 'Bench tenant' },
-      201,
-    );
-    const tenantAuth = { authorization: `Bearer ${created.api_key as string}` };
-    await json(
-      client,
-      'POST',
-      '/api/v1/connected_accounts',
-      tenantAuth,
-      { identifier: 'bench-agent', authorization: { type: 'api_token', api_token: token.value } },
-      201,
-    );
+    const tenantAuth = await benchTenant(client, adminToken, token.value);
 
     const direct = createR2Client({ endpoint: r2.urlTemplate, maxResponseBytes: 16 * 1024 * 1024 });
     const credential: CloudflareCredential = { type: 'api_token', apiToken: token.value };

@@ -4,6 +4,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
+import { approvalsTenant } from './test-support/approvals-tenant.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 import type { AuditEventView } from './test-support/audit-event-view.ts';
@@ -11,10 +12,6 @@ import type { AuditEventView } from './test-support/audit-event-view.ts';
 const PERMISSIONS = ['com.cloudflare.api.user.read', '#zone:read', '#dns_records:read', '#dns_records:edit'];
 
 /** Every write under /zones waits for a person; reads run live. */
-const APPROVE_WRITES = {
-  rules: [{ effect: 'approve', methods: ['POST', 'PUT', 'PATCH', 'DELETE'], path: '/zones/**' }],
-};
-
 interface Write {
   seq: number;
   method: string;
@@ -56,6 +53,8 @@ interface Approval {
  * write's result is applied one step at a time; after each approved step the agent's code runs
  * again with the real results, and its next write waits for approval as the next step.
  */
+type Tenant = Awaited<ReturnType<typeof approvalsTenant<Approval>>>;
+
 describe('write approvals applied in steps', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
@@ -63,7 +62,9 @@ describe('write approvals applied in steps', () => {
   let tenant: { tenantId: string; apiKey: string };
   /** A second key of the tenant: the person who decides (the planning key may not). */
   let approver: { apiKey: string; id: string };
-  let userId: string;
+  let api: Tenant['api'];
+  let connect: Tenant['connect'];
+  let execute: Tenant['execute'];
   let zoneId: string;
 
   beforeAll(async () => {
@@ -72,49 +73,16 @@ describe('write approvals applied in steps', () => {
     base = `http://127.0.0.1:${port}`;
     t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
     await t.app.listen({ host: '127.0.0.1', port });
-    tenant = await t.createTenant('Steps');
-    const issued = await t.app.inject({
-      method: 'POST',
-      url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
-      headers: { authorization: `Bearer ${t.adminToken}` },
-    });
-    expect(issued.statusCode, issued.body).toBe(201);
-    const key = issued.json() as { api_key: string; api_key_id: string };
-    t.secrets.add(key.api_key);
-    approver = { apiKey: key.api_key, id: key.api_key_id };
-    const user = cf.state.createUser({ email: 'steps@example.com' });
-    userId = user.id;
-    const account = cf.state.createAccount({ name: 'Steps Co', members: [user.id] });
-    zoneId = cf.state.createZone({ accountId: account.id, name: 'steps.example' }).id;
-    expect((await api('PUT', '/api/v1/policy', APPROVE_WRITES)).statusCode).toBe(200);
+    ({ tenant, approver, zoneId, api, connect, execute } = await approvalsTenant<Approval>(t, cf, {
+      name: 'Steps',
+      permissions: PERMISSIONS,
+    }));
   });
   afterAll(async () => {
     await t?.close();
     await cf?.close();
   });
 
-  function api(
-    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
-    url: string,
-    payload?: unknown,
-    apiKey = tenant.apiKey,
-  ) {
-    return t.app.inject({
-      method,
-      url,
-      headers: { authorization: `Bearer ${apiKey}` },
-      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
-    });
-  }
-  async function connect(identifier: string) {
-    const token = cf.state.createUserToken({ userId, permissions: PERMISSIONS });
-    return t.connect(tenant.apiKey, identifier, token.value);
-  }
-  async function execute(identifier: string, code: string) {
-    const res = await t.execute(tenant.apiKey, identifier, code);
-    expect(res.statusCode, res.body).toBe(200);
-    return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
-  }
   /** Approves the step the approver reads now (as a person approves what they saw). */
   async function approve(id: string, comment?: string): Promise<Approval> {
     const step = (await read(id)).steps?.at(-1)?.step;

@@ -11,6 +11,7 @@ import { freePort } from './test-support/free-port.ts';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
+import { APPROVE_WRITES, approvalsTenant } from './test-support/approvals-tenant.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 import type { AuditEventView } from './test-support/audit-event-view.ts';
@@ -26,10 +27,6 @@ const PERMISSIONS = [
 ];
 
 /** Every write under /zones waits for a person; reads run live. */
-const APPROVE_WRITES = {
-  rules: [{ effect: 'approve', methods: ['POST', 'PUT', 'PATCH', 'DELETE'], path: '/zones/**' }],
-};
-
 interface Step {
   seq: number;
   method: string;
@@ -60,6 +57,8 @@ interface Approval {
  * plan; a person approves (Warden sends exactly the plan, in order, once) or rejects (nothing is
  * sent); expiry, offboarding, a policy change and a second approver all stop an apply.
  */
+type Tenant = Awaited<ReturnType<typeof approvalsTenant<Approval>>>;
+
 describe('write approvals', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
@@ -67,7 +66,9 @@ describe('write approvals', () => {
   let tenant: { tenantId: string; apiKey: string };
   /** A second key of the tenant: the person who decides (the planning key may not). */
   let approver: { apiKey: string; id: string };
-  let userId: string;
+  let api: Tenant['api'];
+  let connect: Tenant['connect'];
+  let execute: Tenant['execute'];
   let accountId: string;
   let zoneId: string;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -86,22 +87,10 @@ describe('write approvals', () => {
       APPROVAL_MAX_PLAN_BYTES: '16384',
     });
     await t.app.listen({ host: '127.0.0.1', port });
-    tenant = await t.createTenant('Approvals');
-    const issued = await t.app.inject({
-      method: 'POST',
-      url: `/admin/v1/tenants/${tenant.tenantId}/api_keys`,
-      headers: { authorization: `Bearer ${t.adminToken}` },
-    });
-    expect(issued.statusCode, issued.body).toBe(201);
-    const key = issued.json() as { api_key: string; api_key_id: string };
-    t.secrets.add(key.api_key);
-    approver = { apiKey: key.api_key, id: key.api_key_id };
-    const user = cf.state.createUser({ email: 'approvals@example.com' });
-    userId = user.id;
-    const account = cf.state.createAccount({ name: 'Approvals Co', members: [user.id] });
-    accountId = account.id;
-    zoneId = cf.state.createZone({ accountId: account.id, name: 'approvals.example' }).id;
-    expect((await api('PUT', '/api/v1/policy', APPROVE_WRITES)).statusCode).toBe(200);
+    ({ tenant, approver, accountId, zoneId, api, connect, execute } = await approvalsTenant<Approval>(t, cf, {
+      name: 'Approvals',
+      permissions: PERMISSIONS,
+    }));
     const hook = await api('PUT', '/api/v1/webhooks', {
       url: receiver.url,
       secret: 'approvals-webhook-secret-000001',
@@ -114,28 +103,6 @@ describe('write approvals', () => {
     await cf?.close();
   });
 
-  function api(
-    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
-    url: string,
-    payload?: unknown,
-    apiKey = tenant.apiKey,
-  ) {
-    return t.app.inject({
-      method,
-      url,
-      headers: { authorization: `Bearer ${apiKey}` },
-      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
-    });
-  }
-  async function connect(identifier: string) {
-    const token = cf.state.createUserToken({ userId, permissions: PERMISSIONS });
-    return t.connect(tenant.apiKey, identifier, token.value);
-  }
-  async function execute(identifier: string, code: string) {
-    const res = await t.execute(tenant.apiKey, identifier, code);
-    expect(res.statusCode, res.body).toBe(200);
-    return res.json() as { data: unknown; error?: { code: string; message: string }; approval?: Approval };
-  }
   /** A decision by the approver's key (another person than the key that planned). */
   const decide = (id: string, decision: 'approve' | 'reject', comment?: string, apiKey = approver.apiKey) =>
     api('POST', `/api/v1/approvals/${id}/${decision}`, comment ? { comment } : {}, apiKey);

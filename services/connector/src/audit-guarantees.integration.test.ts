@@ -7,6 +7,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { eventually } from './test-support/http-receiver.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
+import { fakeZoneUser } from './test-support/fake-user.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
 const PERMISSIONS = [
@@ -37,6 +38,7 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
   let t: TestApp;
   let tenant: { tenantId: string; apiKey: string };
   let userId: string;
+  let user: ReturnType<typeof fakeZoneUser>;
   let zoneId: string;
 
   beforeAll(async () => {
@@ -48,10 +50,8 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
       DELIVERY_ALLOW_INSECURE: 'true',
     });
     tenant = await t.createTenant('Guarantees');
-    const user = cf.state.createUser({ email: 'guarantees@example.com' });
-    userId = user.id;
-    const account = cf.state.createAccount({ name: 'Guarantees Co', members: [user.id] });
-    zoneId = cf.state.createZone({ accountId: account.id, name: 'guarantees.example' }).id;
+    user = fakeZoneUser(cf, 'Guarantees');
+    ({ userId, zoneId } = user);
   });
   afterAll(async () => {
     await t.close();
@@ -59,10 +59,7 @@ describe('audit guarantees: nothing unrecorded, any string storable, no credenti
   });
 
   const auth = () => ({ authorization: `Bearer ${tenant.apiKey}` });
-  async function connect(identifier: string) {
-    const token = cf.state.createUserToken({ userId, permissions: PERMISSIONS });
-    return { token, id: await t.connect(tenant.apiKey, identifier, token.value) };
-  }
+  const connect = (identifier: string) => user.connect(t, tenant.apiKey, identifier, PERMISSIONS);
   async function allEvents(query: Record<string, string>): Promise<Event[]> {
     const out: Event[] = [];
     let pageToken: string | null = null;

@@ -9,6 +9,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
 import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
+import { fakeZoneUser } from './test-support/fake-user.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
 const run = promisify(execFile);
@@ -26,6 +27,7 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
   let tenant: { tenantId: string; apiKey: string };
   let zoneId: string;
   let userId: string;
+  let user: ReturnType<typeof fakeZoneUser>;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
@@ -36,10 +38,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
       SANDBOX_TIMEOUT_MS: '1500',
     });
     tenant = await t.createTenant('Audit tenant');
-    const user = cf.state.createUser({ email: 'audit@example.com' });
-    userId = user.id;
-    const account = cf.state.createAccount({ name: 'Audit Co', members: [user.id] });
-    zoneId = cf.state.createZone({ accountId: account.id, name: 'audit.example' }).id;
+    user = fakeZoneUser(cf, 'Audit');
+    ({ userId, zoneId } = user);
   });
   afterAll(async () => {
     await t.close();
@@ -47,10 +47,8 @@ describe('audit trail, SIEM delivery and tenant webhooks', () => {
   });
 
   const auth = () => ({ authorization: `Bearer ${tenant.apiKey}` });
-  async function connect(identifier: string, permissions = PERMISSIONS) {
-    const token = cf.state.createUserToken({ userId, permissions });
-    return { token, id: await t.connect(tenant.apiKey, identifier, token.value) };
-  }
+  const connect = (identifier: string, permissions = PERMISSIONS) =>
+    user.connect(t, tenant.apiKey, identifier, permissions);
   async function eventsOf(executionId: string) {
     const res = await t.app.inject({
       method: 'GET',

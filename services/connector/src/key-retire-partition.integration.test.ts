@@ -5,19 +5,15 @@
  * moment later and, having possibly missed the announcement, reads its keys again: a
  * pre-rotation backup of a sealed row opens nowhere.
  */
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare, startRedisServer, startTcpProxy } from '@warden/testing';
 import type { FakeCloudflare, RedisServer } from '@warden/testing';
 import { eventually } from './test-support/http-receiver.ts';
-import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
-
-const run = promisify(execFile);
+import { appCli, executeBody } from './test-support/warden-cli.ts';
 
 describe('key retirement during a Redis blip', () => {
   let cf: FakeCloudflare;
@@ -49,36 +45,14 @@ describe('key retirement during a Redis blip', () => {
     await redis?.stop();
   });
 
-  const cli = (...args: string[]) => {
-    const config = t.container.config;
-    if (config.kms.provider !== 'local') throw new Error('local key file expected');
-    return run(process.execPath, [path.join(REPO_ROOT, 'services/connector/bin/warden.js'), ...args], {
-      env: {
-        ...process.env,
-        DATABASE_URL: t.db.url,
-        DATA_DIR: t.dataDir,
-        LOCAL_KEY_FILE: config.kms.keyFile,
-        REDIS_URL: redis.url,
-        REDIS_KEY_PREFIX: config.redisKeyPrefix,
-        LOG_LEVEL: 'silent',
-      },
-    });
-  };
-  const call = async () => {
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-      payload: {
-        tool_name: 'cloudflare_execute',
-        identifier: 'keys',
-        params: {
-          code: `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
-        },
-      },
-    });
-    return res.json() as { data?: unknown; error?: { code: string } };
-  };
+  const cli = (...args: string[]) => appCli(t, redis.url)(...args);
+  const call = () =>
+    executeBody(
+      t,
+      tenant.apiKey,
+      'keys',
+      `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
+    );
 
   it('a pre-rotation backup does not open on the replica that missed the retirement', async () => {
     expect(await call()).toMatchObject({ data: true });

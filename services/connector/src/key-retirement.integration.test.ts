@@ -3,9 +3,6 @@
  * taken before the rotation does not open there any more, without a restart, although the
  * replica had that row's data key cached and the retired key version in memory.
  */
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_SIGNATURE_HEADER, verifyWebhookSignature } from '@warden/audit';
 import { createLocalKeyProvider } from '@warden/kms';
@@ -13,11 +10,10 @@ import { sealInFirstFormat, startFakeCloudflare } from '@warden/testing';
 import { sealIdentity, sealedColumns, sealedFromColumns } from '@warden/vault';
 import type { FakeCloudflare } from '@warden/testing';
 import { eventually, startReceiver } from './test-support/http-receiver.ts';
-import { REPO_ROOT, SPEC_PATH } from './test-support/paths.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
-
-const run = promisify(execFile);
+import { appCli, executeBody } from './test-support/warden-cli.ts';
 
 describe('key retirement on a running replica', () => {
   let cf: FakeCloudflare;
@@ -48,36 +44,14 @@ describe('key retirement on a running replica', () => {
     await cf.close();
   });
 
-  const cli = (...args: string[]) => {
-    const config = t.container.config;
-    if (config.kms.provider !== 'local') throw new Error('this test runs with the local key file');
-    return run(process.execPath, [path.join(REPO_ROOT, 'services/connector/bin/warden.js'), ...args], {
-      env: {
-        ...process.env,
-        DATABASE_URL: t.db.url,
-        DATA_DIR: t.dataDir,
-        LOCAL_KEY_FILE: config.kms.keyFile,
-        REDIS_URL: process.env.REDIS_URL ?? '',
-        REDIS_KEY_PREFIX: config.redisKeyPrefix,
-        LOG_LEVEL: 'silent',
-      },
-    });
-  };
-  const call = async () => {
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/execute_tool',
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-      payload: {
-        tool_name: 'cloudflare_execute',
-        identifier: 'keys',
-        params: {
-          code: `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
-        },
-      },
-    });
-    return res.json() as { data?: unknown; error?: { code: string } };
-  };
+  const cli = (...args: string[]) => appCli(t, process.env.REDIS_URL ?? '')(...args);
+  const call = () =>
+    executeBody(
+      t,
+      tenant.apiKey,
+      'keys',
+      `async () => (await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}' })).success`,
+    );
 
   it('rotates every sealed secret (SIEM sink too), so retiring the old key leaves delivery working', async () => {
     const receiver = await startReceiver();

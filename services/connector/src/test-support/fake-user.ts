@@ -20,3 +20,29 @@ export async function connectFakeUser(
   });
   return { accountId: await t.connect(apiKey, identifier, token.value), token: token.value };
 }
+
+/**
+ * A Cloudflare user on the fake named after `name` (`<name>@example.com`, lower case) with an
+ * account (`<name> Co`) and a zone (`<name>.example`), and a way to vault a new token of it,
+ * with `permissions`, for an identifier of a tenant.
+ */
+export function fakeZoneUser(cf: FakeCloudflare, name: string) {
+  const slug = name.toLowerCase().replace(/\W+/g, '-');
+  const user = cf.state.createUser({ email: `${slug}@example.com` });
+  const account = cf.state.createAccount({ name: `${name} Co`, members: [user.id] });
+  const zoneId = cf.state.createZone({ accountId: account.id, name: `${slug}.example` }).id;
+  return {
+    userId: user.id,
+    accountId: account.id,
+    zoneId,
+    async connect(
+      t: Pick<TestApp, 'connect'>,
+      apiKey: string,
+      identifier: string,
+      permissions: readonly string[],
+    ) {
+      const token = cf.state.createUserToken({ userId: user.id, permissions: [...permissions] });
+      return { token, id: await t.connect(apiKey, identifier, token.value) };
+    },
+  };
+}

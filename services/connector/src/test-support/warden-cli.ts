@@ -3,6 +3,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ChainReport } from '@warden/audit';
 import { REPO_ROOT } from './paths.ts';
+import type { TestApp } from './test-app.ts';
 
 const run = promisify(execFile);
 const CLI = path.join(REPO_ROOT, 'services/connector/bin/warden.js');
@@ -34,4 +35,32 @@ export function wardenCli(env: Readonly<Record<string, string>>): WardenCli {
       };
     },
   };
+}
+
+/**
+ * The real `warden` command on the test app's database, key file and Redis (`redisUrl`: the
+ * address the CLI reaches, which may differ from the app's when its connection is proxied),
+ * in a child process with logs silenced; for the key commands (`keys rotate`, `retire`, `status`).
+ */
+export function appCli(t: TestApp, redisUrl: string) {
+  return (...args: string[]): Promise<{ stdout: string; stderr: string }> => {
+    const config = t.container.config;
+    if (config.kms.provider !== 'local') throw new Error('this test runs with the local key file');
+    return run(process.execPath, [CLI, ...args], {
+      env: {
+        ...process.env,
+        DATABASE_URL: t.db.url,
+        DATA_DIR: t.dataDir,
+        LOCAL_KEY_FILE: config.kms.keyFile,
+        REDIS_URL: redisUrl,
+        REDIS_KEY_PREFIX: config.redisKeyPrefix,
+        LOG_LEVEL: 'silent',
+      },
+    });
+  };
+}
+
+/** Runs `code` for `identifier` through the test app's execute, returning the body. */
+export async function executeBody(t: TestApp, apiKey: string, identifier: string, code: string) {
+  return (await t.execute(apiKey, identifier, code)).json() as { data?: unknown; error?: { code: string } };
 }
