@@ -1125,7 +1125,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       if (!(await spec)) return failed('unavailable', 'the API description is not loaded; retry shortly');
       return submit(
         { type: 'search', id: nextId++, code, access: searchOptions.access ?? null, limits },
-        { tenant: searchOptions.tenant, limits },
+        {
+          tenant: searchOptions.tenant,
+          limits,
+          ...(searchOptions.signal ? { signal: searchOptions.signal } : {}),
+        },
       );
     },
 

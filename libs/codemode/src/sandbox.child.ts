@@ -77,7 +77,7 @@ process.on('message', (message: ParentMessage) => {
       return;
     case 'search':
       void watched(message.limits.memoryMb, () =>
-        search.search(message.code, message.access, message.limits),
+        search.search(message.id, message.code, message.access, message.limits),
       ).then((result) => send({ type: 'result', id: message.id, result }));
       return;
     case 'execute':
@@ -90,7 +90,9 @@ process.on('message', (message: ParentMessage) => {
       return;
     }
     case 'abort':
+      // Ids are the parent's, one sequence for both kinds: only the call of that id stops.
       execute.abort(message.id);
+      search.abort(message.id);
       return;
     case 'extend':
       execute.extend(message.id, message.ms);

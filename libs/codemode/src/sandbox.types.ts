@@ -169,6 +169,8 @@ export interface SearchOptions {
   /** Whose call this is: named when its sandbox fails. */
   readonly tenant: string;
   readonly access?: SearchAccess;
+  /** Stops the search when the caller goes away. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ExecuteOptions {

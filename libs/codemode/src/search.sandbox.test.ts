@@ -253,6 +253,36 @@ describe('search', () => {
     }
   });
 
+  it('stops a search whose caller went away, running or waiting, and serves the next', async () => {
+    // Its own pool, whose limits would let the code run its 5 s.
+    const roomy = createSandboxPool({
+      spec: await realSpecStore(),
+      size: 1,
+      limits: { memoryMb: 64, cpuMs: 30_000, wallMs: 30_000 },
+    });
+    try {
+      await roomy.ready();
+      const busy =
+        'async () => { const end = Date.now() + 5_000; while (Date.now() < end) {} return "ran"; }';
+      const first = new AbortController();
+      const second = new AbortController();
+      const started = performance.now();
+      const running = roomy.search(busy, { tenant: TENANT, signal: first.signal });
+      const waiting = roomy.search(busy, { tenant: TENANT, signal: second.signal });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      second.abort();
+      first.abort();
+      expect(errorOf(await running).code).toBe('aborted');
+      expect(errorOf(await waiting).code).toBe('aborted');
+      // The children are free at once (a warm context is built again), not after the code's 5 s.
+      const next = await roomy.search("async () => spec.paths['/zones'].get.summary", { tenant: TENANT });
+      expect(resultOf(next)).toBe('List Zones');
+      expect(performance.now() - started).toBeLessThan(3_000);
+    } finally {
+      await roomy.close();
+    }
+  });
+
   it('cuts a huge result to the token budget as valid JSON and refuses a gigantic one', async () => {
     const result = await pool.search('async () => Object.keys(spec.paths)', { tenant: TENANT });
     if (!result.ok) throw new Error(result.error.message);

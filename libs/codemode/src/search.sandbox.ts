@@ -68,6 +68,11 @@ export class SearchSandbox {
   #memoryMb = 128;
   #context: Promise<WarmContext> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** The search running now, by its call's id, so its caller can stop it. */
+  #running: { readonly id: number; readonly watchdog: Watchdog } | undefined;
+  /** Calls waiting for their turn, and those of them stopped meanwhile (they end without running). */
+  readonly #queued = new Set<number>();
+  readonly #aborted = new Set<number>();
 
   constructor(onCatastrophicError: (message: string) => void) {
     this.#onCatastrophicError = onCatastrophicError;
@@ -86,8 +91,36 @@ export class SearchSandbox {
     });
   }
 
-  search(code: string, access: SearchAccess | null, limits: SandboxLimits): Promise<SandboxResult> {
-    return this.#serialized(() => this.#search(code, access, limits));
+  search(
+    id: number,
+    code: string,
+    access: SearchAccess | null,
+    limits: SandboxLimits,
+  ): Promise<SandboxResult> {
+    this.#queued.add(id);
+    return this.#serialized(() => {
+      this.#queued.delete(id);
+      if (this.#aborted.delete(id)) {
+        return Promise.resolve(
+          toResult(
+            { code: 'aborted', message: 'the call was cancelled' },
+            new LogBuffer(0),
+            { cpuMs: 0, wallMs: 0 },
+            limits,
+          ),
+        );
+      }
+      return this.#search(id, code, access, limits);
+    });
+  }
+
+  /**
+   * Stops search `id` (its caller went away): running, its isolate is disposed, which stops any
+   * code (the warm context is built again for the next search); waiting, it never runs.
+   */
+  abort(id: number): void {
+    if (this.#running?.id === id) this.#running.watchdog.abort();
+    else if (this.#queued.has(id)) this.#aborted.add(id);
   }
 
   #serialized<T>(task: () => Promise<T>): Promise<T> {
@@ -135,7 +168,12 @@ export class SearchSandbox {
     }
   }
 
-  async #search(code: string, access: SearchAccess | null, limits: SandboxLimits): Promise<SandboxResult> {
+  async #search(
+    id: number,
+    code: string,
+    access: SearchAccess | null,
+    limits: SandboxLimits,
+  ): Promise<SandboxResult> {
     const logs = new LogBuffer(limits.maxLogChars);
     let warm: WarmContext;
     try {
@@ -150,6 +188,7 @@ export class SearchSandbox {
       );
     }
     const watchdog = new Watchdog(warm.isolate, limits);
+    this.#running = { id, watchdog };
     let outcome: RunOutcome | Failure;
     try {
       const value = await warm.context.evalClosure(
@@ -165,6 +204,8 @@ export class SearchSandbox {
       outcome = await runCompiled(warm.run, value, limits.maxResultChars);
     } catch (error) {
       outcome = pastTheEnd(classifyFailure(error, watchdog, limits), code);
+    } finally {
+      this.#running = undefined;
     }
     const stats = watchdog.finish();
     if (warm.isolate.isDisposed) this.#rebuild();

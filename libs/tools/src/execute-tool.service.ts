@@ -249,6 +249,7 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
         outcome = await deps.runner.search(params.code, {
           tenant: caller.tenantId,
           denied: deniedFor(context.policy.tenant, context.policy.identity),
+          ...(options.signal ? { signal: options.signal } : {}),
         });
       } else {
         await execution.open();
@@ -266,8 +267,8 @@ export function createExecuteToolService(deps: ExecuteToolDeps) {
             : {}),
           ...(options.signal ? { signal: options.signal } : {}),
         });
-        if (!outcome.ok && outcome.error.code === 'aborted') outcome = { ...outcome, error: CALLER_ABORTED };
       }
+      if (!outcome.ok && outcome.error.code === 'aborted') outcome = { ...outcome, error: CALLER_ABORTED };
     } catch (error) {
       execution.release();
       throw error;

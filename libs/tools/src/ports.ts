@@ -24,7 +24,10 @@ export interface CodeRunner {
    * `denied`: operations (`METHOD /path/template`) this caller may not call, for annotation.
    * `tenant`: whose call it is; no tenant's code can make another tenant's call fail.
    */
-  search(code: string, options: { denied: readonly string[]; tenant: string }): Promise<SandboxOutcome>;
+  search(
+    code: string,
+    options: { denied: readonly string[]; tenant: string; signal?: AbortSignal },
+  ): Promise<SandboxOutcome>;
   execute(
     code: string,
     options: {

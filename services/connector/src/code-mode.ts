@@ -136,7 +136,11 @@ export function createCodeMode(
     spec: specLookup,
     runner: {
       async search(code, options) {
-        return loaded().pool.search(code, { tenant: options.tenant, access: { denied: options.denied } });
+        return loaded().pool.search(code, {
+          tenant: options.tenant,
+          access: { denied: options.denied },
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
       },
       async execute(code, options) {
         return loaded().pool.execute(code, {
