@@ -125,3 +125,4 @@ export { createR2ByteBudget } from './r2-bytes.ts';
 export type { R2ByteBudget, R2ByteBudgetOptions } from './r2-bytes.ts';
 export { DEFAULT_TAIL_EVENT_BYTES, createTailGateway, tailDecision } from './tail-gateway.ts';
 export type { TailGateway, TailGatewayDeps } from './tail-gateway.ts';
+export { truncationJson, truncationNote } from './truncation.ts';

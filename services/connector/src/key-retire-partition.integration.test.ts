@@ -14,6 +14,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { appCli, executeBody } from './test-support/warden-cli.ts';
+import { backUpSealedRow, restoreSealedRow } from './test-support/sealed-backup.ts';
 
 describe('key retirement during a Redis blip', () => {
   let cf: FakeCloudflare;
@@ -56,10 +57,7 @@ describe('key retirement during a Redis blip', () => {
 
   it('a pre-rotation backup does not open on the replica that missed the retirement', async () => {
     expect(await call()).toMatchObject({ data: true });
-    const backup = await t.db.db.kysely
-      .selectFrom('sealed_credentials')
-      .selectAll()
-      .executeTakeFirstOrThrow();
+    const backup = await backUpSealedRow(t);
     await cli('keys', 'rotate');
     expect(await call()).toMatchObject({ data: true });
 
@@ -76,16 +74,7 @@ describe('key retirement during a Redis blip', () => {
     );
     await delay(2_000);
 
-    await t.db.db.kysely
-      .updateTable('sealed_credentials')
-      .set({
-        key_id: backup.key_id,
-        wrapped_key: backup.wrapped_key,
-        iv: backup.iv,
-        ciphertext: backup.ciphertext,
-      })
-      .where('connected_account_id', '=', backup.connected_account_id)
-      .execute();
+    await restoreSealedRow(t, backup);
     cf.clearRequests();
     const after = await call();
     expect(JSON.stringify(after)).toMatch(/integrity_failure|could not be decrypted/);

@@ -14,6 +14,7 @@ import { SPEC_PATH } from './test-support/paths.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { appCli, executeBody } from './test-support/warden-cli.ts';
+import { backUpSealedRow, restoreSealedRow } from './test-support/sealed-backup.ts';
 
 describe('key retirement on a running replica', () => {
   let cf: FakeCloudflare;
@@ -207,10 +208,7 @@ describe('key retirement on a running replica', () => {
   it('makes a pre-rotation backup of a sealed row useless on the running replica', async () => {
     // The replica opens the credential: its data key is now cached, key version 1 in memory.
     expect(await call()).toMatchObject({ data: true });
-    const backup = await t.db.db.kysely
-      .selectFrom('sealed_credentials')
-      .selectAll()
-      .executeTakeFirstOrThrow();
+    const backup = await backUpSealedRow(t);
     expect(backup.key_id).toMatch(/^local:v\d+$/);
 
     await cli('keys', 'rotate');
@@ -219,16 +217,7 @@ describe('key retirement on a running replica', () => {
     expect(JSON.parse(stdout)).toEqual({ retired: backup.key_id });
 
     // The backup comes back: the row as it was, wrapped under the retired version.
-    await t.db.db.kysely
-      .updateTable('sealed_credentials')
-      .set({
-        key_id: backup.key_id,
-        wrapped_key: backup.wrapped_key,
-        iv: backup.iv,
-        ciphertext: backup.ciphertext,
-      })
-      .where('connected_account_id', '=', backup.connected_account_id)
-      .execute();
+    await restoreSealedRow(t, backup);
     cf.clearRequests();
     // The CLI's publish returned once Redis had handed the message to every subscriber.
     const refused = await call();

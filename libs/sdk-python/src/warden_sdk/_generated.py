@@ -634,12 +634,22 @@ class PostExecuteToolResponseError(WardenModel):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class PostExecuteToolResponseTruncated(WardenModel):
+    """Set when the result was cut to fit the result budget (about 6,000 tokens): data then holds the beginning of it, with "…[N more items]" (or characters, keys) marks where things were left out; return less to see the rest."""
+    original_chars: float
+    original_tokens: float
+    kept_chars: float
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class PostExecuteToolResponse(WardenModel):
     """`POST /api/v1/execute_tool`: Run cloudflare_search or cloudflare_execute for an identifier (execute_tool)."""
     data: Any
     error: PostExecuteToolResponseError | None = None
     logs: list[str] | None = None
     """console.log lines of the code, when it wrote any; the last says so when some were cut."""
+    truncated: PostExecuteToolResponseTruncated | None = None
+    """Set when the result was cut to fit the result budget (about 6,000 tokens): data then holds the beginning of it, with "…[N more items]" (or characters, keys) marks where things were left out; return less to see the rest."""
     execution_id: str
     approval: dict[str, Any] | None = None
     """Writes an approve policy rule held: {id, url, status, expires_at, plan, …}; a person approves them at POST /api/v1/approvals/{id}/approve. Also the answer to params {approval_id}."""

@@ -2153,6 +2153,12 @@ export interface paths {
                             };
                             /** @description console.log lines of the code, when it wrote any; the last says so when some were cut. */
                             logs?: string[];
+                            /** @description Set when the result was cut to fit the result budget (about 6,000 tokens): data then holds the beginning of it, with "…[N more items]" (or characters, keys) marks where things were left out; return less to see the rest. */
+                            truncated?: {
+                                original_chars: number;
+                                original_tokens: number;
+                                kept_chars: number;
+                            };
                             execution_id: string;
                             /** @description Writes an approve policy rule held: {id, url, status, expires_at, plan, …}; a person approves them at POST /api/v1/approvals/{id}/approve. Also the answer to params {approval_id}. */
                             approval?: {

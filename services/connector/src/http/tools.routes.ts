@@ -1,5 +1,5 @@
 import type { ExecuteToolService, ScopedToolsService, ToolCaller } from '@warden/tools';
-import { approvalJson } from '@warden/tools';
+import { approvalJson, truncationJson } from '@warden/tools';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -144,6 +144,12 @@ export async function toolRoutes(
             .describe(
               'console.log lines of the code, when it wrote any; the last says so when some were cut.',
             ),
+          truncated: z
+            .object({ original_chars: z.number(), original_tokens: z.number(), kept_chars: z.number() })
+            .optional()
+            .describe(
+              'Set when the result was cut to fit the result budget (about 6,000 tokens): data then holds the beginning of it, with "…[N more items]" (or characters, keys) marks where things were left out; return less to see the rest.',
+            ),
           execution_id: z.string(),
           approval: z
             .record(z.string(), z.unknown())
@@ -174,6 +180,7 @@ export async function toolRoutes(
         data: result.data ?? null,
         ...(result.error ? { error: result.error } : {}),
         ...(result.logs.length > 0 ? { logs: [...result.logs] } : {}),
+        ...(result.truncated ? { truncated: truncationJson(result.truncated) } : {}),
         execution_id: result.executionId,
         ...(result.approval
           ? {

@@ -1,5 +1,6 @@
 import type { ApprovalView, ExecuteToolService, ToolCaller, ToolDefinition } from '@warden/tools';
-import { approvalJson } from '@warden/tools';
+import { approvalJson, truncationJson, truncationNote } from '@warden/tools';
+import type { TruncationInfo } from '@warden/tools';
 import { approvalUrl } from '../http/tools.routes.ts';
 import { isWardenError } from '@warden/core';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -32,6 +33,15 @@ function text(value: string, isError = false, logs: readonly string[] = []): Cal
   };
 }
 
+/**
+ * A result cut to the result budget says so: as the last line of the logs block (what the agent
+ * reads) and in `_meta` (what a client program reads), as REST's `truncated` does.
+ */
+function cutResult(value: string, logs: readonly string[], truncated: TruncationInfo): CallToolResult {
+  const result = text(value, false, [...logs, truncationNote(truncated)]);
+  return { ...result, _meta: { 'warden/truncated': truncationJson(truncated) } };
+}
+
 /** What the agent is told about writes waiting for a person (and the approval itself, as JSON). */
 function approvalText(approval: ApprovalView, publicUrl: string): string {
   const url = approvalUrl(publicUrl, approval.id);
@@ -62,6 +72,13 @@ export async function callCodeModeTool(
   signal?: AbortSignal,
 ): Promise<CallToolResult> {
   const { connected_account_id: accountId, ...params } = args;
+  if (accountId !== undefined && typeof accountId !== 'string') {
+    // As REST refuses it: nothing runs on another account than the one asked for.
+    return text(
+      `invalid_request: connected_account_id: must be a string (a connected account id, ca_…), not ${accountId === null ? 'null' : typeof accountId}`,
+      true,
+    );
+  }
   try {
     const result = await options.executeTool.run(
       options.caller,
@@ -69,7 +86,7 @@ export async function callCodeModeTool(
         toolName: name,
         identifier: options.identifier,
         params,
-        ...(typeof accountId === 'string' ? { connectedAccountId: accountId } : {}),
+        ...(accountId !== undefined ? { connectedAccountId: accountId } : {}),
       },
       signal ? { signal } : {},
     );
@@ -78,7 +95,8 @@ export async function callCodeModeTool(
       const data = 'approval_id' in params ? '' : `${JSON.stringify(result.data ?? null)}\n`;
       return text(`${data}${approvalText(result.approval, options.publicUrl)}`, false, result.logs);
     }
-    return text(JSON.stringify(result.data ?? null), false, result.logs);
+    const json = JSON.stringify(result.data ?? null);
+    return result.truncated ? cutResult(json, result.logs, result.truncated) : text(json, false, result.logs);
   } catch (error) {
     if (isWardenError(error)) return text(`${error.code}: ${error.message}`, true);
     throw error;
