@@ -89,34 +89,30 @@ describe('front doors: outsider review', () => {
   // F1. "one client's action affecting another's calls": two MCP clients configured with the same
   // minted token (the `cursor_config` fragment pasted into two tools / two editor windows). Both
   // official SDK clients number their requests from 0, so their first tool calls share id 1.
-  it.fails(
-    'F1: a second MCP client sharing the token cancels only its own call, not the other client’s call of the same JSON-RPC id',
-    async () => {
-      const token = await mint();
-      const a = await mcpClient(token, 'editor-window-a');
-      const b = await mcpClient(token, 'editor-window-b');
-      try {
-        const aCall = a.callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } });
-        const abortB = new AbortController();
-        const bCall = b
-          .callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } }, undefined, {
-            signal: abortB.signal,
-          })
-          .catch((error: unknown) => error);
-        await new Promise((r) => setTimeout(r, 500));
-        abortB.abort('user pressed stop in window b'); // the SDK sends notifications/cancelled {requestId: 1}
-        await bCall;
-        const aResult = await aCall;
-        // A never cancelled anything: its call must finish normally.
-        expect((aResult.content as Array<{ text: string }>)[0]!.text).toBe('"done"');
-        expect(aResult.isError).toBeFalsy();
-      } finally {
-        await a.close();
-        await b.close();
-      }
-    },
-    20_000,
-  );
+  it('F1: a second MCP client sharing the token cancels only its own call, not the other client’s call of the same JSON-RPC id', async () => {
+    const token = await mint();
+    const a = await mcpClient(token, 'editor-window-a');
+    const b = await mcpClient(token, 'editor-window-b');
+    try {
+      const aCall = a.callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } });
+      const abortB = new AbortController();
+      const bCall = b
+        .callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } }, undefined, {
+          signal: abortB.signal,
+        })
+        .catch((error: unknown) => error);
+      await new Promise((r) => setTimeout(r, 500));
+      abortB.abort('user pressed stop in window b'); // the SDK sends notifications/cancelled {requestId: 1}
+      await bCall;
+      const aResult = await aCall;
+      // A never cancelled anything: its call must finish normally.
+      expect((aResult.content as Array<{ text: string }>)[0]!.text).toBe('"done"');
+      expect(aResult.isError).toBeFalsy();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  }, 20_000);
 
   it('HELD (control for F1): with a token each, the same cancellation leaves the other client’s call alone', async () => {
     const a = await mcpClient(await mint(), 'editor-window-a');

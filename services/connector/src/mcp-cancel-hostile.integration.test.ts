@@ -150,7 +150,8 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
   }
 
   /** Posts cancellations of request ids 0..9 to the stateless endpoint of `on`; the statuses answered. */
-  async function cancelStateless(on: string, token: string): Promise<number[]> {
+  /** Cancels request ids 0-9 on the stateless transport, as a client of `session` (Mcp-Session-Id) when given. */
+  async function cancelStateless(on: string, token: string, session?: string): Promise<number[]> {
     const statuses: number[] = [];
     for (let id = 0; id < 10; id++) {
       const res = await fetch(`${on}/mcp`, {
@@ -159,6 +160,7 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
           authorization: `Bearer ${token}`,
           'content-type': 'application/json',
           accept: 'application/json, text/event-stream',
+          ...(session ? { 'mcp-session-id': session } : {}),
         },
         body: JSON.stringify(cancel(id)),
       });
@@ -219,18 +221,20 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
     }
   });
 
-  it('HELD: on the stateless transport only the call’s own token cancels it, on whichever replica; another tenant’s or a colleague’s guesses do nothing', async () => {
+  it('HELD: on the stateless transport only the call’s own client (token and session) cancels it, on whichever replica; another tenant’s or a colleague’s guesses do nothing, also with its session id', async () => {
     const victimToken = await mint(victimKey, 'alice');
     const { apiKey: otherKey } = await a.createTenant('Stateless attacker');
     await a.connect(otherKey, 'mallory', cfToken);
     const attackerToken = await mint(otherKey, 'mallory');
     const colleagueToken = await mint(victimKey, 'eve');
     const victim = new Client({ name: 'stateless-victim', version: '1.0.0' });
-    await victim.connect(
-      new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
-        requestInit: { headers: { Authorization: `Bearer ${victimToken}` } },
-      }),
-    );
+    const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${victimToken}` } },
+    });
+    await victim.connect(transport);
+    // Warden hands each client a session id at initialize, which scopes its cancellations.
+    const session = transport.sessionId;
+    expect(session).toMatch(/^mcs_[A-Za-z0-9_-]{22}$/);
     try {
       const callsBefore = (await toolCalls()).length;
       const before = cf.tails.sessions().length;
@@ -239,22 +243,26 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
       await tailRunning(before);
       // Every request id the victim's call could have, from another tenant's token and from a
       // colleague's (same tenant, another identity), on both replicas: answered, and dropped.
+      // With the victim's session id too (leaked): it scopes a token's calls, it grants nothing.
       for (const token of [attackerToken, colleagueToken]) {
         expect(await cancelStateless(base, token)).toEqual(Array(10).fill(202));
         expect(await cancelStateless(baseB, token)).toEqual(Array(10).fill(202));
+        expect(await cancelStateless(baseB, token, session)).toEqual(Array(10).fill(202));
       }
+      // The victim's own token without its session (another client of that token) reaches nothing either.
+      expect(await cancelStateless(base, victimToken)).toEqual(Array(10).fill(202));
       const result = (await pending) as { isError?: boolean; content: Array<{ text: string }> };
       expect(result.isError ?? false).toBe(false);
       expect(newSessions(before)[0]!.deletedAt!.getTime() - started).toBeGreaterThanOrEqual(3_000);
       await recordedSuccess(callsBefore);
 
-      // Control: the victim's own token cancels it, through the other replica (over the bus).
+      // Control: the victim's own client (token and session) cancels it, through the other replica (over the bus).
       const again = cf.tails.sessions().length;
       const startedAgain = Date.now();
       const stopped = startTail(victim, 10);
       stopped.catch(() => {});
       await tailRunning(again);
-      expect(await cancelStateless(baseB, victimToken)).toEqual(Array(10).fill(202));
+      expect(await cancelStateless(baseB, victimToken, session)).toEqual(Array(10).fill(202));
       await stoppedAtOnce(again, startedAgain);
     } finally {
       await victim.close();

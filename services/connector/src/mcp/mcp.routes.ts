@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -35,6 +36,26 @@ function jsonRpcError(
     .code(status)
     .headers(options.headers ?? {})
     .send({ jsonrpc: '2.0', error: { code: options.code ?? -32000, message }, id: null });
+}
+
+/** A client session id as Warden hands them out: `mcs_` and 128 random bits. */
+const CLIENT_SESSION = /^mcs_[A-Za-z0-9_-]{22}$/;
+
+/**
+ * The client session a stateless `POST /mcp` belongs to, '' for none. The transport keeps no
+ * state, but each client is handed an `Mcp-Session-Id` at `initialize` (as the protocol lets a
+ * server do), which it sends with every later request: it tells apart the calls of clients
+ * sharing one token, which number their requests alike, so a cancellation reaches only its
+ * own client's call. The id is the client's alone to scope its own calls: it grants nothing.
+ */
+function clientSessionOf(request: FastifyRequest, reply: FastifyReply): string {
+  if (messagesOf(request.body).some((m) => m?.method === 'initialize')) {
+    const id = `mcs_${randomBytes(16).toString('base64url')}`;
+    reply.raw.setHeader('mcp-session-id', id);
+    return id;
+  }
+  const sent = request.headers['mcp-session-id'];
+  return typeof sent === 'string' && CLIENT_SESSION.test(sent) ? sent : '';
 }
 
 export interface McpRouteDeps extends McpDeps {
@@ -148,12 +169,14 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     }
     // An OAuth session is named by its client's registration; a minted token learns it here.
     if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
-    // A stateless server knows no call but its own: cancellations go to the token's calls.
-    await statelessCalls.cancelFrom(session.tokenId, request.body);
+    // A stateless server knows no call but its own: cancellations go to the calls of the same
+    // token and client session.
+    const clientSession = clientSessionOf(request, reply);
+    await statelessCalls.cancelFrom(session.tokenId, clientSession, request.body);
     reply.hijack();
     const server = createMcpServer(session, deps, {
       ip: request.ip,
-      onCall: (requestId) => statelessCalls.track(session.tokenId, requestId),
+      onCall: (requestId) => statelessCalls.track(session.tokenId, clientSession, requestId),
     });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: undefined,

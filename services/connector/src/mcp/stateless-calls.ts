@@ -9,6 +9,8 @@ const CANCEL_CHANNEL = 'mcp:cancel';
 /** The running calls one stateless request cancels, for every replica. */
 interface CancelForward {
   readonly tokenId: string;
+  /** The client's session (`Mcp-Session-Id`), '' for a client that sends none. */
+  readonly clientSession: string;
   readonly requestIds: ReadonlyArray<string | number>;
 }
 
@@ -17,9 +19,12 @@ function idKey(id: string | number): string {
   return `${typeof id}:${String(id)}`;
 }
 
-/** A stateless tool call as its token names it: only that token's notifications reach it. */
-function callKey(tokenId: string, requestId: string | number): string {
-  return `${tokenId}\u0000${idKey(requestId)}`;
+/**
+ * A stateless tool call as its client names it: only notifications of that token and of that
+ * client's session reach it (two clients sharing a token each number their requests from 0).
+ */
+function callKey(tokenId: string, clientSession: string, requestId: string | number): string {
+  return `${tokenId}\u0000${clientSession}\u0000${idKey(requestId)}`;
 }
 
 /**
@@ -44,8 +49,9 @@ function cancelledRequestIds(body: unknown): Array<string | number> {
  * The tool calls of stateless streamable HTTP running on this replica, by token and JSON-RPC id,
  * and their cancellation. The SDK hands each `POST /mcp` to a fresh server that knows no call but
  * its own, so a `notifications/cancelled` (a POST of its own) is read here, before the SDK, and goes
- * to the token's call of that id: on this replica at once, on the others over the bus (one message
- * a request). Another token reaches nothing, whatever ids it names.
+ * to the call of that id of the same token and client session (`Mcp-Session-Id`, which Warden
+ * hands each client at `initialize`): on this replica at once, on the others over the bus (one
+ * message a request). Another token, or another client of the same token, reaches nothing.
  */
 export class StatelessCalls {
   readonly #running = new Map<string, Set<AbortController>>();
@@ -64,9 +70,16 @@ export class StatelessCalls {
     return calls;
   }
 
-  /** A call of `tokenId` starts: its signal aborts on a cancellation of `requestId`; `end` once it has ended. */
-  track(tokenId: string, requestId: string | number): { signal: AbortSignal; end: () => void } {
-    const key = callKey(tokenId, requestId);
+  /**
+   * A call of `tokenId` in `clientSession` starts: its signal aborts on a cancellation of
+   * `requestId` from that session; `end` once it has ended.
+   */
+  track(
+    tokenId: string,
+    clientSession: string,
+    requestId: string | number,
+  ): { signal: AbortSignal; end: () => void } {
+    const key = callKey(tokenId, clientSession, requestId);
     const controller = new AbortController();
     const calls = this.#running.get(key) ?? new Set<AbortController>();
     this.#running.set(key, calls.add(controller));
@@ -79,20 +92,25 @@ export class StatelessCalls {
     };
   }
 
-  /** Cancels the calls a request body of `tokenId` names in `notifications/cancelled`, on every replica. */
-  async cancelFrom(tokenId: string, body: unknown): Promise<void> {
+  /**
+   * Cancels the calls a request body of `tokenId` from `clientSession` names in
+   * `notifications/cancelled`, on every replica.
+   */
+  async cancelFrom(tokenId: string, clientSession: string, body: unknown): Promise<void> {
     const requestIds = cancelledRequestIds(body);
     if (requestIds.length === 0) return;
-    const cancel: CancelForward = { tokenId, requestIds };
+    const cancel: CancelForward = { tokenId, clientSession, requestIds };
     this.#cancelHere(cancel);
     await this.#bus.publish(CANCEL_CHANNEL, cancel).catch((error: unknown) => {
       this.#logger.warn({ err: error }, 'MCP cancellation not forwarded to other replicas');
     });
   }
 
-  #cancelHere({ tokenId, requestIds }: CancelForward): void {
+  #cancelHere({ tokenId, clientSession, requestIds }: CancelForward): void {
+    // A replica of the release before sessions sends none: it meant the token's calls of no session.
+    const scope = typeof clientSession === 'string' ? clientSession : '';
     for (const requestId of requestIds) {
-      for (const controller of this.#running.get(callKey(tokenId, requestId)) ?? []) {
+      for (const controller of this.#running.get(callKey(tokenId, scope, requestId)) ?? []) {
         controller.abort(new Error('cancelled by the MCP client (notifications/cancelled)'));
       }
     }
