@@ -152,6 +152,13 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.addHook('onRoute', applyRequestContract);
+  /** Routes that exist only to refuse their method (`config.refusesMethod`), as `METHOD /path`. */
+  const refusingRoutes = new Set<string>();
+  app.addHook('onRoute', (route) => {
+    if (route.config?.refusesMethod) {
+      for (const method of [route.method].flat()) refusingRoutes.add(`${method} ${route.url}`);
+    }
+  });
 
   // Every body is JSON. An empty one (Content-Type set, nothing sent) counts as no body, so an
   // optional body (POST …/offboard) may be left out by clients that always send the header.
@@ -193,7 +200,10 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? '/';
     if (path.startsWith('/admin/') && !config.adminToken) return sendError(adminApiOff(), request, reply);
-    const allowed = ROUTE_METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    // A route that only refuses its method (GET /mcp answers 405 itself) is not one to name.
+    const allowed = ROUTE_METHODS.filter(
+      (method) => app.findRoute({ method, url: path }) !== null && !refusingRoutes.has(`${method} ${path}`),
+    );
     if (allowed.length > 0) {
       const refusal = protocolError(
         405,

@@ -293,7 +293,7 @@ describe('front doors: outsider review', () => {
   // F6. README: "a method the route does not take a 405 (with `Allow`)". `PUT /mcp` is answered
   // 405 with `Allow: GET, POST, DELETE`, but GET and DELETE /mcp are themselves answered 405
   // with `Allow: POST`: the Allow header advertises methods the endpoint refuses.
-  it.fails('F6: 405 on /mcp advertises only methods /mcp accepts', async () => {
+  it('F6: 405 on /mcp advertises only methods /mcp accepts', async () => {
     const token = await mint();
     const put = await fetch(`${base}/mcp`, { method: 'PUT', headers: mcpHeaders(token), body: '{}' });
     await put.text();
@@ -308,7 +308,7 @@ describe('front doors: outsider review', () => {
   // F7. JSON-RPC 2.0 / MCP: bad params of a known method are -32602 (Invalid params); -32603 is
   // the server's own internal error. `tools/call` with `arguments` that is not an object answers
   // -32603 with the validator's raw issue dump, not a message naming the field and the fix.
-  it.fails(
+  it(
     'F7: tools/call with non-object arguments is -32602 naming params.arguments, not an internal error',
     async () => {
       const token = await mint();
@@ -334,7 +334,7 @@ describe('front doors: outsider review', () => {
   // WWW-Authenticate ...". Authentication runs after Fastify has parsed the body, so an
   // unauthenticated request whose body is not valid JSON gets a 400 without the challenge (REST
   // routes authenticate first: the same request to /api/v1/execute_tool is a 401).
-  it.fails('F8: POST /mcp without a token is 401 with the OAuth challenge whatever its body', async () => {
+  it('F8: POST /mcp without a token is 401 with the OAuth challenge whatever its body', async () => {
     const res = await fetch(`${base}/mcp`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
@@ -350,7 +350,7 @@ describe('front doors: outsider review', () => {
   // (-32700, id null). On /mcp Fastify's parser answers first with the REST envelope
   // (`{"error":{"code":"invalid_request",...}}`), which a JSON-RPC client cannot read as an
   // error response; /mcp's own refusals (401, 403, 405 on GET/DELETE) do use JSON-RPC bodies.
-  it.fails('F9: POST /mcp with a body that is not JSON answers a JSON-RPC parse error (-32700)', async () => {
+  it('F9: POST /mcp with a body that is not JSON answers a JSON-RPC parse error (-32700)', async () => {
     const token = await mint();
     const res = await fetch(`${base}/mcp`, {
       method: 'POST',

@@ -11,7 +11,7 @@ import { bearerToken } from '../http/auth.ts';
 import type { McpConnections } from './mcp-connections.ts';
 import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
-import { messagesOf } from './json-rpc-body.ts';
+import { invalidToolCall, isBodyParseError, messagesOf } from './json-rpc-body.ts';
 import { StatelessCalls } from './stateless-calls.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
@@ -36,6 +36,13 @@ function jsonRpcError(
     .code(status)
     .headers(options.headers ?? {})
     .send({ jsonrpc: '2.0', error: { code: options.code ?? -32000, message }, id: null });
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route only answers its method with a 405 of its own: other 405s do not name it. */
+    refusesMethod?: boolean;
+  }
 }
 
 /** A client session id as Warden hands them out: `mcs_` and 128 random bits. */
@@ -158,61 +165,89 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       headers: { allow: 'POST' },
     });
 
-  app.post('/mcp', { schema: { hide: true } }, async (request, reply) => {
-    const session = await authenticate(request, reply);
-    if (!session) return reply;
-    // The SDK refuses a larger batch whole; nothing of it is acted on here either.
-    if (Array.isArray(request.body) && request.body.length > MAX_BATCH_SIZE) {
-      return jsonRpcError(reply, 400, `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`, {
-        code: -32600,
-      });
-    }
-    // An OAuth session is named by its client's registration; a minted token learns it here.
-    if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
-    // A stateless server knows no call but its own: cancellations go to the calls of the same
-    // token and client session.
-    const clientSession = clientSessionOf(request, reply);
-    await statelessCalls.cancelFrom(session.tokenId, clientSession, request.body);
-    reply.hijack();
-    const server = createMcpServer(session, deps, {
-      ip: request.ip,
-      onCall: (requestId) => statelessCalls.track(session.tokenId, clientSession, requestId),
-    });
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: undefined,
-      enableJsonResponse: true,
-    });
-    const release = deps.connections.add(
-      { tenantId: session.tenantId, identifier: session.identifier, tokenId: session.tokenId },
-      () => {
-        void transport.close();
-        // Only a request still running is cut: once its response is out, the socket may already
-        // carry the client's next request on keep-alive, which is not this token's to end.
-        if (!reply.raw.writableFinished) reply.raw.destroy();
+  /** Sessions of `POST /mcp` requests, authenticated before their body is read. */
+  const authenticated = new WeakMap<FastifyRequest, McpSession>();
+
+  app.post(
+    '/mcp',
+    {
+      schema: { hide: true },
+      // Before the body is parsed: a request without a valid token gets the sign-in challenge
+      // whatever its body holds.
+      onRequest: async (request, reply) => {
+        const session = await authenticate(request, reply);
+        if (!session) return reply;
+        authenticated.set(request, session);
+        return undefined;
       },
-    );
-    reply.raw.on('finish', release);
-    reply.raw.on('close', () => {
-      release();
-      void transport.close();
-      void server.close();
-    });
-    try {
-      await server.connect(transport);
-      await transport.handleRequest(request.raw, reply.raw, request.body);
-    } catch (error) {
-      deps.logger.error({ err: error }, 'MCP request failed');
-      if (!reply.raw.headersSent) {
-        reply.raw.writeHead(500, { 'content-type': 'application/json' });
-        reply.raw.end(
-          JSON.stringify({ jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }),
-        );
+      // A body that is not JSON is JSON-RPC's parse error, which a client reads as one.
+      errorHandler: (error, _request, reply) => {
+        if (isBodyParseError(error)) {
+          return jsonRpcError(reply, 400, 'Parse error: the body is not valid JSON', { code: -32700 });
+        }
+        throw error;
+      },
+    },
+    async (request, reply) => {
+      const session = authenticated.get(request);
+      if (!session) throw new Error('POST /mcp: no session after authentication');
+      // The SDK refuses a larger batch whole; nothing of it is acted on here either.
+      if (Array.isArray(request.body) && request.body.length > MAX_BATCH_SIZE) {
+        return jsonRpcError(reply, 400, `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`, {
+          code: -32600,
+        });
       }
-    }
-    return reply;
-  });
-  app.get('/mcp', { schema: { hide: true } }, notAllowed);
-  app.delete('/mcp', { schema: { hide: true } }, notAllowed);
+      // Malformed tools/call params are the client's error, named (the SDK answers them -32603).
+      const refused = invalidToolCall(request.body);
+      if (refused) return reply.code(200).send(refused);
+      // An OAuth session is named by its client's registration; a minted token learns it here.
+      if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
+      // A stateless server knows no call but its own: cancellations go to the calls of the same
+      // token and client session.
+      const clientSession = clientSessionOf(request, reply);
+      await statelessCalls.cancelFrom(session.tokenId, clientSession, request.body);
+      reply.hijack();
+      const server = createMcpServer(session, deps, {
+        ip: request.ip,
+        onCall: (requestId) => statelessCalls.track(session.tokenId, clientSession, requestId),
+      });
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: true,
+      });
+      const release = deps.connections.add(
+        { tenantId: session.tenantId, identifier: session.identifier, tokenId: session.tokenId },
+        () => {
+          void transport.close();
+          // Only a request still running is cut: once its response is out, the socket may already
+          // carry the client's next request on keep-alive, which is not this token's to end.
+          if (!reply.raw.writableFinished) reply.raw.destroy();
+        },
+      );
+      reply.raw.on('finish', release);
+      reply.raw.on('close', () => {
+        release();
+        void transport.close();
+        void server.close();
+      });
+      try {
+        await server.connect(transport);
+        await transport.handleRequest(request.raw, reply.raw, request.body);
+      } catch (error) {
+        deps.logger.error({ err: error }, 'MCP request failed');
+        if (!reply.raw.headersSent) {
+          reply.raw.writeHead(500, { 'content-type': 'application/json' });
+          reply.raw.end(
+            JSON.stringify({ jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }),
+          );
+        }
+      }
+      return reply;
+    },
+  );
+  // Answered by the route (a JSON-RPC body), and left out of the methods other refusals name.
+  app.get('/mcp', { schema: { hide: true }, config: { refusesMethod: true } }, notAllowed);
+  app.delete('/mcp', { schema: { hide: true }, config: { refusesMethod: true } }, notAllowed);
 
   app.get('/sse', { schema: { hide: true } }, async (request, reply) => {
     const session = await authenticate(request, reply);
