@@ -30,6 +30,8 @@ export interface RedisBreaker {
   readonly degraded: boolean;
   /** Replicas sharing the budget, when a local share is used while Redis is down; else null. */
   readonly replicas: number | null;
+  /** How often Redis is tried again while it is down. */
+  readonly probeIntervalMs: number;
   /** Runs `viaRedis` unless the breaker is open; on `unavailable`, `whenDown` decides. */
   guarded<T>(viaRedis: () => Promise<T>, whenDown: (error: unknown) => Promise<T>): Promise<T>;
   /** Throws the `unavailable` for refusing while Redis is down. */
@@ -91,6 +93,7 @@ export function createRedisBreaker(options: RedisBreakerOptions): RedisBreaker {
       return degraded;
     },
     replicas,
+    probeIntervalMs,
 
     async guarded<T>(viaRedis: () => Promise<T>, whenDown: (error: unknown) => Promise<T>): Promise<T> {
       if (degraded && (probing || clock.now().getTime() < nextProbeMs)) return whenDown(lastError);
@@ -135,7 +138,9 @@ function share(capacity: number, replicas: number): number {
 /**
  * The Redis windows behind the breaker. Tickets issued by the local windows carry a `local:` id,
  * so their settlement goes where they were taken. Blocks (upstream 429s) are also kept locally,
- * so this replica honours a 429 even when Redis could not record it.
+ * so this replica honours a 429 even when Redis could not record it, and a block Redis could not
+ * record is written there once it answers again (tried every `probeIntervalMs`), so the other
+ * replicas honour it too for what is left of it.
  */
 export function createFallbackWindows(
   primary: PrincipalWindows,
@@ -150,6 +155,48 @@ export function createFallbackWindows(
     windowSeconds: spec.windowSeconds,
   });
   const isLocal = (ticket: WindowTicket) => ticket.id !== null && ticket.id.startsWith(LOCAL);
+  /** Blocks whose settlement did not reach Redis, by kind and principal, until they are written. */
+  const unsent = new Map<string, { ticket: WindowTicket; spec: BudgetSpec; untilMs: number }>();
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  function keepUnsent(ticket: WindowTicket, spec: BudgetSpec, blockMs: number): void {
+    const key = `${ticket.kind}\u0000${ticket.principal}`;
+    const untilMs = clock.now().getTime() + blockMs;
+    const known = unsent.get(key);
+    // An id no entry has: the replayed settlement only blocks.
+    if (!known || known.untilMs < untilMs)
+      unsent.set(key, { ticket: { ...ticket, id: null }, spec, untilMs });
+    scheduleReplay();
+  }
+
+  function scheduleReplay(): void {
+    if (closed || retry || unsent.size === 0) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      void replay();
+    }, breaker.probeIntervalMs);
+    retry.unref();
+  }
+
+  /** Writes the blocks Redis missed, for what is left of each; those it still cannot take wait. */
+  async function replay(): Promise<void> {
+    for (const [key, block] of unsent) {
+      const left = block.untilMs - clock.now().getTime();
+      if (left > 0) {
+        const written = await breaker.guarded(
+          () =>
+            primary
+              .settle(block.ticket, block.spec, { answered: false, quota: null, blockMs: left })
+              .then(() => true),
+          async () => false,
+        );
+        if (!written) break;
+      }
+      if (unsent.get(key) === block) unsent.delete(key);
+    }
+    scheduleReplay();
+  }
   const unwrap = (ticket: WindowTicket): WindowTicket => ({ ...ticket, id: ticket.id!.slice(LOCAL.length) });
 
   /** A take or a reservation: Redis's, or while it is down a local share's (`local:` ids). */
@@ -206,10 +253,13 @@ export function createFallbackWindows(
         });
       }
       // Best effort: the caller is already answering for an upstream response; failing it with a
-      // 503 would help no one, and the entry still counts from its admission until it expires.
+      // 503 would help no one, and the entry still counts from its admission until it expires. A
+      // block is written once Redis answers again.
       await breaker.guarded(
         () => primary.settle(ticket, spec, settlement),
-        async () => {},
+        async () => {
+          if (settlement.blockMs > 0) keepUnsent(ticket, spec, settlement.blockMs);
+        },
       );
     },
 
@@ -233,17 +283,22 @@ export function createFallbackWindows(
     health: () => breaker.check(() => primary.health()),
 
     async close(): Promise<void> {
+      closed = true;
+      clearTimeout(retry);
       await local.close();
       await primary.close();
     },
   };
 }
 
-/** The Redis egress store behind the breaker; while Redis is down, a local window of limit ÷ replicas. */
+/**
+ * The Redis egress store behind the breaker; while Redis is down, a local window of limit ÷
+ * replicas, paced as the shared one is (`slices`).
+ */
 export function createFallbackEgressStore(
   primary: EgressStore,
   breaker: RedisBreaker,
-  options: { clock?: Clock; inFlightMs?: number } = {},
+  options: { clock?: Clock; inFlightMs?: number; slices?: number } = {},
 ): EgressStore {
   const replicas = breaker.replicas;
   const local = createMemoryEgressStore({

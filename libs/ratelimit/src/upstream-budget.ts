@@ -508,7 +508,11 @@ export function buildUpstreamBudget(options: BuildUpstreamBudgetOptions): Upstre
             store: createFallbackEgressStore(
               createRedisEgressStore({ ...shared, ...egressOpts, pool: options.egressPool }),
               breaker,
-              { ...clock, ...(options.inFlightMs !== undefined ? { inFlightMs: options.inFlightMs } : {}) },
+              {
+                ...clock,
+                slices: EGRESS_PACING_SLICES,
+                ...(options.inFlightMs !== undefined ? { inFlightMs: options.inFlightMs } : {}),
+              },
             ),
             maxWaitMs: options.maxWaitMs,
             maxQueue: options.maxQueue,
