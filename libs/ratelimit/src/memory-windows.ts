@@ -120,16 +120,24 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
     const figure = s.figure && nowMs < s.figure.until ? s.figure : null;
     const cloudflare = figure ? { left: figure.quota - figure.others - count, resetAt: figure.until } : null;
 
+    // Every check that refuses is asked, and the one that frees last names the refusal: a retry
+    // after its wait meets none of them (a 1 s block over a window full for an hour says an hour).
     let refusal: Evaluation['refusal'] = null;
-    if (blockedUntil > nowMs) {
-      refusal = { reason: 'blocked', waitMs: blockedUntil - nowMs };
-    } else if (own <= 0) {
-      refusal = { reason: 'window', waitMs: leaves(count - spec.capacity) };
-    } else if (figure && cloudflare && cloudflare.left <= 0) {
+    const refuse = (reason: WindowRefusalReason, waitMs: number) => {
+      if (!refusal || waitMs > refusal.waitMs) refusal = { reason, waitMs };
+    };
+    if (blockedUntil > nowMs) refuse('blocked', blockedUntil - nowMs);
+    if (own <= 0) refuse('window', leaves(count - spec.capacity));
+    if (figure && cloudflare && cloudflare.left <= 0) {
       // Until the others leave Cloudflare's window, or sooner once enough of Warden's own have.
       const need = count - (figure.quota - figure.others - 1);
-      const waitMs = need <= count ? Math.min(figure.until - nowMs, leaves(need - 1)) : figure.until - nowMs;
-      refusal = { reason: 'cloudflare', waitMs };
+      refuse(
+        'cloudflare',
+        need <= count ? Math.min(figure.until - nowMs, leaves(need - 1)) : figure.until - nowMs,
+      );
+    }
+    if (refusal) {
+      // Refused already: no probe to hold for.
     } else if (probing && probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs) {
       // No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
       // Reservations are not requests out: nothing was sent for them.

@@ -79,21 +79,32 @@ local function leaves(index)
   return tonumber(e[2]) + window - now
 end
 
+-- Every check that refuses is asked, and the one that frees last names the refusal: a retry
+-- after its wait meets none of them (a 1 s block over a window full for an hour says an hour).
 local reason = ''
 local wait = 0
-if block > now then
-  reason = 'blocked'
-  wait = block - now
-elseif own <= 0 then
-  reason = 'window'
-  if lost > 0 then wait = math.min(ext_until, restarted + window) - now end
-  if count >= capacity then wait = math.max(wait, leaves(count - capacity)) end
-elseif has_cf == 1 and cf_left <= 0 then
-  reason = 'cloudflare'
-  wait = ext_until - now
+local function refuse(why, after)
+  if reason == '' or after > wait then
+    reason = why
+    wait = after
+  end
+end
+if block > now then refuse('blocked', block - now) end
+if own <= 0 then
+  local after = 0
+  if lost > 0 then after = math.min(ext_until, restarted + window) - now end
+  if count >= capacity then after = math.max(after, leaves(count - capacity)) end
+  refuse('window', after)
+end
+if has_cf == 1 and cf_left <= 0 then
+  local after = ext_until - now
   -- Or sooner, once enough of this window's own requests have left it.
   local need = count - (cfq - ext - 1)
-  if need <= count then wait = math.min(wait, leaves(need - 1)) end
+  if need <= count then after = math.min(after, leaves(need - 1)) end
+  refuse('cloudflare', after)
+end
+if reason ~= '' then
+  -- Refused already: no probe to hold for.
 elseif not reserve and probe_after >= 0 and now - (tonumber(m[2]) or 0) > probe_after then
   -- No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
   -- Reservations are not requests out: nothing was sent for them.

@@ -211,7 +211,7 @@ export function windowSuite(harness: () => WindowHarness): void {
   it('keeps REST and GraphQL apart; a REST 429 blocks both, a GraphQL 429 only GraphQL', async () => {
     const h = harness();
     const windows = h.windows();
-    const spec = { capacity: 1, windowSeconds: 60 };
+    const spec = { capacity: 3, windowSeconds: 60 };
     const p = h.principal();
     const rest = await windows.take(p, 'rest', spec);
     expect(rest.allowed).toBe(true);
