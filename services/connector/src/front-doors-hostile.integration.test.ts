@@ -89,34 +89,13 @@ describe('front doors: outsider review', () => {
   // F1. "one client's action affecting another's calls": two MCP clients configured with the same
   // minted token (the `cursor_config` fragment pasted into two tools / two editor windows). Both
   // official SDK clients number their requests from 0, so their first tool calls share id 1.
-  it('F1: a second MCP client sharing the token cancels only its own call, not the other client’s call of the same JSON-RPC id', async () => {
-    const token = await mint();
-    const a = await mcpClient(token, 'editor-window-a');
-    const b = await mcpClient(token, 'editor-window-b');
-    try {
-      const aCall = a.callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } });
-      const abortB = new AbortController();
-      const bCall = b
-        .callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } }, undefined, {
-          signal: abortB.signal,
-        })
-        .catch((error: unknown) => error);
-      await new Promise((r) => setTimeout(r, 500));
-      abortB.abort('user pressed stop in window b'); // the SDK sends notifications/cancelled {requestId: 1}
-      await bCall;
-      const aResult = await aCall;
-      // A never cancelled anything: its call must finish normally.
-      expect((aResult.content as Array<{ text: string }>)[0]!.text).toBe('"done"');
-      expect(aResult.isError).toBeFalsy();
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  }, 20_000);
-
-  it('HELD (control for F1): with a token each, the same cancellation leaves the other client’s call alone', async () => {
-    const a = await mcpClient(await mint(), 'editor-window-a');
-    const b = await mcpClient(await mint(), 'editor-window-b');
+  /**
+   * Clients A and B each run a 3 s call (both JSON-RPC id 1); B's user presses stop after 0.5 s
+   * (the SDK sends notifications/cancelled {requestId: 1}). Returns A's result.
+   */
+  async function stopBWhileARuns(tokenA: string, tokenB: string) {
+    const a = await mcpClient(tokenA, 'editor-window-a');
+    const b = await mcpClient(tokenB, 'editor-window-b');
     try {
       const aCall = a.callTool({ name: 'cloudflare_execute', arguments: { code: busy(3000) } });
       const abortB = new AbortController();
@@ -128,12 +107,24 @@ describe('front doors: outsider review', () => {
       await new Promise((r) => setTimeout(r, 500));
       abortB.abort('user pressed stop in window b');
       await bCall;
-      const aResult = await aCall;
-      expect((aResult.content as Array<{ text: string }>)[0]!.text).toBe('"done"');
+      return await aCall;
     } finally {
       await a.close();
       await b.close();
     }
+  }
+
+  it('F1: a second MCP client sharing the token cancels only its own call, not the other client’s call of the same JSON-RPC id', async () => {
+    const token = await mint();
+    const aResult = await stopBWhileARuns(token, token);
+    // A never cancelled anything: its call must finish normally.
+    expect((aResult.content as Array<{ text: string }>)[0]!.text).toBe('"done"');
+    expect(aResult.isError).toBeFalsy();
+  }, 20_000);
+
+  it('HELD (control for F1): with a token each, the same cancellation leaves the other client’s call alone', async () => {
+    const aResult = await stopBWhileARuns(await mint(), await mint());
+    expect((aResult.content as Array<{ text: string }>)[0]!.text).toBe('"done"');
   }, 20_000);
 
   // ---------------------------------------------------------------------------------------------
@@ -308,26 +299,23 @@ describe('front doors: outsider review', () => {
   // F7. JSON-RPC 2.0 / MCP: bad params of a known method are -32602 (Invalid params); -32603 is
   // the server's own internal error. `tools/call` with `arguments` that is not an object answers
   // -32603 with the validator's raw issue dump, not a message naming the field and the fix.
-  it(
-    'F7: tools/call with non-object arguments is -32602 naming params.arguments, not an internal error',
-    async () => {
-      const token = await mint();
-      const res = await fetch(`${base}/mcp`, {
-        method: 'POST',
-        headers: mcpHeaders(token),
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'tools/call',
-          params: { name: 'cloudflare_execute', arguments: 'async () => 1' },
-        }),
-      });
-      const body = (await res.json()) as { error?: { code: number; message: string } };
-      expect(body.error?.code).toBe(-32602);
-      expect(body.error?.message).toMatch(/arguments/);
-      expect(body.error?.message).not.toMatch(/"expected":/);
-    },
-  );
+  it('F7: tools/call with non-object arguments is -32602 naming params.arguments, not an internal error', async () => {
+    const token = await mint();
+    const res = await fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: mcpHeaders(token),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'cloudflare_execute', arguments: 'async () => 1' },
+      }),
+    });
+    const body = (await res.json()) as { error?: { code: number; message: string } };
+    expect(body.error?.code).toBe(-32602);
+    expect(body.error?.message).toMatch(/arguments/);
+    expect(body.error?.message).not.toMatch(/"expected":/);
+  });
 
   // ---------------------------------------------------------------------------------------------
   // F8. MCP sign-in (README step 1): "POST /mcp without a token answers 401 with
