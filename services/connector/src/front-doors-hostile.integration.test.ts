@@ -266,19 +266,16 @@ describe('front doors: outsider review', () => {
   // ended, the replica restarted) is answered 202 Accepted and dropped; the client then waits for
   // an answer that never comes (60 s by default) instead of learning to reconnect. A session of
   // another token on this replica is a 404 ("unknown session"); an unknown one should be too.
-  it.fails(
-    'F5: POST /messages for an unknown SSE session is refused (404), not accepted and dropped',
-    async () => {
-      const token = await mint();
-      const res = await fetch(`${base}/messages?sessionId=00000000-0000-4000-8000-000000000000`, {
-        method: 'POST',
-        headers: mcpHeaders(token),
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
-      });
-      await res.text();
-      expect(res.status).toBe(404);
-    },
-  );
+  it('F5: POST /messages for an unknown SSE session is refused (404), not accepted and dropped', async () => {
+    const token = await mint();
+    const res = await fetch(`${base}/messages?sessionId=00000000-0000-4000-8000-000000000000`, {
+      method: 'POST',
+      headers: mcpHeaders(token),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    await res.text();
+    expect(res.status).toBe(404);
+  });
 
   // ---------------------------------------------------------------------------------------------
   // F6. README: "a method the route does not take a 405 (with `Allow`)". `PUT /mcp` is answered

@@ -15,6 +15,10 @@ import { invalidToolCall, isBodyParseError, messagesOf } from './json-rpc-body.t
 import { StatelessCalls } from './stateless-calls.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
+/** The replica holding an SSE stream says it took a message forwarded to it (by `ackId`). */
+const SSE_ACK_CHANNEL = 'mcp:sse-ack';
+/** How long a message for a stream of another replica waits for that replica to take it. */
+const SSE_ACK_TIMEOUT_MS = 1_000;
 const MINTED_TOKEN_PREFIX = 'wdn_mcp_';
 const SSE_KEEPALIVE_MS = 25_000;
 /** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
@@ -24,6 +28,8 @@ interface SseForward {
   readonly sessionId: string;
   readonly tokenId: string;
   readonly message: unknown;
+  /** Answered on `SSE_ACK_CHANNEL` by the replica that holds the stream. */
+  readonly ackId?: string;
 }
 
 function jsonRpcError(
@@ -94,13 +100,41 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   /** Stateless tool calls running on this replica, and their cancellation from any replica. */
   const statelessCalls = await StatelessCalls.start(deps.bus, deps.logger);
 
+  /** Messages forwarded to another replica's stream, waiting for it to say it took them. */
+  const awaitingAck = new Map<string, () => void>();
+  await deps.bus.subscribe(SSE_ACK_CHANNEL, (message) => {
+    const { ackId } = message as { ackId?: unknown };
+    if (typeof ackId === 'string') awaitingAck.get(ackId)?.();
+  });
   await deps.bus.subscribe(SSE_CHANNEL, (message) => {
     const forward = message as SseForward;
     const local = sseSessions.get(forward.sessionId);
     if (local && local.session.tokenId === forward.tokenId) {
       local.transport.handleMessage(forward.message).catch(() => {});
+      if (forward.ackId) {
+        deps.bus.publish(SSE_ACK_CHANNEL, { ackId: forward.ackId }).catch((error: unknown) => {
+          deps.logger.warn({ err: error }, 'MCP: an SSE message taken could not be acknowledged');
+        });
+      }
     }
   });
+
+  /** Hands a message to the replica holding its stream; false if none took it in time. */
+  async function forwardToStream(forward: Omit<SseForward, 'ackId'>): Promise<boolean> {
+    const ackId = randomBytes(12).toString('base64url');
+    let timer: NodeJS.Timeout | undefined;
+    const taken = new Promise<boolean>((resolve) => {
+      awaitingAck.set(ackId, () => resolve(true));
+      timer = setTimeout(() => resolve(false), SSE_ACK_TIMEOUT_MS);
+    });
+    try {
+      await deps.bus.publish(SSE_CHANNEL, { ...forward, ackId });
+      return await taken;
+    } finally {
+      clearTimeout(timer);
+      awaitingAck.delete(ackId);
+    }
+  }
 
   /** Origin (DNS rebinding), no token in the URL, and a live token bound to this endpoint. */
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<McpSession | null> {
@@ -301,13 +335,20 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       await local.transport.handlePostMessage(request.raw, reply.raw, request.body);
       return reply;
     }
-    // The stream lives on another replica: hand the message to it.
-    const forward: SseForward = {
+    // The stream lives on another replica, or on none any more (it ended, its replica stopped):
+    // the message goes to the one that holds it, or the client learns to open a new stream.
+    const taken = await forwardToStream({
       sessionId,
       tokenId: session.tokenId,
       message: request.body as JSONRPCMessage,
-    };
-    await deps.bus.publish(SSE_CHANNEL, forward);
+    });
+    if (!taken) {
+      return jsonRpcError(
+        reply,
+        404,
+        'unknown session: its /sse stream has ended; open a new one (GET /sse)',
+      );
+    }
     return reply.code(202).send('Accepted');
   });
 
