@@ -278,6 +278,27 @@ describe('search', () => {
       const next = await roomy.search("async () => spec.paths['/zones'].get.summary", { tenant: TENANT });
       expect(resultOf(next)).toBe('List Zones');
       expect(performance.now() - started).toBeLessThan(3_000);
+
+      // Stopped while it waits for the warm context an abort is rebuilding (outsider attack): it
+      // never runs either. Before, that abort was dropped and the search ran its whole limit on a
+      // child the pool thought free.
+      // The window (the rebuild) depends on the machine's load: several delays, to land in it.
+      for (const delayMs of [10, 40, 80, 120, 160, 200, 260, 320]) {
+        const first = new AbortController();
+        const running = roomy.search(busy, { tenant: TENANT, signal: first.signal });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        first.abort();
+        await running;
+        const second = new AbortController();
+        const rebuilding = roomy.search(busy, { tenant: TENANT, signal: second.signal });
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        second.abort();
+        expect(errorOf(await rebuilding).code).toBe('aborted');
+        const at = performance.now();
+        const after = await roomy.search('async () => 1', { tenant: 'ten_other' });
+        expect(resultOf(after)).toBe(1);
+        expect(performance.now() - at).toBeLessThan(3_000);
+      }
     } finally {
       await roomy.close();
     }

@@ -70,7 +70,7 @@ export class SearchSandbox {
   #queue: Promise<unknown> = Promise.resolve();
   /** The search running now, by its call's id, so its caller can stop it. */
   #running: { readonly id: number; readonly watchdog: Watchdog } | undefined;
-  /** Calls waiting for their turn, and those of them stopped meanwhile (they end without running). */
+  /** Calls waiting to run (their turn, the warm context), and those of them stopped meanwhile (they end without running). */
   readonly #queued = new Set<number>();
   readonly #aborted = new Set<number>();
 
@@ -98,25 +98,20 @@ export class SearchSandbox {
     limits: SandboxLimits,
   ): Promise<SandboxResult> {
     this.#queued.add(id);
-    return this.#serialized(() => {
-      this.#queued.delete(id);
-      if (this.#aborted.delete(id)) {
-        return Promise.resolve(
-          toResult(
-            { code: 'aborted', message: 'the call was cancelled' },
-            new LogBuffer(0),
-            { cpuMs: 0, wallMs: 0 },
-            limits,
-          ),
-        );
+    return this.#serialized(async () => {
+      try {
+        return await this.#search(id, code, access, limits);
+      } finally {
+        this.#queued.delete(id);
+        this.#aborted.delete(id);
       }
-      return this.#search(id, code, access, limits);
     });
   }
 
   /**
    * Stops search `id` (its caller went away): running, its isolate is disposed, which stops any
-   * code (the warm context is built again for the next search); waiting, it never runs.
+   * code (the warm context is built again for the next search); waiting for its turn or for the
+   * warm context to be built, it never runs.
    */
   abort(id: number): void {
     if (this.#running?.id === id) this.#running.watchdog.abort();
@@ -182,6 +177,16 @@ export class SearchSandbox {
       this.#rebuild();
       return toResult(
         { code: 'unavailable', message: 'the API description is not loaded yet; retry shortly' },
+        logs,
+        { cpuMs: 0, wallMs: 0 },
+        limits,
+      );
+    }
+    // Waiting until now (its turn, the warm context): from here on it runs, unless stopped meanwhile.
+    this.#queued.delete(id);
+    if (this.#aborted.delete(id)) {
+      return toResult(
+        { code: 'aborted', message: 'the call was cancelled' },
         logs,
         { cpuMs: 0, wallMs: 0 },
         limits,
