@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHARS_PER_TOKEN, fitResult } from './result-budget.ts';
+import { CHARS_PER_TOKEN, MAX_RESULT_DEPTH, fitResult } from './result-budget.ts';
 
 const budget = 200;
 const maxChars = budget * CHARS_PER_TOKEN;
@@ -46,6 +46,48 @@ describe('fitResult', () => {
     const kept = fitted(wide).value as Record<string, unknown>;
     expect(kept.key0).toBe(0);
     expect(kept['…']).toMatch(/more keys/);
+  });
+
+  it('cuts what is nested deeper than MAX_RESULT_DEPTH, however small, and never recurses with the depth (outsider attack)', () => {
+    const depthOf = (v: unknown): number =>
+      Array.isArray(v)
+        ? 1 + Math.max(0, ...v.map(depthOf))
+        : typeof v === 'object' && v !== null
+          ? 1 + Math.max(0, ...Object.values(v).map(depthOf))
+          : 0;
+    // 10,000 levels of {k: …}: the cut used to recurse once per level and crash the sandbox process.
+    // (Built as text: this process's JSON.stringify cannot nest that deep, the isolate's could.)
+    const deep = '{"k":'.repeat(10_000) + '{}' + '}'.repeat(10_000);
+    const out = fitResult(deep, budget);
+    expect(JSON.stringify(out.value).length).toBeLessThanOrEqual(maxChars);
+    expect(depthOf(out.value)).toBeLessThanOrEqual(MAX_RESULT_DEPTH);
+    expect(JSON.stringify(out.value)).toMatch(/^\{"k":\{"k":.*more keys/);
+    expect(out.truncated?.originalChars).toBe(deep.length);
+    // Small but deep (within the service's budget of 6,000 tokens): cut too, and said so.
+    let small: unknown = 1;
+    for (let i = 0; i < 100; i++) small = [small];
+    const cut = fitResult(JSON.stringify(small), 6_000);
+    expect(depthOf(cut.value)).toBe(MAX_RESULT_DEPTH);
+    expect(JSON.stringify(cut.value)).toContain(`"…[nested deeper than ${MAX_RESULT_DEPTH} levels]"`);
+    expect(cut.truncated).toBeDefined();
+    // At the limit it is untouched.
+    let atLimit: unknown = 1;
+    for (let i = 0; i < MAX_RESULT_DEPTH; i++) atLimit = [atLimit];
+    expect(fitResult(JSON.stringify(atLimit), budget)).toEqual({ value: atLimit });
+  });
+
+  it('cuts in time linear in the budget, not in the result, however the result nests (outsider attack)', () => {
+    // 1,000 levels around a 4 MB string: each level used to serialize the whole rest again.
+    let value: unknown = 'x'.repeat(4_000_000);
+    for (let i = 0; i < 1_000; i++) value = [value];
+    const started = performance.now();
+    fitted(value);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
+  it('keeps a prefix of a string whose characters JSON escapes (lone surrogates cost six each)', () => {
+    const text = fitted('\ud800'.repeat(30_000)).value as string;
+    expect(text).toMatch(/^\ud800+…\[\d+ more characters\]$/);
   });
 
   it('replaces a value that cannot shrink by a note', () => {
