@@ -202,7 +202,10 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     if (path.startsWith('/admin/') && !config.adminToken) return sendError(adminApiOff(), request, reply);
     // A route that only refuses its method (GET /mcp answers 405 itself) is not one to name.
     const allowed = ROUTE_METHODS.filter(
-      (method) => app.findRoute({ method, url: path }) !== null && !refusingRoutes.has(`${method} ${path}`),
+      (method) =>
+        app.findRoute({ method, url: path }) !== null &&
+        // Routing ignores a trailing slash; so does this.
+        !refusingRoutes.has(`${method} ${path.replace(/(?<=.)\/+$/, '')}`),
     );
     if (allowed.length > 0) {
       const refusal = protocolError(

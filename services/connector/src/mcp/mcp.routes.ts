@@ -214,10 +214,26 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
         authenticated.set(request, session);
         return undefined;
       },
-      // A body that is not JSON is JSON-RPC's parse error, which a client reads as one.
+      // Refusals of the body are JSON-RPC errors, which a client reads as such: one that is not
+      // JSON is the parse error; another media type or an oversized body keep their HTTP status.
       errorHandler: (error, _request, reply) => {
         if (isBodyParseError(error)) {
           return jsonRpcError(reply, 400, 'Parse error: the body is not valid JSON', { code: -32700 });
+        }
+        const code = (error as { code?: unknown }).code;
+        if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+          return jsonRpcError(
+            reply,
+            415,
+            'Unsupported Media Type: send the body as JSON with Content-Type: application/json',
+          );
+        }
+        if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+          return jsonRpcError(
+            reply,
+            413,
+            'Payload Too Large: the body exceeds the limit this server takes (BODY_LIMIT_BYTES)',
+          );
         }
         throw error;
       },
