@@ -75,11 +75,11 @@ describe('attack: MCP front door (14fe67d, 340f148, 545ba12)', () => {
     });
 
   it('HELD 2a: without a valid token every body gets 401 with the challenge (bad JSON, text/plain, over the body limit, a tool call, a batch); nothing runs', async () => {
-    const before = cf.requests?.length ?? 0;
-    const bodies: Array<[string, Record<string, string>, string | Buffer]> = [
+    const before = cf.requests().length;
+    const bodies: Array<[string, Record<string, string>, string | Uint8Array<ArrayBuffer>]> = [
       ['bad json', {}, '{"jsonrpc":'],
       ['text/plain', { 'content-type': 'text/plain' }, 'hello'],
-      ['huge', {}, Buffer.alloc(12 * 1024 * 1024, 0x20)],
+      ['huge', {}, new Uint8Array(12 * 1024 * 1024).fill(0x20)],
       ['tool call', {}, toolCall({ code: 'async () => cloudflare.request({method:"GET", path:"/user"})' })],
       ['batch', {}, `[${toolCall({ code: 'async () => 1' })}]`],
       ['gzip', { 'content-encoding': 'gzip' }, 'not gzip'],
@@ -93,7 +93,7 @@ describe('attack: MCP front door (14fe67d, 340f148, 545ba12)', () => {
         expect(text).not.toMatch(/\n\s+at |stack/);
       }
     }
-    expect(cf.requests?.length ?? 0).toBe(before);
+    expect(cf.requests().length).toBe(before);
   }, 60_000);
 
   it('HELD 2b: a revoked token is refused whatever the body (401 invalid_token, not -32700)', async () => {
