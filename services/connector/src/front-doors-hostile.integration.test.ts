@@ -6,6 +6,9 @@ import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { fakeZoneUser } from './test-support/fake-user.ts';
+
+const READ_ZONES = ['com.cloudflare.api.user.read', '#zone:read'];
 import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 /**
@@ -25,18 +28,11 @@ describe('front doors: outsider review', () => {
     ({ t, base } = await startListeningTestApp({ CLOUDFLARE_API_BASE: cf.url }));
     ({ apiKey } = await t.createTenant('review-fd'));
     ({ apiKey: otherKey } = await t.createTenant('review-fd other'));
-    for (const [key, identifier, email] of [
-      [apiKey, 'bob', 'bob@example.com'],
-      [otherKey, 'carol', 'carol@example.com'],
+    for (const [key, identifier] of [
+      [apiKey, 'bob'],
+      [otherKey, 'carol'],
     ] as const) {
-      const user = cf.state.createUser({ email });
-      const acct = cf.state.createAccount({ name: `${identifier} Co`, members: [user.id] });
-      cf.state.createZone({ accountId: acct.id, name: `${identifier}.example` });
-      const tok = cf.state.createUserToken({
-        userId: user.id,
-        permissions: ['com.cloudflare.api.user.read', '#zone:read'],
-      });
-      await t.connect(key, identifier, tok.value);
+      await fakeZoneUser(cf, identifier).connect(t, key, identifier, READ_ZONES);
     }
   });
   afterAll(async () => {

@@ -7,6 +7,9 @@ import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startListeningTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
+import { fakeZoneUser } from './test-support/fake-user.ts';
+
+const READ_ZONES = ['com.cloudflare.api.user.read', '#zone:read'];
 
 /**
  * Outsider attack on the MCP front door as changed this session (auth before the body, JSON-RPC
@@ -27,19 +30,12 @@ describe('attack: MCP front door (14fe67d, 340f148, 545ba12)', () => {
     ({ t, base } = await startListeningTestApp({ CLOUDFLARE_API_BASE: cf.url }));
     ({ apiKey } = await t.createTenant('atk-fd a'));
     ({ apiKey: otherKey } = await t.createTenant('atk-fd b'));
-    for (const [key, identifier, email] of [
-      [apiKey, 'mallory', 'mallory@example.com'],
-      [otherKey, 'carol', 'carol@example.com'],
+    for (const [key, identifier] of [
+      [apiKey, 'mallory'],
+      [otherKey, 'carol'],
     ] as const) {
-      const user = cf.state.createUser({ email });
-      const acct = cf.state.createAccount({ name: `${identifier} Co`, members: [user.id] });
-      cf.state.createZone({ accountId: acct.id, name: `${identifier}.example` });
-      const tok = cf.state.createUserToken({
-        userId: user.id,
-        permissions: ['com.cloudflare.api.user.read', '#zone:read'],
-      });
-      const connected = (await t.connect(key, identifier, tok.value)) as unknown;
-      if (key === otherKey) otherAccount = JSON.stringify(connected);
+      const { id } = await fakeZoneUser(cf, identifier).connect(t, key, identifier, READ_ZONES);
+      if (key === otherKey) otherAccount = JSON.stringify(id);
     }
   }, 60_000);
   afterAll(async () => {
