@@ -182,9 +182,9 @@ export class SearchSandbox {
         limits,
       );
     }
-    // Waiting until now (its turn, the warm context): from here on it runs, unless stopped meanwhile.
-    this.#queued.delete(id);
-    if (this.#aborted.delete(id)) {
+    // Waiting until now (its turn, the warm context): from here on it runs, unless stopped meanwhile
+    // (`search` forgets the id once it has ended).
+    if (this.#aborted.has(id)) {
       return toResult(
         { code: 'aborted', message: 'the call was cancelled' },
         logs,

@@ -136,9 +136,8 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
         need <= count ? Math.min(figure.until - nowMs, leaves(need - 1)) : figure.until - nowMs,
       );
     }
-    if (refusal) {
-      // Refused already: no probe to hold for.
-    } else if (probing && probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs) {
+    // A probe holds a request back only when nothing refuses it already.
+    if (!refusal && probing && probeAfterMs !== null && nowMs - s.seenAt > probeAfterMs) {
       // No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
       // Reservations are not requests out: nothing was sent for them.
       if (s.log.countAbove(nowMs) - s.held.countAbove(nowMs) > 0)

@@ -103,9 +103,8 @@ if has_cf == 1 and cf_left <= 0 then
   if need <= count then after = math.min(after, leaves(need - 1)) end
   refuse('cloudflare', after)
 end
-if reason ~= '' then
-  -- Refused already: no probe to hold for.
-elseif not reserve and probe_after >= 0 and now - (tonumber(m[2]) or 0) > probe_after then
+-- A probe holds a request back only when nothing refuses it already.
+if reason == '' and not reserve and probe_after >= 0 and now - (tonumber(m[2]) or 0) > probe_after then
   -- No recent answer from Cloudflare: one request goes alone, to learn its count before a burst.
   -- Reservations are not requests out: nothing was sent for them.
   local out = redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now), '+inf') - redis.call('ZCARD', KEYS[4])

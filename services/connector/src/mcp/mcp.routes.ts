@@ -12,6 +12,7 @@ import type { McpConnections } from './mcp-connections.ts';
 import type { McpDeps } from './mcp-server.ts';
 import { createMcpServer } from './mcp-server.ts';
 import { invalidToolCall, isBodyParseError, messagesOf } from './json-rpc-body.ts';
+import type { BodyMessage } from './json-rpc-body.ts';
 import { StatelessCalls } from './stateless-calls.ts';
 
 const SSE_CHANNEL = 'mcp:sse';
@@ -55,14 +56,15 @@ declare module 'fastify' {
 const CLIENT_SESSION = /^mcs_[A-Za-z0-9_-]{22}$/;
 
 /**
- * The client session a stateless `POST /mcp` belongs to, '' for none. The transport keeps no
+ * The client session a stateless `POST /mcp` belongs to, '' for none; a request that
+ * `initializing` (it carries `initialize`) gets a new one. The transport keeps no
  * state, but each client is handed an `Mcp-Session-Id` at `initialize` (as the protocol lets a
  * server do), which it sends with every later request: it tells apart the calls of clients
  * sharing one token, which number their requests alike, so a cancellation reaches only its
  * own client's call. The id is the client's alone to scope its own calls: it grants nothing.
  */
-function clientSessionOf(request: FastifyRequest, reply: FastifyReply): string {
-  if (messagesOf(request.body).some((m) => m?.method === 'initialize')) {
+function clientSessionOf(request: FastifyRequest, reply: FastifyReply, initializing: boolean): string {
+  if (initializing) {
     const id = `mcs_${randomBytes(16).toString('base64url')}`;
     reply.raw.setHeader('mcp-session-id', id);
     return id;
@@ -184,10 +186,9 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
    * Stateless requests carry no clientInfo after `initialize`; keep it with the token so
    * later calls (on any replica) are attributed to the client in the audit trail.
    */
-  async function rememberClient(session: McpSession, body: unknown): Promise<void> {
-    for (const m of messagesOf(body)) {
-      const info = (m?.method === 'initialize' ? m.params?.clientInfo : undefined) as
-        { name?: unknown; version?: unknown } | undefined;
+  async function rememberClient(session: McpSession, initializations: readonly BodyMessage[]): Promise<void> {
+    for (const m of initializations) {
+      const info = m?.params?.clientInfo as { name?: unknown; version?: unknown } | undefined;
       if (info && typeof info.name === 'string' && typeof info.version === 'string') {
         await deps.mcpTokens.recordClient(session.tokenId, { name: info.name, version: info.version });
       }
@@ -251,10 +252,11 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       const refused = invalidToolCall(request.body);
       if (refused) return reply.code(200).send(refused);
       // An OAuth session is named by its client's registration; a minted token learns it here.
-      if (session.tokenId.startsWith('mcp_')) await rememberClient(session, request.body);
+      const initializations = messagesOf(request.body).filter((m) => m?.method === 'initialize');
+      if (session.tokenId.startsWith('mcp_')) await rememberClient(session, initializations);
       // A stateless server knows no call but its own: cancellations go to the calls of the same
       // token and client session.
-      const clientSession = clientSessionOf(request, reply);
+      const clientSession = clientSessionOf(request, reply, initializations.length > 0);
       await statelessCalls.cancelFrom(session.tokenId, clientSession, request.body);
       reply.hijack();
       const server = createMcpServer(session, deps, {
