@@ -194,6 +194,37 @@ export async function runLoad(
   };
 }
 
+/**
+ * Calls of several kinds made in turn by one worker (a, b, c, a, b, c, …) for `seconds` after
+ * `warmupSeconds`: each kind's latencies are taken under the same machine state, so their
+ * difference is not the drift between two phases run seconds apart. Any failure throws.
+ */
+export async function runAlternating(
+  calls: Readonly<Record<string, () => Promise<void>>>,
+  options: { seconds: number; warmupSeconds: number },
+): Promise<Record<string, { p50Ms: number; p95Ms: number; completed: number }>> {
+  const kinds = Object.entries(calls);
+  const latencies = new Map<string, number[]>(kinds.map(([kind]) => [kind, []]));
+  const turns = async (seconds: number, record: boolean) => {
+    const deadline = performance.now() + seconds * 1000;
+    while (performance.now() < deadline) {
+      for (const [kind, call] of kinds) {
+        const t0 = performance.now();
+        await call();
+        if (record) latencies.get(kind)?.push(performance.now() - t0);
+      }
+    }
+  };
+  if (options.warmupSeconds > 0) await turns(options.warmupSeconds, false);
+  await turns(options.seconds, true);
+  return Object.fromEntries(
+    [...latencies].map(([kind, samples]) => [
+      kind,
+      { p50Ms: percentile(samples, 50), p95Ms: percentile(samples, 95), completed: samples.length },
+    ]),
+  );
+}
+
 /** Flat `<prefix>_p50_ms` etc. keys, as the runner's table view prefers. */
 export function loadFigures(prefix: string, result: LoadResult): Record<string, number | string> {
   return {
