@@ -213,6 +213,21 @@ describe('attack: MCP front door (14fe67d, 340f148, 545ba12)', () => {
     }
   });
 
+  it('FD-EMPTY: an empty batch is JSON-RPC -32600 Invalid Request (it was 202 with no body), and nothing runs', async () => {
+    const token = await mint();
+    const before = cf.requests().length;
+    const res = await fetch(`${base}/mcp`, { method: 'POST', headers: mcpHeaders(token), body: '[]' });
+    expect(res.status).toBe(400);
+    const parsed = (await res.json()) as {
+      jsonrpc: string;
+      id: unknown;
+      error: { code: number; message: string };
+    };
+    expect(parsed).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600 } });
+    expect(parsed.error.message).toMatch(/empty/);
+    expect(cf.requests().length).toBe(before);
+  });
+
   it('FD-415: an authenticated POST /mcp whose body is not JSON (text/plain, or over the body limit) is answered as JSON-RPC, not with the REST envelope', async () => {
     const token = await mint();
     for (const [name, type, body] of [

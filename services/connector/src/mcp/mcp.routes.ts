@@ -242,6 +242,12 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
     async (request, reply) => {
       const session = authenticated.get(request);
       if (!session) throw new Error('POST /mcp: no session after authentication');
+      // JSON-RPC 2.0: an empty batch is an invalid request (the SDK answered 202, no body).
+      if (Array.isArray(request.body) && request.body.length === 0) {
+        return jsonRpcError(reply, 400, 'Invalid Request: the batch is empty; send at least one message', {
+          code: -32600,
+        });
+      }
       // The SDK refuses a larger batch whole; nothing of it is acted on here either.
       if (Array.isArray(request.body) && request.body.length > MAX_BATCH_SIZE) {
         return jsonRpcError(reply, 400, `Invalid Request: Batch must not exceed ${MAX_BATCH_SIZE} messages`, {
