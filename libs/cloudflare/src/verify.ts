@@ -12,8 +12,10 @@ function reason(response: CloudflareResponse): string {
 
 /**
  * 5xx, 429 and transport failures are Cloudflare's problem, not the credential's: nothing is
- * stored. A 429 is `rate_limited` with Cloudflare's `Retry-After`: the credential's user is at
- * Cloudflare's limit, and connecting it again before then would only meet the same answer.
+ * stored. A 429 is `rate_limited` with the response's `retryAfterSeconds` (Cloudflare's
+ * `Retry-After`; Warden's client through the gateway names the wait its rate budget blocks the
+ * user for): the credential's user is at Cloudflare's limit, and connecting it again before
+ * then would only meet the same answer.
  */
 function assertReachable(response: CloudflareResponse, step: string): void {
   if (response.status === 429) {

@@ -3,8 +3,8 @@ import type { AuditStore } from '@warden/audit';
 import type { Logger } from '@warden/core';
 import { isWardenError } from '@warden/core';
 import { verifyCredential } from '@warden/cloudflare';
-import type { CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
-import { cloudflarePrincipal } from '@warden/ratelimit';
+import type { CloudflareClient, CloudflareCredential, VerifiedCredential } from '@warden/cloudflare';
+import { blockSecondsOf, cloudflarePrincipal } from '@warden/ratelimit';
 import type { Admitted, UpstreamAnswer, UpstreamBudget } from '@warden/ratelimit';
 import type { ConnectedAccount, ConnectedAccountService, CredentialVerifier } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
@@ -47,9 +47,20 @@ async function verifyThroughGateway(
     journal,
     'cloudflare.verify',
   );
+  // A 429 names the wait the budget blocks the user for (cloudflare-limits.ts owns the rule:
+  // Cloudflare's Retry-After, else five minutes for its API-wide limit, else a second).
+  const named: CloudflareClient = {
+    ...client,
+    send: async (...args) => {
+      const response = await client.send(...args);
+      return response.status === 429
+        ? { ...response, retryAfterSeconds: blockSecondsOf(response) }
+        : response;
+    },
+  };
   let result: VerifiedCredential | null = null;
   try {
-    result = await verifyCredential(client, credential);
+    result = await verifyCredential(named, credential);
     return result;
   } finally {
     const principal = result ? cloudflarePrincipal(result) : null;

@@ -199,6 +199,29 @@ describe('connected accounts API', () => {
     expect(await countAccounts()).toBe(before);
   });
 
+  it("names the wait the budget blocks for when Cloudflare's 429 has no Retry-After (five minutes for its API-wide limit, a second otherwise)", async () => {
+    const before = await countAccounts();
+    for (const [code, wait] of [
+      [971, '300'],
+      [10000, '1'],
+    ] as const) {
+      cf.faults.failNext(1, 429, { code });
+      try {
+        const limited = await create({
+          identifier: 'bob',
+          authorization: { type: 'api_token', api_token: userToken().value },
+        });
+        expect(limited.statusCode).toBe(429);
+        // Before, the answer said "retry later" with no Retry-After, whatever the lockout.
+        expect(limited.headers['retry-after']).toBe(wait);
+        expect(limited.json().error.message).toMatch(new RegExp(`retry after ${wait} s`));
+      } finally {
+        cf.faults.reset();
+      }
+    }
+    expect(await countAccounts()).toBe(before);
+  });
+
   it('answers bad input with 400 naming the field', async () => {
     const token = userToken();
     const cases: Array<[object, string]> = [
