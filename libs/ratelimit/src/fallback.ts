@@ -164,10 +164,29 @@ export function createFallbackWindows(
     const key = `${ticket.kind}\u0000${ticket.principal}`;
     const untilMs = clock.now().getTime() + blockMs;
     const known = unsent.get(key);
-    // An id no entry has: the replayed settlement only blocks.
-    if (!known || known.untilMs < untilMs)
-      unsent.set(key, { ticket: { ...ticket, id: null }, spec, untilMs });
+    if (!known || known.untilMs < untilMs) unsent.set(key, { ticket, spec, untilMs });
     scheduleReplay();
+  }
+
+  /**
+   * Writes a block to Redis on its own: under an id no entry has and not counted, so it blocks
+   * the principal and charges its window nothing (Cloudflare did not count a 429).
+   */
+  function writeBlock(ticket: WindowTicket, spec: BudgetSpec, blockMs: number): Promise<void> {
+    return primary.settle({ ...ticket, id: null }, spec, {
+      answered: false,
+      quota: null,
+      blockMs,
+      counted: false,
+    });
+  }
+
+  /** A block this replica learnt: written to Redis now, or once it answers again. */
+  async function shareBlock(ticket: WindowTicket, spec: BudgetSpec, blockMs: number): Promise<void> {
+    await breaker.guarded(
+      () => writeBlock(ticket, spec, blockMs),
+      async () => keepUnsent(ticket, spec, blockMs),
+    );
   }
 
   function scheduleReplay(): void {
@@ -185,10 +204,7 @@ export function createFallbackWindows(
       const left = block.untilMs - clock.now().getTime();
       if (left > 0) {
         const written = await breaker.guarded(
-          () =>
-            primary
-              .settle(block.ticket, block.spec, { answered: false, quota: null, blockMs: left })
-              .then(() => true),
+          () => writeBlock(block.ticket, block.spec, left).then(() => true),
           async () => false,
         );
         if (!written) break;
@@ -199,21 +215,38 @@ export function createFallbackWindows(
   }
   const unwrap = (ticket: WindowTicket): WindowTicket => ({ ...ticket, id: ticket.id!.slice(LOCAL.length) });
 
-  /** A take or a reservation: Redis's, or while it is down a local share's (`local:` ids). */
+  /**
+   * A take or a reservation: Redis's, or while it is down a local share's (`local:` ids). A block
+   * this replica holds refuses whatever Redis says (Redis may not have it yet); when Redis
+   * refuses for longer (its window full for an hour behind a one-second block), its wait is the
+   * one named, so a retry after it is admitted.
+   */
   async function admit(
     principal: string,
     kind: BudgetKind,
     spec: BudgetSpec,
     via: (windows: PrincipalWindows, spec: BudgetSpec) => Promise<WindowTake>,
   ): Promise<WindowTake> {
-    const blocked = (await local.status(principal, kind, spec)).blockedUntil;
-    if (blocked) {
-      const retryAfterMs = Math.max(1, blocked.getTime() - clock.now().getTime());
+    const blockedUntil = (await local.status(principal, kind, spec)).blockedUntil;
+    const blocked = (): WindowTake | null => {
+      if (!blockedUntil) return null;
+      const retryAfterMs = Math.max(1, blockedUntil.getTime() - clock.now().getTime());
       return { allowed: false, reason: 'blocked', retryAfterMs, remaining: 0 };
-    }
+    };
     return breaker.guarded(
-      () => via(primary, spec),
+      async () => {
+        const answer = await via(primary, spec);
+        const own = blocked();
+        if (!own) return answer;
+        if (answer.allowed) {
+          await primary.release(answer.ticket);
+          return own;
+        }
+        return answer.retryAfterMs >= own.retryAfterMs ? answer : own;
+      },
       async (error) => {
+        const own = blocked();
+        if (own) return own;
         if (replicas === null) breaker.refuse(error);
         const result = await via(local, localSpec(spec));
         return result.allowed
@@ -243,13 +276,19 @@ export function createFallbackWindows(
     },
 
     async settle(ticket, spec, settlement): Promise<void> {
-      if (isLocal(ticket)) return local.settle(unwrap(ticket), localSpec(spec), settlement);
+      if (isLocal(ticket)) {
+        await local.settle(unwrap(ticket), localSpec(spec), settlement);
+        // A 429 answered to a request of the local share blocks the other replicas too.
+        if (settlement.blockMs > 0) await shareBlock(unwrap(ticket), spec, settlement.blockMs);
+        return;
+      }
       // The local copy of a block: an id no local entry has, so it moves nothing.
       if (settlement.blockMs > 0) {
         await local.settle({ ...ticket, id: '' }, localSpec(spec), {
-          ...settlement,
           answered: false,
           quota: null,
+          blockMs: settlement.blockMs,
+          counted: false,
         });
       }
       // Best effort: the caller is already answering for an upstream response; failing it with a
