@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '@warden/core';
 import type { McpSession, McpTokenService } from '@warden/vault';
@@ -18,8 +19,15 @@ import { StatelessCalls } from './stateless-calls.ts';
 const SSE_CHANNEL = 'mcp:sse';
 /** The replica holding an SSE stream says it took a message forwarded to it (by `ackId`). */
 const SSE_ACK_CHANNEL = 'mcp:sse-ack';
-/** How long a message for a stream of another replica waits for that replica to take it. */
-const SSE_ACK_TIMEOUT_MS = 1_000;
+/**
+ * A message for a stream of another replica: that replica takes it only within this time of its
+ * forwarding (by the wall clock), and the forwarding replica waits `SSE_ACK_MARGIN_MS` longer for
+ * the acknowledgement, so a 404 ("not taken") means the message was not delivered: a client
+ * re-sending it on a new stream does not run a tool call twice. Replicas' clocks must agree to
+ * well within the margin (NTP).
+ */
+const SSE_TAKE_WITHIN_MS = 1_000;
+const SSE_ACK_MARGIN_MS = 500;
 const MINTED_TOKEN_PREFIX = 'wdn_mcp_';
 const SSE_KEEPALIVE_MS = 25_000;
 /** Query parameters a client might wrongly use to carry a token; refused so tokens never sit in URLs and logs. */
@@ -31,6 +39,8 @@ interface SseForward {
   readonly message: unknown;
   /** Answered on `SSE_ACK_CHANNEL` by the replica that holds the stream. */
   readonly ackId?: string;
+  /** Epoch ms after which the holding replica must not take it (the sender has given up by then). */
+  readonly takeBy?: number;
 }
 
 function jsonRpcError(
@@ -111,26 +121,33 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
   await deps.bus.subscribe(SSE_CHANNEL, (message) => {
     const forward = message as SseForward;
     const local = sseSessions.get(forward.sessionId);
-    if (local && local.session.tokenId === forward.tokenId) {
-      local.transport.handleMessage(forward.message).catch(() => {});
-      if (forward.ackId) {
+    // Not taken: another token's message, a stream ending with its replica (its own POSTs are
+    // 503 then), or one its sender has given up on (it answered 404).
+    if (!local || local.session.tokenId !== forward.tokenId || closing) return;
+    if (forward.takeBy !== undefined && Date.now() > forward.takeBy) return;
+    local.transport.handleMessage(forward.message).then(
+      () => {
+        if (!forward.ackId) return;
         deps.bus.publish(SSE_ACK_CHANNEL, { ackId: forward.ackId }).catch((error: unknown) => {
           deps.logger.warn({ err: error }, 'MCP: an SSE message taken could not be acknowledged');
         });
-      }
-    }
+      },
+      () => {},
+    );
   });
 
   /** Hands a message to the replica holding its stream; false if none took it in time. */
-  async function forwardToStream(forward: Omit<SseForward, 'ackId'>): Promise<boolean> {
+  async function forwardToStream(forward: Omit<SseForward, 'ackId' | 'takeBy'>): Promise<boolean> {
     const ackId = randomBytes(12).toString('base64url');
     let timer: NodeJS.Timeout | undefined;
     const taken = new Promise<boolean>((resolve) => {
       awaitingAck.set(ackId, () => resolve(true));
-      timer = setTimeout(() => resolve(false), SSE_ACK_TIMEOUT_MS);
+      // Decided after the I/O already waiting is read: with this event loop late, an
+      // acknowledgement that arrived in time is not taken for none.
+      timer = setTimeout(() => setImmediate(() => resolve(false)), SSE_TAKE_WITHIN_MS + SSE_ACK_MARGIN_MS);
     });
     try {
-      await deps.bus.publish(SSE_CHANNEL, { ...forward, ackId });
+      await deps.bus.publish(SSE_CHANNEL, { ...forward, ackId, takeBy: Date.now() + SSE_TAKE_WITHIN_MS });
       return await taken;
     } finally {
       clearTimeout(timer);
@@ -353,14 +370,19 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       return jsonRpcError(reply, 400, 'sessionId: missing; use the endpoint the /sse stream announced');
     }
     const local = sseSessions.get(sessionId);
-    if (local) {
-      if (local.session.tokenId !== session.tokenId) return jsonRpcError(reply, 404, 'unknown session');
+    if (local && local.session.tokenId === session.tokenId) {
       reply.hijack();
       await local.transport.handlePostMessage(request.raw, reply.raw, request.body);
       return reply;
     }
+    // Refused here as the stream's own transport would refuse it (the SDK's schema; no batches).
+    if (!JSONRPCMessageSchema.safeParse(request.body).success) {
+      return reply.code(400).type('text/plain').send('Invalid message: not a JSON-RPC message');
+    }
     // The stream lives on another replica, or on none any more (it ended, its replica stopped):
     // the message goes to the one that holds it, or the client learns to open a new stream.
+    // Another token's message for a stream of this replica goes the same way (and is not taken
+    // there): its answer and its delay do not tell a live session from an unknown one.
     const taken = await forwardToStream({
       sessionId,
       tokenId: session.tokenId,
