@@ -31,18 +31,6 @@ describe('placeExecution', () => {
     ).toBeUndefined();
   });
 
-  it('passes over a child still refilling (its last call just ended) for another idle one or a spare, and waits for it when there is neither', () => {
-    const refilling = (name: string): Named => ({ ...slot(name, 'ten_a'), refilling: true });
-    // Back-to-back calls alternate between two children, as calls made two at a time do.
-    expect(place([refilling('a1'), slot('a2', 'ten_a')], 'ten_a')).toBe('a2');
-    expect(place([refilling('a1'), slot('spare', null)], 'ten_a')).toBe('spare');
-    // No further than `spread`, and never onto another tenant's child.
-    expect(place([refilling('a1'), slot('a2', 'ten_a', 1), slot('spare', null)], 'ten_a')).toBe('a1');
-    expect(place([refilling('a1'), slot('b', 'ten_b')], 'ten_a')).toBe('a1');
-    // A retry takes an idle child of its own at once.
-    expect(place([refilling('a1'), slot('spare', null)], 'ten_a', true)).toBe('a1');
-  });
-
   it('gives a retried call a child of its own, and puts nothing beside one', () => {
     expect(place([slot('a1', 'ten_a', 1), slot('spare', null)], 'ten_a', true)).toBe('spare');
     expect(place([slot('a1', 'ten_a', 1)], 'ten_a', true)).toBeUndefined();

@@ -11,11 +11,6 @@ export interface Slot {
   readonly executions: number;
   /** Runs a retried call alone. */
   readonly exclusive: boolean;
-  /**
-   * Ended an execution moments ago and is still building the isolate its next call takes (a
-   * millisecond or two of its thread): a call placed there waits for that.
-   */
-  readonly refilling?: boolean;
 }
 
 export interface PlacementRules {
@@ -27,12 +22,10 @@ export interface PlacementRules {
 /**
  * The child for an execution of `tenant`, or undefined when it has to wait. A `solo` call (a
  * retry after a crash) gets a child of its own: an idle one of its tenant, or a spare while the
- * tenant holds fewer than `spread` children. Other calls prefer an idle child of their tenant
- * that is not still refilling, then a spare while the tenant holds fewer than `spread` children,
- * then the least loaded child of their tenant (a refilling one among them). So calls made back
- * to back alternate between two children, each building its next isolate while the other runs a
- * call, as calls made two at a time do. Children running a retry alone count as held: a tenant
- * whose calls keep crashing their children cannot spread over more children by its retries.
+ * tenant holds fewer than `spread` children. Other calls prefer an idle child of their tenant,
+ * then a spare while the tenant holds fewer than `spread` children, then the least loaded child
+ * of their tenant. Children running a retry alone count as held: a tenant whose calls keep
+ * crashing their children cannot spread over more children by its retries.
  */
 export function placeExecution<S extends Slot>(
   slots: Iterable<S>,
@@ -52,7 +45,7 @@ export function placeExecution<S extends Slot>(
     if (slot.tenant !== tenant) continue;
     held++;
     if (slot.exclusive) continue;
-    if (slot.executions === 0 && (solo || !slot.refilling)) idleOwn ??= slot;
+    if (slot.executions === 0) idleOwn ??= slot;
     if (slot.executions < rules.maxExecutionsPerChild && (!own || slot.executions < own.executions)) {
       own = slot;
     }

@@ -164,10 +164,6 @@ interface Child {
   releasing: NodeJS.Timeout | null;
   /** When it last ran no call. */
   idleSince: number;
-  /** When its last execution ended (`performance.now()`; 0 before any). */
-  executeEndedAt: number;
-  /** Ended an execution less than `REFILL_MS` ago, and runs none: it builds its next isolate. */
-  readonly refilling: boolean;
   /** Its report when its memory outgrew its calls' allowance. */
   memoryReport: MemoryReport | null;
 }
@@ -216,11 +212,6 @@ const MAX_TAIL_EXTENSION_MS = MAX_TAIL_SECONDS * 1000 + 2 * TAIL_GRACE_MS;
 
 /** How long a spare beyond the floor may stay unused before it is stopped. */
 const SPARE_RETIRE_MS = 60_000;
-/**
- * How long a child builds the isolate of its next call after one ends (dispose and build take
- * 1.5–2 ms of its thread on an idle 2-core machine): placement prefers another idle child then.
- */
-const REFILL_MS = 3;
 const SWEEP_MS = 1_000;
 /** How often CPU between tenants is looked at and steered. */
 const FAIR_CPU_MS = 500;
@@ -437,10 +428,6 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       cpuReadAt: 0,
       releasing: null,
       idleSince: performance.now(),
-      executeEndedAt: 0,
-      get refilling() {
-        return this.executions === 0 && performance.now() - this.executeEndedAt < REFILL_MS;
-      },
       memoryReport: null,
     };
     children.add(child);
@@ -745,7 +732,6 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (index >= 0) queue.splice(index, 1);
     const child = detach(job);
     if (child) {
-      if (job.kind === 'execute') child.executeEndedAt = performance.now();
       if (job.kind === 'execute' && ++child.executed >= recycleAfter && !child.retiring && !closing) {
         child.retiring = true;
         recycled++;
