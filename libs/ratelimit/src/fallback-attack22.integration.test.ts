@@ -190,7 +190,7 @@ describe('attack22: 429 blocks settled during a Redis outage', () => {
     await sleep(2_500);
     expect(await seenByB(b.budget, principal)).toBe('admitted');
     const meta = await b.redis.hget(windowKeys(keyPrefix, principal, 'rest').meta, 'block');
-    const [seconds, micros] = (await b.redis.time()) as [string, string];
+    const [seconds, micros] = (await b.redis.time()) as unknown as [string, string];
     const nowUs = Number(seconds) * 1e6 + Number(micros);
     expect(meta === null || Number(meta) <= nowUs).toBe(true);
   });

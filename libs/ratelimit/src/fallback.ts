@@ -228,7 +228,7 @@ export function createFallbackWindows(
     via: (windows: PrincipalWindows, spec: BudgetSpec) => Promise<WindowTake>,
   ): Promise<WindowTake> {
     const blockedUntil = (await local.status(principal, kind, spec)).blockedUntil;
-    const blocked = (): WindowTake | null => {
+    const blocked = (): Extract<WindowTake, { allowed: false }> | null => {
       if (!blockedUntil) return null;
       const retryAfterMs = Math.max(1, blockedUntil.getTime() - clock.now().getTime());
       return { allowed: false, reason: 'blocked', retryAfterMs, remaining: 0 };
