@@ -4,11 +4,10 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
-import { freePort } from './test-support/free-port.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startTestApp } from './test-support/test-app.ts';
+import { startListeningReplicas } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
-import { createTailingUser } from './test-support/tailing-user.ts';
+import { connectTailingVictim } from './test-support/tailing-user.ts';
 import type { AuditEventView } from './test-support/audit-event-view.ts';
 
 /**
@@ -30,24 +29,13 @@ describe('outsider attack (issue 16): cancelling another client’s MCP tool cal
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
-    const port = await freePort();
-    const portB = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    baseB = `http://127.0.0.1:${portB}`;
-    const env = { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base };
-    a = await startTestApp(env);
-    await a.app.listen({ host: '127.0.0.1', port });
-    b = await startTestApp(env, { replicaOf: a });
-    await b.app.listen({ host: '127.0.0.1', port: portB });
-    ({ apiKey: victimKey } = await a.createTenant('Victim'));
-    let accountId: string;
-    ({ accountId, token: cfToken } = createTailingUser(cf, {
+    ({ a, b, baseA: base, baseB } = await startListeningReplicas({ CLOUDFLARE_API_BASE: cf.url }));
+    ({ apiKey: victimKey, token: cfToken } = await connectTailingVictim(cf, a, {
+      name: 'Victim',
       email: 'victim@example.com',
       accountName: 'Victim Co',
+      identifiers: ['alice', 'eve'],
     }));
-    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    await a.connect(victimKey, 'alice', cfToken);
-    await a.connect(victimKey, 'eve', cfToken);
   });
   afterAll(async () => {
     await b?.close();

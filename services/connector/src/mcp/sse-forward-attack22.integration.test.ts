@@ -8,11 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
-import { freePort } from '../test-support/free-port.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
-import { startTestApp } from '../test-support/test-app.ts';
+import { startListeningReplicas } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
-import { createTailingUser } from '../test-support/tailing-user.ts';
+import { connectTailingVictim, createTailingUser } from '../test-support/tailing-user.ts';
 
 interface RawSse {
   readonly sessionId: string;
@@ -98,25 +97,16 @@ describe('attack22: SSE /messages forwarded across replicas and acknowledged on 
   let baseA: string;
   let baseB: string;
   let victimKey: string;
-  let accountId: string;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
-    const portA = await freePort();
-    const portB = await freePort();
-    baseA = `http://127.0.0.1:${portA}`;
-    baseB = `http://127.0.0.1:${portB}`;
-    const env = { CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: baseA };
-    a = await startTestApp(env);
-    await a.app.listen({ host: '127.0.0.1', port: portA });
-    b = await startTestApp(env, { replicaOf: a });
-    await b.app.listen({ host: '127.0.0.1', port: portB });
-    ({ apiKey: victimKey } = await a.createTenant('Victim'));
-    let cfToken: string;
-    ({ accountId, token: cfToken } = createTailingUser(cf, { email: 'v@example.com', accountName: 'V Co' }));
-    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    await a.connect(victimKey, 'alice', cfToken);
-    await a.connect(victimKey, 'eve', cfToken);
+    ({ a, b, baseA, baseB } = await startListeningReplicas({ CLOUDFLARE_API_BASE: cf.url }));
+    ({ apiKey: victimKey } = await connectTailingVictim(cf, a, {
+      name: 'Victim',
+      email: 'v@example.com',
+      accountName: 'V Co',
+      identifiers: ['alice', 'eve'],
+    }));
   });
   afterAll(async () => {
     await b?.close();

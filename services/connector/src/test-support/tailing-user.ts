@@ -26,6 +26,33 @@ export function createTailingUser(
 }
 
 /**
+ * A tenant (`name`) whose `identifiers` all hold the token of one tailing user (its `api` script's
+ * tail says `hello`): the victim of the cross-client attack tests. Returns the tenant's API key.
+ */
+export async function connectTailingVictim(
+  cf: FakeCloudflare,
+  app: {
+    createTenant(name: string): Promise<{ apiKey: string }>;
+    connect(apiKey: string, identifier: string, token: string): Promise<unknown>;
+  },
+  options: {
+    readonly name: string;
+    readonly email: string;
+    readonly accountName: string;
+    readonly identifiers: readonly string[];
+  },
+): Promise<{ readonly apiKey: string; readonly accountId: string; readonly token: string }> {
+  const { apiKey } = await app.createTenant(options.name);
+  const { accountId, token } = createTailingUser(cf, {
+    email: options.email,
+    accountName: options.accountName,
+  });
+  cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
+  for (const identifier of options.identifiers) await app.connect(apiKey, identifier, token);
+  return { apiKey, accountId, token };
+}
+
+/**
  * Agent code that starts a 3 s tail of `api`, waits 700 ms so that it has, then sends GETs until
  * the budget refuses one, and only then waits for the tail: it spends whatever the budget lets
  * it spend while the tail runs. Resolves to `{sent, refused, deleted, tailId}`.

@@ -168,3 +168,21 @@ export async function startListeningTestApp(
   await t.app.listen({ host: '127.0.0.1', port });
   return { t, base };
 }
+
+/**
+ * Two replicas of one deployment (B shares A's database and Redis), each listening on a free
+ * loopback port of its own, with `PUBLIC_URL` set to A's origin: for tests of what crosses
+ * replicas (the bus, SSE streams pinned to one replica).
+ */
+export async function startListeningReplicas(
+  env: Record<string, string> = {},
+): Promise<{ a: TestApp; b: TestApp; baseA: string; baseB: string }> {
+  const [portA, portB] = [await freePort(), await freePort()];
+  const baseA = `http://127.0.0.1:${portA}`;
+  const baseB = `http://127.0.0.1:${portB}`;
+  const a = await startTestApp({ ...env, PUBLIC_URL: baseA });
+  await a.app.listen({ host: '127.0.0.1', port: portA });
+  const b = await startTestApp({ ...env, PUBLIC_URL: baseA }, { replicaOf: a });
+  await b.app.listen({ host: '127.0.0.1', port: portB });
+  return { a, b, baseA, baseB };
+}
