@@ -15,6 +15,7 @@ import { useTestRedis } from './redis-test.fixture.ts';
 import { buildUpstreamBudget } from './upstream-budget.ts';
 import { PROBE_RETRY_MS } from './windows.ts';
 import type { PrincipalWindows, WindowTake } from './windows.ts';
+import { verdict } from './test-support/verdict.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? '';
 const HOUR = 3600;
@@ -22,17 +23,6 @@ const REST = { capacity: 100, windowSeconds: HOUR };
 const GRAPHQL = { capacity: 2, windowSeconds: HOUR };
 const answered = { answered: true, quota: null, blockMs: 0 } as const;
 const block = (ms: number) => ({ answered: true, quota: null, blockMs: ms, counted: false }) as const;
-
-function verdict(result: {
-  allowed: boolean;
-  reason?: string;
-  retryAfterMs?: number;
-  message?: string;
-}): string {
-  return result.allowed
-    ? 'admitted'
-    : `refused (${result.reason}, ${result.retryAfterMs} ms${result.message ? `: ${result.message}` : ''})`;
-}
 
 const test = useTestRedis(REDIS_URL);
 

@@ -13,6 +13,7 @@ import { createRedisWindows } from './redis-windows.ts';
 import { useTestRedis } from './redis-test.fixture.ts';
 import { buildUpstreamBudget } from './upstream-budget.ts';
 import type { PrincipalWindows } from './windows.ts';
+import { verdict } from './test-support/verdict.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? '';
 const HOUR = 3600;
@@ -21,18 +22,6 @@ const GRAPHQL = { capacity: 2, windowSeconds: HOUR };
 const answered = { answered: true, quota: null, blockMs: 0 } as const;
 /** A REST 429 with `Retry-After: 1`: Cloudflare did not count it, and it blocks GraphQL too. */
 const rest429 = { answered: true, quota: null, blockMs: 1000, counted: false } as const;
-
-/** 'admitted', or the refusal's reason, wait and message, so a failure shows what happened. */
-function verdict(result: {
-  allowed: boolean;
-  reason?: string;
-  retryAfterMs?: number;
-  message?: string;
-}): string {
-  return result.allowed
-    ? 'admitted'
-    : `refused (${result.reason}, ${result.retryAfterMs} ms${result.message ? `: ${result.message}` : ''})`;
-}
 
 async function fillGraphqlThenRest429(windows: PrincipalWindows, principal: string): Promise<void> {
   for (let i = 0; i < GRAPHQL.capacity; i++) {
