@@ -2,65 +2,19 @@
  * attack22 — f05ee77 "budget fallback replays unsent 429 blocks to Redis"
  * (RATE_LIMIT_ON_REDIS_FAILURE=local). Replica A loses its Redis connection, replica B keeps it.
  */
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { noopLogger, randomString } from '@warden/core';
-import { createBudgetRedisClient } from './redis-client.ts';
+import { randomString } from '@warden/core';
 import { createRedisWindows, windowKeys } from './redis-windows.ts';
-import { buildUpstreamBudget } from './upstream-budget.ts';
+import { fallbackReplicas } from './test-support/fallback-replicas.ts';
 import type { Admitted, UpstreamBudget } from './upstream-budget.ts';
 import type { BudgetKind } from './windows.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? '';
 const SPEC = { capacity: 100, windowSeconds: 300 };
-const GRAPHQL = { capacity: 320, windowSeconds: 300 };
-const clients: Redis[] = [];
-const budgets: UpstreamBudget[] = [];
-const prefixes: string[] = [];
-afterAll(async () => {
-  const admin = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
-  await admin.connect();
-  for (const prefix of prefixes) {
-    const keys = await admin.keys(`{${prefix}:*`);
-    if (keys.length > 0) await admin.del(...keys);
-  }
-  await admin.quit();
-  for (const b of budgets) await b.close().catch(() => {});
-  for (const client of clients) client.disconnect();
-});
-
-function build(redis: Redis, keyPrefix: string): UpstreamBudget {
-  const budget = buildUpstreamBudget({
-    redis,
-    keyPrefix,
-    logger: noopLogger,
-    onRedisFailure: 'local',
-    replicas: 2,
-    graphql: GRAPHQL,
-    egressLimit: 0,
-    egressPool: `fallback-${randomString(6)}`,
-    maxWaitMs: 0,
-    maxQueue: 100,
-    probeAfterMs: null,
-  });
-  budgets.push(budget);
-  return budget;
-}
-
-async function replica(keyPrefix: string): Promise<{ redis: Redis; budget: UpstreamBudget }> {
-  const redis = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
-  redis.on('error', () => {});
-  clients.push(redis);
-  await redis.connect();
-  return { redis, budget: build(redis, keyPrefix) };
-}
-
-async function down(redis: Redis): Promise<void> {
-  redis.disconnect();
-  await once(redis, 'end');
-}
+const replicas = fallbackReplicas(REDIS_URL);
+afterAll(() => replicas.close());
+const { replica, down } = replicas;
 
 const ok = { status: 200, retryAfterSeconds: null, rateLimit: null, rateLimitPolicy: null, errors: [] };
 const tooMany = (seconds: number) => ({
@@ -96,7 +50,6 @@ async function seenByB(b: UpstreamBudget, principal: string, kind: BudgetKind = 
 
 async function setup() {
   const keyPrefix = `test:rl:${randomString(12)}`;
-  prefixes.push(keyPrefix);
   const a = await replica(keyPrefix);
   const b = await replica(keyPrefix);
   return { keyPrefix, a, b };

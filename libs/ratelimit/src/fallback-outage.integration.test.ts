@@ -6,66 +6,29 @@
  *   other replicas kept sending into Cloudflare's lockout);
  * - the local egress share is paced as the shared one is (before, one burst took it all at once).
  */
-import { once } from 'node:events';
-import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { noopLogger, randomString } from '@warden/core';
+import { randomString } from '@warden/core';
 import { freePort } from '@warden/testing';
-import { createBudgetRedisClient } from './redis-client.ts';
-import { windowKeys } from './redis-windows.ts';
-import { buildUpstreamBudget } from './upstream-budget.ts';
+import { fallbackReplicas } from './test-support/fallback-replicas.ts';
 import type { UpstreamBudget } from './upstream-budget.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? '';
 const SPEC = { capacity: 100, windowSeconds: 300 };
-const clients: Redis[] = [];
-const cleanups: Array<() => Promise<unknown>> = [];
-afterAll(async () => {
-  for (const cleanup of cleanups) await cleanup().catch(() => {});
-  for (const client of clients) client.disconnect();
-});
-
-function build(redis: Redis, keyPrefix: string, egressLimit = 0): UpstreamBudget {
-  return buildUpstreamBudget({
-    redis,
-    keyPrefix,
-    logger: noopLogger,
-    onRedisFailure: 'local',
-    replicas: egressLimit > 0 ? 1 : 2,
-    graphql: { capacity: 320, windowSeconds: 300 },
-    egressLimit,
-    egressPool: `fallback-${randomString(6)}`,
-    maxWaitMs: 0,
-    maxQueue: 100,
-    probeAfterMs: null,
-  });
-}
-
-async function replica(keyPrefix: string): Promise<{ redis: Redis; budget: UpstreamBudget }> {
-  const redis = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
-  redis.on('error', () => {});
-  clients.push(redis);
-  await redis.connect();
-  return { redis, budget: build(redis, keyPrefix) };
-}
+const replicas = fallbackReplicas(REDIS_URL);
+afterAll(() => replicas.close());
 
 describe('a 429 settled during a Redis blip', () => {
   it('blocks the principal on the other replicas once Redis is back', async () => {
     const keyPrefix = `test:rl:${randomString(12)}`;
     const principal = `cf:user:blip-${randomString(6)}`;
-    const a = await replica(keyPrefix);
-    const b = await replica(keyPrefix);
-    cleanups.push(async () => {
-      const keys = windowKeys(keyPrefix, principal, 'rest');
-      await b.redis.del(keys.log, keys.meta, keys.held);
-    });
+    const a = await replicas.replica(keyPrefix);
+    const b = await replicas.replica(keyPrefix);
     const request = { principal, tenantId: 'ten_a', kind: 'rest', spec: SPEC } as const;
 
     const sent = await a.budget.admit(request);
     if (!sent.allowed) throw new Error('refused');
     // Replica A's connection drops while Cloudflare answers 429 (Retry-After: 60).
-    a.redis.disconnect();
-    await once(a.redis, 'end');
+    await replicas.down(a.redis);
     await a.budget.observe(sent, {
       status: 429,
       retryAfterSeconds: 60,
@@ -113,22 +76,16 @@ describe('egress pacing while Redis is down', () => {
   it('paces the local egress share as the shared one is paced', async () => {
     // Redis up: the pool's window is paced, 2 of a burst of 8 go in the first 250 ms.
     const keyPrefix = `test:rl:${randomString(12)}`;
-    const up = createBudgetRedisClient(REDIS_URL, { lazyConnect: true });
-    clients.push(up);
-    await up.connect();
-    const shared = build(up, keyPrefix, LIMIT);
-    cleanups.push(async () => {
-      const keys = await up.keys(`{${keyPrefix}:*`);
-      if (keys.length > 0) await up.del(...keys);
-    });
+    const shared = replicas.build(await replicas.connect(), keyPrefix, LIMIT);
     expect(await burst(shared, LIMIT)).toBe(LIMIT / 4);
 
     // Redis down (nothing listens), one replica: the local share is the whole limit, paced the
     // same way (before: all 8 went at once).
-    const down = createBudgetRedisClient(`redis://127.0.0.1:${await freePort()}`);
-    down.on('error', () => {});
-    clients.push(down);
-    const local = build(down, keyPrefix, LIMIT);
+    const local = replicas.build(
+      await replicas.connect(`redis://127.0.0.1:${await freePort()}`),
+      keyPrefix,
+      LIMIT,
+    );
     const admitted = await burst(local, LIMIT);
     expect(local.degraded).toBe(true);
     expect(admitted).toBeLessThanOrEqual(LIMIT / 4);
