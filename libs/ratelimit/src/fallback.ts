@@ -217,9 +217,10 @@ export function createFallbackWindows(
 
   /**
    * A take or a reservation: Redis's, or while it is down a local share's (`local:` ids). A block
-   * this replica holds refuses whatever Redis says (Redis may not have it yet); when Redis
-   * refuses for longer (its window full for an hour behind a one-second block), its wait is the
-   * one named, so a retry after it is admitted.
+   * this replica holds refuses whatever Redis says (Redis may not have it yet), without taking a
+   * place there: when Redis would refuse for longer (its window full for an hour behind a
+   * one-second block, as its status says), its wait is the one named, so a retry after it is
+   * admitted.
    */
   async function admit(
     principal: string,
@@ -228,25 +229,26 @@ export function createFallbackWindows(
     via: (windows: PrincipalWindows, spec: BudgetSpec) => Promise<WindowTake>,
   ): Promise<WindowTake> {
     const blockedUntil = (await local.status(principal, kind, spec)).blockedUntil;
-    const blocked = (): Extract<WindowTake, { allowed: false }> | null => {
-      if (!blockedUntil) return null;
-      const retryAfterMs = Math.max(1, blockedUntil.getTime() - clock.now().getTime());
-      return { allowed: false, reason: 'blocked', retryAfterMs, remaining: 0 };
-    };
+    if (blockedUntil) {
+      const own: WindowTake = {
+        allowed: false,
+        reason: 'blocked',
+        retryAfterMs: Math.max(1, blockedUntil.getTime() - clock.now().getTime()),
+        remaining: 0,
+      };
+      return breaker.guarded(
+        async () => {
+          const shared = (await primary.status(principal, kind, spec)).refusal;
+          return shared && shared.retryAfterMs > own.retryAfterMs
+            ? { ...shared, allowed: false, remaining: 0 }
+            : own;
+        },
+        async () => own,
+      );
+    }
     return breaker.guarded(
-      async () => {
-        const answer = await via(primary, spec);
-        const own = blocked();
-        if (!own) return answer;
-        if (answer.allowed) {
-          await primary.release(answer.ticket);
-          return own;
-        }
-        return answer.retryAfterMs >= own.retryAfterMs ? answer : own;
-      },
+      () => via(primary, spec),
       async (error) => {
-        const own = blocked();
-        if (own) return own;
         if (replicas === null) breaker.refuse(error);
         const result = await via(local, localSpec(spec));
         return result.allowed

@@ -286,6 +286,9 @@ export function createMemoryWindows(options: MemoryWindowsOptions = {}): Princip
               binding: e.cloudflare.left < e.own,
             }
           : null,
+        refusal: e.refusal
+          ? { reason: e.refusal.reason, retryAfterMs: Math.max(1, Math.ceil(e.refusal.waitMs)) }
+          : null,
       };
     },
 

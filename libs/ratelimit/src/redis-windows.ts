@@ -207,8 +207,10 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
     async status(principal: string, kind: BudgetKind, spec: BudgetSpec): Promise<WindowStatus> {
       assertPrincipal(principal);
       assertSpec(spec);
-      const [, remaining, , , nowUs, , used, oldestUs, blockUs, hasCf, cfLeft, cfUntilUs, own] =
-        (await takeScript(principal, kind, spec, 'status')) as number[];
+      const reply = await takeScript(principal, kind, spec, 'status');
+      const [, remaining, waitUs, , nowUs, , used, oldestUs, blockUs, hasCf, cfLeft, cfUntilUs, own] =
+        reply as unknown as number[];
+      const reason = reply[3];
       return {
         remaining: remaining!,
         used: used!,
@@ -218,6 +220,10 @@ export function createRedisWindows(options: RedisWindowsOptions): PrincipalWindo
           hasCf === 1
             ? { remaining: Math.max(0, cfLeft!), resetAt: new Date(cfUntilUs! / US), binding: cfLeft! < own! }
             : null,
+        refusal:
+          reason === ''
+            ? null
+            : { reason: reasonOf(reason), retryAfterMs: Math.max(1, Math.ceil(waitUs! / US)) },
       };
     },
 

@@ -69,6 +69,8 @@ export interface WindowStatus {
     readonly resetAt: Date;
     readonly binding: boolean;
   } | null;
+  /** What a take now would be refused with (the check that frees last), or null: it would be admitted. */
+  readonly refusal: { readonly reason: WindowRefusalReason; readonly retryAfterMs: number } | null;
 }
 
 export interface WindowOptions {
