@@ -48,11 +48,18 @@ async function verifyThroughGateway(
     'cloudflare.verify',
   );
   // A 429 names the wait the budget blocks the user for (cloudflare-limits.ts owns the rule:
-  // Cloudflare's Retry-After, else five minutes for its API-wide limit, else a second).
+  // Cloudflare's Retry-After, else five minutes for its API-wide limit, else a second). The
+  // user Cloudflare named on the way (GET /user) is whom a 429 after it blocks, even though the
+  // verification then fails.
+  let namedUser: string | null = null;
   const named: CloudflareClient = {
     ...client,
-    send: async (...args) => {
-      const response = await client.send(...args);
+    send: async (sentWith, request) => {
+      const response = await client.send(sentWith, request);
+      if (request.method === 'GET' && request.path === '/user' && response.success) {
+        const id = (response.result as { id?: unknown } | null)?.id;
+        if (typeof id === 'string' && id !== '') namedUser = id;
+      }
       return response.status === 429
         ? { ...response, retryAfterSeconds: blockSecondsOf(response) }
         : response;
@@ -63,7 +70,10 @@ async function verifyThroughGateway(
     result = await verifyCredential(named, credential);
     return result;
   } finally {
-    const principal = result ? cloudflarePrincipal(result) : null;
+    const learnt =
+      result ??
+      (namedUser ? { tokenKind: 'user' as const, userId: namedUser, tokenId: null, accounts: [] } : null);
+    const principal = learnt ? cloudflarePrincipal(learnt) : null;
     for (const { admission, answer } of uncharged) {
       await deps.budget.observe(admission, answer, principal ? { principal } : {});
     }
