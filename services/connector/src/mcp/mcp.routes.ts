@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import contentType from 'content-type';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -60,6 +61,31 @@ declare module 'fastify' {
     /** The route only answers its method with a 405 of its own: other 405s do not name it. */
     refusesMethod?: boolean;
   }
+}
+
+/**
+ * A `POST /messages` body as the SSE transport (the SDK's `handlePostMessage`) reads it: a strict
+ * `Content-Type` of `application/json`, a body sent as a JSON string parsed again, and one
+ * JSON-RPC message by the SDK's schema (no batches). A replica forwarding a message to the stream
+ * of another one reads it so, so both answer a client alike.
+ */
+function sseMessageOf(request: FastifyRequest): { message: JSONRPCMessage } | { refusal: string } {
+  try {
+    const { type } = contentType.parse(request.headers['content-type'] ?? '');
+    if (type !== 'application/json') return { refusal: `Unsupported content-type: ${type}` };
+  } catch (error) {
+    return { refusal: `Invalid content-type: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  let body: unknown = request.body;
+  try {
+    if (typeof body === 'string') body = JSON.parse(body);
+  } catch {
+    return { refusal: 'Invalid message: the body is not JSON' };
+  }
+  // Forwarded as sent: the stream's transport checks it again (and keeps what the schema strips).
+  return JSONRPCMessageSchema.safeParse(body).success
+    ? { message: body as JSONRPCMessage }
+    : { refusal: 'Invalid message: not a JSON-RPC message' };
 }
 
 /** A client session id as Warden hands them out: `mcs_` and 128 random bits. */
@@ -375,19 +401,14 @@ export async function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): Promi
       await local.transport.handlePostMessage(request.raw, reply.raw, request.body);
       return reply;
     }
-    // Refused here as the stream's own transport would refuse it (the SDK's schema; no batches).
-    if (!JSONRPCMessageSchema.safeParse(request.body).success) {
-      return reply.code(400).type('text/plain').send('Invalid message: not a JSON-RPC message');
-    }
+    // Refused here as the stream's own transport would refuse it, and forwarded as it would read it.
+    const read = sseMessageOf(request);
+    if ('refusal' in read) return reply.code(400).type('text/plain').send(read.refusal);
     // The stream lives on another replica, or on none any more (it ended, its replica stopped):
     // the message goes to the one that holds it, or the client learns to open a new stream.
     // Another token's message for a stream of this replica goes the same way (and is not taken
     // there): its answer and its delay do not tell a live session from an unknown one.
-    const taken = await forwardToStream({
-      sessionId,
-      tokenId: session.tokenId,
-      message: request.body as JSONRPCMessage,
-    });
+    const taken = await forwardToStream({ sessionId, tokenId: session.tokenId, message: read.message });
     if (!taken) {
       return jsonRpcError(
         reply,
