@@ -26,16 +26,29 @@ describe('credential guard', () => {
       }
     }
     expect(guarded.sort()).toEqual([
+      'DELETE /accounts/{account_id}/calls/apps/{app_id} calls_secrets',
+      'DELETE /accounts/{account_id}/calls/turn_keys/{key_id} calls_secrets',
+      'DELETE /accounts/{account_id}/images/v1/keys/{signing_key_name} images_signing_keys',
       'DELETE /user/tokens/{token_id} api_tokens',
       'GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}/token tunnel_tokens',
+      'GET /accounts/{account_id}/images/v1/keys images_signing_keys',
       'GET /accounts/{account_id}/warp_connector/{tunnel_id}/token tunnel_tokens',
       'POST /accounts/{account_id}/access/service_tokens access_service_tokens (recorded)',
       'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/refresh access_service_tokens',
       'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/rotate access_service_tokens',
+      'POST /accounts/{account_id}/calls/apps calls_secrets (recorded)',
+      'POST /accounts/{account_id}/calls/turn_keys calls_secrets (recorded)',
+      'POST /accounts/{account_id}/cfd_tunnel tunnel_tokens',
+      'POST /accounts/{account_id}/cfd_tunnel/{tunnel_id}/management tunnel_tokens',
       'POST /accounts/{account_id}/r2/temp-access-credentials r2_temporary_credentials',
       'POST /accounts/{account_id}/stream/keys stream_signing_keys (recorded)',
+      'POST /accounts/{account_id}/tunnels tunnel_tokens',
+      'POST /accounts/{account_id}/warp_connector tunnel_tokens',
       'POST /user/tokens api_tokens (recorded)',
       'POST /zones/{zone_id}/access/service_tokens access_service_tokens (recorded)',
+      'PUT /accounts/{account_id}/calls/apps/{app_id} calls_secrets',
+      'PUT /accounts/{account_id}/calls/turn_keys/{key_id} calls_secrets',
+      'PUT /accounts/{account_id}/images/v1/keys/{signing_key_name} images_signing_keys',
       'PUT /user/tokens/{token_id} api_tokens',
       'PUT /user/tokens/{token_id}/value api_tokens',
     ]);
@@ -99,6 +112,13 @@ describe('credential guard', () => {
       upstreamId: 'abc123',
       revokePath: '/user/tokens/abc123',
     });
+    // Calls apps and TURN keys name what they created `uid`.
+    expect(
+      mintedCredential({ kind: 'calls_secrets', revocable: true }, '/accounts/a/calls/turn_keys', {
+        success: true,
+        result: { uid: 'k1', key: 'secret' },
+      }),
+    ).toEqual({ kind: 'calls_secrets', upstreamId: 'k1', revokePath: '/accounts/a/calls/turn_keys/k1' });
     expect(mintedCredential(create, '/user/tokens', { success: false, result: null })).toBeNull();
     expect(mintedCredential(create, '/user/tokens', { success: true, result: { id: '../x' } })).toBeNull();
     expect(

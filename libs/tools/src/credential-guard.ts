@@ -19,6 +19,8 @@ export const CREDENTIAL_KINDS = [
   'access_service_tokens',
   'tunnel_tokens',
   'stream_signing_keys',
+  'calls_secrets',
+  'images_signing_keys',
 ] as const;
 
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
@@ -34,8 +36,10 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   api_keys: 'Global API Key endpoints (/user/api_key)',
   r2_temporary_credentials: 'R2 temporary access credentials (/accounts/{id}/r2/temp-access-credentials)',
   access_service_tokens: 'Access service tokens: create, rotate, refresh',
-  tunnel_tokens: 'Cloudflare Tunnel and WARP Connector run tokens',
+  tunnel_tokens: 'Cloudflare Tunnel and WARP Connector: creation (its secret) and run and management tokens',
   stream_signing_keys: 'Stream signing keys',
+  calls_secrets: 'Calls (Realtime) app secrets and TURN keys: create, edit, delete',
+  images_signing_keys: 'Images URL-signing keys: list (their values), create, delete',
 };
 
 interface GuardedOperation {
@@ -74,7 +78,19 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'access_service_tokens', methods: ['POST'], path: '/zones/*/access/service_tokens/*/*' },
   { kind: 'tunnel_tokens', methods: ['GET'], path: '/accounts/*/cfd_tunnel/*/token' },
   { kind: 'tunnel_tokens', methods: ['GET'], path: '/accounts/*/warp_connector/*/token' },
+  // Creating a tunnel issues its secret (and its run token); a management token is one too.
+  { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/cfd_tunnel' },
+  { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/warp_connector' },
+  { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/tunnels' },
+  { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/cfd_tunnel/*/management' },
   { kind: 'stream_signing_keys', methods: ['POST'], path: '/accounts/*/stream/keys', revocable: true },
+  // Calls apps answer with their `secret`, TURN keys with their `key` (and their `uid`).
+  { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/apps', revocable: true },
+  { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/turn_keys', revocable: true },
+  { kind: 'calls_secrets', methods: WRITES, path: '/accounts/*/calls/apps/**' },
+  { kind: 'calls_secrets', methods: WRITES, path: '/accounts/*/calls/turn_keys/**' },
+  // The listing returns every key's `value`; a PUT creates one (and answers with the listing).
+  { kind: 'images_signing_keys', methods: ['GET', ...WRITES], path: '/accounts/*/images/v1/keys/**' },
 ];
 
 /** Response fields withheld on a guarded operation, at any depth of `result`. */
@@ -90,6 +106,8 @@ const SECRET_FIELDS = new Set([
   'pem',
   'jwk',
   'private_key',
+  'tunnel_secret',
+  'credentials_file',
 ]);
 
 export interface CredentialOperation {
@@ -180,10 +198,12 @@ export function mintedCredential(
   response: { readonly success: boolean; readonly result?: unknown },
 ): MintedCredentialRef | null {
   if (!operation.revocable || !response.success) return null;
-  const id =
+  // Most answer with `id`; Calls apps and TURN keys with `uid`.
+  const created =
     typeof response.result === 'object' && response.result !== null
-      ? (response.result as { id?: unknown }).id
+      ? (response.result as { id?: unknown; uid?: unknown })
       : undefined;
+  const id = created?.id ?? created?.uid;
   if (typeof id !== 'string' || !UPSTREAM_ID.test(id)) return null;
   return { kind: operation.kind, upstreamId: id, revokePath: `${canonicalPath}/${id}` };
 }
