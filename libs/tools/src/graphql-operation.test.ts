@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
+import { classifyGraphqlBody, classifyGraphqlRequest, isGraphqlRequest } from './graphql-operation.ts';
 
 describe('classifyGraphqlBody', () => {
   it.each([
@@ -53,6 +53,24 @@ describe('classifyGraphqlBody', () => {
       access: 'write',
       reason: 'the document does not parse as GraphQL',
     });
+  });
+
+  it('classifies a GET by its URL, and a POST that also names a document or operation in its URL as a write', () => {
+    const read = { query: '{ viewer { zones { zoneTag } } }' };
+    expect(classifyGraphqlRequest({ method: 'GET', query: read }).access).toBe('read');
+    expect(classifyGraphqlRequest({ method: 'get', query: { query: 'mutation M { x }' } }).access).toBe(
+      'write',
+    );
+    expect(classifyGraphqlRequest({ method: 'GET' }).access).toBe('write');
+    expect(classifyGraphqlRequest({ method: 'POST', body: read }).access).toBe('read');
+    expect(
+      classifyGraphqlRequest({ method: 'POST', body: read, query: { query: 'mutation { x }' } }).access,
+    ).toBe('write');
+    expect(classifyGraphqlRequest({ method: 'POST', body: read, query: { operationName: 'M' } }).access).toBe(
+      'write',
+    );
+    expect(classifyGraphqlRequest({ method: 'POST', body: read, query: { page: 1 } }).access).toBe('read');
+    expect(classifyGraphqlRequest({ method: 'PUT', body: read }).access).toBe('write');
   });
 
   it('recognises requests to the GraphQL endpoint for the rate budget', () => {

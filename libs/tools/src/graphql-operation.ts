@@ -86,3 +86,27 @@ export function classifyGraphqlBody(body: unknown): GraphqlClassification {
     reason: 'the selected operation is a query',
   };
 }
+
+/**
+ * The operation a request to the GraphQL endpoint runs, whatever its method: a GET carries its
+ * document in the URL (`query`, `operationName`), a POST in its body. A POST that also names a
+ * document or an operation in its URL counts as a write (which one the server runs is not
+ * Warden's to guess), as does any other method.
+ */
+export function classifyGraphqlRequest(request: {
+  readonly method: string;
+  readonly body?: unknown;
+  readonly query?: Readonly<Record<string, unknown>>;
+}): GraphqlClassification {
+  const url = request.query ?? {};
+  const inUrl = Object.hasOwn(url, 'query') || Object.hasOwn(url, 'operationName');
+  const method = request.method.toUpperCase();
+  if (method === 'GET') {
+    return inUrl
+      ? classifyGraphqlBody({ query: url.query, operationName: url.operationName })
+      : write('a GET carries no GraphQL document in its URL');
+  }
+  if (method !== 'POST') return write(`a ${method} to the GraphQL endpoint`);
+  if (inUrl) return write('the URL also names a GraphQL document or operation');
+  return classifyGraphqlBody(request.body);
+}

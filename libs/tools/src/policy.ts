@@ -63,7 +63,7 @@ export interface PolicyRequest {
   readonly method: string;
   /** The canonical path (`canonicalizePath`). */
   readonly path: string;
-  /** For POST /graphql: whether `classifyGraphqlBody` found a read (a query). */
+  /** For the GraphQL endpoint: whether `classifyGraphqlRequest` found a read (a query). */
   readonly graphqlQuery?: boolean;
   /**
    * For an R2 object (`r2://bucket/key`): the Cloudflare account it is in, lower case, which
@@ -148,9 +148,9 @@ export function ruleApplies(rule: PolicyRule, request: PolicyRequest): boolean {
 
 export function isWrite(request: PolicyRequest): boolean {
   const method = request.method.toUpperCase();
-  if (method === 'GET') return false;
-  if (method === 'POST' && isGraphqlRequest(request) && request.graphqlQuery === true) return false;
-  return true;
+  // GraphQL is a read only when its operation is known to be a query, whichever method carries it.
+  if (isGraphqlRequest(request)) return request.graphqlQuery !== true;
+  return method !== 'GET';
 }
 
 export function ruleLabel(rule: PolicyRule, index: number): string {

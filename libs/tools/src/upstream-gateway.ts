@@ -21,7 +21,7 @@ import type {
 import { rateLimitedError } from '@warden/ratelimit';
 import { canonicalizePath } from './canonical-path.ts';
 import { credentialOperation } from './credential-guard.ts';
-import { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
+import { classifyGraphqlRequest, isGraphqlRequest } from './graphql-operation.ts';
 import { guardCredentialResponse } from './minted-credentials.ts';
 import type { MintedCredentialStore } from './minted-credentials.ts';
 import { evaluatePolicy, isWrite, policyRefusal } from './policy.ts';
@@ -326,7 +326,9 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
   function applyPolicy(sending: Sending): CloudflareResponse | null {
     const { party, request, op } = sending;
     if (!party.policy) return null;
-    const graphqlQuery = sending.graphql ? classifyGraphqlBody(request.body).access === 'read' : undefined;
+    const graphqlQuery = isGraphqlRequest(request)
+      ? classifyGraphqlRequest(request).access === 'read'
+      : undefined;
     const asked = {
       method: request.method,
       path: request.path,
