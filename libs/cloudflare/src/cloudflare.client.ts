@@ -76,18 +76,39 @@ function parseRetryAfter(value: string | null): number | null {
   return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
-/** Cloudflare's envelope (or GraphQL's `{data, errors}`, or any other body) as a `CloudflareResponse`. */
-function toResponse(status: number, headers: IncomingHttpHeaders, buffer: Buffer): CloudflareResponse {
+/**
+ * Cloudflare's envelope (or GraphQL's `{data, errors}`, or any other body) as a `CloudflareResponse`.
+ * `scrub` replaces the credential's secrets in the body and in the headers kept (they reach the
+ * audit trail), as Cloudflare may echo them anywhere.
+ */
+function toResponse(
+  status: number,
+  rawHeaders: IncomingHttpHeaders,
+  rawBuffer: Buffer,
+  scrub: (bytes: Buffer) => Buffer,
+): CloudflareResponse {
+  const buffer = scrub(rawBuffer);
+  const header = (name: string): string | null => {
+    const value = headerValue(rawHeaders[name]);
+    return value === null ? null : scrub(Buffer.from(value, 'utf8')).toString('utf8');
+  };
+  const headers = {
+    'cf-ray': header('cf-ray'),
+    'retry-after': header('retry-after'),
+    'content-type': header('content-type'),
+    ratelimit: header('ratelimit'),
+    'ratelimit-policy': header('ratelimit-policy'),
+  };
   const ok = status >= 200 && status < 300;
-  const cfRay = headerValue(headers['cf-ray']);
-  const retryAfterSeconds = parseRetryAfter(headerValue(headers['retry-after']));
-  const contentType = headerValue(headers['content-type']) ?? '';
+  const cfRay = headers['cf-ray'];
+  const retryAfterSeconds = parseRetryAfter(headers['retry-after']);
+  const contentType = headers['content-type'] ?? '';
   const common = {
     status,
     cfRay,
     retryAfterSeconds,
-    rateLimit: headerValue(headers['ratelimit']),
-    rateLimitPolicy: headerValue(headers['ratelimit-policy']),
+    rateLimit: headers.ratelimit,
+    rateLimitPolicy: headers['ratelimit-policy'],
     responseBytes: buffer.length,
   };
 
@@ -194,7 +215,8 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
             toResponse(
               res.statusCode ?? 0,
               res.headers,
-              credentialScrubber(credential)(Buffer.concat(chunks)),
+              Buffer.concat(chunks),
+              credentialScrubber(credential),
             ),
           ),
         );

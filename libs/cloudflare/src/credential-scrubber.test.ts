@@ -36,6 +36,20 @@ describe('credentialScrubber', () => {
       expect(decoded).not.toContain(TOKEN);
   });
 
+  it('finds a secret spelled with JSON \\u escapes (alone or beside a plain copy), and leaves other escaped JSON byte for byte', () => {
+    const escaped = [...TOKEN].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+    for (const body of [
+      `{"errors":[{"message":"bad token ${escaped}"}]}`,
+      `{"a":"${TOKEN}","b":"${escaped}"}`,
+    ]) {
+      const out = scrub(body);
+      expect(JSON.stringify(JSON.parse(out))).not.toContain(TOKEN);
+      expect(out).toContain(REDACTED);
+    }
+    const harmless = '{"name":"caf\\u00e9",  "n": 1}';
+    expect(scrub(harmless)).toBe(harmless);
+  });
+
   it('finds a secret JSON escapes inside JSON text, and a hex secret in either case and as raw bytes', () => {
     const event = JSON.stringify({ message: `key=${QUOTED}` });
     expect(JSON.parse(scrub(event)).message).toBe(`key=${REDACTED}`);

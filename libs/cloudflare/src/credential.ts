@@ -98,12 +98,30 @@ export function credentialScrubber(
   const own = scrubbingOf(credential);
   const { forms, needles } =
     alsoSecrets.length === 0 ? own : needlesOf(new Set([...own.forms, ...alsoSecrets.flatMap(secretForms)]));
-  return (body) => {
-    if (!needles.some((needle) => body.includes(needle))) return body;
-    let text = body.toString('utf8');
+  const replaced = (bytes: Buffer): Buffer => {
+    let text = bytes.toString('utf8');
     for (const form of forms) text = text.split(form).join(REDACTED);
     return Buffer.from(text, 'utf8');
   };
+  return (body) => {
+    const scrubbed = needles.some((needle) => body.includes(needle)) ? replaced(body) : body;
+    // JSON may spell any character as \uXXXX: a body that does is read in its plain spelling,
+    // which replaces it only if a secret shows there (other bodies stay byte for byte as sent).
+    if (!scrubbed.includes(UNICODE_ESCAPE)) return scrubbed;
+    const plain = plainJson(scrubbed);
+    return plain && needles.some((needle) => plain.includes(needle)) ? replaced(plain) : scrubbed;
+  };
+}
+
+const UNICODE_ESCAPE = Buffer.from('\\u');
+
+/** A JSON body re-written without escapes JSON does not need (`JSON.stringify` of its value); null if it is not JSON. */
+function plainJson(body: Buffer): Buffer | null {
+  try {
+    return Buffer.from(JSON.stringify(JSON.parse(body.toString('utf8'))), 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 interface Scrubbing {

@@ -1,0 +1,108 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeCloudflare } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+import { SPEC_PATH } from './test-support/paths.ts';
+import { startTestApp } from './test-support/test-app.ts';
+import type { TestApp } from './test-support/test-app.ts';
+
+/**
+ * attack22c: issue 13 — an echoed credential never reaches a result, an audit record, an export
+ * or a log. A hostile "Cloudflare" in front of the fake forwards everything, except one probe path
+ * where it quotes the bearer token it received in ways the body scrubber may not know.
+ */
+describe('attack22c credential echo', () => {
+  let cf: FakeCloudflare;
+  let t: TestApp;
+  let edge: http.Server;
+  let mode = '';
+
+  beforeAll(async () => {
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH });
+    const upstream = new URL(cf.url);
+    edge = http.createServer((req, res) => {
+      const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
+      if (req.url?.includes('/echo-probe')) {
+        req.resume();
+        if (mode === 'header') {
+          res.writeHead(400, { 'content-type': 'application/json', 'cf-ray': `ray-${token}`, ratelimit: token });
+          res.end(JSON.stringify({ success: false, errors: [{ code: 6003, message: 'Invalid request headers' }] }));
+        } else if (mode === 'unicode') {
+          // A JSON encoder that escapes every character (valid JSON, decodes to the token).
+          const escaped = [...token].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(`{"success":false,"errors":[{"code":6003,"message":"bad header Authorization: Bearer ${escaped}"}]}`);
+        } else {
+          // Lower-case percent-encoding of a token with "-" / "_" is identical; upper-cased hex of its bytes is not.
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ success: false, errors: [{ code: 6003, message: `hex ${Buffer.from(token).toString('hex').toUpperCase()}` }] }));
+        }
+        return;
+      }
+      const out = http.request(
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      req.pipe(out);
+    });
+    await new Promise<void>((resolve) => edge.listen(0, '127.0.0.1', resolve));
+    const port = (edge.address() as AddressInfo).port;
+    t = await startTestApp({ CLOUDFLARE_API_BASE: `http://127.0.0.1:${port}${upstream.pathname}` });
+  });
+  afterAll(async () => {
+    await t.close();
+    edge.closeAllConnections();
+    await new Promise((resolve) => edge.close(resolve));
+    await cf.close();
+  });
+
+  async function probe(name: string, echo: string) {
+    mode = echo;
+    const user = cf.state.createUser({ email: `${name}@example.com` });
+    const account = cf.state.createAccount({ name, members: [user.id] });
+    const zoneId = cf.state.createZone({ accountId: account.id, name: `${name}.example` }).id;
+    const token = cf.state.createUserToken({ userId: user.id, permissions: ['com.cloudflare.api.user.read', '#zone:read'] });
+    const tenant = await t.createTenant(name);
+    await t.connect(tenant.apiKey, name, token.value);
+    const res = await t.execute(
+      tenant.apiKey,
+      name,
+      `async () => { try { const r = await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}/echo-probe' }); return r; } catch (e) { return { code: e.code, message: e.message, details: e.details, e: String(e) }; } }`,
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    const events = await t.app.inject({
+      method: 'GET',
+      url: '/api/v1/audit/events',
+      headers: { authorization: `Bearer ${tenant.apiKey}` },
+    });
+    const exports = await Promise.all(['ndjson', 'ocsf', 'cef'].map((f) => t.auditExport(tenant.apiKey, f)));
+    const places: Record<string, string> = {
+      result: JSON.stringify(res.json()),
+      audit: JSON.stringify(events.json()),
+      ndjson: exports[0]!,
+      ocsf: exports[1]!,
+      cef: exports[2]!,
+    };
+    return { token: token.value, leaked: Object.entries(places).filter(([, text]) => text.includes(token.value)).map(([k]) => k) };
+  }
+
+  it('scrubs a token Cloudflare echoes in the cf-ray / ratelimit response headers', async () => {
+    const { leaked } = await probe('echohdr', 'header');
+    expect(leaked).toEqual([]);
+  });
+
+  it('scrubs a token Cloudflare echoes with JSON \\u escapes', async () => {
+    const { leaked } = await probe('echouni', 'unicode');
+    expect(leaked).toEqual([]);
+  });
+
+  it('HELD scrubs a token echoed as upper-case hex of its bytes', async () => {
+    const { token, leaked } = await probe('echohex', 'hex');
+    expect(leaked).toEqual([]);
+    void token;
+  });
+});
