@@ -105,23 +105,66 @@ export function credentialScrubber(
   };
   return (body) => {
     const scrubbed = needles.some((needle) => body.includes(needle)) ? replaced(body) : body;
-    // JSON may spell any character as \uXXXX: a body that does is read in its plain spelling,
-    // which replaces it only if a secret shows there (other bodies stay byte for byte as sent).
+    // JSON (and other text quoting it) may spell any character as \uXXXX: a body that does is
+    // read with those escapes decoded, and returned so, secrets redacted, only if a secret shows
+    // there (other bodies stay byte for byte as sent). One pass, whatever the body's shape.
     if (!scrubbed.includes(UNICODE_ESCAPE)) return scrubbed;
-    const plain = plainJson(scrubbed);
-    return plain && needles.some((needle) => plain.includes(needle)) ? replaced(plain) : scrubbed;
+    const plain = unescapePlain(scrubbed);
+    return needles.some((needle) => plain.includes(needle)) ? replaced(plain) : scrubbed;
   };
 }
 
 const UNICODE_ESCAPE = Buffer.from('\\u');
 
-/** A JSON body re-written without escapes JSON does not need (`JSON.stringify` of its value); null if it is not JSON. */
-function plainJson(body: Buffer): Buffer | null {
-  try {
-    return Buffer.from(JSON.stringify(JSON.parse(body.toString('utf8'))), 'utf8');
-  } catch {
-    return null;
+/**
+ * `\uXXXX` escapes of characters JSON never needs escaped, decoded; every other escape (`\\`,
+ * `\"`, `\u0022`, control characters, surrogates) kept, so JSON stays JSON with the same value.
+ * One pass over the bytes, whatever the body's shape.
+ */
+function unescapePlain(body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(body.length);
+  let written = 0;
+  let from = 0;
+  let at = body.indexOf(BACKSLASH);
+  while (at !== -1) {
+    written += body.copy(out, written, from, at);
+    const code = body[at + 1] === LOWER_U ? hex4(body, at + 2) : -1;
+    if (code >= 0x20 && code !== 0x22 && code !== 0x5c && (code < 0xd800 || code > 0xdfff)) {
+      if (code < 0x80) out[written++] = code;
+      else written += out.write(String.fromCharCode(code), written, 'utf8');
+      from = at + 6;
+    } else {
+      // Kept as written: the backslash and the character it escapes.
+      from = Math.min(at + 2, body.length);
+      written += body.copy(out, written, at, from);
+    }
+    at = body.indexOf(BACKSLASH, from);
   }
+  written += body.copy(out, written, from);
+  return out.subarray(0, written);
+}
+
+const BACKSLASH = 0x5c;
+const LOWER_U = 0x75;
+
+/** The value of four hex digits at `at`, or -1. */
+function hex4(bytes: Buffer, at: number): number {
+  if (at + 4 > bytes.length) return -1;
+  let value = 0;
+  for (let k = at; k < at + 4; k++) {
+    const c = bytes[k] as number;
+    const digit =
+      c >= 0x30 && c <= 0x39
+        ? c - 0x30
+        : c >= 0x61 && c <= 0x66
+          ? c - 0x57
+          : c >= 0x41 && c <= 0x46
+            ? c - 0x37
+            : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
 }
 
 interface Scrubbing {

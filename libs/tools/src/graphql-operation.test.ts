@@ -62,6 +62,9 @@ describe('classifyGraphqlBody', () => {
       'write',
     );
     expect(classifyGraphqlRequest({ method: 'GET' }).access).toBe('write');
+    expect(
+      classifyGraphqlRequest({ method: 'GET', query: read, body: { query: 'mutation { x }' } }).access,
+    ).toBe('write');
     expect(classifyGraphqlRequest({ method: 'POST', body: read }).access).toBe('read');
     expect(
       classifyGraphqlRequest({ method: 'POST', body: read, query: { query: 'mutation { x }' } }).access,

@@ -90,8 +90,8 @@ export function classifyGraphqlBody(body: unknown): GraphqlClassification {
 /**
  * The operation a request to the GraphQL endpoint runs, whatever its method: a GET carries its
  * document in the URL (`query`, `operationName`), a POST in its body. A POST that also names a
- * document or an operation in its URL counts as a write (which one the server runs is not
- * Warden's to guess), as does any other method.
+ * document or an operation in its URL, or a GET that also carries a body, counts as a write
+ * (which one the server runs is not Warden's to guess), as does any other method.
  */
 export function classifyGraphqlRequest(request: {
   readonly method: string;
@@ -102,6 +102,7 @@ export function classifyGraphqlRequest(request: {
   const inUrl = Object.hasOwn(url, 'query') || Object.hasOwn(url, 'operationName');
   const method = request.method.toUpperCase();
   if (method === 'GET') {
+    if (request.body !== undefined) return write('a GET that also carries a body');
     return inUrl
       ? classifyGraphqlBody({ query: url.query, operationName: url.operationName })
       : write('a GET carries no GraphQL document in its URL');
