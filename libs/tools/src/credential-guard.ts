@@ -21,6 +21,7 @@ export const CREDENTIAL_KINDS = [
   'stream_signing_keys',
   'calls_secrets',
   'images_signing_keys',
+  'service_secrets',
 ] as const;
 
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
@@ -40,6 +41,8 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   stream_signing_keys: 'Stream signing keys',
   calls_secrets: 'Calls (Realtime) app secrets and TURN keys: create, edit, delete',
   images_signing_keys: 'Images URL-signing keys: list (their values), create, delete',
+  service_secrets:
+    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys, Stream live-input keys, alert webhook secrets",
 };
 
 interface GuardedOperation {
@@ -91,6 +94,16 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'calls_secrets', methods: WRITES, path: '/accounts/*/calls/turn_keys/**' },
   // The listing returns every key's `value`; a PUT creates one (and answers with the listing).
   { kind: 'images_signing_keys', methods: ['GET', ...WRITES], path: '/accounts/*/images/v1/keys/**' },
+  // Reads and writes that answer with another service's secret (creating, showing, rotating it).
+  { kind: 'service_secrets', methods: ['GET', 'POST', 'PUT'], path: '/accounts/*/challenges/widgets/**' },
+  { kind: 'service_secrets', methods: ['GET', 'POST', 'PUT'], path: '/accounts/*/secondary_dns/tsigs/**' },
+  { kind: 'service_secrets', methods: ['POST'], path: '/accounts/*/magic/ipsec_tunnels/*/psk_generate' },
+  { kind: 'service_secrets', methods: ['GET', 'POST', 'PUT'], path: '/accounts/*/stream/live_inputs/**' },
+  {
+    kind: 'service_secrets',
+    methods: ['GET', 'POST', 'PUT'],
+    path: '/accounts/*/alerting/v3/destinations/webhooks/**',
+  },
 ];
 
 /** Response fields withheld on a guarded operation, at any depth of `result`. */
@@ -108,6 +121,9 @@ const SECRET_FIELDS = new Set([
   'private_key',
   'tunnel_secret',
   'credentials_file',
+  'psk',
+  'streamKey',
+  'passphrase',
 ]);
 
 export interface CredentialOperation {
