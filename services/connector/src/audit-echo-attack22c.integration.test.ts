@@ -26,22 +26,43 @@ describe('attack22c credential echo', () => {
       if (req.url?.includes('/echo-probe')) {
         req.resume();
         if (mode === 'header') {
-          res.writeHead(400, { 'content-type': 'application/json', 'cf-ray': `ray-${token}`, ratelimit: token });
-          res.end(JSON.stringify({ success: false, errors: [{ code: 6003, message: 'Invalid request headers' }] }));
+          res.writeHead(400, {
+            'content-type': 'application/json',
+            'cf-ray': `ray-${token}`,
+            ratelimit: token,
+          });
+          res.end(
+            JSON.stringify({ success: false, errors: [{ code: 6003, message: 'Invalid request headers' }] }),
+          );
         } else if (mode === 'unicode') {
           // A JSON encoder that escapes every character (valid JSON, decodes to the token).
-          const escaped = [...token].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+          const escaped = [...token]
+            .map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+            .join('');
           res.writeHead(400, { 'content-type': 'application/json' });
-          res.end(`{"success":false,"errors":[{"code":6003,"message":"bad header Authorization: Bearer ${escaped}"}]}`);
+          res.end(
+            `{"success":false,"errors":[{"code":6003,"message":"bad header Authorization: Bearer ${escaped}"}]}`,
+          );
         } else {
           // Lower-case percent-encoding of a token with "-" / "_" is identical; upper-cased hex of its bytes is not.
           res.writeHead(400, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ success: false, errors: [{ code: 6003, message: `hex ${Buffer.from(token).toString('hex').toUpperCase()}` }] }));
+          res.end(
+            JSON.stringify({
+              success: false,
+              errors: [{ code: 6003, message: `hex ${Buffer.from(token).toString('hex').toUpperCase()}` }],
+            }),
+          );
         }
         return;
       }
       const out = http.request(
-        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
         (up) => {
           res.writeHead(up.statusCode ?? 502, up.headers);
           up.pipe(res);
@@ -65,7 +86,10 @@ describe('attack22c credential echo', () => {
     const user = cf.state.createUser({ email: `${name}@example.com` });
     const account = cf.state.createAccount({ name, members: [user.id] });
     const zoneId = cf.state.createZone({ accountId: account.id, name: `${name}.example` }).id;
-    const token = cf.state.createUserToken({ userId: user.id, permissions: ['com.cloudflare.api.user.read', '#zone:read'] });
+    const token = cf.state.createUserToken({
+      userId: user.id,
+      permissions: ['com.cloudflare.api.user.read', '#zone:read'],
+    });
     const tenant = await t.createTenant(name);
     await t.connect(tenant.apiKey, name, token.value);
     const res = await t.execute(
@@ -87,7 +111,12 @@ describe('attack22c credential echo', () => {
       ocsf: exports[1]!,
       cef: exports[2]!,
     };
-    return { token: token.value, leaked: Object.entries(places).filter(([, text]) => text.includes(token.value)).map(([k]) => k) };
+    return {
+      token: token.value,
+      leaked: Object.entries(places)
+        .filter(([, text]) => text.includes(token.value))
+        .map(([k]) => k),
+    };
   }
 
   it('scrubs a token Cloudflare echoes in the cf-ray / ratelimit response headers', async () => {

@@ -86,7 +86,12 @@ describe('attack22c containment', () => {
 
   it('HELD read_only classifies batched, rawBody and odd GraphQL bodies as writes', async () => {
     const tenant = await tenantWithAccount('GQL odd', 'go', ['#analytics:read']);
-    await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: tenant.auth, payload: { read_only: true } });
+    await t.app.inject({
+      method: 'PUT',
+      url: '/api/v1/policy',
+      headers: tenant.auth,
+      payload: { read_only: true },
+    });
     cf.clearRequests();
     const res = await t.execute(
       tenant.apiKey,
@@ -100,8 +105,16 @@ describe('attack22c containment', () => {
           contentType: 'application/json',
         },
         { method: 'POST', path: '/graphql', rawBody: 'mutation{x}', contentType: 'application/graphql' },
-        { method: 'POST', path: '/graphql', body: { query: '# c\nquery Q{viewer{a}} mutation M{x}', operationName: 'M' } },
-        { method: 'POST', path: '/graphql', body: { query: 'fragment F on Mutation { x } mutation { ...F }' } },
+        {
+          method: 'POST',
+          path: '/graphql',
+          body: { query: '# c\nquery Q{viewer{a}} mutation M{x}', operationName: 'M' },
+        },
+        {
+          method: 'POST',
+          path: '/graphql',
+          body: { query: 'fragment F on Mutation { x } mutation { ...F }' },
+        },
         { method: 'POST', path: '/graphql', body: { query: 'subscription S { x }' } },
       ]),
     );
@@ -112,13 +125,23 @@ describe('attack22c containment', () => {
 
   it('read_only does not send a GraphQL mutation smuggled in the URL query beside a query body', async () => {
     const tenant = await tenantWithAccount('GQL url', 'gu', ['#analytics:read']);
-    await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: tenant.auth, payload: { read_only: true } });
+    await t.app.inject({
+      method: 'PUT',
+      url: '/api/v1/policy',
+      headers: tenant.auth,
+      payload: { read_only: true },
+    });
     cf.clearRequests();
     const res = await t.execute(
       tenant.apiKey,
       'gu',
       tryEach([
-        { method: 'POST', path: '/graphql', body: { query: 'query Q{viewer{a}}' }, query: { query: 'mutation{x}' } },
+        {
+          method: 'POST',
+          path: '/graphql',
+          body: { query: 'query Q{viewer{a}}' },
+          query: { query: 'mutation{x}' },
+        },
       ]),
     );
     expect(res.statusCode, res.body).toBe(200);
@@ -156,9 +179,30 @@ describe('attack22c containment', () => {
       [{ method: 'GET', path: `${base}/logpush\\jobs` }, 'invalid_request'],
       [{ method: 'GET', path: `${kv}/values/..%2F..%2F..%2F..%2Flogpush%2Fjobs` }, 'invalid_request'],
       [{ method: 'GET', path: `${kv}/values/%2E%2E%2F%2E%2E` }, 'invalid_request'],
-      [{ method: 'post', path: `/zones/${zoneId}/dns_records`, body: { type: 'A', name: 'a', content: '192.0.2.1' } }, 'policy_denied'],
-      [{ method: 'Post', path: `/zones/${zoneId}/DNS_RECORDS`, body: { type: 'A', name: 'a', content: '192.0.2.1' } }, 'policy_denied'],
-      [{ method: 'POST', path: `/zones/${zoneId}/dns%5Frecords`, body: { type: 'A', name: 'a', content: '192.0.2.1' } }, 'policy_denied'],
+      [
+        {
+          method: 'post',
+          path: `/zones/${zoneId}/dns_records`,
+          body: { type: 'A', name: 'a', content: '192.0.2.1' },
+        },
+        'policy_denied',
+      ],
+      [
+        {
+          method: 'Post',
+          path: `/zones/${zoneId}/DNS_RECORDS`,
+          body: { type: 'A', name: 'a', content: '192.0.2.1' },
+        },
+        'policy_denied',
+      ],
+      [
+        {
+          method: 'POST',
+          path: `/zones/${zoneId}/dns%5Frecords`,
+          body: { type: 'A', name: 'a', content: '192.0.2.1' },
+        },
+        'policy_denied',
+      ],
     ];
     cf.clearRequests();
     const res = await t.execute(tenant.apiKey, 'sp', tryEach(table.map(([r]) => r)));
@@ -202,14 +246,38 @@ describe('attack22c containment', () => {
     const auth = { authorization: `Bearer ${tenant.apiKey}` };
     const cases = [
       await t.app.inject({ method: 'GET', url: '/api/v1/approvals/%E0%A4%A', headers: auth }),
-      await t.app.inject({ method: 'POST', url: '/api/v1/execute_tool', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"tool_name":' }),
-      await t.app.inject({ method: 'POST', url: '/api/v1/execute_tool', headers: { ...auth, 'content-type': 'text/xml' }, payload: '<a/>' }),
-      await t.app.inject({ method: 'POST', url: '/api/v1/execute_tool', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"__proto__":{"x":1},"tool_name":1}' }),
-      await t.app.inject({ method: 'PATCH', url: '/api/v1/settings', headers: { ...auth, 'content-type': 'application/json' }, payload: '[]' }),
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/execute_tool',
+        headers: { ...auth, 'content-type': 'application/json' },
+        payload: '{"tool_name":',
+      }),
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/execute_tool',
+        headers: { ...auth, 'content-type': 'text/xml' },
+        payload: '<a/>',
+      }),
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/execute_tool',
+        headers: { ...auth, 'content-type': 'application/json' },
+        payload: '{"__proto__":{"x":1},"tool_name":1}',
+      }),
+      await t.app.inject({
+        method: 'PATCH',
+        url: '/api/v1/settings',
+        headers: { ...auth, 'content-type': 'application/json' },
+        payload: '[]',
+      }),
       await t.app.inject({ method: 'GET', url: `/api/v1/approvals/${'a'.repeat(5000)}`, headers: auth }),
       await t.app.inject({ method: 'GET', url: '/api/v1/audit/events?limit=abc&limit=2', headers: auth }),
       await t.app.inject({ method: 'DELETE', url: '/api/v1/settings', headers: auth }),
-      await t.app.inject({ method: 'GET', url: '/api/v1/settings', headers: { authorization: 'Bearer \u0000x' } }),
+      await t.app.inject({
+        method: 'GET',
+        url: '/api/v1/settings',
+        headers: { authorization: 'Bearer \u0000x' },
+      }),
     ];
     for (const res of cases) {
       expect(res.statusCode, res.body).toBeGreaterThanOrEqual(400);
@@ -237,7 +305,12 @@ describe('attack22c containment', () => {
       `1e9/1`,
       `-1/1`,
     ]) {
-      const res = await t.app.inject({ method: 'PATCH', url: '/api/v1/settings', headers: auth, payload: { budget } });
+      const res = await t.app.inject({
+        method: 'PATCH',
+        url: '/api/v1/settings',
+        headers: auth,
+        payload: { budget },
+      });
       expect(res.statusCode, `${budget}: ${res.body}`).toBe(400);
       expect(res.json().error.code).toBe('invalid_request');
     }
@@ -248,12 +321,20 @@ describe('attack22c containment', () => {
       payload: { budget: `1/${w}` },
     });
     expect(lower.statusCode, lower.body).toBe(200);
-    const back = await t.app.inject({ method: 'PATCH', url: '/api/v1/settings', headers: auth, payload: { budget: null } });
+    const back = await t.app.inject({
+      method: 'PATCH',
+      url: '/api/v1/settings',
+      headers: auth,
+      payload: { budget: null },
+    });
     expect(back.json().settings.budget).toBe(def);
   });
 
   it('HELD foreign approval ids answer 404 (get, approve, reject) and stay pending', async () => {
-    const a = await approvalsTenant<{ id: string }>(t, cf, { name: 'Owner A', permissions: ['#zone:read', '#dns_records:edit', 'com.cloudflare.api.user.read'] });
+    const a = await approvalsTenant<{ id: string }>(t, cf, {
+      name: 'Owner A',
+      permissions: ['#zone:read', '#dns_records:edit', 'com.cloudflare.api.user.read'],
+    });
     await a.connect('owner');
     const out = await a.execute(
       'owner',
@@ -271,7 +352,12 @@ describe('attack22c containment', () => {
       ['POST', `/api/v1/approvals/${approvalId}/approve`],
       ['POST', `/api/v1/approvals/${approvalId}/reject`],
     ] as const) {
-      const res = await t.app.inject({ method, url, headers: auth, ...(method === 'POST' ? { payload: {} } : {}) });
+      const res = await t.app.inject({
+        method,
+        url,
+        headers: auth,
+        ...(method === 'POST' ? { payload: {} } : {}),
+      });
       expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(404);
       expect(res.json().error.code).toBeTypeOf('string');
     }
@@ -282,12 +368,25 @@ describe('attack22c containment', () => {
 
   it('HELD foreign connected account, MCP token and execution ids reveal nothing', async () => {
     const a = await tenantWithAccount('Owner X', 'ox', ['#zone:read']);
-    const ran = await t.execute(a.apiKey, 'ox', `async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).status`);
+    const ran = await t.execute(
+      a.apiKey,
+      'ox',
+      `async () => (await cloudflare.request({ method: 'GET', path: '/zones' })).status`,
+    );
     const executionId = ran.json().execution_id as string;
     expect(executionId).toBeTruthy();
-    const accounts = await t.app.inject({ method: 'GET', url: '/api/v1/connected_accounts', headers: a.auth });
+    const accounts = await t.app.inject({
+      method: 'GET',
+      url: '/api/v1/connected_accounts',
+      headers: a.auth,
+    });
     const caId = accounts.json().connected_accounts[0].id as string;
-    const minted = await t.app.inject({ method: 'POST', url: '/api/v1/mcp/tokens', headers: a.auth, payload: { identifier: 'ox' } });
+    const minted = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/mcp/tokens',
+      headers: a.auth,
+      payload: { identifier: 'ox' },
+    });
     expect(minted.statusCode, minted.body).toBe(201);
     t.secrets.add(minted.json().token as string);
     const mcpId = minted.json().token_id as string;
@@ -295,18 +394,34 @@ describe('attack22c containment', () => {
     const auth = { authorization: `Bearer ${b.apiKey}` };
     const calls: Array<[string, string, unknown?]> = [
       ['GET', `/api/v1/connected_accounts/${caId}`],
-      ['PUT', `/api/v1/connected_accounts/${caId}`, { authorization: { type: 'api_token', api_token: 'x'.repeat(40) } }],
+      [
+        'PUT',
+        `/api/v1/connected_accounts/${caId}`,
+        { authorization: { type: 'api_token', api_token: 'x'.repeat(40) } },
+      ],
       ['DELETE', `/api/v1/connected_accounts/${caId}`],
       ['DELETE', `/api/v1/connected_accounts/${caId}/r2_access_key`],
       ...(mcpId ? ([['DELETE', `/api/v1/mcp/tokens/${mcpId}`]] as Array<[string, string]>) : []),
     ];
     for (const [method, url, payload] of calls) {
-      const res = await t.app.inject({ method: method as 'GET', url, headers: auth, ...(payload ? { payload: payload as object } : {}) });
+      const res = await t.app.inject({
+        method: method as 'GET',
+        url,
+        headers: auth,
+        ...(payload ? { payload: payload as object } : {}),
+      });
       expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(404);
     }
-    const events = await t.app.inject({ method: 'GET', url: `/api/v1/audit/events?execution_id=${executionId}`, headers: auth });
+    const events = await t.app.inject({
+      method: 'GET',
+      url: `/api/v1/audit/events?execution_id=${executionId}`,
+      headers: auth,
+    });
     expect([200, 404]).toContain(events.statusCode);
     if (events.statusCode === 200) expect(events.json().events).toEqual([]);
-    expect((await t.app.inject({ method: 'GET', url: `/api/v1/connected_accounts/${caId}`, headers: a.auth })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ method: 'GET', url: `/api/v1/connected_accounts/${caId}`, headers: a.auth }))
+        .statusCode,
+    ).toBe(200);
   });
 });

@@ -34,20 +34,90 @@ describe('attack22d fixes', () => {
       const url = req.url ?? '';
       const path = url.split('?')[0] ?? '';
       const special: Array<[RegExp, () => void]> = [
-        [/\/echo-html$/, () => {
-          const escaped = [...token].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
-          res.writeHead(400, { 'content-type': 'text/html' });
-          res.end(`<html><body>Bad header Authorization: Bearer ${escaped}</body></html>`);
-        }],
-        [/\/challenges\/widgets/, () => json(res, { success: true, errors: [], messages: [], result: { sitekey: '0x4AAAAAAA', secret: MARKER, name: 'w' } })],
-        [/\/secondary_dns\/tsigs/, () => json(res, { success: true, errors: [], messages: [], result: [{ id: 't1', name: 'tsig', algo: 'hmac-sha512.', secret: MARKER }] })],
-        [/\/psk_generate$/, () => json(res, { success: true, errors: [], messages: [], result: { ipsec_tunnel_id: 'x', psk: MARKER, psk_metadata: {} } })],
-        [/\/stream\/live_inputs/, () => json(res, { success: true, errors: [], messages: [], result: { uid: 'li1', rtmps: { url: 'rtmps://live.example/live/', streamKey: MARKER }, srt: { url: 'srt://x', streamId: 'y', passphrase: MARKER } } })],
-        [/\/alerting\/v3\/destinations\/webhooks/, () => json(res, { success: true, errors: [], messages: [], result: [{ id: 'wh1', name: 'hook', url: 'https://hook.example', secret: MARKER }] })],
-        [/\/stream\/[^/]+\/token$/, () => json(res, { success: true, errors: [], messages: [], result: { token: MARKER } })],
+        [
+          /\/echo-html$/,
+          () => {
+            const escaped = [...token]
+              .map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+              .join('');
+            res.writeHead(400, { 'content-type': 'text/html' });
+            res.end(`<html><body>Bad header Authorization: Bearer ${escaped}</body></html>`);
+          },
+        ],
+        [
+          /\/challenges\/widgets/,
+          () =>
+            json(res, {
+              success: true,
+              errors: [],
+              messages: [],
+              result: { sitekey: '0x4AAAAAAA', secret: MARKER, name: 'w' },
+            }),
+        ],
+        [
+          /\/secondary_dns\/tsigs/,
+          () =>
+            json(res, {
+              success: true,
+              errors: [],
+              messages: [],
+              result: [{ id: 't1', name: 'tsig', algo: 'hmac-sha512.', secret: MARKER }],
+            }),
+        ],
+        [
+          /\/psk_generate$/,
+          () =>
+            json(res, {
+              success: true,
+              errors: [],
+              messages: [],
+              result: { ipsec_tunnel_id: 'x', psk: MARKER, psk_metadata: {} },
+            }),
+        ],
+        [
+          /\/stream\/live_inputs/,
+          () =>
+            json(res, {
+              success: true,
+              errors: [],
+              messages: [],
+              result: {
+                uid: 'li1',
+                rtmps: { url: 'rtmps://live.example/live/', streamKey: MARKER },
+                srt: { url: 'srt://x', streamId: 'y', passphrase: MARKER },
+              },
+            }),
+        ],
+        [
+          /\/alerting\/v3\/destinations\/webhooks/,
+          () =>
+            json(res, {
+              success: true,
+              errors: [],
+              messages: [],
+              result: [{ id: 'wh1', name: 'hook', url: 'https://hook.example', secret: MARKER }],
+            }),
+        ],
+        [
+          /\/stream\/[^/]+\/token$/,
+          () => json(res, { success: true, errors: [], messages: [], result: { token: MARKER } }),
+        ],
         // Calls answers a TURN key creation without the envelope (calls_turn_key_with_key).
-        [/\/calls\/turn_keys$/, () => json(res, { uid: TURN_UID, key: MARKER, name: 'k', created: '2026-01-01T00:00:00Z', modified: '2026-01-01T00:00:00Z' })],
-        [/\/calls\/turn_keys\/[^/]+$/, () => json(res, { success: true, errors: [], messages: [], result: { uid: TURN_UID, name: 'k' } })],
+        [
+          /\/calls\/turn_keys$/,
+          () =>
+            json(res, {
+              uid: TURN_UID,
+              key: MARKER,
+              name: 'k',
+              created: '2026-01-01T00:00:00Z',
+              modified: '2026-01-01T00:00:00Z',
+            }),
+        ],
+        [
+          /\/calls\/turn_keys\/[^/]+$/,
+          () => json(res, { success: true, errors: [], messages: [], result: { uid: TURN_UID, name: 'k' } }),
+        ],
         [/\/graphql$/, () => json(res, { data: { ok: true }, errors: null })],
       ];
       const hit = special.find(([re]) => re.test(path));
@@ -87,7 +157,13 @@ describe('attack22d fixes', () => {
     });
     const tn = await t.createTenant(name);
     await t.connect(tn.apiKey, name, token.value);
-    return { ...tn, token: token.value, accountId: account.id, zoneId, auth: { authorization: `Bearer ${tn.apiKey}` } };
+    return {
+      ...tn,
+      token: token.value,
+      accountId: account.id,
+      zoneId,
+      auth: { authorization: `Bearer ${tn.apiKey}` },
+    };
   }
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
     `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code); } } return out; }`;
@@ -97,7 +173,11 @@ describe('attack22d fixes', () => {
     const base = `/accounts/${tn.accountId}`;
     const requests = [
       // result.secret: the Turnstile widget's server-side secret (create, read, rotate).
-      { method: 'POST', path: `${base}/challenges/widgets`, body: { name: 'w', domains: ['a.example'], mode: 'managed' } },
+      {
+        method: 'POST',
+        path: `${base}/challenges/widgets`,
+        body: { name: 'w', domains: ['a.example'], mode: 'managed' },
+      },
       { method: 'GET', path: `${base}/challenges/widgets/0x4AAAAAAA` },
       { method: 'POST', path: `${base}/challenges/widgets/0x4AAAAAAA/rotate_secret`, body: {} },
       // result[].secret: the TSIG keys that sign zone transfers.
@@ -113,7 +193,10 @@ describe('attack22d fixes', () => {
     const res = await t.execute(tn.apiKey, 'gaps', tryEach(requests));
     expect(res.statusCode, res.body).toBe(200);
     const data = res.json().data as string[];
-    expect(data.filter((d) => d.includes(MARKER)), 'secrets that reached the agent').toEqual([]);
+    expect(
+      data.filter((d) => d.includes(MARKER)),
+      'secrets that reached the agent',
+    ).toEqual([]);
     expect(hits, 'secret-issuing operations that reached Cloudflare under the default policy').toEqual([]);
   });
 
@@ -147,7 +230,12 @@ describe('attack22d fixes', () => {
 
   it('read_only does not send a GET /graphql whose URL holds a query but whose body holds a mutation', async () => {
     const tn = await tenant('gqlget', ['#analytics:read']);
-    await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: tn.auth, payload: { read_only: true } });
+    await t.app.inject({
+      method: 'PUT',
+      url: '/api/v1/policy',
+      headers: tn.auth,
+      payload: { read_only: true },
+    });
     hits.length = 0;
     const res = await t.execute(
       tn.apiKey,
@@ -179,7 +267,12 @@ describe('attack22d fixes', () => {
     const escaped = [...tn.token].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
     const text = JSON.stringify(res.json());
     // What the agent can read back as the token (JSON-decoding the echoed text once).
-    const decoded = text.replace(/\\\\u([0-9a-f]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-    expect(text.includes(escaped) || decoded.includes(tn.token), 'the token, \\u-escaped, reached the agent').toBe(false);
+    const decoded = text.replace(/\\\\u([0-9a-f]{4})/g, (_, h: string) =>
+      String.fromCharCode(parseInt(h, 16)),
+    );
+    expect(
+      text.includes(escaped) || decoded.includes(tn.token),
+      'the token, \\u-escaped, reached the agent',
+    ).toBe(false);
   });
 });
