@@ -50,12 +50,15 @@ export function secretForms(secret: string): string[] {
     JSON.stringify(secret).slice(1, -1),
     encodeURIComponent(secret),
     bytes.toString('hex'),
+    bytes.toString('hex').toUpperCase(),
     ...base64Forms(bytes),
   ]);
-  if (/^(?:[0-9a-fA-F]{2}){16,}$/.test(secret)) {
+  // A hex secret (R2's derived secret, a Global API Key of 37 digits) in either case, and as its
+  // raw bytes in Base64 when it has whole bytes.
+  if (/^[0-9a-fA-F]{16,}$/.test(secret)) {
     forms.add(secret.toLowerCase());
     forms.add(secret.toUpperCase());
-    for (const form of base64Forms(Buffer.from(secret, 'hex'))) forms.add(form);
+    if (secret.length % 2 === 0) for (const form of base64Forms(Buffer.from(secret, 'hex'))) forms.add(form);
   }
   // Longest first, so a form is never left half-replaced by a shorter one it contains.
   return [...forms].filter((f) => f.length >= 8).sort((a, b) => b.length - a.length);
@@ -63,14 +66,15 @@ export function secretForms(secret: string): string[] {
 
 /**
  * Base64 (both alphabets, with and without padding) of `bytes` on its own, and the part of the
- * encoding that does not depend on what surrounds it when `bytes` starts 1 or 2 bytes into a
- * 3-byte group (the characters of groups wholly inside `bytes`).
+ * encoding that does not depend on what surrounds it when `bytes` starts 0, 1 or 2 bytes into a
+ * 3-byte group (the characters of groups wholly inside `bytes`): at 0 with more data after it,
+ * the last group of the encoding alone also holds the bytes that follow.
  */
 function base64Forms(bytes: Buffer): string[] {
   const forms: string[] = [];
   for (const alphabet of ['base64', 'base64url'] as const) {
     const whole = bytes.toString(alphabet);
-    forms.push(whole, whole.replace(/=+$/, ''));
+    forms.push(whole, whole.replace(/=+$/, ''), whole.slice(0, Math.floor(bytes.length / 3) * 4));
     for (const shift of [1, 2]) {
       const end = Math.floor((shift + bytes.length) / 3) * 4;
       forms.push(
@@ -96,30 +100,44 @@ export function credentialScrubber(
   alsoSecrets: readonly string[] = [],
 ): (body: Buffer) => Buffer {
   const own = scrubbingOf(credential);
-  const { forms, needles } =
+  const { needles } =
     alsoSecrets.length === 0 ? own : needlesOf(new Set([...own.forms, ...alsoSecrets.flatMap(secretForms)]));
-  const replaced = (bytes: Buffer): Buffer => {
-    let text = bytes.toString('utf8');
-    for (const form of forms) text = text.split(form).join(REDACTED);
-    return Buffer.from(text, 'utf8');
-  };
+  // On the bytes (longest form first): what is not a secret is kept as it was, even if not UTF-8.
+  const replaced = (bytes: Buffer): Buffer =>
+    needles.reduce((out, needle) => replaceAll(out, needle, REDACTED_BYTES), bytes);
   return (body) => {
     const scrubbed = needles.some((needle) => body.includes(needle)) ? replaced(body) : body;
-    // JSON (and other text quoting it) may spell any character as \uXXXX: a body that does is
-    // read with those escapes decoded, and returned so, secrets redacted, only if a secret shows
-    // there (other bodies stay byte for byte as sent). One pass, whatever the body's shape.
-    if (!scrubbed.includes(UNICODE_ESCAPE)) return scrubbed;
+    // JSON (and other text quoting it) may spell a character several ways (\uXXXX, \/): a body
+    // with escapes is read with them spelled the one way, and returned so, secrets redacted, only
+    // if a secret shows there (other bodies stay byte for byte as sent).
+    if (!scrubbed.includes(BACKSLASH)) return scrubbed;
     const plain = unescapePlain(scrubbed);
     return needles.some((needle) => plain.includes(needle)) ? replaced(plain) : scrubbed;
   };
 }
 
-const UNICODE_ESCAPE = Buffer.from('\\u');
+const REDACTED_BYTES = Buffer.from(REDACTED, 'utf8');
+
+/** `bytes` with every occurrence of `needle` replaced by `marker`. */
+function replaceAll(bytes: Buffer, needle: Buffer, marker: Buffer): Buffer {
+  let at = bytes.indexOf(needle);
+  if (at === -1) return bytes;
+  const parts: Buffer[] = [];
+  let from = 0;
+  while (at !== -1) {
+    parts.push(bytes.subarray(from, at), marker);
+    from = at + needle.length;
+    at = bytes.indexOf(needle, from);
+  }
+  parts.push(bytes.subarray(from));
+  return Buffer.concat(parts);
+}
 
 /**
- * `\uXXXX` escapes of characters JSON never needs escaped, decoded; every other escape (`\\`,
- * `\"`, `\u0022`, control characters, surrogates) kept, so JSON stays JSON with the same value.
- * One pass over the bytes, whatever the body's shape.
+ * A body's escapes spelled the one way a secret's forms are: `\uXXXX` of a character JSON never
+ * needs escaped (and a surrogate pair) decoded, `\/` decoded, `\u0022` and `\u005c` written
+ * `\"` and `\\`; every other escape kept, so JSON stays JSON with the same value. One pass over
+ * the bytes, whatever the body's shape.
  */
 function unescapePlain(body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(body.length);
@@ -128,8 +146,23 @@ function unescapePlain(body: Buffer): Buffer {
   let at = body.indexOf(BACKSLASH);
   while (at !== -1) {
     written += body.copy(out, written, from, at);
-    const code = body[at + 1] === LOWER_U ? hex4(body, at + 2) : -1;
-    if (code >= 0x20 && code !== 0x22 && code !== 0x5c && (code < 0xd800 || code > 0xdfff)) {
+    const next = body[at + 1];
+    const code = next === LOWER_U ? hex4(body, at + 2) : -1;
+    const low =
+      code >= 0xd800 && code <= 0xdbff && body[at + 6] === BACKSLASH && body[at + 7] === LOWER_U
+        ? hex4(body, at + 8)
+        : -1;
+    if (next === SLASH) {
+      out[written++] = SLASH;
+      from = at + 2;
+    } else if (code === 0x22 || code === 0x5c) {
+      out[written++] = BACKSLASH;
+      out[written++] = code;
+      from = at + 6;
+    } else if (low >= 0xdc00 && low <= 0xdfff) {
+      written += out.write(String.fromCharCode(code, low), written, 'utf8');
+      from = at + 12;
+    } else if (code >= 0x20 && (code < 0xd800 || code > 0xdfff)) {
       if (code < 0x80) out[written++] = code;
       else written += out.write(String.fromCharCode(code), written, 'utf8');
       from = at + 6;
@@ -146,6 +179,7 @@ function unescapePlain(body: Buffer): Buffer {
 
 const BACKSLASH = 0x5c;
 const LOWER_U = 0x75;
+const SLASH = 0x2f;
 
 /** The value of four hex digits at `at`, or -1. */
 function hex4(bytes: Buffer, at: number): number {
