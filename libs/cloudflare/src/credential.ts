@@ -110,8 +110,12 @@ export function credentialScrubber(
     // JSON (and other text quoting it) may spell a character several ways (\uXXXX, \/): a body
     // with escapes is read with them spelled the one way, and returned so, secrets redacted, only
     // if a secret shows there (other bodies stay byte for byte as sent).
-    if (!scrubbed.includes(BACKSLASH)) return scrubbed;
-    const plain = unescapePlain(scrubbed);
+    // So is a body with percent-escapes of characters no encoder needs to escape (`%54k` for `Tk`).
+    const escaped = scrubbed.includes(BACKSLASH);
+    const percent = scrubbed.includes(PERCENT);
+    if (!escaped && !percent) return scrubbed;
+    const unescaped = escaped ? unescapePlain(scrubbed) : scrubbed;
+    const plain = percent ? unpercentPlain(unescaped) : unescaped;
     return needles.some((needle) => plain.includes(needle)) ? replaced(plain) : scrubbed;
   };
 }
@@ -177,24 +181,55 @@ function unescapePlain(body: Buffer): Buffer {
   return out.subarray(0, written);
 }
 
+/**
+ * A body's percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`, which no encoder
+ * needs to escape) decoded, either case of hex digits; every other escape kept. One pass.
+ */
+function unpercentPlain(body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(body.length);
+  let written = 0;
+  let from = 0;
+  let at = body.indexOf(PERCENT);
+  while (at !== -1) {
+    written += body.copy(out, written, from, at);
+    const high = hexDigit(body[at + 1]);
+    const low = hexDigit(body[at + 2]);
+    const code = high >= 0 && low >= 0 ? high * 16 + low : -1;
+    if (code >= 0 && UNRESERVED.test(String.fromCharCode(code))) {
+      out[written++] = code;
+      from = at + 3;
+    } else {
+      out[written++] = PERCENT;
+      from = at + 1;
+    }
+    at = body.indexOf(PERCENT, from);
+  }
+  written += body.copy(out, written, from);
+  return out.subarray(0, written);
+}
+
+const PERCENT = 0x25;
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
 const BACKSLASH = 0x5c;
 const LOWER_U = 0x75;
 const SLASH = 0x2f;
+
+/** The value of one hex digit (either case), or -1. */
+function hexDigit(c: number | undefined): number {
+  if (c === undefined) return -1;
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
 
 /** The value of four hex digits at `at`, or -1. */
 function hex4(bytes: Buffer, at: number): number {
   if (at + 4 > bytes.length) return -1;
   let value = 0;
   for (let k = at; k < at + 4; k++) {
-    const c = bytes[k] as number;
-    const digit =
-      c >= 0x30 && c <= 0x39
-        ? c - 0x30
-        : c >= 0x61 && c <= 0x66
-          ? c - 0x57
-          : c >= 0x41 && c <= 0x46
-            ? c - 0x37
-            : -1;
+    const digit = hexDigit(bytes[k]);
     if (digit < 0) return -1;
     value = value * 16 + digit;
   }
