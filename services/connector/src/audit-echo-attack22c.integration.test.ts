@@ -1,9 +1,8 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
+import { startEdgeProxy } from './test-support/edge-proxy.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -15,13 +14,12 @@ import type { TestApp } from './test-support/test-app.ts';
 describe('attack22c credential echo', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
-  let edge: http.Server;
+  let edge: Awaited<ReturnType<typeof startEdgeProxy>>;
   let mode = '';
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    const upstream = new URL(cf.url);
-    edge = http.createServer((req, res) => {
+    edge = await startEdgeProxy(cf.url, (req, res) => {
       const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
       if (req.url?.includes('/echo-probe')) {
         req.resume();
@@ -53,31 +51,15 @@ describe('attack22c credential echo', () => {
             }),
           );
         }
-        return;
+        return true;
       }
-      const out = http.request(
-        {
-          host: upstream.hostname,
-          port: upstream.port,
-          method: req.method,
-          path: req.url,
-          headers: req.headers,
-        },
-        (up) => {
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        },
-      );
-      req.pipe(out);
+      return false;
     });
-    await new Promise<void>((resolve) => edge.listen(0, '127.0.0.1', resolve));
-    const port = (edge.address() as AddressInfo).port;
-    t = await startTestApp({ CLOUDFLARE_API_BASE: `http://127.0.0.1:${port}${upstream.pathname}` });
+    t = await startTestApp({ CLOUDFLARE_API_BASE: edge.base });
   });
   afterAll(async () => {
     await t.close();
-    edge.closeAllConnections();
-    await new Promise((resolve) => edge.close(resolve));
+    await edge.close();
     await cf.close();
   });
 

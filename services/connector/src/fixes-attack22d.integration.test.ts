@@ -1,9 +1,9 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
+import { startEdgeProxy } from './test-support/edge-proxy.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -19,7 +19,7 @@ const TURN_UID = 'a'.repeat(32);
 describe('attack22d fixes', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
-  let edge: http.Server;
+  let edge: Awaited<ReturnType<typeof startEdgeProxy>>;
   const hits: string[] = [];
   const json = (res: http.ServerResponse, body: unknown) => {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -28,8 +28,7 @@ describe('attack22d fixes', () => {
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    const upstream = new URL(cf.url);
-    edge = http.createServer((req, res) => {
+    edge = await startEdgeProxy(cf.url, (req, res) => {
       const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
       const url = req.url ?? '';
       const path = url.split('?')[0] ?? '';
@@ -125,25 +124,15 @@ describe('attack22d fixes', () => {
         hits.push(`${req.method} ${url}`);
         req.resume();
         hit[1]();
-        return;
+        return true;
       }
-      const out = http.request(
-        { host: upstream.hostname, port: upstream.port, method: req.method, path: url, headers: req.headers },
-        (up) => {
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        },
-      );
-      req.pipe(out);
+      return false;
     });
-    await new Promise<void>((resolve) => edge.listen(0, '127.0.0.1', resolve));
-    const port = (edge.address() as AddressInfo).port;
-    t = await startTestApp({ CLOUDFLARE_API_BASE: `http://127.0.0.1:${port}${upstream.pathname}` });
+    t = await startTestApp({ CLOUDFLARE_API_BASE: edge.base });
   });
   afterAll(async () => {
     await t.close();
-    edge.closeAllConnections();
-    await new Promise((resolve) => edge.close(resolve));
+    await edge.close();
     await cf.close();
   });
 
