@@ -3,6 +3,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { approvalsTenant } from './test-support/approvals-tenant.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
+import { fakeZoneUser } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -10,16 +11,12 @@ import type { TestApp } from './test-support/test-app.ts';
 describe('attack22c containment', () => {
   let cf: FakeCloudflare;
   let t: TestApp;
-  let user: { id: string };
-  let account: { id: string };
-  let zoneId: string;
+  let world: ReturnType<typeof fakeZoneUser>;
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
     t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url });
-    user = cf.state.createUser({ email: 'atk@example.com' });
-    account = cf.state.createAccount({ name: 'Atk Co', members: [user.id] });
-    zoneId = cf.state.createZone({ accountId: account.id, name: 'atk.example' }).id;
+    world = fakeZoneUser(cf, 'Atk');
   });
   afterAll(async () => {
     await t.close();
@@ -28,12 +25,12 @@ describe('attack22c containment', () => {
 
   async function tenantWithAccount(name: string, identifier: string, permissions: string[]) {
     const tenant = await t.createTenant(name);
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: ['com.cloudflare.api.user.read', '#organization:read', ...permissions],
-    });
+    const { token } = await world.connect(t, tenant.apiKey, identifier, [
+      'com.cloudflare.api.user.read',
+      '#organization:read',
+      ...permissions,
+    ]);
     t.secrets.add(token.value);
-    await t.connect(tenant.apiKey, identifier, token.value);
     return { ...tenant, auth: { authorization: `Bearer ${tenant.apiKey}` } };
   }
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
@@ -41,7 +38,7 @@ describe('attack22c containment', () => {
 
   it('refuses by default the credential-minting operations outside the catalog (TURN keys, Calls app secrets, Images signing keys, tunnel creation)', async () => {
     const tenant = await tenantWithAccount('Minting gaps', 'mg', ['#zone:read']);
-    const base = `/accounts/${account.id}`;
+    const base = `/accounts/${world.accountId}`;
     const requests = [
       // Cloudflare answers with `result.key` (the TURN key secret).
       { method: 'POST', path: `${base}/calls/turn_keys`, body: { name: 'x' } },
@@ -164,12 +161,12 @@ describe('attack22c containment', () => {
       },
     });
     expect(put.statusCode, put.body).toBe(200);
-    const base = `/accounts/${account.id}`;
+    const base = `/accounts/${world.accountId}`;
     const kv = `${base}/storage/kv/namespaces/abc`;
     const table: Array<[Record<string, unknown>, string]> = [
       [{ method: 'GET', path: `${base}/logpush` }, 'policy_denied'],
       [{ method: 'GET', path: `${base}/%4C%4F%47push/jobs` }, 'policy_denied'],
-      [{ method: 'GET', path: `/Accounts/${account.id}/Logpush/jobs` }, 'policy_denied'],
+      [{ method: 'GET', path: `/Accounts/${world.accountId}/Logpush/jobs` }, 'policy_denied'],
       [{ method: 'GET', path: `${base}/logpush/` }, 'invalid_request'],
       [{ method: 'GET', path: `${base}/logpush/jobs?x=1` }, 'invalid_request'],
       [{ method: 'GET', path: `${base}/./logpush/jobs` }, 'invalid_request'],
@@ -182,7 +179,7 @@ describe('attack22c containment', () => {
       [
         {
           method: 'post',
-          path: `/zones/${zoneId}/dns_records`,
+          path: `/zones/${world.zoneId}/dns_records`,
           body: { type: 'A', name: 'a', content: '192.0.2.1' },
         },
         'policy_denied',
@@ -190,7 +187,7 @@ describe('attack22c containment', () => {
       [
         {
           method: 'Post',
-          path: `/zones/${zoneId}/DNS_RECORDS`,
+          path: `/zones/${world.zoneId}/DNS_RECORDS`,
           body: { type: 'A', name: 'a', content: '192.0.2.1' },
         },
         'policy_denied',
@@ -198,7 +195,7 @@ describe('attack22c containment', () => {
       [
         {
           method: 'POST',
-          path: `/zones/${zoneId}/dns%5Frecords`,
+          path: `/zones/${world.zoneId}/dns%5Frecords`,
           body: { type: 'A', name: 'a', content: '192.0.2.1' },
         },
         'policy_denied',
@@ -363,7 +360,6 @@ describe('attack22c containment', () => {
     }
     const mine = await a.api('GET', `/api/v1/approvals/${approvalId}`);
     expect(mine.json().approval.status).toBe('pending');
-    void zoneId;
   });
 
   it('HELD foreign connected account, MCP token and execution ids reveal nothing', async () => {
