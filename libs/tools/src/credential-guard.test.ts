@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { specFixturePath } from '@warden/testing';
 import {
+  type CredentialOperation,
   credentialOperation,
   mintedCredential,
   withholdCredentialSecrets,
@@ -10,8 +11,14 @@ import {
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
 
+function operationOf(method: string, path: string): CredentialOperation {
+  const operation = credentialOperation({ method, path });
+  if (!operation) throw new Error(`${method} ${path} is not a credential operation`);
+  return operation;
+}
+
 describe('credential guard', () => {
-  it('guards exactly the credential operations of the API document', () => {
+  it('refuses by default exactly the credential operations of the API document', () => {
     const document = JSON.parse(readFileSync(specFixturePath(), 'utf8')) as {
       paths: Record<string, Record<string, unknown>>;
     };
@@ -19,7 +26,7 @@ describe('credential guard', () => {
     for (const [path, item] of Object.entries(document.paths)) {
       for (const method of METHODS.filter((m) => item[m])) {
         const operation = credentialOperation({ method, path });
-        if (operation)
+        if (operation?.guarded)
           guarded.push(
             `${method.toUpperCase()} ${path} ${operation.kind}${operation.revocable ? ' (recorded)' : ''}`,
           );
@@ -58,6 +65,7 @@ describe('credential guard', () => {
       'POST /accounts/{account_id}/stream/keys stream_signing_keys (recorded)',
       'POST /accounts/{account_id}/stream/live_inputs service_secrets',
       'POST /accounts/{account_id}/stream/live_inputs/{live_input_identifier}/outputs service_secrets',
+      'POST /accounts/{account_id}/stream/{identifier}/token stream_signing_keys',
       'POST /accounts/{account_id}/tunnels tunnel_tokens',
       'POST /accounts/{account_id}/warp_connector tunnel_tokens',
       'POST /user/tokens api_tokens (recorded)',
@@ -76,9 +84,10 @@ describe('credential guard', () => {
   });
 
   it('also guards account-owned tokens and API keys (newer documents), in any case, and leaves reads open', () => {
-    expect(credentialOperation({ method: 'POST', path: '/accounts/a/tokens' })).toEqual({
+    expect(credentialOperation({ method: 'POST', path: '/accounts/a/tokens' })).toMatchObject({
       kind: 'api_tokens',
       revocable: true,
+      guarded: true,
     });
     expect(credentialOperation({ method: 'PUT', path: '/accounts/a/tokens/t/value' })?.kind).toBe(
       'api_tokens',
@@ -97,7 +106,7 @@ describe('credential guard', () => {
       result: { id: 't1', name: 'ci', value: 'SECRET-1', policies: [{ id: 'p', value: null }] },
       errors: [],
     };
-    const { response, withheld } = withholdCredentialSecrets(created, 'api_tokens');
+    const { response, withheld } = withholdCredentialSecrets(created, operationOf('POST', '/user/tokens'));
     expect(response.result).toEqual({
       id: 't1',
       name: 'ci',
@@ -107,7 +116,10 @@ describe('credential guard', () => {
     expect(withheld).toEqual(['result.value']);
     expect(created.result.value).toBe('SECRET-1');
 
-    const rolled = withholdCredentialSecrets({ success: true, result: 'SECRET-2' }, 'api_tokens');
+    const rolled = withholdCredentialSecrets(
+      { success: true, result: 'SECRET-2' },
+      operationOf('PUT', '/user/tokens/t/value'),
+    );
     expect(rolled).toEqual({
       response: { success: true, result: withheldMarker('api_tokens') },
       withheld: ['result'],
@@ -115,13 +127,13 @@ describe('credential guard', () => {
 
     const r2 = withholdCredentialSecrets(
       { success: true, result: { accessKeyId: 'AK', secretAccessKey: 'S', sessionToken: 'T' } },
-      'r2_temporary_credentials',
+      operationOf('POST', '/accounts/a/r2/temp-access-credentials'),
     );
     expect(r2.withheld).toEqual(['result.secretAccessKey', 'result.sessionToken']);
     expect(JSON.stringify(r2.response)).not.toMatch(/"S"|"T"/);
 
     const nothing = { success: false, result: null };
-    expect(withholdCredentialSecrets(nothing, 'api_tokens').response).toBe(nothing);
+    expect(withholdCredentialSecrets(nothing, operationOf('POST', '/user/tokens')).response).toBe(nothing);
   });
 
   it('names what a creation minted, and how to revoke it', () => {
@@ -149,4 +161,144 @@ describe('credential guard', () => {
       }),
     ).toBeNull();
   });
+
+  it('withholds every secret the API document says an answer shows, and nothing named like one that is not', () => {
+    const secrets = secretFieldsOfDocument();
+    // The document's own description of what is found: if it changes, the catalog is reviewed.
+    expect(secrets.length).toBeGreaterThan(60);
+    const missed: string[] = [];
+    for (const { method, path, field } of secrets) {
+      const concrete = path.replace(/\{[^}]+\}/g, 'id1');
+      const operation = credentialOperation({ method, path: concrete });
+      const answer: { success: boolean; result?: unknown } = {
+        success: true,
+        ...answerWith(field, SENTINEL),
+      };
+      const shown = operation ? withholdCredentialSecrets(answer, operation).response : answer;
+      if (JSON.stringify(shown).includes(SENTINEL)) missed.push(`${method} ${path} ${field}`);
+    }
+    expect(missed).toEqual([]);
+
+    // Open operations withhold only their fields: a flag named `secret` and other fields stay.
+    const dataset = withholdCredentialSecrets(
+      { success: true, result: { id: 'd', secret: true, name: 'n', version: 1 } },
+      operationOf('PUT', '/accounts/a/dlp/datasets/d'),
+    );
+    expect(dataset.withheld).toEqual([]);
+    const app = withholdCredentialSecrets(
+      {
+        success: true,
+        result: { id: 'x', name: 'app', saas_app: { client_id: 'c', client_secret: 'S' }, value: 'kept' },
+      },
+      operationOf('GET', '/zones/z/access/apps/x'),
+    );
+    expect(app.response.result).toEqual({
+      id: 'x',
+      name: 'app',
+      saas_app: { client_id: 'c', client_secret: withheldMarker('service_secrets') },
+      value: 'kept',
+    });
+    // ...and they are not refused: reading an Access application needs no credential_operations.
+    expect(operationOf('GET', '/accounts/a/access/apps').guarded).toBe(false);
+  });
 });
+
+const SENTINEL = 'SECRET-FROM-THE-DOCUMENT';
+
+/**
+ * Answer fields whose names say "secret" (`secret`, `client_secret`, `password`, `private_key`,
+ * `psk`, `passphrase`, `token`, `*_token`, `*Key`…) and are strings. `key` and `value` are too
+ * common to read this way (a DNS value, a KV key): those of credential operations (a token's
+ * `value`, an Images key's `value`, a TURN key's `key`) are in the catalog by review.
+ */
+const SECRET_NAME =
+  /(secret|password|passwd|private_?key|psk|passphrase|^token$|_token$|Token$|api_?key|access_?key|signing_?key|^pem$|^jwk$|streamKey)/i;
+const NAMED_LIKE_A_SECRET_BUT_NOT = /(public|continuation|_url$|_id$|Id$|^tokens|cursor)/i;
+/** Strings named like secrets that are not, and why. */
+const NOT_SECRETS: Readonly<Record<string, string>> = {
+  // The Web Analytics site token is public: it is written into every page's beacon snippet.
+  site_token: 'public',
+};
+
+type Schema = {
+  readonly $ref?: string;
+  readonly type?: string;
+  readonly properties?: Record<string, Schema>;
+  readonly items?: Schema;
+  readonly additionalProperties?: Schema | boolean;
+  readonly allOf?: readonly Schema[];
+  readonly oneOf?: readonly Schema[];
+  readonly anyOf?: readonly Schema[];
+};
+
+function secretFieldsOfDocument(): { method: string; path: string; field: string }[] {
+  const document = JSON.parse(readFileSync(specFixturePath(), 'utf8')) as {
+    paths: Record<string, Record<string, { responses?: Record<string, Schema & { content?: unknown }> }>>;
+  };
+  const resolve = <T>(node: T & { $ref?: string }): T => {
+    let at: unknown = node;
+    for (let hops = 0; hops < 50 && (at as { $ref?: string } | undefined)?.$ref; hops++) {
+      const ref = (at as { $ref: string }).$ref.replace(/^#\//, '').split('/');
+      at = ref.reduce<unknown>(
+        (o, k) => (o as Record<string, unknown> | undefined)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')],
+        document,
+      );
+    }
+    return at as T;
+  };
+  const found = new Set<string>();
+  const walk = (
+    node: Schema | undefined,
+    at: string,
+    seen: ReadonlySet<Schema>,
+    method: string,
+    path: string,
+  ) => {
+    const schema = node ? resolve(node) : undefined;
+    if (!schema || typeof schema !== 'object' || seen.has(schema) || seen.size > 16) return;
+    const inner = new Set(seen).add(schema);
+    for (const part of [...(schema.allOf ?? []), ...(schema.oneOf ?? []), ...(schema.anyOf ?? [])])
+      walk(part, at, inner, method, path);
+    if (schema.items) walk(schema.items, `${at}[]`, inner, method, path);
+    if (typeof schema.additionalProperties === 'object')
+      walk(schema.additionalProperties, `${at}{}`, inner, method, path);
+    for (const [name, property] of Object.entries(schema.properties ?? {})) {
+      const type = resolve(property)?.type;
+      if (
+        type === 'string' &&
+        SECRET_NAME.test(name) &&
+        !NAMED_LIKE_A_SECRET_BUT_NOT.test(name) &&
+        !(name in NOT_SECRETS) &&
+        !/^\.(errors|messages)/.test(at)
+      )
+        found.add(`${method} ${path} ${at}.${name}`);
+      walk(property, `${at}.${name}`, inner, method, path);
+    }
+  };
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of METHODS.filter((m) => item[m])) {
+      for (const [status, response] of Object.entries(item[method]?.responses ?? {})) {
+        if (!status.startsWith('2')) continue;
+        const content = resolve(response).content as Record<string, { schema?: Schema }> | undefined;
+        walk(content?.['application/json']?.schema, '', new Set(), method.toUpperCase(), path);
+      }
+    }
+  }
+  return [...found].map((line) => {
+    const [method = '', path = '', field = ''] = line.split(' ');
+    return { method, path, field };
+  });
+}
+
+/** `{result: [{a: {b: value}}]}` for `.result[].a.b`. */
+function answerWith(field: string, value: string): Record<string, unknown> {
+  const steps = field.slice(1).split('.');
+  let inner: unknown = value;
+  for (const step of steps.reverse()) {
+    const name = step.replace(/(\[\]|\{\})+$/, '');
+    const wrappers = step.slice(name.length).match(/\[\]|\{\}/g) ?? [];
+    for (const wrapper of wrappers.reverse()) inner = wrapper === '[]' ? [inner] : { k: inner };
+    inner = { [name]: inner };
+  }
+  return inner as Record<string, unknown>;
+}

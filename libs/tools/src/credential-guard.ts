@@ -38,11 +38,11 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   r2_temporary_credentials: 'R2 temporary access credentials (/accounts/{id}/r2/temp-access-credentials)',
   access_service_tokens: 'Access service tokens: create, rotate, refresh',
   tunnel_tokens: 'Cloudflare Tunnel and WARP Connector: creation (its secret) and run and management tokens',
-  stream_signing_keys: 'Stream signing keys',
+  stream_signing_keys: 'Stream signing keys, and the signed playback tokens made with them',
   calls_secrets: 'Calls (Realtime) app secrets and TURN keys: create, edit, delete',
   images_signing_keys: 'Images URL-signing keys: list (their values), create, delete',
   service_secrets:
-    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys, Stream live-input keys, alert webhook secrets",
+    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys, Stream live-input keys, alert webhook secrets; and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens, origin TLS client-auth private keys",
 };
 
 interface GuardedOperation {
@@ -51,6 +51,12 @@ interface GuardedOperation {
   readonly path: string;
   /** A POST here creates a credential that `DELETE <path>/<result.id>` revokes. */
   readonly revocable?: true;
+  /**
+   * Not a credential operation but one whose answer shows a secret (configuration holding a
+   * secret someone set or Cloudflare generated): open whatever the policy, and only these
+   * fields of its answer are withheld unless the kind's secrets are revealed.
+   */
+  readonly shows?: readonly string[];
 }
 
 const WRITES = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -87,6 +93,8 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/tunnels' },
   { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/cfd_tunnel/*/management' },
   { kind: 'stream_signing_keys', methods: ['POST'], path: '/accounts/*/stream/keys', revocable: true },
+  // A signed playback token, made with a signing key (it expires; it cannot be revoked).
+  { kind: 'stream_signing_keys', methods: ['POST'], path: '/accounts/*/stream/*/token' },
   // Calls apps answer with their `secret`, TURN keys with their `key` (and their `uid`).
   { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/apps', revocable: true },
   { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/turn_keys', revocable: true },
@@ -103,6 +111,43 @@ const GUARDED: readonly GuardedOperation[] = [
     kind: 'service_secrets',
     methods: ['GET', 'POST', 'PUT'],
     path: '/accounts/*/alerting/v3/destinations/webhooks/**',
+  },
+  // Open operations whose answers show a secret: only the named fields are withheld.
+  {
+    kind: 'service_secrets',
+    methods: ['DELETE'],
+    path: '/accounts/*/challenges/widgets/*',
+    shows: ['secret'],
+  },
+  ...['/accounts/*', '/zones/*'].flatMap((owner): GuardedOperation[] => [
+    {
+      kind: 'service_secrets',
+      methods: ['GET', ...WRITES],
+      path: `${owner}/access/apps/**`,
+      // A SaaS application's OIDC client secret; the credentials of its SCIM provisioning.
+      shows: ['client_secret', 'password', 'token'],
+    },
+    {
+      kind: 'service_secrets',
+      methods: ['GET', ...WRITES],
+      path: `${owner}/access/identity_providers/**`,
+      // The IdP's OAuth client secret; the SCIM secret Cloudflare generates.
+      shows: ['client_secret', 'secret'],
+    },
+  ]),
+  // The Exact Data Match secret of a DLP dataset (its other `secret` fields are booleans, kept).
+  { kind: 'service_secrets', methods: WRITES, path: '/accounts/*/dlp/datasets/**', shows: ['secret'] },
+  {
+    kind: 'service_secrets',
+    methods: ['GET', ...WRITES],
+    path: '/accounts/*/pages/projects/**',
+    shows: ['web_analytics_token'],
+  },
+  {
+    kind: 'service_secrets',
+    methods: ['GET', ...WRITES],
+    path: '/zones/*/origin_tls_client_auth/**',
+    shows: ['private_key'],
   },
 ];
 
@@ -129,19 +174,35 @@ const SECRET_FIELDS = new Set([
 export interface CredentialOperation {
   readonly kind: CredentialKind;
   readonly revocable: boolean;
+  /** Refused unless the tenant policy allows the kind (false: open, its secrets withheld). */
+  readonly guarded: boolean;
+  /** The fields of the answer withheld, at any depth of `result`. */
+  readonly fields: ReadonlySet<string>;
 }
 
-/** The guarded operation a request is, or null. Takes a canonical path; literals match ignoring case. */
+const CATALOG = GUARDED.map((entry) => ({
+  entry,
+  pattern: compilePattern(entry.path),
+  operation: {
+    kind: entry.kind,
+    revocable: entry.revocable === true,
+    guarded: entry.shows === undefined,
+    fields: entry.shows ? new Set(entry.shows) : SECRET_FIELDS,
+  } satisfies CredentialOperation,
+}));
+
+/**
+ * The credential operation a request is (guarded, or open with secrets withheld), or null. Takes
+ * a canonical path; literals match ignoring case.
+ */
 export function credentialOperation(request: {
   readonly method: string;
   readonly path: string;
 }): CredentialOperation | null {
   const method = request.method.toUpperCase();
   const subject = pathSubject(pathSegments(request.path));
-  for (const entry of GUARDED) {
-    if (entry.methods.includes(method) && matchPattern(compilePattern(entry.path), subject, 'fold-case')) {
-      return { kind: entry.kind, revocable: entry.revocable === true };
-    }
+  for (const { entry, pattern, operation } of CATALOG) {
+    if (entry.methods.includes(method) && matchPattern(pattern, subject, 'fold-case')) return operation;
   }
   return null;
 }
@@ -164,16 +225,23 @@ export function withheldMarker(kind: CredentialKind): string {
   return `[withheld by Warden: the tenant policy does not reveal ${kind} secrets (credential_operations.reveal_secrets)]`;
 }
 
-function withhold(value: unknown, at: string, marker: string, withheld: string[]): unknown {
-  if (Array.isArray(value)) return value.map((item, i) => withhold(item, `${at}[${i}]`, marker, withheld));
+interface Withholding {
+  readonly fields: ReadonlySet<string>;
+  readonly marker: string;
+  readonly withheld: string[];
+}
+
+function withhold(value: unknown, at: string, w: Withholding): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => withhold(item, `${at}[${i}]`, w));
   if (typeof value !== 'object' || value === null) return value;
   const out: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {
-    if (SECRET_FIELDS.has(key) && field !== null && field !== undefined) {
-      out[key] = marker;
-      withheld.push(`${at}.${key}`);
+    // A secret is a string (or an object: a credentials file); a flag or a count of the same name is kept.
+    if (w.fields.has(key) && (typeof field === 'string' || (typeof field === 'object' && field !== null))) {
+      out[key] = w.marker;
+      w.withheld.push(`${at}.${key}`);
     } else {
-      out[key] = withhold(field, `${at}.${key}`, marker, withheld);
+      out[key] = withhold(field, `${at}.${key}`, w);
     }
   }
   return out;
@@ -181,20 +249,19 @@ function withhold(value: unknown, at: string, marker: string, withheld: string[]
 
 /**
  * The response with the secrets of a credential operation replaced by a marker: a string
- * `result` (a rolled token value, a tunnel token) and every secret-named field in it.
- * `withheld` lists what was replaced (`result.value`), for the audit trail.
+ * `result` of a guarded operation (a rolled token value, a tunnel token) and every field of
+ * the operation's `fields` in it. `withheld` lists what was replaced (`result.value`).
  */
 export function withholdCredentialSecrets<T extends { readonly result?: unknown }>(
   response: T,
-  kind: CredentialKind,
+  operation: Pick<CredentialOperation, 'kind' | 'guarded' | 'fields'>,
 ): { readonly response: T; readonly withheld: readonly string[] } {
-  const marker = withheldMarker(kind);
-  const withheld: string[] = [];
+  const w: Withholding = { fields: operation.fields, marker: withheldMarker(operation.kind), withheld: [] };
   const result =
-    typeof response.result === 'string'
-      ? (withheld.push('result'), marker)
-      : withhold(response.result, 'result', marker, withheld);
-  return { response: withheld.length > 0 ? { ...response, result } : response, withheld };
+    typeof response.result === 'string' && operation.guarded
+      ? (w.withheld.push('result'), w.marker)
+      : withhold(response.result, 'result', w);
+  return { response: w.withheld.length > 0 ? { ...response, result } : response, withheld: w.withheld };
 }
 
 export interface MintedCredentialRef {
@@ -209,7 +276,7 @@ const UPSTREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** What a successful revocable creation made (from the response before anything is withheld), or null. */
 export function mintedCredential(
-  operation: CredentialOperation,
+  operation: Pick<CredentialOperation, 'kind' | 'revocable'>,
   canonicalPath: string,
   response: { readonly success: boolean; readonly result?: unknown },
 ): MintedCredentialRef | null {

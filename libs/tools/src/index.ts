@@ -23,6 +23,7 @@ export { classifyGraphqlBody, isGraphqlRequest } from './graphql-operation.ts';
 export type { GraphqlClassification } from './graphql-operation.ts';
 export {
   CREDENTIAL_KINDS,
+  CREDENTIAL_KIND_DESCRIPTIONS,
   credentialOperation,
   credentialSecretsRevealed,
   mintedCredential,

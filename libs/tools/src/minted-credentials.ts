@@ -210,5 +210,5 @@ export async function guardCredentialResponse<
   }
   return credentialSecretsRevealed(context.policy, operation.kind)
     ? response
-    : withholdCredentialSecrets(response, operation.kind).response;
+    : withholdCredentialSecrets(response, operation).response;
 }

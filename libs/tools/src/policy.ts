@@ -210,7 +210,7 @@ function evaluateOne(
 
 export function evaluatePolicy(tenant: Policy, identity: Policy, request: PolicyRequest): PolicyDecision {
   const credential = credentialOperation(request);
-  if (credential && !credentialKindAllowed(tenant.credential_operations, credential.kind)) {
+  if (credential?.guarded && !credentialKindAllowed(tenant.credential_operations, credential.kind)) {
     return {
       allowed: false,
       rule: 'credential_operations',

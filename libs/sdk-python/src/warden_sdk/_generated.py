@@ -710,7 +710,7 @@ class PolicyCredentialOperations(WardenModel):
     allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "service_secrets"]] | None = None
     """Credential operations agents may run (all are refused by default)."""
     reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "service_secrets"]] | None = None
-    """Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow."""
+    """Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow."""
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -6600,7 +6600,7 @@ export interface components {
             credential_operations?: {
                 /** @description Credential operations agents may run (all are refused by default). */
                 allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "service_secrets")[];
-                /** @description Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow. */
+                /** @description Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow. */
                 reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "service_secrets")[];
             };
         };
@@ -6989,7 +6989,7 @@ export interface components {
             credential_operations?: {
                 /** @description Credential operations agents may run (all are refused by default). */
                 allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "service_secrets")[];
-                /** @description Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow. */
+                /** @description Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow. */
                 reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "service_secrets")[];
             };
         };

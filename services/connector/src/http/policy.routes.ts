@@ -1,6 +1,7 @@
 import type { Policy, PolicyStore } from '@warden/tools';
 import {
   CREDENTIAL_KINDS,
+  CREDENTIAL_KIND_DESCRIPTIONS,
   MAX_PATTERN_GLOBSTARS,
   MAX_PATTERN_SEGMENTS,
   explainPolicy,
@@ -26,7 +27,9 @@ const policyRule = z.strictObject({
     ),
   name: z.string().optional(),
 });
-const credentialKind = z.enum(CREDENTIAL_KINDS);
+const credentialKind = z
+  .enum(CREDENTIAL_KINDS)
+  .describe(CREDENTIAL_KINDS.map((kind) => `${kind}: ${CREDENTIAL_KIND_DESCRIPTIONS[kind]}`).join('; '));
 const credentialOperations = z
   .strictObject({
     allow: z
@@ -37,7 +40,7 @@ const credentialOperations = z
       .array(credentialKind)
       .optional()
       .describe(
-        'Kinds whose secrets (token values, keys) agents may see in responses; each must be in allow.',
+        "Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow.",
       ),
   })
   .describe('Tenant-wide policy only.');
