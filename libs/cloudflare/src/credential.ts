@@ -1,4 +1,6 @@
 import { WardenError } from '@warden/core';
+import { replaceSpans, secretFinder } from './secret-finder.ts';
+import type { SecretFinder } from './secret-finder.ts';
 
 /** A Cloudflare credential as the vault holds it. Never logged, never returned. */
 export type CloudflareCredential =
@@ -41,7 +43,9 @@ export const REDACTED = '[REDACTED]';
  * (standard and URL alphabet, with and without padding; also when it starts inside the encoded
  * text, as in `Basic base64(user:secret)` or `base64("Bearer " + secret)`), hex of its bytes,
  * percent-encoded; a hex secret (R2's derived secret) also in upper case and as its raw bytes in
- * Base64. A secret stored otherwise transformed (compressed, split, another cipher) is not found.
+ * Base64. `secretFinder` also reads a body with its escapes decoded, so a secret spelled with
+ * them is found too. A secret stored otherwise transformed (compressed, split, another cipher) is
+ * not found.
  */
 export function secretForms(secret: string): string[] {
   const bytes = Buffer.from(secret, 'utf8');
@@ -88,177 +92,54 @@ function base64Forms(bytes: Buffer): string[] {
 }
 
 /**
+ * A finder of `secrets` in every form `secretForms` knows, and as UTF-16 (either byte order), in
+ * a body read as is and with its escapes decoded (see `secretFinder`).
+ */
+export function secretsFinder(secrets: Iterable<string>): SecretFinder {
+  const unique = [...new Set(secrets)].filter((secret) => secret.length > 0);
+  const forms = new Set(unique.flatMap(secretForms));
+  const needles = [...forms].map((form) => Buffer.from(form, 'utf8'));
+  for (const secret of unique) {
+    const utf16 = Buffer.from(secret, 'utf16le');
+    needles.push(utf16, Buffer.from(utf16).swap16());
+  }
+  return secretFinder(needles, Math.max(0, ...unique.map((secret) => Buffer.byteLength(secret, 'utf8'))));
+}
+
+/**
  * A scrubber for the exact secret values of one credential, and of the other secrets a call
  * made with it may hold (`alsoSecrets`: the R2 secret access keys of `r2Secrets`): it replaces
- * every occurrence of any of their forms in a response body (or a tail event) before anything
- * parses it, so no echo of a secret (Cloudflare quoting a header in an error, a token listing its
- * own value, a Worker logging its R2 key) reaches a result, an error message, an audit record or
- * a log line.
+ * every occurrence of any of their forms in a response body (or a tail event, or a header value)
+ * before anything parses it, so no echo of a secret (Cloudflare quoting a header in an error, a
+ * token listing its own value, a Worker logging its R2 key) reaches a result, an error message,
+ * an audit record or a log line. Only the bytes that spell a secret are replaced: the rest of
+ * the body comes back byte for byte, even if it is not UTF-8.
  */
 export function credentialScrubber(
   credential: CloudflareCredential,
   alsoSecrets: readonly string[] = [],
 ): (body: Buffer) => Buffer {
-  const own = scrubbingOf(credential);
-  const { needles } =
-    alsoSecrets.length === 0 ? own : needlesOf(new Set([...own.forms, ...alsoSecrets.flatMap(secretForms)]));
-  // On the bytes (longest form first): what is not a secret is kept as it was, even if not UTF-8.
-  const replaced = (bytes: Buffer): Buffer =>
-    needles.reduce((out, needle) => replaceAll(out, needle, REDACTED_BYTES), bytes);
-  return (body) => {
-    const scrubbed = needles.some((needle) => body.includes(needle)) ? replaced(body) : body;
-    // JSON (and other text quoting it) may spell a character several ways (\uXXXX, \/): a body
-    // with escapes is read with them spelled the one way, and returned so, secrets redacted, only
-    // if a secret shows there (other bodies stay byte for byte as sent).
-    // So is a body with percent-escapes of characters no encoder needs to escape (`%54k` for `Tk`).
-    const escaped = scrubbed.includes(BACKSLASH);
-    const percent = scrubbed.includes(PERCENT);
-    if (!escaped && !percent) return scrubbed;
-    const unescaped = escaped ? unescapePlain(scrubbed) : scrubbed;
-    const plain = percent ? unpercentPlain(unescaped) : unescaped;
-    return needles.some((needle) => plain.includes(needle)) ? replaced(plain) : scrubbed;
-  };
+  const finder =
+    alsoSecrets.length === 0
+      ? finderOf(credential)
+      : secretsFinder([...credentialSecrets(credential), ...alsoSecrets]);
+  return (body) => replaceSpans(body, finder.find(body), REDACTED_BYTES);
 }
 
 const REDACTED_BYTES = Buffer.from(REDACTED, 'utf8');
 
-/** `bytes` with every occurrence of `needle` replaced by `marker`. */
-function replaceAll(bytes: Buffer, needle: Buffer, marker: Buffer): Buffer {
-  let at = bytes.indexOf(needle);
-  if (at === -1) return bytes;
-  const parts: Buffer[] = [];
-  let from = 0;
-  while (at !== -1) {
-    parts.push(bytes.subarray(from, at), marker);
-    from = at + needle.length;
-    at = bytes.indexOf(needle, from);
-  }
-  parts.push(bytes.subarray(from));
-  return Buffer.concat(parts);
-}
-
 /**
- * A body's escapes spelled the one way a secret's forms are: `\uXXXX` of a character JSON never
- * needs escaped (and a surrogate pair) decoded, `\/` decoded, `\u0022` and `\u005c` written
- * `\"` and `\\`; every other escape kept, so JSON stays JSON with the same value. One pass over
- * the bytes, whatever the body's shape.
+ * A credential's finder, worked out once per credential object rather than for every response
+ * on the hot path (held weakly: gone with the credential).
  */
-function unescapePlain(body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(body.length);
-  let written = 0;
-  let from = 0;
-  let at = body.indexOf(BACKSLASH);
-  while (at !== -1) {
-    written += body.copy(out, written, from, at);
-    const next = body[at + 1];
-    const code = next === LOWER_U ? hex4(body, at + 2) : -1;
-    const low =
-      code >= 0xd800 && code <= 0xdbff && body[at + 6] === BACKSLASH && body[at + 7] === LOWER_U
-        ? hex4(body, at + 8)
-        : -1;
-    if (next === SLASH) {
-      out[written++] = SLASH;
-      from = at + 2;
-    } else if (code === 0x22 || code === 0x5c) {
-      out[written++] = BACKSLASH;
-      out[written++] = code;
-      from = at + 6;
-    } else if (low >= 0xdc00 && low <= 0xdfff) {
-      written += out.write(String.fromCharCode(code, low), written, 'utf8');
-      from = at + 12;
-    } else if (code >= 0x20 && (code < 0xd800 || code > 0xdfff)) {
-      if (code < 0x80) out[written++] = code;
-      else written += out.write(String.fromCharCode(code), written, 'utf8');
-      from = at + 6;
-    } else {
-      // Kept as written: the backslash and the character it escapes.
-      from = Math.min(at + 2, body.length);
-      written += body.copy(out, written, at, from);
-    }
-    at = body.indexOf(BACKSLASH, from);
+const finders = new WeakMap<CloudflareCredential, SecretFinder>();
+function finderOf(credential: CloudflareCredential): SecretFinder {
+  let finder = finders.get(credential);
+  if (!finder) {
+    finder = secretsFinder(credentialSecrets(credential));
+    finders.set(credential, finder);
   }
-  written += body.copy(out, written, from);
-  return out.subarray(0, written);
-}
-
-/**
- * A body's percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`, which no encoder
- * needs to escape) decoded, either case of hex digits; every other escape kept. One pass.
- */
-function unpercentPlain(body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(body.length);
-  let written = 0;
-  let from = 0;
-  let at = body.indexOf(PERCENT);
-  while (at !== -1) {
-    written += body.copy(out, written, from, at);
-    const high = hexDigit(body[at + 1]);
-    const low = hexDigit(body[at + 2]);
-    const code = high >= 0 && low >= 0 ? high * 16 + low : -1;
-    if (code >= 0 && UNRESERVED.test(String.fromCharCode(code))) {
-      out[written++] = code;
-      from = at + 3;
-    } else {
-      out[written++] = PERCENT;
-      from = at + 1;
-    }
-    at = body.indexOf(PERCENT, from);
-  }
-  written += body.copy(out, written, from);
-  return out.subarray(0, written);
-}
-
-const PERCENT = 0x25;
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-
-const BACKSLASH = 0x5c;
-const LOWER_U = 0x75;
-const SLASH = 0x2f;
-
-/** The value of one hex digit (either case), or -1. */
-function hexDigit(c: number | undefined): number {
-  if (c === undefined) return -1;
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  return -1;
-}
-
-/** The value of four hex digits at `at`, or -1. */
-function hex4(bytes: Buffer, at: number): number {
-  if (at + 4 > bytes.length) return -1;
-  let value = 0;
-  for (let k = at; k < at + 4; k++) {
-    const digit = hexDigit(bytes[k]);
-    if (digit < 0) return -1;
-    value = value * 16 + digit;
-  }
-  return value;
-}
-
-interface Scrubbing {
-  /** Every form of the secrets, longest first (none left half-replaced by a shorter one). */
-  readonly forms: readonly string[];
-  readonly needles: readonly Buffer[];
-}
-
-function needlesOf(forms: Iterable<string>): Scrubbing {
-  const sorted = [...new Set(forms)].sort((a, b) => b.length - a.length);
-  return { forms: sorted, needles: sorted.map((f) => Buffer.from(f, 'utf8')) };
-}
-
-/**
- * A credential's forms, worked out once per credential object rather than for every response on
- * the hot path (held weakly: gone with the credential).
- */
-const scrubbings = new WeakMap<CloudflareCredential, Scrubbing>();
-function scrubbingOf(credential: CloudflareCredential): Scrubbing {
-  let scrubbing = scrubbings.get(credential);
-  if (!scrubbing) {
-    scrubbing = needlesOf(credentialSecrets(credential).flatMap(secretForms));
-    scrubbings.set(credential, scrubbing);
-  }
-  return scrubbing;
+  return finder;
 }
 
 const API_TOKEN_SHAPE = /^[A-Za-z0-9_-]{20,255}$/;

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { AwsClient } from 'aws4fetch';
 import { WardenError } from '@warden/core';
 import type { CloudflareCredential } from './credential.ts';
-import { REDACTED, credentialSecrets, secretForms } from './credential.ts';
+import { REDACTED, credentialSecrets, secretsFinder } from './credential.ts';
+import type { SecretFinder } from './secret-finder.ts';
 
 /** Where a bucket lives: the jurisdiction picks the S3 endpoint (`<account>.eu.r2…`, `<account>.fedramp.r2…`). */
 export type R2Jurisdiction = 'default' | 'eu' | 'fedramp';
@@ -156,9 +157,9 @@ export function createR2Client(options: R2ClientOptions): R2Client {
     };
     if (options.userAgent) headers['user-agent'] = options.userAgent;
     if (request.contentType !== undefined) headers['content-type'] = request.contentType;
-    const needles = r2Needles(credentials, credential);
+    const finder = r2Finder(credentials, credential);
     // A range is read with a margin so a secret it cuts through is still found (see `redact`).
-    const margin = Math.max(0, ...needles.map((n) => n.length - 1));
+    const margin = finder.reach;
     const range =
       request.range !== undefined && request.method === 'GET' ? widen(request.range, margin) : null;
     if (request.range !== undefined) headers.range = range?.header ?? request.range;
@@ -218,18 +219,19 @@ export function createR2Client(options: R2ClientOptions): R2Client {
       if (error instanceof WardenError) throw error;
       throw failure(error, timeout, timeoutMs);
     }
+    // Header values (an ETag, a content type, the ray id the trail keeps) are scrubbed as the body is.
     const out: Record<string, string> = {};
     response.headers.forEach((value, name) => {
-      out[name] = value;
+      out[name] = scrubText(finder, value);
     });
     const all = Buffer.concat(chunks);
-    const cfRay = response.headers.get('cf-ray');
+    const cfRay = out['cf-ray'] ?? null;
     const got = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out['content-range'] ?? '');
     if (!range || response.status !== 206 || !got) {
       return {
         status: response.status,
         headers: out,
-        body: redact(all, needles, 0, 0, all.length - 1),
+        body: redact(all, finder, 0, 0, all.length - 1),
         cfRay,
       };
     }
@@ -254,7 +256,7 @@ export function createR2Client(options: R2ClientOptions): R2Client {
         'content-range': `bytes ${from}-${to}/${got[3]}`,
         'content-length': String(to - from + 1),
       },
-      body: redact(all, needles, start, from, to),
+      body: redact(all, finder, start, from, to),
       cfRay,
     };
   }
@@ -263,50 +265,46 @@ export function createR2Client(options: R2ClientOptions): R2Client {
 }
 
 /**
- * What may not come back in a body, as bytes: the credential's secrets and the R2 secrets of the
- * call (`r2Secrets`: the one that signs, and the one derived from an API token even when a vaulted
- * key pair signs), each in every form `secretForms` knows (the same forms as `credentialScrubber`).
+ * What may not come back in a body: the credential's secrets and the R2 secrets of the call
+ * (`r2Secrets`: the one that signs, and the one derived from an API token even when a vaulted key
+ * pair signs), found as `credentialScrubber` finds them.
  */
-function r2Needles(credentials: R2Credentials, credential: CloudflareCredential): Buffer[] {
-  const secrets = new Set([
+function r2Finder(credentials: R2Credentials, credential: CloudflareCredential): SecretFinder {
+  return secretsFinder([
     ...credentialSecrets(credential),
     credentials.secretAccessKey,
     ...r2Secrets(credential, null),
   ]);
-  const forms = new Set([...secrets].flatMap(secretForms));
-  return [...forms].map((f) => Buffer.from(f, 'utf8'));
+}
+
+const REDACTED_BYTES = Buffer.from(REDACTED, 'utf8');
+
+function scrubText(finder: SecretFinder, text: string): string {
+  const bytes = Buffer.from(text, 'utf8');
+  return finder.find(bytes).length === 0
+    ? text
+    : redact(bytes, finder, 0, 0, bytes.length - 1).toString('utf8');
 }
 
 /**
  * `body` (which starts at byte `start` of the object) cut to the bytes `from`…`to` (inclusive),
- * every run of it that belongs to an occurrence of a needle anywhere in `body` replaced by
- * `[REDACTED]`. A range read asks R2 for a margin of the longest needle's length on each side, so
- * a secret split across two ranges is found whole in each and neither part comes back.
+ * every run of it that belongs to an occurrence of a secret anywhere in `body` replaced by
+ * `[REDACTED]`. A range read asks R2 for a margin of `SecretFinder.reach` on each side, so a
+ * secret split across two ranges is found whole in each and neither part comes back.
  */
-function redact(body: Buffer, needles: readonly Buffer[], start: number, from: number, to: number): Buffer {
-  const runs: [number, number][] = [];
-  for (const needle of needles) {
-    for (let at = body.indexOf(needle); at !== -1; at = body.indexOf(needle, at + 1)) {
-      runs.push([start + at, start + at + needle.length]);
-    }
-  }
+function redact(body: Buffer, finder: SecretFinder, start: number, from: number, to: number): Buffer {
+  const runs = finder.find(body);
   const first = Math.max(from, start);
   const end = Math.min(to + 1, start + body.length);
   if (runs.length === 0) return body.subarray(first - start, Math.max(first, end) - start);
-  runs.sort((a, b) => a[0] - b[0]);
-  // Overlapping occurrences (one form inside another) are one run, one marker.
-  const merged: [number, number][] = [];
-  for (const run of runs) {
-    const last = merged.at(-1);
-    if (last && run[0] <= last[1]) last[1] = Math.max(last[1], run[1]);
-    else merged.push([...run]);
-  }
   const parts: Buffer[] = [];
   let at = first;
-  for (const [runStart, runEnd] of merged) {
+  for (const [spanStart, spanEnd] of runs) {
+    const runStart = start + spanStart;
+    const runEnd = start + spanEnd;
     if (runEnd <= at || runStart >= end) continue;
     if (runStart > at) parts.push(body.subarray(at - start, runStart - start));
-    parts.push(Buffer.from(REDACTED, 'utf8'));
+    parts.push(REDACTED_BYTES);
     at = Math.min(runEnd, end);
   }
   if (at < end) parts.push(body.subarray(at - start, end - start));
