@@ -5,6 +5,7 @@ import {
   type CredentialOperation,
   credentialOperation,
   mintedCredential,
+  revocationBody,
   withholdCredentialSecrets,
   withheldMarker,
 } from './credential-guard.ts';
@@ -28,7 +29,7 @@ describe('credential guard', () => {
         const operation = credentialOperation({ method, path });
         if (operation?.guarded)
           guarded.push(
-            `${method.toUpperCase()} ${path} ${operation.kind}${operation.revocable ? ' (recorded)' : ''}`,
+            `${method.toUpperCase()} ${path} ${operation.kind}${operation.revokes ? ` (revoked: ${operation.revokes})` : ''}`,
           );
       }
     }
@@ -39,54 +40,68 @@ describe('credential guard', () => {
       'DELETE /user/tokens/{token_id} api_tokens',
       'GET /accounts/{account_id}/alerting/v3/destinations/webhooks service_secrets',
       'GET /accounts/{account_id}/alerting/v3/destinations/webhooks/{webhook_id} service_secrets',
+      'GET /accounts/{account_id}/calls/apps calls_secrets',
+      'GET /accounts/{account_id}/calls/apps/{app_id} calls_secrets',
+      'GET /accounts/{account_id}/calls/turn_keys calls_secrets',
+      'GET /accounts/{account_id}/calls/turn_keys/{key_id} calls_secrets',
       'GET /accounts/{account_id}/cfd_tunnel/{tunnel_id}/token tunnel_tokens',
       'GET /accounts/{account_id}/challenges/widgets service_secrets',
       'GET /accounts/{account_id}/challenges/widgets/{sitekey} service_secrets',
+      'GET /accounts/{account_id}/devices/{device_id}/override_codes service_secrets',
       'GET /accounts/{account_id}/images/v1/keys images_signing_keys',
       'GET /accounts/{account_id}/secondary_dns/tsigs service_secrets',
       'GET /accounts/{account_id}/secondary_dns/tsigs/{tsig_id} service_secrets',
       'GET /accounts/{account_id}/stream/live_inputs service_secrets',
       'GET /accounts/{account_id}/stream/live_inputs/{live_input_identifier} service_secrets',
       'GET /accounts/{account_id}/stream/live_inputs/{live_input_identifier}/outputs service_secrets',
+      'GET /accounts/{account_id}/stream/webhook service_secrets',
       'GET /accounts/{account_id}/warp_connector/{tunnel_id}/token tunnel_tokens',
-      'POST /accounts/{account_id}/access/service_tokens access_service_tokens (recorded)',
+      'PATCH /accounts/{account_id}/cfd_tunnel/{tunnel_id} tunnel_tokens',
+      'PATCH /accounts/{account_id}/warp_connector/{tunnel_id} tunnel_tokens',
+      'PATCH /zones/{zone_id}/client_certificates/{client_certificate_id} client_certificates',
+      'POST /accounts/{account_id}/access/service_tokens access_service_tokens (revoked: child)',
       'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/refresh access_service_tokens',
-      'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/rotate access_service_tokens',
+      'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/rotate access_service_tokens (revoked: again)',
       'POST /accounts/{account_id}/alerting/v3/destinations/webhooks service_secrets',
-      'POST /accounts/{account_id}/calls/apps calls_secrets (recorded)',
-      'POST /accounts/{account_id}/calls/turn_keys calls_secrets (recorded)',
+      'POST /accounts/{account_id}/calls/apps calls_secrets (revoked: child)',
+      'POST /accounts/{account_id}/calls/turn_keys calls_secrets (revoked: child)',
       'POST /accounts/{account_id}/cfd_tunnel tunnel_tokens',
       'POST /accounts/{account_id}/cfd_tunnel/{tunnel_id}/management tunnel_tokens',
       'POST /accounts/{account_id}/challenges/widgets service_secrets',
-      'POST /accounts/{account_id}/challenges/widgets/{sitekey}/rotate_secret service_secrets',
-      'POST /accounts/{account_id}/magic/ipsec_tunnels/{ipsec_tunnel_id}/psk_generate service_secrets',
+      'POST /accounts/{account_id}/challenges/widgets/{sitekey}/rotate_secret service_secrets (revoked: again)',
+      'POST /accounts/{account_id}/magic/ipsec_tunnels service_secrets',
+      'POST /accounts/{account_id}/magic/ipsec_tunnels/{ipsec_tunnel_id}/psk_generate service_secrets (revoked: again)',
       'POST /accounts/{account_id}/r2/temp-access-credentials r2_temporary_credentials',
       'POST /accounts/{account_id}/secondary_dns/tsigs service_secrets',
-      'POST /accounts/{account_id}/stream/keys stream_signing_keys (recorded)',
+      'POST /accounts/{account_id}/stream/keys stream_signing_keys (revoked: child)',
       'POST /accounts/{account_id}/stream/live_inputs service_secrets',
       'POST /accounts/{account_id}/stream/live_inputs/{live_input_identifier}/outputs service_secrets',
       'POST /accounts/{account_id}/stream/{identifier}/token stream_signing_keys',
       'POST /accounts/{account_id}/tunnels tunnel_tokens',
       'POST /accounts/{account_id}/warp_connector tunnel_tokens',
-      'POST /user/tokens api_tokens (recorded)',
-      'POST /zones/{zone_id}/access/service_tokens access_service_tokens (recorded)',
+      'POST /user/tokens api_tokens (revoked: child)',
+      'POST /zones/{zone_id}/access/service_tokens access_service_tokens (revoked: child)',
+      'POST /zones/{zone_id}/client_certificates client_certificates (revoked: child)',
       'PUT /accounts/{account_id}/alerting/v3/destinations/webhooks/{webhook_id} service_secrets',
       'PUT /accounts/{account_id}/calls/apps/{app_id} calls_secrets',
       'PUT /accounts/{account_id}/calls/turn_keys/{key_id} calls_secrets',
       'PUT /accounts/{account_id}/challenges/widgets/{sitekey} service_secrets',
-      'PUT /accounts/{account_id}/images/v1/keys/{signing_key_name} images_signing_keys',
+      'PUT /accounts/{account_id}/images/v1/keys/{signing_key_name} images_signing_keys (revoked: self)',
+      'PUT /accounts/{account_id}/magic/ipsec_tunnels service_secrets',
+      'PUT /accounts/{account_id}/magic/ipsec_tunnels/{ipsec_tunnel_id} service_secrets',
       'PUT /accounts/{account_id}/secondary_dns/tsigs/{tsig_id} service_secrets',
       'PUT /accounts/{account_id}/stream/live_inputs/{live_input_identifier} service_secrets',
       'PUT /accounts/{account_id}/stream/live_inputs/{live_input_identifier}/outputs/{output_identifier} service_secrets',
+      'PUT /accounts/{account_id}/stream/webhook service_secrets',
       'PUT /user/tokens/{token_id} api_tokens',
-      'PUT /user/tokens/{token_id}/value api_tokens',
+      'PUT /user/tokens/{token_id}/value api_tokens (revoked: again)',
     ]);
   });
 
   it('also guards account-owned tokens and API keys (newer documents), in any case, and leaves reads open', () => {
     expect(credentialOperation({ method: 'POST', path: '/accounts/a/tokens' })).toMatchObject({
       kind: 'api_tokens',
-      revocable: true,
+      revokes: 'child',
       guarded: true,
     });
     expect(credentialOperation({ method: 'PUT', path: '/accounts/a/tokens/t/value' })?.kind).toBe(
@@ -137,29 +152,61 @@ describe('credential guard', () => {
   });
 
   it('names what a creation minted, and how to revoke it', () => {
-    const create = { kind: 'api_tokens' as const, revocable: true };
+    const create = operationOf('POST', '/user/tokens');
+    const post = { method: 'POST', path: '/user/tokens' };
     expect(
-      mintedCredential(create, '/user/tokens', { success: true, result: { id: 'abc123', value: 'x' } }),
+      mintedCredential(create, post, { success: true, result: { id: 'abc123', value: 'x' } }, false),
     ).toEqual({
       kind: 'api_tokens',
       upstreamId: 'abc123',
+      revokeMethod: 'DELETE',
       revokePath: '/user/tokens/abc123',
     });
     // Calls apps and TURN keys name what they created `uid`.
     expect(
-      mintedCredential({ kind: 'calls_secrets', revocable: true }, '/accounts/a/calls/turn_keys', {
-        success: true,
-        result: { uid: 'k1', key: 'secret' },
-      }),
-    ).toEqual({ kind: 'calls_secrets', upstreamId: 'k1', revokePath: '/accounts/a/calls/turn_keys/k1' });
-    expect(mintedCredential(create, '/user/tokens', { success: false, result: null })).toBeNull();
-    expect(mintedCredential(create, '/user/tokens', { success: true, result: { id: '../x' } })).toBeNull();
+      mintedCredential(
+        operationOf('POST', '/accounts/a/calls/turn_keys'),
+        { method: 'POST', path: '/accounts/a/calls/turn_keys' },
+        { success: true, result: { uid: 'k1', key: 'secret' } },
+        false,
+      ),
+    ).toEqual({
+      kind: 'calls_secrets',
+      upstreamId: 'k1',
+      revokeMethod: 'DELETE',
+      revokePath: '/accounts/a/calls/turn_keys/k1',
+    });
+    expect(mintedCredential(create, post, { success: false, result: null }, true)).toBeNull();
+    expect(mintedCredential(create, post, { success: true, result: { id: '../x' } }, true)).toBeNull();
+    // An Images key is created by name: the path itself is deleted.
+    const key = { method: 'PUT', path: '/accounts/a/images/v1/keys/agentkey' };
     expect(
-      mintedCredential({ kind: 'api_tokens', revocable: false }, '/user/tokens/t/value', {
-        success: true,
-        result: 'v',
-      }),
-    ).toBeNull();
+      mintedCredential(operationOf(key.method, key.path), key, { success: true, result: {} }, false),
+    ).toEqual({
+      kind: 'images_signing_keys',
+      upstreamId: 'agentkey',
+      revokeMethod: 'DELETE',
+      revokePath: key.path,
+    });
+    // A rolled value is rolled again, but only if the agent saw it.
+    const roll = { method: 'PUT', path: '/user/tokens/t1/value' };
+    const rolled = { success: true, result: 'v' };
+    expect(mintedCredential(operationOf(roll.method, roll.path), roll, rolled, false)).toBeNull();
+    const again = mintedCredential(operationOf(roll.method, roll.path), roll, rolled, true);
+    expect(again).toEqual({
+      kind: 'api_tokens',
+      upstreamId: 't1',
+      revokeMethod: 'PUT',
+      revokePath: roll.path,
+    });
+    expect(revocationBody(again!)).toEqual({});
+    const turnstile = {
+      kind: 'service_secrets' as const,
+      upstreamId: '0x4AAA',
+      revokeMethod: 'POST' as const,
+      revokePath: '/accounts/a/challenges/widgets/0x4AAA/rotate_secret',
+    };
+    expect(revocationBody(turnstile)).toEqual({ invalidate_immediately: true });
   });
 
   it('withholds every secret the API document says an answer shows, and nothing named like one that is not', () => {

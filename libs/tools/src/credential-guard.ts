@@ -21,6 +21,7 @@ export const CREDENTIAL_KINDS = [
   'stream_signing_keys',
   'calls_secrets',
   'images_signing_keys',
+  'client_certificates',
   'service_secrets',
 ] as const;
 
@@ -37,20 +38,30 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   api_keys: 'Global API Key endpoints (/user/api_key)',
   r2_temporary_credentials: 'R2 temporary access credentials (/accounts/{id}/r2/temp-access-credentials)',
   access_service_tokens: 'Access service tokens: create, rotate, refresh',
-  tunnel_tokens: 'Cloudflare Tunnel and WARP Connector: creation (its secret) and run and management tokens',
+  tunnel_tokens:
+    "Cloudflare Tunnel and WARP Connector: creation (its secret), setting a tunnel's secret, run and management tokens",
   stream_signing_keys: 'Stream signing keys, and the signed playback tokens made with them',
-  calls_secrets: 'Calls (Realtime) app secrets and TURN keys: create, edit, delete',
+  calls_secrets: 'Calls (Realtime) app secrets and TURN keys: list, read, create, edit, delete',
   images_signing_keys: 'Images URL-signing keys: list (their values), create, delete',
+  client_certificates: 'API Shield (mTLS) client certificates that Cloudflare signs: issue, reactivate',
   service_secrets:
-    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys, Stream live-input keys, alert webhook secrets; and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens, origin TLS client-auth private keys",
+    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys (generated or set), Stream live-input keys and webhook secret, alert webhook secrets, WARP override codes; and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens and secret environment variables, Logpush destination credentials, origin TLS client-auth private keys, D1 export URLs, the Zaraz debug key",
 };
 
 interface GuardedOperation {
   readonly kind: CredentialKind;
   readonly methods: readonly string[];
   readonly path: string;
-  /** A POST here creates a credential that `DELETE <path>/<result.id>` revokes. */
-  readonly revocable?: true;
+  /**
+   * What revokes what a success here made or showed, with the credential that made it:
+   * `child`: a POST creates a credential that `DELETE <path>/<result.id>` revokes;
+   * `self`: a PUT creates one at the path itself, which `DELETE <path>` revokes;
+   * `again`: the request replaced a credential's secret, and the same request with `againBody`
+   * replaces it once more (the value the agent saw dies); recorded only when the secret was
+   * revealed, so a value the agent never saw is not rolled for nothing.
+   */
+  readonly revokes?: 'child' | 'self' | 'again';
+  readonly againBody?: Readonly<Record<string, unknown>>;
   /**
    * Not a credential operation but one whose answer shows a secret (configuration holding a
    * secret someone set or Cloudflare generated): open whatever the policy, and only these
@@ -61,10 +72,24 @@ interface GuardedOperation {
 
 const WRITES = ['POST', 'PUT', 'PATCH', 'DELETE'];
 
+/** In `shows`: `value` of an object whose `type` is `secret_text` (an environment variable). */
+const SECRET_TEXT_VALUE = 'value of a secret_text';
+/** In `shows`: the credential parameters of a Logpush `destination_conf` (keys, SAS, headers). */
+const DESTINATION_CREDENTIALS = 'destination_conf credentials';
+const DESTINATION_CREDENTIAL_PARAMS = /([?&](?:secret-access-key|sig|header_[^=&]*)=)[^&]*/gi;
+
 /** First match wins: the revocable creations come before the broader entries of their kind. */
 const GUARDED: readonly GuardedOperation[] = [
-  { kind: 'api_tokens', methods: ['POST'], path: '/user/tokens', revocable: true },
-  { kind: 'api_tokens', methods: ['POST'], path: '/accounts/*/tokens', revocable: true },
+  { kind: 'api_tokens', methods: ['POST'], path: '/user/tokens', revokes: 'child' },
+  { kind: 'api_tokens', methods: ['POST'], path: '/accounts/*/tokens', revokes: 'child' },
+  { kind: 'api_tokens', methods: ['PUT'], path: '/user/tokens/*/value', revokes: 'again', againBody: {} },
+  {
+    kind: 'api_tokens',
+    methods: ['PUT'],
+    path: '/accounts/*/tokens/*/value',
+    revokes: 'again',
+    againBody: {},
+  },
   // Edits can widen a token's permissions and `PUT …/value` rolls its secret; reads (list,
   // get, verify, permission groups) carry no secret and stay open.
   { kind: 'api_tokens', methods: WRITES, path: '/user/tokens/**' },
@@ -75,14 +100,22 @@ const GUARDED: readonly GuardedOperation[] = [
     kind: 'access_service_tokens',
     methods: ['POST'],
     path: '/accounts/*/access/service_tokens',
-    revocable: true,
+    revokes: 'child',
   },
   {
     kind: 'access_service_tokens',
     methods: ['POST'],
     path: '/zones/*/access/service_tokens',
-    revocable: true,
+    revokes: 'child',
   },
+  // Rotating with no body expires the previous secret at once.
+  ...['/accounts/*', '/zones/*'].map((owner): GuardedOperation => ({
+    kind: 'access_service_tokens',
+    methods: ['POST'],
+    path: `${owner}/access/service_tokens/*/rotate`,
+    revokes: 'again',
+    againBody: {},
+  })),
   { kind: 'access_service_tokens', methods: ['POST'], path: '/accounts/*/access/service_tokens/*/*' },
   { kind: 'access_service_tokens', methods: ['POST'], path: '/zones/*/access/service_tokens/*/*' },
   { kind: 'tunnel_tokens', methods: ['GET'], path: '/accounts/*/cfd_tunnel/*/token' },
@@ -92,20 +125,49 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/warp_connector' },
   { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/tunnels' },
   { kind: 'tunnel_tokens', methods: ['POST'], path: '/accounts/*/cfd_tunnel/*/management' },
-  { kind: 'stream_signing_keys', methods: ['POST'], path: '/accounts/*/stream/keys', revocable: true },
+  // An edit can set `tunnel_secret`, the password that runs a locally-managed tunnel.
+  { kind: 'tunnel_tokens', methods: ['PATCH', 'PUT'], path: '/accounts/*/cfd_tunnel/*' },
+  { kind: 'tunnel_tokens', methods: ['PATCH', 'PUT'], path: '/accounts/*/warp_connector/*' },
+  { kind: 'stream_signing_keys', methods: ['POST'], path: '/accounts/*/stream/keys', revokes: 'child' },
   // A signed playback token, made with a signing key (it expires; it cannot be revoked).
   { kind: 'stream_signing_keys', methods: ['POST'], path: '/accounts/*/stream/*/token' },
-  // Calls apps answer with their `secret`, TURN keys with their `key` (and their `uid`).
-  { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/apps', revocable: true },
-  { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/turn_keys', revocable: true },
-  { kind: 'calls_secrets', methods: WRITES, path: '/accounts/*/calls/apps/**' },
-  { kind: 'calls_secrets', methods: WRITES, path: '/accounts/*/calls/turn_keys/**' },
-  // The listing returns every key's `value`; a PUT creates one (and answers with the listing).
+  // Calls apps answer with their `secret`, TURN keys with their `key` (and their `uid`); the
+  // document types the listings and reads as the bare secrets ("Bearer token").
+  { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/apps', revokes: 'child' },
+  { kind: 'calls_secrets', methods: ['POST'], path: '/accounts/*/calls/turn_keys', revokes: 'child' },
+  { kind: 'calls_secrets', methods: ['GET', ...WRITES], path: '/accounts/*/calls/apps/**' },
+  { kind: 'calls_secrets', methods: ['GET', ...WRITES], path: '/accounts/*/calls/turn_keys/**' },
+  // The listing returns every key's `value`; a PUT creates one by name (answering the listing).
+  { kind: 'images_signing_keys', methods: ['PUT'], path: '/accounts/*/images/v1/keys/*', revokes: 'self' },
   { kind: 'images_signing_keys', methods: ['GET', ...WRITES], path: '/accounts/*/images/v1/keys/**' },
+  // Cloudflare's CA signs the agent's CSR: a certificate that passes the zone's mTLS rules.
+  { kind: 'client_certificates', methods: ['POST'], path: '/zones/*/client_certificates', revokes: 'child' },
+  // A PATCH reactivates a revoked certificate.
+  { kind: 'client_certificates', methods: ['PATCH', 'PUT'], path: '/zones/*/client_certificates/*' },
   // Reads and writes that answer with another service's secret (creating, showing, rotating it).
+  {
+    kind: 'service_secrets',
+    methods: ['POST'],
+    path: '/accounts/*/challenges/widgets/*/rotate_secret',
+    revokes: 'again',
+    againBody: { invalidate_immediately: true },
+  },
   { kind: 'service_secrets', methods: ['GET', 'POST', 'PUT'], path: '/accounts/*/challenges/widgets/**' },
   { kind: 'service_secrets', methods: ['GET', 'POST', 'PUT'], path: '/accounts/*/secondary_dns/tsigs/**' },
-  { kind: 'service_secrets', methods: ['POST'], path: '/accounts/*/magic/ipsec_tunnels/*/psk_generate' },
+  {
+    kind: 'service_secrets',
+    methods: ['POST'],
+    path: '/accounts/*/magic/ipsec_tunnels/*/psk_generate',
+    revokes: 'again',
+    againBody: {},
+  },
+  // Creating or editing IPsec tunnels can set their pre-shared key (`psk`) to one the agent chose.
+  { kind: 'service_secrets', methods: ['POST', 'PUT'], path: '/accounts/*/magic/ipsec_tunnels' },
+  { kind: 'service_secrets', methods: ['PUT'], path: '/accounts/*/magic/ipsec_tunnels/*' },
+  // Codes that switch WARP (and its Zero Trust enforcement) off on a device for hours.
+  { kind: 'service_secrets', methods: ['GET'], path: '/accounts/*/devices/*/override_codes' },
+  // The secret that signs Stream's webhook notifications.
+  { kind: 'service_secrets', methods: ['GET', 'PUT'], path: '/accounts/*/stream/webhook' },
   { kind: 'service_secrets', methods: ['GET', 'POST', 'PUT'], path: '/accounts/*/stream/live_inputs/**' },
   {
     kind: 'service_secrets',
@@ -141,7 +203,26 @@ const GUARDED: readonly GuardedOperation[] = [
     kind: 'service_secrets',
     methods: ['GET', ...WRITES],
     path: '/accounts/*/pages/projects/**',
-    shows: ['web_analytics_token'],
+    shows: ['web_analytics_token', SECRET_TEXT_VALUE],
+  },
+  ...['/accounts/*', '/zones/*'].map((owner): GuardedOperation => ({
+    kind: 'service_secrets',
+    methods: ['GET', 'POST', 'PUT'],
+    path: `${owner}/logpush/jobs/**`,
+    shows: [DESTINATION_CREDENTIALS],
+  })),
+  // A presigned URL to the whole database, for an hour.
+  {
+    kind: 'service_secrets',
+    methods: ['POST'],
+    path: '/accounts/*/d1/database/*/export',
+    shows: ['signed_url'],
+  },
+  {
+    kind: 'service_secrets',
+    methods: ['GET', 'PUT'],
+    path: '/zones/*/settings/zaraz/**',
+    shows: ['debugKey'],
   },
   {
     kind: 'service_secrets',
@@ -169,11 +250,15 @@ const SECRET_FIELDS = new Set([
   'psk',
   'streamKey',
   'passphrase',
+  // A live input's WebRTC publish URL holds its key.
+  'webRTC',
 ]);
 
 export interface CredentialOperation {
   readonly kind: CredentialKind;
-  readonly revocable: boolean;
+  readonly revokes: 'child' | 'self' | 'again' | null;
+  /** The body of the request that replaces the secret once more (`revokes: 'again'`). */
+  readonly againBody: Readonly<Record<string, unknown>> | null;
   /** Refused unless the tenant policy allows the kind (false: open, its secrets withheld). */
   readonly guarded: boolean;
   /** The fields of the answer withheld, at any depth of `result`. */
@@ -185,7 +270,8 @@ const CATALOG = GUARDED.map((entry) => ({
   pattern: compilePattern(entry.path),
   operation: {
     kind: entry.kind,
-    revocable: entry.revocable === true,
+    revokes: entry.revokes ?? null,
+    againBody: entry.againBody ?? null,
     guarded: entry.shows === undefined,
     fields: entry.shows ? new Set(entry.shows) : SECRET_FIELDS,
   } satisfies CredentialOperation,
@@ -235,11 +321,20 @@ function withhold(value: unknown, at: string, w: Withholding): unknown {
   if (Array.isArray(value)) return value.map((item, i) => withhold(item, `${at}[${i}]`, w));
   if (typeof value !== 'object' || value === null) return value;
   const out: Record<string, unknown> = {};
+  const secretText = w.fields.has(SECRET_TEXT_VALUE) && (value as { type?: unknown }).type === 'secret_text';
   for (const [key, field] of Object.entries(value)) {
     // A secret is a string (or an object: a credentials file); a flag or a count of the same name is kept.
-    if (w.fields.has(key) && (typeof field === 'string' || (typeof field === 'object' && field !== null))) {
+    const secret = typeof field === 'string' || (typeof field === 'object' && field !== null);
+    if (secret && (w.fields.has(key) || (secretText && key === 'value'))) {
       out[key] = w.marker;
       w.withheld.push(`${at}.${key}`);
+    } else if (
+      key === 'destination_conf' &&
+      typeof field === 'string' &&
+      w.fields.has(DESTINATION_CREDENTIALS)
+    ) {
+      out[key] = field.replace(DESTINATION_CREDENTIAL_PARAMS, `$1${w.marker}`);
+      if (out[key] !== field) w.withheld.push(`${at}.${key}`);
     } else {
       out[key] = withhold(field, `${at}.${key}`, w);
     }
@@ -257,36 +352,72 @@ export function withholdCredentialSecrets<T extends { readonly result?: unknown 
   operation: Pick<CredentialOperation, 'kind' | 'guarded' | 'fields'>,
 ): { readonly response: T; readonly withheld: readonly string[] } {
   const w: Withholding = { fields: operation.fields, marker: withheldMarker(operation.kind), withheld: [] };
-  const result =
-    typeof response.result === 'string' && operation.guarded
-      ? (w.withheld.push('result'), w.marker)
-      : withhold(response.result, 'result', w);
+  // A guarded operation's answer may be the secret itself: a string, or a list of them.
+  const bare = (value: unknown, at: string) =>
+    typeof value === 'string' && operation.guarded ? (w.withheld.push(at), w.marker) : value;
+  const result = Array.isArray(response.result)
+    ? response.result.map((item: unknown, i) => bare(withhold(item, `result[${i}]`, w), `result[${i}]`))
+    : bare(withhold(response.result, 'result', w), 'result');
   return { response: w.withheld.length > 0 ? { ...response, result } : response, withheld: w.withheld };
 }
 
 export interface MintedCredentialRef {
   readonly kind: CredentialKind;
-  /** Cloudflare's id of what was created. */
+  /** Cloudflare's id of what was made (or whose secret was replaced). */
   readonly upstreamId: string;
-  /** `DELETE` here revokes it, with the credential that created it. */
+  /**
+   * The request that revokes it, sent with the credential that made it: a DELETE of the
+   * credential, or the request that replaces its secret once more (see `revokes`).
+   */
+  readonly revokeMethod: 'DELETE' | 'PUT' | 'POST';
   readonly revokePath: string;
 }
 
-const UPSTREAM_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const UPSTREAM_ID = /^[A-Za-z0-9_.-]{1,128}$/;
 
-/** What a successful revocable creation made (from the response before anything is withheld), or null. */
+/**
+ * What a successful revocable operation made (read from the response before anything is
+ * withheld), or null. `revealed`: the agent sees the operation's secrets.
+ */
 export function mintedCredential(
-  operation: Pick<CredentialOperation, 'kind' | 'revocable'>,
-  canonicalPath: string,
+  operation: Pick<CredentialOperation, 'kind' | 'revokes'>,
+  request: { readonly method: string; readonly path: string },
   response: { readonly success: boolean; readonly result?: unknown },
+  revealed: boolean,
 ): MintedCredentialRef | null {
-  if (!operation.revocable || !response.success) return null;
-  // Most answer with `id`; Calls apps and TURN keys with `uid`.
-  const created =
-    typeof response.result === 'object' && response.result !== null
-      ? (response.result as { id?: unknown; uid?: unknown })
-      : undefined;
-  const id = created?.id ?? created?.uid;
-  if (typeof id !== 'string' || !UPSTREAM_ID.test(id)) return null;
-  return { kind: operation.kind, upstreamId: id, revokePath: `${canonicalPath}/${id}` };
+  if (!operation.revokes || !response.success) return null;
+  const segments = request.path.split('/');
+  const made = (
+    upstreamId: unknown,
+    revokeMethod: MintedCredentialRef['revokeMethod'],
+    revokePath: string,
+  ) =>
+    typeof upstreamId === 'string' && UPSTREAM_ID.test(upstreamId)
+      ? { kind: operation.kind, upstreamId, revokeMethod, revokePath }
+      : null;
+  switch (operation.revokes) {
+    case 'child': {
+      // Most answer with `id`; Calls apps and TURN keys with `uid`.
+      const created =
+        typeof response.result === 'object' && response.result !== null
+          ? (response.result as { id?: unknown; uid?: unknown })
+          : undefined;
+      const id = created?.id ?? created?.uid;
+      return made(id, 'DELETE', `${request.path}/${String(id)}`);
+    }
+    case 'self':
+      return made(segments.at(-1), 'DELETE', request.path);
+    case 'again': {
+      // A value the agent never saw needs no new one.
+      if (!revealed) return null;
+      const method = request.method.toUpperCase();
+      return method === 'PUT' || method === 'POST' ? made(segments.at(-2), method, request.path) : null;
+    }
+  }
+}
+
+/** The body of the request that revokes `minted` (none for a DELETE). */
+export function revocationBody(minted: Pick<MintedCredentialRef, 'revokeMethod' | 'revokePath'>): unknown {
+  if (minted.revokeMethod === 'DELETE') return undefined;
+  return credentialOperation({ method: minted.revokeMethod, path: minted.revokePath })?.againBody ?? {};
 }

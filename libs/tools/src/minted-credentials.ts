@@ -1,11 +1,12 @@
 import type { Logger } from '@warden/core';
 import { isWardenError, unavailable } from '@warden/core';
-import type { CloudflareClient, CloudflareCredential } from '@warden/cloudflare';
+import type { CloudflareClient, CloudflareCredential, CloudflareRequest } from '@warden/cloudflare';
 import type { Database } from '@warden/db';
 import type { ColumnType, Kysely } from 'kysely';
 import {
   credentialSecretsRevealed,
   mintedCredential,
+  revocationBody,
   withholdCredentialSecrets,
 } from './credential-guard.ts';
 import type {
@@ -24,6 +25,7 @@ interface MintedCredentialsTable {
   execution_id: string | null;
   kind: string;
   upstream_id: string;
+  revoke_method: ColumnType<string, string | undefined, never>;
   revoke_path: string;
   created_at: ColumnType<Date, Date | string | undefined, never>;
   revoked_at: ColumnType<Date | null, never, Date>;
@@ -66,6 +68,7 @@ export function createMintedCredentialStore(deps: { db: Kysely<Database> }): Min
           execution_id: entry.executionId,
           kind: entry.kind,
           upstream_id: entry.upstreamId,
+          revoke_method: entry.revokeMethod,
           revoke_path: entry.revokePath,
         })
         .execute();
@@ -83,6 +86,7 @@ export function createMintedCredentialStore(deps: { db: Kysely<Database> }): Min
         id: String(row.id),
         kind: row.kind as CredentialKind,
         upstreamId: row.upstream_id,
+        revokeMethod: row.revoke_method as MintedCredentialRef['revokeMethod'],
         revokePath: row.revoke_path,
         identifier: row.identifier,
         connectedAccountId: row.connected_account_id,
@@ -113,7 +117,7 @@ export interface MintedRevocation {
   readonly credential: MintedCredential;
   readonly revoked: boolean;
   readonly detail: string;
-  /** The DELETE sent, when one reached Cloudflare. */
+  /** The revoking request's answer, when one reached Cloudflare. */
   readonly status: number | null;
   readonly cfRay: string | null;
 }
@@ -133,14 +137,14 @@ export async function revokeMintedCredentials(
   for (const minted of await deps.store.live(tenantId, connectedAccountId)) {
     let attempt: MintedRevocation;
     try {
-      const response = await deps.cloudflare.send(credential, { method: 'DELETE', path: minted.revokePath });
+      const response = await deps.cloudflare.send(credential, revocationRequest(minted));
       const gone = response.success || response.status === 404;
       const reason = response.errors.map((e) => e.message).join('; ') || `HTTP ${response.status}`;
       attempt = {
         credential: minted,
         revoked: gone,
         detail: gone
-          ? `Cloudflare revoked ${minted.kind} ${minted.upstreamId}`
+          ? `Cloudflare revoked ${minted.kind} ${minted.upstreamId}${minted.revokeMethod === 'DELETE' ? '' : ' (its secret replaced again)'}`
           : `Cloudflare refused to revoke ${minted.kind} ${minted.upstreamId}: ${reason}`,
         status: response.status,
         cfRay: response.cfRay,
@@ -184,10 +188,11 @@ export async function guardCredentialResponse<
     readonly policy: CredentialOperationsPolicy | undefined;
   },
   operation: CredentialOperation,
-  canonicalPath: string,
+  request: { readonly method: string; readonly path: string },
   response: T,
 ): Promise<T> {
-  const minted = mintedCredential(operation, canonicalPath, response);
+  const revealed = credentialSecretsRevealed(context.policy, operation.kind);
+  const minted = mintedCredential(operation, request, response, revealed);
   if (minted) {
     try {
       await deps.store.record(context.tenantId, {
@@ -198,7 +203,7 @@ export async function guardCredentialResponse<
       });
     } catch (error) {
       const undo = await deps.cloudflare
-        .send(context.credential, { method: 'DELETE', path: minted.revokePath })
+        .send(context.credential, revocationRequest(minted))
         .then((r) => (r.success ? 'revoked' : `not revoked (HTTP ${r.status})`))
         .catch(() => 'not revoked (Cloudflare unreachable)');
       deps.logger.error(
@@ -208,7 +213,11 @@ export async function guardCredentialResponse<
       throw unavailable('the database', error);
     }
   }
-  return credentialSecretsRevealed(context.policy, operation.kind)
-    ? response
-    : withholdCredentialSecrets(response, operation).response;
+  return revealed ? response : withholdCredentialSecrets(response, operation).response;
+}
+
+/** The request that revokes `minted` (a DELETE, or its secret replaced once more). */
+function revocationRequest(minted: MintedCredentialRef): CloudflareRequest {
+  const body = revocationBody(minted);
+  return { method: minted.revokeMethod, path: minted.revokePath, ...(body === undefined ? {} : { body }) };
 }

@@ -477,7 +477,7 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
         policy: party.policy.tenant.credential_operations,
       },
       credentialOp,
-      request.path,
+      request,
       response,
     );
   }
