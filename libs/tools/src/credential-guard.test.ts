@@ -58,7 +58,8 @@ describe('credential guard', () => {
       'GET /accounts/{account_id}/warp_connector/{tunnel_id}/token tunnel_tokens',
       'PATCH /accounts/{account_id}/cfd_tunnel/{tunnel_id} tunnel_tokens',
       'PATCH /accounts/{account_id}/warp_connector/{tunnel_id} tunnel_tokens',
-      'PATCH /zones/{zone_id}/client_certificates/{client_certificate_id} client_certificates',
+      'PATCH /zones/{zone_id}/client_certificates/{client_certificate_id} certificates',
+      'POST /accounts/{account_id}/access/certificates certificates (revoked: child)',
       'POST /accounts/{account_id}/access/service_tokens access_service_tokens (revoked: child)',
       'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/refresh access_service_tokens',
       'POST /accounts/{account_id}/access/service_tokens/{service_token_id}/rotate access_service_tokens (revoked: again)',
@@ -71,6 +72,8 @@ describe('credential guard', () => {
       'POST /accounts/{account_id}/challenges/widgets/{sitekey}/rotate_secret service_secrets (revoked: again)',
       'POST /accounts/{account_id}/magic/ipsec_tunnels service_secrets',
       'POST /accounts/{account_id}/magic/ipsec_tunnels/{ipsec_tunnel_id}/psk_generate service_secrets (revoked: again)',
+      'POST /accounts/{account_id}/members account_members (revoked: child)',
+      'POST /accounts/{account_id}/mtls_certificates certificates (revoked: child)',
       'POST /accounts/{account_id}/r2/temp-access-credentials r2_temporary_credentials',
       'POST /accounts/{account_id}/secondary_dns/tsigs service_secrets',
       'POST /accounts/{account_id}/stream/keys stream_signing_keys (revoked: child)',
@@ -79,9 +82,13 @@ describe('credential guard', () => {
       'POST /accounts/{account_id}/stream/{identifier}/token stream_signing_keys',
       'POST /accounts/{account_id}/tunnels tunnel_tokens',
       'POST /accounts/{account_id}/warp_connector tunnel_tokens',
+      'POST /certificates certificates (revoked: child)',
       'POST /user/tokens api_tokens (revoked: child)',
+      'POST /zones/{zone_id}/access/certificates certificates (revoked: child)',
       'POST /zones/{zone_id}/access/service_tokens access_service_tokens (revoked: child)',
-      'POST /zones/{zone_id}/client_certificates client_certificates (revoked: child)',
+      'POST /zones/{zone_id}/client_certificates certificates (revoked: child)',
+      'PUT /accounts/{account_id}/access/certificates/settings certificates',
+      'PUT /accounts/{account_id}/access/certificates/{certificate_id} certificates',
       'PUT /accounts/{account_id}/alerting/v3/destinations/webhooks/{webhook_id} service_secrets',
       'PUT /accounts/{account_id}/calls/apps/{app_id} calls_secrets',
       'PUT /accounts/{account_id}/calls/turn_keys/{key_id} calls_secrets',
@@ -89,12 +96,16 @@ describe('credential guard', () => {
       'PUT /accounts/{account_id}/images/v1/keys/{signing_key_name} images_signing_keys (revoked: self)',
       'PUT /accounts/{account_id}/magic/ipsec_tunnels service_secrets',
       'PUT /accounts/{account_id}/magic/ipsec_tunnels/{ipsec_tunnel_id} service_secrets',
+      'PUT /accounts/{account_id}/members/{member_id} account_members',
       'PUT /accounts/{account_id}/secondary_dns/tsigs/{tsig_id} service_secrets',
       'PUT /accounts/{account_id}/stream/live_inputs/{live_input_identifier} service_secrets',
       'PUT /accounts/{account_id}/stream/live_inputs/{live_input_identifier}/outputs/{output_identifier} service_secrets',
       'PUT /accounts/{account_id}/stream/webhook service_secrets',
       'PUT /user/tokens/{token_id} api_tokens',
       'PUT /user/tokens/{token_id}/value api_tokens (revoked: again)',
+      'PUT /zones/{zone_id}/access/certificates/settings certificates',
+      'PUT /zones/{zone_id}/access/certificates/{certificate_id} certificates',
+      'PUT /zones/{zone_id}/certificate_authorities/hostname_associations certificates',
     ]);
   });
 
@@ -180,8 +191,12 @@ describe('credential guard', () => {
     expect(mintedCredential(create, post, { success: true, result: { id: '../x' } }, true)).toBeNull();
     // An Images key is created by name: the path itself is deleted.
     const key = { method: 'PUT', path: '/accounts/a/images/v1/keys/agentkey' };
+    // (only if the agent saw it: it may have replaced a person's key of that name)
     expect(
       mintedCredential(operationOf(key.method, key.path), key, { success: true, result: {} }, false),
+    ).toBeNull();
+    expect(
+      mintedCredential(operationOf(key.method, key.path), key, { success: true, result: {} }, true),
     ).toEqual({
       kind: 'images_signing_keys',
       upstreamId: 'agentkey',

@@ -21,7 +21,8 @@ export const CREDENTIAL_KINDS = [
   'stream_signing_keys',
   'calls_secrets',
   'images_signing_keys',
-  'client_certificates',
+  'certificates',
+  'account_members',
   'service_secrets',
 ] as const;
 
@@ -43,7 +44,9 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   stream_signing_keys: 'Stream signing keys, and the signed playback tokens made with them',
   calls_secrets: 'Calls (Realtime) app secrets and TURN keys: list, read, create, edit, delete',
   images_signing_keys: 'Images URL-signing keys: list (their values), create, delete',
-  client_certificates: 'API Shield (mTLS) client certificates that Cloudflare signs: issue, reactivate',
+  certificates:
+    'Certificates Cloudflare signs or trusts for the agent: API Shield (mTLS) client certificates, Origin CA certificates, client-certificate CAs uploaded for Access, API Shield or hostnames',
+  account_members: 'Account members: inviting one (a dashboard login of its own) or changing its roles',
   service_secrets:
     "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys (generated or set), Stream live-input keys and webhook secret, alert webhook secrets, WARP override codes; and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens and secret environment variables, Logpush destination credentials, origin TLS client-auth private keys, D1 export URLs, the Zaraz debug key",
 };
@@ -76,7 +79,34 @@ const WRITES = ['POST', 'PUT', 'PATCH', 'DELETE'];
 const SECRET_TEXT_VALUE = 'value of a secret_text';
 /** In `shows`: the credential parameters of a Logpush `destination_conf` (keys, SAS, headers). */
 const DESTINATION_CREDENTIALS = 'destination_conf credentials';
-const DESTINATION_CREDENTIAL_PARAMS = /([?&](?:secret-access-key|sig|header_[^=&]*)=)[^&]*/gi;
+/** Query parameters of a destination that hold a credential (names compared decoded, any case). */
+const CREDENTIAL_PARAMETER = /^(?:secret-access-key|sig|api-key|header_.*)$/i;
+
+/**
+ * A Logpush `destination_conf` with its credentials replaced by `marker`: parameters that hold
+ * one (an S3 or R2 secret key, an Azure SAS signature, an API key, any header), the password of
+ * a URL's user information, and a Sumo Logic collector's code.
+ */
+function withoutDestinationCredentials(conf: string, marker: string): string {
+  const query = conf.indexOf('?');
+  const [base, params] = query === -1 ? [conf, null] : [conf.slice(0, query), conf.slice(query + 1)];
+  const address = base
+    .replace(/^([a-z0-9+.-]+:\/\/)[^/@]*@/i, `$1${marker}@`)
+    .replace(/(\/receiver\/v1\/http\/)[^/?#]+/i, `$1${marker}`);
+  if (params === null) return address;
+  const kept = params.split('&').map((param) => {
+    const eq = param.indexOf('=');
+    if (eq === -1) return param;
+    let name = param.slice(0, eq);
+    try {
+      name = decodeURIComponent(name);
+    } catch {
+      // Not valid percent-encoding: compared as written.
+    }
+    return CREDENTIAL_PARAMETER.test(name) ? `${param.slice(0, eq)}=${marker}` : param;
+  });
+  return `${address}?${kept.join('&')}`;
+}
 
 /** First match wins: the revocable creations come before the broader entries of their kind. */
 const GUARDED: readonly GuardedOperation[] = [
@@ -140,10 +170,21 @@ const GUARDED: readonly GuardedOperation[] = [
   // The listing returns every key's `value`; a PUT creates one by name (answering the listing).
   { kind: 'images_signing_keys', methods: ['PUT'], path: '/accounts/*/images/v1/keys/*', revokes: 'self' },
   { kind: 'images_signing_keys', methods: ['GET', ...WRITES], path: '/accounts/*/images/v1/keys/**' },
-  // Cloudflare's CA signs the agent's CSR: a certificate that passes the zone's mTLS rules.
-  { kind: 'client_certificates', methods: ['POST'], path: '/zones/*/client_certificates', revokes: 'child' },
-  // A PATCH reactivates a revoked certificate.
-  { kind: 'client_certificates', methods: ['PATCH', 'PUT'], path: '/zones/*/client_certificates/*' },
+  // Cloudflare's CA signs the agent's CSR: a certificate that passes the zone's mTLS rules (a
+  // PATCH reactivates a revoked one); an Origin CA certificate for the agent's key.
+  { kind: 'certificates', methods: ['POST'], path: '/zones/*/client_certificates', revokes: 'child' },
+  { kind: 'certificates', methods: ['PATCH', 'PUT'], path: '/zones/*/client_certificates/*' },
+  { kind: 'certificates', methods: ['POST'], path: '/certificates', revokes: 'child' },
+  // A CA of the agent's trusted for client certificates: Access, API Shield, per hostname.
+  { kind: 'certificates', methods: ['POST'], path: '/accounts/*/access/certificates', revokes: 'child' },
+  { kind: 'certificates', methods: ['POST'], path: '/zones/*/access/certificates', revokes: 'child' },
+  { kind: 'certificates', methods: ['PUT', 'PATCH'], path: '/accounts/*/access/certificates/*' },
+  { kind: 'certificates', methods: ['PUT', 'PATCH'], path: '/zones/*/access/certificates/*' },
+  { kind: 'certificates', methods: ['POST'], path: '/accounts/*/mtls_certificates', revokes: 'child' },
+  { kind: 'certificates', methods: ['PUT'], path: '/zones/*/certificate_authorities/hostname_associations' },
+  // A member invited (a dashboard login that is not the agent's token) or given other roles.
+  { kind: 'account_members', methods: ['POST'], path: '/accounts/*/members', revokes: 'child' },
+  { kind: 'account_members', methods: ['PUT', 'PATCH'], path: '/accounts/*/members/*' },
   // Reads and writes that answer with another service's secret (creating, showing, rotating it).
   {
     kind: 'service_secrets',
@@ -208,9 +249,28 @@ const GUARDED: readonly GuardedOperation[] = [
   ...['/accounts/*', '/zones/*'].map((owner): GuardedOperation => ({
     kind: 'service_secrets',
     methods: ['GET', 'POST', 'PUT'],
-    path: `${owner}/logpush/jobs/**`,
+    path: `${owner}/logpush/**`,
     shows: [DESTINATION_CREDENTIALS],
   })),
+  // Headers sent to origins (an Authorization, an Access service token's secret).
+  {
+    kind: 'service_secrets',
+    methods: ['GET', ...WRITES],
+    path: '/accounts/*/load_balancers/monitors/**',
+    shows: ['header'],
+  },
+  {
+    kind: 'service_secrets',
+    methods: ['GET', ...WRITES],
+    path: '/user/load_balancers/monitors/**',
+    shows: ['header'],
+  },
+  {
+    kind: 'service_secrets',
+    methods: ['GET', ...WRITES],
+    path: '/zones/*/healthchecks/**',
+    shows: ['header'],
+  },
   // A presigned URL to the whole database, for an hour.
   {
     kind: 'service_secrets',
@@ -277,6 +337,13 @@ const CATALOG = GUARDED.map((entry) => ({
   } satisfies CredentialOperation,
 }));
 
+/** Whether `path` (canonical) is token `tokenId` or below it (`/user/tokens/{id}/value`). */
+export function writesToken(path: string, tokenId: string): boolean {
+  const segments = pathSegments(path).map((segment) => segment.toLowerCase());
+  const at = segments[0] === 'user' ? 1 : segments[0] === 'accounts' ? 2 : -1;
+  return at > 0 && segments[at] === 'tokens' && segments[at + 1] === tokenId.toLowerCase();
+}
+
 /**
  * The credential operation a request is (guarded, or open with secrets withheld), or null. Takes
  * a canonical path; literals match ignoring case.
@@ -333,7 +400,7 @@ function withhold(value: unknown, at: string, w: Withholding): unknown {
       typeof field === 'string' &&
       w.fields.has(DESTINATION_CREDENTIALS)
     ) {
-      out[key] = field.replace(DESTINATION_CREDENTIAL_PARAMS, `$1${w.marker}`);
+      out[key] = withoutDestinationCredentials(field, w.marker);
       if (out[key] !== field) w.withheld.push(`${at}.${key}`);
     } else {
       out[key] = withhold(field, `${at}.${key}`, w);
@@ -381,7 +448,11 @@ const UPSTREAM_ID = /^[A-Za-z0-9_.-]{1,128}$/;
  */
 export function mintedCredential(
   operation: Pick<CredentialOperation, 'kind' | 'revokes'>,
-  request: { readonly method: string; readonly path: string },
+  request: {
+    readonly method: string;
+    readonly path: string;
+    readonly query?: Readonly<Record<string, string | number | boolean>> | undefined;
+  },
   response: { readonly success: boolean; readonly result?: unknown },
   revealed: boolean,
 ): MintedCredentialRef | null {
@@ -406,14 +477,19 @@ export function mintedCredential(
       return made(id, 'DELETE', `${request.path}/${String(id)}`);
     }
     case 'self':
-      return made(segments.at(-1), 'DELETE', request.path);
+      // Made by name, it may have replaced a person's key: deleted only if the agent saw it.
+      return revealed ? made(segments.at(-1), 'DELETE', request.path) : null;
     case 'again': {
-      // A value the agent never saw needs no new one.
-      if (!revealed) return null;
+      // A value the agent never saw needs no new one; nor does a request only validated.
+      if (!revealed || isTrue(request.query?.['validate_only'])) return null;
       const method = request.method.toUpperCase();
       return method === 'PUT' || method === 'POST' ? made(segments.at(-2), method, request.path) : null;
     }
   }
+}
+
+function isTrue(value: string | number | boolean | undefined): boolean {
+  return value === true || (typeof value === 'string' && value.toLowerCase() === 'true');
 }
 
 /** The body of the request that revokes `minted` (none for a DELETE). */

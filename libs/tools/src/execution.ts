@@ -245,6 +245,7 @@ export class Execution {
         if (this.#live.state(context.readAt) === 'revoked') throw this.#revokedNow();
       },
       onUnauthorized: () => this.#deps.onUnauthorized?.(caller.tenantId, context.account.account, credential),
+      ownTokenId: context.account.account.cloudflare.tokenId,
       settleLater: (settlement) => {
         this.#settling.add(settlement);
         void settlement.finally(() => this.#settling.delete(settlement));

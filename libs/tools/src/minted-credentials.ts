@@ -1,7 +1,8 @@
 import type { Logger } from '@warden/core';
-import { isWardenError, unavailable } from '@warden/core';
+import { WardenError, isWardenError, unavailable } from '@warden/core';
 import type { CloudflareClient, CloudflareCredential, CloudflareRequest } from '@warden/cloudflare';
 import type { Database } from '@warden/db';
+import { sql } from 'kysely';
 import type { ColumnType, Kysely } from 'kysely';
 import {
   credentialSecretsRevealed,
@@ -48,7 +49,7 @@ export interface MintedCredentialStore {
       readonly connectedAccountId: string;
       readonly executionId: string | null;
     },
-  ): Promise<void>;
+  ): Promise<boolean>;
   /** Not yet revoked, oldest first. */
   live(tenantId: string, connectedAccountId: string): Promise<MintedCredential[]>;
   markRevoked(tenantId: string, id: string): Promise<void>;
@@ -59,19 +60,20 @@ export function createMintedCredentialStore(deps: { db: Kysely<Database> }): Min
   const db = deps.db.withTables<{ minted_credentials: MintedCredentialsTable }>();
   return {
     async record(tenantId, entry) {
-      await db
-        .insertInto('minted_credentials')
-        .values({
-          tenant_id: tenantId,
-          identifier: entry.identifier,
-          connected_account_id: entry.connectedAccountId,
-          execution_id: entry.executionId,
-          kind: entry.kind,
-          upstream_id: entry.upstreamId,
-          revoke_method: entry.revokeMethod,
-          revoke_path: entry.revokePath,
-        })
-        .execute();
+      // Only while the account is not revoked, its row locked against the revocation meanwhile:
+      // either offboarding's later read of the live credentials sees this row, or this sees the
+      // revocation and records nothing (the caller then revokes the credential at once).
+      const { rows } = await sql<{ id: string }>`
+        insert into minted_credentials
+          (tenant_id, identifier, connected_account_id, execution_id, kind, upstream_id, revoke_method, revoke_path)
+        select ${tenantId}, ${entry.identifier}, ${entry.connectedAccountId}, ${entry.executionId},
+               ${entry.kind}, ${entry.upstreamId}, ${entry.revokeMethod}, ${entry.revokePath}
+        where exists (
+          select 1 from connected_accounts
+          where tenant_id = ${tenantId} and id = ${entry.connectedAccountId} and status <> 'REVOKED'
+          for share)
+        returning id`.execute(db);
+      return rows.length > 0;
     },
     async live(tenantId, connectedAccountId) {
       const rows = await db
@@ -188,32 +190,53 @@ export async function guardCredentialResponse<
     readonly policy: CredentialOperationsPolicy | undefined;
   },
   operation: CredentialOperation,
-  request: { readonly method: string; readonly path: string },
+  request: Parameters<typeof mintedCredential>[1],
   response: T,
 ): Promise<T> {
   const revealed = credentialSecretsRevealed(context.policy, operation.kind);
   const minted = mintedCredential(operation, request, response, revealed);
   if (minted) {
+    let recorded: boolean;
     try {
-      await deps.store.record(context.tenantId, {
+      recorded = await deps.store.record(context.tenantId, {
         ...minted,
         identifier: context.identifier,
         connectedAccountId: context.connectedAccountId,
         executionId: context.executionId,
       });
     } catch (error) {
-      const undo = await deps.cloudflare
-        .send(context.credential, revocationRequest(minted))
-        .then((r) => (r.success ? 'revoked' : `not revoked (HTTP ${r.status})`))
-        .catch(() => 'not revoked (Cloudflare unreachable)');
+      const undo = await undoMinted(deps.cloudflare, context.credential, minted);
       deps.logger.error(
         { err: error, kind: minted.kind, upstream_id: minted.upstreamId, undo },
         'a created credential could not be recorded',
       );
       throw unavailable('the database', error);
     }
+    if (!recorded) {
+      // The account was revoked (offboarded) while the request was out: what it made dies now.
+      const undo = await undoMinted(deps.cloudflare, context.credential, minted);
+      deps.logger.warn(
+        { kind: minted.kind, upstream_id: minted.upstreamId, undo },
+        'a credential created as its account was revoked was revoked at once',
+      );
+      throw new WardenError(
+        'forbidden',
+        'the connected account was revoked while this execution was running',
+      );
+    }
   }
   return revealed ? response : withholdCredentialSecrets(response, operation).response;
+}
+
+async function undoMinted(
+  cloudflare: CloudflareClient,
+  credential: CloudflareCredential,
+  minted: MintedCredentialRef,
+): Promise<string> {
+  return cloudflare
+    .send(credential, revocationRequest(minted))
+    .then((r) => (r.success ? 'revoked' : `not revoked (HTTP ${r.status})`))
+    .catch(() => 'not revoked (Cloudflare unreachable)');
 }
 
 /** The request that revokes `minted` (a DELETE, or its secret replaced once more). */

@@ -137,8 +137,8 @@ export function createOffboardingService(deps: {
       const revoked: Array<{ id: string; upstream?: UpstreamRevocation }> = [];
       for (const account of live) {
         let upstream: UpstreamRevocation | undefined;
+        let credential: CloudflareCredential | null = null;
         if (options.revokeUpstream) {
-          let credential: CloudflareCredential | null = null;
           try {
             ({ credential } = await deps.accounts.openCredential(ctx.tenantId, account.id));
           } catch (error) {
@@ -147,28 +147,30 @@ export function createOffboardingService(deps: {
               detail: isWardenError(error) ? error.message : 'the credential could not be opened',
             };
           }
-          if (credential) {
-            const party = partyOf(ctx, account, credential, settings);
-            // What the account created goes first: deleting its own token ends its power to.
-            const minted: MintedRevocation[] = await revokeMintedCredentials(
-              {
-                store: deps.mintedCredentials,
-                cloudflare: deps.gateway.clientFor(party, journal, 'cloudflare.minted_credential_delete'),
-              },
-              ctx.tenantId,
-              account.id,
-              credential,
-            );
-            const own = await revokeUpstream(party, account, credential, journal);
-            const summary =
-              minted.length > 0
-                ? `; credentials it created through Warden: ${minted.filter((m) => m.revoked).length} of ${minted.length} revoked`
-                : '';
-            upstream = { revoked: own.revoked, detail: `${own.detail}${summary}` };
-          }
         }
-        // Writes its own `connected_account.deleted` record and reaches running calls everywhere.
+        // First the account: its running calls end on every replica and send nothing more, and a
+        // credential one of them makes from now on is revoked as it is recorded (see
+        // `guardCredentialResponse`). Writes its own `connected_account.deleted` record.
         await deps.accounts.revoke(ctx, account.id);
+        if (credential) {
+          const party = partyOf(ctx, account, credential, settings);
+          // What the account created goes first: deleting its own token ends its power to.
+          const minted: MintedRevocation[] = await revokeMintedCredentials(
+            {
+              store: deps.mintedCredentials,
+              cloudflare: deps.gateway.clientFor(party, journal, 'cloudflare.minted_credential_delete'),
+            },
+            ctx.tenantId,
+            account.id,
+            credential,
+          );
+          const own = await revokeUpstream(party, account, credential, journal);
+          const summary =
+            minted.length > 0
+              ? `; credentials it created through Warden: ${minted.filter((m) => m.revoked).length} of ${minted.length} revoked`
+              : '';
+          upstream = { revoked: own.revoked, detail: `${own.detail}${summary}` };
+        }
         revoked.push({ id: account.id, ...(upstream ? { upstream } : {}) });
       }
       const revokedMcpTokens =

@@ -20,7 +20,7 @@ import type {
 } from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
 import { canonicalizePath } from './canonical-path.ts';
-import { credentialOperation } from './credential-guard.ts';
+import { credentialOperation, writesToken } from './credential-guard.ts';
 import { classifyGraphqlRequest, isGraphqlRequest } from './graphql-operation.ts';
 import { guardCredentialResponse } from './minted-credentials.ts';
 import type { MintedCredentialStore } from './minted-credentials.ts';
@@ -55,6 +55,11 @@ export interface UpstreamParty {
   readonly admit?: () => Promise<void>;
   /** Cloudflare answered 401: the credential may have been revoked at Cloudflare. */
   readonly onUnauthorized?: () => void;
+  /**
+   * Cloudflare's id of the vaulted token the party sends with: an agent may not edit, roll or
+   * delete it (offboarding needs it to revoke what the agent made), whatever the policy allows.
+   */
+  readonly ownTokenId?: string | null;
   /**
    * Takes the budget's settlement of an answer that is not a 429 (Cloudflare's rate headers
    * recorded in the window), so the response reaches the code without waiting for that Redis
@@ -334,6 +339,16 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       path: request.path,
       ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
     };
+    if (party.ownTokenId && isWrite(asked) && writesToken(request.path, party.ownTokenId)) {
+      return fail(
+        sending,
+        new WardenError(
+          'policy_denied',
+          `${request.method} ${request.path} would change the token Warden holds for this account, which offboarding needs to revoke what agents made; change it in the Cloudflare dashboard, then rotate the connected account`,
+          { rule: 'own_token', scope: 'tenant' },
+        ),
+      );
+    }
     const decision = evaluatePolicy(party.policy.tenant, party.policy.identity, asked);
     if (!decision.allowed) return fail(sending, policyRefusal(decision, request));
     const holding = decision.approval && !party.approved ? decision.approval : null;
@@ -485,8 +500,10 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
   function clientFor(party: UpstreamParty, journal: AuditJournal, action: string): CloudflareClient {
     return {
       baseUrl: deps.cloudflare.baseUrl,
-      // Warden's own follow-up requests are not the agent's: no tenant policy applies to them.
-      send: (_credential, request) => send({ ...party, policy: null }, { ...request, action }, journal),
+      // Warden's own follow-up requests (undoing or revoking what an agent made) are not the
+      // agent's: no tenant policy applies to them, nor the revocation check that stops its code.
+      send: (_credential, request) =>
+        send({ ...party, policy: null, admit: undefined }, { ...request, action }, journal),
     };
   }
 

@@ -707,9 +707,9 @@ class PolicyRulesItem(WardenModel):
 @dataclass(frozen=True, kw_only=True, repr=False)
 class PolicyCredentialOperations(WardenModel):
     """Tenant-wide policy only."""
-    allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "client_certificates", "service_secrets"]] | None = None
+    allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "certificates", "account_members", "service_secrets"]] | None = None
     """Credential operations agents may run (all are refused by default)."""
-    reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "client_certificates", "service_secrets"]] | None = None
+    reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "certificates", "account_members", "service_secrets"]] | None = None
     """Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow."""
 
 
@@ -752,8 +752,8 @@ class PolicyInputRulesItem(_PolicyInputRulesItemRequired, _PolicyInputRulesItemO
 
 class PolicyInputCredentialOperations(TypedDict, total=False):
     """Tenant-wide policy only."""
-    allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "client_certificates", "service_secrets"]]
-    reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "client_certificates", "service_secrets"]]
+    allow: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "certificates", "account_members", "service_secrets"]]
+    reveal_secrets: list[Literal["api_tokens", "api_keys", "r2_temporary_credentials", "access_service_tokens", "tunnel_tokens", "stream_signing_keys", "calls_secrets", "images_signing_keys", "certificates", "account_members", "service_secrets"]]
 
 
 class PolicyInput(TypedDict, total=False):

@@ -6599,9 +6599,9 @@ export interface components {
             /** @description Tenant-wide policy only. */
             credential_operations?: {
                 /** @description Credential operations agents may run (all are refused by default). */
-                allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "client_certificates" | "service_secrets")[];
+                allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "certificates" | "account_members" | "service_secrets")[];
                 /** @description Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow. */
-                reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "client_certificates" | "service_secrets")[];
+                reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "certificates" | "account_members" | "service_secrets")[];
             };
         };
         TenantSettingsInput: {
@@ -6988,9 +6988,9 @@ export interface components {
             /** @description Tenant-wide policy only. */
             credential_operations?: {
                 /** @description Credential operations agents may run (all are refused by default). */
-                allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "client_certificates" | "service_secrets")[];
+                allow?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "certificates" | "account_members" | "service_secrets")[];
                 /** @description Kinds whose secrets (token values, keys, and the secrets open answers show, such as an Access identity provider's client secret) agents may see in responses; each must be in allow. */
-                reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "client_certificates" | "service_secrets")[];
+                reveal_secrets?: ("api_tokens" | "api_keys" | "r2_temporary_credentials" | "access_service_tokens" | "tunnel_tokens" | "stream_signing_keys" | "calls_secrets" | "images_signing_keys" | "certificates" | "account_members" | "service_secrets")[];
             };
         };
         TenantSettings: {
