@@ -97,13 +97,14 @@ function base64Forms(bytes: Buffer): string[] {
  */
 export function secretsFinder(secrets: Iterable<string>): SecretFinder {
   const unique = [...new Set(secrets)].filter((secret) => secret.length > 0);
-  const forms = new Set(unique.flatMap(secretForms));
-  const needles = [...forms].map((form) => Buffer.from(form, 'utf8'));
-  for (const secret of unique) {
-    const utf16 = Buffer.from(secret, 'utf16le');
-    needles.push(utf16, Buffer.from(utf16).swap16());
-  }
-  return secretFinder(needles, Math.max(0, ...unique.map((secret) => Buffer.byteLength(secret, 'utf8'))));
+  return secretFinder({
+    forms: [...new Set(unique.flatMap(secretForms))].map((form) => Buffer.from(form, 'utf8')),
+    wide: unique.flatMap((secret) => {
+      const utf16 = Buffer.from(secret, 'utf16le');
+      return [utf16, Buffer.from(utf16).swap16()];
+    }),
+    secrets: unique.map((secret) => Buffer.from(secret, 'utf8')),
+  });
 }
 
 /**

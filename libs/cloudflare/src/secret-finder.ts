@@ -1,21 +1,26 @@
 /**
  * Finds secrets in a body however the body spells them: as the bytes of one of the secret's
  * forms (`secretForms`: as is, Base64, hex, percent- and JSON-encoded, and UTF-16), and also in
- * the body read three other ways, in case a character of the secret is escaped:
+ * the body read three other ways, in case characters of the secret are escaped, in any mix:
  *
  * - JSON (and JavaScript) string escapes decoded: `\uXXXX` (surrogate pairs too), `\/`, `\"`,
  *   `\\`, `\n`…;
- * - those, then every `%XX` decoded (either case of hex digits): `%54k`, `\u00255A`;
- * - XML and HTML character references decoded: `&#x54;`, `&#84;`, `&amp;`, `&lt;`, `&gt;`,
- *   `&quot;`, `&apos;`.
+ * - those, then in one pass every `%XX` (either case of hex digits) and every XML or HTML
+ *   character reference (`&#x54;`, `&#84;`, with or without `;` and with any number of leading
+ *   zeros; the named references of ASCII characters: `&amp;`, `&lowbar;`, `&sol;`…): `%54k`,
+ *   `\u00255A`, `\u005A&#x78;%39`;
+ * - the percent-escapes and references of the body as it is (its backslashes left alone).
+ *
+ * Each reading is also searched for the secrets as that reading decodes them, so a secret that
+ * itself holds an escape (`%41`, `&lt;`) is found however its other characters are spelled.
  *
  * What is found is reported as runs of the body's own bytes (an escape that spells part of a
  * secret belongs to the run whole), so the caller replaces exactly those and returns the rest of
  * the body byte for byte. Each reading is one linear pass over the body, made only when the body
  * holds the byte that starts such an escape, and searched only when it decoded something.
  *
- * Not found: an encoding of an encoding (Base64 of percent-encoded text), Base64 broken into
- * lines, hex in mixed case, anything compressed or encrypted.
+ * Not found: an encoding of an encoding (Base64 of percent-encoded text, a reference to a `%`),
+ * Base64 broken into lines, hex in mixed case, anything compressed or encrypted.
  */
 
 /** A run `[start, end)` of a body's bytes. */
@@ -41,17 +46,59 @@ const LOWER_U = 0x75;
 const SEMICOLON = 0x3b;
 const HASH = 0x23;
 
-/** The longest escape of one character in any reading, in bytes (`&#x0010FFFF;`). */
-const LONGEST_ESCAPE = 12;
+/**
+ * The most bytes one byte of a secret takes in the spellings a range read must find whole: a
+ * `%XX` with each character `\u`-escaped (`\u0025\u0035\u0041`). References padded with more
+ * zeros than that are found in a whole body only.
+ */
+const LONGEST_ESCAPE = 18;
 
-export function secretFinder(needles: readonly Uint8Array[], longestSecretBytes: number): SecretFinder {
-  const forms = [...needles].filter((n) => n.length > 0).sort((a, b) => b.length - a.length);
-  const reach = Math.max(0, ...forms.map((n) => n.length), LONGEST_ESCAPE * longestSecretBytes);
+export interface Needles {
+  /** Every form of the secrets, searched in every reading. */
+  readonly forms: readonly Uint8Array[];
+  /**
+   * Forms of two-byte code units (UTF-16 in either byte order), searched in the body as it is and
+   * found only at an even offset: a body in one order also holds the other order's form shifted
+   * by a byte, across the neighbouring characters.
+   */
+  readonly wide?: readonly Uint8Array[];
+  /** The secrets as they are: each reading also searches for them as it decodes them. */
+  readonly secrets: readonly Uint8Array[];
+}
 
-  function searchInto(spans: [number, number][], view: Uint8Array, origin: () => Int32Array | null): void {
+export function secretFinder(needles: Needles): SecretFinder {
+  const longestFirst = (list: Iterable<Uint8Array>) =>
+    [...list].filter((n) => n.length > 0).sort((a, b) => b.length - a.length);
+  const forms = longestFirst(needles.forms);
+  const wide = longestFirst(needles.wide ?? []);
+  /** The forms, and the secrets as `chain` decodes them. */
+  const formsFor = (chain: readonly Decoder[]) =>
+    longestFirst([
+      ...forms,
+      ...needles.secrets.map((secret) =>
+        chain.reduce<Uint8Array>((text, d) => decoded(text, d) ?? text, secret),
+      ),
+    ]);
+  const jsonForms = formsFor([decodeJson]);
+  const referenceForms = formsFor([decodeReferences]);
+  const bothForms = formsFor([decodeJson, decodeReferences]);
+  const longestSecret = Math.max(0, ...needles.secrets.map((secret) => secret.length));
+  const reach = Math.max(
+    0,
+    ...forms.map((n) => n.length),
+    ...wide.map((n) => n.length),
+    LONGEST_ESCAPE * longestSecret,
+  );
+
+  function searchInto(
+    spans: [number, number][],
+    view: Uint8Array,
+    sorted: readonly Uint8Array[],
+    origin: () => Int32Array | null,
+  ): void {
     const buffer = Buffer.from(view.buffer, view.byteOffset, view.length);
     let map: Int32Array | null | undefined;
-    for (const needle of forms) {
+    for (const needle of sorted) {
       for (let at = buffer.indexOf(needle); at !== -1; at = buffer.indexOf(needle, at + 1)) {
         if (map === undefined) map = origin();
         if (map === null) spans.push([at, at + needle.length]);
@@ -60,21 +107,27 @@ export function secretFinder(needles: readonly Uint8Array[], longestSecretBytes:
     }
   }
 
+  const hasReferences = (bytes: Uint8Array) => bytes.includes(PERCENT) || bytes.includes(AMPERSAND);
+
   return {
     reach,
     find(body) {
       const spans: [number, number][] = [];
-      searchInto(spans, body, () => null);
-      const json = body.includes(BACKSLASH) ? decoded(body, decodeJson) : null;
-      if (json) searchInto(spans, json, () => origins(body, [decodeJson]));
-      const base = json ?? body;
-      const percent = base.includes(PERCENT) ? decoded(base, decodePercent) : null;
-      if (percent) {
-        const chain = json ? [decodeJson, decodePercent] : [decodePercent];
-        searchInto(spans, percent, () => origins(body, chain));
+      searchInto(spans, body, forms, () => null);
+      const buffer = Buffer.from(body.buffer, body.byteOffset, body.length);
+      for (const needle of wide) {
+        for (let at = buffer.indexOf(needle); at !== -1; at = buffer.indexOf(needle, at + 1)) {
+          if (at % 2 === 0) spans.push([at, at + needle.length]);
+        }
       }
-      const entities = body.includes(AMPERSAND) ? decoded(body, decodeEntities) : null;
-      if (entities) searchInto(spans, entities, () => origins(body, [decodeEntities]));
+      const json = body.includes(BACKSLASH) ? decoded(body, decodeJson) : null;
+      if (json) {
+        searchInto(spans, json, jsonForms, () => origins(body, [decodeJson]));
+        const both = hasReferences(json) ? decoded(json, decodeReferences) : null;
+        if (both) searchInto(spans, both, bothForms, () => origins(body, [decodeJson, decodeReferences]));
+      }
+      const references = hasReferences(body) ? decoded(body, decodeReferences) : null;
+      if (references) searchInto(spans, references, referenceForms, () => origins(body, [decodeReferences]));
       return merge(spans);
     },
   };
@@ -163,31 +216,37 @@ function hex4(bytes: Uint8Array, at: number): number {
 const escaped = { value: 0, byte: false };
 
 /**
- * Reads the escape that starts at `at` (its first byte is the decoder's start byte): its length
- * in bytes, what it stands for left in `escaped`; 0 if it is no escape (the byte is kept).
+ * Reads the escape that starts at `at` (its first byte is one the decoder starts escapes
+ * with): its length in bytes, what it stands for left in `escaped`; 0 if it is no escape (the
+ * byte is kept).
  */
 type EscapeReader = (input: Uint8Array, at: number) => number;
 
-/** Where the next `start` byte is from `from` on (`input.length` if none). */
-function nextStart(input: Uint8Array, start: number, from: number): number {
-  // A few bytes in JavaScript first: escapes packed together (\u0054\u006b…) would otherwise cost
-  // a native call each; then natively through a long run without one.
-  const near = Math.min(input.length, from + 32);
-  for (let k = from; k < near; k++) if (input[k] === start) return k;
-  if (near === input.length) return near;
-  const at = input.indexOf(start, near);
-  return at === -1 ? input.length : at;
+/** The escape at `at`, by its first byte (direct calls keep the decoders' call site monomorphic). */
+function readEscape(input: Uint8Array, at: number): number {
+  const c = input[at];
+  return c === BACKSLASH
+    ? jsonEscape(input, at)
+    : c === PERCENT
+      ? percentEscape(input, at)
+      : reference(input, at);
 }
 
-/** A decoder of the escapes that start with byte `start`, one pass over the input. */
-function decoderOf(start: typeof BACKSLASH | typeof PERCENT | typeof AMPERSAND): Decoder {
+/** A decoder of the escapes that start with byte `first` or `second`, one pass over the input. */
+function decoderOf(first: number, second: number): Decoder {
   return (input, out, origin) => {
     const n = input.length;
     let w = 0;
+    // The next `first` and `second` at or after the current byte, looked for again only once
+    // passed: a byte the input lacks is looked for once, not once per escape.
+    let nextFirst = -1;
+    let nextSecond = second === first ? n : -1;
     for (let i = 0; i < n;) {
-      const at = nextStart(input, start, i);
+      if (nextFirst < i) nextFirst = nextByte(input, first, i);
+      if (nextSecond < i) nextSecond = nextByte(input, second, i);
+      const at = Math.min(nextFirst, nextSecond);
       if (at > i) {
-        // The bytes up to the next escape as they are (copied natively).
+        // The bytes up to the next escape as they are (a long run copied natively).
         if (at - i > 64) out.set(input.subarray(i, at), w);
         else for (let k = i; k < at; k++) out[w + k - i] = input[k] as number;
         if (origin) for (let k = 0; k < at - i; k++) origin[w + k] = i + k;
@@ -195,16 +254,10 @@ function decoderOf(start: typeof BACKSLASH | typeof PERCENT | typeof AMPERSAND):
         i = at;
         if (i >= n) break;
       }
-      // Direct calls (not one through a parameter) keep this call site monomorphic.
-      const length =
-        start === BACKSLASH
-          ? jsonEscape(input, i)
-          : start === PERCENT
-            ? percentEscape(input, i)
-            : entity(input, i);
+      const length = readEscape(input, i);
       if (length === 0) {
         if (origin) origin[w] = i;
-        out[w++] = start;
+        out[w++] = input[i] as number;
         i++;
         continue;
       }
@@ -233,6 +286,40 @@ function decoderOf(start: typeof BACKSLASH | typeof PERCENT | typeof AMPERSAND):
   };
 }
 
+const HEX_DIGIT = new Uint8Array(256);
+for (const c of '0123456789abcdefABCDEF') HEX_DIGIT[c.charCodeAt(0)] = 1;
+const LETTER = new Uint8Array(256);
+for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ') LETTER[c.charCodeAt(0)] = 1;
+
+/** Whether the `byte` at `k` may start an escape, by the bytes after it (cheaply, not surely). */
+function mayEscape(input: Uint8Array, k: number, byte: number): boolean {
+  const next = input[k + 1] ?? 0;
+  const then = input[k + 2] ?? 0;
+  if (byte === PERCENT) return HEX_DIGIT[next] === 1 && HEX_DIGIT[then] === 1;
+  if (byte === BACKSLASH)
+    return next === LOWER_U ? HEX_DIGIT[then] === 1 : (SIMPLE_ESCAPES[next] as number) >= 0;
+  if (next === HASH) return then === 0x78 || then === 0x58 || (then >= 0x30 && then <= 0x39);
+  return LETTER[next] === 1;
+}
+
+/**
+ * Where the next `byte` that may start an escape is, from `from` on (`input.length` if none).
+ * Bytes are read in JavaScript in short stretches (escapes packed together, or a body of
+ * near-misses, would otherwise cost a native call each) and long runs without `byte` natively.
+ */
+function nextByte(input: Uint8Array, byte: number, from: number): number {
+  const n = input.length;
+  let k = from;
+  for (;;) {
+    const near = Math.min(n, k + 32);
+    for (; k < near; k++) if (input[k] === byte && mayEscape(input, k, byte)) return k;
+    if (k >= n) return n;
+    const at = input.indexOf(byte, k);
+    if (at === -1) return n;
+    k = at;
+  }
+}
+
 function codePoint(value: number, length: number): number {
   escaped.value = value;
   escaped.byte = false;
@@ -253,7 +340,7 @@ for (const [escape, value] of [
 ] as const)
   SIMPLE_ESCAPES[escape.charCodeAt(0)] = value;
 
-/** JSON string escapes, wherever they are; an unknown escape or a lone surrogate is kept. */
+/** A JSON string escape; an unknown escape or a lone surrogate is none. */
 const jsonEscape: EscapeReader = (input, at) => {
   const next = input[at + 1];
   if (next === undefined) return 0;
@@ -269,45 +356,109 @@ const jsonEscape: EscapeReader = (input, at) => {
   return high >= 0 && (high < 0xd800 || high > 0xdfff) ? codePoint(high, 6) : 0;
 };
 
-/** Every `%XX` (either case), as the byte it stands for; a `%` without two hex digits is kept. */
-const percentEscape: EscapeReader = (input, at) => {
+/** `%XX` (either case), as the byte it stands for; a `%` without two hex digits is none. */
+function percentEscape(input: Uint8Array, at: number): number {
   const high = hexDigit(input[at + 1]);
   const low = high >= 0 ? hexDigit(input[at + 2]) : -1;
   if (low < 0) return 0;
   escaped.value = high * 16 + low;
   escaped.byte = true;
   return 3;
-};
+}
 
-const NAMED_ENTITIES: ReadonlyArray<readonly [Buffer, number]> = [
-  [Buffer.from('amp;'), 0x26],
-  [Buffer.from('lt;'), 0x3c],
-  [Buffer.from('gt;'), 0x3e],
-  [Buffer.from('quot;'), 0x22],
-  [Buffer.from('apos;'), 0x27],
-];
+/** The named references of HTML for ASCII characters (and XML's five), by name. */
+const NAMED_REFERENCES = new Map<string, number>(
+  Object.entries({
+    Tab: 9,
+    NewLine: 10,
+    excl: 0x21,
+    quot: 0x22,
+    QUOT: 0x22,
+    num: 0x23,
+    dollar: 0x24,
+    percnt: 0x25,
+    amp: 0x26,
+    AMP: 0x26,
+    apos: 0x27,
+    lpar: 0x28,
+    rpar: 0x29,
+    ast: 0x2a,
+    midast: 0x2a,
+    plus: 0x2b,
+    comma: 0x2c,
+    period: 0x2e,
+    sol: 0x2f,
+    colon: 0x3a,
+    semi: 0x3b,
+    lt: 0x3c,
+    LT: 0x3c,
+    equals: 0x3d,
+    gt: 0x3e,
+    GT: 0x3e,
+    quest: 0x3f,
+    commat: 0x40,
+    lsqb: 0x5b,
+    lbrack: 0x5b,
+    bsol: 0x5c,
+    rsqb: 0x5d,
+    rbrack: 0x5d,
+    Hat: 0x5e,
+    lowbar: 0x5f,
+    UnderBar: 0x5f,
+    grave: 0x60,
+    DiacriticalGrave: 0x60,
+    lcub: 0x7b,
+    lbrace: 0x7b,
+    verbar: 0x7c,
+    vert: 0x7c,
+    VerticalLine: 0x7c,
+    rcub: 0x7d,
+    rbrace: 0x7d,
+  }),
+);
+/** Named references HTML reads without their `;`. */
+const LEGACY_REFERENCES = new Set(['amp', 'AMP', 'lt', 'LT', 'gt', 'GT', 'quot', 'QUOT']);
+const LONGEST_NAME = 16;
 
-/** `&#x…;` and `&#…;` (up to 8 digits) and the five XML entities; any other `&` is kept. */
-const entity: EscapeReader = (input, at) => {
+function isLetter(c: number | undefined): boolean {
+  return c !== undefined && ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a));
+}
+
+/**
+ * A character reference: `&#…` or `&#x…` (any number of digits, `;` optional as HTML reads it)
+ * or a named one (`;` required but for the few HTML reads without); anything else is none.
+ */
+function reference(input: Uint8Array, at: number): number {
   if (input[at + 1] !== HASH) {
-    for (const [name, value] of NAMED_ENTITIES) {
-      if (name.equals(input.subarray(at + 1, at + 1 + name.length))) return codePoint(value, 1 + name.length);
-    }
-    return 0;
+    let j = at + 1;
+    while (j - at - 1 < LONGEST_NAME && (isLetter(input[j]) || (j > at + 1 && isDigit(input[j])))) j++;
+    if (j === at + 1) return 0;
+    const closed = input[j] === SEMICOLON;
+    let name = '';
+    for (let k = at + 1; k < j; k++) name += String.fromCharCode(input[k] as number);
+    const value = NAMED_REFERENCES.get(name);
+    if (value === undefined || (!closed && !LEGACY_REFERENCES.has(name))) return 0;
+    return codePoint(value, j - at + (closed ? 1 : 0));
   }
   const hex = input[at + 2] === 0x78 || input[at + 2] === 0x58;
   const base = hex ? 16 : 10;
-  let j = at + (hex ? 3 : 2);
+  const first = at + (hex ? 3 : 2);
+  let j = first;
   let value = 0;
-  for (let digits = 0; digits < 8; j++, digits++) {
+  for (; j < input.length; j++) {
     const digit = hexDigit(input[j]);
     if (digit < 0 || digit >= base) break;
-    value = value * base + digit;
+    // Past the last code point it stays past it, however many digits follow.
+    value = Math.min(value * base + digit, 0x110000);
   }
-  const valid = j > at + (hex ? 3 : 2) && input[j] === SEMICOLON && value > 0 && value <= 0x10ffff;
-  return valid && (value < 0xd800 || value > 0xdfff) ? codePoint(value, j + 1 - at) : 0;
-};
+  if (j === first || value === 0 || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return 0;
+  return codePoint(value, j - at + (input[j] === SEMICOLON ? 1 : 0));
+}
 
-const decodeJson = decoderOf(BACKSLASH);
-const decodePercent = decoderOf(PERCENT);
-const decodeEntities = decoderOf(AMPERSAND);
+function isDigit(c: number | undefined): boolean {
+  return c !== undefined && c >= 0x30 && c <= 0x39;
+}
+
+const decodeJson = decoderOf(BACKSLASH, BACKSLASH);
+/** Percent-escapes and character references, in one pass. */
+const decodeReferences = decoderOf(PERCENT, AMPERSAND);

@@ -1,0 +1,129 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeCloudflare } from '@warden/testing';
+import type { FakeCloudflare } from '@warden/testing';
+import { freePort } from './test-support/free-port.ts';
+import { executeOverHttp } from './test-support/http-execute.ts';
+import { SPEC_PATH } from './test-support/paths.ts';
+import { startTestApp } from './test-support/test-app.ts';
+import type { TestApp } from './test-support/test-app.ts';
+import { createTailingUser } from './test-support/tailing-user.ts';
+
+/**
+ * attack23c: README "Tail events use the same scrubber" as API answers, which find a secret "with
+ * any of its characters escaped, in any mix: … percent-escapes in either case, XML and HTML
+ * character references". A Worker logs the API token and the R2 Secret Access Key vaulted on its
+ * account (any 16-256 visible ASCII characters) in HTML / XML spellings; `tail.worker` over REST
+ * with the fake's tail WebSocket. Only spellings that survive the tail's own JSON encoding
+ * unchanged (no backslash) are used, so each character is escaped once. A test FAILS on a bug;
+ * HELD passed when written.
+ */
+const SECRET = 'S3cr3t/R2+key=!(v1)_' + 'x'.repeat(40);
+const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
+const ref = (c: string) => `&#x${hex(c.charCodeAt(0), 2)};`;
+const pct = (c: string) => `%${hex(c.charCodeAt(0), 2).toUpperCase()}`;
+
+const NAMED: Record<string, string> = {
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  lowbar: '_',
+  sol: '/',
+  plus: '+',
+  equals: '=',
+  excl: '!',
+  lpar: '(',
+  rpar: ')',
+};
+/** What an HTML parser and a URL decoder give back, in either order. */
+function decodings(text: string): string[] {
+  const unPct = (s: string) =>
+    s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  const unRef = (s: string) =>
+    s.replace(/&(#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-z]+));?/g, (m, _e, h?: string, d?: string, n?: string) => {
+      if (h !== undefined) return String.fromCodePoint(parseInt(h, 16));
+      if (d !== undefined) return String.fromCodePoint(parseInt(d, 10));
+      return NAMED[n as string] ?? m;
+    });
+  return [text, unPct(text), unRef(text), unPct(unRef(text)), unRef(unPct(text))];
+}
+
+describe('attack23c tail events spelling secrets with character references', () => {
+  let cf: FakeCloudflare;
+  let t: TestApp;
+  let base: string;
+  let apiKey: string;
+  let accountId: string;
+  let token: string;
+
+  beforeAll(async () => {
+    cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
+    await t.app.listen({ host: '127.0.0.1', port });
+    ({ apiKey } = await t.createTenant('Tail references'));
+    const user = createTailingUser(cf, {
+      email: 'carol@example.com',
+      accountName: 'Carol Co',
+      scripts: ['leaky'],
+    });
+    accountId = user.accountId;
+    token = user.token;
+    const connectedId = await t.connect(apiKey, 'carol', user.token);
+    t.secrets.add(SECRET);
+    const set = await fetch(`${base}/api/v1/connected_accounts/${connectedId}/r2_access_key`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ access_key_id: 'c'.repeat(32), secret_access_key: SECRET }),
+    });
+    expect(set.status).toBe(200);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await cf?.close();
+  });
+
+  async function tailed(messages: Record<string, string>): Promise<Record<string, string>> {
+    cf.tails.script(accountId, 'leaky', [{ outcome: 'ok', logs: [{ message: [messages] }] }]);
+    const res = await executeOverHttp(
+      { base, apiKey, identifier: 'carol' },
+      `async () => (await tail.worker({ script: 'leaky', seconds: 1 })).events`,
+      { expectStatus: 200 },
+    );
+    expect(res.body.error).toBeUndefined();
+    const events = res.body.data as Array<{ logs: Array<{ message: Array<Record<string, string>> }> }>;
+    return events[0]!.logs[0]!.message[0]!;
+  }
+  const leaked = (got: Record<string, string>, secret: string) =>
+    Object.entries(got)
+      .filter(([, v]) => decodings(v).some((d) => d.includes(secret)))
+      .map(([k, v]) => `${k}: ${v}`);
+
+  it('redacts the token spelled with %XX and &#xXX; alternately, with numeric references of 10 digits, and without ";"', async () => {
+    const got = await tailed({
+      percentAndReferences: [...token].map((c, i) => (i % 2 ? ref(c) : pct(c))).join(''),
+      tenDigits: [...token].map((c) => `&#${String(c.charCodeAt(0)).padStart(10, '0')};`).join(''),
+      noSemicolon: [...token].map((c) => `&#${c.charCodeAt(0)}`).join(''),
+    });
+    expect(leaked(got, token)).toEqual([]);
+  });
+
+  it('redacts the vaulted R2 secret with / + = ! ( ) _ as HTML named references (&sol; &plus; &equals; &excl; &lpar; &rpar; &lowbar;)', async () => {
+    const named = Object.fromEntries(Object.entries(NAMED).map(([k, v]) => [v, `&${k};`]));
+    const got = await tailed({
+      htmlNamed: SECRET.replace(/[/+=!()_]/g, (c) => named[c]!),
+    });
+    expect(leaked(got, SECRET)).toEqual([]);
+  });
+
+  it('HELD: redacts the token and the R2 secret spelled with references the finder reads (&#xXX;, &#NN;) and percent-escapes', async () => {
+    const got = await tailed({
+      tokenRefs: [...token].map(ref).join(''),
+      tokenPct: [...token].map(pct).join(''),
+      secretRefs: [...SECRET].map((c) => `&#${c.charCodeAt(0)};`).join(''),
+    });
+    expect(got).toEqual({ tokenRefs: '[REDACTED]', tokenPct: '[REDACTED]', secretRefs: '[REDACTED]' });
+  });
+});
