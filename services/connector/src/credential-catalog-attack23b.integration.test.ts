@@ -4,6 +4,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { zoneTenant } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { approvalsTenant } from './test-support/approvals-tenant.ts';
@@ -141,18 +142,7 @@ describe('attack23b: the credential catalog end to end', () => {
     await cf.close();
   });
 
-  async function tenant(name: string) {
-    const user = cf.state.createUser({ email: `${name}@example.com` });
-    const account = cf.state.createAccount({ name, members: [user.id] });
-    const zoneId = cf.state.createZone({ accountId: account.id, name: `${name}.example` }).id;
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: ['com.cloudflare.api.user.read', '#organization:read', '#zone:read'],
-    });
-    const tn = await t.createTenant(name);
-    await t.connect(tn.apiKey, name, token.value);
-    return { ...tn, accountId: account.id, zoneId, auth: { authorization: `Bearer ${tn.apiKey}` } };
-  }
+  const tenant = (name: string, permissions: readonly string[] = []) => zoneTenant(t, cf, name, permissions);
 
   /** Sends each request in turn: 'sent <status> <result>' or the error code. */
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>

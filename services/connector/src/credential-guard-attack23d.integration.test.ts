@@ -5,6 +5,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { zoneTenant } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -185,22 +186,7 @@ describe('attack23d: revocation of what agents make, and operations outside the 
     await cf.close();
   });
 
-  async function tenant(name: string, permissions: string[] = []) {
-    const user = cf.state.createUser({ email: `${name}@example.com` });
-    const account = cf.state.createAccount({ name, members: [user.id] });
-    const zoneId = cf.state.createZone({ accountId: account.id, name: `${name}.example` }).id;
-    const tokenPermissions = [
-      'com.cloudflare.api.user.read',
-      '#organization:read',
-      '#zone:read',
-      ...permissions,
-    ];
-    const token = cf.state.createUserToken({ userId: user.id, permissions: tokenPermissions });
-    const tn = await t.createTenant(name);
-    await t.connect(tn.apiKey, name, token.value);
-    const auth = { authorization: `Bearer ${tn.apiKey}` };
-    return { ...tn, userId: user.id, tokenPermissions, token, accountId: account.id, zoneId, auth };
-  }
+  const tenant = (name: string, permissions: readonly string[] = []) => zoneTenant(t, cf, name, permissions);
 
   const setPolicy = async (auth: Record<string, string>, payload: Record<string, unknown>) => {
     const put = await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: auth, payload });

@@ -4,6 +4,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { zoneTenant } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -136,24 +137,7 @@ describe('attack22d fixes', () => {
     await cf.close();
   });
 
-  async function tenant(name: string, permissions: string[] = []) {
-    const user = cf.state.createUser({ email: `${name}@example.com` });
-    const account = cf.state.createAccount({ name, members: [user.id] });
-    const zoneId = cf.state.createZone({ accountId: account.id, name: `${name}.example` }).id;
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: ['com.cloudflare.api.user.read', '#organization:read', '#zone:read', ...permissions],
-    });
-    const tn = await t.createTenant(name);
-    await t.connect(tn.apiKey, name, token.value);
-    return {
-      ...tn,
-      token: token.value,
-      accountId: account.id,
-      zoneId,
-      auth: { authorization: `Bearer ${tn.apiKey}` },
-    };
-  }
+  const tenant = (name: string, permissions: readonly string[] = []) => zoneTenant(t, cf, name, permissions);
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
     `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code); } } return out; }`;
 
@@ -253,14 +237,16 @@ describe('attack22d fixes', () => {
       `async () => { try { const r = await cloudflare.request({ method: 'GET', path: '/zones/${tn.zoneId}/echo-html' }); return r; } catch (e) { return { code: e.code, message: e.message, e: String(e) }; } }`,
     );
     expect(res.statusCode, res.body).toBe(200);
-    const escaped = [...tn.token].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+    const escaped = [...tn.token.value]
+      .map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+      .join('');
     const text = JSON.stringify(res.json());
     // What the agent can read back as the token (JSON-decoding the echoed text once).
     const decoded = text.replace(/\\\\u([0-9a-f]{4})/g, (_, h: string) =>
       String.fromCharCode(parseInt(h, 16)),
     );
     expect(
-      text.includes(escaped) || decoded.includes(tn.token),
+      text.includes(escaped) || decoded.includes(tn.token.value),
       'the token, \\u-escaped, reached the agent',
     ).toBe(false);
   });

@@ -1,12 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeCloudflare } from '@warden/testing';
-import type { FakeCloudflare } from '@warden/testing';
-import { freePort } from './test-support/free-port.ts';
-import { executeOverHttp } from './test-support/http-execute.ts';
-import { SPEC_PATH } from './test-support/paths.ts';
-import { startTestApp } from './test-support/test-app.ts';
-import type { TestApp } from './test-support/test-app.ts';
-import { createTailingUser } from './test-support/tailing-user.ts';
+import { startR2SecretTail } from './test-support/tailing-user.ts';
 
 /**
  * attack23a: a Worker logs the R2 Secret Access Key vaulted on its account (the connector takes
@@ -22,50 +15,15 @@ const upperHex = (s: string) =>
 const unpct = (s: string) => s.replace(/(%[0-9A-Fa-f]{2})+/g, (m) => decodeURIComponent(m));
 
 describe('attack23a tail events holding a vaulted R2 secret, percent-encoded', () => {
-  let cf: FakeCloudflare;
-  let t: TestApp;
-  let base: string;
-  let apiKey: string;
-  let accountId: string;
+  let tail: Awaited<ReturnType<typeof startR2SecretTail>>;
+  const tailed = (messages: Record<string, string>) => tail.tailed(messages);
 
   beforeAll(async () => {
-    cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
-    await t.app.listen({ host: '127.0.0.1', port });
-    ({ apiKey } = await t.createTenant('Tail R2 secret'));
-    const user = createTailingUser(cf, {
-      email: 'bob@example.com',
-      accountName: 'Bob Co',
-      scripts: ['leaky'],
-    });
-    accountId = user.accountId;
-    const connectedId = await t.connect(apiKey, 'bob', user.token);
-    t.secrets.add(SECRET);
-    const set = await fetch(`${base}/api/v1/connected_accounts/${connectedId}/r2_access_key`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ access_key_id: 'b'.repeat(32), secret_access_key: SECRET }),
-    });
-    expect(set.status).toBe(200);
+    tail = await startR2SecretTail('bob', SECRET);
   });
   afterAll(async () => {
-    await t?.close();
-    await cf?.close();
+    await tail?.close();
   });
-
-  async function tailed(messages: Record<string, string>): Promise<Record<string, string>> {
-    cf.tails.script(accountId, 'leaky', [{ outcome: 'ok', logs: [{ message: [messages] }] }]);
-    const res = await executeOverHttp(
-      { base, apiKey, identifier: 'bob' },
-      `async () => (await tail.worker({ script: 'leaky', seconds: 1 })).events`,
-      { expectStatus: 200 },
-    );
-    expect(res.body.error).toBeUndefined();
-    const events = res.body.data as Array<{ logs: Array<{ message: Array<Record<string, string>> }> }>;
-    return events[0]!.logs[0]!.message[0]!;
-  }
 
   it('redacts the secret percent-encoded as lower-case hex, as a path segment (only "/" encoded), by URLSearchParams, and every byte %XX', async () => {
     const spelled = {

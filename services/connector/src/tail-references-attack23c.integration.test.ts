@@ -1,12 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeCloudflare } from '@warden/testing';
-import type { FakeCloudflare } from '@warden/testing';
-import { freePort } from './test-support/free-port.ts';
-import { executeOverHttp } from './test-support/http-execute.ts';
-import { SPEC_PATH } from './test-support/paths.ts';
-import { startTestApp } from './test-support/test-app.ts';
-import type { TestApp } from './test-support/test-app.ts';
-import { createTailingUser } from './test-support/tailing-user.ts';
+import { startR2SecretTail } from './test-support/tailing-user.ts';
 
 /**
  * attack23c: README "Tail events use the same scrubber" as API answers, which find a secret "with
@@ -50,52 +43,16 @@ function decodings(text: string): string[] {
 }
 
 describe('attack23c tail events spelling secrets with character references', () => {
-  let cf: FakeCloudflare;
-  let t: TestApp;
-  let base: string;
-  let apiKey: string;
-  let accountId: string;
+  let tail: Awaited<ReturnType<typeof startR2SecretTail>>;
+  const tailed = (messages: Record<string, string>) => tail.tailed(messages);
   let token: string;
-
   beforeAll(async () => {
-    cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
-    await t.app.listen({ host: '127.0.0.1', port });
-    ({ apiKey } = await t.createTenant('Tail references'));
-    const user = createTailingUser(cf, {
-      email: 'carol@example.com',
-      accountName: 'Carol Co',
-      scripts: ['leaky'],
-    });
-    accountId = user.accountId;
-    token = user.token;
-    const connectedId = await t.connect(apiKey, 'carol', user.token);
-    t.secrets.add(SECRET);
-    const set = await fetch(`${base}/api/v1/connected_accounts/${connectedId}/r2_access_key`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ access_key_id: 'c'.repeat(32), secret_access_key: SECRET }),
-    });
-    expect(set.status).toBe(200);
+    tail = await startR2SecretTail('carol', SECRET);
+    token = tail.token;
   });
   afterAll(async () => {
-    await t?.close();
-    await cf?.close();
+    await tail?.close();
   });
-
-  async function tailed(messages: Record<string, string>): Promise<Record<string, string>> {
-    cf.tails.script(accountId, 'leaky', [{ outcome: 'ok', logs: [{ message: [messages] }] }]);
-    const res = await executeOverHttp(
-      { base, apiKey, identifier: 'carol' },
-      `async () => (await tail.worker({ script: 'leaky', seconds: 1 })).events`,
-      { expectStatus: 200 },
-    );
-    expect(res.body.error).toBeUndefined();
-    const events = res.body.data as Array<{ logs: Array<{ message: Array<Record<string, string>> }> }>;
-    return events[0]!.logs[0]!.message[0]!;
-  }
   const leaked = (got: Record<string, string>, secret: string) =>
     Object.entries(got)
       .filter(([, v]) => decodings(v).some((d) => d.includes(secret)))

@@ -46,3 +46,31 @@ export function fakeZoneUser(cf: FakeCloudflare, name: string) {
     },
   };
 }
+
+/** What a Warden tenant needs to read its own Cloudflare user: the token's base permissions. */
+export const READ_PERMISSIONS = ['com.cloudflare.api.user.read', '#organization:read', '#zone:read'];
+
+/**
+ * A tenant named `name` whose identifier `name` holds a vaulted token of a fresh fake user (see
+ * `fakeZoneUser`) with the read permissions and `permissions`: the set-up of most policy tests.
+ */
+export async function zoneTenant(
+  t: Pick<TestApp, 'connect' | 'createTenant'>,
+  cf: FakeCloudflare,
+  name: string,
+  permissions: readonly string[] = [],
+) {
+  const user = fakeZoneUser(cf, name);
+  const tokenPermissions = [...READ_PERMISSIONS, ...permissions];
+  const tenant = await t.createTenant(name);
+  const { token } = await user.connect(t, tenant.apiKey, name, tokenPermissions);
+  return {
+    ...tenant,
+    userId: user.userId,
+    accountId: user.accountId,
+    zoneId: user.zoneId,
+    token,
+    tokenPermissions,
+    auth: { authorization: `Bearer ${tenant.apiKey}` },
+  };
+}

@@ -1,5 +1,9 @@
-import { FAKE_CF_PERMISSION_GROUPS } from '@warden/testing';
+import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
+import { freePort } from './free-port.ts';
+import { executeOverHttp } from './http-execute.ts';
+import { SPEC_PATH } from './paths.ts';
+import { startTestApp } from './test-app.ts';
 
 /**
  * A Cloudflare user on the fake with one account holding the Workers `scripts` (default `api`)
@@ -69,3 +73,50 @@ export const SPEND_WHILE_TAILING = `async () => {
   const tailed = await tailing;
   return { sent, refused, deleted: tailed.deleted, tailId: tailed.tailId };
 }`;
+
+/**
+ * A listening Warden and a fake whose identifier `name` of tenant `name` holds a tailing user's
+ * token and, as its R2 access key, `r2Secret`: the world of the tests of secrets in tail events.
+ * `tailed(messages)` has the user's `leaky` Worker log the object `messages` during a one-second
+ * `tail.worker` over REST and returns that object as the agent gets it.
+ */
+export async function startR2SecretTail(name: string, r2Secret: string) {
+  const cf = await startFakeCloudflare({ specPath: SPEC_PATH, tailIntervalMs: 20 });
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const t = await startTestApp({ CLOUDFLARE_API_BASE: cf.url, PUBLIC_URL: base });
+  await t.app.listen({ host: '127.0.0.1', port });
+  const { apiKey } = await t.createTenant(name);
+  const user = createTailingUser(cf, {
+    email: `${name}@example.com`,
+    accountName: `${name} Co`,
+    scripts: ['leaky'],
+  });
+  const connectedId = await t.connect(apiKey, name, user.token);
+  t.secrets.add(r2Secret);
+  const set = await fetch(`${base}/api/v1/connected_accounts/${connectedId}/r2_access_key`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ access_key_id: 'b'.repeat(32), secret_access_key: r2Secret }),
+  });
+  if (set.status !== 200) throw new Error(`setting the R2 access key failed: ${set.status}`);
+  return {
+    t,
+    token: user.token,
+    async tailed(messages: Record<string, string>): Promise<Record<string, string>> {
+      cf.tails.script(user.accountId, 'leaky', [{ outcome: 'ok', logs: [{ message: [messages] }] }]);
+      const res = await executeOverHttp(
+        { base, apiKey, identifier: name },
+        `async () => (await tail.worker({ script: 'leaky', seconds: 1 })).events`,
+        { expectStatus: 200 },
+      );
+      if (res.body.error) throw new Error(`the tail failed: ${JSON.stringify(res.body.error)}`);
+      const events = res.body.data as Array<{ logs: Array<{ message: Array<Record<string, string>> }> }>;
+      return events[0]!.logs[0]!.message[0]!;
+    },
+    async close() {
+      await t.close();
+      await cf.close();
+    },
+  };
+}
