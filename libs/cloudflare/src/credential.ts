@@ -99,9 +99,9 @@ export function secretsFinder(secrets: Iterable<string>): SecretFinder {
   const unique = [...new Set(secrets)].filter((secret) => secret.length > 0);
   return secretFinder({
     forms: [...new Set(unique.flatMap(secretForms))].map((form) => Buffer.from(form, 'utf8')),
-    wide: unique.flatMap((secret) => {
+    wide: unique.map((secret) => {
       const utf16 = Buffer.from(secret, 'utf16le');
-      return [utf16, Buffer.from(utf16).swap16()];
+      return [utf16, Buffer.from(utf16).swap16()] as const;
     }),
     secrets: unique.map((secret) => Buffer.from(secret, 'utf8')),
   });

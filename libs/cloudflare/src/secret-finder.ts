@@ -3,11 +3,11 @@
  * forms (`secretForms`: as is, Base64, hex, percent- and JSON-encoded, and UTF-16), and also in
  * the body read three other ways, in case characters of the secret are escaped, in any mix:
  *
- * - JSON (and JavaScript) string escapes decoded: `\uXXXX` (surrogate pairs too), `\/`, `\"`,
+ * - JSON and JavaScript string escapes decoded: `\uXXXX` (surrogate pairs too), `\u{…}`, `\xXX`, `\/`, `\"`,
  *   `\\`, `\n`…;
  * - those, then in one pass every `%XX` (either case of hex digits) and every XML or HTML
  *   character reference (`&#x54;`, `&#84;`, with or without `;` and with any number of leading
- *   zeros; the named references of ASCII characters: `&amp;`, `&lowbar;`, `&sol;`…): `%54k`,
+ *   zeros; the named references of ASCII characters: `&amp;`, `&lowbar;`, `&sol;`, `&fjlig;`…): `%54k`,
  *   `\u00255A`, `\u005A&#x78;%39`;
  * - the percent-escapes and references of the body as it is (its backslashes left alone).
  *
@@ -47,21 +47,21 @@ const SEMICOLON = 0x3b;
 const HASH = 0x23;
 
 /**
- * The most bytes one byte of a secret takes in the spellings a range read must find whole: a
- * `%XX` with each character `\u`-escaped (`\u0025\u0035\u0041`). References padded with more
- * zeros than that are found in a whole body only.
+ * The most bytes one byte of a secret takes in the spellings a range read must find whole: the
+ * longest named reference (`&DiacriticalGrave;`, 18 bytes) with each of its characters
+ * `\u`-escaped. References padded with leading zeros beyond that are found in a whole body only.
  */
-const LONGEST_ESCAPE = 18;
+const LONGEST_ESCAPE = 108;
 
 export interface Needles {
   /** Every form of the secrets, searched in every reading. */
   readonly forms: readonly Uint8Array[];
   /**
-   * Forms of two-byte code units (UTF-16 in either byte order), searched in the body as it is and
-   * found only at an even offset: a body in one order also holds the other order's form shifted
-   * by a byte, across the neighbouring characters.
+   * Each secret in UTF-16, little- and big-endian, searched in every reading. A body in one order
+   * also holds the other order's form one byte off, across a neighbouring character's zero byte:
+   * where both are found so, the one at an even offset is the secret.
    */
-  readonly wide?: readonly Uint8Array[];
+  readonly wide?: ReadonlyArray<readonly [le: Uint8Array, be: Uint8Array]>;
   /** The secrets as they are: each reading also searches for them as it decodes them. */
   readonly secrets: readonly Uint8Array[];
 }
@@ -70,7 +70,7 @@ export function secretFinder(needles: Needles): SecretFinder {
   const longestFirst = (list: Iterable<Uint8Array>) =>
     [...list].filter((n) => n.length > 0).sort((a, b) => b.length - a.length);
   const forms = longestFirst(needles.forms);
-  const wide = longestFirst(needles.wide ?? []);
+  const wide = needles.wide ?? [];
   /** The forms, and the secrets as `chain` decodes them. */
   const formsFor = (chain: readonly Decoder[]) =>
     longestFirst([
@@ -86,7 +86,7 @@ export function secretFinder(needles: Needles): SecretFinder {
   const reach = Math.max(
     0,
     ...forms.map((n) => n.length),
-    ...wide.map((n) => n.length),
+    ...wide.map(([le]) => le.length),
     LONGEST_ESCAPE * longestSecret,
   );
 
@@ -98,12 +98,20 @@ export function secretFinder(needles: Needles): SecretFinder {
   ): void {
     const buffer = Buffer.from(view.buffer, view.byteOffset, view.length);
     let map: Int32Array | null | undefined;
+    const push = (at: number, length: number) => {
+      if (map === undefined) map = origin();
+      if (map === null) spans.push([at, at + length]);
+      else spans.push([map[at] as number, endOf(map, at + length, view.length)]);
+    };
     for (const needle of sorted) {
-      for (let at = buffer.indexOf(needle); at !== -1; at = buffer.indexOf(needle, at + 1)) {
-        if (map === undefined) map = origin();
-        if (map === null) spans.push([at, at + needle.length]);
-        else spans.push([map[at] as number, endOf(map, at + needle.length, view.length)]);
-      }
+      for (let at = buffer.indexOf(needle); at !== -1; at = buffer.indexOf(needle, at + 1))
+        push(at, needle.length);
+    }
+    for (const [le, be] of wide) {
+      const les = positions(buffer, le);
+      const bes = positions(buffer, be);
+      for (const at of les) if (at % 2 === 0 || !bes.has(at - 1)) push(at, le.length);
+      for (const at of bes) if (at % 2 === 0 || !les.has(at + 1)) push(at, be.length);
     }
   }
 
@@ -114,12 +122,6 @@ export function secretFinder(needles: Needles): SecretFinder {
     find(body) {
       const spans: [number, number][] = [];
       searchInto(spans, body, forms, () => null);
-      const buffer = Buffer.from(body.buffer, body.byteOffset, body.length);
-      for (const needle of wide) {
-        for (let at = buffer.indexOf(needle); at !== -1; at = buffer.indexOf(needle, at + 1)) {
-          if (at % 2 === 0) spans.push([at, at + needle.length]);
-        }
-      }
       const json = body.includes(BACKSLASH) ? decoded(body, decodeJson) : null;
       if (json) {
         searchInto(spans, json, jsonForms, () => origins(body, [decodeJson]));
@@ -131,6 +133,13 @@ export function secretFinder(needles: Needles): SecretFinder {
       return merge(spans);
     },
   };
+}
+
+/** Where `needle` starts in `buffer`. */
+function positions(buffer: Buffer, needle: Uint8Array): Set<number> {
+  const found = new Set<number>();
+  for (let at = buffer.indexOf(needle); at !== -1; at = buffer.indexOf(needle, at + 1)) found.add(at);
+  return found;
 }
 
 /** `body` with every span replaced by `marker` (spans sorted and merged, as `find` gives them). */
@@ -213,7 +222,7 @@ function hex4(bytes: Uint8Array, at: number): number {
 }
 
 /** What an escape stands for: a code point (written as UTF-8), or one byte as it is. */
-const escaped = { value: 0, byte: false };
+const escaped = { value: 0, byte: false, then: 0 };
 
 /**
  * Reads the escape that starts at `at` (its first byte is one the decoder starts escapes
@@ -263,7 +272,11 @@ function decoderOf(first: number, second: number): Decoder {
       }
       const from = w;
       const code = escaped.value;
-      if (escaped.byte || code < 0x80) out[w++] = code;
+      if (escaped.then !== 0) {
+        // A reference to two ASCII characters (`&fjlig;`).
+        out[w++] = code;
+        out[w++] = escaped.then;
+      } else if (escaped.byte || code < 0x80) out[w++] = code;
       else if (code < 0x800) {
         out[w++] = 0xc0 | (code >> 6);
         out[w++] = 0x80 | (code & 0x3f);
@@ -297,7 +310,9 @@ function mayEscape(input: Uint8Array, k: number, byte: number): boolean {
   const then = input[k + 2] ?? 0;
   if (byte === PERCENT) return HEX_DIGIT[next] === 1 && HEX_DIGIT[then] === 1;
   if (byte === BACKSLASH)
-    return next === LOWER_U ? HEX_DIGIT[then] === 1 : (SIMPLE_ESCAPES[next] as number) >= 0;
+    return next === LOWER_U
+      ? HEX_DIGIT[then] === 1 || then === 0x7b
+      : (SIMPLE_ESCAPES[next] as number) >= 0 || next === 0x78 || isOctal(next);
   if (next === HASH) return then === 0x78 || then === 0x58 || (then >= 0x30 && then <= 0x39);
   return LETTER[next] === 1;
 }
@@ -320,9 +335,10 @@ function nextByte(input: Uint8Array, byte: number, from: number): number {
   }
 }
 
-function codePoint(value: number, length: number): number {
+function codePoint(value: number, length: number, then = 0): number {
   escaped.value = value;
   escaped.byte = false;
+  escaped.then = then;
   return length;
 }
 
@@ -337,24 +353,58 @@ for (const [escape, value] of [
   ['n', 0x0a],
   ['r', 0x0d],
   ['t', 0x09],
+  ['v', 0x0b],
 ] as const)
   SIMPLE_ESCAPES[escape.charCodeAt(0)] = value;
 
-/** A JSON string escape; an unknown escape or a lone surrogate is none. */
+/**
+ * A JSON or JavaScript string escape: `\n`…, `\uXXXX` (a surrogate pair as one), `\u{…}`,
+ * `\xXX` and legacy octal; a lone surrogate, or a backslash before any other character, is none.
+ */
 const jsonEscape: EscapeReader = (input, at) => {
   const next = input[at + 1];
   if (next === undefined) return 0;
   const simple = SIMPLE_ESCAPES[next] as number;
   if (simple >= 0) return codePoint(simple, 2);
-  if (next !== LOWER_U) return 0;
-  const high = hex4(input, at + 2);
-  if (high >= 0xd800 && high <= 0xdbff && input[at + 6] === BACKSLASH && input[at + 7] === LOWER_U) {
-    const low = hex4(input, at + 8);
-    if (low >= 0xdc00 && low <= 0xdfff)
-      return codePoint(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00), 12);
+  if (next === LOWER_U) {
+    if (input[at + 2] === 0x7b) {
+      let j = at + 3;
+      let value = 0;
+      for (; j < input.length && hexDigit(input[j]) >= 0; j++)
+        value = Math.min(value * 16 + hexDigit(input[j]), 0x110000);
+      return j > at + 3 && input[j] === 0x7d && value <= 0x10ffff && (value < 0xd800 || value > 0xdfff)
+        ? codePoint(value, j + 1 - at)
+        : 0;
+    }
+    const high = hex4(input, at + 2);
+    if (high >= 0xd800 && high <= 0xdbff && input[at + 6] === BACKSLASH && input[at + 7] === LOWER_U) {
+      const low = hex4(input, at + 8);
+      if (low >= 0xdc00 && low <= 0xdfff)
+        return codePoint(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00), 12);
+    }
+    return high >= 0 && (high < 0xd800 || high > 0xdfff) ? codePoint(high, 6) : 0;
   }
-  return high >= 0 && (high < 0xd800 || high > 0xdfff) ? codePoint(high, 6) : 0;
+  if (next === 0x78) {
+    const high = hexDigit(input[at + 2]);
+    const low = high >= 0 ? hexDigit(input[at + 3]) : -1;
+    return low >= 0 ? codePoint(high * 16 + low, 4) : 0;
+  }
+  if (next >= 0x30 && next <= 0x37) {
+    let j = at + 1;
+    let value = 0;
+    while (j < at + 4 && isOctal(input[j]) && value * 8 + (input[j] as number) - 0x30 <= 0xff) {
+      value = value * 8 + (input[j] as number) - 0x30;
+      j++;
+    }
+    return codePoint(value, j - at);
+  }
+  // A backslash before any other character (`\Z`, which JavaScript reads as `Z`) is not read.
+  return 0;
 };
+
+function isOctal(c: number | undefined): boolean {
+  return c !== undefined && c >= 0x30 && c <= 0x37;
+}
 
 /** `%XX` (either case), as the byte it stands for; a `%` without two hex digits is none. */
 function percentEscape(input: Uint8Array, at: number): number {
@@ -363,6 +413,7 @@ function percentEscape(input: Uint8Array, at: number): number {
   if (low < 0) return 0;
   escaped.value = high * 16 + low;
   escaped.byte = true;
+  escaped.then = 0;
   return 3;
 }
 
@@ -436,6 +487,7 @@ function reference(input: Uint8Array, at: number): number {
     const closed = input[j] === SEMICOLON;
     let name = '';
     for (let k = at + 1; k < j; k++) name += String.fromCharCode(input[k] as number);
+    if (name === 'fjlig' && closed) return codePoint(0x66, j - at + 1, 0x6a);
     const value = NAMED_REFERENCES.get(name);
     if (value === undefined || (!closed && !LEGACY_REFERENCES.has(name))) return 0;
     return codePoint(value, j - at + (closed ? 1 : 0));
@@ -451,7 +503,7 @@ function reference(input: Uint8Array, at: number): number {
     // Past the last code point it stays past it, however many digits follow.
     value = Math.min(value * base + digit, 0x110000);
   }
-  if (j === first || value === 0 || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return 0;
+  if (j === first || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return 0;
   return codePoint(value, j - at + (input[j] === SEMICOLON ? 1 : 0));
 }
 

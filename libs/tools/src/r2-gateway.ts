@@ -154,9 +154,9 @@ function decodeXml(text: string): string {
     if (entity === 'gt') return '>';
     if (entity === 'quot') return '"';
     if (entity === 'apos') return "'";
-    return String.fromCodePoint(
-      entity.startsWith('#x') ? parseInt(entity.slice(2), 16) : parseInt(entity.slice(1), 10),
-    );
+    const code = entity.startsWith('#x') ? parseInt(entity.slice(2), 16) : parseInt(entity.slice(1), 10);
+    // What the scrub could not have read as a character is kept as written (never a throw).
+    return code <= 0x10ffff && (code < 0xd800 || code > 0xdfff) ? String.fromCodePoint(code) : `&${entity};`;
   });
 }
 
