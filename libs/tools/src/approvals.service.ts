@@ -829,6 +829,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             budget: context.settings.budget,
             policy: context.policy,
             approved: true,
+            // An approved write may not change the token Warden holds either.
+            ownTokenId: context.account.account.cloudflare.tokenId,
           };
           const original = unescapeAuditValue(step);
           const response = await deps.gateway.send(

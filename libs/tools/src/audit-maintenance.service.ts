@@ -107,6 +107,33 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
     partitions,
 
     /**
+     * How many requests with `connectedAccountId`'s credential are still in flight: intents since
+     * `since` with no outcome yet (on any replica; the write-ahead trail is the one place that
+     * knows).
+     */
+    async inFlight(tenantId: string, connectedAccountId: string, since: Date): Promise<number> {
+      const row = await db
+        .selectFrom('audit_events as i')
+        .select(sql<number>`count(*)::int`.as('pending'))
+        .where('i.outcome', '=', 'pending')
+        .where('i.occurred_at', '>=', since)
+        .where('i.tenant_id', '=', tenantId)
+        .where('i.connected_account_id', '=', connectedAccountId)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('audit_events as o')
+                .select(sql`1`.as('one'))
+                .whereRef('o.intent_id', '=', 'i.id')
+                .whereRef('o.tenant_id', '=', 'i.tenant_id'),
+            ),
+          ),
+        )
+        .executeTakeFirst();
+      return row?.pending ?? 0;
+    },
+
+    /**
      * Closes intents older than the grace period that have no outcome; returns how many. Each
      * pass reads only intents written since the last pass looked (`audit_sweeps`).
      */

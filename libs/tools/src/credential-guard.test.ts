@@ -37,6 +37,7 @@ describe('credential guard', () => {
       'DELETE /accounts/{account_id}/calls/apps/{app_id} calls_secrets',
       'DELETE /accounts/{account_id}/calls/turn_keys/{key_id} calls_secrets',
       'DELETE /accounts/{account_id}/images/v1/keys/{signing_key_name} images_signing_keys',
+      'DELETE /accounts/{account_id}/members/{member_id} account_members',
       'DELETE /user/tokens/{token_id} api_tokens',
       'GET /accounts/{account_id}/alerting/v3/destinations/webhooks service_secrets',
       'GET /accounts/{account_id}/alerting/v3/destinations/webhooks/{webhook_id} service_secrets',
@@ -234,7 +235,7 @@ describe('credential guard', () => {
       const operation = credentialOperation({ method, path: concrete });
       const answer: { success: boolean; result?: unknown } = {
         success: true,
-        ...answerWith(field, SENTINEL),
+        ...answerWith(field.startsWith('.result') ? field : `.result${field}`, SENTINEL),
       };
       const shown = operation ? withholdCredentialSecrets(answer, operation).response : answer;
       if (JSON.stringify(shown).includes(SENTINEL)) missed.push(`${method} ${path} ${field}`);
@@ -274,10 +275,14 @@ const SENTINEL = 'SECRET-FROM-THE-DOCUMENT';
  * `value`, an Images key's `value`, a TURN key's `key`) are in the catalog by review.
  */
 const SECRET_NAME =
-  /(secret|password|passwd|private_?key|psk|passphrase|^token$|_token$|Token$|api_?key|access_?key|signing_?key|^pem$|^jwk$|streamKey)/i;
+  /(secret|password|passwd|private_?key|custom_key|psk|passphrase|^token$|_token$|Token$|api_?key|access_?key|signing_?key|^pem$|^jwk$|streamKey)/i;
+/** Strings the document describes as a secret, whatever their names. */
+const SECRET_DESCRIPTION = /(private key|secret key|password|bearer token|the key for)/i;
 const NAMED_LIKE_A_SECRET_BUT_NOT = /(public|continuation|_url$|_id$|Id$|^tokens|cursor)/i;
 /** Strings named like secrets that are not, and why. */
 const NOT_SECRETS: Readonly<Record<string, string>> = {
+  // A custom certificate's geo policy (where its private key is held), not the key.
+  policy: 'a region list',
   // The Web Analytics site token is public: it is written into every page's beacon snippet.
   site_token: 'public',
 };
@@ -285,6 +290,7 @@ const NOT_SECRETS: Readonly<Record<string, string>> = {
 type Schema = {
   readonly $ref?: string;
   readonly type?: string;
+  readonly description?: string;
   readonly properties?: Record<string, Schema>;
   readonly items?: Schema;
   readonly additionalProperties?: Schema | boolean;
@@ -325,10 +331,10 @@ function secretFieldsOfDocument(): { method: string; path: string; field: string
     if (typeof schema.additionalProperties === 'object')
       walk(schema.additionalProperties, `${at}{}`, inner, method, path);
     for (const [name, property] of Object.entries(schema.properties ?? {})) {
-      const type = resolve(property)?.type;
+      const { type, description } = resolve(property) ?? {};
       if (
         type === 'string' &&
-        SECRET_NAME.test(name) &&
+        (SECRET_NAME.test(name) || SECRET_DESCRIPTION.test(description ?? '')) &&
         !NAMED_LIKE_A_SECRET_BUT_NOT.test(name) &&
         !(name in NOT_SECRETS) &&
         !/^\.(errors|messages)/.test(at)

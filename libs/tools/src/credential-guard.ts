@@ -184,7 +184,8 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'certificates', methods: ['PUT'], path: '/zones/*/certificate_authorities/hostname_associations' },
   // A member invited (a dashboard login that is not the agent's token) or given other roles.
   { kind: 'account_members', methods: ['POST'], path: '/accounts/*/members', revokes: 'child' },
-  { kind: 'account_members', methods: ['PUT', 'PATCH'], path: '/accounts/*/members/*' },
+  // Removing a member may remove the user whose token Warden holds: offboarding then cannot revoke.
+  { kind: 'account_members', methods: ['PUT', 'PATCH', 'DELETE'], path: '/accounts/*/members/*' },
   // Reads and writes that answer with another service's secret (creating, showing, rotating it).
   {
     kind: 'service_secrets',
@@ -271,6 +272,13 @@ const GUARDED: readonly GuardedOperation[] = [
     path: '/zones/*/healthchecks/**',
     shows: ['header'],
   },
+  // The private key of a custom hostname's uploaded certificate.
+  {
+    kind: 'service_secrets',
+    methods: ['GET', ...WRITES],
+    path: '/zones/*/custom_hostnames/**',
+    shows: ['custom_key'],
+  },
   // A presigned URL to the whole database, for an hour.
   {
     kind: 'service_secrets',
@@ -337,9 +345,14 @@ const CATALOG = GUARDED.map((entry) => ({
   } satisfies CredentialOperation,
 }));
 
-/** Whether `path` (canonical) is token `tokenId` or below it (`/user/tokens/{id}/value`). */
+/**
+ * Whether a write to `path` (canonical) changes the access of the token Warden holds (`tokenId`):
+ * the token itself or below it (`/user/tokens/{id}/value`), or the memberships of its user
+ * (`/memberships/**`, which are only ever the token user's own).
+ */
 export function writesToken(path: string, tokenId: string): boolean {
   const segments = pathSegments(path).map((segment) => segment.toLowerCase());
+  if (segments[0] === 'memberships') return true;
   const at = segments[0] === 'user' ? 1 : segments[0] === 'accounts' ? 2 : -1;
   return at > 0 && segments[at] === 'tokens' && segments[at + 1] === tokenId.toLowerCase();
 }

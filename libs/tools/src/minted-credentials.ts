@@ -52,6 +52,19 @@ export interface MintedCredentialStore {
   ): Promise<boolean>;
   /** Not yet revoked, oldest first. */
   live(tenantId: string, connectedAccountId: string): Promise<MintedCredential[]>;
+  /**
+   * Records, whatever the account's state, a credential that could not be revoked at once (its
+   * undo failed), with the reason, so offboarding reports it and tries again.
+   */
+  recordUnrevoked(
+    tenantId: string,
+    entry: MintedCredentialRef & {
+      readonly identifier: string;
+      readonly connectedAccountId: string;
+      readonly executionId: string | null;
+    },
+    error: string,
+  ): Promise<void>;
   markRevoked(tenantId: string, id: string): Promise<void>;
   markFailed(tenantId: string, id: string, error: string): Promise<void>;
 }
@@ -95,6 +108,30 @@ export function createMintedCredentialStore(deps: { db: Kysely<Database> }): Min
         executionId: row.execution_id,
         createdAt: row.created_at,
       }));
+    },
+    async recordUnrevoked(tenantId, entry, error) {
+      await db
+        .insertInto('minted_credentials')
+        .values({
+          tenant_id: tenantId,
+          identifier: entry.identifier,
+          connected_account_id: entry.connectedAccountId,
+          execution_id: entry.executionId,
+          kind: entry.kind,
+          upstream_id: entry.upstreamId,
+          revoke_method: entry.revokeMethod,
+          revoke_path: entry.revokePath,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow()
+        .then(({ id }) =>
+          db
+            .updateTable('minted_credentials')
+            .set({ last_error: error.slice(0, 500) })
+            .where('tenant_id', '=', tenantId)
+            .where('id', '=', id)
+            .execute(),
+        );
     },
     async markRevoked(tenantId, id) {
       await db
@@ -213,8 +250,28 @@ export async function guardCredentialResponse<
       throw unavailable('the database', error);
     }
     if (!recorded) {
-      // The account was revoked (offboarded) while the request was out: what it made dies now.
+      // The account was revoked (offboarded) while the request was out: what it made dies now,
+      // or stays on the record for offboarding to report and try again.
       const undo = await undoMinted(deps.cloudflare, context.credential, minted);
+      if (undo !== 'revoked') {
+        await deps.store
+          .recordUnrevoked(
+            context.tenantId,
+            {
+              ...minted,
+              identifier: context.identifier,
+              connectedAccountId: context.connectedAccountId,
+              executionId: context.executionId,
+            },
+            `created as its account was revoked; ${undo}`,
+          )
+          .catch((error: unknown) =>
+            deps.logger.error(
+              { err: error, kind: minted.kind },
+              'an unrevoked credential could not be recorded',
+            ),
+          );
+      }
       deps.logger.warn(
         { kind: minted.kind, upstream_id: minted.upstreamId, undo },
         'a credential created as its account was revoked was revoked at once',

@@ -11,6 +11,9 @@ import { revokeMintedCredentials } from './minted-credentials.ts';
 import type { MintedCredentialStore, MintedRevocation } from './minted-credentials.ts';
 import type { UpstreamGateway, UpstreamParty } from './upstream-gateway.ts';
 
+/** How often offboarding looks whether an account's requests have ended. */
+const SETTLE_POLL_MS = 100;
+
 export interface UpstreamRevocation {
   readonly revoked: boolean;
   readonly detail: string;
@@ -32,7 +35,10 @@ export interface OffboardingResult {
  * any request: rate budget, write-ahead audit, scrubbed responses.
  */
 export function createOffboardingService(deps: {
-  accounts: Pick<ConnectedAccountService, 'list' | 'openCredential' | 'revoke'>;
+  accounts: Pick<
+    ConnectedAccountService,
+    'list' | 'openCredential' | 'revoke' | 'openRetained' | 'purgeCredential'
+  >;
   mcpTokens: Pick<McpTokenService, 'revokeAllFor'>;
   gateway: UpstreamGateway;
   audit: AuditStore;
@@ -48,10 +54,38 @@ export function createOffboardingService(deps: {
    * straight back in; whether it was one.
    */
   revokeConsoleAdmin?: (tenantId: string, identifier: string) => Promise<boolean>;
+  /**
+   * Requests with an account's credential still in flight on any replica (see
+   * `AuditMaintenance.inFlight`), and how long to wait for them at most (the upstream timeout
+   * and a margin): what they make is then recorded, or revoked at once, before offboarding
+   * revokes the account's creations and deletes its token.
+   */
+  inFlight?: {
+    readonly count: (tenantId: string, connectedAccountId: string, since: Date) => Promise<number>;
+    readonly waitMs: number;
+  };
   logger: Logger;
   clock?: Clock;
 }) {
   const clock = deps.clock ?? systemClock;
+
+  /** Waits until no request of the account is in flight (or `waitMs`); whether none is. */
+  async function settled(tenantId: string, connectedAccountId: string, revokedAt: number): Promise<boolean> {
+    if (!deps.inFlight) return true;
+    const since = new Date(revokedAt - deps.inFlight.waitMs - 60_000);
+    const deadline = revokedAt + deps.inFlight.waitMs;
+    // Two clear looks a moment apart: a replica that had not yet heard of the revocation may
+    // have started a request just before the first.
+    let clear = 0;
+    while (clear < 2) {
+      const pending = await deps.inFlight.count(tenantId, connectedAccountId, since);
+      clear = pending === 0 ? clear + 1 : 0;
+      if (clear === 2) break;
+      if (clock.now().getTime() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+    }
+    return true;
+  }
 
   /** Warden's own requests with the account's credential: budgeted and audited, no tenant policy. */
   function partyOf(
@@ -130,7 +164,7 @@ export function createOffboardingService(deps: {
           pageSize: 100,
           ...(pageToken ? { pageToken } : {}),
         });
-        live.push(...page.items.filter((a) => a.status !== 'REVOKED'));
+        live.push(...page.items);
         pageToken = page.nextPageToken ?? undefined;
       } while (pageToken);
 
@@ -138,7 +172,11 @@ export function createOffboardingService(deps: {
       for (const account of live) {
         let upstream: UpstreamRevocation | undefined;
         let credential: CloudflareCredential | null = null;
-        if (options.revokeUpstream) {
+        if (account.status === 'REVOKED') {
+          // Revoked already: an offboarding that stopped half-way left its credential sealed.
+          credential = await deps.accounts.openRetained(ctx.tenantId, account.id);
+          if (!credential) continue;
+        } else if (options.revokeUpstream) {
           try {
             ({ credential } = await deps.accounts.openCredential(ctx.tenantId, account.id));
           } catch (error) {
@@ -148,11 +186,16 @@ export function createOffboardingService(deps: {
             };
           }
         }
+        const revoking = options.revokeUpstream && credential !== null;
         // First the account: its running calls end on every replica and send nothing more, and a
         // credential one of them makes from now on is revoked as it is recorded (see
-        // `guardCredentialResponse`). Writes its own `connected_account.deleted` record.
-        await deps.accounts.revoke(ctx, account.id);
-        if (credential) {
+        // `guardCredentialResponse`). Writes its own `connected_account.deleted` record; the
+        // credential stays sealed until what it made is revoked, so a second offboarding can
+        // finish the job if this one stops half-way.
+        const revokedAt = clock.now().getTime();
+        await deps.accounts.revoke(ctx, account.id, { keepCredential: revoking });
+        if (revoking && credential) {
+          const quiet = await settled(ctx.tenantId, account.id, revokedAt);
           const party = partyOf(ctx, account, credential, settings);
           // What the account created goes first: deleting its own token ends its power to.
           const minted: MintedRevocation[] = await revokeMintedCredentials(
@@ -169,8 +212,12 @@ export function createOffboardingService(deps: {
             minted.length > 0
               ? `; credentials it created through Warden: ${minted.filter((m) => m.revoked).length} of ${minted.length} revoked`
               : '';
-          upstream = { revoked: own.revoked, detail: `${own.detail}${summary}` };
+          const late = quiet
+            ? ''
+            : '; requests it had in flight did not end in time: what they make is revoked as it is recorded, while the token lives';
+          upstream = { revoked: own.revoked, detail: `${own.detail}${summary}${late}` };
         }
+        if (credential) await deps.accounts.purgeCredential(ctx.tenantId, account.id);
         revoked.push({ id: account.id, ...(upstream ? { upstream } : {}) });
       }
       const revokedMcpTokens =

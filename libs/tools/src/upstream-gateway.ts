@@ -274,10 +274,20 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     }
     // A 401: the credential may have been revoked at Cloudflare.
     if (response.status === 401) party.onUnauthorized?.();
-    recordOutcome(committed, response);
     // A credential an agent creates is recorded (to be revoked on offboarding) and its secret
-    // withheld unless the tenant policy reveals it, before any front door sees the response.
-    return guardCredentials(committed, response);
+    // withheld unless the tenant policy reveals it, before any front door sees the response. The
+    // request's outcome is recorded after that: until then it counts as in flight (offboarding
+    // waits for it before it revokes what the account made).
+    const guarded = guardCredentials(committed, response);
+    if (!(guarded instanceof Promise)) {
+      recordOutcome(committed, response);
+      return guarded;
+    }
+    try {
+      return await guarded;
+    } finally {
+      recordOutcome(committed, response);
+    }
   }
 
   /**

@@ -108,8 +108,20 @@ export interface ConnectedAccountService {
     query: ListConnectedAccountsQuery,
   ): Promise<{ items: ConnectedAccount[]; nextPageToken: string | null }>;
   rotate(ctx: ActorContext, id: string, credential: CloudflareCredential): Promise<ConnectedAccount>;
-  /** Deletes the sealed credential and leaves a REVOKED tombstone. Idempotent. */
-  revoke(ctx: ActorContext, id: string): Promise<ConnectedAccount>;
+  /**
+   * Deletes the sealed credential and leaves a REVOKED tombstone. Idempotent. `keepCredential`:
+   * the credential stays sealed (offboarding still needs it to revoke what the account made at
+   * Cloudflare) until `purgeCredential`; `openRetained` opens it meanwhile.
+   */
+  revoke(
+    ctx: ActorContext,
+    id: string,
+    options?: { readonly keepCredential?: boolean },
+  ): Promise<ConnectedAccount>;
+  /** The credential a REVOKED account still holds sealed (an offboarding not finished), or null. */
+  openRetained(tenantId: string, id: string): Promise<CloudflareCredential | null>;
+  /** Deletes what `revoke` kept sealed. Idempotent. */
+  purgeCredential(tenantId: string, id: string): Promise<void>;
   /** Opens the credential of an ACTIVE account, for the parent process to inject upstream. */
   openCredential(
     tenantId: string,
@@ -577,15 +589,17 @@ export function createConnectedAccountService(deps: {
       return rotated;
     },
 
-    async revoke(ctx, id) {
+    async revoke(ctx, id, options = {}) {
       const { tenantId } = ctx;
       const revoked = await db.transaction().execute(async (tx) => {
         const row = await findRow(tx, tenantId, id, true);
-        await tx
-          .deleteFrom('sealed_credentials')
-          .where('tenant_id', '=', tenantId)
-          .where('connected_account_id', '=', id)
-          .execute();
+        if (!options.keepCredential) {
+          await tx
+            .deleteFrom('sealed_credentials')
+            .where('tenant_id', '=', tenantId)
+            .where('connected_account_id', '=', id)
+            .execute();
+        }
         await tx
           .deleteFrom('r2_access_keys')
           .where('tenant_id', '=', tenantId)
@@ -606,6 +620,33 @@ export function createConnectedAccountService(deps: {
       });
       await changed({ tenantId, identifier: revoked.identifier, accountId: id, reason: 'revoked' });
       return revoked;
+    },
+
+    async openRetained(tenantId, id) {
+      const row = await sealedQuery(tenantId)
+        .where('ca.id', '=', id)
+        .where('ca.status', '=', 'REVOKED')
+        .executeTakeFirst();
+      const sealed = row ? sealedFromColumns(row) : null;
+      if (!row || !sealed) return null;
+      return parseCredential(await envelope.open(sealIdentity('credential', row.tenant_id, row.id), sealed));
+    },
+
+    async purgeCredential(tenantId, id) {
+      await db
+        .deleteFrom('sealed_credentials')
+        .where('tenant_id', '=', tenantId)
+        .where('connected_account_id', '=', id)
+        .where(({ exists, selectFrom }) =>
+          exists(
+            selectFrom('connected_accounts')
+              .select('id')
+              .where('tenant_id', '=', tenantId)
+              .where('id', '=', id)
+              .where('status', '=', 'REVOKED'),
+          ),
+        )
+        .execute();
     },
 
     async openCredential(tenantId, id) {

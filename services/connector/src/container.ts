@@ -556,6 +556,11 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     revokeOAuthGrants: (tenantId, identifier) => revokeOAuthGrantsOf(db.kysely, tenantId, identifier),
     revokeConsoleAdmin: (tenantId, identifier) => removeSsoConsoleAdmin(db.kysely, tenantId, identifier),
     mintedCredentials,
+    inFlight: {
+      count: (tenantId, connectedAccountId, since) =>
+        auditMaintenance.inFlight(tenantId, connectedAccountId, since),
+      waitMs: config.cloudflare.timeoutMs + 5_000,
+    },
     logger,
     clock,
   });

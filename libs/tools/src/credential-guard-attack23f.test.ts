@@ -1,0 +1,246 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { specFixturePath } from '@warden/testing';
+import { canonicalizePath } from './canonical-path.ts';
+import {
+  credentialOperation,
+  mintedCredential,
+  withholdCredentialSecrets,
+  writesToken,
+} from './credential-guard.ts';
+import { evaluatePolicy, isWrite } from './policy.ts';
+import type { Policy } from './policy.ts';
+
+/**
+ * attack23f: an outsider's third attack on issue 14's claim ("credential-minting operations are
+ * guarded"), after the attack23d fixes, at the level of the catalog, the withholding, the
+ * own-token rule and the revocation records. Each test asserts the SECURE behaviour: it fails
+ * when the claim is broken. Tests named HELD are attacks that did not get through.
+ *
+ * `shownToAgent` is what the agent gets for an answer under the default tenant policy: refused
+ * (null) if the catalog guards the operation, else the answer with the catalog's fields withheld.
+ */
+const SECRET = 'ATTACK23F-SECRET-0123456789abcdef';
+const PRIVATE_KEY = `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----`;
+
+function decide(method: string, path: string, tenant: Policy = {}, identity: Policy = {}) {
+  return evaluatePolicy(tenant, identity, { method, path: canonicalizePath(path) });
+}
+
+function shownToAgent(method: string, path: string, answer: { success: boolean; result?: unknown }) {
+  const canonical = canonicalizePath(path);
+  if (!decide(method, canonical).allowed) return null;
+  const operation = credentialOperation({ method, path: canonical });
+  return operation ? withholdCredentialSecrets(answer, operation).response : answer;
+}
+
+const leaks = (shown: unknown) => shown !== null && JSON.stringify(shown).includes(SECRET);
+
+/** What the gateway's own-token rule refuses: a write whose canonical path is the vaulted token's. */
+const ownTokenRefuses = (method: string, path: string, tokenId: string) => {
+  const canonical = canonicalizePath(path);
+  return isWrite({ method, path: canonical }) && writesToken(canonical, tokenId);
+};
+
+type Schema = {
+  readonly $ref?: string;
+  readonly type?: string;
+  readonly description?: string;
+  readonly properties?: Record<string, Schema>;
+  readonly items?: Schema;
+  readonly additionalProperties?: Schema | boolean;
+  readonly allOf?: readonly Schema[];
+  readonly oneOf?: readonly Schema[];
+  readonly anyOf?: readonly Schema[];
+};
+
+/**
+ * Every 2xx answer string field of the API document whose DESCRIPTION says it is a private key
+ * (the catalog's own walk reads names only: `custom_key` is named like no secret).
+ */
+function privateKeysOfDocument(): { method: string; path: string; field: string }[] {
+  const document = JSON.parse(readFileSync(specFixturePath(), 'utf8')) as {
+    paths: Record<string, Record<string, { responses?: Record<string, Schema & { content?: unknown }> }>>;
+  };
+  const resolve = <T>(node: T & { $ref?: string }): T => {
+    let at: unknown = node;
+    for (let hops = 0; hops < 50 && (at as { $ref?: string } | undefined)?.$ref; hops++) {
+      const ref = (at as { $ref: string }).$ref.replace(/^#\//, '').split('/');
+      at = ref.reduce<unknown>(
+        (o, k) => (o as Record<string, unknown> | undefined)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')],
+        document,
+      );
+    }
+    return at as T;
+  };
+  const found = new Set<string>();
+  const walk = (node: Schema | undefined, at: string, seen: ReadonlySet<Schema>, op: string) => {
+    const schema = node ? resolve(node) : undefined;
+    if (!schema || typeof schema !== 'object' || seen.has(schema) || seen.size > 24) return;
+    const inner = new Set(seen).add(schema);
+    for (const part of [...(schema.allOf ?? []), ...(schema.oneOf ?? []), ...(schema.anyOf ?? [])])
+      walk(part, at, inner, op);
+    if (schema.items) walk(schema.items, `${at}[]`, inner, op);
+    if (typeof schema.additionalProperties === 'object')
+      walk(schema.additionalProperties, `${at}{}`, inner, op);
+    for (const [name, property] of Object.entries(schema.properties ?? {})) {
+      const resolved = resolve(property);
+      if (
+        resolved?.type === 'string' &&
+        /^the [\w' ]*(private key|key for a custom uploaded certificate)\.?$/i.test(
+          resolved.description ?? '',
+        )
+      )
+        found.add(`${op} ${at}.${name}`);
+      walk(property, `${at}.${name}`, inner, op);
+    }
+  };
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of ['get', 'put', 'post', 'patch', 'delete']) {
+      for (const [status, response] of Object.entries(item[method]?.responses ?? {})) {
+        if (!status.startsWith('2')) continue;
+        const content = resolve(response).content as Record<string, { schema?: Schema }> | undefined;
+        walk(content?.['application/json']?.schema, '', new Set(), `${method.toUpperCase()} ${path}`);
+      }
+    }
+  }
+  return [...found].map((line) => {
+    const [method = '', path = '', field = ''] = line.split(' ');
+    return { method, path, field };
+  });
+}
+
+/** `{result: [{a: {b: value}}]}` for `.result[].a.b`. */
+function answerWith(field: string, value: string): Record<string, unknown> {
+  let inner: unknown = value;
+  for (const step of field.slice(1).split('.').reverse()) {
+    const name = step.replace(/(\[\]|\{\})+$/, '');
+    const wrappers = step.slice(name.length).match(/\[\]|\{\}/g) ?? [];
+    for (const wrapper of wrappers.reverse()) inner = wrapper === '[]' ? [inner] : { k: inner };
+    inner = { [name]: inner };
+  }
+  return inner as Record<string, unknown>;
+}
+
+describe('attack23f: the catalog, the withholding and the own-token rule', () => {
+  it('withholds the private key of a custom hostname’s uploaded certificate (ssl.custom_key: "The key for a custom uploaded certificate.")', () => {
+    // custom-hostnames_custom_hostname_response: GET/POST/PATCH …/custom_hostnames answer
+    // `ssl.custom_key`, the PEM private key of a SaaS customer's (or the zone's) certificate. The
+    // catalog has no entry for …/custom_hostnames, and its walk of the document reads field names
+    // only: `custom_key` matches none of its patterns, so the test that should catch it passes.
+    const hostname = {
+      id: 'ch1',
+      hostname: 'app.customer.example',
+      ssl: {
+        method: 'http',
+        type: 'dv',
+        custom_certificate: '-----BEGIN CERTIFICATE-----',
+        custom_key: PRIVATE_KEY,
+      },
+    };
+    const answers: Array<[string, string, unknown]> = [
+      ['GET', '/zones/z/custom_hostnames', [hostname]],
+      ['GET', '/zones/z/custom_hostnames/ch1', hostname],
+      ['PATCH', '/zones/z/custom_hostnames/ch1', hostname],
+      ['POST', '/zones/z/custom_hostnames', hostname],
+    ];
+    const missed = answers
+      .filter(([method, path, result]) => leaks(shownToAgent(method, path, { success: true, result })))
+      .map(([method, path]) => `${method} ${path}`);
+    expect(missed, 'answers that show a custom certificate private key to the agent').toEqual([]);
+  });
+
+  it('withholds every answer field the API document DESCRIBES as a private key, whatever its name', () => {
+    const fields = privateKeysOfDocument();
+    // The walk finds the known ones (origin TLS client auth) and custom_key.
+    expect(fields.length).toBeGreaterThan(2);
+    const shown = fields
+      .filter(({ method, path, field }) => {
+        const concrete = path.replace(/\{[^}]+\}/g, 'x');
+        return leaks(shownToAgent(method, concrete, { success: true, ...answerWith(field, SECRET) }));
+      })
+      .map(({ method, path, field }) => `${method} ${path} ${field}`);
+    expect(shown).toEqual([]);
+  });
+
+  it('HELD the own-token rule matches every spelling of the vaulted token’s path (case, escapes, account form, value roll)', () => {
+    const id = '0123456789abcdef0123456789abcdef';
+    const upper = id.toUpperCase();
+    const escaped = [...id].map((c) => `%${c.charCodeAt(0).toString(16)}`).join('');
+    const refused: Array<[string, string]> = [
+      ['DELETE', `/user/tokens/${id}`],
+      ['PUT', `/user/tokens/${id}`],
+      ['PUT', `/user/tokens/${id}/value`],
+      ['put', `/USER/TOKENS/${upper}/VALUE`],
+      ['DELETE', `/user/tokens/${escaped}`],
+      ['PATCH', `/user/%74okens/${id}`],
+      // An account-owned spelling of a user token's id (and the other way round).
+      ['DELETE', `/accounts/acc/tokens/${id}`],
+      ['PUT', `/accounts/acc/tokens/${upper}/value`],
+      ['POST', `/Accounts/acc/Tokens/${id}/anything`],
+    ];
+    expect(refused.filter(([method, path]) => !ownTokenRefuses(method, path, id))).toEqual([]);
+    // Reads of it, and other tokens, stay open.
+    expect(ownTokenRefuses('GET', `/user/tokens/${id}`, id)).toBe(false);
+    expect(ownTokenRefuses('DELETE', `/user/tokens/${id}0`, id)).toBe(false);
+    expect(ownTokenRefuses('DELETE', `/user/tokens/x${id}`, id)).toBe(false);
+    // A double-encoded or dot-segment spelling never reaches the rule: it is refused first.
+    for (const path of [`/user/tokens/%25${id}`, `/user/x/../tokens/${id}`, `/user/tokens%2F${id}`]) {
+      expect(() => canonicalizePath(path), path).toThrow();
+    }
+  });
+
+  it('HELD an invited member is recorded for revocation by its membership id (what DELETE …/members/{member_id} takes), not its user’s id', () => {
+    // The document: POST /accounts/{id}/members answers `result.id` "Membership identifier tag",
+    // `result.user.id` the user; DELETE …/members/{member_id} takes the membership id.
+    const path = '/accounts/acc/members';
+    const operation = credentialOperation({ method: 'POST', path })!;
+    expect(operation.kind).toBe('account_members');
+    const answer = {
+      success: true,
+      result: { id: 'membership1', status: 'pending', user: { id: 'user1', email: 'x@agent.example' } },
+    };
+    expect(mintedCredential(operation, { method: 'POST', path }, answer, false)).toEqual({
+      kind: 'account_members',
+      upstreamId: 'membership1',
+      revokeMethod: 'DELETE',
+      revokePath: '/accounts/acc/members/membership1',
+    });
+    // A member whose status was set to accepted at once is recorded the same way.
+    expect(
+      mintedCredential(
+        operation,
+        { method: 'POST', path },
+        { success: true, result: { ...answer.result, status: 'accepted' } },
+        false,
+      ),
+    ).toMatchObject({ upstreamId: 'membership1' });
+  });
+
+  it('HELD the `header` that monitors and health checks send is withheld in every shape (array values, odd header names, nested, lists, previews)', () => {
+    const header = {
+      Authorization: [`Bearer ${SECRET}`],
+      'cf-access-client-secret': [SECRET, 'second'],
+      'X-API-KEY': [SECRET],
+      'x-unicode-Ŝecret': [SECRET],
+    };
+    const monitor = { id: 'm1', type: 'https', header };
+    const check = { id: 'h1', http_config: { header, path: '/' } };
+    const answers: Array<[string, string, unknown]> = [
+      ['GET', '/accounts/a/load_balancers/monitors', [monitor, { ...monitor, id: 'm2' }]],
+      ['PUT', '/accounts/a/load_balancers/monitors/m1', monitor],
+      ['PATCH', '/accounts/a/load_balancers/monitors/m1', monitor],
+      ['POST', '/accounts/a/load_balancers/monitors/m1/preview', { preview_id: 'p', monitor }],
+      ['GET', '/user/load_balancers/monitors/m1', monitor],
+      ['POST', '/user/load_balancers/monitors', monitor],
+      ['GET', '/zones/z/healthchecks', [check]],
+      ['PATCH', '/zones/z/healthchecks/h1', check],
+      ['POST', '/zones/z/healthchecks/preview', check],
+      ['GET', '/Zones/z/HealthChecks/preview/p1', check],
+    ];
+    const missed = answers
+      .filter(([method, path, result]) => leaks(shownToAgent(method, path, { success: true, result })))
+      .map(([method, path]) => `${method} ${path}`);
+    expect(missed).toEqual([]);
+  });
+});
