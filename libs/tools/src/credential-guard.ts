@@ -46,7 +46,8 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   images_signing_keys: 'Images URL-signing keys: list (their values), create, delete',
   certificates:
     'Certificates Cloudflare signs or trusts for the agent: API Shield (mTLS) client certificates, Origin CA certificates, client-certificate CAs uploaded for Access, API Shield or hostnames',
-  account_members: 'Account members: inviting one (a dashboard login of its own) or changing its roles',
+  account_members:
+    'Account members: inviting one (a dashboard login of its own); changing or removing one is refused whatever the policy',
   service_secrets:
     "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys (generated or set), Stream live-input keys and webhook secret, alert webhook secrets, WARP override codes; and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens and secret environment variables, Logpush destination credentials, origin TLS client-auth private keys, D1 export URLs, the Zaraz debug key",
 };
@@ -182,10 +183,10 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'certificates', methods: ['PUT', 'PATCH'], path: '/zones/*/access/certificates/*' },
   { kind: 'certificates', methods: ['POST'], path: '/accounts/*/mtls_certificates', revokes: 'child' },
   { kind: 'certificates', methods: ['PUT'], path: '/zones/*/certificate_authorities/hostname_associations' },
-  // A member invited (a dashboard login that is not the agent's token) or given other roles.
+  // A member invited (a dashboard login that is not the agent's token). Changing or removing a
+  // member is refused whatever the policy (see `writesToken`).
   { kind: 'account_members', methods: ['POST'], path: '/accounts/*/members', revokes: 'child' },
-  // Removing a member may remove the user whose token Warden holds: offboarding then cannot revoke.
-  { kind: 'account_members', methods: ['PUT', 'PATCH', 'DELETE'], path: '/accounts/*/members/*' },
+
   // Reads and writes that answer with another service's secret (creating, showing, rotating it).
   {
     kind: 'service_secrets',
@@ -346,15 +347,19 @@ const CATALOG = GUARDED.map((entry) => ({
 }));
 
 /**
- * Whether a write to `path` (canonical) changes the access of the token Warden holds (`tokenId`):
- * the token itself or below it (`/user/tokens/{id}/value`), or the memberships of its user
- * (`/memberships/**`, which are only ever the token user's own).
+ * Whether a write to `path` (canonical) may change the access of the token Warden holds
+ * (`tokenId`): the token itself or below it (`/user/tokens/{id}/value`), the memberships of its
+ * user (`/memberships/**`, only ever the token user's own), and any account member (`…/members/
+ * {id}`: Warden cannot tell the token user's own entry from another's without asking).
  */
-export function writesToken(path: string, tokenId: string): boolean {
+export function writesToken(path: string, tokenId: string | null): boolean {
   const segments = pathSegments(path).map((segment) => segment.toLowerCase());
   if (segments[0] === 'memberships') return true;
+  if (segments[0] === 'accounts' && segments[2] === 'members' && segments.length >= 4) return true;
   const at = segments[0] === 'user' ? 1 : segments[0] === 'accounts' ? 2 : -1;
-  return at > 0 && segments[at] === 'tokens' && segments[at + 1] === tokenId.toLowerCase();
+  return (
+    tokenId !== null && at > 0 && segments[at] === 'tokens' && segments[at + 1] === tokenId.toLowerCase()
+  );
 }
 
 /**

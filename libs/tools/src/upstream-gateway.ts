@@ -56,8 +56,10 @@ export interface UpstreamParty {
   /** Cloudflare answered 401: the credential may have been revoked at Cloudflare. */
   readonly onUnauthorized?: () => void;
   /**
-   * Cloudflare's id of the vaulted token the party sends with: an agent may not edit, roll or
-   * delete it (offboarding needs it to revoke what the agent made), whatever the policy allows.
+   * Cloudflare's id of the vaulted token the party sends with (null: a Global API Key or an id
+   * not known): set for an agent's requests, which may not edit, roll or delete that token nor
+   * change its user's memberships or an account member (see `writesToken`), whatever the policy
+   * allows; offboarding needs them to revoke what the agent made.
    */
   readonly ownTokenId?: string | null;
   /**
@@ -349,12 +351,12 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       path: request.path,
       ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
     };
-    if (party.ownTokenId && isWrite(asked) && writesToken(request.path, party.ownTokenId)) {
+    if (party.ownTokenId !== undefined && isWrite(asked) && writesToken(request.path, party.ownTokenId)) {
       return fail(
         sending,
         new WardenError(
           'policy_denied',
-          `${request.method} ${request.path} would change the token Warden holds for this account, which offboarding needs to revoke what agents made; change it in the Cloudflare dashboard, then rotate the connected account`,
+          `${request.method} ${request.path} may change the access of the token Warden holds for this account (the token, its user's memberships, an account member), which offboarding needs to revoke what agents made; make such changes in the Cloudflare dashboard`,
           { rule: 'own_token', scope: 'tenant' },
         ),
       );

@@ -593,7 +593,9 @@ export function createConnectedAccountService(deps: {
       const { tenantId } = ctx;
       const revoked = await db.transaction().execute(async (tx) => {
         const row = await findRow(tx, tenantId, id, true);
-        if (!options.keepCredential) {
+        // An account revoked already may still hold its credential for an offboarding that stopped
+        // half-way: only that offboarding (`purgeCredential`) deletes it.
+        if (!options.keepCredential && row.status !== 'REVOKED') {
           await tx
             .deleteFrom('sealed_credentials')
             .where('tenant_id', '=', tenantId)
