@@ -110,28 +110,13 @@ export function createMintedCredentialStore(deps: { db: Kysely<Database> }): Min
       }));
     },
     async recordUnrevoked(tenantId, entry, error) {
-      await db
-        .insertInto('minted_credentials')
-        .values({
-          tenant_id: tenantId,
-          identifier: entry.identifier,
-          connected_account_id: entry.connectedAccountId,
-          execution_id: entry.executionId,
-          kind: entry.kind,
-          upstream_id: entry.upstreamId,
-          revoke_method: entry.revokeMethod,
-          revoke_path: entry.revokePath,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow()
-        .then(({ id }) =>
-          db
-            .updateTable('minted_credentials')
-            .set({ last_error: error.slice(0, 500) })
-            .where('tenant_id', '=', tenantId)
-            .where('id', '=', id)
-            .execute(),
-        );
+      await sql`
+        insert into minted_credentials
+          (tenant_id, identifier, connected_account_id, execution_id, kind, upstream_id, revoke_method, revoke_path, last_error)
+        values (${tenantId}, ${entry.identifier}, ${entry.connectedAccountId}, ${entry.executionId},
+                ${entry.kind}, ${entry.upstreamId}, ${entry.revokeMethod}, ${entry.revokePath}, ${error.slice(0, 500)})`.execute(
+        db,
+      );
     },
     async markRevoked(tenantId, id) {
       await db
@@ -233,14 +218,15 @@ export async function guardCredentialResponse<
   const revealed = credentialSecretsRevealed(context.policy, operation.kind);
   const minted = mintedCredential(operation, request, response, revealed);
   if (minted) {
+    const entry = {
+      ...minted,
+      identifier: context.identifier,
+      connectedAccountId: context.connectedAccountId,
+      executionId: context.executionId,
+    };
     let recorded: boolean;
     try {
-      recorded = await deps.store.record(context.tenantId, {
-        ...minted,
-        identifier: context.identifier,
-        connectedAccountId: context.connectedAccountId,
-        executionId: context.executionId,
-      });
+      recorded = await deps.store.record(context.tenantId, entry);
     } catch (error) {
       const undo = await undoMinted(deps.cloudflare, context.credential, minted);
       deps.logger.error(
@@ -255,16 +241,7 @@ export async function guardCredentialResponse<
       const undo = await undoMinted(deps.cloudflare, context.credential, minted);
       if (undo !== 'revoked') {
         await deps.store
-          .recordUnrevoked(
-            context.tenantId,
-            {
-              ...minted,
-              identifier: context.identifier,
-              connectedAccountId: context.connectedAccountId,
-              executionId: context.executionId,
-            },
-            `created as its account was revoked; ${undo}`,
-          )
+          .recordUnrevoked(context.tenantId, entry, `created as its account was revoked; ${undo}`)
           .catch((error: unknown) =>
             deps.logger.error(
               { err: error, kind: minted.kind },
@@ -274,7 +251,7 @@ export async function guardCredentialResponse<
       }
       deps.logger.warn(
         { kind: minted.kind, upstream_id: minted.upstreamId, undo },
-        'a credential created as its account was revoked was revoked at once',
+        'a credential was created as its account was revoked (undo: see the undo field)',
       );
       throw new WardenError(
         'forbidden',
