@@ -103,6 +103,23 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
     return { ...report, outboxPurged };
   }
 
+  /** Intents (`i`) no outcome record names yet. */
+  function intentsWithoutOutcome() {
+    return db
+      .selectFrom('audit_events as i')
+      .where('i.outcome', '=', 'pending')
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('audit_events as o')
+              .select(sql`1`.as('one'))
+              .whereRef('o.intent_id', '=', 'i.id')
+              .whereRef('o.tenant_id', '=', 'i.tenant_id'),
+          ),
+        ),
+      );
+  }
+
   return {
     partitions,
 
@@ -112,23 +129,11 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
      * knows).
      */
     async inFlight(tenantId: string, connectedAccountId: string, since: Date): Promise<number> {
-      const row = await db
-        .selectFrom('audit_events as i')
+      const row = await intentsWithoutOutcome()
         .select(sql<number>`count(*)::int`.as('pending'))
-        .where('i.outcome', '=', 'pending')
         .where('i.occurred_at', '>=', since)
         .where('i.tenant_id', '=', tenantId)
         .where('i.connected_account_id', '=', connectedAccountId)
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('audit_events as o')
-                .select(sql`1`.as('one'))
-                .whereRef('o.intent_id', '=', 'i.id')
-                .whereRef('o.tenant_id', '=', 'i.tenant_id'),
-            ),
-          ),
-        )
         .executeTakeFirst();
       return row?.pending ?? 0;
     },
@@ -148,22 +153,10 @@ export function createAuditMaintenance(deps: AuditMaintenanceDeps) {
       if (from >= cutoff) return 0;
       let closed = 0;
       for (;;) {
-        const rows = await db
-          .selectFrom('audit_events as i')
+        const rows = await intentsWithoutOutcome()
           .selectAll('i')
-          .where('i.outcome', '=', 'pending')
           .where('i.occurred_at', '>=', from)
           .where('i.occurred_at', '<', cutoff)
-          .where(({ not, exists, selectFrom }) =>
-            not(
-              exists(
-                selectFrom('audit_events as o')
-                  .select(sql`1`.as('one'))
-                  .whereRef('o.intent_id', '=', 'i.id')
-                  .whereRef('o.tenant_id', '=', 'i.tenant_id'),
-              ),
-            ),
-          )
           .orderBy('i.occurred_at')
           .limit(SWEEP_BATCH)
           .execute();

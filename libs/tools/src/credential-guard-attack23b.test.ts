@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { decide, leaksTo, shownToAgent } from './test-support/credential-views.ts';
 import { specFixturePath } from '@warden/testing';
 import { canonicalizePath } from './canonical-path.ts';
 import { credentialOperation, withholdCredentialSecrets, withheldMarker } from './credential-guard.ts';
-import { evaluatePolicy, parsePolicy } from './policy.ts';
+import { parsePolicy } from './policy.ts';
 import type { Policy } from './policy.ts';
 
 /**
@@ -16,18 +17,7 @@ import type { Policy } from './policy.ts';
  */
 const SECRET = 'ATTACK23B-SECRET-0123456789abcdef';
 
-function decide(method: string, path: string, tenant: Policy = {}, identity: Policy = {}) {
-  return evaluatePolicy(tenant, identity, { method, path: canonicalizePath(path) });
-}
-
-function shownToAgent(method: string, path: string, answer: { success: boolean; result?: unknown }) {
-  const canonical = canonicalizePath(path);
-  if (!decide(method, canonical).allowed) return null;
-  const operation = credentialOperation({ method, path: canonical });
-  return operation ? withholdCredentialSecrets(answer, operation).response : answer;
-}
-
-const leaks = (shown: unknown) => shown !== null && JSON.stringify(shown).includes(SECRET);
+const leaks = leaksTo(SECRET);
 
 describe('attack23b: the credential catalog and the policy', () => {
   it('HELD every spelling of a guarded operation is refused by default (case, escapes, zone form, method case)', () => {

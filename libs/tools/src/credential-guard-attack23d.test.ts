@@ -1,14 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { decide, leaksTo, shownToAgent } from './test-support/credential-views.ts';
 import { canonicalizePath } from './canonical-path.ts';
-import {
-  credentialOperation,
-  mintedCredential,
-  revocationBody,
-  withholdCredentialSecrets,
-  writesToken,
-} from './credential-guard.ts';
-import { evaluatePolicy } from './policy.ts';
-import type { Policy } from './policy.ts';
+import { credentialOperation, mintedCredential, revocationBody, writesToken } from './credential-guard.ts';
 
 /**
  * attack23d: an outsider's attacks on issue 14's claim ("credential-minting operations are
@@ -21,18 +14,7 @@ import type { Policy } from './policy.ts';
  */
 const SECRET = 'ATTACK23D-SECRET-0123456789abcdef';
 
-function decide(method: string, path: string, tenant: Policy = {}, identity: Policy = {}) {
-  return evaluatePolicy(tenant, identity, { method, path: canonicalizePath(path) });
-}
-
-function shownToAgent(method: string, path: string, answer: { success: boolean; result?: unknown }) {
-  const canonical = canonicalizePath(path);
-  if (!decide(method, canonical).allowed) return null;
-  const operation = credentialOperation({ method, path: canonical });
-  return operation ? withholdCredentialSecrets(answer, operation).response : answer;
-}
-
-const leaks = (shown: unknown) => shown !== null && JSON.stringify(shown).includes(SECRET);
+const leaks = leaksTo(SECRET);
 
 /** A Logpush job listing answer (logpush_logpush_job_response_collection) with these confs. */
 const jobs = (...confs: string[]) => ({

@@ -1,15 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { leaksTo, shownToAgent } from './test-support/credential-views.ts';
 import { specFixturePath } from '@warden/testing';
 import { canonicalizePath } from './canonical-path.ts';
-import {
-  credentialOperation,
-  mintedCredential,
-  withholdCredentialSecrets,
-  writesToken,
-} from './credential-guard.ts';
-import { evaluatePolicy, isWrite } from './policy.ts';
-import type { Policy } from './policy.ts';
+import { credentialOperation, mintedCredential, writesToken } from './credential-guard.ts';
+import { isWrite } from './policy.ts';
 
 /**
  * attack23f: an outsider's third attack on issue 14's claim ("credential-minting operations are
@@ -23,18 +18,7 @@ import type { Policy } from './policy.ts';
 const SECRET = 'ATTACK23F-SECRET-0123456789abcdef';
 const PRIVATE_KEY = `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----`;
 
-function decide(method: string, path: string, tenant: Policy = {}, identity: Policy = {}) {
-  return evaluatePolicy(tenant, identity, { method, path: canonicalizePath(path) });
-}
-
-function shownToAgent(method: string, path: string, answer: { success: boolean; result?: unknown }) {
-  const canonical = canonicalizePath(path);
-  if (!decide(method, canonical).allowed) return null;
-  const operation = credentialOperation({ method, path: canonical });
-  return operation ? withholdCredentialSecrets(answer, operation).response : answer;
-}
-
-const leaks = (shown: unknown) => shown !== null && JSON.stringify(shown).includes(SECRET);
+const leaks = leaksTo(SECRET);
 
 /** What the gateway's own-token rule refuses: a write whose canonical path is the vaulted token's. */
 const ownTokenRefuses = (method: string, path: string, tokenId: string) => {

@@ -5,7 +5,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
-import { zoneTenant } from './test-support/fake-user.ts';
+import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -188,17 +188,10 @@ describe('attack23d: revocation of what agents make, and operations outside the 
 
   const tenant = (name: string, permissions: readonly string[] = []) => zoneTenant(t, cf, name, permissions);
 
-  const setPolicy = async (auth: Record<string, string>, payload: Record<string, unknown>) => {
-    const put = await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: auth, payload });
-    expect(put.statusCode, put.body).toBe(200);
-  };
+  const setPolicy = (auth: Record<string, string>, payload: Record<string, unknown>) =>
+    tenantAdmin(t).setPolicy(auth, payload);
   const offboard = (auth: Record<string, string>, identifier: string) =>
-    t.app.inject({
-      method: 'POST',
-      url: `/api/v1/identities/${identifier}/offboard`,
-      headers: auth,
-      payload: { revoke_upstream: true },
-    });
+    tenantAdmin(t).offboard(auth, identifier);
 
   /** Sends each request in turn: 'sent <status> <result>' or the error code. */
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>

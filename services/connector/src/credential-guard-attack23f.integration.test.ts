@@ -7,6 +7,7 @@ import { freePort } from './test-support/free-port.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { tenantAdmin } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -192,17 +193,10 @@ describe('attack23f: offboarding order, the own-token rule elsewhere, account me
     };
   }
 
-  const setPolicy = async (auth: Record<string, string>, payload: Record<string, unknown>) => {
-    const put = await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: auth, payload });
-    expect(put.statusCode, put.body).toBe(200);
-  };
+  const setPolicy = (auth: Record<string, string>, payload: Record<string, unknown>) =>
+    tenantAdmin(t).setPolicy(auth, payload);
   const offboard = (auth: Record<string, string>, identifier: string) =>
-    t.app.inject({
-      method: 'POST',
-      url: `/api/v1/identities/${identifier}/offboard`,
-      headers: auth,
-      payload: { revoke_upstream: true },
-    });
+    tenantAdmin(t).offboard(auth, identifier);
   const mintedRows = async (tenantId: string) =>
     (
       await sql<{ kind: string; upstream_id: string; revoked_at: Date | null; last_error: string | null }>`

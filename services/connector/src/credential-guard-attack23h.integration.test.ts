@@ -5,6 +5,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { tenantAdmin } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -119,17 +120,10 @@ describe('attack23h: the own-token rule on account members, and the credential k
       auth: { authorization: `Bearer ${tn.apiKey}` },
     };
   }
-  const setPolicy = async (auth: Record<string, string>, payload: Record<string, unknown>) => {
-    const put = await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: auth, payload });
-    expect(put.statusCode, put.body).toBe(200);
-  };
+  const setPolicy = (auth: Record<string, string>, payload: Record<string, unknown>) =>
+    tenantAdmin(t).setPolicy(auth, payload);
   const offboard = (auth: Record<string, string>, identifier: string) =>
-    t.app.inject({
-      method: 'POST',
-      url: `/api/v1/identities/${identifier}/offboard`,
-      headers: auth,
-      payload: { revoke_upstream: true },
-    });
+    tenantAdmin(t).offboard(auth, identifier);
 
   /** Invites a member, then sends `own` (a write on the vaulted user's own member); both answers. */
   const inviteThenOwn = (accountId: string, own: string) =>

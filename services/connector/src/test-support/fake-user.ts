@@ -74,3 +74,21 @@ export async function zoneTenant(
     auth: { authorization: `Bearer ${tenant.apiKey}` },
   };
 }
+
+/** A tenant admin's two steps in the credential-guard tests: its policy, and offboarding. */
+export function tenantAdmin(t: Pick<TestApp, 'app'>) {
+  return {
+    async setPolicy(auth: Record<string, string>, payload: Record<string, unknown>): Promise<void> {
+      const put = await t.app.inject({ method: 'PUT', url: '/api/v1/policy', headers: auth, payload });
+      if (put.statusCode !== 200) throw new Error(`PUT /api/v1/policy: ${put.statusCode} ${put.body}`);
+    },
+    /** `POST …/offboard` with `revoke_upstream: true`. */
+    offboard: (auth: Record<string, string>, identifier: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/api/v1/identities/${identifier}/offboard`,
+        headers: auth,
+        payload: { revoke_upstream: true },
+      }),
+  };
+}
