@@ -349,13 +349,18 @@ const CATALOG = GUARDED.map((entry) => ({
 /**
  * Whether a write to `path` (canonical) may change the access of the token Warden holds
  * (`tokenId`): the token itself or below it (`/user/tokens/{id}/value`), the memberships of its
- * user (`/memberships/**`, only ever the token user's own), and any account member (`…/members/
- * {id}`: Warden cannot tell the token user's own entry from another's without asking).
+ * user (`/memberships/**`, only ever the token user's own; `/user/organizations/**`, leaving an
+ * account), any account member (`…/members/{id}`: Warden cannot tell the token user's own entry
+ * from another's without asking) and the account's IAM (`…/iam/**`).
  */
 export function writesToken(path: string, tokenId: string | null): boolean {
   const segments = pathSegments(path).map((segment) => segment.toLowerCase());
   if (segments[0] === 'memberships') return true;
+  // Leaving an account (`/user/organizations/{id}`), the members and the account's IAM (the
+  // resource groups and user groups their policies name).
+  if (segments[0] === 'user' && segments[1] === 'organizations') return true;
   if (segments[0] === 'accounts' && segments[2] === 'members' && segments.length >= 4) return true;
+  if (segments[0] === 'accounts' && segments[2] === 'iam') return true;
   const at = segments[0] === 'user' ? 1 : segments[0] === 'accounts' ? 2 : -1;
   return (
     tokenId !== null && at > 0 && segments[at] === 'tokens' && segments[at + 1] === tokenId.toLowerCase()

@@ -176,6 +176,18 @@ export function createOffboardingService(deps: {
           // Revoked already: an offboarding that stopped half-way left its credential sealed.
           credential = await deps.accounts.openRetained(ctx.tenantId, account.id);
           if (!credential) continue;
+          if (!options.revokeUpstream) {
+            // Only an offboarding that revokes upstream can finish it: the credential stays.
+            revoked.push({
+              id: account.id,
+              upstream: {
+                revoked: false,
+                detail:
+                  'an earlier offboarding stopped before revoking what this account made at Cloudflare; offboard again with revoke_upstream: true to finish it',
+              },
+            });
+            continue;
+          }
         } else if (options.revokeUpstream) {
           try {
             ({ credential } = await deps.accounts.openCredential(ctx.tenantId, account.id));
