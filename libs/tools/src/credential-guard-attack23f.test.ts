@@ -16,7 +16,8 @@ import { isWrite } from './policy.ts';
  * (null) if the catalog guards the operation, else the answer with the catalog's fields withheld.
  */
 const SECRET = 'ATTACK23F-SECRET-0123456789abcdef';
-const PRIVATE_KEY = `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----`;
+/** Stands for a custom certificate's key (deliberately not PEM-shaped: no key material in the tree). */
+const PRIVATE_KEY = `custom-key:${SECRET}`;
 
 const leaks = leaksTo(SECRET);
 
