@@ -1,12 +1,9 @@
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDACTED } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
-import { createR2Client } from './r2.client.ts';
 import type { R2Credentials } from './r2.client.ts';
+import { startRangedR2 } from './test-support/ranged-r2.ts';
 
 /**
  * attack23g: the R2 note of README ("a range read keeps a margin on each side of 108 bytes per
@@ -33,45 +30,12 @@ const OBJECT = Buffer.from(`{"log":"${'\\'.repeat(RUN)}${SPELLED}","n":1}`);
 /** Where the token's spelling starts in the object. */
 const AT = OBJECT.indexOf(SPELLED);
 
-let server: Server;
-let endpoint = '';
-
+let r2: Awaited<ReturnType<typeof startRangedR2>>;
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-    if (!m) {
-      res.writeHead(200, { 'content-length': OBJECT.length });
-      res.end(OBJECT);
-      return;
-    }
-    const start = m[1] === '' ? Math.max(0, OBJECT.length - Number(m[2])) : Number(m[1]);
-    const end = m[1] !== '' && m[2] !== '' ? Math.min(Number(m[2]), OBJECT.length - 1) : OBJECT.length - 1;
-    res.writeHead(206, {
-      'content-range': `bytes ${start}-${end}/${OBJECT.length}`,
-      'content-length': end - start + 1,
-    });
-    res.end(OBJECT.subarray(start, end + 1));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  r2 = await startRangedR2(() => OBJECT, credential, keys);
 });
-
-afterAll(async () => {
-  await new Promise((resolve) => server.close(resolve));
-});
-
-const read = async (range?: string) => {
-  const r2 = createR2Client({ endpoint, maxResponseBytes: 10_000_000 });
-  const got = await r2.send(keys, credential, {
-    method: 'GET',
-    accountId: 'a'.repeat(32),
-    jurisdiction: 'default',
-    bucket: 'logs',
-    key: 'app.json',
-    ...(range !== undefined ? { range } : {}),
-  });
-  return got.body.toString('utf8');
-};
+afterAll(() => r2.close());
+const read = (range?: string) => r2.read(range);
 
 describe('attack23g a range read whose margin starts inside a run of backslashes', () => {
   it('HELD: the whole object is scrubbed (the run read from its start: the token is found)', async () => {

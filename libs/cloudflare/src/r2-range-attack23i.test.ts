@@ -1,12 +1,9 @@
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDACTED } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
-import { createR2Client } from './r2.client.ts';
 import type { R2Credentials } from './r2.client.ts';
+import { startRangedR2 } from './test-support/ranged-r2.ts';
 
 /**
  * attack23i: prefixes whose meaning depends on bytes before a range's widened window. A range
@@ -21,45 +18,12 @@ const DERIVED = createHash('sha256').update(TOKEN).digest('hex');
 const keys: R2Credentials = { accessKeyId: 'b'.repeat(32), secretAccessKey: DERIVED };
 
 let object = Buffer.alloc(0);
-let server: Server;
-let endpoint = '';
-
+let r2: Awaited<ReturnType<typeof startRangedR2>>;
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-    if (!m) {
-      res.writeHead(200, { 'content-length': object.length });
-      res.end(object);
-      return;
-    }
-    const start = m[1] === '' ? Math.max(0, object.length - Number(m[2])) : Number(m[1]);
-    const end = m[1] !== '' && m[2] !== '' ? Math.min(Number(m[2]), object.length - 1) : object.length - 1;
-    res.writeHead(206, {
-      'content-range': `bytes ${start}-${end}/${object.length}`,
-      'content-length': end - start + 1,
-    });
-    res.end(object.subarray(start, end + 1));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  r2 = await startRangedR2(() => object, credential, keys);
 });
-
-afterAll(async () => {
-  await new Promise((resolve) => server.close(resolve));
-});
-
-const read = async (range?: string) => {
-  const r2 = createR2Client({ endpoint, maxResponseBytes: 10_000_000 });
-  const got = await r2.send(keys, credential, {
-    method: 'GET',
-    accountId: 'a'.repeat(32),
-    jurisdiction: 'default',
-    bucket: 'logs',
-    key: 'app.json',
-    ...(range !== undefined ? { range } : {}),
-  });
-  return got.body.toString('utf8');
-};
+afterAll(() => r2.close());
+const read = (range?: string) => r2.read(range);
 
 /** `\u{…}` with `zeros` leading zeros (JavaScript reads any number of them). */
 const braced = (c: string, zeros: number) => `\\u{${'0'.repeat(zeros)}${c.charCodeAt(0).toString(16)}}`;

@@ -293,13 +293,7 @@ function scrubText(finder: SecretFinder, text: string): string {
  * secret split across two ranges is found whole in each and neither part comes back.
  */
 function redact(body: Buffer, finder: SecretFinder, start: number, from: number, to: number): Buffer {
-  const runs = [...finder.find(body)];
-  // A read that starts inside a run of backslashes cannot tell which of them escape the next:
-  // the body is read both ways (as cut, and from its second byte).
-  if (start > 0 && body[0] === 0x5c) {
-    for (const [a, b] of finder.find(body.subarray(1))) runs.push([a + 1, b + 1]);
-    runs.sort((x, y) => x[0] - y[0]);
-  }
+  const runs = finder.find(body, { cut: start > 0 });
   const first = Math.max(from, start);
   const end = Math.min(to + 1, start + body.length);
   if (runs.length === 0) return body.subarray(first - start, Math.max(first, end) - start);

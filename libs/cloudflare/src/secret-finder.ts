@@ -27,8 +27,12 @@
 export type Span = readonly [start: number, end: number];
 
 export interface SecretFinder {
-  /** The runs of `body` that spell one of the secrets, sorted and merged. */
-  find(body: Uint8Array): Span[];
+  /**
+   * The runs of `body` that spell one of the secrets, sorted and merged. `cut`: the body starts
+   * part-way into something longer (a range read), so a run of backslashes at its start may be
+   * cut too and is read both ways.
+   */
+  find(body: Uint8Array, options?: { readonly cut?: boolean }): Span[];
   /**
    * The most bytes one occurrence can take in a body, its characters escaped one by one (a
    * range read keeps this margin on each side so a secret it cuts through is found whole).
@@ -117,10 +121,15 @@ export function secretFinder(needles: Needles): SecretFinder {
 
   const hasReferences = (bytes: Uint8Array) => bytes.includes(PERCENT) || bytes.includes(AMPERSAND);
 
-  return {
+  const finder: SecretFinder = {
     reach,
-    find(body) {
+    find(body, options = {}) {
       const spans: [number, number][] = [];
+      // Which of a cut run of backslashes escape the next byte depends on bytes not read: the
+      // body is also read from its second byte (the other parity of the run).
+      if (options.cut && body[0] === BACKSLASH) {
+        for (const [a, b] of finder.find(body.subarray(1))) spans.push([a + 1, b + 1]);
+      }
       searchInto(spans, body, forms, () => null);
       const json = body.includes(BACKSLASH) ? decoded(body, decodeJson) : null;
       if (json) {
@@ -133,6 +142,7 @@ export function secretFinder(needles: Needles): SecretFinder {
       return merge(spans);
     },
   };
+  return finder;
 }
 
 /** Where `needle` starts in `buffer`. */

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { decide, leaksTo, shownToAgent } from './test-support/credential-views.ts';
 import { canonicalizePath } from './canonical-path.ts';
-import { credentialOperation, mintedCredential, revocationBody, writesToken } from './credential-guard.ts';
+import {
+  credentialOperation,
+  mintedCredential,
+  revocationBody,
+  changesOwnAccess,
+} from './credential-guard.ts';
 
 /**
  * attack23d: an outsider's attacks on issue 14's claim ("credential-minting operations are
@@ -144,7 +149,7 @@ describe('attack23d: the credential catalog, the withholding and the revocation 
     // Changing or removing a member is refused whatever the policy (attack23h: it may be the
     // vaulted user's own entry): the gateway's own-access rule, checked before the policy.
     for (const method of ['PUT', 'PATCH', 'DELETE'])
-      expect(writesToken(canonicalizePath('/accounts/a/members/m1'), null), method).toBe(true);
+      expect(changesOwnAccess(canonicalizePath('/accounts/a/members/m1'), null), method).toBe(true);
   });
 
   it('does not record for re-generation an IPsec PSK that was only validated (psk_generate?validate_only=true)', () => {

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { answerStringFields, answerWith } from './test-support/api-document.ts';
 import { leaksTo, shownToAgent } from './test-support/credential-views.ts';
-import { specFixturePath } from '@warden/testing';
 import { canonicalizePath } from './canonical-path.ts';
-import { credentialOperation, mintedCredential, writesToken } from './credential-guard.ts';
+import { credentialOperation, mintedCredential, changesOwnAccess } from './credential-guard.ts';
 import { isWrite } from './policy.ts';
 
 /**
@@ -24,88 +23,19 @@ const leaks = leaksTo(SECRET);
 /** What the gateway's own-token rule refuses: a write whose canonical path is the vaulted token's. */
 const ownTokenRefuses = (method: string, path: string, tokenId: string) => {
   const canonical = canonicalizePath(path);
-  return isWrite({ method, path: canonical }) && writesToken(canonical, tokenId);
-};
-
-type Schema = {
-  readonly $ref?: string;
-  readonly type?: string;
-  readonly description?: string;
-  readonly properties?: Record<string, Schema>;
-  readonly items?: Schema;
-  readonly additionalProperties?: Schema | boolean;
-  readonly allOf?: readonly Schema[];
-  readonly oneOf?: readonly Schema[];
-  readonly anyOf?: readonly Schema[];
+  return isWrite({ method, path: canonical }) && changesOwnAccess(canonical, tokenId);
 };
 
 /**
  * Every 2xx answer string field of the API document whose DESCRIPTION says it is a private key
  * (the catalog's own walk reads names only: `custom_key` is named like no secret).
  */
-function privateKeysOfDocument(): { method: string; path: string; field: string }[] {
-  const document = JSON.parse(readFileSync(specFixturePath(), 'utf8')) as {
-    paths: Record<string, Record<string, { responses?: Record<string, Schema & { content?: unknown }> }>>;
-  };
-  const resolve = <T>(node: T & { $ref?: string }): T => {
-    let at: unknown = node;
-    for (let hops = 0; hops < 50 && (at as { $ref?: string } | undefined)?.$ref; hops++) {
-      const ref = (at as { $ref: string }).$ref.replace(/^#\//, '').split('/');
-      at = ref.reduce<unknown>(
-        (o, k) => (o as Record<string, unknown> | undefined)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')],
-        document,
-      );
-    }
-    return at as T;
-  };
-  const found = new Set<string>();
-  const walk = (node: Schema | undefined, at: string, seen: ReadonlySet<Schema>, op: string) => {
-    const schema = node ? resolve(node) : undefined;
-    if (!schema || typeof schema !== 'object' || seen.has(schema) || seen.size > 24) return;
-    const inner = new Set(seen).add(schema);
-    for (const part of [...(schema.allOf ?? []), ...(schema.oneOf ?? []), ...(schema.anyOf ?? [])])
-      walk(part, at, inner, op);
-    if (schema.items) walk(schema.items, `${at}[]`, inner, op);
-    if (typeof schema.additionalProperties === 'object')
-      walk(schema.additionalProperties, `${at}{}`, inner, op);
-    for (const [name, property] of Object.entries(schema.properties ?? {})) {
-      const resolved = resolve(property);
-      if (
-        resolved?.type === 'string' &&
-        /^the [\w' ]*(private key|key for a custom uploaded certificate)\.?$/i.test(
-          resolved.description ?? '',
-        )
-      )
-        found.add(`${op} ${at}.${name}`);
-      walk(property, `${at}.${name}`, inner, op);
-    }
-  };
-  for (const [path, item] of Object.entries(document.paths)) {
-    for (const method of ['get', 'put', 'post', 'patch', 'delete']) {
-      for (const [status, response] of Object.entries(item[method]?.responses ?? {})) {
-        if (!status.startsWith('2')) continue;
-        const content = resolve(response).content as Record<string, { schema?: Schema }> | undefined;
-        walk(content?.['application/json']?.schema, '', new Set(), `${method.toUpperCase()} ${path}`);
-      }
-    }
-  }
-  return [...found].map((line) => {
-    const [method = '', path = '', field = ''] = line.split(' ');
-    return { method, path, field };
-  });
-}
-
-/** `{result: [{a: {b: value}}]}` for `.result[].a.b`. */
-function answerWith(field: string, value: string): Record<string, unknown> {
-  let inner: unknown = value;
-  for (const step of field.slice(1).split('.').reverse()) {
-    const name = step.replace(/(\[\]|\{\})+$/, '');
-    const wrappers = step.slice(name.length).match(/\[\]|\{\}/g) ?? [];
-    for (const wrapper of wrappers.reverse()) inner = wrapper === '[]' ? [inner] : { k: inner };
-    inner = { [name]: inner };
-  }
-  return inner as Record<string, unknown>;
-}
+const privateKeysOfDocument = () =>
+  answerStringFields(
+    ({ description }) =>
+      /^the [\w' ]*(private key|key for a custom uploaded certificate)\.?$/i.test(description),
+    24,
+  );
 
 describe('attack23f: the catalog, the withholding and the own-token rule', () => {
   it('withholds the private key of a custom hostname’s uploaded certificate (ssl.custom_key: "The key for a custom uploaded certificate.")', () => {

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalizePath } from './canonical-path.ts';
-import { writesToken } from './credential-guard.ts';
+import { changesOwnAccess } from './credential-guard.ts';
 import { isWrite } from './policy.ts';
 import type { Policy } from './policy.ts';
 import { decide } from './test-support/credential-views.ts';
 
 /**
- * attack23i: the own-access rule (`writesToken`, applied by the gateway whatever the policy):
+ * attack23i: the own-access rule (`changesOwnAccess`, applied by the gateway whatever the policy):
  * other routes of Cloudflare's API document that remove the vaulted user's access to an account.
  * Each test asserts the SECURE behaviour, so it FAILS on a bug; tests named HELD passed when written.
  */
@@ -21,7 +21,7 @@ const goesThrough = (method: string, path: string, tenant: Policy = {}) => {
   } catch {
     return false; // refused as a path
   }
-  if (isWrite({ method, path: canonical }) && writesToken(canonical, TOKEN_ID)) return false;
+  if (isWrite({ method, path: canonical }) && changesOwnAccess(canonical, TOKEN_ID)) return false;
   return decide(method, canonical, tenant).allowed;
 };
 

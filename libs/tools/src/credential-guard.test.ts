@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { specFixturePath } from '@warden/testing';
+import { answerStringFields, answerWith } from './test-support/api-document.ts';
 import {
   type CredentialOperation,
   credentialOperation,
@@ -285,86 +286,12 @@ const NOT_SECRETS: Readonly<Record<string, string>> = {
   site_token: 'public',
 };
 
-type Schema = {
-  readonly $ref?: string;
-  readonly type?: string;
-  readonly description?: string;
-  readonly properties?: Record<string, Schema>;
-  readonly items?: Schema;
-  readonly additionalProperties?: Schema | boolean;
-  readonly allOf?: readonly Schema[];
-  readonly oneOf?: readonly Schema[];
-  readonly anyOf?: readonly Schema[];
-};
-
 function secretFieldsOfDocument(): { method: string; path: string; field: string }[] {
-  const document = JSON.parse(readFileSync(specFixturePath(), 'utf8')) as {
-    paths: Record<string, Record<string, { responses?: Record<string, Schema & { content?: unknown }> }>>;
-  };
-  const resolve = <T>(node: T & { $ref?: string }): T => {
-    let at: unknown = node;
-    for (let hops = 0; hops < 50 && (at as { $ref?: string } | undefined)?.$ref; hops++) {
-      const ref = (at as { $ref: string }).$ref.replace(/^#\//, '').split('/');
-      at = ref.reduce<unknown>(
-        (o, k) => (o as Record<string, unknown> | undefined)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')],
-        document,
-      );
-    }
-    return at as T;
-  };
-  const found = new Set<string>();
-  const walk = (
-    node: Schema | undefined,
-    at: string,
-    seen: ReadonlySet<Schema>,
-    method: string,
-    path: string,
-  ) => {
-    const schema = node ? resolve(node) : undefined;
-    if (!schema || typeof schema !== 'object' || seen.has(schema) || seen.size > 16) return;
-    const inner = new Set(seen).add(schema);
-    for (const part of [...(schema.allOf ?? []), ...(schema.oneOf ?? []), ...(schema.anyOf ?? [])])
-      walk(part, at, inner, method, path);
-    if (schema.items) walk(schema.items, `${at}[]`, inner, method, path);
-    if (typeof schema.additionalProperties === 'object')
-      walk(schema.additionalProperties, `${at}{}`, inner, method, path);
-    for (const [name, property] of Object.entries(schema.properties ?? {})) {
-      const { type, description } = resolve(property) ?? {};
-      if (
-        type === 'string' &&
-        (SECRET_NAME.test(name) || SECRET_DESCRIPTION.test(description ?? '')) &&
-        !NAMED_LIKE_A_SECRET_BUT_NOT.test(name) &&
-        !(name in NOT_SECRETS) &&
-        !/^\.(errors|messages)/.test(at)
-      )
-        found.add(`${method} ${path} ${at}.${name}`);
-      walk(property, `${at}.${name}`, inner, method, path);
-    }
-  };
-  for (const [path, item] of Object.entries(document.paths)) {
-    for (const method of METHODS.filter((m) => item[m])) {
-      for (const [status, response] of Object.entries(item[method]?.responses ?? {})) {
-        if (!status.startsWith('2')) continue;
-        const content = resolve(response).content as Record<string, { schema?: Schema }> | undefined;
-        walk(content?.['application/json']?.schema, '', new Set(), method.toUpperCase(), path);
-      }
-    }
-  }
-  return [...found].map((line) => {
-    const [method = '', path = '', field = ''] = line.split(' ');
-    return { method, path, field };
-  });
-}
-
-/** `{result: [{a: {b: value}}]}` for `.result[].a.b`. */
-function answerWith(field: string, value: string): Record<string, unknown> {
-  const steps = field.slice(1).split('.');
-  let inner: unknown = value;
-  for (const step of steps.reverse()) {
-    const name = step.replace(/(\[\]|\{\})+$/, '');
-    const wrappers = step.slice(name.length).match(/\[\]|\{\}/g) ?? [];
-    for (const wrapper of wrappers.reverse()) inner = wrapper === '[]' ? [inner] : { k: inner };
-    inner = { [name]: inner };
-  }
-  return inner as Record<string, unknown>;
+  return answerStringFields(
+    ({ name, description, at }) =>
+      (SECRET_NAME.test(name) || SECRET_DESCRIPTION.test(description)) &&
+      !NAMED_LIKE_A_SECRET_BUT_NOT.test(name) &&
+      !(name in NOT_SECRETS) &&
+      !/^\.(errors|messages)/.test(at),
+  );
 }

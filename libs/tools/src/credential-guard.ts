@@ -184,7 +184,7 @@ const GUARDED: readonly GuardedOperation[] = [
   { kind: 'certificates', methods: ['POST'], path: '/accounts/*/mtls_certificates', revokes: 'child' },
   { kind: 'certificates', methods: ['PUT'], path: '/zones/*/certificate_authorities/hostname_associations' },
   // A member invited (a dashboard login that is not the agent's token). Changing or removing a
-  // member is refused whatever the policy (see `writesToken`).
+  // member is refused whatever the policy (see `changesOwnAccess`).
   { kind: 'account_members', methods: ['POST'], path: '/accounts/*/members', revokes: 'child' },
 
   // Reads and writes that answer with another service's secret (creating, showing, rotating it).
@@ -353,7 +353,7 @@ const CATALOG = GUARDED.map((entry) => ({
  * account), any account member (`…/members/{id}`: Warden cannot tell the token user's own entry
  * from another's without asking) and the account's IAM (`…/iam/**`).
  */
-export function writesToken(path: string, tokenId: string | null): boolean {
+export function changesOwnAccess(path: string, tokenId: string | null): boolean {
   const segments = pathSegments(path).map((segment) => segment.toLowerCase());
   if (segments[0] === 'memberships') return true;
   // Leaving an account (`/user/organizations/{id}`), the members and the account's IAM (the

@@ -6,7 +6,7 @@ import {
   credentialOperation,
   credentialSecretsRevealed,
 } from './credential-guard.ts';
-import type { CredentialKind, CredentialOperationsPolicy } from './credential-guard.ts';
+import type { CredentialKind, CredentialOperation, CredentialOperationsPolicy } from './credential-guard.ts';
 import { isGraphqlRequest } from './graphql-operation.ts';
 import { compilePattern, matchPattern, pathSubject, patternProblem } from './policy-matcher.ts';
 import type { LiteralMatch, PathSubject } from './policy-matcher.ts';
@@ -65,6 +65,8 @@ export interface PolicyRequest {
   readonly path: string;
   /** For the GraphQL endpoint: whether `classifyGraphqlRequest` found a read (a query). */
   readonly graphqlQuery?: boolean;
+  /** The credential operation the request is, when the caller worked it out already. */
+  readonly credential?: CredentialOperation | null;
   /**
    * For an R2 object (`r2://bucket/key`): the Cloudflare account it is in, lower case, which
    * `r2://account:<id>/…` rules match; without it they match nothing.
@@ -209,7 +211,7 @@ function evaluateOne(
 }
 
 export function evaluatePolicy(tenant: Policy, identity: Policy, request: PolicyRequest): PolicyDecision {
-  const credential = credentialOperation(request);
+  const credential = request.credential !== undefined ? request.credential : credentialOperation(request);
   if (credential?.guarded && !credentialKindAllowed(tenant.credential_operations, credential.kind)) {
     return {
       allowed: false,

@@ -20,7 +20,8 @@ import type {
 } from '@warden/ratelimit';
 import { rateLimitedError } from '@warden/ratelimit';
 import { canonicalizePath } from './canonical-path.ts';
-import { credentialOperation, writesToken } from './credential-guard.ts';
+import { changesOwnAccess, credentialOperation } from './credential-guard.ts';
+import type { CredentialOperation } from './credential-guard.ts';
 import { classifyGraphqlRequest, isGraphqlRequest } from './graphql-operation.ts';
 import { guardCredentialResponse } from './minted-credentials.ts';
 import type { MintedCredentialStore } from './minted-credentials.ts';
@@ -58,7 +59,7 @@ export interface UpstreamParty {
   /**
    * Cloudflare's id of the vaulted token the party sends with (null: a Global API Key or an id
    * not known): set for an agent's requests, which may not edit, roll or delete that token nor
-   * change its user's memberships or an account member (see `writesToken`), whatever the policy
+   * change its user's memberships or an account member (see `changesOwnAccess`), whatever the policy
    * allows; offboarding needs them to revoke what the agent made.
    */
   readonly ownTokenId?: string | null;
@@ -202,6 +203,8 @@ interface Sending {
   readonly request: Omit<GatewayRequest, 'reservation'>;
   readonly reservation: Reservation | undefined;
   readonly op: OperationInfo | null;
+  /** The credential operation it is, worked out once for policy and the answer (null: none). */
+  readonly credential: CredentialOperation | null;
   /** The body as sent, or undefined for none. */
   readonly body: string | undefined;
   readonly graphql: boolean;
@@ -317,7 +320,19 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
       action,
       requestBytes: body === undefined ? 0 : Buffer.byteLength(body),
     };
-    const prepared = { party, journal, request, reservation, op, body, facts, started, intentId: null };
+    const credential = party.policy && typeof canonical === 'string' ? credentialOperation(request) : null;
+    const prepared = {
+      party,
+      journal,
+      request,
+      reservation,
+      op,
+      credential,
+      body,
+      facts,
+      started,
+      intentId: null,
+    };
     if (typeof canonical !== 'string') fail(prepared, canonical);
     return { ...prepared, graphql: request.method === 'POST' && isGraphqlRequest(request) };
   }
@@ -349,9 +364,14 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     const asked = {
       method: request.method,
       path: request.path,
+      credential: sending.credential,
       ...(graphqlQuery !== undefined ? { graphqlQuery } : {}),
     };
-    if (party.ownTokenId !== undefined && isWrite(asked) && writesToken(request.path, party.ownTokenId)) {
+    if (
+      party.ownTokenId !== undefined &&
+      isWrite(asked) &&
+      changesOwnAccess(request.path, party.ownTokenId)
+    ) {
       return fail(
         sending,
         new WardenError(
@@ -487,7 +507,7 @@ export function createUpstreamGateway(deps: UpstreamGatewayDeps): UpstreamGatewa
     response: CloudflareResponse,
   ): CloudflareResponse | Promise<CloudflareResponse> {
     const { party, request, journal } = committed;
-    const credentialOp = party.policy ? credentialOperation(request) : null;
+    const credentialOp = committed.credential;
     if (!credentialOp || !party.policy) return response;
     return guardCredentialResponse(
       {
