@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom as rng } from '@warden/testing';
 import { REDACTED, credentialScrubber } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
 
@@ -9,16 +10,6 @@ import type { CloudflareCredential } from './credential.ts';
  * Found beyond the scrubber's claim and left as documented limits (README): Base64 broken into
  * lines (MIME, or `\n` in JSON), hex in mixed case, Base64 of the percent-encoded token.
  */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const TOKEN_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
 const pick = (r: () => number, alphabet: string, n: number) =>
   Array.from({ length: n }, () => alphabet[Math.floor(r() * alphabet.length)]).join('');

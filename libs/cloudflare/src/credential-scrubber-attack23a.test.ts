@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom as rng } from '@warden/testing';
 import { REDACTED, credentialScrubber } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
 
@@ -42,17 +43,6 @@ const jsonStrings = (body: string): string[] => {
   walk(JSON.parse(body));
   return out;
 };
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('attack23a JSON escapes combined with percent escapes', () => {
   it('finds the token percent-encoded inside JSON when each "%" is spelled \\u0025 (the only "%" of the body)', () => {

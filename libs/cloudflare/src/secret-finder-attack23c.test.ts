@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import {
+  hexOf as hex,
+  hexReference as ref,
+  jsEscape as u,
+  percentEscape as pct,
+  spellsSecret,
+  seededRandom as rng,
+} from '@warden/testing';
 import { REDACTED, credentialScrubber, secretsFinder } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
 
@@ -24,77 +32,17 @@ const scrub = (body: string | Buffer, also: string[] = []) =>
   credentialScrubber(token, also)(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
 const str = (body: string, also: string[] = []) => scrub(body, also).toString('utf8');
 
-const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-/** `\uXXXX` of one character. */
-const u = (c: string) => `\\u${hex(c.charCodeAt(0), 4)}`;
-/** `%XX` of one (ASCII) character. */
-const pct = (c: string) => `%${hex(c.charCodeAt(0), 2).toUpperCase()}`;
-/** `&#xXX;` of one character. */
-const ref = (c: string) => `&#x${hex(c.charCodeAt(0), 2)};`;
-
-/** What a reader gets back by undoing JSON escapes, %XX and XML/HTML references, in any order. */
-const NAMED: Record<string, string> = {
-  amp: '&',
-  lt: '<',
-  gt: '>',
-  quot: '"',
-  apos: "'",
-  lowbar: '_',
-  sol: '/',
-  plus: '+',
-  equals: '=',
-  excl: '!',
-  lpar: '(',
-  rpar: ')',
-};
-const unJson = (s: string) =>
-  s
-    .replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
-    .replace(/\\([/"\\])/g, '$1')
-    .replace(/\\n/g, '\n');
-const unPct = (s: string) =>
-  s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-const unRef = (s: string) =>
-  s.replace(
-    /&(#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-z]+));?/g,
-    (m, _e, h?: string, d?: string, name?: string) => {
-      if (h !== undefined) return String.fromCodePoint(parseInt(h, 16));
-      if (d !== undefined) return String.fromCodePoint(parseInt(d, 10));
-      return NAMED[name as string] ?? m;
-    },
-  );
-function decodings(text: string): string[] {
-  const out = new Set<string>([text]);
-  for (let round = 0; round < 3; round++) {
-    for (const t of [...out]) for (const f of [unJson, unPct, unRef]) out.add(f(t));
-  }
-  return [...out];
-}
-/** Whether `secret` can be read back from `text` by undoing the spellings the claim lists. */
-const readable = (text: string, secret: string) => decodings(text).some((d) => d.includes(secret));
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('attack23c escapes of different kinds in one spelling ("in any mix")', () => {
   it('finds the token with its characters alternately \\u-escaped and XML character references (\\u005A&#x78;\\u0039…)', () => {
     const spelled = [...TOKEN].map((c, i) => (i % 2 ? ref(c) : u(c))).join('');
     const out = str(`{"html":"<p>${spelled}</p>"}`);
-    expect(readable(out, TOKEN), `returned ${out}`).toBe(false);
+    expect(spellsSecret(out, TOKEN), `returned ${out}`).toBe(false);
   });
 
   it('finds the token with its characters alternately percent-escaped and XML character references (%5A&#x78;%39…)', () => {
     const spelled = [...TOKEN].map((c, i) => (i % 2 ? ref(c) : pct(c))).join('');
     const out = str(`<a href="/t?v=${spelled}">x</a>`);
-    expect(readable(out, TOKEN), `returned ${out}`).toBe(false);
+    expect(spellsSecret(out, TOKEN), `returned ${out}`).toBe(false);
   });
 
   it('finds an R2 secret holding "&" and "/" as Go html/template writes a url.PathEscape segment (& as &amp;, / as %2F)', () => {
@@ -103,14 +51,14 @@ describe('attack23c escapes of different kinds in one spelling ("in any mix")', 
     const secret = 'Zr2&key/' + 'q'.repeat(40);
     const spelled = secret.replace('&', '&amp;').replace('/', '%2F');
     const out = str(`<a href="/objects/${spelled}">download</a>`, [secret]);
-    expect(readable(out, secret), `returned ${out}`).toBe(false);
+    expect(spellsSecret(out, secret), `returned ${out}`).toBe(false);
   });
 });
 
 describe('attack23c HTML and XML character references the finder does not read', () => {
   it('finds the token with "_" written as the HTML character reference &lowbar; (PHP htmlentities with ENT_HTML5)', () => {
     const out = str(`<td>${TOKEN.replace('_', '&lowbar;')}</td>`);
-    expect(readable(out, TOKEN), `returned ${out}`).toBe(false);
+    expect(spellsSecret(out, TOKEN), `returned ${out}`).toBe(false);
   });
 
   it('finds an R2 secret with / + = ! ( ) written as HTML named references (&sol; &plus; &equals; &excl; &lpar; &rpar;)', () => {
@@ -123,7 +71,7 @@ describe('attack23c HTML and XML character references the finder does not read',
       .replace('(', '&lpar;')
       .replace(')', '&rpar;');
     const out = str(`<td>${spelled}</td>`, [secret]);
-    expect(readable(out, secret), `returned ${out}`).toBe(false);
+    expect(spellsSecret(out, secret), `returned ${out}`).toBe(false);
   });
 
   it('finds the token spelled with numeric references of more than 8 digits (&#0000000090; — XML CharRef is &#[0-9]+;)', () => {
@@ -132,14 +80,14 @@ describe('attack23c HTML and XML character references the finder does not read',
       [...TOKEN].map((c) => `&#x${hex(c.charCodeAt(0), 9)};`).join(''),
     ]) {
       const out = str(`<Key>${spelled}</Key>`);
-      expect(readable(out, TOKEN), `returned ${out.slice(0, 80)}…`).toBe(false);
+      expect(spellsSecret(out, TOKEN), `returned ${out.slice(0, 80)}…`).toBe(false);
     }
   });
 
   it('finds the token spelled with HTML numeric references without ";" (&#90&#120… — what every HTML parser decodes)', () => {
     const spelled = [...TOKEN].map((c) => `&#${c.charCodeAt(0)}`).join('');
     const out = str(`<p>${spelled}</p>`);
-    expect(readable(out, TOKEN), `returned ${out}`).toBe(false);
+    expect(spellsSecret(out, TOKEN), `returned ${out}`).toBe(false);
   });
 
   it('HELD: references the finder reads — decimal, hex (x and X), up to 8 digits, the five XML entities — in every mix with raw characters', () => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { hexOf as hex, jsEscape as u } from '@warden/testing';
 import { REDACTED, credentialScrubber, secretsFinder } from './credential.ts';
 import type { CloudflareCredential } from './credential.ts';
 
@@ -27,9 +28,6 @@ const scrub = (body: string | Buffer, also: string[] = []) =>
   credentialScrubber(token, also)(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
 const str = (body: string, also: string[] = []) => scrub(body, also).toString('utf8');
 
-const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-/** `\uXXXX` of one character. */
-const u = (c: string) => `\\u${hex(c.charCodeAt(0), 4)}`;
 const le = (text: string) => Buffer.from(text, 'utf16le');
 const be = (text: string) => Buffer.from(text, 'utf16le').swap16();
 

@@ -60,3 +60,14 @@ export type { FakeR2, FakeR2Object, FakeR2Options, FakeR2RequestLogEntry } from 
 export { startRedisServer } from './redis-server.ts';
 export type { RedisServer } from './redis-server.ts';
 export { freePort } from './free-port.ts';
+export {
+  NAMED_REFERENCES,
+  hexOf,
+  hexReference,
+  jsEscape,
+  percentEscape,
+  secretDecodings,
+  secretPieces,
+  seededRandom,
+  spellsSecret,
+} from './secret-spellings.ts';

@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeCloudflare, startFakeR2 } from '@warden/testing';
+import {
+  jsEscape as u,
+  secretDecodings as decodings,
+  startFakeCloudflare,
+  startFakeR2,
+} from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
@@ -24,16 +29,7 @@ const pctAll = (s: string, lower = false) =>
   [...Buffer.from(s)]
     .map((b) => `%${b.toString(16).padStart(2, '0')[lower ? 'toLowerCase' : 'toUpperCase']()}`)
     .join('');
-const u = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 const xmlRef = (s: string) => [...s].map((c) => `&#x${c.charCodeAt(0).toString(16)};`).join('');
-/** Every way a reader undoes the spellings the claim covers: \uXXXX and %XX, either order. */
-function decodings(text: string): string[] {
-  const unU = (s: string) =>
-    s.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  const unPct = (s: string) => s.replace(/(%[0-9A-Fa-f]{2})+/g, (m) => decodeURIComponent(m));
-  return [text, unU(text), unPct(text), unPct(unU(text)), unU(unPct(text))];
-}
-
 describe('attack23a credential echo: JSON and percent escapes together, and R2 answers', () => {
   let cf: FakeCloudflare;
   let r2: FakeR2;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeCloudflare, startFakeR2 } from '@warden/testing';
+import { jsEscape as u, secretPieces as pieces, startFakeCloudflare, startFakeR2 } from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
@@ -20,49 +20,10 @@ import type { TestApp } from './test-support/test-app.ts';
  * result, the audit events API and its exports, the log lines. Each test asserts the secure
  * behaviour, so it FAILS on a bug; HELD ones passed when written.
  */
-const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-const u = (c: string) => `\\u${hex(c.charCodeAt(0), 4)}`;
 /** A character reference of `c` (no padding zeros) with each of its characters \u-escaped: 36 bytes. */
 const uRef = (c: string) => [...`&#x${c.charCodeAt(0).toString(16)};`].map(u).join('');
 /** The token as UTF-16LE, each of its NULs spelled `nul`. */
 const wide = (secret: string, nul: string) => [...secret].map((c) => `${c}${nul}`).join('');
-
-/** Every way a reader undoes the spellings the claim covers, in any order, and UTF-16 (NULs dropped). */
-function decodings(text: string): string[] {
-  const unU = (s: string) =>
-    s.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  const unPct = (s: string) =>
-    s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  const unRef = (s: string) =>
-    s.replace(/&#([xX]([0-9a-fA-F]+)|([0-9]+));?/g, (_m, _e, h?: string, d?: string) =>
-      String.fromCodePoint(h !== undefined ? parseInt(h, 16) : parseInt(d as string, 10)),
-    );
-  /** A JSON text's own escaping of a backslash (the result and the trail are JSON). */
-  const unSlash = (s: string) => s.replace(/\\\\/g, '\\');
-  /** UTF-16 read as single bytes: its NULs dropped. */
-  const unWide = (s: string) => s.replaceAll('\u0000', '');
-  const out = new Set([text]);
-  for (let round = 0; round < 4; round++)
-    for (const t of [...out]) for (const f of [unSlash, unU, unPct, unRef, unWide]) out.add(f(t));
-  return [...out];
-}
-/** The pieces of `secret` (8 characters or more) that `text` spells in any decoding. */
-function pieces(text: string, secret: string): string[] {
-  const found: string[] = [];
-  const all = decodings(text);
-  const seen = (piece: string) => all.some((d) => d.includes(piece));
-  for (let at = 0; at + 8 <= secret.length;) {
-    if (!seen(secret.slice(at, at + 8))) {
-      at++;
-      continue;
-    }
-    let len = 8;
-    while (at + len < secret.length && seen(secret.slice(at, at + len + 1))) len++;
-    found.push(secret.slice(at, at + len));
-    at += len;
-  }
-  return found;
-}
 
 describe('attack23e credential echo: what Warden decodes after the scrub, and range margins', () => {
   let cf: FakeCloudflare;

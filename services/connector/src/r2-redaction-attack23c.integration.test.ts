@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeCloudflare, startFakeR2 } from '@warden/testing';
+import {
+  hexOf as hex,
+  jsEscape as u,
+  secretPieces as pieces,
+  startFakeCloudflare,
+  startFakeR2,
+} from '@warden/testing';
 import type { FakeCloudflare, FakeR2 } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
@@ -17,52 +23,12 @@ import type { TestApp } from './test-support/test-app.ts';
  * errors. Places checked: the tool result, the audit events API and its exports, the log lines.
  * Each test asserts the secure behaviour, so it FAILS on a bug; HELD ones passed when written.
  */
-const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-const u = (c: string) => `\\u${hex(c.charCodeAt(0), 4)}`;
 /** One character as %XX with each of its three characters \u-escaped: 18 bytes. */
 const u18 = (c: string) => [...`%${hex(c.charCodeAt(0), 2).toUpperCase()}`].map(u).join('');
 /** One character as an XML reference of 8 hex digits: 12 bytes (the finder's LONGEST_ESCAPE). */
 const ref12 = (c: string) => `&#x${hex(c.charCodeAt(0), 8)};`;
 /** A numeric reference with leading zeros to 10 digits (XML: CharRef ::= '&#' [0-9]+ ';'). */
 const ref10 = (c: string) => `&#${String(c.charCodeAt(0)).padStart(10, '0')};`;
-
-const NAMED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", lowbar: '_' };
-/** Every way a reader undoes the spellings the claim covers, in any order. */
-function decodings(text: string): string[] {
-  const unU = (s: string) =>
-    s.replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  const unPct = (s: string) =>
-    s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  const unRef = (s: string) =>
-    s.replace(/&(#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-z]+));/g, (m, _e, h?: string, d?: string, n?: string) => {
-      if (h !== undefined) return String.fromCodePoint(parseInt(h, 16));
-      if (d !== undefined) return String.fromCodePoint(parseInt(d, 10));
-      return NAMED[n as string] ?? m;
-    });
-  /** A JSON text's own escaping of a backslash (the result and the trail are JSON). */
-  const unSlash = (s: string) => s.replace(/\\\\/g, '\\');
-  const out = new Set([text]);
-  for (let round = 0; round < 4; round++)
-    for (const t of [...out]) for (const f of [unSlash, unU, unPct, unRef]) out.add(f(t));
-  return [...out];
-}
-/** The pieces of `secret` (8 characters or more) that `text` spells in any decoding. */
-function pieces(text: string, secret: string): string[] {
-  const found: string[] = [];
-  const all = decodings(text);
-  const seen = (piece: string) => all.some((d) => d.includes(piece));
-  for (let at = 0; at + 8 <= secret.length;) {
-    if (!seen(secret.slice(at, at + 8))) {
-      at++;
-      continue;
-    }
-    let len = 8;
-    while (at + len < secret.length && seen(secret.slice(at, at + len + 1))) len++;
-    found.push(secret.slice(at, at + len));
-    at += len;
-  }
-  return found;
-}
 
 describe('attack23c R2 redaction: range margins, listings and errors, HTML objects', () => {
   let cf: FakeCloudflare;

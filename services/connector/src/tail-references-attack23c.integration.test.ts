@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NAMED_REFERENCES, hexReference, percentEscape, spellsSecret } from '@warden/testing';
 import { startR2SecretTail } from './test-support/tailing-user.ts';
 
 /**
@@ -11,36 +12,6 @@ import { startR2SecretTail } from './test-support/tailing-user.ts';
  * HELD passed when written.
  */
 const SECRET = 'S3cr3t/R2+key=!(v1)_' + 'x'.repeat(40);
-const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
-const ref = (c: string) => `&#x${hex(c.charCodeAt(0), 2)};`;
-const pct = (c: string) => `%${hex(c.charCodeAt(0), 2).toUpperCase()}`;
-
-const NAMED: Record<string, string> = {
-  amp: '&',
-  lt: '<',
-  gt: '>',
-  quot: '"',
-  apos: "'",
-  lowbar: '_',
-  sol: '/',
-  plus: '+',
-  equals: '=',
-  excl: '!',
-  lpar: '(',
-  rpar: ')',
-};
-/** What an HTML parser and a URL decoder give back, in either order. */
-function decodings(text: string): string[] {
-  const unPct = (s: string) =>
-    s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  const unRef = (s: string) =>
-    s.replace(/&(#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-z]+));?/g, (m, _e, h?: string, d?: string, n?: string) => {
-      if (h !== undefined) return String.fromCodePoint(parseInt(h, 16));
-      if (d !== undefined) return String.fromCodePoint(parseInt(d, 10));
-      return NAMED[n as string] ?? m;
-    });
-  return [text, unPct(text), unRef(text), unPct(unRef(text)), unRef(unPct(text))];
-}
 
 describe('attack23c tail events spelling secrets with character references', () => {
   let tail: Awaited<ReturnType<typeof startR2SecretTail>>;
@@ -55,12 +26,12 @@ describe('attack23c tail events spelling secrets with character references', () 
   });
   const leaked = (got: Record<string, string>, secret: string) =>
     Object.entries(got)
-      .filter(([, v]) => decodings(v).some((d) => d.includes(secret)))
+      .filter(([, v]) => spellsSecret(v, secret))
       .map(([k, v]) => `${k}: ${v}`);
 
   it('redacts the token spelled with %XX and &#xXX; alternately, with numeric references of 10 digits, and without ";"', async () => {
     const got = await tailed({
-      percentAndReferences: [...token].map((c, i) => (i % 2 ? ref(c) : pct(c))).join(''),
+      percentAndReferences: [...token].map((c, i) => (i % 2 ? hexReference(c) : percentEscape(c))).join(''),
       tenDigits: [...token].map((c) => `&#${String(c.charCodeAt(0)).padStart(10, '0')};`).join(''),
       noSemicolon: [...token].map((c) => `&#${c.charCodeAt(0)}`).join(''),
     });
@@ -68,7 +39,7 @@ describe('attack23c tail events spelling secrets with character references', () 
   });
 
   it('redacts the vaulted R2 secret with / + = ! ( ) _ as HTML named references (&sol; &plus; &equals; &excl; &lpar; &rpar; &lowbar;)', async () => {
-    const named = Object.fromEntries(Object.entries(NAMED).map(([k, v]) => [v, `&${k};`]));
+    const named = Object.fromEntries(Object.entries(NAMED_REFERENCES).map(([k, v]) => [v, `&${k};`]));
     const got = await tailed({
       htmlNamed: SECRET.replace(/[/+=!()_]/g, (c) => named[c]!),
     });
@@ -77,8 +48,8 @@ describe('attack23c tail events spelling secrets with character references', () 
 
   it('HELD: redacts the token and the R2 secret spelled with references the finder reads (&#xXX;, &#NN;) and percent-escapes', async () => {
     const got = await tailed({
-      tokenRefs: [...token].map(ref).join(''),
-      tokenPct: [...token].map(pct).join(''),
+      tokenRefs: [...token].map(hexReference).join(''),
+      tokenPct: [...token].map(percentEscape).join(''),
       secretRefs: [...SECRET].map((c) => `&#${c.charCodeAt(0)};`).join(''),
     });
     expect(got).toEqual({ tokenRefs: '[REDACTED]', tokenPct: '[REDACTED]', secretRefs: '[REDACTED]' });
