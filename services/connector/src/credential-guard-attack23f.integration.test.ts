@@ -1,4 +1,3 @@
-import type http from 'node:http';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeCloudflare } from '@warden/testing';
@@ -6,7 +5,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { freePort } from './test-support/free-port.ts';
 import { connectMcpClient } from './test-support/mcp-client.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { replyEnvelope as reply, startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -45,18 +44,6 @@ describe('attack23f: offboarding order, the own-token rule elsewhere, account me
   /** How many DELETEs of a member the edge answers 503 (Cloudflare having a bad minute). */
   let failMemberDeletes = 0;
   let serial = 0;
-
-  const reply = (res: http.ServerResponse, status: number, result: unknown, message?: string) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        success: status < 300,
-        errors: status < 300 ? [] : [{ code: 10000, message: message ?? `HTTP ${status}` }],
-        messages: [],
-        result,
-      }),
-    );
-  };
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });

@@ -1,10 +1,9 @@
-import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SYSTEM_CALLER } from '@warden/audit';
 import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { replyEnvelope as reply, startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -34,18 +33,6 @@ describe('attack23h: the own-token rule on account members, and the credential k
   const left = new Set<string>();
   const demoted = new Set<string>();
   let serial = 0;
-
-  const reply = (res: http.ServerResponse, status: number, result: unknown, message?: string) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        success: status < 300,
-        errors: status < 300 ? [] : [{ code: 10000, message: message ?? `HTTP ${status}` }],
-        messages: [],
-        result,
-      }),
-    );
-  };
 
   beforeAll(async () => {
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });

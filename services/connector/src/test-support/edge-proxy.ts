@@ -33,3 +33,21 @@ export async function startEdgeProxy(
     },
   };
 }
+
+/** Answers as Cloudflare's API does: its envelope, with one error (`message`) unless `status` is 2xx. */
+export function replyEnvelope(
+  res: http.ServerResponse,
+  status: number,
+  result: unknown,
+  message?: string,
+): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(
+    JSON.stringify({
+      success: status < 300,
+      errors: status < 300 ? [] : [{ code: 10000, message: message ?? `HTTP ${status}` }],
+      messages: [],
+      result,
+    }),
+  );
+}
