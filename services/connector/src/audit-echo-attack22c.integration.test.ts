@@ -80,19 +80,7 @@ describe('attack22c credential echo', () => {
       `async () => { try { const r = await cloudflare.request({ method: 'GET', path: '/zones/${zoneId}/echo-probe' }); return r; } catch (e) { return { code: e.code, message: e.message, details: e.details, e: String(e) }; } }`,
     );
     expect(res.statusCode, res.body).toBe(200);
-    const events = await t.app.inject({
-      method: 'GET',
-      url: '/api/v1/audit/events',
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-    });
-    const exports = await Promise.all(['ndjson', 'ocsf', 'cef'].map((f) => t.auditExport(tenant.apiKey, f)));
-    const places: Record<string, string> = {
-      result: JSON.stringify(res.json()),
-      audit: JSON.stringify(events.json()),
-      ndjson: exports[0]!,
-      ocsf: exports[1]!,
-      cef: exports[2]!,
-    };
+    const places = await t.outputsOf(tenant.apiKey, res);
     return {
       token: token.value,
       leaked: Object.entries(places)

@@ -140,20 +140,7 @@ describe('attack23a credential echo: JSON and percent escapes together, and R2 a
     await t.connect(tenant.apiKey, name, token.value);
     const res = await t.execute(tenant.apiKey, name, code(account.id, token.value, derived));
     expect(res.statusCode, res.body).toBe(200);
-    const events = await t.app.inject({
-      method: 'GET',
-      url: '/api/v1/audit/events',
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-    });
-    const exports = await Promise.all(['ndjson', 'ocsf', 'cef'].map((f) => t.auditExport(tenant.apiKey, f)));
-    const places: Record<string, string> = {
-      result: JSON.stringify(res.json()),
-      audit: JSON.stringify(events.json()),
-      ndjson: exports[0]!,
-      ocsf: exports[1]!,
-      cef: exports[2]!,
-      logs: t.logs.join('\n'),
-    };
+    const places = await t.outputsOf(tenant.apiKey, res);
     const where = (secret: string) =>
       Object.entries(places)
         .filter(([, text]) => decodings(text).some((d) => d.includes(secret)))

@@ -117,20 +117,7 @@ describe('attack23e credential echo: what Warden decodes after the scrub, and ra
     await t.connect(tenant.apiKey, name, token.value);
     const res = await t.execute(tenant.apiKey, name, code(account.id, token.value, derived));
     expect(res.statusCode, res.body).toBe(200);
-    const events = await t.app.inject({
-      method: 'GET',
-      url: '/api/v1/audit/events',
-      headers: { authorization: `Bearer ${tenant.apiKey}` },
-    });
-    const exports = await Promise.all(['ndjson', 'ocsf', 'cef'].map((f) => t.auditExport(tenant.apiKey, f)));
-    const places: Record<string, string> = {
-      result: JSON.stringify(res.json()),
-      audit: JSON.stringify(events.json()),
-      ndjson: exports[0]!,
-      ocsf: exports[1]!,
-      cef: exports[2]!,
-      logs: t.logs.join('\n'),
-    };
+    const places = await t.outputsOf(tenant.apiKey, res);
     /** Where `secret` (or 8 characters or more of it) can be read back, and which pieces. */
     const leaks = (secret: string) =>
       Object.fromEntries(

@@ -34,6 +34,11 @@ export interface TestApp {
   execute(apiKey: string, identifier: string, code: string): Promise<LightMyRequestResponse>;
   /** The tenant's audit export in `format` for the hour around now (expects 200); returns the body. */
   auditExport(apiKey: string, format: string): Promise<string>;
+  /**
+   * Every text that can be read after the call answered `res` for the tenant of `apiKey`: the
+   * tool result, the audit events API, its NDJSON, OCSF and CEF exports, and the log lines.
+   */
+  outputsOf(apiKey: string, res: LightMyRequestResponse): Promise<Record<string, string>>;
   close(): Promise<void>;
 }
 
@@ -91,7 +96,7 @@ export async function startTestApp(
   await app.ready();
   const secrets = new Set<string>([adminToken]);
 
-  return {
+  const testApp: TestApp = {
     app,
     container,
     db,
@@ -141,6 +146,24 @@ export async function startTestApp(
       expect(res.statusCode, res.body).toBe(200);
       return res.body;
     },
+    async outputsOf(apiKey, res) {
+      const events = await app.inject({
+        method: 'GET',
+        url: '/api/v1/audit/events',
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      const [ndjson, ocsf, cef] = await Promise.all(
+        ['ndjson', 'ocsf', 'cef'].map((format) => testApp.auditExport(apiKey, format)),
+      );
+      return {
+        result: JSON.stringify(res.json()),
+        audit: JSON.stringify(events.json()),
+        ndjson: ndjson as string,
+        ocsf: ocsf as string,
+        cef: cef as string,
+        logs: logs.join('\n'),
+      };
+    },
     async close() {
       await app.close();
       await container.close();
@@ -153,6 +176,7 @@ export async function startTestApp(
       expect(leaked, 'a credential reached the service logs').toEqual([]);
     },
   };
+  return testApp;
 }
 
 /**
