@@ -42,8 +42,8 @@ export const REDACTED = '[REDACTED]';
  * The forms in which a secret can come back inside a response: as it is, JSON-escaped, Base64
  * (standard and URL alphabet, with and without padding; also when it starts inside the encoded
  * text, as in `Basic base64(user:secret)` or `base64("Bearer " + secret)`), hex of its bytes,
- * percent-encoded; a hex secret (R2's derived secret) also in upper case and as its raw bytes in
- * Base64. `secretFinder` also reads a body with its escapes decoded, so a secret spelled with
+ * percent-encoded; its UTF-16 (either byte order) in Base64; a hex secret (R2's derived secret)
+ * also in upper case and as its raw bytes in Base64. `secretFinder` also reads a body with its escapes decoded, so a secret spelled with
  * them is found too. A secret stored otherwise transformed (compressed, split, another cipher) is
  * not found.
  */
@@ -56,6 +56,9 @@ export function secretForms(secret: string): string[] {
     bytes.toString('hex'),
     bytes.toString('hex').toUpperCase(),
     ...base64Forms(bytes),
+    // UTF-16 in Base64 (PowerShell's -EncodedCommand, .NET's Convert.ToBase64String(Encoding.Unicode…)).
+    ...base64Forms(Buffer.from(secret, 'utf16le')),
+    ...base64Forms(Buffer.from(secret, 'utf16le').swap16()),
   ]);
   // A hex secret (R2's derived secret, a Global API Key of 37 digits) in either case, and as its
   // raw bytes in Base64 when it has whole bytes.

@@ -7,6 +7,7 @@ import {
   revocationBody,
   changesOwnAccess,
 } from './credential-guard.ts';
+import type { MintedCredentialRef } from './credential-guard.ts';
 
 /**
  * attack23d: an outsider's attacks on issue 14's claim ("credential-minting operations are
@@ -185,7 +186,7 @@ describe('attack23d: the credential catalog, the withholding and the revocation 
       expect(mintedCredential(operation, { method, path }, answer, false), path).toBeNull();
       const minted = mintedCredential(operation, { method, path }, answer, true);
       expect(minted, path).toMatchObject({ revokeMethod: method, revokePath: path });
-      expect(revocationBody(minted!), path).toEqual(body);
+      expect(revocationBody(minted as MintedCredentialRef), path).toEqual(body);
       expect(
         mintedCredential(operation, { method, path }, { success: false, result: null }, true),
       ).toBeNull();

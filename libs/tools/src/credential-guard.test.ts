@@ -4,6 +4,8 @@ import { specFixturePath } from '@warden/testing';
 import { answerStringFields, answerWith } from './test-support/api-document.ts';
 import {
   type CredentialOperation,
+  type MintedCredentialRef,
+  UNRECORDABLE,
   credentialOperation,
   mintedCredential,
   revocationBody,
@@ -83,6 +85,7 @@ describe('credential guard', () => {
       'POST /accounts/{account_id}/stream/{identifier}/token stream_signing_keys',
       'POST /accounts/{account_id}/tunnels tunnel_tokens',
       'POST /accounts/{account_id}/warp_connector tunnel_tokens',
+      'POST /accounts/{account_id}/workers/scripts/{script_name}/tails service_secrets (revoked: child)',
       'POST /certificates certificates (revoked: child)',
       'POST /user/tokens api_tokens (revoked: child)',
       'POST /zones/{zone_id}/access/certificates certificates (revoked: child)',
@@ -188,7 +191,13 @@ describe('credential guard', () => {
       revokePath: '/accounts/a/calls/turn_keys/k1',
     });
     expect(mintedCredential(create, post, { success: false, result: null }, true)).toBeNull();
-    expect(mintedCredential(create, post, { success: true, result: { id: '../x' } }, true)).toBeNull();
+    // Made, but with no id Warden can put in a path: unrecordable (its secrets are withheld).
+    expect(mintedCredential(create, post, { success: true, result: { id: '../x' } }, true)).toBe(
+      UNRECORDABLE,
+    );
+    expect(mintedCredential(create, post, { success: true, result: { value: 'x' } }, false)).toBe(
+      UNRECORDABLE,
+    );
     // An Images key is created by name: the path itself is deleted.
     const key = { method: 'PUT', path: '/accounts/a/images/v1/keys/agentkey' };
     // (only if the agent saw it: it may have replaced a person's key of that name)
@@ -203,6 +212,11 @@ describe('credential guard', () => {
       revokeMethod: 'DELETE',
       revokePath: key.path,
     });
+    // Any name the agent's canonical path holds (it is deleted by that path).
+    const odd = { method: 'PUT', path: '/accounts/a/images/v1/keys/agent~key!' };
+    expect(
+      mintedCredential(operationOf(odd.method, odd.path), odd, { success: true, result: {} }, true),
+    ).toMatchObject({ upstreamId: 'agent~key!', revokePath: odd.path });
     // A rolled value is rolled again, but only if the agent saw it.
     const roll = { method: 'PUT', path: '/user/tokens/t1/value' };
     const rolled = { success: true, result: 'v' };
@@ -214,7 +228,7 @@ describe('credential guard', () => {
       revokeMethod: 'PUT',
       revokePath: roll.path,
     });
-    expect(revocationBody(again!)).toEqual({});
+    expect(revocationBody(again as MintedCredentialRef)).toEqual({});
     const turnstile = {
       kind: 'service_secrets' as const,
       upstreamId: '0x4AAA',

@@ -49,7 +49,7 @@ export const CREDENTIAL_KIND_DESCRIPTIONS: Readonly<Record<CredentialKind, strin
   account_members:
     'Account members: inviting one (a dashboard login of its own); changing or removing one is refused whatever the policy',
   service_secrets:
-    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys (generated or set), Stream live-input keys and webhook secret, alert webhook secrets, WARP override codes; and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens and secret environment variables, Logpush destination credentials, origin TLS client-auth private keys, D1 export URLs, the Zaraz debug key",
+    "Other services' secrets Cloudflare issues or shows: Turnstile widget secrets, secondary DNS TSIG keys, IPsec pre-shared keys (generated or set), Stream live-input keys and webhook secret, alert webhook secrets, WARP override codes, Workers tail sessions started with cloudflare.request (their WebSocket URL reads the Worker's events; tail.worker needs no allowance); and, withheld from answers that are otherwise open, Access application (SaaS, SCIM) and identity provider secrets, DLP dataset secrets, Pages Web Analytics tokens and secret environment variables, Logpush destination credentials, origin TLS client-auth private keys, D1 export URLs, the Zaraz debug key",
 };
 
 interface GuardedOperation {
@@ -72,6 +72,13 @@ interface GuardedOperation {
    * fields of its answer are withheld unless the kind's secrets are revealed.
    */
   readonly shows?: readonly string[];
+  /** Fields withheld from a guarded operation's answer beside the secret fields every one has. */
+  readonly withholds?: readonly string[];
+  /**
+   * The operation documents `?validate_only=true` (validated, nothing persisted): such a request
+   * replaced nothing to revoke. Elsewhere Cloudflare ignores the parameter, and so does Warden.
+   */
+  readonly validateOnly?: true;
 }
 
 const WRITES = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -203,7 +210,19 @@ const GUARDED: readonly GuardedOperation[] = [
     path: '/accounts/*/magic/ipsec_tunnels/*/psk_generate',
     revokes: 'again',
     againBody: {},
+    validateOnly: true,
   },
+  // A tail session's WebSocket URL reads the Worker's live events with no credential, and
+  // unscrubbed: agents tail through `tail.worker` (scrubbed, deleted when the call ends). A tail
+  // made with `cloudflare.request` is recorded and deleted on offboarding; listings hide the URLs.
+  {
+    kind: 'service_secrets',
+    methods: ['POST'],
+    path: '/accounts/*/workers/scripts/*/tails',
+    revokes: 'child',
+    withholds: ['url'],
+  },
+  { kind: 'service_secrets', methods: ['GET'], path: '/accounts/*/workers/scripts/*/tails', shows: ['url'] },
   // Creating or editing IPsec tunnels can set their pre-shared key (`psk`) to one the agent chose.
   { kind: 'service_secrets', methods: ['POST', 'PUT'], path: '/accounts/*/magic/ipsec_tunnels' },
   { kind: 'service_secrets', methods: ['PUT'], path: '/accounts/*/magic/ipsec_tunnels/*' },
@@ -332,6 +351,8 @@ export interface CredentialOperation {
   readonly guarded: boolean;
   /** The fields of the answer withheld, at any depth of `result`. */
   readonly fields: ReadonlySet<string>;
+  /** `?validate_only=true` makes the request a validation (see `GuardedOperation.validateOnly`). */
+  readonly validateOnly: boolean;
 }
 
 const CATALOG = GUARDED.map((entry) => ({
@@ -342,7 +363,12 @@ const CATALOG = GUARDED.map((entry) => ({
     revokes: entry.revokes ?? null,
     againBody: entry.againBody ?? null,
     guarded: entry.shows === undefined,
-    fields: entry.shows ? new Set(entry.shows) : SECRET_FIELDS,
+    fields: entry.shows
+      ? new Set(entry.shows)
+      : entry.withholds
+        ? new Set([...SECRET_FIELDS, ...entry.withholds])
+        : SECRET_FIELDS,
+    validateOnly: entry.validateOnly === true,
   } satisfies CredentialOperation,
 }));
 
@@ -397,6 +423,10 @@ export function credentialSecretsRevealed(
   return policy?.reveal_secrets?.includes(kind) === true;
 }
 
+/** What replaces the secrets of something made that Warden could not record for revocation. */
+export const UNRECORDABLE_MARKER =
+  '[withheld by Warden: what this request made cannot be recorded for revocation on offboarding (Cloudflare answered no id Warden can use, or its name is longer than 512 characters)]';
+
 export function withheldMarker(kind: CredentialKind): string {
   return `[withheld by Warden: the tenant policy does not reveal ${kind} secrets (credential_operations.reveal_secrets)]`;
 }
@@ -440,8 +470,9 @@ function withhold(value: unknown, at: string, w: Withholding): unknown {
 export function withholdCredentialSecrets<T extends { readonly result?: unknown }>(
   response: T,
   operation: Pick<CredentialOperation, 'kind' | 'guarded' | 'fields'>,
+  marker: string = withheldMarker(operation.kind),
 ): { readonly response: T; readonly withheld: readonly string[] } {
-  const w: Withholding = { fields: operation.fields, marker: withheldMarker(operation.kind), withheld: [] };
+  const w: Withholding = { fields: operation.fields, marker, withheld: [] };
   // A guarded operation's answer may be the secret itself: a string, or a list of them.
   const bare = (value: unknown, at: string) =>
     typeof value === 'string' && operation.guarded ? (w.withheld.push(at), w.marker) : value;
@@ -463,14 +494,22 @@ export interface MintedCredentialRef {
   readonly revokePath: string;
 }
 
+/** An id Cloudflare answered with: only one that is safe in a path (it becomes one). */
 const UPSTREAM_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+/** An id taken from the agent's own canonical path (already sent as it is): one segment. */
+const PATH_ID = /^[!-.0-~]{1,512}$/;
+
+/** What a revocable operation made that Warden cannot record: the guard withholds its secrets. */
+export const UNRECORDABLE = 'unrecordable';
 
 /**
  * What a successful revocable operation made (read from the response before anything is
- * withheld), or null. `revealed`: the agent sees the operation's secrets.
+ * withheld), null when it made nothing to revoke, or `UNRECORDABLE` when it made something
+ * whose id Warden cannot record (a missing or odd id in Cloudflare's answer, a name too long).
+ * `revealed`: the agent sees the operation's secrets.
  */
 export function mintedCredential(
-  operation: Pick<CredentialOperation, 'kind' | 'revokes'>,
+  operation: Pick<CredentialOperation, 'kind' | 'revokes' | 'validateOnly'>,
   request: {
     readonly method: string;
     readonly path: string;
@@ -478,17 +517,18 @@ export function mintedCredential(
   },
   response: { readonly success: boolean; readonly result?: unknown },
   revealed: boolean,
-): MintedCredentialRef | null {
+): MintedCredentialRef | typeof UNRECORDABLE | null {
   if (!operation.revokes || !response.success) return null;
   const segments = request.path.split('/');
   const made = (
     upstreamId: unknown,
+    valid: RegExp,
     revokeMethod: MintedCredentialRef['revokeMethod'],
     revokePath: string,
   ) =>
-    typeof upstreamId === 'string' && UPSTREAM_ID.test(upstreamId)
+    typeof upstreamId === 'string' && valid.test(upstreamId)
       ? { kind: operation.kind, upstreamId, revokeMethod, revokePath }
-      : null;
+      : UNRECORDABLE;
   switch (operation.revokes) {
     case 'child': {
       // Most answer with `id`; Calls apps and TURN keys with `uid`.
@@ -497,16 +537,18 @@ export function mintedCredential(
           ? (response.result as { id?: unknown; uid?: unknown })
           : undefined;
       const id = created?.id ?? created?.uid;
-      return made(id, 'DELETE', `${request.path}/${String(id)}`);
+      return made(id, UPSTREAM_ID, 'DELETE', `${request.path}/${String(id)}`);
     }
     case 'self':
       // Made by name, it may have replaced a person's key: deleted only if the agent saw it.
-      return revealed ? made(segments.at(-1), 'DELETE', request.path) : null;
+      return revealed ? made(segments.at(-1), PATH_ID, 'DELETE', request.path) : null;
     case 'again': {
       // A value the agent never saw needs no new one; nor does a request only validated.
-      if (!revealed || isTrue(request.query?.['validate_only'])) return null;
+      if (!revealed || (operation.validateOnly && isTrue(request.query?.['validate_only']))) return null;
       const method = request.method.toUpperCase();
-      return method === 'PUT' || method === 'POST' ? made(segments.at(-2), method, request.path) : null;
+      return method === 'PUT' || method === 'POST'
+        ? made(segments.at(-2), PATH_ID, method, request.path)
+        : null;
     }
   }
 }

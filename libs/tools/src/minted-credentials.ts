@@ -5,6 +5,8 @@ import type { Database } from '@warden/db';
 import { sql } from 'kysely';
 import type { ColumnType, Kysely } from 'kysely';
 import {
+  UNRECORDABLE,
+  UNRECORDABLE_MARKER,
   credentialSecretsRevealed,
   mintedCredential,
   revocationBody,
@@ -217,6 +219,14 @@ export async function guardCredentialResponse<
 ): Promise<T> {
   const revealed = credentialSecretsRevealed(context.policy, operation.kind);
   const minted = mintedCredential(operation, request, response, revealed);
+  if (minted === UNRECORDABLE) {
+    // Offboarding could not revoke it: the agent does not get its secrets, revealed or not.
+    deps.logger.warn(
+      { kind: operation.kind },
+      'a credential was made that cannot be recorded for revocation; its secrets are withheld',
+    );
+    return withholdCredentialSecrets(response, operation, UNRECORDABLE_MARKER).response;
+  }
   if (minted) {
     const entry = {
       ...minted,

@@ -219,14 +219,27 @@ export function createOffboardingService(deps: {
             account.id,
             credential,
           );
-          const own = await revokeUpstream(party, account, credential, journal);
-          const summary =
-            minted.length > 0
-              ? `; credentials it created through Warden: ${minted.filter((m) => m.revoked).length} of ${minted.length} revoked`
-              : '';
           const late = quiet
             ? ''
             : '; requests it had in flight did not end in time: what they make is revoked as it is recorded, while the token lives';
+          const unrevoked = minted.filter((m) => !m.revoked).length;
+          if (unrevoked > 0) {
+            // Its own token and sealed credential are what can still revoke them: both are kept
+            // (the account stays revoked), and the next offboarding with revoke_upstream resumes.
+            revoked.push({
+              id: account.id,
+              upstream: {
+                revoked: false,
+                detail: `credentials it created through Warden: ${minted.length - unrevoked} of ${minted.length} revoked (Cloudflare's answers are on the audit trail); its token and sealed credential are kept until the others are: offboard again with revoke_upstream: true to finish it${late}`,
+              },
+            });
+            continue;
+          }
+          const own = await revokeUpstream(party, account, credential, journal);
+          const summary =
+            minted.length > 0
+              ? `; credentials it created through Warden: ${minted.length} of ${minted.length} revoked`
+              : '';
           upstream = { revoked: own.revoked, detail: `${own.detail}${summary}${late}` };
         }
         if (credential) await deps.accounts.purgeCredential(ctx.tenantId, account.id);

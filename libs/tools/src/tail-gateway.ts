@@ -89,14 +89,21 @@ export interface TailGateway {
  * path (or a pattern covering it) refuses it.
  */
 export function tailDecision(tenant: Policy, identity: Policy, path: string): PolicyDecision {
-  const asRead = evaluatePolicy(tenant, identity, { method: 'GET', path });
+  // Not the credential operation a tail created with `cloudflare.request` is (its WebSocket URL
+  // handed to the agent): `tail.worker` keeps the URL in Warden and always deletes the tail, so
+  // only the rules apply (credential: null).
+  const asRead = evaluatePolicy(tenant, identity, { method: 'GET', path, credential: null });
   if (!asRead.allowed) return asRead;
   const rulesOnly = (policy: Policy): Policy => ({
     ...policy,
     read_only: false,
     deny_writes_by_default: false,
   });
-  const asCreate = evaluatePolicy(rulesOnly(tenant), rulesOnly(identity), { method: 'POST', path });
+  const asCreate = evaluatePolicy(rulesOnly(tenant), rulesOnly(identity), {
+    method: 'POST',
+    path,
+    credential: null,
+  });
   return asCreate.allowed ? { allowed: true } : asCreate;
 }
 

@@ -19,7 +19,8 @@ function existingScript(ctx: RouteContext): { accountId: string; script: string 
 
 /**
  * Worker tail sessions, as Cloudflare answers them: the create returns `{id, url, expires_at}`
- * where `url` is the WebSocket (`fake-tail-socket.ts` serves it), the delete ends it.
+ * where `url` is the WebSocket (`fake-tail-socket.ts` serves it), the list shows it, the delete
+ * ends it.
  */
 export const tailRoutes: readonly RouteDefinition[] = [
   {
@@ -55,6 +56,33 @@ export const tailRoutes: readonly RouteDefinition[] = [
         url: `${ctx.state.tailSocketBase}/tail/${tail.id}`,
         expires_at: tail.expiresAt.toISOString(),
       });
+    },
+  },
+  {
+    // The API document types the answer as one tail (`{id, url, expires_at}`): the newest live one.
+    method: 'GET',
+    path: '/accounts/{account_id}/workers/scripts/{script_name}/tails',
+    fallbackPermissions: ['com.cloudflare.edge.worker.script.read'],
+    resource: 'account',
+    handler: (ctx) => {
+      const { accountId, script } = existingScript(ctx);
+      const live = [...ctx.state.tails.values()].filter(
+        (tail) =>
+          tail.accountId === accountId &&
+          tail.script === script &&
+          !tail.deletedAt &&
+          tail.expiresAt.getTime() > ctx.now.getTime(),
+      );
+      const newest = live.at(-1);
+      return ok(
+        newest
+          ? {
+              id: newest.id,
+              url: `${ctx.state.tailSocketBase}/tail/${newest.id}`,
+              expires_at: newest.expiresAt.toISOString(),
+            }
+          : null,
+      );
     },
   },
   {
