@@ -4,6 +4,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { approvalsTenant } from './test-support/approvals-tenant.ts';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { fakeZoneUser } from './test-support/fake-user.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -34,7 +35,7 @@ describe('attack22c containment', () => {
     return { ...tenant, auth: { authorization: `Bearer ${tenant.apiKey}` } };
   }
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status); } catch (e) { out.push(e.code); } } return out; }`;
+    requestsInTurn(requests, { result: false });
 
   it('refuses by default the credential-minting operations outside the catalog (TURN keys, Calls app secrets, Images signing keys, tunnel creation)', async () => {
     const tenant = await tenantWithAccount('Minting gaps', 'mg', ['#zone:read']);

@@ -5,6 +5,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
 import { zoneTenant } from './test-support/fake-user.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 import { approvalsTenant } from './test-support/approvals-tenant.ts';
@@ -145,8 +146,7 @@ describe('attack23b: the credential catalog end to end', () => {
   const tenant = (name: string, permissions: readonly string[] = []) => zoneTenant(t, cf, name, permissions);
 
   /** Sends each request in turn: 'sent <status> <result>' or the error code. */
-  const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code); } } return out; }`;
+  const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) => requestsInTurn(requests);
 
   it("refuses by default a PATCH that sets an existing tunnel's secret (the agent can then run the tunnel)", async () => {
     const tn = await tenant('tunnelroll');

@@ -6,6 +6,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -194,8 +195,7 @@ describe('attack23d: revocation of what agents make, and operations outside the 
     tenantAdmin(t).offboard(auth, identifier);
 
   /** Sends each request in turn: 'sent <status> <result>' or the error code. */
-  const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code); } } return out; }`;
+  const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) => requestsInTurn(requests);
 
   /** Code that creates a user token and returns its answer (`result`), or the error code. */
   const mintCode = (name: string) =>

@@ -5,6 +5,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -114,7 +115,7 @@ describe('attack24: re-rolls skipped by validate_only, keys named outside the id
 
   /** Sends each request in turn: 'sent <status> <result>' or the error code. */
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code + ' ' + e.message); } } return out; }`;
+    requestsInTurn(requests, { message: true });
 
   it("re-rolls on offboarding a person's token value the agent rolled and saw with ?validate_only=true (Cloudflare ignores it there)", async () => {
     // `mintedCredential` skips every 'again' re-roll whose query says validate_only=true. The

@@ -5,6 +5,7 @@ import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { startEdgeProxy } from './test-support/edge-proxy.ts';
 import { zoneTenant } from './test-support/fake-user.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -138,8 +139,7 @@ describe('attack22d fixes', () => {
   });
 
   const tenant = (name: string, permissions: readonly string[] = []) => zoneTenant(t, cf, name, permissions);
-  const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code); } } return out; }`;
+  const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) => requestsInTurn(requests);
 
   it('refuses by default other secret-issuing operations (Turnstile secrets, TSIG secrets, IPsec PSKs, Stream live-input keys, alert webhook secrets)', async () => {
     const tn = await tenant('gaps');

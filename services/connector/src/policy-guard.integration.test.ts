@@ -4,6 +4,7 @@ import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { sql } from 'kysely';
 import { SPEC_PATH } from './test-support/paths.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -47,7 +48,7 @@ describe('policy guard through the real service', () => {
 
   /** Code that sends each request and reports `sent` (with the status) or the error code. */
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status); } catch (e) { out.push(e.code); } } return out; }`;
+    requestsInTurn(requests, { result: false });
 
   it("refuses every encoding of a denied path (the issue's table) and sends the canonical form", async () => {
     const tenant = await tenantWithAccount('Encodings', 'enc', ['#zone:read', '#dns_records:read']);
