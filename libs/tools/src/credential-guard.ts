@@ -1,4 +1,4 @@
-import { pathSegments } from './canonical-path.ts';
+import { canonicalizePath, pathSegments } from './canonical-path.ts';
 import { compilePattern, matchPattern, pathSubject } from './policy-matcher.ts';
 
 /**
@@ -223,6 +223,16 @@ const GUARDED: readonly GuardedOperation[] = [
     withholds: ['url'],
   },
   { kind: 'service_secrets', methods: ['GET'], path: '/accounts/*/workers/scripts/*/tails', shows: ['url'] },
+  // The same for the tails wrangler starts outside the API document: a service environment, a
+  // Pages deployment, a Worker of a dispatch namespace (Workers for Platforms).
+  ...[
+    '/accounts/*/workers/services/*/environments/*/tails',
+    '/accounts/*/pages/projects/*/deployments/*/tails',
+    '/accounts/*/workers/dispatch/namespaces/*/scripts/*/tails',
+  ].flatMap((path): GuardedOperation[] => [
+    { kind: 'service_secrets', methods: ['POST'], path, revokes: 'child', withholds: ['url'] },
+    { kind: 'service_secrets', methods: ['GET'], path, shows: ['url'] },
+  ]),
   // Creating or editing IPsec tunnels can set their pre-shared key (`psk`) to one the agent chose.
   { kind: 'service_secrets', methods: ['POST', 'PUT'], path: '/accounts/*/magic/ipsec_tunnels' },
   { kind: 'service_secrets', methods: ['PUT'], path: '/accounts/*/magic/ipsec_tunnels/*' },
@@ -494,8 +504,8 @@ export interface MintedCredentialRef {
   readonly revokePath: string;
 }
 
-/** An id Cloudflare answered with: only one that is safe in a path (it becomes one). */
-const UPSTREAM_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+/** An id Cloudflare answered with: only one that is safe in a path (it becomes one; no dot segment). */
+const UPSTREAM_ID = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;
 /** An id taken from the agent's own canonical path (already sent as it is): one segment. */
 const PATH_ID = /^[!-.0-~]{1,512}$/;
 
@@ -520,13 +530,14 @@ export function mintedCredential(
 ): MintedCredentialRef | typeof UNRECORDABLE | null {
   if (!operation.revokes || !response.success) return null;
   const segments = request.path.split('/');
+  // Recorded only with a revocation Warden will send as it is: its path already canonical.
   const made = (
     upstreamId: unknown,
     valid: RegExp,
     revokeMethod: MintedCredentialRef['revokeMethod'],
     revokePath: string,
   ) =>
-    typeof upstreamId === 'string' && valid.test(upstreamId)
+    typeof upstreamId === 'string' && valid.test(upstreamId) && isCanonical(revokePath)
       ? { kind: operation.kind, upstreamId, revokeMethod, revokePath }
       : UNRECORDABLE;
   switch (operation.revokes) {
@@ -553,8 +564,17 @@ export function mintedCredential(
   }
 }
 
+/** `true` as the document spells it: any other spelling may be one Cloudflare does not take. */
 function isTrue(value: string | number | boolean | undefined): boolean {
-  return value === true || (typeof value === 'string' && value.toLowerCase() === 'true');
+  return value === true || value === 'true';
+}
+
+function isCanonical(path: string): boolean {
+  try {
+    return canonicalizePath(path) === path;
+  } catch {
+    return false;
+  }
 }
 
 /** The body of the request that revokes `minted` (none for a DELETE). */
