@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { replyEnvelope, startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
 import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
@@ -29,10 +29,7 @@ describe('attack24: re-rolls skipped by validate_only, keys named outside the id
   let edge: Awaited<ReturnType<typeof startEdgeProxy>>;
   /** `METHOD path?query` of what reached the edge's own answers (account/zone prefix cut). */
   const hits: string[] = [];
-  const ok = (res: http.ServerResponse, result: unknown) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ success: true, errors: [], messages: [], result }));
-  };
+  const ok = (res: http.ServerResponse, result: unknown) => replyEnvelope(res, 200, result);
   /** A person's API token (a CI pipeline's), rolled at every PUT …/value, whatever the query says. */
   const ci = { rolls: 0 };
   const widget = { rotations: 0 };

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
-import { startEdgeProxy } from './test-support/edge-proxy.ts';
+import { requestsInTurn } from './test-support/agent-code.ts';
+import { replyEnvelope, startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -26,10 +27,7 @@ describe('attack25: odd ids, names from the path, validate_only spellings, tail 
   let edge: Awaited<ReturnType<typeof startEdgeProxy>>;
   /** `METHOD path?query` of what reached the edge's own answers (account/zone prefix cut). */
   const hits: string[] = [];
-  const ok = (res: http.ServerResponse, result: unknown) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ success: true, errors: [], messages: [], result }));
-  };
+  const ok = (res: http.ServerResponse, result: unknown) => replyEnvelope(res, 200, result);
   /** The id the edge answers a Stream signing key creation with (set per test). */
   let streamKeyId: unknown = 'k1';
   const ci = { rolls: 0 };
@@ -105,9 +103,9 @@ describe('attack25: odd ids, names from the path, validate_only spellings, tail 
   const offboard = (auth: Record<string, string>, identifier: string) =>
     tenantAdmin(t).offboard(auth, identifier);
 
-  /** Sends each request in turn: 'sent <status> <result>' or the error code. */
+  /** Sends each request in turn: 'sent <status> <result>' or the error code and message. */
   const tryEach = (requests: ReadonlyArray<Record<string, unknown>>) =>
-    `async () => { const out = []; for (const r of ${JSON.stringify(requests)}) { try { const res = await cloudflare.request(r); out.push('sent ' + res.status + ' ' + JSON.stringify(res.result)); } catch (e) { out.push(e.code + ' ' + e.message); } } return out; }`;
+    requestsInTurn(requests, { message: true });
 
   for (const id of ['..', '.']) {
     it(`withholds the secrets of a Stream signing key Cloudflare answered with id "${id}" (its revoke path is a dot segment Warden itself refuses to send)`, async () => {
