@@ -93,12 +93,11 @@ describe('ChildMonitor', () => {
     expect(reports).toEqual([{ rssMb: 239, allowedMb: 238, calls: 0 }]);
   });
 
-  it('counts from a new baseline after rebase, even with no idle interval to measure one', () => {
+  it('counts from a new baseline after a build, even with no idle interval to measure one', async () => {
     const { state, reports, monitor } = setup();
-    monitor.begin(128);
-    state.rssMb = 100 + 250;
-    monitor.end(128);
-    monitor.rebase();
+    await monitor.build(128, async () => {
+      state.rssMb = 100 + 250;
+    });
     monitor.begin(128);
     state.rssMb = 350 + 256;
     monitor.tick();
@@ -106,6 +105,39 @@ describe('ChildMonitor', () => {
     state.rssMb = 350 + 257;
     monitor.tick();
     expect(reports).toEqual([{ rssMb: 607, allowedMb: 606, calls: 1 }]);
+  });
+
+  it("charges a build's memory to the build, not to a call, and to no call when it is too much", async () => {
+    const { state, reports, monitor } = setup();
+    monitor.tick();
+    // A search child rebuilding its warm context (a 200 MB heap) after a 64 MB call's abort:
+    // more than one call may hold, well within the build's allowance.
+    let grow: () => void = () => undefined;
+    const building = monitor.build(200, () => new Promise<void>((resolve) => (grow = resolve)));
+    state.rssMb = 100 + 1.5 * 64 + 64 + 150;
+    monitor.tick();
+    expect(reports).toEqual([]);
+    state.rssMb = 100 + 4 * 200 + 64 + 128 + 1;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 1093, allowedMb: 1092, calls: 0 }]);
+    grow();
+    await building;
+  });
+
+  it('keeps the baseline when a build fails', async () => {
+    const { state, reports, monitor } = setup();
+    monitor.tick();
+    await expect(
+      monitor.build(128, async () => {
+        state.rssMb = 100 + 250;
+        throw new Error('the spec did not load');
+      }),
+    ).rejects.toThrow('the spec did not load');
+    // A thread still busy after it: the failed build's allowance, over the old baseline.
+    state.cpuUs += 50_000;
+    state.rssMb = 100 + 4 * 128 + 64 + 128 + 1;
+    monitor.tick();
+    expect(reports).toEqual([{ rssMb: 805, allowedMb: 804, calls: 0 }]);
   });
 
   it('is quiet only after two intervals without calls and without work on other threads', async () => {

@@ -21,8 +21,20 @@ export interface MemoryReport {
   readonly rssMb: number;
   /** The ceiling it crossed. */
   readonly allowedMb: number;
-  /** The calls running when it was crossed. */
+  /** The calls running code when it was crossed (a build for the process itself is none of them). */
   readonly calls: number;
+}
+
+/** What a sandbox runs under the memory watch. */
+export interface MemoryWatch {
+  /** Runs one call's code, whose isolate has this heap limit. */
+  call<T>(memoryMb: number, run: () => Promise<T>): Promise<T>;
+  /**
+   * Builds something the process keeps between calls (a search child's warm context on the
+   * spec) in an isolate with this heap limit. Its memory is the build's while it runs, no
+   * call's, and the process's idle memory afterwards.
+   */
+  build<T>(heapMb: number, run: () => Promise<T>): Promise<T>;
 }
 
 export interface ChildMonitorOptions {
@@ -57,14 +69,16 @@ function otherThreadsCpuUs(): number {
   return all.user + all.system - main.user - main.system;
 }
 
-export class ChildMonitor {
+export class ChildMonitor implements MemoryWatch {
   readonly #options: ChildMonitorOptions;
   readonly #intervalMs: number;
   readonly #sustainMs: number;
   readonly #readRss: () => number;
   readonly #readCpu: () => number;
   readonly #timer: NodeJS.Timeout;
+  /** Calls and builds running now; `#builds` of them are builds. */
   #calls = 0;
+  #builds = 0;
   #softMb = 0;
   #hardMb = 0;
   /** Heap limit of the call that ended last, until an idle interval takes a new baseline. */
@@ -106,12 +120,36 @@ export class ChildMonitor {
     this.#quietTicks = 0;
   }
 
+  async call<T>(memoryMb: number, run: () => Promise<T>): Promise<T> {
+    this.begin(memoryMb);
+    try {
+      return await run();
+    } finally {
+      this.end(memoryMb);
+    }
+  }
+
+  async build<T>(heapMb: number, run: () => Promise<T>): Promise<T> {
+    this.#builds++;
+    this.begin(heapMb);
+    let built = false;
+    try {
+      const result = await run();
+      built = true;
+      return result;
+    } finally {
+      this.end(heapMb);
+      this.#builds--;
+      if (built) this.#rebase();
+    }
+  }
+
   /**
    * Takes the present memory as the idle baseline, after the process took on memory it keeps
    * between calls (a search child's warm context on the spec): under steady load there may be
    * no idle interval to measure it in.
    */
-  rebase(): void {
+  #rebase(): void {
     this.#idleRssMb = this.#readRss() / MB;
     this.#overSince = null;
   }
@@ -177,7 +215,7 @@ export class ChildMonitor {
     this.#options.onMemoryExceeded({
       rssMb: Math.round(rssMb),
       allowedMb: Math.round(allowedMb),
-      calls: this.#calls,
+      calls: this.#calls - this.#builds,
     });
   }
 }

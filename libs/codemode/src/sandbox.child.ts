@@ -20,21 +20,11 @@ function catastrophic(message: string): void {
   process.abort();
 }
 
-const search = new SearchSandbox(catastrophic);
-const execute = new ExecuteSandbox(catastrophic);
-const pendingUpstream = new Map<string, (outcome: UpstreamOutcome) => void>();
 // The parent stops this process on the report: a thread stuck in a builtin would keep exit() waiting.
 const monitor = new ChildMonitor({ onMemoryExceeded: (report) => send({ type: 'memory-exceeded', report }) });
-
-/** Runs one call under the memory watch. */
-async function watched<T>(memoryMb: number, call: () => Promise<T>): Promise<T> {
-  monitor.begin(memoryMb);
-  try {
-    return await call();
-  } finally {
-    monitor.end(memoryMb);
-  }
-}
+const search = new SearchSandbox(catastrophic, monitor);
+const execute = new ExecuteSandbox(catastrophic);
+const pendingUpstream = new Map<string, (outcome: UpstreamOutcome) => void>();
 
 async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>): Promise<void> {
   let sequence = 0;
@@ -47,7 +37,7 @@ async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>):
       pendingUpstream.set(key, resolve);
       send({ type: 'upstream', id: message.id, seq, request: payload });
     });
-  const result = await watched(message.limits.memoryMb, () =>
+  const result = await monitor.call(message.limits.memoryMb, () =>
     execute.execute(message.id, message.code, message.accountId, message.limits, requestUpstream),
   );
   for (const key of keys) {
@@ -60,13 +50,9 @@ async function runExecute(message: Extract<ParentMessage, { type: 'execute' }>):
 process.on('message', (message: ParentMessage) => {
   switch (message.type) {
     case 'load-spec':
-      // Building the warm context counts as a call, and what it holds afterwards as idle memory.
-      // Searches wait for a load, so none runs when it ends.
-      watched(message.searchMemoryMb, () => search.load(message.spec, message.searchMemoryMb)).then(
-        () => {
-          monitor.rebase();
-          send({ type: 'spec-loaded', version: message.spec.version });
-        },
+      // The warm context's build is watched as the process's own memory (see SearchSandbox).
+      search.load(message.spec, message.searchMemoryMb).then(
+        () => send({ type: 'spec-loaded', version: message.spec.version }),
         (error: unknown) =>
           send({
             type: 'spec-failed',
@@ -76,9 +62,9 @@ process.on('message', (message: ParentMessage) => {
       );
       return;
     case 'search':
-      void watched(message.limits.memoryMb, () =>
-        search.search(message.id, message.code, message.access, message.limits),
-      ).then((result) => send({ type: 'result', id: message.id, result }));
+      void search
+        .search(message.id, message.code, message.access, message.limits)
+        .then((result) => send({ type: 'result', id: message.id, result }));
       return;
     case 'execute':
       void runExecute(message);

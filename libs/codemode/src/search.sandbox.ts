@@ -26,6 +26,7 @@ import {
   wrapCode,
 } from './sandbox-call.ts';
 import type { Failure, RunOutcome } from './sandbox-call.ts';
+import type { MemoryWatch } from './child-monitor.ts';
 import type { SpecPayload } from './sandbox.protocol.ts';
 import type { SandboxLimits, SandboxResult, SearchAccess } from './sandbox.types.ts';
 
@@ -64,6 +65,7 @@ function specAllowanceMb(serializedBytes: number): number {
 
 export class SearchSandbox {
   readonly #onCatastrophicError: (message: string) => void;
+  readonly #watch: MemoryWatch;
   #spec: SpecPayload | undefined;
   #memoryMb = 128;
   #context: Promise<WarmContext> | undefined;
@@ -74,8 +76,13 @@ export class SearchSandbox {
   readonly #queued = new Set<number>();
   readonly #aborted = new Set<number>();
 
-  constructor(onCatastrophicError: (message: string) => void) {
+  /**
+   * `watch` counts the warm context's builds as the process's own memory and each search's
+   * code as its call's: a search waiting for a build is not charged with it.
+   */
+  constructor(onCatastrophicError: (message: string) => void, watch: MemoryWatch) {
     this.#onCatastrophicError = onCatastrophicError;
+    this.#watch = watch;
   }
 
   /** Builds a context on the new spec before dropping the old one; searches queue meanwhile. */
@@ -124,12 +131,14 @@ export class SearchSandbox {
     return result;
   }
 
-  async #build(spec: SpecPayload, memoryMb: number): Promise<WarmContext> {
+  #build(spec: SpecPayload, memoryMb: number): Promise<WarmContext> {
+    const heapMb = memoryMb + specAllowanceMb(spec.document.length);
+    return this.#watch.build(heapMb, () => this.#buildIn(spec, heapMb));
+  }
+
+  async #buildIn(spec: SpecPayload, heapMb: number): Promise<WarmContext> {
     const bytes = spec.document;
-    const isolate = new ivm.Isolate({
-      memoryLimit: memoryMb + specAllowanceMb(bytes.length),
-      onCatastrophicError: this.#onCatastrophicError,
-    });
+    const isolate = new ivm.Isolate({ memoryLimit: heapMb, onCatastrophicError: this.#onCatastrophicError });
     try {
       const processed = v8.deserialize(bytes) as AnnotatableDocument;
       annotateSdk(processed, pinnedSdkMethods.methods());
@@ -196,17 +205,19 @@ export class SearchSandbox {
     this.#running = { id, watchdog };
     let outcome: RunOutcome | Failure;
     try {
-      const value = await warm.context.evalClosure(
-        wrapCode(PRELUDE, code),
-        [
-          warm.makeAllowed.derefInto(),
-          warm.makeConsole.derefInto(),
-          new ivm.ExternalCopy(access).copyInto({ release: true }),
-          new ivm.Callback((level: unknown, text: unknown) => logs.add(level, text)),
-        ],
-        { filename: CODE_FILENAME, lineOffset: -1, result: { reference: true } },
-      );
-      outcome = await runCompiled(warm.run, value, limits.maxResultChars);
+      outcome = await this.#watch.call(limits.memoryMb, async () => {
+        const value = await warm.context.evalClosure(
+          wrapCode(PRELUDE, code),
+          [
+            warm.makeAllowed.derefInto(),
+            warm.makeConsole.derefInto(),
+            new ivm.ExternalCopy(access).copyInto({ release: true }),
+            new ivm.Callback((level: unknown, text: unknown) => logs.add(level, text)),
+          ],
+          { filename: CODE_FILENAME, lineOffset: -1, result: { reference: true } },
+        );
+        return runCompiled(warm.run, value, limits.maxResultChars);
+      });
     } catch (error) {
       outcome = pastTheEnd(classifyFailure(error, watchdog, limits), code);
     } finally {
