@@ -124,6 +124,19 @@ describe('ChildMonitor', () => {
     await building;
   });
 
+  it('raises the baseline after a build by no more than the build may hold', async () => {
+    const { state, reports, monitor } = setup();
+    monitor.tick();
+    // A stopped search's builtin still allocating on its thread while the warm context is built.
+    await monitor.build(128, async () => {
+      state.rssMb = 100 + 900;
+    });
+    state.cpuUs += 50_000;
+    monitor.tick();
+    // Baseline 100 + 1.5 × 128 + 64 = 356, and the build that just ended still allowed its own.
+    expect(reports).toEqual([{ rssMb: 1000, allowedMb: 356 + 1.5 * 128 + 64, calls: 0 }]);
+  });
+
   it('keeps the baseline when a build fails', async () => {
     const { state, reports, monitor } = setup();
     monitor.tick();

@@ -140,17 +140,18 @@ export class ChildMonitor implements MemoryWatch {
     } finally {
       this.end(heapMb);
       this.#builds--;
-      if (built) this.#rebase();
+      if (built) this.#rebase(heapMb);
     }
   }
 
   /**
    * Takes the present memory as the idle baseline, after the process took on memory it keeps
    * between calls (a search child's warm context on the spec): under steady load there may be
-   * no idle interval to measure it in.
+   * no idle interval to measure it in. It rises by no more than the build may hold: memory a
+   * stopped call's thread still grows (a rebuild follows a stopped search) stays counted.
    */
-  #rebase(): void {
-    this.#idleRssMb = this.#readRss() / MB;
+  #rebase(heapMb: number): void {
+    this.#idleRssMb = Math.min(this.#readRss() / MB, this.#idleRssMb + softAllowanceMb(heapMb));
     this.#overSince = null;
   }
 
