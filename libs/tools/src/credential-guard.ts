@@ -215,17 +215,10 @@ const GUARDED: readonly GuardedOperation[] = [
   // A tail session's WebSocket URL reads the Worker's live events with no credential, and
   // unscrubbed: agents tail through `tail.worker` (scrubbed, deleted when the call ends). A tail
   // made with `cloudflare.request` is recorded and deleted on offboarding; listings hide the URLs.
-  {
-    kind: 'service_secrets',
-    methods: ['POST'],
-    path: '/accounts/*/workers/scripts/*/tails',
-    revokes: 'child',
-    withholds: ['url'],
-  },
-  { kind: 'service_secrets', methods: ['GET'], path: '/accounts/*/workers/scripts/*/tails', shows: ['url'] },
-  // The same for the tails wrangler starts outside the API document: a service environment, a
-  // Pages deployment, a Worker of a dispatch namespace (Workers for Platforms).
+  // Besides a Worker's, the tails wrangler starts outside the API document: a service
+  // environment, a Pages deployment, a Worker of a dispatch namespace (Workers for Platforms).
   ...[
+    '/accounts/*/workers/scripts/*/tails',
     '/accounts/*/workers/services/*/environments/*/tails',
     '/accounts/*/pages/projects/*/deployments/*/tails',
     '/accounts/*/workers/dispatch/namespaces/*/scripts/*/tails',
@@ -435,7 +428,7 @@ export function credentialSecretsRevealed(
 
 /** What replaces the secrets of something made that Warden could not record for revocation. */
 export const UNRECORDABLE_MARKER =
-  '[withheld by Warden: what this request made cannot be recorded for revocation on offboarding (Cloudflare answered no id Warden can use, or its name is longer than 512 characters)]';
+  '[withheld by Warden: what this request made cannot be recorded for revocation on offboarding (Cloudflare answered no id Warden can use in a path, or its name in the request path is longer than 512 characters or not one plain path segment)]';
 
 export function withheldMarker(kind: CredentialKind): string {
   return `[withheld by Warden: the tenant policy does not reveal ${kind} secrets (credential_operations.reveal_secrets)]`;
@@ -515,7 +508,10 @@ export const UNRECORDABLE = 'unrecordable';
 /**
  * What a successful revocable operation made (read from the response before anything is
  * withheld), null when it made nothing to revoke, or `UNRECORDABLE` when it made something
- * whose id Warden cannot record (a missing or odd id in Cloudflare's answer, a name too long).
+ * Warden cannot record: Cloudflare's answer has no id, or one not safe in a path (a `/`, a `.`
+ * or `..` segment, other characters than letters, digits, `_`, `.`, `-`, more than 128 of them);
+ * a name from the request path longer than 512 characters or outside one plain segment; or a
+ * revocation path that would not be sent as it is (not canonical).
  * `revealed`: the agent sees the operation's secrets.
  */
 export function mintedCredential(

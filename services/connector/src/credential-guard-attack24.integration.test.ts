@@ -1,10 +1,11 @@
 import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { replyEnvelope, startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
+import { createTailingUser } from './test-support/tailing-user.ts';
 import { requestsInTurn } from './test-support/agent-code.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
@@ -222,22 +223,15 @@ describe('attack24: re-rolls skipped by validate_only, keys named outside the id
     // connects with no credential); it lives six hours. `tail.worker` keeps the URL in the host,
     // scrubs the events and always deletes the tail. The same create sent as a plain request
     // (a write that a default policy allows) hands the URL to the agent, and nothing records it.
-    const user = cf.state.createUser({ email: 'rawtail@example.com' });
-    const accountId = cf.state.createAccount({ name: 'rawtail Co', members: [user.id] }).id;
-    cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
+    const { accountId, token } = createTailingUser(cf, {
+      email: 'rawtail@example.com',
+      accountName: 'rawtail Co',
+    });
     cf.tails.script(accountId, 'api', [
       { outcome: 'ok', logs: [{ message: ['session cookie sid=attack24-after-offboarding'] }] },
     ]);
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
-    });
     const tenantKey = (await t.createTenant('rawtail')).apiKey;
-    await t.connect(tenantKey, 'rawtail', token.value);
+    await t.connect(tenantKey, 'rawtail', token);
     const before = new Set(cf.state.tails.keys());
     const res = await t.execute(
       tenantKey,
@@ -270,20 +264,13 @@ describe('attack24: re-rolls skipped by validate_only, keys named outside the id
   });
 
   it('a tail started with cloudflare.request where the tenant allows service_secrets: its URL withheld, in listings too, and the tail deleted on offboarding', async () => {
-    const user = cf.state.createUser({ email: 'allowedtail@example.com' });
-    const accountId = cf.state.createAccount({ name: 'allowedtail Co', members: [user.id] }).id;
-    cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
+    const { accountId, token } = createTailingUser(cf, {
+      email: 'allowedtail@example.com',
+      accountName: 'allowedtail Co',
     });
     const tenantKey = (await t.createTenant('allowedtail')).apiKey;
     const auth = { authorization: `Bearer ${tenantKey}` };
-    await t.connect(tenantKey, 'allowedtail', token.value);
+    await t.connect(tenantKey, 'allowedtail', token);
     await setPolicy(auth, { credential_operations: { allow: ['service_secrets'] } });
     const before = new Set(cf.state.tails.keys());
     const tails = `/accounts/${accountId}/workers/scripts/api/tails`;

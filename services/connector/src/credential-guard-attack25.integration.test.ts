@@ -1,11 +1,12 @@
 import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAKE_CF_PERMISSION_GROUPS, startFakeCloudflare } from '@warden/testing';
+import { startFakeCloudflare } from '@warden/testing';
 import type { FakeCloudflare } from '@warden/testing';
 import { SPEC_PATH } from './test-support/paths.ts';
 import { requestsInTurn } from './test-support/agent-code.ts';
 import { replyEnvelope, startEdgeProxy } from './test-support/edge-proxy.ts';
 import { tenantAdmin, zoneTenant } from './test-support/fake-user.ts';
+import { createTailingUser } from './test-support/tailing-user.ts';
 import { startTestApp } from './test-support/test-app.ts';
 import type { TestApp } from './test-support/test-app.ts';
 
@@ -287,22 +288,15 @@ describe('attack25: odd ids, names from the path, validate_only spellings, tail 
   });
 
   it('HELD: tails started in other spellings (case, SDK style) are refused under the default policy and a tail.worker result carries no URL', async () => {
-    const user = cf.state.createUser({ email: 'tails25@example.com' });
-    const accountId = cf.state.createAccount({ name: 'tails25 Co', members: [user.id] }).id;
-    cf.state.putWorkerScript({ accountId, name: 'api', content: 'export default {}' });
-    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
-    const token = cf.state.createUserToken({
-      userId: user.id,
-      permissions: [
-        'com.cloudflare.api.user.read',
-        '#organization:read',
-        ...FAKE_CF_PERMISSION_GROUPS['Workers Scripts Read']!,
-      ],
+    const { accountId, token } = createTailingUser(cf, {
+      email: 'tails25@example.com',
+      accountName: 'tails25 Co',
     });
+    cf.tails.script(accountId, 'api', [{ outcome: 'ok', logs: [{ message: ['hello'] }] }]);
     // Straight to the fake (tail.worker connects only to the API's own host, not the edge's).
     const direct = await startTestApp({ CLOUDFLARE_API_BASE: cf.url });
     const tenantKey = (await direct.createTenant('tails25')).apiKey;
-    await direct.connect(tenantKey, 'tails25', token.value);
+    await direct.connect(tenantKey, 'tails25', token);
     const before = new Set(cf.state.tails.keys());
     const p = `/accounts/${accountId}/workers/scripts/api/tails`;
     const res = await direct.execute(
