@@ -166,6 +166,13 @@ interface Child {
   idleSince: number;
   /** Its report when its memory outgrew its calls' allowance. */
   memoryReport: MemoryReport | null;
+  /**
+   * Searches whose callers went away, by id, until the child says they ended (its result for
+   * them), each with the timer that kills the child if it does not within `killGraceMs`: code
+   * stuck in a builtin that never polls for the stop keeps the child's one isolate thread, so no
+   * other search may go to it meanwhile.
+   */
+  readonly stopping: Map<number, NodeJS.Timeout>;
 }
 
 /** Whose call it is, the limits it runs under and where its requests go. */
@@ -429,6 +436,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       releasing: null,
       idleSince: performance.now(),
       memoryReport: null,
+      stopping: new Map(),
     };
     children.add(child);
     proc.stderr?.setEncoding('utf8');
@@ -460,6 +468,8 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (child.exited) return;
     child.exited = true;
     children.delete(child);
+    for (const timer of child.stopping.values()) clearTimeout(timer);
+    child.stopping.clear();
     clearTimeout(child.releasing ?? undefined);
     specWaiters.get(child)?.('the sandbox process exited');
     specWaiters.delete(child);
@@ -560,7 +570,10 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         return;
       case 'result': {
         const job = child.jobs.get(message.id);
-        if (!job) return;
+        if (!job) {
+          stopped(child, message.id);
+          return;
+        }
         settle(job, {
           ...message.result,
           stats: { ...message.result.stats, upstreamRequests: job.upstreamRequests },
@@ -713,6 +726,31 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     );
   }
 
+  /**
+   * The search `job`, running on `child`, lost its caller: the caller has its answer, and the
+   * child takes no other search until it says this one ended, or is killed after `killGraceMs`.
+   */
+  function awaitStop(child: Child, id: number): void {
+    if (child.exited) return;
+    child.stopping.set(
+      id,
+      setTimeout(() => {
+        if (child.exited || !child.stopping.has(id)) return;
+        logger.warn({ pid: child.pid }, 'sandbox child did not stop a cancelled search; killing it');
+        child.process.kill('SIGKILL');
+      }, killGraceMs).unref(),
+    );
+  }
+
+  /** The child says a cancelled search ended: it may take the next. */
+  function stopped(child: Child, id: number): void {
+    const timer = child.stopping.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    child.stopping.delete(id);
+    drain();
+  }
+
   /** Takes a job off its child. */
   function detach(job: Job): Child | undefined {
     const child = job.child;
@@ -800,7 +838,8 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         !child.exited &&
         !child.retiring &&
         child.specVersion !== null &&
-        child.searches === 0
+        child.searches === 0 &&
+        child.stopping.size === 0
       ) {
         return child;
       }
@@ -1048,8 +1087,11 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (signal?.aborted) return Promise.resolve(failed('aborted', 'the call was cancelled'));
     return new Promise((resolve) => {
       const onAbort = (): void => {
-        if (job.child) post(job.child, { type: 'abort', id: job.id });
+        const child = job.child;
+        const id = job.id;
+        if (child) post(child, { type: 'abort', id });
         settle(job, failed('aborted', 'the call was cancelled', job.upstreamRequests));
+        if (child && job.kind === 'search') awaitStop(child, id);
       };
       const job: Job = {
         id: message.id,
