@@ -5,12 +5,12 @@
  * V8 abort the child process (isolated-vm's heap limit does not stop them) or commit memory
  * outside the heap limit, so they take seconds.
  */
-import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSandboxPool } from './sandbox-pool.ts';
 import type { SandboxPool, SandboxPoolOptions } from './sandbox-pool.ts';
 import type { SandboxResult, Upstream } from './sandbox.types.ts';
 import { echoUpstream, errorOf, ok, realSpecStore, resultOf } from './test-support/fixtures.ts';
+import { cpuTicks } from './test-support/attacked-pool.ts';
 
 const pools: SandboxPool[] = [];
 
@@ -63,16 +63,6 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** CPU ticks (user + system) of a process, or null once it is gone. */
-function cpuTicks(pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return null;
   }
 }
 

@@ -5,65 +5,13 @@
  * the child. These tests assert the secure behaviour: another tenant's search never fails
  * because of what one tenant's search code does.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Logger } from '@warden/core';
-import { createSandboxPool } from './sandbox-pool.ts';
-import type { SandboxPool, SandboxPoolOptions } from './sandbox-pool.ts';
-import type { SandboxResult } from './sandbox.types.ts';
-import { realSpecStore } from './test-support/fixtures.ts';
-
-const pools: SandboxPool[] = [];
-
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((pool) => pool.close()));
-});
-
-interface Logged {
-  readonly level: string;
-  readonly msg: string | undefined;
-  readonly obj: object;
-}
-
-function recordingLogger(lines: Logged[]): Logger {
-  const logger: Logger = {
-    debug: () => {},
-    info: (obj, msg) => lines.push({ level: 'info', msg, obj }),
-    warn: (obj, msg) => lines.push({ level: 'warn', msg, obj }),
-    error: (obj, msg) => lines.push({ level: 'error', msg, obj }),
-    child: () => logger,
-  };
-  return logger;
-}
-
-async function startPool(
-  options: Omit<SandboxPoolOptions, 'spec'>,
-): Promise<{ pool: SandboxPool; log: Logged[] }> {
-  const log: Logged[] = [];
-  const pool = createSandboxPool({ spec: await realSpecStore(), logger: recordingLogger(log), ...options });
-  pools.push(pool);
-  await pool.ready();
-  return { pool, log };
-}
+import { describe, expect, it } from 'vitest';
+import { describeResult, sleep, startRecordedPool, until } from './test-support/attacked-pool.ts';
+import type { Logged } from './test-support/attacked-pool.ts';
 
 /** V8 fills a dictionary-mode array in C++ without polling for interrupts. */
 const ARRAY_BOMB = 'async () => new Array(2 ** 30).fill(0).length';
 const INNOCENT = "async () => spec.paths['/zones'].get.summary";
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(condition: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function describeResult(result: SandboxResult): string {
-  return result.ok ? `ok ${JSON.stringify(result.result)}` : `${result.error.code}: ${result.error.message}`;
-}
 
 function exits(log: Logged[]): string {
   return JSON.stringify(
@@ -75,7 +23,7 @@ function exits(log: Logged[]): string {
 
 describe('search children: one tenant cannot make another fail (attack26)', () => {
   it("does not blame another tenant's search for a search aborted while its builtin is stuck allocating", async () => {
-    const { pool, log } = await startPool({ size: 2 });
+    const { pool, log } = await startRecordedPool({ size: 2 });
     const attacker = new AbortController();
     const bomb = pool.search(ARRAY_BOMB, { tenant: 'ten_attacker', signal: attacker.signal });
     await until(() => pool.stats().children.some((c) => c.searches === 1), 'the bomb on a child');
@@ -89,7 +37,7 @@ describe('search children: one tenant cannot make another fail (attack26)', () =
   }, 60_000);
 
   it("does not blame another tenant's longer search either, nor report it as crashed", async () => {
-    const { pool, log } = await startPool({ size: 2 });
+    const { pool, log } = await startRecordedPool({ size: 2 });
     const results: string[] = [];
     for (let round = 0; round < 3; round++) {
       const attacker = new AbortController();
@@ -110,7 +58,7 @@ describe('search children: one tenant cannot make another fail (attack26)', () =
   }, 60_000);
 
   it('runs no code of a search after its result, so the next tenant never waits behind it', async () => {
-    const { pool, log } = await startPool({ size: 2, limits: { cpuMs: 3_000, wallMs: 5_000 } });
+    const { pool, log } = await startRecordedPool({ size: 2, limits: { cpuMs: 3_000, wallMs: 5_000 } });
     // Work chained to run after the result is serialized: microtasks the checkpoint runs.
     const leftover = `async () => {
       let p = Promise.resolve();

@@ -4,80 +4,19 @@
  * thread; the parent forgets the search at once and hands the child to the next search, of any
  * tenant. That search must not fail (nor wait out its deadline) because of it.
  */
-import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Logger } from '@warden/core';
-import { createSandboxPool } from './sandbox-pool.ts';
-import type { SandboxPool, SandboxPoolOptions } from './sandbox-pool.ts';
-import type { SandboxResult } from './sandbox.types.ts';
-import { realSpecStore } from './test-support/fixtures.ts';
-
-const pools: SandboxPool[] = [];
-
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((pool) => pool.close()));
-});
-
-interface Logged {
-  readonly msg: string | undefined;
-  readonly obj: object;
-}
-
-function recordingLogger(lines: Logged[]): Logger {
-  const logger: Logger = {
-    debug: () => {},
-    info: () => {},
-    warn: (obj, msg) => lines.push({ msg, obj }),
-    error: (obj, msg) => lines.push({ msg, obj }),
-    child: () => logger,
-  };
-  return logger;
-}
-
-async function startPool(
-  options: Omit<SandboxPoolOptions, 'spec'>,
-): Promise<{ pool: SandboxPool; log: Logged[] }> {
-  const log: Logged[] = [];
-  const pool = createSandboxPool({ spec: await realSpecStore(), logger: recordingLogger(log), ...options });
-  pools.push(pool);
-  await pool.ready();
-  return { pool, log };
-}
+import { describe, expect, it } from 'vitest';
+import type { SandboxPool } from './sandbox-pool.ts';
+import { cpuTicks, describeResult, sleep, startRecordedPool, until } from './test-support/attacked-pool.ts';
+import type { Logged } from './test-support/attacked-pool.ts';
 
 /** 2^40 HasProperty checks in C++ that never poll for the termination a disposal asks for. */
 const STUCK = 'async () => Array.prototype.indexOf.call({ length: 2 ** 40 }, 1)';
 const INNOCENT = "async () => spec.paths['/zones'].get.summary";
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-function describeResult(result: SandboxResult): string {
-  return result.ok ? `ok ${JSON.stringify(result.result)}` : `${result.error.code}: ${result.error.message}`;
-}
-
 function events(log: Logged[]): string {
   return JSON.stringify(
     log.filter((l) => /exited|outgrew|deadline/.test(l.msg ?? '')).map((l) => ({ msg: l.msg, ...l.obj })),
   );
-}
-
-/** CPU clock ticks (user + system) of a process, or null once it is gone. */
-function cpuTicks(pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return null;
-  }
 }
 
 /** Runs the stuck search, aborts it once it runs, and resolves when the parent has let it go. */
@@ -94,7 +33,7 @@ async function stuckAndAborted(pool: SandboxPool): Promise<void> {
 
 describe('searches behind a stuck builtin (attack26)', () => {
   it("serves another tenant's search promptly after one tenant's search stuck in a builtin was aborted", async () => {
-    const { pool, log } = await startPool({ size: 2, limits: { cpuMs: 3_000, wallMs: 5_000 } });
+    const { pool, log } = await startRecordedPool({ size: 2, limits: { cpuMs: 3_000, wallMs: 5_000 } });
     await stuckAndAborted(pool);
     const started = performance.now();
     const victim = await pool.search(INNOCENT, { tenant: 'ten_victim' });
@@ -106,7 +45,7 @@ describe('searches behind a stuck builtin (attack26)', () => {
   }, 60_000);
 
   it('lets one tenant take no search child away from the others, however many it aborts', async () => {
-    const { pool, log } = await startPool({ size: 2, limits: { cpuMs: 3_000, wallMs: 5_000 } });
+    const { pool, log } = await startRecordedPool({ size: 2, limits: { cpuMs: 3_000, wallMs: 5_000 } });
     await stuckAndAborted(pool);
     // Before, the first victim went to the poisoned child (the parent thought it free) and the
     // attacker's next stuck search, aborted too, to the other one: both victims timed out.
@@ -118,7 +57,7 @@ describe('searches behind a stuck builtin (attack26)', () => {
   }, 60_000);
 
   it('does not leave a search child burning a core for an aborted search once its deadline is past', async () => {
-    const { pool, log } = await startPool({
+    const { pool, log } = await startRecordedPool({
       size: 2,
       limits: { cpuMs: 3_000, wallMs: 5_000 },
       killGraceMs: 2_000,
