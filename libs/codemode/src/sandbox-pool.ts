@@ -727,7 +727,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
   }
 
   /**
-   * The search `job`, running on `child`, lost its caller: the caller has its answer, and the
+   * Search `id`, running on `child`, lost its caller: the caller has its answer, and the
    * child takes no other search until it says this one ended, or is killed after `killGraceMs`.
    */
   function awaitStop(child: Child, id: number): void {
