@@ -167,12 +167,12 @@ interface Child {
   /** Its report when its memory outgrew its calls' allowance. */
   memoryReport: MemoryReport | null;
   /**
-   * Searches whose callers went away, by id, until the child says they ended (its result for
-   * them), each with the timer that kills the child if it does not within `killGraceMs`: code
-   * stuck in a builtin that never polls for the stop keeps the child's one isolate thread, so no
-   * other search may go to it meanwhile.
+   * The search whose caller went away, until the child says it ended (its result for it), with
+   * the timer that kills the child if it does not within `killGraceMs`: code stuck in a builtin
+   * that never polls for the stop keeps the child's one isolate thread, so no other search may
+   * go to it meanwhile.
    */
-  readonly stopping: Map<number, NodeJS.Timeout>;
+  stopping: { readonly id: number; readonly timer: NodeJS.Timeout } | null;
 }
 
 /** Whose call it is, the limits it runs under and where its requests go. */
@@ -436,7 +436,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
       releasing: null,
       idleSince: performance.now(),
       memoryReport: null,
-      stopping: new Map(),
+      stopping: null,
     };
     children.add(child);
     proc.stderr?.setEncoding('utf8');
@@ -468,8 +468,8 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
     if (child.exited) return;
     child.exited = true;
     children.delete(child);
-    for (const timer of child.stopping.values()) clearTimeout(timer);
-    child.stopping.clear();
+    clearTimeout(child.stopping?.timer);
+    child.stopping = null;
     clearTimeout(child.releasing ?? undefined);
     specWaiters.get(child)?.('the sandbox process exited');
     specWaiters.delete(child);
@@ -732,22 +732,19 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
    */
   function awaitStop(child: Child, id: number): void {
     if (child.exited) return;
-    child.stopping.set(
-      id,
-      setTimeout(() => {
-        if (child.exited || !child.stopping.has(id)) return;
-        logger.warn({ pid: child.pid }, 'sandbox child did not stop a cancelled search; killing it');
-        child.process.kill('SIGKILL');
-      }, killGraceMs).unref(),
-    );
+    const timer = setTimeout(() => {
+      if (child.exited || child.stopping?.id !== id) return;
+      logger.warn({ pid: child.pid }, 'sandbox child did not stop a cancelled search; killing it');
+      child.process.kill('SIGKILL');
+    }, killGraceMs).unref();
+    child.stopping = { id, timer };
   }
 
   /** The child says a cancelled search ended: it may take the next. */
   function stopped(child: Child, id: number): void {
-    const timer = child.stopping.get(id);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    child.stopping.delete(id);
+    if (child.stopping?.id !== id) return;
+    clearTimeout(child.stopping.timer);
+    child.stopping = null;
     drain();
   }
 
@@ -839,7 +836,7 @@ export function createSandboxPool(options: SandboxPoolOptions): SandboxPool {
         !child.retiring &&
         child.specVersion !== null &&
         child.searches === 0 &&
-        child.stopping.size === 0
+        child.stopping === null
       ) {
         return child;
       }

@@ -6,17 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { describeResult, sleep, startRecordedPool } from './test-support/attacked-pool.ts';
-import type { Logged } from './test-support/attacked-pool.ts';
-
-function memoryEvents(log: Logged[]): string {
-  return JSON.stringify(
-    log
-      .filter((l) => l.msg?.includes('exited') || l.msg?.includes('outgrew'))
-      .map((l) => ({ msg: l.msg, ...l.obj }))
-      .slice(0, 10),
-  );
-}
+import { childEvents, describeResult, sleep, startRecordedPool } from './test-support/attacked-pool.ts';
 
 function rssMb(pid: number): number | null {
   try {
@@ -62,7 +52,7 @@ describe('search rebuild storms (attack26)', () => {
     const failures = victim.filter((r) => !r.startsWith('ok '));
     expect(
       failures,
-      `${victim.length} searches; attacker: ${attackerResults.slice(0, 8).join(', ')}; ${memoryEvents(log)}`,
+      `${victim.length} searches; attacker: ${attackerResults.slice(0, 8).join(', ')}; ${childEvents(log)}`,
     ).toEqual([]);
     expect(victim.length).toBeGreaterThan(5);
   }, 60_000);
@@ -95,6 +85,6 @@ describe('search rebuild storms (attack26)', () => {
     // Idle (~warm context) + one 128 MB call's hard allowance (4 × 128 + 64 + 128) + a build's
     // (4 × heap + 64 + 128): well under 2 GB for any child that the watch keeps in bounds.
     const worst = Math.max(...peaks.values());
-    expect(worst, `${JSON.stringify([...peaks])} ${memoryEvents(log)}`).toBeLessThan(2_000);
+    expect(worst, `${JSON.stringify([...peaks])} ${childEvents(log)}`).toBeLessThan(2_000);
   }, 60_000);
 });

@@ -56,6 +56,16 @@ export async function until(condition: () => boolean, what: string, ms = 30_000)
   }
 }
 
+/** What the pool said of its children dying, outgrowing their memory or missing a deadline: a test's failure message. */
+export function childEvents(log: readonly Logged[]): string {
+  return JSON.stringify(
+    log
+      .filter((l) => /exited|outgrew|deadline|did not stop/.test(l.msg ?? ''))
+      .map((l) => ({ msg: l.msg, ...l.obj }))
+      .slice(0, 10),
+  );
+}
+
 /** `ok <result as JSON>` or `<code>: <message>`: one string a test can compare and print. */
 export function describeResult(result: SandboxResult): string {
   return result.ok ? `ok ${JSON.stringify(result.result)}` : `${result.error.code}: ${result.error.message}`;
