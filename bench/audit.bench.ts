@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- audit [--json] [--seconds 5] [--export-rows 1000000] [--formats ndjson,ocsf,cef]
  *  [--other-formats-rows 200000] [--export-timeout 180]`: the audit trail's write path and its
- * export, on a fresh PostgreSQL database that is dropped at the end.
+ * export, on a fresh PostgreSQL database that is dropped at the end: on the `DATABASE_URL` server,
+ * or without it on a server of the run's own (`private-servers.ts`), stopped at the end.
  *
  * - Inserts go through `AuditStore.append`, one execution's records per append (an
  *   upstream_request and its tool_call, as execute_tool writes them), with a pool of 10
@@ -38,10 +39,11 @@ import {
 import type { AuditEvent, AuditRecordInput, AuditStore, ExportFormat } from '@warden/audit';
 import { createDb } from '@warden/db';
 import type { Db } from '@warden/db';
-import { createTestDatabase } from '@warden/testing';
+import { createTestDatabase, freePort } from '@warden/testing';
 import type { TestDatabase } from '@warden/testing';
 import { sql } from 'kysely';
 import type { RawBuilder } from 'kysely';
+import { startPostgres } from './private-servers.ts';
 import {
   cpuFigures,
   environmentInfo,
@@ -436,6 +438,9 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   const started = machineInfo('start');
   let test: TestDatabase | null = null;
   let db: Db | null = null;
+  // Without DATABASE_URL the suite runs on a PostgreSQL server of its own, as the execute suite does.
+  const privateServer = process.env.DATABASE_URL ? null : startPostgres(await freePort(), 'postgres');
+  if (privateServer) process.env.DATABASE_URL = privateServer.adminUrl;
   try {
     test = await createTestDatabase();
     const now = new Date();
@@ -500,6 +505,10 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
   } finally {
     await db?.close().catch(() => {});
     await test?.drop();
+    if (privateServer) {
+      delete process.env.DATABASE_URL;
+      privateServer.stop();
+    }
   }
 }
 
