@@ -50,6 +50,12 @@
  * - Load: closed loop, node:http with keep-alive sockets (one per worker); `--seconds` measured
  *   after `--warmup` unmeasured per level. Direct calls use the same client code.
  *
+ * For each execute level it also reports where a call waited, from the service's own /metrics
+ * (`warden_upstream_request_duration_seconds`, `warden_audit_append_duration_seconds`):
+ * `*_upstream_answer_ms_mean` (Cloudflare's answer, here the fake's), `*_audit_append_ms_mean`
+ * (an append from the call to its commit, group-commit waits included) and
+ * `*_audit_appends_per_call`.
+ *
  * Besides latency and throughput it reports, per level, the CPU used per call by the connector,
  * its sandbox children, PostgreSQL, Redis and this process (from /proc), how busy the machine's
  * cores were and how much of them unrelated processes took: on a shared 2-core machine a
@@ -242,9 +248,41 @@ export async function benchTenant(
   return tenantAuth;
 }
 
+/** Seconds and count of a histogram of the connector's /metrics, summed over its label sets. */
+interface StepTotals {
+  readonly upstreamSeconds: number;
+  readonly upstreamCount: number;
+  readonly auditSeconds: number;
+  readonly auditCount: number;
+}
+
+function histogramTotal(metrics: string, name: string, part: 'sum' | 'count'): number {
+  let total = 0;
+  for (const line of metrics.split('\n')) {
+    if (line.startsWith(`${name}_${part}{`) || line.startsWith(`${name}_${part} `)) {
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return total;
+}
+
+/** What the service's step histograms held at this moment (see step-timings.ts). */
+async function stepTotals(client: HttpClient): Promise<StepTotals> {
+  const response = await client.request({ method: 'GET', path: '/metrics' });
+  const body = response.body.toString('utf8');
+  return {
+    upstreamSeconds: histogramTotal(body, 'warden_upstream_request_duration_seconds', 'sum'),
+    upstreamCount: histogramTotal(body, 'warden_upstream_request_duration_seconds', 'count'),
+    auditSeconds: histogramTotal(body, 'warden_audit_append_duration_seconds', 'sum'),
+    auditCount: histogramTotal(body, 'warden_audit_append_duration_seconds', 'count'),
+  };
+}
+
 interface Phase {
   readonly load: LoadResult;
   readonly cpu: CpuAccount;
+  /** How the service's step histograms grew during the phase (execute phases only). */
+  readonly steps: StepTotals | null;
 }
 
 /** One load level, with where the machine's CPU went while it ran. */
@@ -252,19 +290,46 @@ async function measure(
   call: () => Promise<void>,
   options: { concurrency: number; seconds: number; warmupSeconds: number },
   accounting: { servicePid: number | null; database: string; postmasterPid?: number; redisPid?: number },
+  metrics: HttpClient | null = null,
 ): Promise<Phase> {
   if (options.warmupSeconds > 0) {
     await runLoad(call, { ...options, seconds: options.warmupSeconds, warmupSeconds: 0 });
   }
+  const before = metrics ? await stepTotals(metrics) : null;
   const cpu = startCpuAccount(accounting);
   const load = await runLoad(call, { ...options, warmupSeconds: 0 });
-  return { load, cpu: cpu.stop() };
+  const cpuAccount = cpu.stop();
+  const after = metrics ? await stepTotals(metrics) : null;
+  const steps =
+    before && after
+      ? {
+          upstreamSeconds: after.upstreamSeconds - before.upstreamSeconds,
+          upstreamCount: after.upstreamCount - before.upstreamCount,
+          auditSeconds: after.auditSeconds - before.auditSeconds,
+          auditCount: after.auditCount - before.auditCount,
+        }
+      : null;
+  return { load, cpu: cpuAccount, steps };
 }
 
+/**
+ * Load, CPU and, for execute phases, where a call waited: Cloudflare's mean answer time and the
+ * mean audit append (from the service's /metrics), with appends per call.
+ */
 function phaseFigures(prefix: string, phase: Phase): Record<string, unknown> {
+  const { steps } = phase;
+  const mean = (seconds: number, count: number) => (count > 0 ? round((seconds * 1000) / count, 3) : null);
   return {
     ...loadFigures(prefix, phase.load),
     ...cpuFigures(prefix, phase.cpu, phase.load.completed, 'call'),
+    ...(steps
+      ? {
+          [`${prefix}_upstream_answer_ms_mean`]: mean(steps.upstreamSeconds, steps.upstreamCount),
+          [`${prefix}_audit_append_ms_mean`]: mean(steps.auditSeconds, steps.auditCount),
+          [`${prefix}_audit_appends_per_call`]:
+            phase.load.completed > 0 ? round(steps.auditCount / phase.load.completed, 2) : null,
+        }
+      : {}),
   };
 }
 
@@ -402,6 +467,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
         execute,
         { concurrency, ...timing, ...(concurrency === 16 ? { warmupSeconds: 0 } : {}) },
         { servicePid, database, ...servers },
+        setup,
       );
       if (concurrency === 16) roundTrips = (await statements()) - before;
       executeLevels.set(concurrency, phase);
@@ -473,6 +539,7 @@ export async function run(args: string[]): Promise<Record<string, unknown>> {
           mcpExecute,
           { concurrency, ...timing },
           { servicePid, database, ...servers },
+          setup,
         );
         Object.assign(figures, phaseFigures(`c${concurrency}_mcp_execute`, phase));
         if (concurrency === 1)

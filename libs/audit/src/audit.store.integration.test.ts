@@ -137,6 +137,36 @@ describe('audit store', () => {
     expect(queries.filter((q) => q.text.includes('insert into audit_events'))).toHaveLength(2);
   });
 
+  it('reports each append once as it settles, committed or failed, with the time its caller waited', async () => {
+    const timings: Array<{ ms: number; committed: boolean }> = [];
+    const store = createAuditStore({ db: t.db.kysely, onAppended: (appended) => timings.push(appended) });
+    const now = new Date();
+    await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        store.append('ten_timed', [record(now, { execution_id: `exe_${i}` })], { retentionDays: 90 }),
+      ),
+    );
+    expect(timings).toHaveLength(5);
+    expect(timings.every((timing) => timing.committed && timing.ms > 0)).toBe(true);
+
+    // A database that cannot be reached: the append fails, and is reported as failed.
+    const down = await createDb({
+      kind: 'postgres',
+      url: 'postgres://postgres@127.0.0.1:1/none',
+      poolSize: 1,
+    });
+    try {
+      const failing = createAuditStore({ db: down.kysely, onAppended: (appended) => timings.push(appended) });
+      await expect(failing.append('ten_timed', [record(now)], { retentionDays: 90 })).rejects.toMatchObject({
+        code: 'unavailable',
+      });
+    } finally {
+      await down.close();
+    }
+    expect(timings).toHaveLength(6);
+    expect(timings[5]?.committed).toBe(false);
+  });
+
   it('appends and verifies on PGlite too (the embedded default)', async () => {
     const lite = await createDb({ kind: 'pglite', dataDir: null });
     try {

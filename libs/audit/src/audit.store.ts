@@ -261,6 +261,11 @@ export interface AuditStoreOptions {
   readonly db: Kysely<Database>;
   /** Stamps records; pass a clock aligned with the database's so replicas agree. */
   readonly clock?: Clock;
+  /**
+   * Called as each `append` settles: milliseconds from the call to its commit (or failure),
+   * waiting behind the tenant's statement in flight included, as its caller waits.
+   */
+  readonly onAppended?: (appended: { readonly ms: number; readonly committed: boolean }) => void;
 }
 
 export function createAuditStore(deps: AuditStoreOptions): AuditStore {
@@ -507,7 +512,21 @@ export function createAuditStore(deps: AuditStoreOptions): AuditStore {
   return {
     append(tenantId, records, options) {
       if (records.length === 0) return Promise.resolve([]);
-      return new Promise<AuditEvent[]>((resolve, reject) => {
+      return new Promise<AuditEvent[]>((settled, failed) => {
+        const observe = deps.onAppended;
+        const started = observe ? performance.now() : 0;
+        const resolve = observe
+          ? (events: AuditEvent[]) => {
+              observe({ ms: performance.now() - started, committed: true });
+              settled(events);
+            }
+          : settled;
+        const reject = observe
+          ? (error: unknown) => {
+              observe({ ms: performance.now() - started, committed: false });
+              failed(error);
+            }
+          : failed;
         const pending = { records: prepare(records), retentionDays: options.retentionDays, resolve, reject };
         const queue = queues.get(tenantId);
         if (queue) {

@@ -157,6 +157,37 @@ describe('Cloudflare HTTP client', () => {
     expect((await client.send(TOKEN, { method: 'GET', path: '/envelope' })).status).toBe(200);
   });
 
+  it('reports each request once as it ends: its time and status, or no status when no answer came', async () => {
+    const answers: Array<{ ms: number; status: number | null }> = [];
+    const timed = createCloudflareClient({
+      baseUrl: base,
+      timeoutMs: 300,
+      onAnswered: (answer) => answers.push(answer),
+    });
+    const closed = createCloudflareClient({
+      baseUrl: 'http://127.0.0.1:9/client/v4',
+      onAnswered: (answer) => answers.push(answer),
+    });
+    try {
+      await timed.send(TOKEN, { method: 'GET', path: '/envelope' });
+      await timed.send(TOKEN, { method: 'GET', path: '/limited' });
+      await timed.send(TOKEN, { method: 'GET', path: '/missing' });
+      await expect(timed.send(TOKEN, { method: 'GET', path: '/slow' })).rejects.toMatchObject({
+        code: 'upstream_timeout',
+      });
+      await expect(closed.send(TOKEN, { method: 'GET', path: '/user' })).rejects.toMatchObject({
+        code: 'upstream_error',
+      });
+    } finally {
+      timed.close?.();
+      closed.close?.();
+    }
+    expect(answers.map((a) => a.status)).toEqual([200, 429, 404, null, null]);
+    for (const answer of answers) expect(answer.ms).toBeGreaterThanOrEqual(0);
+    // The timed-out request took its timeout.
+    expect(answers[3]?.ms).toBeGreaterThanOrEqual(290);
+  });
+
   it('maps an unreachable host to upstream_error without the credential in the error', async () => {
     const closed = createCloudflareClient({ baseUrl: 'http://127.0.0.1:9/client/v4', timeoutMs: 1_000 });
     const error = await closed.send(TOKEN, { method: 'GET', path: '/user' }).catch((e: unknown) => e);

@@ -49,6 +49,11 @@ export interface CloudflareClientOptions {
   readonly userAgent?: string;
   /** Largest response body accepted, in bytes. */
   readonly maxResponseBytes?: number;
+  /**
+   * Called once per request as it ends: milliseconds from sending it to its answer (or to its
+   * failure), and the answer's HTTP status (null when none came: timeout, unreachable, cancelled).
+   */
+  readonly onAnswered?: (answer: { readonly ms: number; readonly status: number | null }) => void;
 }
 
 export interface CloudflareClient {
@@ -184,6 +189,7 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
     // Set last so nothing above can shadow or duplicate the credential headers.
     Object.assign(headers, authHeaders(credential));
 
+    const started = performance.now();
     return new Promise<CloudflareResponse>((resolve, reject) => {
       let settled = false;
       const finish = (outcome: CloudflareResponse | WardenError): void => {
@@ -191,6 +197,10 @@ export function createCloudflareClient(options: CloudflareClientOptions): Cloudf
         settled = true;
         clearTimeout(timer);
         request.signal?.removeEventListener('abort', onAbort);
+        options.onAnswered?.({
+          ms: performance.now() - started,
+          status: outcome instanceof WardenError ? null : outcome.status,
+        });
         if (outcome instanceof WardenError) reject(outcome);
         else resolve(outcome);
       };

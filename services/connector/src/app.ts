@@ -223,7 +223,7 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   });
 
   const metrics = createMetrics();
-  await metricsRoutes(app, metrics, container.rateBudget);
+  await metricsRoutes(app, metrics, container.rateBudget, container.stepTimings);
   // Both front doors (REST and MCP) run tools through this, so the counter sees every call.
   const executeTool: ExecuteToolService = {
     async run(caller, input, options) {

@@ -88,6 +88,8 @@ import type { Config } from './config.ts';
 import { ReadinessProblem } from './readiness.ts';
 import type { ReadinessCheck } from './readiness.ts';
 import { createLocalEventBus, createRedisEventBus } from './event-bus.ts';
+import { createStepTimings } from './step-timings.ts';
+import type { StepTimings } from './step-timings.ts';
 import type { EventBus } from './event-bus.ts';
 import { McpConnections } from './mcp/mcp-connections.ts';
 import { createBullScheduler, createLocalScheduler } from './workers/scheduler.ts';
@@ -131,6 +133,8 @@ export interface Container {
   readonly keyRotation: KeyRotationService;
   /** The upstream budget: `admit` before and `observe` after every request sent with a credential. */
   readonly rateBudget: UpstreamBudget;
+  /** How long Cloudflare's answers and the audit trail's commits took, for /metrics. */
+  readonly stepTimings: Pick<StepTimings, 'onEvent'>;
   readonly codeMode: CodeMode;
   readonly policies: PolicyStore;
   readonly audit: AuditStore;
@@ -296,10 +300,12 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     retentionDays: config.auditRetentionDays,
   };
   const keys = createKeyProvider(config);
+  const stepTimings = createStepTimings();
   const cloudflare = createCloudflareClient({
     baseUrl: config.cloudflare.apiBase,
     timeoutMs: config.cloudflare.timeoutMs,
     userAgent: 'warden/0.1',
+    onAnswered: (answer) => stepTimings.record({ step: 'upstream', ...answer }),
   });
   const bus = config.redisUrl
     ? createRedisEventBus(config.redisUrl, logger, { prefix: config.redisKeyPrefix })
@@ -312,7 +318,11 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     : null;
   redis?.on('error', () => {});
   const rate = createRateBudget(config, logger, redis);
-  const audit = createAuditStore({ db: db.kysely, clock });
+  const audit = createAuditStore({
+    db: db.kysely,
+    clock,
+    onAppended: (appended) => stepTimings.record({ step: 'audit_append', ...appended }),
+  });
 
   /** Lifecycle records join the change's transaction, with the tenant's retention read inside it. */
   const lifecycleAudit: LifecycleAudit = async (tx, tenantId, records) => {
@@ -624,6 +634,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     connectedAccounts,
     keyRotation,
     rateBudget: rate.budget,
+    stepTimings,
     codeMode,
     policies,
     audit,

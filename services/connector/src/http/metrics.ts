@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UpstreamBudget } from '@warden/ratelimit';
+import type { StepTimings } from '../step-timings.ts';
 
 /**
  * Prometheus metrics at GET /metrics: process metrics, HTTP request durations by route
  * template (never by concrete URL, so ids and identifiers do not become label values),
  * tool executions by tool and outcome, upstream requests the rate budget refused by budget and
- * reason, and how long requests waited in the egress queue.
+ * reason, how long requests waited in the egress queue, and how long Cloudflare took to answer
+ * and the audit trail to commit (what a tool call waits on besides its own code).
  */
 export interface Metrics {
   readonly registry: Registry;
@@ -25,10 +27,18 @@ export function createMetrics(): Metrics {
   return { registry, toolCalls };
 }
 
+/** The status label of an upstream request: its class, 429 on its own, or no_answer. */
+function statusLabel(status: number | null): string {
+  if (status === null) return 'no_answer';
+  if (status === 429) return '429';
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+}
+
 export async function metricsRoutes(
   app: FastifyInstance,
   metrics: Metrics,
   budget: Pick<UpstreamBudget, 'onEvent'>,
+  stepTimings: Pick<StepTimings, 'onEvent'>,
 ): Promise<void> {
   const refusals = new Counter({
     name: 'warden_upstream_refusals_total',
@@ -46,8 +56,28 @@ export async function metricsRoutes(
     if (event.type === 'refused') refusals.inc({ budget: event.budget, reason: event.reason });
     else egressWait.observe(event.ms / 1000);
   });
+  const upstream = new Histogram({
+    name: 'warden_upstream_request_duration_seconds',
+    help: 'Cloudflare API requests from sending to the answer (or its failure), by status: 2xx, 3xx, 4xx, 429, 5xx, no_answer',
+    labelNames: ['status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [metrics.registry],
+  });
+  const auditAppend = new Histogram({
+    name: 'warden_audit_append_duration_seconds',
+    help: "Audit appends from the call to the commit, waiting behind the tenant's write in flight included, by outcome: committed or failed",
+    labelNames: ['outcome'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [metrics.registry],
+  });
+  const unsubscribeSteps = stepTimings.onEvent((timing) => {
+    if (timing.step === 'upstream')
+      upstream.observe({ status: statusLabel(timing.status) }, timing.ms / 1000);
+    else auditAppend.observe({ outcome: timing.committed ? 'committed' : 'failed' }, timing.ms / 1000);
+  });
   app.addHook('onClose', async () => {
     unsubscribe();
+    unsubscribeSteps();
   });
   const duration = new Histogram({
     name: 'warden_http_request_duration_seconds',
