@@ -682,10 +682,18 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
 
   /**
    * Separation of duties: the principal that planned the writes (the API key or MCP token whose
-   * execution held them) never decides them; another person must.
+   * execution held them) never decides them, nor does the person they were planned for (an SSO
+   * console session is that person's identifier, whatever token or key their agent used);
+   * another person must.
    */
   function assertNotPlanner(row: NonNullable<Row>, approver: Approver, verb: 'approve' | 'reject'): void {
     const planner = row.requested_by as unknown as AuditCaller;
+    if (approver.caller.type === 'sso' && approver.caller.id.toLowerCase() === row.identifier.toLowerCase()) {
+      throw new WardenError(
+        'self_approval',
+        `approval ${row.id}: these writes were planned for ${row.identifier}, the person signed in, so they cannot ${verb} them; another person must approve or reject this plan`,
+      );
+    }
     if (planner.type !== approver.caller.type || planner.id !== approver.caller.id) return;
     throw new WardenError(
       'self_approval',

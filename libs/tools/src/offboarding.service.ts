@@ -4,7 +4,7 @@ import type { Clock, Logger } from '@warden/core';
 import { isWardenError, systemClock } from '@warden/core';
 import type { CloudflareCredential } from '@warden/cloudflare';
 import type { ActorContext, ConnectedAccount, ConnectedAccountService, McpTokenService } from '@warden/vault';
-import { validateIdentifier } from '@warden/vault';
+import { ssoPrincipalRef, validateIdentifier } from '@warden/vault';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type { TenantToolSettings } from './call-context.ts';
 import { revokeMintedCredentials } from './minted-credentials.ts';
@@ -245,8 +245,9 @@ export function createOffboardingService(deps: {
         if (credential) await deps.accounts.purgeCredential(ctx.tenantId, account.id);
         revoked.push({ id: account.id, ...(upstream ? { upstream } : {}) });
       }
+      // A person who signed in to the console through SSO saw the tokens they minted for others.
       const revokedMcpTokens =
-        (await deps.mcpTokens.revokeAllFor(ctx, identifier)) +
+        (await deps.mcpTokens.revokeAllFor(ctx, identifier, { mintedBy: ssoPrincipalRef(identifier) })) +
         ((await deps.revokeOAuthGrants?.(ctx.tenantId, identifier)) ?? 0);
       const consoleAdminRevoked = (await deps.revokeConsoleAdmin?.(ctx.tenantId, identifier)) ?? false;
       await deps.closeSessions(ctx.tenantId, identifier);

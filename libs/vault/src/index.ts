@@ -35,6 +35,7 @@ export {
   MIN_MCP_TOKEN_SECONDS,
   createMcpTokenService,
   parseExpiry,
+  ssoPrincipalRef,
 } from './mcp-tokens.service.ts';
 export type { McpSession, McpToken, McpTokenListing, McpTokenService } from './mcp-tokens.service.ts';
 export { connectedAccountJson } from './connected-account.json.ts';

@@ -120,8 +120,16 @@ export interface McpTokenService {
   forget(revocation: { tenantId: string; tokenId?: string; identifier?: string }): void;
   /** Records the client that initialized a session with this token. */
   recordClient(tokenId: string, client: { name: string; version: string }): Promise<void>;
-  /** Revokes every live token of an identifier; returns how many. */
-  revokeAllFor(ctx: ActorContext, identifier: string): Promise<number>;
+  /**
+   * Revokes every live token of an identifier, and with `mintedBy` every live token that principal
+   * minted for other identifiers (it was shown their secrets); returns how many.
+   */
+  revokeAllFor(ctx: ActorContext, identifier: string, options?: { mintedBy?: string }): Promise<number>;
+}
+
+/** How a token minted by a person signed in through SSO names its minter (`created_by`). */
+export function ssoPrincipalRef(identifier: string): string {
+  return `sso:${identifier}`;
 }
 
 export function createMcpTokenService(deps: {
@@ -386,17 +394,25 @@ export function createMcpTokenService(deps: {
         .where('id', '=', tokenId)
         .execute();
     },
-    async revokeAllFor(ctx, identifier) {
+    async revokeAllFor(ctx, identifier, options = {}) {
       const { tenantId } = ctx;
+      const { mintedBy } = options;
       const rows = await db.transaction().execute(async (tx) => {
         const revoked = await tx
           .updateTable('mcp_tokens')
           .set({ revoked_at: clock.now() })
           .where('tenant_id', '=', tenantId)
-          .where('identifier', '=', identifier)
+          .where((eb) =>
+            mintedBy === undefined
+              ? eb('identifier', '=', identifier)
+              : eb.or([
+                  eb('identifier', '=', identifier),
+                  eb(sql<string>`lower(created_by)`, '=', mintedBy.toLowerCase()),
+                ]),
+          )
           .where('revoked_at', 'is', null)
           .where('expires_at', '>', sql<Date>`now()`)
-          .returning('id')
+          .returning(['id', 'identifier'])
           .execute();
         if (revoked.length > 0) {
           await audit(
@@ -404,14 +420,25 @@ export function createMcpTokenService(deps: {
             tenantId,
             revoked.map((r) =>
               lifecycleRecord(
-                { caller: ctx.actor, identifier },
-                { action: 'mcp_token.revoked', details: { mcp_token_id: r.id } },
+                { caller: ctx.actor, identifier: r.identifier },
+                {
+                  action: 'mcp_token.revoked',
+                  details: {
+                    mcp_token_id: r.id,
+                    ...(r.identifier !== identifier ? { minted_by: mintedBy ?? null } : {}),
+                  },
+                },
               ),
             ),
           );
         }
         return revoked;
       });
+      // The identifier's own sessions end with its offboarding; another identifier's token is
+      // announced one by one, so its live sessions and calls end on every replica.
+      for (const row of rows) {
+        if (row.identifier !== identifier) await deps.onRevoked?.({ tenantId, tokenId: row.id });
+      }
       return rows.length;
     },
   };

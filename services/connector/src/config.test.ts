@@ -183,3 +183,15 @@ describe('SSO domain proof re-check', () => {
     expect(() => loadConfig({ SSO_DOMAIN_RECHECK_HOURS: 'daily' })).toThrow(/SSO_DOMAIN_RECHECK_HOURS/);
   });
 });
+
+describe('PUBLIC_URL', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'warden-config-url-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is read in one spelling: scheme and host in lower case, no trailing slash (so https is seen as https)', () => {
+    const read = (url: string) => loadConfig({ DATA_DIR: dir, PUBLIC_URL: url }).publicUrl;
+    expect(read('HTTPS://Warden.Example.TEST/')).toBe('https://warden.example.test');
+    expect(read('https://warden.example.test:8443/warden//')).toBe('https://warden.example.test:8443/warden');
+    expect(read('http://127.0.0.1:3000')).toBe('http://127.0.0.1:3000');
+  });
+});

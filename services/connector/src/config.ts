@@ -425,6 +425,15 @@ function tailSocketOrigins(apiBase: string): string[] {
   return [CLOUDFLARE_TAIL_ORIGIN, own];
 }
 
+/**
+ * PUBLIC_URL as the URL standard spells it (scheme and host in lower case: `HTTPS://` is
+ * `https://`), without a trailing slash: every check of its scheme reads one spelling.
+ */
+function publicUrlOf(raw: string): string {
+  const url = new URL(raw);
+  return `${url.protocol}//${url.host}${url.pathname}`.replace(/\/+$/, '');
+}
+
 export function loadConfig(source: Readonly<Record<string, string | undefined>> = process.env): Config {
   // Empty strings (e.g. `DATABASE_URL=` in an env file) mean "unset".
   const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
@@ -457,9 +466,9 @@ export function loadConfig(source: Readonly<Record<string, string | undefined>> 
   return {
     host: env.HOST,
     port: env.PORT,
-    publicUrl: (
-      env.PUBLIC_URL ?? `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST}:${env.PORT}`
-    ).replace(/\/+$/, ''),
+    publicUrl: env.PUBLIC_URL
+      ? publicUrlOf(env.PUBLIC_URL)
+      : `http://${env.HOST === '0.0.0.0' ? 'localhost' : env.HOST}:${env.PORT}`,
     dataDir,
     database: env.DATABASE_URL
       ? {

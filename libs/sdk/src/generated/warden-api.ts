@@ -2495,7 +2495,7 @@ export interface paths {
         put?: never;
         /**
          * Approve a pending plan (or its current step): Warden sends exactly its writes, in order, and reports each
-         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. A plan applied in steps (`apply_in_steps`) sends its current step's writes, then runs the agent's code again with their real results: its next writes make the next step, pending again; none make it `applied`; a re-run that writes anything else than what was applied makes it `failed`. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them (403 self_approval); another person must.
+         * @description The writes go out with the identity's credential and policy as they stand now (a deny rule added since refuses), through the rate budget and the write-ahead audit; the apply stops at the first failure. A plan applied in steps (`apply_in_steps`) sends its current step's writes, then runs the agent's code again with their real results: its next writes make the next step, pending again; none make it `applied`; a re-run that writes anything else than what was applied makes it `failed`. Decided once: a second decision answers 409. Separation of duties: the API key that planned the writes cannot approve them, nor can the person they were planned for when signed in to the console through SSO (403 self_approval); another person must.
          */
         post: {
             parameters: {

@@ -122,7 +122,7 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
   const { config } = container;
   const sessions = createConsoleSessions({ db: container.db.kysely });
   const queries = createConsoleQueries(container.db.kysely);
-  const secure = config.publicUrl.startsWith('https://');
+  const secure = new URL(config.publicUrl).protocol === 'https:';
   // `__Host-` pins the cookie to this host and path / (browsers accept it only with Secure).
   const cookieName = secure ? '__Host-warden_console' : 'warden_console';
   const operatorFingerprint = config.adminToken ? adminFingerprint(config.adminToken) : null;
@@ -131,10 +131,12 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
   // Parsing only where a session can count, so the other routes (OAuth's own cookies) are untouched.
   await app.register(cookie, { hook: false });
 
-  app.addHook('onRequest', async (request) => {
-    if (request.headers.authorization !== undefined) return;
+  app.addHook('onRequest', async (request, reply) => {
     const urlPath = request.url.split('?')[0] ?? '/';
     if (!SESSION_PATHS.test(urlPath)) return;
+    // Tenant data and the session's anti-forgery token: no cache keeps them (a route may say otherwise).
+    reply.header('cache-control', 'no-store');
+    if (request.headers.authorization !== undefined) return;
     const secret = app.parseCookie(request.headers.cookie ?? '')[cookieName];
     if (!secret) return;
     const session = await sessions.resolve(secret, operatorFingerprint);

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { WardenError } from '@warden/core';
 import type { AuditCaller } from '@warden/audit';
 import type { ActorContext, TenantCaller, TenantService } from '@warden/vault';
+import { ssoPrincipalRef } from '@warden/vault';
 import type { FastifyRequest } from 'fastify';
 
 /** Who acts for a tenant: one of its API keys, or a console admin signed in through its SSO. */
@@ -14,7 +15,7 @@ export interface TenantPrincipal {
 
 /** How `created_by` columns name a principal: the key id, or `sso:<identifier>`. */
 export function principalRef(principal: TenantPrincipal): string {
-  return principal.type === 'api_key' ? principal.id : `sso:${principal.id}`;
+  return principal.type === 'api_key' ? principal.id : ssoPrincipalRef(principal.id);
 }
 
 const callers = new WeakMap<FastifyRequest, TenantPrincipal>();
