@@ -127,7 +127,7 @@ export interface McpTokenService {
   revokeAllFor(ctx: ActorContext, identifier: string, options?: { mintedBy?: string }): Promise<number>;
 }
 
-/** How a token minted by a person signed in through SSO names its minter (`created_by`). */
+/** How `created_by` names a person signed in to the console through SSO (MCP tokens, sign-in links). */
 export function ssoPrincipalRef(identifier: string): string {
   return `sso:${identifier}`;
 }
