@@ -39,15 +39,8 @@ describe('attack29: SSO console sessions and write approvals', () => {
     return { cookie, csrf: body.session.csrf_token };
   }
 
-  beforeAll(async () => {
-    f = await startOAuthFixture();
-  });
-  afterAll(async () => {
-    await f?.close();
-  });
-
-  it('refuses an SSO console admin approving the writes their own agent (their MCP token) planned: 403 self_approval', async () => {
-    // Alice is one of Acme's console admins and an engineer with a vaulted Cloudflare token.
+  /** The tenant's SSO names Alice one of its console admins. */
+  async function nameAliceConsoleAdmin(): Promise<void> {
     const sso = await f.api('GET', '/api/v1/mcp/sso');
     const put = await f.api('PUT', '/api/v1/mcp/sso', {
       issuer: f.idp.issuer,
@@ -57,6 +50,18 @@ describe('attack29: SSO console sessions and write approvals', () => {
       console_admins: [ALICE.email],
     });
     expect(put.status, JSON.stringify(put.body)).toBe(200);
+  }
+
+  beforeAll(async () => {
+    f = await startOAuthFixture();
+  });
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  it('refuses an SSO console admin approving the writes their own agent (their MCP token) planned: 403 self_approval', async () => {
+    // Alice is one of Acme's console admins and an engineer with a vaulted Cloudflare token.
+    await nameAliceConsoleAdmin();
     const cfUser = [...f.cf.state.users.values()].find((u) => u.email === ALICE.email)!;
     const editToken = f.cf.state.createUserToken({
       userId: cfUser.id,
@@ -128,15 +133,7 @@ describe('attack29: SSO console sessions and write approvals', () => {
       permissions: ['com.cloudflare.api.user.read', '#zone:read'],
     }).value;
     await f.t.connect(f.tenant.apiKey, 'bob@acme.com', bobToken);
-    const sso = await f.api('GET', '/api/v1/mcp/sso');
-    const named = await f.api('PUT', '/api/v1/mcp/sso', {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: sso.body.sso.allowed_email_domains,
-      console_admins: [ALICE.email],
-    });
-    expect(named.status, JSON.stringify(named.body)).toBe(200);
+    await nameAliceConsoleAdmin();
 
     const alice = await consoleSsoSession(ALICE);
     const minted = await fetch(`${f.base}/api/v1/mcp/tokens`, {

@@ -9,7 +9,7 @@ import { openConsoleBrowser } from '../test-support/console-browser.ts';
 import type { ConsoleBrowser } from '../test-support/console-browser.ts';
 import { freePort } from '../test-support/free-port.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
-import { startTestApp } from '../test-support/test-app.ts';
+import { startListeningTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
 /**
@@ -61,15 +61,11 @@ describe('attack29: hostile text in the console (browser)', () => {
   beforeAll(async () => {
     await ensureConsoleBuilt();
     cf = await startFakeCloudflare({ specPath: SPEC_PATH });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    t = await startTestApp({
+    ({ t, base } = await startListeningTestApp({
       CLOUDFLARE_API_BASE: cf.url,
-      PUBLIC_URL: base,
       DELIVERY_ALLOW_INSECURE: 'true',
       OUTBOX_INTERVAL_MS: '200',
-    });
-    await t.app.listen({ host: '127.0.0.1', port });
+    }));
     acme = await t.createTenant(`Acme ${PAYLOAD}`);
 
     const user = cf.state.createUser({ email: 'eve@acme.com' });
