@@ -13,7 +13,7 @@ import type { CloudflareResponse, HttpMethod } from '@warden/cloudflare';
 import { decodeCursor, encodeCursor, isDatabaseUnavailable } from '@warden/db';
 import type { ApprovalStatus, Database } from '@warden/db';
 import type { LifecycleAudit } from '@warden/vault';
-import { validateIdentifier } from '@warden/vault';
+import { ssoPrincipalRef, validateIdentifier } from '@warden/vault';
 import type { Kysely, Transaction } from 'kysely';
 import { upstreamPrincipal } from './account-resolution.ts';
 import type { CallContextSource } from './call-context.ts';
@@ -683,16 +683,36 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   /**
    * Separation of duties: the principal that planned the writes (the API key or MCP token whose
    * execution held them) never decides them, nor does the person they were planned for (an SSO
-   * console session is that person's identifier, whatever token or key their agent used);
+   * console session is that person's identifier, whatever token or key their agent used), nor a
+   * person who minted the planning MCP token in the console (they were shown its secret);
    * another person must.
    */
-  function assertNotPlanner(row: NonNullable<Row>, approver: Approver, verb: 'approve' | 'reject'): void {
+  async function assertNotPlanner(
+    tx: Transaction<Database>,
+    row: NonNullable<Row>,
+    approver: Approver,
+    verb: 'approve' | 'reject',
+  ): Promise<void> {
     const planner = row.requested_by as unknown as AuditCaller;
     if (approver.caller.type === 'sso' && approver.caller.id.toLowerCase() === row.identifier.toLowerCase()) {
       throw new WardenError(
         'self_approval',
         `approval ${row.id}: these writes were planned for ${row.identifier}, the person signed in, so they cannot ${verb} them; another person must approve or reject this plan`,
       );
+    }
+    if (approver.caller.type === 'sso' && planner.type === 'mcp_token') {
+      const token = await tx
+        .selectFrom('mcp_tokens')
+        .select('created_by')
+        .where('tenant_id', '=', row.tenant_id)
+        .where('id', '=', planner.id)
+        .executeTakeFirst();
+      if (token?.created_by === ssoPrincipalRef(approver.caller.id)) {
+        throw new WardenError(
+          'self_approval',
+          `approval ${row.id}: these writes were planned with MCP token ${planner.id}, which the person signed in minted (and was shown), so they cannot ${verb} them; another person must approve or reject this plan`,
+        );
+      }
     }
     if (planner.type !== approver.caller.type || planner.id !== approver.caller.id) return;
     throw new WardenError(
@@ -1230,7 +1250,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       await assertApprover(approver, 'reject');
       const outcome = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
-        assertNotPlanner(row, approver, 'reject');
+        await assertNotPlanner(tx, row, approver, 'reject');
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };
@@ -1299,7 +1319,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       await assertApprover(approver, 'approve');
       const decided = await db.transaction().execute(async (tx) => {
         const row = await locked(tx, tenantId, id);
-        assertNotPlanner(row, approver, 'approve');
+        await assertNotPlanner(tx, row, approver, 'approve');
         const settled = await expireIfDue(tx, row);
         if (settled) return { kind: 'decided' as const, status: settled.status };
         if (row.status !== 'pending') return { kind: 'decided' as const, status: row.status };

@@ -5,7 +5,7 @@ import { lifecycleRecord } from '@warden/audit';
 import type { Database, McpTokenRow } from '@warden/db';
 import { decodeCursor, encodeCursor } from '@warden/db';
 import { sql } from 'kysely';
-import type { Kysely } from 'kysely';
+import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely';
 import { validateIdentifier } from './connected-accounts.service.ts';
 import type { ActorContext, LifecycleAudit } from './lifecycle.ts';
 
@@ -125,6 +125,11 @@ export interface McpTokenService {
    * minted for other identifiers (it was shown their secrets); returns how many.
    */
   revokeAllFor(ctx: ActorContext, identifier: string, options?: { mintedBy?: string }): Promise<number>;
+  /**
+   * Revokes every live token `mintedBy` minted for identifiers other than `own` (a console admin
+   * taken off the list keeps their own tokens, not those they were shown for others).
+   */
+  revokeMintedBy(ctx: ActorContext, mintedBy: string, own: string): Promise<number>;
 }
 
 /** How `created_by` names a person signed in to the console through SSO (MCP tokens, sign-in links). */
@@ -173,6 +178,54 @@ export function createMcpTokenService(deps: {
     return entry.audience === audience ? entry.session : null;
   }
   const lastTouched = new Map<string, number>();
+
+  /**
+   * Revokes the live tokens `which` selects, each recorded under its own identifier (with who
+   * minted it when that is not `identifier`'s own); the tokens of other identifiers are announced
+   * one by one, so their live sessions and calls end on every replica (`identifier`'s own end with
+   * the change that revoked them).
+   */
+  async function revokeLive(
+    ctx: ActorContext,
+    identifier: string,
+    which: (eb: ExpressionBuilder<Database, 'mcp_tokens'>) => Expression<SqlBool>,
+  ): Promise<number> {
+    const { tenantId } = ctx;
+    const rows = await db.transaction().execute(async (tx) => {
+      const revoked = await tx
+        .updateTable('mcp_tokens')
+        .set({ revoked_at: clock.now() })
+        .where('tenant_id', '=', tenantId)
+        .where(which)
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', sql<Date>`now()`)
+        .returning(['id', 'identifier', 'created_by'])
+        .execute();
+      if (revoked.length > 0) {
+        await audit(
+          tx,
+          tenantId,
+          revoked.map((r) =>
+            lifecycleRecord(
+              { caller: ctx.actor, identifier: r.identifier },
+              {
+                action: 'mcp_token.revoked',
+                details: {
+                  mcp_token_id: r.id,
+                  ...(r.identifier !== identifier ? { minted_by: r.created_by } : {}),
+                },
+              },
+            ),
+          ),
+        );
+      }
+      return revoked;
+    });
+    for (const row of rows) {
+      if (row.identifier !== identifier) await deps.onRevoked?.({ tenantId, tokenId: row.id });
+    }
+    return rows.length;
+  }
 
   return {
     async create(input) {
@@ -394,52 +447,18 @@ export function createMcpTokenService(deps: {
         .where('id', '=', tokenId)
         .execute();
     },
-    async revokeAllFor(ctx, identifier, options = {}) {
-      const { tenantId } = ctx;
+    revokeAllFor(ctx, identifier, options = {}) {
       const { mintedBy } = options;
-      const rows = await db.transaction().execute(async (tx) => {
-        const revoked = await tx
-          .updateTable('mcp_tokens')
-          .set({ revoked_at: clock.now() })
-          .where('tenant_id', '=', tenantId)
-          .where((eb) =>
-            mintedBy === undefined
-              ? eb('identifier', '=', identifier)
-              : eb.or([
-                  eb('identifier', '=', identifier),
-                  eb(sql<string>`lower(created_by)`, '=', mintedBy.toLowerCase()),
-                ]),
-          )
-          .where('revoked_at', 'is', null)
-          .where('expires_at', '>', sql<Date>`now()`)
-          .returning(['id', 'identifier'])
-          .execute();
-        if (revoked.length > 0) {
-          await audit(
-            tx,
-            tenantId,
-            revoked.map((r) =>
-              lifecycleRecord(
-                { caller: ctx.actor, identifier: r.identifier },
-                {
-                  action: 'mcp_token.revoked',
-                  details: {
-                    mcp_token_id: r.id,
-                    ...(r.identifier !== identifier ? { minted_by: mintedBy ?? null } : {}),
-                  },
-                },
-              ),
-            ),
-          );
-        }
-        return revoked;
-      });
-      // The identifier's own sessions end with its offboarding; another identifier's token is
-      // announced one by one, so its live sessions and calls end on every replica.
-      for (const row of rows) {
-        if (row.identifier !== identifier) await deps.onRevoked?.({ tenantId, tokenId: row.id });
-      }
-      return rows.length;
+      return revokeLive(ctx, identifier, (eb) =>
+        mintedBy === undefined
+          ? eb('identifier', '=', identifier)
+          : eb.or([eb('identifier', '=', identifier), eb('created_by', '=', mintedBy)]),
+      );
+    },
+    revokeMintedBy(ctx, mintedBy, own) {
+      return revokeLive(ctx, own, (eb) =>
+        eb.and([eb('created_by', '=', mintedBy), eb('identifier', '!=', own)]),
+      );
     },
   };
 }

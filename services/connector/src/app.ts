@@ -139,7 +139,8 @@ export async function buildApp(container: Container, options: AppOptions): Promi
     },
     // Router-level refusals (bad percent-encoding, over-long parameter) never reach a route's hooks.
     frameworkErrors: (error, request, reply) => {
-      reply.header('x-request-id', request.id);
+      // Refused before any route or hook ran: an error, never to be cached.
+      reply.header('x-request-id', request.id).header('cache-control', 'no-store');
       void sendError(error, request, reply);
       const outcome = outcomes.get(request);
       request.log.info(

@@ -194,4 +194,11 @@ describe('PUBLIC_URL', () => {
     expect(read('https://warden.example.test:8443/warden//')).toBe('https://warden.example.test:8443/warden');
     expect(read('http://127.0.0.1:3000')).toBe('http://127.0.0.1:3000');
   });
+
+  it('is refused at start-up unless it is http or https, with a message naming it', () => {
+    for (const url of ['htps://warden.example.test', 'javascript:alert(1)', 'ftp://warden.example.test']) {
+      expect(() => loadConfig({ DATA_DIR: dir, PUBLIC_URL: url }), url).toThrow(ConfigError);
+      expect(() => loadConfig({ DATA_DIR: dir, PUBLIC_URL: url }), url).toThrow(/PUBLIC_URL.*http/);
+    }
+  });
 });

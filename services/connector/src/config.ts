@@ -51,7 +51,9 @@ const schema = z
   .object({
     HOST: z.string().min(1).default('127.0.0.1'),
     PORT: int(0, 65535).default(8080),
-    PUBLIC_URL: z.url().optional(),
+    PUBLIC_URL: z
+      .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL (where clients reach Warden)' })
+      .optional(),
     DATA_DIR: z.string().min(1).default('./.warden'),
     DATABASE_URL: z
       .string()

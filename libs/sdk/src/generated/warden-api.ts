@@ -5852,7 +5852,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A one-time, short-lived link that signs an identifier in to the MCP OAuth flow */
+        /**
+         * A one-time, short-lived link that signs an identifier in to the MCP OAuth flow
+         * @description Made by the tenant's backend with an API key, which vouches for its engineer. A console session signed in through SSO cannot make one (403): whoever holds a link signs in as its identifier, and the grant it leads to would outlive the person who made it.
+         */
         post: {
             parameters: {
                 query?: never;

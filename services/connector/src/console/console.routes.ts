@@ -133,10 +133,13 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
 
   app.addHook('onRequest', async (request, reply) => {
     const urlPath = request.url.split('?')[0] ?? '/';
-    if (!SESSION_PATHS.test(urlPath)) return;
-    // Tenant data and the session's anti-forgery token: no cache keeps them (a route may say otherwise).
+    // Tenant data and the session's anti-forgery token: no cache keeps them (a route may say
+    // otherwise). The route matched counts too: the router decodes `/%61pi/v1/…` to `/api/v1/…`.
+    const routed = request.routeOptions.url;
+    if (!SESSION_PATHS.test(urlPath) && !(routed !== undefined && SESSION_PATHS.test(routed))) return;
     reply.header('cache-control', 'no-store');
-    if (request.headers.authorization !== undefined) return;
+    // A session counts only on the plain spelling of the path.
+    if (request.headers.authorization !== undefined || !SESSION_PATHS.test(urlPath)) return;
     const secret = app.parseCookie(request.headers.cookie ?? '')[cookieName];
     if (!secret) return;
     const session = await sessions.resolve(secret, operatorFingerprint);

@@ -36,6 +36,7 @@ export async function setUpMcpOAuth(
     | 'scopedTools'
     | 'redis'
     | 'domainProof'
+    | 'mcpTokens'
   >,
   consoleSignIn: ConsoleSsoSignIn,
 ): Promise<OAuthServer> {
@@ -127,6 +128,7 @@ export async function setUpMcpOAuth(
       tenants: container.tenants,
       server,
       ssoConfigs,
+      mcpTokens: container.mcpTokens,
       sso,
       loginLinks,
       audit,

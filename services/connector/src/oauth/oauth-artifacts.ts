@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Database } from '@warden/db';
-import { ssoPrincipalRef } from '@warden/vault';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { errors } from 'oidc-provider';
@@ -273,11 +272,7 @@ export function createRecordStore<T extends object>(db: Kysely<Database>, model:
   };
 }
 
-/**
- * Deletes every grant, code, token and session of an identity, and the sign-in links the identity
- * made for others as a console admin signed in through SSO (it was shown them); returns how many
- * grants it had.
- */
+/** Deletes every grant, code, token and session of an identity; returns how many grants it had. */
 export async function revokeOAuthGrantsOf(
   db: Kysely<Database>,
   tenantId: string,
@@ -286,18 +281,10 @@ export async function revokeOAuthGrantsOf(
   const rows = await db
     .deleteFrom('oauth_artifacts')
     .where('tenant_id', '=', tenantId)
-    .where((eb) =>
-      eb.or([
-        eb('identifier', '=', identifier),
-        eb.and([
-          eb('model', '=', 'LoginLink'),
-          eb(sql<string>`payload->>'createdBy'`, '=', ssoPrincipalRef(identifier)),
-        ]),
-      ]),
-    )
-    .returning(['model', 'identifier'])
+    .where('identifier', '=', identifier)
+    .returning('model')
     .execute();
-  return rows.filter((r) => r.model === 'Grant' && r.identifier === identifier).length;
+  return rows.filter((r) => r.model === 'Grant').length;
 }
 
 /** Whether an OAuth grant of the tenant still stands (not revoked, not expired). */

@@ -1,7 +1,13 @@
 import { auditCaller } from '@warden/tools';
-import type { SsoConfig, SsoConfigService, TenantService } from '@warden/vault';
-import { validateIdentifier, validateSsoConfigInput } from '@warden/vault';
-import { notFound } from '@warden/core';
+import type {
+  ActorContext,
+  McpTokenService,
+  SsoConfig,
+  SsoConfigService,
+  TenantService,
+} from '@warden/vault';
+import { ssoPrincipalRef, validateIdentifier, validateSsoConfigInput } from '@warden/vault';
+import { WardenError, notFound } from '@warden/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -112,6 +118,8 @@ export async function oauthTenantRoutes(
     tenants: Pick<TenantService, 'authenticate'>;
     server: OAuthServer;
     ssoConfigs: SsoConfigService;
+    /** Console admins taken off the list lose the tokens they minted for others. */
+    mcpTokens: Pick<McpTokenService, 'revokeMintedBy'>;
     sso: SsoRelyingParty;
     loginLinks: LoginLinks;
     audit: OAuthAudit;
@@ -122,6 +130,20 @@ export async function oauthTenantRoutes(
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.addHook('preHandler', tenantAuth(deps.tenants));
+
+  /**
+   * A console admin taken off `console_admins` was shown the MCP tokens they minted for others in
+   * the console: those are revoked (their own stay; offboarding ends those).
+   */
+  async function revokeWhatFormerAdminsMinted(
+    actor: ActorContext,
+    before: readonly string[],
+    after: readonly string[],
+  ): Promise<void> {
+    for (const admin of before) {
+      if (!after.includes(admin)) await deps.mcpTokens.revokeMintedBy(actor, ssoPrincipalRef(admin), admin);
+    }
+  }
 
   r.put('/api/v1/mcp/sso', {
     schema: {
@@ -163,7 +185,10 @@ export async function oauthTenantRoutes(
         { allowInsecureIssuers: deps.allowInsecure },
       );
       await deps.sso.verifyIssuer(input.issuer, input.clientId, input.clientSecret);
-      const config = await deps.ssoConfigs.put(actorOf(request), input);
+      const actor = actorOf(request);
+      const before = await deps.ssoConfigs.get(actor.tenantId);
+      const config = await deps.ssoConfigs.put(actor, input);
+      await revokeWhatFormerAdminsMinted(actor, before?.consoleAdmins ?? [], config.consoleAdmins);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },
   });
@@ -208,7 +233,10 @@ export async function oauthTenantRoutes(
       response: { 204: z.null(), ...errorResponses },
     },
     handler: async (request, reply) => {
-      await deps.ssoConfigs.remove(actorOf(request));
+      const actor = actorOf(request);
+      const before = await deps.ssoConfigs.get(actor.tenantId);
+      await deps.ssoConfigs.remove(actor);
+      await revokeWhatFormerAdminsMinted(actor, before?.consoleAdmins ?? [], []);
       return reply.code(204).send(null);
     },
   });
@@ -217,12 +245,20 @@ export async function oauthTenantRoutes(
     schema: {
       tags: ['mcp'],
       summary: 'A one-time, short-lived link that signs an identifier in to the MCP OAuth flow',
+      description:
+        "Made by the tenant's backend with an API key, which vouches for its engineer. A console session signed in through SSO cannot make one (403): whoever holds a link signs in as its identifier, and the grant it leads to would outlive the person who made it.",
       security,
       body: z.strictObject({ identifier: z.string() }),
       response: { 201: z.object({ url: z.string(), expires_at: z.string() }), ...errorResponses },
     },
     handler: async (request, reply) => {
       const caller = tenantOf(request);
+      if (caller.type === 'sso') {
+        throw new WardenError(
+          'forbidden',
+          "sign-in links are made by the tenant's backend with an API key; a person signed in through SSO mints an MCP token instead (POST /api/v1/mcp/tokens), which offboarding them revokes",
+        );
+      }
       const link = await deps.loginLinks.create({
         tenantId: caller.tenantId,
         identifier: validateIdentifier(request.body.identifier),
