@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startOAuthFixture } from '../oauth/test-support/oauth-fixture.ts';
 import type { OAuthFixture } from '../oauth/test-support/oauth-fixture.ts';
-import { ScriptedUserAgent } from '../oauth/test-support/user-agent.ts';
+import {
+  connectEngineer,
+  consoleSsoSession,
+  mintInConsole,
+  nameConsoleAdmins,
+} from '../oauth/test-support/console-sso-session.ts';
 import { connectMcpClient } from '../test-support/mcp-client.ts';
 
 /**
@@ -13,45 +18,6 @@ import { connectMcpClient } from '../test-support/mcp-client.ts';
 describe('attack29: SSO console sessions and write approvals', () => {
   let f: OAuthFixture;
 
-  async function consoleSsoSession(user: { email: string; password: string }) {
-    const ua = new ScriptedUserAgent([`${f.base}/console`]);
-    const url = `${f.base}/console/api/sso`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: user.email }),
-    });
-    for (const setCookie of res.headers.getSetCookie()) await ua.jar.setCookie(setCookie, url);
-    const started = (await res.json()) as { redirect_url: string };
-    expect(res.status, JSON.stringify(started)).toBe(200);
-    const idpLogin = await ua.get(started.redirect_url);
-    const idpConsent = await ua.submit(idpLogin, { login: user.email, password: user.password });
-    const back =
-      idpConsent.url.startsWith(f.idp.issuer) && idpConsent.status !== 0
-        ? await ua.submit(idpConsent)
-        : idpConsent;
-    expect(back.url).toBe(`${f.base}/console`);
-    const cookie = await ua.jar.getCookieString(`${f.base}/api/v1/approvals`);
-    const session = await fetch(`${f.base}/console/api/session`, { headers: { cookie } });
-    expect(session.status).toBe(200);
-    const body = (await session.json()) as { session: { csrf_token: string; sso_identifier: string } };
-    expect(body.session.sso_identifier).toBe(user.email);
-    return { cookie, csrf: body.session.csrf_token };
-  }
-
-  /** The tenant's SSO names Alice one of its console admins. */
-  async function nameAliceConsoleAdmin(): Promise<void> {
-    const sso = await f.api('GET', '/api/v1/mcp/sso');
-    const put = await f.api('PUT', '/api/v1/mcp/sso', {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: sso.body.sso.allowed_email_domains,
-      console_admins: [ALICE.email],
-    });
-    expect(put.status, JSON.stringify(put.body)).toBe(200);
-  }
-
   beforeAll(async () => {
     f = await startOAuthFixture();
   });
@@ -61,7 +27,7 @@ describe('attack29: SSO console sessions and write approvals', () => {
 
   it('refuses an SSO console admin approving the writes their own agent (their MCP token) planned: 403 self_approval', async () => {
     // Alice is one of Acme's console admins and an engineer with a vaulted Cloudflare token.
-    await nameAliceConsoleAdmin();
+    await nameConsoleAdmins(f, [ALICE.email]);
     const cfUser = [...f.cf.state.users.values()].find((u) => u.email === ALICE.email)!;
     const editToken = f.cf.state.createUserToken({
       userId: cfUser.id,
@@ -109,7 +75,7 @@ describe('attack29: SSO console sessions and write approvals', () => {
     expect(approval, JSON.stringify(pending.body)).toBeDefined();
 
     // Alice signs in to the console through Acme's SSO and approves her own agent's write.
-    const alice = await consoleSsoSession(ALICE);
+    const alice = await consoleSsoSession(f, ALICE);
     const decided = await fetch(`${f.base}/api/v1/approvals/${approval.id}/approve`, {
       method: 'POST',
       headers: { cookie: alice.cookie, 'x-csrf-token': alice.csrf, 'content-type': 'application/json' },
@@ -126,24 +92,11 @@ describe('attack29: SSO console sessions and write approvals', () => {
 
   it('offboarding an SSO console admin ends what she minted through her session: MCP tokens for other identities stop working', async () => {
     // Acme names Alice a console admin; Bob is another engineer.
-    const bobUser = f.cf.state.createUser({ email: 'bob@acme.com' });
-    f.cf.state.createAccount({ name: 'Bob Co', members: [bobUser.id] });
-    const bobToken = f.cf.state.createUserToken({
-      userId: bobUser.id,
-      permissions: ['com.cloudflare.api.user.read', '#zone:read'],
-    }).value;
-    await f.t.connect(f.tenant.apiKey, 'bob@acme.com', bobToken);
-    await nameAliceConsoleAdmin();
+    await connectEngineer(f, 'bob@acme.com');
+    await nameConsoleAdmins(f, [ALICE.email]);
 
-    const alice = await consoleSsoSession(ALICE);
-    const minted = await fetch(`${f.base}/api/v1/mcp/tokens`, {
-      method: 'POST',
-      headers: { cookie: alice.cookie, 'x-csrf-token': alice.csrf, 'content-type': 'application/json' },
-      body: JSON.stringify({ identifier: 'bob@acme.com', expiry: '30d' }),
-    });
-    expect(minted.status).toBe(201);
-    const { token } = (await minted.json()) as { token: string };
-    f.t.secrets.add(token);
+    const alice = await consoleSsoSession(f, ALICE);
+    const token = await mintInConsole(f, alice, 'bob@acme.com', '30d');
     expect((await f.mcpStatus(token)).status).toBe(200);
     // A one-time sign-in link for Bob (it signs its holder in as Bob) is not hers to make.
     const linked = await fetch(`${f.base}/api/v1/mcp/login_links`, {

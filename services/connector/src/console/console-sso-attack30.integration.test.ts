@@ -4,7 +4,12 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALICE, startOAuthFixture } from '../oauth/test-support/oauth-fixture.ts';
 import type { OAuthFixture } from '../oauth/test-support/oauth-fixture.ts';
-import { ScriptedUserAgent } from '../oauth/test-support/user-agent.ts';
+import {
+  connectEngineer,
+  consoleSsoSession,
+  mintInConsole,
+  nameConsoleAdmins,
+} from '../oauth/test-support/console-sso-session.ts';
 import { freePort } from '../test-support/free-port.ts';
 import { startTestApp } from '../test-support/test-app.ts';
 
@@ -17,32 +22,6 @@ import { startTestApp } from '../test-support/test-app.ts';
 describe('attack30: SSO console admins, approvals and offboarding', () => {
   let f: OAuthFixture;
   let bobZone: string;
-
-  async function consoleSsoSession(user: { email: string; password: string }) {
-    const ua = new ScriptedUserAgent([`${f.base}/console`]);
-    const url = `${f.base}/console/api/sso`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: user.email }),
-    });
-    for (const setCookie of res.headers.getSetCookie()) await ua.jar.setCookie(setCookie, url);
-    const started = (await res.json()) as { redirect_url: string };
-    expect(res.status, JSON.stringify(started)).toBe(200);
-    const idpLogin = await ua.get(started.redirect_url);
-    const idpConsent = await ua.submit(idpLogin, { login: user.email, password: user.password });
-    const back =
-      idpConsent.url.startsWith(f.idp.issuer) && idpConsent.status !== 0
-        ? await ua.submit(idpConsent)
-        : idpConsent;
-    expect(back.url).toBe(`${f.base}/console`);
-    const cookie = await ua.jar.getCookieString(`${f.base}/api/v1/approvals`);
-    const session = await fetch(`${f.base}/console/api/session`, { headers: { cookie } });
-    expect(session.status).toBe(200);
-    const body = (await session.json()) as { session: { csrf_token: string; sso_identifier: string } };
-    expect(body.session.sso_identifier).toBe(user.email);
-    return { cookie, csrf: body.session.csrf_token };
-  }
 
   async function asSession(s: { cookie: string; csrf: string }, method: string, url: string, body?: unknown) {
     const res = await fetch(`${f.base}${url}`, {
@@ -99,22 +78,14 @@ describe('attack30: SSO console admins, approvals and offboarding', () => {
       rules: [{ effect: 'approve', methods: ['POST'], path: '/zones/*/dns_records' }],
     });
     expect(policy.status, JSON.stringify(policy.body)).toBe(200);
-    const sso = await f.api('GET', '/api/v1/mcp/sso');
-    const named = await f.api('PUT', '/api/v1/mcp/sso', {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: sso.body.sso.allowed_email_domains,
-      console_admins: [ALICE.email],
-    });
-    expect(named.status, JSON.stringify(named.body)).toBe(200);
+    await nameConsoleAdmins(f, [ALICE.email]);
   });
   afterAll(async () => {
     await f?.close();
   });
 
   it('an SSO admin cannot approve writes planned with an MCP token she minted herself in the console (for another identifier): 403 self_approval', async () => {
-    const alice = await consoleSsoSession(ALICE);
+    const alice = await consoleSsoSession(f, ALICE);
     const minted = await asSession(alice, 'POST', '/api/v1/mcp/tokens', {
       identifier: 'bob@acme.com',
       expiry: '1h',
@@ -148,7 +119,7 @@ describe('attack30: SSO console admins, approvals and offboarding', () => {
     expect(minted.status).toBe(201);
     f.t.secrets.add(minted.body.token);
     const id = await planWith(minted.body.token, f.zoneId, 'case.acme.example');
-    const alice = await consoleSsoSession(ALICE);
+    const alice = await consoleSsoSession(f, ALICE);
     for (const verb of ['reject', 'approve']) {
       const decided = await asSession(alice, 'POST', `/api/v1/approvals/${id}/${verb}`, {});
       expect(decided.status, `${verb}: ${decided.text}`).toBe(403);
@@ -170,7 +141,7 @@ describe('attack30: SSO console admins, approvals and offboarding', () => {
     });
     expect(tokens.status, JSON.stringify(tokens.body)).toBe(200);
     const id = await planWith(tokens.body.access_token!, f.zoneId, 'oauth.acme.example');
-    const alice = await consoleSsoSession(ALICE);
+    const alice = await consoleSsoSession(f, ALICE);
     for (const verb of ['reject', 'approve']) {
       const decided = await asSession(alice, 'POST', `/api/v1/approvals/${id}/${verb}`, {});
       expect(decided.status, `${verb}: ${decided.text}`).toBe(403);
@@ -179,7 +150,7 @@ describe('attack30: SSO console admins, approvals and offboarding', () => {
   });
 
   it('an SSO admin cannot make a sign-in link for another identifier (the grant it leads to would outlive her offboarding): 403', async () => {
-    const alice = await consoleSsoSession(ALICE);
+    const alice = await consoleSsoSession(f, ALICE);
     const link = await asSession(alice, 'POST', '/api/v1/mcp/login_links', { identifier: 'bob@acme.com' });
     expect(link.status, link.text).toBe(403);
     const stored = await f.t.container.db.kysely
@@ -203,45 +174,10 @@ describe('attack30: offboarding an SSO admin across replicas and tenants', () =>
   });
 
   it("HELD: a live MCP session on another replica of a token she minted ends; another tenant's token for her identifier and the tenant key's tokens stay", async () => {
-    const bobUser = f.cf.state.createUser({ email: 'bob@acme.com' });
-    f.cf.state.createAccount({ name: 'Bob Co', members: [bobUser.id] });
-    const bobToken = f.cf.state.createUserToken({
-      userId: bobUser.id,
-      permissions: ['com.cloudflare.api.user.read', '#zone:read'],
-    }).value;
-    f.t.secrets.add(bobToken);
-    await f.t.connect(f.tenant.apiKey, 'bob@acme.com', bobToken);
-    const sso = await f.api('GET', '/api/v1/mcp/sso');
-    await f.api('PUT', '/api/v1/mcp/sso', {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: sso.body.sso.allowed_email_domains,
-      console_admins: [ALICE.email],
-    });
-    // Alice's console session (as in the first describe).
-    const ua = new ScriptedUserAgent([`${f.base}/console`]);
-    const start = await fetch(`${f.base}/console/api/sso`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: ALICE.email }),
-    });
-    for (const c of start.headers.getSetCookie()) await ua.jar.setCookie(c, `${f.base}/console/api/sso`);
-    const idpLogin = await ua.get(((await start.json()) as { redirect_url: string }).redirect_url);
-    const idpConsent = await ua.submit(idpLogin, { login: ALICE.email, password: ALICE.password });
-    if (idpConsent.url.startsWith(f.idp.issuer) && idpConsent.status !== 0) await ua.submit(idpConsent);
-    const cookie = await ua.jar.getCookieString(`${f.base}/api/v1/mcp/tokens`);
-    const csrf = (
-      (await (await fetch(`${f.base}/console/api/session`, { headers: { cookie } })).json()) as any
-    ).session.csrf_token as string;
-    const minted = await fetch(`${f.base}/api/v1/mcp/tokens`, {
-      method: 'POST',
-      headers: { cookie, 'x-csrf-token': csrf, 'content-type': 'application/json' },
-      body: JSON.stringify({ identifier: 'bob@acme.com', expiry: '1h' }),
-    });
-    expect(minted.status).toBe(201);
-    const token = ((await minted.json()) as { token: string }).token;
-    f.t.secrets.add(token);
+    await connectEngineer(f, 'bob@acme.com');
+    await nameConsoleAdmins(f, [ALICE.email]);
+    const alice = await consoleSsoSession(f, ALICE);
+    const token = await mintInConsole(f, alice, 'bob@acme.com', '1h');
     // The tenant key's own token for bob, and another tenant's token for alice@acme.com.
     const keyToken = await f.api('POST', '/api/v1/mcp/tokens', { identifier: 'bob@acme.com', expiry: '1h' });
     expect(keyToken.status).toBe(201);
@@ -320,51 +256,15 @@ describe('attack30: an SSO admin removed from console_admins (not offboarded)', 
   });
 
   it('taking an admin off console_admins also ends the MCP tokens she minted for others in the console (she was shown them)', async () => {
-    const bobUser = f.cf.state.createUser({ email: 'bob@acme.com' });
-    f.cf.state.createAccount({ name: 'Bob Co', members: [bobUser.id] });
-    const bobToken = f.cf.state.createUserToken({
-      userId: bobUser.id,
-      permissions: ['com.cloudflare.api.user.read', '#zone:read'],
-    }).value;
-    f.t.secrets.add(bobToken);
-    await f.t.connect(f.tenant.apiKey, 'bob@acme.com', bobToken);
-    const sso = await f.api('GET', '/api/v1/mcp/sso');
-    const config = {
-      issuer: f.idp.issuer,
-      client_id: f.idp.clientId,
-      client_secret: f.idp.clientSecret,
-      allowed_email_domains: sso.body.sso.allowed_email_domains,
-    };
-    expect((await f.api('PUT', '/api/v1/mcp/sso', { ...config, console_admins: [ALICE.email] })).status).toBe(
-      200,
-    );
-    const ua = new ScriptedUserAgent([`${f.base}/console`]);
-    const start = await fetch(`${f.base}/console/api/sso`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: ALICE.email }),
-    });
-    for (const c of start.headers.getSetCookie()) await ua.jar.setCookie(c, `${f.base}/console/api/sso`);
-    const idpLogin = await ua.get(((await start.json()) as { redirect_url: string }).redirect_url);
-    const idpConsent = await ua.submit(idpLogin, { login: ALICE.email, password: ALICE.password });
-    if (idpConsent.url.startsWith(f.idp.issuer) && idpConsent.status !== 0) await ua.submit(idpConsent);
-    const cookie = await ua.jar.getCookieString(`${f.base}/api/v1/mcp/tokens`);
-    const csrf = (
-      (await (await fetch(`${f.base}/console/api/session`, { headers: { cookie } })).json()) as any
-    ).session.csrf_token as string;
-    const minted = await fetch(`${f.base}/api/v1/mcp/tokens`, {
-      method: 'POST',
-      headers: { cookie, 'x-csrf-token': csrf, 'content-type': 'application/json' },
-      body: JSON.stringify({ identifier: 'bob@acme.com', expiry: '30d' }),
-    });
-    expect(minted.status).toBe(201);
-    const token = ((await minted.json()) as { token: string }).token;
-    f.t.secrets.add(token);
+    await connectEngineer(f, 'bob@acme.com');
+    await nameConsoleAdmins(f, [ALICE.email]);
+    const alice = await consoleSsoSession(f, ALICE);
+    const token = await mintInConsole(f, alice, 'bob@acme.com', '30d');
     expect((await f.mcpStatus(token)).status).toBe(200);
 
     // The tenant takes Alice off its console admins (she stays an engineer).
-    expect((await f.api('PUT', '/api/v1/mcp/sso', { ...config, console_admins: [] })).status).toBe(200);
-    const session = await fetch(`${f.base}/console/api/session`, { headers: { cookie } });
+    await nameConsoleAdmins(f, []);
+    const session = await fetch(`${f.base}/console/api/session`, { headers: { cookie: alice.cookie } });
     expect(session.status).toBe(401); // her console session ended
     expect((await f.mcpStatus(token)).status).toBe(401);
   });
@@ -381,48 +281,10 @@ describe('attack30: offboarding another identifier that differs from the admin o
   });
 
   it('offboarding ALICE@ACME.COM (another identifier: compared exactly everywhere else) does not revoke the tokens alice@acme.com minted for Bob', async () => {
-    const bobUser = f.cf.state.createUser({ email: 'bob@acme.com' });
-    f.cf.state.createAccount({ name: 'Bob Co', members: [bobUser.id] });
-    const bobToken = f.cf.state.createUserToken({
-      userId: bobUser.id,
-      permissions: ['com.cloudflare.api.user.read', '#zone:read'],
-    }).value;
-    f.t.secrets.add(bobToken);
-    await f.t.connect(f.tenant.apiKey, 'bob@acme.com', bobToken);
-    const sso = await f.api('GET', '/api/v1/mcp/sso');
-    expect(
-      (
-        await f.api('PUT', '/api/v1/mcp/sso', {
-          issuer: f.idp.issuer,
-          client_id: f.idp.clientId,
-          client_secret: f.idp.clientSecret,
-          allowed_email_domains: sso.body.sso.allowed_email_domains,
-          console_admins: [ALICE.email],
-        })
-      ).status,
-    ).toBe(200);
-    const ua = new ScriptedUserAgent([`${f.base}/console`]);
-    const start = await fetch(`${f.base}/console/api/sso`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: ALICE.email }),
-    });
-    for (const c of start.headers.getSetCookie()) await ua.jar.setCookie(c, `${f.base}/console/api/sso`);
-    const idpLogin = await ua.get(((await start.json()) as { redirect_url: string }).redirect_url);
-    const idpConsent = await ua.submit(idpLogin, { login: ALICE.email, password: ALICE.password });
-    if (idpConsent.url.startsWith(f.idp.issuer) && idpConsent.status !== 0) await ua.submit(idpConsent);
-    const cookie = await ua.jar.getCookieString(`${f.base}/api/v1/mcp/tokens`);
-    const csrf = (
-      (await (await fetch(`${f.base}/console/api/session`, { headers: { cookie } })).json()) as any
-    ).session.csrf_token as string;
-    const minted = await fetch(`${f.base}/api/v1/mcp/tokens`, {
-      method: 'POST',
-      headers: { cookie, 'x-csrf-token': csrf, 'content-type': 'application/json' },
-      body: JSON.stringify({ identifier: 'bob@acme.com', expiry: '30d' }),
-    });
-    expect(minted.status).toBe(201);
-    const token = ((await minted.json()) as { token: string }).token;
-    f.t.secrets.add(token);
+    await connectEngineer(f, 'bob@acme.com');
+    await nameConsoleAdmins(f, [ALICE.email]);
+    const alice = await consoleSsoSession(f, ALICE);
+    const token = await mintInConsole(f, alice, 'bob@acme.com', '30d');
 
     const off = await f.api(
       'POST',
@@ -431,7 +293,7 @@ describe('attack30: offboarding another identifier that differs from the admin o
     );
     expect(off.status, JSON.stringify(off.body)).toBe(200);
     // Alice (lower case) is still a console admin, signed in: offboarding ALICE@ACME.COM was not about her...
-    const session = await fetch(`${f.base}/console/api/session`, { headers: { cookie } });
+    const session = await fetch(`${f.base}/console/api/session`, { headers: { cookie: alice.cookie } });
     const admins = (await f.api('GET', '/api/v1/mcp/sso')).body.sso.console_admins;
     // ...so what she minted stays too (or else all of the above would have ended with it).
     expect({ session: session.status, admins, token: (await f.mcpStatus(token)).status }).toEqual({
