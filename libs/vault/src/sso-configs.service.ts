@@ -304,9 +304,18 @@ export function createSsoConfigService(deps: {
   audit?: LifecycleAudit;
   /** How a tenant proves an email domain; by default a DNS TXT record, looked up by `resolveTxt`. */
   domainProof: DomainProof;
+  /**
+   * Told, once a change is committed, of the console admins it took off the list (a removal takes
+   * them all): what they minted for others in the console goes with their role.
+   */
+  onAdminsRemoved?: (ctx: ActorContext, identifiers: readonly string[]) => Promise<void>;
 }): SsoConfigService {
   const { db, envelope, domainProof } = deps;
   const audit = deps.audit ?? (async () => {});
+  async function adminsRemoved(ctx: ActorContext, before: readonly string[], after: readonly string[]) {
+    const removed = before.filter((admin) => !after.includes(admin));
+    if (removed.length > 0) await deps.onAdminsRemoved?.(ctx, removed);
+  }
   const claimsOf = (trx: Kysely<Database>, tenantId: string): Promise<DomainClaim[]> =>
     trx.selectFrom('tenant_sso_domains').select(claimColumns).where('tenant_id', '=', tenantId).execute();
   const claimOf = (
@@ -421,7 +430,7 @@ export function createSsoConfigService(deps: {
         const unprovable = domains.find((d) => !provableByDns(d));
         if (unprovable !== undefined) throw tooLongToProve('allowed_email_domains', unprovable);
       }
-      return db.transaction().execute(async (trx) => {
+      const changed = await db.transaction().execute(async (trx) => {
         await lockClaims(trx);
         const previous = await trx
           .selectFrom('tenant_sso_configs')
@@ -478,8 +487,10 @@ export function createSsoConfigService(deps: {
           // Every domain that starts routing has its record, whichever way it was proven.
           ...routing.sort().map((domain) => domainVerifiedRecord(ctx.actor, domain, 'none')),
         ]);
-        return config;
+        return { config, before: previous?.console_admins ?? [] };
       });
+      await adminsRemoved(ctx, changed.before, changed.config.consoleAdmins);
+      return changed.config;
     },
     get: getConfig,
     async open(tenantId) {
@@ -499,7 +510,7 @@ export function createSsoConfigService(deps: {
     },
     async remove(ctx) {
       const { tenantId } = ctx;
-      await db.transaction().execute(async (trx) => {
+      const removed = await db.transaction().execute(async (trx) => {
         // Its claims go with it: serialized with every other change of claims.
         await lockClaims(trx);
         const removed = await trx
@@ -514,7 +525,9 @@ export function createSsoConfigService(deps: {
             { action: 'sso.removed', details: ssoChangeDetails(removed, null) },
           ),
         ]);
+        return removed;
       });
+      await adminsRemoved(ctx, removed.console_admins, []);
     },
     async verifyDomain(ctx, raw) {
       const { tenantId } = ctx;

@@ -30,7 +30,7 @@ import { mcpRoutes } from './mcp/mcp.routes.ts';
 import { deliveryRoutes } from './http/delivery.routes.ts';
 import { createMetrics, metricsRoutes } from './http/metrics.ts';
 import { setUpMcpOAuth } from './oauth/mcp-oauth.ts';
-import { setUpConsole } from './console/console.routes.ts';
+import { SESSION_PATHS, setUpConsole } from './console/console.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -177,6 +177,15 @@ export async function buildApp(container: Container, options: AppOptions): Promi
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Tenant data and a console session's anti-forgery token: no cache keeps them (a route may say
+    // otherwise). The route matched counts too: the router decodes `/%61pi/v1/…` to `/api/v1/…`.
+    const routed = request.routeOptions.url;
+    if (
+      SESSION_PATHS.test(request.url.split('?')[0] ?? '/') ||
+      (routed !== undefined && SESSION_PATHS.test(routed))
+    ) {
+      reply.header('cache-control', 'no-store');
+    }
     if (closing) {
       reply.header('connection', 'close');
       throw new WardenError(

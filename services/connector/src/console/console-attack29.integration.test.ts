@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ensureConsoleBuilt } from '../../../console/scripts/console-build.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
 import { CONSOLE_DIST } from './console.routes.ts';
-import { startTestApp } from '../test-support/test-app.ts';
+import { consoleKeySignIn, startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
 /**
@@ -423,13 +423,7 @@ describe('attack29: the cookie behind an https PUBLIC_URL', () => {
   async function cookieFor(publicUrl: string) {
     const t = await startTestApp({ PUBLIC_URL: publicUrl });
     try {
-      const tenant = await t.createTenant('Acme');
-      const res = await t.app.inject({
-        method: 'POST',
-        url: '/console/api/session',
-        payload: { api_key: tenant.apiKey },
-      });
-      expect(res.statusCode).toBe(201);
+      const res = await consoleKeySignIn(t);
       return { raw: String(res.headers['set-cookie']), cookies: res.cookies };
     } finally {
       await t.close();

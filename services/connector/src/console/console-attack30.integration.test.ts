@@ -4,7 +4,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.ts';
 import { SPEC_PATH } from '../test-support/paths.ts';
-import { startTestApp } from '../test-support/test-app.ts';
+import { consoleKeySignIn, startTestApp } from '../test-support/test-app.ts';
 import type { TestApp } from '../test-support/test-app.ts';
 
 /**
@@ -256,13 +256,7 @@ describe('attack30: PUBLIC_URL spellings', () => {
     }
     const t = await startTestApp({ PUBLIC_URL: 'HTTPS://Warden.Example.Test:443/' });
     try {
-      const tenant = await t.createTenant('Acme');
-      const res = await t.app.inject({
-        method: 'POST',
-        url: '/console/api/session',
-        payload: { api_key: tenant.apiKey },
-      });
-      expect(res.statusCode).toBe(201);
+      const res = await consoleKeySignIn(t);
       expect(res.cookies.map((c) => c.name)).toEqual(['__Host-warden_console']);
       expect(String(res.headers['set-cookie'])).toMatch(/;\s*Secure/i);
       const prm = await t.app.inject({ method: 'GET', url: '/.well-known/oauth-protected-resource/mcp' });

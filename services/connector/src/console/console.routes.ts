@@ -32,7 +32,7 @@ export const CONSOLE_DIST = path.resolve(
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const CSRF_HEADER = 'x-csrf-token';
 /** Paths a console session may authenticate: the tenant and admin APIs and the console's own. */
-const SESSION_PATHS = /^\/(api\/v1|admin\/v1|console\/api)\//;
+export const SESSION_PATHS = /^\/(api\/v1|admin\/v1|console\/api)\//;
 
 /**
  * The console's pages load only their own bundle: no inline script or style, no other origin,
@@ -131,15 +131,11 @@ export async function setUpConsole(app: FastifyInstance, container: Container): 
   // Parsing only where a session can count, so the other routes (OAuth's own cookies) are untouched.
   await app.register(cookie, { hook: false });
 
-  app.addHook('onRequest', async (request, reply) => {
-    const urlPath = request.url.split('?')[0] ?? '/';
-    // Tenant data and the session's anti-forgery token: no cache keeps them (a route may say
-    // otherwise). The route matched counts too: the router decodes `/%61pi/v1/…` to `/api/v1/…`.
-    const routed = request.routeOptions.url;
-    if (!SESSION_PATHS.test(urlPath) && !(routed !== undefined && SESSION_PATHS.test(routed))) return;
-    reply.header('cache-control', 'no-store');
+  app.addHook('onRequest', async (request) => {
+    if (request.headers.authorization !== undefined) return;
     // A session counts only on the plain spelling of the path.
-    if (request.headers.authorization !== undefined || !SESSION_PATHS.test(urlPath)) return;
+    const urlPath = request.url.split('?')[0] ?? '/';
+    if (!SESSION_PATHS.test(urlPath)) return;
     const secret = app.parseCookie(request.headers.cookie ?? '')[cookieName];
     if (!secret) return;
     const session = await sessions.resolve(secret, operatorFingerprint);

@@ -1,4 +1,4 @@
-import { createSsoConfigService } from '@warden/vault';
+import { createSsoConfigService, ssoPrincipalRef } from '@warden/vault';
 import type { FastifyInstance } from 'fastify';
 import type { ConsoleSsoSignIn } from '../console/console.routes.ts';
 import type { Container } from '../container.ts';
@@ -53,6 +53,11 @@ export async function setUpMcpOAuth(
     allowInsecureIssuers: allowInsecure,
     audit: container.lifecycleAudit,
     domainProof: container.domainProof,
+    // A console admin taken off the list was shown the MCP tokens they minted for others (their own stay).
+    onAdminsRemoved: async (ctx, admins) => {
+      for (const admin of admins)
+        await container.mcpTokens.revokeMintedBy(ctx, ssoPrincipalRef(admin), admin);
+    },
   });
   const server = createOAuthServer({
     db,
@@ -128,7 +133,6 @@ export async function setUpMcpOAuth(
       tenants: container.tenants,
       server,
       ssoConfigs,
-      mcpTokens: container.mcpTokens,
       sso,
       loginLinks,
       audit,

@@ -1,12 +1,6 @@
 import { auditCaller } from '@warden/tools';
-import type {
-  ActorContext,
-  McpTokenService,
-  SsoConfig,
-  SsoConfigService,
-  TenantService,
-} from '@warden/vault';
-import { ssoPrincipalRef, validateIdentifier, validateSsoConfigInput } from '@warden/vault';
+import type { SsoConfig, SsoConfigService, TenantService } from '@warden/vault';
+import { validateIdentifier, validateSsoConfigInput } from '@warden/vault';
 import { WardenError, notFound } from '@warden/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -118,8 +112,6 @@ export async function oauthTenantRoutes(
     tenants: Pick<TenantService, 'authenticate'>;
     server: OAuthServer;
     ssoConfigs: SsoConfigService;
-    /** Console admins taken off the list lose the tokens they minted for others. */
-    mcpTokens: Pick<McpTokenService, 'revokeMintedBy'>;
     sso: SsoRelyingParty;
     loginLinks: LoginLinks;
     audit: OAuthAudit;
@@ -130,20 +122,6 @@ export async function oauthTenantRoutes(
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.addHook('preHandler', tenantAuth(deps.tenants));
-
-  /**
-   * A console admin taken off `console_admins` was shown the MCP tokens they minted for others in
-   * the console: those are revoked (their own stay; offboarding ends those).
-   */
-  async function revokeWhatFormerAdminsMinted(
-    actor: ActorContext,
-    before: readonly string[],
-    after: readonly string[],
-  ): Promise<void> {
-    for (const admin of before) {
-      if (!after.includes(admin)) await deps.mcpTokens.revokeMintedBy(actor, ssoPrincipalRef(admin), admin);
-    }
-  }
 
   r.put('/api/v1/mcp/sso', {
     schema: {
@@ -185,10 +163,7 @@ export async function oauthTenantRoutes(
         { allowInsecureIssuers: deps.allowInsecure },
       );
       await deps.sso.verifyIssuer(input.issuer, input.clientId, input.clientSecret);
-      const actor = actorOf(request);
-      const before = await deps.ssoConfigs.get(actor.tenantId);
-      const config = await deps.ssoConfigs.put(actor, input);
-      await revokeWhatFormerAdminsMinted(actor, before?.consoleAdmins ?? [], config.consoleAdmins);
+      const config = await deps.ssoConfigs.put(actorOf(request), input);
       return { sso: ssoJson(config, deps.sso.redirectUri) };
     },
   });
@@ -233,10 +208,7 @@ export async function oauthTenantRoutes(
       response: { 204: z.null(), ...errorResponses },
     },
     handler: async (request, reply) => {
-      const actor = actorOf(request);
-      const before = await deps.ssoConfigs.get(actor.tenantId);
-      await deps.ssoConfigs.remove(actor);
-      await revokeWhatFormerAdminsMinted(actor, before?.consoleAdmins ?? [], []);
+      await deps.ssoConfigs.remove(actorOf(request));
       return reply.code(204).send(null);
     },
   });

@@ -210,3 +210,17 @@ export async function startListeningReplicas(
   await b.app.listen({ host: '127.0.0.1', port: portB });
   return { a, b, baseA, baseB };
 }
+
+/** A new tenant's admin signs in to the console with its API key (expects 201); the answer, with its cookie. */
+export async function consoleKeySignIn(
+  t: Pick<TestApp, 'app' | 'createTenant'>,
+): Promise<LightMyRequestResponse> {
+  const tenant = await t.createTenant('Acme');
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/console/api/session',
+    payload: { api_key: tenant.apiKey },
+  });
+  expect(res.statusCode).toBe(201);
+  return res;
+}
